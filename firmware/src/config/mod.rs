@@ -1,0 +1,1 @@
+//! Typed settings with defaults, validation and Zimbra attribute names.

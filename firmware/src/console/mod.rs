@@ -1,0 +1,1 @@
+//! The serial console: an admin prompt that takes the same commands as the CLI.

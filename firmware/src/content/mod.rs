@@ -1,0 +1,1 @@
+//! Content checks: size, attachment blocking, spam score, virus scan, header edits.

@@ -1,0 +1,1 @@
+//! The services both running modes start: listeners, control socket, queue runner.

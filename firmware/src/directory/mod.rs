@@ -1,0 +1,1 @@
+//! The directory cache: accounts, aliases, domains and MTA config in RAM, a snapshot on flash.

@@ -1,0 +1,1 @@
+//! Listeners and sessions: drives `smtp` over TCP/TLS, AUTH, limits and timeouts.

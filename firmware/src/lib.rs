@@ -1,0 +1,50 @@
+//! # Postern: mail-gateway firmware
+//!
+//! One binary that is the whole userland of a small mail-gateway box (PID 1 of its image), or an
+//! ordinary process on a developer's machine (`postern run`). This page walks the mail flow through
+//! the modules, one module per stage as Postfix has one daemon per job.
+//!
+//! ```text
+//!  client ──► inbound ──► policy ──► route (per RCPT) ──► content ──► spool ──► 250 queued as QID
+//!                                       │                              │
+//!                                   directory                        queue ──► delivery ──► next hop
+//!                                                                      └──► bounce (DSN) ──► spool
+//! ```
+//!
+//! - [`smtp`]: the protocol core, sans-IO. Bytes and the current time go in, replies and events
+//!   come out; it knows nothing of sockets. Both the server side (SMTP, LMTP) and the client side.
+//! - [`inbound`]: listeners on 25/587/465, TLS, AUTH, limits and timeouts; drives [`smtp`] over
+//!   TCP and asks [`policy`], [`route`] and [`spool`] before it answers.
+//! - [`policy`]: restrictions per stage and relay control.
+//! - [`route`]: recipient → accept/reject and next hop, a pure function of the address, the
+//!   [`directory`] and the [`config`].
+//! - [`directory`]: accounts, aliases, domains, MTA settings; in RAM, snapshot on flash.
+//! - [`content`]: size, attachments, spam and virus checks.
+//! - [`spool`]: the flash store. A message exists once its commit record is synced; only then does
+//!   the client get its 250.
+//! - [`queue`]: incoming, active, deferred, hold; when each message is tried next.
+//! - [`delivery`]: SMTP and LMTP client sessions.
+//! - [`bounce`]: RFC 3464 delivery status notifications.
+//! - [`envelope`]: the envelope (sender, recipients with next hops, DSN options) every stage shares.
+//! - [`log`]: mail log lines in Postfix's shape.
+//! - [`config`], [`admin`], [`console`], [`daemon`]: settings, the command line and control
+//!   socket, the serial console, and the services both running modes start.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod bounce;
+pub mod config;
+pub mod console;
+pub mod content;
+pub mod daemon;
+pub mod delivery;
+pub mod directory;
+pub mod envelope;
+pub mod inbound;
+pub mod log;
+pub mod policy;
+pub mod queue;
+pub mod route;
+pub mod smtp;
+pub mod spool;

@@ -1,0 +1,1 @@
+//! Mail log lines in the shape Postfix writes them.

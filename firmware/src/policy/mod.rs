@@ -1,0 +1,1 @@
+//! Restrictions per stage, relay control, DNSBL, rate limits.

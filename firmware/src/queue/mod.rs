@@ -1,0 +1,1 @@
+//! The queue manager: incoming, active, deferred and hold; scheduling, backoff and lifetime.

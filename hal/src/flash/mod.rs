@@ -1,0 +1,1 @@
+//! Flash devices: erase blocks behind `embedded_storage::nor_flash::{ReadNorFlash, NorFlash}`.

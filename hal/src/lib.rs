@@ -1,0 +1,8 @@
+//! Postern's hardware abstraction layer: the only code that touches devices and the kernel.
+//!
+//! - [`flash`]: erase blocks behind `embedded_storage::nor_flash` over a file, a block device, an MTD
+//!   device or RAM (with fault injection for power-cut tests).
+//!
+//! Everything above this crate (the `postern` firmware) sees types, never file descriptors.
+
+pub mod flash;

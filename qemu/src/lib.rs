@@ -1,0 +1,1 @@
+//! Boots Postern images under QEMU; a console driver for tests.
