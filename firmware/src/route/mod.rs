@@ -268,21 +268,30 @@ fn account_target<'a>(a: &'a Account, d: &'a Domain, config: &'a MtaConfig) -> T
 
 fn foreign_hop<'a>(addr: &str, config: &'a MtaConfig) -> Result<NextHop<'a>, Reject> {
     let domain = address::split(addr).map_or("", |(_, d)| d);
+    let direct = match domain.strip_prefix('[') {
+        // An address literal names the host itself; no DNS is needed.
+        Some(literal) => {
+            let ip = literal
+                .strip_suffix(']')
+                .map(|l| l.strip_prefix("IPv6:").unwrap_or(l))
+                .and_then(|l| l.parse::<IpAddr>().ok())
+                .ok_or(Reject::BadAddress)?;
+            Transport {
+                protocol: Protocol::Smtp,
+                host: Host::Ip(ip),
+                port: 25,
+                mx: false,
+            }
+        }
+        None => Transport::mx(domain).map_err(|_| Reject::BadAddress)?,
+    };
     if let Some(relay) = &config.relay_host {
         return Ok(NextHop::Transport(Cow::Borrowed(relay)));
     }
-    if domain.starts_with('[') {
-        // An address literal names the host itself; no DNS is needed.
-        let t: Transport = format!("smtp:{domain}:25")
-            .parse()
-            .map_err(|_| Reject::BadAddress)?;
-        return Ok(NextHop::Transport(Cow::Owned(t)));
-    }
-    let t = Transport::mx(domain).map_err(|_| Reject::BadAddress)?;
-    if !config.dns_lookups_enabled {
+    if direct.mx && !config.dns_lookups_enabled {
         return Ok(NextHop::Defer(Deferral::NoRelayHost));
     }
-    Ok(NextHop::Transport(Cow::Owned(t)))
+    Ok(NextHop::Transport(Cow::Owned(direct)))
 }
 
 /// The slow path: forwarding and catch-all rewrites, with loop detection.
@@ -352,6 +361,9 @@ impl<'a> Expander<'a> {
                 }
             }
             Step::Rewrite(to) => {
+                if !self.first_time(&addr) {
+                    return;
+                }
                 if depth >= MAX_DEPTH {
                     self.looped = true;
                     return;
