@@ -5,7 +5,9 @@
 //!
 //! Removing rebuilds the table: removals come from the admin, never from the mail flow.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use super::hash::BuildAddressHasher;
 
 /// What an address names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +49,7 @@ pub(crate) const MAX_ENTRIES: usize = (ALIAS_BIT - 1) as usize;
 pub(crate) struct Index {
     slots: Vec<Slot>,
     len: usize,
-    hasher: RandomState,
+    hasher: BuildAddressHasher,
 }
 
 impl Default for Index {
@@ -55,7 +57,7 @@ impl Default for Index {
         Index {
             slots: Vec::new(),
             len: 0,
-            hasher: RandomState::new(),
+            hasher: BuildAddressHasher::default(),
         }
     }
 }
@@ -146,7 +148,7 @@ impl Index {
                 size
             ],
             len: 0,
-            hasher: RandomState::new(),
+            hasher: BuildAddressHasher::default(),
         };
         for e in entries {
             let h = index.hash(name(e));

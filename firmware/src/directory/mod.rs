@@ -10,6 +10,7 @@
 mod account;
 pub mod address;
 mod domain;
+mod hash;
 mod index;
 pub mod prov;
 mod snapshot;
@@ -121,7 +122,7 @@ impl From<AttrError> for DirectoryError {
 /// The whole directory: domains, accounts, aliases and the global MTA config.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
-    domains: HashMap<Box<str>, Domain>,
+    domains: HashMap<Box<str>, Domain, hash::BuildAddressHasher>,
     accounts: Vec<Account>,
     aliases: Vec<Alias>,
     index: Index,
@@ -241,7 +242,11 @@ impl Directory {
         match account {
             Some(account) => {
                 // An alias may live in another local domain than its account.
-                let domain = self.domains.get(account.domain()).unwrap_or(domain);
+                let domain = if account.domain() == domain.name() {
+                    domain
+                } else {
+                    self.domains.get(account.domain()).unwrap_or(domain)
+                };
                 Lookup::Account {
                     account,
                     domain,
