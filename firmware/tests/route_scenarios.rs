@@ -82,10 +82,13 @@ fn zcs_catch_all_primary() -> Directory {
     ])
 }
 
+/// What is tested, the site, the RCPT TO address, and what the box says or does.
+type Case = (&'static str, fn() -> Directory, &'static str, &'static str);
+
 #[test]
 fn split_domain_table() {
     let outside = client(INTERNET, false);
-    let cases: &[(&str, fn() -> Directory, &str, &str)] = &[
+    let cases: &[Case] = &[
         (
             "primary: local account",
             primary,

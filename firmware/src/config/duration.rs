@@ -94,7 +94,7 @@ pub fn show(d: Duration, default_unit: Unit) -> String {
         return format!("0{}", default_unit.suffix());
     }
     for unit in [Unit::Days, Unit::Hours] {
-        if secs % unit.seconds() == 0 {
+        if secs.is_multiple_of(unit.seconds()) {
             return format!("{}{}", secs / unit.seconds(), unit.suffix());
         }
     }

@@ -45,21 +45,11 @@ fn encode(e: Entry) -> u32 {
 /// The most entries of each kind (the top bit of a slot tells accounts from aliases).
 pub(crate) const MAX_ENTRIES: usize = (ALIAS_BIT - 1) as usize;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Index {
     slots: Vec<Slot>,
     len: usize,
     hasher: BuildAddressHasher,
-}
-
-impl Default for Index {
-    fn default() -> Index {
-        Index {
-            slots: Vec::new(),
-            len: 0,
-            hasher: BuildAddressHasher::default(),
-        }
-    }
 }
 
 impl Index {

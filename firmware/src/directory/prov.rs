@@ -217,7 +217,7 @@ type Mods = Vec<(Op, String, String)>;
 
 /// `attr value` pairs, each attr with an optional `+` or `-`; `None` if a value is missing.
 fn parse_mods(args: &[&str]) -> Option<Mods> {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return None;
     }
     Some(

@@ -308,7 +308,7 @@ proptest! {
         let again = route(&addr, &d, d.config(), &client);
         prop_assert_eq!(&first, &again);
         if let Decision::Accept(t) = &first {
-            prop_assert!(t.len() >= 1 && t.len() <= MAX_TARGETS);
+            prop_assert!((1..=MAX_TARGETS).contains(&t.len()));
         }
     }
 }
