@@ -13,6 +13,7 @@ mod domain;
 mod hash;
 mod index;
 pub mod prov;
+mod shared;
 mod snapshot;
 
 use std::collections::{HashMap, HashSet};
@@ -22,6 +23,7 @@ use std::sync::Arc;
 pub use account::{Account, Forwarding, MailStatus};
 pub use address::BadAddress;
 pub use domain::Domain;
+pub use shared::SharedDirectory;
 pub use snapshot::{DecodeError, SNAPSHOT_VERSION};
 
 use crate::config::{AttrError, MtaConfig};
@@ -204,7 +206,7 @@ impl Directory {
     }
 
     /// Number of accounts and aliases.
-    pub fn len(&self) -> (usize, usize) {
+    pub fn counts(&self) -> (usize, usize) {
         (self.accounts.len(), self.aliases.len())
     }
 
@@ -456,6 +458,8 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn dir() -> Directory {
         let mut d = Directory::default();
@@ -545,6 +549,90 @@ mod tests {
         ));
         d.remove_domain("example.org").unwrap();
         assert_eq!(d.lookup("x@example.org"), Lookup::NotLocal);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        AddAccount(u8),
+        AddAlias(u8, u8),
+        RemoveAccount(u8),
+        RemoveAlias(u8, u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..24).prop_map(Op::AddAccount),
+            (0u8..24, 0u8..24).prop_map(|(a, b)| Op::AddAlias(a, b)),
+            (0u8..24).prop_map(Op::RemoveAccount),
+            (0u8..24, 0u8..24).prop_map(|(a, b)| Op::RemoveAlias(a, b)),
+        ]
+    }
+
+    fn acct(i: u8) -> String {
+        format!("u{i}@example.com")
+    }
+
+    fn alias(i: u8) -> String {
+        format!("A{i}@Example.org")
+    }
+
+    proptest! {
+        /// The store agrees with a plain map after any sequence of changes, and after a snapshot
+        /// round trip.
+        #[test]
+        fn store_matches_a_model(ops in proptest::collection::vec(op(), 0..80)) {
+            let mut d = Directory::default();
+            d.add_domain(Domain::new("example.com").unwrap()).unwrap();
+            d.add_domain(Domain::new("example.org").unwrap()).unwrap();
+            // address (lowercase) -> owning account
+            let mut model: BTreeMap<String, String> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::AddAccount(i) => {
+                        let r = d.add_account(Account::new(&acct(i)).unwrap());
+                        prop_assert_eq!(r.is_ok(), !model.contains_key(&acct(i)));
+                        model.entry(acct(i)).or_insert_with(|| acct(i));
+                    }
+                    Op::AddAlias(a, i) => {
+                        let key = alias(a).to_ascii_lowercase();
+                        let owner_ok = model.get(&acct(i)) == Some(&acct(i));
+                        let r = d.add_alias(&acct(i), &alias(a));
+                        prop_assert_eq!(r.is_ok(), owner_ok && !model.contains_key(&key));
+                        if r.is_ok() {
+                            model.insert(key, acct(i));
+                        }
+                    }
+                    Op::RemoveAccount(i) => {
+                        let r = d.remove_account(&acct(i));
+                        prop_assert_eq!(r.is_ok(), model.get(&acct(i)) == Some(&acct(i)));
+                        model.retain(|_, owner| *owner != acct(i));
+                    }
+                    Op::RemoveAlias(a, i) => {
+                        let key = alias(a).to_ascii_lowercase();
+                        let r = d.remove_alias(&acct(i), &alias(a));
+                        let ok = key != acct(i) && model.get(&key) == Some(&acct(i));
+                        prop_assert_eq!(r.is_ok(), ok);
+                        if ok {
+                            model.remove(&key);
+                        }
+                    }
+                }
+            }
+            let back = Directory::decode(&d.encode()).unwrap();
+            for dir in [&d, &back] {
+                prop_assert_eq!(dir.counts().0 + dir.counts().1, model.len());
+                for i in 0..24 {
+                    for addr in [acct(i), alias(i)] {
+                        let want = model.get(&addr.to_ascii_lowercase()).cloned();
+                        let got = match dir.lookup(&addr) {
+                            Lookup::Account { account, .. } => Some(account.address().to_string()),
+                            _ => None,
+                        };
+                        prop_assert_eq!(got, want);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -77,6 +77,16 @@ pub enum NextHop<'a> {
     Bounce(Reject),
 }
 
+impl NextHop<'_> {
+    /// The transport, when there is one to deliver through now.
+    pub fn transport(&self) -> Option<&Transport> {
+        match self {
+            NextHop::Transport(t) => Some(t),
+            NextHop::Defer(_) | NextHop::Bounce(_) => None,
+        }
+    }
+}
+
 /// One address to deliver to, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target<'a> {
