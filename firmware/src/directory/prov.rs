@@ -83,7 +83,22 @@ pub fn execute(dir: &Directory, args: &[String]) -> Result<ProvOutcome, ProvErro
         .find(|(s, l, _)| cmd.eq_ignore_ascii_case(s) || cmd.eq_ignore_ascii_case(l))
         .ok_or_else(|| ProvError::UnknownCommand(cmd.clone()))?;
     let usage = ProvError::Usage(usage);
-    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    // As in zmprov, an account may be named by any of its aliases.
+    let named = match (short, rest.first()) {
+        ("ma" | "da" | "ga" | "aaa" | "raa" | "sp", Some(name)) => match dir.lookup(name) {
+            super::Lookup::Account { account, .. } => Some(account.address()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let rest: Vec<&str> = rest
+        .iter()
+        .enumerate()
+        .map(|(i, a)| match named {
+            Some(n) if i == 0 => n,
+            _ => a.as_str(),
+        })
+        .collect();
     let print = |output: String| {
         Ok(ProvOutcome {
             output,

@@ -130,6 +130,12 @@ fn aliases_and_passwords() {
         ga,
         "# name foo@example.com\nzimbraMailAlias: boss@example.com\nzimbraMailAlias: f@example.com\n"
     );
+    assert!(ok(&mut d, "ga BOSS@example.com").starts_with("# name foo@example.com\n"));
+    ok(&mut d, "ma boss@example.com zimbraMailStatus disabled");
+    assert_eq!(
+        d.account("foo@example.com").unwrap().status(),
+        crate::directory::MailStatus::Disabled
+    );
     ok(&mut d, "raa foo@example.com f@example.com");
     assert!(!ok(&mut d, "ga foo@example.com").contains("f@example.com\n"));
     let before = d
