@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod control;
+mod prov;
 mod status;
 pub mod words;
 
@@ -36,6 +37,13 @@ impl Admin {
     pub async fn execute(&self, command: AdminCommand) -> Reply {
         match command {
             AdminCommand::Status => Reply::ok(status::render(&self.state)),
+            AdminCommand::Prov { args } => {
+                let state = self.state.clone();
+                match tokio::task::spawn_blocking(move || prov::run(&state, &args)).await {
+                    Ok(reply) => reply,
+                    Err(e) => Reply::failed(format!("prov did not finish: {e}\n")),
+                }
+            }
         }
     }
 }

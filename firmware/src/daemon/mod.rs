@@ -16,6 +16,7 @@ pub use flash::FlashSpec;
 pub use listeners::ListenerKind;
 
 use crate::admin::Admin;
+use crate::directory::{Directory, SharedDirectory};
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct State {
     pub flash: flash::FlashFacts,
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
     pub control: PathBuf,
+    /// Accounts, aliases, domains and MTA settings, as sessions see them.
+    pub directory: SharedDirectory,
 }
 
 /// A running daemon. Dropping it stops nothing: call [`Daemon::shutdown`].
@@ -76,6 +79,7 @@ impl Daemon {
             flash,
             listeners: bound.iter().map(|(k, a, _)| (*k, *a)).collect(),
             control: opts.control.clone(),
+            directory: SharedDirectory::new(Directory::default()),
         });
         let admin = Admin::new(state.clone());
         let mut tasks = Vec::new();
