@@ -12,6 +12,7 @@ pub mod address;
 mod domain;
 mod hash;
 mod index;
+pub mod password;
 pub mod prov;
 mod shared;
 mod snapshot;

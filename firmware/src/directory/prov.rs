@@ -361,14 +361,14 @@ fn password_hash(password: &str) -> Result<String, ProvError> {
         }
         .into());
     }
-    Ok(placeholder_hash(password))
-}
-
-/// PLACEHOLDER, to be replaced by `crate::directory::password::hash` (written by another helper,
-/// not yet in this branch). It only marks the value with Zimbra's `{CLEARTEXT}` scheme: it does
-/// not hash, and must not ship.
-fn placeholder_hash(password: &str) -> String {
-    format!("{{CLEARTEXT}}{password}")
+    super::password::hash(password).map_err(|e| {
+        AttrError::Invalid {
+            attr: account::PASSWORD,
+            value: String::new(),
+            reason: e.to_string(),
+        }
+        .into()
+    })
 }
 
 #[cfg(test)]
