@@ -28,6 +28,8 @@ mod recovery;
 pub mod service;
 mod slots;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
