@@ -125,6 +125,7 @@ impl<F: Flash> Spool<F> {
         now_unix_millis: u64,
     ) -> Result<QueueId, SpoolError> {
         self.check_writable()?;
+        self.admit(0)?;
         self.make_room(Purpose::Message)?;
         let candidate = QueueId::new(now_unix_millis, 0);
         let qid = if candidate.0 > self.last_qid {
@@ -150,6 +151,7 @@ impl<F: Flash> Spool<F> {
                 Some(e) if e.commit.is_none() => e.chunks.len() as u32,
                 _ => return Err(SpoolError::NoSuchMessage(qid)),
             };
+            self.admit(piece.len() as u64)?;
             let loc = self.append(Kind::Chunk, qid.0, &[&n.to_le_bytes(), piece], Purpose::Message)?;
             self.add_live(loc);
             if let Some(e) = self.index.get_mut(&qid) {
@@ -442,6 +444,22 @@ impl<F: Flash> Spool<F> {
         self.segs[head as usize].used += size;
         self.stats.bytes_written += bytes.len() as u64;
         Ok(Loc { addr, len })
+    }
+
+    /// Refuses new message bytes once live data would leave compaction too little to work with:
+    /// the reserve segments, one segment for compaction, and a record's worth of end-of-segment
+    /// waste per segment stay out of reach of new mail.
+    fn admit(&self, more: u64) -> Result<(), SpoolError> {
+        let capacity = u64::from(self.layout.segment_size() - SEG_HEADER);
+        let usable = self.segs.iter().filter(|s| s.state != SegState::Bad).count() as u64;
+        let held_back = u64::from(self.settings.reserve_segments.max(2)) + 1;
+        let waste = usable * u64::from(record_size(self.settings.chunk_size + 4));
+        let limit = (usable.saturating_sub(held_back) * capacity).saturating_sub(waste);
+        let live: u64 = self.segs.iter().map(|s| s.live).sum();
+        if live + more + u64::from(record_size(self.settings.chunk_size + 4)) > limit {
+            return Err(SpoolError::Full);
+        }
+        Ok(())
     }
 
     pub(crate) fn free_count(&self) -> usize {

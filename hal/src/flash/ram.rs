@@ -135,9 +135,10 @@ impl RamFlash {
         }
     }
 
-    /// Performs part of an operation, as a power cut in its middle leaves it: a prefix chosen by
-    /// `seed` lands, the byte after it is half done (some bits programmed or erased), the rest is
-    /// untouched. Bypasses the power and wear checks.
+    /// Performs part of an operation, as a power cut in its middle leaves it: a part chosen by
+    /// `seed` lands (a prefix of a program; a prefix or a suffix of an erase), the byte next to it
+    /// is half done (some bits programmed or erased), the rest is untouched. Bypasses the power
+    /// and wear checks.
     pub fn apply_torn(&mut self, op: &FlashOp, seed: u64) {
         let partial = (seed >> 32) as u8;
         match op {
@@ -145,10 +146,19 @@ impl RamFlash {
                 let (from, to) = (*from as usize, (*to as usize).min(self.data.len()));
                 let len = to.saturating_sub(from);
                 let keep = (seed % (len as u64 + 1)) as usize;
-                for b in &mut self.data[from..from + keep] {
+                // Erase has no order on real chips: half the cuts erase from the end backwards,
+                // leaving the start of the block (where headers live) intact.
+                let (done, half) = if seed >> 63 == 0 {
+                    (from..from + keep, from + keep)
+                } else {
+                    (to - keep..to, (to - keep).wrapping_sub(1))
+                };
+                for b in &mut self.data[done] {
                     *b = 0xFF;
                 }
-                if let Some(b) = self.data.get_mut(from + keep).filter(|_| keep < len) {
+                if keep < len
+                    && let Some(b) = self.data.get_mut(half)
+                {
                     *b |= partial;
                 }
             }
