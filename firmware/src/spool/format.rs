@@ -223,6 +223,34 @@ pub(crate) fn decode_seg_a(nonce: u64, segment: u32, a: &[u8]) -> Option<u32> {
         .then(|| le32(&a[4..8]))
 }
 
+/// What part A of a segment header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegA {
+    /// Sound: the erase count.
+    Sound(u32),
+    /// Magic intact, rest damaged (decay): the segment counts, its erase count is lost.
+    Damaged,
+    /// Erased.
+    Absent,
+    /// Magic cleared (compaction marks a segment dead before erasing it) or unreadable.
+    Dead,
+}
+
+pub(crate) fn classify_seg_a(nonce: u64, segment: u32, a: &[u8]) -> SegA {
+    let Some(a) = a.get(..SEG_A) else {
+        return SegA::Dead;
+    };
+    if let Some(count) = decode_seg_a(nonce, segment, a) {
+        SegA::Sound(count)
+    } else if a.iter().all(|&b| b == 0xFF) {
+        SegA::Absent
+    } else if le32(&a[0..4]) == SEG_MAGIC {
+        SegA::Damaged
+    } else {
+        SegA::Dead
+    }
+}
+
 pub(crate) fn encode_seg_b(nonce: u64, segment: u32, seq: u64, qid_floor: u64) -> [u8; SEG_B] {
     let mut b = [0xFFu8; SEG_B];
     b[0..8].copy_from_slice(&seq.to_le_bytes());

@@ -140,8 +140,9 @@ pub(crate) struct Found {
 #[derive(Debug, Default)]
 pub(crate) struct SegmentScan {
     pub records: Vec<Found>,
-    /// Offsets where no record could be read (header damaged), before the scan resynchronised.
-    pub damaged: Vec<u32>,
+    /// Offsets of damaged headers, with what a one-bit correction could still read of them (the
+    /// record itself is never trusted, but its message can be named and reported).
+    pub damaged: Vec<(u32, Option<Header>)>,
     /// Where the next record can go, if everything after it is erased.
     pub append_at: Option<u32>,
 }
@@ -169,19 +170,42 @@ pub(crate) fn scan(nonce: u64, buf: &[u8], start: u32) -> SegmentScan {
                 });
                 off += record_size(header.len) as usize;
             }
-            None => {
-                out.damaged.push(off as u32);
-                match resync(nonce, buf, off + 4) {
-                    Some(next) => off = next,
-                    None => return out,
+            None => match repair_header(nonce, h, room) {
+                Some(header) => {
+                    out.damaged.push((off as u32, Some(header)));
+                    off += record_size(header.len) as usize;
                 }
-            }
+                None => {
+                    out.damaged.push((off as u32, None));
+                    match resync(nonce, buf, off + 4) {
+                        Some(next) => off = next,
+                        None => return out,
+                    }
+                }
+            },
         }
     }
     if off >= buf.len() {
         out.append_at = Some(buf.len() as u32);
     }
     out
+}
+
+/// A header with one flipped bit still names its message: try every single-bit correction.
+fn repair_header(nonce: u64, h: &[u8], room: usize) -> Option<Header> {
+    if h.iter().all(|&b| b == 0xFF) {
+        return None;
+    }
+    let mut fixed = [0u8; HEADER as usize];
+    fixed.copy_from_slice(h.get(..HEADER as usize)?);
+    for bit in 0..HEADER as usize * 8 {
+        fixed[bit / 8] ^= 1 << (bit % 8);
+        if let Some(header) = decode_header(nonce, &fixed, room) {
+            return Some(header);
+        }
+        fixed[bit / 8] ^= 1 << (bit % 8);
+    }
+    None
 }
 
 fn resync(nonce: u64, buf: &[u8], from: usize) -> Option<usize> {
@@ -248,11 +272,25 @@ mod tests {
         let b = encode(7, Kind::End, 2, &[]);
         let mut buf = segment_with(&[a, b], 256);
         buf[9] ^= 0x01;
+        buf[10] ^= 0x01;
         let s = scan(7, &buf, 0);
-        assert_eq!(s.damaged, vec![0]);
+        assert_eq!(s.damaged, vec![(0, None)]);
         assert_eq!(s.records.len(), 1);
         assert_eq!(s.records[0].header.qid, 2);
         assert!(s.append_at.is_some());
+    }
+
+    #[test]
+    fn one_bit_in_a_header_still_names_the_message() {
+        let a = encode(7, Kind::Commit, 0x1234, &[b"commit"]);
+        let b = encode(7, Kind::End, 2, &[]);
+        let mut buf = segment_with(&[a, b], 256);
+        buf[9] ^= 0x40;
+        let s = scan(7, &buf, 0);
+        assert_eq!(s.damaged.len(), 1);
+        let h = s.damaged[0].1.unwrap();
+        assert_eq!((h.kind, h.qid), (Kind::Commit, 0x1234));
+        assert_eq!(s.records.len(), 1, "the scan goes on after it");
     }
 
     #[test]

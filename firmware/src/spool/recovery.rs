@@ -11,7 +11,7 @@ use hal::flash::Flash;
 
 use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
 
-use super::format::{Layout, SEG_A, SEG_HEADER, decode_seg_a, decode_seg_b, le32};
+use super::format::{Layout, SEG_A, SEG_HEADER, SegA, classify_seg_a, decode_seg_b, le32};
 use super::index::{Entry, Loc};
 use super::record::{self, CommitBody, HEADER, Kind, RecipientBody, StateBody};
 use super::slots::SlotView;
@@ -63,29 +63,53 @@ impl<F: Flash> Spool<F> {
                 seq: 0,
                 used: 0,
                 live: 0,
+                orphan: false,
             };
-            let a = decode_seg_a(layout.nonce, s, &head_bytes);
-            let b = a.and_then(|_| decode_seg_b(layout.nonce, s, &head_bytes[SEG_A..]));
+            let a = classify_seg_a(layout.nonce, s, &head_bytes);
+            match a {
+                SegA::Sound(count) => seg.erase_count = count,
+                _ => unknown.push(s),
+            }
+            let b = decode_seg_b(layout.nonce, s, &head_bytes[SEG_A..]);
             match (a, b) {
-                (Some(count), Some((seq, floor))) => {
-                    seg.erase_count = count;
+                // Dead, or erased from the start while its erase was cut short.
+                (SegA::Dead, _) | (SegA::Absent, Some(_)) => seg.needs_erase = true,
+                (SegA::Sound(_) | SegA::Damaged, Some((seq, floor))) => {
                     seg.has_a = true;
                     seg.state = SegState::Used;
                     seg.seq = seq;
                     max_qid = max_qid.max(floor);
                     used.push((seq, s));
                 }
-                (a, _) => {
+                (a, None) => {
                     flash.read(base, &mut buf)?;
                     report.scanned_bytes += buf.len() as u64;
-                    let from = if a.is_some() { SEG_A } else { 0 };
-                    seg.needs_erase = buf[from..].iter().any(|&b| b != 0xFF);
-                    match a {
-                        Some(count) => {
-                            seg.erase_count = count;
-                            seg.has_a = !seg.needs_erase;
-                        }
-                        None => unknown.push(s),
+                    let from = if a == SegA::Absent { 0 } else { SEG_A };
+                    let erased = buf[from..].iter().all(|&b| b == 0xFF);
+                    let b_written = buf[SEG_A..SEG_HEADER as usize].iter().any(|&b| b != 0xFF);
+                    if erased {
+                        seg.has_a = matches!(a, SegA::Sound(_));
+                        seg.needs_erase = a == SegA::Damaged;
+                    } else if a != SegA::Absent
+                        && b_written
+                        && !record::scan(layout.nonce, &buf, SEG_HEADER)
+                            .records
+                            .iter()
+                            .all(|f| !f.body_ok)
+                    {
+                        // Records follow a header B that decayed: keep them (see `Seg::orphan`).
+                        seg.has_a = true;
+                        seg.state = SegState::Used;
+                        seg.orphan = true;
+                        used.push((0, s));
+                        report.damaged.push(DamagedRecord {
+                            segment: s,
+                            offset: SEG_A as u32,
+                            qid: None,
+                            at_tail: false,
+                        });
+                    } else {
+                        seg.needs_erase = true;
                     }
                 }
             }
@@ -104,7 +128,11 @@ impl<F: Flash> Spool<F> {
         report.erase_counts_estimated = unknown.len() as u32;
 
         used.sort_unstable();
-        let newest = used.last().map(|(_, s)| *s);
+        let newest = used
+            .iter()
+            .rev()
+            .find(|(_, s)| !segs[*s as usize].orphan)
+            .map(|(_, s)| *s);
         let mut head = None;
         let mut seen: HashMap<u64, Seen> = HashMap::new();
         for &(_, s) in &used {
@@ -118,13 +146,19 @@ impl<F: Flash> Spool<F> {
             }
             let last_ok = scan.records.iter().rev().find(|f| f.body_ok).map(|f| f.offset);
             let at_tail = |off: u32| Some(s) == newest && last_ok.is_none_or(|l| off > l);
-            for &off in &scan.damaged {
+            for &(off, header) in &scan.damaged {
                 report.damaged.push(DamagedRecord {
                     segment: s,
                     offset: off,
-                    qid: None,
+                    qid: header.map(|h| QueueId(h.qid)),
                     at_tail: at_tail(off),
                 });
+                if let Some(h) = header
+                    && h.kind == Kind::Commit
+                    && !at_tail(off)
+                {
+                    seen.entry(h.qid).or_default().commit_damaged = true;
+                }
             }
             for f in &scan.records {
                 let h = f.header;

@@ -47,6 +47,9 @@ pub(crate) struct Seg {
     pub used: u32,
     /// Bytes of records the index still points to.
     pub live: u64,
+    /// Found with sound records but a damaged header B (sequence unknown): compacted first, and
+    /// its end records are carried forward so no removed message can come back.
+    pub orphan: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -553,6 +556,7 @@ impl<F: Flash> Spool<F> {
         seg.seq = seq;
         seg.used = SEG_HEADER;
         seg.live = 0;
+        seg.orphan = false;
         self.head = Some(s);
         Ok(())
     }
@@ -583,7 +587,8 @@ impl<F: Flash> Spool<F> {
                 .index
                 .get(&qid)
                 .is_some_and(|e| e.locs().any(|l| l.addr == addr));
-            if !live {
+            let tombstone = self.segs[old as usize].orphan && found.header.kind == Kind::End;
+            if !live && !tombstone {
                 continue;
             }
             let start = found.offset as usize;
@@ -616,6 +621,7 @@ impl<F: Flash> Spool<F> {
         seg.live = 0;
         seg.used = 0;
         seg.seq = 0;
+        seg.orphan = false;
         match erased {
             Ok(()) => {
                 seg.state = SegState::Free;

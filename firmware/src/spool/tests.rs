@@ -299,7 +299,7 @@ fn worn_out_segment_is_taken_out_of_service() {
     flash.wear_out(5 + 2);
     let (mut spool, _) = Spool::open(flash, settings()).unwrap();
     let mut qs = Vec::new();
-    for i in 0..20u64 {
+    for i in 0..12u64 {
         qs.push(put(&mut spool, &body(400, i as u8), i));
     }
     assert_eq!(spool.info().segments_bad, 1);
