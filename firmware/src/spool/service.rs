@@ -7,6 +7,7 @@
 //! oldest waiter has waited `group_commit_delay`, and then answers everyone in the batch at once.
 
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hal::flash::Flash;
@@ -51,15 +52,18 @@ pub struct Incoming {
     done: bool,
 }
 
-/// Starts the writer thread. It stops when the last handle (and `Incoming`) is dropped.
-pub fn spawn<F: Flash + Send + 'static>(spool: Spool<F>) -> Result<SpoolHandle, SpoolError> {
+/// Starts the writer thread. It syncs what is pending and ends when the last handle (and
+/// `Incoming`) is dropped, giving the `Spool` back through the join handle (for a clean shutdown).
+pub fn spawn<F: Flash + Send + 'static>(
+    spool: Spool<F>,
+) -> Result<(SpoolHandle, JoinHandle<Spool<F>>), SpoolError> {
     let (tx, rx) = mpsc::channel();
     let chunk_size = spool.settings().chunk_size as usize;
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("spool-writer".into())
         .spawn(move || Writer::new(spool).run(rx))
         .map_err(|_| SpoolError::Stopped)?;
-    Ok(SpoolHandle { tx, chunk_size })
+    Ok((SpoolHandle { tx, chunk_size }, thread))
 }
 
 fn unix_millis() -> u64 {
@@ -213,7 +217,7 @@ impl<F: Flash> Writer<F> {
         }
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Request>) {
+    fn run(mut self, rx: mpsc::Receiver<Request>) -> Spool<F> {
         let delay = self.spool.settings().group_commit_delay;
         loop {
             let next = match self.batch_started {
@@ -234,7 +238,7 @@ impl<F: Flash> Writer<F> {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     self.flush();
-                    return;
+                    return self.spool;
                 }
             }
             if self.should_sync(delay) {
