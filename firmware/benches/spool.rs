@@ -91,7 +91,10 @@ fn spool_run(dir: &Path, writers: usize, per_writer: usize) -> Figures {
     let flash = new_flash(&path, 256);
     let settings = SpoolSettings {
         group_commit_delay: Duration::from_micros(
-            std::env::var("DELAY_US").ok().and_then(|v| v.parse().ok()).unwrap_or(2000),
+            std::env::var("DELAY_US")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2000),
         ),
         ..SpoolSettings::default()
     };
@@ -267,7 +270,10 @@ fn main() {
         return;
     }
     let dir = scratch();
-    println!("spool bench: 5 KB messages, FileFlash over {}", dir.display());
+    println!(
+        "spool bench: 5 KB messages, FileFlash over {}",
+        dir.display()
+    );
     println!(
         "{:>8}  {:>28}  {:>36}",
         "writers", "Postern spool (group commit)", "Postfix-style (file + fsync each)"

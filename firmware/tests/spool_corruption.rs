@@ -45,7 +45,9 @@ fn envelope(n: u64) -> Envelope {
 }
 
 fn body(n: u64) -> Vec<u8> {
-    (0..(50 + (n * 137) % 900)).map(|i| (i as u64 * 7 + n) as u8).collect()
+    (0..(50 + (n * 137) % 900))
+        .map(|i| (i * 7 + n) as u8)
+        .collect()
 }
 
 struct Rng(u64);

@@ -88,7 +88,12 @@ struct Model {
 impl Model {
     /// Operations before this index were durable when operation `cut` started.
     fn durable_before(&self, cut: u64) -> u64 {
-        self.syncs.iter().copied().filter(|&s| s <= cut).max().unwrap_or(0)
+        self.syncs
+            .iter()
+            .copied()
+            .filter(|&s| s <= cut)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -200,8 +205,9 @@ fn run_workload(steps: usize) -> (Vec<u8>, Vec<FlashOp>, Model) {
             let pick = rng.below(acked.len() as u64) as usize;
             let i = acked[pick];
             let m = &mut model.msgs[i];
-            let undelivered: Vec<usize> =
-                (0..m.outcomes.len()).filter(|&k| m.outcomes[k].is_empty()).collect();
+            let undelivered: Vec<usize> = (0..m.outcomes.len())
+                .filter(|&k| m.outcomes[k].is_empty())
+                .collect();
             let crowded = acked.len() > 4;
             if r < 75 && !undelivered.is_empty() {
                 let k = undelivered[rng.below(undelivered.len() as u64) as usize];
@@ -257,7 +263,10 @@ fn run_workload(steps: usize) -> (Vec<u8>, Vec<FlashOp>, Model) {
         info.compactions,
         info.erase_counts
     );
-    assert!(info.compactions > 10, "the workload must exercise compaction");
+    assert!(
+        info.compactions > 10,
+        "the workload must exercise compaction"
+    );
     let mut flash = spool.into_flash();
     let journal = flash.take_journal();
     (base, journal, model)
@@ -334,7 +343,7 @@ fn verify(spool: &mut Spool<RamFlash>, model: &Model, cut: u64) -> Result<(), St
 fn takes_new_mail(spool: Spool<RamFlash>) -> Result<(), String> {
     let mut spool = spool;
     let body = vec![0x5Au8; 700];
-    let mut attempt = |spool: &mut Spool<RamFlash>| -> Result<QueueId, SpoolError> {
+    let attempt = |spool: &mut Spool<RamFlash>| -> Result<QueueId, SpoolError> {
         let qid = spool.begin(&envelope(0, 1), 1_900_000_000_000)?;
         let res = spool
             .append_body(qid, &body)
@@ -359,8 +368,7 @@ fn takes_new_mail(spool: Spool<RamFlash>) -> Result<(), String> {
         Err(e) => return Err(format!("new message after recovery: {e}")),
     };
     let before = spool.list().len();
-    let (mut spool, _) =
-        Spool::open(spool.into_flash(), settings()).map_err(|e| e.to_string())?;
+    let (mut spool, _) = Spool::open(spool.into_flash(), settings()).map_err(|e| e.to_string())?;
     if spool.list().len() != before || spool.read_body(qid).ok() != Some(vec![0x5Au8; 700]) {
         return Err("new message did not survive a restart".into());
     }
@@ -388,7 +396,10 @@ fn power_cut_at_every_operation_loses_nothing_acknowledged() {
         let (mut spool, report) = Spool::open(cut, settings())
             .unwrap_or_else(|e| panic!("cut at op {n}: open failed: {e}"));
         if let Err(why) = verify(&mut spool, &model, n) {
-            panic!("cut at op {n} of {}: {why}\nreport: {report:?}", journal.len());
+            panic!(
+                "cut at op {n} of {}: {why}\nreport: {report:?}",
+                journal.len()
+            );
         }
         assert!(
             report.lost.is_empty(),

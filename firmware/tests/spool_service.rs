@@ -108,7 +108,16 @@ async fn concurrent_sessions_share_syncs_and_everything_survives_restart() {
     }
     assert_eq!(handle.list().await.unwrap().len(), 39);
     assert!(matches!(
-        handle.mark_recipient(q2, 0, RecipientOutcome::Delivered { relay: String::new(), reply: String::new() }).await,
+        handle
+            .mark_recipient(
+                q2,
+                0,
+                RecipientOutcome::Delivered {
+                    relay: String::new(),
+                    reply: String::new()
+                }
+            )
+            .await,
         Err(SpoolError::NoSuchMessage(_))
     ));
     drop(handle);

@@ -169,7 +169,9 @@ impl Layout {
         if bytes.iter().take(SUPER_HEADER).all(|&b| b == 0xFF) {
             return Ok(None);
         }
-        let header = bytes.get(..SUPER_HEADER).ok_or_else(|| damaged("too short"))?;
+        let header = bytes
+            .get(..SUPER_HEADER)
+            .ok_or_else(|| damaged("too short"))?;
         if &header[..8] != SUPER_MAGIC {
             return Err(SpoolError::BadSuperblock(
                 "no Postern superblock (the flash holds something else)".into(),
@@ -307,10 +309,16 @@ mod tests {
         assert_eq!(Layout::decode(&[0xFF; 64]).unwrap(), None);
         let mut bad = bytes.clone();
         bad[25] ^= 1;
-        assert!(matches!(Layout::decode(&bad), Err(SpoolError::BadSuperblock(_))));
+        assert!(matches!(
+            Layout::decode(&bad),
+            Err(SpoolError::BadSuperblock(_))
+        ));
         let mut other = bytes.clone();
         other[0] = b'X';
-        assert!(matches!(Layout::decode(&other), Err(SpoolError::BadSuperblock(_))));
+        assert!(matches!(
+            Layout::decode(&other),
+            Err(SpoolError::BadSuperblock(_))
+        ));
     }
 
     #[test]
@@ -329,7 +337,11 @@ mod tests {
     fn segment_headers_check_their_crc_and_segment() {
         let a = encode_seg_a(9, 3, 17);
         assert_eq!(decode_seg_a(9, 3, &a), Some(17));
-        assert_eq!(decode_seg_a(9, 4, &a), None, "a header belongs to its segment");
+        assert_eq!(
+            decode_seg_a(9, 4, &a),
+            None,
+            "a header belongs to its segment"
+        );
         assert_eq!(decode_seg_a(8, 3, &a), None, "and to its spool");
         let b = encode_seg_b(9, 3, 100, 55);
         assert_eq!(decode_seg_b(9, 3, &b), Some((100, 55)));

@@ -16,9 +16,7 @@ use super::index::{Entry, Loc};
 use super::record::{self, CommitBody, HEADER, Kind, RecipientBody, StateBody};
 use super::slots::SlotView;
 use super::store::{Seg, SegState, Spool, Stats};
-use super::{
-    DamagedRecord, LostMessage, RecoveryReport, Region, SpoolError, SpoolSettings,
-};
+use super::{DamagedRecord, LostMessage, RecoveryReport, Region, SpoolError, SpoolSettings};
 
 /// Everything found for one queue id.
 #[derive(Default)]
@@ -144,7 +142,12 @@ impl<F: Flash> Spool<F> {
             if Some(s) == newest && scan.append_at.is_some() {
                 head = Some(s);
             }
-            let last_ok = scan.records.iter().rev().find(|f| f.body_ok).map(|f| f.offset);
+            let last_ok = scan
+                .records
+                .iter()
+                .rev()
+                .find(|f| f.body_ok)
+                .map(|f| f.offset);
             let at_tail = |off: u32| Some(s) == newest && last_ok.is_none_or(|l| off > l);
             for &(off, header) in &scan.damaged {
                 report.damaged.push(DamagedRecord {
@@ -269,10 +272,11 @@ fn read_superblock<F: Flash>(flash: &mut F) -> Result<Layout, SpoolError> {
 /// changes, where the highest version wins.
 fn absorb(s: &mut Seen, kind: Kind, loc: Loc, body: &[u8]) {
     match kind {
-        Kind::Begin => match postcard::from_bytes::<Envelope>(body) {
-            Ok(env) => s.begin = Some((loc, env)),
-            Err(_) => {}
-        },
+        Kind::Begin => {
+            if let Ok(env) = postcard::from_bytes::<Envelope>(body) {
+                s.begin = Some((loc, env));
+            }
+        }
         Kind::Chunk => {
             if body.len() >= 4 {
                 s.chunks.insert(le32(body), loc);

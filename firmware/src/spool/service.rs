@@ -73,10 +73,7 @@ fn unix_millis() -> u64 {
 }
 
 impl SpoolHandle {
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(Reply<T>) -> Request,
-    ) -> Result<T, SpoolError> {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, SpoolError> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).map_err(|_| SpoolError::Stopped)?;
         rx.await.map_err(|_| SpoolError::Stopped)?
@@ -85,9 +82,7 @@ impl SpoolHandle {
     /// Starts a message: allocates its queue id and writes its envelope. `Full` when the spool
     /// is down to its reserve.
     pub async fn begin(&self, envelope: Envelope) -> Result<Incoming, SpoolError> {
-        let qid = self
-            .ask(|r| Request::Begin(Box::new(envelope), r))
-            .await?;
+        let qid = self.ask(|r| Request::Begin(Box::new(envelope), r)).await?;
         Ok(Incoming {
             handle: self.clone(),
             qid,

@@ -37,7 +37,12 @@ fn region_id(region: Region) -> u8 {
 fn slot_crc(nonce: u64, region: Region, slot: u32, header: &[u8], data: &[u8]) -> u32 {
     keyed_crc(
         nonce,
-        &[&[region_id(region)], &slot.to_le_bytes(), &header[..16], data],
+        &[
+            &[region_id(region)],
+            &slot.to_le_bytes(),
+            &header[..16],
+            data,
+        ],
     )
 }
 

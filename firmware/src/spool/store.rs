@@ -137,7 +137,8 @@ impl<F: Flash> Spool<F> {
             QueueId(self.last_qid.saturating_add(1))
         };
         self.last_qid = qid.0;
-        let body = postcard::to_allocvec(envelope).map_err(|e| SpoolError::Encode(e.to_string()))?;
+        let body =
+            postcard::to_allocvec(envelope).map_err(|e| SpoolError::Encode(e.to_string()))?;
         let loc = self.append(Kind::Begin, qid.0, &[&body], Purpose::Message)?;
         self.add_live(loc);
         self.index.insert(qid, Entry::new(envelope.clone(), loc));
@@ -155,7 +156,12 @@ impl<F: Flash> Spool<F> {
                 _ => return Err(SpoolError::NoSuchMessage(qid)),
             };
             self.admit(piece.len() as u64)?;
-            let loc = self.append(Kind::Chunk, qid.0, &[&n.to_le_bytes(), piece], Purpose::Message)?;
+            let loc = self.append(
+                Kind::Chunk,
+                qid.0,
+                &[&n.to_le_bytes(), piece],
+                Purpose::Message,
+            )?;
             self.add_live(loc);
             if let Some(e) = self.index.get_mut(&qid) {
                 e.chunks.push(loc);
@@ -454,7 +460,11 @@ impl<F: Flash> Spool<F> {
     /// waste per segment stay out of reach of new mail.
     fn admit(&self, more: u64) -> Result<(), SpoolError> {
         let capacity = u64::from(self.layout.segment_size() - SEG_HEADER);
-        let usable = self.segs.iter().filter(|s| s.state != SegState::Bad).count() as u64;
+        let usable = self
+            .segs
+            .iter()
+            .filter(|s| s.state != SegState::Bad)
+            .count() as u64;
         let held_back = u64::from(self.settings.reserve_segments.max(2)) + 1;
         let waste = usable * u64::from(record_size(self.settings.chunk_size + 4));
         let limit = (usable.saturating_sub(held_back) * capacity).saturating_sub(waste);
@@ -466,7 +476,10 @@ impl<F: Flash> Spool<F> {
     }
 
     pub(crate) fn free_count(&self) -> usize {
-        self.segs.iter().filter(|s| s.state == SegState::Free).count()
+        self.segs
+            .iter()
+            .filter(|s| s.state == SegState::Free)
+            .count()
     }
 
     /// Bytes that compaction could give back: records no message points to.
@@ -598,8 +611,7 @@ impl<F: Flash> Spool<F> {
                 e.relocate(addr, new);
             }
             self.add_live(new);
-            self.segs[old as usize].live =
-                self.segs[old as usize].live.saturating_sub(new.size());
+            self.segs[old as usize].live = self.segs[old as usize].live.saturating_sub(new.size());
         }
         // The copies must be on flash before the originals go; the old segment is marked dead
         // before its erase starts, so a torn erase can never bring old records back.
@@ -607,13 +619,10 @@ impl<F: Flash> Spool<F> {
         self.flash.write(base, &[0u8; 4])?;
         self.sync_flash()?;
         let count = self.segs[old as usize].erase_count + 1;
-        let erased = self
-            .flash
-            .erase(base, base + size)
-            .and_then(|()| {
-                self.flash
-                    .write(base, &encode_seg_a(self.layout.nonce, old, count))
-            });
+        let erased = self.flash.erase(base, base + size).and_then(|()| {
+            self.flash
+                .write(base, &encode_seg_a(self.layout.nonce, old, count))
+        });
         self.stats.erases += 1;
         self.stats.compactions += 1;
         let seg = &mut self.segs[old as usize];

@@ -65,7 +65,9 @@ fn put(spool: &mut Spool<RamFlash>, body: &[u8], now: u64) -> crate::envelope::Q
 }
 
 fn body(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 #[test]
@@ -90,7 +92,8 @@ fn damaged_superblock_is_reported_and_left_alone() {
         other => panic!("expected BadSuperblock, got {other:?}"),
     }
     // One sound copy is enough.
-    let mut flash = RamFlash::from_image(FlashGeometry::new(512, 512 * 40).unwrap(), image).unwrap();
+    let mut flash =
+        RamFlash::from_image(FlashGeometry::new(512, 512 * 40).unwrap(), image).unwrap();
     flash.flip_bit(12, 0);
     assert!(Spool::open(flash, settings()).is_ok());
 }
@@ -176,14 +179,26 @@ fn compaction_keeps_live_messages_and_spreads_wear() {
     let keep = put(&mut spool, &body(700, 9), 1);
     spool.set_state(keep, QueueState::Hold).unwrap();
     for i in 0..300u64 {
-        let q = put(&mut spool, &body(300 + (i as usize % 5) * 50, i as u8), 10 + i);
+        let q = put(
+            &mut spool,
+            &body(300 + (i as usize % 5) * 50, i as u8),
+            10 + i,
+        );
         spool.remove(q).unwrap();
         spool.sync().unwrap();
     }
     let info = spool.info();
     assert!(info.compactions > 20, "{info:?}");
-    assert!(info.erase_min >= 1, "every segment was used: {:?}", info.erase_counts);
-    assert!(info.erase_max - info.erase_min <= 2, "wear is even: {:?}", info.erase_counts);
+    assert!(
+        info.erase_min >= 1,
+        "every segment was used: {:?}",
+        info.erase_counts
+    );
+    assert!(
+        info.erase_max - info.erase_min <= 2,
+        "wear is even: {:?}",
+        info.erase_counts
+    );
     let (mut spool, report) = reopen(spool);
     assert_eq!(report.messages, 1);
     assert_eq!(spool.read_body(keep).unwrap(), body(700, 9));
@@ -199,7 +214,9 @@ fn full_spool_refuses_new_mail_with_452_but_keeps_delivery_working() {
             Ok(q) => q,
             Err(e) => break e,
         };
-        let r = spool.append_body(q, &body(600, 3)).and_then(|()| spool.commit(q));
+        let r = spool
+            .append_body(q, &body(600, 3))
+            .and_then(|()| spool.commit(q));
         match r {
             Ok(()) => {
                 spool.sync().unwrap();
@@ -269,7 +286,10 @@ fn slots_keep_the_newest_sound_write() {
     spool.write_slot(Region::Config, b"one").unwrap();
     spool.write_slot(Region::Config, b"two").unwrap();
     spool.write_slot(Region::Directory, b"dir").unwrap();
-    assert_eq!(spool.read_slot(Region::Config).unwrap().as_deref(), Some(&b"two"[..]));
+    assert_eq!(
+        spool.read_slot(Region::Config).unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
     // A torn third write leaves "two" in force.
     let mut flash = spool.into_flash();
     let ops = flash.ops();
@@ -279,16 +299,31 @@ fn slots_keep_the_newest_sound_write() {
     let mut flash = spool.into_flash();
     flash.power_cycle();
     let (mut spool, _) = Spool::open(flash, settings()).unwrap();
-    assert_eq!(spool.read_slot(Region::Config).unwrap().as_deref(), Some(&b"two"[..]));
-    assert_eq!(spool.read_slot(Region::Directory).unwrap().as_deref(), Some(&b"dir"[..]));
+    assert_eq!(
+        spool.read_slot(Region::Config).unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+    assert_eq!(
+        spool.read_slot(Region::Directory).unwrap().as_deref(),
+        Some(&b"dir"[..])
+    );
     spool.write_slot(Region::Config, b"four").unwrap();
     let (mut spool, _) = reopen(spool);
-    assert_eq!(spool.read_slot(Region::Config).unwrap().as_deref(), Some(&b"four"[..]));
+    assert_eq!(
+        spool.read_slot(Region::Config).unwrap().as_deref(),
+        Some(&b"four"[..])
+    );
     assert!(matches!(
         spool.write_slot(Region::Config, &[0u8; 600]),
         Err(SpoolError::SlotTooLarge { .. })
     ));
-    assert!(spool.info().regions.iter().any(|r| r.name == "config" && r.used == 4));
+    assert!(
+        spool
+            .info()
+            .regions
+            .iter()
+            .any(|r| r.name == "config" && r.used == 4)
+    );
 }
 
 #[test]

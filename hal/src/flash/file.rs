@@ -49,7 +49,10 @@ impl FileFlash {
 
     /// Creates a new flash file of `geometry.size` bytes, all erased. Fails if the file exists, so
     /// an existing spool is never overwritten by accident.
-    pub fn create(path: impl AsRef<Path>, geometry: FlashGeometry) -> Result<FileFlash, FlashError> {
+    pub fn create(
+        path: impl AsRef<Path>,
+        geometry: FlashGeometry,
+    ) -> Result<FileFlash, FlashError> {
         let path = path.as_ref().to_path_buf();
         let mut file = OpenOptions::new()
             .read(true)
@@ -160,7 +163,10 @@ mod tests {
         f.read(4090, &mut buf).unwrap();
         assert_eq!(&buf, b"poster\xFF\xFF", "only the erased block is erased");
         assert!(f.erase(100, 4096).is_err(), "unaligned erase is refused");
-        assert!(f.read(4096 * 4 - 2, &mut buf).is_err(), "reads past the end are refused");
+        assert!(
+            f.read(4096 * 4 - 2, &mut buf).is_err(),
+            "reads past the end are refused"
+        );
         std::fs::remove_file(&path).unwrap();
     }
 
@@ -181,6 +187,9 @@ mod tests {
         assert!(FileFlash::create(&path, g).is_err());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096 * 3);
         std::fs::remove_file(&path).unwrap();
-        assert!(FileFlash::open(&path, g).is_err(), "a missing file is not created by open");
+        assert!(
+            FileFlash::open(&path, g).is_err(),
+            "a missing file is not created by open"
+        );
     }
 }

@@ -118,7 +118,11 @@ pub enum FlashError {
     /// The power is off (RamFlash after an injected power cut).
     PowerLost,
     /// The device or file is not the size the configuration says.
-    WrongSize { path: String, expected: u64, actual: u64 },
+    WrongSize {
+        path: String,
+        expected: u64,
+        actual: u64,
+    },
     /// A geometry that cannot be used.
     BadGeometry(String),
     /// The device is not what it was opened as (e.g. not an MTD character device).
@@ -156,10 +160,16 @@ impl fmt::Display for FlashError {
                 "flash erase of {len} bytes at {offset:#x} is not on erase-block boundaries"
             ),
             FlashError::OutOfBounds { offset, len } => {
-                write!(f, "flash access of {len} bytes at {offset:#x} is past the end")
+                write!(
+                    f,
+                    "flash access of {len} bytes at {offset:#x} is past the end"
+                )
             }
             FlashError::NotErased { offset } => {
-                write!(f, "flash program at {offset:#x} over bytes that were not erased")
+                write!(
+                    f,
+                    "flash program at {offset:#x} over bytes that were not erased"
+                )
             }
             FlashError::WornOut { block } => write!(f, "flash erase block {block} is worn out"),
             FlashError::PowerLost => f.write_str("flash has no power"),

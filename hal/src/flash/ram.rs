@@ -124,7 +124,10 @@ impl RamFlash {
 
     /// The journal so far (empty unless [`RamFlash::record_journal`] was called); clears it.
     pub fn take_journal(&mut self) -> Vec<FlashOp> {
-        self.journal.as_mut().map(std::mem::take).unwrap_or_default()
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Performs a journalled operation, exactly as `write` or `erase` would.
@@ -238,10 +241,7 @@ impl NorFlash for RamFlash {
     fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
         self.geometry.check_erase(from, to)?;
         self.check_worn(from, (to - from) as usize)?;
-        if self
-            .begin_op(FlashOp::Erase { from, to })?
-            .is_some()
-        {
+        if self.begin_op(FlashOp::Erase { from, to })?.is_some() {
             self.data[from as usize..to as usize].fill(0xFF);
             let eb = self.geometry.erase_size;
             for block in from / eb..to / eb {
@@ -308,7 +308,11 @@ mod tests {
             f.write(10, &[0b0110_1000]),
             Err(FlashError::NotErased { offset: 10 })
         );
-        assert_eq!(f.image()[10], 0b0010_1000, "a refused write changes nothing");
+        assert_eq!(
+            f.image()[10],
+            0b0010_1000,
+            "a refused write changes nothing"
+        );
         f.erase(0, 256).unwrap();
         assert_eq!(f.image()[10], 0xFF);
         assert_eq!(f.erase_counts(), &[1, 0, 0, 0]);
@@ -321,7 +325,11 @@ mod tests {
         f.cut_power_at(1, 5);
         f.write(0, b"first").unwrap();
         assert_eq!(f.write(100, b"second op"), Err(FlashError::PowerLost));
-        assert_eq!(&f.image()[100..105], b"secon", "5 bytes of the torn write landed");
+        assert_eq!(
+            &f.image()[100..105],
+            b"secon",
+            "5 bytes of the torn write landed"
+        );
         assert_eq!(&f.image()[106..109], &[0xFF; 3], "the rest never did");
         assert_eq!(f.write(200, b"x"), Err(FlashError::PowerLost));
         assert_eq!(f.sync(), Err(FlashError::PowerLost));
