@@ -6,6 +6,7 @@
 //! message could add to the batch, when the batch is `group_commit_bytes` large, or when the
 //! oldest waiter has waited `group_commit_delay`, and then answers everyone in the batch at once.
 
+use std::collections::HashSet;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -196,7 +197,7 @@ struct Writer<F: Flash> {
     spool: Spool<F>,
     waiting: Vec<Waiter>,
     /// Messages begun and neither committed nor abandoned: their commits may join the batch.
-    receiving: usize,
+    receiving: HashSet<QueueId>,
     batch_started: Option<Instant>,
     batch_bytes: u64,
 }
@@ -206,7 +207,7 @@ impl<F: Flash> Writer<F> {
         Writer {
             spool,
             waiting: Vec::new(),
-            receiving: 0,
+            receiving: HashSet::new(),
             batch_started: None,
             batch_bytes: 0,
         }
@@ -251,7 +252,7 @@ impl<F: Flash> Writer<F> {
             .iter()
             .filter(|w| matches!(w, Waiter::Commit(..)))
             .count();
-        self.receiving <= waiting_commits
+        self.receiving.len() <= waiting_commits
             || self.batch_bytes >= self.spool.settings().group_commit_bytes as u64
             || t.elapsed() >= delay
     }
@@ -269,9 +270,7 @@ impl<F: Flash> Writer<F> {
         for w in self.waiting.drain(..) {
             match w {
                 Waiter::Commit(qid, r) => {
-                    if result.is_ok() {
-                        self.receiving = self.receiving.saturating_sub(1);
-                    }
+                    self.receiving.remove(&qid);
                     let _ = r.send(result.clone().map(|()| qid));
                 }
                 Waiter::Done(r) => {
@@ -288,16 +287,18 @@ impl<F: Flash> Writer<F> {
         match req {
             Request::Begin(env, r) => {
                 let res = s.begin(&env, unix_millis());
-                if res.is_ok() {
-                    self.receiving += 1;
+                if let Ok(qid) = res {
+                    self.receiving.insert(qid);
                 }
                 let _ = r.send(res);
             }
             Request::Write(qid, data, r) => {
                 let res = s.append_body(qid, &data);
                 self.batch_bytes += data.len() as u64;
-                if res.is_err() && s.get(qid).is_none() {
+                if res.is_err() {
+                    // The session will answer 4xx; the partial message is garbage now.
                     s.abandon(qid);
+                    self.receiving.remove(&qid);
                 }
                 let _ = r.send(res);
             }
@@ -305,15 +306,13 @@ impl<F: Flash> Writer<F> {
                 Ok(()) => self.wait(Waiter::Commit(qid, r)),
                 Err(e) => {
                     s.abandon(qid);
-                    self.receiving = self.receiving.saturating_sub(1);
+                    self.receiving.remove(&qid);
                     let _ = r.send(Err(e));
                 }
             },
             Request::Abandon(qid) => {
-                if s.index.get(&qid).is_some_and(|e| e.commit.is_none()) {
-                    s.abandon(qid);
-                    self.receiving = self.receiving.saturating_sub(1);
-                }
+                s.abandon(qid);
+                self.receiving.remove(&qid);
             }
             Request::Mark(qid, i, outcome, r) => match s.mark_recipient(qid, i, outcome) {
                 Ok(()) => self.wait(Waiter::Done(r)),

@@ -441,7 +441,7 @@ impl<F: Flash> Spool<F> {
                 .is_some_and(|seg| seg.used + size <= s.layout.segment_size())
         };
         if !room(self) {
-            self.advance_head(purpose)?;
+            self.advance_head(purpose, size)?;
         }
         let head = self.head.ok_or(SpoolError::Full)?;
         let addr = self.layout.segment_addr(head) + self.segs[head as usize].used;
@@ -520,9 +520,15 @@ impl<F: Flash> Spool<F> {
     }
 
     /// Takes the free segment with the fewest erases as the new head.
-    fn advance_head(&mut self, purpose: Purpose) -> Result<(), SpoolError> {
+    fn advance_head(&mut self, purpose: Purpose, size: u32) -> Result<(), SpoolError> {
         loop {
             self.make_room(purpose)?;
+            // Compaction may have opened a head that still has room: use it up first.
+            if let Some(seg) = self.head.and_then(|h| self.segs.get(h as usize))
+                && seg.used + size <= self.layout.segment_size()
+            {
+                return Ok(());
+            }
             let pick = self
                 .segs
                 .iter()
