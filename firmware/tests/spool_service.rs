@@ -186,3 +186,86 @@ fn full_maps_to_452_through_the_handle() {
         assert_eq!(handle.list().await.unwrap().len(), accepted);
     });
 }
+
+/// A RamFlash the test can look at while the writer thread owns it.
+#[derive(Clone)]
+struct Shared(std::sync::Arc<std::sync::Mutex<RamFlash>>);
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RamFlash> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl hal::flash::ErrorType for Shared {
+    type Error = hal::flash::FlashError;
+}
+
+impl hal::flash::ReadNorFlash for Shared {
+    const READ_SIZE: usize = 1;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        self.lock().read(offset, bytes)
+    }
+    fn capacity(&self) -> usize {
+        self.lock().capacity()
+    }
+}
+
+impl hal::flash::NorFlash for Shared {
+    const WRITE_SIZE: usize = 1;
+    const ERASE_SIZE: usize = 1;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        self.lock().erase(from, to)
+    }
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.lock().write(offset, bytes)
+    }
+}
+
+impl hal::flash::Flash for Shared {
+    fn geometry(&self) -> FlashGeometry {
+        self.lock().geometry()
+    }
+    fn sync(&mut self) -> Result<(), Self::Error> {
+        self.lock().sync()
+    }
+}
+
+use hal::flash::Flash as _;
+
+/// The promise through the async front: the moment `commit()` resolves, a power cut that loses
+/// every unsynced write (a disk's volatile cache) still leaves the message on flash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_resolves_only_after_its_sync() {
+    let mut ram = flash();
+    ram.track_durable();
+    let shared = Shared(std::sync::Arc::new(std::sync::Mutex::new(ram)));
+    let (spool, _) = Spool::open(shared.clone(), SpoolSettings::default()).unwrap();
+    let (handle, _writer) = service::spawn(spool).unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..12 {
+        let h = handle.clone();
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut inc = h.begin(envelope(n)).await.unwrap();
+            inc.write(&body(n)).await.unwrap();
+            let qid = inc.commit().await.unwrap();
+            // Power cut now: only what was synced survives.
+            let image = shared.lock().durable_image().unwrap().to_vec();
+            let g = shared.lock().geometry();
+            let (mut spool, _) = Spool::open(
+                RamFlash::from_image(g, image).unwrap(),
+                SpoolSettings::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                spool.read_body(qid).unwrap(),
+                body(n),
+                "acknowledged {qid} was not on flash"
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}

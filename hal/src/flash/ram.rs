@@ -31,6 +31,7 @@ pub struct RamFlash {
     worn: Vec<bool>,
     erase_counts: Vec<u32>,
     journal: Option<Vec<FlashOp>>,
+    durable: Option<Vec<u8>>,
 }
 
 impl RamFlash {
@@ -63,6 +64,7 @@ impl RamFlash {
             worn: vec![false; blocks],
             erase_counts: vec![0; blocks],
             journal: None,
+            durable: None,
         }
     }
 
@@ -115,6 +117,17 @@ impl RamFlash {
         if let Some(w) = self.worn.get_mut(block as usize) {
             *w = true;
         }
+    }
+
+    /// Starts keeping a copy of the array as of the last sync: what a disk with a volatile write
+    /// cache would hold after a power cut ([`RamFlash::durable_image`]).
+    pub fn track_durable(&mut self) {
+        self.durable = Some(self.data.clone());
+    }
+
+    /// The array as of the last sync (if [`RamFlash::track_durable`] was called).
+    pub fn durable_image(&self) -> Option<&[u8]> {
+        self.durable.as_deref()
     }
 
     /// Starts keeping a journal of programs and erases.
@@ -286,6 +299,9 @@ impl Flash for RamFlash {
             return Err(FlashError::PowerLost);
         }
         self.syncs += 1;
+        if let Some(d) = self.durable.as_mut() {
+            d.copy_from_slice(&self.data);
+        }
         Ok(())
     }
 }
@@ -365,6 +381,18 @@ mod tests {
             g.apply(op).unwrap();
         }
         assert_eq!(f.image(), g.image());
+    }
+
+    #[test]
+    fn durable_image_follows_syncs_only() {
+        let mut f = flash();
+        f.track_durable();
+        f.write(0, b"synced").unwrap();
+        f.sync().unwrap();
+        f.write(10, b"cached").unwrap();
+        let d = f.durable_image().unwrap();
+        assert_eq!(&d[0..6], b"synced");
+        assert_eq!(&d[10..16], &[0xFF; 6]);
     }
 
     #[test]
