@@ -363,3 +363,139 @@ fn bit_flip_in_a_body_costs_that_message_only() {
     assert_eq!(spool.read_body(c).unwrap(), body(150, 3));
     assert!(spool.get(b).is_none());
 }
+
+mod model {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::envelope::QueueId;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put { size: usize, rcpts: usize },
+        Abandon { size: usize },
+        Mark { pick: usize, rcpt: usize, ok: bool },
+        State { pick: usize, kind: u8 },
+        Remove { pick: usize },
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0usize..1200, 1usize..4).prop_map(|(size, rcpts)| Op::Put { size, rcpts }),
+            1 => (1usize..600).prop_map(|size| Op::Abandon { size }),
+            3 => (any::<usize>(), 0usize..3, any::<bool>())
+                .prop_map(|(pick, rcpt, ok)| Op::Mark { pick, rcpt, ok }),
+            2 => (any::<usize>(), 0u8..3).prop_map(|(pick, kind)| Op::State { pick, kind }),
+            3 => any::<usize>().prop_map(|pick| Op::Remove { pick }),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    struct Want {
+        body: Vec<u8>,
+        outcomes: Vec<Option<RecipientOutcome>>,
+        state: QueueState,
+    }
+
+    fn check(spool: &mut Spool<RamFlash>, want: &BTreeMap<QueueId, Want>) {
+        let list = spool.list();
+        assert_eq!(list.len(), want.len());
+        for m in list {
+            let w = &want[&m.qid];
+            assert_eq!(m.outcomes, w.outcomes);
+            assert_eq!(m.state, w.state);
+            assert_eq!(spool.read_body(m.qid).unwrap(), w.body);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever the sequence of operations, the spool (reopened at random points) holds
+        /// exactly what a plain map would, and a full spool only ever refuses new mail.
+        #[test]
+        fn spool_matches_a_map(ops in proptest::collection::vec(op(), 1..120)) {
+            let mut spool = fresh();
+            let mut want: BTreeMap<QueueId, Want> = BTreeMap::new();
+            let mut now = 1_795_000_000_000u64;
+            for op in ops {
+                now += 1;
+                let keys: Vec<QueueId> = want.keys().copied().collect();
+                let pick = |p: usize| keys.get(p % keys.len().max(1)).copied();
+                match op {
+                    Op::Put { size, rcpts } => {
+                        let b = body(size, now as u8);
+                        let res = spool.begin(&envelope("p@example.com", rcpts), now).and_then(|q| {
+                            let r = spool.append_body(q, &b).and_then(|()| spool.commit(q));
+                            if r.is_err() {
+                                spool.abandon(q);
+                            }
+                            r.map(|()| q)
+                        });
+                        match res {
+                            Ok(q) => {
+                                spool.sync().unwrap();
+                                want.insert(q, Want { body: b, outcomes: vec![None; rcpts], state: QueueState::Active });
+                            }
+                            Err(e) => prop_assert_eq!(e, SpoolError::Full),
+                        }
+                    }
+                    Op::Abandon { size } => {
+                        if let Ok(q) = spool.begin(&envelope("x@example.com", 1), now) {
+                            let _ = spool.append_body(q, &body(size, 1));
+                            spool.abandon(q);
+                        }
+                    }
+                    Op::Mark { pick: p, rcpt, ok } => {
+                        if let Some(q) = pick(p) {
+                            let n = want[&q].outcomes.len();
+                            let outcome = if ok {
+                                RecipientOutcome::Delivered { relay: "r".into(), reply: "250".into() }
+                            } else {
+                                RecipientOutcome::Failed { status: "5.0.0".into(), diagnostic: "x".into(), remote_mta: None }
+                            };
+                            let res = spool.mark_recipient(q, rcpt % n, outcome.clone());
+                            prop_assert!(res.is_ok(), "{:?}", res);
+                            spool.sync().unwrap();
+                            if let Some(w) = want.get_mut(&q) {
+                                w.outcomes[rcpt % n] = Some(outcome);
+                            }
+                        }
+                    }
+                    Op::State { pick: p, kind } => {
+                        if let Some(q) = pick(p) {
+                            let st = match kind {
+                                0 => QueueState::Active,
+                                1 => QueueState::Hold,
+                                _ => QueueState::Deferred { until: now, reason: "later".into() },
+                            };
+                            spool.set_state(q, st.clone()).unwrap();
+                            spool.sync().unwrap();
+                            if let Some(w) = want.get_mut(&q) {
+                                w.state = st;
+                            }
+                        }
+                    }
+                    Op::Remove { pick: p } => {
+                        if let Some(q) = pick(p) {
+                            spool.remove(q).unwrap();
+                            spool.sync().unwrap();
+                            want.remove(&q);
+                        }
+                    }
+                    Op::Reopen => {
+                        let (s, report) = reopen(spool);
+                        prop_assert!(report.lost.is_empty() && report.damaged.is_empty());
+                        spool = s;
+                    }
+                }
+                check(&mut spool, &want);
+            }
+            let (mut spool, _) = reopen(spool);
+            check(&mut spool, &want);
+        }
+    }
+}
