@@ -8,6 +8,8 @@
 //!
 //! Run: `CARGO_PROFILE_DEV_OPT_LEVEL=3 cargo bench -p postern --bench spool --profile dev`
 //! (optimised code without the release profile's long LTO build), or plain `cargo bench`.
+//! `SPOOL_BENCH_DIR` picks the disk (default: the current directory), `DELAY_US` the group-commit
+//! delay, `NO_RECOVERY=1` skips the 100 000-message recovery run (it writes a 640 MiB file).
 
 use std::fs::{self, File};
 use std::io::Write;
