@@ -95,6 +95,18 @@ impl Layout {
             ));
         }
         let blocks = flash.blocks();
+        if [
+            g.config_slot_blocks,
+            g.directory_slot_blocks,
+            g.segment_blocks,
+        ]
+        .iter()
+        .any(|&b| b > blocks)
+        {
+            return Err(SpoolError::BadGeometry(format!(
+                "a region is larger than the device ({blocks} erase blocks)"
+            )));
+        }
         let config_start = 1;
         let directory_start = config_start + 2 * g.config_slot_blocks;
         let spool_start = directory_start + 2 * g.directory_slot_blocks;

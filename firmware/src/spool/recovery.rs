@@ -11,7 +11,9 @@ use hal::flash::Flash;
 
 use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
 
-use super::format::{Layout, SEG_A, SEG_HEADER, SegA, classify_seg_a, decode_seg_b, le32};
+use super::format::{
+    Layout, SEG_A, SEG_HEADER, SegA, SpoolGeometry, classify_seg_a, decode_seg_b, le32,
+};
 use super::index::{Entry, Loc};
 use super::record::{self, CommitBody, HEADER, Kind, RecipientBody, StateBody};
 use super::slots::SlotView;
@@ -256,6 +258,24 @@ fn read_superblock<F: Flash>(flash: &mut F) -> Result<Layout, SpoolError> {
         | [_, Err(e @ SpoolError::UnsupportedVersion(_))] => return Err(e),
         [Err(e), _] | [_, Err(e)] => return Err(e),
     };
+    // Everything else follows from the geometry: recompute it rather than trust the numbers.
+    let again = Layout::new(
+        fg,
+        SpoolGeometry {
+            config_slot_blocks: layout.config_slot_blocks,
+            directory_slot_blocks: layout.directory_slot_blocks,
+            segment_blocks: layout.segment_blocks,
+        },
+        layout.nonce,
+    );
+    if layout.erase_size == fg.erase_size
+        && layout.blocks == fg.blocks()
+        && again.as_ref().ok() != Some(&layout)
+    {
+        return Err(SpoolError::BadSuperblock(
+            "superblock regions do not add up".into(),
+        ));
+    }
     if layout.erase_size != fg.erase_size || layout.blocks != fg.blocks() {
         return Err(SpoolError::GeometryMismatch(format!(
             "superblock says {} blocks of {} bytes, the device has {} blocks of {} bytes",

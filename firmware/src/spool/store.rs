@@ -20,10 +20,21 @@ use super::{FlashInfo, Region, RegionInfo, SpoolError, SpoolSettings};
 pub(crate) enum Purpose {
     /// A new message (begin, body): stops at `reserve_segments` free segments.
     Message,
-    /// Commit, delivery state, removal: may use all but the last free segment.
+    /// Commit, delivery state, removal, and bounces (the queue's own mail about mail it holds):
+    /// may use all but the last free segment.
     Delivery,
     /// Copies made by compaction: may use the last one.
     Compaction,
+}
+
+impl Purpose {
+    fn new_mail(envelope: &Envelope) -> Purpose {
+        if envelope.is_bounce() {
+            Purpose::Delivery
+        } else {
+            Purpose::Message
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,8 +139,9 @@ impl<F: Flash> Spool<F> {
         now_unix_millis: u64,
     ) -> Result<QueueId, SpoolError> {
         self.check_writable()?;
-        self.admit(0)?;
-        self.make_room(Purpose::Message)?;
+        let purpose = Purpose::new_mail(envelope);
+        self.admit(0, purpose)?;
+        self.make_room(purpose)?;
         let candidate = QueueId::new(now_unix_millis, 0);
         let qid = if candidate.0 > self.last_qid {
             candidate
@@ -139,7 +151,7 @@ impl<F: Flash> Spool<F> {
         self.last_qid = qid.0;
         let body =
             postcard::to_allocvec(envelope).map_err(|e| SpoolError::Encode(e.to_string()))?;
-        let loc = self.append(Kind::Begin, qid.0, &[&body], Purpose::Message)?;
+        let loc = self.append(Kind::Begin, qid.0, &[&body], purpose)?;
         self.add_live(loc);
         self.index.insert(qid, Entry::new(envelope.clone(), loc));
         Ok(qid)
@@ -151,17 +163,14 @@ impl<F: Flash> Spool<F> {
         self.check_writable()?;
         let chunk_size = self.settings.chunk_size as usize;
         for piece in data.chunks(chunk_size) {
-            let n = match self.index.get(&qid) {
-                Some(e) if e.commit.is_none() => e.chunks.len() as u32,
+            let (n, purpose) = match self.index.get(&qid) {
+                Some(e) if e.commit.is_none() => {
+                    (e.chunks.len() as u32, Purpose::new_mail(&e.envelope))
+                }
                 _ => return Err(SpoolError::NoSuchMessage(qid)),
             };
-            self.admit(piece.len() as u64)?;
-            let loc = self.append(
-                Kind::Chunk,
-                qid.0,
-                &[&n.to_le_bytes(), piece],
-                Purpose::Message,
-            )?;
+            self.admit(piece.len() as u64, purpose)?;
+            let loc = self.append(Kind::Chunk, qid.0, &[&n.to_le_bytes(), piece], purpose)?;
             self.add_live(loc);
             if let Some(e) = self.index.get_mut(&qid) {
                 e.chunks.push(loc);
@@ -457,15 +466,18 @@ impl<F: Flash> Spool<F> {
 
     /// Refuses new message bytes once live data would leave compaction too little to work with:
     /// the reserve segments, one segment for compaction, and a record's worth of end-of-segment
-    /// waste per segment stay out of reach of new mail.
-    fn admit(&self, more: u64) -> Result<(), SpoolError> {
+    /// waste per segment stay out of reach of new mail. Bounces may go one segment further.
+    fn admit(&self, more: u64, purpose: Purpose) -> Result<(), SpoolError> {
         let capacity = u64::from(self.layout.segment_size() - SEG_HEADER);
         let usable = self
             .segs
             .iter()
             .filter(|s| s.state != SegState::Bad)
             .count() as u64;
-        let held_back = u64::from(self.settings.reserve_segments.max(2)) + 1;
+        let held_back = match purpose {
+            Purpose::Message => u64::from(self.settings.reserve_segments.max(2)) + 1,
+            _ => u64::from(self.settings.reserve_segments.max(2)),
+        };
         let waste = usable * u64::from(record_size(self.settings.chunk_size + 4));
         let limit = (usable.saturating_sub(held_back) * capacity).saturating_sub(waste);
         let live: u64 = self.segs.iter().map(|s| s.live).sum();

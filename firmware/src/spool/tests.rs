@@ -99,6 +99,19 @@ fn damaged_superblock_is_reported_and_left_alone() {
 }
 
 #[test]
+fn flash_of_another_size_is_a_geometry_mismatch() {
+    let (mut flash, g) = small();
+    Spool::format(&mut flash, g).unwrap();
+    let mut image = flash.image().to_vec();
+    image.extend(std::iter::repeat_n(0xFF, 512 * 8));
+    let bigger = RamFlash::from_image(FlashGeometry::new(512, 512 * 48).unwrap(), image).unwrap();
+    assert!(matches!(
+        Spool::open(bigger, settings()),
+        Err(SpoolError::GeometryMismatch(_))
+    ));
+}
+
+#[test]
 fn committed_message_survives_reopen_byte_identical() {
     let mut spool = fresh();
     let b = body(1000, 1);
@@ -232,6 +245,12 @@ fn full_spool_refuses_new_mail_with_452_but_keeps_delivery_working() {
     assert_eq!(err, SpoolError::Full);
     assert_eq!(err.smtp_reply().code, 452);
     assert!(kept.len() > 10);
+    // The queue's own bounces still get in: they come out of the reserve.
+    let bounce = spool.begin(&envelope("", 1), 5_000).unwrap();
+    spool.append_body(bounce, &body(600, 5)).unwrap();
+    spool.commit(bounce).unwrap();
+    spool.sync().unwrap();
+    kept.push(bounce);
     // Delivery still records outcomes and removes messages from the reserve.
     for q in &kept {
         spool
