@@ -149,3 +149,46 @@ pub struct FlashInfo {
     pub syncs: u64,
     pub compactions: u64,
 }
+
+impl std::fmt::Display for FlashInfo {
+    /// The `postern flash info` table.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "flash: {} bytes, erase block {} bytes, format version {}",
+            self.size, self.erase_size, self.format_version
+        )?;
+        writeln!(
+            f,
+            "{:<11} {:>12} {:>12} {:>12}",
+            "region", "start", "size", "used"
+        )?;
+        for r in &self.regions {
+            writeln!(
+                f,
+                "{:<11} {:>#12x} {:>12} {:>12}",
+                r.name, r.start, r.len, r.used
+            )?;
+        }
+        writeln!(
+            f,
+            "spool: {} segments of {} bytes: {} used, {} free, {} bad; {} messages",
+            self.segments,
+            self.segment_size,
+            self.segments_used,
+            self.segments_free,
+            self.segments_bad,
+            self.messages
+        )?;
+        writeln!(
+            f,
+            "wear: erase count min {} avg {:.1} max {}",
+            self.erase_min, self.erase_avg, self.erase_max
+        )?;
+        write!(
+            f,
+            "since open: {} bytes written, {} erases, {} syncs, {} compactions",
+            self.bytes_written, self.erases, self.syncs, self.compactions
+        )
+    }
+}

@@ -212,6 +212,12 @@ fn compaction_keeps_live_messages_and_spreads_wear() {
         "wear is even: {:?}",
         info.erase_counts
     );
+    let shown = info.to_string();
+    assert!(shown.contains("wear: erase count min"), "{shown}");
+    assert!(
+        shown.contains("spool: 17 segments of 1024 bytes"),
+        "{shown}"
+    );
     let (mut spool, report) = reopen(spool);
     assert_eq!(report.messages, 1);
     assert_eq!(spool.read_body(keep).unwrap(), body(700, 9));

@@ -71,6 +71,12 @@ impl FileFlash {
         file.sync_all()
             .map_err(|e| FlashError::io("create", 0, &e))?;
         drop(file);
+        // The new directory entry must be durable too, or a power cut could lose the whole file.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| FlashError::io("create", 0, &e))?;
+        }
         FileFlash::open(path, geometry)
     }
 
