@@ -1,0 +1,120 @@
+//! What can go wrong in the spool, and what an SMTP client is told about it.
+
+use std::fmt;
+
+use hal::flash::FlashError;
+
+use crate::envelope::QueueId;
+
+/// A spool failure. Each maps to one SMTP reply ([`SpoolError::smtp_reply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpoolError {
+    /// No room for new messages (the rest is kept for delivery records and compaction).
+    Full,
+    /// The flash device failed.
+    Flash(FlashError),
+    /// A sync failed earlier: what reached flash is unknown, so the spool takes no more writes
+    /// until it is opened again (and recovery decides).
+    Failed,
+    /// The flash has never been formatted.
+    NotFormatted,
+    /// The superblock is damaged or not Postern's. The flash is never reformatted on its own.
+    BadSuperblock(String),
+    /// A superblock of a format version this firmware does not know.
+    UnsupportedVersion(u32),
+    /// The flash device does not match what the superblock says.
+    GeometryMismatch(String),
+    /// A geometry `format` cannot use.
+    BadGeometry(String),
+    /// No message with this queue id (or it is not committed yet).
+    NoSuchMessage(QueueId),
+    /// The message has no recipient with this index.
+    NoSuchRecipient { qid: QueueId, index: usize },
+    /// Data too large for its slot.
+    SlotTooLarge { len: usize, capacity: usize },
+    /// A stored body failed its CRC when read back.
+    Damaged(QueueId),
+    /// A record could not be encoded.
+    Encode(String),
+    /// The spool writer thread is gone.
+    Stopped,
+}
+
+/// An SMTP reply for a spool failure: code, enhanced status code (RFC 3463) and text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmtpReply {
+    pub code: u16,
+    pub status: &'static str,
+    pub text: &'static str,
+}
+
+impl SpoolError {
+    /// What the SMTP server answers when this error stops it from queueing a message.
+    pub fn smtp_reply(&self) -> SmtpReply {
+        match self {
+            SpoolError::Full => SmtpReply {
+                code: 452,
+                status: "4.3.1",
+                text: "Insufficient system storage",
+            },
+            _ => SmtpReply {
+                code: 451,
+                status: "4.3.0",
+                text: "Local error in processing: queue file write error",
+            },
+        }
+    }
+}
+
+impl From<FlashError> for SpoolError {
+    fn from(e: FlashError) -> SpoolError {
+        SpoolError::Flash(e)
+    }
+}
+
+impl fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpoolError::Full => f.write_str("spool full"),
+            SpoolError::Flash(e) => write!(f, "spool flash error: {e}"),
+            SpoolError::Failed => {
+                f.write_str("spool stopped after a failed sync; restart to recover")
+            }
+            SpoolError::NotFormatted => f.write_str("flash is not formatted (no superblock)"),
+            SpoolError::BadSuperblock(why) => write!(f, "{why}"),
+            SpoolError::UnsupportedVersion(v) => write!(
+                f,
+                "flash format version {v} is not supported by this firmware (it knows {})",
+                super::format::FORMAT_VERSION
+            ),
+            SpoolError::GeometryMismatch(why) => write!(f, "flash geometry mismatch: {why}"),
+            SpoolError::BadGeometry(why) => write!(f, "bad spool geometry: {why}"),
+            SpoolError::NoSuchMessage(q) => write!(f, "{q}: no such message"),
+            SpoolError::NoSuchRecipient { qid, index } => {
+                write!(f, "{qid}: no recipient #{index}")
+            }
+            SpoolError::SlotTooLarge { len, capacity } => {
+                write!(f, "{len} bytes do not fit a slot of {capacity} bytes")
+            }
+            SpoolError::Damaged(q) => write!(f, "{q}: stored body is damaged (CRC mismatch)"),
+            SpoolError::Encode(why) => write!(f, "cannot encode a spool record: {why}"),
+            SpoolError::Stopped => f.write_str("spool writer is not running"),
+        }
+    }
+}
+
+impl std::error::Error for SpoolError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_is_452_and_io_is_451() {
+        let r = SpoolError::Full.smtp_reply();
+        assert_eq!((r.code, r.status), (452, "4.3.1"));
+        assert_eq!(r.text, "Insufficient system storage");
+        let r = SpoolError::Flash(FlashError::PowerLost).smtp_reply();
+        assert_eq!((r.code, r.status), (451, "4.3.0"));
+    }
+}

@@ -1,0 +1,376 @@
+//! The on-flash layout: superblock, regions, segment headers and the checksum every byte on flash
+//! is protected by.
+//!
+//! ```text
+//! block 0          superblock (two copies, written once by `format`)
+//! config           2 slots × config_slot_blocks      (settings, newest valid slot wins)
+//! directory        2 slots × directory_slot_blocks   (directory cache snapshot)
+//! spool log        N segments × segment_blocks       (ring of record logs)
+//! ```
+//!
+//! Everything fixed-size here is little-endian and laid out by hand, so that a later format version
+//! can still read the version number of an older one; variable parts are postcard.
+
+use hal::flash::FlashGeometry;
+use serde::{Deserialize, Serialize};
+
+use super::error::SpoolError;
+
+/// The layout version this code reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+const SUPER_MAGIC: &[u8; 8] = b"PSTRNFL\x01";
+/// magic (8) + version (4) + body length (4) + crc (4).
+const SUPER_HEADER: usize = 20;
+
+/// CRC-32C (Castagnoli), slice-by-16.
+pub(crate) const CRC: crc::Crc<u32, crc::Table<16>> =
+    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+
+/// A CRC keyed with the spool's nonce, so that bytes a client sent (a message body) can never pass
+/// for a record header even if a scan has to resynchronise inside a body.
+pub(crate) fn keyed_crc(nonce: u64, parts: &[&[u8]]) -> u32 {
+    let mut d = CRC.digest();
+    d.update(&nonce.to_le_bytes());
+    for p in parts {
+        d.update(p);
+    }
+    d.finalize()
+}
+
+/// How `format` divides a flash device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolGeometry {
+    /// Erase blocks per config slot (there are two).
+    pub config_slot_blocks: u32,
+    /// Erase blocks per directory snapshot slot (there are two).
+    pub directory_slot_blocks: u32,
+    /// Erase blocks per spool segment.
+    pub segment_blocks: u32,
+}
+
+impl SpoolGeometry {
+    /// A reasonable split for a device: 64 KiB config slots, 1/16 of the device per directory
+    /// slot, segments of about 1 MiB (at least 8 segments).
+    pub fn for_flash(flash: FlashGeometry) -> SpoolGeometry {
+        let eb = flash.erase_size;
+        let blocks = flash.blocks();
+        let config_slot_blocks = (65536 / eb).max(1);
+        let directory_slot_blocks = (blocks / 16).max(1);
+        let rest = blocks.saturating_sub(1 + 2 * config_slot_blocks + 2 * directory_slot_blocks);
+        let segment_blocks = ((1 << 20) / eb).clamp(1, (rest / 8).max(1));
+        SpoolGeometry {
+            config_slot_blocks,
+            directory_slot_blocks,
+            segment_blocks,
+        }
+    }
+}
+
+/// The superblock: where each region starts, written once by `format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Layout {
+    /// Random, per format: keys every CRC on this flash.
+    pub nonce: u64,
+    pub erase_size: u32,
+    pub blocks: u32,
+    pub config_start: u32,
+    pub config_slot_blocks: u32,
+    pub directory_start: u32,
+    pub directory_slot_blocks: u32,
+    pub spool_start: u32,
+    pub segment_blocks: u32,
+    pub segments: u32,
+}
+
+/// The fewest segments a spool can work with: the ring, a compaction reserve and a delivery
+/// reserve.
+pub(crate) const MIN_SEGMENTS: u32 = 4;
+
+impl Layout {
+    pub fn new(flash: FlashGeometry, g: SpoolGeometry, nonce: u64) -> Result<Layout, SpoolError> {
+        if g.config_slot_blocks == 0 || g.directory_slot_blocks == 0 || g.segment_blocks == 0 {
+            return Err(SpoolError::BadGeometry(
+                "every region needs at least one erase block".into(),
+            ));
+        }
+        let blocks = flash.blocks();
+        if [
+            g.config_slot_blocks,
+            g.directory_slot_blocks,
+            g.segment_blocks,
+        ]
+        .iter()
+        .any(|&b| b > blocks)
+        {
+            return Err(SpoolError::BadGeometry(format!(
+                "a region is larger than the device ({blocks} erase blocks)"
+            )));
+        }
+        let config_start = 1;
+        let directory_start = config_start + 2 * g.config_slot_blocks;
+        let spool_start = directory_start + 2 * g.directory_slot_blocks;
+        let segments = blocks.saturating_sub(spool_start) / g.segment_blocks;
+        if segments < MIN_SEGMENTS {
+            return Err(SpoolError::BadGeometry(format!(
+                "{blocks} erase blocks leave room for {segments} segments of {} blocks; at least {MIN_SEGMENTS} are needed",
+                g.segment_blocks
+            )));
+        }
+        if u64::from(g.segment_blocks) * u64::from(flash.erase_size) > u64::from(u32::MAX / 2) {
+            return Err(SpoolError::BadGeometry("segments are too large".into()));
+        }
+        Ok(Layout {
+            nonce,
+            erase_size: flash.erase_size,
+            blocks,
+            config_start,
+            config_slot_blocks: g.config_slot_blocks,
+            directory_start,
+            directory_slot_blocks: g.directory_slot_blocks,
+            spool_start,
+            segment_blocks: g.segment_blocks,
+            segments,
+        })
+    }
+
+    pub fn segment_size(&self) -> u32 {
+        self.segment_blocks * self.erase_size
+    }
+
+    pub fn segment_addr(&self, segment: u32) -> u32 {
+        (self.spool_start + segment * self.segment_blocks) * self.erase_size
+    }
+
+    /// The segment holding flash address `addr`.
+    pub fn segment_of(&self, addr: u32) -> u32 {
+        (addr / self.erase_size - self.spool_start) / self.segment_blocks
+    }
+
+    /// Flash range of slot `slot` (0 or 1) of a two-slot region.
+    pub fn slot_range(&self, region: super::Region, slot: u32) -> (u32, u32) {
+        let (start, blocks) = match region {
+            super::Region::Config => (self.config_start, self.config_slot_blocks),
+            super::Region::Directory => (self.directory_start, self.directory_slot_blocks),
+        };
+        let from = (start + slot * blocks) * self.erase_size;
+        (from, from + blocks * self.erase_size)
+    }
+
+    /// The superblock as written to flash: header then postcard body.
+    pub fn encode(&self) -> Result<Vec<u8>, SpoolError> {
+        let body = postcard::to_allocvec(self)
+            .map_err(|e| SpoolError::BadGeometry(format!("superblock: {e}")))?;
+        let mut out = Vec::with_capacity(SUPER_HEADER + body.len());
+        out.extend_from_slice(SUPER_MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        let crc = CRC.checksum(&[&out[8..16], &body[..]].concat());
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Where the two superblock copies sit in block 0.
+    pub fn superblock_offsets(erase_size: u32) -> [u32; 2] {
+        [0, erase_size / 2]
+    }
+
+    /// Reads a superblock copy. `Ok(None)` if the bytes are erased (no superblock was ever there).
+    pub fn decode(bytes: &[u8]) -> Result<Option<Layout>, SpoolError> {
+        if bytes.iter().take(SUPER_HEADER).all(|&b| b == 0xFF) {
+            return Ok(None);
+        }
+        let header = bytes
+            .get(..SUPER_HEADER)
+            .ok_or_else(|| damaged("too short"))?;
+        if &header[..8] != SUPER_MAGIC {
+            return Err(SpoolError::BadSuperblock(
+                "no Postern superblock (the flash holds something else)".into(),
+            ));
+        }
+        let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+        let len = u32::from_le_bytes([header[12], header[13], header[14], header[15]]) as usize;
+        let crc = u32::from_le_bytes([header[16], header[17], header[18], header[19]]);
+        let body = bytes
+            .get(SUPER_HEADER..SUPER_HEADER.saturating_add(len))
+            .ok_or_else(|| damaged("length out of range"))?;
+        if CRC.checksum(&[&header[8..16], body].concat()) != crc {
+            return Err(damaged("checksum mismatch"));
+        }
+        if version != FORMAT_VERSION {
+            return Err(SpoolError::UnsupportedVersion(version));
+        }
+        let layout: Layout =
+            postcard::from_bytes(body).map_err(|e| damaged(&format!("body: {e}")))?;
+        Ok(Some(layout))
+    }
+}
+
+fn damaged(why: &str) -> SpoolError {
+    SpoolError::BadSuperblock(format!("superblock damaged: {why}"))
+}
+
+/// Segment header: part A (written right after the erase: magic, erase count) and part B (written
+/// when the segment is taken into use: sequence number, highest queue id so far). Records follow.
+pub(crate) const SEG_A: usize = 16;
+pub(crate) const SEG_B: usize = 24;
+pub(crate) const SEG_HEADER: u32 = (SEG_A + SEG_B) as u32;
+const SEG_MAGIC: u32 = 0x5347_4531; // "1EGS"
+
+pub(crate) fn encode_seg_a(nonce: u64, segment: u32, erase_count: u32) -> [u8; SEG_A] {
+    let mut a = [0xFFu8; SEG_A];
+    a[0..4].copy_from_slice(&SEG_MAGIC.to_le_bytes());
+    a[4..8].copy_from_slice(&erase_count.to_le_bytes());
+    let crc = keyed_crc(nonce, &[&segment.to_le_bytes(), &a[0..12]]);
+    a[12..16].copy_from_slice(&crc.to_le_bytes());
+    a
+}
+
+/// The erase count in a valid part A, or `None`.
+pub(crate) fn decode_seg_a(nonce: u64, segment: u32, a: &[u8]) -> Option<u32> {
+    let a = a.get(..SEG_A)?;
+    if le32(&a[0..4]) != SEG_MAGIC {
+        return None;
+    }
+    (keyed_crc(nonce, &[&segment.to_le_bytes(), &a[0..12]]) == le32(&a[12..16]))
+        .then(|| le32(&a[4..8]))
+}
+
+/// What part A of a segment header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegA {
+    /// Sound: the erase count.
+    Sound(u32),
+    /// Magic intact, rest damaged (decay): the segment counts, its erase count is lost.
+    Damaged,
+    /// Erased.
+    Absent,
+    /// Magic cleared (compaction marks a segment dead before erasing it) or unreadable.
+    Dead,
+}
+
+pub(crate) fn classify_seg_a(nonce: u64, segment: u32, a: &[u8]) -> SegA {
+    let Some(a) = a.get(..SEG_A) else {
+        return SegA::Dead;
+    };
+    if let Some(count) = decode_seg_a(nonce, segment, a) {
+        SegA::Sound(count)
+    } else if a.iter().all(|&b| b == 0xFF) {
+        SegA::Absent
+    } else if le32(&a[0..4]) == SEG_MAGIC {
+        SegA::Damaged
+    } else {
+        SegA::Dead
+    }
+}
+
+pub(crate) fn encode_seg_b(nonce: u64, segment: u32, seq: u64, qid_floor: u64) -> [u8; SEG_B] {
+    let mut b = [0xFFu8; SEG_B];
+    b[0..8].copy_from_slice(&seq.to_le_bytes());
+    b[8..16].copy_from_slice(&qid_floor.to_le_bytes());
+    let crc = keyed_crc(nonce, &[&segment.to_le_bytes(), &b[0..20]]);
+    b[20..24].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// `(seq, qid_floor)` from a valid part B, or `None`.
+pub(crate) fn decode_seg_b(nonce: u64, segment: u32, b: &[u8]) -> Option<(u64, u64)> {
+    let b = b.get(..SEG_B)?;
+    (keyed_crc(nonce, &[&segment.to_le_bytes(), &b[0..20]]) == le32(&b[20..24]))
+        .then(|| (le64(&b[0..8]), le64(&b[8..16])))
+}
+
+pub(crate) fn le32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a)
+}
+
+pub(crate) fn le64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+pub(crate) fn align4(n: u32) -> u32 {
+    (n + 3) & !3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        let flash = FlashGeometry::new(4096, 4096 * 64).unwrap();
+        let g = SpoolGeometry {
+            config_slot_blocks: 1,
+            directory_slot_blocks: 2,
+            segment_blocks: 4,
+        };
+        Layout::new(flash, g, 42).unwrap()
+    }
+
+    #[test]
+    fn superblock_round_trips_and_damage_is_reported() {
+        let l = layout();
+        assert_eq!(l.spool_start, 7);
+        assert_eq!(l.segments, (64 - 7) / 4);
+        let bytes = l.encode().unwrap();
+        assert_eq!(Layout::decode(&bytes).unwrap(), Some(l));
+        assert_eq!(Layout::decode(&[0xFF; 64]).unwrap(), None);
+        let mut bad = bytes.clone();
+        bad[25] ^= 1;
+        assert!(matches!(
+            Layout::decode(&bad),
+            Err(SpoolError::BadSuperblock(_))
+        ));
+        let mut other = bytes.clone();
+        other[0] = b'X';
+        assert!(matches!(
+            Layout::decode(&other),
+            Err(SpoolError::BadSuperblock(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_version_is_reported_as_such() {
+        let mut bytes = layout().encode().unwrap();
+        bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
+        let crc = CRC.checksum(&[&bytes[8..16], &bytes[20..]].concat());
+        bytes[16..20].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            Layout::decode(&bytes),
+            Err(SpoolError::UnsupportedVersion(7))
+        ));
+    }
+
+    #[test]
+    fn segment_headers_check_their_crc_and_segment() {
+        let a = encode_seg_a(9, 3, 17);
+        assert_eq!(decode_seg_a(9, 3, &a), Some(17));
+        assert_eq!(
+            decode_seg_a(9, 4, &a),
+            None,
+            "a header belongs to its segment"
+        );
+        assert_eq!(decode_seg_a(8, 3, &a), None, "and to its spool");
+        let b = encode_seg_b(9, 3, 100, 55);
+        assert_eq!(decode_seg_b(9, 3, &b), Some((100, 55)));
+        assert_eq!(decode_seg_b(9, 3, &[0xFF; SEG_B]), None);
+    }
+
+    #[test]
+    fn too_small_a_flash_is_refused() {
+        let flash = FlashGeometry::new(4096, 4096 * 8).unwrap();
+        let g = SpoolGeometry {
+            config_slot_blocks: 1,
+            directory_slot_blocks: 1,
+            segment_blocks: 2,
+        };
+        assert!(matches!(
+            Layout::new(flash, g, 0),
+            Err(SpoolError::BadGeometry(_))
+        ));
+    }
+}

@@ -1,0 +1,355 @@
+//! The async front of the spool: one writer thread owns the [`Spool`] and does group commit.
+//!
+//! Sessions talk to it through a [`SpoolHandle`]. Records from every session go to the writer in
+//! arrival order; requests that must be durable (commit, recipient done, state change, removal)
+//! wait until the writer syncs. The writer syncs as soon as no session that is still receiving a
+//! message could add to the batch, when the batch is `group_commit_bytes` large, or when the
+//! oldest waiter has waited `group_commit_delay`, and then answers everyone in the batch at once.
+
+use std::collections::HashSet;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hal::flash::Flash;
+use tokio::sync::oneshot;
+
+use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
+
+use super::{FlashInfo, MessageSummary, Region, Spool, SpoolError};
+
+type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
+
+enum Request {
+    Begin(Box<Envelope>, Reply<QueueId>),
+    Write(QueueId, Vec<u8>, Reply<()>),
+    Commit(QueueId, Reply<QueueId>),
+    Abandon(QueueId),
+    Mark(QueueId, usize, RecipientOutcome, Reply<()>),
+    SetState(QueueId, QueueState, Reply<()>),
+    Remove(QueueId, Reply<()>),
+    List(Reply<Vec<MessageSummary>>),
+    Get(QueueId, Reply<Option<MessageSummary>>),
+    ReadBody(QueueId, Reply<Vec<u8>>),
+    Info(Reply<FlashInfo>),
+    ReadSlot(Region, Reply<Option<Vec<u8>>>),
+    WriteSlot(Region, Vec<u8>, Reply<()>),
+}
+
+/// A cheap, clonable way to the spool writer.
+#[derive(Clone, Debug)]
+pub struct SpoolHandle {
+    tx: mpsc::Sender<Request>,
+    chunk_size: usize,
+}
+
+/// A message being received: body bytes stream to flash as they come, in bounded chunks.
+/// Dropping it without [`Incoming::commit`] abandons the message.
+#[derive(Debug)]
+pub struct Incoming {
+    handle: SpoolHandle,
+    qid: QueueId,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+/// Starts the writer thread. It syncs what is pending and ends when the last handle (and
+/// `Incoming`) is dropped, giving the `Spool` back through the join handle (for a clean shutdown).
+pub fn spawn<F: Flash + Send + 'static>(
+    spool: Spool<F>,
+) -> Result<(SpoolHandle, JoinHandle<Spool<F>>), SpoolError> {
+    let (tx, rx) = mpsc::channel();
+    let chunk_size = spool.settings().chunk_size as usize;
+    let thread = std::thread::Builder::new()
+        .name("spool-writer".into())
+        .spawn(move || Writer::new(spool).run(rx))
+        .map_err(|_| SpoolError::Stopped)?;
+    Ok((SpoolHandle { tx, chunk_size }, thread))
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl SpoolHandle {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, SpoolError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).map_err(|_| SpoolError::Stopped)?;
+        rx.await.map_err(|_| SpoolError::Stopped)?
+    }
+
+    /// Starts a message: allocates its queue id and writes its envelope. `Full` when the spool
+    /// is down to its reserve.
+    pub async fn begin(&self, envelope: Envelope) -> Result<Incoming, SpoolError> {
+        let qid = self.ask(|r| Request::Begin(Box::new(envelope), r)).await?;
+        Ok(Incoming {
+            handle: self.clone(),
+            qid,
+            buf: Vec::with_capacity(self.chunk_size),
+            done: false,
+        })
+    }
+
+    /// Records recipient `index`'s final outcome; resolves once it is synced.
+    pub async fn mark_recipient(
+        &self,
+        qid: QueueId,
+        index: usize,
+        outcome: RecipientOutcome,
+    ) -> Result<(), SpoolError> {
+        self.ask(|r| Request::Mark(qid, index, outcome, r)).await
+    }
+
+    /// Changes a message's queue state; resolves once it is synced.
+    pub async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), SpoolError> {
+        self.ask(|r| Request::SetState(qid, state, r)).await
+    }
+
+    /// Removes a message; resolves once the removal is synced.
+    pub async fn remove(&self, qid: QueueId) -> Result<(), SpoolError> {
+        self.ask(|r| Request::Remove(qid, r)).await
+    }
+
+    /// Every committed message, oldest first.
+    pub async fn list(&self) -> Result<Vec<MessageSummary>, SpoolError> {
+        self.ask(Request::List).await
+    }
+
+    pub async fn get(&self, qid: QueueId) -> Result<Option<MessageSummary>, SpoolError> {
+        self.ask(|r| Request::Get(qid, r)).await
+    }
+
+    /// The body, read back from flash (CRC checked).
+    pub async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, SpoolError> {
+        self.ask(|r| Request::ReadBody(qid, r)).await
+    }
+
+    pub async fn info(&self) -> Result<FlashInfo, SpoolError> {
+        self.ask(Request::Info).await
+    }
+
+    pub async fn read_slot(&self, region: Region) -> Result<Option<Vec<u8>>, SpoolError> {
+        self.ask(|r| Request::ReadSlot(region, r)).await
+    }
+
+    /// Writes a config or directory slot; resolves once it is synced.
+    pub async fn write_slot(&self, region: Region, data: Vec<u8>) -> Result<(), SpoolError> {
+        self.ask(|r| Request::WriteSlot(region, data, r)).await
+    }
+}
+
+impl Incoming {
+    /// The queue id the message will have.
+    pub fn queue_id(&self) -> QueueId {
+        self.qid
+    }
+
+    /// Adds body bytes. At most one chunk is held in RAM; full chunks go to flash before this
+    /// returns.
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), SpoolError> {
+        let chunk = self.handle.chunk_size;
+        while !data.is_empty() {
+            let take = (chunk - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == chunk {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SpoolError> {
+        let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(self.handle.chunk_size));
+        let qid = self.qid;
+        self.handle.ask(|r| Request::Write(qid, bytes, r)).await
+    }
+
+    /// Writes the rest of the body and the commit record; resolves only after the sync that
+    /// holds the commit. Only then may the client be told 250.
+    pub async fn commit(mut self) -> Result<QueueId, SpoolError> {
+        if !self.buf.is_empty() {
+            self.flush().await?;
+        }
+        let qid = self.qid;
+        self.done = true;
+        self.handle.ask(|r| Request::Commit(qid, r)).await
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.handle.tx.send(Request::Abandon(self.qid));
+        }
+    }
+}
+
+/// A request that is answered after the next sync.
+enum Waiter {
+    Commit(QueueId, Reply<QueueId>),
+    Done(Reply<()>),
+}
+
+struct Writer<F: Flash> {
+    spool: Spool<F>,
+    waiting: Vec<Waiter>,
+    /// Messages begun and neither committed nor abandoned: their commits may join the batch.
+    receiving: HashSet<QueueId>,
+    batch_started: Option<Instant>,
+    batch_bytes: u64,
+}
+
+impl<F: Flash> Writer<F> {
+    fn new(spool: Spool<F>) -> Writer<F> {
+        Writer {
+            spool,
+            waiting: Vec::new(),
+            receiving: HashSet::new(),
+            batch_started: None,
+            batch_bytes: 0,
+        }
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Request>) -> Spool<F> {
+        let delay = self.spool.settings().group_commit_delay;
+        loop {
+            let next = match self.batch_started {
+                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(t) => {
+                    let left = (t + delay).saturating_duration_since(Instant::now());
+                    rx.recv_timeout(left.max(Duration::from_micros(1)))
+                }
+            };
+            match next {
+                Ok(req) => {
+                    self.handle(req);
+                    // Take everything already queued before deciding to sync.
+                    while let Ok(req) = rx.try_recv() {
+                        self.handle(req);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    return self.spool;
+                }
+            }
+            if self.should_sync(delay) {
+                self.flush();
+            }
+        }
+    }
+
+    fn should_sync(&self, delay: Duration) -> bool {
+        let Some(t) = self.batch_started else {
+            return false;
+        };
+        let waiting_commits = self
+            .waiting
+            .iter()
+            .filter(|w| matches!(w, Waiter::Commit(..)))
+            .count();
+        self.receiving.len() <= waiting_commits
+            || self.batch_bytes >= self.spool.settings().group_commit_bytes as u64
+            || t.elapsed() >= delay
+    }
+
+    fn wait(&mut self, w: Waiter) {
+        self.waiting.push(w);
+        self.batch_started.get_or_insert_with(Instant::now);
+    }
+
+    fn flush(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let result = self.spool.sync();
+        for w in self.waiting.drain(..) {
+            match w {
+                Waiter::Commit(qid, r) => {
+                    self.receiving.remove(&qid);
+                    let _ = r.send(result.clone().map(|()| qid));
+                }
+                Waiter::Done(r) => {
+                    let _ = r.send(result.clone());
+                }
+            }
+        }
+        self.batch_started = None;
+        self.batch_bytes = 0;
+    }
+
+    fn handle(&mut self, req: Request) {
+        let s = &mut self.spool;
+        match req {
+            Request::Begin(env, r) => {
+                let res = s.begin(&env, unix_millis());
+                if let Ok(qid) = res {
+                    self.receiving.insert(qid);
+                }
+                let _ = r.send(res);
+            }
+            Request::Write(qid, data, r) => {
+                let res = s.append_body(qid, &data);
+                self.batch_bytes += data.len() as u64;
+                if res.is_err() {
+                    // The session will answer 4xx; the partial message is garbage now.
+                    s.abandon(qid);
+                    self.receiving.remove(&qid);
+                }
+                let _ = r.send(res);
+            }
+            Request::Commit(qid, r) => match s.commit(qid) {
+                Ok(()) => self.wait(Waiter::Commit(qid, r)),
+                Err(e) => {
+                    s.abandon(qid);
+                    self.receiving.remove(&qid);
+                    let _ = r.send(Err(e));
+                }
+            },
+            Request::Abandon(qid) => {
+                s.abandon(qid);
+                self.receiving.remove(&qid);
+            }
+            Request::Mark(qid, i, outcome, r) => match s.mark_recipient(qid, i, outcome) {
+                Ok(()) => self.wait(Waiter::Done(r)),
+                Err(e) => {
+                    let _ = r.send(Err(e));
+                }
+            },
+            Request::SetState(qid, state, r) => match s.set_state(qid, state) {
+                Ok(()) => self.wait(Waiter::Done(r)),
+                Err(e) => {
+                    let _ = r.send(Err(e));
+                }
+            },
+            Request::Remove(qid, r) => match s.remove(qid) {
+                Ok(()) => self.wait(Waiter::Done(r)),
+                Err(e) => {
+                    let _ = r.send(Err(e));
+                }
+            },
+            Request::List(r) => {
+                let _ = r.send(Ok(s.list()));
+            }
+            Request::Get(qid, r) => {
+                let _ = r.send(Ok(s.get(qid)));
+            }
+            Request::ReadBody(qid, r) => {
+                let _ = r.send(s.read_body(qid));
+            }
+            Request::Info(r) => {
+                let _ = r.send(Ok(s.info()));
+            }
+            Request::ReadSlot(region, r) => {
+                let _ = r.send(s.read_slot(region));
+            }
+            Request::WriteSlot(region, data, r) => {
+                let _ = r.send(s.write_slot(region, &data));
+            }
+        }
+    }
+}

@@ -1,0 +1,700 @@
+//! The sync core: appends records, syncs, compacts the segment ring, answers reads.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+
+use hal::flash::Flash;
+
+use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
+
+use super::format::{
+    FORMAT_VERSION, Layout, SEG_HEADER, SpoolGeometry, encode_seg_a, encode_seg_b,
+};
+use super::index::{Entry, Loc, MessageSummary};
+use super::record::{self, CommitBody, HEADER, Kind, RecipientBody, StateBody, record_size};
+use super::slots::SlotView;
+use super::{FlashInfo, Region, RegionInfo, SpoolError, SpoolSettings};
+
+/// Who wants room on flash; each may dig deeper into the reserve than the one before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A new message (begin, body): stops at `reserve_segments` free segments.
+    Message,
+    /// Commit, delivery state, removal, and bounces (the queue's own mail about mail it holds):
+    /// may use all but the last free segment.
+    Delivery,
+    /// Copies made by compaction: may use the last one.
+    Compaction,
+}
+
+impl Purpose {
+    fn new_mail(envelope: &Envelope) -> Purpose {
+        if envelope.is_bounce() {
+            Purpose::Delivery
+        } else {
+            Purpose::Message
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegState {
+    Free,
+    Used,
+    /// Failed a program or erase: out of service.
+    Bad,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seg {
+    pub state: SegState,
+    pub erase_count: u32,
+    /// Part A of the header is on flash and everything after it is erased.
+    pub has_a: bool,
+    /// Holds something other than a clean header: erase before use.
+    pub needs_erase: bool,
+    pub seq: u64,
+    /// End of the records (offset in the segment).
+    pub used: u32,
+    /// Bytes of records the index still points to.
+    pub live: u64,
+    /// Found with sound records but a damaged header B (sequence unknown): compacted first, and
+    /// its end records are carried forward so no removed message can come back.
+    pub orphan: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Stats {
+    pub bytes_written: u64,
+    pub erases: u64,
+    pub syncs: u64,
+    pub compactions: u64,
+}
+
+/// The spool on one flash device.
+pub struct Spool<F: Flash> {
+    pub(crate) flash: F,
+    pub(crate) layout: Layout,
+    pub(crate) settings: SpoolSettings,
+    pub(crate) segs: Vec<Seg>,
+    pub(crate) head: Option<u32>,
+    pub(crate) next_seq: u64,
+    pub(crate) index: BTreeMap<QueueId, Entry>,
+    pub(crate) last_qid: u64,
+    pub(crate) pending: Vec<QueueId>,
+    pub(crate) slots: [SlotView; 2],
+    pub(crate) stats: Stats,
+    pub(crate) failed: bool,
+}
+
+impl<F: Flash> std::fmt::Debug for Spool<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("layout", &self.layout)
+            .field("messages", &self.index.len())
+            .field("head", &self.head)
+            .finish()
+    }
+}
+
+fn new_nonce() -> u64 {
+    // RandomState is seeded from the OS once per process and stepped per instance.
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+impl<F: Flash> Spool<F> {
+    /// Writes a new, empty spool over the whole device: superblock, empty slots, empty segments.
+    /// Whatever the flash held is gone; this is only ever done on an explicit request.
+    pub fn format(flash: &mut F, geometry: SpoolGeometry) -> Result<(), SpoolError> {
+        let layout = Layout::new(flash.geometry(), geometry, new_nonce())?;
+        let eb = layout.erase_size;
+        // The superblock goes last: a format cut short leaves a flash that says "not formatted".
+        erase_if_needed(flash, 0, eb)?;
+        for region in [Region::Config, Region::Directory] {
+            for slot in 0..2 {
+                let (from, to) = layout.slot_range(region, slot);
+                erase_if_needed(flash, from, to)?;
+            }
+        }
+        for s in 0..layout.segments {
+            let at = layout.segment_addr(s);
+            erase_if_needed(flash, at, at + layout.segment_size())?;
+            flash.write(at, &encode_seg_a(layout.nonce, s, 0))?;
+        }
+        let sb = layout.encode()?;
+        for off in Layout::superblock_offsets(eb) {
+            flash.write(off, &sb)?;
+        }
+        flash.sync()?;
+        Ok(())
+    }
+
+    /// Allocates a queue id and writes the begin record of a new message. `now_unix_millis` is the
+    /// arrival time; ids still increase if the clock goes back.
+    pub fn begin(
+        &mut self,
+        envelope: &Envelope,
+        now_unix_millis: u64,
+    ) -> Result<QueueId, SpoolError> {
+        self.check_writable()?;
+        let purpose = Purpose::new_mail(envelope);
+        self.admit(0, purpose)?;
+        self.make_room(purpose)?;
+        let candidate = QueueId::new(now_unix_millis, 0);
+        let qid = if candidate.0 > self.last_qid {
+            candidate
+        } else {
+            QueueId(self.last_qid.saturating_add(1))
+        };
+        self.last_qid = qid.0;
+        let body =
+            postcard::to_allocvec(envelope).map_err(|e| SpoolError::Encode(e.to_string()))?;
+        let loc = self.append(Kind::Begin, qid.0, &[&body], purpose)?;
+        self.add_live(loc);
+        self.index.insert(qid, Entry::new(envelope.clone(), loc));
+        Ok(qid)
+    }
+
+    /// Appends body bytes to a message that is not committed yet, in chunks of at most
+    /// `chunk_size` bytes.
+    pub fn append_body(&mut self, qid: QueueId, data: &[u8]) -> Result<(), SpoolError> {
+        self.check_writable()?;
+        let chunk_size = self.settings.chunk_size as usize;
+        for piece in data.chunks(chunk_size) {
+            let (n, purpose) = match self.index.get(&qid) {
+                Some(e) if e.commit.is_none() => {
+                    (e.chunks.len() as u32, Purpose::new_mail(&e.envelope))
+                }
+                _ => return Err(SpoolError::NoSuchMessage(qid)),
+            };
+            self.admit(piece.len() as u64, purpose)?;
+            let loc = self.append(Kind::Chunk, qid.0, &[&n.to_le_bytes(), piece], purpose)?;
+            self.add_live(loc);
+            if let Some(e) = self.index.get_mut(&qid) {
+                e.chunks.push(loc);
+                e.size += piece.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the commit record. The message exists for good after the next successful
+    /// [`Spool::sync`]; only then may the client be told 250.
+    pub fn commit(&mut self, qid: QueueId) -> Result<(), SpoolError> {
+        self.check_writable()?;
+        let body = match self.index.get(&qid) {
+            Some(e) if e.commit.is_none() => CommitBody {
+                chunks: e.chunks.len() as u32,
+                size: e.size,
+            },
+            _ => return Err(SpoolError::NoSuchMessage(qid)),
+        };
+        let body = postcard::to_allocvec(&body).map_err(|e| SpoolError::Encode(e.to_string()))?;
+        let loc = self.append(Kind::Commit, qid.0, &[&body], Purpose::Delivery)?;
+        self.add_live(loc);
+        if let Some(e) = self.index.get_mut(&qid) {
+            e.commit = Some(loc);
+        }
+        self.pending.push(qid);
+        Ok(())
+    }
+
+    /// Forgets a message that was begun but not committed. Nothing is written: without a commit
+    /// record its records are garbage, reclaimed by compaction.
+    pub fn abandon(&mut self, qid: QueueId) {
+        if self.index.get(&qid).is_some_and(|e| e.commit.is_none()) {
+            self.drop_entry(qid);
+        }
+    }
+
+    /// Records the final outcome of recipient `index`.
+    pub fn mark_recipient(
+        &mut self,
+        qid: QueueId,
+        index: usize,
+        outcome: RecipientOutcome,
+    ) -> Result<(), SpoolError> {
+        self.check_writable()?;
+        match self.index.get(&qid) {
+            Some(e) if e.commit.is_some() => {
+                if index >= e.outcomes.len() {
+                    return Err(SpoolError::NoSuchRecipient { qid, index });
+                }
+            }
+            _ => return Err(SpoolError::NoSuchMessage(qid)),
+        }
+        let body = RecipientBody {
+            index: index as u32,
+            outcome,
+        };
+        let bytes = postcard::to_allocvec(&body).map_err(|e| SpoolError::Encode(e.to_string()))?;
+        let loc = self.append(Kind::Recipient, qid.0, &[&bytes], Purpose::Delivery)?;
+        self.add_live(loc);
+        let old = self.index.get_mut(&qid).and_then(|e| {
+            let slot = e.outcomes.get_mut(index)?;
+            slot.replace((body.outcome, loc)).map(|(_, l)| l)
+        });
+        if let Some(old) = old {
+            self.sub_live(old);
+        }
+        Ok(())
+    }
+
+    /// Changes the queue state (hold, release, deferred until).
+    pub fn set_state(&mut self, qid: QueueId, state: QueueState) -> Result<(), SpoolError> {
+        self.check_writable()?;
+        let version = match self.index.get(&qid) {
+            Some(e) if e.commit.is_some() => e.state_version + 1,
+            _ => return Err(SpoolError::NoSuchMessage(qid)),
+        };
+        let body = StateBody { version, state };
+        let bytes = postcard::to_allocvec(&body).map_err(|e| SpoolError::Encode(e.to_string()))?;
+        let loc = self.append(Kind::State, qid.0, &[&bytes], Purpose::Delivery)?;
+        self.add_live(loc);
+        let old = self.index.get_mut(&qid).and_then(|e| {
+            e.state = body.state;
+            e.state_version = version;
+            e.state_loc.replace(loc)
+        });
+        if let Some(old) = old {
+            self.sub_live(old);
+        }
+        Ok(())
+    }
+
+    /// Removes a message from the queue (delivered, bounced, or deleted by the admin).
+    pub fn remove(&mut self, qid: QueueId) -> Result<(), SpoolError> {
+        self.check_writable()?;
+        match self.index.get(&qid) {
+            None => return Err(SpoolError::NoSuchMessage(qid)),
+            Some(e) if e.commit.is_none() => {
+                self.drop_entry(qid);
+                return Ok(());
+            }
+            Some(_) => {}
+        }
+        self.append(Kind::End, qid.0, &[], Purpose::Delivery)?;
+        self.drop_entry(qid);
+        Ok(())
+    }
+
+    /// The durability barrier: returns once every record written before it is on flash.
+    pub fn sync(&mut self) -> Result<(), SpoolError> {
+        self.check_writable()?;
+        self.sync_flash()
+    }
+
+    /// Messages whose commit is synced, oldest first.
+    pub fn list(&self) -> Vec<MessageSummary> {
+        self.index
+            .iter()
+            .filter(|(_, e)| e.durable)
+            .map(|(q, e)| e.summary(*q))
+            .collect()
+    }
+
+    /// One message whose commit is synced.
+    pub fn get(&self, qid: QueueId) -> Option<MessageSummary> {
+        self.index
+            .get(&qid)
+            .filter(|e| e.durable)
+            .map(|e| e.summary(qid))
+    }
+
+    /// Reads a committed message's body back from flash, checking every chunk's CRC.
+    pub fn read_body(&mut self, qid: QueueId) -> Result<Vec<u8>, SpoolError> {
+        let e = self
+            .index
+            .get(&qid)
+            .filter(|e| e.commit.is_some())
+            .ok_or(SpoolError::NoSuchMessage(qid))?;
+        let chunks = e.chunks.clone();
+        let mut body = Vec::with_capacity(e.size as usize);
+        let mut buf = Vec::new();
+        for loc in chunks {
+            buf.resize((HEADER + loc.len) as usize, 0);
+            self.flash.read(loc.addr, &mut buf)?;
+            let h = record::decode_header(self.layout.nonce, &buf, loc.len as usize)
+                .filter(|h| h.kind == Kind::Chunk && h.qid == qid.0 && h.len == loc.len)
+                .ok_or(SpoolError::Damaged(qid))?;
+            let b = &buf[HEADER as usize..];
+            if !record::body_ok(self.layout.nonce, &h, b) || b.len() < 4 {
+                return Err(SpoolError::Damaged(qid));
+            }
+            body.extend_from_slice(&b[4..]);
+        }
+        Ok(body)
+    }
+
+    /// Geometry, usage and wear, for `postern flash info`.
+    pub fn info(&self) -> FlashInfo {
+        let l = &self.layout;
+        let counts: Vec<u32> = self.segs.iter().map(|s| s.erase_count).collect();
+        let count = |st: SegState| self.segs.iter().filter(|s| s.state == st).count() as u32;
+        let region = |name, r: Region, view: &SlotView| {
+            let (start, _) = l.slot_range(r, 0);
+            let (_, end) = l.slot_range(r, 1);
+            RegionInfo {
+                name,
+                start,
+                len: end - start,
+                used: view.newest.map_or(0, |n| u64::from(n.len)),
+            }
+        };
+        let spool_start = l.segment_addr(0);
+        FlashInfo {
+            format_version: FORMAT_VERSION,
+            size: l.blocks * l.erase_size,
+            erase_size: l.erase_size,
+            regions: vec![
+                RegionInfo {
+                    name: "superblock",
+                    start: 0,
+                    len: l.erase_size,
+                    used: l.encode().map_or(0, |b| b.len() as u64 * 2),
+                },
+                region("config", Region::Config, &self.slots[0]),
+                region("directory", Region::Directory, &self.slots[1]),
+                RegionInfo {
+                    name: "spool",
+                    start: spool_start,
+                    len: l.segments * l.segment_size(),
+                    used: self.segs.iter().map(|s| s.live).sum(),
+                },
+            ],
+            segment_size: l.segment_size(),
+            segments: l.segments,
+            segments_used: count(SegState::Used),
+            segments_free: count(SegState::Free),
+            segments_bad: count(SegState::Bad),
+            messages: self.index.values().filter(|e| e.durable).count(),
+            erase_min: counts.iter().copied().min().unwrap_or(0),
+            erase_max: counts.iter().copied().max().unwrap_or(0),
+            erase_avg: if counts.is_empty() {
+                0.0
+            } else {
+                counts.iter().map(|&c| f64::from(c)).sum::<f64>() / counts.len() as f64
+            },
+            erase_counts: counts,
+            bytes_written: self.stats.bytes_written,
+            erases: self.stats.erases,
+            syncs: self.stats.syncs,
+            compactions: self.stats.compactions,
+        }
+    }
+
+    /// The settings the spool runs with.
+    pub fn settings(&self) -> &SpoolSettings {
+        &self.settings
+    }
+
+    /// The flash device.
+    pub fn flash(&self) -> &F {
+        &self.flash
+    }
+
+    /// Closes the spool, giving the flash device back (unsynced records may be lost).
+    pub fn into_flash(self) -> F {
+        self.flash
+    }
+
+    // ---- writing ------------------------------------------------------------------------
+
+    pub(crate) fn check_writable(&self) -> Result<(), SpoolError> {
+        if self.failed {
+            Err(SpoolError::Failed)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn sync_flash(&mut self) -> Result<(), SpoolError> {
+        if let Err(e) = self.flash.sync() {
+            self.failed = true;
+            return Err(e.into());
+        }
+        self.stats.syncs += 1;
+        for qid in std::mem::take(&mut self.pending) {
+            if let Some(e) = self.index.get_mut(&qid) {
+                e.durable = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn append(
+        &mut self,
+        kind: Kind,
+        qid: u64,
+        body: &[&[u8]],
+        purpose: Purpose,
+    ) -> Result<Loc, SpoolError> {
+        let bytes = record::encode(self.layout.nonce, kind, qid, body);
+        self.put(&bytes, purpose)
+    }
+
+    /// Writes one encoded record at the head, opening a new segment if it does not fit.
+    fn put(&mut self, bytes: &[u8], purpose: Purpose) -> Result<Loc, SpoolError> {
+        let len = (bytes.len() as u32).saturating_sub(HEADER);
+        let size = record_size(len);
+        if size > self.layout.segment_size() - SEG_HEADER {
+            return Err(SpoolError::Encode(format!(
+                "a record of {size} bytes does not fit a segment"
+            )));
+        }
+        let room = |s: &Self| {
+            s.head
+                .and_then(|h| s.segs.get(h as usize))
+                .is_some_and(|seg| seg.used + size <= s.layout.segment_size())
+        };
+        if !room(self) {
+            self.advance_head(purpose, size)?;
+        }
+        let head = self.head.ok_or(SpoolError::Full)?;
+        let addr = self.layout.segment_addr(head) + self.segs[head as usize].used;
+        if let Err(e) = self.flash.write(addr, bytes) {
+            // What reached flash is unknown: never append after it.
+            self.head = None;
+            return Err(e.into());
+        }
+        self.segs[head as usize].used += size;
+        self.stats.bytes_written += bytes.len() as u64;
+        Ok(Loc { addr, len })
+    }
+
+    /// Refuses new message bytes once live data would leave compaction too little to work with:
+    /// the reserve segments, one segment for compaction, and a record's worth of end-of-segment
+    /// waste per segment stay out of reach of new mail. Bounces may go one segment further.
+    fn admit(&self, more: u64, purpose: Purpose) -> Result<(), SpoolError> {
+        let capacity = u64::from(self.layout.segment_size() - SEG_HEADER);
+        let usable = self
+            .segs
+            .iter()
+            .filter(|s| s.state != SegState::Bad)
+            .count() as u64;
+        let held_back = match purpose {
+            Purpose::Message => u64::from(self.settings.reserve_segments.max(2)) + 1,
+            _ => u64::from(self.settings.reserve_segments.max(2)),
+        };
+        let waste = usable * u64::from(record_size(self.settings.chunk_size + 4));
+        let limit = (usable.saturating_sub(held_back) * capacity).saturating_sub(waste);
+        let live: u64 = self.segs.iter().map(|s| s.live).sum();
+        if live + more + u64::from(record_size(self.settings.chunk_size + 4)) > limit {
+            return Err(SpoolError::Full);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn free_count(&self) -> usize {
+        self.segs
+            .iter()
+            .filter(|s| s.state == SegState::Free)
+            .count()
+    }
+
+    /// Bytes that compaction could give back: records no message points to.
+    fn reclaimable(&self) -> u64 {
+        self.segs
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.state == SegState::Used && self.head != Some(*i as u32))
+            .map(|(_, s)| u64::from(s.used - SEG_HEADER.min(s.used)).saturating_sub(s.live))
+            .sum()
+    }
+
+    /// Compacts until enough segments are free for `purpose`, or says the spool is full.
+    pub(crate) fn make_room(&mut self, purpose: Purpose) -> Result<(), SpoolError> {
+        let reserve = self.settings.reserve_segments.max(2) as usize;
+        let need = match purpose {
+            Purpose::Message => reserve,
+            Purpose::Delivery => 1,
+            Purpose::Compaction => 0,
+        };
+        if purpose != Purpose::Compaction {
+            let capacity = u64::from(self.layout.segment_size() - SEG_HEADER);
+            let mut rounds = 0;
+            while self.free_count() <= reserve
+                && rounds < self.segs.len()
+                && self.reclaimable() >= capacity
+            {
+                if !self.compact_oldest()? {
+                    break;
+                }
+                rounds += 1;
+            }
+        }
+        if self.free_count() <= need {
+            return Err(SpoolError::Full);
+        }
+        Ok(())
+    }
+
+    /// Takes the free segment with the fewest erases as the new head.
+    fn advance_head(&mut self, purpose: Purpose, size: u32) -> Result<(), SpoolError> {
+        loop {
+            self.make_room(purpose)?;
+            // Compaction may have opened a head that still has room: use it up first.
+            if let Some(seg) = self.head.and_then(|h| self.segs.get(h as usize))
+                && seg.used + size <= self.layout.segment_size()
+            {
+                return Ok(());
+            }
+            let pick = self
+                .segs
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.state == SegState::Free)
+                .min_by_key(|(i, s)| (s.erase_count, *i))
+                .map(|(i, _)| i as u32)
+                .ok_or(SpoolError::Full)?;
+            match self.open_segment(pick) {
+                Ok(()) => return Ok(()),
+                Err(SpoolError::Flash(_)) => {
+                    // A segment that cannot be erased or programmed leaves service; try another.
+                    self.segs[pick as usize].state = SegState::Bad;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn open_segment(&mut self, s: u32) -> Result<(), SpoolError> {
+        let at = self.layout.segment_addr(s);
+        let nonce = self.layout.nonce;
+        let seg = self.segs[s as usize];
+        if seg.needs_erase {
+            self.flash.erase(at, at + self.layout.segment_size())?;
+            self.stats.erases += 1;
+            let seg = &mut self.segs[s as usize];
+            seg.erase_count += 1;
+            seg.needs_erase = false;
+            seg.has_a = false;
+        }
+        if !self.segs[s as usize].has_a {
+            let count = self.segs[s as usize].erase_count;
+            self.flash.write(at, &encode_seg_a(nonce, s, count))?;
+            self.segs[s as usize].has_a = true;
+        }
+        let seq = self.next_seq;
+        let b = encode_seg_b(nonce, s, seq, self.last_qid);
+        self.flash.write(at + super::format::SEG_A as u32, &b)?;
+        self.next_seq += 1;
+        self.stats.bytes_written += SEG_HEADER as u64;
+        let seg = &mut self.segs[s as usize];
+        seg.state = SegState::Used;
+        seg.seq = seq;
+        seg.used = SEG_HEADER;
+        seg.live = 0;
+        seg.orphan = false;
+        self.head = Some(s);
+        Ok(())
+    }
+
+    /// Copies the live records of the oldest segment to the head, then erases it. False if there
+    /// is nothing to compact.
+    pub(crate) fn compact_oldest(&mut self) -> Result<bool, SpoolError> {
+        let oldest = self
+            .segs
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.state == SegState::Used && self.head != Some(*i as u32))
+            .min_by_key(|(_, s)| s.seq)
+            .map(|(i, _)| i as u32);
+        let Some(old) = oldest else { return Ok(false) };
+        if self.free_count() == 0 {
+            return Ok(false);
+        }
+        let base = self.layout.segment_addr(old);
+        let size = self.layout.segment_size();
+        let mut buf = vec![0u8; size as usize];
+        self.flash.read(base, &mut buf)?;
+        let scan = record::scan(self.layout.nonce, &buf, SEG_HEADER);
+        for found in scan.records.iter().filter(|f| f.body_ok) {
+            let addr = base + found.offset;
+            let qid = QueueId(found.header.qid);
+            let live = self
+                .index
+                .get(&qid)
+                .is_some_and(|e| e.locs().any(|l| l.addr == addr));
+            let tombstone = self.segs[old as usize].orphan && found.header.kind == Kind::End;
+            if !live && !tombstone {
+                continue;
+            }
+            let start = found.offset as usize;
+            let end = start + (HEADER + found.header.len) as usize;
+            let new = self.put(&buf[start..end], Purpose::Compaction)?;
+            if let Some(e) = self.index.get_mut(&qid) {
+                e.relocate(addr, new);
+            }
+            self.add_live(new);
+            self.segs[old as usize].live = self.segs[old as usize].live.saturating_sub(new.size());
+        }
+        // The copies must be on flash before the originals go; the old segment is marked dead
+        // before its erase starts, so a torn erase can never bring old records back.
+        self.sync_flash()?;
+        self.flash.write(base, &[0u8; 4])?;
+        self.sync_flash()?;
+        let count = self.segs[old as usize].erase_count + 1;
+        let erased = self.flash.erase(base, base + size).and_then(|()| {
+            self.flash
+                .write(base, &encode_seg_a(self.layout.nonce, old, count))
+        });
+        self.stats.erases += 1;
+        self.stats.compactions += 1;
+        let seg = &mut self.segs[old as usize];
+        seg.erase_count = count;
+        seg.live = 0;
+        seg.used = 0;
+        seg.seq = 0;
+        seg.orphan = false;
+        match erased {
+            Ok(()) => {
+                seg.state = SegState::Free;
+                seg.has_a = true;
+                seg.needs_erase = false;
+            }
+            Err(_) => seg.state = SegState::Bad,
+        }
+        Ok(true)
+    }
+
+    fn drop_entry(&mut self, qid: QueueId) {
+        if let Some(e) = self.index.remove(&qid) {
+            for loc in e.locs() {
+                self.sub_live(loc);
+            }
+        }
+        self.pending.retain(|q| *q != qid);
+    }
+
+    pub(crate) fn add_live(&mut self, loc: Loc) {
+        let s = self.layout.segment_of(loc.addr) as usize;
+        if let Some(seg) = self.segs.get_mut(s) {
+            seg.live += loc.size();
+        }
+    }
+
+    fn sub_live(&mut self, loc: Loc) {
+        let s = self.layout.segment_of(loc.addr) as usize;
+        if let Some(seg) = self.segs.get_mut(s) {
+            seg.live = seg.live.saturating_sub(loc.size());
+        }
+    }
+}
+
+/// Erases `from..to` unless it already reads as erased (saves wear and time on new flash files).
+fn erase_if_needed<F: Flash>(flash: &mut F, from: u32, to: u32) -> Result<(), SpoolError> {
+    let eb = flash.geometry().erase_size;
+    let mut buf = vec![0u8; eb as usize];
+    let mut at = from;
+    while at < to {
+        flash.read(at, &mut buf)?;
+        if buf.iter().any(|&b| b != 0xFF) {
+            flash.erase(at, at + eb)?;
+        }
+        at += eb;
+    }
+    Ok(())
+}

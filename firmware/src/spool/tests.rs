@@ -1,0 +1,526 @@
+//! Behaviour of the sync core as the rest of the firmware sees it.
+
+use hal::flash::{FlashGeometry, RamFlash};
+
+use super::*;
+use crate::envelope::{
+    BodyType, ClientInfo, Envelope, Notify, QueueState, Recipient, RecipientOutcome,
+};
+use crate::route::Transport;
+
+pub(crate) fn envelope(sender: &str, rcpts: usize) -> Envelope {
+    Envelope {
+        sender: sender.into(),
+        recipients: (0..rcpts)
+            .map(|i| Recipient {
+                address: format!("user{i}@example.org"),
+                original: None,
+                orcpt: None,
+                notify: Notify::DEFAULT,
+                next_hop: Transport::mx("example.org").unwrap(),
+            })
+            .collect(),
+        ret: None,
+        envid: None,
+        body_type: BodyType::EightBitMime,
+        smtputf8: false,
+        arrival: 1_795_000_000,
+        client: ClientInfo::default(),
+    }
+}
+
+fn small() -> (RamFlash, SpoolGeometry) {
+    let flash = RamFlash::new(FlashGeometry::new(512, 512 * 40).unwrap());
+    let g = SpoolGeometry {
+        config_slot_blocks: 1,
+        directory_slot_blocks: 1,
+        segment_blocks: 2,
+    };
+    (flash, g)
+}
+
+fn settings() -> SpoolSettings {
+    SpoolSettings {
+        chunk_size: 200,
+        ..SpoolSettings::default()
+    }
+}
+
+fn fresh() -> Spool<RamFlash> {
+    let (mut flash, g) = small();
+    Spool::format(&mut flash, g).unwrap();
+    Spool::open(flash, settings()).unwrap().0
+}
+
+fn reopen(spool: Spool<RamFlash>) -> (Spool<RamFlash>, RecoveryReport) {
+    Spool::open(spool.into_flash(), settings()).unwrap()
+}
+
+fn put(spool: &mut Spool<RamFlash>, body: &[u8], now: u64) -> crate::envelope::QueueId {
+    let qid = spool.begin(&envelope("a@example.com", 2), now).unwrap();
+    spool.append_body(qid, body).unwrap();
+    spool.commit(qid).unwrap();
+    spool.sync().unwrap();
+    qid
+}
+
+fn body(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[test]
+fn unformatted_flash_is_reported_not_formatted() {
+    let (flash, _) = small();
+    assert!(matches!(
+        Spool::open(flash, settings()),
+        Err(SpoolError::NotFormatted)
+    ));
+}
+
+#[test]
+fn damaged_superblock_is_reported_and_left_alone() {
+    let (mut flash, g) = small();
+    Spool::format(&mut flash, g).unwrap();
+    for off in [12u32, 256 + 12] {
+        flash.flip_bit(off, 0);
+    }
+    let image = flash.image().to_vec();
+    match Spool::open(flash, settings()) {
+        Err(SpoolError::BadSuperblock(why)) => assert!(why.contains("damaged"), "{why}"),
+        other => panic!("expected BadSuperblock, got {other:?}"),
+    }
+    // One sound copy is enough.
+    let mut flash =
+        RamFlash::from_image(FlashGeometry::new(512, 512 * 40).unwrap(), image).unwrap();
+    flash.flip_bit(12, 0);
+    assert!(Spool::open(flash, settings()).is_ok());
+}
+
+#[test]
+fn flash_of_another_size_is_a_geometry_mismatch() {
+    let (mut flash, g) = small();
+    Spool::format(&mut flash, g).unwrap();
+    let mut image = flash.image().to_vec();
+    image.extend(std::iter::repeat_n(0xFF, 512 * 8));
+    let bigger = RamFlash::from_image(FlashGeometry::new(512, 512 * 48).unwrap(), image).unwrap();
+    assert!(matches!(
+        Spool::open(bigger, settings()),
+        Err(SpoolError::GeometryMismatch(_))
+    ));
+}
+
+#[test]
+fn committed_message_survives_reopen_byte_identical() {
+    let mut spool = fresh();
+    let b = body(1000, 1);
+    let qid = put(&mut spool, &b, 1_795_000_000_000);
+    assert_eq!(spool.list().len(), 1);
+    let (mut spool, report) = reopen(spool);
+    assert_eq!(report.messages, 1);
+    assert!(report.lost.is_empty() && report.damaged.is_empty());
+    let m = spool.get(qid).unwrap();
+    assert_eq!(m.size, 1000);
+    assert_eq!(m.envelope, envelope("a@example.com", 2));
+    assert_eq!(spool.read_body(qid).unwrap(), b);
+}
+
+#[test]
+fn uncommitted_message_is_dropped_and_unsynced_commit_is_not_listed() {
+    let mut spool = fresh();
+    let q1 = spool.begin(&envelope("a@b.c", 1), 1).unwrap();
+    spool.append_body(q1, b"half a message").unwrap();
+    let q2 = spool.begin(&envelope("a@b.c", 1), 2).unwrap();
+    spool.append_body(q2, b"whole").unwrap();
+    spool.commit(q2).unwrap();
+    assert!(spool.get(q2).is_none(), "not durable before sync");
+    spool.sync().unwrap();
+    assert!(spool.get(q2).is_some());
+    let (spool, report) = reopen(spool);
+    assert_eq!(report.dropped_uncommitted, 1);
+    assert!(spool.get(q1).is_none());
+    assert!(spool.get(q2).is_some());
+}
+
+#[test]
+fn queue_ids_increase_across_restarts_even_if_the_clock_goes_back() {
+    let mut spool = fresh();
+    let a = put(&mut spool, b"x", 2_000_000_000_000);
+    let b = spool.begin(&envelope("a@b.c", 1), 1_000).unwrap();
+    assert!(b > a);
+    spool.remove(a).unwrap();
+    spool.sync().unwrap();
+    let (mut spool, report) = reopen(spool);
+    assert_eq!(report.max_qid, Some(b));
+    let c = spool.begin(&envelope("a@b.c", 1), 1_000).unwrap();
+    assert!(c > b);
+}
+
+#[test]
+fn recipients_state_and_removal_persist() {
+    let mut spool = fresh();
+    let q = put(&mut spool, b"hello", 1);
+    let done = RecipientOutcome::Delivered {
+        relay: "mx.example.org[192.0.2.1]:25".into(),
+        reply: "250 2.0.0 Ok".into(),
+    };
+    spool.mark_recipient(q, 1, done.clone()).unwrap();
+    assert!(matches!(
+        spool.mark_recipient(q, 2, done.clone()),
+        Err(SpoolError::NoSuchRecipient { index: 2, .. })
+    ));
+    spool.set_state(q, QueueState::Hold).unwrap();
+    let until = QueueState::Deferred {
+        until: 99,
+        reason: "connection refused".into(),
+    };
+    spool.set_state(q, until.clone()).unwrap();
+    let q2 = put(&mut spool, b"second", 2);
+    spool.remove(q2).unwrap();
+    spool.sync().unwrap();
+    let (spool, _) = reopen(spool);
+    let m = spool.get(q).unwrap();
+    assert_eq!(m.outcomes, vec![None, Some(done)]);
+    assert_eq!(m.state, until);
+    assert!(spool.get(q2).is_none());
+}
+
+#[test]
+fn compaction_keeps_live_messages_and_spreads_wear() {
+    let mut spool = fresh();
+    let keep = put(&mut spool, &body(700, 9), 1);
+    spool.set_state(keep, QueueState::Hold).unwrap();
+    for i in 0..300u64 {
+        let q = put(
+            &mut spool,
+            &body(300 + (i as usize % 5) * 50, i as u8),
+            10 + i,
+        );
+        spool.remove(q).unwrap();
+        spool.sync().unwrap();
+    }
+    let info = spool.info();
+    assert!(info.compactions > 20, "{info:?}");
+    assert!(
+        info.erase_min >= 1,
+        "every segment was used: {:?}",
+        info.erase_counts
+    );
+    assert!(
+        info.erase_max - info.erase_min <= 2,
+        "wear is even: {:?}",
+        info.erase_counts
+    );
+    let shown = info.to_string();
+    assert!(shown.contains("wear: erase count min"), "{shown}");
+    assert!(
+        shown.contains("spool: 17 segments of 1024 bytes"),
+        "{shown}"
+    );
+    let (mut spool, report) = reopen(spool);
+    assert_eq!(report.messages, 1);
+    assert_eq!(spool.read_body(keep).unwrap(), body(700, 9));
+    assert_eq!(spool.get(keep).unwrap().state, QueueState::Hold);
+}
+
+#[test]
+fn full_spool_refuses_new_mail_with_452_but_keeps_delivery_working() {
+    let mut spool = fresh();
+    let mut kept = Vec::new();
+    let err = loop {
+        let q = match spool.begin(&envelope("a@b.c", 1), kept.len() as u64) {
+            Ok(q) => q,
+            Err(e) => break e,
+        };
+        let r = spool
+            .append_body(q, &body(600, 3))
+            .and_then(|()| spool.commit(q));
+        match r {
+            Ok(()) => {
+                spool.sync().unwrap();
+                kept.push(q);
+            }
+            Err(e) => {
+                spool.abandon(q);
+                break e;
+            }
+        }
+        assert!(kept.len() < 1000, "the spool never filled up");
+    };
+    assert_eq!(err, SpoolError::Full);
+    assert_eq!(err.smtp_reply().code, 452);
+    assert!(kept.len() > 10);
+    // The queue's own bounces still get in: they come out of the reserve.
+    let bounce = spool.begin(&envelope("", 1), 5_000).unwrap();
+    spool.append_body(bounce, &body(600, 5)).unwrap();
+    spool.commit(bounce).unwrap();
+    spool.sync().unwrap();
+    kept.push(bounce);
+    // Delivery still records outcomes and removes messages from the reserve.
+    for q in &kept {
+        spool
+            .mark_recipient(
+                *q,
+                0,
+                RecipientOutcome::Failed {
+                    status: "5.1.1".into(),
+                    diagnostic: "smtp; 550 5.1.1 unknown".into(),
+                    remote_mta: None,
+                },
+            )
+            .unwrap();
+        spool.remove(*q).unwrap();
+        spool.sync().unwrap();
+    }
+    // And the space comes back.
+    put(&mut spool, &body(600, 4), 10_000);
+    let (spool, report) = reopen(spool);
+    assert_eq!(report.messages, 1);
+    assert_eq!(spool.list().len(), 1);
+}
+
+#[test]
+fn nothing_acknowledged_is_lost_when_full() {
+    let mut spool = fresh();
+    let mut kept = Vec::new();
+    for i in 0..1000u64 {
+        match spool.begin(&envelope("a@b.c", 1), i) {
+            Ok(q) => {
+                if spool.append_body(q, &body(300, i as u8)).is_ok() && spool.commit(q).is_ok() {
+                    spool.sync().unwrap();
+                    kept.push((q, i as u8));
+                } else {
+                    spool.abandon(q);
+                }
+            }
+            Err(e) => assert_eq!(e, SpoolError::Full),
+        }
+    }
+    let (mut spool, _) = reopen(spool);
+    assert_eq!(spool.list().len(), kept.len());
+    for (q, seed) in kept {
+        assert_eq!(spool.read_body(q).unwrap(), body(300, seed));
+    }
+}
+
+#[test]
+fn slots_keep_the_newest_sound_write() {
+    let mut spool = fresh();
+    assert_eq!(spool.read_slot(Region::Config).unwrap(), None);
+    spool.write_slot(Region::Config, b"one").unwrap();
+    spool.write_slot(Region::Config, b"two").unwrap();
+    spool.write_slot(Region::Directory, b"dir").unwrap();
+    assert_eq!(
+        spool.read_slot(Region::Config).unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+    // A torn third write leaves "two" in force.
+    let mut flash = spool.into_flash();
+    let ops = flash.ops();
+    flash.cut_power_at(ops + 1, 10);
+    let (mut spool, _) = Spool::open(flash, settings()).unwrap();
+    assert!(spool.write_slot(Region::Config, b"three, torn").is_err());
+    let mut flash = spool.into_flash();
+    flash.power_cycle();
+    let (mut spool, _) = Spool::open(flash, settings()).unwrap();
+    assert_eq!(
+        spool.read_slot(Region::Config).unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+    assert_eq!(
+        spool.read_slot(Region::Directory).unwrap().as_deref(),
+        Some(&b"dir"[..])
+    );
+    spool.write_slot(Region::Config, b"four").unwrap();
+    let (mut spool, _) = reopen(spool);
+    assert_eq!(
+        spool.read_slot(Region::Config).unwrap().as_deref(),
+        Some(&b"four"[..])
+    );
+    assert!(matches!(
+        spool.write_slot(Region::Config, &[0u8; 600]),
+        Err(SpoolError::SlotTooLarge { .. })
+    ));
+    assert!(
+        spool
+            .info()
+            .regions
+            .iter()
+            .any(|r| r.name == "config" && r.used == 4)
+    );
+}
+
+#[test]
+fn worn_out_segment_is_taken_out_of_service() {
+    let (mut flash, g) = small();
+    Spool::format(&mut flash, g).unwrap();
+    // Segments start at block 5; wear out the one the spool would pick second.
+    flash.wear_out(5 + 2);
+    let (mut spool, _) = Spool::open(flash, settings()).unwrap();
+    let mut qs = Vec::new();
+    for i in 0..12u64 {
+        qs.push(put(&mut spool, &body(400, i as u8), i));
+    }
+    assert_eq!(spool.info().segments_bad, 1);
+    let (mut spool, _) = reopen(spool);
+    for (i, q) in qs.iter().enumerate() {
+        assert_eq!(spool.read_body(*q).unwrap(), body(400, i as u8));
+    }
+}
+
+#[test]
+fn bit_flip_in_a_body_costs_that_message_only() {
+    let mut spool = fresh();
+    let a = put(&mut spool, &body(150, 1), 1);
+    let b = put(&mut spool, &body(150, 2), 2);
+    let c = put(&mut spool, &body(150, 3), 3);
+    let target = spool.index.get(&b).unwrap().chunks[0].addr + 40;
+    let mut flash = spool.into_flash();
+    flash.flip_bit(target, 5);
+    let (mut spool, report) = Spool::open(flash, settings()).unwrap();
+    assert_eq!(report.lost.len(), 1);
+    assert_eq!(report.lost[0].qid, b);
+    assert_eq!(report.damaged.len(), 1);
+    assert_eq!(report.damaged[0].qid, Some(b));
+    assert!(!report.damaged[0].at_tail);
+    assert_eq!(spool.read_body(a).unwrap(), body(150, 1));
+    assert_eq!(spool.read_body(c).unwrap(), body(150, 3));
+    assert!(spool.get(b).is_none());
+}
+
+mod model {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::envelope::QueueId;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put { size: usize, rcpts: usize },
+        Abandon { size: usize },
+        Mark { pick: usize, rcpt: usize, ok: bool },
+        State { pick: usize, kind: u8 },
+        Remove { pick: usize },
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0usize..1200, 1usize..4).prop_map(|(size, rcpts)| Op::Put { size, rcpts }),
+            1 => (1usize..600).prop_map(|size| Op::Abandon { size }),
+            3 => (any::<usize>(), 0usize..3, any::<bool>())
+                .prop_map(|(pick, rcpt, ok)| Op::Mark { pick, rcpt, ok }),
+            2 => (any::<usize>(), 0u8..3).prop_map(|(pick, kind)| Op::State { pick, kind }),
+            3 => any::<usize>().prop_map(|pick| Op::Remove { pick }),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    struct Want {
+        body: Vec<u8>,
+        outcomes: Vec<Option<RecipientOutcome>>,
+        state: QueueState,
+    }
+
+    fn check(spool: &mut Spool<RamFlash>, want: &BTreeMap<QueueId, Want>) {
+        let list = spool.list();
+        assert_eq!(list.len(), want.len());
+        for m in list {
+            let w = &want[&m.qid];
+            assert_eq!(m.outcomes, w.outcomes);
+            assert_eq!(m.state, w.state);
+            assert_eq!(spool.read_body(m.qid).unwrap(), w.body);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever the sequence of operations, the spool (reopened at random points) holds
+        /// exactly what a plain map would, and a full spool only ever refuses new mail.
+        #[test]
+        fn spool_matches_a_map(ops in proptest::collection::vec(op(), 1..120)) {
+            let mut spool = fresh();
+            let mut want: BTreeMap<QueueId, Want> = BTreeMap::new();
+            let mut now = 1_795_000_000_000u64;
+            for op in ops {
+                now += 1;
+                let keys: Vec<QueueId> = want.keys().copied().collect();
+                let pick = |p: usize| keys.get(p % keys.len().max(1)).copied();
+                match op {
+                    Op::Put { size, rcpts } => {
+                        let b = body(size, now as u8);
+                        let res = spool.begin(&envelope("p@example.com", rcpts), now).and_then(|q| {
+                            let r = spool.append_body(q, &b).and_then(|()| spool.commit(q));
+                            if r.is_err() {
+                                spool.abandon(q);
+                            }
+                            r.map(|()| q)
+                        });
+                        match res {
+                            Ok(q) => {
+                                spool.sync().unwrap();
+                                want.insert(q, Want { body: b, outcomes: vec![None; rcpts], state: QueueState::Active });
+                            }
+                            Err(e) => prop_assert_eq!(e, SpoolError::Full),
+                        }
+                    }
+                    Op::Abandon { size } => {
+                        if let Ok(q) = spool.begin(&envelope("x@example.com", 1), now) {
+                            let _ = spool.append_body(q, &body(size, 1));
+                            spool.abandon(q);
+                        }
+                    }
+                    Op::Mark { pick: p, rcpt, ok } => {
+                        if let Some(q) = pick(p) {
+                            let n = want[&q].outcomes.len();
+                            let outcome = if ok {
+                                RecipientOutcome::Delivered { relay: "r".into(), reply: "250".into() }
+                            } else {
+                                RecipientOutcome::Failed { status: "5.0.0".into(), diagnostic: "x".into(), remote_mta: None }
+                            };
+                            let res = spool.mark_recipient(q, rcpt % n, outcome.clone());
+                            prop_assert!(res.is_ok(), "{:?}", res);
+                            spool.sync().unwrap();
+                            if let Some(w) = want.get_mut(&q) {
+                                w.outcomes[rcpt % n] = Some(outcome);
+                            }
+                        }
+                    }
+                    Op::State { pick: p, kind } => {
+                        if let Some(q) = pick(p) {
+                            let st = match kind {
+                                0 => QueueState::Active,
+                                1 => QueueState::Hold,
+                                _ => QueueState::Deferred { until: now, reason: "later".into() },
+                            };
+                            spool.set_state(q, st.clone()).unwrap();
+                            spool.sync().unwrap();
+                            if let Some(w) = want.get_mut(&q) {
+                                w.state = st;
+                            }
+                        }
+                    }
+                    Op::Remove { pick: p } => {
+                        if let Some(q) = pick(p) {
+                            spool.remove(q).unwrap();
+                            spool.sync().unwrap();
+                            want.remove(&q);
+                        }
+                    }
+                    Op::Reopen => {
+                        let (s, report) = reopen(spool);
+                        prop_assert!(report.lost.is_empty() && report.damaged.is_empty());
+                        spool = s;
+                    }
+                }
+                check(&mut spool, &want);
+            }
+            let (mut spool, _) = reopen(spool);
+            check(&mut spool, &want);
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The async front: concurrent sessions share syncs (group commit), answers come only after the
+//! sync, abandoned messages leave nothing behind, and everything survives a restart.
+
+use hal::flash::{FlashGeometry, RamFlash};
+use postern::envelope::{
+    BodyType, ClientInfo, Envelope, Notify, QueueState, Recipient, RecipientOutcome,
+};
+use postern::route::Transport;
+use postern::spool::{Region, Spool, SpoolError, SpoolGeometry, SpoolSettings, service};
+
+fn envelope(n: usize) -> Envelope {
+    Envelope {
+        sender: format!("s{n}@example.com"),
+        recipients: vec![
+            Recipient {
+                address: "a@example.org".into(),
+                original: None,
+                orcpt: None,
+                notify: Notify::DEFAULT,
+                next_hop: Transport::mx("example.org").unwrap(),
+            };
+            2
+        ],
+        ret: None,
+        envid: None,
+        body_type: BodyType::SevenBit,
+        smtputf8: false,
+        arrival: n as u64,
+        client: ClientInfo::default(),
+    }
+}
+
+fn body(n: usize) -> Vec<u8> {
+    (0..5000 + n).map(|i| (i * 13 + n) as u8).collect()
+}
+
+fn flash() -> RamFlash {
+    let mut flash = RamFlash::new(FlashGeometry::new(4096, 4096 * 256).unwrap());
+    Spool::format(
+        &mut flash,
+        SpoolGeometry {
+            config_slot_blocks: 1,
+            directory_slot_blocks: 1,
+            segment_blocks: 8,
+        },
+    )
+    .unwrap();
+    flash
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sessions_share_syncs_and_everything_survives_restart() {
+    let (spool, _) = Spool::open(flash(), SpoolSettings::default()).unwrap();
+    let (handle, writer) = service::spawn(spool).unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let h = handle.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut inc = h.begin(envelope(n)).await?;
+            // Bodies arrive in uneven pieces, as from a socket.
+            for piece in body(n).chunks(777) {
+                inc.write(piece).await?;
+            }
+            let qid = inc.commit().await?;
+            Ok::<_, SpoolError>((qid, n))
+        }));
+    }
+    let mut done = Vec::new();
+    for t in tasks {
+        done.push(t.await.unwrap().unwrap());
+    }
+    let info = handle.info().await.unwrap();
+    assert_eq!(info.messages, 40);
+    assert!(
+        info.syncs < 40,
+        "40 commits took {} syncs: no group commit",
+        info.syncs
+    );
+    // Abandoned: dropped without commit.
+    {
+        let mut inc = handle.begin(envelope(99)).await.unwrap();
+        inc.write(b"never finished").await.unwrap();
+    }
+    let (q0, _) = done[0];
+    handle
+        .mark_recipient(
+            q0,
+            1,
+            RecipientOutcome::Delivered {
+                relay: "mx[192.0.2.1]:25".into(),
+                reply: "250 ok".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let (q1, _) = done[1];
+    handle.set_state(q1, QueueState::Hold).await.unwrap();
+    let (q2, _) = done[2];
+    handle.remove(q2).await.unwrap();
+    handle
+        .write_slot(Region::Config, b"zimbraMtaRelayHost=x".to_vec())
+        .await
+        .unwrap();
+    for (q, n) in &done {
+        if *q != q2 {
+            assert_eq!(handle.read_body(*q).await.unwrap(), body(*n));
+        }
+    }
+    assert_eq!(handle.list().await.unwrap().len(), 39);
+    assert!(matches!(
+        handle
+            .mark_recipient(
+                q2,
+                0,
+                RecipientOutcome::Delivered {
+                    relay: String::new(),
+                    reply: String::new()
+                }
+            )
+            .await,
+        Err(SpoolError::NoSuchMessage(_))
+    ));
+    drop(handle);
+
+    let flash = writer.join().unwrap().into_flash();
+    let (mut spool, report) = Spool::open(flash, SpoolSettings::default()).unwrap();
+    assert_eq!(report.messages, 39);
+    assert_eq!(report.dropped_uncommitted, 1, "the abandoned message");
+    assert!(report.lost.is_empty() && report.damaged.is_empty());
+    for (q, n) in &done {
+        if *q != q2 {
+            assert_eq!(spool.read_body(*q).unwrap(), body(*n));
+        }
+    }
+    assert!(spool.get(q0).unwrap().outcomes[1].is_some());
+    assert_eq!(spool.get(q1).unwrap().state, QueueState::Hold);
+    assert_eq!(
+        spool.read_slot(Region::Config).unwrap().as_deref(),
+        Some(&b"zimbraMtaRelayHost=x"[..])
+    );
+}
+
+#[test]
+fn full_maps_to_452_through_the_handle() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut small = RamFlash::new(FlashGeometry::new(512, 512 * 24).unwrap());
+        Spool::format(
+            &mut small,
+            SpoolGeometry {
+                config_slot_blocks: 1,
+                directory_slot_blocks: 1,
+                segment_blocks: 2,
+            },
+        )
+        .unwrap();
+        let settings = SpoolSettings {
+            chunk_size: 128,
+            ..SpoolSettings::default()
+        };
+        let (spool, _) = Spool::open(small, settings).unwrap();
+        let (handle, _writer) = service::spawn(spool).unwrap();
+        let mut accepted = 0;
+        let err = loop {
+            let res = async {
+                let mut inc = handle.begin(envelope(accepted)).await?;
+                inc.write(&[b'x'; 400]).await?;
+                inc.commit().await
+            }
+            .await;
+            match res {
+                Ok(_) => accepted += 1,
+                Err(e) => break e,
+            }
+            assert!(accepted < 100);
+        };
+        assert_eq!(err, SpoolError::Full);
+        let reply = err.smtp_reply();
+        assert_eq!(
+            (reply.code, reply.status, reply.text),
+            (452, "4.3.1", "Insufficient system storage")
+        );
+        assert_eq!(handle.list().await.unwrap().len(), accepted);
+    });
+}
+
+/// A RamFlash the test can look at while the writer thread owns it.
+#[derive(Clone)]
+struct Shared(std::sync::Arc<std::sync::Mutex<RamFlash>>);
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RamFlash> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl hal::flash::ErrorType for Shared {
+    type Error = hal::flash::FlashError;
+}
+
+impl hal::flash::ReadNorFlash for Shared {
+    const READ_SIZE: usize = 1;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        self.lock().read(offset, bytes)
+    }
+    fn capacity(&self) -> usize {
+        self.lock().capacity()
+    }
+}
+
+impl hal::flash::NorFlash for Shared {
+    const WRITE_SIZE: usize = 1;
+    const ERASE_SIZE: usize = 1;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        self.lock().erase(from, to)
+    }
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.lock().write(offset, bytes)
+    }
+}
+
+impl hal::flash::Flash for Shared {
+    fn geometry(&self) -> FlashGeometry {
+        self.lock().geometry()
+    }
+    fn sync(&mut self) -> Result<(), Self::Error> {
+        self.lock().sync()
+    }
+}
+
+use hal::flash::Flash as _;
+
+/// The promise through the async front: the moment `commit()` resolves, a power cut that loses
+/// every unsynced write (a disk's volatile cache) still leaves the message on flash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_resolves_only_after_its_sync() {
+    let mut ram = flash();
+    ram.track_durable();
+    let shared = Shared(std::sync::Arc::new(std::sync::Mutex::new(ram)));
+    let (spool, _) = Spool::open(shared.clone(), SpoolSettings::default()).unwrap();
+    let (handle, _writer) = service::spawn(spool).unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..12 {
+        let h = handle.clone();
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut inc = h.begin(envelope(n)).await.unwrap();
+            inc.write(&body(n)).await.unwrap();
+            let qid = inc.commit().await.unwrap();
+            // Power cut now: only what was synced survives.
+            let image = shared.lock().durable_image().unwrap().to_vec();
+            let g = shared.lock().geometry();
+            let (mut spool, _) = Spool::open(
+                RamFlash::from_image(g, image).unwrap(),
+                SpoolSettings::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                spool.read_body(qid).unwrap(),
+                body(n),
+                "acknowledged {qid} was not on flash"
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}

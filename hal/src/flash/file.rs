@@ -1,0 +1,201 @@
+//! Flash in a regular file or a block device: erase writes `0xFF`, sync is `fdatasync`.
+//!
+//! The size comes from the configuration and is checked against the file, never taken from it: a
+//! flash file of the wrong size (a typo in a path, a truncated copy) is an error, not a new flash.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::{ErrorType, Flash, FlashError, FlashGeometry, NorFlash, ReadNorFlash};
+
+/// A flash device backed by a file or a block device.
+#[derive(Debug)]
+pub struct FileFlash {
+    file: File,
+    path: PathBuf,
+    geometry: FlashGeometry,
+    erased: Vec<u8>,
+}
+
+impl FileFlash {
+    /// Opens an existing file or block device that must be exactly `geometry.size` bytes.
+    pub fn open(path: impl AsRef<Path>, geometry: FlashGeometry) -> Result<FileFlash, FlashError> {
+        let path = path.as_ref().to_path_buf();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| FlashError::io("open", 0, &e))?;
+        // Seeking to the end gives the size of block devices too (their metadata says 0).
+        let actual = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| FlashError::io("size", 0, &e))?;
+        if actual != u64::from(geometry.size) {
+            return Err(FlashError::WrongSize {
+                path: path.display().to_string(),
+                expected: geometry.size.into(),
+                actual,
+            });
+        }
+        Ok(FileFlash {
+            file,
+            path,
+            erased: vec![0xFF; geometry.erase_size as usize],
+            geometry,
+        })
+    }
+
+    /// Creates a new flash file of `geometry.size` bytes, all erased. Fails if the file exists, so
+    /// an existing spool is never overwritten by accident.
+    pub fn create(
+        path: impl AsRef<Path>,
+        geometry: FlashGeometry,
+    ) -> Result<FileFlash, FlashError> {
+        let path = path.as_ref().to_path_buf();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| FlashError::io("create", 0, &e))?;
+        let block = vec![0xFF; 1 << 20];
+        let mut left = u64::from(geometry.size);
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            file.write_all(&block[..n])
+                .map_err(|e| FlashError::io("create", 0, &e))?;
+            left -= n as u64;
+        }
+        file.sync_all()
+            .map_err(|e| FlashError::io("create", 0, &e))?;
+        drop(file);
+        // The new directory entry must be durable too, or a power cut could lose the whole file.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| FlashError::io("create", 0, &e))?;
+        }
+        FileFlash::open(path, geometry)
+    }
+
+    /// The path the flash was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl ErrorType for FileFlash {
+    type Error = FlashError;
+}
+
+impl ReadNorFlash for FileFlash {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
+        self.geometry.check_range(offset, bytes.len())?;
+        self.file
+            .read_exact_at(bytes, offset.into())
+            .map_err(|e| FlashError::io("read", offset, &e))
+    }
+
+    fn capacity(&self) -> usize {
+        self.geometry.size as usize
+    }
+}
+
+impl NorFlash for FileFlash {
+    const WRITE_SIZE: usize = 1;
+    const ERASE_SIZE: usize = 1;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
+        self.geometry.check_erase(from, to)?;
+        let mut at = from;
+        while at < to {
+            self.file
+                .write_all_at(&self.erased, at.into())
+                .map_err(|e| FlashError::io("erase", at, &e))?;
+            at += self.geometry.erase_size;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
+        self.geometry.check_range(offset, bytes.len())?;
+        self.file
+            .write_all_at(bytes, offset.into())
+            .map_err(|e| FlashError::io("write", offset, &e))
+    }
+}
+
+impl Flash for FileFlash {
+    fn geometry(&self) -> FlashGeometry {
+        self.geometry
+    }
+
+    fn sync(&mut self) -> Result<(), FlashError> {
+        self.file
+            .sync_data()
+            .map_err(|e| FlashError::io("sync", 0, &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("hal-fileflash-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn create_then_program_erase_and_reopen() {
+        let path = temp_path("rw");
+        let _ = std::fs::remove_file(&path);
+        let g = FlashGeometry::new(4096, 4096 * 4).unwrap();
+        let mut f = FileFlash::create(&path, g).unwrap();
+        let mut buf = [0u8; 8];
+        f.read(4090, &mut buf).unwrap();
+        assert_eq!(buf, [0xFF; 8], "a new flash file reads as erased");
+        f.write(4090, b"postern!").unwrap();
+        f.sync().unwrap();
+        drop(f);
+
+        let mut f = FileFlash::open(&path, g).unwrap();
+        f.read(4090, &mut buf).unwrap();
+        assert_eq!(&buf, b"postern!");
+        f.erase(4096, 8192).unwrap();
+        f.read(4090, &mut buf).unwrap();
+        assert_eq!(&buf, b"poster\xFF\xFF", "only the erased block is erased");
+        assert!(f.erase(100, 4096).is_err(), "unaligned erase is refused");
+        assert!(
+            f.read(4096 * 4 - 2, &mut buf).is_err(),
+            "reads past the end are refused"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn wrong_size_is_a_clear_error_and_create_never_overwrites() {
+        let path = temp_path("size");
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, vec![0xFFu8; 4096 * 3]).unwrap();
+        let g = FlashGeometry::new(4096, 4096 * 4).unwrap();
+        match FileFlash::open(&path, g) {
+            Err(FlashError::WrongSize {
+                expected, actual, ..
+            }) => {
+                assert_eq!((expected, actual), (4096 * 4, 4096 * 3));
+            }
+            other => panic!("expected WrongSize, got {other:?}"),
+        }
+        assert!(FileFlash::create(&path, g).is_err());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096 * 3);
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            FileFlash::open(&path, g).is_err(),
+            "a missing file is not created by open"
+        );
+    }
+}
