@@ -13,14 +13,26 @@ pub fn postern_bin() -> PathBuf {
     }
     // target/<triple>/debug/deps/<test> -> target/<triple>/debug/postern
     let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("postern")).expect("target dir");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p postern` first (make test does)", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("postern"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p postern` first (make test does)",
+        bin.display()
+    );
     bin
 }
 
 /// Runs `postern ARGS` to completion.
 pub fn postern(args: &[&str]) -> Output {
-    Command::new(postern_bin()).args(args).stdin(Stdio::null()).output().expect("run postern")
+    Command::new(postern_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run postern")
 }
 
 /// A host-mode daemon with its flash and control socket in a temp dir.
@@ -62,7 +74,11 @@ impl HostPostern {
         if !self.extra.iter().any(|a| a == "--smtp") {
             cmd.args(["--smtp", "127.0.0.1:0"]);
         }
-        cmd.args(&self.extra).args(more).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        cmd.args(&self.extra)
+            .args(more)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn postern run"));
         self.wait_ready();
     }
@@ -78,7 +94,11 @@ impl HostPostern {
             {
                 panic!("postern exited early ({status}):\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "postern did not come up:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "postern did not come up:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -94,7 +114,11 @@ impl HostPostern {
     /// The stdout of an admin command that must succeed.
     pub fn admin_ok(&self, args: &[&str]) -> String {
         let out = self.admin(args);
-        assert!(out.status.success(), "postern {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "postern {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -154,8 +178,12 @@ pub struct SmtpClient {
 impl SmtpClient {
     pub fn connect(addr: SocketAddr) -> SmtpClient {
         let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-        SmtpClient { reader: BufReader::new(s.try_clone().expect("clone")), writer: s }
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        SmtpClient {
+            reader: BufReader::new(s.try_clone().expect("clone")),
+            writer: s,
+        }
     }
 
     /// Sends bytes exactly as given.

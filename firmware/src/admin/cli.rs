@@ -91,14 +91,20 @@ fn run(args: RunArgs, control: PathBuf) -> i32 {
         None => None,
     };
     let opts = Options {
-        flash: FlashSpec { path: args.flash, size },
+        flash: FlashSpec {
+            path: args.flash,
+            size,
+        },
         smtp: args.smtp,
         submission: args.submission,
         smtps: args.smtps,
         control,
         hostname: args.hostname.unwrap_or_else(machine_hostname),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("postern: cannot start the runtime: {e}");
@@ -122,7 +128,10 @@ fn run(args: RunArgs, control: PathBuf) -> i32 {
 /// Waits for SIGTERM or SIGINT.
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -199,8 +208,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         }
         _ => (s, 0),
     };
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size (e.g. 256M)"))?;
-    n.checked_mul(1 << shift).filter(|&v| v > 0).ok_or_else(|| format!("{s:?} is not a usable size"))
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 256M)"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{s:?} is not a usable size"))
 }
 
 #[cfg(test)]

@@ -34,11 +34,17 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(text: impl Into<String>) -> Reply {
-        Reply { exit: 0, text: text.into() }
+        Reply {
+            exit: 0,
+            text: text.into(),
+        }
     }
 
     pub fn failed(text: impl Into<String>) -> Reply {
-        Reply { exit: 1, text: text.into() }
+        Reply {
+            exit: 1,
+            text: text.into(),
+        }
     }
 }
 
@@ -57,11 +63,23 @@ impl fmt::Display for ControlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ControlError::NotRunning(p, e) => {
-                write!(f, "cannot reach the postern daemon at {}: {e} (is `postern run` up?)", p.display())
+                write!(
+                    f,
+                    "cannot reach the postern daemon at {}: {e} (is `postern run` up?)",
+                    p.display()
+                )
             }
-            ControlError::NoAnswer(p, e) => write!(f, "the postern daemon at {} did not answer: {e}", p.display()),
+            ControlError::NoAnswer(p, e) => write!(
+                f,
+                "the postern daemon at {} did not answer: {e}",
+                p.display()
+            ),
             ControlError::BadAnswer(p) => {
-                write!(f, "the postern daemon at {} gave an answer this version cannot read", p.display())
+                write!(
+                    f,
+                    "the postern daemon at {} gave an answer this version cannot read",
+                    p.display()
+                )
             }
         }
     }
@@ -71,11 +89,17 @@ impl std::error::Error for ControlError {}
 
 /// Sends one command to the daemon listening at `path` and waits for its reply.
 pub fn request(path: &Path, command: &AdminCommand) -> Result<Reply, ControlError> {
-    let mut stream = UnixStream::connect(path).map_err(|e| ControlError::NotRunning(path.to_path_buf(), e))?;
+    let mut stream =
+        UnixStream::connect(path).map_err(|e| ControlError::NotRunning(path.to_path_buf(), e))?;
     let no_answer = |e| ControlError::NoAnswer(path.to_path_buf(), e);
-    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(no_answer)?;
-    stream.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(no_answer)?;
-    let body = postcard::to_allocvec(command).map_err(|_| ControlError::BadAnswer(path.to_path_buf()))?;
+    stream
+        .set_read_timeout(Some(ANSWER_TIMEOUT))
+        .map_err(no_answer)?;
+    stream
+        .set_write_timeout(Some(ANSWER_TIMEOUT))
+        .map_err(no_answer)?;
+    let body =
+        postcard::to_allocvec(command).map_err(|_| ControlError::BadAnswer(path.to_path_buf()))?;
     write_frame_blocking(&mut stream, &body).map_err(no_answer)?;
     let frame = read_frame_blocking(&mut stream).map_err(no_answer)?;
     postcard::from_bytes(&frame).map_err(|_| ControlError::BadAnswer(path.to_path_buf()))
@@ -93,7 +117,10 @@ fn read_frame_blocking(r: &mut impl Read) -> io::Result<Vec<u8>> {
     r.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len);
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     let mut body = vec![0u8; len as usize];
     r.read_exact(&mut body)?;
@@ -104,7 +131,10 @@ fn read_frame_blocking(r: &mut impl Read) -> io::Result<Vec<u8>> {
 pub async fn read_command(stream: &mut tokio::net::UnixStream) -> io::Result<AdminCommand> {
     let len = stream.read_u32().await?;
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     let mut body = vec![0u8; len as usize];
     stream.read_exact(&mut body).await?;

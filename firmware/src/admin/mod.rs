@@ -24,7 +24,10 @@ pub struct Admin {
 impl Admin {
     /// Must be called inside the daemon's tokio runtime.
     pub fn new(state: Arc<State>) -> Admin {
-        Admin { state, runtime: tokio::runtime::Handle::current() }
+        Admin {
+            state,
+            runtime: tokio::runtime::Handle::current(),
+        }
     }
 
     /// [`Admin::execute`] for callers outside the runtime, like the serial console's thread.

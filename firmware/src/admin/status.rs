@@ -10,8 +10,20 @@ pub fn render(state: &State) -> String {
     let up = state.started.elapsed().as_secs();
     let _ = writeln!(out, "postern {}", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(out, "hostname: {}", state.hostname);
-    let _ = writeln!(out, "uptime: {}d {:02}:{:02}:{:02}", up / 86400, up / 3600 % 24, up / 60 % 60, up % 60);
-    let _ = writeln!(out, "flash: {} ({})", state.flash.path.display(), human_bytes(state.flash.size));
+    let _ = writeln!(
+        out,
+        "uptime: {}d {:02}:{:02}:{:02}",
+        up / 86400,
+        up / 3600 % 24,
+        up / 60 % 60,
+        up % 60
+    );
+    let _ = writeln!(
+        out,
+        "flash: {} ({})",
+        state.flash.path.display(),
+        human_bytes(state.flash.size)
+    );
     for (kind, addr) in &state.listeners {
         let _ = writeln!(out, "listener: {kind} {addr}");
     }

@@ -71,8 +71,14 @@ mod tests {
 
     #[test]
     fn splits_like_a_shell() {
-        assert_eq!(split("  ca  foo@example.com 'pass word'  ").unwrap(), ["ca", "foo@example.com", "pass word"]);
-        assert_eq!(split(r#"ma a@b "x \"y\"" c\ d ''"#).unwrap(), ["ma", "a@b", "x \"y\"", "c d", ""]);
+        assert_eq!(
+            split("  ca  foo@example.com 'pass word'  ").unwrap(),
+            ["ca", "foo@example.com", "pass word"]
+        );
+        assert_eq!(
+            split(r#"ma a@b "x \"y\"" c\ d ''"#).unwrap(),
+            ["ma", "a@b", "x \"y\"", "c d", ""]
+        );
         assert_eq!(split("").unwrap(), Vec::<String>::new());
     }
 

@@ -22,7 +22,12 @@ pub enum ConsoleExit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "", no_binary_name = true, disable_version_flag = true, help_template = "{subcommands}")]
+#[command(
+    name = "",
+    no_binary_name = true,
+    disable_version_flag = true,
+    help_template = "{subcommands}"
+)]
 struct Line {
     #[command(subcommand)]
     command: ConsoleCommand,
@@ -41,7 +46,11 @@ enum ConsoleCommand {
 /// Runs the prompt until poweroff, reboot or end of input. Must not be called from inside the
 /// tokio runtime's worker threads: commands are carried out by blocking on it.
 pub fn run(mut input: impl BufRead, mut output: impl Write, admin: &Admin) -> ConsoleExit {
-    let _ = writeln!(output, "Postern {}. Type 'help' for the commands.", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        output,
+        "Postern {}. Type 'help' for the commands.",
+        env!("CARGO_PKG_VERSION")
+    );
     loop {
         let _ = write!(output, "{PROMPT}");
         let _ = output.flush();
@@ -70,8 +79,9 @@ pub fn run(mut input: impl BufRead, mut output: impl Write, admin: &Admin) -> Co
                 if let Some(question) = cmd.confirmation() {
                     let _ = write!(output, "{question} [y/N] ");
                     let _ = output.flush();
-                    let yes = read_line(&mut input)
-                        .is_some_and(|a| matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes"));
+                    let yes = read_line(&mut input).is_some_and(|a| {
+                        matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+                    });
                     if !yes {
                         let _ = writeln!(output, "not done");
                         continue;
@@ -93,6 +103,10 @@ fn read_line(input: &mut impl BufRead) -> Option<String> {
     let mut buf = Vec::new();
     match input.read_until(b'\n', &mut buf) {
         Ok(0) | Err(_) => None,
-        Ok(_) => Some(String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string()),
+        Ok(_) => Some(
+            String::from_utf8_lossy(&buf)
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
     }
 }

@@ -19,7 +19,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
     if path.exists() {
         match StdUnixStream::connect(path) {
             Ok(_) => return Err(DaemonError::AlreadyRunning(path.to_path_buf())),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path).map_err(err)?,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).map_err(err)?
+            }
             Err(e) => return Err(err(e)),
         }
     }

@@ -12,7 +12,11 @@ pub enum DaemonError {
     /// The flash file or device could not be opened or created.
     FlashOpen(PathBuf, io::Error),
     /// The flash exists but is not the size it was said to be.
-    FlashSize { path: PathBuf, expected: u64, actual: u64 },
+    FlashSize {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
     /// The flash is not a multiple of the erase block, or too small to hold the spool.
     FlashGeometry(PathBuf, String),
     /// Another postern holds the flash.
@@ -29,17 +33,31 @@ impl fmt::Display for DaemonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DaemonError::FlashOpen(p, e) => write!(f, "cannot open flash {}: {e}", p.display()),
-            DaemonError::FlashSize { path, expected, actual } => write!(
+            DaemonError::FlashSize {
+                path,
+                expected,
+                actual,
+            } => write!(
                 f,
                 "flash {} is {actual} bytes, not the {expected} bytes asked for (give --flash-size {actual}, or another file)",
                 path.display()
             ),
             DaemonError::FlashGeometry(p, why) => write!(f, "flash {}: {why}", p.display()),
-            DaemonError::FlashBusy(p) => write!(f, "flash {} is in use by another postern", p.display()),
-            DaemonError::Listen(kind, addr, e) => write!(f, "cannot listen for {kind} on {addr}: {e}"),
-            DaemonError::Control(p, e) => write!(f, "cannot set up the control socket {}: {e}", p.display()),
+            DaemonError::FlashBusy(p) => {
+                write!(f, "flash {} is in use by another postern", p.display())
+            }
+            DaemonError::Listen(kind, addr, e) => {
+                write!(f, "cannot listen for {kind} on {addr}: {e}")
+            }
+            DaemonError::Control(p, e) => {
+                write!(f, "cannot set up the control socket {}: {e}", p.display())
+            }
             DaemonError::AlreadyRunning(p) => {
-                write!(f, "another postern daemon already answers on {}", p.display())
+                write!(
+                    f,
+                    "another postern daemon already answers on {}",
+                    p.display()
+                )
             }
         }
     }

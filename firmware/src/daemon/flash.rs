@@ -29,7 +29,12 @@ pub fn open(spec: &FlashSpec) -> Result<FlashFacts, DaemonError> {
     let exists = path.exists();
     let file = match (exists, spec.size) {
         (false, Some(size)) => {
-            let f = OpenOptions::new().read(true).write(true).create_new(true).open(path).map_err(err)?;
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(err)?;
             f.set_len(size).map_err(err)?;
             f
         }
@@ -39,19 +44,34 @@ pub fn open(spec: &FlashSpec) -> Result<FlashFacts, DaemonError> {
                 "no such file (give --flash-size to create it)",
             )));
         }
-        (true, _) => OpenOptions::new().read(true).write(true).open(path).map_err(err)?,
+        (true, _) => OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(err)?,
     };
     lock(&file, path)?;
     let actual = device_size(&file, path)?;
     if let Some(expected) = spec.size
         && expected != actual
     {
-        return Err(DaemonError::FlashSize { path: path.clone(), expected, actual });
+        return Err(DaemonError::FlashSize {
+            path: path.clone(),
+            expected,
+            actual,
+        });
     }
     if actual == 0 {
-        return Err(DaemonError::FlashGeometry(path.clone(), "it is empty".into()));
+        return Err(DaemonError::FlashGeometry(
+            path.clone(),
+            "it is empty".into(),
+        ));
     }
-    Ok(FlashFacts { path: path.clone(), size: actual, _file: file })
+    Ok(FlashFacts {
+        path: path.clone(),
+        size: actual,
+        _file: file,
+    })
 }
 
 fn lock(file: &File, path: &Path) -> Result<(), DaemonError> {

@@ -52,14 +52,16 @@ pub async fn serve(kind: ListenerKind, listener: TcpListener, state: Arc<State>)
 /// Greets and closes politely: the SMTP session proper is `inbound`'s.
 async fn greet(stream: tokio::net::TcpStream, state: &State) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
-    w.write_all(format!("220 {} ESMTP Postern\r\n", state.hostname).as_bytes()).await?;
+    w.write_all(format!("220 {} ESMTP Postern\r\n", state.hostname).as_bytes())
+        .await?;
     let mut lines = BufReader::new(r).lines();
     while let Some(line) = lines.next_line().await? {
         if line.trim().eq_ignore_ascii_case("quit") {
             w.write_all(b"221 2.0.0 Bye\r\n").await?;
             break;
         }
-        w.write_all(b"421 4.3.2 Service not yet available, closing transmission channel\r\n").await?;
+        w.write_all(b"421 4.3.2 Service not yet available, closing transmission channel\r\n")
+            .await?;
         break;
     }
     Ok(())

@@ -65,7 +65,9 @@ impl Daemon {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|e| DaemonError::Listen(kind, *addr, e))?;
-                let local = listener.local_addr().map_err(|e| DaemonError::Listen(kind, *addr, e))?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| DaemonError::Listen(kind, *addr, e))?;
                 bound.push((kind, local, listener));
             }
         }
@@ -81,11 +83,19 @@ impl Daemon {
         let mut tasks = Vec::new();
         for (kind, addr, listener) in bound {
             eprintln!("postern: {kind} listening on {addr}");
-            tasks.push(tokio::spawn(listeners::serve(kind, listener, state.clone())));
+            tasks.push(tokio::spawn(listeners::serve(
+                kind,
+                listener,
+                state.clone(),
+            )));
         }
         eprintln!("postern: control socket at {}", opts.control.display());
         tasks.push(tokio::spawn(control::serve(control, admin.clone())));
-        Ok(Daemon { state, admin, tasks })
+        Ok(Daemon {
+            state,
+            admin,
+            tasks,
+        })
     }
 
     pub fn state(&self) -> &Arc<State> {
