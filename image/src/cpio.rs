@@ -85,7 +85,7 @@ fn write_header(out: &mut Vec<u8>, fields: &[u32; 13]) -> io::Result<()> {
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }

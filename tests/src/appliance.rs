@@ -45,15 +45,15 @@ pub fn test_boot(dir: &std::path::Path) -> (BootOptions, u16) {
 }
 
 /// Connects to a forwarded port until the guest answers with a greeting line; returns the line.
-/// QEMU's user networking accepts (and then drops) connections before the guest listens, so an
-/// empty read means "not yet".
+/// QEMU's user networking accepts every connection at once and only then tries the guest, so an
+/// empty or slow read means "not yet": each try waits half a second, then a new connection goes in.
 pub fn wait_for_banner(port: u16, limit: Duration) -> Result<(String, TcpStream), String> {
     let start = Instant::now();
     let mut last = String::from("nothing tried");
     while start.elapsed() < limit {
         match TcpStream::connect(("127.0.0.1", port)) {
             Ok(stream) => {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
                 let mut line = String::new();
                 match BufReader::new(&stream).read_line(&mut line) {
                     Ok(n) if n > 0 => return Ok((line, stream)),
@@ -63,7 +63,7 @@ pub fn wait_for_banner(port: u16, limit: Duration) -> Result<(String, TcpStream)
             }
             Err(e) => last = e.to_string(),
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
     Err(format!(
         "no SMTP greeting on 127.0.0.1:{port} within {} s: {last}",
