@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use super::commands::AdminCommand;
-use super::control::{self, DEFAULT_CONTROL};
-use crate::daemon::{Daemon, FlashSpec, Options};
+use hal::flash::Flash;
+
+use super::commands::{AdminCommand, FlashCommand};
+use super::control::{self, DEFAULT_CONTROL, Reply};
+use crate::daemon::{self, Daemon, FlashSpec, Options};
+use crate::spool::{Spool, SpoolGeometry};
 
 /// Postern mail gateway: MTA, split-domain router and directory cache in one binary.
 #[derive(Debug, Parser)]
@@ -18,6 +21,16 @@ struct Cli {
     /// The control socket of the running daemon (where `run` listens, where other commands ask).
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_CONTROL)]
     control: PathBuf,
+
+    /// The flash: a file (created if missing) or a block device. For `run`, what to run on; for
+    /// other commands, work on this flash directly instead of asking a daemon (none may hold it).
+    #[arg(long, global = true, value_name = "FILE")]
+    flash: Option<PathBuf>,
+
+    /// The flash size, e.g. 256M or 1G. A missing file is created this size (256M if not given);
+    /// an existing one must already be this size.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    flash_size: Option<u64>,
 
     #[command(subcommand)]
     command: Command,
@@ -33,15 +46,6 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// The flash: a file (created if missing) or a block device.
-    #[arg(long, value_name = "FILE")]
-    flash: PathBuf,
-
-    /// The flash size, e.g. 256M or 1G. A missing file is created this size (256M if not given);
-    /// an existing one must already be this size.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    flash_size: Option<u64>,
-
     /// Listen for SMTP (port 25 service) here; may be given more than once.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:2525")]
     smtp: Vec<SocketAddr>,
@@ -78,23 +82,28 @@ pub fn main() -> i32 {
             return 2;
         }
     };
-    match cli.command {
-        Command::Run(args) => run(args, cli.control),
-        Command::Admin(cmd) => admin(&cli.control, cmd),
+    let flash = cli.flash.map(|path| {
+        let size = match cli.flash_size {
+            Some(s) => Some(s),
+            None if !path.exists() => Some(DEFAULT_FLASH_SIZE),
+            None => None,
+        };
+        FlashSpec { path, size }
+    });
+    match (cli.command, flash) {
+        (Command::Run(args), Some(flash)) => run(args, flash, cli.control),
+        (Command::Run(_), None) => {
+            eprintln!("postern: run needs --flash FILE (try 'postern run --help')");
+            2
+        }
+        (Command::Admin(cmd), None) => admin(&cli.control, cmd),
+        (Command::Admin(cmd), Some(flash)) => offline(flash, cmd),
     }
 }
 
-fn run(args: RunArgs, control: PathBuf) -> i32 {
-    let size = match args.flash_size {
-        Some(s) => Some(s),
-        None if !args.flash.exists() => Some(DEFAULT_FLASH_SIZE),
-        None => None,
-    };
+fn run(args: RunArgs, flash: FlashSpec, control: PathBuf) -> i32 {
     let opts = Options {
-        flash: FlashSpec {
-            path: args.flash,
-            size,
-        },
+        flash,
         smtp: args.smtp,
         submission: args.submission,
         smtps: args.smtps,
@@ -146,26 +155,77 @@ async fn wait_for_stop_signal() {
 }
 
 fn admin(control_path: &Path, cmd: AdminCommand) -> i32 {
-    if let Some(question) = cmd.confirmation()
-        && !confirm(question)
-    {
-        eprintln!("postern: not done");
+    if !confirmed(&cmd) {
         return 2;
     }
     match control::request(control_path, &cmd) {
-        Ok(reply) => {
-            if reply.exit == 0 {
-                print!("{}", reply.text);
-            } else {
-                eprint!("{}", reply.text);
-            }
-            reply.exit
-        }
+        Ok(reply) => show(reply),
         Err(e) => {
             eprintln!("postern: {e}");
             1
         }
     }
+}
+
+/// Carries out a command on the flash itself, with no daemon (which would hold the flash).
+fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
+    if !confirmed(&cmd) {
+        return 2;
+    }
+    if let AdminCommand::Flash(FlashCommand::Format { .. }) = cmd {
+        return match format_flash(&flash) {
+            Ok(()) => {
+                println!("flash {} formatted", flash.path.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("postern: {e}");
+                1
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("postern: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async {
+        match daemon::offline(&flash, machine_hostname()).await {
+            Ok(admin) => show(admin.execute(cmd).await),
+            Err(e) => {
+                eprintln!("postern: {e}");
+                1
+            }
+        }
+    })
+}
+
+/// Lays an empty spool on the flash, whatever was there: the admin's way out of a damaged one.
+fn format_flash(spec: &FlashSpec) -> Result<(), String> {
+    let (mut flash, _lock) = daemon::flash::open_device(spec).map_err(|e| e.to_string())?;
+    let geometry = SpoolGeometry::for_flash(flash.geometry());
+    Spool::format(&mut flash, geometry).map_err(|e| format!("flash {}: {e}", spec.path.display()))
+}
+
+fn confirmed(cmd: &AdminCommand) -> bool {
+    match cmd.confirmation() {
+        Some(question) if !confirm(question) => {
+            eprintln!("postern: not done");
+            false
+        }
+        _ => true,
+    }
+}
+
+fn show(reply: Reply) -> i32 {
+    if reply.exit == 0 {
+        print!("{}", reply.text);
+    } else {
+        eprint!("{}", reply.text);
+    }
+    reply.exit
 }
 
 /// Asks a yes/no question on the terminal; anything but "y"/"yes" (or no terminal) is a no.

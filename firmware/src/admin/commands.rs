@@ -1,5 +1,6 @@
 //! The admin commands: one tree shared by the command line (sent to the daemon over the control
-//! socket) and the serial console prompt, so both accept exactly the same words.
+//! socket, or run on a flash file directly with `--flash`) and the serial console prompt, so
+//! both accept exactly the same words.
 
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
@@ -14,20 +15,37 @@ pub enum AdminCommand {
     #[command(disable_help_flag = true)]
     Prov {
         /// The zmprov command and its arguments, e.g. `ca foo@example.com secret zimbraMailTransport smtp:mail.example.com:25`.
-        #[arg(
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "COMMAND"
-        )]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
         args: Vec<String>,
+    },
+    /// The flash: geometry, usage, wear; formatting.
+    #[command(subcommand)]
+    Flash(FlashCommand),
+}
+
+/// `postern flash ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
+pub enum FlashCommand {
+    /// Geometry, usage per region, segments live and free, erase counts, bytes written since start.
+    Info,
+    /// Erase the flash and lay out an empty spool: every queued message, account and setting on it
+    /// is lost. Only with no daemon running: `postern flash format --flash FILE`.
+    Format {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
 impl AdminCommand {
-    /// Whether the command changes state and wants a confirmation at a terminal first.
+    /// The question to ask at a terminal before the command is carried out, if it destroys data
+    /// and the admin did not say `--yes`.
     pub fn confirmation(&self) -> Option<&'static str> {
         match self {
-            AdminCommand::Status | AdminCommand::Prov { .. } => None,
+            AdminCommand::Flash(FlashCommand::Format { yes: false }) => {
+                Some("Format the flash? Every queued message, account and setting on it is lost.")
+            }
+            _ => None,
         }
     }
 }

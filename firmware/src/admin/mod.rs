@@ -10,7 +10,7 @@ pub mod words;
 
 use std::sync::Arc;
 
-pub use commands::AdminCommand;
+pub use commands::{AdminCommand, FlashCommand};
 pub use control::Reply;
 
 use crate::daemon::State;
@@ -25,10 +25,11 @@ pub struct Admin {
 impl Admin {
     /// Must be called inside the daemon's tokio runtime.
     pub fn new(state: Arc<State>) -> Admin {
-        Admin {
-            state,
-            runtime: tokio::runtime::Handle::current(),
-        }
+        Admin { state, runtime: tokio::runtime::Handle::current() }
+    }
+
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
     }
 
     /// [`Admin::execute`] for callers outside the runtime, like the serial console's thread.
@@ -39,14 +40,25 @@ impl Admin {
     /// Carries out one command and says how it went.
     pub async fn execute(&self, command: AdminCommand) -> Reply {
         match command {
-            AdminCommand::Status => Reply::ok(status::render(&self.state)),
+            AdminCommand::Status => {
+                let info = self.state.spool.info().await.ok();
+                Reply::ok(status::render(&self.state, info.as_ref()))
+            }
             AdminCommand::Prov { args } => {
-                let state = self.state.clone();
-                match tokio::task::spawn_blocking(move || prov::run(&state, &args)).await {
+                let (state, runtime) = (self.state.clone(), self.runtime.clone());
+                match tokio::task::spawn_blocking(move || prov::run(&state, &runtime, &args)).await {
                     Ok(reply) => reply,
                     Err(e) => Reply::failed(format!("prov did not finish: {e}\n")),
                 }
             }
+            AdminCommand::Flash(FlashCommand::Info) => match self.state.spool.info().await {
+                Ok(info) => Reply::ok(format!("path: {}\n{info}", self.state.flash_path.display())),
+                Err(e) => Reply::failed(format!("flash info: {e}\n")),
+            },
+            AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(
+                "the flash is in use by the running services: stop them, then run `postern flash format --flash {}`\n",
+                self.state.flash_path.display()
+            )),
         }
     }
 }

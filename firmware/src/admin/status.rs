@@ -3,35 +3,35 @@
 use std::fmt::Write;
 
 use crate::daemon::State;
+use crate::spool::FlashInfo;
 
 /// The status report, one `name: value` line per fact.
-pub fn render(state: &State) -> String {
+pub fn render(state: &State, flash: Option<&FlashInfo>) -> String {
     let mut out = String::new();
     let up = state.started.elapsed().as_secs();
     let _ = writeln!(out, "postern {}", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(out, "hostname: {}", state.hostname);
-    let _ = writeln!(
-        out,
-        "uptime: {}d {:02}:{:02}:{:02}",
-        up / 86400,
-        up / 3600 % 24,
-        up / 60 % 60,
-        up % 60
-    );
-    let _ = writeln!(
-        out,
-        "flash: {} ({})",
-        state.flash.path.display(),
-        human_bytes(state.flash.size)
-    );
+    let _ = writeln!(out, "uptime: {}d {:02}:{:02}:{:02}", up / 86400, up / 3600 % 24, up / 60 % 60, up % 60);
+    let _ = writeln!(out, "flash: {} ({})", state.flash_path.display(), human_bytes(state.flash_size));
+    if let Some(info) = flash {
+        let _ = writeln!(
+            out,
+            "spool: {} messages, {} of {} segments in use",
+            info.messages,
+            info.segments_used,
+            info.segments
+        );
+    }
     for (kind, addr) in &state.listeners {
         let _ = writeln!(out, "listener: {kind} {addr}");
     }
-    let _ = writeln!(out, "control: {}", state.control.display());
+    if let Some(control) = &state.control {
+        let _ = writeln!(out, "control: {}", control.display());
+    }
     out
 }
 
-/// `268435456 bytes (256.0 MiB)`.
+/// `268435456 bytes, 256.0 MiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;

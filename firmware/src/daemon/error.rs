@@ -21,6 +21,12 @@ pub enum DaemonError {
     FlashGeometry(PathBuf, String),
     /// Another postern holds the flash.
     FlashBusy(PathBuf),
+    /// The flash device failed.
+    Flash(PathBuf, hal::flash::FlashError),
+    /// The spool on the flash could not be opened (damaged superblock, unknown version, ...).
+    Spool(PathBuf, crate::spool::SpoolError),
+    /// The directory snapshot on the flash cannot be read.
+    Directory(PathBuf, crate::directory::DecodeError),
     /// A listener could not be bound.
     Listen(ListenerKind, SocketAddr, io::Error),
     /// The control socket could not be set up.
@@ -46,6 +52,13 @@ impl fmt::Display for DaemonError {
             DaemonError::FlashBusy(p) => {
                 write!(f, "flash {} is in use by another postern", p.display())
             }
+            DaemonError::Flash(p, e) => write!(f, "flash {}: {e}", p.display()),
+            DaemonError::Spool(p, e) => write!(f, "flash {}: {e}", p.display()),
+            DaemonError::Directory(p, e) => write!(
+                f,
+                "flash {}: the directory snapshot cannot be read ({e}); nothing was changed",
+                p.display()
+            ),
             DaemonError::Listen(kind, addr, e) => {
                 write!(f, "cannot listen for {kind} on {addr}: {e}")
             }
