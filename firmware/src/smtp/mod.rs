@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod data;
 pub mod error;
+pub mod loopback;
 pub mod received;
 pub mod reply;
 pub mod server;
