@@ -320,7 +320,7 @@ async fn port_25_takes_mail_without_auth_and_refuses_smuggling() {
     let r = c
         .cmd("a\r\n\n.\n\r\nMAIL FROM:<evil@b.test>\r\nRCPT TO:<x@example.com>\r\nDATA\r\nforged\r\n.")
         .await;
-    assert_eq!(r, "521 5.5.2 mx.test Error: bare <LF> received\r\n");
+    assert_eq!(r, "550 5.5.2 mx.test Error: bare <LF> received\r\n");
     // The server hung up.
     assert_eq!(c.reply().await, "");
     assert!(server.spool.0.lock().unwrap().is_empty());

@@ -6,10 +6,12 @@
 //!
 //! - A bare `<LF>` (not after `<CR>`) stops the decoder with [`DataError::BareLf`]. Postfix 3.9
 //!   with `smtpd_forbid_bare_newline = reject` answers such a message with
-//!   `521 5.5.2 <myhostname> Error: bare <LF> received` and disconnects; the session does the same.
+//!   `550 5.5.2 <myhostname> Error: bare <LF> received` (the code is
+//!   `smtpd_forbid_bare_newline_reject_code`; the first fixes of December 2023 sent 521) and
+//!   disconnects; the session does the same (see `Refusal::BareLf`).
 //! - A bare `<CR>` (not followed by `<LF>`) stops it with [`DataError::BareCr`]. Postfix passes bare
 //!   CR through; we refuse it like Sendmail 8.18's `u` option, with Postfix's reply shape
-//!   (`521 5.5.2 <myhostname> Error: bare <CR> received`), because a bare CR is what some
+//!   (`550 5.5.2 <myhostname> Error: bare <CR> received`), because a bare CR is what some
 //!   downstream servers take as a line end.
 //!
 //! The decoder keeps four bits of state, so any split of the input gives the same output.

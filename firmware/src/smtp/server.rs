@@ -35,7 +35,7 @@ pub enum Mode {
 /// What the session core needs to know of the settings. `inbound::Limits` fills it.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `myhostname`: in the greeting, the EHLO reply and 421/521 replies.
+    /// `myhostname`: in the greeting, the EHLO reply, 421 replies and bare-newline refusals.
     pub hostname: String,
     pub mode: Mode,
     /// `message_size_limit` (Zimbra `zimbraMtaMaxMessageSize`), in bytes.
@@ -62,6 +62,9 @@ pub struct Config {
     pub vrfy: bool,
     /// `smtpd_forbid_unauth_pipelining`.
     pub forbid_unauth_pipelining: bool,
+    /// `smtpd_forbid_bare_newline_reject_code`: the reply code for a bare LF or CR (Postfix 3.9:
+    /// 550; the 3.8.4-era fixed code was 521). The session is closed either way.
+    pub bare_newline_reject_code: u16,
 }
 
 impl Config {
@@ -82,6 +85,7 @@ impl Config {
             auth_required: false,
             vrfy: false,
             forbid_unauth_pipelining: true,
+            bare_newline_reject_code: 550,
         }
     }
 }
@@ -547,7 +551,10 @@ impl Session {
                 }
                 return self.refuse(Refusal::LineTooLong);
             }
-            Line::BareLf => return self.refuse(Refusal::BareLf),
+            Line::BareLf => {
+                let code = self.config.bare_newline_reject_code;
+                return self.refuse(Refusal::BareLf { code });
+            }
         };
         match std::mem::replace(&mut self.phase, Phase::Command) {
             Phase::AuthPlain => self.auth_plain_response(&text),
@@ -883,9 +890,10 @@ impl Session {
             Progress::End(_) => self.end_of_message(),
             Progress::Error(e, _) => {
                 self.reset_transaction();
+                let code = self.config.bare_newline_reject_code;
                 self.refuse(match e {
-                    DataError::BareLf => Refusal::BareLf,
-                    DataError::BareCr => Refusal::BareCr,
+                    DataError::BareLf => Refusal::BareLf { code },
+                    DataError::BareCr => Refusal::BareCr { code },
                 });
             }
         }

@@ -145,7 +145,7 @@ fn smuggling_variants_never_end_the_data_and_make_no_message() {
         );
         let r = d.send(&input);
         assert!(
-            r.starts_with("521 5.5.2 mx.example.com Error: bare <"),
+            r.starts_with("550 5.5.2 mx.example.com Error: bare <"),
             "{tail:?}: {r}"
         );
         assert!(d.session.is_closed(), "{tail:?}");
@@ -158,7 +158,7 @@ fn smuggling_variants_never_end_the_data_and_make_no_message() {
 fn bare_lf_in_a_command_disconnects_like_postfix() {
     let mut d = Loopback::new(Config::new("mx.example.com"), None);
     let r = d.send(b"EHLO x\nMAIL FROM:<a@b.c>\r\n");
-    assert_eq!(r, "521 5.5.2 mx.example.com Error: bare <LF> received\r\n");
+    assert_eq!(r, "550 5.5.2 mx.example.com Error: bare <LF> received\r\n");
     assert!(d.session.is_closed());
 }
 
