@@ -131,6 +131,8 @@ impl DataDecoder {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::{Just, Strategy, any};
+
     use super::*;
 
     fn decode_all(input: &[u8]) -> (Vec<u8>, Progress) {
@@ -190,5 +192,57 @@ mod tests {
         }
         assert_eq!(out, whole);
         assert_eq!(end, Some(input.len()));
+    }
+
+    /// What a client sends for `lines`: dot-stuffed, CRLF line ends, the terminator.
+    fn stuffed(lines: &[Vec<u8>]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for l in lines {
+            if l.first() == Some(&b'.') {
+                wire.push(b'.');
+            }
+            wire.extend_from_slice(l);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b".\r\n");
+        wire
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unstuffing_inverts_stuffing_in_any_chunking(
+            lines in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::prop_oneof![Just(b'.'), Just(b'a'), any::<u8>()]
+                        .prop_filter("no line ends", |b| *b != b'\r' && *b != b'\n'),
+                    0..20,
+                ),
+                0..20,
+            ),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let wire = stuffed(&lines);
+            let want: Vec<u8> = lines.iter().flat_map(|l| [&l[..], b"\r\n"].concat()).collect();
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+            cuts.sort_unstable();
+            cuts.push(wire.len());
+            let mut d = DataDecoder::new();
+            let mut out = Vec::new();
+            let mut start = 0;
+            let mut ended_at = None;
+            for cut in cuts {
+                if cut <= start {
+                    continue;
+                }
+                match d.decode(&wire[start..cut], &mut out) {
+                    Progress::End(n) => { ended_at = Some(start + n); break; }
+                    Progress::Error(e, _) => proptest::prop_assert!(false, "{e:?}"),
+                    Progress::NeedMore => {}
+                }
+                start = cut;
+            }
+            proptest::prop_assert_eq!(ended_at, Some(wire.len()));
+            proptest::prop_assert_eq!(out, want);
+        }
     }
 }
