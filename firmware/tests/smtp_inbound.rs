@@ -478,3 +478,31 @@ async fn swaks_submits_over_implicit_tls_on_465() {
     let body = String::from_utf8_lossy(&stored[0].1);
     assert!(body.contains("with ESMTPSA"), "{body}");
 }
+
+#[tokio::test]
+async fn lmtp_listener_answers_per_recipient() {
+    let server = start(ListenerKind::Lmtp, fast_limits()).await;
+    let mut c = Client {
+        io: BufReader::new(TcpStream::connect(server.addr).await.unwrap()),
+    };
+    assert_eq!(c.reply().await, "220 mx.test LMTP Postern\r\n");
+    let lhlo = c.cmd("LHLO client.test").await;
+    assert!(
+        !lhlo.contains("STARTTLS") && !lhlo.contains("AUTH"),
+        "{lhlo}"
+    );
+    c.cmd("MAIL FROM:<a@b.test>").await;
+    c.cmd("RCPT TO:<x@example.com>").await;
+    c.cmd("RCPT TO:<y@example.com>").await;
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    assert_eq!(
+        c.cmd("hi\r\n.").await,
+        "250 2.0.0 <x@example.com> Ok: queued as 0000000000001\r\n"
+    );
+    assert_eq!(
+        c.reply().await,
+        "250 2.0.0 <y@example.com> Ok: queued as 0000000000001\r\n"
+    );
+    let stored = server.spool.0.lock().unwrap();
+    assert!(String::from_utf8_lossy(&stored[0].1).contains("with LMTP"));
+}
