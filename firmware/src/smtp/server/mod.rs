@@ -61,7 +61,11 @@ pub struct Config {
     pub auth_required: bool,
     /// `disable_vrfy_command = no`: VRFY answers 252 instead of 502.
     pub vrfy: bool,
-    /// `smtpd_forbid_unauth_pipelining`.
+    /// `smtpd_forbid_unauth_pipelining`: an unauthenticated client that sends anything after
+    /// DATA before our 354 is dropped with `554 5.5.0 Error: SMTP protocol synchronization`.
+    /// Postfix also applies it to EHLO, NOOP and the other "last in group" commands of RFC 2920;
+    /// here only DATA, where the ambiguity between commands and message text lives, so clients
+    /// that pipeline EHLO with MAIL keep working.
     pub forbid_unauth_pipelining: bool,
     /// `smtpd_forbid_bare_newline_reject_code`: the reply code for a bare LF or CR (Postfix 3.9:
     /// 550; the 3.8.4-era fixed code was 521). The session is closed either way.
