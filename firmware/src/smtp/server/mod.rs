@@ -8,7 +8,7 @@
 //! until the driver calls the matching `answer_*` method. So a 250 after DATA is only ever written
 //! after [`Session::answer_commit`] was called with the spool's queue id.
 //!
-//! States: greeting → EHLO/HELO (LHLO) → [STARTTLS → EHLO] → [AUTH] → MAIL → RCPT* → DATA/BDAT →
+//! States: greeting → EHLO/HELO (LHLO) → (STARTTLS → EHLO)? → (AUTH)? → MAIL → RCPT* → DATA/BDAT →
 //! back to MAIL. Line discipline is strict: CRLF only (see [`super::data`] for DATA).
 //!
 //! This file holds the types and the driver-facing API; `engine` frames input into commands and
