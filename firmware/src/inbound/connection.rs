@@ -167,7 +167,7 @@ async fn answer<R, S, A>(
         }
         Event::Authenticate { user, password, .. } => {
             let ok = match &ctx.auth {
-                Some(auth) => auth.verify(&user, &password).await,
+                Some(auth) => auth.verify(&user, password.expose()).await,
                 None => false,
             };
             if !ok {

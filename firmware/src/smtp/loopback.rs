@@ -125,7 +125,7 @@ impl Loopback {
                 self.session.answer_recipient(verdict, now);
             }
             Event::Authenticate { password, .. } => {
-                self.session.answer_auth(password == "secret", now)
+                self.session.answer_auth(password.expose() == "secret", now)
             }
             Event::StartTls => {
                 self.wire.extend(self.session.take_output());

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::auth::Mechanism;
+use super::auth::{Mechanism, Password};
 use super::data::DataDecoder;
 use super::error::Refusal;
 use super::reply::Reply;
@@ -139,7 +139,7 @@ pub enum Event {
     Authenticate {
         mechanism: Mechanism,
         user: String,
-        password: String,
+        password: Password,
     },
     /// Flush the output (the 220), run the TLS handshake, then call [`Session::tls_established`].
     StartTls,

@@ -60,7 +60,7 @@ impl Session {
         self.events.push_back(Event::Authenticate {
             mechanism,
             user: user.clone(),
-            password,
+            password: Password::new(password),
         });
         self.awaiting = Some(Awaiting::Auth { user });
     }
