@@ -320,7 +320,7 @@ async fn port_25_takes_mail_without_auth_and_refuses_smuggling() {
     let r = c
         .cmd("a\r\n\n.\n\r\nMAIL FROM:<evil@b.test>\r\nRCPT TO:<x@example.com>\r\nDATA\r\nforged\r\n.")
         .await;
-    assert_eq!(r, "521 5.5.2 mx.test Error: bare <LF> received\r\n");
+    assert_eq!(r, "550 5.5.2 mx.test Error: bare <LF> received\r\n");
     // The server hung up.
     assert_eq!(c.reply().await, "");
     assert!(server.spool.0.lock().unwrap().is_empty());
@@ -374,4 +374,135 @@ async fn idle_clients_are_dropped_with_421() {
         c.reply().await,
         "421 4.4.2 mx.test Error: timeout exceeded\r\n"
     );
+}
+
+/// Runs swaks (a real, independent SMTP client) against the listener; `None` when swaks is not
+/// installed (`apt-get install swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl`).
+async fn swaks(args: Vec<String>) -> Option<(bool, String)> {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("swaks")
+            .args(&args)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        Some((out.status.success(), text))
+    })
+    .await
+    .unwrap()
+}
+
+fn swaks_args(server: &Server, extra: &[&str]) -> Vec<String> {
+    let port = server.addr.port().to_string();
+    let mut args: Vec<String> = [
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--ehlo",
+        "client.test",
+        "--from",
+        "user@example.com",
+        "--to",
+        "friend@example.com",
+        "--timeout",
+        "10",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaks_submits_with_starttls_and_auth_plain() {
+    let server = start(ListenerKind::Submission, fast_limits()).await;
+    let ok = [
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "user@example.com",
+        "--auth-password",
+        "secret",
+    ];
+    let Some((success, out)) = swaks(swaks_args(&server, &ok)).await else {
+        eprintln!("swaks not installed: skipping the swaks check");
+        return;
+    };
+    assert!(success, "{out}");
+    assert!(
+        out.contains("<~  250 2.0.0 Ok: queued as 0000000000001"),
+        "{out}"
+    );
+    assert_eq!(server.spool.0.lock().unwrap().len(), 1);
+
+    let wrong = [
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "user@example.com",
+        "--auth-password",
+        "guess",
+    ];
+    let (success, out) = swaks(swaks_args(&server, &wrong)).await.unwrap();
+    assert!(!success, "{out}");
+    assert!(
+        out.contains("<~* 535 5.7.8 Error: authentication failed"),
+        "{out}"
+    );
+    assert_eq!(server.spool.0.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaks_submits_over_implicit_tls_on_465() {
+    let server = start(ListenerKind::Smtps, fast_limits()).await;
+    let args = [
+        "--tls-on-connect",
+        "--auth",
+        "LOGIN",
+        "--auth-user",
+        "user@example.com",
+        "--auth-password",
+        "secret",
+    ];
+    let Some((success, out)) = swaks(swaks_args(&server, &args)).await else {
+        eprintln!("swaks not installed: skipping the swaks check");
+        return;
+    };
+    assert!(success, "{out}");
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+    let stored = server.spool.0.lock().unwrap();
+    let body = String::from_utf8_lossy(&stored[0].1);
+    assert!(body.contains("with ESMTPSA"), "{body}");
+}
+
+#[tokio::test]
+async fn lmtp_listener_answers_per_recipient() {
+    let server = start(ListenerKind::Lmtp, fast_limits()).await;
+    let mut c = Client {
+        io: BufReader::new(TcpStream::connect(server.addr).await.unwrap()),
+    };
+    assert_eq!(c.reply().await, "220 mx.test LMTP Postern\r\n");
+    let lhlo = c.cmd("LHLO client.test").await;
+    assert!(
+        !lhlo.contains("STARTTLS") && !lhlo.contains("AUTH"),
+        "{lhlo}"
+    );
+    c.cmd("MAIL FROM:<a@b.test>").await;
+    c.cmd("RCPT TO:<x@example.com>").await;
+    c.cmd("RCPT TO:<y@example.com>").await;
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    assert_eq!(
+        c.cmd("hi\r\n.").await,
+        "250 2.0.0 <x@example.com> Ok: queued as 0000000000001\r\n"
+    );
+    assert_eq!(
+        c.reply().await,
+        "250 2.0.0 <y@example.com> Ok: queued as 0000000000001\r\n"
+    );
+    let stored = server.spool.0.lock().unwrap();
+    assert!(String::from_utf8_lossy(&stored[0].1).contains("with LMTP"));
 }

@@ -43,14 +43,18 @@ where
     A: Authenticator,
 {
     let _ = stream.set_nodelay(true);
-    let config = Arc::new(ctx.limits.session_config(
-        &ctx.hostname,
-        Mode::Smtp,
-        ctx.tls.is_some() && kind != ListenerKind::Smtps,
-        ctx.auth.is_some(),
-        // Both submission ports want AUTH before MAIL; port 25 takes mail from anyone.
-        kind != ListenerKind::Smtp,
-    ));
+    let (mode, starttls, auth, auth_required) = match kind {
+        ListenerKind::Smtp => (Mode::Smtp, ctx.tls.is_some(), ctx.auth.is_some(), false),
+        // Both submission ports want AUTH before MAIL.
+        ListenerKind::Submission => (Mode::Smtp, ctx.tls.is_some(), ctx.auth.is_some(), true),
+        ListenerKind::Smtps => (Mode::Smtp, false, ctx.auth.is_some(), true),
+        ListenerKind::Lmtp => (Mode::Lmtp, false, false, false),
+    };
+    let config =
+        Arc::new(
+            ctx.limits
+                .session_config(&ctx.hostname, mode, starttls, auth, auth_required),
+        );
     let mut rx = Receiving {
         message: None,
         failed: None,
@@ -163,7 +167,7 @@ async fn answer<R, S, A>(
         }
         Event::Authenticate { user, password, .. } => {
             let ok = match &ctx.auth {
-                Some(auth) => auth.verify(&user, &password).await,
+                Some(auth) => auth.verify(&user, password.expose()).await,
                 None => false,
             };
             if !ok {

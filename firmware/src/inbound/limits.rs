@@ -39,6 +39,11 @@ pub struct Limits {
     /// Drop clients that send commands before the 354 of DATA without having authenticated.
     /// Postfix `smtpd_forbid_unauth_pipelining` (yes).
     pub forbid_unauth_pipelining: bool,
+    /// Reply code when a bare `<LF>` or `<CR>` ends the session. Postfix
+    /// `smtpd_forbid_bare_newline_reject_code` (550 in 3.9; the first 2023 fixes used 521).
+    /// Line discipline itself is not a setting: only CRLF is ever a line end here (Postfix
+    /// `smtpd_forbid_bare_newline = reject`).
+    pub bare_newline_reject_code: u16,
 }
 
 impl Default for Limits {
@@ -57,6 +62,7 @@ impl Default for Limits {
             line_length_limit: 2048,
             vrfy: false,
             forbid_unauth_pipelining: true,
+            bare_newline_reject_code: 550,
         }
     }
 }
@@ -92,6 +98,7 @@ impl Limits {
             auth_required,
             vrfy: self.vrfy,
             forbid_unauth_pipelining: self.forbid_unauth_pipelining,
+            bare_newline_reject_code: self.bare_newline_reject_code,
         }
     }
 }

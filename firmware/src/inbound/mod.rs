@@ -5,6 +5,7 @@
 //! - port 25 ([`ListenerKind::Smtp`]): MX; STARTTLS offered; AUTH offered after TLS.
 //! - port 587 ([`ListenerKind::Submission`]): STARTTLS, then AUTH, before MAIL.
 //! - port 465 ([`ListenerKind::Smtps`]): implicit TLS (RFC 8314), AUTH required before MAIL.
+//! - LMTP ([`ListenerKind::Lmtp`]): the same core in LMTP mode, for the delivery side.
 //!
 //! AUTH PLAIN and LOGIN are offered and accepted only under TLS (Zimbra's
 //! `zimbraMtaTlsAuthOnly=TRUE`).
@@ -34,6 +35,9 @@ pub enum ListenerKind {
     Submission,
     /// Port 465, submission over implicit TLS.
     Smtps,
+    /// LMTP (RFC 2033): LHLO, one reply per recipient after DATA; no TLS, no AUTH. For local
+    /// delivery tests and for boxes that take mail from a trusted front end.
+    Lmtp,
 }
 
 impl ListenerKind {
@@ -43,6 +47,8 @@ impl ListenerKind {
             ListenerKind::Smtp => 25,
             ListenerKind::Submission => 587,
             ListenerKind::Smtps => 465,
+            // Zimbra's mailbox LMTP port.
+            ListenerKind::Lmtp => 7025,
         }
     }
 }

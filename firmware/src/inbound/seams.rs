@@ -7,7 +7,25 @@
 //! - [`Authenticator`]: is this the user's password? (the directory)
 //!
 //! The methods return `impl Future + Send`, so implementations may be written as `async fn` and
-//! sessions can run on tokio's multi-threaded runtime.
+//! sessions can run on tokio's multi-threaded runtime. Over the spool it is a few lines (an error
+//! maps to its reply, e.g. a full spool to `452 4.3.1 Insufficient system storage`):
+//!
+//! ```ignore
+//! impl MessageStore for SpoolHandle {
+//!     type Incoming = spool::Incoming;
+//!     async fn begin(&self, envelope: Envelope) -> Result<spool::Incoming, Reply> {
+//!         SpoolHandle::begin(self, envelope).map_err(|e| e.reply())
+//!     }
+//! }
+//! impl IncomingMessage for spool::Incoming {
+//!     async fn write(&mut self, chunk: &[u8]) -> Result<(), Reply> {
+//!         spool::Incoming::write(self, chunk).await.map_err(|e| e.reply())
+//!     }
+//!     async fn commit(self) -> Result<QueueId, Reply> {
+//!         spool::Incoming::commit(self).await.map_err(|e| e.reply())
+//!     }
+//! }
+//! ```
 
 use std::future::Future;
 

@@ -20,6 +20,27 @@ impl Mechanism {
     }
 }
 
+/// A password as the client sent it. Its `Debug` never shows it, so events can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(plain: String) -> Password {
+        Password(plain)
+    }
+
+    /// The password itself, for the authenticator only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
 /// Why a SASL response was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaslError {
@@ -86,6 +107,13 @@ mod tests {
         );
         assert_eq!(parse_plain(b"\0\0pw"), Err(SaslError::Malformed));
         assert_eq!(parse_plain(b"nonul"), Err(SaslError::Malformed));
+    }
+
+    #[test]
+    fn passwords_do_not_show_in_debug_output() {
+        let p = Password::new("hunter2".into());
+        assert_eq!(format!("{p:?}"), "Password(***)");
+        assert_eq!(p.expose(), "hunter2");
     }
 
     #[test]

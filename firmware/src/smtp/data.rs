@@ -6,10 +6,12 @@
 //!
 //! - A bare `<LF>` (not after `<CR>`) stops the decoder with [`DataError::BareLf`]. Postfix 3.9
 //!   with `smtpd_forbid_bare_newline = reject` answers such a message with
-//!   `521 5.5.2 <myhostname> Error: bare <LF> received` and disconnects; the session does the same.
+//!   `550 5.5.2 <myhostname> Error: bare <LF> received` (the code is
+//!   `smtpd_forbid_bare_newline_reject_code`; the first fixes of December 2023 sent 521) and
+//!   disconnects; the session does the same (see `Refusal::BareLf`).
 //! - A bare `<CR>` (not followed by `<LF>`) stops it with [`DataError::BareCr`]. Postfix passes bare
 //!   CR through; we refuse it like Sendmail 8.18's `u` option, with Postfix's reply shape
-//!   (`521 5.5.2 <myhostname> Error: bare <CR> received`), because a bare CR is what some
+//!   (`550 5.5.2 <myhostname> Error: bare <CR> received`), because a bare CR is what some
 //!   downstream servers take as a line end.
 //!
 //! The decoder keeps four bits of state, so any split of the input gives the same output.
@@ -129,6 +131,8 @@ impl DataDecoder {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::{Just, Strategy, any};
+
     use super::*;
 
     fn decode_all(input: &[u8]) -> (Vec<u8>, Progress) {
@@ -188,5 +192,57 @@ mod tests {
         }
         assert_eq!(out, whole);
         assert_eq!(end, Some(input.len()));
+    }
+
+    /// What a client sends for `lines`: dot-stuffed, CRLF line ends, the terminator.
+    fn stuffed(lines: &[Vec<u8>]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for l in lines {
+            if l.first() == Some(&b'.') {
+                wire.push(b'.');
+            }
+            wire.extend_from_slice(l);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b".\r\n");
+        wire
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unstuffing_inverts_stuffing_in_any_chunking(
+            lines in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::prop_oneof![Just(b'.'), Just(b'a'), any::<u8>()]
+                        .prop_filter("no line ends", |b| *b != b'\r' && *b != b'\n'),
+                    0..20,
+                ),
+                0..20,
+            ),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let wire = stuffed(&lines);
+            let want: Vec<u8> = lines.iter().flat_map(|l| [&l[..], b"\r\n"].concat()).collect();
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+            cuts.sort_unstable();
+            cuts.push(wire.len());
+            let mut d = DataDecoder::new();
+            let mut out = Vec::new();
+            let mut start = 0;
+            let mut ended_at = None;
+            for cut in cuts {
+                if cut <= start {
+                    continue;
+                }
+                match d.decode(&wire[start..cut], &mut out) {
+                    Progress::End(n) => { ended_at = Some(start + n); break; }
+                    Progress::Error(e, _) => proptest::prop_assert!(false, "{e:?}"),
+                    Progress::NeedMore => {}
+                }
+                start = cut;
+            }
+            proptest::prop_assert_eq!(ended_at, Some(wire.len()));
+            proptest::prop_assert_eq!(out, want);
+        }
     }
 }

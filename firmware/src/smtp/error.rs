@@ -9,10 +9,19 @@ use super::reply::Reply;
 pub enum Refusal {
     /// A command line over `line_length_limit` (it is skipped up to its CRLF, no desync).
     LineTooLong,
-    /// `<LF>` without `<CR>` (Postfix 3.9 `smtpd_forbid_bare_newline = reject`): disconnect.
-    BareLf,
-    /// `<CR>` without `<LF>` in DATA: disconnect, like a bare LF.
-    BareCr,
+    /// `<LF>` without `<CR>`, anywhere: disconnect. Postfix 3.9 with
+    /// `smtpd_forbid_bare_newline = reject` answers `<code> 5.5.2 <myhostname> Error: bare <LF>
+    /// received` and hangs up, where the code is `smtpd_forbid_bare_newline_reject_code`
+    /// (default 550). The first fixes of December 2023 (3.8.4, 3.7.9, ... with the boolean
+    /// `smtpd_forbid_bare_newline = yes`) answered with a fixed 521; the code is a setting here.
+    BareLf {
+        code: u16,
+    },
+    /// `<CR>` without `<LF>`: disconnect, as for a bare LF. Postfix itself passes bare CR through;
+    /// refusing it closes the `<CR>.<CR>` smuggling variant for servers behind us.
+    BareCr {
+        code: u16,
+    },
     /// NUL or another control character in a command line.
     BadSyntax,
     /// Bytes that are not UTF-8 in a command line.
@@ -76,13 +85,13 @@ impl Refusal {
         use Refusal::*;
         match self {
             LineTooLong => Reply::new(500, [5, 5, 2], "line too long"),
-            BareLf => Reply::new(
-                521,
+            BareLf { code } => Reply::new(
+                *code,
                 [5, 5, 2],
                 format!("{hostname} Error: bare <LF> received"),
             ),
-            BareCr => Reply::new(
-                521,
+            BareCr { code } => Reply::new(
+                *code,
                 [5, 5, 2],
                 format!("{hostname} Error: bare <CR> received"),
             ),
@@ -153,8 +162,8 @@ impl Refusal {
     pub fn disconnects(&self) -> bool {
         matches!(
             self,
-            Refusal::BareLf
-                | Refusal::BareCr
+            Refusal::BareLf { .. }
+                | Refusal::BareCr { .. }
                 | Refusal::PipeliningViolation
                 | Refusal::TooManyErrors
                 | Refusal::Timeout

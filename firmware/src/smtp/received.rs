@@ -4,6 +4,7 @@
 //! ```text
 //! Received: from client.example (unknown [192.0.2.1])
 //!         (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))
+//!         (No client certificate requested)
 //!         (Authenticated sender: user@example.com)
 //!         by mx.example.com (Postern) with ESMTPSA
 //!         for <rcpt@example.com>; Sat, 21 Nov 2026 09:31:04 +0000 (UTC)
@@ -36,6 +37,8 @@ pub fn received_header(
     let mut h = format!("Received: from {} (unknown [{addr}])\r\n", sanitize(helo));
     if let Some(tls) = &client.tls {
         h.push_str(&format!("\t(using {})\r\n", no_controls(tls)));
+        // Postern never asks clients for certificates; Postfix says so in the same place.
+        h.push_str("\t(No client certificate requested)\r\n");
     }
     if let Some(user) = &client.auth {
         h.push_str(&format!("\t(Authenticated sender: {})\r\n", sanitize(user)));
@@ -139,6 +142,7 @@ mod tests {
             h,
             "Received: from evil__X-Injected: yes (unknown [192.0.2.1])\r\n\
              \t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))\r\n\
+             \t(No client certificate requested)\r\n\
              \t(Authenticated sender: user@example.com)\r\n\
              \tby mx.example.com (Postern) with ESMTPSA\r\n\
              \tfor <r@example.com>; Thu, 1 Jan 1970 00:00:00 +0000 (UTC)\r\n"
