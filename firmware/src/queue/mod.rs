@@ -1,1 +1,24 @@
-//! The queue manager: incoming, active, deferred and hold; scheduling, backoff and lifetime.
+//! The queue manager (Postfix's qmgr): which message is tried when, through which next hop, and
+//! what becomes of it.
+//!
+//! - [`QueueManager`] is sans-IO: messages, attempt results, admin operations and the current time
+//!   go in; delivery [`Job`]s and [`Action`]s to persist come out. It keeps a small index per
+//!   message (no addresses, no body); everything else stays on flash. Tests drive days of retries
+//!   in milliseconds because `now` is always an argument.
+//! - [`runner`] drives it from tokio over a [`runner::QueueStore`] (the spool) and a
+//!   [`runner::Deliverer`] (the SMTP/LMTP client), making bounces and writing the mail log.
+//!
+//! States as in Postfix: *incoming* is the spool's business (a message without its commit record
+//! does not exist); *active* messages are being tried; *deferred* ones wait for their next
+//! attempt; *hold* ones wait for the admin.
+
+mod attempt;
+mod manager;
+pub mod runner;
+mod settings;
+
+pub use attempt::{AttemptReport, Job, RcptResult};
+pub use manager::{
+    Action, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView, Work,
+};
+pub use settings::QueueSettings;
