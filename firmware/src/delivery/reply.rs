@@ -125,8 +125,8 @@ pub struct Capabilities {
     pub enhanced_status_codes: bool,
 }
 
-/// The capabilities in a positive EHLO/LHLO reply. A reply smtp-proto cannot read as EHLO
-/// offers nothing (plain RFC 821 behaviour), which is always safe.
+/// The capabilities in a positive EHLO/LHLO reply. When smtp-proto cannot read a reply as EHLO,
+/// a plain scan of the keyword lines decides, so one odd line does not cost all extensions.
 pub fn parse_capabilities(raw: &[u8]) -> Capabilities {
     let mut it = raw.iter();
     match EhloResponse::parse(&mut it) {
@@ -138,8 +138,28 @@ pub fn parse_capabilities(raw: &[u8]) -> Capabilities {
             starttls: e.has_capability(smtp_proto::EXT_START_TLS),
             enhanced_status_codes: e.has_capability(smtp_proto::EXT_ENHANCED_STATUS_CODES),
         },
-        Err(_) => Capabilities::default(),
+        Err(_) => scan_capabilities(raw),
     }
+}
+
+fn scan_capabilities(raw: &[u8]) -> Capabilities {
+    let mut c = Capabilities::default();
+    let text = String::from_utf8_lossy(raw);
+    // The first line is the server's name, not a keyword.
+    for line in text.lines().skip(1) {
+        let mut words = line.get(4..).unwrap_or_default().split_whitespace();
+        let Some(kw) = words.next() else { continue };
+        match kw.to_ascii_uppercase().as_str() {
+            "PIPELINING" => c.pipelining = true,
+            "SIZE" => c.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
+            "8BITMIME" => c.eight_bit_mime = true,
+            "SMTPUTF8" => c.smtputf8 = true,
+            "STARTTLS" => c.starttls = true,
+            "ENHANCEDSTATUSCODES" => c.enhanced_status_codes = true,
+            _ => {}
+        }
+    }
+    c
 }
 
 #[cfg(test)]
@@ -198,5 +218,19 @@ mod tests {
                 let _ = parse_capabilities(&bytes[..n]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod smtp_sink_ehlo {
+    use super::*;
+
+    /// smtp-sink ends its EHLO reply with an empty `250 ` line.
+    #[test]
+    fn empty_last_capability_line_still_parses() {
+        let ehlo = b"250-smtp-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250-XCLIENT NAME HELO\r\n250-XFORWARD NAME ADDR PROTO HELO\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250 \r\n";
+        assert_eq!(complete_reply_len(ehlo).unwrap(), Some(ehlo.len()));
+        let c = parse_capabilities(ehlo);
+        assert!(c.pipelining && c.eight_bit_mime && c.enhanced_status_codes, "{c:?}");
     }
 }
