@@ -259,22 +259,20 @@ fn report_lines<'a>(req: &DsnRequest<'a>) -> Vec<Line<'a>> {
     lines
 }
 
-/// The enhanced status code in a reply such as `452 4.2.2 Mailbox full`.
-fn status_of(reply: &str) -> Option<String> {
-    let mut words = reply.split_whitespace();
-    let first = words.next()?;
-    let candidate = if first.len() == 3 && first.bytes().all(|b| b.is_ascii_digit()) {
-        words.next()?
-    } else {
-        first
-    };
-    let parts: Vec<&str> = candidate.split('.').collect();
-    let ok = parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-        && matches!(parts.first(), Some(&"2" | &"4" | &"5"));
-    ok.then(|| candidate.to_string())
+/// The enhanced status code in a reply or a reason (`452 4.2.2 Mailbox full`, `host x said:
+/// 452 4.2.2 ...`): the first word shaped like one.
+fn status_of(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .take(12)
+        .find(|w| {
+            let parts: Vec<&str> = w.split('.').collect();
+            parts.len() == 3
+                && parts.iter().all(|p| {
+                    !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())
+                })
+                && matches!(parts.first(), Some(&"2" | &"4" | &"5"))
+        })
+        .map(str::to_string)
 }
 
 fn host_of_relay(relay: &str) -> &str {
