@@ -27,7 +27,8 @@ impl Drop for Dovecot {
         if let Ok(pid) = std::fs::read_to_string(self.dir.join("run/master.pid")) {
             let _ = Command::new("kill").arg(pid.trim()).status();
             let deadline = Instant::now() + Duration::from_secs(5);
-            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -36,7 +37,11 @@ impl Drop for Dovecot {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn dovecot(tempfail: bool) -> Option<Dovecot> {
@@ -125,7 +130,9 @@ fn body() -> Vec<u8> {
 .dot line\r\n"
         .to_vec();
     for i in 0..100 {
-        b.extend_from_slice(format!("filler line {i:03} to pass a one kilobyte quota\r\n").as_bytes());
+        b.extend_from_slice(
+            format!("filler line {i:03} to pass a one kilobyte quota\r\n").as_bytes(),
+        );
     }
     b
 }
@@ -152,7 +159,11 @@ fn deliver(dc: &Dovecot, rcpts: &[&str]) -> postern::delivery::Attempt {
 fn delivered_files(dc: &Dovecot, user: &str) -> Vec<Vec<u8>> {
     let new = dc.dir.join("mail").join(user).join("new");
     std::fs::read_dir(new)
-        .map(|rd| rd.flatten().filter_map(|e| std::fs::read(e.path()).ok()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -171,7 +182,10 @@ fn lmtp_delivers_into_the_mailbox() {
     assert_eq!(files.len(), 1);
     let text = String::from_utf8_lossy(&files[0]);
     assert!(text.contains("Subject: lmtp test"));
-    assert!(text.contains("\n.dot line"), "dot-stuffing undone by the server");
+    assert!(
+        text.contains("\n.dot line"),
+        "dot-stuffing undone by the server"
+    );
     assert!(text.contains("filler line 099"));
 }
 
@@ -179,11 +193,18 @@ fn lmtp_delivers_into_the_mailbox() {
 fn quota_per_recipient_after_data_tempfail_defers_452_4_2_2() {
     let Some(dc) = dovecot(true) else { return };
     let a = deliver(&dc, &["bob", "full"]);
-    assert!(matches!(a.report.results[0].1, RcptResult::Delivered { .. }), "{:?}", a.report);
+    assert!(
+        matches!(a.report.results[0].1, RcptResult::Delivered { .. }),
+        "{:?}",
+        a.report
+    );
     match &a.report.results[1].1 {
         RcptResult::Deferred { status, reason } => {
             assert_eq!(status, "4.2.2");
-            assert!(reason.contains("said: 452 4.2.2 <full> Quota exceeded"), "{reason}");
+            assert!(
+                reason.contains("said: 452 4.2.2 <full> Quota exceeded"),
+                "{reason}"
+            );
             assert!(reason.ends_with("(in reply to end of DATA command)"));
         }
         other => panic!("{other:?}"),
@@ -197,12 +218,22 @@ fn quota_permanent_bounces_552_5_2_2() {
     let Some(dc) = dovecot(false) else { return };
     let a = deliver(&dc, &["full", "bob"]);
     match &a.report.results[0].1 {
-        RcptResult::Bounced { status, diagnostic, remote_mta } => {
+        RcptResult::Bounced {
+            status,
+            diagnostic,
+            remote_mta,
+        } => {
             assert_eq!(status, "5.2.2");
-            assert!(diagnostic.starts_with("smtp; 552 5.2.2 <full> Quota exceeded"), "{diagnostic}");
+            assert!(
+                diagnostic.starts_with("smtp; 552 5.2.2 <full> Quota exceeded"),
+                "{diagnostic}"
+            );
             assert_eq!(remote_mta.as_deref(), Some("127.0.0.1"));
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(a.report.results[1].1, RcptResult::Delivered { .. }));
+    assert!(matches!(
+        a.report.results[1].1,
+        RcptResult::Delivered { .. }
+    ));
 }

@@ -102,7 +102,10 @@ impl Sink {
             use std::io::Read;
             let _ = out.read_to_string(&mut text);
         }
-        let last = text.rsplit('\r').find(|s| s.contains("sess=")).unwrap_or("");
+        let last = text
+            .rsplit('\r')
+            .find(|s| s.contains("sess="))
+            .unwrap_or("");
         let field = |k: &str| {
             last.split_whitespace()
                 .find_map(|w| w.strip_prefix(k))
@@ -174,7 +177,10 @@ fn body(subject: &str) -> Vec<u8> {
     )
     .into_bytes();
     for i in 0..3000 {
-        b.extend_from_slice(format!("line {i:05} of a long body to cross chunk boundaries ---------------\r\n").as_bytes());
+        b.extend_from_slice(
+            format!("line {i:05} of a long body to cross chunk boundaries ---------------\r\n")
+                .as_bytes(),
+        );
     }
     b
 }
@@ -211,7 +217,14 @@ fn message_arrives_intact_with_pipelining_and_the_connection_is_reused() {
     let Some(s) = sink(&[]) else { return };
     let hop = hop(s.port);
     let client = Client::new(settings(), FakeDns::default());
-    let env = envelope(&hop, &["bob@example.test", "carol@example.test", "dave@example.test"]);
+    let env = envelope(
+        &hop,
+        &[
+            "bob@example.test",
+            "carol@example.test",
+            "dave@example.test",
+        ],
+    );
     let msg = body("intact-1");
     // One runtime for both deliveries, so the cached connection stays usable.
     let rt = rt();
@@ -238,10 +251,16 @@ fn message_arrives_intact_with_pipelining_and_the_connection_is_reused() {
     }
     assert_eq!(client.idle_connections(), 1, "kept for reuse");
     let b = run(&body("intact-2"));
-    assert!(matches!(b.report.results[0].1, RcptResult::Delivered { .. }));
+    assert!(matches!(
+        b.report.results[0].1,
+        RcptResult::Delivered { .. }
+    ));
 
     let dumps = s.dumps(2);
-    let first = dumps.iter().find(|d| d.contains("Subject: intact-1")).expect("dumped");
+    let first = dumps
+        .iter()
+        .find(|d| d.contains("Subject: intact-1"))
+        .expect("dumped");
     // smtp-sink stores LF line ends and removes the dot-stuffing: compare in that form.
     let expect = String::from_utf8(msg).unwrap().replace("\r\n", "\n");
     assert!(first.contains(&expect), "body changed on the way");
@@ -251,7 +270,11 @@ fn message_arrives_intact_with_pipelining_and_the_connection_is_reused() {
         assert!(first.contains(&format!("X-Rcpt-Args: <{r}@example.test>")));
     }
     let (sessions, messages) = s.stop_and_count();
-    assert_eq!((sessions, messages), (1, 2), "two messages over one connection");
+    assert_eq!(
+        (sessions, messages),
+        (1, 2),
+        "two messages over one connection"
+    );
 }
 
 #[test]
@@ -261,28 +284,47 @@ fn without_pipelining_one_command_at_a_time() {
     let client = Client::new(settings(), FakeDns::default());
     let env = envelope(&hop, &["bob@example.test", "carol@example.test"]);
     let a = deliver(&client, &env, &hop, &body("nopipe"));
-    assert!(a.report.results.iter().all(|(_, r)| matches!(r, RcptResult::Delivered { .. })));
+    assert!(
+        a.report
+            .results
+            .iter()
+            .all(|(_, r)| matches!(r, RcptResult::Delivered { .. }))
+    );
     assert!(s.dumps(1)[0].contains("Subject: nopipe"));
 }
 
 #[test]
 fn hard_rcpt_refusal_bounces_soft_one_defers() {
     for (flag, permanent) in [("-f", true), ("-r", false)] {
-        let Some(s) = sink(&[flag, "RCPT"]) else { return };
+        let Some(s) = sink(&[flag, "RCPT"]) else {
+            return;
+        };
         let hop = hop(s.port);
         let client = Client::new(settings(), FakeDns::default());
         let env = envelope(&hop, &["bob@example.test"]);
         let a = deliver(&client, &env, &hop, &body("refused"));
         assert!(!a.report.destination_failed);
         match (&a.report.results[0].1, permanent) {
-            (RcptResult::Bounced { status, diagnostic, remote_mta }, true) => {
+            (
+                RcptResult::Bounced {
+                    status,
+                    diagnostic,
+                    remote_mta,
+                },
+                true,
+            ) => {
                 assert_eq!(status, "5.3.0");
                 assert_eq!(diagnostic, "smtp; 500 5.3.0 Error: command failed");
                 assert_eq!(remote_mta.as_deref(), Some("127.0.0.1"));
             }
             (RcptResult::Deferred { status, reason }, false) => {
                 assert_eq!(status, "4.3.0");
-                assert!(reason.ends_with("said: 450 4.3.0 Error: command failed (in reply to RCPT TO command)"), "{reason}");
+                assert!(
+                    reason.ends_with(
+                        "said: 450 4.3.0 Error: command failed (in reply to RCPT TO command)"
+                    ),
+                    "{reason}"
+                );
             }
             other => panic!("{flag}: {other:?}"),
         }
@@ -298,7 +340,10 @@ fn refusal_at_end_of_data_defers_every_recipient() {
     let a = deliver(&client, &env, &hop, &body("eod"));
     assert_eq!(a.report.results.len(), 2);
     for (_, r) in &a.report.results {
-        assert!(matches!(r, RcptResult::Deferred { reason, .. } if reason.contains("end of DATA")), "{r:?}");
+        assert!(
+            matches!(r, RcptResult::Deferred { reason, .. } if reason.contains("end of DATA")),
+            "{r:?}"
+        );
     }
 }
 
@@ -311,9 +356,13 @@ fn smtputf8_message_to_a_server_without_it_bounces_5_6_7() {
     env.smtputf8 = true;
     let a = deliver(&client, &env, &hop, &body("utf8"));
     match &a.report.results[0].1 {
-        RcptResult::Bounced { status, diagnostic, .. } => {
+        RcptResult::Bounced {
+            status, diagnostic, ..
+        } => {
             assert_eq!(status, "5.6.7");
-            assert!(diagnostic.contains("SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]"));
+            assert!(diagnostic.contains(
+                "SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]"
+            ));
         }
         other => panic!("{other:?}"),
     }
@@ -336,7 +385,10 @@ fn dead_next_hop_defers_and_marks_the_destination_failed() {
     assert!(a.relay.is_none());
     match &a.report.results[0].1 {
         RcptResult::Deferred { reason, .. } => {
-            assert_eq!(reason, &format!("connect to 127.0.0.1[127.0.0.1]:{port}: Connection refused"));
+            assert_eq!(
+                reason,
+                &format!("connect to 127.0.0.1[127.0.0.1]:{port}: Connection refused")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -348,11 +400,20 @@ fn mx_hosts_are_tried_in_preference_order_with_fallback() {
     let mut dns = FakeDns::default();
     dns.mx.insert(
         "example.test".into(),
-        vec![(20, "second.example.test.".into()), (10, "first.example.test.".into())],
+        vec![
+            (20, "second.example.test.".into()),
+            (10, "first.example.test.".into()),
+        ],
     );
     // Nothing listens on 127.0.0.2: the preferred MX refuses, the next one takes the mail.
-    dns.a.insert("first.example.test.".into(), vec!["127.0.0.2".parse().unwrap()]);
-    dns.a.insert("second.example.test.".into(), vec!["127.0.0.1".parse().unwrap()]);
+    dns.a.insert(
+        "first.example.test.".into(),
+        vec!["127.0.0.2".parse().unwrap()],
+    );
+    dns.a.insert(
+        "second.example.test.".into(),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
     let hop: Transport = format!("smtp:example.test:{}", s.port).parse().unwrap();
     assert!(hop.mx);
     let client = Client::new(settings(), dns);

@@ -37,12 +37,22 @@ impl MemStore {
         let mut m = self.0.lock().unwrap();
         m.next += 1;
         let qid = QueueId::new(T0 * 1000, m.next);
-        let q = QueuedMessage::from_envelope(qid, &env, &vec![None; env.recipients.len()], QueueState::Active, body.len() as u64);
+        let q = QueuedMessage::from_envelope(
+            qid,
+            &env,
+            &vec![None; env.recipients.len()],
+            QueueState::Active,
+            body.len() as u64,
+        );
         let n = env.recipients.len();
         m.msgs.insert(
             qid,
             (
-                StoredMessage { envelope: env, outcomes: vec![None; n], size: body.len() as u64 },
+                StoredMessage {
+                    envelope: env,
+                    outcomes: vec![None; n],
+                    size: body.len() as u64,
+                },
                 body.to_vec(),
                 QueueState::Active,
             ),
@@ -63,12 +73,29 @@ fn gone(qid: QueueId) -> StoreError {
 
 impl QueueStore for MemStore {
     async fn load(&self, qid: QueueId) -> Result<StoredMessage, StoreError> {
-        self.0.lock().unwrap().msgs.get(&qid).map(|m| m.0.clone()).ok_or(gone(qid))
+        self.0
+            .lock()
+            .unwrap()
+            .msgs
+            .get(&qid)
+            .map(|m| m.0.clone())
+            .ok_or(gone(qid))
     }
     async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, StoreError> {
-        self.0.lock().unwrap().msgs.get(&qid).map(|m| m.1.clone()).ok_or(gone(qid))
+        self.0
+            .lock()
+            .unwrap()
+            .msgs
+            .get(&qid)
+            .map(|m| m.1.clone())
+            .ok_or(gone(qid))
     }
-    async fn mark_recipient(&self, qid: QueueId, i: usize, o: RecipientOutcome) -> Result<(), StoreError> {
+    async fn mark_recipient(
+        &self,
+        qid: QueueId,
+        i: usize,
+        o: RecipientOutcome,
+    ) -> Result<(), StoreError> {
         let mut g = self.0.lock().unwrap();
         let m = g.msgs.get_mut(&qid).ok_or(gone(qid))?;
         let slot = m.0.outcomes.get_mut(i).ok_or(gone(qid))?;
@@ -82,7 +109,13 @@ impl QueueStore for MemStore {
         Ok(())
     }
     async fn remove(&self, qid: QueueId) -> Result<(), StoreError> {
-        self.0.lock().unwrap().msgs.remove(&qid).map(|_| ()).ok_or(gone(qid))
+        self.0
+            .lock()
+            .unwrap()
+            .msgs
+            .remove(&qid)
+            .map(|_| ())
+            .ok_or(gone(qid))
     }
     async fn store(&self, env: Envelope, message: Vec<u8>) -> Result<QueueId, StoreError> {
         let q = self.put(env.clone(), &message);
@@ -100,7 +133,12 @@ struct Script {
 
 impl Script {
     fn attempts(&self, addr: &str) -> u32 {
-        self.attempts.lock().unwrap().get(addr).copied().unwrap_or(0)
+        self.attempts
+            .lock()
+            .unwrap()
+            .get(addr)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -203,7 +241,12 @@ fn start(settings: QueueSettings) -> World {
         store.clone(),
         script.clone(),
     );
-    World { store, script, log, queue }
+    World {
+        store,
+        script,
+        log,
+        queue,
+    }
 }
 
 impl World {
@@ -231,7 +274,9 @@ impl World {
 /// (status part text, subject) of a DSN.
 fn dsn_fields(msg: &[u8]) -> (String, String) {
     let m = MessageParser::default().parse(msg).expect("DSN parses");
-    let PartType::Multipart(ids) = &m.root_part().body else { panic!("not multipart") };
+    let PartType::Multipart(ids) = &m.root_part().body else {
+        panic!("not multipart")
+    };
     let status = String::from_utf8_lossy(m.part(ids[1]).unwrap().contents()).into_owned();
     (status, m.subject().unwrap_or_default().to_string())
 }
@@ -239,7 +284,13 @@ fn dsn_fields(msg: &[u8]) -> (String, String) {
 #[tokio::test(start_paused = true)]
 async fn mixed_outcomes_one_bounce_then_everything_is_removed() {
     let w = start(QueueSettings::default());
-    let qid = w.submit(envelope("alice@example.org", &["ok@example.com", "gone@example.com"], Notify::DEFAULT)).await;
+    let qid = w
+        .submit(envelope(
+            "alice@example.org",
+            &["ok@example.com", "gone@example.com"],
+            Notify::DEFAULT,
+        ))
+        .await;
     let took = w.drain(Duration::from_secs(3600)).await;
     assert_eq!(w.store.len(), 0, "original and bounce both gone");
     assert!(took < Duration::from_secs(120));
@@ -253,8 +304,13 @@ async fn mixed_outcomes_one_bounce_then_everything_is_removed() {
     assert!(status.contains("Final-Recipient: rfc822; gone@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; mx.example.com\r\nDiagnostic-Code: smtp; 550 5.1.1"));
     assert!(!status.contains("ok@example.com"));
     for l in [
-        format!("postern/qmgr: {qid}: from=<alice@example.org>, size={}, nrcpt=2 (queue active)", BODY.len()),
-        format!("postern/smtp: {qid}: to=<ok@example.com>, relay=mx.example.com[192.0.2.1]:25, delay=0.1, delays=0/0/0.03/0.07, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4XYZ)"),
+        format!(
+            "postern/qmgr: {qid}: from=<alice@example.org>, size={}, nrcpt=2 (queue active)",
+            BODY.len()
+        ),
+        format!(
+            "postern/smtp: {qid}: to=<ok@example.com>, relay=mx.example.com[192.0.2.1]:25, delay=0.1, delays=0/0/0.03/0.07, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4XYZ)"
+        ),
         format!("{qid}: sender non-delivery notification: "),
         format!("postern/qmgr: {qid}: removed"),
     ] {
@@ -266,10 +322,18 @@ async fn mixed_outcomes_one_bounce_then_everything_is_removed() {
 #[tokio::test(start_paused = true)]
 async fn quota_full_is_retried_for_five_days_then_returned_with_4_4_7() {
     let w = start(QueueSettings::default());
-    w.submit(envelope("alice@example.org", &["full@example.com"], Notify::DEFAULT)).await;
+    w.submit(envelope(
+        "alice@example.org",
+        &["full@example.com"],
+        Notify::DEFAULT,
+    ))
+    .await;
     let took = w.drain(Duration::from_secs(7 * DAY)).await;
     assert_eq!(w.store.len(), 0);
-    assert!(took >= Duration::from_secs(5 * DAY) && took < Duration::from_secs(5 * DAY + 5000), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(5 * DAY) && took < Duration::from_secs(5 * DAY + 5000),
+        "{took:?}"
+    );
     let tries = w.script.attempts("full@example.com");
     assert!((100..130).contains(&tries), "{tries} attempts in five days");
     assert!(w.log_has("status=deferred (host store[192.0.2.5] said: 452 4.2.2"));
@@ -277,15 +341,26 @@ async fn quota_full_is_retried_for_five_days_then_returned_with_4_4_7() {
     let dsns = w.store.dsns();
     assert_eq!(dsns.len(), 1, "no delay warning by default, one bounce");
     let (status, _) = dsn_fields(&dsns[0].2);
-    assert!(status.contains("Action: failed\r\nStatus: 4.4.7"), "{status}");
+    assert!(
+        status.contains("Action: failed\r\nStatus: 4.4.7"),
+        "{status}"
+    );
     assert!(status.contains("452 4.2.2 <full@example.com> Mailbox is full"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_bounce_to_a_dead_sender_is_kept_then_dropped_never_rebounced() {
-    let settings = QueueSettings { bounce_queue_lifetime: DAY, ..QueueSettings::default() };
+    let settings = QueueSettings {
+        bounce_queue_lifetime: DAY,
+        ..QueueSettings::default()
+    };
     let w = start(settings);
-    w.submit(envelope("dead-sender@dead.example", &["gone@example.com"], Notify::DEFAULT)).await;
+    w.submit(envelope(
+        "dead-sender@dead.example",
+        &["gone@example.com"],
+        Notify::DEFAULT,
+    ))
+    .await;
     // After an hour the bounce still waits in the queue.
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert_eq!(w.store.len(), 1, "the undeliverable bounce is kept");
@@ -293,7 +368,13 @@ async fn a_bounce_to_a_dead_sender_is_kept_then_dropped_never_rebounced() {
     assert_eq!(list.len(), 1);
     assert!(list[0].null_sender);
     assert!(matches!(list[0].state, QueueState::Deferred { .. }));
-    assert!(list[0].recipients[0].last_reason.as_deref().unwrap().contains("Connection refused"));
+    assert!(
+        list[0].recipients[0]
+            .last_reason
+            .as_deref()
+            .unwrap()
+            .contains("Connection refused")
+    );
     let took = w.drain(Duration::from_secs(3 * DAY)).await;
     assert_eq!(w.store.len(), 0, "dropped after bounce_queue_lifetime");
     assert!(took < Duration::from_secs(DAY + 5000));
@@ -304,15 +385,34 @@ async fn a_bounce_to_a_dead_sender_is_kept_then_dropped_never_rebounced() {
 #[tokio::test(start_paused = true)]
 async fn notify_never_sends_nothing_and_success_is_reported() {
     let w = start(QueueSettings::default());
-    w.submit(envelope("alice@example.org", &["gone@example.com"], Notify::NEVER)).await;
-    let success = Notify { success: true, failure: true, delay: false, explicit: true };
-    w.submit(envelope("alice@example.org", &["ok@example.com"], success)).await;
+    w.submit(envelope(
+        "alice@example.org",
+        &["gone@example.com"],
+        Notify::NEVER,
+    ))
+    .await;
+    let success = Notify {
+        success: true,
+        failure: true,
+        delay: false,
+        explicit: true,
+    };
+    w.submit(envelope("alice@example.org", &["ok@example.com"], success))
+        .await;
     w.drain(Duration::from_secs(3600)).await;
     let dsns = w.store.dsns();
-    assert_eq!(dsns.len(), 1, "NOTIFY=NEVER: no bounce; NOTIFY=SUCCESS: one report");
+    assert_eq!(
+        dsns.len(),
+        1,
+        "NOTIFY=NEVER: no bounce; NOTIFY=SUCCESS: one report"
+    );
     let (status, subject) = dsn_fields(&dsns[0].2);
     assert_eq!(subject, "Successful Mail Delivery Report");
-    assert!(status.contains("Final-Recipient: rfc822; ok@example.com\r\nAction: relayed\r\nStatus: 2.0.0"));
+    assert!(
+        status.contains(
+            "Final-Recipient: rfc822; ok@example.com\r\nAction: relayed\r\nStatus: 2.0.0"
+        )
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -323,7 +423,12 @@ async fn delay_warning_when_enabled() {
         ..QueueSettings::default()
     };
     let w = start(settings);
-    w.submit(envelope("alice@example.org", &["full@example.com"], Notify::DEFAULT)).await;
+    w.submit(envelope(
+        "alice@example.org",
+        &["full@example.com"],
+        Notify::DEFAULT,
+    ))
+    .await;
     tokio::time::sleep(Duration::from_secs(5 * 3600)).await;
     let dsns = w.store.dsns();
     assert_eq!(dsns.len(), 1, "one warning after four hours");
@@ -332,20 +437,34 @@ async fn delay_warning_when_enabled() {
     assert!(status.contains("Action: delayed\r\nStatus: 4.2.2"));
     assert!(status.contains("Will-Retry-Until: "));
     w.drain(Duration::from_secs(2 * DAY)).await;
-    assert_eq!(w.store.dsns().len(), 2, "then the final bounce, no second warning");
+    assert_eq!(
+        w.store.dsns().len(),
+        2,
+        "then the final bounce, no second warning"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn admin_hold_list_release_delete() {
     let w = start(QueueSettings::default());
-    let qid = w.submit(envelope("alice@example.org", &["dead1@dead.example"], Notify::DEFAULT)).await;
+    let qid = w
+        .submit(envelope(
+            "alice@example.org",
+            &["dead1@dead.example"],
+            Notify::DEFAULT,
+        ))
+        .await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let v = w.queue.list().await;
     assert!(matches!(v[0].state, QueueState::Deferred { .. }));
     assert_eq!(v[0].attempts, 1);
     assert!(w.queue.hold(qid).await);
     tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
-    assert_eq!(w.script.attempts("dead1@dead.example"), 1, "held mail is not tried");
+    assert_eq!(
+        w.script.attempts("dead1@dead.example"),
+        1,
+        "held mail is not tried"
+    );
     assert_eq!(w.queue.list().await[0].state, QueueState::Hold);
     assert!(w.queue.release(qid).await);
     tokio::time::sleep(Duration::from_secs(1)).await;

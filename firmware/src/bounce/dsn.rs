@@ -267,9 +267,9 @@ fn status_of(text: &str) -> Option<String> {
         .find(|w| {
             let parts: Vec<&str> = w.split('.').collect();
             parts.len() == 3
-                && parts.iter().all(|p| {
-                    !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit())
-                })
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
                 && matches!(parts.first(), Some(&"2" | &"4" | &"5"))
         })
         .map(str::to_string)
@@ -299,7 +299,9 @@ fn human_text(req: &DsnRequest<'_>, lines: &[Line<'_>], n: Notification) -> Stri
                  Your message could not be delivered for more than {} hour(s).\n\
                  It will be retried until it is {} day(s) old.\n",
                 req.now.saturating_sub(req.envelope.arrival) / 3600,
-                retry_until.saturating_sub(req.envelope.arrival).div_ceil(86_400),
+                retry_until
+                    .saturating_sub(req.envelope.arrival)
+                    .div_ceil(86_400),
             );
         }
         _ => s.push_str(
@@ -348,7 +350,12 @@ fn status_part(req: &DsnRequest<'_>, lines: &[Line<'_>]) -> String {
             field(&l.rcpt.address)
         );
         if let Some((kind, addr)) = &l.rcpt.orcpt {
-            let _ = write!(s, "Original-Recipient: {}; {}\r\n", field(kind), field(addr));
+            let _ = write!(
+                s,
+                "Original-Recipient: {}; {}\r\n",
+                field(kind),
+                field(addr)
+            );
         } else if let Some(orig) = &l.rcpt.original {
             let _ = write!(s, "Original-Recipient: rfc822; {}\r\n", field(orig));
         }

@@ -10,11 +10,14 @@ use rustls::RootCertStore;
 use tokio::time::Instant;
 
 use super::resolve::{Dns, HickoryDns, targets};
-use super::session::{Connection, OpenError, Timeouts, TlsSetup, Transaction};
+use super::session::{Connection, OpenError, SessionError, Timeouts, TlsSetup, Transaction};
 use super::tls::{TlsPolicy, connector};
 use crate::envelope::{Envelope, QueueId};
 use crate::queue::{AttemptReport, RcptResult};
 use crate::route::Transport;
+
+/// What a transaction gave: results, or a session error with the results final so far.
+type TxOutcome = Result<Vec<(usize, RcptResult)>, (SessionError, Vec<(usize, RcptResult)>)>;
 
 /// Settings of the delivery client.
 #[derive(Debug, Clone)]
@@ -105,7 +108,12 @@ impl<D: Dns> Client<D> {
         let addrs: Vec<(usize, &str)> = req
             .recipients
             .iter()
-            .filter_map(|&i| req.envelope.recipients.get(i).map(|r| (i, r.address.as_str())))
+            .filter_map(|&i| {
+                req.envelope
+                    .recipients
+                    .get(i)
+                    .map(|r| (i, r.address.as_str()))
+            })
             .collect();
         let tx = Transaction {
             sender: &req.envelope.sender,
@@ -117,12 +125,12 @@ impl<D: Dns> Client<D> {
         let t = &self.settings.timeouts;
 
         // A cached connection first; if it went stale, fall through to a fresh one.
-        if let Some(mut conn) = self.take_idle(req.next_hop) {
-            if conn.reset(t).await {
-                let setup = started.elapsed();
-                let out = conn.send_mail(&tx, t).await;
-                return self.finish(req, conn, out, setup, started, &addrs);
-            }
+        if let Some(mut conn) = self.take_idle(req.next_hop)
+            && conn.reset(t).await
+        {
+            let setup = started.elapsed();
+            let out = conn.send_mail(&tx, t).await;
+            return self.finish(req, conn, out, setup, started, &addrs);
         }
 
         let targets = match targets(&self.dns, req.next_hop).await {
@@ -204,10 +212,7 @@ impl<D: Dns> Client<D> {
         &self,
         req: DeliveryRequest<'_>,
         conn: Connection,
-        out: Result<
-            Vec<(usize, RcptResult)>,
-            (super::session::SessionError, Vec<(usize, RcptResult)>),
-        >,
+        out: TxOutcome,
         setup: Duration,
         started: Instant,
         addrs: &[(usize, &str)],

@@ -70,7 +70,10 @@ impl fmt::Display for ReplyError {
 /// A reply ends with a line whose fourth byte is not `-`.
 pub fn complete_reply_len(buf: &[u8]) -> Result<Option<usize>, ReplyError> {
     let mut start = 0;
-    while let Some(nl) = buf.get(start..).and_then(|b| b.iter().position(|&c| c == b'\n')) {
+    while let Some(nl) = buf
+        .get(start..)
+        .and_then(|b| b.iter().position(|&c| c == b'\n'))
+    {
         let line = buf.get(start..start + nl).unwrap_or_default();
         let end = start + nl + 1;
         if line.len() < 3 || !line.iter().take(3).all(u8::is_ascii_digit) {
@@ -231,6 +234,9 @@ mod smtp_sink_ehlo {
         let ehlo = b"250-smtp-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250-XCLIENT NAME HELO\r\n250-XFORWARD NAME ADDR PROTO HELO\r\n250-ENHANCEDSTATUSCODES\r\n250-DSN\r\n250 \r\n";
         assert_eq!(complete_reply_len(ehlo).unwrap(), Some(ehlo.len()));
         let c = parse_capabilities(ehlo);
-        assert!(c.pipelining && c.eight_bit_mime && c.enhanced_status_codes, "{c:?}");
+        assert!(
+            c.pipelining && c.eight_bit_mime && c.enhanced_status_codes,
+            "{c:?}"
+        );
     }
 }

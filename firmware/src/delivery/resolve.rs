@@ -81,10 +81,7 @@ pub async fn targets<D: Dns>(dns: &D, hop: &Transport) -> Result<Vec<Target>, Re
     let hosts: Vec<String> = if use_mx {
         match dns.mx(name).await {
             Ok(MxAnswer::Records(mut recs)) if !recs.is_empty() => {
-                if recs
-                    .iter()
-                    .any(|(_, e)| e.is_empty() || e == ".")
-                {
+                if recs.iter().any(|(_, e)| e.is_empty() || e == ".") {
                     return Err(ResolveError {
                         permanent: true,
                         status: "5.1.10",
@@ -129,13 +126,17 @@ pub async fn targets<D: Dns>(dns: &D, hop: &Transport) -> Result<Vec<Target>, Re
         Some((host, DnsError::NotFound)) if use_mx && host != name => Err(ResolveError {
             permanent: false,
             status: "4.4.3",
-            reason: format!("Host or domain name not found. Name service error for name={host} type=A: Host not found"),
+            reason: format!(
+                "Host or domain name not found. Name service error for name={host} type=A: Host not found"
+            ),
         }),
         Some((host, e)) => Err(dns_error(&host, "A", e)),
         None => Err(ResolveError {
             permanent: false,
             status: "4.4.3",
-            reason: format!("Host or domain name not found. Name service error for name={name} type=A: no address records"),
+            reason: format!(
+                "Host or domain name not found. Name service error for name={name} type=A: no address records"
+            ),
         }),
     }
 }
@@ -268,8 +269,12 @@ mod tests {
                 (15, "gone.example.com.".into()),
             ])),
         );
-        dns.a.insert("mx1.example.com.".into(), Ok(vec![ip("192.0.2.1")]));
-        dns.a.insert("backup.example.com.".into(), Ok(vec![ip("192.0.2.3"), ip("2001:db8::3")]));
+        dns.a
+            .insert("mx1.example.com.".into(), Ok(vec![ip("192.0.2.1")]));
+        dns.a.insert(
+            "backup.example.com.".into(),
+            Ok(vec![ip("192.0.2.3"), ip("2001:db8::3")]),
+        );
         let t = run(targets(&dns, &"smtp:example.com".parse().unwrap())).unwrap();
         let relays: Vec<String> = t.iter().map(Target::relay).collect();
         assert_eq!(
@@ -285,8 +290,10 @@ mod tests {
     #[test]
     fn no_mx_means_the_domain_itself_and_null_mx_bounces() {
         let mut dns = FakeDns::default();
-        dns.mx.insert("plain.example".into(), Ok(MxAnswer::NoRecords));
-        dns.a.insert("plain.example".into(), Ok(vec![ip("192.0.2.7")]));
+        dns.mx
+            .insert("plain.example".into(), Ok(MxAnswer::NoRecords));
+        dns.a
+            .insert("plain.example".into(), Ok(vec![ip("192.0.2.7")]));
         dns.mx.insert(
             "nomail.example".into(),
             Ok(MxAnswer::Records(vec![(0, ".".into())])),
@@ -314,7 +321,8 @@ mod tests {
         let t = run(targets(&dns, &"smtp:[127.0.0.1]:2525".parse().unwrap())).unwrap();
         assert_eq!(t[0].relay(), "127.0.0.1[127.0.0.1]:2525");
         // LMTP and bracketed names skip MX.
-        dns.a.insert("store.example".into(), Ok(vec![ip("192.0.2.9")]));
+        dns.a
+            .insert("store.example".into(), Ok(vec![ip("192.0.2.9")]));
         let t = run(targets(&dns, &"lmtp:store.example:7025".parse().unwrap())).unwrap();
         assert_eq!(t[0].relay(), "store.example[192.0.2.9]:7025");
     }

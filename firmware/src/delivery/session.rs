@@ -12,7 +12,9 @@ use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
 
 use super::dotstuff::DotStuffer;
-use super::reply::{Capabilities, Reply, ReplyError, complete_reply_len, parse_capabilities, parse_reply};
+use super::reply::{
+    Capabilities, Reply, ReplyError, complete_reply_len, parse_capabilities, parse_reply,
+};
 use super::resolve::Target;
 use super::stream::Stream;
 use super::tls::TlsPolicy;
@@ -79,9 +81,7 @@ impl Stage {
             Stage::Rcpt => "while sending RCPT TO",
             Stage::Data => "while sending DATA command",
             Stage::Body => "while sending message body",
-            Stage::EndOfData => {
-                "while sending end of data -- message may be sent more than once"
-            }
+            Stage::EndOfData => "while sending end of data -- message may be sent more than once",
             Stage::Rset => "while sending RSET",
         }
     }
@@ -103,9 +103,19 @@ impl Stage {
 /// A connection-level failure: everything not yet final on it is deferred.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionError {
-    Timeout { relay: String, stage: Stage },
-    Lost { relay: String, stage: Stage },
-    BadReply { relay: String, stage: Stage, error: ReplyError },
+    Timeout {
+        relay: String,
+        stage: Stage,
+    },
+    Lost {
+        relay: String,
+        stage: Stage,
+    },
+    BadReply {
+        relay: String,
+        stage: Stage,
+        error: ReplyError,
+    },
 }
 
 impl fmt::Display for SessionError {
@@ -206,28 +216,32 @@ impl Connection {
             status: "4.4.2".into(),
             reason: e.to_string(),
         };
-        let greeting = c.read_reply(Stage::Greeting, t.greeting).await.map_err(defer)?;
+        let greeting = c
+            .read_reply(Stage::Greeting, t.greeting)
+            .await
+            .map_err(defer)?;
         if greeting.code != 220 {
             c.quit(t).await;
             return Err(OpenError {
                 status: transient(&greeting.status()),
-                reason: format!(
-                    "host {} refused to talk to me: {greeting}",
-                    c.relay_name
-                ),
+                reason: format!("host {} refused to talk to me: {greeting}", c.relay_name),
             });
         }
         c.hello(helo, t).await?;
-        if c.caps.starttls && tls.policy != TlsPolicy::None {
-            if let Some(connector) = &tls.connector {
-                c = c.starttls(connector, helo, t).await?;
-            }
+        if c.caps.starttls
+            && tls.policy != TlsPolicy::None
+            && let Some(connector) = &tls.connector
+        {
+            c = c.starttls(connector, helo, t).await?;
         }
         if tls.policy.required() && !c.tls {
             c.quit(t).await;
             return Err(OpenError {
                 status: "4.7.4".into(),
-                reason: format!("TLS is required, but was not offered by host {}", c.relay_name),
+                reason: format!(
+                    "TLS is required, but was not offered by host {}",
+                    c.relay_name
+                ),
             });
         }
         Ok(c)
@@ -363,17 +377,21 @@ impl Connection {
                 "SMTPUTF8 is required, but was not offered by host {}",
                 self.relay_name
             );
-            return Ok(all(tx, |_| bounced("5.6.7", &format!("X-Postern; {why}"), &remote)));
+            return Ok(all(tx, |_| {
+                bounced("5.6.7", &format!("X-Postern; {why}"), &remote)
+            }));
         }
-        if let Some(limit) = self.caps.size.filter(|&l| l > 0) {
-            if tx.body.len() > limit {
-                let why = format!(
-                    "message size {} exceeds size limit {limit} of server {}",
-                    tx.body.len(),
-                    self.relay_name
-                );
-                return Ok(all(tx, |_| bounced("5.3.4", &format!("X-Postern; {why}"), &remote)));
-            }
+        if let Some(limit) = self.caps.size.filter(|&l| l > 0)
+            && tx.body.len() > limit
+        {
+            let why = format!(
+                "message size {} exceeds size limit {limit} of server {}",
+                tx.body.len(),
+                self.relay_name
+            );
+            return Ok(all(tx, |_| {
+                bounced("5.3.4", &format!("X-Postern; {why}"), &remote)
+            }));
         }
 
         let mut mail = format!("MAIL FROM:<{}>", tx.sender);
@@ -500,10 +518,7 @@ impl Connection {
             }
         }
         for (k, (idx, _)) in accepted.iter().enumerate() {
-            let r = end_replies
-                .get(k)
-                .or_else(|| end_replies.first())
-                .cloned();
+            let r = end_replies.get(k).or_else(|| end_replies.first()).cloned();
             if let Some(r) = r {
                 results.push((*idx, self.final_result(&r, &relay)));
             }
@@ -542,7 +557,10 @@ impl Connection {
             } else {
                 "4.0.0".to_string()
             };
-            RcptResult::Deferred { status, reason: said }
+            RcptResult::Deferred {
+                status,
+                reason: said,
+            }
         }
     }
 

@@ -83,19 +83,31 @@ pub enum DsnKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// The message entered the active queue (log `from=<..>, size=.., nrcpt=.. (queue active)`).
-    Activated { qid: QueueId },
+    Activated {
+        qid: QueueId,
+    },
     MarkRecipient {
         qid: QueueId,
         index: usize,
         outcome: RecipientOutcome,
     },
-    SetState { qid: QueueId, state: QueueState },
+    SetState {
+        qid: QueueId,
+        state: QueueState,
+    },
     /// Make a DSN from the stored message and queue it, before any `Remove` of the same message.
-    Dsn { qid: QueueId, kind: DsnKind },
+    Dsn {
+        qid: QueueId,
+        kind: DsnKind,
+    },
     /// The lifetime ran out (log `status=expired`).
-    Expired { qid: QueueId },
+    Expired {
+        qid: QueueId,
+    },
     /// Delete the message from the spool (log `removed`).
-    Remove { qid: QueueId },
+    Remove {
+        qid: QueueId,
+    },
 }
 
 /// What [`QueueManager::poll`] asks for: persist the actions first, then start the jobs.
@@ -497,7 +509,9 @@ impl QueueManager {
         }
         let backoff = age.clamp(
             self.settings.minimal_backoff_time,
-            self.settings.maximal_backoff_time.max(self.settings.minimal_backoff_time),
+            self.settings
+                .maximal_backoff_time
+                .max(self.settings.minimal_backoff_time),
         );
         let until = now.saturating_add(backoff);
         m.state = MState::Deferred;

@@ -20,7 +20,7 @@ use super::settings::QueueSettings;
 use crate::bounce::{self, DsnRequest, Kind};
 use crate::delivery::{Attempt, Client, DeliveryRequest, Dns};
 use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
-use crate::log::{self, DeliveryLine, Delays, LogSink, Program, Status};
+use crate::log::{self, Delays, DeliveryLine, LogSink, Program, Status};
 use crate::route::{Protocol, Transport};
 
 /// A spool operation that failed (flash full, message gone, I/O error).
@@ -43,8 +43,7 @@ pub struct StoredMessage {
 
 /// The spool as the queue needs it. Each write returns once it is on flash.
 pub trait QueueStore: Send + Sync + 'static {
-    fn load(&self, qid: QueueId)
-    -> impl Future<Output = Result<StoredMessage, StoreError>> + Send;
+    fn load(&self, qid: QueueId) -> impl Future<Output = Result<StoredMessage, StoreError>> + Send;
     fn read_body(&self, qid: QueueId) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
     fn mark_recipient(
         &self,
@@ -117,10 +116,14 @@ impl QueueHandle {
         self.ask(|r| Command::Hold(qid, r)).await.unwrap_or(false)
     }
     pub async fn release(&self, qid: QueueId) -> bool {
-        self.ask(|r| Command::Release(qid, r)).await.unwrap_or(false)
+        self.ask(|r| Command::Release(qid, r))
+            .await
+            .unwrap_or(false)
     }
     pub async fn requeue(&self, qid: QueueId) -> bool {
-        self.ask(|r| Command::Requeue(qid, r)).await.unwrap_or(false)
+        self.ask(|r| Command::Requeue(qid, r))
+            .await
+            .unwrap_or(false)
     }
     pub async fn delete(&self, qid: QueueId) -> bool {
         self.ask(|r| Command::Delete(qid, r)).await.unwrap_or(false)
@@ -250,8 +253,12 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         match a {
             Action::Activated { qid } => {
                 if let Ok(m) = self.store.load(qid).await {
-                    let line =
-                        log::active_line(qid, &m.envelope.sender, m.size, m.envelope.recipients.len());
+                    let line = log::active_line(
+                        qid,
+                        &m.envelope.sender,
+                        m.size,
+                        m.envelope.recipients.len(),
+                    );
                     log.line(Program::Qmgr, &line);
                 }
             }
@@ -261,12 +268,18 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 outcome,
             } => {
                 if let Err(e) = self.store.mark_recipient(qid, index, outcome).await {
-                    log.line(Program::Qmgr, &format!("{qid}: warning: cannot mark recipient {index}: {e}"));
+                    log.line(
+                        Program::Qmgr,
+                        &format!("{qid}: warning: cannot mark recipient {index}: {e}"),
+                    );
                 }
             }
             Action::SetState { qid, state } => {
                 if let Err(e) = self.store.set_state(qid, state).await {
-                    log.line(Program::Qmgr, &format!("{qid}: warning: cannot set state: {e}"));
+                    log.line(
+                        Program::Qmgr,
+                        &format!("{qid}: warning: cannot set state: {e}"),
+                    );
                 }
             }
             Action::Expired { qid } => {
@@ -277,7 +290,10 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             Action::Dsn { qid, kind } => self.make_dsn(qid, kind).await,
             Action::Remove { qid } => match self.store.remove(qid).await {
                 Ok(()) => log.line(Program::Qmgr, &log::removed_line(qid)),
-                Err(e) => log.line(Program::Qmgr, &format!("{qid}: warning: cannot remove: {e}")),
+                Err(e) => log.line(
+                    Program::Qmgr,
+                    &format!("{qid}: warning: cannot remove: {e}"),
+                ),
             },
         }
     }
@@ -286,7 +302,10 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         let log = self.config.log.clone();
         let (Ok(m), Ok(original)) = (self.store.load(qid).await, self.store.read_body(qid).await)
         else {
-            log.line(Program::Bounce, &format!("{qid}: warning: message gone, no notification"));
+            log.line(
+                Program::Bounce,
+                &format!("{qid}: warning: message gone, no notification"),
+            );
             return;
         };
         let kind = match kind {
@@ -328,16 +347,26 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         let Some(hop) = (self.config.route)(&dsn.recipient) else {
             log.line(
                 Program::Bounce,
-                &format!("{qid}: warning: no route to <{}>, notification dropped", dsn.recipient),
+                &format!(
+                    "{qid}: warning: no route to <{}>, notification dropped",
+                    dsn.recipient
+                ),
             );
             return;
         };
         let env = dsn.envelope(hop, now);
         let size = dsn.message.len() as u64;
-        let recipients = env.recipients.iter().map(|r| (r.next_hop.clone(), false)).collect();
+        let recipients = env
+            .recipients
+            .iter()
+            .map(|r| (r.next_hop.clone(), false))
+            .collect();
         match self.store.store(env, dsn.message).await {
             Ok(new) => {
-                log.line(Program::Bounce, &log::notification_line(qid, dsn.notification, new));
+                log.line(
+                    Program::Bounce,
+                    &log::notification_line(qid, dsn.notification, new),
+                );
                 self.qm.add(
                     QueuedMessage {
                         qid: new,

@@ -83,12 +83,23 @@ fn quota_bounce_has_rfc3464_fields_and_the_full_message() {
     let env = envelope(
         "alice@example.org",
         vec![
-            rcpt("bob@example.com", Notify::DEFAULT, "lmtp:store.example.com:7025"),
-            rcpt("carol@example.com", Notify::DEFAULT, "lmtp:store.example.com:7025"),
+            rcpt(
+                "bob@example.com",
+                Notify::DEFAULT,
+                "lmtp:store.example.com:7025",
+            ),
+            rcpt(
+                "carol@example.com",
+                Notify::DEFAULT,
+                "lmtp:store.example.com:7025",
+            ),
         ],
     );
     let outcomes = vec![
-        failed("5.2.2", "lmtp; 552 5.2.2 <bob@example.com> Quota exceeded (mailbox for user is full)"),
+        failed(
+            "5.2.2",
+            "lmtp; 552 5.2.2 <bob@example.com> Quota exceeded (mailbox for user is full)",
+        ),
         Some(RecipientOutcome::Delivered {
             relay: "store.example.com[192.0.2.5]:7025".into(),
             reply: "250 2.0.0 <carol@example.com> Saved".into(),
@@ -110,7 +121,10 @@ fn quota_bounce_has_rfc3464_fields_and_the_full_message() {
     let (human, status, original, status_type) = parts(&dsn.message);
     assert_eq!(status_type, "message/delivery-status");
     assert!(human.contains("<bob@example.com>: 552 5.2.2"));
-    assert!(!human.contains("carol"), "a delivered recipient without NOTIFY=SUCCESS is not reported");
+    assert!(
+        !human.contains("carol"),
+        "a delivered recipient without NOTIFY=SUCCESS is not reported"
+    );
     for want in [
         "Reporting-MTA: dns; gw.example.net",
         "Original-Envelope-Id: ENV42",
@@ -124,7 +138,10 @@ fn quota_bounce_has_rfc3464_fields_and_the_full_message() {
     ] {
         assert!(status.contains(want), "missing {want:?} in\n{status}");
     }
-    assert_eq!(original, ORIGINAL, "RET default: the full message comes back");
+    assert_eq!(
+        original, ORIGINAL,
+        "RET default: the full message comes back"
+    );
 }
 
 #[test]
@@ -153,7 +170,11 @@ fn notify_never_bounce_of_bounce_and_nothing_to_say_give_no_dsn() {
 
     let bounce = envelope(
         "",
-        vec![rcpt("alice@example.org", Notify::DEFAULT, "smtp:example.org")],
+        vec![rcpt(
+            "alice@example.org",
+            Notify::DEFAULT,
+            "smtp:example.org",
+        )],
     );
     assert!(build(&req(&bounce, &outcomes, Kind::Final)).is_none());
 
@@ -233,7 +254,10 @@ fn delay_warning_lists_waiting_recipients_with_retry_until() {
     assert!(human.contains("retried until it is 5 day(s) old"));
     assert!(status.contains("Action: delayed\r\nStatus: 4.2.2"));
     assert!(status.contains("Will-Retry-Until: "));
-    assert!(!status.contains("erin"), "NOTIFY without DELAY gets no warning");
+    assert!(
+        !status.contains("erin"),
+        "NOTIFY without DELAY gets no warning"
+    );
 }
 
 #[test]
@@ -242,11 +266,17 @@ fn hostile_diagnostic_cannot_break_the_report() {
         "alice@example.org",
         vec![rcpt("bob@example.com", Notify::DEFAULT, "smtp:example.com")],
     );
-    let evil = format!("smtp; 550 5.0.0 x\r\nAction: delivered\r\n{}", "A".repeat(5000));
+    let evil = format!(
+        "smtp; 550 5.0.0 x\r\nAction: delivered\r\n{}",
+        "A".repeat(5000)
+    );
     let outcomes = vec![failed("5.0.0", &evil)];
     let dsn = build(&req(&env, &outcomes, Kind::Final)).unwrap();
     let (_, status, _, _) = parts(&dsn.message);
-    assert_eq!(status.lines().filter(|l| l.starts_with("Action:")).count(), 1);
+    assert_eq!(
+        status.lines().filter(|l| l.starts_with("Action:")).count(),
+        1
+    );
     assert!(status.lines().all(|l| l.len() < 1000));
 }
 
@@ -254,7 +284,11 @@ fn hostile_diagnostic_cannot_break_the_report() {
 fn utf8_recipient_gives_a_global_report() {
     let env = envelope(
         "alice@example.org",
-        vec![rcpt("jörg@example.com", Notify::DEFAULT, "smtp:example.com")],
+        vec![rcpt(
+            "jörg@example.com",
+            Notify::DEFAULT,
+            "smtp:example.com",
+        )],
     );
     let outcomes = vec![failed(
         "5.6.7",

@@ -73,8 +73,14 @@ fn a_delivered_message_is_removed_after_its_final_dsn_decision() {
     assert_eq!(w.jobs[0].recipients, vec![0, 1]);
     q.report(delivered(&w.jobs[0]), T0 + 1);
     let w = q.poll(T0 + 1);
-    assert!(matches!(w.actions[0], Action::MarkRecipient { index: 0, .. }));
-    assert!(matches!(w.actions[1], Action::MarkRecipient { index: 1, .. }));
+    assert!(matches!(
+        w.actions[0],
+        Action::MarkRecipient { index: 0, .. }
+    ));
+    assert!(matches!(
+        w.actions[1],
+        Action::MarkRecipient { index: 1, .. }
+    ));
     assert_eq!(
         w.actions[2..],
         [
@@ -116,7 +122,10 @@ fn deferred_mail_backs_off_like_postfix_and_expires_after_five_days() {
         }
         for j in &w.jobs {
             attempts.push(now);
-            q.report(deferred(j, "connect to down.example: Connection refused"), now);
+            q.report(
+                deferred(j, "connect to down.example: Connection refused"),
+                now,
+            );
         }
         if q.is_empty() {
             if q.poll(now).actions.contains(&Action::Expired { qid }) {
@@ -125,17 +134,27 @@ fn deferred_mail_backs_off_like_postfix_and_expires_after_five_days() {
             break;
         }
         if w.jobs.is_empty() {
-            now = q.next_wakeup().expect("a deferred message has a wakeup").max(now + 1);
+            now = q
+                .next_wakeup()
+                .expect("a deferred message has a wakeup")
+                .max(now + 1);
         }
     }
     let gaps: Vec<u64> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
     // Backoff is the message's age, clamped to 300..4000 s, then a queue run picks it up.
     assert!(gaps[0] >= 300 && gaps[0] < 300 + 300, "{gaps:?}");
-    assert!(gaps.iter().all(|&g| g >= 300 && g <= 4000 + 300), "{gaps:?}");
+    assert!(
+        gaps.iter().all(|&g| (300..=4000 + 300).contains(&g)),
+        "{gaps:?}"
+    );
     assert!(gaps[gaps.len() - 1] >= 4000);
     let expired_at = expired_at.expect("expired");
-    assert!(expired_at >= T0 + 5 * 86_400 && expired_at < T0 + 5 * 86_400 + 4300);
-    assert!(attempts.len() > 100 && attempts.len() < 130, "{}", attempts.len());
+    assert!((T0 + 5 * 86_400..T0 + 5 * 86_400 + 4300).contains(&expired_at));
+    assert!(
+        attempts.len() > 100 && attempts.len() < 130,
+        "{}",
+        attempts.len()
+    );
     assert!(q.get(qid).is_none());
 }
 
@@ -218,10 +237,15 @@ fn concurrency_per_destination_and_a_busy_one_does_not_starve_others() {
     }
     q.add(msg(99, T0 + 1, &["lmtp:store.example:7025"]), T0 + 1);
     let w = q.poll(T0 + 1);
-    let busy = w.jobs.iter().filter(|j| j.next_hop == hop("smtp:[192.0.2.1]:25"));
+    let busy = w
+        .jobs
+        .iter()
+        .filter(|j| j.next_hop == hop("smtp:[192.0.2.1]:25"));
     assert_eq!(busy.count(), 20, "default_destination_concurrency_limit");
     assert!(
-        w.jobs.iter().any(|j| j.next_hop == hop("lmtp:store.example:7025")),
+        w.jobs
+            .iter()
+            .any(|j| j.next_hop == hop("lmtp:store.example:7025")),
         "the other destination gets its job at once"
     );
     // Freeing one slot starts one more job for the busy destination.
@@ -237,7 +261,10 @@ fn a_dead_next_hop_defers_its_mail_without_trying_and_others_flow() {
     let mut q = QueueManager::new(QueueSettings::default());
     q.add(msg(1, T0, &["smtp:[192.0.2.9]:25"]), T0);
     let w = q.poll(T0);
-    let mut r = deferred(&w.jobs[0], "connect to 192.0.2.9[192.0.2.9]:25: Connection refused");
+    let mut r = deferred(
+        &w.jobs[0],
+        "connect to 192.0.2.9[192.0.2.9]:25: Connection refused",
+    );
     r.destination_failed = true;
     q.report(r, T0 + 1);
     q.poll(T0 + 1);
@@ -310,7 +337,11 @@ fn hold_release_requeue_delete() {
         qid,
         state: QueueState::Hold
     }));
-    assert_eq!(q.poll(T0 + 10 * 86_400).jobs.len(), 0, "nor expired while held");
+    assert_eq!(
+        q.poll(T0 + 10 * 86_400).jobs.len(),
+        0,
+        "nor expired while held"
+    );
     assert!(q.release(qid, T0 + 20));
     let w = q.poll(T0 + 20);
     assert_eq!(w.jobs.len(), 1);
@@ -360,7 +391,11 @@ fn recovered_deferred_message_waits_for_its_time_and_finished_one_is_cleaned_up(
 #[test]
 fn per_recipient_results_mixed() {
     let mut q = QueueManager::new(QueueSettings::default());
-    let m = msg(1, T0, &["lmtp:store.example:7025", "lmtp:store.example:7025"]);
+    let m = msg(
+        1,
+        T0,
+        &["lmtp:store.example:7025", "lmtp:store.example:7025"],
+    );
     let qid = m.qid;
     q.add(m, T0);
     let w = q.poll(T0);
