@@ -439,3 +439,117 @@ fn per_recipient_results_mixed() {
     assert_eq!(w.jobs.len(), 1);
     assert_eq!(w.jobs[0].recipients, vec![0]);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    const HOPS: [&str; 3] = [
+        "smtp:[192.0.2.1]:25",
+        "smtp:[192.0.2.2]:25",
+        "lmtp:store.example:7025",
+    ];
+
+    /// 0 delivered, 1 deferred, 2 bounced, 3 destination dead.
+    fn result(kind: u8) -> RcptResult {
+        match kind % 4 {
+            0 => RcptResult::Delivered {
+                relay: "r".into(),
+                reply: "250 ok".into(),
+            },
+            2 => RcptResult::Bounced {
+                status: "5.0.0".into(),
+                diagnostic: "smtp; 550 no".into(),
+                remote_mta: None,
+            },
+            _ => RcptResult::Deferred {
+                status: "4.0.0".into(),
+                reason: "451 later".into(),
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever the next hops answer, every message leaves the queue exactly once, each
+        /// recipient's outcome is written at most once, no job is lost, and the per-destination
+        /// slots all come back.
+        #[test]
+        fn every_message_ends_and_slots_come_back(
+            msgs in proptest::collection::vec(proptest::collection::vec(0usize..3, 1..4), 1..25),
+            answers in proptest::collection::vec(0u8..4, 1..64),
+        ) {
+            let settings = QueueSettings {
+                maximal_queue_lifetime: 20_000,
+                destination_concurrency_limit: 2,
+                ..QueueSettings::default()
+            };
+            let mut q = QueueManager::new(settings);
+            let mut qids = Vec::new();
+            for (n, hops) in msgs.iter().enumerate() {
+                let hs: Vec<&str> = hops.iter().map(|&h| HOPS[h]).collect();
+                let m = msg(n as u32, T0, &hs);
+                qids.push(m.qid);
+                q.add(m, T0);
+            }
+            let mut now = T0;
+            let mut k = 0usize;
+            let mut removed: HashMap<QueueId, u32> = HashMap::new();
+            let mut marked: HashMap<(QueueId, usize), u32> = HashMap::new();
+            let mut in_flight: Vec<Job> = Vec::new();
+            for _ in 0..100_000 {
+                let w = q.poll(now);
+                for a in &w.actions {
+                    match a {
+                        Action::Remove { qid } => *removed.entry(*qid).or_default() += 1,
+                        Action::MarkRecipient { qid, index, .. } => {
+                            *marked.entry((*qid, *index)).or_default() += 1
+                        }
+                        _ => {}
+                    }
+                }
+                in_flight.extend(w.jobs);
+                if let Some(job) = in_flight.pop() {
+                    let kind = answers[k % answers.len()];
+                    k += 1;
+                    let results = job.recipients.iter().map(|&i| (i, result(kind))).collect();
+                    q.report(
+                        AttemptReport {
+                            qid: job.qid,
+                            next_hop: job.next_hop.clone(),
+                            results,
+                            destination_failed: kind % 4 == 3,
+                        },
+                        now,
+                    );
+                    continue;
+                }
+                if q.is_empty() {
+                    break;
+                }
+                now = q.next_wakeup().unwrap_or(now + 1).max(now + 1);
+            }
+            let last = q.poll(now);
+            for a in &last.actions {
+                if let Action::Remove { qid } = a {
+                    *removed.entry(*qid).or_default() += 1;
+                }
+            }
+            prop_assert!(q.is_empty(), "queue drained");
+            for qid in &qids {
+                prop_assert_eq!(removed.get(qid).copied(), Some(1));
+            }
+            prop_assert!(marked.values().all(|&n| n == 1));
+            // All slots are free again: once any dead mark has run out, new mail to each next
+            // hop gets its full concurrency at once.
+            let later = now + 301;
+            for (n, h) in HOPS.iter().enumerate() {
+                for c in 0..2 {
+                    q.add(msg(1000 + (n * 2 + c) as u32, later, &[h]), later);
+                }
+            }
+            prop_assert_eq!(q.poll(later).jobs.len(), 6);
+        }
+    }
+}
