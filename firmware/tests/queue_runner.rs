@@ -469,6 +469,29 @@ async fn admin_hold_list_release_delete() {
     assert!(w.queue.release(qid).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(w.script.attempts("dead1@dead.example"), 2);
+    // Other mail to the dead next hop waits without a connection attempt, and says why.
+    let other = w
+        .submit(envelope(
+            "alice@example.org",
+            &["dead2@dead.example"],
+            Notify::DEFAULT,
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.script.attempts("dead2@dead.example"), 0);
+    let suspended = w.log.lines().into_iter().find(|l| {
+        l.starts_with(&format!(
+            "postern/qmgr: {other}: to=<dead2@dead.example>, relay=none, delay="
+        ))
+    });
+    assert!(
+        suspended.as_deref().is_some_and(|l| l.ends_with(
+            "dsn=4.4.1, status=deferred (delivery temporarily suspended: connect to dead.example[192.0.2.66]:25: Connection refused)"
+        )),
+        "{:#?}",
+        w.log.lines()
+    );
+    assert!(w.queue.delete(other).await);
     assert!(w.queue.delete(qid).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(w.store.len(), 0);

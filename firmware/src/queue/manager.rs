@@ -100,6 +100,13 @@ pub enum Action {
         qid: QueueId,
         kind: DsnKind,
     },
+    /// These recipients were deferred without an attempt because their next hop is marked dead
+    /// (log `status=deferred (delivery temporarily suspended: ...)`).
+    Suspended {
+        qid: QueueId,
+        recipients: Vec<usize>,
+        reason: String,
+    },
     /// The lifetime ran out (log `status=expired`).
     Expired {
         qid: QueueId,
@@ -370,13 +377,18 @@ impl QueueManager {
             let dest = self.dests.entry(hop.clone()).or_default();
             if dest.dead_until.is_some_and(|t| t > now) {
                 let reason = format!("delivery temporarily suspended: {}", dest.dead_reason);
-                for i in idx {
+                for &i in &idx {
                     if let Some(r) = m.rcpts.get_mut(i) {
                         r.state = RcptState::Deferred;
                         r.reason = Some(reason.clone().into_boxed_str());
                     }
                 }
-                m.last_reason = Some(reason.into_boxed_str());
+                m.last_reason = Some(reason.clone().into_boxed_str());
+                self.actions.push(Action::Suspended {
+                    qid,
+                    recipients: idx,
+                    reason,
+                });
                 continue;
             }
             for chunk in idx.chunks(per_job) {

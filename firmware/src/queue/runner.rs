@@ -282,6 +282,37 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                     );
                 }
             }
+            Action::Suspended {
+                qid,
+                recipients,
+                reason,
+            } => {
+                if let Ok(m) = self.store.load(qid).await {
+                    let now = self.now();
+                    for i in recipients {
+                        let Some(rcpt) = m.envelope.recipients.get(i) else {
+                            continue;
+                        };
+                        let line = log::delivery_line(&DeliveryLine {
+                            qid,
+                            to: &rcpt.address,
+                            orig_to: rcpt.original.as_deref(),
+                            relay: None,
+                            delays: Delays {
+                                before_queue: Duration::ZERO,
+                                in_queue: Duration::from_secs(
+                                    now.saturating_sub(m.envelope.arrival),
+                                ),
+                                ..Delays::default()
+                            },
+                            dsn: "4.4.1",
+                            status: Status::Deferred,
+                            detail: &reason,
+                        });
+                        log.line(Program::Qmgr, &line);
+                    }
+                }
+            }
             Action::Expired { qid } => {
                 if let Ok(m) = self.store.load(qid).await {
                     log.line(Program::Qmgr, &log::expired_line(qid, &m.envelope.sender));

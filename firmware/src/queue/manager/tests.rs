@@ -276,6 +276,11 @@ fn a_dead_next_hop_defers_its_mail_without_trying_and_others_flow() {
     let w = q.poll(T0 + 2);
     assert_eq!(w.jobs.len(), 1);
     assert_eq!(w.jobs[0].next_hop, hop("smtp:[192.0.2.1]:25"));
+    assert!(w.actions.iter().any(|a| matches!(
+        a,
+        Action::Suspended { qid, recipients, reason }
+            if *qid == dead_qid && recipients == &vec![0] && reason.contains("Connection refused")
+    )));
     let v = q.get(dead_qid).unwrap();
     assert!(matches!(v.state, QueueState::Deferred { .. }));
     assert!(
