@@ -235,3 +235,42 @@ async fn encrypt_defers_when_the_server_offers_no_starttls() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_failed_opportunistic_handshake_falls_back_to_clear_text() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        // First connection: STARTTLS accepted, then no TLS at all.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut r = BufReader::new(tcp);
+        r.get_mut()
+            .write_all(b"220 broken ESMTP\r\n")
+            .await
+            .unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        r.get_mut()
+            .write_all(b"250-broken\r\n250 STARTTLS\r\n")
+            .await
+            .unwrap();
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("STARTTLS"));
+        r.get_mut()
+            .write_all(b"220 go\r\nthis is not a TLS record at all\r\n")
+            .await
+            .unwrap();
+        drop(r);
+        // Second connection: the client comes back and does not ask for TLS.
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        tcp.write_all(b"220 broken ESMTP\r\n").await.unwrap();
+        transaction(BufReader::new(tcp), false).await
+    });
+    let a = deliver(TlsPolicy::May, port).await;
+    assert!(
+        matches!(&a.report.results[0].1, RcptResult::Delivered { reply, .. } if reply.ends_with("in clear")),
+        "{a:?}"
+    );
+    assert!(server.await.unwrap().contains("over TLS please"));
+}

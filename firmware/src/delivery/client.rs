@@ -162,6 +162,7 @@ impl<D: Dns> Client<D> {
             }
         };
         let mut last = OpenError {
+            tls_failed: false,
             status: "4.4.1".into(),
             reason: "no address to try".into(),
         };
@@ -179,6 +180,28 @@ impl<D: Dns> Client<D> {
                     let setup = started.elapsed();
                     let out = conn.send_mail(&tx, t).await;
                     return self.finish(req, conn, out, setup, started, &addrs);
+                }
+                Err(e) if e.tls_failed && self.tls.policy == TlsPolicy::May => {
+                    let clear = TlsSetup {
+                        policy: TlsPolicy::None,
+                        connector: None,
+                    };
+                    match Connection::open(
+                        target,
+                        req.next_hop.protocol,
+                        &self.settings.helo_name,
+                        &clear,
+                        t,
+                    )
+                    .await
+                    {
+                        Ok(mut conn) => {
+                            let setup = started.elapsed();
+                            let out = conn.send_mail(&tx, t).await;
+                            return self.finish(req, conn, out, setup, started, &addrs);
+                        }
+                        Err(e) => last = e,
+                    }
                 }
                 Err(e) => last = e,
             }

@@ -7,9 +7,11 @@
 //! DATA, connection reuse per next hop, and MX lookup with fallback ([`resolve`]). Replies are
 //! parsed with smtp-proto; the body is dot-stuffed on the way out ([`dotstuff`]).
 //!
-//! Not done here: passing DSN parameters (NOTIFY/ORCPT/RET/ENVID) on to the next hop, falling
-//! back to plaintext after a failed opportunistic TLS handshake (the attempt is deferred), SMTP
-//! AUTH to a relay host, DANE/MTA-STS.
+//! Under `may`, a TLS handshake that fails after STARTTLS is retried once in clear, as Postfix
+//! does. Not done here: passing DSN parameters (NOTIFY/ORCPT/RET/ENVID) on to the next hop
+//! (so a NOTIFY=SUCCESS recipient relayed by SMTP gets a "relayed" report from us), SMTP AUTH to
+//! a relay host, DANE/MTA-STS, BDAT/CHUNKING, streaming the body from flash (it comes as one
+//! buffer per job).
 
 mod client;
 pub mod dotstuff;

@@ -141,6 +141,9 @@ impl fmt::Display for SessionError {
 pub struct OpenError {
     pub status: String,
     pub reason: String,
+    /// The TLS handshake failed after STARTTLS was accepted: under `may` the same host is
+    /// tried again in clear, as Postfix does.
+    pub tls_failed: bool,
 }
 
 /// A ready connection (greeted, EHLO/LHLO done, TLS if it was to be had).
@@ -190,12 +193,14 @@ impl Connection {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return Err(OpenError {
+                    tls_failed: false,
                     status: "4.4.1".into(),
                     reason: format!("connect to {relay}: {}", io_text(&e)),
                 });
             }
             Err(_) => {
                 return Err(OpenError {
+                    tls_failed: false,
                     status: "4.4.1".into(),
                     reason: format!("connect to {relay}: Connection timed out"),
                 });
@@ -213,6 +218,7 @@ impl Connection {
             relay_name: format!("{}[{}]", target.name, target.ip),
         };
         let defer = |e: SessionError| OpenError {
+            tls_failed: false,
             status: "4.4.2".into(),
             reason: e.to_string(),
         };
@@ -223,6 +229,7 @@ impl Connection {
         if greeting.code != 220 {
             c.quit(t).await;
             return Err(OpenError {
+                tls_failed: false,
                 status: transient(&greeting.status()),
                 reason: format!("host {} refused to talk to me: {greeting}", c.relay_name),
             });
@@ -237,6 +244,7 @@ impl Connection {
         if tls.policy.required() && !c.tls {
             c.quit(t).await;
             return Err(OpenError {
+                tls_failed: false,
                 status: "4.7.4".into(),
                 reason: format!(
                     "TLS is required, but was not offered by host {}",
@@ -249,6 +257,7 @@ impl Connection {
 
     async fn hello(&mut self, helo: &str, t: &Timeouts) -> Result<(), OpenError> {
         let defer = |e: SessionError| OpenError {
+            tls_failed: false,
             status: "4.4.2".into(),
             reason: e.to_string(),
         };
@@ -283,6 +292,7 @@ impl Connection {
             }
         }
         Err(OpenError {
+            tls_failed: false,
             status: transient(&reply.status()),
             reason: format!(
                 "host {} refused to talk to me: {reply} (in reply to {verb} command)",
@@ -299,6 +309,7 @@ impl Connection {
     ) -> Result<Connection, OpenError> {
         let relay = self.relay_name.clone();
         let fail = |reason: String| OpenError {
+            tls_failed: true,
             status: "4.7.5".into(),
             reason,
         };
