@@ -8,121 +8,14 @@ use std::time::Duration;
 
 use mail_parser::{MessageParser, PartType};
 use postern::delivery::{Attempt, DeliveryRequest};
-use postern::envelope::{
-    BodyType, ClientInfo, Envelope, Notify, QueueId, QueueState, Recipient, RecipientOutcome,
-};
+use postern::envelope::{BodyType, ClientInfo, Envelope, Notify, QueueId, QueueState, Recipient};
 use postern::log::LogSink;
-use postern::queue::runner::{
-    self, Deliverer, QueueHandle, QueueStore, RunnerConfig, StoreError, StoredMessage,
-};
-use postern::queue::{AttemptReport, QueueSettings, QueuedMessage, RcptResult};
+use postern::queue::runner::{self, Deliverer, QueueHandle, RunnerConfig};
+use postern::queue::{AttemptReport, MemoryStore, QueueSettings, RcptResult};
 use postern::route::Transport;
 
 const T0: u64 = 1_795_000_000;
 const DAY: u64 = 86_400;
-
-#[derive(Default)]
-struct Mem {
-    msgs: HashMap<QueueId, (StoredMessage, Vec<u8>, QueueState)>,
-    /// Every DSN ever stored, kept after removal for the test to read.
-    dsns: Vec<(QueueId, Envelope, Vec<u8>)>,
-    next: u32,
-}
-
-#[derive(Default)]
-struct MemStore(Mutex<Mem>);
-
-impl MemStore {
-    fn put(&self, env: Envelope, body: &[u8]) -> QueuedMessage {
-        let mut m = self.0.lock().unwrap();
-        m.next += 1;
-        let qid = QueueId::new(T0 * 1000, m.next);
-        let q = QueuedMessage::from_envelope(
-            qid,
-            &env,
-            &vec![None; env.recipients.len()],
-            QueueState::Active,
-            body.len() as u64,
-        );
-        let n = env.recipients.len();
-        m.msgs.insert(
-            qid,
-            (
-                StoredMessage {
-                    envelope: env,
-                    outcomes: vec![None; n],
-                    size: body.len() as u64,
-                },
-                body.to_vec(),
-                QueueState::Active,
-            ),
-        );
-        q
-    }
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().msgs.len()
-    }
-    fn dsns(&self) -> Vec<(QueueId, Envelope, Vec<u8>)> {
-        self.0.lock().unwrap().dsns.clone()
-    }
-}
-
-fn gone(qid: QueueId) -> StoreError {
-    StoreError(format!("{qid}: no such message"))
-}
-
-impl QueueStore for MemStore {
-    async fn load(&self, qid: QueueId) -> Result<StoredMessage, StoreError> {
-        self.0
-            .lock()
-            .unwrap()
-            .msgs
-            .get(&qid)
-            .map(|m| m.0.clone())
-            .ok_or(gone(qid))
-    }
-    async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, StoreError> {
-        self.0
-            .lock()
-            .unwrap()
-            .msgs
-            .get(&qid)
-            .map(|m| m.1.clone())
-            .ok_or(gone(qid))
-    }
-    async fn mark_recipient(
-        &self,
-        qid: QueueId,
-        i: usize,
-        o: RecipientOutcome,
-    ) -> Result<(), StoreError> {
-        let mut g = self.0.lock().unwrap();
-        let m = g.msgs.get_mut(&qid).ok_or(gone(qid))?;
-        let slot = m.0.outcomes.get_mut(i).ok_or(gone(qid))?;
-        assert!(slot.is_none(), "an outcome is written once");
-        *slot = Some(o);
-        Ok(())
-    }
-    async fn set_state(&self, qid: QueueId, s: QueueState) -> Result<(), StoreError> {
-        let mut g = self.0.lock().unwrap();
-        g.msgs.get_mut(&qid).ok_or(gone(qid))?.2 = s;
-        Ok(())
-    }
-    async fn remove(&self, qid: QueueId) -> Result<(), StoreError> {
-        self.0
-            .lock()
-            .unwrap()
-            .msgs
-            .remove(&qid)
-            .map(|_| ())
-            .ok_or(gone(qid))
-    }
-    async fn store(&self, env: Envelope, message: Vec<u8>) -> Result<QueueId, StoreError> {
-        let q = self.put(env.clone(), &message);
-        self.0.lock().unwrap().dsns.push((q.qid, env, message));
-        Ok(q.qid)
-    }
-}
 
 /// Answers by the recipient's local part: ok, gone (5.1.1), full (452 4.2.2), dead (no
 /// connection at all).
@@ -220,14 +113,14 @@ fn envelope(sender: &str, rcpts: &[&str], notify: Notify) -> Envelope {
 const BODY: &[u8] = b"From: alice@example.org\r\nSubject: runner test\r\n\r\nHello.\r\n";
 
 struct World {
-    store: Arc<MemStore>,
+    store: Arc<MemoryStore>,
     script: Arc<Script>,
     log: LogSink,
     queue: QueueHandle,
 }
 
 fn start(settings: QueueSettings) -> World {
-    let store = Arc::new(MemStore::default());
+    let store = Arc::new(MemoryStore::new(T0 * 1000));
     let script = Arc::new(Script::default());
     let log = LogSink::memory();
     let (queue, _task) = runner::spawn(
@@ -294,7 +187,7 @@ async fn mixed_outcomes_one_bounce_then_everything_is_removed() {
     let took = w.drain(Duration::from_secs(3600)).await;
     assert_eq!(w.store.len(), 0, "original and bounce both gone");
     assert!(took < Duration::from_secs(120));
-    let dsns = w.store.dsns();
+    let dsns = w.store.notifications();
     assert_eq!(dsns.len(), 1);
     let (_, env, msg) = &dsns[0];
     assert_eq!(env.sender, "", "from the null sender");
@@ -338,7 +231,7 @@ async fn quota_full_is_retried_for_five_days_then_returned_with_4_4_7() {
     assert!((100..130).contains(&tries), "{tries} attempts in five days");
     assert!(w.log_has("status=deferred (host store[192.0.2.5] said: 452 4.2.2"));
     assert!(w.log_has("from=<alice@example.org>, status=expired, returned to sender"));
-    let dsns = w.store.dsns();
+    let dsns = w.store.notifications();
     assert_eq!(dsns.len(), 1, "no delay warning by default, one bounce");
     let (status, _) = dsn_fields(&dsns[0].2);
     assert!(
@@ -378,7 +271,11 @@ async fn a_bounce_to_a_dead_sender_is_kept_then_dropped_never_rebounced() {
     let took = w.drain(Duration::from_secs(3 * DAY)).await;
     assert_eq!(w.store.len(), 0, "dropped after bounce_queue_lifetime");
     assert!(took < Duration::from_secs(DAY + 5000));
-    assert_eq!(w.store.dsns().len(), 1, "never a bounce of the bounce");
+    assert_eq!(
+        w.store.notifications().len(),
+        1,
+        "never a bounce of the bounce"
+    );
     assert!(w.log_has("from=<>, status=expired, dropped"));
 }
 
@@ -400,7 +297,7 @@ async fn notify_never_sends_nothing_and_success_is_reported() {
     w.submit(envelope("alice@example.org", &["ok@example.com"], success))
         .await;
     w.drain(Duration::from_secs(3600)).await;
-    let dsns = w.store.dsns();
+    let dsns = w.store.notifications();
     assert_eq!(
         dsns.len(),
         1,
@@ -430,7 +327,7 @@ async fn delay_warning_when_enabled() {
     ))
     .await;
     tokio::time::sleep(Duration::from_secs(5 * 3600)).await;
-    let dsns = w.store.dsns();
+    let dsns = w.store.notifications();
     assert_eq!(dsns.len(), 1, "one warning after four hours");
     let (status, subject) = dsn_fields(&dsns[0].2);
     assert_eq!(subject, "Delayed Mail (still being retried)");
@@ -438,7 +335,7 @@ async fn delay_warning_when_enabled() {
     assert!(status.contains("Will-Retry-Until: "));
     w.drain(Duration::from_secs(2 * DAY)).await;
     assert_eq!(
-        w.store.dsns().len(),
+        w.store.notifications().len(),
         2,
         "then the final bounce, no second warning"
     );
@@ -495,6 +392,9 @@ async fn admin_hold_list_release_delete() {
     assert!(w.queue.delete(qid).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(w.store.len(), 0);
-    assert!(w.store.dsns().is_empty(), "delete sends no notification");
+    assert!(
+        w.store.notifications().is_empty(),
+        "delete sends no notification"
+    );
     assert!(w.queue.list().await.is_empty());
 }

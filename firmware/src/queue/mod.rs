@@ -14,6 +14,7 @@
 
 mod attempt;
 mod manager;
+mod memory;
 pub mod runner;
 mod settings;
 
@@ -21,4 +22,5 @@ pub use attempt::{AttemptReport, Job, RcptResult};
 pub use manager::{
     Action, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView, Work,
 };
+pub use memory::MemoryStore;
 pub use settings::QueueSettings;
