@@ -153,7 +153,7 @@ impl World {
     /// Let virtual time pass until the spool is empty (or `limit` runs out); the time it took.
     async fn drain(&self, limit: Duration) -> Duration {
         let start = tokio::time::Instant::now();
-        while self.store.len() > 0 && start.elapsed() < limit {
+        while !self.store.is_empty() && start.elapsed() < limit {
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
         start.elapsed()
