@@ -2,6 +2,7 @@
 //! Postfix's smtp-sink), over the in-memory store, in real time with second-scale backoff:
 //! - over quota with quota_full_tempfail: deferred, retried, delivered once there is room;
 //! - over quota without it: bounced, and the DSN (from <>) arrives at the sender's server.
+//!
 //! Skips (saying so) only when a peer binary is not installed.
 
 use std::net::{IpAddr, TcpListener, TcpStream};
