@@ -1,7 +1,7 @@
 //! The sans-IO queue manager: a small index per message, per-destination concurrency and
 //! back-off, retry scheduling and lifetime. Time is always an argument (Unix seconds).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::attempt::{AttemptReport, Job, RcptResult};
@@ -158,7 +158,8 @@ enum MState {
 struct Rcpt {
     next_hop: Arc<Transport>,
     state: RcptState,
-    reason: Option<Box<str>>,
+    /// Shared between the recipients that got the same answer: one string, not one each.
+    reason: Option<Arc<str>>,
 }
 
 struct Msg {
@@ -170,7 +171,7 @@ struct Msg {
     next_attempt: u64,
     activated: u64,
     attempts: u32,
-    last_reason: Option<Box<str>>,
+    last_reason: Option<Arc<str>>,
     warned: bool,
 }
 
@@ -191,15 +192,19 @@ struct Dest {
     active: usize,
     dead_until: Option<u64>,
     dead_reason: String,
+    /// Active messages with recipients waiting for this next hop, oldest first (Postfix's
+    /// per-destination queue). Entries can be stale (held, deleted, already scheduled); they
+    /// are checked when taken.
+    waiting: VecDeque<QueueId>,
 }
 
 /// The queue manager. See the module docs of [`crate::queue`].
 pub struct QueueManager {
     settings: QueueSettings,
     msgs: BTreeMap<QueueId, Msg>,
-    /// Messages in the active queue, in arrival order.
-    active: BTreeSet<QueueId>,
     dests: HashMap<Arc<Transport>, Dest>,
+    /// Active messages that may have nothing left to try (recovered finished ones).
+    check: Vec<QueueId>,
     next_queue_run: u64,
     actions: Vec<Action>,
 }
@@ -209,8 +214,8 @@ impl QueueManager {
         QueueManager {
             settings,
             msgs: BTreeMap::new(),
-            active: BTreeSet::new(),
             dests: HashMap::new(),
+            check: Vec::new(),
             next_queue_run: 0,
             actions: Vec::new(),
         }
@@ -258,7 +263,7 @@ impl QueueManager {
         let (state, next_attempt, last_reason) = match m.state {
             QueueState::Active => (MState::Active, now, None),
             QueueState::Deferred { until, reason } => {
-                (MState::Deferred, until, Some(reason.into_boxed_str()))
+                (MState::Deferred, until, Some(Arc::from(reason)))
             }
             QueueState::Hold => (MState::Hold, 0, None),
         };
@@ -276,7 +281,7 @@ impl QueueManager {
         };
         self.msgs.insert(m.qid, msg);
         if state == MState::Active {
-            self.active.insert(m.qid);
+            self.enqueue(m.qid);
             self.actions.push(Action::Activated { qid: m.qid });
         }
     }
@@ -290,8 +295,26 @@ impl QueueManager {
         k
     }
 
+    /// Put an active message in line at each next hop it has pending recipients for.
+    fn enqueue(&mut self, qid: QueueId) {
+        let Some(m) = self.msgs.get(&qid) else {
+            return;
+        };
+        let mut seen: Vec<&Arc<Transport>> = Vec::new();
+        for r in &m.rcpts {
+            if r.state == RcptState::Pending && !seen.iter().any(|h| Arc::ptr_eq(h, &r.next_hop)) {
+                seen.push(&r.next_hop);
+                if let Some(d) = self.dests.get_mut(&r.next_hop) {
+                    d.waiting.push_back(qid);
+                }
+            }
+        }
+        self.check.push(qid);
+    }
+
     /// Decide what to do at `now`: due queue runs, dead destinations coming back, and jobs for
-    /// active messages within each destination's concurrency limit.
+    /// active messages within each destination's concurrency limit. The cost is in the jobs
+    /// made and the destinations, not in the size of the queue.
     pub fn poll(&mut self, now: u64) -> Work {
         if now >= self.next_queue_run {
             self.queue_run(now);
@@ -302,10 +325,20 @@ impl QueueManager {
             }
         }
         let mut jobs = Vec::new();
-        let qids: Vec<QueueId> = self.active.iter().copied().collect();
-        for qid in qids {
-            self.schedule(qid, now, &mut jobs);
-            let over = self.msgs.get(&qid).is_some_and(Msg::round_over);
+        let hops: Vec<Arc<Transport>> = self
+            .dests
+            .iter()
+            .filter(|(_, d)| !d.waiting.is_empty())
+            .map(|(h, _)| h.clone())
+            .collect();
+        for hop in hops {
+            self.schedule_dest(&hop, now, &mut jobs);
+        }
+        for qid in std::mem::take(&mut self.check) {
+            let over = self
+                .msgs
+                .get(&qid)
+                .is_some_and(|m| m.state == MState::Active && m.round_over());
             if over {
                 self.finish(qid, now);
             }
@@ -352,49 +385,59 @@ impl QueueManager {
                 r.state = RcptState::Pending;
             }
         }
-        self.active.insert(qid);
+        self.enqueue(qid);
         self.actions.push(Action::Activated { qid });
     }
 
-    fn schedule(&mut self, qid: QueueId, now: u64, jobs: &mut Vec<Job>) {
+    /// Hand out jobs for one next hop while it has free slots, oldest message first; or, when
+    /// it is dead, defer everything waiting for it without trying.
+    fn schedule_dest(&mut self, hop: &Arc<Transport>, now: u64, jobs: &mut Vec<Job>) {
         let limit = self.settings.destination_concurrency_limit.max(1);
         let per_job = self.settings.destination_recipient_limit.max(1);
-        let Some(m) = self.msgs.get_mut(&qid) else {
+        let Some(dest) = self.dests.get_mut(hop) else {
             return;
         };
-        // Group pending recipients by next hop, keeping envelope order.
-        let mut groups: Vec<(Arc<Transport>, Vec<usize>)> = Vec::new();
-        for (i, r) in m.rcpts.iter().enumerate() {
-            if r.state != RcptState::Pending {
+        let dead = dest.dead_until.is_some_and(|t| t > now);
+        while dead || dest.active < limit {
+            let Some(qid) = dest.waiting.pop_front() else {
+                break;
+            };
+            let Some(m) = self.msgs.get_mut(&qid) else {
+                continue;
+            };
+            if m.state != MState::Active {
                 continue;
             }
-            match groups.iter_mut().find(|(h, _)| Arc::ptr_eq(h, &r.next_hop)) {
-                Some((_, v)) => v.push(i),
-                None => groups.push((r.next_hop.clone(), vec![i])),
+            let idx: Vec<usize> = m
+                .rcpts
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.state == RcptState::Pending && Arc::ptr_eq(&r.next_hop, hop))
+                .map(|(i, _)| i)
+                .collect();
+            if idx.is_empty() {
+                continue;
             }
-        }
-        for (hop, idx) in groups {
-            let dest = self.dests.entry(hop.clone()).or_default();
-            if dest.dead_until.is_some_and(|t| t > now) {
+            if dead {
                 let reason = format!("delivery temporarily suspended: {}", dest.dead_reason);
+                let shared: Arc<str> = Arc::from(reason.as_str());
                 for &i in &idx {
                     if let Some(r) = m.rcpts.get_mut(i) {
                         r.state = RcptState::Deferred;
-                        r.reason = Some(reason.clone().into_boxed_str());
+                        r.reason = Some(shared.clone());
                     }
                 }
-                m.last_reason = Some(reason.clone().into_boxed_str());
+                m.last_reason = Some(shared);
                 self.actions.push(Action::Suspended {
                     qid,
                     recipients: idx,
                     reason,
                 });
+                self.check.push(qid);
                 continue;
             }
-            for chunk in idx.chunks(per_job) {
-                if dest.active >= limit {
-                    break;
-                }
+            let mut chunks = idx.chunks(per_job);
+            for chunk in chunks.by_ref() {
                 dest.active += 1;
                 for &i in chunk {
                     if let Some(r) = m.rcpts.get_mut(i) {
@@ -403,10 +446,17 @@ impl QueueManager {
                 }
                 jobs.push(Job {
                     qid,
-                    next_hop: (*hop).clone(),
+                    next_hop: (**hop).clone(),
                     recipients: chunk.to_vec(),
                     activated: m.activated,
                 });
+                if dest.active >= limit {
+                    break;
+                }
+            }
+            if chunks.next().is_some() {
+                // Out of slots in the middle of a big message: it keeps its place in line.
+                dest.waiting.push_front(qid);
             }
         }
     }
@@ -451,8 +501,12 @@ impl QueueManager {
                 }
                 RcptResult::Deferred { reason, .. } => {
                     r.state = RcptState::Deferred;
-                    r.reason = Some(reason.clone().into_boxed_str());
-                    m.last_reason = Some(reason.into_boxed_str());
+                    let shared = match &m.last_reason {
+                        Some(last) if **last == *reason => last.clone(),
+                        _ => Arc::from(reason),
+                    };
+                    r.reason = Some(shared.clone());
+                    m.last_reason = Some(shared);
                 }
                 RcptResult::Bounced {
                     status,
@@ -460,7 +514,7 @@ impl QueueManager {
                     remote_mta,
                 } => {
                     r.state = RcptState::Failed;
-                    r.reason = Some(diagnostic.clone().into_boxed_str());
+                    r.reason = Some(Arc::from(diagnostic.as_str()));
                     self.actions.push(Action::MarkRecipient {
                         qid,
                         index,
@@ -505,7 +559,6 @@ impl QueueManager {
             self.actions.push(Action::Remove { qid });
             return;
         }
-        self.active.remove(&qid);
         if m.state == MState::Hold {
             return;
         }
@@ -604,12 +657,16 @@ impl QueueManager {
 
     fn drop_message(&mut self, qid: QueueId) {
         self.msgs.remove(&qid);
-        self.active.remove(&qid);
     }
 
     fn prune_dests(&mut self) {
         self.dests
             .retain(|k, d| Arc::strong_count(k) > 1 || d.active > 0 || d.dead_until.is_some());
+        for d in self.dests.values_mut() {
+            if d.waiting.capacity() > 64 && d.waiting.len() < d.waiting.capacity() / 4 {
+                d.waiting.shrink_to_fit();
+            }
+        }
     }
 
     /// When `poll` next has something to do by the clock alone (Unix seconds), if ever.
@@ -635,7 +692,6 @@ impl QueueManager {
             return false;
         };
         m.state = MState::Hold;
-        self.active.remove(&qid);
         self.actions.push(Action::SetState {
             qid,
             state: QueueState::Hold,

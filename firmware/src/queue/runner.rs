@@ -217,6 +217,10 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 Some(a) = done_rx.recv() => {
                     let now = self.now();
                     self.qm.report(a.report, now);
+                    // Take every result that is already in before scheduling again.
+                    while let Ok(a) = done_rx.try_recv() {
+                        self.qm.report(a.report, now);
+                    }
                 }
                 _ = tokio::time::sleep_until(wake) => {}
             }
