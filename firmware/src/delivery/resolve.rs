@@ -9,6 +9,8 @@ use std::future::Future;
 use std::net::IpAddr;
 
 use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
 use crate::route::{Host, Protocol, Transport};
@@ -168,6 +170,41 @@ impl HickoryDns {
     pub fn from_system() -> Result<HickoryDns, String> {
         let r = TokioResolver::builder_tokio()
             .map_err(|e| e.to_string())?
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(HickoryDns(r))
+    }
+
+    /// Asking these servers (UDP, then TCP for long answers), as the box's own network config
+    /// says; no resolv.conf needed.
+    pub fn with_servers(servers: &[IpAddr]) -> Result<HickoryDns, String> {
+        let config = ResolverConfig::from_name_servers(
+            servers
+                .iter()
+                .map(|ip| NameServerConfig::udp_and_tcp(*ip))
+                .collect(),
+        );
+        let r = TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(HickoryDns(r))
+    }
+
+    /// Like [`with_servers`](Self::with_servers), on any port (tests run a server on 127.0.0.1).
+    pub fn with_servers_on(servers: &[std::net::SocketAddr]) -> Result<HickoryDns, String> {
+        let config = ResolverConfig::from_name_servers(
+            servers
+                .iter()
+                .map(|sa| {
+                    let mut ns = NameServerConfig::udp_and_tcp(sa.ip());
+                    for c in &mut ns.connections {
+                        c.port = sa.port();
+                    }
+                    ns
+                })
+                .collect(),
+        );
+        let r = TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
             .build()
             .map_err(|e| e.to_string())?;
         Ok(HickoryDns(r))
