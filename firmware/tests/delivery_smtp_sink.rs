@@ -94,8 +94,14 @@ impl Sink {
         }
     }
 
-    /// Sessions counted by `smtp-sink -c` (`sess=N ... mesg=M`), after stopping it.
-    fn stop_and_count(mut self) -> (u32, u32) {
+    /// Sessions and messages counted by `smtp-sink -c` (`sess=N quit=Q mesg=M`), after
+    /// stopping it.
+    fn stop_and_count(self) -> (u32, u32) {
+        let (s, _, m) = self.stop_and_count_all();
+        (s, m)
+    }
+
+    fn stop_and_count_all(mut self) -> (u32, u32, u32) {
         let _ = self.child.kill();
         let mut text = String::new();
         if let Some(mut out) = self.child.stdout.take() {
@@ -112,7 +118,7 @@ impl Sink {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0)
         };
-        (field("sess="), field("mesg="))
+        (field("sess="), field("quit="), field("mesg="))
     }
 }
 
@@ -269,10 +275,14 @@ fn message_arrives_intact_with_pipelining_and_the_connection_is_reused() {
     for r in ["bob", "carol", "dave"] {
         assert!(first.contains(&format!("X-Rcpt-Args: <{r}@example.test>")));
     }
+    // Close the cached connection so smtp-sink counts its session as ended.
+    drop(client);
+    std::thread::sleep(Duration::from_millis(200));
     let (sessions, messages) = s.stop_and_count();
+    // smtp-sink counts ended sessions; one is the test's readiness probe.
     assert_eq!(
         (sessions, messages),
-        (1, 2),
+        (2, 2),
         "two messages over one connection"
     );
 }
@@ -425,4 +435,36 @@ fn mx_hosts_are_tried_in_preference_order_with_fallback() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn idle_connections_are_closed_with_quit() {
+    let Some(s) = sink(&[]) else { return };
+    let hop = hop(s.port);
+    let mut settings = settings();
+    settings.reuse_time_limit = Duration::from_millis(200);
+    let client = Client::new(settings, FakeDns::default());
+    let env = envelope(&hop, &["bob@example.test"]);
+    let rt = rt();
+    let a = rt.block_on(client.deliver(DeliveryRequest {
+        qid: QueueId::new(1_795_000_000_000, 1),
+        envelope: &env,
+        recipients: &[0],
+        next_hop: &hop,
+        body: &body("idle"),
+    }));
+    assert!(matches!(
+        a.report.results[0].1,
+        RcptResult::Delivered { .. }
+    ));
+    assert_eq!(client.idle_connections(), 1);
+    rt.block_on(client.close_idle());
+    assert_eq!(client.idle_connections(), 1, "not yet idle long enough");
+    std::thread::sleep(Duration::from_millis(300));
+    rt.block_on(client.close_idle());
+    assert_eq!(client.idle_connections(), 0);
+    std::thread::sleep(Duration::from_millis(200));
+    let (sessions, quits, messages) = s.stop_and_count_all();
+    // smtp-sink counts ended sessions; one is the test's readiness probe.
+    assert_eq!((sessions, quits, messages), (2, 1, 1));
 }

@@ -276,6 +276,30 @@ impl<D: Dns> Client<D> {
         }
     }
 
+    /// Say QUIT on cached connections idle longer than `reuse_time_limit` and drop them, so
+    /// remote servers are not held open by a quiet queue. Call now and then.
+    pub async fn close_idle(&self) {
+        let limit = self.settings.reuse_time_limit;
+        let stale: Vec<Connection> = match self.idle.lock() {
+            Ok(mut map) => {
+                let mut out = Vec::new();
+                for list in map.values_mut() {
+                    let (old, keep): (Vec<Connection>, Vec<Connection>) = list
+                        .drain(..)
+                        .partition(|c| c.idle_since.elapsed() >= limit);
+                    *list = keep;
+                    out.extend(old);
+                }
+                map.retain(|_, l| !l.is_empty());
+                out
+            }
+            Err(_) => Vec::new(),
+        };
+        for mut c in stale {
+            c.quit(&self.settings.timeouts).await;
+        }
+    }
+
     fn take_idle(&self, hop: &Transport) -> Option<Connection> {
         let limit = self.settings.reuse_time_limit;
         let mut map = self.idle.lock().ok()?;

@@ -68,13 +68,25 @@ pub trait QueueStore: Send + Sync + 'static {
 /// The delivery side, so the runner can be tested without sockets.
 pub trait Deliverer: Send + Sync + 'static {
     fn deliver(&self, req: DeliveryRequest<'_>) -> impl Future<Output = Attempt> + Send;
+
+    /// Housekeeping when the queue is quiet (closing idle connections).
+    fn idle(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 impl<D: Dns + 'static> Deliverer for Client<D> {
     fn deliver(&self, req: DeliveryRequest<'_>) -> impl Future<Output = Attempt> + Send {
         Client::deliver(self, req)
     }
+
+    fn idle(&self) -> impl Future<Output = ()> + Send {
+        self.close_idle()
+    }
 }
+
+/// The runner wakes at least this often, for the deliverer's housekeeping.
+const HOUSEKEEPING: Duration = Duration::from_secs(10);
 
 /// Finds the next hop for a DSN's recipient (the original sender): the router's job.
 pub type BounceRoute = Arc<dyn Fn(&str) -> Option<Transport> + Send + Sync>;
@@ -204,11 +216,13 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             if self.qm.next_wakeup() == Some(0) {
                 continue;
             }
+            let housekeeping = Instant::now() + HOUSEKEEPING;
             let wake = self
                 .qm
                 .next_wakeup()
                 .map(|t| self.instant_of(t.max(now + 1)))
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                .unwrap_or(housekeeping)
+                .min(housekeeping);
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     None | Some(Command::Shutdown) => return,
@@ -222,7 +236,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                         self.qm.report(a.report, now);
                     }
                 }
-                _ = tokio::time::sleep_until(wake) => {}
+                _ = tokio::time::sleep_until(wake) => self.deliverer.idle().await,
             }
         }
     }
