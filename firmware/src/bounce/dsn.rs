@@ -166,7 +166,7 @@ pub fn build(req: &DsnRequest<'_>) -> Option<Dsn> {
         .from(("Mail Delivery System", from.as_str()))
         .to(env.sender.as_str())
         .subject(subject)
-        .date(Date::new(i64::try_from(req.now).unwrap_or(i64::MAX)))
+        .date(date(req.now))
         .message_id(format!(
             "{}.{}.{}@{}",
             req.qid,
@@ -332,11 +332,7 @@ fn status_part(req: &DsnRequest<'_>, lines: &[Line<'_>]) -> String {
         let _ = write!(s, "Original-Envelope-Id: {}\r\n", field(id));
     }
     let _ = write!(s, "X-Postfix-Sender: rfc822; {}\r\n", field(&env.sender));
-    let _ = write!(
-        s,
-        "Arrival-Date: {}\r\n",
-        Date::new(i64::try_from(env.arrival).unwrap_or(i64::MAX)).to_rfc822()
-    );
+    let _ = write!(s, "Arrival-Date: {}\r\n", date(env.arrival).to_rfc822());
     for l in lines {
         s.push_str("\r\n");
         let addr_type = if l.rcpt.address.is_ascii() {
@@ -371,11 +367,17 @@ fn status_part(req: &DsnRequest<'_>, lines: &[Line<'_>]) -> String {
             let _ = write!(
                 s,
                 "Will-Retry-Until: {}\r\n",
-                Date::new(i64::try_from(*retry_until).unwrap_or(i64::MAX)).to_rfc822()
+                date(*retry_until).to_rfc822()
             );
         }
     }
     s
+}
+
+/// A date for a header; times past the year 9999 (a damaged record) are clamped there.
+fn date(unix: u64) -> Date {
+    const YEAR_9999: u64 = 253_402_300_799;
+    Date::new(i64::try_from(unix.min(YEAR_9999)).unwrap_or(0))
 }
 
 /// A field value on one line of sane length: text from peers must not break the report.

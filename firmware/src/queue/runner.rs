@@ -195,7 +195,8 @@ struct Runner<S, D> {
 
 impl<S: QueueStore, D: Deliverer> Runner<S, D> {
     fn now(&self) -> u64 {
-        self.start_unix + self.start.elapsed().as_secs()
+        self.start_unix
+            .saturating_add(self.start.elapsed().as_secs())
     }
 
     fn instant_of(&self, unix: u64) -> Instant {

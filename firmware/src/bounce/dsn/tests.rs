@@ -314,3 +314,51 @@ fn dsn_envelope_is_from_the_null_sender_and_never_notifies() {
     assert_eq!(e.recipients[0].address, "alice@example.org");
     assert_eq!(e.recipients[0].notify, Notify::NEVER);
 }
+
+#[test]
+fn absurd_times_from_a_damaged_record_do_not_panic() {
+    let mut env = envelope(
+        "alice@example.org",
+        vec![rcpt("bob@example.com", Notify::DEFAULT, "smtp:example.com")],
+    );
+    env.arrival = u64::MAX;
+    let outcomes = vec![failed("5.1.1", "smtp; 550 5.1.1 User unknown")];
+    let mut r = req(&env, &outcomes, Kind::Final);
+    r.now = u64::MAX;
+    let dsn = build(&r).unwrap();
+    assert!(MessageParser::default().parse(&dsn.message).is_some());
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// Whatever a peer said and whatever the addresses, the DSN is built, parses, and its
+        /// delivery-status part has exactly one Action line per reported recipient.
+        #[test]
+        fn any_diagnostic_gives_a_parsable_report(
+            diag in "\\PC{0,300}",
+            status in "[245]\\.[0-9]{1,3}\\.[0-9]{1,3}",
+            local in "[a-zA-Z0-9.é]{1,20}",
+            original in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let env = envelope(
+                "alice@example.org",
+                vec![
+                    rcpt(&format!("{local}@example.com"), Notify::DEFAULT, "smtp:example.com"),
+                    rcpt("second@example.com", Notify::DEFAULT, "smtp:example.com"),
+                ],
+            );
+            let outcomes = vec![failed(&status, &diag), failed("5.0.0", "smtp; 550 no")];
+            let mut r = req(&env, &outcomes, Kind::Final);
+            r.original = &original;
+            let dsn = build(&r).expect("a bounce");
+            let m = MessageParser::default().parse(&dsn.message).expect("parses");
+            let PartType::Multipart(ids) = &m.root_part().body else { panic!("not multipart") };
+            let status_text = String::from_utf8_lossy(m.part(ids[1]).unwrap().contents()).into_owned();
+            prop_assert_eq!(status_text.lines().filter(|l| l.starts_with("Action:")).count(), 2);
+        }
+    }
+}
