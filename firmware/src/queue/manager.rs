@@ -267,6 +267,15 @@ impl QueueManager {
             }
             QueueState::Hold => (MState::Hold, 0, None),
         };
+        // Whether a delay warning went out is not stored. A message recovered well past the
+        // point where it would have been warned (warning time plus one full retry cycle) is
+        // taken as warned, so a restart does not repeat warnings.
+        let st = &self.settings;
+        let warned = st.delay_warning_time > 0
+            && now.saturating_sub(m.arrival)
+                > st.delay_warning_time
+                    .saturating_add(st.maximal_backoff_time)
+                    .saturating_add(st.queue_run_delay);
         let msg = Msg {
             arrival: m.arrival,
             null_sender: m.null_sender,
@@ -277,7 +286,7 @@ impl QueueManager {
             activated: now,
             attempts: 0,
             last_reason,
-            warned: false,
+            warned,
         };
         self.msgs.insert(m.qid, msg);
         if state == MState::Active {
@@ -325,13 +334,15 @@ impl QueueManager {
             }
         }
         let mut jobs = Vec::new();
-        let hops: Vec<Arc<Transport>> = self
+        // Next hops whose oldest waiting message is oldest go first: fair, and the same
+        // inputs always give the same jobs in the same order.
+        let mut hops: Vec<(QueueId, String, Arc<Transport>)> = self
             .dests
             .iter()
-            .filter(|(_, d)| !d.waiting.is_empty())
-            .map(|(h, _)| h.clone())
+            .filter_map(|(h, d)| d.waiting.front().map(|q| (*q, h.to_string(), h.clone())))
             .collect();
-        for hop in hops {
+        hops.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, _, hop) in hops {
             self.schedule_dest(&hop, now, &mut jobs);
         }
         for qid in std::mem::take(&mut self.check) {

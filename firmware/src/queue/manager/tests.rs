@@ -558,3 +558,43 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_restart_does_not_repeat_an_old_delay_warning() {
+    let settings = QueueSettings {
+        delay_warning_time: 4 * 3600,
+        ..QueueSettings::default()
+    };
+    // Recovered ten hours after arrival: its warning went out long ago.
+    let mut q = QueueManager::new(settings.clone());
+    let mut m = msg(1, T0, &["smtp:[192.0.2.1]:25"]);
+    m.state = QueueState::Deferred {
+        until: T0 + 10 * 3600,
+        reason: "451 later".into(),
+    };
+    q.add(m.clone(), T0 + 10 * 3600);
+    let w = q.poll(T0 + 10 * 3600);
+    assert!(!w.actions.iter().any(|a| matches!(a, Action::Dsn { .. })));
+    // Recovered just after the warning time: it may not have been warned yet, so it is.
+    let mut q = QueueManager::new(settings);
+    q.add(m, T0 + 4 * 3600 + 60);
+    let mut warned = false;
+    let mut now = T0 + 4 * 3600 + 60;
+    for _ in 0..5 {
+        let w = q.poll(now);
+        warned |= w.actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Dsn {
+                    kind: DsnKind::Delay { .. },
+                    ..
+                }
+            )
+        });
+        for j in &w.jobs {
+            q.report(deferred(j, "451 later"), now);
+        }
+        now = q.next_wakeup().unwrap_or(now + 1).max(now + 1);
+    }
+    assert!(warned);
+}
