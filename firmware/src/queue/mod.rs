@@ -11,6 +11,26 @@
 //! States as in Postfix: *incoming* is the spool's business (a message without its commit record
 //! does not exist); *active* messages are being tried; *deferred* ones wait for their next
 //! attempt; *hold* ones wait for the admin.
+//!
+//! # Wiring it into the daemon
+//!
+//! ```text
+//! impl QueueStore for SpoolQueue            // load/read_body/mark_recipient/set_state/remove/store
+//! let dns = HickoryDns::with_servers(&cfg.dns_servers)?;      // or HickoryDns::from_system()
+//! let client = Arc::new(delivery::Client::new(ClientSettings::new(&cfg.myhostname), dns));
+//! let (queue, task) = runner::spawn(RunnerConfig {
+//!     settings: QueueSettings { .. from zimbraMta* .. },
+//!     hostname: cfg.myhostname.clone(),
+//!     route: Arc::new(move |addr| router.next_hop(addr)),   // where a DSN to `addr` goes
+//!     log: LogSink::stderr(),
+//!     start_unix: None,
+//! }, Arc::new(spool_queue), client);
+//! for s in spool.list() {                    // recovery
+//!     queue.add(QueuedMessage::from_envelope(s.qid, &s.envelope, &s.outcomes, s.state, s.size)).await;
+//! }
+//! // after each commit of a new message: queue.add(QueuedMessage::from_envelope(..)).await
+//! // admin: queue.list() / hold / release / requeue / delete / flush(Some(site))
+//! ```
 
 mod attempt;
 mod manager;
