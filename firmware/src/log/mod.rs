@@ -1,5 +1,5 @@
 //! Mail log lines in the shape Postfix writes them, so `grep QID`, pflogsumm-style tools and an
-//! admin's habits work unchanged. [`format`] holds pure functions from facts to one line each;
+//! admin's habits work unchanged. [`format`](mod@format) holds pure functions from facts to one line each;
 //! [`sink`] writes lines out (stderr, with the Postfix-like program name in front).
 
 pub mod format;
