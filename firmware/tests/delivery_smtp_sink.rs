@@ -468,3 +468,44 @@ fn idle_connections_are_closed_with_quit() {
     // smtp-sink counts ended sessions; one is the test's readiness probe.
     assert_eq!((sessions, quits, messages), (2, 1, 1));
 }
+
+#[test]
+fn dsn_parameters_are_passed_on_to_a_server_that_offers_dsn() {
+    let Some(s) = sink(&[]) else { return };
+    let hop = hop(s.port);
+    let client = Client::new(settings(), FakeDns::default());
+    let mut env = envelope(&hop, &["bob@example.test", "carol@example.test"]);
+    env.ret = Some(postern::envelope::Ret::Headers);
+    env.envid = Some("ENV 42+x".into());
+    env.recipients[0].notify = Notify {
+        success: true,
+        failure: true,
+        delay: false,
+        explicit: true,
+    };
+    env.recipients[0].orcpt = Some(("rfc822".into(), "Bob@Example.TEST".into()));
+    env.recipients[1].notify = Notify::NEVER;
+    let a = deliver(&client, &env, &hop, &body("dsn-params"));
+    assert!(matches!(
+        a.report.results[0].1,
+        RcptResult::Delivered { .. }
+    ));
+    let dump = s.dumps(1).pop().unwrap();
+    assert!(
+        dump.contains(
+            "X-Mail-Args: <alice@postern.test> BODY=8BITMIME RET=HDRS ENVID=ENV+2042+2Bx"
+        ),
+        "{dump}"
+    );
+    // SUCCESS stays with us (we report the hand-off); FAILURE goes on with ORCPT.
+    assert!(
+        dump.contains(
+            "X-Rcpt-Args: <bob@example.test> NOTIFY=FAILURE ORCPT=rfc822;Bob@Example.TEST"
+        ),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("X-Rcpt-Args: <carol@example.test> NOTIFY=NEVER"),
+        "{dump}"
+    );
+}

@@ -121,6 +121,7 @@ impl<D: Dns> Client<D> {
             body: req.body,
             body_type: req.envelope.body_type,
             smtputf8: req.envelope.smtputf8,
+            dsn: Some(req.envelope),
         };
         let t = &self.settings.timeouts;
 

@@ -8,10 +8,12 @@
 //! parsed with smtp-proto; the body is dot-stuffed on the way out ([`dotstuff`]).
 //!
 //! Under `may`, a TLS handshake that fails after STARTTLS is retried once in clear, as Postfix
-//! does. Not done here: passing DSN parameters (NOTIFY/ORCPT/RET/ENVID) on to the next hop
-//! (so a NOTIFY=SUCCESS recipient relayed by SMTP gets a "relayed" report from us), SMTP AUTH to
-//! a relay host, DANE/MTA-STS, BDAT/CHUNKING, streaming the body from flash (it comes as one
-//! buffer per job).
+//! does. DSN parameters (RET, ENVID, NOTIFY, ORCPT) go on to a server that offers DSN, except
+//! NOTIFY=SUCCESS, which Postern answers itself with a "relayed" report at hand-off.
+//!
+//! Not done here: SMTP AUTH to a relay host, DANE/MTA-STS, BDAT/CHUNKING, converting 8-bit
+//! bodies for servers without 8BITMIME (sent as they are), streaming the body from flash (it
+//! comes as one buffer per job).
 
 mod client;
 pub mod dotstuff;

@@ -126,6 +126,8 @@ pub struct Capabilities {
     pub smtputf8: bool,
     pub starttls: bool,
     pub enhanced_status_codes: bool,
+    /// RFC 3461 DSN.
+    pub dsn: bool,
 }
 
 /// The capabilities in a positive EHLO/LHLO reply. When smtp-proto cannot read a reply as EHLO,
@@ -140,6 +142,7 @@ pub fn parse_capabilities(raw: &[u8]) -> Capabilities {
             smtputf8: e.has_capability(smtp_proto::EXT_SMTP_UTF8),
             starttls: e.has_capability(smtp_proto::EXT_START_TLS),
             enhanced_status_codes: e.has_capability(smtp_proto::EXT_ENHANCED_STATUS_CODES),
+            dsn: e.has_capability(smtp_proto::EXT_DSN),
         },
         Err(_) => scan_capabilities(raw),
     }
@@ -159,6 +162,7 @@ fn scan_capabilities(raw: &[u8]) -> Capabilities {
             "SMTPUTF8" => c.smtputf8 = true,
             "STARTTLS" => c.starttls = true,
             "ENHANCEDSTATUSCODES" => c.enhanced_status_codes = true,
+            "DSN" => c.dsn = true,
             _ => {}
         }
     }

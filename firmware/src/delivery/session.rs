@@ -18,7 +18,7 @@ use super::reply::{
 use super::resolve::Target;
 use super::stream::Stream;
 use super::tls::TlsPolicy;
-use crate::envelope::BodyType;
+use crate::envelope::{BodyType, Envelope, Notify, Ret};
 use crate::queue::RcptResult;
 use crate::route::Protocol;
 
@@ -168,6 +168,8 @@ pub struct Transaction<'a> {
     pub body: &'a [u8],
     pub body_type: BodyType,
     pub smtputf8: bool,
+    /// RFC 3461 parameters (RET, ENVID, NOTIFY, ORCPT), passed on when the server offers DSN.
+    pub dsn: Option<&'a Envelope>,
 }
 
 /// TLS for one connection attempt.
@@ -415,11 +417,28 @@ impl Connection {
         if tx.smtputf8 {
             mail.push_str(" SMTPUTF8");
         }
+        let dsn = tx.dsn.filter(|_| self.caps.dsn);
+        if let Some(env) = dsn {
+            match env.ret {
+                Some(Ret::Full) => mail.push_str(" RET=FULL"),
+                Some(Ret::Headers) => mail.push_str(" RET=HDRS"),
+                None => {}
+            }
+            if let Some(id) = &env.envid {
+                mail.push_str(&format!(" ENVID={}", xtext(id)));
+            }
+        }
         mail.push_str("\r\n");
         let rcpt_lines: Vec<String> = tx
             .recipients
             .iter()
-            .map(|(_, a)| format!("RCPT TO:<{a}>\r\n"))
+            .map(|(i, a)| {
+                let params = dsn
+                    .and_then(|env| env.recipients.get(*i))
+                    .map(|r| rcpt_dsn_params(r.notify, r.orcpt.as_ref()))
+                    .unwrap_or_default();
+                format!("RCPT TO:<{a}>{params}\r\n")
+            })
             .collect();
 
         let fail = |e: SessionError, r: Vec<(usize, RcptResult)>| Err((e, r));
@@ -676,6 +695,44 @@ fn bounced(status: &str, diagnostic: &str, remote: &str) -> RcptResult {
         diagnostic: diagnostic.into(),
         remote_mta: Some(remote.into()),
     }
+}
+
+/// NOTIFY and ORCPT for a RCPT TO. SUCCESS is not passed on: Postern itself reports a
+/// successful hand-off ("relayed"), so the sender gets one success report, not two.
+fn rcpt_dsn_params(notify: Notify, orcpt: Option<&(String, String)>) -> String {
+    let mut p = String::new();
+    if notify.explicit {
+        let mut kinds = Vec::new();
+        if notify.failure {
+            kinds.push("FAILURE");
+        }
+        if notify.delay {
+            kinds.push("DELAY");
+        }
+        if kinds.is_empty() {
+            p.push_str(" NOTIFY=NEVER");
+        } else {
+            p.push_str(" NOTIFY=");
+            p.push_str(&kinds.join(","));
+        }
+    }
+    if let Some((kind, addr)) = orcpt {
+        p.push_str(&format!(" ORCPT={};{}", xtext(kind), xtext(addr)));
+    }
+    p
+}
+
+/// RFC 3461 §4 xtext: printable ASCII except `+` and `=` as is, everything else `+HH`.
+fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A refusal to talk defers (the next MX, or a later try, may do better): class 4 of the status.
