@@ -12,16 +12,20 @@ use postern::inbound::{
     RecipientCheck, serve,
 };
 use postern::route::Transport;
-use postern::smtp::{RcptQuery, Reply};
+use postern::smtp::{RcptQuery, RcptTarget, Reply};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 struct Router;
 
 impl RecipientCheck for Router {
-    async fn check(&self, q: &RcptQuery) -> Result<Transport, Reply> {
+    async fn check(&self, q: &RcptQuery) -> Result<Vec<RcptTarget>, Reply> {
         if q.address.ends_with("@example.com") {
-            Ok("lmtp:[127.0.0.1]:7025".parse().unwrap())
+            let next_hop: Transport = "lmtp:[127.0.0.1]:7025".parse().unwrap();
+            Ok(vec![RcptTarget {
+                address: q.address.clone(),
+                next_hop,
+            }])
         } else {
             Err(Reply::new(
                 554,

@@ -184,7 +184,10 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("postern: cannot start the runtime: {e}");

@@ -15,7 +15,11 @@ pub enum AdminCommand {
     #[command(disable_help_flag = true)]
     Prov {
         /// The zmprov command and its arguments, e.g. `ca foo@example.com secret zimbraMailTransport smtp:mail.example.com:25`.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
         args: Vec<String>,
     },
     /// The flash: geometry, usage, wear; formatting.

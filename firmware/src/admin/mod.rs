@@ -25,7 +25,10 @@ pub struct Admin {
 impl Admin {
     /// Must be called inside the daemon's tokio runtime.
     pub fn new(state: Arc<State>) -> Admin {
-        Admin { state, runtime: tokio::runtime::Handle::current() }
+        Admin {
+            state,
+            runtime: tokio::runtime::Handle::current(),
+        }
     }
 
     pub fn state(&self) -> &Arc<State> {
@@ -46,7 +49,8 @@ impl Admin {
             }
             AdminCommand::Prov { args } => {
                 let (state, runtime) = (self.state.clone(), self.runtime.clone());
-                match tokio::task::spawn_blocking(move || prov::run(&state, &runtime, &args)).await {
+                match tokio::task::spawn_blocking(move || prov::run(&state, &runtime, &args)).await
+                {
                     Ok(reply) => reply,
                     Err(e) => Reply::failed(format!("prov did not finish: {e}\n")),
                 }

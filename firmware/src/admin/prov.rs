@@ -18,13 +18,17 @@ pub fn run(state: &State, runtime: &tokio::runtime::Handle, args: &[String]) -> 
     let result = state.directory.update(|dir| {
         let outcome = prov::execute(dir, args).map_err(Failure::Prov)?;
         if let Some(next) = &outcome.directory {
-            runtime.block_on(state.spool.write_slot(Region::Directory, next.encode())).map_err(Failure::Flash)?;
+            runtime
+                .block_on(state.spool.write_slot(Region::Directory, next.encode()))
+                .map_err(Failure::Flash)?;
         }
         Ok((outcome.output, outcome.directory))
     });
     match result {
         Ok(text) => Reply::ok(text),
         Err(Failure::Prov(e)) => Reply::failed(format!("{e}\n")),
-        Err(Failure::Flash(e)) => Reply::failed(format!("ERROR: the change was not saved to flash, nothing changed: {e}\n")),
+        Err(Failure::Flash(e)) => Reply::failed(format!(
+            "ERROR: the change was not saved to flash, nothing changed: {e}\n"
+        )),
     }
 }

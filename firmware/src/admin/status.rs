@@ -11,15 +11,25 @@ pub fn render(state: &State, flash: Option<&FlashInfo>) -> String {
     let up = state.started.elapsed().as_secs();
     let _ = writeln!(out, "postern {}", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(out, "hostname: {}", state.hostname);
-    let _ = writeln!(out, "uptime: {}d {:02}:{:02}:{:02}", up / 86400, up / 3600 % 24, up / 60 % 60, up % 60);
-    let _ = writeln!(out, "flash: {} ({})", state.flash_path.display(), human_bytes(state.flash_size));
+    let _ = writeln!(
+        out,
+        "uptime: {}d {:02}:{:02}:{:02}",
+        up / 86400,
+        up / 3600 % 24,
+        up / 60 % 60,
+        up % 60
+    );
+    let _ = writeln!(
+        out,
+        "flash: {} ({})",
+        state.flash_path.display(),
+        human_bytes(state.flash_size)
+    );
     if let Some(info) = flash {
         let _ = writeln!(
             out,
             "spool: {} messages, {} of {} segments in use",
-            info.messages,
-            info.segments_used,
-            info.segments
+            info.messages, info.segments_used, info.segments
         );
     }
     for (kind, addr) in &state.listeners {

@@ -10,6 +10,7 @@ pub mod attr;
 pub mod duration;
 pub mod network;
 pub mod restriction;
+pub mod stored;
 
 use std::time::Duration;
 

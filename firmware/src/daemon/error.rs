@@ -27,6 +27,12 @@ pub enum DaemonError {
     Spool(PathBuf, crate::spool::SpoolError),
     /// The directory snapshot on the flash cannot be read.
     Directory(PathBuf, crate::directory::DecodeError),
+    /// The box config on the flash cannot be read.
+    Config(PathBuf, crate::config::stored::StoredError),
+    /// No TLS identity could be made or used.
+    Tls(String),
+    /// No resolver for MX lookups could be set up.
+    Dns(String),
     /// A listener could not be bound.
     Listen(ListenerKind, SocketAddr, io::Error),
     /// The control socket could not be set up.
@@ -54,6 +60,11 @@ impl fmt::Display for DaemonError {
             }
             DaemonError::Flash(p, e) => write!(f, "flash {}: {e}", p.display()),
             DaemonError::Spool(p, e) => write!(f, "flash {}: {e}", p.display()),
+            DaemonError::Config(p, e) => {
+                write!(f, "flash {}: {e}; nothing was changed", p.display())
+            }
+            DaemonError::Tls(e) => write!(f, "TLS: {e}"),
+            DaemonError::Dns(e) => write!(f, "DNS resolver: {e}"),
             DaemonError::Directory(p, e) => write!(
                 f,
                 "flash {}: the directory snapshot cannot be read ({e}); nothing was changed",

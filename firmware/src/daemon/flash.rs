@@ -9,7 +9,9 @@ use std::thread::JoinHandle;
 use hal::flash::{FileFlash, Flash, FlashGeometry, ReadNorFlash};
 
 use super::DaemonError;
-use crate::spool::{self, RecoveryReport, Spool, SpoolError, SpoolGeometry, SpoolHandle, SpoolSettings};
+use crate::spool::{
+    self, RecoveryReport, Spool, SpoolError, SpoolGeometry, SpoolHandle, SpoolSettings,
+};
 
 /// The erase block the spool uses on files and block devices (NOR parts have 4 to 256 KiB).
 pub const DEFAULT_ERASE_SIZE: u32 = 64 << 10;
@@ -37,7 +39,10 @@ pub struct OpenFlash {
 
 impl std::fmt::Debug for OpenFlash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenFlash").field("path", &self.path).field("size", &self.size).finish()
+        f.debug_struct("OpenFlash")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .finish()
     }
 }
 
@@ -61,7 +66,15 @@ pub fn open(spec: &FlashSpec, settings: SpoolSettings) -> Result<OpenFlash, Daem
     let size = u64::from(flash.geometry().size);
     let (spool, recovery) = Spool::open(flash, settings).map_err(spool_err)?;
     let (handle, writer) = spool::service::spawn(spool).map_err(spool_err)?;
-    Ok(OpenFlash { path, size, spool: handle, recovery, formatted, writer: Some(writer), _lock: lock })
+    Ok(OpenFlash {
+        path,
+        size,
+        spool: handle,
+        recovery,
+        formatted,
+        writer: Some(writer),
+        _lock: lock,
+    })
 }
 
 /// The device, opened and locked so that no second postern (daemon or offline `prov --flash`)
@@ -79,7 +92,11 @@ pub fn open_device(spec: &FlashSpec) -> Result<(FileFlash, File), DaemonError> {
         let geometry = geometry(path, size)?;
         FileFlash::create(path, geometry).map_err(|e| DaemonError::Flash(path.clone(), e))?;
     }
-    let lock = OpenOptions::new().read(true).write(true).open(path).map_err(err)?;
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(err)?;
     match lock.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Err(DaemonError::FlashBusy(path.clone())),
@@ -89,20 +106,33 @@ pub fn open_device(spec: &FlashSpec) -> Result<(FileFlash, File), DaemonError> {
     if let Some(expected) = spec.size
         && expected != actual
     {
-        return Err(DaemonError::FlashSize { path: path.clone(), expected, actual });
+        return Err(DaemonError::FlashSize {
+            path: path.clone(),
+            expected,
+            actual,
+        });
     }
-    let flash = FileFlash::open(path, geometry(path, actual)?).map_err(|e| DaemonError::Flash(path.clone(), e))?;
+    let flash = FileFlash::open(path, geometry(path, actual)?)
+        .map_err(|e| DaemonError::Flash(path.clone(), e))?;
     Ok((flash, lock))
 }
 
 fn geometry(path: &Path, size: u64) -> Result<FlashGeometry, DaemonError> {
     let bad = |why: String| DaemonError::FlashGeometry(path.to_path_buf(), why);
-    let size = u32::try_from(size).map_err(|_| bad(format!("{size} bytes is more than the 4 GiB a spool addresses")))?;
+    let size = u32::try_from(size).map_err(|_| {
+        bad(format!(
+            "{size} bytes is more than the 4 GiB a spool addresses"
+        ))
+    })?;
     if size < 16 * DEFAULT_ERASE_SIZE {
-        return Err(bad(format!("{size} bytes is too small: the spool needs at least 1 MiB")));
+        return Err(bad(format!(
+            "{size} bytes is too small: the spool needs at least 1 MiB"
+        )));
     }
     if size % DEFAULT_ERASE_SIZE != 0 {
-        return Err(bad(format!("{size} bytes is not a whole number of {DEFAULT_ERASE_SIZE}-byte erase blocks")));
+        return Err(bad(format!(
+            "{size} bytes is not a whole number of {DEFAULT_ERASE_SIZE}-byte erase blocks"
+        )));
     }
     FlashGeometry::new(DEFAULT_ERASE_SIZE, size).map_err(|e| bad(e.to_string()))
 }

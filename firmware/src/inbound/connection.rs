@@ -163,7 +163,7 @@ async fn answer<R, S, A>(
     match event {
         Event::CheckRecipient(query) => {
             let verdict = ctx.recipients.check(&query).await;
-            session.answer_recipient(verdict, Instant::now());
+            session.answer_recipient_targets(verdict, Instant::now());
         }
         Event::Authenticate { user, password, .. } => {
             let ok = match &ctx.auth {

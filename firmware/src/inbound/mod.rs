@@ -40,6 +40,18 @@ pub enum ListenerKind {
     Lmtp,
 }
 
+impl std::fmt::Display for ListenerKind {
+    /// The service names of Postfix's master.cf.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ListenerKind::Smtp => "smtp",
+            ListenerKind::Submission => "submission",
+            ListenerKind::Smtps => "smtps",
+            ListenerKind::Lmtp => "lmtp",
+        })
+    }
+}
+
 impl ListenerKind {
     /// The usual port.
     pub fn default_port(self) -> u16 {

@@ -30,14 +30,17 @@
 use std::future::Future;
 
 use crate::envelope::{Envelope, QueueId};
-use crate::route::Transport;
-use crate::smtp::{RcptQuery, Reply};
+use crate::smtp::{RcptQuery, RcptTarget, Reply};
 
 /// Decides each RCPT TO.
 pub trait RecipientCheck: Send + Sync + 'static {
-    /// The next hop for an accepted recipient, or the reply that rejects it (e.g.
+    /// Where an accepted recipient goes (one target, or several when an alias or forwarding
+    /// expands it), or the reply that rejects it (e.g.
     /// `550 5.1.1 <x@example.com>: Recipient address rejected: User unknown`).
-    fn check(&self, query: &RcptQuery) -> impl Future<Output = Result<Transport, Reply>> + Send;
+    fn check(
+        &self,
+        query: &RcptQuery,
+    ) -> impl Future<Output = Result<Vec<RcptTarget>, Reply>> + Send;
 }
 
 /// Opens messages in the queue.

@@ -31,7 +31,7 @@ pub mod server;
 
 pub use error::Refusal;
 pub use reply::Reply;
-pub use server::{Config, Event, Mode, RcptQuery, Session, TlsInfo};
+pub use server::{Config, Event, Mode, RcptQuery, RcptTarget, Session, TlsInfo};
 
 #[cfg(test)]
 mod tests;

@@ -116,6 +116,13 @@ impl TlsInfo {
     }
 }
 
+/// Where one accepted recipient goes: the address delivery uses and its next hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptTarget {
+    pub address: String,
+    pub next_hop: Transport,
+}
+
 /// The question a recipient check must answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RcptQuery {
@@ -340,14 +347,45 @@ impl Session {
 
     /// The router's answer to [`Event::CheckRecipient`].
     pub fn answer_recipient(&mut self, verdict: Result<Transport, Reply>, now: Instant) {
-        let Some(Awaiting::Rcpt(mut rcpt)) = self.awaiting.take() else {
+        let address = match &self.awaiting {
+            Some(Awaiting::Rcpt(rcpt)) => rcpt.address.clone(),
+            _ => return,
+        };
+        self.answer_recipient_targets(
+            verdict.map(|next_hop| vec![RcptTarget { address, next_hop }]),
+            now,
+        );
+    }
+
+    /// The router's answer when one RCPT becomes one or more recipients (an alias rewritten to its
+    /// account, a forwarding list): each target keeps the client's address as its original.
+    pub fn answer_recipient_targets(
+        &mut self,
+        verdict: Result<Vec<RcptTarget>, Reply>,
+        now: Instant,
+    ) {
+        let Some(Awaiting::Rcpt(rcpt)) = self.awaiting.take() else {
             return;
         };
         match verdict {
-            Ok(next_hop) => {
-                rcpt.next_hop = next_hop;
+            Ok(targets) if targets.is_empty() => {
+                self.reply(Reply::new(
+                    451,
+                    [4, 3, 0],
+                    "Error: no next hop for this recipient",
+                ));
+            }
+            Ok(targets) => {
                 if let Some(tx) = self.tx.as_mut() {
-                    tx.recipients.push(rcpt);
+                    for target in targets {
+                        let mut r = rcpt.clone();
+                        if !target.address.eq_ignore_ascii_case(&rcpt.address) {
+                            r.original = Some(rcpt.address.clone());
+                            r.address = target.address;
+                        }
+                        r.next_hop = target.next_hop;
+                        tx.recipients.push(r);
+                    }
                 }
                 self.reply(Reply::new(250, [2, 1, 5], "Ok"));
             }
