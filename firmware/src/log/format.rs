@@ -132,7 +132,14 @@ fn secs(d: Duration) -> String {
     if s == 0.0 {
         "0".into()
     } else if s < 0.1 {
-        format!("{:.2}", s).trim_end_matches('0').to_string()
+        // 0.004 rounds to "0.00": Postfix writes that as plain 0, never "0.".
+        let t = format!("{:.2}", s);
+        let t = t.trim_end_matches('0').trim_end_matches('.');
+        if t.is_empty() {
+            "0".into()
+        } else {
+            t.to_string()
+        }
     } else if s < 10.0 {
         let t = format!("{:.1}", s);
         t.strip_suffix(".0").map(str::to_string).unwrap_or(t)
@@ -150,6 +157,16 @@ fn clean(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn short_delays_print_as_postfix_does() {
+        use super::secs;
+        use std::time::Duration;
+        assert_eq!(secs(Duration::from_micros(4000)), "0");
+        assert_eq!(secs(Duration::from_millis(20)), "0.02");
+        assert_eq!(secs(Duration::from_millis(300)), "0.3");
+        assert_eq!(secs(Duration::from_secs(12)), "12");
+    }
+
     use super::*;
 
     fn qid() -> QueueId {
