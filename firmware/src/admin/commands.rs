@@ -25,6 +25,64 @@ pub enum AdminCommand {
     /// The flash: geometry, usage, wear; formatting.
     #[command(subcommand)]
     Flash(FlashCommand),
+    /// The mail queue, as postqueue and postsuper handle it.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// The certificate STARTTLS and port 465 present.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+/// `postern tls ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
+pub enum TlsCommand {
+    /// Replace the certificate (self-signed at first start) with this chain and key, both PEM.
+    /// Checked before it is stored; used from the next start of the services.
+    Install {
+        /// The certificate chain, PEM, server certificate first.
+        cert: std::path::PathBuf,
+        /// The private key, PEM.
+        key: std::path::PathBuf,
+    },
+    /// Show the certificate chain in use (PEM).
+    Show,
+}
+
+/// `postern queue ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
+pub enum QueueCommand {
+    /// List queued mail, like `postqueue -p` (`*` active, `!` on hold); `--json` like `postqueue -j`.
+    List {
+        /// One JSON object per message and line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One message: envelope, each recipient's state and next hop, next attempt, last reason.
+    Show {
+        /// The queue id.
+        qid: String,
+        /// Print the message itself too, like `postcat -b`.
+        #[arg(long)]
+        body: bool,
+    },
+    /// Put a message (or ALL) on hold: it is not tried until released (`postsuper -h`).
+    Hold { target: String },
+    /// Release a held message (or ALL) (`postsuper -H`).
+    Release { target: String },
+    /// Try a message (or ALL) again now, with the current routing (`postsuper -r`).
+    Requeue { target: String },
+    /// Delete a message (or ALL) from the queue: its mail is lost (`postsuper -d`).
+    Delete {
+        target: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Try deferred mail now: all of it, or what waits for one destination (`postqueue -f`, `-s`).
+    Flush {
+        /// Only mail whose next hop is this host or domain.
+        destination: Option<String>,
+    },
 }
 
 /// `postern flash ...`.
@@ -48,6 +106,9 @@ impl AdminCommand {
         match self {
             AdminCommand::Flash(FlashCommand::Format { yes: false }) => {
                 Some("Format the flash? Every queued message, account and setting on it is lost.")
+            }
+            AdminCommand::Queue(QueueCommand::Delete { yes: false, .. }) => {
+                Some("Delete from the queue? The mail is lost, and nobody is told.")
             }
             _ => None,
         }

@@ -5,12 +5,14 @@ pub mod cli;
 pub mod commands;
 pub mod control;
 mod prov;
+mod queue;
 mod status;
+mod tls;
 pub mod words;
 
 use std::sync::Arc;
 
-pub use commands::{AdminCommand, FlashCommand};
+pub use commands::{AdminCommand, FlashCommand, QueueCommand, TlsCommand};
 pub use control::Reply;
 
 use crate::daemon::State;
@@ -45,7 +47,11 @@ impl Admin {
         match command {
             AdminCommand::Status => {
                 let info = self.state.spool.info().await.ok();
-                Reply::ok(status::render(&self.state, info.as_ref()))
+                let queue = match &self.state.queue {
+                    Some(q) => Some(q.list().await),
+                    None => None,
+                };
+                Reply::ok(status::render(&self.state, info.as_ref(), queue.as_deref()))
             }
             AdminCommand::Prov { args } => {
                 let (state, runtime) = (self.state.clone(), self.runtime.clone());
@@ -59,6 +65,8 @@ impl Admin {
                 Ok(info) => Reply::ok(format!("path: {}\n{info}", self.state.flash_path.display())),
                 Err(e) => Reply::failed(format!("flash info: {e}\n")),
             },
+            AdminCommand::Queue(cmd) => queue::run(&self.state, cmd).await,
+            AdminCommand::Tls(cmd) => tls::run(&self.state, cmd).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(
                 "the flash is in use by the running services: stop them, then run `postern flash format --flash {}`\n",
                 self.state.flash_path.display()

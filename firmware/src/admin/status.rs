@@ -3,10 +3,12 @@
 use std::fmt::Write;
 
 use crate::daemon::State;
+use crate::envelope::QueueState;
+use crate::queue::MessageView;
 use crate::spool::FlashInfo;
 
 /// The status report, one `name: value` line per fact.
-pub fn render(state: &State, flash: Option<&FlashInfo>) -> String {
+pub fn render(state: &State, flash: Option<&FlashInfo>, queue: Option<&[MessageView]>) -> String {
     let mut out = String::new();
     let up = state.started.elapsed().as_secs();
     let _ = writeln!(out, "postern {}", env!("CARGO_PKG_VERSION"));
@@ -30,6 +32,16 @@ pub fn render(state: &State, flash: Option<&FlashInfo>) -> String {
             out,
             "spool: {} messages, {} of {} segments in use",
             info.messages, info.segments_used, info.segments
+        );
+    }
+    if let Some(queue) = queue {
+        let count = |f: fn(&QueueState) -> bool| queue.iter().filter(|m| f(&m.state)).count();
+        let _ = writeln!(
+            out,
+            "queue: active {}, deferred {}, hold {}",
+            count(|s| matches!(s, QueueState::Active)),
+            count(|s| matches!(s, QueueState::Deferred { .. })),
+            count(|s| matches!(s, QueueState::Hold)),
         );
     }
     for (kind, addr) in &state.listeners {

@@ -6,7 +6,7 @@ mod control;
 mod error;
 pub mod flash;
 mod seams;
-mod tls;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
