@@ -3,3 +3,4 @@
 
 pub mod appliance;
 pub mod host;
+pub mod peers;

@@ -1,0 +1,134 @@
+//! Real peers the end-to-end tests start on 127.0.0.1: Postfix's smtp-sink and swaks.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Postfix's smtp-sink, saving every message it takes as a file in its own directory.
+pub struct Sink {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Sink {
+    /// Starts a sink on `port` (0: any free port).
+    pub fn start(port: u16) -> Sink {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("mail");
+        std::fs::create_dir(&dir).expect("sink dir");
+        let _ = Command::new("chmod").arg("777").arg(&dir).status();
+        let port = if port == 0 { free_port() } else { port };
+        let mut s = Sink {
+            port,
+            dir,
+            child: None,
+            _tmp: tmp,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let bin = "/usr/sbin/smtp-sink";
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: make deps installs postfix"
+        );
+        let mut cmd = Command::new(bin);
+        if is_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        // %M: one file per message.
+        let pattern = format!("{}/%M.", self.dir.display());
+        cmd.args(["-d", &pattern, &format!("127.0.0.1:{}", self.port), "64"]);
+        self.child = Some(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start smtp-sink"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "smtp-sink did not start on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The messages received so far, each as text.
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect()
+    }
+
+    /// Waits until `n` messages are in, and returns them.
+    pub fn wait_for(&self, n: usize, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let m = self.messages();
+            if m.len() >= n || Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs swaks with the given arguments (it must be installed: make deps does it).
+pub fn swaks(args: &[&str]) -> Output {
+    Command::new("swaks")
+        .args(args)
+        .args(["--timeout", "30"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run swaks (apt-get install swaks)")
+}
