@@ -24,9 +24,11 @@ use super::{DamagedRecord, LostMessage, RecoveryReport, Region, SpoolError, Spoo
 #[derive(Default)]
 struct Seen {
     begin: Option<(Loc, Envelope)>,
-    chunks: BTreeMap<u32, Loc>,
+    /// (chunk index, location), in log order.
+    chunks: Vec<(u32, Loc)>,
     commit: Option<(Loc, CommitBody)>,
-    outcomes: BTreeMap<u32, (Loc, RecipientOutcome)>,
+    /// (recipient index, location, outcome), in log order.
+    outcomes: Vec<(u32, Loc, RecipientOutcome)>,
     state: Option<(u32, Loc, QueueState)>,
     end: bool,
     /// A damaged commit record not explained by a torn write at the log's end.
@@ -299,7 +301,7 @@ fn absorb(s: &mut Seen, kind: Kind, loc: Loc, body: &[u8]) {
         }
         Kind::Chunk => {
             if body.len() >= 4 {
-                s.chunks.insert(le32(body), loc);
+                s.chunks.push((le32(body), loc));
             }
         }
         Kind::Commit => match postcard::from_bytes::<CommitBody>(body) {
@@ -308,7 +310,7 @@ fn absorb(s: &mut Seen, kind: Kind, loc: Loc, body: &[u8]) {
         },
         Kind::Recipient => {
             if let Ok(r) = postcard::from_bytes::<RecipientBody>(body) {
-                s.outcomes.insert(r.index, (loc, r.outcome));
+                s.outcomes.push((r.index, loc, r.outcome));
             }
         }
         Kind::State => {
@@ -343,17 +345,32 @@ fn build_entry(s: Seen) -> Built {
     let Some((begin_loc, envelope)) = s.begin else {
         return Built::Lost("begin record (envelope) missing or damaged".into());
     };
-    let mut chunks = Vec::with_capacity(commit.chunks as usize);
-    let mut size = 0u64;
-    for i in 0..commit.chunks {
-        match s.chunks.get(&i) {
-            Some(loc) => {
-                chunks.push(*loc);
-                size += u64::from(loc.len.saturating_sub(4));
+    let mut found = s.chunks;
+    // Stable: copies of one chunk stay in log order, and the later one wins.
+    found.sort_by_key(|(i, _)| *i);
+    let mut chunks: Vec<Loc> = Vec::with_capacity(commit.chunks as usize);
+    for (i, loc) in found {
+        let i = i as usize;
+        if i >= commit.chunks as usize || i + 1 < chunks.len() {
+            continue;
+        }
+        if i + 1 == chunks.len() {
+            if let Some(last) = chunks.last_mut() {
+                *last = loc;
             }
-            None => return Built::Lost(format!("body chunk {i} missing or damaged")),
+        } else if i == chunks.len() {
+            chunks.push(loc);
+        } else {
+            break;
         }
     }
+    if chunks.len() < commit.chunks as usize {
+        return Built::Lost(format!("body chunk {} missing or damaged", chunks.len()));
+    }
+    let size: u64 = chunks
+        .iter()
+        .map(|l| u64::from(l.len.saturating_sub(4)))
+        .sum();
     if size != commit.size {
         return Built::Lost(format!(
             "body is {size} bytes, its commit record says {}",
@@ -365,7 +382,7 @@ fn build_entry(s: Seen) -> Built {
     e.size = size;
     e.commit = Some(commit_loc);
     e.durable = true;
-    for (i, (loc, outcome)) in s.outcomes {
+    for (i, loc, outcome) in s.outcomes {
         if let Some(slot) = e.outcomes.get_mut(i as usize) {
             *slot = Some((outcome, loc));
         }
