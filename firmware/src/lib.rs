@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod appliance;
 pub mod bounce;
 pub mod config;
 pub mod console;

@@ -2,7 +2,10 @@
 //!
 //! - [`flash`]: erase blocks behind `embedded_storage::nor_flash` over a file, a block device, an MTD
 //!   device or RAM (with fault injection for power-cut tests).
+//! - [`sys`]: what PID 1 asks of the kernel: mounts, hostname, modules, links and routes, the
+//!   console's termios, power and reaping.
 //!
 //! Everything above this crate (the `postern` firmware) sees types, never file descriptors.
 
 pub mod flash;
+pub mod sys;

@@ -1,1 +1,88 @@
-fn main() {}
+//! `qemu`: boots a Postern image with the serial console on this terminal (`make run`).
+//!
+//! ```text
+//! qemu --arch x86_64 --image build/x86_64 --flash build/x86_64/flash.img \
+//!      --console stdio --forward 2525:25 --forward 2587:587 --forward 2465:465
+//! ```
+//! Ctrl-A X quits QEMU; `poweroff` at the prompt stops the guest cleanly.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use qemu::{Arch, BootOptions, ConsoleMode, DEFAULT_FLASH_SIZE, Forward, Machine};
+
+#[derive(Parser, Debug)]
+#[command(name = "qemu", about = "Boot a Postern image under QEMU")]
+struct Args {
+    /// x86_64 or aarch64.
+    #[arg(long, default_value = "x86_64")]
+    arch: Arch,
+    /// The mkimage output directory.
+    #[arg(long, default_value = "build/x86_64")]
+    image: PathBuf,
+    /// The flash file (created if missing; it persists across runs).
+    #[arg(long)]
+    flash: PathBuf,
+    /// The flash size the guest requires, in bytes.
+    #[arg(long, default_value_t = DEFAULT_FLASH_SIZE)]
+    flash_size: u64,
+    /// `stdio` (this terminal) or `socket:PATH`.
+    #[arg(long, default_value = "stdio")]
+    console: String,
+    /// HOSTPORT:GUESTPORT, repeatable (default 2525:25, 2587:587, 2465:465).
+    #[arg(long)]
+    forward: Vec<Forward>,
+    /// Extra kernel command line words.
+    #[arg(long)]
+    append: Vec<String>,
+    /// Exit when the guest reboots.
+    #[arg(long)]
+    no_reboot: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut opts = BootOptions::new(args.arch, &args.image, &args.flash);
+    opts.flash_size = args.flash_size;
+    if !args.forward.is_empty() {
+        opts.forwards = args.forward;
+    }
+    opts.append = args.append;
+    opts.no_reboot = args.no_reboot;
+    opts.console = match args.console.as_str() {
+        "stdio" => ConsoleMode::Stdio,
+        other => match other.strip_prefix("socket:") {
+            Some(path) => ConsoleMode::Socket(PathBuf::from(path)),
+            None => {
+                eprintln!("qemu: --console is stdio or socket:PATH, not {other:?}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    if let ConsoleMode::Socket(_) = opts.console {
+        eprintln!("qemu: with a socket console, connect to it to start the guest");
+    }
+    for f in &opts.forwards {
+        eprintln!("qemu: 127.0.0.1:{} -> guest port {}", f.host, f.guest);
+    }
+    eprintln!("qemu: Ctrl-A X quits; 'poweroff' at the prompt stops the guest cleanly");
+    let mut machine = match Machine::boot(&opts) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("qemu: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match machine.wait() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("qemu: QEMU exited with {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("qemu: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

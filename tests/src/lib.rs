@@ -1,1 +1,5 @@
-//! Helpers for end-to-end tests: start Postern and real peers on loopback.
+//! Helpers for end-to-end tests: run the real `postern` binary in host mode on loopback, and ask it
+//! things the way an admin would (its command line), so the tests see what users see.
+
+pub mod appliance;
+pub mod host;

@@ -1,6 +1,298 @@
-//! Command-line entry point.
+//! The `postern` command line: `run` starts the gateway in the foreground (host mode); every other
+//! command goes to the running daemon over its control socket.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use hal::flash::Flash;
+
+use super::commands::{AdminCommand, FlashCommand};
+use super::control::{self, DEFAULT_CONTROL, Reply};
+use crate::daemon::{self, Daemon, FlashSpec, Options};
+use crate::spool::{Spool, SpoolGeometry};
+
+/// Postern mail gateway: MTA, split-domain router and directory cache in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "postern", version, propagate_version = true)]
+struct Cli {
+    /// The control socket of the running daemon (where `run` listens, where other commands ask).
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_CONTROL)]
+    control: PathBuf,
+
+    /// The flash: a file (created if missing) or a block device. For `run`, what to run on; for
+    /// other commands, work on this flash directly instead of asking a daemon (none may hold it).
+    #[arg(long, global = true, value_name = "FILE")]
+    flash: Option<PathBuf>,
+
+    /// The flash size, e.g. 256M or 1G. A missing file is created this size (256M if not given);
+    /// an existing one must already be this size.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    flash_size: Option<u64>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway in the foreground on this machine (host mode): flash in a file, logs on stderr.
+    Run(RunArgs),
+    #[command(flatten)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Listen for SMTP (port 25 service) here; may be given more than once.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:2525")]
+    smtp: Vec<SocketAddr>,
+
+    /// Listen for submission (port 587 service: STARTTLS, then AUTH before MAIL) here.
+    #[arg(long, value_name = "ADDR")]
+    submission: Vec<SocketAddr>,
+
+    /// Listen for submission over implicit TLS (port 465 service) here.
+    #[arg(long, value_name = "ADDR")]
+    smtps: Vec<SocketAddr>,
+
+    /// The name to greet with and write in Received headers (default: the machine's hostname).
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+}
+
+/// The size a new flash file gets when none is given.
+const DEFAULT_FLASH_SIZE: u64 = 256 << 20;
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return 0;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("error: bad arguments");
+            eprintln!("postern: {first} (try 'postern --help')");
+            return 2;
+        }
+    };
+    let flash = cli.flash.map(|path| {
+        let size = match cli.flash_size {
+            Some(s) => Some(s),
+            None if !path.exists() => Some(DEFAULT_FLASH_SIZE),
+            None => None,
+        };
+        FlashSpec { path, size }
+    });
+    match (cli.command, flash) {
+        (Command::Run(args), Some(flash)) => run(args, flash, cli.control),
+        (Command::Run(_), None) => {
+            eprintln!("postern: run needs --flash FILE (try 'postern run --help')");
+            2
+        }
+        (Command::Admin(cmd), None) => admin(&cli.control, cmd),
+        (Command::Admin(cmd), Some(flash)) => offline(flash, cmd),
+    }
+}
+
+fn run(args: RunArgs, flash: FlashSpec, control: PathBuf) -> i32 {
+    let opts = Options {
+        flash,
+        smtp: args.smtp,
+        submission: args.submission,
+        smtps: args.smtps,
+        control,
+        hostname: args.hostname.unwrap_or_else(machine_hostname),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("postern: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async {
+        let daemon = match Daemon::start(opts).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("postern: {e}");
+                return 1;
+            }
+        };
+        wait_for_stop_signal().await;
+        daemon.shutdown().await;
+        0
+    })
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            // Without signal handlers, run until killed.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn admin(control_path: &Path, cmd: AdminCommand) -> i32 {
+    if !confirmed(&cmd) {
+        return 2;
+    }
+    match control::request(control_path, &cmd) {
+        Ok(reply) => show(reply),
+        Err(e) => {
+            eprintln!("postern: {e}");
+            1
+        }
+    }
+}
+
+/// Carries out a command on the flash itself, with no daemon (which would hold the flash).
+fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
+    if !confirmed(&cmd) {
+        return 2;
+    }
+    if let AdminCommand::Flash(FlashCommand::Format { .. }) = cmd {
+        return match format_flash(&flash) {
+            Ok(()) => {
+                println!("flash {} formatted", flash.path.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("postern: {e}");
+                1
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("postern: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async {
+        match daemon::offline(&flash, machine_hostname()).await {
+            Ok(admin) => show(admin.execute(cmd).await),
+            Err(e) => {
+                eprintln!("postern: {e}");
+                1
+            }
+        }
+    })
+}
+
+/// Lays an empty spool on the flash, whatever was there: the admin's way out of a damaged one.
+fn format_flash(spec: &FlashSpec) -> Result<(), String> {
+    let (mut flash, _lock) = daemon::flash::open_device(spec).map_err(|e| e.to_string())?;
+    let geometry = SpoolGeometry::for_flash(flash.geometry());
+    Spool::format(&mut flash, geometry).map_err(|e| format!("flash {}: {e}", spec.path.display()))
+}
+
+fn confirmed(cmd: &AdminCommand) -> bool {
+    match cmd.confirmation() {
+        Some(question) if !confirm(question) => {
+            eprintln!("postern: not done");
+            false
+        }
+        _ => true,
+    }
+}
+
+fn show(reply: Reply) -> i32 {
+    if reply.exit == 0 {
+        print!("{}", reply.text);
+    } else {
+        eprint!("{}", reply.text);
+    }
+    reply.exit
+}
+
+/// Asks a yes/no question on the terminal; anything but "y"/"yes" (or no terminal) is a no.
+fn confirm(question: &str) -> bool {
+    if !std::io::stdin().is_terminal() {
+        eprintln!("postern: {question} Refusing without a terminal: add --yes.");
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// The machine's hostname as the kernel has it.
+fn machine_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Parses sizes as admins write them: `268435456`, `256M`, `1G`, `64K` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{s:?}: unknown unit {c:?} (use K, M, G or T)")),
+            };
+            (&s[..i], shift)
+        }
+        _ => (s, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 256M)"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{s:?} is not a usable size"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        for bad in ["", "M", "0", "12Q", "-1", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

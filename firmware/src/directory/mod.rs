@@ -1,1 +1,659 @@
 //! The directory cache: accounts, aliases, domains and MTA config in RAM, a snapshot on flash.
+//!
+//! A [`Directory`] is a value: sessions hold an `Arc<Directory>` and keep it for their life; a
+//! change (from `postern prov`, later from the LDAP sync) builds a new value from a clone and swaps
+//! the `Arc`, so new sessions see it at once and running ones are never disturbed.
+//!
+//! Lookups ([`Directory::lookup`]) are O(1) and never allocate: exact address, then alias, then the
+//! domain's catch-all. The attribute names are Zimbra's, so `zmprov` habits carry over.
+
+mod account;
+pub mod address;
+mod domain;
+mod hash;
+mod index;
+pub mod password;
+pub mod prov;
+mod shared;
+mod snapshot;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+pub use account::{Account, Forwarding, MailStatus};
+pub use address::BadAddress;
+pub use domain::Domain;
+pub use shared::SharedDirectory;
+pub use snapshot::{DecodeError, SNAPSHOT_VERSION};
+
+use crate::config::{AttrError, MtaConfig};
+use crate::route::Transport;
+use index::{Entry, Index};
+
+/// What the directory knows of an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// An account, by its own address or by an alias.
+    Account {
+        account: &'a Account,
+        domain: &'a Domain,
+        via_alias: bool,
+    },
+    /// A local domain that has no such address.
+    Unknown { domain: &'a Domain },
+    /// Not one of the box's domains.
+    NotLocal,
+    /// Not an address (no `@`, or longer than any address can be).
+    Invalid,
+}
+
+/// An alias: another address of an account (`zimbraMailAlias`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Alias {
+    name: Box<str>,
+    account: u32,
+}
+
+/// Why a directory change was refused; shown as zmprov shows its service errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectoryError {
+    NoSuchDomain(String),
+    DomainExists(String),
+    /// A domain still has accounts or aliases.
+    DomainNotEmpty(String),
+    NoSuchAccount(String),
+    /// The address is already an account or an alias.
+    AccountExists(String),
+    NoSuchAlias(String),
+    BadAddress(BadAddress),
+    Attr(AttrError),
+    /// More accounts or aliases than the index can number.
+    Full,
+}
+
+impl fmt::Display for DirectoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DirectoryError::NoSuchDomain(d) => {
+                write!(f, "account.NO_SUCH_DOMAIN (no such domain: {d})")
+            }
+            DirectoryError::DomainExists(d) => {
+                write!(f, "account.DOMAIN_EXISTS (domain already exists: {d})")
+            }
+            DirectoryError::DomainNotEmpty(d) => {
+                write!(
+                    f,
+                    "account.DOMAIN_NOT_EMPTY (domain not empty: {d}; delete its accounts first)"
+                )
+            }
+            DirectoryError::NoSuchAccount(a) => {
+                write!(f, "account.NO_SUCH_ACCOUNT (no such account: {a})")
+            }
+            DirectoryError::AccountExists(a) => {
+                write!(
+                    f,
+                    "account.ACCOUNT_EXISTS (email address already exists: {a})"
+                )
+            }
+            DirectoryError::NoSuchAlias(a) => {
+                write!(f, "account.NO_SUCH_ALIAS (no such alias: {a})")
+            }
+            DirectoryError::BadAddress(e) => {
+                write!(f, "service.INVALID_REQUEST (invalid address {e})")
+            }
+            DirectoryError::Attr(e) => write!(f, "service.INVALID_REQUEST ({e})"),
+            DirectoryError::Full => f.write_str("service.FAILURE (directory full)"),
+        }
+    }
+}
+
+impl std::error::Error for DirectoryError {}
+
+impl From<BadAddress> for DirectoryError {
+    fn from(e: BadAddress) -> Self {
+        DirectoryError::BadAddress(e)
+    }
+}
+
+impl From<AttrError> for DirectoryError {
+    fn from(e: AttrError) -> Self {
+        DirectoryError::Attr(e)
+    }
+}
+
+/// The whole directory: domains, accounts, aliases and the global MTA config.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    domains: HashMap<Box<str>, Domain, hash::BuildAddressHasher>,
+    accounts: Vec<Account>,
+    aliases: Vec<Alias>,
+    index: Index,
+    /// One shared copy of each transport: thousands of accounts name the same few next hops.
+    transports: HashSet<Arc<Transport>>,
+    config: MtaConfig,
+}
+
+impl PartialEq for Directory {
+    fn eq(&self, other: &Directory) -> bool {
+        self.encode() == other.encode()
+    }
+}
+
+fn entry_name<'a>(accounts: &'a [Account], aliases: &'a [Alias]) -> impl Fn(Entry) -> &'a str {
+    move |e| match e {
+        Entry::Account(i) => accounts.get(i as usize).map_or("", |a| a.address()),
+        Entry::Alias(i) => aliases.get(i as usize).map_or("", |a| &a.name),
+    }
+}
+
+impl Directory {
+    /// An empty directory with the given MTA config.
+    pub fn new(config: MtaConfig) -> Directory {
+        Directory {
+            config,
+            ..Directory::default()
+        }
+    }
+
+    pub fn config(&self) -> &MtaConfig {
+        &self.config
+    }
+
+    /// Replaces the MTA config (it was validated when it was built or set).
+    pub fn set_config(&mut self, config: MtaConfig) {
+        self.config = config;
+    }
+
+    pub fn config_mut(&mut self) -> &mut MtaConfig {
+        &mut self.config
+    }
+
+    /// The local domain `name` (any case).
+    pub fn domain(&self, name: &str) -> Option<&Domain> {
+        let mut buf = [0; address::MAX_ADDRESS];
+        let name = address::lower(name, &mut buf)?;
+        self.domains.get(name.strip_suffix('.').unwrap_or(name))
+    }
+
+    /// All local domains, in no particular order.
+    pub fn domains(&self) -> impl Iterator<Item = &Domain> {
+        self.domains.values()
+    }
+
+    /// The account whose own address is `address` (aliases not followed).
+    pub fn account(&self, address: &str) -> Option<&Account> {
+        match self.entry(address)? {
+            Entry::Account(i) => self.accounts.get(i as usize),
+            Entry::Alias(_) => None,
+        }
+    }
+
+    /// All accounts, in no particular order.
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.iter()
+    }
+
+    /// The aliases of the account `address`.
+    pub fn aliases_of(&self, address: &str) -> impl Iterator<Item = &str> {
+        let id = match self.entry(address) {
+            Some(Entry::Account(i)) => Some(i),
+            _ => None,
+        };
+        self.aliases
+            .iter()
+            .filter(move |a| Some(a.account) == id)
+            .map(|a| &*a.name)
+    }
+
+    /// Number of accounts and aliases.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.accounts.len(), self.aliases.len())
+    }
+
+    fn entry(&self, address: &str) -> Option<Entry> {
+        let mut buf = [0; address::MAX_ADDRESS];
+        let key = address::lower(address, &mut buf)?;
+        self.index
+            .find(key, entry_name(&self.accounts, &self.aliases))
+    }
+
+    /// What `address` is: an account (directly or by alias), an unknown address of a local domain,
+    /// or not local. Never allocates.
+    pub fn lookup(&self, address: &str) -> Lookup<'_> {
+        let mut buf = [0; address::MAX_ADDRESS];
+        let Some(key) = address::lower(address, &mut buf) else {
+            return Lookup::Invalid;
+        };
+        let Some((_, dom)) = address::split(key) else {
+            return Lookup::Invalid;
+        };
+        let Some(domain) = self.domains.get(dom.strip_suffix('.').unwrap_or(dom)) else {
+            return Lookup::NotLocal;
+        };
+        let found = self
+            .index
+            .find(key, entry_name(&self.accounts, &self.aliases));
+        let (account, via_alias) = match found {
+            Some(Entry::Account(i)) => (self.accounts.get(i as usize), false),
+            Some(Entry::Alias(i)) => {
+                let target = self.aliases.get(i as usize).map(|a| a.account);
+                (target.and_then(|t| self.accounts.get(t as usize)), true)
+            }
+            None => (None, false),
+        };
+        match account {
+            Some(account) => {
+                // An alias may live in another local domain than its account.
+                let domain = if account.domain() == domain.name() {
+                    domain
+                } else {
+                    self.domains.get(account.domain()).unwrap_or(domain)
+                };
+                Lookup::Account {
+                    account,
+                    domain,
+                    via_alias,
+                }
+            }
+            None => Lookup::Unknown { domain },
+        }
+    }
+
+    fn intern(&mut self, t: &mut Option<Arc<Transport>>) {
+        if let Some(tr) = t {
+            match self.transports.get(&**tr) {
+                Some(shared) => *tr = Arc::clone(shared),
+                None => {
+                    self.transports.insert(Arc::clone(tr));
+                }
+            }
+        }
+    }
+
+    /// Adds a domain (`cd`).
+    pub fn add_domain(&mut self, mut domain: Domain) -> Result<(), DirectoryError> {
+        if self.domains.contains_key(domain.name()) {
+            return Err(DirectoryError::DomainExists(domain.name().to_string()));
+        }
+        self.intern(&mut domain.transport);
+        self.domains.insert(domain.name().into(), domain);
+        Ok(())
+    }
+
+    /// Changes a domain (`md`): `change` works on a copy that replaces the domain only if it
+    /// succeeds.
+    pub fn modify_domain<E: Into<DirectoryError>>(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(&mut Domain) -> Result<(), E>,
+    ) -> Result<(), DirectoryError> {
+        let mut d = self
+            .domain(name)
+            .cloned()
+            .ok_or_else(|| DirectoryError::NoSuchDomain(name.to_string()))?;
+        change(&mut d).map_err(Into::into)?;
+        self.intern(&mut d.transport);
+        self.domains.insert(d.name().into(), d);
+        Ok(())
+    }
+
+    /// Removes a domain that has no accounts or aliases left (`dd`).
+    pub fn remove_domain(&mut self, name: &str) -> Result<(), DirectoryError> {
+        let d = self
+            .domain(name)
+            .ok_or_else(|| DirectoryError::NoSuchDomain(name.to_string()))?;
+        let key: Box<str> = d.name().into();
+        let used = self.accounts.iter().any(|a| a.domain() == &*key)
+            || self
+                .aliases
+                .iter()
+                .any(|a| address::split(&a.name).is_some_and(|(_, d)| d == &*key));
+        if used {
+            return Err(DirectoryError::DomainNotEmpty(key.to_string()));
+        }
+        self.domains.remove(&key);
+        Ok(())
+    }
+
+    fn check_free(&self, address: &str) -> Result<(), DirectoryError> {
+        let dom = address::split(address).map_or("", |(_, d)| d);
+        if !self.domains.contains_key(dom) {
+            return Err(DirectoryError::NoSuchDomain(dom.to_string()));
+        }
+        if self.entry(address).is_some() {
+            return Err(DirectoryError::AccountExists(address.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Adds an account (`ca`); its domain must exist and its address must be free.
+    pub fn add_account(&mut self, mut account: Account) -> Result<(), DirectoryError> {
+        self.check_free(account.address())?;
+        if self.accounts.len() >= index::MAX_ENTRIES {
+            return Err(DirectoryError::Full);
+        }
+        self.intern(&mut account.transport);
+        let id = self.accounts.len() as u32;
+        self.accounts.push(account);
+        let key = self.accounts.last().map_or("", |a| a.address());
+        self.index.insert(
+            key,
+            Entry::Account(id),
+            entry_name(&self.accounts, &self.aliases),
+        );
+        Ok(())
+    }
+
+    /// Changes an account (`ma`, `sp`): `change` works on a copy that replaces the account only if
+    /// it succeeds. The address cannot change.
+    pub fn modify_account<E: Into<DirectoryError>>(
+        &mut self,
+        address: &str,
+        change: impl FnOnce(&mut Account) -> Result<(), E>,
+    ) -> Result<(), DirectoryError> {
+        let no_such = || DirectoryError::NoSuchAccount(address.to_string());
+        let i = match self.entry(address) {
+            Some(Entry::Account(i)) => i as usize,
+            _ => return Err(no_such()),
+        };
+        let mut a = self.accounts.get(i).cloned().ok_or_else(no_such)?;
+        change(&mut a).map_err(Into::into)?;
+        self.intern(&mut a.transport);
+        if let Some(slot) = self.accounts.get_mut(i) {
+            *slot = a;
+        }
+        Ok(())
+    }
+
+    /// Removes an account and its aliases (`da`).
+    pub fn remove_account(&mut self, address: &str) -> Result<(), DirectoryError> {
+        let i = match self.entry(address) {
+            Some(Entry::Account(i)) => i,
+            _ => return Err(DirectoryError::NoSuchAccount(address.to_string())),
+        };
+        let last = (self.accounts.len() - 1) as u32;
+        self.accounts.swap_remove(i as usize);
+        self.aliases.retain(|a| a.account != i);
+        for a in &mut self.aliases {
+            if a.account == last {
+                a.account = i;
+            }
+        }
+        self.rebuild_index();
+        Ok(())
+    }
+
+    /// Adds an alias of an account (`aaa`); the alias's domain must be local.
+    pub fn add_alias(&mut self, account: &str, alias: &str) -> Result<(), DirectoryError> {
+        let alias = address::address(alias)?;
+        let id = match self.entry(account) {
+            Some(Entry::Account(i)) => i,
+            _ => return Err(DirectoryError::NoSuchAccount(account.to_string())),
+        };
+        self.check_free(&alias)?;
+        if self.aliases.len() >= index::MAX_ENTRIES {
+            return Err(DirectoryError::Full);
+        }
+        let aid = self.aliases.len() as u32;
+        self.aliases.push(Alias {
+            name: alias,
+            account: id,
+        });
+        let key = self.aliases.last().map_or("", |a| &*a.name);
+        self.index.insert(
+            key,
+            Entry::Alias(aid),
+            entry_name(&self.accounts, &self.aliases),
+        );
+        Ok(())
+    }
+
+    /// Removes an alias of an account (`raa`).
+    pub fn remove_alias(&mut self, account: &str, alias: &str) -> Result<(), DirectoryError> {
+        let id = match self.entry(account) {
+            Some(Entry::Account(i)) => i,
+            _ => return Err(DirectoryError::NoSuchAccount(account.to_string())),
+        };
+        match self.entry(alias) {
+            Some(Entry::Alias(j))
+                if self
+                    .aliases
+                    .get(j as usize)
+                    .is_some_and(|a| a.account == id) =>
+            {
+                self.aliases.swap_remove(j as usize);
+                self.rebuild_index();
+                Ok(())
+            }
+            _ => Err(DirectoryError::NoSuchAlias(alias.to_string())),
+        }
+    }
+
+    fn rebuild_index(&mut self) {
+        let entries = (0..self.accounts.len() as u32)
+            .map(Entry::Account)
+            .chain((0..self.aliases.len() as u32).map(Entry::Alias));
+        self.index = Index::build(
+            entries,
+            self.accounts.len() + self.aliases.len(),
+            entry_name(&self.accounts, &self.aliases),
+        );
+        // Drop transports nobody names any more.
+        let used: HashSet<&Transport> = self
+            .accounts
+            .iter()
+            .filter_map(|a| a.transport())
+            .chain(self.domains.values().filter_map(|d| d.transport()))
+            .collect();
+        self.transports.retain(|t| used.contains(&**t));
+    }
+
+    /// Bytes this directory holds on the heap beyond the strings (addresses, passwords): a figure
+    /// for `postern status` and the benchmark.
+    pub fn index_bytes(&self) -> usize {
+        self.index.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn dir() -> Directory {
+        let mut d = Directory::default();
+        d.add_domain(Domain::new("example.com").unwrap()).unwrap();
+        d.add_domain(Domain::new("example.org").unwrap()).unwrap();
+        d.add_account(Account::new("foo@example.com").unwrap())
+            .unwrap();
+        d.add_account(Account::new("bar@example.com").unwrap())
+            .unwrap();
+        d.add_alias("foo@example.com", "f@example.org").unwrap();
+        d
+    }
+
+    #[test]
+    fn lookup_exact_then_alias_any_case() {
+        let d = dir();
+        match d.lookup("FOO@Example.COM") {
+            Lookup::Account {
+                account, via_alias, ..
+            } => {
+                assert_eq!(account.address(), "foo@example.com");
+                assert!(!via_alias);
+            }
+            other => panic!("{other:?}"),
+        }
+        match d.lookup("F@EXAMPLE.ORG") {
+            Lookup::Account {
+                account,
+                via_alias,
+                domain,
+            } => {
+                assert_eq!(account.address(), "foo@example.com");
+                assert_eq!(domain.name(), "example.com");
+                assert!(via_alias);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            d.lookup("nobody@example.com"),
+            Lookup::Unknown { .. }
+        ));
+        assert_eq!(d.lookup("someone@example.net"), Lookup::NotLocal);
+        assert_eq!(d.lookup("no-at-sign"), Lookup::Invalid);
+        assert_eq!(d.lookup(&"x".repeat(1000)), Lookup::Invalid);
+    }
+
+    #[test]
+    fn names_are_unique_across_accounts_and_aliases() {
+        let mut d = dir();
+        assert!(matches!(
+            d.add_account(Account::new("F@example.org").unwrap()),
+            Err(DirectoryError::AccountExists(_))
+        ));
+        assert!(matches!(
+            d.add_alias("bar@example.com", "foo@example.com"),
+            Err(DirectoryError::AccountExists(_))
+        ));
+        assert!(matches!(
+            d.add_account(Account::new("x@example.net").unwrap()),
+            Err(DirectoryError::NoSuchDomain(_))
+        ));
+        assert!(matches!(
+            d.remove_domain("example.org"),
+            Err(DirectoryError::DomainNotEmpty(_))
+        ));
+    }
+
+    #[test]
+    fn removal_keeps_the_rest_reachable() {
+        let mut d = dir();
+        d.add_alias("bar@example.com", "b@example.com").unwrap();
+        d.remove_account("foo@example.com").unwrap();
+        assert!(matches!(d.lookup("f@example.org"), Lookup::Unknown { .. }));
+        match d.lookup("b@example.com") {
+            Lookup::Account { account, .. } => assert_eq!(account.address(), "bar@example.com"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            d.aliases_of("bar@example.com").collect::<Vec<_>>(),
+            ["b@example.com"]
+        );
+        d.remove_alias("bar@example.com", "B@example.com").unwrap();
+        assert!(matches!(d.lookup("b@example.com"), Lookup::Unknown { .. }));
+        assert!(matches!(
+            d.remove_alias("bar@example.com", "b@example.com"),
+            Err(DirectoryError::NoSuchAlias(_))
+        ));
+        d.remove_domain("example.org").unwrap();
+        assert_eq!(d.lookup("x@example.org"), Lookup::NotLocal);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        AddAccount(u8),
+        AddAlias(u8, u8),
+        RemoveAccount(u8),
+        RemoveAlias(u8, u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..24).prop_map(Op::AddAccount),
+            (0u8..24, 0u8..24).prop_map(|(a, b)| Op::AddAlias(a, b)),
+            (0u8..24).prop_map(Op::RemoveAccount),
+            (0u8..24, 0u8..24).prop_map(|(a, b)| Op::RemoveAlias(a, b)),
+        ]
+    }
+
+    fn acct(i: u8) -> String {
+        format!("u{i}@example.com")
+    }
+
+    fn alias(i: u8) -> String {
+        format!("A{i}@Example.org")
+    }
+
+    proptest! {
+        /// The store agrees with a plain map after any sequence of changes, and after a snapshot
+        /// round trip.
+        #[test]
+        fn store_matches_a_model(ops in proptest::collection::vec(op(), 0..80)) {
+            let mut d = Directory::default();
+            d.add_domain(Domain::new("example.com").unwrap()).unwrap();
+            d.add_domain(Domain::new("example.org").unwrap()).unwrap();
+            // address (lowercase) -> owning account
+            let mut model: BTreeMap<String, String> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::AddAccount(i) => {
+                        let r = d.add_account(Account::new(&acct(i)).unwrap());
+                        prop_assert_eq!(r.is_ok(), !model.contains_key(&acct(i)));
+                        model.entry(acct(i)).or_insert_with(|| acct(i));
+                    }
+                    Op::AddAlias(a, i) => {
+                        let key = alias(a).to_ascii_lowercase();
+                        let owner_ok = model.get(&acct(i)) == Some(&acct(i));
+                        let r = d.add_alias(&acct(i), &alias(a));
+                        prop_assert_eq!(r.is_ok(), owner_ok && !model.contains_key(&key));
+                        if r.is_ok() {
+                            model.insert(key, acct(i));
+                        }
+                    }
+                    Op::RemoveAccount(i) => {
+                        let r = d.remove_account(&acct(i));
+                        prop_assert_eq!(r.is_ok(), model.get(&acct(i)) == Some(&acct(i)));
+                        model.retain(|_, owner| *owner != acct(i));
+                    }
+                    Op::RemoveAlias(a, i) => {
+                        let key = alias(a).to_ascii_lowercase();
+                        let r = d.remove_alias(&acct(i), &alias(a));
+                        let ok = key != acct(i) && model.get(&key) == Some(&acct(i));
+                        prop_assert_eq!(r.is_ok(), ok);
+                        if ok {
+                            model.remove(&key);
+                        }
+                    }
+                }
+            }
+            let back = Directory::decode(&d.encode()).unwrap();
+            for dir in [&d, &back] {
+                prop_assert_eq!(dir.counts().0 + dir.counts().1, model.len());
+                for i in 0..24 {
+                    for addr in [acct(i), alias(i)] {
+                        let want = model.get(&addr.to_ascii_lowercase()).cloned();
+                        let got = match dir.lookup(&addr) {
+                            Lookup::Account { account, .. } => Some(account.address().to_string()),
+                            _ => None,
+                        };
+                        prop_assert_eq!(got, want);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transports_are_shared() {
+        let mut d = dir();
+        let set = |a: &mut Account| a.set("zimbraMailTransport", &["smtp:mail.example.com".into()]);
+        d.modify_account("foo@example.com", set).unwrap();
+        d.modify_account("bar@example.com", set).unwrap();
+        let a = d
+            .account("foo@example.com")
+            .unwrap()
+            .transport
+            .clone()
+            .unwrap();
+        let b = d
+            .account("bar@example.com")
+            .unwrap()
+            .transport
+            .clone()
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+}

@@ -1,1 +1,46 @@
-//! The queue manager: incoming, active, deferred and hold; scheduling, backoff and lifetime.
+//! The queue manager (Postfix's qmgr): which message is tried when, through which next hop, and
+//! what becomes of it.
+//!
+//! - [`QueueManager`] is sans-IO: messages, attempt results, admin operations and the current time
+//!   go in; delivery [`Job`]s and [`Action`]s to persist come out. It keeps a small index per
+//!   message (no addresses, no body); everything else stays on flash. Tests drive days of retries
+//!   in milliseconds because `now` is always an argument.
+//! - [`runner`] drives it from tokio over a [`runner::QueueStore`] (the spool) and a
+//!   [`runner::Deliverer`] (the SMTP/LMTP client), making bounces and writing the mail log.
+//!
+//! States as in Postfix: *incoming* is the spool's business (a message without its commit record
+//! does not exist); *active* messages are being tried; *deferred* ones wait for their next
+//! attempt; *hold* ones wait for the admin.
+//!
+//! # Wiring it into the daemon
+//!
+//! ```text
+//! impl QueueStore for SpoolQueue            // load/read_body/mark_recipient/set_state/remove/store
+//! let dns = HickoryDns::with_servers(&cfg.dns_servers)?;      // or HickoryDns::from_system()
+//! let client = Arc::new(delivery::Client::new(ClientSettings::new(&cfg.myhostname), dns));
+//! let (queue, task) = runner::spawn(RunnerConfig {
+//!     settings: QueueSettings { .. from zimbraMta* .. },
+//!     hostname: cfg.myhostname.clone(),
+//!     route: Arc::new(move |addr| router.next_hop(addr)),   // where a DSN to `addr` goes
+//!     log: LogSink::stderr(),
+//!     start_unix: None,
+//! }, Arc::new(spool_queue), client);
+//! for s in spool.list() {                    // recovery
+//!     queue.add(QueuedMessage::from_envelope(s.qid, &s.envelope, &s.outcomes, s.state, s.size)).await;
+//! }
+//! // after each commit of a new message: queue.add(QueuedMessage::from_envelope(..)).await
+//! // admin: queue.list() / hold / release / requeue / delete / flush(Some(site))
+//! ```
+
+mod attempt;
+mod manager;
+mod memory;
+pub mod runner;
+mod settings;
+
+pub use attempt::{AttemptReport, Job, RcptResult};
+pub use manager::{
+    Action, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView, Work,
+};
+pub use memory::MemoryStore;
+pub use settings::QueueSettings;

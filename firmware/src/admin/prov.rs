@@ -1,0 +1,30 @@
+//! `postern prov`: zmprov's commands against the directory. A change is written to the flash's
+//! directory slot before it is served, so what `prov` reports done survives a power cut, and a
+//! change that could not be written is not served at all.
+
+use crate::daemon::State;
+use crate::directory::prov;
+use crate::spool::{Region, SpoolError};
+
+use super::Reply;
+
+enum Failure {
+    Prov(prov::ProvError),
+    Flash(SpoolError),
+}
+
+/// Runs one prov command. Blocking (flash writes happen inside): call it off the runtime's workers.
+pub fn run(state: &State, runtime: &tokio::runtime::Handle, args: &[String]) -> Reply {
+    let result = state.directory.update(|dir| {
+        let outcome = prov::execute(dir, args).map_err(Failure::Prov)?;
+        if let Some(next) = &outcome.directory {
+            runtime.block_on(state.spool.write_slot(Region::Directory, next.encode())).map_err(Failure::Flash)?;
+        }
+        Ok((outcome.output, outcome.directory))
+    });
+    match result {
+        Ok(text) => Reply::ok(text),
+        Err(Failure::Prov(e)) => Reply::failed(format!("{e}\n")),
+        Err(Failure::Flash(e)) => Reply::failed(format!("ERROR: the change was not saved to flash, nothing changed: {e}\n")),
+    }
+}

@@ -1,0 +1,111 @@
+//! The steps of bringing the box up before the services start: filesystems, hostname, modules,
+//! network. Each prints one line on the console, so a person watching a slow boot sees where it is.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hal::sys::{hostname, modules, mounts, net};
+
+use super::cmdline::BootParams;
+
+/// Where mkimage puts the modules and their load order.
+const MODULE_DIR: &str = "/lib/modules";
+const MODULE_ORDER: &str = "/lib/modules/load-order";
+/// The interface QEMU's virtio-net (and most small boxes) give us.
+pub const WAN: &str = "eth0";
+/// How long a driver may take to register its device after its module loaded.
+const DEVICE_WAIT: Duration = Duration::from_secs(3);
+
+/// Seconds since the kernel started, for the boot log (0 if /proc is not there).
+pub fn uptime() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|t| t.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Mounts /proc, /sys, /dev, /run, /tmp. Without them nothing else works: an error is fatal.
+pub fn mount_filesystems() -> Result<(), String> {
+    for m in mounts::EARLY_MOUNTS {
+        mounts::mount_early(m)
+            .map_err(|e| format!("cannot mount {} on {}: {e}", m.fstype, m.target))?;
+    }
+    Ok(())
+}
+
+pub fn set_hostname(name: &str) {
+    if let Err(e) = hostname::set(name) {
+        eprintln!("postern: cannot set hostname {name}: {e}");
+    }
+}
+
+/// Loads the image's modules in the order mkimage recorded. A module that fails is reported and
+/// skipped: the box may still be reachable on the console to say what is wrong.
+pub fn load_modules() {
+    let started = Instant::now();
+    let list = match modules::read_order(Path::new(MODULE_DIR), Path::new(MODULE_ORDER)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("postern: cannot read {MODULE_ORDER}: {e}");
+            return;
+        }
+    };
+    let mut loaded = 0;
+    for path in &list {
+        match modules::load(path) {
+            Ok(()) => loaded += 1,
+            Err(e) => eprintln!("postern: cannot load module {}: {e}", path.display()),
+        }
+    }
+    eprintln!(
+        "postern: loaded {loaded} of {} modules in {} ms",
+        list.len(),
+        started.elapsed().as_millis()
+    );
+}
+
+/// Brings up lo and eth0 with the static address, route and resolver. Problems are reported, not
+/// fatal: the console still works without a network.
+pub fn bring_up_network(p: &BootParams) {
+    if let Err(e) = net::link_up("lo") {
+        eprintln!("postern: cannot bring up lo: {e}");
+    }
+    if !wait_for(|| net::link_exists(WAN), DEVICE_WAIT) {
+        eprintln!(
+            "postern: no {WAN} after {} s: running without a network",
+            DEVICE_WAIT.as_secs()
+        );
+        return;
+    }
+    let cfg = net::Ipv4Config {
+        address: p.address,
+        prefix_len: p.prefix_len,
+        gateway: p.gateway,
+    };
+    match net::link_up(WAN).and_then(|()| net::configure_ipv4(WAN, &cfg)) {
+        Ok(()) => eprintln!(
+            "postern: {WAN} {}/{} gateway {}",
+            p.address,
+            p.prefix_len,
+            p.gateway.map_or("none".to_string(), |g| g.to_string())
+        ),
+        Err(e) => eprintln!("postern: cannot configure {WAN}: {e}"),
+    }
+    if let Err(e) = std::fs::write("/etc/resolv.conf", format!("nameserver {}\n", p.dns)) {
+        eprintln!("postern: cannot write /etc/resolv.conf: {e}");
+    }
+}
+
+/// Polls `ready` every 10 ms until it holds or `limit` passes.
+pub fn wait_for(mut ready: impl FnMut() -> bool, limit: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        if ready() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

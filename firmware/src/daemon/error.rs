@@ -1,0 +1,79 @@
+//! Why the daemon could not start.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::ListenerKind;
+
+#[derive(Debug)]
+pub enum DaemonError {
+    /// The flash file or device could not be opened or created.
+    FlashOpen(PathBuf, io::Error),
+    /// The flash exists but is not the size it was said to be.
+    FlashSize {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    /// The flash is not a multiple of the erase block, or too small to hold the spool.
+    FlashGeometry(PathBuf, String),
+    /// Another postern holds the flash.
+    FlashBusy(PathBuf),
+    /// The flash device failed.
+    Flash(PathBuf, hal::flash::FlashError),
+    /// The spool on the flash could not be opened (damaged superblock, unknown version, ...).
+    Spool(PathBuf, crate::spool::SpoolError),
+    /// The directory snapshot on the flash cannot be read.
+    Directory(PathBuf, crate::directory::DecodeError),
+    /// A listener could not be bound.
+    Listen(ListenerKind, SocketAddr, io::Error),
+    /// The control socket could not be set up.
+    Control(PathBuf, io::Error),
+    /// Another daemon answers on the control socket already.
+    AlreadyRunning(PathBuf),
+}
+
+impl fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DaemonError::FlashOpen(p, e) => write!(f, "cannot open flash {}: {e}", p.display()),
+            DaemonError::FlashSize {
+                path,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "flash {} is {actual} bytes, not the {expected} bytes asked for (give --flash-size {actual}, or another file)",
+                path.display()
+            ),
+            DaemonError::FlashGeometry(p, why) => write!(f, "flash {}: {why}", p.display()),
+            DaemonError::FlashBusy(p) => {
+                write!(f, "flash {} is in use by another postern", p.display())
+            }
+            DaemonError::Flash(p, e) => write!(f, "flash {}: {e}", p.display()),
+            DaemonError::Spool(p, e) => write!(f, "flash {}: {e}", p.display()),
+            DaemonError::Directory(p, e) => write!(
+                f,
+                "flash {}: the directory snapshot cannot be read ({e}); nothing was changed",
+                p.display()
+            ),
+            DaemonError::Listen(kind, addr, e) => {
+                write!(f, "cannot listen for {kind} on {addr}: {e}")
+            }
+            DaemonError::Control(p, e) => {
+                write!(f, "cannot set up the control socket {}: {e}", p.display())
+            }
+            DaemonError::AlreadyRunning(p) => {
+                write!(
+                    f,
+                    "another postern daemon already answers on {}",
+                    p.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}

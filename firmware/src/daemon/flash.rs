@@ -1,0 +1,117 @@
+//! Opening the flash the daemon runs on (a file in host mode, a block device in the appliance):
+//! lock it, format it if it is blank, and start the spool on it.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use hal::flash::{FileFlash, Flash, FlashGeometry, ReadNorFlash};
+
+use super::DaemonError;
+use crate::spool::{self, RecoveryReport, Spool, SpoolError, SpoolGeometry, SpoolHandle, SpoolSettings};
+
+/// The erase block the spool uses on files and block devices (NOR parts have 4 to 256 KiB).
+pub const DEFAULT_ERASE_SIZE: u32 = 64 << 10;
+
+/// Which flash to open and how big it must be.
+#[derive(Debug, Clone)]
+pub struct FlashSpec {
+    pub path: PathBuf,
+    /// The size the flash must have. A missing file is created this size; a file or device of
+    /// another size is refused. `None` takes the size as found (block devices, existing files).
+    pub size: Option<u64>,
+}
+
+/// The flash, held exclusively while the daemon runs.
+pub struct OpenFlash {
+    pub path: PathBuf,
+    pub size: u64,
+    pub spool: SpoolHandle,
+    pub recovery: RecoveryReport,
+    /// The spool was formatted by this start (a new or blank flash).
+    pub formatted: bool,
+    writer: Option<JoinHandle<Spool<FileFlash>>>,
+    _lock: File,
+}
+
+impl std::fmt::Debug for OpenFlash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenFlash").field("path", &self.path).field("size", &self.size).finish()
+    }
+}
+
+impl OpenFlash {
+    /// Takes the spool writer's thread so that shutdown can wait for its last sync.
+    pub fn take_writer(&mut self) -> Option<JoinHandle<Spool<FileFlash>>> {
+        self.writer.take()
+    }
+}
+
+/// Opens (creating a missing file when a size is given), locks, formats if blank, and recovers.
+pub fn open(spec: &FlashSpec, settings: SpoolSettings) -> Result<OpenFlash, DaemonError> {
+    let (mut flash, lock) = open_device(spec)?;
+    let path = spec.path.clone();
+    let spool_err = |e: SpoolError| DaemonError::Spool(path.clone(), e);
+    let formatted = is_blank(&mut flash).map_err(spool_err)?;
+    if formatted {
+        let geometry = SpoolGeometry::for_flash(flash.geometry());
+        Spool::format(&mut flash, geometry).map_err(spool_err)?;
+    }
+    let size = u64::from(flash.geometry().size);
+    let (spool, recovery) = Spool::open(flash, settings).map_err(spool_err)?;
+    let (handle, writer) = spool::service::spawn(spool).map_err(spool_err)?;
+    Ok(OpenFlash { path, size, spool: handle, recovery, formatted, writer: Some(writer), _lock: lock })
+}
+
+/// The device, opened and locked so that no second postern (daemon or offline `prov --flash`)
+/// writes to it at the same time.
+pub fn open_device(spec: &FlashSpec) -> Result<(FileFlash, File), DaemonError> {
+    let path = &spec.path;
+    let err = |e| DaemonError::FlashOpen(path.clone(), e);
+    if !path.exists() {
+        let Some(size) = spec.size else {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file (give --flash-size to create it)",
+            )));
+        };
+        let geometry = geometry(path, size)?;
+        FileFlash::create(path, geometry).map_err(|e| DaemonError::Flash(path.clone(), e))?;
+    }
+    let lock = OpenOptions::new().read(true).write(true).open(path).map_err(err)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Err(DaemonError::FlashBusy(path.clone())),
+        Err(TryLockError::Error(e)) => return Err(err(e)),
+    }
+    let actual = (&lock).seek(SeekFrom::End(0)).map_err(err)?;
+    if let Some(expected) = spec.size
+        && expected != actual
+    {
+        return Err(DaemonError::FlashSize { path: path.clone(), expected, actual });
+    }
+    let flash = FileFlash::open(path, geometry(path, actual)?).map_err(|e| DaemonError::Flash(path.clone(), e))?;
+    Ok((flash, lock))
+}
+
+fn geometry(path: &Path, size: u64) -> Result<FlashGeometry, DaemonError> {
+    let bad = |why: String| DaemonError::FlashGeometry(path.to_path_buf(), why);
+    let size = u32::try_from(size).map_err(|_| bad(format!("{size} bytes is more than the 4 GiB a spool addresses")))?;
+    if size < 16 * DEFAULT_ERASE_SIZE {
+        return Err(bad(format!("{size} bytes is too small: the spool needs at least 1 MiB")));
+    }
+    if size % DEFAULT_ERASE_SIZE != 0 {
+        return Err(bad(format!("{size} bytes is not a whole number of {DEFAULT_ERASE_SIZE}-byte erase blocks")));
+    }
+    FlashGeometry::new(DEFAULT_ERASE_SIZE, size).map_err(|e| bad(e.to_string()))
+}
+
+/// A flash whose first erase block is all 0xFF (erased) or all 0x00 (a new virtual disk) holds
+/// nothing: formatting it loses nothing. Anything else is left for the spool to recognise or
+/// refuse (a damaged superblock is never formatted over).
+fn is_blank(flash: &mut FileFlash) -> Result<bool, SpoolError> {
+    let mut block = vec![0u8; flash.geometry().erase_size as usize];
+    flash.read(0, &mut block).map_err(SpoolError::Flash)?;
+    Ok(block.iter().all(|&b| b == 0xFF) || block.iter().all(|&b| b == 0))
+}

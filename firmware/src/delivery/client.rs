@@ -1,0 +1,333 @@
+//! The delivery client: next hop in, per-recipient results out. Resolves the next hop, tries its
+//! addresses in order, keeps idle connections per next hop for reuse, and times each phase for
+//! the log's `delays=`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use tokio::time::Instant;
+
+use super::resolve::{Dns, HickoryDns, targets};
+use super::session::{Connection, OpenError, SessionError, Timeouts, TlsSetup, Transaction};
+use super::tls::{TlsPolicy, connector};
+use crate::envelope::{Envelope, QueueId};
+use crate::queue::{AttemptReport, RcptResult};
+use crate::route::Transport;
+
+/// What a transaction gave: results, or a session error with the results final so far.
+type TxOutcome = Result<Vec<(usize, RcptResult)>, (SessionError, Vec<(usize, RcptResult)>)>;
+
+/// Settings of the delivery client.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// This box's name, said in EHLO/LHLO (Postfix's smtp_helo_name, `myhostname`).
+    pub helo_name: String,
+    pub timeouts: Timeouts,
+    /// smtp_tls_security_level.
+    pub tls_policy: TlsPolicy,
+    /// Roots for `TlsPolicy::Verify`.
+    pub tls_roots: Option<Arc<RootCertStore>>,
+    /// How long an idle connection is kept for reuse (smtp_connection_cache_time_limit).
+    pub reuse_time_limit: Duration,
+    /// Idle connections kept per next hop.
+    pub reuse_per_destination: usize,
+}
+
+impl ClientSettings {
+    pub fn new(helo_name: &str) -> ClientSettings {
+        ClientSettings {
+            helo_name: helo_name.to_string(),
+            timeouts: Timeouts::default(),
+            tls_policy: TlsPolicy::May,
+            tls_roots: None,
+            reuse_time_limit: Duration::from_secs(2),
+            reuse_per_destination: 4,
+        }
+    }
+}
+
+/// One job to deliver: these recipients of this message through this next hop.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryRequest<'a> {
+    pub qid: QueueId,
+    pub envelope: &'a Envelope,
+    /// Envelope indexes.
+    pub recipients: &'a [usize],
+    pub next_hop: &'a Transport,
+    /// The message as stored (CRLF lines), not yet dot-stuffed.
+    pub body: &'a [u8],
+}
+
+/// The result of one delivery attempt, with what the log needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub report: AttemptReport,
+    /// `host[ip]:port` of the server that answered, if any did.
+    pub relay: Option<String>,
+    /// DNS, connect, greeting, EHLO, TLS (`delays=` c).
+    pub connection_time: Duration,
+    /// The transaction (`delays=` d).
+    pub transmission_time: Duration,
+}
+
+/// SMTP and LMTP delivery. Cheap to share (`Arc<Client>`) between concurrent jobs.
+pub struct Client<D: Dns = HickoryDns> {
+    settings: ClientSettings,
+    dns: D,
+    tls: TlsSetup,
+    idle: Mutex<HashMap<Transport, Vec<Connection>>>,
+}
+
+impl<D: Dns> Client<D> {
+    pub fn new(settings: ClientSettings, dns: D) -> Client<D> {
+        let tls = TlsSetup {
+            policy: settings.tls_policy,
+            connector: connector(settings.tls_policy, settings.tls_roots.clone()),
+        };
+        Client {
+            settings,
+            dns,
+            tls,
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Idle connections held now (all next hops).
+    pub fn idle_connections(&self) -> usize {
+        self.idle
+            .lock()
+            .map(|m| m.values().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+
+    /// Deliver one job. Never fails as a whole: every recipient gets a result.
+    pub async fn deliver(&self, req: DeliveryRequest<'_>) -> Attempt {
+        let started = Instant::now();
+        let addrs: Vec<(usize, &str)> = req
+            .recipients
+            .iter()
+            .filter_map(|&i| {
+                req.envelope
+                    .recipients
+                    .get(i)
+                    .map(|r| (i, r.address.as_str()))
+            })
+            .collect();
+        let tx = Transaction {
+            sender: &req.envelope.sender,
+            recipients: &addrs,
+            body: req.body,
+            body_type: req.envelope.body_type,
+            smtputf8: req.envelope.smtputf8,
+            dsn: Some(req.envelope),
+        };
+        let t = &self.settings.timeouts;
+
+        // A cached connection first; if it went stale, fall through to a fresh one.
+        if let Some(mut conn) = self.take_idle(req.next_hop)
+            && conn.reset(t).await
+        {
+            let setup = started.elapsed();
+            let out = conn.send_mail(&tx, t).await;
+            return self.finish(req, conn, out, setup, started, &addrs);
+        }
+
+        let targets = match targets(&self.dns, req.next_hop).await {
+            Ok(ts) => ts,
+            Err(e) => {
+                let result = if e.permanent {
+                    RcptResult::Bounced {
+                        status: e.status.into(),
+                        diagnostic: format!("X-Postern; {}", e.reason),
+                        remote_mta: None,
+                    }
+                } else {
+                    RcptResult::Deferred {
+                        status: e.status.into(),
+                        reason: e.reason,
+                    }
+                };
+                return Attempt {
+                    report: AttemptReport {
+                        qid: req.qid,
+                        next_hop: req.next_hop.clone(),
+                        results: addrs.iter().map(|(i, _)| (*i, result.clone())).collect(),
+                        destination_failed: !e.permanent,
+                    },
+                    relay: None,
+                    connection_time: started.elapsed(),
+                    transmission_time: Duration::ZERO,
+                };
+            }
+        };
+        let mut last = OpenError {
+            tls_failed: false,
+            status: "4.4.1".into(),
+            reason: "no address to try".into(),
+        };
+        for target in &targets {
+            match Connection::open(
+                target,
+                req.next_hop.protocol,
+                &self.settings.helo_name,
+                &self.tls,
+                t,
+            )
+            .await
+            {
+                Ok(mut conn) => {
+                    let setup = started.elapsed();
+                    let out = conn.send_mail(&tx, t).await;
+                    return self.finish(req, conn, out, setup, started, &addrs);
+                }
+                Err(e) if e.tls_failed && self.tls.policy == TlsPolicy::May => {
+                    let clear = TlsSetup {
+                        policy: TlsPolicy::None,
+                        connector: None,
+                    };
+                    match Connection::open(
+                        target,
+                        req.next_hop.protocol,
+                        &self.settings.helo_name,
+                        &clear,
+                        t,
+                    )
+                    .await
+                    {
+                        Ok(mut conn) => {
+                            let setup = started.elapsed();
+                            let out = conn.send_mail(&tx, t).await;
+                            return self.finish(req, conn, out, setup, started, &addrs);
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                Err(e) => last = e,
+            }
+        }
+        // No address would take a conversation: the whole destination is down.
+        Attempt {
+            report: AttemptReport {
+                qid: req.qid,
+                next_hop: req.next_hop.clone(),
+                results: addrs
+                    .iter()
+                    .map(|(i, _)| {
+                        (
+                            *i,
+                            RcptResult::Deferred {
+                                status: last.status.clone(),
+                                reason: last.reason.clone(),
+                            },
+                        )
+                    })
+                    .collect(),
+                destination_failed: true,
+            },
+            relay: None,
+            connection_time: started.elapsed(),
+            transmission_time: Duration::ZERO,
+        }
+    }
+
+    fn finish(
+        &self,
+        req: DeliveryRequest<'_>,
+        conn: Connection,
+        out: TxOutcome,
+        setup: Duration,
+        started: Instant,
+        addrs: &[(usize, &str)],
+    ) -> Attempt {
+        let relay = conn.relay();
+        let mut results = match out {
+            Ok(r) => {
+                self.put_idle(req.next_hop, conn);
+                r
+            }
+            Err((e, mut done)) => {
+                let reason = e.to_string();
+                for (i, _) in addrs {
+                    if !done.iter().any(|(d, _)| d == i) {
+                        done.push((
+                            *i,
+                            RcptResult::Deferred {
+                                status: "4.4.2".into(),
+                                reason: reason.clone(),
+                            },
+                        ));
+                    }
+                }
+                done
+            }
+        };
+        results.sort_by_key(|(i, _)| *i);
+        Attempt {
+            report: AttemptReport {
+                qid: req.qid,
+                next_hop: req.next_hop.clone(),
+                results,
+                destination_failed: false,
+            },
+            relay: Some(relay),
+            connection_time: setup,
+            transmission_time: started.elapsed().saturating_sub(setup),
+        }
+    }
+
+    /// Say QUIT on cached connections idle longer than `reuse_time_limit` and drop them, so
+    /// remote servers are not held open by a quiet queue. Call now and then.
+    pub async fn close_idle(&self) {
+        let limit = self.settings.reuse_time_limit;
+        let stale: Vec<Connection> = match self.idle.lock() {
+            Ok(mut map) => {
+                let mut out = Vec::new();
+                for list in map.values_mut() {
+                    let (old, keep): (Vec<Connection>, Vec<Connection>) = list
+                        .drain(..)
+                        .partition(|c| c.idle_since.elapsed() >= limit);
+                    *list = keep;
+                    out.extend(old);
+                }
+                map.retain(|_, l| !l.is_empty());
+                out
+            }
+            Err(_) => Vec::new(),
+        };
+        for mut c in stale {
+            c.quit(&self.settings.timeouts).await;
+        }
+    }
+
+    fn take_idle(&self, hop: &Transport) -> Option<Connection> {
+        let limit = self.settings.reuse_time_limit;
+        let mut map = self.idle.lock().ok()?;
+        let list = map.get_mut(hop)?;
+        list.retain(|c| c.idle_since.elapsed() < limit);
+        let c = list.pop();
+        if list.is_empty() {
+            map.remove(hop);
+        }
+        c
+    }
+
+    fn put_idle(&self, hop: &Transport, mut conn: Connection) {
+        if self.settings.reuse_time_limit.is_zero() {
+            return;
+        }
+        conn.idle_since = Instant::now();
+        if let Ok(mut map) = self.idle.lock() {
+            let limit = self.settings.reuse_time_limit;
+            map.retain(|_, l| {
+                l.retain(|c| c.idle_since.elapsed() < limit);
+                !l.is_empty()
+            });
+            let list = map.entry(hop.clone()).or_default();
+            if list.len() < self.settings.reuse_per_destination {
+                list.push(conn);
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The body on the wire (RFC 5321 §4.5.2): a line starting with `.` gets another `.`, every line
+//! ends in CRLF (a bare LF from a sloppy client becomes CRLF), and `.` CRLF ends the data.
+//! Works on chunks, so a body can stream from flash without being held whole.
+
+/// Streaming dot-stuffer: feed chunks, then `finish`.
+#[derive(Debug, Clone)]
+pub struct DotStuffer {
+    line_start: bool,
+    last_cr: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            line_start: true,
+            last_cr: false,
+        }
+    }
+}
+
+impl DotStuffer {
+    pub fn new() -> DotStuffer {
+        DotStuffer::default()
+    }
+
+    /// Append the stuffed form of `chunk` to `out`.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        out.reserve(chunk.len() + chunk.len() / 64 + 2);
+        for &b in chunk {
+            if self.line_start && b == b'.' {
+                out.push(b'.');
+            }
+            if b == b'\n' && !self.last_cr {
+                out.push(b'\r');
+            }
+            out.push(b);
+            self.last_cr = b == b'\r';
+            self.line_start = b == b'\n';
+        }
+    }
+
+    /// Close the data: a final CRLF if the body lacked one, then `.` CRLF.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if !self.line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// The whole body stuffed and terminated, for small messages and tests.
+pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 8);
+    let mut s = DotStuffer::new();
+    s.push(body, &mut out);
+    s.finish(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn leading_dots_are_doubled_and_data_ends_with_dot_line() {
+        assert_eq!(
+            dot_stuff(b".hidden\r\nok\r\n.\r\n..two\r\n"),
+            b"..hidden\r\nok\r\n..\r\n...two\r\n.\r\n"
+        );
+        assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b".\r\n");
+        assert_eq!(dot_stuff(b"bare\nlf\n.x"), b"bare\r\nlf\r\n..x\r\n.\r\n");
+    }
+
+    /// What a receiving server does: strip one leading dot per line up to the end marker.
+    fn unstuff(wire: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in wire.split_inclusive(|&b| b == b'\n') {
+            if line == b".\r\n" {
+                return out;
+            }
+            out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+        }
+        panic!("no end of data");
+    }
+
+    proptest! {
+        #[test]
+        fn stuffing_round_trips_in_any_chunking(
+            lines in proptest::collection::vec("[.a-z ]{0,6}", 0..12),
+            cut in 0usize..64,
+        ) {
+            let body: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\r\n").into_bytes()).collect();
+            let mut wire = Vec::new();
+            let mut s = DotStuffer::new();
+            let cut = cut.min(body.len());
+            s.push(&body[..cut], &mut wire);
+            s.push(&body[cut..], &mut wire);
+            s.finish(&mut wire);
+            prop_assert_eq!(unstuff(&wire), body);
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! An account: a mailbox address the box knows, with where its mail goes.
+
+use std::sync::Arc;
+
+use super::address;
+use crate::config::AttrError;
+use crate::config::attr::{boolean, canonical, invalid, show_bool, single};
+use crate::route::Transport;
+
+/// `zimbraMailStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailStatus {
+    Enabled,
+    Disabled,
+}
+
+/// An account. Small on purpose (the box holds hundreds of thousands): forwarding, which few
+/// accounts have, lives behind one pointer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    address: Box<str>,
+    pub(crate) transport: Option<Arc<Transport>>,
+    password: Option<Box<str>>,
+    forwarding: Option<Box<Forwarding>>,
+    status: MailStatus,
+}
+
+/// Where an account's mail is forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Forwarding {
+    /// `zimbraMailForwardingAddress` (set by the admin, many).
+    pub addresses: Vec<Box<str>>,
+    /// `zimbraPrefMailForwardingAddress` (the user's own).
+    pub pref: Option<Box<str>>,
+    /// `zimbraPrefMailLocalDeliveryDisabled`: forward only, keep no copy.
+    pub local_delivery_disabled: bool,
+}
+
+pub(crate) const ADDRESS: &str = "zimbraMailDeliveryAddress";
+pub(crate) const ALIAS: &str = "zimbraMailAlias";
+pub(crate) const STATUS: &str = "zimbraMailStatus";
+pub(crate) const TRANSPORT: &str = "zimbraMailTransport";
+pub(crate) const FORWARD: &str = "zimbraMailForwardingAddress";
+pub(crate) const PREF_FORWARD: &str = "zimbraPrefMailForwardingAddress";
+pub(crate) const LOCAL_DISABLED: &str = "zimbraPrefMailLocalDeliveryDisabled";
+pub(crate) const PASSWORD: &str = "userPassword";
+
+impl Account {
+    /// Attributes in the order `ga` prints them.
+    pub const ATTRS: &'static [&'static str] = &[
+        ADDRESS,
+        ALIAS,
+        STATUS,
+        TRANSPORT,
+        FORWARD,
+        PREF_FORWARD,
+        LOCAL_DISABLED,
+        PASSWORD,
+    ];
+
+    /// A new enabled account with nothing else set.
+    pub fn new(address: &str) -> Result<Account, address::BadAddress> {
+        Ok(Account {
+            address: address::address(address)?,
+            transport: None,
+            password: None,
+            forwarding: None,
+            status: MailStatus::Enabled,
+        })
+    }
+
+    /// `zimbraMailDeliveryAddress`, lowercase.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The domain part of the address.
+    pub fn domain(&self) -> &str {
+        address::split(&self.address).map_or("", |(_, d)| d)
+    }
+
+    pub fn status(&self) -> MailStatus {
+        self.status
+    }
+
+    pub fn transport(&self) -> Option<&Transport> {
+        self.transport.as_deref()
+    }
+
+    /// `userPassword` as stored (a hash string such as `{SSHA512}...`), for AUTH.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// Sets `userPassword` to an already hashed value (`sp`, `ca`, and the LDAP sync).
+    pub fn set_password_hash(&mut self, hash: Option<String>) {
+        self.password = hash.map(String::into_boxed_str);
+    }
+
+    pub fn forwarding(&self) -> Option<&Forwarding> {
+        self.forwarding.as_deref()
+    }
+
+    /// The addresses this account's mail is forwarded to, admin's first.
+    pub fn forward_targets(&self) -> impl Iterator<Item = &str> {
+        self.forwarding
+            .iter()
+            .flat_map(|f| f.addresses.iter().chain(f.pref.iter()))
+            .map(|s| &**s)
+    }
+
+    /// Whether a copy stays with the account itself when it forwards.
+    pub fn delivers_locally(&self) -> bool {
+        self.forwarding.as_ref().is_none_or(|f| {
+            !f.local_delivery_disabled || f.addresses.is_empty() && f.pref.is_none()
+        })
+    }
+
+    /// The values of `attr` as `ga` shows them. Aliases are kept by the directory, not here.
+    pub fn values(&self, attr: &str) -> Result<Vec<String>, AttrError> {
+        let attr = canonical(Self::ATTRS, attr, "account")?;
+        let fwd = self.forwarding.as_deref();
+        Ok(match attr {
+            ADDRESS => vec![self.address.to_string()],
+            STATUS => vec![
+                match self.status {
+                    MailStatus::Enabled => "enabled",
+                    MailStatus::Disabled => "disabled",
+                }
+                .to_string(),
+            ],
+            TRANSPORT => self.transport.iter().map(|t| t.to_string()).collect(),
+            FORWARD => fwd.map_or(vec![], |f| {
+                f.addresses.iter().map(|a| a.to_string()).collect()
+            }),
+            PREF_FORWARD => fwd
+                .and_then(|f| f.pref.as_ref())
+                .map(|a| a.to_string())
+                .into_iter()
+                .collect(),
+            LOCAL_DISABLED => match fwd {
+                Some(f) if f.local_delivery_disabled => vec![show_bool(true)],
+                _ => vec![],
+            },
+            PASSWORD => self.password.iter().map(|p| p.to_string()).collect(),
+            _ => vec![],
+        })
+    }
+
+    /// Replaces the values of `attr` (none clears it). On error the account is unchanged.
+    pub fn set(&mut self, attr: &str, values: &[String]) -> Result<(), AttrError> {
+        let attr = canonical(Self::ATTRS, attr, "account")?;
+        let read_only = |hint| Err(AttrError::ReadOnly { attr, hint });
+        match attr {
+            ADDRESS => return read_only("delete the account and create it under the new name"),
+            ALIAS => return read_only("use aaa/raa (addAccountAlias, removeAccountAlias)"),
+            PASSWORD => return read_only("use sp (setPassword)"),
+            FORWARD => {
+                let list = values
+                    .iter()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| address::address(v).map_err(|e| invalid(attr, v, e.reason)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.forwarding_mut().addresses = list;
+            }
+            _ => {
+                let v = single(attr, values)?;
+                match attr {
+                    STATUS => {
+                        self.status = match v.map(str::to_ascii_lowercase).as_deref() {
+                            None | Some("enabled") => MailStatus::Enabled,
+                            Some("disabled") => MailStatus::Disabled,
+                            Some(_) => {
+                                return Err(invalid(
+                                    attr,
+                                    v.unwrap_or(""),
+                                    "use enabled or disabled",
+                                ));
+                            }
+                        }
+                    }
+                    TRANSPORT => {
+                        self.transport = v
+                            .map(|v| v.parse().map(Arc::new).map_err(|e| invalid(attr, v, e)))
+                            .transpose()?
+                    }
+                    PREF_FORWARD => {
+                        let a = v
+                            .map(|v| address::address(v).map_err(|e| invalid(attr, v, e.reason)))
+                            .transpose()?;
+                        self.forwarding_mut().pref = a;
+                    }
+                    _ => {
+                        let b = v.map_or(Ok(false), |v| boolean(attr, v))?;
+                        self.forwarding_mut().local_delivery_disabled = b;
+                    }
+                }
+            }
+        }
+        if self.forwarding.as_deref() == Some(&Forwarding::default()) {
+            self.forwarding = None;
+        }
+        Ok(())
+    }
+
+    fn forwarding_mut(&mut self) -> &mut Forwarding {
+        self.forwarding.get_or_insert_with(Box::default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Vec<String> {
+        vec![v.to_string()]
+    }
+
+    #[test]
+    fn attributes_round_trip() {
+        let mut a = Account::new("Bar@Example.com").unwrap();
+        assert_eq!(a.address(), "bar@example.com");
+        assert_eq!(a.domain(), "example.com");
+        a.set("zimbraMailTransport", &s("smtp:mail.example.com:25"))
+            .unwrap();
+        assert_eq!(
+            a.values("zimbraMailTransport").unwrap(),
+            ["smtp:mail.example.com"]
+        );
+        a.set("zimbraMailStatus", &s("disabled")).unwrap();
+        assert_eq!(a.status(), MailStatus::Disabled);
+        a.set(
+            "zimbraMailForwardingAddress",
+            &["x@other.org".to_string(), "Y@other.org".to_string()],
+        )
+        .unwrap();
+        a.set("zimbraPrefMailLocalDeliveryDisabled", &s("TRUE"))
+            .unwrap();
+        assert_eq!(
+            a.forward_targets().collect::<Vec<_>>(),
+            ["x@other.org", "y@other.org"]
+        );
+        assert!(!a.delivers_locally());
+        a.set("zimbraMailForwardingAddress", &[]).unwrap();
+        a.set("zimbraPrefMailLocalDeliveryDisabled", &[]).unwrap();
+        assert!(a.forwarding().is_none() && a.delivers_locally());
+    }
+
+    #[test]
+    fn refused_values_name_the_attribute() {
+        let mut a = Account::new("bar@example.com").unwrap();
+        let before = a.clone();
+        for (attr, v) in [
+            ("zimbraMailTransport", "lmtp:zimbra.example.com"),
+            ("zimbraMailStatus", "active"),
+            ("zimbraMailForwardingAddress", "nobody"),
+            ("zimbraPrefMailForwardingAddress", "a@b"),
+            ("userPassword", "secret"),
+            ("zimbraMailAlias", "x@example.com"),
+        ] {
+            let e = a.set(attr, &s(v)).unwrap_err();
+            assert!(e.to_string().contains(attr), "{e}");
+        }
+        assert!(matches!(
+            a.set("zimbraMailQuota", &s("1")),
+            Err(AttrError::Unknown { .. })
+        ));
+        assert_eq!(a, before);
+    }
+}

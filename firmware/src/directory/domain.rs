@@ -1,0 +1,174 @@
+//! A mail domain the box accepts mail for, with its Zimbra routing attributes.
+
+use std::sync::Arc;
+
+use super::address;
+use crate::config::AttrError;
+use crate::config::attr::{boolean, canonical, invalid, show_bool, single};
+use crate::route::Transport;
+
+/// A local domain.
+///
+/// - Primary (authoritative, no catch-all forwarding): every address of the domain is an account
+///   or alias here; anything else is rejected at RCPT TO.
+/// - Secondary (catch-all forwarding set): unknown addresses are accepted and sent to
+///   `zimbraMailCatchAllForwardingAddress` through the domain's `zimbraMailTransport`.
+/// - Not authoritative (`posternAuthoritative FALSE`, Postfix `relay_domains`, a backup MX): every
+///   address is accepted; unknown ones go to the domain's transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    name: Box<str>,
+    catch_all_address: Option<Box<str>>,
+    catch_all_forwarding: Option<Box<str>>,
+    pub(crate) transport: Option<Arc<Transport>>,
+    authoritative: bool,
+}
+
+pub(crate) const NAME: &str = "zimbraDomainName";
+pub(crate) const CATCH_ALL: &str = "zimbraMailCatchAllAddress";
+pub(crate) const CATCH_ALL_FORWARD: &str = "zimbraMailCatchAllForwardingAddress";
+pub(crate) const TRANSPORT: &str = "zimbraMailTransport";
+pub(crate) const AUTHORITATIVE: &str = "posternAuthoritative";
+
+impl Domain {
+    /// Attributes in the order `gd` prints them.
+    pub const ATTRS: &'static [&'static str] =
+        &[NAME, AUTHORITATIVE, CATCH_ALL, CATCH_ALL_FORWARD, TRANSPORT];
+
+    /// A new authoritative domain with nothing set.
+    pub fn new(name: &str) -> Result<Domain, address::BadAddress> {
+        Ok(Domain {
+            name: address::domain(name)?,
+            catch_all_address: None,
+            catch_all_forwarding: None,
+            transport: None,
+            authoritative: true,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `zimbraMailCatchAllForwardingAddress`: `@domain` or an address.
+    pub fn catch_all_forwarding(&self) -> Option<&str> {
+        self.catch_all_forwarding.as_deref()
+    }
+
+    /// `zimbraMailTransport` of the domain.
+    pub fn transport(&self) -> Option<&Transport> {
+        self.transport.as_deref()
+    }
+
+    pub fn authoritative(&self) -> bool {
+        self.authoritative
+    }
+
+    /// `primary`, `secondary` or `relay`, as `gd` summarises the role.
+    pub fn role(&self) -> &'static str {
+        match (self.authoritative, self.catch_all_forwarding.is_some()) {
+            (false, _) => "relay",
+            (true, true) => "secondary",
+            (true, false) => "primary",
+        }
+    }
+
+    /// The values of `attr`, as `gd` shows them.
+    pub fn values(&self, attr: &str) -> Result<Vec<String>, AttrError> {
+        let attr = canonical(Self::ATTRS, attr, "domain")?;
+        let opt = |v: &Option<Box<str>>| v.iter().map(|s| s.to_string()).collect();
+        Ok(match attr {
+            NAME => vec![self.name.to_string()],
+            AUTHORITATIVE => vec![show_bool(self.authoritative)],
+            CATCH_ALL => opt(&self.catch_all_address),
+            CATCH_ALL_FORWARD => opt(&self.catch_all_forwarding),
+            _ => self.transport.iter().map(|t| t.to_string()).collect(),
+        })
+    }
+
+    /// Replaces the values of `attr` (none clears it).
+    pub fn set(&mut self, attr: &str, values: &[String]) -> Result<(), AttrError> {
+        let attr = canonical(Self::ATTRS, attr, "domain")?;
+        let v = single(attr, values)?;
+        match attr {
+            NAME => {
+                return Err(AttrError::ReadOnly {
+                    attr: NAME,
+                    hint: "create a new domain with cd",
+                });
+            }
+            AUTHORITATIVE => self.authoritative = v.map_or(Ok(true), |v| boolean(attr, v))?,
+            CATCH_ALL => {
+                self.catch_all_address = match v {
+                    None => None,
+                    Some(v) => {
+                        let want = format!("@{}", self.name);
+                        if !v.eq_ignore_ascii_case(&want) {
+                            return Err(invalid(attr, v, format_args!("use {want}")));
+                        }
+                        Some(want.into_boxed_str())
+                    }
+                }
+            }
+            CATCH_ALL_FORWARD => {
+                self.catch_all_forwarding = v
+                    .map(|v| address::forward_target(v).map_err(|e| invalid(attr, v, e.reason)))
+                    .transpose()?
+            }
+            _ => {
+                self.transport = v
+                    .map(|v| v.parse().map(Arc::new).map_err(|e| invalid(attr, v, e)))
+                    .transpose()?
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Vec<String> {
+        vec![v.to_string()]
+    }
+
+    #[test]
+    fn secondary_setup_from_the_zimbra_page() {
+        let mut d = Domain::new("Example.com").unwrap();
+        assert_eq!(d.role(), "primary");
+        d.set("zimbraMailCatchAllAddress", &s("@example.com"))
+            .unwrap();
+        d.set("zimbraMailCatchAllForwardingAddress", &s("@example.com"))
+            .unwrap();
+        d.set("zimbraMailTransport", &s("smtp:mail.example.com:25"))
+            .unwrap();
+        assert_eq!(d.role(), "secondary");
+        assert_eq!(
+            d.values("zimbramailtransport").unwrap(),
+            ["smtp:mail.example.com"]
+        );
+        assert_eq!(d.catch_all_forwarding(), Some("@example.com"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_attribute() {
+        let mut d = Domain::new("example.com").unwrap();
+        let before = d.clone();
+        for (a, v) in [
+            ("zimbraMailCatchAllAddress", "@other.com"),
+            ("zimbraMailCatchAllForwardingAddress", "not an address"),
+            ("zimbraMailTransport", "smtp:"),
+            ("posternAuthoritative", "maybe"),
+            ("zimbraDomainName", "other.com"),
+        ] {
+            let e = d.set(a, &s(v)).unwrap_err();
+            assert!(e.to_string().contains(a), "{e}");
+        }
+        assert!(matches!(
+            d.set("zimbraFoo", &s("x")),
+            Err(AttrError::Unknown { .. })
+        ));
+        assert_eq!(d, before);
+    }
+}

@@ -1,0 +1,192 @@
+//! The address index: account addresses and aliases to entries, in one open-addressing table of
+//! 8-byte slots (a hash tag and an entry number). The keys themselves are the strings the
+//! accounts and aliases already hold, so no address is stored twice; a lookup hashes once and
+//! compares the string only when the tag matches. Load stays at or under 3/4.
+//!
+//! Removing rebuilds the table: removals come from the admin, never from the mail flow.
+
+use std::hash::BuildHasher;
+
+use super::hash::BuildAddressHasher;
+
+/// What an address names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+    Account(u32),
+    Alias(u32),
+}
+
+const EMPTY: u32 = u32::MAX;
+const ALIAS_BIT: u32 = 1 << 31;
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    tag: u32,
+    entry: u32,
+}
+
+impl Slot {
+    fn entry(self) -> Option<Entry> {
+        match self.entry {
+            EMPTY => None,
+            e if e & ALIAS_BIT != 0 => Some(Entry::Alias(e & !ALIAS_BIT)),
+            e => Some(Entry::Account(e)),
+        }
+    }
+}
+
+fn encode(e: Entry) -> u32 {
+    match e {
+        Entry::Account(i) => i & !ALIAS_BIT,
+        Entry::Alias(i) => (i & !ALIAS_BIT) | ALIAS_BIT,
+    }
+}
+
+/// The most entries of each kind (the top bit of a slot tells accounts from aliases).
+pub(crate) const MAX_ENTRIES: usize = (ALIAS_BIT - 1) as usize;
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Index {
+    slots: Vec<Slot>,
+    len: usize,
+    hasher: BuildAddressHasher,
+}
+
+impl Index {
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key.as_bytes())
+    }
+
+    /// The entry for `key` (already lowercase); `name` gives the key an entry holds.
+    pub(crate) fn find<'a>(&self, key: &str, name: impl Fn(Entry) -> &'a str) -> Option<Entry> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let h = self.hash(key);
+        let mask = self.slots.len() - 1;
+        let tag = (h >> 32) as u32;
+        let mut i = h as usize & mask;
+        for _ in 0..self.slots.len() {
+            let slot = self.slots.get(i)?;
+            let e = slot.entry()?;
+            if slot.tag == tag && name(e) == key {
+                return Some(e);
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+
+    /// Adds `entry` under `key`; the caller has checked that `key` is not present.
+    pub(crate) fn insert<'a>(&mut self, key: &str, entry: Entry, name: impl Fn(Entry) -> &'a str) {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow(&name);
+        }
+        let h = self.hash(key);
+        self.place(h, entry);
+        self.len += 1;
+    }
+
+    fn place(&mut self, h: u64, entry: Entry) {
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        // The load limit keeps a free slot, so this ends.
+        while let Some(slot) = self.slots.get_mut(i) {
+            if slot.entry == EMPTY {
+                *slot = Slot {
+                    tag: (h >> 32) as u32,
+                    entry: encode(entry),
+                };
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow<'a>(&mut self, name: &impl Fn(Entry) -> &'a str) {
+        let old = std::mem::take(&mut self.slots);
+        let size = (old.len() * 2).max(16);
+        self.slots = vec![
+            Slot {
+                tag: 0,
+                entry: EMPTY
+            };
+            size
+        ];
+        for e in old.iter().filter_map(|s| s.entry()) {
+            let h = self.hash(name(e));
+            self.place(h, e);
+        }
+    }
+
+    /// A fresh index of `entries`, sized for them.
+    pub(crate) fn build<'a>(
+        entries: impl Iterator<Item = Entry>,
+        count: usize,
+        name: impl Fn(Entry) -> &'a str,
+    ) -> Index {
+        let mut size = 16;
+        while size * 3 < count * 4 + 4 {
+            size *= 2;
+        }
+        let mut index = Index {
+            slots: vec![
+                Slot {
+                    tag: 0,
+                    entry: EMPTY
+                };
+                size
+            ],
+            len: 0,
+            hasher: BuildAddressHasher::default(),
+        };
+        for e in entries {
+            let h = index.hash(name(e));
+            index.place(h, e);
+            index.len += 1;
+        }
+        index
+    }
+
+    /// Bytes the table takes on the heap.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_what_was_inserted_across_growth() {
+        let names: Vec<String> = (0..1000).map(|i| format!("user{i}@example.com")).collect();
+        let name = |e: Entry| match e {
+            Entry::Account(i) | Entry::Alias(i) => names[i as usize].as_str(),
+        };
+        let mut idx = Index::default();
+        for i in 0..1000u32 {
+            let e = if i % 3 == 0 {
+                Entry::Alias(i)
+            } else {
+                Entry::Account(i)
+            };
+            idx.insert(&names[i as usize], e, name);
+        }
+        for i in 0..1000u32 {
+            let e = if i % 3 == 0 {
+                Entry::Alias(i)
+            } else {
+                Entry::Account(i)
+            };
+            assert_eq!(idx.find(&names[i as usize], name), Some(e));
+        }
+        assert_eq!(idx.find("nobody@example.com", name), None);
+        let rebuilt = Index::build((0..1000).map(Entry::Account), 1000, name);
+        assert_eq!(
+            rebuilt.find("user999@example.com", name),
+            Some(Entry::Account(999))
+        );
+        assert!(rebuilt.slots.len() * 3 >= 1000 * 4);
+    }
+}

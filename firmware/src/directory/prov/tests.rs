@@ -1,0 +1,273 @@
+use super::*;
+
+/// Splits a command line as a shell would for simple cases: spaces, and '...' quoting.
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
+}
+
+fn run(dir: &mut Directory, line: &str) -> Result<String, ProvError> {
+    let out = execute(dir, &words(line))?;
+    if let Some(next) = out.directory {
+        *dir = next;
+    }
+    Ok(out.output)
+}
+
+fn ok(dir: &mut Directory, line: &str) -> String {
+    run(dir, line).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+fn base() -> Directory {
+    let mut d = Directory::default();
+    ok(&mut d, "cd example.com");
+    ok(&mut d, "ca foo@example.com secret");
+    d
+}
+
+#[test]
+fn create_get_modify_account_like_zmprov() {
+    let mut d = base();
+    assert_eq!(
+        ok(
+            &mut d,
+            "createAccount Bar@Example.com pw zimbraMailTransport smtp:mail.example.com:25"
+        ),
+        "bar@example.com\n"
+    );
+    let ga = ok(&mut d, "ga bar@example.com");
+    assert!(ga.starts_with("# name bar@example.com\n"), "{ga}");
+    assert!(
+        ga.contains("zimbraMailTransport: smtp:mail.example.com\n"),
+        "{ga}"
+    );
+    assert!(ga.contains("zimbraMailStatus: enabled\n"), "{ga}");
+    assert!(ga.contains("userPassword: "), "{ga}");
+    ok(
+        &mut d,
+        "ma bar@example.com zimbraMailTransport lmtp:zimbra.example.com:7025",
+    );
+    assert_eq!(
+        ok(&mut d, "ga bar@example.com zimbraMailTransport"),
+        "# name bar@example.com\nzimbraMailTransport: lmtp:zimbra.example.com:7025\n"
+    );
+    assert_eq!(
+        ok(&mut d, "gaa example.com"),
+        "bar@example.com\nfoo@example.com\n"
+    );
+    assert_eq!(ok(&mut d, "gaa"), "bar@example.com\nfoo@example.com\n");
+    ok(&mut d, "da bar@example.com");
+    assert_eq!(ok(&mut d, "gaa"), "foo@example.com\n");
+}
+
+#[test]
+fn multi_valued_attributes_add_and_remove_one_value() {
+    let mut d = base();
+    ok(
+        &mut d,
+        "ma foo@example.com zimbraMailForwardingAddress a@x.org zimbraMailForwardingAddress b@x.org",
+    );
+    ok(
+        &mut d,
+        "ma foo@example.com +zimbraMailForwardingAddress c@x.org",
+    );
+    ok(
+        &mut d,
+        "ma foo@example.com -zimbraMailForwardingAddress a@x.org",
+    );
+    assert_eq!(
+        ok(&mut d, "ga foo@example.com zimbraMailForwardingAddress"),
+        "# name foo@example.com\nzimbraMailForwardingAddress: b@x.org\nzimbraMailForwardingAddress: c@x.org\n"
+    );
+    ok(&mut d, "ma foo@example.com zimbraMailForwardingAddress ''");
+    assert_eq!(
+        ok(&mut d, "ga foo@example.com zimbraMailForwardingAddress"),
+        "# name foo@example.com\n"
+    );
+    let e = run(
+        &mut d,
+        "ma foo@example.com +zimbraMailTransport smtp:a.example +zimbraMailTransport smtp:b.example",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("zimbraMailTransport is single-valued"),
+        "{e}"
+    );
+}
+
+#[test]
+fn aliases_and_passwords() {
+    let mut d = base();
+    ok(&mut d, "aaa foo@example.com f@example.com");
+    ok(&mut d, "addAccountAlias foo@example.com boss@example.com");
+    let ga = ok(&mut d, "ga foo@example.com zimbraMailAlias");
+    assert_eq!(
+        ga,
+        "# name foo@example.com\nzimbraMailAlias: boss@example.com\nzimbraMailAlias: f@example.com\n"
+    );
+    assert!(ok(&mut d, "ga BOSS@example.com").starts_with("# name foo@example.com\n"));
+    ok(&mut d, "ma boss@example.com zimbraMailStatus disabled");
+    assert_eq!(
+        d.account("foo@example.com").unwrap().status(),
+        crate::directory::MailStatus::Disabled
+    );
+    ok(&mut d, "raa foo@example.com f@example.com");
+    assert!(!ok(&mut d, "ga foo@example.com").contains("f@example.com\n"));
+    let before = d
+        .account("foo@example.com")
+        .unwrap()
+        .password()
+        .map(str::to_string);
+    ok(&mut d, "sp foo@example.com n3w");
+    let after = d
+        .account("foo@example.com")
+        .unwrap()
+        .password()
+        .map(str::to_string);
+    assert_ne!(before, after);
+    assert!(run(&mut d, "sp foo@example.com ''").is_err());
+}
+
+#[test]
+fn domains_and_config() {
+    let mut d = base();
+    ok(
+        &mut d,
+        "md example.com zimbraMailCatchAllAddress @example.com zimbraMailCatchAllForwardingAddress @example.com zimbraMailTransport smtp:mail.example.com:25",
+    );
+    let gd = ok(&mut d, "gd example.com");
+    assert!(gd.starts_with("# name example.com\n"), "{gd}");
+    assert!(
+        gd.contains("zimbraMailCatchAllForwardingAddress: @example.com\n"),
+        "{gd}"
+    );
+    ok(&mut d, "createDomain example.org");
+    assert_eq!(ok(&mut d, "gad"), "example.com\nexample.org\n");
+    ok(&mut d, "dd example.org");
+    assert_eq!(ok(&mut d, "gad"), "example.com\n");
+    let e = run(&mut d, "dd example.com").unwrap_err();
+    assert!(e.to_string().contains("DOMAIN_NOT_EMPTY"), "{e}");
+
+    ok(
+        &mut d,
+        "mcf zimbraMtaRelayHost [smtp.isp.example]:587 zimbraMtaDnsLookupsEnabled FALSE",
+    );
+    ok(&mut d, "mcf zimbraMtaMyNetworks '127.0.0.0/8 10.0.0.0/8'");
+    ok(&mut d, "mcf +zimbraMtaRestriction reject_non_fqdn_sender");
+    ok(
+        &mut d,
+        "mcf +zimbraMtaRestriction 'reject_rbl_client zen.spamhaus.org'",
+    );
+    ok(
+        &mut d,
+        "mcf zimbraMtaMinimalBackoffTime 2h zimbraMtaMaximalBackoffTime 4h",
+    );
+    let gacf = ok(&mut d, "gacf");
+    for line in [
+        "zimbraMtaRelayHost: smtp:[smtp.isp.example]:587\n",
+        "zimbraMtaDnsLookupsEnabled: FALSE\n",
+        "zimbraMtaMyNetworks: 127.0.0.0/8 10.0.0.0/8\n",
+        "zimbraMtaRestriction: reject_non_fqdn_sender\n",
+        "zimbraMtaRestriction: reject_rbl_client zen.spamhaus.org\n",
+        "zimbraMtaMinimalBackoffTime: 2h\n",
+        "zimbraMtaMaximalBackoffTime: 4h\n",
+        "zimbraMtaMaximalQueueLifetime: 5d\n",
+    ] {
+        assert!(gacf.contains(line), "{line} missing from\n{gacf}");
+    }
+    assert_eq!(ok(&mut d, "gacf hopcount_limit"), "hopcount_limit: 50\n");
+}
+
+#[test]
+fn errors_name_what_is_wrong_and_change_nothing() {
+    let mut d = base();
+    let snapshot = d.encode();
+    for (line, needle) in [
+        (
+            "ma foo@example.com zimbraMailTransport uucp:host",
+            "zimbraMailTransport",
+        ),
+        ("ma foo@example.com zimbraMailQuota 10", "zimbraMailQuota"),
+        (
+            "ma foo@example.com zimbraMailStatus active",
+            "zimbraMailStatus",
+        ),
+        ("ma foo@example.com zimbraMailTransport", "usage: ma"),
+        (
+            "ma nobody@example.com zimbraMailStatus disabled",
+            "NO_SUCH_ACCOUNT",
+        ),
+        ("ca foo@example.com pw", "ACCOUNT_EXISTS"),
+        ("ca x@example.net pw", "NO_SUCH_DOMAIN"),
+        ("ca 'bad address@example.com' pw", "invalid address"),
+        (
+            "ca y@example.com pw zimbraMailTransport lmtp:host",
+            "zimbraMailTransport",
+        ),
+        ("cd example.com", "DOMAIN_EXISTS"),
+        (
+            "md example.com zimbraMailCatchAllAddress @other.com",
+            "zimbraMailCatchAllAddress",
+        ),
+        (
+            "mcf zimbraMtaMinimalBackoffTime 5h",
+            "zimbraMtaMinimalBackoffTime",
+        ),
+        ("mcf zimbraMtaMyNetworks 10.0.0.1/8", "zimbraMtaMyNetworks"),
+        (
+            "mcf zimbraMtaRestriction reject_all",
+            "zimbraMtaRestriction",
+        ),
+        ("gacf zimbraNothing", "zimbraNothing"),
+        ("frobnicate", "unknown command"),
+        ("aaa foo@example.com foo@example.com", "ACCOUNT_EXISTS"),
+        ("raa foo@example.com nope@example.com", "NO_SUCH_ALIAS"),
+    ] {
+        let e = run(&mut d, line).expect_err(line).to_string();
+        assert!(e.contains(needle), "{line}: {e}");
+    }
+    assert_eq!(d.encode(), snapshot);
+    assert!(matches!(execute(&d, &[]), Err(ProvError::Usage(_))));
+}
+
+#[test]
+fn reads_do_not_return_a_directory() {
+    let d = base();
+    for line in [
+        "ga foo@example.com",
+        "gaa",
+        "gd example.com",
+        "gad",
+        "gacf",
+        "help",
+    ] {
+        let out = execute(&d, &words(line)).unwrap();
+        assert!(out.directory.is_none(), "{line}");
+        assert!(!out.output.is_empty(), "{line}");
+    }
+}

@@ -1,0 +1,279 @@
+//! The directory's flash snapshot: a version number, then the domains, accounts, aliases and MTA
+//! config in postcard. Values are stored as the strings an admin typed and go through the same
+//! checks as `zmprov` when read back, so a snapshot can never put into RAM what could not be set.
+//! Bytes that are not a valid snapshot give a [`DecodeError`], never a panic. The lead's flash
+//! layer adds the CRC and picks the newer of the two slots.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Account, Directory, DirectoryError, Domain, account};
+use crate::config::MtaConfig;
+
+/// The snapshot format written by this firmware.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// Why snapshot bytes were refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Written by a firmware with another format.
+    Version(u32),
+    /// Not postcard of the expected shape (truncated, corrupt, or bytes left over).
+    Corrupt,
+    /// Well-formed, but a value fails the directory's checks.
+    Invalid(DirectoryError),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Version(v) => write!(
+                f,
+                "directory snapshot version {v}, this firmware reads {SNAPSHOT_VERSION}"
+            ),
+            DecodeError::Corrupt => f.write_str("directory snapshot is corrupt"),
+            DecodeError::Invalid(e) => write!(f, "directory snapshot holds a bad value: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Attribute name and values, as `gd`/`ga`/`gacf` show them.
+type Attrs = Vec<(String, Vec<String>)>;
+
+#[derive(Serialize, Deserialize)]
+struct DomainRecord {
+    name: String,
+    attrs: Attrs,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AccountRecord {
+    address: String,
+    disabled: bool,
+    transport: Option<String>,
+    password: Option<String>,
+    forwarding: Vec<String>,
+    pref_forwarding: Option<String>,
+    local_delivery_disabled: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    config: Attrs,
+    domains: Vec<DomainRecord>,
+    accounts: Vec<AccountRecord>,
+    /// (alias, account)
+    aliases: Vec<(String, String)>,
+}
+
+fn attrs_of(names: &[&str], values: impl Fn(&str) -> Vec<String>) -> Attrs {
+    names
+        .iter()
+        .map(|n| (n.to_string(), values(n)))
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+impl Directory {
+    /// The snapshot bytes (deterministic: sorted by name).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut domains: Vec<&Domain> = self.domains.values().collect();
+        domains.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut accounts: Vec<&Account> = self.accounts.iter().collect();
+        accounts.sort_by(|a, b| a.address().cmp(b.address()));
+        let mut aliases: Vec<(String, String)> = self
+            .aliases
+            .iter()
+            .filter_map(|a| {
+                let owner = self.accounts.get(a.account as usize)?;
+                Some((a.name.to_string(), owner.address().to_string()))
+            })
+            .collect();
+        aliases.sort();
+        let snap = Snapshot {
+            config: attrs_of(MtaConfig::ATTRS, |n| {
+                self.config.values(n).unwrap_or_default()
+            }),
+            domains: domains
+                .iter()
+                .map(|d| DomainRecord {
+                    name: d.name().to_string(),
+                    attrs: attrs_of(&Domain::ATTRS[1..], |n| d.values(n).unwrap_or_default()),
+                })
+                .collect(),
+            accounts: accounts.iter().map(|a| account_record(a)).collect(),
+            aliases,
+        };
+        // Serialising to a Vec cannot fail for these types; an empty result would fail decode.
+        postcard::to_allocvec(&(SNAPSHOT_VERSION, snap)).unwrap_or_default()
+    }
+
+    /// Reads snapshot bytes back, checking every value.
+    pub fn decode(bytes: &[u8]) -> Result<Directory, DecodeError> {
+        let (version, rest) =
+            postcard::take_from_bytes::<u32>(bytes).map_err(|_| DecodeError::Corrupt)?;
+        if version != SNAPSHOT_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let (snap, rest) =
+            postcard::take_from_bytes::<Snapshot>(rest).map_err(|_| DecodeError::Corrupt)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Corrupt);
+        }
+        build(snap).map_err(DecodeError::Invalid)
+    }
+}
+
+fn account_record(a: &Account) -> AccountRecord {
+    let f = a.forwarding();
+    AccountRecord {
+        address: a.address().to_string(),
+        disabled: a.status() == super::MailStatus::Disabled,
+        transport: a.transport().map(|t| t.to_string()),
+        password: a.password().map(str::to_string),
+        forwarding: f.map_or(vec![], |f| {
+            f.addresses.iter().map(|s| s.to_string()).collect()
+        }),
+        pref_forwarding: f.and_then(|f| f.pref.as_ref()).map(|s| s.to_string()),
+        local_delivery_disabled: f.is_some_and(|f| f.local_delivery_disabled),
+    }
+}
+
+fn build(snap: Snapshot) -> Result<Directory, DirectoryError> {
+    let mut config = MtaConfig::default();
+    for (attr, values) in &snap.config {
+        config.set(attr, values)?;
+    }
+    let mut dir = Directory::new(config);
+    for rec in snap.domains {
+        let mut d = Domain::new(&rec.name)?;
+        for (attr, values) in &rec.attrs {
+            d.set(attr, values)?;
+        }
+        dir.add_domain(d)?;
+    }
+    for rec in snap.accounts {
+        let mut a = Account::new(&rec.address)?;
+        let one = |v: Option<String>| v.into_iter().collect::<Vec<_>>();
+        if rec.disabled {
+            a.set(account::STATUS, &["disabled".to_string()])?;
+        }
+        a.set(account::TRANSPORT, &one(rec.transport))?;
+        a.set(account::FORWARD, &rec.forwarding)?;
+        a.set(account::PREF_FORWARD, &one(rec.pref_forwarding))?;
+        if rec.local_delivery_disabled {
+            a.set(account::LOCAL_DISABLED, &["TRUE".to_string()])?;
+        }
+        a.set_password_hash(rec.password);
+        dir.add_account(a)?;
+    }
+    for (alias, owner) in snap.aliases {
+        dir.add_alias(&owner, &alias)?;
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Directory {
+        let mut d = Directory::default();
+        d.config_mut()
+            .set("zimbraMtaRelayHost", &["[relay.example.net]:587".into()])
+            .unwrap();
+        let mut dom = Domain::new("example.com").unwrap();
+        dom.set("zimbraMailCatchAllAddress", &["@example.com".into()])
+            .unwrap();
+        dom.set(
+            "zimbraMailCatchAllForwardingAddress",
+            &["@example.com".into()],
+        )
+        .unwrap();
+        dom.set("zimbraMailTransport", &["smtp:mail.example.com:25".into()])
+            .unwrap();
+        d.add_domain(dom).unwrap();
+        let mut a = Account::new("foo@example.com").unwrap();
+        a.set(
+            "zimbraMailTransport",
+            &["lmtp:zimbra.example.com:7025".into()],
+        )
+        .unwrap();
+        a.set(
+            "zimbraPrefMailForwardingAddress",
+            &["foo@elsewhere.org".into()],
+        )
+        .unwrap();
+        a.set_password_hash(Some("{SSHA512}abc".into()));
+        d.add_account(a).unwrap();
+        let mut b = Account::new("bar@example.com").unwrap();
+        b.set("zimbraMailStatus", &["disabled".into()]).unwrap();
+        d.add_account(b).unwrap();
+        d.add_alias("foo@example.com", "f@example.com").unwrap();
+        d
+    }
+
+    #[test]
+    fn round_trips() {
+        let d = sample();
+        let bytes = d.encode();
+        let back = Directory::decode(&bytes).unwrap();
+        assert_eq!(back.encode(), bytes);
+        assert_eq!(back.config(), d.config());
+        assert_eq!(
+            back.account("foo@example.com"),
+            d.account("foo@example.com")
+        );
+        assert_eq!(back.domain("example.com"), d.domain("example.com"));
+        assert!(matches!(
+            back.lookup("f@example.com"),
+            super::super::Lookup::Account { .. }
+        ));
+    }
+
+    #[test]
+    fn wrong_version_and_trailing_bytes_are_refused() {
+        let mut bytes = d_bytes();
+        bytes[0] = 7;
+        assert_eq!(
+            Directory::decode(&bytes).unwrap_err(),
+            DecodeError::Version(7)
+        );
+        let mut bytes = d_bytes();
+        bytes.push(0);
+        assert_eq!(Directory::decode(&bytes).unwrap_err(), DecodeError::Corrupt);
+        assert_eq!(Directory::decode(&[]).unwrap_err(), DecodeError::Corrupt);
+    }
+
+    fn d_bytes() -> Vec<u8> {
+        sample().encode()
+    }
+
+    proptest! {
+        #[test]
+        fn corrupt_bytes_give_an_error_not_a_panic(
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+            cut in any::<usize>(),
+        ) {
+            let mut bytes = d_bytes();
+            for (at, x) in flips {
+                let n = bytes.len();
+                if let Some(b) = bytes.get_mut(at % n) {
+                    *b ^= x;
+                }
+            }
+            let _ = Directory::decode(&bytes);
+            let cut = cut % (bytes.len() + 1);
+            let _ = Directory::decode(&bytes[..cut]);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Directory::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! TLS for the listeners: rustls with the aws-lc-rs provider, TLS 1.2 and 1.3 only.
+//!
+//! Until an admin installs a certificate the box makes a self-signed one for its hostname
+//! ([`self_signed`]); keeping it on flash is the daemon's job, this module only makes and loads
+//! PEM ([`server_config`]).
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::crypto::aws_lc_rs;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::smtp::TlsInfo;
+
+/// A certificate chain and its private key, both PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsIdentity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key.
+        f.debug_struct("TlsIdentity")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug)]
+pub enum TlsError {
+    /// The certificate could not be generated.
+    Generate(rcgen::Error),
+    /// No certificate in the PEM, or it does not parse.
+    BadCertificate(String),
+    /// No private key in the PEM, or it does not parse.
+    BadKey(String),
+    /// rustls refused the pair (e.g. the key does not match the certificate).
+    Rustls(rustls::Error),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::Generate(e) => write!(f, "cannot make a certificate: {e}"),
+            TlsError::BadCertificate(e) => write!(f, "bad certificate PEM: {e}"),
+            TlsError::BadKey(e) => write!(f, "bad private key PEM: {e}"),
+            TlsError::Rustls(e) => write!(f, "TLS setup failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// A new self-signed certificate for `hostname` (subject alternative name) with a fresh key.
+pub fn self_signed(hostname: &str) -> Result<TlsIdentity, TlsError> {
+    let ck = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
+        .map_err(TlsError::Generate)?;
+    Ok(TlsIdentity {
+        cert_pem: ck.cert.pem(),
+        key_pem: ck.signing_key.serialize_pem(),
+    })
+}
+
+/// The certificates of a PEM chain, leaf first.
+pub fn load_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::BadCertificate("no CERTIFICATE block".into()));
+    }
+    Ok(certs)
+}
+
+/// The server side TLS configuration for an identity: TLS 1.3 and 1.2, no client certificates.
+pub fn server_config(identity: &TlsIdentity) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs = load_certs(&identity.cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+        .map_err(|e| TlsError::BadKey(e.to_string()))?;
+    let config = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(TlsError::Rustls)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(TlsError::Rustls)?;
+    Ok(Arc::new(config))
+}
+
+/// What was negotiated, named as Postfix logs it (`TLSv1.3`, `TLS_AES_256_GCM_SHA384`).
+pub fn tls_info(conn: &rustls::ServerConnection) -> TlsInfo {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(v) => format!("{v:?}"),
+        None => "TLS".to_string(),
+    };
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|s| {
+            let suite = s.suite();
+            let name = suite
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{suite:?}"));
+            // rustls names TLS 1.3 suites TLS13_*; IANA and OpenSSL say TLS_*.
+            match name.strip_prefix("TLS13_") {
+                Some(rest) => format!("TLS_{rest}"),
+                None => name,
+            }
+        })
+        .unwrap_or_default();
+    let bits = if cipher.contains("AES_128") { 128 } else { 256 };
+    TlsInfo {
+        version,
+        cipher,
+        bits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_identity_loads_into_rustls() {
+        let id = self_signed("mx.example.com").unwrap();
+        assert!(id.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(id.key_pem.contains("PRIVATE KEY"));
+        assert!(server_config(&id).is_ok());
+        assert!(!format!("{id:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn broken_pem_is_refused_with_a_reason() {
+        let id = self_signed("mx.example.com").unwrap();
+        let other = self_signed("mx.example.com").unwrap();
+        let bad = TlsIdentity {
+            cert_pem: "garbage".into(),
+            key_pem: id.key_pem.clone(),
+        };
+        assert!(matches!(
+            server_config(&bad),
+            Err(TlsError::BadCertificate(_))
+        ));
+        let mismatched = TlsIdentity {
+            cert_pem: id.cert_pem.clone(),
+            key_pem: other.key_pem,
+        };
+        assert!(server_config(&mismatched).is_err());
+    }
+}

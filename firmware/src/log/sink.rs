@@ -1,0 +1,68 @@
+//! Where log lines go: stderr, one line per write, prefixed with the Postfix-like program name
+//! (`postern/smtp: QID: to=<...>`) so an admin greps as on a Postfix box.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// The part of Postern that speaks, named after the Postfix daemon with the same job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    Qmgr,
+    Smtp,
+    Lmtp,
+    Bounce,
+}
+
+impl Program {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Program::Qmgr => "postern/qmgr",
+            Program::Smtp => "postern/smtp",
+            Program::Lmtp => "postern/lmtp",
+            Program::Bounce => "postern/bounce",
+        }
+    }
+}
+
+/// A cheap, clonable log writer. `LogSink::stderr()` in the daemon; `LogSink::memory()` in tests
+/// to assert on the lines written.
+#[derive(Clone)]
+pub struct LogSink {
+    memory: Option<Arc<Mutex<Vec<String>>>>,
+}
+
+impl LogSink {
+    pub fn stderr() -> LogSink {
+        LogSink { memory: None }
+    }
+
+    /// Keeps lines in memory instead (tests).
+    pub fn memory() -> LogSink {
+        LogSink {
+            memory: Some(Arc::new(Mutex::new(Vec::new()))),
+        }
+    }
+
+    pub fn line(&self, program: Program, line: &str) {
+        let full = format!("{}: {line}", program.as_str());
+        match &self.memory {
+            Some(m) => {
+                if let Ok(mut v) = m.lock() {
+                    v.push(full);
+                }
+            }
+            None => {
+                // A full stderr must never stop mail: the line is lost, the mail is not.
+                let _ = writeln!(std::io::stderr().lock(), "{full}");
+            }
+        }
+    }
+
+    /// The lines kept by a memory sink (empty for stderr).
+    pub fn lines(&self) -> Vec<String> {
+        self.memory
+            .as_ref()
+            .and_then(|m| m.lock().ok().map(|v| v.clone()))
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,157 @@
+//! A [`QueueStore`] in RAM: for tests of the queue and for a daemon started without flash.
+//! It keeps every notification it was asked to store, even after removal, so tests can read
+//! them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::manager::QueuedMessage;
+use super::runner::{QueueStore, StoreError, StoredMessage};
+use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
+
+struct Entry {
+    message: StoredMessage,
+    body: Vec<u8>,
+    state: QueueState,
+}
+
+#[derive(Default)]
+struct Inner {
+    msgs: HashMap<QueueId, Entry>,
+    stored: Vec<(QueueId, Envelope, Vec<u8>)>,
+    counter: u32,
+}
+
+/// Messages in a `Mutex<HashMap>`; queue ids from `base_millis` and a counter.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    base_millis: u64,
+}
+
+impl MemoryStore {
+    pub fn new(base_millis: u64) -> MemoryStore {
+        MemoryStore {
+            inner: Mutex::default(),
+            base_millis,
+        }
+    }
+
+    /// Store a message as `inbound` would, returning what to hand to the queue.
+    pub fn put(&self, envelope: Envelope, body: &[u8]) -> QueuedMessage {
+        let Ok(mut g) = self.inner.lock() else {
+            // A poisoned lock only happens after a panic elsewhere in a test.
+            return QueuedMessage::from_envelope(QueueId(0), &envelope, &[], QueueState::Hold, 0);
+        };
+        g.counter += 1;
+        let qid = QueueId::new(self.base_millis, g.counter);
+        let n = envelope.recipients.len();
+        let q = QueuedMessage::from_envelope(
+            qid,
+            &envelope,
+            &vec![None; n],
+            QueueState::Active,
+            body.len() as u64,
+        );
+        g.msgs.insert(
+            qid,
+            Entry {
+                message: StoredMessage {
+                    envelope,
+                    outcomes: vec![None; n],
+                    size: body.len() as u64,
+                },
+                body: body.to_vec(),
+                state: QueueState::Active,
+            },
+        );
+        q
+    }
+
+    /// Messages held now.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|g| g.msgs.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A stored message with its state, if still there.
+    pub fn get(&self, qid: QueueId) -> Option<(StoredMessage, QueueState)> {
+        let g = self.inner.lock().ok()?;
+        g.msgs
+            .get(&qid)
+            .map(|e| (e.message.clone(), e.state.clone()))
+    }
+
+    /// Every message stored through [`QueueStore::store`] (the DSNs), oldest first.
+    pub fn notifications(&self) -> Vec<(QueueId, Envelope, Vec<u8>)> {
+        self.inner
+            .lock()
+            .map(|g| g.stored.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn gone(qid: QueueId) -> StoreError {
+    StoreError(format!("{qid}: no such message"))
+}
+
+fn poisoned() -> StoreError {
+    StoreError("memory store lock poisoned".into())
+}
+
+impl QueueStore for MemoryStore {
+    async fn load(&self, qid: QueueId) -> Result<StoredMessage, StoreError> {
+        let g = self.inner.lock().map_err(|_| poisoned())?;
+        g.msgs
+            .get(&qid)
+            .map(|e| e.message.clone())
+            .ok_or_else(|| gone(qid))
+    }
+
+    async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, StoreError> {
+        let g = self.inner.lock().map_err(|_| poisoned())?;
+        g.msgs
+            .get(&qid)
+            .map(|e| e.body.clone())
+            .ok_or_else(|| gone(qid))
+    }
+
+    async fn mark_recipient(
+        &self,
+        qid: QueueId,
+        index: usize,
+        outcome: RecipientOutcome,
+    ) -> Result<(), StoreError> {
+        let mut g = self.inner.lock().map_err(|_| poisoned())?;
+        let e = g.msgs.get_mut(&qid).ok_or_else(|| gone(qid))?;
+        let slot = e.message.outcomes.get_mut(index).ok_or_else(|| gone(qid))?;
+        if slot.is_some() {
+            return Err(StoreError(format!(
+                "{qid}: recipient {index} already has an outcome"
+            )));
+        }
+        *slot = Some(outcome);
+        Ok(())
+    }
+
+    async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), StoreError> {
+        let mut g = self.inner.lock().map_err(|_| poisoned())?;
+        g.msgs.get_mut(&qid).ok_or_else(|| gone(qid))?.state = state;
+        Ok(())
+    }
+
+    async fn remove(&self, qid: QueueId) -> Result<(), StoreError> {
+        let mut g = self.inner.lock().map_err(|_| poisoned())?;
+        g.msgs.remove(&qid).map(|_| ()).ok_or_else(|| gone(qid))
+    }
+
+    async fn store(&self, envelope: Envelope, message: Vec<u8>) -> Result<QueueId, StoreError> {
+        let q = self.put(envelope.clone(), &message);
+        let mut g = self.inner.lock().map_err(|_| poisoned())?;
+        g.stored.push((q.qid, envelope, message));
+        Ok(q.qid)
+    }
+}

@@ -1,0 +1,543 @@
+//! The queue manager driven from tokio: persists its actions through a [`QueueStore`] (the
+//! spool), runs its jobs through a [`Deliverer`] (the SMTP/LMTP client), makes DSNs, and writes
+//! the mail log. The lead's daemon implements [`QueueStore`] over the flash spool; tests use an
+//! in-memory one.
+//!
+//! Time: the runner reads the wall clock once, at start (or takes it from the config), and
+//! counts from there with tokio's monotonic clock. Under `tokio::time::pause` tests therefore
+//! run days of retries in milliseconds, through this very code.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::attempt::{Job, RcptResult};
+use super::manager::{Action, DsnKind, MessageView, QueueManager, QueuedMessage};
+use super::settings::QueueSettings;
+use crate::bounce::{self, DsnRequest, Kind};
+use crate::delivery::{Attempt, Client, DeliveryRequest, Dns};
+use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::log::{self, Delays, DeliveryLine, LogSink, Program, Status};
+use crate::route::{Protocol, Transport};
+
+/// A spool operation that failed (flash full, message gone, I/O error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the runner reads of a stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub envelope: Envelope,
+    pub outcomes: Vec<Option<RecipientOutcome>>,
+    pub size: u64,
+}
+
+/// The spool as the queue needs it. Each write returns once it is on flash.
+pub trait QueueStore: Send + Sync + 'static {
+    fn load(&self, qid: QueueId) -> impl Future<Output = Result<StoredMessage, StoreError>> + Send;
+    fn read_body(&self, qid: QueueId) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+    fn mark_recipient(
+        &self,
+        qid: QueueId,
+        index: usize,
+        outcome: RecipientOutcome,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn set_state(
+        &self,
+        qid: QueueId,
+        state: QueueState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn remove(&self, qid: QueueId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Store a new message (a DSN) and commit it; its queue id once it is on flash.
+    fn store(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> impl Future<Output = Result<QueueId, StoreError>> + Send;
+}
+
+/// The delivery side, so the runner can be tested without sockets.
+pub trait Deliverer: Send + Sync + 'static {
+    fn deliver(&self, req: DeliveryRequest<'_>) -> impl Future<Output = Attempt> + Send;
+
+    /// Housekeeping when the queue is quiet (closing idle connections).
+    fn idle(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+}
+
+impl<D: Dns + 'static> Deliverer for Client<D> {
+    fn deliver(&self, req: DeliveryRequest<'_>) -> impl Future<Output = Attempt> + Send {
+        Client::deliver(self, req)
+    }
+
+    fn idle(&self) -> impl Future<Output = ()> + Send {
+        self.close_idle()
+    }
+}
+
+/// The runner wakes at least this often, for the deliverer's housekeeping.
+const HOUSEKEEPING: Duration = Duration::from_secs(10);
+
+/// Finds the next hop for a DSN's recipient (the original sender): the router's job.
+pub type BounceRoute = Arc<dyn Fn(&str) -> Option<Transport> + Send + Sync>;
+
+/// How the runner is set up.
+pub struct RunnerConfig {
+    pub settings: QueueSettings,
+    /// This box's name (Reporting-MTA of DSNs).
+    pub hostname: String,
+    pub route: BounceRoute,
+    pub log: LogSink,
+    /// Unix seconds at start; None reads the system clock.
+    pub start_unix: Option<u64>,
+}
+
+/// Admin operations and new messages for a running queue. Cheap to clone.
+#[derive(Clone)]
+pub struct QueueHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+enum Command {
+    Add(QueuedMessage),
+    Hold(QueueId, oneshot::Sender<bool>),
+    Release(QueueId, oneshot::Sender<bool>),
+    Requeue(QueueId, oneshot::Sender<bool>),
+    Delete(QueueId, oneshot::Sender<bool>),
+    Flush(Option<String>, oneshot::Sender<usize>),
+    List(oneshot::Sender<Vec<MessageView>>),
+    Shutdown,
+}
+
+impl QueueHandle {
+    /// A message was committed to the spool (or found at recovery).
+    pub async fn add(&self, m: QueuedMessage) {
+        let _ = self.tx.send(Command::Add(m)).await;
+    }
+    pub async fn hold(&self, qid: QueueId) -> bool {
+        self.ask(|r| Command::Hold(qid, r)).await.unwrap_or(false)
+    }
+    pub async fn release(&self, qid: QueueId) -> bool {
+        self.ask(|r| Command::Release(qid, r))
+            .await
+            .unwrap_or(false)
+    }
+    pub async fn requeue(&self, qid: QueueId) -> bool {
+        self.ask(|r| Command::Requeue(qid, r))
+            .await
+            .unwrap_or(false)
+    }
+    pub async fn delete(&self, qid: QueueId) -> bool {
+        self.ask(|r| Command::Delete(qid, r)).await.unwrap_or(false)
+    }
+    /// `postqueue -f` (None) or `postqueue -s site`.
+    pub async fn flush(&self, site: Option<String>) -> usize {
+        self.ask(|r| Command::Flush(site, r)).await.unwrap_or(0)
+    }
+    pub async fn list(&self) -> Vec<MessageView> {
+        self.ask(Command::List).await.unwrap_or_default()
+    }
+    /// Stop scheduling; jobs in flight are abandoned (their messages stay on flash).
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Start the queue. Feed it the recovered messages with [`QueueHandle::add`].
+pub fn spawn<S: QueueStore, D: Deliverer>(
+    config: RunnerConfig,
+    store: Arc<S>,
+    deliverer: Arc<D>,
+) -> (QueueHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(1024);
+    let start_unix = config.start_unix.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
+    let runner = Runner {
+        qm: QueueManager::new(config.settings.clone()),
+        config,
+        store,
+        deliverer,
+        start: Instant::now(),
+        start_unix,
+    };
+    let task = tokio::spawn(runner.run(rx));
+    (QueueHandle { tx }, task)
+}
+
+struct Runner<S, D> {
+    qm: QueueManager,
+    config: RunnerConfig,
+    store: Arc<S>,
+    deliverer: Arc<D>,
+    start: Instant,
+    start_unix: u64,
+}
+
+impl<S: QueueStore, D: Deliverer> Runner<S, D> {
+    fn now(&self) -> u64 {
+        self.start_unix
+            .saturating_add(self.start.elapsed().as_secs())
+    }
+
+    fn instant_of(&self, unix: u64) -> Instant {
+        self.start + Duration::from_secs(unix.saturating_sub(self.start_unix))
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let (done_tx, mut done_rx) = mpsc::channel::<Attempt>(1024);
+        loop {
+            let now = self.now();
+            let work = self.qm.poll(now);
+            for a in work.actions {
+                self.execute(a).await;
+            }
+            for job in work.jobs {
+                self.start_job(job, done_tx.clone());
+            }
+            if self.qm.next_wakeup() == Some(0) {
+                continue;
+            }
+            let housekeeping = Instant::now() + HOUSEKEEPING;
+            let wake = self
+                .qm
+                .next_wakeup()
+                .map(|t| self.instant_of(t.max(now + 1)))
+                .unwrap_or(housekeeping)
+                .min(housekeeping);
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    None | Some(Command::Shutdown) => return,
+                    Some(c) => self.command(c),
+                },
+                Some(a) = done_rx.recv() => {
+                    let now = self.now();
+                    self.qm.report(a.report, now);
+                    // Take every result that is already in before scheduling again.
+                    while let Ok(a) = done_rx.try_recv() {
+                        self.qm.report(a.report, now);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => self.deliverer.idle().await,
+            }
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        let now = self.now();
+        match c {
+            Command::Add(m) => self.qm.add(m, now),
+            Command::Hold(q, r) => drop(r.send(self.qm.hold(q))),
+            Command::Release(q, r) => drop(r.send(self.qm.release(q, now))),
+            Command::Requeue(q, r) => drop(r.send(self.qm.requeue(q, now))),
+            Command::Delete(q, r) => drop(r.send(self.qm.delete(q))),
+            Command::Flush(s, r) => drop(r.send(self.qm.flush(s.as_deref(), now))),
+            Command::List(r) => drop(r.send(self.qm.list())),
+            Command::Shutdown => {}
+        }
+    }
+
+    fn start_job(&self, job: Job, done: mpsc::Sender<Attempt>) {
+        let store = self.store.clone();
+        let deliverer = self.deliverer.clone();
+        let log = self.config.log.clone();
+        let started_unix = self.now();
+        tokio::spawn(async move {
+            let attempt = run_job(&*store, &*deliverer, &log, &job, started_unix).await;
+            let _ = done.send(attempt).await;
+        });
+    }
+
+    async fn execute(&mut self, a: Action) {
+        let log = self.config.log.clone();
+        match a {
+            Action::Activated { qid } => {
+                if let Ok(m) = self.store.load(qid).await {
+                    let line = log::active_line(
+                        qid,
+                        &m.envelope.sender,
+                        m.size,
+                        m.envelope.recipients.len(),
+                    );
+                    log.line(Program::Qmgr, &line);
+                }
+            }
+            Action::MarkRecipient {
+                qid,
+                index,
+                outcome,
+            } => {
+                if let Err(e) = self.store.mark_recipient(qid, index, outcome).await {
+                    log.line(
+                        Program::Qmgr,
+                        &format!("{qid}: warning: cannot mark recipient {index}: {e}"),
+                    );
+                }
+            }
+            Action::SetState { qid, state } => {
+                if let Err(e) = self.store.set_state(qid, state).await {
+                    log.line(
+                        Program::Qmgr,
+                        &format!("{qid}: warning: cannot set state: {e}"),
+                    );
+                }
+            }
+            Action::Suspended {
+                qid,
+                recipients,
+                reason,
+            } => {
+                if let Ok(m) = self.store.load(qid).await {
+                    let now = self.now();
+                    for i in recipients {
+                        let Some(rcpt) = m.envelope.recipients.get(i) else {
+                            continue;
+                        };
+                        let line = log::delivery_line(&DeliveryLine {
+                            qid,
+                            to: &rcpt.address,
+                            orig_to: rcpt.original.as_deref(),
+                            relay: None,
+                            delays: Delays {
+                                before_queue: Duration::ZERO,
+                                in_queue: Duration::from_secs(
+                                    now.saturating_sub(m.envelope.arrival),
+                                ),
+                                ..Delays::default()
+                            },
+                            dsn: "4.4.1",
+                            status: Status::Deferred,
+                            detail: &reason,
+                        });
+                        log.line(Program::Qmgr, &line);
+                    }
+                }
+            }
+            Action::Expired { qid } => {
+                if let Ok(m) = self.store.load(qid).await {
+                    log.line(Program::Qmgr, &log::expired_line(qid, &m.envelope.sender));
+                }
+            }
+            Action::Dsn { qid, kind } => self.make_dsn(qid, kind).await,
+            Action::Remove { qid } => match self.store.remove(qid).await {
+                Ok(()) => log.line(Program::Qmgr, &log::removed_line(qid)),
+                Err(e) => log.line(
+                    Program::Qmgr,
+                    &format!("{qid}: warning: cannot remove: {e}"),
+                ),
+            },
+        }
+    }
+
+    async fn make_dsn(&mut self, qid: QueueId, kind: DsnKind) {
+        let log = self.config.log.clone();
+        let (Ok(m), Ok(original)) = (self.store.load(qid).await, self.store.read_body(qid).await)
+        else {
+            log.line(
+                Program::Bounce,
+                &format!("{qid}: warning: message gone, no notification"),
+            );
+            return;
+        };
+        let kind = match kind {
+            DsnKind::Final => Kind::Final,
+            DsnKind::Delay { recipients } => {
+                let view = self.qm.get(qid);
+                let reasons = recipients
+                    .into_iter()
+                    .map(|i| {
+                        let why = view
+                            .as_ref()
+                            .and_then(|v| v.recipients.get(i))
+                            .and_then(|r| r.last_reason.clone());
+                        (i, why)
+                    })
+                    .collect();
+                Kind::Delay {
+                    recipients: reasons,
+                    retry_until: m
+                        .envelope
+                        .arrival
+                        .saturating_add(self.config.settings.maximal_queue_lifetime),
+                }
+            }
+        };
+        let now = self.now();
+        let req = DsnRequest {
+            qid,
+            envelope: &m.envelope,
+            outcomes: &m.outcomes,
+            original: &original,
+            kind,
+            reporting_mta: &self.config.hostname,
+            now,
+        };
+        let Some(dsn) = bounce::build(&req) else {
+            return;
+        };
+        let Some(hop) = (self.config.route)(&dsn.recipient) else {
+            log.line(
+                Program::Bounce,
+                &format!(
+                    "{qid}: warning: no route to <{}>, notification dropped",
+                    dsn.recipient
+                ),
+            );
+            return;
+        };
+        let env = dsn.envelope(hop, now);
+        let size = dsn.message.len() as u64;
+        let recipients = env
+            .recipients
+            .iter()
+            .map(|r| (r.next_hop.clone(), false))
+            .collect();
+        match self.store.store(env, dsn.message).await {
+            Ok(new) => {
+                log.line(
+                    Program::Bounce,
+                    &log::notification_line(qid, dsn.notification, new),
+                );
+                self.qm.add(
+                    QueuedMessage {
+                        qid: new,
+                        arrival: now,
+                        null_sender: true,
+                        size,
+                        recipients,
+                        state: QueueState::Active,
+                    },
+                    now,
+                );
+            }
+            Err(e) => log.line(
+                Program::Bounce,
+                &format!("{qid}: warning: cannot queue notification: {e}"),
+            ),
+        }
+    }
+}
+
+/// Load, deliver and log one job; never fails (a spool error defers the recipients).
+async fn run_job<S: QueueStore, D: Deliverer>(
+    store: &S,
+    deliverer: &D,
+    log: &LogSink,
+    job: &Job,
+    started_unix: u64,
+) -> Attempt {
+    let loaded = match (store.load(job.qid).await, store.read_body(job.qid).await) {
+        (Ok(m), Ok(b)) => Ok((m, b)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    let (m, body) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            return Attempt {
+                report: crate::queue::AttemptReport {
+                    qid: job.qid,
+                    next_hop: job.next_hop.clone(),
+                    results: job
+                        .recipients
+                        .iter()
+                        .map(|&i| {
+                            (
+                                i,
+                                RcptResult::Deferred {
+                                    status: "4.3.0".into(),
+                                    reason: format!("cannot read the queued message: {e}"),
+                                },
+                            )
+                        })
+                        .collect(),
+                    destination_failed: false,
+                },
+                relay: None,
+                connection_time: Duration::ZERO,
+                transmission_time: Duration::ZERO,
+            };
+        }
+    };
+    let attempt = deliverer
+        .deliver(DeliveryRequest {
+            qid: job.qid,
+            envelope: &m.envelope,
+            recipients: &job.recipients,
+            next_hop: &job.next_hop,
+            body: &body,
+        })
+        .await;
+    let program = match job.next_hop.protocol {
+        Protocol::Smtp => Program::Smtp,
+        Protocol::Lmtp => Program::Lmtp,
+    };
+    let delays = Delays {
+        before_queue: Duration::from_secs(job.activated.saturating_sub(m.envelope.arrival)),
+        in_queue: Duration::from_secs(started_unix.saturating_sub(job.activated)),
+        connection: attempt.connection_time,
+        transmission: attempt.transmission_time,
+    };
+    for (i, r) in &attempt.report.results {
+        let Some(rcpt) = m.envelope.recipients.get(*i) else {
+            continue;
+        };
+        let (status, dsn, detail) = match r {
+            RcptResult::Delivered { reply, .. } => {
+                (Status::Sent, reply_status(reply), reply.clone())
+            }
+            RcptResult::Deferred { status, reason } => {
+                (Status::Deferred, status.clone(), reason.clone())
+            }
+            RcptResult::Bounced {
+                status, diagnostic, ..
+            } => (
+                Status::Bounced,
+                status.clone(),
+                diagnostic
+                    .split_once("; ")
+                    .map_or(diagnostic.as_str(), |(_, t)| t)
+                    .to_string(),
+            ),
+        };
+        let line = log::delivery_line(&DeliveryLine {
+            qid: job.qid,
+            to: &rcpt.address,
+            orig_to: rcpt.original.as_deref(),
+            relay: attempt.relay.as_deref(),
+            delays,
+            dsn: &dsn,
+            status,
+            detail: &detail,
+        });
+        log.line(program, &line);
+    }
+    attempt
+}
+
+fn reply_status(reply: &str) -> String {
+    reply
+        .split_whitespace()
+        .nth(1)
+        .filter(|w| w.starts_with('2') && w.split('.').count() == 3)
+        .unwrap_or("2.0.0")
+        .to_string()
+}

@@ -1,0 +1,135 @@
+//! Why a recipient is refused or waits: each reason is one SMTP reply code and one enhanced
+//! status code, with Postfix's wording so log tools and admins recognise it.
+
+use std::fmt;
+
+/// A recipient refused at RCPT TO (or, inside a forwarding expansion, bounced later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// A local domain has no such account or alias (the primary case).
+    UserUnknown,
+    /// The account exists but `zimbraMailStatus` is `disabled`.
+    MailboxDisabled,
+    /// Another domain, and the client is neither in `zimbraMtaMyNetworks` nor authenticated.
+    RelayDenied,
+    /// Not an address the router can take apart.
+    BadAddress,
+    /// Forwarding leads back to itself and nothing is left to deliver.
+    ForwardingLoop,
+    /// Forwarding expands to more recipients than one message may have.
+    TooManyTargets,
+}
+
+impl Reject {
+    /// The SMTP reply code.
+    pub fn code(self) -> u16 {
+        match self {
+            Reject::RelayDenied => 554,
+            Reject::BadAddress => 501,
+            _ => 550,
+        }
+    }
+
+    /// The enhanced status code (RFC 3463).
+    pub fn status(self) -> &'static str {
+        match self {
+            Reject::UserUnknown => "5.1.1",
+            Reject::MailboxDisabled => "5.2.1",
+            Reject::RelayDenied => "5.7.1",
+            Reject::BadAddress => "5.1.3",
+            Reject::ForwardingLoop => "5.4.6",
+            Reject::TooManyTargets => "5.5.3",
+        }
+    }
+
+    /// The words after the address.
+    pub fn text(self) -> &'static str {
+        match self {
+            Reject::UserUnknown => "Recipient address rejected: User unknown",
+            Reject::MailboxDisabled => "Recipient address rejected: Mailbox disabled",
+            Reject::RelayDenied => "Relay access denied",
+            Reject::BadAddress => "Recipient address rejected: Bad recipient address syntax",
+            Reject::ForwardingLoop => "Recipient address rejected: mail forwarding loop",
+            Reject::TooManyTargets => {
+                "Recipient address rejected: forwarding expands to too many recipients"
+            }
+        }
+    }
+
+    /// The whole reply line, e.g. `550 5.1.1 <x@example.com>: Recipient address rejected: User
+    /// unknown`.
+    pub fn reply(self, address: &str) -> String {
+        format!(
+            "{} {} <{address}>: {}",
+            self.code(),
+            self.status(),
+            self.text()
+        )
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status(), self.text())
+    }
+}
+
+/// A recipient accepted, but with no next hop yet: it stays in the deferred queue with this
+/// reason, as Postfix defers mail it cannot route (it never rejects at RCPT for this), and goes
+/// out once the admin fixes the setting, or bounces when its queue lifetime ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Deferral {
+    /// A local account (or catch-all) with no `zimbraMailTransport` on the account or domain and
+    /// no `virtual_transport`.
+    NoTransport,
+    /// Another domain, with no `zimbraMtaRelayHost` and `zimbraMtaDnsLookupsEnabled` FALSE.
+    NoRelayHost,
+}
+
+impl Deferral {
+    pub fn status(self) -> &'static str {
+        match self {
+            Deferral::NoTransport => "4.3.5",
+            Deferral::NoRelayHost => "4.4.3",
+        }
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            Deferral::NoTransport => {
+                "no zimbraMailTransport for the account or its domain, and no virtual_transport"
+            }
+            Deferral::NoRelayHost => {
+                "no zimbraMtaRelayHost and zimbraMtaDnsLookupsEnabled is FALSE: no next hop"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Deferral {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status(), self.text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postfix_wording() {
+        assert_eq!(
+            Reject::UserUnknown.reply("nobody@example.com"),
+            "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown"
+        );
+        assert_eq!(
+            Reject::RelayDenied.reply("x@example.net"),
+            "554 5.7.1 <x@example.net>: Relay access denied"
+        );
+        assert!(
+            Reject::MailboxDisabled
+                .reply("a@b.c")
+                .starts_with("550 5.2.1 <a@b.c>")
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! SMTP replies: a code, an enhanced status code (RFC 3463, sent on every reply but the greeting,
+//! the EHLO/LHLO list and the 334/354 intermediates, as RFC 2034 asks) and one line of text.
+//!
+//! Single-line replies are written by `smtp_proto::Response`; text that came from elsewhere (a
+//! router's rejection, a spool error) is cleaned of CR, LF and control characters first, so no
+//! reply can ever carry a second line the client would read as another answer.
+
+use std::fmt;
+
+use smtp_proto::Response;
+
+/// One SMTP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The three-digit reply code (RFC 5321 §4.2).
+    pub code: u16,
+    /// The enhanced status code (class, subject, detail); `None` where RFC 2034 has none.
+    pub esc: Option<[u8; 3]>,
+    /// The text after the codes.
+    pub text: String,
+}
+
+impl Reply {
+    /// A reply with an enhanced status code. Control characters in `text` become spaces.
+    pub fn new(code: u16, esc: [u8; 3], text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            esc: Some(esc),
+            text: clean(text.into()),
+        }
+    }
+
+    /// A reply without an enhanced status code (greeting, 334, 354).
+    pub fn bare(code: u16, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            esc: None,
+            text: clean(text.into()),
+        }
+    }
+
+    /// 2xx.
+    pub fn is_positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    /// 4xx or 5xx.
+    pub fn is_error(&self) -> bool {
+        self.code >= 400
+    }
+
+    /// Appends the reply, CRLF-terminated, to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self.esc {
+            Some(esc) if (100..600).contains(&self.code) && esc.iter().all(|d| *d < 10) => {
+                let r = Response {
+                    code: self.code,
+                    esc,
+                    message: self.text.as_str(),
+                };
+                // Writing into a Vec cannot fail.
+                let _ = r.write(&mut *out);
+            }
+            _ => {
+                out.extend_from_slice(format!("{} {}\r\n", self.code, self.text).as_bytes());
+            }
+        }
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.esc {
+            Some([a, b, c]) => write!(f, "{} {a}.{b}.{c} {}", self.code, self.text),
+            None => write!(f, "{} {}", self.code, self.text),
+        }
+    }
+}
+
+fn clean(text: String) -> String {
+    if text.bytes().any(|b| b.is_ascii_control()) {
+        text.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_one_line_with_enhanced_codes() {
+        let mut out = Vec::new();
+        Reply::new(250, [2, 0, 0], "Ok").write_to(&mut out);
+        Reply::bare(354, "End data with <CR><LF>.<CR><LF>").write_to(&mut out);
+        assert_eq!(
+            out,
+            b"250 2.0.0 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn injected_line_breaks_are_neutralised() {
+        let mut out = Vec::new();
+        Reply::new(550, [5, 1, 1], "no\r\n250 2.0.0 Ok").write_to(&mut out);
+        assert_eq!(out, b"550 5.1.1 no  250 2.0.0 Ok\r\n".to_vec());
+    }
+}

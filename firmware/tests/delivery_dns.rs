@@ -1,0 +1,133 @@
+//! MX resolution through hickory-resolver against a small DNS server on 127.0.0.1 (UDP), so the
+//! real resolver's answers (trailing dots, NXDOMAIN, NODATA) meet our ordering and error rules.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use hickory_resolver::proto::op::{Message, ResponseCode};
+use hickory_resolver::proto::rr::rdata::{A, MX};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+use postern::delivery::HickoryDns;
+use postern::delivery::resolve::targets;
+use postern::route::Transport;
+use tokio::net::UdpSocket;
+
+enum Answer {
+    Records(Vec<RData>),
+    NxDomain,
+}
+
+/// Answers from `zone`; names absent from it exist but have no records of the asked type.
+async fn dns_server(zone: HashMap<(String, RecordType), Answer>) -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let zone = Arc::new(zone);
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(query) = q.queries.first().cloned() else {
+                continue;
+            };
+            let mut resp = Message::response(q.metadata.id, q.metadata.op_code);
+            resp.metadata.recursion_desired = true;
+            resp.metadata.recursion_available = true;
+            resp.metadata.authoritative = true;
+            resp.add_query(query.clone());
+            let key = (
+                query.name().to_ascii().to_ascii_lowercase(),
+                query.query_type(),
+            );
+            match zone.get(&key) {
+                Some(Answer::Records(rs)) => {
+                    for r in rs {
+                        resp.add_answer(Record::from_rdata(query.name().clone(), 60, r.clone()));
+                    }
+                }
+                Some(Answer::NxDomain) => resp.metadata.response_code = ResponseCode::NXDomain,
+                None => {}
+            }
+            let _ = sock.send_to(&resp.to_vec().unwrap(), peer).await;
+        }
+    });
+    addr
+}
+
+fn mx(pref: u16, host: &str) -> RData {
+    RData::MX(MX::new(pref, Name::from_ascii(host).unwrap()))
+}
+
+fn a(ip: &str) -> RData {
+    RData::A(A(ip.parse().unwrap()))
+}
+
+fn hop(s: &str) -> Transport {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn mx_order_fallback_nxdomain_and_implicit_mx_through_hickory() {
+    let mut zone = HashMap::new();
+    zone.insert(
+        ("example.test.".to_string(), RecordType::MX),
+        Answer::Records(vec![
+            mx(20, "backup.example.test."),
+            mx(10, "mx1.example.test."),
+        ]),
+    );
+    zone.insert(
+        ("mx1.example.test.".into(), RecordType::A),
+        Answer::Records(vec![a("127.0.0.11")]),
+    );
+    zone.insert(
+        ("backup.example.test.".into(), RecordType::A),
+        Answer::Records(vec![a("127.0.0.12")]),
+    );
+    zone.insert(("nosuch.test.".into(), RecordType::MX), Answer::NxDomain);
+    zone.insert(("nosuch.test.".into(), RecordType::A), Answer::NxDomain);
+    zone.insert(
+        ("plain.test.".into(), RecordType::A),
+        Answer::Records(vec![a("127.0.0.13")]),
+    );
+    zone.insert(
+        ("nullmx.test.".into(), RecordType::MX),
+        Answer::Records(vec![mx(0, ".")]),
+    );
+    let server = dns_server(zone).await;
+    let dns = HickoryDns::with_servers_on(&[server]).unwrap();
+
+    let t = targets(&dns, &hop("smtp:example.test")).await.unwrap();
+    let relays: Vec<String> = t.iter().map(|t| t.relay()).collect();
+    assert_eq!(
+        relays,
+        [
+            "mx1.example.test[127.0.0.11]:25",
+            "backup.example.test[127.0.0.12]:25"
+        ]
+    );
+
+    let e = targets(&dns, &hop("smtp:nosuch.test")).await.unwrap_err();
+    assert!(e.permanent, "{e:?}");
+    assert_eq!(e.status, "5.4.4");
+
+    // No MX records: the domain's own address is its mail exchanger.
+    let t = targets(&dns, &hop("smtp:plain.test")).await.unwrap();
+    assert_eq!(t[0].relay(), "plain.test[127.0.0.13]:25");
+    assert_eq!(t[0].ip, "127.0.0.13".parse::<IpAddr>().unwrap());
+
+    let e = targets(&dns, &hop("smtp:nullmx.test")).await.unwrap_err();
+    assert_eq!((e.permanent, e.status), (true, "5.1.10"));
+
+    // Brackets: the A record of the name itself, MX ignored.
+    let e = targets(&dns, &hop("smtp:[example.test]:25")).await;
+    assert!(
+        e.is_err() || e.unwrap().is_empty(),
+        "example.test has no A record"
+    );
+}

@@ -1,0 +1,239 @@
+//! The delivery client over LMTP to a private Dovecot instance on 127.0.0.1: delivery into a
+//! maildir, and the quota replies per recipient after DATA (`452 4.2.2` with
+//! quota_full_tempfail, `552 5.2.2` without). Skips (saying so) only when Dovecot's LMTP server
+//! is not installed.
+
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use postern::delivery::{Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer};
+use postern::envelope::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
+use postern::queue::RcptResult;
+use postern::route::Transport;
+
+const DOVECOT: &str = "/usr/sbin/dovecot";
+const LMTP: &str = "/usr/lib/dovecot/lmtp";
+
+struct Dovecot {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        // Stop the master we started (by its pid file), then remove the instance.
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("run/master.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn dovecot(tempfail: bool) -> Option<Dovecot> {
+    if !Path::new(DOVECOT).exists() || !Path::new(LMTP).exists() {
+        eprintln!("SKIPPED: Dovecot LMTP not installed (apt-get install dovecot-lmtpd)");
+        return None;
+    }
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("postern-dovecot-{port}-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("mail")).unwrap();
+    std::fs::create_dir_all(dir.join("run")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Mail is written as the `dovecot` user.
+        for d in [dir.clone(), dir.join("mail")] {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+    }
+    let d = dir.display();
+    std::fs::write(
+        dir.join("users"),
+        "bob:{PLAIN}x::::::\nfull:{PLAIN}x::::::userdb_quota_rule=*:storage=1K\n",
+    )
+    .unwrap();
+    let conf = format!(
+        "protocols = lmtp\nbase_dir = {d}/run\nstate_dir = {d}/run/state\nlog_path = {d}/dovecot.log\n\
+         ssl = no\nlisten = 127.0.0.1\ndefault_internal_user = dovecot\ndefault_login_user = dovenull\n\
+         mail_location = maildir:{d}/mail/%u\nmail_uid = dovecot\nmail_gid = dovecot\nfirst_valid_uid = 1\n\
+         mail_plugins = quota\nquota_full_tempfail = {}\n\
+         userdb {{\n  driver = passwd-file\n  args = {d}/users\n  default_fields = uid=dovecot gid=dovecot home={d}/mail/%u\n}}\n\
+         passdb {{\n  driver = passwd-file\n  args = {d}/users\n}}\n\
+         service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  unix_listener lmtp {{\n    mode = 0666\n  }}\n}}\n\
+         plugin {{\n  quota = maildir:User quota\n}}\n",
+        if tempfail { "yes" } else { "no" }
+    );
+    std::fs::write(dir.join("dovecot.conf"), conf).unwrap();
+    let st = Command::new(DOVECOT)
+        .arg("-c")
+        .arg(dir.join("dovecot.conf"))
+        .status()
+        .expect("run dovecot");
+    assert!(st.success(), "dovecot failed to start: see {d}/dovecot.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "dovecot lmtp did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(Dovecot { dir, port })
+}
+
+struct NoDns;
+
+impl Dns for NoDns {
+    async fn mx(&self, _: &str) -> Result<MxAnswer, DnsError> {
+        Err(DnsError::Temporary("no DNS in this test".into()))
+    }
+    async fn ips(&self, _: &str) -> Result<Vec<IpAddr>, DnsError> {
+        Err(DnsError::Temporary("no DNS in this test".into()))
+    }
+}
+
+fn envelope(hop: &Transport, rcpts: &[&str]) -> Envelope {
+    Envelope {
+        sender: "alice@postern.test".into(),
+        recipients: rcpts
+            .iter()
+            .map(|a| Recipient {
+                address: a.to_string(),
+                original: None,
+                orcpt: None,
+                notify: Notify::DEFAULT,
+                next_hop: hop.clone(),
+            })
+            .collect(),
+        ret: None,
+        envid: None,
+        body_type: BodyType::SevenBit,
+        smtputf8: false,
+        arrival: 1_795_000_000,
+        client: ClientInfo::default(),
+    }
+}
+
+fn body() -> Vec<u8> {
+    let mut b = b"From: alice@postern.test\r\nTo: bob@postern.test\r\nSubject: lmtp test\r\n\r\n\
+.dot line\r\n"
+        .to_vec();
+    for i in 0..100 {
+        b.extend_from_slice(
+            format!("filler line {i:03} to pass a one kilobyte quota\r\n").as_bytes(),
+        );
+    }
+    b
+}
+
+fn deliver(dc: &Dovecot, rcpts: &[&str]) -> postern::delivery::Attempt {
+    let hop: Transport = format!("lmtp:[127.0.0.1]:{}", dc.port).parse().unwrap();
+    let env = envelope(&hop, rcpts);
+    let client = Client::new(ClientSettings::new("gw.postern.test"), NoDns);
+    let idx: Vec<usize> = (0..rcpts.len()).collect();
+    let msg = body();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(client.deliver(DeliveryRequest {
+            qid: QueueId::new(1_795_000_000_000, 1),
+            envelope: &env,
+            recipients: &idx,
+            next_hop: &hop,
+            body: &msg,
+        }))
+}
+
+fn delivered_files(dc: &Dovecot, user: &str) -> Vec<Vec<u8>> {
+    let new = dc.dir.join("mail").join(user).join("new");
+    std::fs::read_dir(new)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn lmtp_delivers_into_the_mailbox() {
+    let Some(dc) = dovecot(false) else { return };
+    let a = deliver(&dc, &["bob"]);
+    match &a.report.results[0].1 {
+        RcptResult::Delivered { relay, reply } => {
+            assert_eq!(relay, &format!("127.0.0.1[127.0.0.1]:{}", dc.port));
+            assert!(reply.starts_with("250 2.0.0 <bob>"), "{reply}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let files = delivered_files(&dc, "bob");
+    assert_eq!(files.len(), 1);
+    let text = String::from_utf8_lossy(&files[0]);
+    assert!(text.contains("Subject: lmtp test"));
+    assert!(
+        text.contains("\n.dot line"),
+        "dot-stuffing undone by the server"
+    );
+    assert!(text.contains("filler line 099"));
+}
+
+#[test]
+fn quota_per_recipient_after_data_tempfail_defers_452_4_2_2() {
+    let Some(dc) = dovecot(true) else { return };
+    let a = deliver(&dc, &["bob", "full"]);
+    assert!(
+        matches!(a.report.results[0].1, RcptResult::Delivered { .. }),
+        "{:?}",
+        a.report
+    );
+    match &a.report.results[1].1 {
+        RcptResult::Deferred { status, reason } => {
+            assert_eq!(status, "4.2.2");
+            assert!(
+                reason.contains("said: 452 4.2.2 <full> Quota exceeded"),
+                "{reason}"
+            );
+            assert!(reason.ends_with("(in reply to end of DATA command)"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(delivered_files(&dc, "bob").len(), 1);
+    assert!(delivered_files(&dc, "full").is_empty());
+}
+
+#[test]
+fn quota_permanent_bounces_552_5_2_2() {
+    let Some(dc) = dovecot(false) else { return };
+    let a = deliver(&dc, &["full", "bob"]);
+    match &a.report.results[0].1 {
+        RcptResult::Bounced {
+            status,
+            diagnostic,
+            remote_mta,
+        } => {
+            assert_eq!(status, "5.2.2");
+            assert!(
+                diagnostic.starts_with("smtp; 552 5.2.2 <full> Quota exceeded"),
+                "{diagnostic}"
+            );
+            assert_eq!(remote_mta.as_deref(), Some("127.0.0.1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        a.report.results[1].1,
+        RcptResult::Delivered { .. }
+    ));
+}

@@ -1,0 +1,511 @@
+//! The delivery client against Postfix's `smtp-sink` on 127.0.0.1: what arrives, and how
+//! refusals at each stage turn into per-recipient results. Skips (saying so) only when
+//! /usr/sbin/smtp-sink is not installed.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use postern::delivery::{
+    Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer, Timeouts, TlsPolicy,
+};
+use postern::envelope::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
+use postern::queue::RcptResult;
+use postern::route::Transport;
+
+const SINK: &str = "/usr/sbin/smtp-sink";
+
+struct Sink {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// Start smtp-sink with extra flags, or None (and a message) when it is not installed.
+fn sink(flags: &[&str]) -> Option<Sink> {
+    if !Path::new(SINK).exists() {
+        eprintln!("SKIPPED: {SINK} not installed (apt-get install postfix)");
+        return None;
+    }
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("postern-sink-{port}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new(SINK);
+    cmd.arg("-c");
+    if is_root() {
+        // smtp-sink refuses to run as root; the dump directory must be writable by nobody.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        cmd.args(["-u", "nobody"]);
+    }
+    cmd.args(["-d", &format!("{}/%H%M%S.", dir.display())]);
+    cmd.args(flags);
+    cmd.arg(format!("127.0.0.1:{port}")).arg("50");
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let child = cmd.spawn().expect("start smtp-sink");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "smtp-sink did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(Sink { child, port, dir })
+}
+
+impl Sink {
+    /// The dumps smtp-sink wrote, waiting a little for the last one to be closed.
+    fn dumps(&self, want: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut out = Vec::new();
+            for e in std::fs::read_dir(&self.dir).unwrap().flatten() {
+                if let Ok(s) = std::fs::read(e.path()) {
+                    out.push(String::from_utf8_lossy(&s).into_owned());
+                }
+            }
+            if out.len() >= want || Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sessions and messages counted by `smtp-sink -c` (`sess=N quit=Q mesg=M`), after
+    /// stopping it.
+    fn stop_and_count(self) -> (u32, u32) {
+        let (s, _, m) = self.stop_and_count_all();
+        (s, m)
+    }
+
+    fn stop_and_count_all(mut self) -> (u32, u32, u32) {
+        let _ = self.child.kill();
+        let mut text = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            use std::io::Read;
+            let _ = out.read_to_string(&mut text);
+        }
+        let last = text
+            .rsplit('\r')
+            .find(|s| s.contains("sess="))
+            .unwrap_or("");
+        let field = |k: &str| {
+            last.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("sess="), field("quit="), field("mesg="))
+    }
+}
+
+/// DNS that knows only what the test says.
+#[derive(Default)]
+struct FakeDns {
+    mx: HashMap<String, Vec<(u16, String)>>,
+    a: HashMap<String, Vec<IpAddr>>,
+}
+
+impl Dns for FakeDns {
+    async fn mx(&self, d: &str) -> Result<MxAnswer, DnsError> {
+        self.mx
+            .get(d)
+            .map(|r| MxAnswer::Records(r.clone()))
+            .ok_or(DnsError::NotFound)
+    }
+    async fn ips(&self, h: &str) -> Result<Vec<IpAddr>, DnsError> {
+        self.a.get(h).cloned().ok_or(DnsError::NotFound)
+    }
+}
+
+fn settings() -> ClientSettings {
+    let mut s = ClientSettings::new("gw.postern.test");
+    s.timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        ..Timeouts::default()
+    };
+    s.tls_policy = TlsPolicy::May;
+    s.reuse_time_limit = Duration::from_secs(30);
+    s
+}
+
+fn envelope(hop: &Transport, rcpts: &[&str]) -> Envelope {
+    Envelope {
+        sender: "alice@postern.test".into(),
+        recipients: rcpts
+            .iter()
+            .map(|a| Recipient {
+                address: a.to_string(),
+                original: None,
+                orcpt: None,
+                notify: Notify::DEFAULT,
+                next_hop: hop.clone(),
+            })
+            .collect(),
+        ret: None,
+        envid: None,
+        body_type: BodyType::EightBitMime,
+        smtputf8: false,
+        arrival: 1_795_000_000,
+        client: ClientInfo::default(),
+    }
+}
+
+fn body(subject: &str) -> Vec<u8> {
+    let mut b = format!(
+        "From: alice@postern.test\r\nTo: bob@example.test\r\nSubject: {subject}\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n\
+         Grüße aus Köln\r\n.leading dot survives\r\n..two dots\r\n.\r\nend of the dot test\r\n"
+    )
+    .into_bytes();
+    for i in 0..3000 {
+        b.extend_from_slice(
+            format!("line {i:05} of a long body to cross chunk boundaries ---------------\r\n")
+                .as_bytes(),
+        );
+    }
+    b
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn deliver(
+    client: &Client<FakeDns>,
+    env: &Envelope,
+    hop: &Transport,
+    body: &[u8],
+) -> postern::delivery::Attempt {
+    let idx: Vec<usize> = (0..env.recipients.len()).collect();
+    rt().block_on(client.deliver(DeliveryRequest {
+        qid: QueueId::new(1_795_000_000_000, 1),
+        envelope: env,
+        recipients: &idx,
+        next_hop: hop,
+        body,
+    }))
+}
+
+fn hop(port: u16) -> Transport {
+    format!("smtp:[127.0.0.1]:{port}").parse().unwrap()
+}
+
+#[test]
+fn message_arrives_intact_with_pipelining_and_the_connection_is_reused() {
+    let Some(s) = sink(&[]) else { return };
+    let hop = hop(s.port);
+    let client = Client::new(settings(), FakeDns::default());
+    let env = envelope(
+        &hop,
+        &[
+            "bob@example.test",
+            "carol@example.test",
+            "dave@example.test",
+        ],
+    );
+    let msg = body("intact-1");
+    // One runtime for both deliveries, so the cached connection stays usable.
+    let rt = rt();
+    let idx = [0usize, 1, 2];
+    let run = |m: &[u8]| {
+        rt.block_on(client.deliver(DeliveryRequest {
+            qid: QueueId::new(1_795_000_000_000, 1),
+            envelope: &env,
+            recipients: &idx,
+            next_hop: &hop,
+            body: m,
+        }))
+    };
+    let a = run(&msg);
+    assert_eq!(a.report.results.len(), 3);
+    for (_, r) in &a.report.results {
+        match r {
+            RcptResult::Delivered { relay, reply } => {
+                assert_eq!(relay, &format!("127.0.0.1[127.0.0.1]:{}", s.port));
+                assert!(reply.starts_with("250 2.0.0"), "{reply}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(client.idle_connections(), 1, "kept for reuse");
+    let b = run(&body("intact-2"));
+    assert!(matches!(
+        b.report.results[0].1,
+        RcptResult::Delivered { .. }
+    ));
+
+    let dumps = s.dumps(2);
+    let first = dumps
+        .iter()
+        .find(|d| d.contains("Subject: intact-1"))
+        .expect("dumped");
+    // smtp-sink stores LF line ends and removes the dot-stuffing: compare in that form.
+    let expect = String::from_utf8(msg).unwrap().replace("\r\n", "\n");
+    assert!(first.contains(&expect), "body changed on the way");
+    assert!(first.contains("X-Helo-Args: gw.postern.test"));
+    assert!(first.contains("X-Mail-Args: <alice@postern.test> BODY=8BITMIME"));
+    for r in ["bob", "carol", "dave"] {
+        assert!(first.contains(&format!("X-Rcpt-Args: <{r}@example.test>")));
+    }
+    // Close the cached connection so smtp-sink counts its session as ended.
+    drop(client);
+    std::thread::sleep(Duration::from_millis(200));
+    let (sessions, messages) = s.stop_and_count();
+    // smtp-sink counts ended sessions; one is the test's readiness probe.
+    assert_eq!(
+        (sessions, messages),
+        (2, 2),
+        "two messages over one connection"
+    );
+}
+
+#[test]
+fn without_pipelining_one_command_at_a_time() {
+    let Some(s) = sink(&["-p"]) else { return };
+    let hop = hop(s.port);
+    let client = Client::new(settings(), FakeDns::default());
+    let env = envelope(&hop, &["bob@example.test", "carol@example.test"]);
+    let a = deliver(&client, &env, &hop, &body("nopipe"));
+    assert!(
+        a.report
+            .results
+            .iter()
+            .all(|(_, r)| matches!(r, RcptResult::Delivered { .. }))
+    );
+    assert!(s.dumps(1)[0].contains("Subject: nopipe"));
+}
+
+#[test]
+fn hard_rcpt_refusal_bounces_soft_one_defers() {
+    for (flag, permanent) in [("-f", true), ("-r", false)] {
+        let Some(s) = sink(&[flag, "RCPT"]) else {
+            return;
+        };
+        let hop = hop(s.port);
+        let client = Client::new(settings(), FakeDns::default());
+        let env = envelope(&hop, &["bob@example.test"]);
+        let a = deliver(&client, &env, &hop, &body("refused"));
+        assert!(!a.report.destination_failed);
+        match (&a.report.results[0].1, permanent) {
+            (
+                RcptResult::Bounced {
+                    status,
+                    diagnostic,
+                    remote_mta,
+                },
+                true,
+            ) => {
+                assert_eq!(status, "5.3.0");
+                assert_eq!(diagnostic, "smtp; 500 5.3.0 Error: command failed");
+                assert_eq!(remote_mta.as_deref(), Some("127.0.0.1"));
+            }
+            (RcptResult::Deferred { status, reason }, false) => {
+                assert_eq!(status, "4.3.0");
+                assert!(
+                    reason.ends_with(
+                        "said: 450 4.3.0 Error: command failed (in reply to RCPT TO command)"
+                    ),
+                    "{reason}"
+                );
+            }
+            other => panic!("{flag}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn refusal_at_end_of_data_defers_every_recipient() {
+    let Some(s) = sink(&["-r", "."]) else { return };
+    let hop = hop(s.port);
+    let client = Client::new(settings(), FakeDns::default());
+    let env = envelope(&hop, &["bob@example.test", "carol@example.test"]);
+    let a = deliver(&client, &env, &hop, &body("eod"));
+    assert_eq!(a.report.results.len(), 2);
+    for (_, r) in &a.report.results {
+        assert!(
+            matches!(r, RcptResult::Deferred { reason, .. } if reason.contains("end of DATA")),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn smtputf8_message_to_a_server_without_it_bounces_5_6_7() {
+    let Some(s) = sink(&[]) else { return };
+    let hop = hop(s.port);
+    let client = Client::new(settings(), FakeDns::default());
+    let mut env = envelope(&hop, &["jörg@example.test"]);
+    env.smtputf8 = true;
+    let a = deliver(&client, &env, &hop, &body("utf8"));
+    match &a.report.results[0].1 {
+        RcptResult::Bounced {
+            status, diagnostic, ..
+        } => {
+            assert_eq!(status, "5.6.7");
+            assert!(diagnostic.contains(
+                "SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]"
+            ));
+        }
+        other => panic!("{other:?}"),
+    }
+    let (_, messages) = s.stop_and_count();
+    assert_eq!(messages, 0, "nothing was sent");
+}
+
+#[test]
+fn dead_next_hop_defers_and_marks_the_destination_failed() {
+    if !Path::new(SINK).exists() {
+        eprintln!("SKIPPED: {SINK} not installed");
+        return;
+    }
+    let port = free_port();
+    let hop = hop(port);
+    let client = Client::new(settings(), FakeDns::default());
+    let env = envelope(&hop, &["bob@example.test"]);
+    let a = deliver(&client, &env, &hop, &body("dead"));
+    assert!(a.report.destination_failed);
+    assert!(a.relay.is_none());
+    match &a.report.results[0].1 {
+        RcptResult::Deferred { reason, .. } => {
+            assert_eq!(
+                reason,
+                &format!("connect to 127.0.0.1[127.0.0.1]:{port}: Connection refused")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn mx_hosts_are_tried_in_preference_order_with_fallback() {
+    let Some(s) = sink(&[]) else { return };
+    let mut dns = FakeDns::default();
+    dns.mx.insert(
+        "example.test".into(),
+        vec![
+            (20, "second.example.test.".into()),
+            (10, "first.example.test.".into()),
+        ],
+    );
+    // Nothing listens on 127.0.0.2: the preferred MX refuses, the next one takes the mail.
+    dns.a.insert(
+        "first.example.test.".into(),
+        vec!["127.0.0.2".parse().unwrap()],
+    );
+    dns.a.insert(
+        "second.example.test.".into(),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
+    let hop: Transport = format!("smtp:example.test:{}", s.port).parse().unwrap();
+    assert!(hop.mx);
+    let client = Client::new(settings(), dns);
+    let env = envelope(&hop, &["bob@example.test"]);
+    let a = deliver(&client, &env, &hop, &body("mx"));
+    match &a.report.results[0].1 {
+        RcptResult::Delivered { relay, .. } => {
+            assert_eq!(relay, &format!("second.example.test[127.0.0.1]:{}", s.port));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn idle_connections_are_closed_with_quit() {
+    let Some(s) = sink(&[]) else { return };
+    let hop = hop(s.port);
+    let mut settings = settings();
+    settings.reuse_time_limit = Duration::from_millis(200);
+    let client = Client::new(settings, FakeDns::default());
+    let env = envelope(&hop, &["bob@example.test"]);
+    let rt = rt();
+    let a = rt.block_on(client.deliver(DeliveryRequest {
+        qid: QueueId::new(1_795_000_000_000, 1),
+        envelope: &env,
+        recipients: &[0],
+        next_hop: &hop,
+        body: &body("idle"),
+    }));
+    assert!(matches!(
+        a.report.results[0].1,
+        RcptResult::Delivered { .. }
+    ));
+    assert_eq!(client.idle_connections(), 1);
+    rt.block_on(client.close_idle());
+    assert_eq!(client.idle_connections(), 1, "not yet idle long enough");
+    std::thread::sleep(Duration::from_millis(300));
+    rt.block_on(client.close_idle());
+    assert_eq!(client.idle_connections(), 0);
+    std::thread::sleep(Duration::from_millis(200));
+    let (sessions, quits, messages) = s.stop_and_count_all();
+    // smtp-sink counts ended sessions; one is the test's readiness probe.
+    assert_eq!((sessions, quits, messages), (2, 1, 1));
+}
+
+#[test]
+fn dsn_parameters_are_passed_on_to_a_server_that_offers_dsn() {
+    let Some(s) = sink(&[]) else { return };
+    let hop = hop(s.port);
+    let client = Client::new(settings(), FakeDns::default());
+    let mut env = envelope(&hop, &["bob@example.test", "carol@example.test"]);
+    env.ret = Some(postern::envelope::Ret::Headers);
+    env.envid = Some("ENV 42+x".into());
+    env.recipients[0].notify = Notify {
+        success: true,
+        failure: true,
+        delay: false,
+        explicit: true,
+    };
+    env.recipients[0].orcpt = Some(("rfc822".into(), "Bob@Example.TEST".into()));
+    env.recipients[1].notify = Notify::NEVER;
+    let a = deliver(&client, &env, &hop, &body("dsn-params"));
+    assert!(matches!(
+        a.report.results[0].1,
+        RcptResult::Delivered { .. }
+    ));
+    let dump = s.dumps(1).pop().unwrap();
+    assert!(
+        dump.contains(
+            "X-Mail-Args: <alice@postern.test> BODY=8BITMIME RET=HDRS ENVID=ENV+2042+2Bx"
+        ),
+        "{dump}"
+    );
+    // SUCCESS stays with us (we report the hand-off); FAILURE goes on with ORCPT.
+    assert!(
+        dump.contains(
+            "X-Rcpt-Args: <bob@example.test> NOTIFY=FAILURE ORCPT=rfc822;Bob@Example.TEST"
+        ),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("X-Rcpt-Args: <carol@example.test> NOTIFY=NEVER"),
+        "{dump}"
+    );
+}

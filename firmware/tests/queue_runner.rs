@@ -1,0 +1,400 @@
+//! The queue runner end to end over an in-memory spool and a scripted deliverer, with tokio's
+//! clock paused: days of retries run in milliseconds through the real runner code. DSNs are
+//! checked field by field with mail-parser.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mail_parser::{MessageParser, PartType};
+use postern::delivery::{Attempt, DeliveryRequest};
+use postern::envelope::{BodyType, ClientInfo, Envelope, Notify, QueueId, QueueState, Recipient};
+use postern::log::LogSink;
+use postern::queue::runner::{self, Deliverer, QueueHandle, RunnerConfig};
+use postern::queue::{AttemptReport, MemoryStore, QueueSettings, RcptResult};
+use postern::route::Transport;
+
+const T0: u64 = 1_795_000_000;
+const DAY: u64 = 86_400;
+
+/// Answers by the recipient's local part: ok, gone (5.1.1), full (452 4.2.2), dead (no
+/// connection at all).
+#[derive(Default)]
+struct Script {
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+impl Script {
+    fn attempts(&self, addr: &str) -> u32 {
+        self.attempts
+            .lock()
+            .unwrap()
+            .get(addr)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Deliverer for Script {
+    async fn deliver(&self, req: DeliveryRequest<'_>) -> Attempt {
+        let mut dead = false;
+        let results = req
+            .recipients
+            .iter()
+            .map(|&i| {
+                let addr = req.envelope.recipients[i].address.clone();
+                *self.attempts.lock().unwrap().entry(addr.clone()).or_default() += 1;
+                let r = match addr.split('@').next().unwrap() {
+                    "gone" => RcptResult::Bounced {
+                        status: "5.1.1".into(),
+                        diagnostic: format!("smtp; 550 5.1.1 <{addr}>: Recipient address rejected: User unknown"),
+                        remote_mta: Some("mx.example.com".into()),
+                    },
+                    "full" => RcptResult::Deferred {
+                        status: "4.2.2".into(),
+                        reason: format!("host store[192.0.2.5] said: 452 4.2.2 <{addr}> Mailbox is full (in reply to end of DATA command)"),
+                    },
+                    l if l.starts_with("dead") => {
+                        dead = true;
+                        RcptResult::Deferred {
+                            status: "4.4.1".into(),
+                            reason: "connect to dead.example[192.0.2.66]:25: Connection refused".into(),
+                        }
+                    }
+                    _ => RcptResult::Delivered {
+                        relay: "mx.example.com[192.0.2.1]:25".into(),
+                        reply: "250 2.0.0 Ok: queued as 4XYZ".into(),
+                    },
+                };
+                (i, r)
+            })
+            .collect();
+        Attempt {
+            report: AttemptReport {
+                qid: req.qid,
+                next_hop: req.next_hop.clone(),
+                results,
+                destination_failed: dead,
+            },
+            relay: (!dead).then(|| "mx.example.com[192.0.2.1]:25".to_string()),
+            connection_time: Duration::from_millis(30),
+            transmission_time: Duration::from_millis(70),
+        }
+    }
+}
+
+fn hop_for(addr: &str) -> Transport {
+    let domain = addr.rsplit('@').next().unwrap_or("example.com");
+    format!("smtp:{domain}").parse().unwrap()
+}
+
+fn envelope(sender: &str, rcpts: &[&str], notify: Notify) -> Envelope {
+    Envelope {
+        sender: sender.into(),
+        recipients: rcpts
+            .iter()
+            .map(|a| Recipient {
+                address: a.to_string(),
+                original: None,
+                orcpt: None,
+                notify,
+                next_hop: hop_for(a),
+            })
+            .collect(),
+        ret: None,
+        envid: None,
+        body_type: BodyType::SevenBit,
+        smtputf8: false,
+        arrival: T0,
+        client: ClientInfo::default(),
+    }
+}
+
+const BODY: &[u8] = b"From: alice@example.org\r\nSubject: runner test\r\n\r\nHello.\r\n";
+
+struct World {
+    store: Arc<MemoryStore>,
+    script: Arc<Script>,
+    log: LogSink,
+    queue: QueueHandle,
+}
+
+fn start(settings: QueueSettings) -> World {
+    let store = Arc::new(MemoryStore::new(T0 * 1000));
+    let script = Arc::new(Script::default());
+    let log = LogSink::memory();
+    let (queue, _task) = runner::spawn(
+        RunnerConfig {
+            settings,
+            hostname: "gw.example.net".into(),
+            route: Arc::new(|a: &str| Some(hop_for(a))),
+            log: log.clone(),
+            start_unix: Some(T0),
+        },
+        store.clone(),
+        script.clone(),
+    );
+    World {
+        store,
+        script,
+        log,
+        queue,
+    }
+}
+
+impl World {
+    async fn submit(&self, env: Envelope) -> QueueId {
+        let q = self.store.put(env, BODY);
+        let qid = q.qid;
+        self.queue.add(q).await;
+        qid
+    }
+
+    /// Let virtual time pass until the spool is empty (or `limit` runs out); the time it took.
+    async fn drain(&self, limit: Duration) -> Duration {
+        let start = tokio::time::Instant::now();
+        while !self.store.is_empty() && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        start.elapsed()
+    }
+
+    fn log_has(&self, needle: &str) -> bool {
+        self.log.lines().iter().any(|l| l.contains(needle))
+    }
+}
+
+/// (status part text, subject) of a DSN.
+fn dsn_fields(msg: &[u8]) -> (String, String) {
+    let m = MessageParser::default().parse(msg).expect("DSN parses");
+    let PartType::Multipart(ids) = &m.root_part().body else {
+        panic!("not multipart")
+    };
+    let status = String::from_utf8_lossy(m.part(ids[1]).unwrap().contents()).into_owned();
+    (status, m.subject().unwrap_or_default().to_string())
+}
+
+#[tokio::test(start_paused = true)]
+async fn mixed_outcomes_one_bounce_then_everything_is_removed() {
+    let w = start(QueueSettings::default());
+    let qid = w
+        .submit(envelope(
+            "alice@example.org",
+            &["ok@example.com", "gone@example.com"],
+            Notify::DEFAULT,
+        ))
+        .await;
+    let took = w.drain(Duration::from_secs(3600)).await;
+    assert_eq!(w.store.len(), 0, "original and bounce both gone");
+    assert!(took < Duration::from_secs(120));
+    let dsns = w.store.notifications();
+    assert_eq!(dsns.len(), 1);
+    let (_, env, msg) = &dsns[0];
+    assert_eq!(env.sender, "", "from the null sender");
+    assert_eq!(env.recipients[0].address, "alice@example.org");
+    let (status, subject) = dsn_fields(msg);
+    assert_eq!(subject, "Undelivered Mail Returned to Sender");
+    assert!(status.contains("Final-Recipient: rfc822; gone@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; mx.example.com\r\nDiagnostic-Code: smtp; 550 5.1.1"));
+    assert!(!status.contains("ok@example.com"));
+    for l in [
+        format!(
+            "postern/qmgr: {qid}: from=<alice@example.org>, size={}, nrcpt=2 (queue active)",
+            BODY.len()
+        ),
+        format!(
+            "postern/smtp: {qid}: to=<ok@example.com>, relay=mx.example.com[192.0.2.1]:25, delay=0.1, delays=0/0/0.03/0.07, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4XYZ)"
+        ),
+        format!("{qid}: sender non-delivery notification: "),
+        format!("postern/qmgr: {qid}: removed"),
+    ] {
+        assert!(w.log_has(&l), "no log line {l:?} in {:#?}", w.log.lines());
+    }
+    assert!(w.log_has("dsn=5.1.1, status=bounced (550 5.1.1 <gone@example.com>"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn quota_full_is_retried_for_five_days_then_returned_with_4_4_7() {
+    let w = start(QueueSettings::default());
+    w.submit(envelope(
+        "alice@example.org",
+        &["full@example.com"],
+        Notify::DEFAULT,
+    ))
+    .await;
+    let took = w.drain(Duration::from_secs(7 * DAY)).await;
+    assert_eq!(w.store.len(), 0);
+    assert!(
+        took >= Duration::from_secs(5 * DAY) && took < Duration::from_secs(5 * DAY + 5000),
+        "{took:?}"
+    );
+    let tries = w.script.attempts("full@example.com");
+    assert!((100..130).contains(&tries), "{tries} attempts in five days");
+    assert!(w.log_has("status=deferred (host store[192.0.2.5] said: 452 4.2.2"));
+    assert!(w.log_has("from=<alice@example.org>, status=expired, returned to sender"));
+    let dsns = w.store.notifications();
+    assert_eq!(dsns.len(), 1, "no delay warning by default, one bounce");
+    let (status, _) = dsn_fields(&dsns[0].2);
+    assert!(
+        status.contains("Action: failed\r\nStatus: 4.4.7"),
+        "{status}"
+    );
+    assert!(status.contains("452 4.2.2 <full@example.com> Mailbox is full"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bounce_to_a_dead_sender_is_kept_then_dropped_never_rebounced() {
+    let settings = QueueSettings {
+        bounce_queue_lifetime: DAY,
+        ..QueueSettings::default()
+    };
+    let w = start(settings);
+    w.submit(envelope(
+        "dead-sender@dead.example",
+        &["gone@example.com"],
+        Notify::DEFAULT,
+    ))
+    .await;
+    // After an hour the bounce still waits in the queue.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(w.store.len(), 1, "the undeliverable bounce is kept");
+    let list = w.queue.list().await;
+    assert_eq!(list.len(), 1);
+    assert!(list[0].null_sender);
+    assert!(matches!(list[0].state, QueueState::Deferred { .. }));
+    assert!(
+        list[0].recipients[0]
+            .last_reason
+            .as_deref()
+            .unwrap()
+            .contains("Connection refused")
+    );
+    let took = w.drain(Duration::from_secs(3 * DAY)).await;
+    assert_eq!(w.store.len(), 0, "dropped after bounce_queue_lifetime");
+    assert!(took < Duration::from_secs(DAY + 5000));
+    assert_eq!(
+        w.store.notifications().len(),
+        1,
+        "never a bounce of the bounce"
+    );
+    assert!(w.log_has("from=<>, status=expired, dropped"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn notify_never_sends_nothing_and_success_is_reported() {
+    let w = start(QueueSettings::default());
+    w.submit(envelope(
+        "alice@example.org",
+        &["gone@example.com"],
+        Notify::NEVER,
+    ))
+    .await;
+    let success = Notify {
+        success: true,
+        failure: true,
+        delay: false,
+        explicit: true,
+    };
+    w.submit(envelope("alice@example.org", &["ok@example.com"], success))
+        .await;
+    w.drain(Duration::from_secs(3600)).await;
+    let dsns = w.store.notifications();
+    assert_eq!(
+        dsns.len(),
+        1,
+        "NOTIFY=NEVER: no bounce; NOTIFY=SUCCESS: one report"
+    );
+    let (status, subject) = dsn_fields(&dsns[0].2);
+    assert_eq!(subject, "Successful Mail Delivery Report");
+    assert!(
+        status.contains(
+            "Final-Recipient: rfc822; ok@example.com\r\nAction: relayed\r\nStatus: 2.0.0"
+        )
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn delay_warning_when_enabled() {
+    let settings = QueueSettings {
+        delay_warning_time: 4 * 3600,
+        maximal_queue_lifetime: DAY,
+        ..QueueSettings::default()
+    };
+    let w = start(settings);
+    w.submit(envelope(
+        "alice@example.org",
+        &["full@example.com"],
+        Notify::DEFAULT,
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_secs(5 * 3600)).await;
+    let dsns = w.store.notifications();
+    assert_eq!(dsns.len(), 1, "one warning after four hours");
+    let (status, subject) = dsn_fields(&dsns[0].2);
+    assert_eq!(subject, "Delayed Mail (still being retried)");
+    assert!(status.contains("Action: delayed\r\nStatus: 4.2.2"));
+    assert!(status.contains("Will-Retry-Until: "));
+    w.drain(Duration::from_secs(2 * DAY)).await;
+    assert_eq!(
+        w.store.notifications().len(),
+        2,
+        "then the final bounce, no second warning"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn admin_hold_list_release_delete() {
+    let w = start(QueueSettings::default());
+    let qid = w
+        .submit(envelope(
+            "alice@example.org",
+            &["dead1@dead.example"],
+            Notify::DEFAULT,
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let v = w.queue.list().await;
+    assert!(matches!(v[0].state, QueueState::Deferred { .. }));
+    assert_eq!(v[0].attempts, 1);
+    assert!(w.queue.hold(qid).await);
+    tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
+    assert_eq!(
+        w.script.attempts("dead1@dead.example"),
+        1,
+        "held mail is not tried"
+    );
+    assert_eq!(w.queue.list().await[0].state, QueueState::Hold);
+    assert!(w.queue.release(qid).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.script.attempts("dead1@dead.example"), 2);
+    // Other mail to the dead next hop waits without a connection attempt, and says why.
+    let other = w
+        .submit(envelope(
+            "alice@example.org",
+            &["dead2@dead.example"],
+            Notify::DEFAULT,
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.script.attempts("dead2@dead.example"), 0);
+    let suspended = w.log.lines().into_iter().find(|l| {
+        l.starts_with(&format!(
+            "postern/qmgr: {other}: to=<dead2@dead.example>, relay=none, delay="
+        ))
+    });
+    assert!(
+        suspended.as_deref().is_some_and(|l| l.ends_with(
+            "dsn=4.4.1, status=deferred (delivery temporarily suspended: connect to dead.example[192.0.2.66]:25: Connection refused)"
+        )),
+        "{:#?}",
+        w.log.lines()
+    );
+    assert!(w.queue.delete(other).await);
+    assert!(w.queue.delete(qid).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.store.len(), 0);
+    assert!(
+        w.store.notifications().is_empty(),
+        "delete sends no notification"
+    );
+    assert!(w.queue.list().await.is_empty());
+}

@@ -1,0 +1,62 @@
+//! The early filesystems of PID 1: /proc, /sys, /dev (devtmpfs), /run and /tmp.
+
+use rustix::mount::{MountFlags, mount};
+use std::io;
+use std::path::Path;
+
+/// One mount PID 1 makes at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EarlyMount {
+    pub fstype: &'static str,
+    pub target: &'static str,
+    pub flags: MountFlags,
+    pub data: Option<&'static core::ffi::CStr>,
+}
+
+/// What a minimal appliance mounts, in order (devtmpfs before anything opens a device).
+pub const EARLY_MOUNTS: &[EarlyMount] = &[
+    EarlyMount {
+        fstype: "proc",
+        target: "/proc",
+        flags: MountFlags::NOSUID
+            .union(MountFlags::NODEV)
+            .union(MountFlags::NOEXEC),
+        data: None,
+    },
+    EarlyMount {
+        fstype: "sysfs",
+        target: "/sys",
+        flags: MountFlags::NOSUID
+            .union(MountFlags::NODEV)
+            .union(MountFlags::NOEXEC),
+        data: None,
+    },
+    EarlyMount {
+        fstype: "devtmpfs",
+        target: "/dev",
+        flags: MountFlags::NOSUID,
+        data: Some(c"mode=0755"),
+    },
+    EarlyMount {
+        fstype: "tmpfs",
+        target: "/run",
+        flags: MountFlags::NOSUID.union(MountFlags::NODEV),
+        data: Some(c"mode=0755,size=16m"),
+    },
+    EarlyMount {
+        fstype: "tmpfs",
+        target: "/tmp",
+        flags: MountFlags::NOSUID.union(MountFlags::NODEV),
+        data: Some(c"mode=1777,size=16m"),
+    },
+];
+
+/// Mounts one filesystem, creating the mount point; a filesystem already mounted there (EBUSY,
+/// e.g. a kernel that mounts devtmpfs itself) counts as done.
+pub fn mount_early(m: &EarlyMount) -> io::Result<()> {
+    std::fs::create_dir_all(m.target)?;
+    match mount(m.fstype, Path::new(m.target), m.fstype, m.flags, m.data) {
+        Ok(()) | Err(rustix::io::Errno::BUSY) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,464 @@
+//! Starting QEMU for an image, and stopping it.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use crate::Console;
+
+/// The flash size a new flash file gets.
+pub const DEFAULT_FLASH_SIZE: u64 = 64 << 20;
+/// How long a guest may take to power off before QEMU is killed.
+pub const POWEROFF_GRACE: Duration = Duration::from_secs(30);
+
+/// Guest architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    fn qemu_binary(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Aarch64 => "qemu-system-aarch64",
+        }
+    }
+
+    /// Machine, CPU and memory. TCG: there is no usable KVM on the machines this runs on.
+    /// The Debian x86 kernel needs ≥ 88 MB; arm64 boots in 64 MB.
+    fn machine_args(self) -> &'static [&'static str] {
+        match self {
+            Arch::X86_64 => &["-M", "q35", "-cpu", "max", "-accel", "tcg", "-m", "256"],
+            Arch::Aarch64 => &[
+                "-M",
+                "virt",
+                "-cpu",
+                "max,pauth-impdef=on",
+                "-accel",
+                "tcg",
+                "-m",
+                "256",
+            ],
+        }
+    }
+
+    fn serial_console(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "ttyS0",
+            Arch::Aarch64 => "ttyAMA0",
+        }
+    }
+}
+
+impl FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "x86_64" => Ok(Arch::X86_64),
+            "aarch64" => Ok(Arch::Aarch64),
+            other => Err(format!("unknown arch {other:?} (x86_64 or aarch64)")),
+        }
+    }
+}
+
+/// A host port forwarded to a guest port (TCP, host side on 127.0.0.1 only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    pub host: u16,
+    pub guest: u16,
+}
+
+impl Forward {
+    /// SMTP on 2525, submission on 2587, smtps on 2465.
+    pub fn defaults() -> Vec<Forward> {
+        vec![
+            Forward {
+                host: 2525,
+                guest: 25,
+            },
+            Forward {
+                host: 2587,
+                guest: 587,
+            },
+            Forward {
+                host: 2465,
+                guest: 465,
+            },
+        ]
+    }
+}
+
+impl FromStr for Forward {
+    type Err = String;
+    /// `HOST:GUEST`, e.g. `2525:25`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("forward {s:?} is not HOSTPORT:GUESTPORT");
+        let (h, g) = s.split_once(':').ok_or_else(bad)?;
+        Ok(Forward {
+            host: h.parse().map_err(|_| bad())?,
+            guest: g.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Where the serial console goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleMode {
+    /// QEMU's own terminal (stdin/stdout), multiplexed with its monitor: Ctrl-A X quits.
+    Stdio,
+    /// A Unix socket QEMU listens on; [`Machine::boot`] connects a [`Console`] to it.
+    Socket(PathBuf),
+}
+
+/// How to boot.
+#[derive(Debug, Clone)]
+pub struct BootOptions {
+    pub arch: Arch,
+    /// A `mkimage` output directory: `kernel` and `initramfs.cpio.zst`.
+    pub image: PathBuf,
+    /// The flash file; created sparse at `flash_size` bytes if missing.
+    pub flash: PathBuf,
+    /// The size the guest requires of its flash (passed as `postern.flash_size`).
+    pub flash_size: u64,
+    pub forwards: Vec<Forward>,
+    pub console: ConsoleMode,
+    /// More kernel command line words (e.g. `postern.hostname=mx1`).
+    pub append: Vec<String>,
+    /// Exit QEMU instead of restarting the guest when it reboots.
+    pub no_reboot: bool,
+}
+
+impl BootOptions {
+    pub fn new(arch: Arch, image: impl Into<PathBuf>, flash: impl Into<PathBuf>) -> BootOptions {
+        BootOptions {
+            arch,
+            image: image.into(),
+            flash: flash.into(),
+            flash_size: DEFAULT_FLASH_SIZE,
+            forwards: Forward::defaults(),
+            console: ConsoleMode::Stdio,
+            append: Vec::new(),
+            no_reboot: false,
+        }
+    }
+
+    pub fn kernel(&self) -> PathBuf {
+        self.image.join("kernel")
+    }
+
+    pub fn initramfs(&self) -> PathBuf {
+        self.image.join("initramfs.cpio.zst")
+    }
+
+    /// The kernel command line.
+    pub fn cmdline(&self) -> String {
+        let mut words = vec![
+            format!("console={}", self.arch.serial_console()),
+            "quiet".to_string(),
+            // A kernel panic reboots at once rather than hanging (with no_reboot: QEMU exits).
+            "panic=-1".to_string(),
+            "postern.flash=/dev/vda".to_string(),
+            format!("postern.flash_size={}", self.flash_size),
+        ];
+        words.extend(self.append.iter().cloned());
+        words.join(" ")
+    }
+
+    /// The full QEMU argument list.
+    pub fn qemu_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = self
+            .arch
+            .machine_args()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let s = |v: &str| v.to_string();
+        a.extend([
+            s("-nodefaults"),
+            s("-no-user-config"),
+            s("-display"),
+            s("none"),
+        ]);
+        a.extend([s("-kernel"), self.kernel().display().to_string()]);
+        a.extend([s("-initrd"), self.initramfs().display().to_string()]);
+        a.extend([s("-append"), self.cmdline()]);
+        let (blk, net) = match self.arch {
+            Arch::X86_64 => ("virtio-blk-pci", "virtio-net-pci"),
+            Arch::Aarch64 => ("virtio-blk-device", "virtio-net-device"),
+        };
+        a.extend([
+            s("-drive"),
+            format!(
+                "file={},format=raw,if=none,id=flash,cache=writeback",
+                self.flash.display()
+            ),
+            s("-device"),
+            format!("{blk},drive=flash"),
+        ]);
+        let mut netdev = s("user,id=n0");
+        for f in &self.forwards {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
+        }
+        a.extend([
+            s("-netdev"),
+            netdev,
+            s("-device"),
+            format!("{net},netdev=n0"),
+        ]);
+        match &self.console {
+            ConsoleMode::Stdio => a.extend([s("-serial"), s("mon:stdio")]),
+            ConsoleMode::Socket(path) => a.extend([
+                s("-chardev"),
+                format!("socket,id=s0,path={},server=on,wait=on", path.display()),
+                s("-serial"),
+                s("chardev:s0"),
+            ]),
+        }
+        if self.no_reboot {
+            a.push(s("-no-reboot"));
+        }
+        a
+    }
+}
+
+/// Why a machine could not be booted.
+#[derive(Debug)]
+pub enum BootError {
+    MissingImage(PathBuf),
+    Flash(PathBuf, io::Error),
+    Spawn(&'static str, io::Error),
+    /// QEMU exited before its console socket appeared.
+    Exited(ExitStatus),
+    ConsoleSocket(PathBuf, io::Error),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::MissingImage(p) => write!(
+                f,
+                "{} is missing: build the image first (make image)",
+                p.display()
+            ),
+            BootError::Flash(p, e) => write!(f, "cannot create flash file {}: {e}", p.display()),
+            BootError::Spawn(bin, e) => write!(f, "cannot start {bin} (install qemu-system): {e}"),
+            BootError::Exited(s) => write!(f, "QEMU exited at once ({s})"),
+            BootError::ConsoleSocket(p, e) => write!(
+                f,
+                "cannot connect to the console socket {}: {e}",
+                p.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BootError {}
+
+impl From<BootError> for io::Error {
+    fn from(e: BootError) -> io::Error {
+        io::Error::other(e.to_string())
+    }
+}
+
+/// A running QEMU. Dropping it kills QEMU.
+pub struct Machine {
+    child: Child,
+    console: Option<Console>,
+    started: Instant,
+}
+
+impl Machine {
+    /// Creates the flash file if needed and starts QEMU; with a socket console, connects to it
+    /// (QEMU starts the guest only then).
+    pub fn boot(opts: &BootOptions) -> Result<Machine, BootError> {
+        for p in [opts.kernel(), opts.initramfs()] {
+            if !p.exists() {
+                return Err(BootError::MissingImage(p));
+            }
+        }
+        create_flash(&opts.flash, opts.flash_size)
+            .map_err(|e| BootError::Flash(opts.flash.clone(), e))?;
+        if let ConsoleMode::Socket(path) = &opts.console {
+            let _ = std::fs::remove_file(path);
+        }
+        let bin = opts.arch.qemu_binary();
+        let mut cmd = Command::new(bin);
+        cmd.args(opts.qemu_args());
+        if let ConsoleMode::Socket(_) = opts.console {
+            cmd.stdin(Stdio::null());
+        }
+        let started = Instant::now();
+        let mut child = cmd.spawn().map_err(|e| BootError::Spawn(bin, e))?;
+        let console = match &opts.console {
+            ConsoleMode::Stdio => None,
+            ConsoleMode::Socket(path) => match connect(&mut child, path) {
+                Ok(stream) => Some(Console::new(stream)),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            },
+        };
+        Ok(Machine {
+            child,
+            console,
+            started,
+        })
+    }
+
+    /// The serial console (socket mode only).
+    pub fn console(&mut self) -> Option<&mut Console> {
+        self.console.as_mut()
+    }
+
+    /// When QEMU was started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for QEMU to exit; kills it after `limit` (a guest hung in poweroff) and says so.
+    pub fn wait_exit(&mut self, limit: Duration) -> io::Result<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() >= limit {
+                self.child.kill()?;
+                let status = self.child.wait()?;
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "guest did not stop within {} s; QEMU killed ({status})",
+                        limit.as_secs()
+                    ),
+                ));
+            }
+            if let Some(c) = self.console.as_mut() {
+                // Keep draining the console so QEMU never blocks on a full socket.
+                c.read_for(Duration::from_millis(50))?;
+            } else {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Waits for QEMU to exit on its own, with no limit (the terminal console of `make run`).
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.child.wait()
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A sparse file of `size` bytes, unless the file exists (its size is then the guest's to check).
+fn create_flash(path: &Path, size: u64) -> io::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let f = OpenOptions::new().write(true).create_new(true).open(path)?;
+    f.set_len(size)
+}
+
+/// Connects to QEMU's console socket once it listens (QEMU creates it within a second or so).
+fn connect(child: &mut Child, path: &Path) -> Result<UnixStream, BootError> {
+    let start = Instant::now();
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(BootError::Exited(status));
+                }
+                if start.elapsed() > Duration::from_secs(30) {
+                    return Err(BootError::ConsoleSocket(path.to_path_buf(), e));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_parse_and_reach_the_netdev() {
+        assert_eq!(
+            "2525:25".parse::<Forward>(),
+            Ok(Forward {
+                host: 2525,
+                guest: 25
+            })
+        );
+        assert!("2525".parse::<Forward>().is_err());
+        assert!("a:25".parse::<Forward>().is_err());
+        let mut o = BootOptions::new(Arch::X86_64, "build/x86_64", "build/x86_64/flash.img");
+        o.forwards = vec![Forward {
+            host: 3025,
+            guest: 25,
+        }];
+        o.console = ConsoleMode::Socket("/tmp/s.sock".into());
+        let args = o.qemu_args().join(" ");
+        assert!(
+            args.contains("user,id=n0,hostfwd=tcp:127.0.0.1:3025-:25"),
+            "{args}"
+        );
+        assert!(
+            args.contains("socket,id=s0,path=/tmp/s.sock,server=on,wait=on"),
+            "{args}"
+        );
+        assert!(args.contains("-kernel build/x86_64/kernel"), "{args}");
+        assert!(
+            args.contains("file=build/x86_64/flash.img,format=raw"),
+            "{args}"
+        );
+        assert!(o.cmdline().contains("console=ttyS0"));
+        assert!(
+            o.cmdline()
+                .contains(&format!("postern.flash_size={DEFAULT_FLASH_SIZE}"))
+        );
+    }
+
+    #[test]
+    fn a_new_flash_is_sparse_and_an_old_one_is_kept() {
+        let dir = std::env::temp_dir().join(format!("qemu-flash-{}", std::process::id()));
+        let f = dir.join("flash.img");
+        create_flash(&f, 1 << 20).unwrap();
+        assert_eq!(std::fs::metadata(&f).unwrap().len(), 1 << 20);
+        create_flash(&f, 2 << 20).unwrap();
+        assert_eq!(std::fs::metadata(&f).unwrap().len(), 1 << 20);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,116 @@
+//! Boot benchmark of the x86_64 appliance under QEMU (TCG): over 3 boots, seconds from QEMU's
+//! start to the console banner, the console prompt and the first SMTP greeting through the
+//! forwarded port; then the image's sizes. Prints figures, never fails the build.
+//!
+//! `cargo bench -p tests --bench boot` (or `tests/bench/boot.sh`); needs `make image` first.
+
+use std::time::{Duration, Instant};
+
+use qemu::{Machine, POWEROFF_GRACE};
+use tests::appliance::{image_dir, quit, test_boot, wait_for_banner};
+
+const BOOTS: usize = 3;
+const LIMIT: Duration = Duration::from_secs(180);
+
+struct Boot {
+    banner: f64,
+    prompt: f64,
+    smtp: f64,
+}
+
+fn main() {
+    let image = image_dir();
+    if !image.join("kernel").exists() {
+        println!(
+            "boot bench: no image in {} (make image); nothing measured",
+            image.display()
+        );
+        return;
+    }
+    let mut boots = Vec::new();
+    for i in 1..=BOOTS {
+        match one_boot() {
+            Ok(b) => {
+                println!(
+                    "boot {i}: console banner {:.2} s, prompt {:.2} s, SMTP 220 {:.2} s",
+                    b.banner, b.prompt, b.smtp
+                );
+                boots.push(b);
+            }
+            Err(e) => println!("boot {i}: failed: {e}"),
+        }
+    }
+    if !boots.is_empty() {
+        let stats = |f: fn(&Boot) -> f64| {
+            let v: Vec<f64> = boots.iter().map(f).collect();
+            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = v.iter().copied().fold(0.0, f64::max);
+            (min, v.iter().sum::<f64>() / v.len() as f64, max)
+        };
+        for (name, f) in [
+            ("console banner", (|b: &Boot| b.banner) as fn(&Boot) -> f64),
+            ("console prompt", |b: &Boot| b.prompt),
+            ("SMTP 220 via hostfwd", |b: &Boot| b.smtp),
+        ] {
+            let (min, mean, max) = stats(f);
+            println!(
+                "{name:>22}: min {min:.2} s, mean {mean:.2} s, max {max:.2} s over {} boots",
+                boots.len()
+            );
+        }
+    }
+    match std::fs::read_to_string(image.join("manifest.txt")) {
+        Ok(manifest) => {
+            for key in [
+                "kernel_bytes",
+                "initramfs_bytes",
+                "initramfs_cpio_bytes",
+                "firmware_bytes",
+            ] {
+                if let Some(v) = manifest
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                {
+                    println!("{key:>22}: {:.2} MiB", v / f64::from(1 << 20));
+                }
+            }
+        }
+        Err(e) => println!("no manifest.txt: {e}"),
+    }
+}
+
+fn one_boot() -> Result<Boot, String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (opts, smtp_port) = test_boot(tmp.path());
+    let mut machine = Machine::boot(&opts).map_err(|e| e.to_string())?;
+    let started = machine.started();
+    // The greeting is probed from another thread while this one reads the console.
+    let smtp = std::thread::spawn(move || {
+        wait_for_banner(smtp_port, LIMIT).map(|(_, stream)| {
+            let at = Instant::now();
+            let _ = quit(stream);
+            at
+        })
+    });
+    let console = machine.console().ok_or("no console")?;
+    console
+        .wait_for("Type 'help'", LIMIT)
+        .map_err(|e| e.to_string())?;
+    let banner = started.elapsed().as_secs_f64();
+    console
+        .wait_for("postern> ", LIMIT)
+        .map_err(|e| e.to_string())?;
+    let prompt = started.elapsed().as_secs_f64();
+    let smtp_at = smtp.join().map_err(|_| "probe thread died".to_string())??;
+    let console = machine.console().ok_or("no console")?;
+    console.send_line("poweroff").map_err(|e| e.to_string())?;
+    machine
+        .wait_exit(POWEROFF_GRACE)
+        .map_err(|e| e.to_string())?;
+    Ok(Boot {
+        banner,
+        prompt,
+        smtp: smtp_at.duration_since(started).as_secs_f64(),
+    })
+}

@@ -1,0 +1,215 @@
+//! `postern run` in a temp dir, on ports the kernel picks.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `postern` binary under test: `$POSTERN_BIN`, else the one cargo built beside this test.
+pub fn postern_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("POSTERN_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<triple>/debug/deps/<test> -> target/<triple>/debug/postern
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("postern"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p postern` first (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `postern ARGS` to completion.
+pub fn postern(args: &[&str]) -> Output {
+    Command::new(postern_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run postern")
+}
+
+/// A host-mode daemon with its flash and control socket in a temp dir.
+pub struct HostPostern {
+    pub dir: PathBuf,
+    pub flash: PathBuf,
+    pub control: PathBuf,
+    child: Option<Child>,
+    extra: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl HostPostern {
+    /// Starts a daemon on a fresh 64 MiB flash with SMTP on a port the kernel picks.
+    pub fn start(extra: &[&str]) -> HostPostern {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let mut p = HostPostern {
+            flash: dir.join("flash.img"),
+            control: dir.join("control.sock"),
+            dir,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: Some(tmp),
+        };
+        p.spawn(&["--flash-size", "64M"]);
+        p
+    }
+
+    fn spawn(&mut self, more: &[&str]) {
+        let log = std::fs::File::create(self.dir.join("postern.log")).expect("log file");
+        let mut cmd = Command::new(postern_bin());
+        cmd.arg("run")
+            .arg("--flash")
+            .arg(&self.flash)
+            .arg("--control")
+            .arg(&self.control)
+            .args(["--hostname", "mx.test.example"]);
+        if !self.extra.iter().any(|a| a == "--smtp") {
+            cmd.args(["--smtp", "127.0.0.1:0"]);
+        }
+        cmd.args(&self.extra)
+            .args(more)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn postern run"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.control.exists() && self.admin(&["status"]).status.success() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("postern exited early ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postern did not come up:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs an admin command against this daemon.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        let control = self.control.to_string_lossy().to_string();
+        let mut all = vec!["--control", control.as_str()];
+        all.extend_from_slice(args);
+        postern(&all)
+    }
+
+    /// The stdout of an admin command that must succeed.
+    pub fn admin_ok(&self, args: &[&str]) -> String {
+        let out = self.admin(args);
+        assert!(
+            out.status.success(),
+            "postern {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Where the daemon listens for the given service (smtp, submission, smtps).
+    pub fn listener(&self, kind: &str) -> SocketAddr {
+        let status = self.admin_ok(&["status"]);
+        let prefix = format!("listener: {kind} ");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {kind} listener in status:\n{status}"))
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("postern.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a power cut would stop it (the flash file is what survives).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same flash and control socket.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn(&[]);
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = child.wait().expect("wait postern");
+        self.child = None;
+        status
+    }
+}
+
+impl Drop for HostPostern {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A line-oriented SMTP client for tests: sends raw lines, reads whole (multi-line) replies.
+pub struct SmtpClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl SmtpClient {
+    pub fn connect(addr: SocketAddr) -> SmtpClient {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        SmtpClient {
+            reader: BufReader::new(s.try_clone().expect("clone")),
+            writer: s,
+        }
+    }
+
+    /// Sends bytes exactly as given.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("send");
+    }
+
+    /// Reads one reply (all its lines), e.g. "250-mx\r\n250 OK\r\n" -> "250-mx\n250 OK".
+    pub fn reply(&mut self) -> String {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).expect("read reply");
+            assert!(n > 0, "connection closed; got so far: {lines:?}");
+            let line = line.trim_end().to_string();
+            let last = line.len() < 4 || line.as_bytes()[3] != b'-';
+            lines.push(line);
+            if last {
+                return lines.join("\n");
+            }
+        }
+    }
+
+    /// Sends a command line (CRLF added) and returns the reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+}
