@@ -269,3 +269,33 @@ async fn commit_resolves_only_after_its_sync() {
         t.await.unwrap();
     }
 }
+
+/// A session that never finishes must not hold others' commits longer than the group-commit
+/// delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_session_delays_others_by_the_bound_only() {
+    let settings = SpoolSettings {
+        group_commit_delay: std::time::Duration::from_millis(20),
+        ..SpoolSettings::default()
+    };
+    let (spool, _) = Spool::open(flash(), settings).unwrap();
+    let (handle, _writer) = service::spawn(spool).unwrap();
+    let mut stalled = handle.begin(envelope(1)).await.unwrap();
+    stalled.write(b"Subject: slow client\r\n").await.unwrap();
+    for n in 0..5 {
+        let started = std::time::Instant::now();
+        let mut inc = handle.begin(envelope(n)).await.unwrap();
+        inc.write(&body(n)).await.unwrap();
+        inc.commit().await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took >= std::time::Duration::from_millis(15),
+            "commit {n} did not wait for the stalled session's batch: {took:?}"
+        );
+        assert!(
+            took < std::time::Duration::from_millis(500),
+            "commit {n} took {took:?}, far over the 20 ms bound"
+        );
+    }
+    drop(stalled);
+}

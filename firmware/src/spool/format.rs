@@ -242,6 +242,9 @@ pub(crate) fn decode_seg_a(nonce: u64, segment: u32, a: &[u8]) -> Option<u32> {
 pub(crate) enum SegA {
     /// Sound: the erase count.
     Sound(u32),
+    /// One bit off a sound part A (decay, even in the magic): the segment counts, and this is its
+    /// erase count. A part A can only be made good by erasing the segment.
+    Repaired(u32),
     /// Magic intact, rest damaged (decay): the segment counts, its erase count is lost.
     Damaged,
     /// Erased.
@@ -255,8 +258,20 @@ pub(crate) fn classify_seg_a(nonce: u64, segment: u32, a: &[u8]) -> SegA {
         return SegA::Dead;
     };
     if let Some(count) = decode_seg_a(nonce, segment, a) {
-        SegA::Sound(count)
-    } else if a.iter().all(|&b| b == 0xFF) {
+        return SegA::Sound(count);
+    }
+    // A decayed magic must not pass for the dead mark (all zeroes, many bits away), or a whole
+    // segment of acknowledged mail would be taken for garbage.
+    let mut fixed = [0u8; SEG_A];
+    fixed.copy_from_slice(a);
+    for bit in 0..SEG_A * 8 {
+        fixed[bit / 8] ^= 1 << (bit % 8);
+        if let Some(count) = decode_seg_a(nonce, segment, &fixed) {
+            return SegA::Repaired(count);
+        }
+        fixed[bit / 8] ^= 1 << (bit % 8);
+    }
+    if a.iter().all(|&b| b == 0xFF) {
         SegA::Absent
     } else if le32(&a[0..4]) == SEG_MAGIC {
         SegA::Damaged
@@ -355,6 +370,14 @@ mod tests {
             "a header belongs to its segment"
         );
         assert_eq!(decode_seg_a(8, 3, &a), None, "and to its spool");
+        for bit in 0..SEG_A * 8 {
+            let mut bad = a;
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(classify_seg_a(9, 3, &bad), SegA::Repaired(17), "bit {bit}");
+        }
+        let mut dead = a;
+        dead[..4].fill(0);
+        assert_eq!(classify_seg_a(9, 3, &dead), SegA::Dead, "the dead mark");
         let b = encode_seg_b(9, 3, 100, 55);
         assert_eq!(decode_seg_b(9, 3, &b), Some((100, 55)));
         assert_eq!(decode_seg_b(9, 3, &[0xFF; SEG_B]), None);

@@ -81,8 +81,13 @@ pub struct DamagedRecord {
     pub offset: u32,
     /// The message it belonged to, when its header was still sound.
     pub qid: Option<QueueId>,
-    /// Nothing sound follows it in the newest segment: a write the power cut tore, not decay.
+    /// Nothing sound follows it in the newest segment: taken for a write the power cut tore, not
+    /// decay (unless `repaired`).
     pub at_tail: bool,
+    /// It was one bit off a sound record (or segment header), so it was taken back as written: at
+    /// the log's end, where decay and a torn write look alike, a sound copy is written if its
+    /// message still needs it. Nothing was lost to it.
+    pub repaired: bool,
 }
 
 /// A committed message recovery could not bring back.

@@ -4,6 +4,11 @@
 //! records forward, so a begin may sit after its commit). A message is queued again only if its
 //! begin, every body chunk and its commit are sound and no end record exists. Damage costs only the
 //! message it hits, and is reported.
+//!
+//! Damage after the last sound record of the newest segment is taken for a write the power cut
+//! tore, except when the record is one bit off: decay in the last commit synced looks just like
+//! that, so such a record is taken back as written and a sound copy is written at open. A segment
+//! header one bit off still counts, so that decay in its magic cannot pass for the dead mark.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,18 +20,20 @@ use super::format::{
     Layout, SEG_A, SEG_HEADER, SegA, SpoolGeometry, classify_seg_a, decode_seg_b, le32,
 };
 use super::index::{Entry, Loc};
-use super::record::{self, CommitBody, HEADER, Kind, RecipientBody, StateBody};
+use super::record::{self, CommitBody, HEADER, Header, Kind, RecipientBody, StateBody};
 use super::slots::SlotView;
-use super::store::{Seg, SegState, Spool, Stats};
+use super::store::{Purpose, Seg, SegState, Spool, Stats};
 use super::{DamagedRecord, LostMessage, RecoveryReport, Region, SpoolError, SpoolSettings};
 
 /// Everything found for one queue id.
 #[derive(Default)]
 struct Seen {
     begin: Option<(Loc, Envelope)>,
-    chunks: BTreeMap<u32, Loc>,
+    /// (chunk index, location), in log order.
+    chunks: Vec<(u32, Loc)>,
     commit: Option<(Loc, CommitBody)>,
-    outcomes: BTreeMap<u32, (Loc, RecipientOutcome)>,
+    /// (recipient index, location, outcome), in log order.
+    outcomes: Vec<(u32, Loc, RecipientOutcome)>,
     state: Option<(u32, Loc, QueueState)>,
     end: bool,
     /// A damaged commit record not explained by a torn write at the log's end.
@@ -68,13 +75,23 @@ impl<F: Flash> Spool<F> {
             let a = classify_seg_a(layout.nonce, s, &head_bytes);
             match a {
                 SegA::Sound(count) => seg.erase_count = count,
+                SegA::Repaired(count) => {
+                    seg.erase_count = count;
+                    report.damaged.push(DamagedRecord {
+                        segment: s,
+                        offset: 0,
+                        qid: None,
+                        at_tail: false,
+                        repaired: true,
+                    });
+                }
                 _ => unknown.push(s),
             }
             let b = decode_seg_b(layout.nonce, s, &head_bytes[SEG_A..]);
             match (a, b) {
                 // Dead, or erased from the start while its erase was cut short.
                 (SegA::Dead, _) | (SegA::Absent, Some(_)) => seg.needs_erase = true,
-                (SegA::Sound(_) | SegA::Damaged, Some((seq, floor))) => {
+                (SegA::Sound(_) | SegA::Repaired(_) | SegA::Damaged, Some((seq, floor))) => {
                     seg.has_a = true;
                     seg.state = SegState::Used;
                     seg.seq = seq;
@@ -89,7 +106,8 @@ impl<F: Flash> Spool<F> {
                     let b_written = buf[SEG_A..SEG_HEADER as usize].iter().any(|&b| b != 0xFF);
                     if erased {
                         seg.has_a = matches!(a, SegA::Sound(_));
-                        seg.needs_erase = a == SegA::Damaged;
+                        // A part A that is not sound cannot be written over: erase first.
+                        seg.needs_erase = matches!(a, SegA::Damaged | SegA::Repaired(_));
                     } else if a != SegA::Absent
                         && b_written
                         && !record::scan(layout.nonce, &buf, SEG_HEADER)
@@ -107,8 +125,20 @@ impl<F: Flash> Spool<F> {
                             offset: SEG_A as u32,
                             qid: None,
                             at_tail: false,
+                            repaired: false,
                         });
                     } else {
+                        if a != SegA::Absent && b_written {
+                            // A header B with nothing sound after it: torn while the segment was
+                            // taken into use, or decayed in a segment that held nothing yet.
+                            report.damaged.push(DamagedRecord {
+                                segment: s,
+                                offset: SEG_A as u32,
+                                qid: None,
+                                at_tail: true,
+                                repaired: false,
+                            });
+                        }
                         seg.needs_erase = true;
                     }
                 }
@@ -135,6 +165,8 @@ impl<F: Flash> Spool<F> {
             .map(|(_, s)| *s);
         let mut head = None;
         let mut seen: HashMap<u64, Seen> = HashMap::new();
+        // Records at the log's end that were one bit off, as they were written: (where, bytes).
+        let mut repaired: Vec<(Loc, Header, Vec<u8>)> = Vec::new();
         for &(_, s) in &used {
             let base = layout.segment_addr(s);
             flash.read(base, &mut buf)?;
@@ -151,13 +183,29 @@ impl<F: Flash> Spool<F> {
                 .find(|f| f.body_ok)
                 .map(|f| f.offset);
             let at_tail = |off: u32| Some(s) == newest && last_ok.is_none_or(|l| off > l);
+            // Damage after the last sound record of the newest segment may be a write the power
+            // cut tore (never synced, so nothing is lost), but it may as well be decay in the
+            // last record synced: the commit the client was answered 250 for. A record one bit
+            // off is taken back as it was written (see `record::repair_record`); the rest is
+            // taken for a tear.
+            let repair = |off: u32| {
+                let room = (buf.len() as u32).checked_sub(off + HEADER)? as usize;
+                record::repair_record(layout.nonce, &buf, off as usize, room)
+            };
             for &(off, header) in &scan.damaged {
+                let fixed = at_tail(off).then(|| repair(off)).flatten();
                 report.damaged.push(DamagedRecord {
                     segment: s,
                     offset: off,
                     qid: header.map(|h| QueueId(h.qid)),
                     at_tail: at_tail(off),
+                    repaired: fixed.is_some(),
                 });
+                if let Some(fixed) = fixed {
+                    max_qid = max_qid.max(fixed.0.qid);
+                    take_repaired(&mut seen, &mut repaired, base + off, fixed);
+                    continue;
+                }
                 if let Some(h) = header
                     && h.kind == Kind::Commit
                     && !at_tail(off)
@@ -168,19 +216,23 @@ impl<F: Flash> Spool<F> {
             for f in &scan.records {
                 let h = f.header;
                 max_qid = max_qid.max(h.qid);
-                let entry = seen.entry(h.qid).or_default();
                 if !f.body_ok {
+                    let fixed = at_tail(f.offset).then(|| repair(f.offset)).flatten();
                     report.damaged.push(DamagedRecord {
                         segment: s,
                         offset: f.offset,
                         qid: Some(QueueId(h.qid)),
                         at_tail: at_tail(f.offset),
+                        repaired: fixed.is_some(),
                     });
-                    if h.kind == Kind::Commit && !at_tail(f.offset) {
-                        entry.commit_damaged = true;
+                    if let Some(bytes) = fixed {
+                        take_repaired(&mut seen, &mut repaired, base + f.offset, bytes);
+                    } else if h.kind == Kind::Commit && !at_tail(f.offset) {
+                        seen.entry(h.qid).or_default().commit_damaged = true;
                     }
                     continue;
                 }
+                let entry = seen.entry(h.qid).or_default();
                 let loc = Loc {
                     addr: base + f.offset,
                     len: h.len,
@@ -234,11 +286,60 @@ impl<F: Flash> Spool<F> {
             }
         }
         spool.index = index;
+        spool.rewrite_repaired(repaired)?;
         spool.slots = [
             spool.scan_slots(Region::Config)?,
             spool.scan_slots(Region::Directory)?,
         ];
         Ok((spool, report))
+    }
+}
+
+/// Takes a repaired record into what is known of its message, like a sound one.
+fn take_repaired(
+    seen: &mut HashMap<u64, Seen>,
+    repaired: &mut Vec<(Loc, Header, Vec<u8>)>,
+    addr: u32,
+    (h, bytes): (Header, Vec<u8>),
+) {
+    let loc = Loc { addr, len: h.len };
+    if let Some(body) = bytes.get(HEADER as usize..) {
+        absorb(seen.entry(h.qid).or_default(), h.kind, loc, body);
+    }
+    repaired.push((loc, h, bytes));
+}
+
+impl<F: Flash> Spool<F> {
+    /// Writes sound copies of the records recovery repaired, and syncs: on flash the originals
+    /// still fail their CRC, and compaction and body reads trust only sound records. Copies of
+    /// records no message needs any more are not made, except end records, which keep a removed
+    /// message removed.
+    fn rewrite_repaired(
+        &mut self,
+        repaired: Vec<(Loc, Header, Vec<u8>)>,
+    ) -> Result<(), SpoolError> {
+        let mut wrote = false;
+        for (old, h, bytes) in repaired {
+            let qid = QueueId(h.qid);
+            let live = self
+                .index
+                .get(&qid)
+                .is_some_and(|e| e.locs().any(|l| l.addr == old.addr));
+            if !live && h.kind != Kind::End {
+                continue;
+            }
+            let new = self.put(&bytes, Purpose::Compaction)?;
+            wrote = true;
+            if live && let Some(e) = self.index.get_mut(&qid) {
+                e.relocate(old.addr, new);
+                self.sub_live(old);
+                self.add_live(new);
+            }
+        }
+        if wrote {
+            self.sync_flash()?;
+        }
+        Ok(())
     }
 }
 
@@ -299,7 +400,7 @@ fn absorb(s: &mut Seen, kind: Kind, loc: Loc, body: &[u8]) {
         }
         Kind::Chunk => {
             if body.len() >= 4 {
-                s.chunks.insert(le32(body), loc);
+                s.chunks.push((le32(body), loc));
             }
         }
         Kind::Commit => match postcard::from_bytes::<CommitBody>(body) {
@@ -308,7 +409,7 @@ fn absorb(s: &mut Seen, kind: Kind, loc: Loc, body: &[u8]) {
         },
         Kind::Recipient => {
             if let Ok(r) = postcard::from_bytes::<RecipientBody>(body) {
-                s.outcomes.insert(r.index, (loc, r.outcome));
+                s.outcomes.push((r.index, loc, r.outcome));
             }
         }
         Kind::State => {
@@ -343,17 +444,32 @@ fn build_entry(s: Seen) -> Built {
     let Some((begin_loc, envelope)) = s.begin else {
         return Built::Lost("begin record (envelope) missing or damaged".into());
     };
-    let mut chunks = Vec::with_capacity(commit.chunks as usize);
-    let mut size = 0u64;
-    for i in 0..commit.chunks {
-        match s.chunks.get(&i) {
-            Some(loc) => {
-                chunks.push(*loc);
-                size += u64::from(loc.len.saturating_sub(4));
+    let mut found = s.chunks;
+    // Stable: copies of one chunk stay in log order, and the later one wins.
+    found.sort_by_key(|(i, _)| *i);
+    let mut chunks: Vec<Loc> = Vec::with_capacity(commit.chunks as usize);
+    for (i, loc) in found {
+        let i = i as usize;
+        if i >= commit.chunks as usize || i + 1 < chunks.len() {
+            continue;
+        }
+        if i + 1 == chunks.len() {
+            if let Some(last) = chunks.last_mut() {
+                *last = loc;
             }
-            None => return Built::Lost(format!("body chunk {i} missing or damaged")),
+        } else if i == chunks.len() {
+            chunks.push(loc);
+        } else {
+            break;
         }
     }
+    if chunks.len() < commit.chunks as usize {
+        return Built::Lost(format!("body chunk {} missing or damaged", chunks.len()));
+    }
+    let size: u64 = chunks
+        .iter()
+        .map(|l| u64::from(l.len.saturating_sub(4)))
+        .sum();
     if size != commit.size {
         return Built::Lost(format!(
             "body is {size} bytes, its commit record says {}",
@@ -365,7 +481,7 @@ fn build_entry(s: Seen) -> Built {
     e.size = size;
     e.commit = Some(commit_loc);
     e.durable = true;
-    for (i, (loc, outcome)) in s.outcomes {
+    for (i, loc, outcome) in s.outcomes {
         if let Some(slot) = e.outcomes.get_mut(i as usize) {
             *slot = Some((outcome, loc));
         }

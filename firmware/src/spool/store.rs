@@ -108,7 +108,19 @@ impl<F: Flash> Spool<F> {
     /// Writes a new, empty spool over the whole device: superblock, empty slots, empty segments.
     /// Whatever the flash held is gone; this is only ever done on an explicit request.
     pub fn format(flash: &mut F, geometry: SpoolGeometry) -> Result<(), SpoolError> {
-        let layout = Layout::new(flash.geometry(), geometry, new_nonce())?;
+        Self::format_with_nonce(flash, geometry, new_nonce())
+    }
+
+    /// [`Spool::format`] with a chosen nonce instead of a random one, so that a test can replay
+    /// the exact bytes of a layout (every CRC on flash is keyed with the nonce). Not for
+    /// production: two spools formatted alike would accept each other's records.
+    #[doc(hidden)]
+    pub fn format_with_nonce(
+        flash: &mut F,
+        geometry: SpoolGeometry,
+        nonce: u64,
+    ) -> Result<(), SpoolError> {
+        let layout = Layout::new(flash.geometry(), geometry, nonce)?;
         let eb = layout.erase_size;
         // The superblock goes last: a format cut short leaves a flash that says "not formatted".
         erase_if_needed(flash, 0, eb)?;
@@ -436,7 +448,7 @@ impl<F: Flash> Spool<F> {
     }
 
     /// Writes one encoded record at the head, opening a new segment if it does not fit.
-    fn put(&mut self, bytes: &[u8], purpose: Purpose) -> Result<Loc, SpoolError> {
+    pub(crate) fn put(&mut self, bytes: &[u8], purpose: Purpose) -> Result<Loc, SpoolError> {
         let len = (bytes.len() as u32).saturating_sub(HEADER);
         let size = record_size(len);
         if size > self.layout.segment_size() - SEG_HEADER {
@@ -676,7 +688,7 @@ impl<F: Flash> Spool<F> {
         }
     }
 
-    fn sub_live(&mut self, loc: Loc) {
+    pub(crate) fn sub_live(&mut self, loc: Loc) {
         let s = self.layout.segment_of(loc.addr) as usize;
         if let Some(seg) = self.segs.get_mut(s) {
             seg.live = seg.live.saturating_sub(loc.size());

@@ -370,6 +370,32 @@ fn worn_out_segment_is_taken_out_of_service() {
 }
 
 #[test]
+fn failed_sync_stops_writes_until_reopen() {
+    let mut spool = fresh();
+    let keep = put(&mut spool, b"kept", 1);
+    let q = spool.begin(&envelope("a@b.c", 1), 2).unwrap();
+    spool.append_body(q, b"in flight").unwrap();
+    spool.commit(q).unwrap();
+    let mut flash = spool.into_flash();
+    let next = flash.ops();
+    flash.cut_power_at(next, 0);
+    let (mut spool, _) = Spool::open(flash, settings()).unwrap();
+    // The flash dies under the next write; then the sync cannot succeed either.
+    assert!(spool.begin(&envelope("a@b.c", 1), 3).is_err());
+    assert!(spool.sync().is_err());
+    assert_eq!(
+        spool.begin(&envelope("a@b.c", 1), 4),
+        Err(SpoolError::Failed)
+    );
+    assert_eq!(SpoolError::Failed.smtp_reply().code, 451);
+    let mut flash = spool.into_flash();
+    flash.power_cycle();
+    let (mut spool, _) = Spool::open(flash, settings()).unwrap();
+    assert_eq!(spool.read_body(keep).unwrap(), b"kept");
+    put(&mut spool, b"after", 5);
+}
+
+#[test]
 fn bit_flip_in_a_body_costs_that_message_only() {
     let mut spool = fresh();
     let a = put(&mut spool, &body(150, 1), 1);
