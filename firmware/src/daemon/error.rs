@@ -58,7 +58,7 @@ impl fmt::Display for DaemonError {
             DaemonError::FlashBusy(p) => {
                 write!(f, "flash {} is in use by another postern", p.display())
             }
-            DaemonError::Flash(p, e) => write!(f, "flash {}: {e}", p.display()),
+            DaemonError::Flash(p, e) => write!(f, "cannot open flash {}: {e}", p.display()),
             DaemonError::Spool(p, e) => write!(f, "flash {}: {e}", p.display()),
             DaemonError::Config(p, e) => {
                 write!(f, "flash {}: {e}; nothing was changed", p.display())

@@ -51,6 +51,11 @@ impl OpenFlash {
     pub fn take_writer(&mut self) -> Option<JoinHandle<Spool<FileFlash>>> {
         self.writer.take()
     }
+
+    /// The exclusive lock on the device: whoever holds it keeps other posterns off the flash.
+    pub fn into_lock(self) -> File {
+        self._lock
+    }
 }
 
 /// Opens (creating a missing file when a size is given), locks, formats if blank, and recovers.

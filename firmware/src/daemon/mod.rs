@@ -59,6 +59,8 @@ pub struct State {
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
     /// `None` when running offline.
     pub control: Option<PathBuf>,
+    /// Held for as long as the state lives: no second postern opens the flash meanwhile.
+    _flash_lock: std::fs::File,
 }
 
 impl std::fmt::Debug for State {
@@ -88,6 +90,8 @@ impl Daemon {
     /// serving. Must be called inside a tokio runtime. Nothing is served unless everything could
     /// be bound.
     pub async fn start(opts: Options) -> Result<Daemon, DaemonError> {
+        // The flash first: its lock says whether another postern already runs on it.
+        let Opened { flash, directory } = open(&opts.flash).await?;
         let mut bound = Vec::new();
         for (kind, addrs) in [
             (ListenerKind::Smtp, &opts.smtp),
@@ -105,7 +109,6 @@ impl Daemon {
             }
         }
         let control = control::bind(&opts.control)?;
-        let Opened { flash, directory } = open(&opts.flash).await?;
         let spool = flash.spool.clone();
         let identity = tls::identity(&spool, &opts.hostname, &opts.flash.path).await?;
         let tls_config = inbound::tls::server_config(&identity)
@@ -125,6 +128,7 @@ impl Daemon {
             queue: Some(queue.clone()),
             listeners,
             control: Some(opts.control.clone()),
+            _flash_lock: flash.into_lock(),
         });
         let ctx = Arc::new(InboundContext::new(
             opts.hostname.clone(),
@@ -204,6 +208,7 @@ pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Admin, Daemon
         queue: None,
         listeners: Vec::new(),
         control: None,
+        _flash_lock: flash.into_lock(),
     })))
 }
 
