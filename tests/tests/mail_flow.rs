@@ -322,3 +322,69 @@ fn queue_admin_holds_shows_and_deletes() {
         "{status}"
     );
 }
+
+#[test]
+fn moving_a_user_to_another_store_changes_the_next_hop_of_new_mail() {
+    // Next hops nobody answers on, so the mail stays queued and can be looked at.
+    let (old_store, new_store, domain_store) = (free_port(), free_port(), free_port());
+    let p = HostPostern::start(&[]);
+    let domain = format!("smtp:[127.0.0.1]:{domain_store}");
+    let old = format!("smtp:[127.0.0.1]:{old_store}");
+    let new = format!("lmtp:[127.0.0.1]:{new_store}");
+    prov(&p, &["cd", "example.com", "zimbraMailTransport", &domain]);
+    prov(
+        &p,
+        &[
+            "ca",
+            "bar@example.com",
+            "secret",
+            "zimbraMailTransport",
+            &old,
+        ],
+    );
+    prov(&p, &["ca", "foo@example.com", "secret"]);
+    let next_hop = |qid: &str| {
+        let shown = p.admin_ok(&["queue", "show", qid]);
+        shown
+            .lines()
+            .find(|l| l.starts_with("recipient:"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let qid_of = |reply: String| reply.rsplit(' ').next().unwrap().trim().to_string();
+    let smtp = p.listener("smtp");
+    let before = qid_of(send(smtp, "a@outside.example", "bar@example.com", "before"));
+    assert!(
+        next_hop(&before).contains(&format!("next_hop={old} ")),
+        "{}",
+        next_hop(&before)
+    );
+    let local = qid_of(send(smtp, "a@outside.example", "foo@example.com", "local"));
+    assert!(
+        next_hop(&local).contains(&format!("next_hop={domain} ")),
+        "the domain's transport: {}",
+        next_hop(&local)
+    );
+
+    // The move: bar's mailbox is now on another store, over LMTP.
+    prov(&p, &["ma", "bar@example.com", "zimbraMailTransport", &new]);
+    let after = qid_of(send(smtp, "a@outside.example", "bar@example.com", "after"));
+    assert!(
+        next_hop(&after).contains(&format!("next_hop={new} ")),
+        "{}",
+        next_hop(&after)
+    );
+
+    let bad = p.admin(&[
+        "prov",
+        "ma",
+        "bar@example.com",
+        "zimbraMailTransport",
+        "lmtp:zimbra.example.com",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("zimbraMailTransport"),
+        "the error names the attribute"
+    );
+}
