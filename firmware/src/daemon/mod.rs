@@ -115,9 +115,11 @@ impl Daemon {
             .map_err(|e| DaemonError::Tls(format!("the stored certificate cannot be used: {e}")))?;
 
         let config = directory.snapshot().config().clone();
-        let queue = start_queue(&spool, &directory, &config, &opts.hostname).await?;
+        let listeners: Vec<(ListenerKind, SocketAddr)> =
+            bound.iter().map(|(k, a, _)| (*k, *a)).collect();
+        let own: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
+        let queue = start_queue(&spool, &directory, &config, &opts.hostname, &own).await?;
 
-        let listeners = bound.iter().map(|(k, a, _)| (*k, *a)).collect();
         let state = Arc::new(State {
             started: Instant::now(),
             hostname: opts.hostname.clone(),
@@ -246,6 +248,7 @@ async fn start_queue(
     directory: &Arc<SharedDirectory>,
     config: &MtaConfig,
     hostname: &str,
+    own_listeners: &[SocketAddr],
 ) -> Result<QueueHandle, DaemonError> {
     let dns = match HickoryDns::from_system() {
         Ok(dns) => dns,
@@ -255,7 +258,10 @@ async fn start_queue(
                 .map_err(DaemonError::Dns)?
         }
     };
-    let client = Arc::new(Client::new(ClientSettings::new(hostname), dns));
+    // Delivery refuses to hand mail to these: it would loop back to this box.
+    let mut settings = ClientSettings::new(hostname);
+    settings.own_listeners = own_listeners.to_vec();
+    let client = Arc::new(Client::new(settings, dns));
     let dir = directory.clone();
     let bounce_route: runner::BounceRoute = Arc::new(move |addr: &str| {
         let d = dir.snapshot();

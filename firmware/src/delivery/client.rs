@@ -3,18 +3,19 @@
 //! the log's `delays=`.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::RootCertStore;
 use tokio::time::Instant;
 
-use super::resolve::{Dns, HickoryDns, targets};
+use super::resolve::{Dns, HickoryDns, Target, targets};
 use super::session::{Connection, OpenError, SessionError, Timeouts, TlsSetup, Transaction};
 use super::tls::{TlsPolicy, connector};
 use crate::envelope::{Envelope, QueueId};
 use crate::queue::{AttemptReport, RcptResult};
-use crate::route::Transport;
+use crate::route::{LoopError, Transport, loops_back_to_myself};
 
 /// What a transaction gave: results, or a session error with the results final so far.
 type TxOutcome = Result<Vec<(usize, RcptResult)>, (SessionError, Vec<(usize, RcptResult)>)>;
@@ -33,6 +34,10 @@ pub struct ClientSettings {
     pub reuse_time_limit: Duration,
     /// Idle connections kept per next hop.
     pub reuse_per_destination: usize,
+    /// This box's own SMTP listeners (as bound). A next hop address that is one of them is this
+    /// box itself: "mail loops back to myself", bounced without connecting. A wildcard listener
+    /// (`0.0.0.0:25`) stands for every local address on its port.
+    pub own_listeners: Vec<SocketAddr>,
 }
 
 impl ClientSettings {
@@ -44,6 +49,7 @@ impl ClientSettings {
             tls_roots: None,
             reuse_time_limit: Duration::from_secs(2),
             reuse_per_destination: 4,
+            own_listeners: Vec::new(),
         }
     }
 }
@@ -162,8 +168,17 @@ impl<D: Dns> Client<D> {
                 };
             }
         };
+        // Postfix's smtp_truncate_self: addresses from the first one that is this box on are no
+        // better than this box, so handing the mail to them could only bring it back here. Better
+        // preferred ones before it are still tried; if this box is the best, the mail loops.
+        let targets = match targets.iter().position(|t| self.is_myself(t)) {
+            Some(0) => return self.loops_back(req, &addrs, started),
+            Some(n) => targets.get(..n).unwrap_or_default().to_vec(),
+            None => targets,
+        };
         let mut last = OpenError {
             tls_failed: false,
+            loops_back: false,
             status: "4.4.1".into(),
             reason: "no address to try".into(),
         };
@@ -182,6 +197,7 @@ impl<D: Dns> Client<D> {
                     let out = conn.send_mail(&tx, t).await;
                     return self.finish(req, conn, out, setup, started, &addrs);
                 }
+                Err(e) if e.loops_back => return self.loops_back(req, &addrs, started),
                 Err(e) if e.tls_failed && self.tls.policy == TlsPolicy::May => {
                     let clear = TlsSetup {
                         policy: TlsPolicy::None,
@@ -200,6 +216,9 @@ impl<D: Dns> Client<D> {
                             let setup = started.elapsed();
                             let out = conn.send_mail(&tx, t).await;
                             return self.finish(req, conn, out, setup, started, &addrs);
+                        }
+                        Err(e) if e.loops_back => {
+                            return self.loops_back(req, &addrs, started);
                         }
                         Err(e) => last = e,
                     }
@@ -225,6 +244,49 @@ impl<D: Dns> Client<D> {
                     })
                     .collect(),
                 destination_failed: true,
+            },
+            relay: None,
+            connection_time: started.elapsed(),
+            transmission_time: Duration::ZERO,
+        }
+    }
+
+    /// Whether `target` is one of this box's own listeners.
+    fn is_myself(&self, target: &Target) -> bool {
+        let peer = SocketAddr::new(target.ip, target.port);
+        let listeners = &self.settings.own_listeners;
+        let wildcard = listeners
+            .iter()
+            .any(|l| l.port() == peer.port() && l.ip().is_unspecified());
+        let own: Vec<IpAddr> = if wildcard && is_local_address(target.ip) {
+            vec![target.ip]
+        } else {
+            Vec::new()
+        };
+        loops_back_to_myself(peer, listeners, &own)
+    }
+
+    /// Every recipient bounces with 5.4.6: the next hop is this box (Postfix: "mail for ...
+    /// loops back to myself"). Retrying cannot help until the configuration changes.
+    fn loops_back(
+        &self,
+        req: DeliveryRequest<'_>,
+        addrs: &[(usize, &str)],
+        started: Instant,
+    ) -> Attempt {
+        let host = req.next_hop.host.to_string();
+        let diagnostic = format!("X-Postern; mail for {host} loops back to myself");
+        let result = RcptResult::Bounced {
+            status: LoopError::LoopsBackToMyself { host }.status().into(),
+            diagnostic,
+            remote_mta: None,
+        };
+        Attempt {
+            report: AttemptReport {
+                qid: req.qid,
+                next_hop: req.next_hop.clone(),
+                results: addrs.iter().map(|(i, _)| (*i, result.clone())).collect(),
+                destination_failed: false,
             },
             relay: None,
             connection_time: started.elapsed(),
@@ -330,4 +392,14 @@ impl<D: Dns> Client<D> {
             }
         }
     }
+}
+
+/// Whether `ip` is an address of this host: the kernel lets a socket bind only to its own
+/// addresses, which needs no interface listing (and no `unsafe`).
+fn is_local_address(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    ip.is_loopback() || ip.is_unspecified() || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }

@@ -7,6 +7,12 @@
 //! DATA, connection reuse per next hop, and MX lookup with fallback ([`resolve`]). Replies are
 //! parsed with smtp-proto; the body is dot-stuffed on the way out ([`dotstuff`]).
 //!
+//! "Mail loops back to myself" (5.4.6, bounced): a next hop address that is one of this box's
+//! own listeners is never connected to (MX hosts no better than this box are dropped, as
+//! Postfix's smtp_truncate_self does), and an SMTP server that greets or answers EHLO with this
+//! box's hostname gets no mail. LMTP servers are exempt from the name check, as in Postfix: a
+//! mailbox server on this same host rightly shares its name.
+//!
 //! Under `may`, a TLS handshake that fails after STARTTLS is retried once in clear, as Postfix
 //! does. DSN parameters (RET, ENVID, NOTIFY, ORCPT) go on to a server that offers DSN, except
 //! NOTIFY=SUCCESS, which Postern answers itself with a "relayed" report at hand-off.

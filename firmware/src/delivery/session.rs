@@ -20,7 +20,7 @@ use super::stream::Stream;
 use super::tls::TlsPolicy;
 use crate::envelope::{BodyType, Envelope, Notify, Ret};
 use crate::queue::RcptResult;
-use crate::route::Protocol;
+use crate::route::{Protocol, greeting_is_myself};
 
 /// RFC 5321 §4.5.3.2 timeouts (connect is Postfix's smtp_connect_timeout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +144,32 @@ pub struct OpenError {
     /// The TLS handshake failed after STARTTLS was accepted: under `may` the same host is
     /// tried again in clear, as Postfix does.
     pub tls_failed: bool,
+    /// The server named itself with this box's own hostname: the mail would loop back to
+    /// this box. The caller bounces it (5.4.6) and tries no other address.
+    pub loops_back: bool,
+}
+
+impl OpenError {
+    fn loops_back(relay: &str, helo: &str, said: &str) -> OpenError {
+        OpenError {
+            tls_failed: false,
+            loops_back: true,
+            status: "5.4.6".into(),
+            reason: format!("host {relay} {said} with my own hostname {helo}"),
+        }
+    }
+}
+
+/// Whether a greeting or EHLO reply names this box: its first word is the server's name
+/// (RFC 5321 §4.2). Only for SMTP, as in Postfix: an LMTP server on this same host (Dovecot,
+/// a mailbox server) rightly shares the hostname.
+fn names_myself(protocol: Protocol, reply: &Reply, helo: &str) -> bool {
+    protocol == Protocol::Smtp
+        && reply
+            .text
+            .split_whitespace()
+            .next()
+            .is_some_and(|name| greeting_is_myself(name, helo))
 }
 
 /// A ready connection (greeted, EHLO/LHLO done, TLS if it was to be had).
@@ -196,6 +222,7 @@ impl Connection {
             Ok(Err(e)) => {
                 return Err(OpenError {
                     tls_failed: false,
+                    loops_back: false,
                     status: "4.4.1".into(),
                     reason: format!("connect to {relay}: {}", io_text(&e)),
                 });
@@ -203,6 +230,7 @@ impl Connection {
             Err(_) => {
                 return Err(OpenError {
                     tls_failed: false,
+                    loops_back: false,
                     status: "4.4.1".into(),
                     reason: format!("connect to {relay}: Connection timed out"),
                 });
@@ -221,6 +249,7 @@ impl Connection {
         };
         let defer = |e: SessionError| OpenError {
             tls_failed: false,
+            loops_back: false,
             status: "4.4.2".into(),
             reason: e.to_string(),
         };
@@ -232,9 +261,14 @@ impl Connection {
             c.quit(t).await;
             return Err(OpenError {
                 tls_failed: false,
+                loops_back: false,
                 status: transient(&greeting.status()),
                 reason: format!("host {} refused to talk to me: {greeting}", c.relay_name),
             });
+        }
+        if names_myself(protocol, &greeting, helo) {
+            c.quit(t).await;
+            return Err(OpenError::loops_back(&c.relay_name, helo, "greeted me"));
         }
         c.hello(helo, t).await?;
         if c.caps.starttls
@@ -247,6 +281,7 @@ impl Connection {
             c.quit(t).await;
             return Err(OpenError {
                 tls_failed: false,
+                loops_back: false,
                 status: "4.7.4".into(),
                 reason: format!(
                     "TLS is required, but was not offered by host {}",
@@ -260,6 +295,7 @@ impl Connection {
     async fn hello(&mut self, helo: &str, t: &Timeouts) -> Result<(), OpenError> {
         let defer = |e: SessionError| OpenError {
             tls_failed: false,
+            loops_back: false,
             status: "4.4.2".into(),
             reason: e.to_string(),
         };
@@ -279,6 +315,11 @@ impl Connection {
             })
         })?;
         if reply.code == 250 {
+            if names_myself(self.protocol, &reply, helo) {
+                self.quit(t).await;
+                let said = format!("replied to {verb}");
+                return Err(OpenError::loops_back(&self.relay_name, helo, &said));
+            }
             self.caps = parse_capabilities(&raw);
             return Ok(());
         }
@@ -289,12 +330,21 @@ impl Connection {
                 .map_err(defer)?;
             let r = self.read_reply(Stage::Helo, t.helo).await.map_err(defer)?;
             if r.code == 250 {
+                if names_myself(self.protocol, &r, helo) {
+                    self.quit(t).await;
+                    return Err(OpenError::loops_back(
+                        &self.relay_name,
+                        helo,
+                        "replied to HELO",
+                    ));
+                }
                 self.caps = Capabilities::default();
                 return Ok(());
             }
         }
         Err(OpenError {
             tls_failed: false,
+            loops_back: false,
             status: transient(&reply.status()),
             reason: format!(
                 "host {} refused to talk to me: {reply} (in reply to {verb} command)",
@@ -312,6 +362,7 @@ impl Connection {
         let relay = self.relay_name.clone();
         let fail = |reason: String| OpenError {
             tls_failed: true,
+            loops_back: false,
             status: "4.7.5".into(),
             reason,
         };
