@@ -23,7 +23,10 @@ fn send(port: u16, subject: &str) -> String {
     let mut c = SmtpClient::connect(([127, 0, 0, 1], port).into());
     assert!(c.reply().starts_with("220 "));
     assert!(c.cmd("EHLO host.test").starts_with("250"));
-    assert!(c.cmd("MAIL FROM:<sender@outside.example>").starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<sender@outside.example>")
+            .starts_with("250")
+    );
     let rcpt = c.cmd("RCPT TO:<anyone@example.com>");
     assert!(rcpt.starts_with("250"), "{rcpt}");
     assert!(c.cmd("DATA").starts_with("354"));
@@ -35,14 +38,19 @@ fn send(port: u16, subject: &str) -> String {
 
 fn boot(opts: &qemu::BootOptions) -> Machine {
     let mut machine = Machine::boot(opts).unwrap_or_else(|e| panic!("{e}"));
-    machine.console().unwrap().wait_for(PROMPT, BOOT).unwrap_or_else(|e| panic!("{e}"));
+    machine
+        .console()
+        .unwrap()
+        .wait_for(PROMPT, BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
     machine
 }
 
 fn console(machine: &mut Machine, line: &str) -> String {
     let c = machine.console().unwrap();
     c.send_line(line).unwrap();
-    c.wait_for(PROMPT, COMMAND).unwrap_or_else(|e| panic!("{line}: {e}"))
+    c.wait_for(PROMPT, COMMAND)
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
 }
 
 #[test]
@@ -76,7 +84,9 @@ fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill() {
     assert!(listing.contains("in 1 Request"), "{listing}");
 
     // A power cut: no shutdown, no sync beyond what the 250 already waited for.
-    let _ = std::process::Command::new("kill").args(["-KILL", &machine.pid().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &machine.pid().to_string()])
+        .status();
     let _ = machine.wait();
 
     let mut machine = boot(&opts);
@@ -90,7 +100,10 @@ fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill() {
 
     let c = machine.console().unwrap();
     c.send_line("poweroff").unwrap();
-    c.wait_for("powering off", COMMAND).unwrap_or_else(|e| panic!("{e}"));
-    let status = machine.wait_exit(POWEROFF_GRACE * 2).unwrap_or_else(|e| panic!("{e}"));
+    c.wait_for("powering off", COMMAND)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = machine
+        .wait_exit(POWEROFF_GRACE * 2)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(status.success(), "QEMU exited with {status}");
 }
