@@ -140,3 +140,38 @@ fn spool_on_block2mtd_keeps_acknowledged_mail_across_sigkill() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn a_missing_mtd_disk_is_reported_and_retried() {
+    let _one_at_a_time = qemu_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut opts, _) = test_boot(tmp.path());
+    // The last postern.flash word wins: block2mtd over a disk that is not attached.
+    opts.append = vec!["postern.flash=mtd:/dev/vdb".to_string()];
+    let mut machine = Machine::boot(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let console = machine.console().unwrap();
+
+    let report = console
+        .wait_for("retrying in 5 s", BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        report.contains(
+            "block device /dev/vdb for the MTD flash not found (is the flash disk attached?)"
+        ),
+        "{report}"
+    );
+    // It tries again rather than giving up.
+    console
+        .wait_for("retrying in 5 s", COMMAND)
+        .unwrap_or_else(|e| panic!("{e}"));
+    console.send_line("poweroff").unwrap();
+    console
+        .wait_for("powering off", COMMAND)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = machine
+        .wait_exit(POWEROFF_GRACE * 2)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "QEMU exited with {status}");
+    let transcript = machine.console().unwrap().transcript().to_string();
+    assert!(!transcript.contains("Kernel panic"), "{transcript}");
+}
