@@ -6,7 +6,7 @@
 //!
 //! Steps, each printed with sizes: fetch the pinned Debian kernel package (sha256 from
 //! `kernel.lock`), unpack it, take the kernel (x86_64: the ELF vmlinux out of the bzImage, for PVH
-//! boot), pick the virtio modules and their load order, and write the initramfs: `/init` (the
+//! boot), pick the virtio modules (and block2mtd on x86_64) and their load order, and write the initramfs: `/init` (the
 //! firmware), the modules, a CA bundle, `/dev/console`, and nothing else.
 //!
 //! Output in `--out`: `kernel`, `initramfs.cpio.zst` and `manifest.txt` (sizes and the kernel
@@ -44,10 +44,12 @@ impl Arch {
         }
     }
 
-    /// The modules the guest needs that its kernel does not have built in.
+    /// The modules the guest needs that its kernel does not have built in. block2mtd (with mtd.ko,
+    /// which carries /dev/mtdN) emulates raw NOR over the flash disk for `postern.flash=mtd:...`;
+    /// the firmware loads it itself, with the disk as its parameter, after virtio_blk.
     fn modules(self) -> &'static [&'static str] {
         match self {
-            Arch::X86_64 => &["virtio_pci", "virtio_net", "virtio_blk"],
+            Arch::X86_64 => &["virtio_pci", "virtio_net", "virtio_blk", "block2mtd"],
             Arch::Aarch64 => &["virtio_net", "virtio_blk"],
         }
     }

@@ -134,6 +134,9 @@ pub struct BootOptions {
     pub flash: PathBuf,
     /// The size the guest requires of its flash (passed as `postern.flash_size`).
     pub flash_size: u64,
+    /// Run the guest on raw-flash semantics: block2mtd over the flash disk, the spool on
+    /// /dev/mtd0 (`postern.flash=mtd:/dev/vda`), as on a board with NOR flash.
+    pub flash_mtd: bool,
     pub forwards: Vec<Forward>,
     pub console: ConsoleMode,
     /// More kernel command line words (e.g. `postern.hostname=mx1`).
@@ -149,6 +152,7 @@ impl BootOptions {
             image: image.into(),
             flash: flash.into(),
             flash_size: DEFAULT_FLASH_SIZE,
+            flash_mtd: false,
             forwards: Forward::defaults(),
             console: ConsoleMode::Stdio,
             append: Vec::new(),
@@ -171,7 +175,11 @@ impl BootOptions {
             "quiet".to_string(),
             // A kernel panic reboots at once rather than hanging (with no_reboot: QEMU exits).
             "panic=-1".to_string(),
-            "postern.flash=/dev/vda".to_string(),
+            if self.flash_mtd {
+                "postern.flash=mtd:/dev/vda".to_string()
+            } else {
+                "postern.flash=/dev/vda".to_string()
+            },
             format!("postern.flash_size={}", self.flash_size),
         ];
         words.extend(self.append.iter().cloned());
@@ -449,6 +457,10 @@ mod tests {
             o.cmdline()
                 .contains(&format!("postern.flash_size={DEFAULT_FLASH_SIZE}"))
         );
+        assert!(o.cmdline().contains("postern.flash=/dev/vda"));
+        o.flash_mtd = true;
+        assert!(o.cmdline().contains("postern.flash=mtd:/dev/vda"));
+        assert!(!o.cmdline().contains("postern.flash=/dev/vda"));
     }
 
     #[test]

@@ -27,6 +27,9 @@ struct Args {
     /// The flash size the guest requires, in bytes.
     #[arg(long, default_value_t = DEFAULT_FLASH_SIZE)]
     flash_size: u64,
+    /// Run the spool on MTD raw flash: block2mtd over the flash disk (/dev/mtd0 in the guest).
+    #[arg(long)]
+    mtd: bool,
     /// `stdio` (this terminal) or `socket:PATH`.
     #[arg(long, default_value = "stdio")]
     console: String,
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let mut opts = BootOptions::new(args.arch, &args.image, &args.flash);
     opts.flash_size = args.flash_size;
+    opts.flash_mtd = args.mtd;
     if !args.forward.is_empty() {
         opts.forwards = args.forward;
     }

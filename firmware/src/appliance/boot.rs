@@ -11,6 +11,10 @@ use super::cmdline::BootParams;
 /// Where mkimage puts the modules and their load order.
 const MODULE_DIR: &str = "/lib/modules";
 const MODULE_ORDER: &str = "/lib/modules/load-order";
+/// block2mtd takes its block device as a parameter, so it is loaded when the flash is opened
+/// ([`attach_block2mtd`]), and only if the boot parameters ask for it.
+const BLOCK2MTD_MODULE: &str = "block2mtd.ko";
+const BLOCK2MTD_SYSFS: &str = "/sys/module/block2mtd";
 /// The interface QEMU's virtio-net (and most small boxes) give us.
 pub const WAN: &str = "eth0";
 /// How long a driver may take to register its device after its module loaded.
@@ -50,6 +54,10 @@ pub fn load_modules() {
             return;
         }
     };
+    let list: Vec<_> = list
+        .into_iter()
+        .filter(|p| p.file_name() != Some(std::ffi::OsStr::new(BLOCK2MTD_MODULE)))
+        .collect();
     let mut loaded = 0;
     for path in &list {
         match modules::load(path) {
@@ -62,6 +70,48 @@ pub fn load_modules() {
         list.len(),
         started.elapsed().as_millis()
     );
+}
+
+/// Puts block2mtd over `device` so that `mtd` (its MTD character device) appears: loads the module
+/// with its parameter, or, if it is already loaded, hands it the device through sysfs (what a
+/// retry after a missing disk does). The errors say what an admin has to fix.
+pub fn attach_block2mtd(device: &Path, param: &str, mtd: &Path) -> Result<(), String> {
+    if !wait_for(|| device.exists(), Duration::from_secs(2)) {
+        return Err(format!(
+            "block device {} for the MTD flash not found (is the flash disk attached?)",
+            device.display()
+        ));
+    }
+    if Path::new(BLOCK2MTD_SYSFS).exists() {
+        let value = param.strip_prefix("block2mtd=").unwrap_or(param);
+        std::fs::write(format!("{BLOCK2MTD_SYSFS}/parameters/block2mtd"), value)
+            .map_err(|e| format!("cannot hand {} to block2mtd: {e}", device.display()))?;
+    } else {
+        let module = Path::new(MODULE_DIR).join(BLOCK2MTD_MODULE);
+        if !module.exists() {
+            return Err(format!(
+                "MTD flash over {} was asked for, but this image has no {BLOCK2MTD_MODULE} \
+                 (use postern.flash={} for the block device itself)",
+                device.display(),
+                device.display()
+            ));
+        }
+        modules::load_with_params(&module, param)
+            .map_err(|e| format!("cannot load {BLOCK2MTD_MODULE} {param}: {e}"))?;
+    }
+    if !wait_for(|| mtd.exists(), DEVICE_WAIT) {
+        return Err(format!(
+            "block2mtd did not create {} over {} (see the kernel's messages above)",
+            mtd.display(),
+            device.display()
+        ));
+    }
+    eprintln!(
+        "postern: block2mtd: {} over {} ({param})",
+        mtd.display(),
+        device.display()
+    );
+    Ok(())
 }
 
 /// Brings up lo and eth0 with the static address, route and resolver. Problems are reported, not

@@ -99,6 +99,11 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
 /// Checks the flash device is there before the daemon opens it: the daemon creates a missing
 /// *file* of the given size, which on the appliance's /dev would be a file in RAM, not the flash.
 async fn start_daemon(p: &BootParams) -> Result<Daemon, String> {
+    if let (Some(device), Some(param)) = (&p.block2mtd, p.block2mtd_param())
+        && !p.flash.exists()
+    {
+        boot::attach_block2mtd(device, &param, &p.flash)?;
+    }
     let present = boot::wait_for(|| p.flash.exists(), Duration::from_secs(2));
     if !present {
         return Err(format!(

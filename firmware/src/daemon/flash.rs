@@ -1,12 +1,20 @@
-//! Opening the flash the daemon runs on (a file in host mode, a block device in the appliance):
-//! lock it, format it if it is blank, and start the spool on it.
+//! Opening the flash the daemon runs on (a file in host mode, a block device or an MTD character
+//! device such as `/dev/mtd0` in the appliance): lock it, format it if it is blank, and start the
+//! spool on it.
+//!
+//! A character device is taken for MTD raw flash and opened as [`MtdFlash`], whose geometry comes
+//! from the kernel; anything else (regular files, block devices) is [`FileFlash`] with
+//! [`DEFAULT_ERASE_SIZE`] blocks.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use hal::flash::{FileFlash, Flash, FlashGeometry, ReadNorFlash};
+use hal::flash::{
+    ErrorType, FileFlash, Flash, FlashError, FlashGeometry, MtdFlash, NorFlash, ReadNorFlash,
+};
 
 use super::DaemonError;
 use crate::spool::{
@@ -33,7 +41,7 @@ pub struct OpenFlash {
     pub recovery: RecoveryReport,
     /// The spool was formatted by this start (a new or blank flash).
     pub formatted: bool,
-    writer: Option<JoinHandle<Spool<FileFlash>>>,
+    writer: Option<JoinHandle<Spool<DeviceFlash>>>,
     _lock: File,
 }
 
@@ -48,7 +56,7 @@ impl std::fmt::Debug for OpenFlash {
 
 impl OpenFlash {
     /// Takes the spool writer's thread so that shutdown can wait for its last sync.
-    pub fn take_writer(&mut self) -> Option<JoinHandle<Spool<FileFlash>>> {
+    pub fn take_writer(&mut self) -> Option<JoinHandle<Spool<DeviceFlash>>> {
         self.writer.take()
     }
 
@@ -62,6 +70,18 @@ impl OpenFlash {
 pub fn open(spec: &FlashSpec, settings: SpoolSettings) -> Result<OpenFlash, DaemonError> {
     let (mut flash, lock) = open_device(spec)?;
     let path = spec.path.clone();
+    if let DeviceFlash::Mtd(mtd) = &flash {
+        let g = mtd.geometry();
+        eprintln!(
+            "postern: flash {} is MTD raw flash: {} bytes in {}-byte erase blocks{}",
+            path.display(),
+            g.size,
+            g.erase_size,
+            mtd.backing_device()
+                .map(|d| format!(", synced through {} (block2mtd)", d.display()))
+                .unwrap_or_default()
+        );
+    }
     let spool_err = |e: SpoolError| DaemonError::Spool(path.clone(), e);
     let formatted = is_blank(&mut flash).map_err(spool_err)?;
     if formatted {
@@ -82,9 +102,75 @@ pub fn open(spec: &FlashSpec, settings: SpoolSettings) -> Result<OpenFlash, Daem
     })
 }
 
+/// The flash devices the daemon runs on, one type for the spool and its writer thread.
+#[derive(Debug)]
+pub enum DeviceFlash {
+    /// A regular file or a block device, with [`DEFAULT_ERASE_SIZE`] blocks.
+    File(FileFlash),
+    /// An MTD character device (raw NOR, or block2mtd in QEMU).
+    Mtd(MtdFlash),
+}
+
+impl ErrorType for DeviceFlash {
+    type Error = FlashError;
+}
+
+impl ReadNorFlash for DeviceFlash {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
+        match self {
+            DeviceFlash::File(f) => f.read(offset, bytes),
+            DeviceFlash::Mtd(f) => f.read(offset, bytes),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            DeviceFlash::File(f) => f.capacity(),
+            DeviceFlash::Mtd(f) => f.capacity(),
+        }
+    }
+}
+
+impl NorFlash for DeviceFlash {
+    const WRITE_SIZE: usize = 1;
+    const ERASE_SIZE: usize = 1;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
+        match self {
+            DeviceFlash::File(f) => f.erase(from, to),
+            DeviceFlash::Mtd(f) => f.erase(from, to),
+        }
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
+        match self {
+            DeviceFlash::File(f) => f.write(offset, bytes),
+            DeviceFlash::Mtd(f) => f.write(offset, bytes),
+        }
+    }
+}
+
+impl Flash for DeviceFlash {
+    fn geometry(&self) -> FlashGeometry {
+        match self {
+            DeviceFlash::File(f) => f.geometry(),
+            DeviceFlash::Mtd(f) => f.geometry(),
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), FlashError> {
+        match self {
+            DeviceFlash::File(f) => f.sync(),
+            DeviceFlash::Mtd(f) => f.sync(),
+        }
+    }
+}
+
 /// The device, opened and locked so that no second postern (daemon or offline `prov --flash`)
 /// writes to it at the same time.
-pub fn open_device(spec: &FlashSpec) -> Result<(FileFlash, File), DaemonError> {
+pub fn open_device(spec: &FlashSpec) -> Result<(DeviceFlash, File), DaemonError> {
     let path = &spec.path;
     let err = |e| DaemonError::FlashOpen(path.clone(), e);
     if !path.exists() {
@@ -107,6 +193,21 @@ pub fn open_device(spec: &FlashSpec) -> Result<(FileFlash, File), DaemonError> {
         Err(TryLockError::WouldBlock) => return Err(DaemonError::FlashBusy(path.clone())),
         Err(TryLockError::Error(e)) => return Err(err(e)),
     }
+    let is_char_device = lock.metadata().map_err(err)?.file_type().is_char_device();
+    if is_char_device {
+        let flash = MtdFlash::open(path).map_err(|e| DaemonError::Flash(path.clone(), e))?;
+        let actual = u64::from(flash.geometry().size);
+        if let Some(expected) = spec.size
+            && expected != actual
+        {
+            return Err(DaemonError::FlashSize {
+                path: path.clone(),
+                expected,
+                actual,
+            });
+        }
+        return Ok((DeviceFlash::Mtd(flash), lock));
+    }
     let actual = (&lock).seek(SeekFrom::End(0)).map_err(err)?;
     if let Some(expected) = spec.size
         && expected != actual
@@ -119,7 +220,7 @@ pub fn open_device(spec: &FlashSpec) -> Result<(FileFlash, File), DaemonError> {
     }
     let flash = FileFlash::open(path, geometry(path, actual)?)
         .map_err(|e| DaemonError::Flash(path.clone(), e))?;
-    Ok((flash, lock))
+    Ok((DeviceFlash::File(flash), lock))
 }
 
 fn geometry(path: &Path, size: u64) -> Result<FlashGeometry, DaemonError> {
@@ -145,8 +246,43 @@ fn geometry(path: &Path, size: u64) -> Result<FlashGeometry, DaemonError> {
 /// A flash whose first erase block is all 0xFF (erased) or all 0x00 (a new virtual disk) holds
 /// nothing: formatting it loses nothing. Anything else is left for the spool to recognise or
 /// refuse (a damaged superblock is never formatted over).
-fn is_blank(flash: &mut FileFlash) -> Result<bool, SpoolError> {
+fn is_blank(flash: &mut impl Flash) -> Result<bool, SpoolError> {
     let mut block = vec![0u8; flash.geometry().erase_size as usize];
     flash.read(0, &mut block).map_err(SpoolError::Flash)?;
     Ok(block.iter().all(|&b| b == 0xFF) || block.iter().all(|&b| b == 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("postern-flash-{name}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn a_file_is_file_flash_with_the_default_erase_block() {
+        let path = temp("file");
+        let _ = std::fs::remove_file(&path);
+        let spec = FlashSpec {
+            path: path.clone(),
+            size: Some(2 << 20),
+        };
+        let (flash, _lock) = open_device(&spec).unwrap();
+        assert!(matches!(flash, DeviceFlash::File(_)));
+        assert_eq!(flash.geometry().erase_size, DEFAULT_ERASE_SIZE);
+        assert_eq!(flash.geometry().size, 2 << 20);
+        drop(flash);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_character_device_that_is_not_mtd_is_refused_clearly() {
+        let spec = FlashSpec {
+            path: PathBuf::from("/dev/null"),
+            size: None,
+        };
+        let err = open_device(&spec).unwrap_err().to_string();
+        assert!(err.contains("MEMGETINFO"), "{err}");
+    }
 }

@@ -1,13 +1,17 @@
 //! Raw NOR flash through the Linux MTD character device (`/dev/mtdN`).
 //!
 //! The kernel reports the geometry (`MEMGETINFO`), erases with `MEMERASE`, and reads and programs
-//! with `pread`/`pwrite`. Programs on mtdchar are synchronous; `sync` still asks the kernel to flush,
-//! which matters for `block2mtd`, where the "flash" is a block device's page cache.
+//! with `pread`/`pwrite`. Programs on raw NOR are synchronous, but `block2mtd` (an MTD emulated over
+//! a block device) only writes into the block device's page cache, and mtdchar has no `fsync`: its
+//! data would reach the disk whenever writeback gets to it, and a power cut before that loses what
+//! was acknowledged. So for a block2mtd device `sync` fsyncs the backing block device (which
+//! shares that page cache and also flushes the disk's write cache). The backing device is found by
+//! the MTD's name in sysfs, which block2mtd sets to `block2mtd: DEVICE`.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{ErrorType, Flash, FlashError, FlashGeometry, NorFlash, ReadNorFlash};
 
@@ -51,6 +55,19 @@ pub struct MtdFlash {
     file: File,
     geometry: FlashGeometry,
     write_size: u32,
+    /// block2mtd's block device and its path, opened read-only for `fsync` (see the module
+    /// comment).
+    backing: Option<(File, PathBuf)>,
+}
+
+/// The name block2mtd gives the MTD devices it creates (unless a label is given), before the
+/// block device's path.
+const BLOCK2MTD_PREFIX: &str = "block2mtd: ";
+
+/// The block device under a block2mtd MTD, from the MTD's name.
+fn block2mtd_backing(mtd_name: &str) -> Option<&Path> {
+    let dev = mtd_name.trim_end().strip_prefix(BLOCK2MTD_PREFIX)?;
+    dev.starts_with('/').then_some(Path::new(dev))
 }
 
 impl MtdFlash {
@@ -86,7 +103,40 @@ impl MtdFlash {
                 path.display()
             )));
         }
-        MtdFlash::from_info(file, &info)
+        let mut flash = MtdFlash::from_info(file, &info)?;
+        flash.backing = Self::open_backing(&flash.file, path)?;
+        Ok(flash)
+    }
+
+    /// Opens the block device under a block2mtd MTD; `None` for any other MTD.
+    fn open_backing(file: &File, path: &Path) -> Result<Option<(File, PathBuf)>, FlashError> {
+        use std::os::unix::fs::MetadataExt;
+        let rdev = file
+            .metadata()
+            .map_err(|e| FlashError::io("stat", 0, &e))?
+            .rdev();
+        let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+        // A plain file (tests) or a device without a sysfs name is not block2mtd.
+        let Ok(name) = std::fs::read_to_string(format!("/sys/dev/char/{major}:{minor}/name"))
+        else {
+            return Ok(None);
+        };
+        let Some(dev) = block2mtd_backing(&name) else {
+            return Ok(None);
+        };
+        match File::open(dev) {
+            Ok(f) => Ok(Some((f, dev.to_path_buf()))),
+            Err(e) => Err(FlashError::Unsupported(format!(
+                "{}: it is block2mtd over {}, which cannot be opened to sync it ({e})",
+                path.display(),
+                dev.display()
+            ))),
+        }
+    }
+
+    /// The block device `sync` flushes, when this MTD is block2mtd's.
+    pub fn backing_device(&self) -> Option<&Path> {
+        self.backing.as_ref().map(|(_, p)| p.as_path())
     }
 
     fn from_info(file: File, info: &MtdInfoUser) -> Result<MtdFlash, FlashError> {
@@ -95,6 +145,7 @@ impl MtdFlash {
             file,
             geometry,
             write_size: info.writesize.max(1),
+            backing: None,
         })
     }
 
@@ -169,6 +220,12 @@ impl Flash for MtdFlash {
     }
 
     fn sync(&mut self) -> Result<(), FlashError> {
+        if let Some((backing, _)) = &self.backing {
+            // fsync on a block device writes its dirty page cache back and flushes the disk.
+            return backing
+                .sync_all()
+                .map_err(|e| FlashError::io("sync", 0, &e));
+        }
         match self.file.sync_data() {
             Ok(()) => Ok(()),
             // mtdchar has no fsync on most kernels: its programs are already synchronous.
@@ -208,6 +265,16 @@ mod tests {
             ..info
         };
         assert!(MtdFlash::from_info(file, &bad).is_err());
+    }
+
+    #[test]
+    fn block2mtd_names_lead_to_the_block_device() {
+        assert_eq!(
+            block2mtd_backing("block2mtd: /dev/vda\n"),
+            Some(Path::new("/dev/vda"))
+        );
+        assert_eq!(block2mtd_backing("spi-nor\n"), None);
+        assert_eq!(block2mtd_backing("block2mtd: vda"), None);
     }
 
     #[test]

@@ -6,8 +6,21 @@ use std::path::{Path, PathBuf};
 
 /// Loads one module file. A module already loaded (EEXIST) counts as loaded.
 pub fn load(path: &Path) -> io::Result<()> {
+    load_with_params(path, "")
+}
+
+/// Loads one module file with a parameter string as `modprobe NAME PARAMS` would pass it
+/// (`block2mtd=/dev/vda,65536`). A module already loaded (EEXIST) counts as loaded, and then its
+/// parameters were not applied: set them through /sys/module/NAME/parameters instead.
+pub fn load_with_params(path: &Path, params: &str) -> io::Result<()> {
+    let params = std::ffi::CString::new(params).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "module parameters contain a NUL byte",
+        )
+    })?;
     let file = File::open(path)?;
-    match rustix::system::finit_module(&file, c"", 0) {
+    match rustix::system::finit_module(&file, &params, 0) {
         Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
         Err(e) => Err(e.into()),
     }
@@ -40,6 +53,12 @@ mod tests {
         let names: Vec<_> =
             parse_order("virtio.ko\n\n# c\n ../../etc/x.ko\nvirtio_net.ko\n").collect();
         assert_eq!(names, ["virtio.ko", "virtio_net.ko"]);
+    }
+
+    #[test]
+    fn parameters_with_a_nul_are_refused_before_the_kernel_sees_them() {
+        let err = load_with_params(Path::new("/nonexistent.ko"), "a=\0b").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]
