@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use postern::config::network::NetworkList;
 use postern::envelope::{Envelope, QueueId};
 use postern::inbound::tls::{TlsIdentity, load_certs, self_signed, server_config};
 use postern::inbound::{
@@ -334,6 +335,8 @@ async fn port_25_takes_mail_without_auth_and_refuses_smuggling() {
 async fn connections_per_client_are_limited() {
     let limits = Limits {
         client_connection_limit: 2,
+        // Loopback is in mynetworks by default, and mynetworks is exempt, as in Postfix.
+        client_limit_exceptions: NetworkList::default(),
         ..fast_limits()
     };
     let server = start(ListenerKind::Smtp, limits).await;
@@ -361,6 +364,23 @@ async fn connections_per_client_are_limited() {
         io: BufReader::new(TcpStream::connect(server.addr).await.unwrap()),
     };
     assert!(again.reply().await.starts_with("220"));
+}
+
+#[tokio::test]
+async fn mynetworks_clients_are_exempt_from_the_per_client_limit() {
+    let limits = Limits {
+        client_connection_limit: 1,
+        ..fast_limits()
+    };
+    let server = start(ListenerKind::Smtp, limits).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = Client {
+            io: BufReader::new(TcpStream::connect(server.addr).await.unwrap()),
+        };
+        assert!(c.reply().await.starts_with("220"));
+        held.push(c);
+    }
 }
 
 #[tokio::test]

@@ -319,6 +319,7 @@ fn limits(c: &MtaConfig) -> Limits {
     Limits {
         message_size_limit: c.max_message_size,
         recipient_limit: c.recipient_limit as usize,
+        client_limit_exceptions: c.my_networks.clone(),
         ..Limits::default()
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::config::network::NetworkList;
 use crate::smtp::{Config, Mode};
 
 /// Limits of the SMTP listeners.
@@ -44,6 +45,9 @@ pub struct Limits {
     /// Line discipline itself is not a setting: only CRLF is ever a line end here (Postfix
     /// `smtpd_forbid_bare_newline = reject`).
     pub bare_newline_reject_code: u16,
+    /// `smtpd_client_event_limit_exceptions` (default `$mynetworks`): clients the per-client
+    /// connection limit does not apply to (the box's own relays, the LAN).
+    pub client_limit_exceptions: NetworkList,
 }
 
 impl Default for Limits {
@@ -63,6 +67,7 @@ impl Default for Limits {
             vrfy: false,
             forbid_unauth_pipelining: true,
             bare_newline_reject_code: 550,
+            client_limit_exceptions: NetworkList::loopback(),
         }
     }
 }

@@ -119,7 +119,9 @@ impl<R, S, A> InboundContext<R, S, A> {
             return Err(format!("{} Error: too many connections", self.hostname));
         }
         let count = c.per_ip.get(&ip).copied().unwrap_or(0);
-        if count >= self.limits.client_connection_limit {
+        if count >= self.limits.client_connection_limit
+            && !self.limits.client_limit_exceptions.contains(ip)
+        {
             return Err(format!(
                 "{} Error: too many connections from {ip}",
                 self.hostname
