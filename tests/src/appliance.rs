@@ -78,3 +78,50 @@ pub fn quit(mut stream: TcpStream) -> std::io::Result<String> {
     BufReader::new(&stream).read_line(&mut line)?;
     Ok(line)
 }
+
+/// How long a guest may take to boot to its prompt under TCG on a loaded box.
+pub const BOOT: Duration = Duration::from_secs(180);
+/// How long one console command or SMTP exchange with the guest may take.
+pub const COMMAND: Duration = Duration::from_secs(60);
+/// The console prompt.
+pub const PROMPT: &str = "postern> ";
+
+/// Boots `opts` and waits for the console prompt.
+pub fn boot_to_prompt(opts: &qemu::BootOptions) -> qemu::Machine {
+    let mut machine = qemu::Machine::boot(opts).unwrap_or_else(|e| panic!("{e}"));
+    let console = machine.console().expect("console");
+    console
+        .wait_for(PROMPT, BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    machine
+}
+
+/// Runs one command at the console prompt and returns what it printed up to the next prompt.
+pub fn console_command(machine: &mut qemu::Machine, line: &str) -> String {
+    let c = machine.console().expect("console");
+    c.send_line(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    c.wait_for(PROMPT, COMMAND)
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// Sends one message to anyone@example.com through the forwarded SMTP port; returns the reply to
+/// the end of data.
+pub fn send_through(port: u16, subject: &str) -> String {
+    // QEMU accepts at once and reaches the guest later: first wait for a real greeting.
+    let (_, s) = wait_for_banner(port, COMMAND).unwrap_or_else(|e| panic!("{e}"));
+    let _ = quit(s);
+    let mut c = crate::host::SmtpClient::connect(([127, 0, 0, 1], port).into());
+    assert!(c.reply().starts_with("220 "));
+    assert!(c.cmd("EHLO host.test").starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<sender@outside.example>")
+            .starts_with("250")
+    );
+    let rcpt = c.cmd("RCPT TO:<anyone@example.com>");
+    assert!(rcpt.starts_with("250"), "{rcpt}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(format!("Subject: {subject}\r\n\r\nbody\r\n.\r\n").as_bytes());
+    let reply = c.reply();
+    c.cmd("QUIT");
+    reply
+}

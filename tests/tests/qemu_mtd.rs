@@ -6,53 +6,13 @@
 //!
 //! Needs the image (`make image`) and qemu-system-x86.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use qemu::{Machine, POWEROFF_GRACE};
-use tests::appliance::{qemu_lock, quit, test_boot, wait_for_banner};
-use tests::host::SmtpClient;
+use tests::appliance::{
+    BOOT, COMMAND, boot_to_prompt, console_command, qemu_lock, send_through, test_boot,
+};
 use tests::peers::free_port;
-
-const BOOT: Duration = Duration::from_secs(180);
-const COMMAND: Duration = Duration::from_secs(60);
-const PROMPT: &str = "postern> ";
-
-fn send(port: u16, subject: &str) -> String {
-    // QEMU accepts at once and reaches the guest later: first wait for a real greeting.
-    let (_, s) = wait_for_banner(port, COMMAND).unwrap_or_else(|e| panic!("{e}"));
-    let _ = quit(s);
-    let mut c = SmtpClient::connect(([127, 0, 0, 1], port).into());
-    assert!(c.reply().starts_with("220 "));
-    assert!(c.cmd("EHLO host.test").starts_with("250"));
-    assert!(
-        c.cmd("MAIL FROM:<sender@outside.example>")
-            .starts_with("250")
-    );
-    let rcpt = c.cmd("RCPT TO:<anyone@example.com>");
-    assert!(rcpt.starts_with("250"), "{rcpt}");
-    assert!(c.cmd("DATA").starts_with("354"));
-    c.send(format!("Subject: {subject}\r\n\r\nbody\r\n.\r\n").as_bytes());
-    let reply = c.reply();
-    c.cmd("QUIT");
-    reply
-}
-
-fn boot(opts: &qemu::BootOptions) -> Machine {
-    let mut machine = Machine::boot(opts).unwrap_or_else(|e| panic!("{e}"));
-    machine
-        .console()
-        .unwrap()
-        .wait_for(PROMPT, BOOT)
-        .unwrap_or_else(|e| panic!("{e}"));
-    machine
-}
-
-fn console(machine: &mut Machine, line: &str) -> String {
-    let c = machine.console().unwrap();
-    c.send_line(line).unwrap();
-    c.wait_for(PROMPT, COMMAND)
-        .unwrap_or_else(|e| panic!("{line}: {e}"))
-}
 
 #[test]
 fn spool_on_block2mtd_keeps_acknowledged_mail_across_sigkill() {
@@ -64,7 +24,7 @@ fn spool_on_block2mtd_keeps_acknowledged_mail_across_sigkill() {
     // Nothing listens here: the relay is down and the message stays queued.
     let dead_relay = free_port();
 
-    let mut machine = boot(&opts);
+    let mut machine = boot_to_prompt(&opts);
     let boot_log = machine.console().unwrap().transcript().to_string();
     assert!(
         boot_log.contains("block2mtd: /dev/mtd0 over /dev/vda"),
@@ -75,7 +35,7 @@ fn spool_on_block2mtd_keeps_acknowledged_mail_across_sigkill() {
         "{boot_log}"
     );
 
-    let info = console(&mut machine, "flash info");
+    let info = console_command(&mut machine, "flash info");
     assert!(info.contains("path: /dev/mtd0"), "{info}");
     assert!(
         info.contains(&format!(
@@ -85,7 +45,7 @@ fn spool_on_block2mtd_keeps_acknowledged_mail_across_sigkill() {
         "{info}"
     );
 
-    let out = console(
+    let out = console_command(
         &mut machine,
         &format!(
             "prov cd example.com zimbraMailCatchAllAddress @example.com \
@@ -93,7 +53,7 @@ fn spool_on_block2mtd_keeps_acknowledged_mail_across_sigkill() {
         ),
     );
     assert!(!out.contains("ERROR"), "{out}");
-    let reply = send(smtp_port, "through mtd");
+    let reply = send_through(smtp_port, "through mtd");
     assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
     let queue_id = reply
         .trim()
@@ -101,7 +61,7 @@ fn spool_on_block2mtd_keeps_acknowledged_mail_across_sigkill() {
         .next()
         .unwrap_or_default()
         .to_string();
-    let listing = console(&mut machine, "queue list");
+    let listing = console_command(&mut machine, "queue list");
     assert!(listing.contains(&queue_id), "{queue_id}: {listing}");
 
     // A power cut: no shutdown, no sync beyond what the 250 already waited for. The MTD's data
@@ -111,19 +71,19 @@ fn spool_on_block2mtd_keeps_acknowledged_mail_across_sigkill() {
         .status();
     let _ = machine.wait();
 
-    let mut machine = boot(&opts);
+    let mut machine = boot_to_prompt(&opts);
     let boot_log = machine.console().unwrap().transcript().to_string();
     assert!(
         !boot_log.contains("was blank: formatted")
             && boot_log.contains("spool recovered: 1 messages queued"),
         "the second boot did not recover the spool: {boot_log}"
     );
-    let listing = console(&mut machine, "queue list");
+    let listing = console_command(&mut machine, "queue list");
     assert!(
         listing.contains(&queue_id) && listing.contains("in 1 Request"),
         "after SIGKILL, {queue_id}: {listing}"
     );
-    let info = console(&mut machine, "flash info");
+    let info = console_command(&mut machine, "flash info");
     assert!(info.contains("path: /dev/mtd0"), "{info}");
     assert!(info.contains("1 messages"), "{info}");
 
