@@ -3,94 +3,16 @@
 //! quota_full_tempfail, `552 5.2.2` without). Skips (saying so) only when Dovecot's LMTP server
 //! is not installed.
 
-use std::net::{IpAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
 
 use postern::delivery::{Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer};
 use postern::envelope::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
 use postern::queue::RcptResult;
 use postern::route::Transport;
 
-const DOVECOT: &str = "/usr/sbin/dovecot";
-const LMTP: &str = "/usr/lib/dovecot/lmtp";
+mod common;
 
-struct Dovecot {
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        // Stop the master we started (by its pid file), then remove the instance.
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("run/master.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn dovecot(tempfail: bool) -> Option<Dovecot> {
-    if !Path::new(DOVECOT).exists() || !Path::new(LMTP).exists() {
-        eprintln!("SKIPPED: Dovecot LMTP not installed (apt-get install dovecot-lmtpd)");
-        return None;
-    }
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("postern-dovecot-{port}-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("mail")).unwrap();
-    std::fs::create_dir_all(dir.join("run")).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Mail is written as the `dovecot` user.
-        for d in [dir.clone(), dir.join("mail")] {
-            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-        }
-    }
-    let d = dir.display();
-    std::fs::write(
-        dir.join("users"),
-        "bob:{PLAIN}x::::::\nfull:{PLAIN}x::::::userdb_quota_rule=*:storage=1K\n",
-    )
-    .unwrap();
-    let conf = format!(
-        "protocols = lmtp\nbase_dir = {d}/run\nstate_dir = {d}/run/state\nlog_path = {d}/dovecot.log\n\
-         ssl = no\nlisten = 127.0.0.1\ndefault_internal_user = dovecot\ndefault_login_user = dovenull\n\
-         mail_location = maildir:{d}/mail/%u\nmail_uid = dovecot\nmail_gid = dovecot\nfirst_valid_uid = 1\n\
-         mail_plugins = quota\nquota_full_tempfail = {}\n\
-         userdb {{\n  driver = passwd-file\n  args = {d}/users\n  default_fields = uid=dovecot gid=dovecot home={d}/mail/%u\n}}\n\
-         passdb {{\n  driver = passwd-file\n  args = {d}/users\n}}\n\
-         service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  unix_listener lmtp {{\n    mode = 0666\n  }}\n}}\n\
-         plugin {{\n  quota = maildir:User quota\n}}\n",
-        if tempfail { "yes" } else { "no" }
-    );
-    std::fs::write(dir.join("dovecot.conf"), conf).unwrap();
-    let st = Command::new(DOVECOT)
-        .arg("-c")
-        .arg(dir.join("dovecot.conf"))
-        .status()
-        .expect("run dovecot");
-    assert!(st.success(), "dovecot failed to start: see {d}/dovecot.log");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "dovecot lmtp did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(Dovecot { dir, port })
-}
+use common::dovecot::Dovecot;
 
 struct NoDns;
 
@@ -169,7 +91,9 @@ fn delivered_files(dc: &Dovecot, user: &str) -> Vec<Vec<u8>> {
 
 #[test]
 fn lmtp_delivers_into_the_mailbox() {
-    let Some(dc) = dovecot(false) else { return };
+    let Some(dc) = Dovecot::start(false) else {
+        return;
+    };
     let a = deliver(&dc, &["bob"]);
     match &a.report.results[0].1 {
         RcptResult::Delivered { relay, reply } => {
@@ -191,7 +115,9 @@ fn lmtp_delivers_into_the_mailbox() {
 
 #[test]
 fn quota_per_recipient_after_data_tempfail_defers_452_4_2_2() {
-    let Some(dc) = dovecot(true) else { return };
+    let Some(dc) = Dovecot::start(true) else {
+        return;
+    };
     let a = deliver(&dc, &["bob", "full"]);
     assert!(
         matches!(a.report.results[0].1, RcptResult::Delivered { .. }),
@@ -215,7 +141,9 @@ fn quota_per_recipient_after_data_tempfail_defers_452_4_2_2() {
 
 #[test]
 fn quota_permanent_bounces_552_5_2_2() {
-    let Some(dc) = dovecot(false) else { return };
+    let Some(dc) = Dovecot::start(false) else {
+        return;
+    };
     let a = deliver(&dc, &["full", "bob"]);
     match &a.report.results[0].1 {
         RcptResult::Bounced {

@@ -18,8 +18,10 @@ use postern::queue::runner::{self, RunnerConfig};
 use postern::queue::{MemoryStore, QueueSettings};
 use postern::route::Transport;
 
-const DOVECOT: &str = "/usr/sbin/dovecot";
-const LMTP: &str = "/usr/lib/dovecot/lmtp";
+mod common;
+
+use common::dovecot::Dovecot;
+
 const SINK: &str = "/usr/sbin/smtp-sink";
 
 fn free_port() -> u16 {
@@ -44,74 +46,6 @@ fn open_dir(tag: &str, port: u16) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     dir
-}
-
-struct Dovecot {
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("run/master.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Dovecot {
-    fn set_users(&self, full_quota: &str) {
-        std::fs::write(
-            self.dir.join("users"),
-            format!("bob:{{PLAIN}}x::::::\nfull:{{PLAIN}}x::::::userdb_quota_rule=*:storage={full_quota}\n"),
-        )
-        .unwrap();
-    }
-}
-
-fn dovecot(tempfail: bool) -> Option<Dovecot> {
-    if !Path::new(DOVECOT).exists() || !Path::new(LMTP).exists() {
-        eprintln!("SKIPPED: Dovecot LMTP not installed (apt-get install dovecot-lmtpd)");
-        return None;
-    }
-    let port = free_port();
-    let dir = open_dir("dovecot", port);
-    let mail = dir.join("mail");
-    std::fs::create_dir_all(&mail).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
-    std::fs::create_dir_all(dir.join("run")).unwrap();
-    let dc = Dovecot { dir, port };
-    dc.set_users("1K");
-    let d = dc.dir.display();
-    let conf = format!(
-        "protocols = lmtp\nbase_dir = {d}/run\nstate_dir = {d}/run/state\nlog_path = {d}/dovecot.log\n\
-         ssl = no\nlisten = 127.0.0.1\ndefault_internal_user = dovecot\ndefault_login_user = dovenull\n\
-         mail_location = maildir:{d}/mail/%u\nmail_uid = dovecot\nmail_gid = dovecot\nfirst_valid_uid = 1\n\
-         mail_plugins = quota\nquota_full_tempfail = {}\n\
-         userdb {{\n  driver = passwd-file\n  args = {d}/users\n  default_fields = uid=dovecot gid=dovecot home={d}/mail/%u\n}}\n\
-         passdb {{\n  driver = passwd-file\n  args = {d}/users\n}}\n\
-         service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  unix_listener lmtp {{\n    mode = 0666\n  }}\n}}\n\
-         plugin {{\n  quota = maildir:User quota\n}}\n",
-        if tempfail { "yes" } else { "no" }
-    );
-    std::fs::write(dc.dir.join("dovecot.conf"), conf).unwrap();
-    let st = Command::new(DOVECOT)
-        .arg("-c")
-        .arg(dc.dir.join("dovecot.conf"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "dovecot failed to start");
-    wait_listen(port);
-    Some(dc)
 }
 
 struct Sink {
@@ -226,7 +160,9 @@ async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_quota_tempfail_is_deferred_retried_and_delivered_when_there_is_room() {
-    let Some(dc) = dovecot(true) else { return };
+    let Some(dc) = Dovecot::start(true) else {
+        return;
+    };
     let hop: Transport = format!("lmtp:[127.0.0.1]:{}", dc.port).parse().unwrap();
     let store = Arc::new(MemoryStore::new(now_unix() * 1000));
     let log = LogSink::memory();
@@ -292,7 +228,9 @@ async fn over_quota_tempfail_is_deferred_retried_and_delivered_when_there_is_roo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_quota_permanent_bounces_and_the_dsn_reaches_the_sender() {
-    let Some(dc) = dovecot(false) else { return };
+    let Some(dc) = Dovecot::start(false) else {
+        return;
+    };
     let Some(sink) = sink() else { return };
     let hop: Transport = format!("lmtp:[127.0.0.1]:{}", dc.port).parse().unwrap();
     let sender_hop: Transport = format!("smtp:[127.0.0.1]:{}", sink.port).parse().unwrap();

@@ -1,0 +1,3 @@
+//! Peers shared by the firmware's integration tests.
+
+pub mod dovecot;
