@@ -14,6 +14,24 @@ fn prov(p: &HostPostern, args: &[&str]) -> String {
     p.admin_ok(&all)
 }
 
+/// Makes the box the seed's *secondary* for example.com: every address is accepted and forwarded
+/// to `transport` (the primary).
+fn secondary(p: &HostPostern, transport: &str) {
+    prov(
+        p,
+        &[
+            "cd",
+            "example.com",
+            "zimbraMailCatchAllAddress",
+            "@example.com",
+            "zimbraMailCatchAllForwardingAddress",
+            "@example.com",
+            "zimbraMailTransport",
+            transport,
+        ],
+    );
+}
+
 /// One message over a raw SMTP session; returns the reply to the end of data.
 fn send(addr: SocketAddr, from: &str, to: &str, subject: &str) -> String {
     let mut c = SmtpClient::connect(addr);
@@ -54,19 +72,7 @@ fn secondary_forwards_every_address_of_the_domain_intact() {
     let sink = Sink::start(0);
     let p = HostPostern::start(&[]);
     let transport = format!("smtp:[127.0.0.1]:{}", sink.port);
-    prov(
-        &p,
-        &[
-            "cd",
-            "example.com",
-            "zimbraMailCatchAllAddress",
-            "@example.com",
-            "zimbraMailCatchAllForwardingAddress",
-            "@example.com",
-            "zimbraMailTransport",
-            &transport,
-        ],
-    );
+    secondary(&p, &transport);
     let body = "first line\n.a line that starts with a dot\nlast line";
     let out = swaks_to(
         p.listener("smtp"),
@@ -195,19 +201,7 @@ fn relay_is_refused_outside_mynetworks_and_allowed_after_auth() {
 fn backup_mx_keeps_mail_across_kill_9_and_delivers_each_message_once() {
     let port = free_port();
     let mut p = HostPostern::start(&[]);
-    prov(
-        &p,
-        &[
-            "cd",
-            "example.com",
-            "zimbraMailCatchAllAddress",
-            "@example.com",
-            "zimbraMailCatchAllForwardingAddress",
-            "@example.com",
-            "zimbraMailTransport",
-            &format!("smtp:[127.0.0.1]:{port}"),
-        ],
-    );
+    secondary(&p, &format!("smtp:[127.0.0.1]:{port}"));
     for i in 0..3 {
         let reply = send(
             p.listener("smtp"),
@@ -265,19 +259,7 @@ fn backup_mx_keeps_mail_across_kill_9_and_delivers_each_message_once() {
 fn queue_admin_holds_shows_and_deletes() {
     let port = free_port();
     let p = HostPostern::start(&[]);
-    prov(
-        &p,
-        &[
-            "cd",
-            "example.com",
-            "zimbraMailCatchAllAddress",
-            "@example.com",
-            "zimbraMailCatchAllForwardingAddress",
-            "@example.com",
-            "zimbraMailTransport",
-            &format!("smtp:[127.0.0.1]:{port}"),
-        ],
-    );
+    secondary(&p, &format!("smtp:[127.0.0.1]:{port}"));
     let reply = send(
         p.listener("smtp"),
         "a@outside.example",
