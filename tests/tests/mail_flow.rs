@@ -370,3 +370,33 @@ fn moving_a_user_to_another_store_changes_the_next_hop_of_new_mail() {
         "the error names the attribute"
     );
 }
+
+#[test]
+fn too_many_received_headers_is_refused_as_a_loop() {
+    let p = HostPostern::start(&[]);
+    secondary(&p, &format!("smtp:[127.0.0.1]:{}", free_port()));
+    let attempt = |hops: usize| {
+        let mut c = SmtpClient::connect(p.listener("smtp"));
+        c.reply();
+        c.cmd("EHLO client.test");
+        c.cmd("MAIL FROM:<a@outside.example>");
+        assert!(c.cmd("RCPT TO:<x@example.com>").starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        let mut msg = String::new();
+        for i in 0..hops {
+            msg.push_str(&format!("Received: from hop{i}.example by hop{}.example; Sat, 21 Nov 2026 10:00:00 +0000\r\n", i + 1));
+        }
+        msg.push_str("Subject: loop\r\n\r\nbody\r\n.\r\n");
+        // Small writes, so the end of the headers may fall across chunks.
+        for piece in msg.as_bytes().chunks(7) {
+            c.send(piece);
+        }
+        c.reply()
+    };
+    // Postern adds its own Received line: 49 + 1 is at the limit of 50, 50 + 1 is over it.
+    assert!(attempt(49).starts_with("250 2.0.0 Ok: queued as"));
+    assert_eq!(
+        attempt(50),
+        "554 5.4.6 Error: too many hops (mail forwarding loop)"
+    );
+}

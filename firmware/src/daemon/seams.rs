@@ -128,6 +128,7 @@ impl MessageStore for SpoolStore {
             envelope,
             size: 0,
             headers: Vec::new(),
+            headers_done: false,
             hop_limit,
             queue: self.queue.clone(),
         })
@@ -144,20 +145,31 @@ pub struct Receiving {
     size: u64,
     /// The header section, up to the first empty line, for the hop count.
     headers: Vec<u8>,
+    /// The empty line that ends the headers was seen: `headers` is complete.
+    headers_done: bool,
     hop_limit: u32,
     queue: QueueHandle,
 }
 
 impl Receiving {
+    /// Keeps the header section as it streams by. Only the newly appended bytes (and the three
+    /// before them, for a CRLF CRLF split across chunks) are searched for its end.
     fn scan_headers(&mut self, chunk: &[u8]) {
-        if self.headers.len() >= HEADER_SCAN_LIMIT
-            || self.headers.windows(4).any(|w| w == b"\r\n\r\n")
-        {
+        if self.headers_done || self.headers.len() >= HEADER_SCAN_LIMIT {
             return;
         }
+        let from = self.headers.len().saturating_sub(3);
         let room = HEADER_SCAN_LIMIT - self.headers.len();
         self.headers
             .extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if let Some(p) = self.headers[from..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+        {
+            // Keep the last header's CRLF, drop the empty line and the body.
+            self.headers.truncate(from + p + 2);
+            self.headers_done = true;
+        }
     }
 }
 
@@ -174,12 +186,7 @@ impl IncomingMessage for Receiving {
     async fn commit(self) -> Result<QueueId, Reply> {
         // As Postfix's cleanup does: too many Received headers is a loop; refuse it now (the
         // sender bounces it) rather than queue it. Dropping `incoming` abandons the message.
-        let end = self
-            .headers
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(self.headers.len(), |p| p + 2);
-        if route::hop_limit_exceeded(&self.headers[..end], self.hop_limit) {
+        if route::hop_limit_exceeded(&self.headers, self.hop_limit) {
             return Err(Reply::new(
                 554,
                 [5, 4, 6],
