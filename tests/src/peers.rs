@@ -1,17 +1,10 @@
 //! Real peers the end-to-end tests start on 127.0.0.1: Postfix's smtp-sink and swaks.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+pub use crate::appliance::free_port;
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
