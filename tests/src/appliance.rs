@@ -125,3 +125,16 @@ pub fn send_through(port: u16, subject: &str) -> String {
     c.cmd("QUIT");
     reply
 }
+
+/// Provisions example.com at the console as the seed's secondary, forwarding every address to
+/// `relay_port` on the host (QEMU's user network shows the host's loopback as 10.0.2.2).
+pub fn provision_secondary(machine: &mut qemu::Machine, relay_port: u16) {
+    let out = console_command(
+        machine,
+        &format!(
+            "prov cd example.com zimbraMailCatchAllAddress @example.com \
+             zimbraMailCatchAllForwardingAddress @example.com zimbraMailTransport smtp:[10.0.2.2]:{relay_port}"
+        ),
+    );
+    assert!(!out.contains("ERROR"), "{out}");
+}

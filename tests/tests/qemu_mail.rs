@@ -7,7 +7,8 @@
 
 use qemu::POWEROFF_GRACE;
 use tests::appliance::{
-    COMMAND, boot_to_prompt, console_command, qemu_lock, send_through, test_boot,
+    COMMAND, boot_to_prompt, console_command, provision_secondary, qemu_lock, send_through,
+    test_boot,
 };
 use tests::peers::{Sink, free_port};
 
@@ -20,14 +21,7 @@ fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill() {
     let mut sink = Sink::start(sink_port);
 
     let mut machine = boot_to_prompt(&opts);
-    let out = console_command(
-        &mut machine,
-        &format!(
-            "prov cd example.com zimbraMailCatchAllAddress @example.com \
-             zimbraMailCatchAllForwardingAddress @example.com zimbraMailTransport smtp:[10.0.2.2]:{sink_port}"
-        ),
-    );
-    assert!(!out.contains("ERROR"), "{out}");
+    provision_secondary(&mut machine, sink_port);
 
     let reply = send_through(smtp_port, "first");
     assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");

@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use qemu::{Machine, POWEROFF_GRACE};
 use tests::appliance::{
-    BOOT, COMMAND, boot_to_prompt, console_command, qemu_lock, send_through, test_boot,
+    BOOT, COMMAND, boot_to_prompt, console_command, provision_secondary, qemu_lock, send_through,
+    test_boot,
 };
 use tests::peers::free_port;
 
@@ -45,14 +46,7 @@ fn spool_on_block2mtd_keeps_acknowledged_mail_across_sigkill() {
         "{info}"
     );
 
-    let out = console_command(
-        &mut machine,
-        &format!(
-            "prov cd example.com zimbraMailCatchAllAddress @example.com \
-             zimbraMailCatchAllForwardingAddress @example.com zimbraMailTransport smtp:[10.0.2.2]:{dead_relay}"
-        ),
-    );
-    assert!(!out.contains("ERROR"), "{out}");
+    provision_secondary(&mut machine, dead_relay);
     let reply = send_through(smtp_port, "through mtd");
     assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
     let queue_id = reply

@@ -110,15 +110,8 @@ fn run(args: RunArgs, flash: FlashSpec, control: PathBuf) -> i32 {
         control,
         hostname: args.hostname.unwrap_or_else(machine_hostname),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("postern: cannot start the runtime: {e}");
-            return 1;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return 1;
     };
     runtime.block_on(async {
         let daemon = match Daemon::start(opts).await {
@@ -132,6 +125,15 @@ fn run(args: RunArgs, flash: FlashSpec, control: PathBuf) -> i32 {
         daemon.shutdown().await;
         0
     })
+}
+
+/// Builds a tokio runtime, or says why not.
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("postern: cannot start the runtime: {e}"))
+        .ok()
 }
 
 /// Waits for SIGTERM or SIGINT.
@@ -184,15 +186,8 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("postern: cannot start the runtime: {e}");
-            return 1;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return 1;
     };
     runtime.block_on(async {
         match daemon::offline(&flash, machine_hostname()).await {

@@ -197,30 +197,26 @@ pub fn open_device(spec: &FlashSpec) -> Result<(DeviceFlash, File), DaemonError>
     if is_char_device {
         let flash = MtdFlash::open(path).map_err(|e| DaemonError::Flash(path.clone(), e))?;
         let actual = u64::from(flash.geometry().size);
-        if let Some(expected) = spec.size
-            && expected != actual
-        {
-            return Err(DaemonError::FlashSize {
-                path: path.clone(),
-                expected,
-                actual,
-            });
-        }
+        check_size(spec, actual)?;
         return Ok((DeviceFlash::Mtd(flash), lock));
     }
     let actual = (&lock).seek(SeekFrom::End(0)).map_err(err)?;
-    if let Some(expected) = spec.size
-        && expected != actual
-    {
-        return Err(DaemonError::FlashSize {
-            path: path.clone(),
-            expected,
-            actual,
-        });
-    }
+    check_size(spec, actual)?;
     let flash = FileFlash::open(path, geometry(path, actual)?)
         .map_err(|e| DaemonError::Flash(path.clone(), e))?;
     Ok((DeviceFlash::File(flash), lock))
+}
+
+/// A size given on the command line must be the size the device has: never guessed, never grown.
+fn check_size(spec: &FlashSpec, actual: u64) -> Result<(), DaemonError> {
+    match spec.size {
+        Some(expected) if expected != actual => Err(DaemonError::FlashSize {
+            path: spec.path.clone(),
+            expected,
+            actual,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn geometry(path: &Path, size: u64) -> Result<FlashGeometry, DaemonError> {
