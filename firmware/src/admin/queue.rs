@@ -185,7 +185,7 @@ async fn show(state: &State, queue: &QueueHandle, qid: &str, body: bool) -> Repl
         Ok(id) => id,
         Err(e) => return Reply::failed(format!("{e}\n")),
     };
-    let view = queue.list().await.into_iter().find(|v| v.qid == id);
+    let view = queue.get(id).await;
     let stored = match state.spool.get(id).await {
         Ok(Some(m)) => m,
         Ok(None) => return Reply::failed(format!("{qid}: no such message in the queue\n")),

@@ -116,6 +116,7 @@ enum Command {
     Delete(QueueId, oneshot::Sender<bool>),
     Flush(Option<String>, oneshot::Sender<usize>),
     List(oneshot::Sender<Vec<MessageView>>),
+    Get(QueueId, oneshot::Sender<Option<MessageView>>),
     Shutdown,
 }
 
@@ -146,6 +147,10 @@ impl QueueHandle {
     }
     pub async fn list(&self) -> Vec<MessageView> {
         self.ask(Command::List).await.unwrap_or_default()
+    }
+    /// One message's view (`postern queue show`), without copying the whole queue.
+    pub async fn get(&self, qid: QueueId) -> Option<MessageView> {
+        self.ask(|r| Command::Get(qid, r)).await.flatten()
     }
     /// Stop scheduling; jobs in flight are abandoned (their messages stay on flash).
     pub async fn shutdown(&self) {
@@ -252,6 +257,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             Command::Delete(q, r) => drop(r.send(self.qm.delete(q))),
             Command::Flush(s, r) => drop(r.send(self.qm.flush(s.as_deref(), now))),
             Command::List(r) => drop(r.send(self.qm.list())),
+            Command::Get(qid, r) => drop(r.send(self.qm.get(qid))),
             Command::Shutdown => {}
         }
     }
