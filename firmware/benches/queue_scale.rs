@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
-use postern::envelope::{QueueId, QueueState};
+use postern::mail::Transport;
+use postern::mail::{QueueId, QueueState};
 use postern::queue::{AttemptReport, QueueManager, QueueSettings, QueuedMessage, RcptResult};
-use postern::route::Transport;
 
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")

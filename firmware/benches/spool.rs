@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hal::flash::{FileFlash, FlashGeometry};
-use postern::envelope::{BodyType, ClientInfo, Envelope, Notify, Recipient};
-use postern::route::Transport;
+use postern::mail::Transport;
+use postern::mail::{BodyType, ClientInfo, Envelope, Notify, Recipient};
 use postern::spool::{Spool, SpoolGeometry, SpoolSettings, service};
 
 const MSG: usize = 5 * 1024;

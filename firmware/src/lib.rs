@@ -25,7 +25,8 @@
 //! - [`queue`]: incoming, active, deferred, hold; when each message is tried next.
 //! - [`delivery`]: SMTP and LMTP client sessions.
 //! - [`bounce`]: RFC 3464 delivery status notifications.
-//! - [`envelope`]: the envelope (sender, recipients with next hops, DSN options) every stage shares.
+//! - [`mail`]: the types every stage shares: queue ids, the envelope, transports, enhanced status
+//!   codes and SMTP replies.
 //! - [`log`]: mail log lines in Postfix's shape.
 //! - [`config`], [`admin`], [`console`], [`daemon`]: settings, the command line and control
 //!   socket, the serial console, and the services both running modes start.
@@ -41,9 +42,9 @@ pub mod content;
 pub mod daemon;
 pub mod delivery;
 pub mod directory;
-pub mod envelope;
 pub mod inbound;
 pub mod log;
+pub mod mail;
 pub mod policy;
 pub mod queue;
 pub mod route;

@@ -10,7 +10,7 @@ use hickory_resolver::proto::rr::rdata::{A, MX};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use postern::delivery::HickoryDns;
 use postern::delivery::resolve::targets;
-use postern::route::Transport;
+use postern::mail::Transport;
 use tokio::net::UdpSocket;
 
 enum Answer {

@@ -6,9 +6,9 @@
 use std::net::IpAddr;
 
 use postern::delivery::{Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer};
-use postern::envelope::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
+use postern::mail::Transport;
+use postern::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
 use postern::queue::RcptResult;
-use postern::route::Transport;
 
 mod common;
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use postern::delivery::{
     Attempt, Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer,
 };
-use postern::envelope::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
+use postern::mail::Transport;
+use postern::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
 use postern::queue::RcptResult;
-use postern::route::Transport;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;

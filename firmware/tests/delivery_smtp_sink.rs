@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use postern::delivery::{
     Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer, Timeouts, TlsPolicy,
 };
-use postern::envelope::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
+use postern::mail::Transport;
+use postern::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
 use postern::queue::RcptResult;
-use postern::route::Transport;
 
 const SINK: &str = "/usr/sbin/smtp-sink";
 
@@ -475,7 +475,7 @@ fn dsn_parameters_are_passed_on_to_a_server_that_offers_dsn() {
     let hop = hop(s.port);
     let client = Client::new(settings(), FakeDns::default());
     let mut env = envelope(&hop, &["bob@example.test", "carol@example.test"]);
-    env.ret = Some(postern::envelope::Ret::Headers);
+    env.ret = Some(postern::mail::Ret::Headers);
     env.envid = Some("ENV 42+x".into());
     env.recipients[0].notify = Notify {
         success: true,

@@ -8,9 +8,9 @@ use std::time::Duration;
 use postern::delivery::{
     Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer, TlsPolicy,
 };
-use postern::envelope::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
+use postern::mail::Transport;
+use postern::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
 use postern::queue::RcptResult;
-use postern::route::Transport;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postern::delivery::{Client, ClientSettings, Dns, DnsError, MxAnswer};
-use postern::envelope::{BodyType, ClientInfo, Envelope, Notify, Recipient};
 use postern::log::LogSink;
+use postern::mail::Transport;
+use postern::mail::{BodyType, ClientInfo, Envelope, Notify, Recipient};
 use postern::queue::runner::{self, RunnerConfig};
 use postern::queue::{MemoryStore, QueueSettings};
-use postern::route::Transport;
 
 mod common;
 

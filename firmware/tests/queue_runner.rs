@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use mail_parser::{MessageParser, PartType};
 use postern::delivery::{Attempt, DeliveryRequest};
-use postern::envelope::{BodyType, ClientInfo, Envelope, Notify, QueueId, QueueState, Recipient};
 use postern::log::LogSink;
+use postern::mail::Transport;
+use postern::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, QueueState, Recipient};
 use postern::queue::runner::{self, Deliverer, QueueHandle, RunnerConfig};
 use postern::queue::{AttemptReport, MemoryStore, QueueSettings, RcptResult};
-use postern::route::Transport;
 
 const T0: u64 = 1_795_000_000;
 const DAY: u64 = 86_400;

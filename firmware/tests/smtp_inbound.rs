@@ -6,14 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postern::config::network::NetworkList;
-use postern::envelope::{Envelope, QueueId};
 use postern::inbound::tls::{TlsIdentity, load_certs, self_signed, server_config};
 use postern::inbound::{
     Authenticator, InboundContext, IncomingMessage, Limits, ListenerKind, MessageStore,
     RecipientCheck, serve,
 };
-use postern::route::Transport;
-use postern::smtp::{RcptQuery, RcptTarget, Reply};
+use postern::mail::Reply;
+use postern::mail::Transport;
+use postern::mail::{Envelope, QueueId};
+use postern::smtp::{RcptQuery, RcptTarget};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 
 use hal::flash::{FlashGeometry, FlashOp, RamFlash};
-use postern::envelope::{
+use postern::mail::Transport;
+use postern::mail::{
     BodyType, ClientInfo, Envelope, Notify, QueueId, QueueState, Recipient, RecipientOutcome,
 };
-use postern::route::Transport;
 use postern::spool::{Spool, SpoolGeometry, SpoolSettings};
 
 const ERASE: u32 = 512;

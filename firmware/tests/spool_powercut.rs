@@ -9,10 +9,10 @@
 use std::time::Instant;
 
 use hal::flash::{FlashGeometry, FlashOp, RamFlash};
-use postern::envelope::{
+use postern::mail::Transport;
+use postern::mail::{
     BodyType, ClientInfo, Envelope, Notify, QueueId, QueueState, Recipient, RecipientOutcome,
 };
-use postern::route::Transport;
 use postern::spool::{Spool, SpoolError, SpoolGeometry, SpoolSettings};
 
 fn geometry() -> FlashGeometry {

@@ -2,10 +2,10 @@
 //! sync, abandoned messages leave nothing behind, and everything survives a restart.
 
 use hal::flash::{FlashGeometry, RamFlash};
-use postern::envelope::{
+use postern::mail::Transport;
+use postern::mail::{
     BodyType, ClientInfo, Envelope, Notify, QueueState, Recipient, RecipientOutcome,
 };
-use postern::route::Transport;
 use postern::spool::{Region, Spool, SpoolError, SpoolGeometry, SpoolSettings, service};
 
 fn envelope(n: usize) -> Envelope {

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use super::Reply;
 use super::commands::QueueCommand;
 use crate::daemon::State;
-use crate::envelope::{QueueId, QueueState, RecipientOutcome};
+use crate::mail::{QueueId, QueueState, RecipientOutcome};
 use crate::queue::runner::QueueHandle;
 use crate::queue::{MessageView, RcptState};
 use crate::smtp::received::rfc5322_date;

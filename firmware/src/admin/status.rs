@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::daemon::State;
-use crate::envelope::QueueState;
+use crate::mail::QueueState;
 use crate::queue::MessageView;
 use crate::spool::FlashInfo;
 

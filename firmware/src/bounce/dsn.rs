@@ -8,11 +8,11 @@ use mail_builder::headers::date::Date;
 use mail_builder::headers::raw::Raw;
 use mail_builder::mime::MimePart;
 
-use crate::envelope::{
+use crate::log::Notification;
+use crate::mail::{
     BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient, RecipientOutcome, Ret,
 };
-use crate::log::Notification;
-use crate::route::{Protocol, Transport};
+use crate::mail::{Protocol, Transport};
 
 /// Postfix's bounce_size_limit: above it, only the headers of the original are returned.
 pub const BOUNCE_SIZE_LIMIT: usize = 50_000;

@@ -19,7 +19,7 @@ pub use duration::Unit;
 pub use network::{BadNetwork, Cidr, NetworkList};
 pub use restriction::{BadRestriction, Restriction};
 
-use crate::route::Transport;
+use crate::mail::Transport;
 use attr::{boolean, canonical, invalid, show_bool, single};
 
 /// The global MTA settings.

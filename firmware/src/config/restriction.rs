@@ -115,7 +115,7 @@ impl FromStr for Restriction {
 
 fn is_domain(s: &str) -> bool {
     format!("smtp:{s}")
-        .parse::<crate::route::Transport>()
+        .parse::<crate::mail::Transport>()
         .is_ok()
         && s.contains('.')
 }

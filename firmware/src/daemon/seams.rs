@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use crate::directory::{Lookup, MailStatus, SharedDirectory, password};
-use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
 use crate::inbound::{Authenticator, IncomingMessage, MessageStore, RecipientCheck};
+use crate::mail::Reply;
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 use crate::queue::QueuedMessage;
 use crate::queue::runner::{QueueHandle, QueueStore, StoreError, StoredMessage};
 use crate::route::{self, ClientFacts, Decision, NextHop};
-use crate::smtp::{RcptQuery, RcptTarget, Reply};
+use crate::smtp::{RcptQuery, RcptTarget};
 use crate::spool::{self, SpoolError, SpoolHandle};
 
 /// `"5.1.1"` as the three numbers of an enhanced status code.

@@ -13,9 +13,9 @@ use tokio::time::Instant;
 use super::resolve::{Dns, HickoryDns, Target, targets};
 use super::session::{Connection, OpenError, SessionError, Timeouts, TlsSetup, Transaction};
 use super::tls::{TlsPolicy, connector};
-use crate::envelope::{Envelope, QueueId};
+use crate::mail::{Envelope, QueueId, Transport};
 use crate::queue::{AttemptReport, RcptResult};
-use crate::route::{LoopError, Transport, loops_back_to_myself};
+use crate::route::{LoopError, loops_back_to_myself};
 
 /// What a transaction gave: results, or a session error with the results final so far.
 type TxOutcome = Result<Vec<(usize, RcptResult)>, (SessionError, Vec<(usize, RcptResult)>)>;

@@ -13,7 +13,7 @@ use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
-use crate::route::{Host, Protocol, Transport};
+use crate::mail::{Host, Protocol, Transport};
 
 /// Postfix's smtp_mx_address_limit.
 pub const MX_ADDRESS_LIMIT: usize = 5;

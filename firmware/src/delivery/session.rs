@@ -18,9 +18,9 @@ use super::reply::{
 use super::resolve::Target;
 use super::stream::Stream;
 use super::tls::TlsPolicy;
-use crate::envelope::{BodyType, Envelope, Notify, Ret};
+use crate::mail::{BodyType, Envelope, Notify, Protocol, Ret};
 use crate::queue::RcptResult;
-use crate::route::{Protocol, greeting_is_myself};
+use crate::route::greeting_is_myself;
 
 /// RFC 5321 §4.5.3.2 timeouts (connect is Postfix's smtp_connect_timeout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

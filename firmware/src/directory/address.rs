@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::route::Transport;
+use crate::mail::Transport;
 
 /// The longest address kept or looked up (RFC 5321 §4.5.3.1.3: a path is at most 256 octets
 /// with its angle brackets).

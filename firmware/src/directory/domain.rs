@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::address;
 use crate::config::AttrError;
 use crate::config::attr::{boolean, canonical, invalid, show_bool, single};
-use crate::route::Transport;
+use crate::mail::Transport;
 
 /// A local domain.
 ///

@@ -28,7 +28,7 @@ pub use shared::SharedDirectory;
 pub use snapshot::{DecodeError, SNAPSHOT_VERSION};
 
 use crate::config::{AttrError, MtaConfig};
-use crate::route::Transport;
+use crate::mail::Transport;
 use index::{Entry, Index};
 
 /// What the directory knows of an address.

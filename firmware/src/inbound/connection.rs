@@ -12,8 +12,9 @@ use tokio_rustls::TlsAcceptor;
 use super::seams::{Authenticator, IncomingMessage, MessageStore, RecipientCheck};
 use super::tls::tls_info;
 use super::{InboundContext, ListenerKind};
+use crate::mail::Reply;
 use crate::smtp::received::received_header;
-use crate::smtp::{Event, Mode, Reply, Session};
+use crate::smtp::{Event, Mode, Session};
 
 const READ_BUF: usize = 16 * 1024;
 

@@ -180,7 +180,7 @@ where
         };
         if let Err(text) = ctx.admit(peer.ip()) {
             tokio::spawn(async move {
-                let reply = crate::smtp::Reply::new(421, [4, 7, 0], text);
+                let reply = crate::mail::Reply::new(421, [4, 7, 0], text);
                 let mut out = Vec::new();
                 reply.write_to(&mut out);
                 let _ = stream.write_all(&out).await;

@@ -29,8 +29,9 @@
 
 use std::future::Future;
 
-use crate::envelope::{Envelope, QueueId};
-use crate::smtp::{RcptQuery, RcptTarget, Reply};
+use crate::mail::Reply;
+use crate::mail::{Envelope, QueueId};
+use crate::smtp::{RcptQuery, RcptTarget};
 
 /// Decides each RCPT TO.
 pub trait RecipientCheck: Send + Sync + 'static {

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::envelope::QueueId;
+use crate::mail::QueueId;
 
 /// What became of a recipient in one attempt (`status=` in the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

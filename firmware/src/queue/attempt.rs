@@ -1,8 +1,8 @@
 //! What the queue hands to delivery and what comes back: one job per message and next hop, one
 //! result per recipient.
 
-use crate::envelope::QueueId;
-use crate::route::Transport;
+use crate::mail::QueueId;
+use crate::mail::Transport;
 
 /// Deliver these recipients (indexes into the envelope) of one message through one next hop.
 #[derive(Debug, Clone, PartialEq, Eq)]

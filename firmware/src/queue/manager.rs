@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::attempt::{AttemptReport, Job, RcptResult};
 use super::settings::QueueSettings;
-use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
-use crate::route::{Host, Transport};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Host, Transport};
 
 /// A message as the queue learns of it: from recovery at boot or from a fresh commit.
 #[derive(Debug, Clone, PartialEq, Eq)]

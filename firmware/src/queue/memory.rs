@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use super::manager::QueuedMessage;
 use super::runner::{QueueStore, StoreError, StoredMessage};
-use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 
 struct Entry {
     message: StoredMessage,

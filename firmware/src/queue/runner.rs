@@ -19,9 +19,9 @@ use super::manager::{Action, DsnKind, MessageView, QueueManager, QueuedMessage};
 use super::settings::QueueSettings;
 use crate::bounce::{self, DsnRequest, Kind};
 use crate::delivery::{Attempt, Client, DeliveryRequest, Dns};
-use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
 use crate::log::{self, Delays, DeliveryLine, LogSink, Program, Status};
-use crate::route::{Protocol, Transport};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Protocol, Transport};
 
 /// A spool operation that failed (flash full, message gone, I/O error).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,7 +25,6 @@
 
 mod loops;
 mod reply;
-mod transport;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -35,11 +34,10 @@ pub use loops::{
     loops_back_to_myself,
 };
 pub use reply::{Deferral, Reject};
-pub use transport::{Host, Protocol, Transport, TransportError};
 
 use crate::config::MtaConfig;
 use crate::directory::{Account, Directory, Domain, Lookup, MailStatus, address};
-use crate::envelope::ClientInfo;
+use crate::mail::{ClientInfo, Host, Protocol, Transport};
 
 /// What the router needs to know of the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -2,7 +2,7 @@
 //! enhanced status code. Texts follow Postfix's smtpd where Postfix has one, so admins recognise
 //! them in logs and in bounce reports their users forward.
 
-use super::reply::Reply;
+use crate::mail::Reply;
 
 /// A refusal of the session core (not of the router or the spool, whose replies come with them).
 #[derive(Debug, Clone, PartialEq, Eq)]

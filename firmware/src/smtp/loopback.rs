@@ -9,9 +9,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Config, Event, Reply, Session, TlsInfo};
-use crate::envelope::{Envelope, QueueId};
-use crate::route::{Host, Protocol, Transport};
+use super::{Config, Event, Session, TlsInfo};
+use crate::mail::{Envelope, Host, Protocol, QueueId, Reply, Transport};
 
 /// A session and the in-memory world around it.
 #[derive(Debug)]

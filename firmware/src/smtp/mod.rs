@@ -4,7 +4,7 @@
 //! - [`server`]: the server session state machine ([`Session`]).
 //! - [`data`]: DATA dot-unstuffing and the strict end-of-data rule (no SMTP smuggling).
 //! - [`auth`]: SASL PLAIN and LOGIN decoding.
-//! - [`reply`], [`error`]: replies with enhanced status codes, and every refusal of the core.
+//! - [`error`]: every refusal of the core, each with its reply (`crate::mail::Reply`).
 //! - [`received`]: the `Received:` header in Postfix's shape.
 //!
 //! - [`loopback`]: an in-memory peer for the session, behind the tests, fuzz targets and benchmark.
@@ -26,11 +26,9 @@ pub mod data;
 pub mod error;
 pub mod loopback;
 pub mod received;
-pub mod reply;
 pub mod server;
 
 pub use error::Refusal;
-pub use reply::Reply;
 pub use server::{Config, Event, Mode, RcptQuery, RcptTarget, Session, TlsInfo};
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! (it is optional in RFC 5321). The client's reverse name is not looked up: `unknown`, as Postfix
 //! writes when it has none. The time is given by the caller.
 
-use crate::envelope::ClientInfo;
+use crate::mail::ClientInfo;
 
 /// The header, folded, ending with CRLF. `for_rcpt` is given only when the message has exactly one
 /// recipient, as Postfix does (naming many would leak Bcc).

@@ -8,8 +8,7 @@ use proptest::prelude::*;
 
 use super::loopback::Loopback;
 use super::*;
-use crate::envelope::QueueId;
-use crate::route::Transport;
+use crate::mail::{QueueId, Reply, Transport};
 
 /// Reply codes written so far, in order (multi-line replies count once).
 fn codes(d: &Loopback) -> Vec<u16> {
@@ -286,14 +285,14 @@ fn dsn_parameters_are_kept_for_bounces() {
     d.send(b"RCPT TO:<g@e.f> NOTIFY=NEVER\r\nRCPT TO:<h@e.f>\r\nDATA\r\n");
     d.send(b"x\r\n.\r\n");
     let env = &d.stored[0].0;
-    assert_eq!(env.ret, Some(crate::envelope::Ret::Headers));
+    assert_eq!(env.ret, Some(crate::mail::Ret::Headers));
     assert_eq!(env.envid.as_deref(), Some("QQ+314"));
-    assert_eq!(env.body_type, crate::envelope::BodyType::EightBitMime);
+    assert_eq!(env.body_type, crate::mail::BodyType::EightBitMime);
     let r = &env.recipients;
     assert!(r[0].notify.success && r[0].notify.delay && !r[0].notify.failure);
     assert_eq!(r[0].orcpt, Some(("rfc822".into(), "d@e.f".into())));
-    assert_eq!(r[1].notify, crate::envelope::Notify::NEVER);
-    assert_eq!(r[2].notify, crate::envelope::Notify::DEFAULT);
+    assert_eq!(r[1].notify, crate::mail::Notify::NEVER);
+    assert_eq!(r[2].notify, crate::mail::Notify::DEFAULT);
     let r = d.send(b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f> NOTIFY=NEVER,SUCCESS\r\n");
     assert!(r.contains("501 5.5.4"), "{r}");
 }

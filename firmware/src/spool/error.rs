@@ -4,7 +4,7 @@ use std::fmt;
 
 use hal::flash::FlashError;
 
-use crate::envelope::QueueId;
+use crate::mail::QueueId;
 
 /// A spool failure. Each maps to one SMTP reply ([`SpoolError::smtp_reply`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The in-RAM index: for every message, its envelope, state and where each of its records sits on
 //! flash. Bodies stay on flash; only their locations are here.
 
-use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 
 use super::record::record_size;
 

@@ -39,7 +39,7 @@ pub use index::MessageSummary;
 pub use service::{Incoming, SpoolHandle};
 pub use store::Spool;
 
-use crate::envelope::QueueId;
+use crate::mail::QueueId;
 
 /// The two small regions beside the spool log, each two slots written alternately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

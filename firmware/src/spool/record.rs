@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{QueueState, RecipientOutcome};
+use crate::mail::{QueueState, RecipientOutcome};
 
 use super::format::{align4, keyed_crc, le32, le64};
 

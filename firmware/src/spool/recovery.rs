@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use hal::flash::Flash;
 
-use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 
 use super::format::{
     Layout, SEG_A, SEG_HEADER, SegA, SpoolGeometry, classify_seg_a, decode_seg_b, le32,

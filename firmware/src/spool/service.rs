@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hal::flash::Flash;
 use tokio::sync::oneshot;
 
-use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 
 use super::{FlashInfo, MessageSummary, Region, Spool, SpoolError};
 

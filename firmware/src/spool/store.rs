@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use hal::flash::Flash;
 
-use crate::envelope::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 
 use super::format::{
     FORMAT_VERSION, Layout, SEG_HEADER, SpoolGeometry, encode_seg_a, encode_seg_b,

@@ -3,10 +3,10 @@
 use hal::flash::{FlashGeometry, RamFlash};
 
 use super::*;
-use crate::envelope::{
+use crate::mail::Transport;
+use crate::mail::{
     BodyType, ClientInfo, Envelope, Notify, QueueState, Recipient, RecipientOutcome,
 };
-use crate::route::Transport;
 
 pub(crate) fn envelope(sender: &str, rcpts: usize) -> Envelope {
     Envelope {
@@ -56,7 +56,7 @@ fn reopen(spool: Spool<RamFlash>) -> (Spool<RamFlash>, RecoveryReport) {
     Spool::open(spool.into_flash(), settings()).unwrap()
 }
 
-fn put(spool: &mut Spool<RamFlash>, body: &[u8], now: u64) -> crate::envelope::QueueId {
+fn put(spool: &mut Spool<RamFlash>, body: &[u8], now: u64) -> crate::mail::QueueId {
     let qid = spool.begin(&envelope("a@example.com", 2), now).unwrap();
     spool.append_body(qid, body).unwrap();
     spool.commit(qid).unwrap();
@@ -421,7 +421,7 @@ mod model {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::envelope::QueueId;
+    use crate::mail::QueueId;
 
     #[derive(Debug, Clone)]
     enum Op {

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use super::auth::{Mechanism, Password};
 use super::data::DataDecoder;
 use super::error::Refusal;
-use super::reply::Reply;
-use crate::envelope::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient, Ret};
-use crate::route::Transport;
+use crate::mail::Reply;
+use crate::mail::Transport;
+use crate::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient, Ret};
 
 /// SMTP (RFC 5321) or LMTP (RFC 2033: LHLO, one reply per recipient after DATA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

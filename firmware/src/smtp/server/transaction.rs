@@ -182,8 +182,8 @@ impl Session {
             orcpt,
             notify,
             next_hop: Transport {
-                protocol: crate::route::Protocol::Smtp,
-                host: crate::route::Host::Name(String::new()),
+                protocol: crate::mail::Protocol::Smtp,
+                host: crate::mail::Host::Name(String::new()),
                 port: 25,
                 mx: true,
             },

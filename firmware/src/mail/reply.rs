@@ -1,13 +1,12 @@
 //! SMTP replies: a code, an enhanced status code (RFC 3463, sent on every reply but the greeting,
 //! the EHLO/LHLO list and the 334/354 intermediates, as RFC 2034 asks) and one line of text.
 //!
-//! Single-line replies are written by `smtp_proto::Response`; text that came from elsewhere (a
-//! router's rejection, a spool error) is cleaned of CR, LF and control characters first, so no
+//! Text that came from elsewhere (a router's rejection, a spool error) is cleaned of CR, LF and control characters first, so no
 //! reply can ever carry a second line the client would read as another answer.
 
 use std::fmt;
 
-use smtp_proto::Response;
+use super::EnhancedStatus;
 
 /// One SMTP reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,17 +14,17 @@ pub struct Reply {
     /// The three-digit reply code (RFC 5321 §4.2).
     pub code: u16,
     /// The enhanced status code (class, subject, detail); `None` where RFC 2034 has none.
-    pub esc: Option<[u8; 3]>,
+    pub esc: Option<EnhancedStatus>,
     /// The text after the codes.
     pub text: String,
 }
 
 impl Reply {
     /// A reply with an enhanced status code. Control characters in `text` become spaces.
-    pub fn new(code: u16, esc: [u8; 3], text: impl Into<String>) -> Reply {
+    pub fn new(code: u16, esc: impl Into<EnhancedStatus>, text: impl Into<String>) -> Reply {
         Reply {
             code,
-            esc: Some(esc),
+            esc: Some(esc.into()),
             text: clean(text.into()),
         }
     }
@@ -51,27 +50,16 @@ impl Reply {
 
     /// Appends the reply, CRLF-terminated, to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        match self.esc {
-            Some(esc) if (100..600).contains(&self.code) && esc.iter().all(|d| *d < 10) => {
-                let r = Response {
-                    code: self.code,
-                    esc,
-                    message: self.text.as_str(),
-                };
-                // Writing into a Vec cannot fail.
-                let _ = r.write(&mut *out);
-            }
-            _ => {
-                out.extend_from_slice(format!("{} {}\r\n", self.code, self.text).as_bytes());
-            }
-        }
+        use std::io::Write;
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{self}\r\n");
     }
 }
 
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.esc {
-            Some([a, b, c]) => write!(f, "{} {a}.{b}.{c} {}", self.code, self.text),
+            Some(esc) => write!(f, "{} {esc} {}", self.code, self.text),
             None => write!(f, "{} {}", self.code, self.text),
         }
     }
