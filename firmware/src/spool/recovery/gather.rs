@@ -80,7 +80,12 @@ pub(super) fn gather_records<F: Flash>(
         }
         let tail = Tail {
             newest: Some(s) == newest,
-            last_sound: scan.records.iter().rev().find(|f| f.body_ok).map(|f| f.offset),
+            last_sound: scan
+                .records
+                .iter()
+                .rev()
+                .find(|f| f.body_ok)
+                .map(|f| f.offset),
         };
         let at = |offset| Place {
             segment: s,

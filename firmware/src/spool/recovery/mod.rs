@@ -127,10 +127,7 @@ impl<F: Flash> Spool<F> {
     /// still fail their CRC, and compaction and body reads trust only sound records. Copies of
     /// records no message needs any more are not made, except end records, which keep a removed
     /// message removed.
-    fn rewrite_repaired(
-        &mut self,
-        repaired: Vec<Repaired>,
-    ) -> Result<(), SpoolError> {
+    fn rewrite_repaired(&mut self, repaired: Vec<Repaired>) -> Result<(), SpoolError> {
         let mut wrote = false;
         for (old, h, bytes) in repaired {
             let qid = QueueId(h.qid);
