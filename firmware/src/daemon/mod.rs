@@ -60,7 +60,7 @@ pub struct State {
     /// `None` when running offline.
     pub control: Option<PathBuf>,
     /// Held for as long as the state lives: no second postern opens the flash meanwhile.
-    _flash_lock: std::fs::File,
+    _flash_lock: hal::flash::FlashLock,
 }
 
 impl std::fmt::Debug for State {
