@@ -230,6 +230,9 @@ async fn open(spec: &FlashSpec) -> Result<Opened, DaemonError> {
         Ok(None) => Directory::default(),
         Err(e) => return Err(DaemonError::Spool(spec.path.clone(), e)),
     };
+    for (attr, value) in directory.config().unenforced() {
+        eprintln!("postern: warning: ignoring {attr} {value} on flash: not supported yet");
+    }
     let (accounts, aliases) = directory.counts();
     eprintln!(
         "postern: directory: {} domains, {accounts} accounts, {aliases} aliases",
