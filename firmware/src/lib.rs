@@ -35,9 +35,8 @@
 //!
 //! <!-- import-table begin: parsed by firmware/tests/import_rule (run by `make lint`) -->
 //! ```text
-//! hal → mail → smtp → config → directory → route / policy → spool → content → queue
-//!     → delivery / bounce → inbound → admin → daemon / console / appliance → main
-//! log: used by all
+//! hal → mail → log → smtp → config → directory → route / policy → spool → content → bounce
+//!     → queue → delivery → inbound → admin → daemon / console → appliance → main
 //! ```
 //! <!-- import-table end -->
 //!
