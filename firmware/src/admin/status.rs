@@ -2,13 +2,17 @@
 
 use std::fmt::Write;
 
-use crate::daemon::State;
+use super::BoxFacts;
 use crate::mail::QueueState;
 use crate::queue::MessageView;
 use crate::spool::FlashInfo;
 
 /// The status report, one `name: value` line per fact.
-pub fn render(state: &State, flash: Option<&FlashInfo>, queue: Option<&[MessageView]>) -> String {
+pub fn render(
+    state: &BoxFacts,
+    flash: Option<&FlashInfo>,
+    queue: Option<&[MessageView]>,
+) -> String {
     let mut out = String::new();
     let up = state.started.elapsed().as_secs();
     let _ = writeln!(out, "postern {}", env!("CARGO_PKG_VERSION"));

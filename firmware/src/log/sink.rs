@@ -11,6 +11,8 @@ pub enum Program {
     Smtp,
     Lmtp,
     Bounce,
+    /// The router (Postfix's trivial-rewrite and cleanup expand aliases there).
+    Route,
 }
 
 impl Program {
@@ -20,6 +22,7 @@ impl Program {
             Program::Smtp => "postern/smtp",
             Program::Lmtp => "postern/lmtp",
             Program::Bounce => "postern/bounce",
+            Program::Route => "postern/route",
         }
     }
 }

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::mail::EnhancedStatus;
+
 /// A recipient refused at RCPT TO (or, inside a forwarding expansion, bounced later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reject {
@@ -31,14 +33,14 @@ impl Reject {
     }
 
     /// The enhanced status code (RFC 3463).
-    pub fn status(self) -> &'static str {
+    pub fn status(self) -> EnhancedStatus {
         match self {
-            Reject::UserUnknown => "5.1.1",
-            Reject::MailboxDisabled => "5.2.1",
-            Reject::RelayDenied => "5.7.1",
-            Reject::BadAddress => "5.1.3",
-            Reject::ForwardingLoop => "5.4.6",
-            Reject::TooManyTargets => "5.5.3",
+            Reject::UserUnknown => EnhancedStatus::of(5, 1, 1),
+            Reject::MailboxDisabled => EnhancedStatus::of(5, 2, 1),
+            Reject::RelayDenied => EnhancedStatus::of(5, 7, 1),
+            Reject::BadAddress => EnhancedStatus::of(5, 1, 3),
+            Reject::ForwardingLoop => EnhancedStatus::of(5, 4, 6),
+            Reject::TooManyTargets => EnhancedStatus::of(5, 5, 3),
         }
     }
 
@@ -87,10 +89,10 @@ pub enum Deferral {
 }
 
 impl Deferral {
-    pub fn status(self) -> &'static str {
+    pub fn status(self) -> EnhancedStatus {
         match self {
-            Deferral::NoTransport => "4.3.5",
-            Deferral::NoRelayHost => "4.4.3",
+            Deferral::NoTransport => EnhancedStatus::of(4, 3, 5),
+            Deferral::NoRelayHost => EnhancedStatus::of(4, 4, 3),
         }
     }
 

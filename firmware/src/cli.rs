@@ -1,5 +1,7 @@
-//! The `postern` command line: `run` starts the gateway in the foreground (host mode); every other
-//! command goes to the running daemon over its control socket.
+//! The `postern` command line, the binary's entry when it is not PID 1 (then it is
+//! `appliance`'s): `run` starts the gateway in the foreground (host mode); every other
+//! command goes to the running daemon over its control socket, or, with `--flash`, is carried out
+//! on the flash directly.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -9,8 +11,8 @@ use clap::{Args, Parser, Subcommand};
 
 use hal::flash::Flash;
 
-use super::commands::{AdminCommand, FlashCommand};
-use super::control::{self, DEFAULT_CONTROL, Reply};
+use crate::admin::control::{self, DEFAULT_CONTROL, Reply};
+use crate::admin::{AdminCommand, FlashCommand};
 use crate::daemon::{self, Daemon, FlashSpec, Options};
 use crate::spool::{Spool, SpoolGeometry};
 
@@ -191,7 +193,7 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
     };
     runtime.block_on(async {
         match daemon::offline(&flash, machine_hostname()).await {
-            Ok(admin) => show(admin.execute(cmd).await),
+            Ok(offline) => show(offline.admin().execute(cmd).await),
             Err(e) => {
                 eprintln!("postern: {e}");
                 1
