@@ -7,6 +7,7 @@ use std::sync::Arc;
 use postern::content::{self, hops};
 use postern::directory::Directory;
 use postern::directory::prov::{self, ProvError};
+use postern::inbound::recipients::reject_reply;
 use postern::mail::ClientInfo;
 use postern::policy::{ConnectionLimits, Policy, Relay};
 use postern::route::{self, Decision, NextHop};
@@ -41,7 +42,7 @@ fn client(ip: &str, authenticated: bool) -> impl Fn(&Directory) -> Relay {
 /// What the SMTP session would say or do for one RCPT TO, in one line.
 fn outcome(dir: &Directory, rcpt: &str, who: &impl Fn(&Directory) -> Relay) -> String {
     match route::route(rcpt, dir, dir.config(), who(dir)) {
-        Decision::Reject(r) => r.reply(rcpt),
+        Decision::Reject(r) => reject_reply(rcpt, r).to_string(),
         Decision::Accept(targets) => targets
             .iter()
             .map(|t| match &t.next_hop {

@@ -22,7 +22,7 @@ use crate::delivery::{Client, ClientSettings, HickoryDns};
 use crate::directory::{Directory, SharedDirectory};
 use crate::inbound::tls::{self, TlsError};
 use crate::inbound::{self, InboundContext, Limits, Recipients, SpoolStore};
-use crate::log::LogSink;
+use crate::log::{LogSink, Program};
 use crate::policy::{ConnectionLimits, Policy};
 use crate::queue::QueueSettings;
 use crate::queue::runner::{self, QueueHandle, RunnerConfig};
@@ -141,15 +141,15 @@ impl Daemon {
         });
         let mut tasks = Vec::new();
         for (kind, addr, listener) in bound {
-            eprintln!("postern: {kind} listening on {addr}");
+            master(&format!("{kind} listening on {addr}"));
             let ctx = ctx.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = inbound::serve(kind, listener, ctx).await {
-                    eprintln!("postern: {kind} listener on {addr} stopped: {e}");
+                    master(&format!("{kind} listener on {addr} stopped: {e}"));
                 }
             }));
         }
-        eprintln!("postern: control socket at {}", opts.control.display());
+        master(&format!("control socket at {}", opts.control.display()));
         tasks.push(tokio::spawn(control::serve(control, admin.clone())));
         Ok(Daemon {
             admin,
@@ -176,8 +176,13 @@ impl Daemon {
         }
         self.queue.shutdown().await;
         let _ = std::fs::remove_file(&self.control);
-        eprintln!("postern: stopped");
+        master("stopped");
     }
+}
+
+/// A line of the services' own (start, stop, recovery), as Postfix's master writes them.
+pub(crate) fn master(line: &str) {
+    LogSink::stderr().line(Program::Master, line);
 }
 
 /// Opens the flash for an admin command run without a daemon (`postern prov --flash FILE`).
@@ -215,7 +220,9 @@ async fn tls_config(
     };
     let (identity, origin) = tls::load_or_make(spool, hostname).await.map_err(on_flash)?;
     if origin == tls::Origin::MadeSelfSigned {
-        eprintln!("postern: made a self-signed TLS certificate for {hostname}");
+        master(&format!(
+            "made a self-signed TLS certificate for {hostname}"
+        ));
     }
     tls::server_config(&identity).map_err(DaemonError::StoredTlsUnusable)
 }
@@ -237,10 +244,10 @@ async fn open(spec: &FlashSpec) -> Result<Opened, DaemonError> {
         Err(e) => return Err(DaemonError::Spool(spec.path.clone(), e)),
     };
     let (accounts, aliases) = directory.counts();
-    eprintln!(
-        "postern: directory: {} domains, {accounts} accounts, {aliases} aliases",
+    master(&format!(
+        "directory: {} domains, {accounts} accounts, {aliases} aliases",
         directory.domains().count()
-    );
+    ));
     Ok(Opened {
         flash,
         directory: Arc::new(SharedDirectory::new(directory)),
@@ -259,7 +266,9 @@ async fn start_queue(
     let dns = match HickoryDns::from_system() {
         Ok(dns) => dns,
         Err(e) => {
-            eprintln!("postern: no system resolver ({e}); MX lookups go to 127.0.0.1");
+            master(&format!(
+                "no system resolver ({e}); MX lookups go to 127.0.0.1"
+            ));
             HickoryDns::with_servers(&[std::net::Ipv4Addr::LOCALHOST.into()])
                 .map_err(DaemonError::Dns)?
         }
@@ -328,21 +337,21 @@ fn connection_limits(c: &MtaConfig) -> ConnectionLimits {
 fn report_recovery(flash: &flash::OpenFlash) {
     let r = &flash.recovery;
     if flash.formatted {
-        eprintln!(
-            "postern: flash {} was blank: formatted",
+        master(&format!(
+            "flash {} was blank: formatted",
             flash.path.display()
-        );
+        ));
     }
-    eprintln!(
-        "postern: spool recovered: {} messages queued, {} unfinished dropped, {} damaged records",
+    master(&format!(
+        "spool recovered: {} messages queued, {} unfinished dropped, {} damaged records",
         r.messages,
         r.dropped_uncommitted,
         r.damaged.len()
-    );
+    ));
     for lost in &r.lost {
-        eprintln!(
-            "postern: {}: lost to flash damage: {}",
+        master(&format!(
+            "{}: lost to flash damage: {}",
             lost.qid, lost.reason
-        );
+        ));
     }
 }

@@ -124,6 +124,7 @@ mod tests {
         let r = recipients(&[
             "cd example.com zimbraMailTransport lmtp:store.example.com:7025",
             "ca user@example.com pw",
+            "ca off@example.com pw zimbraMailStatus disabled",
             "cd notransport.example",
             "ca lost@notransport.example pw",
         ]);
@@ -134,6 +135,10 @@ mod tests {
         assert_eq!(
             answer(&r, "203.0.113.9", "nobody@example.com").await,
             "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown"
+        );
+        assert_eq!(
+            answer(&r, "203.0.113.9", "off@example.com").await,
+            "550 5.2.1 <off@example.com>: Recipient address rejected: Mailbox disabled"
         );
         assert_eq!(
             answer(&r, "203.0.113.9", "x@example.net").await,

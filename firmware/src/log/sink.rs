@@ -13,6 +13,8 @@ pub enum Program {
     Bounce,
     /// The router (Postfix's trivial-rewrite and cleanup expand aliases there).
     Route,
+    /// The services themselves: start, stop, recovery (Postfix's master).
+    Master,
 }
 
 impl Program {
@@ -23,6 +25,7 @@ impl Program {
             Program::Lmtp => "postern/lmtp",
             Program::Bounce => "postern/bounce",
             Program::Route => "postern/route",
+            Program::Master => "postern",
         }
     }
 }

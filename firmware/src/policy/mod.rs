@@ -44,10 +44,6 @@ impl Policy {
         })
     }
 
-    pub fn limits(&self) -> &ConnectionLimits {
-        &self.limits
-    }
-
     /// The connect stage: a slot for a new connection from `ip`, held until the returned
     /// [`Admitted`] is dropped, or the limit it would break.
     pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {

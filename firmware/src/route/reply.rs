@@ -1,5 +1,6 @@
 //! Why a recipient is refused or waits: each reason is one SMTP reply code and one enhanced
-//! status code, with Postfix's wording so log tools and admins recognise it.
+//! status code, with Postfix's wording so log tools and admins recognise it (`inbound` puts the
+//! address in and sends it).
 
 use std::fmt;
 
@@ -57,17 +58,6 @@ impl Reject {
             }
         }
     }
-
-    /// The whole reply line, e.g. `550 5.1.1 <x@example.com>: Recipient address rejected: User
-    /// unknown`.
-    pub fn reply(self, address: &str) -> String {
-        format!(
-            "{} {} <{address}>: {}",
-            self.code(),
-            self.status(),
-            self.text()
-        )
-    }
 }
 
 impl fmt::Display for Reject {
@@ -111,27 +101,5 @@ impl Deferral {
 impl fmt::Display for Deferral {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.status(), self.text())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn postfix_wording() {
-        assert_eq!(
-            Reject::UserUnknown.reply("nobody@example.com"),
-            "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown"
-        );
-        assert_eq!(
-            Reject::RelayDenied.reply("x@example.net"),
-            "554 5.7.1 <x@example.net>: Relay access denied"
-        );
-        assert!(
-            Reject::MailboxDisabled
-                .reply("a@b.c")
-                .starts_with("550 5.2.1 <a@b.c>")
-        );
     }
 }
