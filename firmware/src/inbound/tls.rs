@@ -102,9 +102,14 @@ pub async fn stored(spool: &SpoolHandle) -> Result<Option<TlsIdentity>, TlsError
 /// without TLS at its next start.
 pub async fn install(spool: &SpoolHandle, identity: TlsIdentity) -> Result<(), TlsError> {
     server_config(&identity)?;
+    store(spool, &identity).await
+}
+
+/// Writes `identity` into the box config slot, keeping the rest of the box config.
+async fn store(spool: &SpoolHandle, identity: &TlsIdentity) -> Result<(), TlsError> {
     let mut config = box_config(spool).await?;
-    config.tls_cert_pem = Some(identity.cert_pem);
-    config.tls_key_pem = Some(identity.key_pem);
+    config.tls_cert_pem = Some(identity.cert_pem.clone());
+    config.tls_key_pem = Some(identity.key_pem.clone());
     spool
         .write_slot(Region::Config, config.encode())
         .await
@@ -127,13 +132,7 @@ pub async fn load_or_make(
         return Ok((identity, Origin::Stored));
     }
     let identity = self_signed(hostname)?;
-    let mut config = box_config(spool).await?;
-    config.tls_cert_pem = Some(identity.cert_pem.clone());
-    config.tls_key_pem = Some(identity.key_pem.clone());
-    spool
-        .write_slot(Region::Config, config.encode())
-        .await
-        .map_err(TlsError::Flash)?;
+    store(spool, &identity).await?;
     Ok((identity, Origin::MadeSelfSigned))
 }
 
@@ -223,5 +222,41 @@ mod tests {
             key_pem: other.key_pem,
         };
         assert!(server_config(&mismatched).is_err());
+    }
+
+    fn spool() -> SpoolHandle {
+        use crate::spool::{Spool, SpoolGeometry, SpoolSettings, service};
+        use hal::flash::{FlashGeometry, RamFlash};
+        let mut flash = RamFlash::new(FlashGeometry::new(4096, 4096 * 64).unwrap());
+        let geometry = SpoolGeometry {
+            config_slot_blocks: 4,
+            directory_slot_blocks: 1,
+            segment_blocks: 8,
+        };
+        Spool::format(&mut flash, geometry).unwrap();
+        let (spool, _) = Spool::open(flash, SpoolSettings::default()).unwrap();
+        service::spawn(spool).unwrap().0
+    }
+
+    #[tokio::test]
+    async fn made_once_then_kept_and_only_a_usable_pair_is_installed() {
+        let spool = spool();
+        assert_eq!(stored(&spool).await.unwrap(), None);
+        let (made, origin) = load_or_make(&spool, "mx.example.com").await.unwrap();
+        assert_eq!(origin, Origin::MadeSelfSigned);
+        let (again, origin) = load_or_make(&spool, "mx.example.com").await.unwrap();
+        assert_eq!((again, origin), (made.clone(), Origin::Stored));
+        let other = self_signed("mx.example.com").unwrap();
+        let mismatched = TlsIdentity {
+            cert_pem: other.cert_pem.clone(),
+            key_pem: made.key_pem.clone(),
+        };
+        assert!(matches!(
+            install(&spool, mismatched).await,
+            Err(TlsError::Rustls(_))
+        ));
+        assert_eq!(stored(&spool).await.unwrap(), Some(made));
+        install(&spool, other.clone()).await.unwrap();
+        assert_eq!(stored(&spool).await.unwrap(), Some(other));
     }
 }
