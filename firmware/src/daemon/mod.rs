@@ -108,24 +108,14 @@ impl Daemon {
         let own: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
         let queue = start_queue(&spool, &directory, &config, &opts.hostname, &own).await?;
 
-        let policy = Policy::new(connection_limits(&config));
-        let ctx = Arc::new(InboundContext {
-            hostname: opts.hostname.clone(),
-            limits: limits(&config),
-            tls: Some(tls_config),
-            policy: policy.clone(),
-            recipients: Recipients {
-                directory: directory.clone(),
-                policy,
-                log: LogSink::stderr(),
-            },
-            store: SpoolStore {
-                spool: spool.clone(),
-                queue: queue.clone(),
-                directory: directory.clone(),
-            },
-            auth: Some(directory.clone()),
-        });
+        let ctx = inbound_context(
+            &opts.hostname,
+            &config,
+            tls_config,
+            &directory,
+            &spool,
+            &queue,
+        );
         let admin = Admin::new(Handles {
             spool,
             directory,
@@ -204,6 +194,36 @@ pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, Daem
     Ok(Offline {
         admin,
         _flash_lock: flash.into_lock(),
+    })
+}
+
+/// What every session asks: the policy stage, the router over the live directory, the content
+/// checks, the spool and the queue, AUTH against the directory.
+fn inbound_context(
+    hostname: &str,
+    config: &MtaConfig,
+    tls: Arc<rustls::ServerConfig>,
+    directory: &Arc<SharedDirectory>,
+    spool: &SpoolHandle,
+    queue: &QueueHandle,
+) -> Arc<InboundContext<Recipients, SpoolStore, Arc<SharedDirectory>>> {
+    let policy = Policy::new(connection_limits(config));
+    Arc::new(InboundContext {
+        hostname: hostname.to_string(),
+        limits: limits(config),
+        tls: Some(tls),
+        policy: policy.clone(),
+        recipients: Recipients {
+            directory: directory.clone(),
+            policy,
+            log: LogSink::stderr(),
+        },
+        store: SpoolStore {
+            spool: spool.clone(),
+            queue: queue.clone(),
+            directory: directory.clone(),
+        },
+        auth: Some(directory.clone()),
     })
 }
 
