@@ -15,7 +15,6 @@
 //! # Wiring it into the daemon
 //!
 //! ```text
-//! impl QueueStore for SpoolQueue            // load/read_body/mark_recipient/set_state/remove/store
 //! let dns = HickoryDns::with_servers(&cfg.dns_servers)?;      // or HickoryDns::from_system()
 //! let client = Arc::new(delivery::Client::new(ClientSettings::new(&cfg.myhostname), dns));
 //! let (queue, task) = runner::spawn(RunnerConfig {
@@ -24,11 +23,9 @@
 //!     route: Arc::new(move |addr| router.next_hop(addr)),   // where a DSN to `addr` goes
 //!     log: LogSink::stderr(),
 //!     start_unix: None,
-//! }, Arc::new(spool_queue), client);
-//! for s in spool.list() {                    // recovery
-//!     queue.add(QueuedMessage::from_envelope(s.qid, &s.envelope, &s.outcomes, s.state, s.size)).await;
-//! }
-//! // after each commit of a new message: queue.add(QueuedMessage::from_envelope(..)).await
+//! }, Arc::new(spool_handle), client);         // the spool is the QueueStore (spool.rs)
+//! queue.recover(&spool_handle).await?;      // what the spool recovered at start
+//! // after each commit of a new message: queue.arrived(qid, &envelope, size).await
 //! // admin: queue.list() / hold / release / requeue / delete / flush(Some(site))
 //! ```
 
@@ -37,6 +34,7 @@ mod manager;
 mod memory;
 pub mod runner;
 mod settings;
+mod spool;
 
 pub use attempt::{AttemptReport, Job, RcptResult};
 pub use manager::{
