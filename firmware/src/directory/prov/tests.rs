@@ -184,7 +184,7 @@ fn domains_and_config() {
     );
     let gacf = ok(&mut d, "gacf");
     for line in [
-        "zimbraMtaRelayHost: smtp:[smtp.isp.example]:587\n",
+        "zimbraMtaRelayHost: [smtp.isp.example]:587\n",
         "zimbraMtaDnsLookupsEnabled: FALSE\n",
         "zimbraMtaMyNetworks: 127.0.0.0/8 10.0.0.0/8\n",
         "zimbraMtaMinimalBackoffTime: 2h\n",
