@@ -246,10 +246,14 @@ impl MtaConfig {
         &self.unenforced
     }
 
-    /// The values of `attr` to write to flash: those applied and those put aside.
+    /// The values of `attr` to write to flash: as typed, and those put aside; none for an
+    /// attribute never set, which reads back as its default (in this firmware or another).
     pub fn stored_values(&self, attr: &str) -> Result<Vec<String>, AttrError> {
-        let mut values = self.values(attr)?;
         let attr = Self::attr_name(attr)?;
+        let mut values = match self.typed.iter().find(|(a, _)| *a == attr) {
+            Some((_, typed)) => typed.clone(),
+            None => Vec::new(),
+        };
         let aside = self.unenforced.iter().filter(|(a, _)| *a == attr);
         values.extend(aside.map(|(_, v)| v.clone()));
         Ok(values)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::address;
 use crate::config::AttrError;
-use crate::config::attr::{boolean, canonical, invalid, show_bool, single};
+use crate::config::attr::{Typed, boolean, canonical, invalid, show_bool, single};
 use crate::mail::Transport;
 
 /// `zimbraMailStatus`.
@@ -19,7 +19,8 @@ pub enum MailStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     address: Box<str>,
-    pub(crate) transport: Option<Arc<Transport>>,
+    /// Shared between the accounts that name the same next hop the same way.
+    pub(crate) transport: Option<Arc<Typed<Transport>>>,
     password: Option<Box<str>>,
     forwarding: Option<Box<Forwarding>>,
     status: MailStatus,
@@ -84,7 +85,7 @@ impl Account {
     }
 
     pub fn transport(&self) -> Option<&Transport> {
-        self.transport.as_deref()
+        self.transport.as_deref().map(Typed::value)
     }
 
     /// `userPassword` as stored (a hash string such as `{SSHA512}...`), for AUTH.
@@ -129,7 +130,11 @@ impl Account {
                 }
                 .to_string(),
             ],
-            TRANSPORT => self.transport.iter().map(|t| t.to_string()).collect(),
+            TRANSPORT => self
+                .transport
+                .iter()
+                .map(|t| t.text().to_string())
+                .collect(),
             FORWARD => fwd.map_or(vec![], |f| {
                 f.addresses.iter().map(|a| a.to_string()).collect()
             }),
@@ -181,7 +186,10 @@ impl Account {
                     }
                     TRANSPORT => {
                         self.transport = v
-                            .map(|v| v.parse().map(Arc::new).map_err(|e| invalid(attr, v, e)))
+                            .map(|v| match v.parse() {
+                                Ok(t) => Ok(Arc::new(Typed::new(t, v))),
+                                Err(e) => Err(invalid(attr, v, e)),
+                            })
                             .transpose()?
                     }
                     PREF_FORWARD => {
@@ -225,7 +233,11 @@ mod tests {
             .unwrap();
         assert_eq!(
             a.values("zimbraMailTransport").unwrap(),
-            ["smtp:mail.example.com"]
+            ["smtp:mail.example.com:25"]
+        );
+        assert_eq!(
+            a.transport(),
+            Some(&"smtp:mail.example.com".parse().unwrap())
         );
         a.set("zimbraMailStatus", &s("disabled")).unwrap();
         assert_eq!(a.status(), MailStatus::Disabled);

@@ -62,7 +62,7 @@ fn create_get_modify_account_like_zmprov() {
     let ga = ok(&mut d, "ga bar@example.com");
     assert!(ga.starts_with("# name bar@example.com\n"), "{ga}");
     assert!(
-        ga.contains("zimbraMailTransport: smtp:mail.example.com\n"),
+        ga.contains("zimbraMailTransport: smtp:mail.example.com:25\n"),
         "{ga}"
     );
     assert!(ga.contains("zimbraMailStatus: enabled\n"), "{ga}");
