@@ -340,3 +340,69 @@ fn restrictions_on_flash_show_as_ignored_until_cleared() {
     assert_eq!(ok(&mut d, "gacf zimbraMtaRestriction"), "");
     assert!(d.config().unenforced().is_empty());
 }
+
+/// `attr ''` clears any attribute the box knows, single- or multi-valued, on the config, a
+/// domain and an account, as zmprov does; a cleared config attribute shows its default again.
+/// A name the box does not know stays refused as zmprov refuses it.
+#[test]
+fn every_known_attribute_clears_with_an_empty_value() {
+    let mut d = base();
+    ok(
+        &mut d,
+        "mcf zimbraMtaRelayHost mail.example.com zimbraMtaDnsLookupsEnabled FALSE posternHostsTable mail.example.com=127.0.0.2 posternHostsTable zimbra.example.com=127.0.0.3 zimbraMtaMaximalQueueLifetime 2d virtual_transport lmtp:zimbra.example.com:7025",
+    );
+    ok(
+        &mut d,
+        "md example.com zimbraMailCatchAllAddress @example.com zimbraMailCatchAllForwardingAddress @example.com zimbraMailTransport smtp:mail.example.com posternAuthoritative FALSE",
+    );
+    ok(
+        &mut d,
+        "ma foo@example.com zimbraMailTransport smtp:mail.example.com:25 zimbraMailStatus disabled zimbraMailForwardingAddress a@other.example zimbraMailForwardingAddress b@other.example zimbraPrefMailForwardingAddress c@other.example zimbraPrefMailLocalDeliveryDisabled TRUE",
+    );
+    for attr in MtaConfig::ATTRS {
+        ok(&mut d, &format!("mcf {attr} ''"));
+    }
+    assert_eq!(d.config(), &MtaConfig::default());
+    assert_eq!(
+        ok(
+            &mut d,
+            "gacf zimbraMtaMaximalQueueLifetime zimbraMtaDnsLookupsEnabled"
+        ),
+        "zimbraMtaMaximalQueueLifetime: 5d\nzimbraMtaDnsLookupsEnabled: TRUE\n"
+    );
+    for attr in &Domain::ATTRS[1..] {
+        ok(&mut d, &format!("md example.com {attr} ''"));
+    }
+    assert_eq!(
+        d.domain("example.com"),
+        Domain::new("example.com").ok().as_ref()
+    );
+    for attr in [
+        "zimbraMailTransport",
+        "zimbraMailStatus",
+        "zimbraMailForwardingAddress",
+        "zimbraPrefMailForwardingAddress",
+        "zimbraPrefMailLocalDeliveryDisabled",
+    ] {
+        ok(&mut d, &format!("ma foo@example.com {attr} ''"));
+    }
+    let foo = d.account("foo@example.com").unwrap();
+    assert_eq!(foo.transport(), None);
+    assert_eq!(foo.status(), crate::directory::MailStatus::Enabled);
+    assert!(foo.forwarding().is_none());
+    // Known to Zimbra, not acted on yet: clearing it asks for what is already so.
+    ok(
+        &mut d,
+        "mcf zimbraSpamIsSpamAccount '' zimbraSpamIsNotSpamAccount ''",
+    );
+    for line in [
+        "mcf zimbraNoSuchThing ''",
+        "ma foo@example.com zimbraNoSuchThing ''",
+    ] {
+        let e = run(&mut d, line).expect_err(line).to_string();
+        assert!(
+            e.starts_with("ERROR: account.INVALID_ATTR_NAME"),
+            "{line}: {e}"
+        );
+    }
+}
