@@ -23,6 +23,7 @@
 
 mod client;
 pub mod dotstuff;
+pub mod lookups;
 pub mod reply;
 pub mod resolve;
 mod session;
@@ -30,6 +31,7 @@ mod stream;
 mod tls;
 
 pub use client::{Attempt, Client, ClientSettings, DeliveryRequest};
+pub use lookups::{ConfiguredDns, LookupSettings, NameLookups};
 pub use resolve::{Dns, DnsError, HickoryDns, MxAnswer, ResolveError, Target};
 pub use session::{SessionError, Stage, Timeouts};
 pub use tls::TlsPolicy;
