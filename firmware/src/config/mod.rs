@@ -19,6 +19,7 @@ pub mod duration;
 pub mod hosts;
 pub mod network;
 pub mod restriction;
+pub mod restriction_names;
 pub mod stored;
 
 use std::time::Duration;
@@ -399,9 +400,19 @@ fn time_unit(attr: &str) -> Unit {
         .map_or(Unit::Seconds, |(_, u)| *u)
 }
 
-/// A restriction the policy stage applies; one it does not is refused as not supported yet.
+/// A restriction the policy stage applies; one it does not is refused as not supported yet, and
+/// so is one Postfix has that the box cannot even parse yet.
 fn restriction(attr: &'static str, v: &str) -> Result<Restriction, AttrError> {
-    let r: Restriction = v.parse().map_err(|e| invalid(attr, v, e))?;
+    let r: Restriction = match v.parse() {
+        Ok(r) => r,
+        Err(BadRestriction::Unknown(_)) if restriction_names::is_postfix_restriction(v) => {
+            return Err(AttrError::NotSupported {
+                attr: attr.to_string(),
+                value: Some(v.to_string()),
+            });
+        }
+        Err(e) => return Err(invalid(attr, v, e)),
+    };
     if !r.is_enforced() {
         return Err(AttrError::NotSupported {
             attr: attr.to_string(),
