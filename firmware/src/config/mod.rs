@@ -241,6 +241,21 @@ impl MtaConfig {
         Ok(())
     }
 
+    /// Whether `a` and `b` are two spellings of one value of `attr` (`mail.example.com` and
+    /// `smtp:mail.example.com`): equal but for case, or setting either gives the same setting.
+    pub fn same_value(attr: &str, a: &str, b: &str) -> bool {
+        if a.eq_ignore_ascii_case(b) {
+            return true;
+        }
+        let parsed = |v: &str| {
+            let mut c = MtaConfig::default();
+            c.set(attr, &[v.to_string()]).ok()?;
+            c.typed.clear();
+            Some(c)
+        };
+        matches!((parsed(a), parsed(b)), (Some(x), Some(y)) if x == y)
+    }
+
     /// Values on flash this firmware does not apply: `(attribute, value)`, for `gacf` and
     /// `postern status` to show as ignored. Setting the attribute again drops them.
     pub fn unenforced(&self) -> &[(&'static str, String)] {

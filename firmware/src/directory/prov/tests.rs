@@ -406,3 +406,30 @@ fn every_known_attribute_clears_with_an_empty_value() {
         );
     }
 }
+
+/// `-attr value` removes a value typed another way that means the same, and `+attr value`
+/// does not add it twice.
+#[test]
+fn removing_a_value_matches_its_meaning_not_its_spelling() {
+    let mut d = base();
+    ok(&mut d, "mcf zimbraMtaRelayHost mail.example.com");
+    ok(&mut d, "mcf -zimbraMtaRelayHost smtp:mail.example.com:25");
+    assert_eq!(d.config().relay_host, None);
+    ok(
+        &mut d,
+        "ma foo@example.com zimbraMailTransport smtp:mail.example.com:25",
+    );
+    ok(
+        &mut d,
+        "ma foo@example.com -zimbraMailTransport SMTP:Mail.Example.com",
+    );
+    assert_eq!(d.account("foo@example.com").unwrap().transport(), None);
+    ok(
+        &mut d,
+        "mcf posternHostsTable mail.example.com=127.0.0.2 +posternHostsTable MAIL.example.com=127.0.0.2",
+    );
+    assert_eq!(
+        ok(&mut d, "gacf posternHostsTable"),
+        "posternHostsTable: mail.example.com=127.0.0.2\n"
+    );
+}
