@@ -9,7 +9,7 @@ use crate::inbound::{Authenticator, IncomingMessage, MessageStore, RecipientChec
 use crate::mail::Reply;
 use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 use crate::queue::QueuedMessage;
-use crate::queue::runner::{QueueHandle, QueueStore, StoreError, StoredMessage};
+use crate::queue::runner::{QueueHandle, QueueStore, StoredMessage};
 use crate::route::{self, ClientFacts, Decision, NextHop};
 use crate::smtp::{RcptQuery, RcptTarget};
 use crate::spool::{self, SpoolError, SpoolHandle};
@@ -221,24 +221,22 @@ pub struct SpoolQueue {
     pub spool: SpoolHandle,
 }
 
-fn store_err(e: SpoolError) -> StoreError {
-    StoreError(e.to_string())
-}
-
 impl QueueStore for SpoolQueue {
-    async fn load(&self, qid: QueueId) -> Result<StoredMessage, StoreError> {
-        match self.spool.get(qid).await.map_err(store_err)? {
+    type Error = SpoolError;
+
+    async fn load(&self, qid: QueueId) -> Result<StoredMessage, SpoolError> {
+        match self.spool.get(qid).await? {
             Some(m) => Ok(StoredMessage {
                 envelope: m.envelope,
                 outcomes: m.outcomes,
                 size: m.size,
             }),
-            None => Err(store_err(SpoolError::NoSuchMessage(qid))),
+            None => Err(SpoolError::NoSuchMessage(qid)),
         }
     }
 
-    async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, StoreError> {
-        self.spool.read_body(qid).await.map_err(store_err)
+    async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, SpoolError> {
+        self.spool.read_body(qid).await
     }
 
     async fn mark_recipient(
@@ -246,24 +244,21 @@ impl QueueStore for SpoolQueue {
         qid: QueueId,
         index: usize,
         outcome: RecipientOutcome,
-    ) -> Result<(), StoreError> {
-        self.spool
-            .mark_recipient(qid, index, outcome)
-            .await
-            .map_err(store_err)
+    ) -> Result<(), SpoolError> {
+        self.spool.mark_recipient(qid, index, outcome).await
     }
 
-    async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), StoreError> {
-        self.spool.set_state(qid, state).await.map_err(store_err)
+    async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), SpoolError> {
+        self.spool.set_state(qid, state).await
     }
 
-    async fn remove(&self, qid: QueueId) -> Result<(), StoreError> {
-        self.spool.remove(qid).await.map_err(store_err)
+    async fn remove(&self, qid: QueueId) -> Result<(), SpoolError> {
+        self.spool.remove(qid).await
     }
 
-    async fn store(&self, envelope: Envelope, message: Vec<u8>) -> Result<QueueId, StoreError> {
-        let mut incoming = self.spool.begin(envelope).await.map_err(store_err)?;
-        incoming.write(&message).await.map_err(store_err)?;
-        incoming.commit().await.map_err(store_err)
+    async fn store(&self, envelope: Envelope, message: Vec<u8>) -> Result<QueueId, SpoolError> {
+        let mut incoming = self.spool.begin(envelope).await?;
+        incoming.write(&message).await?;
+        incoming.commit().await
     }
 }

@@ -48,6 +48,16 @@ impl Reply {
         self.code >= 400
     }
 
+    /// 4xx: try again later.
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// 5xx: failed for good.
+    pub fn is_permanent(&self) -> bool {
+        (500..600).contains(&self.code)
+    }
+
     /// Appends the reply, CRLF-terminated, to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         use std::io::Write;

@@ -6,7 +6,8 @@
 //!   message (no addresses, no body); everything else stays on flash. Tests drive days of retries
 //!   in milliseconds because `now` is always an argument.
 //! - [`runner`] drives it from tokio over a [`runner::QueueStore`] (the spool) and a
-//!   [`runner::Deliverer`] (the SMTP/LMTP client), making bounces and writing the mail log.
+//!   [`Deliverer`] (the SMTP/LMTP client, which `delivery` implements), making bounces and
+//!   writing the mail log.
 //!
 //! States as in Postfix: *incoming* is the spool's business (a message without its commit record
 //! does not exist); *active* messages are being tried; *deferred* ones wait for their next
@@ -38,9 +39,9 @@ mod memory;
 pub mod runner;
 mod settings;
 
-pub use attempt::{AttemptReport, Job, RcptResult};
+pub use attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptResult};
 pub use manager::{
     Action, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView, Work,
 };
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, MemoryStoreError};
 pub use settings::QueueSettings;

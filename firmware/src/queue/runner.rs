@@ -14,24 +14,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::attempt::{Job, RcptResult};
+use super::attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptResult};
 use super::manager::{Action, DsnKind, MessageView, QueueManager, QueuedMessage};
 use super::settings::QueueSettings;
 use crate::bounce::{self, DsnRequest, Kind};
-use crate::delivery::{Attempt, Client, DeliveryRequest, Dns};
 use crate::log::{self, Delays, DeliveryLine, LogSink, Program, Status};
-use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{EnhancedStatus, Envelope, QueueId, QueueState, RecipientOutcome};
 use crate::mail::{Protocol, Transport};
-
-/// A spool operation that failed (flash full, message gone, I/O error).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError(pub String);
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// What the runner reads of a stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,46 +32,31 @@ pub struct StoredMessage {
 
 /// The spool as the queue needs it. Each write returns once it is on flash.
 pub trait QueueStore: Send + Sync + 'static {
-    fn load(&self, qid: QueueId) -> impl Future<Output = Result<StoredMessage, StoreError>> + Send;
-    fn read_body(&self, qid: QueueId) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+    /// Why an operation failed (flash full, message gone, I/O error): the store's own type, which
+    /// the runner only logs.
+    type Error: std::fmt::Display + Send;
+
+    fn load(&self, qid: QueueId)
+    -> impl Future<Output = Result<StoredMessage, Self::Error>> + Send;
+    fn read_body(&self, qid: QueueId) -> impl Future<Output = Result<Vec<u8>, Self::Error>> + Send;
     fn mark_recipient(
         &self,
         qid: QueueId,
         index: usize,
         outcome: RecipientOutcome,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     fn set_state(
         &self,
         qid: QueueId,
         state: QueueState,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn remove(&self, qid: QueueId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn remove(&self, qid: QueueId) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Store a new message (a DSN) and commit it; its queue id once it is on flash.
     fn store(
         &self,
         envelope: Envelope,
         message: Vec<u8>,
-    ) -> impl Future<Output = Result<QueueId, StoreError>> + Send;
-}
-
-/// The delivery side, so the runner can be tested without sockets.
-pub trait Deliverer: Send + Sync + 'static {
-    fn deliver(&self, req: DeliveryRequest<'_>) -> impl Future<Output = Attempt> + Send;
-
-    /// Housekeeping when the queue is quiet (closing idle connections).
-    fn idle(&self) -> impl Future<Output = ()> + Send {
-        std::future::ready(())
-    }
-}
-
-impl<D: Dns + 'static> Deliverer for Client<D> {
-    fn deliver(&self, req: DeliveryRequest<'_>) -> impl Future<Output = Attempt> + Send {
-        Client::deliver(self, req)
-    }
-
-    fn idle(&self) -> impl Future<Output = ()> + Send {
-        self.close_idle()
-    }
+    ) -> impl Future<Output = Result<QueueId, Self::Error>> + Send;
 }
 
 /// The runner wakes at least this often, for the deliverer's housekeeping.
@@ -459,7 +433,7 @@ async fn run_job<S: QueueStore, D: Deliverer>(
         Ok(x) => x,
         Err(e) => {
             return Attempt {
-                report: crate::queue::AttemptReport {
+                report: AttemptReport {
                     qid: job.qid,
                     next_hop: job.next_hop.clone(),
                     results: job
@@ -469,7 +443,7 @@ async fn run_job<S: QueueStore, D: Deliverer>(
                             (
                                 i,
                                 RcptResult::Deferred {
-                                    status: "4.3.0".into(),
+                                    status: EnhancedStatus::of(4, 3, 0),
                                     reason: format!("cannot read the queued message: {e}"),
                                 },
                             )
@@ -506,24 +480,18 @@ async fn run_job<S: QueueStore, D: Deliverer>(
         let Some(rcpt) = m.envelope.recipients.get(*i) else {
             continue;
         };
-        let (status, dsn, detail) = match r {
-            RcptResult::Delivered { reply, .. } => {
-                (Status::Sent, reply_status(reply), reply.clone())
-            }
-            RcptResult::Deferred { status, reason } => {
-                (Status::Deferred, status.clone(), reason.clone())
-            }
-            RcptResult::Bounced {
-                status, diagnostic, ..
-            } => (
+        let (status, detail) = match r {
+            RcptResult::Delivered { reply, .. } => (Status::Sent, reply.to_string()),
+            RcptResult::Deferred { reason, .. } => (Status::Deferred, reason.clone()),
+            RcptResult::Bounced { diagnostic, .. } => (
                 Status::Bounced,
-                status.clone(),
                 diagnostic
                     .split_once("; ")
                     .map_or(diagnostic.as_str(), |(_, t)| t)
                     .to_string(),
             ),
         };
+        let dsn = r.status().to_string();
         let line = log::delivery_line(&DeliveryLine {
             qid: job.qid,
             to: &rcpt.address,
@@ -537,13 +505,4 @@ async fn run_job<S: QueueStore, D: Deliverer>(
         log.line(program, &line);
     }
     attempt
-}
-
-fn reply_status(reply: &str) -> String {
-    reply
-        .split_whitespace()
-        .nth(1)
-        .filter(|w| w.starts_with('2') && w.split('.').count() == 3)
-        .unwrap_or("2.0.0")
-        .to_string()
 }

@@ -2,6 +2,8 @@
 //! 6531, 2033, 3030, 3461, 4954).
 //!
 //! - [`server`]: the server session state machine ([`Session`]).
+//! - [`client`]: the client side (reply parsing, capabilities, commands, pipelining, dot-stuffing),
+//!   driven by [`crate::delivery`].
 //! - [`data`]: DATA dot-unstuffing and the strict end-of-data rule (no SMTP smuggling).
 //! - [`auth`]: SASL PLAIN and LOGIN decoding.
 //! - [`error`]: every refusal of the core, each with its reply (`crate::mail::Reply`).
@@ -22,6 +24,7 @@
 //! then only `252`.
 
 pub mod auth;
+pub mod client;
 pub mod data;
 pub mod error;
 pub mod loopback;
