@@ -32,7 +32,7 @@ pub enum DaemonError {
     /// No TLS identity could be made or used.
     Tls(String),
     /// No resolver for MX lookups could be set up.
-    Dns(String),
+    Dns(crate::delivery::DnsSetupError),
     /// A listener could not be bound.
     Listen(ListenerKind, SocketAddr, io::Error),
     /// The control socket could not be set up.

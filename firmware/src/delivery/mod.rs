@@ -31,6 +31,6 @@ mod tls;
 mod transaction;
 
 pub use client::{Client, ClientSettings};
-pub use resolve::{Dns, DnsError, HickoryDns, MxAnswer, ResolveError, Target};
+pub use resolve::{Dns, DnsError, DnsSetupError, HickoryDns, MxAnswer, ResolveError, Target};
 pub use session::{SessionError, Stage, Timeouts};
 pub use tls::TlsPolicy;

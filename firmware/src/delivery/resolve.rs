@@ -202,19 +202,35 @@ fn dns_error(name: &str, rtype: &'static str, e: DnsError) -> ResolveError {
 /// DNS through hickory-resolver with the system's resolv.conf.
 pub struct HickoryDns(TokioResolver);
 
+/// The resolver could not be set up (no readable resolv.conf, bad configuration).
+#[derive(Debug)]
+pub struct DnsSetupError(hickory_resolver::net::NetError);
+
+impl fmt::Display for DnsSetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DnsSetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
 impl HickoryDns {
     /// From /etc/resolv.conf. Fails when there is none to read.
-    pub fn from_system() -> Result<HickoryDns, String> {
+    pub fn from_system() -> Result<HickoryDns, DnsSetupError> {
         let r = TokioResolver::builder_tokio()
-            .map_err(|e| e.to_string())?
+            .map_err(DnsSetupError)?
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(DnsSetupError)?;
         Ok(HickoryDns(r))
     }
 
     /// Asking these servers (UDP, then TCP for long answers), as the box's own network config
     /// says; no resolv.conf needed.
-    pub fn with_servers(servers: &[IpAddr]) -> Result<HickoryDns, String> {
+    pub fn with_servers(servers: &[IpAddr]) -> Result<HickoryDns, DnsSetupError> {
         let config = ResolverConfig::from_name_servers(
             servers
                 .iter()
@@ -223,12 +239,12 @@ impl HickoryDns {
         );
         let r = TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(DnsSetupError)?;
         Ok(HickoryDns(r))
     }
 
     /// Like [`with_servers`](Self::with_servers), on any port (tests run a server on 127.0.0.1).
-    pub fn with_servers_on(servers: &[std::net::SocketAddr]) -> Result<HickoryDns, String> {
+    pub fn with_servers_on(servers: &[std::net::SocketAddr]) -> Result<HickoryDns, DnsSetupError> {
         let config = ResolverConfig::from_name_servers(
             servers
                 .iter()
@@ -243,7 +259,7 @@ impl HickoryDns {
         );
         let r = TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(DnsSetupError)?;
         Ok(HickoryDns(r))
     }
 

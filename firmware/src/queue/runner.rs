@@ -285,33 +285,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 qid,
                 recipients,
                 reason,
-            } => {
-                if let Ok(m) = self.store.load(qid).await {
-                    let now = self.now();
-                    for i in recipients {
-                        let Some(rcpt) = m.envelope.recipients.get(i) else {
-                            continue;
-                        };
-                        let line = log::delivery_line(&DeliveryLine {
-                            qid,
-                            to: &rcpt.address,
-                            orig_to: rcpt.original.as_deref(),
-                            relay: None,
-                            delays: Delays {
-                                before_queue: Duration::ZERO,
-                                in_queue: Duration::from_secs(
-                                    now.saturating_sub(m.envelope.arrival),
-                                ),
-                                ..Delays::default()
-                            },
-                            dsn: "4.4.1",
-                            status: Status::Deferred,
-                            detail: &reason,
-                        });
-                        log.line(Program::Qmgr, &line);
-                    }
-                }
-            }
+            } => self.log_suspended(qid, recipients, &reason).await,
             Action::Expired { qid } => {
                 if let Ok(m) = self.store.load(qid).await {
                     log.line(Program::Qmgr, &log::expired_line(qid, &m.envelope.sender));
@@ -328,6 +302,58 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         }
     }
 
+    /// One `status=deferred` line per recipient held back because its next hop is down.
+    async fn log_suspended(&self, qid: QueueId, recipients: Vec<usize>, reason: &str) {
+        let Ok(m) = self.store.load(qid).await else {
+            return;
+        };
+        let now = self.now();
+        for i in recipients {
+            let Some(rcpt) = m.envelope.recipients.get(i) else {
+                continue;
+            };
+            let line = log::delivery_line(&DeliveryLine {
+                qid,
+                to: &rcpt.address,
+                orig_to: rcpt.original.as_deref(),
+                relay: None,
+                delays: Delays {
+                    before_queue: Duration::ZERO,
+                    in_queue: Duration::from_secs(now.saturating_sub(m.envelope.arrival)),
+                    ..Delays::default()
+                },
+                dsn: "4.4.1",
+                status: Status::Deferred,
+                detail: reason,
+            });
+            self.config.log.line(Program::Qmgr, &line);
+        }
+    }
+
+    /// What the notification reports: failures, or delays with each recipient's last reason.
+    fn dsn_kind(&self, qid: QueueId, kind: DsnKind, envelope: &Envelope) -> Kind {
+        let DsnKind::Delay { recipients } = kind else {
+            return Kind::Final;
+        };
+        let view = self.qm.get(qid);
+        let reasons = recipients
+            .into_iter()
+            .map(|i| {
+                let why = view
+                    .as_ref()
+                    .and_then(|v| v.recipients.get(i))
+                    .and_then(|r| r.last_reason.clone());
+                (i, why)
+            })
+            .collect();
+        Kind::Delay {
+            recipients: reasons,
+            retry_until: envelope
+                .arrival
+                .saturating_add(self.config.settings.maximal_queue_lifetime),
+        }
+    }
+
     async fn make_dsn(&mut self, qid: QueueId, kind: DsnKind) {
         let log = self.config.log.clone();
         let (Ok(m), Ok(original)) = (self.store.load(qid).await, self.store.read_body(qid).await)
@@ -338,29 +364,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             );
             return;
         };
-        let kind = match kind {
-            DsnKind::Final => Kind::Final,
-            DsnKind::Delay { recipients } => {
-                let view = self.qm.get(qid);
-                let reasons = recipients
-                    .into_iter()
-                    .map(|i| {
-                        let why = view
-                            .as_ref()
-                            .and_then(|v| v.recipients.get(i))
-                            .and_then(|r| r.last_reason.clone());
-                        (i, why)
-                    })
-                    .collect();
-                Kind::Delay {
-                    recipients: reasons,
-                    retry_until: m
-                        .envelope
-                        .arrival
-                        .saturating_add(self.config.settings.maximal_queue_lifetime),
-                }
-            }
-        };
+        let kind = self.dsn_kind(qid, kind, &m.envelope);
         let now = self.now();
         let req = DsnRequest {
             qid,
@@ -431,31 +435,7 @@ async fn run_job<S: QueueStore, D: Deliverer>(
     };
     let (m, body) = match loaded {
         Ok(x) => x,
-        Err(e) => {
-            return Attempt {
-                report: AttemptReport {
-                    qid: job.qid,
-                    next_hop: job.next_hop.clone(),
-                    results: job
-                        .recipients
-                        .iter()
-                        .map(|&i| {
-                            (
-                                i,
-                                RcptResult::Deferred {
-                                    status: EnhancedStatus::of(4, 3, 0),
-                                    reason: format!("cannot read the queued message: {e}"),
-                                },
-                            )
-                        })
-                        .collect(),
-                    destination_failed: false,
-                },
-                relay: None,
-                connection_time: Duration::ZERO,
-                transmission_time: Duration::ZERO,
-            };
-        }
+        Err(e) => return unreadable(job, &e),
     };
     let attempt = deliverer
         .deliver(DeliveryRequest {
@@ -466,18 +446,53 @@ async fn run_job<S: QueueStore, D: Deliverer>(
             body: &body,
         })
         .await;
+    log_attempt(log, job, &m.envelope, &attempt, started_unix);
+    attempt
+}
+
+/// The message could not be read from the spool: every recipient of the job waits.
+fn unreadable(job: &Job, e: &impl std::fmt::Display) -> Attempt {
+    let result = RcptResult::Deferred {
+        status: EnhancedStatus::of(4, 3, 0),
+        reason: format!("cannot read the queued message: {e}"),
+    };
+    Attempt {
+        report: AttemptReport {
+            qid: job.qid,
+            next_hop: job.next_hop.clone(),
+            results: job
+                .recipients
+                .iter()
+                .map(|&i| (i, result.clone()))
+                .collect(),
+            destination_failed: false,
+        },
+        relay: None,
+        connection_time: Duration::ZERO,
+        transmission_time: Duration::ZERO,
+    }
+}
+
+/// One mail log line per recipient of the attempt, as Postfix's smtp/lmtp write them.
+fn log_attempt(
+    log: &LogSink,
+    job: &Job,
+    envelope: &Envelope,
+    attempt: &Attempt,
+    started_unix: u64,
+) {
     let program = match job.next_hop.protocol {
         Protocol::Smtp => Program::Smtp,
         Protocol::Lmtp => Program::Lmtp,
     };
     let delays = Delays {
-        before_queue: Duration::from_secs(job.activated.saturating_sub(m.envelope.arrival)),
+        before_queue: Duration::from_secs(job.activated.saturating_sub(envelope.arrival)),
         in_queue: Duration::from_secs(started_unix.saturating_sub(job.activated)),
         connection: attempt.connection_time,
         transmission: attempt.transmission_time,
     };
     for (i, r) in &attempt.report.results {
-        let Some(rcpt) = m.envelope.recipients.get(*i) else {
+        let Some(rcpt) = envelope.recipients.get(*i) else {
             continue;
         };
         let (status, detail) = match r {
@@ -491,18 +506,16 @@ async fn run_job<S: QueueStore, D: Deliverer>(
                     .to_string(),
             ),
         };
-        let dsn = r.status().to_string();
         let line = log::delivery_line(&DeliveryLine {
             qid: job.qid,
             to: &rcpt.address,
             orig_to: rcpt.original.as_deref(),
             relay: attempt.relay.as_deref(),
             delays,
-            dsn: &dsn,
+            dsn: &r.status().to_string(),
             status,
             detail: &detail,
         });
         log.line(program, &line);
     }
-    attempt
 }

@@ -3,7 +3,7 @@
 //!
 //! - [`server`]: the server session state machine ([`Session`]).
 //! - [`client`]: the client side (reply parsing, capabilities, commands, pipelining, dot-stuffing),
-//!   driven by [`crate::delivery`].
+//!   driven by the `delivery` stage.
 //! - [`data`]: DATA dot-unstuffing and the strict end-of-data rule (no SMTP smuggling).
 //! - [`auth`]: SASL PLAIN and LOGIN decoding.
 //! - [`error`]: every refusal of the core, each with its reply (`crate::mail::Reply`).

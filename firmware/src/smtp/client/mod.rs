@@ -1,6 +1,6 @@
 //! The client side of SMTP and LMTP, sans-IO: commands as bytes, replies from bytes, and which
-//! reply answers which command. [`crate::delivery`] drives it over TCP and TLS, as
-//! [`crate::inbound`] drives [`super::server`].
+//! reply answers which command. The `delivery` stage drives it over TCP and TLS, as `inbound`
+//! drives [`super::server`]; nothing here knows a socket, a clock or a stage.
 //!
 //! - [`ReplyParser`]: bytes from the server in, whole replies out (multi-line, at most
 //!   [`MAX_REPLY`] bytes, enhanced status codes typed), or a [`ReplyError`].
