@@ -11,8 +11,9 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use tokio::time::Instant;
 
+use super::open_error::{LOOPS_BACK, OpenError};
 use super::resolve::{Dns, HickoryDns, Target, targets};
-use super::session::{Connection, LOOPS_BACK, OpenError, Timeouts, TlsSetup};
+use super::session::{Connection, Timeouts, TlsSetup};
 use super::tls::{TlsPolicy, connector};
 use super::transaction::{Transaction, TxOutcome};
 use crate::mail::{EnhancedStatus, Transport};
@@ -148,10 +149,10 @@ impl<D: Dns> Client<D> {
             policy: TlsPolicy::None,
             connector: None,
         };
-        let mut last = OpenError::defer(EnhancedStatus::of(4, 4, 1), "no address to try".into());
+        let mut last = OpenError::NoAddress;
         for target in targets {
             let mut opened = self.open(req, target, &self.tls).await;
-            if matches!(&opened, Err(e) if e.tls_failed && self.tls.policy == TlsPolicy::May) {
+            if matches!(&opened, Err(e) if e.tls_failed() && self.tls.policy == TlsPolicy::May) {
                 opened = self.open(req, target, &clear).await;
             }
             match opened {
@@ -160,14 +161,14 @@ impl<D: Dns> Client<D> {
                     let out = conn.send_mail(tx, t).await;
                     return self.finish(req, conn, out, setup, started, tx.recipients);
                 }
-                Err(e) if e.loops_back => return self.loops_back(req, tx.recipients, started),
+                Err(e) if e.loops_back() => return self.loops_back(req, tx.recipients, started),
                 Err(e) => last = e,
             }
         }
         // No address would take a conversation: the whole destination is down.
         let result = RcptResult::Deferred {
-            status: last.status,
-            reason: last.reason,
+            status: last.status(),
+            reason: last.to_string(),
         };
         no_conversation(&req, tx.recipients, result, true, started)
     }

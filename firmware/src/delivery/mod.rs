@@ -24,6 +24,7 @@
 //! comes as one buffer per job).
 
 mod client;
+mod open_error;
 pub mod resolve;
 mod session;
 mod stream;
@@ -31,6 +32,7 @@ mod tls;
 mod transaction;
 
 pub use client::{Client, ClientSettings};
+pub use open_error::{OpenError, TlsFailure};
 pub use resolve::{Dns, DnsError, DnsSetupError, HickoryDns, MxAnswer, ResolveError, Target};
 pub use session::{SessionError, Stage, Timeouts};
 pub use tls::TlsPolicy;

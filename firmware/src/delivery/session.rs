@@ -13,13 +13,14 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
 
+use super::open_error::{OpenError, TlsFailure};
 use super::resolve::Target;
 use super::stream::Stream;
 use super::tls::TlsPolicy;
-use crate::mail::{EnhancedStatus, Protocol, Reply};
+use crate::mail::{Protocol, Reply};
 use crate::route::greeting_is_myself;
 use crate::smtp::client::{
-    Capabilities, Command, Pipeline, ReplyError, ReplyParser, ServerReply, Verb, status_of,
+    Capabilities, Command, Pipeline, ReplyError, ReplyParser, ServerReply, Verb,
 };
 
 /// RFC 5321 §4.5.3.2 timeouts (connect is Postfix's smtp_connect_timeout).
@@ -167,48 +168,6 @@ impl fmt::Display for SessionError {
     }
 }
 
-/// "Mail loops back to myself" (RFC 3463 5.4.6, as Postfix bounces it).
-pub(super) const LOOPS_BACK: EnhancedStatus = EnhancedStatus::of(5, 4, 6);
-
-/// Why a connection could not be made ready for mail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenError {
-    pub status: EnhancedStatus,
-    pub reason: String,
-    /// The TLS handshake failed after STARTTLS was accepted: under `may` the same host is
-    /// tried again in clear, as Postfix does.
-    pub tls_failed: bool,
-    /// The server named itself with this box's own hostname: the mail would loop back to
-    /// this box. The caller bounces it (5.4.6) and tries no other address.
-    pub loops_back: bool,
-}
-
-impl OpenError {
-    /// A failure to talk that another address, or a later try, may not have.
-    pub(super) fn defer(status: EnhancedStatus, reason: String) -> OpenError {
-        OpenError {
-            status,
-            reason,
-            tls_failed: false,
-            loops_back: false,
-        }
-    }
-
-    fn loops_back(relay: &str, helo: &str, said: &str) -> OpenError {
-        OpenError {
-            tls_failed: false,
-            loops_back: true,
-            status: LOOPS_BACK,
-            reason: format!("host {relay} {said} with my own hostname {helo}"),
-        }
-    }
-
-    /// The conversation broke before mail could start.
-    fn lost(e: SessionError) -> OpenError {
-        OpenError::defer(EnhancedStatus::of(4, 4, 2), e.to_string())
-    }
-}
-
 /// Whether a greeting or EHLO reply names this box: its first word is the server's name
 /// (RFC 5321 §4.2). Only for SMTP, as in Postfix: an LMTP server on this same host (Dovecot,
 /// a mailbox server) rightly shares the hostname.
@@ -253,17 +212,18 @@ impl Connection {
         t: &Timeouts,
     ) -> Result<Connection, OpenError> {
         let mut c = Connection::connect(target, protocol, t).await?;
-        let greeting = c.read_reply(t).await.map_err(OpenError::lost)?.reply;
+        let greeting = c.read_reply(t).await.map_err(OpenError::Session)?.reply;
         if greeting.code != 220 {
             c.quit(t).await;
-            return Err(OpenError::defer(
-                status_of(&greeting).with_class(4),
-                format!("host {} refused to talk to me: {greeting}", c.relay_name),
-            ));
+            return Err(OpenError::Refused {
+                relay: c.relay_name.clone(),
+                reply: greeting,
+                command: None,
+            });
         }
         if names_myself(protocol, &greeting, helo) {
             c.quit(t).await;
-            return Err(OpenError::loops_back(&c.relay_name, helo, "greeted me"));
+            return Err(c.loops_back(helo, Verb::Greeting));
         }
         c.hello(helo, t).await?;
         if c.caps.starttls
@@ -274,13 +234,9 @@ impl Connection {
         }
         if tls.policy.required() && !c.tls {
             c.quit(t).await;
-            return Err(OpenError::defer(
-                EnhancedStatus::of(4, 7, 4),
-                format!(
-                    "TLS is required, but was not offered by host {}",
-                    c.relay_name
-                ),
-            ));
+            return Err(OpenError::TlsNotOffered {
+                relay: c.relay_name.clone(),
+            });
         }
         Ok(c)
     }
@@ -293,11 +249,9 @@ impl Connection {
     ) -> Result<Connection, OpenError> {
         let relay = target.relay();
         let addr = std::net::SocketAddr::new(target.ip, target.port);
-        let refused = |why: String| {
-            OpenError::defer(
-                EnhancedStatus::of(4, 4, 1),
-                format!("connect to {relay}: {why}"),
-            )
+        let refused = |why: String| OpenError::Connect {
+            relay: relay.clone(),
+            why,
         };
         let tcp = match timeout(t.connect, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
@@ -323,20 +277,14 @@ impl Connection {
             Protocol::Smtp => Verb::Ehlo,
             Protocol::Lmtp => Verb::Lhlo,
         };
-        let said = |v: Verb| match v {
-            Verb::Lhlo => "LHLO",
-            Verb::Helo => "HELO",
-            _ => "EHLO",
-        };
         self.command(&Command::Hello(verb, helo), Stage::Helo, t.helo)
             .await
-            .map_err(OpenError::lost)?;
-        let ServerReply { reply, lines } = self.read_reply(t).await.map_err(OpenError::lost)?;
+            .map_err(OpenError::Session)?;
+        let ServerReply { reply, lines } = self.read_reply(t).await.map_err(OpenError::Session)?;
         if reply.code == 250 {
             if names_myself(self.protocol, &reply, helo) {
                 self.quit(t).await;
-                let said = format!("replied to {}", said(verb));
-                return Err(OpenError::loops_back(&self.relay_name, helo, &said));
+                return Err(self.loops_back(helo, verb));
             }
             self.caps = Capabilities::from_ehlo(&lines);
             return Ok(());
@@ -345,29 +293,22 @@ impl Connection {
         if self.protocol == Protocol::Smtp && reply.code >= 500 {
             self.command(&Command::Hello(Verb::Helo, helo), Stage::Helo, t.helo)
                 .await
-                .map_err(OpenError::lost)?;
-            let r = self.read_reply(t).await.map_err(OpenError::lost)?.reply;
+                .map_err(OpenError::Session)?;
+            let r = self.read_reply(t).await.map_err(OpenError::Session)?.reply;
             if r.code == 250 {
                 if names_myself(self.protocol, &r, helo) {
                     self.quit(t).await;
-                    return Err(OpenError::loops_back(
-                        &self.relay_name,
-                        helo,
-                        "replied to HELO",
-                    ));
+                    return Err(self.loops_back(helo, Verb::Helo));
                 }
                 self.caps = Capabilities::default();
                 return Ok(());
             }
         }
-        Err(OpenError::defer(
-            status_of(&reply).with_class(4),
-            format!(
-                "host {} refused to talk to me: {reply} (in reply to {} command)",
-                self.relay_name,
-                said(verb)
-            ),
-        ))
+        Err(OpenError::Refused {
+            relay: self.relay_name.clone(),
+            reply,
+            command: Some(verb),
+        })
     }
 
     async fn starttls(
@@ -377,20 +318,11 @@ impl Connection {
         t: &Timeouts,
     ) -> Result<Connection, OpenError> {
         let relay = self.relay_name.clone();
-        let fail = |reason: String| OpenError {
-            tls_failed: true,
-            loops_back: false,
-            status: EnhancedStatus::of(4, 7, 5),
-            reason,
-        };
+        let fail = |e| OpenError::Tls(TlsFailure::Session(e));
         self.command(&Command::StartTls, Stage::StartTls, t.starttls)
             .await
-            .map_err(|e| fail(e.to_string()))?;
-        let r = self
-            .read_reply(t)
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .reply;
+            .map_err(fail)?;
+        let r = self.read_reply(t).await.map_err(fail)?.reply;
         if r.code != 220 {
             // Offered but refused: carry on in clear; required TLS is checked by the caller.
             return Ok(self);
@@ -402,16 +334,10 @@ impl Connection {
             .unwrap_or_else(|_| ServerName::IpAddress(self.target.ip.into()));
         let tls = match timeout(t.starttls, connector.connect(name, tcp)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(fail(format!(
-                    "Cannot start TLS: handshake failure with {relay}: {e}"
-                )));
+            Ok(Err(error)) => {
+                return Err(OpenError::Tls(TlsFailure::Handshake { relay, error }));
             }
-            Err(_) => {
-                return Err(fail(format!(
-                    "conversation with {relay} timed out while performing the TLS handshake"
-                )));
-            }
+            Err(_) => return Err(OpenError::Tls(TlsFailure::HandshakeTimeout { relay })),
         };
         self.stream = Stream::Tls(Box::new(tls));
         self.tls = true;
@@ -420,6 +346,14 @@ impl Connection {
         self.pipeline.restart();
         self.hello(helo, t).await?;
         Ok(self)
+    }
+
+    fn loops_back(&self, helo: &str, said: Verb) -> OpenError {
+        OpenError::LoopsBack {
+            relay: self.relay_name.clone(),
+            helo: helo.to_string(),
+            said,
+        }
     }
 
     /// `host[ip]:port` for logs and outcomes.
