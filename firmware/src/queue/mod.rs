@@ -16,9 +16,9 @@
 //! # Wiring it into the daemon
 //!
 //! ```text
-//! impl QueueStore for SpoolQueue            // load/read_body/mark_recipient/set_state/remove/store
+//! impl QueueStore for SpoolQueue            // type Error = SpoolError; load/read_body/...
 //! let dns = HickoryDns::with_servers(&cfg.dns_servers)?;      // or HickoryDns::from_system()
-//! let client = Arc::new(delivery::Client::new(ClientSettings::new(&cfg.myhostname), dns));
+//! let client = Arc::new(delivery::Client::new(ClientSettings::new(&cfg.myhostname), dns)); // a Deliverer
 //! let (queue, task) = runner::spawn(RunnerConfig {
 //!     settings: QueueSettings { .. from zimbraMta* .. },
 //!     hostname: cfg.myhostname.clone(),
