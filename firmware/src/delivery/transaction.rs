@@ -187,7 +187,7 @@ impl Connection {
             for (idx, _) in accepted {
                 results.push((*idx, self.negative(&data_reply, Stage::Data)));
             }
-            if !accepted.is_empty() || data_reply.is_positive() {
+            if !accepted.is_empty() || accepts(&data_reply) {
                 let _ = self.reset(t).await;
             }
             return Ok(());
