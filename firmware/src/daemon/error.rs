@@ -27,7 +27,7 @@ pub enum DaemonError {
     /// The certificate stored on flash is refused by rustls.
     StoredTlsUnusable(crate::inbound::tls::TlsError),
     /// No resolver for MX lookups could be set up.
-    Dns(String),
+    Dns(crate::delivery::DnsSetupError),
     /// A listener could not be bound.
     Listen(ListenerKind, SocketAddr, io::Error),
     /// The control socket could not be set up.

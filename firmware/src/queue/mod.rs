@@ -6,7 +6,8 @@
 //!   message (no addresses, no body); everything else stays on flash. Tests drive days of retries
 //!   in milliseconds because `now` is always an argument.
 //! - [`runner`] drives it from tokio over a [`runner::QueueStore`] (the spool) and a
-//!   [`runner::Deliverer`] (the SMTP/LMTP client), making bounces and writing the mail log.
+//!   [`Deliverer`] (the SMTP/LMTP client, which `delivery` implements), making bounces and
+//!   writing the mail log.
 //!
 //! States as in Postfix: *incoming* is the spool's business (a message without its commit record
 //! does not exist); *active* messages are being tried; *deferred* ones wait for their next
@@ -16,7 +17,7 @@
 //!
 //! ```text
 //! let dns = HickoryDns::with_servers(&cfg.dns_servers)?;      // or HickoryDns::from_system()
-//! let client = Arc::new(delivery::Client::new(ClientSettings::new(&cfg.myhostname), dns));
+//! let client = Arc::new(delivery::Client::new(ClientSettings::new(&cfg.myhostname), dns)); // a Deliverer
 //! let (queue, task) = runner::spawn(RunnerConfig {
 //!     settings: QueueSettings { .. from zimbraMta* .. },
 //!     hostname: cfg.myhostname.clone(),
@@ -36,9 +37,9 @@ pub mod runner;
 mod settings;
 mod spool;
 
-pub use attempt::{AttemptReport, Job, RcptResult};
+pub use attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptResult};
 pub use manager::{
     Action, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView, Work,
 };
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, MemoryStoreError};
 pub use settings::QueueSettings;

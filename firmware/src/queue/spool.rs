@@ -5,26 +5,24 @@ use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 use crate::spool::{SpoolError, SpoolHandle};
 
 use super::QueuedMessage;
-use super::runner::{QueueHandle, QueueStore, StoreError, StoredMessage};
-
-fn store_err(e: SpoolError) -> StoreError {
-    StoreError(e.to_string())
-}
+use super::runner::{QueueHandle, QueueStore, StoredMessage};
 
 impl QueueStore for SpoolHandle {
-    async fn load(&self, qid: QueueId) -> Result<StoredMessage, StoreError> {
-        match self.get(qid).await.map_err(store_err)? {
+    type Error = SpoolError;
+
+    async fn load(&self, qid: QueueId) -> Result<StoredMessage, SpoolError> {
+        match self.get(qid).await? {
             Some(m) => Ok(StoredMessage {
                 envelope: m.envelope,
                 outcomes: m.outcomes,
                 size: m.size,
             }),
-            None => Err(store_err(SpoolError::NoSuchMessage(qid))),
+            None => Err(SpoolError::NoSuchMessage(qid)),
         }
     }
 
-    async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, StoreError> {
-        SpoolHandle::read_body(self, qid).await.map_err(store_err)
+    async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, SpoolError> {
+        SpoolHandle::read_body(self, qid).await
     }
 
     async fn mark_recipient(
@@ -32,26 +30,22 @@ impl QueueStore for SpoolHandle {
         qid: QueueId,
         index: usize,
         outcome: RecipientOutcome,
-    ) -> Result<(), StoreError> {
-        SpoolHandle::mark_recipient(self, qid, index, outcome)
-            .await
-            .map_err(store_err)
+    ) -> Result<(), SpoolError> {
+        SpoolHandle::mark_recipient(self, qid, index, outcome).await
     }
 
-    async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), StoreError> {
-        SpoolHandle::set_state(self, qid, state)
-            .await
-            .map_err(store_err)
+    async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), SpoolError> {
+        SpoolHandle::set_state(self, qid, state).await
     }
 
-    async fn remove(&self, qid: QueueId) -> Result<(), StoreError> {
-        SpoolHandle::remove(self, qid).await.map_err(store_err)
+    async fn remove(&self, qid: QueueId) -> Result<(), SpoolError> {
+        SpoolHandle::remove(self, qid).await
     }
 
-    async fn store(&self, envelope: Envelope, message: Vec<u8>) -> Result<QueueId, StoreError> {
-        let mut incoming = self.begin(envelope).await.map_err(store_err)?;
-        incoming.write(&message).await.map_err(store_err)?;
-        incoming.commit().await.map_err(store_err)
+    async fn store(&self, envelope: Envelope, message: Vec<u8>) -> Result<QueueId, SpoolError> {
+        let mut incoming = self.begin(envelope).await?;
+        incoming.write(&message).await?;
+        incoming.commit().await
     }
 }
 
