@@ -35,6 +35,9 @@ pub struct Forwarding {
     pub pref: Option<Box<str>>,
     /// `zimbraPrefMailLocalDeliveryDisabled`: forward only, keep no copy.
     pub local_delivery_disabled: bool,
+    /// `addresses` and `pref` as typed, for `ga` and flash.
+    typed: Vec<Box<str>>,
+    pref_typed: Option<Box<str>>,
 }
 
 pub(crate) const ADDRESS: &str = "zimbraMailDeliveryAddress";
@@ -135,11 +138,9 @@ impl Account {
                 .iter()
                 .map(|t| t.text().to_string())
                 .collect(),
-            FORWARD => fwd.map_or(vec![], |f| {
-                f.addresses.iter().map(|a| a.to_string()).collect()
-            }),
+            FORWARD => fwd.map_or(vec![], |f| f.typed.iter().map(|a| a.to_string()).collect()),
             PREF_FORWARD => fwd
-                .and_then(|f| f.pref.as_ref())
+                .and_then(|f| f.pref_typed.as_ref())
                 .map(|a| a.to_string())
                 .into_iter()
                 .collect(),
@@ -161,12 +162,14 @@ impl Account {
             ALIAS => return read_only("use aaa/raa (addAccountAlias, removeAccountAlias)"),
             PASSWORD => return read_only("use sp (setPassword)"),
             FORWARD => {
-                let list = values
+                let typed: Vec<&String> = values.iter().filter(|v| !v.is_empty()).collect();
+                let list = typed
                     .iter()
-                    .filter(|v| !v.is_empty())
                     .map(|v| address::address(v).map_err(|e| invalid(attr, v, e.reason)))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.forwarding_mut().addresses = list;
+                let f = self.forwarding_mut();
+                f.addresses = list;
+                f.typed = typed.iter().map(|v| v.as_str().into()).collect();
             }
             _ => {
                 let v = single(attr, values)?;
@@ -196,7 +199,9 @@ impl Account {
                         let a = v
                             .map(|v| address::address(v).map_err(|e| invalid(attr, v, e.reason)))
                             .transpose()?;
-                        self.forwarding_mut().pref = a;
+                        let f = self.forwarding_mut();
+                        f.pref = a;
+                        f.pref_typed = v.map(Into::into);
                     }
                     _ => {
                         let b = v.map_or(Ok(false), |v| boolean(attr, v))?;
@@ -251,6 +256,11 @@ mod tests {
         assert_eq!(
             a.forward_targets().collect::<Vec<_>>(),
             ["x@other.org", "y@other.org"]
+        );
+        assert_eq!(
+            a.values("zimbraMailForwardingAddress").unwrap(),
+            ["x@other.org", "Y@other.org"],
+            "shown as typed"
         );
         assert!(!a.delivers_locally());
         a.set("zimbraMailForwardingAddress", &[]).unwrap();

@@ -134,10 +134,8 @@ fn account_record(a: &Account) -> AccountRecord {
         disabled: a.status() == super::MailStatus::Disabled,
         transport: a.values(account::TRANSPORT).unwrap_or_default().pop(),
         password: a.password().map(str::to_string),
-        forwarding: f.map_or(vec![], |f| {
-            f.addresses.iter().map(|s| s.to_string()).collect()
-        }),
-        pref_forwarding: f.and_then(|f| f.pref.as_ref()).map(|s| s.to_string()),
+        forwarding: a.values(account::FORWARD).unwrap_or_default(),
+        pref_forwarding: a.values(account::PREF_FORWARD).unwrap_or_default().pop(),
         local_delivery_disabled: f.is_some_and(|f| f.local_delivery_disabled),
     }
 }
