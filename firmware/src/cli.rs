@@ -63,6 +63,11 @@ struct RunArgs {
     /// The name to greet with and write in Received headers (default: the machine's hostname).
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
+
+    /// Ask this DNS server (ADDR:PORT) for delivery's lookups instead of those in
+    /// /etc/resolv.conf; may be given more than once.
+    #[arg(long, value_name = "ADDR:PORT")]
+    dns: Vec<SocketAddr>,
 }
 
 /// The size a new flash file gets when none is given.
@@ -111,6 +116,7 @@ fn run(args: RunArgs, flash: FlashSpec, control: PathBuf) -> i32 {
         smtps: args.smtps,
         control,
         hostname: args.hostname.unwrap_or_else(machine_hostname),
+        dns: args.dns,
     };
     let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
         return 1;

@@ -8,17 +8,25 @@
 //! the box would store but not act on (a restriction the policy stage does not apply yet) is
 //! refused too; one already on flash from an older firmware is loaded aside by
 //! [`MtaConfig::load`], shown as ignored, and never applied.
+//!
+//! Values are shown back as the admin typed them (`mcf zimbraMtaRelayHost mail.example.com` shows
+//! `mail.example.com`, not the parsed `smtp:mail.example.com`): the parsed value is what the box
+//! acts on, the typed text is what `gacf` prints and what goes to flash, where it parses again to
+//! the same value.
 
 pub mod attr;
 pub mod duration;
+pub mod hosts;
 pub mod network;
 pub mod restriction;
+pub mod restriction_names;
 pub mod stored;
 
 use std::time::Duration;
 
 pub use attr::AttrError;
 pub use duration::Unit;
+pub use hosts::{BadHostEntry, HostsTable};
 pub use network::{BadNetwork, Cidr, NetworkList};
 pub use restriction::{BadRestriction, Restriction};
 
@@ -30,8 +38,12 @@ use attr::{boolean, canonical, invalid, show_bool, single};
 pub struct MtaConfig {
     /// `zimbraMtaRelayHost`: every message to another domain goes here (Postfix `relayhost`).
     pub relay_host: Option<Transport>,
-    /// `zimbraMtaDnsLookupsEnabled`: MX lookups for other domains (Postfix `disable_dns_lookups`).
+    /// `zimbraMtaDnsLookupsEnabled`, or `zimbraMtaSmtpDnsSupportLevel` (the newer Zimbra name,
+    /// `enabled`/`disabled`): whether delivery looks up MX records. Off, every next hop is found
+    /// by its address records or in [`MtaConfig::hosts`] (Postfix `disable_dns_lookups`).
     pub dns_lookups_enabled: bool,
+    /// `posternHostsTable`: `name=address` values answering address lookups before DNS.
+    pub hosts: HostsTable,
     /// `zimbraMtaMyNetworks`: clients that may relay without AUTH.
     pub my_networks: NetworkList,
     /// `zimbraMtaRestriction`.
@@ -63,10 +75,14 @@ pub struct MtaConfig {
     /// Values read from flash that this firmware refuses to set (see [`MtaConfig::load`]):
     /// attribute and value, kept so the next write does not lose them, never applied.
     unenforced: Vec<(&'static str, String)>,
+    /// The values of each attribute set explicitly, as typed: what `gacf` shows and flash keeps.
+    typed: Vec<(&'static str, Vec<String>)>,
 }
 
 const RELAY_HOST: &str = "zimbraMtaRelayHost";
 const DNS: &str = "zimbraMtaDnsLookupsEnabled";
+const DNS_LEVEL: &str = "zimbraMtaSmtpDnsSupportLevel";
+const HOSTS: &str = "posternHostsTable";
 const MY_NETWORKS: &str = "zimbraMtaMyNetworks";
 const RESTRICTION: &str = "zimbraMtaRestriction";
 const MAX_SIZE: &str = "zimbraMtaMaxMessageSize";
@@ -96,6 +112,7 @@ impl Default for MtaConfig {
         MtaConfig {
             relay_host: None,
             dns_lookups_enabled: true,
+            hosts: HostsTable::default(),
             my_networks: NetworkList::loopback(),
             restrictions: Vec::new(),
             max_message_size: 10_240_000,
@@ -110,6 +127,7 @@ impl Default for MtaConfig {
             my_hostname: "localhost".to_string(),
             virtual_transport: None,
             unenforced: Vec::new(),
+            typed: Vec::new(),
         }
     }
 }
@@ -119,6 +137,8 @@ impl MtaConfig {
     pub const ATTRS: &'static [&'static str] = &[
         RELAY_HOST,
         DNS,
+        DNS_LEVEL,
+        HOSTS,
         MY_NETWORKS,
         RESTRICTION,
         MAX_SIZE,
@@ -141,16 +161,21 @@ impl MtaConfig {
 
     /// Whether `attr` holds several values (`+attr`/`-attr` apply to it).
     pub fn is_multi(attr: &str) -> bool {
-        attr.eq_ignore_ascii_case(RESTRICTION)
+        attr.eq_ignore_ascii_case(RESTRICTION) || attr.eq_ignore_ascii_case(HOSTS)
     }
 
     /// The values of `attr` as `gacf` shows them; empty when unset.
     pub fn values(&self, attr: &str) -> Result<Vec<String>, AttrError> {
         let attr = Self::attr_name(attr)?;
+        if let Some((_, typed)) = self.typed.iter().find(|(a, _)| *a == attr) {
+            return Ok(typed.clone());
+        }
         let one = |s: String| vec![s];
         Ok(match attr {
             RELAY_HOST => self.relay_host.iter().map(|t| t.to_string()).collect(),
             DNS => one(show_bool(self.dns_lookups_enabled)),
+            DNS_LEVEL => one(dns_level(self.dns_lookups_enabled).to_string()),
+            HOSTS => Vec::new(),
             MY_NETWORKS => one(self.my_networks.to_string()),
             RESTRICTION => self.restrictions.iter().map(|r| r.to_string()).collect(),
             MAX_SIZE => one(self.max_message_size.to_string()),
@@ -216,16 +241,35 @@ impl MtaConfig {
         Ok(())
     }
 
+    /// Whether `a` and `b` are two spellings of one value of `attr` (`mail.example.com` and
+    /// `smtp:mail.example.com`): equal but for case, or setting either gives the same setting.
+    pub fn same_value(attr: &str, a: &str, b: &str) -> bool {
+        if a.eq_ignore_ascii_case(b) {
+            return true;
+        }
+        let parsed = |v: &str| {
+            let mut c = MtaConfig::default();
+            c.set(attr, &[v.to_string()]).ok()?;
+            c.typed.clear();
+            Some(c)
+        };
+        matches!((parsed(a), parsed(b)), (Some(x), Some(y)) if x == y)
+    }
+
     /// Values on flash this firmware does not apply: `(attribute, value)`, for `gacf` and
     /// `postern status` to show as ignored. Setting the attribute again drops them.
     pub fn unenforced(&self) -> &[(&'static str, String)] {
         &self.unenforced
     }
 
-    /// The values of `attr` to write to flash: those applied and those put aside.
+    /// The values of `attr` to write to flash: as typed, and those put aside; none for an
+    /// attribute never set, which reads back as its default (in this firmware or another).
     pub fn stored_values(&self, attr: &str) -> Result<Vec<String>, AttrError> {
-        let mut values = self.values(attr)?;
         let attr = Self::attr_name(attr)?;
+        let mut values = match self.typed.iter().find(|(a, _)| *a == attr) {
+            Some((_, typed)) => typed.clone(),
+            None => Vec::new(),
+        };
         let aside = self.unenforced.iter().filter(|(a, _)| *a == attr);
         values.extend(aside.map(|(_, v)| v.clone()));
         Ok(values)
@@ -235,12 +279,31 @@ impl MtaConfig {
         let defaults = MtaConfig::default();
         // An explicit change of the attribute settles what an older firmware left on flash.
         self.unenforced.retain(|(a, _)| *a != attr);
+        // The two DNS attributes are one setting: the one set last is shown as typed.
+        let twin = match attr {
+            DNS => DNS_LEVEL,
+            DNS_LEVEL => DNS,
+            other => other,
+        };
+        self.typed.retain(|(a, _)| *a != attr && *a != twin);
+        let typed: Vec<String> = values.iter().filter(|v| !v.is_empty()).cloned().collect();
+        if !typed.is_empty() {
+            self.typed.push((attr, typed));
+        }
         if attr == RESTRICTION {
             self.restrictions = values
                 .iter()
                 .filter(|v| !v.is_empty())
                 .map(|v| restriction(attr, v))
                 .collect::<Result<_, _>>()?;
+            return Ok(());
+        }
+        if attr == HOSTS {
+            let mut table = HostsTable::default();
+            for v in values.iter().filter(|v| !v.is_empty()) {
+                table.add(v).map_err(|e| invalid(attr, v, e))?;
+            }
+            self.hosts = table;
             return Ok(());
         }
         let Some(v) = single(attr, values)? else {
@@ -255,6 +318,7 @@ impl MtaConfig {
                 self.virtual_transport = Some(v.parse().map_err(|e| invalid(attr, v, e))?)
             }
             DNS => self.dns_lookups_enabled = boolean(attr, v)?,
+            DNS_LEVEL => self.dns_lookups_enabled = dns_support_level(attr, v)?,
             MY_NETWORKS => self.my_networks = v.parse().map_err(|e| invalid(attr, v, e))?,
             MAX_SIZE => self.max_message_size = number(attr, v)?,
             RCPT_LIMIT => self.recipient_limit = number(attr, v)?,
@@ -272,7 +336,8 @@ impl MtaConfig {
         match attr {
             RELAY_HOST => self.relay_host = other.relay_host.clone(),
             VIRTUAL_TRANSPORT => self.virtual_transport = other.virtual_transport.clone(),
-            DNS => self.dns_lookups_enabled = other.dns_lookups_enabled,
+            DNS | DNS_LEVEL => self.dns_lookups_enabled = other.dns_lookups_enabled,
+            HOSTS => self.hosts = other.hosts.clone(),
             MY_NETWORKS => self.my_networks = other.my_networks.clone(),
             RESTRICTION => self.restrictions = other.restrictions.clone(),
             MAX_SIZE => self.max_message_size = other.max_message_size,
@@ -350,9 +415,19 @@ fn time_unit(attr: &str) -> Unit {
         .map_or(Unit::Seconds, |(_, u)| *u)
 }
 
-/// A restriction the policy stage applies; one it does not is refused as not supported yet.
+/// A restriction the policy stage applies; one it does not is refused as not supported yet, and
+/// so is one Postfix has that the box cannot even parse yet.
 fn restriction(attr: &'static str, v: &str) -> Result<Restriction, AttrError> {
-    let r: Restriction = v.parse().map_err(|e| invalid(attr, v, e))?;
+    let r: Restriction = match v.parse() {
+        Ok(r) => r,
+        Err(BadRestriction::Unknown(_)) if restriction_names::is_postfix_restriction(v) => {
+            return Err(AttrError::NotSupported {
+                attr: attr.to_string(),
+                value: Some(v.to_string()),
+            });
+        }
+        Err(e) => return Err(invalid(attr, v, e)),
+    };
     if !r.is_enforced() {
         return Err(AttrError::NotSupported {
             attr: attr.to_string(),
@@ -360,6 +435,25 @@ fn restriction(attr: &'static str, v: &str) -> Result<Restriction, AttrError> {
         });
     }
     Ok(r)
+}
+
+/// `zimbraMtaSmtpDnsSupportLevel` (Postfix `smtp_dns_support_level`): `disabled` or `enabled`.
+/// `dnssec` needs a validating resolver the box does not have yet, so it is refused rather than
+/// kept and ignored.
+fn dns_support_level(attr: &'static str, v: &str) -> Result<bool, AttrError> {
+    match v.to_ascii_lowercase().as_str() {
+        "enabled" => Ok(true),
+        "disabled" => Ok(false),
+        "dnssec" => Err(AttrError::NotSupported {
+            attr: attr.to_string(),
+            value: Some(v.to_string()),
+        }),
+        _ => Err(invalid(attr, v, "use disabled or enabled")),
+    }
+}
+
+fn dns_level(enabled: bool) -> &'static str {
+    if enabled { "enabled" } else { "disabled" }
 }
 
 fn number<T: std::str::FromStr>(attr: &'static str, v: &str) -> Result<T, AttrError> {
@@ -403,7 +497,7 @@ mod tests {
         assert_eq!(vals(&c, "hopcount_limit"), ["50"]);
         assert_eq!(vals(&c, "smtpd_recipient_limit"), ["1000"]);
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
-        assert_eq!(c.all_values().len(), MtaConfig::ATTRS.len() - 3);
+        assert_eq!(c.all_values().len(), MtaConfig::ATTRS.len() - 4);
     }
 
     #[test]
@@ -411,9 +505,10 @@ mod tests {
         let mut c = MtaConfig::default();
         c.set("zimbramtarelayhost", &s(&["[smtp.isp.example]:587"]))
             .unwrap();
+        assert_eq!(vals(&c, "zimbraMtaRelayHost"), ["[smtp.isp.example]:587"]);
         assert_eq!(
-            vals(&c, "zimbraMtaRelayHost"),
-            ["smtp:[smtp.isp.example]:587"]
+            c.relay_host,
+            Some("smtp:[smtp.isp.example]:587".parse().unwrap())
         );
         c.set("zimbraMtaMaximalQueueLifetime", &s(&["2"])).unwrap();
         assert_eq!(c.maximal_queue_lifetime, Duration::from_secs(2 * 86_400));
@@ -514,6 +609,80 @@ mod tests {
         assert_eq!(c.unenforced().len(), 2);
         c.set("zimbraMtaRestriction", &[]).unwrap();
         assert!(c.unenforced().is_empty());
+    }
+
+    /// `gacf` shows what was typed; the box acts on the parsed value.
+    #[test]
+    fn values_show_back_as_typed() {
+        let mut c = MtaConfig::default();
+        for (attr, typed) in [
+            ("zimbraMtaRelayHost", "mail.example.com"),
+            ("zimbraMtaDnsLookupsEnabled", "false"),
+            ("zimbraMtaMaximalQueueLifetime", "2"),
+            ("zimbraMtaMyNetworks", "10.0.0.0/8, 127.0.0.0/8"),
+            ("zimbraMtaMyHostname", "Zimbra.Example.com"),
+        ] {
+            c.set(attr, &s(&[typed])).unwrap();
+            assert_eq!(vals(&c, attr), [typed], "{attr}");
+        }
+        assert_eq!(c.relay_host, Some("smtp:mail.example.com".parse().unwrap()));
+        assert!(!c.dns_lookups_enabled);
+        assert_eq!(c.maximal_queue_lifetime, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.my_hostname, "zimbra.example.com");
+        // Cleared, the default shows again, in the box's own spelling.
+        c.set("zimbraMtaMaximalQueueLifetime", &s(&[""])).unwrap();
+        assert_eq!(vals(&c, "zimbraMtaMaximalQueueLifetime"), ["5d"]);
+        c.set("zimbraMtaRelayHost", &s(&[""])).unwrap();
+        assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
+    }
+
+    /// The page's `zimbraMtaDnsLookupsEnabled` and Zimbra's newer `zimbraMtaSmtpDnsSupportLevel`
+    /// are one setting; `dnssec` is refused until the box validates DNSSEC.
+    #[test]
+    fn dns_lookups_under_both_zimbra_names() {
+        let mut c = MtaConfig::default();
+        assert_eq!(vals(&c, "zimbraMtaSmtpDnsSupportLevel"), ["enabled"]);
+        c.set("zimbraMtaDnsLookupsEnabled", &s(&["FALSE"])).unwrap();
+        assert!(!c.dns_lookups_enabled);
+        assert_eq!(vals(&c, "zimbraMtaSmtpDnsSupportLevel"), ["disabled"]);
+        c.set("zimbraMtaSmtpDnsSupportLevel", &s(&["enabled"]))
+            .unwrap();
+        assert!(c.dns_lookups_enabled);
+        assert_eq!(vals(&c, "zimbraMtaDnsLookupsEnabled"), ["TRUE"]);
+        c.set("zimbraMtaSmtpDnsSupportLevel", &s(&["disabled"]))
+            .unwrap();
+        assert!(!c.dns_lookups_enabled);
+        let before = c.clone();
+        let e = c
+            .set("zimbraMtaSmtpDnsSupportLevel", &s(&["dnssec"]))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "zimbraMtaSmtpDnsSupportLevel dnssec: not supported yet"
+        );
+        assert!(c.set("zimbraMtaSmtpDnsSupportLevel", &s(&["on"])).is_err());
+        assert_eq!(c, before);
+    }
+
+    #[test]
+    fn hosts_table_is_multi_valued_and_checked() {
+        let mut c = MtaConfig::default();
+        assert!(MtaConfig::is_multi("posternhoststable"));
+        c.set(
+            "posternHostsTable",
+            &s(&["mail.example.com=127.0.0.2", "zimbra.example.com=127.0.0.3"]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.hosts.lookup("mail.example.com"),
+            ["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+        );
+        let e = c
+            .set("posternHostsTable", &s(&["mail.example.com"]))
+            .unwrap_err();
+        assert!(e.to_string().contains("posternHostsTable"), "{e}");
+        c.set("posternHostsTable", &s(&[""])).unwrap();
+        assert!(c.hosts.is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use crate::inbound::ListenerKind;
 
 use crate::admin::{Admin, BoxFacts, Handles};
 use crate::config::MtaConfig;
-use crate::delivery::{Client, ClientSettings, HickoryDns};
+use crate::delivery::{Client, ClientSettings, ConfiguredDns, HickoryDns, NameLookups};
 use crate::directory::{Directory, SharedDirectory};
 use crate::inbound::tls::{self, TlsError};
 use crate::inbound::{self, InboundContext, Limits, Recipients, SpoolStore};
@@ -43,6 +43,8 @@ pub struct Options {
     pub control: PathBuf,
     /// The name the box greets with and writes in Received headers.
     pub hostname: String,
+    /// DNS servers delivery asks; empty: those of /etc/resolv.conf.
+    pub dns: Vec<SocketAddr>,
 }
 
 /// A running daemon. Dropping it stops nothing: call [`Daemon::shutdown`].
@@ -106,7 +108,7 @@ impl Daemon {
         let listeners: Vec<(ListenerKind, SocketAddr)> =
             bound.iter().map(|(k, a, _)| (*k, *a)).collect();
         let own: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
-        let queue = start_queue(&spool, &directory, &config, &opts.hostname, &own).await?;
+        let queue = start_queue(&spool, &directory, &config, &opts, &own).await?;
 
         let ctx = inbound_context(
             &opts.hostname,
@@ -285,11 +287,17 @@ async fn start_queue(
     spool: &SpoolHandle,
     directory: &Arc<SharedDirectory>,
     config: &MtaConfig,
-    hostname: &str,
+    opts: &Options,
     own_listeners: &[SocketAddr],
 ) -> Result<QueueHandle, DaemonError> {
-    let dns = match HickoryDns::from_system() {
+    let hostname = opts.hostname.as_str();
+    let system = || match opts.dns.as_slice() {
+        [] => HickoryDns::from_system(),
+        servers => HickoryDns::with_servers_on(servers),
+    };
+    let dns = match system() {
         Ok(dns) => dns,
+        Err(e) if !opts.dns.is_empty() => return Err(DaemonError::Dns(e)),
         Err(e) => {
             master(&format!(
                 "no system resolver ({e}); MX lookups go to 127.0.0.1"
@@ -298,6 +306,12 @@ async fn start_queue(
                 .map_err(DaemonError::Dns)?
         }
     };
+    // DNS lookups on or off and the hosts table, as the directory's config says at each lookup.
+    let dir = directory.clone();
+    let dns = ConfiguredDns::new(
+        dns,
+        Arc::new(move || NameLookups::from_config(dir.snapshot().config())),
+    );
     // Delivery refuses to hand mail to these: it would loop back to this box.
     let mut settings = ClientSettings::new(hostname);
     settings.own_listeners = own_listeners.to_vec();

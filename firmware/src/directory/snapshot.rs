@@ -132,12 +132,10 @@ fn account_record(a: &Account) -> AccountRecord {
     AccountRecord {
         address: a.address().to_string(),
         disabled: a.status() == super::MailStatus::Disabled,
-        transport: a.transport().map(|t| t.to_string()),
+        transport: a.values(account::TRANSPORT).unwrap_or_default().pop(),
         password: a.password().map(str::to_string),
-        forwarding: f.map_or(vec![], |f| {
-            f.addresses.iter().map(|s| s.to_string()).collect()
-        }),
-        pref_forwarding: f.and_then(|f| f.pref.as_ref()).map(|s| s.to_string()),
+        forwarding: a.values(account::FORWARD).unwrap_or_default(),
+        pref_forwarding: a.values(account::PREF_FORWARD).unwrap_or_default().pop(),
         local_delivery_disabled: f.is_some_and(|f| f.local_delivery_disabled),
     }
 }
@@ -233,6 +231,47 @@ mod tests {
             back.lookup("f@example.com"),
             super::super::Lookup::Account { .. }
         ));
+    }
+
+    /// Flash keeps what the admin typed, so `ga`/`gd`/`gacf` show it after a restart; the
+    /// strings are the ones an older firmware stored too (they parse to the same values).
+    #[test]
+    fn typed_values_survive_the_snapshot() {
+        let back = Directory::decode(&sample().encode()).unwrap();
+        let shown = |v: Vec<String>| v.join(",");
+        assert_eq!(
+            shown(back.config().values("zimbraMtaRelayHost").unwrap()),
+            "[relay.example.net]:587"
+        );
+        let dom = back.domain("example.com").unwrap();
+        assert_eq!(
+            shown(dom.values("zimbraMailTransport").unwrap()),
+            "smtp:mail.example.com:25"
+        );
+        let foo = back.account("foo@example.com").unwrap();
+        assert_eq!(
+            shown(foo.values("zimbraMailTransport").unwrap()),
+            "lmtp:zimbra.example.com:7025"
+        );
+        // What an older firmware wrote: the normalised spelling of every config value.
+        let older = Snapshot {
+            config: vec![
+                (
+                    "zimbraMtaRelayHost".into(),
+                    vec!["smtp:[relay.example.net]:587".into()],
+                ),
+                ("zimbraMtaDnsLookupsEnabled".into(), vec!["FALSE".into()]),
+                ("zimbraMtaMaximalQueueLifetime".into(), vec!["5d".into()]),
+            ],
+            domains: vec![],
+            accounts: vec![],
+            aliases: vec![],
+        };
+        let bytes = postcard::to_allocvec(&(SNAPSHOT_VERSION, older)).unwrap();
+        let d = Directory::decode(&bytes).unwrap();
+        assert_eq!(d.config().relay_host, sample().config().relay_host);
+        assert!(!d.config().dns_lookups_enabled);
+        assert_eq!(Directory::decode(&d.encode()).unwrap().config(), d.config());
     }
 
     /// The older firmware stored restrictions it did not apply. Its flash must still load; the
