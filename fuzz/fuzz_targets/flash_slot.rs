@@ -7,6 +7,7 @@
 //! - written: a slot written with data from the input reads back as written; in the other slot
 //!   or region it is refused (its CRC binds it to its place); one bit flipped or a write torn part
 //!   way (the tail still erased) is refused, so the other slot stays in force.
+//!
 //! Data that passes goes on to the region's decoder, which must not panic either.
 #![no_main]
 
