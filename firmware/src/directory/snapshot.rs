@@ -315,6 +315,17 @@ mod tests {
         assert_eq!(Directory::decode(&[]).unwrap_err(), DecodeError::Corrupt);
     }
 
+    /// Found by the directory_snapshot fuzz target: a domain `0A0n.` was accepted and written
+    /// back as `0a0n`, which the next read refused, so a reboot would have lost the directory.
+    #[test]
+    fn what_is_read_is_written_back_readable() {
+        let bytes = [1, 0, 1, 5, b'0', b'A', b'0', b'n', b'.', 0, 0, 0];
+        match Directory::decode(&bytes) {
+            Ok(d) => assert!(Directory::decode(&d.encode()).is_ok()),
+            Err(e) => assert!(matches!(e, DecodeError::Invalid(_)), "{e:?}"),
+        }
+    }
+
     fn d_bytes() -> Vec<u8> {
         sample().encode()
     }

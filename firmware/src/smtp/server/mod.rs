@@ -138,6 +138,16 @@ pub struct RcptQuery {
 }
 
 /// What the driver must act on.
+///
+/// The message events of a transaction follow one contract: [`Event::MessageBegin`], then
+/// [`Event::MessageData`] zero or more times, then exactly one of [`Event::MessageEnd`] (commit
+/// and answer) or [`Event::MessageAbort`] (drop what was written); a begin answered with an error
+/// opened nothing and is followed by neither. Data is streamed as it is
+/// decoded, so a driver never holds a whole body in RAM; the cost is that a message refused part
+/// way (over `message_size_limit`, a bare LF, RSET after BDAT, a lost connection) may have had some
+/// of its data passed on before the abort. How much depends on how TCP split the input: the
+/// replies, and what is committed, do not. The data of one message never adds up to more than
+/// `message_size_limit`: the chunk that would pass it is not passed on, it aborts the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Ask the router; answer with [`Session::answer_recipient`].
@@ -153,11 +163,12 @@ pub enum Event {
     /// Open a message in the spool; answer with [`Session::answer_begin`]. `arrival` is 0: the
     /// driver sets it from its clock.
     MessageBegin(Box<Envelope>),
-    /// Body bytes (dot-unstuffed, CRLF line ends) to append to the open message.
+    /// Body bytes (dot-unstuffed, CRLF line ends) to append to the open message. Their split
+    /// follows the input's; only what precedes [`Event::MessageEnd`] is ever committed.
     MessageData(Vec<u8>),
     /// The body is complete: commit it and answer with [`Session::answer_commit`].
     MessageEnd,
-    /// Drop the open message: it will never be committed.
+    /// Drop the open message and any data written for it: it will never be committed.
     MessageAbort,
 }
 

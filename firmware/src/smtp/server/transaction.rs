@@ -323,7 +323,9 @@ impl Session {
         }
     }
 
-    /// Counts body bytes against the size limit and passes them on while under it.
+    /// Counts body bytes against the size limit and passes them on while under it. The chunk
+    /// that passes the limit aborts the message instead: nothing past the limit is written, and
+    /// what was streamed before is dropped by the driver (the contract on [`Event`]).
     pub(super) fn take_body(&mut self, body: Vec<u8>) {
         let Some(tx) = self.tx.as_mut() else { return };
         tx.size += body.len() as u64;
