@@ -10,6 +10,7 @@
 //! [`MtaConfig::load`], shown as ignored, and never applied.
 
 pub mod attr;
+pub mod dnsbl;
 pub mod duration;
 pub mod network;
 pub mod restriction;
@@ -18,6 +19,7 @@ pub mod stored;
 use std::time::Duration;
 
 pub use attr::AttrError;
+pub use dnsbl::Dnsbl;
 pub use duration::Unit;
 pub use network::{BadNetwork, Cidr, NetworkList};
 pub use restriction::{BadRestriction, Restriction};
@@ -36,6 +38,12 @@ pub struct MtaConfig {
     pub my_networks: NetworkList,
     /// `zimbraMtaRestriction`.
     pub restrictions: Vec<Restriction>,
+    /// `zimbraMtaRestrictionRBLs`: `reject_rbl_client` for each list (Zimbra's list form).
+    pub rbls: Vec<Dnsbl>,
+    /// `zimbraMtaRestrictionRHSBLCs`: `reject_rhsbl_client` for each list.
+    pub rhsbl_clients: Vec<Dnsbl>,
+    /// `zimbraMtaRestrictionRHSBLSs`: `reject_rhsbl_sender` for each list.
+    pub rhsbl_senders: Vec<Dnsbl>,
     /// `zimbraMtaMaxMessageSize` in bytes; 0 means no limit (Postfix `message_size_limit`).
     pub max_message_size: u64,
     /// `smtpd_recipient_limit`: RCPT TO commands accepted per message.
@@ -69,6 +77,11 @@ const RELAY_HOST: &str = "zimbraMtaRelayHost";
 const DNS: &str = "zimbraMtaDnsLookupsEnabled";
 const MY_NETWORKS: &str = "zimbraMtaMyNetworks";
 const RESTRICTION: &str = "zimbraMtaRestriction";
+const RBLS: &str = "zimbraMtaRestrictionRBLs";
+const RHSBLCS: &str = "zimbraMtaRestrictionRHSBLCs";
+const RHSBLSS: &str = "zimbraMtaRestrictionRHSBLSs";
+/// The multi-valued attributes.
+const MULTI: [&str; 4] = [RESTRICTION, RBLS, RHSBLCS, RHSBLSS];
 const MAX_SIZE: &str = "zimbraMtaMaxMessageSize";
 const RCPT_LIMIT: &str = "smtpd_recipient_limit";
 const HOPS: &str = "hopcount_limit";
@@ -98,6 +111,9 @@ impl Default for MtaConfig {
             dns_lookups_enabled: true,
             my_networks: NetworkList::loopback(),
             restrictions: Vec::new(),
+            rbls: Vec::new(),
+            rhsbl_clients: Vec::new(),
+            rhsbl_senders: Vec::new(),
             max_message_size: 10_240_000,
             recipient_limit: 1000,
             hopcount_limit: 50,
@@ -121,6 +137,9 @@ impl MtaConfig {
         DNS,
         MY_NETWORKS,
         RESTRICTION,
+        RBLS,
+        RHSBLCS,
+        RHSBLSS,
         MAX_SIZE,
         RCPT_LIMIT,
         HOPS,
@@ -141,7 +160,7 @@ impl MtaConfig {
 
     /// Whether `attr` holds several values (`+attr`/`-attr` apply to it).
     pub fn is_multi(attr: &str) -> bool {
-        attr.eq_ignore_ascii_case(RESTRICTION)
+        MULTI.iter().any(|m| m.eq_ignore_ascii_case(attr))
     }
 
     /// The values of `attr` as `gacf` shows them; empty when unset.
@@ -153,6 +172,9 @@ impl MtaConfig {
             DNS => one(show_bool(self.dns_lookups_enabled)),
             MY_NETWORKS => one(self.my_networks.to_string()),
             RESTRICTION => self.restrictions.iter().map(|r| r.to_string()).collect(),
+            RBLS => self.rbls.iter().map(|l| l.to_string()).collect(),
+            RHSBLCS => self.rhsbl_clients.iter().map(|l| l.to_string()).collect(),
+            RHSBLSS => self.rhsbl_senders.iter().map(|l| l.to_string()).collect(),
             MAX_SIZE => one(self.max_message_size.to_string()),
             RCPT_LIMIT => one(self.recipient_limit.to_string()),
             HOPS => one(self.hopcount_limit.to_string()),
@@ -243,6 +265,14 @@ impl MtaConfig {
                 .collect::<Result<_, _>>()?;
             return Ok(());
         }
+        if let Some(lists) = self.lists_mut(attr) {
+            *lists = values
+                .iter()
+                .filter(|v| !v.is_empty())
+                .map(|v| v.parse().map_err(|e| invalid(attr, v, e)))
+                .collect::<Result<_, _>>()?;
+            return Ok(());
+        }
         let Some(v) = single(attr, values)? else {
             let mut reset = self.clone();
             reset.copy_from(attr, &defaults);
@@ -268,6 +298,16 @@ impl MtaConfig {
         Ok(())
     }
 
+    /// The blocklists of Zimbra's list attributes.
+    fn lists_mut(&mut self, attr: &str) -> Option<&mut Vec<Dnsbl>> {
+        match attr {
+            RBLS => Some(&mut self.rbls),
+            RHSBLCS => Some(&mut self.rhsbl_clients),
+            RHSBLSS => Some(&mut self.rhsbl_senders),
+            _ => None,
+        }
+    }
+
     fn copy_from(&mut self, attr: &'static str, other: &MtaConfig) {
         match attr {
             RELAY_HOST => self.relay_host = other.relay_host.clone(),
@@ -275,6 +315,9 @@ impl MtaConfig {
             DNS => self.dns_lookups_enabled = other.dns_lookups_enabled,
             MY_NETWORKS => self.my_networks = other.my_networks.clone(),
             RESTRICTION => self.restrictions = other.restrictions.clone(),
+            RBLS => self.rbls = other.rbls.clone(),
+            RHSBLCS => self.rhsbl_clients = other.rhsbl_clients.clone(),
+            RHSBLSS => self.rhsbl_senders = other.rhsbl_senders.clone(),
             MAX_SIZE => self.max_message_size = other.max_message_size,
             RCPT_LIMIT => self.recipient_limit = other.recipient_limit,
             HOPS => self.hopcount_limit = other.hopcount_limit,
@@ -403,7 +446,7 @@ mod tests {
         assert_eq!(vals(&c, "hopcount_limit"), ["50"]);
         assert_eq!(vals(&c, "smtpd_recipient_limit"), ["1000"]);
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
-        assert_eq!(c.all_values().len(), MtaConfig::ATTRS.len() - 3);
+        assert_eq!(c.all_values().len(), MtaConfig::ATTRS.len() - 6);
     }
 
     #[test]
@@ -457,26 +500,44 @@ mod tests {
         assert_eq!(c, before);
     }
 
-    /// No restriction is applied yet, so none is stored: the admin learns at once that
-    /// `reject_rbl_client` would do nothing, and a typo still reads as a typo.
+    /// A restriction the policy stage does not apply is not stored: the admin learns at once
+    /// that it would do nothing, and a typo still reads as a typo. Those it applies are kept, with
+    /// Zimbra's list attributes beside them.
     #[test]
-    fn restrictions_the_policy_stage_does_not_apply_are_refused() {
+    fn only_restrictions_the_policy_stage_applies_are_stored() {
         let mut c = MtaConfig::default();
         let before = c.clone();
-        for v in [
-            "reject_non_fqdn_sender",
-            "reject_rbl_client zen.spamhaus.org",
-        ] {
-            let err = c.set("zimbraMtaRestriction", &s(&[v])).unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                format!("zimbraMtaRestriction {v}: not supported yet")
-            );
-            assert_eq!(err.code(), "service.UNSUPPORTED");
-        }
+        let v = "check_policy_service inet:127.0.0.1:10023";
+        let err = c.set("zimbraMtaRestriction", &s(&[v])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("zimbraMtaRestriction {v}: not supported yet")
+        );
+        assert_eq!(err.code(), "service.UNSUPPORTED");
         let typo = c.set("zimbraMtaRestriction", &s(&["reject_everything"]));
         assert!(matches!(typo, Err(AttrError::Invalid { .. })), "{typo:?}");
         assert_eq!(c, before);
+
+        let applied = s(&[
+            "reject_invalid_hostname",
+            "reject_non_fqdn_sender",
+            "reject_rbl_client zen.spamhaus.org=127.0.0.[2..11]",
+            "reject",
+        ]);
+        c.set("zimbraMtaRestriction", &applied).unwrap();
+        assert_eq!(c.restrictions.len(), 4);
+        c.set(
+            "zimbraMtaRestrictionRBLs",
+            &s(&["bl.example", "b2.example"]),
+        )
+        .unwrap();
+        assert_eq!(
+            vals(&c, "zimbramtarestrictionrbls"),
+            ["bl.example", "b2.example"]
+        );
+        assert!(MtaConfig::is_multi("zimbraMtaRestrictionRHSBLSs"));
+        let bad = c.set("zimbraMtaRestrictionRHSBLCs", &s(&["not a list"]));
+        assert!(matches!(bad, Err(AttrError::Invalid { .. })), "{bad:?}");
     }
 
     /// A flash written when restrictions were stored still loads: the values are put aside,
@@ -485,33 +546,30 @@ mod tests {
     fn restrictions_already_on_flash_load_aside() {
         let mut c = MtaConfig::default();
         let stored = s(&[
-            "reject_rbl_client Zen.Spamhaus.org",
+            "check_policy_service inet:Policy.example:10023",
             "reject_non_fqdn_sender",
         ]);
         c.load("zimbraMtaRestriction", &stored).unwrap();
-        assert!(c.restrictions.is_empty());
-        assert!(vals(&c, "zimbraMtaRestriction").is_empty());
+        assert_eq!(c.restrictions, [Restriction::RejectNonFqdnSender]);
+        assert_eq!(vals(&c, "zimbraMtaRestriction"), ["reject_non_fqdn_sender"]);
         assert_eq!(
             c.unenforced(),
-            [
-                (
-                    "zimbraMtaRestriction",
-                    "reject_rbl_client zen.spamhaus.org".to_string()
-                ),
-                ("zimbraMtaRestriction", "reject_non_fqdn_sender".to_string()),
-            ]
+            [(
+                "zimbraMtaRestriction",
+                "check_policy_service inet:policy.example:10023".to_string()
+            )]
         );
         assert_eq!(
             c.stored_values("zimbraMtaRestriction").unwrap(),
             [
-                "reject_rbl_client zen.spamhaus.org",
-                "reject_non_fqdn_sender"
+                "reject_non_fqdn_sender",
+                "check_policy_service inet:policy.example:10023"
             ]
         );
         assert!(c.load("zimbraMtaRestriction", &s(&["reject_all"])).is_err());
         c.load("zimbraMtaRelayHost", &s(&["relay.example.net"]))
             .unwrap();
-        assert_eq!(c.unenforced().len(), 2);
+        assert_eq!(c.unenforced().len(), 1);
         c.set("zimbraMtaRestriction", &[]).unwrap();
         assert!(c.unenforced().is_empty());
     }

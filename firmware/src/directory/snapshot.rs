@@ -242,7 +242,7 @@ mod tests {
         let older = Snapshot {
             config: vec![(
                 "zimbraMtaRestriction".to_string(),
-                vec!["reject_rbl_client zen.spamhaus.org".to_string()],
+                vec!["check_policy_service inet:127.0.0.1:10023".to_string()],
             )],
             domains: vec![],
             accounts: vec![],
@@ -255,7 +255,7 @@ mod tests {
             d.config().unenforced(),
             [(
                 "zimbraMtaRestriction",
-                "reject_rbl_client zen.spamhaus.org".to_string()
+                "check_policy_service inet:127.0.0.1:10023".to_string()
             )]
         );
         let again = Directory::decode(&d.encode()).unwrap();

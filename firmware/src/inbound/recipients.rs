@@ -46,6 +46,11 @@ impl RecipientCheck for Recipients {
             Decision::Reject(r) => return Err(reject_reply(&q.address, r)),
             Decision::Accept(targets) => targets,
         };
+        // Relay control and the directory first (Postfix's relay restrictions and
+        // reject_unlisted_recipient), then the admin's restrictions.
+        if let Err(refusal) = self.policy.restrictions(q, &dir).await {
+            return Err(refusal.reply());
+        }
         let mut out = Vec::new();
         let mut held_back = None;
         for t in targets.iter() {

@@ -10,22 +10,33 @@
 //!   whether this client may relay ([`Relay`]); the router, which knows the box's domains, refuses
 //!   an address in none of them when it may not (`554 5.7.1 Relay access denied`).
 //!
-//! HELO and MAIL FROM restrictions are evaluated at RCPT, as Postfix does with its default
-//! `smtpd_delay_reject = yes`, so a client always learns which recipient was refused and why: the
-//! restriction list of `zimbraMtaRestriction` (HELO name, sender domain, DNSBL, policy service)
-//! joins [`Policy::rcpt`], read from the settings as they are at that moment.
+//! - **restrictions** ([`Policy::restrictions`]): `zimbraMtaRestriction` and Zimbra's blocklist
+//!   attributes, asked after the router accepted a recipient ([`restrictions`] has the order).
+//!   HELO and MAIL FROM restrictions are evaluated at RCPT, as Postfix does with its default
+//!   `smtpd_delay_reject = yes`, so a client always learns which recipient was refused and why.
+//!   Read from the settings as they are at that moment. DNS through [`dns`], with a deadline.
 
 mod connect;
+pub mod dns;
+pub mod names;
+mod refusal;
 mod relay;
+pub mod restrictions;
+#[cfg(test)]
+mod tests;
 
 pub use connect::{Admitted, ConnectionLimits, Refusal};
+pub use dns::Dns;
+pub use refusal::{Listed, RcptRefusal};
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::config::MtaConfig;
+use crate::directory::Directory;
 use crate::mail::ClientInfo;
 pub use crate::route::Relay;
+use crate::smtp::RcptQuery;
 
 use connect::Counts;
 
@@ -34,13 +45,20 @@ use connect::Counts;
 pub struct Policy {
     limits: ConnectionLimits,
     counts: Mutex<Counts>,
+    dns: Dns,
 }
 
 impl Policy {
+    /// A policy without DNS: restrictions that need a lookup defer (450) rather than pass.
     pub fn new(limits: ConnectionLimits) -> Arc<Policy> {
+        Policy::with_dns(limits, Dns::none())
+    }
+
+    pub fn with_dns(limits: ConnectionLimits, dns: Dns) -> Arc<Policy> {
         Arc::new(Policy {
             limits,
             counts: Mutex::new(Counts::default()),
+            dns,
         })
     }
 
@@ -70,5 +88,17 @@ impl Policy {
     /// under the settings as they are now (`zimbraMtaMyNetworks` may change while it runs).
     pub fn rcpt(&self, client: &ClientInfo, config: &MtaConfig) -> Relay {
         relay::relay_for(client, config)
+    }
+
+    /// The recipient restrictions for a recipient the router accepted, under the directory's
+    /// settings as they are now.
+    pub async fn restrictions(&self, q: &RcptQuery, dir: &Directory) -> Result<(), RcptRefusal> {
+        let permitted = self.rcpt(&q.client, dir.config()) == Relay::Permitted;
+        let req = restrictions::Request {
+            client: &q.client,
+            sender: &q.sender,
+            recipient: &q.address,
+        };
+        restrictions::evaluate(&req, dir, &self.dns, permitted).await
     }
 }

@@ -273,12 +273,12 @@ fn settings_the_box_does_not_enforce_are_refused() {
     let snapshot = d.encode();
     for (line, expected) in [
         (
-            "mcf zimbraMtaRestriction 'reject_rbl_client zen.spamhaus.org'",
-            "ERROR: service.UNSUPPORTED (zimbraMtaRestriction reject_rbl_client zen.spamhaus.org: not supported yet)",
+            "mcf zimbraMtaRestriction 'check_policy_service inet:127.0.0.1:10023'",
+            "ERROR: service.UNSUPPORTED (zimbraMtaRestriction check_policy_service inet:127.0.0.1:10023: not supported yet)",
         ),
         (
-            "mcf zimbraMtaRelayHost relay.example.net +zimbraMtaRestriction reject_non_fqdn_sender",
-            "ERROR: service.UNSUPPORTED (zimbraMtaRestriction reject_non_fqdn_sender: not supported yet)",
+            "mcf zimbraMtaRelayHost relay.example.net +zimbraMtaRestriction 'check_policy_service inet:127.0.0.1:10023'",
+            "ERROR: service.UNSUPPORTED (zimbraMtaRestriction check_policy_service inet:127.0.0.1:10023: not supported yet)",
         ),
         (
             "mcf zimbraSpamKillPercent 75",
@@ -324,7 +324,7 @@ fn restrictions_on_flash_show_as_ignored_until_cleared() {
     config
         .load(
             "zimbraMtaRestriction",
-            &["reject_rbl_client zen.spamhaus.org".to_string()],
+            &["check_policy_service inet:127.0.0.1:10023".to_string()],
         )
         .unwrap();
     d.set_config(config);
@@ -332,7 +332,7 @@ fn restrictions_on_flash_show_as_ignored_until_cleared() {
     let mut d = d2;
     assert_eq!(
         ok(&mut d, "gacf zimbraMtaRestriction"),
-        "# ignored zimbraMtaRestriction: reject_rbl_client zen.spamhaus.org (not supported yet)\n"
+        "# ignored zimbraMtaRestriction: check_policy_service inet:127.0.0.1:10023 (not supported yet)\n"
     );
     ok(&mut d, "mcf zimbraMtaRelayHost relay.example.net");
     assert!(ok(&mut d, "gacf").contains("# ignored zimbraMtaRestriction"));
