@@ -2,5 +2,6 @@
 //! things the way an admin would (its command line), so the tests see what users see.
 
 pub mod appliance;
+pub mod dns;
 pub mod host;
 pub mod peers;

@@ -23,7 +23,8 @@ use crate::directory::{Directory, SharedDirectory};
 use crate::inbound::tls::{self, TlsError};
 use crate::inbound::{self, InboundContext, Limits, Recipients, SpoolStore};
 use crate::log::{LogSink, Program};
-use crate::policy::{ConnectionLimits, Policy};
+use crate::policy::dns::HickoryResolve;
+use crate::policy::{ConnectionLimits, Dns, Policy};
 use crate::queue::QueueSettings;
 use crate::queue::runner::{self, QueueHandle, RunnerConfig};
 use crate::route::{self, Decision, Relay};
@@ -43,6 +44,10 @@ pub struct Options {
     pub control: PathBuf,
     /// The name the box greets with and writes in Received headers.
     pub hostname: String,
+    /// DNS servers for the restrictions and delivery; empty: the system's resolv.conf.
+    pub dns_servers: Vec<SocketAddr>,
+    /// How long one DNS lookup of the restrictions may take.
+    pub dns_timeout: std::time::Duration,
 }
 
 /// A running daemon. Dropping it stops nothing: call [`Daemon::shutdown`].
@@ -106,16 +111,9 @@ impl Daemon {
         let listeners: Vec<(ListenerKind, SocketAddr)> =
             bound.iter().map(|(k, a, _)| (*k, *a)).collect();
         let own: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
-        let queue = start_queue(&spool, &directory, &config, &opts.hostname, &own).await?;
+        let queue = start_queue(&spool, &directory, &config, &opts, &own).await?;
 
-        let ctx = inbound_context(
-            &opts.hostname,
-            &config,
-            tls_config,
-            &directory,
-            &spool,
-            &queue,
-        );
+        let ctx = inbound_context(&opts, &config, tls_config, &directory, &spool, &queue);
         let admin = Admin::new(Handles {
             spool,
             directory,
@@ -200,16 +198,16 @@ pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, Daem
 /// What every session asks: the policy stage, the router over the live directory, the content
 /// checks, the spool and the queue, AUTH against the directory.
 fn inbound_context(
-    hostname: &str,
+    opts: &Options,
     config: &MtaConfig,
     tls: Arc<rustls::ServerConfig>,
     directory: &Arc<SharedDirectory>,
     spool: &SpoolHandle,
     queue: &QueueHandle,
 ) -> Arc<InboundContext<Recipients, SpoolStore, Arc<SharedDirectory>>> {
-    let policy = Policy::new(connection_limits(config));
+    let policy = Policy::with_dns(connection_limits(config), policy_dns(opts));
     Arc::new(InboundContext {
-        hostname: hostname.to_string(),
+        hostname: opts.hostname.clone(),
         limits: limits(config),
         tls: Some(tls),
         policy: policy.clone(),
@@ -225,6 +223,25 @@ fn inbound_context(
         },
         auth: Some(directory.clone()),
     })
+}
+
+/// The restrictions' resolver: the servers given, else the system's; without either, lookups
+/// fail for now and the restrictions that need them defer.
+fn policy_dns(opts: &Options) -> Dns {
+    let resolver = if opts.dns_servers.is_empty() {
+        HickoryResolve::from_system(opts.dns_timeout)
+    } else {
+        HickoryResolve::with_servers(&opts.dns_servers, opts.dns_timeout)
+    };
+    match resolver {
+        Ok(r) => Dns::new(Arc::new(r), opts.dns_timeout),
+        Err(e) => {
+            master(&format!(
+                "warning: {e}: restrictions that need DNS will defer"
+            ));
+            Dns::none()
+        }
+    }
 }
 
 /// The listeners' TLS: the box's identity (made and stored at first start), checked by rustls.
@@ -285,10 +302,16 @@ async fn start_queue(
     spool: &SpoolHandle,
     directory: &Arc<SharedDirectory>,
     config: &MtaConfig,
-    hostname: &str,
+    opts: &Options,
     own_listeners: &[SocketAddr],
 ) -> Result<QueueHandle, DaemonError> {
-    let dns = match HickoryDns::from_system() {
+    let hostname = opts.hostname.as_str();
+    let system = if opts.dns_servers.is_empty() {
+        HickoryDns::from_system()
+    } else {
+        HickoryDns::with_servers_on(&opts.dns_servers)
+    };
+    let dns = match system {
         Ok(dns) => dns,
         Err(e) => {
             master(&format!(

@@ -3,11 +3,11 @@
 //!
 //! ```text
 //! check_recipient_access ldap:.../ldap-splitdomain.cf   (when set)
+//! reject_non_fqdn_recipient                              (when set)
 //! permit_sasl_authenticated, permit_mynetworks
 //! reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname, reject_non_fqdn_sender,
 //! reject_unknown_client_hostname, reject_unknown_reverse_client_hostname,
-//! reject_unknown_helo_hostname, reject_unknown_sender_domain,
-//! reject_non_fqdn_recipient, reject_unknown_recipient_domain,
+//! reject_unknown_helo_hostname, reject_unknown_sender_domain, reject_unknown_recipient_domain,
 //! reject_rbl_client ..., reject_rhsbl_client ..., reject_rhsbl_reverse_client ...,
 //! reject_rhsbl_sender ...   (zimbraMtaRestriction values, then Zimbra's list attributes)
 //! reject                                                 (when set)
@@ -48,7 +48,7 @@ fn rank(r: &Restriction) -> u8 {
         Restriction::RejectUnknownReverseClientHostname => 6,
         Restriction::RejectUnknownHeloHostname => 7,
         Restriction::RejectUnknownSenderDomain => 8,
-        Restriction::RejectNonFqdnRecipient => 9,
+        Restriction::RejectNonFqdnRecipient => 0,
         Restriction::RejectUnknownRecipientDomain => 10,
         Restriction::RejectRblClient(_) => 11,
         Restriction::RejectRhsblClient(_) => 12,

@@ -83,6 +83,12 @@ fn dns() -> FakeDns {
     )
     .add("liar.example.dbl.example", Rtype::A, vec![a("127.0.1.2")])
     .add("spam.example.dbl.example", Rtype::A, vec![a("127.0.1.2")]);
+    let huge = format!("{}example.", "a.".repeat(300));
+    f.add(
+        "77.2.0.192.in-addr.arpa",
+        Rtype::Ptr,
+        vec![Rdata::Name(huge)],
+    );
     f.silent.push("66.2.0.192.silent.example".into());
     f
 }
@@ -176,6 +182,24 @@ async fn helo_checks_refuse_with_postfix_codes_and_spare_mynetworks() {
     };
     assert_eq!(answer(&d, &authed, to).await, "OK");
     assert_eq!(answer(&d, &OUTSIDE, to).await, "OK");
+}
+
+#[tokio::test]
+async fn an_unknown_helo_name_is_refused_for_now() {
+    let d = with(&["mcf zimbraMtaRestriction reject_unknown_hostname"]);
+    let to = "user@example.com";
+    let helo = |helo| Rcpt { helo, ..OUTSIDE };
+    assert_eq!(
+        answer(&d, &helo("nx.example"), to).await,
+        "450 4.7.1 <nx.example>: Helo command rejected: Host not found"
+    );
+    assert_eq!(
+        answer(&d, &helo("slow.example"), to).await,
+        "450 4.4.3 <slow.example>: Helo command rejected: Host not found"
+    );
+    for ok in ["mx.good.example", "good.example", "[192.0.2.1]"] {
+        assert_eq!(answer(&d, &helo(ok), to).await, "OK", "{ok}");
+    }
 }
 
 #[tokio::test]
@@ -301,6 +325,15 @@ async fn client_names_must_exist_and_point_back() {
         answer(&d, &nameless, to).await,
         "450 4.7.25 Client host rejected: cannot find your reverse hostname, [192.0.2.99]"
     );
+    // A reverse name of 300 labels is no name at all.
+    let absurd = Rcpt {
+        from_ip: "192.0.2.77",
+        ..OUTSIDE
+    };
+    assert_eq!(
+        answer(&d, &absurd, to).await,
+        "450 4.7.25 Client host rejected: cannot find your reverse hostname, [192.0.2.77]"
+    );
 }
 
 /// The Split Domain page's loop breaker: with a catch-all, `reject` after the split-domain
@@ -326,6 +359,28 @@ async fn split_domain_recipe_accepts_known_addresses_and_refuses_the_rest() {
         ..OUTSIDE
     };
     assert_eq!(answer(&d, &lan, "nobody@example.com").await, "OK");
+}
+
+/// Zimbra puts reject_non_fqdn_recipient before the permits: it applies to mynetworks too.
+#[tokio::test]
+async fn recipient_checks() {
+    let d = with(&[
+        "mcf zimbraMtaRestriction reject_non_fqdn_recipient zimbraMtaRestriction reject_unknown_recipient_domain",
+    ]);
+    let lan = Rcpt {
+        from_ip: "10.0.0.5",
+        ..OUTSIDE
+    };
+    assert_eq!(
+        answer(&d, &lan, "x@intranet").await,
+        "504 5.5.2 <x@intranet>: Recipient address rejected: need fully-qualified address"
+    );
+    assert_eq!(answer(&d, &lan, "x@nx.example").await, "OK");
+    assert_eq!(
+        answer(&d, &OUTSIDE, "x@nx.example").await,
+        "450 4.1.2 <x@nx.example>: Recipient address rejected: Domain not found"
+    );
+    assert_eq!(answer(&d, &OUTSIDE, "user@example.com").await, "OK");
 }
 
 #[tokio::test]
