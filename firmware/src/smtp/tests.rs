@@ -313,6 +313,30 @@ fn message_size_is_checked_at_end_of_data() {
     assert!(d.events.contains(&Event::MessageAbort));
 }
 
+/// `\r\n\0.\r\n` would end the data for some servers behind this box: a NUL is refused in
+/// DATA and in BDAT, after the body was read, and nothing is stored.
+#[test]
+fn a_nul_byte_in_the_body_is_refused_not_relayed() {
+    let mut d = Loopback::new(Config::new("mx"), None);
+    d.send(b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n");
+    let r = d.send(b"Subject: x\r\n\r\nbefore\r\n\0.\r\nSMUGGLED\r\n.\r\nNOOP\r\n");
+    assert_eq!(
+        r,
+        "550 5.6.0 Error: message content rejected: NUL character in message\r\n250 2.0.0 Ok\r\n"
+    );
+    assert!(d.events.contains(&Event::MessageAbort));
+    d.send(b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nBDAT 5 LAST\r\n");
+    let r = d.send(b"a\0b\r\n");
+    assert!(r.starts_with("550 5.6.0 "), "{r}");
+    assert!(d.stored.is_empty());
+    // The session goes on, and a clean message is taken.
+    d.send(b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n");
+    assert!(
+        d.send(b"clean\r\n.\r\n")
+            .starts_with("250 2.0.0 Ok: queued")
+    );
+}
+
 #[test]
 fn recipient_limit_gives_452() {
     let mut c = Config::new("mx");

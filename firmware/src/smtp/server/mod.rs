@@ -219,6 +219,8 @@ struct Transaction {
     bdat: bool,
     size: u64,
     too_big: bool,
+    /// The body held a NUL byte: it is read to its end, then refused, never stored.
+    nul: bool,
 }
 
 #[derive(Debug)]

@@ -120,6 +120,7 @@ impl Session {
             bdat: false,
             size: 0,
             too_big: false,
+            nul: false,
         });
         self.reply(Reply::new(250, [2, 1, 0], "Ok"));
     }
@@ -312,7 +313,7 @@ impl Session {
                     return false;
                 }
                 self.phase = Phase::Command;
-                if last || self.tx.as_ref().is_some_and(|tx| tx.too_big) {
+                if last || self.tx.as_ref().is_some_and(|tx| tx.too_big || tx.nul) {
                     self.end_of_message();
                 } else {
                     self.reply(Reply::new(250, [2, 0, 0], format!("Ok: {size} bytes")));
@@ -323,11 +324,19 @@ impl Session {
         }
     }
 
-    /// Counts body bytes against the size limit and passes them on while under it.
+    /// Counts body bytes against the size limit and passes them on while under it and free of
+    /// NUL bytes.
     pub(super) fn take_body(&mut self, body: Vec<u8>) {
         let Some(tx) = self.tx.as_mut() else { return };
         tx.size += body.len() as u64;
-        if tx.too_big {
+        if tx.too_big || tx.nul {
+            return;
+        }
+        // A server behind this box that ends data at `\r\n\0.\r\n` could be smuggled into.
+        if body.contains(&0) {
+            tx.nul = true;
+            tx.open = false;
+            self.events.push_back(Event::MessageAbort);
             return;
         }
         if tx.size > self.config.max_message_size {
@@ -346,6 +355,10 @@ impl Session {
         if self.tx.as_ref().is_some_and(|tx| tx.too_big) {
             self.tx = None;
             return self.refuse(Refusal::MessageTooBig);
+        }
+        if self.tx.as_ref().is_some_and(|tx| tx.nul) {
+            self.tx = None;
+            return self.refuse(Refusal::NulInData);
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.open = false;
