@@ -65,6 +65,9 @@ pub struct MtaConfig {
     /// `zimbraMtaMyHostname` (Postfix `myhostname`): the domain of a bare `postmaster`. The
     /// greeting and Received headers still use the daemon's `--hostname`.
     pub my_hostname: String,
+    /// `posternPostmasterAddress`: where mail to `postmaster@` and `abuse@` of the box's own
+    /// name goes (Postfix's `postmaster: root` alias). Unset, such mail is refused at RCPT.
+    pub postmaster_address: Option<String>,
     /// `virtual_transport`: next hop of a local account when neither the account nor its domain
     /// has a `zimbraMailTransport`. Unset, such mail is accepted and stays deferred.
     pub virtual_transport: Option<Transport>,
@@ -92,6 +95,7 @@ const QUEUE_LIFETIME: &str = "zimbraMtaMaximalQueueLifetime";
 const BOUNCE_LIFETIME: &str = "zimbraMtaBounceQueueLifetime";
 const DELAY_WARNING: &str = "zimbraMtaDelayWarningTime";
 const MY_HOSTNAME: &str = "zimbraMtaMyHostname";
+const POSTMASTER: &str = "posternPostmasterAddress";
 const VIRTUAL_TRANSPORT: &str = "virtual_transport";
 
 /// Time settings: attribute, default unit of a bare number.
@@ -124,6 +128,7 @@ impl Default for MtaConfig {
             bounce_queue_lifetime: Duration::from_secs(5 * 86_400),
             delay_warning_time: Duration::ZERO,
             my_hostname: "localhost".to_string(),
+            postmaster_address: None,
             virtual_transport: None,
             unenforced: Vec::new(),
         }
@@ -150,6 +155,7 @@ impl MtaConfig {
         BOUNCE_LIFETIME,
         DELAY_WARNING,
         MY_HOSTNAME,
+        POSTMASTER,
         VIRTUAL_TRANSPORT,
     ];
 
@@ -179,6 +185,7 @@ impl MtaConfig {
             RCPT_LIMIT => one(self.recipient_limit.to_string()),
             HOPS => one(self.hopcount_limit.to_string()),
             MY_HOSTNAME => one(self.my_hostname.clone()),
+            POSTMASTER => self.postmaster_address.iter().cloned().collect(),
             VIRTUAL_TRANSPORT => self
                 .virtual_transport
                 .iter()
@@ -290,6 +297,7 @@ impl MtaConfig {
             RCPT_LIMIT => self.recipient_limit = number(attr, v)?,
             HOPS => self.hopcount_limit = number(attr, v)?,
             MY_HOSTNAME => self.my_hostname = hostname(attr, v)?,
+            POSTMASTER => self.postmaster_address = Some(mailbox(attr, v)?),
             time => {
                 let d = duration::parse(v, time_unit(time)).map_err(|e| invalid(attr, v, e))?;
                 *self.time_mut(time) = d;
@@ -322,6 +330,7 @@ impl MtaConfig {
             RCPT_LIMIT => self.recipient_limit = other.recipient_limit,
             HOPS => self.hopcount_limit = other.hopcount_limit,
             MY_HOSTNAME => self.my_hostname = other.my_hostname.clone(),
+            POSTMASTER => self.postmaster_address = other.postmaster_address.clone(),
             time => *self.time_mut(time) = *other.time(time),
         }
     }
@@ -413,6 +422,22 @@ fn number<T: std::str::FromStr>(attr: &'static str, v: &str) -> Result<T, AttrEr
         .map_err(|_| invalid(attr, v, "not a whole number in range"))
 }
 
+/// `user@domain.example`, lower-cased.
+fn mailbox(attr: &'static str, v: &str) -> Result<String, AttrError> {
+    match v.rsplit_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !local
+                    .bytes()
+                    .any(|b| b.is_ascii_whitespace() || b == b'<' || b == b'>') =>
+        {
+            let domain = hostname(attr, domain)?;
+            Ok(format!("{local}@{domain}").to_ascii_lowercase())
+        }
+        _ => Err(invalid(attr, v, "not an address (user@domain)")),
+    }
+}
+
 fn hostname(attr: &'static str, v: &str) -> Result<String, AttrError> {
     match Transport::mx(v) {
         Ok(t) => Ok(t.host.to_string()),
@@ -446,7 +471,7 @@ mod tests {
         assert_eq!(vals(&c, "hopcount_limit"), ["50"]);
         assert_eq!(vals(&c, "smtpd_recipient_limit"), ["1000"]);
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
-        assert_eq!(c.all_values().len(), MtaConfig::ATTRS.len() - 6);
+        assert_eq!(c.all_values().len(), MtaConfig::ATTRS.len() - 7);
     }
 
     #[test]
@@ -485,6 +510,8 @@ mod tests {
             ("zimbraMtaMinimalBackoffTime", "2h"),
             ("zimbraMtaMaximalQueueLifetime", "5 days"),
             ("zimbraMtaMyHostname", "bad host"),
+            ("posternPostmasterAddress", "root"),
+            ("posternPostmasterAddress", "<a>@example.com"),
         ] {
             let err = c.set(attr, &s(&[v])).unwrap_err();
             assert!(err.to_string().contains(attr), "{err}");

@@ -19,6 +19,7 @@
 mod connect;
 pub mod dns;
 pub mod names;
+mod own_name;
 mod refusal;
 mod relay;
 pub mod restrictions;
@@ -27,6 +28,7 @@ mod tests;
 
 pub use connect::{Admitted, ConnectionLimits, Refusal};
 pub use dns::Dns;
+pub use own_name::OwnName;
 pub use refusal::{Listed, RcptRefusal};
 
 use std::net::IpAddr;
@@ -46,19 +48,23 @@ pub struct Policy {
     limits: ConnectionLimits,
     counts: Mutex<Counts>,
     dns: Dns,
+    /// The name the box greets with; mail to it is the box's own (see [`OwnName`]).
+    hostname: String,
 }
 
 impl Policy {
     /// A policy without DNS: restrictions that need a lookup defer (450) rather than pass.
     pub fn new(limits: ConnectionLimits) -> Arc<Policy> {
-        Policy::with_dns(limits, Dns::none())
+        Policy::with_dns(limits, Dns::none(), "")
     }
 
-    pub fn with_dns(limits: ConnectionLimits, dns: Dns) -> Arc<Policy> {
+    /// The policy of a box called `hostname`, asking `dns`.
+    pub fn with_dns(limits: ConnectionLimits, dns: Dns, hostname: &str) -> Arc<Policy> {
         Arc::new(Policy {
             limits,
             counts: Mutex::new(Counts::default()),
             dns,
+            hostname: hostname.to_string(),
         })
     }
 
@@ -88,6 +94,13 @@ impl Policy {
     /// under the settings as they are now (`zimbraMtaMyNetworks` may change while it runs).
     pub fn rcpt(&self, client: &ClientInfo, config: &MtaConfig) -> Relay {
         relay::relay_for(client, config)
+    }
+
+    /// Whether `recipient` is addressed to the box's own name (its hostname or
+    /// `zimbraMtaMyHostname`), and what becomes of it then. Asked before the router.
+    pub fn own_name(&self, recipient: &str, dir: &Directory) -> OwnName {
+        let own = [self.hostname.as_str(), dir.config().my_hostname.as_str()];
+        own_name::classify(recipient, &own, dir)
     }
 
     /// The recipient restrictions for a recipient the router accepted, under the directory's

@@ -50,6 +50,8 @@ pub enum RcptRefusal {
     },
     /// `reject` (the recipient, as Postfix names it in the reply).
     Reject(String),
+    /// An address at the box's own name other than postmaster and abuse.
+    UnknownLocalUser(String),
     /// A lookup behind this refusal failed for now: the client may try again (Postfix's
     /// `defer_if_permit`).
     Deferred(Box<RcptRefusal>),
@@ -111,6 +113,7 @@ impl RcptRefusal {
                 (450, [4, 7, 25])
             }
             RcptRefusal::Listed { .. } | RcptRefusal::Reject(_) => (554, [5, 7, 1]),
+            RcptRefusal::UnknownLocalUser(_) => (550, [5, 1, 1]),
             RcptRefusal::Deferred(_) => (450, [4, 4, 3]),
         }
     }
@@ -188,6 +191,11 @@ impl fmt::Display for RcptRefusal {
                     echo(r)
                 )
             }
+            RcptRefusal::UnknownLocalUser(r) => write!(
+                f,
+                "<{}>: Recipient address rejected: User unknown in local recipient table",
+                echo(r)
+            ),
             RcptRefusal::Deferred(inner) => inner.fmt(f),
         }
     }

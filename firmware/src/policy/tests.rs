@@ -97,6 +97,7 @@ fn policy() -> Arc<Policy> {
     Policy::with_dns(
         ConnectionLimits::default(),
         Dns::new(Arc::new(dns()), Duration::from_secs(2)),
+        "mx.test.example",
     )
 }
 
