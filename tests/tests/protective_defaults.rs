@@ -108,3 +108,63 @@ fn a_nul_byte_in_the_body_is_refused_and_nothing_is_relayed() {
     assert_eq!(all.len(), 1, "{}", p.log());
     assert!(got[0].contains("Subject: clean") && !all[0].contains("smuggle"));
 }
+
+/// `smtpd_client_connection_rate_limit` and `smtpd_client_message_rate_limit`, per client and
+/// minute, with mynetworks exempt; they apply from the next start, as the other limits do.
+#[test]
+fn client_rate_limits_refuse_the_excess_and_spare_mynetworks() {
+    let sink = Sink::start(0);
+    let mut p = HostPostern::start(&[]);
+    let transport = format!("smtp:[127.0.0.1]:{}", sink.port);
+    prov(
+        &p,
+        &["cd", "example.com", "zimbraMailTransport", &transport],
+    );
+    prov(&p, &["ca", "user@example.com", "pw"]);
+    prov(
+        &p,
+        &[
+            "mcf",
+            "smtpd_client_connection_rate_limit",
+            "3",
+            "smtpd_client_message_rate_limit",
+            "1",
+            "zimbraMtaMyNetworks",
+            "192.0.2.0/24",
+        ],
+    );
+    p.restart();
+    let addr = p.listener("smtp");
+    // status itself does not connect over SMTP: the first three connections are ours.
+    let mut first = SmtpClient::connect(addr);
+    assert!(first.reply().starts_with("220 "));
+    first.cmd("EHLO client.example");
+    first.cmd("MAIL FROM:<a@outside.example>");
+    first.cmd("RCPT TO:<user@example.com>");
+    assert!(first.cmd("DATA").starts_with("354"));
+    first.send(b"Subject: one\r\n\r\nx\r\n.\r\n");
+    assert!(first.reply().starts_with("250 2.0.0 Ok: queued"));
+    first.cmd("MAIL FROM:<a@outside.example>");
+    first.cmd("RCPT TO:<user@example.com>");
+    assert_eq!(
+        first.cmd("DATA"),
+        "450 4.7.1 Error: too much mail from 127.0.0.1"
+    );
+    for _ in 0..2 {
+        let mut c = SmtpClient::connect(addr);
+        assert!(c.reply().starts_with("220 "));
+    }
+    let mut over = SmtpClient::connect(addr);
+    assert_eq!(
+        over.reply(),
+        "421 4.7.0 mx.test.example Error: too many connections from 127.0.0.1"
+    );
+
+    prov(&p, &["mcf", "zimbraMtaMyNetworks", "127.0.0.0/8"]);
+    p.restart();
+    let addr = p.listener("smtp");
+    for _ in 0..5 {
+        let mut c = SmtpClient::connect(addr);
+        assert!(c.reply().starts_with("220 "));
+    }
+}

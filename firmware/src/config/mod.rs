@@ -48,6 +48,10 @@ pub struct MtaConfig {
     pub max_message_size: u64,
     /// `smtpd_recipient_limit`: RCPT TO commands accepted per message.
     pub recipient_limit: u32,
+    /// `smtpd_client_connection_rate_limit`: connections per client per minute; 0 no limit.
+    pub connection_rate_limit: u32,
+    /// `smtpd_client_message_rate_limit`: messages per client per minute; 0 no limit.
+    pub message_rate_limit: u32,
     /// `hopcount_limit`: Received headers a message may carry before it bounces as a loop.
     pub hopcount_limit: u32,
     /// `zimbraMtaQueueRunDelay`.
@@ -88,6 +92,8 @@ const MULTI: [&str; 4] = [RESTRICTION, RBLS, RHSBLCS, RHSBLSS];
 const MAX_SIZE: &str = "zimbraMtaMaxMessageSize";
 const RCPT_LIMIT: &str = "smtpd_recipient_limit";
 const HOPS: &str = "hopcount_limit";
+const CONN_RATE: &str = "smtpd_client_connection_rate_limit";
+const MSG_RATE: &str = "smtpd_client_message_rate_limit";
 const RUN_DELAY: &str = "zimbraMtaQueueRunDelay";
 const MIN_BACKOFF: &str = "zimbraMtaMinimalBackoffTime";
 const MAX_BACKOFF: &str = "zimbraMtaMaximalBackoffTime";
@@ -121,6 +127,8 @@ impl Default for MtaConfig {
             max_message_size: 10_240_000,
             recipient_limit: 1000,
             hopcount_limit: 50,
+            connection_rate_limit: 0,
+            message_rate_limit: 0,
             queue_run_delay: Duration::from_secs(300),
             minimal_backoff_time: Duration::from_secs(300),
             maximal_backoff_time: Duration::from_secs(4000),
@@ -148,6 +156,8 @@ impl MtaConfig {
         MAX_SIZE,
         RCPT_LIMIT,
         HOPS,
+        CONN_RATE,
+        MSG_RATE,
         RUN_DELAY,
         MIN_BACKOFF,
         MAX_BACKOFF,
@@ -184,6 +194,8 @@ impl MtaConfig {
             MAX_SIZE => one(self.max_message_size.to_string()),
             RCPT_LIMIT => one(self.recipient_limit.to_string()),
             HOPS => one(self.hopcount_limit.to_string()),
+            CONN_RATE => one(self.connection_rate_limit.to_string()),
+            MSG_RATE => one(self.message_rate_limit.to_string()),
             MY_HOSTNAME => one(self.my_hostname.clone()),
             POSTMASTER => self.postmaster_address.iter().cloned().collect(),
             VIRTUAL_TRANSPORT => self
@@ -296,6 +308,8 @@ impl MtaConfig {
             MAX_SIZE => self.max_message_size = number(attr, v)?,
             RCPT_LIMIT => self.recipient_limit = number(attr, v)?,
             HOPS => self.hopcount_limit = number(attr, v)?,
+            CONN_RATE => self.connection_rate_limit = number(attr, v)?,
+            MSG_RATE => self.message_rate_limit = number(attr, v)?,
             MY_HOSTNAME => self.my_hostname = hostname(attr, v)?,
             POSTMASTER => self.postmaster_address = Some(mailbox(attr, v)?),
             time => {
@@ -329,6 +343,8 @@ impl MtaConfig {
             MAX_SIZE => self.max_message_size = other.max_message_size,
             RCPT_LIMIT => self.recipient_limit = other.recipient_limit,
             HOPS => self.hopcount_limit = other.hopcount_limit,
+            CONN_RATE => self.connection_rate_limit = other.connection_rate_limit,
+            MSG_RATE => self.message_rate_limit = other.message_rate_limit,
             MY_HOSTNAME => self.my_hostname = other.my_hostname.clone(),
             POSTMASTER => self.postmaster_address = other.postmaster_address.clone(),
             time => *self.time_mut(time) = *other.time(time),

@@ -378,6 +378,8 @@ fn limits(c: &MtaConfig) -> Limits {
 fn connection_limits(c: &MtaConfig) -> ConnectionLimits {
     ConnectionLimits {
         client_limit_exceptions: c.my_networks.clone(),
+        connection_rate_limit: c.connection_rate_limit,
+        message_rate_limit: c.message_rate_limit,
         ..ConnectionLimits::default()
     }
 }

@@ -179,6 +179,12 @@ async fn answer<R, S, A>(
             session.answer_auth(ok, Instant::now());
         }
         Event::MessageBegin(mut envelope) => {
+            if let Some(ip) = envelope.client.addr
+                && let Err(refusal) = ctx.policy.message(ip)
+            {
+                session.answer_begin(Err(refusal.reply(&ctx.hostname)), Instant::now());
+                return;
+            }
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())

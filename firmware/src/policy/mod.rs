@@ -2,9 +2,12 @@
 //! before the router or the spool sees anything. Postfix's names, Postfix's order:
 //!
 //! - **connect** ([`Policy::connect`]): connection limits, all clients together
-//!   (`default_process_limit`) and per client IP (`smtpd_client_connection_count_limit`), with the
-//!   clients of `smtpd_client_event_limit_exceptions` (`$mynetworks`) exempt. A refused client
-//!   gets `421 4.7.0` and is disconnected.
+//!   (`default_process_limit`) and per client IP (`smtpd_client_connection_count_limit`,
+//!   `smtpd_client_connection_rate_limit`), with the clients of
+//!   `smtpd_client_event_limit_exceptions` (`$mynetworks`) exempt. A refused client gets
+//!   `421 4.7.0` and is disconnected.
+//! - **message** ([`Policy::message`]): `smtpd_client_message_rate_limit`, asked when a message
+//!   begins (`450 4.7.1 Error: too much mail from IP`).
 //! - **RCPT** ([`Policy::rcpt`]): relay control (`smtpd_relay_restrictions =
 //!   permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination`). The policy says
 //!   whether this client may relay ([`Relay`]); the router, which knows the box's domains, refuses
@@ -33,6 +36,7 @@ pub use refusal::{Listed, RcptRefusal};
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::config::MtaConfig;
 use crate::directory::Directory;
@@ -71,12 +75,27 @@ impl Policy {
     /// The connect stage: a slot for a new connection from `ip`, held until the returned
     /// [`Admitted`] is dropped, or the limit it would break.
     pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
+        self.connect_at(ip, Instant::now())
+    }
+
+    /// [`Policy::connect`] at a given time (the connection rate is counted per time unit).
+    pub fn connect_at(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Admitted, Refusal> {
         let mut counts = self.counts.lock().map_err(|_| Refusal::Unavailable)?;
-        counts.admit(ip, &self.limits)?;
+        counts.admit(ip, &self.limits, now)?;
         Ok(Admitted {
             policy: self.clone(),
             ip,
         })
+    }
+
+    /// A new message from `ip` (`smtpd_client_message_rate_limit`); refused with 450 over it.
+    pub fn message(&self, ip: IpAddr) -> Result<(), Refusal> {
+        self.message_at(ip, Instant::now())
+    }
+
+    pub fn message_at(&self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        let mut counts = self.counts.lock().map_err(|_| Refusal::Unavailable)?;
+        counts.message(ip, &self.limits, now)
     }
 
     /// Connections being served now.
