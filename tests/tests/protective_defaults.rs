@@ -168,3 +168,44 @@ fn client_rate_limits_refuse_the_excess_and_spare_mynetworks() {
         assert!(c.reply().starts_with("220 "));
     }
 }
+
+/// postscreen's pregreet test (`postscreen_greet_action drop`) and unannounced pipelining.
+#[test]
+fn clients_that_talk_first_or_pipeline_unannounced_are_dropped() {
+    let sink = Sink::start(0);
+    let mut p = HostPostern::start(&[]);
+    let transport = format!("smtp:[127.0.0.1]:{}", sink.port);
+    prov(
+        &p,
+        &["cd", "example.com", "zimbraMailTransport", &transport],
+    );
+    prov(&p, &["ca", "user@example.com", "pw"]);
+
+    // Pipelining after HELO, where PIPELINING was never offered.
+    let mut c = SmtpClient::connect(p.listener("smtp"));
+    c.reply();
+    c.send(b"HELO bot.example\r\nMAIL FROM:<a@outside.example>\r\n");
+    assert_eq!(c.reply(), "554 5.5.0 Error: SMTP protocol synchronization");
+
+    prov(
+        &p,
+        &[
+            "mcf",
+            "postscreen_greet_action",
+            "drop",
+            "postscreen_greet_wait",
+            "1s",
+        ],
+    );
+    p.restart();
+    let mut bot = SmtpClient::connect(p.listener("smtp"));
+    // SmtpClient reads a multi-line reply whole: the 220- line, then what ends it.
+    bot.send(b"EHLO bot.example\r\n");
+    assert_eq!(
+        bot.reply(),
+        "220-mx.test.example ESMTP Postern\n521 5.5.1 Protocol error"
+    );
+    // A client that waits for the whole greeting is served (swaks does).
+    let out = swaks_to(&p, "user@example.com", None);
+    assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");
+}

@@ -52,6 +52,11 @@ pub struct MtaConfig {
     pub connection_rate_limit: u32,
     /// `smtpd_client_message_rate_limit`: messages per client per minute; 0 no limit.
     pub message_rate_limit: u32,
+    /// `postscreen_greet_action`: `drop` hangs up on a client that talks before the greeting
+    /// is complete; `ignore` (Postfix's default) greets at once.
+    pub greet_action_drop: bool,
+    /// `postscreen_greet_wait`: how long the greeting is held when the action is `drop` (6 s).
+    pub greet_wait: Duration,
     /// `hopcount_limit`: Received headers a message may carry before it bounces as a loop.
     pub hopcount_limit: u32,
     /// `zimbraMtaQueueRunDelay`.
@@ -92,6 +97,8 @@ const MULTI: [&str; 4] = [RESTRICTION, RBLS, RHSBLCS, RHSBLSS];
 const MAX_SIZE: &str = "zimbraMtaMaxMessageSize";
 const RCPT_LIMIT: &str = "smtpd_recipient_limit";
 const HOPS: &str = "hopcount_limit";
+const GREET_ACTION: &str = "postscreen_greet_action";
+const GREET_WAIT: &str = "postscreen_greet_wait";
 const CONN_RATE: &str = "smtpd_client_connection_rate_limit";
 const MSG_RATE: &str = "smtpd_client_message_rate_limit";
 const RUN_DELAY: &str = "zimbraMtaQueueRunDelay";
@@ -105,7 +112,8 @@ const POSTMASTER: &str = "posternPostmasterAddress";
 const VIRTUAL_TRANSPORT: &str = "virtual_transport";
 
 /// Time settings: attribute, default unit of a bare number.
-const TIMES: [(&str, Unit); 6] = [
+const TIMES: [(&str, Unit); 7] = [
+    (GREET_WAIT, Unit::Seconds),
     (RUN_DELAY, Unit::Seconds),
     (MIN_BACKOFF, Unit::Seconds),
     (MAX_BACKOFF, Unit::Seconds),
@@ -129,6 +137,8 @@ impl Default for MtaConfig {
             hopcount_limit: 50,
             connection_rate_limit: 0,
             message_rate_limit: 0,
+            greet_action_drop: false,
+            greet_wait: Duration::from_secs(6),
             queue_run_delay: Duration::from_secs(300),
             minimal_backoff_time: Duration::from_secs(300),
             maximal_backoff_time: Duration::from_secs(4000),
@@ -158,6 +168,8 @@ impl MtaConfig {
         HOPS,
         CONN_RATE,
         MSG_RATE,
+        GREET_ACTION,
+        GREET_WAIT,
         RUN_DELAY,
         MIN_BACKOFF,
         MAX_BACKOFF,
@@ -196,6 +208,12 @@ impl MtaConfig {
             HOPS => one(self.hopcount_limit.to_string()),
             CONN_RATE => one(self.connection_rate_limit.to_string()),
             MSG_RATE => one(self.message_rate_limit.to_string()),
+            GREET_ACTION => one(if self.greet_action_drop {
+                "drop"
+            } else {
+                "ignore"
+            }
+            .into()),
             MY_HOSTNAME => one(self.my_hostname.clone()),
             POSTMASTER => self.postmaster_address.iter().cloned().collect(),
             VIRTUAL_TRANSPORT => self
@@ -310,6 +328,20 @@ impl MtaConfig {
             HOPS => self.hopcount_limit = number(attr, v)?,
             CONN_RATE => self.connection_rate_limit = number(attr, v)?,
             MSG_RATE => self.message_rate_limit = number(attr, v)?,
+            GREET_ACTION => {
+                self.greet_action_drop = match v.to_ascii_lowercase().as_str() {
+                    "drop" => true,
+                    "ignore" => false,
+                    // enforce: postscreen's dummy SMTP dialogue, not built.
+                    "enforce" => {
+                        return Err(AttrError::NotSupported {
+                            attr: attr.to_string(),
+                            value: Some(v.to_string()),
+                        });
+                    }
+                    _ => return Err(invalid(attr, v, "use ignore or drop")),
+                }
+            }
             MY_HOSTNAME => self.my_hostname = hostname(attr, v)?,
             POSTMASTER => self.postmaster_address = Some(mailbox(attr, v)?),
             time => {
@@ -345,6 +377,7 @@ impl MtaConfig {
             HOPS => self.hopcount_limit = other.hopcount_limit,
             CONN_RATE => self.connection_rate_limit = other.connection_rate_limit,
             MSG_RATE => self.message_rate_limit = other.message_rate_limit,
+            GREET_ACTION => self.greet_action_drop = other.greet_action_drop,
             MY_HOSTNAME => self.my_hostname = other.my_hostname.clone(),
             POSTMASTER => self.postmaster_address = other.postmaster_address.clone(),
             time => *self.time_mut(time) = *other.time(time),
@@ -353,6 +386,7 @@ impl MtaConfig {
 
     fn time(&self, attr: &str) -> &Duration {
         match attr {
+            GREET_WAIT => &self.greet_wait,
             RUN_DELAY => &self.queue_run_delay,
             MIN_BACKOFF => &self.minimal_backoff_time,
             MAX_BACKOFF => &self.maximal_backoff_time,
@@ -364,6 +398,7 @@ impl MtaConfig {
 
     fn time_mut(&mut self, attr: &str) -> &mut Duration {
         match attr {
+            GREET_WAIT => &mut self.greet_wait,
             RUN_DELAY => &mut self.queue_run_delay,
             MIN_BACKOFF => &mut self.minimal_backoff_time,
             MAX_BACKOFF => &mut self.maximal_backoff_time,

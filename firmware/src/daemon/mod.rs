@@ -370,6 +370,11 @@ fn limits(c: &MtaConfig) -> Limits {
     Limits {
         message_size_limit: c.max_message_size,
         recipient_limit: c.recipient_limit as usize,
+        greet_wait: if c.greet_action_drop {
+            c.greet_wait
+        } else {
+            std::time::Duration::ZERO
+        },
         ..Limits::default()
     }
 }

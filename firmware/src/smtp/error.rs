@@ -63,6 +63,8 @@ pub enum Refusal {
     PipeliningViolation,
     /// `smtpd_hard_error_limit` reached: disconnect.
     TooManyErrors,
+    /// The client spoke before the greeting was complete (postscreen's pregreet test, `drop`).
+    Pregreet,
     /// No command or data within `smtpd_timeout`: disconnect.
     Timeout,
     AuthNotEnabled,
@@ -137,6 +139,7 @@ impl Refusal {
             TooManyErrors => {
                 Reply::new(421, [4, 7, 0], format!("{hostname} Error: too many errors"))
             }
+            Pregreet => Reply::new(521, [5, 5, 1], "Protocol error"),
             Timeout => Reply::new(
                 421,
                 [4, 4, 2],
@@ -173,6 +176,7 @@ impl Refusal {
             Refusal::BareLf { .. }
                 | Refusal::BareCr { .. }
                 | Refusal::PipeliningViolation
+                | Refusal::Pregreet
                 | Refusal::TooManyErrors
                 | Refusal::Timeout
                 | Refusal::TooManyAuthFailures

@@ -111,6 +111,17 @@ impl Session {
             Ok(r) => r.into_owned(),
             Err(e) => return self.refuse(parse_refusal(e)),
         };
+        let announced = matches!(self.helo, Greeted::Ehlo)
+            || matches!(request, Request::Ehlo { .. } | Request::Lhlo { .. });
+        if self.config.forbid_unauth_pipelining
+            && self.config.mode == Mode::Smtp
+            && self.client.auth.is_none()
+            && !announced
+            && self.pos < self.input.len()
+        {
+            // More commands in hand than the one a client without PIPELINING may send.
+            return self.refuse(Refusal::PipeliningViolation);
+        }
         match request {
             Request::Ehlo { host } => self.hello(host, Greeted::Ehlo, Mode::Smtp),
             Request::Helo { host } => self.hello(host, Greeted::Helo, Mode::Smtp),
