@@ -5,3 +5,4 @@ pub mod appliance;
 pub mod dns;
 pub mod host;
 pub mod peers;
+pub mod policy_server;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tests::dns::{DnsServer, Record};
 use tests::host::{HostPostern, SmtpClient};
 use tests::peers::{Sink, swaks};
+use tests::policy_server::PolicyServer;
 
 fn prov(p: &HostPostern, args: &[&str]) -> String {
     let mut all = vec!["prov"];
@@ -205,6 +206,83 @@ fn blocklists_refuse_with_the_lists_reason_and_dead_lists_do_not_hang() {
     assert!(
         dns.queries()
             .contains(&"1.0.0.127.silent.test/A".to_string())
+    );
+}
+
+/// A policy service started by the test (postgrey-style answers): DUNNO passes, REJECT and
+/// DEFER_IF_PERMIT refuse with the service's text, a service that is gone gives 451 4.3.5.
+#[test]
+fn a_policy_service_decides_with_postfix_semantics() {
+    let dns = DnsServer::start();
+    let sink = Sink::start(0);
+    let p = gateway(&dns, &sink);
+    for user in ["grey", "bad"] {
+        prov(&p, &["ca", &format!("{user}@example.com"), "pw"]);
+    }
+    let service = PolicyServer::start();
+    service.answer("bad@example.com", "REJECT go away");
+    service.answer(
+        "grey@example.com",
+        "DEFER_IF_PERMIT Greylisted, see http://postgrey.example/",
+    );
+    let helo = "mx.client.example";
+    assert!(accepted(&try_rcpt(
+        &p,
+        helo,
+        "a@b.example",
+        "bad@example.com"
+    )));
+    prov(
+        &p,
+        &["mcf", "+zimbraMtaRestriction", &service.restriction()],
+    );
+    assert!(accepted(&try_rcpt(
+        &p,
+        helo,
+        "a@b.example",
+        "user@example.com"
+    )));
+    let out = try_rcpt(&p, helo, "a@b.example", "bad@example.com");
+    assert!(
+        out.contains("554 5.7.1 <bad@example.com>: Recipient address rejected: go away"),
+        "{out}"
+    );
+    let out = try_rcpt(&p, helo, "a@b.example", "grey@example.com");
+    assert!(
+        out.contains("450 4.7.1 <grey@example.com>: Recipient address rejected: Greylisted, see http://postgrey.example/"),
+        "{out}"
+    );
+    let asked = service.requests();
+    let first = asked.first().expect("a request");
+    assert_eq!(
+        first.get("request").map(String::as_str),
+        Some("smtpd_access_policy")
+    );
+    assert_eq!(
+        first.get("protocol_state").map(String::as_str),
+        Some("RCPT")
+    );
+    assert_eq!(first.get("sender").map(String::as_str), Some("a@b.example"));
+    assert_eq!(first.get("helo_name").map(String::as_str), Some(helo));
+    assert_eq!(
+        first.get("client_address").map(String::as_str),
+        Some("127.0.0.1")
+    );
+
+    // A service that is not there: Postfix's default action.
+    let gone = tests::peers::free_port();
+    prov(
+        &p,
+        &[
+            "mcf",
+            "zimbraMtaRestriction",
+            &format!("check_policy_service inet:127.0.0.1:{gone}"),
+        ],
+    );
+    let out = try_rcpt(&p, helo, "a@b.example", "user@example.com");
+    assert!(
+        out.contains("451 4.3.5 Server configuration problem"),
+        "{out}"
     );
 }
 

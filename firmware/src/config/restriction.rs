@@ -196,9 +196,10 @@ fn policy_service(s: &str) -> Option<PolicyService> {
 
 impl Restriction {
     /// Whether the policy stage applies this restriction; `mcf` refuses the others rather than
-    /// store what does nothing.
+    /// store what does nothing. Every restriction this type can hold is applied now; values an
+    /// older firmware stored that this one cannot parse are refused at parse time.
     pub fn is_enforced(&self) -> bool {
-        !matches!(self, Restriction::CheckPolicyService(_))
+        true
     }
 }
 

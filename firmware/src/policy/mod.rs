@@ -26,6 +26,7 @@ mod own_name;
 mod refusal;
 mod relay;
 pub mod restrictions;
+pub mod service;
 #[cfg(test)]
 mod tests;
 

@@ -52,6 +52,14 @@ pub enum RcptRefusal {
     Reject(String),
     /// An address at the box's own name other than postmaster and abuse.
     UnknownLocalUser(String),
+    /// A policy service's answer (its code, status and text), or the default action when it
+    /// failed (no recipient in the reply then).
+    Service {
+        code: u16,
+        status: [u8; 3],
+        text: String,
+        recipient: Option<String>,
+    },
     /// A lookup behind this refusal failed for now: the client may try again (Postfix's
     /// `defer_if_permit`).
     Deferred(Box<RcptRefusal>),
@@ -83,6 +91,9 @@ impl RcptRefusal {
     /// The SMTP reply.
     pub fn reply(&self) -> Reply {
         match self {
+            RcptRefusal::Deferred(inner) if matches!(**inner, RcptRefusal::Service { .. }) => {
+                inner.reply()
+            }
             RcptRefusal::Deferred(inner) => {
                 // Client name lookups keep their own status; domain lookups say "try later".
                 let status = match **inner {
@@ -114,6 +125,7 @@ impl RcptRefusal {
             }
             RcptRefusal::Listed { .. } | RcptRefusal::Reject(_) => (554, [5, 7, 1]),
             RcptRefusal::UnknownLocalUser(_) => (550, [5, 1, 1]),
+            RcptRefusal::Service { code, status, .. } => (*code, *status),
             RcptRefusal::Deferred(_) => (450, [4, 4, 3]),
         }
     }
@@ -196,6 +208,17 @@ impl fmt::Display for RcptRefusal {
                 "<{}>: Recipient address rejected: User unknown in local recipient table",
                 echo(r)
             ),
+            RcptRefusal::Service {
+                text, recipient, ..
+            } => match recipient {
+                Some(r) => write!(
+                    f,
+                    "<{}>: Recipient address rejected: {}",
+                    echo(r),
+                    echo(text)
+                ),
+                None => f.write_str(&echo(text)),
+            },
             RcptRefusal::Deferred(inner) => inner.fmt(f),
         }
     }

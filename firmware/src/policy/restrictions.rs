@@ -28,6 +28,7 @@ use crate::mail::ClientInfo;
 use super::dns::{Dns, DnsFailure, reverse_name};
 use super::names::{domain_of, is_address_literal, is_fqdn, is_fqdn_address, is_valid_hostname};
 use super::refusal::{Listed, RcptRefusal};
+use super::service::{self, Verdict};
 
 /// What the restrictions look at.
 pub struct Request<'a> {
@@ -219,10 +220,57 @@ async fn check(
             Some(d) if is_valid_hostname(d) => rhsbl(dns, list, d, Listed::SenderDomain).await,
             _ => Outcome::Dunno,
         },
-        // Refused by the config until the policy service client exists (never stored).
-        Restriction::CheckPolicyService(_) => Outcome::Dunno,
+        Restriction::CheckPolicyService(service) => policy_service(service, req, dns, names).await,
         Restriction::Reject => Outcome::Refuse(RcptRefusal::Reject(req.recipient.to_string())),
         _ => Outcome::Dunno,
+    }
+}
+
+/// Asks a policy service about this RCPT.
+async fn policy_service(
+    service: &crate::config::restriction::PolicyService,
+    req: &Request<'_>,
+    dns: &Dns,
+    names: &mut ClientNames,
+) -> Outcome {
+    let (mut client_name, mut reverse_name) = (String::new(), String::new());
+    if let Some(ip) = req.client.addr {
+        reverse_name = names
+            .reverse(dns, ip)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        client_name = names
+            .verified(dns, ip)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+    }
+    let or_unknown = |s: &str| if s.is_empty() { "unknown" } else { s }.to_string();
+    let (client_name, reverse_name) = (or_unknown(&client_name), or_unknown(&reverse_name));
+    let text = service::request(&service::Attributes {
+        helo: &req.client.helo,
+        sender: req.sender,
+        recipient: req.recipient,
+        client_address: req.client.addr,
+        client_name: &client_name,
+        reverse_client_name: &reverse_name,
+        sasl_username: req.client.auth.as_deref(),
+        protocol: &req.client.protocol,
+        tls: req.client.tls.as_deref(),
+    });
+    let verdict = match service::ask(service, &text, dns).await {
+        Ok(answer) => service::verdict(&answer, req.recipient),
+        Err(e) => Err(e),
+    };
+    match verdict {
+        Ok(Verdict::Permit) => Outcome::Permit,
+        Ok(Verdict::Dunno) => Outcome::Dunno,
+        Ok(Verdict::Refuse(r)) => Outcome::Refuse(r),
+        Ok(Verdict::DeferIfPermit(r)) => Outcome::DeferIfPermit(r),
+        Err(e) => Outcome::Refuse(e.refusal()),
     }
 }
 
