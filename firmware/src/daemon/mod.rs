@@ -222,6 +222,7 @@ fn inbound_context(
             directory: directory.clone(),
         },
         auth: Some(directory.clone()),
+        log: LogSink::stderr(),
     })
 }
 

@@ -4,6 +4,7 @@
 
 pub mod format;
 pub mod sink;
+pub mod smtpd;
 
 pub use format::{
     Delays, DeliveryLine, Notification, Status, active_line, delivery_line,

@@ -8,6 +8,10 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Program {
     Qmgr,
+    /// The SMTP server (Postfix's smtpd).
+    Smtpd,
+    /// The pregreet test (Postfix's postscreen).
+    Postscreen,
     Smtp,
     Lmtp,
     Bounce,
@@ -21,6 +25,8 @@ impl Program {
     pub fn as_str(self) -> &'static str {
         match self {
             Program::Qmgr => "postern/qmgr",
+            Program::Smtpd => "postern/smtpd",
+            Program::Postscreen => "postern/postscreen",
             Program::Smtp => "postern/smtp",
             Program::Lmtp => "postern/lmtp",
             Program::Bounce => "postern/bounce",

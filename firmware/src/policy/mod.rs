@@ -116,6 +116,12 @@ impl Policy {
         relay::relay_for(client, config)
     }
 
+    /// The client's verified host name for smtpd's lines (`None`: `unknown`), looked up once
+    /// per connection as Postfix does at connect, within the DNS deadline.
+    pub async fn client_name(&self, ip: IpAddr) -> Option<String> {
+        restrictions::client_name(&self.dns, ip).await
+    }
+
     /// Whether `recipient` is addressed to the box's own name (its hostname or
     /// `zimbraMtaMyHostname`), and what becomes of it then. Asked before the router.
     pub fn own_name(&self, recipient: &str, dir: &Directory) -> OwnName {

@@ -356,6 +356,16 @@ async fn listed(
     })
 }
 
+/// The client's verified name (PTR whose addresses include `ip`), as smtpd logs it; `None` for
+/// Postfix's `unknown`.
+pub async fn client_name(dns: &Dns, ip: IpAddr) -> Option<String> {
+    ClientNames::default()
+        .verified(dns, ip)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// The client's names, looked up once per evaluation (and cached by the resolver beyond that).
 #[derive(Default)]
 struct ClientNames {

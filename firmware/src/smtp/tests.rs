@@ -384,6 +384,24 @@ fn a_client_that_speaks_before_the_greeting_is_dropped() {
     );
 }
 
+/// What smtpd's disconnect line counts: each command once, failures as ok/total, 354 and 334
+/// on the way not deciding.
+#[test]
+fn commands_are_counted_as_smtpd_counts_them() {
+    let mut d = Loopback::new(Config::new("mx.example.com"), None);
+    assert_eq!(d.session.stats().last(), "CONNECT");
+    d.send(b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<nobody@e.f>\r\nRCPT TO:<d@e.f>\r\n");
+    assert_eq!(d.session.stats().last(), "RCPT");
+    d.send(b"DATA\r\n");
+    d.send(b"x\r\n.\r\n");
+    assert_eq!(d.session.stats().last(), "END-OF-MESSAGE");
+    d.send(b"FOO\r\nQUIT\r\n");
+    assert_eq!(
+        d.session.stats().summary(),
+        "ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 unknown=0/1 commands=5/7"
+    );
+}
+
 #[test]
 fn recipient_limit_gives_452() {
     let mut c = Config::new("mx");

@@ -100,6 +100,7 @@ impl Session {
     }
 
     pub(super) fn command(&mut self, mut line: Vec<u8>) {
+        self.stats.begin(stats::verb(&line));
         if line.iter().any(|&b| b.is_ascii_control() && b != b'\t') {
             return self.refuse(Refusal::BadSyntax);
         }
@@ -196,6 +197,7 @@ impl Session {
             return;
         }
         reply.write_to(&mut self.output);
+        self.stats.replied(reply.code);
         if reply.is_error() {
             self.count_error();
         }
@@ -218,6 +220,7 @@ impl Session {
         }
         let reply = refusal.reply(&self.config.hostname);
         reply.write_to(&mut self.output);
+        self.stats.replied(reply.code);
         if refusal.disconnects() {
             self.close();
         } else {

@@ -258,6 +258,7 @@ pub struct Session {
     /// The greeting is held until then (the pregreet test); input meanwhile is a pregreet.
     greeting: Option<(Instant, Reply)>,
     pregreet: bool,
+    stats: stats::CommandStats,
 }
 
 /// A parsed command line or why there is none.
@@ -303,6 +304,7 @@ impl Session {
             deadline,
             greeting: None,
             pregreet: false,
+            stats: stats::CommandStats::default(),
             config,
         };
         let greeting = Reply::bare(220, greeting);
@@ -384,6 +386,11 @@ impl Session {
         if self.wants_input() && now >= self.deadline {
             self.refuse(Refusal::Timeout);
         }
+    }
+
+    /// The commands so far, for smtpd's disconnect and lost-connection lines.
+    pub fn stats(&self) -> &stats::CommandStats {
+        &self.stats
     }
 
     /// Whether the client spoke before the greeting (postscreen's PREGREET), for the log.
@@ -576,4 +583,5 @@ impl Session {
 
 mod engine;
 mod security;
+pub mod stats;
 mod transaction;

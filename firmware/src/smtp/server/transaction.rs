@@ -42,6 +42,7 @@ impl Session {
             self.output
                 .extend_from_slice(format!("250{sep}{l}\r\n").as_bytes());
         }
+        self.stats.replied(250);
     }
 
     pub(super) fn auth_offered(&self) -> bool {
@@ -352,6 +353,7 @@ impl Session {
 
     pub(super) fn end_of_message(&mut self) {
         self.phase = Phase::Command;
+        self.stats.end_of_message();
         if self.tx.as_ref().is_some_and(|tx| tx.too_big) {
             self.tx = None;
             return self.refuse(Refusal::MessageTooBig);
