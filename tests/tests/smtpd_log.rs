@@ -33,7 +33,7 @@ fn session(p: &HostPostern, helo: &str) -> String {
 /// The daemon's lines with the syslog frame a syslogd would add.
 fn as_syslog(log: &str) -> String {
     log.lines()
-        .filter_map(|l| l.split_once(": ").map(|(prog, rest)| (prog, rest)))
+        .filter_map(|l| l.split_once(": "))
         .filter(|(prog, _)| prog.starts_with("postern"))
         .map(|(prog, rest)| format!("Dec  1 09:30:00 mx.test.example {prog}[4242]: {rest}\n"))
         .collect()
