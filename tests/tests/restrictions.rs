@@ -160,6 +160,10 @@ fn blocklists_refuse_with_the_lists_reason_and_dead_lists_do_not_hang() {
         out.contains("554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using bl.test; Blocked, see https://bl.test/lookup?ip=127.0.0.1"),
         "{out}"
     );
+    // Answers are cached for their TTL: a second session does not ask the list again.
+    assert!(!accepted(&try_rcpt(&p, helo, "a@good.example", to)));
+    let asked = |q: &str| dns.queries().iter().filter(|x| *x == q).count();
+    assert_eq!(asked("1.0.0.127.bl.test/A"), 1, "{:?}", dns.queries());
 
     // An answer outside the list's pattern is no listing.
     prov(&p, &["mcf", "zimbraMtaRestrictionRBLs", ""]);
