@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use tests::dns::DnsServer;
 use tests::host::{HostPostern, SmtpClient};
 use tests::peers::{Sink, swaks};
 
@@ -42,7 +43,8 @@ fn as_syslog(log: &str) -> String {
 #[test]
 fn smtpd_lines_are_postfix_shaped_and_pflogsumm_counts_them() {
     let sink = Sink::start(0);
-    let p = HostPostern::start(&[]);
+    let dns = DnsServer::start();
+    let p = HostPostern::start(&["--dns", &dns.flag()]);
     let transport = format!("smtp:[127.0.0.1]:{}", sink.port);
     prov(
         &p,
@@ -123,4 +125,79 @@ fn smtpd_lines_are_postfix_shaped_and_pflogsumm_counts_them() {
     assert_eq!(total("received"), Some(1), "{report}");
     assert_eq!(total("rejected"), Some(1), "{report}");
     assert!(report.contains("need fully-qualified hostname"), "{report}");
+}
+
+/// `posternSyslogTarget`: every line also goes to a remote syslog as an RFC 5424 frame, over
+/// UDP or over TCP with octet counting.
+#[test]
+fn lines_go_to_a_remote_syslog_over_udp_and_tcp() {
+    use std::io::Read;
+    use std::net::{TcpListener, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let dns = DnsServer::start();
+    let mut p = HostPostern::start(&["--dns", &dns.flag()]);
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternSyslogTarget",
+            &format!("udp:{}", udp.local_addr().unwrap()),
+        ],
+    );
+    p.restart();
+    let mut c = SmtpClient::connect(p.listener("smtp"));
+    c.reply();
+    c.cmd("QUIT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline && !got.iter().any(|f: &String| f.contains("disconnect from")) {
+        if let Ok(n) = udp.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    let connect = got
+        .iter()
+        .find(|f| f.contains("connect from localhost[127.0.0.1]"))
+        .unwrap_or_else(|| panic!("no connect line over UDP: {got:?}"));
+    assert!(connect.starts_with("<22>1 20"), "{connect}");
+    assert!(
+        connect.contains(" mx.test.example postern/smtpd "),
+        "{connect}"
+    );
+
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternSyslogTarget",
+            &format!("tcp:{}", tcp.local_addr().unwrap()),
+        ],
+    );
+    p.restart();
+    let mut c = SmtpClient::connect(p.listener("smtp"));
+    c.reply();
+    c.cmd("QUIT");
+    let (mut stream, _) = tcp.accept().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut text = String::new();
+    let mut chunk = [0u8; 4096];
+    while !text.contains("disconnect from localhost[127.0.0.1]") {
+        let n = stream.read(&mut chunk).unwrap_or(0);
+        assert!(n > 0, "TCP syslog stream ended: {text}");
+        text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+    // Octet counting: each frame is "LEN <22>1 ...".
+    let first_len: usize = text.split(' ').next().unwrap().parse().unwrap();
+    assert!(
+        text[text.find(' ').unwrap() + 1..].starts_with("<22>1 "),
+        "{text}"
+    );
+    assert!(first_len > 20, "{text}");
 }

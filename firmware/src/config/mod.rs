@@ -77,6 +77,9 @@ pub struct MtaConfig {
     /// `posternPostmasterAddress`: where mail to `postmaster@` and `abuse@` of the box's own
     /// name goes (Postfix's `postmaster: root` alias). Unset, such mail is refused at RCPT.
     pub postmaster_address: Option<String>,
+    /// `posternSyslogTarget`: a remote syslog that gets every log line too (RFC 5424;
+    /// `udp:ADDRESS:PORT`, `tcp:ADDRESS:PORT`, or an address for UDP port 514).
+    pub syslog_target: Option<crate::log::remote::SyslogTarget>,
     /// `virtual_transport`: next hop of a local account when neither the account nor its domain
     /// has a `zimbraMailTransport`. Unset, such mail is accepted and stays deferred.
     pub virtual_transport: Option<Transport>,
@@ -109,6 +112,7 @@ const BOUNCE_LIFETIME: &str = "zimbraMtaBounceQueueLifetime";
 const DELAY_WARNING: &str = "zimbraMtaDelayWarningTime";
 const MY_HOSTNAME: &str = "zimbraMtaMyHostname";
 const POSTMASTER: &str = "posternPostmasterAddress";
+const SYSLOG: &str = "posternSyslogTarget";
 const VIRTUAL_TRANSPORT: &str = "virtual_transport";
 
 /// Time settings: attribute, default unit of a bare number.
@@ -147,6 +151,7 @@ impl Default for MtaConfig {
             delay_warning_time: Duration::ZERO,
             my_hostname: "localhost".to_string(),
             postmaster_address: None,
+            syslog_target: None,
             virtual_transport: None,
             unenforced: Vec::new(),
         }
@@ -178,6 +183,7 @@ impl MtaConfig {
         DELAY_WARNING,
         MY_HOSTNAME,
         POSTMASTER,
+        SYSLOG,
         VIRTUAL_TRANSPORT,
     ];
 
@@ -216,6 +222,7 @@ impl MtaConfig {
             .into()),
             MY_HOSTNAME => one(self.my_hostname.clone()),
             POSTMASTER => self.postmaster_address.iter().cloned().collect(),
+            SYSLOG => self.syslog_target.iter().map(|t| t.to_string()).collect(),
             VIRTUAL_TRANSPORT => self
                 .virtual_transport
                 .iter()
@@ -344,6 +351,7 @@ impl MtaConfig {
             }
             MY_HOSTNAME => self.my_hostname = hostname(attr, v)?,
             POSTMASTER => self.postmaster_address = Some(mailbox(attr, v)?),
+            SYSLOG => self.syslog_target = Some(v.parse().map_err(|e| invalid(attr, v, e))?),
             time => {
                 let d = duration::parse(v, time_unit(time)).map_err(|e| invalid(attr, v, e))?;
                 *self.time_mut(time) = d;
@@ -380,6 +388,7 @@ impl MtaConfig {
             GREET_ACTION => self.greet_action_drop = other.greet_action_drop,
             MY_HOSTNAME => self.my_hostname = other.my_hostname.clone(),
             POSTMASTER => self.postmaster_address = other.postmaster_address.clone(),
+            SYSLOG => self.syslog_target = other.syslog_target,
             time => *self.time_mut(time) = *other.time(time),
         }
     }
@@ -522,7 +531,7 @@ mod tests {
         assert_eq!(vals(&c, "hopcount_limit"), ["50"]);
         assert_eq!(vals(&c, "smtpd_recipient_limit"), ["1000"]);
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
-        assert_eq!(c.all_values().len(), MtaConfig::ATTRS.len() - 7);
+        assert_eq!(c.all_values().len(), MtaConfig::ATTRS.len() - 8);
     }
 
     #[test]

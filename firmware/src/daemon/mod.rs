@@ -108,6 +108,7 @@ impl Daemon {
         let tls_config = tls_config(&spool, &opts.hostname, &opts.flash.path).await?;
 
         let config = directory.snapshot().config().clone();
+        crate::log::remote::set_target(config.syslog_target, &opts.hostname);
         let listeners: Vec<(ListenerKind, SocketAddr)> =
             bound.iter().map(|(k, a, _)| (*k, *a)).collect();
         let own: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();

@@ -3,6 +3,7 @@
 //! [`sink`] writes lines out (stderr, with the Postfix-like program name in front).
 
 pub mod format;
+pub mod remote;
 pub mod sink;
 pub mod smtpd;
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
@@ -274,6 +274,8 @@ fn options(deadline: Duration) -> ResolverOpts {
     opts.attempts = 1;
     opts.cache_size = 4096;
     opts.ndots = 0;
+    // DNS only: the appliance has no /etc/hosts, and a developer's must not change answers.
+    opts.use_hosts_file = ResolveHosts::Never;
     opts
 }
 
