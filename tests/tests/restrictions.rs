@@ -213,6 +213,96 @@ fn blocklists_refuse_with_the_lists_reason_and_dead_lists_do_not_hang() {
     );
 }
 
+/// The other HELO, recipient and client-name restrictions. (127.0.0.1's name is `localhost`,
+/// answered by the resolver itself, RFC 6761: the client-name checks pass, the domain lists see
+/// that name.)
+#[test]
+fn helo_recipient_and_client_name_restrictions() {
+    let dns = dns_with_good_sender();
+    dns.add(
+        "localhost.dbl.test",
+        Record::A("127.0.1.2".parse().unwrap()),
+    );
+    let sink = Sink::start(0);
+    let p = gateway(&dns, &sink);
+    let to = "user@example.com";
+    assert!(accepted(&try_rcpt(&p, "nx.example", "a@good.example", to)));
+    prov(
+        &p,
+        &["mcf", "zimbraMtaRestriction", "reject_unknown_hostname"],
+    );
+    let out = try_rcpt(&p, "nx.example", "a@good.example", to);
+    assert!(
+        out.contains("450 4.7.1 <nx.example>: Helo command rejected: Host not found"),
+        "{out}"
+    );
+    assert!(accepted(&try_rcpt(
+        &p,
+        "mx.good.example",
+        "a@good.example",
+        to
+    )));
+
+    // From mynetworks (relaying), the recipient checks still apply.
+    prov(
+        &p,
+        &[
+            "mcf",
+            "zimbraMtaMyNetworks",
+            "127.0.0.0/8",
+            "zimbraMtaRestriction",
+            "reject_non_fqdn_recipient",
+            "zimbraMtaRestriction",
+            "reject_unknown_recipient_domain",
+        ],
+    );
+    let helo = "mx.client.example";
+    let out = try_rcpt(&p, helo, "a@good.example", "x@intranet");
+    assert!(
+        out.contains(
+            "504 5.5.2 <x@intranet>: Recipient address rejected: need fully-qualified address"
+        ),
+        "{out}"
+    );
+    let out = try_rcpt(&p, helo, "a@good.example", "x@nx.example");
+    assert!(
+        out.contains("450 4.1.2 <x@nx.example>: Recipient address rejected: Domain not found"),
+        "{out}"
+    );
+    assert!(accepted(&try_rcpt(
+        &p,
+        helo,
+        "a@good.example",
+        "x@good.example"
+    )));
+
+    prov(
+        &p,
+        &[
+            "mcf",
+            "zimbraMtaMyNetworks",
+            "192.0.2.0/24",
+            "zimbraMtaRestriction",
+            "reject_unknown_client_hostname",
+            "zimbraMtaRestriction",
+            "reject_unknown_reverse_client_hostname",
+        ],
+    );
+    assert!(accepted(&try_rcpt(&p, helo, "a@good.example", to)));
+    for restriction in [
+        "reject_rhsbl_client dbl.test",
+        "reject_rhsbl_reverse_client dbl.test",
+    ] {
+        prov(&p, &["mcf", "zimbraMtaRestriction", restriction]);
+        let out = try_rcpt(&p, helo, "a@good.example", to);
+        assert!(
+            out.contains("554 5.7.1 Service unavailable; ")
+                && out.contains("[localhost] blocked using dbl.test"),
+            "{restriction}: {out}"
+        );
+    }
+}
+
 /// A policy service started by the test (postgrey-style answers): DUNNO passes, REJECT and
 /// DEFER_IF_PERMIT refuse with the service's text, a service that is gone gives 451 4.3.5.
 #[test]

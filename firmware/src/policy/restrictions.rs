@@ -3,11 +3,11 @@
 //!
 //! ```text
 //! check_recipient_access ldap:.../ldap-splitdomain.cf   (when set)
-//! reject_non_fqdn_recipient                              (when set)
+//! reject_non_fqdn_recipient, reject_unknown_recipient_domain   (when set)
 //! permit_sasl_authenticated, permit_mynetworks
 //! reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname, reject_non_fqdn_sender,
 //! reject_unknown_client_hostname, reject_unknown_reverse_client_hostname,
-//! reject_unknown_helo_hostname, reject_unknown_sender_domain, reject_unknown_recipient_domain,
+//! reject_unknown_helo_hostname, reject_unknown_sender_domain,
 //! reject_rbl_client ..., reject_rhsbl_client ..., reject_rhsbl_reverse_client ...,
 //! reject_rhsbl_sender ...   (zimbraMtaRestriction values, then Zimbra's list attributes)
 //! reject                                                 (when set)
@@ -50,7 +50,9 @@ fn rank(r: &Restriction) -> u8 {
         Restriction::RejectUnknownHeloHostname => 7,
         Restriction::RejectUnknownSenderDomain => 8,
         Restriction::RejectNonFqdnRecipient => 0,
-        Restriction::RejectUnknownRecipientDomain => 10,
+        // Before the permits, as Zimbra has reject_non_fqdn_recipient: a client outside
+        // mynetworks only reaches the box's own domains, which are never looked up.
+        Restriction::RejectUnknownRecipientDomain => 0,
         Restriction::RejectRblClient(_) => 11,
         Restriction::RejectRhsblClient(_) => 12,
         Restriction::RejectRhsblReverseClient(_) => 13,

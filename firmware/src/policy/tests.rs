@@ -362,7 +362,8 @@ async fn split_domain_recipe_accepts_known_addresses_and_refuses_the_rest() {
     assert_eq!(answer(&d, &lan, "nobody@example.com").await, "OK");
 }
 
-/// Zimbra puts reject_non_fqdn_recipient before the permits: it applies to mynetworks too.
+/// Zimbra puts reject_non_fqdn_recipient before the permits, and so does this box with
+/// reject_unknown_recipient_domain: they apply to mynetworks too.
 #[tokio::test]
 async fn recipient_checks() {
     let d = with(&[
@@ -376,11 +377,11 @@ async fn recipient_checks() {
         answer(&d, &lan, "x@intranet").await,
         "504 5.5.2 <x@intranet>: Recipient address rejected: need fully-qualified address"
     );
-    assert_eq!(answer(&d, &lan, "x@nx.example").await, "OK");
     assert_eq!(
-        answer(&d, &OUTSIDE, "x@nx.example").await,
+        answer(&d, &lan, "x@nx.example").await,
         "450 4.1.2 <x@nx.example>: Recipient address rejected: Domain not found"
     );
+    assert_eq!(answer(&d, &lan, "x@good.example").await, "OK");
     assert_eq!(answer(&d, &OUTSIDE, "user@example.com").await, "OK");
 }
 
