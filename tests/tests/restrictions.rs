@@ -211,6 +211,13 @@ fn blocklists_refuse_with_the_lists_reason_and_dead_lists_do_not_hang() {
         dns.queries()
             .contains(&"1.0.0.127.silent.test/A".to_string())
     );
+    assert!(
+        p.log().contains(
+            "postern/smtpd: warning: RBL lookup error for DNS query 1.0.0.127.servfail.test"
+        ),
+        "{}",
+        p.log()
+    );
 }
 
 /// The other HELO, recipient and client-name restrictions. (127.0.0.1's name is `localhost`,

@@ -206,7 +206,12 @@ fn inbound_context(
     spool: &SpoolHandle,
     queue: &QueueHandle,
 ) -> Arc<InboundContext<Recipients, SpoolStore, Arc<SharedDirectory>>> {
-    let policy = Policy::with_dns(connection_limits(config), policy_dns(opts), &opts.hostname);
+    let policy = Policy::with_dns(
+        connection_limits(config),
+        policy_dns(opts),
+        &opts.hostname,
+        LogSink::stderr(),
+    );
     Arc::new(InboundContext {
         hostname: opts.hostname.clone(),
         limits: limits(config),

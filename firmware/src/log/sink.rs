@@ -38,7 +38,7 @@ impl Program {
 
 /// A cheap, clonable log writer. `LogSink::stderr()` in the daemon; `LogSink::memory()` in tests
 /// to assert on the lines written.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct LogSink {
     memory: Option<Arc<Mutex<Vec<String>>>>,
 }

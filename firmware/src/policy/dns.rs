@@ -48,6 +48,16 @@ pub enum DnsFailure {
     ServerFailure,
 }
 
+impl std::fmt::Display for DnsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DnsFailure::NotFound => "Host or domain name not found",
+            DnsFailure::Timeout => "no answer within the deadline",
+            DnsFailure::ServerFailure => "server failure, try again",
+        })
+    }
+}
+
 impl DnsFailure {
     pub fn is_temporary(self) -> bool {
         self != DnsFailure::NotFound

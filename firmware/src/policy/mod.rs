@@ -41,6 +41,7 @@ use std::time::Instant;
 
 use crate::config::MtaConfig;
 use crate::directory::Directory;
+use crate::log::{LogSink, Program};
 use crate::mail::ClientInfo;
 pub use crate::route::Relay;
 use crate::smtp::RcptQuery;
@@ -55,21 +56,29 @@ pub struct Policy {
     dns: Dns,
     /// The name the box greets with; mail to it is the box's own (see [`OwnName`]).
     hostname: String,
+    /// Where warnings go (a blocklist or policy service not answering).
+    log: LogSink,
 }
 
 impl Policy {
     /// A policy without DNS: restrictions that need a lookup defer (450) rather than pass.
     pub fn new(limits: ConnectionLimits) -> Arc<Policy> {
-        Policy::with_dns(limits, Dns::none(), "")
+        Policy::with_dns(limits, Dns::none(), "", LogSink::memory())
     }
 
-    /// The policy of a box called `hostname`, asking `dns`.
-    pub fn with_dns(limits: ConnectionLimits, dns: Dns, hostname: &str) -> Arc<Policy> {
+    /// The policy of a box called `hostname`, asking `dns`, with its warnings to `log`.
+    pub fn with_dns(
+        limits: ConnectionLimits,
+        dns: Dns,
+        hostname: &str,
+        log: LogSink,
+    ) -> Arc<Policy> {
         Arc::new(Policy {
             limits,
             counts: Mutex::new(Counts::default()),
             dns,
             hostname: hostname.to_string(),
+            log,
         })
     }
 
@@ -138,6 +147,11 @@ impl Policy {
             sender: &q.sender,
             recipient: &q.address,
         };
-        restrictions::evaluate(&req, dir, &self.dns, permitted).await
+        let mut warnings = Vec::new();
+        let result = restrictions::evaluate(&req, dir, &self.dns, permitted, &mut warnings).await;
+        for w in warnings {
+            self.log.line(Program::Smtpd, &format!("warning: {w}"));
+        }
+        result
     }
 }

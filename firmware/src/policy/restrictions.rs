@@ -105,19 +105,33 @@ pub async fn evaluate(
     dir: &Directory,
     dns: &Dns,
     permitted: bool,
+    warnings: &mut Vec<String>,
 ) -> Result<(), RcptRefusal> {
     let restrictions = in_order(dir);
     let mut names = ClientNames::default();
+    let result = evaluate_in_order(&restrictions, req, dir, dns, permitted, &mut names).await;
+    warnings.append(&mut names.warnings);
+    result
+}
+
+async fn evaluate_in_order(
+    restrictions: &[Restriction],
+    req: &Request<'_>,
+    dir: &Directory,
+    dns: &Dns,
+    permitted: bool,
+    names: &mut ClientNames,
+) -> Result<(), RcptRefusal> {
     let mut deferred = None;
     let mut permits_asked = false;
-    for r in &restrictions {
+    for r in restrictions {
         if !permits_asked && rank(r) > PERMITS {
             permits_asked = true;
             if permitted {
                 break;
             }
         }
-        match check(r, req, dir, dns, &mut names).await {
+        match check(r, req, dir, dns, names).await {
             Outcome::Permit => break,
             Outcome::Dunno => {}
             Outcome::Refuse(refusal) => return Err(refusal),
@@ -200,26 +214,29 @@ async fn check(
         Restriction::RejectRblClient(list) => match req.client.addr {
             Some(ip) => {
                 let query = reverse_name(ip, &list.domain, &list.domain);
-                listed(dns, list, &query, Listed::ClientAddress, ip.to_string()).await
+                let subject = ip.to_string();
+                listed(dns, list, &query, Listed::ClientAddress, subject, names).await
             }
             None => Outcome::Dunno,
         },
         Restriction::RejectRhsblClient(list) => match req.client.addr {
             Some(ip) => match names.verified(dns, ip).await {
-                Ok(Some(name)) => rhsbl(dns, list, &name, Listed::ClientName).await,
+                Ok(Some(name)) => rhsbl(dns, list, &name, Listed::ClientName, names).await,
                 _ => Outcome::Dunno,
             },
             None => Outcome::Dunno,
         },
         Restriction::RejectRhsblReverseClient(list) => match req.client.addr {
             Some(ip) => match names.reverse(dns, ip).await {
-                Ok(Some(name)) => rhsbl(dns, list, &name, Listed::ReverseClientName).await,
+                Ok(Some(name)) => rhsbl(dns, list, &name, Listed::ReverseClientName, names).await,
                 _ => Outcome::Dunno,
             },
             None => Outcome::Dunno,
         },
         Restriction::RejectRhsblSender(list) => match domain_of(sender) {
-            Some(d) if is_valid_hostname(d) => rhsbl(dns, list, d, Listed::SenderDomain).await,
+            Some(d) if is_valid_hostname(d) => {
+                rhsbl(dns, list, d, Listed::SenderDomain, names).await
+            }
             _ => Outcome::Dunno,
         },
         Restriction::CheckPolicyService(service) => policy_service(service, req, dns, names).await,
@@ -272,7 +289,13 @@ async fn policy_service(
         Ok(Verdict::Dunno) => Outcome::Dunno,
         Ok(Verdict::Refuse(r)) => Outcome::Refuse(r),
         Ok(Verdict::DeferIfPermit(r)) => Outcome::DeferIfPermit(r),
-        Err(e) => Outcome::Refuse(e.refusal()),
+        Err(e) => {
+            names.warnings.push(format!(
+                "problem talking to policy service {}:{}: {e}",
+                service.host, service.port
+            ));
+            Outcome::Refuse(e.refusal())
+        }
     }
 }
 
@@ -328,10 +351,16 @@ async fn unknown_domain(
 }
 
 /// A domain blocklist: `NAME.LIST`.
-async fn rhsbl(dns: &Dns, list: &crate::config::Dnsbl, name: &str, what: Listed) -> Outcome {
+async fn rhsbl(
+    dns: &Dns,
+    list: &crate::config::Dnsbl,
+    name: &str,
+    what: Listed,
+    names: &mut ClientNames,
+) -> Outcome {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     let query = format!("{name}.{}", list.domain);
-    listed(dns, list, &query, what, name).await
+    listed(dns, list, &query, what, name, names).await
 }
 
 /// Asks `query` of a blocklist: an A record the list's pattern accepts is a hit, and the TXT
@@ -342,9 +371,19 @@ async fn listed(
     query: &str,
     what: Listed,
     subject: String,
+    names: &mut ClientNames,
 ) -> Outcome {
-    let Ok(answers) = dns.ipv4(query).await else {
-        return Outcome::Dunno;
+    let answers = match dns.ipv4(query).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            if e.is_temporary() {
+                // Not listed, as in Postfix; the admin learns the list is not answering.
+                names
+                    .warnings
+                    .push(format!("RBL lookup error for DNS query {query}: {e}"));
+            }
+            return Outcome::Dunno;
+        }
     };
     if !answers.into_iter().any(|a| list.lists(a)) {
         return Outcome::Dunno;
@@ -369,10 +408,12 @@ pub async fn client_name(dns: &Dns, ip: IpAddr) -> Option<String> {
 }
 
 /// The client's names, looked up once per evaluation (and cached by the resolver beyond that).
+/// And the warnings for the log the evaluation met on the way (lists or services not answering).
 #[derive(Default)]
 struct ClientNames {
     reverse: Option<Result<Option<String>, DnsFailure>>,
     verified: Option<Result<Option<String>, DnsFailure>>,
+    warnings: Vec<String>,
 }
 
 impl ClientNames {

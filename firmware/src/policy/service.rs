@@ -60,6 +60,18 @@ pub enum ServiceError {
     UnsupportedAction,
 }
 
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServiceError::Unresolved => "host not found",
+            ServiceError::Connect => "connection refused",
+            ServiceError::Timeout => "timeout",
+            ServiceError::Protocol => "no answer (connection closed or answer too long)",
+            ServiceError::UnsupportedAction => "unsupported action",
+        })
+    }
+}
+
 impl ServiceError {
     /// Postfix's default action for a service that failed.
     pub fn refusal(self) -> RcptRefusal {

@@ -98,6 +98,7 @@ fn policy() -> Arc<Policy> {
         ConnectionLimits::default(),
         Dns::new(Arc::new(dns()), Duration::from_secs(2)),
         "mx.test.example",
+        crate::log::LogSink::memory(),
     )
 }
 
@@ -275,6 +276,36 @@ async fn blocklists_refuse_with_their_reason_and_fail_open() {
     let started = std::time::Instant::now();
     assert_eq!(answer(&d, &listed, to).await, "OK");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A list that does not answer lists no one, and the admin reads why in the log.
+#[tokio::test]
+async fn a_dead_list_is_logged() {
+    let d = with(&["mcf zimbraMtaRestrictionRBLs broken.example"]);
+    let log = crate::log::LogSink::memory();
+    let policy = Policy::with_dns(
+        ConnectionLimits::default(),
+        Dns::new(Arc::new(dns()), Duration::from_secs(2)),
+        "mx.test.example",
+        log.clone(),
+    );
+    let q = RcptQuery {
+        client: ClientInfo {
+            addr: Some(ip("192.0.2.66")),
+            ..ClientInfo::default()
+        },
+        sender: "a@good.example".into(),
+        address: "user@example.com".into(),
+        notify: crate::mail::Notify::DEFAULT,
+        orcpt: None,
+    };
+    assert_eq!(policy.restrictions(&q, &d).await, Ok(()));
+    assert_eq!(
+        log.lines(),
+        [
+            "postern/smtpd: warning: RBL lookup error for DNS query 66.2.0.192.broken.example: server failure, try again"
+        ]
+    );
 }
 
 #[tokio::test]
