@@ -173,7 +173,7 @@ fn client_rate_limits_refuse_the_excess_and_spare_mynetworks() {
 #[test]
 fn clients_that_talk_first_or_pipeline_unannounced_are_dropped() {
     let sink = Sink::start(0);
-    let mut p = HostPostern::start(&[]);
+    let mut p = HostPostern::start(&["--submission", "127.0.0.1:0"]);
     let transport = format!("smtp:[127.0.0.1]:{}", sink.port);
     prov(
         &p,
@@ -205,6 +205,9 @@ fn clients_that_talk_first_or_pipeline_unannounced_are_dropped() {
         bot.reply(),
         "220-mx.test.example ESMTP Postern\n521 5.5.1 Protocol error"
     );
+    // postscreen guards the MX port only: submission greets at once.
+    let mut user = SmtpClient::connect(p.listener("submission"));
+    assert_eq!(user.reply(), "220 mx.test.example ESMTP Postern");
     // A client that waits for the whole greeting is served (swaks does).
     let out = swaks_to(&p, "user@example.com", None);
     assert!(out.contains("250 2.0.0 Ok: queued as"), "{out}");

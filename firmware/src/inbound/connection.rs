@@ -57,11 +57,14 @@ where
         ListenerKind::Smtps => (Mode::Smtp, false, ctx.auth.is_some(), true),
         ListenerKind::Lmtp => (Mode::Lmtp, false, false, false),
     };
-    let config =
-        Arc::new(
-            ctx.limits
-                .session_config(&ctx.hostname, mode, starttls, auth, auth_required),
-        );
+    let mut config = ctx
+        .limits
+        .session_config(&ctx.hostname, mode, starttls, auth, auth_required);
+    if kind != ListenerKind::Smtp {
+        // postscreen guards the MX port only; submission clients are known users.
+        config.greet_wait = std::time::Duration::ZERO;
+    }
+    let config = Arc::new(config);
     let client = smtpd::Client {
         name: ctx.policy.client_name(peer.ip()).await.unwrap_or_default(),
         ip: Some(peer.ip()),
