@@ -64,10 +64,13 @@ struct RunArgs {
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
 
-    /// Ask this DNS server (ADDR:PORT) for delivery's lookups instead of those in
-    /// /etc/resolv.conf; may be given more than once.
-    #[arg(long, value_name = "ADDR:PORT")]
-    dns: Vec<SocketAddr>,
+    /// Ask this DNS server (ADDR:PORT) instead of /etc/resolv.conf's; may be given more than once.
+    #[arg(long = "dns", value_name = "ADDR")]
+    dns_servers: Vec<SocketAddr>,
+
+    /// Seconds one DNS lookup of the SMTP restrictions may take before it counts as failed for now.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    dns_timeout: u64,
 }
 
 /// The size a new flash file gets when none is given.
@@ -116,7 +119,8 @@ fn run(args: RunArgs, flash: FlashSpec, control: PathBuf) -> i32 {
         smtps: args.smtps,
         control,
         hostname: args.hostname.unwrap_or_else(machine_hostname),
-        dns: args.dns,
+        dns_servers: args.dns_servers,
+        dns_timeout: std::time::Duration::from_secs(args.dns_timeout.max(1)),
     };
     let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
         return 1;

@@ -21,8 +21,10 @@
 //!   over the body as it streams to the [`spool`], hands the committed message to the [`queue`],
 //!   and turns their typed answers (a route rejection, a content rejection, a spool error) into
 //!   SMTP replies.
-//! - [`policy`]: what a client may do, per stage: connection limits at connect, relay control at
-//!   RCPT (where the restrictions of `zimbraMtaRestriction` go).
+//! - [`policy`]: what a client may do, per stage: connection limits and rates at connect, the
+//!   message rate when a message begins, relay control and the restrictions of
+//!   `zimbraMtaRestriction` (HELO, sender, client names, DNSBL, policy service) at RCPT, and
+//!   what becomes of mail to the box's own name.
 //! - [`route`]: recipient → accept/reject and next hop, a pure function of the address, the
 //!   [`directory`], the [`config`] and the policy's relay answer.
 //! - [`directory`]: accounts, aliases, domains, MTA settings; in RAM, snapshot on flash; AUTH

@@ -21,7 +21,8 @@ fn start(dir: &std::path::Path) -> (tokio::runtime::Runtime, Daemon) {
         smtps: vec![],
         control: dir.join("control.sock"),
         hostname: "mx.console.test".into(),
-        dns: vec![],
+        dns_servers: vec![],
+        dns_timeout: std::time::Duration::from_secs(10),
     };
     let daemon = rt.block_on(Daemon::start(opts)).unwrap();
     (rt, daemon)

@@ -3,7 +3,9 @@
 //! [`sink`] writes lines out (stderr, with the Postfix-like program name in front).
 
 pub mod format;
+pub mod remote;
 pub mod sink;
+pub mod smtpd;
 
 pub use format::{
     Delays, DeliveryLine, Notification, Status, active_line, delivery_line,
