@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use commands::{AdminCommand, FlashCommand, QueueCommand, TlsCommand};
+pub use commands::{AdminCommand, BulkArgs, FilterArgs, FlashCommand, QueueCommand, TlsCommand};
 pub use control::Reply;
 
 use crate::directory::SharedDirectory;
