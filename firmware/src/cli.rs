@@ -13,7 +13,8 @@ use hal::flash::{Device, Flash};
 
 use crate::admin::control::{self, DEFAULT_CONTROL, Reply};
 use crate::admin::{AdminCommand, FlashCommand};
-use crate::daemon::{self, Daemon, DaemonError, FlashSpec, Options};
+use crate::config::NetworkList;
+use crate::daemon::{self, Daemon, DaemonError, FlashSpec, MetricsEndpoint, Options};
 use crate::spool::{Spool, SpoolGeometry};
 
 /// Postern mail gateway: MTA, split-domain router and directory cache in one binary.
@@ -63,6 +64,14 @@ struct RunArgs {
     /// The name to greet with and write in Received headers (default: the machine's hostname).
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
+
+    /// Answer Prometheus scrapes (`GET /metrics`) here.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+
+    /// The client networks the metrics endpoint answers; everyone else is hung up on.
+    #[arg(long, value_name = "NETS", default_value = "127.0.0.0/8 ::1/128")]
+    metrics_allow: NetworkList,
 }
 
 /// The size a new flash file gets when none is given.
@@ -111,6 +120,10 @@ fn run(args: RunArgs, flash: FlashSpec, control: PathBuf) -> i32 {
         smtps: args.smtps,
         control,
         hostname: args.hostname.unwrap_or_else(machine_hostname),
+        metrics: args.metrics.map(|addr| MetricsEndpoint {
+            addr,
+            allow: args.metrics_allow,
+        }),
     };
     let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
         return 1;

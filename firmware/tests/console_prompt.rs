@@ -21,6 +21,7 @@ fn start(dir: &std::path::Path) -> (tokio::runtime::Runtime, Daemon) {
         smtps: vec![],
         control: dir.join("control.sock"),
         hostname: "mx.console.test".into(),
+        metrics: None,
     };
     let daemon = rt.block_on(Daemon::start(opts)).unwrap();
     (rt, daemon)

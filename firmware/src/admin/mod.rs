@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod control;
+pub mod metrics;
 mod prov;
 mod queue;
 mod status;

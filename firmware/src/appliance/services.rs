@@ -32,6 +32,7 @@ pub fn options(p: &BootParams) -> Options {
         smtps: any(465),
         control: PathBuf::from(DEFAULT_CONTROL),
         hostname: p.hostname.clone(),
+        metrics: None,
     }
 }
 

@@ -43,6 +43,16 @@ pub struct Options {
     pub control: PathBuf,
     /// The name the box greets with and writes in Received headers.
     pub hostname: String,
+    /// The Prometheus endpoint, if any.
+    pub metrics: Option<MetricsEndpoint>,
+}
+
+/// Where `GET /metrics` is answered, and for whom.
+#[derive(Debug, Clone)]
+pub struct MetricsEndpoint {
+    pub addr: SocketAddr,
+    /// Clients outside these networks get no answer.
+    pub allow: crate::config::NetworkList,
 }
 
 /// A running daemon. Dropping it stops nothing: call [`Daemon::shutdown`].
@@ -98,6 +108,15 @@ impl Daemon {
                 bound.push((kind, local, listener));
             }
         }
+        let metrics = match &opts.metrics {
+            Some(m) => Some((
+                tokio::net::TcpListener::bind(m.addr)
+                    .await
+                    .map_err(|e| DaemonError::Metrics(m.addr, e))?,
+                m.clone(),
+            )),
+            None => None,
+        };
         let control = control::bind(&opts.control)?;
         let spool = flash.spool.clone();
         let tls_config = tls_config(&spool, &opts.hostname, &opts.flash.path).await?;
@@ -116,7 +135,7 @@ impl Daemon {
             &spool,
             &queue,
         );
-        let admin = Admin::new(Handles {
+        let handles = Handles {
             spool,
             directory,
             queue: Some(queue.clone()),
@@ -128,8 +147,16 @@ impl Daemon {
                 listeners,
                 control: Some(opts.control.clone()),
             }),
-        });
+        };
+        let admin = Admin::new(handles.clone());
         let mut tasks = Vec::new();
+        if let Some((listener, m)) = metrics {
+            let addr = listener.local_addr().unwrap_or(m.addr);
+            master(&format!("metrics at http://{addr}/metrics for {}", m.allow));
+            tasks.push(tokio::spawn(crate::admin::metrics::serve(
+                listener, m.allow, handles,
+            )));
+        }
         for (kind, addr, listener) in bound {
             master(&format!("{kind} listening on {addr}"));
             let ctx = ctx.clone();

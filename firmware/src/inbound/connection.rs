@@ -44,6 +44,7 @@ where
     A: Authenticator,
 {
     let _ = stream.set_nodelay(true);
+    crate::metrics::global().smtpd_connect();
     let (mode, starttls, auth, auth_required) = match kind {
         ListenerKind::Smtp => (Mode::Smtp, ctx.tls.is_some(), ctx.auth.is_some(), false),
         // Both submission ports want AUTH before MAIL.
@@ -71,6 +72,7 @@ where
                 _ => return Ok(()),
             };
         let info = tls_info(tls_stream.get_ref().1);
+        crate::metrics::global().smtpd_tls(&info.version);
         let mut session = Session::new(config, Some(peer.ip()), Some(info), Instant::now());
         drive(&mut tls_stream, &mut session, &ctx, &mut rx).await?;
         return Ok(());
@@ -89,7 +91,9 @@ where
                     Ok(Ok(s)) => s,
                     _ => return Ok(()),
                 };
-            session.tls_established(tls_info(tls_stream.get_ref().1), Instant::now());
+            let info = tls_info(tls_stream.get_ref().1);
+            crate::metrics::global().smtpd_tls(&info.version);
+            session.tls_established(info, Instant::now());
             // A second STARTTLS is refused by the session, so this run ends the connection.
             drive(&mut tls_stream, &mut session, &ctx, &mut rx).await?;
             Ok(())
@@ -164,6 +168,9 @@ async fn answer<R, S, A>(
     match event {
         Event::CheckRecipient(query) => {
             let verdict = ctx.recipients.check(&query).await;
+            if let Err(r) = &verdict {
+                crate::metrics::global().smtpd_rejected(r.code);
+            }
             session.answer_recipient_targets(verdict, Instant::now());
         }
         Event::Authenticate { user, password, .. } => {
@@ -215,6 +222,8 @@ async fn answer<R, S, A>(
                 (Some(message), None) => message.commit().await,
                 (None, None) => Err(Reply::new(451, [4, 3, 0], "Error: queue file write error")),
             };
+            crate::metrics::global()
+                .smtpd_message_end(result.as_ref().map(|_| ()).map_err(|r| r.code));
             session.answer_commit(result, Instant::now());
         }
         Event::MessageAbort => {

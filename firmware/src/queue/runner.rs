@@ -21,6 +21,7 @@ use crate::bounce::{self, DsnRequest, Kind};
 use crate::log::{self, Delays, DeliveryLine, LogSink, Program, Status};
 use crate::mail::{EnhancedStatus, Envelope, QueueId, QueueState, RecipientOutcome};
 use crate::mail::{Protocol, Transport};
+use crate::metrics;
 
 /// What the runner reads of a stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,6 +319,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             };
             match (a, res) {
                 (Action::Remove { qid }, Ok(())) => {
+                    metrics::global().qmgr_removed();
                     log.line(Program::Qmgr, &log::removed_line(qid));
                 }
                 (Action::Remove { qid }, Err(e)) => log.line(
@@ -379,7 +381,10 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             }
             Action::Dsn { qid, kind } => self.make_dsn(qid, kind).await,
             Action::Remove { qid } => match self.store.remove(qid).await {
-                Ok(()) => log.line(Program::Qmgr, &log::removed_line(qid)),
+                Ok(()) => {
+                    metrics::global().qmgr_removed();
+                    log.line(Program::Qmgr, &log::removed_line(qid));
+                }
                 Err(e) => log.line(
                     Program::Qmgr,
                     &format!("{qid}: warning: cannot remove: {e}"),
@@ -592,6 +597,17 @@ fn log_attempt(
                     .to_string(),
             ),
         };
+        let client = match job.next_hop.protocol {
+            Protocol::Smtp => metrics::Client::Smtp,
+            Protocol::Lmtp => metrics::Client::Lmtp,
+        };
+        let d = [
+            delays.before_queue,
+            delays.in_queue,
+            delays.connection,
+            delays.transmission,
+        ];
+        metrics::global().delivery(client, status.as_str(), d);
         let line = log::delivery_line(&DeliveryLine {
             qid: job.qid,
             to: &rcpt.address,

@@ -266,7 +266,7 @@ impl<F: Flash> Writer<F> {
         if self.waiting.is_empty() {
             return;
         }
-        let result = self.spool.sync();
+        let result = crate::metrics::global().spool_sync(self.waiting.len(), || self.spool.sync());
         for w in self.waiting.drain(..) {
             match w {
                 Waiter::Commit(qid, r) => {
