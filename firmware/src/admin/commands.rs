@@ -34,6 +34,28 @@ pub enum AdminCommand {
     /// The certificate STARTTLS and port 465 present.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// The Prometheus endpoint: its stored setting (off by default), or one scrape here.
+    #[command(subcommand)]
+    Metrics(MetricsCommand),
+}
+
+/// `postern metrics ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
+pub enum MetricsCommand {
+    /// The stored endpoint setting.
+    Show,
+    /// Answer `GET /metrics` at ADDR (e.g. 0.0.0.0:9154) for clients in --allow; stored on the
+    /// flash, used from the next start of the services (`postern run --metrics` overrides it).
+    Set {
+        listen: std::net::SocketAddr,
+        /// Client networks allowed to scrape, as zimbraMtaMyNetworks writes them.
+        #[arg(long, value_name = "NETS", default_value = "127.0.0.0/8 ::1/128")]
+        allow: String,
+    },
+    /// Serve no endpoint from the next start of the services.
+    Off,
+    /// Print what a scrape would get now (the text exposition format).
+    Scrape,
 }
 
 /// `postern tls ...`.

@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod control;
 pub mod metrics;
+pub mod metrics_setting;
 mod prov;
 mod queue;
 mod status;
@@ -17,7 +18,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use commands::{AdminCommand, BulkArgs, FilterArgs, FlashCommand, QueueCommand, TlsCommand};
+pub use commands::{
+    AdminCommand, BulkArgs, FilterArgs, FlashCommand, MetricsCommand, QueueCommand, TlsCommand,
+};
 pub use control::Reply;
 
 use crate::directory::SharedDirectory;
@@ -107,6 +110,8 @@ impl Admin {
                 }
             },
             AdminCommand::Tls(cmd) => tls::run(&h.spool, &h.facts.flash_path, cmd).await,
+            AdminCommand::Metrics(MetricsCommand::Scrape) => Reply::ok(metrics::scrape(h).await),
+            AdminCommand::Metrics(cmd) => metrics_setting::run(&h.spool, cmd).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(
                 "the flash is in use by the running services: stop them, then run `postern flash format --flash {}`\n",
                 h.facts.flash_path.display()

@@ -108,12 +108,25 @@ impl Daemon {
                 bound.push((kind, local, listener));
             }
         }
-        let metrics = match &opts.metrics {
+        // `--metrics` wins over the stored setting (the appliance's way to set it).
+        let endpoint = match opts.metrics.clone() {
+            Some(m) => Some(m),
+            None => match crate::admin::metrics_setting::stored(&flash.spool).await {
+                Ok(stored) => stored.map(|(addr, allow)| MetricsEndpoint { addr, allow }),
+                Err(e) => {
+                    master(&format!(
+                        "warning: metrics setting unreadable, no endpoint: {e}"
+                    ));
+                    None
+                }
+            },
+        };
+        let metrics = match endpoint {
             Some(m) => Some((
                 tokio::net::TcpListener::bind(m.addr)
                     .await
                     .map_err(|e| DaemonError::Metrics(m.addr, e))?,
-                m.clone(),
+                m,
             )),
             None => None,
         };
