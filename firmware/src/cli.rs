@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use hal::flash::{Device, Flash};
 
 use crate::admin::control::{self, DEFAULT_CONTROL, Reply};
-use crate::admin::{AdminCommand, FlashCommand};
+use crate::admin::{AdminCommand, FlashCommand, LogArgs};
 use crate::config::NetworkList;
 use crate::daemon::{self, Daemon, DaemonError, FlashSpec, MetricsEndpoint, Options};
 use crate::spool::{Spool, SpoolGeometry};
@@ -175,12 +175,50 @@ fn admin(control_path: &Path, cmd: AdminCommand) -> i32 {
     if !confirmed(&cmd) {
         return 2;
     }
+    if let AdminCommand::Log(args) = &cmd
+        && args.follow
+    {
+        return follow(control_path, args.clone());
+    }
     match control::request(control_path, &cmd) {
         Ok(reply) => show(reply),
         Err(e) => {
             eprintln!("postern: {e}");
             1
         }
+    }
+}
+
+/// `postern log --follow`: the newest lines, then new ones as they come, until interrupted.
+fn follow(control_path: &Path, mut args: LogArgs) -> i32 {
+    let mut after = 0;
+    loop {
+        args.after = Some(after);
+        let reply = match control::request(control_path, &AdminCommand::Log(args.clone())) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("postern: {e}");
+                return 1;
+            }
+        };
+        if reply.exit != 0 {
+            return show(reply);
+        }
+        let mut out = std::io::stdout().lock();
+        for line in reply.text.lines() {
+            let Some((n, text)) = line.split_once(' ') else {
+                continue;
+            };
+            after = n.parse().unwrap_or(after).max(after);
+            if writeln!(out, "{text}").is_err() {
+                // The reader went away (`| head`): done.
+                return 0;
+            }
+        }
+        let _ = out.flush();
+        // After the first answer, everything new, however much.
+        args.lines = usize::MAX;
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
 

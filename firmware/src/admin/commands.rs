@@ -34,9 +34,38 @@ pub enum AdminCommand {
     /// The certificate STARTTLS and port 465 present.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// The mail log kept on the flash (a ring: the newest lines), as mail.log would show it.
+    Log(LogArgs),
+    /// One message's way through the box from the kept mail log (queue, each delivery attempt
+    /// with relay and reason, notifications, removal): by queue id, or every message to or from
+    /// an address.
+    Track {
+        /// A queue id or an address.
+        target: String,
+    },
     /// The Prometheus endpoint: its stored setting (off by default), or one scrape here.
     #[command(subcommand)]
     Metrics(MetricsCommand),
+}
+
+/// `postern log ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Args, Serialize, Deserialize)]
+pub struct LogArgs {
+    /// Only lines containing these words (as they are: case matters, as with grep).
+    #[arg(long, value_name = "WORDS")]
+    pub grep: Option<String>,
+    /// Only lines about this queue id.
+    #[arg(long, value_name = "QID")]
+    pub qid: Option<String>,
+    /// At most this many of the newest lines.
+    #[arg(long, short = 'n', default_value_t = 200)]
+    pub lines: usize,
+    /// Keep printing new lines as they are logged (until interrupted).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Lines after this number only, each line preceded by its number (what --follow asks).
+    #[arg(long, hide = true)]
+    pub after: Option<u64>,
 }
 
 /// `postern metrics ...`.

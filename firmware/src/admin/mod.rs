@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod control;
+mod maillog;
 pub mod metrics;
 pub mod metrics_setting;
 mod prov;
@@ -19,7 +20,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use commands::{
-    AdminCommand, BulkArgs, FilterArgs, FlashCommand, MetricsCommand, QueueCommand, TlsCommand,
+    AdminCommand, BulkArgs, FilterArgs, FlashCommand, LogArgs, MetricsCommand, QueueCommand,
+    TlsCommand,
 };
 pub use control::Reply;
 
@@ -110,6 +112,10 @@ impl Admin {
                 }
             },
             AdminCommand::Tls(cmd) => tls::run(&h.spool, &h.facts.flash_path, cmd).await,
+            AdminCommand::Log(args) => maillog::log(&h.spool, args).await,
+            AdminCommand::Track { target } => {
+                maillog::track(&h.spool, h.queue.as_ref(), &target).await
+            }
             AdminCommand::Metrics(MetricsCommand::Scrape) => Reply::ok(metrics::scrape(h).await),
             AdminCommand::Metrics(cmd) => metrics_setting::run(&h.spool, cmd).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(

@@ -162,6 +162,9 @@ impl Daemon {
             }),
         };
         let admin = Admin::new(handles.clone());
+        // From here on the mail log is also kept in the ring on flash.
+        let keeper = handles.spool.clone();
+        crate::log::keep::keep_in(&opts.hostname, Arc::new(move |l| keeper.log_line(l)));
         let mut tasks = Vec::new();
         if let Some((listener, m)) = metrics {
             let addr = listener.local_addr().unwrap_or(m.addr);
@@ -207,6 +210,7 @@ impl Daemon {
         self.queue.shutdown().await;
         let _ = std::fs::remove_file(&self.control);
         master("stopped");
+        crate::log::keep::keep_nowhere();
     }
 }
 

@@ -60,6 +60,7 @@ impl LogSink {
             None => {
                 // A full stderr must never stop mail: the line is lost, the mail is not.
                 let _ = writeln!(std::io::stderr().lock(), "{full}");
+                super::keep::keep(program.as_str(), line);
             }
         }
     }
