@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use hal::flash::{Device, Flash};
 
+use crate::admin::commands::parse_size;
 use crate::admin::control::{self, DEFAULT_CONTROL, Reply};
 use crate::admin::{AdminCommand, FlashCommand, LogArgs};
 use crate::config::NetworkList;
@@ -227,8 +228,8 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
     if !confirmed(&cmd) {
         return 2;
     }
-    if let AdminCommand::Flash(FlashCommand::Format { .. }) = cmd {
-        return match format_flash(&flash) {
+    if let AdminCommand::Flash(FlashCommand::Format { log_size, .. }) = cmd {
+        return match format_flash(&flash, log_size) {
             Ok(()) => {
                 println!("flash {} formatted", flash.path.display());
                 0
@@ -255,9 +256,13 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
 
 /// Lays an empty spool on the flash, whatever was there: the admin's way out of a damaged one.
 /// The daemon's error type, so a missing or wrong-sized flash gets the same `--flash-size` hints.
-fn format_flash(spec: &FlashSpec) -> Result<(), DaemonError> {
+fn format_flash(spec: &FlashSpec, log_size: Option<u64>) -> Result<(), DaemonError> {
     let (mut flash, _lock) = Device::open(&spec.path, spec.size).map_err(DaemonError::Device)?;
-    let geometry = SpoolGeometry::for_flash(flash.geometry());
+    let mut geometry = SpoolGeometry::for_flash(flash.geometry());
+    if let Some(bytes) = log_size {
+        let eb = u64::from(flash.geometry().erase_size);
+        geometry.log_blocks = u32::try_from(bytes.div_ceil(eb)).unwrap_or(u32::MAX);
+    }
     Spool::format(&mut flash, geometry).map_err(|e| DaemonError::Spool(spec.path.clone(), e))
 }
 
@@ -302,30 +307,6 @@ fn machine_hostname() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
-}
-
-/// Parses sizes as admins write them: `268435456`, `256M`, `1G`, `64K` (powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (digits, shift) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                _ => return Err(format!("{s:?}: unknown unit {c:?} (use K, M, G or T)")),
-            };
-            (&s[..i], shift)
-        }
-        _ => (s, 0),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 256M)"))?;
-    n.checked_mul(1 << shift)
-        .filter(|&v| v > 0)
-        .ok_or_else(|| format!("{s:?} is not a usable size"))
 }
 
 #[cfg(test)]

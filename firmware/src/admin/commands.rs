@@ -242,6 +242,10 @@ pub enum FlashCommand {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// The size of the mail log ring, e.g. 4M (rounded up to erase blocks; at least two, or
+        /// 0 for none). Default: 1/64 of the flash.
+        #[arg(long, value_name = "SIZE", value_parser = parse_log_size)]
+        log_size: Option<u64>,
     },
 }
 
@@ -250,7 +254,7 @@ impl AdminCommand {
     /// and the admin did not say `--yes`.
     pub fn confirmation(&self) -> Option<&'static str> {
         match self {
-            AdminCommand::Flash(FlashCommand::Format { yes: false }) => {
+            AdminCommand::Flash(FlashCommand::Format { yes: false, .. }) => {
                 Some("Format the flash? Every queued message, account and setting on it is lost.")
             }
             AdminCommand::Queue(QueueCommand::Delete(BulkArgs { yes: false, .. })) => {
@@ -259,4 +263,36 @@ impl AdminCommand {
             _ => None,
         }
     }
+}
+
+/// Parses sizes as admins write them: `268435456`, `256M`, `1G`, `64K` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{s:?}: unknown unit {c:?} (use K, M, G or T)")),
+            };
+            (&s[..i], shift)
+        }
+        _ => (s, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 256M)"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{s:?} is not a usable size"))
+}
+
+/// A log size: like [`parse_size`], and 0 for no log.
+fn parse_log_size(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    parse_size(s)
 }

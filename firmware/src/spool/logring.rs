@@ -38,6 +38,19 @@ pub(crate) struct LogRing {
     next_line: u64,
 }
 
+impl LogRing {
+    /// Bytes of the region in use: the full blocks behind the head, and the head up to `pos`.
+    pub(crate) fn used(&self, blocks: u32, block_size: u32) -> u64 {
+        match self.head {
+            None => 0,
+            Some((_, seq)) => {
+                let full = u64::from(seq.min(blocks).saturating_sub(1));
+                full * u64::from(block_size) + u64::from(self.pos)
+            }
+        }
+    }
+}
+
 fn header_crc(nonce: u64, block: u32, h: &[u8]) -> u32 {
     keyed_crc(nonce, &[b"log-block", &block.to_le_bytes(), &h[..16]])
 }

@@ -373,6 +373,12 @@ impl<F: Flash> Spool<F> {
                 region("config", Region::Config, &self.slots[0]),
                 region("directory", Region::Directory, &self.slots[1]),
                 RegionInfo {
+                    name: "mail log",
+                    start: l.log_range().0,
+                    len: l.log_range().1 - l.log_range().0,
+                    used: self.ring.used(l.log_blocks, l.erase_size),
+                },
+                RegionInfo {
                     name: "spool",
                     start: spool_start,
                     len: l.segments * l.segment_size(),
