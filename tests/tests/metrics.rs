@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tests::host::{HostPostern, SmtpClient};
-use tests::peers::{Sink, free_port};
+use tests::peers::{Sink, free_port, swaks};
 
 /// `GET /metrics`; the status line and the body.
 fn get(addr: SocketAddr, path: &str) -> (String, String) {
@@ -196,6 +196,23 @@ fn scrapes_before_and_after_traffic() {
     let second = send(smtp, &["b@example.com"]);
     assert!(second[1].starts_with("250"), "{second:?}");
     sink.wait_for(2, Duration::from_secs(30));
+    // One STARTTLS session, ended once TLS is up.
+    let tls = swaks(&[
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &smtp.port().to_string(),
+        "--to",
+        "a@example.com",
+        "--tls",
+        "--quit-after",
+        "TLS",
+    ]);
+    assert!(
+        tls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tls.stdout)
+    );
 
     // The deliveries are logged and counted once the queue manager has their results.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -234,6 +251,10 @@ fn scrapes_before_and_after_traffic() {
         2.0
     );
     assert!(moved("postern_spool_syncs_total") >= 2.0);
+    assert_eq!(
+        moved("postfix_smtpd_tls_connections_total{protocol=\"TLSv1.3\"}"),
+        1.0
+    );
     assert!(moved("postern_spool_group_commit_batch_requests_count") >= 2.0);
     assert_eq!(
         at(&after, "postern_directory_entries{kind=\"account\"}"),
