@@ -69,3 +69,25 @@ fn end_of_input_and_broken_quotes() {
     );
     rt.block_on(daemon.shutdown());
 }
+
+#[test]
+fn queue_views_metrics_and_the_mail_log_at_the_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, daemon) = start(dir.path());
+    let mut out = Vec::new();
+    console::run(
+        Cursor::new(
+            "queue shape deferred\nqueue hold --sender '*@x.example'\nmetrics scrape\nlog -n 5\n",
+        ),
+        &mut out,
+        daemon.admin(),
+    );
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("TOTAL 0"), "qshape's table, empty: {out}");
+    assert!(out.contains("no queued message matches"), "{out}");
+    assert!(out.contains("postfix_smtpd_connects_total 0"), "{out}");
+    // A new flash keeps a mail log (which lines are in it depends on the other tests'
+    // daemons in this process: the keeper is per process).
+    assert!(!out.contains("keeps no mail log"), "{out}");
+    rt.block_on(daemon.shutdown());
+}
