@@ -193,14 +193,22 @@ impl<F: Flash> Spool<F> {
     pub fn log_read(&mut self, after: u64, limit: usize) -> Result<LogLines, SpoolError> {
         let mut blocks = Vec::new();
         for b in 0..self.layout.log_blocks {
-            if let Some((seq, _)) = self.log_block_header(b)? {
-                blocks.push((seq, b));
+            if let Some((seq, first)) = self.log_block_header(b)? {
+                blocks.push((seq, b, first));
             }
         }
         // Oldest first; sequence numbers only wrap after 2^32 blocks.
         blocks.sort_unstable();
         let mut out = Vec::new();
-        for (_, b) in blocks {
+        for (i, &(_, b, _)) in blocks.iter().enumerate() {
+            // A block whose successor starts at or below `after + 1` has nothing new: --follow
+            // reads only the head, not the whole region, each time it asks.
+            if blocks
+                .get(i + 1)
+                .is_some_and(|&(_, _, next)| next <= after + 1)
+            {
+                continue;
+            }
             let (entries, _) = self.log_block_entries(b)?;
             out.extend(entries.into_iter().filter(|(l, _)| *l > after));
         }
