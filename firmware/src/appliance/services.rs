@@ -34,6 +34,7 @@ pub fn options(p: &BootParams) -> Options {
         hostname: p.hostname.clone(),
         dns_servers: Vec::new(),
         dns_timeout: crate::policy::dns::DEFAULT_DEADLINE,
+        metrics: None,
     }
 }
 

@@ -48,6 +48,16 @@ pub struct Options {
     pub dns_servers: Vec<SocketAddr>,
     /// How long one DNS lookup of the restrictions may take.
     pub dns_timeout: std::time::Duration,
+    /// The Prometheus endpoint, if any.
+    pub metrics: Option<MetricsEndpoint>,
+}
+
+/// Where `GET /metrics` is answered, and for whom.
+#[derive(Debug, Clone)]
+pub struct MetricsEndpoint {
+    pub addr: SocketAddr,
+    /// Clients outside these networks get no answer.
+    pub allow: crate::config::NetworkList,
 }
 
 /// A running daemon. Dropping it stops nothing: call [`Daemon::shutdown`].
@@ -103,6 +113,28 @@ impl Daemon {
                 bound.push((kind, local, listener));
             }
         }
+        // `--metrics` wins over the stored setting (the appliance's way to set it).
+        let endpoint = match opts.metrics.clone() {
+            Some(m) => Some(m),
+            None => match crate::admin::metrics_setting::stored(&flash.spool).await {
+                Ok(stored) => stored.map(|(addr, allow)| MetricsEndpoint { addr, allow }),
+                Err(e) => {
+                    master(&format!(
+                        "warning: metrics setting unreadable, no endpoint: {e}"
+                    ));
+                    None
+                }
+            },
+        };
+        let metrics = match endpoint {
+            Some(m) => Some((
+                tokio::net::TcpListener::bind(m.addr)
+                    .await
+                    .map_err(|e| DaemonError::Metrics(m.addr, e))?,
+                m,
+            )),
+            None => None,
+        };
         let control = control::bind(&opts.control)?;
         let spool = flash.spool.clone();
         let tls_config = tls_config(&spool, &opts.hostname, &opts.flash.path).await?;
@@ -115,7 +147,7 @@ impl Daemon {
         let queue = start_queue(&spool, &directory, &config, &opts, &own).await?;
 
         let ctx = inbound_context(&opts, &config, tls_config, &directory, &spool, &queue);
-        let admin = Admin::new(Handles {
+        let handles = Handles {
             spool,
             directory,
             queue: Some(queue.clone()),
@@ -127,8 +159,19 @@ impl Daemon {
                 listeners,
                 control: Some(opts.control.clone()),
             }),
-        });
+        };
+        let admin = Admin::new(handles.clone());
+        // From here on the mail log is also kept in the ring on flash.
+        let keeper = handles.spool.clone();
+        crate::log::keep::keep_in(&opts.hostname, Arc::new(move |l| keeper.log_line(l)));
         let mut tasks = Vec::new();
+        if let Some((listener, m)) = metrics {
+            let addr = listener.local_addr().unwrap_or(m.addr);
+            master(&format!("metrics at http://{addr}/metrics for {}", m.allow));
+            tasks.push(tokio::spawn(crate::admin::metrics::serve(
+                listener, m.allow, handles,
+            )));
+        }
         for (kind, addr, listener) in bound {
             master(&format!("{kind} listening on {addr}"));
             let ctx = ctx.clone();
@@ -166,6 +209,7 @@ impl Daemon {
         self.queue.shutdown().await;
         let _ = std::fs::remove_file(&self.control);
         master("stopped");
+        crate::log::keep::keep_nowhere();
     }
 }
 

@@ -50,6 +50,7 @@ where
     A: Authenticator,
 {
     let _ = stream.set_nodelay(true);
+    crate::metrics::global().smtpd_connect();
     let (mode, starttls, auth, auth_required) = match kind {
         ListenerKind::Smtp => (Mode::Smtp, ctx.tls.is_some(), ctx.auth.is_some(), false),
         // Both submission ports want AUTH before MAIL.
@@ -125,6 +126,7 @@ where
                 }
             };
         let info = tls_info(tls_stream.get_ref().1);
+        crate::metrics::global().smtpd_tls(&info.version);
         let mut session = Session::new(config, Some(peer.ip()), Some(info), Instant::now());
         drive(&mut tls_stream, &mut session, ctx, rx).await?;
         return Ok(done(&session));
@@ -146,7 +148,9 @@ where
                         return Ok(done(&session));
                     }
                 };
-            session.tls_established(tls_info(tls_stream.get_ref().1), Instant::now());
+            let info = tls_info(tls_stream.get_ref().1);
+            crate::metrics::global().smtpd_tls(&info.version);
+            session.tls_established(info, Instant::now());
             // A second STARTTLS is refused by the session, so this run ends the connection.
             drive(&mut tls_stream, &mut session, ctx, rx).await?;
             Ok(done(&session))
@@ -239,6 +243,7 @@ async fn answer<R, S, A>(
                     helo: &query.client.helo,
                 });
                 ctx.log.line(Program::Smtpd, &line);
+                crate::metrics::global().smtpd_rejected(reply.code);
             }
             session.answer_recipient_targets(verdict, Instant::now());
         }
@@ -305,6 +310,8 @@ async fn answer<R, S, A>(
                 }
                 (None, None) => Err(Reply::new(451, [4, 3, 0], "Error: queue file write error")),
             };
+            crate::metrics::global()
+                .smtpd_message_end(result.as_ref().map(|_| ()).map_err(|r| r.code));
             session.answer_commit(result, Instant::now());
         }
         Event::MessageAbort => {

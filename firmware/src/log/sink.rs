@@ -67,6 +67,7 @@ impl LogSink {
                 // A full stderr must never stop mail: the line is lost, the mail is not.
                 let _ = writeln!(std::io::stderr().lock(), "{full}");
                 super::remote::send(program.as_str(), line);
+                super::keep::keep(program.as_str(), line);
             }
         }
     }
