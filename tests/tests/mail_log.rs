@@ -91,7 +91,8 @@ fn a_message_deferred_twice_then_delivered_is_tracked_and_survives_kill_9() {
     );
     // The syslog frame, as mail.log has it.
     assert!(
-        lines[1].contains(" mx.test.example postern/qmgr["),
+        lines[1].contains(" mx.test.example postern/smtpd[")
+            && lines[2].contains(" mx.test.example postern/qmgr["),
         "{tracked}"
     );
     assert_eq!(p.admin_ok(&["track", "X@Example.com"]), tracked);
