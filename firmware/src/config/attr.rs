@@ -66,8 +66,6 @@ pub const PLANNED: &[&str] = &[
     "zimbraMtaAuthEnabled",
     "zimbraMtaTlsAuthOnly",
     "zimbraMtaSmtpDnsSupportLevel",
-    "zimbraMtaBlockedExtension",
-    "zimbraMtaCommonBlockedExtension",
     "zimbraMtaBlockedExtensionWarnRecipient",
     "zimbraAttachmentsBlocked",
     "zimbraSpamKillPercent",
@@ -77,7 +75,6 @@ pub const PLANNED: &[&str] = &[
     "zimbraSpamIsNotSpamAccount",
     "zimbraVirusWarnRecipient",
     "zimbraVirusWarnAdmin",
-    "zimbraVirusBlockEncryptedArchive",
 ];
 
 /// Whether `attr` is one of the [`PLANNED`] attributes.

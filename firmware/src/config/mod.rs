@@ -10,6 +10,7 @@
 //! [`MtaConfig::load`], shown as ignored, and never applied.
 
 pub mod attr;
+pub mod content;
 pub mod duration;
 pub mod network;
 pub mod restriction;
@@ -18,6 +19,7 @@ pub mod stored;
 use std::time::Duration;
 
 pub use attr::AttrError;
+pub use content::{ContentConfig, ScannerAddress};
 pub use duration::Unit;
 pub use network::{BadNetwork, Cidr, NetworkList};
 pub use restriction::{BadRestriction, Restriction};
@@ -60,6 +62,8 @@ pub struct MtaConfig {
     /// `virtual_transport`: next hop of a local account when neither the account nor its domain
     /// has a `zimbraMailTransport`. Unset, such mail is accepted and stays deferred.
     pub virtual_transport: Option<Transport>,
+    /// The content stage's settings (attachments, virus and spam scanners).
+    pub content: ContentConfig,
     /// Values read from flash that this firmware refuses to set (see [`MtaConfig::load`]):
     /// attribute and value, kept so the next write does not lose them, never applied.
     unenforced: Vec<(&'static str, String)>,
@@ -109,6 +113,7 @@ impl Default for MtaConfig {
             delay_warning_time: Duration::ZERO,
             my_hostname: "localhost".to_string(),
             virtual_transport: None,
+            content: ContentConfig::default(),
             unenforced: Vec::new(),
         }
     }
@@ -132,6 +137,12 @@ impl MtaConfig {
         DELAY_WARNING,
         MY_HOSTNAME,
         VIRTUAL_TRANSPORT,
+        content::BLOCKED_EXT,
+        content::COMMON_BLOCKED_EXT,
+        content::BLOCK_ENCRYPTED,
+        content::SCAN_LIMIT,
+        content::ARCHIVE_DEPTH,
+        content::ARCHIVE_UNPACKED,
     ];
 
     /// The canonical spelling of `attr`, or an error naming it.
@@ -141,7 +152,7 @@ impl MtaConfig {
 
     /// Whether `attr` holds several values (`+attr`/`-attr` apply to it).
     pub fn is_multi(attr: &str) -> bool {
-        attr.eq_ignore_ascii_case(RESTRICTION)
+        attr.eq_ignore_ascii_case(RESTRICTION) || ContentConfig::is_multi(attr)
     }
 
     /// The values of `attr` as `gacf` shows them; empty when unset.
@@ -149,6 +160,7 @@ impl MtaConfig {
         let attr = Self::attr_name(attr)?;
         let one = |s: String| vec![s];
         Ok(match attr {
+            a if ContentConfig::owns(a) => self.content.values(a),
             RELAY_HOST => self.relay_host.iter().map(|t| t.to_string()).collect(),
             DNS => one(show_bool(self.dns_lookups_enabled)),
             MY_NETWORKS => one(self.my_networks.to_string()),
@@ -235,6 +247,9 @@ impl MtaConfig {
         let defaults = MtaConfig::default();
         // An explicit change of the attribute settles what an older firmware left on flash.
         self.unenforced.retain(|(a, _)| *a != attr);
+        if ContentConfig::owns(attr) {
+            return self.content.set(attr, values);
+        }
         if attr == RESTRICTION {
             self.restrictions = values
                 .iter()
@@ -270,6 +285,7 @@ impl MtaConfig {
 
     fn copy_from(&mut self, attr: &'static str, other: &MtaConfig) {
         match attr {
+            a if ContentConfig::owns(a) => self.content.copy_from(a, &other.content),
             RELAY_HOST => self.relay_host = other.relay_host.clone(),
             VIRTUAL_TRANSPORT => self.virtual_transport = other.virtual_transport.clone(),
             DNS => self.dns_lookups_enabled = other.dns_lookups_enabled,
@@ -403,7 +419,10 @@ mod tests {
         assert_eq!(vals(&c, "hopcount_limit"), ["50"]);
         assert_eq!(vals(&c, "smtpd_recipient_limit"), ["1000"]);
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
-        assert_eq!(c.all_values().len(), MtaConfig::ATTRS.len() - 3);
+        let mut shown: Vec<_> = c.all_values().into_iter().map(|(a, _)| a).collect();
+        shown.dedup();
+        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 4);
+        assert_eq!(vals(&c, "zimbraMtaCommonBlockedExtension").len(), 27);
     }
 
     #[test]
@@ -525,10 +544,12 @@ mod tests {
             "invalid attr name: zimbraMtaNoSuchThing"
         );
         assert_eq!(unknown.code(), "account.INVALID_ATTR_NAME");
-        let planned = c.set("zimbraspamkillpercent", &s(&["75"])).unwrap_err();
+        let planned = c
+            .set("zimbraSpamIsSpamAccount", &s(&["x@example.com"]))
+            .unwrap_err();
         assert_eq!(
             planned.to_string(),
-            "zimbraSpamKillPercent: not supported yet"
+            "zimbraSpamIsSpamAccount: not supported yet"
         );
     }
 }

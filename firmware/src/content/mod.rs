@@ -2,21 +2,28 @@
 //! and decided at the end of data, before the 250, so a refused message is refused to the client
 //! (no backscatter) and never queued.
 //!
-//! [`Scan`] is one message's pass: [`Scan::feed`] sees every body chunk as it is written to flash
-//! (nothing is held back but what a check needs), [`Scan::finish`] gives the verdict. Today it runs
-//! one check:
+//! [`Scan`] is one message's pass: [`Scan::feed`] sees every body chunk as it is written to flash,
+//! [`Scan::finish`] gives the verdict. The checks, in order:
 //!
 //! - [`hops`]: more `Received:` headers than `hopcount_limit` is a mail loop, `554 5.4.6`, as
 //!   Postfix's cleanup refuses it; two systems that catch-all to each other end in a bounce at the
 //!   sender, not a storm.
+//! - [`attachments`]: a file name with a blocked extension, in the message, in an attached
+//!   message or inside a zip ([`archive`]), is `554 5.7.1` naming the file.
 //!
-//! Attachment blocking, the virus scan and the spam score (same pass, same verdict) join it here.
+//! The checks that need the whole message read a bounded copy of it kept in RAM ([`body`]), not
+//! the spool: the spool only gives back committed messages, and the verdict comes before the
+//! commit. A message bigger than `posternContentScanLimit` is not held, and passes unscanned.
 
+pub mod archive;
+pub mod attachments;
+pub mod body;
 pub mod hops;
 
-use crate::config::MtaConfig;
+use crate::config::{ContentConfig, MtaConfig};
 use crate::mail::Reply;
 
+use body::BodyCopy;
 use hops::HopCount;
 
 /// Why the content stage refuses a message.
@@ -24,19 +31,64 @@ use hops::HopCount;
 pub enum Rejection {
     /// More `Received:` headers than `hopcount_limit`.
     TooManyHops { count: usize, limit: u32 },
+    /// A file (or an archive member, `outer.zip/inner.exe`) with a blocked extension.
+    BlockedAttachment { name: String },
+    /// An archive whose members are encrypted, with `zimbraVirusBlockEncryptedArchive` on.
+    EncryptedArchive { name: String },
+    /// Archives nested deeper than `posternArchiveMaxDepth`.
+    ArchiveTooDeep { name: String },
+    /// An archive that unpacks to more than `posternArchiveMaxUnpackedSize`.
+    DecompressionBomb { name: String },
 }
 
 impl Rejection {
-    /// The answer to the end of data, in Postfix's words.
+    /// The answer to the end of data, in Postfix's and amavis's words.
     pub fn reply(&self) -> Reply {
+        let refused = |text: String| Reply::new(554, [5, 7, 1], text);
         match self {
             Rejection::TooManyHops { .. } => Reply::new(
                 554,
                 [5, 4, 6],
                 "Error: too many hops (mail forwarding loop)",
             ),
+            Rejection::BlockedAttachment { name } => refused(format!(
+                "Message content rejected: blocked attachment {}",
+                shown(name)
+            )),
+            Rejection::EncryptedArchive { name } => refused(format!(
+                "Message content rejected: encrypted archive {} cannot be scanned",
+                shown(name)
+            )),
+            Rejection::ArchiveTooDeep { name } => refused(format!(
+                "Message content rejected: archive {} nested too deep to scan",
+                shown(name)
+            )),
+            Rejection::DecompressionBomb { name } => refused(format!(
+                "Message content rejected: archive {} unpacks too large to scan",
+                shown(name)
+            )),
         }
     }
+}
+
+/// A file name as the client is shown it: printable ASCII (the name came from the sender and an
+/// SMTP reply is ASCII), at most 100 characters.
+fn shown(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(100)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if name.chars().count() > 100 {
+        out.push_str("...");
+    }
+    format!("\"{out}\"")
 }
 
 impl std::fmt::Display for Rejection {
@@ -46,6 +98,15 @@ impl std::fmt::Display for Rejection {
                 f,
                 "5.4.6 mail forwarding loop: {count} Received headers, hopcount_limit is {limit}"
             ),
+            Rejection::BlockedAttachment { name } => write!(f, "blocked attachment {name:?}"),
+            Rejection::EncryptedArchive { name } => write!(f, "encrypted archive {name:?}"),
+            Rejection::ArchiveTooDeep { name } => write!(f, "archive {name:?} nested too deep"),
+            Rejection::DecompressionBomb { name } => {
+                write!(
+                    f,
+                    "archive {name:?} unpacks past posternArchiveMaxUnpackedSize"
+                )
+            }
         }
     }
 }
@@ -56,6 +117,8 @@ impl std::error::Error for Rejection {}
 #[derive(Debug)]
 pub struct Scan {
     hops: HopCount,
+    copy: BodyCopy,
+    config: ContentConfig,
 }
 
 impl Scan {
@@ -63,17 +126,24 @@ impl Scan {
     pub fn new(config: &MtaConfig) -> Scan {
         Scan {
             hops: HopCount::new(config.hopcount_limit),
+            copy: BodyCopy::new(config.content.scan_limit),
+            config: config.content.clone(),
         }
     }
 
     /// Body bytes, in order, exactly as they go to the spool.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.hops.feed(chunk);
+        self.copy.feed(chunk);
     }
 
     /// The verdict once the whole body was fed.
     pub fn finish(&self) -> Result<(), Rejection> {
-        self.hops.verdict()
+        self.hops.verdict()?;
+        if let Some(whole) = self.copy.whole() {
+            attachments::check_attachments(whole, &self.config)?;
+        }
+        Ok(())
     }
 }
 

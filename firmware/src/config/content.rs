@@ -1,0 +1,263 @@
+//! Settings of the content stage (`content/`): attachment blocking, the virus scanner and the spam
+//! scanner. Zimbra's names where Zimbra has them; `postern...` names for what amavisd-new kept in
+//! its own config file (scanner addresses, deadlines, limits).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use super::attr::{AttrError, boolean, invalid, show_bool, single};
+
+pub const BLOCKED_EXT: &str = "zimbraMtaBlockedExtension";
+pub const COMMON_BLOCKED_EXT: &str = "zimbraMtaCommonBlockedExtension";
+pub const BLOCK_ENCRYPTED: &str = "zimbraVirusBlockEncryptedArchive";
+pub const SCAN_LIMIT: &str = "posternContentScanLimit";
+pub const ARCHIVE_DEPTH: &str = "posternArchiveMaxDepth";
+pub const ARCHIVE_UNPACKED: &str = "posternArchiveMaxUnpackedSize";
+
+/// Zimbra's default `zimbraMtaCommonBlockedExtension`: file types that run code on Windows.
+pub const ZIMBRA_COMMON_BLOCKED: &[&str] = &[
+    "asd", "bat", "chm", "cmd", "com", "dll", "do", "exe", "hlp", "hta", "js", "jse", "lnk", "ocx",
+    "pif", "reg", "scr", "shb", "shm", "shs", "vbe", "vbs", "vbx", "vxd", "wsf", "wsh", "xl",
+];
+
+/// The content settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentConfig {
+    /// `zimbraMtaBlockedExtension`: extensions the admin blocks (lower case, no dot).
+    pub blocked_extensions: Vec<String>,
+    /// `zimbraMtaCommonBlockedExtension`: Zimbra's list of dangerous extensions. Zimbra's admin
+    /// console only offers it as a menu; here it is blocked too, so the default is safe. Clear it
+    /// to block only `zimbraMtaBlockedExtension`.
+    pub common_blocked_extensions: Vec<String>,
+    /// `zimbraVirusBlockEncryptedArchive`: refuse archives whose contents cannot be read.
+    pub block_encrypted_archive: bool,
+    /// `posternContentScanLimit`: bytes of a message kept in RAM for the checks; a bigger
+    /// message is accepted unscanned (as spamc and clamd's StreamMaxLength do).
+    pub scan_limit: u64,
+    /// `posternArchiveMaxDepth`: archives inside archives opened before giving up (amavis's
+    /// `$MAXLEVELS`); deeper ones are refused as unreadable.
+    pub archive_max_depth: u32,
+    /// `posternArchiveMaxUnpackedSize`: bytes unpacked from nested archives per message; past it
+    /// the message is refused as a decompression bomb (amavis's `$MAX_EXPANSION_QUOTA`).
+    pub archive_max_unpacked: u64,
+}
+
+impl Default for ContentConfig {
+    fn default() -> ContentConfig {
+        ContentConfig {
+            blocked_extensions: Vec::new(),
+            common_blocked_extensions: ZIMBRA_COMMON_BLOCKED
+                .iter()
+                .map(|e| e.to_string())
+                .collect(),
+            block_encrypted_archive: true,
+            scan_limit: 10_240_000,
+            archive_max_depth: 4,
+            archive_max_unpacked: 10_485_760,
+        }
+    }
+}
+
+/// Where a scanner daemon listens: `host:port` (TCP) or a unix socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScannerAddress {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// Why a scanner address was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadScannerAddress;
+
+impl fmt::Display for BadScannerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("use IP:PORT, [IPv6]:PORT, or the absolute path of a unix socket")
+    }
+}
+
+impl FromStr for ScannerAddress {
+    type Err = BadScannerAddress;
+    fn from_str(s: &str) -> Result<ScannerAddress, BadScannerAddress> {
+        let path = s.strip_prefix("unix:").unwrap_or(s);
+        if path.starts_with('/') {
+            return Ok(ScannerAddress::Unix(PathBuf::from(path)));
+        }
+        s.parse()
+            .map(ScannerAddress::Tcp)
+            .map_err(|_| BadScannerAddress)
+    }
+}
+
+impl fmt::Display for ScannerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScannerAddress::Tcp(a) => write!(f, "{a}"),
+            ScannerAddress::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl ContentConfig {
+    /// The attributes the content stage enforces, in `gacf` order.
+    pub const ATTRS: &'static [&'static str] = &[
+        BLOCKED_EXT,
+        COMMON_BLOCKED_EXT,
+        BLOCK_ENCRYPTED,
+        SCAN_LIMIT,
+        ARCHIVE_DEPTH,
+        ARCHIVE_UNPACKED,
+    ];
+
+    pub fn owns(attr: &str) -> bool {
+        Self::ATTRS.contains(&attr)
+    }
+
+    pub fn is_multi(attr: &str) -> bool {
+        [BLOCKED_EXT, COMMON_BLOCKED_EXT]
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(attr))
+    }
+
+    /// Whether a file name ends in a blocked extension (case-insensitive).
+    pub fn blocks_name(&self, name: &str) -> bool {
+        let Some((_, ext)) = name.trim_end_matches(['.', ' ']).rsplit_once('.') else {
+            return false;
+        };
+        self.blocked_extensions
+            .iter()
+            .chain(&self.common_blocked_extensions)
+            .any(|b| b.eq_ignore_ascii_case(ext))
+    }
+
+    /// The values of `attr` (a canonical name this config owns).
+    pub fn values(&self, attr: &str) -> Vec<String> {
+        let one = |s: String| vec![s];
+        match attr {
+            BLOCKED_EXT => self.blocked_extensions.clone(),
+            COMMON_BLOCKED_EXT => self.common_blocked_extensions.clone(),
+            BLOCK_ENCRYPTED => one(show_bool(self.block_encrypted_archive)),
+            SCAN_LIMIT => one(self.scan_limit.to_string()),
+            ARCHIVE_DEPTH => one(self.archive_max_depth.to_string()),
+            _ => one(self.archive_max_unpacked.to_string()),
+        }
+    }
+
+    /// Sets `attr`; no value restores its default.
+    pub fn set(&mut self, attr: &'static str, values: &[String]) -> Result<(), AttrError> {
+        let defaults = ContentConfig::default();
+        match attr {
+            BLOCKED_EXT => self.blocked_extensions = extensions(attr, values)?,
+            COMMON_BLOCKED_EXT => self.common_blocked_extensions = extensions(attr, values)?,
+            _ => {
+                let Some(v) = single(attr, values)? else {
+                    self.reset(attr, &defaults);
+                    return Ok(());
+                };
+                match attr {
+                    BLOCK_ENCRYPTED => self.block_encrypted_archive = boolean(attr, v)?,
+                    SCAN_LIMIT => self.scan_limit = number(attr, v)?,
+                    ARCHIVE_DEPTH => self.archive_max_depth = number(attr, v)?,
+                    _ => self.archive_max_unpacked = number(attr, v)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self, attr: &str, d: &ContentConfig) {
+        match attr {
+            BLOCK_ENCRYPTED => self.block_encrypted_archive = d.block_encrypted_archive,
+            SCAN_LIMIT => self.scan_limit = d.scan_limit,
+            ARCHIVE_DEPTH => self.archive_max_depth = d.archive_max_depth,
+            _ => self.archive_max_unpacked = d.archive_max_unpacked,
+        }
+    }
+
+    /// Restores `attr` to `other`'s value.
+    pub fn copy_from(&mut self, attr: &str, other: &ContentConfig) {
+        match attr {
+            BLOCKED_EXT => self.blocked_extensions = other.blocked_extensions.clone(),
+            COMMON_BLOCKED_EXT => {
+                self.common_blocked_extensions = other.common_blocked_extensions.clone()
+            }
+            _ => self.reset(attr, other),
+        }
+    }
+}
+
+/// Extensions as Zimbra stores them: no dot, any case given, kept lower case.
+fn extensions(attr: &'static str, values: &[String]) -> Result<Vec<String>, AttrError> {
+    let mut out: Vec<String> = Vec::new();
+    for v in values.iter().filter(|v| !v.is_empty()) {
+        let ext = v.strip_prefix('.').unwrap_or(v).to_ascii_lowercase();
+        if ext.is_empty() || !ext.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(invalid(
+                attr,
+                v,
+                "an extension is letters and digits, like exe",
+            ));
+        }
+        if !out.contains(&ext) {
+            out.push(ext);
+        }
+    }
+    Ok(out)
+}
+
+fn number<T: FromStr>(attr: &'static str, v: &str) -> Result<T, AttrError> {
+    if !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(attr, v, "not a whole number"));
+    }
+    v.parse()
+        .map_err(|_| invalid(attr, v, "not a whole number in range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_match_case_insensitively_on_the_last_dot() {
+        let c = ContentConfig::default();
+        for blocked in [
+            "a.exe",
+            "A.EXE",
+            "x.tar.Exe",
+            "report.pdf.scr",
+            "b.exe.",
+            "c.js",
+        ] {
+            assert!(c.blocks_name(blocked), "{blocked}");
+        }
+        for fine in ["exe", "a.exe.txt", "a.pdf", "a.exec", "readme"] {
+            assert!(!c.blocks_name(fine), "{fine}");
+        }
+        let mut c = ContentConfig::default();
+        c.set(COMMON_BLOCKED_EXT, &[]).unwrap();
+        assert!(!c.blocks_name("a.exe"));
+        c.set(BLOCKED_EXT, &[".ZIP".to_string(), "iso".to_string()])
+            .unwrap();
+        assert_eq!(c.values(BLOCKED_EXT), ["zip", "iso"]);
+        assert!(c.blocks_name("x.Zip"));
+        assert!(c.set(BLOCKED_EXT, &["e x e".to_string()]).is_err());
+    }
+
+    #[test]
+    fn scanner_addresses() {
+        assert_eq!(
+            "127.0.0.1:3310".parse(),
+            Ok(ScannerAddress::Tcp("127.0.0.1:3310".parse().unwrap()))
+        );
+        let unix: ScannerAddress = "unix:/run/clamd.sock".parse().unwrap();
+        assert_eq!(unix, ScannerAddress::Unix("/run/clamd.sock".into()));
+        assert_eq!(unix.to_string(), "unix:/run/clamd.sock");
+        assert_eq!(
+            "/run/c".parse::<ScannerAddress>().unwrap().to_string(),
+            "unix:/run/c"
+        );
+        assert!("localhost:3310".parse::<ScannerAddress>().is_err());
+        assert!("clamd.sock".parse::<ScannerAddress>().is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! The content stage end to end in host mode: attachment blocking as the admin sets it with
+//! `zmprov mcf`, answered at the end of data, before anything is queued.
+
+use std::io::{Cursor, Write};
+use std::net::SocketAddr;
+
+use base64::Engine;
+use tests::host::{HostPostern, SmtpClient};
+use tests::peers::free_port;
+use zip::write::{SimpleFileOptions, ZipWriter};
+
+fn prov(p: &HostPostern, args: &[&str]) -> String {
+    let mut all = vec!["prov"];
+    all.extend_from_slice(args);
+    p.admin_ok(&all)
+}
+
+/// A daemon that takes all of example.com and forwards it to a next hop nobody answers on (the
+/// mail stays queued, where `postern queue` can count it).
+fn gateway() -> HostPostern {
+    let p = HostPostern::start(&[]);
+    let next_hop = format!("smtp:[127.0.0.1]:{}", free_port());
+    prov(
+        &p,
+        &[
+            "cd",
+            "example.com",
+            "zimbraMailCatchAllAddress",
+            "@example.com",
+            "zimbraMailCatchAllForwardingAddress",
+            "@example.com",
+            "zimbraMailTransport",
+            &next_hop,
+        ],
+    );
+    p
+}
+
+/// Sends `message` (headers and body, CRLF lines, no final dot) and returns the end-of-data reply.
+pub fn send_message(addr: SocketAddr, message: &[u8]) -> String {
+    let mut c = SmtpClient::connect(addr);
+    assert!(c.reply().starts_with("220 "));
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<sender@outside.example>")
+            .starts_with("250")
+    );
+    assert!(c.cmd("RCPT TO:<user@example.com>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    // Chunks of odd size, so MIME boundaries fall across the spool's writes.
+    for piece in message.chunks(1009) {
+        c.send(piece);
+    }
+    c.send(b"\r\n.\r\n");
+    let reply = c.reply();
+    c.cmd("QUIT");
+    reply
+}
+
+/// A message with one text part and one attachment.
+fn with_attachment(part_headers: &str, data: &[u8]) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|l| std::str::from_utf8(l).unwrap_or(""))
+        .collect();
+    format!(
+        "From: <sender@outside.example>\r\nTo: <user@example.com>\r\nSubject: files\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+Content-Type: text/plain\r\n\r\nsee attached\r\n--b1\r\n{part_headers}\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b1--",
+        lines.join("\r\n")
+    )
+    .into_bytes()
+}
+
+fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, data) in members {
+        w.start_file(*name, SimpleFileOptions::default())
+            .expect("zip member");
+        w.write_all(data).expect("zip data");
+    }
+    w.finish().expect("zip").into_inner()
+}
+
+fn queued(p: &HostPostern) -> usize {
+    p.admin_ok(&["queue", "list"])
+        .lines()
+        .filter(|l| l.contains("sender@outside.example"))
+        .count()
+}
+
+#[test]
+fn blocked_attachments_are_refused_at_end_of_data_naming_the_file() {
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    let exe = "Content-Type: application/octet-stream; name=\"setup.exe\"";
+    assert_eq!(
+        send_message(smtp, &with_attachment(exe, b"MZ\x90\x00")),
+        "554 5.7.1 Message content rejected: blocked attachment \"setup.exe\""
+    );
+    let upper = "Content-Type: application/octet-stream\r\n\
+Content-Disposition: attachment; filename*=UTF-8''Rechnung%20M%C3%A4rz.EXE";
+    assert_eq!(
+        send_message(smtp, &with_attachment(upper, b"MZ")),
+        "554 5.7.1 Message content rejected: blocked attachment \"Rechnung M?rz.EXE\""
+    );
+    let nested = zip_of(&[("inner.zip", &zip_of(&[("tools/run.vbs", b"x")]))]);
+    let zipped = "Content-Type: application/zip; name=\"docs.zip\"";
+    assert_eq!(
+        send_message(smtp, &with_attachment(zipped, &nested)),
+        "554 5.7.1 Message content rejected: blocked attachment \"docs.zip/inner.zip/tools/run.vbs\""
+    );
+    assert_eq!(queued(&p), 0, "a refused message is never queued");
+
+    let pdf = "Content-Type: application/pdf; name=\"invoice.pdf\"";
+    let ok = send_message(smtp, &with_attachment(pdf, b"%PDF-1.4"));
+    assert!(ok.starts_with("250 2.0.0 Ok: queued as"), "{ok}");
+    assert_eq!(queued(&p), 1);
+
+    // The admin's own list joins Zimbra's; clearing Zimbra's lets .exe through.
+    prov(&p, &["mcf", "zimbraMtaBlockedExtension", "pdf"]);
+    assert!(send_message(smtp, &with_attachment(pdf, b"%PDF")).starts_with("554 5.7.1"));
+    prov(&p, &["mcf", "zimbraMtaCommonBlockedExtension", ""]);
+    assert!(send_message(smtp, &with_attachment(exe, b"MZ")).starts_with("250 "));
+    let shown = prov(&p, &["gacf", "zimbraMtaBlockedExtension"]);
+    assert!(shown.contains("zimbraMtaBlockedExtension: pdf"), "{shown}");
+}
