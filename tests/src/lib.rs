@@ -4,3 +4,4 @@
 pub mod appliance;
 pub mod host;
 pub mod peers;
+pub mod scanners;

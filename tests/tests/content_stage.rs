@@ -1,5 +1,6 @@
-//! The content stage end to end in host mode: attachment blocking as the admin sets it with
-//! `zmprov mcf`, answered at the end of data, before anything is queued.
+//! The content stage end to end in host mode: attachment blocking and the virus scan (a real
+//! clamd the test starts) as the admin sets them with `zmprov mcf`, answered at the end of data,
+//! before anything is queued.
 
 use std::io::{Cursor, Write};
 use std::net::SocketAddr;
@@ -7,6 +8,7 @@ use std::net::SocketAddr;
 use base64::Engine;
 use tests::host::{HostPostern, SmtpClient};
 use tests::peers::free_port;
+use tests::scanners::{Clamd, EICAR};
 use zip::write::{SimpleFileOptions, ZipWriter};
 
 fn prov(p: &HostPostern, args: &[&str]) -> String {
@@ -127,4 +129,51 @@ Content-Disposition: attachment; filename*=UTF-8''Rechnung%20M%C3%A4rz.EXE";
     assert!(send_message(smtp, &with_attachment(exe, b"MZ")).starts_with("250 "));
     let shown = prov(&p, &["gacf", "zimbraMtaBlockedExtension"]);
     assert!(shown.contains("zimbraMtaBlockedExtension: pdf"), "{shown}");
+}
+
+#[test]
+fn viruses_are_refused_naming_the_signature_and_clamd_down_is_a_tempfail() {
+    let Some(mut clamd) = Clamd::start() else {
+        return;
+    };
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternClamdAddress",
+            &clamd.address(),
+            "zimbraVirusCheckEnabled",
+            "TRUE",
+            "posternClamdTimeout",
+            "10s",
+        ],
+    );
+    let infected =
+        "554 5.7.1 Message content rejected: virus found: \"Eicar-Test-Signature.UNOFFICIAL\"";
+    let mut plain = b"Subject: test\r\n\r\n".to_vec();
+    plain.extend_from_slice(EICAR);
+    assert_eq!(send_message(smtp, &plain), infected);
+    let zipped = "Content-Type: application/zip; name=\"eicar.zip\"";
+    let zip = zip_of(&[("eicar.com.txt", EICAR)]);
+    assert_eq!(send_message(smtp, &with_attachment(zipped, &zip)), infected);
+    let nested = zip_of(&[("inner.zip", &zip), ("readme.txt", b"hi")]);
+    assert_eq!(
+        send_message(smtp, &with_attachment(zipped, &nested)),
+        infected
+    );
+    let clean = send_message(
+        smtp,
+        &with_attachment(zipped, &zip_of(&[("a.txt", b"hello")])),
+    );
+    assert!(clean.starts_with("250 2.0.0 Ok: queued as"), "{clean}");
+    assert_eq!(queued(&p), 1);
+
+    clamd.stop();
+    assert_eq!(
+        send_message(smtp, b"Subject: hi\r\n\r\nhello"),
+        "451 4.7.1 Message content could not be scanned, try again later"
+    );
+    assert_eq!(queued(&p), 1);
 }

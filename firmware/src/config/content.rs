@@ -6,8 +6,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use super::attr::{AttrError, boolean, invalid, show_bool, single};
+use super::duration::{self, Unit};
 
 pub const BLOCKED_EXT: &str = "zimbraMtaBlockedExtension";
 pub const COMMON_BLOCKED_EXT: &str = "zimbraMtaCommonBlockedExtension";
@@ -15,6 +17,11 @@ pub const BLOCK_ENCRYPTED: &str = "zimbraVirusBlockEncryptedArchive";
 pub const SCAN_LIMIT: &str = "posternContentScanLimit";
 pub const ARCHIVE_DEPTH: &str = "posternArchiveMaxDepth";
 pub const ARCHIVE_UNPACKED: &str = "posternArchiveMaxUnpackedSize";
+pub const VIRUS_CHECK: &str = "zimbraVirusCheckEnabled";
+pub const CLAMD: &str = "posternClamdAddress";
+pub const CLAMD_TIMEOUT: &str = "posternClamdTimeout";
+pub const CLAMD_STREAM_MAX: &str = "posternClamdStreamMaxLength";
+pub const CLAMD_FAIL: &str = "posternClamdFailAction";
 
 /// Zimbra's default `zimbraMtaCommonBlockedExtension`: file types that run code on Windows.
 pub const ZIMBRA_COMMON_BLOCKED: &[&str] = &[
@@ -42,6 +49,44 @@ pub struct ContentConfig {
     /// `posternArchiveMaxUnpackedSize`: bytes unpacked from nested archives per message; past it
     /// the message is refused as a decompression bomb (amavis's `$MAX_EXPANSION_QUOTA`).
     pub archive_max_unpacked: u64,
+    /// `zimbraVirusCheckEnabled`: scan every message with clamd.
+    pub virus_check_enabled: bool,
+    /// `posternClamdAddress`: where clamd listens (its `TCPSocket` or `LocalSocket`).
+    pub clamd: Option<ScannerAddress>,
+    /// `posternClamdTimeout`: the most one scan may take, connect included.
+    pub clamd_timeout: Duration,
+    /// `posternClamdStreamMaxLength`: clamd's `StreamMaxLength`; a bigger message is not sent.
+    pub clamd_stream_max: u64,
+    /// `posternClamdFailAction`: what happens when clamd gives no verdict.
+    pub clamd_fail: FailAction,
+}
+
+/// What the content stage does with a message a scanner could not judge (down, timed out, the
+/// message too big for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailAction {
+    /// `451 4.7.1`: the client tries again later (amavis's default for a failed virus scan).
+    Tempfail,
+    /// Accept it, with a header saying it was not scanned.
+    Accept,
+}
+
+impl FailAction {
+    fn parse(attr: &'static str, v: &str) -> Result<FailAction, AttrError> {
+        match v.to_ascii_lowercase().as_str() {
+            "tempfail" => Ok(FailAction::Tempfail),
+            "accept" => Ok(FailAction::Accept),
+            _ => Err(invalid(attr, v, "use tempfail or accept")),
+        }
+    }
+
+    fn show(self) -> String {
+        match self {
+            FailAction::Tempfail => "tempfail",
+            FailAction::Accept => "accept",
+        }
+        .to_string()
+    }
 }
 
 impl Default for ContentConfig {
@@ -56,6 +101,11 @@ impl Default for ContentConfig {
             scan_limit: 10_240_000,
             archive_max_depth: 4,
             archive_max_unpacked: 10_485_760,
+            virus_check_enabled: false,
+            clamd: None,
+            clamd_timeout: Duration::from_secs(30),
+            clamd_stream_max: 26_214_400,
+            clamd_fail: FailAction::Tempfail,
         }
     }
 }
@@ -108,6 +158,11 @@ impl ContentConfig {
         SCAN_LIMIT,
         ARCHIVE_DEPTH,
         ARCHIVE_UNPACKED,
+        VIRUS_CHECK,
+        CLAMD,
+        CLAMD_TIMEOUT,
+        CLAMD_STREAM_MAX,
+        CLAMD_FAIL,
     ];
 
     pub fn owns(attr: &str) -> bool {
@@ -140,7 +195,12 @@ impl ContentConfig {
             BLOCK_ENCRYPTED => one(show_bool(self.block_encrypted_archive)),
             SCAN_LIMIT => one(self.scan_limit.to_string()),
             ARCHIVE_DEPTH => one(self.archive_max_depth.to_string()),
-            _ => one(self.archive_max_unpacked.to_string()),
+            ARCHIVE_UNPACKED => one(self.archive_max_unpacked.to_string()),
+            VIRUS_CHECK => one(show_bool(self.virus_check_enabled)),
+            CLAMD => self.clamd.iter().map(|a| a.to_string()).collect(),
+            CLAMD_TIMEOUT => one(duration::show(self.clamd_timeout, Unit::Seconds)),
+            CLAMD_STREAM_MAX => one(self.clamd_stream_max.to_string()),
+            _ => one(self.clamd_fail.show()),
         }
     }
 
@@ -159,7 +219,12 @@ impl ContentConfig {
                     BLOCK_ENCRYPTED => self.block_encrypted_archive = boolean(attr, v)?,
                     SCAN_LIMIT => self.scan_limit = number(attr, v)?,
                     ARCHIVE_DEPTH => self.archive_max_depth = number(attr, v)?,
-                    _ => self.archive_max_unpacked = number(attr, v)?,
+                    ARCHIVE_UNPACKED => self.archive_max_unpacked = number(attr, v)?,
+                    VIRUS_CHECK => self.virus_check_enabled = boolean(attr, v)?,
+                    CLAMD => self.clamd = Some(v.parse().map_err(|e| invalid(attr, v, e))?),
+                    CLAMD_TIMEOUT => self.clamd_timeout = time(attr, v)?,
+                    CLAMD_STREAM_MAX => self.clamd_stream_max = number(attr, v)?,
+                    _ => self.clamd_fail = FailAction::parse(attr, v)?,
                 }
             }
         }
@@ -171,8 +236,28 @@ impl ContentConfig {
             BLOCK_ENCRYPTED => self.block_encrypted_archive = d.block_encrypted_archive,
             SCAN_LIMIT => self.scan_limit = d.scan_limit,
             ARCHIVE_DEPTH => self.archive_max_depth = d.archive_max_depth,
-            _ => self.archive_max_unpacked = d.archive_max_unpacked,
+            ARCHIVE_UNPACKED => self.archive_max_unpacked = d.archive_max_unpacked,
+            VIRUS_CHECK => self.virus_check_enabled = d.virus_check_enabled,
+            CLAMD => self.clamd = d.clamd.clone(),
+            CLAMD_TIMEOUT => self.clamd_timeout = d.clamd_timeout,
+            CLAMD_STREAM_MAX => self.clamd_stream_max = d.clamd_stream_max,
+            _ => self.clamd_fail = d.clamd_fail,
         }
+    }
+
+    /// The rules that tie content settings together.
+    pub fn validate(&self) -> Result<(), AttrError> {
+        if self.virus_check_enabled && self.clamd.is_none() {
+            return Err(invalid(
+                VIRUS_CHECK,
+                "TRUE",
+                format_args!("set {CLAMD} first (where clamd listens)"),
+            ));
+        }
+        if self.clamd_timeout.is_zero() {
+            return Err(invalid(CLAMD_TIMEOUT, "0s", "must be at least 1s"));
+        }
+        Ok(())
     }
 
     /// Restores `attr` to `other`'s value.
@@ -204,6 +289,10 @@ fn extensions(attr: &'static str, values: &[String]) -> Result<Vec<String>, Attr
         }
     }
     Ok(out)
+}
+
+fn time(attr: &'static str, v: &str) -> Result<Duration, AttrError> {
+    duration::parse(v, Unit::Seconds).map_err(|e| invalid(attr, v, e))
 }
 
 fn number<T: FromStr>(attr: &'static str, v: &str) -> Result<T, AttrError> {
@@ -242,6 +331,24 @@ mod tests {
         assert_eq!(c.values(BLOCKED_EXT), ["zip", "iso"]);
         assert!(c.blocks_name("x.Zip"));
         assert!(c.set(BLOCKED_EXT, &["e x e".to_string()]).is_err());
+    }
+
+    #[test]
+    fn the_virus_check_needs_clamd_and_a_deadline() {
+        let mut c = ContentConfig::default();
+        let on = ["TRUE".to_string()];
+        c.set(VIRUS_CHECK, &on).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains(CLAMD));
+        c.set(CLAMD, &["127.0.0.1:3310".to_string()]).unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        c.set(CLAMD_TIMEOUT, &["2m".to_string()]).unwrap();
+        assert_eq!(c.clamd_timeout, Duration::from_secs(120));
+        assert_eq!(c.values(CLAMD_TIMEOUT), ["120s"]);
+        c.set(CLAMD_FAIL, &["Accept".to_string()]).unwrap();
+        assert_eq!(c.values(CLAMD_FAIL), ["accept"]);
+        assert!(c.set(CLAMD_FAIL, &["drop".to_string()]).is_err());
+        c.set(CLAMD_TIMEOUT, &["0".to_string()]).unwrap();
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -143,6 +143,11 @@ impl MtaConfig {
         content::SCAN_LIMIT,
         content::ARCHIVE_DEPTH,
         content::ARCHIVE_UNPACKED,
+        content::VIRUS_CHECK,
+        content::CLAMD,
+        content::CLAMD_TIMEOUT,
+        content::CLAMD_STREAM_MAX,
+        content::CLAMD_FAIL,
     ];
 
     /// The canonical spelling of `attr`, or an error naming it.
@@ -344,7 +349,7 @@ impl MtaConfig {
             return Err(invalid(RUN_DELAY, "0s", "must be at least 1s"));
         }
         hostname(MY_HOSTNAME, &self.my_hostname)?;
-        Ok(())
+        self.content.validate()
     }
 
     /// Every attribute with its values, as `gacf` prints them (`attr: value` per value).
@@ -421,7 +426,7 @@ mod tests {
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
         let mut shown: Vec<_> = c.all_values().into_iter().map(|(a, _)| a).collect();
         shown.dedup();
-        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 4);
+        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 5);
         assert_eq!(vals(&c, "zimbraMtaCommonBlockedExtension").len(), 27);
     }
 

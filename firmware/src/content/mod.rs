@@ -18,10 +18,16 @@
 pub mod archive;
 pub mod attachments;
 pub mod body;
+pub mod clamd;
 pub mod hops;
+pub mod scanner;
 
+use crate::config::content::FailAction;
 use crate::config::{ContentConfig, MtaConfig};
 use crate::mail::Reply;
+
+use clamd::protocol::ScanResult;
+use scanner::ScannerError;
 
 use body::BodyCopy;
 use hops::HopCount;
@@ -39,6 +45,13 @@ pub enum Rejection {
     ArchiveTooDeep { name: String },
     /// An archive that unpacks to more than `posternArchiveMaxUnpackedSize`.
     DecompressionBomb { name: String },
+    /// clamd found a virus.
+    Infected { signature: String },
+    /// A scanner gave no verdict and its fail action is `tempfail`.
+    ScannerFailed {
+        scanner: &'static str,
+        error: ScannerError,
+    },
 }
 
 impl Rejection {
@@ -67,6 +80,15 @@ impl Rejection {
                 "Message content rejected: archive {} unpacks too large to scan",
                 shown(name)
             )),
+            Rejection::Infected { signature } => refused(format!(
+                "Message content rejected: virus found: {}",
+                shown(signature)
+            )),
+            Rejection::ScannerFailed { .. } => Reply::new(
+                451,
+                [4, 7, 1],
+                "Message content could not be scanned, try again later",
+            ),
         }
     }
 }
@@ -107,6 +129,8 @@ impl std::fmt::Display for Rejection {
                     "archive {name:?} unpacks past posternArchiveMaxUnpackedSize"
                 )
             }
+            Rejection::Infected { signature } => write!(f, "virus {signature}"),
+            Rejection::ScannerFailed { scanner, error } => write!(f, "{scanner}: {error}"),
         }
     }
 }
@@ -137,35 +161,69 @@ impl Scan {
         self.copy.feed(chunk);
     }
 
-    /// The verdict once the whole body was fed.
-    pub fn finish(&self) -> Result<(), Rejection> {
+    /// The verdict once the whole body was fed: the message is refused, or accepted with the
+    /// header fields to add at its top.
+    pub async fn finish(self) -> Result<Accepted, Rejection> {
         self.hops.verdict()?;
-        if let Some(whole) = self.copy.whole() {
-            attachments::check_attachments(whole, &self.config)?;
+        let mut accepted = Accepted::default();
+        let Some(whole) = self.copy.whole() else {
+            accepted.headers.push(format!(
+                "X-Postern-Scan: skipped, {} bytes is over posternContentScanLimit",
+                self.copy.size()
+            ));
+            return Ok(accepted);
+        };
+        attachments::check_attachments(whole, &self.config)?;
+        if let (true, Some(addr)) = (self.config.virus_check_enabled, &self.config.clamd) {
+            let c = &self.config;
+            match clamd::scan(addr, whole, c.clamd_stream_max, c.clamd_timeout).await {
+                Ok(ScanResult::Clean) => {}
+                Ok(ScanResult::Infected(signature)) => {
+                    return Err(Rejection::Infected { signature });
+                }
+                Err(error) => match c.clamd_fail {
+                    FailAction::Tempfail => {
+                        return Err(Rejection::ScannerFailed {
+                            scanner: "clamd",
+                            error,
+                        });
+                    }
+                    FailAction::Accept => accepted
+                        .headers
+                        .push(format!("X-Virus-Scanned: no, clamd: {error}")),
+                },
+            }
         }
-        Ok(())
+        Ok(accepted)
     }
+}
+
+/// What the content stage adds to an accepted message.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Header fields (`Name: value`, no line end) to put at the top of the message.
+    pub headers: Vec<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_looping_message_is_refused_with_554_5_4_6() {
+    #[tokio::test]
+    async fn a_looping_message_is_refused_with_554_5_4_6() {
         let config = MtaConfig::default();
         let mut scan = Scan::new(&config);
         for _ in 0..=config.hopcount_limit {
             scan.feed(b"Received: from a by b\r\n");
         }
         scan.feed(b"\r\nbody\r\n");
-        let refused = scan.finish().unwrap_err();
+        let refused = scan.finish().await.unwrap_err();
         assert_eq!(
             refused.reply().to_string(),
             "554 5.4.6 Error: too many hops (mail forwarding loop)"
         );
         let mut fine = Scan::new(&config);
         fine.feed(b"Received: from a by b\r\n\r\nReceived: in the body\r\n");
-        assert_eq!(fine.finish(), Ok(()));
+        assert_eq!(fine.finish().await, Ok(Accepted::default()));
     }
 }

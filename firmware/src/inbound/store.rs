@@ -72,7 +72,7 @@ impl IncomingMessage for Receiving {
 
     async fn commit(self) -> Result<QueueId, Reply> {
         // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
-        if let Err(refused) = self.scan.finish() {
+        if let Err(refused) = self.scan.finish().await {
             return Err(refused.reply());
         }
         let Receiving {
