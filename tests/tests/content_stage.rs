@@ -176,4 +176,30 @@ fn viruses_are_refused_naming_the_signature_and_clamd_down_is_a_tempfail() {
         "451 4.7.1 Message content could not be scanned, try again later"
     );
     assert_eq!(queued(&p), 1);
+
+    // Set to accept: the mail goes through, saying on top that it was not scanned.
+    prov(&p, &["mcf", "posternClamdFailAction", "accept"]);
+    let reply = send_message(smtp, b"Subject: unscanned\r\n\r\nhello");
+    let body = queued_body(&p, &reply);
+    assert!(
+        body.starts_with("X-Virus-Scanned: no, clamd: cannot connect: connection refused\n"),
+        "{body}"
+    );
+    assert!(body.contains("Subject: unscanned\n\nhello"), "{body}");
+}
+
+/// The queued message a `250 ... queued as QID` reply names, as `postern queue show --body`
+/// prints it (from the first header line on).
+fn queued_body(p: &HostPostern, reply: &str) -> String {
+    let qid = reply
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .unwrap_or_else(|| panic!("not queued: {reply}"));
+    let shown = p
+        .admin_ok(&["queue", "show", qid, "--body"])
+        .replace("\r\n", "\n");
+    let start = shown
+        .find("X-")
+        .or_else(|| shown.find("Received:"))
+        .unwrap_or(0);
+    shown[start..].to_string()
 }

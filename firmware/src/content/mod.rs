@@ -19,6 +19,7 @@ pub mod archive;
 pub mod attachments;
 pub mod body;
 pub mod clamd;
+pub mod headers;
 pub mod hops;
 pub mod scanner;
 
@@ -203,6 +204,8 @@ impl Scan {
 pub struct Accepted {
     /// Header fields (`Name: value`, no line end) to put at the top of the message.
     pub headers: Vec<String>,
+    /// Put before the Subject's text (`zimbraSpamSubjectTag` on tagged spam).
+    pub subject_tag: Option<String>,
 }
 
 #[cfg(test)]

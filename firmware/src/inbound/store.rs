@@ -1,10 +1,12 @@
 //! DATA and BDAT: the body streams through the content checks into the spool; at the end of data
-//! the content verdict, then the commit (the 250 waits for its sync), then the queue takes it.
+//! the content verdict, then the header section (held back for the content stage's edits, see
+//! [`crate::content::headers`]), the commit (the 250 waits for its sync), then the queue takes it.
 
 use std::sync::Arc;
 
 use super::stages::{IncomingMessage, MessageStore};
 use crate::content::Scan;
+use crate::content::headers::{self, HeadSplit, Split};
 use crate::directory::SharedDirectory;
 use crate::mail::{Envelope, QueueId, Reply};
 use crate::queue::runner::QueueHandle;
@@ -36,16 +38,18 @@ impl MessageStore for SpoolStore {
 
     async fn begin(&self, envelope: Envelope) -> Result<Receiving, Reply> {
         let scan = Scan::new(self.directory.snapshot().config());
-        let incoming = self
+        let mut incoming = self
             .spool
             .begin(envelope.clone())
             .await
             .map_err(|e| spool_reply(&e))?;
+        incoming.hold_head().await.map_err(|e| spool_reply(&e))?;
         Ok(Receiving {
             incoming,
             envelope,
             size: 0,
             scan,
+            head: HeadSplit::default(),
             queue: self.queue.clone(),
         })
     }
@@ -57,6 +61,7 @@ pub struct Receiving {
     envelope: Envelope,
     size: u64,
     scan: Scan,
+    head: HeadSplit,
     queue: QueueHandle,
 }
 
@@ -64,24 +69,39 @@ impl IncomingMessage for Receiving {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), Reply> {
         self.scan.feed(chunk);
         self.size += chunk.len() as u64;
-        self.incoming
-            .write(chunk)
-            .await
-            .map_err(|e| spool_reply(&e))
+        let body = match self.head.feed(chunk) {
+            Split::Body(body) => body,
+            Split::Release { head, rest } => {
+                self.incoming
+                    .write_head(head)
+                    .await
+                    .map_err(|e| spool_reply(&e))?;
+                rest
+            }
+        };
+        self.incoming.write(body).await.map_err(|e| spool_reply(&e))
     }
 
     async fn commit(self) -> Result<QueueId, Reply> {
         // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
-        if let Err(refused) = self.scan.finish().await {
-            return Err(refused.reply());
-        }
         let Receiving {
-            incoming,
+            mut incoming,
             envelope,
-            size,
+            mut size,
+            scan,
+            mut head,
             queue,
-            ..
         } = self;
+        // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
+        let accepted = scan.finish().await.map_err(|refused| refused.reply())?;
+        if let Some(held) = head.take_head() {
+            let edited = headers::edit(&held, &accepted);
+            size = size - held.len() as u64 + edited.len() as u64;
+            incoming
+                .write_head(edited)
+                .await
+                .map_err(|e| spool_reply(&e))?;
+        }
         let qid = incoming.commit().await.map_err(|e| spool_reply(&e))?;
         queue.arrived(qid, &envelope, size).await;
         Ok(qid)
