@@ -122,3 +122,80 @@ fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The GTUBE line: SpamAssassin scores a message holding it at 1000.
+pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+/// A spamd of the test's own (`spamd -L`: no network tests), in its own process group so a test
+/// can freeze it whole.
+pub struct Spamd {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Spamd {
+    /// Starts spamd, or `None` (after [`missing`]) when it is not installed.
+    pub fn start() -> Option<Spamd> {
+        if !Path::new("/usr/sbin/spamd").exists() {
+            missing("spamd", "spamd");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let _ = Command::new("chmod").arg("777").arg(dir.path()).status();
+        let mut s = Spamd {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        let home = s.dir.path().display().to_string();
+        let bayes = format!("bayes_path {home}/bayes");
+        let mut cmd = Command::new("/usr/sbin/spamd");
+        cmd.args(["-L", "-i", "127.0.0.1", "-p", &s.port.to_string()])
+            .args(["-m", "2", "--allow-tell", "-s", "stderr"])
+            .arg(format!("--helper-home-dir={home}"))
+            .arg(format!("--cf={bayes}"));
+        if is_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start spamd");
+        s.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", s.port)).is_err() {
+            assert!(Instant::now() < deadline, "spamd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(s)
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Sends `signal` (STOP, CONT, TERM) to spamd and its children.
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            // The whole process group: the parent and its preforked children.
+            let _ = Command::new("kill")
+                .args(["-s", signal, "--", &format!("-{}", c.id())])
+                .status();
+        }
+    }
+}
+
+impl Drop for Spamd {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        self.signal("TERM");
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,5 +1,5 @@
-//! The content stage end to end in host mode: attachment blocking and the virus scan (a real
-//! clamd the test starts) as the admin sets them with `zmprov mcf`, answered at the end of data,
+//! The content stage end to end in host mode: attachment blocking, the virus scan and the spam
+//! score (a real clamd and spamd the tests start) as the admin sets them with `zmprov mcf`, answered at the end of data,
 //! before anything is queued.
 
 use std::io::{Cursor, Write};
@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use base64::Engine;
 use tests::host::{HostPostern, SmtpClient};
 use tests::peers::free_port;
-use tests::scanners::{Clamd, EICAR};
+use tests::scanners::{Clamd, EICAR, GTUBE, Spamd};
 use zip::write::{SimpleFileOptions, ZipWriter};
 
 fn prov(p: &HostPostern, args: &[&str]) -> String {
@@ -202,4 +202,62 @@ fn queued_body(p: &HostPostern, reply: &str) -> String {
         .or_else(|| shown.find("Received:"))
         .unwrap_or(0);
     shown[start..].to_string()
+}
+
+#[test]
+fn spam_is_refused_or_tagged_by_zimbra_percentages_and_a_slow_spamd_is_a_tempfail() {
+    let Some(spamd) = Spamd::start() else {
+        return;
+    };
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternSpamdAddress",
+            &spamd.address(),
+            "zimbraSpamSubjectTag",
+            "[SPAM]",
+            "posternSpamdTimeout",
+            "20s",
+        ],
+    );
+    let gtube = format!("Subject: buy now\r\n\r\n{GTUBE}\r\n");
+    assert_eq!(
+        send_message(smtp, gtube.as_bytes()),
+        "554 5.7.1 Message content rejected as spam"
+    );
+    let ham = "From: Alice <alice@outside.example>\r\nTo: <user@example.com>\r\n\
+Date: Tue, 01 Dec 2026 10:00:00 +0000\r\nMessage-ID: <ham-1@outside.example>\r\n\
+Subject: minutes of the meeting\r\n\r\nHi, the minutes of today's meeting are below.\r\n\
+We agreed to meet again next week to go over the budget.\r\n";
+    let body = queued_body(&p, &send_message(smtp, ham.as_bytes()));
+    assert!(body.contains("\nX-Spam-Status: No, score="), "{body}");
+    assert!(body.contains("Subject: minutes of the meeting\n"), "{body}");
+    assert!(!body.contains("X-Spam-Flag"), "{body}");
+
+    // Tag everything from 0 points: a sloppy message (no Date, no Message-ID) is tagged.
+    prov(&p, &["mcf", "zimbraSpamTagPercent", "0"]);
+    let sloppy = "Subject: hello\r\n\r\nhello\r\n";
+    let body = queued_body(&p, &send_message(smtp, sloppy.as_bytes()));
+    assert!(body.starts_with("X-Spam-Flag: YES\n"), "{body}");
+    assert!(body.contains("\nX-Spam-Status: Yes, score="), "{body}");
+    assert!(body.contains("Subject: [SPAM] hello\n"), "{body}");
+
+    // A frozen spamd still accepts connections: only the deadline ends the wait.
+    prov(&p, &["mcf", "posternSpamdTimeout", "3s"]);
+    spamd.signal("STOP");
+    let started = std::time::Instant::now();
+    let reply = send_message(smtp, sloppy.as_bytes());
+    let waited = started.elapsed();
+    spamd.signal("CONT");
+    assert_eq!(
+        reply,
+        "451 4.7.1 Message content could not be scanned, try again later"
+    );
+    assert!(
+        waited >= std::time::Duration::from_secs(3) && waited < std::time::Duration::from_secs(10),
+        "{waited:?}"
+    );
 }

@@ -22,6 +22,17 @@ pub const CLAMD: &str = "posternClamdAddress";
 pub const CLAMD_TIMEOUT: &str = "posternClamdTimeout";
 pub const CLAMD_STREAM_MAX: &str = "posternClamdStreamMaxLength";
 pub const CLAMD_FAIL: &str = "posternClamdFailAction";
+pub const SPAMD: &str = "posternSpamdAddress";
+pub const SPAMD_TIMEOUT: &str = "posternSpamdTimeout";
+pub const SPAMD_MAX_SIZE: &str = "posternSpamdMaxSize";
+pub const SPAMD_FAIL: &str = "posternSpamdFailAction";
+pub const SPAM_KILL: &str = "zimbraSpamKillPercent";
+pub const SPAM_TAG: &str = "zimbraSpamTagPercent";
+pub const SPAM_SUBJECT_TAG: &str = "zimbraSpamSubjectTag";
+
+/// The SpamAssassin score Zimbra calls 100 % (`zimbraSpamKillPercent` and
+/// `zimbraSpamTagPercent` are percentages of it).
+pub const SPAM_FULL_SCORE: f64 = 20.0;
 
 /// Zimbra's default `zimbraMtaCommonBlockedExtension`: file types that run code on Windows.
 pub const ZIMBRA_COMMON_BLOCKED: &[&str] = &[
@@ -59,6 +70,20 @@ pub struct ContentConfig {
     pub clamd_stream_max: u64,
     /// `posternClamdFailAction`: what happens when clamd gives no verdict.
     pub clamd_fail: FailAction,
+    /// `posternSpamdAddress`: where spamd listens; unset, no spam check.
+    pub spamd: Option<ScannerAddress>,
+    /// `posternSpamdTimeout`: the most one spamd call may take.
+    pub spamd_timeout: Duration,
+    /// `posternSpamdMaxSize`: bigger messages are not scored (spamc's `-s`, 500 KB).
+    pub spamd_max_size: u64,
+    /// `posternSpamdFailAction`: what happens when spamd gives no score.
+    pub spamd_fail: FailAction,
+    /// `zimbraSpamKillPercent`: at this share of [`SPAM_FULL_SCORE`] a message is refused.
+    pub spam_kill_percent: u32,
+    /// `zimbraSpamTagPercent`: at this share it is tagged as spam.
+    pub spam_tag_percent: u32,
+    /// `zimbraSpamSubjectTag`: put before the Subject of tagged mail; empty, none.
+    pub spam_subject_tag: String,
 }
 
 /// What the content stage does with a message a scanner could not judge (down, timed out, the
@@ -106,6 +131,13 @@ impl Default for ContentConfig {
             clamd_timeout: Duration::from_secs(30),
             clamd_stream_max: 26_214_400,
             clamd_fail: FailAction::Tempfail,
+            spamd: None,
+            spamd_timeout: Duration::from_secs(30),
+            spamd_max_size: 512_000,
+            spamd_fail: FailAction::Tempfail,
+            spam_kill_percent: 75,
+            spam_tag_percent: 33,
+            spam_subject_tag: String::new(),
         }
     }
 }
@@ -163,6 +195,13 @@ impl ContentConfig {
         CLAMD_TIMEOUT,
         CLAMD_STREAM_MAX,
         CLAMD_FAIL,
+        SPAMD,
+        SPAMD_TIMEOUT,
+        SPAMD_MAX_SIZE,
+        SPAMD_FAIL,
+        SPAM_KILL,
+        SPAM_TAG,
+        SPAM_SUBJECT_TAG,
     ];
 
     pub fn owns(attr: &str) -> bool {
@@ -200,7 +239,17 @@ impl ContentConfig {
             CLAMD => self.clamd.iter().map(|a| a.to_string()).collect(),
             CLAMD_TIMEOUT => one(duration::show(self.clamd_timeout, Unit::Seconds)),
             CLAMD_STREAM_MAX => one(self.clamd_stream_max.to_string()),
-            _ => one(self.clamd_fail.show()),
+            CLAMD_FAIL => one(self.clamd_fail.show()),
+            SPAMD => self.spamd.iter().map(|a| a.to_string()).collect(),
+            SPAMD_TIMEOUT => one(duration::show(self.spamd_timeout, Unit::Seconds)),
+            SPAMD_MAX_SIZE => one(self.spamd_max_size.to_string()),
+            SPAMD_FAIL => one(self.spamd_fail.show()),
+            SPAM_KILL => one(self.spam_kill_percent.to_string()),
+            SPAM_TAG => one(self.spam_tag_percent.to_string()),
+            _ => [self.spam_subject_tag.clone()]
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .collect(),
         }
     }
 
@@ -224,7 +273,14 @@ impl ContentConfig {
                     CLAMD => self.clamd = Some(v.parse().map_err(|e| invalid(attr, v, e))?),
                     CLAMD_TIMEOUT => self.clamd_timeout = time(attr, v)?,
                     CLAMD_STREAM_MAX => self.clamd_stream_max = number(attr, v)?,
-                    _ => self.clamd_fail = FailAction::parse(attr, v)?,
+                    CLAMD_FAIL => self.clamd_fail = FailAction::parse(attr, v)?,
+                    SPAMD => self.spamd = Some(v.parse().map_err(|e| invalid(attr, v, e))?),
+                    SPAMD_TIMEOUT => self.spamd_timeout = time(attr, v)?,
+                    SPAMD_MAX_SIZE => self.spamd_max_size = number(attr, v)?,
+                    SPAMD_FAIL => self.spamd_fail = FailAction::parse(attr, v)?,
+                    SPAM_KILL => self.spam_kill_percent = percent(attr, v)?,
+                    SPAM_TAG => self.spam_tag_percent = percent(attr, v)?,
+                    _ => self.spam_subject_tag = subject_tag(attr, v)?,
                 }
             }
         }
@@ -241,7 +297,14 @@ impl ContentConfig {
             CLAMD => self.clamd = d.clamd.clone(),
             CLAMD_TIMEOUT => self.clamd_timeout = d.clamd_timeout,
             CLAMD_STREAM_MAX => self.clamd_stream_max = d.clamd_stream_max,
-            _ => self.clamd_fail = d.clamd_fail,
+            CLAMD_FAIL => self.clamd_fail = d.clamd_fail,
+            SPAMD => self.spamd = d.spamd.clone(),
+            SPAMD_TIMEOUT => self.spamd_timeout = d.spamd_timeout,
+            SPAMD_MAX_SIZE => self.spamd_max_size = d.spamd_max_size,
+            SPAMD_FAIL => self.spamd_fail = d.spamd_fail,
+            SPAM_KILL => self.spam_kill_percent = d.spam_kill_percent,
+            SPAM_TAG => self.spam_tag_percent = d.spam_tag_percent,
+            _ => self.spam_subject_tag = d.spam_subject_tag.clone(),
         }
     }
 
@@ -257,7 +320,27 @@ impl ContentConfig {
         if self.clamd_timeout.is_zero() {
             return Err(invalid(CLAMD_TIMEOUT, "0s", "must be at least 1s"));
         }
+        if self.spamd_timeout.is_zero() {
+            return Err(invalid(SPAMD_TIMEOUT, "0s", "must be at least 1s"));
+        }
+        if self.spam_tag_percent > self.spam_kill_percent {
+            return Err(invalid(
+                SPAM_TAG,
+                &self.spam_tag_percent.to_string(),
+                format_args!("must not exceed {SPAM_KILL} ({})", self.spam_kill_percent),
+            ));
+        }
         Ok(())
+    }
+
+    /// The score at which a message is refused.
+    pub fn spam_kill_score(&self) -> f64 {
+        SPAM_FULL_SCORE * f64::from(self.spam_kill_percent) / 100.0
+    }
+
+    /// The score at which a message is tagged.
+    pub fn spam_tag_score(&self) -> f64 {
+        SPAM_FULL_SCORE * f64::from(self.spam_tag_percent) / 100.0
     }
 
     /// Restores `attr` to `other`'s value.
@@ -293,6 +376,22 @@ fn extensions(attr: &'static str, values: &[String]) -> Result<Vec<String>, Attr
 
 fn time(attr: &'static str, v: &str) -> Result<Duration, AttrError> {
     duration::parse(v, Unit::Seconds).map_err(|e| invalid(attr, v, e))
+}
+
+fn percent(attr: &'static str, v: &str) -> Result<u32, AttrError> {
+    let p: u32 = number(attr, v)?;
+    if p > 100 {
+        return Err(invalid(attr, v, "a percentage from 0 to 100"));
+    }
+    Ok(p)
+}
+
+/// A subject tag goes into a header line: printable, one line.
+fn subject_tag(attr: &'static str, v: &str) -> Result<String, AttrError> {
+    if v.len() > 64 || v.chars().any(|c| c.is_control()) {
+        return Err(invalid(attr, v, "one line of at most 64 characters"));
+    }
+    Ok(v.to_string())
 }
 
 fn number<T: FromStr>(attr: &'static str, v: &str) -> Result<T, AttrError> {
@@ -349,6 +448,22 @@ mod tests {
         assert!(c.set(CLAMD_FAIL, &["drop".to_string()]).is_err());
         c.set(CLAMD_TIMEOUT, &["0".to_string()]).unwrap();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn zimbra_spam_thresholds_are_percent_of_20() {
+        let mut c = ContentConfig::default();
+        assert_eq!((c.spam_kill_score(), c.spam_tag_score()), (15.0, 6.6));
+        assert!(c.values(SPAM_SUBJECT_TAG).is_empty());
+        c.set(SPAM_SUBJECT_TAG, &["[SPAM]".to_string()]).unwrap();
+        assert_eq!(c.values(SPAM_SUBJECT_TAG), ["[SPAM]"]);
+        c.set(SPAM_TAG, &["80".to_string()]).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains(SPAM_KILL));
+        assert!(c.set(SPAM_KILL, &["101".to_string()]).is_err());
+        assert!(
+            c.set(SPAM_SUBJECT_TAG, &["a\r\nBcc: x".to_string()])
+                .is_err()
+        );
     }
 
     #[test]

@@ -148,6 +148,13 @@ impl MtaConfig {
         content::CLAMD_TIMEOUT,
         content::CLAMD_STREAM_MAX,
         content::CLAMD_FAIL,
+        content::SPAMD,
+        content::SPAMD_TIMEOUT,
+        content::SPAMD_MAX_SIZE,
+        content::SPAMD_FAIL,
+        content::SPAM_KILL,
+        content::SPAM_TAG,
+        content::SPAM_SUBJECT_TAG,
     ];
 
     /// The canonical spelling of `attr`, or an error naming it.
@@ -426,7 +433,7 @@ mod tests {
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
         let mut shown: Vec<_> = c.all_values().into_iter().map(|(a, _)| a).collect();
         shown.dedup();
-        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 5);
+        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 7);
         assert_eq!(vals(&c, "zimbraMtaCommonBlockedExtension").len(), 27);
     }
 

@@ -22,6 +22,7 @@ pub mod clamd;
 pub mod headers;
 pub mod hops;
 pub mod scanner;
+pub mod spamd;
 
 use crate::config::content::FailAction;
 use crate::config::{ContentConfig, MtaConfig};
@@ -48,6 +49,8 @@ pub enum Rejection {
     DecompressionBomb { name: String },
     /// clamd found a virus.
     Infected { signature: String },
+    /// spamd scored it at or over `zimbraSpamKillPercent` (the score as spamd wrote it).
+    Spam { score: String },
     /// A scanner gave no verdict and its fail action is `tempfail`.
     ScannerFailed {
         scanner: &'static str,
@@ -85,6 +88,7 @@ impl Rejection {
                 "Message content rejected: virus found: {}",
                 shown(signature)
             )),
+            Rejection::Spam { .. } => refused("Message content rejected as spam".into()),
             Rejection::ScannerFailed { .. } => Reply::new(
                 451,
                 [4, 7, 1],
@@ -131,6 +135,7 @@ impl std::fmt::Display for Rejection {
                 )
             }
             Rejection::Infected { signature } => write!(f, "virus {signature}"),
+            Rejection::Spam { score } => write!(f, "spam, score {score}"),
             Rejection::ScannerFailed { scanner, error } => write!(f, "{scanner}: {error}"),
         }
     }
@@ -163,7 +168,7 @@ impl Scan {
     }
 
     /// The verdict once the whole body was fed: the message is refused, or accepted with the
-    /// header fields to add at its top.
+    /// header edits to make. The scanners run at the same time.
     pub async fn finish(self) -> Result<Accepted, Rejection> {
         self.hops.verdict()?;
         let mut accepted = Accepted::default();
@@ -175,27 +180,87 @@ impl Scan {
             return Ok(accepted);
         };
         attachments::check_attachments(whole, &self.config)?;
-        if let (true, Some(addr)) = (self.config.virus_check_enabled, &self.config.clamd) {
-            let c = &self.config;
-            match clamd::scan(addr, whole, c.clamd_stream_max, c.clamd_timeout).await {
-                Ok(ScanResult::Clean) => {}
-                Ok(ScanResult::Infected(signature)) => {
-                    return Err(Rejection::Infected { signature });
-                }
-                Err(error) => match c.clamd_fail {
-                    FailAction::Tempfail => {
-                        return Err(Rejection::ScannerFailed {
-                            scanner: "clamd",
-                            error,
-                        });
+        let (virus, spam) = tokio::join!(self.virus_scan(whole), self.spam_score(whole));
+        // A virus is the more telling answer, then spam; a scanner that failed comes last.
+        let (virus, spam) = match (virus, spam) {
+            (Ok(virus), Ok(spam)) => (virus, spam),
+            (Err(Rejection::ScannerFailed { .. }), Err(refused)) => return Err(refused),
+            (Err(refused), _) | (_, Err(refused)) => return Err(refused),
+        };
+        accepted.headers.extend(virus);
+        accepted.headers.extend(spam.headers);
+        accepted.subject_tag = spam.subject_tag;
+        Ok(accepted)
+    }
+
+    /// clamd's verdict: the header to add when it failed and failure is accepted.
+    async fn virus_scan(&self, whole: &[u8]) -> Result<Option<String>, Rejection> {
+        let c = &self.config;
+        let (true, Some(addr)) = (c.virus_check_enabled, &c.clamd) else {
+            return Ok(None);
+        };
+        match clamd::scan(addr, whole, c.clamd_stream_max, c.clamd_timeout).await {
+            Ok(ScanResult::Clean) => Ok(None),
+            Ok(ScanResult::Infected(signature)) => Err(Rejection::Infected { signature }),
+            Err(error) => match c.clamd_fail {
+                FailAction::Tempfail => Err(Rejection::ScannerFailed {
+                    scanner: "clamd",
+                    error,
+                }),
+                FailAction::Accept => Ok(Some(format!("X-Virus-Scanned: no, clamd: {error}"))),
+            },
+        }
+    }
+
+    /// spamd's score, against Zimbra's kill and tag thresholds.
+    async fn spam_score(&self, whole: &[u8]) -> Result<Accepted, Rejection> {
+        let c = &self.config;
+        let mut tagged = Accepted::default();
+        let Some(addr) = &c.spamd else {
+            return Ok(tagged);
+        };
+        // spamc does not send what is over its size either: big mail is rarely spam.
+        if whole.len() as u64 > c.spamd_max_size {
+            return Ok(tagged);
+        }
+        let reply = match spamd::check(addr, whole, c.spamd_timeout).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                return match c.spamd_fail {
+                    FailAction::Tempfail => Err(Rejection::ScannerFailed {
+                        scanner: "spamd",
+                        error,
+                    }),
+                    FailAction::Accept => {
+                        tagged
+                            .headers
+                            .push(format!("X-Spam-Status: unknown, spamd: {error}"));
+                        Ok(tagged)
                     }
-                    FailAction::Accept => accepted
-                        .headers
-                        .push(format!("X-Virus-Scanned: no, clamd: {error}")),
-                },
+                };
+            }
+        };
+        let score = reply.score.unwrap_or(0.0);
+        if score >= c.spam_kill_score() {
+            return Err(Rejection::Spam {
+                score: format!("{score:.1}"),
+            });
+        }
+        let spam = score >= c.spam_tag_score();
+        if spam {
+            tagged.headers.push("X-Spam-Flag: YES".into());
+            if !c.spam_subject_tag.is_empty() {
+                tagged.subject_tag = Some(c.spam_subject_tag.clone());
             }
         }
-        Ok(accepted)
+        tagged.headers.push(format!("X-Spam-Score: {score:.1}"));
+        tagged.headers.push(format!(
+            "X-Spam-Status: {}, score={score:.1} required={:.1} tests={}",
+            if spam { "Yes" } else { "No" },
+            c.spam_tag_score(),
+            reply.symbols.join(",")
+        ));
+        Ok(tagged)
     }
 }
 
