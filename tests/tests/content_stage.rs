@@ -116,6 +116,11 @@ Content-Disposition: attachment; filename*=UTF-8''Rechnung%20M%C3%A4rz.EXE";
         "554 5.7.1 Message content rejected: blocked attachment \"docs.zip/inner.zip/tools/run.vbs\""
     );
     assert_eq!(queued(&p), 0, "a refused message is never queued");
+    assert!(
+        p.log().contains(" Blocked BANNED (setup.exe) {RejectedInbound}, [127.0.0.1] <sender@outside.example> -> <user@example.com>, Hits: -, size: "),
+        "{}",
+        p.log()
+    );
 
     let pdf = "Content-Type: application/pdf; name=\"invoice.pdf\"";
     let ok = send_message(smtp, &with_attachment(pdf, b"%PDF-1.4"));
@@ -169,6 +174,14 @@ fn viruses_are_refused_naming_the_signature_and_clamd_down_is_a_tempfail() {
     );
     assert!(clean.starts_with("250 2.0.0 Ok: queued as"), "{clean}");
     assert_eq!(queued(&p), 1);
+    let log = p.log();
+    assert_eq!(
+        log.matches(" Blocked INFECTED (Eicar-Test-Signature.UNOFFICIAL) {RejectedInbound}, ")
+            .count(),
+        3,
+        "{log}"
+    );
+    assert!(log.contains(" Passed CLEAN {RelayedInbound}, "), "{log}");
 
     clamd.stop();
     assert_eq!(
@@ -256,6 +269,15 @@ We agreed to meet again next week to go over the budget.\r\n";
         reply,
         "451 4.7.1 Message content could not be scanned, try again later"
     );
+    let log = p.log();
+    for verdict in [
+        " Blocked SPAM {RejectedInbound}, [127.0.0.1] <sender@outside.example> -> <user@example.com>, Hits: 10",
+        " Passed CLEAN {RelayedInbound}, ",
+        " Passed SPAMMY {RelayedTaggedInbound}, ",
+        " Deferred UNCHECKED (spamd: timed out) {TempFailedInbound}, ",
+    ] {
+        assert!(log.contains(verdict), "{verdict} in\n{log}");
+    }
     assert!(
         waited >= std::time::Duration::from_secs(3) && waited < std::time::Duration::from_secs(10),
         "{waited:?}"

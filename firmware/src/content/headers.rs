@@ -182,6 +182,7 @@ mod tests {
         let accepted = Accepted {
             headers: vec!["X-Spam-Flag: YES".into()],
             subject_tag: Some("[SPAM]".into()),
+            ..Accepted::default()
         };
         let head = b"From: a\r\nsubject:   Cheap pills\r\n\r\n";
         assert_eq!(

@@ -59,6 +59,27 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// amavis's action, category and the detail in parentheses, for the log.
+    pub fn verdict(&self) -> (&'static str, &'static str, Option<String>) {
+        match self {
+            Rejection::TooManyHops { count, .. } => {
+                ("Blocked", "LOOP", Some(format!("{count} Received headers")))
+            }
+            Rejection::BlockedAttachment { name } => ("Blocked", "BANNED", Some(name.clone())),
+            Rejection::EncryptedArchive { name } => {
+                ("Blocked", "BANNED", Some(format!("encrypted {name}")))
+            }
+            Rejection::ArchiveTooDeep { name } | Rejection::DecompressionBomb { name } => {
+                ("Blocked", "UNCHECKED", Some(name.clone()))
+            }
+            Rejection::Infected { signature } => ("Blocked", "INFECTED", Some(signature.clone())),
+            Rejection::Spam { .. } => ("Blocked", "SPAM", None),
+            Rejection::ScannerFailed { scanner, error } => {
+                ("Deferred", "UNCHECKED", Some(format!("{scanner}: {error}")))
+            }
+        }
+    }
+
     /// The answer to the end of data, in Postfix's and amavis's words.
     pub fn reply(&self) -> Reply {
         let refused = |text: String| Reply::new(554, [5, 7, 1], text);
@@ -177,6 +198,7 @@ impl Scan {
                 "X-Postern-Scan: skipped, {} bytes is over posternContentScanLimit",
                 self.copy.size()
             ));
+            accepted.unchecked = true;
             return Ok(accepted);
         };
         attachments::check_attachments(whole, &self.config)?;
@@ -187,9 +209,12 @@ impl Scan {
             (Err(Rejection::ScannerFailed { .. }), Err(refused)) => return Err(refused),
             (Err(refused), _) | (_, Err(refused)) => return Err(refused),
         };
+        accepted.unchecked = virus.is_some() || spam.unchecked;
         accepted.headers.extend(virus);
         accepted.headers.extend(spam.headers);
         accepted.subject_tag = spam.subject_tag;
+        accepted.spammy = spam.spammy;
+        accepted.hits = spam.hits;
         Ok(accepted)
     }
 
@@ -235,6 +260,7 @@ impl Scan {
                         tagged
                             .headers
                             .push(format!("X-Spam-Status: unknown, spamd: {error}"));
+                        tagged.unchecked = true;
                         Ok(tagged)
                     }
                 };
@@ -247,6 +273,8 @@ impl Scan {
             });
         }
         let spam = score >= c.spam_tag_score();
+        tagged.spammy = spam;
+        tagged.hits = Some(format!("{score:.1}"));
         if spam {
             tagged.headers.push("X-Spam-Flag: YES".into());
             if !c.spam_subject_tag.is_empty() {
@@ -271,6 +299,23 @@ pub struct Accepted {
     pub headers: Vec<String>,
     /// Put before the Subject's text (`zimbraSpamSubjectTag` on tagged spam).
     pub subject_tag: Option<String>,
+    /// Over `zimbraSpamTagPercent`.
+    pub spammy: bool,
+    /// A check was skipped (too big, a scanner failed and failure is accepted).
+    pub unchecked: bool,
+    /// The spam score, as logged.
+    pub hits: Option<String>,
+}
+
+impl Accepted {
+    /// amavis's category and disposition for the log.
+    pub fn verdict(&self) -> (&'static str, &'static str) {
+        match (self.unchecked, self.spammy) {
+            (_, true) => ("SPAMMY", "RelayedTaggedInbound"),
+            (true, false) => ("UNCHECKED", "RelayedInbound"),
+            (false, false) => ("CLEAN", "RelayedInbound"),
+        }
+    }
 }
 
 #[cfg(test)]

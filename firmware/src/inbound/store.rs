@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use super::stages::{IncomingMessage, MessageStore};
-use crate::content::Scan;
 use crate::content::headers::{self, HeadSplit, Split};
+use crate::content::{self, Scan};
 use crate::directory::SharedDirectory;
+use crate::log::content::{VerdictLine, verdict_line};
+use crate::log::{LogSink, Program};
 use crate::mail::{Envelope, QueueId, Reply};
 use crate::queue::runner::QueueHandle;
 use crate::spool::{self, SpoolError, SpoolHandle};
@@ -31,6 +33,8 @@ pub struct SpoolStore {
     pub spool: SpoolHandle,
     pub queue: QueueHandle,
     pub directory: Arc<SharedDirectory>,
+    /// Where the content verdicts are logged.
+    pub log: LogSink,
 }
 
 impl MessageStore for SpoolStore {
@@ -51,6 +55,7 @@ impl MessageStore for SpoolStore {
             scan,
             head: HeadSplit::default(),
             queue: self.queue.clone(),
+            log: self.log.clone(),
         })
     }
 }
@@ -63,6 +68,7 @@ pub struct Receiving {
     scan: Scan,
     head: HeadSplit,
     queue: QueueHandle,
+    log: LogSink,
 }
 
 impl IncomingMessage for Receiving {
@@ -91,9 +97,59 @@ impl IncomingMessage for Receiving {
             scan,
             mut head,
             queue,
+            log,
         } = self;
-        // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
-        let accepted = scan.finish().await.map_err(|refused| refused.reply())?;
+        let started = std::time::Instant::now();
+        let verdict = scan.finish().await;
+        let rcpts: Vec<&str> = envelope
+            .recipients
+            .iter()
+            .map(|r| r.address.as_str())
+            .collect();
+        let mut line = VerdictLine {
+            qid: incoming.queue_id(),
+            action: "Passed",
+            category: "CLEAN",
+            detail: None,
+            disposition: "RelayedInbound",
+            client: envelope.client.addr,
+            sender: &envelope.sender,
+            recipients: &rcpts,
+            hits: None,
+            size,
+            elapsed: started.elapsed(),
+        };
+        let accepted = match verdict {
+            Ok(accepted) => accepted,
+            // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
+            Err(refused) => {
+                let (action, category, detail) = refused.verdict();
+                let score = match &refused {
+                    content::Rejection::Spam { score } => Some(score.as_str()),
+                    _ => None,
+                };
+                let disposition = if action == "Deferred" {
+                    "TempFailedInbound"
+                } else {
+                    "RejectedInbound"
+                };
+                log.line(
+                    Program::Content,
+                    &verdict_line(&VerdictLine {
+                        action,
+                        category,
+                        detail: detail.as_deref(),
+                        disposition,
+                        hits: score,
+                        ..line
+                    }),
+                );
+                return Err(refused.reply());
+            }
+        };
+        (line.category, line.disposition) = accepted.verdict();
+        line.hits = accepted.hits.as_deref();
+        log.line(Program::Content, &verdict_line(&line));
         if let Some(held) = head.take_head() {
             let edited = headers::edit(&held, &accepted);
             size = size - held.len() as u64 + edited.len() as u64;

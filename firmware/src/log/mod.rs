@@ -2,6 +2,7 @@
 //! admin's habits work unchanged. [`format`](mod@format) holds pure functions from facts to one line each;
 //! [`sink`] writes lines out (stderr, with the Postfix-like program name in front).
 
+pub mod content;
 pub mod format;
 pub mod sink;
 

@@ -15,6 +15,8 @@ pub enum Program {
     Route,
     /// The services themselves: start, stop, recovery (Postfix's master).
     Master,
+    /// The content stage's verdicts (amavisd-new's lines on a Zimbra MTA).
+    Content,
 }
 
 impl Program {
@@ -26,6 +28,7 @@ impl Program {
             Program::Bounce => "postern/bounce",
             Program::Route => "postern/route",
             Program::Master => "postern",
+            Program::Content => "postern/content",
         }
     }
 }
