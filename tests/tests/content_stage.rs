@@ -283,3 +283,72 @@ We agreed to meet again next week to go over the budget.\r\n";
         "{waited:?}"
     );
 }
+
+#[test]
+fn mail_to_the_spam_training_account_teaches_spamd_each_attached_message() {
+    let Some(spamd) = Spamd::start() else {
+        return;
+    };
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternSpamdAddress",
+            &spamd.address(),
+            "zimbraSpamIsSpamAccount",
+            "spam.train@example.com",
+            "zimbraSpamIsNotSpamAccount",
+            "ham.train@example.com",
+        ],
+    );
+    let attached = |i: usize| {
+        format!(
+            "From: <shop{i}@spam.example>\r\nSubject: cheap offer {i}\r\nMessage-ID: <{i}@spam.example>\r\n\r\n\
+Buy cheap replica watches number {i} now, limited offer, click here.\r\n"
+        )
+    };
+    let report = |to: &str| {
+        format!(
+            "From: <user@example.com>\r\nTo: <{to}>\r\nSubject: junk report\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"r\"\r\n\r\n--r\r\nContent-Type: message/rfc822\r\n\r\n{}\r\n\
+--r\r\nContent-Type: message/rfc822\r\n\r\n{}\r\n--r--",
+            attached(1),
+            attached(2)
+        )
+    };
+    let send_to = |to: &str, message: &str| {
+        let mut c = SmtpClient::connect(smtp);
+        c.reply();
+        c.cmd("EHLO client.test");
+        c.cmd("MAIL FROM:<user@example.com>");
+        assert!(c.cmd(&format!("RCPT TO:<{to}>")).starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.send(message.as_bytes());
+        c.send(b"\r\n.\r\n");
+        c.reply()
+    };
+    let body = queued_body(
+        &p,
+        &send_to("spam.train@example.com", &report("spam.train@example.com")),
+    );
+    assert!(
+        body.starts_with("X-Spam-Training: 2 learned as spam\n"),
+        "{body}"
+    );
+    // Learned already: spamd has nothing more to learn from the same two messages.
+    let body = queued_body(
+        &p,
+        &send_to("spam.train@example.com", &report("spam.train@example.com")),
+    );
+    assert!(
+        body.starts_with("X-Spam-Training: 0 learned as spam\n"),
+        "{body}"
+    );
+    let body = queued_body(&p, &send_to("Ham.Train@example.com", &attached(3)));
+    assert!(
+        body.starts_with("X-Spam-Training: 1 learned as ham\n"),
+        "{body}"
+    );
+}

@@ -68,8 +68,6 @@ pub const PLANNED: &[&str] = &[
     "zimbraMtaSmtpDnsSupportLevel",
     "zimbraMtaBlockedExtensionWarnRecipient",
     "zimbraAttachmentsBlocked",
-    "zimbraSpamIsSpamAccount",
-    "zimbraSpamIsNotSpamAccount",
     "zimbraVirusWarnRecipient",
     "zimbraVirusWarnAdmin",
 ];

@@ -29,6 +29,8 @@ pub const SPAMD_FAIL: &str = "posternSpamdFailAction";
 pub const SPAM_KILL: &str = "zimbraSpamKillPercent";
 pub const SPAM_TAG: &str = "zimbraSpamTagPercent";
 pub const SPAM_SUBJECT_TAG: &str = "zimbraSpamSubjectTag";
+pub const SPAM_ACCOUNT: &str = "zimbraSpamIsSpamAccount";
+pub const HAM_ACCOUNT: &str = "zimbraSpamIsNotSpamAccount";
 
 /// The SpamAssassin score Zimbra calls 100 % (`zimbraSpamKillPercent` and
 /// `zimbraSpamTagPercent` are percentages of it).
@@ -84,6 +86,10 @@ pub struct ContentConfig {
     pub spam_tag_percent: u32,
     /// `zimbraSpamSubjectTag`: put before the Subject of tagged mail; empty, none.
     pub spam_subject_tag: String,
+    /// `zimbraSpamIsSpamAccount`: mail to it teaches spamd that what it carries is spam.
+    pub spam_account: Option<String>,
+    /// `zimbraSpamIsNotSpamAccount`: the same for ham.
+    pub ham_account: Option<String>,
 }
 
 /// What the content stage does with a message a scanner could not judge (down, timed out, the
@@ -138,6 +144,8 @@ impl Default for ContentConfig {
             spam_kill_percent: 75,
             spam_tag_percent: 33,
             spam_subject_tag: String::new(),
+            spam_account: None,
+            ham_account: None,
         }
     }
 }
@@ -202,6 +210,8 @@ impl ContentConfig {
         SPAM_KILL,
         SPAM_TAG,
         SPAM_SUBJECT_TAG,
+        SPAM_ACCOUNT,
+        HAM_ACCOUNT,
     ];
 
     pub fn owns(attr: &str) -> bool {
@@ -246,6 +256,8 @@ impl ContentConfig {
             SPAMD_FAIL => one(self.spamd_fail.show()),
             SPAM_KILL => one(self.spam_kill_percent.to_string()),
             SPAM_TAG => one(self.spam_tag_percent.to_string()),
+            SPAM_ACCOUNT => self.spam_account.iter().cloned().collect(),
+            HAM_ACCOUNT => self.ham_account.iter().cloned().collect(),
             _ => [self.spam_subject_tag.clone()]
                 .into_iter()
                 .filter(|t| !t.is_empty())
@@ -280,6 +292,8 @@ impl ContentConfig {
                     SPAMD_FAIL => self.spamd_fail = FailAction::parse(attr, v)?,
                     SPAM_KILL => self.spam_kill_percent = percent(attr, v)?,
                     SPAM_TAG => self.spam_tag_percent = percent(attr, v)?,
+                    SPAM_ACCOUNT => self.spam_account = Some(account(attr, v)?),
+                    HAM_ACCOUNT => self.ham_account = Some(account(attr, v)?),
                     _ => self.spam_subject_tag = subject_tag(attr, v)?,
                 }
             }
@@ -304,6 +318,8 @@ impl ContentConfig {
             SPAMD_FAIL => self.spamd_fail = d.spamd_fail,
             SPAM_KILL => self.spam_kill_percent = d.spam_kill_percent,
             SPAM_TAG => self.spam_tag_percent = d.spam_tag_percent,
+            SPAM_ACCOUNT => self.spam_account = d.spam_account.clone(),
+            HAM_ACCOUNT => self.ham_account = d.ham_account.clone(),
             _ => self.spam_subject_tag = d.spam_subject_tag.clone(),
         }
     }
@@ -376,6 +392,22 @@ fn extensions(attr: &'static str, values: &[String]) -> Result<Vec<String>, Attr
 
 fn time(attr: &'static str, v: &str) -> Result<Duration, AttrError> {
     duration::parse(v, Unit::Seconds).map_err(|e| invalid(attr, v, e))
+}
+
+/// A training account's address, kept lower case (addresses are compared that way).
+fn account(attr: &'static str, v: &str) -> Result<String, AttrError> {
+    match v.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && domain.contains('.')
+                && !v
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '<') =>
+        {
+            Ok(v.to_ascii_lowercase())
+        }
+        _ => Err(invalid(attr, v, "an address like spam.abc@example.com")),
+    }
 }
 
 fn percent(attr: &'static str, v: &str) -> Result<u32, AttrError> {

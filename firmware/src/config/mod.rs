@@ -155,6 +155,8 @@ impl MtaConfig {
         content::SPAM_KILL,
         content::SPAM_TAG,
         content::SPAM_SUBJECT_TAG,
+        content::SPAM_ACCOUNT,
+        content::HAM_ACCOUNT,
     ];
 
     /// The canonical spelling of `attr`, or an error naming it.
@@ -433,7 +435,7 @@ mod tests {
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
         let mut shown: Vec<_> = c.all_values().into_iter().map(|(a, _)| a).collect();
         shown.dedup();
-        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 7);
+        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 9);
         assert_eq!(vals(&c, "zimbraMtaCommonBlockedExtension").len(), 27);
     }
 
@@ -556,12 +558,10 @@ mod tests {
             "invalid attr name: zimbraMtaNoSuchThing"
         );
         assert_eq!(unknown.code(), "account.INVALID_ATTR_NAME");
-        let planned = c
-            .set("zimbraSpamIsSpamAccount", &s(&["x@example.com"]))
-            .unwrap_err();
+        let planned = c.set("zimbraVirusWarnAdmin", &s(&["TRUE"])).unwrap_err();
         assert_eq!(
             planned.to_string(),
-            "zimbraSpamIsSpamAccount: not supported yet"
+            "zimbraVirusWarnAdmin: not supported yet"
         );
     }
 }

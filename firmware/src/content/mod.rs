@@ -23,10 +23,11 @@ pub mod headers;
 pub mod hops;
 pub mod scanner;
 pub mod spamd;
+pub mod training;
 
 use crate::config::content::FailAction;
 use crate::config::{ContentConfig, MtaConfig};
-use crate::mail::Reply;
+use crate::mail::{Envelope, Reply};
 
 use clamd::protocol::ScanResult;
 use scanner::ScannerError;
@@ -170,15 +171,18 @@ pub struct Scan {
     hops: HopCount,
     copy: BodyCopy,
     config: ContentConfig,
+    /// Training mail: what it teaches spamd (it is then not scored itself).
+    training: Option<spamd::protocol::Class>,
 }
 
 impl Scan {
     /// The checks as the settings are when the message begins.
-    pub fn new(config: &MtaConfig) -> Scan {
+    pub fn new(config: &MtaConfig, envelope: &Envelope) -> Scan {
         Scan {
             hops: HopCount::new(config.hopcount_limit),
             copy: BodyCopy::new(config.content.scan_limit),
             config: config.content.clone(),
+            training: training::class_of(envelope, config),
         }
     }
 
@@ -202,7 +206,13 @@ impl Scan {
             return Ok(accepted);
         };
         attachments::check_attachments(whole, &self.config)?;
-        let (virus, spam) = tokio::join!(self.virus_scan(whole), self.spam_score(whole));
+        let spam_check = async {
+            match self.training {
+                Some(class) => self.train(whole, class).await,
+                None => self.spam_score(whole).await,
+            }
+        };
+        let (virus, spam) = tokio::join!(self.virus_scan(whole), spam_check);
         // A virus is the more telling answer, then spam; a scanner that failed comes last.
         let (virus, spam) = match (virus, spam) {
             (Ok(virus), Ok(spam)) => (virus, spam),
@@ -235,6 +245,28 @@ impl Scan {
                 FailAction::Accept => Ok(Some(format!("X-Virus-Scanned: no, clamd: {error}"))),
             },
         }
+    }
+
+    /// Teaches spamd instead of scoring: reported spam would be killed by its own score.
+    async fn train(
+        &self,
+        whole: &[u8],
+        class: spamd::protocol::Class,
+    ) -> Result<Accepted, Rejection> {
+        let mut noted = Accepted::default();
+        let Some(addr) = &self.config.spamd else {
+            return Ok(noted);
+        };
+        let what = match class {
+            spamd::protocol::Class::Spam => "spam",
+            spamd::protocol::Class::Ham => "ham",
+        };
+        let header = match training::train(addr, whole, class, self.config.spamd_timeout).await {
+            Ok(n) => format!("X-Spam-Training: {n} learned as {what}"),
+            Err(e) => format!("X-Spam-Training: not learned as {what}, spamd: {e}"),
+        };
+        noted.headers.push(header);
+        Ok(noted)
     }
 
     /// spamd's score, against Zimbra's kill and tag thresholds.
@@ -325,7 +357,8 @@ mod tests {
     #[tokio::test]
     async fn a_looping_message_is_refused_with_554_5_4_6() {
         let config = MtaConfig::default();
-        let mut scan = Scan::new(&config);
+        let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
+        let mut scan = Scan::new(&config, &envelope);
         for _ in 0..=config.hopcount_limit {
             scan.feed(b"Received: from a by b\r\n");
         }
@@ -335,7 +368,7 @@ mod tests {
             refused.reply().to_string(),
             "554 5.4.6 Error: too many hops (mail forwarding loop)"
         );
-        let mut fine = Scan::new(&config);
+        let mut fine = Scan::new(&config, &envelope);
         fine.feed(b"Received: from a by b\r\n\r\nReceived: in the body\r\n");
         assert_eq!(fine.finish().await, Ok(Accepted::default()));
     }

@@ -41,7 +41,7 @@ impl MessageStore for SpoolStore {
     type Incoming = Receiving;
 
     async fn begin(&self, envelope: Envelope) -> Result<Receiving, Reply> {
-        let scan = Scan::new(self.directory.snapshot().config());
+        let scan = Scan::new(self.directory.snapshot().config(), &envelope);
         let mut incoming = self
             .spool
             .begin(envelope.clone())
