@@ -372,4 +372,28 @@ mod tests {
         fine.feed(b"Received: from a by b\r\n\r\nReceived: in the body\r\n");
         assert_eq!(fine.finish().await, Ok(Accepted::default()));
     }
+
+    #[tokio::test]
+    async fn a_message_over_the_scan_limit_passes_unscanned_and_says_so() {
+        let mut config = MtaConfig::default();
+        config.content.scan_limit = 100;
+        let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
+        let attachment =
+            "Subject: x\r\nContent-Type: application/octet-stream; name=a.exe\r\n\r\nMZ";
+        let mut small = Scan::new(&config, &envelope);
+        small.feed(attachment.as_bytes());
+        assert!(matches!(
+            small.finish().await,
+            Err(Rejection::BlockedAttachment { .. })
+        ));
+        let mut big = Scan::new(&config, &envelope);
+        big.feed(attachment.as_bytes());
+        big.feed(&[b'A'; 100]);
+        let accepted = big.finish().await.unwrap();
+        assert!(accepted.unchecked);
+        assert_eq!(
+            accepted.headers,
+            ["X-Postern-Scan: skipped, 168 bytes is over posternContentScanLimit"]
+        );
+    }
 }
