@@ -36,6 +36,11 @@ impl BodyCopy {
         (self.size <= self.limit).then_some(&self.bytes[..])
     }
 
+    /// The whole message, taken out of the copy (`None` when it was bigger than the limit).
+    pub fn take(&mut self) -> Option<Vec<u8>> {
+        (self.size <= self.limit).then(|| std::mem::take(&mut self.bytes))
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }

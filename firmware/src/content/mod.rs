@@ -194,10 +194,10 @@ impl Scan {
 
     /// The verdict once the whole body was fed: the message is refused, or accepted with the
     /// header edits to make. The scanners run at the same time.
-    pub async fn finish(self) -> Result<Accepted, Rejection> {
+    pub async fn finish(mut self) -> Result<Accepted, Rejection> {
         self.hops.verdict()?;
         let mut accepted = Accepted::default();
-        let Some(whole) = self.copy.whole() else {
+        let Some(whole) = self.copy.take() else {
             accepted.headers.push(format!(
                 "X-Postern-Scan: skipped, {} bytes is over posternContentScanLimit",
                 self.copy.size()
@@ -205,7 +205,16 @@ impl Scan {
             accepted.unchecked = true;
             return Ok(accepted);
         };
-        attachments::check_attachments(whole, &self.config)?;
+        // Parsing MIME and inflating archives is CPU work: off the session's runtime thread.
+        let whole = std::sync::Arc::new(whole);
+        let (message, config) = (whole.clone(), self.config.clone());
+        tokio::task::spawn_blocking(move || attachments::check_attachments(&message, &config))
+            .await
+            .map_err(|_| Rejection::ScannerFailed {
+                scanner: "attachments",
+                error: ScannerError::Reply("the attachment check stopped".into()),
+            })??;
+        let whole = &whole[..];
         let spam_check = async {
             match self.training {
                 Some(class) => self.train(whole, class).await,
@@ -261,7 +270,12 @@ impl Scan {
             spamd::protocol::Class::Spam => "spam",
             spamd::protocol::Class::Ham => "ham",
         };
-        let header = match training::train(addr, whole, class, self.config.spamd_timeout).await {
+        // One deadline for all the lessons, so training holds the session no longer than a scan.
+        let lessons = training::train(addr, whole, class, self.config.spamd_timeout);
+        let header = match tokio::time::timeout(self.config.spamd_timeout, lessons)
+            .await
+            .unwrap_or(Err(ScannerError::Timeout))
+        {
             Ok(n) => format!("X-Spam-Training: {n} learned as {what}"),
             Err(e) => format!("X-Spam-Training: not learned as {what}, spamd: {e}"),
         };
