@@ -15,6 +15,7 @@ pub const BLOCKED_EXT: &str = "zimbraMtaBlockedExtension";
 pub const COMMON_BLOCKED_EXT: &str = "zimbraMtaCommonBlockedExtension";
 pub const BLOCK_ENCRYPTED: &str = "zimbraVirusBlockEncryptedArchive";
 pub const SCAN_LIMIT: &str = "posternContentScanLimit";
+pub const OVERSIZE: &str = "posternContentOversizeAction";
 pub const ARCHIVE_DEPTH: &str = "posternArchiveMaxDepth";
 pub const ARCHIVE_UNPACKED: &str = "posternArchiveMaxUnpackedSize";
 pub const VIRUS_CHECK: &str = "zimbraVirusCheckEnabled";
@@ -53,9 +54,13 @@ pub struct ContentConfig {
     pub common_blocked_extensions: Vec<String>,
     /// `zimbraVirusBlockEncryptedArchive`: refuse archives whose contents cannot be read.
     pub block_encrypted_archive: bool,
-    /// `posternContentScanLimit`: bytes of a message kept in RAM for the checks; a bigger
-    /// message is accepted unscanned (as spamc and clamd's StreamMaxLength do).
+    /// `posternContentScanLimit`: bytes of a message kept in RAM for the checks; what happens to
+    /// a bigger one is `posternContentOversizeAction`.
     pub scan_limit: u64,
+    /// `posternContentOversizeAction`: a message over `posternContentScanLimit` is accepted
+    /// unscanned with a header saying so (`accept`, as spamc and clamd's StreamMaxLength let big
+    /// mail through), or refused for now (`tempfail`).
+    pub oversize: FailAction,
     /// `posternArchiveMaxDepth`: archives inside archives opened before giving up (amavis's
     /// `$MAXLEVELS`); deeper ones are refused as unreadable.
     pub archive_max_depth: u32,
@@ -130,6 +135,7 @@ impl Default for ContentConfig {
                 .collect(),
             block_encrypted_archive: true,
             scan_limit: 10_240_000,
+            oversize: FailAction::Accept,
             archive_max_depth: 4,
             archive_max_unpacked: 10_485_760,
             virus_check_enabled: false,
@@ -196,6 +202,7 @@ impl ContentConfig {
         COMMON_BLOCKED_EXT,
         BLOCK_ENCRYPTED,
         SCAN_LIMIT,
+        OVERSIZE,
         ARCHIVE_DEPTH,
         ARCHIVE_UNPACKED,
         VIRUS_CHECK,
@@ -243,6 +250,7 @@ impl ContentConfig {
             COMMON_BLOCKED_EXT => self.common_blocked_extensions.clone(),
             BLOCK_ENCRYPTED => one(show_bool(self.block_encrypted_archive)),
             SCAN_LIMIT => one(self.scan_limit.to_string()),
+            OVERSIZE => one(self.oversize.show()),
             ARCHIVE_DEPTH => one(self.archive_max_depth.to_string()),
             ARCHIVE_UNPACKED => one(self.archive_max_unpacked.to_string()),
             VIRUS_CHECK => one(show_bool(self.virus_check_enabled)),
@@ -279,6 +287,7 @@ impl ContentConfig {
                 match attr {
                     BLOCK_ENCRYPTED => self.block_encrypted_archive = boolean(attr, v)?,
                     SCAN_LIMIT => self.scan_limit = number(attr, v)?,
+                    OVERSIZE => self.oversize = FailAction::parse(attr, v)?,
                     ARCHIVE_DEPTH => self.archive_max_depth = number(attr, v)?,
                     ARCHIVE_UNPACKED => self.archive_max_unpacked = number(attr, v)?,
                     VIRUS_CHECK => self.virus_check_enabled = boolean(attr, v)?,
@@ -305,6 +314,7 @@ impl ContentConfig {
         match attr {
             BLOCK_ENCRYPTED => self.block_encrypted_archive = d.block_encrypted_archive,
             SCAN_LIMIT => self.scan_limit = d.scan_limit,
+            OVERSIZE => self.oversize = d.oversize,
             ARCHIVE_DEPTH => self.archive_max_depth = d.archive_max_depth,
             ARCHIVE_UNPACKED => self.archive_max_unpacked = d.archive_max_unpacked,
             VIRUS_CHECK => self.virus_check_enabled = d.virus_check_enabled,

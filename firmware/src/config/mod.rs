@@ -141,6 +141,7 @@ impl MtaConfig {
         content::COMMON_BLOCKED_EXT,
         content::BLOCK_ENCRYPTED,
         content::SCAN_LIMIT,
+        content::OVERSIZE,
         content::ARCHIVE_DEPTH,
         content::ARCHIVE_UNPACKED,
         content::VIRUS_CHECK,

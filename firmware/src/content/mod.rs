@@ -13,7 +13,8 @@
 //!
 //! The checks that need the whole message read a bounded copy of it kept in RAM ([`body`]), not
 //! the spool: the spool only gives back committed messages, and the verdict comes before the
-//! commit. A message bigger than `posternContentScanLimit` is not held, and passes unscanned.
+//! commit. A message bigger than `posternContentScanLimit` is not held: it passes marked unscanned,
+//! or gets `451 4.7.1`, as `posternContentOversizeAction` says.
 
 pub mod archive;
 pub mod attachments;
@@ -198,6 +199,12 @@ impl Scan {
         self.hops.verdict()?;
         let mut accepted = Accepted::default();
         let Some(whole) = self.copy.take() else {
+            if self.config.oversize == FailAction::Tempfail {
+                return Err(Rejection::ScannerFailed {
+                    scanner: "content",
+                    error: ScannerError::TooBig,
+                });
+            }
             accepted.headers.push(format!(
                 "X-Postern-Scan: skipped, {} bytes is over posternContentScanLimit",
                 self.copy.size()
@@ -408,6 +415,14 @@ mod tests {
         assert_eq!(
             accepted.headers,
             ["X-Postern-Scan: skipped, 168 bytes is over posternContentScanLimit"]
+        );
+        config.content.oversize = FailAction::Tempfail;
+        let mut refused = Scan::new(&config, &envelope);
+        refused.feed(&[b'A'; 101]);
+        let reply = refused.finish().await.unwrap_err().reply().to_string();
+        assert_eq!(
+            reply,
+            "451 4.7.1 Message content could not be scanned, try again later"
         );
     }
 }
