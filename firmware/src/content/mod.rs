@@ -10,6 +10,12 @@
 //!   sender, not a storm.
 //! - [`attachments`]: a file name with a blocked extension, in the message, in an attached
 //!   message or inside a zip ([`archive`]), is `554 5.7.1` naming the file.
+//! - [`clamd`] and [`spamd`], called at the same time, each within its deadline: a virus is
+//!   `554 5.7.1` naming it, spam over `zimbraSpamKillPercent` `554 5.7.1`, spam over
+//!   `zimbraSpamTagPercent` is tagged; a scanner that gives no verdict is `451 4.7.1` or, as set,
+//!   a header saying the message was not scanned. Mail to the training accounts is taught to
+//!   spamd instead ([`training`]).
+//! - [`headers`]: what passes gets its header edits in its held header section.
 //!
 //! The checks that need the whole message read a bounded copy of it kept in RAM ([`body`]), not
 //! the spool: the spool only gives back committed messages, and the verdict comes before the
