@@ -1,7 +1,7 @@
 //! Attachment blocking (`zimbraMtaBlockedExtension`, `zimbraMtaCommonBlockedExtension`): every
 //! MIME part's `filename` (Content-Disposition) and `name` (Content-Type) parameters, RFC 2047
 //! and RFC 2231 (`name*=`) decoded by mail-parser, in attached messages too, and the members of
-//! zip archives (see [`archive`](super::archive)).
+//! zip archives (see [`archive`]).
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
