@@ -431,4 +431,21 @@ mod tests {
             "451 4.7.1 Message content could not be scanned, try again later"
         );
     }
+
+    /// File names and signatures come from the sender: they never break the reply line.
+    #[test]
+    fn hostile_names_stay_one_short_ascii_line() {
+        let sneaky = Rejection::BlockedAttachment {
+            name: "a.exe\r\n250 2.0.0 Ok: queued\u{202e}txt.exe".into(),
+        };
+        assert_eq!(
+            sneaky.reply().to_string(),
+            "554 5.7.1 Message content rejected: blocked attachment \"a.exe??250 2.0.0 Ok: queued?txt.exe\""
+        );
+        let long = Rejection::Infected {
+            signature: "V".repeat(500),
+        };
+        let reply = long.reply().to_string();
+        assert!(reply.len() < 200 && reply.ends_with("VVV...\""), "{reply}");
+    }
 }
