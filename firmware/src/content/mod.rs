@@ -67,24 +67,38 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// amavis's action, category and the detail in parentheses, for the log.
-    pub fn verdict(&self) -> (&'static str, &'static str, Option<String>) {
-        match self {
+    /// How the log tells it, in amavis's words.
+    pub fn verdict(&self) -> Verdict {
+        let (category, detail) = match self {
             Rejection::TooManyHops { count, .. } => {
-                ("Blocked", "LOOP", Some(format!("{count} Received headers")))
+                ("LOOP", Some(format!("{count} Received headers")))
             }
-            Rejection::BlockedAttachment { name } => ("Blocked", "BANNED", Some(name.clone())),
-            Rejection::EncryptedArchive { name } => {
-                ("Blocked", "BANNED", Some(format!("encrypted {name}")))
-            }
+            Rejection::BlockedAttachment { name } => ("BANNED", Some(name.clone())),
+            Rejection::EncryptedArchive { name } => ("BANNED", Some(format!("encrypted {name}"))),
             Rejection::ArchiveTooDeep { name } | Rejection::DecompressionBomb { name } => {
-                ("Blocked", "UNCHECKED", Some(name.clone()))
+                ("UNCHECKED", Some(name.clone()))
             }
-            Rejection::Infected { signature } => ("Blocked", "INFECTED", Some(signature.clone())),
-            Rejection::Spam { .. } => ("Blocked", "SPAM", None),
+            Rejection::Infected { signature } => ("INFECTED", Some(signature.clone())),
+            Rejection::Spam { .. } => ("SPAM", None),
             Rejection::ScannerFailed { scanner, error } => {
-                ("Deferred", "UNCHECKED", Some(format!("{scanner}: {error}")))
+                return Verdict {
+                    action: "Deferred",
+                    category: "UNCHECKED",
+                    detail: Some(format!("{scanner}: {error}")),
+                    disposition: "TempFailedInbound",
+                    hits: None,
+                };
             }
+        };
+        Verdict {
+            action: "Blocked",
+            category,
+            detail,
+            disposition: "RejectedInbound",
+            hits: match self {
+                Rejection::Spam { score } => Some(score.clone()),
+                _ => None,
+            },
         }
     }
 
@@ -367,14 +381,36 @@ pub struct Accepted {
 }
 
 impl Accepted {
-    /// amavis's category and disposition for the log.
-    pub fn verdict(&self) -> (&'static str, &'static str) {
-        match (self.unchecked, self.spammy) {
+    /// How the log tells it, in amavis's words.
+    pub fn verdict(&self) -> Verdict {
+        let (category, disposition) = match (self.unchecked, self.spammy) {
             (_, true) => ("SPAMMY", "RelayedTaggedInbound"),
             (true, false) => ("UNCHECKED", "RelayedInbound"),
             (false, false) => ("CLEAN", "RelayedInbound"),
+        };
+        Verdict {
+            action: "Passed",
+            category,
+            detail: None,
+            disposition,
+            hits: self.hits.clone(),
         }
     }
+}
+
+/// A message's verdict as amavisd-new logs it (see [`crate::log::content`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `Passed`, `Blocked` or `Deferred`.
+    pub action: &'static str,
+    /// `CLEAN`, `SPAMMY`, `SPAM`, `INFECTED`, `BANNED`, `UNCHECKED`, `LOOP`.
+    pub category: &'static str,
+    /// The signature, file name or scanner error, shown in parentheses.
+    pub detail: Option<String>,
+    /// `RelayedInbound`, `RelayedTaggedInbound`, `RejectedInbound`, `TempFailedInbound`.
+    pub disposition: &'static str,
+    /// The spam score.
+    pub hits: Option<String>,
 }
 
 #[cfg(test)]

@@ -89,7 +89,6 @@ impl IncomingMessage for Receiving {
     }
 
     async fn commit(self) -> Result<QueueId, Reply> {
-        // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
         let Receiving {
             mut incoming,
             envelope,
@@ -101,55 +100,13 @@ impl IncomingMessage for Receiving {
         } = self;
         let started = std::time::Instant::now();
         let verdict = scan.finish().await;
-        let rcpts: Vec<&str> = envelope
-            .recipients
-            .iter()
-            .map(|r| r.address.as_str())
-            .collect();
-        let mut line = VerdictLine {
-            qid: incoming.queue_id(),
-            action: "Passed",
-            category: "CLEAN",
-            detail: None,
-            disposition: "RelayedInbound",
-            client: envelope.client.addr,
-            sender: &envelope.sender,
-            recipients: &rcpts,
-            hits: None,
-            size,
-            elapsed: started.elapsed(),
+        let told = match &verdict {
+            Ok(accepted) => accepted.verdict(),
+            Err(refused) => refused.verdict(),
         };
-        let accepted = match verdict {
-            Ok(accepted) => accepted,
-            // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
-            Err(refused) => {
-                let (action, category, detail) = refused.verdict();
-                let score = match &refused {
-                    content::Rejection::Spam { score } => Some(score.as_str()),
-                    _ => None,
-                };
-                let disposition = if action == "Deferred" {
-                    "TempFailedInbound"
-                } else {
-                    "RejectedInbound"
-                };
-                log.line(
-                    Program::Content,
-                    &verdict_line(&VerdictLine {
-                        action,
-                        category,
-                        detail: detail.as_deref(),
-                        disposition,
-                        hits: score,
-                        ..line
-                    }),
-                );
-                return Err(refused.reply());
-            }
-        };
-        (line.category, line.disposition) = accepted.verdict();
-        line.hits = accepted.hits.as_deref();
-        log.line(Program::Content, &verdict_line(&line));
+        log_verdict(&log, incoming.queue_id(), &envelope, size, started, &told);
+        // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
+        let accepted = verdict.map_err(|refused| refused.reply())?;
         if let Some(held) = head.take_head() {
             let edited = headers::edit(&held, &accepted);
             size = size - held.len() as u64 + edited.len() as u64;
@@ -162,6 +119,36 @@ impl IncomingMessage for Receiving {
         queue.arrived(qid, &envelope, size).await;
         Ok(qid)
     }
+}
+
+/// One amavis-shaped line per message: what the content stage decided and how long it took.
+fn log_verdict(
+    log: &LogSink,
+    qid: QueueId,
+    envelope: &Envelope,
+    size: u64,
+    started: std::time::Instant,
+    v: &content::Verdict,
+) {
+    let rcpts: Vec<&str> = envelope
+        .recipients
+        .iter()
+        .map(|r| r.address.as_str())
+        .collect();
+    let line = verdict_line(&VerdictLine {
+        qid,
+        action: v.action,
+        category: v.category,
+        detail: v.detail.as_deref(),
+        disposition: v.disposition,
+        client: envelope.client.addr,
+        sender: &envelope.sender,
+        recipients: &rcpts,
+        hits: v.hits.as_deref(),
+        size,
+        elapsed: started.elapsed(),
+    });
+    log.line(Program::Content, &line);
 }
 
 #[cfg(test)]
