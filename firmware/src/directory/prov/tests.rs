@@ -281,12 +281,12 @@ fn settings_the_box_does_not_enforce_are_refused() {
             "ERROR: service.UNSUPPORTED (zimbraMtaRestriction reject_non_fqdn_sender: not supported yet)",
         ),
         (
-            "mcf zimbraSpamKillPercent 75",
-            "ERROR: service.UNSUPPORTED (zimbraSpamKillPercent: not supported yet)",
+            "mcf zimbraVirusWarnAdmin TRUE",
+            "ERROR: service.UNSUPPORTED (zimbraVirusWarnAdmin: not supported yet)",
         ),
         (
             "md example.com zimbraMtaBlockedExtension exe",
-            "ERROR: service.UNSUPPORTED (zimbraMtaBlockedExtension: not supported yet)",
+            "ERROR: account.INVALID_ATTR_NAME (invalid attr name: zimbraMtaBlockedExtension)",
         ),
         (
             "mcf zimbraMtaNoSuchThing 1",
@@ -311,7 +311,7 @@ fn settings_the_box_does_not_enforce_are_refused() {
     assert_eq!(d.encode(), snapshot);
     // Clearing asks for what is already so, as zmprov allows for any attribute.
     ok(&mut d, "mcf zimbraMtaRestriction ''");
-    ok(&mut d, "mcf zimbraSpamIsSpamAccount ''");
+    ok(&mut d, "mcf zimbraVirusWarnAdmin ''");
     assert!(!ok(&mut d, "gacf").contains("zimbraMtaRestriction"));
 }
 
