@@ -7,7 +7,7 @@
 //! ```text
 //!  client ─► inbound ─► policy: connect (connection limits)
 //!              │        policy: RCPT (relay control) ─► route (directory, config) ─► RCPT reply
-//!              │        DATA/BDAT: body ─► content (hop count) ─┐
+//!              │        DATA/BDAT: body ─► content (checks) ────┐
 //!              │                     └──► spool (flash) ────────┴─► commit, sync ─► 250 queued as QID
 //!              │                                                     │
 //!              └─ reject with a clear code at the earliest stage     queue ─► delivery ─► next hop
@@ -29,8 +29,8 @@
 //!   [`directory`], the [`config`] and the policy's relay answer.
 //! - [`directory`]: accounts, aliases, domains, MTA settings; in RAM, snapshot on flash; AUTH
 //!   verification against the accounts' hashes.
-//! - [`content`]: the end-of-data checks, one streaming pass over the body before the 250 (the hop
-//!   count today).
+//! - [`content`]: the end-of-data checks, one streaming pass over the body before the 250: hop
+//!   count, attachment blocking, clamd and spamd (called at once), header edits of what passes.
 //! - [`spool`]: the flash store. A message exists once its commit record is synced; only then does
 //!   the client get its 250. Its errors are its own; it speaks no SMTP.
 //! - [`queue`]: active, deferred, hold; when each message is tried next; reads and writes messages

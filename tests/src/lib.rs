@@ -8,3 +8,4 @@ pub mod host;
 pub mod peers;
 pub mod policy_server;
 pub mod postfix;
+pub mod scanners;

@@ -65,18 +65,10 @@ impl AttrError {
 pub const PLANNED: &[&str] = &[
     "zimbraMtaAuthEnabled",
     "zimbraMtaTlsAuthOnly",
-    "zimbraMtaBlockedExtension",
-    "zimbraMtaCommonBlockedExtension",
     "zimbraMtaBlockedExtensionWarnRecipient",
     "zimbraAttachmentsBlocked",
-    "zimbraSpamKillPercent",
-    "zimbraSpamTagPercent",
-    "zimbraSpamSubjectTag",
-    "zimbraSpamIsSpamAccount",
-    "zimbraSpamIsNotSpamAccount",
     "zimbraVirusWarnRecipient",
     "zimbraVirusWarnAdmin",
-    "zimbraVirusBlockEncryptedArchive",
 ];
 
 /// Whether `attr` is one of the [`PLANNED`] attributes.

@@ -15,6 +15,7 @@
 //! the same value.
 
 pub mod attr;
+pub mod content;
 pub mod dnsbl;
 pub mod duration;
 pub mod hosts;
@@ -26,6 +27,7 @@ pub mod stored;
 use std::time::Duration;
 
 pub use attr::AttrError;
+pub use content::{ContentConfig, ScannerAddress};
 pub use dnsbl::Dnsbl;
 pub use duration::Unit;
 pub use hosts::{BadHostEntry, HostsTable};
@@ -95,6 +97,8 @@ pub struct MtaConfig {
     /// `virtual_transport`: next hop of a local account when neither the account nor its domain
     /// has a `zimbraMailTransport`. Unset, such mail is accepted and stays deferred.
     pub virtual_transport: Option<Transport>,
+    /// The content stage's settings (attachments, virus and spam scanners).
+    pub content: ContentConfig,
     /// Values read from flash that this firmware refuses to set (see [`MtaConfig::load`]):
     /// attribute and value, kept so the next write does not lose them, never applied.
     unenforced: Vec<(&'static str, String)>,
@@ -170,6 +174,7 @@ impl Default for MtaConfig {
             postmaster_address: None,
             syslog_target: None,
             virtual_transport: None,
+            content: ContentConfig::default(),
             unenforced: Vec::new(),
             typed: Vec::new(),
         }
@@ -205,6 +210,27 @@ impl MtaConfig {
         POSTMASTER,
         SYSLOG,
         VIRTUAL_TRANSPORT,
+        content::BLOCKED_EXT,
+        content::COMMON_BLOCKED_EXT,
+        content::BLOCK_ENCRYPTED,
+        content::SCAN_LIMIT,
+        content::OVERSIZE,
+        content::ARCHIVE_DEPTH,
+        content::ARCHIVE_UNPACKED,
+        content::VIRUS_CHECK,
+        content::CLAMD,
+        content::CLAMD_TIMEOUT,
+        content::CLAMD_STREAM_MAX,
+        content::CLAMD_FAIL,
+        content::SPAMD,
+        content::SPAMD_TIMEOUT,
+        content::SPAMD_MAX_SIZE,
+        content::SPAMD_FAIL,
+        content::SPAM_KILL,
+        content::SPAM_TAG,
+        content::SPAM_SUBJECT_TAG,
+        content::SPAM_ACCOUNT,
+        content::HAM_ACCOUNT,
     ];
 
     /// The canonical spelling of `attr`, or an error naming it.
@@ -214,7 +240,7 @@ impl MtaConfig {
 
     /// Whether `attr` holds several values (`+attr`/`-attr` apply to it).
     pub fn is_multi(attr: &str) -> bool {
-        MULTI.iter().any(|m| m.eq_ignore_ascii_case(attr))
+        MULTI.iter().any(|m| m.eq_ignore_ascii_case(attr)) || ContentConfig::is_multi(attr)
     }
 
     /// The values of `attr` as `gacf` shows them; empty when unset.
@@ -225,6 +251,7 @@ impl MtaConfig {
         }
         let one = |s: String| vec![s];
         Ok(match attr {
+            a if ContentConfig::owns(a) => self.content.values(a),
             RELAY_HOST => self.relay_host.iter().map(|t| t.to_string()).collect(),
             DNS => one(show_bool(self.dns_lookups_enabled)),
             DNS_LEVEL => one(dns_level(self.dns_lookups_enabled).to_string()),
@@ -356,6 +383,9 @@ impl MtaConfig {
         if !typed.is_empty() {
             self.typed.push((attr, typed));
         }
+        if ContentConfig::owns(attr) {
+            return self.content.set(attr, values);
+        }
         if attr == RESTRICTION {
             self.restrictions = values
                 .iter()
@@ -436,6 +466,7 @@ impl MtaConfig {
 
     fn copy_from(&mut self, attr: &'static str, other: &MtaConfig) {
         match attr {
+            a if ContentConfig::owns(a) => self.content.copy_from(a, &other.content),
             RELAY_HOST => self.relay_host = other.relay_host.clone(),
             VIRTUAL_TRANSPORT => self.virtual_transport = other.virtual_transport.clone(),
             DNS | DNS_LEVEL => self.dns_lookups_enabled = other.dns_lookups_enabled,
@@ -505,7 +536,7 @@ impl MtaConfig {
             return Err(invalid(RUN_DELAY, "0s", "must be at least 1s"));
         }
         hostname(MY_HOSTNAME, &self.my_hostname)?;
-        Ok(())
+        self.content.validate()
     }
 
     /// Every attribute with its values, as `gacf` prints them (`attr: value` per value).
@@ -625,7 +656,10 @@ mod tests {
         assert_eq!(vals(&c, "hopcount_limit"), ["50"]);
         assert_eq!(vals(&c, "smtpd_recipient_limit"), ["1000"]);
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
-        assert_eq!(c.all_values().len(), MtaConfig::ATTRS.len() - 9);
+        let mut shown: Vec<_> = c.all_values().into_iter().map(|(a, _)| a).collect();
+        shown.dedup();
+        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 15);
+        assert_eq!(vals(&c, "zimbraMtaCommonBlockedExtension").len(), 27);
     }
 
     #[test]
@@ -821,10 +855,10 @@ mod tests {
             "invalid attr name: zimbraMtaNoSuchThing"
         );
         assert_eq!(unknown.code(), "account.INVALID_ATTR_NAME");
-        let planned = c.set("zimbraspamkillpercent", &s(&["75"])).unwrap_err();
+        let planned = c.set("zimbraVirusWarnAdmin", &s(&["TRUE"])).unwrap_err();
         assert_eq!(
             planned.to_string(),
-            "zimbraSpamKillPercent: not supported yet"
+            "zimbraVirusWarnAdmin: not supported yet"
         );
     }
 }

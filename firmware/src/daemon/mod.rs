@@ -270,6 +270,7 @@ fn inbound_context(
             spool: spool.clone(),
             queue: queue.clone(),
             directory: directory.clone(),
+            log: LogSink::stderr(),
         },
         auth: Some(directory.clone()),
         log: LogSink::stderr(),

@@ -19,6 +19,8 @@ pub enum Program {
     Route,
     /// The services themselves: start, stop, recovery (Postfix's master).
     Master,
+    /// The content stage's verdicts (amavisd-new's lines on a Zimbra MTA).
+    Content,
 }
 
 impl Program {
@@ -32,6 +34,7 @@ impl Program {
             Program::Bounce => "postern/bounce",
             Program::Route => "postern/route",
             Program::Master => "postern",
+            Program::Content => "postern/content",
         }
     }
 }

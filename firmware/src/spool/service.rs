@@ -23,6 +23,8 @@ type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 enum Request {
     Begin(Box<Envelope>, Reply<QueueId>),
     Write(QueueId, Vec<u8>, Reply<()>),
+    HoldHead(QueueId, Reply<()>),
+    WriteHead(QueueId, Vec<u8>, Reply<()>),
     Commit(QueueId, Reply<QueueId>),
     Abandon(QueueId),
     Mark(QueueId, usize, RecipientOutcome, Reply<()>),
@@ -175,6 +177,19 @@ impl Incoming {
         Ok(())
     }
 
+    /// Keeps the start of the message for [`Incoming::write_head`]: what [`Incoming::write`]
+    /// adds from now on comes after it. Only before the first write.
+    pub async fn hold_head(&mut self) -> Result<(), SpoolError> {
+        let qid = self.qid;
+        self.handle.ask(|r| Request::HoldHead(qid, r)).await
+    }
+
+    /// Writes the held start of the message (its header section, edited).
+    pub async fn write_head(&mut self, head: Vec<u8>) -> Result<(), SpoolError> {
+        let qid = self.qid;
+        self.handle.ask(|r| Request::WriteHead(qid, head, r)).await
+    }
+
     async fn flush(&mut self) -> Result<(), SpoolError> {
         let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(self.handle.chunk_size));
         let qid = self.qid;
@@ -311,6 +326,18 @@ impl<F: Flash> Writer<F> {
                 self.batch_bytes += data.len() as u64;
                 if res.is_err() {
                     // The session will answer 4xx; the partial message is garbage now.
+                    s.abandon(qid);
+                    self.receiving.remove(&qid);
+                }
+                let _ = r.send(res);
+            }
+            Request::HoldHead(qid, r) => {
+                let _ = r.send(s.hold_head(qid));
+            }
+            Request::WriteHead(qid, data, r) => {
+                let res = s.write_head(qid, &data);
+                self.batch_bytes += data.len() as u64;
+                if res.is_err() {
                     s.abandon(qid);
                     self.receiving.remove(&qid);
                 }

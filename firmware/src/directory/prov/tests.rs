@@ -277,12 +277,12 @@ fn settings_the_box_does_not_enforce_are_refused() {
             "ERROR: service.UNSUPPORTED (postscreen_greet_action enforce: not supported yet)",
         ),
         (
-            "mcf zimbraSpamKillPercent 75",
-            "ERROR: service.UNSUPPORTED (zimbraSpamKillPercent: not supported yet)",
+            "mcf zimbraVirusWarnAdmin TRUE",
+            "ERROR: service.UNSUPPORTED (zimbraVirusWarnAdmin: not supported yet)",
         ),
         (
             "md example.com zimbraMtaBlockedExtension exe",
-            "ERROR: service.UNSUPPORTED (zimbraMtaBlockedExtension: not supported yet)",
+            "ERROR: account.INVALID_ATTR_NAME (invalid attr name: zimbraMtaBlockedExtension)",
         ),
         (
             "mcf zimbraMtaNoSuchThing 1",
@@ -307,7 +307,7 @@ fn settings_the_box_does_not_enforce_are_refused() {
     assert_eq!(d.encode(), snapshot);
     // Clearing asks for what is already so, as zmprov allows for any attribute.
     ok(&mut d, "mcf zimbraMtaRestriction ''");
-    ok(&mut d, "mcf zimbraSpamIsSpamAccount ''");
+    ok(&mut d, "mcf zimbraVirusWarnAdmin ''");
     assert!(!ok(&mut d, "gacf").contains("zimbraMtaRestriction"));
 }
 
@@ -353,7 +353,13 @@ fn every_known_attribute_clears_with_an_empty_value() {
     for attr in MtaConfig::ATTRS {
         ok(&mut d, &format!("mcf {attr} ''"));
     }
-    assert_eq!(d.config(), &MtaConfig::default());
+    // Zimbra's common blocked extensions are a list the box ships with: clearing it is how an
+    // admin stops blocking them, so it stays empty rather than coming back.
+    let mut want = MtaConfig::default();
+    want.set("zimbraMtaCommonBlockedExtension", &[String::new()])
+        .unwrap();
+    assert_eq!(d.config(), &want);
+    assert_eq!(ok(&mut d, "gacf zimbraMtaCommonBlockedExtension"), "");
     assert_eq!(
         ok(
             &mut d,
