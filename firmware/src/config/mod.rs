@@ -15,6 +15,7 @@
 //! the same value.
 
 pub mod attr;
+pub mod box_settings;
 pub mod duration;
 pub mod hosts;
 pub mod network;

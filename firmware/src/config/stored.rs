@@ -1,12 +1,15 @@
 //! What the box keeps in its own config slot on flash, beside the directory: settings that are
-//! this box's and not the directory's, such as its TLS certificate and key.
+//! this box's and not the directory's: its TLS certificate and key, the console's password, its
+//! host name and network.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped when the layout below changes incompatibly.
-pub const STORED_VERSION: u32 = 1;
+use super::box_settings::{Fqdn, NetworkSettings};
+
+/// Bumped when the layout below changes incompatibly; every older version stays readable.
+pub const STORED_VERSION: u32 = 2;
 
 /// The box's own settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +18,20 @@ pub struct BoxConfig {
     pub tls_cert_pem: Option<String>,
     /// Its private key (PEM).
     pub tls_key_pem: Option<String>,
+    /// The hash of the serial console's admin password; `None` on a box never set up, which is
+    /// what starts the first-boot wizard.
+    pub console_password: Option<String>,
+    /// The host name set at setup; `None`: the boot parameters' (or the default).
+    pub hostname: Option<Fqdn>,
+    /// eth0's network; `None`: not set up yet (the boot parameters' defaults apply).
+    pub network: Option<NetworkSettings>,
+}
+
+/// Version 1 (TLS only), read so a box updated from it keeps its certificate.
+#[derive(Deserialize)]
+struct BoxConfigV1 {
+    tls_cert_pem: Option<String>,
+    tls_key_pem: Option<String>,
 }
 
 /// The config slot holds something this firmware cannot read.
@@ -29,7 +46,7 @@ impl fmt::Display for StoredError {
         match self {
             StoredError::Version(v) => write!(
                 f,
-                "box config of version {v}; this firmware reads {STORED_VERSION}"
+                "box config of version {v}; this firmware reads versions 1 to {STORED_VERSION}"
             ),
             StoredError::Corrupt(why) => write!(f, "box config unreadable: {why}"),
         }
@@ -51,10 +68,19 @@ impl BoxConfig {
             .split_at_checked(4)
             .ok_or_else(|| StoredError::Corrupt("too short".into()))?;
         let version = u32::from_le_bytes([version[0], version[1], version[2], version[3]]);
-        if version != STORED_VERSION {
-            return Err(StoredError::Version(version));
+        let corrupt = |e: postcard::Error| StoredError::Corrupt(e.to_string());
+        match version {
+            1 => {
+                let v1: BoxConfigV1 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(BoxConfig {
+                    tls_cert_pem: v1.tls_cert_pem,
+                    tls_key_pem: v1.tls_key_pem,
+                    ..BoxConfig::default()
+                })
+            }
+            STORED_VERSION => postcard::from_bytes(body).map_err(corrupt),
+            v => Err(StoredError::Version(v)),
         }
-        postcard::from_bytes(body).map_err(|e| StoredError::Corrupt(e.to_string()))
     }
 }
 
@@ -67,6 +93,15 @@ mod tests {
         let c = BoxConfig {
             tls_cert_pem: Some("CERT".into()),
             tls_key_pem: Some("KEY".into()),
+            console_password: Some("{SSHA512}x".into()),
+            hostname: Some("mx1.example.com".parse().unwrap()),
+            network: Some(
+                NetworkSettings::new(
+                    super::super::box_settings::Ipv4Method::Dhcp,
+                    vec![[192, 0, 2, 53].into()],
+                )
+                .unwrap(),
+            ),
         };
         assert_eq!(BoxConfig::decode(&c.encode()), Ok(c));
         assert!(matches!(
@@ -78,5 +113,22 @@ mod tests {
             Err(StoredError::Version(9))
         );
         assert!(BoxConfig::decode(&[1, 0, 0, 0, 1, 200]).is_err());
+    }
+
+    #[test]
+    fn a_version_1_slot_keeps_its_certificate_and_is_not_set_up() {
+        // Version 1 as the previous firmware wrote it: version, then two optional strings.
+        let mut v1 = 1u32.to_le_bytes().to_vec();
+        v1.extend([1, 4]);
+        v1.extend(b"CERT");
+        v1.extend([1, 3]);
+        v1.extend(b"KEY");
+        let c = BoxConfig::decode(&v1).unwrap();
+        assert_eq!(c.tls_cert_pem.as_deref(), Some("CERT"));
+        assert_eq!(c.tls_key_pem.as_deref(), Some("KEY"));
+        assert_eq!(c.console_password, None);
+        assert_eq!(c.network, None);
+        // Written back, it is version 2.
+        assert_eq!(c.encode()[..4], STORED_VERSION.to_le_bytes());
     }
 }
