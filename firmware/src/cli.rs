@@ -9,12 +9,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use hal::flash::{Device, Flash};
 
 use crate::admin::control::{self, DEFAULT_CONTROL, Reply};
 use crate::admin::{AdminCommand, FlashCommand};
-use crate::daemon::{self, Daemon, DaemonError, FlashSpec, Options};
-use crate::spool::{Spool, SpoolGeometry};
+use crate::daemon::{self, Daemon, FlashSpec, Options};
 
 /// Postern mail gateway: MTA, split-domain router and directory cache in one binary.
 #[derive(Debug, Parser)]
@@ -183,7 +181,7 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
         return 2;
     }
     if let AdminCommand::Flash(FlashCommand::Format { .. }) = cmd {
-        return match format_flash(&flash) {
+        return match daemon::flash::format(&flash) {
             Ok(()) => {
                 println!("flash {} formatted", flash.path.display());
                 0
@@ -210,12 +208,6 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
 
 /// Lays an empty spool on the flash, whatever was there: the admin's way out of a damaged one.
 /// The daemon's error type, so a missing or wrong-sized flash gets the same `--flash-size` hints.
-fn format_flash(spec: &FlashSpec) -> Result<(), DaemonError> {
-    let (mut flash, _lock) = Device::open(&spec.path, spec.size).map_err(DaemonError::Device)?;
-    let geometry = SpoolGeometry::for_flash(flash.geometry());
-    Spool::format(&mut flash, geometry).map_err(|e| DaemonError::Spool(spec.path.clone(), e))
-}
-
 fn confirmed(cmd: &AdminCommand) -> bool {
     match cmd.confirmation() {
         Some(question) if !confirm(question) => {

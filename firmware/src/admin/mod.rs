@@ -7,6 +7,7 @@ pub mod commands;
 pub mod control;
 mod prov;
 mod queue;
+pub mod setup;
 mod status;
 mod tls;
 pub mod words;
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use commands::{AdminCommand, FlashCommand, QueueCommand, TlsCommand};
+pub use commands::{AdminCommand, FlashCommand, QueueCommand, SetupCommand, TlsCommand};
 pub use control::Reply;
 
 use crate::directory::SharedDirectory;
@@ -68,6 +69,14 @@ impl Admin {
         self.runtime.block_on(self.execute(command))
     }
 
+    /// The box's own settings as stored, for the console's login and first-boot check. Blocking,
+    /// like [`Admin::execute_blocking`].
+    pub fn box_config_blocking(
+        &self,
+    ) -> Result<crate::config::stored::BoxConfig, setup::BoxConfigError> {
+        self.runtime.block_on(setup::read(&self.handles.spool))
+    }
+
     /// Carries out one command and says how it went.
     pub async fn execute(&self, command: AdminCommand) -> Reply {
         let h = &self.handles;
@@ -106,6 +115,7 @@ impl Admin {
                 }
             },
             AdminCommand::Tls(cmd) => tls::run(&h.spool, &h.facts.flash_path, cmd).await,
+            AdminCommand::Setup(cmd) => setup::run(&h.spool, cmd).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(
                 "the flash is in use by the running services: stop them, then run `postern flash format --flash {}`\n",
                 h.facts.flash_path.display()

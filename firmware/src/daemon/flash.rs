@@ -98,3 +98,11 @@ fn is_blank(flash: &mut impl Flash) -> Result<bool, SpoolError> {
     flash.read(0, &mut block).map_err(SpoolError::Flash)?;
     Ok(block.iter().all(|&b| b == 0xFF) || block.iter().all(|&b| b == 0))
 }
+
+/// Erases the flash and lays out an empty spool (`postern flash format`, the console's factory
+/// reset): every message, account and setting on it is gone. Only with no daemon on it.
+pub fn format(spec: &FlashSpec) -> Result<(), DaemonError> {
+    let (mut flash, _lock) = Device::open(&spec.path, spec.size).map_err(DaemonError::Device)?;
+    let geometry = SpoolGeometry::for_flash(flash.geometry());
+    Spool::format(&mut flash, geometry).map_err(|e| DaemonError::Spool(spec.path.clone(), e))
+}
