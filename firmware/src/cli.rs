@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-
 use crate::admin::control::{self, DEFAULT_CONTROL, Reply};
 use crate::admin::{AdminCommand, FlashCommand};
 use crate::daemon::{self, Daemon, FlashSpec, Options};

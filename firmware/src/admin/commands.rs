@@ -42,7 +42,9 @@ pub enum SetupCommand {
     /// Show the stored host name and network, and whether the console has a password.
     Show,
     /// Set the host name (fully qualified): the SMTP greeting from the next start.
-    Hostname { name: crate::config::box_settings::Fqdn },
+    Hostname {
+        name: crate::config::box_settings::Fqdn,
+    },
     /// Set eth0's network: `dhcp`, or `ADDRESS/PREFIX` with `--gateway` inside that network.
     Network {
         /// `dhcp`, or e.g. `192.0.2.10/24`.

@@ -7,9 +7,7 @@ use std::net::Ipv4Addr;
 
 use super::Reply;
 use super::commands::SetupCommand;
-use crate::config::box_settings::{
-    Fqdn, Ipv4Method, NetworkSettings, SettingError, StaticIpv4,
-};
+use crate::config::box_settings::{Fqdn, Ipv4Method, NetworkSettings, SettingError, StaticIpv4};
 use crate::config::stored::{BoxConfig, StoredError};
 use crate::directory::password;
 use crate::spool::{Region, SpoolError, SpoolHandle};
@@ -110,7 +108,9 @@ pub fn show(c: &BoxConfig) -> String {
     let unset = "not set up (boot parameters or defaults)";
     format!(
         "hostname: {}\nnetwork: {}\nconsole password: {}\n",
-        c.hostname.as_ref().map_or(unset.to_string(), Fqdn::to_string),
+        c.hostname
+            .as_ref()
+            .map_or(unset.to_string(), Fqdn::to_string),
         c.network
             .as_ref()
             .map_or(unset.to_string(), NetworkSettings::to_string),
@@ -134,7 +134,10 @@ mod tests {
             n.to_string(),
             "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53"
         );
-        assert_eq!(network("DHCP", None, vec![]).unwrap().ipv4, Ipv4Method::Dhcp);
+        assert_eq!(
+            network("DHCP", None, vec![]).unwrap().ipv4,
+            Ipv4Method::Dhcp
+        );
         assert!(matches!(
             network("192.0.2.10/24", Some(Ipv4Addr::new(10, 0, 0, 1)), vec![]),
             Err(SettingError::GatewayOutside { .. })

@@ -113,7 +113,10 @@ pub fn parse(cmdline: &str) -> (BootParams, Vec<String>) {
                 .parse()
                 .map(|g| (p.gateway, p.network_given) = (Some(g), true))
                 .is_ok(),
-            "dns" => value.parse().map(|d| (p.dns, p.network_given) = (d, true)).is_ok(),
+            "dns" => value
+                .parse()
+                .map(|d| (p.dns, p.network_given) = (d, true))
+                .is_ok(),
             "console" if value == "prompt" || value == "menu" => {
                 p.console_prompt = value == "prompt";
                 true

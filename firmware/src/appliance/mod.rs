@@ -14,8 +14,8 @@
 mod boot;
 mod cmdline;
 mod console;
-mod network;
 mod input;
+mod network;
 mod services;
 
 use std::io::Write;

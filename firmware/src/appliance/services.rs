@@ -178,7 +178,13 @@ async fn set_up(p: &BootParams, input: &mut ConsoleInput) -> Result<Prepared, St
     let mut stored = read(&admin).map_err(|e| format!("flash {}: {e}", p.flash.display()))?;
     if stored.console_password.is_none() && !p.console_prompt {
         let exit = tokio::task::block_in_place(|| {
-            console::run(&mut *input, std::io::stdout(), &admin, &SerialConsole, Start::FirstBoot)
+            console::run(
+                &mut *input,
+                std::io::stdout(),
+                &admin,
+                &SerialConsole,
+                Start::FirstBoot,
+            )
         });
         match exit {
             ConsoleExit::Poweroff => return Ok(Prepared::Stop(PowerAction::Poweroff)),

@@ -21,7 +21,10 @@ pub enum SettingError {
     /// The address is the network's own address or its broadcast address.
     NotAHost(Ipv4Addr, u8),
     /// The gateway is not inside the address's network.
-    GatewayOutside { gateway: Ipv4Addr, network: String },
+    GatewayOutside {
+        gateway: Ipv4Addr,
+        network: String,
+    },
     /// The gateway is the box's own address.
     GatewayIsSelf(Ipv4Addr),
     /// Not an IPv4 address.
@@ -46,10 +49,15 @@ impl fmt::Display for SettingError {
                 f,
                 "gateway {gateway} is outside the network {network}: it must be reachable directly"
             ),
-            SettingError::GatewayIsSelf(a) => write!(f, "the gateway cannot be {a}, the box itself"),
+            SettingError::GatewayIsSelf(a) => {
+                write!(f, "the gateway cannot be {a}, the box itself")
+            }
             SettingError::NotIpv4(s) => write!(f, "{s:?} is not an IPv4 address"),
             SettingError::TooManyDns(n) => {
-                write!(f, "{n} DNS servers given; at most {MAX_DNS_SERVERS} are used")
+                write!(
+                    f,
+                    "{n} DNS servers given; at most {MAX_DNS_SERVERS} are used"
+                )
             }
             SettingError::NotFqdn(s) => write!(
                 f,
@@ -347,7 +355,13 @@ mod tests {
             s.with_gateway(Some(ip("192.0.2.10"))),
             Err(SettingError::GatewayIsSelf(ip("192.0.2.10")))
         );
-        for bad in ["192.0.2.10", "192.0.2.10/33", "192.0.2.10/0", "x/24", "0.0.0.0/8"] {
+        for bad in [
+            "192.0.2.10",
+            "192.0.2.10/33",
+            "192.0.2.10/0",
+            "x/24",
+            "0.0.0.0/8",
+        ] {
             assert!(StaticIpv4::parse_address(bad).is_err(), "{bad}");
         }
         assert_eq!(

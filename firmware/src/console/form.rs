@@ -63,7 +63,10 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::Empty => f.write_str("an answer is needed here"),
             Refusal::PasswordTooShort => {
-                write!(f, "the password is too short: at least {MIN_PASSWORD} characters")
+                write!(
+                    f,
+                    "the password is too short: at least {MIN_PASSWORD} characters"
+                )
             }
             Refusal::PasswordsDiffer => {
                 f.write_str("the two passwords differ; type the new password again")
@@ -154,7 +157,14 @@ impl Form {
             ),
             Some(Question::Ipv4Method) => (
                 "IPv4 network: dhcp or static",
-                Some(if a.dhcp == Some(false) { "static" } else { "dhcp" }.into()),
+                Some(
+                    if a.dhcp == Some(false) {
+                        "static"
+                    } else {
+                        "dhcp"
+                    }
+                    .into(),
+                ),
             ),
             Some(Question::Address) => (
                 "IPv4 address/prefix (e.g. 192.0.2.10/24)",
@@ -323,9 +333,11 @@ impl Form {
 
 fn dns_default(a: &Answers) -> String {
     match &a.dns {
-        Some(d) if !d.is_empty() => {
-            d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ")
-        }
+        Some(d) if !d.is_empty() => d
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
         Some(_) => "none".into(),
         None if a.dhcp == Some(true) => "none".into(),
         // The gateway usually resolves on small networks; an admin with others types them.
@@ -406,9 +418,12 @@ mod tests {
         );
         assert_eq!(f.current(), Some(Question::Gateway));
         assert_eq!(f.answer("none"), FormStep::Next);
-        assert_eq!(f.answer("dns.example"), FormStep::Again(Refusal::Setting(
-            SettingError::NotIpv4("dns.example".into())
-        )));
+        assert_eq!(
+            f.answer("dns.example"),
+            FormStep::Again(Refusal::Setting(SettingError::NotIpv4(
+                "dns.example".into()
+            )))
+        );
         assert_eq!(f.answer("none"), FormStep::Done);
         assert_eq!(
             f.answers.network().unwrap().to_string(),
@@ -418,12 +433,21 @@ mod tests {
 
     #[test]
     fn passwords_are_typed_twice_and_only_their_hash_kept() {
-        let mut f = Form::new(&[Question::Password, Question::PasswordAgain], Answers::default());
+        let mut f = Form::new(
+            &[Question::Password, Question::PasswordAgain],
+            Answers::default(),
+        );
         assert!(f.secret());
         assert_eq!(f.answer(""), FormStep::Again(Refusal::Empty));
-        assert_eq!(f.answer("short"), FormStep::Again(Refusal::PasswordTooShort));
+        assert_eq!(
+            f.answer("short"),
+            FormStep::Again(Refusal::PasswordTooShort)
+        );
         assert_eq!(f.answer("correct horse"), FormStep::Next);
-        assert_eq!(f.answer("correct hose"), FormStep::Again(Refusal::PasswordsDiffer));
+        assert_eq!(
+            f.answer("correct hose"),
+            FormStep::Again(Refusal::PasswordsDiffer)
+        );
         assert_eq!(f.current(), Some(Question::Password));
         run(&mut f, &["battery staple", "battery staple"]);
         let hash = f.answers.password_hash.clone().unwrap();
@@ -431,7 +455,10 @@ mod tests {
         assert!(!format!("{:?}", f.answers).contains("battery"));
         // Asked again later, an empty answer keeps it.
         let mut again = Form::new(&[Question::Password, Question::PasswordAgain], f.answers);
-        assert_eq!(again.prompt(), "Console admin password (at least 8 characters) [keep]: ");
+        assert_eq!(
+            again.prompt(),
+            "Console admin password (at least 8 characters) [keep]: "
+        );
         assert_eq!(again.answer(""), FormStep::Done);
     }
 
@@ -442,16 +469,25 @@ mod tests {
             Answers::default(),
         );
         assert_eq!(f.answer(""), FormStep::Again(Refusal::Empty));
-        assert!(matches!(f.answer("postern"), FormStep::Again(Refusal::Setting(_))));
+        assert!(matches!(
+            f.answer("postern"),
+            FormStep::Again(Refusal::Setting(_))
+        ));
         assert_eq!(f.answer("mx1.example.com"), FormStep::Next);
         assert!(matches!(
             f.answer("smtp:[relay.example.net]:notaport"),
             FormStep::Again(Refusal::RelayHost(_))
         ));
         assert_eq!(f.answer("[relay.example.net]:587"), FormStep::Next);
-        assert!(matches!(f.answer("example.com bad_domain"), FormStep::Again(_)));
+        assert!(matches!(
+            f.answer("example.com bad_domain"),
+            FormStep::Again(_)
+        ));
         assert_eq!(f.answer("example.com, example.org"), FormStep::Done);
-        assert_eq!(f.answers.relay_host, Some(Some("[relay.example.net]:587".into())));
+        assert_eq!(
+            f.answers.relay_host,
+            Some(Some("[relay.example.net]:587".into()))
+        );
         assert_eq!(
             f.answers.domains,
             Some(vec!["example.com".to_string(), "example.org".to_string()])

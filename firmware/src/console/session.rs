@@ -218,7 +218,8 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                         text += "Settings applied.\n";
                         exit(text, ConsoleExit::SetUp)
                     } else {
-                        text += "Not everything could be applied (see above): the questions again.\n";
+                        text +=
+                            "Not everything could be applied (see above): the questions again.\n";
                         self.state = State::Wizard(w);
                         show(text)
                     }
@@ -247,7 +248,10 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                         self.state = State::FactoryReset { second: true };
                         show("")
                     }
-                    (true, "erase") => exit("Erasing the flash, then rebooting.\n", ConsoleExit::FactoryReset),
+                    (true, "erase") => exit(
+                        "Erasing the flash, then rebooting.\n",
+                        ConsoleExit::FactoryReset,
+                    ),
                     _ => show(format!("Nothing erased.\n{}", self.menu())),
                 }
             }
@@ -269,7 +273,10 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             // A box config this firmware cannot read must not lock the admin out of the menu
             // that repairs it.
             Err(e) => {
-                return show(format!("cannot read the console password ({e}); no login asked\n{}", self.menu()));
+                return show(format!(
+                    "cannot read the console password ({e}); no login asked\n{}",
+                    self.menu()
+                ));
             }
         };
         match stored.map(|h| password::verify(line, &h)) {
@@ -317,7 +324,9 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 answers.address = Some(s);
             }
         }
-        let form = |qs: &[Question], purpose| State::Form(Box::new(Form::new(qs, answers.clone())), purpose);
+        let form = |qs: &[Question], purpose| {
+            State::Form(Box::new(Form::new(qs, answers.clone())), purpose)
+        };
         match line {
             "1" => {
                 let mut text = self.run(AdminCommand::Status);
@@ -326,7 +335,12 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             }
             "2" => {
                 self.state = form(
-                    &[Question::Ipv4Method, Question::Address, Question::Gateway, Question::Dns],
+                    &[
+                        Question::Ipv4Method,
+                        Question::Address,
+                        Question::Gateway,
+                        Question::Dns,
+                    ],
                     Purpose::Network,
                 );
                 show("")
@@ -336,7 +350,10 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 show("")
             }
             "4" => {
-                self.state = form(&[Question::RelayHost, Question::Domains], Purpose::MailRouting);
+                self.state = form(
+                    &[Question::RelayHost, Question::Domains],
+                    Purpose::MailRouting,
+                );
                 show("")
             }
             "5" => {
@@ -358,14 +375,20 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             "9" => exit("", ConsoleExit::Reboot),
             "10" => exit("", ConsoleExit::Poweroff),
             "" => show(self.menu()),
-            other => show(format!("  {other:?} is not on the menu: type a number from 1 to 10\n")),
+            other => show(format!(
+                "  {other:?} is not on the menu: type a number from 1 to 10\n"
+            )),
         }
     }
 
     /// Carries out what a menu entry's questions asked for.
     fn finish(&mut self, purpose: Purpose, a: &Answers) -> String {
         let cmds = match purpose {
-            Purpose::Network => a.network().map(|n| wizard::network_command(&n)).into_iter().collect(),
+            Purpose::Network => a
+                .network()
+                .map(|n| wizard::network_command(&n))
+                .into_iter()
+                .collect(),
             Purpose::Hostname => a
                 .hostname
                 .clone()

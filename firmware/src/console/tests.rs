@@ -36,10 +36,8 @@ impl Operations for Box_ {
             AdminCommand::Setup(SetupCommand::ConsolePasswordHash { hash }) => {
                 c.console_password = Some(hash)
             }
-            AdminCommand::Prov { args } if args.first().map(String::as_str) == Some("cd") => {
-                if args.get(1).map(String::as_str) == Some("taken.example") {
-                    return Reply::failed("ERROR: account.DOMAIN_EXISTS\n");
-                }
+            AdminCommand::Prov { args } if args == ["cd", "taken.example"] => {
+                return Reply::failed("ERROR: account.DOMAIN_EXISTS\n");
             }
             _ => {}
         }
@@ -73,7 +71,11 @@ const WIZARD_STATIC: &str = "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n
 #[test]
 fn first_boot_wizard_applies_only_after_yes() {
     let b = Box_::default();
-    let (exit, out) = console(&b, Start::FirstBoot, format!("{WIZARD_STATIC}yes\n").as_bytes());
+    let (exit, out) = console(
+        &b,
+        Start::FirstBoot,
+        format!("{WIZARD_STATIC}yes\n").as_bytes(),
+    );
     assert_eq!(exit, ConsoleExit::SetUp, "{out}");
     assert!(out.contains("Summary:"), "{out}");
     assert!(out.contains("Settings applied."), "{out}");
@@ -96,7 +98,9 @@ fn nothing_is_applied_when_the_console_goes_away_before_yes() {
     let b = Box_::default();
     let (exit, out) = console(&b, Start::FirstBoot, WIZARD_STATIC.as_bytes());
     assert_eq!(exit, ConsoleExit::Eof, "{out}");
-    assert!(out.ends_with("Apply these settings? (yes: apply, no: answer the questions again) [no]: "));
+    assert!(
+        out.ends_with("Apply these settings? (yes: apply, no: answer the questions again) [no]: ")
+    );
     assert!(b.done.borrow().is_empty());
     assert_eq!(*b.config.borrow(), BoxConfig::default());
 }
@@ -114,10 +118,16 @@ fn wrong_answers_noise_and_long_lines_are_asked_again() {
     bytes.splice(0..0, b"\xc3\x28\n".iter().copied());
     let (exit, out) = console(&b, Start::FirstBoot, &bytes);
     assert_eq!(exit, ConsoleExit::SetUp, "{out}");
-    assert!(out.contains("the password is too short: at least 8 characters"), "{out}");
+    assert!(
+        out.contains("the password is too short: at least 8 characters"),
+        "{out}"
+    );
     assert!(out.contains("control characters"), "{out}");
     assert!(out.contains("that line has 5000 characters"), "{out}");
-    assert!(out.contains("\"postern\" is not a fully qualified host name"), "{out}");
+    assert!(
+        out.contains("\"postern\" is not a fully qualified host name"),
+        "{out}"
+    );
     assert!(
         out.contains("gateway 10.0.0.1 is outside the network 192.0.2.0/24"),
         "{out}"
@@ -142,7 +152,11 @@ fn a_domain_that_cannot_be_made_sends_the_wizard_back_without_a_password() {
 
 fn set_up_box() -> Box_ {
     let b = Box_::default();
-    let (exit, _) = console(&b, Start::FirstBoot, format!("{WIZARD_STATIC}yes\n").as_bytes());
+    let (exit, _) = console(
+        &b,
+        Start::FirstBoot,
+        format!("{WIZARD_STATIC}yes\n").as_bytes(),
+    );
     assert_eq!(exit, ConsoleExit::SetUp);
     b.done.borrow_mut().clear();
     b.applied.borrow_mut().clear();
@@ -155,21 +169,34 @@ fn login_asks_the_password_then_draws_the_menu() {
     let (exit, out) = console(&b, Start::Login, b"nope\ns3cret-pass\n10\n");
     assert_eq!(exit, ConsoleExit::Poweroff, "{out}");
     assert!(out.contains("Wrong password."), "{out}");
-    assert!(out.contains("Postern ") && out.contains("on mx1.example.com"), "{out}");
+    assert!(
+        out.contains("Postern ") && out.contains("on mx1.example.com"),
+        "{out}"
+    );
     assert!(out.contains(" 7) Command line"), "{out}");
     assert!(out.ends_with(MENU_PROMPT), "{out}");
     let (exit, out) = console(&b, Start::Login, b"nope\n");
     assert_eq!(exit, ConsoleExit::Eof);
-    assert!(!out.contains("1) Status"), "menu shown without the password: {out}");
+    assert!(
+        !out.contains("1) Status"),
+        "menu shown without the password: {out}"
+    );
 }
 
 #[test]
 fn the_menu_changes_the_network_through_setup_and_applies_it() {
     let b = set_up_box();
-    let (exit, out) = console(&b, Start::Menu, b"2\nstatic\n198.51.100.7/24\n198.51.100.1\n198.51.100.53\n9\n");
+    let (exit, out) = console(
+        &b,
+        Start::Menu,
+        b"2\nstatic\n198.51.100.7/24\n198.51.100.1\n198.51.100.53\n9\n",
+    );
     assert_eq!(exit, ConsoleExit::Reboot, "{out}");
     // The current network is the default.
-    assert!(out.contains("IPv4 network: dhcp or static [static]: "), "{out}");
+    assert!(
+        out.contains("IPv4 network: dhcp or static [static]: "),
+        "{out}"
+    );
     assert!(out.contains("192.0.2.10/24]: "), "{out}");
     assert_eq!(
         b.done.borrow()[..],
@@ -188,19 +215,32 @@ fn the_menu_changes_the_network_through_setup_and_applies_it() {
 #[test]
 fn the_menu_runs_the_admin_commands() {
     let b = set_up_box();
-    let (_, out) = console(&b, Start::Menu, b"1\n5\nl\nh ABC123\nx\n\n6\n42\n3\nmx2.example.com\n4\n[relay.example.net]:25\nnone\n");
+    let (_, out) = console(
+        &b,
+        Start::Menu,
+        b"1\n5\nl\nh ABC123\nx\n\n6\n42\n3\nmx2.example.com\n4\n[relay.example.net]:25\nnone\n",
+    );
     let done = b.done.borrow();
     let names: Vec<String> = done.iter().map(|c| format!("{c:?}")).collect();
     assert!(names[0].starts_with("Status"), "{names:?}");
     assert!(names[1].starts_with("Setup(Show"), "{names:?}");
     assert!(names[2].starts_with("Queue(List"), "{names:?}");
     assert!(names[3].starts_with("Queue(List"), "{names:?}");
-    assert!(names[4].contains("Hold") && names[4].contains("ABC123"), "{names:?}");
+    assert!(
+        names[4].contains("Hold") && names[4].contains("ABC123"),
+        "{names:?}"
+    );
     assert!(names[5].starts_with("Tls(Show"), "{names:?}");
     assert!(names[6].contains("mx2.example.com"), "{names:?}");
-    assert!(names[7].contains("zimbraMtaRelayHost") && names[7].contains("[relay.example.net]:25"), "{names:?}");
+    assert!(
+        names[7].contains("zimbraMtaRelayHost") && names[7].contains("[relay.example.net]:25"),
+        "{names:?}"
+    );
     assert_eq!(names.len(), 8, "{names:?}");
-    assert!(out.contains("type l, f, or h, r, d followed by a queue id"), "{out}");
+    assert!(
+        out.contains("type l, f, or h, r, d followed by a queue id"),
+        "{out}"
+    );
     assert!(out.contains("\"42\" is not on the menu"), "{out}");
 }
 

@@ -118,7 +118,9 @@ pub fn summary(a: &Answers) -> String {
 pub fn commands(a: &Answers) -> Vec<AdminCommand> {
     let mut out = Vec::new();
     if let Some(name) = &a.hostname {
-        out.push(AdminCommand::Setup(SetupCommand::Hostname { name: name.clone() }));
+        out.push(AdminCommand::Setup(SetupCommand::Hostname {
+            name: name.clone(),
+        }));
     }
     if let Some(n) = a.network() {
         out.push(network_command(&n));
@@ -185,14 +187,20 @@ mod tests {
         let WizardStep::Show(summary) = steps.last().unwrap() else {
             panic!("{steps:?}")
         };
-        assert!(summary.contains("host name:        mx1.example.com"), "{summary}");
+        assert!(
+            summary.contains("host name:        mx1.example.com"),
+            "{summary}"
+        );
         assert!(
             summary.contains("static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53"),
             "{summary}"
         );
         assert!(!summary.contains("s3cret"));
         assert!(w.prompt().starts_with("Apply these settings?"));
-        assert_eq!(w.answer("perhaps"), WizardStep::Show("answer yes or no\n".into()));
+        assert_eq!(
+            w.answer("perhaps"),
+            WizardStep::Show("answer yes or no\n".into())
+        );
         let WizardStep::Apply(cmds) = w.answer("yes") else {
             panic!()
         };
@@ -218,7 +226,15 @@ mod tests {
         let mut w = Wizard::new(Answers::default());
         feed(
             &mut w,
-            &["s3cret-pass", "s3cret-pass", "mx1.example.com", "", "", "", ""],
+            &[
+                "s3cret-pass",
+                "s3cret-pass",
+                "mx1.example.com",
+                "",
+                "",
+                "",
+                "",
+            ],
         );
         assert!(w.prompt().starts_with("Apply these settings?"));
         w.answer("no");

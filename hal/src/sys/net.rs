@@ -165,7 +165,12 @@ fn route_ioctl(
         rt_dst: sockaddr(Ipv4Addr::UNSPECIFIED),
         rt_gateway: sockaddr(gateway.unwrap_or(Ipv4Addr::UNSPECIFIED)),
         rt_genmask: sockaddr(Ipv4Addr::UNSPECIFIED),
-        rt_flags: libc::RTF_UP | if gateway.is_some() { libc::RTF_GATEWAY } else { 0 },
+        rt_flags: libc::RTF_UP
+            | if gateway.is_some() {
+                libc::RTF_GATEWAY
+            } else {
+                0
+            },
         rt_pad2: 0,
         rt_pad3: 0,
         rt_pad4: std::ptr::null_mut(),
