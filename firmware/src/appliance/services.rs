@@ -176,6 +176,7 @@ async fn set_up(p: &BootParams, input: &mut ConsoleInput) -> Result<Prepared, St
         tokio::task::block_in_place(move || admin.box_config_blocking())
     };
     let mut stored = read(&admin).map_err(|e| format!("flash {}: {e}", p.flash.display()))?;
+    let mut just_set_up = false;
     if stored.console_password.is_none() && !p.console_prompt {
         let exit = tokio::task::block_in_place(|| {
             console::run(
@@ -193,10 +194,13 @@ async fn set_up(p: &BootParams, input: &mut ConsoleInput) -> Result<Prepared, St
             _ => {}
         }
         stored = read(&admin).map_err(|e| format!("flash {}: {e}", p.flash.display()))?;
+        just_set_up = exit == ConsoleExit::SetUp;
     }
     drop(admin);
     drop(offline);
-    let settings = Settings::new(p, &stored);
+    let mut settings = Settings::new(p, &stored);
+    // The admin who just chose the password is at the console: straight to the menu.
+    settings.login &= !just_set_up;
     boot::set_hostname(&settings.hostname);
     if let Some(n) = &settings.network {
         eprint!("{}", network::apply(n));
