@@ -1,21 +1,34 @@
-//! eth0 from the stored network (or the boot parameters that override it): the static address,
-//! its gateway and the resolvers in /etc/resolv.conf, which delivery reads. Applied at boot and
-//! again whenever the console stores a new network, without a reboot.
+//! eth0 from the stored network (or the boot parameters that override it): a static address
+//! with its gateway, or a DHCP lease kept by a thread that renews it; and the resolvers in
+//! /etc/resolv.conf, which delivery reads. Applied at boot and again whenever the console stores
+//! a new network, without a reboot.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use hal::sys::net;
+use hal::sys::dhcp::Lease;
+use hal::sys::{dhcp_socket, net};
 
 use super::boot::WAN;
 use crate::config::box_settings::{Ipv4Method, NetworkSettings};
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
+/// How long the first DHCP exchange may hold up the boot (or the console) before it goes on in
+/// the background.
+const DHCP_FIRST: Duration = Duration::from_secs(30);
+/// How long a renewal may try before the lease is given up on and a new one sought.
+const DHCP_RETRY: Duration = Duration::from_secs(60);
+
+/// Bumped by every [`apply`]: a DHCP thread of an older network stops at its next step.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Applies `n` to eth0; returns what it did, as one line for the console and boot log.
 pub fn apply(n: &NetworkSettings) -> String {
     if !net::link_exists(WAN) {
         return format!("postern: no {WAN}: the network is stored and applied once {WAN} exists\n");
     }
+    let generation = GENERATION.fetch_add(1, Ordering::SeqCst) + 1;
     let mut report = match n.ipv4 {
         Ipv4Method::Static(s) => {
             let cfg = net::Ipv4Config {
@@ -28,10 +41,7 @@ pub fn apply(n: &NetworkSettings) -> String {
                 Err(e) => format!("postern: cannot configure {WAN}: {e}\n"),
             }
         }
-        Ipv4Method::Dhcp => format!(
-            "postern: {WAN} is set to DHCP, but this firmware has no DHCP client yet: \
-             {WAN} has no address (set a static one in the menu, 2)\n"
-        ),
+        Ipv4Method::Dhcp => dhcp(generation, n.dns.is_empty()),
     };
     if !n.dns.is_empty() {
         report += &write_resolv_conf(&n.dns);
@@ -47,4 +57,78 @@ pub fn write_resolv_conf(dns: &[Ipv4Addr]) -> String {
         Ok(()) => String::new(),
         Err(e) => format!("postern: cannot write {RESOLV_CONF}: {e}\n"),
     }
+}
+
+/// Takes a lease (waiting up to [`DHCP_FIRST`]), then keeps it from a thread.
+fn dhcp(generation: u64, lease_dns: bool) -> String {
+    if let Err(e) = net::link_up(WAN) {
+        return format!("postern: cannot bring up {WAN}: {e}\n");
+    }
+    let (report, lease) = match dhcp_socket::acquire(WAN, None, DHCP_FIRST) {
+        Ok(lease) => (bind(&lease, lease_dns), Some(lease)),
+        Err(e) => (
+            format!("postern: {WAN}: {e}; still asking in the background\n"),
+            None,
+        ),
+    };
+    let kept = std::thread::Builder::new()
+        .name("dhcp".into())
+        .spawn(move || keep_lease(generation, lease, lease_dns));
+    match kept {
+        Ok(_) => report,
+        Err(e) => format!("{report}postern: cannot start the DHCP thread: {e}\n"),
+    }
+}
+
+/// Renews at T1, asking for the same address; a lost or changed lease is applied at once. Stops
+/// when a newer network was applied.
+fn keep_lease(generation: u64, mut lease: Option<Lease>, lease_dns: bool) {
+    let current = || GENERATION.load(Ordering::SeqCst) == generation;
+    loop {
+        let wait = lease
+            .as_ref()
+            .map_or(Duration::from_secs(10), Lease::renew_after);
+        std::thread::sleep(wait);
+        if !current() {
+            return;
+        }
+        let wanted = lease.as_ref().map(|l| l.address);
+        match dhcp_socket::acquire(WAN, wanted, DHCP_RETRY) {
+            Ok(new) if current() => {
+                if lease.as_ref() != Some(&new) {
+                    eprint!("{}", bind(&new, lease_dns));
+                }
+                lease = Some(new);
+            }
+            Ok(_) => return,
+            Err(e) => {
+                eprintln!("postern: {WAN}: DHCP renewal: {e}");
+                lease = None;
+            }
+        }
+    }
+}
+
+/// Puts a lease on eth0.
+fn bind(lease: &Lease, lease_dns: bool) -> String {
+    let cfg = net::Ipv4Config {
+        address: lease.address,
+        prefix_len: lease.prefix_len,
+        gateway: lease.router,
+    };
+    let mut report = match net::configure_ipv4(WAN, &cfg) {
+        Ok(()) => format!(
+            "postern: {WAN} {}/{} gateway {} (DHCP from {}, {} s)\n",
+            lease.address,
+            lease.prefix_len,
+            lease.router.map_or("none".into(), |g| g.to_string()),
+            lease.server,
+            lease.lease_secs
+        ),
+        Err(e) => format!("postern: cannot configure {WAN} from DHCP: {e}\n"),
+    };
+    if lease_dns && !lease.dns.is_empty() {
+        report += &write_resolv_conf(&lease.dns);
+    }
+    report
 }

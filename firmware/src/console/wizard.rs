@@ -93,9 +93,6 @@ pub fn summary(a: &Answers) -> String {
     }
     if let Some(n) = a.network() {
         s += &format!("  network (eth0):   {n}\n");
-        if n.ipv4 == Ipv4Method::Dhcp {
-            s += "                    (this firmware has no DHCP client yet: eth0 stays unconfigured until one is set statically)\n";
-        }
     }
     let relay = a.relay_host.clone().flatten();
     s += &format!(
