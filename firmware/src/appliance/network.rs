@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hal::sys::dhcp::Lease;
 use hal::sys::{dhcp_socket, net};
@@ -19,6 +19,8 @@ const RESOLV_CONF: &str = "/etc/resolv.conf";
 const DHCP_FIRST: Duration = Duration::from_secs(30);
 /// How long a renewal may try before the lease is given up on and a new one sought.
 const DHCP_RETRY: Duration = Duration::from_secs(60);
+/// The pause between failed renewals.
+const DHCP_RETRY_WAIT: Duration = Duration::from_secs(30);
 
 /// Bumped by every [`apply`]: a DHCP thread of an older network stops at its next step.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -80,14 +82,17 @@ fn dhcp(generation: u64, lease_dns: bool) -> String {
     }
 }
 
-/// Renews at T1, asking for the same address; a lost or changed lease is applied at once. Stops
-/// when a newer network was applied.
+/// Renews at T1, asking for the same address; a changed lease is applied at once, and a lease
+/// that ran out without a renewal is taken off eth0. Stops when a newer network was applied.
 fn keep_lease(generation: u64, mut lease: Option<Lease>, lease_dns: bool) {
     let current = || GENERATION.load(Ordering::SeqCst) == generation;
+    let mut bound_at = Instant::now();
+    let mut failed = false;
     loop {
-        let wait = lease
-            .as_ref()
-            .map_or(Duration::from_secs(10), Lease::renew_after);
+        let wait = match &lease {
+            Some(l) if !failed => l.renew_after(),
+            _ => DHCP_RETRY_WAIT,
+        };
         std::thread::sleep(wait);
         if !current() {
             return;
@@ -98,12 +103,24 @@ fn keep_lease(generation: u64, mut lease: Option<Lease>, lease_dns: bool) {
                 if lease.as_ref() != Some(&new) {
                     eprint!("{}", bind(&new, lease_dns));
                 }
-                lease = Some(new);
+                (lease, bound_at, failed) = (Some(new), Instant::now(), false);
             }
             Ok(_) => return,
             Err(e) => {
                 eprintln!("postern: {WAN}: DHCP renewal: {e}");
-                lease = None;
+                failed = true;
+                let expired = lease.as_ref().is_some_and(|l| {
+                    bound_at.elapsed() >= Duration::from_secs(l.lease_secs.into())
+                });
+                if expired && current() {
+                    lease = None;
+                    match net::remove_ipv4(WAN) {
+                        Ok(()) => eprintln!("postern: {WAN}: DHCP lease ran out; address removed"),
+                        Err(e) => eprintln!(
+                            "postern: {WAN}: DHCP lease ran out; cannot remove the address: {e}"
+                        ),
+                    }
+                }
             }
         }
     }

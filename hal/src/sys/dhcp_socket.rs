@@ -104,6 +104,7 @@ impl PacketSocket {
         // SAFETY: fd is a new, valid descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let s = PacketSocket { fd, index };
+        s.attach_filter()?;
         let addr = s.address(&[0; 6]);
         // SAFETY: addr is a valid sockaddr_ll and the length passed is its size.
         let r = unsafe {
@@ -117,6 +118,44 @@ impl PacketSocket {
             return Err(io::Error::last_os_error());
         }
         Ok(s)
+    }
+
+    /// Lets only IPv4 UDP to port 68 (unfragmented) through to this socket: without it every
+    /// frame on the wire would be copied here while the exchange runs.
+    fn attach_filter(&self) -> io::Result<()> {
+        // `udp dst port 68` for IPv4 over Ethernet, as tcpdump -dd compiles it.
+        let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+        let mut program = [
+            op(0x28, 0, 0, 12),      // ldh [12]: ethertype
+            op(0x15, 0, 8, 0x0800),  // IPv4, else drop
+            op(0x30, 0, 0, 23),      // ldb [23]: IP protocol
+            op(0x15, 0, 6, 17),      // UDP, else drop
+            op(0x28, 0, 0, 20),      // ldh [20]: fragment offset
+            op(0x45, 4, 0, 0x1fff),  // a later fragment: drop
+            op(0xb1, 0, 0, 14),      // x = IP header length
+            op(0x48, 0, 0, 16),      // ldh [x + 16]: UDP destination port
+            op(0x15, 0, 1, 68),      // port 68, else drop
+            op(0x06, 0, 0, 0x40000), // accept the whole frame
+            op(0x06, 0, 0, 0),       // drop
+        ];
+        let fprog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_mut_ptr(),
+        };
+        // SAFETY: fprog points at `program`, which outlives the call; the kernel copies it.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&fprog as *const libc::sock_fprog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     fn address(&self, mac: &[u8; 6]) -> libc::sockaddr_ll {

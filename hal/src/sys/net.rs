@@ -65,6 +65,15 @@ pub fn configure_ipv4(name: &str, cfg: &Ipv4Config) -> io::Result<()> {
     Ok(())
 }
 
+/// Removes the interface's IPv4 address (and with it the routes through it): a DHCP lease ran
+/// out. Setting 0.0.0.0 is how the classic ioctl deletes it.
+pub fn remove_ipv4(name: &str) -> io::Result<()> {
+    let sock = inet_socket()?;
+    let mut req = ifreq(name)?;
+    req.ifr_ifru.ifru_addr = sockaddr(Ipv4Addr::UNSPECIFIED);
+    ioctl(&sock, libc::SIOCSIFADDR, &mut req)
+}
+
 /// The netmask of a prefix length (`24` → 255.255.255.0).
 pub fn netmask(prefix_len: u8) -> Ipv4Addr {
     match prefix_len {
