@@ -104,6 +104,10 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
         status.contains("network: static 10.0.2.15/16 gateway 10.0.2.2, DNS 10.0.2.3"),
         "{status}"
     );
+    assert!(status.contains("eth0: link up"), "{status}");
+    assert!(status.contains("address: 10.0.2.15/16"), "{status}");
+    assert!(status.contains("gateway: 10.0.2.2"), "{status}");
+    assert!(status.contains("dns: 10.0.2.3"), "{status}");
     // Factory reset: asked twice.
     answer(&mut m, "Go on? [no]: ", "yes");
     answer(&mut m, "Type 'erase' to do it [no]: ", "erase");

@@ -1,5 +1,5 @@
 //! What the serial console needs of the machine beyond admin commands: applying a stored network
-//! to eth0, and the tty's echo while a password is typed.
+//! to eth0 and showing it as it is, and the tty's echo while a password is typed.
 
 use crate::config::box_settings::NetworkSettings;
 use crate::console::Platform;
@@ -10,6 +10,10 @@ pub struct SerialConsole;
 impl Platform for SerialConsole {
     fn apply_network(&self, network: &NetworkSettings) -> String {
         super::network::apply(network)
+    }
+
+    fn network_status(&self) -> String {
+        super::network::status()
     }
 
     fn set_echo(&self, on: bool) {

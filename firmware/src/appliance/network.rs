@@ -149,3 +149,95 @@ fn bind(lease: &Lease, lease_dns: bool) -> String {
     }
     report
 }
+
+/// eth0 as it is now, for the console's status screen: link, address, default gateway and
+/// whether it answered ARP, resolvers.
+pub fn status() -> String {
+    if !net::link_exists(WAN) {
+        return format!("{WAN}: not present\n");
+    }
+    let sys = |f: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{WAN}/{f}"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into())
+    };
+    let mut out = format!("{WAN}: link {}, MAC {}\n", sys("operstate"), sys("address"));
+    out += &match net::ipv4_address(WAN) {
+        Ok(Some((a, p))) => format!("address: {a}/{p}\n"),
+        Ok(None) => "address: none\n".into(),
+        Err(e) => format!("address: cannot read ({e})\n"),
+    };
+    let route = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    out += &match default_gateway(&route) {
+        Some(gw) => {
+            let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+            let answered = if answers_arp(&arp, gw) {
+                "answers ARP"
+            } else {
+                "no ARP answer yet"
+            };
+            format!("gateway: {gw} ({answered})\n")
+        }
+        None => "gateway: none\n".into(),
+    };
+    let resolv = std::fs::read_to_string(RESOLV_CONF).unwrap_or_default();
+    let dns: Vec<&str> = resolv
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver "))
+        .collect();
+    out += &format!(
+        "dns: {}\n",
+        if dns.is_empty() {
+            "none".to_string()
+        } else {
+            dns.join(" ")
+        }
+    );
+    out
+}
+
+/// The gateway of the default route in /proc/net/route (addresses in host-order hex).
+fn default_gateway(route: &str) -> Option<Ipv4Addr> {
+    route.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (dest, gw) = (f.get(1)?, f.get(2)?);
+        if *dest != "00000000" {
+            return None;
+        }
+        let raw = u32::from_str_radix(gw, 16).ok()?;
+        // /proc prints the address as the kernel holds it: network order read as a native u32.
+        Some(Ipv4Addr::from(raw.to_ne_bytes()))
+    })
+}
+
+/// Whether /proc/net/arp holds a complete entry (flags 0x2) for `ip`.
+fn answers_arp(arp: &str, ip: Ipv4Addr) -> bool {
+    let ip = ip.to_string();
+    arp.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.first() == Some(&ip.as_str()) && f.get(2).is_some_and(|flags| *flags == "0x2")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_and_arp_from_proc() {
+        let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth0\t00000000\t0202000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                     eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        let gw = default_gateway(route);
+        if cfg!(target_endian = "little") {
+            assert_eq!(gw, Some(Ipv4Addr::new(10, 0, 2, 2)));
+        }
+        assert_eq!(default_gateway("Iface\tDestination\n"), None);
+        let arp = "IP address       HW type     Flags       HW address            Mask     Device\n\
+                   10.0.2.2         0x1         0x2         52:55:0a:00:02:02     *        eth0\n\
+                   10.0.2.3         0x1         0x0         00:00:00:00:00:00     *        eth0\n";
+        assert!(answers_arp(arp, Ipv4Addr::new(10, 0, 2, 2)));
+        assert!(!answers_arp(arp, Ipv4Addr::new(10, 0, 2, 3)));
+        assert!(!answers_arp(arp, Ipv4Addr::new(10, 0, 2, 4)));
+    }
+}

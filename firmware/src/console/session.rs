@@ -38,6 +38,10 @@ impl Operations for Admin {
 pub trait Platform {
     /// Applies a network just stored to eth0; returns what it did, to show.
     fn apply_network(&self, network: &NetworkSettings) -> String;
+    /// eth0 as it is (link, address, gateway, resolvers), for the status screen.
+    fn network_status(&self) -> String {
+        String::new()
+    }
     /// Turns the terminal's echo off while a password is typed (nothing to do on a pipe).
     fn set_echo(&self, _on: bool) {}
 }
@@ -331,6 +335,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             "1" => {
                 let mut text = self.run(AdminCommand::Status);
                 text += &self.run(AdminCommand::Setup(SetupCommand::Show));
+                text += &self.platform.network_status();
                 show(text + &self.menu())
             }
             "2" => {

@@ -57,6 +57,9 @@ impl Platform for Box_ {
     fn set_echo(&self, on: bool) {
         self.echo.borrow_mut().push(on);
     }
+    fn network_status(&self) -> String {
+        "eth0: link up\n".into()
+    }
 }
 
 /// Runs the console over `input`; returns why it ended and everything it wrote.
@@ -242,6 +245,10 @@ fn the_menu_runs_the_admin_commands() {
         "{out}"
     );
     assert!(out.contains("\"42\" is not on the menu"), "{out}");
+    assert!(
+        out.contains("eth0: link up"),
+        "status shows the machine's network: {out}"
+    );
 }
 
 #[test]

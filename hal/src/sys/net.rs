@@ -74,6 +74,29 @@ pub fn remove_ipv4(name: &str) -> io::Result<()> {
     ioctl(&sock, libc::SIOCSIFADDR, &mut req)
 }
 
+/// The interface's IPv4 address and prefix length, or None when it has none.
+pub fn ipv4_address(name: &str) -> io::Result<Option<(Ipv4Addr, u8)>> {
+    let sock = inet_socket()?;
+    let mut req = ifreq(name)?;
+    match ioctl(&sock, libc::SIOCGIFADDR, &mut req) {
+        Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => return Ok(None),
+        r => r?,
+    }
+    // SAFETY: SIOCGIFADDR just filled the address member of the union.
+    let address = from_sockaddr(unsafe { req.ifr_ifru.ifru_addr });
+    let mut req = ifreq(name)?;
+    ioctl(&sock, libc::SIOCGIFNETMASK, &mut req)?;
+    // SAFETY: SIOCGIFNETMASK just filled the netmask member of the union.
+    let mask = from_sockaddr(unsafe { req.ifr_ifru.ifru_netmask });
+    Ok(Some((address, u32::from(mask).leading_ones() as u8)))
+}
+
+fn from_sockaddr(sa: libc::sockaddr) -> Ipv4Addr {
+    // SAFETY: the kernel filled an AF_INET sockaddr, which is a sockaddr_in of the same size.
+    let sin = unsafe { std::mem::transmute_copy::<libc::sockaddr, libc::sockaddr_in>(&sa) };
+    Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))
+}
+
 /// The netmask of a prefix length (`24` → 255.255.255.0).
 pub fn netmask(prefix_len: u8) -> Ipv4Addr {
     match prefix_len {
