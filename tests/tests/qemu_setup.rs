@@ -1,12 +1,15 @@
 //! First boot from the serial console alone, on the x86_64 image under QEMU: the wizard on a blank
 //! flash (wrong answers asked again), its settings applied and surviving a reboot behind the
-//! console password, and a factory reset (asked twice) that brings the wizard back.
+//! console password, and a factory reset (asked twice) that brings the wizard back; DHCP from
+//! QEMU's server; the watchdog resetting a box whose services stopped answering.
 //!
 //! Needs the image (`make image`) and qemu-system-x86. Timeouts are 5× the slowest boot measured
 //! under load (TCG, no KVM). Not yet here: aarch64, a DHCP lease change.
 
 use qemu::Machine;
-use tests::appliance::{BOOT, COMMAND, qemu_lock, quit, setup_boot, wait_for_banner};
+use tests::appliance::{
+    BOOT, COMMAND, PROMPT, qemu_lock, quit, setup_boot, test_boot, wait_for_banner,
+};
 
 const MENU: &str = "Choose 1-10: ";
 
@@ -165,4 +168,28 @@ fn the_wizard_takes_an_address_from_qemus_dhcp_server() {
     let _ = quit(stream);
     m.console().unwrap().send_line("10").unwrap();
     m.wait_exit(COMMAND).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn the_watchdog_resets_a_box_whose_services_stop_answering() {
+    let _one_at_a_time = qemu_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (opts, _) = test_boot(tmp.path());
+    let mut m = Machine::boot(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let c = m.console().unwrap();
+    let log = c.wait_for(PROMPT, BOOT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(log.contains("watchdog /dev/watchdog armed"), "{log}");
+    // Petted while the services answer: still here well past the timeout.
+    c.read_for(std::time::Duration::from_secs(30)).unwrap();
+    c.send_line("status").unwrap();
+    c.wait_for(PROMPT, COMMAND)
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.send_line("debug-stall-services").unwrap();
+    c.wait_for("no longer petted", COMMAND)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // -no-reboot: the watchdog's reset ends QEMU.
+    m.wait_exit(COMMAND * 2).unwrap_or_else(|e| panic!("{e}"));
+    let transcript = m.console().unwrap().transcript().to_string();
+    assert!(!transcript.contains("powering off"), "{transcript}");
+    assert!(!transcript.contains("rebooting"), "{transcript}");
 }

@@ -12,6 +12,11 @@ impl Platform for SerialConsole {
         super::network::apply(network)
     }
 
+    fn stall_services(&self) -> String {
+        super::watchdog::stall();
+        "services' heartbeat stopped: the watchdog resets the box within a minute\n".into()
+    }
+
     fn network_status(&self) -> String {
         super::network::status()
     }

@@ -17,6 +17,7 @@ mod console;
 mod input;
 mod network;
 mod services;
+mod watchdog;
 
 use std::io::Write;
 use std::time::Duration;

@@ -13,6 +13,7 @@ use super::cmdline::BootParams;
 use super::console::SerialConsole;
 use super::input::ConsoleInput;
 use super::network;
+use super::watchdog;
 use crate::admin::control::DEFAULT_CONTROL;
 use crate::config::box_settings::NetworkSettings;
 use crate::config::stored::BoxConfig;
@@ -123,6 +124,7 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
         };
         eprintln!("postern: services up, {:.2} s after the kernel started", boot::uptime());
         let admin = daemon.admin().clone();
+        let keeper = watchdog::start(admin.clone());
         let start = if p.console_prompt {
             Start::CommandLine
         } else if settings.login {
@@ -144,6 +146,9 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
                 Ok(ConsoleExit::Reboot) => PowerAction::Reboot,
                 Ok(ConsoleExit::FactoryReset) => {
                     daemon.shutdown().await;
+                    if let Some(k) = keeper {
+                        tokio::task::block_in_place(|| k.disarm());
+                    }
                     return Ok(factory_reset(p));
                 }
                 // No console (or it went away): keep serving until a signal says otherwise.
@@ -152,6 +157,9 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
             action = wait_for_signal(&mut term, &mut int) => action,
         };
         daemon.shutdown().await;
+        if let Some(k) = keeper {
+            tokio::task::block_in_place(|| k.disarm());
+        }
         Ok(action)
     })
 }

@@ -38,6 +38,11 @@ impl Operations for Admin {
 pub trait Platform {
     /// Applies a network just stored to eth0; returns what it did, to show.
     fn apply_network(&self, network: &NetworkSettings) -> String;
+    /// Stops the services' heartbeat so the watchdog resets the box (`debug-stall-services`, a
+    /// test of the watchdog).
+    fn stall_services(&self) -> String {
+        "no watchdog here\n".into()
+    }
     /// eth0 as it is (link, address, gateway, resolvers), for the status screen.
     fn network_status(&self) -> String {
         String::new()
@@ -128,6 +133,9 @@ enum LineCommand {
     Poweroff,
     /// Stop the services, flush the flash and restart the box.
     Reboot,
+    /// Stop the services' heartbeat: the watchdog resets the box (tests the watchdog).
+    #[command(hide = true)]
+    DebugStallServices,
 }
 
 fn show(text: impl Into<String>) -> Output {
@@ -445,6 +453,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             LineCommand::Menu => show(self.menu()),
             LineCommand::Poweroff => exit("", ConsoleExit::Poweroff),
             LineCommand::Reboot => exit("", ConsoleExit::Reboot),
+            LineCommand::DebugStallServices => show(self.platform.stall_services()),
             LineCommand::Admin(cmd) if cmd.confirmation().is_some() => {
                 self.state = State::Confirm(cmd);
                 show("")

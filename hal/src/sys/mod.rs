@@ -2,8 +2,8 @@
 //! the console's termios, power, and reaping children.
 //!
 //! Each function does one system call's worth of work and returns `std::io::Result`, so the
-//! firmware decides what is fatal. Only [`net`] and [`dhcp_socket`] need `unsafe` (ioctls and the
-//! packet socket, which rustix does not wrap).
+//! firmware decides what is fatal. Only [`net`], [`dhcp_socket`] and [`watchdog`] need `unsafe`
+//! (ioctls and the packet socket, which rustix does not wrap).
 
 pub mod console;
 pub mod dhcp;
@@ -14,3 +14,4 @@ pub mod mounts;
 pub mod net;
 pub mod power;
 pub mod reap;
+pub mod watchdog;
