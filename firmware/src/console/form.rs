@@ -54,7 +54,7 @@ pub enum Refusal {
     NoHash(password::HashError),
     Setting(SettingError),
     NotDhcpOrStatic,
-    RelayHost(String),
+    RelayHost(crate::config::AttrError),
     TooManyDomains(usize),
 }
 
@@ -308,7 +308,7 @@ impl Form {
                     let mut probe = MtaConfig::default();
                     probe
                         .set("zimbraMtaRelayHost", std::slice::from_ref(&line))
-                        .map_err(|e| Refusal::RelayHost(e.to_string()))?;
+                        .map_err(Refusal::RelayHost)?;
                     Some(line)
                 })
             }
