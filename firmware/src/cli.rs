@@ -9,14 +9,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use hal::flash::{Device, Flash};
-
 use crate::admin::commands::parse_size;
 use crate::admin::control::{self, DEFAULT_CONTROL, Reply};
 use crate::admin::{AdminCommand, FlashCommand, LogArgs};
 use crate::config::NetworkList;
-use crate::daemon::{self, Daemon, DaemonError, FlashSpec, MetricsEndpoint, Options};
-use crate::spool::{Spool, SpoolGeometry};
+use crate::daemon::{self, Daemon, FlashSpec, MetricsEndpoint, Options};
 
 /// Postern mail gateway: MTA, split-domain router and directory cache in one binary.
 #[derive(Debug, Parser)]
@@ -239,7 +236,7 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
         return 2;
     }
     if let AdminCommand::Flash(FlashCommand::Format { log_size, .. }) = cmd {
-        return match format_flash(&flash, log_size) {
+        return match daemon::flash::format(&flash, log_size) {
             Ok(()) => {
                 println!("flash {} formatted", flash.path.display());
                 0
@@ -262,18 +259,6 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
             }
         }
     })
-}
-
-/// Lays an empty spool on the flash, whatever was there: the admin's way out of a damaged one.
-/// The daemon's error type, so a missing or wrong-sized flash gets the same `--flash-size` hints.
-fn format_flash(spec: &FlashSpec, log_size: Option<u64>) -> Result<(), DaemonError> {
-    let (mut flash, _lock) = Device::open(&spec.path, spec.size).map_err(DaemonError::Device)?;
-    let mut geometry = SpoolGeometry::for_flash(flash.geometry());
-    if let Some(bytes) = log_size {
-        let eb = u64::from(flash.geometry().erase_size);
-        geometry.log_blocks = u32::try_from(bytes.div_ceil(eb)).unwrap_or(u32::MAX);
-    }
-    Spool::format(&mut flash, geometry).map_err(|e| DaemonError::Spool(spec.path.clone(), e))
 }
 
 fn confirmed(cmd: &AdminCommand) -> bool {

@@ -1,9 +1,25 @@
-//! The serial console prompt against a real daemon: the same commands as the command line.
+//! The serial console against a real daemon: the command line takes the same commands as the
+//! command line, and the wizard and menu store what they ask through the same admin commands.
 
+use std::cell::RefCell;
 use std::io::Cursor;
 
-use postern::console::{self, ConsoleExit};
+use postern::config::box_settings::NetworkSettings;
+use postern::console::{self, ConsoleExit, Platform, Start};
 use postern::daemon::{Daemon, FlashSpec, Options};
+
+/// A machine whose network changes are only written down.
+#[derive(Default)]
+struct Machine {
+    applied: RefCell<Vec<String>>,
+}
+
+impl Platform for Machine {
+    fn apply_network(&self, network: &NetworkSettings) -> String {
+        self.applied.borrow_mut().push(network.to_string());
+        String::new()
+    }
+}
 
 fn start(dir: &std::path::Path) -> (tokio::runtime::Runtime, Daemon) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -38,6 +54,8 @@ fn status_at_the_prompt_then_poweroff() {
         Cursor::new("status\r\n\r\nfrobnicate\r\npoweroff\r\nstatus\r\n"),
         &mut out,
         daemon.admin(),
+        &Machine::default(),
+        Start::CommandLine,
     );
     let out = String::from_utf8(out).unwrap();
     assert_eq!(exit, ConsoleExit::Poweroff);
@@ -61,6 +79,8 @@ fn end_of_input_and_broken_quotes() {
         Cursor::new("status 'unclosed\nhelp\n"),
         &mut out,
         daemon.admin(),
+        &Machine::default(),
+        Start::CommandLine,
     );
     let out = String::from_utf8(out).unwrap();
     assert_eq!(exit, ConsoleExit::Eof);
@@ -72,19 +92,93 @@ fn end_of_input_and_broken_quotes() {
     rt.block_on(daemon.shutdown());
 }
 
+/// Runs the console on the daemon from a thread outside the runtime, as the appliance does.
+fn console(daemon: &Daemon, machine: &Machine, start: Start, input: &str) -> (ConsoleExit, String) {
+    let admin = daemon.admin().clone();
+    let mut out = Vec::new();
+    let exit = console::run(
+        Cursor::new(input.to_string()),
+        &mut out,
+        &admin,
+        machine,
+        start,
+    );
+    (exit, String::from_utf8(out).unwrap())
+}
+
+#[test]
+fn the_wizard_sets_the_box_up_on_flash_and_the_password_guards_the_menu_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, daemon) = start(dir.path());
+    let machine = Machine::default();
+    let (exit, out) = console(
+        &daemon,
+        &machine,
+        Start::FirstBoot,
+        "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\n         [relay.example.net]:25\nexample.com\nyes\n",
+    );
+    assert_eq!(exit, ConsoleExit::SetUp, "{out}");
+    assert!(out.contains("Settings applied."), "{out}");
+    assert_eq!(
+        machine.applied.borrow()[..],
+        ["static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53"]
+    );
+    rt.block_on(daemon.shutdown());
+    drop(rt);
+
+    // The settings are on flash: a new start asks the password, then shows them.
+    let (rt, daemon) = start(dir.path());
+    let (exit, out) = console(
+        &daemon,
+        &machine,
+        Start::Login,
+        "wrong-pass\ns3cret-pass\n1\n7\nprov gacf zimbraMtaRelayHost\nprov gad\nmenu\n10\n",
+    );
+    assert_eq!(exit, ConsoleExit::Poweroff, "{out}");
+    assert!(out.contains("Wrong password."), "{out}");
+    assert!(out.contains("on mx1.example.com"), "{out}");
+    assert!(out.contains("hostname: mx1.example.com"), "{out}");
+    assert!(
+        out.contains("network: static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53"),
+        "{out}"
+    );
+    assert!(out.contains("console password: set"), "{out}");
+    assert!(out.contains("[relay.example.net]:25"), "{out}");
+    assert!(out.contains("example.com"), "{out}");
+    rt.block_on(daemon.shutdown());
+}
+
+#[test]
+fn a_network_the_setup_command_refuses_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, daemon) = start(dir.path());
+    let machine = Machine::default();
+    let (_, out) = console(
+        &daemon,
+        &machine,
+        Start::CommandLine,
+        "setup network 192.0.2.10/24 --gateway 10.0.0.1\nsetup network dhcp\nsetup show\n",
+    );
+    assert!(
+        out.contains("not saved: gateway 10.0.0.1 is outside the network 192.0.2.0/24"),
+        "{out}"
+    );
+    assert!(out.contains("network: DHCP, DNS from DHCP"), "{out}");
+    assert_eq!(machine.applied.borrow()[..], ["DHCP, DNS from DHCP"]);
+    rt.block_on(daemon.shutdown());
+}
+
 #[test]
 fn queue_views_metrics_and_the_mail_log_at_the_prompt() {
     let dir = tempfile::tempdir().unwrap();
     let (rt, daemon) = start(dir.path());
-    let mut out = Vec::new();
-    console::run(
-        Cursor::new(
-            "queue shape deferred\nqueue hold --sender '*@x.example'\nmetrics scrape\nlog -n 5\n",
-        ),
-        &mut out,
-        daemon.admin(),
+    let machine = Machine::default();
+    let (_, out) = console(
+        &daemon,
+        &machine,
+        Start::CommandLine,
+        "queue shape deferred\nqueue hold --sender '*@x.example'\nmetrics scrape\nlog -n 5\n",
     );
-    let out = String::from_utf8(out).unwrap();
     assert!(out.contains("TOTAL 0"), "qshape's table, empty: {out}");
     assert!(out.contains("no queued message matches"), "{out}");
     assert!(out.contains("postfix_smtpd_connects_total 0"), "{out}");

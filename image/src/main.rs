@@ -46,10 +46,17 @@ impl Arch {
 
     /// The modules the guest needs that its kernel does not have built in. block2mtd (with mtd.ko,
     /// which carries /dev/mtdN) emulates raw NOR over the flash disk for `postern.flash=mtd:...`;
-    /// the firmware loads it itself, with the disk as its parameter, after virtio_blk.
+    /// the firmware loads it itself, with the disk as its parameter, after virtio_blk. i6300esb is
+    /// the watchdog QEMU's x86_64 machines offer.
     fn modules(self) -> &'static [&'static str] {
         match self {
-            Arch::X86_64 => &["virtio_pci", "virtio_net", "virtio_blk", "block2mtd"],
+            Arch::X86_64 => &[
+                "virtio_pci",
+                "virtio_net",
+                "virtio_blk",
+                "block2mtd",
+                "i6300esb",
+            ],
             Arch::Aarch64 => &["virtio_net", "virtio_blk"],
         }
     }

@@ -31,8 +31,16 @@ pub fn free_port() -> u16 {
 }
 
 /// Options for a test boot in `dir`: console on a socket there, flash there, SMTP forwarded from a
-/// free port (returned), QEMU exits when the guest reboots.
+/// free port (returned), QEMU exits when the guest reboots. The console starts at the command line
+/// (`postern.console=prompt`: no first-boot wizard, no login); [`setup_boot`] keeps the wizard.
 pub fn test_boot(dir: &std::path::Path) -> (BootOptions, u16) {
+    let (mut opts, smtp) = setup_boot(dir);
+    opts.append.push("postern.console=prompt".to_string());
+    (opts, smtp)
+}
+
+/// [`test_boot`] as a box in the field boots: the wizard on a blank flash, then login and menu.
+pub fn setup_boot(dir: &std::path::Path) -> (BootOptions, u16) {
     let smtp = free_port();
     let mut opts = BootOptions::new(Arch::X86_64, image_dir(), dir.join("flash.img"));
     opts.console = ConsoleMode::Socket(dir.join("console.sock"));

@@ -101,7 +101,7 @@ fn a_missing_mtd_disk_is_reported_and_retried() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut opts, _) = test_boot(tmp.path());
     // The last postern.flash word wins: block2mtd over a disk that is not attached.
-    opts.append = vec!["postern.flash=mtd:/dev/vdb".to_string()];
+    opts.append.push("postern.flash=mtd:/dev/vdb".to_string());
     let mut machine = Machine::boot(&opts).unwrap_or_else(|e| panic!("{e}"));
     let console = machine.console().unwrap();
 

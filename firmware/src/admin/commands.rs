@@ -46,6 +46,9 @@ pub enum AdminCommand {
     /// The Prometheus endpoint: its stored setting (off by default), or one scrape here.
     #[command(subcommand)]
     Metrics(MetricsCommand),
+    /// The box's own settings: host name, network, the serial console's password.
+    #[command(subcommand)]
+    Setup(SetupCommand),
 }
 
 /// `postern log ...`.
@@ -85,6 +88,34 @@ pub enum MetricsCommand {
     Off,
     /// Print what a scrape would get now (the text exposition format).
     Scrape,
+}
+
+/// `postern setup ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
+pub enum SetupCommand {
+    /// Show the stored host name and network, and whether the console has a password.
+    Show,
+    /// Set the host name (fully qualified): the SMTP greeting from the next start.
+    Hostname {
+        name: crate::config::box_settings::Fqdn,
+    },
+    /// Set eth0's network: `dhcp`, or `ADDRESS/PREFIX` with `--gateway` inside that network.
+    Network {
+        /// `dhcp`, or e.g. `192.0.2.10/24`.
+        address: String,
+        /// The default gateway (static only).
+        #[arg(long)]
+        gateway: Option<std::net::Ipv4Addr>,
+        /// A DNS server delivery asks (up to 3; with DHCP, none means the lease's).
+        #[arg(long)]
+        dns: Vec<std::net::Ipv4Addr>,
+    },
+    /// Set the serial console's admin password, given as its hash (`{SSHA512}...`): the console
+    /// asks for the password and hashes it, so it never travels in clear.
+    ConsolePasswordHash {
+        #[arg(value_name = "HASH")]
+        hash: String,
+    },
 }
 
 /// `postern tls ...`.

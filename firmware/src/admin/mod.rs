@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod metrics_setting;
 mod prov;
 mod queue;
+pub mod setup;
 mod status;
 mod tls;
 pub mod words;
@@ -21,7 +22,7 @@ use std::time::Instant;
 
 pub use commands::{
     AdminCommand, BulkArgs, FilterArgs, FlashCommand, LogArgs, MetricsCommand, QueueCommand,
-    TlsCommand,
+    SetupCommand, TlsCommand,
 };
 pub use control::Reply;
 
@@ -74,6 +75,14 @@ impl Admin {
         self.runtime.block_on(self.execute(command))
     }
 
+    /// The box's own settings as stored, for the console's login and first-boot check. Blocking,
+    /// like [`Admin::execute_blocking`].
+    pub fn box_config_blocking(
+        &self,
+    ) -> Result<crate::config::stored::BoxConfig, setup::BoxConfigError> {
+        self.runtime.block_on(setup::read(&self.handles.spool))
+    }
+
     /// Carries out one command and says how it went.
     pub async fn execute(&self, command: AdminCommand) -> Reply {
         let h = &self.handles;
@@ -118,6 +127,7 @@ impl Admin {
             }
             AdminCommand::Metrics(MetricsCommand::Scrape) => Reply::ok(metrics::scrape(h).await),
             AdminCommand::Metrics(cmd) => metrics_setting::run(&h.spool, cmd).await,
+            AdminCommand::Setup(cmd) => setup::run(&h.spool, cmd).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(
                 "the flash is in use by the running services: stop them, then run `postern flash format --flash {}`\n",
                 h.facts.flash_path.display()

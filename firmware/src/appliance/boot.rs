@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use hal::sys::{hostname, modules, mounts, net};
 
 use super::cmdline::BootParams;
+use crate::config::box_settings::{Ipv4Method, NetworkSettings, StaticIpv4};
 
 /// Where mkimage puts the modules and their load order.
 const MODULE_DIR: &str = "/lib/modules";
@@ -114,9 +115,9 @@ pub fn attach_block2mtd(device: &Path, param: &str, mtd: &Path) -> Result<(), St
     Ok(())
 }
 
-/// Brings up lo and eth0 with the static address, route and resolver. Problems are reported, not
-/// fatal: the console still works without a network.
-pub fn bring_up_network(p: &BootParams) {
+/// Brings up lo and waits for eth0. Problems are reported, not fatal: the console still works
+/// without a network. eth0's address comes later, from the stored network or the boot parameters.
+pub fn bring_up_links() {
     if let Err(e) = net::link_up("lo") {
         eprintln!("postern: cannot bring up lo: {e}");
     }
@@ -125,25 +126,14 @@ pub fn bring_up_network(p: &BootParams) {
             "postern: no {WAN} after {} s: running without a network",
             DEVICE_WAIT.as_secs()
         );
-        return;
     }
-    let cfg = net::Ipv4Config {
-        address: p.address,
-        prefix_len: p.prefix_len,
-        gateway: p.gateway,
-    };
-    match net::link_up(WAN).and_then(|()| net::configure_ipv4(WAN, &cfg)) {
-        Ok(()) => eprintln!(
-            "postern: {WAN} {}/{} gateway {}",
-            p.address,
-            p.prefix_len,
-            p.gateway.map_or("none".to_string(), |g| g.to_string())
-        ),
-        Err(e) => eprintln!("postern: cannot configure {WAN}: {e}"),
-    }
-    if let Err(e) = std::fs::write("/etc/resolv.conf", format!("nameserver {}\n", p.dns)) {
-        eprintln!("postern: cannot write /etc/resolv.conf: {e}");
-    }
+}
+
+/// The network the boot parameters give (their defaults when nothing is stored), as stored
+/// settings would say it.
+pub fn params_network(p: &BootParams) -> Option<NetworkSettings> {
+    let ipv4 = StaticIpv4::new(p.address, p.prefix_len, p.gateway).ok()?;
+    NetworkSettings::new(Ipv4Method::Static(ipv4), vec![p.dns]).ok()
 }
 
 /// Polls `ready` every 10 ms until it holds or `limit` passes.

@@ -10,6 +10,11 @@
 //! | `postern.ip=ADDR/LEN` | `10.0.2.15/24` | eth0's IPv4 address (QEMU user networking) |
 //! | `postern.gw=ADDR` | `10.0.2.2` | default gateway (`none` for no route) |
 //! | `postern.dns=ADDR` | `10.0.2.3` | resolver written to /etc/resolv.conf |
+//! | `postern.console=prompt` | `menu` | the console starts at the command line, with no first-boot wizard and no login (tests, recovery) |
+//!
+//! The box's stored host name and network (set up by the first-boot wizard or the console menu)
+//! take the place of the defaults; `postern.hostname`, and any of `postern.ip`/`gw`/`dns`, override
+//! them. With neither, the defaults above (QEMU's user network) apply.
 //!
 //! A word that does not parse is reported and its default kept: a typo at the boot loader must
 //! not keep the box from coming up.
@@ -39,6 +44,12 @@ pub struct BootParams {
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
     pub dns: Ipv4Addr,
+    /// `postern.hostname` was given: it overrides the stored host name.
+    pub hostname_given: bool,
+    /// One of `postern.ip`/`gw`/`dns` was given: they override the stored network.
+    pub network_given: bool,
+    /// `postern.console=prompt`: the command line at once, no wizard, no login.
+    pub console_prompt: bool,
 }
 
 impl Default for BootParams {
@@ -52,6 +63,9 @@ impl Default for BootParams {
             prefix_len: 24,
             gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
             dns: Ipv4Addr::new(10, 0, 2, 3),
+            hostname_given: false,
+            network_given: false,
+            console_prompt: false,
         }
     }
 }
@@ -85,17 +99,28 @@ pub fn parse(cmdline: &str) -> (BootParams, Vec<String>) {
             "flash_size" => value.parse().map(|n| p.flash_size = Some(n)).is_ok(),
             "hostname" if valid_hostname(value) => {
                 p.hostname = value.to_string();
+                p.hostname_given = true;
                 true
             }
             "ip" => parse_cidr(value)
-                .map(|(a, l)| (p.address, p.prefix_len) = (a, l))
+                .map(|(a, l)| (p.address, p.prefix_len, p.network_given) = (a, l, true))
                 .is_some(),
             "gw" if value == "none" => {
-                p.gateway = None;
+                (p.gateway, p.network_given) = (None, true);
                 true
             }
-            "gw" => value.parse().map(|g| p.gateway = Some(g)).is_ok(),
-            "dns" => value.parse().map(|d| p.dns = d).is_ok(),
+            "gw" => value
+                .parse()
+                .map(|g| (p.gateway, p.network_given) = (Some(g), true))
+                .is_ok(),
+            "dns" => value
+                .parse()
+                .map(|d| (p.dns, p.network_given) = (d, true))
+                .is_ok(),
+            "console" if value == "prompt" || value == "menu" => {
+                p.console_prompt = value == "prompt";
+                true
+            }
             _ => false,
         };
         if !ok {
@@ -156,6 +181,7 @@ mod tests {
              postern.ip=192.0.2.10/28 postern.gw=none postern.dns=192.0.2.1",
         );
         assert!(w.is_empty(), "{w:?}");
+        assert!(p.hostname_given && p.network_given && !p.console_prompt);
         assert_eq!(p.flash, PathBuf::from("/dev/vdb"));
         assert_eq!(p.flash_size, Some(67_108_864));
         assert_eq!(p.hostname, "mx1.example.org");
@@ -165,6 +191,16 @@ mod tests {
         );
         assert_eq!(p.gateway, None);
         assert_eq!(p.dns, Ipv4Addr::new(192, 0, 2, 1));
+    }
+
+    #[test]
+    fn the_console_word_and_what_overrides_the_stored_settings() {
+        let (p, w) = parse("postern.console=prompt postern.gw=none");
+        assert!(w.is_empty(), "{w:?}");
+        assert!(p.console_prompt && p.network_given && !p.hostname_given);
+        let (p, w) = parse("postern.console=shell");
+        assert_eq!(w.len(), 1);
+        assert!(!p.console_prompt && !p.network_given);
     }
 
     #[test]

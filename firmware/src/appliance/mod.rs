@@ -1,18 +1,23 @@
 //! Appliance mode: `postern` as PID 1 of its own image.
 //!
 //! The sequence: mount /proc, /sys, /dev, /run, /tmp; set the hostname; load the image's kernel
-//! modules; bring up lo and eth0; take the serial console; open the flash and start the services
-//! (retrying, with a message on the console, while the flash is missing or wrong); then the admin
-//! prompt until `poweroff` or `reboot` at the console, SIGTERM (poweroff) or Ctrl-Alt-Del
-//! (SIGINT, reboot). Shutting down stops the services, syncs, takes eth0 down and calls reboot(2).
+//! modules; bring up lo and eth0; take the serial console; open the flash (retrying, with a
+//! message on the console, while the flash is missing or wrong); on a box never set up, the
+//! first-boot wizard; configure eth0 and the host name from the stored settings (or the boot
+//! parameters that override them); start the services; then the console's login and menu until
+//! power off or reboot there, SIGTERM (poweroff) or Ctrl-Alt-Del (SIGINT, reboot). Shutting down
+//! stops the services, syncs, takes eth0 down and calls reboot(2).
 //!
 //! PID 1 must never exit or panic (the kernel would panic): a fatal error prints a message,
 //! waits, and reboots.
 
 mod boot;
 mod cmdline;
+mod console;
 mod input;
+mod network;
 mod services;
+mod watchdog;
 
 use std::io::Write;
 use std::time::Duration;
@@ -45,7 +50,7 @@ pub fn main() -> i32 {
         eprintln!("postern: cannot route Ctrl-Alt-Del to postern: {e}");
     }
     boot::load_modules();
-    boot::bring_up_network(&params);
+    boot::bring_up_links();
     if let Err(e) = hal::sys::console::set_line_mode(std::io::stdin()) {
         eprintln!("postern: cannot set the console's line mode: {e}");
     }

@@ -1,5 +1,5 @@
-//! Starting the services on the flash, the admin prompt on the console, and waiting for the
-//! reason to stop (the console's `poweroff`/`reboot`, SIGTERM, or Ctrl-Alt-Del's SIGINT).
+//! Setting the box up from its flash (the first-boot wizard, the stored network), starting the
+//! services, the console, and waiting for the reason to stop (the console's `poweroff`/`reboot`, SIGTERM, or Ctrl-Alt-Del's SIGINT).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -10,31 +10,72 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::boot;
 use super::cmdline::BootParams;
+use super::console::SerialConsole;
 use super::input::ConsoleInput;
+use super::network;
+use super::watchdog;
 use crate::admin::control::DEFAULT_CONTROL;
-use crate::console::{self, ConsoleExit};
-use crate::daemon::{Daemon, FlashSpec, Options};
+use crate::config::box_settings::NetworkSettings;
+use crate::config::stored::BoxConfig;
+use crate::console::{self, ConsoleExit, Start};
+use crate::daemon::{self, Daemon, FlashSpec, Options};
 
 /// How long to wait before trying the flash again.
 const FLASH_RETRY: Duration = Duration::from_secs(5);
 
 /// The daemon's options in the appliance: every service on every address, the flash from the
-/// boot parameters.
-pub fn options(p: &BootParams) -> Options {
+/// boot parameters, the host name and resolvers the box was set up with.
+pub fn options(p: &BootParams, settings: &Settings) -> Options {
     let any = |port| vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))];
     Options {
-        flash: FlashSpec {
-            path: p.flash.clone(),
-            size: p.flash_size,
-        },
+        flash: flash_spec(p),
         smtp: any(25),
         submission: any(587),
         smtps: any(465),
         control: PathBuf::from(DEFAULT_CONTROL),
-        hostname: p.hostname.clone(),
-        dns_servers: Vec::new(),
+        hostname: settings.hostname.clone(),
+        dns_servers: settings
+            .network
+            .iter()
+            .flat_map(|n| n.dns.iter())
+            .map(|d| SocketAddr::from((*d, 53)))
+            .collect(),
         dns_timeout: crate::policy::dns::DEFAULT_DEADLINE,
         metrics: None,
+    }
+}
+
+fn flash_spec(p: &BootParams) -> FlashSpec {
+    FlashSpec {
+        path: p.flash.clone(),
+        size: p.flash_size,
+    }
+}
+
+/// What the box runs with: its stored settings, or the boot parameters that override them.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub hostname: String,
+    pub network: Option<NetworkSettings>,
+    /// Whether the console asks for a password.
+    pub login: bool,
+}
+
+impl Settings {
+    fn new(p: &BootParams, stored: &BoxConfig) -> Settings {
+        let hostname = match &stored.hostname {
+            Some(h) if !p.hostname_given => h.to_string(),
+            _ => p.hostname.clone(),
+        };
+        let network = match &stored.network {
+            Some(n) if !p.network_given => Some(n.clone()),
+            _ => boot::params_network(p),
+        };
+        Settings {
+            hostname,
+            network,
+            login: stored.console_password.is_some(),
+        }
     }
 }
 
@@ -59,8 +100,16 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
                 hal::sys::reap::reap_all();
             }
         });
-        let daemon = loop {
-            match start_daemon(p).await {
+        let (daemon, settings) = loop {
+            let started = match set_up(p, &mut input).await {
+                Ok(Prepared::Stop(action)) => return Ok(action),
+                Ok(Prepared::Settings(settings)) => Daemon::start(options(p, &settings))
+                    .await
+                    .map(|d| (d, settings))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match started {
                 Ok(d) => break d,
                 Err(e) => {
                     eprintln!("postern: {e}");
@@ -77,11 +126,19 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
         };
         eprintln!("postern: services up, {:.2} s after the kernel started", boot::uptime());
         let admin = daemon.admin().clone();
+        let keeper = watchdog::start(admin.clone());
+        let start = if p.console_prompt {
+            Start::CommandLine
+        } else if settings.login {
+            Start::Login
+        } else {
+            Start::Menu
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("console".into())
             .spawn(move || {
-                let exit = console::run(input, std::io::stdout(), &admin);
+                let exit = console::run(input, std::io::stdout(), &admin, &SerialConsole, start);
                 let _ = tx.send(exit);
             })
             .map_err(|e| format!("cannot start the console: {e}"))?;
@@ -89,19 +146,90 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
             exit = rx => match exit {
                 Ok(ConsoleExit::Poweroff) => PowerAction::Poweroff,
                 Ok(ConsoleExit::Reboot) => PowerAction::Reboot,
+                Ok(ConsoleExit::FactoryReset) => {
+                    daemon.shutdown().await;
+                    if let Some(k) = keeper {
+                        tokio::task::block_in_place(|| k.disarm());
+                    }
+                    return Ok(factory_reset(p));
+                }
                 // No console (or it went away): keep serving until a signal says otherwise.
-                Ok(ConsoleExit::Eof) | Err(_) => wait_for_signal(&mut term, &mut int).await,
+                Ok(ConsoleExit::Eof | ConsoleExit::SetUp) | Err(_) => wait_for_signal(&mut term, &mut int).await,
             },
             action = wait_for_signal(&mut term, &mut int) => action,
         };
         daemon.shutdown().await;
+        if let Some(k) = keeper {
+            tokio::task::block_in_place(|| k.disarm());
+        }
         Ok(action)
     })
 }
 
-/// Checks the flash device is there before the daemon opens it: the daemon creates a missing
-/// *file* of the given size, which on the appliance's /dev would be a file in RAM, not the flash.
-async fn start_daemon(p: &BootParams) -> Result<Daemon, String> {
+/// What [`set_up`] ended with.
+enum Prepared {
+    Settings(Settings),
+    /// The admin asked for power off or reboot during the wizard.
+    Stop(PowerAction),
+}
+
+/// Opens the flash without the services, runs the first-boot wizard on a box never set up, and
+/// applies the stored host name and network: the services then start as the box is set up.
+async fn set_up(p: &BootParams, input: &mut ConsoleInput) -> Result<Prepared, String> {
+    check_flash(p)?;
+    let offline = daemon::offline(&flash_spec(p), p.hostname.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let admin = offline.admin().clone();
+    let read = |admin: &crate::admin::Admin| {
+        let admin = admin.clone();
+        tokio::task::block_in_place(move || admin.box_config_blocking())
+    };
+    let mut stored = read(&admin).map_err(|e| format!("flash {}: {e}", p.flash.display()))?;
+    let mut just_set_up = false;
+    if stored.console_password.is_none() && !p.console_prompt {
+        let exit = tokio::task::block_in_place(|| {
+            console::run(
+                &mut *input,
+                std::io::stdout(),
+                &admin,
+                &SerialConsole,
+                Start::FirstBoot,
+            )
+        });
+        match exit {
+            ConsoleExit::Poweroff => return Ok(Prepared::Stop(PowerAction::Poweroff)),
+            ConsoleExit::Reboot => return Ok(Prepared::Stop(PowerAction::Reboot)),
+            // Set up, or no console to set up from: serve as the flash says.
+            _ => {}
+        }
+        stored = read(&admin).map_err(|e| format!("flash {}: {e}", p.flash.display()))?;
+        just_set_up = exit == ConsoleExit::SetUp;
+    }
+    drop(admin);
+    drop(offline);
+    let mut settings = Settings::new(p, &stored);
+    // The admin who just chose the password is at the console: straight to the menu.
+    settings.login &= !just_set_up;
+    boot::set_hostname(&settings.hostname);
+    if let Some(n) = &settings.network {
+        eprint!("{}", network::apply(n));
+    }
+    Ok(Prepared::Settings(settings))
+}
+
+/// Erases the flash (the services are stopped) and reboots into a blank box.
+fn factory_reset(p: &BootParams) -> PowerAction {
+    match daemon::flash::format(&flash_spec(p), None) {
+        Ok(()) => eprintln!("postern: factory reset: flash {} erased", p.flash.display()),
+        Err(e) => eprintln!("postern: factory reset failed: {e}"),
+    }
+    PowerAction::Reboot
+}
+
+/// Checks the flash device is there before it is opened: the daemon creates a missing *file* of
+/// the given size, which on the appliance's /dev would be a file in RAM, not the flash.
+fn check_flash(p: &BootParams) -> Result<(), String> {
     if let (Some(device), Some(param)) = (&p.block2mtd, p.block2mtd_param())
         && !p.flash.exists()
     {
@@ -114,7 +242,7 @@ async fn start_daemon(p: &BootParams) -> Result<Daemon, String> {
             p.flash.display()
         ));
     }
-    Daemon::start(options(p)).await.map_err(|e| e.to_string())
+    Ok(())
 }
 
 async fn wait_for_signal(

@@ -1,14 +1,16 @@
 //! What the box keeps in its own config slot on flash, beside the directory: settings that are
-//! this box's and not the directory's, such as its TLS certificate and key and where it answers
-//! Prometheus scrapes.
+//! this box's and not the directory's: its TLS certificate and key, where it answers Prometheus
+//! scrapes, the console's password, its host name and network.
 
 use std::fmt;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped when the layout below changes incompatibly; older layouts stay readable.
-/// 2 added `metrics`.
+use super::box_settings::{Fqdn, NetworkSettings};
+
+/// Bumped when the layout below changes incompatibly; every older version stays readable.
+/// 2 added `metrics`, the console password, the host name and the network.
 pub const STORED_VERSION: u32 = 2;
 
 /// The box's own settings.
@@ -20,6 +22,13 @@ pub struct BoxConfig {
     pub tls_key_pem: Option<String>,
     /// The Prometheus endpoint; `None` (the default) serves none.
     pub metrics: Option<MetricsSetting>,
+    /// The hash of the serial console's admin password; `None` on a box never set up, which is
+    /// what starts the first-boot wizard.
+    pub console_password: Option<String>,
+    /// The host name set at setup; `None`: the boot parameters' (or the default).
+    pub hostname: Option<Fqdn>,
+    /// eth0's network; `None`: not set up yet (the boot parameters' defaults apply).
+    pub network: Option<NetworkSettings>,
 }
 
 /// Where the box answers `GET /metrics`, and to whom.
@@ -31,7 +40,7 @@ pub struct MetricsSetting {
     pub allow: String,
 }
 
-/// Layout 1: before the metrics setting.
+/// Version 1 (TLS only), read so a box updated from it keeps its certificate.
 #[derive(Deserialize)]
 struct BoxConfigV1 {
     tls_cert_pem: Option<String>,
@@ -50,7 +59,7 @@ impl fmt::Display for StoredError {
         match self {
             StoredError::Version(v) => write!(
                 f,
-                "box config of version {v}; this firmware reads {STORED_VERSION}"
+                "box config of version {v}; this firmware reads versions 1 to {STORED_VERSION}"
             ),
             StoredError::Corrupt(why) => write!(f, "box config unreadable: {why}"),
         }
@@ -79,7 +88,7 @@ impl BoxConfig {
                 Ok(BoxConfig {
                     tls_cert_pem: v1.tls_cert_pem,
                     tls_key_pem: v1.tls_key_pem,
-                    metrics: None,
+                    ..BoxConfig::default()
                 })
             }
             STORED_VERSION => postcard::from_bytes(body).map_err(corrupt),
@@ -101,6 +110,15 @@ mod tests {
                 listen: "0.0.0.0:9154".parse().unwrap(),
                 allow: "10.0.0.0/8".into(),
             }),
+            console_password: Some("{SSHA512}x".into()),
+            hostname: Some("mx1.example.com".parse().unwrap()),
+            network: Some(
+                NetworkSettings::new(
+                    super::super::box_settings::Ipv4Method::Dhcp,
+                    vec![[192, 0, 2, 53].into()],
+                )
+                .unwrap(),
+            ),
         };
         assert_eq!(BoxConfig::decode(&c.encode()), Ok(c));
         assert!(matches!(
@@ -124,8 +142,25 @@ mod tests {
             Ok(BoxConfig {
                 tls_cert_pem: Some("CERT".into()),
                 tls_key_pem: Some("KEY".into()),
-                metrics: None,
+                ..BoxConfig::default()
             })
         );
+    }
+
+    #[test]
+    fn a_version_1_slot_keeps_its_certificate_and_is_not_set_up() {
+        // Version 1 as the previous firmware wrote it: version, then two optional strings.
+        let mut v1 = 1u32.to_le_bytes().to_vec();
+        v1.extend([1, 4]);
+        v1.extend(b"CERT");
+        v1.extend([1, 3]);
+        v1.extend(b"KEY");
+        let c = BoxConfig::decode(&v1).unwrap();
+        assert_eq!(c.tls_cert_pem.as_deref(), Some("CERT"));
+        assert_eq!(c.tls_key_pem.as_deref(), Some("KEY"));
+        assert_eq!(c.console_password, None);
+        assert_eq!(c.network, None);
+        // Written back, it is version 2.
+        assert_eq!(c.encode()[..4], STORED_VERSION.to_le_bytes());
     }
 }

@@ -98,3 +98,16 @@ fn is_blank(flash: &mut impl Flash) -> Result<bool, SpoolError> {
     flash.read(0, &mut block).map_err(SpoolError::Flash)?;
     Ok(block.iter().all(|&b| b == 0xFF) || block.iter().all(|&b| b == 0))
 }
+
+/// Erases the flash and lays out an empty spool (`postern flash format`, the console's factory
+/// reset): every message, account and setting on it is gone. Only with no daemon on it.
+/// `log_size` sizes the mail log's ring (bytes, rounded up to erase blocks); `None`: the default.
+pub fn format(spec: &FlashSpec, log_size: Option<u64>) -> Result<(), DaemonError> {
+    let (mut flash, _lock) = Device::open(&spec.path, spec.size).map_err(DaemonError::Device)?;
+    let mut geometry = SpoolGeometry::for_flash(flash.geometry());
+    if let Some(bytes) = log_size {
+        let eb = u64::from(flash.geometry().erase_size);
+        geometry.log_blocks = u32::try_from(bytes.div_ceil(eb)).unwrap_or(u32::MAX);
+    }
+    Spool::format(&mut flash, geometry).map_err(|e| DaemonError::Spool(spec.path.clone(), e))
+}

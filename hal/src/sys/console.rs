@@ -24,3 +24,15 @@ pub fn set_line_mode(fd: impl AsFd) -> io::Result<()> {
     t.local_modes.remove(LocalModes::ISIG);
     tcsetattr(fd, OptionalActions::Now, &t).map_err(io::Error::from)
 }
+
+/// Turns the tty's echo on or off (off while a password is typed). Not a tty: nothing to do.
+pub fn set_echo(fd: impl AsFd, on: bool) -> io::Result<()> {
+    let fd = fd.as_fd();
+    let mut t = match tcgetattr(fd) {
+        Ok(t) => t,
+        Err(rustix::io::Errno::NOTTY) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    t.local_modes.set(LocalModes::ECHO, on);
+    tcsetattr(fd, OptionalActions::Now, &t).map_err(io::Error::from)
+}

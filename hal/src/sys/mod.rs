@@ -2,12 +2,16 @@
 //! the console's termios, power, and reaping children.
 //!
 //! Each function does one system call's worth of work and returns `std::io::Result`, so the
-//! firmware decides what is fatal. Only [`net`] needs `unsafe` (ioctls rustix does not wrap).
+//! firmware decides what is fatal. Only [`net`], [`dhcp_socket`] and [`watchdog`] need `unsafe`
+//! (ioctls and the packet socket, which rustix does not wrap).
 
 pub mod console;
+pub mod dhcp;
+pub mod dhcp_socket;
 pub mod hostname;
 pub mod modules;
 pub mod mounts;
 pub mod net;
 pub mod power;
 pub mod reap;
+pub mod watchdog;

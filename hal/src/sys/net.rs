@@ -42,7 +42,8 @@ pub fn link_down(name: &str) -> io::Result<()> {
     set_flag(name, libc::IFF_UP, false)
 }
 
-/// Sets the interface's IPv4 address and netmask, and the default route if a gateway is given.
+/// Sets the interface's IPv4 address and netmask, and replaces the default route with one through
+/// the gateway, if one is given (else the box has none).
 pub fn configure_ipv4(name: &str, cfg: &Ipv4Config) -> io::Result<()> {
     if cfg.prefix_len > 32 {
         return Err(io::Error::new(
@@ -57,10 +58,43 @@ pub fn configure_ipv4(name: &str, cfg: &Ipv4Config) -> io::Result<()> {
     let mut req = ifreq(name)?;
     req.ifr_ifru.ifru_netmask = sockaddr(netmask(cfg.prefix_len));
     ioctl(&sock, libc::SIOCSIFNETMASK, &mut req)?;
+    clear_default_routes(&sock)?;
     if let Some(gw) = cfg.gateway {
         add_default_route(&sock, gw)?;
     }
     Ok(())
+}
+
+/// Removes the interface's IPv4 address (and with it the routes through it): a DHCP lease ran
+/// out. Setting 0.0.0.0 is how the classic ioctl deletes it.
+pub fn remove_ipv4(name: &str) -> io::Result<()> {
+    let sock = inet_socket()?;
+    let mut req = ifreq(name)?;
+    req.ifr_ifru.ifru_addr = sockaddr(Ipv4Addr::UNSPECIFIED);
+    ioctl(&sock, libc::SIOCSIFADDR, &mut req)
+}
+
+/// The interface's IPv4 address and prefix length, or None when it has none.
+pub fn ipv4_address(name: &str) -> io::Result<Option<(Ipv4Addr, u8)>> {
+    let sock = inet_socket()?;
+    let mut req = ifreq(name)?;
+    match ioctl(&sock, libc::SIOCGIFADDR, &mut req) {
+        Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => return Ok(None),
+        r => r?,
+    }
+    // SAFETY: SIOCGIFADDR just filled the address member of the union.
+    let address = from_sockaddr(unsafe { req.ifr_ifru.ifru_addr });
+    let mut req = ifreq(name)?;
+    ioctl(&sock, libc::SIOCGIFNETMASK, &mut req)?;
+    // SAFETY: SIOCGIFNETMASK just filled the netmask member of the union.
+    let mask = from_sockaddr(unsafe { req.ifr_ifru.ifru_netmask });
+    Ok(Some((address, u32::from(mask).leading_ones() as u8)))
+}
+
+fn from_sockaddr(sa: libc::sockaddr) -> Ipv4Addr {
+    // SAFETY: the kernel filled an AF_INET sockaddr, which is a sockaddr_in of the same size.
+    let sin = unsafe { std::mem::transmute_copy::<libc::sockaddr, libc::sockaddr_in>(&sa) };
+    Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))
 }
 
 /// The netmask of a prefix length (`24` → 255.255.255.0).
@@ -134,12 +168,41 @@ struct RtEntry {
 }
 
 fn add_default_route(sock: &OwnedFd, gateway: Ipv4Addr) -> io::Result<()> {
+    match route_ioctl(sock, libc::SIOCADDRT, Some(gateway)) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        r => r,
+    }
+}
+
+/// Deletes every default route, so a changed address or gateway replaces the old one.
+fn clear_default_routes(sock: &OwnedFd) -> io::Result<()> {
+    // Each call deletes one; a handful is more than one interface ever has.
+    for _ in 0..8 {
+        match route_ioctl(sock, libc::SIOCDELRT, None) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn route_ioctl(
+    sock: &OwnedFd,
+    request: libc::c_ulong,
+    gateway: Option<Ipv4Addr>,
+) -> io::Result<()> {
     let mut rt = RtEntry {
         rt_pad1: 0,
         rt_dst: sockaddr(Ipv4Addr::UNSPECIFIED),
-        rt_gateway: sockaddr(gateway),
+        rt_gateway: sockaddr(gateway.unwrap_or(Ipv4Addr::UNSPECIFIED)),
         rt_genmask: sockaddr(Ipv4Addr::UNSPECIFIED),
-        rt_flags: libc::RTF_UP | libc::RTF_GATEWAY,
+        rt_flags: libc::RTF_UP
+            | if gateway.is_some() {
+                libc::RTF_GATEWAY
+            } else {
+                0
+            },
         rt_pad2: 0,
         rt_pad3: 0,
         rt_pad4: std::ptr::null_mut(),
@@ -151,13 +214,10 @@ fn add_default_route(sock: &OwnedFd, gateway: Ipv4Addr) -> io::Result<()> {
     };
     // SAFETY: rt is a valid, fully initialised struct rtentry that outlives the call; rt_dev is
     // null, so the kernel reads no other memory.
-    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCADDRT, &mut rt as *mut RtEntry) };
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), request, &mut rt as *mut RtEntry) };
     match r {
         0 => Ok(()),
-        _ => match io::Error::last_os_error() {
-            e if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            e => Err(e),
-        },
+        _ => Err(io::Error::last_os_error()),
     }
 }
 

@@ -1,0 +1,147 @@
+//! `postern setup`: the box's own settings in its config slot (host name, network, the serial
+//! console's password), as the first-boot wizard and the console menu set them. Storing is all
+//! this does: the appliance applies a stored network itself (at boot, and from its console when it
+//! changes), and a host name from the next start of the services.
+
+use std::net::Ipv4Addr;
+
+use super::Reply;
+use super::commands::SetupCommand;
+use crate::config::box_settings::{Fqdn, Ipv4Method, NetworkSettings, SettingError, StaticIpv4};
+use crate::config::stored::{BoxConfig, StoredError};
+use crate::directory::password;
+use crate::spool::{Region, SpoolError, SpoolHandle};
+
+/// Why the box config could not be read or written.
+#[derive(Debug)]
+pub enum BoxConfigError {
+    Flash(SpoolError),
+    Stored(StoredError),
+}
+
+impl std::fmt::Display for BoxConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BoxConfigError::Flash(e) => write!(f, "flash: {e}"),
+            BoxConfigError::Stored(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for BoxConfigError {}
+
+/// The box config from its slot (an empty slot is a new box).
+pub async fn read(spool: &SpoolHandle) -> Result<BoxConfig, BoxConfigError> {
+    match spool.read_slot(Region::Config).await {
+        Ok(Some(bytes)) => BoxConfig::decode(&bytes).map_err(BoxConfigError::Stored),
+        Ok(None) => Ok(BoxConfig::default()),
+        Err(e) => Err(BoxConfigError::Flash(e)),
+    }
+}
+
+async fn update(
+    spool: &SpoolHandle,
+    change: impl FnOnce(&mut BoxConfig),
+) -> Result<(), BoxConfigError> {
+    let mut config = read(spool).await?;
+    change(&mut config);
+    spool
+        .write_slot(Region::Config, config.encode())
+        .await
+        .map_err(BoxConfigError::Flash)
+}
+
+pub async fn run(spool: &SpoolHandle, cmd: SetupCommand) -> Reply {
+    match cmd {
+        SetupCommand::Show => match read(spool).await {
+            Ok(c) => Reply::ok(show(&c)),
+            Err(e) => Reply::failed(format!("{e}\n")),
+        },
+        SetupCommand::Hostname { name } => {
+            let text = format!("host name {name} saved; used from the next start\n");
+            saved(update(spool, |c| c.hostname = Some(name)).await, text)
+        }
+        SetupCommand::Network {
+            address,
+            gateway,
+            dns,
+        } => match network(&address, gateway, dns) {
+            Ok(net) => {
+                let text = format!("network saved: {net}\n");
+                saved(update(spool, |c| c.network = Some(net)).await, text)
+            }
+            Err(e) => Reply::failed(format!("not saved: {e}\n")),
+        },
+        SetupCommand::ConsolePasswordHash { hash } => match password::verify("", &hash) {
+            Ok(_) => saved(
+                update(spool, |c| c.console_password = Some(hash)).await,
+                "console password saved\n".into(),
+            ),
+            Err(e) => Reply::failed(format!("not saved: {e}\n")),
+        },
+    }
+}
+
+/// The network a `setup network` line asks for: `dhcp`, or `ADDRESS/PREFIX` with its gateway.
+pub fn network(
+    address: &str,
+    gateway: Option<Ipv4Addr>,
+    dns: Vec<Ipv4Addr>,
+) -> Result<NetworkSettings, SettingError> {
+    let ipv4 = if address.eq_ignore_ascii_case("dhcp") {
+        Ipv4Method::Dhcp
+    } else {
+        Ipv4Method::Static(StaticIpv4::parse_address(address)?.with_gateway(gateway)?)
+    };
+    NetworkSettings::new(ipv4, dns)
+}
+
+fn saved(result: Result<(), BoxConfigError>, text: String) -> Reply {
+    match result {
+        Ok(()) => Reply::ok(text),
+        Err(e) => Reply::failed(format!("not saved: {e}\n")),
+    }
+}
+
+/// `setup show`: what is stored, and what is not set up yet.
+pub fn show(c: &BoxConfig) -> String {
+    let unset = "not set up (boot parameters or defaults)";
+    format!(
+        "hostname: {}\nnetwork: {}\nconsole password: {}\n",
+        c.hostname
+            .as_ref()
+            .map_or(unset.to_string(), Fqdn::to_string),
+        c.network
+            .as_ref()
+            .map_or(unset.to_string(), NetworkSettings::to_string),
+        if c.console_password.is_some() {
+            "set"
+        } else {
+            "not set (the console runs the first-boot wizard)"
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_network_lines_are_checked_once() {
+        let gw = Some(Ipv4Addr::new(192, 0, 2, 1));
+        let n = network("192.0.2.10/24", gw, vec![Ipv4Addr::new(192, 0, 2, 53)]).unwrap();
+        assert_eq!(
+            n.to_string(),
+            "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53"
+        );
+        assert_eq!(
+            network("DHCP", None, vec![]).unwrap().ipv4,
+            Ipv4Method::Dhcp
+        );
+        assert!(matches!(
+            network("192.0.2.10/24", Some(Ipv4Addr::new(10, 0, 0, 1)), vec![]),
+            Err(SettingError::GatewayOutside { .. })
+        ));
+        assert!(network("192.0.2.10", gw, vec![]).is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! What the serial console needs of the machine beyond admin commands: applying a stored network
+//! to eth0 and showing it as it is, and the tty's echo while a password is typed.
+
+use crate::config::box_settings::NetworkSettings;
+use crate::console::Platform;
+
+/// The appliance's serial console (stdin/stdout).
+pub struct SerialConsole;
+
+impl Platform for SerialConsole {
+    fn apply_network(&self, network: &NetworkSettings) -> String {
+        super::network::apply(network)
+    }
+
+    fn stall_services(&self) -> String {
+        super::watchdog::stall();
+        "services' heartbeat stopped: the watchdog resets the box within a minute\n".into()
+    }
+
+    fn network_status(&self) -> String {
+        super::network::status()
+    }
+
+    fn set_echo(&self, on: bool) {
+        if let Err(e) = hal::sys::console::set_echo(std::io::stdin(), on) {
+            eprintln!("postern: cannot switch the console's echo: {e}");
+        }
+    }
+}

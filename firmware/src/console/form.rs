@@ -1,0 +1,496 @@
+//! Questions asked one at a time, each with its default in brackets and checked before the next:
+//! the first-boot wizard is all of them, a menu entry a few. Sans-IO: a line goes in, the next
+//! prompt (or why the answer was refused) comes out.
+
+use std::net::Ipv4Addr;
+
+use crate::config::MtaConfig;
+use crate::config::box_settings::{
+    self, Fqdn, Ipv4Method, NetworkSettings, SettingError, StaticIpv4,
+};
+use crate::directory::password;
+
+/// Shorter console passwords are refused.
+pub const MIN_PASSWORD: usize = 8;
+/// Most mail domains one answer may list.
+const MAX_DOMAINS: usize = 32;
+
+/// One question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Question {
+    Password,
+    PasswordAgain,
+    Hostname,
+    Ipv4Method,
+    Address,
+    Gateway,
+    Dns,
+    RelayHost,
+    Domains,
+}
+
+/// What the admin chose so far; also the defaults when a form is asked again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answers {
+    /// The new console password's hash.
+    pub password_hash: Option<String>,
+    /// The first typing of a new password, until it is typed again. Never shown or stored.
+    pending_password: Option<String>,
+    pub hostname: Option<Fqdn>,
+    pub dhcp: Option<bool>,
+    pub address: Option<StaticIpv4>,
+    pub dns: Option<Vec<Ipv4Addr>>,
+    /// `Some(None)`: asked, and no relay host wanted.
+    pub relay_host: Option<Option<String>>,
+    pub domains: Option<Vec<String>>,
+}
+
+/// Why an answer was refused; the question is asked again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Empty,
+    PasswordTooShort,
+    PasswordsDiffer,
+    NoHash(password::HashError),
+    Setting(SettingError),
+    NotDhcpOrStatic,
+    RelayHost(crate::config::AttrError),
+    TooManyDomains(usize),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Empty => f.write_str("an answer is needed here"),
+            Refusal::PasswordTooShort => {
+                write!(
+                    f,
+                    "the password is too short: at least {MIN_PASSWORD} characters"
+                )
+            }
+            Refusal::PasswordsDiffer => {
+                f.write_str("the two passwords differ; type the new password again")
+            }
+            Refusal::NoHash(e) => write!(f, "cannot store the password: {e}"),
+            Refusal::Setting(e) => write!(f, "{e}"),
+            Refusal::NotDhcpOrStatic => f.write_str("answer dhcp or static"),
+            Refusal::RelayHost(why) => write!(f, "{why}"),
+            Refusal::TooManyDomains(n) => {
+                write!(f, "{n} domains; at most {MAX_DOMAINS} at once")
+            }
+        }
+    }
+}
+
+impl From<SettingError> for Refusal {
+    fn from(e: SettingError) -> Refusal {
+        Refusal::Setting(e)
+    }
+}
+
+impl Answers {
+    /// The network these answers describe, once its questions were answered.
+    pub fn network(&self) -> Option<NetworkSettings> {
+        let ipv4 = match self.dhcp? {
+            true => Ipv4Method::Dhcp,
+            false => Ipv4Method::Static(self.address?),
+        };
+        NetworkSettings::new(ipv4, self.dns.clone().unwrap_or_default()).ok()
+    }
+}
+
+/// A list of questions and the answers given so far.
+#[derive(Debug, Clone)]
+pub struct Form {
+    questions: Vec<Question>,
+    at: usize,
+    pub answers: Answers,
+}
+
+/// What a line did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormStep {
+    /// Taken; ask the next question.
+    Next,
+    /// Refused; the same question again.
+    Again(Refusal),
+    /// Every question answered.
+    Done,
+}
+
+impl Form {
+    pub fn new(questions: &[Question], answers: Answers) -> Form {
+        let mut f = Form {
+            questions: questions.to_vec(),
+            at: 0,
+            answers,
+        };
+        f.skip_unasked();
+        f
+    }
+
+    pub fn current(&self) -> Option<Question> {
+        self.questions.get(self.at).copied()
+    }
+
+    /// Whether the answer must not be echoed.
+    pub fn secret(&self) -> bool {
+        matches!(
+            self.current(),
+            Some(Question::Password | Question::PasswordAgain)
+        )
+    }
+
+    /// The prompt of the current question, its default in brackets.
+    pub fn prompt(&self) -> String {
+        let a = &self.answers;
+        let (text, default) = match self.current() {
+            None => return String::new(),
+            Some(Question::Password) => (
+                "Console admin password (at least 8 characters)",
+                a.password_hash.as_ref().map(|_| "keep".to_string()),
+            ),
+            Some(Question::PasswordAgain) => ("The same password again", None),
+            Some(Question::Hostname) => (
+                "Host name (fully qualified, e.g. mx1.example.com)",
+                a.hostname.as_ref().map(Fqdn::to_string),
+            ),
+            Some(Question::Ipv4Method) => (
+                "IPv4 network: dhcp or static",
+                Some(
+                    if a.dhcp == Some(false) {
+                        "static"
+                    } else {
+                        "dhcp"
+                    }
+                    .into(),
+                ),
+            ),
+            Some(Question::Address) => (
+                "IPv4 address/prefix (e.g. 192.0.2.10/24)",
+                a.address
+                    .map(|s| format!("{}/{}", s.address(), s.prefix_len())),
+            ),
+            Some(Question::Gateway) => (
+                "Default gateway (none for no route beyond the network)",
+                a.address
+                    .and_then(|s| s.gateway().or(s.first_host()))
+                    .map(|g| g.to_string()),
+            ),
+            Some(Question::Dns) => (
+                if a.dhcp == Some(true) {
+                    "DNS servers (none: the DHCP server's)"
+                } else {
+                    "DNS servers, separated by spaces (none for no DNS)"
+                },
+                Some(dns_default(a)),
+            ),
+            Some(Question::RelayHost) => (
+                "Relay host for outgoing mail, e.g. [smtp.example.net]:25 (none: deliver by MX)",
+                Some(a.relay_host.clone().flatten().unwrap_or("none".into())),
+            ),
+            Some(Question::Domains) => (
+                "Mail domains this box accepts, separated by spaces (none to skip)",
+                Some(match &a.domains {
+                    Some(d) if !d.is_empty() => d.join(" "),
+                    _ => "none".into(),
+                }),
+            ),
+        };
+        match default {
+            Some(d) => format!("{text} [{d}]: "),
+            None => format!("{text}: "),
+        }
+    }
+
+    /// Takes an answer (already a clean line) to the current question.
+    pub fn answer(&mut self, line: &str) -> FormStep {
+        let Some(q) = self.current() else {
+            return FormStep::Done;
+        };
+        if let Err(refusal) = self.take(q, line) {
+            return FormStep::Again(refusal);
+        }
+        self.at += 1;
+        self.skip_unasked();
+        match self.current() {
+            Some(_) => FormStep::Next,
+            None => FormStep::Done,
+        }
+    }
+
+    /// Skips questions the answers so far make moot: a static address's with DHCP, the second
+    /// typing of a password that was kept.
+    fn skip_unasked(&mut self) {
+        while let Some(q) = self.current() {
+            let moot = match q {
+                Question::Address | Question::Gateway => self.answers.dhcp == Some(true),
+                Question::PasswordAgain => self.answers.pending_password.is_none(),
+                _ => false,
+            };
+            if !moot {
+                break;
+            }
+            self.at += 1;
+        }
+    }
+
+    fn take(&mut self, q: Question, line: &str) -> Result<(), Refusal> {
+        let default = default_of(&self.prompt());
+        let a = &mut self.answers;
+        // An empty line takes the default shown in brackets.
+        let line = if line.is_empty() {
+            match q {
+                Question::Password if a.password_hash.is_some() => return Ok(()),
+                Question::Password | Question::PasswordAgain => return Err(Refusal::Empty),
+                _ => default.ok_or(Refusal::Empty)?,
+            }
+        } else {
+            line.to_string()
+        };
+        let none = line.eq_ignore_ascii_case("none");
+        match q {
+            Question::Password => {
+                if line.chars().count() < MIN_PASSWORD {
+                    return Err(Refusal::PasswordTooShort);
+                }
+                a.pending_password = Some(line);
+            }
+            Question::PasswordAgain => {
+                let first = a.pending_password.take();
+                if first.as_deref() != Some(line.as_str()) {
+                    // Back to the first typing.
+                    self.at -= 1;
+                    return Err(Refusal::PasswordsDiffer);
+                }
+                a.password_hash = Some(password::hash(&line).map_err(Refusal::NoHash)?);
+            }
+            Question::Hostname => a.hostname = Some(line.parse()?),
+            Question::Ipv4Method => {
+                a.dhcp = Some(match line.to_ascii_lowercase().as_str() {
+                    "dhcp" | "d" => true,
+                    "static" | "s" => false,
+                    _ => return Err(Refusal::NotDhcpOrStatic),
+                })
+            }
+            Question::Address => {
+                let new = StaticIpv4::parse_address(&line)?;
+                // Keep the gateway when the network stays the same.
+                let kept = a
+                    .address
+                    .and_then(|old| old.gateway())
+                    .and_then(|g| new.with_gateway(Some(g)).ok());
+                a.address = Some(kept.unwrap_or(new));
+            }
+            Question::Gateway => {
+                let address = a.address.ok_or(Refusal::Empty)?;
+                let gateway = if none {
+                    None
+                } else {
+                    Some(
+                        line.parse()
+                            .map_err(|_| SettingError::NotIpv4(line.clone()))?,
+                    )
+                };
+                a.address = Some(address.with_gateway(gateway)?);
+            }
+            Question::Dns => {
+                a.dns = Some(if none {
+                    Vec::new()
+                } else {
+                    box_settings::parse_dns_list(&line)?
+                })
+            }
+            Question::RelayHost => {
+                a.relay_host = Some(if none {
+                    None
+                } else {
+                    let mut probe = MtaConfig::default();
+                    probe
+                        .set("zimbraMtaRelayHost", std::slice::from_ref(&line))
+                        .map_err(Refusal::RelayHost)?;
+                    Some(line)
+                })
+            }
+            Question::Domains => {
+                let domains: Vec<String> = if none {
+                    Vec::new()
+                } else {
+                    line.split([' ', ','])
+                        .filter(|w| !w.is_empty())
+                        .map(|d| d.parse::<Fqdn>().map(String::from))
+                        .collect::<Result<_, _>>()?
+                };
+                if domains.len() > MAX_DOMAINS {
+                    return Err(Refusal::TooManyDomains(domains.len()));
+                }
+                a.domains = Some(domains);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn dns_default(a: &Answers) -> String {
+    match &a.dns {
+        Some(d) if !d.is_empty() => d
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        Some(_) => "none".into(),
+        None if a.dhcp == Some(true) => "none".into(),
+        // The gateway usually resolves on small networks; an admin with others types them.
+        None => a
+            .address
+            .and_then(|s| s.gateway())
+            .map_or("none".into(), |g| g.to_string()),
+    }
+}
+
+/// The default in a prompt's brackets.
+fn default_of(prompt: &str) -> Option<String> {
+    let start = prompt.rfind('[')?;
+    let end = prompt.rfind(']')?;
+    prompt.get(start + 1..end).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NETWORK: &[Question] = &[
+        Question::Ipv4Method,
+        Question::Address,
+        Question::Gateway,
+        Question::Dns,
+    ];
+
+    fn run(form: &mut Form, lines: &[&str]) -> Vec<FormStep> {
+        lines.iter().map(|l| form.answer(l)).collect()
+    }
+
+    #[test]
+    fn a_static_network_with_defaults_taken() {
+        let mut f = Form::new(NETWORK, Answers::default());
+        assert_eq!(f.prompt(), "IPv4 network: dhcp or static [dhcp]: ");
+        assert_eq!(f.answer("static"), FormStep::Next);
+        assert_eq!(f.answer("192.0.2.10/24"), FormStep::Next);
+        assert_eq!(
+            f.prompt(),
+            "Default gateway (none for no route beyond the network) [192.0.2.1]: "
+        );
+        assert_eq!(f.answer(""), FormStep::Next);
+        assert!(f.prompt().ends_with("[192.0.2.1]: "), "{}", f.prompt());
+        assert_eq!(f.answer("192.0.2.53 192.0.2.54"), FormStep::Done);
+        assert_eq!(
+            f.answers.network().unwrap().to_string(),
+            "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53 192.0.2.54"
+        );
+    }
+
+    #[test]
+    fn dhcp_skips_the_static_questions() {
+        let mut f = Form::new(NETWORK, Answers::default());
+        assert_eq!(run(&mut f, &["", ""]), [FormStep::Next, FormStep::Done]);
+        assert_eq!(
+            f.answers.network().unwrap(),
+            NetworkSettings::new(Ipv4Method::Dhcp, vec![]).unwrap()
+        );
+    }
+
+    #[test]
+    fn wrong_answers_are_asked_again_with_the_reason() {
+        let mut f = Form::new(NETWORK, Answers::default());
+        assert_eq!(f.answer("maybe"), FormStep::Again(Refusal::NotDhcpOrStatic));
+        f.answer("static");
+        let again = f.answer("192.0.2.10");
+        assert!(matches!(again, FormStep::Again(Refusal::Setting(_))));
+        assert_eq!(f.current(), Some(Question::Address));
+        f.answer("192.0.2.10/24");
+        let outside = f.answer("10.0.0.1");
+        let FormStep::Again(r) = outside else {
+            panic!("{outside:?}")
+        };
+        assert_eq!(
+            r.to_string(),
+            "gateway 10.0.0.1 is outside the network 192.0.2.0/24: it must be reachable directly"
+        );
+        assert_eq!(f.current(), Some(Question::Gateway));
+        assert_eq!(f.answer("none"), FormStep::Next);
+        assert_eq!(
+            f.answer("dns.example"),
+            FormStep::Again(Refusal::Setting(SettingError::NotIpv4(
+                "dns.example".into()
+            )))
+        );
+        assert_eq!(f.answer("none"), FormStep::Done);
+        assert_eq!(
+            f.answers.network().unwrap().to_string(),
+            "static 192.0.2.10/24 no gateway, DNS from DHCP"
+        );
+    }
+
+    #[test]
+    fn passwords_are_typed_twice_and_only_their_hash_kept() {
+        let mut f = Form::new(
+            &[Question::Password, Question::PasswordAgain],
+            Answers::default(),
+        );
+        assert!(f.secret());
+        assert_eq!(f.answer(""), FormStep::Again(Refusal::Empty));
+        assert_eq!(
+            f.answer("short"),
+            FormStep::Again(Refusal::PasswordTooShort)
+        );
+        assert_eq!(f.answer("correct horse"), FormStep::Next);
+        assert_eq!(
+            f.answer("correct hose"),
+            FormStep::Again(Refusal::PasswordsDiffer)
+        );
+        assert_eq!(f.current(), Some(Question::Password));
+        run(&mut f, &["battery staple", "battery staple"]);
+        let hash = f.answers.password_hash.clone().unwrap();
+        assert_eq!(password::verify("battery staple", &hash), Ok(true));
+        assert!(!format!("{:?}", f.answers).contains("battery"));
+        // Asked again later, an empty answer keeps it.
+        let mut again = Form::new(&[Question::Password, Question::PasswordAgain], f.answers);
+        assert_eq!(
+            again.prompt(),
+            "Console admin password (at least 8 characters) [keep]: "
+        );
+        assert_eq!(again.answer(""), FormStep::Done);
+    }
+
+    #[test]
+    fn host_name_relay_and_domains() {
+        let mut f = Form::new(
+            &[Question::Hostname, Question::RelayHost, Question::Domains],
+            Answers::default(),
+        );
+        assert_eq!(f.answer(""), FormStep::Again(Refusal::Empty));
+        assert!(matches!(
+            f.answer("postern"),
+            FormStep::Again(Refusal::Setting(_))
+        ));
+        assert_eq!(f.answer("mx1.example.com"), FormStep::Next);
+        assert!(matches!(
+            f.answer("smtp:[relay.example.net]:notaport"),
+            FormStep::Again(Refusal::RelayHost(_))
+        ));
+        assert_eq!(f.answer("[relay.example.net]:587"), FormStep::Next);
+        assert!(matches!(
+            f.answer("example.com bad_domain"),
+            FormStep::Again(_)
+        ));
+        assert_eq!(f.answer("example.com, example.org"), FormStep::Done);
+        assert_eq!(
+            f.answers.relay_host,
+            Some(Some("[relay.example.net]:587".into()))
+        );
+        assert_eq!(
+            f.answers.domains,
+            Some(vec!["example.com".to_string(), "example.org".to_string()])
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! The console driven through [`run`] with typed lines, as an admin at a serial line would, over
+//! admin operations that keep the box config in memory and record every command.
+
+use std::cell::RefCell;
+use std::io::Cursor;
+
+use super::*;
+use crate::admin::setup::{self, BoxConfigError};
+use crate::admin::{AdminCommand, Reply, SetupCommand};
+use crate::config::box_settings::NetworkSettings;
+use crate::config::stored::BoxConfig;
+use crate::directory::password;
+
+#[derive(Default)]
+struct Box_ {
+    config: RefCell<BoxConfig>,
+    done: RefCell<Vec<AdminCommand>>,
+    applied: RefCell<Vec<NetworkSettings>>,
+    echo: RefCell<Vec<bool>>,
+}
+
+impl Operations for Box_ {
+    fn execute(&self, cmd: AdminCommand) -> Reply {
+        self.done.borrow_mut().push(cmd.clone());
+        let mut c = self.config.borrow_mut();
+        match cmd {
+            AdminCommand::Setup(SetupCommand::Network {
+                address,
+                gateway,
+                dns,
+            }) => match setup::network(&address, gateway, dns) {
+                Ok(n) => c.network = Some(n),
+                Err(e) => return Reply::failed(format!("not saved: {e}\n")),
+            },
+            AdminCommand::Setup(SetupCommand::Hostname { name }) => c.hostname = Some(name),
+            AdminCommand::Setup(SetupCommand::ConsolePasswordHash { hash }) => {
+                c.console_password = Some(hash)
+            }
+            AdminCommand::Prov { args } if args == ["cd", "taken.example"] => {
+                return Reply::failed("ERROR: account.DOMAIN_EXISTS\n");
+            }
+            _ => {}
+        }
+        Reply::ok(format!("did {:?}", self.done.borrow().last()))
+    }
+
+    fn box_config(&self) -> Result<BoxConfig, BoxConfigError> {
+        Ok(self.config.borrow().clone())
+    }
+}
+
+impl Platform for Box_ {
+    fn apply_network(&self, network: &NetworkSettings) -> String {
+        self.applied.borrow_mut().push(network.clone());
+        format!("eth0: {network}\n")
+    }
+    fn set_echo(&self, on: bool) {
+        self.echo.borrow_mut().push(on);
+    }
+    fn network_status(&self) -> String {
+        "eth0: link up\n".into()
+    }
+}
+
+/// Runs the console over `input`; returns why it ended and everything it wrote.
+fn console(b: &Box_, start: Start, input: &[u8]) -> (ConsoleExit, String) {
+    let mut out = Vec::new();
+    let exit = run(Cursor::new(input.to_vec()), &mut out, b, b, start);
+    (exit, String::from_utf8(out).unwrap())
+}
+
+const WIZARD_STATIC: &str = "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\nnone\nexample.com\n";
+
+#[test]
+fn first_boot_wizard_applies_only_after_yes() {
+    let b = Box_::default();
+    let (exit, out) = console(
+        &b,
+        Start::FirstBoot,
+        format!("{WIZARD_STATIC}yes\n").as_bytes(),
+    );
+    assert_eq!(exit, ConsoleExit::SetUp, "{out}");
+    assert!(out.contains("Summary:"), "{out}");
+    assert!(out.contains("Settings applied."), "{out}");
+    assert!(!out.contains("s3cret"), "the password was shown: {out}");
+    let c = b.config.borrow();
+    assert_eq!(c.hostname.as_ref().unwrap().as_str(), "mx1.example.com");
+    assert_eq!(
+        c.network.as_ref().unwrap().to_string(),
+        "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53"
+    );
+    let hash = c.console_password.clone().unwrap();
+    assert_eq!(password::verify("s3cret-pass", &hash), Ok(true));
+    // The network was applied as it was stored; the password typed with echo off.
+    assert_eq!(b.applied.borrow().len(), 1);
+    assert_eq!(b.echo.borrow()[..4], [false, true, false, true]);
+}
+
+#[test]
+fn nothing_is_applied_when_the_console_goes_away_before_yes() {
+    let b = Box_::default();
+    let (exit, out) = console(&b, Start::FirstBoot, WIZARD_STATIC.as_bytes());
+    assert_eq!(exit, ConsoleExit::Eof, "{out}");
+    assert!(
+        out.ends_with("Apply these settings? (yes: apply, no: answer the questions again) [no]: ")
+    );
+    assert!(b.done.borrow().is_empty());
+    assert_eq!(*b.config.borrow(), BoxConfig::default());
+}
+
+#[test]
+fn wrong_answers_noise_and_long_lines_are_asked_again() {
+    let b = Box_::default();
+    let long = "a".repeat(5000);
+    let input = format!(
+        "short\n\x1b[A\n{long}\n\u{fffd}\ns3cret-pass\ns3cret-pass\npostern\nmx1.example.com\nstatic\n\
+         192.0.2.10/24\n10.0.0.1\n\n\n\n\nyes\n"
+    );
+    let mut bytes = input.into_bytes();
+    // A byte that is not UTF-8 on its own line.
+    bytes.splice(0..0, b"\xc3\x28\n".iter().copied());
+    let (exit, out) = console(&b, Start::FirstBoot, &bytes);
+    assert_eq!(exit, ConsoleExit::SetUp, "{out}");
+    assert!(
+        out.contains("the password is too short: at least 8 characters"),
+        "{out}"
+    );
+    assert!(out.contains("control characters"), "{out}");
+    assert!(out.contains("that line has 5000 characters"), "{out}");
+    assert!(
+        out.contains("\"postern\" is not a fully qualified host name"),
+        "{out}"
+    );
+    assert!(
+        out.contains("gateway 10.0.0.1 is outside the network 192.0.2.0/24"),
+        "{out}"
+    );
+    assert_eq!(
+        b.config.borrow().network.as_ref().unwrap().to_string(),
+        "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.1"
+    );
+}
+
+#[test]
+fn a_domain_that_cannot_be_made_sends_the_wizard_back_without_a_password() {
+    let b = Box_::default();
+    let input = "s3cret-pass\ns3cret-pass\nmx1.example.com\n\n\n\ntaken.example\nyes\n";
+    let (exit, out) = console(&b, Start::FirstBoot, input.as_bytes());
+    assert_eq!(exit, ConsoleExit::Eof, "{out}");
+    assert!(out.contains("DOMAIN_EXISTS"), "{out}");
+    assert!(out.contains("the questions again"), "{out}");
+    // The password is stored last: without it the next boot runs the wizard again.
+    assert_eq!(b.config.borrow().console_password, None);
+}
+
+fn set_up_box() -> Box_ {
+    let b = Box_::default();
+    let (exit, _) = console(
+        &b,
+        Start::FirstBoot,
+        format!("{WIZARD_STATIC}yes\n").as_bytes(),
+    );
+    assert_eq!(exit, ConsoleExit::SetUp);
+    b.done.borrow_mut().clear();
+    b.applied.borrow_mut().clear();
+    b
+}
+
+#[test]
+fn login_asks_the_password_then_draws_the_menu() {
+    let b = set_up_box();
+    let (exit, out) = console(&b, Start::Login, b"nope\ns3cret-pass\n10\n");
+    assert_eq!(exit, ConsoleExit::Poweroff, "{out}");
+    assert!(out.contains("Wrong password."), "{out}");
+    assert!(
+        out.contains("Postern ") && out.contains("on mx1.example.com"),
+        "{out}"
+    );
+    assert!(out.contains(" 7) Command line"), "{out}");
+    assert!(out.ends_with(MENU_PROMPT), "{out}");
+    let (exit, out) = console(&b, Start::Login, b"nope\n");
+    assert_eq!(exit, ConsoleExit::Eof);
+    assert!(
+        !out.contains("1) Status"),
+        "menu shown without the password: {out}"
+    );
+}
+
+#[test]
+fn the_menu_changes_the_network_through_setup_and_applies_it() {
+    let b = set_up_box();
+    let (exit, out) = console(
+        &b,
+        Start::Menu,
+        b"2\nstatic\n198.51.100.7/24\n198.51.100.1\n198.51.100.53\n9\n",
+    );
+    assert_eq!(exit, ConsoleExit::Reboot, "{out}");
+    // The current network is the default.
+    assert!(
+        out.contains("IPv4 network: dhcp or static [static]: "),
+        "{out}"
+    );
+    assert!(out.contains("192.0.2.10/24]: "), "{out}");
+    assert_eq!(
+        b.done.borrow()[..],
+        [AdminCommand::Setup(SetupCommand::Network {
+            address: "198.51.100.7/24".into(),
+            gateway: Some([198, 51, 100, 1].into()),
+            dns: vec![[198, 51, 100, 53].into()],
+        })]
+    );
+    assert_eq!(b.applied.borrow().len(), 1);
+    assert!(out.contains("eth0: static 198.51.100.7/24"), "{out}");
+    // Redrawn after the action.
+    assert_eq!(out.matches("1) Status").count(), 2, "{out}");
+}
+
+#[test]
+fn the_menu_runs_the_admin_commands() {
+    let b = set_up_box();
+    let (_, out) = console(
+        &b,
+        Start::Menu,
+        b"1\n5\nl\nh ABC123\nx\n\n6\n42\n3\nmx2.example.com\n4\n[relay.example.net]:25\nnone\n",
+    );
+    let done = b.done.borrow();
+    let names: Vec<String> = done.iter().map(|c| format!("{c:?}")).collect();
+    assert!(names[0].starts_with("Status"), "{names:?}");
+    assert!(names[1].starts_with("Setup(Show"), "{names:?}");
+    assert!(names[2].starts_with("Queue(List"), "{names:?}");
+    assert!(names[3].starts_with("Queue(List"), "{names:?}");
+    assert!(
+        names[4].contains("Hold") && names[4].contains("ABC123"),
+        "{names:?}"
+    );
+    assert!(names[5].starts_with("Tls(Show"), "{names:?}");
+    assert!(names[6].contains("mx2.example.com"), "{names:?}");
+    assert!(
+        names[7].contains("zimbraMtaRelayHost") && names[7].contains("[relay.example.net]:25"),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 8, "{names:?}");
+    assert!(
+        out.contains("type l, f, or h, r, d followed by a queue id"),
+        "{out}"
+    );
+    assert!(out.contains("\"42\" is not on the menu"), "{out}");
+    assert!(
+        out.contains("eth0: link up"),
+        "status shows the machine's network: {out}"
+    );
+}
+
+#[test]
+fn factory_reset_asks_twice() {
+    let b = set_up_box();
+    let (exit, out) = console(&b, Start::Menu, b"8\nyes\nno\n8\nno\n8\nyes\nerase\n");
+    assert_eq!(exit, ConsoleExit::FactoryReset, "{out}");
+    assert_eq!(out.matches("Nothing erased.").count(), 2, "{out}");
+    assert!(b.done.borrow().is_empty());
+}
+
+#[test]
+fn the_command_line_is_the_old_prompt_and_menu_goes_back() {
+    let b = set_up_box();
+    let (exit, out) = console(
+        &b,
+        Start::CommandLine,
+        b"status\nqueue delete ALL\nn\nbogus\nmenu\n7\nreboot\n",
+    );
+    assert_eq!(exit, ConsoleExit::Reboot, "{out}");
+    assert!(out.contains(PROMPT));
+    assert!(out.contains("[y/N] not done"), "{out}");
+    assert!(out.contains("unrecognized subcommand"), "{out}");
+    assert!(out.contains("1) Status"), "{out}");
+    let done = b.done.borrow();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0], AdminCommand::Status);
+}

@@ -1,0 +1,255 @@
+//! The first-boot wizard: on a box never set up, every question of [`form`](super::form) in turn,
+//! then a summary to confirm. Nothing is applied before "yes"; then the answers become the same
+//! admin commands the command line takes, the console password last, so a box cut off half way
+//! runs the wizard again.
+
+use super::form::{Answers, Form, FormStep, Question};
+use crate::admin::{AdminCommand, SetupCommand};
+use crate::config::box_settings::Ipv4Method;
+
+/// Every question, in the order asked. The directory (LDAP) question is not here yet: this
+/// firmware has no LDAP settings of its own to store it in.
+pub const QUESTIONS: &[Question] = &[
+    Question::Password,
+    Question::PasswordAgain,
+    Question::Hostname,
+    Question::Ipv4Method,
+    Question::Address,
+    Question::Gateway,
+    Question::Dns,
+    Question::RelayHost,
+    Question::Domains,
+];
+
+/// Where the wizard is.
+#[derive(Debug, Clone)]
+pub struct Wizard {
+    form: Form,
+    confirming: bool,
+}
+
+/// What a line did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WizardStep {
+    /// Show this, then the prompt.
+    Show(String),
+    /// Confirmed: carry out these commands, in order.
+    Apply(Vec<AdminCommand>),
+}
+
+impl Wizard {
+    pub fn new(answers: Answers) -> Wizard {
+        Wizard {
+            form: Form::new(QUESTIONS, answers),
+            confirming: false,
+        }
+    }
+
+    pub fn greeting() -> &'static str {
+        "Welcome to Postern. This box is not set up yet: a few questions follow.\n\
+         Defaults are in brackets (Enter takes them); nothing is applied before the summary is confirmed.\n"
+    }
+
+    pub fn prompt(&self) -> String {
+        if self.confirming {
+            "Apply these settings? (yes: apply, no: answer the questions again) [no]: ".into()
+        } else {
+            self.form.prompt()
+        }
+    }
+
+    pub fn secret(&self) -> bool {
+        !self.confirming && self.form.secret()
+    }
+
+    /// Takes one clean line.
+    pub fn answer(&mut self, line: &str) -> WizardStep {
+        if self.confirming {
+            return match line.to_ascii_lowercase().as_str() {
+                "yes" | "y" => WizardStep::Apply(commands(&self.form.answers)),
+                "no" | "n" | "" => {
+                    *self = Wizard::new(self.form.answers.clone());
+                    WizardStep::Show("Again, with your answers as the defaults.\n".into())
+                }
+                _ => WizardStep::Show("answer yes or no\n".into()),
+            };
+        }
+        match self.form.answer(line) {
+            FormStep::Next => WizardStep::Show(String::new()),
+            FormStep::Again(why) => WizardStep::Show(format!("  {why}\n")),
+            FormStep::Done => {
+                self.confirming = true;
+                WizardStep::Show(summary(&self.form.answers))
+            }
+        }
+    }
+}
+
+/// What will be applied, for the admin to read before confirming.
+pub fn summary(a: &Answers) -> String {
+    let mut s = String::from("\nSummary:\n  console password: set\n");
+    if let Some(h) = &a.hostname {
+        s += &format!("  host name:        {h}\n");
+    }
+    if let Some(n) = a.network() {
+        s += &format!("  network (eth0):   {n}\n");
+    }
+    let relay = a.relay_host.clone().flatten();
+    s += &format!(
+        "  relay host:       {}\n",
+        relay.as_deref().unwrap_or("none (deliver by MX)")
+    );
+    let domains = a.domains.clone().unwrap_or_default();
+    s += &format!(
+        "  mail domains:     {}\n",
+        if domains.is_empty() {
+            "none yet".to_string()
+        } else {
+            domains.join(" ")
+        }
+    );
+    s
+}
+
+/// The admin commands that apply the answers.
+pub fn commands(a: &Answers) -> Vec<AdminCommand> {
+    let mut out = Vec::new();
+    if let Some(name) = &a.hostname {
+        out.push(AdminCommand::Setup(SetupCommand::Hostname {
+            name: name.clone(),
+        }));
+    }
+    if let Some(n) = a.network() {
+        out.push(network_command(&n));
+    }
+    if let Some(Some(relay)) = &a.relay_host {
+        out.push(prov(&["mcf", "zimbraMtaRelayHost", relay]));
+    }
+    for d in a.domains.iter().flatten() {
+        out.push(prov(&["cd", d]));
+    }
+    if let Some(hash) = &a.password_hash {
+        out.push(AdminCommand::Setup(SetupCommand::ConsolePasswordHash {
+            hash: hash.clone(),
+        }));
+    }
+    out
+}
+
+/// `setup network ...` for these settings.
+pub fn network_command(n: &crate::config::box_settings::NetworkSettings) -> AdminCommand {
+    let (address, gateway) = match n.ipv4 {
+        Ipv4Method::Dhcp => ("dhcp".to_string(), None),
+        Ipv4Method::Static(s) => (format!("{}/{}", s.address(), s.prefix_len()), s.gateway()),
+    };
+    AdminCommand::Setup(SetupCommand::Network {
+        address,
+        gateway,
+        dns: n.dns.clone(),
+    })
+}
+
+pub fn prov(words: &[&str]) -> AdminCommand {
+    AdminCommand::Prov {
+        args: words.iter().map(|w| w.to_string()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(w: &mut Wizard, lines: &[&str]) -> Vec<WizardStep> {
+        lines.iter().map(|l| w.answer(l)).collect()
+    }
+
+    #[test]
+    fn answers_become_admin_commands_only_when_confirmed() {
+        let mut w = Wizard::new(Answers::default());
+        assert!(w.secret());
+        let steps = feed(
+            &mut w,
+            &[
+                "s3cret-pass",
+                "s3cret-pass",
+                "mx1.example.com",
+                "static",
+                "192.0.2.10/24",
+                "",
+                "192.0.2.53",
+                "none",
+                "example.com",
+            ],
+        );
+        let WizardStep::Show(summary) = steps.last().unwrap() else {
+            panic!("{steps:?}")
+        };
+        assert!(
+            summary.contains("host name:        mx1.example.com"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53"),
+            "{summary}"
+        );
+        assert!(!summary.contains("s3cret"));
+        assert!(w.prompt().starts_with("Apply these settings?"));
+        assert_eq!(
+            w.answer("perhaps"),
+            WizardStep::Show("answer yes or no\n".into())
+        );
+        let WizardStep::Apply(cmds) = w.answer("yes") else {
+            panic!()
+        };
+        assert_eq!(cmds.len(), 4, "{cmds:?}");
+        assert_eq!(
+            cmds[1],
+            AdminCommand::Setup(SetupCommand::Network {
+                address: "192.0.2.10/24".into(),
+                gateway: Some([192, 0, 2, 1].into()),
+                dns: vec![[192, 0, 2, 53].into()],
+            })
+        );
+        assert_eq!(cmds[2], prov(&["cd", "example.com"]));
+        // The password last: a box cut off before it asks the questions again.
+        assert!(matches!(
+            cmds[3],
+            AdminCommand::Setup(SetupCommand::ConsolePasswordHash { .. })
+        ));
+    }
+
+    #[test]
+    fn no_at_the_summary_asks_again_with_the_answers_as_defaults() {
+        let mut w = Wizard::new(Answers::default());
+        feed(
+            &mut w,
+            &[
+                "s3cret-pass",
+                "s3cret-pass",
+                "mx1.example.com",
+                "",
+                "",
+                "",
+                "",
+            ],
+        );
+        assert!(w.prompt().starts_with("Apply these settings?"));
+        w.answer("no");
+        assert_eq!(
+            w.prompt(),
+            "Console admin password (at least 8 characters) [keep]: "
+        );
+        feed(&mut w, &["", "mx2.example.com", "", "", "", ""]);
+        let WizardStep::Apply(cmds) = w.answer("y") else {
+            panic!()
+        };
+        assert_eq!(
+            cmds[0],
+            AdminCommand::Setup(SetupCommand::Hostname {
+                name: "mx2.example.com".parse().unwrap()
+            })
+        );
+        // DHCP, no relay host, no domains: host name, network, password.
+        assert_eq!(cmds.len(), 3, "{cmds:?}");
+    }
+}
