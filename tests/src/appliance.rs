@@ -12,14 +12,54 @@ use qemu::{Arch, BootOptions, ConsoleMode, Forward};
 pub fn image_dir() -> PathBuf {
     match std::env::var_os("POSTERN_IMAGE") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../build/x86_64"),
+        None => image_dir_for(Arch::X86_64),
     }
 }
 
-/// One QEMU at a time: two TCG guests on a 2-core box slow each other past any sensible timeout.
+/// An architecture's image directory (`make image ARCH=...`): `$POSTERN_BUILD/ARCH`, else
+/// `build/ARCH` of the workspace.
+pub fn image_dir_for(arch: Arch) -> PathBuf {
+    let build = match std::env::var_os("POSTERN_BUILD") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../build"),
+    };
+    build.join(arch.name())
+}
+
+/// One x86_64 QEMU at a time (see [`qemu_lock_for`]).
 pub fn qemu_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    qemu_lock_for(Arch::X86_64)
+}
+
+/// One QEMU per architecture at a time: a TCG guest takes one core, so the two architectures'
+/// tests run side by side (halving the suite's time) and more would slow each other past any
+/// sensible timeout on a 2-core box.
+pub fn qemu_lock_for(arch: Arch) -> MutexGuard<'static, ()> {
+    static X86_64: Mutex<()> = Mutex::new(());
+    static AARCH64: Mutex<()> = Mutex::new(());
+    let lock = match arch {
+        Arch::X86_64 => &X86_64,
+        Arch::Aarch64 => &AARCH64,
+    };
+    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One test per architecture: `per_arch!(name)` after `fn name(arch: Arch)` makes the tests
+/// `name::x86_64` and `name::aarch64`.
+#[macro_export]
+macro_rules! per_arch {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn x86_64() {
+                super::$name(::qemu::Arch::X86_64)
+            }
+            #[test]
+            fn aarch64() {
+                super::$name(::qemu::Arch::Aarch64)
+            }
+        }
+    };
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
@@ -33,8 +73,39 @@ pub fn free_port() -> u16 {
 /// Options for a test boot in `dir`: console on a socket there, flash there, SMTP forwarded from a
 /// free port (returned), QEMU exits when the guest reboots.
 pub fn test_boot(dir: &std::path::Path) -> (BootOptions, u16) {
+    let (mut opts, smtp) = test_boot_on(Arch::X86_64, dir);
+    opts.image = image_dir();
+    (opts, smtp)
+}
+
+/// [`test_boot`] for `arch`.
+pub fn test_boot_on(arch: Arch, dir: &std::path::Path) -> (BootOptions, u16) {
+    let opts = BootOptions::new(arch, image_dir_for(arch), dir.join("flash.img"));
+    for_test(opts, dir)
+}
+
+/// Options to boot a fresh copy (in `dir`) of `arch`'s flashable disk image under UEFI, as if just
+/// written to a box's disk; console and forwards as in [`test_boot`].
+pub fn test_disk_boot(arch: Arch, dir: &std::path::Path) -> (BootOptions, u16) {
+    let image = image_dir_for(arch).join(format!("postern-{}.img", arch.name()));
+    let disk = dir.join("disk.img");
+    let status = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&image)
+        .arg(&disk)
+        .status()
+        .expect("cp");
+    assert!(
+        status.success(),
+        "cannot copy {} (make image ARCH={})",
+        image.display(),
+        arch.name()
+    );
+    for_test(BootOptions::disk(arch, disk), dir)
+}
+
+fn for_test(mut opts: BootOptions, dir: &std::path::Path) -> (BootOptions, u16) {
     let smtp = free_port();
-    let mut opts = BootOptions::new(Arch::X86_64, image_dir(), dir.join("flash.img"));
     opts.console = ConsoleMode::Socket(dir.join("console.sock"));
     opts.forwards = vec![Forward {
         host: smtp,
@@ -81,6 +152,9 @@ pub fn quit(mut stream: TcpStream) -> std::io::Result<String> {
 
 /// How long a guest may take to boot to its prompt under TCG on a loaded box.
 pub const BOOT: Duration = Duration::from_secs(180);
+/// The same through UEFI, the boot loader and the x86 bzImage's own decompression (~15 s more
+/// when idle), 5× as for [`BOOT`].
+pub const DISK_BOOT: Duration = Duration::from_secs(300);
 /// How long one console command or SMTP exchange with the guest may take.
 pub const COMMAND: Duration = Duration::from_secs(60);
 /// The console prompt.

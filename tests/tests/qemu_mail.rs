@@ -3,20 +3,24 @@
 //! the sink down, a message is acknowledged, QEMU is killed with SIGKILL, booted again on the same
 //! flash, and the message arrives once the sink is back.
 //!
-//! Needs the image (`make image`), qemu-system-x86 and Postfix's smtp-sink.
+//! On x86_64 and aarch64 (`NAME::x86_64`, `NAME::aarch64`, side by side).
+//!
+//! Needs the images (`make image ARCH=...` for both), qemu-system-x86, qemu-system-arm and
+//! Postfix's smtp-sink.
 
-use qemu::POWEROFF_GRACE;
+use qemu::{Arch, POWEROFF_GRACE};
 use tests::appliance::{
-    COMMAND, boot_to_prompt, console_command, provision_secondary, qemu_lock, send_through,
-    test_boot,
+    COMMAND, boot_to_prompt, console_command, provision_secondary, qemu_lock_for, send_through,
+    test_boot_on,
 };
 use tests::peers::{Sink, free_port};
+use tests::per_arch;
 
-#[test]
-fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill() {
-    let _one_at_a_time = qemu_lock();
+per_arch!(relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill);
+fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill(arch: Arch) {
+    let _one_at_a_time = qemu_lock_for(arch);
     let tmp = tempfile::tempdir().unwrap();
-    let (opts, smtp_port) = test_boot(tmp.path());
+    let (opts, smtp_port) = test_boot_on(arch, tmp.path());
     let sink_port = free_port();
     let mut sink = Sink::start(sink_port);
 

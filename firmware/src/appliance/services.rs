@@ -99,6 +99,22 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
 /// Checks the flash device is there before the daemon opens it: the daemon creates a missing
 /// *file* of the given size, which on the appliance's /dev would be a file in RAM, not the flash.
 async fn start_daemon(p: &BootParams) -> Result<Daemon, String> {
+    let mut p = p.clone();
+    if let Some(label) = &p.flash_partlabel {
+        // The disk's driver may still be scanning its partition table.
+        let mut found = None;
+        boot::wait_for(
+            || {
+                found = boot::find_partition(label);
+                found.is_some()
+            },
+            Duration::from_secs(2),
+        );
+        p.flash = found.ok_or_else(|| {
+            format!("no partition named {label:?} for the flash (is the disk attached?)")
+        })?;
+    }
+    let p = &p;
     if let (Some(device), Some(param)) = (&p.block2mtd, p.block2mtd_param())
         && !p.flash.exists()
     {
