@@ -38,6 +38,8 @@
 //! - [`mail`]: the types every stage shares: queue ids, the envelope, transports, enhanced status
 //!   codes and SMTP replies.
 //! - [`log`]: mail log lines in Postfix's shape.
+//! - [`update`]: signed A/B firmware updates: the bundle format and its checks, the boot slots on
+//!   the EFI system partition, installing into the slot that is not running.
 //! - [`config`]: settings with Zimbra's names. [`admin`]: the admin commands and the control
 //!   socket; each operation takes the handles it needs (spool, queue, directory). [`daemon`]: the
 //!   services both running modes start. [`console`]: the serial console. [`appliance`] (PID 1)
@@ -48,7 +50,7 @@
 //! <!-- import-table begin: parsed by firmware/tests/import_rule (run by `make lint`) -->
 //! ```text
 //! hal → mail → log → smtp → config → directory → route → policy → spool → content → bounce
-//!     → queue → delivery → inbound → admin → daemon / console → appliance / cli → main
+//!     → queue → delivery → inbound → update → admin → daemon / console → appliance / cli → main
 //! ```
 //! <!-- import-table end -->
 //!
@@ -80,3 +82,4 @@ pub mod queue;
 pub mod route;
 pub mod smtp;
 pub mod spool;
+pub mod update;
