@@ -12,7 +12,7 @@ FIRMWARE := target/$(TARGET)/release/postern
 DEBIAN_CARGO := RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/debian /usr/bin/cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build firmware image run run-direct test unit e2e lint fuzz fuzz-short aarch64 bench clean
+.PHONY: all deps build firmware image bundle run run-direct test unit e2e lint fuzz fuzz-short aarch64 bench clean
 
 all: build
 
@@ -22,17 +22,28 @@ deps:
 build:
 	cargo build --workspace --all-targets
 
+# The update signing key: a development pair made on first use (gitignored, never committed).
+KEYS := image/keys
+MKBUNDLE := cargo run -q --release -p image --bin mkbundle --
+# The firmware trusts the public half: built in at compile time.
+UPDATE_KEY = key=$$($(MKBUNDLE) key --keys $(KEYS)) && POSTERN_UPDATE_PUBKEY=$$key
+
 # The firmware as it goes into the image: static, size-optimised, stripped.
 firmware:
 ifeq ($(ARCH),aarch64)
-	$(DEBIAN_CARGO) build --release -p postern --target $(TARGET)
+	$(UPDATE_KEY) $(DEBIAN_CARGO) build --release -p postern --target $(TARGET)
 	mkdir -p target/$(TARGET)/release && cp target/debian/$(TARGET)/release/postern $(FIRMWARE)
 else
-	cargo build --release -p postern --target $(TARGET)
+	$(UPDATE_KEY) cargo build --release -p postern --target $(TARGET)
 endif
 
 image: firmware
 	cargo run -q --release -p image --bin mkimage -- --arch $(ARCH) --firmware $(FIRMWARE) --out $(IMAGE_DIR)
+
+# A signed update bundle of the image's slot (version and arch from build/ARCH/manifest.txt).
+bundle: image
+	$(MKBUNDLE) --keys $(KEYS) --image $(IMAGE_DIR) \
+		--out $(IMAGE_DIR)/postern-$(ARCH)-$$(sed -n 's/^version //p' $(IMAGE_DIR)/manifest.txt).bundle
 
 # The box as flashed: the disk image under UEFI (OVMF / AAVMF). The first run copies the image to
 # disk.img, which then keeps its spool and boot counters across runs like a real disk; delete it

@@ -53,12 +53,33 @@ impl Arch {
 
     /// The modules the guest needs that its kernel does not have built in. block2mtd (with mtd.ko,
     /// which carries /dev/mtdN) emulates raw NOR over the flash disk for `postern.flash=mtd:...`;
-    /// the firmware loads it itself, with the disk as its parameter, after virtio_blk.
+    /// the firmware loads it itself, with the disk as its parameter, after virtio_blk. vfat and
+    /// its code pages mount the EFI system partition (the boot slots); there is no modprobe to
+    /// load the code pages on demand.
     fn modules(self) -> &'static [&'static str] {
         match self {
-            Arch::X86_64 => &["virtio_pci", "virtio_net", "virtio_blk", "block2mtd"],
+            Arch::X86_64 => &[
+                "virtio_pci",
+                "virtio_net",
+                "virtio_blk",
+                "vfat",
+                "nls_cp437",
+                "nls_ascii",
+                "nls_utf8",
+                "efivarfs",
+                "block2mtd",
+            ],
             // No block2mtd in Debian's arm64 kernel; virtio_pci is a module there too.
-            Arch::Aarch64 => &["virtio_pci", "virtio_net", "virtio_blk"],
+            Arch::Aarch64 => &[
+                "virtio_pci",
+                "virtio_net",
+                "virtio_blk",
+                "vfat",
+                "nls_cp437",
+                "nls_ascii",
+                "nls_utf8",
+                "efivarfs",
+            ],
         }
     }
 

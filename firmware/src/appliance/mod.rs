@@ -11,6 +11,7 @@
 
 mod boot;
 mod cmdline;
+mod esp;
 mod input;
 mod services;
 

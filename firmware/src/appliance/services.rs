@@ -8,15 +8,18 @@ use std::time::Duration;
 use hal::sys::power::PowerAction;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::boot;
 use super::cmdline::BootParams;
 use super::input::ConsoleInput;
+use super::{boot, esp};
 use crate::admin::control::DEFAULT_CONTROL;
 use crate::console::{self, ConsoleExit};
 use crate::daemon::{Daemon, FlashSpec, Options};
 
 /// How long to wait before trying the flash again.
 const FLASH_RETRY: Duration = Duration::from_secs(5);
+/// A slot on trial that cannot start its services this many times in a row reboots, so that
+/// the boot loader, its try used up, boots the previous slot.
+const TRIAL_ATTEMPTS: u32 = 3;
 
 /// The daemon's options in the appliance: every service on every address, the flash from the
 /// boot parameters.
@@ -56,11 +59,24 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
                 hal::sys::reap::reap_all();
             }
         });
+        let esp = esp::mount();
+        let trial = esp.as_deref().and_then(esp::booted_on_trial);
+        if let Some(t) = &trial {
+            eprintln!("postern: slot {} (postern {}) is on trial: {}", t.slot, t.version, t.state());
+        }
+        let mut failures = 0;
         let daemon = loop {
             match start_daemon(p).await {
                 Ok(d) => break d,
                 Err(e) => {
                     eprintln!("postern: {e}");
+                    failures += 1;
+                    if let Some(t) = trial.as_ref().filter(|_| failures >= TRIAL_ATTEMPTS) {
+                        return Err(format!(
+                            "slot {} (postern {}) failed its health check ({e}); rebooting to the previous slot",
+                            t.slot, t.version
+                        ));
+                    }
                     eprintln!(
                         "postern: services not running; retrying in {} s ('poweroff' or 'reboot' here stops the box)",
                         FLASH_RETRY.as_secs()
@@ -73,6 +89,18 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
             }
         };
         eprintln!("postern: services up, {:.2} s after the kernel started", boot::uptime());
+        if let Some(esp) = &esp {
+            match smtp_answers().await {
+                Ok(()) => esp::mark_good(esp),
+                Err(e) if trial.is_some() => {
+                    daemon.shutdown().await;
+                    return Err(format!(
+                        "the SMTP listener does not answer ({e}): health check failed, rebooting to the previous slot"
+                    ));
+                }
+                Err(e) => eprintln!("postern: the SMTP listener does not answer: {e}"),
+            }
+        }
         let admin = daemon.admin().clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -128,6 +156,29 @@ async fn start_daemon(p: &BootParams) -> Result<Daemon, String> {
         ));
     }
     Daemon::start(options(p)).await.map_err(|e| e.to_string())
+}
+
+/// Part of the health check: the SMTP service greets on port 25 of this box.
+async fn smtp_answers() -> Result<(), String> {
+    use tokio::io::AsyncBufReadExt;
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, 25))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        tokio::io::BufReader::new(stream)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?;
+        if line.starts_with("220") {
+            Ok(())
+        } else {
+            Err(format!("greeting {:?}", line.trim_end()))
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .map_err(|_| "no greeting within 10 s".to_string())?
 }
 
 async fn wait_for_signal(

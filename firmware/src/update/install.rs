@@ -55,16 +55,18 @@ impl std::error::Error for InstallError {}
 
 /// Checks `bundle` (signature, architecture, version, then the whole slot image's hash) and only
 /// then writes the image into the slot that is not running, on trial for [`TRIES`] boot.
+/// `selected` is the slot the boot loader says it booted ([`slots::selected`]).
 pub fn install(
     bundle_path: &Path,
     esp: &Path,
+    selected: Option<SlotId>,
     key: Option<&[u8; 32]>,
     running_arch: &'static str,
     running: Version,
 ) -> Result<Installed, InstallError> {
     let manifest = verify(bundle_path, key, running_arch, running)?;
     let existing = slots::scan(esp).map_err(InstallError::Esp)?;
-    let target = match slots::booted(&existing, running) {
+    let target = match slots::booted(&existing, selected, running) {
         Some(me) => me.slot.other(),
         // Not booted from this ESP (a developer's run): slot B, as after a fresh flash.
         None => SlotId::B,
@@ -178,7 +180,15 @@ mod tests {
             bundle_for(&k, "x86_64", Version(0, 2, 0), b"new firmware"),
         )
         .unwrap();
-        let done = install(&file, esp.path(), Some(&public(&k)), "x86_64", RUNNING).unwrap();
+        let done = install(
+            &file,
+            esp.path(),
+            None,
+            Some(&public(&k)),
+            "x86_64",
+            RUNNING,
+        )
+        .unwrap();
         assert_eq!(done.slot, SlotId::B);
         assert_eq!(done.file_name, "postern-0.2.0-b+1.efi");
         assert_eq!(
@@ -189,7 +199,7 @@ mod tests {
             ]
         );
         // The new firmware, once healthy, keeps its slot; the next update replaces slot A.
-        slots::mark_good(esp.path(), Version(0, 2, 0)).unwrap();
+        slots::mark_good(esp.path(), Some(SlotId::B), Version(0, 2, 0)).unwrap();
         fs::write(
             &file,
             bundle_for(&k, "x86_64", Version(0, 3, 0), b"newer firmware"),
@@ -198,6 +208,7 @@ mod tests {
         let done = install(
             &file,
             esp.path(),
+            Some(SlotId::B),
             Some(&public(&k)),
             "x86_64",
             Version(0, 2, 0),
@@ -231,7 +242,15 @@ mod tests {
             let before = listing(esp.path());
             let file = esp.path().join("update.bundle");
             fs::write(&file, bytes).unwrap();
-            let e = install(&file, esp.path(), Some(&public(&k)), "x86_64", RUNNING).unwrap_err();
+            let e = install(
+                &file,
+                esp.path(),
+                None,
+                Some(&public(&k)),
+                "x86_64",
+                RUNNING,
+            )
+            .unwrap_err();
             assert!(matches!(e, InstallError::Refused(_)), "{what}: {e}");
             assert!(
                 e.to_string().starts_with("refused, nothing written: "),
@@ -254,7 +273,15 @@ mod tests {
             bundle_for(&k, "x86_64", Version(0, 2, 0), b"new firmware"),
         )
         .unwrap();
-        install(&file, esp.path(), Some(&public(&k)), "x86_64", RUNNING).unwrap();
+        install(
+            &file,
+            esp.path(),
+            None,
+            Some(&public(&k)),
+            "x86_64",
+            RUNNING,
+        )
+        .unwrap();
         assert!(!dir.join(PARTIAL).exists());
     }
 }

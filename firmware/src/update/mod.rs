@@ -16,6 +16,7 @@
 //! loader entry names: the old slot boots and the next install removes it.
 
 pub mod bundle;
+pub mod command;
 pub mod install;
 pub mod slots;
 

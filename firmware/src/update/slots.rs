@@ -13,6 +13,10 @@ use super::bundle::Version;
 
 /// Where the slots sit, relative to the ESP's root.
 pub const SLOT_DIR: &str = "EFI/Linux";
+/// systemd-boot's record of the entry it booted (efivarfs, the Boot Loader Interface's vendor
+/// GUID): 4 bytes of attributes, then the entry id in UTF-16LE.
+pub const LOADER_ENTRY_SELECTED: &str =
+    "/sys/firmware/efi/efivars/LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotId {
@@ -113,16 +117,43 @@ pub fn scan(esp: &Path) -> io::Result<Vec<SlotFile>> {
     Ok(found)
 }
 
-/// The slot this firmware booted from: the one holding its version.
-pub fn booted(slots: &[SlotFile], running: Version) -> Option<&SlotFile> {
-    slots.iter().find(|s| s.version == running)
+/// The slot systemd-boot says it booted, from the contents of [`LOADER_ENTRY_SELECTED`].
+pub fn parse_loader_entry(var: &[u8]) -> Option<SlotId> {
+    let units: Vec<u16> = var
+        .get(4..)?
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .take_while(|&u| u != 0)
+        .collect();
+    let id = String::from_utf16(&units).ok()?;
+    // The id is the file name, with or without its boot counter and suffix.
+    let id = id.strip_suffix(".efi").unwrap_or(&id);
+    SlotFile::parse(&format!("{id}.efi")).map(|f| f.slot)
+}
+
+/// The slot the boot loader picked this boot, if it says (efivarfs mounted, booted by it).
+pub fn selected() -> Option<SlotId> {
+    parse_loader_entry(&fs::read(LOADER_ENTRY_SELECTED).ok()?)
+}
+
+/// The slot this firmware booted from: the one the boot loader names, else the one holding this
+/// firmware's version.
+pub fn booted(slots: &[SlotFile], selected: Option<SlotId>, running: Version) -> Option<&SlotFile> {
+    match selected {
+        Some(id) => slots.iter().find(|s| s.slot == id),
+        None => slots.iter().find(|s| s.version == running),
+    }
 }
 
 /// Drops the boot counter of the running slot, so the boot loader keeps choosing it. Returns the
 /// slot if it was on trial (None: it was good already, or is not on this ESP).
-pub fn mark_good(esp: &Path, running: Version) -> io::Result<Option<SlotFile>> {
+pub fn mark_good(
+    esp: &Path,
+    selected: Option<SlotId>,
+    running: Version,
+) -> io::Result<Option<SlotFile>> {
     let slots = scan(esp)?;
-    let Some(me) = booted(&slots, running) else {
+    let Some(me) = booted(&slots, selected, running) else {
         return Ok(None);
     };
     if me.counter.is_none() {
@@ -183,7 +214,9 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("postern-0.1.0-a.efi"), b"old").unwrap();
         fs::write(dir.join("postern-0.2.0-b+0-1.efi"), b"new").unwrap();
-        let marked = mark_good(esp.path(), Version(0, 2, 0)).unwrap().unwrap();
+        let marked = mark_good(esp.path(), None, Version(0, 2, 0))
+            .unwrap()
+            .unwrap();
         assert_eq!(marked.slot, SlotId::B);
         let names: Vec<_> = scan(esp.path())
             .unwrap()
@@ -191,7 +224,40 @@ mod tests {
             .map(|s| s.file_name)
             .collect();
         assert_eq!(names, ["postern-0.1.0-a.efi", "postern-0.2.0-b.efi"]);
-        assert_eq!(mark_good(esp.path(), Version(0, 2, 0)).unwrap(), None);
-        assert_eq!(mark_good(esp.path(), Version(0, 3, 0)).unwrap(), None);
+        assert_eq!(mark_good(esp.path(), None, Version(0, 2, 0)).unwrap(), None);
+        assert_eq!(mark_good(esp.path(), None, Version(0, 3, 0)).unwrap(), None);
+        // The boot loader's word beats the version: a slot may hold any build.
+        fs::rename(
+            dir.join("postern-0.1.0-a.efi"),
+            dir.join("postern-0.1.0-a+0-1.efi"),
+        )
+        .unwrap();
+        let marked = mark_good(esp.path(), Some(SlotId::A), Version(0, 2, 0))
+            .unwrap()
+            .unwrap();
+        assert_eq!(marked.slot, SlotId::A);
+        assert!(dir.join("postern-0.1.0-a.efi").exists());
+    }
+
+    #[test]
+    fn the_loader_entry_names_the_slot() {
+        let var = |id: &str| {
+            let mut v = vec![7, 0, 0, 0];
+            for u in id.encode_utf16().chain([0]) {
+                v.extend_from_slice(&u.to_le_bytes());
+            }
+            v
+        };
+        assert_eq!(
+            parse_loader_entry(&var("postern-0.2.0-b+1.efi")),
+            Some(SlotId::B)
+        );
+        assert_eq!(
+            parse_loader_entry(&var("postern-0.2.0-b.efi")),
+            Some(SlotId::B)
+        );
+        assert_eq!(parse_loader_entry(&var("postern-0.1.0-a")), Some(SlotId::A));
+        assert_eq!(parse_loader_entry(&var("auto-efi-shell")), None);
+        assert_eq!(parse_loader_entry(&[1, 2]), None);
     }
 }
