@@ -122,8 +122,8 @@ fn the_disk_image_boots_under_uefi_to_the_smtp_banner(arch: Arch) {
         to_banner.as_secs_f64()
     );
 
+    // The prompt of the boot (it may come after the banner answers), then one command.
     let console = machine.console().unwrap();
-    console.send_line("").unwrap();
     console
         .wait_for(PROMPT, COMMAND)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -110,7 +110,6 @@ fn a_slot_on_trial_that_passes_its_health_check_is_marked_good(arch: Arch) {
     let (banner, stream) = wait_for_banner(smtp_port, COMMAND).unwrap_or_else(|e| panic!("{e}"));
     assert!(banner.starts_with("220 postern ESMTP"), "{banner:?}");
     let _ = quit(stream);
-    machine.console().unwrap().send_line("").unwrap();
     machine
         .console()
         .unwrap()
@@ -173,7 +172,6 @@ fn a_new_slot_that_fails_its_health_check_rolls_back_to_the_old_one(arch: Arch) 
     assert!(banner.starts_with("220 postern ESMTP"), "{banner:?}");
     let _ = quit(stream);
     let console = machine.console().unwrap();
-    console.send_line("").unwrap();
     console
         .wait_for(PROMPT, COMMAND)
         .unwrap_or_else(|e| panic!("{e}"));
