@@ -172,6 +172,20 @@ pub fn bring_up_network(p: &BootParams) {
     }
 }
 
+/// Polls `ready` every 10 ms until it holds or `limit` passes.
+pub fn wait_for(mut ready: impl FnMut() -> bool, limit: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        if ready() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,19 +199,5 @@ mod tests {
             partition_device("DEVNAME=vda\nDEVTYPE=disk\n", "postern-flash"),
             None
         );
-    }
-}
-
-/// Polls `ready` every 10 ms until it holds or `limit` passes.
-pub fn wait_for(mut ready: impl FnMut() -> bool, limit: Duration) -> bool {
-    let start = Instant::now();
-    loop {
-        if ready() {
-            return true;
-        }
-        if start.elapsed() >= limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
