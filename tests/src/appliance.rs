@@ -142,6 +142,36 @@ pub fn wait_for_banner(port: u16, limit: Duration) -> Result<(String, TcpStream)
     ))
 }
 
+/// [`wait_for_banner`] while reading the guest's console: a console nobody reads fills QEMU's
+/// socket and stalls the guest on its serial writes (UEFI firmware is chatty there). On failure
+/// the message carries the console transcript.
+pub fn wait_for_banner_reading_console(
+    machine: &mut qemu::Machine,
+    port: u16,
+    limit: Duration,
+) -> Result<(String, TcpStream), String> {
+    let start = Instant::now();
+    loop {
+        let left = limit.saturating_sub(start.elapsed());
+        match wait_for_banner(port, left.min(Duration::from_secs(1))) {
+            Ok(found) => return Ok(found),
+            Err(e) if left.is_zero() => {
+                let transcript = machine
+                    .console()
+                    .map(|c| c.transcript().to_string())
+                    .unwrap_or_default();
+                return Err(format!("{e}\n--- console ---\n{transcript}"));
+            }
+            Err(_) => {
+                if let Some(c) = machine.console() {
+                    c.read_for(Duration::from_millis(200))
+                        .map_err(|e| format!("console: {e}"))?;
+                }
+            }
+        }
+    }
+}
+
 /// Says QUIT and returns the reply line.
 pub fn quit(mut stream: TcpStream) -> std::io::Result<String> {
     stream.write_all(b"QUIT\r\n")?;

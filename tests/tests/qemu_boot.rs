@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use qemu::{Arch, Machine, POWEROFF_GRACE};
 use tests::appliance::{
-    DISK_BOOT, qemu_lock_for, quit, test_boot_on, test_disk_boot, wait_for_banner,
+    DISK_BOOT, qemu_lock_for, quit, test_boot_on, test_disk_boot, wait_for_banner_reading_console,
 };
 use tests::per_arch;
 
@@ -49,7 +49,8 @@ fn boots_serves_smtp_reports_status_and_powers_off(arch: Arch) {
         "{status}"
     );
 
-    let (banner, stream) = wait_for_banner(smtp_port, COMMAND).unwrap_or_else(|e| panic!("{e}"));
+    let (banner, stream) = wait_for_banner_reading_console(&mut machine, smtp_port, COMMAND)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(banner.starts_with("220 postern ESMTP"), "{banner:?}");
     let bye = quit(stream).unwrap();
     assert!(bye.starts_with("221"), "{bye:?}");
@@ -111,7 +112,8 @@ fn the_disk_image_boots_under_uefi_to_the_smtp_banner(arch: Arch) {
     let tmp = tempfile::tempdir().unwrap();
     let (opts, smtp_port) = test_disk_boot(arch, tmp.path());
     let mut machine = Machine::boot(&opts).unwrap_or_else(|e| panic!("{e}"));
-    let (banner, stream) = wait_for_banner(smtp_port, DISK_BOOT).unwrap_or_else(|e| panic!("{e}"));
+    let (banner, stream) = wait_for_banner_reading_console(&mut machine, smtp_port, DISK_BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
     // Power-on to banner: UEFI, systemd-boot, the slot's kernel and initramfs, the services.
     let to_banner = machine.started().elapsed();
     assert!(banner.starts_with("220 postern ESMTP"), "{banner:?}");

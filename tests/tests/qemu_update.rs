@@ -11,7 +11,8 @@ use std::process::Command;
 
 use qemu::{Arch, Machine, POWEROFF_GRACE};
 use tests::appliance::{
-    COMMAND, DISK_BOOT, PROMPT, image_dir_for, qemu_lock_for, quit, test_disk_boot, wait_for_banner,
+    COMMAND, DISK_BOOT, PROMPT, image_dir_for, qemu_lock_for, quit, test_disk_boot,
+    wait_for_banner_reading_console,
 };
 use tests::per_arch;
 
@@ -107,7 +108,8 @@ fn a_slot_on_trial_that_passes_its_health_check_is_marked_good(arch: Arch) {
         log.contains(&format!("slot A (postern {v}) is on trial")),
         "{log}"
     );
-    let (banner, stream) = wait_for_banner(smtp_port, COMMAND).unwrap_or_else(|e| panic!("{e}"));
+    let (banner, stream) = wait_for_banner_reading_console(&mut machine, smtp_port, COMMAND)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(banner.starts_with("220 postern ESMTP"), "{banner:?}");
     let _ = quit(stream);
     machine
@@ -168,7 +170,8 @@ fn a_new_slot_that_fails_its_health_check_rolls_back_to_the_old_one(arch: Arch) 
         "{first}"
     );
     // The boot loader now skips B: A comes up and serves.
-    let (banner, stream) = wait_for_banner(smtp_port, DISK_BOOT).unwrap_or_else(|e| panic!("{e}"));
+    let (banner, stream) = wait_for_banner_reading_console(&mut machine, smtp_port, DISK_BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(banner.starts_with("220 postern ESMTP"), "{banner:?}");
     let _ = quit(stream);
     let console = machine.console().unwrap();
