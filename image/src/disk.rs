@@ -124,7 +124,9 @@ fn build_esp(parts: &DiskParts, work: &Path) -> Result<std::path::PathBuf, Strin
     )?;
     let conf = work.join("loader.conf");
     fs::write(&conf, LOADER_CONF).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
-    mcopy(&esp, &conf, "::/loader/loader.conf")?;
+    let copied = mcopy(&esp, &conf, "::/loader/loader.conf");
+    let _ = fs::remove_file(&conf);
+    copied?;
     mcopy(
         &esp,
         parts.slot_a,

@@ -75,9 +75,11 @@ pub fn build(parts: &UkiParts, work: &Path, out: &Path) -> Result<(), String> {
             .arg(format!("{name}={vma:#x}"));
     }
     cmd.arg(&stub).arg(out);
-    let result = cmd
-        .output()
-        .map_err(|e| format!("cannot run {} (install binutils): {e}", parts.objcopy))?;
+    let result = cmd.output();
+    let _ = fs::remove_file(&osrel);
+    let _ = fs::remove_file(&cmdline);
+    let result =
+        result.map_err(|e| format!("cannot run {} (install binutils): {e}", parts.objcopy))?;
     if !result.status.success() {
         return Err(format!(
             "{} failed making {}: {}",
