@@ -12,7 +12,7 @@ FIRMWARE := target/$(TARGET)/release/postern
 DEBIAN_CARGO := RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/debian /usr/bin/cargo
 FUZZ_SECONDS ?= 120
 
-.PHONY: all deps build firmware image run test unit e2e lint fuzz fuzz-short aarch64 bench clean
+.PHONY: all deps build firmware image images bundle run run-direct test unit e2e lint fuzz fuzz-short aarch64 bench clean
 
 all: build
 
@@ -22,19 +22,44 @@ deps:
 build:
 	cargo build --workspace --all-targets
 
+# The update signing key: a development pair made on first use (gitignored, never committed).
+KEYS := image/keys
+MKBUNDLE := cargo run -q --release -p image --bin mkbundle --
+# The firmware trusts the public half: built in at compile time.
+UPDATE_KEY = key=$$($(MKBUNDLE) key --keys $(KEYS)) && POSTERN_UPDATE_PUBKEY=$$key
+
 # The firmware as it goes into the image: static, size-optimised, stripped.
 firmware:
 ifeq ($(ARCH),aarch64)
-	$(DEBIAN_CARGO) build --release -p postern --target $(TARGET)
+	$(UPDATE_KEY) $(DEBIAN_CARGO) build --release -p postern --target $(TARGET)
 	mkdir -p target/$(TARGET)/release && cp target/debian/$(TARGET)/release/postern $(FIRMWARE)
 else
-	cargo build --release -p postern --target $(TARGET)
+	$(UPDATE_KEY) cargo build --release -p postern --target $(TARGET)
 endif
 
 image: firmware
 	cargo run -q --release -p image --bin mkimage -- --arch $(ARCH) --firmware $(FIRMWARE) --out $(IMAGE_DIR)
 
+# Both architectures' images: the QEMU tests boot both, side by side.
+images:
+	$(MAKE) image ARCH=x86_64
+	$(MAKE) image ARCH=aarch64
+
+# A signed update bundle of the image's slot (version and arch from build/ARCH/manifest.txt).
+bundle: image
+	$(MKBUNDLE) --keys $(KEYS) --image $(IMAGE_DIR) \
+		--out $(IMAGE_DIR)/postern-$(ARCH)-$$(sed -n 's/^version //p' $(IMAGE_DIR)/manifest.txt).bundle
+
+# The box as flashed: the disk image under UEFI (OVMF / AAVMF). The first run copies the image to
+# disk.img, which then keeps its spool and boot counters across runs like a real disk; delete it
+# to flash afresh.
 run: deps image
+	[ -f $(IMAGE_DIR)/disk.img ] || cp --sparse=always $(IMAGE_DIR)/postern-$(ARCH).img $(IMAGE_DIR)/disk.img
+	cargo run -q --release -p qemu --bin qemu -- --arch $(ARCH) --disk $(IMAGE_DIR)/disk.img \
+		--console stdio --forward 2525:25 --forward 2587:587 --forward 2465:465
+
+# The kernel and initramfs straight from QEMU, with the flash as its own file: seconds faster.
+run-direct: deps image
 	cargo run -q --release -p qemu --bin qemu -- --arch $(ARCH) --image $(IMAGE_DIR) \
 		--flash $(IMAGE_DIR)/flash.img --console stdio --forward 2525:25 --forward 2587:587 --forward 2465:465
 
@@ -45,11 +70,12 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test -q -p postern --test import_rule
 
-# Unit, property and end-to-end tests (host mode and QEMU: the image must be built first).
+# Unit, property and end-to-end tests (host mode and QEMU on both architectures: the images must
+# be built first).
 unit: build
 	cargo test --workspace --no-fail-fast
 
-test: deps lint image unit fuzz-short aarch64
+test: deps lint images unit fuzz-short aarch64
 
 # The short run: a total budget split across the targets (FUZZ_SECONDS, 120 s by default).
 fuzz-short:
@@ -58,7 +84,7 @@ fuzz-short:
 fuzz:
 	bash scripts/fuzz.sh -e 1800
 
-# The aarch64 firmware must keep building (booting it is a later issue).
+# The aarch64 debug build (the image takes the release build; `make images` boots it in the tests).
 aarch64:
 	$(DEBIAN_CARGO) build -p postern --target $(TARGET_aarch64)
 	file target/debian/$(TARGET_aarch64)/debug/postern

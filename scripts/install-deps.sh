@@ -13,6 +13,10 @@ apt_opts=(-y -q --no-install-recommends -o DPkg::Lock::Timeout=600)
 packages=(
     # Image build and boot.
     qemu-system-x86 qemu-system-arm qemu-utils kmod xz-utils zstd cpio ca-certificates
+    # The flashable disk: UEFI for QEMU, systemd-boot and the EFI stubs of the slots (arm64's from
+    # the foreign architecture), the ESP built as a file, the GPT, objcopy for both PE flavours.
+    ovmf qemu-efi-aarch64 systemd-boot-efi systemd-boot-efi:arm64 mtools dosfstools gdisk
+    binutils binutils-aarch64-linux-gnu
     # Real SMTP/LMTP peers for end-to-end tests and the relay benchmark.
     swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dovecot-lmtpd
     # Directory, virus and spam peers (LDAP sync, content checks): private instances per test.

@@ -41,6 +41,8 @@
 //!   codes and SMTP replies.
 //! - [`log`]: mail log lines in Postfix's shape. [`metrics`]: the counters every stage bumps for
 //!   the Prometheus endpoint (`admin` adds the queue, flash and directory at scrape time).
+//! - [`update`]: signed A/B firmware updates: the bundle format and its checks, the boot slots on
+//!   the EFI system partition, installing into the slot that is not running.
 //! - [`config`]: settings with Zimbra's names. [`admin`]: the admin commands and the control
 //!   socket; each operation takes the handles it needs (spool, queue, directory). [`daemon`]: the
 //!   services both running modes start. [`console`]: the serial console. [`appliance`] (PID 1)
@@ -50,8 +52,9 @@
 //!
 //! <!-- import-table begin: parsed by firmware/tests/import_rule (run by `make lint`) -->
 //! ```text
-//! hal → mail → log → metrics → smtp → config → directory → route → policy → spool → content → bounce
-//!     → queue → delivery → inbound → admin → daemon / console → appliance / cli → main
+//! hal → mail → log → metrics → smtp → config → directory → route → policy → spool → content
+//!     → bounce → queue → delivery → inbound → update → admin → daemon / console → appliance / cli
+//!     → main
 //! ```
 //! <!-- import-table end -->
 //!
@@ -84,3 +87,4 @@ pub mod queue;
 pub mod route;
 pub mod smtp;
 pub mod spool;
+pub mod update;

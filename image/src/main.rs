@@ -9,14 +9,21 @@
 //! boot), pick the virtio modules (and block2mtd on x86_64) and their load order, and write the initramfs: `/init` (the
 //! firmware), the modules, a CA bundle, `/dev/console`, and nothing else.
 //!
-//! Output in `--out`: `kernel`, `initramfs.cpio.zst` and `manifest.txt` (sizes and the kernel
-//! package, for benchmarks and humans).
+//! Then the flashable disk: slot A's unified kernel image (systemd's EFI stub + the kernel's own
+//! EFI-stub image + the initramfs + the command line, [`uki`]) and the GPT disk with systemd-boot,
+//! the slot and the flash partition ([`disk`]).
+//!
+//! Output in `--out`: `kernel` and `initramfs.cpio.zst` (QEMU's direct boot, the fastest for
+//! tests), `slot.efi` (the UKI, what an update bundle carries), `postern-ARCH.img` (the disk to
+//! `dd` onto a stick or eMMC) and `manifest.txt` (sizes, versions, for benchmarks and humans).
 
 mod cpio;
 mod deb;
+mod disk;
 mod kernel;
 mod lock;
 mod modules;
+mod uki;
 
 use clap::{Parser, ValueEnum};
 use std::fs;
@@ -46,18 +53,57 @@ impl Arch {
 
     /// The modules the guest needs that its kernel does not have built in. block2mtd (with mtd.ko,
     /// which carries /dev/mtdN) emulates raw NOR over the flash disk for `postern.flash=mtd:...`;
-    /// the firmware loads it itself, with the disk as its parameter, after virtio_blk. i6300esb is
-    /// the watchdog QEMU's x86_64 machines offer.
+    /// the firmware loads it itself, with the disk as its parameter, after virtio_blk. vfat and
+    /// its code pages mount the EFI system partition (the boot slots); there is no modprobe to
+    /// load the code pages on demand. i6300esb is the watchdog QEMU's x86_64 machines offer.
     fn modules(self) -> &'static [&'static str] {
         match self {
             Arch::X86_64 => &[
                 "virtio_pci",
                 "virtio_net",
                 "virtio_blk",
+                "vfat",
+                "nls_cp437",
+                "nls_ascii",
+                "nls_utf8",
+                "efivarfs",
                 "block2mtd",
                 "i6300esb",
             ],
-            Arch::Aarch64 => &["virtio_net", "virtio_blk"],
+            // No block2mtd in Debian's arm64 kernel; virtio_pci is a module there too.
+            Arch::Aarch64 => &[
+                "virtio_pci",
+                "virtio_net",
+                "virtio_blk",
+                "vfat",
+                "nls_cp437",
+                "nls_ascii",
+                "nls_utf8",
+                "efivarfs",
+            ],
+        }
+    }
+
+    /// The EFI file name suffix (BOOTX64.EFI, linuxaa64.efi.stub).
+    fn efi_arch(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x64",
+            Arch::Aarch64 => "aa64",
+        }
+    }
+
+    /// binutils that can edit this architecture's PE files.
+    fn objcopy(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "objcopy",
+            Arch::Aarch64 => "aarch64-linux-gnu-objcopy",
+        }
+    }
+
+    fn serial_console(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "ttyS0",
+            Arch::Aarch64 => "ttyAMA0",
         }
     }
 }
@@ -86,6 +132,9 @@ struct Args {
     /// CA bundle to ship for TLS.
     #[arg(long, default_value = CA_BUNDLE)]
     ca_bundle: PathBuf,
+    /// The firmware's version, as the boot loader shows and sorts it.
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    firmware_version: String,
 }
 
 fn main() -> ExitCode {
@@ -123,7 +172,7 @@ fn build(args: &Args) -> Result<(), String> {
     let release = pin.release().to_string();
 
     println!(
-        "[1/5] kernel package {} {} ({})",
+        "[1/7] kernel package {} {} ({})",
         pin.package, pin.version, pin.deb_arch
     );
     let deb = deb::fetch(&pin, &args.cache)?;
@@ -137,7 +186,7 @@ fn build(args: &Args) -> Result<(), String> {
 
     let unpacked = args.cache.join(&release);
     let root = unpacked.join("root");
-    println!("[2/5] unpacking into {}", root.display());
+    println!("[2/7] unpacking into {}", root.display());
     deb::extract(&deb, &root)?;
 
     fs::create_dir_all(&args.out)
@@ -153,20 +202,20 @@ fn build(args: &Args) -> Result<(), String> {
                 write(&cached, &elf)?;
             }
             println!(
-                "[3/5] kernel: ELF vmlinux out of the {} bzImage (PVH boot, no decompression in the guest)",
+                "[3/7] kernel: ELF vmlinux out of the {} bzImage (PVH boot, no decompression in the guest)",
                 size(vmlinuz.len() as u64)
             );
             read(&cached)?
         }
         Arch::Aarch64 => {
-            println!("[3/5] kernel: the package's compressed Image (QEMU unpacks it)");
+            println!("[3/7] kernel: the package's compressed Image (QEMU unpacks it)");
             vmlinuz
         }
     };
     write(&kernel_out, &kernel)?;
     println!("  {} ({})", kernel_out.display(), size(kernel.len() as u64));
 
-    println!("[4/5] modules: {}", arch.modules().join(", "));
+    println!("[4/7] modules: {}", arch.modules().join(", "));
     modules::depmod(&root, &release)?;
     let order = modules::load_order(&root, &release, arch.modules())?;
     let mut module_files = Vec::new();
@@ -182,7 +231,7 @@ fn build(args: &Args) -> Result<(), String> {
         module_files.push((name, data));
     }
 
-    println!("[5/5] initramfs");
+    println!("[5/7] initramfs");
     let firmware = read(&args.firmware)?;
     let ca = read(&args.ca_bundle)?;
     let mut ar = cpio::Archive::new();
@@ -235,23 +284,81 @@ fn build(args: &Args) -> Result<(), String> {
         size(zst.len() as u64)
     );
 
+    // The slot boots the kernel through its own EFI stub: the x86 bzImage (not the vmlinux the
+    // direct boot uses), the arm64 Image as packaged.
+    let efi_kernel = root.join(format!("boot/vmlinuz-{release}"));
+    // `postern.console=wizard` is the default, written out so tests can patch it to `prompt`.
+    let cmdline = format!(
+        "console={} quiet panic=-1 postern.flash=PARTLABEL={} postern.console=wizard",
+        arch.serial_console(),
+        disk::FLASH_PARTLABEL
+    );
+    let os_release = format!(
+        "NAME=Postern\nID=postern\nPRETTY_NAME=\"Postern {v} ({a})\"\nIMAGE_ID=postern\nIMAGE_VERSION={v}\nVERSION_ID={v}\n",
+        v = args.firmware_version,
+        a = arch.name()
+    );
+    let slot_out = args.out.join("slot.efi");
+    println!("[6/7] slot: unified kernel image, command line {cmdline:?}");
+    uki::build(
+        &uki::UkiParts {
+            efi_arch: arch.efi_arch(),
+            objcopy: arch.objcopy(),
+            kernel: &efi_kernel,
+            initramfs: &initramfs_out,
+            cmdline: &cmdline,
+            os_release: &os_release,
+        },
+        &args.out,
+        &slot_out,
+    )?;
+    let slot_len = fs::metadata(&slot_out).map(|m| m.len()).unwrap_or(0);
+    println!("  {} ({})", slot_out.display(), size(slot_len));
+
+    let disk_out = args.out.join(format!("postern-{}.img", arch.name()));
+    let slot_a_name = format!("postern-{}-a.efi", args.firmware_version);
+    println!("[7/7] disk: GPT, ESP with systemd-boot and slot A ({slot_a_name}), flash partition");
+    let layout = disk::build(
+        &disk::DiskParts {
+            efi_arch: arch.efi_arch(),
+            slot_a: &slot_out,
+            slot_a_name: &slot_a_name,
+        },
+        &args.out,
+        &disk_out,
+    )?;
+    println!(
+        "  {} ({}: ESP {} at {}, flash {} at {})",
+        disk_out.display(),
+        size(layout.total),
+        size(disk::ESP_SIZE),
+        size(layout.esp_offset),
+        size(disk::FLASH_SIZE),
+        size(layout.flash_offset)
+    );
+
     let manifest = format!(
-        "arch {}\nkernel_package {} {}\nkernel_bytes {}\ninitramfs_bytes {}\ninitramfs_cpio_bytes {}\nfirmware_bytes {}\n",
+        "arch {}\nversion {}\nkernel_package {} {}\nkernel_bytes {}\ninitramfs_bytes {}\ninitramfs_cpio_bytes {}\nfirmware_bytes {}\nslot_bytes {}\ndisk_bytes {}\n",
         arch.name(),
+        args.firmware_version,
         pin.package,
         pin.version,
         kernel.len(),
         zst.len(),
         cpio.len(),
-        firmware.len()
+        firmware.len(),
+        slot_len,
+        layout.total
     );
     write(&args.out.join("manifest.txt"), manifest.as_bytes())?;
     println!(
-        "done: {} kernel {}, initramfs {}, firmware {}",
+        "done: {} kernel {}, initramfs {}, firmware {}, slot {}, disk {}",
         args.out.display(),
         size(kernel.len() as u64),
         size(zst.len() as u64),
-        size(firmware.len() as u64)
+        size(firmware.len() as u64),
+        size(slot_len),
+        size(layout.total)
     );
     Ok(())
 }

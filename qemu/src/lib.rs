@@ -1,7 +1,8 @@
 //! Boots Postern images under QEMU and drives their serial console.
 //!
 //! [`Machine::boot`] starts `qemu-system-<arch>` on an image directory made by `mkimage`
-//! (`kernel`, `initramfs.cpio.zst`) with the flash as a raw file on virtio-blk, user networking
+//! (`kernel`, `initramfs.cpio.zst`) with the flash as a raw file on virtio-blk, or
+//! ([`BootOptions::disk`]) on the flashable disk image under UEFI (OVMF / AAVMF), user networking
 //! with host port forwards, and the serial console either on the terminal (for `make run`) or on a
 //! Unix socket driven by a [`Console`] (for tests). With the socket, QEMU waits for us to connect
 //! before it starts the guest, so no early output is lost.

@@ -38,25 +38,38 @@ impl Arch {
         }
     }
 
-    /// Machine, CPU and memory. TCG: there is no usable KVM on the machines this runs on.
-    /// The Debian x86 kernel needs ≥ 88 MB; arm64 boots in 64 MB.
+    /// Machine and CPU. TCG: there is no usable KVM on the machines this runs on.
     fn machine_args(self) -> &'static [&'static str] {
         match self {
-            Arch::X86_64 => &["-M", "q35", "-cpu", "max", "-accel", "tcg", "-m", "256"],
-            Arch::Aarch64 => &[
-                "-M",
-                "virt",
-                "-cpu",
-                "max,pauth-impdef=on",
-                "-accel",
-                "tcg",
-                "-m",
-                "256",
-            ],
+            Arch::X86_64 => &["-M", "q35", "-cpu", "max", "-accel", "tcg"],
+            Arch::Aarch64 => &["-M", "virt", "-cpu", "max,pauth-impdef=on", "-accel", "tcg"],
         }
     }
 
-    fn serial_console(self) -> &'static str {
+    /// Guest RAM in MiB. The Debian x86 kernel needs >= 88 MB, arm64 boots in 64 MB; under UEFI
+    /// the whole slot image (34 MiB on arm64, its sections placed up to ~70 MiB apart) is loaded
+    /// in one piece, and AAVMF reports "Out of Resources" for it in 256 MB.
+    fn memory_mib(disk: bool) -> u32 {
+        if disk { 512 } else { 256 }
+    }
+
+    /// UEFI for the disk boot: (read-only code, template of the variable store). Debian's `ovmf`
+    /// and `qemu-efi-aarch64` (AAVMF).
+    pub fn uefi(self) -> (&'static str, &'static str) {
+        match self {
+            Arch::X86_64 => (
+                "/usr/share/OVMF/OVMF_CODE_4M.fd",
+                "/usr/share/OVMF/OVMF_VARS_4M.fd",
+            ),
+            Arch::Aarch64 => (
+                "/usr/share/AAVMF/AAVMF_CODE.fd",
+                "/usr/share/AAVMF/AAVMF_VARS.fd",
+            ),
+        }
+    }
+
+    /// The serial console's kernel name (the disk image's slots carry it on their command line).
+    pub fn serial_console(self) -> &'static str {
         match self {
             Arch::X86_64 => "ttyS0",
             Arch::Aarch64 => "ttyAMA0",
@@ -130,6 +143,11 @@ pub struct BootOptions {
     pub arch: Arch,
     /// A `mkimage` output directory: `kernel` and `initramfs.cpio.zst`.
     pub image: PathBuf,
+    /// Boot this disk image under UEFI instead (the flashed `postern-ARCH.img`: boot loader, slots
+    /// and flash partition; `image`, `flash`, `flash_size`, `flash_mtd` and `append` are then
+    /// unused, as the slot carries its own command line). The UEFI variable store lives beside it
+    /// (`DISK.vars`), created from the firmware's template on first boot.
+    pub disk: Option<PathBuf>,
     /// The flash file; created sparse at `flash_size` bytes if missing.
     pub flash: PathBuf,
     /// The size the guest requires of its flash (passed as `postern.flash_size`).
@@ -150,6 +168,7 @@ impl BootOptions {
         BootOptions {
             arch,
             image: image.into(),
+            disk: None,
             flash: flash.into(),
             flash_size: DEFAULT_FLASH_SIZE,
             flash_mtd: false,
@@ -158,6 +177,23 @@ impl BootOptions {
             append: Vec::new(),
             no_reboot: false,
         }
+    }
+
+    /// Options to boot a disk image under UEFI (the image is written to: boot counting, the spool).
+    pub fn disk(arch: Arch, disk: impl Into<PathBuf>) -> BootOptions {
+        let disk = disk.into();
+        let mut o = BootOptions::new(arch, "", &disk);
+        o.disk = Some(disk);
+        o
+    }
+
+    /// The UEFI variable store of a disk boot.
+    pub fn uefi_vars(&self) -> Option<PathBuf> {
+        self.disk.as_ref().map(|d| {
+            let mut name = d.as_os_str().to_owned();
+            name.push(".vars");
+            PathBuf::from(name)
+        })
     }
 
     pub fn kernel(&self) -> PathBuf {
@@ -195,27 +231,40 @@ impl BootOptions {
             .map(|s| s.to_string())
             .collect();
         let s = |v: &str| v.to_string();
+        a.extend([s("-m"), Arch::memory_mib(self.disk.is_some()).to_string()]);
         a.extend([
             s("-nodefaults"),
             s("-no-user-config"),
             s("-display"),
             s("none"),
         ]);
-        a.extend([s("-kernel"), self.kernel().display().to_string()]);
-        a.extend([s("-initrd"), self.initramfs().display().to_string()]);
-        a.extend([s("-append"), self.cmdline()]);
-        let (blk, net) = match self.arch {
-            Arch::X86_64 => ("virtio-blk-pci", "virtio-net-pci"),
-            Arch::Aarch64 => ("virtio-blk-device", "virtio-net-device"),
+        let drive = match (&self.disk, self.uefi_vars()) {
+            (Some(disk), Some(vars)) => {
+                let (code, _) = self.arch.uefi();
+                a.extend([
+                    s("-drive"),
+                    format!("if=pflash,format=raw,unit=0,readonly=on,file={code}"),
+                    s("-drive"),
+                    format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+                ]);
+                disk
+            }
+            _ => {
+                a.extend([s("-kernel"), self.kernel().display().to_string()]);
+                a.extend([s("-initrd"), self.initramfs().display().to_string()]);
+                a.extend([s("-append"), self.cmdline()]);
+                &self.flash
+            }
         };
+        // PCI on both: AAVMF finds the disk there, and the images load virtio_pci on both.
         a.extend([
             s("-drive"),
             format!(
                 "file={},format=raw,if=none,id=flash,cache=writeback",
-                self.flash.display()
+                drive.display()
             ),
             s("-device"),
-            format!("{blk},drive=flash"),
+            s("virtio-blk-pci,drive=flash"),
         ]);
         if self.arch == Arch::X86_64 {
             // The hardware watchdog the firmware pets (reset on expiry, QEMU's default action).
@@ -229,7 +278,7 @@ impl BootOptions {
             s("-netdev"),
             netdev,
             s("-device"),
-            format!("{net},netdev=n0"),
+            s("virtio-net-pci,netdev=n0"),
         ]);
         match &self.console {
             ConsoleMode::Stdio => a.extend([s("-serial"), s("mon:stdio")]),
@@ -263,7 +312,8 @@ impl fmt::Display for BootError {
         match self {
             BootError::MissingImage(p) => write!(
                 f,
-                "{} is missing: build the image first (make image)",
+                "{} is missing: build the image first (make image), and for a disk boot install \
+                 ovmf / qemu-efi-aarch64",
                 p.display()
             ),
             BootError::Flash(p, e) => write!(f, "cannot create flash file {}: {e}", p.display()),
@@ -297,13 +347,29 @@ impl Machine {
     /// Creates the flash file if needed and starts QEMU; with a socket console, connects to it
     /// (QEMU starts the guest only then).
     pub fn boot(opts: &BootOptions) -> Result<Machine, BootError> {
-        for p in [opts.kernel(), opts.initramfs()] {
-            if !p.exists() {
-                return Err(BootError::MissingImage(p));
+        match (&opts.disk, opts.uefi_vars()) {
+            (Some(disk), Some(vars)) => {
+                let (code, template) = opts.arch.uefi();
+                for p in [disk.as_path(), Path::new(code), Path::new(template)] {
+                    if !p.exists() {
+                        return Err(BootError::MissingImage(p.to_path_buf()));
+                    }
+                }
+                if !vars.exists() {
+                    std::fs::copy(template, &vars)
+                        .map_err(|e| BootError::Flash(vars.clone(), e))?;
+                }
+            }
+            _ => {
+                for p in [opts.kernel(), opts.initramfs()] {
+                    if !p.exists() {
+                        return Err(BootError::MissingImage(p));
+                    }
+                }
+                create_flash(&opts.flash, opts.flash_size)
+                    .map_err(|e| BootError::Flash(opts.flash.clone(), e))?;
             }
         }
-        create_flash(&opts.flash, opts.flash_size)
-            .map_err(|e| BootError::Flash(opts.flash.clone(), e))?;
         if let ConsoleMode::Socket(path) = &opts.console {
             let _ = std::fs::remove_file(path);
         }
@@ -465,6 +531,28 @@ mod tests {
         o.flash_mtd = true;
         assert!(o.cmdline().contains("postern.flash=mtd:/dev/vda"));
         assert!(!o.cmdline().contains("postern.flash=/dev/vda"));
+    }
+
+    #[test]
+    fn a_disk_boots_under_uefi_with_its_own_command_line() {
+        let o = BootOptions::disk(Arch::Aarch64, "/tmp/d/postern-aarch64.img");
+        let args = o.qemu_args().join(" ");
+        assert!(!args.contains("-kernel"), "{args}");
+        assert!(!args.contains("-append"), "{args}");
+        assert!(
+            args.contains("unit=0,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd"),
+            "{args}"
+        );
+        assert!(
+            args.contains("unit=1,file=/tmp/d/postern-aarch64.img.vars"),
+            "{args}"
+        );
+        assert!(
+            args.contains("file=/tmp/d/postern-aarch64.img,format=raw"),
+            "{args}"
+        );
+        assert!(args.contains("virtio-blk-pci,drive=flash"), "{args}");
+        assert!(args.contains("-m 512"), "{args}");
     }
 
     #[test]

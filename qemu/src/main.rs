@@ -4,6 +4,7 @@
 //! qemu --arch x86_64 --image build/x86_64 --flash build/x86_64/flash.img \
 //!      --console stdio --forward 2525:25 --forward 2587:587 --forward 2465:465
 //! ```
+//! or, as a flashed box under UEFI, `qemu --arch aarch64 --disk build/aarch64/disk.img`.
 //! Ctrl-A X quits QEMU; `poweroff` at the prompt stops the guest cleanly.
 
 use std::path::PathBuf;
@@ -22,8 +23,12 @@ struct Args {
     #[arg(long, default_value = "build/x86_64")]
     image: PathBuf,
     /// The flash file (created if missing; it persists across runs).
+    #[arg(long, required_unless_present = "disk")]
+    flash: Option<PathBuf>,
+    /// Boot this disk image under UEFI (OVMF/AAVMF) instead of the kernel directly; the guest
+    /// writes to it (boot counting, the spool), as to a flashed box.
     #[arg(long)]
-    flash: PathBuf,
+    disk: Option<PathBuf>,
     /// The flash size the guest requires, in bytes.
     #[arg(long, default_value_t = DEFAULT_FLASH_SIZE)]
     flash_size: u64,
@@ -46,7 +51,14 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut opts = BootOptions::new(args.arch, &args.image, &args.flash);
+    let mut opts = match (&args.disk, &args.flash) {
+        (Some(disk), _) => BootOptions::disk(args.arch, disk),
+        (None, Some(flash)) => BootOptions::new(args.arch, &args.image, flash),
+        (None, None) => {
+            eprintln!("qemu: --flash or --disk is needed");
+            return ExitCode::FAILURE;
+        }
+    };
     opts.flash_size = args.flash_size;
     opts.flash_mtd = args.mtd;
     if !args.forward.is_empty() {

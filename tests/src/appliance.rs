@@ -12,14 +12,54 @@ use qemu::{Arch, BootOptions, ConsoleMode, Forward};
 pub fn image_dir() -> PathBuf {
     match std::env::var_os("POSTERN_IMAGE") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../build/x86_64"),
+        None => image_dir_for(Arch::X86_64),
     }
 }
 
-/// One QEMU at a time: two TCG guests on a 2-core box slow each other past any sensible timeout.
+/// An architecture's image directory (`make image ARCH=...`): `$POSTERN_BUILD/ARCH`, else
+/// `build/ARCH` of the workspace.
+pub fn image_dir_for(arch: Arch) -> PathBuf {
+    let build = match std::env::var_os("POSTERN_BUILD") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../build"),
+    };
+    build.join(arch.name())
+}
+
+/// One x86_64 QEMU at a time (see [`qemu_lock_for`]).
 pub fn qemu_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    qemu_lock_for(Arch::X86_64)
+}
+
+/// One QEMU per architecture at a time: a TCG guest takes one core, so the two architectures'
+/// tests run side by side (halving the suite's time) and more would slow each other past any
+/// sensible timeout on a 2-core box.
+pub fn qemu_lock_for(arch: Arch) -> MutexGuard<'static, ()> {
+    static X86_64: Mutex<()> = Mutex::new(());
+    static AARCH64: Mutex<()> = Mutex::new(());
+    let lock = match arch {
+        Arch::X86_64 => &X86_64,
+        Arch::Aarch64 => &AARCH64,
+    };
+    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One test per architecture: `per_arch!(name)` after `fn name(arch: Arch)` makes the tests
+/// `name::x86_64` and `name::aarch64`.
+#[macro_export]
+macro_rules! per_arch {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn x86_64() {
+                super::$name(::qemu::Arch::X86_64)
+            }
+            #[test]
+            fn aarch64() {
+                super::$name(::qemu::Arch::Aarch64)
+            }
+        }
+    };
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
@@ -34,15 +74,74 @@ pub fn free_port() -> u16 {
 /// free port (returned), QEMU exits when the guest reboots. The console starts at the command line
 /// (`postern.console=prompt`: no first-boot wizard, no login); [`setup_boot`] keeps the wizard.
 pub fn test_boot(dir: &std::path::Path) -> (BootOptions, u16) {
-    let (mut opts, smtp) = setup_boot(dir);
-    opts.append.push("postern.console=prompt".to_string());
+    let (mut opts, smtp) = test_boot_on(Arch::X86_64, dir);
+    opts.image = image_dir();
     (opts, smtp)
 }
 
 /// [`test_boot`] as a box in the field boots: the wizard on a blank flash, then login and menu.
 pub fn setup_boot(dir: &std::path::Path) -> (BootOptions, u16) {
+    let opts = BootOptions::new(Arch::X86_64, image_dir(), dir.join("flash.img"));
+    for_test(opts, dir)
+}
+
+/// [`test_boot`] for `arch`: the console starts at the command line.
+pub fn test_boot_on(arch: Arch, dir: &std::path::Path) -> (BootOptions, u16) {
+    let mut opts = BootOptions::new(arch, image_dir_for(arch), dir.join("flash.img"));
+    opts.append.push("postern.console=prompt".to_string());
+    for_test(opts, dir)
+}
+
+/// Options to boot a fresh copy (in `dir`) of `arch`'s flashable disk image under UEFI, as if just
+/// written to a box's disk; console and forwards as in [`test_boot`]. Slot A's command line is
+/// patched from `postern.console=wizard` to `prompt`, so the console starts at the command line.
+pub fn test_disk_boot(arch: Arch, dir: &std::path::Path) -> (BootOptions, u16) {
+    let image = image_dir_for(arch).join(format!("postern-{}.img", arch.name()));
+    let disk = dir.join("disk.img");
+    let status = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&image)
+        .arg(&disk)
+        .status()
+        .expect("cp");
+    assert!(
+        status.success(),
+        "cannot copy {} (make image ARCH={})",
+        image.display(),
+        arch.name()
+    );
+    skip_wizard_on_disk(&disk);
+    for_test(BootOptions::disk(arch, disk), dir)
+}
+
+/// Rewrites `postern.console=wizard` as `postern.console=prompt` (same length) in the disk's
+/// slots, where the EFI system partition holds them as written: whole, one after the other.
+fn skip_wizard_on_disk(disk: &std::path::Path) {
+    let (from, to) = (b"postern.console=wizard", b"postern.console=prompt");
+    use std::os::unix::fs::FileExt;
+    let bytes = std::fs::read(disk).expect("read the disk image");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk)
+        .expect("open the disk image");
+    let mut patched = 0;
+    let mut at = 0;
+    while let Some(i) = bytes[at..].windows(from.len()).position(|w| w == from) {
+        // In place, so the copy stays sparse.
+        file.write_all_at(to, (at + i) as u64)
+            .expect("patch the disk image");
+        at += i + from.len();
+        patched += 1;
+    }
+    assert!(
+        patched > 0,
+        "no postern.console=wizard in {}",
+        disk.display()
+    );
+}
+
+fn for_test(mut opts: BootOptions, dir: &std::path::Path) -> (BootOptions, u16) {
     let smtp = free_port();
-    let mut opts = BootOptions::new(Arch::X86_64, image_dir(), dir.join("flash.img"));
     opts.console = ConsoleMode::Socket(dir.join("console.sock"));
     opts.forwards = vec![Forward {
         host: smtp,
@@ -79,6 +178,36 @@ pub fn wait_for_banner(port: u16, limit: Duration) -> Result<(String, TcpStream)
     ))
 }
 
+/// [`wait_for_banner`] while reading the guest's console: a console nobody reads fills QEMU's
+/// socket and stalls the guest on its serial writes (UEFI firmware is chatty there). On failure
+/// the message carries the console transcript.
+pub fn wait_for_banner_reading_console(
+    machine: &mut qemu::Machine,
+    port: u16,
+    limit: Duration,
+) -> Result<(String, TcpStream), String> {
+    let start = Instant::now();
+    loop {
+        let left = limit.saturating_sub(start.elapsed());
+        match wait_for_banner(port, left.min(Duration::from_secs(1))) {
+            Ok(found) => return Ok(found),
+            Err(e) if left.is_zero() => {
+                let transcript = machine
+                    .console()
+                    .map(|c| c.transcript().to_string())
+                    .unwrap_or_default();
+                return Err(format!("{e}\n--- console ---\n{transcript}"));
+            }
+            Err(_) => {
+                if let Some(c) = machine.console() {
+                    c.read_for(Duration::from_millis(200))
+                        .map_err(|e| format!("console: {e}"))?;
+                }
+            }
+        }
+    }
+}
+
 /// Says QUIT and returns the reply line.
 pub fn quit(mut stream: TcpStream) -> std::io::Result<String> {
     stream.write_all(b"QUIT\r\n")?;
@@ -89,6 +218,9 @@ pub fn quit(mut stream: TcpStream) -> std::io::Result<String> {
 
 /// How long a guest may take to boot to its prompt under TCG on a loaded box.
 pub const BOOT: Duration = Duration::from_secs(180);
+/// The same through UEFI, the boot loader and the x86 bzImage's own decompression (~15 s more
+/// when idle), 5× as for [`BOOT`].
+pub const DISK_BOOT: Duration = Duration::from_secs(300);
 /// How long one console command or SMTP exchange with the guest may take.
 pub const COMMAND: Duration = Duration::from_secs(60);
 /// The console prompt.

@@ -85,14 +85,17 @@ impl Sink {
             .collect()
     }
 
-    /// Waits until `n` messages are in, and returns them.
+    /// Waits until `n` messages are in, and returns them. smtp-sink writes a file as the data
+    /// arrives: a message counts once its file is unchanged over two polls.
     pub fn wait_for(&self, n: usize, limit: Duration) -> Vec<String> {
         let deadline = Instant::now() + limit;
+        let mut previous = Vec::new();
         loop {
             let m = self.messages();
-            if m.len() >= n || Instant::now() > deadline {
+            if (m.len() >= n && m == previous) || Instant::now() > deadline {
                 return m;
             }
+            previous = m;
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -3,26 +3,33 @@
 //! the sink down, a message is acknowledged, QEMU is killed with SIGKILL, booted again on the same
 //! flash, and the message arrives once the sink is back.
 //!
-//! Needs the image (`make image`), qemu-system-x86 and Postfix's smtp-sink.
+//! On x86_64 and aarch64 (`NAME::x86_64`, `NAME::aarch64`, side by side).
+//!
+//! Needs the images (`make image ARCH=...` for both), qemu-system-x86, qemu-system-arm and
+//! Postfix's smtp-sink.
 
-use qemu::POWEROFF_GRACE;
+use qemu::{Arch, POWEROFF_GRACE};
 use tests::appliance::{
-    COMMAND, boot_to_prompt, console_command, provision_secondary, qemu_lock, send_through,
-    test_boot,
+    COMMAND, boot_to_prompt, console_command, provision_secondary, qemu_lock_for, send_through,
+    test_boot_on, wait_for_banner_reading_console,
 };
 use tests::peers::{Sink, free_port};
+use tests::per_arch;
 
-#[test]
-fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill() {
-    let _one_at_a_time = qemu_lock();
+per_arch!(relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill);
+fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill(arch: Arch) {
+    let _one_at_a_time = qemu_lock_for(arch);
     let tmp = tempfile::tempdir().unwrap();
-    let (opts, smtp_port) = test_boot(tmp.path());
+    let (opts, smtp_port) = test_boot_on(arch, tmp.path());
     let sink_port = free_port();
     let mut sink = Sink::start(sink_port);
 
     let mut machine = boot_to_prompt(&opts);
     provision_secondary(&mut machine, sink_port);
 
+    // Greets first (reading the console meanwhile, and showing it if the guest never answers).
+    wait_for_banner_reading_console(&mut machine, smtp_port, COMMAND)
+        .unwrap_or_else(|e| panic!("{e}"));
     let reply = send_through(smtp_port, "first");
     assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
     let got = sink.wait_for(1, COMMAND);
@@ -30,6 +37,8 @@ fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill() {
     assert!(got[0].contains("Subject: first"), "{}", got[0]);
 
     sink.stop();
+    wait_for_banner_reading_console(&mut machine, smtp_port, COMMAND)
+        .unwrap_or_else(|e| panic!("{e}"));
     let reply = send_through(smtp_port, "second");
     assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
     let listing = console_command(&mut machine, "queue list");

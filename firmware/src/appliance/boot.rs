@@ -115,6 +115,32 @@ pub fn attach_block2mtd(device: &Path, param: &str, mtd: &Path) -> Result<(), St
     Ok(())
 }
 
+/// The device node of the partition whose GPT name is `label` (the kernel's `PARTNAME=` in
+/// /sys/class/block/*/uevent), if one has appeared.
+pub fn find_partition(label: &str) -> Option<std::path::PathBuf> {
+    let entries = std::fs::read_dir("/sys/class/block").ok()?;
+    for entry in entries.flatten() {
+        let Ok(uevent) = std::fs::read_to_string(entry.path().join("uevent")) else {
+            continue;
+        };
+        if let Some(dev) = partition_device(&uevent, label) {
+            return Some(Path::new("/dev").join(dev));
+        }
+    }
+    None
+}
+
+/// `DEVNAME` of a uevent whose `PARTNAME` is `label`.
+fn partition_device<'a>(uevent: &'a str, label: &str) -> Option<&'a str> {
+    let field = |key: &str| {
+        uevent
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+    };
+    (field("PARTNAME")? == label).then_some(())?;
+    field("DEVNAME").filter(|d| !d.contains(".."))
+}
+
 /// Brings up lo and waits for eth0. Problems are reported, not fatal: the console still works
 /// without a network. eth0's address comes later, from the stored network or the boot parameters.
 pub fn bring_up_links() {
@@ -147,5 +173,21 @@ pub fn wait_for(mut ready: impl FnMut() -> bool, limit: Duration) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_is_found_by_its_gpt_name() {
+        let uevent = "MAJOR=254\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=postern-flash\n";
+        assert_eq!(partition_device(uevent, "postern-flash"), Some("vda2"));
+        assert_eq!(partition_device(uevent, "postern"), None);
+        assert_eq!(
+            partition_device("DEVNAME=vda\nDEVTYPE=disk\n", "postern-flash"),
+            None
+        );
     }
 }

@@ -4,13 +4,14 @@
 //! | word | default | meaning |
 //! |---|---|---|
 //! | `postern.flash=PATH` | `/dev/vda` | the flash device: a block device (QEMU: the raw flash file on virtio-blk) or an MTD character device (`/dev/mtd0`, raw NOR) |
+//! | `postern.flash=PARTLABEL=NAME` | | the GPT partition named NAME on whichever disk holds it (the disk image's `postern-flash`: `/dev/vda2` under QEMU, `/dev/mmcblk0p2` on eMMC) |
 //! | `postern.flash=mtd:PATH` | | MTD emulated over block device PATH: load `block2mtd` over it ([`BLOCK2MTD_ERASE_SIZE`] erase blocks) and run on [`BLOCK2MTD_MTD`] |
 //! | `postern.flash_size=BYTES` | any | the size the flash must have; another size is refused |
 //! | `postern.hostname=NAME` | `postern` | hostname and SMTP greeting name |
 //! | `postern.ip=ADDR/LEN` | `10.0.2.15/24` | eth0's IPv4 address (QEMU user networking) |
 //! | `postern.gw=ADDR` | `10.0.2.2` | default gateway (`none` for no route) |
 //! | `postern.dns=ADDR` | `10.0.2.3` | resolver written to /etc/resolv.conf |
-//! | `postern.console=prompt` | `menu` | the console starts at the command line, with no first-boot wizard and no login (tests, recovery) |
+//! | `postern.console=prompt` | `menu` (or `wizard`) | the console starts at the command line, with no first-boot wizard and no login (tests, recovery) |
 //!
 //! The box's stored host name and network (set up by the first-boot wizard or the console menu)
 //! take the place of the defaults; `postern.hostname`, and any of `postern.ip`/`gw`/`dns`, override
@@ -38,6 +39,9 @@ pub struct BootParams {
     /// The block device to put block2mtd over (`postern.flash=mtd:PATH`); `flash` is then
     /// [`BLOCK2MTD_MTD`].
     pub block2mtd: Option<PathBuf>,
+    /// The GPT partition name to find the flash by (`postern.flash=PARTLABEL=NAME`); `flash` is
+    /// set to the partition's device once it is found.
+    pub flash_partlabel: Option<String>,
     pub flash_size: Option<u64>,
     pub hostname: String,
     pub address: Ipv4Addr,
@@ -57,6 +61,7 @@ impl Default for BootParams {
         BootParams {
             flash: PathBuf::from("/dev/vda"),
             block2mtd: None,
+            flash_partlabel: None,
             flash_size: None,
             hostname: "postern".to_string(),
             address: Ipv4Addr::new(10, 0, 2, 15),
@@ -86,12 +91,23 @@ pub fn parse(cmdline: &str) -> (BootParams, Vec<String>) {
             "flash" if value.starts_with('/') => {
                 p.flash = PathBuf::from(value);
                 p.block2mtd = None;
+                p.flash_partlabel = None;
                 true
+            }
+            "flash" if value.starts_with("PARTLABEL=") => {
+                let label = &value["PARTLABEL=".len()..];
+                let ok = !label.is_empty() && !label.contains('/');
+                if ok {
+                    p.flash_partlabel = Some(label.to_string());
+                    p.block2mtd = None;
+                }
+                ok
             }
             "flash" => match value.strip_prefix("mtd:") {
                 Some(dev) if dev.starts_with('/') && !dev.contains(',') => {
                     p.flash = PathBuf::from(BLOCK2MTD_MTD);
                     p.block2mtd = Some(PathBuf::from(dev));
+                    p.flash_partlabel = None;
                     true
                 }
                 _ => false,
@@ -117,7 +133,9 @@ pub fn parse(cmdline: &str) -> (BootParams, Vec<String>) {
                 .parse()
                 .map(|d| (p.dns, p.network_given) = (d, true))
                 .is_ok(),
-            "console" if value == "prompt" || value == "menu" => {
+            // `wizard` is `menu` by another name, as long as `prompt`: the disk image's slots
+            // carry it, so a test can patch the slot in place to skip the wizard.
+            "console" if value == "prompt" || value == "menu" || value == "wizard" => {
                 p.console_prompt = value == "prompt";
                 true
             }
@@ -228,5 +246,15 @@ mod tests {
         let (p, _) = parse("postern.flash=mtd:/dev/vda postern.flash=/dev/mtd1");
         assert_eq!(p.flash, PathBuf::from("/dev/mtd1"));
         assert_eq!(p.block2mtd, None);
+    }
+
+    #[test]
+    fn the_disk_image_names_its_flash_partition() {
+        let (p, w) = parse("console=ttyAMA0 postern.flash=PARTLABEL=postern-flash");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(p.flash_partlabel.as_deref(), Some("postern-flash"));
+        let (p, w) = parse("postern.flash=PARTLABEL= postern.flash=PARTLABEL=a/b");
+        assert_eq!(p.flash_partlabel, None);
+        assert_eq!(w.len(), 2, "{w:?}");
     }
 }

@@ -14,6 +14,7 @@
 mod boot;
 mod cmdline;
 mod console;
+mod esp;
 mod input;
 mod network;
 mod services;

@@ -8,12 +8,12 @@ use std::time::Duration;
 use hal::sys::power::PowerAction;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::boot;
 use super::cmdline::BootParams;
 use super::console::SerialConsole;
 use super::input::ConsoleInput;
 use super::network;
 use super::watchdog;
+use super::{boot, esp};
 use crate::admin::control::DEFAULT_CONTROL;
 use crate::config::box_settings::NetworkSettings;
 use crate::config::stored::BoxConfig;
@@ -22,6 +22,9 @@ use crate::daemon::{self, Daemon, FlashSpec, Options};
 
 /// How long to wait before trying the flash again.
 const FLASH_RETRY: Duration = Duration::from_secs(5);
+/// A slot on trial that cannot start its services this many times in a row reboots, so that
+/// the boot loader, its try used up, boots the previous slot.
+const TRIAL_ATTEMPTS: u32 = 3;
 
 /// The daemon's options in the appliance: every service on every address, the flash from the
 /// boot parameters, the host name and resolvers the box was set up with.
@@ -100,19 +103,35 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
                 hal::sys::reap::reap_all();
             }
         });
-        let (daemon, settings) = loop {
-            let started = match set_up(p, &mut input).await {
-                Ok(Prepared::Stop(action)) => return Ok(action),
-                Ok(Prepared::Settings(settings)) => Daemon::start(options(p, &settings))
-                    .await
-                    .map(|d| (d, settings))
-                    .map_err(|e| e.to_string()),
+        let esp = esp::mount();
+        let trial = esp.as_deref().and_then(esp::booted_on_trial);
+        if let Some(t) = &trial {
+            eprintln!("postern: slot {} (postern {}) is on trial: {}", t.slot, t.version, t.state());
+        }
+        let mut failures = 0;
+        let (daemon, settings, p) = loop {
+            let started = match find_flash(p) {
+                Ok(p) => match set_up(&p, &mut input).await {
+                    Ok(Prepared::Stop(action)) => return Ok(action),
+                    Ok(Prepared::Settings(settings)) => Daemon::start(options(&p, &settings))
+                        .await
+                        .map(|d| (d, settings, p))
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match started {
                 Ok(d) => break d,
                 Err(e) => {
                     eprintln!("postern: {e}");
+                    failures += 1;
+                    if let Some(t) = trial.as_ref().filter(|_| failures >= TRIAL_ATTEMPTS) {
+                        return Err(format!(
+                            "slot {} (postern {}) failed its health check ({e}); rebooting to the previous slot",
+                            t.slot, t.version
+                        ));
+                    }
                     eprintln!(
                         "postern: services not running; retrying in {} s ('poweroff' or 'reboot' here stops the box)",
                         FLASH_RETRY.as_secs()
@@ -124,7 +143,20 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
                 }
             }
         };
+        let p = &p;
         eprintln!("postern: services up, {:.2} s after the kernel started", boot::uptime());
+        if let Some(esp) = &esp {
+            match smtp_answers().await {
+                Ok(()) => esp::mark_good(esp),
+                Err(e) if trial.is_some() => {
+                    daemon.shutdown().await;
+                    return Err(format!(
+                        "the SMTP listener does not answer ({e}): health check failed, rebooting to the previous slot"
+                    ));
+                }
+                Err(e) => eprintln!("postern: the SMTP listener does not answer: {e}"),
+            }
+        }
         let admin = daemon.admin().clone();
         let keeper = watchdog::start(admin.clone());
         let start = if p.console_prompt {
@@ -225,6 +257,49 @@ fn factory_reset(p: &BootParams) -> PowerAction {
         Err(e) => eprintln!("postern: factory reset failed: {e}"),
     }
     PowerAction::Reboot
+}
+
+/// The boot parameters with the flash found: `postern.flash=PARTLABEL=NAME` names the disk
+/// image's flash partition, whose device node appears once the disk's driver has read the table.
+fn find_flash(p: &BootParams) -> Result<BootParams, String> {
+    let mut p = p.clone();
+    if let Some(label) = &p.flash_partlabel {
+        let mut found = None;
+        boot::wait_for(
+            || {
+                found = boot::find_partition(label);
+                found.is_some()
+            },
+            Duration::from_secs(2),
+        );
+        p.flash = found.ok_or_else(|| {
+            format!("no partition named {label:?} for the flash (is the disk attached?)")
+        })?;
+    }
+    Ok(p)
+}
+
+/// Part of the health check: the SMTP service greets on port 25 of this box.
+async fn smtp_answers() -> Result<(), String> {
+    use tokio::io::AsyncBufReadExt;
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, 25))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        tokio::io::BufReader::new(stream)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?;
+        if line.starts_with("220") {
+            Ok(())
+        } else {
+            Err(format!("greeting {:?}", line.trim_end()))
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .map_err(|_| "no greeting within 10 s".to_string())?
 }
 
 /// Checks the flash device is there before it is opened: the daemon creates a missing *file* of

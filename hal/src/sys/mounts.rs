@@ -60,3 +60,16 @@ pub fn mount_early(m: &EarlyMount) -> io::Result<()> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// Mounts the filesystem on block device `source` at `target` (created if missing), with no
+/// device nodes, set-uid or executables honoured: e.g. the EFI system partition the appliance's
+/// boot slots live on. `options` is the filesystem's option string.
+pub fn mount_device(source: &Path, target: &Path, fstype: &str, options: &str) -> io::Result<()> {
+    std::fs::create_dir_all(target)?;
+    let options = std::ffi::CString::new(options)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in mount options"))?;
+    let flags = MountFlags::NOSUID
+        .union(MountFlags::NODEV)
+        .union(MountFlags::NOEXEC);
+    mount(source, target, fstype, flags, Some(options.as_c_str())).map_err(io::Error::from)
+}
