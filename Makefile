@@ -75,7 +75,7 @@ lint:
 unit: build
 	cargo test --workspace --no-fail-fast
 
-test: deps lint images unit fuzz-short aarch64
+test: deps lint images unit fuzz-short
 
 # The short run: a total budget split across the targets (FUZZ_SECONDS, 120 s by default).
 fuzz-short:
