@@ -111,6 +111,11 @@ where
     A: Authenticator,
 {
     let mut buf = vec![0u8; READ_BUF];
+    // When the record in hand (a command line, or the content after 354) must be complete: set
+    // when a reply goes out, later by `smtpd_min_data_rate` with every read.
+    let mut record_deadline = session
+        .poll_timeout()
+        .unwrap_or_else(|| Instant::now() + ctx.limits.command_timeout);
     loop {
         while let Some(event) = session.poll_event() {
             if let Event::StartTls = event {
@@ -118,6 +123,11 @@ where
                 return Ok(Outcome::StartTls);
             }
             answer(event, session, ctx, rx).await;
+        }
+        if session.has_output() {
+            record_deadline = session
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + ctx.limits.command_timeout);
         }
         flush(io, session).await?;
         if session.is_closed() {
@@ -128,15 +138,26 @@ where
             // Every question was answered above; a session still waiting would never wake.
             return Ok(Outcome::Closed);
         }
-        let deadline = session
+        let mut deadline = session
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + ctx.limits.command_timeout);
+        let per_record = ctx.limits.per_record_deadline && record_deadline < deadline;
+        if per_record {
+            deadline = record_deadline;
+        }
         tokio::select! {
             read = io.read(&mut buf) => match read {
                 Ok(0) | Err(_) => return Ok(Outcome::Closed),
-                Ok(n) => session.feed(buf.get(..n).unwrap_or_default(), Instant::now()),
+                Ok(n) => {
+                    record_deadline += ctx.limits.record_extension(n);
+                    session.feed(buf.get(..n).unwrap_or_default(), Instant::now());
+                }
             },
-            _ = tokio::time::sleep_until(deadline.into()) => session.handle_timeout(Instant::now()),
+            _ = tokio::time::sleep_until(deadline.into()) => if per_record {
+                session.expire();
+            } else {
+                session.handle_timeout(Instant::now());
+            },
         }
     }
 }

@@ -355,6 +355,14 @@ impl Session {
         }
     }
 
+    /// Ends the session with `421 4.4.2` now: a deadline the driver keeps (Postfix
+    /// `smtpd_per_record_deadline`) has passed, though bytes kept arriving.
+    pub fn expire(&mut self) {
+        if self.wants_input() {
+            self.refuse(Refusal::Timeout);
+        }
+    }
+
     /// What is known of the client; `helo` is the name it claimed, kept for policy.
     pub fn client(&self) -> &ClientInfo {
         &self.client
