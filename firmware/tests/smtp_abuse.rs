@@ -234,23 +234,14 @@ async fn a_client_sending_a_byte_at_a_time_is_dropped_at_the_record_deadline() {
     let server = start(ListenerKind::Smtp, limits, ConnectionLimits::default()).await;
     let mut c = Client::connect(server.addr).await;
     assert!(c.reply().await.starts_with("220 "));
-    let started = Instant::now();
     // Each byte comes well inside smtpd_timeout; the line as a whole does not.
-    let line = b"MAIL FROM:<slow@outside.example>\r\n";
-    let mut cut_off = false;
-    for b in line {
-        c.send(&[*b]).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if started.elapsed() > Duration::from_secs(3) {
-            cut_off = true;
-            break;
-        }
-    }
-    let reply = c.reply().await;
-    assert_eq!(reply, "421 4.4.2 mx.test Error: timeout exceeded\r\n");
-    assert!(cut_off || started.elapsed() < Duration::from_secs(3));
+    let reply = trickle(&mut c, b"MAIL FROM:<slow@outside.example>\r\n").await;
+    assert_eq!(
+        reply,
+        Some("421 4.4.2 mx.test Error: timeout exceeded\r\n".to_string())
+    );
 
-    // The same in DATA: content trickling in below smtpd_min_data_rate.
+    // The same in DATA: content trickling in far below smtpd_min_data_rate.
     let mut c = Client::connect(server.addr).await;
     c.reply().await;
     assert!(c.cmd("EHLO client.test").await.starts_with("250"));
@@ -261,20 +252,30 @@ async fn a_client_sending_a_byte_at_a_time_is_dropped_at_the_record_deadline() {
     );
     assert!(c.cmd("RCPT TO:<b@example.com>").await.starts_with("250"));
     assert!(c.cmd("DATA").await.starts_with("354"));
-    let started = Instant::now();
-    for b in b"Subject: slow\r\n\r\nbody\r\n".repeat(4) {
-        c.send(&[b]).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if started.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-    }
-    c.send(b".\r\n").await;
+    let reply = trickle(&mut c, b"Subject: slow\r\n\r\nbody, slowly\r\n.\r\n").await;
     assert_eq!(
-        c.reply().await,
-        "421 4.4.2 mx.test Error: timeout exceeded\r\n"
+        reply,
+        Some("421 4.4.2 mx.test Error: timeout exceeded\r\n".to_string())
     );
     assert!(server.spool.committed.lock().unwrap().is_empty());
+}
+
+/// Sends `bytes` one every 200 ms and returns what the server says before the last is sent and
+/// within 2.5 s (with 1 s timeouts); `None` if it says nothing by then.
+async fn trickle(c: &mut Client, bytes: &[u8]) -> Option<String> {
+    assert!(
+        bytes.len() * 200 > 4000,
+        "the trickle must outlast the deadline"
+    );
+    let started = Instant::now();
+    for b in bytes {
+        c.send(&[*b]).await;
+        if let Ok(reply) = tokio::time::timeout(Duration::from_millis(200), c.reply()).await {
+            assert!(started.elapsed() < Duration::from_millis(2500), "{reply}");
+            return Some(reply);
+        }
+    }
+    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
