@@ -54,6 +54,7 @@ class Sink:
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o777)
         self.proc = None
+        self.counts = {}
         self.start()
 
     def start(self):
@@ -72,18 +73,22 @@ class Sink:
             self.proc = None
 
     def arrived(self):
-        """Soak id -> how many times it arrived."""
-        counts = {}
+        """Soak id -> how many times it arrived. Files are counted and removed as they come, so
+        a long soak does not fill the disk."""
         for name in os.listdir(self.dir):
+            path = os.path.join(self.dir, name)
             try:
-                with open(os.path.join(self.dir, name), "rb") as f:
-                    m = ID.search(f.read())
+                with open(path, "rb") as f:
+                    data = f.read()
             except OSError:
                 continue
-            if m:
+            m = ID.search(data)
+            # smtp-sink may still be writing it: count it once it has the id and the body end.
+            if m and data.rstrip().endswith(b"soak body line"):
                 n = int(m.group(1))
-                counts[n] = counts.get(n, 0) + 1
-        return counts
+                self.counts[n] = self.counts.get(n, 0) + 1
+                os.remove(path)
+        return self.counts
 
 
 class Postern:
@@ -224,6 +229,8 @@ def main():
                 sink.start()
                 sink_back = None
                 next_outage = time.time() + args.sink_every
+            if int(now * 20) % 100 == 0:
+                sink.arrived()
             time.sleep(0.05)
         load.stopping.set()
         for t in load.threads:
