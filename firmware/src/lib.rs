@@ -21,8 +21,10 @@
 //!   over the body as it streams to the [`spool`], hands the committed message to the [`queue`],
 //!   and turns their typed answers (a route rejection, a content rejection, a spool error) into
 //!   SMTP replies.
-//! - [`policy`]: what a client may do, per stage: connection limits at connect, relay control at
-//!   RCPT (where the restrictions of `zimbraMtaRestriction` go).
+//! - [`policy`]: what a client may do, per stage: connection limits and rates at connect, the
+//!   message rate when a message begins, relay control and the restrictions of
+//!   `zimbraMtaRestriction` (HELO, sender, client names, DNSBL, policy service) at RCPT, and
+//!   what becomes of mail to the box's own name.
 //! - [`route`]: recipient → accept/reject and next hop, a pure function of the address, the
 //!   [`directory`], the [`config`] and the policy's relay answer.
 //! - [`directory`]: accounts, aliases, domains, MTA settings; in RAM, snapshot on flash; AUTH
@@ -37,7 +39,8 @@
 //! - [`bounce`]: RFC 3464 delivery status notifications.
 //! - [`mail`]: the types every stage shares: queue ids, the envelope, transports, enhanced status
 //!   codes and SMTP replies.
-//! - [`log`]: mail log lines in Postfix's shape.
+//! - [`log`]: mail log lines in Postfix's shape. [`metrics`]: the counters every stage bumps for
+//!   the Prometheus endpoint (`admin` adds the queue, flash and directory at scrape time).
 //! - [`config`]: settings with Zimbra's names. [`admin`]: the admin commands and the control
 //!   socket; each operation takes the handles it needs (spool, queue, directory). [`daemon`]: the
 //!   services both running modes start. [`console`]: the serial console. [`appliance`] (PID 1)
@@ -47,7 +50,7 @@
 //!
 //! <!-- import-table begin: parsed by firmware/tests/import_rule (run by `make lint`) -->
 //! ```text
-//! hal → mail → log → smtp → config → directory → route → policy → spool → content → bounce
+//! hal → mail → log → metrics → smtp → config → directory → route → policy → spool → content → bounce
 //!     → queue → delivery → inbound → admin → daemon / console → appliance / cli → main
 //! ```
 //! <!-- import-table end -->
@@ -75,6 +78,7 @@ pub mod directory;
 pub mod inbound;
 pub mod log;
 pub mod mail;
+pub mod metrics;
 pub mod policy;
 pub mod queue;
 pub mod route;

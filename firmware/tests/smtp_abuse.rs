@@ -91,6 +91,7 @@ async fn start(kind: ListenerKind, limits: Limits, connections: ConnectionLimits
         recipients: Router,
         store: spool.clone(),
         auth: Some(Guessed),
+        log: postern::log::LogSink::memory(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -172,6 +173,7 @@ async fn hundreds_of_connections_from_one_address_are_held_to_the_limits() {
         connection_limit: 120,
         client_connection_limit: 50,
         client_limit_exceptions: "10.0.0.0/8".parse::<NetworkList>().unwrap(),
+        ..ConnectionLimits::default()
     };
     let server = start(ListenerKind::Smtp, limits(), connections).await;
     // 300 from one address: 50 served, the rest told why and dropped.
@@ -211,6 +213,7 @@ async fn mynetworks_is_exempt_from_the_per_client_limit_but_not_the_total() {
         connection_limit: 200,
         client_connection_limit: 50,
         client_limit_exceptions: NetworkList::loopback(),
+        ..ConnectionLimits::default()
     };
     let server = start(ListenerKind::Smtp, limits(), connections).await;
     let (_held, greetings) = open(server.addr, "127.0.0.1", 300).await;

@@ -1,156 +1,256 @@
-//! A small authoritative DNS server on 127.0.0.1 (UDP) for end-to-end tests, so `postern run
-//! --dns` resolves the test's names and never the machine's resolver. It answers A and MX
-//! questions from a fixed zone (any other type: no records), NXDOMAIN for names it does not
-//! hold, and keeps every question it was asked, so a test can check that no MX lookup was made.
+//! A tiny authoritative DNS server on 127.0.0.1 (UDP) for the tests: the records a test needs,
+//! NXDOMAIN for every other name, and names that answer SERVFAIL or never answer. The daemon is
+//! pointed at it with `postern run --dns 127.0.0.1:PORT`; the machine's resolver is never used.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-const TYPE_A: u16 = 1;
-const TYPE_MX: u16 = 15;
-
-/// One record of the zone.
+/// One record's data.
 #[derive(Debug, Clone)]
 pub enum Record {
-    A(Ipv4Addr),
-    /// Preference and exchange.
+    A(IpAddr),
     Mx(u16, String),
+    Txt(String),
+    Ptr(String),
 }
 
-/// The running server; stops when dropped.
+/// How a name answers.
+#[derive(Debug, Clone)]
+enum Behaviour {
+    Records(Vec<Record>),
+    ServFail,
+    Silent,
+}
+
+type Zone = HashMap<String, Behaviour>;
+
+/// A running server; it stops when dropped.
 pub struct DnsServer {
     pub addr: SocketAddr,
-    asked: Arc<Mutex<Vec<(String, u16)>>>,
+    zone: Arc<Mutex<Zone>>,
+    queries: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+}
+
+fn key(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 impl DnsServer {
-    /// Serves `zone`: name (any case, no trailing dot) → its records.
-    pub fn start(zone: &[(&str, Record)]) -> DnsServer {
-        let mut map: HashMap<String, Vec<Record>> = HashMap::new();
-        for (name, r) in zone {
-            map.entry(name.to_ascii_lowercase())
-                .or_default()
-                .push(r.clone());
-        }
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind DNS socket");
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
+    pub fn start() -> DnsServer {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind dns");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
-        let addr = sock.local_addr().expect("DNS address");
-        let asked = Arc::new(Mutex::new(Vec::new()));
+        let addr = socket.local_addr().expect("dns addr");
+        let zone: Arc<Mutex<Zone>> = Arc::default();
+        let queries: Arc<Mutex<Vec<String>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (a, s) = (Arc::clone(&asked), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 1500];
-            while !s.load(Ordering::SeqCst) {
-                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                if let Some((reply, question)) = answer(&buf[..n], &map) {
-                    a.lock().expect("asked").push(question);
-                    let _ = sock.send_to(&reply, peer);
-                }
-            }
-        });
+        let (z, q, s) = (zone.clone(), queries.clone(), stop.clone());
+        std::thread::spawn(move || serve(&socket, &z, &q, &s));
         DnsServer {
             addr,
-            asked,
+            zone,
+            queries,
             stop,
-            thread: Some(thread),
         }
     }
 
-    /// The MX questions asked so far (names without the trailing dot).
-    pub fn mx_questions(&self) -> Vec<String> {
-        self.asked
+    /// A server that holds `zone` from the start.
+    pub fn with_zone(zone: &[(&str, Record)]) -> DnsServer {
+        let server = DnsServer::start();
+        for (name, record) in zone {
+            server.add(name, record.clone());
+        }
+        server
+    }
+
+    /// Adds a record at `name` (its type says which questions it answers).
+    pub fn add(&self, name: &str, record: Record) -> &Self {
+        let mut zone = self.zone.lock().expect("zone");
+        match zone
+            .entry(key(name))
+            .or_insert(Behaviour::Records(Vec::new()))
+        {
+            Behaviour::Records(r) => r.push(record),
+            other => *other = Behaviour::Records(vec![record]),
+        }
+        self
+    }
+
+    /// Every question for `name` gets SERVFAIL.
+    pub fn servfail(&self, name: &str) -> &Self {
+        self.zone
             .lock()
-            .expect("asked")
+            .expect("zone")
+            .insert(key(name), Behaviour::ServFail);
+        self
+    }
+
+    /// Questions for `name` are never answered.
+    pub fn silent(&self, name: &str) -> &Self {
+        self.zone
+            .lock()
+            .expect("zone")
+            .insert(key(name), Behaviour::Silent);
+        self
+    }
+
+    /// `name/TYPE` of every question asked so far.
+    pub fn queries(&self) -> Vec<String> {
+        self.queries.lock().expect("queries").clone()
+    }
+
+    /// The names MX records were asked for, so a test can check that none were.
+    pub fn mx_questions(&self) -> Vec<String> {
+        self.queries()
             .iter()
-            .filter(|(_, t)| *t == TYPE_MX)
-            .map(|(n, _)| n.clone())
+            .filter_map(|q| q.strip_suffix("/MX").map(str::to_string))
             .collect()
     }
 
-    /// Every question asked so far: (name, type number).
-    pub fn questions(&self) -> Vec<(String, u16)> {
-        self.asked.lock().expect("asked").clone()
+    /// `--dns 127.0.0.1:PORT` for `postern run`.
+    pub fn flag(&self) -> String {
+        self.addr.to_string()
     }
 }
 
 impl Drop for DnsServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
-/// The reply to one query, and the question it asked; None for what is not a query.
-fn answer(q: &[u8], zone: &HashMap<String, Vec<Record>>) -> Option<(Vec<u8>, (String, u16))> {
-    let header = q.get(..12)?;
-    if header[2] & 0x80 != 0 || u16::from_be_bytes([header[4], header[5]]) != 1 {
-        return None;
+const A: u16 = 1;
+const PTR: u16 = 12;
+const MX: u16 = 15;
+const TXT: u16 = 16;
+const AAAA: u16 = 28;
+
+fn serve(socket: &UdpSocket, zone: &Mutex<Zone>, queries: &Mutex<Vec<String>>, stop: &AtomicBool) {
+    let mut buf = [0u8; 1500];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((n, from)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        let Some((name, qtype, question_end)) = parse_question(&buf[..n]) else {
+            continue;
+        };
+        let type_name = match qtype {
+            A => "A",
+            PTR => "PTR",
+            MX => "MX",
+            TXT => "TXT",
+            AAAA => "AAAA",
+            _ => "other",
+        };
+        queries
+            .lock()
+            .expect("queries")
+            .push(format!("{name}/{type_name}"));
+        let behaviour = zone.lock().expect("zone").get(&key(&name)).cloned();
+        let (rcode, answers) = match behaviour {
+            None => (3, Vec::new()),
+            Some(Behaviour::Silent) => continue,
+            Some(Behaviour::ServFail) => (2, Vec::new()),
+            Some(Behaviour::Records(records)) => (
+                0,
+                records
+                    .iter()
+                    .filter_map(|r| rdata(r, qtype))
+                    .collect::<Vec<_>>(),
+            ),
+        };
+        let reply = response(&buf[..question_end], rcode, &answers);
+        let _ = socket.send_to(&reply, from);
     }
-    // The question name: labels, no compression in a query.
+}
+
+/// The question's name, type, and where the question section ends.
+fn parse_question(msg: &[u8]) -> Option<(String, u16, usize)> {
     let mut at = 12;
     let mut labels = Vec::new();
     loop {
-        let len = *q.get(at)? as usize;
+        let len = *msg.get(at)? as usize;
         at += 1;
         if len == 0 {
             break;
         }
-        labels.push(String::from_utf8_lossy(q.get(at..at + len)?).to_ascii_lowercase());
+        labels.push(String::from_utf8_lossy(msg.get(at..at + len)?).into_owned());
         at += len;
     }
-    let qtype = u16::from_be_bytes([*q.get(at)?, *q.get(at + 1)?]);
-    let question_end = at + 4;
-    let name = labels.join(".");
-    let records = zone.get(&name);
-    let answers: Vec<&Record> = records
-        .map(|rs| {
-            rs.iter()
-                .filter(|r| match r {
-                    Record::A(_) => qtype == TYPE_A,
-                    Record::Mx(..) => qtype == TYPE_MX,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let qtype = u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?]);
+    Some((labels.join("."), qtype, at + 4))
+}
+
+/// A name in wire form, label by label as given (even past DNS's limits, to test a resolver
+/// against a server that sends such a name).
+fn encode_name(name: &str, out: &mut Vec<u8>) {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        let bytes = &label.as_bytes()[..label.len().min(63)];
+        out.push(bytes.len() as u8);
+        out.extend_from_slice(bytes);
+    }
+    out.push(0);
+}
+
+fn rdata(r: &Record, qtype: u16) -> Option<(u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    let rtype = match r {
+        Record::A(IpAddr::V4(ip)) if qtype == A => {
+            out.extend_from_slice(&ip.octets());
+            A
+        }
+        Record::A(IpAddr::V6(ip)) if qtype == AAAA => {
+            out.extend_from_slice(&ip.octets());
+            AAAA
+        }
+        Record::Mx(pref, exchange) if qtype == MX => {
+            out.extend_from_slice(&pref.to_be_bytes());
+            encode_name(exchange, &mut out);
+            MX
+        }
+        Record::Txt(text) if qtype == TXT => {
+            for chunk in text.as_bytes().chunks(255) {
+                out.push(chunk.len() as u8);
+                out.extend_from_slice(chunk);
+            }
+            TXT
+        }
+        Record::Ptr(name) if qtype == PTR => {
+            encode_name(name, &mut out);
+            PTR
+        }
+        _ => return None,
+    };
+    Some((rtype, out))
+}
+
+fn response(query: &[u8], rcode: u8, answers: &[(u16, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(&header[..2]);
-    // QR, AA, RD as asked; RA; NXDOMAIN for a name the zone does not hold.
-    out.push(0x84 | (header[2] & 0x01));
-    out.push(if records.is_some() { 0x80 } else { 0x83 });
+    out.extend_from_slice(&query[..2]);
+    // QR, AA, RD as asked, RA; the rcode.
+    out.push(0x84 | (query[2] & 0x01));
+    out.push(0x80 | rcode);
     out.extend_from_slice(&1u16.to_be_bytes());
     out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
     out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(q.get(12..question_end)?);
-    for r in answers {
-        out.extend_from_slice(&[0xC0, 0x0C]);
-        let (rtype, rdata) = match r {
-            Record::A(ip) => (TYPE_A, ip.octets().to_vec()),
-            Record::Mx(pref, exchange) => {
-                let mut d = pref.to_be_bytes().to_vec();
-                for label in exchange.trim_end_matches('.').split('.') {
-                    d.push(label.len() as u8);
-                    d.extend_from_slice(label.as_bytes());
-                }
-                d.push(0);
-                (TYPE_MX, d)
-            }
-        };
+    out.extend_from_slice(&query[12..]);
+    for (rtype, data) in answers {
+        // A pointer to the question's name.
+        out.extend_from_slice(&[0xc0, 12]);
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes());
-        out.extend_from_slice(&60u32.to_be_bytes());
-        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        out.extend_from_slice(&rdata);
+        out.extend_from_slice(&300u32.to_be_bytes());
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(data);
     }
-    Some((out, (name, qtype)))
+    out
 }

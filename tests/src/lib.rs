@@ -6,4 +6,5 @@ pub mod dns;
 pub mod dovecot;
 pub mod host;
 pub mod peers;
+pub mod policy_server;
 pub mod postfix;

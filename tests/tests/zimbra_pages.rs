@@ -1,9 +1,6 @@
 //! Every `zmprov` line of the two Zimbra pages the product grew from ("Split Domain", KB 1293, and
 //! "Zimbra MTA"), copied verbatim, run through `postern prov` as an admin pastes it (minus the
-//! word `zmprov`). Each line is accepted and shows back as typed in `gacf`/`ga`/`gd`, or, when
-//! the box does not do it yet, refused as "not supported yet": those lines are marked
-//! [`Today::NotYet`] with the stage that will take them, so this test fails, and the mark flips
-//! to [`Today::Accepted`], when that stage lands.
+//! word `zmprov`). Each line is accepted and shows back as typed in `gacf`/`ga`/`gd`.
 //!
 //! What "as an admin pastes it" means, as the pages are written: the prompt (`$ `), a list
 //! number (`1. `) or a lead-in word (`Enter `) before `zmprov` is not typed; `zmpov` is the
@@ -38,8 +35,6 @@ enum Today {
     /// Accepted; then each `(read command, line)` shows the value as typed (empty: the read
     /// must show none of the attribute's lines, for a clear).
     Accepted(&'static [(&'static str, &'static str)]),
-    /// Refused with "not supported yet" until this stage lands.
-    NotYet(&'static str),
 }
 
 const SPLIT_DOMAIN: &[Section] = &[
@@ -158,12 +153,18 @@ const SPLIT_DOMAIN: &[Section] = &[
             PageLine {
                 verbatim: "zmprov mcf +zimbraMtaRestriction \"check_recipient_access ldap:/opt/zimbra/conf/ldap-splitdomain.cf\"",
                 fill: &[],
-                today: Today::NotYet("the policy stage's restrictions (issue 18 item 3)"),
+                today: Today::Accepted(&[(
+                    "gacf zimbraMtaRestriction",
+                    "zimbraMtaRestriction: check_recipient_access ldap:/opt/zimbra/conf/ldap-splitdomain.cf",
+                )]),
             },
             PageLine {
                 verbatim: "zmprov mcf +zimbraMtaRestriction reject",
                 fill: &[],
-                today: Today::NotYet("the policy stage's restrictions (issue 18 item 3)"),
+                today: Today::Accepted(&[(
+                    "gacf zimbraMtaRestriction",
+                    "zimbraMtaRestriction: reject",
+                )]),
             },
         ],
     },
@@ -197,12 +198,28 @@ const ZIMBRA_MTA: &[Section] = &[
                 verbatim: "zmprov mcf zimbraMtaRestriction [RBL type]",
                 // The page's list: "reject_rbl_client cbl.abuseat.org", ...
                 fill: &[&[("[RBL type]", "‘reject_rbl_client cbl.abuseat.org’")]],
-                today: Today::NotYet("the policy stage's restrictions (issue 18 item 2)"),
+                today: Today::Accepted(&[(
+                    "gacf zimbraMtaRestriction",
+                    "zimbraMtaRestriction: reject_rbl_client cbl.abuseat.org",
+                )]),
             },
             PageLine {
                 verbatim: "zmprov mcf zimbraMtaRestriction reject_invalid_hostname zimbraMtaRestriction reject_non_fqdn_hostname zimbraMtaRestriction reject_non_fqdn_sender zimbraMtaRestriction \n“reject_rbl_client dnsbl.njabl.org” zimbraMtaRestriction “reject_rbl_client cbl.abuseat.org”\nzimbraMtaRestriction “reject_rbl_client bl.spamcop.net” zimbraMtaRestriction\n“reject_rbl_client dnsbl.sorbs.net” zimbraMtaRestriction “reject_rbl_client sbl.spamhaus.org”\nzimbraMtaRestriction “reject_rbl_client relays.mail-abuse.org”",
                 fill: &[],
-                today: Today::NotYet("the policy stage's restrictions (issue 18 item 2)"),
+                today: Today::Accepted(&[
+                    (
+                        "gacf zimbraMtaRestriction",
+                        "zimbraMtaRestriction: reject_invalid_hostname",
+                    ),
+                    (
+                        "gacf zimbraMtaRestriction",
+                        "zimbraMtaRestriction: reject_non_fqdn_hostname",
+                    ),
+                    (
+                        "gacf zimbraMtaRestriction",
+                        "zimbraMtaRestriction: reject_rbl_client relays.mail-abuse.org",
+                    ),
+                ]),
             },
         ],
     },
@@ -296,10 +313,9 @@ fn prov_ok(flash: &Path, line: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs one page's sections; returns the lines refused as not supported yet, with their stage.
-fn run_page(page: &str, sections: &[Section]) -> Vec<String> {
+/// Runs one page's sections.
+fn run_page(page: &str, sections: &[Section]) {
     let text = seed(page);
-    let mut not_yet = Vec::new();
     for section in sections {
         let tmp = tempfile::tempdir().expect("temp dir");
         let flash = tmp.path().join("flash");
@@ -349,43 +365,16 @@ fn run_page(page: &str, sections: &[Section]) -> Vec<String> {
                             }
                         }
                     }
-                    Today::NotYet(stage) => {
-                        assert_eq!(out.status.code(), Some(1), "{what}: {stdout}{stderr}");
-                        let err = stderr
-                            .lines()
-                            .find(|l| l.starts_with("ERROR: "))
-                            .unwrap_or_default();
-                        assert!(
-                            err.starts_with("ERROR: service.UNSUPPORTED (")
-                                && err.ends_with(": not supported yet)"),
-                            "{what}: expected a clear \"not supported yet\" until {stage}: {stderr}"
-                        );
-                        not_yet.push(format!("{what}: waits for {stage}"));
-                    }
                 }
             }
         }
     }
-    not_yet
 }
 
 #[test]
 fn every_zmprov_line_of_both_pages_works_as_written() {
-    let mut not_yet = run_page("zimbra-split-domain.txt", SPLIT_DOMAIN);
-    not_yet.extend(run_page("zimbra-mta.txt", ZIMBRA_MTA));
-    // Said out loud, so the list of what the pages ask and the box does not do yet is in the
-    // test's output.
-    for l in &not_yet {
-        eprintln!("not supported yet: {l}");
-    }
-    let marked = SPLIT_DOMAIN
-        .iter()
-        .chain(ZIMBRA_MTA)
-        .flat_map(|s| s.lines)
-        .filter(|l| matches!(l.today, Today::NotYet(_)))
-        .map(|l| l.fill.len().max(1))
-        .sum::<usize>();
-    assert_eq!(not_yet.len(), marked, "{not_yet:#?}");
+    run_page("zimbra-split-domain.txt", SPLIT_DOMAIN);
+    run_page("zimbra-mta.txt", ZIMBRA_MTA);
 }
 
 #[test]

@@ -5,6 +5,9 @@
 
 pub mod commands;
 pub mod control;
+mod maillog;
+pub mod metrics;
+pub mod metrics_setting;
 mod prov;
 mod queue;
 mod status;
@@ -16,7 +19,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use commands::{AdminCommand, FlashCommand, QueueCommand, TlsCommand};
+pub use commands::{
+    AdminCommand, BulkArgs, FilterArgs, FlashCommand, LogArgs, MetricsCommand, QueueCommand,
+    TlsCommand,
+};
 pub use control::Reply;
 
 use crate::directory::SharedDirectory;
@@ -106,6 +112,12 @@ impl Admin {
                 }
             },
             AdminCommand::Tls(cmd) => tls::run(&h.spool, &h.facts.flash_path, cmd).await,
+            AdminCommand::Log(args) => maillog::log(&h.spool, args).await,
+            AdminCommand::Track { target } => {
+                maillog::track(&h.spool, h.queue.as_ref(), &target).await
+            }
+            AdminCommand::Metrics(MetricsCommand::Scrape) => Reply::ok(metrics::scrape(h).await),
+            AdminCommand::Metrics(cmd) => metrics_setting::run(&h.spool, cmd).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(
                 "the flash is in use by the running services: stop them, then run `postern flash format --flash {}`\n",
                 h.facts.flash_path.display()

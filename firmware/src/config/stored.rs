@@ -1,12 +1,15 @@
 //! What the box keeps in its own config slot on flash, beside the directory: settings that are
-//! this box's and not the directory's, such as its TLS certificate and key.
+//! this box's and not the directory's, such as its TLS certificate and key and where it answers
+//! Prometheus scrapes.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped when the layout below changes incompatibly.
-pub const STORED_VERSION: u32 = 1;
+/// Bumped when the layout below changes incompatibly; older layouts stay readable.
+/// 2 added `metrics`.
+pub const STORED_VERSION: u32 = 2;
 
 /// The box's own settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +18,24 @@ pub struct BoxConfig {
     pub tls_cert_pem: Option<String>,
     /// Its private key (PEM).
     pub tls_key_pem: Option<String>,
+    /// The Prometheus endpoint; `None` (the default) serves none.
+    pub metrics: Option<MetricsSetting>,
+}
+
+/// Where the box answers `GET /metrics`, and to whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsSetting {
+    pub listen: SocketAddr,
+    /// Client networks, as `zimbraMtaMyNetworks` writes them (`10.0.0.0/8 192.0.2.7/32`);
+    /// checked when set.
+    pub allow: String,
+}
+
+/// Layout 1: before the metrics setting.
+#[derive(Deserialize)]
+struct BoxConfigV1 {
+    tls_cert_pem: Option<String>,
+    tls_key_pem: Option<String>,
 }
 
 /// The config slot holds something this firmware cannot read.
@@ -51,10 +72,19 @@ impl BoxConfig {
             .split_at_checked(4)
             .ok_or_else(|| StoredError::Corrupt("too short".into()))?;
         let version = u32::from_le_bytes([version[0], version[1], version[2], version[3]]);
-        if version != STORED_VERSION {
-            return Err(StoredError::Version(version));
+        let corrupt = |e: postcard::Error| StoredError::Corrupt(e.to_string());
+        match version {
+            1 => {
+                let v1: BoxConfigV1 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(BoxConfig {
+                    tls_cert_pem: v1.tls_cert_pem,
+                    tls_key_pem: v1.tls_key_pem,
+                    metrics: None,
+                })
+            }
+            STORED_VERSION => postcard::from_bytes(body).map_err(corrupt),
+            v => Err(StoredError::Version(v)),
         }
-        postcard::from_bytes(body).map_err(|e| StoredError::Corrupt(e.to_string()))
     }
 }
 
@@ -67,6 +97,10 @@ mod tests {
         let c = BoxConfig {
             tls_cert_pem: Some("CERT".into()),
             tls_key_pem: Some("KEY".into()),
+            metrics: Some(MetricsSetting {
+                listen: "0.0.0.0:9154".parse().unwrap(),
+                allow: "10.0.0.0/8".into(),
+            }),
         };
         assert_eq!(BoxConfig::decode(&c.encode()), Ok(c));
         assert!(matches!(
@@ -78,5 +112,20 @@ mod tests {
             Err(StoredError::Version(9))
         );
         assert!(BoxConfig::decode(&[1, 0, 0, 0, 1, 200]).is_err());
+    }
+
+    #[test]
+    fn layout_1_still_loads() {
+        // A version-1 slot as the firmware before the metrics setting wrote it.
+        let mut v1 = 1u32.to_le_bytes().to_vec();
+        v1.extend(postcard::to_allocvec(&(Some("CERT"), Some("KEY"))).unwrap());
+        assert_eq!(
+            BoxConfig::decode(&v1),
+            Ok(BoxConfig {
+                tls_cert_pem: Some("CERT".into()),
+                tls_key_pem: Some("KEY".into()),
+                metrics: None,
+            })
+        );
     }
 }

@@ -25,6 +25,7 @@ mod format;
 #[doc(hidden)]
 pub mod fuzz;
 mod index;
+mod logring;
 mod record;
 mod recovery;
 pub mod service;
@@ -38,6 +39,7 @@ use std::time::Duration;
 pub use error::SpoolError;
 pub use format::{FORMAT_VERSION, SpoolGeometry};
 pub use index::MessageSummary;
+pub use logring::LogLines;
 pub use service::{Incoming, SpoolHandle};
 pub use store::Spool;
 

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 
-use super::{FlashInfo, MessageSummary, Region, Spool, SpoolError};
+use super::{FlashInfo, LogLines, MessageSummary, Region, Spool, SpoolError};
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
@@ -34,6 +34,8 @@ enum Request {
     Info(Reply<FlashInfo>),
     ReadSlot(Region, Reply<Option<Vec<u8>>>),
     WriteSlot(Region, Vec<u8>, Reply<()>),
+    LogAppend(String),
+    LogRead(u64, usize, Reply<Option<LogLines>>),
 }
 
 /// A cheap, clonable way to the spool writer.
@@ -128,6 +130,18 @@ impl SpoolHandle {
 
     pub async fn info(&self) -> Result<FlashInfo, SpoolError> {
         self.ask(Request::Info).await
+    }
+
+    /// Appends a mail log line to the ring on flash, without waiting: the line is durable with
+    /// the spool's next sync, and a line that cannot be written never holds up mail.
+    pub fn log_line(&self, line: String) {
+        let _ = self.tx.send(Request::LogAppend(line));
+    }
+
+    /// The mail log lines numbered above `after` (the newest `limit` of them), with their
+    /// numbers; `None` when this flash has no mail log region (formatted before it existed).
+    pub async fn read_log(&self, after: u64, limit: usize) -> Result<Option<LogLines>, SpoolError> {
+        self.ask(|r| Request::LogRead(after, limit, r)).await
     }
 
     pub async fn read_slot(&self, region: Region) -> Result<Option<Vec<u8>>, SpoolError> {
@@ -266,7 +280,7 @@ impl<F: Flash> Writer<F> {
         if self.waiting.is_empty() {
             return;
         }
-        let result = self.spool.sync();
+        let result = crate::metrics::global().spool_sync(self.waiting.len(), || self.spool.sync());
         for w in self.waiting.drain(..) {
             match w {
                 Waiter::Commit(qid, r) => {
@@ -346,6 +360,18 @@ impl<F: Flash> Writer<F> {
             }
             Request::ReadSlot(region, r) => {
                 let _ = r.send(s.read_slot(region));
+            }
+            Request::LogAppend(line) => {
+                // The log must never stop mail: a line that cannot be written is lost.
+                let _ = s.log_append(&line);
+            }
+            Request::LogRead(after, limit, r) => {
+                let read = if s.has_log() {
+                    s.log_read(after, limit).map(Some)
+                } else {
+                    Ok(None)
+                };
+                let _ = r.send(read);
             }
             Request::WriteSlot(region, data, r) => {
                 let _ = r.send(s.write_slot(region, &data));

@@ -85,6 +85,7 @@ pub struct Spool<F: Flash> {
     pub(crate) slots: [SlotView; 2],
     pub(crate) stats: Stats,
     pub(crate) failed: bool,
+    pub(crate) ring: super::logring::LogRing,
 }
 
 impl<F: Flash> std::fmt::Debug for Spool<F> {
@@ -130,6 +131,8 @@ impl<F: Flash> Spool<F> {
                 erase_if_needed(flash, from, to)?;
             }
         }
+        let (log_from, log_to) = layout.log_range();
+        erase_if_needed(flash, log_from, log_to)?;
         for s in 0..layout.segments {
             let at = layout.segment_addr(s);
             erase_if_needed(flash, at, at + layout.segment_size())?;
@@ -369,6 +372,12 @@ impl<F: Flash> Spool<F> {
                 },
                 region("config", Region::Config, &self.slots[0]),
                 region("directory", Region::Directory, &self.slots[1]),
+                RegionInfo {
+                    name: "mail log",
+                    start: l.log_range().0,
+                    len: l.log_range().1 - l.log_range().0,
+                    used: self.ring.used(l.log_blocks, l.erase_size),
+                },
                 RegionInfo {
                     name: "spool",
                     start: spool_start,

@@ -35,6 +35,7 @@ fn small() -> (RamFlash, SpoolGeometry) {
         config_slot_blocks: 1,
         directory_slot_blocks: 1,
         segment_blocks: 2,
+        log_blocks: 0,
     };
     (flash, g)
 }

@@ -273,12 +273,8 @@ fn settings_the_box_does_not_enforce_are_refused() {
     let snapshot = d.encode();
     for (line, expected) in [
         (
-            "mcf zimbraMtaRestriction 'reject_rbl_client zen.spamhaus.org'",
-            "ERROR: service.UNSUPPORTED (zimbraMtaRestriction reject_rbl_client zen.spamhaus.org: not supported yet)",
-        ),
-        (
-            "mcf zimbraMtaRelayHost relay.example.net +zimbraMtaRestriction reject_non_fqdn_sender",
-            "ERROR: service.UNSUPPORTED (zimbraMtaRestriction reject_non_fqdn_sender: not supported yet)",
+            "mcf postscreen_greet_action enforce",
+            "ERROR: service.UNSUPPORTED (postscreen_greet_action enforce: not supported yet)",
         ),
         (
             "mcf zimbraSpamKillPercent 75",
@@ -315,30 +311,25 @@ fn settings_the_box_does_not_enforce_are_refused() {
     assert!(!ok(&mut d, "gacf").contains("zimbraMtaRestriction"));
 }
 
-/// A flash that holds restrictions from an older firmware loads; `gacf` shows them as ignored
-/// comment lines until the admin clears the attribute.
+/// A flash that holds restrictions from an older firmware loads, and `gacf` shows them applied.
 #[test]
-fn restrictions_on_flash_show_as_ignored_until_cleared() {
+fn restrictions_on_flash_load_and_show() {
     let mut d = base();
     let mut config = d.config().clone();
     config
         .load(
             "zimbraMtaRestriction",
-            &["reject_rbl_client zen.spamhaus.org".to_string()],
+            &["check_policy_service inet:127.0.0.1:10023".to_string()],
         )
         .unwrap();
     d.set_config(config);
-    let d2 = Directory::decode(&d.encode()).unwrap();
-    let mut d = d2;
+    let mut d = Directory::decode(&d.encode()).unwrap();
     assert_eq!(
         ok(&mut d, "gacf zimbraMtaRestriction"),
-        "# ignored zimbraMtaRestriction: reject_rbl_client zen.spamhaus.org (not supported yet)\n"
+        "zimbraMtaRestriction: check_policy_service inet:127.0.0.1:10023\n"
     );
-    ok(&mut d, "mcf zimbraMtaRelayHost relay.example.net");
-    assert!(ok(&mut d, "gacf").contains("# ignored zimbraMtaRestriction"));
     ok(&mut d, "mcf zimbraMtaRestriction ''");
     assert_eq!(ok(&mut d, "gacf zimbraMtaRestriction"), "");
-    assert!(d.config().unenforced().is_empty());
 }
 
 /// `attr ''` clears any attribute the box knows, single- or multi-valued, on the config, a
