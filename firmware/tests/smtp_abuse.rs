@@ -14,6 +14,7 @@ use postern::inbound::{
     Authenticator, InboundContext, IncomingMessage, Limits, ListenerKind, MessageStore,
     RecipientCheck, serve,
 };
+use postern::log::LogSink;
 use postern::mail::{Envelope, QueueId, Reply, Transport};
 use postern::policy::{ConnectionLimits, Policy};
 use postern::smtp::{RcptQuery, RcptTarget};
@@ -78,11 +79,13 @@ impl Authenticator for Guessed {
 struct Server {
     addr: SocketAddr,
     spool: Spool,
+    log: LogSink,
 }
 
 async fn start(kind: ListenerKind, limits: Limits, connections: ConnectionLimits) -> Server {
     let identity = self_signed("localhost").unwrap();
     let spool = Spool::default();
+    let log = LogSink::memory();
     let ctx = Arc::new(InboundContext {
         hostname: "mx.test".into(),
         limits,
@@ -91,12 +94,12 @@ async fn start(kind: ListenerKind, limits: Limits, connections: ConnectionLimits
         recipients: Router,
         store: spool.clone(),
         auth: Some(Guessed),
-        log: postern::log::LogSink::memory(),
+        log: log.clone(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(kind, listener, ctx));
-    Server { addr, spool }
+    Server { addr, spool, log }
 }
 
 struct Client {
@@ -406,6 +409,62 @@ async fn auth_guessing_is_slowed_and_cut_off() {
     assert!(delays[0] >= Duration::from_millis(50), "{delays:?}");
     assert!(delays[1] >= Duration::from_millis(100), "{delays:?}");
     assert!(delays[2] >= Duration::from_millis(150), "{delays:?}");
+    // Each failure is logged as Postfix logs it, for the admin and fail2ban.
+    let failed = server
+        .log
+        .lines()
+        .iter()
+        .filter(|l| {
+            l.starts_with(
+                "postern/smtpd: warning: unknown[127.0.0.1]: SASL PLAIN authentication failed",
+            )
+        })
+        .count();
+    assert_eq!(failed, 3, "{:#?}", server.log.lines());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_guessing_over_many_connections_is_held_to_the_client_auth_rate_limit() {
+    let connections = ConnectionLimits {
+        auth_rate_limit: 7,
+        client_limit_exceptions: "10.0.0.0/8".parse::<NetworkList>().unwrap(),
+        ..ConnectionLimits::default()
+    };
+    let server = start(ListenerKind::Smtp, limits(), connections).await;
+    let mut replies = Vec::new();
+    // Each connection may fail 3 times; a fresh one starts over, so only the rate per client
+    // stops the guessing.
+    for _ in 0..5 {
+        let mut c = Client::connect(server.addr).await;
+        c.reply().await;
+        assert!(c.cmd("EHLO client.test").await.starts_with("250"));
+        let mut tls = starttls(c).await;
+        for guess in 0..3 {
+            let r = tls
+                .cmd(&format!(
+                    "AUTH PLAIN {}",
+                    plain("user@example.com", &format!("g{guess}"))
+                ))
+                .await;
+            replies.push(r);
+        }
+    }
+    assert_eq!(count(&replies, "535 5.7.8"), 7, "{replies:#?}");
+    assert_eq!(
+        count(
+            &replies,
+            "450 4.7.1 Error: too many AUTH commands from 127.0.0.1\r\n"
+        ),
+        8,
+        "{replies:#?}"
+    );
+    let warned = server
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains("warning: AUTH command rate limit exceeded from unknown[127.0.0.1]"))
+        .count();
+    assert_eq!(warned, 8);
 }
 
 fn plain(user: &str, password: &str) -> String {

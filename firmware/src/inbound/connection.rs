@@ -33,6 +33,8 @@ struct Receiving<M> {
     /// A write to the spool failed: the body is read to its end, then this is the reply.
     failed: Option<Reply>,
     client: smtpd::Client,
+    /// The listener's service name (`smtp`, `submission`...), for warnings.
+    service: ListenerKind,
     /// How the session ended when the client did not say QUIT.
     ending: Option<Ending>,
 }
@@ -75,6 +77,7 @@ where
         message: None,
         failed: None,
         client,
+        service: kind,
         ending: None,
     };
     let started = Instant::now();
@@ -268,12 +271,34 @@ async fn answer<R, S, A>(
             }
             session.answer_recipient_targets(verdict, Instant::now());
         }
-        Event::Authenticate { user, password, .. } => {
+        Event::Authenticate {
+            mechanism,
+            user,
+            password,
+        } => {
+            if let Some(ip) = session.client().addr
+                && let Err(refusal) = ctx.policy.auth(ip)
+            {
+                let line = format!(
+                    "warning: AUTH command rate limit exceeded from {} for service {}",
+                    rx.client, rx.service
+                );
+                ctx.log.line(Program::Smtpd, &line);
+                session.refuse_auth(refusal.reply(&ctx.hostname), Instant::now());
+                return;
+            }
             let ok = match &ctx.auth {
                 Some(auth) => auth.verify(&user, password.expose()).await,
                 None => false,
             };
             if !ok {
+                // Postfix's words, which fail2ban and admins grep for.
+                let line = format!(
+                    "warning: {}: SASL {} authentication failed: authentication failure",
+                    rx.client,
+                    mechanism.name()
+                );
+                ctx.log.line(Program::Smtpd, &line);
                 // Slow down password guessing: each failure on this connection waits longer.
                 let delay = ctx.limits.auth_delay(session.auth_failures() + 1);
                 tokio::time::sleep(delay).await;

@@ -499,6 +499,17 @@ impl Session {
         self.process(now);
     }
 
+    /// [`Event::Authenticate`] refused before the password was checked (a per-client AUTH rate
+    /// limit): `reply` is the answer; no login, and no failed attempt on this connection.
+    pub fn refuse_auth(&mut self, reply: Reply, now: Instant) {
+        if !matches!(self.awaiting, Some(Awaiting::Auth { .. })) {
+            return;
+        }
+        self.awaiting = None;
+        self.reply(reply);
+        self.process(now);
+    }
+
     /// The TLS handshake after STARTTLS succeeded: the session starts over (RFC 3207 §4.2).
     pub fn tls_established(&mut self, info: TlsInfo, now: Instant) {
         if !matches!(self.awaiting, Some(Awaiting::Tls)) {
