@@ -1,11 +1,12 @@
 //! The SMTP/LMTP client's reply parser, on whatever a next hop sends back.
 //!
 //! Input: one byte of repetitions, two bytes seeding the split points, then the server's bytes.
-//! The bytes are repeated (1 time in 2, up to 32 times) so a flood past [`MAX_REPLY`] is reachable
-//! from a 4 KiB input. Properties:
+//! The bytes are repeated (1 time in 2, up to 64 times) so a flood past [`MAX_REPLY`] is reachable
+//! from the 1 KiB inputs of the checked-in corpus. Properties:
 //! - no panic, whatever the bytes;
 //! - fed whole, in pieces of up to 4 KiB (a delivery session's read) or a byte at a time, the
-//!   same replies come out in the same order and the run ends the same way (waiting, or the same error);
+//!   same replies come out in the same order and the run ends the same way (waiting, or the
+//!   same error);
 //! - memory is bounded by [`MAX_REPLY`] and the piece in hand, not by what the peer sends;
 //! - every reply written back as lines `ddd-text` / `ddd text` reads as the same reply.
 #![no_main]
@@ -86,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let times = if reps & 0x80 != 0 {
-        usize::from(reps & 0x1f) + 1
+        usize::from(reps & 0x3f) + 1
     } else {
         1
     };
