@@ -117,7 +117,8 @@ class Postern:
         end = time.time() + 30
         while time.time() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"postern exited ({self.proc.returncode}); see {self.tmp}/postern.log")
+                raise RuntimeError(
+                    f"postern exited ({self.proc.returncode}); see {self.tmp}/postern.log")
             if os.path.exists(self.control) and self.admin(["status"]).returncode == 0:
                 return
             time.sleep(0.02)
@@ -125,7 +126,8 @@ class Postern:
 
     def admin(self, args, check=False):
         return subprocess.run([self.binary, "--control", self.control, *args], check=check,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -261,7 +263,8 @@ def main():
     lost = sorted(load.acked - arrived.keys())
     duplicates = sum(c - 1 for c in arrived.values() if c > 1)
     unacked_arrived = len(arrived.keys() - load.acked)
-    print(f"soak: {loaded:.0f} s of load, {args.clients} clients, SIGKILL every ~{args.kill_every:g} s "
+    print(f"soak: {loaded:.0f} s of load, {args.clients} clients, "
+          f"SIGKILL every ~{args.kill_every:g} s "
           f"({kills} kills, {postern.starts - 1} restarts), next hop down {args.sink_down:g} s "
           f"every {args.sink_every:g} s ({outages} outages); drained in {drained:.0f} s")
     print(f"soak: {load.next_id} sent, {len(load.acked)} acknowledged with 250, "
