@@ -48,6 +48,11 @@ pub struct HostPostern {
 impl HostPostern {
     /// Starts a daemon on a fresh 64 MiB flash with SMTP on a port the kernel picks.
     pub fn start(extra: &[&str]) -> HostPostern {
+        HostPostern::start_on("64M", extra)
+    }
+
+    /// Starts a daemon on a fresh flash of `size` (e.g. "8M").
+    pub fn start_on(size: &str, extra: &[&str]) -> HostPostern {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_path_buf();
         let mut p = HostPostern {
@@ -58,7 +63,7 @@ impl HostPostern {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             _tmp: Some(tmp),
         };
-        p.spawn(&["--flash-size", "64M"]);
+        p.spawn(&["--flash-size", size]);
         p
     }
 

@@ -67,6 +67,8 @@ pub struct MtaConfig {
     pub connection_rate_limit: u32,
     /// `smtpd_client_message_rate_limit`: messages per client per minute; 0 no limit.
     pub message_rate_limit: u32,
+    /// `smtpd_client_auth_rate_limit`: AUTH commands per client per minute; 0 no limit.
+    pub auth_rate_limit: u32,
     /// `postscreen_greet_action`: `drop` hangs up on a client that talks before the greeting
     /// is complete; `ignore` (Postfix's default) greets at once.
     pub greet_action_drop: bool,
@@ -125,6 +127,7 @@ const GREET_ACTION: &str = "postscreen_greet_action";
 const GREET_WAIT: &str = "postscreen_greet_wait";
 const CONN_RATE: &str = "smtpd_client_connection_rate_limit";
 const MSG_RATE: &str = "smtpd_client_message_rate_limit";
+const AUTH_RATE: &str = "smtpd_client_auth_rate_limit";
 const RUN_DELAY: &str = "zimbraMtaQueueRunDelay";
 const MIN_BACKOFF: &str = "zimbraMtaMinimalBackoffTime";
 const MAX_BACKOFF: &str = "zimbraMtaMaximalBackoffTime";
@@ -163,6 +166,7 @@ impl Default for MtaConfig {
             hopcount_limit: 50,
             connection_rate_limit: 0,
             message_rate_limit: 0,
+            auth_rate_limit: 0,
             greet_action_drop: false,
             greet_wait: Duration::from_secs(6),
             queue_run_delay: Duration::from_secs(300),
@@ -199,6 +203,7 @@ impl MtaConfig {
         HOPS,
         CONN_RATE,
         MSG_RATE,
+        AUTH_RATE,
         GREET_ACTION,
         GREET_WAIT,
         RUN_DELAY,
@@ -267,6 +272,7 @@ impl MtaConfig {
             HOPS => one(self.hopcount_limit.to_string()),
             CONN_RATE => one(self.connection_rate_limit.to_string()),
             MSG_RATE => one(self.message_rate_limit.to_string()),
+            AUTH_RATE => one(self.auth_rate_limit.to_string()),
             GREET_ACTION => one(if self.greet_action_drop {
                 "drop"
             } else {
@@ -430,6 +436,7 @@ impl MtaConfig {
             HOPS => self.hopcount_limit = number(attr, v)?,
             CONN_RATE => self.connection_rate_limit = number(attr, v)?,
             MSG_RATE => self.message_rate_limit = number(attr, v)?,
+            AUTH_RATE => self.auth_rate_limit = number(attr, v)?,
             GREET_ACTION => {
                 self.greet_action_drop = match v.to_ascii_lowercase().as_str() {
                     "drop" => true,
@@ -482,6 +489,7 @@ impl MtaConfig {
             HOPS => self.hopcount_limit = other.hopcount_limit,
             CONN_RATE => self.connection_rate_limit = other.connection_rate_limit,
             MSG_RATE => self.message_rate_limit = other.message_rate_limit,
+            AUTH_RATE => self.auth_rate_limit = other.auth_rate_limit,
             GREET_ACTION => self.greet_action_drop = other.greet_action_drop,
             MY_HOSTNAME => self.my_hostname = other.my_hostname.clone(),
             POSTMASTER => self.postmaster_address = other.postmaster_address.clone(),

@@ -443,6 +443,7 @@ fn connection_limits(c: &MtaConfig) -> ConnectionLimits {
         client_limit_exceptions: c.my_networks.clone(),
         connection_rate_limit: c.connection_rate_limit,
         message_rate_limit: c.message_rate_limit,
+        auth_rate_limit: c.auth_rate_limit,
         ..ConnectionLimits::default()
     }
 }

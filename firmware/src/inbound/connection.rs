@@ -33,6 +33,8 @@ struct Receiving<M> {
     /// A write to the spool failed: the body is read to its end, then this is the reply.
     failed: Option<Reply>,
     client: smtpd::Client,
+    /// The listener's service name (`smtp`, `submission`...), for warnings.
+    service: ListenerKind,
     /// How the session ended when the client did not say QUIT.
     ending: Option<Ending>,
 }
@@ -75,6 +77,7 @@ where
         message: None,
         failed: None,
         client,
+        service: kind,
         ending: None,
     };
     let started = Instant::now();
@@ -172,6 +175,11 @@ where
     A: Authenticator,
 {
     let mut buf = vec![0u8; READ_BUF];
+    // When the record in hand (a command line, or the content after 354) must be complete: set
+    // when a reply goes out, later by `smtpd_min_data_rate` with every read.
+    let mut record_deadline = session
+        .poll_timeout()
+        .unwrap_or_else(|| Instant::now() + ctx.limits.command_timeout);
     loop {
         while let Some(event) = session.poll_event() {
             if let Event::StartTls = event {
@@ -179,6 +187,11 @@ where
                 return Ok(Outcome::StartTls);
             }
             answer(event, session, ctx, rx).await;
+        }
+        if session.has_output() {
+            record_deadline = session
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + ctx.limits.command_timeout);
         }
         flush(io, session).await?;
         if session.is_closed() {
@@ -189,19 +202,30 @@ where
             // Every question was answered above; a session still waiting would never wake.
             return Ok(Outcome::Closed);
         }
-        let deadline = session
+        let mut deadline = session
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + ctx.limits.command_timeout);
+        let per_record = ctx.limits.per_record_deadline && record_deadline < deadline;
+        if per_record {
+            deadline = record_deadline;
+        }
         tokio::select! {
             read = io.read(&mut buf) => match read {
                 Ok(0) | Err(_) => {
                     rx.ending = Some(Ending::LostConnection);
                     return Ok(Outcome::Closed);
                 }
-                Ok(n) => session.feed(buf.get(..n).unwrap_or_default(), Instant::now()),
+                Ok(n) => {
+                    record_deadline += ctx.limits.record_extension(n);
+                    session.feed(buf.get(..n).unwrap_or_default(), Instant::now());
+                }
             },
             _ = tokio::time::sleep_until(deadline.into()) => {
-                session.handle_timeout(Instant::now());
+                if per_record {
+                    session.expire();
+                } else {
+                    session.handle_timeout(Instant::now());
+                }
                 if session.is_closed() && !session.pregreeted() {
                     rx.ending = Some(Ending::Timeout);
                 }
@@ -247,12 +271,34 @@ async fn answer<R, S, A>(
             }
             session.answer_recipient_targets(verdict, Instant::now());
         }
-        Event::Authenticate { user, password, .. } => {
+        Event::Authenticate {
+            mechanism,
+            user,
+            password,
+        } => {
+            if let Some(ip) = session.client().addr
+                && let Err(refusal) = ctx.policy.auth(ip)
+            {
+                let line = format!(
+                    "warning: AUTH command rate limit exceeded from {} for service {}",
+                    rx.client, rx.service
+                );
+                ctx.log.line(Program::Smtpd, &line);
+                session.refuse_auth(refusal.reply(&ctx.hostname), Instant::now());
+                return;
+            }
             let ok = match &ctx.auth {
                 Some(auth) => auth.verify(&user, password.expose()).await,
                 None => false,
             };
             if !ok {
+                // Postfix's words, which fail2ban and admins grep for.
+                let line = format!(
+                    "warning: {}: SASL {} authentication failed: authentication failure",
+                    rx.client,
+                    mechanism.name()
+                );
+                ctx.log.line(Program::Smtpd, &line);
                 // Slow down password guessing: each failure on this connection waits longer.
                 let delay = ctx.limits.auth_delay(session.auth_failures() + 1);
                 tokio::time::sleep(delay).await;

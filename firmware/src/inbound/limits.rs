@@ -19,6 +19,15 @@ pub struct Limits {
     pub command_timeout: Duration,
     /// Waiting for the next block of message data (RFC 5321 §4.5.3.2.6: 3 minutes).
     pub data_timeout: Duration,
+    /// `command_timeout` and `data_timeout` bound a whole record (a command line; the message
+    /// content after 354), not each read, so a client sending a byte a second is dropped all the
+    /// same. Postfix `smtpd_per_record_deadline` (`yes` under stress; always here: a box has few
+    /// slots to lose).
+    pub per_record_deadline: bool,
+    /// Bytes per second a client must keep up to be given more time for its record: each read
+    /// extends the record's deadline by its size over this rate. Postfix `smtpd_min_data_rate`
+    /// (500).
+    pub min_data_rate: u64,
     /// TLS handshake after STARTTLS or on port 465. Postfix `smtpd_starttls_timeout` (300 s).
     pub tls_handshake_timeout: Duration,
     /// Errors before the session is dropped with 421. Postfix `smtpd_hard_error_limit` (20).
@@ -54,6 +63,8 @@ impl Default for Limits {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
             tls_handshake_timeout: Duration::from_secs(300),
+            per_record_deadline: true,
+            min_data_rate: 500,
             hard_error_limit: 20,
             auth_failure_limit: 3,
             auth_failure_delay: Duration::from_secs(1),
@@ -67,6 +78,14 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// How much later a record may end for `bytes` more received (`smtpd_min_data_rate`).
+    pub fn record_extension(&self, bytes: usize) -> Duration {
+        match self.min_data_rate {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs_f64(bytes as f64 / rate as f64),
+        }
+    }
+
     /// How long to wait before answering the `failures`th failed AUTH (1-based): it grows with
     /// every failure, so guessing passwords over one connection gets slower and slower.
     pub fn auth_delay(&self, failures: u32) -> Duration {

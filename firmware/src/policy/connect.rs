@@ -24,6 +24,9 @@ pub struct ConnectionLimits {
     pub connection_rate_limit: u32,
     /// `smtpd_client_message_rate_limit`: messages one client may send per time unit; 0: none.
     pub message_rate_limit: u32,
+    /// `smtpd_client_auth_rate_limit`: AUTH commands one client may send per time unit,
+    /// accepted or not, across its connections (password guessing from many sessions); 0: none.
+    pub auth_rate_limit: u32,
     /// `anvil_rate_time_unit` (60 s).
     pub rate_time_unit: Duration,
     /// `smtpd_client_event_limit_exceptions` (default `$mynetworks`): clients the per-client
@@ -38,6 +41,7 @@ impl Default for ConnectionLimits {
             client_connection_limit: 50,
             connection_rate_limit: 0,
             message_rate_limit: 0,
+            auth_rate_limit: 0,
             rate_time_unit: Duration::from_secs(60),
             client_limit_exceptions: NetworkList::loopback(),
         }
@@ -54,6 +58,8 @@ pub enum Refusal {
     TooManyFromClient(IpAddr),
     /// This client sent `smtpd_client_message_rate_limit` messages in this time unit.
     TooMuchMail(IpAddr),
+    /// This client sent `smtpd_client_auth_rate_limit` AUTH commands in this time unit.
+    TooManyAuth(IpAddr),
     /// The counters are unusable (a thread panicked holding them): refuse rather than guess.
     Unavailable,
 }
@@ -64,7 +70,9 @@ impl Refusal {
     /// 192.0.2.1` and the session goes on.
     pub fn reply(self, hostname: &str) -> Reply {
         match self {
-            Refusal::TooMuchMail(_) => Reply::new(450, [4, 7, 1], format!("Error: {self}")),
+            Refusal::TooMuchMail(_) | Refusal::TooManyAuth(_) => {
+                Reply::new(450, [4, 7, 1], format!("Error: {self}"))
+            }
             _ => Reply::new(421, [4, 7, 0], format!("{hostname} Error: {self}")),
         }
     }
@@ -76,6 +84,7 @@ impl fmt::Display for Refusal {
             Refusal::TooManyConnections => f.write_str("too many connections"),
             Refusal::TooManyFromClient(ip) => write!(f, "too many connections from {ip}"),
             Refusal::TooMuchMail(ip) => write!(f, "too much mail from {ip}"),
+            Refusal::TooManyAuth(ip) => write!(f, "too many AUTH commands from {ip}"),
             Refusal::Unavailable => f.write_str("service unavailable"),
         }
     }
@@ -108,6 +117,7 @@ struct Rates {
     since: Instant,
     connections: u32,
     messages: u32,
+    auths: u32,
 }
 
 /// Past this many clients, those whose time unit is over are forgotten.
@@ -162,6 +172,24 @@ impl Counts {
         Ok(())
     }
 
+    /// Counts one AUTH command from `ip`, or refuses it over `smtpd_client_auth_rate_limit`.
+    pub(super) fn auth(
+        &mut self,
+        ip: IpAddr,
+        limits: &ConnectionLimits,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        if limits.auth_rate_limit == 0 || limits.client_limit_exceptions.contains(ip) {
+            return Ok(());
+        }
+        let rates = self.rates(ip, limits, now);
+        if rates.auths >= limits.auth_rate_limit {
+            return Err(Refusal::TooManyAuth(ip));
+        }
+        rates.auths += 1;
+        Ok(())
+    }
+
     /// This client's counters in the current time unit.
     fn rates(&mut self, ip: IpAddr, limits: &ConnectionLimits, now: Instant) -> &mut Rates {
         let unit = limits.rate_time_unit;
@@ -173,6 +201,7 @@ impl Counts {
             since: now,
             connections: 0,
             messages: 0,
+            auths: 0,
         };
         let rates = self.rates.entry(ip).or_insert(fresh);
         if over(rates) {

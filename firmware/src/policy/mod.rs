@@ -108,6 +108,12 @@ impl Policy {
         counts.message(ip, &self.limits, now)
     }
 
+    /// An AUTH command from `ip` (`smtpd_client_auth_rate_limit`); refused with 450 over it.
+    pub fn auth(&self, ip: IpAddr) -> Result<(), Refusal> {
+        let mut counts = self.counts.lock().map_err(|_| Refusal::Unavailable)?;
+        counts.auth(ip, &self.limits, Instant::now())
+    }
+
     /// Connections being served now.
     pub fn active_connections(&self) -> usize {
         self.counts.lock().map(|c| c.total()).unwrap_or(0)

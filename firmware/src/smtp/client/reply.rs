@@ -48,6 +48,9 @@ pub struct ReplyParser {
     buf: Vec<u8>,
     /// Where the next unread line starts in `buf` (earlier lines belong to the reply in hand).
     scanned: usize,
+    /// How far `buf` is known to hold no line end past `scanned`: a line trickling in is searched
+    /// once, not again with every read (quadratic in a hostile peer's 64 KiB).
+    searched: usize,
     /// The lines of the unfinished reply.
     lines: Vec<Line>,
 }
@@ -76,7 +79,14 @@ impl ReplyParser {
     pub fn next_reply(&mut self) -> Result<Option<ServerReply>, ReplyError> {
         loop {
             let rest = self.buf.get(self.scanned..).unwrap_or_default();
-            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            let from = self.searched.saturating_sub(self.scanned);
+            let found = rest
+                .get(from..)
+                .unwrap_or_default()
+                .iter()
+                .position(|&b| b == b'\n');
+            let Some(nl) = found.map(|i| from + i) else {
+                self.searched = self.buf.len();
                 return if self.buf.len() > MAX_REPLY {
                     Err(ReplyError::TooLong)
                 } else {
@@ -95,6 +105,7 @@ impl ReplyParser {
             if last {
                 self.buf.drain(..end);
                 self.scanned = 0;
+                self.searched = 0;
                 return Ok(Some(self.take_reply()));
             }
         }
@@ -104,6 +115,7 @@ impl ReplyParser {
     pub fn clear(&mut self) {
         self.buf.clear();
         self.scanned = 0;
+        self.searched = 0;
         self.lines.clear();
     }
 
@@ -248,6 +260,26 @@ mod tests {
         big.extend(std::iter::repeat_n(b'x', 8000));
         big.extend_from_slice(b"\r\n250 end\r\n");
         assert_eq!(all(&big).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_reply_trickling_in_a_byte_at_a_time_is_not_rescanned() {
+        // A next hop sending its longest line one byte per read: each read must cost the byte,
+        // not the line so far (64 KiB reads of up to 64 KiB each would be 2^31 steps).
+        let mut p = ReplyParser::new();
+        p.feed(b"250-");
+        let started = std::time::Instant::now();
+        for _ in 0..MAX_REPLY - 100 {
+            p.feed(b"x");
+            assert_eq!(p.next_reply(), Ok(None));
+        }
+        p.feed(b"\r\n250 end\r\n");
+        assert_eq!(p.next_reply().unwrap().unwrap().lines.len(), 2);
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     proptest! {

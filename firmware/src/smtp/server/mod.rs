@@ -399,6 +399,14 @@ impl Session {
         }
     }
 
+    /// Ends the session with `421 4.4.2` now: a deadline the driver keeps (Postfix
+    /// `smtpd_per_record_deadline`) has passed, though bytes kept arriving.
+    pub fn expire(&mut self) {
+        if self.wants_input() {
+            self.refuse(Refusal::Timeout);
+        }
+    }
+
     /// The commands so far, for smtpd's disconnect and lost-connection lines.
     pub fn stats(&self) -> &stats::CommandStats {
         &self.stats
@@ -488,6 +496,17 @@ impl Session {
                 self.refuse(Refusal::TooManyAuthFailures);
             }
         }
+        self.process(now);
+    }
+
+    /// [`Event::Authenticate`] refused before the password was checked (a per-client AUTH rate
+    /// limit): `reply` is the answer; no login, and no failed attempt on this connection.
+    pub fn refuse_auth(&mut self, reply: Reply, now: Instant) {
+        if !matches!(self.awaiting, Some(Awaiting::Auth { .. })) {
+            return;
+        }
+        self.awaiting = None;
+        self.reply(reply);
         self.process(now);
     }
 

@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""Soak: relay load through Postern in host mode while the daemon is killed with SIGKILL every few
+seconds (and restarted on the same flash) and the next hop (Postfix's smtp-sink) goes down and up.
+Every message Postern acknowledged with 250 must reach the sink: lost ones fail the run;
+duplicates (a delivery done whose completion record was not yet on flash when the kill came) are
+counted and printed. Loopback only; bounded in time (--minutes plus --drain) and in count
+(--max-messages).
+
+Usage: tests/bench/soak.py [--minutes 2] [--kill-every 3] [--clients 4] [--max-messages 100000]
+`make soak` runs it (SOAK_MINUTES=N to change the length); not part of `make test`.
+"""
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SINK = "/usr/sbin/smtp-sink"
+ID = re.compile(rb"^X-Soak-Id: (\d+)\r?$", re.M)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+class Sink:
+    """smtp-sink writing one file per message; stopped and started again on the same port."""
+
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.dir = os.path.join(tmp, "sink")
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o777)
+        self.proc = None
+        self.counts = {}
+        self.start()
+
+    def start(self):
+        cmd = [SINK]
+        if os.geteuid() == 0:
+            cmd += ["-u", "nobody"]
+        cmd += ["-d", f"{self.dir}/%M.", f"127.0.0.1:{self.port}", "64"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_port(self.port, 10):
+            raise RuntimeError(f"smtp-sink did not start on {self.port}")
+
+    def stop(self):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def arrived(self):
+        """Soak id -> how many times it arrived. Files are counted and removed as they come, so
+        a long soak does not fill the disk."""
+        for name in os.listdir(self.dir):
+            path = os.path.join(self.dir, name)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            m = ID.search(data)
+            # smtp-sink may still be writing it: count it once it has the id and the body end.
+            if m and data.rstrip().endswith(b"soak body line"):
+                n = int(m.group(1))
+                self.counts[n] = self.counts.get(n, 0) + 1
+                os.remove(path)
+        return self.counts
+
+
+class Postern:
+    """`postern run` on one flash file and one SMTP port, for every restart."""
+
+    def __init__(self, binary, tmp, sink_port):
+        self.binary = binary
+        self.tmp = tmp
+        self.port = free_port()
+        self.control = os.path.join(tmp, "control.sock")
+        self.log = open(os.path.join(tmp, "postern.log"), "ab")
+        self.proc = None
+        self.starts = 0
+        self.start(["--flash-size", "64M"])
+        for args in (["prov", "mcf", "zimbraMtaRelayHost", f"[127.0.0.1]:{sink_port}"],
+                     ["prov", "mcf", "zimbraMtaMyNetworks", "127.0.0.0/8"]):
+            self.admin(args, check=True)
+
+    def start(self, more=()):
+        self.proc = subprocess.Popen(
+            [self.binary, "run", "--flash", os.path.join(self.tmp, "flash.img"), *more,
+             "--smtp", f"127.0.0.1:{self.port}", "--control", self.control,
+             "--hostname", "postern-soak.invalid"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.starts += 1
+        end = time.time() + 30
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"postern exited ({self.proc.returncode}); see {self.tmp}/postern.log")
+            if os.path.exists(self.control) and self.admin(["status"]).returncode == 0:
+                return
+            time.sleep(0.02)
+        raise RuntimeError("postern did not come up")
+
+    def admin(self, args, check=False):
+        return subprocess.run([self.binary, "--control", self.control, *args], check=check,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Load:
+    """Clients sending one message per connection; records which ids got their 250."""
+
+    def __init__(self, port, clients, max_messages):
+        self.port = port
+        self.max = max_messages
+        self.next_id = 0
+        self.acked = set()
+        self.refused = 0
+        self.broken = 0
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(clients)]
+
+    def take_id(self):
+        with self.lock:
+            if self.next_id >= self.max:
+                return None
+            self.next_id += 1
+            return self.next_id
+
+    def run(self):
+        while not self.stopping.is_set():
+            n = self.take_id()
+            if n is None:
+                return
+            body = (f"From: <load@client.test>\r\nTo: <soak@example.net>\r\nSubject: soak {n}\r\n"
+                    f"X-Soak-Id: {n}\r\n\r\n" + "soak body line\r\n" * 20)
+            try:
+                with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as s:
+                    s.sendmail("load@client.test", ["soak@example.net"], body)
+                with self.lock:
+                    self.acked.add(n)
+            except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused,
+                    smtplib.SMTPSenderRefused):
+                with self.lock:
+                    self.refused += 1
+            except (OSError, smtplib.SMTPException):
+                # The daemon was killed mid-session: no 250 seen, nothing promised.
+                with self.lock:
+                    self.broken += 1
+                time.sleep(0.05)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=2)
+    ap.add_argument("--kill-every", type=float, default=3, help="seconds between SIGKILLs")
+    ap.add_argument("--sink-every", type=float, default=7, help="seconds between sink outages")
+    ap.add_argument("--sink-down", type=float, default=2, help="seconds the sink stays down")
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--max-messages", type=int, default=100000)
+    ap.add_argument("--drain", type=float, default=120, help="seconds allowed to deliver the rest")
+    args = ap.parse_args()
+    binary = os.environ.get("POSTERN_BIN", f"{ROOT}/target/x86_64-unknown-linux-gnu/debug/postern")
+    for need in (binary, SINK):
+        if not os.path.exists(need):
+            sys.exit(f"soak: {need} is missing (cargo build -p postern; make deps)")
+
+    tmp = tempfile.mkdtemp(prefix="postern-soak-")
+    os.chmod(tmp, 0o755)  # smtp-sink runs as nobody when we are root
+    sink = Sink(tmp)
+    postern = Postern(binary, tmp, sink.port)
+    load = Load(postern.port, args.clients, args.max_messages)
+    kills = outages = 0
+    start = time.time()
+    end = start + args.minutes * 60
+    next_kill = start + args.kill_every
+    next_outage = start + args.sink_every
+    sink_back = None
+    for t in load.threads:
+        t.start()
+    try:
+        while time.time() < end and any(t.is_alive() for t in load.threads):
+            now = time.time()
+            if now >= next_kill:
+                postern.kill9()
+                kills += 1
+                postern.start()
+                # A little jitter so the kill lands at every stage of a session over time.
+                next_kill = time.time() + args.kill_every * random.uniform(0.7, 1.3)
+            if sink_back is None and now >= next_outage:
+                sink.stop()
+                outages += 1
+                sink_back = now + args.sink_down
+            if sink_back is not None and now >= sink_back:
+                sink.start()
+                sink_back = None
+                next_outage = time.time() + args.sink_every
+            if int(now * 20) % 100 == 0:
+                sink.arrived()
+            time.sleep(0.05)
+        load.stopping.set()
+        for t in load.threads:
+            t.join(15)
+        loaded = time.time() - start
+        if sink.proc is None:
+            sink.start()
+        # Deferred mail waits out its backoff: ask for it now, again until it is all in or the
+        # drain time is up.
+        drain_end = time.time() + args.drain
+        while time.time() < drain_end:
+            postern.admin(["queue", "flush"])
+            arrived = sink.arrived()
+            if load.acked <= arrived.keys():
+                time.sleep(2)  # let a late duplicate show itself
+                break
+            time.sleep(1)
+        drained = time.time() - start - loaded
+        arrived = sink.arrived()
+        queue = postern.admin(["queue", "list"]).stdout.decode(errors="replace").strip()
+    finally:
+        load.stopping.set()
+        try:
+            postern.stop()
+        finally:
+            sink.stop()
+
+    lost = sorted(load.acked - arrived.keys())
+    duplicates = sum(c - 1 for c in arrived.values() if c > 1)
+    unacked_arrived = len(arrived.keys() - load.acked)
+    print(f"soak: {loaded:.0f} s of load, {args.clients} clients, "
+          f"SIGKILL every ~{args.kill_every:g} s "
+          f"({kills} kills, {postern.starts - 1} restarts), next hop down {args.sink_down:g} s "
+          f"every {args.sink_every:g} s ({outages} outages); drained in {drained:.0f} s")
+    print(f"soak: {load.next_id} sent, {len(load.acked)} acknowledged with 250, "
+          f"{load.refused} refused, {load.broken} cut off by a kill")
+    print(f"soak: {len(arrived)} distinct arrived, {len(lost)} lost, {duplicates} duplicates, "
+          f"{unacked_arrived} arrived without the client seeing the 250")
+    if lost:
+        print(f"soak: LOST ids {lost[:20]}{' ...' if len(lost) > 20 else ''}; queue:\n{queue}")
+        print(f"soak: files kept in {tmp}")
+        sys.exit(1)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
