@@ -8,6 +8,7 @@
 
 pub mod attr;
 pub mod duration;
+pub mod localconfig;
 pub mod network;
 pub mod restriction;
 pub mod stored;

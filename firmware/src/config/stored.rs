@@ -1,12 +1,14 @@
 //! What the box keeps in its own config slot on flash, beside the directory: settings that are
-//! this box's and not the directory's, such as its TLS certificate and key.
+//! this box's and not the directory's, such as its TLS certificate and key and its localconfig
+//! (the LDAP connection settings).
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped when the layout below changes incompatibly.
-pub const STORED_VERSION: u32 = 1;
+/// Bumped when the layout below changes incompatibly. Version 1 had no localconfig; it is still
+/// read.
+pub const STORED_VERSION: u32 = 2;
 
 /// The box's own settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +17,16 @@ pub struct BoxConfig {
     pub tls_cert_pem: Option<String>,
     /// Its private key (PEM).
     pub tls_key_pem: Option<String>,
+    /// `postern localconfig` keys that differ from their defaults, as `(key, value)` strings so a
+    /// key added later does not change the layout.
+    pub localconfig: Vec<(String, String)>,
+}
+
+/// The layout of version 1.
+#[derive(Deserialize)]
+struct BoxConfigV1 {
+    tls_cert_pem: Option<String>,
+    tls_key_pem: Option<String>,
 }
 
 /// The config slot holds something this firmware cannot read.
@@ -51,10 +63,19 @@ impl BoxConfig {
             .split_at_checked(4)
             .ok_or_else(|| StoredError::Corrupt("too short".into()))?;
         let version = u32::from_le_bytes([version[0], version[1], version[2], version[3]]);
-        if version != STORED_VERSION {
-            return Err(StoredError::Version(version));
+        let corrupt = |e: postcard::Error| StoredError::Corrupt(e.to_string());
+        match version {
+            1 => {
+                let v1: BoxConfigV1 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(BoxConfig {
+                    tls_cert_pem: v1.tls_cert_pem,
+                    tls_key_pem: v1.tls_key_pem,
+                    localconfig: Vec::new(),
+                })
+            }
+            STORED_VERSION => postcard::from_bytes(body).map_err(corrupt),
+            v => Err(StoredError::Version(v)),
         }
-        postcard::from_bytes(body).map_err(|e| StoredError::Corrupt(e.to_string()))
     }
 }
 
@@ -67,6 +88,7 @@ mod tests {
         let c = BoxConfig {
             tls_cert_pem: Some("CERT".into()),
             tls_key_pem: Some("KEY".into()),
+            localconfig: vec![("ldap_url".into(), "ldap://127.0.0.1".into())],
         };
         assert_eq!(BoxConfig::decode(&c.encode()), Ok(c));
         assert!(matches!(
@@ -78,5 +100,17 @@ mod tests {
             Err(StoredError::Version(9))
         );
         assert!(BoxConfig::decode(&[1, 0, 0, 0, 1, 200]).is_err());
+    }
+
+    #[test]
+    fn version_1_slots_still_read() {
+        // What firmware with STORED_VERSION 1 wrote: the version, then two optional strings.
+        let mut v1 = 1u32.to_le_bytes().to_vec();
+        v1.extend(postcard::to_allocvec(&(Some("CERT"), Some("KEY"))).unwrap());
+        let c = BoxConfig::decode(&v1).unwrap();
+        assert_eq!(c.tls_cert_pem.as_deref(), Some("CERT"));
+        assert_eq!(c.tls_key_pem.as_deref(), Some("KEY"));
+        assert!(c.localconfig.is_empty());
+        assert_eq!(BoxConfig::decode(&c.encode()), Ok(c));
     }
 }

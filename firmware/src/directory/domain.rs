@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::address;
+use super::source::Source;
 use crate::config::AttrError;
 use crate::config::attr::{boolean, canonical, invalid, show_bool, single};
 use crate::mail::Transport;
@@ -22,6 +23,7 @@ pub struct Domain {
     catch_all_forwarding: Option<Box<str>>,
     pub(crate) transport: Option<Arc<Transport>>,
     authoritative: bool,
+    source: Source,
 }
 
 pub(crate) const NAME: &str = "zimbraDomainName";
@@ -43,7 +45,16 @@ impl Domain {
             catch_all_forwarding: None,
             transport: None,
             authoritative: true,
+            source: Source::Local,
         })
+    }
+
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    pub(crate) fn set_source(&mut self, source: Source) {
+        self.source = source;
     }
 
     pub fn name(&self) -> &str {

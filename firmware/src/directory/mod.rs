@@ -12,10 +12,12 @@ pub mod address;
 mod domain;
 mod hash;
 mod index;
+pub mod ldap;
 pub mod password;
 pub mod prov;
 mod shared;
 mod snapshot;
+mod source;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -26,6 +28,7 @@ pub use address::BadAddress;
 pub use domain::Domain;
 pub use shared::SharedDirectory;
 pub use snapshot::{DecodeError, SNAPSHOT_VERSION};
+pub use source::Source;
 
 use crate::config::{AttrError, MtaConfig};
 use crate::mail::Transport;
@@ -70,6 +73,8 @@ pub enum DirectoryError {
     Attr(AttrError),
     /// More accounts or aliases than the index can number.
     Full,
+    /// The entry is synced from LDAP: change it there.
+    FromLdap(String),
 }
 
 impl fmt::Display for DirectoryError {
@@ -104,6 +109,10 @@ impl fmt::Display for DirectoryError {
             }
             DirectoryError::Attr(e) => write!(f, "service.INVALID_REQUEST ({e})"),
             DirectoryError::Full => f.write_str("service.FAILURE (directory full)"),
+            DirectoryError::FromLdap(name) => write!(
+                f,
+                "service.PERM_DENIED ({name} is synced from LDAP and read-only here; change it in LDAP)"
+            ),
         }
     }
 }
@@ -132,6 +141,9 @@ pub struct Directory {
     /// One shared copy of each transport: thousands of accounts name the same few next hops.
     transports: HashSet<Arc<Transport>>,
     config: MtaConfig,
+    /// When the LDAP entries in this directory were last synced (Unix seconds); `None` if it
+    /// holds none from LDAP.
+    ldap_synced: Option<u64>,
 }
 
 impl PartialEq for Directory {
@@ -154,6 +166,11 @@ impl Directory {
             config,
             ..Directory::default()
         }
+    }
+
+    /// When its LDAP entries were synced (Unix seconds), if it holds any.
+    pub fn ldap_synced(&self) -> Option<u64> {
+        self.ldap_synced
     }
 
     pub fn config(&self) -> &MtaConfig {
