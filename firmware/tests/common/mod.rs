@@ -1,3 +1,4 @@
 //! Peers shared by the firmware's integration tests.
 
 pub mod dovecot;
+pub mod slapd;

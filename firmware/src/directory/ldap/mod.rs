@@ -8,12 +8,18 @@
 //! sync.
 
 pub mod build;
+pub mod client;
+mod diff;
 pub mod entry;
 pub mod model;
 pub mod object;
+pub mod status;
+pub mod sync;
 pub mod zimbra;
 
 pub use build::{Built, Counts};
 pub use entry::{MalformedEntry, RawEntry};
 pub use model::{Changes, Model};
 pub use object::{SkipReason, Skipped};
+pub use status::{LdapStatus, SyncKind, SyncReport};
+pub use sync::{SaveError, SnapshotStore, SyncError, Syncer};

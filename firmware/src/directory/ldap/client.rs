@@ -1,0 +1,291 @@
+//! Talking to LDAP: connect to the first `ldap_url` that answers (StartTLS or `ldaps://`,
+//! verified against `ldap_ca_cert` or the system's CA bundle), bind, and read entries page by
+//! page. Every step has a time limit, so a hung server costs one sync, never the box.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::{LdapConnAsync, LdapConnSettings, Scope};
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use super::entry::{MalformedEntry, RawEntry};
+use crate::config::localconfig::{LdapUrl, LocalConfig};
+
+/// Where the system's CA bundle is (in the image and on Debian hosts).
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Entries per page: large pages are fewer round trips, small ones less memory per reply.
+const PAGE_SIZE: i32 = 1000;
+
+/// A step of talking to LDAP, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Connect,
+    Bind,
+    Search,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Connect => "connect",
+            Stage::Bind => "bind",
+            Stage::Search => "search",
+        })
+    }
+}
+
+/// Why LDAP could not be read.
+#[derive(Debug)]
+pub enum ClientError {
+    /// `ldap_url` is empty.
+    NotConfigured,
+    /// No CA certificate to verify the server with (`ldap_ca_cert` bad, no system bundle).
+    NoTrustAnchors(String),
+    /// The step did not finish in time.
+    Timeout { url: String, stage: Stage },
+    /// The library reported an error (connection refused, TLS, protocol).
+    Ldap {
+        url: String,
+        stage: Stage,
+        error: Box<ldap3::LdapError>,
+    },
+    /// The server answered with a result code other than success.
+    Refused {
+        url: String,
+        stage: Stage,
+        code: u32,
+        text: String,
+    },
+    /// Every URL failed; the last failure of each.
+    AllFailed(Vec<ClientError>),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::NotConfigured => f.write_str("ldap_url is not set"),
+            ClientError::NoTrustAnchors(why) => write!(f, "no CA to verify LDAP's TLS: {why}"),
+            ClientError::Timeout { url, stage } => write!(f, "{url}: {stage} timed out"),
+            ClientError::Ldap { url, stage, error } => write!(f, "{url}: {stage}: {error}"),
+            ClientError::Refused {
+                url,
+                stage,
+                code,
+                text,
+            } => write!(f, "{url}: {stage} refused: result {code} {text}"),
+            ClientError::AllFailed(all) => {
+                let parts: Vec<String> = all.iter().map(|e| e.to_string()).collect();
+                f.write_str(&parts.join("; "))
+            }
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// The entries one search returned.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub entries: Vec<Result<RawEntry, MalformedEntry>>,
+    /// The URL that answered.
+    pub server: String,
+}
+
+fn tls_config(settings: &LocalConfig) -> Result<Arc<ClientConfig>, ClientError> {
+    let pem = match &settings.ca_cert_pem {
+        Some(pem) => pem.clone().into_bytes(),
+        None => std::fs::read(SYSTEM_CA_BUNDLE)
+            .map_err(|e| ClientError::NoTrustAnchors(format!("{SYSTEM_CA_BUNDLE}: {e}")))?,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+        // A certificate the store refuses is one fewer anchor, not a failure of the rest.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(ClientError::NoTrustAnchors("no certificate in it".into()));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::NoTrustAnchors(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// An open, bound connection.
+pub struct Session {
+    ldap: ldap3::Ldap,
+    url: String,
+    read_timeout: Duration,
+}
+
+async fn open_one(
+    url: &LdapUrl,
+    settings: &LocalConfig,
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<Session, ClientError> {
+    let name = url.to_string();
+    let starttls = settings.starttls && !url.tls;
+    let mut conn_settings = LdapConnSettings::new()
+        .set_conn_timeout(settings.connect_timeout)
+        .set_starttls(starttls);
+    if let Some(tls) = tls {
+        conn_settings = conn_settings.set_config(tls);
+    }
+    let target = format!(
+        "{}://{}:{}",
+        if url.tls { "ldaps" } else { "ldap" },
+        if url.host.contains(':') {
+            format!("[{}]", url.host)
+        } else {
+            url.host.clone()
+        },
+        url.port
+    );
+    // StartTLS and the TLS handshake happen inside: give them the read timeout too.
+    let limit = settings.connect_timeout + settings.read_timeout;
+    let (conn, mut ldap) =
+        tokio::time::timeout(limit, LdapConnAsync::with_settings(conn_settings, &target))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                url: name.clone(),
+                stage: Stage::Connect,
+            })?
+            .map_err(|error| ClientError::Ldap {
+                url: name.clone(),
+                stage: Stage::Connect,
+                error: Box::new(error),
+            })?;
+    tokio::spawn(async move {
+        // The connection ends when the session is dropped; its error is the search's error.
+        let _ = conn.drive().await;
+    });
+    if !settings.user_dn.is_empty() {
+        let bind = ldap
+            .with_timeout(settings.read_timeout)
+            .simple_bind(&settings.user_dn, &settings.password);
+        let res = tokio::time::timeout(settings.read_timeout, bind)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                url: name.clone(),
+                stage: Stage::Bind,
+            })?
+            .map_err(|error| ClientError::Ldap {
+                url: name.clone(),
+                stage: Stage::Bind,
+                error: Box::new(error),
+            })?;
+        if res.rc != 0 {
+            return Err(ClientError::Refused {
+                url: name,
+                stage: Stage::Bind,
+                code: res.rc,
+                text: res.text,
+            });
+        }
+    }
+    Ok(Session {
+        ldap,
+        url: name,
+        read_timeout: settings.read_timeout,
+    })
+}
+
+/// Connects and binds to the first server of `ldap_url` that works.
+pub async fn open(settings: &LocalConfig) -> Result<Session, ClientError> {
+    if settings.ldap_urls.is_empty() {
+        return Err(ClientError::NotConfigured);
+    }
+    let needs_tls = settings.starttls || settings.ldap_urls.iter().any(|u| u.tls);
+    let tls = match needs_tls {
+        true => Some(tls_config(settings)?),
+        false => None,
+    };
+    let mut failures = Vec::new();
+    for url in &settings.ldap_urls {
+        match open_one(url, settings, tls.clone()).await {
+            Ok(s) => return Ok(s),
+            Err(e) => failures.push(e),
+        }
+    }
+    Err(match failures.len() {
+        1 => failures.remove(0),
+        _ => ClientError::AllFailed(failures),
+    })
+}
+
+impl Session {
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Every entry under `base` matching `filter`, with `attrs`.
+    pub async fn search(
+        &mut self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<Result<RawEntry, MalformedEntry>>, ClientError> {
+        let url = self.url.clone();
+        let timeout = |stage| ClientError::Timeout {
+            url: url.clone(),
+            stage,
+        };
+        let lib = |error| ClientError::Ldap {
+            url: url.clone(),
+            stage: Stage::Search,
+            error: Box::new(error),
+        };
+        let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(PAGE_SIZE)),
+        ];
+        let limit = self.read_timeout;
+        let attrs: Vec<&str> = attrs.to_vec();
+        let mut stream = tokio::time::timeout(
+            limit,
+            self.ldap.with_timeout(limit).streaming_search_with(
+                adapters,
+                base,
+                Scope::Subtree,
+                filter,
+                attrs,
+            ),
+        )
+        .await
+        .map_err(|_| timeout(Stage::Search))?
+        .map_err(lib)?;
+        let mut entries = Vec::new();
+        loop {
+            let next = tokio::time::timeout(limit, stream.next())
+                .await
+                .map_err(|_| timeout(Stage::Search))?
+                .map_err(lib)?;
+            match next {
+                Some(re) => entries.push(RawEntry::parse(re.0)),
+                None => break,
+            }
+        }
+        let res = stream.finish().await;
+        if res.rc != 0 {
+            return Err(ClientError::Refused {
+                url: url.clone(),
+                stage: Stage::Search,
+                code: res.rc,
+                text: res.text,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Ends the session politely; errors do not matter any more.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(self.read_timeout, self.ldap.unbind()).await;
+    }
+}
