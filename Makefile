@@ -38,9 +38,12 @@ run: deps image
 	cargo run -q --release -p qemu --bin qemu -- --arch $(ARCH) --image $(IMAGE_DIR) \
 		--flash $(IMAGE_DIR)/flash.img --console stdio --forward 2525:25 --forward 2587:587 --forward 2465:465
 
+# The import rule: the table in firmware/src/lib.rs's crate doc, checked against every `crate::`
+# path (one `module -> imported (file:line)` line per violation).
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test -q -p postern --test import_rule
 
 # Unit, property and end-to-end tests (host mode and QEMU: the image must be built first).
 unit: build

@@ -15,6 +15,8 @@ packages=(
     qemu-system-x86 qemu-system-arm qemu-utils kmod xz-utils zstd cpio ca-certificates
     # Real SMTP/LMTP peers for end-to-end tests and the relay benchmark.
     swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dovecot-lmtpd
+    # Directory, virus and spam peers (LDAP sync, content checks): private instances per test.
+    slapd ldap-utils clamav-daemon spamd
     # aarch64 cross build: Debian's rustc carries the arm64 std rustup cannot fetch here.
     rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 )
@@ -32,6 +34,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     # Postfix asks how to configure itself; the tests run private instances instead.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     echo "postfix postfix/mailname string postern-test.invalid" | debconf-set-selections
+    # slapd would build a system directory; the tests start their own with their own config.
+    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
     apt-get update -q
     apt-get install "${apt_opts[@]}" "${missing[@]}"
 else
@@ -39,7 +43,7 @@ else
 fi
 
 # Nothing the packages start may sit on the ports the tests use.
-for svc in postfix dovecot; do
+for svc in postfix dovecot slapd clamav-daemon spamd; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
         systemctl stop "$svc" || true
     fi

@@ -30,6 +30,20 @@
 //! - [`log`]: mail log lines in Postfix's shape.
 //! - [`config`], [`admin`], [`console`], [`daemon`]: settings, the command line and control
 //!   socket, the serial console, and the services both running modes start.
+//!
+//! ## The import rule
+//!
+//! <!-- import-table begin: parsed by firmware/tests/import_rule (run by `make lint`) -->
+//! ```text
+//! hal → mail → log → smtp → config → directory → route / policy → spool → content → bounce
+//!     → queue → delivery → inbound → admin → daemon / console → appliance → main
+//! ```
+//! <!-- import-table end -->
+//!
+//! A module may import those on its left, never those on its right, nor a neighbour on its own
+//! level (`route / policy`) unless a line `A may import B` in the table says so. Where a lower
+//! module needs something from a higher one, the type moves down (into [`mail`]) or the higher
+//! one passes a closure or trait object in. Change the table and the code together.
 
 #![forbid(unsafe_code)]
 

@@ -1,18 +1,19 @@
 //! The delivery client over LMTP to a private Dovecot instance on 127.0.0.1: delivery into a
 //! maildir, and the quota replies per recipient after DATA (`452 4.2.2` with
 //! quota_full_tempfail, `552 5.2.2` without). Skips (saying so) only when Dovecot's LMTP server
-//! is not installed.
+//! is not installed, and fails then under CI=true.
 
 use std::net::IpAddr;
 
 use postern::delivery::{Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer};
 use postern::mail::Transport;
-use postern::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
+use postern::mail::{Envelope, QueueId};
 use postern::queue::RcptResult;
 
 mod common;
 
 use common::dovecot::Dovecot;
+use common::fixtures::{self, ARRIVAL};
 
 struct NoDns;
 
@@ -26,25 +27,11 @@ impl Dns for NoDns {
 }
 
 fn envelope(hop: &Transport, rcpts: &[&str]) -> Envelope {
-    Envelope {
-        sender: "alice@postern.test".into(),
-        recipients: rcpts
-            .iter()
-            .map(|a| Recipient {
-                address: a.to_string(),
-                original: None,
-                orcpt: None,
-                notify: Notify::DEFAULT,
-                next_hop: hop.clone(),
-            })
-            .collect(),
-        ret: None,
-        envid: None,
-        body_type: BodyType::SevenBit,
-        smtputf8: false,
-        arrival: 1_795_000_000,
-        client: ClientInfo::default(),
-    }
+    fixtures::envelope(
+        "alice@postern.test",
+        fixtures::recipients(rcpts, hop),
+        ARRIVAL,
+    )
 }
 
 fn body() -> Vec<u8> {

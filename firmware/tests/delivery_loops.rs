@@ -11,11 +11,15 @@ use postern::delivery::{
     Attempt, Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer,
 };
 use postern::mail::Transport;
-use postern::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
+use postern::mail::{Envelope, QueueId};
 use postern::queue::RcptResult;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+mod common;
+
+use common::fixtures::{self, ARRIVAL};
 
 const ME: &str = "gw.postern.test";
 
@@ -57,25 +61,11 @@ fn settings(own_listeners: Vec<SocketAddr>) -> ClientSettings {
 }
 
 fn envelope(hop: &Transport, rcpts: &[&str]) -> Envelope {
-    Envelope {
-        sender: "alice@postern.test".into(),
-        recipients: rcpts
-            .iter()
-            .map(|a| Recipient {
-                address: a.to_string(),
-                original: None,
-                orcpt: None,
-                notify: Notify::DEFAULT,
-                next_hop: hop.clone(),
-            })
-            .collect(),
-        ret: None,
-        envid: None,
-        body_type: BodyType::SevenBit,
-        smtputf8: false,
-        arrival: 1_795_000_000,
-        client: ClientInfo::default(),
-    }
+    fixtures::envelope(
+        "alice@postern.test",
+        fixtures::recipients(rcpts, hop),
+        ARRIVAL,
+    )
 }
 
 async fn deliver(client: &Client<FakeDns>, hop: &str, rcpts: &[&str]) -> Attempt {

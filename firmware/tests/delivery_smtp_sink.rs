@@ -1,6 +1,6 @@
 //! The delivery client against Postfix's `smtp-sink` on 127.0.0.1: what arrives, and how
 //! refusals at each stage turn into per-recipient results. Skips (saying so) only when
-//! /usr/sbin/smtp-sink is not installed.
+//! /usr/sbin/smtp-sink is not installed, and fails then under CI=true.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, TcpListener, TcpStream};
@@ -12,8 +12,12 @@ use postern::delivery::{
     Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer, Timeouts, TlsPolicy,
 };
 use postern::mail::Transport;
-use postern::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
+use postern::mail::{BodyType, Envelope, Notify, QueueId};
 use postern::queue::RcptResult;
+
+mod common;
+
+use common::fixtures::{self, ARRIVAL};
 
 const SINK: &str = "/usr/sbin/smtp-sink";
 
@@ -49,7 +53,7 @@ fn is_root() -> bool {
 /// Start smtp-sink with extra flags, or None (and a message) when it is not installed.
 fn sink(flags: &[&str]) -> Option<Sink> {
     if !Path::new(SINK).exists() {
-        eprintln!("SKIPPED: {SINK} not installed (apt-get install postfix)");
+        common::peers::missing(SINK, "postfix");
         return None;
     }
     let port = free_port();
@@ -154,23 +158,12 @@ fn settings() -> ClientSettings {
 
 fn envelope(hop: &Transport, rcpts: &[&str]) -> Envelope {
     Envelope {
-        sender: "alice@postern.test".into(),
-        recipients: rcpts
-            .iter()
-            .map(|a| Recipient {
-                address: a.to_string(),
-                original: None,
-                orcpt: None,
-                notify: Notify::DEFAULT,
-                next_hop: hop.clone(),
-            })
-            .collect(),
-        ret: None,
-        envid: None,
         body_type: BodyType::EightBitMime,
-        smtputf8: false,
-        arrival: 1_795_000_000,
-        client: ClientInfo::default(),
+        ..fixtures::envelope(
+            "alice@postern.test",
+            fixtures::recipients(rcpts, hop),
+            ARRIVAL,
+        )
     }
 }
 
@@ -383,7 +376,7 @@ fn smtputf8_message_to_a_server_without_it_bounces_5_6_7() {
 #[test]
 fn dead_next_hop_defers_and_marks_the_destination_failed() {
     if !Path::new(SINK).exists() {
-        eprintln!("SKIPPED: {SINK} not installed");
+        common::peers::missing(SINK, "postfix");
         return;
     }
     let port = free_port();

@@ -9,12 +9,16 @@ use postern::delivery::{
     Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer, TlsPolicy,
 };
 use postern::mail::Transport;
-use postern::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient};
+use postern::mail::{Envelope, QueueId};
 use postern::queue::RcptResult;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+
+mod common;
+
+use common::fixtures::{self, ARRIVAL};
 
 struct NoDns;
 
@@ -125,22 +129,8 @@ async fn starttls_server() -> (u16, tokio::task::JoinHandle<(bool, String)>) {
 }
 
 fn envelope(hop: &Transport) -> Envelope {
-    Envelope {
-        sender: "alice@postern.test".into(),
-        recipients: vec![Recipient {
-            address: "bob@example.test".into(),
-            original: None,
-            orcpt: None,
-            notify: Notify::DEFAULT,
-            next_hop: hop.clone(),
-        }],
-        ret: None,
-        envid: None,
-        body_type: BodyType::SevenBit,
-        smtputf8: false,
-        arrival: 1_795_000_000,
-        client: ClientInfo::default(),
-    }
+    let to = vec![fixtures::recipient("bob@example.test", hop)];
+    fixtures::envelope("alice@postern.test", to, ARRIVAL)
 }
 
 async fn deliver(policy: TlsPolicy, port: u16) -> postern::delivery::Attempt {

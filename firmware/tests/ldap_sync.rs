@@ -3,8 +3,6 @@
 //! entries skipped with reasons, LDAP down (the cache keeps answering) and back (it catches up),
 //! and a power cut during a sync (the last good snapshot stays on flash).
 
-// Only the slapd peer is used here.
-#[allow(dead_code)]
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -10,9 +10,13 @@ use mail_parser::{MessageParser, PartType};
 use postern::delivery::{Attempt, DeliveryRequest};
 use postern::log::LogSink;
 use postern::mail::Transport;
-use postern::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, QueueState, Recipient};
+use postern::mail::{Envelope, Notify, QueueId, QueueState, Recipient};
 use postern::queue::runner::{self, Deliverer, QueueHandle, RunnerConfig};
 use postern::queue::{AttemptReport, MemoryStore, QueueSettings, RcptResult};
+
+mod common;
+
+use common::fixtures;
 
 const T0: u64 = 1_795_000_000;
 const DAY: u64 = 86_400;
@@ -89,25 +93,14 @@ fn hop_for(addr: &str) -> Transport {
 }
 
 fn envelope(sender: &str, rcpts: &[&str], notify: Notify) -> Envelope {
-    Envelope {
-        sender: sender.into(),
-        recipients: rcpts
-            .iter()
-            .map(|a| Recipient {
-                address: a.to_string(),
-                original: None,
-                orcpt: None,
-                notify,
-                next_hop: hop_for(a),
-            })
-            .collect(),
-        ret: None,
-        envid: None,
-        body_type: BodyType::SevenBit,
-        smtputf8: false,
-        arrival: T0,
-        client: ClientInfo::default(),
-    }
+    let to = rcpts
+        .iter()
+        .map(|a| Recipient {
+            notify,
+            ..fixtures::recipient(a, &hop_for(a))
+        })
+        .collect();
+    fixtures::envelope(sender, to, T0)
 }
 
 const BODY: &[u8] = b"From: alice@example.org\r\nSubject: runner test\r\n\r\nHello.\r\n";

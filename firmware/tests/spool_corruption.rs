@@ -12,10 +12,12 @@ use std::collections::BTreeMap;
 
 use hal::flash::{FlashGeometry, FlashOp, RamFlash};
 use postern::mail::Transport;
-use postern::mail::{
-    BodyType, ClientInfo, Envelope, Notify, QueueId, QueueState, Recipient, RecipientOutcome,
-};
+use postern::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 use postern::spool::{Spool, SpoolGeometry, SpoolSettings};
+
+mod common;
+
+use common::fixtures;
 
 const ERASE: u32 = 512;
 const BLOCKS: u32 = 96;
@@ -59,22 +61,9 @@ fn settings() -> SpoolSettings {
 }
 
 fn envelope(n: u64) -> Envelope {
-    Envelope {
-        sender: format!("s{n}@example.com"),
-        recipients: vec![Recipient {
-            address: "r@example.org".into(),
-            original: None,
-            orcpt: None,
-            notify: Notify::DEFAULT,
-            next_hop: Transport::mx("example.org").unwrap(),
-        }],
-        ret: None,
-        envid: None,
-        body_type: BodyType::SevenBit,
-        smtputf8: false,
-        arrival: n,
-        client: ClientInfo::default(),
-    }
+    let hop = Transport::mx("example.org").unwrap();
+    let to = vec![fixtures::recipient("r@example.org", &hop)];
+    fixtures::envelope(&format!("s{n}@example.com"), to, n)
 }
 
 fn body(n: u64) -> Vec<u8> {

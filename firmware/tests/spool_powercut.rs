@@ -10,10 +10,12 @@ use std::time::Instant;
 
 use hal::flash::{FlashGeometry, FlashOp, RamFlash};
 use postern::mail::Transport;
-use postern::mail::{
-    BodyType, ClientInfo, Envelope, Notify, QueueId, QueueState, Recipient, RecipientOutcome,
-};
+use postern::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 use postern::spool::{Spool, SpoolError, SpoolGeometry, SpoolSettings};
+
+mod common;
+
+use common::fixtures::{self, ARRIVAL};
 
 fn geometry() -> FlashGeometry {
     FlashGeometry::new(512, 512 * 40).unwrap()
@@ -27,24 +29,11 @@ fn settings() -> SpoolSettings {
 }
 
 fn envelope(n: usize, rcpts: usize) -> Envelope {
-    Envelope {
-        sender: format!("sender{n}@example.com"),
-        recipients: (0..rcpts)
-            .map(|i| Recipient {
-                address: format!("rcpt{i}@example.org"),
-                original: None,
-                orcpt: None,
-                notify: Notify::DEFAULT,
-                next_hop: Transport::mx("example.org").unwrap(),
-            })
-            .collect(),
-        ret: None,
-        envid: None,
-        body_type: BodyType::SevenBit,
-        smtputf8: false,
-        arrival: 1_795_000_000 + n as u64,
-        client: ClientInfo::default(),
-    }
+    let hop = Transport::mx("example.org").unwrap();
+    let to = (0..rcpts)
+        .map(|i| fixtures::recipient(&format!("rcpt{i}@example.org"), &hop))
+        .collect();
+    fixtures::envelope(&format!("sender{n}@example.com"), to, ARRIVAL + n as u64)
 }
 
 struct Rng(u64);

@@ -3,31 +3,17 @@
 
 use hal::flash::{FlashGeometry, RamFlash};
 use postern::mail::Transport;
-use postern::mail::{
-    BodyType, ClientInfo, Envelope, Notify, QueueState, Recipient, RecipientOutcome,
-};
+use postern::mail::{Envelope, QueueState, RecipientOutcome};
 use postern::spool::{Region, Spool, SpoolError, SpoolGeometry, SpoolSettings, service};
 
+mod common;
+
+use common::fixtures;
+
 fn envelope(n: usize) -> Envelope {
-    Envelope {
-        sender: format!("s{n}@example.com"),
-        recipients: vec![
-            Recipient {
-                address: "a@example.org".into(),
-                original: None,
-                orcpt: None,
-                notify: Notify::DEFAULT,
-                next_hop: Transport::mx("example.org").unwrap(),
-            };
-            2
-        ],
-        ret: None,
-        envid: None,
-        body_type: BodyType::SevenBit,
-        smtputf8: false,
-        arrival: n as u64,
-        client: ClientInfo::default(),
-    }
+    let hop = Transport::mx("example.org").unwrap();
+    let to = vec![fixtures::recipient("a@example.org", &hop); 2];
+    fixtures::envelope(&format!("s{n}@example.com"), to, n as u64)
 }
 
 fn body(n: usize) -> Vec<u8> {

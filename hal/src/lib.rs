@@ -1,7 +1,8 @@
 //! Postern's hardware abstraction layer: the only code that touches devices and the kernel.
 //!
 //! - [`flash`]: erase blocks behind `embedded_storage::nor_flash` over a file, a block device, an MTD
-//!   device or RAM (with fault injection for power-cut tests).
+//!   device or RAM (with fault injection for power-cut tests); `flash::Device` opens whichever a
+//!   path holds and locks it against a second postern.
 //! - [`sys`]: what PID 1 asks of the kernel: mounts, hostname, modules, links and routes, the
 //!   console's termios, power and reaping.
 //!

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use hal::flash::Flash;
+use hal::flash::{Device, Flash};
 
 use super::commands::{AdminCommand, FlashCommand};
 use super::control::{self, DEFAULT_CONTROL, Reply};
@@ -202,7 +202,7 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
 
 /// Lays an empty spool on the flash, whatever was there: the admin's way out of a damaged one.
 fn format_flash(spec: &FlashSpec) -> Result<(), String> {
-    let (mut flash, _lock) = daemon::flash::open_device(spec).map_err(|e| e.to_string())?;
+    let (mut flash, _lock) = Device::open(&spec.path, spec.size).map_err(|e| e.to_string())?;
     let geometry = SpoolGeometry::for_flash(flash.geometry());
     Spool::format(&mut flash, geometry).map_err(|e| format!("flash {}: {e}", spec.path.display()))
 }

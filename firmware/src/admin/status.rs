@@ -50,6 +50,9 @@ pub fn render(state: &State, flash: Option<&FlashInfo>, queue: Option<&[MessageV
     if let Some(control) = &state.control {
         let _ = writeln!(out, "control: {}", control.display());
     }
+    for (attr, value) in state.directory.snapshot().config().unenforced() {
+        let _ = writeln!(out, "ignored: {attr} {value} (on flash; not supported yet)");
+    }
     out
 }
 

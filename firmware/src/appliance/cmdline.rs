@@ -17,7 +17,7 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use crate::daemon::flash::DEFAULT_ERASE_SIZE;
+use hal::flash::DEFAULT_ERASE_SIZE;
 
 /// The MTD device block2mtd creates when it is the only MTD driver (the appliance's case).
 pub const BLOCK2MTD_MTD: &str = "/dev/mtd0";

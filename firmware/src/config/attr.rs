@@ -7,8 +7,11 @@ use std::fmt;
 /// Why setting an attribute failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttrError {
-    /// No such attribute on this kind of entry.
+    /// No such attribute on this kind of entry (zmprov's `account.INVALID_ATTR_NAME`).
     Unknown { attr: String, kind: &'static str },
+    /// A Zimbra attribute, or one value of it, that this firmware could store but does not act on
+    /// yet. Refused rather than kept, so `gacf` never shows a setting that does nothing.
+    NotSupported { attr: String, value: Option<String> },
     /// The value does not fit the attribute.
     Invalid {
         attr: &'static str,
@@ -27,7 +30,11 @@ pub enum AttrError {
 impl fmt::Display for AttrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AttrError::Unknown { attr, kind } => write!(f, "unknown {kind} attribute {attr:?}"),
+            AttrError::Unknown { attr, .. } => write!(f, "invalid attr name: {attr}"),
+            AttrError::NotSupported { attr, value } => match value {
+                Some(v) => write!(f, "{attr} {v}: not supported yet"),
+                None => write!(f, "{attr}: not supported yet"),
+            },
             AttrError::Invalid {
                 attr,
                 value,
@@ -41,20 +48,64 @@ impl fmt::Display for AttrError {
 
 impl std::error::Error for AttrError {}
 
+impl AttrError {
+    /// The zmprov error code the admin sees before the message.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AttrError::Unknown { .. } => "account.INVALID_ATTR_NAME",
+            AttrError::NotSupported { .. } => "service.UNSUPPORTED",
+            _ => "service.INVALID_REQUEST",
+        }
+    }
+}
+
+/// Zimbra attributes of the MTA that the policy and content stages will act on once they exist.
+/// Named here so an admin pasting them from the Zimbra pages learns they are known but not there
+/// yet, instead of reading that the name is invalid.
+pub const PLANNED: &[&str] = &[
+    "zimbraMtaAuthEnabled",
+    "zimbraMtaTlsAuthOnly",
+    "zimbraMtaSmtpDnsSupportLevel",
+    "zimbraMtaBlockedExtension",
+    "zimbraMtaCommonBlockedExtension",
+    "zimbraMtaBlockedExtensionWarnRecipient",
+    "zimbraAttachmentsBlocked",
+    "zimbraSpamKillPercent",
+    "zimbraSpamTagPercent",
+    "zimbraSpamSubjectTag",
+    "zimbraSpamIsSpamAccount",
+    "zimbraSpamIsNotSpamAccount",
+    "zimbraVirusWarnRecipient",
+    "zimbraVirusWarnAdmin",
+    "zimbraVirusBlockEncryptedArchive",
+];
+
+/// Whether `attr` is one of the [`PLANNED`] attributes.
+pub fn is_planned(attr: &str) -> bool {
+    PLANNED.iter().any(|p| p.eq_ignore_ascii_case(attr))
+}
+
 /// Finds `attr` (case-insensitive, as LDAP attribute names are) among `names`.
 pub fn canonical(
     names: &[&'static str],
     attr: &str,
     kind: &'static str,
 ) -> Result<&'static str, AttrError> {
-    names
-        .iter()
-        .copied()
-        .find(|n| n.eq_ignore_ascii_case(attr))
-        .ok_or_else(|| AttrError::Unknown {
-            attr: attr.to_string(),
-            kind,
-        })
+    if let Some(n) = names.iter().copied().find(|n| n.eq_ignore_ascii_case(attr)) {
+        return Ok(n);
+    }
+    Err(
+        match PLANNED.iter().find(|p| p.eq_ignore_ascii_case(attr)) {
+            Some(p) => AttrError::NotSupported {
+                attr: p.to_string(),
+                value: None,
+            },
+            None => AttrError::Unknown {
+                attr: attr.to_string(),
+                kind,
+            },
+        },
+    )
 }
 
 /// The one value of a single-valued attribute; `None` when the list is empty (clear it).

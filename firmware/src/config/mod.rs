@@ -4,7 +4,10 @@
 //! trusted networks, restrictions, limits and queue times. Where Zimbra has no attribute the
 //! Postfix parameter name is used (`smtpd_recipient_limit`, `hopcount_limit`,
 //! `virtual_transport`). Values are read and written as strings through [`MtaConfig::values`] and
-//! [`MtaConfig::set`], which validate them, so a bad value is refused when it is set.
+//! [`MtaConfig::set`], which validate them, so a bad value is refused when it is set. A value
+//! the box would store but not act on (a restriction the policy stage does not apply yet) is
+//! refused too; one already on flash from an older firmware is loaded aside by
+//! [`MtaConfig::load`], shown as ignored, and never applied.
 
 pub mod attr;
 pub mod duration;
@@ -52,11 +55,15 @@ pub struct MtaConfig {
     pub bounce_queue_lifetime: Duration,
     /// `zimbraMtaDelayWarningTime`: when to tell the sender a message is delayed; 0 never.
     pub delay_warning_time: Duration,
-    /// `zimbraMtaMyHostname` (Postfix `myhostname`): the name in greetings and Received headers.
+    /// `zimbraMtaMyHostname` (Postfix `myhostname`): the domain of a bare `postmaster`. The
+    /// greeting and Received headers still use the daemon's `--hostname`.
     pub my_hostname: String,
     /// `virtual_transport`: next hop of a local account when neither the account nor its domain
     /// has a `zimbraMailTransport`. Unset, such mail is accepted and stays deferred.
     pub virtual_transport: Option<Transport>,
+    /// Values read from flash that this firmware refuses to set (see [`MtaConfig::load`]):
+    /// attribute and value, kept so the next write does not lose them, never applied.
+    unenforced: Vec<(&'static str, String)>,
 }
 
 const RELAY_HOST: &str = "zimbraMtaRelayHost";
@@ -103,6 +110,7 @@ impl Default for MtaConfig {
             delay_warning_time: Duration::ZERO,
             my_hostname: "localhost".to_string(),
             virtual_transport: None,
+            unenforced: Vec::new(),
         }
     }
 }
@@ -186,13 +194,53 @@ impl MtaConfig {
         Ok(())
     }
 
+    /// Sets `attr` as [`MtaConfig::set`] does, for values read back from flash: a restriction the
+    /// policy stage does not apply is put aside (see [`MtaConfig::unenforced`]) instead of
+    /// refused, so a flash written by an older firmware still loads.
+    pub fn load(&mut self, attr: &str, values: &[String]) -> Result<(), AttrError> {
+        let attr = Self::attr_name(attr)?;
+        if attr != RESTRICTION {
+            return self.set(attr, values);
+        }
+        let mut applied = Vec::new();
+        let mut aside = Vec::new();
+        for v in values.iter().filter(|v| !v.is_empty()) {
+            let r: Restriction = v.parse().map_err(|e| invalid(attr, v, e))?;
+            if r.is_enforced() {
+                applied.push(v.clone());
+            } else {
+                aside.push((attr, r.to_string()));
+            }
+        }
+        self.set(attr, &applied)?;
+        self.unenforced.extend(aside);
+        Ok(())
+    }
+
+    /// Values on flash this firmware does not apply: `(attribute, value)`, for `gacf` and
+    /// `postern status` to show as ignored. Setting the attribute again drops them.
+    pub fn unenforced(&self) -> &[(&'static str, String)] {
+        &self.unenforced
+    }
+
+    /// The values of `attr` to write to flash: those applied and those put aside.
+    pub fn stored_values(&self, attr: &str) -> Result<Vec<String>, AttrError> {
+        let mut values = self.values(attr)?;
+        let attr = Self::attr_name(attr)?;
+        let aside = self.unenforced.iter().filter(|(a, _)| *a == attr);
+        values.extend(aside.map(|(_, v)| v.clone()));
+        Ok(values)
+    }
+
     fn set_unchecked(&mut self, attr: &'static str, values: &[String]) -> Result<(), AttrError> {
         let defaults = MtaConfig::default();
+        // An explicit change of the attribute settles what an older firmware left on flash.
+        self.unenforced.retain(|(a, _)| *a != attr);
         if attr == RESTRICTION {
             self.restrictions = values
                 .iter()
                 .filter(|v| !v.is_empty())
-                .map(|v| v.parse().map_err(|e| invalid(attr, v, e)))
+                .map(|v| restriction(attr, v))
                 .collect::<Result<_, _>>()?;
             return Ok(());
         }
@@ -303,6 +351,18 @@ fn time_unit(attr: &str) -> Unit {
         .map_or(Unit::Seconds, |(_, u)| *u)
 }
 
+/// A restriction the policy stage applies; one it does not is refused as not supported yet.
+fn restriction(attr: &'static str, v: &str) -> Result<Restriction, AttrError> {
+    let r: Restriction = v.parse().map_err(|e| invalid(attr, v, e))?;
+    if !r.is_enforced() {
+        return Err(AttrError::NotSupported {
+            attr: attr.to_string(),
+            value: Some(r.to_string()),
+        });
+    }
+    Ok(r)
+}
+
 fn number<T: std::str::FromStr>(attr: &'static str, v: &str) -> Result<T, AttrError> {
     if !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(attr, v, "not a whole number"));
@@ -361,15 +421,8 @@ mod tests {
         c.set("zimbraMtaMyNetworks", &s(&["10.0.0.0/8 127.0.0.0/8"]))
             .unwrap();
         assert!(c.my_networks.contains("10.1.2.3".parse().unwrap()));
-        c.set(
-            "zimbraMtaRestriction",
-            &s(&[
-                "reject_non_fqdn_sender",
-                "reject_rbl_client zen.spamhaus.org",
-            ]),
-        )
-        .unwrap();
-        assert_eq!(c.restrictions.len(), 2);
+        c.set("zimbraMtaRestriction", &s(&[""])).unwrap();
+        assert!(c.restrictions.is_empty());
         c.set("zimbraMtaRelayHost", &s(&[""])).unwrap();
         assert_eq!(c.relay_host, None);
         c.set("zimbraMtaMaximalQueueLifetime", &[]).unwrap();
@@ -403,5 +456,80 @@ mod tests {
             Err(AttrError::SingleValued(_))
         ));
         assert_eq!(c, before);
+    }
+
+    /// No restriction is applied yet, so none is stored: the admin learns at once that
+    /// `reject_rbl_client` would do nothing, and a typo still reads as a typo.
+    #[test]
+    fn restrictions_the_policy_stage_does_not_apply_are_refused() {
+        let mut c = MtaConfig::default();
+        let before = c.clone();
+        for v in [
+            "reject_non_fqdn_sender",
+            "reject_rbl_client zen.spamhaus.org",
+        ] {
+            let err = c.set("zimbraMtaRestriction", &s(&[v])).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("zimbraMtaRestriction {v}: not supported yet")
+            );
+            assert_eq!(err.code(), "service.UNSUPPORTED");
+        }
+        let typo = c.set("zimbraMtaRestriction", &s(&["reject_everything"]));
+        assert!(matches!(typo, Err(AttrError::Invalid { .. })), "{typo:?}");
+        assert_eq!(c, before);
+    }
+
+    /// A flash written when restrictions were stored still loads: the values are put aside,
+    /// shown as ignored, kept for the next write, and dropped once the admin sets the attribute.
+    #[test]
+    fn restrictions_already_on_flash_load_aside() {
+        let mut c = MtaConfig::default();
+        let stored = s(&[
+            "reject_rbl_client Zen.Spamhaus.org",
+            "reject_non_fqdn_sender",
+        ]);
+        c.load("zimbraMtaRestriction", &stored).unwrap();
+        assert!(c.restrictions.is_empty());
+        assert!(vals(&c, "zimbraMtaRestriction").is_empty());
+        assert_eq!(
+            c.unenforced(),
+            [
+                (
+                    "zimbraMtaRestriction",
+                    "reject_rbl_client zen.spamhaus.org".to_string()
+                ),
+                ("zimbraMtaRestriction", "reject_non_fqdn_sender".to_string()),
+            ]
+        );
+        assert_eq!(
+            c.stored_values("zimbraMtaRestriction").unwrap(),
+            [
+                "reject_rbl_client zen.spamhaus.org",
+                "reject_non_fqdn_sender"
+            ]
+        );
+        assert!(c.load("zimbraMtaRestriction", &s(&["reject_all"])).is_err());
+        c.load("zimbraMtaRelayHost", &s(&["relay.example.net"]))
+            .unwrap();
+        assert_eq!(c.unenforced().len(), 2);
+        c.set("zimbraMtaRestriction", &[]).unwrap();
+        assert!(c.unenforced().is_empty());
+    }
+
+    #[test]
+    fn unknown_and_planned_names_are_told_apart() {
+        let mut c = MtaConfig::default();
+        let unknown = c.set("zimbraMtaNoSuchThing", &s(&["1"])).unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            "invalid attr name: zimbraMtaNoSuchThing"
+        );
+        assert_eq!(unknown.code(), "account.INVALID_ATTR_NAME");
+        let planned = c.set("zimbraspamkillpercent", &s(&["75"])).unwrap_err();
+        assert_eq!(
+            planned.to_string(),
+            "zimbraSpamKillPercent: not supported yet"
+        );
     }
 }

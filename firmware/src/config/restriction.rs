@@ -1,6 +1,7 @@
 //! `zimbraMtaRestriction`: the Postfix SMTP restrictions an admin turns on, one per value, with the
 //! Zimbra spelling (`reject_rbl_client zen.spamhaus.org` is one value). The policy stage applies
-//! them; here they are only parsed, so a typo is refused when it is set.
+//! them; here they are parsed, so a typo is refused when it is set, and [`Restriction::is_enforced`]
+//! says which the policy stage applies, so the config refuses the others instead of keeping them.
 
 use std::fmt;
 use std::str::FromStr;
@@ -110,6 +111,14 @@ impl FromStr for Restriction {
             Some(l) if !extra && is_domain(l) => Ok(make(l.to_ascii_lowercase())),
             _ => Err(BadRestriction::BadList(name)),
         }
+    }
+}
+
+impl Restriction {
+    /// Whether the policy stage applies this restriction. None yet: the policy issue turns them
+    /// on one by one, and until then `mcf` refuses them rather than store what does nothing.
+    pub fn is_enforced(&self) -> bool {
+        false
     }
 }
 

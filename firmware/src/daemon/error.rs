@@ -5,24 +5,17 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use hal::flash::DeviceError;
+
 use super::ListenerKind;
 
 #[derive(Debug)]
 pub enum DaemonError {
     /// The flash file or device could not be opened or created.
     FlashOpen(PathBuf, io::Error),
-    /// The flash exists but is not the size it was said to be.
-    FlashSize {
-        path: PathBuf,
-        expected: u64,
-        actual: u64,
-    },
-    /// The flash is not a multiple of the erase block, or too small to hold the spool.
-    FlashGeometry(PathBuf, String),
-    /// Another postern holds the flash.
-    FlashBusy(PathBuf),
-    /// The flash device failed.
-    Flash(PathBuf, hal::flash::FlashError),
+    /// The flash device could not be opened: missing, held by another postern, the wrong size,
+    /// or not a flash.
+    Device(DeviceError),
     /// The spool on the flash could not be opened (damaged superblock, unknown version, ...).
     Spool(PathBuf, crate::spool::SpoolError),
     /// The directory snapshot on the flash cannot be read.
@@ -45,20 +38,14 @@ impl fmt::Display for DaemonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DaemonError::FlashOpen(p, e) => write!(f, "cannot open flash {}: {e}", p.display()),
-            DaemonError::FlashSize {
-                path,
-                expected,
-                actual,
-            } => write!(
-                f,
-                "flash {} is {actual} bytes, not the {expected} bytes asked for (give --flash-size {actual}, or another file)",
-                path.display()
-            ),
-            DaemonError::FlashGeometry(p, why) => write!(f, "flash {}: {why}", p.display()),
-            DaemonError::FlashBusy(p) => {
-                write!(f, "flash {} is in use by another postern", p.display())
+            // The way out, in the command line's words.
+            DaemonError::Device(e @ DeviceError::Missing(_)) => {
+                write!(f, "{e} (give --flash-size to create it)")
             }
-            DaemonError::Flash(p, e) => write!(f, "cannot open flash {}: {e}", p.display()),
+            DaemonError::Device(e @ DeviceError::WrongSize { actual, .. }) => {
+                write!(f, "{e} (give --flash-size {actual}, or another file)")
+            }
+            DaemonError::Device(e) => e.fmt(f),
             DaemonError::Spool(p, e) => write!(f, "flash {}: {e}", p.display()),
             DaemonError::Config(p, e) => {
                 write!(f, "flash {}: {e}; nothing was changed", p.display())

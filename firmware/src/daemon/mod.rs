@@ -60,7 +60,7 @@ pub struct State {
     /// `None` when running offline.
     pub control: Option<PathBuf>,
     /// Held for as long as the state lives: no second postern opens the flash meanwhile.
-    _flash_lock: std::fs::File,
+    _flash_lock: hal::flash::FlashLock,
 }
 
 impl std::fmt::Debug for State {
@@ -230,6 +230,9 @@ async fn open(spec: &FlashSpec) -> Result<Opened, DaemonError> {
         Ok(None) => Directory::default(),
         Err(e) => return Err(DaemonError::Spool(spec.path.clone(), e)),
     };
+    for (attr, value) in directory.config().unenforced() {
+        eprintln!("postern: warning: ignoring {attr} {value} on flash: not supported yet");
+    }
     let (accounts, aliases) = directory.counts();
     eprintln!(
         "postern: directory: {} domains, {accounts} accounts, {aliases} aliases",

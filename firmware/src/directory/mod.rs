@@ -107,7 +107,7 @@ impl fmt::Display for DirectoryError {
             DirectoryError::BadAddress(e) => {
                 write!(f, "service.INVALID_REQUEST (invalid address {e})")
             }
-            DirectoryError::Attr(e) => write!(f, "service.INVALID_REQUEST ({e})"),
+            DirectoryError::Attr(e) => write!(f, "{} ({e})", e.code()),
             DirectoryError::Full => f.write_str("service.FAILURE (directory full)"),
             DirectoryError::FromLdap(name) => write!(
                 f,

@@ -230,6 +230,7 @@ pub fn execute(dir: &Directory, args: &[String]) -> Result<ProvOutcome, ProvErro
             let mut out = String::new();
             for attr in selected(MtaConfig::ATTRS, attrs, "config")? {
                 push_values(&mut out, attr, dir.config().values(attr)?);
+                push_ignored(&mut out, attr, dir.config());
             }
             print(out)
         }
@@ -253,12 +254,15 @@ enum Op {
 type Mods = Vec<(Op, String, String)>;
 
 /// `attr value` pairs, each attr with an optional `+` or `-`; `None` if a value is missing.
+/// Clearing an attribute the box does not support yet (`attr ''`) asks for what is already true,
+/// so it is dropped here rather than refused.
 fn parse_mods(args: &[&str]) -> Option<Mods> {
     if !args.len().is_multiple_of(2) {
         return None;
     }
     Some(
         args.chunks(2)
+            .filter(|pair| !matches!(pair, [attr, ""] if crate::config::attr::is_planned(attr)))
             .filter_map(|pair| match pair {
                 [attr, value] => {
                     let (op, name) = match (attr.strip_prefix('+'), attr.strip_prefix('-')) {
@@ -354,6 +358,14 @@ fn selected(
         .iter()
         .map(|a| crate::config::attr::canonical(names, a, kind))
         .collect()
+}
+
+/// Values an older firmware left on flash that this one does not apply, as comment lines so a
+/// script reading `attr: value` lines does not take them for settings in force.
+fn push_ignored(out: &mut String, attr: &str, config: &MtaConfig) {
+    for (_, v) in config.unenforced().iter().filter(|(a, _)| *a == attr) {
+        let _ = writeln!(out, "# ignored {attr}: {v} (not supported yet)");
+    }
 }
 
 fn push_values(out: &mut String, attr: &str, values: Vec<String>) {

@@ -114,7 +114,7 @@ impl Directory {
         };
         let snap = Snapshot {
             config: attrs_of(MtaConfig::ATTRS, |n| {
-                self.config.values(n).unwrap_or_default()
+                self.config.stored_values(n).unwrap_or_default()
             }),
             domains: domains
                 .iter()
@@ -172,7 +172,7 @@ fn build(snap: Snapshot, origins: Origins) -> Result<Directory, DirectoryError> 
     };
     let mut config = MtaConfig::default();
     for (attr, values) in &snap.config {
-        config.set(attr, values)?;
+        config.load(attr, values)?;
     }
     let mut dir = Directory::new(config);
     dir.ldap_synced = origins.ldap_synced;
@@ -263,6 +263,33 @@ mod tests {
             back.lookup("f@example.com"),
             super::super::Lookup::Account { .. }
         ));
+    }
+
+    /// The older firmware stored restrictions it did not apply. Its flash must still load; the
+    /// values stay on flash through the next write, and are not applied.
+    #[test]
+    fn restrictions_from_an_older_firmware_still_load() {
+        let older = Snapshot {
+            config: vec![(
+                "zimbraMtaRestriction".to_string(),
+                vec!["reject_rbl_client zen.spamhaus.org".to_string()],
+            )],
+            domains: vec![],
+            accounts: vec![],
+            aliases: vec![],
+        };
+        let bytes = postcard::to_allocvec(&(SNAPSHOT_VERSION, older)).unwrap();
+        let d = Directory::decode(&bytes).unwrap();
+        assert!(d.config().restrictions.is_empty());
+        assert_eq!(
+            d.config().unenforced(),
+            [(
+                "zimbraMtaRestriction",
+                "reject_rbl_client zen.spamhaus.org".to_string()
+            )]
+        );
+        let again = Directory::decode(&d.encode()).unwrap();
+        assert_eq!(again.config().unenforced(), d.config().unenforced());
     }
 
     #[test]

@@ -3,9 +3,7 @@
 //! zimbra-ocs.xml, arc 1.3.6.1.4.1.19348.2.1 for attributes and .2.2 for object classes).
 //!
 //! Without slapd installed the tests are skipped, except under `CI=true`, where a missing peer
-//! fails the test and names the Debian package to install.
-
-#![allow(dead_code)]
+//! fails the test and names the Debian package to install (see [`super::peers::missing`]).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -21,11 +19,7 @@ pub fn require_slapd() -> Option<()> {
     if Path::new(SLAPD).exists() {
         return Some(());
     }
-    let why = format!("{SLAPD} not found: install the Debian package `slapd`");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{why}");
-    }
-    eprintln!("skipped: {why}");
+    super::peers::missing("OpenLDAP slapd", "slapd");
     None
 }
 

@@ -6,16 +6,17 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::{ErrorType, Flash, FlashError, FlashGeometry, NorFlash, ReadNorFlash};
+use super::os::{Medium, OsFlash, open_rw};
+use super::{FlashError, FlashGeometry};
 
 /// A flash device backed by a file or a block device.
+pub type FileFlash = OsFlash<FileMedium>;
+
+/// A file or block device: erasing writes an erased block over each block.
 #[derive(Debug)]
-pub struct FileFlash {
-    file: File,
-    path: PathBuf,
-    geometry: FlashGeometry,
+pub struct FileMedium {
     erased: Vec<u8>,
 }
 
@@ -23,11 +24,7 @@ impl FileFlash {
     /// Opens an existing file or block device that must be exactly `geometry.size` bytes.
     pub fn open(path: impl AsRef<Path>, geometry: FlashGeometry) -> Result<FileFlash, FlashError> {
         let path = path.as_ref().to_path_buf();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| FlashError::io("open", 0, &e))?;
+        let mut file = open_rw(&path)?;
         // Seeking to the end gives the size of block devices too (their metadata says 0).
         let actual = file
             .seek(SeekFrom::End(0))
@@ -39,12 +36,10 @@ impl FileFlash {
                 actual,
             });
         }
-        Ok(FileFlash {
-            file,
-            path,
+        let medium = FileMedium {
             erased: vec![0xFF; geometry.erase_size as usize],
-            geometry,
-        })
+        };
+        Ok(OsFlash::new(file, path, geometry, medium))
     }
 
     /// Creates a new flash file of `geometry.size` bytes, all erased. Fails if the file exists, so
@@ -79,70 +74,35 @@ impl FileFlash {
         }
         FileFlash::open(path, geometry)
     }
-
-    /// The path the flash was opened from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
-impl ErrorType for FileFlash {
-    type Error = FlashError;
-}
-
-impl ReadNorFlash for FileFlash {
-    const READ_SIZE: usize = 1;
-
-    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
-        self.geometry.check_range(offset, bytes.len())?;
-        self.file
-            .read_exact_at(bytes, offset.into())
-            .map_err(|e| FlashError::io("read", offset, &e))
-    }
-
-    fn capacity(&self) -> usize {
-        self.geometry.size as usize
-    }
-}
-
-impl NorFlash for FileFlash {
-    const WRITE_SIZE: usize = 1;
-    const ERASE_SIZE: usize = 1;
-
-    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
-        self.geometry.check_erase(from, to)?;
+impl Medium for FileMedium {
+    fn erase(
+        &mut self,
+        file: &File,
+        geometry: FlashGeometry,
+        from: u32,
+        to: u32,
+    ) -> Result<(), FlashError> {
         let mut at = from;
         while at < to {
-            self.file
-                .write_all_at(&self.erased, at.into())
+            file.write_all_at(&self.erased, at.into())
                 .map_err(|e| FlashError::io("erase", at, &e))?;
-            at += self.geometry.erase_size;
+            at += geometry.erase_size;
         }
         Ok(())
     }
 
-    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
-        self.geometry.check_range(offset, bytes.len())?;
-        self.file
-            .write_all_at(bytes, offset.into())
-            .map_err(|e| FlashError::io("write", offset, &e))
-    }
-}
-
-impl Flash for FileFlash {
-    fn geometry(&self) -> FlashGeometry {
-        self.geometry
-    }
-
-    fn sync(&mut self) -> Result<(), FlashError> {
-        self.file
-            .sync_data()
-            .map_err(|e| FlashError::io("sync", 0, &e))
+    fn sync(&mut self, file: &File) -> Result<(), FlashError> {
+        file.sync_data().map_err(|e| FlashError::io("sync", 0, &e))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use super::super::{Flash, NorFlash, ReadNorFlash};
     use super::*;
 
     fn temp_path(name: &str) -> PathBuf {

@@ -7,26 +7,35 @@
 //! - [`FileFlash`]: a regular file or a block device (`/dev/vda` in the image); erase writes `0xFF`,
 //!   `sync` is `fdatasync`.
 //! - [`MtdFlash`]: raw NOR through `/dev/mtdN` (`MEMGETINFO`, `MEMERASE`).
+//! - [`Device`]: whichever of those two a path holds, opened and locked ([`Device::open`]): what
+//!   the daemon and the offline admin commands run on.
 //! - [`RamFlash`]: RAM, for tests, with fault injection: power cut after the Nth program/erase
 //!   (torn writes), bit flips, worn-out blocks.
+//!
+//! File and MTD flash are one [`OsFlash`] (reads and programs by position, range checks) with a
+//! [`Medium`] for what differs: how to erase and how to make writes durable.
 //!
 //! The geometry is run-time data ([`FlashGeometry`]), so the `NorFlash` constants are the smallest
 //! units the trait allows (`WRITE_SIZE = 1`, `ERASE_SIZE = 1`): callers must align erases to
 //! [`FlashGeometry::erase_size`] themselves, and devices refuse anything else with
 //! [`FlashError::NotAligned`].
 
+mod device;
 mod file;
 mod mtd;
+mod os;
 mod ram;
 
 use std::fmt;
 use std::io;
 
+pub use device::{DEFAULT_ERASE_SIZE, Device, DeviceError, DeviceMedium, FlashLock, SizeProblem};
 pub use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
-pub use file::FileFlash;
-pub use mtd::MtdFlash;
+pub use file::{FileFlash, FileMedium};
+pub use mtd::{MtdFlash, MtdMedium};
+pub use os::{Medium, OsFlash};
 pub use ram::{FlashOp, RamFlash};
 
 /// The shape of a flash device: how big it is and how big one erase block is.

@@ -8,12 +8,12 @@
 //! shares that page cache and also flushes the disk's write cache). The backing device is found by
 //! the MTD's name in sysfs, which block2mtd sets to `block2mtd: DEVICE`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::{ErrorType, Flash, FlashError, FlashGeometry, NorFlash, ReadNorFlash};
+use super::os::{Medium, OsFlash, open_rw};
+use super::{FlashError, FlashGeometry};
 
 /// `struct mtd_info_user` from `<mtd/mtd-abi.h>`.
 #[repr(C)]
@@ -50,14 +50,27 @@ const MEMERASE: u64 = ioc(IOC_WRITE, 2, std::mem::size_of::<EraseInfoUser>());
 const MTD_ABSENT: u8 = 0;
 
 /// A raw NOR flash device.
+pub type MtdFlash = OsFlash<MtdMedium>;
+
+/// An MTD character device: the kernel erases, and block2mtd's backing device is synced.
 #[derive(Debug)]
-pub struct MtdFlash {
-    file: File,
-    geometry: FlashGeometry,
+pub struct MtdMedium {
     write_size: u32,
     /// block2mtd's block device and its path, opened read-only for `fsync` (see the module
     /// comment).
     backing: Option<(File, PathBuf)>,
+}
+
+impl MtdMedium {
+    /// The block device `sync` flushes, when this MTD is block2mtd's.
+    pub fn backing_device(&self) -> Option<&Path> {
+        self.backing.as_ref().map(|(_, p)| p.as_path())
+    }
+
+    /// The smallest unit the device programs (1 on NOR, a page on NAND).
+    pub fn write_size(&self) -> u32 {
+        self.write_size
+    }
 }
 
 /// The name block2mtd gives the MTD devices it creates (unless a label is given), before the
@@ -74,11 +87,7 @@ impl MtdFlash {
     /// Opens `/dev/mtdN` and asks the kernel for its geometry.
     pub fn open(path: impl AsRef<Path>) -> Result<MtdFlash, FlashError> {
         let path = path.as_ref();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| FlashError::io("open", 0, &e))?;
+        let file = open_rw(path)?;
         let mut info = MtdInfoUser::default();
         // SAFETY: the fd is open for the call's duration; MEMGETINFO writes exactly one
         // `mtd_info_user`, whose layout `MtdInfoUser` reproduces (`repr(C)`, size encoded in the
@@ -103,9 +112,8 @@ impl MtdFlash {
                 path.display()
             )));
         }
-        let mut flash = MtdFlash::from_info(file, &info)?;
-        flash.backing = Self::open_backing(&flash.file, path)?;
-        Ok(flash)
+        let backing = Self::open_backing(&file, path)?;
+        MtdFlash::from_info(file, path, &info, backing)
     }
 
     /// Opens the block device under a block2mtd MTD; `None` for any other MTD.
@@ -134,55 +142,34 @@ impl MtdFlash {
         }
     }
 
+    fn from_info(
+        file: File,
+        path: &Path,
+        info: &MtdInfoUser,
+        backing: Option<(File, PathBuf)>,
+    ) -> Result<MtdFlash, FlashError> {
+        let geometry = FlashGeometry::new(info.erasesize, info.size)?;
+        let medium = MtdMedium {
+            write_size: info.writesize.max(1),
+            backing,
+        };
+        Ok(OsFlash::new(file, path.to_path_buf(), geometry, medium))
+    }
+
     /// The block device `sync` flushes, when this MTD is block2mtd's.
     pub fn backing_device(&self) -> Option<&Path> {
-        self.backing.as_ref().map(|(_, p)| p.as_path())
-    }
-
-    fn from_info(file: File, info: &MtdInfoUser) -> Result<MtdFlash, FlashError> {
-        let geometry = FlashGeometry::new(info.erasesize, info.size)?;
-        Ok(MtdFlash {
-            file,
-            geometry,
-            write_size: info.writesize.max(1),
-            backing: None,
-        })
-    }
-
-    /// The smallest unit the device programs (1 on NOR, a page on NAND).
-    pub fn write_size(&self) -> u32 {
-        self.write_size
+        self.medium().backing_device()
     }
 }
 
-impl ErrorType for MtdFlash {
-    type Error = FlashError;
-}
-
-impl ReadNorFlash for MtdFlash {
-    const READ_SIZE: usize = 1;
-
-    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
-        self.geometry.check_range(offset, bytes.len())?;
-        self.file
-            .read_exact_at(bytes, offset.into())
-            .map_err(|e| FlashError::io("read", offset, &e))
-    }
-
-    fn capacity(&self) -> usize {
-        self.geometry.size as usize
-    }
-}
-
-impl NorFlash for MtdFlash {
-    const WRITE_SIZE: usize = 1;
-    const ERASE_SIZE: usize = 1;
-
-    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
-        self.geometry.check_erase(from, to)?;
-        if from == to {
-            return Ok(());
-        }
+impl Medium for MtdMedium {
+    fn erase(
+        &mut self,
+        file: &File,
+        _geometry: FlashGeometry,
+        from: u32,
+        to: u32,
+    ) -> Result<(), FlashError> {
         let mut req = EraseInfoUser {
             start: from,
             length: to - from,
@@ -191,7 +178,7 @@ impl NorFlash for MtdFlash {
         // whose layout `EraseInfoUser` reproduces, from memory we own.
         let rc = unsafe {
             libc::ioctl(
-                self.file.as_raw_fd(),
+                file.as_raw_fd(),
                 MEMERASE as _,
                 &mut req as *mut EraseInfoUser,
             )
@@ -206,27 +193,14 @@ impl NorFlash for MtdFlash {
         Ok(())
     }
 
-    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
-        self.geometry.check_range(offset, bytes.len())?;
-        self.file
-            .write_all_at(bytes, offset.into())
-            .map_err(|e| FlashError::io("write", offset, &e))
-    }
-}
-
-impl Flash for MtdFlash {
-    fn geometry(&self) -> FlashGeometry {
-        self.geometry
-    }
-
-    fn sync(&mut self) -> Result<(), FlashError> {
+    fn sync(&mut self, file: &File) -> Result<(), FlashError> {
         if let Some((backing, _)) = &self.backing {
             // fsync on a block device writes its dirty page cache back and flushes the disk.
             return backing
                 .sync_all()
                 .map_err(|e| FlashError::io("sync", 0, &e));
         }
-        match self.file.sync_data() {
+        match file.sync_data() {
             Ok(()) => Ok(()),
             // mtdchar has no fsync on most kernels: its programs are already synchronous.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
@@ -237,6 +211,7 @@ impl Flash for MtdFlash {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Flash;
     use super::*;
 
     #[test]
@@ -257,14 +232,14 @@ mod tests {
             writesize: 1,
             ..Default::default()
         };
-        let flash = MtdFlash::from_info(file, &info).unwrap();
+        let flash = MtdFlash::from_info(file, Path::new("/dev/null"), &info, None).unwrap();
         assert_eq!(flash.geometry().blocks(), 64);
         let file = File::open("/dev/null").unwrap();
         let bad = MtdInfoUser {
             erasesize: 0,
             ..info
         };
-        assert!(MtdFlash::from_info(file, &bad).is_err());
+        assert!(MtdFlash::from_info(file, Path::new("/dev/null"), &bad, None).is_err());
     }
 
     #[test]

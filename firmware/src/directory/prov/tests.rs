@@ -178,11 +178,6 @@ fn domains_and_config() {
         "mcf zimbraMtaRelayHost [smtp.isp.example]:587 zimbraMtaDnsLookupsEnabled FALSE",
     );
     ok(&mut d, "mcf zimbraMtaMyNetworks '127.0.0.0/8 10.0.0.0/8'");
-    ok(&mut d, "mcf +zimbraMtaRestriction reject_non_fqdn_sender");
-    ok(
-        &mut d,
-        "mcf +zimbraMtaRestriction 'reject_rbl_client zen.spamhaus.org'",
-    );
     ok(
         &mut d,
         "mcf zimbraMtaMinimalBackoffTime 2h zimbraMtaMaximalBackoffTime 4h",
@@ -192,8 +187,6 @@ fn domains_and_config() {
         "zimbraMtaRelayHost: smtp:[smtp.isp.example]:587\n",
         "zimbraMtaDnsLookupsEnabled: FALSE\n",
         "zimbraMtaMyNetworks: 127.0.0.0/8 10.0.0.0/8\n",
-        "zimbraMtaRestriction: reject_non_fqdn_sender\n",
-        "zimbraMtaRestriction: reject_rbl_client zen.spamhaus.org\n",
         "zimbraMtaMinimalBackoffTime: 2h\n",
         "zimbraMtaMaximalBackoffTime: 4h\n",
         "zimbraMtaMaximalQueueLifetime: 5d\n",
@@ -270,4 +263,80 @@ fn reads_do_not_return_a_directory() {
         assert!(out.directory.is_none(), "{line}");
         assert!(!out.output.is_empty(), "{line}");
     }
+}
+
+/// Until the policy stage applies restrictions, `mcf` refuses them by value, with zmprov's shape,
+/// and keeps nothing: `gacf` never shows a setting that does nothing.
+#[test]
+fn settings_the_box_does_not_enforce_are_refused() {
+    let mut d = base();
+    let snapshot = d.encode();
+    for (line, expected) in [
+        (
+            "mcf zimbraMtaRestriction 'reject_rbl_client zen.spamhaus.org'",
+            "ERROR: service.UNSUPPORTED (zimbraMtaRestriction reject_rbl_client zen.spamhaus.org: not supported yet)",
+        ),
+        (
+            "mcf zimbraMtaRelayHost relay.example.net +zimbraMtaRestriction reject_non_fqdn_sender",
+            "ERROR: service.UNSUPPORTED (zimbraMtaRestriction reject_non_fqdn_sender: not supported yet)",
+        ),
+        (
+            "mcf zimbraSpamKillPercent 75",
+            "ERROR: service.UNSUPPORTED (zimbraSpamKillPercent: not supported yet)",
+        ),
+        (
+            "md example.com zimbraMtaBlockedExtension exe",
+            "ERROR: service.UNSUPPORTED (zimbraMtaBlockedExtension: not supported yet)",
+        ),
+        (
+            "mcf zimbraMtaNoSuchThing 1",
+            "ERROR: account.INVALID_ATTR_NAME (invalid attr name: zimbraMtaNoSuchThing)",
+        ),
+        (
+            "ma foo@example.com zimbraMailQuota 10",
+            "ERROR: account.INVALID_ATTR_NAME (invalid attr name: zimbraMailQuota)",
+        ),
+        (
+            "modifyDomain example.com zimbraFoo x",
+            "ERROR: account.INVALID_ATTR_NAME (invalid attr name: zimbraFoo)",
+        ),
+        (
+            "gacf zimbraNothing",
+            "ERROR: account.INVALID_ATTR_NAME (invalid attr name: zimbraNothing)",
+        ),
+    ] {
+        let e = run(&mut d, line).expect_err(line).to_string();
+        assert_eq!(e, expected, "{line}");
+    }
+    assert_eq!(d.encode(), snapshot);
+    // Clearing asks for what is already so, as zmprov allows for any attribute.
+    ok(&mut d, "mcf zimbraMtaRestriction ''");
+    ok(&mut d, "mcf zimbraSpamIsSpamAccount ''");
+    assert!(!ok(&mut d, "gacf").contains("zimbraMtaRestriction"));
+}
+
+/// A flash that holds restrictions from an older firmware loads; `gacf` shows them as ignored
+/// comment lines until the admin clears the attribute.
+#[test]
+fn restrictions_on_flash_show_as_ignored_until_cleared() {
+    let mut d = base();
+    let mut config = d.config().clone();
+    config
+        .load(
+            "zimbraMtaRestriction",
+            &["reject_rbl_client zen.spamhaus.org".to_string()],
+        )
+        .unwrap();
+    d.set_config(config);
+    let d2 = Directory::decode(&d.encode()).unwrap();
+    let mut d = d2;
+    assert_eq!(
+        ok(&mut d, "gacf zimbraMtaRestriction"),
+        "# ignored zimbraMtaRestriction: reject_rbl_client zen.spamhaus.org (not supported yet)\n"
+    );
+    ok(&mut d, "mcf zimbraMtaRelayHost relay.example.net");
+    assert!(ok(&mut d, "gacf").contains("# ignored zimbraMtaRestriction"));
+    ok(&mut d, "mcf zimbraMtaRestriction ''");
+    assert_eq!(ok(&mut d, "gacf zimbraMtaRestriction"), "");
+    assert!(d.config().unenforced().is_empty());
 }

@@ -1,0 +1,206 @@
+//! Recovery step 2: read the records of every segment in the log and gather them per queue id,
+//! whatever segment and order they are in (compaction copies records forward, so a begin may sit
+//! after its commit). Every damaged record is reported; at the log's end, one a bit off is taken
+//! back as it was written.
+
+use std::collections::HashMap;
+
+use hal::flash::Flash;
+
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+
+use super::super::format::{Layout, SEG_HEADER, le32};
+use super::super::index::Loc;
+use super::super::record::{self, CommitBody, HEADER, Header, Kind, RecipientBody, StateBody};
+use super::super::{DamagedRecord, RecoveryReport, SpoolError};
+use super::scan::Segments;
+
+/// Everything found for one queue id.
+#[derive(Default)]
+pub(super) struct Seen {
+    pub begin: Option<(Loc, Envelope)>,
+    /// (chunk index, location), in log order.
+    pub chunks: Vec<(u32, Loc)>,
+    pub commit: Option<(Loc, CommitBody)>,
+    /// (recipient index, location, outcome), in log order.
+    pub outcomes: Vec<(u32, Loc, RecipientOutcome)>,
+    pub state: Option<(u32, Loc, QueueState)>,
+    pub end: bool,
+    /// A damaged commit record not explained by a torn write at the log's end.
+    pub commit_damaged: bool,
+}
+
+/// A record at the log's end that was one bit off: where it is, and its bytes as written.
+pub(super) type Repaired = (Loc, Header, Vec<u8>);
+
+/// The records of the whole log.
+#[derive(Default)]
+pub(super) struct Gathered {
+    pub seen: HashMap<u64, Seen>,
+    pub repaired: Vec<Repaired>,
+    /// The segment new records go to: the newest, if it has room.
+    pub head: Option<u32>,
+    pub max_qid: u64,
+}
+
+/// Where the log ends in one segment: damage after its last sound record, in the newest segment,
+/// may be a write the power cut tore.
+struct Tail {
+    newest: bool,
+    last_sound: Option<u32>,
+}
+
+impl Tail {
+    fn holds(&self, off: u32) -> bool {
+        self.newest && self.last_sound.is_none_or(|l| off > l)
+    }
+}
+
+/// Reads every segment in the log, in log order. `buf` is one segment long.
+pub(super) fn gather_records<F: Flash>(
+    flash: &mut F,
+    layout: &Layout,
+    segments: &mut Segments,
+    buf: &mut [u8],
+    report: &mut RecoveryReport,
+) -> Result<Gathered, SpoolError> {
+    let newest = segments.newest();
+    let mut out = Gathered {
+        max_qid: segments.qid_floor,
+        ..Gathered::default()
+    };
+    for &(_, s) in &segments.log {
+        let base = layout.segment_addr(s);
+        flash.read(base, buf)?;
+        report.scanned_bytes += buf.len() as u64;
+        let scan = record::scan(layout.nonce, buf, SEG_HEADER);
+        segments.segs[s as usize].used = scan.append_at.unwrap_or(layout.segment_size());
+        if Some(s) == newest && scan.append_at.is_some() {
+            out.head = Some(s);
+        }
+        let tail = Tail {
+            newest: Some(s) == newest,
+            last_sound: scan
+                .records
+                .iter()
+                .rev()
+                .find(|f| f.body_ok)
+                .map(|f| f.offset),
+        };
+        let at = |offset| Place {
+            segment: s,
+            base,
+            offset,
+            at_tail: tail.holds(offset),
+        };
+        for &(off, header) in &scan.damaged {
+            out.damaged(layout.nonce, buf, at(off), header, report);
+        }
+        for f in &scan.records {
+            let h = f.header;
+            out.max_qid = out.max_qid.max(h.qid);
+            if !f.body_ok {
+                out.damaged(layout.nonce, buf, at(f.offset), Some(h), report);
+                continue;
+            }
+            let loc = Loc {
+                addr: base + f.offset,
+                len: h.len,
+            };
+            let start = (f.offset + HEADER) as usize;
+            let body = &buf[start..start + h.len as usize];
+            absorb(out.seen.entry(h.qid).or_default(), h.kind, loc, body);
+        }
+    }
+    Ok(out)
+}
+
+/// Where a damaged record sits.
+struct Place {
+    segment: u32,
+    base: u32,
+    offset: u32,
+    at_tail: bool,
+}
+
+impl Gathered {
+    /// Reports a damaged record (`header` when its header could still be read). At the log's end
+    /// it may be decay in the last record synced, the commit the client was answered 250 for, as
+    /// well as a torn write (never synced, so nothing is lost): a record one bit off is taken back
+    /// as it was written (see `record::repair_record`), the rest is taken for a tear.
+    fn damaged(
+        &mut self,
+        nonce: u64,
+        buf: &[u8],
+        at: Place,
+        header: Option<Header>,
+        report: &mut RecoveryReport,
+    ) {
+        let fixed = at.at_tail.then(|| repair(nonce, buf, at.offset)).flatten();
+        report.damaged.push(DamagedRecord {
+            segment: at.segment,
+            offset: at.offset,
+            qid: header.map(|h| QueueId(h.qid)),
+            at_tail: at.at_tail,
+            repaired: fixed.is_some(),
+        });
+        if let Some(fixed) = fixed {
+            self.max_qid = self.max_qid.max(fixed.0.qid);
+            self.take_repaired(at.base + at.offset, fixed);
+        } else if let Some(h) = header
+            && h.kind == Kind::Commit
+            && !at.at_tail
+        {
+            self.seen.entry(h.qid).or_default().commit_damaged = true;
+        }
+    }
+
+    /// Takes a repaired record into what is known of its message, like a sound one.
+    fn take_repaired(&mut self, addr: u32, (h, bytes): (Header, Vec<u8>)) {
+        let loc = Loc { addr, len: h.len };
+        if let Some(body) = bytes.get(HEADER as usize..) {
+            absorb(self.seen.entry(h.qid).or_default(), h.kind, loc, body);
+        }
+        self.repaired.push((loc, h, bytes));
+    }
+}
+
+/// The record at `off` of the segment in `buf`, one bit corrected, if that makes it sound.
+fn repair(nonce: u64, buf: &[u8], off: u32) -> Option<(Header, Vec<u8>)> {
+    let room = (buf.len() as u32).checked_sub(off + HEADER)? as usize;
+    record::repair_record(nonce, buf, off as usize, room)
+}
+
+/// Takes one sound record into what is known of its message. Later copies win, except state
+/// changes, where the highest version wins.
+fn absorb(s: &mut Seen, kind: Kind, loc: Loc, body: &[u8]) {
+    match kind {
+        Kind::Begin => {
+            if let Ok(env) = postcard::from_bytes::<Envelope>(body) {
+                s.begin = Some((loc, env));
+            }
+        }
+        Kind::Chunk => {
+            if body.len() >= 4 {
+                s.chunks.push((le32(body), loc));
+            }
+        }
+        Kind::Commit => match postcard::from_bytes::<CommitBody>(body) {
+            Ok(c) => s.commit = Some((loc, c)),
+            Err(_) => s.commit_damaged = true,
+        },
+        Kind::Recipient => {
+            if let Ok(r) = postcard::from_bytes::<RecipientBody>(body) {
+                s.outcomes.push((r.index, loc, r.outcome));
+            }
+        }
+        Kind::State => {
+            if let Ok(st) = postcard::from_bytes::<StateBody>(body)
+                && s.state.as_ref().is_none_or(|(v, _, _)| st.version >= *v)
+            {
+                s.state = Some((st.version, loc, st.state));
+            }
+        }
+        Kind::End => s.end = true,
+    }
+}
