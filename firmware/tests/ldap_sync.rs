@@ -12,7 +12,7 @@ use common::slapd::{self, Slapd, account_ldif, base_ldif, domain_ldif, require_s
 use hal::flash::{FlashGeometry, RamFlash};
 use postern::config::localconfig::LocalConfig;
 use postern::directory::ldap::{SaveError, SnapshotStore, SyncKind, SyncReport, Syncer};
-use postern::directory::{Directory, Lookup, SharedDirectory, Source};
+use postern::directory::{Directory, Lookup, SharedDirectory, Source, password};
 use postern::route::{ClientFacts, Decision, Reject, route};
 use postern::spool::{Region, Spool, SpoolGeometry, SpoolSettings};
 
@@ -79,12 +79,12 @@ fn seed(ldap: &Slapd) {
         "alice@example.com",
         "a-1",
         "zimbraMailAlias: al@example.com\nzimbraMailTransport: lmtp:mail.example.com:7025\n\
-         userPassword: {SSHA512}dGVzdA==\n",
+         userPassword: {SSHA}gVK8WC9YyFT1gMsQHTGCgT3sSv5zYWx0\n",
     );
     ldif += &account_ldif(
         "bob@example.com",
         "a-2",
-        "zimbraMailTransport: smtp:other.example.com:25\n",
+        "zimbraMailTransport: smtp:other.example.com:25\nuserPassword: {PBKDF2-SHA512}10000$c2FsdHNhbHQxMjM0NTY3OA$5tivGB9FFDinnO9ADzHNQnCJgjopn8LRHkP2kmunTgZAU9ehDR9/jOxGHYDHgHW45vmtm9Bnq8CxVnNrZ5EJww\n",
     );
     ldif += &account_ldif("broken@example.com", "a-3", "zimbraMailTransport: smtp:\n");
     ldif += &account_ldif(
@@ -157,10 +157,12 @@ async fn full_sync_then_polls_see_adds_and_modifies_and_full_syncs_see_deletes()
         dir.account("alice@example.com").unwrap().source(),
         Source::Ldap
     );
-    assert_eq!(
-        dir.account("alice@example.com").unwrap().password(),
-        Some("{SSHA512}dGVzdA==")
-    );
+    // AUTH checks the synced userPassword hashes (both say "secret"), LDAP up or down.
+    for user in ["alice@example.com", "bob@example.com"] {
+        let hash = dir.account(user).unwrap().password().unwrap();
+        assert_eq!(password::verify("secret", hash), Ok(true), "{user}");
+        assert_eq!(password::verify("wrong", hash), Ok(false), "{user}");
+    }
     // The alias domain forwards to the same local part in example.com.
     assert_eq!(
         rcpt(&dir, "alice@alias.example.net"),

@@ -13,13 +13,15 @@ mod diff;
 pub mod entry;
 pub mod model;
 pub mod object;
+pub mod service;
 pub mod status;
 pub mod sync;
 pub mod zimbra;
 
 pub use build::{Built, Counts};
 pub use entry::{MalformedEntry, RawEntry};
-pub use model::{Changes, Model};
+pub use model::{Changes, Model, Schema};
 pub use object::{SkipReason, Skipped};
+pub use service::{LdapHandle, NotRun};
 pub use status::{LdapStatus, SyncKind, SyncReport};
 pub use sync::{SaveError, SnapshotStore, SyncError, Syncer};

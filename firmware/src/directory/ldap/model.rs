@@ -12,6 +12,14 @@ use super::object::{LdapObject, SkipReason, Skipped};
 /// How an entry maps: the schema's function.
 pub type MapFn = fn(&RawEntry) -> Result<Option<LdapObject>, SkipReason>;
 
+/// A directory schema: what to ask LDAP for, and what its entries mean.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    pub filter: &'static str,
+    pub attrs: &'static [&'static str],
+    pub map: MapFn,
+}
+
 /// One entry as mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapped {

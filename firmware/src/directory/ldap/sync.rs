@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::build::{Counts, build};
 use super::client::{self, ClientError};
 use super::diff::diff;
-use super::model::{Changes, MapFn, Model};
+use super::model::{Changes, Model, Schema};
 use super::object::{LdapObject, SkipReason};
 use super::status::{LdapStatus, SyncKind, SyncReport};
 use super::zimbra;
@@ -74,7 +74,7 @@ impl std::error::Error for SyncError {}
 /// The sync's memory between runs.
 pub struct Syncer {
     model: Model,
-    map: MapFn,
+    schema: Schema,
     /// Unix seconds of the last full sync applied since start.
     last_full: Option<u64>,
     status: LdapStatus,
@@ -82,7 +82,7 @@ pub struct Syncer {
 
 impl Default for Syncer {
     fn default() -> Syncer {
-        Syncer::new(zimbra::map)
+        Syncer::new(zimbra::SCHEMA)
     }
 }
 
@@ -102,10 +102,10 @@ fn plain_stamp(s: &str) -> bool {
 }
 
 impl Syncer {
-    pub fn new(map: MapFn) -> Syncer {
+    pub fn new(schema: Schema) -> Syncer {
         Syncer {
             model: Model::default(),
-            map,
+            schema,
             last_full: None,
             status: LdapStatus::default(),
         }
@@ -132,12 +132,12 @@ impl Syncer {
         let mut session = client::open(settings).await?;
         let filter = match (kind, self.model.newest_stamp()) {
             (SyncKind::Incremental, Some(stamp)) => {
-                format!("(&{}(modifyTimestamp>={stamp}))", zimbra::FILTER)
+                format!("(&{}(modifyTimestamp>={stamp}))", self.schema.filter)
             }
-            _ => zimbra::FILTER.to_string(),
+            _ => self.schema.filter.to_string(),
         };
         let entries = session
-            .search(&settings.search_base, &filter, zimbra::ATTRS)
+            .search(&settings.search_base, &filter, self.schema.attrs)
             .await;
         let server = session.url().to_string();
         session.close().await;
@@ -221,14 +221,14 @@ impl Syncer {
                     .count(),
             );
             let mut next = Model::default();
-            next.replace(read.entries, self.map);
+            next.replace(read.entries, self.schema.map);
             if had > 0 && domains_in(&next) == 0 {
                 return Err(SyncError::NoDomains { had });
             }
             self.model = next;
             self.apply(read.server, n, shared, store, now, true).await
         } else {
-            if self.model.update(read.entries, self.map).is_empty() {
+            if self.model.update(read.entries, self.schema.map).is_empty() {
                 return Ok((read.server, n, Changes::default(), false));
             }
             self.apply(read.server, n, shared, store, now, false).await

@@ -7,6 +7,7 @@
 //! read only the routing attributes, and a filter term it cannot read is undefined, not true.
 
 use super::entry::RawEntry;
+use super::model::Schema;
 use super::object::{AliasEntry, DomainEntry, LdapObject, MailboxEntry, MailboxKind, SkipReason};
 
 /// Every entry the directory is built from.
@@ -37,6 +38,13 @@ pub const ATTRS: &[&str] = &[
     "modifyTimestamp",
     "entryUUID",
 ];
+
+/// The Zimbra schema, as the sync uses it.
+pub const SCHEMA: Schema = Schema {
+    filter: FILTER,
+    attrs: ATTRS,
+    map,
+};
 
 fn owned(v: Option<&str>) -> Option<String> {
     v.map(str::to_string)
