@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod control;
+pub mod ldap;
 mod prov;
 mod queue;
 mod status;
@@ -12,7 +13,7 @@ pub mod words;
 
 use std::sync::Arc;
 
-pub use commands::{AdminCommand, FlashCommand, QueueCommand, TlsCommand};
+pub use commands::{AdminCommand, FlashCommand, LdapCommand, QueueCommand, TlsCommand};
 pub use control::Reply;
 
 use crate::daemon::State;
@@ -67,6 +68,15 @@ impl Admin {
             },
             AdminCommand::Queue(cmd) => queue::run(&self.state, cmd).await,
             AdminCommand::Tls(cmd) => tls::run(&self.state, cmd).await,
+            AdminCommand::Localconfig {
+                show_secrets,
+                edit,
+                args,
+            } => ldap::localconfig(&self.state.ldap, show_secrets, edit, &args).await,
+            AdminCommand::Ldap(LdapCommand::Sync { incremental }) => {
+                ldap::sync(&self.state.ldap, incremental).await
+            }
+            AdminCommand::Ldap(LdapCommand::Status) => ldap::status(&self.state.ldap).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(
                 "the flash is in use by the running services: stop them, then run `postern flash format --flash {}`\n",
                 self.state.flash_path.display()

@@ -50,6 +50,8 @@ pub fn render(state: &State, flash: Option<&FlashInfo>, queue: Option<&[MessageV
     if let Some(control) = &state.control {
         let _ = writeln!(out, "control: {}", control.display());
     }
+    let now = crate::directory::ldap::service::unix_now();
+    let _ = writeln!(out, "{}", super::ldap::cache_line(&state.directory, now));
     for (attr, value) in state.directory.snapshot().config().unenforced() {
         let _ = writeln!(out, "ignored: {attr} {value} (on flash; not supported yet)");
     }

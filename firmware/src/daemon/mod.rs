@@ -5,6 +5,7 @@
 mod control;
 mod error;
 pub mod flash;
+pub mod ldap;
 mod seams;
 pub mod tls;
 
@@ -59,6 +60,8 @@ pub struct State {
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
     /// `None` when running offline.
     pub control: Option<PathBuf>,
+    /// The LDAP sync (its service only when running).
+    pub ldap: crate::admin::ldap::LdapContext,
     /// Held for as long as the state lives: no second postern opens the flash meanwhile.
     _flash_lock: hal::flash::FlashLock,
 }
@@ -130,6 +133,7 @@ impl Daemon {
             queue: Some(queue.clone()),
             listeners,
             control: Some(opts.control.clone()),
+            ldap: ldap::context(&spool, &directory, true).await,
             _flash_lock: flash.into_lock(),
         });
         let ctx = Arc::new(InboundContext::new(
@@ -200,6 +204,7 @@ impl Daemon {
 /// the same state, with no listeners and no queue. The flash lock keeps a daemon off it meanwhile.
 pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Admin, DaemonError> {
     let Opened { flash, directory } = open(spec).await?;
+    let ldap = ldap::context(&flash.spool, &directory, false).await;
     Ok(Admin::new(Arc::new(State {
         started: Instant::now(),
         hostname,
@@ -210,6 +215,7 @@ pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Admin, Daemon
         queue: None,
         listeners: Vec::new(),
         control: None,
+        ldap,
         _flash_lock: flash.into_lock(),
     })))
 }

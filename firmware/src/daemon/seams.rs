@@ -38,6 +38,22 @@ impl RecipientCheck for Router {
         let dir = self.directory.snapshot();
         let facts = ClientFacts::from(&q.client);
         let targets = match route::route(&q.address, &dir, dir.config(), &facts) {
+            // Past ldap_cache_max_age the cache may not know a new account yet: ask the client
+            // to come back (Postfix answers 451 4.3.0 when its LDAP lookup fails).
+            Decision::Reject(route::Reject::UserUnknown)
+                if self
+                    .directory
+                    .ldap_cache_stale(crate::directory::ldap::service::unix_now()) =>
+            {
+                return Err(Reply::new(
+                    451,
+                    [4, 3, 0],
+                    format!(
+                        "<{}>: Recipient address rejected: directory cache out of date, try again later",
+                        q.address
+                    ),
+                ));
+            }
             Decision::Reject(r) => {
                 return Err(Reply::new(
                     r.code(),
