@@ -278,7 +278,8 @@ mod tests {
             accounts: vec![],
             aliases: vec![],
         };
-        let bytes = postcard::to_allocvec(&(SNAPSHOT_VERSION, older)).unwrap();
+        // That firmware wrote version 1 (no origins).
+        let bytes = postcard::to_allocvec(&(1u32, older)).unwrap();
         let d = Directory::decode(&bytes).unwrap();
         assert!(d.config().restrictions.is_empty());
         assert_eq!(
