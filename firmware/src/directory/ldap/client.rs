@@ -62,6 +62,8 @@ pub enum ClientError {
     },
     /// Every URL failed; the last failure of each.
     AllFailed(Vec<ClientError>),
+    /// The fetch child failed or reported this (see `fetch`).
+    Child(String),
 }
 
 impl fmt::Display for ClientError {
@@ -77,6 +79,7 @@ impl fmt::Display for ClientError {
                 code,
                 text,
             } => write!(f, "{url}: {stage} refused: result {code} {text}"),
+            ClientError::Child(why) => f.write_str(why),
             ClientError::AllFailed(all) => {
                 let parts: Vec<String> = all.iter().map(|e| e.to_string()).collect();
                 f.write_str(&parts.join("; "))
@@ -86,14 +89,6 @@ impl fmt::Display for ClientError {
 }
 
 impl std::error::Error for ClientError {}
-
-/// The entries one search returned.
-#[derive(Debug, Default)]
-pub struct Fetched {
-    pub entries: Vec<Result<RawEntry, MalformedEntry>>,
-    /// The URL that answered.
-    pub server: String,
-}
 
 fn tls_config(settings: &LocalConfig) -> Result<Arc<ClientConfig>, ClientError> {
     let pem = match &settings.ca_cert_pem {

@@ -61,6 +61,23 @@ impl RawEntry {
         e
     }
 
+    /// An entry from its DN and attributes (as a fetch child sent them).
+    pub fn from_parts(dn: String, attrs: Vec<(String, Vec<String>)>) -> RawEntry {
+        let mut e = RawEntry {
+            dn,
+            attrs: Vec::with_capacity(attrs.len()),
+        };
+        for (name, values) in attrs {
+            e.push(&name, values);
+        }
+        e
+    }
+
+    /// The DN and attributes, to send on.
+    pub fn into_parts(self) -> (String, Vec<(String, Vec<String>)>) {
+        (self.dn, self.attrs)
+    }
+
     fn push(&mut self, name: &str, values: Vec<String>) {
         let name = name.to_ascii_lowercase();
         match self.attrs.iter_mut().find(|(n, _)| *n == name) {

@@ -11,6 +11,7 @@ pub mod build;
 pub mod client;
 mod diff;
 pub mod entry;
+pub mod fetch;
 pub mod model;
 pub mod object;
 pub mod service;

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::build::{Counts, build};
-use super::client::{self, ClientError};
+use super::client::ClientError;
 use super::diff::diff;
+use super::fetch;
 use super::model::{Changes, Model, Schema};
 use super::object::{LdapObject, SkipReason};
 use super::status::{LdapStatus, SyncKind, SyncReport};
@@ -129,22 +130,18 @@ impl Syncer {
     }
 
     async fn read(&self, kind: SyncKind, settings: &LocalConfig) -> Result<Read, ClientError> {
-        let mut session = client::open(settings).await?;
         let filter = match (kind, self.model.newest_stamp()) {
             (SyncKind::Incremental, Some(stamp)) => {
                 format!("(&{}(modifyTimestamp>={stamp}))", self.schema.filter)
             }
             _ => self.schema.filter.to_string(),
         };
-        let entries = session
-            .search(&settings.search_base, &filter, self.schema.attrs)
-            .await;
-        let server = session.url().to_string();
-        session.close().await;
+        let (server, entries) =
+            fetch::fetch(settings, &settings.search_base, &filter, self.schema.attrs).await?;
         Ok(Read {
             kind,
             server,
-            entries: entries?,
+            entries,
         })
     }
 
