@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use postern::mail::Transport;
+use postern::mail::{EnhancedStatus, Transport};
 use postern::mail::{QueueId, QueueState};
 use postern::queue::{AttemptReport, QueueManager, QueueSettings, QueuedMessage, RcptResult};
 
@@ -79,7 +79,7 @@ fn main() {
                     (
                         i,
                         RcptResult::Deferred {
-                            status: "4.4.1".into(),
+                            status: EnhancedStatus::of(4, 4, 1),
                             reason: "connect to 10.0.0.1[10.0.0.1]:25: Connection refused".into(),
                         },
                     )

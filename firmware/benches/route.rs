@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 use postern::directory::{Account, Directory, Domain};
-use postern::route::{self, ClientFacts, Decision};
+use postern::mail::ClientInfo;
+use postern::policy::{ConnectionLimits, Policy};
+use postern::route::{self, Decision};
 
 struct Counting;
 
@@ -150,13 +152,15 @@ fn main() {
             _ => format!("someone{n}@example.net"),
         });
     }
-    let outside = ClientFacts {
+    // Each RCPT asks the policy stage (may this client relay?) and then the router, as a session does.
+    let policy = Policy::new(ConnectionLimits::default());
+    let outside = ClientInfo {
         addr: Some("198.51.100.7".parse().expect("ip")),
-        authenticated: false,
+        ..ClientInfo::default()
     };
-    let authed = ClientFacts {
-        authenticated: true,
-        ..outside
+    let authed = ClientInfo {
+        auth: Some("user@example.com".into()),
+        ..outside.clone()
     };
     let rounds = 10;
     for (name, set, who) in [
@@ -182,8 +186,9 @@ fn main() {
         let mut accepted = 0usize;
         for _ in 0..rounds {
             for a in set.iter() {
+                let relay = policy.rcpt(who, loaded.config());
                 if let Decision::Accept(_) =
-                    route::route(black_box(a), &loaded, loaded.config(), who)
+                    route::route(black_box(a), &loaded, loaded.config(), relay)
                 {
                     accepted += 1;
                 }

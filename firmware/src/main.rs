@@ -16,5 +16,5 @@ fn main() {
     if std::process::id() == 1 {
         std::process::exit(postern::appliance::main());
     }
-    std::process::exit(postern::admin::cli::main());
+    std::process::exit(postern::cli::main());
 }

@@ -5,10 +5,10 @@
 
 use std::net::IpAddr;
 
-use postern::delivery::{Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer};
+use postern::delivery::{Client, ClientSettings, Dns, DnsError, MxAnswer};
 use postern::mail::Transport;
 use postern::mail::{Envelope, QueueId};
-use postern::queue::RcptResult;
+use postern::queue::{DeliveryRequest, RcptResult};
 
 mod common;
 
@@ -46,7 +46,7 @@ fn body() -> Vec<u8> {
     b
 }
 
-fn deliver(dc: &Dovecot, rcpts: &[&str]) -> postern::delivery::Attempt {
+fn deliver(dc: &Dovecot, rcpts: &[&str]) -> postern::queue::Attempt {
     let hop: Transport = format!("lmtp:[127.0.0.1]:{}", dc.port).parse().unwrap();
     let env = envelope(&hop, rcpts);
     let client = Client::new(ClientSettings::new("gw.postern.test"), NoDns);
@@ -85,7 +85,7 @@ fn lmtp_delivers_into_the_mailbox() {
     match &a.report.results[0].1 {
         RcptResult::Delivered { relay, reply } => {
             assert_eq!(relay, &format!("127.0.0.1[127.0.0.1]:{}", dc.port));
-            assert!(reply.starts_with("250 2.0.0 <bob>"), "{reply}");
+            assert!(reply.to_string().starts_with("250 2.0.0 <bob>"), "{reply}");
         }
         other => panic!("{other:?}"),
     }
@@ -113,7 +113,7 @@ fn quota_per_recipient_after_data_tempfail_defers_452_4_2_2() {
     );
     match &a.report.results[1].1 {
         RcptResult::Deferred { status, reason } => {
-            assert_eq!(status, "4.2.2");
+            assert_eq!(status.to_string(), "4.2.2");
             assert!(
                 reason.contains("said: 452 4.2.2 <full> Quota exceeded"),
                 "{reason}"
@@ -138,7 +138,7 @@ fn quota_permanent_bounces_552_5_2_2() {
             diagnostic,
             remote_mta,
         } => {
-            assert_eq!(status, "5.2.2");
+            assert_eq!(status.to_string(), "5.2.2");
             assert!(
                 diagnostic.starts_with("smtp; 552 5.2.2 <full> Quota exceeded"),
                 "{diagnostic}"

@@ -7,12 +7,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use postern::delivery::{
-    Attempt, Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer,
-};
+use postern::delivery::{Client, ClientSettings, Dns, DnsError, MxAnswer};
 use postern::mail::Transport;
 use postern::mail::{Envelope, QueueId};
-use postern::queue::RcptResult;
+use postern::queue::{Attempt, DeliveryRequest, RcptResult};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -142,7 +140,7 @@ fn assert_loops(a: &Attempt, host: &str, n: usize) {
             RcptResult::Bounced {
                 status, diagnostic, ..
             } => {
-                assert_eq!(status, "5.4.6", "{a:?}");
+                assert_eq!(status.to_string(), "5.4.6", "{a:?}");
                 assert_eq!(
                     diagnostic,
                     &format!("X-Postern; mail for {host} loops back to myself")

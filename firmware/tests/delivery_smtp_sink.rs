@@ -8,12 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use postern::delivery::{
-    Client, ClientSettings, DeliveryRequest, Dns, DnsError, MxAnswer, Timeouts, TlsPolicy,
-};
+use postern::delivery::{Client, ClientSettings, Dns, DnsError, MxAnswer, Timeouts, TlsPolicy};
 use postern::mail::Transport;
 use postern::mail::{BodyType, Envelope, Notify, QueueId};
-use postern::queue::RcptResult;
+use postern::queue::{DeliveryRequest, RcptResult};
 
 mod common;
 
@@ -196,7 +194,7 @@ fn deliver(
     env: &Envelope,
     hop: &Transport,
     body: &[u8],
-) -> postern::delivery::Attempt {
+) -> postern::queue::Attempt {
     let idx: Vec<usize> = (0..env.recipients.len()).collect();
     rt().block_on(client.deliver(DeliveryRequest {
         qid: QueueId::new(1_795_000_000_000, 1),
@@ -243,7 +241,7 @@ fn message_arrives_intact_with_pipelining_and_the_connection_is_reused() {
         match r {
             RcptResult::Delivered { relay, reply } => {
                 assert_eq!(relay, &format!("127.0.0.1[127.0.0.1]:{}", s.port));
-                assert!(reply.starts_with("250 2.0.0"), "{reply}");
+                assert!(reply.to_string().starts_with("250 2.0.0"), "{reply}");
             }
             other => panic!("{other:?}"),
         }
@@ -316,12 +314,12 @@ fn hard_rcpt_refusal_bounces_soft_one_defers() {
                 },
                 true,
             ) => {
-                assert_eq!(status, "5.3.0");
+                assert_eq!(status.to_string(), "5.3.0");
                 assert_eq!(diagnostic, "smtp; 500 5.3.0 Error: command failed");
                 assert_eq!(remote_mta.as_deref(), Some("127.0.0.1"));
             }
             (RcptResult::Deferred { status, reason }, false) => {
-                assert_eq!(status, "4.3.0");
+                assert_eq!(status.to_string(), "4.3.0");
                 assert!(
                     reason.ends_with(
                         "said: 450 4.3.0 Error: command failed (in reply to RCPT TO command)"
@@ -362,7 +360,7 @@ fn smtputf8_message_to_a_server_without_it_bounces_5_6_7() {
         RcptResult::Bounced {
             status, diagnostic, ..
         } => {
-            assert_eq!(status, "5.6.7");
+            assert_eq!(status.to_string(), "5.6.7");
             assert!(diagnostic.contains(
                 "SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]"
             ));

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::slapd::{self, Slapd, account_ldif, base_ldif, domain_ldif, require_slapd};
 use postern::admin::{AdminCommand, LdapCommand, Reply};
-use postern::daemon::{Daemon, FlashSpec, ListenerKind, Options};
+use postern::daemon::{Daemon, FlashSpec, Options};
 
 /// Every Zimbra account names its mailbox server.
 const LMTP: &str = "zimbraMailTransport: lmtp:mail.example.com:7025\n";
@@ -49,13 +49,14 @@ fn localconfig(rt: &tokio::runtime::Runtime, d: &Daemon, pairs: &[String]) {
     assert_eq!(r.exit, 0, "{}", r.text);
 }
 
-fn smtp_addr(d: &Daemon) -> SocketAddr {
-    d.state()
-        .listeners
-        .iter()
-        .find(|(k, _)| *k == ListenerKind::Smtp)
-        .map(|(_, a)| *a)
-        .unwrap()
+/// The SMTP listener, as `postern status` shows it.
+fn smtp_addr(rt: &tokio::runtime::Runtime, d: &Daemon) -> SocketAddr {
+    let status = admin(rt, d, AdminCommand::Status).text;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("listener: smtp "))
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no smtp listener in {status}"))
 }
 
 /// The reply to RCPT TO for `rcpt` in a fresh session from 127.0.0.1.
@@ -113,7 +114,7 @@ fn the_daemon_serves_mail_from_the_ldap_cache_up_down_and_across_a_restart() {
         .build()
         .unwrap();
     let d = start(dir.path(), &rt);
-    let smtp = smtp_addr(&d);
+    let smtp = smtp_addr(&rt, &d);
 
     localconfig(
         &rt,
@@ -216,7 +217,7 @@ fn the_daemon_serves_mail_from_the_ldap_cache_up_down_and_across_a_restart() {
     // A restart with LDAP still down serves the snapshot from flash.
     rt.block_on(d.shutdown());
     let d = start(dir.path(), &rt);
-    let smtp = smtp_addr(&d);
+    let smtp = smtp_addr(&rt, &d);
     localconfig(&rt, &d, &["ldap_cache_max_age=0".into()]);
     assert!(rcpt(smtp, "bob@example.com").starts_with("250"));
     assert!(rcpt(smtp, "nobody@example.com").starts_with("550 5.1.1"));

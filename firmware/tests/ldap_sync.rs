@@ -13,7 +13,7 @@ use hal::flash::{FlashGeometry, RamFlash};
 use postern::config::localconfig::LocalConfig;
 use postern::directory::ldap::{SaveError, SnapshotStore, SyncKind, SyncReport, Syncer};
 use postern::directory::{Directory, Lookup, SharedDirectory, Source, password};
-use postern::route::{ClientFacts, Decision, Reject, route};
+use postern::route::{Decision, Reject, Relay, route};
 use postern::spool::{Region, Spool, SpoolGeometry, SpoolSettings};
 
 /// The directory slot of a spool on RAM flash that can lose power.
@@ -119,7 +119,7 @@ fn account_of(dir: &Directory, address: &str) -> Option<String> {
 }
 
 fn rcpt(dir: &Directory, address: &str) -> Result<Vec<String>, Reject> {
-    match route(address, dir, dir.config(), &ClientFacts::default()) {
+    match route(address, dir, dir.config(), Relay::Denied) {
         Decision::Accept(t) => Ok(t.iter().map(|t| t.address.to_string()).collect()),
         Decision::Reject(r) => Err(r),
     }

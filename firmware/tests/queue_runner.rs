@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mail_parser::{MessageParser, PartType};
-use postern::delivery::{Attempt, DeliveryRequest};
 use postern::log::LogSink;
-use postern::mail::Transport;
+use postern::mail::{EnhancedStatus, Reply, Transport};
 use postern::mail::{Envelope, Notify, QueueId, QueueState, Recipient};
-use postern::queue::runner::{self, Deliverer, QueueHandle, RunnerConfig};
-use postern::queue::{AttemptReport, MemoryStore, QueueSettings, RcptResult};
+use postern::queue::runner::{self, QueueHandle, RunnerConfig};
+use postern::queue::{
+    Attempt, AttemptReport, Deliverer, DeliveryRequest, MemoryStore, QueueSettings, RcptResult,
+};
 
 mod common;
 
@@ -50,24 +51,24 @@ impl Deliverer for Script {
                 *self.attempts.lock().unwrap().entry(addr.clone()).or_default() += 1;
                 let r = match addr.split('@').next().unwrap() {
                     "gone" => RcptResult::Bounced {
-                        status: "5.1.1".into(),
+                        status: EnhancedStatus::of(5, 1, 1),
                         diagnostic: format!("smtp; 550 5.1.1 <{addr}>: Recipient address rejected: User unknown"),
                         remote_mta: Some("mx.example.com".into()),
                     },
                     "full" => RcptResult::Deferred {
-                        status: "4.2.2".into(),
+                        status: EnhancedStatus::of(4, 2, 2),
                         reason: format!("host store[192.0.2.5] said: 452 4.2.2 <{addr}> Mailbox is full (in reply to end of DATA command)"),
                     },
                     l if l.starts_with("dead") => {
                         dead = true;
                         RcptResult::Deferred {
-                            status: "4.4.1".into(),
+                            status: EnhancedStatus::of(4, 4, 1),
                             reason: "connect to dead.example[192.0.2.66]:25: Connection refused".into(),
                         }
                     }
                     _ => RcptResult::Delivered {
                         relay: "mx.example.com[192.0.2.1]:25".into(),
-                        reply: "250 2.0.0 Ok: queued as 4XYZ".into(),
+                        reply: Reply::new(250, [2, 0, 0], "Ok: queued as 4XYZ"),
                     },
                 };
                 (i, r)

@@ -4,9 +4,13 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use postern::content::{self, hops};
 use postern::directory::Directory;
 use postern::directory::prov::{self, ProvError};
-use postern::route::{self, ClientFacts, Decision, LoopError, NextHop};
+use postern::inbound::recipients::reject_reply;
+use postern::mail::ClientInfo;
+use postern::policy::{ConnectionLimits, Policy, Relay};
+use postern::route::{self, Decision, NextHop};
 
 /// Runs prov command lines (words split on spaces) against `dir`, keeping each new directory.
 fn prov(dir: &mut Directory, lines: &[&str]) {
@@ -25,17 +29,20 @@ fn provisioned(lines: &[&str]) -> Directory {
     d
 }
 
-fn client(ip: &str, authenticated: bool) -> ClientFacts {
-    ClientFacts {
+/// What the policy stage lets this client do at RCPT (relay or not), as the session asks it.
+fn client(ip: &str, authenticated: bool) -> impl Fn(&Directory) -> Relay {
+    let info = ClientInfo {
         addr: Some(ip.parse::<IpAddr>().unwrap()),
-        authenticated,
-    }
+        auth: authenticated.then(|| "user@example.com".to_string()),
+        ..ClientInfo::default()
+    };
+    move |dir| Policy::new(ConnectionLimits::default()).rcpt(&info, dir.config())
 }
 
 /// What the SMTP session would say or do for one RCPT TO, in one line.
-fn outcome(dir: &Directory, rcpt: &str, who: &ClientFacts) -> String {
-    match route::route(rcpt, dir, dir.config(), who) {
-        Decision::Reject(r) => r.reply(rcpt),
+fn outcome(dir: &Directory, rcpt: &str, who: &impl Fn(&Directory) -> Relay) -> String {
+    match route::route(rcpt, dir, dir.config(), who(dir)) {
+        Decision::Reject(r) => reject_reply(rcpt, r).to_string(),
         Decision::Accept(targets) => targets
             .iter()
             .map(|t| match &t.next_hop {
@@ -269,14 +276,14 @@ fn dual_catch_all_ends_in_a_hop_count_bounce() {
     let mut hops = 0;
     let outcome = loop {
         let (name, dir) = boxes[at];
-        if let Err(e) = route::check_hops(headers.as_bytes(), dir.config().hopcount_limit) {
+        if let Err(e) = hops::check_hops(headers.as_bytes(), dir.config().hopcount_limit) {
             break e;
         }
         let decision = route::route(
             "nobody@example.com",
             dir,
             dir.config(),
-            &client(INTERNET, false),
+            client(INTERNET, false)(dir),
         );
         let Decision::Accept(targets) = decision else {
             panic!("{name} refused: {decision:?}");
@@ -294,7 +301,7 @@ fn dual_catch_all_ends_in_a_hop_count_bounce() {
     };
     assert_eq!(
         outcome,
-        LoopError::TooManyHops {
+        content::Rejection::TooManyHops {
             count: 51,
             limit: 50
         }

@@ -14,6 +14,7 @@ use postern::inbound::{
 use postern::mail::Reply;
 use postern::mail::Transport;
 use postern::mail::{Envelope, QueueId};
+use postern::policy::{ConnectionLimits, Policy};
 use postern::smtp::{RcptQuery, RcptTarget};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -92,16 +93,21 @@ struct Server {
 }
 
 async fn start(kind: ListenerKind, limits: Limits) -> Server {
+    start_with(kind, limits, ConnectionLimits::default()).await
+}
+
+async fn start_with(kind: ListenerKind, limits: Limits, connections: ConnectionLimits) -> Server {
     let identity = self_signed("localhost").unwrap();
     let spool = Spool::default();
-    let ctx = Arc::new(InboundContext::new(
-        "mx.test",
+    let ctx = Arc::new(InboundContext {
+        hostname: "mx.test".into(),
         limits,
-        Some(server_config(&identity).unwrap()),
-        Router,
-        spool.clone(),
-        Some(Directory),
-    ));
+        tls: Some(server_config(&identity).unwrap()),
+        policy: Policy::new(connections),
+        recipients: Router,
+        store: spool.clone(),
+        auth: Some(Directory),
+    });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(kind, listener, ctx));
@@ -336,13 +342,13 @@ async fn port_25_takes_mail_without_auth_and_refuses_smuggling() {
 
 #[tokio::test]
 async fn connections_per_client_are_limited() {
-    let limits = Limits {
+    let connections = ConnectionLimits {
         client_connection_limit: 2,
         // Loopback is in mynetworks by default, and mynetworks is exempt, as in Postfix.
         client_limit_exceptions: NetworkList::default(),
-        ..fast_limits()
+        ..ConnectionLimits::default()
     };
-    let server = start(ListenerKind::Smtp, limits).await;
+    let server = start_with(ListenerKind::Smtp, fast_limits(), connections).await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut c = Client {
@@ -371,11 +377,11 @@ async fn connections_per_client_are_limited() {
 
 #[tokio::test]
 async fn mynetworks_clients_are_exempt_from_the_per_client_limit() {
-    let limits = Limits {
+    let connections = ConnectionLimits {
         client_connection_limit: 1,
-        ..fast_limits()
+        ..ConnectionLimits::default()
     };
-    let server = start(ListenerKind::Smtp, limits).await;
+    let server = start_with(ListenerKind::Smtp, fast_limits(), connections).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut c = Client {

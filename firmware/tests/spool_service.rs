@@ -164,10 +164,9 @@ fn full_maps_to_452_through_the_handle() {
             assert!(accepted < 100);
         };
         assert_eq!(err, SpoolError::Full);
-        let reply = err.smtp_reply();
         assert_eq!(
-            (reply.code, reply.status, reply.text),
-            (452, "4.3.1", "Insufficient system storage")
+            postern::inbound::spool_reply(&err).to_string(),
+            "452 4.3.1 Insufficient system storage"
         );
         assert_eq!(handle.list().await.unwrap().len(), accepted);
     });

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::Reply;
+use super::{Handles, Reply};
 use crate::config::localconfig::{self, LocalConfig};
 use crate::config::stored::BoxConfig;
 use crate::directory::SharedDirectory;
@@ -13,12 +13,11 @@ use crate::directory::ldap::status::show_age;
 use crate::directory::ldap::{LdapHandle, SnapshotStore, SyncKind, SyncReport, Syncer};
 use crate::spool::{Region, SpoolHandle};
 
-/// What the LDAP commands work with. Offline (`--flash FILE`) there is no service: a sync then
-/// runs once, here.
+/// The LDAP sync's handles. Offline (`--flash FILE`) there is no service: a sync then runs
+/// once, in the command.
 #[derive(Clone)]
 pub struct LdapContext {
-    pub spool: SpoolHandle,
-    pub directory: Arc<SharedDirectory>,
+    /// Where a sync's snapshot goes before it is served (the flash's directory slot).
     pub store: Arc<dyn SnapshotStore>,
     pub service: Option<LdapHandle>,
 }
@@ -51,8 +50,8 @@ fn read_values(pairs: Vec<(String, String)>) -> Result<Vec<(String, String)>, St
 }
 
 /// `postern localconfig [-s] [KEY...]` and `postern localconfig -e KEY=VALUE...`.
-pub async fn localconfig(ctx: &LdapContext, secrets: bool, edit: bool, args: &[String]) -> Reply {
-    let mut stored = match box_config(&ctx.spool).await {
+pub async fn localconfig(h: &Handles, secrets: bool, edit: bool, args: &[String]) -> Reply {
+    let mut stored = match box_config(&h.spool).await {
         Ok(c) => c,
         Err(e) => return Reply::failed(format!("{e}\n")),
     };
@@ -77,10 +76,10 @@ pub async fn localconfig(ctx: &LdapContext, secrets: bool, edit: bool, args: &[S
         return Reply::failed(format!("ERROR: {e}; nothing changed\n"));
     }
     stored.localconfig = current.to_pairs();
-    if let Err(e) = ctx.spool.write_slot(Region::Config, stored.encode()).await {
+    if let Err(e) = h.spool.write_slot(Region::Config, stored.encode()).await {
         return Reply::failed(format!("ERROR: not saved to flash, nothing changed: {e}\n"));
     }
-    if let Some(service) = &ctx.service {
+    if let Some(service) = &h.ldap.service {
         service.set_settings(current);
     }
     Reply::ok("")
@@ -104,18 +103,18 @@ fn render_sync(report: &SyncReport) -> Reply {
 }
 
 /// `postern ldap sync [--incremental]`.
-pub async fn sync(ctx: &LdapContext, incremental: bool) -> Reply {
+pub async fn sync(h: &Handles, incremental: bool) -> Reply {
     let kind = match incremental {
         true => SyncKind::Incremental,
         false => SyncKind::Full,
     };
-    if let Some(service) = &ctx.service {
+    if let Some(service) = &h.ldap.service {
         return match service.sync(kind).await {
             Ok(report) => render_sync(&report),
             Err(e) => Reply::failed(format!("{e}\n")),
         };
     }
-    let settings = match load(&ctx.spool).await {
+    let settings = match load(&h.spool).await {
         Ok(s) if s.ldap_enabled() => s,
         Ok(_) => {
             return Reply::failed(
@@ -126,16 +125,16 @@ pub async fn sync(ctx: &LdapContext, incremental: bool) -> Reply {
     };
     // Offline, every sync is a full one: nothing was read before.
     let report = Syncer::default()
-        .sync(kind, &settings, &ctx.directory, &ctx.store, unix_now())
+        .sync(kind, &settings, &h.directory, &h.ldap.store, unix_now())
         .await;
     render_sync(&report)
 }
 
 /// `postern ldap status`.
-pub async fn status(ctx: &LdapContext) -> Reply {
+pub async fn status(h: &Handles) -> Reply {
     let now = unix_now();
     let mut out = String::new();
-    match &ctx.service {
+    match &h.ldap.service {
         Some(service) if service.settings().ldap_enabled() => {
             let s = service.settings();
             let urls: Vec<String> = s.ldap_urls.iter().map(|u| u.to_string()).collect();
@@ -150,7 +149,7 @@ pub async fn status(ctx: &LdapContext) -> Reply {
         Some(_) => out.push_str("LDAP sync is not configured (ldap_url is empty)\n"),
         None => out.push_str("no sync service: the daemon is not running on this flash\n"),
     }
-    out.push_str(&format!("{}\n", cache_line(&ctx.directory, now)));
+    out.push_str(&format!("{}\n", cache_line(&h.directory, now)));
     Reply::ok(out)
 }
 

@@ -1,7 +1,8 @@
-//! Administration: the command line, the control socket a running daemon answers on, and the
-//! commands both they and the serial console carry out.
+//! Administration: the commands the command line, the control socket and the serial console carry
+//! out, and the control socket's wire format. An operation takes the handles it needs (spool,
+//! queue, directory, what the box is running), never the daemon: `daemon` builds an [`Admin`]
+//! from its handles, and a command run on a flash without a daemon gets the same handles.
 
-pub mod cli;
 pub mod commands;
 pub mod control;
 pub mod ldap;
@@ -11,31 +12,58 @@ mod status;
 mod tls;
 pub mod words;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub use commands::{AdminCommand, FlashCommand, LdapCommand, QueueCommand, TlsCommand};
 pub use control::Reply;
 
-use crate::daemon::State;
+use crate::directory::SharedDirectory;
+use crate::inbound::ListenerKind;
+use crate::queue::runner::QueueHandle;
+use crate::spool::SpoolHandle;
 
-/// Carries out admin commands against a running daemon. Cheap to clone.
+/// What `postern status` tells of the box besides its spool and queue.
+#[derive(Debug, Clone)]
+pub struct BoxFacts {
+    pub started: Instant,
+    pub hostname: String,
+    pub flash_path: PathBuf,
+    pub flash_size: u64,
+    pub listeners: Vec<(ListenerKind, SocketAddr)>,
+    /// `None` when running offline on a flash (`postern prov --flash FILE`).
+    pub control: Option<PathBuf>,
+}
+
+/// The handles admin operations work through.
+#[derive(Clone)]
+pub struct Handles {
+    pub spool: SpoolHandle,
+    /// Accounts, aliases, domains and MTA settings, as sessions see them.
+    pub directory: Arc<SharedDirectory>,
+    /// `None` when running offline: the queue runs only in the daemon.
+    pub queue: Option<QueueHandle>,
+    pub facts: Arc<BoxFacts>,
+    /// The LDAP sync: its service (only in the daemon) and where its snapshots go.
+    pub ldap: ldap::LdapContext,
+}
+
+/// Carries out admin commands. Cheap to clone.
 #[derive(Clone)]
 pub struct Admin {
-    state: Arc<State>,
+    handles: Handles,
     runtime: tokio::runtime::Handle,
 }
 
 impl Admin {
-    /// Must be called inside the daemon's tokio runtime.
-    pub fn new(state: Arc<State>) -> Admin {
+    /// Must be called inside the tokio runtime the handles' tasks run on.
+    pub fn new(handles: Handles) -> Admin {
         Admin {
-            state,
+            handles,
             runtime: tokio::runtime::Handle::current(),
         }
-    }
-
-    pub fn state(&self) -> &Arc<State> {
-        &self.state
     }
 
     /// [`Admin::execute`] for callers outside the runtime, like the serial console's thread.
@@ -45,41 +73,58 @@ impl Admin {
 
     /// Carries out one command and says how it went.
     pub async fn execute(&self, command: AdminCommand) -> Reply {
+        let h = &self.handles;
         match command {
             AdminCommand::Status => {
-                let info = self.state.spool.info().await.ok();
-                let queue = match &self.state.queue {
+                let info = h.spool.info().await.ok();
+                let queue = match &h.queue {
                     Some(q) => Some(q.list().await),
                     None => None,
                 };
-                Reply::ok(status::render(&self.state, info.as_ref(), queue.as_deref()))
+                let directory = h.directory.snapshot();
+                let mut text = status::render(
+                    &h.facts,
+                    directory.config(),
+                    info.as_ref(),
+                    queue.as_deref(),
+                );
+                let now = crate::directory::ldap::service::unix_now();
+                text.push_str(&ldap::cache_line(&h.directory, now));
+                text.push('\n');
+                Reply::ok(text)
             }
             AdminCommand::Prov { args } => {
-                let (state, runtime) = (self.state.clone(), self.runtime.clone());
-                match tokio::task::spawn_blocking(move || prov::run(&state, &runtime, &args)).await
-                {
+                let (directory, spool) = (h.directory.clone(), h.spool.clone());
+                let runtime = self.runtime.clone();
+                let run = move || prov::run(&directory, &spool, &runtime, &args);
+                match tokio::task::spawn_blocking(run).await {
                     Ok(reply) => reply,
                     Err(e) => Reply::failed(format!("prov did not finish: {e}\n")),
                 }
             }
-            AdminCommand::Flash(FlashCommand::Info) => match self.state.spool.info().await {
-                Ok(info) => Reply::ok(format!("path: {}\n{info}", self.state.flash_path.display())),
+            AdminCommand::Flash(FlashCommand::Info) => match h.spool.info().await {
+                Ok(info) => Reply::ok(format!("path: {}\n{info}", h.facts.flash_path.display())),
                 Err(e) => Reply::failed(format!("flash info: {e}\n")),
             },
-            AdminCommand::Queue(cmd) => queue::run(&self.state, cmd).await,
-            AdminCommand::Tls(cmd) => tls::run(&self.state, cmd).await,
+            AdminCommand::Queue(cmd) => match &h.queue {
+                Some(queue) => queue::run(&h.spool, queue, cmd).await,
+                None => {
+                    Reply::failed("the queue runs only in the daemon: ask it without --flash\n")
+                }
+            },
+            AdminCommand::Tls(cmd) => tls::run(&h.spool, &h.facts.flash_path, cmd).await,
             AdminCommand::Localconfig {
                 show_secrets,
                 edit,
                 args,
-            } => ldap::localconfig(&self.state.ldap, show_secrets, edit, &args).await,
+            } => ldap::localconfig(h, show_secrets, edit, &args).await,
             AdminCommand::Ldap(LdapCommand::Sync { incremental }) => {
-                ldap::sync(&self.state.ldap, incremental).await
+                ldap::sync(h, incremental).await
             }
-            AdminCommand::Ldap(LdapCommand::Status) => ldap::status(&self.state.ldap).await,
+            AdminCommand::Ldap(LdapCommand::Status) => ldap::status(h).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(
                 "the flash is in use by the running services: stop them, then run `postern flash format --flash {}`\n",
-                self.state.flash_path.display()
+                h.facts.flash_path.display()
             )),
         }
     }

@@ -2,9 +2,8 @@
 //! directory slot before it is served, so what `prov` reports done survives a power cut, and a
 //! change that could not be written is not served at all.
 
-use crate::daemon::State;
-use crate::directory::prov;
-use crate::spool::{Region, SpoolError};
+use crate::directory::{SharedDirectory, prov};
+use crate::spool::{Region, SpoolError, SpoolHandle};
 
 use super::Reply;
 
@@ -14,12 +13,17 @@ enum Failure {
 }
 
 /// Runs one prov command. Blocking (flash writes happen inside): call it off the runtime's workers.
-pub fn run(state: &State, runtime: &tokio::runtime::Handle, args: &[String]) -> Reply {
-    let result = state.directory.update(|dir| {
+pub fn run(
+    directory: &SharedDirectory,
+    spool: &SpoolHandle,
+    runtime: &tokio::runtime::Handle,
+    args: &[String],
+) -> Reply {
+    let result = directory.update(|dir| {
         let outcome = prov::execute(dir, args).map_err(Failure::Prov)?;
         if let Some(next) = &outcome.directory {
             runtime
-                .block_on(state.spool.write_slot(Region::Directory, next.encode()))
+                .block_on(spool.write_slot(Region::Directory, next.encode()))
                 .map_err(Failure::Flash)?;
         }
         Ok((outcome.output, outcome.directory))

@@ -6,21 +6,17 @@ use std::fmt::Write;
 
 use super::Reply;
 use super::commands::QueueCommand;
-use crate::daemon::State;
 use crate::mail::{QueueId, QueueState, RecipientOutcome};
 use crate::queue::runner::QueueHandle;
 use crate::queue::{MessageView, RcptState};
 use crate::smtp::received::rfc5322_date;
-use crate::spool::MessageSummary;
+use crate::spool::{MessageSummary, SpoolHandle};
 
 /// Carries out one queue command.
-pub async fn run(state: &State, cmd: QueueCommand) -> Reply {
-    let Some(queue) = &state.queue else {
-        return Reply::failed("the queue runs only in the daemon: ask it without --flash\n");
-    };
+pub async fn run(spool: &SpoolHandle, queue: &QueueHandle, cmd: QueueCommand) -> Reply {
     match cmd {
-        QueueCommand::List { json } => list(state, queue, json).await,
-        QueueCommand::Show { qid, body } => show(state, queue, &qid, body).await,
+        QueueCommand::List { json } => list(spool, queue, json).await,
+        QueueCommand::Show { qid, body } => show(spool, queue, &qid, body).await,
         QueueCommand::Hold { target } => {
             each(
                 queue,
@@ -103,9 +99,8 @@ fn arrival(unix: u64) -> String {
     d.split(" +").next().unwrap_or(&d).to_string()
 }
 
-async fn envelopes(state: &State) -> HashMap<QueueId, MessageSummary> {
-    state
-        .spool
+async fn envelopes(spool: &SpoolHandle) -> HashMap<QueueId, MessageSummary> {
+    spool
         .list()
         .await
         .unwrap_or_default()
@@ -114,10 +109,10 @@ async fn envelopes(state: &State) -> HashMap<QueueId, MessageSummary> {
         .collect()
 }
 
-async fn list(state: &State, queue: &QueueHandle, json: bool) -> Reply {
+async fn list(spool: &SpoolHandle, queue: &QueueHandle, json: bool) -> Reply {
     let mut views = queue.list().await;
     views.sort_by_key(|v| v.qid);
-    let stored = envelopes(state).await;
+    let stored = envelopes(spool).await;
     let mut out = String::new();
     if json {
         for v in &views {
@@ -180,13 +175,13 @@ async fn list(state: &State, queue: &QueueHandle, json: bool) -> Reply {
     Reply::ok(out)
 }
 
-async fn show(state: &State, queue: &QueueHandle, qid: &str, body: bool) -> Reply {
+async fn show(spool: &SpoolHandle, queue: &QueueHandle, qid: &str, body: bool) -> Reply {
     let id: QueueId = match qid.parse() {
         Ok(id) => id,
         Err(e) => return Reply::failed(format!("{e}\n")),
     };
     let view = queue.get(id).await;
-    let stored = match state.spool.get(id).await {
+    let stored = match spool.get(id).await {
         Ok(Some(m)) => m,
         Ok(None) => return Reply::failed(format!("{qid}: no such message in the queue\n")),
         Err(e) => return Reply::failed(format!("{qid}: {e}\n")),
@@ -245,7 +240,7 @@ async fn show(state: &State, queue: &QueueHandle, qid: &str, body: bool) -> Repl
         );
     }
     if body {
-        match state.spool.read_body(id).await {
+        match spool.read_body(id).await {
             Ok(b) => {
                 out.push_str("*** MESSAGE CONTENTS ***\n");
                 out.push_str(&String::from_utf8_lossy(&b).replace("\r\n", "\n"));

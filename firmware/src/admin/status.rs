@@ -2,13 +2,19 @@
 
 use std::fmt::Write;
 
-use crate::daemon::State;
+use super::BoxFacts;
+use crate::config::MtaConfig;
 use crate::mail::QueueState;
 use crate::queue::MessageView;
 use crate::spool::FlashInfo;
 
 /// The status report, one `name: value` line per fact.
-pub fn render(state: &State, flash: Option<&FlashInfo>, queue: Option<&[MessageView]>) -> String {
+pub fn render(
+    state: &BoxFacts,
+    config: &MtaConfig,
+    flash: Option<&FlashInfo>,
+    queue: Option<&[MessageView]>,
+) -> String {
     let mut out = String::new();
     let up = state.started.elapsed().as_secs();
     let _ = writeln!(out, "postern {}", env!("CARGO_PKG_VERSION"));
@@ -50,9 +56,7 @@ pub fn render(state: &State, flash: Option<&FlashInfo>, queue: Option<&[MessageV
     if let Some(control) = &state.control {
         let _ = writeln!(out, "control: {}", control.display());
     }
-    let now = crate::directory::ldap::service::unix_now();
-    let _ = writeln!(out, "{}", super::ldap::cache_line(&state.directory, now));
-    for (attr, value) in state.directory.snapshot().config().unenforced() {
+    for (attr, value) in config.unenforced() {
         let _ = writeln!(out, "ignored: {attr} {value} (on flash; not supported yet)");
     }
     out

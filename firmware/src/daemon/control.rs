@@ -6,7 +6,7 @@ use std::path::Path;
 
 use tokio::net::UnixListener;
 
-use super::DaemonError;
+use super::{DaemonError, master};
 use crate::admin::{Admin, control};
 
 /// Binds the control socket, clearing a stale one left by a daemon that died, but never one a
@@ -34,7 +34,7 @@ pub async fn serve(listener: UnixListener, admin: Admin) {
         let mut stream = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
-                eprintln!("postern: control socket accept failed: {e}");
+                master(&format!("control socket accept failed: {e}"));
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
@@ -46,7 +46,7 @@ pub async fn serve(listener: UnixListener, admin: Admin) {
                 Err(e) => control::Reply::failed(format!("bad control request: {e}")),
             };
             if let Err(e) = control::write_reply(&mut stream, &reply).await {
-                eprintln!("postern: control socket reply failed: {e}");
+                master(&format!("control socket reply failed: {e}"));
             }
         });
     }

@@ -22,10 +22,12 @@ pub enum DaemonError {
     Directory(PathBuf, crate::directory::DecodeError),
     /// The box config on the flash cannot be read.
     Config(PathBuf, crate::config::stored::StoredError),
-    /// No TLS identity could be made or used.
-    Tls(String),
+    /// No TLS identity could be made.
+    Tls(crate::inbound::tls::TlsError),
+    /// The certificate stored on flash is refused by rustls.
+    StoredTlsUnusable(crate::inbound::tls::TlsError),
     /// No resolver for MX lookups could be set up.
-    Dns(String),
+    Dns(crate::delivery::DnsSetupError),
     /// A listener could not be bound.
     Listen(ListenerKind, SocketAddr, io::Error),
     /// The control socket could not be set up.
@@ -51,6 +53,9 @@ impl fmt::Display for DaemonError {
                 write!(f, "flash {}: {e}; nothing was changed", p.display())
             }
             DaemonError::Tls(e) => write!(f, "TLS: {e}"),
+            DaemonError::StoredTlsUnusable(e) => {
+                write!(f, "TLS: the stored certificate cannot be used: {e}")
+            }
             DaemonError::Dns(e) => write!(f, "DNS resolver: {e}"),
             DaemonError::Directory(p, e) => write!(
                 f,

@@ -52,10 +52,5 @@ pub async fn context(
             ))
         }
     };
-    LdapContext {
-        spool: spool.clone(),
-        directory: Arc::clone(directory),
-        store,
-        service,
-    }
+    LdapContext { store, service }
 }

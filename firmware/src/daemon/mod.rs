@@ -6,8 +6,6 @@ mod control;
 mod error;
 pub mod flash;
 pub mod ldap;
-mod seams;
-pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,15 +17,17 @@ pub use flash::FlashSpec;
 
 pub use crate::inbound::ListenerKind;
 
-use crate::admin::Admin;
+use crate::admin::{Admin, BoxFacts, Handles};
 use crate::config::MtaConfig;
 use crate::delivery::{Client, ClientSettings, HickoryDns};
 use crate::directory::{Directory, SharedDirectory};
-use crate::inbound::{self, InboundContext, Limits};
-use crate::log::LogSink;
+use crate::inbound::tls::{self, TlsError};
+use crate::inbound::{self, InboundContext, Limits, Recipients, SpoolStore};
+use crate::log::{LogSink, Program};
+use crate::policy::{ConnectionLimits, Policy};
+use crate::queue::QueueSettings;
 use crate::queue::runner::{self, QueueHandle, RunnerConfig};
-use crate::queue::{QueueSettings, QueuedMessage};
-use crate::route::{self, ClientFacts, Decision};
+use crate::route::{self, Decision, Relay};
 use crate::spool::{Region, SpoolHandle, SpoolSettings};
 
 /// What to start.
@@ -46,40 +46,28 @@ pub struct Options {
     pub hostname: String,
 }
 
-/// What admin commands and sessions share.
-pub struct State {
-    pub started: Instant,
-    pub hostname: String,
-    pub flash_path: PathBuf,
-    pub flash_size: u64,
-    pub spool: SpoolHandle,
-    /// Accounts, aliases, domains and MTA settings, as sessions see them.
-    pub directory: Arc<SharedDirectory>,
-    /// `None` when running offline on a flash (`postern prov --flash FILE`).
-    pub queue: Option<QueueHandle>,
-    pub listeners: Vec<(ListenerKind, SocketAddr)>,
-    /// `None` when running offline.
-    pub control: Option<PathBuf>,
-    /// The LDAP sync (its service only when running).
-    pub ldap: crate::admin::ldap::LdapContext,
-    /// Held for as long as the state lives: no second postern opens the flash meanwhile.
+/// A running daemon. Dropping it stops nothing: call [`Daemon::shutdown`].
+pub struct Daemon {
+    admin: Admin,
+    queue: QueueHandle,
+    control: PathBuf,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Held while the daemon runs: no second postern opens the flash meanwhile.
     _flash_lock: hal::flash::FlashLock,
 }
 
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("hostname", &self.hostname)
-            .field("flash", &self.flash_path)
-            .finish()
-    }
+/// The handles of a flash opened for admin commands without a daemon (`postern prov --flash
+/// FILE`): no listeners and no queue. The flash lock keeps a daemon off it for as long as this
+/// lives.
+pub struct Offline {
+    admin: Admin,
+    _flash_lock: hal::flash::FlashLock,
 }
 
-/// A running daemon. Dropping it stops nothing: call [`Daemon::shutdown`].
-pub struct Daemon {
-    state: Arc<State>,
-    admin: Admin,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+impl Offline {
+    pub fn admin(&self) -> &Admin {
+        &self.admin
+    }
 }
 
 /// The flash opened and read: spool, directory, TLS identity.
@@ -113,9 +101,7 @@ impl Daemon {
         }
         let control = control::bind(&opts.control)?;
         let spool = flash.spool.clone();
-        let identity = tls::identity(&spool, &opts.hostname, &opts.flash.path).await?;
-        let tls_config = inbound::tls::server_config(&identity)
-            .map_err(|e| DaemonError::Tls(format!("the stored certificate cannot be used: {e}")))?;
+        let tls_config = tls_config(&spool, &opts.hostname, &opts.flash.path).await?;
 
         let config = directory.snapshot().config().clone();
         let listeners: Vec<(ListenerKind, SocketAddr)> =
@@ -123,57 +109,48 @@ impl Daemon {
         let own: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
         let queue = start_queue(&spool, &directory, &config, &opts.hostname, &own).await?;
 
-        let state = Arc::new(State {
-            started: Instant::now(),
-            hostname: opts.hostname.clone(),
-            flash_path: flash.path.clone(),
-            flash_size: flash.size,
-            spool: spool.clone(),
-            directory: directory.clone(),
+        let ctx = inbound_context(
+            &opts.hostname,
+            &config,
+            tls_config,
+            &directory,
+            &spool,
+            &queue,
+        );
+        let ldap = ldap::context(&spool, &directory, true).await;
+        let admin = Admin::new(Handles {
+            spool,
+            directory,
             queue: Some(queue.clone()),
-            listeners,
-            control: Some(opts.control.clone()),
-            ldap: ldap::context(&spool, &directory, true).await,
-            _flash_lock: flash.into_lock(),
-        });
-        let ctx = Arc::new(InboundContext::new(
-            opts.hostname.clone(),
-            limits(&config),
-            Some(tls_config),
-            seams::Router {
-                directory: directory.clone(),
-            },
-            seams::SpoolStore {
-                spool: spool.clone(),
-                queue: queue.clone(),
-                directory: directory.clone(),
-            },
-            Some(seams::DirectoryAuth {
-                directory: directory.clone(),
+            ldap,
+            facts: Arc::new(BoxFacts {
+                started: Instant::now(),
+                hostname: opts.hostname.clone(),
+                flash_path: flash.path.clone(),
+                flash_size: flash.size,
+                listeners,
+                control: Some(opts.control.clone()),
             }),
-        ));
-        let admin = Admin::new(state.clone());
+        });
         let mut tasks = Vec::new();
         for (kind, addr, listener) in bound {
-            eprintln!("postern: {kind} listening on {addr}");
+            master(&format!("{kind} listening on {addr}"));
             let ctx = ctx.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = inbound::serve(kind, listener, ctx).await {
-                    eprintln!("postern: {kind} listener on {addr} stopped: {e}");
+                    master(&format!("{kind} listener on {addr} stopped: {e}"));
                 }
             }));
         }
-        eprintln!("postern: control socket at {}", opts.control.display());
+        master(&format!("control socket at {}", opts.control.display()));
         tasks.push(tokio::spawn(control::serve(control, admin.clone())));
         Ok(Daemon {
-            state,
             admin,
+            queue,
+            control: opts.control,
             tasks,
+            _flash_lock: flash.into_lock(),
         })
-    }
-
-    pub fn state(&self) -> &Arc<State> {
-        &self.state
     }
 
     /// The admin interface, for the serial console of the appliance.
@@ -190,34 +167,89 @@ impl Daemon {
         for task in self.tasks {
             let _ = task.await;
         }
-        if let Some(queue) = &self.state.queue {
-            queue.shutdown().await;
-        }
-        if let Some(control) = &self.state.control {
-            let _ = std::fs::remove_file(control);
-        }
-        eprintln!("postern: stopped");
+        self.queue.shutdown().await;
+        let _ = std::fs::remove_file(&self.control);
+        master("stopped");
     }
 }
 
-/// Opens the flash for an admin command run without a daemon (`postern prov --flash FILE`):
-/// the same state, with no listeners and no queue. The flash lock keeps a daemon off it meanwhile.
-pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Admin, DaemonError> {
+/// A line of the services' own (start, stop, recovery), as Postfix's master writes them.
+pub(crate) fn master(line: &str) {
+    LogSink::stderr().line(Program::Master, line);
+}
+
+/// Opens the flash for an admin command run without a daemon (`postern prov --flash FILE`).
+pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, DaemonError> {
     let Opened { flash, directory } = open(spec).await?;
     let ldap = ldap::context(&flash.spool, &directory, false).await;
-    Ok(Admin::new(Arc::new(State {
-        started: Instant::now(),
-        hostname,
-        flash_path: flash.path.clone(),
-        flash_size: flash.size,
+    let admin = Admin::new(Handles {
         spool: flash.spool.clone(),
         directory,
         queue: None,
-        listeners: Vec::new(),
-        control: None,
         ldap,
+        facts: Arc::new(BoxFacts {
+            started: Instant::now(),
+            hostname,
+            flash_path: flash.path.clone(),
+            flash_size: flash.size,
+            listeners: Vec::new(),
+            control: None,
+        }),
+    });
+    Ok(Offline {
+        admin,
         _flash_lock: flash.into_lock(),
-    })))
+    })
+}
+
+/// What every session asks: the policy stage, the router over the live directory, the content
+/// checks, the spool and the queue, AUTH against the directory.
+fn inbound_context(
+    hostname: &str,
+    config: &MtaConfig,
+    tls: Arc<rustls::ServerConfig>,
+    directory: &Arc<SharedDirectory>,
+    spool: &SpoolHandle,
+    queue: &QueueHandle,
+) -> Arc<InboundContext<Recipients, SpoolStore, Arc<SharedDirectory>>> {
+    let policy = Policy::new(connection_limits(config));
+    Arc::new(InboundContext {
+        hostname: hostname.to_string(),
+        limits: limits(config),
+        tls: Some(tls),
+        policy: policy.clone(),
+        recipients: Recipients {
+            directory: directory.clone(),
+            policy,
+            log: LogSink::stderr(),
+        },
+        store: SpoolStore {
+            spool: spool.clone(),
+            queue: queue.clone(),
+            directory: directory.clone(),
+        },
+        auth: Some(directory.clone()),
+    })
+}
+
+/// The listeners' TLS: the box's identity (made and stored at first start), checked by rustls.
+async fn tls_config(
+    spool: &SpoolHandle,
+    hostname: &str,
+    flash: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, DaemonError> {
+    let on_flash = |e| match e {
+        TlsError::Stored(e) => DaemonError::Config(flash.to_path_buf(), e),
+        TlsError::Flash(e) => DaemonError::Spool(flash.to_path_buf(), e),
+        e => DaemonError::Tls(e),
+    };
+    let (identity, origin) = tls::load_or_make(spool, hostname).await.map_err(on_flash)?;
+    if origin == tls::Origin::MadeSelfSigned {
+        master(&format!(
+            "made a self-signed TLS certificate for {hostname}"
+        ));
+    }
+    tls::server_config(&identity).map_err(DaemonError::StoredTlsUnusable)
 }
 
 async fn open(spec: &FlashSpec) -> Result<Opened, DaemonError> {
@@ -237,13 +269,15 @@ async fn open(spec: &FlashSpec) -> Result<Opened, DaemonError> {
         Err(e) => return Err(DaemonError::Spool(spec.path.clone(), e)),
     };
     for (attr, value) in directory.config().unenforced() {
-        eprintln!("postern: warning: ignoring {attr} {value} on flash: not supported yet");
+        master(&format!(
+            "warning: ignoring {attr} {value} on flash: not supported yet"
+        ));
     }
     let (accounts, aliases) = directory.counts();
-    eprintln!(
-        "postern: directory: {} domains, {accounts} accounts, {aliases} aliases",
+    master(&format!(
+        "directory: {} domains, {accounts} accounts, {aliases} aliases",
         directory.domains().count()
-    );
+    ));
     Ok(Opened {
         flash,
         directory: Arc::new(SharedDirectory::new(directory)),
@@ -262,7 +296,9 @@ async fn start_queue(
     let dns = match HickoryDns::from_system() {
         Ok(dns) => dns,
         Err(e) => {
-            eprintln!("postern: no system resolver ({e}); MX lookups go to 127.0.0.1");
+            master(&format!(
+                "no system resolver ({e}); MX lookups go to 127.0.0.1"
+            ));
             HickoryDns::with_servers(&[std::net::Ipv4Addr::LOCALHOST.into()])
                 .map_err(DaemonError::Dns)?
         }
@@ -272,9 +308,10 @@ async fn start_queue(
     settings.own_listeners = own_listeners.to_vec();
     let client = Arc::new(Client::new(settings, dns));
     let dir = directory.clone();
+    // Bounces and delay warnings are the box's own mail: they may go anywhere.
     let bounce_route: runner::BounceRoute = Arc::new(move |addr: &str| {
         let d = dir.snapshot();
-        match route::route(addr, &d, d.config(), &ClientFacts::LOCAL) {
+        match route::route(addr, &d, d.config(), Relay::Permitted) {
             Decision::Accept(targets) => targets.first().next_hop.transport().cloned(),
             Decision::Reject(_) => None,
         }
@@ -287,26 +324,13 @@ async fn start_queue(
             log: LogSink::stderr(),
             start_unix: None,
         },
-        Arc::new(seams::SpoolQueue {
-            spool: spool.clone(),
-        }),
+        Arc::new(spool.clone()),
         client,
     );
-    let recovered = spool
-        .list()
+    queue
+        .recover(spool)
         .await
         .map_err(|e| DaemonError::Spool(PathBuf::new(), e))?;
-    for m in recovered {
-        queue
-            .add(QueuedMessage::from_envelope(
-                m.qid,
-                &m.envelope,
-                &m.outcomes,
-                m.state,
-                m.size,
-            ))
-            .await;
-    }
     Ok(queue)
 }
 
@@ -323,34 +347,41 @@ fn queue_settings(c: &MtaConfig) -> QueueSettings {
     }
 }
 
-/// The inbound limits from the MTA settings.
+/// The session limits from the MTA settings.
 fn limits(c: &MtaConfig) -> Limits {
     Limits {
         message_size_limit: c.max_message_size,
         recipient_limit: c.recipient_limit as usize,
-        client_limit_exceptions: c.my_networks.clone(),
         ..Limits::default()
+    }
+}
+
+/// The connection limits, with `$mynetworks` exempt from the per-client one as in Postfix.
+fn connection_limits(c: &MtaConfig) -> ConnectionLimits {
+    ConnectionLimits {
+        client_limit_exceptions: c.my_networks.clone(),
+        ..ConnectionLimits::default()
     }
 }
 
 fn report_recovery(flash: &flash::OpenFlash) {
     let r = &flash.recovery;
     if flash.formatted {
-        eprintln!(
-            "postern: flash {} was blank: formatted",
+        master(&format!(
+            "flash {} was blank: formatted",
             flash.path.display()
-        );
+        ));
     }
-    eprintln!(
-        "postern: spool recovered: {} messages queued, {} unfinished dropped, {} damaged records",
+    master(&format!(
+        "spool recovered: {} messages queued, {} unfinished dropped, {} damaged records",
         r.messages,
         r.dropped_uncommitted,
         r.damaged.len()
-    );
+    ));
     for lost in &r.lost {
-        eprintln!(
-            "postern: {}: lost to flash damage: {}",
+        master(&format!(
+            "{}: lost to flash damage: {}",
             lost.qid, lost.reason
-        );
+        ));
     }
 }

@@ -3,6 +3,7 @@
 //! the log's `delays=`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,15 +11,14 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use tokio::time::Instant;
 
+use super::open_error::{LOOPS_BACK, OpenError};
 use super::resolve::{Dns, HickoryDns, Target, targets};
-use super::session::{Connection, OpenError, SessionError, Timeouts, TlsSetup, Transaction};
+use super::session::{Connection, Timeouts, TlsSetup};
 use super::tls::{TlsPolicy, connector};
-use crate::mail::{Envelope, QueueId, Transport};
-use crate::queue::{AttemptReport, RcptResult};
-use crate::route::{LoopError, loops_back_to_myself};
-
-/// What a transaction gave: results, or a session error with the results final so far.
-type TxOutcome = Result<Vec<(usize, RcptResult)>, (SessionError, Vec<(usize, RcptResult)>)>;
+use super::transaction::{Transaction, TxOutcome};
+use crate::mail::{EnhancedStatus, Transport};
+use crate::queue::{Attempt, AttemptReport, Deliverer, DeliveryRequest, RcptResult};
+use crate::route::loops_back_to_myself;
 
 /// Settings of the delivery client.
 #[derive(Debug, Clone)]
@@ -54,30 +54,6 @@ impl ClientSettings {
     }
 }
 
-/// One job to deliver: these recipients of this message through this next hop.
-#[derive(Debug, Clone, Copy)]
-pub struct DeliveryRequest<'a> {
-    pub qid: QueueId,
-    pub envelope: &'a Envelope,
-    /// Envelope indexes.
-    pub recipients: &'a [usize],
-    pub next_hop: &'a Transport,
-    /// The message as stored (CRLF lines), not yet dot-stuffed.
-    pub body: &'a [u8],
-}
-
-/// The result of one delivery attempt, with what the log needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
-    pub report: AttemptReport,
-    /// `host[ip]:port` of the server that answered, if any did.
-    pub relay: Option<String>,
-    /// DNS, connect, greeting, EHLO, TLS (`delays=` c).
-    pub connection_time: Duration,
-    /// The transaction (`delays=` d).
-    pub transmission_time: Duration,
-}
-
 /// SMTP and LMTP delivery. Cheap to share (`Arc<Client>`) between concurrent jobs.
 pub struct Client<D: Dns = HickoryDns> {
     settings: ClientSettings,
@@ -111,16 +87,7 @@ impl<D: Dns> Client<D> {
     /// Deliver one job. Never fails as a whole: every recipient gets a result.
     pub async fn deliver(&self, req: DeliveryRequest<'_>) -> Attempt {
         let started = Instant::now();
-        let addrs: Vec<(usize, &str)> = req
-            .recipients
-            .iter()
-            .filter_map(|&i| {
-                req.envelope
-                    .recipients
-                    .get(i)
-                    .map(|r| (i, r.address.as_str()))
-            })
-            .collect();
+        let addrs = addresses(&req);
         let tx = Transaction {
             sender: &req.envelope.sender,
             recipients: &addrs,
@@ -139,33 +106,22 @@ impl<D: Dns> Client<D> {
             let out = conn.send_mail(&tx, t).await;
             return self.finish(req, conn, out, setup, started, &addrs);
         }
-
         let targets = match targets(&self.dns, req.next_hop).await {
             Ok(ts) => ts,
             Err(e) => {
-                let result = if e.permanent {
+                let result = if e.permanent() {
                     RcptResult::Bounced {
-                        status: e.status.into(),
-                        diagnostic: format!("X-Postern; {}", e.reason),
+                        status: e.status(),
+                        diagnostic: format!("X-Postern; {e}"),
                         remote_mta: None,
                     }
                 } else {
                     RcptResult::Deferred {
-                        status: e.status.into(),
-                        reason: e.reason,
+                        status: e.status(),
+                        reason: e.to_string(),
                     }
                 };
-                return Attempt {
-                    report: AttemptReport {
-                        qid: req.qid,
-                        next_hop: req.next_hop.clone(),
-                        results: addrs.iter().map(|(i, _)| (*i, result.clone())).collect(),
-                        destination_failed: !e.permanent,
-                    },
-                    relay: None,
-                    connection_time: started.elapsed(),
-                    transmission_time: Duration::ZERO,
-                };
+                return no_conversation(&req, &addrs, result, !e.permanent(), started);
             }
         };
         // Postfix's smtp_truncate_self: addresses from the first one that is this box on are no
@@ -176,79 +132,56 @@ impl<D: Dns> Client<D> {
             Some(n) => targets.get(..n).unwrap_or_default().to_vec(),
             None => targets,
         };
-        let mut last = OpenError {
-            tls_failed: false,
-            loops_back: false,
-            status: "4.4.1".into(),
-            reason: "no address to try".into(),
+        self.try_targets(req, &targets, &tx, started).await
+    }
+
+    /// Each address in turn until one takes a conversation; under `may`, one whose TLS
+    /// handshake failed is tried again in clear.
+    async fn try_targets(
+        &self,
+        req: DeliveryRequest<'_>,
+        targets: &[Target],
+        tx: &Transaction<'_>,
+        started: Instant,
+    ) -> Attempt {
+        let t = &self.settings.timeouts;
+        let clear = TlsSetup {
+            policy: TlsPolicy::None,
+            connector: None,
         };
-        for target in &targets {
-            match Connection::open(
-                target,
-                req.next_hop.protocol,
-                &self.settings.helo_name,
-                &self.tls,
-                t,
-            )
-            .await
-            {
+        let mut last = OpenError::NoAddress;
+        for target in targets {
+            let mut opened = self.open(req, target, &self.tls).await;
+            if matches!(&opened, Err(e) if e.tls_failed() && self.tls.policy == TlsPolicy::May) {
+                opened = self.open(req, target, &clear).await;
+            }
+            match opened {
                 Ok(mut conn) => {
                     let setup = started.elapsed();
-                    let out = conn.send_mail(&tx, t).await;
-                    return self.finish(req, conn, out, setup, started, &addrs);
+                    let out = conn.send_mail(tx, t).await;
+                    return self.finish(req, conn, out, setup, started, tx.recipients);
                 }
-                Err(e) if e.loops_back => return self.loops_back(req, &addrs, started),
-                Err(e) if e.tls_failed && self.tls.policy == TlsPolicy::May => {
-                    let clear = TlsSetup {
-                        policy: TlsPolicy::None,
-                        connector: None,
-                    };
-                    match Connection::open(
-                        target,
-                        req.next_hop.protocol,
-                        &self.settings.helo_name,
-                        &clear,
-                        t,
-                    )
-                    .await
-                    {
-                        Ok(mut conn) => {
-                            let setup = started.elapsed();
-                            let out = conn.send_mail(&tx, t).await;
-                            return self.finish(req, conn, out, setup, started, &addrs);
-                        }
-                        Err(e) if e.loops_back => {
-                            return self.loops_back(req, &addrs, started);
-                        }
-                        Err(e) => last = e,
-                    }
-                }
+                Err(e) if e.loops_back() => return self.loops_back(req, tx.recipients, started),
                 Err(e) => last = e,
             }
         }
         // No address would take a conversation: the whole destination is down.
-        Attempt {
-            report: AttemptReport {
-                qid: req.qid,
-                next_hop: req.next_hop.clone(),
-                results: addrs
-                    .iter()
-                    .map(|(i, _)| {
-                        (
-                            *i,
-                            RcptResult::Deferred {
-                                status: last.status.clone(),
-                                reason: last.reason.clone(),
-                            },
-                        )
-                    })
-                    .collect(),
-                destination_failed: true,
-            },
-            relay: None,
-            connection_time: started.elapsed(),
-            transmission_time: Duration::ZERO,
-        }
+        let result = RcptResult::Deferred {
+            status: last.status(),
+            reason: last.to_string(),
+        };
+        no_conversation(&req, tx.recipients, result, true, started)
+    }
+
+    async fn open(
+        &self,
+        req: DeliveryRequest<'_>,
+        target: &Target,
+        tls: &TlsSetup,
+    ) -> Result<Connection, OpenError> {
+        let helo = &self.settings.helo_name;
+        let t = &self.settings.timeouts;
+        Connection::open(target, req.next_hop.protocol, helo, tls, t).await
     }
 
     /// Whether `target` is one of this box's own listeners.
@@ -274,24 +207,13 @@ impl<D: Dns> Client<D> {
         addrs: &[(usize, &str)],
         started: Instant,
     ) -> Attempt {
-        let host = req.next_hop.host.to_string();
-        let diagnostic = format!("X-Postern; mail for {host} loops back to myself");
+        let host = &req.next_hop.host;
         let result = RcptResult::Bounced {
-            status: LoopError::LoopsBackToMyself { host }.status().into(),
-            diagnostic,
+            status: LOOPS_BACK,
+            diagnostic: format!("X-Postern; mail for {host} loops back to myself"),
             remote_mta: None,
         };
-        Attempt {
-            report: AttemptReport {
-                qid: req.qid,
-                next_hop: req.next_hop.clone(),
-                results: addrs.iter().map(|(i, _)| (*i, result.clone())).collect(),
-                destination_failed: false,
-            },
-            relay: None,
-            connection_time: started.elapsed(),
-            transmission_time: Duration::ZERO,
-        }
+        no_conversation(&req, addrs, result, false, started)
     }
 
     fn finish(
@@ -316,7 +238,7 @@ impl<D: Dns> Client<D> {
                         done.push((
                             *i,
                             RcptResult::Deferred {
-                                status: "4.4.2".into(),
+                                status: EnhancedStatus::of(4, 4, 2),
                                 reason: reason.clone(),
                             },
                         ));
@@ -391,6 +313,50 @@ impl<D: Dns> Client<D> {
                 list.push(conn);
             }
         }
+    }
+}
+
+impl<D: Dns + 'static> Deliverer for Client<D> {
+    fn deliver(&self, req: DeliveryRequest<'_>) -> impl Future<Output = Attempt> + Send {
+        Client::deliver(self, req)
+    }
+
+    fn idle(&self) -> impl Future<Output = ()> + Send {
+        self.close_idle()
+    }
+}
+
+/// The job's recipients by envelope index, with their addresses.
+fn addresses<'a>(req: &DeliveryRequest<'a>) -> Vec<(usize, &'a str)> {
+    req.recipients
+        .iter()
+        .filter_map(|&i| {
+            req.envelope
+                .recipients
+                .get(i)
+                .map(|r| (i, r.address.as_str()))
+        })
+        .collect()
+}
+
+/// Every recipient gets the same `result`: nothing was said to any server.
+fn no_conversation(
+    req: &DeliveryRequest<'_>,
+    addrs: &[(usize, &str)],
+    result: RcptResult,
+    destination_failed: bool,
+    started: Instant,
+) -> Attempt {
+    Attempt {
+        report: AttemptReport {
+            qid: req.qid,
+            next_hop: req.next_hop.clone(),
+            results: addrs.iter().map(|(i, _)| (*i, result.clone())).collect(),
+            destination_failed,
+        },
+        relay: None,
+        connection_time: started.elapsed(),
+        transmission_time: Duration::ZERO,
     }
 }
 

@@ -1,11 +1,13 @@
 //! SMTP and LMTP delivery: the client side of the conversation with the next hop.
 //!
-//! [`Client::deliver`] takes one job (a message's recipients for one next hop) and returns a
-//! result per recipient: EHLO/LHLO with this box's name, PIPELINING when offered, SIZE,
-//! 8BITMIME/SMTPUTF8 (a message that needs SMTPUTF8 bounces with 5.6.7 at a server without it),
+//! [`Client::deliver`] takes one job (a message's recipients for one next hop, a
+//! [`crate::queue::DeliveryRequest`]) and returns a result per recipient (the queue's
+//! [`crate::queue::Attempt`]; `Client` is the queue's [`crate::queue::Deliverer`]): EHLO/LHLO
+//! with this box's name, PIPELINING when offered, SIZE, 8BITMIME/SMTPUTF8 (a message that needs SMTPUTF8 bounces with 5.6.7 at a server without it),
 //! opportunistic STARTTLS ([`TlsPolicy`]), RFC 5321 timeouts, LMTP's reply per recipient after
-//! DATA, connection reuse per next hop, and MX lookup with fallback ([`resolve`]). Replies are
-//! parsed with smtp-proto; the body is dot-stuffed on the way out ([`dotstuff`]).
+//! DATA, connection reuse per next hop, and MX lookup with fallback ([`resolve`]). The protocol
+//! (commands, replies, capabilities, pipelining, dot-stuffing) is [`crate::smtp::client`]'s;
+//! this module drives it over TCP and TLS, keeps the clock, and words the results.
 //!
 //! "Mail loops back to myself" (5.4.6, bounced): a next hop address that is one of this box's
 //! own listeners is never connected to (MX hosts no better than this box are dropped, as
@@ -22,14 +24,15 @@
 //! comes as one buffer per job).
 
 mod client;
-pub mod dotstuff;
-pub mod reply;
+mod open_error;
 pub mod resolve;
 mod session;
 mod stream;
 mod tls;
+mod transaction;
 
-pub use client::{Attempt, Client, ClientSettings, DeliveryRequest};
-pub use resolve::{Dns, DnsError, HickoryDns, MxAnswer, ResolveError, Target};
+pub use client::{Client, ClientSettings};
+pub use open_error::{OpenError, TlsFailure};
+pub use resolve::{Dns, DnsError, DnsSetupError, HickoryDns, MxAnswer, ResolveError, Target};
 pub use session::{SessionError, Stage, Timeouts};
 pub use tls::TlsPolicy;

@@ -5,6 +5,7 @@
 //! DNS sits behind [`Dns`] so the order and the error mapping are tested without a network;
 //! [`HickoryDns`] is the real one (never std's resolver: the binary is static glibc).
 
+use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 
@@ -13,7 +14,7 @@ use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
-use crate::mail::{Host, Protocol, Transport};
+use crate::mail::{EnhancedStatus, Host, Protocol, Transport};
 
 /// Postfix's smtp_mx_address_limit.
 pub const MX_ADDRESS_LIMIT: usize = 5;
@@ -58,14 +59,71 @@ pub trait Dns: Send + Sync {
     fn ips(&self, host: &str) -> impl Future<Output = Result<Vec<IpAddr>, DnsError>> + Send;
 }
 
-/// Why a next hop has no address to try.
+/// Why a next hop has no address to try. Shown as Postfix words it; a permanent failure
+/// bounces, a temporary one defers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolveError {
-    /// A permanent failure bounces; a temporary one defers.
-    pub permanent: bool,
-    pub status: &'static str,
-    pub reason: String,
+pub enum ResolveError {
+    /// RFC 7505: the domain's only MX is `.`.
+    NullMx { domain: String },
+    /// NXDOMAIN for the name itself.
+    NotFound { name: String, rtype: &'static str },
+    /// An MX host that does not exist: a broken MX the domain's admin may fix, so it defers.
+    MxHostNotFound { host: String },
+    /// SERVFAIL, timeout, no server.
+    Temporary {
+        name: String,
+        rtype: &'static str,
+        why: String,
+    },
+    /// The name exists without A or AAAA records.
+    NoAddress { name: String },
 }
+
+impl ResolveError {
+    /// Retrying cannot help.
+    pub fn permanent(&self) -> bool {
+        matches!(
+            self,
+            ResolveError::NullMx { .. } | ResolveError::NotFound { .. }
+        )
+    }
+
+    /// The enhanced status code of the bounce or deferral.
+    pub fn status(&self) -> EnhancedStatus {
+        match self {
+            ResolveError::NullMx { .. } => EnhancedStatus::of(5, 1, 10),
+            ResolveError::NotFound { .. } => EnhancedStatus::of(5, 4, 4),
+            ResolveError::MxHostNotFound { .. }
+            | ResolveError::Temporary { .. }
+            | ResolveError::NoAddress { .. } => EnhancedStatus::of(4, 4, 3),
+        }
+    }
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NOT_FOUND: &str = "Host or domain name not found. Name service error for";
+        match self {
+            ResolveError::NullMx { domain } => {
+                write!(f, "Domain {domain} does not accept mail (nullMX)")
+            }
+            ResolveError::NotFound { name, rtype } => {
+                write!(f, "{NOT_FOUND} name={name} type={rtype}: Host not found")
+            }
+            ResolveError::MxHostNotFound { host } => {
+                write!(f, "{NOT_FOUND} name={host} type=A: Host not found")
+            }
+            ResolveError::Temporary { name, rtype, why } => {
+                write!(f, "{NOT_FOUND} name={name} type={rtype}: {why}")
+            }
+            ResolveError::NoAddress { name } => {
+                write!(f, "{NOT_FOUND} name={name} type=A: no address records")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ResolveError {}
 
 /// The addresses to try for `hop`, best first, at most [`MX_ADDRESS_LIMIT`].
 pub async fn targets<D: Dns>(dns: &D, hop: &Transport) -> Result<Vec<Target>, ResolveError> {
@@ -84,10 +142,8 @@ pub async fn targets<D: Dns>(dns: &D, hop: &Transport) -> Result<Vec<Target>, Re
         match dns.mx(name).await {
             Ok(MxAnswer::Records(mut recs)) if !recs.is_empty() => {
                 if recs.iter().any(|(_, e)| e.is_empty() || e == ".") {
-                    return Err(ResolveError {
-                        permanent: true,
-                        status: "5.1.10",
-                        reason: format!("Domain {name} does not accept mail (nullMX)"),
+                    return Err(ResolveError::NullMx {
+                        domain: name.to_string(),
                     });
                 }
                 recs.sort_by_key(|(pref, _)| *pref);
@@ -125,59 +181,56 @@ pub async fn targets<D: Dns>(dns: &D, hop: &Transport) -> Result<Vec<Target>, Re
     }
     match last_err {
         // An MX host that does not exist is a broken MX: Postfix defers, the domain's admin may fix it.
-        Some((host, DnsError::NotFound)) if use_mx && host != name => Err(ResolveError {
-            permanent: false,
-            status: "4.4.3",
-            reason: format!(
-                "Host or domain name not found. Name service error for name={host} type=A: Host not found"
-            ),
-        }),
+        Some((host, DnsError::NotFound)) if use_mx && host != name => {
+            Err(ResolveError::MxHostNotFound { host })
+        }
         Some((host, e)) => Err(dns_error(&host, "A", e)),
-        None => Err(ResolveError {
-            permanent: false,
-            status: "4.4.3",
-            reason: format!(
-                "Host or domain name not found. Name service error for name={name} type=A: no address records"
-            ),
+        None => Err(ResolveError::NoAddress {
+            name: name.to_string(),
         }),
     }
 }
 
-fn dns_error(name: &str, rtype: &str, e: DnsError) -> ResolveError {
+fn dns_error(name: &str, rtype: &'static str, e: DnsError) -> ResolveError {
+    let name = name.to_string();
     match e {
-        DnsError::NotFound => ResolveError {
-            permanent: true,
-            status: "5.4.4",
-            reason: format!(
-                "Host or domain name not found. Name service error for name={name} type={rtype}: Host not found"
-            ),
-        },
-        DnsError::Temporary(why) => ResolveError {
-            permanent: false,
-            status: "4.4.3",
-            reason: format!(
-                "Host or domain name not found. Name service error for name={name} type={rtype}: {why}"
-            ),
-        },
+        DnsError::NotFound => ResolveError::NotFound { name, rtype },
+        DnsError::Temporary(why) => ResolveError::Temporary { name, rtype, why },
     }
 }
 
 /// DNS through hickory-resolver with the system's resolv.conf.
 pub struct HickoryDns(TokioResolver);
 
+/// The resolver could not be set up (no readable resolv.conf, bad configuration).
+#[derive(Debug)]
+pub struct DnsSetupError(hickory_resolver::net::NetError);
+
+impl fmt::Display for DnsSetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DnsSetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
 impl HickoryDns {
     /// From /etc/resolv.conf. Fails when there is none to read.
-    pub fn from_system() -> Result<HickoryDns, String> {
+    pub fn from_system() -> Result<HickoryDns, DnsSetupError> {
         let r = TokioResolver::builder_tokio()
-            .map_err(|e| e.to_string())?
+            .map_err(DnsSetupError)?
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(DnsSetupError)?;
         Ok(HickoryDns(r))
     }
 
     /// Asking these servers (UDP, then TCP for long answers), as the box's own network config
     /// says; no resolv.conf needed.
-    pub fn with_servers(servers: &[IpAddr]) -> Result<HickoryDns, String> {
+    pub fn with_servers(servers: &[IpAddr]) -> Result<HickoryDns, DnsSetupError> {
         let config = ResolverConfig::from_name_servers(
             servers
                 .iter()
@@ -186,12 +239,12 @@ impl HickoryDns {
         );
         let r = TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(DnsSetupError)?;
         Ok(HickoryDns(r))
     }
 
     /// Like [`with_servers`](Self::with_servers), on any port (tests run a server on 127.0.0.1).
-    pub fn with_servers_on(servers: &[std::net::SocketAddr]) -> Result<HickoryDns, String> {
+    pub fn with_servers_on(servers: &[std::net::SocketAddr]) -> Result<HickoryDns, DnsSetupError> {
         let config = ResolverConfig::from_name_servers(
             servers
                 .iter()
@@ -206,7 +259,7 @@ impl HickoryDns {
         );
         let r = TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(DnsSetupError)?;
         Ok(HickoryDns(r))
     }
 
@@ -338,8 +391,8 @@ mod tests {
         let t = run(targets(&dns, &"smtp:plain.example".parse().unwrap())).unwrap();
         assert_eq!(t[0].relay(), "plain.example[192.0.2.7]:25");
         let e = run(targets(&dns, &"smtp:nomail.example".parse().unwrap())).unwrap_err();
-        assert!(e.permanent);
-        assert_eq!(e.status, "5.1.10");
+        assert!(e.permanent());
+        assert_eq!(e.status().to_string(), "5.1.10");
     }
 
     #[test]
@@ -350,10 +403,10 @@ mod tests {
             Err(DnsError::Temporary("SERVFAIL".into())),
         );
         let e = run(targets(&dns, &"smtp:nosuch.example".parse().unwrap())).unwrap_err();
-        assert!(e.permanent, "{e:?}");
+        assert!(e.permanent(), "{e:?}");
         let e = run(targets(&dns, &"smtp:flaky.example".parse().unwrap())).unwrap_err();
-        assert!(!e.permanent);
-        assert_eq!(e.status, "4.4.3");
+        assert!(!e.permanent());
+        assert_eq!(e.status().to_string(), "4.4.3");
         // No DNS entry at all, yet a literal resolves: no lookup is made.
         let t = run(targets(&dns, &"smtp:[127.0.0.1]:2525".parse().unwrap())).unwrap();
         assert_eq!(t[0].relay(), "127.0.0.1[127.0.0.1]:2525");

@@ -1,6 +1,8 @@
-//! One SMTP or LMTP connection: greeting, EHLO/LHLO, STARTTLS, and mail transactions with
-//! per-recipient results. Wording of failures follows Postfix's smtp/lmtp clients so logs and
-//! bounces read as admins expect.
+//! One SMTP or LMTP connection over TCP or TLS: greeting, EHLO/LHLO, STARTTLS, RSET, QUIT,
+//! and the socket work the mail transaction ([`super::transaction`]) needs. The protocol itself
+//! (commands, replies, which reply answers which command) is [`crate::smtp::client`]'s; this
+//! file moves its bytes and keeps the clock. Wording of failures follows Postfix's smtp/lmtp
+//! clients so logs and bounces read as admins expect.
 
 use std::fmt;
 use std::time::Duration;
@@ -11,16 +13,15 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsConnector;
 
-use super::dotstuff::DotStuffer;
-use super::reply::{
-    Capabilities, Reply, ReplyError, complete_reply_len, parse_capabilities, parse_reply,
-};
+use super::open_error::{OpenError, TlsFailure};
 use super::resolve::Target;
 use super::stream::Stream;
 use super::tls::TlsPolicy;
-use crate::mail::{BodyType, Envelope, Notify, Protocol, Ret};
-use crate::queue::RcptResult;
+use crate::mail::{Protocol, Reply};
 use crate::route::greeting_is_myself;
+use crate::smtp::client::{
+    Capabilities, Command, Pipeline, ReplyError, ReplyParser, ServerReply, Verb,
+};
 
 /// RFC 5321 §4.5.3.2 timeouts (connect is Postfix's smtp_connect_timeout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,23 @@ pub struct Timeouts {
     pub data_done: Duration,
     pub rset: Duration,
     pub quit: Duration,
+}
+
+impl Timeouts {
+    /// How long to wait for the reply to `verb`.
+    fn reply(&self, verb: Verb) -> Duration {
+        match verb {
+            Verb::Greeting => self.greeting,
+            Verb::Ehlo | Verb::Lhlo | Verb::Helo => self.helo,
+            Verb::StartTls => self.starttls,
+            Verb::Mail => self.mail,
+            Verb::Rcpt(_) => self.rcpt,
+            Verb::Data => self.data_init,
+            Verb::EndOfData => self.data_done,
+            Verb::Rset => self.rset,
+            Verb::Quit => self.quit,
+        }
+    }
 }
 
 impl Default for Timeouts {
@@ -72,6 +90,20 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Where the conversation is while waiting for the reply to `verb`.
+    fn awaiting(verb: Verb) -> Stage {
+        match verb {
+            Verb::Greeting => Stage::Greeting,
+            Verb::Ehlo | Verb::Lhlo | Verb::Helo => Stage::Helo,
+            Verb::StartTls => Stage::StartTls,
+            Verb::Mail => Stage::Mail,
+            Verb::Rcpt(_) => Stage::Rcpt,
+            Verb::Data => Stage::Data,
+            Verb::EndOfData => Stage::EndOfData,
+            Verb::Rset | Verb::Quit => Stage::Rset,
+        }
+    }
+
     fn phrase(self) -> &'static str {
         match self {
             Stage::Greeting => "while receiving the initial server greeting",
@@ -86,7 +118,7 @@ impl Stage {
         }
     }
 
-    fn command(self) -> &'static str {
+    pub(super) fn command(self) -> &'static str {
         match self {
             Stage::Greeting => "initial server greeting",
             Stage::Helo => "EHLO command",
@@ -136,30 +168,6 @@ impl fmt::Display for SessionError {
     }
 }
 
-/// Why a connection could not be made ready for mail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenError {
-    pub status: String,
-    pub reason: String,
-    /// The TLS handshake failed after STARTTLS was accepted: under `may` the same host is
-    /// tried again in clear, as Postfix does.
-    pub tls_failed: bool,
-    /// The server named itself with this box's own hostname: the mail would loop back to
-    /// this box. The caller bounces it (5.4.6) and tries no other address.
-    pub loops_back: bool,
-}
-
-impl OpenError {
-    fn loops_back(relay: &str, helo: &str, said: &str) -> OpenError {
-        OpenError {
-            tls_failed: false,
-            loops_back: true,
-            status: "5.4.6".into(),
-            reason: format!("host {relay} {said} with my own hostname {helo}"),
-        }
-    }
-}
-
 /// Whether a greeting or EHLO reply names this box: its first word is the server's name
 /// (RFC 5321 §4.2). Only for SMTP, as in Postfix: an LMTP server on this same host (Dovecot,
 /// a mailbox server) rightly shares the hostname.
@@ -175,27 +183,15 @@ fn names_myself(protocol: Protocol, reply: &Reply, helo: &str) -> bool {
 /// A ready connection (greeted, EHLO/LHLO done, TLS if it was to be had).
 pub struct Connection {
     stream: Stream,
-    buf: Vec<u8>,
+    replies: ReplyParser,
+    pipeline: Pipeline,
     pub target: Target,
     pub protocol: Protocol,
     pub caps: Capabilities,
     pub tls: bool,
     pub idle_since: Instant,
     /// The server's reply texts mention `host[ip]`; so do our logs.
-    relay_name: String,
-}
-
-/// What one mail transaction carries.
-#[derive(Debug, Clone, Copy)]
-pub struct Transaction<'a> {
-    pub sender: &'a str,
-    /// (envelope index, address).
-    pub recipients: &'a [(usize, &'a str)],
-    pub body: &'a [u8],
-    pub body_type: BodyType,
-    pub smtputf8: bool,
-    /// RFC 3461 parameters (RET, ENVID, NOTIFY, ORCPT), passed on when the server offers DSN.
-    pub dsn: Option<&'a Envelope>,
+    pub(super) relay_name: String,
 }
 
 /// TLS for one connection attempt.
@@ -215,60 +211,19 @@ impl Connection {
         tls: &TlsSetup,
         t: &Timeouts,
     ) -> Result<Connection, OpenError> {
-        let relay = target.relay();
-        let addr = std::net::SocketAddr::new(target.ip, target.port);
-        let tcp = match timeout(t.connect, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(OpenError {
-                    tls_failed: false,
-                    loops_back: false,
-                    status: "4.4.1".into(),
-                    reason: format!("connect to {relay}: {}", io_text(&e)),
-                });
-            }
-            Err(_) => {
-                return Err(OpenError {
-                    tls_failed: false,
-                    loops_back: false,
-                    status: "4.4.1".into(),
-                    reason: format!("connect to {relay}: Connection timed out"),
-                });
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let mut c = Connection {
-            stream: Stream::Plain(tcp),
-            buf: Vec::with_capacity(1024),
-            target: target.clone(),
-            protocol,
-            caps: Capabilities::default(),
-            tls: false,
-            idle_since: Instant::now(),
-            relay_name: format!("{}[{}]", target.name, target.ip),
-        };
-        let defer = |e: SessionError| OpenError {
-            tls_failed: false,
-            loops_back: false,
-            status: "4.4.2".into(),
-            reason: e.to_string(),
-        };
-        let greeting = c
-            .read_reply(Stage::Greeting, t.greeting)
-            .await
-            .map_err(defer)?;
+        let mut c = Connection::connect(target, protocol, t).await?;
+        let greeting = c.read_reply(t).await.map_err(OpenError::Session)?.reply;
         if greeting.code != 220 {
             c.quit(t).await;
-            return Err(OpenError {
-                tls_failed: false,
-                loops_back: false,
-                status: transient(&greeting.status()),
-                reason: format!("host {} refused to talk to me: {greeting}", c.relay_name),
+            return Err(OpenError::Refused {
+                relay: c.relay_name.clone(),
+                reply: greeting,
+                command: None,
             });
         }
         if names_myself(protocol, &greeting, helo) {
             c.quit(t).await;
-            return Err(OpenError::loops_back(&c.relay_name, helo, "greeted me"));
+            return Err(c.loops_back(helo, Verb::Greeting));
         }
         c.hello(helo, t).await?;
         if c.caps.starttls
@@ -279,77 +234,80 @@ impl Connection {
         }
         if tls.policy.required() && !c.tls {
             c.quit(t).await;
-            return Err(OpenError {
-                tls_failed: false,
-                loops_back: false,
-                status: "4.7.4".into(),
-                reason: format!(
-                    "TLS is required, but was not offered by host {}",
-                    c.relay_name
-                ),
+            return Err(OpenError::TlsNotOffered {
+                relay: c.relay_name.clone(),
             });
         }
         Ok(c)
     }
 
+    /// The TCP connection, awaiting the greeting.
+    async fn connect(
+        target: &Target,
+        protocol: Protocol,
+        t: &Timeouts,
+    ) -> Result<Connection, OpenError> {
+        let relay = target.relay();
+        let addr = std::net::SocketAddr::new(target.ip, target.port);
+        let refused = |why: String| OpenError::Connect {
+            relay: relay.clone(),
+            why,
+        };
+        let tcp = match timeout(t.connect, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(refused(io_text(&e))),
+            Err(_) => return Err(refused("Connection timed out".into())),
+        };
+        let _ = tcp.set_nodelay(true);
+        Ok(Connection {
+            stream: Stream::Plain(tcp),
+            replies: ReplyParser::new(),
+            pipeline: Pipeline::new(),
+            target: target.clone(),
+            protocol,
+            caps: Capabilities::default(),
+            tls: false,
+            idle_since: Instant::now(),
+            relay_name: format!("{}[{}]", target.name, target.ip),
+        })
+    }
+
     async fn hello(&mut self, helo: &str, t: &Timeouts) -> Result<(), OpenError> {
-        let defer = |e: SessionError| OpenError {
-            tls_failed: false,
-            loops_back: false,
-            status: "4.4.2".into(),
-            reason: e.to_string(),
-        };
         let verb = match self.protocol {
-            Protocol::Smtp => "EHLO",
-            Protocol::Lmtp => "LHLO",
+            Protocol::Smtp => Verb::Ehlo,
+            Protocol::Lmtp => Verb::Lhlo,
         };
-        self.send(format!("{verb} {helo}\r\n").as_bytes(), Stage::Helo, t.helo)
+        self.command(&Command::Hello(verb, helo), Stage::Helo, t.helo)
             .await
-            .map_err(defer)?;
-        let raw = self.read_raw(Stage::Helo, t.helo).await.map_err(defer)?;
-        let reply = parse_reply(&raw).map_err(|error| {
-            defer(SessionError::BadReply {
-                relay: self.relay_name.clone(),
-                stage: Stage::Helo,
-                error,
-            })
-        })?;
+            .map_err(OpenError::Session)?;
+        let ServerReply { reply, lines } = self.read_reply(t).await.map_err(OpenError::Session)?;
         if reply.code == 250 {
             if names_myself(self.protocol, &reply, helo) {
                 self.quit(t).await;
-                let said = format!("replied to {verb}");
-                return Err(OpenError::loops_back(&self.relay_name, helo, &said));
+                return Err(self.loops_back(helo, verb));
             }
-            self.caps = parse_capabilities(&raw);
+            self.caps = Capabilities::from_ehlo(&lines);
             return Ok(());
         }
         // RFC 5321 §3.2: a server that does not know EHLO gets HELO and no extensions.
         if self.protocol == Protocol::Smtp && reply.code >= 500 {
-            self.send(format!("HELO {helo}\r\n").as_bytes(), Stage::Helo, t.helo)
+            self.command(&Command::Hello(Verb::Helo, helo), Stage::Helo, t.helo)
                 .await
-                .map_err(defer)?;
-            let r = self.read_reply(Stage::Helo, t.helo).await.map_err(defer)?;
+                .map_err(OpenError::Session)?;
+            let r = self.read_reply(t).await.map_err(OpenError::Session)?.reply;
             if r.code == 250 {
                 if names_myself(self.protocol, &r, helo) {
                     self.quit(t).await;
-                    return Err(OpenError::loops_back(
-                        &self.relay_name,
-                        helo,
-                        "replied to HELO",
-                    ));
+                    return Err(self.loops_back(helo, Verb::Helo));
                 }
                 self.caps = Capabilities::default();
                 return Ok(());
             }
         }
-        Err(OpenError {
-            tls_failed: false,
-            loops_back: false,
-            status: transient(&reply.status()),
-            reason: format!(
-                "host {} refused to talk to me: {reply} (in reply to {verb} command)",
-                self.relay_name
-            ),
+        Err(OpenError::Refused {
+            relay: self.relay_name.clone(),
+            reply,
+            command: Some(verb),
         })
     }
 
@@ -360,19 +318,11 @@ impl Connection {
         t: &Timeouts,
     ) -> Result<Connection, OpenError> {
         let relay = self.relay_name.clone();
-        let fail = |reason: String| OpenError {
-            tls_failed: true,
-            loops_back: false,
-            status: "4.7.5".into(),
-            reason,
-        };
-        self.send(b"STARTTLS\r\n", Stage::StartTls, t.starttls)
+        let fail = |e| OpenError::Tls(TlsFailure::Session(e));
+        self.command(&Command::StartTls, Stage::StartTls, t.starttls)
             .await
-            .map_err(|e| fail(e.to_string()))?;
-        let r = self
-            .read_reply(Stage::StartTls, t.starttls)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(fail)?;
+        let r = self.read_reply(t).await.map_err(fail)?.reply;
         if r.code != 220 {
             // Offered but refused: carry on in clear; required TLS is checked by the caller.
             return Ok(self);
@@ -384,23 +334,26 @@ impl Connection {
             .unwrap_or_else(|_| ServerName::IpAddress(self.target.ip.into()));
         let tls = match timeout(t.starttls, connector.connect(name, tcp)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(fail(format!(
-                    "Cannot start TLS: handshake failure with {relay}: {e}"
-                )));
+            Ok(Err(error)) => {
+                return Err(OpenError::Tls(TlsFailure::Handshake { relay, error }));
             }
-            Err(_) => {
-                return Err(fail(format!(
-                    "conversation with {relay} timed out while performing the TLS handshake"
-                )));
-            }
+            Err(_) => return Err(OpenError::Tls(TlsFailure::HandshakeTimeout { relay })),
         };
         self.stream = Stream::Tls(Box::new(tls));
         self.tls = true;
         // RFC 3207 §4.2: forget what was said in clear, including any pipelined leftovers.
-        self.buf.clear();
+        self.replies.clear();
+        self.pipeline.restart();
         self.hello(helo, t).await?;
         Ok(self)
+    }
+
+    fn loops_back(&self, helo: &str, said: Verb) -> OpenError {
+        OpenError::LoopsBack {
+            relay: self.relay_name.clone(),
+            helo: helo.to_string(),
+            said,
+        }
     }
 
     /// `host[ip]:port` for logs and outcomes.
@@ -410,302 +363,95 @@ impl Connection {
 
     /// Is the connection still good for another transaction? (Sent before reuse.)
     pub async fn reset(&mut self, t: &Timeouts) -> bool {
-        if self.send(b"RSET\r\n", Stage::Rset, t.rset).await.is_err() {
+        if self
+            .command(&Command::Rset, Stage::Rset, t.rset)
+            .await
+            .is_err()
+        {
             return false;
         }
-        matches!(self.read_reply(Stage::Rset, t.rset).await, Ok(r) if r.code == 250)
+        matches!(self.read_reply(t).await, Ok(r) if r.reply.code == 250)
     }
 
     /// Say goodbye politely, without caring for the answer.
     pub async fn quit(&mut self, t: &Timeouts) {
-        if self.send(b"QUIT\r\n", Stage::Rset, t.quit).await.is_ok() {
-            let _ = self.read_reply(Stage::Rset, t.quit).await;
+        if self
+            .command(&Command::Quit, Stage::Rset, t.quit)
+            .await
+            .is_ok()
+        {
+            let _ = self.read_reply(t).await;
         }
         let _ = timeout(t.quit, self.stream.shutdown()).await;
     }
 
-    /// One mail transaction. `Ok` holds a result for every recipient. `Err` holds the session
-    /// error and the recipients that already have a final answer; the rest are the caller's to
-    /// defer, and the connection is not to be reused.
-    pub async fn send_mail(
+    /// Write and flush one command.
+    pub(super) async fn command(
         &mut self,
-        tx: &Transaction<'_>,
-        t: &Timeouts,
-    ) -> Result<Vec<(usize, RcptResult)>, (SessionError, Vec<(usize, RcptResult)>)> {
-        let mut results: Vec<(usize, RcptResult)> = Vec::with_capacity(tx.recipients.len());
-        let relay = self.relay();
-        let remote = self.target.name.clone();
-
-        if tx.smtputf8 && !self.caps.smtputf8 {
-            let why = format!(
-                "SMTPUTF8 is required, but was not offered by host {}",
-                self.relay_name
-            );
-            return Ok(all(tx, |_| {
-                bounced("5.6.7", &format!("X-Postern; {why}"), &remote)
-            }));
-        }
-        if let Some(limit) = self.caps.size.filter(|&l| l > 0)
-            && tx.body.len() > limit
-        {
-            let why = format!(
-                "message size {} exceeds size limit {limit} of server {}",
-                tx.body.len(),
-                self.relay_name
-            );
-            return Ok(all(tx, |_| {
-                bounced("5.3.4", &format!("X-Postern; {why}"), &remote)
-            }));
-        }
-
-        let mut mail = format!("MAIL FROM:<{}>", tx.sender);
-        if self.caps.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", tx.body.len()));
-        }
-        if tx.body_type != BodyType::SevenBit && self.caps.eight_bit_mime {
-            mail.push_str(" BODY=8BITMIME");
-        }
-        if tx.smtputf8 {
-            mail.push_str(" SMTPUTF8");
-        }
-        let dsn = tx.dsn.filter(|_| self.caps.dsn);
-        if let Some(env) = dsn {
-            match env.ret {
-                Some(Ret::Full) => mail.push_str(" RET=FULL"),
-                Some(Ret::Headers) => mail.push_str(" RET=HDRS"),
-                None => {}
-            }
-            if let Some(id) = &env.envid {
-                mail.push_str(&format!(" ENVID={}", xtext(id)));
-            }
-        }
-        mail.push_str("\r\n");
-        let rcpt_lines: Vec<String> = tx
-            .recipients
-            .iter()
-            .map(|(i, a)| {
-                let params = dsn
-                    .and_then(|env| env.recipients.get(*i))
-                    .map(|r| rcpt_dsn_params(r.notify, r.orcpt.as_ref()))
-                    .unwrap_or_default();
-                format!("RCPT TO:<{a}>{params}\r\n")
-            })
-            .collect();
-
-        let fail = |e: SessionError, r: Vec<(usize, RcptResult)>| Err((e, r));
-        let pipelining = self.caps.pipelining;
-        if pipelining {
-            // RFC 2920: MAIL, all RCPTs and DATA in one write; replies come back in order.
-            let mut batch = mail.clone().into_bytes();
-            for l in &rcpt_lines {
-                batch.extend_from_slice(l.as_bytes());
-            }
-            batch.extend_from_slice(b"DATA\r\n");
-            if let Err(e) = self.send(&batch, Stage::Mail, t.mail).await {
-                return fail(e, results);
-            }
-        } else if let Err(e) = self.send(mail.as_bytes(), Stage::Mail, t.mail).await {
-            return fail(e, results);
-        }
-
-        let mail_reply = match self.read_reply(Stage::Mail, t.mail).await {
-            Ok(r) => r,
-            Err(e) => return fail(e, results),
-        };
-        let mail_ok = mail_reply.is_positive();
-
-        let mut accepted: Vec<(usize, &str)> = Vec::new();
-        for ((idx, addr), line) in tx.recipients.iter().zip(&rcpt_lines) {
-            if !pipelining {
-                if !mail_ok {
-                    break;
-                }
-                if let Err(e) = self.send(line.as_bytes(), Stage::Rcpt, t.rcpt).await {
-                    return fail(e, results);
-                }
-            }
-            let r = match self.read_reply(Stage::Rcpt, t.rcpt).await {
-                Ok(r) => r,
-                Err(e) => return fail(e, results),
-            };
-            if !mail_ok {
-                continue;
-            }
-            if r.is_positive() {
-                accepted.push((*idx, addr));
-            } else {
-                results.push((*idx, self.negative(&r, Stage::Rcpt)));
-            }
-        }
-        if !mail_ok {
-            if pipelining {
-                // The DATA reply is still to come; it is a refusal, read and ignore it.
-                let _ = self.read_reply(Stage::Data, t.data_init).await;
-            }
-            let _ = self.reset(t).await;
-            return Ok(all(tx, |_| self.negative(&mail_reply, Stage::Mail)));
-        }
-
-        if !pipelining {
-            if accepted.is_empty() {
-                let _ = self.reset(t).await;
-                return Ok(results);
-            }
-            if let Err(e) = self.send(b"DATA\r\n", Stage::Data, t.data_init).await {
-                return fail(e, results);
-            }
-        }
-        let data_reply = match self.read_reply(Stage::Data, t.data_init).await {
-            Ok(r) => r,
-            Err(e) => return fail(e, results),
-        };
-        if data_reply.code != 354 {
-            for (idx, _) in &accepted {
-                results.push((*idx, self.negative(&data_reply, Stage::Data)));
-            }
-            if !accepted.is_empty() || data_reply.is_positive() {
-                let _ = self.reset(t).await;
-            }
-            return Ok(results);
-        }
-        if accepted.is_empty() {
-            // Pipelined DATA was accepted with no recipient: send an empty message's end.
-            if let Err(e) = self.send(b".\r\n", Stage::EndOfData, t.data_done).await {
-                return fail(e, results);
-            }
-            let _ = self.read_reply(Stage::EndOfData, t.data_done).await;
-            return Ok(results);
-        }
-
-        if let Err(e) = self.send_body(tx.body, t).await {
-            return fail(e, results);
-        }
-        // SMTP: one reply for all; LMTP (RFC 2033 §4.2): one per accepted recipient, in order.
-        let replies = match self.protocol {
-            Protocol::Smtp => 1,
-            Protocol::Lmtp => accepted.len(),
-        };
-        let mut end_replies = Vec::with_capacity(replies);
-        for _ in 0..replies {
-            match self.read_reply(Stage::EndOfData, t.data_done).await {
-                Ok(r) => end_replies.push(r),
-                Err(e) => {
-                    // LMTP recipients answered before the loss are final.
-                    for ((idx, _), r) in accepted.iter().zip(&end_replies) {
-                        results.push((*idx, self.final_result(r, &relay)));
-                    }
-                    return fail(e, results);
-                }
-            }
-        }
-        for (k, (idx, _)) in accepted.iter().enumerate() {
-            let r = end_replies.get(k).or_else(|| end_replies.first()).cloned();
-            if let Some(r) = r {
-                results.push((*idx, self.final_result(&r, &relay)));
-            }
-        }
-        self.idle_since = Instant::now();
-        Ok(results)
+        command: &Command<'_>,
+        stage: Stage,
+        d: Duration,
+    ) -> Result<(), SessionError> {
+        self.pipeline_commands(std::slice::from_ref(command), stage, d)
+            .await
     }
 
-    fn final_result(&self, r: &Reply, relay: &str) -> RcptResult {
-        if r.is_positive() {
-            RcptResult::Delivered {
-                relay: relay.to_string(),
-                reply: r.to_string(),
-            }
-        } else {
-            self.negative(r, Stage::EndOfData)
+    /// Write and flush several commands at once (RFC 2920); their replies come back in order.
+    pub(super) async fn pipeline_commands(
+        &mut self,
+        commands: &[Command<'_>],
+        stage: Stage,
+        d: Duration,
+    ) -> Result<(), SessionError> {
+        let mut out = Vec::new();
+        for c in commands {
+            self.pipeline.write(c, &mut out);
         }
+        self.send(&out, stage, d).await
     }
 
-    /// A 4xx or 5xx (or nonsense) to a command, as Postfix words it.
-    fn negative(&self, r: &Reply, stage: Stage) -> RcptResult {
-        let said = format!(
-            "host {} said: {r} (in reply to {})",
-            self.relay_name,
-            stage.command()
-        );
-        if r.code >= 500 && r.code < 600 {
-            RcptResult::Bounced {
-                status: r.status(),
-                diagnostic: format!("smtp; {r}"),
-                remote_mta: Some(self.target.name.clone()),
-            }
-        } else {
-            let status = if r.is_transient() {
-                r.status()
-            } else {
-                "4.0.0".to_string()
-            };
-            RcptResult::Deferred {
-                status,
-                reason: said,
-            }
-        }
+    /// The final `.` went out (or is about to): `replies` answers are due for it.
+    pub(super) fn expect_end_of_data(&mut self, replies: usize) {
+        self.pipeline.end_of_data(replies);
     }
 
-    async fn send_body(&mut self, body: &[u8], t: &Timeouts) -> Result<(), SessionError> {
-        const CHUNK: usize = 64 * 1024;
-        let mut stuffer = DotStuffer::new();
-        let mut out = Vec::with_capacity(CHUNK + CHUNK / 16);
-        for chunk in body.chunks(CHUNK) {
-            out.clear();
-            stuffer.push(chunk, &mut out);
-            self.write(&out, Stage::Body, t.data_block).await?;
-        }
-        out.clear();
-        stuffer.finish(&mut out);
-        self.send(&out, Stage::EndOfData, t.data_block).await
-    }
-
-    async fn write(&mut self, bytes: &[u8], stage: Stage, d: Duration) -> Result<(), SessionError> {
+    pub(super) async fn write(
+        &mut self,
+        bytes: &[u8],
+        stage: Stage,
+        d: Duration,
+    ) -> Result<(), SessionError> {
         match timeout(d, self.stream.write_all(bytes)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(SessionError::Lost {
-                relay: self.relay_name.clone(),
-                stage,
-            }),
-            Err(_) => Err(SessionError::Timeout {
-                relay: self.relay_name.clone(),
-                stage,
-            }),
+            Ok(Err(_)) => Err(self.lost(stage)),
+            Err(_) => Err(self.timed_out(stage)),
         }
     }
 
-    async fn send(&mut self, bytes: &[u8], stage: Stage, d: Duration) -> Result<(), SessionError> {
+    pub(super) async fn send(
+        &mut self,
+        bytes: &[u8],
+        stage: Stage,
+        d: Duration,
+    ) -> Result<(), SessionError> {
         self.write(bytes, stage, d).await?;
         match timeout(d, self.stream.flush()).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(SessionError::Lost {
-                relay: self.relay_name.clone(),
-                stage,
-            }),
-            Err(_) => Err(SessionError::Timeout {
-                relay: self.relay_name.clone(),
-                stage,
-            }),
+            Ok(Err(_)) => Err(self.lost(stage)),
+            Err(_) => Err(self.timed_out(stage)),
         }
     }
 
-    async fn read_reply(&mut self, stage: Stage, d: Duration) -> Result<Reply, SessionError> {
-        let raw = self.read_raw(stage, d).await?;
-        parse_reply(&raw).map_err(|error| SessionError::BadReply {
-            relay: self.relay_name.clone(),
-            stage,
-            error,
-        })
-    }
-
-    /// The bytes of the next complete reply, waiting at most `d` for all of it.
-    async fn read_raw(&mut self, stage: Stage, d: Duration) -> Result<Vec<u8>, SessionError> {
-        let deadline = Instant::now() + d;
+    /// The reply to the oldest command awaiting one, waiting as long as that command allows.
+    /// A failed read counts as that command's answer: the connection is not used again.
+    pub(super) async fn read_reply(&mut self, t: &Timeouts) -> Result<ServerReply, SessionError> {
+        // Nothing outstanding happens only if a caller reads twice; treat it as a QUIT's wait.
+        let verb = self.pipeline.answered().unwrap_or(Verb::Quit);
+        let stage = Stage::awaiting(verb);
+        let deadline = Instant::now() + t.reply(verb);
         loop {
-            match complete_reply_len(&self.buf) {
-                Ok(Some(n)) => {
-                    let rest = self.buf.split_off(n);
-                    return Ok(std::mem::replace(&mut self.buf, rest));
-                }
+            match self.replies.next_reply() {
+                Ok(Some(r)) => return Ok(r),
                 Ok(None) => {}
                 Err(error) => {
                     return Err(SessionError::BadReply {
@@ -717,80 +463,26 @@ impl Connection {
             }
             let mut tmp = [0u8; 4096];
             let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut tmp)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => {
-                    return Err(SessionError::Lost {
-                        relay: self.relay_name.clone(),
-                        stage,
-                    });
-                }
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(self.lost(stage)),
                 Ok(Ok(n)) => n,
-                Err(_) => {
-                    return Err(SessionError::Timeout {
-                        relay: self.relay_name.clone(),
-                        stage,
-                    });
-                }
+                Err(_) => return Err(self.timed_out(stage)),
             };
-            self.buf.extend_from_slice(tmp.get(..n).unwrap_or_default());
+            self.replies.feed(tmp.get(..n).unwrap_or_default());
         }
     }
-}
 
-fn all(tx: &Transaction<'_>, f: impl Fn(usize) -> RcptResult) -> Vec<(usize, RcptResult)> {
-    tx.recipients.iter().map(|(i, _)| (*i, f(*i))).collect()
-}
-
-fn bounced(status: &str, diagnostic: &str, remote: &str) -> RcptResult {
-    RcptResult::Bounced {
-        status: status.into(),
-        diagnostic: diagnostic.into(),
-        remote_mta: Some(remote.into()),
-    }
-}
-
-/// NOTIFY and ORCPT for a RCPT TO. SUCCESS is not passed on: Postern itself reports a
-/// successful hand-off ("relayed"), so the sender gets one success report, not two.
-fn rcpt_dsn_params(notify: Notify, orcpt: Option<&(String, String)>) -> String {
-    let mut p = String::new();
-    if notify.explicit {
-        let mut kinds = Vec::new();
-        if notify.failure {
-            kinds.push("FAILURE");
-        }
-        if notify.delay {
-            kinds.push("DELAY");
-        }
-        if kinds.is_empty() {
-            p.push_str(" NOTIFY=NEVER");
-        } else {
-            p.push_str(" NOTIFY=");
-            p.push_str(&kinds.join(","));
+    fn lost(&self, stage: Stage) -> SessionError {
+        SessionError::Lost {
+            relay: self.relay_name.clone(),
+            stage,
         }
     }
-    if let Some((kind, addr)) = orcpt {
-        p.push_str(&format!(" ORCPT={};{}", xtext(kind), xtext(addr)));
-    }
-    p
-}
 
-/// RFC 3461 §4 xtext: printable ASCII except `+` and `=` as is, everything else `+HH`.
-fn xtext(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("+{b:02X}"));
+    fn timed_out(&self, stage: Stage) -> SessionError {
+        SessionError::Timeout {
+            relay: self.relay_name.clone(),
+            stage,
         }
-    }
-    out
-}
-
-/// A refusal to talk defers (the next MX, or a later try, may do better): class 4 of the status.
-fn transient(status: &str) -> String {
-    match status.split_once('.') {
-        Some((_, rest)) => format!("4.{rest}"),
-        None => "4.0.0".into(),
     }
 }
 

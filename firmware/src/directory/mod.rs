@@ -9,6 +9,7 @@
 
 mod account;
 pub mod address;
+mod auth;
 mod domain;
 mod hash;
 mod index;

@@ -1,4 +1,4 @@
-//! One client connection: drives the sans-IO [`Session`] over a socket, asks the seams its
+//! One client connection: drives the sans-IO [`Session`] over a socket, asks the other stages its
 //! questions, and upgrades to TLS on STARTTLS.
 
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::seams::{Authenticator, IncomingMessage, MessageStore, RecipientCheck};
+use super::stages::{Authenticator, IncomingMessage, MessageStore, RecipientCheck};
 use super::tls::tls_info;
 use super::{InboundContext, ListenerKind};
 use crate::mail::Reply;

@@ -1,9 +1,9 @@
-//! Every limit of the inbound side, one named setting each, with Postfix-like defaults. The doc
-//! comment of each field names the Postfix (or Zimbra) parameter an admin knows it by.
+//! Every limit of a session, one named setting each, with Postfix-like defaults. The doc
+//! comment of each field names the Postfix (or Zimbra) parameter an admin knows it by. (How many
+//! clients are served at once is the policy stage's: `policy::ConnectionLimits`.)
 
 use std::time::Duration;
 
-use crate::config::network::NetworkList;
 use crate::smtp::{Config, Mode};
 
 /// Limits of the SMTP listeners.
@@ -14,10 +14,6 @@ pub struct Limits {
     pub message_size_limit: u64,
     /// Recipients per message. Postfix `smtpd_recipient_limit` (1000).
     pub recipient_limit: usize,
-    /// Connections served at once, all ports together. Postfix `default_process_limit` (100).
-    pub connection_limit: usize,
-    /// Connections at once from one client IP. Postfix `smtpd_client_connection_count_limit` (50).
-    pub client_connection_limit: usize,
     /// Waiting for a command. Postfix `smtpd_timeout` (300 s; RFC 5321 §4.5.3.2.7 asks at least
     /// 5 minutes).
     pub command_timeout: Duration,
@@ -45,9 +41,6 @@ pub struct Limits {
     /// Line discipline itself is not a setting: only CRLF is ever a line end here (Postfix
     /// `smtpd_forbid_bare_newline = reject`).
     pub bare_newline_reject_code: u16,
-    /// `smtpd_client_event_limit_exceptions` (default `$mynetworks`): clients the per-client
-    /// connection limit does not apply to (the box's own relays, the LAN).
-    pub client_limit_exceptions: NetworkList,
 }
 
 impl Default for Limits {
@@ -55,8 +48,6 @@ impl Default for Limits {
         Limits {
             message_size_limit: 10_240_000,
             recipient_limit: 1000,
-            connection_limit: 100,
-            client_connection_limit: 50,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
             tls_handshake_timeout: Duration::from_secs(300),
@@ -67,7 +58,6 @@ impl Default for Limits {
             vrfy: false,
             forbid_unauth_pipelining: true,
             bare_newline_reject_code: 550,
-            client_limit_exceptions: NetworkList::loopback(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Listeners and sessions: drives the sans-IO [`crate::smtp`] core over TCP and TLS on the three
-//! SMTP ports, enforces connection limits and timeouts, and asks the router, the spool and the
-//! directory through the [`seams`] before it answers.
+//! SMTP ports, enforces timeouts, and asks the other stages before it answers (see [`stages`]):
+//! [`crate::policy`] at connect and RCPT, the router at RCPT ([`recipients`]), the content checks,
+//! the spool and the queue for DATA/BDAT ([`store`]), the directory for AUTH. Their answers are
+//! typed; turning them into SMTP replies is this module's job.
 //!
 //! - port 25 ([`ListenerKind::Smtp`]): MX; STARTTLS offered; AUTH offered after TLS.
 //! - port 587 ([`ListenerKind::Submission`]): STARTTLS, then AUTH, before MAIL.
@@ -12,18 +14,22 @@
 
 mod connection;
 pub mod limits;
-pub mod seams;
+pub mod recipients;
+pub mod stages;
+pub mod store;
 pub mod tls;
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
+use crate::policy::Policy;
+
 pub use limits::Limits;
-pub use seams::{Authenticator, IncomingMessage, MessageStore, NoAuth, RecipientCheck};
+pub use recipients::Recipients;
+pub use stages::{Authenticator, IncomingMessage, MessageStore, NoAuth, RecipientCheck};
+pub use store::{SpoolStore, spool_reply};
 pub use tls::{TlsError, TlsIdentity};
 
 /// Which service a listener offers.
@@ -65,96 +71,19 @@ impl ListenerKind {
     }
 }
 
-/// Everything the listeners share: settings, TLS, and the seams to the rest of the box.
+/// Everything the listeners share: settings, TLS, and the stages they ask.
 pub struct InboundContext<R, S, A> {
     /// `myhostname`.
     pub hostname: String,
     pub limits: Limits,
     /// `None`: no STARTTLS, no port 465, and so no AUTH.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Asked at connect (connection limits); the recipient check asks it at RCPT.
+    pub policy: Arc<Policy>,
     pub recipients: R,
     pub store: S,
     /// `None`: AUTH is never offered.
     pub auth: Option<A>,
-    connections: Mutex<Connections>,
-}
-
-#[derive(Default)]
-struct Connections {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-impl<R, S, A> InboundContext<R, S, A> {
-    pub fn new(
-        hostname: impl Into<String>,
-        limits: Limits,
-        tls: Option<Arc<rustls::ServerConfig>>,
-        recipients: R,
-        store: S,
-        auth: Option<A>,
-    ) -> InboundContext<R, S, A> {
-        InboundContext {
-            hostname: hostname.into(),
-            limits,
-            tls,
-            recipients,
-            store,
-            auth,
-            connections: Mutex::new(Connections::default()),
-        }
-    }
-
-    /// Connections being served now.
-    pub fn active_connections(&self) -> usize {
-        self.connections.lock().map(|c| c.total).unwrap_or(0)
-    }
-
-    /// Takes a connection slot for `ip`, or says which limit is reached.
-    fn admit(&self, ip: IpAddr) -> Result<(), String> {
-        let Ok(mut c) = self.connections.lock() else {
-            return Err(format!("{} Error: service unavailable", self.hostname));
-        };
-        if c.total >= self.limits.connection_limit {
-            return Err(format!("{} Error: too many connections", self.hostname));
-        }
-        let count = c.per_ip.get(&ip).copied().unwrap_or(0);
-        if count >= self.limits.client_connection_limit
-            && !self.limits.client_limit_exceptions.contains(ip)
-        {
-            return Err(format!(
-                "{} Error: too many connections from {ip}",
-                self.hostname
-            ));
-        }
-        c.total += 1;
-        c.per_ip.insert(ip, count + 1);
-        Ok(())
-    }
-
-    fn release(&self, ip: IpAddr) {
-        if let Ok(mut c) = self.connections.lock() {
-            c.total = c.total.saturating_sub(1);
-            if let Some(n) = c.per_ip.get_mut(&ip) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    c.per_ip.remove(&ip);
-                }
-            }
-        }
-    }
-}
-
-/// Gives back a connection slot however the task ends.
-struct Slot<R, S, A> {
-    ctx: Arc<InboundContext<R, S, A>>,
-    ip: IpAddr,
-}
-
-impl<R, S, A> Drop for Slot<R, S, A> {
-    fn drop(&mut self) {
-        self.ctx.release(self.ip);
-    }
 }
 
 /// Accepts connections on `listener` forever, one tokio task per client. Call it from within the
@@ -178,23 +107,23 @@ where
                 continue;
             }
         };
-        if let Err(text) = ctx.admit(peer.ip()) {
-            tokio::spawn(async move {
-                let reply = crate::mail::Reply::new(421, [4, 7, 0], text);
-                let mut out = Vec::new();
-                reply.write_to(&mut out);
-                let _ = stream.write_all(&out).await;
-                let _ = stream.shutdown().await;
-            });
-            continue;
-        }
-        let slot = Slot {
-            ctx: ctx.clone(),
-            ip: peer.ip(),
+        let admitted = match ctx.policy.connect(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                let reply = refusal.reply(&ctx.hostname);
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    reply.write_to(&mut out);
+                    let _ = stream.write_all(&out).await;
+                    let _ = stream.shutdown().await;
+                });
+                continue;
+            }
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            // The slot is given back when the session ends, however it ends.
+            let _admitted = admitted;
             let _ = connection::handle(kind, stream, peer, ctx).await;
         });
     }

@@ -1,8 +1,14 @@
-//! TLS for the listeners: rustls with the aws-lc-rs provider, TLS 1.2 and 1.3 only.
+//! The box's TLS identity, and TLS for the listeners: rustls with the aws-lc-rs provider, TLS 1.2
+//! and 1.3 only. This is the one place that makes, checks, stores and loads the identity:
 //!
-//! Until an admin installs a certificate the box makes a self-signed one for its hostname
-//! ([`self_signed`]); keeping it on flash is the daemon's job, this module only makes and loads
-//! PEM ([`server_config`]).
+//! - [`load_or_make`]: at start, the certificate installed with `postern tls install`, or a
+//!   self-signed one for the hostname ([`self_signed`]), stored on flash before it is used;
+//! - [`install`]: `postern tls install`, refused unless rustls accepts the pair;
+//! - [`stored`]: `postern tls show`;
+//! - [`server_config`]: what the listeners present.
+//!
+//! On flash it lives in the box's own config slot (`config::stored::BoxConfig`), beside the
+//! directory, not in it: it is this box's and no other's.
 
 use std::fmt;
 use std::sync::Arc;
@@ -12,7 +18,9 @@ use rustls::crypto::aws_lc_rs;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::config::stored::{BoxConfig, StoredError};
 use crate::smtp::TlsInfo;
+use crate::spool::{Region, SpoolError, SpoolHandle};
 
 /// A certificate chain and its private key, both PEM.
 #[derive(Clone, PartialEq, Eq)]
@@ -41,6 +49,10 @@ pub enum TlsError {
     BadKey(String),
     /// rustls refused the pair (e.g. the key does not match the certificate).
     Rustls(rustls::Error),
+    /// The box config slot holds something this firmware cannot read.
+    Stored(StoredError),
+    /// The flash could not be read or written.
+    Flash(SpoolError),
 }
 
 impl fmt::Display for TlsError {
@@ -50,6 +62,8 @@ impl fmt::Display for TlsError {
             TlsError::BadCertificate(e) => write!(f, "bad certificate PEM: {e}"),
             TlsError::BadKey(e) => write!(f, "bad private key PEM: {e}"),
             TlsError::Rustls(e) => write!(f, "TLS setup failed: {e}"),
+            TlsError::Stored(e) => write!(f, "{e}"),
+            TlsError::Flash(e) => write!(f, "{e}"),
         }
     }
 }
@@ -64,6 +78,62 @@ pub fn self_signed(hostname: &str) -> Result<TlsIdentity, TlsError> {
         cert_pem: ck.cert.pem(),
         key_pem: ck.signing_key.serialize_pem(),
     })
+}
+
+/// The box config from its slot (an empty slot is a new box).
+async fn box_config(spool: &SpoolHandle) -> Result<BoxConfig, TlsError> {
+    match spool.read_slot(Region::Config).await {
+        Ok(Some(bytes)) => BoxConfig::decode(&bytes).map_err(TlsError::Stored),
+        Ok(None) => Ok(BoxConfig::default()),
+        Err(e) => Err(TlsError::Flash(e)),
+    }
+}
+
+/// The identity stored on flash, if one was made or installed.
+pub async fn stored(spool: &SpoolHandle) -> Result<Option<TlsIdentity>, TlsError> {
+    let config = box_config(spool).await?;
+    Ok(match (config.tls_cert_pem, config.tls_key_pem) {
+        (Some(cert_pem), Some(key_pem)) => Some(TlsIdentity { cert_pem, key_pem }),
+        _ => None,
+    })
+}
+
+/// Stores `identity` as the box's, once rustls accepts it: a pair it refuses would leave the box
+/// without TLS at its next start.
+pub async fn install(spool: &SpoolHandle, identity: TlsIdentity) -> Result<(), TlsError> {
+    server_config(&identity)?;
+    store(spool, &identity).await
+}
+
+/// Writes `identity` into the box config slot, keeping the rest of the box config.
+async fn store(spool: &SpoolHandle, identity: &TlsIdentity) -> Result<(), TlsError> {
+    let mut config = box_config(spool).await?;
+    config.tls_cert_pem = Some(identity.cert_pem.clone());
+    config.tls_key_pem = Some(identity.key_pem.clone());
+    spool
+        .write_slot(Region::Config, config.encode())
+        .await
+        .map_err(TlsError::Flash)
+}
+
+/// Whether [`load_or_make`] found the identity or made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Stored,
+    MadeSelfSigned,
+}
+
+/// The stored identity, or a new self-signed one for `hostname`, stored before it is used.
+pub async fn load_or_make(
+    spool: &SpoolHandle,
+    hostname: &str,
+) -> Result<(TlsIdentity, Origin), TlsError> {
+    if let Some(identity) = stored(spool).await? {
+        return Ok((identity, Origin::Stored));
+    }
+    let identity = self_signed(hostname)?;
+    store(spool, &identity).await?;
+    Ok((identity, Origin::MadeSelfSigned))
 }
 
 /// The certificates of a PEM chain, leaf first.
@@ -152,5 +222,41 @@ mod tests {
             key_pem: other.key_pem,
         };
         assert!(server_config(&mismatched).is_err());
+    }
+
+    fn spool() -> SpoolHandle {
+        use crate::spool::{Spool, SpoolGeometry, SpoolSettings, service};
+        use hal::flash::{FlashGeometry, RamFlash};
+        let mut flash = RamFlash::new(FlashGeometry::new(4096, 4096 * 64).unwrap());
+        let geometry = SpoolGeometry {
+            config_slot_blocks: 4,
+            directory_slot_blocks: 1,
+            segment_blocks: 8,
+        };
+        Spool::format(&mut flash, geometry).unwrap();
+        let (spool, _) = Spool::open(flash, SpoolSettings::default()).unwrap();
+        service::spawn(spool).unwrap().0
+    }
+
+    #[tokio::test]
+    async fn made_once_then_kept_and_only_a_usable_pair_is_installed() {
+        let spool = spool();
+        assert_eq!(stored(&spool).await.unwrap(), None);
+        let (made, origin) = load_or_make(&spool, "mx.example.com").await.unwrap();
+        assert_eq!(origin, Origin::MadeSelfSigned);
+        let (again, origin) = load_or_make(&spool, "mx.example.com").await.unwrap();
+        assert_eq!((again, origin), (made.clone(), Origin::Stored));
+        let other = self_signed("mx.example.com").unwrap();
+        let mismatched = TlsIdentity {
+            cert_pem: other.cert_pem.clone(),
+            key_pem: made.key_pem.clone(),
+        };
+        assert!(matches!(
+            install(&spool, mismatched).await,
+            Err(TlsError::Rustls(_))
+        ));
+        assert_eq!(stored(&spool).await.unwrap(), Some(made));
+        install(&spool, other.clone()).await.unwrap();
+        assert_eq!(stored(&spool).await.unwrap(), Some(other));
     }
 }

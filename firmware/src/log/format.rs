@@ -1,7 +1,8 @@
 //! One function per kind of line. They take the facts and return the line without the
 //! `program[pid]:` prefix (the sink adds that), exactly as Postfix's qmgr, smtp, lmtp and bounce
-//! daemons word them.
+//! daemons word them, and the router's line for a forwarding target it leaves out.
 
+use std::fmt;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -106,6 +107,16 @@ pub fn expired_line(qid: QueueId, from: &str) -> String {
             clean(from)
         )
     }
+}
+
+/// `<rcpt> -> <target>: dropped from expansion: 5.1.1 ...`: one target of a forwarding list cannot
+/// be delivered to, so the router leaves it out and the rest of the list still gets the mail.
+pub fn dropped_from_expansion_line(rcpt: &str, target: &str, reason: &dyn fmt::Display) -> String {
+    format!(
+        "<{}> -> <{}>: dropped from expansion: {reason}",
+        clean(rcpt),
+        clean(target)
+    )
 }
 
 /// Which notification a message caused, as the bounce daemon words it.

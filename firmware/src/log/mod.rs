@@ -6,7 +6,7 @@ pub mod format;
 pub mod sink;
 
 pub use format::{
-    Delays, DeliveryLine, Notification, Status, active_line, delivery_line, expired_line,
-    notification_line, removed_line,
+    Delays, DeliveryLine, Notification, Status, active_line, delivery_line,
+    dropped_from_expansion_line, expired_line, notification_line, removed_line,
 };
 pub use sink::{LogSink, Program};

@@ -11,6 +11,10 @@ pub enum Program {
     Smtp,
     Lmtp,
     Bounce,
+    /// The router (Postfix's trivial-rewrite and cleanup expand aliases there).
+    Route,
+    /// The services themselves: start, stop, recovery (Postfix's master).
+    Master,
 }
 
 impl Program {
@@ -20,6 +24,8 @@ impl Program {
             Program::Smtp => "postern/smtp",
             Program::Lmtp => "postern/lmtp",
             Program::Bounce => "postern/bounce",
+            Program::Route => "postern/route",
+            Program::Master => "postern",
         }
     }
 }

@@ -48,20 +48,39 @@ impl Reply {
         self.code >= 400
     }
 
-    /// Appends the reply, CRLF-terminated, to `out`.
+    /// 4xx: try again later.
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// 5xx: failed for good.
+    pub fn is_permanent(&self) -> bool {
+        (500..600).contains(&self.code)
+    }
+
+    /// Appends the reply, CRLF-terminated, to `out`. The space after the codes stays even
+    /// before an empty text: RFC 4954's empty challenge is `334 SP CRLF`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         use std::io::Write;
         // Writing into a Vec cannot fail.
-        let _ = write!(out, "{self}\r\n");
+        let _ = match self.esc {
+            Some(esc) => write!(out, "{} {esc} {}\r\n", self.code, self.text),
+            None => write!(out, "{} {}\r\n", self.code, self.text),
+        };
     }
 }
 
+/// As logs and bounces show a reply: no trailing space when the text is empty (`250 2.0.0`).
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.esc {
-            Some(esc) => write!(f, "{} {esc} {}", self.code, self.text),
-            None => write!(f, "{} {}", self.code, self.text),
+        write!(f, "{}", self.code)?;
+        if let Some(esc) = self.esc {
+            write!(f, " {esc}")?;
         }
+        if !self.text.is_empty() {
+            write!(f, " {}", self.text)?;
+        }
+        Ok(())
     }
 }
 
@@ -88,6 +107,15 @@ mod tests {
             out,
             b"250 2.0.0 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n".to_vec()
         );
+    }
+
+    #[test]
+    fn empty_text_keeps_its_space_on_the_wire_only() {
+        let mut out = Vec::new();
+        Reply::bare(334, "").write_to(&mut out);
+        assert_eq!(out, b"334 \r\n".to_vec());
+        assert_eq!(Reply::bare(334, "").to_string(), "334");
+        assert_eq!(Reply::new(250, [2, 0, 0], "").to_string(), "250 2.0.0");
     }
 
     #[test]

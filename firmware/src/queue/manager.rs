@@ -507,7 +507,10 @@ impl QueueManager {
                     self.actions.push(Action::MarkRecipient {
                         qid,
                         index,
-                        outcome: RecipientOutcome::Delivered { relay, reply },
+                        outcome: RecipientOutcome::Delivered {
+                            relay,
+                            reply: reply.to_string(),
+                        },
                     });
                 }
                 RcptResult::Deferred { reason, .. } => {
@@ -530,7 +533,7 @@ impl QueueManager {
                         qid,
                         index,
                         outcome: RecipientOutcome::Failed {
-                            status,
+                            status: status.to_string(),
                             diagnostic,
                             remote_mta,
                         },

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::manager::QueuedMessage;
-use super::runner::{QueueStore, StoreError, StoredMessage};
+use super::runner::{QueueStore, StoredMessage};
 use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 
 struct Entry {
@@ -94,25 +94,61 @@ impl MemoryStore {
     }
 }
 
-fn gone(qid: QueueId) -> StoreError {
-    StoreError(format!("{qid}: no such message"))
+/// Why the memory store refused an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemoryStoreError {
+    NoSuchMessage(QueueId),
+    NoSuchRecipient {
+        qid: QueueId,
+        index: usize,
+    },
+    /// Outcomes are written once, as on flash.
+    AlreadyMarked {
+        qid: QueueId,
+        index: usize,
+    },
+    /// A thread panicked while holding the lock.
+    Poisoned,
 }
 
-fn poisoned() -> StoreError {
-    StoreError("memory store lock poisoned".into())
+impl std::fmt::Display for MemoryStoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemoryStoreError::NoSuchMessage(qid) => write!(f, "{qid}: no such message"),
+            MemoryStoreError::NoSuchRecipient { qid, index } => {
+                write!(f, "{qid}: no recipient {index}")
+            }
+            MemoryStoreError::AlreadyMarked { qid, index } => {
+                write!(f, "{qid}: recipient {index} already has an outcome")
+            }
+            MemoryStoreError::Poisoned => f.write_str("memory store lock poisoned"),
+        }
+    }
+}
+
+impl std::error::Error for MemoryStoreError {}
+
+fn gone(qid: QueueId) -> MemoryStoreError {
+    MemoryStoreError::NoSuchMessage(qid)
+}
+
+fn poisoned<T>(_: T) -> MemoryStoreError {
+    MemoryStoreError::Poisoned
 }
 
 impl QueueStore for MemoryStore {
-    async fn load(&self, qid: QueueId) -> Result<StoredMessage, StoreError> {
-        let g = self.inner.lock().map_err(|_| poisoned())?;
+    type Error = MemoryStoreError;
+
+    async fn load(&self, qid: QueueId) -> Result<StoredMessage, MemoryStoreError> {
+        let g = self.inner.lock().map_err(poisoned)?;
         g.msgs
             .get(&qid)
             .map(|e| e.message.clone())
             .ok_or_else(|| gone(qid))
     }
 
-    async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, StoreError> {
-        let g = self.inner.lock().map_err(|_| poisoned())?;
+    async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, MemoryStoreError> {
+        let g = self.inner.lock().map_err(poisoned)?;
         g.msgs
             .get(&qid)
             .map(|e| e.body.clone())
@@ -124,33 +160,39 @@ impl QueueStore for MemoryStore {
         qid: QueueId,
         index: usize,
         outcome: RecipientOutcome,
-    ) -> Result<(), StoreError> {
-        let mut g = self.inner.lock().map_err(|_| poisoned())?;
+    ) -> Result<(), MemoryStoreError> {
+        let mut g = self.inner.lock().map_err(poisoned)?;
         let e = g.msgs.get_mut(&qid).ok_or_else(|| gone(qid))?;
-        let slot = e.message.outcomes.get_mut(index).ok_or_else(|| gone(qid))?;
+        let slot = e
+            .message
+            .outcomes
+            .get_mut(index)
+            .ok_or(MemoryStoreError::NoSuchRecipient { qid, index })?;
         if slot.is_some() {
-            return Err(StoreError(format!(
-                "{qid}: recipient {index} already has an outcome"
-            )));
+            return Err(MemoryStoreError::AlreadyMarked { qid, index });
         }
         *slot = Some(outcome);
         Ok(())
     }
 
-    async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), StoreError> {
-        let mut g = self.inner.lock().map_err(|_| poisoned())?;
+    async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), MemoryStoreError> {
+        let mut g = self.inner.lock().map_err(poisoned)?;
         g.msgs.get_mut(&qid).ok_or_else(|| gone(qid))?.state = state;
         Ok(())
     }
 
-    async fn remove(&self, qid: QueueId) -> Result<(), StoreError> {
-        let mut g = self.inner.lock().map_err(|_| poisoned())?;
+    async fn remove(&self, qid: QueueId) -> Result<(), MemoryStoreError> {
+        let mut g = self.inner.lock().map_err(poisoned)?;
         g.msgs.remove(&qid).map(|_| ()).ok_or_else(|| gone(qid))
     }
 
-    async fn store(&self, envelope: Envelope, message: Vec<u8>) -> Result<QueueId, StoreError> {
+    async fn store(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> Result<QueueId, MemoryStoreError> {
         let q = self.put(envelope.clone(), &message);
-        let mut g = self.inner.lock().map_err(|_| poisoned())?;
+        let mut g = self.inner.lock().map_err(poisoned)?;
         g.stored.push((q.qid, envelope, message));
         Ok(q.qid)
     }

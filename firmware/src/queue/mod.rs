@@ -6,7 +6,8 @@
 //!   message (no addresses, no body); everything else stays on flash. Tests drive days of retries
 //!   in milliseconds because `now` is always an argument.
 //! - [`runner`] drives it from tokio over a [`runner::QueueStore`] (the spool) and a
-//!   [`runner::Deliverer`] (the SMTP/LMTP client), making bounces and writing the mail log.
+//!   [`Deliverer`] (the SMTP/LMTP client, which `delivery` implements), making bounces and
+//!   writing the mail log.
 //!
 //! States as in Postfix: *incoming* is the spool's business (a message without its commit record
 //! does not exist); *active* messages are being tried; *deferred* ones wait for their next
@@ -15,20 +16,17 @@
 //! # Wiring it into the daemon
 //!
 //! ```text
-//! impl QueueStore for SpoolQueue            // load/read_body/mark_recipient/set_state/remove/store
 //! let dns = HickoryDns::with_servers(&cfg.dns_servers)?;      // or HickoryDns::from_system()
-//! let client = Arc::new(delivery::Client::new(ClientSettings::new(&cfg.myhostname), dns));
+//! let client = Arc::new(delivery::Client::new(ClientSettings::new(&cfg.myhostname), dns)); // a Deliverer
 //! let (queue, task) = runner::spawn(RunnerConfig {
 //!     settings: QueueSettings { .. from zimbraMta* .. },
 //!     hostname: cfg.myhostname.clone(),
 //!     route: Arc::new(move |addr| router.next_hop(addr)),   // where a DSN to `addr` goes
 //!     log: LogSink::stderr(),
 //!     start_unix: None,
-//! }, Arc::new(spool_queue), client);
-//! for s in spool.list() {                    // recovery
-//!     queue.add(QueuedMessage::from_envelope(s.qid, &s.envelope, &s.outcomes, s.state, s.size)).await;
-//! }
-//! // after each commit of a new message: queue.add(QueuedMessage::from_envelope(..)).await
+//! }, Arc::new(spool_handle), client);         // the spool is the QueueStore (spool.rs)
+//! queue.recover(&spool_handle).await?;      // what the spool recovered at start
+//! // after each commit of a new message: queue.arrived(qid, &envelope, size).await
 //! // admin: queue.list() / hold / release / requeue / delete / flush(Some(site))
 //! ```
 
@@ -37,10 +35,11 @@ mod manager;
 mod memory;
 pub mod runner;
 mod settings;
+mod spool;
 
-pub use attempt::{AttemptReport, Job, RcptResult};
+pub use attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptResult};
 pub use manager::{
     Action, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView, Work,
 };
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, MemoryStoreError};
 pub use settings::QueueSettings;

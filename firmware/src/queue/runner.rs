@@ -14,24 +14,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::attempt::{Job, RcptResult};
+use super::attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptResult};
 use super::manager::{Action, DsnKind, MessageView, QueueManager, QueuedMessage};
 use super::settings::QueueSettings;
 use crate::bounce::{self, DsnRequest, Kind};
-use crate::delivery::{Attempt, Client, DeliveryRequest, Dns};
 use crate::log::{self, Delays, DeliveryLine, LogSink, Program, Status};
-use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{EnhancedStatus, Envelope, QueueId, QueueState, RecipientOutcome};
 use crate::mail::{Protocol, Transport};
-
-/// A spool operation that failed (flash full, message gone, I/O error).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError(pub String);
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// What the runner reads of a stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,46 +32,31 @@ pub struct StoredMessage {
 
 /// The spool as the queue needs it. Each write returns once it is on flash.
 pub trait QueueStore: Send + Sync + 'static {
-    fn load(&self, qid: QueueId) -> impl Future<Output = Result<StoredMessage, StoreError>> + Send;
-    fn read_body(&self, qid: QueueId) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+    /// Why an operation failed (flash full, message gone, I/O error): the store's own type, which
+    /// the runner only logs.
+    type Error: std::fmt::Display + Send;
+
+    fn load(&self, qid: QueueId)
+    -> impl Future<Output = Result<StoredMessage, Self::Error>> + Send;
+    fn read_body(&self, qid: QueueId) -> impl Future<Output = Result<Vec<u8>, Self::Error>> + Send;
     fn mark_recipient(
         &self,
         qid: QueueId,
         index: usize,
         outcome: RecipientOutcome,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     fn set_state(
         &self,
         qid: QueueId,
         state: QueueState,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn remove(&self, qid: QueueId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn remove(&self, qid: QueueId) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Store a new message (a DSN) and commit it; its queue id once it is on flash.
     fn store(
         &self,
         envelope: Envelope,
         message: Vec<u8>,
-    ) -> impl Future<Output = Result<QueueId, StoreError>> + Send;
-}
-
-/// The delivery side, so the runner can be tested without sockets.
-pub trait Deliverer: Send + Sync + 'static {
-    fn deliver(&self, req: DeliveryRequest<'_>) -> impl Future<Output = Attempt> + Send;
-
-    /// Housekeeping when the queue is quiet (closing idle connections).
-    fn idle(&self) -> impl Future<Output = ()> + Send {
-        std::future::ready(())
-    }
-}
-
-impl<D: Dns + 'static> Deliverer for Client<D> {
-    fn deliver(&self, req: DeliveryRequest<'_>) -> impl Future<Output = Attempt> + Send {
-        Client::deliver(self, req)
-    }
-
-    fn idle(&self) -> impl Future<Output = ()> + Send {
-        self.close_idle()
-    }
+    ) -> impl Future<Output = Result<QueueId, Self::Error>> + Send;
 }
 
 /// The runner wakes at least this often, for the deliverer's housekeeping.
@@ -311,33 +285,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 qid,
                 recipients,
                 reason,
-            } => {
-                if let Ok(m) = self.store.load(qid).await {
-                    let now = self.now();
-                    for i in recipients {
-                        let Some(rcpt) = m.envelope.recipients.get(i) else {
-                            continue;
-                        };
-                        let line = log::delivery_line(&DeliveryLine {
-                            qid,
-                            to: &rcpt.address,
-                            orig_to: rcpt.original.as_deref(),
-                            relay: None,
-                            delays: Delays {
-                                before_queue: Duration::ZERO,
-                                in_queue: Duration::from_secs(
-                                    now.saturating_sub(m.envelope.arrival),
-                                ),
-                                ..Delays::default()
-                            },
-                            dsn: "4.4.1",
-                            status: Status::Deferred,
-                            detail: &reason,
-                        });
-                        log.line(Program::Qmgr, &line);
-                    }
-                }
-            }
+            } => self.log_suspended(qid, recipients, &reason).await,
             Action::Expired { qid } => {
                 if let Ok(m) = self.store.load(qid).await {
                     log.line(Program::Qmgr, &log::expired_line(qid, &m.envelope.sender));
@@ -354,6 +302,58 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         }
     }
 
+    /// One `status=deferred` line per recipient held back because its next hop is down.
+    async fn log_suspended(&self, qid: QueueId, recipients: Vec<usize>, reason: &str) {
+        let Ok(m) = self.store.load(qid).await else {
+            return;
+        };
+        let now = self.now();
+        for i in recipients {
+            let Some(rcpt) = m.envelope.recipients.get(i) else {
+                continue;
+            };
+            let line = log::delivery_line(&DeliveryLine {
+                qid,
+                to: &rcpt.address,
+                orig_to: rcpt.original.as_deref(),
+                relay: None,
+                delays: Delays {
+                    before_queue: Duration::ZERO,
+                    in_queue: Duration::from_secs(now.saturating_sub(m.envelope.arrival)),
+                    ..Delays::default()
+                },
+                dsn: "4.4.1",
+                status: Status::Deferred,
+                detail: reason,
+            });
+            self.config.log.line(Program::Qmgr, &line);
+        }
+    }
+
+    /// What the notification reports: failures, or delays with each recipient's last reason.
+    fn dsn_kind(&self, qid: QueueId, kind: DsnKind, envelope: &Envelope) -> Kind {
+        let DsnKind::Delay { recipients } = kind else {
+            return Kind::Final;
+        };
+        let view = self.qm.get(qid);
+        let reasons = recipients
+            .into_iter()
+            .map(|i| {
+                let why = view
+                    .as_ref()
+                    .and_then(|v| v.recipients.get(i))
+                    .and_then(|r| r.last_reason.clone());
+                (i, why)
+            })
+            .collect();
+        Kind::Delay {
+            recipients: reasons,
+            retry_until: envelope
+                .arrival
+                .saturating_add(self.config.settings.maximal_queue_lifetime),
+        }
+    }
+
     async fn make_dsn(&mut self, qid: QueueId, kind: DsnKind) {
         let log = self.config.log.clone();
         let (Ok(m), Ok(original)) = (self.store.load(qid).await, self.store.read_body(qid).await)
@@ -364,29 +364,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             );
             return;
         };
-        let kind = match kind {
-            DsnKind::Final => Kind::Final,
-            DsnKind::Delay { recipients } => {
-                let view = self.qm.get(qid);
-                let reasons = recipients
-                    .into_iter()
-                    .map(|i| {
-                        let why = view
-                            .as_ref()
-                            .and_then(|v| v.recipients.get(i))
-                            .and_then(|r| r.last_reason.clone());
-                        (i, why)
-                    })
-                    .collect();
-                Kind::Delay {
-                    recipients: reasons,
-                    retry_until: m
-                        .envelope
-                        .arrival
-                        .saturating_add(self.config.settings.maximal_queue_lifetime),
-                }
-            }
-        };
+        let kind = self.dsn_kind(qid, kind, &m.envelope);
         let now = self.now();
         let req = DsnRequest {
             qid,
@@ -457,31 +435,7 @@ async fn run_job<S: QueueStore, D: Deliverer>(
     };
     let (m, body) = match loaded {
         Ok(x) => x,
-        Err(e) => {
-            return Attempt {
-                report: crate::queue::AttemptReport {
-                    qid: job.qid,
-                    next_hop: job.next_hop.clone(),
-                    results: job
-                        .recipients
-                        .iter()
-                        .map(|&i| {
-                            (
-                                i,
-                                RcptResult::Deferred {
-                                    status: "4.3.0".into(),
-                                    reason: format!("cannot read the queued message: {e}"),
-                                },
-                            )
-                        })
-                        .collect(),
-                    destination_failed: false,
-                },
-                relay: None,
-                connection_time: Duration::ZERO,
-                transmission_time: Duration::ZERO,
-            };
-        }
+        Err(e) => return unreadable(job, &e),
     };
     let attempt = deliverer
         .deliver(DeliveryRequest {
@@ -492,32 +446,60 @@ async fn run_job<S: QueueStore, D: Deliverer>(
             body: &body,
         })
         .await;
+    log_attempt(log, job, &m.envelope, &attempt, started_unix);
+    attempt
+}
+
+/// The message could not be read from the spool: every recipient of the job waits.
+fn unreadable(job: &Job, e: &impl std::fmt::Display) -> Attempt {
+    let result = RcptResult::Deferred {
+        status: EnhancedStatus::of(4, 3, 0),
+        reason: format!("cannot read the queued message: {e}"),
+    };
+    Attempt {
+        report: AttemptReport {
+            qid: job.qid,
+            next_hop: job.next_hop.clone(),
+            results: job
+                .recipients
+                .iter()
+                .map(|&i| (i, result.clone()))
+                .collect(),
+            destination_failed: false,
+        },
+        relay: None,
+        connection_time: Duration::ZERO,
+        transmission_time: Duration::ZERO,
+    }
+}
+
+/// One mail log line per recipient of the attempt, as Postfix's smtp/lmtp write them.
+fn log_attempt(
+    log: &LogSink,
+    job: &Job,
+    envelope: &Envelope,
+    attempt: &Attempt,
+    started_unix: u64,
+) {
     let program = match job.next_hop.protocol {
         Protocol::Smtp => Program::Smtp,
         Protocol::Lmtp => Program::Lmtp,
     };
     let delays = Delays {
-        before_queue: Duration::from_secs(job.activated.saturating_sub(m.envelope.arrival)),
+        before_queue: Duration::from_secs(job.activated.saturating_sub(envelope.arrival)),
         in_queue: Duration::from_secs(started_unix.saturating_sub(job.activated)),
         connection: attempt.connection_time,
         transmission: attempt.transmission_time,
     };
     for (i, r) in &attempt.report.results {
-        let Some(rcpt) = m.envelope.recipients.get(*i) else {
+        let Some(rcpt) = envelope.recipients.get(*i) else {
             continue;
         };
-        let (status, dsn, detail) = match r {
-            RcptResult::Delivered { reply, .. } => {
-                (Status::Sent, reply_status(reply), reply.clone())
-            }
-            RcptResult::Deferred { status, reason } => {
-                (Status::Deferred, status.clone(), reason.clone())
-            }
-            RcptResult::Bounced {
-                status, diagnostic, ..
-            } => (
+        let (status, detail) = match r {
+            RcptResult::Delivered { reply, .. } => (Status::Sent, reply.to_string()),
+            RcptResult::Deferred { reason, .. } => (Status::Deferred, reason.clone()),
+            RcptResult::Bounced { diagnostic, .. } => (
                 Status::Bounced,
-                status.clone(),
                 diagnostic
                     .split_once("; ")
                     .map_or(diagnostic.as_str(), |(_, t)| t)
@@ -530,20 +512,10 @@ async fn run_job<S: QueueStore, D: Deliverer>(
             orig_to: rcpt.original.as_deref(),
             relay: attempt.relay.as_deref(),
             delays,
-            dsn: &dsn,
+            dsn: &r.status().to_string(),
             status,
             detail: &detail,
         });
         log.line(program, &line);
     }
-    attempt
-}
-
-fn reply_status(reply: &str) -> String {
-    reply
-        .split_whitespace()
-        .nth(1)
-        .filter(|w| w.starts_with('2') && w.split('.').count() == 3)
-        .unwrap_or("2.0.0")
-        .to_string()
 }

@@ -1,18 +1,14 @@
-//! Loop checks that catch what configuration gets wrong ("Avoiding Loops in Delivery"):
-//!
-//! - hop counting: a message carrying more `Received:` headers than `hopcount_limit` bounces
-//!   with `5.4.6`, so two systems that catch-all to each other end in a bounce, not a storm;
-//! - "mail loops back to myself": a next hop that resolves to one of this box's own listeners is
-//!   an error (`5.4.6`), never a delivery to itself. Delivery calls the check after resolving.
+//! "Mail loops back to myself" ("Avoiding Loops in Delivery"): a next hop that resolves to one of
+//! this box's own listeners is an error (`5.4.6`), never a delivery to itself. Delivery calls the
+//! check after resolving. (Hop counting, the other loop check, is a content check: it reads the
+//! message's headers at the end of data, see `content::hops`.)
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-/// A loop found before or during delivery.
+/// A loop found during delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoopError {
-    /// More `Received:` headers than `hopcount_limit`.
-    TooManyHops { count: usize, limit: u32 },
     /// The next hop is this box.
     LoopsBackToMyself { host: String },
 }
@@ -26,10 +22,6 @@ impl LoopError {
 impl fmt::Display for LoopError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LoopError::TooManyHops { count, limit } => write!(
-                f,
-                "5.4.6 mail forwarding loop: {count} Received headers, hopcount_limit is {limit}"
-            ),
             LoopError::LoopsBackToMyself { host } => {
                 write!(f, "5.4.6 mail for {host} loops back to myself")
             }
@@ -38,34 +30,6 @@ impl fmt::Display for LoopError {
 }
 
 impl std::error::Error for LoopError {}
-
-/// The number of `Received:` header fields in a message's header section (the bytes up to the
-/// first empty line; a whole message may be passed).
-pub fn hop_count(headers: &[u8]) -> usize {
-    const NAME: &[u8] = b"received:";
-    headers
-        .split(|&b| b == b'\n')
-        .take_while(|line| !matches!(line, [] | [b'\r']))
-        .filter(|line| {
-            line.get(..NAME.len())
-                .is_some_and(|start| start.eq_ignore_ascii_case(NAME))
-        })
-        .count()
-}
-
-/// Whether the message has travelled through more than `limit` hops.
-pub fn hop_limit_exceeded(headers: &[u8], limit: u32) -> bool {
-    check_hops(headers, limit).is_err()
-}
-
-/// The hop count, or the error to bounce with when it is over `limit`.
-pub fn check_hops(headers: &[u8], limit: u32) -> Result<usize, LoopError> {
-    let count = hop_count(headers);
-    if count > limit as usize {
-        return Err(LoopError::TooManyHops { count, limit });
-    }
-    Ok(count)
-}
 
 fn unmapped(ip: IpAddr) -> IpAddr {
     match ip {
@@ -124,22 +88,6 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn counts_received_headers_only_in_the_header_section() {
-        let msg =
-            b"Received: from a by b\r\n\tid 1\r\nreceived: from c\r\nSubject: Received: no\r\n\
-X-Received: no\r\n\r\nReceived: in the body\r\n";
-        assert_eq!(hop_count(msg), 2);
-        assert_eq!(hop_count(b""), 0);
-        let many: Vec<u8> = b"Received: x\r\n".repeat(51);
-        assert!(hop_limit_exceeded(&many, 50));
-        assert!(!hop_limit_exceeded(&many[..many.len() - 13], 50));
-        assert_eq!(
-            check_hops(&many, 50).unwrap_err().to_string(),
-            "5.4.6 mail forwarding loop: 51 Received headers, hopcount_limit is 50"
-        );
     }
 
     #[test]

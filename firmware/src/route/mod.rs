@@ -1,5 +1,6 @@
 //! Recipient to next hop: directory lookup, aliases, forwarding, catch-all, transports, relay host,
-//! MX, loop checks. A pure function of the address, the directory and the config: no sockets, no flash.
+//! MX, loop checks. A pure function of the address, the directory, the config and the policy's
+//! relay answer: no sockets, no flash, no client.
 //!
 //! [`route`] decides, for one RCPT TO, as Zimbra's split-domain setup does:
 //!
@@ -10,8 +11,8 @@
 //! | local domain, unknown, catch-all forwarding (secondary) | accept | the domain's transport (`@same.domain`), or the forwarding address routed again |
 //! | local domain, unknown, `posternAuthoritative FALSE` (relay domain) | accept | the domain's transport |
 //! | local domain, unknown, no catch-all (primary) | `550 5.1.1 User unknown` | — |
-//! | other domain, client in `zimbraMtaMyNetworks` or authenticated | accept | `zimbraMtaRelayHost`, else MX of the domain, else deferred |
-//! | other domain, anyone else | `554 5.7.1 Relay access denied` | — |
+//! | other domain, relay permitted (policy: `zimbraMtaMyNetworks` or authenticated) | accept | `zimbraMtaRelayHost`, else MX of the domain, else deferred |
+//! | other domain, relay denied | `554 5.7.1 Relay access denied` | — |
 //!
 //! Forwarding (`zimbraMailForwardingAddress`, `zimbraPrefMailForwardingAddress`) expands: each
 //! target is routed again (relaying allowed, the account's owner asked for it); an address met
@@ -29,40 +30,21 @@ mod reply;
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-pub use loops::{
-    LoopError, check_hops, check_not_myself, greeting_is_myself, hop_count, hop_limit_exceeded,
-    loops_back_to_myself,
-};
+pub use loops::{LoopError, check_not_myself, greeting_is_myself, loops_back_to_myself};
 pub use reply::{Deferral, Reject};
 
 use crate::config::MtaConfig;
 use crate::directory::{Account, Directory, Domain, Lookup, MailStatus, address};
-use crate::mail::{ClientInfo, Host, Protocol, Transport};
+use crate::mail::{Host, Protocol, Transport};
 
-/// What the router needs to know of the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ClientFacts {
-    /// The client's address; `None` for mail made on the box (bounces), which may relay.
-    pub addr: Option<IpAddr>,
-    /// The client authenticated (SMTP AUTH).
-    pub authenticated: bool,
-}
-
-impl ClientFacts {
-    /// Mail the box makes itself (bounces, delay warnings): it may go anywhere.
-    pub const LOCAL: ClientFacts = ClientFacts {
-        addr: None,
-        authenticated: true,
-    };
-}
-
-impl From<&ClientInfo> for ClientFacts {
-    fn from(c: &ClientInfo) -> ClientFacts {
-        ClientFacts {
-            addr: c.addr,
-            authenticated: c.auth.is_some(),
-        }
-    }
+/// Whether mail for a domain the box does not serve may go out for this client: the answer of
+/// the policy stage's relay control (Postfix's `smtpd_relay_restrictions`), which the router
+/// applies only when the address is in none of the box's domains (`reject_unauth_destination`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    Permitted,
+    /// Other domains get `554 5.7.1 Relay access denied`.
+    Denied,
 }
 
 /// Where one accepted address goes next.
@@ -165,12 +147,9 @@ pub fn route<'a>(
     address: &'a str,
     dir: &'a Directory,
     config: &'a MtaConfig,
-    client: &ClientFacts,
+    relay: Relay,
 ) -> Decision<'a> {
-    let relay_ok = client.authenticated
-        || client
-            .addr
-            .is_some_and(|ip| config.my_networks.contains(ip));
+    let relay_ok = relay == Relay::Permitted;
     // RFC 5321 §4.5.1: a bare "postmaster" is always accepted; it is the box's own postmaster.
     let address: Cow<'a, str> = if address.eq_ignore_ascii_case("postmaster") {
         Cow::Owned(format!("postmaster@{}", config.my_hostname))

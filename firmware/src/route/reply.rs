@@ -1,7 +1,10 @@
 //! Why a recipient is refused or waits: each reason is one SMTP reply code and one enhanced
-//! status code, with Postfix's wording so log tools and admins recognise it.
+//! status code, with Postfix's wording so log tools and admins recognise it (`inbound` puts the
+//! address in and sends it).
 
 use std::fmt;
+
+use crate::mail::EnhancedStatus;
 
 /// A recipient refused at RCPT TO (or, inside a forwarding expansion, bounced later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,14 +34,14 @@ impl Reject {
     }
 
     /// The enhanced status code (RFC 3463).
-    pub fn status(self) -> &'static str {
+    pub fn status(self) -> EnhancedStatus {
         match self {
-            Reject::UserUnknown => "5.1.1",
-            Reject::MailboxDisabled => "5.2.1",
-            Reject::RelayDenied => "5.7.1",
-            Reject::BadAddress => "5.1.3",
-            Reject::ForwardingLoop => "5.4.6",
-            Reject::TooManyTargets => "5.5.3",
+            Reject::UserUnknown => EnhancedStatus::of(5, 1, 1),
+            Reject::MailboxDisabled => EnhancedStatus::of(5, 2, 1),
+            Reject::RelayDenied => EnhancedStatus::of(5, 7, 1),
+            Reject::BadAddress => EnhancedStatus::of(5, 1, 3),
+            Reject::ForwardingLoop => EnhancedStatus::of(5, 4, 6),
+            Reject::TooManyTargets => EnhancedStatus::of(5, 5, 3),
         }
     }
 
@@ -54,17 +57,6 @@ impl Reject {
                 "Recipient address rejected: forwarding expands to too many recipients"
             }
         }
-    }
-
-    /// The whole reply line, e.g. `550 5.1.1 <x@example.com>: Recipient address rejected: User
-    /// unknown`.
-    pub fn reply(self, address: &str) -> String {
-        format!(
-            "{} {} <{address}>: {}",
-            self.code(),
-            self.status(),
-            self.text()
-        )
     }
 }
 
@@ -87,10 +79,10 @@ pub enum Deferral {
 }
 
 impl Deferral {
-    pub fn status(self) -> &'static str {
+    pub fn status(self) -> EnhancedStatus {
         match self {
-            Deferral::NoTransport => "4.3.5",
-            Deferral::NoRelayHost => "4.4.3",
+            Deferral::NoTransport => EnhancedStatus::of(4, 3, 5),
+            Deferral::NoRelayHost => EnhancedStatus::of(4, 4, 3),
         }
     }
 
@@ -109,27 +101,5 @@ impl Deferral {
 impl fmt::Display for Deferral {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.status(), self.text())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn postfix_wording() {
-        assert_eq!(
-            Reject::UserUnknown.reply("nobody@example.com"),
-            "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown"
-        );
-        assert_eq!(
-            Reject::RelayDenied.reply("x@example.net"),
-            "554 5.7.1 <x@example.net>: Relay access denied"
-        );
-        assert!(
-            Reject::MailboxDisabled
-                .reply("a@b.c")
-                .starts_with("550 5.2.1 <a@b.c>")
-        );
     }
 }

@@ -14,19 +14,15 @@ fn provision(lines: &[&str]) -> Directory {
     d
 }
 
-const OUTSIDE: ClientFacts = ClientFacts {
-    addr: Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
-        203, 0, 113, 9,
-    ))),
-    authenticated: false,
-};
+/// A client outside mynetworks, not authenticated.
+const OUTSIDE: Relay = Relay::Denied;
 
 fn decide(d: &Directory, addr: &str) -> Decision<'static> {
-    decide_as(d, addr, &OUTSIDE)
+    decide_as(d, addr, OUTSIDE)
 }
 
-fn decide_as(d: &Directory, addr: &str, client: &ClientFacts) -> Decision<'static> {
-    match route(addr, d, d.config(), client) {
+fn decide_as(d: &Directory, addr: &str, relay: Relay) -> Decision<'static> {
+    match route(addr, d, d.config(), relay) {
         Decision::Accept(t) => {
             let mut v = t.into_vec().into_iter().map(Target::into_owned);
             let first = v.next().expect("at least one target");
@@ -53,7 +49,7 @@ fn hops(d: &Decision<'_>) -> Vec<(String, String)> {
                 (t.address.to_string(), hop)
             })
             .collect(),
-        Decision::Reject(r) => vec![("REJECT".into(), r.status().into())],
+        Decision::Reject(r) => vec![("REJECT".into(), r.status().to_string())],
     }
 }
 
@@ -134,39 +130,31 @@ fn rejections_at_rcpt() {
         decide(&d, "no-at-sign"),
         Decision::Reject(Reject::BadAddress)
     );
-    let authed = ClientFacts {
-        authenticated: true,
-        ..OUTSIDE
-    };
+    let authed = Relay::Permitted;
     assert_eq!(
-        decide_as(&d, "x@bad_dom@@", &authed),
+        decide_as(&d, "x@bad_dom@@", authed),
         Decision::Reject(Reject::BadAddress)
     );
     assert_eq!(
-        decide_as(&d, "x@[no-literal]", &authed),
+        decide_as(&d, "x@[no-literal]", authed),
         Decision::Reject(Reject::BadAddress)
     );
 }
 
 #[test]
-fn relay_needs_mynetworks_or_auth() {
+fn relay_goes_out_only_when_permitted() {
     let mut d = provision(&["cd example.com"]);
-    let inside = ClientFacts {
-        addr: Some("127.0.0.1".parse().unwrap()),
-        authenticated: false,
-    };
-    let authed = ClientFacts {
-        authenticated: true,
-        ..OUTSIDE
-    };
-    for who in [&inside, &authed, &ClientFacts::LOCAL] {
-        assert_eq!(
-            hops(&decide_as(&d, "a@example.net", who)),
-            pairs(&[("a@example.net", "smtp:example.net")])
-        );
-    }
+    let authed = Relay::Permitted;
     assert_eq!(
-        hops(&decide_as(&d, "a@[192.0.2.7]", &authed)),
+        hops(&decide_as(&d, "a@example.net", authed)),
+        pairs(&[("a@example.net", "smtp:example.net")])
+    );
+    assert_eq!(
+        decide_as(&d, "a@example.net", Relay::Denied),
+        Decision::Reject(Reject::RelayDenied)
+    );
+    assert_eq!(
+        hops(&decide_as(&d, "a@[192.0.2.7]", authed)),
         pairs(&[("a@[192.0.2.7]", "smtp:[192.0.2.7]:25")])
     );
     d = provision(&[
@@ -174,12 +162,12 @@ fn relay_needs_mynetworks_or_auth() {
         "mcf zimbraMtaRelayHost [smtp.isp.example]:587",
     ]);
     assert_eq!(
-        hops(&decide_as(&d, "a@example.net", &authed)),
+        hops(&decide_as(&d, "a@example.net", authed)),
         pairs(&[("a@example.net", "smtp:[smtp.isp.example]:587")])
     );
     d = provision(&["cd example.com", "mcf zimbraMtaDnsLookupsEnabled FALSE"]);
     assert_eq!(
-        hops(&decide_as(&d, "a@example.net", &authed)),
+        hops(&decide_as(&d, "a@example.net", authed)),
         pairs(&[("a@example.net", "defer 4.4.3")])
     );
     assert_eq!(
@@ -295,17 +283,13 @@ proptest! {
         local in "[a-zA-Z.+]{0,4}|x|y|off|al|postmaster",
         domain in "[abcz]\\.example|A\\.EXAMPLE|example\\.net|\\[192\\.0\\.2\\.1\\]|[a-z@.\\[\\]]{0,6}",
         at in prop::bool::weighted(0.9),
-        authenticated in any::<bool>(),
-        inside in any::<bool>(),
+        permitted in any::<bool>(),
     ) {
         let d = messy();
         let addr = if at { format!("{local}@{domain}") } else { local.clone() };
-        let client = ClientFacts {
-            addr: Some(if inside { "127.0.0.1" } else { "203.0.113.1" }.parse().unwrap()),
-            authenticated,
-        };
-        let first = route(&addr, &d, d.config(), &client);
-        let again = route(&addr, &d, d.config(), &client);
+        let relay = if permitted { Relay::Permitted } else { Relay::Denied };
+        let first = route(&addr, &d, d.config(), relay);
+        let again = route(&addr, &d, d.config(), relay);
         prop_assert_eq!(&first, &again);
         if let Decision::Accept(t) = &first {
             prop_assert!((1..=MAX_TARGETS).contains(&t.len()));

@@ -2,6 +2,8 @@
 //! 6531, 2033, 3030, 3461, 4954).
 //!
 //! - [`server`]: the server session state machine ([`Session`]).
+//! - [`client`]: the client side (reply parsing, capabilities, commands, pipelining, dot-stuffing),
+//!   driven by the `delivery` stage.
 //! - [`data`]: DATA dot-unstuffing and the strict end-of-data rule (no SMTP smuggling).
 //! - [`auth`]: SASL PLAIN and LOGIN decoding.
 //! - [`error`]: every refusal of the core, each with its reply (`crate::mail::Reply`).
@@ -10,7 +12,7 @@
 //! - [`loopback`]: an in-memory peer for the session, behind the tests, fuzz targets and benchmark.
 //!
 //! Command parsing is `smtp-proto` (Stalwart's parser); line framing, the state machine and every
-//! reply are ours.
+//! reply are ours. The client's reply parser is ours too: smtp-proto's stops at 4 KiB of text.
 //!
 //! Announced in EHLO: PIPELINING, SIZE, STARTTLS (before TLS), AUTH PLAIN LOGIN (under TLS),
 //! ENHANCEDSTATUSCODES, 8BITMIME, DSN, SMTPUTF8, CHUNKING.
@@ -22,6 +24,7 @@
 //! then only `252`.
 
 pub mod auth;
+pub mod client;
 pub mod data;
 pub mod error;
 pub mod loopback;

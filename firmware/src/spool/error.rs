@@ -1,4 +1,5 @@
-//! What can go wrong in the spool, and what an SMTP client is told about it.
+//! What can go wrong in the spool. The SMTP side decides what a client is told of each (a full
+//! spool is `452 4.3.1` there); the flash store does not speak SMTP.
 
 use std::fmt;
 
@@ -6,7 +7,7 @@ use hal::flash::FlashError;
 
 use crate::mail::QueueId;
 
-/// A spool failure. Each maps to one SMTP reply ([`SpoolError::smtp_reply`]).
+/// A spool failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpoolError {
     /// No room for new messages (the rest is kept for delivery records and compaction).
@@ -38,32 +39,6 @@ pub enum SpoolError {
     Encode(String),
     /// The spool writer thread is gone.
     Stopped,
-}
-
-/// An SMTP reply for a spool failure: code, enhanced status code (RFC 3463) and text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SmtpReply {
-    pub code: u16,
-    pub status: &'static str,
-    pub text: &'static str,
-}
-
-impl SpoolError {
-    /// What the SMTP server answers when this error stops it from queueing a message.
-    pub fn smtp_reply(&self) -> SmtpReply {
-        match self {
-            SpoolError::Full => SmtpReply {
-                code: 452,
-                status: "4.3.1",
-                text: "Insufficient system storage",
-            },
-            _ => SmtpReply {
-                code: 451,
-                status: "4.3.0",
-                text: "Local error in processing: queue file write error",
-            },
-        }
-    }
 }
 
 impl From<FlashError> for SpoolError {
@@ -104,17 +79,3 @@ impl fmt::Display for SpoolError {
 }
 
 impl std::error::Error for SpoolError {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn full_is_452_and_io_is_451() {
-        let r = SpoolError::Full.smtp_reply();
-        assert_eq!((r.code, r.status), (452, "4.3.1"));
-        assert_eq!(r.text, "Insufficient system storage");
-        let r = SpoolError::Flash(FlashError::PowerLost).smtp_reply();
-        assert_eq!((r.code, r.status), (451, "4.3.0"));
-    }
-}

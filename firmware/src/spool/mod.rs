@@ -13,8 +13,8 @@
 //! The log is a ring of segments (runs of erase blocks). When free segments run low, the oldest
 //! segment's live records are copied to the head, synced, and the segment is erased: its erase
 //! count goes up, and the ring spreads wear evenly. Some segments are held back so that delivery
-//! records and compaction can always proceed: new messages get [`SpoolError::Full`] (452 4.3.1)
-//! first, and nothing acknowledged is ever dropped to make room.
+//! records and compaction can always proceed: new messages get [`SpoolError::Full`] first
+//! (inbound answers it with `452 4.3.1`), and nothing acknowledged is ever dropped to make room.
 //!
 //! Recovery does not depend on record order: chunks are numbered, state changes carry a version,
 //! recipient outcomes are final, and an end record outlives every other record of its message
@@ -33,7 +33,7 @@ mod tests;
 
 use std::time::Duration;
 
-pub use error::{SmtpReply, SpoolError};
+pub use error::SpoolError;
 pub use format::{FORMAT_VERSION, SpoolGeometry};
 pub use index::MessageSummary;
 pub use service::{Incoming, SpoolHandle};

@@ -249,7 +249,6 @@ fn full_spool_refuses_new_mail_with_452_but_keeps_delivery_working() {
         assert!(kept.len() < 1000, "the spool never filled up");
     };
     assert_eq!(err, SpoolError::Full);
-    assert_eq!(err.smtp_reply().code, 452);
     assert!(kept.len() > 10);
     // The queue's own bounces still get in: they come out of the reserve.
     let bounce = spool.begin(&envelope("", 1), 5_000).unwrap();
@@ -387,7 +386,6 @@ fn failed_sync_stops_writes_until_reopen() {
         spool.begin(&envelope("a@b.c", 1), 4),
         Err(SpoolError::Failed)
     );
-    assert_eq!(SpoolError::Failed.smtp_reply().code, 451);
     let mut flash = spool.into_flash();
     flash.power_cycle();
     let (mut spool, _) = Spool::open(flash, settings()).unwrap();

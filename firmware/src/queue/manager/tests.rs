@@ -1,6 +1,7 @@
 //! Scheduling behaviour an admin would notice, driven with an injected clock.
 
 use super::*;
+use crate::mail::{EnhancedStatus, Reply};
 
 const T0: u64 = 1_795_000_000;
 
@@ -30,7 +31,7 @@ fn deferred(job: &Job, reason: &str) -> AttemptReport {
                 (
                     i,
                     RcptResult::Deferred {
-                        status: "4.4.1".into(),
+                        status: EnhancedStatus::of(4, 4, 1),
                         reason: reason.into(),
                     },
                 )
@@ -52,7 +53,7 @@ fn delivered(job: &Job) -> AttemptReport {
                     i,
                     RcptResult::Delivered {
                         relay: "mx[192.0.2.1]:25".into(),
-                        reply: "250 2.0.0 Ok".into(),
+                        reply: Reply::new(250, [2, 0, 0], "Ok"),
                     },
                 )
             })
@@ -413,14 +414,14 @@ fn per_recipient_results_mixed() {
                 (
                     0,
                     RcptResult::Deferred {
-                        status: "4.2.2".into(),
+                        status: EnhancedStatus::of(4, 2, 2),
                         reason: "452 4.2.2 Mailbox is full".into(),
                     },
                 ),
                 (
                     1,
                     RcptResult::Bounced {
-                        status: "5.2.2".into(),
+                        status: EnhancedStatus::of(5, 2, 2),
                         diagnostic: "lmtp; 552 5.2.2 Quota exceeded".into(),
                         remote_mta: Some("store.example".into()),
                     },
@@ -461,15 +462,15 @@ mod properties {
         match kind % 4 {
             0 => RcptResult::Delivered {
                 relay: "r".into(),
-                reply: "250 ok".into(),
+                reply: Reply::bare(250, "ok"),
             },
             2 => RcptResult::Bounced {
-                status: "5.0.0".into(),
+                status: EnhancedStatus::of(5, 0, 0),
                 diagnostic: "smtp; 550 no".into(),
                 remote_mta: None,
             },
             _ => RcptResult::Deferred {
-                status: "4.0.0".into(),
+                status: EnhancedStatus::of(4, 0, 0),
                 reason: "451 later".into(),
             },
         }

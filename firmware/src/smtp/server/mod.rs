@@ -161,10 +161,19 @@ pub enum Event {
     MessageAbort,
 }
 
+/// A RCPT TO waiting for the router: what the client said, and no next hop until the router's
+/// answer gives one per target.
+#[derive(Debug, Clone)]
+struct PendingRcpt {
+    address: String,
+    orcpt: Option<(String, String)>,
+    notify: Notify,
+}
+
 /// A question the session is waiting on; no input is read meanwhile.
 #[derive(Debug)]
 enum Awaiting {
-    Rcpt(Recipient),
+    Rcpt(PendingRcpt),
     Auth { user: String },
     Tls,
     Begin(AfterBegin),
@@ -378,13 +387,18 @@ impl Session {
             Ok(targets) => {
                 if let Some(tx) = self.tx.as_mut() {
                     for target in targets {
-                        let mut r = rcpt.clone();
-                        if !target.address.eq_ignore_ascii_case(&rcpt.address) {
-                            r.original = Some(rcpt.address.clone());
-                            r.address = target.address;
-                        }
-                        r.next_hop = target.next_hop;
-                        tx.recipients.push(r);
+                        let rewritten = !target.address.eq_ignore_ascii_case(&rcpt.address);
+                        tx.recipients.push(Recipient {
+                            address: if rewritten {
+                                target.address
+                            } else {
+                                rcpt.address.clone()
+                            },
+                            original: rewritten.then(|| rcpt.address.clone()),
+                            orcpt: rcpt.orcpt.clone(),
+                            notify: rcpt.notify,
+                            next_hop: target.next_hop,
+                        });
                     }
                 }
                 self.reply(Reply::new(250, [2, 1, 5], "Ok"));

@@ -175,18 +175,11 @@ impl Session {
             notify,
             orcpt: orcpt.clone(),
         };
-        // The next hop is filled from the router's answer.
-        let pending = Recipient {
+        // The router's answer makes the recipients, each with its next hop.
+        let pending = PendingRcpt {
             address,
-            original: None,
             orcpt,
             notify,
-            next_hop: Transport {
-                protocol: crate::mail::Protocol::Smtp,
-                host: crate::mail::Host::Name(String::new()),
-                port: 25,
-                mx: true,
-            },
         };
         self.events.push_back(Event::CheckRecipient(query));
         self.awaiting = Some(Awaiting::Rcpt(pending));

@@ -1,36 +1,21 @@
-//! The seams between the SMTP front door and the rest of the box. The session asks and answers
-//! the client only after the answer comes back:
+//! What a session asks the rest of the box, and waits for before it answers the client:
 //!
-//! - [`RecipientCheck`]: may this recipient be accepted, and where does it go? (the router)
-//! - [`MessageStore`] / [`IncomingMessage`]: store this message durably (the spool). A 250 is
-//!   sent only after [`IncomingMessage::commit`] returned a queue id.
+//! - [`RecipientCheck`]: may this recipient be accepted, and where does it go? (policy and router,
+//!   [`super::recipients`])
+//! - [`MessageStore`] / [`IncomingMessage`]: store this message durably (content checks, spool,
+//!   queue, [`super::store`]). A 250 is sent only after [`IncomingMessage::commit`] returned a
+//!   queue id.
 //! - [`Authenticator`]: is this the user's password? (the directory)
 //!
 //! The methods return `impl Future + Send`, so implementations may be written as `async fn` and
-//! sessions can run on tokio's multi-threaded runtime. Over the spool it is a few lines (an error
-//! maps to its reply, e.g. a full spool to `452 4.3.1 Insufficient system storage`):
-//!
-//! ```ignore
-//! impl MessageStore for SpoolHandle {
-//!     type Incoming = spool::Incoming;
-//!     async fn begin(&self, envelope: Envelope) -> Result<spool::Incoming, Reply> {
-//!         SpoolHandle::begin(self, envelope).map_err(|e| e.reply())
-//!     }
-//! }
-//! impl IncomingMessage for spool::Incoming {
-//!     async fn write(&mut self, chunk: &[u8]) -> Result<(), Reply> {
-//!         spool::Incoming::write(self, chunk).await.map_err(|e| e.reply())
-//!     }
-//!     async fn commit(self) -> Result<QueueId, Reply> {
-//!         spool::Incoming::commit(self).await.map_err(|e| e.reply())
-//!     }
-//! }
-//! ```
+//! sessions can run on tokio's multi-threaded runtime. Tests put their own behind them to drive the
+//! listeners without flash.
 
 use std::future::Future;
+use std::sync::Arc;
 
-use crate::mail::Reply;
-use crate::mail::{Envelope, QueueId};
+use crate::directory::SharedDirectory;
+use crate::mail::{Envelope, QueueId, Reply};
 use crate::smtp::{RcptQuery, RcptTarget};
 
 /// Decides each RCPT TO.
@@ -79,5 +64,12 @@ pub struct NoAuth;
 impl Authenticator for NoAuth {
     async fn verify(&self, _user: &str, _password: &str) -> bool {
         false
+    }
+}
+
+/// The accounts' password hashes in the directory.
+impl Authenticator for Arc<SharedDirectory> {
+    fn verify(&self, user: &str, password: &str) -> impl Future<Output = bool> + Send {
+        SharedDirectory::verify_password(self, user, password)
     }
 }

@@ -1,5 +1,7 @@
-//! The `postern` command line: `run` starts the gateway in the foreground (host mode); every other
-//! command goes to the running daemon over its control socket.
+//! The `postern` command line, the binary's entry when it is not PID 1 (then it is
+//! `appliance`'s): `run` starts the gateway in the foreground (host mode); every other
+//! command goes to the running daemon over its control socket, or, with `--flash`, is carried out
+//! on the flash directly.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -9,9 +11,9 @@ use clap::{Args, Parser, Subcommand};
 
 use hal::flash::{Device, Flash};
 
-use super::commands::{AdminCommand, FlashCommand};
-use super::control::{self, DEFAULT_CONTROL, Reply};
-use crate::daemon::{self, Daemon, FlashSpec, Options};
+use crate::admin::control::{self, DEFAULT_CONTROL, Reply};
+use crate::admin::{AdminCommand, FlashCommand};
+use crate::daemon::{self, Daemon, DaemonError, FlashSpec, Options};
 use crate::spool::{Spool, SpoolGeometry};
 
 /// Postern mail gateway: MTA, split-domain router and directory cache in one binary.
@@ -191,7 +193,7 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
     };
     runtime.block_on(async {
         match daemon::offline(&flash, machine_hostname()).await {
-            Ok(admin) => show(admin.execute(cmd).await),
+            Ok(offline) => show(offline.admin().execute(cmd).await),
             Err(e) => {
                 eprintln!("postern: {e}");
                 1
@@ -201,10 +203,11 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
 }
 
 /// Lays an empty spool on the flash, whatever was there: the admin's way out of a damaged one.
-fn format_flash(spec: &FlashSpec) -> Result<(), String> {
-    let (mut flash, _lock) = Device::open(&spec.path, spec.size).map_err(|e| e.to_string())?;
+/// The daemon's error type, so a missing or wrong-sized flash gets the same `--flash-size` hints.
+fn format_flash(spec: &FlashSpec) -> Result<(), DaemonError> {
+    let (mut flash, _lock) = Device::open(&spec.path, spec.size).map_err(DaemonError::Device)?;
     let geometry = SpoolGeometry::for_flash(flash.geometry());
-    Spool::format(&mut flash, geometry).map_err(|e| format!("flash {}: {e}", spec.path.display()))
+    Spool::format(&mut flash, geometry).map_err(|e| DaemonError::Spool(spec.path.clone(), e))
 }
 
 fn confirmed(cmd: &AdminCommand) -> bool {

@@ -1,0 +1,291 @@
+//! One mail transaction on a ready connection: MAIL, RCPT, DATA (pipelined when offered), the
+//! body, and a result per recipient, worded as Postfix's smtp/lmtp clients word them.
+
+use crate::mail::{BodyType, EnhancedStatus, Envelope, Protocol, Reply};
+use crate::queue::RcptResult;
+use crate::smtp::client::{Command, DotStuffer, MailFrom, RcptTo, accepts, status_of};
+
+use super::session::{Connection, SessionError, Stage, Timeouts};
+
+/// What one mail transaction carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Transaction<'a> {
+    pub sender: &'a str,
+    /// (envelope index, address).
+    pub recipients: &'a [(usize, &'a str)],
+    pub body: &'a [u8],
+    pub body_type: BodyType,
+    pub smtputf8: bool,
+    /// RFC 3461 parameters (RET, ENVID, NOTIFY, ORCPT), passed on when the server offers DSN.
+    pub dsn: Option<&'a Envelope>,
+}
+
+/// Results by envelope index.
+type Results = Vec<(usize, RcptResult)>;
+
+/// `Ok`: a result for every recipient. `Err`: the session error and the recipients that already
+/// have a final answer; the rest are the caller's to defer, and the connection is not reused.
+pub type TxOutcome = Result<Results, (SessionError, Results)>;
+
+/// How MAIL and the RCPTs were answered.
+struct EnvelopeReplies<'a> {
+    /// MAIL's reply when it was refused: every recipient fails with it.
+    mail_refused: Option<Reply>,
+    accepted: Vec<(usize, &'a str)>,
+}
+
+impl Connection {
+    /// One mail transaction.
+    pub async fn send_mail(&mut self, tx: &Transaction<'_>, t: &Timeouts) -> TxOutcome {
+        if let Some(refused) = self.refuse_before_mail(tx) {
+            return Ok(refused);
+        }
+        let mut results = Vec::with_capacity(tx.recipients.len());
+        let replies = match self.send_envelope(tx, &mut results, t).await {
+            Ok(r) => r,
+            Err(e) => return Err((e, results)),
+        };
+        if let Some(mail_reply) = replies.mail_refused {
+            return Ok(all(tx, |_| self.negative(&mail_reply, Stage::Mail)));
+        }
+        match self.send_data(tx, &replies.accepted, &mut results, t).await {
+            Ok(()) => {
+                self.idle_since = tokio::time::Instant::now();
+                Ok(results)
+            }
+            Err(e) => Err((e, results)),
+        }
+    }
+
+    /// What this server cannot take at all: bounced before a word is said.
+    fn refuse_before_mail(&self, tx: &Transaction<'_>) -> Option<Results> {
+        let remote = self.target.name.clone();
+        let why = if tx.smtputf8 && !self.caps.smtputf8 {
+            let why = format!(
+                "SMTPUTF8 is required, but was not offered by host {}",
+                self.relay_name
+            );
+            (EnhancedStatus::of(5, 6, 7), why)
+        } else if let Some(limit) = self.caps.size.filter(|&l| l > 0)
+            && tx.body.len() > limit
+        {
+            let why = format!(
+                "message size {} exceeds size limit {limit} of server {}",
+                tx.body.len(),
+                self.relay_name
+            );
+            (EnhancedStatus::of(5, 3, 4), why)
+        } else {
+            return None;
+        };
+        let (status, why) = why;
+        Some(all(tx, |_| RcptResult::Bounced {
+            status,
+            diagnostic: format!("X-Postern; {why}"),
+            remote_mta: Some(remote.clone()),
+        }))
+    }
+
+    fn mail_from<'a>(&self, tx: &Transaction<'a>) -> MailFrom<'a> {
+        let dsn = tx.dsn.filter(|_| self.caps.dsn);
+        MailFrom {
+            sender: tx.sender,
+            size: self.caps.size.map(|_| tx.body.len()),
+            eight_bit_mime: tx.body_type != BodyType::SevenBit && self.caps.eight_bit_mime,
+            smtputf8: tx.smtputf8,
+            ret: dsn.and_then(|env| env.ret),
+            envid: dsn.and_then(|env| env.envid.as_deref()),
+        }
+    }
+
+    fn rcpt_to<'a>(&self, tx: &Transaction<'a>, k: usize) -> Option<Command<'a>> {
+        let (index, address) = *tx.recipients.get(k)?;
+        let dsn = tx.dsn.filter(|_| self.caps.dsn);
+        let rcpt = dsn.and_then(|env| env.recipients.get(index));
+        Some(Command::Rcpt(
+            k,
+            RcptTo {
+                address,
+                notify: rcpt.map(|r| r.notify),
+                orcpt: rcpt.and_then(|r| r.orcpt.as_ref()),
+            },
+        ))
+    }
+
+    /// MAIL and the RCPTs, and with PIPELINING DATA too, all in one write (RFC 2920); then
+    /// their replies. Refused recipients get their result here.
+    async fn send_envelope<'a>(
+        &mut self,
+        tx: &Transaction<'a>,
+        results: &mut Results,
+        t: &Timeouts,
+    ) -> Result<EnvelopeReplies<'a>, SessionError> {
+        let pipelining = self.caps.pipelining;
+        let mut batch = vec![Command::Mail(self.mail_from(tx))];
+        if pipelining {
+            batch.extend((0..tx.recipients.len()).filter_map(|k| self.rcpt_to(tx, k)));
+            batch.push(Command::Data);
+        }
+        self.pipeline_commands(&batch, Stage::Mail, t.mail).await?;
+        let mail_reply = self.read_reply(t).await?.reply;
+        let mail_ok = accepts(&mail_reply);
+        let mut accepted = Vec::new();
+        for (k, (idx, addr)) in tx.recipients.iter().enumerate() {
+            if !pipelining {
+                if !mail_ok {
+                    break;
+                }
+                if let Some(rcpt) = self.rcpt_to(tx, k) {
+                    self.command(&rcpt, Stage::Rcpt, t.rcpt).await?;
+                }
+            }
+            let r = self.read_reply(t).await?.reply;
+            if !mail_ok {
+                continue;
+            }
+            if accepts(&r) {
+                accepted.push((*idx, *addr));
+            } else {
+                results.push((*idx, self.negative(&r, Stage::Rcpt)));
+            }
+        }
+        if mail_ok {
+            return Ok(EnvelopeReplies {
+                mail_refused: None,
+                accepted,
+            });
+        }
+        if pipelining {
+            // The DATA reply is still to come; it is a refusal, read and ignore it.
+            let _ = self.read_reply(t).await;
+        }
+        let _ = self.reset(t).await;
+        Ok(EnvelopeReplies {
+            mail_refused: Some(mail_reply),
+            accepted,
+        })
+    }
+
+    /// DATA (unless already pipelined), the body, and the final replies.
+    async fn send_data(
+        &mut self,
+        tx: &Transaction<'_>,
+        accepted: &[(usize, &str)],
+        results: &mut Results,
+        t: &Timeouts,
+    ) -> Result<(), SessionError> {
+        if !self.caps.pipelining {
+            if accepted.is_empty() {
+                let _ = self.reset(t).await;
+                return Ok(());
+            }
+            self.command(&Command::Data, Stage::Data, t.data_init)
+                .await?;
+        }
+        let data_reply = self.read_reply(t).await?.reply;
+        if data_reply.code != 354 {
+            for (idx, _) in accepted {
+                results.push((*idx, self.negative(&data_reply, Stage::Data)));
+            }
+            if !accepted.is_empty() || accepts(&data_reply) {
+                let _ = self.reset(t).await;
+            }
+            return Ok(());
+        }
+        if accepted.is_empty() {
+            // Pipelined DATA was accepted with no recipient: send an empty message's end.
+            self.expect_end_of_data(1);
+            self.send(b".\r\n", Stage::EndOfData, t.data_done).await?;
+            let _ = self.read_reply(t).await;
+            return Ok(());
+        }
+        self.send_body(tx.body, t).await?;
+        self.read_final_replies(accepted, results, t).await
+    }
+
+    /// SMTP: one reply for all; LMTP (RFC 2033 §4.2): one per accepted recipient, in order.
+    async fn read_final_replies(
+        &mut self,
+        accepted: &[(usize, &str)],
+        results: &mut Results,
+        t: &Timeouts,
+    ) -> Result<(), SessionError> {
+        let relay = self.relay();
+        let replies = match self.protocol {
+            Protocol::Smtp => 1,
+            Protocol::Lmtp => accepted.len(),
+        };
+        self.expect_end_of_data(replies);
+        let mut end_replies = Vec::with_capacity(replies);
+        for _ in 0..replies {
+            match self.read_reply(t).await {
+                Ok(r) => end_replies.push(r.reply),
+                Err(e) => {
+                    // LMTP recipients answered before the loss are final.
+                    for ((idx, _), r) in accepted.iter().zip(&end_replies) {
+                        results.push((*idx, self.final_result(r, &relay)));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        for (k, (idx, _)) in accepted.iter().enumerate() {
+            if let Some(r) = end_replies.get(k).or_else(|| end_replies.first()) {
+                results.push((*idx, self.final_result(r, &relay)));
+            }
+        }
+        Ok(())
+    }
+
+    fn final_result(&self, r: &Reply, relay: &str) -> RcptResult {
+        if accepts(r) {
+            RcptResult::Delivered {
+                relay: relay.to_string(),
+                reply: r.clone(),
+            }
+        } else {
+            self.negative(r, Stage::EndOfData)
+        }
+    }
+
+    /// A 4xx or 5xx (or nonsense) to a command, as Postfix words it.
+    fn negative(&self, r: &Reply, stage: Stage) -> RcptResult {
+        if r.is_permanent() {
+            return RcptResult::Bounced {
+                status: status_of(r),
+                diagnostic: format!("smtp; {r}"),
+                remote_mta: Some(self.target.name.clone()),
+            };
+        }
+        RcptResult::Deferred {
+            status: if r.is_transient() {
+                status_of(r)
+            } else {
+                EnhancedStatus::of(4, 0, 0)
+            },
+            reason: format!(
+                "host {} said: {r} (in reply to {})",
+                self.relay_name,
+                stage.command()
+            ),
+        }
+    }
+
+    async fn send_body(&mut self, body: &[u8], t: &Timeouts) -> Result<(), SessionError> {
+        const CHUNK: usize = 64 * 1024;
+        let mut stuffer = DotStuffer::new();
+        let mut out = Vec::with_capacity(CHUNK + CHUNK / 16);
+        for chunk in body.chunks(CHUNK) {
+            out.clear();
+            stuffer.push(chunk, &mut out);
+            self.write(&out, Stage::Body, t.data_block).await?;
+        }
+        out.clear();
+        stuffer.finish(&mut out);
+        self.send(&out, Stage::EndOfData, t.data_block).await
+    }
+}
+
+fn all(tx: &Transaction<'_>, f: impl Fn(usize) -> RcptResult) -> Results {
+    tx.recipients.iter().map(|(i, _)| (*i, f(*i))).collect()
+}

@@ -1,0 +1,82 @@
+//! The queue over the spool: the [`QueueStore`] the runner reads and writes messages through, and
+//! how messages on flash enter the queue (a new one after its commit, all of them after a restart).
+
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::spool::{SpoolError, SpoolHandle};
+
+use super::QueuedMessage;
+use super::runner::{QueueHandle, QueueStore, StoredMessage};
+
+impl QueueStore for SpoolHandle {
+    type Error = SpoolError;
+
+    async fn load(&self, qid: QueueId) -> Result<StoredMessage, SpoolError> {
+        match self.get(qid).await? {
+            Some(m) => Ok(StoredMessage {
+                envelope: m.envelope,
+                outcomes: m.outcomes,
+                size: m.size,
+            }),
+            None => Err(SpoolError::NoSuchMessage(qid)),
+        }
+    }
+
+    async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, SpoolError> {
+        SpoolHandle::read_body(self, qid).await
+    }
+
+    async fn mark_recipient(
+        &self,
+        qid: QueueId,
+        index: usize,
+        outcome: RecipientOutcome,
+    ) -> Result<(), SpoolError> {
+        SpoolHandle::mark_recipient(self, qid, index, outcome).await
+    }
+
+    async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), SpoolError> {
+        SpoolHandle::set_state(self, qid, state).await
+    }
+
+    async fn remove(&self, qid: QueueId) -> Result<(), SpoolError> {
+        SpoolHandle::remove(self, qid).await
+    }
+
+    async fn store(&self, envelope: Envelope, message: Vec<u8>) -> Result<QueueId, SpoolError> {
+        let mut incoming = self.begin(envelope).await?;
+        incoming.write(&message).await?;
+        incoming.commit().await
+    }
+}
+
+impl QueueHandle {
+    /// A message just committed to the spool: into the active queue, every recipient pending.
+    pub async fn arrived(&self, qid: QueueId, envelope: &Envelope, size: u64) {
+        let outcomes = vec![None; envelope.recipients.len()];
+        self.add(QueuedMessage::from_envelope(
+            qid,
+            envelope,
+            &outcomes,
+            QueueState::Active,
+            size,
+        ))
+        .await;
+    }
+
+    /// Every message the spool recovered at start, in the state it was in.
+    pub async fn recover(&self, spool: &SpoolHandle) -> Result<usize, SpoolError> {
+        let recovered = spool.list().await?;
+        let n = recovered.len();
+        for m in recovered {
+            self.add(QueuedMessage::from_envelope(
+                m.qid,
+                &m.envelope,
+                &m.outcomes,
+                m.state,
+                m.size,
+            ))
+            .await;
+        }
+        Ok(n)
+    }
+}
