@@ -103,3 +103,68 @@ async fn syncs_read_ldap_in_a_child_and_survive_a_reply_that_panics_the_client()
     let e = r.error.unwrap_or_default();
     assert!(e.contains("bind refused: result 49"), "{e}");
 }
+
+/// AUTH in a domain with `zimbraAuthMech ldap`: a simple bind as the user, over StartTLS,
+/// through the child; with the synced hash for the other domains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_binds_as_the_user_over_starttls_where_the_domain_says_so() {
+    if require_slapd().is_none() {
+        return;
+    }
+    fetch::isolate_in_child(PathBuf::from(env!("CARGO_BIN_EXE_postern")));
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());
+    let ldap = Slapd::start_with(false, Some((&cert, &key)));
+    let bind_dn = "uid=%u,ou=people,%D";
+    ldap.ldapmodify(&format!(
+        "{}{}{}{}{}",
+        base_ldif(),
+        domain_ldif(
+            "example.com",
+            "d-1",
+            &format!(
+                "zimbraAuthMech: ldap\nzimbraAuthLdapURL: {}\nzimbraAuthLdapBindDn: {bind_dn}\n",
+                ldap.url()
+            )
+        ),
+        // slapd checks {SSHA} itself; the box never sees this hash used.
+        account_ldif(
+            "alice@example.com",
+            "a-1",
+            "userPassword: {SSHA}gVK8WC9YyFT1gMsQHTGCgT3sSv5zYWx0\n"
+        ),
+        domain_ldif("example.org", "d-2", ""),
+        account_ldif(
+            "bob@example.org",
+            "a-2",
+            "userPassword: {SSHA}gVK8WC9YyFT1gMsQHTGCgT3sSv5zYWx0\n"
+        ),
+    ));
+    let mut s = settings(&ldap.url(), true);
+    s.set("ldap_ca_cert", &cert).unwrap();
+    let shared = Arc::new(SharedDirectory::default());
+    shared.set_ldap_settings(Arc::new(s.clone()));
+    let store: Arc<dyn SnapshotStore> = Arc::new(Discard);
+    let r = Syncer::default()
+        .sync(SyncKind::Full, &s, &shared, &store, 1)
+        .await;
+    assert_eq!(r.error, None, "{r:?}");
+    let domain = shared.snapshot().domain("example.com").unwrap().clone();
+    assert_eq!(
+        domain.values("zimbraAuthMech").unwrap(),
+        vec!["ldap".to_string()]
+    );
+    // By bind (example.com) and by the synced hash (example.org): both say "secret".
+    for user in ["alice@example.com", "bob@example.org"] {
+        assert!(shared.verify_password(user, "secret").await, "{user}");
+        assert!(!shared.verify_password(user, "wrong").await, "{user}");
+        assert!(!shared.verify_password(user, "").await, "{user}");
+    }
+    assert!(!shared.verify_password("nobody@example.com", "secret").await);
+    // The bind goes over TLS or not at all: a CA that does not match fails it.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let mut untrusted = s.clone();
+    untrusted.set("ldap_ca_cert", &other.cert.pem()).unwrap();
+    shared.set_ldap_settings(Arc::new(untrusted));
+    assert!(!shared.verify_password("alice@example.com", "secret").await);
+}

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::address;
+use super::domain_auth::{self, DomainAuth};
 use super::source::Source;
 use crate::config::AttrError;
 use crate::config::attr::{boolean, canonical, invalid, show_bool, single};
@@ -24,6 +25,8 @@ pub struct Domain {
     pub(crate) transport: Option<Arc<Transport>>,
     authoritative: bool,
     source: Source,
+    /// `zimbraAuthMech` and its LDAP bind settings; `None` is the default (`zimbra`).
+    auth: Option<Box<DomainAuth>>,
 }
 
 pub(crate) const NAME: &str = "zimbraDomainName";
@@ -34,8 +37,16 @@ pub(crate) const AUTHORITATIVE: &str = "posternAuthoritative";
 
 impl Domain {
     /// Attributes in the order `gd` prints them.
-    pub const ATTRS: &'static [&'static str] =
-        &[NAME, AUTHORITATIVE, CATCH_ALL, CATCH_ALL_FORWARD, TRANSPORT];
+    pub const ATTRS: &'static [&'static str] = &[
+        NAME,
+        AUTHORITATIVE,
+        CATCH_ALL,
+        CATCH_ALL_FORWARD,
+        TRANSPORT,
+        domain_auth::MECH,
+        domain_auth::URL,
+        domain_auth::BIND_DN,
+    ];
 
     /// A new authoritative domain with nothing set.
     pub fn new(name: &str) -> Result<Domain, address::BadAddress> {
@@ -46,6 +57,7 @@ impl Domain {
             transport: None,
             authoritative: true,
             source: Source::Local,
+            auth: None,
         })
     }
 
@@ -71,6 +83,11 @@ impl Domain {
         self.transport.as_deref()
     }
 
+    /// How its users authenticate (`zimbraAuthMech`).
+    pub fn auth(&self) -> Option<&DomainAuth> {
+        self.auth.as_deref()
+    }
+
     pub fn authoritative(&self) -> bool {
         self.authoritative
     }
@@ -93,6 +110,13 @@ impl Domain {
             AUTHORITATIVE => vec![show_bool(self.authoritative)],
             CATCH_ALL => opt(&self.catch_all_address),
             CATCH_ALL_FORWARD => opt(&self.catch_all_forwarding),
+            domain_auth::MECH | domain_auth::URL | domain_auth::BIND_DN => {
+                match (&self.auth, attr) {
+                    (Some(a), _) => a.values(attr),
+                    (None, domain_auth::MECH) => vec!["zimbra".to_string()],
+                    (None, _) => vec![],
+                }
+            }
             _ => self.transport.iter().map(|t| t.to_string()).collect(),
         })
     }
@@ -109,6 +133,11 @@ impl Domain {
                 });
             }
             AUTHORITATIVE => self.authoritative = v.map_or(Ok(true), |v| boolean(attr, v))?,
+            domain_auth::MECH | domain_auth::URL | domain_auth::BIND_DN => {
+                let mut auth = self.auth.as_deref().cloned().unwrap_or_default();
+                auth.set(attr, v)?;
+                self.auth = (auth != DomainAuth::default()).then(|| Box::new(auth));
+            }
             CATCH_ALL => {
                 self.catch_all_address = match v {
                     None => None,

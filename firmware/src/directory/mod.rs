@@ -11,6 +11,7 @@ mod account;
 pub mod address;
 mod auth;
 mod domain;
+pub mod domain_auth;
 mod hash;
 mod index;
 pub mod ldap;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use super::Directory;
+use crate::config::localconfig::LocalConfig;
 
 /// The current directory, and one writer at a time.
 #[derive(Debug, Default)]
@@ -19,6 +20,8 @@ pub struct SharedDirectory {
     ldap_confirmed: AtomicU64,
     /// `ldap_cache_max_age` in seconds; 0: serve the cache however old (or no LDAP).
     ldap_max_age: AtomicU64,
+    /// The LDAP connection settings (CA, timeouts) AUTH binds use.
+    ldap_settings: RwLock<Arc<LocalConfig>>,
 }
 
 impl SharedDirectory {
@@ -28,7 +31,20 @@ impl SharedDirectory {
             writer: Mutex::new(()),
             ldap_confirmed: AtomicU64::new(0),
             ldap_max_age: AtomicU64::new(0),
+            ldap_settings: RwLock::new(Arc::default()),
         }
+    }
+
+    /// The settings AUTH binds to another LDAP server with (its CA, its timeouts).
+    pub fn set_ldap_settings(&self, settings: Arc<LocalConfig>) {
+        *self
+            .ldap_settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    pub fn ldap_settings(&self) -> Arc<LocalConfig> {
+        Arc::clone(&self.ldap_settings.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Records that LDAP confirmed the cache at `unix` seconds.

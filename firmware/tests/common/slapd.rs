@@ -42,6 +42,8 @@ const ATTRS: &[(u32, &str, bool)] = &[
     (20, "zimbraMailAlias", false),
     (40, "zimbraAliasTargetId", true),
     (42, "zimbraAuthMech", true),
+    (43, "zimbraAuthLdapURL", false),
+    (44, "zimbraAuthLdapBindDn", true),
     (212, "zimbraDomainType", true),
     (214, "zimbraMailCatchAllAddress", false),
     (215, "zimbraMailCatchAllForwardingAddress", true),
@@ -78,7 +80,8 @@ fn schema() -> String {
             "AUXILIARY",
             "zimbraId $ zimbraDomainName",
             "zimbraDomainType $ zimbraMailStatus $ zimbraMailTransport $ \
-             zimbraMailCatchAllAddress $ zimbraMailCatchAllForwardingAddress $ zimbraAuthMech",
+             zimbraMailCatchAllAddress $ zimbraMailCatchAllForwardingAddress $ zimbraAuthMech $ \
+             zimbraAuthLdapURL $ zimbraAuthLdapBindDn",
         ),
         (
             6,
@@ -117,11 +120,24 @@ pub struct Slapd {
 impl Slapd {
     /// Starts slapd with an empty database (the whole DIT under the empty suffix, as Zimbra's).
     pub fn start(syncprov: bool) -> Slapd {
+        Slapd::start_with(syncprov, None)
+    }
+
+    /// The same, answering StartTLS with this certificate and key (PEM).
+    pub fn start_with(syncprov: bool, tls: Option<(&str, &str)>) -> Slapd {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_path_buf();
         std::fs::create_dir(dir.join("db")).expect("db dir");
         std::fs::write(dir.join("zimbra.schema"), schema()).expect("schema");
         let d = dir.display();
+        let tls_conf = match tls {
+            Some((cert, key)) => {
+                std::fs::write(dir.join("cert.pem"), cert).expect("cert");
+                std::fs::write(dir.join("key.pem"), key).expect("key");
+                format!("TLSCertificateFile {d}/cert.pem\nTLSCertificateKeyFile {d}/key.pem\n")
+            }
+            None => String::new(),
+        };
         let (load, overlay) = match syncprov {
             true => ("moduleload syncprov\n", "overlay syncprov\n"),
             false => ("", ""),
@@ -135,6 +151,7 @@ impl Slapd {
              argsfile {d}/slapd.args\n\
              modulepath /usr/lib/ldap\n\
              moduleload back_mdb\n{load}\
+             {tls_conf}\
              sizelimit unlimited\n\
              database mdb\n\
              maxsize 1073741824\n\

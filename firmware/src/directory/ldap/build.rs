@@ -93,6 +93,18 @@ impl<'m> Builder<'m> {
             d.set(domain::TRANSPORT, &one(&e.transport))?;
             Ok::<_, SkipReason>(d)
         })();
+        // A bad AUTH setting leaves the domain's users on their synced hashes; it does not take
+        // the domain's mail away.
+        let made = made.map(|mut d| {
+            for (attr, value) in &e.auth {
+                let before = d.clone();
+                if let Err(why) = d.set(attr, std::slice::from_ref(value)) {
+                    d = before;
+                    self.skipped.push(skip(dn, SkipReason::Invalid(why)));
+                }
+            }
+            d
+        });
         match made.and_then(|d| self.dir.add_domain(d).map_err(|e| reason(e, |a| a.into()))) {
             Ok(()) => self.counts.domains += 1,
             Err(why) => self.skipped.push(skip(dn, why)),

@@ -120,32 +120,29 @@ pub struct Session {
     read_timeout: Duration,
 }
 
-async fn open_one(
+/// A connection to one server (TLS set up, nothing bound yet).
+async fn connect(
     url: &LdapUrl,
     settings: &LocalConfig,
     tls: Option<Arc<ClientConfig>>,
-) -> Result<Session, ClientError> {
+    starttls: bool,
+) -> Result<ldap3::Ldap, ClientError> {
     let name = url.to_string();
-    let starttls = settings.starttls && !url.tls;
     let mut conn_settings = LdapConnSettings::new()
         .set_conn_timeout(settings.connect_timeout)
         .set_starttls(starttls);
     if let Some(tls) = tls {
         conn_settings = conn_settings.set_config(tls);
     }
-    let target = format!(
-        "{}://{}:{}",
-        if url.tls { "ldaps" } else { "ldap" },
-        if url.host.contains(':') {
-            format!("[{}]", url.host)
-        } else {
-            url.host.clone()
-        },
-        url.port
-    );
+    let host = match url.host.contains(':') {
+        true => format!("[{}]", url.host),
+        false => url.host.clone(),
+    };
+    let scheme = if url.tls { "ldaps" } else { "ldap" };
+    let target = format!("{scheme}://{host}:{}", url.port);
     // StartTLS and the TLS handshake happen inside: give them the read timeout too.
     let limit = settings.connect_timeout + settings.read_timeout;
-    let (conn, mut ldap) =
+    let (conn, ldap) =
         tokio::time::timeout(limit, LdapConnAsync::with_settings(conn_settings, &target))
             .await
             .map_err(|_| ClientError::Timeout {
@@ -161,21 +158,48 @@ async fn open_one(
         // The connection ends when the session is dropped; its error is the search's error.
         let _ = conn.drive().await;
     });
+    Ok(ldap)
+}
+
+/// A simple bind with a time limit; the server's result code.
+async fn bind(
+    ldap: &mut ldap3::Ldap,
+    name: &str,
+    timeout: Duration,
+    dn: &str,
+    password: &str,
+) -> Result<ldap3::LdapResult, ClientError> {
+    let bind = ldap.with_timeout(timeout).simple_bind(dn, password);
+    tokio::time::timeout(timeout, bind)
+        .await
+        .map_err(|_| ClientError::Timeout {
+            url: name.to_string(),
+            stage: Stage::Bind,
+        })?
+        .map_err(|error| ClientError::Ldap {
+            url: name.to_string(),
+            stage: Stage::Bind,
+            error: Box::new(error),
+        })
+}
+
+async fn open_one(
+    url: &LdapUrl,
+    settings: &LocalConfig,
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<Session, ClientError> {
+    let name = url.to_string();
+    let starttls = settings.starttls && !url.tls;
+    let mut ldap = connect(url, settings, tls, starttls).await?;
     if !settings.user_dn.is_empty() {
-        let bind = ldap
-            .with_timeout(settings.read_timeout)
-            .simple_bind(&settings.user_dn, &settings.password);
-        let res = tokio::time::timeout(settings.read_timeout, bind)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                url: name.clone(),
-                stage: Stage::Bind,
-            })?
-            .map_err(|error| ClientError::Ldap {
-                url: name.clone(),
-                stage: Stage::Bind,
-                error: Box::new(error),
-            })?;
+        let res = bind(
+            &mut ldap,
+            &name,
+            settings.read_timeout,
+            &settings.user_dn,
+            &settings.password,
+        )
+        .await?;
         if res.rc != 0 {
             return Err(ClientError::Refused {
                 url: name,
@@ -190,6 +214,39 @@ async fn open_one(
         url: name,
         read_timeout: settings.read_timeout,
     })
+}
+
+/// `invalidCredentials` (RFC 4511): the password is wrong, or there is no such DN.
+const INVALID_CREDENTIALS: u32 = 49;
+
+/// Whether `password` is right for `dn` at `url`, by a simple bind over TLS (StartTLS on an
+/// `ldap://` URL whatever `ldap_starttls_supported` says: a user's password never goes in
+/// clear). An empty password is never sent: LDAP takes it as an unauthenticated bind, which
+/// succeeds without checking anything.
+pub async fn check_password(
+    settings: &LocalConfig,
+    url: &LdapUrl,
+    dn: &str,
+    password: &str,
+) -> Result<bool, ClientError> {
+    if password.is_empty() || dn.is_empty() {
+        return Ok(false);
+    }
+    let tls = tls_config(settings)?;
+    let name = url.to_string();
+    let mut ldap = connect(url, settings, Some(tls), !url.tls).await?;
+    let res = bind(&mut ldap, &name, settings.read_timeout, dn, password).await?;
+    let _ = tokio::time::timeout(settings.read_timeout, ldap.unbind()).await;
+    match res.rc {
+        0 => Ok(true),
+        INVALID_CREDENTIALS => Ok(false),
+        code => Err(ClientError::Refused {
+            url: name,
+            stage: Stage::Bind,
+            code,
+            text: res.text,
+        }),
+    }
 }
 
 /// Connects and binds to the first server of `ldap_url` that works.

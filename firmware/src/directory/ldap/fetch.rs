@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::client::{self, ClientError};
 use super::entry::{MalformedEntry, RawEntry};
-use crate::config::localconfig::LocalConfig;
+use crate::config::localconfig::{LdapUrl, LocalConfig};
 
 /// The first argument that makes the binary a fetch child.
 pub const CHILD_ARG: &str = "__ldap-fetch";
@@ -32,13 +32,22 @@ pub fn isolate_in_child(exe: PathBuf) {
     let _ = CHILD_EXE.set(exe);
 }
 
-/// One search to run.
+/// What a child is asked to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Request {
-    settings: Vec<(String, String)>,
-    base: String,
-    filter: String,
-    attrs: Vec<String>,
+enum Request {
+    Search {
+        settings: Vec<(String, String)>,
+        base: String,
+        filter: String,
+        attrs: Vec<String>,
+    },
+    /// AUTH by a simple bind as the user.
+    Bind {
+        settings: Vec<(String, String)>,
+        url: String,
+        dn: String,
+        password: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -56,6 +65,7 @@ enum Reply {
         server: String,
         entries: Vec<WireEntry>,
     },
+    Bound(bool),
     Failed(String),
 }
 
@@ -102,13 +112,63 @@ async fn in_child(
     filter: &str,
     attrs: &[&str],
 ) -> Result<Fetched, ClientError> {
-    let request = Request {
+    let request = Request::Search {
         settings: settings.to_pairs(),
         base: base.to_string(),
         filter: filter.to_string(),
         attrs: attrs.iter().map(|a| a.to_string()).collect(),
     };
-    let bytes = postcard::to_allocvec(&request).map_err(|e| ClientError::Child(e.to_string()))?;
+    match run_child(exe, settings, &request).await? {
+        Reply::Entries { server, entries } => Ok((
+            server,
+            entries
+                .into_iter()
+                .map(|e| match e {
+                    WireEntry::Entry { dn, attrs } => Ok(RawEntry::from_parts(dn, attrs)),
+                    WireEntry::Malformed(true) => Err(MalformedEntry::NotUtf8),
+                    WireEntry::Malformed(false) => Err(MalformedEntry::Shape),
+                })
+                .collect(),
+        )),
+        Reply::Failed(why) => Err(ClientError::Child(why)),
+        Reply::Bound(_) => Err(ClientError::Child("the fetch child answered a bind".into())),
+    }
+}
+
+/// Whether `password` is right for `dn` at `url` (a simple bind over TLS), in a child when this
+/// is the `postern` binary.
+pub async fn check_password(
+    settings: &LocalConfig,
+    url: &LdapUrl,
+    dn: &str,
+    password: &str,
+) -> Result<bool, ClientError> {
+    let Some(exe) = CHILD_EXE.get() else {
+        return client::check_password(settings, url, dn, password).await;
+    };
+    let request = Request::Bind {
+        settings: settings.to_pairs(),
+        url: url.to_string(),
+        dn: dn.to_string(),
+        password: password.to_string(),
+    };
+    match run_child(exe, settings, &request).await? {
+        Reply::Bound(ok) => Ok(ok),
+        Reply::Failed(why) => Err(ClientError::Child(why)),
+        Reply::Entries { .. } => Err(ClientError::Child(
+            "the fetch child answered a search".into(),
+        )),
+    }
+}
+
+/// Starts a child, hands it the request (on a pipe: a password never shows in `ps`), and reads
+/// its reply.
+async fn run_child(
+    exe: &PathBuf,
+    settings: &LocalConfig,
+    request: &Request,
+) -> Result<Reply, ClientError> {
+    let bytes = postcard::to_allocvec(request).map_err(|e| ClientError::Child(e.to_string()))?;
     let mut child = tokio::process::Command::new(exe)
         .arg(CHILD_ARG)
         .stdin(Stdio::piped())
@@ -151,22 +211,60 @@ async fn in_child(
              not take"
         )));
     }
-    match postcard::from_bytes::<Reply>(&reply) {
-        Ok(Reply::Entries { server, entries }) => Ok((
-            server,
-            entries
-                .into_iter()
-                .map(|e| match e {
-                    WireEntry::Entry { dn, attrs } => Ok(RawEntry::from_parts(dn, attrs)),
-                    WireEntry::Malformed(true) => Err(MalformedEntry::NotUtf8),
-                    WireEntry::Malformed(false) => Err(MalformedEntry::Shape),
-                })
-                .collect(),
-        )),
-        Ok(Reply::Failed(why)) => Err(ClientError::Child(why)),
-        Err(e) => Err(ClientError::Child(format!(
-            "unreadable reply from the fetch child: {e}"
-        ))),
+    postcard::from_bytes::<Reply>(&reply)
+        .map_err(|e| ClientError::Child(format!("unreadable reply from the fetch child: {e}")))
+}
+
+/// What the child does with a request.
+async fn serve(request: Request) -> Reply {
+    match request {
+        Request::Search {
+            settings,
+            base,
+            filter,
+            attrs,
+        } => {
+            let settings = match LocalConfig::from_pairs(&settings) {
+                Ok(s) => s,
+                Err(e) => return Reply::Failed(e.to_string()),
+            };
+            let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+            match in_process(&settings, &base, &filter, &attrs).await {
+                Ok((server, entries)) => Reply::Entries {
+                    server,
+                    entries: entries
+                        .into_iter()
+                        .map(|e| match e {
+                            Ok(e) => {
+                                let (dn, attrs) = e.into_parts();
+                                WireEntry::Entry { dn, attrs }
+                            }
+                            Err(m) => WireEntry::Malformed(m == MalformedEntry::NotUtf8),
+                        })
+                        .collect(),
+                },
+                Err(e) => Reply::Failed(e.to_string()),
+            }
+        }
+        Request::Bind {
+            settings,
+            url,
+            dn,
+            password,
+        } => {
+            let parsed = LocalConfig::from_pairs(&settings)
+                .map_err(|e| e.to_string())
+                .and_then(|s| Ok((s, url.parse::<LdapUrl>().map_err(str::to_string)?)));
+            match parsed {
+                Ok((settings, url)) => {
+                    match client::check_password(&settings, &url, &dn, &password).await {
+                        Ok(ok) => Reply::Bound(ok),
+                        Err(e) => Reply::Failed(e.to_string()),
+                    }
+                }
+                Err(e) => Reply::Failed(e),
+            }
+        }
     }
 }
 
@@ -185,38 +283,12 @@ pub fn child_main() -> i32 {
     let Ok(request) = postcard::from_bytes::<Request>(&input) else {
         return 2;
     };
-    let reply = match LocalConfig::from_pairs(&request.settings) {
-        Err(e) => Reply::Failed(e.to_string()),
-        Ok(settings) => match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Err(e) => Reply::Failed(format!("no runtime: {e}")),
-            Ok(rt) => {
-                let attrs: Vec<&str> = request.attrs.iter().map(String::as_str).collect();
-                match rt.block_on(in_process(
-                    &settings,
-                    &request.base,
-                    &request.filter,
-                    &attrs,
-                )) {
-                    Ok((server, entries)) => Reply::Entries {
-                        server,
-                        entries: entries
-                            .into_iter()
-                            .map(|e| match e {
-                                Ok(e) => {
-                                    let (dn, attrs) = e.into_parts();
-                                    WireEntry::Entry { dn, attrs }
-                                }
-                                Err(m) => WireEntry::Malformed(m == MalformedEntry::NotUtf8),
-                            })
-                            .collect(),
-                    },
-                    Err(e) => Reply::Failed(e.to_string()),
-                }
-            }
-        },
+    let reply = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Err(e) => Reply::Failed(format!("no runtime: {e}")),
+        Ok(rt) => rt.block_on(serve(request)),
     };
     let Ok(bytes) = postcard::to_allocvec(&reply) else {
         return 2;

@@ -20,6 +20,8 @@ pub struct DomainEntry {
     pub catch_all: Option<String>,
     pub catch_all_forward: Option<String>,
     pub transport: Option<String>,
+    /// `zimbraAuthMech`, `zimbraAuthLdapURL`, `zimbraAuthLdapBindDn`, as LDAP holds them.
+    pub auth: Vec<(&'static str, String)>,
 }
 
 /// An account or list: an address that receives mail.

@@ -132,6 +132,7 @@ async fn run(
     let mut next = Instant::now();
     loop {
         let config = settings.borrow_and_update().clone();
+        shared.set_ldap_settings(Arc::new(config.clone()));
         shared.set_ldap_max_age(match config.ldap_enabled() {
             true => config.cache_max_age,
             false => Duration::ZERO,

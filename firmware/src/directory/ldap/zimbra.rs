@@ -35,6 +35,9 @@ pub const ATTRS: &[&str] = &[
     "zimbraAliasTargetId",
     "zimbraMemberOf",
     "userPassword",
+    "zimbraAuthMech",
+    "zimbraAuthLdapURL",
+    "zimbraAuthLdapBindDn",
     "modifyTimestamp",
     "entryUUID",
 ];
@@ -104,6 +107,17 @@ fn domain(e: &RawEntry) -> Result<DomainEntry, SkipReason> {
         catch_all: owned(e.first("zimbraMailCatchAllAddress")),
         catch_all_forward: owned(e.first("zimbraMailCatchAllForwardingAddress")),
         transport: owned(e.first("zimbraMailTransport")),
+        auth: [
+            "zimbraAuthMech",
+            "zimbraAuthLdapURL",
+            "zimbraAuthLdapBindDn",
+        ]
+        .into_iter()
+        .filter_map(|a| {
+            let v = e.values(a).join(" ");
+            (!v.trim().is_empty()).then_some((a, v))
+        })
+        .collect(),
     })
 }
 
