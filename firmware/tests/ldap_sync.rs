@@ -434,3 +434,108 @@ fn cut_power_in_next_slot_write(store: Arc<FlashStore>) -> Arc<FlashStore> {
     let (spool, _) = Spool::open(flash, SpoolSettings::default()).unwrap();
     Arc::new(FlashStore(Mutex::new(spool)))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mta_settings_come_from_the_global_config_and_this_servers_entry() {
+    if require_slapd().is_none() {
+        return;
+    }
+    let ldap = Slapd::start(false);
+    seed(&ldap);
+    ldap.ldapmodify(
+        "dn: cn=config,cn=zimbra\nchangetype: modify\n\
+         add: zimbraMtaRelayHost\nzimbraMtaRelayHost: [relay.example.net]:587\n-\n\
+         add: zimbraMtaMaxMessageSize\nzimbraMtaMaxMessageSize: 20480000\n-\n\
+         add: zimbraMtaMyNetworks\nzimbraMtaMyNetworks: not-a-network\n\n\
+         dn: cn=mx.test.example,cn=servers,cn=zimbra\nobjectClass: zimbraServer\n\
+         cn: mx.test.example\nzimbraServiceHostname: mx.test.example\n\
+         zimbraMtaRelayHost: [mx-relay.example.net]:25\n\n\
+         dn: cn=other.test.example,cn=servers,cn=zimbra\nobjectClass: zimbraServer\n\
+         cn: other.test.example\nzimbraServiceHostname: other.test.example\n\
+         zimbraMtaRelayHost: [not-ours.example.net]:25\n\n",
+    );
+    let mut settings = settings(&ldap);
+    settings
+        .set("zimbra_server_hostname", "MX.test.example")
+        .unwrap();
+    settings.set("ldap_full_sync_interval", "1h").unwrap();
+    let shared = Arc::new(SharedDirectory::default());
+    let store = flash_store();
+    let mut syncer = Syncer::default();
+    let r = sync(&mut syncer, SyncKind::Full, &settings, &shared, &store).await;
+    assert_eq!(r.error, None, "{r:?}");
+    let relay = |d: &Directory| d.config().values("zimbraMtaRelayHost").unwrap();
+    let dir = shared.snapshot();
+    // This server's entry wins over the global config; other servers' do not count.
+    assert_eq!(relay(&dir), ["smtp:[mx-relay.example.net]:25"]);
+    assert_eq!(dir.config().max_message_size, 20_480_000);
+    // The router uses it at once: mail to other domains goes to the relay host.
+    match route("x@elsewhere.org", &dir, dir.config(), Relay::Permitted) {
+        Decision::Accept(t) => assert_eq!(
+            t.first().next_hop.transport().map(|t| t.to_string()),
+            Some("smtp:[mx-relay.example.net]:25".into())
+        ),
+        other => panic!("{other:?}"),
+    }
+    // A value the box refuses is skipped with its reason; the setting keeps its value.
+    let status = syncer.status().render(now());
+    assert!(
+        status.contains("cn=config,cn=zimbra: invalid value") && status.contains("not-a-network"),
+        "{status}"
+    );
+    assert_eq!(
+        dir.config().values("zimbraMtaMyNetworks").unwrap(),
+        ["127.0.0.0/8 [::1]/128"]
+    );
+    // LDAP's settings are read-only for mcf; the others are not.
+    let mcf = |line: &str| {
+        let args: Vec<String> = line.split(' ').map(String::from).collect();
+        postern::directory::prov::execute(&shared.snapshot(), &args).map(|_| ())
+    };
+    let e = mcf("mcf zimbraMtaRelayHost [x.example]:25")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("LDAP"), "{e}");
+    mcf("mcf hopcount_limit 30").unwrap();
+
+    // Changed in LDAP: the next poll applies it and says what it was and is.
+    ldap.ldapmodify(
+        "dn: cn=mx.test.example,cn=servers,cn=zimbra\nchangetype: modify\n\
+         delete: zimbraMtaRelayHost\n\n",
+    );
+    let r = sync(
+        &mut syncer,
+        SyncKind::Incremental,
+        &settings,
+        &shared,
+        &store,
+    )
+    .await;
+    assert_eq!(r.error, None, "{r:?}");
+    assert!(
+        r.changes.modified.contains(
+            &"config zimbraMtaRelayHost: \"smtp:[mx-relay.example.net]:25\" -> \"smtp:[relay.example.net]:587\""
+                .to_string()
+        ),
+        "{r:?}"
+    );
+    assert_eq!(relay(&shared.snapshot()), ["smtp:[relay.example.net]:587"]);
+    // Gone from LDAP altogether: back to the default, and mcf may set it again.
+    ldap.ldapmodify("dn: cn=config,cn=zimbra\nchangetype: modify\ndelete: zimbraMtaRelayHost\n\n");
+    let r = sync(
+        &mut syncer,
+        SyncKind::Incremental,
+        &settings,
+        &shared,
+        &store,
+    )
+    .await;
+    assert_eq!(r.error, None, "{r:?}");
+    assert!(relay(&shared.snapshot()).is_empty());
+    assert!(
+        !shared
+            .snapshot()
+            .ldap_config()
+            .contains(&"zimbraMtaRelayHost")
+    );
+}

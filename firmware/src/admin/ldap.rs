@@ -114,7 +114,7 @@ pub async fn sync(h: &Handles, incremental: bool) -> Reply {
             Err(e) => Reply::failed(format!("{e}\n")),
         };
     }
-    let settings = match load(&h.spool).await {
+    let mut settings = match load(&h.spool).await {
         Ok(s) if s.ldap_enabled() => s,
         Ok(_) => {
             return Reply::failed(
@@ -123,6 +123,9 @@ pub async fn sync(h: &Handles, incremental: bool) -> Reply {
         }
         Err(e) => return Reply::failed(format!("{e}\n")),
     };
+    if settings.server_hostname.is_empty() {
+        settings.server_hostname = h.facts.hostname.to_ascii_lowercase();
+    }
     // Offline, every sync is a full one: nothing was read before.
     let report = Syncer::default()
         .sync(kind, &settings, &h.directory, &h.ldap.store, unix_now())

@@ -20,6 +20,7 @@ pub const CACHE_MAX_AGE: &str = "ldap_cache_max_age";
 pub const CA_CERT: &str = "ldap_ca_cert";
 pub const CONNECT_TIMEOUT: &str = "ldap_connect_timeout";
 pub const READ_TIMEOUT: &str = "ldap_read_timeout";
+pub const SERVER_HOSTNAME: &str = "zimbra_server_hostname";
 
 /// Every key, in the order `postern localconfig` prints them.
 pub const KEYS: &[&str] = &[
@@ -35,6 +36,7 @@ pub const KEYS: &[&str] = &[
     CA_CERT,
     CONNECT_TIMEOUT,
     READ_TIMEOUT,
+    SERVER_HOSTNAME,
 ];
 
 /// Keys whose values are printed only with `-s`.
@@ -194,6 +196,9 @@ pub struct LocalConfig {
     pub connect_timeout: Duration,
     /// For the bind and each search.
     pub read_timeout: Duration,
+    /// This box's server entry (`cn=NAME,cn=servers,cn=zimbra`), whose MTA settings override the
+    /// global ones; empty: the box's hostname.
+    pub server_hostname: String,
 }
 
 impl Default for LocalConfig {
@@ -211,6 +216,7 @@ impl Default for LocalConfig {
             ca_cert_pem: None,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            server_hostname: String::new(),
         }
     }
 }
@@ -248,6 +254,7 @@ impl LocalConfig {
             CACHE_MAX_AGE => secs(self.cache_max_age),
             CA_CERT => self.ca_cert_pem.clone().unwrap_or_default(),
             CONNECT_TIMEOUT => secs(self.connect_timeout),
+            SERVER_HOSTNAME => self.server_hostname.clone(),
             _ => secs(self.read_timeout),
         })
     }
@@ -314,6 +321,15 @@ impl LocalConfig {
                 }
             }
             CONNECT_TIMEOUT => self.connect_timeout = time(Duration::from_secs(1))?,
+            SERVER_HOSTNAME => {
+                let ok = value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+                if !ok {
+                    return Err(bad(&"not a host name"));
+                }
+                self.server_hostname = value.to_ascii_lowercase()
+            }
             _ => self.read_timeout = time(Duration::from_secs(1))?,
         }
         Ok(())

@@ -28,6 +28,7 @@ impl SnapshotStore for SlotStore {
 pub async fn context(
     spool: &SpoolHandle,
     directory: &Arc<SharedDirectory>,
+    hostname: &str,
     run_service: bool,
 ) -> LdapContext {
     let store: Arc<dyn SnapshotStore> = Arc::new(SlotStore {
@@ -47,6 +48,7 @@ pub async fn context(
             }
             Some(service::spawn(
                 settings,
+                hostname,
                 Arc::clone(directory),
                 Arc::clone(&store),
             ))

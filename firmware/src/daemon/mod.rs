@@ -117,7 +117,7 @@ impl Daemon {
             &spool,
             &queue,
         );
-        let ldap = ldap::context(&spool, &directory, true).await;
+        let ldap = ldap::context(&spool, &directory, &opts.hostname, true).await;
         let admin = Admin::new(Handles {
             spool,
             directory,
@@ -181,7 +181,7 @@ pub(crate) fn master(line: &str) {
 /// Opens the flash for an admin command run without a daemon (`postern prov --flash FILE`).
 pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, DaemonError> {
     let Opened { flash, directory } = open(spec).await?;
-    let ldap = ldap::context(&flash.spool, &directory, false).await;
+    let ldap = ldap::context(&flash.spool, &directory, &hostname, false).await;
     let admin = Admin::new(Handles {
         spool: flash.spool.clone(),
         directory,

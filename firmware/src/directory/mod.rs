@@ -146,6 +146,8 @@ pub struct Directory {
     /// When the LDAP entries in this directory were last synced (Unix seconds); `None` if it
     /// holds none from LDAP.
     ldap_synced: Option<u64>,
+    /// The MTA settings LDAP sets (global config and this server's entry): read-only for `mcf`.
+    ldap_config: Vec<&'static str>,
 }
 
 impl PartialEq for Directory {
@@ -173,6 +175,11 @@ impl Directory {
     /// When its LDAP entries were synced (Unix seconds), if it holds any.
     pub fn ldap_synced(&self) -> Option<u64> {
         self.ldap_synced
+    }
+
+    /// The MTA settings that come from LDAP.
+    pub fn ldap_config(&self) -> &[&'static str] {
+        &self.ldap_config
     }
 
     pub fn config(&self) -> &MtaConfig {

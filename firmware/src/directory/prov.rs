@@ -219,6 +219,13 @@ pub fn execute(dir: &Directory, args: &[String]) -> Result<ProvOutcome, ProvErro
         ("gad", []) => print(lines(dir.domains().map(Domain::name))),
         ("mcf", mods) if !mods.is_empty() => {
             let mods = parse_mods(mods).ok_or(usage)?;
+            for (_, name, _) in &mods {
+                if let Ok(attr) = MtaConfig::attr_name(name)
+                    && dir.ldap_config().contains(&attr)
+                {
+                    return Err(DirectoryError::FromLdap(attr.to_string()).into());
+                }
+            }
             change(&|d| {
                 let mut c = d.config().clone();
                 c.set_all(&collect(&mods, |n| d.config().values(n))?)?;

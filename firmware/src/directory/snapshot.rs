@@ -78,6 +78,8 @@ struct Origins {
     ldap_synced: Option<u64>,
     ldap_domains: Vec<bool>,
     ldap_accounts: Vec<bool>,
+    /// The config attributes LDAP sets.
+    ldap_config: Vec<String>,
 }
 
 fn attrs_of(names: &[&str], values: impl Fn(&str) -> Vec<String>) -> Attrs {
@@ -111,6 +113,7 @@ impl Directory {
                 .iter()
                 .map(|a| a.source() == Source::Ldap)
                 .collect(),
+            ldap_config: self.ldap_config.iter().map(|a| a.to_string()).collect(),
         };
         let snap = Snapshot {
             config: attrs_of(MtaConfig::ATTRS, |n| {
@@ -176,6 +179,11 @@ fn build(snap: Snapshot, origins: Origins) -> Result<Directory, DirectoryError> 
     }
     let mut dir = Directory::new(config);
     dir.ldap_synced = origins.ldap_synced;
+    dir.ldap_config = origins
+        .ldap_config
+        .iter()
+        .map(|a| MtaConfig::attr_name(a))
+        .collect::<Result<_, _>>()?;
     for (i, rec) in snap.domains.into_iter().enumerate() {
         let mut d = Domain::new(&rec.name)?;
         d.set_source(source(&origins.ldap_domains, i));

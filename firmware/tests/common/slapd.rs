@@ -47,7 +47,13 @@ const ATTRS: &[(u32, &str, bool)] = &[
     (212, "zimbraDomainType", true),
     (214, "zimbraMailCatchAllAddress", false),
     (215, "zimbraMailCatchAllForwardingAddress", true),
+    (65, "zimbraServiceHostname", true),
+    (197, "zimbraMtaDnsLookupsEnabled", true),
+    (198, "zimbraMtaMaxMessageSize", true),
+    (199, "zimbraMtaRelayHost", false),
+    (226, "zimbraMtaRestriction", false),
     (247, "zimbraMailTransport", true),
+    (311, "zimbraMtaMyNetworks", false),
     (343, "zimbraPrefMailForwardingAddress", true),
     (344, "zimbraPrefMailLocalDeliveryDisabled", true),
 ];
@@ -99,6 +105,22 @@ fn schema() -> String {
             "zimbraAliasTargetId",
         ),
         (27, "zimbraGroup", "AUXILIARY", "zimbraId", "uid $ cn"),
+        (
+            8,
+            "zimbraServer",
+            "STRUCTURAL",
+            "cn",
+            "zimbraId $ zimbraServiceHostname $ zimbraMtaRelayHost $ zimbraMtaMyNetworks $ \
+             zimbraMtaDnsLookupsEnabled $ zimbraMtaRestriction",
+        ),
+        (
+            9,
+            "zimbraGlobalConfig",
+            "AUXILIARY",
+            "cn",
+            "zimbraMtaRelayHost $ zimbraMtaMyNetworks $ zimbraMtaDnsLookupsEnabled $ \
+             zimbraMtaMaxMessageSize $ zimbraMtaRestriction",
+        ),
     ] {
         let sup = if kind == "STRUCTURAL" { "SUP top " } else { "" };
         s.push_str(&format!(
@@ -277,7 +299,10 @@ impl Drop for Slapd {
 /// domains (Zimbra makes an entry for every label above a domain).
 pub fn base_ldif() -> String {
     let mut s = "dn: cn=zimbra\nobjectClass: organizationalRole\ncn: zimbra\n\n\
-                 dn: cn=admins,cn=zimbra\nobjectClass: organizationalRole\ncn: admins\n\n"
+                 dn: cn=admins,cn=zimbra\nobjectClass: organizationalRole\ncn: admins\n\n\
+                 dn: cn=servers,cn=zimbra\nobjectClass: organizationalRole\ncn: servers\n\n\
+                 dn: cn=config,cn=zimbra\nobjectClass: organizationalRole\n\
+                 objectClass: zimbraGlobalConfig\ncn: config\n\n"
         .to_string();
     for dn in ["dc=com", "dc=net", "dc=org", "dc=example,dc=net"] {
         let dc = dn[3..].split(',').next().unwrap_or("x");

@@ -7,7 +7,10 @@
 use std::collections::{HashMap, HashSet};
 
 use super::model::Model;
-use super::object::{DomainEntry, LdapObject, MailboxEntry, MailboxKind, SkipReason, Skipped};
+use super::object::{
+    ConfigEntry, DomainEntry, LdapObject, MailboxEntry, MailboxKind, SkipReason, Skipped,
+};
+use crate::config::MtaConfig;
 use crate::directory::{
     Account, Directory, DirectoryError, Domain, Source, account, address, domain,
 };
@@ -192,7 +195,8 @@ impl<'m> Builder<'m> {
 }
 
 /// Builds the directory: `current`'s config and local entries, then everything in `model`.
-pub fn build(current: &Directory, model: &Model, synced_at: u64) -> Built {
+/// `server` names this box's server entry, whose MTA settings override the global config's.
+pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -> Built {
     let mut b = Builder {
         dir: Directory::new(current.config().clone()),
         skipped: model.unreadable().to_vec(),
@@ -207,8 +211,10 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64) -> Built {
     let mut domains = Vec::new();
     let mut mailboxes = Vec::new();
     let mut alias_entries = Vec::new();
+    let mut configs = Vec::new();
     for m in model.entries() {
         match &m.object {
+            Ok(LdapObject::Config(c)) => configs.push((m.dn.as_str(), c)),
             Ok(LdapObject::Domain(d)) => domains.push((m.dn.as_str(), d)),
             Ok(LdapObject::Mailbox(x)) => mailboxes.push((m.dn.as_str(), x)),
             Ok(LdapObject::Alias(a)) => alias_entries.push((m.dn.as_str(), a)),
@@ -264,11 +270,51 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64) -> Built {
                 .push(skip(dn, SkipReason::UnknownTarget(a.target_id.clone()))),
         }
     }
+    apply_config(&mut b, current, &configs, server);
     Built {
         directory: b.dir,
         skipped: b.skipped,
         counts: b.counts,
     }
+}
+
+/// The MTA settings from LDAP: the global config, then this server's entry over it (Zimbra's
+/// server-inherited attributes). LDAP's values win over `mcf`; an attribute LDAP no longer sets
+/// returns to its default. A value the box refuses is skipped with its reason; the attribute
+/// keeps what it had.
+fn apply_config(
+    b: &mut Builder<'_>,
+    current: &Directory,
+    configs: &[(&str, &ConfigEntry)],
+    server: &str,
+) {
+    let mut wanted: Vec<(&'static str, &[String], &str)> = Vec::new();
+    let scopes = [None, Some(server.to_ascii_lowercase())];
+    for scope in &scopes {
+        for (dn, c) in configs.iter().filter(|(_, c)| c.server == *scope) {
+            for (attr, values) in &c.values {
+                wanted.retain(|(a, _, _)| a != attr);
+                wanted.push((attr, values, dn));
+            }
+        }
+    }
+    let mut config = current.config().clone();
+    for attr in current.ldap_config() {
+        if !wanted.iter().any(|(a, _, _)| a == attr) {
+            // Back to the default: what `mcf` had set before LDAP took it over is gone.
+            let _ = config.set(attr, &[]);
+        }
+    }
+    let mut owned = Vec::new();
+    for (attr, values, dn) in wanted {
+        match config.set(attr, values) {
+            Ok(()) => owned.push(attr),
+            Err(why) => b.skipped.push(skip(dn, SkipReason::Invalid(why))),
+        }
+    }
+    owned.sort_by_key(|a| MtaConfig::ATTRS.iter().position(|x| x == a));
+    b.dir.set_config(config);
+    b.dir.ldap_config = owned;
 }
 
 /// Copies the `prov` accounts and their aliases (valid together before, so they fit again). A
@@ -380,7 +426,7 @@ mod tests {
                 ],
             ),
         ]);
-        let built = build(&local(), &m, 42);
+        let built = build(&local(), &m, 42, "");
         assert_eq!(built.skipped, vec![]);
         assert_eq!(
             built.counts,
@@ -428,7 +474,7 @@ mod tests {
                 .contains("LDAP")
         );
         // ...and the sync keeps what prov made.
-        let again = build(d, &m, 43);
+        let again = build(d, &m, 43, "");
         assert_eq!(again.directory.counts(), d.counts());
     }
 
@@ -462,7 +508,7 @@ mod tests {
                 ],
             ),
         ]);
-        let built = build(&local(), &m, 1);
+        let built = build(&local(), &m, 1, "");
         let text: Vec<String> = built.skipped.iter().map(|s| s.to_string()).collect();
         let has = |dn: &str, what: &str| {
             assert!(
@@ -493,10 +539,10 @@ mod tests {
     #[test]
     fn a_local_account_keeps_its_vanished_ldap_domain() {
         let m = model(vec![domain("example.com", &[])]);
-        let first = build(&Directory::default(), &m, 1).directory;
+        let first = build(&Directory::default(), &m, 1, "").directory;
         let args: Vec<String> = ["ca", "mine@example.com", "pw"].map(String::from).to_vec();
         let with_local = prov::execute(&first, &args).unwrap().directory.unwrap();
-        let after = build(&with_local, &model(vec![]), 2);
+        let after = build(&with_local, &model(vec![]), 2, "");
         assert!(after.directory.account("mine@example.com").is_some());
         assert_eq!(after.skipped[0].reason, SkipReason::KeptForLocalAccounts);
     }

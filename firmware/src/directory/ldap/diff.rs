@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::model::Changes;
+use crate::config::MtaConfig;
 use crate::directory::{Account, Directory, Source};
 
 fn aliases(d: &Directory) -> HashMap<&str, &str> {
@@ -74,6 +75,18 @@ pub fn diff(old: &Directory, new: &Directory) -> Changes {
     for (alias, owner) in &ol {
         if !nl.contains_key(alias) {
             c.deleted.push(format!("alias {alias} -> {owner}"));
+        }
+    }
+    for attr in MtaConfig::ATTRS {
+        let (o, n) = (old.config().values(attr), new.config().values(attr));
+        if let (Ok(o), Ok(n)) = (o, n)
+            && o != n
+        {
+            c.modified.push(format!(
+                "config {attr}: {:?} -> {:?}",
+                o.join(" "),
+                n.join(" ")
+            ));
         }
     }
     for list in [&mut c.added, &mut c.modified, &mut c.deleted] {

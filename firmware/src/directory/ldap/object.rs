@@ -61,12 +61,22 @@ pub struct AliasEntry {
     pub target_id: String,
 }
 
+/// MTA settings: the global config (`cn=config,cn=zimbra`) or a server entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// `None`: global; else the server's hostname.
+    pub server: Option<String>,
+    /// The `MtaConfig` attributes it sets.
+    pub values: Vec<(&'static str, Vec<String>)>,
+}
+
 /// One entry, mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LdapObject {
     Domain(DomainEntry),
     Mailbox(MailboxEntry),
     Alias(AliasEntry),
+    Config(ConfigEntry),
 }
 
 impl LdapObject {
@@ -83,6 +93,10 @@ impl LdapObject {
                 format!("{kind} {}", m.address)
             }
             LdapObject::Alias(a) => format!("alias {}", a.address),
+            LdapObject::Config(c) => match &c.server {
+                None => "global config".to_string(),
+                Some(s) => format!("server {s}"),
+            },
         }
     }
 }

@@ -80,16 +80,26 @@ impl LdapHandle {
     }
 }
 
-/// Starts the service on the current runtime.
+/// Starts the service on the current runtime. `hostname` names this box's server entry when
+/// `zimbra_server_hostname` is empty.
 pub fn spawn(
     settings: LocalConfig,
+    hostname: &str,
     shared: Arc<SharedDirectory>,
     store: Arc<dyn SnapshotStore>,
 ) -> LdapHandle {
     let (requests, rx) = mpsc::channel(4);
     let (settings_tx, settings_rx) = watch::channel(settings);
     let status = Arc::new(Mutex::new(LdapStatus::default()));
-    tokio::spawn(run(rx, settings_rx, Arc::clone(&status), shared, store));
+    let hostname = hostname.to_ascii_lowercase();
+    tokio::spawn(run(
+        rx,
+        settings_rx,
+        hostname,
+        Arc::clone(&status),
+        shared,
+        store,
+    ));
     LdapHandle {
         requests,
         status,
@@ -98,6 +108,15 @@ pub fn spawn(
 }
 
 fn log(report: &SyncReport, status: &LdapStatus, shared: &SharedDirectory) {
+    // Each MTA setting LDAP changed, with its old and new value.
+    for change in report
+        .changes
+        .modified
+        .iter()
+        .filter(|c| c.starts_with("config "))
+    {
+        eprintln!("postern/ldap: {change}");
+    }
     match &report.error {
         None => eprintln!(
             "postern/ldap: {} sync from {}: {} entries read, {} added, {} modified, {} deleted, \
@@ -124,6 +143,7 @@ fn log(report: &SyncReport, status: &LdapStatus, shared: &SharedDirectory) {
 async fn run(
     mut requests: mpsc::Receiver<Request>,
     mut settings: watch::Receiver<LocalConfig>,
+    hostname: String,
     status: Arc<Mutex<LdapStatus>>,
     shared: Arc<SharedDirectory>,
     store: Arc<dyn SnapshotStore>,
@@ -131,7 +151,10 @@ async fn run(
     let mut syncer = Syncer::default();
     let mut next = Instant::now();
     loop {
-        let config = settings.borrow_and_update().clone();
+        let mut config = settings.borrow_and_update().clone();
+        if config.server_hostname.is_empty() {
+            config.server_hostname = hostname.clone();
+        }
         shared.set_ldap_settings(Arc::new(config.clone()));
         shared.set_ldap_max_age(match config.ldap_enabled() {
             true => config.cache_max_age,

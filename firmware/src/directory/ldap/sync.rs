@@ -72,6 +72,14 @@ impl fmt::Display for SyncError {
 
 impl std::error::Error for SyncError {}
 
+/// Where a sync reads its settings and puts its result.
+struct Target<'a> {
+    settings: &'a LocalConfig,
+    shared: &'a Arc<SharedDirectory>,
+    store: &'a Arc<dyn SnapshotStore>,
+    now: u64,
+}
+
 /// The sync's memory between runs.
 pub struct Syncer {
     model: Model,
@@ -158,7 +166,13 @@ impl Syncer {
         let started = Instant::now();
         shared.set_ldap_max_age(settings.cache_max_age);
         let mut kind = self.kind_for(want, settings, now);
-        let mut outcome = self.run(kind, settings, shared, store, now).await;
+        let to = Target {
+            settings,
+            shared,
+            store,
+            now,
+        };
+        let mut outcome = self.run(kind, &to).await;
         // A poll that made two entries claim one address may be a rename seen half (the old
         // entry is gone only to a full sync): look at everything before reporting it.
         if kind == SyncKind::Incremental
@@ -166,7 +180,7 @@ impl Syncer {
             && *dups_grew
         {
             kind = SyncKind::Full;
-            outcome = self.run(kind, settings, shared, store, now).await;
+            outcome = self.run(kind, &to).await;
         }
         let report =
             |server: String, read: usize, changes: Changes, error: Option<String>| SyncReport {
@@ -197,12 +211,12 @@ impl Syncer {
     async fn run(
         &mut self,
         kind: SyncKind,
-        settings: &LocalConfig,
-        shared: &Arc<SharedDirectory>,
-        store: &Arc<dyn SnapshotStore>,
-        now: u64,
+        to: &Target<'_>,
     ) -> Result<(String, usize, Changes, bool), SyncError> {
-        let read = self.read(kind, settings).await.map_err(SyncError::Client)?;
+        let read = self
+            .read(kind, to.settings)
+            .await
+            .map_err(SyncError::Client)?;
         let n = read.entries.len();
         if read.kind == SyncKind::Full {
             let domains_in = |m: &Model| {
@@ -210,7 +224,7 @@ impl Syncer {
                     .filter(|e| matches!(e.object, Ok(LdapObject::Domain(_))))
                     .count()
             };
-            let served = shared.snapshot();
+            let served = to.shared.snapshot();
             let had = domains_in(&self.model).max(
                 served
                     .domains()
@@ -223,12 +237,12 @@ impl Syncer {
                 return Err(SyncError::NoDomains { had });
             }
             self.model = next;
-            self.apply(read.server, n, shared, store, now, true).await
+            self.apply(read.server, n, to, true).await
         } else {
             if self.model.update(read.entries, self.schema.map).is_empty() {
                 return Ok((read.server, n, Changes::default(), false));
             }
-            self.apply(read.server, n, shared, store, now, false).await
+            self.apply(read.server, n, to, false).await
         }
     }
 
@@ -236,18 +250,18 @@ impl Syncer {
         &mut self,
         server: String,
         read: usize,
-        shared: &Arc<SharedDirectory>,
-        store: &Arc<dyn SnapshotStore>,
-        now: u64,
+        to: &Target<'_>,
         full: bool,
     ) -> Result<(String, usize, Changes, bool), SyncError> {
         let dups_before = count_dups(&self.status.skipped);
         let model = std::mem::take(&mut self.model);
-        let (shared2, store2) = (Arc::clone(shared), Arc::clone(store));
+        let (shared2, store2) = (Arc::clone(to.shared), Arc::clone(to.store));
+        let server_name = to.settings.server_hostname.clone();
+        let now = to.now;
         // Building 100 000 entries and writing flash is blocking work.
         let joined = tokio::task::spawn_blocking(move || {
             let result = shared2.update(|current| {
-                let built = build(current, &model, now);
+                let built = build(current, &model, now, &server_name);
                 store2
                     .save(built.directory.encode())
                     .map_err(SyncError::Save)?;

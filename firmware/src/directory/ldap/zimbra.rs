@@ -8,12 +8,16 @@
 
 use super::entry::RawEntry;
 use super::model::Schema;
-use super::object::{AliasEntry, DomainEntry, LdapObject, MailboxEntry, MailboxKind, SkipReason};
+use super::object::{
+    AliasEntry, ConfigEntry, DomainEntry, LdapObject, MailboxEntry, MailboxKind, SkipReason,
+};
+use crate::config::MtaConfig;
 
 /// Every entry the directory is built from.
 pub const FILTER: &str = "(|(objectClass=zimbraDomain)(objectClass=zimbraAccount)\
 (objectClass=zimbraDistributionList)(objectClass=zimbraGroup)(objectClass=zimbraAlias)\
-(zimbraDomainName=*)(zimbraMailDeliveryAddress=*)(zimbraAliasTargetId=*))";
+(objectClass=zimbraGlobalConfig)(objectClass=zimbraServer)\
+(zimbraDomainName=*)(zimbraMailDeliveryAddress=*)(zimbraAliasTargetId=*)(zimbraServiceHostname=*))";
 
 /// The attributes read (nothing else is fetched).
 pub const ATTRS: &[&str] = &[
@@ -35,6 +39,20 @@ pub const ATTRS: &[&str] = &[
     "zimbraAliasTargetId",
     "zimbraMemberOf",
     "userPassword",
+    "zimbraServiceHostname",
+    "cn",
+    "zimbraMtaRelayHost",
+    "zimbraMtaDnsLookupsEnabled",
+    "zimbraMtaMyNetworks",
+    "zimbraMtaRestriction",
+    "zimbraMtaMaxMessageSize",
+    "zimbraMtaQueueRunDelay",
+    "zimbraMtaMinimalBackoffTime",
+    "zimbraMtaMaximalBackoffTime",
+    "zimbraMtaMaximalQueueLifetime",
+    "zimbraMtaBounceQueueLifetime",
+    "zimbraMtaDelayWarningTime",
+    "zimbraMtaMyHostname",
     "zimbraAuthMech",
     "zimbraAuthLdapURL",
     "zimbraAuthLdapBindDn",
@@ -66,6 +84,9 @@ fn is_true(e: &RawEntry, attr: &str) -> bool {
 
 /// What an entry is, or why it is skipped; `Ok(None)` for an entry the router has no use for.
 pub fn map(e: &RawEntry) -> Result<Option<LdapObject>, SkipReason> {
+    if let Some(c) = config(e) {
+        return Ok(Some(LdapObject::Config(c)));
+    }
     if e.has_class("zimbraDomain") || !e.values("zimbraDomainName").is_empty() {
         return domain(e).map(|d| Some(LdapObject::Domain(d)));
     }
@@ -94,6 +115,29 @@ pub fn map(e: &RawEntry) -> Result<Option<LdapObject>, SkipReason> {
     mailbox(e, kind).map(|m| Some(LdapObject::Mailbox(m)))
 }
 
+/// The global config or a server entry, by class or, for a bind that cannot read objectClass,
+/// by where Zimbra keeps them.
+fn config(e: &RawEntry) -> Option<ConfigEntry> {
+    let dn = e.dn.to_ascii_lowercase().replace(' ', "");
+    let server = if e.has_class("zimbraGlobalConfig") || dn == "cn=config,cn=zimbra" {
+        None
+    } else if e.has_class("zimbraServer") || dn.ends_with(",cn=servers,cn=zimbra") {
+        let name = e.first("zimbraServiceHostname").or_else(|| e.first("cn"))?;
+        Some(name.to_ascii_lowercase())
+    } else {
+        return None;
+    };
+    let values = MtaConfig::ATTRS
+        .iter()
+        .filter(|a| a.starts_with("zimbraMta"))
+        .filter_map(|a| {
+            let v: Vec<String> = e.values(a).iter().map(|v| v.trim().to_string()).collect();
+            (!v.is_empty()).then_some((*a, v))
+        })
+        .collect();
+    Some(ConfigEntry { server, values })
+}
+
 fn domain(e: &RawEntry) -> Result<DomainEntry, SkipReason> {
     let name = e
         .first("zimbraDomainName")
@@ -108,6 +152,20 @@ fn domain(e: &RawEntry) -> Result<DomainEntry, SkipReason> {
         catch_all_forward: owned(e.first("zimbraMailCatchAllForwardingAddress")),
         transport: owned(e.first("zimbraMailTransport")),
         auth: [
+            "zimbraServiceHostname",
+            "cn",
+            "zimbraMtaRelayHost",
+            "zimbraMtaDnsLookupsEnabled",
+            "zimbraMtaMyNetworks",
+            "zimbraMtaRestriction",
+            "zimbraMtaMaxMessageSize",
+            "zimbraMtaQueueRunDelay",
+            "zimbraMtaMinimalBackoffTime",
+            "zimbraMtaMaximalBackoffTime",
+            "zimbraMtaMaximalQueueLifetime",
+            "zimbraMtaBounceQueueLifetime",
+            "zimbraMtaDelayWarningTime",
+            "zimbraMtaMyHostname",
             "zimbraAuthMech",
             "zimbraAuthLdapURL",
             "zimbraAuthLdapBindDn",
