@@ -17,6 +17,7 @@ pub mod object;
 pub mod service;
 pub mod status;
 pub mod sync;
+pub mod syncrepl;
 pub mod zimbra;
 
 pub use build::{Built, Counts};
