@@ -539,3 +539,96 @@ async fn mta_settings_come_from_the_global_config_and_this_servers_entry() {
             .contains(&"zimbraMtaRelayHost")
     );
 }
+
+/// With syncprov (RFC 4533), a poll is a refreshOnly from the last cookie: adds, modifies and
+/// deletes are all seen at the next poll, with no full sync in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_syncprov_polls_use_the_cookie_and_see_deletes_at_once() {
+    if require_slapd().is_none() {
+        return;
+    }
+    let ldap = Slapd::start(true);
+    seed(&ldap);
+    let mut settings = settings(&ldap);
+    settings.set("ldap_full_sync_interval", "1h").unwrap();
+    let shared = Arc::new(SharedDirectory::default());
+    let store = flash_store();
+    let mut syncer = Syncer::default();
+    let r = sync(
+        &mut syncer,
+        SyncKind::Incremental,
+        &settings,
+        &shared,
+        &store,
+    )
+    .await;
+    assert_eq!(
+        (r.kind, r.error.as_deref()),
+        (SyncKind::Full, None),
+        "{r:?}"
+    );
+    assert!(account_of(&shared.snapshot(), "twin@example.com").is_some());
+
+    ldap.ldapmodify(&format!(
+        "{}\
+         dn: uid=bob,ou=people,dc=example,dc=com\nchangetype: modify\n\
+         add: zimbraMailAlias\nzimbraMailAlias: robert@example.com\n\n\
+         dn: uid=twin,ou=people,dc=example,dc=com\nchangetype: delete\n\n",
+        account_ldif("carol@example.com", "a-5", "")
+    ));
+    let r = sync(
+        &mut syncer,
+        SyncKind::Incremental,
+        &settings,
+        &shared,
+        &store,
+    )
+    .await;
+    assert_eq!(
+        (r.kind, r.error.as_deref()),
+        (SyncKind::Incremental, None),
+        "{r:?}"
+    );
+    assert!(
+        r.changes
+            .added
+            .contains(&"account carol@example.com".to_string()),
+        "{r:?}"
+    );
+    assert!(
+        r.changes
+            .deleted
+            .contains(&"account twin@example.com".to_string()),
+        "{r:?}"
+    );
+    let dir = shared.snapshot();
+    assert!(account_of(&dir, "twin@example.com").is_none());
+    assert_eq!(
+        account_of(&dir, "robert@example.com").as_deref(),
+        Some("bob@example.com")
+    );
+    assert_eq!(
+        account_of(&dir, "carol@example.com").as_deref(),
+        Some("carol@example.com")
+    );
+    // The rest is untouched.
+    assert_eq!(
+        account_of(&dir, "al@example.com").as_deref(),
+        Some("alice@example.com")
+    );
+    let r = sync(
+        &mut syncer,
+        SyncKind::Incremental,
+        &settings,
+        &shared,
+        &store,
+    )
+    .await;
+    assert_eq!(
+        (r.kind, r.error.as_deref()),
+        (SyncKind::Incremental, None),
+        "{r:?}"
+    );
+    assert!(r.changes.is_empty(), "{r:?}");
+    assert_eq!(shared.snapshot().encode(), dir.encode());
+}

@@ -13,7 +13,24 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::entry::{MalformedEntry, RawEntry};
+use super::syncrepl::{self, SyncOutcome};
 use crate::config::localconfig::{LdapUrl, LocalConfig};
+use ldap3::controls::RawControl;
+
+/// `unavailableCriticalExtension` (RFC 4511): the server does not know the Sync Request control.
+const UNAVAILABLE_CRITICAL_EXTENSION: u32 = 12;
+
+/// The value of an IntermediateResponse: `[APPLICATION 25] SEQUENCE { responseName [0]
+/// OPTIONAL, responseValue [1] OPTIONAL }`, checked by hand (no panicking parser).
+fn intermediate_value(tag: ldap3::asn1::StructureTag) -> Option<Vec<u8>> {
+    let ldap3::asn1::PL::C(parts) = tag.payload else {
+        return None;
+    };
+    parts.into_iter().find_map(|p| match (p.id, p.payload) {
+        (1, ldap3::asn1::PL::P(v)) => Some(v),
+        _ => None,
+    })
+}
 
 /// Where the system's CA bundle is (in the image and on Debian hosts).
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -334,6 +351,100 @@ impl Session {
             });
         }
         Ok(entries)
+    }
+
+    /// An RFC 4533 refreshOnly search: with `cookie`, only what changed since (and what was
+    /// deleted); without, everything. Each entry comes with its Sync State.
+    pub async fn sync_search(
+        &mut self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+        cookie: Option<&[u8]>,
+    ) -> Result<(Vec<Result<RawEntry, MalformedEntry>>, SyncOutcome), ClientError> {
+        let url = self.url.clone();
+        let timeout = |stage| ClientError::Timeout {
+            url: url.clone(),
+            stage,
+        };
+        let lib = |error| ClientError::Ldap {
+            url: url.clone(),
+            stage: Stage::Search,
+            error: Box::new(error),
+        };
+        let control = RawControl {
+            ctype: syncrepl::SYNC_REQUEST_OID.to_string(),
+            crit: true,
+            val: Some(syncrepl::encode_request(cookie)),
+        };
+        let limit = self.read_timeout;
+        let attrs: Vec<&str> = attrs.to_vec();
+        let mut stream = tokio::time::timeout(
+            limit,
+            self.ldap
+                .with_timeout(limit)
+                .with_controls(control)
+                .streaming_search(base, Scope::Subtree, filter, attrs),
+        )
+        .await
+        .map_err(|_| timeout(Stage::Search))?
+        .map_err(lib)?;
+        let mut entries = Vec::new();
+        let mut outcome = SyncOutcome::default();
+        loop {
+            let next = tokio::time::timeout(limit, stream.next())
+                .await
+                .map_err(|_| timeout(Stage::Search))?
+                .map_err(lib)?;
+            let Some(re) = next else { break };
+            if re.is_ref() {
+                continue;
+            }
+            if re.is_intermediate() {
+                match intermediate_value(re.0) {
+                    Some(v) => match syncrepl::decode_info(&v) {
+                        Ok(info) => outcome.infos.push(info),
+                        Err(_) => outcome.bad_infos += 1,
+                    },
+                    None => outcome.bad_infos += 1,
+                }
+                continue;
+            }
+            let state =
+                re.1.iter()
+                    .find(|c| c.1.ctype == syncrepl::SYNC_STATE_OID)
+                    .map(|c| syncrepl::decode_state(c.1.val.as_deref().unwrap_or_default()));
+            match state {
+                Some(Err(bad)) => {
+                    entries.push(Err(MalformedEntry::SyncControl(bad)));
+                    outcome.states.push(None);
+                }
+                state => {
+                    entries.push(RawEntry::parse(re.0));
+                    outcome.states.push(state.and_then(Result::ok));
+                }
+            }
+        }
+        let res = stream.finish().await;
+        match res.rc {
+            0 => {}
+            syncrepl::REFRESH_REQUIRED => outcome.refresh_required = true,
+            UNAVAILABLE_CRITICAL_EXTENSION => outcome.unsupported = true,
+            code => {
+                return Err(ClientError::Refused {
+                    url: url.clone(),
+                    stage: Stage::Search,
+                    code,
+                    text: res.text,
+                });
+            }
+        }
+        outcome.done = res
+            .ctrls
+            .iter()
+            .find(|c| c.1.ctype == syncrepl::SYNC_DONE_OID)
+            .and_then(|c| syncrepl::decode_done(c.1.val.as_deref().unwrap_or_default()).ok());
+        Ok((entries, outcome))
     }
 
     /// Ends the session politely; errors do not matter any more.

@@ -15,12 +15,14 @@ pub struct RawEntry {
 }
 
 /// Why an entry could not be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MalformedEntry {
     /// Not a SearchResultEntry (application tag 4) with a DN and an attribute list.
     Shape,
     /// The DN or an attribute name is not UTF-8.
     NotUtf8,
+    /// Its RFC 4533 Sync State control does not decode.
+    SyncControl(super::syncrepl::BadControl),
 }
 
 impl fmt::Display for MalformedEntry {
@@ -28,6 +30,7 @@ impl fmt::Display for MalformedEntry {
         f.write_str(match self {
             MalformedEntry::Shape => "malformed search result entry",
             MalformedEntry::NotUtf8 => "DN or attribute name is not UTF-8",
+            MalformedEntry::SyncControl(e) => return write!(f, "{e}"),
         })
     }
 }
@@ -115,6 +118,14 @@ impl RawEntry {
             entry.push(&name, values);
         }
         Ok(entry)
+    }
+
+    /// Gives the entry the `entryUUID` an RFC 4533 Sync State named, if it did not come with
+    /// one (a bind may not read operational attributes).
+    pub fn ensure_uuid(&mut self, uuid: &str) {
+        if self.values("entryUUID").is_empty() {
+            self.push("entryUUID", vec![uuid.to_string()]);
+        }
     }
 
     /// All values of an attribute (any case); empty if the entry does not have it.

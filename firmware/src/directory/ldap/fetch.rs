@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::client::{self, ClientError};
 use super::entry::{MalformedEntry, RawEntry};
+use super::syncrepl::SyncOutcome;
 use crate::config::localconfig::{LdapUrl, LocalConfig};
 
 /// The first argument that makes the binary a fetch child.
@@ -40,6 +41,8 @@ enum Request {
         base: String,
         filter: String,
         attrs: Vec<String>,
+        /// RFC 4533 refreshOnly, with the cookie if any; `None`: a plain search.
+        sync: Option<Option<Vec<u8>>>,
     },
     /// AUTH by a simple bind as the user.
     Bind {
@@ -56,7 +59,7 @@ enum WireEntry {
         dn: String,
         attrs: Vec<(String, Vec<String>)>,
     },
-    Malformed(bool),
+    Malformed(MalformedEntry),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -64,13 +67,19 @@ enum Reply {
     Entries {
         server: String,
         entries: Vec<WireEntry>,
+        sync: Option<SyncOutcome>,
     },
     Bound(bool),
     Failed(String),
 }
 
-/// What one fetch brought: the server that answered and its entries.
-pub type Fetched = (String, Vec<Result<RawEntry, MalformedEntry>>);
+/// What one fetch brought: the server that answered, its entries, and for an RFC 4533 search
+/// the sync states and messages.
+pub type Fetched = (
+    String,
+    Vec<Result<RawEntry, MalformedEntry>>,
+    Option<SyncOutcome>,
+);
 
 /// Runs one search, in a child when this is the `postern` binary.
 pub async fn fetch(
@@ -78,10 +87,11 @@ pub async fn fetch(
     base: &str,
     filter: &str,
     attrs: &[&str],
+    sync: Option<Option<&[u8]>>,
 ) -> Result<Fetched, ClientError> {
     match CHILD_EXE.get() {
-        Some(exe) => in_child(exe, settings, base, filter, attrs).await,
-        None => in_process(settings, base, filter, attrs).await,
+        Some(exe) => in_child(exe, settings, base, filter, attrs, sync).await,
+        None => in_process(settings, base, filter, attrs, sync).await,
     }
 }
 
@@ -90,12 +100,20 @@ async fn in_process(
     base: &str,
     filter: &str,
     attrs: &[&str],
+    sync: Option<Option<&[u8]>>,
 ) -> Result<Fetched, ClientError> {
     let mut session = client::open(settings).await?;
-    let entries = session.search(base, filter, attrs).await;
+    let result = match sync {
+        None => session.search(base, filter, attrs).await.map(|e| (e, None)),
+        Some(cookie) => session
+            .sync_search(base, filter, attrs, cookie)
+            .await
+            .map(|(e, o)| (e, Some(o))),
+    };
     let server = session.url().to_string();
     session.close().await;
-    Ok((server, entries?))
+    let (entries, outcome) = result?;
+    Ok((server, entries, outcome))
 }
 
 /// The longest a child may take before it is killed: its own timeouts end it well before, this
@@ -111,24 +129,30 @@ async fn in_child(
     base: &str,
     filter: &str,
     attrs: &[&str],
+    sync: Option<Option<&[u8]>>,
 ) -> Result<Fetched, ClientError> {
     let request = Request::Search {
         settings: settings.to_pairs(),
         base: base.to_string(),
         filter: filter.to_string(),
         attrs: attrs.iter().map(|a| a.to_string()).collect(),
+        sync: sync.map(|c| c.map(<[u8]>::to_vec)),
     };
     match run_child(exe, settings, &request).await? {
-        Reply::Entries { server, entries } => Ok((
+        Reply::Entries {
+            server,
+            entries,
+            sync,
+        } => Ok((
             server,
             entries
                 .into_iter()
                 .map(|e| match e {
                     WireEntry::Entry { dn, attrs } => Ok(RawEntry::from_parts(dn, attrs)),
-                    WireEntry::Malformed(true) => Err(MalformedEntry::NotUtf8),
-                    WireEntry::Malformed(false) => Err(MalformedEntry::Shape),
+                    WireEntry::Malformed(m) => Err(m),
                 })
                 .collect(),
+            sync,
         )),
         Reply::Failed(why) => Err(ClientError::Child(why)),
         Reply::Bound(_) => Err(ClientError::Child("the fetch child answered a bind".into())),
@@ -223,15 +247,18 @@ async fn serve(request: Request) -> Reply {
             base,
             filter,
             attrs,
+            sync,
         } => {
             let settings = match LocalConfig::from_pairs(&settings) {
                 Ok(s) => s,
                 Err(e) => return Reply::Failed(e.to_string()),
             };
             let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
-            match in_process(&settings, &base, &filter, &attrs).await {
-                Ok((server, entries)) => Reply::Entries {
+            let sync = sync.as_ref().map(|c| c.as_deref());
+            match in_process(&settings, &base, &filter, &attrs, sync).await {
+                Ok((server, entries, sync)) => Reply::Entries {
                     server,
+                    sync,
                     entries: entries
                         .into_iter()
                         .map(|e| match e {
@@ -239,7 +266,7 @@ async fn serve(request: Request) -> Reply {
                                 let (dn, attrs) = e.into_parts();
                                 WireEntry::Entry { dn, attrs }
                             }
-                            Err(m) => WireEntry::Malformed(m == MalformedEntry::NotUtf8),
+                            Err(m) => WireEntry::Malformed(m),
                         })
                         .collect(),
                 },

@@ -6,8 +6,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use std::collections::HashSet;
+
 use super::entry::{MalformedEntry, RawEntry};
 use super::object::{LdapObject, SkipReason, Skipped};
+use super::syncrepl::{EntryState, SyncInfo, SyncOutcome, uuid_text};
 
 /// How an entry maps: the schema's function.
 pub type MapFn = fn(&RawEntry) -> Result<Option<LdapObject>, SkipReason>;
@@ -198,16 +201,80 @@ impl Model {
         changes
     }
 
-    /// Removes entries by key (RFC 4533 deletes).
-    pub fn delete_where(&mut self, dn_or_id: &str) -> Option<String> {
-        let want = dn_or_id.to_ascii_lowercase();
-        let key = self
-            .entries
-            .iter()
-            .find(|(k, m)| k.strip_prefix("id:") == Some(&want) || m.dn.eq_ignore_ascii_case(&want))
-            .map(|(k, _)| k.clone())?;
-        self.entries.remove(&key).map(|m| m.describe())
+    /// Whether every entry is keyed by a UUID (RFC 4533 names entries by UUID only).
+    pub fn keyed_by_uuid(&self) -> bool {
+        self.entries.keys().all(|k| k.starts_with("id:"))
     }
+
+    fn remove_uuid(&mut self, u: &[u8; 16], changes: &mut Changes) {
+        if let Some(old) = self.entries.remove(&uuid_key(u)) {
+            changes.deleted.push(old.describe());
+        }
+    }
+
+    /// Applies an RFC 4533 refresh that started from a cookie: entries added or modified,
+    /// deletes by UUID, and, after a present phase, everything not reported present is gone.
+    pub fn apply_sync(
+        &mut self,
+        read: Vec<Result<RawEntry, MalformedEntry>>,
+        outcome: &SyncOutcome,
+        map: MapFn,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let mut present: HashSet<String> = HashSet::new();
+        let mut changed = Vec::new();
+        for (entry, state) in read.into_iter().zip(outcome.states.iter()) {
+            match state {
+                None => changed.push(entry),
+                Some(st) => match st.state {
+                    EntryState::Delete => self.remove_uuid(&st.uuid, &mut changes),
+                    EntryState::Present => {
+                        present.insert(uuid_key(&st.uuid));
+                    }
+                    EntryState::Add | EntryState::Modify => {
+                        present.insert(uuid_key(&st.uuid));
+                        changed.push(entry);
+                    }
+                },
+            }
+        }
+        let mut present_phase = false;
+        for info in &outcome.infos {
+            match info {
+                SyncInfo::IdSet {
+                    refresh_deletes: true,
+                    uuids,
+                    ..
+                } => uuids.iter().for_each(|u| self.remove_uuid(u, &mut changes)),
+                SyncInfo::IdSet { uuids, .. } => present.extend(uuids.iter().map(uuid_key)),
+                SyncInfo::RefreshPhase { present: true, .. } => present_phase = true,
+                _ => {}
+            }
+        }
+        let mut merged = Changes::default();
+        self.merge(changed, map, &mut merged);
+        changes.added.extend(merged.added);
+        changes.modified.extend(merged.modified);
+        let done_present = outcome.done.as_ref().is_some_and(|d| !d.refresh_deletes);
+        if present_phase || done_present {
+            let gone: Vec<String> = self
+                .entries
+                .keys()
+                .filter(|k| !present.contains(*k))
+                .cloned()
+                .collect();
+            for k in gone {
+                if let Some(old) = self.entries.remove(&k) {
+                    changes.deleted.push(old.describe());
+                }
+            }
+        }
+        changes
+    }
+}
+
+fn uuid_key(u: &[u8; 16]) -> String {
+    format!("id:{}", uuid_text(u))
 }
 
 #[cfg(test)]

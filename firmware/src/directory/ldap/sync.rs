@@ -18,6 +18,7 @@ use super::fetch;
 use super::model::{Changes, Model, Schema};
 use super::object::{LdapObject, SkipReason};
 use super::status::{LdapStatus, SyncKind, SyncReport};
+use super::syncrepl::{self, SyncOutcome};
 use super::zimbra;
 use crate::config::localconfig::LocalConfig;
 use crate::directory::{SharedDirectory, Source};
@@ -53,6 +54,8 @@ pub enum SyncError {
     },
     /// The building step stopped (a bug); the directory served is unchanged.
     Aborted,
+    /// RFC 4533 messages that did not decode; the next sync refreshes everything.
+    BadSyncMessages(usize),
 }
 
 impl fmt::Display for SyncError {
@@ -66,6 +69,11 @@ impl fmt::Display for SyncError {
                  ldap_search_base and the bind's read rights"
             ),
             SyncError::Aborted => f.write_str("sync aborted while building; nothing changed"),
+            SyncError::BadSyncMessages(n) => write!(
+                f,
+                "{n} RFC 4533 sync messages did not decode; nothing applied, the next sync \
+                 refreshes everything"
+            ),
         }
     }
 }
@@ -87,6 +95,10 @@ pub struct Syncer {
     /// Unix seconds of the last full sync applied since start.
     last_full: Option<u64>,
     status: LdapStatus,
+    syncrepl: Syncrepl,
+    /// The RFC 4533 cookie of the last sync applied (kept in RAM: after a restart the first sync
+    /// is a full one anyway, to rebuild the model).
+    cookie: Option<Vec<u8>>,
 }
 
 impl Default for Syncer {
@@ -100,6 +112,16 @@ struct Read {
     kind: SyncKind,
     server: String,
     entries: Vec<Result<super::RawEntry, super::MalformedEntry>>,
+    /// For an RFC 4533 read: the states, messages and new cookie.
+    sync: Option<SyncOutcome>,
+}
+
+/// Whether the server does RFC 4533 (OpenLDAP's syncprov), as the first sync found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Syncrepl {
+    Unknown,
+    Yes,
+    No,
 }
 
 /// GeneralizedTime as servers write it: digits, a fraction, a zone. Anything else is not put
@@ -117,6 +139,8 @@ impl Syncer {
             schema,
             last_full: None,
             status: LdapStatus::default(),
+            syncrepl: Syncrepl::Unknown,
+            cookie: None,
         }
     }
 
@@ -125,6 +149,14 @@ impl Syncer {
     }
 
     fn kind_for(&self, want: SyncKind, settings: &LocalConfig, now: u64) -> SyncKind {
+        // With a cookie, deletions are reported: no periodic full sync is needed.
+        let cookie_ok = self.syncrepl == Syncrepl::Yes
+            && self.cookie.is_some()
+            && !self.model.is_empty()
+            && self.model.keyed_by_uuid();
+        if want == SyncKind::Incremental && cookie_ok {
+            return SyncKind::Incremental;
+        }
         let full_due = self
             .last_full
             .is_none_or(|t| now.saturating_sub(t) >= settings.full_sync_interval.as_secs());
@@ -137,19 +169,56 @@ impl Syncer {
         }
     }
 
-    async fn read(&self, kind: SyncKind, settings: &LocalConfig) -> Result<Read, ClientError> {
+    async fn read(&mut self, kind: SyncKind, settings: &LocalConfig) -> Result<Read, ClientError> {
+        let (base, attrs) = (&settings.search_base, self.schema.attrs);
+        if self.syncrepl != Syncrepl::No {
+            let mut cookie = match kind {
+                SyncKind::Incremental => self.cookie.clone(),
+                SyncKind::Full => None,
+            };
+            loop {
+                let filter = self.schema.filter;
+                let (server, entries, outcome) =
+                    fetch::fetch(settings, base, filter, attrs, Some(cookie.as_deref())).await?;
+                match outcome {
+                    Some(o) if o.unsupported => {
+                        self.syncrepl = Syncrepl::No;
+                        break;
+                    }
+                    // The server cannot go on from this cookie: everything again.
+                    Some(o) if o.refresh_required && cookie.is_some() => {
+                        self.cookie = None;
+                        cookie = None;
+                    }
+                    Some(o) => {
+                        self.syncrepl = Syncrepl::Yes;
+                        let kind = match cookie {
+                            Some(_) => SyncKind::Incremental,
+                            None => SyncKind::Full,
+                        };
+                        return Ok(Read {
+                            kind,
+                            server,
+                            entries,
+                            sync: Some(o),
+                        });
+                    }
+                    None => break,
+                }
+            }
+        }
         let filter = match (kind, self.model.newest_stamp()) {
             (SyncKind::Incremental, Some(stamp)) => {
                 format!("(&{}(modifyTimestamp>={stamp}))", self.schema.filter)
             }
             _ => self.schema.filter.to_string(),
         };
-        let (server, entries) =
-            fetch::fetch(settings, &settings.search_base, &filter, self.schema.attrs).await?;
+        let (server, entries, _) = fetch::fetch(settings, base, &filter, attrs, None).await?;
         Ok(Read {
             kind,
             server,
             entries,
+            sync: None,
         })
     }
 
@@ -218,7 +287,21 @@ impl Syncer {
             .await
             .map_err(SyncError::Client)?;
         let n = read.entries.len();
-        if read.kind == SyncKind::Full {
+        let mut entries = read.entries;
+        let cookie = read.sync.as_ref().and_then(SyncOutcome::cookie);
+        if let Some(o) = &read.sync {
+            if o.bad_infos > 0 {
+                self.cookie = None;
+                return Err(SyncError::BadSyncMessages(o.bad_infos));
+            }
+            // Key entries by the UUID their Sync State names, as deletes will name them.
+            for (e, state) in entries.iter_mut().zip(o.states.iter()) {
+                if let (Ok(e), Some(st)) = (e, state) {
+                    e.ensure_uuid(&syncrepl::uuid_text(&st.uuid));
+                }
+            }
+        }
+        let outcome = if read.kind == SyncKind::Full {
             let domains_in = |m: &Model| {
                 m.entries()
                     .filter(|e| matches!(e.object, Ok(LdapObject::Domain(_))))
@@ -232,18 +315,27 @@ impl Syncer {
                     .count(),
             );
             let mut next = Model::default();
-            next.replace(read.entries, self.schema.map);
+            next.replace(entries, self.schema.map);
             if had > 0 && domains_in(&next) == 0 {
                 return Err(SyncError::NoDomains { had });
             }
             self.model = next;
             self.apply(read.server, n, to, true).await
         } else {
-            if self.model.update(read.entries, self.schema.map).is_empty() {
-                return Ok((read.server, n, Changes::default(), false));
+            let changes = match &read.sync {
+                Some(o) => self.model.apply_sync(entries, o, self.schema.map),
+                None => self.model.update(entries, self.schema.map),
+            };
+            if changes.is_empty() {
+                Ok((read.server, n, Changes::default(), false))
+            } else {
+                self.apply(read.server, n, to, false).await
             }
-            self.apply(read.server, n, to, false).await
+        };
+        if outcome.is_ok() && read.sync.is_some() {
+            self.cookie = cookie;
         }
+        outcome
     }
 
     async fn apply(
@@ -281,6 +373,7 @@ impl Syncer {
                 // The model is ahead of what is served: start over with a full sync.
                 self.model = Model::default();
                 self.last_full = None;
+                self.cookie = None;
                 return Err(e);
             }
         };

@@ -17,6 +17,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 pub const SYNC_REQUEST_OID: &str = "1.3.6.1.4.1.4203.1.9.1.1";
 pub const SYNC_STATE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.2";
 pub const SYNC_DONE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.3";
@@ -25,7 +27,7 @@ pub const SYNC_INFO_OID: &str = "1.3.6.1.4.1.4203.1.9.1.4";
 pub const REFRESH_REQUIRED: u32 = 4096;
 
 /// A control value that is not what RFC 4533 says it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BadControl {
     Truncated,
     /// A tag other than the one the grammar has at that place.
@@ -140,7 +142,7 @@ pub fn uuid_text(u: &[u8; 16]) -> String {
 }
 
 /// What happened to one entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryState {
     Present,
     Add,
@@ -148,7 +150,7 @@ pub enum EntryState {
     Delete,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncState {
     pub state: EntryState,
     pub uuid: [u8; 16],
@@ -173,7 +175,7 @@ pub fn decode_state(bytes: &[u8]) -> Result<SyncState, BadControl> {
     })
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncDone {
     pub cookie: Option<Vec<u8>>,
     /// False: the refresh had a present phase, so what was not reported present is gone.
@@ -191,7 +193,7 @@ pub fn decode_done(bytes: &[u8]) -> Result<SyncDone, BadControl> {
 }
 
 /// An intermediate Sync Info message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncInfo {
     NewCookie(Vec<u8>),
     /// The end of a delete phase (`refreshDelete`) or a present phase (`refreshPresent`).
@@ -385,5 +387,43 @@ mod tests {
             let _ = decode_done(&bytes);
             let _ = decode_info(&bytes);
         }
+    }
+}
+
+/// What one refreshOnly search returned besides the entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncOutcome {
+    /// The Sync State of each entry, in the order of the entries.
+    pub states: Vec<Option<SyncState>>,
+    pub infos: Vec<SyncInfo>,
+    pub done: Option<SyncDone>,
+    /// `e-syncRefreshRequired`: drop the cookie and refresh everything.
+    pub refresh_required: bool,
+    /// The server does not do RFC 4533 (no syncprov): poll by modifyTimestamp instead.
+    pub unsupported: bool,
+    /// Sync Info messages that did not decode (the sync falls back to a full refresh).
+    pub bad_infos: usize,
+}
+
+impl SyncOutcome {
+    /// The cookie to keep: the last one the server gave.
+    pub fn cookie(&self) -> Option<Vec<u8>> {
+        let from_infos = self.infos.iter().rev().find_map(|i| match i {
+            SyncInfo::NewCookie(c) => Some(c.clone()),
+            SyncInfo::RefreshPhase { cookie, .. } | SyncInfo::IdSet { cookie, .. } => {
+                cookie.clone()
+            }
+        });
+        self.done
+            .as_ref()
+            .and_then(|d| d.cookie.clone())
+            .or(from_infos)
+            .or_else(|| {
+                self.states
+                    .iter()
+                    .rev()
+                    .flatten()
+                    .find_map(|s| s.cookie.clone())
+            })
     }
 }
