@@ -632,3 +632,58 @@ async fn with_syncprov_polls_use_the_cookie_and_see_deletes_at_once() {
     assert!(r.changes.is_empty(), "{r:?}");
     assert_eq!(shared.snapshot().encode(), dir.encode());
 }
+
+/// A plain directory (`ldap_schema inetorgperson`): accounts by `mail` and `mailLocalAddress`,
+/// groups by `member`, in the domains made with prov.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inetorgperson_directory_fills_the_local_domains() {
+    if require_slapd().is_none() {
+        return;
+    }
+    let ldap = Slapd::start(false);
+    let people = "ou=people,dc=example,dc=com";
+    ldap.ldapmodify(&format!(
+        "{}dn: dc=example,dc=com\nobjectClass: dcObject\nobjectClass: organization\n\
+         dc: example\no: example\n\n\
+         dn: {people}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: uid=ann,{people}\nobjectClass: inetOrgPerson\nobjectClass: inetLocalMailRecipient\n\
+         uid: ann\ncn: Ann\nsn: A\nmail: ann@example.com\nmailLocalAddress: a@example.com\n\
+         userPassword: {{SSHA}}gVK8WC9YyFT1gMsQHTGCgT3sSv5zYWx0\n\n\
+         dn: uid=ben,{people}\nobjectClass: inetOrgPerson\nuid: ben\ncn: Ben\nsn: B\n\
+         mail: ben@example.com\n\n\
+         dn: uid=ext,{people}\nobjectClass: inetOrgPerson\nuid: ext\ncn: Ext\nsn: E\n\
+         mail: someone@elsewhere.org\n\n\
+         dn: cn=team,{people}\nobjectClass: groupOfNames\nobjectClass: extensibleObject\n\
+         cn: team\nmail: team@example.com\nmember: uid=ann,{people}\nmember: uid=ben,{people}\n\n",
+        base_ldif()
+    ));
+    let mut settings = settings(&ldap);
+    settings.set("ldap_schema", "inetorgperson").unwrap();
+    let line = "cd example.com zimbraMailTransport lmtp:mail.example.com:7025";
+    let args: Vec<String> = line.split(' ').map(String::from).collect();
+    let local = postern::directory::prov::execute(&Directory::default(), &args)
+        .unwrap()
+        .directory
+        .unwrap();
+    let shared = Arc::new(SharedDirectory::new(local));
+    let store = flash_store();
+    let mut syncer = Syncer::for_settings(&settings);
+    let r = sync(&mut syncer, SyncKind::Full, &settings, &shared, &store).await;
+    assert_eq!(r.error, None, "{r:?}");
+    let dir = shared.snapshot();
+    assert_eq!(
+        account_of(&dir, "A@example.com").as_deref(),
+        Some("ann@example.com")
+    );
+    let hash = dir.account("ann@example.com").unwrap().password().unwrap();
+    assert_eq!(password::verify("secret", hash), Ok(true));
+    assert_eq!(
+        rcpt(&dir, "team@example.com"),
+        Ok(vec!["ann@example.com".into(), "ben@example.com".into()])
+    );
+    let status = syncer.status().render(now());
+    assert!(
+        status.contains("uid=ext,ou=people,dc=example,dc=com: elsewhere.org is not in a domain"),
+        "{status}"
+    );
+}

@@ -127,7 +127,7 @@ pub async fn sync(h: &Handles, incremental: bool) -> Reply {
         settings.server_hostname = h.facts.hostname.to_ascii_lowercase();
     }
     // Offline, every sync is a full one: nothing was read before.
-    let report = Syncer::default()
+    let report = Syncer::for_settings(&settings)
         .sync(kind, &settings, &h.directory, &h.ldap.store, unix_now())
         .await;
     render_sync(&report)

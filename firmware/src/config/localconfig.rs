@@ -302,12 +302,9 @@ impl LocalConfig {
             SCHEMA => {
                 self.schema = match value.to_ascii_lowercase().as_str() {
                     "zimbra" => LdapSchema::Zimbra,
-                    // Refused until the sync maps them: a stored setting the box ignores would
-                    // sync nothing and look configured.
-                    "inetorgperson" | "ad" => {
-                        return Err(bad(&"not supported by this firmware yet; use zimbra"));
-                    }
-                    _ => return Err(bad(&"use zimbra (inetorgperson and ad are planned)")),
+                    "inetorgperson" => LdapSchema::InetOrgPerson,
+                    "ad" => LdapSchema::ActiveDirectory,
+                    _ => return Err(bad(&"use zimbra, inetorgperson or ad")),
                 }
             }
             SYNC_INTERVAL => self.sync_interval = time(Duration::from_secs(1))?,
@@ -458,9 +455,8 @@ mod tests {
         assert_eq!(c.sync_interval, Duration::from_secs(120));
         assert!(set(&mut c, "ldap_sync_interval", "0").is_err());
         assert!(set(&mut c, "ldap_schema", "novell").is_err());
-        assert!(set(&mut c, "ldap_schema", "AD").is_err());
-        set(&mut c, "ldap_schema", "Zimbra").unwrap();
-        assert_eq!(c.schema, LdapSchema::Zimbra);
+        set(&mut c, "ldap_schema", "AD").unwrap();
+        assert_eq!(c.schema, LdapSchema::ActiveDirectory);
         assert!(set(&mut c, "ldap_starttls_supported", "yes").is_err());
         assert!(set(&mut c, "ldap_ca_cert", "not pem").is_err());
         assert!(matches!(

@@ -168,6 +168,7 @@ impl Slapd {
             "include /etc/ldap/schema/core.schema\n\
              include /etc/ldap/schema/cosine.schema\n\
              include /etc/ldap/schema/inetorgperson.schema\n\
+             include /etc/ldap/schema/misc.schema\n\
              include {d}/zimbra.schema\n\
              pidfile {d}/slapd.pid\n\
              argsfile {d}/slapd.args\n\

@@ -237,17 +237,27 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
     }
     mailboxes
         .sort_by_cached_key(|(dn, m)| (m.address.to_ascii_lowercase(), dn.to_ascii_lowercase()));
+    // Groups that name members by DN: each member's address.
+    let by_dn: HashMap<String, String> = mailboxes
+        .iter()
+        .filter(|(_, m)| m.kind == MailboxKind::Account && m.enabled)
+        .map(|(dn, m)| (dn.to_ascii_lowercase(), m.address.clone()))
+        .collect();
     let mut by_id: HashMap<&str, &str> = HashMap::new();
     let mut added = Vec::with_capacity(mailboxes.len());
     for (dn, m) in &mailboxes {
-        let members = match (m.kind, m.id.as_deref()) {
-            (MailboxKind::Group, Some(id)) => {
-                let mut all = m.forwarding.clone();
-                all.extend(group_members.get(id).cloned().unwrap_or_default());
-                all
+        let mut members = m.forwarding.clone();
+        if m.kind == MailboxKind::Group {
+            if let Some(id) = m.id.as_deref() {
+                members.extend(group_members.get(id).cloned().unwrap_or_default());
             }
-            _ => m.forwarding.clone(),
-        };
+            members.extend(
+                m.member_dns
+                    .iter()
+                    .filter_map(|dn| by_dn.get(&dn.to_ascii_lowercase()))
+                    .cloned(),
+            );
+        }
         if b.mailbox(dn, m, &members) {
             if let Some(id) = &m.id {
                 by_id.insert(id, &m.address);

@@ -14,6 +14,7 @@ pub mod entry;
 pub mod fetch;
 pub mod model;
 pub mod object;
+pub mod plain;
 pub mod service;
 pub mod status;
 pub mod sync;

@@ -43,6 +43,9 @@ pub struct MailboxEntry {
     pub catch_all: Option<String>,
     /// Ids of the dynamic groups this account is a member of (`zimbraMemberOf`).
     pub member_of: Vec<String>,
+    /// A group's members by DN (`member`), resolved to their addresses when the directory is
+    /// built.
+    pub member_dns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

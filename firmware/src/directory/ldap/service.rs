@@ -148,7 +148,7 @@ async fn run(
     shared: Arc<SharedDirectory>,
     store: Arc<dyn SnapshotStore>,
 ) {
-    let mut syncer = Syncer::default();
+    let mut syncer = Syncer::for_settings(&settings.borrow());
     let mut next = Instant::now();
     loop {
         let mut config = settings.borrow_and_update().clone();
@@ -176,8 +176,8 @@ async fn run(
                 if changed.is_err() {
                     return;
                 }
-                // New server or credentials: what was read before may not hold.
-                syncer = Syncer::default();
+                // New server, credentials or schema: what was read before may not hold.
+                syncer = Syncer::for_settings(&settings.borrow());
                 next = Instant::now();
                 continue;
             }

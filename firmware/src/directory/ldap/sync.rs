@@ -17,10 +17,11 @@ use super::diff::diff;
 use super::fetch;
 use super::model::{Changes, Model, Schema};
 use super::object::{LdapObject, SkipReason};
+use super::plain;
 use super::status::{LdapStatus, SyncKind, SyncReport};
 use super::syncrepl::{self, SyncOutcome};
 use super::zimbra;
-use crate::config::localconfig::LocalConfig;
+use crate::config::localconfig::{LdapSchema, LocalConfig};
 use crate::directory::{SharedDirectory, Source};
 
 /// Where a new snapshot goes before it is served (the flash's directory slot). Blocking: it is
@@ -52,6 +53,10 @@ pub enum SyncError {
     NoDomains {
         had: usize,
     },
+    /// A full sync found nothing where the cache has entries (the same suspicion).
+    NoEntries {
+        had: usize,
+    },
     /// The building step stopped (a bug); the directory served is unchanged.
     Aborted,
     /// RFC 4533 messages that did not decode; the next sync refreshes everything.
@@ -66,6 +71,11 @@ impl fmt::Display for SyncError {
             SyncError::NoDomains { had } => write!(
                 f,
                 "full sync found no domains (the cache has {had}); not applied: check \
+                 ldap_search_base and the bind's read rights"
+            ),
+            SyncError::NoEntries { had } => write!(
+                f,
+                "full sync found no entries (the cache has {had}); not applied: check \
                  ldap_search_base and the bind's read rights"
             ),
             SyncError::Aborted => f.write_str("sync aborted while building; nothing changed"),
@@ -133,6 +143,15 @@ fn plain_stamp(s: &str) -> bool {
 }
 
 impl Syncer {
+    /// A syncer for the schema `ldap_schema` names.
+    pub fn for_settings(settings: &LocalConfig) -> Syncer {
+        Syncer::new(match settings.schema {
+            LdapSchema::Zimbra => zimbra::SCHEMA,
+            LdapSchema::InetOrgPerson => plain::INET_ORG_PERSON,
+            LdapSchema::ActiveDirectory => plain::ACTIVE_DIRECTORY,
+        })
+    }
+
     pub fn new(schema: Schema) -> Syncer {
         Syncer {
             model: Model::default(),
@@ -318,6 +337,16 @@ impl Syncer {
             next.replace(entries, self.schema.map);
             if had > 0 && domains_in(&next) == 0 {
                 return Err(SyncError::NoDomains { had });
+            }
+            // Directories without domain entries: the same guard on the entries themselves.
+            let had_entries = self.model.len().max(
+                served
+                    .accounts()
+                    .filter(|a| a.source() == Source::Ldap)
+                    .count(),
+            );
+            if had_entries > 0 && next.is_empty() {
+                return Err(SyncError::NoEntries { had: had_entries });
             }
             self.model = next;
             self.apply(read.server, n, to, true).await

@@ -245,6 +245,7 @@ fn mailbox(e: &RawEntry, kind: MailboxKind) -> Result<MailboxEntry, SkipReason> 
         },
         catch_all: owned(e.first("zimbraMailCatchAllAddress")),
         member_of: list("zimbraMemberOf"),
+        member_dns: Vec::new(),
     })
 }
 
