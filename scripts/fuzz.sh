@@ -1,12 +1,25 @@
 #!/bin/sh
-# Runs every fuzz target of fuzz/ for SECONDS each (default 60): `make fuzz` runs it long, `make
-# test` runs the short default. Finds go to fuzz/artifacts/<target>/; the run fails on the first.
+# Fuzzes every target of fuzz/ and fails on the first find (kept in fuzz/artifacts/<target>/).
+#
+#   scripts/fuzz.sh            the short run of `make fuzz-short` (CI): 120 s in all, split evenly
+#   scripts/fuzz.sh 600        600 s in all
+#   scripts/fuzz.sh -e 1800    1800 s for each target (`make fuzz`)
+#
+# Each target starts from its checked-in corpus (fuzz/corpus/<target>/, plus fuzz/seeds/ for the
+# SMTP ones and fuzz/regressions/<target>/, inputs that once failed), so a short run begins with coverage rather than rediscovering the protocol. New
+# inputs go to a scratch directory, never into the checked-in corpus: `scripts/fuzz-cmin.sh`
+# folds them in when that is wanted.
 #
 # cargo-fuzz needs nightly features; on a stable toolchain RUSTC_BOOTSTRAP=1 unlocks them for this
 # build only. The fuzz build has its own target directory: its flags (sanitizers, coverage) must
 # not invalidate the shared one.
 set -eu
-secs="${1:-60}"
+each=false
+if [ "${1:-}" = "-e" ]; then
+    each=true
+    shift
+fi
+secs="${1:-120}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root/fuzz"
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -14,9 +27,24 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$root/fuzz/target}"
-for target in $(cargo fuzz list); do
-    mkdir -p "corpus/$target"
-    echo "== fuzz $target for ${secs}s"
-    cargo fuzz run "$target" "corpus/$target" seeds -- \
-        -max_total_time="$secs" -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1
+scratch="${FUZZ_SCRATCH:-$CARGO_TARGET_DIR/scratch-corpus}"
+targets="$(cargo fuzz list)"
+count=$(echo "$targets" | wc -l)
+if $each; then
+    per=$secs
+else
+    per=$((secs / count))
+    [ "$per" -ge 1 ] || per=1
+fi
+cargo fuzz build
+for target in $targets; do
+    mkdir -p "corpus/$target" "$scratch/$target"
+    seeds=""
+    case $target in smtp_*) seeds=seeds ;; esac
+    # Inputs that once failed: every run starts by replaying them.
+    [ -d "regressions/$target" ] && seeds="$seeds regressions/$target"
+    echo "== fuzz $target for ${per}s"
+    # shellcheck disable=SC2086 # $seeds is a list of directories
+    cargo fuzz run "$target" "$scratch/$target" "corpus/$target" $seeds -- \
+        -max_total_time="$per" -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1
 done

@@ -68,6 +68,7 @@ fn new_flash(path: &Path, mib: u32) -> FileFlash {
             config_slot_blocks: 1,
             directory_slot_blocks: 2,
             segment_blocks: 16,
+            log_blocks: 0,
         },
     )
     .expect("format");

@@ -11,9 +11,11 @@ use clap::{Args, Parser, Subcommand};
 
 use hal::flash::{Device, Flash};
 
+use crate::admin::commands::parse_size;
 use crate::admin::control::{self, DEFAULT_CONTROL, Reply};
-use crate::admin::{AdminCommand, FlashCommand};
-use crate::daemon::{self, Daemon, DaemonError, FlashSpec, Options};
+use crate::admin::{AdminCommand, FlashCommand, LogArgs};
+use crate::config::NetworkList;
+use crate::daemon::{self, Daemon, DaemonError, FlashSpec, MetricsEndpoint, Options};
 use crate::spool::{Spool, SpoolGeometry};
 
 /// Postern mail gateway: MTA, split-domain router and directory cache in one binary.
@@ -63,6 +65,22 @@ struct RunArgs {
     /// The name to greet with and write in Received headers (default: the machine's hostname).
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
+
+    /// Ask this DNS server (ADDR:PORT) instead of /etc/resolv.conf's; may be given more than once.
+    #[arg(long = "dns", value_name = "ADDR")]
+    dns_servers: Vec<SocketAddr>,
+
+    /// Seconds one DNS lookup of the SMTP restrictions may take before it counts as failed for now.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    dns_timeout: u64,
+
+    /// Answer Prometheus scrapes (`GET /metrics`) here.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+
+    /// The client networks the metrics endpoint answers; everyone else is hung up on.
+    #[arg(long, value_name = "NETS", default_value = "127.0.0.0/8 ::1/128")]
+    metrics_allow: NetworkList,
 }
 
 /// The size a new flash file gets when none is given.
@@ -111,6 +129,12 @@ fn run(args: RunArgs, flash: FlashSpec, control: PathBuf) -> i32 {
         smtps: args.smtps,
         control,
         hostname: args.hostname.unwrap_or_else(machine_hostname),
+        dns_servers: args.dns_servers,
+        dns_timeout: std::time::Duration::from_secs(args.dns_timeout.max(1)),
+        metrics: args.metrics.map(|addr| MetricsEndpoint {
+            addr,
+            allow: args.metrics_allow,
+        }),
     };
     let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
         return 1;
@@ -162,6 +186,11 @@ fn admin(control_path: &Path, cmd: AdminCommand) -> i32 {
     if !confirmed(&cmd) {
         return 2;
     }
+    if let AdminCommand::Log(args) = &cmd
+        && args.follow
+    {
+        return follow(control_path, args.clone());
+    }
     match control::request(control_path, &cmd) {
         Ok(reply) => show(reply),
         Err(e) => {
@@ -171,13 +200,46 @@ fn admin(control_path: &Path, cmd: AdminCommand) -> i32 {
     }
 }
 
+/// `postern log --follow`: the newest lines, then new ones as they come, until interrupted.
+fn follow(control_path: &Path, mut args: LogArgs) -> i32 {
+    let mut after = 0;
+    loop {
+        args.after = Some(after);
+        let reply = match control::request(control_path, &AdminCommand::Log(args.clone())) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("postern: {e}");
+                return 1;
+            }
+        };
+        if reply.exit != 0 {
+            return show(reply);
+        }
+        let mut out = std::io::stdout().lock();
+        for line in reply.text.lines() {
+            let Some((n, text)) = line.split_once(' ') else {
+                continue;
+            };
+            after = n.parse().unwrap_or(after).max(after);
+            if writeln!(out, "{text}").is_err() {
+                // The reader went away (`| head`): done.
+                return 0;
+            }
+        }
+        let _ = out.flush();
+        // After the first answer, everything new, however much.
+        args.lines = usize::MAX;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// Carries out a command on the flash itself, with no daemon (which would hold the flash).
 fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
     if !confirmed(&cmd) {
         return 2;
     }
-    if let AdminCommand::Flash(FlashCommand::Format { .. }) = cmd {
-        return match format_flash(&flash) {
+    if let AdminCommand::Flash(FlashCommand::Format { log_size, .. }) = cmd {
+        return match format_flash(&flash, log_size) {
             Ok(()) => {
                 println!("flash {} formatted", flash.path.display());
                 0
@@ -204,9 +266,13 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
 
 /// Lays an empty spool on the flash, whatever was there: the admin's way out of a damaged one.
 /// The daemon's error type, so a missing or wrong-sized flash gets the same `--flash-size` hints.
-fn format_flash(spec: &FlashSpec) -> Result<(), DaemonError> {
+fn format_flash(spec: &FlashSpec, log_size: Option<u64>) -> Result<(), DaemonError> {
     let (mut flash, _lock) = Device::open(&spec.path, spec.size).map_err(DaemonError::Device)?;
-    let geometry = SpoolGeometry::for_flash(flash.geometry());
+    let mut geometry = SpoolGeometry::for_flash(flash.geometry());
+    if let Some(bytes) = log_size {
+        let eb = u64::from(flash.geometry().erase_size);
+        geometry.log_blocks = u32::try_from(bytes.div_ceil(eb)).unwrap_or(u32::MAX);
+    }
     Spool::format(&mut flash, geometry).map_err(|e| DaemonError::Spool(spec.path.clone(), e))
 }
 
@@ -251,30 +317,6 @@ fn machine_hostname() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
-}
-
-/// Parses sizes as admins write them: `268435456`, `256M`, `1G`, `64K` (powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (digits, shift) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                _ => return Err(format!("{s:?}: unknown unit {c:?} (use K, M, G or T)")),
-            };
-            (&s[..i], shift)
-        }
-        _ => (s, 0),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 256M)"))?;
-    n.checked_mul(1 << shift)
-        .filter(|&v| v > 0)
-        .ok_or_else(|| format!("{s:?} is not a usable size"))
 }
 
 #[cfg(test)]

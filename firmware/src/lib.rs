@@ -7,7 +7,7 @@
 //! ```text
 //!  client ─► inbound ─► policy: connect (connection limits)
 //!              │        policy: RCPT (relay control) ─► route (directory, config) ─► RCPT reply
-//!              │        DATA/BDAT: body ─► content (hop count) ─┐
+//!              │        DATA/BDAT: body ─► content (checks) ────┐
 //!              │                     └──► spool (flash) ────────┴─► commit, sync ─► 250 queued as QID
 //!              │                                                     │
 //!              └─ reject with a clear code at the earliest stage     queue ─► delivery ─► next hop
@@ -21,14 +21,16 @@
 //!   over the body as it streams to the [`spool`], hands the committed message to the [`queue`],
 //!   and turns their typed answers (a route rejection, a content rejection, a spool error) into
 //!   SMTP replies.
-//! - [`policy`]: what a client may do, per stage: connection limits at connect, relay control at
-//!   RCPT (where the restrictions of `zimbraMtaRestriction` go).
+//! - [`policy`]: what a client may do, per stage: connection limits and rates at connect, the
+//!   message rate when a message begins, relay control and the restrictions of
+//!   `zimbraMtaRestriction` (HELO, sender, client names, DNSBL, policy service) at RCPT, and
+//!   what becomes of mail to the box's own name.
 //! - [`route`]: recipient → accept/reject and next hop, a pure function of the address, the
 //!   [`directory`], the [`config`] and the policy's relay answer.
 //! - [`directory`]: accounts, aliases, domains, MTA settings; in RAM, snapshot on flash; AUTH
 //!   verification against the accounts' hashes.
-//! - [`content`]: the end-of-data checks, one streaming pass over the body before the 250 (the hop
-//!   count today).
+//! - [`content`]: the end-of-data checks, one streaming pass over the body before the 250: hop
+//!   count, attachment blocking, clamd and spamd (called at once), header edits of what passes.
 //! - [`spool`]: the flash store. A message exists once its commit record is synced; only then does
 //!   the client get its 250. Its errors are its own; it speaks no SMTP.
 //! - [`queue`]: active, deferred, hold; when each message is tried next; reads and writes messages
@@ -37,7 +39,8 @@
 //! - [`bounce`]: RFC 3464 delivery status notifications.
 //! - [`mail`]: the types every stage shares: queue ids, the envelope, transports, enhanced status
 //!   codes and SMTP replies.
-//! - [`log`]: mail log lines in Postfix's shape.
+//! - [`log`]: mail log lines in Postfix's shape. [`metrics`]: the counters every stage bumps for
+//!   the Prometheus endpoint (`admin` adds the queue, flash and directory at scrape time).
 //! - [`config`]: settings with Zimbra's names. [`admin`]: the admin commands and the control
 //!   socket; each operation takes the handles it needs (spool, queue, directory). [`daemon`]: the
 //!   services both running modes start. [`console`]: the serial console. [`appliance`] (PID 1)
@@ -47,7 +50,7 @@
 //!
 //! <!-- import-table begin: parsed by firmware/tests/import_rule (run by `make lint`) -->
 //! ```text
-//! hal → mail → log → smtp → config → directory → route → policy → spool → content → bounce
+//! hal → mail → log → metrics → smtp → config → directory → route → policy → spool → content → bounce
 //!     → queue → delivery → inbound → admin → daemon / console → appliance / cli → main
 //! ```
 //! <!-- import-table end -->
@@ -75,6 +78,7 @@ pub mod directory;
 pub mod inbound;
 pub mod log;
 pub mod mail;
+pub mod metrics;
 pub mod policy;
 pub mod queue;
 pub mod route;

@@ -21,6 +21,9 @@ fn start(dir: &std::path::Path) -> (tokio::runtime::Runtime, Daemon) {
         smtps: vec![],
         control: dir.join("control.sock"),
         hostname: "mx.console.test".into(),
+        dns_servers: vec![],
+        dns_timeout: std::time::Duration::from_secs(10),
+        metrics: None,
     };
     let daemon = rt.block_on(Daemon::start(opts)).unwrap();
     (rt, daemon)
@@ -66,5 +69,27 @@ fn end_of_input_and_broken_quotes() {
         out.contains("poweroff"),
         "help lists the console's own commands: {out}"
     );
+    rt.block_on(daemon.shutdown());
+}
+
+#[test]
+fn queue_views_metrics_and_the_mail_log_at_the_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, daemon) = start(dir.path());
+    let mut out = Vec::new();
+    console::run(
+        Cursor::new(
+            "queue shape deferred\nqueue hold --sender '*@x.example'\nmetrics scrape\nlog -n 5\n",
+        ),
+        &mut out,
+        daemon.admin(),
+    );
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("TOTAL 0"), "qshape's table, empty: {out}");
+    assert!(out.contains("no queued message matches"), "{out}");
+    assert!(out.contains("postfix_smtpd_connects_total 0"), "{out}");
+    // A new flash keeps a mail log (which lines are in it depends on the other tests'
+    // daemons in this process: the keeper is per process).
+    assert!(!out.contains("keeps no mail log"), "{out}");
     rt.block_on(daemon.shutdown());
 }

@@ -28,6 +28,9 @@ fn start(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Daemon {
         smtps: vec![],
         control: dir.join("control.sock"),
         hostname: "mx.ldap.test".into(),
+        dns_servers: vec![],
+        dns_timeout: Duration::from_secs(10),
+        metrics: None,
     };
     rt.block_on(Daemon::start(opts)).unwrap()
 }

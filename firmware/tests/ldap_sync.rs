@@ -35,6 +35,7 @@ fn flash_store() -> Arc<FlashStore> {
         SpoolGeometry {
             config_slot_blocks: 1,
             directory_slot_blocks: 8,
+            log_blocks: 0,
             segment_blocks: 4,
         },
     )
@@ -467,7 +468,7 @@ async fn mta_settings_come_from_the_global_config_and_this_servers_entry() {
     let relay = |d: &Directory| d.config().values("zimbraMtaRelayHost").unwrap();
     let dir = shared.snapshot();
     // This server's entry wins over the global config; other servers' do not count.
-    assert_eq!(relay(&dir), ["smtp:[mx-relay.example.net]:25"]);
+    assert_eq!(relay(&dir), ["[mx-relay.example.net]:25"]);
     assert_eq!(dir.config().max_message_size, 20_480_000);
     // The router uses it at once: mail to other domains goes to the relay host.
     match route("x@elsewhere.org", &dir, dir.config(), Relay::Permitted) {
@@ -514,12 +515,12 @@ async fn mta_settings_come_from_the_global_config_and_this_servers_entry() {
     assert_eq!(r.error, None, "{r:?}");
     assert!(
         r.changes.modified.contains(
-            &"config zimbraMtaRelayHost: \"smtp:[mx-relay.example.net]:25\" -> \"smtp:[relay.example.net]:587\""
+            &"config zimbraMtaRelayHost: \"[mx-relay.example.net]:25\" -> \"[relay.example.net]:587\""
                 .to_string()
         ),
         "{r:?}"
     );
-    assert_eq!(relay(&shared.snapshot()), ["smtp:[relay.example.net]:587"]);
+    assert_eq!(relay(&shared.snapshot()), ["[relay.example.net]:587"]);
     // Gone from LDAP altogether: back to the default, and mcf may set it again.
     ldap.ldapmodify("dn: cn=config,cn=zimbra\nchangetype: modify\ndelete: zimbraMtaRelayHost\n\n");
     let r = sync(

@@ -107,6 +107,7 @@ async fn start_with(kind: ListenerKind, limits: Limits, connections: ConnectionL
         recipients: Router,
         store: spool.clone(),
         auth: Some(Directory),
+        log: postern::log::LogSink::memory(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -100,6 +100,7 @@ fn populated(nonce: u64) -> Populated {
             config_slot_blocks: 1,
             directory_slot_blocks: 1,
             segment_blocks: 4,
+            log_blocks: 0,
         },
         nonce,
     )

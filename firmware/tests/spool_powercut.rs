@@ -106,6 +106,7 @@ fn run_workload(seed: u64, steps: usize) -> (Vec<u8>, Vec<FlashOp>, Model) {
             config_slot_blocks: 1,
             directory_slot_blocks: 1,
             segment_blocks: 2,
+            log_blocks: 0,
         },
     )
     .unwrap();

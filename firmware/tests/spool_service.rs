@@ -28,6 +28,7 @@ fn flash() -> RamFlash {
             config_slot_blocks: 1,
             directory_slot_blocks: 1,
             segment_blocks: 8,
+            log_blocks: 0,
         },
     )
     .unwrap();
@@ -140,6 +141,7 @@ fn full_maps_to_452_through_the_handle() {
                 config_slot_blocks: 1,
                 directory_slot_blocks: 1,
                 segment_blocks: 2,
+                log_blocks: 0,
             },
         )
         .unwrap();

@@ -2,5 +2,10 @@
 //! things the way an admin would (its command line), so the tests see what users see.
 
 pub mod appliance;
+pub mod dns;
+pub mod dovecot;
 pub mod host;
 pub mod peers;
+pub mod policy_server;
+pub mod postfix;
+pub mod scanners;

@@ -125,3 +125,19 @@ pub fn swaks(args: &[&str]) -> Output {
         .output()
         .expect("run swaks (apt-get install swaks)")
 }
+
+/// A loopback address of its own (127.77.x.y), so a peer can listen on the port a page's
+/// transport names (25, 7025) without meeting another test's peer there. Linux answers on all of
+/// 127.0.0.0/8 without configuring anything.
+pub fn own_loopback() -> std::net::Ipv4Addr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let pid = std::process::id();
+    std::net::Ipv4Addr::new(127, 77, (pid % 251) as u8 + 1, (n % 250) as u8 + 1)
+}
+
+/// Whether this process runs as root (private Postfix and Dovecot instances need it).
+pub fn running_as_root() -> bool {
+    is_root()
+}

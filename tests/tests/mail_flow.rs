@@ -279,6 +279,26 @@ fn queue_admin_holds_shows_and_deletes() {
             && json.contains("\"address\": \"x@example.com\""),
         "{json}"
     );
+    // The same selection through the command line's flags, and qshape's table.
+    let held = p.admin_ok(&[
+        "queue",
+        "list",
+        "--json",
+        "--queue",
+        "hold",
+        "--sender",
+        "*@outside.example",
+    ]);
+    assert_eq!(held.lines().count(), 1, "{held}");
+    let none = p.admin_ok(&["queue", "list", "--json", "--domain", "elsewhere.example"]);
+    assert_eq!(none, "");
+    let shape = p.admin_ok(&["queue", "shape", "hold"]);
+    assert!(
+        shape
+            .lines()
+            .any(|l| l.split_whitespace().take(3).eq(["example.com", "1", "1"])),
+        "{shape}"
+    );
     let shown = p.admin_ok(&["queue", "show", &qid, "--body"]);
     assert!(
         shown.contains("sender: <a@outside.example>") && shown.contains("body of held"),

@@ -2,8 +2,11 @@
 //! socket, or run on a flash file directly with `--flash`) and the serial console prompt, so
 //! both accept exactly the same words.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
+
+use crate::config::duration::{self, BadDuration, Unit};
+use crate::queue::{Filter, QueueName, UnknownQueue};
 
 /// A command a running daemon carries out.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
@@ -31,6 +34,18 @@ pub enum AdminCommand {
     /// The certificate STARTTLS and port 465 present.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// The mail log kept on the flash (a ring: the newest lines), as mail.log would show it.
+    Log(LogArgs),
+    /// One message's way through the box from the kept mail log (queue, each delivery attempt
+    /// with relay and reason, notifications, removal): by queue id, or every message to or from
+    /// an address.
+    Track {
+        /// A queue id or an address.
+        target: String,
+    },
+    /// The Prometheus endpoint: its stored setting (off by default), or one scrape here.
+    #[command(subcommand)]
+    Metrics(MetricsCommand),
     /// Show the box's local settings (the LDAP connection), as zmlocalconfig does; `-e
     /// KEY=VALUE...` sets them (`KEY=@FILE` reads the value from a file).
     Localconfig {
@@ -62,6 +77,45 @@ pub enum LdapCommand {
     Status,
 }
 
+/// `postern log ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Args, Serialize, Deserialize)]
+pub struct LogArgs {
+    /// Only lines containing these words (as they are: case matters, as with grep).
+    #[arg(long, value_name = "WORDS")]
+    pub grep: Option<String>,
+    /// Only lines about this queue id.
+    #[arg(long, value_name = "QID")]
+    pub qid: Option<String>,
+    /// At most this many of the newest lines.
+    #[arg(long, short = 'n', default_value_t = 200)]
+    pub lines: usize,
+    /// Keep printing new lines as they are logged (until interrupted).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Lines after this number only, each line preceded by its number (what --follow asks).
+    #[arg(long, hide = true)]
+    pub after: Option<u64>,
+}
+
+/// `postern metrics ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
+pub enum MetricsCommand {
+    /// The stored endpoint setting.
+    Show,
+    /// Answer `GET /metrics` at ADDR (e.g. 0.0.0.0:9154) for clients in --allow; stored on the
+    /// flash, used from the next start of the services (`postern run --metrics` overrides it).
+    Set {
+        listen: std::net::SocketAddr,
+        /// Client networks allowed to scrape, as zimbraMtaMyNetworks writes them.
+        #[arg(long, value_name = "NETS", default_value = "127.0.0.0/8 ::1/128")]
+        allow: String,
+    },
+    /// Serve no endpoint from the next start of the services.
+    Off,
+    /// Print what a scrape would get now (the text exposition format).
+    Scrape,
+}
+
 /// `postern tls ...`.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
 pub enum TlsCommand {
@@ -85,33 +139,125 @@ pub enum QueueCommand {
         /// One JSON object per message and line.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
-    /// One message: envelope, each recipient's state and next hop, next attempt, last reason.
+    /// Queued mail by domain and age, like qshape: recipient domains (recipients still to
+    /// deliver) or, with --sender, sender domains (messages); columns are ages in minutes.
+    Shape {
+        /// The queues to count (active, deferred, hold; all if none given), as `qshape deferred`.
+        #[arg(value_name = "QUEUE", value_parser = parse_queue)]
+        names: Vec<QueueName>,
+        /// Rows by sender domain instead of recipient domain (`qshape -s`).
+        #[arg(long = "by-sender")]
+        by_sender: bool,
+        /// The table as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// One message as postcat shows it: envelope records, each recipient's state and next hop,
+    /// the next attempt and last reason, the headers; the body with --body.
     Show {
         /// The queue id.
         qid: String,
-        /// Print the message itself too, like `postcat -b`.
+        /// Print the body too, like `postcat -b`.
         #[arg(long)]
         body: bool,
     },
-    /// Put a message (or ALL) on hold: it is not tried until released (`postsuper -h`).
-    Hold { target: String },
-    /// Release a held message (or ALL) (`postsuper -H`).
-    Release { target: String },
-    /// Try a message (or ALL) again now, with the current routing (`postsuper -r`).
-    Requeue { target: String },
-    /// Delete a message (or ALL) from the queue: its mail is lost (`postsuper -d`).
-    Delete {
-        target: String,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Try deferred mail now: all of it, or what waits for one destination (`postqueue -f`, `-s`).
+    /// Put messages on hold: not tried until released (`postsuper -h`).
+    Hold(BulkArgs),
+    /// Release held messages for delivery now (`postsuper -H`).
+    Release(BulkArgs),
+    /// Try deferred messages again now, with the current routing (`postsuper -r`).
+    Requeue(BulkArgs),
+    /// Delete messages from the queue: their mail is lost and nobody is told (`postsuper -d`).
+    Delete(BulkArgs),
+    /// Try deferred mail now: all of it, what waits for one destination (`postqueue -f`, `-s`),
+    /// or what a filter selects.
     Flush {
         /// Only mail whose next hop is this host or domain.
         destination: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
+}
+
+/// Which messages a bulk action is for: queue ids, `ALL`, a filter, or ids narrowed by a filter.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Args, Serialize, Deserialize)]
+pub struct BulkArgs {
+    /// Queue ids, or ALL.
+    #[arg(value_name = "QID")]
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Act on more than one message (without it, a count of what matches is all you get).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// The selection `list`, `shape` and the bulk actions share (every option given must hold).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Args, Serialize, Deserialize)]
+pub struct FilterArgs {
+    /// In this queue: active, deferred or hold (may be given more than once).
+    #[arg(long = "queue", value_name = "QUEUE", value_parser = parse_queue)]
+    pub queues: Vec<QueueName>,
+    /// From this sender: an address or a pattern with * (`*@example.com`); `<>` for bounces.
+    #[arg(long, value_name = "ADDRESS")]
+    pub sender: Option<String>,
+    /// To this recipient (one still to deliver): an address or a pattern with *.
+    #[arg(long, value_name = "ADDRESS")]
+    pub recipient: Option<String>,
+    /// For a recipient (still to deliver) in this domain or below it.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// At least this old: 30m, 2h, 5d (a bare number is minutes).
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub older_than: Option<u64>,
+    /// At most this old.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub younger_than: Option<u64>,
+    /// Waiting for a reason containing these words (`Connection refused`, `greylist`).
+    #[arg(long, value_name = "WORDS")]
+    pub reason: Option<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> Filter {
+        Filter {
+            queues: self.queues.clone(),
+            sender: self.sender.clone(),
+            recipient: self.recipient.clone(),
+            domain: self.domain.clone(),
+            older_than: self.older_than,
+            younger_than: self.younger_than,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+fn parse_queue(s: &str) -> Result<QueueName, UnknownQueue> {
+    s.parse()
+}
+
+/// An age that is not a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadAge(pub BadDuration);
+
+impl std::fmt::Display for BadAge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BadAge {}
+
+/// An age in seconds, from Postfix's time syntax.
+fn parse_age(s: &str) -> Result<u64, BadAge> {
+    duration::parse(s, Unit::Minutes)
+        .map(|d| d.as_secs())
+        .map_err(BadAge)
 }
 
 /// `postern flash ...`.
@@ -125,6 +271,10 @@ pub enum FlashCommand {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// The size of the mail log ring, e.g. 4M (rounded up to erase blocks; at least two, or
+        /// 0 for none). Default: 1/64 of the flash.
+        #[arg(long, value_name = "SIZE", value_parser = parse_log_size)]
+        log_size: Option<u64>,
     },
 }
 
@@ -133,13 +283,45 @@ impl AdminCommand {
     /// and the admin did not say `--yes`.
     pub fn confirmation(&self) -> Option<&'static str> {
         match self {
-            AdminCommand::Flash(FlashCommand::Format { yes: false }) => {
+            AdminCommand::Flash(FlashCommand::Format { yes: false, .. }) => {
                 Some("Format the flash? Every queued message, account and setting on it is lost.")
             }
-            AdminCommand::Queue(QueueCommand::Delete { yes: false, .. }) => {
+            AdminCommand::Queue(QueueCommand::Delete(BulkArgs { yes: false, .. })) => {
                 Some("Delete from the queue? The mail is lost, and nobody is told.")
             }
             _ => None,
         }
     }
+}
+
+/// Parses sizes as admins write them: `268435456`, `256M`, `1G`, `64K` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{s:?}: unknown unit {c:?} (use K, M, G or T)")),
+            };
+            (&s[..i], shift)
+        }
+        _ => (s, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 256M)"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{s:?} is not a usable size"))
+}
+
+/// A log size: like [`parse_size`], and 0 for no log.
+fn parse_log_size(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    parse_size(s)
 }

@@ -22,6 +22,29 @@ pub struct LdapContext {
     pub service: Option<LdapHandle>,
 }
 
+impl LdapContext {
+    /// No sync service, and snapshots written to the spool's directory slot through its handle
+    /// (for tools and tests that build [`Handles`] themselves).
+    pub fn offline(spool: &SpoolHandle) -> LdapContext {
+        LdapContext {
+            store: Arc::new(SpoolSlot(spool.clone())),
+            service: None,
+        }
+    }
+}
+
+/// The directory slot through a spool handle; blocks, so it is only called off the runtime's
+/// workers (the sync runs its save in `spawn_blocking`).
+struct SpoolSlot(SpoolHandle);
+
+impl SnapshotStore for SpoolSlot {
+    fn save(&self, snapshot: Vec<u8>) -> Result<(), crate::directory::ldap::SaveError> {
+        tokio::runtime::Handle::current()
+            .block_on(self.0.write_slot(Region::Directory, snapshot))
+            .map_err(|e| crate::directory::ldap::SaveError(Box::new(e)))
+    }
+}
+
 async fn box_config(spool: &SpoolHandle) -> Result<BoxConfig, String> {
     match spool.read_slot(Region::Config).await {
         Ok(Some(bytes)) => BoxConfig::decode(&bytes).map_err(|e| e.to_string()),

@@ -6,6 +6,9 @@
 pub mod commands;
 pub mod control;
 pub mod ldap;
+mod maillog;
+pub mod metrics;
+pub mod metrics_setting;
 mod prov;
 mod queue;
 mod status;
@@ -17,7 +20,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use commands::{AdminCommand, FlashCommand, LdapCommand, QueueCommand, TlsCommand};
+pub use commands::{
+    AdminCommand, BulkArgs, FilterArgs, FlashCommand, LdapCommand, LogArgs, MetricsCommand,
+    QueueCommand, TlsCommand,
+};
 pub use control::Reply;
 
 use crate::directory::SharedDirectory;
@@ -122,6 +128,12 @@ impl Admin {
                 ldap::sync(h, incremental).await
             }
             AdminCommand::Ldap(LdapCommand::Status) => ldap::status(h).await,
+            AdminCommand::Log(args) => maillog::log(&h.spool, args).await,
+            AdminCommand::Track { target } => {
+                maillog::track(&h.spool, h.queue.as_ref(), &target).await
+            }
+            AdminCommand::Metrics(MetricsCommand::Scrape) => Reply::ok(metrics::scrape(h).await),
+            AdminCommand::Metrics(cmd) => metrics_setting::run(&h.spool, cmd).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(
                 "the flash is in use by the running services: stop them, then run `postern flash format --flash {}`\n",
                 h.facts.flash_path.display()

@@ -32,6 +32,9 @@ pub fn options(p: &BootParams) -> Options {
         smtps: any(465),
         control: PathBuf::from(DEFAULT_CONTROL),
         hostname: p.hostname.clone(),
+        dns_servers: Vec::new(),
+        dns_timeout: crate::policy::dns::DEFAULT_DEADLINE,
+        metrics: None,
     }
 }
 

@@ -65,19 +65,10 @@ impl AttrError {
 pub const PLANNED: &[&str] = &[
     "zimbraMtaAuthEnabled",
     "zimbraMtaTlsAuthOnly",
-    "zimbraMtaSmtpDnsSupportLevel",
-    "zimbraMtaBlockedExtension",
-    "zimbraMtaCommonBlockedExtension",
     "zimbraMtaBlockedExtensionWarnRecipient",
     "zimbraAttachmentsBlocked",
-    "zimbraSpamKillPercent",
-    "zimbraSpamTagPercent",
-    "zimbraSpamSubjectTag",
-    "zimbraSpamIsSpamAccount",
-    "zimbraSpamIsNotSpamAccount",
     "zimbraVirusWarnRecipient",
     "zimbraVirusWarnAdmin",
-    "zimbraVirusBlockEncryptedArchive",
 ];
 
 /// Whether `attr` is one of the [`PLANNED`] attributes.
@@ -136,5 +127,32 @@ pub fn invalid(attr: &'static str, value: &str, reason: impl fmt::Display) -> At
         attr,
         value: value.to_string(),
         reason: reason.to_string(),
+    }
+}
+
+/// A parsed value with the text the admin typed for it: the box acts on the value, `ga`/`gd`
+/// show the text (`smtp:mail.example.com:25` stays that, though it means the same as
+/// `smtp:mail.example.com`), and flash keeps the text, which parses back to the same value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Typed<T> {
+    value: T,
+    text: Box<str>,
+}
+
+impl<T> Typed<T> {
+    pub fn new(value: T, text: &str) -> Typed<T> {
+        Typed {
+            value,
+            text: text.into(),
+        }
+    }
+
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// What the admin typed.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 }

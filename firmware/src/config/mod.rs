@@ -8,18 +8,30 @@
 //! the box would store but not act on (a restriction the policy stage does not apply yet) is
 //! refused too; one already on flash from an older firmware is loaded aside by
 //! [`MtaConfig::load`], shown as ignored, and never applied.
+//!
+//! Values are shown back as the admin typed them (`mcf zimbraMtaRelayHost mail.example.com` shows
+//! `mail.example.com`, not the parsed `smtp:mail.example.com`): the parsed value is what the box
+//! acts on, the typed text is what `gacf` prints and what goes to flash, where it parses again to
+//! the same value.
 
 pub mod attr;
+pub mod content;
+pub mod dnsbl;
 pub mod duration;
+pub mod hosts;
 pub mod localconfig;
 pub mod network;
 pub mod restriction;
+pub mod restriction_names;
 pub mod stored;
 
 use std::time::Duration;
 
 pub use attr::AttrError;
+pub use content::{ContentConfig, ScannerAddress};
+pub use dnsbl::Dnsbl;
 pub use duration::Unit;
+pub use hosts::{BadHostEntry, HostsTable};
 pub use network::{BadNetwork, Cidr, NetworkList};
 pub use restriction::{BadRestriction, Restriction};
 
@@ -31,16 +43,35 @@ use attr::{boolean, canonical, invalid, show_bool, single};
 pub struct MtaConfig {
     /// `zimbraMtaRelayHost`: every message to another domain goes here (Postfix `relayhost`).
     pub relay_host: Option<Transport>,
-    /// `zimbraMtaDnsLookupsEnabled`: MX lookups for other domains (Postfix `disable_dns_lookups`).
+    /// `zimbraMtaDnsLookupsEnabled`, or `zimbraMtaSmtpDnsSupportLevel` (the newer Zimbra name,
+    /// `enabled`/`disabled`): whether delivery looks up MX records. Off, every next hop is found
+    /// by its address records or in [`MtaConfig::hosts`] (Postfix `disable_dns_lookups`).
     pub dns_lookups_enabled: bool,
+    /// `posternHostsTable`: `name=address` values answering address lookups before DNS.
+    pub hosts: HostsTable,
     /// `zimbraMtaMyNetworks`: clients that may relay without AUTH.
     pub my_networks: NetworkList,
     /// `zimbraMtaRestriction`.
     pub restrictions: Vec<Restriction>,
+    /// `zimbraMtaRestrictionRBLs`: `reject_rbl_client` for each list (Zimbra's list form).
+    pub rbls: Vec<Dnsbl>,
+    /// `zimbraMtaRestrictionRHSBLCs`: `reject_rhsbl_client` for each list.
+    pub rhsbl_clients: Vec<Dnsbl>,
+    /// `zimbraMtaRestrictionRHSBLSs`: `reject_rhsbl_sender` for each list.
+    pub rhsbl_senders: Vec<Dnsbl>,
     /// `zimbraMtaMaxMessageSize` in bytes; 0 means no limit (Postfix `message_size_limit`).
     pub max_message_size: u64,
     /// `smtpd_recipient_limit`: RCPT TO commands accepted per message.
     pub recipient_limit: u32,
+    /// `smtpd_client_connection_rate_limit`: connections per client per minute; 0 no limit.
+    pub connection_rate_limit: u32,
+    /// `smtpd_client_message_rate_limit`: messages per client per minute; 0 no limit.
+    pub message_rate_limit: u32,
+    /// `postscreen_greet_action`: `drop` hangs up on a client that talks before the greeting
+    /// is complete; `ignore` (Postfix's default) greets at once.
+    pub greet_action_drop: bool,
+    /// `postscreen_greet_wait`: how long the greeting is held when the action is `drop` (6 s).
+    pub greet_wait: Duration,
     /// `hopcount_limit`: Received headers a message may carry before it bounces as a loop.
     pub hopcount_limit: u32,
     /// `zimbraMtaQueueRunDelay`.
@@ -58,21 +89,42 @@ pub struct MtaConfig {
     /// `zimbraMtaMyHostname` (Postfix `myhostname`): the domain of a bare `postmaster`. The
     /// greeting and Received headers still use the daemon's `--hostname`.
     pub my_hostname: String,
+    /// `posternPostmasterAddress`: where mail to `postmaster@` and `abuse@` of the box's own
+    /// name goes (Postfix's `postmaster: root` alias). Unset, such mail is refused at RCPT.
+    pub postmaster_address: Option<String>,
+    /// `posternSyslogTarget`: a remote syslog that gets every log line too (RFC 5424;
+    /// `udp:ADDRESS:PORT`, `tcp:ADDRESS:PORT`, or an address for UDP port 514).
+    pub syslog_target: Option<crate::log::remote::SyslogTarget>,
     /// `virtual_transport`: next hop of a local account when neither the account nor its domain
     /// has a `zimbraMailTransport`. Unset, such mail is accepted and stays deferred.
     pub virtual_transport: Option<Transport>,
+    /// The content stage's settings (attachments, virus and spam scanners).
+    pub content: ContentConfig,
     /// Values read from flash that this firmware refuses to set (see [`MtaConfig::load`]):
     /// attribute and value, kept so the next write does not lose them, never applied.
     unenforced: Vec<(&'static str, String)>,
+    /// The values of each attribute set explicitly, as typed: what `gacf` shows and flash keeps.
+    typed: Vec<(&'static str, Vec<String>)>,
 }
 
 const RELAY_HOST: &str = "zimbraMtaRelayHost";
 const DNS: &str = "zimbraMtaDnsLookupsEnabled";
+const DNS_LEVEL: &str = "zimbraMtaSmtpDnsSupportLevel";
+const HOSTS: &str = "posternHostsTable";
 const MY_NETWORKS: &str = "zimbraMtaMyNetworks";
 const RESTRICTION: &str = "zimbraMtaRestriction";
+const RBLS: &str = "zimbraMtaRestrictionRBLs";
+const RHSBLCS: &str = "zimbraMtaRestrictionRHSBLCs";
+const RHSBLSS: &str = "zimbraMtaRestrictionRHSBLSs";
+/// The multi-valued attributes.
+const MULTI: [&str; 5] = [RESTRICTION, RBLS, RHSBLCS, RHSBLSS, HOSTS];
 const MAX_SIZE: &str = "zimbraMtaMaxMessageSize";
 const RCPT_LIMIT: &str = "smtpd_recipient_limit";
 const HOPS: &str = "hopcount_limit";
+const GREET_ACTION: &str = "postscreen_greet_action";
+const GREET_WAIT: &str = "postscreen_greet_wait";
+const CONN_RATE: &str = "smtpd_client_connection_rate_limit";
+const MSG_RATE: &str = "smtpd_client_message_rate_limit";
 const RUN_DELAY: &str = "zimbraMtaQueueRunDelay";
 const MIN_BACKOFF: &str = "zimbraMtaMinimalBackoffTime";
 const MAX_BACKOFF: &str = "zimbraMtaMaximalBackoffTime";
@@ -80,10 +132,13 @@ const QUEUE_LIFETIME: &str = "zimbraMtaMaximalQueueLifetime";
 const BOUNCE_LIFETIME: &str = "zimbraMtaBounceQueueLifetime";
 const DELAY_WARNING: &str = "zimbraMtaDelayWarningTime";
 const MY_HOSTNAME: &str = "zimbraMtaMyHostname";
+const POSTMASTER: &str = "posternPostmasterAddress";
+const SYSLOG: &str = "posternSyslogTarget";
 const VIRTUAL_TRANSPORT: &str = "virtual_transport";
 
 /// Time settings: attribute, default unit of a bare number.
-const TIMES: [(&str, Unit); 6] = [
+const TIMES: [(&str, Unit); 7] = [
+    (GREET_WAIT, Unit::Seconds),
     (RUN_DELAY, Unit::Seconds),
     (MIN_BACKOFF, Unit::Seconds),
     (MAX_BACKOFF, Unit::Seconds),
@@ -97,11 +152,19 @@ impl Default for MtaConfig {
         MtaConfig {
             relay_host: None,
             dns_lookups_enabled: true,
+            hosts: HostsTable::default(),
             my_networks: NetworkList::loopback(),
             restrictions: Vec::new(),
+            rbls: Vec::new(),
+            rhsbl_clients: Vec::new(),
+            rhsbl_senders: Vec::new(),
             max_message_size: 10_240_000,
             recipient_limit: 1000,
             hopcount_limit: 50,
+            connection_rate_limit: 0,
+            message_rate_limit: 0,
+            greet_action_drop: false,
+            greet_wait: Duration::from_secs(6),
             queue_run_delay: Duration::from_secs(300),
             minimal_backoff_time: Duration::from_secs(300),
             maximal_backoff_time: Duration::from_secs(4000),
@@ -109,8 +172,12 @@ impl Default for MtaConfig {
             bounce_queue_lifetime: Duration::from_secs(5 * 86_400),
             delay_warning_time: Duration::ZERO,
             my_hostname: "localhost".to_string(),
+            postmaster_address: None,
+            syslog_target: None,
             virtual_transport: None,
+            content: ContentConfig::default(),
             unenforced: Vec::new(),
+            typed: Vec::new(),
         }
     }
 }
@@ -120,11 +187,20 @@ impl MtaConfig {
     pub const ATTRS: &'static [&'static str] = &[
         RELAY_HOST,
         DNS,
+        DNS_LEVEL,
+        HOSTS,
         MY_NETWORKS,
         RESTRICTION,
+        RBLS,
+        RHSBLCS,
+        RHSBLSS,
         MAX_SIZE,
         RCPT_LIMIT,
         HOPS,
+        CONN_RATE,
+        MSG_RATE,
+        GREET_ACTION,
+        GREET_WAIT,
         RUN_DELAY,
         MIN_BACKOFF,
         MAX_BACKOFF,
@@ -132,7 +208,30 @@ impl MtaConfig {
         BOUNCE_LIFETIME,
         DELAY_WARNING,
         MY_HOSTNAME,
+        POSTMASTER,
+        SYSLOG,
         VIRTUAL_TRANSPORT,
+        content::BLOCKED_EXT,
+        content::COMMON_BLOCKED_EXT,
+        content::BLOCK_ENCRYPTED,
+        content::SCAN_LIMIT,
+        content::OVERSIZE,
+        content::ARCHIVE_DEPTH,
+        content::ARCHIVE_UNPACKED,
+        content::VIRUS_CHECK,
+        content::CLAMD,
+        content::CLAMD_TIMEOUT,
+        content::CLAMD_STREAM_MAX,
+        content::CLAMD_FAIL,
+        content::SPAMD,
+        content::SPAMD_TIMEOUT,
+        content::SPAMD_MAX_SIZE,
+        content::SPAMD_FAIL,
+        content::SPAM_KILL,
+        content::SPAM_TAG,
+        content::SPAM_SUBJECT_TAG,
+        content::SPAM_ACCOUNT,
+        content::HAM_ACCOUNT,
     ];
 
     /// The canonical spelling of `attr`, or an error naming it.
@@ -142,22 +241,41 @@ impl MtaConfig {
 
     /// Whether `attr` holds several values (`+attr`/`-attr` apply to it).
     pub fn is_multi(attr: &str) -> bool {
-        attr.eq_ignore_ascii_case(RESTRICTION)
+        MULTI.iter().any(|m| m.eq_ignore_ascii_case(attr)) || ContentConfig::is_multi(attr)
     }
 
     /// The values of `attr` as `gacf` shows them; empty when unset.
     pub fn values(&self, attr: &str) -> Result<Vec<String>, AttrError> {
         let attr = Self::attr_name(attr)?;
+        if let Some((_, typed)) = self.typed.iter().find(|(a, _)| *a == attr) {
+            return Ok(typed.clone());
+        }
         let one = |s: String| vec![s];
         Ok(match attr {
+            a if ContentConfig::owns(a) => self.content.values(a),
             RELAY_HOST => self.relay_host.iter().map(|t| t.to_string()).collect(),
             DNS => one(show_bool(self.dns_lookups_enabled)),
+            DNS_LEVEL => one(dns_level(self.dns_lookups_enabled).to_string()),
+            HOSTS => Vec::new(),
             MY_NETWORKS => one(self.my_networks.to_string()),
             RESTRICTION => self.restrictions.iter().map(|r| r.to_string()).collect(),
+            RBLS => self.rbls.iter().map(|l| l.to_string()).collect(),
+            RHSBLCS => self.rhsbl_clients.iter().map(|l| l.to_string()).collect(),
+            RHSBLSS => self.rhsbl_senders.iter().map(|l| l.to_string()).collect(),
             MAX_SIZE => one(self.max_message_size.to_string()),
             RCPT_LIMIT => one(self.recipient_limit.to_string()),
             HOPS => one(self.hopcount_limit.to_string()),
+            CONN_RATE => one(self.connection_rate_limit.to_string()),
+            MSG_RATE => one(self.message_rate_limit.to_string()),
+            GREET_ACTION => one(if self.greet_action_drop {
+                "drop"
+            } else {
+                "ignore"
+            }
+            .into()),
             MY_HOSTNAME => one(self.my_hostname.clone()),
+            POSTMASTER => self.postmaster_address.iter().cloned().collect(),
+            SYSLOG => self.syslog_target.iter().map(|t| t.to_string()).collect(),
             VIRTUAL_TRANSPORT => self
                 .virtual_transport
                 .iter()
@@ -217,16 +335,35 @@ impl MtaConfig {
         Ok(())
     }
 
+    /// Whether `a` and `b` are two spellings of one value of `attr` (`mail.example.com` and
+    /// `smtp:mail.example.com`): equal but for case, or setting either gives the same setting.
+    pub fn same_value(attr: &str, a: &str, b: &str) -> bool {
+        if a.eq_ignore_ascii_case(b) {
+            return true;
+        }
+        let parsed = |v: &str| {
+            let mut c = MtaConfig::default();
+            c.set(attr, &[v.to_string()]).ok()?;
+            c.typed.clear();
+            Some(c)
+        };
+        matches!((parsed(a), parsed(b)), (Some(x), Some(y)) if x == y)
+    }
+
     /// Values on flash this firmware does not apply: `(attribute, value)`, for `gacf` and
     /// `postern status` to show as ignored. Setting the attribute again drops them.
     pub fn unenforced(&self) -> &[(&'static str, String)] {
         &self.unenforced
     }
 
-    /// The values of `attr` to write to flash: those applied and those put aside.
+    /// The values of `attr` to write to flash: as typed, and those put aside; none for an
+    /// attribute never set, which reads back as its default (in this firmware or another).
     pub fn stored_values(&self, attr: &str) -> Result<Vec<String>, AttrError> {
-        let mut values = self.values(attr)?;
         let attr = Self::attr_name(attr)?;
+        let mut values = match self.typed.iter().find(|(a, _)| *a == attr) {
+            Some((_, typed)) => typed.clone(),
+            None => Vec::new(),
+        };
         let aside = self.unenforced.iter().filter(|(a, _)| *a == attr);
         values.extend(aside.map(|(_, v)| v.clone()));
         Ok(values)
@@ -236,11 +373,41 @@ impl MtaConfig {
         let defaults = MtaConfig::default();
         // An explicit change of the attribute settles what an older firmware left on flash.
         self.unenforced.retain(|(a, _)| *a != attr);
+        // The two DNS attributes are one setting: the one set last is shown as typed.
+        let twin = match attr {
+            DNS => DNS_LEVEL,
+            DNS_LEVEL => DNS,
+            other => other,
+        };
+        self.typed.retain(|(a, _)| *a != attr && *a != twin);
+        let typed: Vec<String> = values.iter().filter(|v| !v.is_empty()).cloned().collect();
+        if !typed.is_empty() {
+            self.typed.push((attr, typed));
+        }
+        if ContentConfig::owns(attr) {
+            return self.content.set(attr, values);
+        }
         if attr == RESTRICTION {
             self.restrictions = values
                 .iter()
                 .filter(|v| !v.is_empty())
                 .map(|v| restriction(attr, v))
+                .collect::<Result<_, _>>()?;
+            return Ok(());
+        }
+        if attr == HOSTS {
+            let mut table = HostsTable::default();
+            for v in values.iter().filter(|v| !v.is_empty()) {
+                table.add(v).map_err(|e| invalid(attr, v, e))?;
+            }
+            self.hosts = table;
+            return Ok(());
+        }
+        if let Some(lists) = self.lists_mut(attr) {
+            *lists = values
+                .iter()
+                .filter(|v| !v.is_empty())
+                .map(|v| v.parse().map_err(|e| invalid(attr, v, e)))
                 .collect::<Result<_, _>>()?;
             return Ok(());
         }
@@ -256,11 +423,30 @@ impl MtaConfig {
                 self.virtual_transport = Some(v.parse().map_err(|e| invalid(attr, v, e))?)
             }
             DNS => self.dns_lookups_enabled = boolean(attr, v)?,
+            DNS_LEVEL => self.dns_lookups_enabled = dns_support_level(attr, v)?,
             MY_NETWORKS => self.my_networks = v.parse().map_err(|e| invalid(attr, v, e))?,
             MAX_SIZE => self.max_message_size = number(attr, v)?,
             RCPT_LIMIT => self.recipient_limit = number(attr, v)?,
             HOPS => self.hopcount_limit = number(attr, v)?,
+            CONN_RATE => self.connection_rate_limit = number(attr, v)?,
+            MSG_RATE => self.message_rate_limit = number(attr, v)?,
+            GREET_ACTION => {
+                self.greet_action_drop = match v.to_ascii_lowercase().as_str() {
+                    "drop" => true,
+                    "ignore" => false,
+                    // enforce: postscreen's dummy SMTP dialogue, not built.
+                    "enforce" => {
+                        return Err(AttrError::NotSupported {
+                            attr: attr.to_string(),
+                            value: Some(v.to_string()),
+                        });
+                    }
+                    _ => return Err(invalid(attr, v, "use ignore or drop")),
+                }
+            }
             MY_HOSTNAME => self.my_hostname = hostname(attr, v)?,
+            POSTMASTER => self.postmaster_address = Some(mailbox(attr, v)?),
+            SYSLOG => self.syslog_target = Some(v.parse().map_err(|e| invalid(attr, v, e))?),
             time => {
                 let d = duration::parse(v, time_unit(time)).map_err(|e| invalid(attr, v, e))?;
                 *self.time_mut(time) = d;
@@ -269,23 +455,44 @@ impl MtaConfig {
         Ok(())
     }
 
+    /// The blocklists of Zimbra's list attributes.
+    fn lists_mut(&mut self, attr: &str) -> Option<&mut Vec<Dnsbl>> {
+        match attr {
+            RBLS => Some(&mut self.rbls),
+            RHSBLCS => Some(&mut self.rhsbl_clients),
+            RHSBLSS => Some(&mut self.rhsbl_senders),
+            _ => None,
+        }
+    }
+
     fn copy_from(&mut self, attr: &'static str, other: &MtaConfig) {
         match attr {
+            a if ContentConfig::owns(a) => self.content.copy_from(a, &other.content),
             RELAY_HOST => self.relay_host = other.relay_host.clone(),
             VIRTUAL_TRANSPORT => self.virtual_transport = other.virtual_transport.clone(),
-            DNS => self.dns_lookups_enabled = other.dns_lookups_enabled,
+            DNS | DNS_LEVEL => self.dns_lookups_enabled = other.dns_lookups_enabled,
+            HOSTS => self.hosts = other.hosts.clone(),
             MY_NETWORKS => self.my_networks = other.my_networks.clone(),
             RESTRICTION => self.restrictions = other.restrictions.clone(),
+            RBLS => self.rbls = other.rbls.clone(),
+            RHSBLCS => self.rhsbl_clients = other.rhsbl_clients.clone(),
+            RHSBLSS => self.rhsbl_senders = other.rhsbl_senders.clone(),
             MAX_SIZE => self.max_message_size = other.max_message_size,
             RCPT_LIMIT => self.recipient_limit = other.recipient_limit,
             HOPS => self.hopcount_limit = other.hopcount_limit,
+            CONN_RATE => self.connection_rate_limit = other.connection_rate_limit,
+            MSG_RATE => self.message_rate_limit = other.message_rate_limit,
+            GREET_ACTION => self.greet_action_drop = other.greet_action_drop,
             MY_HOSTNAME => self.my_hostname = other.my_hostname.clone(),
+            POSTMASTER => self.postmaster_address = other.postmaster_address.clone(),
+            SYSLOG => self.syslog_target = other.syslog_target,
             time => *self.time_mut(time) = *other.time(time),
         }
     }
 
     fn time(&self, attr: &str) -> &Duration {
         match attr {
+            GREET_WAIT => &self.greet_wait,
             RUN_DELAY => &self.queue_run_delay,
             MIN_BACKOFF => &self.minimal_backoff_time,
             MAX_BACKOFF => &self.maximal_backoff_time,
@@ -297,6 +504,7 @@ impl MtaConfig {
 
     fn time_mut(&mut self, attr: &str) -> &mut Duration {
         match attr {
+            GREET_WAIT => &mut self.greet_wait,
             RUN_DELAY => &mut self.queue_run_delay,
             MIN_BACKOFF => &mut self.minimal_backoff_time,
             MAX_BACKOFF => &mut self.maximal_backoff_time,
@@ -329,7 +537,7 @@ impl MtaConfig {
             return Err(invalid(RUN_DELAY, "0s", "must be at least 1s"));
         }
         hostname(MY_HOSTNAME, &self.my_hostname)?;
-        Ok(())
+        self.content.validate()
     }
 
     /// Every attribute with its values, as `gacf` prints them (`attr: value` per value).
@@ -351,9 +559,19 @@ fn time_unit(attr: &str) -> Unit {
         .map_or(Unit::Seconds, |(_, u)| *u)
 }
 
-/// A restriction the policy stage applies; one it does not is refused as not supported yet.
+/// A restriction the policy stage applies; one it does not is refused as not supported yet, and
+/// so is one Postfix has that the box cannot even parse yet.
 fn restriction(attr: &'static str, v: &str) -> Result<Restriction, AttrError> {
-    let r: Restriction = v.parse().map_err(|e| invalid(attr, v, e))?;
+    let r: Restriction = match v.parse() {
+        Ok(r) => r,
+        Err(BadRestriction::Unknown(_)) if restriction_names::is_postfix_restriction(v) => {
+            return Err(AttrError::NotSupported {
+                attr: attr.to_string(),
+                value: Some(v.to_string()),
+            });
+        }
+        Err(e) => return Err(invalid(attr, v, e)),
+    };
     if !r.is_enforced() {
         return Err(AttrError::NotSupported {
             attr: attr.to_string(),
@@ -363,12 +581,47 @@ fn restriction(attr: &'static str, v: &str) -> Result<Restriction, AttrError> {
     Ok(r)
 }
 
+/// `zimbraMtaSmtpDnsSupportLevel` (Postfix `smtp_dns_support_level`): `disabled` or `enabled`.
+/// `dnssec` needs a validating resolver the box does not have yet, so it is refused rather than
+/// kept and ignored.
+fn dns_support_level(attr: &'static str, v: &str) -> Result<bool, AttrError> {
+    match v.to_ascii_lowercase().as_str() {
+        "enabled" => Ok(true),
+        "disabled" => Ok(false),
+        "dnssec" => Err(AttrError::NotSupported {
+            attr: attr.to_string(),
+            value: Some(v.to_string()),
+        }),
+        _ => Err(invalid(attr, v, "use disabled or enabled")),
+    }
+}
+
+fn dns_level(enabled: bool) -> &'static str {
+    if enabled { "enabled" } else { "disabled" }
+}
+
 fn number<T: std::str::FromStr>(attr: &'static str, v: &str) -> Result<T, AttrError> {
     if !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(attr, v, "not a whole number"));
     }
     v.parse()
         .map_err(|_| invalid(attr, v, "not a whole number in range"))
+}
+
+/// `user@domain.example`, lower-cased.
+fn mailbox(attr: &'static str, v: &str) -> Result<String, AttrError> {
+    match v.rsplit_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !local
+                    .bytes()
+                    .any(|b| b.is_ascii_whitespace() || b == b'<' || b == b'>') =>
+        {
+            let domain = hostname(attr, domain)?;
+            Ok(format!("{local}@{domain}").to_ascii_lowercase())
+        }
+        _ => Err(invalid(attr, v, "not an address (user@domain)")),
+    }
 }
 
 fn hostname(attr: &'static str, v: &str) -> Result<String, AttrError> {
@@ -404,7 +657,10 @@ mod tests {
         assert_eq!(vals(&c, "hopcount_limit"), ["50"]);
         assert_eq!(vals(&c, "smtpd_recipient_limit"), ["1000"]);
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
-        assert_eq!(c.all_values().len(), MtaConfig::ATTRS.len() - 3);
+        let mut shown: Vec<_> = c.all_values().into_iter().map(|(a, _)| a).collect();
+        shown.dedup();
+        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 15);
+        assert_eq!(vals(&c, "zimbraMtaCommonBlockedExtension").len(), 27);
     }
 
     #[test]
@@ -412,9 +668,10 @@ mod tests {
         let mut c = MtaConfig::default();
         c.set("zimbramtarelayhost", &s(&["[smtp.isp.example]:587"]))
             .unwrap();
+        assert_eq!(vals(&c, "zimbraMtaRelayHost"), ["[smtp.isp.example]:587"]);
         assert_eq!(
-            vals(&c, "zimbraMtaRelayHost"),
-            ["smtp:[smtp.isp.example]:587"]
+            c.relay_host,
+            Some("smtp:[smtp.isp.example]:587".parse().unwrap())
         );
         c.set("zimbraMtaMaximalQueueLifetime", &s(&["2"])).unwrap();
         assert_eq!(c.maximal_queue_lifetime, Duration::from_secs(2 * 86_400));
@@ -443,6 +700,8 @@ mod tests {
             ("zimbraMtaMinimalBackoffTime", "2h"),
             ("zimbraMtaMaximalQueueLifetime", "5 days"),
             ("zimbraMtaMyHostname", "bad host"),
+            ("posternPostmasterAddress", "root"),
+            ("posternPostmasterAddress", "<a>@example.com"),
         ] {
             let err = c.set(attr, &s(&[v])).unwrap_err();
             assert!(err.to_string().contains(attr), "{err}");
@@ -458,63 +717,134 @@ mod tests {
         assert_eq!(c, before);
     }
 
-    /// No restriction is applied yet, so none is stored: the admin learns at once that
-    /// `reject_rbl_client` would do nothing, and a typo still reads as a typo.
+    /// Every restriction the policy stage applies is stored, with Zimbra's list attributes
+    /// beside them; a typo still reads as a typo and changes nothing.
     #[test]
-    fn restrictions_the_policy_stage_does_not_apply_are_refused() {
+    fn restrictions_and_lists_are_stored() {
         let mut c = MtaConfig::default();
         let before = c.clone();
-        for v in [
-            "reject_non_fqdn_sender",
-            "reject_rbl_client zen.spamhaus.org",
-        ] {
-            let err = c.set("zimbraMtaRestriction", &s(&[v])).unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                format!("zimbraMtaRestriction {v}: not supported yet")
-            );
-            assert_eq!(err.code(), "service.UNSUPPORTED");
-        }
         let typo = c.set("zimbraMtaRestriction", &s(&["reject_everything"]));
         assert!(matches!(typo, Err(AttrError::Invalid { .. })), "{typo:?}");
         assert_eq!(c, before);
+
+        let applied = s(&[
+            "reject_invalid_hostname",
+            "reject_non_fqdn_sender",
+            "reject_rbl_client zen.spamhaus.org=127.0.0.[2..11]",
+            "check_policy_service inet:127.0.0.1:10023",
+            "reject",
+        ]);
+        c.set("zimbraMtaRestriction", &applied).unwrap();
+        assert_eq!(c.restrictions.len(), 5);
+        c.set(
+            "zimbraMtaRestrictionRBLs",
+            &s(&["bl.example", "b2.example"]),
+        )
+        .unwrap();
+        assert_eq!(
+            vals(&c, "zimbramtarestrictionrbls"),
+            ["bl.example", "b2.example"]
+        );
+        assert!(MtaConfig::is_multi("zimbraMtaRestrictionRHSBLSs"));
+        let bad = c.set("zimbraMtaRestrictionRHSBLCs", &s(&["not a list"]));
+        assert!(matches!(bad, Err(AttrError::Invalid { .. })), "{bad:?}");
     }
 
-    /// A flash written when restrictions were stored still loads: the values are put aside,
-    /// shown as ignored, kept for the next write, and dropped once the admin sets the attribute.
+    /// Restrictions an older firmware stored but did not apply load as applied now.
     #[test]
-    fn restrictions_already_on_flash_load_aside() {
+    fn restrictions_on_flash_load_and_apply() {
         let mut c = MtaConfig::default();
         let stored = s(&[
+            "check_policy_service inet:Policy.example:10023",
             "reject_rbl_client Zen.Spamhaus.org",
-            "reject_non_fqdn_sender",
         ]);
         c.load("zimbraMtaRestriction", &stored).unwrap();
-        assert!(c.restrictions.is_empty());
-        assert!(vals(&c, "zimbraMtaRestriction").is_empty());
+        // Shown as typed, applied as parsed.
+        assert_eq!(vals(&c, "zimbraMtaRestriction"), stored);
+        let applied: Vec<String> = c.restrictions.iter().map(|r| r.to_string()).collect();
         assert_eq!(
-            c.unenforced(),
+            applied,
             [
-                (
-                    "zimbraMtaRestriction",
-                    "reject_rbl_client zen.spamhaus.org".to_string()
-                ),
-                ("zimbraMtaRestriction", "reject_non_fqdn_sender".to_string()),
+                "check_policy_service inet:policy.example:10023",
+                "reject_rbl_client zen.spamhaus.org"
             ]
         );
-        assert_eq!(
-            c.stored_values("zimbraMtaRestriction").unwrap(),
-            [
-                "reject_rbl_client zen.spamhaus.org",
-                "reject_non_fqdn_sender"
-            ]
-        );
-        assert!(c.load("zimbraMtaRestriction", &s(&["reject_all"])).is_err());
-        c.load("zimbraMtaRelayHost", &s(&["relay.example.net"]))
-            .unwrap();
-        assert_eq!(c.unenforced().len(), 2);
-        c.set("zimbraMtaRestriction", &[]).unwrap();
         assert!(c.unenforced().is_empty());
+        assert!(c.load("zimbraMtaRestriction", &s(&["reject_all"])).is_err());
+    }
+
+    /// `gacf` shows what was typed; the box acts on the parsed value.
+    #[test]
+    fn values_show_back_as_typed() {
+        let mut c = MtaConfig::default();
+        for (attr, typed) in [
+            ("zimbraMtaRelayHost", "mail.example.com"),
+            ("zimbraMtaDnsLookupsEnabled", "false"),
+            ("zimbraMtaMaximalQueueLifetime", "2"),
+            ("zimbraMtaMyNetworks", "10.0.0.0/8, 127.0.0.0/8"),
+            ("zimbraMtaMyHostname", "Zimbra.Example.com"),
+        ] {
+            c.set(attr, &s(&[typed])).unwrap();
+            assert_eq!(vals(&c, attr), [typed], "{attr}");
+        }
+        assert_eq!(c.relay_host, Some("smtp:mail.example.com".parse().unwrap()));
+        assert!(!c.dns_lookups_enabled);
+        assert_eq!(c.maximal_queue_lifetime, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.my_hostname, "zimbra.example.com");
+        // Cleared, the default shows again, in the box's own spelling.
+        c.set("zimbraMtaMaximalQueueLifetime", &s(&[""])).unwrap();
+        assert_eq!(vals(&c, "zimbraMtaMaximalQueueLifetime"), ["5d"]);
+        c.set("zimbraMtaRelayHost", &s(&[""])).unwrap();
+        assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
+    }
+
+    /// The page's `zimbraMtaDnsLookupsEnabled` and Zimbra's newer `zimbraMtaSmtpDnsSupportLevel`
+    /// are one setting; `dnssec` is refused until the box validates DNSSEC.
+    #[test]
+    fn dns_lookups_under_both_zimbra_names() {
+        let mut c = MtaConfig::default();
+        assert_eq!(vals(&c, "zimbraMtaSmtpDnsSupportLevel"), ["enabled"]);
+        c.set("zimbraMtaDnsLookupsEnabled", &s(&["FALSE"])).unwrap();
+        assert!(!c.dns_lookups_enabled);
+        assert_eq!(vals(&c, "zimbraMtaSmtpDnsSupportLevel"), ["disabled"]);
+        c.set("zimbraMtaSmtpDnsSupportLevel", &s(&["enabled"]))
+            .unwrap();
+        assert!(c.dns_lookups_enabled);
+        assert_eq!(vals(&c, "zimbraMtaDnsLookupsEnabled"), ["TRUE"]);
+        c.set("zimbraMtaSmtpDnsSupportLevel", &s(&["disabled"]))
+            .unwrap();
+        assert!(!c.dns_lookups_enabled);
+        let before = c.clone();
+        let e = c
+            .set("zimbraMtaSmtpDnsSupportLevel", &s(&["dnssec"]))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "zimbraMtaSmtpDnsSupportLevel dnssec: not supported yet"
+        );
+        assert!(c.set("zimbraMtaSmtpDnsSupportLevel", &s(&["on"])).is_err());
+        assert_eq!(c, before);
+    }
+
+    #[test]
+    fn hosts_table_is_multi_valued_and_checked() {
+        let mut c = MtaConfig::default();
+        assert!(MtaConfig::is_multi("posternhoststable"));
+        c.set(
+            "posternHostsTable",
+            &s(&["mail.example.com=127.0.0.2", "zimbra.example.com=127.0.0.3"]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.hosts.lookup("mail.example.com"),
+            ["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+        );
+        let e = c
+            .set("posternHostsTable", &s(&["mail.example.com"]))
+            .unwrap_err();
+        assert!(e.to_string().contains("posternHostsTable"), "{e}");
+        c.set("posternHostsTable", &s(&[""])).unwrap();
+        assert!(c.hosts.is_empty());
     }
 
     #[test]
@@ -526,10 +856,10 @@ mod tests {
             "invalid attr name: zimbraMtaNoSuchThing"
         );
         assert_eq!(unknown.code(), "account.INVALID_ATTR_NAME");
-        let planned = c.set("zimbraspamkillpercent", &s(&["75"])).unwrap_err();
+        let planned = c.set("zimbraVirusWarnAdmin", &s(&["TRUE"])).unwrap_err();
         assert_eq!(
             planned.to_string(),
-            "zimbraSpamKillPercent: not supported yet"
+            "zimbraVirusWarnAdmin: not supported yet"
         );
     }
 }

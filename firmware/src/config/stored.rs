@@ -1,14 +1,15 @@
 //! What the box keeps in its own config slot on flash, beside the directory: settings that are
-//! this box's and not the directory's, such as its TLS certificate and key and its localconfig
-//! (the LDAP connection settings).
+//! this box's and not the directory's, such as its TLS certificate and key, where it answers
+//! Prometheus scrapes, and its localconfig (the LDAP connection settings).
 
 use std::fmt;
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped when the layout below changes incompatibly. Version 1 had no localconfig; it is still
-/// read.
-pub const STORED_VERSION: u32 = 2;
+/// Bumped when the layout below changes incompatibly; older layouts stay readable.
+/// 2 added `metrics`, 3 `localconfig`.
+pub const STORED_VERSION: u32 = 3;
 
 /// The box's own settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,12 +18,31 @@ pub struct BoxConfig {
     pub tls_cert_pem: Option<String>,
     /// Its private key (PEM).
     pub tls_key_pem: Option<String>,
+    /// The Prometheus endpoint; `None` (the default) serves none.
+    pub metrics: Option<MetricsSetting>,
     /// `postern localconfig` keys that differ from their defaults, as `(key, value)` strings so a
     /// key added later does not change the layout.
     pub localconfig: Vec<(String, String)>,
 }
 
-/// The layout of version 1.
+/// Where the box answers `GET /metrics`, and to whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsSetting {
+    pub listen: SocketAddr,
+    /// Client networks, as `zimbraMtaMyNetworks` writes them (`10.0.0.0/8 192.0.2.7/32`);
+    /// checked when set.
+    pub allow: String,
+}
+
+/// Layout 1: before the metrics setting.
+/// Layout 2: before localconfig.
+#[derive(Deserialize)]
+struct BoxConfigV2 {
+    tls_cert_pem: Option<String>,
+    tls_key_pem: Option<String>,
+    metrics: Option<MetricsSetting>,
+}
+
 #[derive(Deserialize)]
 struct BoxConfigV1 {
     tls_cert_pem: Option<String>,
@@ -70,6 +90,16 @@ impl BoxConfig {
                 Ok(BoxConfig {
                     tls_cert_pem: v1.tls_cert_pem,
                     tls_key_pem: v1.tls_key_pem,
+                    metrics: None,
+                    localconfig: Vec::new(),
+                })
+            }
+            2 => {
+                let v2: BoxConfigV2 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(BoxConfig {
+                    tls_cert_pem: v2.tls_cert_pem,
+                    tls_key_pem: v2.tls_key_pem,
+                    metrics: v2.metrics,
                     localconfig: Vec::new(),
                 })
             }
@@ -88,6 +118,10 @@ mod tests {
         let c = BoxConfig {
             tls_cert_pem: Some("CERT".into()),
             tls_key_pem: Some("KEY".into()),
+            metrics: Some(MetricsSetting {
+                listen: "0.0.0.0:9154".parse().unwrap(),
+                allow: "10.0.0.0/8".into(),
+            }),
             localconfig: vec![("ldap_url".into(), "ldap://127.0.0.1".into())],
         };
         assert_eq!(BoxConfig::decode(&c.encode()), Ok(c));
@@ -103,13 +137,33 @@ mod tests {
     }
 
     #[test]
-    fn version_1_slots_still_read() {
-        // What firmware with STORED_VERSION 1 wrote: the version, then two optional strings.
+    fn layout_1_still_loads() {
+        // A version-1 slot as the firmware before the metrics setting wrote it.
         let mut v1 = 1u32.to_le_bytes().to_vec();
         v1.extend(postcard::to_allocvec(&(Some("CERT"), Some("KEY"))).unwrap());
-        let c = BoxConfig::decode(&v1).unwrap();
+        assert_eq!(
+            BoxConfig::decode(&v1),
+            Ok(BoxConfig {
+                tls_cert_pem: Some("CERT".into()),
+                tls_key_pem: Some("KEY".into()),
+                metrics: None,
+                localconfig: Vec::new(),
+            })
+        );
+    }
+
+    #[test]
+    fn layout_2_still_loads() {
+        // A version-2 slot: the certificate, the key and the metrics setting.
+        let mut v2 = 2u32.to_le_bytes().to_vec();
+        let metrics = MetricsSetting {
+            listen: "127.0.0.1:9154".parse().unwrap(),
+            allow: "127.0.0.1/32".into(),
+        };
+        v2.extend(postcard::to_allocvec(&(Some("CERT"), None::<String>, Some(&metrics))).unwrap());
+        let c = BoxConfig::decode(&v2).unwrap();
         assert_eq!(c.tls_cert_pem.as_deref(), Some("CERT"));
-        assert_eq!(c.tls_key_pem.as_deref(), Some("KEY"));
+        assert_eq!(c.metrics, Some(metrics));
         assert!(c.localconfig.is_empty());
         assert_eq!(BoxConfig::decode(&c.encode()), Ok(c));
     }

@@ -2,21 +2,44 @@
 //! and decided at the end of data, before the 250, so a refused message is refused to the client
 //! (no backscatter) and never queued.
 //!
-//! [`Scan`] is one message's pass: [`Scan::feed`] sees every body chunk as it is written to flash
-//! (nothing is held back but what a check needs), [`Scan::finish`] gives the verdict. Today it runs
-//! one check:
+//! [`Scan`] is one message's pass: [`Scan::feed`] sees every body chunk as it is written to flash,
+//! [`Scan::finish`] gives the verdict. The checks, in order:
 //!
 //! - [`hops`]: more `Received:` headers than `hopcount_limit` is a mail loop, `554 5.4.6`, as
 //!   Postfix's cleanup refuses it; two systems that catch-all to each other end in a bounce at the
 //!   sender, not a storm.
+//! - [`attachments`]: a file name with a blocked extension, in the message, in an attached
+//!   message or inside a zip ([`archive`]), is `554 5.7.1` naming the file.
+//! - [`clamd`] and [`spamd`], called at the same time, each within its deadline: a virus is
+//!   `554 5.7.1` naming it, spam over `zimbraSpamKillPercent` `554 5.7.1`, spam over
+//!   `zimbraSpamTagPercent` is tagged; a scanner that gives no verdict is `451 4.7.1` or, as set,
+//!   a header saying the message was not scanned. Mail to the training accounts is taught to
+//!   spamd instead ([`training`]).
+//! - [`headers`]: what passes gets its header edits in its held header section.
 //!
-//! Attachment blocking, the virus scan and the spam score (same pass, same verdict) join it here.
+//! The checks that need the whole message read a bounded copy of it kept in RAM ([`body`]), not
+//! the spool: the spool only gives back committed messages, and the verdict comes before the
+//! commit. A message bigger than `posternContentScanLimit` is not held: it passes marked unscanned,
+//! or gets `451 4.7.1`, as `posternContentOversizeAction` says.
 
+pub mod archive;
+pub mod attachments;
+pub mod body;
+pub mod clamd;
+pub mod headers;
 pub mod hops;
+pub mod scanner;
+pub mod spamd;
+pub mod training;
 
-use crate::config::MtaConfig;
-use crate::mail::Reply;
+use crate::config::content::FailAction;
+use crate::config::{ContentConfig, MtaConfig};
+use crate::mail::{Envelope, Reply};
 
+use clamd::protocol::ScanResult;
+use scanner::ScannerError;
+
+use body::BodyCopy;
 use hops::HopCount;
 
 /// Why the content stage refuses a message.
@@ -24,19 +47,118 @@ use hops::HopCount;
 pub enum Rejection {
     /// More `Received:` headers than `hopcount_limit`.
     TooManyHops { count: usize, limit: u32 },
+    /// A file (or an archive member, `outer.zip/inner.exe`) with a blocked extension.
+    BlockedAttachment { name: String },
+    /// An archive whose members are encrypted, with `zimbraVirusBlockEncryptedArchive` on.
+    EncryptedArchive { name: String },
+    /// Archives nested deeper than `posternArchiveMaxDepth`.
+    ArchiveTooDeep { name: String },
+    /// An archive that unpacks to more than `posternArchiveMaxUnpackedSize`.
+    DecompressionBomb { name: String },
+    /// clamd found a virus.
+    Infected { signature: String },
+    /// spamd scored it at or over `zimbraSpamKillPercent` (the score as spamd wrote it).
+    Spam { score: String },
+    /// A scanner gave no verdict and its fail action is `tempfail`.
+    ScannerFailed {
+        scanner: &'static str,
+        error: ScannerError,
+    },
 }
 
 impl Rejection {
-    /// The answer to the end of data, in Postfix's words.
+    /// How the log tells it, in amavis's words.
+    pub fn verdict(&self) -> Verdict {
+        let (category, detail) = match self {
+            Rejection::TooManyHops { count, .. } => {
+                ("LOOP", Some(format!("{count} Received headers")))
+            }
+            Rejection::BlockedAttachment { name } => ("BANNED", Some(name.clone())),
+            Rejection::EncryptedArchive { name } => ("BANNED", Some(format!("encrypted {name}"))),
+            Rejection::ArchiveTooDeep { name } | Rejection::DecompressionBomb { name } => {
+                ("UNCHECKED", Some(name.clone()))
+            }
+            Rejection::Infected { signature } => ("INFECTED", Some(signature.clone())),
+            Rejection::Spam { .. } => ("SPAM", None),
+            Rejection::ScannerFailed { scanner, error } => {
+                return Verdict {
+                    action: "Deferred",
+                    category: "UNCHECKED",
+                    detail: Some(format!("{scanner}: {error}")),
+                    disposition: "TempFailedInbound",
+                    hits: None,
+                };
+            }
+        };
+        Verdict {
+            action: "Blocked",
+            category,
+            detail,
+            disposition: "RejectedInbound",
+            hits: match self {
+                Rejection::Spam { score } => Some(score.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    /// The answer to the end of data, in Postfix's and amavis's words.
     pub fn reply(&self) -> Reply {
+        let refused = |text: String| Reply::new(554, [5, 7, 1], text);
         match self {
             Rejection::TooManyHops { .. } => Reply::new(
                 554,
                 [5, 4, 6],
                 "Error: too many hops (mail forwarding loop)",
             ),
+            Rejection::BlockedAttachment { name } => refused(format!(
+                "Message content rejected: blocked attachment {}",
+                shown(name)
+            )),
+            Rejection::EncryptedArchive { name } => refused(format!(
+                "Message content rejected: encrypted archive {} cannot be scanned",
+                shown(name)
+            )),
+            Rejection::ArchiveTooDeep { name } => refused(format!(
+                "Message content rejected: archive {} nested too deep to scan",
+                shown(name)
+            )),
+            Rejection::DecompressionBomb { name } => refused(format!(
+                "Message content rejected: archive {} unpacks too large to scan",
+                shown(name)
+            )),
+            Rejection::Infected { signature } => refused(format!(
+                "Message content rejected: virus found: {}",
+                shown(signature)
+            )),
+            Rejection::Spam { .. } => refused("Message content rejected as spam".into()),
+            Rejection::ScannerFailed { .. } => Reply::new(
+                451,
+                [4, 7, 1],
+                "Message content could not be scanned, try again later",
+            ),
         }
     }
+}
+
+/// A file name as the client is shown it: printable ASCII (the name came from the sender and an
+/// SMTP reply is ASCII), at most 100 characters.
+fn shown(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(100)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if name.chars().count() > 100 {
+        out.push_str("...");
+    }
+    format!("\"{out}\"")
 }
 
 impl std::fmt::Display for Rejection {
@@ -46,6 +168,18 @@ impl std::fmt::Display for Rejection {
                 f,
                 "5.4.6 mail forwarding loop: {count} Received headers, hopcount_limit is {limit}"
             ),
+            Rejection::BlockedAttachment { name } => write!(f, "blocked attachment {name:?}"),
+            Rejection::EncryptedArchive { name } => write!(f, "encrypted archive {name:?}"),
+            Rejection::ArchiveTooDeep { name } => write!(f, "archive {name:?} nested too deep"),
+            Rejection::DecompressionBomb { name } => {
+                write!(
+                    f,
+                    "archive {name:?} unpacks past posternArchiveMaxUnpackedSize"
+                )
+            }
+            Rejection::Infected { signature } => write!(f, "virus {signature}"),
+            Rejection::Spam { score } => write!(f, "spam, score {score}"),
+            Rejection::ScannerFailed { scanner, error } => write!(f, "{scanner}: {error}"),
         }
     }
 }
@@ -56,46 +190,298 @@ impl std::error::Error for Rejection {}
 #[derive(Debug)]
 pub struct Scan {
     hops: HopCount,
+    copy: BodyCopy,
+    config: ContentConfig,
+    /// Training mail: what it teaches spamd (it is then not scored itself).
+    training: Option<spamd::protocol::Class>,
 }
 
 impl Scan {
     /// The checks as the settings are when the message begins.
-    pub fn new(config: &MtaConfig) -> Scan {
+    pub fn new(config: &MtaConfig, envelope: &Envelope) -> Scan {
         Scan {
             hops: HopCount::new(config.hopcount_limit),
+            copy: BodyCopy::new(config.content.scan_limit),
+            config: config.content.clone(),
+            training: training::class_of(envelope, config),
         }
     }
 
     /// Body bytes, in order, exactly as they go to the spool.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.hops.feed(chunk);
+        self.copy.feed(chunk);
     }
 
-    /// The verdict once the whole body was fed.
-    pub fn finish(&self) -> Result<(), Rejection> {
-        self.hops.verdict()
+    /// The verdict once the whole body was fed: the message is refused, or accepted with the
+    /// header edits to make. The scanners run at the same time.
+    pub async fn finish(mut self) -> Result<Accepted, Rejection> {
+        self.hops.verdict()?;
+        let mut accepted = Accepted::default();
+        let Some(whole) = self.copy.take() else {
+            if self.config.oversize == FailAction::Tempfail {
+                return Err(Rejection::ScannerFailed {
+                    scanner: "content",
+                    error: ScannerError::TooBig,
+                });
+            }
+            accepted.headers.push(format!(
+                "X-Postern-Scan: skipped, {} bytes is over posternContentScanLimit",
+                self.copy.size()
+            ));
+            accepted.unchecked = true;
+            return Ok(accepted);
+        };
+        // Parsing MIME and inflating archives is CPU work: off the session's runtime thread.
+        let whole = std::sync::Arc::new(whole);
+        let (message, config) = (whole.clone(), self.config.clone());
+        tokio::task::spawn_blocking(move || attachments::check_attachments(&message, &config))
+            .await
+            .map_err(|_| Rejection::ScannerFailed {
+                scanner: "attachments",
+                error: ScannerError::Reply("the attachment check stopped".into()),
+            })??;
+        let whole = &whole[..];
+        let spam_check = async {
+            match self.training {
+                Some(class) => self.train(whole, class).await,
+                None => self.spam_score(whole).await,
+            }
+        };
+        let (virus, spam) = tokio::join!(self.virus_scan(whole), spam_check);
+        // A virus is the more telling answer, then spam; a scanner that failed comes last.
+        let (virus, spam) = match (virus, spam) {
+            (Ok(virus), Ok(spam)) => (virus, spam),
+            (Err(Rejection::ScannerFailed { .. }), Err(refused)) => return Err(refused),
+            (Err(refused), _) | (_, Err(refused)) => return Err(refused),
+        };
+        accepted.unchecked = virus.is_some() || spam.unchecked;
+        accepted.headers.extend(virus);
+        accepted.headers.extend(spam.headers);
+        accepted.subject_tag = spam.subject_tag;
+        accepted.spammy = spam.spammy;
+        accepted.hits = spam.hits;
+        Ok(accepted)
     }
+
+    /// clamd's verdict: the header to add when it failed and failure is accepted.
+    async fn virus_scan(&self, whole: &[u8]) -> Result<Option<String>, Rejection> {
+        let c = &self.config;
+        let (true, Some(addr)) = (c.virus_check_enabled, &c.clamd) else {
+            return Ok(None);
+        };
+        match clamd::scan(addr, whole, c.clamd_stream_max, c.clamd_timeout).await {
+            Ok(ScanResult::Clean) => Ok(None),
+            Ok(ScanResult::Infected(signature)) => Err(Rejection::Infected { signature }),
+            Err(error) => match c.clamd_fail {
+                FailAction::Tempfail => Err(Rejection::ScannerFailed {
+                    scanner: "clamd",
+                    error,
+                }),
+                FailAction::Accept => Ok(Some(format!("X-Virus-Scanned: no, clamd: {error}"))),
+            },
+        }
+    }
+
+    /// Teaches spamd instead of scoring: reported spam would be killed by its own score.
+    async fn train(
+        &self,
+        whole: &[u8],
+        class: spamd::protocol::Class,
+    ) -> Result<Accepted, Rejection> {
+        let mut noted = Accepted::default();
+        let Some(addr) = &self.config.spamd else {
+            return Ok(noted);
+        };
+        let what = match class {
+            spamd::protocol::Class::Spam => "spam",
+            spamd::protocol::Class::Ham => "ham",
+        };
+        // One deadline for all the lessons, so training holds the session no longer than a scan.
+        let lessons = training::train(addr, whole, class, self.config.spamd_timeout);
+        let header = match tokio::time::timeout(self.config.spamd_timeout, lessons)
+            .await
+            .unwrap_or(Err(ScannerError::Timeout))
+        {
+            Ok(n) => format!("X-Spam-Training: {n} learned as {what}"),
+            Err(e) => format!("X-Spam-Training: not learned as {what}, spamd: {e}"),
+        };
+        noted.headers.push(header);
+        Ok(noted)
+    }
+
+    /// spamd's score, against Zimbra's kill and tag thresholds.
+    async fn spam_score(&self, whole: &[u8]) -> Result<Accepted, Rejection> {
+        let c = &self.config;
+        let mut tagged = Accepted::default();
+        let Some(addr) = &c.spamd else {
+            return Ok(tagged);
+        };
+        // spamc does not send what is over its size either: big mail is rarely spam.
+        if whole.len() as u64 > c.spamd_max_size {
+            return Ok(tagged);
+        }
+        let reply = match spamd::check(addr, whole, c.spamd_timeout).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                return match c.spamd_fail {
+                    FailAction::Tempfail => Err(Rejection::ScannerFailed {
+                        scanner: "spamd",
+                        error,
+                    }),
+                    FailAction::Accept => {
+                        tagged
+                            .headers
+                            .push(format!("X-Spam-Status: unknown, spamd: {error}"));
+                        tagged.unchecked = true;
+                        Ok(tagged)
+                    }
+                };
+            }
+        };
+        let score = reply.score.unwrap_or(0.0);
+        if score >= c.spam_kill_score() {
+            return Err(Rejection::Spam {
+                score: format!("{score:.1}"),
+            });
+        }
+        let spam = score >= c.spam_tag_score();
+        tagged.spammy = spam;
+        tagged.hits = Some(format!("{score:.1}"));
+        if spam {
+            tagged.headers.push("X-Spam-Flag: YES".into());
+            if !c.spam_subject_tag.is_empty() {
+                tagged.subject_tag = Some(c.spam_subject_tag.clone());
+            }
+        }
+        tagged.headers.push(format!("X-Spam-Score: {score:.1}"));
+        tagged.headers.push(format!(
+            "X-Spam-Status: {}, score={score:.1} required={:.1} tests={}",
+            if spam { "Yes" } else { "No" },
+            c.spam_tag_score(),
+            reply.symbols.join(",")
+        ));
+        Ok(tagged)
+    }
+}
+
+/// What the content stage adds to an accepted message.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Header fields (`Name: value`, no line end) to put at the top of the message.
+    pub headers: Vec<String>,
+    /// Put before the Subject's text (`zimbraSpamSubjectTag` on tagged spam).
+    pub subject_tag: Option<String>,
+    /// Over `zimbraSpamTagPercent`.
+    pub spammy: bool,
+    /// A check was skipped (too big, a scanner failed and failure is accepted).
+    pub unchecked: bool,
+    /// The spam score, as logged.
+    pub hits: Option<String>,
+}
+
+impl Accepted {
+    /// How the log tells it, in amavis's words.
+    pub fn verdict(&self) -> Verdict {
+        let (category, disposition) = match (self.unchecked, self.spammy) {
+            (_, true) => ("SPAMMY", "RelayedTaggedInbound"),
+            (true, false) => ("UNCHECKED", "RelayedInbound"),
+            (false, false) => ("CLEAN", "RelayedInbound"),
+        };
+        Verdict {
+            action: "Passed",
+            category,
+            detail: None,
+            disposition,
+            hits: self.hits.clone(),
+        }
+    }
+}
+
+/// A message's verdict as amavisd-new logs it (see [`crate::log::content`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `Passed`, `Blocked` or `Deferred`.
+    pub action: &'static str,
+    /// `CLEAN`, `SPAMMY`, `SPAM`, `INFECTED`, `BANNED`, `UNCHECKED`, `LOOP`.
+    pub category: &'static str,
+    /// The signature, file name or scanner error, shown in parentheses.
+    pub detail: Option<String>,
+    /// `RelayedInbound`, `RelayedTaggedInbound`, `RejectedInbound`, `TempFailedInbound`.
+    pub disposition: &'static str,
+    /// The spam score.
+    pub hits: Option<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_looping_message_is_refused_with_554_5_4_6() {
+    #[tokio::test]
+    async fn a_looping_message_is_refused_with_554_5_4_6() {
         let config = MtaConfig::default();
-        let mut scan = Scan::new(&config);
+        let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
+        let mut scan = Scan::new(&config, &envelope);
         for _ in 0..=config.hopcount_limit {
             scan.feed(b"Received: from a by b\r\n");
         }
         scan.feed(b"\r\nbody\r\n");
-        let refused = scan.finish().unwrap_err();
+        let refused = scan.finish().await.unwrap_err();
         assert_eq!(
             refused.reply().to_string(),
             "554 5.4.6 Error: too many hops (mail forwarding loop)"
         );
-        let mut fine = Scan::new(&config);
+        let mut fine = Scan::new(&config, &envelope);
         fine.feed(b"Received: from a by b\r\n\r\nReceived: in the body\r\n");
-        assert_eq!(fine.finish(), Ok(()));
+        assert_eq!(fine.finish().await, Ok(Accepted::default()));
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_scan_limit_passes_unscanned_and_says_so() {
+        let mut config = MtaConfig::default();
+        config.content.scan_limit = 100;
+        let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
+        let attachment =
+            "Subject: x\r\nContent-Type: application/octet-stream; name=a.exe\r\n\r\nMZ";
+        let mut small = Scan::new(&config, &envelope);
+        small.feed(attachment.as_bytes());
+        assert!(matches!(
+            small.finish().await,
+            Err(Rejection::BlockedAttachment { .. })
+        ));
+        let mut big = Scan::new(&config, &envelope);
+        big.feed(attachment.as_bytes());
+        big.feed(&[b'A'; 100]);
+        let accepted = big.finish().await.unwrap();
+        assert!(accepted.unchecked);
+        assert_eq!(
+            accepted.headers,
+            ["X-Postern-Scan: skipped, 168 bytes is over posternContentScanLimit"]
+        );
+        config.content.oversize = FailAction::Tempfail;
+        let mut refused = Scan::new(&config, &envelope);
+        refused.feed(&[b'A'; 101]);
+        let reply = refused.finish().await.unwrap_err().reply().to_string();
+        assert_eq!(
+            reply,
+            "451 4.7.1 Message content could not be scanned, try again later"
+        );
+    }
+
+    /// File names and signatures come from the sender: they never break the reply line.
+    #[test]
+    fn hostile_names_stay_one_short_ascii_line() {
+        let sneaky = Rejection::BlockedAttachment {
+            name: "a.exe\r\n250 2.0.0 Ok: queued\u{202e}txt.exe".into(),
+        };
+        assert_eq!(
+            sneaky.reply().to_string(),
+            "554 5.7.1 Message content rejected: blocked attachment \"a.exe??250 2.0.0 Ok: queued?txt.exe\""
+        );
+        let long = Rejection::Infected {
+            signature: "V".repeat(500),
+        };
+        let reply = long.reply().to_string();
+        assert!(reply.len() < 200 && reply.ends_with("VVV...\""), "{reply}");
     }
 }

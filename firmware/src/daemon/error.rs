@@ -30,6 +30,8 @@ pub enum DaemonError {
     Dns(crate::delivery::DnsSetupError),
     /// A listener could not be bound.
     Listen(ListenerKind, SocketAddr, io::Error),
+    /// The metrics endpoint could not be bound.
+    Metrics(SocketAddr, io::Error),
     /// The control socket could not be set up.
     Control(PathBuf, io::Error),
     /// Another daemon answers on the control socket already.
@@ -64,6 +66,9 @@ impl fmt::Display for DaemonError {
             ),
             DaemonError::Listen(kind, addr, e) => {
                 write!(f, "cannot listen for {kind} on {addr}: {e}")
+            }
+            DaemonError::Metrics(addr, e) => {
+                write!(f, "cannot listen for metrics scrapes on {addr}: {e}")
             }
             DaemonError::Control(p, e) => {
                 write!(f, "cannot set up the control socket {}: {e}", p.display())

@@ -5,23 +5,8 @@ use std::sync::Arc;
 
 use crate::admin::ldap::{LdapContext, load};
 use crate::directory::SharedDirectory;
-use crate::directory::ldap::{SaveError, SnapshotStore, service};
-use crate::spool::{Region, SpoolHandle};
-
-/// The flash's directory slot as the sync's snapshot store. `save` blocks: the sync calls it
-/// off the runtime's workers.
-pub struct SlotStore {
-    pub spool: SpoolHandle,
-    pub runtime: tokio::runtime::Handle,
-}
-
-impl SnapshotStore for SlotStore {
-    fn save(&self, snapshot: Vec<u8>) -> Result<(), SaveError> {
-        self.runtime
-            .block_on(self.spool.write_slot(Region::Directory, snapshot))
-            .map_err(|e| SaveError(Box::new(e)))
-    }
-}
+use crate::directory::ldap::service;
+use crate::spool::SpoolHandle;
 
 /// What the LDAP admin commands need; with `run_service`, the sync service is started (it syncs
 /// at once if `ldap_url` is set). Must be called inside the runtime.
@@ -31,10 +16,7 @@ pub async fn context(
     hostname: &str,
     run_service: bool,
 ) -> LdapContext {
-    let store: Arc<dyn SnapshotStore> = Arc::new(SlotStore {
-        spool: spool.clone(),
-        runtime: tokio::runtime::Handle::current(),
-    });
+    let store = LdapContext::offline(spool).store;
     let service = match run_service {
         false => None,
         true => {

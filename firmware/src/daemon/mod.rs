@@ -19,12 +19,13 @@ pub use crate::inbound::ListenerKind;
 
 use crate::admin::{Admin, BoxFacts, Handles};
 use crate::config::MtaConfig;
-use crate::delivery::{Client, ClientSettings, HickoryDns};
+use crate::delivery::{Client, ClientSettings, ConfiguredDns, HickoryDns, NameLookups};
 use crate::directory::{Directory, SharedDirectory};
 use crate::inbound::tls::{self, TlsError};
 use crate::inbound::{self, InboundContext, Limits, Recipients, SpoolStore};
 use crate::log::{LogSink, Program};
-use crate::policy::{ConnectionLimits, Policy};
+use crate::policy::dns::HickoryResolve;
+use crate::policy::{ConnectionLimits, Dns, Policy};
 use crate::queue::QueueSettings;
 use crate::queue::runner::{self, QueueHandle, RunnerConfig};
 use crate::route::{self, Decision, Relay};
@@ -44,6 +45,20 @@ pub struct Options {
     pub control: PathBuf,
     /// The name the box greets with and writes in Received headers.
     pub hostname: String,
+    /// DNS servers for the restrictions and delivery; empty: the system's resolv.conf.
+    pub dns_servers: Vec<SocketAddr>,
+    /// How long one DNS lookup of the restrictions may take.
+    pub dns_timeout: std::time::Duration,
+    /// The Prometheus endpoint, if any.
+    pub metrics: Option<MetricsEndpoint>,
+}
+
+/// Where `GET /metrics` is answered, and for whom.
+#[derive(Debug, Clone)]
+pub struct MetricsEndpoint {
+    pub addr: SocketAddr,
+    /// Clients outside these networks get no answer.
+    pub allow: crate::config::NetworkList,
 }
 
 /// A running daemon. Dropping it stops nothing: call [`Daemon::shutdown`].
@@ -99,26 +114,42 @@ impl Daemon {
                 bound.push((kind, local, listener));
             }
         }
+        // `--metrics` wins over the stored setting (the appliance's way to set it).
+        let endpoint = match opts.metrics.clone() {
+            Some(m) => Some(m),
+            None => match crate::admin::metrics_setting::stored(&flash.spool).await {
+                Ok(stored) => stored.map(|(addr, allow)| MetricsEndpoint { addr, allow }),
+                Err(e) => {
+                    master(&format!(
+                        "warning: metrics setting unreadable, no endpoint: {e}"
+                    ));
+                    None
+                }
+            },
+        };
+        let metrics = match endpoint {
+            Some(m) => Some((
+                tokio::net::TcpListener::bind(m.addr)
+                    .await
+                    .map_err(|e| DaemonError::Metrics(m.addr, e))?,
+                m,
+            )),
+            None => None,
+        };
         let control = control::bind(&opts.control)?;
         let spool = flash.spool.clone();
         let tls_config = tls_config(&spool, &opts.hostname, &opts.flash.path).await?;
 
         let config = directory.snapshot().config().clone();
+        crate::log::remote::set_target(config.syslog_target, &opts.hostname);
         let listeners: Vec<(ListenerKind, SocketAddr)> =
             bound.iter().map(|(k, a, _)| (*k, *a)).collect();
         let own: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
-        let queue = start_queue(&spool, &directory, &config, &opts.hostname, &own).await?;
+        let queue = start_queue(&spool, &directory, &config, &opts, &own).await?;
 
-        let ctx = inbound_context(
-            &opts.hostname,
-            &config,
-            tls_config,
-            &directory,
-            &spool,
-            &queue,
-        );
+        let ctx = inbound_context(&opts, &config, tls_config, &directory, &spool, &queue);
         let ldap = ldap::context(&spool, &directory, &opts.hostname, true).await;
-        let admin = Admin::new(Handles {
+        let handles = Handles {
             spool,
             directory,
             queue: Some(queue.clone()),
@@ -131,8 +162,19 @@ impl Daemon {
                 listeners,
                 control: Some(opts.control.clone()),
             }),
-        });
+        };
+        let admin = Admin::new(handles.clone());
+        // From here on the mail log is also kept in the ring on flash.
+        let keeper = handles.spool.clone();
+        crate::log::keep::keep_in(&opts.hostname, Arc::new(move |l| keeper.log_line(l)));
         let mut tasks = Vec::new();
+        if let Some((listener, m)) = metrics {
+            let addr = listener.local_addr().unwrap_or(m.addr);
+            master(&format!("metrics at http://{addr}/metrics for {}", m.allow));
+            tasks.push(tokio::spawn(crate::admin::metrics::serve(
+                listener, m.allow, handles,
+            )));
+        }
         for (kind, addr, listener) in bound {
             master(&format!("{kind} listening on {addr}"));
             let ctx = ctx.clone();
@@ -170,6 +212,7 @@ impl Daemon {
         self.queue.shutdown().await;
         let _ = std::fs::remove_file(&self.control);
         master("stopped");
+        crate::log::keep::keep_nowhere();
     }
 }
 
@@ -205,16 +248,21 @@ pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, Daem
 /// What every session asks: the policy stage, the router over the live directory, the content
 /// checks, the spool and the queue, AUTH against the directory.
 fn inbound_context(
-    hostname: &str,
+    opts: &Options,
     config: &MtaConfig,
     tls: Arc<rustls::ServerConfig>,
     directory: &Arc<SharedDirectory>,
     spool: &SpoolHandle,
     queue: &QueueHandle,
 ) -> Arc<InboundContext<Recipients, SpoolStore, Arc<SharedDirectory>>> {
-    let policy = Policy::new(connection_limits(config));
+    let policy = Policy::with_dns(
+        connection_limits(config),
+        policy_dns(opts),
+        &opts.hostname,
+        LogSink::stderr(),
+    );
     Arc::new(InboundContext {
-        hostname: hostname.to_string(),
+        hostname: opts.hostname.clone(),
         limits: limits(config),
         tls: Some(tls),
         policy: policy.clone(),
@@ -227,9 +275,30 @@ fn inbound_context(
             spool: spool.clone(),
             queue: queue.clone(),
             directory: directory.clone(),
+            log: LogSink::stderr(),
         },
         auth: Some(directory.clone()),
+        log: LogSink::stderr(),
     })
+}
+
+/// The restrictions' resolver: the servers given, else the system's; without either, lookups
+/// fail for now and the restrictions that need them defer.
+fn policy_dns(opts: &Options) -> Dns {
+    let resolver = if opts.dns_servers.is_empty() {
+        HickoryResolve::from_system(opts.dns_timeout)
+    } else {
+        HickoryResolve::with_servers(&opts.dns_servers, opts.dns_timeout)
+    };
+    match resolver {
+        Ok(r) => Dns::new(Arc::new(r), opts.dns_timeout),
+        Err(e) => {
+            master(&format!(
+                "warning: {e}: restrictions that need DNS will defer"
+            ));
+            Dns::none()
+        }
+    }
 }
 
 /// The listeners' TLS: the box's identity (made and stored at first start), checked by rustls.
@@ -290,11 +359,17 @@ async fn start_queue(
     spool: &SpoolHandle,
     directory: &Arc<SharedDirectory>,
     config: &MtaConfig,
-    hostname: &str,
+    opts: &Options,
     own_listeners: &[SocketAddr],
 ) -> Result<QueueHandle, DaemonError> {
-    let dns = match HickoryDns::from_system() {
+    let hostname = opts.hostname.as_str();
+    let system = || match opts.dns_servers.as_slice() {
+        [] => HickoryDns::from_system(),
+        servers => HickoryDns::with_servers_on(servers),
+    };
+    let dns = match system() {
         Ok(dns) => dns,
+        Err(e) if !opts.dns_servers.is_empty() => return Err(DaemonError::Dns(e)),
         Err(e) => {
             master(&format!(
                 "no system resolver ({e}); MX lookups go to 127.0.0.1"
@@ -303,6 +378,12 @@ async fn start_queue(
                 .map_err(DaemonError::Dns)?
         }
     };
+    // DNS lookups on or off and the hosts table, as the directory's config says at each lookup.
+    let dir = directory.clone();
+    let dns = ConfiguredDns::new(
+        dns,
+        Arc::new(move || NameLookups::from_config(dir.snapshot().config())),
+    );
     // Delivery refuses to hand mail to these: it would loop back to this box.
     let mut settings = ClientSettings::new(hostname);
     settings.own_listeners = own_listeners.to_vec();
@@ -352,6 +433,11 @@ fn limits(c: &MtaConfig) -> Limits {
     Limits {
         message_size_limit: c.max_message_size,
         recipient_limit: c.recipient_limit as usize,
+        greet_wait: if c.greet_action_drop {
+            c.greet_wait
+        } else {
+            std::time::Duration::ZERO
+        },
         ..Limits::default()
     }
 }
@@ -360,6 +446,8 @@ fn limits(c: &MtaConfig) -> Limits {
 fn connection_limits(c: &MtaConfig) -> ConnectionLimits {
     ConnectionLimits {
         client_limit_exceptions: c.my_networks.clone(),
+        connection_rate_limit: c.connection_rate_limit,
+        message_rate_limit: c.message_rate_limit,
         ..ConnectionLimits::default()
     }
 }

@@ -24,6 +24,7 @@
 //! comes as one buffer per job).
 
 mod client;
+pub mod lookups;
 mod open_error;
 pub mod resolve;
 mod session;
@@ -32,6 +33,7 @@ mod tls;
 mod transaction;
 
 pub use client::{Client, ClientSettings};
+pub use lookups::{ConfiguredDns, LookupSettings, NameLookups};
 pub use open_error::{OpenError, TlsFailure};
 pub use resolve::{Dns, DnsError, DnsSetupError, HickoryDns, MxAnswer, ResolveError, Target};
 pub use session::{SessionError, Stage, Timeouts};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::address;
 use super::source::Source;
 use crate::config::AttrError;
-use crate::config::attr::{boolean, canonical, invalid, show_bool, single};
+use crate::config::attr::{Typed, boolean, canonical, invalid, show_bool, single};
 use crate::mail::Transport;
 
 /// `zimbraMailStatus`.
@@ -20,7 +20,8 @@ pub enum MailStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     address: Box<str>,
-    pub(crate) transport: Option<Arc<Transport>>,
+    /// Shared between the accounts that name the same next hop the same way.
+    pub(crate) transport: Option<Arc<Typed<Transport>>>,
     password: Option<Box<str>>,
     forwarding: Option<Box<Forwarding>>,
     status: MailStatus,
@@ -36,6 +37,9 @@ pub struct Forwarding {
     pub pref: Option<Box<str>>,
     /// `zimbraPrefMailLocalDeliveryDisabled`: forward only, keep no copy.
     pub local_delivery_disabled: bool,
+    /// `addresses` and `pref` as typed, for `ga` and flash.
+    typed: Vec<Box<str>>,
+    pref_typed: Option<Box<str>>,
 }
 
 pub(crate) const ADDRESS: &str = "zimbraMailDeliveryAddress";
@@ -95,7 +99,7 @@ impl Account {
     }
 
     pub fn transport(&self) -> Option<&Transport> {
-        self.transport.as_deref()
+        self.transport.as_deref().map(Typed::value)
     }
 
     /// `userPassword` as stored (a hash string such as `{SSHA512}...`), for AUTH.
@@ -140,12 +144,14 @@ impl Account {
                 }
                 .to_string(),
             ],
-            TRANSPORT => self.transport.iter().map(|t| t.to_string()).collect(),
-            FORWARD => fwd.map_or(vec![], |f| {
-                f.addresses.iter().map(|a| a.to_string()).collect()
-            }),
+            TRANSPORT => self
+                .transport
+                .iter()
+                .map(|t| t.text().to_string())
+                .collect(),
+            FORWARD => fwd.map_or(vec![], |f| f.typed.iter().map(|a| a.to_string()).collect()),
             PREF_FORWARD => fwd
-                .and_then(|f| f.pref.as_ref())
+                .and_then(|f| f.pref_typed.as_ref())
                 .map(|a| a.to_string())
                 .into_iter()
                 .collect(),
@@ -167,12 +173,14 @@ impl Account {
             ALIAS => return read_only("use aaa/raa (addAccountAlias, removeAccountAlias)"),
             PASSWORD => return read_only("use sp (setPassword)"),
             FORWARD => {
-                let list = values
+                let typed: Vec<&String> = values.iter().filter(|v| !v.is_empty()).collect();
+                let list = typed
                     .iter()
-                    .filter(|v| !v.is_empty())
                     .map(|v| address::address(v).map_err(|e| invalid(attr, v, e.reason)))
                     .collect::<Result<Vec<_>, _>>()?;
-                self.forwarding_mut().addresses = list;
+                let f = self.forwarding_mut();
+                f.addresses = list;
+                f.typed = typed.iter().map(|v| v.as_str().into()).collect();
             }
             _ => {
                 let v = single(attr, values)?;
@@ -192,14 +200,19 @@ impl Account {
                     }
                     TRANSPORT => {
                         self.transport = v
-                            .map(|v| v.parse().map(Arc::new).map_err(|e| invalid(attr, v, e)))
+                            .map(|v| match v.parse() {
+                                Ok(t) => Ok(Arc::new(Typed::new(t, v))),
+                                Err(e) => Err(invalid(attr, v, e)),
+                            })
                             .transpose()?
                     }
                     PREF_FORWARD => {
                         let a = v
                             .map(|v| address::address(v).map_err(|e| invalid(attr, v, e.reason)))
                             .transpose()?;
-                        self.forwarding_mut().pref = a;
+                        let f = self.forwarding_mut();
+                        f.pref = a;
+                        f.pref_typed = v.map(Into::into);
                     }
                     _ => {
                         let b = v.map_or(Ok(false), |v| boolean(attr, v))?;
@@ -236,7 +249,11 @@ mod tests {
             .unwrap();
         assert_eq!(
             a.values("zimbraMailTransport").unwrap(),
-            ["smtp:mail.example.com"]
+            ["smtp:mail.example.com:25"]
+        );
+        assert_eq!(
+            a.transport(),
+            Some(&"smtp:mail.example.com".parse().unwrap())
         );
         a.set("zimbraMailStatus", &s("disabled")).unwrap();
         assert_eq!(a.status(), MailStatus::Disabled);
@@ -250,6 +267,11 @@ mod tests {
         assert_eq!(
             a.forward_targets().collect::<Vec<_>>(),
             ["x@other.org", "y@other.org"]
+        );
+        assert_eq!(
+            a.values("zimbraMailForwardingAddress").unwrap(),
+            ["x@other.org", "Y@other.org"],
+            "shown as typed"
         );
         assert!(!a.delivers_locally());
         a.set("zimbraMailForwardingAddress", &[]).unwrap();

@@ -6,7 +6,7 @@ use super::address;
 use super::domain_auth::{self, DomainAuth};
 use super::source::Source;
 use crate::config::AttrError;
-use crate::config::attr::{boolean, canonical, invalid, show_bool, single};
+use crate::config::attr::{Typed, boolean, canonical, invalid, show_bool, single};
 use crate::mail::Transport;
 
 /// A local domain.
@@ -20,9 +20,10 @@ use crate::mail::Transport;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Domain {
     name: Box<str>,
+    /// As typed: it can only be `@` and the domain's name, so nothing acts on it but `gd`.
     catch_all_address: Option<Box<str>>,
-    catch_all_forwarding: Option<Box<str>>,
-    pub(crate) transport: Option<Arc<Transport>>,
+    catch_all_forwarding: Option<Typed<Box<str>>>,
+    pub(crate) transport: Option<Arc<Typed<Transport>>>,
     authoritative: bool,
     source: Source,
     /// `zimbraAuthMech` and its LDAP bind settings; `None` is the default (`zimbra`).
@@ -75,12 +76,12 @@ impl Domain {
 
     /// `zimbraMailCatchAllForwardingAddress`: `@domain` or an address.
     pub fn catch_all_forwarding(&self) -> Option<&str> {
-        self.catch_all_forwarding.as_deref()
+        self.catch_all_forwarding.as_ref().map(|f| &**f.value())
     }
 
     /// `zimbraMailTransport` of the domain.
     pub fn transport(&self) -> Option<&Transport> {
-        self.transport.as_deref()
+        self.transport.as_deref().map(Typed::value)
     }
 
     /// How its users authenticate (`zimbraAuthMech`).
@@ -109,7 +110,6 @@ impl Domain {
             NAME => vec![self.name.to_string()],
             AUTHORITATIVE => vec![show_bool(self.authoritative)],
             CATCH_ALL => opt(&self.catch_all_address),
-            CATCH_ALL_FORWARD => opt(&self.catch_all_forwarding),
             domain_auth::MECH | domain_auth::URL | domain_auth::BIND_DN => {
                 match (&self.auth, attr) {
                     (Some(a), _) => a.values(attr),
@@ -117,7 +117,16 @@ impl Domain {
                     (None, _) => vec![],
                 }
             }
-            _ => self.transport.iter().map(|t| t.to_string()).collect(),
+            CATCH_ALL_FORWARD => self
+                .catch_all_forwarding
+                .iter()
+                .map(|f| f.text().to_string())
+                .collect(),
+            _ => self
+                .transport
+                .iter()
+                .map(|t| t.text().to_string())
+                .collect(),
         })
     }
 
@@ -146,18 +155,24 @@ impl Domain {
                         if !v.eq_ignore_ascii_case(&want) {
                             return Err(invalid(attr, v, format_args!("use {want}")));
                         }
-                        Some(want.into_boxed_str())
+                        Some(v.into())
                     }
                 }
             }
             CATCH_ALL_FORWARD => {
                 self.catch_all_forwarding = v
-                    .map(|v| address::forward_target(v).map_err(|e| invalid(attr, v, e.reason)))
+                    .map(|v| match address::forward_target(v) {
+                        Ok(f) => Ok(Typed::new(f, v)),
+                        Err(e) => Err(invalid(attr, v, e.reason)),
+                    })
                     .transpose()?
             }
             _ => {
                 self.transport = v
-                    .map(|v| v.parse().map(Arc::new).map_err(|e| invalid(attr, v, e)))
+                    .map(|v| match v.parse() {
+                        Ok(t) => Ok(Arc::new(Typed::new(t, v))),
+                        Err(e) => Err(invalid(attr, v, e)),
+                    })
                     .transpose()?
             }
         }
@@ -186,7 +201,11 @@ mod tests {
         assert_eq!(d.role(), "secondary");
         assert_eq!(
             d.values("zimbramailtransport").unwrap(),
-            ["smtp:mail.example.com"]
+            ["smtp:mail.example.com:25"]
+        );
+        assert_eq!(
+            d.transport(),
+            Some(&"smtp:mail.example.com".parse().unwrap())
         );
         assert_eq!(d.catch_all_forwarding(), Some("@example.com"));
     }

@@ -32,6 +32,7 @@ pub use shared::SharedDirectory;
 pub use snapshot::{DecodeError, SNAPSHOT_VERSION};
 pub use source::Source;
 
+use crate::config::attr::Typed;
 use crate::config::{AttrError, MtaConfig};
 use crate::mail::Transport;
 use index::{Entry, Index};
@@ -141,7 +142,7 @@ pub struct Directory {
     aliases: Vec<Alias>,
     index: Index,
     /// One shared copy of each transport: thousands of accounts name the same few next hops.
-    transports: HashSet<Arc<Transport>>,
+    transports: HashSet<Arc<Typed<Transport>>>,
     config: MtaConfig,
     /// When the LDAP entries in this directory were last synced (Unix seconds); `None` if it
     /// holds none from LDAP.
@@ -286,7 +287,7 @@ impl Directory {
         }
     }
 
-    fn intern(&mut self, t: &mut Option<Arc<Transport>>) {
+    fn intern(&mut self, t: &mut Option<Arc<Typed<Transport>>>) {
         if let Some(tr) = t {
             match self.transports.get(&**tr) {
                 Some(shared) => *tr = Arc::clone(shared),
@@ -466,11 +467,11 @@ impl Directory {
             entry_name(&self.accounts, &self.aliases),
         );
         // Drop transports nobody names any more.
-        let used: HashSet<&Transport> = self
+        let used: HashSet<&Typed<Transport>> = self
             .accounts
             .iter()
-            .filter_map(|a| a.transport())
-            .chain(self.domains.values().filter_map(|d| d.transport()))
+            .filter_map(|a| a.transport.as_deref())
+            .chain(self.domains.values().filter_map(|d| d.transport.as_deref()))
             .collect();
         self.transports.retain(|t| used.contains(&**t));
     }

@@ -228,7 +228,8 @@ pub fn execute(dir: &Directory, args: &[String]) -> Result<ProvOutcome, ProvErro
             }
             change(&|d| {
                 let mut c = d.config().clone();
-                c.set_all(&collect(&mods, |n| d.config().values(n))?)?;
+                let changes = collect(&mods, |n| d.config().values(n), MtaConfig::same_value)?;
+                c.set_all(&changes)?;
                 d.set_config(c);
                 Ok(String::new())
             })
@@ -286,11 +287,13 @@ fn parse_mods(args: &[&str]) -> Option<Mods> {
 }
 
 /// The new values of each attribute `mods` touch, in the order first touched: `current` gives an
-/// attribute's values now (and refuses an unknown one). Nothing is written here, so the caller
-/// can set them all and check the result as a whole.
+/// attribute's values now (and refuses an unknown one), `same` whether two spellings are one
+/// value (so `-zimbraMtaRelayHost smtp:[relay]:25` removes a relay host typed `[relay]`).
+/// Nothing is written here, so the caller can set them all and check the result as a whole.
 fn collect(
     mods: &Mods,
     current: impl Fn(&str) -> Result<Vec<String>, AttrError>,
+    same: impl Fn(&str, &str, &str) -> bool,
 ) -> Result<Vec<(String, Vec<String>)>, AttrError> {
     let mut pending: Vec<(String, Vec<String>)> = Vec::new();
     for (op, attr, value) in mods {
@@ -310,28 +313,41 @@ fn collect(
         match op {
             Op::Replace if value.is_empty() => {}
             Op::Replace | Op::Add => {
-                if !slot.iter().any(|v| v.eq_ignore_ascii_case(value)) {
+                if !slot.iter().any(|v| same(attr, v, value)) {
                     slot.push(value.clone());
                 }
             }
-            Op::Remove => slot.retain(|v| !v.eq_ignore_ascii_case(value)),
+            Op::Remove => slot.retain(|v| !same(attr, v, value)),
         }
     }
     Ok(pending)
 }
 
 fn apply_account(a: &mut Account, mods: &Mods) -> Result<(), AttrError> {
-    for (attr, values) in collect(mods, |n| a.values(n))? {
+    for (attr, values) in collect(mods, |n| a.values(n), same_transport)? {
         a.set(&attr, &values)?;
     }
     Ok(())
 }
 
 fn apply_domain(d: &mut Domain, mods: &Mods) -> Result<(), AttrError> {
-    for (attr, values) in collect(mods, |n| d.values(n))? {
+    for (attr, values) in collect(mods, |n| d.values(n), same_transport)? {
         d.set(&attr, &values)?;
     }
     Ok(())
+}
+
+/// Two spellings of one value of an account or domain attribute: equal but for case, or the same
+/// next hop (`smtp:mail.example.com:25` and `smtp:mail.example.com`).
+fn same_transport(attr: &str, a: &str, b: &str) -> bool {
+    if a.eq_ignore_ascii_case(b) {
+        return true;
+    }
+    attr.eq_ignore_ascii_case(account::TRANSPORT)
+        && matches!(
+            (a.parse::<crate::mail::Transport>(), b.parse()),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
 fn get_account(dir: &Directory, addr: &str, attrs: &[&str]) -> Result<String, ProvError> {

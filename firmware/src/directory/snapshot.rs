@@ -158,12 +158,10 @@ fn account_record(a: &Account) -> AccountRecord {
     AccountRecord {
         address: a.address().to_string(),
         disabled: a.status() == super::MailStatus::Disabled,
-        transport: a.transport().map(|t| t.to_string()),
+        transport: a.values(account::TRANSPORT).unwrap_or_default().pop(),
         password: a.password().map(str::to_string),
-        forwarding: f.map_or(vec![], |f| {
-            f.addresses.iter().map(|s| s.to_string()).collect()
-        }),
-        pref_forwarding: f.and_then(|f| f.pref.as_ref()).map(|s| s.to_string()),
+        forwarding: a.values(account::FORWARD).unwrap_or_default(),
+        pref_forwarding: a.values(account::PREF_FORWARD).unwrap_or_default().pop(),
         local_delivery_disabled: f.is_some_and(|f| f.local_delivery_disabled),
     }
 }
@@ -273,8 +271,50 @@ mod tests {
         ));
     }
 
-    /// The older firmware stored restrictions it did not apply. Its flash must still load; the
-    /// values stay on flash through the next write, and are not applied.
+    /// Flash keeps what the admin typed, so `ga`/`gd`/`gacf` show it after a restart; the
+    /// strings are the ones an older firmware stored too (they parse to the same values).
+    #[test]
+    fn typed_values_survive_the_snapshot() {
+        let back = Directory::decode(&sample().encode()).unwrap();
+        let shown = |v: Vec<String>| v.join(",");
+        assert_eq!(
+            shown(back.config().values("zimbraMtaRelayHost").unwrap()),
+            "[relay.example.net]:587"
+        );
+        let dom = back.domain("example.com").unwrap();
+        assert_eq!(
+            shown(dom.values("zimbraMailTransport").unwrap()),
+            "smtp:mail.example.com:25"
+        );
+        let foo = back.account("foo@example.com").unwrap();
+        assert_eq!(
+            shown(foo.values("zimbraMailTransport").unwrap()),
+            "lmtp:zimbra.example.com:7025"
+        );
+        // What an older firmware wrote: the normalised spelling of every config value.
+        let older = Snapshot {
+            config: vec![
+                (
+                    "zimbraMtaRelayHost".into(),
+                    vec!["smtp:[relay.example.net]:587".into()],
+                ),
+                ("zimbraMtaDnsLookupsEnabled".into(), vec!["FALSE".into()]),
+                ("zimbraMtaMaximalQueueLifetime".into(), vec!["5d".into()]),
+            ],
+            domains: vec![],
+            accounts: vec![],
+            aliases: vec![],
+        };
+        // That firmware wrote version 1 (no origins).
+        let bytes = postcard::to_allocvec(&(1u32, older)).unwrap();
+        let d = Directory::decode(&bytes).unwrap();
+        assert_eq!(d.config().relay_host, sample().config().relay_host);
+        assert!(!d.config().dns_lookups_enabled);
+        assert_eq!(Directory::decode(&d.encode()).unwrap().config(), d.config());
+    }
+
+    /// The older firmware stored restrictions it did not apply. Its flash still loads, and
+    /// they apply now.
     #[test]
     fn restrictions_from_an_older_firmware_still_load() {
         let older = Snapshot {
@@ -289,16 +329,10 @@ mod tests {
         // That firmware wrote version 1 (no origins).
         let bytes = postcard::to_allocvec(&(1u32, older)).unwrap();
         let d = Directory::decode(&bytes).unwrap();
-        assert!(d.config().restrictions.is_empty());
-        assert_eq!(
-            d.config().unenforced(),
-            [(
-                "zimbraMtaRestriction",
-                "reject_rbl_client zen.spamhaus.org".to_string()
-            )]
-        );
+        assert_eq!(d.config().restrictions.len(), 1);
+        assert!(d.config().unenforced().is_empty());
         let again = Directory::decode(&d.encode()).unwrap();
-        assert_eq!(again.config().unenforced(), d.config().unenforced());
+        assert_eq!(again.config(), d.config());
     }
 
     #[test]
@@ -340,6 +374,17 @@ mod tests {
         bytes.push(0);
         assert_eq!(Directory::decode(&bytes).unwrap_err(), DecodeError::Corrupt);
         assert_eq!(Directory::decode(&[]).unwrap_err(), DecodeError::Corrupt);
+    }
+
+    /// Found by the directory_snapshot fuzz target: a domain `0A0n.` was accepted and written
+    /// back as `0a0n`, which the next read refused, so a reboot would have lost the directory.
+    #[test]
+    fn what_is_read_is_written_back_readable() {
+        let bytes = [1, 0, 1, 5, b'0', b'A', b'0', b'n', b'.', 0, 0, 0];
+        match Directory::decode(&bytes) {
+            Ok(d) => assert!(Directory::decode(&d.encode()).is_ok()),
+            Err(e) => assert!(matches!(e, DecodeError::Invalid(_)), "{e:?}"),
+        }
     }
 
     fn d_bytes() -> Vec<u8> {

@@ -12,8 +12,11 @@ use tokio_rustls::TlsAcceptor;
 use super::stages::{Authenticator, IncomingMessage, MessageStore, RecipientCheck};
 use super::tls::tls_info;
 use super::{InboundContext, ListenerKind};
+use crate::log::Program;
+use crate::log::smtpd::{self, Ending, RejectedRcpt};
 use crate::mail::Reply;
 use crate::smtp::received::received_header;
+use crate::smtp::server::stats::CommandStats;
 use crate::smtp::{Event, Mode, Session};
 
 const READ_BUF: usize = 16 * 1024;
@@ -24,11 +27,14 @@ enum Outcome {
     StartTls,
 }
 
-/// The message being received, across events.
+/// The message being received, across events, and what smtpd's lines need.
 struct Receiving<M> {
     message: Option<M>,
     /// A write to the spool failed: the body is read to its end, then this is the reply.
     failed: Option<Reply>,
+    client: smtpd::Client,
+    /// How the session ended when the client did not say QUIT.
+    ending: Option<Ending>,
 }
 
 /// Serves one accepted connection to its end.
@@ -44,6 +50,7 @@ where
     A: Authenticator,
 {
     let _ = stream.set_nodelay(true);
+    crate::metrics::global().smtpd_connect();
     let (mode, starttls, auth, auth_required) = match kind {
         ListenerKind::Smtp => (Mode::Smtp, ctx.tls.is_some(), ctx.auth.is_some(), false),
         // Both submission ports want AUTH before MAIL.
@@ -51,48 +58,102 @@ where
         ListenerKind::Smtps => (Mode::Smtp, false, ctx.auth.is_some(), true),
         ListenerKind::Lmtp => (Mode::Lmtp, false, false, false),
     };
-    let config =
-        Arc::new(
-            ctx.limits
-                .session_config(&ctx.hostname, mode, starttls, auth, auth_required),
-        );
+    let mut config = ctx
+        .limits
+        .session_config(&ctx.hostname, mode, starttls, auth, auth_required);
+    if kind != ListenerKind::Smtp {
+        // postscreen guards the MX port only; submission clients are known users.
+        config.greet_wait = std::time::Duration::ZERO;
+    }
+    let config = Arc::new(config);
+    let client = smtpd::Client {
+        name: ctx.policy.client_name(peer.ip()).await.unwrap_or_default(),
+        ip: Some(peer.ip()),
+    };
+    ctx.log.line(Program::Smtpd, &smtpd::connect_line(&client));
     let mut rx = Receiving {
         message: None,
         failed: None,
+        client,
+        ending: None,
     };
+    let started = Instant::now();
+    let result = serve_session(kind, stream, peer, &ctx, config, &mut rx).await;
+    let (stats, pregreeted) = match &result {
+        Ok(Some((stats, pregreeted))) => (stats.clone(), *pregreeted),
+        _ => (Default::default(), false),
+    };
+    if pregreeted {
+        let line = smtpd::pregreet_line(peer.ip(), peer.port(), started.elapsed());
+        ctx.log.line(Program::Postscreen, &line);
+    }
+    if let Some(ending) = rx.ending {
+        let line = smtpd::ending_line(ending, stats.last(), &rx.client);
+        ctx.log.line(Program::Smtpd, &line);
+    }
+    let line = smtpd::disconnect_line(&rx.client, &stats.summary());
+    ctx.log.line(Program::Smtpd, &line);
+    result.map(|_| ())
+}
+
+/// Runs the session over plain TCP or TLS to its end; the commands it saw, and whether the
+/// client talked before the greeting, for the log.
+async fn serve_session<R, S, A>(
+    kind: ListenerKind,
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Arc<InboundContext<R, S, A>>,
+    config: Arc<crate::smtp::Config>,
+    rx: &mut Receiving<S::Incoming>,
+) -> std::io::Result<Option<(CommandStats, bool)>>
+where
+    R: RecipientCheck,
+    S: MessageStore,
+    A: Authenticator,
+{
+    let done = |s: &Session| Some((s.stats().clone(), s.pregreeted()));
     if kind == ListenerKind::Smtps {
         let Some(tls) = ctx.tls.clone() else {
-            return Ok(());
+            return Ok(None);
         };
         let handshake = TlsAcceptor::from(tls).accept(stream);
         let mut tls_stream =
             match tokio::time::timeout(ctx.limits.tls_handshake_timeout, handshake).await {
                 Ok(Ok(s)) => s,
-                _ => return Ok(()),
+                _ => {
+                    rx.ending = Some(Ending::LostConnection);
+                    return Ok(None);
+                }
             };
         let info = tls_info(tls_stream.get_ref().1);
+        crate::metrics::global().smtpd_tls(&info.version);
         let mut session = Session::new(config, Some(peer.ip()), Some(info), Instant::now());
-        drive(&mut tls_stream, &mut session, &ctx, &mut rx).await?;
-        return Ok(());
+        drive(&mut tls_stream, &mut session, ctx, rx).await?;
+        return Ok(done(&session));
     }
     let mut stream = stream;
     let mut session = Session::new(config, Some(peer.ip()), None, Instant::now());
-    match drive(&mut stream, &mut session, &ctx, &mut rx).await? {
-        Outcome::Closed => Ok(()),
+    match drive(&mut stream, &mut session, ctx, rx).await? {
+        Outcome::Closed => Ok(done(&session)),
         Outcome::StartTls => {
             let Some(tls) = ctx.tls.clone() else {
-                return Ok(());
+                return Ok(done(&session));
             };
             let handshake = TlsAcceptor::from(tls).accept(stream);
             let mut tls_stream =
                 match tokio::time::timeout(ctx.limits.tls_handshake_timeout, handshake).await {
                     Ok(Ok(s)) => s,
-                    _ => return Ok(()),
+                    _ => {
+                        rx.ending = Some(Ending::LostConnection);
+                        return Ok(done(&session));
+                    }
                 };
-            session.tls_established(tls_info(tls_stream.get_ref().1), Instant::now());
+            let info = tls_info(tls_stream.get_ref().1);
+            crate::metrics::global().smtpd_tls(&info.version);
+            session.tls_established(info, Instant::now());
             // A second STARTTLS is refused by the session, so this run ends the connection.
-            drive(&mut tls_stream, &mut session, &ctx, &mut rx).await?;
-            Ok(())
+            drive(&mut tls_stream, &mut session, ctx, rx).await?;
+            Ok(done(&session))
         }
     }
 }
@@ -133,10 +194,18 @@ where
             .unwrap_or_else(|| Instant::now() + ctx.limits.command_timeout);
         tokio::select! {
             read = io.read(&mut buf) => match read {
-                Ok(0) | Err(_) => return Ok(Outcome::Closed),
+                Ok(0) | Err(_) => {
+                    rx.ending = Some(Ending::LostConnection);
+                    return Ok(Outcome::Closed);
+                }
                 Ok(n) => session.feed(buf.get(..n).unwrap_or_default(), Instant::now()),
             },
-            _ = tokio::time::sleep_until(deadline.into()) => session.handle_timeout(Instant::now()),
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                session.handle_timeout(Instant::now());
+                if session.is_closed() && !session.pregreeted() {
+                    rx.ending = Some(Ending::Timeout);
+                }
+            }
         }
     }
 }
@@ -164,6 +233,18 @@ async fn answer<R, S, A>(
     match event {
         Event::CheckRecipient(query) => {
             let verdict = ctx.recipients.check(&query).await;
+            if let Err(reply) = &verdict {
+                let line = smtpd::reject_line(&RejectedRcpt {
+                    client: &rx.client,
+                    reply,
+                    sender: &query.sender,
+                    recipient: &query.address,
+                    proto: &query.client.protocol,
+                    helo: &query.client.helo,
+                });
+                ctx.log.line(Program::Smtpd, &line);
+                crate::metrics::global().smtpd_rejected(reply.code);
+            }
             session.answer_recipient_targets(verdict, Instant::now());
         }
         Event::Authenticate { user, password, .. } => {
@@ -179,6 +260,12 @@ async fn answer<R, S, A>(
             session.answer_auth(ok, Instant::now());
         }
         Event::MessageBegin(mut envelope) => {
+            if let Some(ip) = envelope.client.addr
+                && let Err(refusal) = ctx.policy.message(ip)
+            {
+                session.answer_begin(Err(refusal.reply(&ctx.hostname)), Instant::now());
+                return;
+            }
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -212,9 +299,19 @@ async fn answer<R, S, A>(
         Event::MessageEnd => {
             let result = match (rx.message.take(), rx.failed.take()) {
                 (_, Some(e)) => Err(e),
-                (Some(message), None) => message.commit().await,
+                (Some(message), None) => {
+                    let committed = message.commit().await;
+                    if let Ok(qid) = &committed {
+                        let auth = session.client().auth.as_deref();
+                        let line = smtpd::client_line(*qid, &rx.client, auth);
+                        ctx.log.line(Program::Smtpd, &line);
+                    }
+                    committed
+                }
                 (None, None) => Err(Reply::new(451, [4, 3, 0], "Error: queue file write error")),
             };
+            crate::metrics::global()
+                .smtpd_message_end(result.as_ref().map(|_| ()).map_err(|r| r.code));
             session.answer_commit(result, Instant::now());
         }
         Event::MessageAbort => {

@@ -36,6 +36,9 @@ pub struct Limits {
     /// Drop clients that send commands before the 354 of DATA without having authenticated.
     /// Postfix `smtpd_forbid_unauth_pipelining` (yes).
     pub forbid_unauth_pipelining: bool,
+    /// How long the greeting is held to catch clients that talk first; zero: not at all.
+    /// postscreen's `postscreen_greet_wait`, in force when `postscreen_greet_action = drop`.
+    pub greet_wait: Duration,
     /// Reply code when a bare `<LF>` or `<CR>` ends the session. Postfix
     /// `smtpd_forbid_bare_newline_reject_code` (550 in 3.9; the first 2023 fixes used 521).
     /// Line discipline itself is not a setting: only CRLF is ever a line end here (Postfix
@@ -57,6 +60,7 @@ impl Default for Limits {
             line_length_limit: 2048,
             vrfy: false,
             forbid_unauth_pipelining: true,
+            greet_wait: Duration::ZERO,
             bare_newline_reject_code: 550,
         }
     }
@@ -93,6 +97,7 @@ impl Limits {
             auth_required,
             vrfy: self.vrfy,
             forbid_unauth_pipelining: self.forbid_unauth_pipelining,
+            greet_wait: self.greet_wait,
             bare_newline_reject_code: self.bare_newline_reject_code,
         }
     }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
+use crate::log::LogSink;
 use crate::policy::Policy;
 
 pub use limits::Limits;
@@ -84,6 +85,8 @@ pub struct InboundContext<R, S, A> {
     pub store: S,
     /// `None`: AUTH is never offered.
     pub auth: Option<A>,
+    /// Where smtpd's lines go (connect, reject, client=, disconnect).
+    pub log: LogSink,
 }
 
 /// Accepts connections on `listener` forever, one tokio task per client. Call it from within the

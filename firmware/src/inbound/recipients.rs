@@ -7,7 +7,7 @@ use super::stages::RecipientCheck;
 use crate::directory::SharedDirectory;
 use crate::log::{self, LogSink, Program};
 use crate::mail::Reply;
-use crate::policy::Policy;
+use crate::policy::{OwnName, Policy, Relay};
 use crate::route::{self, Decision, Deferral, NextHop, Reject};
 use crate::smtp::{RcptQuery, RcptTarget};
 
@@ -41,8 +41,18 @@ pub fn deferral_reply(address: &str, reason: Deferral) -> Reply {
 impl RecipientCheck for Recipients {
     async fn check(&self, q: &RcptQuery) -> Result<Vec<RcptTarget>, Reply> {
         let dir = self.directory.snapshot();
-        let relay = self.policy.rcpt(&q.client, dir.config());
-        let targets = match route::route(&q.address, &dir, dir.config(), relay) {
+        let mut relay = self.policy.rcpt(&q.client, dir.config());
+        let own = self.policy.own_name(&q.address, &dir);
+        let address = match &own {
+            OwnName::Other => q.address.as_str(),
+            // The admin's address may be anywhere: the box sends it there itself.
+            OwnName::Admin(admin) => {
+                relay = Relay::Permitted;
+                admin.as_str()
+            }
+            OwnName::Unknown(refusal) => return Err(refusal.reply()),
+        };
+        let targets = match route::route(address, &dir, dir.config(), relay) {
             // Past ldap_cache_max_age the cache may not know a new account yet: the client
             // tries again later (Postfix answers 451 4.3.0 when its LDAP lookup fails).
             Decision::Reject(Reject::UserUnknown)
@@ -62,6 +72,11 @@ impl RecipientCheck for Recipients {
             Decision::Reject(r) => return Err(reject_reply(&q.address, r)),
             Decision::Accept(targets) => targets,
         };
+        // Relay control and the directory first (Postfix's relay restrictions and
+        // reject_unlisted_recipient), then the admin's restrictions.
+        if let Err(refusal) = self.policy.restrictions(q, &dir).await {
+            return Err(refusal.reply());
+        }
         let mut out = Vec::new();
         let mut held_back = None;
         for t in targets.iter() {

@@ -1,11 +1,15 @@
 //! DATA and BDAT: the body streams through the content checks into the spool; at the end of data
-//! the content verdict, then the commit (the 250 waits for its sync), then the queue takes it.
+//! the content verdict, then the header section (held back for the content stage's edits, see
+//! [`crate::content::headers`]), the commit (the 250 waits for its sync), then the queue takes it.
 
 use std::sync::Arc;
 
 use super::stages::{IncomingMessage, MessageStore};
-use crate::content::Scan;
+use crate::content::headers::{self, HeadSplit, Split};
+use crate::content::{self, Scan};
 use crate::directory::SharedDirectory;
+use crate::log::content::{VerdictLine, verdict_line};
+use crate::log::{LogSink, Program};
 use crate::mail::{Envelope, QueueId, Reply};
 use crate::queue::runner::QueueHandle;
 use crate::spool::{self, SpoolError, SpoolHandle};
@@ -29,24 +33,29 @@ pub struct SpoolStore {
     pub spool: SpoolHandle,
     pub queue: QueueHandle,
     pub directory: Arc<SharedDirectory>,
+    /// Where the content verdicts are logged.
+    pub log: LogSink,
 }
 
 impl MessageStore for SpoolStore {
     type Incoming = Receiving;
 
     async fn begin(&self, envelope: Envelope) -> Result<Receiving, Reply> {
-        let scan = Scan::new(self.directory.snapshot().config());
-        let incoming = self
+        let scan = Scan::new(self.directory.snapshot().config(), &envelope);
+        let mut incoming = self
             .spool
             .begin(envelope.clone())
             .await
             .map_err(|e| spool_reply(&e))?;
+        incoming.hold_head().await.map_err(|e| spool_reply(&e))?;
         Ok(Receiving {
             incoming,
             envelope,
             size: 0,
             scan,
+            head: HeadSplit::default(),
             queue: self.queue.clone(),
+            log: self.log.clone(),
         })
     }
 }
@@ -57,35 +66,89 @@ pub struct Receiving {
     envelope: Envelope,
     size: u64,
     scan: Scan,
+    head: HeadSplit,
     queue: QueueHandle,
+    log: LogSink,
 }
 
 impl IncomingMessage for Receiving {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), Reply> {
         self.scan.feed(chunk);
         self.size += chunk.len() as u64;
-        self.incoming
-            .write(chunk)
-            .await
-            .map_err(|e| spool_reply(&e))
+        let body = match self.head.feed(chunk) {
+            Split::Body(body) => body,
+            Split::Release { head, rest } => {
+                self.incoming
+                    .write_head(head)
+                    .await
+                    .map_err(|e| spool_reply(&e))?;
+                rest
+            }
+        };
+        self.incoming.write(body).await.map_err(|e| spool_reply(&e))
     }
 
     async fn commit(self) -> Result<QueueId, Reply> {
-        // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
-        if let Err(refused) = self.scan.finish() {
-            return Err(refused.reply());
-        }
         let Receiving {
-            incoming,
+            mut incoming,
             envelope,
-            size,
+            mut size,
+            scan,
+            mut head,
             queue,
-            ..
+            log,
         } = self;
+        let started = std::time::Instant::now();
+        let verdict = scan.finish().await;
+        let told = match &verdict {
+            Ok(accepted) => accepted.verdict(),
+            Err(refused) => refused.verdict(),
+        };
+        log_verdict(&log, incoming.queue_id(), &envelope, size, started, &told);
+        // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
+        let accepted = verdict.map_err(|refused| refused.reply())?;
+        if let Some(held) = head.take_head() {
+            let edited = headers::edit(&held, &accepted);
+            size = size - held.len() as u64 + edited.len() as u64;
+            incoming
+                .write_head(edited)
+                .await
+                .map_err(|e| spool_reply(&e))?;
+        }
         let qid = incoming.commit().await.map_err(|e| spool_reply(&e))?;
         queue.arrived(qid, &envelope, size).await;
         Ok(qid)
     }
+}
+
+/// One amavis-shaped line per message: what the content stage decided and how long it took.
+fn log_verdict(
+    log: &LogSink,
+    qid: QueueId,
+    envelope: &Envelope,
+    size: u64,
+    started: std::time::Instant,
+    v: &content::Verdict,
+) {
+    let rcpts: Vec<&str> = envelope
+        .recipients
+        .iter()
+        .map(|r| r.address.as_str())
+        .collect();
+    let line = verdict_line(&VerdictLine {
+        qid,
+        action: v.action,
+        category: v.category,
+        detail: v.detail.as_deref(),
+        disposition: v.disposition,
+        client: envelope.client.addr,
+        sender: &envelope.sender,
+        recipients: &rcpts,
+        hits: v.hits.as_deref(),
+        size,
+        elapsed: started.elapsed(),
+    });
+    log.line(Program::Content, &line);
 }
 
 #[cfg(test)]

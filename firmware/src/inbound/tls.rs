@@ -232,6 +232,7 @@ mod tests {
             config_slot_blocks: 4,
             directory_slot_blocks: 1,
             segment_blocks: 8,
+            log_blocks: 0,
         };
         Spool::format(&mut flash, geometry).unwrap();
         let (spool, _) = Spool::open(flash, SpoolSettings::default()).unwrap();

@@ -17,7 +17,7 @@ pub enum Status {
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Status::Sent => "sent",
             Status::Deferred => "deferred",

@@ -1,9 +1,14 @@
 //! Mail log lines in the shape Postfix writes them, so `grep QID`, pflogsumm-style tools and an
 //! admin's habits work unchanged. [`format`](mod@format) holds pure functions from facts to one line each;
-//! [`sink`] writes lines out (stderr, with the Postfix-like program name in front).
+//! [`sink`] writes lines out (stderr, with the Postfix-like program name in front); [`keep`]
+//! also hands them to the ring on flash.
 
+pub mod content;
 pub mod format;
+pub mod keep;
+pub mod remote;
 pub mod sink;
+pub mod smtpd;
 
 pub use format::{
     Delays, DeliveryLine, Notification, Status, active_line, delivery_line,

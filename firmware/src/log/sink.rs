@@ -8,6 +8,10 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Program {
     Qmgr,
+    /// The SMTP server (Postfix's smtpd).
+    Smtpd,
+    /// The pregreet test (Postfix's postscreen).
+    Postscreen,
     Smtp,
     Lmtp,
     Bounce,
@@ -15,24 +19,29 @@ pub enum Program {
     Route,
     /// The services themselves: start, stop, recovery (Postfix's master).
     Master,
+    /// The content stage's verdicts (amavisd-new's lines on a Zimbra MTA).
+    Content,
 }
 
 impl Program {
     pub fn as_str(self) -> &'static str {
         match self {
             Program::Qmgr => "postern/qmgr",
+            Program::Smtpd => "postern/smtpd",
+            Program::Postscreen => "postern/postscreen",
             Program::Smtp => "postern/smtp",
             Program::Lmtp => "postern/lmtp",
             Program::Bounce => "postern/bounce",
             Program::Route => "postern/route",
             Program::Master => "postern",
+            Program::Content => "postern/content",
         }
     }
 }
 
 /// A cheap, clonable log writer. `LogSink::stderr()` in the daemon; `LogSink::memory()` in tests
 /// to assert on the lines written.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct LogSink {
     memory: Option<Arc<Mutex<Vec<String>>>>,
 }
@@ -60,6 +69,8 @@ impl LogSink {
             None => {
                 // A full stderr must never stop mail: the line is lost, the mail is not.
                 let _ = writeln!(std::io::stderr().lock(), "{full}");
+                super::remote::send(program.as_str(), line);
+                super::keep::keep(program.as_str(), line);
             }
         }
     }

@@ -2,30 +2,49 @@
 //! before the router or the spool sees anything. Postfix's names, Postfix's order:
 //!
 //! - **connect** ([`Policy::connect`]): connection limits, all clients together
-//!   (`default_process_limit`) and per client IP (`smtpd_client_connection_count_limit`), with the
-//!   clients of `smtpd_client_event_limit_exceptions` (`$mynetworks`) exempt. A refused client
-//!   gets `421 4.7.0` and is disconnected.
+//!   (`default_process_limit`) and per client IP (`smtpd_client_connection_count_limit`,
+//!   `smtpd_client_connection_rate_limit`), with the clients of
+//!   `smtpd_client_event_limit_exceptions` (`$mynetworks`) exempt. A refused client gets
+//!   `421 4.7.0` and is disconnected.
+//! - **message** ([`Policy::message`]): `smtpd_client_message_rate_limit`, asked when a message
+//!   begins (`450 4.7.1 Error: too much mail from IP`).
 //! - **RCPT** ([`Policy::rcpt`]): relay control (`smtpd_relay_restrictions =
 //!   permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination`). The policy says
 //!   whether this client may relay ([`Relay`]); the router, which knows the box's domains, refuses
 //!   an address in none of them when it may not (`554 5.7.1 Relay access denied`).
 //!
-//! HELO and MAIL FROM restrictions are evaluated at RCPT, as Postfix does with its default
-//! `smtpd_delay_reject = yes`, so a client always learns which recipient was refused and why: the
-//! restriction list of `zimbraMtaRestriction` (HELO name, sender domain, DNSBL, policy service)
-//! joins [`Policy::rcpt`], read from the settings as they are at that moment.
+//! - **restrictions** ([`Policy::restrictions`]): `zimbraMtaRestriction` and Zimbra's blocklist
+//!   attributes, asked after the router accepted a recipient ([`restrictions`] has the order).
+//!   HELO and MAIL FROM restrictions are evaluated at RCPT, as Postfix does with its default
+//!   `smtpd_delay_reject = yes`, so a client always learns which recipient was refused and why.
+//!   Read from the settings as they are at that moment. DNS through [`dns`], with a deadline.
 
 mod connect;
+pub mod dns;
+pub mod names;
+mod own_name;
+mod refusal;
 mod relay;
+pub mod restrictions;
+pub mod service;
+#[cfg(test)]
+mod tests;
 
 pub use connect::{Admitted, ConnectionLimits, Refusal};
+pub use dns::Dns;
+pub use own_name::OwnName;
+pub use refusal::{Listed, RcptRefusal};
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::config::MtaConfig;
+use crate::directory::Directory;
+use crate::log::{LogSink, Program};
 use crate::mail::ClientInfo;
 pub use crate::route::Relay;
+use crate::smtp::RcptQuery;
 
 use connect::Counts;
 
@@ -34,25 +53,59 @@ use connect::Counts;
 pub struct Policy {
     limits: ConnectionLimits,
     counts: Mutex<Counts>,
+    dns: Dns,
+    /// The name the box greets with; mail to it is the box's own (see [`OwnName`]).
+    hostname: String,
+    /// Where warnings go (a blocklist or policy service not answering).
+    log: LogSink,
 }
 
 impl Policy {
+    /// A policy without DNS: restrictions that need a lookup defer (450) rather than pass.
     pub fn new(limits: ConnectionLimits) -> Arc<Policy> {
+        Policy::with_dns(limits, Dns::none(), "", LogSink::memory())
+    }
+
+    /// The policy of a box called `hostname`, asking `dns`, with its warnings to `log`.
+    pub fn with_dns(
+        limits: ConnectionLimits,
+        dns: Dns,
+        hostname: &str,
+        log: LogSink,
+    ) -> Arc<Policy> {
         Arc::new(Policy {
             limits,
             counts: Mutex::new(Counts::default()),
+            dns,
+            hostname: hostname.to_string(),
+            log,
         })
     }
 
     /// The connect stage: a slot for a new connection from `ip`, held until the returned
     /// [`Admitted`] is dropped, or the limit it would break.
     pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
+        self.connect_at(ip, Instant::now())
+    }
+
+    /// [`Policy::connect`] at a given time (the connection rate is counted per time unit).
+    pub fn connect_at(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Admitted, Refusal> {
         let mut counts = self.counts.lock().map_err(|_| Refusal::Unavailable)?;
-        counts.admit(ip, &self.limits)?;
+        counts.admit(ip, &self.limits, now)?;
         Ok(Admitted {
             policy: self.clone(),
             ip,
         })
+    }
+
+    /// A new message from `ip` (`smtpd_client_message_rate_limit`); refused with 450 over it.
+    pub fn message(&self, ip: IpAddr) -> Result<(), Refusal> {
+        self.message_at(ip, Instant::now())
+    }
+
+    pub fn message_at(&self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+        let mut counts = self.counts.lock().map_err(|_| Refusal::Unavailable)?;
+        counts.message(ip, &self.limits, now)
     }
 
     /// Connections being served now.
@@ -70,5 +123,35 @@ impl Policy {
     /// under the settings as they are now (`zimbraMtaMyNetworks` may change while it runs).
     pub fn rcpt(&self, client: &ClientInfo, config: &MtaConfig) -> Relay {
         relay::relay_for(client, config)
+    }
+
+    /// The client's verified host name for smtpd's lines (`None`: `unknown`), looked up once
+    /// per connection as Postfix does at connect, within the DNS deadline.
+    pub async fn client_name(&self, ip: IpAddr) -> Option<String> {
+        restrictions::client_name(&self.dns, ip).await
+    }
+
+    /// Whether `recipient` is addressed to the box's own name (its hostname or
+    /// `zimbraMtaMyHostname`), and what becomes of it then. Asked before the router.
+    pub fn own_name(&self, recipient: &str, dir: &Directory) -> OwnName {
+        let own = [self.hostname.as_str(), dir.config().my_hostname.as_str()];
+        own_name::classify(recipient, &own, dir)
+    }
+
+    /// The recipient restrictions for a recipient the router accepted, under the directory's
+    /// settings as they are now.
+    pub async fn restrictions(&self, q: &RcptQuery, dir: &Directory) -> Result<(), RcptRefusal> {
+        let permitted = self.rcpt(&q.client, dir.config()) == Relay::Permitted;
+        let req = restrictions::Request {
+            client: &q.client,
+            sender: &q.sender,
+            recipient: &q.address,
+        };
+        let mut warnings = Vec::new();
+        let result = restrictions::evaluate(&req, dir, &self.dns, permitted, &mut warnings).await;
+        for w in warnings {
+            self.log.line(Program::Smtpd, &format!("warning: {w}"));
+        }
+        result
     }
 }

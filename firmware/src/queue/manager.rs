@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::attempt::{AttemptReport, Job, RcptResult};
 use super::settings::QueueSettings;
 use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
@@ -115,6 +117,27 @@ pub enum Action {
     Remove {
         qid: QueueId,
     },
+}
+
+/// The postsuper operations an admin applies to many messages at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BulkOp {
+    Hold,
+    Release,
+    Requeue,
+    Delete,
+}
+
+impl BulkOp {
+    /// The past participle the admin reads: `3 messages held`.
+    pub fn done(self) -> &'static str {
+        match self {
+            BulkOp::Hold => "held",
+            BulkOp::Release => "released",
+            BulkOp::Requeue => "requeued",
+            BulkOp::Delete => "deleted",
+        }
+    }
 }
 
 /// What [`QueueManager::poll`] asks for: persist the actions first, then start the jobs.
@@ -699,6 +722,16 @@ impl QueueManager {
     }
 
     // ---- admin operations (postsuper / postqueue) ----
+
+    /// One postsuper operation on one message; whether it applied.
+    pub fn apply(&mut self, op: BulkOp, qid: QueueId, now: u64) -> bool {
+        match op {
+            BulkOp::Hold => self.hold(qid),
+            BulkOp::Release => self.release(qid, now),
+            BulkOp::Requeue => self.requeue(qid, now),
+            BulkOp::Delete => self.delete(qid),
+        }
+    }
 
     /// `postsuper -h`: hold a message; jobs in flight finish, no new ones start.
     pub fn hold(&mut self, qid: QueueId) -> bool {

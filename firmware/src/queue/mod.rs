@@ -27,19 +27,23 @@
 //! }, Arc::new(spool_handle), client);         // the spool is the QueueStore (spool.rs)
 //! queue.recover(&spool_handle).await?;      // what the spool recovered at start
 //! // after each commit of a new message: queue.arrived(qid, &envelope, size).await
-//! // admin: queue.list() / hold / release / requeue / delete / flush(Some(site))
+//! // admin: queue.list() / hold / release / requeue / delete / flush(Some(site)) / apply(op, ids)
 //! ```
 
 mod attempt;
+mod filter;
 mod manager;
 mod memory;
 pub mod runner;
 mod settings;
+mod shape;
 mod spool;
 
 pub use attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptResult};
+pub use filter::{Filter, QueueName, UnknownQueue, domain_of, pending_addresses};
 pub use manager::{
-    Action, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView, Work,
+    Action, BulkOp, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView, Work,
 };
 pub use memory::{MemoryStore, MemoryStoreError};
 pub use settings::QueueSettings;
+pub use shape::{BUCKETS, Shape, ShapeBy, ShapeRow, shape};

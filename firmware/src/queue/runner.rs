@@ -15,12 +15,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptResult};
-use super::manager::{Action, DsnKind, MessageView, QueueManager, QueuedMessage};
+use super::manager::{Action, BulkOp, DsnKind, MessageView, QueueManager, QueuedMessage};
 use super::settings::QueueSettings;
 use crate::bounce::{self, DsnRequest, Kind};
 use crate::log::{self, Delays, DeliveryLine, LogSink, Program, Status};
 use crate::mail::{EnhancedStatus, Envelope, QueueId, QueueState, RecipientOutcome};
 use crate::mail::{Protocol, Transport};
+use crate::metrics;
 
 /// What the runner reads of a stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +90,7 @@ enum Command {
     Requeue(QueueId, oneshot::Sender<bool>),
     Delete(QueueId, oneshot::Sender<bool>),
     Flush(Option<String>, oneshot::Sender<usize>),
+    Apply(BulkOp, Vec<QueueId>, oneshot::Sender<Vec<QueueId>>),
     List(oneshot::Sender<Vec<MessageView>>),
     Get(QueueId, oneshot::Sender<Option<MessageView>>),
     Shutdown,
@@ -118,6 +120,13 @@ impl QueueHandle {
     /// `postqueue -f` (None) or `postqueue -s site`.
     pub async fn flush(&self, site: Option<String>) -> usize {
         self.ask(|r| Command::Flush(site, r)).await.unwrap_or(0)
+    }
+    /// One operation on many messages in one turn of the queue manager; the ids it applied to,
+    /// answered once the changes are on flash (synced together, not one sync per message).
+    pub async fn apply(&self, op: BulkOp, ids: Vec<QueueId>) -> Vec<QueueId> {
+        self.ask(|r| Command::Apply(op, ids, r))
+            .await
+            .unwrap_or_default()
     }
     pub async fn list(&self) -> Vec<MessageView> {
         self.ask(Command::List).await.unwrap_or_default()
@@ -158,6 +167,7 @@ pub fn spawn<S: QueueStore, D: Deliverer>(
         deliverer,
         start: Instant::now(),
         start_unix,
+        answers: Vec::new(),
     };
     let task = tokio::spawn(runner.run(rx));
     (QueueHandle { tx }, task)
@@ -170,6 +180,8 @@ struct Runner<S, D> {
     deliverer: Arc<D>,
     start: Instant,
     start_unix: u64,
+    /// Bulk operations to answer once what they changed is written.
+    answers: Vec<(oneshot::Sender<Vec<QueueId>>, Vec<QueueId>)>,
 }
 
 impl<S: QueueStore, D: Deliverer> Runner<S, D> {
@@ -187,8 +199,9 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         loop {
             let now = self.now();
             let work = self.qm.poll(now);
-            for a in work.actions {
-                self.execute(a).await;
+            self.execute_all(work.actions).await;
+            for (r, done) in self.answers.drain(..) {
+                let _ = r.send(done);
             }
             for job in work.jobs {
                 self.start_job(job, done_tx.clone());
@@ -230,6 +243,14 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             Command::Requeue(q, r) => drop(r.send(self.qm.requeue(q, now))),
             Command::Delete(q, r) => drop(r.send(self.qm.delete(q))),
             Command::Flush(s, r) => drop(r.send(self.qm.flush(s.as_deref(), now))),
+            Command::Apply(op, ids, r) => {
+                let done = ids
+                    .into_iter()
+                    .filter(|q| self.qm.apply(op, *q, now))
+                    .collect();
+                // Answered once the state changes are on flash (after the next execute_all).
+                self.answers.push((r, done));
+            }
             Command::List(r) => drop(r.send(self.qm.list())),
             Command::Get(qid, r) => drop(r.send(self.qm.get(qid))),
             Command::Shutdown => {}
@@ -245,6 +266,73 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             let attempt = run_job(&*store, &*deliverer, &log, &job, started_unix).await;
             let _ = done.send(attempt).await;
         });
+    }
+
+    /// Carries out actions in order, except that runs of state changes and removals of distinct
+    /// messages go to the spool together: one sync for a bulk hold of thousands, not thousands.
+    async fn execute_all(&mut self, actions: Vec<Action>) {
+        let mut batch: Vec<Action> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for a in actions {
+            let qid = match &a {
+                Action::SetState { qid, .. } | Action::Remove { qid } => Some(*qid),
+                _ => None,
+            };
+            if qid.is_none_or(|q| !seen.insert(q)) {
+                self.write_together(std::mem::take(&mut batch)).await;
+                seen.clear();
+            }
+            match qid {
+                Some(q) => {
+                    seen.insert(q);
+                    batch.push(a);
+                }
+                None => self.execute(a).await,
+            }
+        }
+        self.write_together(batch).await;
+    }
+
+    async fn write_together(&mut self, batch: Vec<Action>) {
+        if batch.len() < 2 {
+            for a in batch {
+                self.execute(a).await;
+            }
+            return;
+        }
+        let mut writes = Vec::with_capacity(batch.len());
+        for a in batch {
+            let store = self.store.clone();
+            writes.push(tokio::spawn(async move {
+                let res = match &a {
+                    Action::SetState { qid, state } => store.set_state(*qid, state.clone()).await,
+                    Action::Remove { qid } => store.remove(*qid).await,
+                    _ => Ok(()),
+                };
+                (a, res.map_err(|e| e.to_string()))
+            }));
+        }
+        let log = &self.config.log;
+        for w in writes {
+            let Ok((a, res)) = w.await else {
+                continue;
+            };
+            match (a, res) {
+                (Action::Remove { qid }, Ok(())) => {
+                    metrics::global().qmgr_removed();
+                    log.line(Program::Qmgr, &log::removed_line(qid));
+                }
+                (Action::Remove { qid }, Err(e)) => log.line(
+                    Program::Qmgr,
+                    &format!("{qid}: warning: cannot remove: {e}"),
+                ),
+                (Action::SetState { qid, .. }, Err(e)) => log.line(
+                    Program::Qmgr,
+                    &format!("{qid}: warning: cannot set state: {e}"),
+                ),
+                _ => {}
+            }
+        }
     }
 
     async fn execute(&mut self, a: Action) {
@@ -293,7 +381,10 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             }
             Action::Dsn { qid, kind } => self.make_dsn(qid, kind).await,
             Action::Remove { qid } => match self.store.remove(qid).await {
-                Ok(()) => log.line(Program::Qmgr, &log::removed_line(qid)),
+                Ok(()) => {
+                    metrics::global().qmgr_removed();
+                    log.line(Program::Qmgr, &log::removed_line(qid));
+                }
                 Err(e) => log.line(
                     Program::Qmgr,
                     &format!("{qid}: warning: cannot remove: {e}"),
@@ -506,6 +597,17 @@ fn log_attempt(
                     .to_string(),
             ),
         };
+        let client = match job.next_hop.protocol {
+            Protocol::Smtp => metrics::Client::Smtp,
+            Protocol::Lmtp => metrics::Client::Lmtp,
+        };
+        let d = [
+            delays.before_queue,
+            delays.in_queue,
+            delays.connection,
+            delays.transmission,
+        ];
+        metrics::global().delivery(client, status.as_str(), d);
         let line = log::delivery_line(&DeliveryLine {
             qid: job.qid,
             to: &rcpt.address,

@@ -53,6 +53,9 @@ pub enum Refusal {
     SizeTooBig,
     /// The body itself went over `message_size_limit`.
     MessageTooBig,
+    /// A NUL byte in DATA or BDAT: refused rather than relayed to a server that might read
+    /// `\r\n\0.\r\n` as the end of data.
+    NulInData,
     /// Over `smtpd_recipient_limit`.
     TooManyRecipients,
     /// Commands sent ahead of the 354 by an unauthenticated client
@@ -60,6 +63,8 @@ pub enum Refusal {
     PipeliningViolation,
     /// `smtpd_hard_error_limit` reached: disconnect.
     TooManyErrors,
+    /// The client spoke before the greeting was complete (postscreen's pregreet test, `drop`).
+    Pregreet,
     /// No command or data within `smtpd_timeout`: disconnect.
     Timeout,
     AuthNotEnabled,
@@ -122,6 +127,11 @@ impl Refusal {
             ),
             SizeTooBig => Reply::new(552, [5, 3, 4], "Message size exceeds fixed limit"),
             MessageTooBig => Reply::new(552, [5, 3, 4], "Error: message file too big"),
+            NulInData => Reply::new(
+                550,
+                [5, 6, 0],
+                "Error: message content rejected: NUL character in message",
+            ),
             TooManyRecipients => Reply::new(452, [4, 5, 3], "Error: too many recipients"),
             PipeliningViolation => {
                 Reply::new(554, [5, 5, 0], "Error: SMTP protocol synchronization")
@@ -129,6 +139,7 @@ impl Refusal {
             TooManyErrors => {
                 Reply::new(421, [4, 7, 0], format!("{hostname} Error: too many errors"))
             }
+            Pregreet => Reply::new(521, [5, 5, 1], "Protocol error"),
             Timeout => Reply::new(
                 421,
                 [4, 4, 2],
@@ -165,6 +176,7 @@ impl Refusal {
             Refusal::BareLf { .. }
                 | Refusal::BareCr { .. }
                 | Refusal::PipeliningViolation
+                | Refusal::Pregreet
                 | Refusal::TooManyErrors
                 | Refusal::Timeout
                 | Refusal::TooManyAuthFailures

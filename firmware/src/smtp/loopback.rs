@@ -83,6 +83,55 @@ impl Loopback {
         }
     }
 
+    /// The events with the data of aborted messages left out: what a spool keeps of them. How
+    /// much of a refused message was streamed before its abort depends on how the input was
+    /// chunked (see [`Event`]); nothing else in the event stream may.
+    pub fn kept_events(&self) -> Vec<Event> {
+        let mut kept: Vec<Event> = Vec::with_capacity(self.events.len());
+        let mut begun = 0;
+        for ev in &self.events {
+            match ev {
+                Event::MessageBegin(_) => begun = kept.len(),
+                Event::MessageAbort => {
+                    let message = kept.split_off(begun.min(kept.len()));
+                    kept.extend(
+                        message
+                            .into_iter()
+                            .filter(|e| !matches!(e, Event::MessageData(_))),
+                    );
+                }
+                _ => {}
+            }
+            kept.push(ev.clone());
+        }
+        kept
+    }
+
+    /// Panics unless the events keep the contract documented on [`Event`]: data only inside an
+    /// open message, each message ended or aborted once, and never more data than `max_size`.
+    /// Assumes every begin was answered Ok (no `begin_error`).
+    pub fn assert_event_contract(&self, max_size: u64) {
+        let mut open: Option<u64> = None;
+        for (n, ev) in self.events.iter().enumerate() {
+            match (ev, open.as_mut()) {
+                (Event::MessageBegin(_), None) => open = Some(0),
+                (Event::MessageData(d), Some(size)) => {
+                    *size += d.len() as u64;
+                    assert!(*size <= max_size, "event {n}: {size} bytes over {max_size}");
+                }
+                (Event::MessageEnd | Event::MessageAbort, Some(_)) => open = None,
+                (
+                    Event::MessageBegin(_)
+                    | Event::MessageData(_)
+                    | Event::MessageEnd
+                    | Event::MessageAbort,
+                    _,
+                ) => panic!("event {n} out of order: {ev:?}"),
+                _ => {}
+            }
+        }
+    }
+
     /// Everything written so far, as text.
     pub fn transcript(&self) -> String {
         String::from_utf8_lossy(&self.wire).into_owned()

@@ -5,8 +5,11 @@
 //! block 0          superblock (two copies, written once by `format`)
 //! config           2 slots × config_slot_blocks      (settings, newest valid slot wins)
 //! directory        2 slots × directory_slot_blocks   (directory cache snapshot)
+//! mail log         log_blocks                        (ring of log lines; version 2)
 //! spool log        N segments × segment_blocks       (ring of record logs)
 //! ```
+//!
+//! Version 1 had no mail log region; its superblock still loads, as a layout without one.
 //!
 //! Everything fixed-size here is little-endian and laid out by hand, so that a later format version
 //! can still read the version number of an older one; variable parts are postcard.
@@ -16,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::SpoolError;
 
-/// The layout version this code reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout version this code writes. It also reads version 1 (no mail log region).
+pub const FORMAT_VERSION: u32 = 2;
 
 const SUPER_MAGIC: &[u8; 8] = b"PSTRNFL\x01";
 /// magic (8) + version (4) + body length (4) + crc (4).
@@ -47,6 +50,9 @@ pub struct SpoolGeometry {
     pub directory_slot_blocks: u32,
     /// Erase blocks per spool segment.
     pub segment_blocks: u32,
+    /// Erase blocks of the mail log ring (0: no log kept on flash; otherwise at least 2, so
+    /// that erasing the oldest block never takes the newest lines with it).
+    pub log_blocks: u32,
 }
 
 impl SpoolGeometry {
@@ -58,11 +64,16 @@ impl SpoolGeometry {
         let config_slot_blocks = (65536 / eb).max(1);
         let directory_slot_blocks = (blocks / 16).max(1);
         let rest = blocks.saturating_sub(1 + 2 * config_slot_blocks + 2 * directory_slot_blocks);
+        // The mail log: 1/64 of the device, at least two blocks (4 MiB of a 256 MiB flash).
+        let log_blocks = (blocks / 64).max(2).min(rest / 4);
+        let log_blocks = if log_blocks >= 2 { log_blocks } else { 0 };
+        let rest = rest.saturating_sub(log_blocks);
         let segment_blocks = ((1 << 20) / eb).clamp(1, (rest / 8).max(1));
         SpoolGeometry {
             config_slot_blocks,
             directory_slot_blocks,
             segment_blocks,
+            log_blocks,
         }
     }
 }
@@ -81,6 +92,24 @@ pub(crate) struct Layout {
     pub spool_start: u32,
     pub segment_blocks: u32,
     pub segments: u32,
+    /// The mail log ring (version 2); no blocks in a version 1 layout.
+    pub log_start: u32,
+    pub log_blocks: u32,
+}
+
+/// The superblock body of format version 1: no mail log region.
+#[derive(Deserialize)]
+struct LayoutV1 {
+    nonce: u64,
+    erase_size: u32,
+    blocks: u32,
+    config_start: u32,
+    config_slot_blocks: u32,
+    directory_start: u32,
+    directory_slot_blocks: u32,
+    spool_start: u32,
+    segment_blocks: u32,
+    segments: u32,
 }
 
 /// The fewest segments a spool can work with: the ring, a compaction reserve and a delivery
@@ -89,6 +118,11 @@ pub(crate) const MIN_SEGMENTS: u32 = 4;
 
 impl Layout {
     pub fn new(flash: FlashGeometry, g: SpoolGeometry, nonce: u64) -> Result<Layout, SpoolError> {
+        if g.log_blocks == 1 {
+            return Err(SpoolError::BadGeometry(
+                "the mail log needs 0 or at least 2 erase blocks".into(),
+            ));
+        }
         if g.config_slot_blocks == 0 || g.directory_slot_blocks == 0 || g.segment_blocks == 0 {
             return Err(SpoolError::BadGeometry(
                 "every region needs at least one erase block".into(),
@@ -109,7 +143,8 @@ impl Layout {
         }
         let config_start = 1;
         let directory_start = config_start + 2 * g.config_slot_blocks;
-        let spool_start = directory_start + 2 * g.directory_slot_blocks;
+        let log_start = directory_start + 2 * g.directory_slot_blocks;
+        let spool_start = log_start.saturating_add(g.log_blocks);
         let segments = blocks.saturating_sub(spool_start) / g.segment_blocks;
         if segments < MIN_SEGMENTS {
             return Err(SpoolError::BadGeometry(format!(
@@ -131,7 +166,15 @@ impl Layout {
             spool_start,
             segment_blocks: g.segment_blocks,
             segments,
+            log_start,
+            log_blocks: g.log_blocks,
         })
+    }
+
+    /// Flash range of the mail log ring (empty when the layout has none).
+    pub fn log_range(&self) -> (u32, u32) {
+        let from = self.log_start * self.erase_size;
+        (from, from + self.log_blocks * self.erase_size)
     }
 
     pub fn segment_size(&self) -> u32 {
@@ -198,11 +241,28 @@ impl Layout {
         if CRC.checksum(&[&header[8..16], body].concat()) != crc {
             return Err(damaged("checksum mismatch"));
         }
-        if version != FORMAT_VERSION {
-            return Err(SpoolError::UnsupportedVersion(version));
-        }
-        let layout: Layout =
-            postcard::from_bytes(body).map_err(|e| damaged(&format!("body: {e}")))?;
+        let body_err = |e: postcard::Error| damaged(&format!("body: {e}"));
+        let layout = match version {
+            1 => {
+                let v1: LayoutV1 = postcard::from_bytes(body).map_err(body_err)?;
+                Layout {
+                    nonce: v1.nonce,
+                    erase_size: v1.erase_size,
+                    blocks: v1.blocks,
+                    config_start: v1.config_start,
+                    config_slot_blocks: v1.config_slot_blocks,
+                    directory_start: v1.directory_start,
+                    directory_slot_blocks: v1.directory_slot_blocks,
+                    spool_start: v1.spool_start,
+                    segment_blocks: v1.segment_blocks,
+                    segments: v1.segments,
+                    log_start: v1.spool_start,
+                    log_blocks: 0,
+                }
+            }
+            FORMAT_VERSION => postcard::from_bytes(body).map_err(body_err)?,
+            v => return Err(SpoolError::UnsupportedVersion(v)),
+        };
         Ok(Some(layout))
     }
 }
@@ -322,8 +382,59 @@ mod tests {
             config_slot_blocks: 1,
             directory_slot_blocks: 2,
             segment_blocks: 4,
+            log_blocks: 0,
         };
         Layout::new(flash, g, 42).unwrap()
+    }
+
+    /// A version-1 superblock as the firmware before the mail log wrote it.
+    fn encode_v1(l: &Layout) -> Vec<u8> {
+        let body = postcard::to_allocvec(&(
+            l.nonce,
+            l.erase_size,
+            l.blocks,
+            l.config_start,
+            l.config_slot_blocks,
+            l.directory_start,
+            l.directory_slot_blocks,
+            l.spool_start,
+            l.segment_blocks,
+            l.segments,
+        ))
+        .unwrap();
+        let mut out = SUPER_MAGIC.to_vec();
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        let crc = CRC.checksum(&[&out[8..16], &body[..]].concat());
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    #[test]
+    fn a_version_1_superblock_loads_without_a_mail_log() {
+        let l = layout();
+        assert_eq!(Layout::decode(&encode_v1(&l)).unwrap(), Some(l));
+        assert_eq!(l.log_range().0, l.log_range().1);
+    }
+
+    #[test]
+    fn the_mail_log_sits_between_directory_and_spool() {
+        let flash = FlashGeometry::new(4096, 4096 * 64).unwrap();
+        let g = SpoolGeometry {
+            config_slot_blocks: 1,
+            directory_slot_blocks: 2,
+            segment_blocks: 4,
+            log_blocks: 3,
+        };
+        let l = Layout::new(flash, g, 42).unwrap();
+        assert_eq!((l.log_start, l.spool_start), (7, 10));
+        assert_eq!(l.log_range(), (7 * 4096, 10 * 4096));
+        assert_eq!(Layout::decode(&l.encode().unwrap()).unwrap(), Some(l));
+        let one = SpoolGeometry { log_blocks: 1, ..g };
+        assert!(Layout::new(flash, one, 42).is_err());
+        let auto = SpoolGeometry::for_flash(FlashGeometry::new(65536, 256 << 20).unwrap());
+        assert_eq!(auto.log_blocks, 64, "4 MiB of a 256 MiB flash");
     }
 
     #[test]
@@ -390,6 +501,7 @@ mod tests {
             config_slot_blocks: 1,
             directory_slot_blocks: 1,
             segment_blocks: 2,
+            log_blocks: 0,
         };
         assert!(matches!(
             Layout::new(flash, g, 0),

@@ -27,6 +27,10 @@ pub(crate) struct Entry {
     pub chunks: Vec<Loc>,
     pub size: u64,
     pub commit: Option<Loc>,
+    /// Chunk 0 is kept for the header section, written last (see [`Spool::hold_head`]).
+    ///
+    /// [`Spool::hold_head`]: super::Spool::hold_head
+    pub head_held: bool,
     /// The commit record has been synced: the client may have been told 250.
     pub durable: bool,
     pub outcomes: Vec<Option<(RecipientOutcome, Loc)>>,
@@ -44,6 +48,7 @@ impl Entry {
             chunks: Vec::new(),
             size: 0,
             commit: None,
+            head_held: false,
             durable: false,
             outcomes: vec![None; n],
             state: QueueState::Active,

@@ -22,7 +22,10 @@
 
 mod error;
 mod format;
+#[doc(hidden)]
+pub mod fuzz;
 mod index;
+mod logring;
 mod record;
 mod recovery;
 pub mod service;
@@ -36,6 +39,7 @@ use std::time::Duration;
 pub use error::SpoolError;
 pub use format::{FORMAT_VERSION, SpoolGeometry};
 pub use index::MessageSummary;
+pub use logring::LogLines;
 pub use service::{Incoming, SpoolHandle};
 pub use store::Spool;
 

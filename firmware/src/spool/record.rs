@@ -37,7 +37,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn from_u8(b: u8) -> Option<Kind> {
+    pub(crate) fn from_u8(b: u8) -> Option<Kind> {
         Some(match b {
             1 => Kind::Begin,
             2 => Kind::Chunk,
@@ -171,7 +171,7 @@ pub(crate) fn scan(nonce: u64, buf: &[u8], start: u32) -> SegmentScan {
                 off += record_size(header.len) as usize;
             }
             None => match repair_header(nonce, h, room) {
-                Some(header) => {
+                Some((header, _)) => {
                     out.damaged.push((off as u32, Some(header)));
                     off += record_size(header.len) as usize;
                 }
@@ -192,7 +192,8 @@ pub(crate) fn scan(nonce: u64, buf: &[u8], start: u32) -> SegmentScan {
 }
 
 /// A header with one flipped bit still names its message: try every single-bit correction.
-fn repair_header(nonce: u64, h: &[u8], room: usize) -> Option<Header> {
+/// Returns it with its bytes as corrected.
+fn repair_header(nonce: u64, h: &[u8], room: usize) -> Option<(Header, [u8; HEADER as usize])> {
     if h.iter().all(|&b| b == 0xFF) {
         return None;
     }
@@ -201,7 +202,7 @@ fn repair_header(nonce: u64, h: &[u8], room: usize) -> Option<Header> {
     for bit in 0..HEADER as usize * 8 {
         fixed[bit / 8] ^= 1 << (bit % 8);
         if let Some(header) = decode_header(nonce, &fixed, room) {
-            return Some(header);
+            return Some((header, fixed));
         }
         fixed[bit / 8] ^= 1 << (bit % 8);
     }
@@ -223,9 +224,15 @@ pub(crate) fn repair_record(
     room: usize,
 ) -> Option<(Header, Vec<u8>)> {
     let h = buf.get(off..off.checked_add(HEADER as usize)?)?;
+    let mut header_bytes = [0u8; HEADER as usize];
+    header_bytes.copy_from_slice(h);
     let (header, header_fixed) = match decode_header(nonce, h, room) {
         Some(header) => (header, false),
-        None => (repair_header(nonce, h, room)?, true),
+        None => {
+            let (header, fixed) = repair_header(nonce, h, room)?;
+            header_bytes = fixed;
+            (header, true)
+        }
     };
     let start = off + HEADER as usize;
     let mut body = buf.get(start..start + header.len as usize)?.to_vec();
@@ -237,14 +244,10 @@ pub(crate) fn repair_record(
         let bit = repair_body_bit(nonce, &header, &body)?;
         body[bit / 8] ^= 1 << (bit % 8);
     }
+    // The header's bytes as they are (or as corrected), not as this firmware would write them:
+    // its CRC covers bytes a later format may use.
     let mut out = Vec::with_capacity(HEADER as usize + body.len());
-    out.push(header.kind as u8);
-    out.extend_from_slice(&[0xFF; 3]);
-    out.extend_from_slice(&header.len.to_le_bytes());
-    out.extend_from_slice(&header.qid.to_le_bytes());
-    out.extend_from_slice(&header.body_crc.to_le_bytes());
-    let hdr_crc = keyed_crc(nonce, &[&out[..20]]);
-    out.extend_from_slice(&hdr_crc.to_le_bytes());
+    out.extend_from_slice(&header_bytes);
     out.extend_from_slice(&body);
     Some((header, out))
 }
@@ -405,6 +408,24 @@ mod tests {
                 "bit {bit}"
             );
         }
+    }
+
+    #[test]
+    fn a_repaired_record_keeps_the_header_bytes_it_was_written_with() {
+        // A header whose reserved bytes a later format filled in, under a good CRC.
+        let mut rec = encode(7, Kind::End, 3, &[b"x"]);
+        rec[1] = 0x00;
+        let crc = keyed_crc(7, &[&rec[..20]]);
+        rec[20..24].copy_from_slice(&crc.to_le_bytes());
+        let buf = segment_with(std::slice::from_ref(&rec), 64);
+        let room = 64 - HEADER as usize;
+        assert_eq!(
+            repair_record(7, &buf, 0, room).map(|r| r.1),
+            Some(rec.clone())
+        );
+        let mut bad = buf.clone();
+        bad[2] ^= 0x04;
+        assert_eq!(repair_record(7, &bad, 0, room).map(|r| r.1), Some(rec));
     }
 
     #[test]

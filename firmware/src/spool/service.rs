@@ -16,13 +16,15 @@ use tokio::sync::oneshot;
 
 use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 
-use super::{FlashInfo, MessageSummary, Region, Spool, SpoolError};
+use super::{FlashInfo, LogLines, MessageSummary, Region, Spool, SpoolError};
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
 enum Request {
     Begin(Box<Envelope>, Reply<QueueId>),
     Write(QueueId, Vec<u8>, Reply<()>),
+    HoldHead(QueueId, Reply<()>),
+    WriteHead(QueueId, Vec<u8>, Reply<()>),
     Commit(QueueId, Reply<QueueId>),
     Abandon(QueueId),
     Mark(QueueId, usize, RecipientOutcome, Reply<()>),
@@ -34,6 +36,8 @@ enum Request {
     Info(Reply<FlashInfo>),
     ReadSlot(Region, Reply<Option<Vec<u8>>>),
     WriteSlot(Region, Vec<u8>, Reply<()>),
+    LogAppend(String),
+    LogRead(u64, usize, Reply<Option<LogLines>>),
 }
 
 /// A cheap, clonable way to the spool writer.
@@ -130,6 +134,18 @@ impl SpoolHandle {
         self.ask(Request::Info).await
     }
 
+    /// Appends a mail log line to the ring on flash, without waiting: the line is durable with
+    /// the spool's next sync, and a line that cannot be written never holds up mail.
+    pub fn log_line(&self, line: String) {
+        let _ = self.tx.send(Request::LogAppend(line));
+    }
+
+    /// The mail log lines numbered above `after` (the newest `limit` of them), with their
+    /// numbers; `None` when this flash has no mail log region (formatted before it existed).
+    pub async fn read_log(&self, after: u64, limit: usize) -> Result<Option<LogLines>, SpoolError> {
+        self.ask(|r| Request::LogRead(after, limit, r)).await
+    }
+
     pub async fn read_slot(&self, region: Region) -> Result<Option<Vec<u8>>, SpoolError> {
         self.ask(|r| Request::ReadSlot(region, r)).await
     }
@@ -159,6 +175,19 @@ impl Incoming {
             }
         }
         Ok(())
+    }
+
+    /// Keeps the start of the message for [`Incoming::write_head`]: what [`Incoming::write`]
+    /// adds from now on comes after it. Only before the first write.
+    pub async fn hold_head(&mut self) -> Result<(), SpoolError> {
+        let qid = self.qid;
+        self.handle.ask(|r| Request::HoldHead(qid, r)).await
+    }
+
+    /// Writes the held start of the message (its header section, edited).
+    pub async fn write_head(&mut self, head: Vec<u8>) -> Result<(), SpoolError> {
+        let qid = self.qid;
+        self.handle.ask(|r| Request::WriteHead(qid, head, r)).await
     }
 
     async fn flush(&mut self) -> Result<(), SpoolError> {
@@ -266,7 +295,7 @@ impl<F: Flash> Writer<F> {
         if self.waiting.is_empty() {
             return;
         }
-        let result = self.spool.sync();
+        let result = crate::metrics::global().spool_sync(self.waiting.len(), || self.spool.sync());
         for w in self.waiting.drain(..) {
             match w {
                 Waiter::Commit(qid, r) => {
@@ -297,6 +326,18 @@ impl<F: Flash> Writer<F> {
                 self.batch_bytes += data.len() as u64;
                 if res.is_err() {
                     // The session will answer 4xx; the partial message is garbage now.
+                    s.abandon(qid);
+                    self.receiving.remove(&qid);
+                }
+                let _ = r.send(res);
+            }
+            Request::HoldHead(qid, r) => {
+                let _ = r.send(s.hold_head(qid));
+            }
+            Request::WriteHead(qid, data, r) => {
+                let res = s.write_head(qid, &data);
+                self.batch_bytes += data.len() as u64;
+                if res.is_err() {
                     s.abandon(qid);
                     self.receiving.remove(&qid);
                 }
@@ -346,6 +387,18 @@ impl<F: Flash> Writer<F> {
             }
             Request::ReadSlot(region, r) => {
                 let _ = r.send(s.read_slot(region));
+            }
+            Request::LogAppend(line) => {
+                // The log must never stop mail: a line that cannot be written is lost.
+                let _ = s.log_append(&line);
+            }
+            Request::LogRead(after, limit, r) => {
+                let read = if s.has_log() {
+                    s.log_read(after, limit).map(Some)
+                } else {
+                    Ok(None)
+                };
+                let _ = r.send(read);
             }
             Request::WriteSlot(region, data, r) => {
                 let _ = r.send(s.write_slot(region, &data));

@@ -12,7 +12,7 @@ use super::store::Spool;
 use super::{Region, SpoolError};
 
 const SLOT_MAGIC: u32 = 0x3154_4c53; // "SLT1"
-const SLOT_HEADER: usize = 20;
+pub(crate) const SLOT_HEADER: usize = 20;
 
 /// The newest valid slot of a region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,42 @@ fn slot_crc(nonce: u64, region: Region, slot: u32, header: &[u8], data: &[u8]) -
     )
 }
 
+/// A slot's header: `(seq, data length)`, if it carries the magic and its length fits the
+/// `capacity` of the slot (data bytes after the header). Flash is outside input after a power cut
+/// or decay: nothing here may trust the length before checking it.
+pub(crate) fn decode_slot_header(header: &[u8], capacity: usize) -> Option<(u64, usize)> {
+    let header = header.get(..SLOT_HEADER)?;
+    if le32(&header[0..4]) != SLOT_MAGIC {
+        return None;
+    }
+    let len = le32(&header[12..16]) as usize;
+    (len <= capacity).then(|| (le64(&header[4..12]), len))
+}
+
+/// Whether `data` is what the slot's header says was written there.
+pub(crate) fn slot_data_ok(
+    nonce: u64,
+    region: Region,
+    slot: u32,
+    header: &[u8],
+    data: &[u8],
+) -> bool {
+    header.len() >= SLOT_HEADER
+        && slot_crc(nonce, region, slot, header, data) == le32(&header[16..20])
+}
+
+/// A slot as written: header then data.
+pub(crate) fn encode_slot(nonce: u64, region: Region, slot: u32, seq: u64, data: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(SLOT_HEADER + data.len());
+    bytes.extend_from_slice(&SLOT_MAGIC.to_le_bytes());
+    bytes.extend_from_slice(&seq.to_le_bytes());
+    bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let crc = slot_crc(nonce, region, slot, &bytes, data);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes.extend_from_slice(data);
+    bytes
+}
+
 fn view_index(region: Region) -> usize {
     match region {
         Region::Config => 0,
@@ -63,18 +99,13 @@ impl<F: Flash> Spool<F> {
         let (from, to) = self.layout.slot_range(region, slot);
         let mut header = [0u8; SLOT_HEADER];
         self.flash.read(from, &mut header)?;
-        if le32(&header[0..4]) != SLOT_MAGIC {
+        let capacity = ((to - from) as usize).saturating_sub(SLOT_HEADER);
+        let Some((seq, len)) = decode_slot_header(&header, capacity) else {
             return Ok(None);
-        }
-        let seq = le64(&header[4..12]);
-        let len = le32(&header[12..16]) as usize;
-        if len > (to - from) as usize - SLOT_HEADER {
-            return Ok(None);
-        }
+        };
         let mut data = vec![0u8; len];
         self.flash.read(from + SLOT_HEADER as u32, &mut data)?;
-        let crc = slot_crc(self.layout.nonce, region, slot, &header, &data);
-        Ok((crc == le32(&header[16..20])).then_some((seq, data)))
+        Ok(slot_data_ok(self.layout.nonce, region, slot, &header, &data).then_some((seq, data)))
     }
 
     /// Finds the newest sound slot of a region (done at open).
@@ -122,13 +153,7 @@ impl<F: Flash> Spool<F> {
         let slot = view.newest.map_or(0, |n| 1 - n.slot);
         let seq = view.newest.map_or(1, |n| n.seq + 1);
         let (from, to) = self.layout.slot_range(region, slot);
-        let mut bytes = Vec::with_capacity(SLOT_HEADER + data.len());
-        bytes.extend_from_slice(&SLOT_MAGIC.to_le_bytes());
-        bytes.extend_from_slice(&seq.to_le_bytes());
-        bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        let crc = slot_crc(self.layout.nonce, region, slot, &bytes, data);
-        bytes.extend_from_slice(&crc.to_le_bytes());
-        bytes.extend_from_slice(data);
+        let bytes = encode_slot(self.layout.nonce, region, slot, seq, data);
         self.flash.erase(from, to)?;
         self.stats.erases += 1;
         self.flash.write(from, &bytes)?;

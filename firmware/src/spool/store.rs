@@ -85,6 +85,7 @@ pub struct Spool<F: Flash> {
     pub(crate) slots: [SlotView; 2],
     pub(crate) stats: Stats,
     pub(crate) failed: bool,
+    pub(crate) ring: super::logring::LogRing,
 }
 
 impl<F: Flash> std::fmt::Debug for Spool<F> {
@@ -130,6 +131,8 @@ impl<F: Flash> Spool<F> {
                 erase_if_needed(flash, from, to)?;
             }
         }
+        let (log_from, log_to) = layout.log_range();
+        erase_if_needed(flash, log_from, log_to)?;
         for s in 0..layout.segments {
             let at = layout.segment_addr(s);
             erase_if_needed(flash, at, at + layout.segment_size())?;
@@ -176,9 +179,10 @@ impl<F: Flash> Spool<F> {
         let chunk_size = self.settings.chunk_size as usize;
         for piece in data.chunks(chunk_size) {
             let (n, purpose) = match self.index.get(&qid) {
-                Some(e) if e.commit.is_none() => {
-                    (e.chunks.len() as u32, Purpose::new_mail(&e.envelope))
-                }
+                Some(e) if e.commit.is_none() => (
+                    e.chunks.len() as u32 + u32::from(e.head_held),
+                    Purpose::new_mail(&e.envelope),
+                ),
                 _ => return Err(SpoolError::NoSuchMessage(qid)),
             };
             self.admit(piece.len() as u64, purpose)?;
@@ -192,10 +196,44 @@ impl<F: Flash> Spool<F> {
         Ok(())
     }
 
+    /// Keeps chunk 0 of a message that has no body yet for its header section, written later by
+    /// [`Spool::write_head`]: the content stage edits the headers (a spam tag) after the body
+    /// behind them is on flash. Recovery orders chunks by index, so nothing else changes.
+    pub fn hold_head(&mut self, qid: QueueId) -> Result<(), SpoolError> {
+        match self.index.get_mut(&qid) {
+            Some(e) if e.commit.is_none() && e.chunks.is_empty() => {
+                e.head_held = true;
+                Ok(())
+            }
+            _ => Err(SpoolError::NoSuchMessage(qid)),
+        }
+    }
+
+    /// Writes the held chunk 0 (any length the segment takes; a header section is small).
+    pub fn write_head(&mut self, qid: QueueId, data: &[u8]) -> Result<(), SpoolError> {
+        self.check_writable()?;
+        let purpose = match self.index.get(&qid) {
+            Some(e) if e.commit.is_none() && e.head_held => Purpose::new_mail(&e.envelope),
+            _ => return Err(SpoolError::NoSuchMessage(qid)),
+        };
+        self.admit(data.len() as u64, purpose)?;
+        let loc = self.append(Kind::Chunk, qid.0, &[&0u32.to_le_bytes(), data], purpose)?;
+        self.add_live(loc);
+        if let Some(e) = self.index.get_mut(&qid) {
+            e.chunks.insert(0, loc);
+            e.size += data.len() as u64;
+            e.head_held = false;
+        }
+        Ok(())
+    }
+
     /// Writes the commit record. The message exists for good after the next successful
     /// [`Spool::sync`]; only then may the client be told 250.
     pub fn commit(&mut self, qid: QueueId) -> Result<(), SpoolError> {
         self.check_writable()?;
+        if self.index.get(&qid).is_some_and(|e| e.head_held) {
+            self.write_head(qid, b"")?;
+        }
         let body = match self.index.get(&qid) {
             Some(e) if e.commit.is_none() => CommitBody {
                 chunks: e.chunks.len() as u32,
@@ -369,6 +407,12 @@ impl<F: Flash> Spool<F> {
                 },
                 region("config", Region::Config, &self.slots[0]),
                 region("directory", Region::Directory, &self.slots[1]),
+                RegionInfo {
+                    name: "mail log",
+                    start: l.log_range().0,
+                    len: l.log_range().1 - l.log_range().0,
+                    used: self.ring.used(l.log_blocks, l.erase_size),
+                },
                 RegionInfo {
                     name: "spool",
                     start: spool_start,

@@ -35,6 +35,7 @@ fn small() -> (RamFlash, SpoolGeometry) {
         config_slot_blocks: 1,
         directory_slot_blocks: 1,
         segment_blocks: 2,
+        log_blocks: 0,
     };
     (flash, g)
 }
@@ -124,6 +125,41 @@ fn committed_message_survives_reopen_byte_identical() {
     assert_eq!(m.size, 1000);
     assert_eq!(m.envelope, envelope("a@example.com", 2));
     assert_eq!(spool.read_body(qid).unwrap(), b);
+}
+
+/// The content stage writes the (edited) header section after the body behind it: the message
+/// reads back head first, before and after recovery, and compaction keeps it whole.
+#[test]
+fn a_held_head_written_last_reads_back_first() {
+    let mut spool = fresh();
+    let qid = spool
+        .begin(&envelope("a@example.com", 1), 1_795_000_000_000)
+        .unwrap();
+    spool.hold_head(qid).unwrap();
+    let rest = body(700, 3);
+    spool.append_body(qid, &rest).unwrap();
+    assert!(spool.hold_head(qid).is_err(), "only before the first write");
+    let head = b"X-Spam-Flag: YES\r\nSubject: [SPAM] hi\r\n\r\n".repeat(10);
+    spool.write_head(qid, &head).unwrap();
+    spool.commit(qid).unwrap();
+    spool.sync().unwrap();
+    let whole = [head.clone(), rest.clone()].concat();
+    assert_eq!(spool.read_body(qid).unwrap(), whole);
+    assert_eq!(spool.get(qid).unwrap().size, whole.len() as u64);
+    let (mut spool, report) = reopen(spool);
+    assert_eq!((report.messages, report.lost.len()), (1, 0));
+    assert_eq!(spool.read_body(qid).unwrap(), whole);
+
+    // A head never written is an empty one: the commit still makes a whole message.
+    let q2 = spool
+        .begin(&envelope("b@example.com", 1), 1_795_000_000_001)
+        .unwrap();
+    spool.hold_head(q2).unwrap();
+    spool.append_body(q2, b"just a body").unwrap();
+    spool.commit(q2).unwrap();
+    spool.sync().unwrap();
+    let (mut spool, _) = reopen(spool);
+    assert_eq!(spool.read_body(q2).unwrap(), b"just a body");
 }
 
 #[test]

@@ -62,7 +62,7 @@ fn create_get_modify_account_like_zmprov() {
     let ga = ok(&mut d, "ga bar@example.com");
     assert!(ga.starts_with("# name bar@example.com\n"), "{ga}");
     assert!(
-        ga.contains("zimbraMailTransport: smtp:mail.example.com\n"),
+        ga.contains("zimbraMailTransport: smtp:mail.example.com:25\n"),
         "{ga}"
     );
     assert!(ga.contains("zimbraMailStatus: enabled\n"), "{ga}");
@@ -184,7 +184,7 @@ fn domains_and_config() {
     );
     let gacf = ok(&mut d, "gacf");
     for line in [
-        "zimbraMtaRelayHost: smtp:[smtp.isp.example]:587\n",
+        "zimbraMtaRelayHost: [smtp.isp.example]:587\n",
         "zimbraMtaDnsLookupsEnabled: FALSE\n",
         "zimbraMtaMyNetworks: 127.0.0.0/8 10.0.0.0/8\n",
         "zimbraMtaMinimalBackoffTime: 2h\n",
@@ -273,20 +273,16 @@ fn settings_the_box_does_not_enforce_are_refused() {
     let snapshot = d.encode();
     for (line, expected) in [
         (
-            "mcf zimbraMtaRestriction 'reject_rbl_client zen.spamhaus.org'",
-            "ERROR: service.UNSUPPORTED (zimbraMtaRestriction reject_rbl_client zen.spamhaus.org: not supported yet)",
+            "mcf postscreen_greet_action enforce",
+            "ERROR: service.UNSUPPORTED (postscreen_greet_action enforce: not supported yet)",
         ),
         (
-            "mcf zimbraMtaRelayHost relay.example.net +zimbraMtaRestriction reject_non_fqdn_sender",
-            "ERROR: service.UNSUPPORTED (zimbraMtaRestriction reject_non_fqdn_sender: not supported yet)",
-        ),
-        (
-            "mcf zimbraSpamKillPercent 75",
-            "ERROR: service.UNSUPPORTED (zimbraSpamKillPercent: not supported yet)",
+            "mcf zimbraVirusWarnAdmin TRUE",
+            "ERROR: service.UNSUPPORTED (zimbraVirusWarnAdmin: not supported yet)",
         ),
         (
             "md example.com zimbraMtaBlockedExtension exe",
-            "ERROR: service.UNSUPPORTED (zimbraMtaBlockedExtension: not supported yet)",
+            "ERROR: account.INVALID_ATTR_NAME (invalid attr name: zimbraMtaBlockedExtension)",
         ),
         (
             "mcf zimbraMtaNoSuchThing 1",
@@ -311,32 +307,126 @@ fn settings_the_box_does_not_enforce_are_refused() {
     assert_eq!(d.encode(), snapshot);
     // Clearing asks for what is already so, as zmprov allows for any attribute.
     ok(&mut d, "mcf zimbraMtaRestriction ''");
-    ok(&mut d, "mcf zimbraSpamIsSpamAccount ''");
+    ok(&mut d, "mcf zimbraVirusWarnAdmin ''");
     assert!(!ok(&mut d, "gacf").contains("zimbraMtaRestriction"));
 }
 
-/// A flash that holds restrictions from an older firmware loads; `gacf` shows them as ignored
-/// comment lines until the admin clears the attribute.
+/// A flash that holds restrictions from an older firmware loads, and `gacf` shows them applied.
 #[test]
-fn restrictions_on_flash_show_as_ignored_until_cleared() {
+fn restrictions_on_flash_load_and_show() {
     let mut d = base();
     let mut config = d.config().clone();
     config
         .load(
             "zimbraMtaRestriction",
-            &["reject_rbl_client zen.spamhaus.org".to_string()],
+            &["check_policy_service inet:127.0.0.1:10023".to_string()],
         )
         .unwrap();
     d.set_config(config);
-    let d2 = Directory::decode(&d.encode()).unwrap();
-    let mut d = d2;
+    let mut d = Directory::decode(&d.encode()).unwrap();
     assert_eq!(
         ok(&mut d, "gacf zimbraMtaRestriction"),
-        "# ignored zimbraMtaRestriction: reject_rbl_client zen.spamhaus.org (not supported yet)\n"
+        "zimbraMtaRestriction: check_policy_service inet:127.0.0.1:10023\n"
     );
-    ok(&mut d, "mcf zimbraMtaRelayHost relay.example.net");
-    assert!(ok(&mut d, "gacf").contains("# ignored zimbraMtaRestriction"));
     ok(&mut d, "mcf zimbraMtaRestriction ''");
     assert_eq!(ok(&mut d, "gacf zimbraMtaRestriction"), "");
-    assert!(d.config().unenforced().is_empty());
+}
+
+/// `attr ''` clears any attribute the box knows, single- or multi-valued, on the config, a
+/// domain and an account, as zmprov does; a cleared config attribute shows its default again.
+/// A name the box does not know stays refused as zmprov refuses it.
+#[test]
+fn every_known_attribute_clears_with_an_empty_value() {
+    let mut d = base();
+    ok(
+        &mut d,
+        "mcf zimbraMtaRelayHost mail.example.com zimbraMtaDnsLookupsEnabled FALSE posternHostsTable mail.example.com=127.0.0.2 posternHostsTable zimbra.example.com=127.0.0.3 zimbraMtaMaximalQueueLifetime 2d virtual_transport lmtp:zimbra.example.com:7025",
+    );
+    ok(
+        &mut d,
+        "md example.com zimbraMailCatchAllAddress @example.com zimbraMailCatchAllForwardingAddress @example.com zimbraMailTransport smtp:mail.example.com posternAuthoritative FALSE",
+    );
+    ok(
+        &mut d,
+        "ma foo@example.com zimbraMailTransport smtp:mail.example.com:25 zimbraMailStatus disabled zimbraMailForwardingAddress a@other.example zimbraMailForwardingAddress b@other.example zimbraPrefMailForwardingAddress c@other.example zimbraPrefMailLocalDeliveryDisabled TRUE",
+    );
+    for attr in MtaConfig::ATTRS {
+        ok(&mut d, &format!("mcf {attr} ''"));
+    }
+    // Zimbra's common blocked extensions are a list the box ships with: clearing it is how an
+    // admin stops blocking them, so it stays empty rather than coming back.
+    let mut want = MtaConfig::default();
+    want.set("zimbraMtaCommonBlockedExtension", &[String::new()])
+        .unwrap();
+    assert_eq!(d.config(), &want);
+    assert_eq!(ok(&mut d, "gacf zimbraMtaCommonBlockedExtension"), "");
+    assert_eq!(
+        ok(
+            &mut d,
+            "gacf zimbraMtaMaximalQueueLifetime zimbraMtaDnsLookupsEnabled"
+        ),
+        "zimbraMtaMaximalQueueLifetime: 5d\nzimbraMtaDnsLookupsEnabled: TRUE\n"
+    );
+    for attr in &Domain::ATTRS[1..] {
+        ok(&mut d, &format!("md example.com {attr} ''"));
+    }
+    assert_eq!(
+        d.domain("example.com"),
+        Domain::new("example.com").ok().as_ref()
+    );
+    for attr in [
+        "zimbraMailTransport",
+        "zimbraMailStatus",
+        "zimbraMailForwardingAddress",
+        "zimbraPrefMailForwardingAddress",
+        "zimbraPrefMailLocalDeliveryDisabled",
+    ] {
+        ok(&mut d, &format!("ma foo@example.com {attr} ''"));
+    }
+    let foo = d.account("foo@example.com").unwrap();
+    assert_eq!(foo.transport(), None);
+    assert_eq!(foo.status(), crate::directory::MailStatus::Enabled);
+    assert!(foo.forwarding().is_none());
+    // Known to Zimbra, not acted on yet: clearing it asks for what is already so.
+    ok(
+        &mut d,
+        "mcf zimbraSpamIsSpamAccount '' zimbraSpamIsNotSpamAccount ''",
+    );
+    for line in [
+        "mcf zimbraNoSuchThing ''",
+        "ma foo@example.com zimbraNoSuchThing ''",
+    ] {
+        let e = run(&mut d, line).expect_err(line).to_string();
+        assert!(
+            e.starts_with("ERROR: account.INVALID_ATTR_NAME"),
+            "{line}: {e}"
+        );
+    }
+}
+
+/// `-attr value` removes a value typed another way that means the same, and `+attr value`
+/// does not add it twice.
+#[test]
+fn removing_a_value_matches_its_meaning_not_its_spelling() {
+    let mut d = base();
+    ok(&mut d, "mcf zimbraMtaRelayHost mail.example.com");
+    ok(&mut d, "mcf -zimbraMtaRelayHost smtp:mail.example.com:25");
+    assert_eq!(d.config().relay_host, None);
+    ok(
+        &mut d,
+        "ma foo@example.com zimbraMailTransport smtp:mail.example.com:25",
+    );
+    ok(
+        &mut d,
+        "ma foo@example.com -zimbraMailTransport SMTP:Mail.Example.com",
+    );
+    assert_eq!(d.account("foo@example.com").unwrap().transport(), None);
+    ok(
+        &mut d,
+        "mcf posternHostsTable mail.example.com=127.0.0.2 +posternHostsTable MAIL.example.com=127.0.0.2",
+    );
+    assert_eq!(
+        ok(&mut d, "gacf posternHostsTable"),
+        "posternHostsTable: mail.example.com=127.0.0.2\n"
+    );
 }

@@ -100,6 +100,7 @@ impl Session {
     }
 
     pub(super) fn command(&mut self, mut line: Vec<u8>) {
+        self.stats.begin(stats::verb(&line));
         if line.iter().any(|&b| b.is_ascii_control() && b != b'\t') {
             return self.refuse(Refusal::BadSyntax);
         }
@@ -111,6 +112,17 @@ impl Session {
             Ok(r) => r.into_owned(),
             Err(e) => return self.refuse(parse_refusal(e)),
         };
+        let announced = matches!(self.helo, Greeted::Ehlo)
+            || matches!(request, Request::Ehlo { .. } | Request::Lhlo { .. });
+        if self.config.forbid_unauth_pipelining
+            && self.config.mode == Mode::Smtp
+            && self.client.auth.is_none()
+            && !announced
+            && self.pos < self.input.len()
+        {
+            // More commands in hand than the one a client without PIPELINING may send.
+            return self.refuse(Refusal::PipeliningViolation);
+        }
         match request {
             Request::Ehlo { host } => self.hello(host, Greeted::Ehlo, Mode::Smtp),
             Request::Helo { host } => self.hello(host, Greeted::Helo, Mode::Smtp),
@@ -185,6 +197,7 @@ impl Session {
             return;
         }
         reply.write_to(&mut self.output);
+        self.stats.replied(reply.code);
         if reply.is_error() {
             self.count_error();
         }
@@ -207,6 +220,7 @@ impl Session {
         }
         let reply = refusal.reply(&self.config.hostname);
         reply.write_to(&mut self.output);
+        self.stats.replied(reply.code);
         if refusal.disconnects() {
             self.close();
         } else {

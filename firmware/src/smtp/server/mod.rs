@@ -62,11 +62,16 @@ pub struct Config {
     /// `disable_vrfy_command = no`: VRFY answers 252 instead of 502.
     pub vrfy: bool,
     /// `smtpd_forbid_unauth_pipelining`: an unauthenticated client that sends anything after
-    /// DATA before our 354 is dropped with `554 5.5.0 Error: SMTP protocol synchronization`.
-    /// Postfix also applies it to EHLO, NOOP and the other "last in group" commands of RFC 2920;
-    /// here only DATA, where the ambiguity between commands and message text lives, so clients
+    /// DATA before our 354 is dropped with `554 5.5.0 Error: SMTP protocol synchronization`, and
+    /// so is one that pipelines without PIPELINING announced (after HELO, or before any
+    /// greeting), as postscreen's pipelining test does. Postfix also applies it to EHLO, NOOP and
+    /// the other "last in group" commands of RFC 2920; here only those two cases, so clients
     /// that pipeline EHLO with MAIL keep working.
     pub forbid_unauth_pipelining: bool,
+    /// postscreen's pregreet test (`postscreen_greet_wait` with `postscreen_greet_action =
+    /// drop`): the greeting is sent as `220-` first and completed after this pause; a client
+    /// that speaks before is dropped with `521 5.5.1 Protocol error`. Zero: greet at once.
+    pub greet_wait: Duration,
     /// `smtpd_forbid_bare_newline_reject_code`: the reply code for a bare LF or CR (Postfix 3.9:
     /// 550; the 3.8.4-era fixed code was 521). The session is closed either way.
     pub bare_newline_reject_code: u16,
@@ -90,6 +95,7 @@ impl Config {
             auth_required: false,
             vrfy: false,
             forbid_unauth_pipelining: true,
+            greet_wait: Duration::ZERO,
             bare_newline_reject_code: 550,
         }
     }
@@ -138,6 +144,16 @@ pub struct RcptQuery {
 }
 
 /// What the driver must act on.
+///
+/// The message events of a transaction follow one contract: [`Event::MessageBegin`], then
+/// [`Event::MessageData`] zero or more times, then exactly one of [`Event::MessageEnd`] (commit
+/// and answer) or [`Event::MessageAbort`] (drop what was written); a begin answered with an error
+/// opened nothing and is followed by neither. Data is streamed as it is
+/// decoded, so a driver never holds a whole body in RAM; the cost is that a message refused part
+/// way (over `message_size_limit`, a bare LF, RSET after BDAT, a lost connection) may have had some
+/// of its data passed on before the abort. How much depends on how TCP split the input: the
+/// replies, and what is committed, do not. The data of one message never adds up to more than
+/// `message_size_limit`: the chunk that would pass it is not passed on, it aborts the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Ask the router; answer with [`Session::answer_recipient`].
@@ -153,11 +169,12 @@ pub enum Event {
     /// Open a message in the spool; answer with [`Session::answer_begin`]. `arrival` is 0: the
     /// driver sets it from its clock.
     MessageBegin(Box<Envelope>),
-    /// Body bytes (dot-unstuffed, CRLF line ends) to append to the open message.
+    /// Body bytes (dot-unstuffed, CRLF line ends) to append to the open message. Their split
+    /// follows the input's; only what precedes [`Event::MessageEnd`] is ever committed.
     MessageData(Vec<u8>),
     /// The body is complete: commit it and answer with [`Session::answer_commit`].
     MessageEnd,
-    /// Drop the open message: it will never be committed.
+    /// Drop the open message and any data written for it: it will never be committed.
     MessageAbort,
 }
 
@@ -219,6 +236,8 @@ struct Transaction {
     bdat: bool,
     size: u64,
     too_big: bool,
+    /// The body held a NUL byte: it is read to its end, then refused, never stored.
+    nul: bool,
 }
 
 #[derive(Debug)]
@@ -247,6 +266,10 @@ pub struct Session {
     errors: u32,
     auth_failures: u32,
     deadline: Instant,
+    /// The greeting is held until then (the pregreet test); input meanwhile is a pregreet.
+    greeting: Option<(Instant, Reply)>,
+    pregreet: bool,
+    stats: stats::CommandStats,
 }
 
 /// A parsed command line or why there is none.
@@ -290,15 +313,32 @@ impl Session {
             errors: 0,
             auth_failures: 0,
             deadline,
+            greeting: None,
+            pregreet: false,
+            stats: stats::CommandStats::default(),
             config,
         };
-        s.reply(Reply::bare(220, greeting));
+        let greeting = Reply::bare(220, greeting);
+        if s.config.greet_wait.is_zero() || s.config.mode == Mode::Lmtp {
+            s.reply(greeting);
+        } else {
+            // Clients that wait for the last line of the greeting are not bothered; bots that
+            // talk first are caught.
+            s.output
+                .extend_from_slice(format!("220-{}\r\n", greeting.text).as_bytes());
+            s.greeting = Some((now + s.config.greet_wait, greeting));
+        }
         s
     }
 
     /// Hands the session bytes read from the client.
     pub fn feed(&mut self, bytes: &[u8], now: Instant) {
         if self.is_closed() {
+            return;
+        }
+        if self.greeting.is_some() {
+            // Kept, never read: the client will be dropped when the greeting is due.
+            self.pregreet |= !bytes.is_empty();
             return;
         }
         self.input.extend_from_slice(bytes);
@@ -334,14 +374,39 @@ impl Session {
     /// When [`Session::handle_timeout`] must be called if no input came; `None` while waiting on
     /// the driver or closed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.wants_input().then_some(self.deadline)
+        match &self.greeting {
+            Some((due, _)) => Some(*due),
+            None => self.wants_input().then_some(self.deadline),
+        }
     }
 
-    /// Ends the session with `421 4.4.2` if its deadline has passed.
+    /// Completes a held greeting when it is due (or drops a client that spoke first); ends the
+    /// session with `421 4.4.2` if its deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some((due, greeting)) = self.greeting.take() {
+            if now < due {
+                self.greeting = Some((due, greeting));
+            } else if self.pregreet {
+                self.refuse(Refusal::Pregreet);
+            } else {
+                self.reply(greeting);
+                self.deadline = now + self.config.command_timeout;
+            }
+            return;
+        }
         if self.wants_input() && now >= self.deadline {
             self.refuse(Refusal::Timeout);
         }
+    }
+
+    /// The commands so far, for smtpd's disconnect and lost-connection lines.
+    pub fn stats(&self) -> &stats::CommandStats {
+        &self.stats
+    }
+
+    /// Whether the client spoke before the greeting (postscreen's PREGREET), for the log.
+    pub fn pregreeted(&self) -> bool {
+        self.pregreet
     }
 
     /// What is known of the client; `helo` is the name it claimed, kept for policy.
@@ -529,4 +594,5 @@ impl Session {
 
 mod engine;
 mod security;
+pub mod stats;
 mod transaction;

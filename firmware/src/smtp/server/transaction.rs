@@ -42,6 +42,7 @@ impl Session {
             self.output
                 .extend_from_slice(format!("250{sep}{l}\r\n").as_bytes());
         }
+        self.stats.replied(250);
     }
 
     pub(super) fn auth_offered(&self) -> bool {
@@ -120,6 +121,7 @@ impl Session {
             bdat: false,
             size: 0,
             too_big: false,
+            nul: false,
         });
         self.reply(Reply::new(250, [2, 1, 0], "Ok"));
     }
@@ -312,7 +314,7 @@ impl Session {
                     return false;
                 }
                 self.phase = Phase::Command;
-                if last || self.tx.as_ref().is_some_and(|tx| tx.too_big) {
+                if last || self.tx.as_ref().is_some_and(|tx| tx.too_big || tx.nul) {
                     self.end_of_message();
                 } else {
                     self.reply(Reply::new(250, [2, 0, 0], format!("Ok: {size} bytes")));
@@ -323,11 +325,21 @@ impl Session {
         }
     }
 
-    /// Counts body bytes against the size limit and passes them on while under it.
+    /// Counts body bytes against the size limit and passes them on while under it and free of
+    /// NUL bytes. The chunk that passes the limit aborts the message instead: nothing past the
+    /// limit is written, and what was streamed before is dropped by the driver (the contract on
+    /// [`Event`]).
     pub(super) fn take_body(&mut self, body: Vec<u8>) {
         let Some(tx) = self.tx.as_mut() else { return };
         tx.size += body.len() as u64;
-        if tx.too_big {
+        if tx.too_big || tx.nul {
+            return;
+        }
+        // A server behind this box that ends data at `\r\n\0.\r\n` could be smuggled into.
+        if body.contains(&0) {
+            tx.nul = true;
+            tx.open = false;
+            self.events.push_back(Event::MessageAbort);
             return;
         }
         if tx.size > self.config.max_message_size {
@@ -343,9 +355,14 @@ impl Session {
 
     pub(super) fn end_of_message(&mut self) {
         self.phase = Phase::Command;
+        self.stats.end_of_message();
         if self.tx.as_ref().is_some_and(|tx| tx.too_big) {
             self.tx = None;
             return self.refuse(Refusal::MessageTooBig);
+        }
+        if self.tx.as_ref().is_some_and(|tx| tx.nul) {
+            self.tx = None;
+            return self.refuse(Refusal::NulInData);
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.open = false;

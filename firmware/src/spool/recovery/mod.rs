@@ -57,6 +57,7 @@ impl<F: Flash> Spool<F> {
             spool.scan_slots(Region::Config)?,
             spool.scan_slots(Region::Directory)?,
         ];
+        spool.open_log()?;
         Ok((spool, report))
     }
 
@@ -82,6 +83,7 @@ impl<F: Flash> Spool<F> {
             slots: [SlotView::default(); 2],
             stats: Stats::default(),
             failed: false,
+            ring: Default::default(),
         }
     }
 
@@ -176,6 +178,7 @@ fn read_superblock<F: Flash>(flash: &mut F) -> Result<Layout, SpoolError> {
             config_slot_blocks: layout.config_slot_blocks,
             directory_slot_blocks: layout.directory_slot_blocks,
             segment_blocks: layout.segment_blocks,
+            log_blocks: layout.log_blocks,
         },
         layout.nonce,
     );

@@ -1,0 +1,160 @@
+//! Selecting messages (ids, ALL, a filter) and acting on all of them at once, as postsuper does
+//! with `-h ALL deferred` or a `postqueue -j | jq | postsuper -d -` pipeline, in one command.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::super::Reply;
+use super::super::commands::BulkArgs;
+use crate::mail::{Host, QueueId, Transport};
+use crate::queue::runner::QueueHandle;
+use crate::queue::{BulkOp, Filter, MessageView, QueueName, RcptState};
+use crate::spool::{MessageSummary, SpoolHandle};
+
+/// The exit code of a command refused as asked (a count instead of the action).
+const REFUSED: i32 = 2;
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The queue's view and the spool's envelope of each message the filter selects, oldest first.
+pub async fn select(
+    spool: &SpoolHandle,
+    queue: &QueueHandle,
+    filter: &Filter,
+) -> Vec<(MessageView, MessageSummary)> {
+    let mut views = queue.list().await;
+    views.sort_by_key(|v| v.qid);
+    let mut stored: HashMap<QueueId, MessageSummary> = spool
+        .list()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| (m.qid, m))
+        .collect();
+    let now = now();
+    views
+        .into_iter()
+        .filter_map(|v| {
+            let m = stored.remove(&v.qid)?;
+            filter.matches(&v, &m.envelope, now).then_some((v, m))
+        })
+        .collect()
+}
+
+/// hold, release, requeue, delete on ids, ALL or a filter. More than one message needs --yes;
+/// without it the admin gets the count.
+pub async fn bulk(spool: &SpoolHandle, queue: &QueueHandle, op: BulkOp, args: BulkArgs) -> Reply {
+    let filter = args.filter.filter();
+    let all = args.targets.iter().any(|t| t.eq_ignore_ascii_case("ALL"));
+    if args.targets.is_empty() && filter.is_empty() {
+        return Reply::failed(
+            "name the messages: queue ids, ALL, or a filter (--queue, --sender, --recipient, --domain, --older-than, --younger-than, --reason)\n",
+        );
+    }
+    let mut ids = Vec::new();
+    if !all {
+        for t in &args.targets {
+            match t.parse::<QueueId>() {
+                Ok(id) => ids.push(id),
+                Err(e) => return Reply::failed(format!("{e}\n")),
+            }
+        }
+    }
+    let one_id = ids.len() == 1 && filter.is_empty();
+    let chosen: Vec<QueueId> = if !all && filter.is_empty() {
+        ids.clone()
+    } else {
+        select(spool, queue, &filter)
+            .await
+            .into_iter()
+            .map(|(v, _)| v.qid)
+            .filter(|q| all || ids.is_empty() || ids.contains(q))
+            .collect()
+    };
+    if chosen.len() > 1 && !args.yes {
+        return Reply {
+            exit: REFUSED,
+            text: format!(
+                "{} messages match; add --yes to have them {} (`postern queue list` with the same filter shows them)\n",
+                chosen.len(),
+                op.done()
+            ),
+        };
+    }
+    let asked = chosen.len();
+    let done = queue.apply(op, chosen).await;
+    match (one_id, done.first()) {
+        (true, Some(q)) => Reply::ok(format!("{q}: {}\n", op.done())),
+        (true, None) => Reply::failed(format!(
+            "{}: no such message in the queue (or nothing to do)\n",
+            args.targets.first().map_or("", String::as_str)
+        )),
+        (false, _) if asked == 0 => Reply::failed("no queued message matches\n"),
+        (false, _) => Reply::ok(format!(
+            "{} message{} {}{}\n",
+            done.len(),
+            if done.len() == 1 { "" } else { "s" },
+            op.done(),
+            skipped(asked - done.len(), op)
+        )),
+    }
+}
+
+fn skipped(n: usize, op: BulkOp) -> String {
+    let why = match op {
+        BulkOp::Release => "not on hold",
+        BulkOp::Requeue => "not deferred",
+        BulkOp::Hold | BulkOp::Delete => "gone meanwhile",
+    };
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} skipped: {why})")
+    }
+}
+
+/// `postqueue -f` / `-s site`, or the deferred mail a filter selects: tried now. Harmless
+/// (the queue would try them anyway), so like postqueue it needs no --yes.
+pub async fn flush(
+    spool: &SpoolHandle,
+    queue: &QueueHandle,
+    destination: Option<String>,
+    filter: Filter,
+) -> Reply {
+    let n = if filter.is_empty() {
+        queue.flush(destination.clone()).await
+    } else {
+        let ids = select(spool, queue, &filter)
+            .await
+            .into_iter()
+            .filter(|(v, _)| QueueName::of(&v.state) == QueueName::Deferred)
+            .filter(|(v, _)| match &destination {
+                None => true,
+                Some(site) => v.recipients.iter().any(|r| {
+                    !matches!(r.state, RcptState::Delivered | RcptState::Failed)
+                        && goes_to(&r.next_hop, site)
+                }),
+            })
+            .map(|(v, _)| v.qid)
+            .collect();
+        queue.apply(BulkOp::Requeue, ids).await.len()
+    };
+    match destination {
+        Some(d) => Reply::ok(format!(
+            "{n} deferred messages for {d} are being tried now\n"
+        )),
+        None => Reply::ok(format!("{n} deferred messages are being tried now\n")),
+    }
+}
+
+/// The same test `postqueue -s site` makes in the queue manager.
+fn goes_to(t: &Transport, site: &str) -> bool {
+    match &t.host {
+        Host::Name(n) => n.eq_ignore_ascii_case(site.trim_end_matches('.')),
+        Host::Ip(ip) => site.trim_matches(['[', ']']) == ip.to_string(),
+    }
+}

@@ -1,0 +1,223 @@
+//! `postern queue`: what postqueue and postsuper do, against the running queue manager. Addresses
+//! come from the spool (the queue manager keeps no addresses in RAM).
+
+mod bulk;
+mod show;
+
+use std::fmt::Write;
+
+use super::Reply;
+use super::commands::QueueCommand;
+use crate::mail::QueueState;
+use crate::queue::runner::QueueHandle;
+use crate::queue::{BUCKETS, BulkOp, Filter, MessageView, QueueName, RcptState, Shape, ShapeBy};
+use crate::smtp::received::rfc5322_date;
+use crate::spool::{MessageSummary, SpoolHandle};
+
+/// Carries out one queue command.
+pub async fn run(spool: &SpoolHandle, queue: &QueueHandle, cmd: QueueCommand) -> Reply {
+    match cmd {
+        QueueCommand::List { json, filter } => list(spool, queue, json, &filter.filter()).await,
+        QueueCommand::Shape {
+            names,
+            by_sender,
+            json,
+            filter,
+        } => {
+            let mut filter = filter.filter();
+            filter.queues.extend(names);
+            let by = if by_sender {
+                ShapeBy::Sender
+            } else {
+                ShapeBy::Recipient
+            };
+            shape(spool, queue, &filter, by, json).await
+        }
+        QueueCommand::Show { qid, body } => show::show(spool, queue, &qid, body).await,
+        QueueCommand::Hold(args) => bulk::bulk(spool, queue, BulkOp::Hold, args).await,
+        QueueCommand::Release(args) => bulk::bulk(spool, queue, BulkOp::Release, args).await,
+        QueueCommand::Requeue(args) => bulk::bulk(spool, queue, BulkOp::Requeue, args).await,
+        QueueCommand::Delete(args) => bulk::bulk(spool, queue, BulkOp::Delete, args).await,
+        QueueCommand::Flush {
+            destination,
+            filter,
+        } => bulk::flush(spool, queue, destination, filter.filter()).await,
+    }
+}
+
+async fn shape(
+    spool: &SpoolHandle,
+    queue: &QueueHandle,
+    filter: &Filter,
+    by: ShapeBy,
+    json: bool,
+) -> Reply {
+    let selected = bulk::select(spool, queue, filter).await;
+    let table = crate::queue::shape(
+        selected.iter().map(|(v, m)| (v, &m.envelope)),
+        by,
+        bulk::now(),
+    );
+    if json {
+        Reply::ok(shape_json(&table, by) + "\n")
+    } else {
+        Reply::ok(table.to_string())
+    }
+}
+
+/// `{"by": "recipient", "buckets": [5, ...], "rows": [{"domain": "TOTAL", "total": 3, "counts": [..]}, ...]}`
+fn shape_json(table: &Shape, by: ShapeBy) -> String {
+    let by = match by {
+        ShapeBy::Recipient => "recipient",
+        ShapeBy::Sender => "sender",
+    };
+    let buckets: Vec<String> = BUCKETS.iter().map(u64::to_string).collect();
+    let rows: Vec<String> = std::iter::once(&table.total)
+        .chain(&table.rows)
+        .map(|r| {
+            let counts: Vec<String> = r.counts.iter().map(u64::to_string).collect();
+            format!(
+                "{{\"domain\": {}, \"total\": {}, \"counts\": [{}]}}",
+                json_str(&r.domain),
+                r.total,
+                counts.join(", ")
+            )
+        })
+        .collect();
+    format!(
+        "{{\"by\": \"{by}\", \"buckets\": [{}], \"rows\": [{}]}}",
+        buckets.join(", "),
+        rows.join(", ")
+    )
+}
+
+fn queue_name(state: &QueueState) -> &'static str {
+    QueueName::of(state).as_str()
+}
+
+/// `Sat, 21 Nov 2026 10:08:58`, as postqueue shows arrival (in UTC).
+fn arrival(unix: u64) -> String {
+    let d = rfc5322_date(unix);
+    d.split(" +").next().unwrap_or(&d).to_string()
+}
+
+async fn list(spool: &SpoolHandle, queue: &QueueHandle, json: bool, filter: &Filter) -> Reply {
+    let selected = bulk::select(spool, queue, filter).await;
+    let mut out = String::new();
+    if json {
+        for (v, m) in &selected {
+            out.push_str(&json_line(v, Some(m)));
+            out.push('\n');
+        }
+        return Reply::ok(out);
+    }
+    if selected.is_empty() && filter.is_empty() {
+        return Reply::ok("Mail queue is empty\n");
+    }
+    let _ = writeln!(
+        out,
+        "-Queue ID-     --Size-- ----Arrival Time----------- -Sender/Recipient-------"
+    );
+    let mut bytes = 0;
+    for (v, m) in &selected {
+        bytes += v.size;
+        let mark = match v.state {
+            QueueState::Active => '*',
+            QueueState::Hold => '!',
+            QueueState::Deferred { .. } => ' ',
+        };
+        let sender = if m.envelope.sender.is_empty() {
+            "MAILER-DAEMON"
+        } else {
+            &m.envelope.sender
+        };
+        let _ = writeln!(
+            out,
+            "{}{mark} {:>8} {:<27} {sender}",
+            v.qid,
+            v.size,
+            arrival(v.arrival)
+        );
+        for r in &v.recipients {
+            if matches!(r.state, RcptState::Delivered | RcptState::Failed) {
+                continue;
+            }
+            let Some(rcpt) = m.envelope.recipients.get(r.index) else {
+                continue;
+            };
+            if let Some(reason) = &r.last_reason {
+                let _ = writeln!(out, "{:52}({reason})", "");
+            }
+            let _ = writeln!(out, "{:52}{}", "", rcpt.address);
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "-- {} Kbytes in {} Request{}.",
+        bytes.div_ceil(1024),
+        selected.len(),
+        if selected.len() == 1 { "" } else { "s" }
+    );
+    Reply::ok(out)
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One message as `postqueue -j` writes it.
+fn json_line(v: &MessageView, stored: Option<&MessageSummary>) -> String {
+    let sender = stored.map(|m| m.envelope.sender.as_str()).unwrap_or("");
+    let recipients: Vec<String> = v
+        .recipients
+        .iter()
+        .filter(|r| !matches!(r.state, RcptState::Delivered | RcptState::Failed))
+        .map(|r| {
+            let addr = stored
+                .and_then(|m| m.envelope.recipients.get(r.index))
+                .map(|x| x.address.as_str())
+                .unwrap_or("");
+            match &r.last_reason {
+                Some(reason) => format!(
+                    "{{\"address\": {}, \"delay_reason\": {}}}",
+                    json_str(addr),
+                    json_str(reason)
+                ),
+                None => format!("{{\"address\": {}}}", json_str(addr)),
+            }
+        })
+        .collect();
+    format!(
+        "{{\"queue_name\": \"{}\", \"queue_id\": \"{}\", \"arrival_time\": {}, \"message_size\": {}, \"sender\": {}, \"recipients\": [{}]}}",
+        queue_name(&v.state),
+        v.qid,
+        v.arrival,
+        v.size,
+        json_str(sender),
+        recipients.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_str;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_str("a\"b\\c\nd"), "\"a\\\"b\\\\c\\u000ad\"");
+    }
+}

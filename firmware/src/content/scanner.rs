@@ -1,0 +1,83 @@
+//! What the scanner clients (clamd, spamd) share: the connection to a daemon at a
+//! [`ScannerAddress`], and why a scan did not give a verdict.
+
+use std::fmt;
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::config::ScannerAddress;
+
+/// Why a scanner gave no verdict. The content stage then tempfails or accepts unscanned, as set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScannerError {
+    /// Nobody answered at the address (refused, no such socket).
+    Connect(io::ErrorKind),
+    /// The connection broke mid-scan.
+    Io(io::ErrorKind),
+    /// No answer within the deadline.
+    Timeout,
+    /// The daemon answered with an error or with something unreadable.
+    Reply(String),
+    /// The message is bigger than the scanner takes (clamd's StreamMaxLength, spamd's limit).
+    TooBig,
+}
+
+impl fmt::Display for ScannerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScannerError::Connect(kind) => write!(f, "cannot connect: {kind}"),
+            ScannerError::Io(kind) => write!(f, "connection broken: {kind}"),
+            ScannerError::Timeout => f.write_str("timed out"),
+            ScannerError::Reply(why) => f.write_str(why),
+            ScannerError::TooBig => f.write_str("message larger than the scanner's limit"),
+        }
+    }
+}
+
+impl std::error::Error for ScannerError {}
+
+/// A connection to a scanner daemon, TCP or unix socket.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+pub async fn connect(addr: &ScannerAddress) -> Result<Box<dyn Stream>, ScannerError> {
+    let refused = |e: io::Error| ScannerError::Connect(e.kind());
+    Ok(match addr {
+        ScannerAddress::Tcp(a) => {
+            let s = TcpStream::connect(a).await.map_err(refused)?;
+            // Small writes of a request must not wait for an ACK (Nagle).
+            let _ = s.set_nodelay(true);
+            Box::new(s)
+        }
+        ScannerAddress::Unix(p) => Box::new(UnixStream::connect(p).await.map_err(refused)?),
+    })
+}
+
+/// Reads until `done` says the answer is complete, EOF, or `max` bytes (then the reply is
+/// refused as too long: no daemon of ours writes that much).
+pub async fn read_reply(
+    stream: &mut (impl AsyncRead + Unpin + ?Sized),
+    max: usize,
+    done: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<u8>, ScannerError> {
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| ScannerError::Io(e.kind()))?;
+        if n == 0 {
+            return Ok(reply);
+        }
+        reply.extend_from_slice(&buf[..n]);
+        if reply.len() > max {
+            return Err(ScannerError::Reply("reply too long".into()));
+        }
+        if done(&reply) {
+            return Ok(reply);
+        }
+    }
+}

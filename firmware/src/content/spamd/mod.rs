@@ -1,0 +1,90 @@
+//! The spam score: the message sent to spamd (SpamAssassin) with SYMBOLS, and TELL for
+//! training, within a deadline. [`protocol`] is the wire format without sockets.
+
+pub mod protocol;
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use super::scanner::{self, ScannerError};
+use crate::config::ScannerAddress;
+use protocol::{Class, SpamdReply};
+
+/// Scores `message`: the SpamAssassin score and the rules that hit.
+pub async fn check(
+    addr: &ScannerAddress,
+    message: &[u8],
+    deadline: Duration,
+) -> Result<SpamdReply, ScannerError> {
+    let reply = ask(
+        addr,
+        protocol::symbols_request(message.len()),
+        message,
+        deadline,
+    )
+    .await?;
+    if reply.score.is_none() {
+        return Err(ScannerError::Reply("spamd gave no score".into()));
+    }
+    Ok(reply)
+}
+
+/// Teaches spamd's Bayes database that `message` is `class` (spamd needs `--allow-tell`).
+pub async fn tell(
+    addr: &ScannerAddress,
+    message: &[u8],
+    class: Class,
+    deadline: Duration,
+) -> Result<(), ScannerError> {
+    let reply = ask(
+        addr,
+        protocol::tell_request(message.len(), class),
+        message,
+        deadline,
+    )
+    .await?;
+    match reply.did_set {
+        Some(_) => Ok(()),
+        None => Err(ScannerError::Reply("spamd did not learn it".into())),
+    }
+}
+
+async fn ask(
+    addr: &ScannerAddress,
+    head: Vec<u8>,
+    message: &[u8],
+    deadline: Duration,
+) -> Result<SpamdReply, ScannerError> {
+    let exchange = async {
+        let mut s = scanner::connect(addr).await?;
+        let broken = |e: std::io::Error| ScannerError::Io(e.kind());
+        s.write_all(&head).await.map_err(broken)?;
+        s.write_all(message).await.map_err(broken)?;
+        s.flush().await.map_err(broken)?;
+        // spamd answers, then closes.
+        let reply = scanner::read_reply(&mut s, protocol::MAX_REPLY, |_| false).await?;
+        protocol::parse_reply(&reply).map_err(|e| ScannerError::Reply(e.to_string()))
+    };
+    tokio::time::timeout(deadline, exchange)
+        .await
+        .map_err(|_| ScannerError::Timeout)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn a_silent_spamd_ends_at_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = ScannerAddress::Tcp(listener.local_addr().unwrap());
+        let hold = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
+        let started = std::time::Instant::now();
+        let verdict = check(&addr, b"Subject: x\r\n\r\nhi", Duration::from_millis(300)).await;
+        assert_eq!(verdict, Err(ScannerError::Timeout));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(hold);
+    }
+}

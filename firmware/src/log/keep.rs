@@ -1,0 +1,95 @@
+//! Where the mail log is kept besides stderr: the ring on flash, once the daemon has a spool.
+//! Lines get the syslog frame (`Dec  1 09:30:00 HOST postern/qmgr[PID]: ...`) there, so the kept
+//! log reads like a Postfix box's /var/log/mail.log and pflogsumm-style tools take it.
+//!
+//! A hook rather than a handle in every [`LogSink`](super::LogSink): sinks are made in many
+//! places (one per stage) long before and independently of the spool.
+
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Takes one framed line; must not block (the spool's hook only queues it).
+pub type Keeper = Arc<dyn Fn(String) + Send + Sync>;
+
+struct Kept {
+    host: String,
+    keeper: Keeper,
+}
+
+static KEPT: RwLock<Option<Kept>> = RwLock::new(None);
+
+/// From now on every line also goes to `keeper`, framed with this host name.
+pub fn keep_in(host: &str, keeper: Keeper) {
+    if let Ok(mut k) = KEPT.write() {
+        *k = Some(Kept {
+            host: host.to_string(),
+            keeper,
+        });
+    }
+}
+
+/// Stop keeping lines (the daemon stops; its spool goes away).
+pub fn keep_nowhere() {
+    if let Ok(mut k) = KEPT.write() {
+        *k = None;
+    }
+}
+
+/// Hands a line (`postern/qmgr: text`) to the keeper, if there is one.
+pub(super) fn keep(program: &str, text: &str) {
+    let Ok(k) = KEPT.read() else {
+        return;
+    };
+    let Some(kept) = k.as_ref() else {
+        return;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let line = format!(
+        "{} {} {program}[{}]: {text}",
+        syslog_time(now),
+        kept.host,
+        std::process::id()
+    );
+    (kept.keeper)(line);
+}
+
+/// `Dec  1 09:30:00` (UTC), the time syslog writes.
+pub fn syslog_time(unix: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!(
+        "{} {day:>2} {:02}:{:02}:{:02}",
+        MONTHS[(month - 1) as usize],
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::syslog_time;
+
+    #[test]
+    fn times_as_syslog_writes_them() {
+        assert_eq!(syslog_time(0), "Jan  1 00:00:00");
+        // 2026-12-01 09:30:05 UTC.
+        assert_eq!(syslog_time(1_796_117_405), "Dec  1 09:30:05");
+        // 2024-02-29 23:59:59 UTC.
+        assert_eq!(syslog_time(1_709_251_199), "Feb 29 23:59:59");
+    }
+}

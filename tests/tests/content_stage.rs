@@ -1,0 +1,354 @@
+//! The content stage end to end in host mode: attachment blocking, the virus scan and the spam
+//! score (a real clamd and spamd the tests start) as the admin sets them with `zmprov mcf`, answered at the end of data,
+//! before anything is queued.
+
+use std::io::{Cursor, Write};
+use std::net::SocketAddr;
+
+use base64::Engine;
+use tests::host::{HostPostern, SmtpClient};
+use tests::peers::free_port;
+use tests::scanners::{Clamd, EICAR, GTUBE, Spamd};
+use zip::write::{SimpleFileOptions, ZipWriter};
+
+fn prov(p: &HostPostern, args: &[&str]) -> String {
+    let mut all = vec!["prov"];
+    all.extend_from_slice(args);
+    p.admin_ok(&all)
+}
+
+/// A daemon that takes all of example.com and forwards it to a next hop nobody answers on (the
+/// mail stays queued, where `postern queue` can count it).
+fn gateway() -> HostPostern {
+    let p = HostPostern::start(&[]);
+    let next_hop = format!("smtp:[127.0.0.1]:{}", free_port());
+    prov(
+        &p,
+        &[
+            "cd",
+            "example.com",
+            "zimbraMailCatchAllAddress",
+            "@example.com",
+            "zimbraMailCatchAllForwardingAddress",
+            "@example.com",
+            "zimbraMailTransport",
+            &next_hop,
+        ],
+    );
+    p
+}
+
+/// Sends `message` (headers and body, CRLF lines, no final dot) and returns the end-of-data reply.
+pub fn send_message(addr: SocketAddr, message: &[u8]) -> String {
+    let mut c = SmtpClient::connect(addr);
+    assert!(c.reply().starts_with("220 "));
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<sender@outside.example>")
+            .starts_with("250")
+    );
+    assert!(c.cmd("RCPT TO:<user@example.com>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    // Chunks of odd size, so MIME boundaries fall across the spool's writes.
+    for piece in message.chunks(1009) {
+        c.send(piece);
+    }
+    c.send(b"\r\n.\r\n");
+    let reply = c.reply();
+    c.cmd("QUIT");
+    reply
+}
+
+/// A message with one text part and one attachment.
+fn with_attachment(part_headers: &str, data: &[u8]) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|l| std::str::from_utf8(l).unwrap_or(""))
+        .collect();
+    format!(
+        "From: <sender@outside.example>\r\nTo: <user@example.com>\r\nSubject: files\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+Content-Type: text/plain\r\n\r\nsee attached\r\n--b1\r\n{part_headers}\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b1--",
+        lines.join("\r\n")
+    )
+    .into_bytes()
+}
+
+fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, data) in members {
+        w.start_file(*name, SimpleFileOptions::default())
+            .expect("zip member");
+        w.write_all(data).expect("zip data");
+    }
+    w.finish().expect("zip").into_inner()
+}
+
+fn queued(p: &HostPostern) -> usize {
+    p.admin_ok(&["queue", "list"])
+        .lines()
+        .filter(|l| l.contains("sender@outside.example"))
+        .count()
+}
+
+#[test]
+fn blocked_attachments_are_refused_at_end_of_data_naming_the_file() {
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    let exe = "Content-Type: application/octet-stream; name=\"setup.exe\"";
+    assert_eq!(
+        send_message(smtp, &with_attachment(exe, b"MZ\x90\x00")),
+        "554 5.7.1 Message content rejected: blocked attachment \"setup.exe\""
+    );
+    let upper = "Content-Type: application/octet-stream\r\n\
+Content-Disposition: attachment; filename*=UTF-8''Rechnung%20M%C3%A4rz.EXE";
+    assert_eq!(
+        send_message(smtp, &with_attachment(upper, b"MZ")),
+        "554 5.7.1 Message content rejected: blocked attachment \"Rechnung M?rz.EXE\""
+    );
+    let nested = zip_of(&[("inner.zip", &zip_of(&[("tools/run.vbs", b"x")]))]);
+    let zipped = "Content-Type: application/zip; name=\"docs.zip\"";
+    assert_eq!(
+        send_message(smtp, &with_attachment(zipped, &nested)),
+        "554 5.7.1 Message content rejected: blocked attachment \"docs.zip/inner.zip/tools/run.vbs\""
+    );
+    assert_eq!(queued(&p), 0, "a refused message is never queued");
+    assert!(
+        p.log().contains(" Blocked BANNED (setup.exe) {RejectedInbound}, [127.0.0.1] <sender@outside.example> -> <user@example.com>, Hits: -, size: "),
+        "{}",
+        p.log()
+    );
+
+    let pdf = "Content-Type: application/pdf; name=\"invoice.pdf\"";
+    let ok = send_message(smtp, &with_attachment(pdf, b"%PDF-1.4"));
+    assert!(ok.starts_with("250 2.0.0 Ok: queued as"), "{ok}");
+    assert_eq!(queued(&p), 1);
+
+    // The admin's own list joins Zimbra's; clearing Zimbra's lets .exe through.
+    prov(&p, &["mcf", "zimbraMtaBlockedExtension", "pdf"]);
+    assert!(send_message(smtp, &with_attachment(pdf, b"%PDF")).starts_with("554 5.7.1"));
+    prov(&p, &["mcf", "zimbraMtaCommonBlockedExtension", ""]);
+    assert!(send_message(smtp, &with_attachment(exe, b"MZ")).starts_with("250 "));
+    let shown = prov(&p, &["gacf", "zimbraMtaBlockedExtension"]);
+    assert!(shown.contains("zimbraMtaBlockedExtension: pdf"), "{shown}");
+}
+
+#[test]
+fn viruses_are_refused_naming_the_signature_and_clamd_down_is_a_tempfail() {
+    let Some(mut clamd) = Clamd::start() else {
+        return;
+    };
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternClamdAddress",
+            &clamd.address(),
+            "zimbraVirusCheckEnabled",
+            "TRUE",
+            "posternClamdTimeout",
+            "10s",
+        ],
+    );
+    let infected =
+        "554 5.7.1 Message content rejected: virus found: \"Eicar-Test-Signature.UNOFFICIAL\"";
+    let mut plain = b"Subject: test\r\n\r\n".to_vec();
+    plain.extend_from_slice(EICAR);
+    assert_eq!(send_message(smtp, &plain), infected);
+    let zipped = "Content-Type: application/zip; name=\"eicar.zip\"";
+    let zip = zip_of(&[("eicar.com.txt", EICAR)]);
+    assert_eq!(send_message(smtp, &with_attachment(zipped, &zip)), infected);
+    let nested = zip_of(&[("inner.zip", &zip), ("readme.txt", b"hi")]);
+    assert_eq!(
+        send_message(smtp, &with_attachment(zipped, &nested)),
+        infected
+    );
+    let clean = send_message(
+        smtp,
+        &with_attachment(zipped, &zip_of(&[("a.txt", b"hello")])),
+    );
+    assert!(clean.starts_with("250 2.0.0 Ok: queued as"), "{clean}");
+    assert_eq!(queued(&p), 1);
+    let log = p.log();
+    assert_eq!(
+        log.matches(" Blocked INFECTED (Eicar-Test-Signature.UNOFFICIAL) {RejectedInbound}, ")
+            .count(),
+        3,
+        "{log}"
+    );
+    assert!(log.contains(" Passed CLEAN {RelayedInbound}, "), "{log}");
+
+    clamd.stop();
+    assert_eq!(
+        send_message(smtp, b"Subject: hi\r\n\r\nhello"),
+        "451 4.7.1 Message content could not be scanned, try again later"
+    );
+    assert_eq!(queued(&p), 1);
+
+    // Set to accept: the mail goes through, saying on top that it was not scanned.
+    prov(&p, &["mcf", "posternClamdFailAction", "accept"]);
+    let reply = send_message(smtp, b"Subject: unscanned\r\n\r\nhello");
+    let body = queued_body(&p, &reply);
+    assert!(
+        body.starts_with("X-Virus-Scanned: no, clamd: cannot connect: connection refused\n"),
+        "{body}"
+    );
+    assert!(body.contains("Subject: unscanned\n\nhello"), "{body}");
+}
+
+/// The queued message a `250 ... queued as QID` reply names, as `postern queue show --body`
+/// prints it (from the first header line on).
+fn queued_body(p: &HostPostern, reply: &str) -> String {
+    let qid = reply
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .unwrap_or_else(|| panic!("not queued: {reply}"));
+    let shown = p
+        .admin_ok(&["queue", "show", qid, "--body"])
+        .replace("\r\n", "\n");
+    let start = shown
+        .find("X-")
+        .or_else(|| shown.find("Received:"))
+        .unwrap_or(0);
+    shown[start..].to_string()
+}
+
+#[test]
+fn spam_is_refused_or_tagged_by_zimbra_percentages_and_a_slow_spamd_is_a_tempfail() {
+    let Some(spamd) = Spamd::start() else {
+        return;
+    };
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternSpamdAddress",
+            &spamd.address(),
+            "zimbraSpamSubjectTag",
+            "[SPAM]",
+            "posternSpamdTimeout",
+            "20s",
+        ],
+    );
+    let gtube = format!("Subject: buy now\r\n\r\n{GTUBE}\r\n");
+    assert_eq!(
+        send_message(smtp, gtube.as_bytes()),
+        "554 5.7.1 Message content rejected as spam"
+    );
+    let ham = "From: Alice <alice@outside.example>\r\nTo: <user@example.com>\r\n\
+Date: Tue, 01 Dec 2026 10:00:00 +0000\r\nMessage-ID: <ham-1@outside.example>\r\n\
+Subject: minutes of the meeting\r\n\r\nHi, the minutes of today's meeting are below.\r\n\
+We agreed to meet again next week to go over the budget.\r\n";
+    let body = queued_body(&p, &send_message(smtp, ham.as_bytes()));
+    assert!(body.contains("\nX-Spam-Status: No, score="), "{body}");
+    assert!(body.contains("Subject: minutes of the meeting\n"), "{body}");
+    assert!(!body.contains("X-Spam-Flag"), "{body}");
+
+    // Tag everything from 0 points: a sloppy message (no Date, no Message-ID) is tagged.
+    prov(&p, &["mcf", "zimbraSpamTagPercent", "0"]);
+    let sloppy = "Subject: hello\r\n\r\nhello\r\n";
+    let body = queued_body(&p, &send_message(smtp, sloppy.as_bytes()));
+    assert!(body.starts_with("X-Spam-Flag: YES\n"), "{body}");
+    assert!(body.contains("\nX-Spam-Status: Yes, score="), "{body}");
+    assert!(body.contains("Subject: [SPAM] hello\n"), "{body}");
+
+    // A frozen spamd still accepts connections: only the deadline ends the wait.
+    prov(&p, &["mcf", "posternSpamdTimeout", "3s"]);
+    spamd.signal("STOP");
+    let started = std::time::Instant::now();
+    let reply = send_message(smtp, sloppy.as_bytes());
+    let waited = started.elapsed();
+    spamd.signal("CONT");
+    assert_eq!(
+        reply,
+        "451 4.7.1 Message content could not be scanned, try again later"
+    );
+    let log = p.log();
+    for verdict in [
+        " Blocked SPAM {RejectedInbound}, [127.0.0.1] <sender@outside.example> -> <user@example.com>, Hits: 10",
+        " Passed CLEAN {RelayedInbound}, ",
+        " Passed SPAMMY {RelayedTaggedInbound}, ",
+        " Deferred UNCHECKED (spamd: timed out) {TempFailedInbound}, ",
+    ] {
+        assert!(log.contains(verdict), "{verdict} in\n{log}");
+    }
+    assert!(
+        waited >= std::time::Duration::from_secs(3) && waited < std::time::Duration::from_secs(10),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn mail_to_the_spam_training_account_teaches_spamd_each_attached_message() {
+    let Some(spamd) = Spamd::start() else {
+        return;
+    };
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternSpamdAddress",
+            &spamd.address(),
+            "zimbraSpamIsSpamAccount",
+            "spam.train@example.com",
+            "zimbraSpamIsNotSpamAccount",
+            "ham.train@example.com",
+        ],
+    );
+    let attached = |i: usize| {
+        format!(
+            "From: <shop{i}@spam.example>\r\nSubject: cheap offer {i}\r\nMessage-ID: <{i}@spam.example>\r\n\r\n\
+Buy cheap replica watches number {i} now, limited offer, click here.\r\n"
+        )
+    };
+    let report = |to: &str| {
+        format!(
+            "From: <user@example.com>\r\nTo: <{to}>\r\nSubject: junk report\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"r\"\r\n\r\n--r\r\nContent-Type: message/rfc822\r\n\r\n{}\r\n\
+--r\r\nContent-Type: message/rfc822\r\n\r\n{}\r\n--r--",
+            attached(1),
+            attached(2)
+        )
+    };
+    let send_to = |to: &str, message: &str| {
+        let mut c = SmtpClient::connect(smtp);
+        c.reply();
+        c.cmd("EHLO client.test");
+        c.cmd("MAIL FROM:<user@example.com>");
+        assert!(c.cmd(&format!("RCPT TO:<{to}>")).starts_with("250"));
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.send(message.as_bytes());
+        c.send(b"\r\n.\r\n");
+        c.reply()
+    };
+    let body = queued_body(
+        &p,
+        &send_to("spam.train@example.com", &report("spam.train@example.com")),
+    );
+    assert!(
+        body.starts_with("X-Spam-Training: 2 learned as spam\n"),
+        "{body}"
+    );
+    // Learned already: spamd has nothing more to learn from the same two messages.
+    let body = queued_body(
+        &p,
+        &send_to("spam.train@example.com", &report("spam.train@example.com")),
+    );
+    assert!(
+        body.starts_with("X-Spam-Training: 0 learned as spam\n"),
+        "{body}"
+    );
+    let body = queued_body(&p, &send_to("Ham.Train@example.com", &attached(3)));
+    assert!(
+        body.starts_with("X-Spam-Training: 1 learned as ham\n"),
+        "{body}"
+    );
+}
