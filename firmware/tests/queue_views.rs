@@ -167,6 +167,7 @@ async fn filters_shape_and_bulk_actions_on_a_big_queue() {
         spool: spool.clone(),
         directory: Arc::new(SharedDirectory::default()),
         queue: Some(queue.clone()),
+        ldap: postern::admin::ldap::LdapContext::offline(&spool),
         facts: Arc::new(BoxFacts {
             started: std::time::Instant::now(),
             hostname: "gw.example".into(),
@@ -439,6 +440,7 @@ async fn one_id_and_bad_selections() {
         spool: spool.clone(),
         directory: Arc::new(SharedDirectory::default()),
         queue: Some(queue.clone()),
+        ldap: postern::admin::ldap::LdapContext::offline(&spool),
         facts: Arc::new(BoxFacts {
             started: std::time::Instant::now(),
             hostname: "gw.example".into(),

@@ -49,6 +49,35 @@ pub enum AdminCommand {
     /// The box's own settings: host name, network, the serial console's password.
     #[command(subcommand)]
     Setup(SetupCommand),
+    /// Show the box's local settings (the LDAP connection), as zmlocalconfig does; `-e
+    /// KEY=VALUE...` sets them (`KEY=@FILE` reads the value from a file).
+    Localconfig {
+        /// Show secrets (zimbra_ldap_password) instead of hiding them.
+        #[arg(short = 's')]
+        show_secrets: bool,
+        /// Set KEY=VALUE pairs instead of showing keys.
+        #[arg(short = 'e')]
+        edit: bool,
+        /// Keys to show, or KEY=VALUE pairs with -e.
+        args: Vec<String>,
+    },
+    /// The directory cache synced from LDAP.
+    #[command(subcommand)]
+    Ldap(LdapCommand),
+}
+
+/// `postern ldap ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
+pub enum LdapCommand {
+    /// Sync now (a full sync, which also finds deletions) and print what changed.
+    Sync {
+        /// Only what changed since the last sync (as the periodic poll does).
+        #[arg(long)]
+        incremental: bool,
+    },
+    /// The last sync (time, kind, entries, duration, error), the entries skipped and why, and
+    /// the cache's age.
+    Status,
 }
 
 /// `postern log ...`.

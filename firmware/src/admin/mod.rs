@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod control;
+pub mod ldap;
 mod maillog;
 pub mod metrics;
 pub mod metrics_setting;
@@ -21,8 +22,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use commands::{
-    AdminCommand, BulkArgs, FilterArgs, FlashCommand, LogArgs, MetricsCommand, QueueCommand,
-    SetupCommand, TlsCommand,
+    AdminCommand, BulkArgs, FilterArgs, FlashCommand, LdapCommand, LogArgs, MetricsCommand,
+    QueueCommand, SetupCommand, TlsCommand,
 };
 pub use control::Reply;
 
@@ -52,6 +53,8 @@ pub struct Handles {
     /// `None` when running offline: the queue runs only in the daemon.
     pub queue: Option<QueueHandle>,
     pub facts: Arc<BoxFacts>,
+    /// The LDAP sync: its service (only in the daemon) and where its snapshots go.
+    pub ldap: ldap::LdapContext,
 }
 
 /// Carries out admin commands. Cheap to clone.
@@ -94,12 +97,16 @@ impl Admin {
                     None => None,
                 };
                 let directory = h.directory.snapshot();
-                Reply::ok(status::render(
+                let mut text = status::render(
                     &h.facts,
                     directory.config(),
                     info.as_ref(),
                     queue.as_deref(),
-                ))
+                );
+                let now = crate::directory::ldap::service::unix_now();
+                text.push_str(&ldap::cache_line(&h.directory, now));
+                text.push('\n');
+                Reply::ok(text)
             }
             AdminCommand::Prov { args } => {
                 let (directory, spool) = (h.directory.clone(), h.spool.clone());
@@ -121,6 +128,15 @@ impl Admin {
                 }
             },
             AdminCommand::Tls(cmd) => tls::run(&h.spool, &h.facts.flash_path, cmd).await,
+            AdminCommand::Localconfig {
+                show_secrets,
+                edit,
+                args,
+            } => ldap::localconfig(h, show_secrets, edit, &args).await,
+            AdminCommand::Ldap(LdapCommand::Sync { incremental }) => {
+                ldap::sync(h, incremental).await
+            }
+            AdminCommand::Ldap(LdapCommand::Status) => ldap::status(h).await,
             AdminCommand::Log(args) => maillog::log(&h.spool, args).await,
             AdminCommand::Track { target } => {
                 maillog::track(&h.spool, h.queue.as_ref(), &target).await

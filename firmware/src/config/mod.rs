@@ -20,6 +20,7 @@ pub mod content;
 pub mod dnsbl;
 pub mod duration;
 pub mod hosts;
+pub mod localconfig;
 pub mod network;
 pub mod restriction;
 pub mod restriction_names;

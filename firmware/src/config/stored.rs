@@ -1,6 +1,7 @@
 //! What the box keeps in its own config slot on flash, beside the directory: settings that are
 //! this box's and not the directory's: its TLS certificate and key, where it answers Prometheus
-//! scrapes, the console's password, its host name and network.
+//! scrapes, the console's password, its host name and network, and its localconfig (the LDAP
+//! connection settings).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::box_settings::{Fqdn, NetworkSettings};
 
 /// Bumped when the layout below changes incompatibly; every older version stays readable.
-/// 2 added `metrics`, the console password, the host name and the network.
+/// 2 added `metrics`, the console password, the host name, the network and `localconfig`.
 pub const STORED_VERSION: u32 = 2;
 
 /// The box's own settings.
@@ -29,6 +30,9 @@ pub struct BoxConfig {
     pub hostname: Option<Fqdn>,
     /// eth0's network; `None`: not set up yet (the boot parameters' defaults apply).
     pub network: Option<NetworkSettings>,
+    /// `postern localconfig` keys that differ from their defaults, as `(key, value)` strings so a
+    /// key added later does not change the layout.
+    pub localconfig: Vec<(String, String)>,
 }
 
 /// Where the box answers `GET /metrics`, and to whom.
@@ -119,6 +123,7 @@ mod tests {
                 )
                 .unwrap(),
             ),
+            localconfig: vec![("ldap_url".into(), "ldap://127.0.0.1".into())],
         };
         assert_eq!(BoxConfig::decode(&c.encode()), Ok(c));
         assert!(matches!(

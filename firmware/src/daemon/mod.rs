@@ -5,6 +5,7 @@
 mod control;
 mod error;
 pub mod flash;
+pub mod ldap;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -147,10 +148,12 @@ impl Daemon {
         let queue = start_queue(&spool, &directory, &config, &opts, &own).await?;
 
         let ctx = inbound_context(&opts, &config, tls_config, &directory, &spool, &queue);
+        let ldap = ldap::context(&spool, &directory, &opts.hostname, true).await;
         let handles = Handles {
             spool,
             directory,
             queue: Some(queue.clone()),
+            ldap,
             facts: Arc::new(BoxFacts {
                 started: Instant::now(),
                 hostname: opts.hostname.clone(),
@@ -221,10 +224,12 @@ pub(crate) fn master(line: &str) {
 /// Opens the flash for an admin command run without a daemon (`postern prov --flash FILE`).
 pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, DaemonError> {
     let Opened { flash, directory } = open(spec).await?;
+    let ldap = ldap::context(&flash.spool, &directory, &hostname, false).await;
     let admin = Admin::new(Handles {
         spool: flash.spool.clone(),
         directory,
         queue: None,
+        ldap,
         facts: Arc::new(BoxFacts {
             started: Instant::now(),
             hostname,

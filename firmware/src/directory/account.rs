@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::address;
+use super::source::Source;
 use crate::config::AttrError;
 use crate::config::attr::{Typed, boolean, canonical, invalid, show_bool, single};
 use crate::mail::Transport;
@@ -24,6 +25,7 @@ pub struct Account {
     password: Option<Box<str>>,
     forwarding: Option<Box<Forwarding>>,
     status: MailStatus,
+    source: Source,
 }
 
 /// Where an account's mail is forwarded.
@@ -70,6 +72,7 @@ impl Account {
             password: None,
             forwarding: None,
             status: MailStatus::Enabled,
+            source: Source::Local,
         })
     }
 
@@ -81,6 +84,14 @@ impl Account {
     /// The domain part of the address.
     pub fn domain(&self) -> &str {
         address::split(&self.address).map_or("", |(_, d)| d)
+    }
+
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    pub(crate) fn set_source(&mut self, source: Source) {
+        self.source = source;
     }
 
     pub fn status(&self) -> MailStatus {

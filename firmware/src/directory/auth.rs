@@ -1,18 +1,32 @@
-//! SMTP AUTH against the directory: an enabled account's password hash (`userPassword`). (The LDAP
-//! sync adds binds against the server here, for accounts whose hash the box does not hold.)
+//! SMTP AUTH against the directory: an enabled account's password hash (`userPassword`), or, in a
+//! domain whose `zimbraAuthMech` is `ldap` or `ad`, a simple bind as the user over TLS (for
+//! directories whose hashes the box cannot read). Never logs a password.
 
-use super::{Lookup, MailStatus, SharedDirectory, password};
+use super::{Lookup, MailStatus, SharedDirectory, ldap, password};
 
 impl SharedDirectory {
     /// Whether `pass` is the password of the enabled account `user` (by its address or an alias).
     /// Unknown users, disabled accounts, accounts without a hash and unreadable hashes all fail.
     pub async fn verify_password(&self, user: &str, pass: &str) -> bool {
-        let hash = match self.snapshot().lookup(user) {
-            Lookup::Account { account, .. } if account.status() == MailStatus::Enabled => {
-                account.password().map(str::to_string)
-            }
-            _ => None,
+        let (hash, bind) = match self.snapshot().lookup(user) {
+            Lookup::Account {
+                account, domain, ..
+            } if account.status() == MailStatus::Enabled => (
+                account.password().map(str::to_string),
+                domain.auth().and_then(|a| a.bind_dn_for(account.address())),
+            ),
+            _ => (None, None),
         };
+        if let Some((url, dn)) = bind {
+            let settings = self.ldap_settings();
+            return match ldap::fetch::check_password(&settings, &url, &dn, pass).await {
+                Ok(ok) => ok,
+                Err(e) => {
+                    eprintln!("postern/auth: bind as {dn} to check a password: {e}");
+                    false
+                }
+            };
+        }
         let Some(hash) = hash else {
             return false;
         };

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use super::address;
+use super::domain_auth::{self, DomainAuth};
+use super::source::Source;
 use crate::config::AttrError;
 use crate::config::attr::{Typed, boolean, canonical, invalid, show_bool, single};
 use crate::mail::Transport;
@@ -23,6 +25,9 @@ pub struct Domain {
     catch_all_forwarding: Option<Typed<Box<str>>>,
     pub(crate) transport: Option<Arc<Typed<Transport>>>,
     authoritative: bool,
+    source: Source,
+    /// `zimbraAuthMech` and its LDAP bind settings; `None` is the default (`zimbra`).
+    auth: Option<Box<DomainAuth>>,
 }
 
 pub(crate) const NAME: &str = "zimbraDomainName";
@@ -33,8 +38,16 @@ pub(crate) const AUTHORITATIVE: &str = "posternAuthoritative";
 
 impl Domain {
     /// Attributes in the order `gd` prints them.
-    pub const ATTRS: &'static [&'static str] =
-        &[NAME, AUTHORITATIVE, CATCH_ALL, CATCH_ALL_FORWARD, TRANSPORT];
+    pub const ATTRS: &'static [&'static str] = &[
+        NAME,
+        AUTHORITATIVE,
+        CATCH_ALL,
+        CATCH_ALL_FORWARD,
+        TRANSPORT,
+        domain_auth::MECH,
+        domain_auth::URL,
+        domain_auth::BIND_DN,
+    ];
 
     /// A new authoritative domain with nothing set.
     pub fn new(name: &str) -> Result<Domain, address::BadAddress> {
@@ -44,7 +57,17 @@ impl Domain {
             catch_all_forwarding: None,
             transport: None,
             authoritative: true,
+            source: Source::Local,
+            auth: None,
         })
+    }
+
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    pub(crate) fn set_source(&mut self, source: Source) {
+        self.source = source;
     }
 
     pub fn name(&self) -> &str {
@@ -59,6 +82,11 @@ impl Domain {
     /// `zimbraMailTransport` of the domain.
     pub fn transport(&self) -> Option<&Transport> {
         self.transport.as_deref().map(Typed::value)
+    }
+
+    /// How its users authenticate (`zimbraAuthMech`).
+    pub fn auth(&self) -> Option<&DomainAuth> {
+        self.auth.as_deref()
     }
 
     pub fn authoritative(&self) -> bool {
@@ -82,6 +110,13 @@ impl Domain {
             NAME => vec![self.name.to_string()],
             AUTHORITATIVE => vec![show_bool(self.authoritative)],
             CATCH_ALL => opt(&self.catch_all_address),
+            domain_auth::MECH | domain_auth::URL | domain_auth::BIND_DN => {
+                match (&self.auth, attr) {
+                    (Some(a), _) => a.values(attr),
+                    (None, domain_auth::MECH) => vec!["zimbra".to_string()],
+                    (None, _) => vec![],
+                }
+            }
             CATCH_ALL_FORWARD => self
                 .catch_all_forwarding
                 .iter()
@@ -107,6 +142,11 @@ impl Domain {
                 });
             }
             AUTHORITATIVE => self.authoritative = v.map_or(Ok(true), |v| boolean(attr, v))?,
+            domain_auth::MECH | domain_auth::URL | domain_auth::BIND_DN => {
+                let mut auth = self.auth.as_deref().cloned().unwrap_or_default();
+                auth.set(attr, v)?;
+                self.auth = (auth != DomainAuth::default()).then(|| Box::new(auth));
+            }
             CATCH_ALL => {
                 self.catch_all_address = match v {
                     None => None,

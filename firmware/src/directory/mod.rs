@@ -11,12 +11,15 @@ mod account;
 pub mod address;
 mod auth;
 mod domain;
+pub mod domain_auth;
 mod hash;
 mod index;
+pub mod ldap;
 pub mod password;
 pub mod prov;
 mod shared;
 mod snapshot;
+mod source;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -27,6 +30,7 @@ pub use address::BadAddress;
 pub use domain::Domain;
 pub use shared::SharedDirectory;
 pub use snapshot::{DecodeError, SNAPSHOT_VERSION};
+pub use source::Source;
 
 use crate::config::attr::Typed;
 use crate::config::{AttrError, MtaConfig};
@@ -72,6 +76,8 @@ pub enum DirectoryError {
     Attr(AttrError),
     /// More accounts or aliases than the index can number.
     Full,
+    /// The entry is synced from LDAP: change it there.
+    FromLdap(String),
 }
 
 impl fmt::Display for DirectoryError {
@@ -106,6 +112,10 @@ impl fmt::Display for DirectoryError {
             }
             DirectoryError::Attr(e) => write!(f, "{} ({e})", e.code()),
             DirectoryError::Full => f.write_str("service.FAILURE (directory full)"),
+            DirectoryError::FromLdap(name) => write!(
+                f,
+                "service.PERM_DENIED ({name} is synced from LDAP and read-only here; change it in LDAP)"
+            ),
         }
     }
 }
@@ -134,6 +144,11 @@ pub struct Directory {
     /// One shared copy of each transport: thousands of accounts name the same few next hops.
     transports: HashSet<Arc<Typed<Transport>>>,
     config: MtaConfig,
+    /// When the LDAP entries in this directory were last synced (Unix seconds); `None` if it
+    /// holds none from LDAP.
+    ldap_synced: Option<u64>,
+    /// The MTA settings LDAP sets (global config and this server's entry): read-only for `mcf`.
+    ldap_config: Vec<&'static str>,
 }
 
 impl PartialEq for Directory {
@@ -156,6 +171,16 @@ impl Directory {
             config,
             ..Directory::default()
         }
+    }
+
+    /// When its LDAP entries were synced (Unix seconds), if it holds any.
+    pub fn ldap_synced(&self) -> Option<u64> {
+        self.ldap_synced
+    }
+
+    /// The MTA settings that come from LDAP.
+    pub fn ldap_config(&self) -> &[&'static str] {
+        &self.ldap_config
     }
 
     pub fn config(&self) -> &MtaConfig {

@@ -73,6 +73,27 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("help", "help", "help"),
 ];
 
+/// Refuses a change to an entry synced from LDAP: the next sync would undo it.
+fn read_only_check(
+    dir: &Directory,
+    short: &str,
+    account: Option<&str>,
+    first: Option<&String>,
+) -> Result<(), ProvError> {
+    let ldap = |name: &str| Err(DirectoryError::FromLdap(name.to_string()).into());
+    match short {
+        "ma" | "da" | "aaa" | "raa" | "sp" => match account.and_then(|a| dir.account(a)) {
+            Some(a) if a.source() == super::Source::Ldap => ldap(a.address()),
+            _ => Ok(()),
+        },
+        "md" | "dd" => match first.and_then(|d| dir.domain(d)) {
+            Some(d) if d.source() == super::Source::Ldap => ldap(d.name()),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
 /// Runs one command (`args[0]` is the command, short or long name, any case).
 pub fn execute(dir: &Directory, args: &[String]) -> Result<ProvOutcome, ProvError> {
     let Some((cmd, rest)) = args.split_first() else {
@@ -91,6 +112,7 @@ pub fn execute(dir: &Directory, args: &[String]) -> Result<ProvOutcome, ProvErro
         },
         _ => None,
     };
+    read_only_check(dir, short, named, rest.first())?;
     let rest: Vec<&str> = rest
         .iter()
         .enumerate()
@@ -197,6 +219,13 @@ pub fn execute(dir: &Directory, args: &[String]) -> Result<ProvOutcome, ProvErro
         ("gad", []) => print(lines(dir.domains().map(Domain::name))),
         ("mcf", mods) if !mods.is_empty() => {
             let mods = parse_mods(mods).ok_or(usage)?;
+            for (_, name, _) in &mods {
+                if let Ok(attr) = MtaConfig::attr_name(name)
+                    && dir.ldap_config().contains(&attr)
+                {
+                    return Err(DirectoryError::FromLdap(attr.to_string()).into());
+                }
+            }
             change(&|d| {
                 let mut c = d.config().clone();
                 let changes = collect(&mods, |n| d.config().values(n), MtaConfig::same_value)?;

@@ -2,9 +2,12 @@
 //! start and keep it; a change builds a new directory and swaps it in, so it applies at once to
 //! new sessions and never to a session half-way through a message.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use super::Directory;
+use crate::config::localconfig::LocalConfig;
 
 /// The current directory, and one writer at a time.
 #[derive(Debug, Default)]
@@ -12,6 +15,13 @@ pub struct SharedDirectory {
     current: RwLock<Arc<Directory>>,
     /// Held for a whole change, so two admins' changes never overwrite each other.
     writer: Mutex<()>,
+    /// Unix seconds when LDAP last confirmed the cache (a sync that found nothing to change does
+    /// not rewrite the snapshot); 0: not since start.
+    ldap_confirmed: AtomicU64,
+    /// `ldap_cache_max_age` in seconds; 0: serve the cache however old (or no LDAP).
+    ldap_max_age: AtomicU64,
+    /// The LDAP connection settings (CA, timeouts) AUTH binds use.
+    ldap_settings: RwLock<Arc<LocalConfig>>,
 }
 
 impl SharedDirectory {
@@ -19,7 +29,48 @@ impl SharedDirectory {
         SharedDirectory {
             current: RwLock::new(Arc::new(dir)),
             writer: Mutex::new(()),
+            ldap_confirmed: AtomicU64::new(0),
+            ldap_max_age: AtomicU64::new(0),
+            ldap_settings: RwLock::new(Arc::default()),
         }
+    }
+
+    /// The settings AUTH binds to another LDAP server with (its CA, its timeouts).
+    pub fn set_ldap_settings(&self, settings: Arc<LocalConfig>) {
+        *self
+            .ldap_settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    pub fn ldap_settings(&self) -> Arc<LocalConfig> {
+        Arc::clone(&self.ldap_settings.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Records that LDAP confirmed the cache at `unix` seconds.
+    pub fn ldap_confirmed(&self, unix: u64) {
+        self.ldap_confirmed.fetch_max(unix, Ordering::Relaxed);
+    }
+
+    /// Sets `ldap_cache_max_age` (zero: never stale).
+    pub fn set_ldap_max_age(&self, max_age: Duration) {
+        self.ldap_max_age
+            .store(max_age.as_secs(), Ordering::Relaxed);
+    }
+
+    /// Seconds since LDAP last confirmed the cache, if it ever did (since this start, or as the
+    /// snapshot on flash records).
+    pub fn ldap_cache_age(&self, now: u64) -> Option<u64> {
+        let confirmed = self.ldap_confirmed.load(Ordering::Relaxed);
+        let synced = self.snapshot().ldap_synced().unwrap_or(0).max(confirmed);
+        (synced > 0).then(|| now.saturating_sub(synced))
+    }
+
+    /// Past `ldap_cache_max_age`: an unknown recipient may be one the cache has not seen yet, so
+    /// it gets a temporary failure, not a 550.
+    pub fn ldap_cache_stale(&self, now: u64) -> bool {
+        let max = self.ldap_max_age.load(Ordering::Relaxed);
+        max > 0 && self.ldap_cache_age(now).is_none_or(|age| age > max)
     }
 
     /// The directory as it is now (a session keeps this for its life).
@@ -79,5 +130,20 @@ mod tests {
         });
         assert_eq!(failed, Err("flash write failed"));
         assert!(shared.snapshot().account("foo@example.com").is_some());
+    }
+
+    #[test]
+    fn the_cache_goes_stale_only_past_its_max_age() {
+        let shared = SharedDirectory::default();
+        assert!(!shared.ldap_cache_stale(1000));
+        shared.set_ldap_max_age(Duration::from_secs(60));
+        // Configured but never synced: nothing vouches for the cache.
+        assert!(shared.ldap_cache_stale(1000));
+        shared.ldap_confirmed(1000);
+        assert_eq!(shared.ldap_cache_age(1030), Some(30));
+        assert!(!shared.ldap_cache_stale(1060));
+        assert!(shared.ldap_cache_stale(1061));
+        shared.set_ldap_max_age(Duration::ZERO);
+        assert!(!shared.ldap_cache_stale(5000));
     }
 }

@@ -3,16 +3,19 @@
 //! checks as `zmprov` when read back, so a snapshot can never put into RAM what could not be set.
 //! Bytes that are not a valid snapshot give a [`DecodeError`], never a panic. The lead's flash
 //! layer adds the CRC and picks the newer of the two slots.
+//!
+//! Version 2 appends [`Origins`]: which records came from LDAP, and when they were synced.
+//! Version 1 (no LDAP) is still read: every entry in it is local.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Account, Directory, DirectoryError, Domain, account};
+use super::{Account, Directory, DirectoryError, Domain, Source, account};
 use crate::config::MtaConfig;
 
 /// The snapshot format written by this firmware.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// Why snapshot bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +72,16 @@ struct Snapshot {
     aliases: Vec<(String, String)>,
 }
 
+/// Which records are LDAP's, in the order of the snapshot's domains and accounts.
+#[derive(Serialize, Deserialize, Default)]
+struct Origins {
+    ldap_synced: Option<u64>,
+    ldap_domains: Vec<bool>,
+    ldap_accounts: Vec<bool>,
+    /// The config attributes LDAP sets.
+    ldap_config: Vec<String>,
+}
+
 fn attrs_of(names: &[&str], values: impl Fn(&str) -> Vec<String>) -> Attrs {
     names
         .iter()
@@ -93,6 +106,15 @@ impl Directory {
             })
             .collect();
         aliases.sort();
+        let origins = Origins {
+            ldap_synced: self.ldap_synced,
+            ldap_domains: domains.iter().map(|d| d.source() == Source::Ldap).collect(),
+            ldap_accounts: accounts
+                .iter()
+                .map(|a| a.source() == Source::Ldap)
+                .collect(),
+            ldap_config: self.ldap_config.iter().map(|a| a.to_string()).collect(),
+        };
         let snap = Snapshot {
             config: attrs_of(MtaConfig::ATTRS, |n| {
                 self.config.stored_values(n).unwrap_or_default()
@@ -108,22 +130,26 @@ impl Directory {
             aliases,
         };
         // Serialising to a Vec cannot fail for these types; an empty result would fail decode.
-        postcard::to_allocvec(&(SNAPSHOT_VERSION, snap)).unwrap_or_default()
+        postcard::to_allocvec(&(SNAPSHOT_VERSION, snap, origins)).unwrap_or_default()
     }
 
     /// Reads snapshot bytes back, checking every value.
     pub fn decode(bytes: &[u8]) -> Result<Directory, DecodeError> {
         let (version, rest) =
             postcard::take_from_bytes::<u32>(bytes).map_err(|_| DecodeError::Corrupt)?;
-        if version != SNAPSHOT_VERSION {
+        if version != 1 && version != SNAPSHOT_VERSION {
             return Err(DecodeError::Version(version));
         }
         let (snap, rest) =
             postcard::take_from_bytes::<Snapshot>(rest).map_err(|_| DecodeError::Corrupt)?;
+        let (origins, rest) = match version {
+            1 => (Origins::default(), rest),
+            _ => postcard::take_from_bytes::<Origins>(rest).map_err(|_| DecodeError::Corrupt)?,
+        };
         if !rest.is_empty() {
             return Err(DecodeError::Corrupt);
         }
-        build(snap).map_err(DecodeError::Invalid)
+        build(snap, origins).map_err(DecodeError::Invalid)
     }
 }
 
@@ -140,21 +166,33 @@ fn account_record(a: &Account) -> AccountRecord {
     }
 }
 
-fn build(snap: Snapshot) -> Result<Directory, DirectoryError> {
+fn build(snap: Snapshot, origins: Origins) -> Result<Directory, DirectoryError> {
+    let source = |flags: &[bool], i: usize| match flags.get(i) {
+        Some(true) => Source::Ldap,
+        _ => Source::Local,
+    };
     let mut config = MtaConfig::default();
     for (attr, values) in &snap.config {
         config.load(attr, values)?;
     }
     let mut dir = Directory::new(config);
-    for rec in snap.domains {
+    dir.ldap_synced = origins.ldap_synced;
+    dir.ldap_config = origins
+        .ldap_config
+        .iter()
+        .map(|a| MtaConfig::attr_name(a))
+        .collect::<Result<_, _>>()?;
+    for (i, rec) in snap.domains.into_iter().enumerate() {
         let mut d = Domain::new(&rec.name)?;
+        d.set_source(source(&origins.ldap_domains, i));
         for (attr, values) in &rec.attrs {
             d.set(attr, values)?;
         }
         dir.add_domain(d)?;
     }
-    for rec in snap.accounts {
+    for (i, rec) in snap.accounts.into_iter().enumerate() {
         let mut a = Account::new(&rec.address)?;
+        a.set_source(source(&origins.ldap_accounts, i));
         let one = |v: Option<String>| v.into_iter().collect::<Vec<_>>();
         if rec.disabled {
             a.set(account::STATUS, &["disabled".to_string()])?;
@@ -267,7 +305,8 @@ mod tests {
             accounts: vec![],
             aliases: vec![],
         };
-        let bytes = postcard::to_allocvec(&(SNAPSHOT_VERSION, older)).unwrap();
+        // That firmware wrote version 1 (no origins).
+        let bytes = postcard::to_allocvec(&(1u32, older)).unwrap();
         let d = Directory::decode(&bytes).unwrap();
         assert_eq!(d.config().relay_host, sample().config().relay_host);
         assert!(!d.config().dns_lookups_enabled);
@@ -287,12 +326,40 @@ mod tests {
             accounts: vec![],
             aliases: vec![],
         };
-        let bytes = postcard::to_allocvec(&(SNAPSHOT_VERSION, older)).unwrap();
+        // That firmware wrote version 1 (no origins).
+        let bytes = postcard::to_allocvec(&(1u32, older)).unwrap();
         let d = Directory::decode(&bytes).unwrap();
         assert_eq!(d.config().restrictions.len(), 1);
         assert!(d.config().unenforced().is_empty());
         let again = Directory::decode(&d.encode()).unwrap();
         assert_eq!(again.config(), d.config());
+    }
+
+    #[test]
+    fn origins_round_trip_and_version_1_reads_as_local() {
+        let mut d = sample();
+        d.ldap_synced = Some(1_700_000_000);
+        let name = "foo@example.com";
+        let mut a = d.account(name).unwrap().clone();
+        a.set_source(Source::Ldap);
+        d.remove_account(name).unwrap();
+        d.add_account(a).unwrap();
+        let back = Directory::decode(&d.encode()).unwrap();
+        assert_eq!(back.ldap_synced(), Some(1_700_000_000));
+        assert_eq!(back.account(name).unwrap().source(), Source::Ldap);
+        assert_eq!(
+            back.account("bar@example.com").unwrap().source(),
+            Source::Local
+        );
+        // A version 1 snapshot is the same bytes without the origins.
+        let full = d.encode();
+        let (_, body) = postcard::take_from_bytes::<u32>(&full).unwrap();
+        let (snap, _) = postcard::take_from_bytes::<Snapshot>(body).unwrap();
+        let v1 = postcard::to_allocvec(&(1u32, snap)).unwrap();
+        let old = Directory::decode(&v1).unwrap();
+        assert_eq!(old.account(name).unwrap().source(), Source::Local);
+        assert_eq!(old.ldap_synced(), None);
+        assert_eq!(old.counts(), d.counts());
     }
 
     #[test]

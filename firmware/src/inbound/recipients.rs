@@ -53,6 +53,22 @@ impl RecipientCheck for Recipients {
             OwnName::Unknown(refusal) => return Err(refusal.reply()),
         };
         let targets = match route::route(address, &dir, dir.config(), relay) {
+            // Past ldap_cache_max_age the cache may not know a new account yet: the client
+            // tries again later (Postfix answers 451 4.3.0 when its LDAP lookup fails).
+            Decision::Reject(Reject::UserUnknown)
+                if self
+                    .directory
+                    .ldap_cache_stale(crate::directory::ldap::service::unix_now()) =>
+            {
+                return Err(Reply::new(
+                    451,
+                    [4, 3, 0],
+                    format!(
+                        "<{}>: Recipient address rejected: directory cache out of date, try again later",
+                        q.address
+                    ),
+                ));
+            }
             Decision::Reject(r) => return Err(reject_reply(&q.address, r)),
             Decision::Accept(targets) => targets,
         };

@@ -6,3 +6,4 @@
 pub mod dovecot;
 pub mod fixtures;
 pub mod peers;
+pub mod slapd;

@@ -1,0 +1,196 @@
+//! `postern localconfig` and `postern ldap`: the LDAP connection settings (stored in the config
+//! slot, as `zmlocalconfig` keeps Zimbra's), a sync on request, and the sync's status. The
+//! operations take only the handles they need.
+
+use std::sync::Arc;
+
+use super::{Handles, Reply};
+use crate::config::localconfig::{self, LocalConfig};
+use crate::config::stored::BoxConfig;
+use crate::directory::SharedDirectory;
+use crate::directory::ldap::service::unix_now;
+use crate::directory::ldap::status::show_age;
+use crate::directory::ldap::{LdapHandle, SnapshotStore, SyncKind, SyncReport, Syncer};
+use crate::spool::{Region, SpoolHandle};
+
+/// The LDAP sync's handles. Offline (`--flash FILE`) there is no service: a sync then runs
+/// once, in the command.
+#[derive(Clone)]
+pub struct LdapContext {
+    /// Where a sync's snapshot goes before it is served (the flash's directory slot).
+    pub store: Arc<dyn SnapshotStore>,
+    pub service: Option<LdapHandle>,
+}
+
+impl LdapContext {
+    /// No sync service, and snapshots written to the spool's directory slot through its handle
+    /// (for tools and tests that build [`Handles`] themselves).
+    pub fn offline(spool: &SpoolHandle) -> LdapContext {
+        LdapContext {
+            store: Arc::new(SpoolSlot(spool.clone())),
+            service: None,
+        }
+    }
+}
+
+/// The directory slot through a spool handle; blocks, so it is only called off the runtime's
+/// workers (the sync runs its save in `spawn_blocking`).
+struct SpoolSlot(SpoolHandle);
+
+impl SnapshotStore for SpoolSlot {
+    fn save(&self, snapshot: Vec<u8>) -> Result<(), crate::directory::ldap::SaveError> {
+        tokio::runtime::Handle::current()
+            .block_on(self.0.write_slot(Region::Directory, snapshot))
+            .map_err(|e| crate::directory::ldap::SaveError(Box::new(e)))
+    }
+}
+
+async fn box_config(spool: &SpoolHandle) -> Result<BoxConfig, String> {
+    match spool.read_slot(Region::Config).await {
+        Ok(Some(bytes)) => BoxConfig::decode(&bytes).map_err(|e| e.to_string()),
+        Ok(None) => Ok(BoxConfig::default()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The stored settings.
+pub async fn load(spool: &SpoolHandle) -> Result<LocalConfig, String> {
+    let stored = box_config(spool).await?;
+    LocalConfig::from_pairs(&stored.localconfig).map_err(|e| e.to_string())
+}
+
+/// `KEY=@FILE` reads the value from a file where the command runs (a CA bundle is many lines).
+fn read_values(pairs: Vec<(String, String)>) -> Result<Vec<(String, String)>, String> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| match v.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|text| (k, text))
+                .map_err(|e| format!("cannot read {path}: {e}")),
+            None => Ok((k, v)),
+        })
+        .collect()
+}
+
+/// `postern localconfig [-s] [KEY...]` and `postern localconfig -e KEY=VALUE...`.
+pub async fn localconfig(h: &Handles, secrets: bool, edit: bool, args: &[String]) -> Reply {
+    let mut stored = match box_config(&h.spool).await {
+        Ok(c) => c,
+        Err(e) => return Reply::failed(format!("{e}\n")),
+    };
+    let mut current = match LocalConfig::from_pairs(&stored.localconfig) {
+        Ok(c) => c,
+        Err(e) => return Reply::failed(format!("stored localconfig: {e}\n")),
+    };
+    if !edit {
+        return match current.show(args, secrets) {
+            Ok(text) => Reply::ok(text),
+            Err(e) => Reply::failed(format!("{e}\n")),
+        };
+    }
+    if args.is_empty() {
+        return Reply::failed("usage: postern localconfig -e KEY=VALUE [KEY=VALUE...]\n");
+    }
+    let pairs = match localconfig::parse_assignments(args).map_err(|e| e.to_string()) {
+        Ok(p) => read_values(p),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = pairs.and_then(|p| current.set_all(&p).map_err(|e| e.to_string())) {
+        return Reply::failed(format!("ERROR: {e}; nothing changed\n"));
+    }
+    stored.localconfig = current.to_pairs();
+    if let Err(e) = h.spool.write_slot(Region::Config, stored.encode()).await {
+        return Reply::failed(format!("ERROR: not saved to flash, nothing changed: {e}\n"));
+    }
+    if let Some(service) = &h.ldap.service {
+        service.set_settings(current);
+    }
+    Reply::ok("")
+}
+
+fn render_sync(report: &SyncReport) -> Reply {
+    match &report.error {
+        None => Reply::ok(format!(
+            "{} sync from {} in {} ms, {} entries read\n{}",
+            report.kind,
+            report.server,
+            report.duration.as_millis(),
+            report.read,
+            report.changes
+        )),
+        Some(e) => Reply::failed(format!(
+            "{} sync failed: {e}\nthe directory served is unchanged\n",
+            report.kind
+        )),
+    }
+}
+
+/// `postern ldap sync [--incremental]`.
+pub async fn sync(h: &Handles, incremental: bool) -> Reply {
+    let kind = match incremental {
+        true => SyncKind::Incremental,
+        false => SyncKind::Full,
+    };
+    if let Some(service) = &h.ldap.service {
+        return match service.sync(kind).await {
+            Ok(report) => render_sync(&report),
+            Err(e) => Reply::failed(format!("{e}\n")),
+        };
+    }
+    let mut settings = match load(&h.spool).await {
+        Ok(s) if s.ldap_enabled() => s,
+        Ok(_) => {
+            return Reply::failed(
+                "LDAP sync is not configured: set ldap_url with postern localconfig -e\n",
+            );
+        }
+        Err(e) => return Reply::failed(format!("{e}\n")),
+    };
+    if settings.server_hostname.is_empty() {
+        settings.server_hostname = h.facts.hostname.to_ascii_lowercase();
+    }
+    // Offline, every sync is a full one: nothing was read before.
+    let report = Syncer::for_settings(&settings)
+        .sync(kind, &settings, &h.directory, &h.ldap.store, unix_now())
+        .await;
+    render_sync(&report)
+}
+
+/// `postern ldap status`.
+pub async fn status(h: &Handles) -> Reply {
+    let now = unix_now();
+    let mut out = String::new();
+    match &h.ldap.service {
+        Some(service) if service.settings().ldap_enabled() => {
+            let s = service.settings();
+            let urls: Vec<String> = s.ldap_urls.iter().map(|u| u.to_string()).collect();
+            out.push_str(&format!(
+                "ldap_url: {}\nsync every {}s, full sync every {}s\n",
+                urls.join(" "),
+                s.sync_interval.as_secs(),
+                s.full_sync_interval.as_secs()
+            ));
+            out.push_str(&service.status().render(now));
+        }
+        Some(_) => out.push_str("LDAP sync is not configured (ldap_url is empty)\n"),
+        None => out.push_str("no sync service: the daemon is not running on this flash\n"),
+    }
+    out.push_str(&format!("{}\n", cache_line(&h.directory, now)));
+    Reply::ok(out)
+}
+
+/// The `directory cache:` line of `postern status`.
+pub fn cache_line(directory: &SharedDirectory, now: u64) -> String {
+    match directory.ldap_cache_age(now) {
+        Some(age) => format!(
+            "directory cache: synced from LDAP {} ago{}",
+            show_age(age),
+            if directory.ldap_cache_stale(now) {
+                " (past ldap_cache_max_age: unknown recipients get 451)"
+            } else {
+                ""
+            }
+        ),
+        None => "directory cache: never synced from LDAP".to_string(),
+    }
+}

@@ -1,0 +1,328 @@
+//! Reading LDAP in a child process. ldap3's message decoder and its control parsers `panic!` on
+//! some malformed replies, and the release build aborts on a panic: a broken or hostile LDAP
+//! server could stop the whole box. So the binary runs its LDAP client in a child of itself
+//! (`postern __ldap-fetch`), which gets the request on stdin and writes the entries on stdout;
+//! if it dies, that sync fails and the mail service goes on. Tests, which are not the `postern`
+//! binary, read in process.
+//!
+//! The parent trusts nothing the child writes: the reply is postcard, decoded into owned values,
+//! and anything that does not decode is an error for that sync.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::client::{self, ClientError};
+use super::entry::{MalformedEntry, RawEntry};
+use super::syncrepl::SyncOutcome;
+use crate::config::localconfig::{LdapUrl, LocalConfig};
+
+/// The first argument that makes the binary a fetch child.
+pub const CHILD_ARG: &str = "__ldap-fetch";
+/// Most bytes a child may answer with (100 000 accounts are ~30 MB).
+const MAX_REPLY: u64 = 512 << 20;
+
+static CHILD_EXE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Called by the `postern` binary at start: syncs read LDAP in a child of this executable.
+pub fn isolate_in_child(exe: PathBuf) {
+    let _ = CHILD_EXE.set(exe);
+}
+
+/// What a child is asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Request {
+    Search {
+        settings: Vec<(String, String)>,
+        base: String,
+        filter: String,
+        attrs: Vec<String>,
+        /// RFC 4533 refreshOnly, with the cookie if any; `None`: a plain search.
+        sync: Option<Option<Vec<u8>>>,
+    },
+    /// AUTH by a simple bind as the user.
+    Bind {
+        settings: Vec<(String, String)>,
+        url: String,
+        dn: String,
+        password: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum WireEntry {
+    Entry {
+        dn: String,
+        attrs: Vec<(String, Vec<String>)>,
+    },
+    Malformed(MalformedEntry),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply {
+    Entries {
+        server: String,
+        entries: Vec<WireEntry>,
+        sync: Option<SyncOutcome>,
+    },
+    Bound(bool),
+    Failed(String),
+}
+
+/// What one fetch brought: the server that answered, its entries, and for an RFC 4533 search
+/// the sync states and messages.
+pub type Fetched = (
+    String,
+    Vec<Result<RawEntry, MalformedEntry>>,
+    Option<SyncOutcome>,
+);
+
+/// Runs one search, in a child when this is the `postern` binary.
+pub async fn fetch(
+    settings: &LocalConfig,
+    base: &str,
+    filter: &str,
+    attrs: &[&str],
+    sync: Option<Option<&[u8]>>,
+) -> Result<Fetched, ClientError> {
+    match CHILD_EXE.get() {
+        Some(exe) => in_child(exe, settings, base, filter, attrs, sync).await,
+        None => in_process(settings, base, filter, attrs, sync).await,
+    }
+}
+
+async fn in_process(
+    settings: &LocalConfig,
+    base: &str,
+    filter: &str,
+    attrs: &[&str],
+    sync: Option<Option<&[u8]>>,
+) -> Result<Fetched, ClientError> {
+    let mut session = client::open(settings).await?;
+    let result = match sync {
+        None => session.search(base, filter, attrs).await.map(|e| (e, None)),
+        Some(cookie) => session
+            .sync_search(base, filter, attrs, cookie)
+            .await
+            .map(|(e, o)| (e, Some(o))),
+    };
+    let server = session.url().to_string();
+    session.close().await;
+    let (entries, outcome) = result?;
+    Ok((server, entries, outcome))
+}
+
+/// The longest a child may take before it is killed: its own timeouts end it well before, this
+/// is for a child stuck in a way they do not cover.
+fn child_deadline(settings: &LocalConfig) -> Duration {
+    let per_url = settings.connect_timeout + settings.read_timeout * 2;
+    (per_url * settings.ldap_urls.len().max(1) as u32).max(Duration::from_secs(60)) * 10
+}
+
+async fn in_child(
+    exe: &PathBuf,
+    settings: &LocalConfig,
+    base: &str,
+    filter: &str,
+    attrs: &[&str],
+    sync: Option<Option<&[u8]>>,
+) -> Result<Fetched, ClientError> {
+    let request = Request::Search {
+        settings: settings.to_pairs(),
+        base: base.to_string(),
+        filter: filter.to_string(),
+        attrs: attrs.iter().map(|a| a.to_string()).collect(),
+        sync: sync.map(|c| c.map(<[u8]>::to_vec)),
+    };
+    match run_child(exe, settings, &request).await? {
+        Reply::Entries {
+            server,
+            entries,
+            sync,
+        } => Ok((
+            server,
+            entries
+                .into_iter()
+                .map(|e| match e {
+                    WireEntry::Entry { dn, attrs } => Ok(RawEntry::from_parts(dn, attrs)),
+                    WireEntry::Malformed(m) => Err(m),
+                })
+                .collect(),
+            sync,
+        )),
+        Reply::Failed(why) => Err(ClientError::Child(why)),
+        Reply::Bound(_) => Err(ClientError::Child("the fetch child answered a bind".into())),
+    }
+}
+
+/// Whether `password` is right for `dn` at `url` (a simple bind over TLS), in a child when this
+/// is the `postern` binary.
+pub async fn check_password(
+    settings: &LocalConfig,
+    url: &LdapUrl,
+    dn: &str,
+    password: &str,
+) -> Result<bool, ClientError> {
+    let Some(exe) = CHILD_EXE.get() else {
+        return client::check_password(settings, url, dn, password).await;
+    };
+    let request = Request::Bind {
+        settings: settings.to_pairs(),
+        url: url.to_string(),
+        dn: dn.to_string(),
+        password: password.to_string(),
+    };
+    match run_child(exe, settings, &request).await? {
+        Reply::Bound(ok) => Ok(ok),
+        Reply::Failed(why) => Err(ClientError::Child(why)),
+        Reply::Entries { .. } => Err(ClientError::Child(
+            "the fetch child answered a search".into(),
+        )),
+    }
+}
+
+/// Starts a child, hands it the request (on a pipe: a password never shows in `ps`), and reads
+/// its reply.
+async fn run_child(
+    exe: &PathBuf,
+    settings: &LocalConfig,
+    request: &Request,
+) -> Result<Reply, ClientError> {
+    let bytes = postcard::to_allocvec(request).map_err(|e| ClientError::Child(e.to_string()))?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg(CHILD_ARG)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| ClientError::Child(format!("cannot start {}: {e}", exe.display())))?;
+    let mut stdin = child.stdin.take();
+    let mut stdout = child.stdout.take();
+    let talk = async {
+        if let Some(stdin) = stdin.as_mut() {
+            stdin.write_all(&bytes).await?;
+            stdin.shutdown().await?;
+        }
+        drop(stdin.take());
+        let mut reply = Vec::new();
+        if let Some(out) = stdout.as_mut() {
+            out.take(MAX_REPLY).read_to_end(&mut reply).await?;
+        }
+        let status = child.wait().await?;
+        Ok::<_, std::io::Error>((reply, status))
+    };
+    let (reply, status) = match tokio::time::timeout(child_deadline(settings), talk).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            return Err(ClientError::Child(format!(
+                "talking to the fetch child: {e}"
+            )));
+        }
+        Err(_) => {
+            return Err(ClientError::Child(
+                "the fetch child took too long; killed".into(),
+            ));
+        }
+    };
+    if !status.success() {
+        return Err(ClientError::Child(format!(
+            "the fetch child died ({status}): the server sent something the LDAP client could \
+             not take"
+        )));
+    }
+    postcard::from_bytes::<Reply>(&reply)
+        .map_err(|e| ClientError::Child(format!("unreadable reply from the fetch child: {e}")))
+}
+
+/// What the child does with a request.
+async fn serve(request: Request) -> Reply {
+    match request {
+        Request::Search {
+            settings,
+            base,
+            filter,
+            attrs,
+            sync,
+        } => {
+            let settings = match LocalConfig::from_pairs(&settings) {
+                Ok(s) => s,
+                Err(e) => return Reply::Failed(e.to_string()),
+            };
+            let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+            let sync = sync.as_ref().map(|c| c.as_deref());
+            match in_process(&settings, &base, &filter, &attrs, sync).await {
+                Ok((server, entries, sync)) => Reply::Entries {
+                    server,
+                    sync,
+                    entries: entries
+                        .into_iter()
+                        .map(|e| match e {
+                            Ok(e) => {
+                                let (dn, attrs) = e.into_parts();
+                                WireEntry::Entry { dn, attrs }
+                            }
+                            Err(m) => WireEntry::Malformed(m),
+                        })
+                        .collect(),
+                },
+                Err(e) => Reply::Failed(e.to_string()),
+            }
+        }
+        Request::Bind {
+            settings,
+            url,
+            dn,
+            password,
+        } => {
+            let parsed = LocalConfig::from_pairs(&settings)
+                .map_err(|e| e.to_string())
+                .and_then(|s| Ok((s, url.parse::<LdapUrl>().map_err(str::to_string)?)));
+            match parsed {
+                Ok((settings, url)) => {
+                    match client::check_password(&settings, &url, &dn, &password).await {
+                        Ok(ok) => Reply::Bound(ok),
+                        Err(e) => Reply::Failed(e.to_string()),
+                    }
+                }
+                Err(e) => Reply::Failed(e),
+            }
+        }
+    }
+}
+
+/// The child: reads one request on stdin, writes the reply on stdout, exits 0. Returns the exit
+/// code.
+pub fn child_main() -> i32 {
+    use std::io::{Read, Write};
+    let mut input = Vec::new();
+    if std::io::stdin()
+        .take(16 << 20)
+        .read_to_end(&mut input)
+        .is_err()
+    {
+        return 2;
+    }
+    let Ok(request) = postcard::from_bytes::<Request>(&input) else {
+        return 2;
+    };
+    let reply = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Err(e) => Reply::Failed(format!("no runtime: {e}")),
+        Ok(rt) => rt.block_on(serve(request)),
+    };
+    let Ok(bytes) = postcard::to_allocvec(&reply) else {
+        return 2;
+    };
+    let mut out = std::io::stdout().lock();
+    if out.write_all(&bytes).and_then(|()| out.flush()).is_err() {
+        return 2;
+    }
+    0
+}

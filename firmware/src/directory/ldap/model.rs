@@ -1,0 +1,338 @@
+//! The sync's picture of LDAP: every entry read, mapped, keyed by a name that survives renames
+//! (`entryUUID`, else `zimbraId`, else the DN). A full sync replaces it; a poll updates the
+//! entries that changed. The directory is rebuilt from it, and comparing it before and after a
+//! sync says what changed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use std::collections::HashSet;
+
+use super::entry::{MalformedEntry, RawEntry};
+use super::object::{LdapObject, SkipReason, Skipped};
+use super::syncrepl::{EntryState, SyncInfo, SyncOutcome, uuid_text};
+
+/// How an entry maps: the schema's function.
+pub type MapFn = fn(&RawEntry) -> Result<Option<LdapObject>, SkipReason>;
+
+/// A directory schema: what to ask LDAP for, and what its entries mean.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    pub filter: &'static str,
+    pub attrs: &'static [&'static str],
+    pub map: MapFn,
+}
+
+/// One entry as mapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    pub dn: String,
+    pub object: Result<LdapObject, SkipReason>,
+}
+
+impl Mapped {
+    fn describe(&self) -> String {
+        match &self.object {
+            Ok(o) => o.describe(),
+            Err(_) => self.dn.clone(),
+        }
+    }
+}
+
+/// What a sync changed, as `postern ldap sync` prints it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub modified: Vec<String>,
+    pub deleted: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.modified.is_empty() && self.deleted.is_empty()
+    }
+
+    pub fn total(&self) -> usize {
+        self.added.len() + self.modified.len() + self.deleted.len()
+    }
+}
+
+/// Lines printed before "... and N more".
+const SHOWN_CHANGES: usize = 50;
+
+impl fmt::Display for Changes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return writeln!(f, "no changes");
+        }
+        let lines = self
+            .added
+            .iter()
+            .map(|s| ('+', s))
+            .chain(self.modified.iter().map(|s| ('~', s)))
+            .chain(self.deleted.iter().map(|s| ('-', s)));
+        for (mark, what) in lines.clone().take(SHOWN_CHANGES) {
+            writeln!(f, "{mark} {what}")?;
+        }
+        let total = self.total();
+        if total > SHOWN_CHANGES {
+            writeln!(f, "... and {} more", total - SHOWN_CHANGES)?;
+        }
+        writeln!(
+            f,
+            "{} added, {} modified, {} deleted",
+            self.added.len(),
+            self.modified.len(),
+            self.deleted.len()
+        )
+    }
+}
+
+/// All entries read from LDAP.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    entries: BTreeMap<String, Mapped>,
+    /// Entries the server sent that could not even be read (no DN to key them by).
+    unreadable: Vec<Skipped>,
+    /// The newest `modifyTimestamp` seen; `None` if the server never showed one (then every poll
+    /// has to be a full sync).
+    newest_stamp: Option<String>,
+}
+
+fn key_of(e: &RawEntry) -> String {
+    match e.first("entryUUID").or_else(|| e.first("zimbraId")) {
+        Some(id) => format!("id:{}", id.to_ascii_lowercase()),
+        None => format!("dn:{}", e.dn.to_ascii_lowercase()),
+    }
+}
+
+impl Model {
+    pub fn entries(&self) -> impl Iterator<Item = &Mapped> {
+        self.entries.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn unreadable(&self) -> &[Skipped] {
+        &self.unreadable
+    }
+
+    pub fn newest_stamp(&self) -> Option<&str> {
+        self.newest_stamp.as_deref()
+    }
+
+    fn note_stamp(&mut self, e: &RawEntry) {
+        // GeneralizedTime in one server's own format compares as text.
+        if let Some(s) = e.first("modifyTimestamp")
+            && self.newest_stamp.as_deref().is_none_or(|n| s > n)
+        {
+            self.newest_stamp = Some(s.to_string());
+        }
+    }
+
+    /// Maps entries into `self`, recording what changed; returns the keys seen.
+    fn merge(
+        &mut self,
+        read: Vec<Result<RawEntry, MalformedEntry>>,
+        map: MapFn,
+        changes: &mut Changes,
+    ) -> Vec<String> {
+        let mut seen = Vec::with_capacity(read.len());
+        for r in read {
+            let e = match r {
+                Ok(e) => e,
+                Err(m) => {
+                    self.unreadable.push(Skipped {
+                        dn: "(unreadable entry)".into(),
+                        reason: SkipReason::Malformed(m),
+                    });
+                    continue;
+                }
+            };
+            self.note_stamp(&e);
+            let key = key_of(&e);
+            let object = match map(&e) {
+                Ok(Some(o)) => Ok(o),
+                Ok(None) => continue,
+                Err(why) => Err(why),
+            };
+            let mapped = Mapped { dn: e.dn, object };
+            match self.entries.get(&key) {
+                None => changes.added.push(mapped.describe()),
+                Some(old) if *old != mapped => changes.modified.push(mapped.describe()),
+                Some(_) => {}
+            }
+            self.entries.insert(key.clone(), mapped);
+            seen.push(key);
+        }
+        seen
+    }
+
+    /// A full sync: the entries read are all there is; the rest were deleted.
+    pub fn replace(&mut self, read: Vec<Result<RawEntry, MalformedEntry>>, map: MapFn) -> Changes {
+        let mut changes = Changes::default();
+        self.unreadable.clear();
+        let seen = self.merge(read, map, &mut changes);
+        let seen: std::collections::HashSet<String> = seen.into_iter().collect();
+        let gone: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(old) = self.entries.remove(&k) {
+                changes.deleted.push(old.describe());
+            }
+        }
+        changes
+    }
+
+    /// A poll: the entries read changed; the others stay as they were.
+    pub fn update(&mut self, read: Vec<Result<RawEntry, MalformedEntry>>, map: MapFn) -> Changes {
+        let mut changes = Changes::default();
+        self.merge(read, map, &mut changes);
+        changes
+    }
+
+    /// Whether every entry is keyed by a UUID (RFC 4533 names entries by UUID only).
+    pub fn keyed_by_uuid(&self) -> bool {
+        self.entries.keys().all(|k| k.starts_with("id:"))
+    }
+
+    fn remove_uuid(&mut self, u: &[u8; 16], changes: &mut Changes) {
+        if let Some(old) = self.entries.remove(&uuid_key(u)) {
+            changes.deleted.push(old.describe());
+        }
+    }
+
+    /// Applies an RFC 4533 refresh that started from a cookie: entries added or modified,
+    /// deletes by UUID, and, after a present phase, everything not reported present is gone.
+    pub fn apply_sync(
+        &mut self,
+        read: Vec<Result<RawEntry, MalformedEntry>>,
+        outcome: &SyncOutcome,
+        map: MapFn,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let mut present: HashSet<String> = HashSet::new();
+        let mut changed = Vec::new();
+        for (entry, state) in read.into_iter().zip(outcome.states.iter()) {
+            match state {
+                None => changed.push(entry),
+                Some(st) => match st.state {
+                    EntryState::Delete => self.remove_uuid(&st.uuid, &mut changes),
+                    EntryState::Present => {
+                        present.insert(uuid_key(&st.uuid));
+                    }
+                    EntryState::Add | EntryState::Modify => {
+                        present.insert(uuid_key(&st.uuid));
+                        changed.push(entry);
+                    }
+                },
+            }
+        }
+        let mut present_phase = false;
+        for info in &outcome.infos {
+            match info {
+                SyncInfo::IdSet {
+                    refresh_deletes: true,
+                    uuids,
+                    ..
+                } => uuids.iter().for_each(|u| self.remove_uuid(u, &mut changes)),
+                SyncInfo::IdSet { uuids, .. } => present.extend(uuids.iter().map(uuid_key)),
+                SyncInfo::RefreshPhase { present: true, .. } => present_phase = true,
+                _ => {}
+            }
+        }
+        let mut merged = Changes::default();
+        self.merge(changed, map, &mut merged);
+        changes.added.extend(merged.added);
+        changes.modified.extend(merged.modified);
+        let done_present = outcome.done.as_ref().is_some_and(|d| !d.refresh_deletes);
+        if present_phase || done_present {
+            let gone: Vec<String> = self
+                .entries
+                .keys()
+                .filter(|k| !present.contains(*k))
+                .cloned()
+                .collect();
+            for k in gone {
+                if let Some(old) = self.entries.remove(&k) {
+                    changes.deleted.push(old.describe());
+                }
+            }
+        }
+        changes
+    }
+}
+
+fn uuid_key(u: &[u8; 16]) -> String {
+    format!("id:{}", uuid_text(u))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::zimbra;
+    use super::*;
+
+    fn account(uuid: &str, dn: &str, addr: &str, stamp: &str) -> Result<RawEntry, MalformedEntry> {
+        Ok(RawEntry::new(
+            dn,
+            &[
+                ("objectClass", &["zimbraAccount"]),
+                ("entryUUID", &[uuid]),
+                ("zimbraMailDeliveryAddress", &[addr]),
+                ("modifyTimestamp", &[stamp]),
+            ],
+        ))
+    }
+
+    #[test]
+    fn full_sync_finds_deletes_and_polls_find_changes() {
+        let mut m = Model::default();
+        let c = m.replace(
+            vec![
+                account("1", "uid=a,dc=e,dc=com", "a@e.com", "20261201100000Z"),
+                account("2", "uid=b,dc=e,dc=com", "b@e.com", "20261201100500Z"),
+                Err(MalformedEntry::Shape),
+            ],
+            zimbra::map,
+        );
+        assert_eq!(c.added, ["account a@e.com", "account b@e.com"]);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.unreadable().len(), 1);
+        assert_eq!(m.newest_stamp(), Some("20261201100500Z"));
+        // A rename keeps the entryUUID: a modification, not an add and a delete.
+        let c = m.update(
+            vec![account(
+                "1",
+                "uid=a2,dc=e,dc=com",
+                "a2@e.com",
+                "20261201110000Z",
+            )],
+            zimbra::map,
+        );
+        assert_eq!(c.modified, ["account a2@e.com"]);
+        assert_eq!(m.len(), 2);
+        let c = m.replace(
+            vec![account(
+                "1",
+                "uid=a2,dc=e,dc=com",
+                "a2@e.com",
+                "20261201110000Z",
+            )],
+            zimbra::map,
+        );
+        assert_eq!(c.deleted, ["account b@e.com"]);
+        assert!(c.added.is_empty() && c.modified.is_empty());
+        assert!(m.unreadable().is_empty());
+        assert!(c.to_string().contains("- account b@e.com"));
+    }
+}

@@ -1,0 +1,422 @@
+//! One sync: read LDAP, update the model, build a new directory off to the side, store it on
+//! flash, then swap it in. Until the swap the old directory is served whole; if reading,
+//! storing or anything else fails, it stays. A poll that finds nothing changed writes nothing
+//! (flash wear), it only records that LDAP confirmed the cache.
+//!
+//! Polls ask for entries whose `modifyTimestamp` is at or after the newest one seen; deletions
+//! are invisible to that, so a full sync runs every `ldap_full_sync_interval` (and at start, on
+//! request, and whenever the server does not show modifyTimestamp to this bind).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::build::{Counts, build};
+use super::client::ClientError;
+use super::diff::diff;
+use super::fetch;
+use super::model::{Changes, Model, Schema};
+use super::object::{LdapObject, SkipReason};
+use super::plain;
+use super::status::{LdapStatus, SyncKind, SyncReport};
+use super::syncrepl::{self, SyncOutcome};
+use super::zimbra;
+use crate::config::localconfig::{LdapSchema, LocalConfig};
+use crate::directory::{SharedDirectory, Source};
+
+/// Where a new snapshot goes before it is served (the flash's directory slot). Blocking: it is
+/// called off the runtime's workers.
+pub trait SnapshotStore: Send + Sync {
+    fn save(&self, snapshot: Vec<u8>) -> Result<(), SaveError>;
+}
+
+/// The store's own error, kept whole.
+#[derive(Debug)]
+pub struct SaveError(pub Box<dyn std::error::Error + Send + Sync>);
+
+impl fmt::Display for SaveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for SaveError {}
+
+/// Why a sync changed nothing.
+#[derive(Debug)]
+pub enum SyncError {
+    Client(ClientError),
+    /// The new snapshot could not be stored, so it was not served.
+    Save(SaveError),
+    /// A full sync found no domain where the cache has some: a wrong search base or lost read
+    /// rights look like that, and applying it would empty the directory.
+    NoDomains {
+        had: usize,
+    },
+    /// A full sync found nothing where the cache has entries (the same suspicion).
+    NoEntries {
+        had: usize,
+    },
+    /// The building step stopped (a bug); the directory served is unchanged.
+    Aborted,
+    /// RFC 4533 messages that did not decode; the next sync refreshes everything.
+    BadSyncMessages(usize),
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncError::Client(e) => write!(f, "{e}"),
+            SyncError::Save(e) => write!(f, "snapshot not saved to flash, not applied: {e}"),
+            SyncError::NoDomains { had } => write!(
+                f,
+                "full sync found no domains (the cache has {had}); not applied: check \
+                 ldap_search_base and the bind's read rights"
+            ),
+            SyncError::NoEntries { had } => write!(
+                f,
+                "full sync found no entries (the cache has {had}); not applied: check \
+                 ldap_search_base and the bind's read rights"
+            ),
+            SyncError::Aborted => f.write_str("sync aborted while building; nothing changed"),
+            SyncError::BadSyncMessages(n) => write!(
+                f,
+                "{n} RFC 4533 sync messages did not decode; nothing applied, the next sync \
+                 refreshes everything"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SyncError {}
+
+/// Where a sync reads its settings and puts its result.
+struct Target<'a> {
+    settings: &'a LocalConfig,
+    shared: &'a Arc<SharedDirectory>,
+    store: &'a Arc<dyn SnapshotStore>,
+    now: u64,
+}
+
+/// The sync's memory between runs.
+pub struct Syncer {
+    model: Model,
+    schema: Schema,
+    /// Unix seconds of the last full sync applied since start.
+    last_full: Option<u64>,
+    status: LdapStatus,
+    syncrepl: Syncrepl,
+    /// The RFC 4533 cookie of the last sync applied (kept in RAM: after a restart the first sync
+    /// is a full one anyway, to rebuild the model).
+    cookie: Option<Vec<u8>>,
+}
+
+impl Default for Syncer {
+    fn default() -> Syncer {
+        Syncer::new(zimbra::SCHEMA)
+    }
+}
+
+/// What a read brought.
+struct Read {
+    kind: SyncKind,
+    server: String,
+    entries: Vec<Result<super::RawEntry, super::MalformedEntry>>,
+    /// For an RFC 4533 read: the states, messages and new cookie.
+    sync: Option<SyncOutcome>,
+}
+
+/// Whether the server does RFC 4533 (OpenLDAP's syncprov), as the first sync found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Syncrepl {
+    Unknown,
+    Yes,
+    No,
+}
+
+/// GeneralizedTime as servers write it: digits, a fraction, a zone. Anything else is not put
+/// into a filter.
+fn plain_stamp(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b"Z.,+-".contains(&b))
+}
+
+impl Syncer {
+    /// A syncer for the schema `ldap_schema` names.
+    pub fn for_settings(settings: &LocalConfig) -> Syncer {
+        Syncer::new(match settings.schema {
+            LdapSchema::Zimbra => zimbra::SCHEMA,
+            LdapSchema::InetOrgPerson => plain::INET_ORG_PERSON,
+            LdapSchema::ActiveDirectory => plain::ACTIVE_DIRECTORY,
+        })
+    }
+
+    pub fn new(schema: Schema) -> Syncer {
+        Syncer {
+            model: Model::default(),
+            schema,
+            last_full: None,
+            status: LdapStatus::default(),
+            syncrepl: Syncrepl::Unknown,
+            cookie: None,
+        }
+    }
+
+    pub fn status(&self) -> &LdapStatus {
+        &self.status
+    }
+
+    fn kind_for(&self, want: SyncKind, settings: &LocalConfig, now: u64) -> SyncKind {
+        // With a cookie, deletions are reported: no periodic full sync is needed.
+        let cookie_ok = self.syncrepl == Syncrepl::Yes
+            && self.cookie.is_some()
+            && !self.model.is_empty()
+            && self.model.keyed_by_uuid();
+        if want == SyncKind::Incremental && cookie_ok {
+            return SyncKind::Incremental;
+        }
+        let full_due = self
+            .last_full
+            .is_none_or(|t| now.saturating_sub(t) >= settings.full_sync_interval.as_secs());
+        let can_poll = self.model.newest_stamp().is_some_and(plain_stamp);
+        match want {
+            SyncKind::Incremental if !full_due && can_poll && !self.model.is_empty() => {
+                SyncKind::Incremental
+            }
+            _ => SyncKind::Full,
+        }
+    }
+
+    async fn read(&mut self, kind: SyncKind, settings: &LocalConfig) -> Result<Read, ClientError> {
+        let (base, attrs) = (&settings.search_base, self.schema.attrs);
+        if self.syncrepl != Syncrepl::No {
+            let mut cookie = match kind {
+                SyncKind::Incremental => self.cookie.clone(),
+                SyncKind::Full => None,
+            };
+            loop {
+                let filter = self.schema.filter;
+                let (server, entries, outcome) =
+                    fetch::fetch(settings, base, filter, attrs, Some(cookie.as_deref())).await?;
+                match outcome {
+                    Some(o) if o.unsupported => {
+                        self.syncrepl = Syncrepl::No;
+                        break;
+                    }
+                    // The server cannot go on from this cookie: everything again.
+                    Some(o) if o.refresh_required && cookie.is_some() => {
+                        self.cookie = None;
+                        cookie = None;
+                    }
+                    Some(o) => {
+                        self.syncrepl = Syncrepl::Yes;
+                        let kind = match cookie {
+                            Some(_) => SyncKind::Incremental,
+                            None => SyncKind::Full,
+                        };
+                        return Ok(Read {
+                            kind,
+                            server,
+                            entries,
+                            sync: Some(o),
+                        });
+                    }
+                    None => break,
+                }
+            }
+        }
+        let filter = match (kind, self.model.newest_stamp()) {
+            (SyncKind::Incremental, Some(stamp)) => {
+                format!("(&{}(modifyTimestamp>={stamp}))", self.schema.filter)
+            }
+            _ => self.schema.filter.to_string(),
+        };
+        let (server, entries, _) = fetch::fetch(settings, base, &filter, attrs, None).await?;
+        Ok(Read {
+            kind,
+            server,
+            entries,
+            sync: None,
+        })
+    }
+
+    /// Runs one sync of kind `want` (a poll may become a full sync, see the module doc) and
+    /// returns its report; `now` is Unix seconds.
+    pub async fn sync(
+        &mut self,
+        want: SyncKind,
+        settings: &LocalConfig,
+        shared: &Arc<SharedDirectory>,
+        store: &Arc<dyn SnapshotStore>,
+        now: u64,
+    ) -> SyncReport {
+        let started = Instant::now();
+        shared.set_ldap_max_age(settings.cache_max_age);
+        let mut kind = self.kind_for(want, settings, now);
+        let to = Target {
+            settings,
+            shared,
+            store,
+            now,
+        };
+        let mut outcome = self.run(kind, &to).await;
+        // A poll that made two entries claim one address may be a rename seen half (the old
+        // entry is gone only to a full sync): look at everything before reporting it.
+        if kind == SyncKind::Incremental
+            && let Ok((_, _, _, dups_grew)) = &outcome
+            && *dups_grew
+        {
+            kind = SyncKind::Full;
+            outcome = self.run(kind, &to).await;
+        }
+        let report =
+            |server: String, read: usize, changes: Changes, error: Option<String>| SyncReport {
+                kind,
+                started: now,
+                duration: started.elapsed(),
+                server,
+                read,
+                changes,
+                error,
+            };
+        let report = match outcome {
+            Ok((server, read, changes, _)) => {
+                shared.ldap_confirmed(now);
+                self.status.last_success = Some(now);
+                if kind == SyncKind::Full {
+                    self.last_full = Some(now);
+                }
+                report(server, read, changes, None)
+            }
+            Err(e) => report(String::new(), 0, Changes::default(), Some(e.to_string())),
+        };
+        self.status.last = Some(report.clone());
+        report
+    }
+
+    /// Reads and applies; `Ok((server, entries read, changes, duplicates grew))`.
+    async fn run(
+        &mut self,
+        kind: SyncKind,
+        to: &Target<'_>,
+    ) -> Result<(String, usize, Changes, bool), SyncError> {
+        let read = self
+            .read(kind, to.settings)
+            .await
+            .map_err(SyncError::Client)?;
+        let n = read.entries.len();
+        let mut entries = read.entries;
+        let cookie = read.sync.as_ref().and_then(SyncOutcome::cookie);
+        if let Some(o) = &read.sync {
+            if o.bad_infos > 0 {
+                self.cookie = None;
+                return Err(SyncError::BadSyncMessages(o.bad_infos));
+            }
+            // Key entries by the UUID their Sync State names, as deletes will name them.
+            for (e, state) in entries.iter_mut().zip(o.states.iter()) {
+                if let (Ok(e), Some(st)) = (e, state) {
+                    e.ensure_uuid(&syncrepl::uuid_text(&st.uuid));
+                }
+            }
+        }
+        let outcome = if read.kind == SyncKind::Full {
+            let domains_in = |m: &Model| {
+                m.entries()
+                    .filter(|e| matches!(e.object, Ok(LdapObject::Domain(_))))
+                    .count()
+            };
+            let served = to.shared.snapshot();
+            let had = domains_in(&self.model).max(
+                served
+                    .domains()
+                    .filter(|d| d.source() == Source::Ldap)
+                    .count(),
+            );
+            let mut next = Model::default();
+            next.replace(entries, self.schema.map);
+            if had > 0 && domains_in(&next) == 0 {
+                return Err(SyncError::NoDomains { had });
+            }
+            // Directories without domain entries: the same guard on the entries themselves.
+            let had_entries = self.model.len().max(
+                served
+                    .accounts()
+                    .filter(|a| a.source() == Source::Ldap)
+                    .count(),
+            );
+            if had_entries > 0 && next.is_empty() {
+                return Err(SyncError::NoEntries { had: had_entries });
+            }
+            self.model = next;
+            self.apply(read.server, n, to, true).await
+        } else {
+            let changes = match &read.sync {
+                Some(o) => self.model.apply_sync(entries, o, self.schema.map),
+                None => self.model.update(entries, self.schema.map),
+            };
+            if changes.is_empty() {
+                Ok((read.server, n, Changes::default(), false))
+            } else {
+                self.apply(read.server, n, to, false).await
+            }
+        };
+        if outcome.is_ok() && read.sync.is_some() {
+            self.cookie = cookie;
+        }
+        outcome
+    }
+
+    async fn apply(
+        &mut self,
+        server: String,
+        read: usize,
+        to: &Target<'_>,
+        full: bool,
+    ) -> Result<(String, usize, Changes, bool), SyncError> {
+        let dups_before = count_dups(&self.status.skipped);
+        let model = std::mem::take(&mut self.model);
+        let (shared2, store2) = (Arc::clone(to.shared), Arc::clone(to.store));
+        let server_name = to.settings.server_hostname.clone();
+        let now = to.now;
+        // Building 100 000 entries and writing flash is blocking work.
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = shared2.update(|current| {
+                let built = build(current, &model, now, &server_name);
+                store2
+                    .save(built.directory.encode())
+                    .map_err(SyncError::Save)?;
+                let changes = diff(current, &built.directory);
+                Ok((
+                    (built.skipped, built.counts, changes),
+                    Some(built.directory),
+                ))
+            });
+            (model, result)
+        })
+        .await;
+        let (model, result) = joined.map_err(|_| SyncError::Aborted)?;
+        let (skipped, counts, changes): (Vec<_>, Counts, Changes) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                // The model is ahead of what is served: start over with a full sync.
+                self.model = Model::default();
+                self.last_full = None;
+                self.cookie = None;
+                return Err(e);
+            }
+        };
+        self.model = model;
+        let dups_grew = !full && count_dups(&skipped) > dups_before;
+        self.status.counts = counts;
+        self.status.skipped = skipped;
+        Ok((server, read, changes, dups_grew))
+    }
+}
+
+fn count_dups(skipped: &[super::Skipped]) -> usize {
+    skipped
+        .iter()
+        .filter(|s| matches!(s.reason, SkipReason::DuplicateAddress { .. }))
+        .count()
+}
