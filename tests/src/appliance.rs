@@ -250,7 +250,7 @@ pub fn send_through(port: u16, subject: &str) -> String {
     // QEMU accepts at once and reaches the guest later: first wait for a real greeting.
     let (_, s) = wait_for_banner(port, COMMAND).unwrap_or_else(|e| panic!("{e}"));
     let _ = quit(s);
-    let mut c = crate::host::SmtpClient::connect(([127, 0, 0, 1], port).into());
+    let mut c = crate::host::SmtpClient::connect_waiting(([127, 0, 0, 1], port).into(), COMMAND);
     assert!(c.reply().starts_with("220 "));
     assert!(c.cmd("EHLO host.test").starts_with("250"));
     assert!(

@@ -182,9 +182,14 @@ pub struct SmtpClient {
 
 impl SmtpClient {
     pub fn connect(addr: SocketAddr) -> SmtpClient {
+        SmtpClient::connect_waiting(addr, Duration::from_secs(30))
+    }
+
+    /// [`SmtpClient::connect`] to a peer that may take up to `wait` per reply (a guest under
+    /// QEMU's emulation on a busy machine).
+    pub fn connect_waiting(addr: SocketAddr, wait: Duration) -> SmtpClient {
         let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
+        s.set_read_timeout(Some(wait)).expect("timeout");
         SmtpClient {
             reader: BufReader::new(s.try_clone().expect("clone")),
             writer: s,
