@@ -178,6 +178,8 @@ impl Drop for HostPostern {
 pub struct SmtpClient {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
+    /// The start of what was sent last, so a reply that never comes says which command it was.
+    last_sent: String,
 }
 
 impl SmtpClient {
@@ -193,11 +195,13 @@ impl SmtpClient {
         SmtpClient {
             reader: BufReader::new(s.try_clone().expect("clone")),
             writer: s,
+            last_sent: "(the greeting)".into(),
         }
     }
 
     /// Sends bytes exactly as given.
     pub fn send(&mut self, bytes: &[u8]) {
+        self.last_sent = String::from_utf8_lossy(&bytes[..bytes.len().min(40)]).into_owned();
         self.writer.write_all(bytes).expect("send");
     }
 
@@ -206,7 +210,10 @@ impl SmtpClient {
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
-            let n = self.reader.read_line(&mut line).expect("read reply");
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .unwrap_or_else(|e| panic!("reply to {:?}: {e}", self.last_sent));
             assert!(n > 0, "connection closed; got so far: {lines:?}");
             let line = line.trim_end().to_string();
             let last = line.len() < 4 || line.as_bytes()[3] != b'-';
