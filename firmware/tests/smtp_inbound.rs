@@ -11,9 +11,11 @@ use postern::inbound::{
     Authenticator, InboundContext, IncomingMessage, Limits, ListenerKind, MessageStore,
     RecipientCheck, serve,
 };
+use postern::log::LogSink;
 use postern::mail::Reply;
 use postern::mail::Transport;
 use postern::mail::{Envelope, QueueId};
+use postern::policy::dns::{Dns, Lookup, Resolve, Rtype};
 use postern::policy::{ConnectionLimits, Policy};
 use postern::smtp::{RcptQuery, RcptTarget};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -97,17 +99,26 @@ async fn start(kind: ListenerKind, limits: Limits) -> Server {
 }
 
 async fn start_with(kind: ListenerKind, limits: Limits, connections: ConnectionLimits) -> Server {
+    start_with_policy(kind, limits, Policy::new(connections), LogSink::memory()).await
+}
+
+async fn start_with_policy(
+    kind: ListenerKind,
+    limits: Limits,
+    policy: Arc<Policy>,
+    log: LogSink,
+) -> Server {
     let identity = self_signed("localhost").unwrap();
     let spool = Spool::default();
     let ctx = Arc::new(InboundContext {
         hostname: "mx.test".into(),
         limits,
         tls: Some(server_config(&identity).unwrap()),
-        policy: Policy::new(connections),
+        policy,
         recipients: Router,
         store: spool.clone(),
         auth: Some(Directory),
-        log: postern::log::LogSink::memory(),
+        log,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -407,6 +418,67 @@ async fn idle_clients_are_dropped_with_421() {
     assert_eq!(
         c.reply().await,
         "421 4.4.2 mx.test Error: timeout exceeded\r\n"
+    );
+}
+
+/// A resolver that answers nothing until the test lets it: a DNS server that has gone away.
+struct StalledDns(Arc<tokio::sync::Notify>);
+
+impl Resolve for StalledDns {
+    fn query<'a>(&'a self, _name: &'a str, _rtype: Rtype) -> Lookup<'a> {
+        let released = self.0.clone();
+        Box::pin(async move {
+            released.notified().await;
+            Ok(Vec::new())
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_greeting_does_not_wait_for_the_client_name() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let dns = Dns::new(
+        Arc::new(StalledDns(release.clone())),
+        Duration::from_secs(3600),
+    );
+    let log = LogSink::memory();
+    let policy = Policy::with_dns(ConnectionLimits::default(), dns, "mx.test", log.clone());
+    let server = start_with_policy(ListenerKind::Smtp, fast_limits(), policy, log.clone()).await;
+    let mut c = Client {
+        io: BufReader::new(TcpStream::connect(server.addr).await.unwrap()),
+    };
+    // Not a timing assertion: with the lookup still stalled, a greeting held for it never comes.
+    let greeting = tokio::time::timeout(Duration::from_secs(30), c.reply()).await;
+    assert_eq!(
+        greeting.expect("the greeting waited for the client's name"),
+        "220 mx.test ESMTP Postern\r\n"
+    );
+    assert!(c.cmd("EHLO client.test").await.starts_with("250-mx.test"));
+    // The PTR lookup comes back with nothing: the client is `unknown`, and the connect line is
+    // still the first of the connection's lines.
+    release.notify_waiters();
+    release.notify_one();
+    assert!(c.cmd("QUIT").await.starts_with("221"));
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = log.lines();
+        if lines.iter().any(|l| l.contains("disconnect from")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let smtpd: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("connect from"))
+        .collect();
+    assert_eq!(smtpd.len(), 2, "{lines:?}");
+    assert!(
+        smtpd[0].contains("connect from unknown[127.0.0.1]"),
+        "{lines:?}"
+    );
+    assert!(
+        smtpd[1].contains("disconnect from unknown[127.0.0.1]"),
+        "{lines:?}"
     );
 }
 

@@ -14,16 +14,9 @@ use tests::appliance::{
     test_boot_on, wait_for_banner_reading_console,
 };
 use tests::peers::{Sink, free_port};
+use tests::per_arch;
 
-// x86_64 only for now: on aarch64 the guest's greeting waits behind the client-name lookups of
-// earlier connections (the policy stage looks the client up before the banner) and a new
-// connection got no greeting within 60 s. Left open on issue 14 with this finding.
-mod relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill {
-    #[test]
-    fn x86_64() {
-        super::relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill(::qemu::Arch::X86_64)
-    }
-}
+per_arch!(relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill);
 fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill(arch: Arch) {
     let _one_at_a_time = qemu_lock_for(arch);
     let tmp = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::stages::{Authenticator, IncomingMessage, MessageStore, RecipientCheck};
@@ -37,6 +38,19 @@ struct Receiving<M> {
     service: ListenerKind,
     /// How the session ended when the client did not say QUIT.
     ending: Option<Ending>,
+    /// The client's name while its lookup runs; [`Receiving::client`] waits for it.
+    name_lookup: Option<JoinHandle<String>>,
+}
+
+impl<M> Receiving<M> {
+    /// The client as smtpd's lines name it, once its name lookup has come back (the lookup has
+    /// the DNS deadline, so this waits no longer than that).
+    async fn client(&mut self) -> &smtpd::Client {
+        if let Some(lookup) = self.name_lookup.take() {
+            self.client.name = lookup.await.unwrap_or_default();
+        }
+        &self.client
+    }
 }
 
 /// Serves one accepted connection to its end.
@@ -68,20 +82,30 @@ where
         config.greet_wait = std::time::Duration::ZERO;
     }
     let config = Arc::new(config);
-    let client = smtpd::Client {
-        name: ctx.policy.client_name(peer.ip()).await.unwrap_or_default(),
-        ip: Some(peer.ip()),
-    };
-    ctx.log.line(Program::Smtpd, &smtpd::connect_line(&client));
+    // The name is looked up while the greeting goes out: a resolver that does not answer must
+    // not hold every banner for the DNS deadline (QEMU's user network without upstream DNS did
+    // exactly that). The connect line waits for the name, so smtpd's lines keep their order.
+    let (policy, log, ip) = (ctx.policy.clone(), ctx.log.clone(), peer.ip());
+    let name_lookup = tokio::spawn(async move {
+        let name = policy.client_name(ip).await.unwrap_or_default();
+        let client = smtpd::Client { name, ip: Some(ip) };
+        log.line(Program::Smtpd, &smtpd::connect_line(&client));
+        client.name
+    });
     let mut rx = Receiving {
         message: None,
         failed: None,
-        client,
+        client: smtpd::Client {
+            name: String::new(),
+            ip: Some(ip),
+        },
         service: kind,
         ending: None,
+        name_lookup: Some(name_lookup),
     };
     let started = Instant::now();
     let result = serve_session(kind, stream, peer, &ctx, config, &mut rx).await;
+    rx.client().await;
     let (stats, pregreeted) = match &result {
         Ok(Some((stats, pregreeted))) => (stats.clone(), *pregreeted),
         _ => (Default::default(), false),
@@ -259,7 +283,7 @@ async fn answer<R, S, A>(
             let verdict = ctx.recipients.check(&query).await;
             if let Err(reply) = &verdict {
                 let line = smtpd::reject_line(&RejectedRcpt {
-                    client: &rx.client,
+                    client: rx.client().await,
                     reply,
                     sender: &query.sender,
                     recipient: &query.address,
@@ -279,9 +303,10 @@ async fn answer<R, S, A>(
             if let Some(ip) = session.client().addr
                 && let Err(refusal) = ctx.policy.auth(ip)
             {
+                let service = rx.service;
                 let line = format!(
-                    "warning: AUTH command rate limit exceeded from {} for service {}",
-                    rx.client, rx.service
+                    "warning: AUTH command rate limit exceeded from {} for service {service}",
+                    rx.client().await,
                 );
                 ctx.log.line(Program::Smtpd, &line);
                 session.refuse_auth(refusal.reply(&ctx.hostname), Instant::now());
@@ -295,7 +320,7 @@ async fn answer<R, S, A>(
                 // Postfix's words, which fail2ban and admins grep for.
                 let line = format!(
                     "warning: {}: SASL {} authentication failed: authentication failure",
-                    rx.client,
+                    rx.client().await,
                     mechanism.name()
                 );
                 ctx.log.line(Program::Smtpd, &line);
@@ -349,7 +374,7 @@ async fn answer<R, S, A>(
                     let committed = message.commit().await;
                     if let Ok(qid) = &committed {
                         let auth = session.client().auth.as_deref();
-                        let line = smtpd::client_line(*qid, &rx.client, auth);
+                        let line = smtpd::client_line(*qid, rx.client().await, auth);
                         ctx.log.line(Program::Smtpd, &line);
                     }
                     committed
