@@ -169,6 +169,12 @@ fn scrapes_before_and_after_traffic() {
         "postfix_smtp_delivery_delay_seconds_count{delay_type=\"transmission\"}",
         "postern_directory_entries{kind=\"account\"}",
         "postern_spool_messages",
+        "postern_content_verdicts_total{action=\"Passed\",category=\"CLEAN\"}",
+        "postern_content_verdicts_total{action=\"Blocked\",category=\"INFECTED\"}",
+        "postern_directory_syncs_total{kind=\"full\",result=\"failure\"}",
+        "postern_directory_last_sync_success_timestamp_seconds",
+        "postern_directory_last_sync_failed",
+        "postern_directory_skipped_entries",
     ] {
         assert_eq!(at(&before, series), 0.0, "{series}");
     }
@@ -256,6 +262,10 @@ fn scrapes_before_and_after_traffic() {
         1.0
     );
     assert!(moved("postern_spool_group_commit_batch_requests_count") >= 2.0);
+    assert_eq!(
+        moved("postern_content_verdicts_total{action=\"Passed\",category=\"CLEAN\"}"),
+        2.0
+    );
     assert_eq!(
         at(&after, "postern_directory_entries{kind=\"account\"}"),
         1.0

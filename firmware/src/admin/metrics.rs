@@ -64,6 +64,7 @@ pub async fn scrape(h: &Handles) -> String {
         "Entries in the directory cache, by kind",
         entries,
     );
+    directory_sync(h, &mut registry);
     registry.register_with_unit(
         "postern_uptime",
         "Time since the services started",
@@ -74,6 +75,41 @@ pub async fn scrape(h: &Handles) -> String {
     // Writing to a String cannot fail; an error here would be the crate's own bug.
     let _ = encode(&mut out, &registry);
     out
+}
+
+/// The LDAP sync's state: zero throughout when the box has no LDAP (its directory is `prov`'s).
+fn directory_sync(h: &Handles, registry: &mut Registry) {
+    let status = h
+        .ldap
+        .service
+        .as_ref()
+        .map(|s| s.status())
+        .unwrap_or_default();
+    let last = status.last.as_ref();
+    registry.register_with_unit(
+        "postern_directory_last_sync_success_timestamp",
+        "When the last directory sync from LDAP that succeeded started (Unix time; 0: never)",
+        Unit::Seconds,
+        gauge(status.last_success.unwrap_or(0)),
+    );
+    let duration = Gauge::<f64, AtomicU64>::default();
+    duration.set(last.map_or(0.0, |r| r.duration.as_secs_f64()));
+    registry.register_with_unit(
+        "postern_directory_last_sync_duration",
+        "How long the last directory sync took, whether it succeeded or not",
+        Unit::Seconds,
+        duration,
+    );
+    registry.register(
+        "postern_directory_last_sync_failed",
+        "1 when the last directory sync failed (the cache serves the sync before it)",
+        gauge(u8::from(last.is_some_and(|r| r.error.is_some()))),
+    );
+    registry.register(
+        "postern_directory_skipped_entries",
+        "LDAP entries left out of the cache for bad data (see `postern ldap status`)",
+        gauge(status.skipped.len()),
+    );
 }
 
 /// postfix_exporter's showq histograms: size and age of each queued message, per queue.

@@ -105,6 +105,7 @@ impl IncomingMessage for Receiving {
             Err(refused) => refused.verdict(),
         };
         log_verdict(&log, incoming.queue_id(), &envelope, size, started, &told);
+        crate::metrics::global().content_verdict(told.action, told.category);
         // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
         let accepted = verdict.map_err(|refused| refused.reply())?;
         if let Some(held) = head.take_head() {

@@ -38,8 +38,32 @@ pub const TLS_VERSIONS: [&str; 2] = ["TLSv1.2", "TLSv1.3"];
 /// The delivery statuses of the mail log.
 pub const STATUSES: [&str; 3] = ["sent", "deferred", "bounced"];
 
+/// The content stage's verdicts as its log lines give them (action, amavis category).
+pub const VERDICTS: [(&str, &str); 9] = [
+    ("Passed", "CLEAN"),
+    ("Passed", "SPAMMY"),
+    ("Passed", "UNCHECKED"),
+    ("Blocked", "SPAM"),
+    ("Blocked", "INFECTED"),
+    ("Blocked", "BANNED"),
+    ("Blocked", "UNCHECKED"),
+    ("Blocked", "LOOP"),
+    ("Deferred", "UNCHECKED"),
+];
+
+/// Directory syncs: their kinds and how they ended.
+pub const SYNC_KINDS: [&str; 2] = ["full", "incremental"];
+pub const SYNC_RESULTS: [&str; 2] = ["success", "failure"];
+
 fn label(name: &str, value: &str) -> Labels {
     vec![(name.to_string(), value.to_string())]
+}
+
+fn labels(pairs: [(&str, &str); 2]) -> Labels {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 fn delay_histogram() -> Histogram {
@@ -59,6 +83,8 @@ pub struct Metrics {
     qmgr_removed: Counter,
     spool_batch: Histogram,
     spool_sync: Histogram,
+    content_verdicts: Family<Labels, Counter>,
+    directory_syncs: Family<Labels, Counter>,
 }
 
 static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -93,7 +119,23 @@ impl Metrics {
             spool_sync: Histogram::new([
                 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0,
             ]),
+            content_verdicts: Family::default(),
+            directory_syncs: Family::default(),
         };
+        for (action, category) in VERDICTS {
+            drop(
+                m.content_verdicts
+                    .get_or_create(&labels([("action", action), ("category", category)])),
+            );
+        }
+        for kind in SYNC_KINDS {
+            for result in SYNC_RESULTS {
+                drop(
+                    m.directory_syncs
+                        .get_or_create(&labels([("kind", kind), ("result", result)])),
+                );
+            }
+        }
         for v in TLS_VERSIONS {
             drop(m.smtpd_tls.get_or_create(&label("protocol", v)));
         }
@@ -156,6 +198,22 @@ impl Metrics {
     /// A message left the queue (delivered, bounced, expired or deleted).
     pub fn qmgr_removed(&self) {
         self.qmgr_removed.inc();
+    }
+
+    /// The content stage decided about a message (`Passed`/`Blocked`/`Deferred`, amavis's
+    /// category), as its log line says.
+    pub fn content_verdict(&self, action: &str, category: &str) {
+        self.content_verdicts
+            .get_or_create(&labels([("action", action), ("category", category)]))
+            .inc();
+    }
+
+    /// A directory sync from LDAP ended (`full`/`incremental`).
+    pub fn directory_sync(&self, kind: &str, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.directory_syncs
+            .get_or_create(&labels([("kind", kind), ("result", result)]))
+            .inc();
     }
 
     /// Runs one group-commit sync of `batch` waiting requests and times it.
@@ -227,6 +285,16 @@ impl Metrics {
             Unit::Seconds,
             self.spool_sync.clone(),
         );
+        registry.register(
+            "postern_content_verdicts",
+            "Messages judged by the content stage, by action and amavis category",
+            self.content_verdicts.clone(),
+        );
+        registry.register(
+            "postern_directory_syncs",
+            "Directory syncs from LDAP, by kind and result",
+            self.directory_syncs.clone(),
+        );
     }
 }
 
@@ -276,5 +344,32 @@ mod tests {
             "postfix_smtp_delivery_delay_seconds_bucket{delay_type=\"transmission\",le=\"10\"} 1\n"
         ), "{after}");
         assert!(after.contains("postern_delivery_recipients_total{status=\"sent\"} 1\n"));
+    }
+
+    #[test]
+    fn verdicts_and_syncs_are_series_from_the_start() {
+        let m = Metrics::new();
+        let text = |m: &Metrics| {
+            let mut r = Registry::default();
+            m.register(&mut r);
+            let mut out = String::new();
+            encode(&mut out, &r).unwrap();
+            out
+        };
+        let infected = "postern_content_verdicts_total{action=\"Blocked\",category=\"INFECTED\"}";
+        let failed = "postern_directory_syncs_total{kind=\"incremental\",result=\"failure\"}";
+        let before = text(&m);
+        assert!(before.contains(&format!("{infected} 0\n")), "{before}");
+        assert!(before.contains(&format!("{failed} 0\n")), "{before}");
+        m.content_verdict("Blocked", "INFECTED");
+        m.directory_sync("incremental", false);
+        m.directory_sync("full", true);
+        let after = text(&m);
+        assert!(after.contains(&format!("{infected} 1\n")), "{after}");
+        assert!(after.contains(&format!("{failed} 1\n")), "{after}");
+        assert!(
+            after.contains("postern_directory_syncs_total{kind=\"full\",result=\"success\"} 1\n"),
+            "{after}"
+        );
     }
 }

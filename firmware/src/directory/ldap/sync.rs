@@ -292,6 +292,7 @@ impl Syncer {
             Err(e) => report(String::new(), 0, Changes::default(), Some(e.to_string())),
         };
         self.status.last = Some(report.clone());
+        crate::metrics::global().directory_sync(&kind.to_string(), report.error.is_none());
         report
     }
 
