@@ -106,7 +106,7 @@ pub enum MetricsCommand {
     /// The stored endpoint setting.
     Show,
     /// Answer `GET /metrics` at ADDR (e.g. 0.0.0.0:9154) for clients in --allow; stored on the
-    /// flash, used from the next start of the services (`postern run --metrics` overrides it).
+    /// flash and served at once (`postern run --metrics` overrides it while those services run).
     Set {
         listen: std::net::SocketAddr,
         /// Client networks allowed to scrape, as zimbraMtaMyNetworks writes them.

@@ -8,6 +8,7 @@ pub mod control;
 pub mod ldap;
 mod maillog;
 pub mod metrics;
+pub mod metrics_endpoint;
 pub mod metrics_setting;
 mod prov;
 mod queue;
@@ -55,6 +56,8 @@ pub struct Handles {
     pub facts: Arc<BoxFacts>,
     /// The LDAP sync: its service (only in the daemon) and where its snapshots go.
     pub ldap: ldap::LdapContext,
+    /// The Prometheus endpoint being served (only in the daemon).
+    pub metrics: Option<Arc<metrics_endpoint::Endpoint>>,
 }
 
 /// Carries out admin commands. Cheap to clone.
@@ -142,7 +145,7 @@ impl Admin {
                 maillog::track(&h.spool, h.queue.as_ref(), &target).await
             }
             AdminCommand::Metrics(MetricsCommand::Scrape) => Reply::ok(metrics::scrape(h).await),
-            AdminCommand::Metrics(cmd) => metrics_setting::run(&h.spool, cmd).await,
+            AdminCommand::Metrics(cmd) => metrics_setting::run(h, cmd).await,
             AdminCommand::Setup(cmd) => setup::run(&h.spool, cmd).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(
                 "the flash is in use by the running services: stop them, then run `postern flash format --flash {}`\n",

@@ -115,6 +115,7 @@ impl Daemon {
             }
         }
         // `--metrics` wins over the stored setting (the appliance's way to set it).
+        let pinned = opts.metrics.is_some();
         let endpoint = match opts.metrics.clone() {
             Some(m) => Some(m),
             None => match crate::admin::metrics_setting::stored(&flash.spool).await {
@@ -149,11 +150,13 @@ impl Daemon {
 
         let ctx = inbound_context(&opts, &config, tls_config, &directory, &spool, &queue);
         let ldap = ldap::context(&spool, &directory, &opts.hostname, true).await;
+        let endpoint = Arc::new(crate::admin::metrics_endpoint::Endpoint::default());
         let handles = Handles {
             spool,
             directory,
             queue: Some(queue.clone()),
             ldap,
+            metrics: Some(endpoint.clone()),
             facts: Arc::new(BoxFacts {
                 started: Instant::now(),
                 hostname: opts.hostname.clone(),
@@ -171,9 +174,7 @@ impl Daemon {
         if let Some((listener, m)) = metrics {
             let addr = listener.local_addr().unwrap_or(m.addr);
             master(&format!("metrics at http://{addr}/metrics for {}", m.allow));
-            tasks.push(tokio::spawn(crate::admin::metrics::serve(
-                listener, m.allow, handles,
-            )));
+            endpoint.start(listener, m.allow, pinned, handles).await;
         }
         for (kind, addr, listener) in bound {
             master(&format!("{kind} listening on {addr}"));
@@ -230,6 +231,7 @@ pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, Daem
         directory,
         queue: None,
         ldap,
+        metrics: None,
         facts: Arc::new(BoxFacts {
             started: Instant::now(),
             hostname,
