@@ -43,6 +43,10 @@ pub enum AdminCommand {
         /// A queue id or an address.
         target: String,
     },
+    /// Firmware update: the boot slots, checking and installing signed bundles (from a file on
+    /// the box or an http:// or https:// URL).
+    #[command(subcommand)]
+    Update(crate::update::command::UpdateCommand),
     /// The Prometheus endpoint: its stored setting (off by default), or one scrape here.
     #[command(subcommand)]
     Metrics(MetricsCommand),

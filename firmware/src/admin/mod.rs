@@ -144,6 +144,10 @@ impl Admin {
             AdminCommand::Track { target } => {
                 maillog::track(&h.spool, h.queue.as_ref(), &target).await
             }
+            AdminCommand::Update(cmd) => match crate::update::command::run(cmd).await {
+                Ok(text) => Reply::ok(text),
+                Err(e) => Reply::failed(format!("{e}\n")),
+            },
             AdminCommand::Metrics(MetricsCommand::Scrape) => Reply::ok(metrics::scrape(h).await),
             AdminCommand::Metrics(cmd) => metrics_setting::run(h, cmd).await,
             AdminCommand::Setup(cmd) => setup::run(&h.spool, cmd).await,
