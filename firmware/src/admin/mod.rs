@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod control;
+mod dkim;
 pub mod ldap;
 mod maillog;
 pub mod metrics;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use commands::{
-    AdminCommand, BulkArgs, FilterArgs, FlashCommand, LdapCommand, LogArgs, MetricsCommand,
+    AdminCommand, BulkArgs, DkimCommand, FilterArgs, FlashCommand, LdapCommand, LogArgs, MetricsCommand,
     QueueCommand, SetupCommand, TlsCommand,
 };
 pub use control::Reply;
@@ -55,6 +56,8 @@ pub struct Handles {
     pub facts: Arc<BoxFacts>,
     /// The LDAP sync: its service (only in the daemon) and where its snapshots go.
     pub ldap: ldap::LdapContext,
+    /// The DKIM keys the sessions sign with; `postern dkim` changes them here and on flash.
+    pub dkim: crate::content::dkim::KeyRing,
 }
 
 /// Carries out admin commands. Cheap to clone.
@@ -128,6 +131,7 @@ impl Admin {
                 }
             },
             AdminCommand::Tls(cmd) => tls::run(&h.spool, &h.facts.flash_path, cmd).await,
+            AdminCommand::Dkim(cmd) => dkim::run(&h.spool, &h.dkim, cmd).await,
             AdminCommand::Localconfig {
                 show_secrets,
                 edit,

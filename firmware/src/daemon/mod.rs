@@ -24,6 +24,7 @@ use crate::directory::{Directory, SharedDirectory};
 use crate::inbound::tls::{self, TlsError};
 use crate::inbound::{self, InboundContext, Limits, Recipients, SpoolStore};
 use crate::log::{LogSink, Program};
+use crate::content::dkim::KeyRing;
 use crate::policy::dns::HickoryResolve;
 use crate::policy::{ConnectionLimits, Dns, Policy};
 use crate::queue::QueueSettings;
@@ -147,13 +148,15 @@ impl Daemon {
         let own: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
         let queue = start_queue(&spool, &directory, &config, &opts, &own).await?;
 
-        let ctx = inbound_context(&opts, &config, tls_config, &directory, &spool, &queue);
+        let dkim = dkim_keys(&spool).await;
+        let ctx = inbound_context(&opts, &config, tls_config, &directory, &spool, &queue, &dkim);
         let ldap = ldap::context(&spool, &directory, &opts.hostname, true).await;
         let handles = Handles {
             spool,
             directory,
             queue: Some(queue.clone()),
             ldap,
+            dkim,
             facts: Arc::new(BoxFacts {
                 started: Instant::now(),
                 hostname: opts.hostname.clone(),
@@ -230,6 +233,8 @@ pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, Daem
         directory,
         queue: None,
         ldap,
+        // Offline nothing signs: the services load the stored keys when they start.
+        dkim: KeyRing::default(),
         facts: Arc::new(BoxFacts {
             started: Instant::now(),
             hostname,
@@ -254,6 +259,7 @@ fn inbound_context(
     directory: &Arc<SharedDirectory>,
     spool: &SpoolHandle,
     queue: &QueueHandle,
+    dkim: &KeyRing,
 ) -> Arc<InboundContext<Recipients, SpoolStore, Arc<SharedDirectory>>> {
     let policy = Policy::with_dns(
         connection_limits(config),
@@ -268,7 +274,7 @@ fn inbound_context(
         policy: policy.clone(),
         recipients: Recipients {
             directory: directory.clone(),
-            policy,
+            policy: policy.clone(),
             log: LogSink::stderr(),
         },
         store: SpoolStore {
@@ -276,10 +282,26 @@ fn inbound_context(
             queue: queue.clone(),
             directory: directory.clone(),
             log: LogSink::stderr(),
+            policy,
+            dkim: dkim.clone(),
         },
         auth: Some(directory.clone()),
         log: LogSink::stderr(),
     })
+}
+
+/// The DKIM signing keys stored on flash, in use from now on; a key that does not load is named.
+async fn dkim_keys(spool: &SpoolHandle) -> KeyRing {
+    let ring = KeyRing::default();
+    match crate::content::dkim::store::load(spool).await {
+        Ok(records) => {
+            for (domain, e) in ring.replace(&records) {
+                master(&format!("warning: DKIM key of {domain} not used: {e}"));
+            }
+        }
+        Err(e) => master(&format!("warning: DKIM keys not read: {e}; nothing is signed")),
+    }
+    ring
 }
 
 /// The restrictions' resolver: the servers given, else the system's; without either, lookups
@@ -291,7 +313,7 @@ fn policy_dns(opts: &Options) -> Dns {
         HickoryResolve::with_servers(&opts.dns_servers, opts.dns_timeout)
     };
     match resolver {
-        Ok(r) => Dns::new(Arc::new(r), opts.dns_timeout),
+        Ok(r) => Dns::hickory(r, opts.dns_timeout),
         Err(e) => {
             master(&format!(
                 "warning: {e}: restrictions that need DNS will defer"
