@@ -47,7 +47,10 @@ pub async fn run(spool: &SpoolHandle, ring: &KeyRing, cmd: DkimCommand) -> Reply
         DkimCommand::Delete { domain, selector } => {
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
             let gone = |k: &DkimKeyRecord| {
-                k.domain == domain && selector.as_ref().is_none_or(|s| s.eq_ignore_ascii_case(&k.selector))
+                k.domain == domain
+                    && selector
+                        .as_ref()
+                        .is_none_or(|s| s.eq_ignore_ascii_case(&k.selector))
             };
             let before = match store::load(spool).await {
                 Ok(s) => s.iter().filter(|k| gone(k)).count(),

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use commands::{
-    AdminCommand, BulkArgs, DkimCommand, FilterArgs, FlashCommand, LdapCommand, LogArgs, MetricsCommand,
-    QueueCommand, SetupCommand, TlsCommand,
+    AdminCommand, BulkArgs, DkimCommand, FilterArgs, FlashCommand, LdapCommand, LogArgs,
+    MetricsCommand, QueueCommand, SetupCommand, TlsCommand,
 };
 pub use control::Reply;
 

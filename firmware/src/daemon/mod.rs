@@ -19,12 +19,12 @@ pub use crate::inbound::ListenerKind;
 
 use crate::admin::{Admin, BoxFacts, Handles};
 use crate::config::MtaConfig;
+use crate::content::dkim::KeyRing;
 use crate::delivery::{Client, ClientSettings, ConfiguredDns, HickoryDns, NameLookups};
 use crate::directory::{Directory, SharedDirectory};
 use crate::inbound::tls::{self, TlsError};
 use crate::inbound::{self, InboundContext, Limits, Recipients, SpoolStore};
 use crate::log::{LogSink, Program};
-use crate::content::dkim::KeyRing;
 use crate::policy::dns::HickoryResolve;
 use crate::policy::{ConnectionLimits, Dns, Policy};
 use crate::queue::QueueSettings;
@@ -149,7 +149,9 @@ impl Daemon {
         let queue = start_queue(&spool, &directory, &config, &opts, &own).await?;
 
         let dkim = dkim_keys(&spool).await;
-        let ctx = inbound_context(&opts, &config, tls_config, &directory, &spool, &queue, &dkim);
+        let ctx = inbound_context(
+            &opts, &config, tls_config, &directory, &spool, &queue, &dkim,
+        );
         let ldap = ldap::context(&spool, &directory, &opts.hostname, true).await;
         let handles = Handles {
             spool,
@@ -299,7 +301,9 @@ async fn dkim_keys(spool: &SpoolHandle) -> KeyRing {
                 master(&format!("warning: DKIM key of {domain} not used: {e}"));
             }
         }
-        Err(e) => master(&format!("warning: DKIM keys not read: {e}; nothing is signed")),
+        Err(e) => master(&format!(
+            "warning: DKIM keys not read: {e}; nothing is signed"
+        )),
     }
     ring
 }

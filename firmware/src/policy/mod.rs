@@ -34,9 +34,9 @@ pub mod service;
 #[cfg(test)]
 mod tests;
 
+pub use auth::SenderAuth;
 pub use connect::{Admitted, ConnectionLimits, Refusal};
 pub use dns::Dns;
-pub use auth::SenderAuth;
 pub use own_name::OwnName;
 pub use refusal::{Listed, RcptRefusal};
 
@@ -46,12 +46,12 @@ use std::time::Instant;
 
 use crate::config::MtaConfig;
 use crate::config::sender_auth::SpfAction;
-use mail_auth::SpfResult;
 use crate::directory::Directory;
 use crate::log::{LogSink, Program};
 use crate::mail::ClientInfo;
 pub use crate::route::Relay;
 use crate::smtp::RcptQuery;
+use mail_auth::SpfResult;
 
 use connect::Counts;
 
@@ -177,7 +177,11 @@ impl Policy {
         let Some(spf) = self.sender_auth.spf(&q.client, &q.sender).await else {
             return Ok(());
         };
-        let identity = if spf.helo_identity { "helo" } else { "mailfrom" };
+        let identity = if spf.helo_identity {
+            "helo"
+        } else {
+            "mailfrom"
+        };
         match spf.result() {
             SpfResult::Fail => Err(RcptRefusal::SpfFail {
                 recipient: q.address.clone(),

@@ -52,7 +52,9 @@ pub enum KeyError {
 impl fmt::Display for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KeyError::UnknownAlgorithm(a) => write!(f, "unknown key type {a:?}: use rsa or ed25519"),
+            KeyError::UnknownAlgorithm(a) => {
+                write!(f, "unknown key type {a:?}: use rsa or ed25519")
+            }
             KeyError::BadDomain(d) => write!(f, "{d:?} is not a domain name like example.com"),
             KeyError::BadSelector(s) => write!(
                 f,
@@ -158,9 +160,8 @@ fn checked_domain(d: &str) -> Result<String, KeyError> {
 fn checked_selector(s: &str) -> Result<String, KeyError> {
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s.split('.').all(|l| {
-            !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
+        && s.split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     if ok {
         Ok(s.to_ascii_lowercase())
     } else {
@@ -175,7 +176,10 @@ mod tests {
     #[test]
     fn both_key_types_publish_a_record_their_key_matches() {
         let ed = generate("Example.COM", "s1", Algorithm::Ed25519, 0).unwrap();
-        assert_eq!((ed.domain.as_str(), ed.selector.as_str()), ("example.com", "s1"));
+        assert_eq!(
+            (ed.domain.as_str(), ed.selector.as_str()),
+            ("example.com", "s1")
+        );
         assert_eq!(public_key(&ed).unwrap().len(), 32);
         let record = dns_record(&ed).unwrap();
         assert!(

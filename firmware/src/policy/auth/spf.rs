@@ -50,7 +50,11 @@ impl SenderAuth {
     /// without an IP address (a local pipe), which SPF cannot judge.
     pub async fn spf(&self, client: &ClientInfo, sender: &str) -> Option<Arc<SpfCheck>> {
         let ip = client.addr?;
-        let key = (ip, client.helo.to_ascii_lowercase(), sender.to_ascii_lowercase());
+        let key = (
+            ip,
+            client.helo.to_ascii_lowercase(),
+            sender.to_ascii_lowercase(),
+        );
         let now = Instant::now();
         if let Some(known) = self.spf_memo.lock().ok()?.get(&key, now) {
             return Some(known);
