@@ -168,6 +168,7 @@ async fn filters_shape_and_bulk_actions_on_a_big_queue() {
         directory: Arc::new(SharedDirectory::default()),
         queue: Some(queue.clone()),
         ldap: postern::admin::ldap::LdapContext::offline(&spool),
+        dkim: postern::content::dkim::KeyRing::default(),
         facts: Arc::new(BoxFacts {
             started: std::time::Instant::now(),
             hostname: "gw.example".into(),
@@ -441,6 +442,7 @@ async fn one_id_and_bad_selections() {
         directory: Arc::new(SharedDirectory::default()),
         queue: Some(queue.clone()),
         ldap: postern::admin::ldap::LdapContext::offline(&spool),
+        dkim: postern::content::dkim::KeyRing::default(),
         facts: Arc::new(BoxFacts {
             started: std::time::Instant::now(),
             hostname: "gw.example".into(),

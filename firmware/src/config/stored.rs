@@ -39,7 +39,7 @@ pub struct BoxConfig {
 }
 
 /// One domain's DKIM signing key as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DkimKeyRecord {
     /// The signing domain (`d=`), lower case.
     pub domain: String,
@@ -51,6 +51,18 @@ pub struct DkimKeyRecord {
     pub pkcs8: Vec<u8>,
     /// When it was made (seconds since the Unix epoch).
     pub created: u64,
+}
+
+impl fmt::Debug for DkimKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the private key.
+        f.debug_struct("DkimKeyRecord")
+            .field("domain", &self.domain)
+            .field("selector", &self.selector)
+            .field("algorithm", &self.algorithm)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Version 2 (before the DKIM keys), read so an updated box keeps its settings.

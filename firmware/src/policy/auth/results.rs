@@ -6,8 +6,7 @@
 /// `authserv_id` (case-insensitive); every other byte as it was.
 pub fn strip_forged(head: &[u8], authserv_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(head.len());
-    let mut fields = Fields { rest: head };
-    while let Some(field) = fields.next() {
+    for field in (Fields { rest: head }) {
         if !is_ours(field, authserv_id) {
             out.extend_from_slice(field);
         }
