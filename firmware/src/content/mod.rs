@@ -341,13 +341,13 @@ impl Scan {
         self.hops.verdict()?;
         let mut accepted = Accepted::default();
         let Some(whole) = self.copy.take() else {
-            let auth = self.sender_checks(None).await;
             if self.config.oversize == FailAction::Tempfail {
                 return Err(Rejection::ScannerFailed {
                     scanner: "content",
                     error: ScannerError::TooBig,
                 });
             }
+            let auth = self.sender_checks(None).await;
             accepted.headers.push(format!(
                 "X-Postern-Scan: skipped, {} bytes is over posternContentScanLimit",
                 self.copy.size()
