@@ -34,6 +34,10 @@ pub enum AdminCommand {
     /// The certificate STARTTLS and port 465 present.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// DKIM signing keys: mail from $mynetworks and authenticated clients is signed with the key
+    /// of its From domain.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
     /// The mail log kept on the flash (a ring: the newest lines), as mail.log would show it.
     Log(LogArgs),
     /// One message's way through the box from the kept mail log (queue, each delivery attempt
@@ -164,6 +168,34 @@ pub enum TlsCommand {
     },
     /// Show the certificate chain in use (PEM).
     Show,
+}
+
+/// `postern dkim ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
+pub enum DkimCommand {
+    /// Make a signing key for DOMAIN, store it on the flash, and print the DNS TXT record to
+    /// publish. It signs from the next message; an older key of the domain is kept (delete it
+    /// once the new record is in DNS).
+    Keygen {
+        domain: String,
+        /// The selector: the record's name is SELECTOR._domainkey.DOMAIN.
+        #[arg(long, default_value = "postern")]
+        selector: String,
+        /// `rsa` (2048 bits, understood by every verifier) or `ed25519` (RFC 8463).
+        #[arg(long = "type", value_name = "TYPE", default_value = "rsa")]
+        key_type: String,
+    },
+    /// The stored keys: domain, selector, type, and whether it is the one that signs.
+    List,
+    /// The DNS TXT records of DOMAIN's keys.
+    Show { domain: String },
+    /// Delete DOMAIN's keys (only the one with --selector, if given): its mail is no longer
+    /// signed with them.
+    Delete {
+        domain: String,
+        #[arg(long)]
+        selector: Option<String>,
+    },
 }
 
 /// `postern queue ...`.

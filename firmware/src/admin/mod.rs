@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod control;
+mod dkim;
 pub mod ldap;
 mod maillog;
 pub mod metrics;
@@ -23,8 +24,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use commands::{
-    AdminCommand, BulkArgs, FilterArgs, FlashCommand, LdapCommand, LogArgs, MetricsCommand,
-    QueueCommand, SetupCommand, TlsCommand,
+    AdminCommand, BulkArgs, DkimCommand, FilterArgs, FlashCommand, LdapCommand, LogArgs,
+    MetricsCommand, QueueCommand, SetupCommand, TlsCommand,
 };
 pub use control::Reply;
 
@@ -58,6 +59,8 @@ pub struct Handles {
     pub ldap: ldap::LdapContext,
     /// The Prometheus endpoint being served (only in the daemon).
     pub metrics: Option<Arc<metrics_endpoint::Endpoint>>,
+    /// The DKIM keys the sessions sign with; `postern dkim` changes them here and on flash.
+    pub dkim: crate::content::dkim::KeyRing,
 }
 
 /// Carries out admin commands. Cheap to clone.
@@ -131,6 +134,7 @@ impl Admin {
                 }
             },
             AdminCommand::Tls(cmd) => tls::run(&h.spool, &h.facts.flash_path, cmd).await,
+            AdminCommand::Dkim(cmd) => dkim::run(&h.spool, &h.dkim, cmd).await,
             AdminCommand::Localconfig {
                 show_secrets,
                 edit,

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::box_settings::{Fqdn, NetworkSettings};
 
 /// Bumped when the layout below changes incompatibly; every older version stays readable.
-/// 2 added `metrics`, the console password, the host name, the network and `localconfig`.
-pub const STORED_VERSION: u32 = 2;
+/// 2 added `metrics`, the console password, the host name, the network and `localconfig`;
+/// 3 the DKIM signing keys.
+pub const STORED_VERSION: u32 = 3;
 
 /// The box's own settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +34,47 @@ pub struct BoxConfig {
     /// `postern localconfig` keys that differ from their defaults, as `(key, value)` strings so a
     /// key added later does not change the layout.
     pub localconfig: Vec<(String, String)>,
+    /// The DKIM signing keys (`postern dkim keygen`): this box's secrets, like its TLS key.
+    pub dkim_keys: Vec<DkimKeyRecord>,
+}
+
+/// One domain's DKIM signing key as stored.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimKeyRecord {
+    /// The signing domain (`d=`), lower case.
+    pub domain: String,
+    /// The selector (`s=`): the key's DNS name is `SELECTOR._domainkey.DOMAIN`.
+    pub selector: String,
+    /// `rsa` or `ed25519`.
+    pub algorithm: String,
+    /// The private key, PKCS#8 DER.
+    pub pkcs8: Vec<u8>,
+    /// When it was made (seconds since the Unix epoch).
+    pub created: u64,
+}
+
+impl fmt::Debug for DkimKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the private key.
+        f.debug_struct("DkimKeyRecord")
+            .field("domain", &self.domain)
+            .field("selector", &self.selector)
+            .field("algorithm", &self.algorithm)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Version 2 (before the DKIM keys), read so an updated box keeps its settings.
+#[derive(Deserialize)]
+struct BoxConfigV2 {
+    tls_cert_pem: Option<String>,
+    tls_key_pem: Option<String>,
+    metrics: Option<MetricsSetting>,
+    console_password: Option<String>,
+    hostname: Option<Fqdn>,
+    network: Option<NetworkSettings>,
+    localconfig: Vec<(String, String)>,
 }
 
 /// Where the box answers `GET /metrics`, and to whom.
@@ -95,6 +137,19 @@ impl BoxConfig {
                     ..BoxConfig::default()
                 })
             }
+            2 => {
+                let v2: BoxConfigV2 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(BoxConfig {
+                    tls_cert_pem: v2.tls_cert_pem,
+                    tls_key_pem: v2.tls_key_pem,
+                    metrics: v2.metrics,
+                    console_password: v2.console_password,
+                    hostname: v2.hostname,
+                    network: v2.network,
+                    localconfig: v2.localconfig,
+                    dkim_keys: Vec::new(),
+                })
+            }
             STORED_VERSION => postcard::from_bytes(body).map_err(corrupt),
             v => Err(StoredError::Version(v)),
         }
@@ -124,8 +179,22 @@ mod tests {
                 .unwrap(),
             ),
             localconfig: vec![("ldap_url".into(), "ldap://127.0.0.1".into())],
+            dkim_keys: vec![DkimKeyRecord {
+                domain: "example.com".into(),
+                selector: "s1".into(),
+                algorithm: "ed25519".into(),
+                pkcs8: vec![1, 2, 3],
+                created: 1,
+            }],
         };
-        assert_eq!(BoxConfig::decode(&c.encode()), Ok(c));
+        assert_eq!(BoxConfig::decode(&c.encode()), Ok(c.clone()));
+        // The same settings as version 2 wrote them (no keys) still load.
+        let mut v2 = c.clone();
+        v2.dkim_keys.clear();
+        let mut bytes = 2u32.to_le_bytes().to_vec();
+        bytes.extend(&v2.encode()[4..]);
+        bytes.truncate(bytes.len() - 1);
+        assert_eq!(BoxConfig::decode(&bytes), Ok(v2));
         assert!(matches!(
             BoxConfig::decode(&[1, 0]),
             Err(StoredError::Corrupt(_))
@@ -165,7 +234,7 @@ mod tests {
         assert_eq!(c.tls_key_pem.as_deref(), Some("KEY"));
         assert_eq!(c.console_password, None);
         assert_eq!(c.network, None);
-        // Written back, it is version 2.
+        // Written back, it is the current version.
         assert_eq!(c.encode()[..4], STORED_VERSION.to_le_bytes());
     }
 }

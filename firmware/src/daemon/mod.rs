@@ -19,6 +19,7 @@ pub use crate::inbound::ListenerKind;
 
 use crate::admin::{Admin, BoxFacts, Handles};
 use crate::config::MtaConfig;
+use crate::content::dkim::KeyRing;
 use crate::delivery::{Client, ClientSettings, ConfiguredDns, HickoryDns, NameLookups};
 use crate::directory::{Directory, SharedDirectory};
 use crate::inbound::tls::{self, TlsError};
@@ -148,7 +149,10 @@ impl Daemon {
         let own: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
         let queue = start_queue(&spool, &directory, &config, &opts, &own).await?;
 
-        let ctx = inbound_context(&opts, &config, tls_config, &directory, &spool, &queue);
+        let dkim = dkim_keys(&spool).await;
+        let ctx = inbound_context(
+            &opts, &config, tls_config, &directory, &spool, &queue, &dkim,
+        );
         let ldap = ldap::context(&spool, &directory, &opts.hostname, true).await;
         let endpoint = Arc::new(crate::admin::metrics_endpoint::Endpoint::default());
         let handles = Handles {
@@ -157,6 +161,7 @@ impl Daemon {
             queue: Some(queue.clone()),
             ldap,
             metrics: Some(endpoint.clone()),
+            dkim,
             facts: Arc::new(BoxFacts {
                 started: Instant::now(),
                 hostname: opts.hostname.clone(),
@@ -232,6 +237,8 @@ pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, Daem
         queue: None,
         ldap,
         metrics: None,
+        // Offline nothing signs: the services load the stored keys when they start.
+        dkim: KeyRing::default(),
         facts: Arc::new(BoxFacts {
             started: Instant::now(),
             hostname,
@@ -256,6 +263,7 @@ fn inbound_context(
     directory: &Arc<SharedDirectory>,
     spool: &SpoolHandle,
     queue: &QueueHandle,
+    dkim: &KeyRing,
 ) -> Arc<InboundContext<Recipients, SpoolStore, Arc<SharedDirectory>>> {
     let policy = Policy::with_dns(
         connection_limits(config),
@@ -270,7 +278,7 @@ fn inbound_context(
         policy: policy.clone(),
         recipients: Recipients {
             directory: directory.clone(),
-            policy,
+            policy: policy.clone(),
             log: LogSink::stderr(),
         },
         store: SpoolStore {
@@ -278,10 +286,28 @@ fn inbound_context(
             queue: queue.clone(),
             directory: directory.clone(),
             log: LogSink::stderr(),
+            policy,
+            dkim: dkim.clone(),
         },
         auth: Some(directory.clone()),
         log: LogSink::stderr(),
     })
+}
+
+/// The DKIM signing keys stored on flash, in use from now on; a key that does not load is named.
+async fn dkim_keys(spool: &SpoolHandle) -> KeyRing {
+    let ring = KeyRing::default();
+    match crate::content::dkim::store::load(spool).await {
+        Ok(records) => {
+            for (domain, e) in ring.replace(&records) {
+                master(&format!("warning: DKIM key of {domain} not used: {e}"));
+            }
+        }
+        Err(e) => master(&format!(
+            "warning: DKIM keys not read: {e}; nothing is signed"
+        )),
+    }
+    ring
 }
 
 /// The restrictions' resolver: the servers given, else the system's; without either, lookups
@@ -293,7 +319,7 @@ fn policy_dns(opts: &Options) -> Dns {
         HickoryResolve::with_servers(&opts.dns_servers, opts.dns_timeout)
     };
     match resolver {
-        Ok(r) => Dns::new(Arc::new(r), opts.dns_timeout),
+        Ok(r) => Dns::hickory(r, opts.dns_timeout),
         Err(e) => {
             master(&format!(
                 "warning: {e}: restrictions that need DNS will defer"
