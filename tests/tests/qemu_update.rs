@@ -289,9 +289,9 @@ fn a_bundle_fetched_at_the_console_installs_boots_and_keeps_the_queue(arch: Arch
     let v = version(arch);
     let good = newer_bundle(arch, tmp.path());
     let mut bad_signature = good.clone();
-    // The signature follows the magic, the manifest's length and the manifest.
-    let manifest_len = u32::from_le_bytes(good[8..12].try_into().unwrap()) as usize;
-    bad_signature[12 + manifest_len] ^= 0x01;
+    // The signature follows the 16-byte magic, the manifest's length and the manifest.
+    let manifest_len = u32::from_le_bytes(good[16..20].try_into().unwrap()) as usize;
+    bad_signature[20 + manifest_len] ^= 0x01;
     let truncated = good[..good.len() / 2].to_vec();
     let port = serve(vec![
         ("/new.bundle", good),
