@@ -97,7 +97,12 @@ pub struct Model {
     /// The newest `modifyTimestamp` seen; `None` if the server never showed one (then every poll
     /// has to be a full sync).
     newest_stamp: Option<String>,
+    /// While a poll is applied: each entry it changed, as (before, after).
+    journal: Option<Vec<Touched>>,
 }
+
+/// An entry a poll changed: what it was (`None`: new) and what it is (`None`: deleted).
+pub type Touched = (Option<Mapped>, Option<Mapped>);
 
 fn key_of(e: &RawEntry) -> String {
     match e.first("entryUUID").or_else(|| e.first("zimbraId")) {
@@ -163,10 +168,17 @@ impl Model {
                 Err(why) => Err(why),
             };
             let mapped = Mapped { dn: e.dn, object };
-            match self.entries.get(&key) {
+            let old = self.entries.get(&key);
+            match old {
                 None => changes.added.push(mapped.describe()),
                 Some(old) if *old != mapped => changes.modified.push(mapped.describe()),
                 Some(_) => {}
+            }
+            if old != Some(&mapped) && self.journal.is_some() {
+                let before = old.cloned();
+                if let Some(j) = self.journal.as_mut() {
+                    j.push((before, Some(mapped.clone())));
+                }
             }
             self.entries.insert(key.clone(), mapped);
             seen.push(key);
@@ -207,9 +219,26 @@ impl Model {
     }
 
     fn remove_uuid(&mut self, u: &[u8; 16], changes: &mut Changes) {
-        if let Some(old) = self.entries.remove(&uuid_key(u)) {
+        self.remove_key(&uuid_key(u), changes);
+    }
+
+    fn remove_key(&mut self, key: &str, changes: &mut Changes) {
+        if let Some(old) = self.entries.remove(key) {
             changes.deleted.push(old.describe());
+            if let Some(j) = self.journal.as_mut() {
+                j.push((Some(old), None));
+            }
         }
+    }
+
+    /// Starts recording what changes (for [`Model::take_journal`]).
+    pub fn start_journal(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    /// What changed since [`Model::start_journal`]; stops recording.
+    pub fn take_journal(&mut self) -> Vec<Touched> {
+        self.journal.take().unwrap_or_default()
     }
 
     /// Applies an RFC 4533 refresh that started from a cookie: entries added or modified,
@@ -264,9 +293,7 @@ impl Model {
                 .cloned()
                 .collect();
             for k in gone {
-                if let Some(old) = self.entries.remove(&k) {
-                    changes.deleted.push(old.describe());
-                }
+                self.remove_key(&k, &mut changes);
             }
         }
         changes
