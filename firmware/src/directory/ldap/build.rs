@@ -393,7 +393,7 @@ mod tests {
 
     fn model(entries: Vec<RawEntry>) -> Model {
         let mut m = Model::default();
-        m.replace(entries.into_iter().map(Ok).collect(), zimbra::map);
+        m.replace(entries.into_iter().map(Ok), zimbra::map);
         m
     }
 

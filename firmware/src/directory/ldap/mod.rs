@@ -10,6 +10,7 @@
 pub mod build;
 pub mod client;
 mod diff;
+pub mod entries;
 pub mod entry;
 pub mod fetch;
 pub mod model;

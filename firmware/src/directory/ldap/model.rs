@@ -144,11 +144,12 @@ impl Model {
     /// Maps entries into `self`, recording what changed; returns the keys seen.
     fn merge(
         &mut self,
-        read: Vec<Result<RawEntry, MalformedEntry>>,
+        read: impl IntoIterator<Item = Result<RawEntry, MalformedEntry>>,
         map: MapFn,
         changes: &mut Changes,
     ) -> Vec<String> {
-        let mut seen = Vec::with_capacity(read.len());
+        let read = read.into_iter();
+        let mut seen = Vec::with_capacity(read.size_hint().0);
         for r in read {
             let e = match r {
                 Ok(e) => e,
@@ -187,7 +188,11 @@ impl Model {
     }
 
     /// A full sync: the entries read are all there is; the rest were deleted.
-    pub fn replace(&mut self, read: Vec<Result<RawEntry, MalformedEntry>>, map: MapFn) -> Changes {
+    pub fn replace(
+        &mut self,
+        read: impl IntoIterator<Item = Result<RawEntry, MalformedEntry>>,
+        map: MapFn,
+    ) -> Changes {
         let mut changes = Changes::default();
         self.unreadable.clear();
         let seen = self.merge(read, map, &mut changes);
@@ -207,7 +212,11 @@ impl Model {
     }
 
     /// A poll: the entries read changed; the others stay as they were.
-    pub fn update(&mut self, read: Vec<Result<RawEntry, MalformedEntry>>, map: MapFn) -> Changes {
+    pub fn update(
+        &mut self,
+        read: impl IntoIterator<Item = Result<RawEntry, MalformedEntry>>,
+        map: MapFn,
+    ) -> Changes {
         let mut changes = Changes::default();
         self.merge(read, map, &mut changes);
         changes
@@ -245,7 +254,7 @@ impl Model {
     /// deletes by UUID, and, after a present phase, everything not reported present is gone.
     pub fn apply_sync(
         &mut self,
-        read: Vec<Result<RawEntry, MalformedEntry>>,
+        read: impl IntoIterator<Item = Result<RawEntry, MalformedEntry>>,
         outcome: &SyncOutcome,
         map: MapFn,
     ) -> Changes {

@@ -256,10 +256,10 @@ mod tests {
     /// Applies `poll` both ways: patched (if it answers) and built whole; they must agree.
     fn both_ways(poll: Vec<RawEntry>) -> Option<Changes> {
         let mut model = Model::default();
-        model.replace(base().into_iter().map(Ok).collect(), zimbra::map);
+        model.replace(base().into_iter().map(Ok), zimbra::map);
         let built = build(&Directory::default(), &model, 1, "mta");
         model.start_journal();
-        model.update(poll.into_iter().map(Ok).collect(), zimbra::map);
+        model.update(poll.into_iter().map(Ok), zimbra::map);
         let touched = model.take_journal();
         let whole = build(&built.directory, &model, 2, "mta");
         let p = patch(

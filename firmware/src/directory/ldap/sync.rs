@@ -124,7 +124,7 @@ impl Default for Syncer {
 struct Read {
     kind: SyncKind,
     server: String,
-    entries: Vec<Result<super::RawEntry, super::MalformedEntry>>,
+    entries: super::entries::Entries,
     /// For an RFC 4533 read: the states, messages and new cookie.
     sync: Option<SyncOutcome>,
 }
@@ -306,20 +306,28 @@ impl Syncer {
             .await
             .map_err(SyncError::Client)?;
         let n = read.entries.len();
-        let mut entries = read.entries;
         let cookie = read.sync.as_ref().and_then(SyncOutcome::cookie);
-        if let Some(o) = &read.sync {
-            if o.bad_infos > 0 {
-                self.cookie = None;
-                return Err(SyncError::BadSyncMessages(o.bad_infos));
-            }
-            // Key entries by the UUID their Sync State names, as deletes will name them.
-            for (e, state) in entries.iter_mut().zip(o.states.iter()) {
-                if let (Ok(e), Some(st)) = (e, state) {
-                    e.ensure_uuid(&syncrepl::uuid_text(&st.uuid));
-                }
-            }
+        if let Some(o) = &read.sync
+            && o.bad_infos > 0
+        {
+            self.cookie = None;
+            return Err(SyncError::BadSyncMessages(o.bad_infos));
         }
+        // Key entries by the UUID their Sync State names, as deletes will name them.
+        let uuids: Vec<Option<[u8; 16]>> = read.sync.as_ref().map_or_else(Vec::new, |o| {
+            o.states
+                .iter()
+                .map(|s| s.as_ref().map(|st| st.uuid))
+                .collect()
+        });
+        let entries = read.entries.into_iter().enumerate().map(move |(i, e)| {
+            e.map(|mut e| {
+                if let Some(Some(u)) = uuids.get(i) {
+                    e.ensure_uuid(&syncrepl::uuid_text(u));
+                }
+                e
+            })
+        });
         let outcome = if read.kind == SyncKind::Full {
             let domains_in = |m: &Model| {
                 m.entries()
