@@ -82,14 +82,14 @@ fn ldif(accounts: usize) -> String {
         let _ = write!(
             s,
             "dn: uid=u{i},ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\n\
-             modifyTimestamp: {}\n\
              objectClass: zimbraAccount\nobjectClass: zimbraMailRecipient\nuid: u{i}\ncn: u{i}\n\
              sn: u{i}\nzimbraId: id-{i}\nzimbraMailDeliveryAddress: u{i}@example.com\n\
              zimbraMailAlias: alias{i}@example.com\nzimbraMailStatus: enabled\n\
              zimbraAccountStatus: active\nzimbraMailTransport: lmtp:mbox{}.example.com:7025\n\
+             modifyTimestamp: {}\n\
              userPassword: {{SSHA512}}c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2FsdA==\n\n",
-            stamp(i, accounts),
-            i % 8
+            i % 8,
+            stamp(i, accounts)
         );
     }
     s
