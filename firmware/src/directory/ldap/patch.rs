@@ -4,7 +4,7 @@
 //! duplicate addresses, entries skipped before) is left to [`build`](super::build::build): then
 //! [`patch`] answers `None` and the caller builds.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::build::{Counts, account_of};
 use super::model::{Changes, Mapped, Model, Touched};
@@ -66,6 +66,26 @@ fn skips_involved(skipped: &[Skipped], dns: &HashSet<String>, freed: &HashSet<St
     })
 }
 
+/// The aliases of the accounts named in `owners` (lowercase addresses), in one pass over all
+/// aliases: `aliases_of` for each of a poll's accounts would be one pass per account.
+fn aliases_by_owner<'d>(
+    d: &'d Directory,
+    owners: &HashSet<String>,
+) -> HashMap<&'d str, Vec<&'d str>> {
+    let mut by_owner: HashMap<&str, Vec<&str>> = HashMap::new();
+    for alias in &d.aliases {
+        if let Some(owner) = d.accounts.get(alias.account as usize)
+            && owners.contains(owner.address())
+        {
+            by_owner
+                .entry(owner.address())
+                .or_default()
+                .push(&alias.name);
+        }
+    }
+    by_owner
+}
+
 /// `current` with the accounts of `touched` replaced; `None` when only a full build gets it
 /// right (see the module doc).
 pub fn patch(
@@ -107,6 +127,12 @@ pub fn patch(
     if skips_involved(skipped, &dns, &freed) || referenced(model, &ids, &dns) {
         return None;
     }
+    let addresses: HashSet<String> = before
+        .iter()
+        .chain(&after)
+        .map(|(_, m)| m.address.to_ascii_lowercase())
+        .collect();
+    let old_aliases = aliases_by_owner(current, &addresses);
     let mut dir = current.clone();
     let mut changes = Changes::default();
     let mut counts = counts;
@@ -114,8 +140,8 @@ pub fn patch(
     let mut gone = HashSet::new();
     for (_, m) in &before {
         let a = current.account(&m.address)?;
-        if a.source() != Source::Ldap || current.aliases_of(a.address()).count() != aliases(m).len()
-        {
+        let had = old_aliases.get(a.address()).map_or(0, Vec::len);
+        if a.source() != Source::Ldap || had != aliases(m).len() {
             return None;
         }
         gone.insert(a.address());
@@ -134,7 +160,14 @@ pub fn patch(
         counts.aliases += aliases(m).len();
     }
     dir.ldap_synced = Some(synced_at);
-    describe(current, &dir, &before, &after, &mut changes);
+    let new_aliases = aliases_by_owner(&dir, &addresses);
+    describe(
+        current,
+        &dir,
+        &addresses,
+        [&old_aliases, &new_aliases],
+        &mut changes,
+    );
     Some(Patched {
         directory: dir,
         changes,
@@ -146,32 +179,26 @@ pub fn patch(
 fn describe(
     old: &Directory,
     new: &Directory,
-    before: &[(&str, &MailboxEntry)],
-    after: &[(&str, &MailboxEntry)],
+    addresses: &HashSet<String>,
+    aliases: [&HashMap<&str, Vec<&str>>; 2],
     c: &mut Changes,
 ) {
-    let mut addresses: Vec<String> = before
-        .iter()
-        .chain(after)
-        .map(|(_, m)| m.address.to_ascii_lowercase())
-        .collect();
-    addresses.sort();
-    addresses.dedup();
     let kind = |a: &crate::directory::Account| match a.delivers_locally() {
         true => "account",
         false => "forwarding",
     };
-    let mut alias_names = Vec::new();
-    for addr in &addresses {
+    for addr in addresses {
         match (old.account(addr), new.account(addr)) {
             (None, Some(a)) => c.added.push(format!("{} {addr}", kind(a))),
             (Some(o), Some(a)) if o != a => c.modified.push(format!("{} {addr}", kind(a))),
             (Some(o), None) => c.deleted.push(format!("{} {addr}", kind(o))),
             _ => {}
         }
-        alias_names.extend(old.aliases_of(addr).map(str::to_string));
-        alias_names.extend(new.aliases_of(addr).map(str::to_string));
     }
+    let mut alias_names: Vec<&str> = aliases
+        .iter()
+        .flat_map(|m| m.values().flatten().copied())
+        .collect();
     alias_names.sort();
     alias_names.dedup();
     let owner = |d: &Directory, alias: &str| match d.lookup(alias) {

@@ -6,6 +6,7 @@
 //! Values still go through `prov`'s checks when read back, so a snapshot can never put into RAM
 //! what could not be set; a transport is parsed once per distinct string.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -27,8 +28,10 @@ const DISABLED: u8 = 1;
 const LOCAL_DELIVERY_DISABLED: u8 = 2;
 const FROM_LDAP: u8 = 4;
 
+/// Records borrow what they can from the directory when written (100 000 accounts, no copy of
+/// their addresses) and own it when read; the bytes are the same.
 #[derive(Serialize, Deserialize)]
-struct Body {
+struct Body<'a> {
     config: Attrs,
     ldap_synced: Option<u64>,
     /// The config attributes LDAP sets.
@@ -36,7 +39,8 @@ struct Body {
     /// Domain names, transports and password schemes, each once.
     strings: Vec<String>,
     domains: Vec<DomainRecord>,
-    accounts: Vec<AccountRecord>,
+    #[serde(borrow)]
+    accounts: Vec<AccountRecord<'a>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -47,24 +51,28 @@ struct DomainRecord {
 }
 
 #[derive(Serialize, Deserialize)]
-struct AccountRecord {
-    local: String,
+struct AccountRecord<'a> {
+    #[serde(borrow)]
+    local: Cow<'a, str>,
     /// Index into `strings`.
     domain: u32,
     flags: u8,
     /// 0: none; else index + 1 into `strings`.
     transport: u32,
-    password: Option<Password>,
+    #[serde(borrow)]
+    password: Option<Password<'a>>,
     forwarding: Vec<String>,
     pref_forwarding: Option<String>,
     /// (local part, domain index)
-    aliases: Vec<(String, u32)>,
+    #[serde(borrow)]
+    aliases: Vec<(Cow<'a, str>, u32)>,
 }
 
 #[derive(Serialize, Deserialize)]
-enum Password {
+enum Password<'a> {
     /// Anything that is not `{SCHEME}` and canonical base64 (`{CRYPT}$6$...`, PBKDF2...).
-    Text(String),
+    #[serde(borrow)]
+    Text(Cow<'a, str>),
     /// `{SCHEME}` (index into `strings`) and the bytes its base64 stood for.
     Base64 { scheme: u32, hash: Vec<u8> },
 }
@@ -89,20 +97,24 @@ impl Strings {
 }
 
 /// `{SSHA512}c2Vj...` as scheme and bytes, when the base64 reads back to the very same text.
-fn split_hash(strings: &mut Strings, password: &str) -> Password {
-    let packed = password
-        .strip_prefix('{')
-        .and_then(|rest| rest.split_once('}'))
-        .and_then(|(scheme, b64)| {
-            let hash = STANDARD.decode(b64).ok()?;
-            (STANDARD.encode(&hash) == b64 && !b64.is_empty()).then_some((scheme, hash))
-        });
+fn split_hash<'a>(strings: &mut Strings, password: &'a str) -> Password<'a> {
+    let packed = password.find('}').and_then(|close| {
+        let (scheme, b64) = password.split_at(close + 1);
+        if !scheme.starts_with('{') || b64.is_empty() {
+            return None;
+        }
+        let hash = STANDARD.decode(b64).ok()?;
+        // Canonical only: padding and trailing bits as an encoder writes them.
+        let mut again = [0u8; 1024];
+        let n = STANDARD.encode_slice(&hash, &mut again).ok()?;
+        (again.get(..n)? == b64.as_bytes()).then_some((scheme, hash))
+    });
     match packed {
         Some((scheme, hash)) => Password::Base64 {
-            scheme: strings.id(&format!("{{{scheme}}}")),
+            scheme: strings.id(scheme),
             hash,
         },
-        None => Password::Text(password.to_string()),
+        None => Password::Text(Cow::Borrowed(password)),
     }
 }
 
@@ -111,7 +123,11 @@ fn local_and_domain<'a>(strings: &mut Strings, address: &'a str) -> (&'a str, u3
     (local, strings.id(domain))
 }
 
-fn account_record(strings: &mut Strings, a: &Account, aliases: &[&str]) -> AccountRecord {
+fn account_record<'a>(
+    strings: &mut Strings,
+    a: &'a Account,
+    aliases: &[&'a str],
+) -> AccountRecord<'a> {
     let (local, domain) = local_and_domain(strings, a.address());
     let fwd = a.forwarding();
     let mut flags = 0;
@@ -125,7 +141,7 @@ fn account_record(strings: &mut Strings, a: &Account, aliases: &[&str]) -> Accou
         flags |= FROM_LDAP;
     }
     AccountRecord {
-        local: local.to_string(),
+        local: Cow::Borrowed(local),
         domain,
         flags,
         transport: a
@@ -145,7 +161,7 @@ fn account_record(strings: &mut Strings, a: &Account, aliases: &[&str]) -> Accou
             .iter()
             .map(|alias| {
                 let (l, d) = local_and_domain(strings, alias);
-                (l.to_string(), d)
+                (Cow::Borrowed(l), d)
             })
             .collect(),
     }
@@ -221,7 +237,7 @@ impl Reader {
     fn password(&self, p: Option<Password>) -> Result<Option<String>, DecodeError> {
         Ok(match p {
             None => None,
-            Some(Password::Text(t)) => Some(t),
+            Some(Password::Text(t)) => Some(t.into_owned()),
             Some(Password::Base64 { scheme, hash }) => {
                 Some(format!("{}{}", self.string(scheme)?, STANDARD.encode(hash)))
             }
