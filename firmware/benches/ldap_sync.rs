@@ -1,5 +1,6 @@
 //! LDAP sync benchmark against a real slapd: a full sync of 100 000 Zimbra accounts (loaded with
-//! `slapadd -q`), a poll with 100 changes, lookups at 100 000 accounts, and the snapshot's size.
+//! `slapadd -q`, stamped over the past year as a grown directory is), a poll with 100 changes and
+//! one with none, lookups at 100 000 accounts, and the snapshot's size.
 //! Prints figures; never fails (without slapd it says so and stops). Aims: full sync ≤ 5 s and
 //! ≤ 40 MB RSS increase, poll ≤ 200 ms, lookup p99 ≤ 5 µs.
 //!
@@ -53,9 +54,30 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// `modifyTimestamp` of the `i`th entry: a directory grown over the past year, one change a
+/// few minutes apart (a bulk load stamps every entry with the same second instead).
+fn stamp(i: usize, n: usize) -> String {
+    let secs = now().saturating_sub(366 * 86_400) + (i * 300 * 100_000 / n.max(1)) as u64;
+    let days = (secs / 86_400) as i64;
+    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}{mo:02}{d:02}{h:02}{m:02}{s:02}Z")
+}
+
 fn ldif(accounts: usize) -> String {
     let mut s = slapd::base_ldif();
     s += &slapd::domain_ldif("example.com", "d-1", "");
+    let old = stamp(0, accounts);
+    s = s.replace("\n\n", &format!("\nmodifyTimestamp: {old}\n\n"));
     for i in 0..accounts {
         let _ = write!(
             s,
@@ -64,8 +86,10 @@ fn ldif(accounts: usize) -> String {
              sn: u{i}\nzimbraId: id-{i}\nzimbraMailDeliveryAddress: u{i}@example.com\n\
              zimbraMailAlias: alias{i}@example.com\nzimbraMailStatus: enabled\n\
              zimbraAccountStatus: active\nzimbraMailTransport: lmtp:mbox{}.example.com:7025\n\
+             modifyTimestamp: {}\n\
              userPassword: {{SSHA512}}c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2FsdA==\n\n",
-            i % 8
+            i % 8,
+            stamp(i, accounts)
         );
     }
     s
@@ -155,6 +179,16 @@ fn main() {
         r.kind,
         r.read,
         r.changes.modified.len(),
+        r.error
+    );
+
+    let t = Instant::now();
+    let r = rt.block_on(syncer.sync(SyncKind::Incremental, &settings, &shared, &store, now()));
+    println!(
+        "poll with no changes: {} ms ({}, {} entries read, error {:?})",
+        t.elapsed().as_millis(),
+        r.kind,
+        r.read,
         r.error
     );
 

@@ -29,12 +29,17 @@ impl SnapshotStore for FlashStore {
 }
 
 fn flash_store() -> Arc<FlashStore> {
+    flash_store_with(8)
+}
+
+/// A store whose directory slots are `directory_slot_blocks` blocks of 4 KiB.
+fn flash_store_with(directory_slot_blocks: u32) -> Arc<FlashStore> {
     let mut flash = RamFlash::new(FlashGeometry::new(4096, 4096 * 48).unwrap());
     Spool::format(
         &mut flash,
         SpoolGeometry {
             config_slot_blocks: 1,
-            directory_slot_blocks: 8,
+            directory_slot_blocks,
             log_blocks: 0,
             segment_blocks: 4,
         },
@@ -420,6 +425,105 @@ async fn a_power_cut_during_a_sync_leaves_the_last_good_snapshot() {
     .await;
     assert_eq!(r.error, None, "{r:?}");
     assert!(account_of(&shared.snapshot(), "erin@example.com").is_some());
+}
+
+/// A directory imported long ago (every entry in one second, as after a bulk load): a poll
+/// reads only the entries changed since, not every entry of that second again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_reads_only_what_changed_since_an_old_mark() {
+    if require_slapd().is_none() {
+        return;
+    }
+    let mut ldap = Slapd::start(false);
+    let old = "modifyTimestamp: 20250101000000Z\ncreateTimestamp: 20250101000000Z\n";
+    let mut ldif = base_ldif() + &domain_ldif("example.com", "d-1", "");
+    for i in 0..50 {
+        ldif += &account_ldif(&format!("user{i}@example.com"), &format!("a-{i}"), "");
+    }
+    // Every entry stamped then.
+    ldap.slapadd(&ldif.replace("\n\n", &format!("\n{old}\n")));
+    let settings = settings(&ldap);
+    let shared = Arc::new(SharedDirectory::default());
+    let store = flash_store();
+    let mut syncer = Syncer::default();
+    let r = sync(&mut syncer, SyncKind::Full, &settings, &shared, &store).await;
+    assert_eq!(r.error, None, "{r:?}");
+    assert_eq!(shared.snapshot().counts().0, 50);
+
+    ldap.ldapmodify(
+        "dn: uid=user7,ou=people,dc=example,dc=com\nchangetype: modify\n\
+         replace: zimbraMailTransport\nzimbraMailTransport: smtp:moved.example.com:25\n\n",
+    );
+    let r = sync(
+        &mut syncer,
+        SyncKind::Incremental,
+        &settings,
+        &shared,
+        &store,
+    )
+    .await;
+    assert_eq!(r.error, None, "{r:?}");
+    assert_eq!((r.kind, r.read), (SyncKind::Incremental, 1), "{r:?}");
+    assert_eq!(r.changes.modified, ["account user7@example.com"]);
+    let dir = shared.snapshot();
+    assert_eq!(
+        dir.account("user7@example.com")
+            .unwrap()
+            .transport()
+            .map(|t| t.to_string()),
+        Some("smtp:moved.example.com".to_string())
+    );
+    // The patched directory is the one on flash.
+    let stored = store
+        .0
+        .lock()
+        .unwrap()
+        .read_slot(Region::Directory)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, dir.encode());
+}
+
+/// A directory that outgrows its flash slot is not applied: the error names both sizes, the
+/// last good snapshot stays served and on flash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_too_large_for_its_slot_keeps_the_last_good_one() {
+    if require_slapd().is_none() {
+        return;
+    }
+    let ldap = Slapd::start(false);
+    seed(&ldap);
+    let settings = settings(&ldap);
+    let shared = Arc::new(SharedDirectory::default());
+    let store = flash_store_with(1);
+    let mut syncer = Syncer::default();
+    let r = sync(&mut syncer, SyncKind::Full, &settings, &shared, &store).await;
+    assert_eq!(r.error, None, "{r:?}");
+    let good = shared.snapshot().encode();
+
+    let mut more = String::new();
+    for i in 0..1000 {
+        more += &account_ldif(&format!("bulk{i}@example.com"), &format!("b-{i}"), "");
+    }
+    ldap.ldapmodify(&more);
+    let r = sync(&mut syncer, SyncKind::Full, &settings, &shared, &store).await;
+    let error = r
+        .error
+        .clone()
+        .unwrap_or_else(|| panic!("too large: {r:?}"));
+    assert!(
+        error.contains("not saved") && error.contains("directory slot's 4076 bytes"),
+        "{error}"
+    );
+    assert_eq!(
+        shared.snapshot().encode(),
+        good,
+        "the last good one is served"
+    );
+    assert!(account_of(&shared.snapshot(), "bulk7@example.com").is_none());
+    let mut spool = Arc::try_unwrap(store).ok().unwrap().0.into_inner().unwrap();
+    let stored = spool.read_slot(Region::Directory).unwrap().unwrap();
+    assert_eq!(stored, good);
 }
 
 /// The same store, its flash set to lose power in the middle of the next slot write (after its

@@ -393,6 +393,33 @@ impl Directory {
         Ok(())
     }
 
+    /// Removes the accounts whose addresses are in `addresses`, with their aliases, and
+    /// rebuilds the index once (a poll's changed entries: one rebuild, not one per account).
+    pub(crate) fn remove_accounts(&mut self, addresses: &HashSet<&str>) {
+        let mut renumber = Vec::with_capacity(self.accounts.len());
+        let mut kept = 0u32;
+        for a in &self.accounts {
+            match addresses.contains(a.address()) {
+                true => renumber.push(None),
+                false => {
+                    renumber.push(Some(kept));
+                    kept += 1;
+                }
+            }
+        }
+        self.accounts.retain(|a| !addresses.contains(a.address()));
+        self.aliases.retain_mut(|alias| {
+            match renumber.get(alias.account as usize).copied().flatten() {
+                Some(i) => {
+                    alias.account = i;
+                    true
+                }
+                None => false,
+            }
+        });
+        self.rebuild_index();
+    }
+
     /// Removes an account and its aliases (`da`).
     pub fn remove_account(&mut self, address: &str) -> Result<(), DirectoryError> {
         let i = match self.entry(address) {

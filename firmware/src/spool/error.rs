@@ -31,8 +31,12 @@ pub enum SpoolError {
     NoSuchMessage(QueueId),
     /// The message has no recipient with this index.
     NoSuchRecipient { qid: QueueId, index: usize },
-    /// Data too large for its slot.
-    SlotTooLarge { len: usize, capacity: usize },
+    /// Data too large for its slot; nothing was written, the slot's previous data stays.
+    SlotTooLarge {
+        region: super::Region,
+        len: usize,
+        capacity: usize,
+    },
     /// A stored body failed its CRC when read back.
     Damaged(QueueId),
     /// A record could not be encoded.
@@ -68,8 +72,23 @@ impl fmt::Display for SpoolError {
             SpoolError::NoSuchRecipient { qid, index } => {
                 write!(f, "{qid}: no recipient #{index}")
             }
-            SpoolError::SlotTooLarge { len, capacity } => {
-                write!(f, "{len} bytes do not fit a slot of {capacity} bytes")
+            SpoolError::SlotTooLarge {
+                region,
+                len,
+                capacity,
+            } => {
+                let mib = |n: &usize| *n as f64 / (1 << 20) as f64;
+                let name = match region {
+                    super::Region::Config => "config",
+                    super::Region::Directory => "directory",
+                };
+                write!(
+                    f,
+                    "the {name} data is {len} bytes ({:.1} MiB), more than the {name} slot's \
+                     {capacity} bytes ({:.1} MiB); the previous {name} data stays in force",
+                    mib(len),
+                    mib(capacity)
+                )
             }
             SpoolError::Damaged(q) => write!(f, "{q}: stored body is damaged (CRC mismatch)"),
             SpoolError::Encode(why) => write!(f, "cannot encode a spool record: {why}"),

@@ -145,6 +145,7 @@ impl<F: Flash> Spool<F> {
         let capacity = (to - from) as usize - SLOT_HEADER;
         if data.len() > capacity {
             return Err(SpoolError::SlotTooLarge {
+                region,
                 len: data.len(),
                 capacity,
             });

@@ -584,3 +584,64 @@ mod model {
         }
     }
 }
+
+/// A directory snapshot spans many erase blocks; power lost anywhere in its erase or its
+/// program leaves the previous one whole, and the next write goes through.
+#[test]
+fn a_large_directory_snapshot_torn_anywhere_leaves_the_previous_one() {
+    let flash = RamFlash::new(FlashGeometry::new(512, 512 * 64).unwrap());
+    let g = SpoolGeometry {
+        config_slot_blocks: 1,
+        directory_slot_blocks: 16,
+        segment_blocks: 2,
+        log_blocks: 0,
+    };
+    let old: Vec<u8> = (0..7000u32).map(|i| (i * 7) as u8).collect();
+    let new: Vec<u8> = (0..7900u32).map(|i| (i * 13) as u8).collect();
+    for (seed, op_after) in [(0, 0), (3, 0), (1, 1), (5, 1), (9, 1)] {
+        let mut flash = flash.clone();
+        Spool::format(&mut flash, g).unwrap();
+        let (mut spool, _) = Spool::open(flash, settings()).unwrap();
+        spool.write_slot(Region::Directory, &old).unwrap();
+        let mut flash = spool.into_flash();
+        // The write is one erase (op 0) then one program (op 1) of the whole slot.
+        let (probe, _) = Spool::open(flash.clone(), settings()).unwrap();
+        let open_ops = probe.flash().ops() - flash.ops();
+        flash.cut_power_at(flash.ops() + open_ops + op_after, seed);
+        let (mut spool, _) = Spool::open(flash, settings()).unwrap();
+        assert!(spool.write_slot(Region::Directory, &new).is_err());
+        let mut flash = spool.into_flash();
+        flash.power_cycle();
+        let (mut spool, _) = Spool::open(flash, settings()).unwrap();
+        let read = spool.read_slot(Region::Directory).unwrap();
+        assert_eq!(
+            read.as_deref(),
+            Some(&old[..]),
+            "seed {seed}, op {op_after}"
+        );
+        spool.write_slot(Region::Directory, &new).unwrap();
+        let (mut spool, _) = reopen(spool);
+        let read = spool.read_slot(Region::Directory).unwrap();
+        assert_eq!(read.as_deref(), Some(&new[..]));
+    }
+}
+
+/// Too large for the slot: refused before anything is erased, with both sizes named.
+#[test]
+fn a_directory_larger_than_its_slot_is_refused_naming_both_sizes() {
+    let mut spool = fresh();
+    spool.write_slot(Region::Directory, b"previous").unwrap();
+    let err = spool
+        .write_slot(Region::Directory, &[1u8; 2000])
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("2000 bytes") && text.contains("492 bytes") && text.contains("directory"),
+        "{text}"
+    );
+    let (mut spool, _) = reopen(spool);
+    assert_eq!(
+        spool.read_slot(Region::Directory).unwrap().as_deref(),
+        Some(&b"previous"[..])
+    );
+}

@@ -114,23 +114,6 @@ impl<'m> Builder<'m> {
         }
     }
 
-    fn account_of(&self, m: &MailboxEntry, members: &[String]) -> Result<Account, SkipReason> {
-        let mut a = Account::new(&m.address)?;
-        a.set_source(Source::Ldap);
-        let one = |v: &Option<String>| v.iter().cloned().collect::<Vec<_>>();
-        if !m.enabled {
-            a.set(account::STATUS, &["disabled".to_string()])?;
-        }
-        a.set(account::TRANSPORT, &one(&m.transport))?;
-        a.set(account::FORWARD, members)?;
-        a.set(account::PREF_FORWARD, &one(&m.pref_forwarding))?;
-        if m.local_delivery_disabled {
-            a.set(account::LOCAL_DISABLED, &["TRUE".to_string()])?;
-        }
-        a.set_password_hash(m.password.clone());
-        Ok(a)
-    }
-
     fn mailbox(&mut self, dn: &'m str, m: &MailboxEntry, members: &[String]) -> bool {
         let dom = address::split(&m.address).map_or("", |(_, d)| d);
         if self.disabled_domains.contains(&dom.to_ascii_lowercase()) {
@@ -140,7 +123,7 @@ impl<'m> Builder<'m> {
             self.skipped.push(skip(dn, SkipReason::EmptyList));
             return false;
         }
-        let added = self.account_of(m, members).and_then(|a| {
+        let added = account_of(m, members).and_then(|a| {
             let name = a.address().to_string();
             self.dir
                 .add_account(a)
@@ -192,6 +175,25 @@ impl<'m> Builder<'m> {
             }
         }
     }
+}
+
+/// An LDAP mailbox as a directory account, through `prov`'s checks; `members` are where a list
+/// forwards (an account's own forwarding addresses otherwise).
+pub(super) fn account_of(m: &MailboxEntry, members: &[String]) -> Result<Account, SkipReason> {
+    let mut a = Account::new(&m.address)?;
+    a.set_source(Source::Ldap);
+    let one = |v: &Option<String>| v.iter().cloned().collect::<Vec<_>>();
+    if !m.enabled {
+        a.set(account::STATUS, &["disabled".to_string()])?;
+    }
+    a.set(account::TRANSPORT, &one(&m.transport))?;
+    a.set(account::FORWARD, members)?;
+    a.set(account::PREF_FORWARD, &one(&m.pref_forwarding))?;
+    if m.local_delivery_disabled {
+        a.set(account::LOCAL_DISABLED, &["TRUE".to_string()])?;
+    }
+    a.set_password_hash(m.password.clone());
+    Ok(a)
 }
 
 /// Builds the directory: `current`'s config and local entries, then everything in `model`.
@@ -391,7 +393,7 @@ mod tests {
 
     fn model(entries: Vec<RawEntry>) -> Model {
         let mut m = Model::default();
-        m.replace(entries.into_iter().map(Ok).collect(), zimbra::map);
+        m.replace(entries.into_iter().map(Ok), zimbra::map);
         m
     }
 

@@ -12,6 +12,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+use super::entries::Entries;
 use super::entry::{MalformedEntry, RawEntry};
 use super::syncrepl::{self, SyncOutcome};
 use crate::config::localconfig::{LdapUrl, LocalConfig};
@@ -300,7 +301,7 @@ impl Session {
         base: &str,
         filter: &str,
         attrs: &[&str],
-    ) -> Result<Vec<Result<RawEntry, MalformedEntry>>, ClientError> {
+    ) -> Result<Entries, ClientError> {
         let url = self.url.clone();
         let timeout = |stage| ClientError::Timeout {
             url: url.clone(),
@@ -330,7 +331,7 @@ impl Session {
         .await
         .map_err(|_| timeout(Stage::Search))?
         .map_err(lib)?;
-        let mut entries = Vec::new();
+        let mut entries = Entries::default();
         loop {
             let next = tokio::time::timeout(limit, stream.next())
                 .await
@@ -361,7 +362,7 @@ impl Session {
         filter: &str,
         attrs: &[&str],
         cookie: Option<&[u8]>,
-    ) -> Result<(Vec<Result<RawEntry, MalformedEntry>>, SyncOutcome), ClientError> {
+    ) -> Result<(Entries, SyncOutcome), ClientError> {
         let url = self.url.clone();
         let timeout = |stage| ClientError::Timeout {
             url: url.clone(),
@@ -389,7 +390,7 @@ impl Session {
         .await
         .map_err(|_| timeout(Stage::Search))?
         .map_err(lib)?;
-        let mut entries = Vec::new();
+        let mut entries = Entries::default();
         let mut outcome = SyncOutcome::default();
         loop {
             let next = tokio::time::timeout(limit, stream.next())

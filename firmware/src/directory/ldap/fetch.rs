@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::client::{self, ClientError};
-use super::entry::{MalformedEntry, RawEntry};
+use super::entries::Entries;
 use super::syncrepl::SyncOutcome;
 use crate::config::localconfig::{LdapUrl, LocalConfig};
 
@@ -54,19 +54,11 @@ enum Request {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-enum WireEntry {
-    Entry {
-        dn: String,
-        attrs: Vec<(String, Vec<String>)>,
-    },
-    Malformed(MalformedEntry),
-}
-
-#[derive(Debug, Serialize, Deserialize)]
 enum Reply {
     Entries {
         server: String,
-        entries: Vec<WireEntry>,
+        /// Packed as read, unpacked one at a time by the sync.
+        entries: Entries,
         sync: Option<SyncOutcome>,
     },
     Bound(bool),
@@ -75,11 +67,7 @@ enum Reply {
 
 /// What one fetch brought: the server that answered, its entries, and for an RFC 4533 search
 /// the sync states and messages.
-pub type Fetched = (
-    String,
-    Vec<Result<RawEntry, MalformedEntry>>,
-    Option<SyncOutcome>,
-);
+pub type Fetched = (String, Entries, Option<SyncOutcome>);
 
 /// Runs one search, in a child when this is the `postern` binary.
 pub async fn fetch(
@@ -143,17 +131,7 @@ async fn in_child(
             server,
             entries,
             sync,
-        } => Ok((
-            server,
-            entries
-                .into_iter()
-                .map(|e| match e {
-                    WireEntry::Entry { dn, attrs } => Ok(RawEntry::from_parts(dn, attrs)),
-                    WireEntry::Malformed(m) => Err(m),
-                })
-                .collect(),
-            sync,
-        )),
+        } => Ok((server, entries, sync)),
         Reply::Failed(why) => Err(ClientError::Child(why)),
         Reply::Bound(_) => Err(ClientError::Child("the fetch child answered a bind".into())),
     }
@@ -259,16 +237,7 @@ async fn serve(request: Request) -> Reply {
                 Ok((server, entries, sync)) => Reply::Entries {
                     server,
                     sync,
-                    entries: entries
-                        .into_iter()
-                        .map(|e| match e {
-                            Ok(e) => {
-                                let (dn, attrs) = e.into_parts();
-                                WireEntry::Entry { dn, attrs }
-                            }
-                            Err(m) => WireEntry::Malformed(m),
-                        })
-                        .collect(),
+                    entries,
                 },
                 Err(e) => Reply::Failed(e.to_string()),
             }

@@ -10,12 +10,15 @@
 pub mod build;
 pub mod client;
 mod diff;
+pub mod entries;
 pub mod entry;
 pub mod fetch;
 pub mod model;
 pub mod object;
+mod patch;
 pub mod plain;
 pub mod service;
+mod stamp;
 pub mod status;
 pub mod sync;
 pub mod syncrepl;

@@ -97,7 +97,12 @@ pub struct Model {
     /// The newest `modifyTimestamp` seen; `None` if the server never showed one (then every poll
     /// has to be a full sync).
     newest_stamp: Option<String>,
+    /// While a poll is applied: each entry it changed, as (before, after).
+    journal: Option<Vec<Touched>>,
 }
+
+/// An entry a poll changed: what it was (`None`: new) and what it is (`None`: deleted).
+pub type Touched = (Option<Mapped>, Option<Mapped>);
 
 fn key_of(e: &RawEntry) -> String {
     match e.first("entryUUID").or_else(|| e.first("zimbraId")) {
@@ -139,11 +144,12 @@ impl Model {
     /// Maps entries into `self`, recording what changed; returns the keys seen.
     fn merge(
         &mut self,
-        read: Vec<Result<RawEntry, MalformedEntry>>,
+        read: impl IntoIterator<Item = Result<RawEntry, MalformedEntry>>,
         map: MapFn,
         changes: &mut Changes,
     ) -> Vec<String> {
-        let mut seen = Vec::with_capacity(read.len());
+        let read = read.into_iter();
+        let mut seen = Vec::with_capacity(read.size_hint().0);
         for r in read {
             let e = match r {
                 Ok(e) => e,
@@ -163,10 +169,17 @@ impl Model {
                 Err(why) => Err(why),
             };
             let mapped = Mapped { dn: e.dn, object };
-            match self.entries.get(&key) {
+            let old = self.entries.get(&key);
+            match old {
                 None => changes.added.push(mapped.describe()),
                 Some(old) if *old != mapped => changes.modified.push(mapped.describe()),
                 Some(_) => {}
+            }
+            if old != Some(&mapped) && self.journal.is_some() {
+                let before = old.cloned();
+                if let Some(j) = self.journal.as_mut() {
+                    j.push((before, Some(mapped.clone())));
+                }
             }
             self.entries.insert(key.clone(), mapped);
             seen.push(key);
@@ -175,7 +188,11 @@ impl Model {
     }
 
     /// A full sync: the entries read are all there is; the rest were deleted.
-    pub fn replace(&mut self, read: Vec<Result<RawEntry, MalformedEntry>>, map: MapFn) -> Changes {
+    pub fn replace(
+        &mut self,
+        read: impl IntoIterator<Item = Result<RawEntry, MalformedEntry>>,
+        map: MapFn,
+    ) -> Changes {
         let mut changes = Changes::default();
         self.unreadable.clear();
         let seen = self.merge(read, map, &mut changes);
@@ -195,7 +212,11 @@ impl Model {
     }
 
     /// A poll: the entries read changed; the others stay as they were.
-    pub fn update(&mut self, read: Vec<Result<RawEntry, MalformedEntry>>, map: MapFn) -> Changes {
+    pub fn update(
+        &mut self,
+        read: impl IntoIterator<Item = Result<RawEntry, MalformedEntry>>,
+        map: MapFn,
+    ) -> Changes {
         let mut changes = Changes::default();
         self.merge(read, map, &mut changes);
         changes
@@ -207,16 +228,33 @@ impl Model {
     }
 
     fn remove_uuid(&mut self, u: &[u8; 16], changes: &mut Changes) {
-        if let Some(old) = self.entries.remove(&uuid_key(u)) {
+        self.remove_key(&uuid_key(u), changes);
+    }
+
+    fn remove_key(&mut self, key: &str, changes: &mut Changes) {
+        if let Some(old) = self.entries.remove(key) {
             changes.deleted.push(old.describe());
+            if let Some(j) = self.journal.as_mut() {
+                j.push((Some(old), None));
+            }
         }
+    }
+
+    /// Starts recording what changes (for [`Model::take_journal`]).
+    pub fn start_journal(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    /// What changed since [`Model::start_journal`]; stops recording.
+    pub fn take_journal(&mut self) -> Vec<Touched> {
+        self.journal.take().unwrap_or_default()
     }
 
     /// Applies an RFC 4533 refresh that started from a cookie: entries added or modified,
     /// deletes by UUID, and, after a present phase, everything not reported present is gone.
     pub fn apply_sync(
         &mut self,
-        read: Vec<Result<RawEntry, MalformedEntry>>,
+        read: impl IntoIterator<Item = Result<RawEntry, MalformedEntry>>,
         outcome: &SyncOutcome,
         map: MapFn,
     ) -> Changes {
@@ -264,9 +302,7 @@ impl Model {
                 .cloned()
                 .collect();
             for k in gone {
-                if let Some(old) = self.entries.remove(&k) {
-                    changes.deleted.push(old.describe());
-                }
+                self.remove_key(&k, &mut changes);
             }
         }
         changes

@@ -3,7 +3,8 @@
 //! storing or anything else fails, it stays. A poll that finds nothing changed writes nothing
 //! (flash wear), it only records that LDAP confirmed the cache.
 //!
-//! Polls ask for entries whose `modifyTimestamp` is at or after the newest one seen; deletions
+//! Polls ask for entries whose `modifyTimestamp` is after the newest one seen (at or after, while
+//! that second may still be current: see [`stamp`]); deletions
 //! are invisible to that, so a full sync runs every `ldap_full_sync_interval` (and at start, on
 //! request, and whenever the server does not show modifyTimestamp to this bind).
 
@@ -15,9 +16,11 @@ use super::build::{Counts, build};
 use super::client::ClientError;
 use super::diff::diff;
 use super::fetch;
-use super::model::{Changes, Model, Schema};
+use super::model::{Changes, Model, Schema, Touched};
 use super::object::{LdapObject, SkipReason};
+use super::patch::patch;
 use super::plain;
+use super::stamp;
 use super::status::{LdapStatus, SyncKind, SyncReport};
 use super::syncrepl::{self, SyncOutcome};
 use super::zimbra;
@@ -121,7 +124,7 @@ impl Default for Syncer {
 struct Read {
     kind: SyncKind,
     server: String,
-    entries: Vec<Result<super::RawEntry, super::MalformedEntry>>,
+    entries: super::entries::Entries,
     /// For an RFC 4533 read: the states, messages and new cookie.
     sync: Option<SyncOutcome>,
 }
@@ -132,14 +135,6 @@ enum Syncrepl {
     Unknown,
     Yes,
     No,
-}
-
-/// GeneralizedTime as servers write it: digits, a fraction, a zone. Anything else is not put
-/// into a filter.
-fn plain_stamp(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || b"Z.,+-".contains(&b))
 }
 
 impl Syncer {
@@ -179,7 +174,7 @@ impl Syncer {
         let full_due = self
             .last_full
             .is_none_or(|t| now.saturating_sub(t) >= settings.full_sync_interval.as_secs());
-        let can_poll = self.model.newest_stamp().is_some_and(plain_stamp);
+        let can_poll = self.model.newest_stamp().is_some_and(stamp::is_plain);
         match want {
             SyncKind::Incremental if !full_due && can_poll && !self.model.is_empty() => {
                 SyncKind::Incremental
@@ -188,7 +183,12 @@ impl Syncer {
         }
     }
 
-    async fn read(&mut self, kind: SyncKind, settings: &LocalConfig) -> Result<Read, ClientError> {
+    async fn read(
+        &mut self,
+        kind: SyncKind,
+        settings: &LocalConfig,
+        now: u64,
+    ) -> Result<Read, ClientError> {
         let (base, attrs) = (&settings.search_base, self.schema.attrs);
         if self.syncrepl != Syncrepl::No {
             let mut cookie = match kind {
@@ -227,8 +227,8 @@ impl Syncer {
             }
         }
         let filter = match (kind, self.model.newest_stamp()) {
-            (SyncKind::Incremental, Some(stamp)) => {
-                format!("(&{}(modifyTimestamp>={stamp}))", self.schema.filter)
+            (SyncKind::Incremental, Some(mark)) => {
+                stamp::poll_filter(self.schema.filter, mark, now)
             }
             _ => self.schema.filter.to_string(),
         };
@@ -303,24 +303,32 @@ impl Syncer {
         to: &Target<'_>,
     ) -> Result<(String, usize, Changes, bool), SyncError> {
         let read = self
-            .read(kind, to.settings)
+            .read(kind, to.settings, to.now)
             .await
             .map_err(SyncError::Client)?;
         let n = read.entries.len();
-        let mut entries = read.entries;
         let cookie = read.sync.as_ref().and_then(SyncOutcome::cookie);
-        if let Some(o) = &read.sync {
-            if o.bad_infos > 0 {
-                self.cookie = None;
-                return Err(SyncError::BadSyncMessages(o.bad_infos));
-            }
-            // Key entries by the UUID their Sync State names, as deletes will name them.
-            for (e, state) in entries.iter_mut().zip(o.states.iter()) {
-                if let (Ok(e), Some(st)) = (e, state) {
-                    e.ensure_uuid(&syncrepl::uuid_text(&st.uuid));
-                }
-            }
+        if let Some(o) = &read.sync
+            && o.bad_infos > 0
+        {
+            self.cookie = None;
+            return Err(SyncError::BadSyncMessages(o.bad_infos));
         }
+        // Key entries by the UUID their Sync State names, as deletes will name them.
+        let uuids: Vec<Option<[u8; 16]>> = read.sync.as_ref().map_or_else(Vec::new, |o| {
+            o.states
+                .iter()
+                .map(|s| s.as_ref().map(|st| st.uuid))
+                .collect()
+        });
+        let entries = read.entries.into_iter().enumerate().map(move |(i, e)| {
+            e.map(|mut e| {
+                if let Some(Some(u)) = uuids.get(i) {
+                    e.ensure_uuid(&syncrepl::uuid_text(u));
+                }
+                e
+            })
+        });
         let outcome = if read.kind == SyncKind::Full {
             let domains_in = |m: &Model| {
                 m.entries()
@@ -350,16 +358,18 @@ impl Syncer {
                 return Err(SyncError::NoEntries { had: had_entries });
             }
             self.model = next;
-            self.apply(read.server, n, to, true).await
+            self.apply(read.server, n, to, None).await
         } else {
+            self.model.start_journal();
             let changes = match &read.sync {
                 Some(o) => self.model.apply_sync(entries, o, self.schema.map),
                 None => self.model.update(entries, self.schema.map),
             };
+            let touched = self.model.take_journal();
             if changes.is_empty() {
                 Ok((read.server, n, Changes::default(), false))
             } else {
-                self.apply(read.server, n, to, false).await
+                self.apply(read.server, n, to, Some(touched)).await
             }
         };
         if outcome.is_ok() && read.sync.is_some() {
@@ -368,30 +378,38 @@ impl Syncer {
         outcome
     }
 
+    /// Builds, stores and serves the directory from the model; a poll's `touched` entries
+    /// patch the directory served instead, when that gives what a build would.
     async fn apply(
         &mut self,
         server: String,
         read: usize,
         to: &Target<'_>,
-        full: bool,
+        touched: Option<Vec<Touched>>,
     ) -> Result<(String, usize, Changes, bool), SyncError> {
+        let full = touched.is_none();
         let dups_before = count_dups(&self.status.skipped);
         let model = std::mem::take(&mut self.model);
         let (shared2, store2) = (Arc::clone(to.shared), Arc::clone(to.store));
         let server_name = to.settings.server_hostname.clone();
         let now = to.now;
+        let (skipped_before, counts_before) = (self.status.skipped.clone(), self.status.counts);
         // Building 100 000 entries and writing flash is blocking work.
         let joined = tokio::task::spawn_blocking(move || {
             let result = shared2.update(|current| {
-                let built = build(current, &model, now, &server_name);
-                store2
-                    .save(built.directory.encode())
-                    .map_err(SyncError::Save)?;
-                let changes = diff(current, &built.directory);
-                Ok((
-                    (built.skipped, built.counts, changes),
-                    Some(built.directory),
-                ))
+                let patched = touched
+                    .as_deref()
+                    .and_then(|t| patch(current, &model, t, &skipped_before, counts_before, now));
+                let (directory, skipped, counts, changes) = match patched {
+                    Some(p) => (p.directory, skipped_before, p.counts, p.changes),
+                    None => {
+                        let built = build(current, &model, now, &server_name);
+                        let changes = diff(current, &built.directory);
+                        (built.directory, built.skipped, built.counts, changes)
+                    }
+                };
+                store2.save(directory.encode()).map_err(SyncError::Save)?;
+                Ok(((skipped, counts, changes), Some(directory)))
             });
             (model, result)
         })

@@ -1,21 +1,22 @@
 //! The directory's flash snapshot: a version number, then the domains, accounts, aliases and MTA
 //! config in postcard. Values are stored as the strings an admin typed and go through the same
 //! checks as `zmprov` when read back, so a snapshot can never put into RAM what could not be set.
-//! Bytes that are not a valid snapshot give a [`DecodeError`], never a panic. The lead's flash
-//! layer adds the CRC and picks the newer of the two slots.
+//! Bytes that are not a valid snapshot give a [`DecodeError`], never a panic. The flash layer
+//! adds the CRC and keeps the previous snapshot in the other slot until the new one is whole.
 //!
-//! Version 2 appends [`Origins`]: which records came from LDAP, and when they were synced.
-//! Version 1 (no LDAP) is still read: every entry in it is local.
+//! This firmware writes the compact version 3 ([`compact`]); versions 1 and 2 ([`legacy`]) are
+//! still read, so an update keeps the directory.
+
+mod compact;
+mod legacy;
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
-use super::{Account, Directory, DirectoryError, Domain, Source, account};
+use super::{Directory, DirectoryError, Domain, Source};
 use crate::config::MtaConfig;
 
 /// The snapshot format written by this firmware.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = compact::VERSION;
 
 /// Why snapshot bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +34,7 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::Version(v) => write!(
                 f,
-                "directory snapshot version {v}, this firmware reads {SNAPSHOT_VERSION}"
+                "directory snapshot version {v}, this firmware reads 1 to {SNAPSHOT_VERSION}"
             ),
             DecodeError::Corrupt => f.write_str("directory snapshot is corrupt"),
             DecodeError::Invalid(e) => write!(f, "directory snapshot holds a bad value: {e}"),
@@ -46,42 +47,6 @@ impl std::error::Error for DecodeError {}
 /// Attribute name and values, as `gd`/`ga`/`gacf` show them.
 type Attrs = Vec<(String, Vec<String>)>;
 
-#[derive(Serialize, Deserialize)]
-struct DomainRecord {
-    name: String,
-    attrs: Attrs,
-}
-
-#[derive(Serialize, Deserialize)]
-struct AccountRecord {
-    address: String,
-    disabled: bool,
-    transport: Option<String>,
-    password: Option<String>,
-    forwarding: Vec<String>,
-    pref_forwarding: Option<String>,
-    local_delivery_disabled: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    config: Attrs,
-    domains: Vec<DomainRecord>,
-    accounts: Vec<AccountRecord>,
-    /// (alias, account)
-    aliases: Vec<(String, String)>,
-}
-
-/// Which records are LDAP's, in the order of the snapshot's domains and accounts.
-#[derive(Serialize, Deserialize, Default)]
-struct Origins {
-    ldap_synced: Option<u64>,
-    ldap_domains: Vec<bool>,
-    ldap_accounts: Vec<bool>,
-    /// The config attributes LDAP sets.
-    ldap_config: Vec<String>,
-}
-
 fn attrs_of(names: &[&str], values: impl Fn(&str) -> Vec<String>) -> Attrs {
     names
         .iter()
@@ -90,131 +55,63 @@ fn attrs_of(names: &[&str], values: impl Fn(&str) -> Vec<String>) -> Attrs {
         .collect()
 }
 
+fn config_attrs(dir: &Directory) -> Attrs {
+    attrs_of(MtaConfig::ATTRS, |n| {
+        dir.config.stored_values(n).unwrap_or_default()
+    })
+}
+
+fn domain_attrs(d: &Domain) -> Attrs {
+    attrs_of(&Domain::ATTRS[1..], |n| d.values(n).unwrap_or_default())
+}
+
+fn load_config(attrs: &Attrs) -> Result<MtaConfig, DirectoryError> {
+    let mut config = MtaConfig::default();
+    for (attr, values) in attrs {
+        config.load(attr, values)?;
+    }
+    Ok(config)
+}
+
+fn ldap_config_names(names: &[String]) -> Result<Vec<&'static str>, DirectoryError> {
+    names
+        .iter()
+        .map(|a| MtaConfig::attr_name(a).map_err(DirectoryError::from))
+        .collect()
+}
+
+fn load_domain(name: &str, attrs: &Attrs, source: Source) -> Result<Domain, DirectoryError> {
+    let mut d = Domain::new(name)?;
+    d.set_source(source);
+    for (attr, values) in attrs {
+        d.set(attr, values)?;
+    }
+    Ok(d)
+}
+
 impl Directory {
     /// The snapshot bytes (deterministic: sorted by name).
     pub fn encode(&self) -> Vec<u8> {
-        let mut domains: Vec<&Domain> = self.domains.values().collect();
-        domains.sort_by(|a, b| a.name().cmp(b.name()));
-        let mut accounts: Vec<&Account> = self.accounts.iter().collect();
-        accounts.sort_by(|a, b| a.address().cmp(b.address()));
-        let mut aliases: Vec<(String, String)> = self
-            .aliases
-            .iter()
-            .filter_map(|a| {
-                let owner = self.accounts.get(a.account as usize)?;
-                Some((a.name.to_string(), owner.address().to_string()))
-            })
-            .collect();
-        aliases.sort();
-        let origins = Origins {
-            ldap_synced: self.ldap_synced,
-            ldap_domains: domains.iter().map(|d| d.source() == Source::Ldap).collect(),
-            ldap_accounts: accounts
-                .iter()
-                .map(|a| a.source() == Source::Ldap)
-                .collect(),
-            ldap_config: self.ldap_config.iter().map(|a| a.to_string()).collect(),
-        };
-        let snap = Snapshot {
-            config: attrs_of(MtaConfig::ATTRS, |n| {
-                self.config.stored_values(n).unwrap_or_default()
-            }),
-            domains: domains
-                .iter()
-                .map(|d| DomainRecord {
-                    name: d.name().to_string(),
-                    attrs: attrs_of(&Domain::ATTRS[1..], |n| d.values(n).unwrap_or_default()),
-                })
-                .collect(),
-            accounts: accounts.iter().map(|a| account_record(a)).collect(),
-            aliases,
-        };
-        // Serialising to a Vec cannot fail for these types; an empty result would fail decode.
-        postcard::to_allocvec(&(SNAPSHOT_VERSION, snap, origins)).unwrap_or_default()
+        compact::encode(self)
     }
 
     /// Reads snapshot bytes back, checking every value.
     pub fn decode(bytes: &[u8]) -> Result<Directory, DecodeError> {
         let (version, rest) =
             postcard::take_from_bytes::<u32>(bytes).map_err(|_| DecodeError::Corrupt)?;
-        if version != 1 && version != SNAPSHOT_VERSION {
-            return Err(DecodeError::Version(version));
+        match version {
+            1 | 2 => legacy::decode(version, rest),
+            compact::VERSION => compact::decode(rest),
+            other => Err(DecodeError::Version(other)),
         }
-        let (snap, rest) =
-            postcard::take_from_bytes::<Snapshot>(rest).map_err(|_| DecodeError::Corrupt)?;
-        let (origins, rest) = match version {
-            1 => (Origins::default(), rest),
-            _ => postcard::take_from_bytes::<Origins>(rest).map_err(|_| DecodeError::Corrupt)?,
-        };
-        if !rest.is_empty() {
-            return Err(DecodeError::Corrupt);
-        }
-        build(snap, origins).map_err(DecodeError::Invalid)
     }
-}
-
-fn account_record(a: &Account) -> AccountRecord {
-    let f = a.forwarding();
-    AccountRecord {
-        address: a.address().to_string(),
-        disabled: a.status() == super::MailStatus::Disabled,
-        transport: a.values(account::TRANSPORT).unwrap_or_default().pop(),
-        password: a.password().map(str::to_string),
-        forwarding: a.values(account::FORWARD).unwrap_or_default(),
-        pref_forwarding: a.values(account::PREF_FORWARD).unwrap_or_default().pop(),
-        local_delivery_disabled: f.is_some_and(|f| f.local_delivery_disabled),
-    }
-}
-
-fn build(snap: Snapshot, origins: Origins) -> Result<Directory, DirectoryError> {
-    let source = |flags: &[bool], i: usize| match flags.get(i) {
-        Some(true) => Source::Ldap,
-        _ => Source::Local,
-    };
-    let mut config = MtaConfig::default();
-    for (attr, values) in &snap.config {
-        config.load(attr, values)?;
-    }
-    let mut dir = Directory::new(config);
-    dir.ldap_synced = origins.ldap_synced;
-    dir.ldap_config = origins
-        .ldap_config
-        .iter()
-        .map(|a| MtaConfig::attr_name(a))
-        .collect::<Result<_, _>>()?;
-    for (i, rec) in snap.domains.into_iter().enumerate() {
-        let mut d = Domain::new(&rec.name)?;
-        d.set_source(source(&origins.ldap_domains, i));
-        for (attr, values) in &rec.attrs {
-            d.set(attr, values)?;
-        }
-        dir.add_domain(d)?;
-    }
-    for (i, rec) in snap.accounts.into_iter().enumerate() {
-        let mut a = Account::new(&rec.address)?;
-        a.set_source(source(&origins.ldap_accounts, i));
-        let one = |v: Option<String>| v.into_iter().collect::<Vec<_>>();
-        if rec.disabled {
-            a.set(account::STATUS, &["disabled".to_string()])?;
-        }
-        a.set(account::TRANSPORT, &one(rec.transport))?;
-        a.set(account::FORWARD, &rec.forwarding)?;
-        a.set(account::PREF_FORWARD, &one(rec.pref_forwarding))?;
-        if rec.local_delivery_disabled {
-            a.set(account::LOCAL_DISABLED, &["TRUE".to_string()])?;
-        }
-        a.set_password_hash(rec.password);
-        dir.add_account(a)?;
-    }
-    for (alias, owner) in snap.aliases {
-        dir.add_alias(&owner, &alias)?;
-    }
-    Ok(dir)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::legacy::Snapshot;
     use super::*;
+    use crate::directory::Account;
     use proptest::prelude::*;
 
     fn sample() -> Directory {
@@ -351,9 +248,13 @@ mod tests {
             back.account("bar@example.com").unwrap().source(),
             Source::Local
         );
-        // A version 1 snapshot is the same bytes without the origins.
-        let full = d.encode();
-        let (_, body) = postcard::take_from_bytes::<u32>(&full).unwrap();
+        // What the firmware before the compact format wrote still loads, origins and all.
+        let v2 = legacy::encode_v2(&d);
+        let back = Directory::decode(&v2).unwrap();
+        assert_eq!(back.encode(), d.encode());
+        assert_eq!(back.account(name).unwrap().source(), Source::Ldap);
+        // A version 1 snapshot is the version 2 bytes without the origins.
+        let (_, body) = postcard::take_from_bytes::<u32>(&v2).unwrap();
         let (snap, _) = postcard::take_from_bytes::<Snapshot>(body).unwrap();
         let v1 = postcard::to_allocvec(&(1u32, snap)).unwrap();
         let old = Directory::decode(&v1).unwrap();

@@ -1,0 +1,151 @@
+//! The entries of one search, kept packed: each one is postcard bytes as soon as it is read, and
+//! is unpacked only when the model takes it (then dropped at once). 100 000 accounts as
+//! [`RawEntry`] values are ~180 MB of small allocations; packed they are a ~30 MB buffer, which
+//! is also what a fetch child sends as it is.
+
+use serde::{Deserialize, Serialize};
+
+use super::entry::{MalformedEntry, RawEntry};
+
+#[derive(Serialize, Deserialize)]
+enum Packed {
+    Entry {
+        dn: String,
+        attrs: Vec<(String, Vec<String>)>,
+    },
+    Malformed(MalformedEntry),
+}
+
+/// A search's entries in the order read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Entries {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl Entries {
+    pub fn push(&mut self, entry: Result<RawEntry, MalformedEntry>) {
+        let packed = match entry {
+            Ok(e) => {
+                let (dn, attrs) = e.into_parts();
+                Packed::Entry { dn, attrs }
+            }
+            Err(m) => Packed::Malformed(m),
+        };
+        // Serialising to a Vec cannot fail for this type; were it to, the entry is counted as
+        // unreadable, so sync states stay in step.
+        match postcard::to_allocvec(&packed) {
+            Ok(bytes) => self.bytes.extend_from_slice(&bytes),
+            Err(_) => self.bytes.extend_from_slice(
+                &postcard::to_allocvec(&Packed::Malformed(MalformedEntry::Shape))
+                    .unwrap_or_default(),
+            ),
+        }
+        self.count += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes held (for figures).
+    pub fn packed_size(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl FromIterator<Result<RawEntry, MalformedEntry>> for Entries {
+    fn from_iter<I: IntoIterator<Item = Result<RawEntry, MalformedEntry>>>(iter: I) -> Self {
+        let mut e = Entries::default();
+        for x in iter {
+            e.push(x);
+        }
+        e
+    }
+}
+
+/// Unpacks one entry at a time. Bytes that do not decode (a fetch child's reply is not
+/// trusted) make every entry still to come unreadable, so there are always `count` of them.
+pub struct IntoIter {
+    bytes: Vec<u8>,
+    at: usize,
+    left: usize,
+    broken: bool,
+}
+
+impl Iterator for IntoIter {
+    type Item = Result<RawEntry, MalformedEntry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        if self.broken {
+            return Some(Err(MalformedEntry::Shape));
+        }
+        let rest = self.bytes.get(self.at..).unwrap_or_default();
+        match postcard::take_from_bytes::<Packed>(rest) {
+            Ok((packed, after)) => {
+                self.at = self.bytes.len() - after.len();
+                Some(match packed {
+                    Packed::Entry { dn, attrs } => Ok(RawEntry::from_parts(dn, attrs)),
+                    Packed::Malformed(m) => Err(m),
+                })
+            }
+            Err(_) => {
+                self.broken = true;
+                Some(Err(MalformedEntry::Shape))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl IntoIterator for Entries {
+    type Item = Result<RawEntry, MalformedEntry>;
+    type IntoIter = IntoIter;
+
+    fn into_iter(self) -> IntoIter {
+        IntoIter {
+            bytes: self.bytes,
+            at: 0,
+            left: self.count,
+            broken: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_come_back_in_order_and_broken_bytes_stay_in_step() {
+        let a = RawEntry::new(
+            "uid=a,dc=e",
+            &[("mail", &["a@e.com"]), ("cn", &["A", "Ay"])],
+        );
+        let b = RawEntry::new("uid=b,dc=e", &[]);
+        let all: Entries = [Ok(a.clone()), Err(MalformedEntry::NotUtf8), Ok(b.clone())]
+            .into_iter()
+            .collect();
+        assert_eq!(all.len(), 3);
+        let back: Vec<_> = all.clone().into_iter().collect();
+        assert_eq!(back, [Ok(a.clone()), Err(MalformedEntry::NotUtf8), Ok(b)]);
+        // A reply cut short: the entries it lost are unreadable, still three in all.
+        let mut cut = all;
+        cut.bytes.truncate(cut.bytes.len() - 3);
+        let back: Vec<_> = cut.into_iter().collect();
+        assert_eq!(back.len(), 3);
+        assert_eq!(back[0], Ok(a));
+        assert_eq!(back[2], Err(MalformedEntry::Shape));
+    }
+}
