@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admin::commands::parse_size;
 use crate::admin::control::{self, DEFAULT_CONTROL, Reply};
-use crate::admin::{AdminCommand, FlashCommand, LogArgs};
+use crate::admin::{AdminCommand, FlashCommand, LdapCommand, LogArgs, Secret};
 use crate::config::NetworkList;
 use crate::daemon::{self, Daemon, FlashSpec, MetricsEndpoint, Options};
 
@@ -110,7 +110,14 @@ pub fn main() -> i32 {
         };
         FlashSpec { path, size }
     });
-    match (cli.command, flash) {
+    let mut command = cli.command;
+    if let Command::Admin(cmd) = &mut command
+        && let Err(e) = read_password_stdin(cmd)
+    {
+        eprintln!("postern: cannot read the password from standard input: {e}");
+        return 2;
+    }
+    match (command, flash) {
         (Command::Run(args), Some(flash)) => run(args, flash, cli.control),
         (Command::Run(_), None) => {
             eprintln!("postern: run needs --flash FILE (try 'postern run --help')");
@@ -263,6 +270,22 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
             }
         }
     })
+}
+
+/// `--password-stdin`: the first line of standard input goes into the command, so the password
+/// shows neither in `ps` nor in the shell's history.
+fn read_password_stdin(cmd: &mut AdminCommand) -> std::io::Result<()> {
+    if let AdminCommand::Ldap(LdapCommand::Test {
+        password_stdin: true,
+        password,
+        ..
+    }) = cmd
+    {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        *password = Some(Secret(line.trim_end_matches(['\r', '\n']).to_string()));
+    }
+    Ok(())
 }
 
 fn confirmed(cmd: &AdminCommand) -> bool {

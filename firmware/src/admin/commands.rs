@@ -50,7 +50,7 @@ pub enum AdminCommand {
     #[command(subcommand)]
     Setup(SetupCommand),
     /// Show the box's local settings (the LDAP connection), as zmlocalconfig does; `-e
-    /// KEY=VALUE...` sets them (`KEY=@FILE` reads the value from a file).
+    /// KEY=VALUE...` sets them (`KEY=@FILE` reads the value from a file, `KEY=@@x` is `@x`).
     Localconfig {
         /// Show secrets (zimbra_ldap_password) instead of hiding them.
         #[arg(short = 's')]
@@ -78,6 +78,33 @@ pub enum LdapCommand {
     /// The last sync (time, kind, entries, duration, error), the entries skipped and why, and
     /// the cache's age.
     Status,
+    /// Connect and bind to each LDAP server as a sync would, with the stored localconfig or the
+    /// values given here (nothing is stored), and say per server: bound, cannot connect, TLS
+    /// failed, or invalid credentials.
+    Test {
+        /// Servers to try instead of the stored ldap_url (`ldap://host[:port]`, space separated).
+        #[arg(long, value_name = "URLS")]
+        url: Option<String>,
+        /// Bind as this DN instead of the stored zimbra_ldap_userdn ("" for an anonymous bind).
+        #[arg(long, value_name = "DN")]
+        binddn: Option<String>,
+        /// Read the bind password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The password read from standard input, or typed at the console.
+        #[arg(skip)]
+        password: Option<Secret>,
+    },
+}
+
+/// A password carried in a command: never printed by `Debug` (commands may be logged).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(********)")
+    }
 }
 
 /// `postern log ...`.

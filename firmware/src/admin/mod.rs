@@ -23,7 +23,7 @@ use std::time::Instant;
 
 pub use commands::{
     AdminCommand, BulkArgs, FilterArgs, FlashCommand, LdapCommand, LogArgs, MetricsCommand,
-    QueueCommand, SetupCommand, TlsCommand,
+    QueueCommand, Secret, SetupCommand, TlsCommand,
 };
 pub use control::Reply;
 
@@ -137,6 +137,12 @@ impl Admin {
                 ldap::sync(h, incremental).await
             }
             AdminCommand::Ldap(LdapCommand::Status) => ldap::status(h).await,
+            AdminCommand::Ldap(LdapCommand::Test {
+                url,
+                binddn,
+                password,
+                ..
+            }) => ldap::test(h, url, binddn, password.map(|p| p.0)).await,
             AdminCommand::Log(args) => maillog::log(&h.spool, args).await,
             AdminCommand::Track { target } => {
                 maillog::track(&h.spool, h.queue.as_ref(), &target).await

@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod model;
 pub mod object;
 pub mod plain;
+pub mod probe;
 pub mod service;
 pub mod status;
 pub mod sync;
