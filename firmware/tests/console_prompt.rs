@@ -1,8 +1,16 @@
 //! The serial console against a real daemon: the command line takes the same commands as the
 //! command line, and the wizard and menu store what they ask through the same admin commands.
 
+mod common;
+
 use std::cell::RefCell;
 use std::io::Cursor;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::slapd::{self, Slapd, require_slapd};
+use postern::admin::{AdminCommand, Reply};
+use postern::directory::ldap::fetch;
 
 use postern::config::box_settings::NetworkSettings;
 use postern::console::{self, ConsoleExit, Platform, Start};
@@ -12,12 +20,16 @@ use postern::daemon::{Daemon, FlashSpec, Options};
 #[derive(Default)]
 struct Machine {
     applied: RefCell<Vec<String>>,
+    pauses: RefCell<Vec<Duration>>,
 }
 
 impl Platform for Machine {
     fn apply_network(&self, network: &NetworkSettings) -> String {
         self.applied.borrow_mut().push(network.to_string());
         String::new()
+    }
+    fn pause(&self, wait: Duration) {
+        self.pauses.borrow_mut().push(wait);
     }
 }
 
@@ -115,7 +127,7 @@ fn the_wizard_sets_the_box_up_on_flash_and_the_password_guards_the_menu_after_a_
         &daemon,
         &machine,
         Start::FirstBoot,
-        "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\n         [relay.example.net]:25\nexample.com\nyes\n",
+        "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\nnone\n         [relay.example.net]:25\nexample.com\nyes\n",
     );
     assert_eq!(exit, ConsoleExit::SetUp, "{out}");
     assert!(out.contains("Settings applied."), "{out}");
@@ -132,10 +144,11 @@ fn the_wizard_sets_the_box_up_on_flash_and_the_password_guards_the_menu_after_a_
         &daemon,
         &machine,
         Start::Login,
-        "wrong-pass\ns3cret-pass\n1\n7\nprov gacf zimbraMtaRelayHost\nprov gad\nmenu\n10\n",
+        "wrong-pass\ns3cret-pass\n1\n8\nprov gacf zimbraMtaRelayHost\nprov gad\nmenu\n11\n",
     );
     assert_eq!(exit, ConsoleExit::Poweroff, "{out}");
     assert!(out.contains("Wrong password."), "{out}");
+    assert_eq!(machine.pauses.borrow()[..], [Duration::from_secs(2)]);
     assert!(out.contains("on mx1.example.com"), "{out}");
     assert!(out.contains("hostname: mx1.example.com"), "{out}");
     assert!(
@@ -185,5 +198,63 @@ fn queue_views_metrics_and_the_mail_log_at_the_prompt() {
     // A new flash keeps a mail log (which lines are in it depends on the other tests'
     // daemons in this process: the keeper is per process).
     assert!(!out.contains("keeps no mail log"), "{out}");
+    rt.block_on(daemon.shutdown());
+}
+
+fn localconfig(daemon: &Daemon, rt: &tokio::runtime::Runtime) -> Reply {
+    rt.block_on(daemon.admin().execute(AdminCommand::Localconfig {
+        show_secrets: true,
+        edit: false,
+        args: vec![
+            "ldap_url".into(),
+            "zimbra_ldap_userdn".into(),
+            "zimbra_ldap_password".into(),
+        ],
+    }))
+}
+
+/// The menu's directory entry against a real slapd: the test bind (in the fetch child, as a
+/// sync's) shows a wrong password as such and nothing is stored; the right one is stored with
+/// `localconfig -e`, where the sync finds it.
+#[test]
+fn the_directory_menu_test_binds_to_slapd_before_storing() {
+    if require_slapd().is_none() {
+        return;
+    }
+    fetch::isolate_in_child(PathBuf::from(env!("CARGO_BIN_EXE_postern")));
+    let ldap = Slapd::start(false);
+    let url = ldap.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, daemon) = start(dir.path());
+    let machine = Machine::default();
+    let dn = slapd::ROOT_DN;
+    let (_, out) = console(
+        &daemon,
+        &machine,
+        Start::Menu,
+        &format!("4\n{url}\n{dn}\nwrong-password\n\n\n"),
+    );
+    assert!(
+        out.contains(&format!(
+            "{url}: invalid credentials (wrong bind DN or password)"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("[no]: Nothing stored."), "{out}");
+    assert!(localconfig(&daemon, &rt).text.contains("ldap_url = \n"));
+
+    let (_, out) = console(
+        &daemon,
+        &machine,
+        Start::Menu,
+        &format!("4\n{url}\n{dn}\n{}\n\n\n", slapd::ROOT_PW),
+    );
+    assert!(out.contains(&format!("{url}: bind OK as {dn}")), "{out}");
+    let stored = localconfig(&daemon, &rt).text;
+    assert!(stored.contains(&format!("ldap_url = {url}\n")), "{stored}");
+    assert!(
+        stored.contains(&format!("zimbra_ldap_password = {}\n", slapd::ROOT_PW)),
+        "{stored}"
+    );
     rt.block_on(daemon.shutdown());
 }
