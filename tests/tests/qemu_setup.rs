@@ -11,7 +11,7 @@ use tests::appliance::{
     BOOT, COMMAND, PROMPT, qemu_lock, quit, setup_boot, test_boot, wait_for_banner,
 };
 
-const MENU: &str = "Choose 1-11: ";
+const MENU: &str = "Choose 1-12: ";
 
 /// Types `line` after `prompt` appeared; returns what came before the prompt.
 fn answer(machine: &mut Machine, prompt: &str, line: &str) -> String {
@@ -81,7 +81,7 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
         "{banner:?}"
     );
     let _ = quit(stream);
-    m.console().unwrap().send_line("10").unwrap();
+    m.console().unwrap().send_line("11").unwrap();
     m.wait_exit(COMMAND).unwrap_or_else(|e| panic!("{e}"));
     drop(m);
 
@@ -102,7 +102,7 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
     assert!(refused.contains("Wrong password."), "{refused}");
     let menu = answer(&mut m, MENU, "1");
     assert!(menu.contains("on mx1.example.com"), "{menu}");
-    let status = answer(&mut m, MENU, "9");
+    let status = answer(&mut m, MENU, "10");
     assert!(status.contains("hostname: mx1.example.com"), "{status}");
     assert!(
         status.contains("network: static 10.0.2.15/16 gateway 10.0.2.2, DNS 10.0.2.3"),
@@ -168,7 +168,7 @@ fn the_wizard_takes_an_address_from_qemus_dhcp_server() {
         "{banner:?}"
     );
     let _ = quit(stream);
-    m.console().unwrap().send_line("11").unwrap();
+    m.console().unwrap().send_line("12").unwrap();
     m.wait_exit(COMMAND).unwrap_or_else(|e| panic!("{e}"));
 }
 

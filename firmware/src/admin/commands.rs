@@ -64,6 +64,21 @@ pub enum AdminCommand {
     /// The directory cache synced from LDAP.
     #[command(subcommand)]
     Ldap(LdapCommand),
+    /// Checks from the box itself: DNS lookup, SMTP conversation, ping.
+    #[command(subcommand)]
+    Diag(DiagCommand),
+}
+
+/// `postern diag ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
+pub enum DiagCommand {
+    /// Look a name up (addresses and MX) with the resolver delivery uses.
+    Dns { name: String },
+    /// Connect to HOST[:PORT] (25 if none), read the greeting, EHLO, QUIT: the transcript.
+    Smtp {
+        #[arg(value_name = "HOST[:PORT]")]
+        target: String,
+    },
 }
 
 /// `postern ldap ...`.

@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod control;
+pub mod diag;
 pub mod ldap;
 mod maillog;
 pub mod metrics;
@@ -22,8 +23,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use commands::{
-    AdminCommand, BulkArgs, FilterArgs, FlashCommand, LdapCommand, LogArgs, MetricsCommand,
-    QueueCommand, Secret, SetupCommand, TlsCommand,
+    AdminCommand, BulkArgs, DiagCommand, FilterArgs, FlashCommand, LdapCommand, LogArgs,
+    MetricsCommand, QueueCommand, Secret, SetupCommand, TlsCommand,
 };
 pub use control::Reply;
 
@@ -42,6 +43,8 @@ pub struct BoxFacts {
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
     /// `None` when running offline on a flash (`postern prov --flash FILE`).
     pub control: Option<PathBuf>,
+    /// The DNS servers delivery asks (`run --dns`); empty: /etc/resolv.conf's, as delivery.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// The handles admin operations work through.
@@ -150,6 +153,7 @@ impl Admin {
             AdminCommand::Metrics(MetricsCommand::Scrape) => Reply::ok(metrics::scrape(h).await),
             AdminCommand::Metrics(cmd) => metrics_setting::run(&h.spool, cmd).await,
             AdminCommand::Setup(cmd) => setup::run(&h.spool, cmd).await,
+            AdminCommand::Diag(cmd) => diag::run(&h.facts, cmd).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(
                 "the flash is in use by the running services: stop them, then run `postern flash format --flash {}`\n",
                 h.facts.flash_path.display()

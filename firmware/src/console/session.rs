@@ -13,7 +13,8 @@ use super::wizard::{self, Wizard, WizardStep};
 use crate::admin::Secret;
 use crate::admin::setup::BoxConfigError;
 use crate::admin::{
-    Admin, AdminCommand, BulkArgs, FilterArgs, QueueCommand, Reply, SetupCommand, TlsCommand, words,
+    Admin, AdminCommand, BulkArgs, DiagCommand, FilterArgs, QueueCommand, Reply, SetupCommand,
+    TlsCommand, words,
 };
 use crate::config::box_settings::{Ipv4Method, NetworkSettings};
 use crate::config::localconfig::LocalConfig;
@@ -23,7 +24,7 @@ use crate::directory::password;
 /// The command line's prompt, also what tests wait for.
 pub const PROMPT: &str = "postern> ";
 /// The main menu's prompt.
-pub const MENU_PROMPT: &str = "Choose 1-11: ";
+pub const MENU_PROMPT: &str = "Choose 1-12: ";
 
 /// The wait after the first wrong console password, doubled after each further one up to
 /// [`LOGIN_DELAY_MAX`] (login(1) waits ~3 s): guessing over a serial line stays slow.
@@ -120,6 +121,7 @@ enum State {
     Menu,
     Form(Box<Form>, Purpose),
     Queue,
+    Diagnostics,
     FactoryReset {
         second: bool,
     },
@@ -219,6 +221,9 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 "Queue: l list, f flush, h QID hold, r QID release, d QID delete, Enter: menu > "
                     .into()
             }
+            State::Diagnostics => {
+                "Diagnostics: d NAME (DNS lookup), s HOST[:PORT] (SMTP test), Enter: menu > ".into()
+            }
             State::FactoryReset { second: false } => {
                 "Factory reset erases every setting, account, domain and queued message. Go on? [no]: "
                     .into()
@@ -293,6 +298,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 }
             },
             State::Queue => self.queue(line),
+            State::Diagnostics => self.diagnostics(line),
             State::FactoryReset { second } => {
                 let answer = line.to_ascii_lowercase();
                 match (second, answer.as_str()) {
@@ -384,10 +390,11 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
              \x20 5) Mail routing (relay host, domains, mynetworks)\n\
              \x20 6) Mail queue\n\
              \x20 7) TLS certificate\n\
-             \x20 8) Command line\n\
-             \x20 9) Factory reset\n\
-             \x2010) Reboot\n\
-             \x2011) Power off\n",
+             \x20 8) Diagnostics (DNS lookup, SMTP test)\n\
+             \x20 9) Command line\n\
+             \x2010) Factory reset\n\
+             \x2011) Reboot\n\
+             \x2012) Power off\n",
             env!("CARGO_PKG_VERSION")
         )
     }
@@ -460,18 +467,22 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 show(text + &self.menu())
             }
             "8" => {
+                self.state = State::Diagnostics;
+                show("")
+            }
+            "9" => {
                 self.state = State::CommandLine;
                 show("Type 'help' for the commands, 'menu' for the menu.\n")
             }
-            "9" => {
+            "10" => {
                 self.state = State::FactoryReset { second: false };
                 show("")
             }
-            "10" => exit("", ConsoleExit::Reboot),
-            "11" => exit("", ConsoleExit::Poweroff),
+            "11" => exit("", ConsoleExit::Reboot),
+            "12" => exit("", ConsoleExit::Poweroff),
             "" => show(self.menu()),
             other => show(format!(
-                "  {other:?} is not on the menu: type a number from 1 to 11\n"
+                "  {other:?} is not on the menu: type a number from 1 to 12\n"
             )),
         }
     }
@@ -602,6 +613,24 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
         };
         self.state = State::Queue;
         show(self.run(AdminCommand::Queue(cmd)))
+    }
+
+    /// The diagnostics screen: each check is `postern diag ...`, its answer shown as it is.
+    fn diagnostics(&mut self, line: &str) -> Output {
+        let mut words = line.split_whitespace();
+        let cmd = match (words.next(), words.next(), words.next()) {
+            (None, _, _) => return show(self.menu()),
+            (Some("d"), Some(name), None) => DiagCommand::Dns { name: name.into() },
+            (Some("s"), Some(target), None) => DiagCommand::Smtp {
+                target: target.into(),
+            },
+            _ => {
+                self.state = State::Diagnostics;
+                return show("  type d and a name, or s and a host with its port\n");
+            }
+        };
+        self.state = State::Diagnostics;
+        show(self.run(AdminCommand::Diag(cmd)))
     }
 
     fn command_line(&mut self, line: &str) -> Output {

@@ -8,7 +8,7 @@ use super::*;
 use crate::admin::setup::{self, BoxConfigError};
 use std::time::Duration;
 
-use crate::admin::{AdminCommand, LdapCommand, Reply, Secret, SetupCommand};
+use crate::admin::{AdminCommand, DiagCommand, LdapCommand, Reply, Secret, SetupCommand};
 use crate::config::box_settings::NetworkSettings;
 use crate::config::localconfig::{self, LocalConfig};
 use crate::config::stored::BoxConfig;
@@ -196,14 +196,14 @@ fn set_up_box() -> Box_ {
 #[test]
 fn login_asks_the_password_then_draws_the_menu() {
     let b = set_up_box();
-    let (exit, out) = console(&b, Start::Login, b"nope\ns3cret-pass\n11\n");
+    let (exit, out) = console(&b, Start::Login, b"nope\ns3cret-pass\n12\n");
     assert_eq!(exit, ConsoleExit::Poweroff, "{out}");
     assert!(out.contains("Wrong password."), "{out}");
     assert!(
         out.contains("Postern ") && out.contains("on mx1.example.com"),
         "{out}"
     );
-    assert!(out.contains(" 8) Command line"), "{out}");
+    assert!(out.contains(" 9) Command line"), "{out}");
     assert!(out.ends_with(MENU_PROMPT), "{out}");
     let (exit, out) = console(&b, Start::Login, b"nope\n");
     assert_eq!(exit, ConsoleExit::Eof);
@@ -219,7 +219,7 @@ fn the_menu_changes_the_network_through_setup_and_applies_it() {
     let (exit, out) = console(
         &b,
         Start::Menu,
-        b"2\nstatic\n198.51.100.7/24\n198.51.100.1\n198.51.100.53\n10\n",
+        b"2\nstatic\n198.51.100.7/24\n198.51.100.1\n198.51.100.53\n11\n",
     );
     assert_eq!(exit, ConsoleExit::Reboot, "{out}");
     // The current network is the default.
@@ -293,7 +293,7 @@ fn the_menu_runs_the_admin_commands() {
 #[test]
 fn factory_reset_asks_twice() {
     let b = set_up_box();
-    let (exit, out) = console(&b, Start::Menu, b"9\nyes\nno\n9\nno\n9\nyes\nerase\n");
+    let (exit, out) = console(&b, Start::Menu, b"10\nyes\nno\n10\nno\n10\nyes\nerase\n");
     assert_eq!(exit, ConsoleExit::FactoryReset, "{out}");
     assert_eq!(out.matches("Nothing erased.").count(), 2, "{out}");
     assert!(b.done.borrow().is_empty());
@@ -305,7 +305,7 @@ fn the_command_line_is_the_old_prompt_and_menu_goes_back() {
     let (exit, out) = console(
         &b,
         Start::CommandLine,
-        b"status\nqueue delete ALL\nn\nbogus\nmenu\n8\nreboot\n",
+        b"status\nqueue delete ALL\nn\nbogus\nmenu\n9\nreboot\n",
     );
     assert_eq!(exit, ConsoleExit::Reboot, "{out}");
     assert!(out.contains(PROMPT));
@@ -320,7 +320,7 @@ fn the_command_line_is_the_old_prompt_and_menu_goes_back() {
 #[test]
 fn wrong_console_passwords_make_the_console_wait_longer_each_time() {
     let b = set_up_box();
-    let (exit, out) = console(&b, Start::Login, b"nope\nnope\nnope\ns3cret-pass\n11\n");
+    let (exit, out) = console(&b, Start::Login, b"nope\nnope\nnope\ns3cret-pass\n12\n");
     assert_eq!(exit, ConsoleExit::Poweroff, "{out}");
     assert_eq!(out.matches("Wrong password.").count(), 3, "{out}");
     assert_eq!(
@@ -420,4 +420,31 @@ fn the_directory_menu_shows_a_failed_bind_and_stores_only_on_yes() {
     let (_, out) = console(&b, Start::Menu, b"4\nnone\n\n");
     assert!(out.contains("LDAP sync is turned off"), "{out}");
     assert!(!stored_ldap(&b).ldap_enabled());
+}
+
+#[test]
+fn the_diagnostics_screen_runs_diag_commands() {
+    let b = set_up_box();
+    let (_, out) = console(
+        &b,
+        Start::Menu,
+        b"8\nd example.com\ns mx.example.com:587\nx y z\n\n",
+    );
+    assert_eq!(
+        b.done.borrow()[..],
+        [
+            AdminCommand::Diag(DiagCommand::Dns {
+                name: "example.com".into()
+            }),
+            AdminCommand::Diag(DiagCommand::Smtp {
+                target: "mx.example.com:587".into()
+            }),
+        ]
+    );
+    assert!(out.contains("type d and a name"), "{out}");
+    assert_eq!(
+        out.matches("1) Status").count(),
+        2,
+        "back to the menu: {out}"
+    );
 }
