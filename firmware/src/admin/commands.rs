@@ -79,6 +79,13 @@ pub enum DiagCommand {
         #[arg(value_name = "HOST[:PORT]")]
         target: String,
     },
+    /// Send ICMP echo requests to HOST, one a second, and show the replies.
+    Ping {
+        host: String,
+        /// How many requests (1 to 20).
+        #[arg(short = 'c', long, default_value_t = 4)]
+        count: u16,
+    },
 }
 
 /// `postern ldap ...`.

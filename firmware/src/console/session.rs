@@ -222,7 +222,8 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                     .into()
             }
             State::Diagnostics => {
-                "Diagnostics: d NAME (DNS lookup), s HOST[:PORT] (SMTP test), Enter: menu > ".into()
+                "Diagnostics: p HOST (ping), d NAME (DNS lookup), s HOST[:PORT] (SMTP test), Enter: menu > "
+                    .into()
             }
             State::FactoryReset { second: false } => {
                 "Factory reset erases every setting, account, domain and queued message. Go on? [no]: "
@@ -390,7 +391,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
              \x20 5) Mail routing (relay host, domains, mynetworks)\n\
              \x20 6) Mail queue\n\
              \x20 7) TLS certificate\n\
-             \x20 8) Diagnostics (DNS lookup, SMTP test)\n\
+             \x20 8) Diagnostics (ping, DNS lookup, SMTP test)\n\
              \x20 9) Command line\n\
              \x2010) Factory reset\n\
              \x2011) Reboot\n\
@@ -620,13 +621,17 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
         let mut words = line.split_whitespace();
         let cmd = match (words.next(), words.next(), words.next()) {
             (None, _, _) => return show(self.menu()),
+            (Some("p"), Some(host), None) => DiagCommand::Ping {
+                host: host.into(),
+                count: 4,
+            },
             (Some("d"), Some(name), None) => DiagCommand::Dns { name: name.into() },
             (Some("s"), Some(target), None) => DiagCommand::Smtp {
                 target: target.into(),
             },
             _ => {
                 self.state = State::Diagnostics;
-                return show("  type d and a name, or s and a host with its port\n");
+                return show("  type p and a host, d and a name, or s and a host with its port\n");
             }
         };
         self.state = State::Diagnostics;

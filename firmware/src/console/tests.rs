@@ -428,11 +428,15 @@ fn the_diagnostics_screen_runs_diag_commands() {
     let (_, out) = console(
         &b,
         Start::Menu,
-        b"8\nd example.com\ns mx.example.com:587\nx y z\n\n",
+        b"8\np 192.0.2.1\nd example.com\ns mx.example.com:587\nx y z\n\n",
     );
     assert_eq!(
         b.done.borrow()[..],
         [
+            AdminCommand::Diag(DiagCommand::Ping {
+                host: "192.0.2.1".into(),
+                count: 4
+            }),
             AdminCommand::Diag(DiagCommand::Dns {
                 name: "example.com".into()
             }),
@@ -441,7 +445,7 @@ fn the_diagnostics_screen_runs_diag_commands() {
             }),
         ]
     );
-    assert!(out.contains("type d and a name"), "{out}");
+    assert!(out.contains("type p and a host, d and a name"), "{out}");
     assert_eq!(
         out.matches("1) Status").count(),
         2,

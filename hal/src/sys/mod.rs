@@ -1,5 +1,5 @@
 //! The kernel interfaces PID 1 needs: mounts, hostname, kernel modules, network links and routes,
-//! the console's termios, power, and reaping children.
+//! the console's termios, power, and reaping children; and ICMP echo for the diagnostics.
 //!
 //! Each function does one system call's worth of work and returns `std::io::Result`, so the
 //! firmware decides what is fatal. Only [`net`], [`dhcp_socket`] and [`watchdog`] need `unsafe`
@@ -9,6 +9,7 @@ pub mod console;
 pub mod dhcp;
 pub mod dhcp_socket;
 pub mod hostname;
+pub mod icmp;
 pub mod modules;
 pub mod mounts;
 pub mod net;

@@ -3,6 +3,7 @@
 //! EHLO, QUIT, as a transcript), and an ICMP echo. The console's diagnostics menu runs the same.
 
 pub mod dns;
+pub mod ping;
 pub mod smtp;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub async fn run(facts: &BoxFacts, cmd: DiagCommand) -> Reply {
     match cmd {
         DiagCommand::Dns { name } => dns::run(&facts.dns_servers, &name).await,
+        DiagCommand::Ping { host, count } => ping::run(&facts.dns_servers, &host, count).await,
         DiagCommand::Smtp { target } => {
             smtp::run(&facts.dns_servers, &facts.hostname, &target, DEADLINE).await
         }
