@@ -258,3 +258,61 @@ fn the_directory_menu_test_binds_to_slapd_before_storing() {
     );
     rt.block_on(daemon.shutdown());
 }
+
+fn tls_show(daemon: &Daemon, rt: &tokio::runtime::Runtime) -> String {
+    rt.block_on(
+        daemon
+            .admin()
+            .execute(AdminCommand::Tls(postern::admin::TlsCommand::Show)),
+    )
+    .text
+}
+
+/// The TLS screen on a real daemon: a key that belongs to another certificate is refused and
+/// nothing changes; a matching pair is stored; a new self-signed one replaces it when asked.
+#[test]
+fn a_pasted_certificate_is_checked_against_its_key_before_it_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, daemon) = start(dir.path());
+    let machine = Machine::default();
+    let before = tls_show(&daemon, &rt);
+    assert!(before.contains("BEGIN CERTIFICATE"), "{before}");
+    let one = rcgen::generate_simple_self_signed(vec!["mx.console.test".into()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["mx.console.test".into()]).unwrap();
+    let mismatched = format!("{}{}", one.cert.pem(), other.signing_key.serialize_pem());
+    let (_, out) = console(
+        &daemon,
+        &machine,
+        Start::Menu,
+        &format!("7\ni\n{mismatched}\n\n"),
+    );
+    assert!(
+        out.contains(
+            "not installed: the private key does not belong to the certificate; nothing changed"
+        ),
+        "{out}"
+    );
+    assert_eq!(tls_show(&daemon, &rt), before);
+
+    let matching = format!("{}{}", one.cert.pem(), one.signing_key.serialize_pem());
+    let (_, out) = console(
+        &daemon,
+        &machine,
+        Start::Menu,
+        &format!("7\ni\n{matching}\n\n"),
+    );
+    assert!(out.contains("certificate installed"), "{out}");
+    assert_eq!(tls_show(&daemon, &rt), one.cert.pem());
+
+    let (_, out) = console(&daemon, &machine, Start::Menu, "7\nn\nyes\n");
+    assert!(
+        out.contains("self-signed certificate for mx.console.test installed"),
+        "{out}"
+    );
+    let now = tls_show(&daemon, &rt);
+    assert!(
+        now != one.cert.pem() && now.contains("BEGIN CERTIFICATE"),
+        "{now}"
+    );
+    rt.block_on(daemon.shutdown());
+}

@@ -209,6 +209,16 @@ pub enum TlsCommand {
     },
     /// Show the certificate chain in use (PEM).
     Show,
+    /// Like install, with the chain and the key as one PEM on standard input
+    /// (`cat cert.pem key.pem | postern tls install-pem`); the console's paste.
+    InstallPem {
+        /// The PEM read from standard input, or pasted at the console.
+        #[arg(skip)]
+        pem: Option<Secret>,
+    },
+    /// Replace the certificate with a new self-signed one for the box's host name (and a new
+    /// key); used from the next start of the services.
+    SelfSigned,
 }
 
 /// `postern queue ...`.

@@ -130,7 +130,9 @@ impl Admin {
                     Reply::failed("the queue runs only in the daemon: ask it without --flash\n")
                 }
             },
-            AdminCommand::Tls(cmd) => tls::run(&h.spool, &h.facts.flash_path, cmd).await,
+            AdminCommand::Tls(cmd) => {
+                tls::run(&h.spool, &h.facts.flash_path, &h.facts.hostname, cmd).await
+            }
             AdminCommand::Localconfig {
                 show_secrets,
                 edit,

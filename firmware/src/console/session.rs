@@ -30,6 +30,8 @@ pub const MENU_PROMPT: &str = "Choose 1-12: ";
 /// [`LOGIN_DELAY_MAX`] (login(1) waits ~3 s): guessing over a serial line stays slow.
 pub const LOGIN_DELAY: Duration = Duration::from_secs(2);
 pub const LOGIN_DELAY_MAX: Duration = Duration::from_secs(32);
+/// Most bytes a pasted PEM may have (as `tls install-pem` takes).
+const PASTE_MAX: usize = 64 << 10;
 
 /// The admin operations a session carries out.
 pub trait Operations {
@@ -122,6 +124,9 @@ enum State {
     Form(Box<Form>, Purpose),
     Queue,
     Diagnostics,
+    Tls,
+    /// A PEM being pasted, line by line, until an empty line.
+    PastePem(String),
     FactoryReset {
         second: bool,
     },
@@ -221,6 +226,10 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 "Queue: l list, f flush, h QID hold, r QID release, d QID delete, Enter: menu > "
                     .into()
             }
+            State::Tls => {
+                "TLS: i install a certificate (paste PEM), n new self-signed, Enter: menu > ".into()
+            }
+            State::PastePem(_) => String::new(),
             State::Diagnostics => {
                 "Diagnostics: p HOST (ping), d NAME (DNS lookup), s HOST[:PORT] (SMTP test), Enter: menu > "
                     .into()
@@ -247,6 +256,8 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             State::Login { .. } => true,
             State::Wizard(w) => w.secret(),
             State::Form(f, _) => f.secret(),
+            // The private key is pasted too.
+            State::PastePem(_) => true,
             _ => false,
         }
     }
@@ -300,6 +311,8 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             },
             State::Queue => self.queue(line),
             State::Diagnostics => self.diagnostics(line),
+            State::Tls => self.tls(line),
+            State::PastePem(pem) => self.paste_pem(pem, line),
             State::FactoryReset { second } => {
                 let answer = line.to_ascii_lowercase();
                 match (second, answer.as_str()) {
@@ -464,8 +477,8 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 })))
             }
             "7" => {
-                let text = self.run(AdminCommand::Tls(TlsCommand::Show));
-                show(text + &self.menu())
+                self.state = State::Tls;
+                show(self.run(AdminCommand::Tls(TlsCommand::Show)))
             }
             "8" => {
                 self.state = State::Diagnostics;
@@ -614,6 +627,52 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
         };
         self.state = State::Queue;
         show(self.run(AdminCommand::Queue(cmd)))
+    }
+
+    /// The TLS screen: a pasted certificate (`tls install-pem`) or a new self-signed one
+    /// (`tls self-signed`, asked first: it replaces what is installed).
+    fn tls(&mut self, line: &str) -> Output {
+        match line {
+            "" => show(self.menu()),
+            "i" => {
+                self.state = State::PastePem(String::new());
+                show(
+                    "Paste the certificate chain (server certificate first) and its private key, \
+                     PEM; then an empty line:\n",
+                )
+            }
+            "n" => {
+                self.state = State::Store {
+                    cmds: vec![AdminCommand::Tls(TlsCommand::SelfSigned)],
+                    default_yes: false,
+                };
+                show("This replaces the certificate in use with a new self-signed one.\n")
+            }
+            _ => {
+                self.state = State::Tls;
+                show("  type i or n, or Enter for the menu\n")
+            }
+        }
+    }
+
+    fn paste_pem(&mut self, mut pem: String, line: &str) -> Output {
+        self.state = State::Tls;
+        if line.is_empty() && pem.is_empty() {
+            return show("Nothing pasted; nothing changed.\n");
+        }
+        if line.is_empty() {
+            let cmd = TlsCommand::InstallPem {
+                pem: Some(Secret(pem)),
+            };
+            return show(self.run(AdminCommand::Tls(cmd)));
+        }
+        pem.push_str(line);
+        pem.push('\n');
+        if pem.len() > PASTE_MAX {
+            return show("That is more than a certificate chain and a key; nothing changed.\n");
+        }
+        self.state = State::PastePem(pem);
+        show("")
     }
 
     /// The diagnostics screen: each check is `postern diag ...`, its answer shown as it is.

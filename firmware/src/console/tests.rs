@@ -8,7 +8,9 @@ use super::*;
 use crate::admin::setup::{self, BoxConfigError};
 use std::time::Duration;
 
-use crate::admin::{AdminCommand, DiagCommand, LdapCommand, Reply, Secret, SetupCommand};
+use crate::admin::{
+    AdminCommand, DiagCommand, LdapCommand, Reply, Secret, SetupCommand, TlsCommand,
+};
 use crate::config::box_settings::NetworkSettings;
 use crate::config::localconfig::{self, LocalConfig};
 use crate::config::stored::BoxConfig;
@@ -248,7 +250,7 @@ fn the_menu_runs_the_admin_commands() {
     let (_, out) = console(
         &b,
         Start::Menu,
-        b"1\n6\nl\nh ABC123\nx\n\n7\n42\n3\nmx2.example.com\n5\n[relay.example.net]:25\nnone\n10.0.0.1/8\n\n",
+        b"1\n6\nl\nh ABC123\nx\n\n7\n\n42\n3\nmx2.example.com\n5\n[relay.example.net]:25\nnone\n10.0.0.1/8\n\n",
     );
     let done = b.done.borrow();
     let names: Vec<String> = done.iter().map(|c| format!("{c:?}")).collect();
@@ -451,4 +453,29 @@ fn the_diagnostics_screen_runs_diag_commands() {
         2,
         "back to the menu: {out}"
     );
+}
+
+#[test]
+fn a_certificate_is_pasted_or_made_through_the_tls_commands() {
+    let b = set_up_box();
+    let ck = rcgen::generate_simple_self_signed(vec!["mx1.example.com".into()]).unwrap();
+    let pasted = format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem());
+    let input = format!("7\ni\n{pasted}\nn\n\n7\nn\nyes\n");
+    let (_, out) = console(&b, Start::Menu, input.as_bytes());
+    let done = b.done.borrow();
+    assert_eq!(done[0], AdminCommand::Tls(TlsCommand::Show));
+    assert_eq!(
+        done[1],
+        AdminCommand::Tls(TlsCommand::InstallPem {
+            pem: Some(Secret(pasted.clone()))
+        })
+    );
+    // The new self-signed one is asked first: Enter (no) does nothing, yes does it.
+    assert_eq!(done[2], AdminCommand::Tls(TlsCommand::Show));
+    assert_eq!(done[3], AdminCommand::Tls(TlsCommand::SelfSigned));
+    assert_eq!(done.len(), 4, "{done:?}");
+    assert_eq!(out.matches("Nothing stored.").count(), 1, "{out}");
+    assert!(!out.contains("PRIVATE KEY"), "the key was shown: {out}");
+    // Echo was off while the PEM was pasted.
+    assert!(b.echo.borrow().iter().filter(|on| !**on).count() >= pasted.lines().count());
 }
