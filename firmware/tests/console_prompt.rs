@@ -127,7 +127,7 @@ fn the_wizard_sets_the_box_up_on_flash_and_the_password_guards_the_menu_after_a_
         &daemon,
         &machine,
         Start::FirstBoot,
-        "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\nnone\n         [relay.example.net]:25\nexample.com\nyes\n",
+        "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\n127.0.0.1\nnone\n         [relay.example.net]:25\nexample.com\nyes\n",
     );
     assert_eq!(exit, ConsoleExit::SetUp, "{out}");
     assert!(out.contains("Settings applied."), "{out}");
@@ -156,6 +156,7 @@ fn the_wizard_sets_the_box_up_on_flash_and_the_password_guards_the_menu_after_a_
         "{out}"
     );
     assert!(out.contains("console password: set"), "{out}");
+    assert!(out.contains("ntp servers: 127.0.0.1"), "{out}");
     assert!(out.contains("[relay.example.net]:25"), "{out}");
     assert!(out.contains("example.com"), "{out}");
     rt.block_on(daemon.shutdown());

@@ -188,6 +188,12 @@ pub enum SetupCommand {
         #[arg(long)]
         dns: Vec<std::net::Ipv4Addr>,
     },
+    /// Set the SNTP servers the appliance sets its clock from, at boot and every 17 minutes
+    /// (names or addresses, up to 4); `none` leaves the clock alone.
+    Ntp {
+        #[arg(required = true, value_name = "SERVER")]
+        servers: Vec<String>,
+    },
     /// Set the serial console's admin password, given as its hash (`{SSHA512}...`): the console
     /// asks for the password and hashes it, so it never travels in clear.
     ConsolePasswordHash {

@@ -3,6 +3,7 @@
 //! queue, directory, what the box is running), never the daemon: `daemon` builds an [`Admin`]
 //! from its handles, and a command run on a flash without a daemon gets the same handles.
 
+pub mod clock;
 pub mod commands;
 pub mod control;
 pub mod diag;
@@ -89,6 +90,13 @@ impl Admin {
         self.runtime.block_on(setup::read(&self.handles.spool))
     }
 
+    /// The box's own settings as stored, from inside the runtime.
+    pub async fn box_config(
+        &self,
+    ) -> Result<crate::config::stored::BoxConfig, setup::BoxConfigError> {
+        setup::read(&self.handles.spool).await
+    }
+
     /// Carries out one command and says how it went.
     pub async fn execute(&self, command: AdminCommand) -> Reply {
         let h = &self.handles;
@@ -108,6 +116,8 @@ impl Admin {
                 );
                 let now = crate::directory::ldap::service::unix_now();
                 text.push_str(&ldap::cache_line(&h.directory, now));
+                text.push('\n');
+                text.push_str(&clock::status_line(std::time::SystemTime::now()));
                 text.push('\n');
                 Reply::ok(text)
             }

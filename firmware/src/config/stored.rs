@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::box_settings::{Fqdn, NetworkSettings};
 
 /// Bumped when the layout below changes incompatibly; every older version stays readable.
-/// 2 added `metrics`, the console password, the host name, the network and `localconfig`.
-pub const STORED_VERSION: u32 = 2;
+/// 2 added `metrics`, the console password, the host name, the network and `localconfig`;
+/// 3 the NTP servers.
+pub const STORED_VERSION: u32 = 3;
 
 /// The box's own settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +34,21 @@ pub struct BoxConfig {
     /// `postern localconfig` keys that differ from their defaults, as `(key, value)` strings so a
     /// key added later does not change the layout.
     pub localconfig: Vec<(String, String)>,
+    /// The SNTP servers the appliance sets its clock from (names or addresses, checked when
+    /// set); empty: the clock is left alone.
+    pub ntp_servers: Vec<String>,
+}
+
+/// Version 2: everything of version 3 but the NTP servers.
+#[derive(Deserialize)]
+struct BoxConfigV2 {
+    tls_cert_pem: Option<String>,
+    tls_key_pem: Option<String>,
+    metrics: Option<MetricsSetting>,
+    console_password: Option<String>,
+    hostname: Option<Fqdn>,
+    network: Option<NetworkSettings>,
+    localconfig: Vec<(String, String)>,
 }
 
 /// Where the box answers `GET /metrics`, and to whom.
@@ -95,6 +111,19 @@ impl BoxConfig {
                     ..BoxConfig::default()
                 })
             }
+            2 => {
+                let v2: BoxConfigV2 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(BoxConfig {
+                    tls_cert_pem: v2.tls_cert_pem,
+                    tls_key_pem: v2.tls_key_pem,
+                    metrics: v2.metrics,
+                    console_password: v2.console_password,
+                    hostname: v2.hostname,
+                    network: v2.network,
+                    localconfig: v2.localconfig,
+                    ntp_servers: Vec::new(),
+                })
+            }
             STORED_VERSION => postcard::from_bytes(body).map_err(corrupt),
             v => Err(StoredError::Version(v)),
         }
@@ -124,8 +153,16 @@ mod tests {
                 .unwrap(),
             ),
             localconfig: vec![("ldap_url".into(), "ldap://127.0.0.1".into())],
+            ntp_servers: vec!["pool.ntp.org".into()],
         };
-        assert_eq!(BoxConfig::decode(&c.encode()), Ok(c));
+        assert_eq!(BoxConfig::decode(&c.encode()), Ok(c.clone()));
+        // A version 2 record (no NTP servers) still reads.
+        let mut v2 = 2u32.to_le_bytes().to_vec();
+        v2.extend(postcard::to_allocvec(&c).unwrap());
+        v2.truncate(v2.len() - 1 - "pool.ntp.org".len() - 1);
+        let old = BoxConfig::decode(&v2).unwrap();
+        assert_eq!(old.ntp_servers, Vec::<String>::new());
+        assert_eq!(old.localconfig, c.localconfig);
         assert!(matches!(
             BoxConfig::decode(&[1, 0]),
             Err(StoredError::Corrupt(_))
@@ -165,7 +202,7 @@ mod tests {
         assert_eq!(c.tls_key_pem.as_deref(), Some("KEY"));
         assert_eq!(c.console_password, None);
         assert_eq!(c.network, None);
-        // Written back, it is version 2.
+        // Written back, it is the current version.
         assert_eq!(c.encode()[..4], STORED_VERSION.to_le_bytes());
     }
 }

@@ -27,6 +27,8 @@ pub enum Question {
     Address,
     Gateway,
     Dns,
+    /// SNTP servers the clock is set from.
+    NtpServers,
     /// The directory: `ldap_url` (none: no LDAP sync), bind DN, its password, the schema.
     LdapUrl,
     LdapBindDn,
@@ -60,6 +62,8 @@ pub struct Answers {
     pub ldap_schema: Option<String>,
     /// As `zimbraMtaMyNetworks` writes it (checked).
     pub my_networks: Option<String>,
+    /// Checked names or addresses; empty: the clock is left alone.
+    pub ntp_servers: Option<Vec<String>>,
 }
 
 /// Why an answer was refused; the question is asked again.
@@ -76,6 +80,7 @@ pub enum Refusal {
     Localconfig(LocalConfigError),
     NotADn,
     MyNetworks(crate::config::AttrError),
+    NtpServers(crate::admin::setup::NtpServerError),
 }
 
 impl std::fmt::Display for Refusal {
@@ -103,6 +108,7 @@ impl std::fmt::Display for Refusal {
                 "not a DN (e.g. uid=zmpostfix,cn=appaccts,cn=zimbra); none for an anonymous bind",
             ),
             Refusal::MyNetworks(why) => write!(f, "{why}"),
+            Refusal::NtpServers(why) => write!(f, "{why}"),
         }
     }
 }
@@ -190,6 +196,14 @@ impl Form {
                 a.password_hash.as_ref().map(|_| "keep".to_string()),
             ),
             Some(Question::PasswordAgain) => ("The same password again", None),
+            Some(Question::NtpServers) => (
+                "NTP servers to set the clock from, separated by spaces (none: leave the clock alone)",
+                Some(match &a.ntp_servers {
+                    Some(s) if !s.is_empty() => s.join(" "),
+                    Some(_) => "none".into(),
+                    None => "pool.ntp.org".into(),
+                }),
+            ),
             Some(Question::LdapUrl) => (
                 "LDAP server(s) to sync accounts from, e.g. ldap://ldap.example.com (none: no LDAP)",
                 Some(a.ldap_url.clone().flatten().unwrap_or("none".into())),
@@ -342,6 +356,12 @@ impl Form {
                 a.password_hash = Some(password::hash(&line).map_err(Refusal::NoHash)?);
             }
             Question::Hostname => a.hostname = Some(line.parse()?),
+            Question::NtpServers => {
+                a.ntp_servers = Some(
+                    crate::admin::setup::ntp_servers(std::slice::from_ref(&line))
+                        .map_err(Refusal::NtpServers)?,
+                )
+            }
             Question::LdapUrl => {
                 a.ldap_url = Some(if none {
                     None

@@ -399,7 +399,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             "\nPostern {} on {name}\n\
              \x20 1) Status\n\
              \x20 2) Network\n\
-             \x20 3) Host name\n\
+             \x20 3) Host name and time\n\
              \x20 4) Directory (LDAP)\n\
              \x20 5) Mail routing (relay host, domains, mynetworks)\n\
              \x20 6) Mail queue\n\
@@ -417,6 +417,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
         let current = self.ops.box_config().unwrap_or_default();
         let mut answers = Answers::default();
         answers.hostname = current.hostname.clone();
+        answers.ntp_servers = Some(current.ntp_servers.clone());
         if let Some(n) = &current.network {
             answers.dhcp = Some(n.ipv4 == Ipv4Method::Dhcp);
             answers.dns = Some(n.dns.clone());
@@ -447,7 +448,10 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 show("")
             }
             "3" => {
-                self.state = form(&[Question::Hostname], Purpose::Hostname);
+                self.state = form(
+                    &[Question::Hostname, Question::NtpServers],
+                    Purpose::Hostname,
+                );
                 show("")
             }
             "4" => {
@@ -514,6 +518,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 .clone()
                 .map(|name| AdminCommand::Setup(SetupCommand::Hostname { name }))
                 .into_iter()
+                .chain(wizard::ntp_command(a))
                 .collect(),
             Purpose::MailRouting => {
                 let relay = a.relay_host.clone().flatten().unwrap_or_default();

@@ -98,7 +98,7 @@ fn console(b: &Box_, start: Start, input: &[u8]) -> (ConsoleExit, String) {
     (exit, String::from_utf8(out).unwrap())
 }
 
-const WIZARD_STATIC: &str = "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\nnone\nnone\nexample.com\n";
+const WIZARD_STATIC: &str = "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\n192.0.2.123\nnone\nnone\nexample.com\n";
 
 #[test]
 fn first_boot_wizard_applies_only_after_yes() {
@@ -143,7 +143,7 @@ fn wrong_answers_noise_and_long_lines_are_asked_again() {
     let long = "a".repeat(5000);
     let input = format!(
         "short\n\x1b[A\n{long}\n\u{fffd}\ns3cret-pass\ns3cret-pass\npostern\nmx1.example.com\nstatic\n\
-         192.0.2.10/24\n10.0.0.1\n\n\n\n\n\nyes\n"
+         192.0.2.10/24\n10.0.0.1\n\n\n\n\n\n\nyes\n"
     );
     let mut bytes = input.into_bytes();
     // A byte that is not UTF-8 on its own line.
@@ -173,7 +173,7 @@ fn wrong_answers_noise_and_long_lines_are_asked_again() {
 #[test]
 fn a_domain_that_cannot_be_made_sends_the_wizard_back_without_a_password() {
     let b = Box_::default();
-    let input = "s3cret-pass\ns3cret-pass\nmx1.example.com\n\n\n\n\ntaken.example\nyes\n";
+    let input = "s3cret-pass\ns3cret-pass\nmx1.example.com\n\n\n\n\n\ntaken.example\nyes\n";
     let (exit, out) = console(&b, Start::FirstBoot, input.as_bytes());
     assert_eq!(exit, ConsoleExit::Eof, "{out}");
     assert!(out.contains("DOMAIN_EXISTS"), "{out}");
@@ -250,7 +250,7 @@ fn the_menu_runs_the_admin_commands() {
     let (_, out) = console(
         &b,
         Start::Menu,
-        b"1\n6\nl\nh ABC123\nx\n\n7\n\n42\n3\nmx2.example.com\n5\n[relay.example.net]:25\nnone\n10.0.0.1/8\n\n",
+        b"1\n6\nl\nh ABC123\nx\n\n7\n\n42\n3\nmx2.example.com\nntp_1.example.net\nntp1.example.net\n5\n[relay.example.net]:25\nnone\n10.0.0.1/8\n\n",
     );
     let done = b.done.borrow();
     let names: Vec<String> = done.iter().map(|c| format!("{c:?}")).collect();
@@ -264,10 +264,20 @@ fn the_menu_runs_the_admin_commands() {
     );
     assert!(names[5].starts_with("Tls(Show"), "{names:?}");
     assert!(names[6].contains("mx2.example.com"), "{names:?}");
-    // The current relay host and mynetworks are read first, as the defaults.
-    assert!(names[7].contains("gacf"), "{names:?} {out}");
     assert_eq!(
-        done[8],
+        done[7],
+        AdminCommand::Setup(SetupCommand::Ntp {
+            servers: vec!["ntp1.example.net".into()]
+        })
+    );
+    assert!(
+        out.contains("\"ntp_1.example.net\" is not a host name or address"),
+        "{out}"
+    );
+    // The current relay host and mynetworks are read first, as the defaults.
+    assert!(names[8].contains("gacf"), "{names:?} {out}");
+    assert_eq!(
+        done[9],
         crate::console::wizard::prov(&[
             "mcf",
             "zimbraMtaRelayHost",
@@ -276,7 +286,7 @@ fn the_menu_runs_the_admin_commands() {
             "127.0.0.0/8 [::1]/128"
         ])
     );
-    assert_eq!(names.len(), 9, "{names:?}");
+    assert_eq!(names.len(), 10, "{names:?}");
     assert!(
         out.contains("10.0.0.1/8"),
         "a network with host bits is refused: {out}"
@@ -346,7 +356,7 @@ fn stored_ldap(b: &Box_) -> LocalConfig {
 fn the_wizard_tests_the_directory_bind_before_the_summary_and_stores_it_on_yes() {
     let b = Box_::default();
     let input = format!(
-        "s3cret-pass\ns3cret-pass\nmx1.example.com\n\n\nldap://ldap.example.com ldaps://ldap2.example.com\n\
+        "s3cret-pass\ns3cret-pass\nmx1.example.com\n\n\n\nldap://ldap.example.com ldaps://ldap2.example.com\n\
          uid=zmpostfix,cn=appaccts,cn=zimbra\n{LDAP_PASSWORD}\n\nnone\n\nyes\n"
     );
     let (exit, out) = console(&b, Start::FirstBoot, input.as_bytes());

@@ -25,6 +25,7 @@ pub const QUESTIONS: &[Question] = &[
     Question::Address,
     Question::Gateway,
     Question::Dns,
+    Question::NtpServers,
     Question::LdapUrl,
     Question::LdapBindDn,
     Question::LdapPassword,
@@ -112,6 +113,7 @@ pub fn summary(a: &Answers) -> String {
     if let Some(n) = a.network() {
         s += &format!("  network (eth0):   {n}\n");
     }
+    s += &format!("  NTP servers:      {}\n", ntp_summary(a));
     s += &format!("  directory (LDAP): {}\n", directory_summary(a));
     let relay = a.relay_host.clone().flatten();
     s += &format!(
@@ -141,6 +143,7 @@ pub fn commands(a: &Answers) -> Vec<AdminCommand> {
     if let Some(n) = a.network() {
         out.push(network_command(&n));
     }
+    out.extend(ntp_command(a));
     if let Some(Some(relay)) = &a.relay_host {
         out.push(prov(&["mcf", "zimbraMtaRelayHost", relay]));
     }
@@ -156,6 +159,24 @@ pub fn commands(a: &Answers) -> Vec<AdminCommand> {
         }));
     }
     out
+}
+
+fn ntp_summary(a: &Answers) -> String {
+    match &a.ntp_servers {
+        Some(s) if !s.is_empty() => s.join(" "),
+        _ => "none (the clock is left alone)".into(),
+    }
+}
+
+/// `setup ntp ...` for the answer, if it was asked.
+pub fn ntp_command(a: &Answers) -> Option<AdminCommand> {
+    let servers = a.ntp_servers.clone()?;
+    Some(AdminCommand::Setup(SetupCommand::Ntp {
+        servers: match servers.is_empty() {
+            true => vec!["none".into()],
+            false => servers,
+        },
+    }))
 }
 
 /// The directory answers in one line.
@@ -257,6 +278,7 @@ mod tests {
                 "192.0.2.53",
                 "none",
                 "none",
+                "none",
                 "example.com",
             ],
         );
@@ -280,7 +302,7 @@ mod tests {
         let WizardStep::Apply(cmds) = w.answer("yes") else {
             panic!()
         };
-        assert_eq!(cmds.len(), 4, "{cmds:?}");
+        assert_eq!(cmds.len(), 5, "{cmds:?}");
         assert_eq!(
             cmds[1],
             AdminCommand::Setup(SetupCommand::Network {
@@ -289,10 +311,16 @@ mod tests {
                 dns: vec![[192, 0, 2, 53].into()],
             })
         );
-        assert_eq!(cmds[2], prov(&["cd", "example.com"]));
+        assert_eq!(
+            cmds[2],
+            AdminCommand::Setup(SetupCommand::Ntp {
+                servers: vec!["none".into()]
+            })
+        );
+        assert_eq!(cmds[3], prov(&["cd", "example.com"]));
         // The password last: a box cut off before it asks the questions again.
         assert!(matches!(
-            cmds[3],
+            cmds[4],
             AdminCommand::Setup(SetupCommand::ConsolePasswordHash { .. })
         ));
     }
@@ -311,6 +339,7 @@ mod tests {
                 "",
                 "",
                 "",
+                "",
             ],
         );
         assert!(w.prompt().starts_with("Apply these settings?"));
@@ -319,7 +348,7 @@ mod tests {
             w.prompt(),
             "Console admin password (at least 8 characters) [keep]: "
         );
-        feed(&mut w, &["", "mx2.example.com", "", "", "", "", ""]);
+        feed(&mut w, &["", "mx2.example.com", "", "", "", "", "", ""]);
         let WizardStep::Apply(cmds) = w.answer("y") else {
             panic!()
         };
@@ -329,7 +358,14 @@ mod tests {
                 name: "mx2.example.com".parse().unwrap()
             })
         );
-        // DHCP, no LDAP, no relay host, no domains: host name, network, password.
-        assert_eq!(cmds.len(), 3, "{cmds:?}");
+        // DHCP, the default NTP server, no LDAP, no relay host, no domains: host name, network,
+        // NTP, password.
+        assert_eq!(cmds.len(), 4, "{cmds:?}");
+        assert_eq!(
+            cmds[2],
+            AdminCommand::Setup(SetupCommand::Ntp {
+                servers: vec!["pool.ntp.org".into()]
+            })
+        );
     }
 }
