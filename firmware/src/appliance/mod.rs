@@ -5,9 +5,8 @@
 //! message on the console, while the flash is missing or wrong); on a box never set up, the
 //! first-boot wizard; configure eth0 and the host name from the stored settings (or the boot
 //! parameters that override them); start the services (and the clock's SNTP task); then the
-//! console's login and menu until
-//! power off or reboot there, SIGTERM (poweroff) or Ctrl-Alt-Del (SIGINT, reboot). Shutting down
-//! stops the services, syncs, takes eth0 down and calls reboot(2).
+//! console's login and menu until power off or reboot there, SIGTERM (poweroff) or Ctrl-Alt-Del
+//! (SIGINT, reboot). Shutting down stops the services, syncs, takes eth0 down and calls reboot(2).
 //!
 //! PID 1 must never exit or panic (the kernel would panic): a fatal error prints a message,
 //! waits, and reboots.
