@@ -21,8 +21,9 @@ packages=(
     swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dovecot-lmtpd
     # Directory, virus and spam peers (LDAP sync, content checks): private instances per test.
     slapd ldap-utils clamav-daemon spamd
-    # Checkers of what the box writes: pflogsumm reads the mail log, promtool the metrics.
-    pflogsumm prometheus
+    # Checkers of what the box writes: pflogsumm reads the mail log, promtool the metrics,
+    # dkimpy (dkimverify) the DKIM signatures (python3-nacl for ed25519); openssl makes test keys.
+    pflogsumm prometheus python3-dkim python3-nacl openssl
     # aarch64 cross build: Debian's rustc carries the arm64 std rustup cannot fetch here.
     rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 )

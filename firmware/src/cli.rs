@@ -41,9 +41,6 @@ struct Cli {
 enum Command {
     /// Run the gateway in the foreground on this machine (host mode): flash in a file, logs on stderr.
     Run(RunArgs),
-    /// Firmware update: the boot slots, checking and installing signed bundles.
-    #[command(subcommand)]
-    Update(crate::update::command::UpdateCommand),
     #[command(flatten)]
     Admin(AdminCommand),
 }
@@ -123,7 +120,6 @@ pub fn main() -> i32 {
             eprintln!("postern: run needs --flash FILE (try 'postern run --help')");
             2
         }
-        (Command::Update(cmd), _) => crate::update::command::run(cmd),
         (Command::Admin(cmd), None) => admin(&cli.control, cmd),
         (Command::Admin(cmd), Some(flash)) => offline(flash, cmd),
     }

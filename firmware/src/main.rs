@@ -13,8 +13,12 @@ fn main() {
     if let Ok(exe) = std::env::current_exe() {
         fetch::isolate_in_child(exe);
     }
-    if std::process::id() == 1 {
-        std::process::exit(postern::appliance::main());
-    }
-    std::process::exit(postern::cli::main());
+    let code = if std::process::id() == 1 {
+        postern::appliance::main()
+    } else {
+        postern::cli::main()
+    };
+    // `exit` runs no destructors: the console's last queued lines are written first.
+    postern::log::console::flush(std::time::Duration::from_secs(2));
+    std::process::exit(code);
 }

@@ -168,6 +168,8 @@ async fn filters_shape_and_bulk_actions_on_a_big_queue() {
         directory: Arc::new(SharedDirectory::default()),
         queue: Some(queue.clone()),
         ldap: postern::admin::ldap::LdapContext::offline(&spool),
+        metrics: None,
+        dkim: postern::content::dkim::KeyRing::default(),
         facts: Arc::new(BoxFacts {
             started: std::time::Instant::now(),
             hostname: "gw.example".into(),
@@ -442,6 +444,8 @@ async fn one_id_and_bad_selections() {
         directory: Arc::new(SharedDirectory::default()),
         queue: Some(queue.clone()),
         ldap: postern::admin::ldap::LdapContext::offline(&spool),
+        metrics: None,
+        dkim: postern::content::dkim::KeyRing::default(),
         facts: Arc::new(BoxFacts {
             started: std::time::Instant::now(),
             hostname: "gw.example".into(),

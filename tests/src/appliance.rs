@@ -278,3 +278,26 @@ pub fn provision_secondary(machine: &mut qemu::Machine, relay_port: u16) {
     );
     assert!(!out.contains("ERROR"), "{out}");
 }
+
+/// [`send_through`] while the console is read (as a terminal attached to it would be), showing
+/// what the guest printed when the exchange fails.
+pub fn send_reading_console(machine: &mut qemu::Machine, port: u16, subject: &str) -> String {
+    let subject = subject.to_string();
+    let exchange = std::thread::spawn(move || send_through(port, &subject));
+    let console = machine.console().expect("console");
+    while !exchange.is_finished() {
+        let _ = console.read_for(std::time::Duration::from_millis(200));
+    }
+    match exchange.join() {
+        Ok(reply) => reply,
+        Err(e) => {
+            let _ = console.read_for(std::time::Duration::from_secs(5));
+            let what = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!("{what}\n--- console ---\n{}", console.transcript())
+        }
+    }
+}

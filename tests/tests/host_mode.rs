@@ -133,3 +133,62 @@ fn kill_9_leaves_a_stale_socket_that_a_restart_clears() {
         "a clean stop removes the control socket"
     );
 }
+
+/// `postern update` is an admin command the daemon carries out: the slots, and bundles fetched
+/// from a URL and checked before anything is written.
+#[test]
+fn update_commands_go_through_the_daemon_and_fetch_from_urls() {
+    use std::io::{Read, Write};
+    let p = HostPostern::start(&[]);
+    let esp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(esp.path().join("EFI/Linux")).unwrap();
+    let esp_dir = esp.path().to_string_lossy().to_string();
+    let status = p.admin_ok(&["update", "status", "--esp", &esp_dir]);
+    assert!(
+        status.contains("slot A: empty\nslot B: empty\n"),
+        "{status}"
+    );
+
+    // A web server on 127.0.0.1 with one file that is not a bundle.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in server.incoming().flatten() {
+            let mut s = stream;
+            let mut head = [0u8; 2048];
+            let n = s.read(&mut head).unwrap_or(0);
+            let request = String::from_utf8_lossy(&head[..n]).into_owned();
+            let reply: &[u8] = if request.starts_with("GET /junk.bundle ") {
+                b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nnot a zip"
+            } else {
+                b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+            };
+            let _ = s.write_all(reply);
+        }
+    });
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let out = p.admin(&["update", "install", &url("/nothing"), "--esp", &esp_dir]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not fetched, nothing written: the server answered 404 Not Found"),
+        "{}",
+        stderr(&out)
+    );
+    let out = p.admin(&["update", "install", &url("/junk.bundle"), "--esp", &esp_dir]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("refused, nothing written"),
+        "{}",
+        stderr(&out)
+    );
+    let slots: Vec<_> = std::fs::read_dir(esp.path().join("EFI/Linux"))
+        .unwrap()
+        .collect();
+    assert!(slots.is_empty(), "{slots:?}");
+    let out = p.admin(&["update", "check", "ftp://example.com/b"]);
+    assert!(
+        stderr(&out).contains("only http:// and https:// URLs"),
+        "{}",
+        stderr(&out)
+    );
+}

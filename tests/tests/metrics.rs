@@ -319,9 +319,17 @@ fn scrapes_before_and_after_traffic() {
 fn clients_outside_the_allow_list_get_nothing() {
     let port = free_port();
     let metrics = format!("127.0.0.1:{port}");
-    let _p = HostPostern::start(&["--metrics", &metrics, "--metrics-allow", "192.0.2.0/24"]);
+    let p = HostPostern::start(&["--metrics", &metrics, "--metrics-allow", "192.0.2.0/24"]);
     let (status, body) = get(metrics.parse().unwrap(), "/metrics");
     assert_eq!((status.as_str(), body.as_str()), ("", ""));
+    // `--metrics` holds the endpoint while these services run: a stored change says so.
+    let other = format!("127.0.0.1:{}", free_port());
+    let set = p.admin_ok(&["metrics", "set", &other, "--allow", "127.0.0.1/32"]);
+    assert!(
+        set.contains(&format!("keep http://{metrics}/metrics")),
+        "{set}"
+    );
+    assert!(TcpStream::connect(&other).is_err());
 }
 
 #[test]
@@ -343,6 +351,16 @@ fn the_stored_setting_is_off_by_default_and_served_once_set() {
         "10.0.0.300/8",
     ]);
     assert_eq!(bad.status.code(), Some(1));
+    // An address the box cannot listen on is refused before anything is stored.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    let refused = p.admin(&["metrics", "set", &busy, "--allow", "127.0.0.1/32"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("cannot listen on"), "{why}");
+    assert_eq!(p.admin_ok(&["metrics", "show"]), "metrics: off\n");
+
+    // Served at once, no restart.
     let set = p.admin_ok(&[
         "metrics",
         "set",
@@ -350,17 +368,35 @@ fn the_stored_setting_is_off_by_default_and_served_once_set() {
         "--allow",
         "127.0.0.1/32",
     ]);
-    assert!(set.contains("from the next start"), "{set}");
-    p.restart();
+    assert_eq!(
+        set,
+        format!("metrics: http://{addr}/metrics for 127.0.0.1/32\n")
+    );
     let (status, body) = get(addr, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
     promtool(&body);
+    // The allow-list changes live too: 127.0.0.1 is now outside it, and gets nothing.
+    p.admin_ok(&["metrics", "set", &addr.to_string(), "--allow", "10.0.0.0/8"]);
+    let (status, body) = get(addr, "/metrics");
+    assert_eq!((status.as_str(), body.as_str()), ("", ""));
+    p.admin_ok(&[
+        "metrics",
+        "set",
+        &addr.to_string(),
+        "--allow",
+        "127.0.0.1/32",
+    ]);
+    // And survives a restart.
+    p.restart();
+    let (status, _) = get(addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(
         p.admin_ok(&["metrics", "show"]),
         format!("metrics: http://{addr}/metrics for 127.0.0.1/32\n")
     );
 
-    p.admin_ok(&["metrics", "off"]);
+    assert_eq!(p.admin_ok(&["metrics", "off"]), "metrics: off\n");
+    assert!(TcpStream::connect(addr).is_err(), "off at once");
     p.restart();
     assert!(
         TcpStream::connect(addr).is_err(),

@@ -10,8 +10,8 @@
 
 use qemu::{Arch, POWEROFF_GRACE};
 use tests::appliance::{
-    COMMAND, boot_to_prompt, console_command, provision_secondary, qemu_lock_for, send_through,
-    test_boot_on, wait_for_banner_reading_console,
+    COMMAND, boot_to_prompt, console_command, provision_secondary, qemu_lock_for,
+    send_reading_console, test_boot_on, wait_for_banner_reading_console,
 };
 use tests::peers::{Sink, free_port};
 use tests::per_arch;
@@ -30,7 +30,7 @@ fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill(arch: Arch) {
     // Greets first (reading the console meanwhile, and showing it if the guest never answers).
     wait_for_banner_reading_console(&mut machine, smtp_port, COMMAND)
         .unwrap_or_else(|e| panic!("{e}"));
-    let reply = send_through(smtp_port, "first");
+    let reply = send_reading_console(&mut machine, smtp_port, "first");
     assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
     let got = sink.wait_for(1, COMMAND);
     assert_eq!(got.len(), 1, "{}", machine.console().unwrap().transcript());
@@ -39,7 +39,7 @@ fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill(arch: Arch) {
     sink.stop();
     wait_for_banner_reading_console(&mut machine, smtp_port, COMMAND)
         .unwrap_or_else(|e| panic!("{e}"));
-    let reply = send_through(smtp_port, "second");
+    let reply = send_reading_console(&mut machine, smtp_port, "second");
     assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
     let listing = console_command(&mut machine, "queue list");
     assert!(listing.contains("in 1 Request"), "{listing}");

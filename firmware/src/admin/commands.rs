@@ -34,6 +34,10 @@ pub enum AdminCommand {
     /// The certificate STARTTLS and port 465 present.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// DKIM signing keys: mail from $mynetworks and authenticated clients is signed with the key
+    /// of its From domain.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
     /// The mail log kept on the flash (a ring: the newest lines), as mail.log would show it.
     Log(LogArgs),
     /// One message's way through the box from the kept mail log (queue, each delivery attempt
@@ -43,6 +47,10 @@ pub enum AdminCommand {
         /// A queue id or an address.
         target: String,
     },
+    /// Firmware update: the boot slots, checking and installing signed bundles (from a file on
+    /// the box or an http:// or https:// URL).
+    #[command(subcommand)]
+    Update(crate::update::command::UpdateCommand),
     /// The Prometheus endpoint: its stored setting (off by default), or one scrape here.
     #[command(subcommand)]
     Metrics(MetricsCommand),
@@ -155,7 +163,7 @@ pub enum MetricsCommand {
     /// The stored endpoint setting.
     Show,
     /// Answer `GET /metrics` at ADDR (e.g. 0.0.0.0:9154) for clients in --allow; stored on the
-    /// flash, used from the next start of the services (`postern run --metrics` overrides it).
+    /// flash and served at once (`postern run --metrics` overrides it while those services run).
     Set {
         listen: std::net::SocketAddr,
         /// Client networks allowed to scrape, as zimbraMtaMyNetworks writes them.
@@ -225,6 +233,34 @@ pub enum TlsCommand {
     /// Replace the certificate with a new self-signed one for the box's host name (and a new
     /// key); used from the next start of the services.
     SelfSigned,
+}
+
+/// `postern dkim ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
+pub enum DkimCommand {
+    /// Make a signing key for DOMAIN, store it on the flash, and print the DNS TXT record to
+    /// publish. It signs from the next message; an older key of the domain is kept (delete it
+    /// once the new record is in DNS).
+    Keygen {
+        domain: String,
+        /// The selector: the record's name is SELECTOR._domainkey.DOMAIN.
+        #[arg(long, default_value = "postern")]
+        selector: String,
+        /// `rsa` (2048 bits, understood by every verifier) or `ed25519` (RFC 8463).
+        #[arg(long = "type", value_name = "TYPE", default_value = "rsa")]
+        key_type: String,
+    },
+    /// The stored keys: domain, selector, type, and whether it is the one that signs.
+    List,
+    /// The DNS TXT records of DOMAIN's keys.
+    Show { domain: String },
+    /// Delete DOMAIN's keys (only the one with --selector, if given): its mail is no longer
+    /// signed with them.
+    Delete {
+        domain: String,
+        #[arg(long)]
+        selector: Option<String>,
+    },
 }
 
 /// `postern queue ...`.

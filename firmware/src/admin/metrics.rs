@@ -219,14 +219,20 @@ async fn flash(h: &Handles, registry: &mut Registry) {
 }
 
 /// Answers scrapes on `listener` until the task is stopped.
-pub async fn serve(listener: TcpListener, allow: NetworkList, handles: Handles) {
+pub async fn serve(
+    listener: TcpListener,
+    allow: std::sync::Arc<std::sync::RwLock<NetworkList>>,
+    handles: Handles,
+) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             // Out of descriptors and the like: wait rather than spin.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        if !allow.contains(peer.ip()) {
+        // The allow-list may change while the endpoint runs (`postern metrics set`).
+        let allowed = allow.read().map(|a| a.contains(peer.ip())).unwrap_or(false);
+        if !allowed {
             // Not even a 403: the endpoint does not exist for everyone else.
             drop(stream);
             continue;

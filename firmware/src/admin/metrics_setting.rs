@@ -1,9 +1,10 @@
 //! `postern metrics show|set|off`: the Prometheus endpoint as a stored setting of the box (its
-//! config slot), off until an admin sets it. The daemon reads it at start ([`stored`]); a setting
-//! it accepted is a setting it serves.
+//! config slot), off until an admin sets it. The daemon reads it at start ([`stored`]) and a
+//! change takes effect at once ([`super::metrics_endpoint`]): a setting it accepted is a setting
+//! it serves.
 
-use super::Reply;
 use super::commands::MetricsCommand;
+use super::{Handles, Reply};
 use crate::config::NetworkList;
 use crate::config::stored::{BoxConfig, MetricsSetting, StoredError};
 use crate::spool::{Region, SpoolError, SpoolHandle};
@@ -60,11 +61,8 @@ async fn store(spool: &SpoolHandle, metrics: Option<MetricsSetting>) -> Result<(
         .map_err(SettingError::Flash)
 }
 
-pub async fn run(spool: &SpoolHandle, cmd: MetricsCommand) -> Reply {
-    let done = |r: Result<(), SettingError>, text: String| match r {
-        Ok(()) => Reply::ok(text),
-        Err(e) => Reply::failed(format!("not changed: {e}\n")),
-    };
+pub async fn run(h: &Handles, cmd: MetricsCommand) -> Reply {
+    let spool = &h.spool;
     match cmd {
         MetricsCommand::Show => match box_config(spool).await {
             Ok(BoxConfig {
@@ -85,19 +83,55 @@ pub async fn run(spool: &SpoolHandle, cmd: MetricsCommand) -> Reply {
                 return Reply::failed("--allow: no network given: nobody could scrape\n");
             }
             let allow = nets.to_string();
-            let text = format!(
-                "metrics: http://{listen}/metrics for {allow}, from the next start of the services\n"
-            );
-            done(
-                store(spool, Some(MetricsSetting { listen, allow })).await,
-                text,
-            )
+            // Bound before it is stored: an address the box cannot serve is not accepted.
+            let prepared = match &h.metrics {
+                Some(endpoint) => match endpoint.prepare(listen).await {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        return Reply::failed(format!(
+                            "not changed: cannot listen on {listen}: {e}\n"
+                        ));
+                    }
+                },
+                None => None,
+            };
+            let setting = MetricsSetting {
+                listen,
+                allow: allow.clone(),
+            };
+            if let Err(e) = store(spool, Some(setting)).await {
+                return Reply::failed(format!("not changed: {e}\n"));
+            }
+            let url = format!("http://{listen}/metrics for {allow}");
+            Reply::ok(match (&h.metrics, prepared) {
+                (Some(endpoint), Some(p)) => match endpoint.apply(Some((p, nets)), h).await {
+                    None => format!("metrics: {url}\n"),
+                    Some(pinned) => pinned_note(&url, pinned),
+                },
+                _ => format!("metrics: {url}, from the next start of the services\n"),
+            })
         }
-        MetricsCommand::Off => done(
-            store(spool, None).await,
-            "metrics: off from the next start of the services\n".into(),
-        ),
+        MetricsCommand::Off => {
+            if let Err(e) = store(spool, None).await {
+                return Reply::failed(format!("not changed: {e}\n"));
+            }
+            Reply::ok(match &h.metrics {
+                Some(endpoint) => match endpoint.apply(None, h).await {
+                    None => "metrics: off\n".to_string(),
+                    Some(pinned) => pinned_note("off", pinned),
+                },
+                None => "metrics: off from the next start of the services\n".to_string(),
+            })
+        }
         // Answered by the caller, which has the handles a scrape reads.
         MetricsCommand::Scrape => Reply::failed("scrape needs the running services\n"),
     }
+}
+
+/// Stored, but `--metrics` holds the endpoint while these services run.
+fn pinned_note(what: &str, pinned: std::net::SocketAddr) -> String {
+    format!(
+        "metrics: stored ({what}); these services keep http://{pinned}/metrics, given with \
+         --metrics at their start, until they start without it\n"
+    )
 }

@@ -7,9 +7,11 @@ pub mod clock;
 pub mod commands;
 pub mod control;
 pub mod diag;
+mod dkim;
 pub mod ldap;
 mod maillog;
 pub mod metrics;
+pub mod metrics_endpoint;
 pub mod metrics_setting;
 mod prov;
 mod queue;
@@ -24,8 +26,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use commands::{
-    AdminCommand, BulkArgs, DiagCommand, FilterArgs, FlashCommand, LdapCommand, LogArgs,
-    MetricsCommand, QueueCommand, Secret, SetupCommand, TlsCommand,
+    AdminCommand, BulkArgs, DiagCommand, DkimCommand, FilterArgs, FlashCommand, LdapCommand,
+    LogArgs, MetricsCommand, QueueCommand, Secret, SetupCommand, TlsCommand,
 };
 pub use control::Reply;
 
@@ -59,6 +61,10 @@ pub struct Handles {
     pub facts: Arc<BoxFacts>,
     /// The LDAP sync: its service (only in the daemon) and where its snapshots go.
     pub ldap: ldap::LdapContext,
+    /// The Prometheus endpoint being served (only in the daemon).
+    pub metrics: Option<Arc<metrics_endpoint::Endpoint>>,
+    /// The DKIM keys the sessions sign with; `postern dkim` changes them here and on flash.
+    pub dkim: crate::content::dkim::KeyRing,
 }
 
 /// Carries out admin commands. Cheap to clone.
@@ -143,6 +149,7 @@ impl Admin {
             AdminCommand::Tls(cmd) => {
                 tls::run(&h.spool, &h.facts.flash_path, &h.facts.hostname, cmd).await
             }
+            AdminCommand::Dkim(cmd) => dkim::run(&h.spool, &h.dkim, cmd).await,
             AdminCommand::Localconfig {
                 show_secrets,
                 edit,
@@ -162,8 +169,12 @@ impl Admin {
             AdminCommand::Track { target } => {
                 maillog::track(&h.spool, h.queue.as_ref(), &target).await
             }
+            AdminCommand::Update(cmd) => match crate::update::command::run(cmd).await {
+                Ok(text) => Reply::ok(text),
+                Err(e) => Reply::failed(format!("{e}\n")),
+            },
             AdminCommand::Metrics(MetricsCommand::Scrape) => Reply::ok(metrics::scrape(h).await),
-            AdminCommand::Metrics(cmd) => metrics_setting::run(&h.spool, cmd).await,
+            AdminCommand::Metrics(cmd) => metrics_setting::run(h, cmd).await,
             AdminCommand::Setup(cmd) => setup::run(&h.spool, cmd).await,
             AdminCommand::Diag(cmd) => diag::run(&h.facts, cmd).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(

@@ -24,6 +24,7 @@ pub mod localconfig;
 pub mod network;
 pub mod restriction;
 pub mod restriction_names;
+pub mod sender_auth;
 pub mod stored;
 
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub use duration::Unit;
 pub use hosts::{BadHostEntry, HostsTable};
 pub use network::{BadNetwork, Cidr, NetworkList};
 pub use restriction::{BadRestriction, Restriction};
+pub use sender_auth::AuthConfig;
 
 use crate::mail::Transport;
 use attr::{boolean, canonical, invalid, show_bool, single};
@@ -103,6 +105,8 @@ pub struct MtaConfig {
     pub virtual_transport: Option<Transport>,
     /// The content stage's settings (attachments, virus and spam scanners).
     pub content: ContentConfig,
+    /// Sender authentication: SPF, DKIM verification, DMARC (all off by default).
+    pub auth: AuthConfig,
     /// Values read from flash that this firmware refuses to set (see [`MtaConfig::load`]):
     /// attribute and value, kept so the next write does not lose them, never applied.
     unenforced: Vec<(&'static str, String)>,
@@ -181,6 +185,7 @@ impl Default for MtaConfig {
             syslog_target: None,
             virtual_transport: None,
             content: ContentConfig::default(),
+            auth: AuthConfig::default(),
             unenforced: Vec::new(),
             typed: Vec::new(),
         }
@@ -238,6 +243,10 @@ impl MtaConfig {
         content::SPAM_SUBJECT_TAG,
         content::SPAM_ACCOUNT,
         content::HAM_ACCOUNT,
+        sender_auth::SPF_ACTION,
+        sender_auth::DKIM_VERIFY,
+        sender_auth::DMARC_VERIFY,
+        sender_auth::DMARC_ENFORCE,
     ];
 
     /// The canonical spelling of `attr`, or an error naming it.
@@ -259,6 +268,7 @@ impl MtaConfig {
         let one = |s: String| vec![s];
         Ok(match attr {
             a if ContentConfig::owns(a) => self.content.values(a),
+            a if AuthConfig::owns(a) => self.auth.values(a),
             RELAY_HOST => self.relay_host.iter().map(|t| t.to_string()).collect(),
             DNS => one(show_bool(self.dns_lookups_enabled)),
             DNS_LEVEL => one(dns_level(self.dns_lookups_enabled).to_string()),
@@ -394,6 +404,9 @@ impl MtaConfig {
         if ContentConfig::owns(attr) {
             return self.content.set(attr, values);
         }
+        if AuthConfig::owns(attr) {
+            return self.auth.set(attr, values);
+        }
         if attr == RESTRICTION {
             self.restrictions = values
                 .iter()
@@ -476,6 +489,7 @@ impl MtaConfig {
     fn copy_from(&mut self, attr: &'static str, other: &MtaConfig) {
         match attr {
             a if ContentConfig::owns(a) => self.content.copy_from(a, &other.content),
+            a if AuthConfig::owns(a) => self.auth.copy_from(a, &other.auth),
             RELAY_HOST => self.relay_host = other.relay_host.clone(),
             VIRTUAL_TRANSPORT => self.virtual_transport = other.virtual_transport.clone(),
             DNS | DNS_LEVEL => self.dns_lookups_enabled = other.dns_lookups_enabled,

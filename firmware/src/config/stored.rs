@@ -12,8 +12,8 @@ use super::box_settings::{Fqdn, NetworkSettings};
 
 /// Bumped when the layout below changes incompatibly; every older version stays readable.
 /// 2 added `metrics`, the console password, the host name, the network and `localconfig`;
-/// 3 the NTP servers.
-pub const STORED_VERSION: u32 = 3;
+/// 3 the DKIM signing keys; 4 the NTP servers.
+pub const STORED_VERSION: u32 = 4;
 
 /// The box's own settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,12 +34,54 @@ pub struct BoxConfig {
     /// `postern localconfig` keys that differ from their defaults, as `(key, value)` strings so a
     /// key added later does not change the layout.
     pub localconfig: Vec<(String, String)>,
+    /// The DKIM signing keys (`postern dkim keygen`): this box's secrets, like its TLS key.
+    pub dkim_keys: Vec<DkimKeyRecord>,
     /// The SNTP servers the appliance sets its clock from (names or addresses, checked when
     /// set); empty: the clock is left alone.
     pub ntp_servers: Vec<String>,
 }
 
-/// Version 2: everything of version 3 but the NTP servers.
+/// One domain's DKIM signing key as stored.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimKeyRecord {
+    /// The signing domain (`d=`), lower case.
+    pub domain: String,
+    /// The selector (`s=`): the key's DNS name is `SELECTOR._domainkey.DOMAIN`.
+    pub selector: String,
+    /// `rsa` or `ed25519`.
+    pub algorithm: String,
+    /// The private key, PKCS#8 DER.
+    pub pkcs8: Vec<u8>,
+    /// When it was made (seconds since the Unix epoch).
+    pub created: u64,
+}
+
+impl fmt::Debug for DkimKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the private key.
+        f.debug_struct("DkimKeyRecord")
+            .field("domain", &self.domain)
+            .field("selector", &self.selector)
+            .field("algorithm", &self.algorithm)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Version 3: everything of version 4 but the NTP servers.
+#[derive(Deserialize)]
+struct BoxConfigV3 {
+    tls_cert_pem: Option<String>,
+    tls_key_pem: Option<String>,
+    metrics: Option<MetricsSetting>,
+    console_password: Option<String>,
+    hostname: Option<Fqdn>,
+    network: Option<NetworkSettings>,
+    localconfig: Vec<(String, String)>,
+    dkim_keys: Vec<DkimKeyRecord>,
+}
+
+/// Version 2 (before the DKIM keys), read so an updated box keeps its settings.
 #[derive(Deserialize)]
 struct BoxConfigV2 {
     tls_cert_pem: Option<String>,
@@ -121,6 +163,21 @@ impl BoxConfig {
                     hostname: v2.hostname,
                     network: v2.network,
                     localconfig: v2.localconfig,
+                    dkim_keys: Vec::new(),
+                    ntp_servers: Vec::new(),
+                })
+            }
+            3 => {
+                let v3: BoxConfigV3 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(BoxConfig {
+                    tls_cert_pem: v3.tls_cert_pem,
+                    tls_key_pem: v3.tls_key_pem,
+                    metrics: v3.metrics,
+                    console_password: v3.console_password,
+                    hostname: v3.hostname,
+                    network: v3.network,
+                    localconfig: v3.localconfig,
+                    dkim_keys: v3.dkim_keys,
                     ntp_servers: Vec::new(),
                 })
             }
@@ -153,16 +210,30 @@ mod tests {
                 .unwrap(),
             ),
             localconfig: vec![("ldap_url".into(), "ldap://127.0.0.1".into())],
+            dkim_keys: vec![DkimKeyRecord {
+                domain: "example.com".into(),
+                selector: "s1".into(),
+                algorithm: "ed25519".into(),
+                pkcs8: vec![1, 2, 3],
+                created: 1,
+            }],
             ntp_servers: vec!["pool.ntp.org".into()],
         };
         assert_eq!(BoxConfig::decode(&c.encode()), Ok(c.clone()));
-        // A version 2 record (no NTP servers) still reads.
-        let mut v2 = 2u32.to_le_bytes().to_vec();
-        v2.extend(postcard::to_allocvec(&c).unwrap());
-        v2.truncate(v2.len() - 1 - "pool.ntp.org".len() - 1);
-        let old = BoxConfig::decode(&v2).unwrap();
-        assert_eq!(old.ntp_servers, Vec::<String>::new());
-        assert_eq!(old.localconfig, c.localconfig);
+        // The same settings as version 3 wrote them (no NTP servers) still load.
+        let mut v3 = c.clone();
+        v3.ntp_servers.clear();
+        let mut bytes = 3u32.to_le_bytes().to_vec();
+        bytes.extend(&v3.encode()[4..]);
+        bytes.truncate(bytes.len() - 1);
+        assert_eq!(BoxConfig::decode(&bytes), Ok(v3.clone()));
+        // And as version 2 wrote them (no keys either).
+        let mut v2 = v3;
+        v2.dkim_keys.clear();
+        let mut bytes = 2u32.to_le_bytes().to_vec();
+        bytes.extend(&v2.encode()[4..]);
+        bytes.truncate(bytes.len() - 2);
+        assert_eq!(BoxConfig::decode(&bytes), Ok(v2));
         assert!(matches!(
             BoxConfig::decode(&[1, 0]),
             Err(StoredError::Corrupt(_))

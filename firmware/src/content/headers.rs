@@ -74,9 +74,18 @@ impl HeadSplit {
     }
 }
 
-/// `head` (a header section) with the content stage's edits: new fields on top, the spam tag
-/// before the Subject's text (a Subject field is added when there is none).
+/// `head` (a header section) with the content stage's edits: forged Authentication-Results
+/// fields out, new fields on top, the spam tag before the Subject's text (a Subject field is
+/// added when there is none).
 pub fn edit(head: &[u8], accepted: &Accepted) -> Vec<u8> {
+    let stripped;
+    let head = match &accepted.strip_auth_results {
+        Some(id) => {
+            stripped = crate::policy::auth::results::strip_forged(head, id);
+            &stripped[..]
+        }
+        None => head,
+    };
     let mut out = Vec::with_capacity(head.len() + 256);
     for field in &accepted.headers {
         out.extend_from_slice(field.as_bytes());

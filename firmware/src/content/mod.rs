@@ -26,15 +26,20 @@ pub mod archive;
 pub mod attachments;
 pub mod body;
 pub mod clamd;
+pub mod dkim;
 pub mod headers;
 pub mod hops;
 pub mod scanner;
 pub mod spamd;
 pub mod training;
 
+use std::sync::Arc;
+
 use crate::config::content::FailAction;
-use crate::config::{ContentConfig, MtaConfig};
+use crate::config::{AuthConfig, ContentConfig, MtaConfig};
 use crate::mail::{Envelope, Reply};
+use crate::policy::SenderAuth;
+use crate::policy::auth::{DmarcAction, MessageAuth};
 
 use clamd::protocol::ScanResult;
 use scanner::ScannerError;
@@ -64,6 +69,8 @@ pub enum Rejection {
         scanner: &'static str,
         error: ScannerError,
     },
+    /// DMARC failed and the From domain's policy is `p=reject` (`posternDmarcEnforce`).
+    Dmarc { domain: String },
 }
 
 impl Rejection {
@@ -80,6 +87,7 @@ impl Rejection {
             }
             Rejection::Infected { signature } => ("INFECTED", Some(signature.clone())),
             Rejection::Spam { .. } => ("SPAM", None),
+            Rejection::Dmarc { domain } => ("DMARC", Some(domain.clone())),
             Rejection::ScannerFailed { scanner, error } => {
                 return Verdict {
                     action: "Deferred",
@@ -132,6 +140,12 @@ impl Rejection {
                 shown(signature)
             )),
             Rejection::Spam { .. } => refused("Message content rejected as spam".into()),
+            // OpenDMARC's words.
+            Rejection::Dmarc { domain } => Reply::new(
+                550,
+                [5, 7, 1],
+                format!("rejected by DMARC policy for {}", shown_bare(domain)),
+            ),
             Rejection::ScannerFailed { .. } => Reply::new(
                 451,
                 [4, 7, 1],
@@ -139,6 +153,12 @@ impl Rejection {
             ),
         }
     }
+}
+
+/// [`shown`] without the quotes (a domain name).
+fn shown_bare(name: &str) -> String {
+    let quoted = shown(name);
+    quoted[1..quoted.len() - 1].to_string()
 }
 
 /// A file name as the client is shown it: printable ASCII (the name came from the sender and an
@@ -180,6 +200,7 @@ impl std::fmt::Display for Rejection {
             Rejection::Infected { signature } => write!(f, "virus {signature}"),
             Rejection::Spam { score } => write!(f, "spam, score {score}"),
             Rejection::ScannerFailed { scanner, error } => write!(f, "{scanner}: {error}"),
+            Rejection::Dmarc { domain } => write!(f, "DMARC policy reject of {domain}"),
         }
     }
 }
@@ -194,6 +215,20 @@ pub struct Scan {
     config: ContentConfig,
     /// Training mail: what it teaches spamd (it is then not scored itself).
     training: Option<spamd::protocol::Class>,
+    /// SPF, DKIM and DMARC of received mail, when any is on.
+    sender: Option<SenderChecks>,
+    /// Signing keys, for mail from `$mynetworks` and authenticated clients.
+    signing: Option<dkim::KeyRing>,
+}
+
+/// What the sender checks of one message need.
+#[derive(Debug)]
+struct SenderChecks {
+    auth: Arc<SenderAuth>,
+    config: AuthConfig,
+    envelope: Envelope,
+    /// A client that may relay: not checked (its mail is signed), but forged fields still go.
+    exempt: bool,
 }
 
 impl Scan {
@@ -204,6 +239,93 @@ impl Scan {
             copy: BodyCopy::new(config.content.scan_limit),
             config: config.content.clone(),
             training: training::class_of(envelope, config),
+            sender: None,
+            signing: None,
+        }
+    }
+
+    /// Adds the sender checks set in `config` (none for an `exempt` client: one that may relay).
+    pub fn with_sender_checks(
+        mut self,
+        auth: Arc<SenderAuth>,
+        config: &MtaConfig,
+        envelope: &Envelope,
+        exempt: bool,
+    ) -> Scan {
+        if config.auth.checks_message() {
+            self.sender = Some(SenderChecks {
+                auth,
+                config: config.auth,
+                envelope: envelope.clone(),
+                exempt,
+            });
+        }
+        self
+    }
+
+    /// Signs what passes with `keys` (for a client that may relay).
+    pub fn with_signing(mut self, keys: dkim::KeyRing) -> Scan {
+        if !keys.is_empty() {
+            self.signing = Some(keys);
+        }
+        self
+    }
+
+    /// SPF, DKIM and DMARC of the message, when they are to be checked.
+    async fn sender_checks(&self, whole: Option<&[u8]>) -> Option<MessageAuth> {
+        let s = self.sender.as_ref().filter(|s| !s.exempt)?;
+        s.auth.verify_message(whole, &s.envelope, &s.config).await
+    }
+
+    /// Puts the sender checks' verdict into `accepted`: the Authentication-Results field on top,
+    /// the message held for DMARC `p=quarantine`, or refused for `p=reject`.
+    fn apply_sender_checks(
+        &self,
+        accepted: &mut Accepted,
+        auth: Option<MessageAuth>,
+    ) -> Result<(), Rejection> {
+        if let Some(s) = &self.sender {
+            accepted.strip_auth_results = Some(s.auth.authserv_id().to_string());
+        }
+        let Some(auth) = auth else {
+            return Ok(());
+        };
+        match auth.dmarc {
+            DmarcAction::Reject { domain } => return Err(Rejection::Dmarc { domain }),
+            DmarcAction::Quarantine { domain } => {
+                accepted.hold = true;
+                accepted
+                    .notes
+                    .push(format!("held: DMARC policy quarantine of {domain}"));
+            }
+            DmarcAction::Deliver => {}
+        }
+        accepted.headers.insert(0, auth.header);
+        Ok(())
+    }
+
+    /// Adds the DKIM-Signature field over the header section as it will be stored (`whole`'s,
+    /// with `accepted`'s edits) and `whole`'s body.
+    fn sign(&self, accepted: &mut Accepted, whole: &[u8]) {
+        let Some(keys) = &self.signing else {
+            return;
+        };
+        let head_len = whole
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(whole.len(), |p| p + 4);
+        if head_len > headers::HEAD_LIMIT {
+            // Such a header section is stored unedited, with no room for a signature.
+            accepted
+                .notes
+                .push("not DKIM-signed: header section too long".into());
+            return;
+        }
+        let edited = headers::edit(&whole[..head_len], accepted);
+        match keys.sign(&edited, &whole[head_len..]) {
+            Ok(Some(field)) => accepted.headers.insert(0, field),
+            Ok(None) => {}
+            Err(e) => accepted.notes.push(format!("not DKIM-signed: {e}")),
         }
     }
 
@@ -225,15 +347,22 @@ impl Scan {
                     error: ScannerError::TooBig,
                 });
             }
+            let auth = self.sender_checks(None).await;
             accepted.headers.push(format!(
                 "X-Postern-Scan: skipped, {} bytes is over posternContentScanLimit",
                 self.copy.size()
             ));
             accepted.unchecked = true;
+            self.apply_sender_checks(&mut accepted, auth)?;
+            if self.signing.is_some() {
+                accepted
+                    .notes
+                    .push("not DKIM-signed: message over posternContentScanLimit".into());
+            }
             return Ok(accepted);
         };
         // Parsing MIME and inflating archives is CPU work: off the session's runtime thread.
-        let whole = std::sync::Arc::new(whole);
+        let whole = Arc::new(whole);
         let (message, config) = (whole.clone(), self.config.clone());
         tokio::task::spawn_blocking(move || attachments::check_attachments(&message, &config))
             .await
@@ -248,7 +377,11 @@ impl Scan {
                 None => self.spam_score(whole).await,
             }
         };
-        let (virus, spam) = tokio::join!(self.virus_scan(whole), spam_check);
+        let (virus, spam, auth) = tokio::join!(
+            self.virus_scan(whole),
+            spam_check,
+            self.sender_checks(Some(whole))
+        );
         // A virus is the more telling answer, then spam; a scanner that failed comes last.
         let (virus, spam) = match (virus, spam) {
             (Ok(virus), Ok(spam)) => (virus, spam),
@@ -261,6 +394,9 @@ impl Scan {
         accepted.subject_tag = spam.subject_tag;
         accepted.spammy = spam.spammy;
         accepted.hits = spam.hits;
+        self.apply_sender_checks(&mut accepted, auth)?;
+        // Last: the signature covers the header section with every other edit made.
+        self.sign(&mut accepted, whole);
         Ok(accepted)
     }
 
@@ -378,6 +514,13 @@ pub struct Accepted {
     pub unchecked: bool,
     /// The spam score, as logged.
     pub hits: Option<String>,
+    /// DMARC `p=quarantine` with `posternDmarcEnforce`: into the hold queue, not delivered.
+    pub hold: bool,
+    /// Remove `Authentication-Results:` fields with this authserv-id (the box's) that came with
+    /// the message, before the box's own is added.
+    pub strip_auth_results: Option<String>,
+    /// What the log should say besides the verdict (a message held, a signature not made).
+    pub notes: Vec<String>,
 }
 
 impl Accepted {

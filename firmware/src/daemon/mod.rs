@@ -19,6 +19,7 @@ pub use crate::inbound::ListenerKind;
 
 use crate::admin::{Admin, BoxFacts, Handles};
 use crate::config::MtaConfig;
+use crate::content::dkim::KeyRing;
 use crate::delivery::{Client, ClientSettings, ConfiguredDns, HickoryDns, NameLookups};
 use crate::directory::{Directory, SharedDirectory};
 use crate::inbound::tls::{self, TlsError};
@@ -115,6 +116,7 @@ impl Daemon {
             }
         }
         // `--metrics` wins over the stored setting (the appliance's way to set it).
+        let pinned = opts.metrics.is_some();
         let endpoint = match opts.metrics.clone() {
             Some(m) => Some(m),
             None => match crate::admin::metrics_setting::stored(&flash.spool).await {
@@ -147,13 +149,19 @@ impl Daemon {
         let own: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
         let queue = start_queue(&spool, &directory, &config, &opts, &own).await?;
 
-        let ctx = inbound_context(&opts, &config, tls_config, &directory, &spool, &queue);
+        let dkim = dkim_keys(&spool).await;
+        let ctx = inbound_context(
+            &opts, &config, tls_config, &directory, &spool, &queue, &dkim,
+        );
         let ldap = ldap::context(&spool, &directory, &opts.hostname, true).await;
+        let endpoint = Arc::new(crate::admin::metrics_endpoint::Endpoint::default());
         let handles = Handles {
             spool,
             directory,
             queue: Some(queue.clone()),
             ldap,
+            metrics: Some(endpoint.clone()),
+            dkim,
             facts: Arc::new(BoxFacts {
                 started: Instant::now(),
                 hostname: opts.hostname.clone(),
@@ -172,9 +180,7 @@ impl Daemon {
         if let Some((listener, m)) = metrics {
             let addr = listener.local_addr().unwrap_or(m.addr);
             master(&format!("metrics at http://{addr}/metrics for {}", m.allow));
-            tasks.push(tokio::spawn(crate::admin::metrics::serve(
-                listener, m.allow, handles,
-            )));
+            endpoint.start(listener, m.allow, pinned, handles).await;
         }
         for (kind, addr, listener) in bound {
             master(&format!("{kind} listening on {addr}"));
@@ -231,6 +237,9 @@ pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, Daem
         directory,
         queue: None,
         ldap,
+        metrics: None,
+        // Offline nothing signs: the services load the stored keys when they start.
+        dkim: KeyRing::default(),
         facts: Arc::new(BoxFacts {
             started: Instant::now(),
             hostname,
@@ -256,6 +265,7 @@ fn inbound_context(
     directory: &Arc<SharedDirectory>,
     spool: &SpoolHandle,
     queue: &QueueHandle,
+    dkim: &KeyRing,
 ) -> Arc<InboundContext<Recipients, SpoolStore, Arc<SharedDirectory>>> {
     let policy = Policy::with_dns(
         connection_limits(config),
@@ -270,7 +280,7 @@ fn inbound_context(
         policy: policy.clone(),
         recipients: Recipients {
             directory: directory.clone(),
-            policy,
+            policy: policy.clone(),
             log: LogSink::stderr(),
         },
         store: SpoolStore {
@@ -278,10 +288,28 @@ fn inbound_context(
             queue: queue.clone(),
             directory: directory.clone(),
             log: LogSink::stderr(),
+            policy,
+            dkim: dkim.clone(),
         },
         auth: Some(directory.clone()),
         log: LogSink::stderr(),
     })
+}
+
+/// The DKIM signing keys stored on flash, in use from now on; a key that does not load is named.
+async fn dkim_keys(spool: &SpoolHandle) -> KeyRing {
+    let ring = KeyRing::default();
+    match crate::content::dkim::store::load(spool).await {
+        Ok(records) => {
+            for (domain, e) in ring.replace(&records) {
+                master(&format!("warning: DKIM key of {domain} not used: {e}"));
+            }
+        }
+        Err(e) => master(&format!(
+            "warning: DKIM keys not read: {e}; nothing is signed"
+        )),
+    }
+    ring
 }
 
 /// The restrictions' resolver: the servers given, else the system's; without either, lookups
@@ -293,7 +321,7 @@ fn policy_dns(opts: &Options) -> Dns {
         HickoryResolve::with_servers(&opts.dns_servers, opts.dns_timeout)
     };
     match resolver {
-        Ok(r) => Dns::new(Arc::new(r), opts.dns_timeout),
+        Ok(r) => Dns::hickory(r, opts.dns_timeout),
         Err(e) => {
             master(&format!(
                 "warning: {e}: restrictions that need DNS will defer"

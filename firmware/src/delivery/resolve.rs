@@ -223,6 +223,7 @@ impl HickoryDns {
     pub fn from_system() -> Result<HickoryDns, DnsSetupError> {
         let r = TokioResolver::builder_tokio()
             .map_err(DnsSetupError)?
+            .with_tls_config(crate::policy::dns::unused_tls_config())
             .build()
             .map_err(DnsSetupError)?;
         Ok(HickoryDns(r))
@@ -238,6 +239,7 @@ impl HickoryDns {
                 .collect(),
         );
         let r = TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
+            .with_tls_config(crate::policy::dns::unused_tls_config())
             .build()
             .map_err(DnsSetupError)?;
         Ok(HickoryDns(r))
@@ -258,6 +260,7 @@ impl HickoryDns {
                 .collect(),
         );
         let r = TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
+            .with_tls_config(crate::policy::dns::unused_tls_config())
             .build()
             .map_err(DnsSetupError)?;
         Ok(HickoryDns(r))

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use super::stages::{IncomingMessage, MessageStore};
 use crate::content::headers::{self, HeadSplit, Split};
-use crate::content::{self, Scan};
+use crate::content::{self, Scan, dkim::KeyRing};
 use crate::directory::SharedDirectory;
 use crate::log::content::{VerdictLine, verdict_line};
 use crate::log::{LogSink, Program};
-use crate::mail::{Envelope, QueueId, Reply};
+use crate::mail::{Envelope, QueueId, QueueState, Reply};
+use crate::policy::{Policy, Relay};
 use crate::queue::runner::QueueHandle;
 use crate::spool::{self, SpoolError, SpoolHandle};
 
@@ -35,13 +36,29 @@ pub struct SpoolStore {
     pub directory: Arc<SharedDirectory>,
     /// Where the content verdicts are logged.
     pub log: LogSink,
+    /// Sender authentication (SPF, DKIM, DMARC) and who may relay.
+    pub policy: Arc<Policy>,
+    /// The DKIM signing keys of mail that may relay.
+    pub dkim: KeyRing,
 }
 
 impl MessageStore for SpoolStore {
     type Incoming = Receiving;
 
     async fn begin(&self, envelope: Envelope) -> Result<Receiving, Reply> {
-        let scan = Scan::new(self.directory.snapshot().config(), &envelope);
+        let dir = self.directory.snapshot();
+        let config = dir.config();
+        // $mynetworks and authenticated clients: their mail is the box's to sign, not to judge.
+        let own = self.policy.rcpt(&envelope.client, config) == Relay::Permitted;
+        let mut scan = Scan::new(config, &envelope).with_sender_checks(
+            self.policy.sender_auth().clone(),
+            config,
+            &envelope,
+            own,
+        );
+        if own {
+            scan = scan.with_signing(self.dkim.clone());
+        }
         let mut incoming = self
             .spool
             .begin(envelope.clone())
@@ -117,7 +134,26 @@ impl IncomingMessage for Receiving {
                 .map_err(|e| spool_reply(&e))?;
         }
         let qid = incoming.commit().await.map_err(|e| spool_reply(&e))?;
-        queue.arrived(qid, &envelope, size).await;
+        for note in &accepted.notes {
+            log.line(Program::Content, &format!("{qid}: {note}"));
+        }
+        if accepted.hold {
+            // Never active: held before the queue manager could start a delivery, and the hold
+            // is written to flash so it survives a restart (Postfix's HOLD action).
+            let outcomes = vec![None; envelope.recipients.len()];
+            queue
+                .add(crate::queue::QueuedMessage::from_envelope(
+                    qid,
+                    &envelope,
+                    &outcomes,
+                    QueueState::Hold,
+                    size,
+                ))
+                .await;
+            queue.hold(qid).await;
+        } else {
+            queue.arrived(qid, &envelope, size).await;
+        }
         Ok(qid)
     }
 }

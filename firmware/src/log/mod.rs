@@ -3,6 +3,7 @@
 //! [`sink`] writes lines out (stderr, with the Postfix-like program name in front); [`keep`]
 //! also hands them to the ring on flash.
 
+pub mod console;
 pub mod content;
 pub mod format;
 pub mod keep;

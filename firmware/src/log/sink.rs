@@ -1,7 +1,6 @@
 //! Where log lines go: stderr, one line per write, prefixed with the Postfix-like program name
 //! (`postern/smtp: QID: to=<...>`) so an admin greps as on a Postfix box.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 /// The part of Postern that speaks, named after the Postfix daemon with the same job.
@@ -67,8 +66,9 @@ impl LogSink {
                 }
             }
             None => {
-                // A full stderr must never stop mail: the line is lost, the mail is not.
-                let _ = writeln!(std::io::stderr().lock(), "{full}");
+                // A slow or stuck console must never stop mail: the line may be lost there,
+                // the mail is not.
+                super::console::write(full);
                 super::remote::send(program.as_str(), line);
                 super::keep::keep(program.as_str(), line);
             }

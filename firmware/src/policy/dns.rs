@@ -77,6 +77,9 @@ pub trait Resolve: Send + Sync {
 pub struct Dns {
     resolver: Arc<dyn Resolve>,
     deadline: Duration,
+    /// The same hickory resolver (servers, cache, options) for mail-auth's SPF, DKIM and DMARC
+    /// lookups; `None` when DNS is a table (unit tests) or absent.
+    authenticator: Option<mail_auth::MessageAuthenticator>,
 }
 
 impl std::fmt::Debug for Dns {
@@ -93,7 +96,26 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 
 impl Dns {
     pub fn new(resolver: Arc<dyn Resolve>, deadline: Duration) -> Dns {
-        Dns { resolver, deadline }
+        Dns {
+            resolver,
+            deadline,
+            authenticator: None,
+        }
+    }
+
+    /// DNS through hickory, shared with sender authentication.
+    pub fn hickory(resolver: HickoryResolve, deadline: Duration) -> Dns {
+        let authenticator = Some(mail_auth::MessageAuthenticator(resolver.0.clone()));
+        Dns {
+            resolver: Arc::new(resolver),
+            deadline,
+            authenticator,
+        }
+    }
+
+    /// The resolver sender authentication asks, when there is a real one.
+    pub fn authenticator(&self) -> Option<&mail_auth::MessageAuthenticator> {
+        self.authenticator.as_ref()
     }
 
     /// No resolver at all: every lookup fails temporarily, so DNS restrictions defer, never pass.
@@ -231,6 +253,7 @@ impl HickoryResolve {
         let mut builder = TokioResolver::builder_tokio().map_err(|_| BuildError::NoSystemConfig)?;
         *builder.options_mut() = options(deadline);
         builder
+            .with_tls_config(unused_tls_config())
             .build()
             .map(HickoryResolve)
             .map_err(|_| BuildError::Resolver)
@@ -255,6 +278,7 @@ impl HickoryResolve {
         );
         TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
             .with_options(options(deadline))
+            .with_tls_config(unused_tls_config())
             .build()
             .map(HickoryResolve)
             .map_err(|_| BuildError::Resolver)
@@ -276,6 +300,26 @@ impl std::fmt::Display for BuildError {
             BuildError::Resolver => "the DNS resolver could not be set up",
         })
     }
+}
+
+/// A TLS setup for hickory's DNS-over-TLS, which the box never uses. mail-auth turns on hickory's
+/// TLS features, and without this a resolver would read the system's CA bundle when it is built
+/// and fail on a box that has none.
+pub fn unused_tls_config() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| {
+        b.with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    })
+    // The provider's defaults always include a protocol version.
+    .unwrap_or_else(|_| {
+        rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    })
 }
 
 fn options(deadline: Duration) -> ResolverOpts {

@@ -18,7 +18,11 @@
 //!   HELO and MAIL FROM restrictions are evaluated at RCPT, as Postfix does with its default
 //!   `smtpd_delay_reject = yes`, so a client always learns which recipient was refused and why.
 //!   Read from the settings as they are at that moment. DNS through [`dns`], with a deadline.
+//! - **sender authentication** ([`auth`]): SPF last among the RCPT checks (`posternSpfAction
+//!   reject`), and DKIM and DMARC for the content stage at the end of data, over the same
+//!   resolver and deadline.
 
+pub mod auth;
 mod connect;
 pub mod dns;
 pub mod names;
@@ -30,6 +34,7 @@ pub mod service;
 #[cfg(test)]
 mod tests;
 
+pub use auth::SenderAuth;
 pub use connect::{Admitted, ConnectionLimits, Refusal};
 pub use dns::Dns;
 pub use own_name::OwnName;
@@ -40,11 +45,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::MtaConfig;
+use crate::config::sender_auth::SpfAction;
 use crate::directory::Directory;
 use crate::log::{LogSink, Program};
 use crate::mail::ClientInfo;
 pub use crate::route::Relay;
 use crate::smtp::RcptQuery;
+use mail_auth::SpfResult;
 
 use connect::Counts;
 
@@ -58,6 +65,8 @@ pub struct Policy {
     hostname: String,
     /// Where warnings go (a blocklist or policy service not answering).
     log: LogSink,
+    /// SPF, DKIM and DMARC over the same resolver.
+    sender_auth: Arc<SenderAuth>,
 }
 
 impl Policy {
@@ -76,6 +85,7 @@ impl Policy {
         Arc::new(Policy {
             limits,
             counts: Mutex::new(Counts::default()),
+            sender_auth: Arc::new(SenderAuth::new(&dns, hostname)),
             dns,
             hostname: hostname.to_string(),
             log,
@@ -158,6 +168,35 @@ impl Policy {
         for w in warnings {
             self.log.line(Program::Smtpd, &format!("warning: {w}"));
         }
-        result
+        result?;
+        // After the restrictions, as policyd-spf sits last in smtpd_recipient_restrictions, and
+        // never for clients that may relay (their mail is the box's own to sign).
+        if permitted || dir.config().auth.spf != SpfAction::Reject {
+            return Ok(());
+        }
+        let Some(spf) = self.sender_auth.spf(&q.client, &q.sender).await else {
+            return Ok(());
+        };
+        let identity = if spf.helo_identity {
+            "helo"
+        } else {
+            "mailfrom"
+        };
+        match spf.result() {
+            SpfResult::Fail => Err(RcptRefusal::SpfFail {
+                recipient: q.address.clone(),
+                identity,
+                explanation: spf.output.explanation().map(str::to_string),
+            }),
+            SpfResult::TempError => Err(RcptRefusal::SpfTempError {
+                recipient: q.address.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sender authentication (SPF, DKIM, DMARC) for the end of data.
+    pub fn sender_auth(&self) -> &Arc<SenderAuth> {
+        &self.sender_auth
     }
 }

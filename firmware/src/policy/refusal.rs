@@ -60,6 +60,15 @@ pub enum RcptRefusal {
         text: String,
         recipient: Option<String>,
     },
+    /// SPF `fail` with `posternSpfAction reject` (policyd-spf's words, its 5.7.23 of RFC 7372),
+    /// with the sender domain's explanation when it has one.
+    SpfFail {
+        recipient: String,
+        identity: &'static str,
+        explanation: Option<String>,
+    },
+    /// SPF `temperror` with `posternSpfAction reject`: the client tries again (4.7.24).
+    SpfTempError { recipient: String },
     /// A lookup behind this refusal failed for now: the client may try again (Postfix's
     /// `defer_if_permit`).
     Deferred(Box<RcptRefusal>),
@@ -126,6 +135,8 @@ impl RcptRefusal {
             RcptRefusal::Listed { .. } | RcptRefusal::Reject(_) => (554, [5, 7, 1]),
             RcptRefusal::UnknownLocalUser(_) => (550, [5, 1, 1]),
             RcptRefusal::Service { code, status, .. } => (*code, *status),
+            RcptRefusal::SpfFail { .. } => (550, [5, 7, 23]),
+            RcptRefusal::SpfTempError { .. } => (451, [4, 7, 24]),
             RcptRefusal::Deferred(_) => (450, [4, 4, 3]),
         }
     }
@@ -203,6 +214,26 @@ impl fmt::Display for RcptRefusal {
                     echo(r)
                 )
             }
+            RcptRefusal::SpfFail {
+                recipient,
+                identity,
+                explanation,
+            } => {
+                write!(
+                    f,
+                    "<{}>: Recipient address rejected: Message rejected due to: SPF fail - not authorized ({identity})",
+                    echo(recipient)
+                )?;
+                match explanation {
+                    Some(e) => write!(f, ". {}", echo(e)),
+                    None => Ok(()),
+                }
+            }
+            RcptRefusal::SpfTempError { recipient } => write!(
+                f,
+                "<{}>: Recipient address rejected: SPF Temporary Error: DNS lookup failed, try again later",
+                echo(recipient)
+            ),
             RcptRefusal::UnknownLocalUser(r) => write!(
                 f,
                 "<{}>: Recipient address rejected: User unknown in local recipient table",

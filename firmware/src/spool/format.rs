@@ -95,6 +95,9 @@ pub(crate) struct Layout {
     /// The mail log ring (version 2); no blocks in a version 1 layout.
     pub log_start: u32,
     pub log_blocks: u32,
+    /// The format version the superblock was read with (for `flash info`); not in its body.
+    #[serde(skip)]
+    pub version: u32,
 }
 
 /// The superblock body of format version 1: no mail log region.
@@ -168,6 +171,7 @@ impl Layout {
             segments,
             log_start,
             log_blocks: g.log_blocks,
+            version: FORMAT_VERSION,
         })
     }
 
@@ -258,9 +262,13 @@ impl Layout {
                     segments: v1.segments,
                     log_start: v1.spool_start,
                     log_blocks: 0,
+                    version: 1,
                 }
             }
-            FORMAT_VERSION => postcard::from_bytes(body).map_err(body_err)?,
+            FORMAT_VERSION => Layout {
+                version: FORMAT_VERSION,
+                ..postcard::from_bytes(body).map_err(body_err)?
+            },
             v => return Err(SpoolError::UnsupportedVersion(v)),
         };
         Ok(Some(layout))
@@ -414,8 +422,16 @@ mod tests {
     #[test]
     fn a_version_1_superblock_loads_without_a_mail_log() {
         let l = layout();
-        assert_eq!(Layout::decode(&encode_v1(&l)).unwrap(), Some(l));
+        let read = Layout::decode(&encode_v1(&l)).unwrap();
+        // `flash info` names the version the flash was read with, not the one this code writes.
+        assert_eq!(read, Some(Layout { version: 1, ..l }));
         assert_eq!(l.log_range().0, l.log_range().1);
+        assert_eq!(
+            Layout::decode(&l.encode().unwrap())
+                .unwrap()
+                .map(|r| r.version),
+            Some(FORMAT_VERSION)
+        );
     }
 
     #[test]

@@ -7,9 +7,7 @@ use hal::flash::Flash;
 
 use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 
-use super::format::{
-    FORMAT_VERSION, Layout, SEG_HEADER, SpoolGeometry, encode_seg_a, encode_seg_b,
-};
+use super::format::{Layout, SEG_HEADER, SpoolGeometry, encode_seg_a, encode_seg_b};
 use super::index::{Entry, Loc, MessageSummary};
 use super::record::{self, CommitBody, HEADER, Kind, RecipientBody, StateBody, record_size};
 use super::slots::SlotView;
@@ -395,7 +393,7 @@ impl<F: Flash> Spool<F> {
         };
         let spool_start = l.segment_addr(0);
         FlashInfo {
-            format_version: FORMAT_VERSION,
+            format_version: l.version,
             size: l.blocks * l.erase_size,
             erase_size: l.erase_size,
             regions: vec![

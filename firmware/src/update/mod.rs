@@ -17,6 +17,8 @@
 
 pub mod bundle;
 pub mod command;
+pub mod fetch;
+pub mod http;
 pub mod install;
 pub mod slots;
 

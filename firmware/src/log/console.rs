@@ -1,0 +1,90 @@
+//! Log lines on their way to stderr. On the appliance stderr is the serial console, and a serial
+//! line is slow (9600 baud is ~120 lines a second) or held by flow control: a session that logs
+//! must not wait for it. Lines queue here for one writer thread; when the queue is full they are
+//! dropped and counted (the mail log ring on flash still has them), and the count is printed once
+//! the console catches up.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Lines held while the console is behind: a burst of a few seconds' mail.
+const QUEUE_LINES: usize = 4096;
+
+struct Writer {
+    lines: SyncSender<String>,
+    dropped: Arc<AtomicU64>,
+    /// Lines queued and not yet written, for [`flush`].
+    pending: Arc<AtomicU64>,
+}
+
+static WRITER: OnceLock<Option<Writer>> = OnceLock::new();
+/// Serialises direct writes when no writer thread could be started.
+static DIRECT: Mutex<()> = Mutex::new(());
+
+fn writer() -> Option<&'static Writer> {
+    WRITER
+        .get_or_init(|| {
+            let (lines, rx) = sync_channel(QUEUE_LINES);
+            let dropped = Arc::new(AtomicU64::new(0));
+            let pending = Arc::new(AtomicU64::new(0));
+            let (d, p) = (dropped.clone(), pending.clone());
+            std::thread::Builder::new()
+                .name("console-log".into())
+                .spawn(move || write_out(rx, &d, &p))
+                .ok()
+                .map(|_| Writer {
+                    lines,
+                    dropped,
+                    pending,
+                })
+        })
+        .as_ref()
+}
+
+fn write_out(rx: Receiver<String>, dropped: &AtomicU64, pending: &AtomicU64) {
+    let mut err = std::io::stderr();
+    for line in rx {
+        let _ = writeln!(err, "{line}");
+        pending.fetch_sub(1, Ordering::Relaxed);
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let _ = writeln!(
+                err,
+                "postern: {lost} log lines not shown here, the console was too slow \
+                 (`postern log` has them)"
+            );
+        }
+    }
+}
+
+/// Writes `line` to stderr without waiting for it.
+pub fn write(line: String) {
+    let Some(w) = writer() else {
+        let _guard = DIRECT.lock();
+        let _ = writeln!(std::io::stderr(), "{line}");
+        return;
+    };
+    w.pending.fetch_add(1, Ordering::Relaxed);
+    match w.lines.try_send(line) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            w.pending.fetch_sub(1, Ordering::Relaxed);
+            w.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Waits (at most `limit`) until the queued lines are written: before the process exits, so a
+/// command's last lines are not lost.
+pub fn flush(limit: Duration) {
+    let Some(w) = WRITER.get().and_then(Option::as_ref) else {
+        return;
+    };
+    let until = Instant::now() + limit;
+    while w.pending.load(Ordering::Relaxed) > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

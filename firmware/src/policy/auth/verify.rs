@@ -1,0 +1,214 @@
+//! The end-of-data checks: DKIM signatures of the message as received, then DMARC over them and
+//! the transaction's SPF answer, and the Authentication-Results field that records it all.
+
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dmarc::Policy as DmarcPolicy;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DkimOutput, DmarcOutput, DmarcResult, DnsError,
+    Error,
+};
+
+use super::SenderAuth;
+use crate::config::AuthConfig;
+use crate::mail::Envelope;
+
+/// What the sender checks decided about a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageAuth {
+    /// The `Authentication-Results:` field, folded, without its final line end.
+    pub header: String,
+    /// What DMARC asks of the box (only when `posternDmarcEnforce` is on).
+    pub dmarc: DmarcAction,
+}
+
+/// What the From domain's DMARC policy asks for a message that failed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DmarcAction {
+    /// Passed, no policy, `p=none`, or not enforced.
+    Deliver,
+    /// `p=quarantine`: held in the hold queue for the admin.
+    Quarantine { domain: String },
+    /// `p=reject`: refused before the 250.
+    Reject { domain: String },
+}
+
+impl SenderAuth {
+    /// The DKIM and DMARC checks of `message` (the whole message as received; `None` when it was
+    /// too big to keep) under `config`, with the transaction's SPF answer. `None` when nothing is
+    /// to be checked.
+    pub async fn verify_message(
+        &self,
+        message: Option<&[u8]>,
+        envelope: &Envelope,
+        config: &AuthConfig,
+    ) -> Option<MessageAuth> {
+        if !config.checks_message() {
+            return None;
+        }
+        let client = &envelope.client;
+        let mut results = AuthenticationResults::new(&self.authserv_id);
+        let spf = match (config.checks_spf(), client.addr) {
+            (true, Some(_)) => self.spf(client, &envelope.sender).await,
+            _ => None,
+        };
+        if let (Some(spf), Some(ip)) = (&spf, client.addr) {
+            results = if spf.helo_identity {
+                results.with_spf_ehlo_result(&spf.output, ip, &client.helo)
+            } else {
+                results.with_spf_mailfrom_result(&spf.output, ip, &envelope.sender, &client.helo)
+            };
+        }
+        let Some(parsed) = message.and_then(AuthenticatedMessage::parse) else {
+            // Too big to keep, or not a message mail-auth can read: no signature was verified.
+            let note = "dkim=none (not verified: message too big or unreadable)";
+            return Some(MessageAuth {
+                header: finish(results.to_header(), config.checks_dkim().then_some(note)),
+                dmarc: DmarcAction::Deliver,
+            });
+        };
+        let dkim = if config.checks_dkim() {
+            self.dkim(&parsed).await
+        } else {
+            Vec::new()
+        };
+        if config.checks_dkim() {
+            results = results.with_dkim_results(&dkim, parsed.from());
+        }
+        let mut action = DmarcAction::Deliver;
+        if config.checks_dmarc()
+            && let Some(spf) = &spf
+        {
+            let mail_from_domain = if spf.helo_identity {
+                client.helo.as_str()
+            } else {
+                envelope.sender.rsplit_once('@').map_or("", |(_, d)| d)
+            };
+            let dmarc = self
+                .dmarc(&parsed, &dkim, mail_from_domain, &spf.output)
+                .await;
+            results = results.with_dmarc_result(&dmarc);
+            if config.dmarc_enforce {
+                action = enforce(&dmarc);
+            }
+        }
+        let header = results.to_header();
+        Some(MessageAuth {
+            header: finish(
+                header,
+                (config.checks_dkim() && dkim.is_empty()).then_some("dkim=none"),
+            ),
+            dmarc: action,
+        })
+    }
+
+    /// Every signature's result; one `temperror` when the deadline passed first.
+    async fn dkim<'x>(&self, message: &'x AuthenticatedMessage<'x>) -> Vec<DkimOutput<'x>> {
+        let timeout = || vec![DkimOutput::temp_err(dns_timeout())];
+        let Some(resolver) = &self.resolver else {
+            return if message.dkim_headers.is_empty() {
+                Vec::new()
+            } else {
+                timeout()
+            };
+        };
+        tokio::time::timeout(self.deadline, resolver.verify_dkim(message))
+            .await
+            .unwrap_or_else(|_| timeout())
+    }
+
+    async fn dmarc(
+        &self,
+        message: &AuthenticatedMessage<'_>,
+        dkim: &[DkimOutput<'_>],
+        mail_from_domain: &str,
+        spf: &mail_auth::SpfOutput,
+    ) -> DmarcOutput {
+        let from_domain = message
+            .from()
+            .rsplit_once('@')
+            .map_or("", |(_, d)| d)
+            .to_ascii_lowercase();
+        let temperror = || {
+            DmarcOutput::new(from_domain.clone())
+                .with_spf_result(DmarcResult::TempError(dns_timeout()))
+                .with_dkim_result(DmarcResult::TempError(dns_timeout()))
+        };
+        let Some(resolver) = &self.resolver else {
+            return temperror();
+        };
+        let params = DmarcParameters::new(message, dkim, mail_from_domain, spf);
+        tokio::time::timeout(self.deadline, resolver.verify_dmarc(params))
+            .await
+            .unwrap_or_else(|_| temperror())
+    }
+}
+
+fn dns_timeout() -> Error {
+    Error::Dns(DnsError::Resolver("no answer within the deadline".into()))
+}
+
+/// The field as it goes on top of the message: without the line end mail-auth writes, and with
+/// `dkim_note` (`dkim=none` when DKIM was checked and the message had no signature, which
+/// mail-auth does not write).
+fn finish(mut header: String, dkim_note: Option<&str>) -> String {
+    while header.ends_with(['\r', '\n']) {
+        header.pop();
+    }
+    if let Some(note) = dkim_note {
+        if let Some(bare) = header.strip_suffix("; none") {
+            header.truncate(bare.len());
+        }
+        header.push_str(";\r\n\t");
+        header.push_str(note);
+    }
+    header
+}
+
+/// A failed DMARC evaluation under its domain's policy (OpenDMARC's `RejectFailures`).
+fn enforce(dmarc: &DmarcOutput) -> DmarcAction {
+    if !matches!(dmarc.result(), DmarcResult::Fail(_)) {
+        return DmarcAction::Deliver;
+    }
+    let domain = dmarc.domain().to_string();
+    match dmarc.policy() {
+        DmarcPolicy::Reject => DmarcAction::Reject { domain },
+        DmarcPolicy::Quarantine => DmarcAction::Quarantine { domain },
+        DmarcPolicy::None | DmarcPolicy::Unspecified => DmarcAction::Deliver,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_field_has_no_line_end_and_says_when_nothing_was_signed() {
+        let h = finish(
+            "Authentication-Results: mx.example.com;\r\n\tspf=pass\r\n".into(),
+            Some("dkim=none"),
+        );
+        assert_eq!(
+            h,
+            "Authentication-Results: mx.example.com;\r\n\tspf=pass;\r\n\tdkim=none"
+        );
+        let h = finish(
+            "Authentication-Results: mx.example.com; none\r\n".into(),
+            Some("dkim=none"),
+        );
+        assert_eq!(h, "Authentication-Results: mx.example.com;\r\n\tdkim=none");
+    }
+
+    #[test]
+    fn only_a_failed_evaluation_is_enforced_and_as_its_policy_says() {
+        let failed = DmarcOutput::new("example.com".into())
+            .with_spf_result(DmarcResult::Fail(Error::NotAligned))
+            .with_dkim_result(DmarcResult::Fail(Error::NotAligned));
+        // Without a record mail-auth gives policy none: nothing to enforce.
+        assert_eq!(enforce(&failed), DmarcAction::Deliver);
+        let passed = DmarcOutput::new("example.com".into())
+            .with_spf_result(DmarcResult::Pass)
+            .with_dkim_result(DmarcResult::Fail(Error::NotAligned));
+        assert_eq!(enforce(&passed), DmarcAction::Deliver);
+    }
+}
