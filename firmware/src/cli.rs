@@ -3,7 +3,7 @@
 //! command goes to the running daemon over its control socket, or, with `--flash`, is carried out
 //! on the flash directly.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admin::commands::parse_size;
 use crate::admin::control::{self, DEFAULT_CONTROL, Reply};
-use crate::admin::{AdminCommand, FlashCommand, LogArgs};
+use crate::admin::{AdminCommand, FlashCommand, LdapCommand, LogArgs, Secret, TlsCommand};
 use crate::config::NetworkList;
 use crate::daemon::{self, Daemon, FlashSpec, MetricsEndpoint, Options};
 
@@ -107,7 +107,14 @@ pub fn main() -> i32 {
         };
         FlashSpec { path, size }
     });
-    match (cli.command, flash) {
+    let mut command = cli.command;
+    if let Command::Admin(cmd) = &mut command
+        && let Err(e) = read_stdin(cmd)
+    {
+        eprintln!("postern: cannot read standard input: {e}");
+        return 2;
+    }
+    match (command, flash) {
         (Command::Run(args), Some(flash)) => run(args, flash, cli.control),
         (Command::Run(_), None) => {
             eprintln!("postern: run needs --flash FILE (try 'postern run --help')");
@@ -259,6 +266,34 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
             }
         }
     })
+}
+
+/// What a command takes on standard input goes into the command: `--password-stdin`'s first
+/// line (so a password shows neither in `ps` nor in the shell's history), `tls install-pem`'s
+/// whole PEM (the daemon may not see the admin's files).
+fn read_stdin(cmd: &mut AdminCommand) -> std::io::Result<()> {
+    match cmd {
+        AdminCommand::Ldap(LdapCommand::Test {
+            password_stdin: true,
+            password,
+            ..
+        }) => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            *password = Some(Secret(line.trim_end_matches(['\r', '\n']).to_string()));
+        }
+        AdminCommand::Tls(TlsCommand::InstallPem { pem }) => {
+            let mut text = String::new();
+            // A little over what install-pem takes, so too much is refused as such.
+            std::io::stdin()
+                .lock()
+                .take(65 << 10)
+                .read_to_string(&mut text)?;
+            *pem = Some(Secret(text));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn confirmed(cmd: &AdminCommand) -> bool {

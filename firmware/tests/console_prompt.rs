@@ -1,8 +1,16 @@
 //! The serial console against a real daemon: the command line takes the same commands as the
 //! command line, and the wizard and menu store what they ask through the same admin commands.
 
+mod common;
+
 use std::cell::RefCell;
 use std::io::Cursor;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::slapd::{self, Slapd, require_slapd};
+use postern::admin::{AdminCommand, Reply};
+use postern::directory::ldap::fetch;
 
 use postern::config::box_settings::NetworkSettings;
 use postern::console::{self, ConsoleExit, Platform, Start};
@@ -12,12 +20,16 @@ use postern::daemon::{Daemon, FlashSpec, Options};
 #[derive(Default)]
 struct Machine {
     applied: RefCell<Vec<String>>,
+    pauses: RefCell<Vec<Duration>>,
 }
 
 impl Platform for Machine {
     fn apply_network(&self, network: &NetworkSettings) -> String {
         self.applied.borrow_mut().push(network.to_string());
         String::new()
+    }
+    fn pause(&self, wait: Duration) {
+        self.pauses.borrow_mut().push(wait);
     }
 }
 
@@ -115,7 +127,7 @@ fn the_wizard_sets_the_box_up_on_flash_and_the_password_guards_the_menu_after_a_
         &daemon,
         &machine,
         Start::FirstBoot,
-        "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\n         [relay.example.net]:25\nexample.com\nyes\n",
+        "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\n127.0.0.1\nnone\n         [relay.example.net]:25\nexample.com\nyes\n",
     );
     assert_eq!(exit, ConsoleExit::SetUp, "{out}");
     assert!(out.contains("Settings applied."), "{out}");
@@ -132,10 +144,11 @@ fn the_wizard_sets_the_box_up_on_flash_and_the_password_guards_the_menu_after_a_
         &daemon,
         &machine,
         Start::Login,
-        "wrong-pass\ns3cret-pass\n1\n7\nprov gacf zimbraMtaRelayHost\nprov gad\nmenu\n10\n",
+        "wrong-pass\ns3cret-pass\n1\n9\nprov gacf zimbraMtaRelayHost\nprov gad\nmenu\n12\n",
     );
     assert_eq!(exit, ConsoleExit::Poweroff, "{out}");
     assert!(out.contains("Wrong password."), "{out}");
+    assert_eq!(machine.pauses.borrow()[..], [Duration::from_secs(2)]);
     assert!(out.contains("on mx1.example.com"), "{out}");
     assert!(out.contains("hostname: mx1.example.com"), "{out}");
     assert!(
@@ -143,6 +156,7 @@ fn the_wizard_sets_the_box_up_on_flash_and_the_password_guards_the_menu_after_a_
         "{out}"
     );
     assert!(out.contains("console password: set"), "{out}");
+    assert!(out.contains("ntp servers: 127.0.0.1"), "{out}");
     assert!(out.contains("[relay.example.net]:25"), "{out}");
     assert!(out.contains("example.com"), "{out}");
     rt.block_on(daemon.shutdown());
@@ -185,5 +199,121 @@ fn queue_views_metrics_and_the_mail_log_at_the_prompt() {
     // A new flash keeps a mail log (which lines are in it depends on the other tests'
     // daemons in this process: the keeper is per process).
     assert!(!out.contains("keeps no mail log"), "{out}");
+    rt.block_on(daemon.shutdown());
+}
+
+fn localconfig(daemon: &Daemon, rt: &tokio::runtime::Runtime) -> Reply {
+    rt.block_on(daemon.admin().execute(AdminCommand::Localconfig {
+        show_secrets: true,
+        edit: false,
+        args: vec![
+            "ldap_url".into(),
+            "zimbra_ldap_userdn".into(),
+            "zimbra_ldap_password".into(),
+        ],
+    }))
+}
+
+/// The menu's directory entry against a real slapd: the test bind (in the fetch child, as a
+/// sync's) shows a wrong password as such and nothing is stored; the right one is stored with
+/// `localconfig -e`, where the sync finds it.
+#[test]
+fn the_directory_menu_test_binds_to_slapd_before_storing() {
+    if require_slapd().is_none() {
+        return;
+    }
+    fetch::isolate_in_child(PathBuf::from(env!("CARGO_BIN_EXE_postern")));
+    let ldap = Slapd::start(false);
+    let url = ldap.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, daemon) = start(dir.path());
+    let machine = Machine::default();
+    let dn = slapd::ROOT_DN;
+    let (_, out) = console(
+        &daemon,
+        &machine,
+        Start::Menu,
+        &format!("4\n{url}\n{dn}\nwrong-password\n\n\n"),
+    );
+    assert!(
+        out.contains(&format!(
+            "{url}: invalid credentials (wrong bind DN or password)"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("[no]: Nothing stored."), "{out}");
+    assert!(localconfig(&daemon, &rt).text.contains("ldap_url = \n"));
+
+    let (_, out) = console(
+        &daemon,
+        &machine,
+        Start::Menu,
+        &format!("4\n{url}\n{dn}\n{}\n\n\n", slapd::ROOT_PW),
+    );
+    assert!(out.contains(&format!("{url}: bind OK as {dn}")), "{out}");
+    let stored = localconfig(&daemon, &rt).text;
+    assert!(stored.contains(&format!("ldap_url = {url}\n")), "{stored}");
+    assert!(
+        stored.contains(&format!("zimbra_ldap_password = {}\n", slapd::ROOT_PW)),
+        "{stored}"
+    );
+    rt.block_on(daemon.shutdown());
+}
+
+fn tls_show(daemon: &Daemon, rt: &tokio::runtime::Runtime) -> String {
+    rt.block_on(
+        daemon
+            .admin()
+            .execute(AdminCommand::Tls(postern::admin::TlsCommand::Show)),
+    )
+    .text
+}
+
+/// The TLS screen on a real daemon: a key that belongs to another certificate is refused and
+/// nothing changes; a matching pair is stored; a new self-signed one replaces it when asked.
+#[test]
+fn a_pasted_certificate_is_checked_against_its_key_before_it_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, daemon) = start(dir.path());
+    let machine = Machine::default();
+    let before = tls_show(&daemon, &rt);
+    assert!(before.contains("BEGIN CERTIFICATE"), "{before}");
+    let one = rcgen::generate_simple_self_signed(vec!["mx.console.test".into()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["mx.console.test".into()]).unwrap();
+    let mismatched = format!("{}{}", one.cert.pem(), other.signing_key.serialize_pem());
+    let (_, out) = console(
+        &daemon,
+        &machine,
+        Start::Menu,
+        &format!("7\ni\n{mismatched}\n\n"),
+    );
+    assert!(
+        out.contains(
+            "not installed: the private key does not belong to the certificate; nothing changed"
+        ),
+        "{out}"
+    );
+    assert_eq!(tls_show(&daemon, &rt), before);
+
+    let matching = format!("{}{}", one.cert.pem(), one.signing_key.serialize_pem());
+    let (_, out) = console(
+        &daemon,
+        &machine,
+        Start::Menu,
+        &format!("7\ni\n{matching}\n\n"),
+    );
+    assert!(out.contains("certificate installed"), "{out}");
+    assert_eq!(tls_show(&daemon, &rt), one.cert.pem());
+
+    let (_, out) = console(&daemon, &machine, Start::Menu, "7\nn\nyes\n");
+    assert!(
+        out.contains("self-signed certificate for mx.console.test installed"),
+        "{out}"
+    );
+    let now = tls_show(&daemon, &rt);
+    assert!(
+        now != one.cert.pem() && now.contains("BEGIN CERTIFICATE"),
+        "{now}"
+    );
     rt.block_on(daemon.shutdown());
 }

@@ -177,6 +177,7 @@ async fn filters_shape_and_bulk_actions_on_a_big_queue() {
             flash_size: 64 << 20,
             listeners: Vec::new(),
             control: None,
+            dns_servers: Vec::new(),
         }),
     });
     let mut timed = Timed {
@@ -452,6 +453,7 @@ async fn one_id_and_bad_selections() {
             flash_size: 64 << 20,
             listeners: Vec::new(),
             control: None,
+            dns_servers: Vec::new(),
         }),
     });
     let q = |c| admin.execute(AdminCommand::Queue(c));

@@ -11,7 +11,7 @@ use tests::appliance::{
     BOOT, COMMAND, PROMPT, qemu_lock, quit, setup_boot, test_boot, wait_for_banner,
 };
 
-const MENU: &str = "Choose 1-10: ";
+const MENU: &str = "Choose 1-12: ";
 
 /// Types `line` after `prompt` appeared; returns what came before the prompt.
 fn answer(machine: &mut Machine, prompt: &str, line: &str) -> String {
@@ -56,6 +56,8 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
         "{why}"
     );
     answer(&mut m, "DNS servers", "10.0.2.3");
+    answer(&mut m, "NTP servers", "none");
+    answer(&mut m, "LDAP server(s)", "none");
     answer(&mut m, "Relay host", "none");
     answer(&mut m, "Mail domains", "example.com");
     let summary = answer(&mut m, "Apply these settings?", "yes");
@@ -80,7 +82,7 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
         "{banner:?}"
     );
     let _ = quit(stream);
-    m.console().unwrap().send_line("9").unwrap();
+    m.console().unwrap().send_line("11").unwrap();
     m.wait_exit(COMMAND).unwrap_or_else(|e| panic!("{e}"));
     drop(m);
 
@@ -101,7 +103,7 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
     assert!(refused.contains("Wrong password."), "{refused}");
     let menu = answer(&mut m, MENU, "1");
     assert!(menu.contains("on mx1.example.com"), "{menu}");
-    let status = answer(&mut m, MENU, "8");
+    let status = answer(&mut m, MENU, "10");
     assert!(status.contains("hostname: mx1.example.com"), "{status}");
     assert!(
         status.contains("network: static 10.0.2.15/16 gateway 10.0.2.2, DNS 10.0.2.3"),
@@ -146,6 +148,8 @@ fn the_wizard_takes_an_address_from_qemus_dhcp_server() {
     answer(&mut m, "Host name (fully qualified", "mx2.example.com");
     answer(&mut m, "IPv4 network: dhcp or static [dhcp]: ", "");
     answer(&mut m, "DNS servers (none: the DHCP server's) [none]: ", "");
+    answer(&mut m, "NTP servers", "");
+    answer(&mut m, "LDAP server(s)", "");
     answer(&mut m, "Relay host", "");
     answer(&mut m, "Mail domains", "");
     let summary = answer(&mut m, "Apply these settings?", "yes");
@@ -166,7 +170,7 @@ fn the_wizard_takes_an_address_from_qemus_dhcp_server() {
         "{banner:?}"
     );
     let _ = quit(stream);
-    m.console().unwrap().send_line("10").unwrap();
+    m.console().unwrap().send_line("12").unwrap();
     m.wait_exit(COMMAND).unwrap_or_else(|e| panic!("{e}"));
 }
 

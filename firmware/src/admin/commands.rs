@@ -58,7 +58,7 @@ pub enum AdminCommand {
     #[command(subcommand)]
     Setup(SetupCommand),
     /// Show the box's local settings (the LDAP connection), as zmlocalconfig does; `-e
-    /// KEY=VALUE...` sets them (`KEY=@FILE` reads the value from a file).
+    /// KEY=VALUE...` sets them (`KEY=@FILE` reads the value from a file, `KEY=@@x` is `@x`).
     Localconfig {
         /// Show secrets (zimbra_ldap_password) instead of hiding them.
         #[arg(short = 's')]
@@ -72,6 +72,28 @@ pub enum AdminCommand {
     /// The directory cache synced from LDAP.
     #[command(subcommand)]
     Ldap(LdapCommand),
+    /// Checks from the box itself: DNS lookup, SMTP conversation, ping.
+    #[command(subcommand)]
+    Diag(DiagCommand),
+}
+
+/// `postern diag ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand, Serialize, Deserialize)]
+pub enum DiagCommand {
+    /// Look a name up (addresses and MX) with the resolver delivery uses.
+    Dns { name: String },
+    /// Connect to HOST[:PORT] (25 if none), read the greeting, EHLO, QUIT: the transcript.
+    Smtp {
+        #[arg(value_name = "HOST[:PORT]")]
+        target: String,
+    },
+    /// Send ICMP echo requests to HOST, one a second, and show the replies.
+    Ping {
+        host: String,
+        /// How many requests (1 to 20).
+        #[arg(short = 'c', long, default_value_t = 4)]
+        count: u16,
+    },
 }
 
 /// `postern ldap ...`.
@@ -86,6 +108,33 @@ pub enum LdapCommand {
     /// The last sync (time, kind, entries, duration, error), the entries skipped and why, and
     /// the cache's age.
     Status,
+    /// Connect and bind to each LDAP server as a sync would, with the stored localconfig or the
+    /// values given here (nothing is stored), and say per server: bound, cannot connect, TLS
+    /// failed, or invalid credentials.
+    Test {
+        /// Servers to try instead of the stored ldap_url (`ldap://host[:port]`, space separated).
+        #[arg(long, value_name = "URLS")]
+        url: Option<String>,
+        /// Bind as this DN instead of the stored zimbra_ldap_userdn ("" for an anonymous bind).
+        #[arg(long, value_name = "DN")]
+        binddn: Option<String>,
+        /// Read the bind password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The password read from standard input, or typed at the console.
+        #[arg(skip)]
+        password: Option<Secret>,
+    },
+}
+
+/// A password carried in a command: never printed by `Debug` (commands may be logged).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(********)")
+    }
 }
 
 /// `postern log ...`.
@@ -147,6 +196,12 @@ pub enum SetupCommand {
         #[arg(long)]
         dns: Vec<std::net::Ipv4Addr>,
     },
+    /// Set the SNTP servers the appliance sets its clock from, at boot and every 17 minutes
+    /// (names or addresses, up to 4); `none` leaves the clock alone.
+    Ntp {
+        #[arg(required = true, value_name = "SERVER")]
+        servers: Vec<String>,
+    },
     /// Set the serial console's admin password, given as its hash (`{SSHA512}...`): the console
     /// asks for the password and hashes it, so it never travels in clear.
     ConsolePasswordHash {
@@ -168,6 +223,16 @@ pub enum TlsCommand {
     },
     /// Show the certificate chain in use (PEM).
     Show,
+    /// Like install, with the chain and the key as one PEM on standard input
+    /// (`cat cert.pem key.pem | postern tls install-pem`); the console's paste.
+    InstallPem {
+        /// The PEM read from standard input, or pasted at the console.
+        #[arg(skip)]
+        pem: Option<Secret>,
+    },
+    /// Replace the certificate with a new self-signed one for the box's host name (and a new
+    /// key); used from the next start of the services.
+    SelfSigned,
 }
 
 /// `postern dkim ...`.

@@ -8,6 +8,8 @@ use super::{Handles, Reply};
 use crate::config::localconfig::{self, LocalConfig};
 use crate::config::stored::BoxConfig;
 use crate::directory::SharedDirectory;
+use crate::directory::ldap::fetch;
+use crate::directory::ldap::probe::ServerResult;
 use crate::directory::ldap::service::unix_now;
 use crate::directory::ldap::status::show_age;
 use crate::directory::ldap::{LdapHandle, SnapshotStore, SyncKind, SyncReport, Syncer};
@@ -59,11 +61,13 @@ pub async fn load(spool: &SpoolHandle) -> Result<LocalConfig, String> {
     LocalConfig::from_pairs(&stored.localconfig).map_err(|e| e.to_string())
 }
 
-/// `KEY=@FILE` reads the value from a file where the command runs (a CA bundle is many lines).
+/// `KEY=@FILE` reads the value from a file where the command runs (a CA bundle is many lines);
+/// `KEY=@@...` is the value `@...` (a password may begin with `@`).
 fn read_values(pairs: Vec<(String, String)>) -> Result<Vec<(String, String)>, String> {
     pairs
         .into_iter()
         .map(|(k, v)| match v.strip_prefix('@') {
+            Some(literal) if literal.starts_with('@') => Ok((k, literal.to_string())),
             Some(path) => std::fs::read_to_string(path)
                 .map(|text| (k, text))
                 .map_err(|e| format!("cannot read {path}: {e}")),
@@ -154,6 +158,57 @@ pub async fn sync(h: &Handles, incremental: bool) -> Reply {
         .sync(kind, &settings, &h.directory, &h.ldap.store, unix_now())
         .await;
     render_sync(&report)
+}
+
+/// `postern ldap test`: the stored settings with what was given instead, a test bind to each
+/// server (through the fetch child, as a sync), the result per server. Stores nothing.
+pub async fn test(
+    h: &Handles,
+    url: Option<String>,
+    binddn: Option<String>,
+    password: Option<String>,
+) -> Reply {
+    let mut settings = match load(&h.spool).await {
+        Ok(s) => s,
+        Err(e) => return Reply::failed(format!("{e}\n")),
+    };
+    let given = [
+        (localconfig::LDAP_URL, url),
+        (localconfig::USER_DN, binddn),
+        (localconfig::PASSWORD, password),
+    ];
+    for (key, value) in given {
+        if let Some(value) = value
+            && let Err(e) = settings.set(key, &value)
+        {
+            return Reply::failed(format!("{e}\n"));
+        }
+    }
+    if !settings.ldap_enabled() {
+        return Reply::failed(
+            "no LDAP server to test: give --url, or set ldap_url with postern localconfig -e\n",
+        );
+    }
+    let who = match settings.user_dn.as_str() {
+        "" => "anonymously".to_string(),
+        dn => format!("as {dn}"),
+    };
+    match fetch::test_bind(&settings).await {
+        Ok(results) => {
+            let mut text = String::new();
+            for r in &results {
+                match r.ok() {
+                    true => text += &format!("{} {who}\n", r),
+                    false => text += &format!("{r}\n"),
+                }
+            }
+            match results.iter().all(ServerResult::ok) {
+                true => Reply::ok(text),
+                false => Reply::failed(text),
+            }
+        }
+        Err(e) => Reply::failed(format!("test bind failed: {e}\n")),
+    }
 }
 
 /// `postern ldap status`.

@@ -3,8 +3,10 @@
 //! queue, directory, what the box is running), never the daemon: `daemon` builds an [`Admin`]
 //! from its handles, and a command run on a flash without a daemon gets the same handles.
 
+pub mod clock;
 pub mod commands;
 pub mod control;
+pub mod diag;
 mod dkim;
 pub mod ldap;
 mod maillog;
@@ -24,8 +26,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use commands::{
-    AdminCommand, BulkArgs, DkimCommand, FilterArgs, FlashCommand, LdapCommand, LogArgs,
-    MetricsCommand, QueueCommand, SetupCommand, TlsCommand,
+    AdminCommand, BulkArgs, DiagCommand, DkimCommand, FilterArgs, FlashCommand, LdapCommand,
+    LogArgs, MetricsCommand, QueueCommand, Secret, SetupCommand, TlsCommand,
 };
 pub use control::Reply;
 
@@ -44,6 +46,8 @@ pub struct BoxFacts {
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
     /// `None` when running offline on a flash (`postern prov --flash FILE`).
     pub control: Option<PathBuf>,
+    /// The DNS servers delivery asks (`run --dns`); empty: /etc/resolv.conf's, as delivery.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// The handles admin operations work through.
@@ -92,6 +96,13 @@ impl Admin {
         self.runtime.block_on(setup::read(&self.handles.spool))
     }
 
+    /// The box's own settings as stored, from inside the runtime.
+    pub async fn box_config(
+        &self,
+    ) -> Result<crate::config::stored::BoxConfig, setup::BoxConfigError> {
+        setup::read(&self.handles.spool).await
+    }
+
     /// Carries out one command and says how it went.
     pub async fn execute(&self, command: AdminCommand) -> Reply {
         let h = &self.handles;
@@ -111,6 +122,8 @@ impl Admin {
                 );
                 let now = crate::directory::ldap::service::unix_now();
                 text.push_str(&ldap::cache_line(&h.directory, now));
+                text.push('\n');
+                text.push_str(&clock::status_line(std::time::SystemTime::now()));
                 text.push('\n');
                 Reply::ok(text)
             }
@@ -133,7 +146,9 @@ impl Admin {
                     Reply::failed("the queue runs only in the daemon: ask it without --flash\n")
                 }
             },
-            AdminCommand::Tls(cmd) => tls::run(&h.spool, &h.facts.flash_path, cmd).await,
+            AdminCommand::Tls(cmd) => {
+                tls::run(&h.spool, &h.facts.flash_path, &h.facts.hostname, cmd).await
+            }
             AdminCommand::Dkim(cmd) => dkim::run(&h.spool, &h.dkim, cmd).await,
             AdminCommand::Localconfig {
                 show_secrets,
@@ -144,6 +159,12 @@ impl Admin {
                 ldap::sync(h, incremental).await
             }
             AdminCommand::Ldap(LdapCommand::Status) => ldap::status(h).await,
+            AdminCommand::Ldap(LdapCommand::Test {
+                url,
+                binddn,
+                password,
+                ..
+            }) => ldap::test(h, url, binddn, password.map(|p| p.0)).await,
             AdminCommand::Log(args) => maillog::log(&h.spool, args).await,
             AdminCommand::Track { target } => {
                 maillog::track(&h.spool, h.queue.as_ref(), &target).await
@@ -155,6 +176,7 @@ impl Admin {
             AdminCommand::Metrics(MetricsCommand::Scrape) => Reply::ok(metrics::scrape(h).await),
             AdminCommand::Metrics(cmd) => metrics_setting::run(h, cmd).await,
             AdminCommand::Setup(cmd) => setup::run(&h.spool, cmd).await,
+            AdminCommand::Diag(cmd) => diag::run(&h.facts, cmd).await,
             AdminCommand::Flash(FlashCommand::Format { .. }) => Reply::failed(format!(
                 "the flash is in use by the running services: stop them, then run `postern flash format --flash {}`\n",
                 h.facts.flash_path.display()

@@ -72,6 +72,16 @@ pub async fn run(spool: &SpoolHandle, cmd: SetupCommand) -> Reply {
             }
             Err(e) => Reply::failed(format!("not saved: {e}\n")),
         },
+        SetupCommand::Ntp { servers } => match ntp_servers(&servers) {
+            Ok(servers) => {
+                let text = match servers.is_empty() {
+                    true => "no NTP servers: the clock is left alone\n".to_string(),
+                    false => format!("NTP servers saved: {}\n", servers.join(" ")),
+                };
+                saved(update(spool, |c| c.ntp_servers = servers).await, text)
+            }
+            Err(e) => Reply::failed(format!("not saved: {e}\n")),
+        },
         SetupCommand::ConsolePasswordHash { hash } => match password::verify("", &hash) {
             Ok(_) => saved(
                 update(spool, |c| c.console_password = Some(hash)).await,
@@ -80,6 +90,55 @@ pub async fn run(spool: &SpoolHandle, cmd: SetupCommand) -> Reply {
             Err(e) => Reply::failed(format!("not saved: {e}\n")),
         },
     }
+}
+
+/// Most NTP servers the box asks.
+pub const MAX_NTP_SERVERS: usize = 4;
+
+/// An NTP server that cannot be one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NtpServerError {
+    NotAHost(String),
+    TooMany(usize),
+}
+
+impl std::fmt::Display for NtpServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NtpServerError::NotAHost(s) => {
+                write!(f, "{s:?} is not a host name or address (e.g. pool.ntp.org)")
+            }
+            NtpServerError::TooMany(n) => {
+                write!(f, "{n} NTP servers; at most {MAX_NTP_SERVERS}")
+            }
+        }
+    }
+}
+
+/// The NTP servers a `setup ntp` line (or the console's answer) names: host names or addresses,
+/// separated by spaces or commas; `none` for none.
+pub fn ntp_servers(words: &[String]) -> Result<Vec<String>, NtpServerError> {
+    let servers: Vec<String> = words
+        .iter()
+        .flat_map(|w| w.split([' ', ',']))
+        .filter(|w| !w.is_empty() && !w.eq_ignore_ascii_case("none"))
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    if servers.len() > MAX_NTP_SERVERS {
+        return Err(NtpServerError::TooMany(servers.len()));
+    }
+    for s in &servers {
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        let host = s.len() <= 253 && s.split('.').all(label_ok);
+        if !host && s.parse::<std::net::IpAddr>().is_err() {
+            return Err(NtpServerError::NotAHost(s.clone()));
+        }
+    }
+    Ok(servers)
 }
 
 /// The network a `setup network` line asks for: `dhcp`, or `ADDRESS/PREFIX` with its gateway.
@@ -107,13 +166,17 @@ fn saved(result: Result<(), BoxConfigError>, text: String) -> Reply {
 pub fn show(c: &BoxConfig) -> String {
     let unset = "not set up (boot parameters or defaults)";
     format!(
-        "hostname: {}\nnetwork: {}\nconsole password: {}\n",
+        "hostname: {}\nnetwork: {}\nntp servers: {}\nconsole password: {}\n",
         c.hostname
             .as_ref()
             .map_or(unset.to_string(), Fqdn::to_string),
         c.network
             .as_ref()
             .map_or(unset.to_string(), NetworkSettings::to_string),
+        match c.ntp_servers.is_empty() {
+            true => "none (the clock is left alone)".to_string(),
+            false => c.ntp_servers.join(" "),
+        },
         if c.console_password.is_some() {
             "set"
         } else {
@@ -143,5 +206,23 @@ mod tests {
             Err(SettingError::GatewayOutside { .. })
         ));
         assert!(network("192.0.2.10", gw, vec![]).is_err());
+    }
+
+    #[test]
+    fn ntp_servers_are_names_or_addresses() {
+        let w = |s: &str| vec![s.to_string()];
+        assert_eq!(
+            ntp_servers(&w("Pool.NTP.org, 192.0.2.123 2001:db8::123")).unwrap(),
+            ["pool.ntp.org", "192.0.2.123", "2001:db8::123"]
+        );
+        assert_eq!(ntp_servers(&w("none")).unwrap(), Vec::<String>::new());
+        assert!(matches!(
+            ntp_servers(&w("ntp_1.example")),
+            Err(NtpServerError::NotAHost(_))
+        ));
+        assert!(matches!(
+            ntp_servers(&w("a b c d e")),
+            Err(NtpServerError::TooMany(5))
+        ));
     }
 }

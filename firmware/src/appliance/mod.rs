@@ -4,20 +4,22 @@
 //! modules; bring up lo and eth0; take the serial console; open the flash (retrying, with a
 //! message on the console, while the flash is missing or wrong); on a box never set up, the
 //! first-boot wizard; configure eth0 and the host name from the stored settings (or the boot
-//! parameters that override them); start the services; then the console's login and menu until
-//! power off or reboot there, SIGTERM (poweroff) or Ctrl-Alt-Del (SIGINT, reboot). Shutting down
-//! stops the services, syncs, takes eth0 down and calls reboot(2).
+//! parameters that override them); start the services (and the clock's SNTP task); then the
+//! console's login and menu until power off or reboot there, SIGTERM (poweroff) or Ctrl-Alt-Del
+//! (SIGINT, reboot). Shutting down stops the services, syncs, takes eth0 down and calls reboot(2).
 //!
 //! PID 1 must never exit or panic (the kernel would panic): a fatal error prints a message,
 //! waits, and reboots.
 
 mod boot;
+mod clock;
 mod cmdline;
 mod console;
 mod esp;
 mod input;
 mod network;
 mod services;
+pub mod sntp;
 mod watchdog;
 
 use std::io::Write;

@@ -159,6 +159,7 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
         }
         let admin = daemon.admin().clone();
         let keeper = watchdog::start(admin.clone());
+        super::clock::start(admin.clone());
         let start = if p.console_prompt {
             Start::CommandLine
         } else if settings.login {

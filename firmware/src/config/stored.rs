@@ -12,8 +12,8 @@ use super::box_settings::{Fqdn, NetworkSettings};
 
 /// Bumped when the layout below changes incompatibly; every older version stays readable.
 /// 2 added `metrics`, the console password, the host name, the network and `localconfig`;
-/// 3 the DKIM signing keys.
-pub const STORED_VERSION: u32 = 3;
+/// 3 the DKIM signing keys; 4 the NTP servers.
+pub const STORED_VERSION: u32 = 4;
 
 /// The box's own settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,9 @@ pub struct BoxConfig {
     pub localconfig: Vec<(String, String)>,
     /// The DKIM signing keys (`postern dkim keygen`): this box's secrets, like its TLS key.
     pub dkim_keys: Vec<DkimKeyRecord>,
+    /// The SNTP servers the appliance sets its clock from (names or addresses, checked when
+    /// set); empty: the clock is left alone.
+    pub ntp_servers: Vec<String>,
 }
 
 /// One domain's DKIM signing key as stored.
@@ -63,6 +66,19 @@ impl fmt::Debug for DkimKeyRecord {
             .field("created", &self.created)
             .finish_non_exhaustive()
     }
+}
+
+/// Version 3: everything of version 4 but the NTP servers.
+#[derive(Deserialize)]
+struct BoxConfigV3 {
+    tls_cert_pem: Option<String>,
+    tls_key_pem: Option<String>,
+    metrics: Option<MetricsSetting>,
+    console_password: Option<String>,
+    hostname: Option<Fqdn>,
+    network: Option<NetworkSettings>,
+    localconfig: Vec<(String, String)>,
+    dkim_keys: Vec<DkimKeyRecord>,
 }
 
 /// Version 2 (before the DKIM keys), read so an updated box keeps its settings.
@@ -148,6 +164,21 @@ impl BoxConfig {
                     network: v2.network,
                     localconfig: v2.localconfig,
                     dkim_keys: Vec::new(),
+                    ntp_servers: Vec::new(),
+                })
+            }
+            3 => {
+                let v3: BoxConfigV3 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(BoxConfig {
+                    tls_cert_pem: v3.tls_cert_pem,
+                    tls_key_pem: v3.tls_key_pem,
+                    metrics: v3.metrics,
+                    console_password: v3.console_password,
+                    hostname: v3.hostname,
+                    network: v3.network,
+                    localconfig: v3.localconfig,
+                    dkim_keys: v3.dkim_keys,
+                    ntp_servers: Vec::new(),
                 })
             }
             STORED_VERSION => postcard::from_bytes(body).map_err(corrupt),
@@ -186,14 +217,22 @@ mod tests {
                 pkcs8: vec![1, 2, 3],
                 created: 1,
             }],
+            ntp_servers: vec!["pool.ntp.org".into()],
         };
         assert_eq!(BoxConfig::decode(&c.encode()), Ok(c.clone()));
-        // The same settings as version 2 wrote them (no keys) still load.
-        let mut v2 = c.clone();
+        // The same settings as version 3 wrote them (no NTP servers) still load.
+        let mut v3 = c.clone();
+        v3.ntp_servers.clear();
+        let mut bytes = 3u32.to_le_bytes().to_vec();
+        bytes.extend(&v3.encode()[4..]);
+        bytes.truncate(bytes.len() - 1);
+        assert_eq!(BoxConfig::decode(&bytes), Ok(v3.clone()));
+        // And as version 2 wrote them (no keys either).
+        let mut v2 = v3;
         v2.dkim_keys.clear();
         let mut bytes = 2u32.to_le_bytes().to_vec();
         bytes.extend(&v2.encode()[4..]);
-        bytes.truncate(bytes.len() - 1);
+        bytes.truncate(bytes.len() - 2);
         assert_eq!(BoxConfig::decode(&bytes), Ok(v2));
         assert!(matches!(
             BoxConfig::decode(&[1, 0]),

@@ -4,10 +4,12 @@
 
 use std::net::Ipv4Addr;
 
+use crate::admin::Secret;
 use crate::config::MtaConfig;
 use crate::config::box_settings::{
     self, Fqdn, Ipv4Method, NetworkSettings, SettingError, StaticIpv4,
 };
+use crate::config::localconfig::{self, LocalConfig, LocalConfigError};
 use crate::directory::password;
 
 /// Shorter console passwords are refused.
@@ -25,8 +27,17 @@ pub enum Question {
     Address,
     Gateway,
     Dns,
+    /// SNTP servers the clock is set from.
+    NtpServers,
+    /// The directory: `ldap_url` (none: no LDAP sync), bind DN, its password, the schema.
+    LdapUrl,
+    LdapBindDn,
+    LdapPassword,
+    LdapSchema,
     RelayHost,
     Domains,
+    /// `zimbraMtaMyNetworks`: the client networks that may relay without AUTH.
+    MyNetworks,
 }
 
 /// What the admin chose so far; also the defaults when a form is asked again.
@@ -43,6 +54,16 @@ pub struct Answers {
     /// `Some(None)`: asked, and no relay host wanted.
     pub relay_host: Option<Option<String>>,
     pub domains: Option<Vec<String>>,
+    /// `Some(None)`: asked, and no LDAP sync wanted. Checked `ldap_url` syntax, space separated.
+    pub ldap_url: Option<Option<String>>,
+    /// Empty: an anonymous bind.
+    pub ldap_bind_dn: Option<String>,
+    pub ldap_password: Option<Secret>,
+    pub ldap_schema: Option<String>,
+    /// As `zimbraMtaMyNetworks` writes it (checked).
+    pub my_networks: Option<String>,
+    /// Checked names or addresses; empty: the clock is left alone.
+    pub ntp_servers: Option<Vec<String>>,
 }
 
 /// Why an answer was refused; the question is asked again.
@@ -56,6 +77,10 @@ pub enum Refusal {
     NotDhcpOrStatic,
     RelayHost(crate::config::AttrError),
     TooManyDomains(usize),
+    Localconfig(LocalConfigError),
+    NotADn,
+    MyNetworks(crate::config::AttrError),
+    NtpServers(crate::admin::setup::NtpServerError),
 }
 
 impl std::fmt::Display for Refusal {
@@ -78,6 +103,12 @@ impl std::fmt::Display for Refusal {
             Refusal::TooManyDomains(n) => {
                 write!(f, "{n} domains; at most {MAX_DOMAINS} at once")
             }
+            Refusal::Localconfig(e) => write!(f, "{e}"),
+            Refusal::NotADn => f.write_str(
+                "not a DN (e.g. uid=zmpostfix,cn=appaccts,cn=zimbra); none for an anonymous bind",
+            ),
+            Refusal::MyNetworks(why) => write!(f, "{why}"),
+            Refusal::NtpServers(why) => write!(f, "{why}"),
         }
     }
 }
@@ -89,6 +120,11 @@ impl From<SettingError> for Refusal {
 }
 
 impl Answers {
+    /// Whether the directory questions were answered with a server to sync from.
+    pub fn ldap_wanted(&self) -> bool {
+        matches!(self.ldap_url, Some(Some(_)))
+    }
+
     /// The network these answers describe, once its questions were answered.
     pub fn network(&self) -> Option<NetworkSettings> {
         let ipv4 = match self.dhcp? {
@@ -137,20 +173,65 @@ impl Form {
     pub fn secret(&self) -> bool {
         matches!(
             self.current(),
-            Some(Question::Password | Question::PasswordAgain)
+            Some(Question::Password | Question::PasswordAgain | Question::LdapPassword)
         )
     }
 
     /// The prompt of the current question, its default in brackets.
     pub fn prompt(&self) -> String {
+        match self.question() {
+            None => String::new(),
+            Some((text, Some(d))) => format!("{text} [{d}]: "),
+            Some((text, None)) => format!("{text}: "),
+        }
+    }
+
+    /// The current question's text and its default.
+    fn question(&self) -> Option<(&'static str, Option<String>)> {
         let a = &self.answers;
-        let (text, default) = match self.current() {
-            None => return String::new(),
+        Some(match self.current() {
+            None => return None,
             Some(Question::Password) => (
                 "Console admin password (at least 8 characters)",
                 a.password_hash.as_ref().map(|_| "keep".to_string()),
             ),
             Some(Question::PasswordAgain) => ("The same password again", None),
+            Some(Question::NtpServers) => (
+                "NTP servers to set the clock from, separated by spaces (none: leave the clock alone)",
+                Some(match &a.ntp_servers {
+                    Some(s) if !s.is_empty() => s.join(" "),
+                    Some(_) => "none".into(),
+                    None => "pool.ntp.org".into(),
+                }),
+            ),
+            Some(Question::LdapUrl) => (
+                "LDAP server(s) to sync accounts from, e.g. ldap://ldap.example.com (none: no LDAP)",
+                Some(a.ldap_url.clone().flatten().unwrap_or("none".into())),
+            ),
+            Some(Question::LdapBindDn) => (
+                "LDAP bind DN (none: anonymous)",
+                Some(match a.ldap_bind_dn.as_deref() {
+                    None => "uid=zmpostfix,cn=appaccts,cn=zimbra".to_string(),
+                    Some("") => "none".to_string(),
+                    Some(dn) => dn.to_string(),
+                }),
+            ),
+            Some(Question::LdapPassword) => (
+                "LDAP bind password",
+                a.ldap_password.as_ref().map(|_| "keep".to_string()),
+            ),
+            Some(Question::LdapSchema) => (
+                "LDAP schema: zimbra, inetorgperson or ad",
+                Some(a.ldap_schema.clone().unwrap_or("zimbra".into())),
+            ),
+            Some(Question::MyNetworks) => (
+                "Networks that may relay without AUTH (mynetworks), e.g. 127.0.0.0/8 192.0.2.0/24",
+                Some(
+                    a.my_networks
+                        .clone()
+                        .unwrap_or("127.0.0.0/8 [::1]/128".into()),
+                ),
+            ),
             Some(Question::Hostname) => (
                 "Host name (fully qualified, e.g. mx1.example.com)",
                 a.hostname.as_ref().map(Fqdn::to_string),
@@ -196,11 +277,7 @@ impl Form {
                     _ => "none".into(),
                 }),
             ),
-        };
-        match default {
-            Some(d) => format!("{text} [{d}]: "),
-            None => format!("{text}: "),
-        }
+        })
     }
 
     /// Takes an answer (already a clean line) to the current question.
@@ -226,6 +303,16 @@ impl Form {
             let moot = match q {
                 Question::Address | Question::Gateway => self.answers.dhcp == Some(true),
                 Question::PasswordAgain => self.answers.pending_password.is_none(),
+                Question::LdapBindDn | Question::LdapSchema => !self.answers.ldap_wanted(),
+                Question::LdapPassword => {
+                    !self.answers.ldap_wanted()
+                        || self
+                            .answers
+                            .ldap_bind_dn
+                            .as_deref()
+                            .unwrap_or("")
+                            .is_empty()
+                }
                 _ => false,
             };
             if !moot {
@@ -236,13 +323,16 @@ impl Form {
     }
 
     fn take(&mut self, q: Question, line: &str) -> Result<(), Refusal> {
-        let default = default_of(&self.prompt());
+        let default = self.question().and_then(|(_, d)| d);
         let a = &mut self.answers;
         // An empty line takes the default shown in brackets.
         let line = if line.is_empty() {
             match q {
                 Question::Password if a.password_hash.is_some() => return Ok(()),
-                Question::Password | Question::PasswordAgain => return Err(Refusal::Empty),
+                Question::LdapPassword if a.ldap_password.is_some() => return Ok(()),
+                Question::Password | Question::PasswordAgain | Question::LdapPassword => {
+                    return Err(Refusal::Empty);
+                }
                 _ => default.ok_or(Refusal::Empty)?,
             }
         } else {
@@ -266,6 +356,55 @@ impl Form {
                 a.password_hash = Some(password::hash(&line).map_err(Refusal::NoHash)?);
             }
             Question::Hostname => a.hostname = Some(line.parse()?),
+            Question::NtpServers => {
+                a.ntp_servers = Some(
+                    crate::admin::setup::ntp_servers(std::slice::from_ref(&line))
+                        .map_err(Refusal::NtpServers)?,
+                )
+            }
+            Question::LdapUrl => {
+                a.ldap_url = Some(if none {
+                    None
+                } else {
+                    let mut probe = LocalConfig::default();
+                    probe
+                        .set(localconfig::LDAP_URL, &line)
+                        .map_err(Refusal::Localconfig)?;
+                    Some(
+                        probe
+                            .get(localconfig::LDAP_URL)
+                            .map_err(Refusal::Localconfig)?,
+                    )
+                })
+            }
+            Question::LdapBindDn => {
+                a.ldap_bind_dn = Some(if none {
+                    String::new()
+                } else if line.contains('=') {
+                    line
+                } else {
+                    return Err(Refusal::NotADn);
+                })
+            }
+            Question::LdapPassword => a.ldap_password = Some(Secret(line)),
+            Question::LdapSchema => {
+                let mut probe = LocalConfig::default();
+                probe
+                    .set(localconfig::SCHEMA, &line)
+                    .map_err(Refusal::Localconfig)?;
+                a.ldap_schema = Some(
+                    probe
+                        .get(localconfig::SCHEMA)
+                        .map_err(Refusal::Localconfig)?,
+                );
+            }
+            Question::MyNetworks => {
+                let mut probe = MtaConfig::default();
+                probe
+                    .set("zimbraMtaMyNetworks", std::slice::from_ref(&line))
+                    .map_err(Refusal::MyNetworks)?;
+                a.my_networks = Some(line);
+            }
             Question::Ipv4Method => {
                 a.dhcp = Some(match line.to_ascii_lowercase().as_str() {
                     "dhcp" | "d" => true,
@@ -346,13 +485,6 @@ fn dns_default(a: &Answers) -> String {
             .and_then(|s| s.gateway())
             .map_or("none".into(), |g| g.to_string()),
     }
-}
-
-/// The default in a prompt's brackets.
-fn default_of(prompt: &str) -> Option<String> {
-    let start = prompt.rfind('[')?;
-    let end = prompt.rfind(']')?;
-    prompt.get(start + 1..end).map(str::to_string)
 }
 
 #[cfg(test)]
@@ -491,6 +623,23 @@ mod tests {
         assert_eq!(
             f.answers.domains,
             Some(vec!["example.com".to_string(), "example.org".to_string()])
+        );
+        // Defaults with brackets of their own are taken whole by Enter.
+        let mut again = Form::new(&[Question::RelayHost, Question::MyNetworks], f.answers);
+        assert_eq!(again.answer(""), FormStep::Next);
+        assert!(again.prompt().ends_with("[127.0.0.0/8 [::1]/128]: "));
+        assert!(matches!(
+            again.answer("10.0.0.1/8"),
+            FormStep::Again(Refusal::MyNetworks(_))
+        ));
+        assert_eq!(again.answer(""), FormStep::Done);
+        assert_eq!(
+            again.answers.relay_host,
+            Some(Some("[relay.example.net]:587".into()))
+        );
+        assert_eq!(
+            again.answers.my_networks.as_deref(),
+            Some("127.0.0.0/8 [::1]/128")
         );
     }
 }

@@ -1,6 +1,7 @@
 //! The serial console: the first-boot wizard on a box never set up, then a login with the console
-//! password and a numbered menu (status, network, host name, mail routing, queue, TLS, the command
-//! line, factory reset, reboot, power off), redrawn after each action.
+//! password and a numbered menu (status, network, host name and time, directory, mail routing,
+//! queue, TLS, diagnostics, the command line, factory reset, reboot, power off), redrawn after
+//! each action.
 //!
 //! It reads whole lines and writes plain text, so it works the same on a vt100, a linux console,
 //! a dumb or 0×0 serial tty and through a pipe. The core ([`session`], [`wizard`], [`form`]) is
@@ -45,6 +46,10 @@ pub fn run(
         };
         let out = session.line(&line);
         let _ = write!(output, "{}", out.text);
+        if let Some(wait) = out.pause {
+            let _ = output.flush();
+            platform.pause(wait);
+        }
         if let Some(exit) = out.exit {
             let _ = output.flush();
             return exit;

@@ -3,23 +3,35 @@
 //! questions, the command line) and carries out each action through [`Operations`]: the admin
 //! commands the command line and control socket run, nothing of its own.
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
 
 use super::form::{Answers, Form, FormStep, Question};
 use super::line;
 use super::wizard::{self, Wizard, WizardStep};
+use crate::admin::Secret;
 use crate::admin::setup::BoxConfigError;
 use crate::admin::{
-    Admin, AdminCommand, BulkArgs, FilterArgs, QueueCommand, Reply, SetupCommand, TlsCommand, words,
+    Admin, AdminCommand, BulkArgs, DiagCommand, FilterArgs, QueueCommand, Reply, SetupCommand,
+    TlsCommand, words,
 };
 use crate::config::box_settings::{Ipv4Method, NetworkSettings};
+use crate::config::localconfig::LocalConfig;
 use crate::config::stored::BoxConfig;
 use crate::directory::password;
 
 /// The command line's prompt, also what tests wait for.
 pub const PROMPT: &str = "postern> ";
 /// The main menu's prompt.
-pub const MENU_PROMPT: &str = "Choose 1-10: ";
+pub const MENU_PROMPT: &str = "Choose 1-12: ";
+
+/// The wait after the first wrong console password, doubled after each further one up to
+/// [`LOGIN_DELAY_MAX`] (login(1) waits ~3 s): guessing over a serial line stays slow.
+pub const LOGIN_DELAY: Duration = Duration::from_secs(2);
+pub const LOGIN_DELAY_MAX: Duration = Duration::from_secs(32);
+/// Most bytes a pasted PEM may have (as `tls install-pem` takes).
+const PASTE_MAX: usize = 64 << 10;
 
 /// The admin operations a session carries out.
 pub trait Operations {
@@ -51,6 +63,10 @@ pub trait Platform {
     }
     /// Turns the terminal's echo off while a password is typed (nothing to do on a pipe).
     fn set_echo(&self, _on: bool) {}
+    /// Waits before the next line is read (after a wrong password).
+    fn pause(&self, wait: Duration) {
+        std::thread::sleep(wait);
+    }
 }
 
 /// Why a session ended.
@@ -84,6 +100,8 @@ pub enum Start {
 pub struct Output {
     pub text: String,
     pub exit: Option<ConsoleExit>,
+    /// Wait this long before reading the next line.
+    pub pause: Option<Duration>,
 }
 
 /// A menu entry's questions, and what their answers change.
@@ -91,19 +109,34 @@ pub struct Output {
 enum Purpose {
     Network,
     Hostname,
+    Directory,
     MailRouting,
 }
 
 #[derive(Debug, Clone)]
 enum State {
-    Login,
+    /// `failures`: wrong passwords typed so far.
+    Login {
+        failures: u32,
+    },
     Wizard(Box<Wizard>),
     Menu,
     Form(Box<Form>, Purpose),
     Queue,
-    FactoryReset { second: bool },
+    Diagnostics,
+    Tls,
+    /// A PEM being pasted, line by line, until an empty line.
+    PastePem(String),
+    FactoryReset {
+        second: bool,
+    },
     CommandLine,
     Confirm(AdminCommand),
+    /// Settings shown (with a test's result) and waiting for yes before they are stored.
+    Store {
+        cmds: Vec<AdminCommand>,
+        default_yes: bool,
+    },
 }
 
 pub struct Session<'a, O, P> {
@@ -144,6 +177,7 @@ fn show(text: impl Into<String>) -> Output {
     Output {
         text: text.into(),
         exit: None,
+        pause: None,
     }
 }
 
@@ -151,6 +185,7 @@ fn exit(text: impl Into<String>, why: ConsoleExit) -> Output {
     Output {
         text: text.into(),
         exit: Some(why),
+        pause: None,
     }
 }
 
@@ -169,7 +204,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 format!("{banner}{}", Wizard::greeting())
             }
             Start::Login => {
-                s.state = State::Login;
+                s.state = State::Login { failures: 0 };
                 banner
             }
             Start::Menu => s.menu(),
@@ -183,12 +218,20 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
 
     pub fn prompt(&self) -> String {
         match &self.state {
-            State::Login => "Console password: ".into(),
+            State::Login { .. } => "Console password: ".into(),
             State::Wizard(w) => w.prompt(),
             State::Menu => MENU_PROMPT.into(),
             State::Form(f, _) => f.prompt(),
             State::Queue => {
                 "Queue: l list, f flush, h QID hold, r QID release, d QID delete, Enter: menu > "
+                    .into()
+            }
+            State::Tls => {
+                "TLS: i install a certificate (paste PEM), n new self-signed, Enter: menu > ".into()
+            }
+            State::PastePem(_) => String::new(),
+            State::Diagnostics => {
+                "Diagnostics: p HOST (ping), d NAME (DNS lookup), s HOST[:PORT] (SMTP test), Enter: menu > "
                     .into()
             }
             State::FactoryReset { second: false } => {
@@ -200,15 +243,21 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             }
             State::CommandLine => PROMPT.into(),
             State::Confirm(cmd) => format!("{} [y/N] ", cmd.confirmation().unwrap_or("Sure?")),
+            State::Store { default_yes, .. } => format!(
+                "Store these settings? (yes/no) [{}]: ",
+                if *default_yes { "yes" } else { "no" }
+            ),
         }
     }
 
     /// Whether what is typed next must not be echoed.
     pub fn secret(&self) -> bool {
         match &self.state {
-            State::Login => true,
+            State::Login { .. } => true,
             State::Wizard(w) => w.secret(),
             State::Form(f, _) => f.secret(),
+            // The private key is pasted too.
+            State::PastePem(_) => true,
             _ => false,
         }
     }
@@ -220,11 +269,16 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             Err(e) => return show(format!("  {e}\n")),
         };
         match std::mem::replace(&mut self.state, State::Menu) {
-            State::Login => self.login(line),
+            State::Login { failures } => self.login(line, failures),
             State::Wizard(mut w) => match w.answer(line) {
                 WizardStep::Show(text) => {
                     self.state = State::Wizard(w);
                     show(text)
+                }
+                WizardStep::Test(test, summary) => {
+                    let result = self.run(test);
+                    self.state = State::Wizard(w);
+                    show(format!("\nTest bind to the directory:\n{result}{summary}"))
                 }
                 WizardStep::Apply(cmds) => {
                     let (ok, mut text) = self.run_all(cmds);
@@ -249,12 +303,16 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                     self.state = State::Form(f, purpose);
                     show(format!("  {why}\n"))
                 }
+                FormStep::Done if purpose == Purpose::Directory => self.directory_done(&f.answers),
                 FormStep::Done => {
                     let text = self.finish(purpose, &f.answers);
                     show(text + &self.menu())
                 }
             },
             State::Queue => self.queue(line),
+            State::Diagnostics => self.diagnostics(line),
+            State::Tls => self.tls(line),
+            State::PastePem(pem) => self.paste_pem(pem, line),
             State::FactoryReset { second } => {
                 let answer = line.to_ascii_lowercase();
                 match (second, answer.as_str()) {
@@ -270,6 +328,24 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 }
             }
             State::CommandLine => self.command_line(line),
+            State::Store { cmds, default_yes } => {
+                let yes = match line.to_ascii_lowercase().as_str() {
+                    "" => default_yes,
+                    "y" | "yes" => true,
+                    "n" | "no" => false,
+                    _ => {
+                        self.state = State::Store { cmds, default_yes };
+                        return show("  answer yes or no\n");
+                    }
+                };
+                match yes {
+                    true => {
+                        let (_, text) = self.run_all(cmds);
+                        show(text + &self.menu())
+                    }
+                    false => show(format!("Nothing stored.\n{}", self.menu())),
+                }
+            }
             State::Confirm(cmd) => {
                 self.state = State::CommandLine;
                 if matches!(line.to_ascii_lowercase().as_str(), "y" | "yes") {
@@ -281,7 +357,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
         }
     }
 
-    fn login(&mut self, line: &str) -> Output {
+    fn login(&mut self, line: &str, failures: u32) -> Output {
         let stored = match self.ops.box_config() {
             Ok(c) => c.console_password,
             // A box config this firmware cannot read must not lock the admin out of the menu
@@ -296,8 +372,16 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
         match stored.map(|h| password::verify(line, &h)) {
             None | Some(Ok(true)) => show(self.menu()),
             Some(Ok(false)) | Some(Err(_)) => {
-                self.state = State::Login;
-                show("Wrong password.\n")
+                self.state = State::Login {
+                    failures: failures.saturating_add(1),
+                };
+                let wait = LOGIN_DELAY
+                    .saturating_mul(1 << failures.min(8))
+                    .min(LOGIN_DELAY_MAX);
+                Output {
+                    pause: Some(wait),
+                    ..show("Wrong password.\n")
+                }
             }
         }
     }
@@ -315,14 +399,16 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             "\nPostern {} on {name}\n\
              \x20 1) Status\n\
              \x20 2) Network\n\
-             \x20 3) Host name\n\
-             \x20 4) Mail routing (relay host, domains)\n\
-             \x20 5) Mail queue\n\
-             \x20 6) TLS certificate\n\
-             \x20 7) Command line\n\
-             \x20 8) Factory reset\n\
-             \x20 9) Reboot\n\
-             \x2010) Power off\n",
+             \x20 3) Host name and time\n\
+             \x20 4) Directory (LDAP)\n\
+             \x20 5) Mail routing (relay host, domains, mynetworks)\n\
+             \x20 6) Mail queue\n\
+             \x20 7) TLS certificate\n\
+             \x20 8) Diagnostics (ping, DNS lookup, SMTP test)\n\
+             \x20 9) Command line\n\
+             \x2010) Factory reset\n\
+             \x2011) Reboot\n\
+             \x2012) Power off\n",
             env!("CARGO_PKG_VERSION")
         )
     }
@@ -331,6 +417,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
         let current = self.ops.box_config().unwrap_or_default();
         let mut answers = Answers::default();
         answers.hostname = current.hostname.clone();
+        answers.ntp_servers = Some(current.ntp_servers.clone());
         if let Some(n) = &current.network {
             answers.dhcp = Some(n.ipv4 == Ipv4Method::Dhcp);
             answers.dns = Some(n.dns.clone());
@@ -361,40 +448,59 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 show("")
             }
             "3" => {
-                self.state = form(&[Question::Hostname], Purpose::Hostname);
+                self.state = form(
+                    &[Question::Hostname, Question::NtpServers],
+                    Purpose::Hostname,
+                );
                 show("")
             }
             "4" => {
-                self.state = form(
-                    &[Question::RelayHost, Question::Domains],
-                    Purpose::MailRouting,
+                let answers = self.directory_answers(answers.clone());
+                self.state = State::Form(
+                    Box::new(Form::new(wizard::DIRECTORY, answers)),
+                    Purpose::Directory,
                 );
                 show("")
             }
             "5" => {
+                let answers = self.routing_answers(answers.clone());
+                self.state = State::Form(
+                    Box::new(Form::new(
+                        &[Question::RelayHost, Question::Domains, Question::MyNetworks],
+                        answers,
+                    )),
+                    Purpose::MailRouting,
+                );
+                show("")
+            }
+            "6" => {
                 self.state = State::Queue;
                 show(self.run(AdminCommand::Queue(QueueCommand::List {
                     json: false,
                     filter: FilterArgs::default(),
                 })))
             }
-            "6" => {
-                let text = self.run(AdminCommand::Tls(TlsCommand::Show));
-                show(text + &self.menu())
-            }
             "7" => {
+                self.state = State::Tls;
+                show(self.run(AdminCommand::Tls(TlsCommand::Show)))
+            }
+            "8" => {
+                self.state = State::Diagnostics;
+                show("")
+            }
+            "9" => {
                 self.state = State::CommandLine;
                 show("Type 'help' for the commands, 'menu' for the menu.\n")
             }
-            "8" => {
+            "10" => {
                 self.state = State::FactoryReset { second: false };
                 show("")
             }
-            "9" => exit("", ConsoleExit::Reboot),
-            "10" => exit("", ConsoleExit::Poweroff),
+            "11" => exit("", ConsoleExit::Reboot),
+            "12" => exit("", ConsoleExit::Poweroff),
             "" => show(self.menu()),
             other => show(format!(
-                "  {other:?} is not on the menu: type a number from 1 to 10\n"
+                "  {other:?} is not on the menu: type a number from 1 to 12\n"
             )),
         }
     }
@@ -412,15 +518,94 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 .clone()
                 .map(|name| AdminCommand::Setup(SetupCommand::Hostname { name }))
                 .into_iter()
+                .chain(wizard::ntp_command(a))
                 .collect(),
             Purpose::MailRouting => {
                 let relay = a.relay_host.clone().flatten().unwrap_or_default();
-                let mut cmds = vec![wizard::prov(&["mcf", "zimbraMtaRelayHost", &relay])];
+                let mut mcf = vec!["mcf", "zimbraMtaRelayHost", &relay];
+                if let Some(nets) = &a.my_networks {
+                    mcf.extend(["zimbraMtaMyNetworks", nets]);
+                }
+                let mut cmds = vec![wizard::prov(&mcf)];
                 cmds.extend(a.domains.iter().flatten().map(|d| wizard::prov(&["cd", d])));
                 cmds
             }
+            // Stored after the admin saw the test bind: see `directory_done`.
+            Purpose::Directory => Vec::new(),
         };
         self.run_all(cmds).1
+    }
+
+    /// The directory questions answered: a test bind whose result is shown, then the settings
+    /// stored only if the admin says yes (the default when the bind worked).
+    fn directory_done(&mut self, a: &Answers) -> Output {
+        let Some(store) = wizard::directory_command(a) else {
+            return show(self.menu());
+        };
+        let mut text = format!("\nDirectory (LDAP): {}\n", wizard::directory_summary(a));
+        let default_yes = match wizard::test_bind_command(a) {
+            Some(test) => {
+                let (ok, result) = self.run_one(test);
+                text += "Test bind:\n";
+                text += &result;
+                ok
+            }
+            None => {
+                text += "LDAP sync is turned off: the directory keeps what it has.\n";
+                true
+            }
+        };
+        self.state = State::Store {
+            cmds: vec![store],
+            default_yes,
+        };
+        show(text)
+    }
+
+    /// The stored LDAP connection settings as the directory questions' defaults.
+    fn directory_answers(&self, mut a: Answers) -> Answers {
+        let stored = self
+            .ops
+            .box_config()
+            .ok()
+            .and_then(|c| LocalConfig::from_pairs(&c.localconfig).ok())
+            .unwrap_or_default();
+        if stored.ldap_enabled() {
+            a.ldap_url = Some(Some(
+                stored
+                    .ldap_urls
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ));
+            a.ldap_bind_dn = Some(stored.user_dn.clone());
+            a.ldap_schema = stored.get(crate::config::localconfig::SCHEMA).ok();
+        }
+        if !stored.password.is_empty() {
+            a.ldap_password = Some(Secret(stored.password));
+        }
+        a
+    }
+
+    /// The directory's relay host and mynetworks (`prov gacf`) as the questions' defaults.
+    fn routing_answers(&self, mut a: Answers) -> Answers {
+        let reply = self.ops.execute(wizard::prov(&[
+            "gacf",
+            "zimbraMtaRelayHost",
+            "zimbraMtaMyNetworks",
+        ]));
+        if reply.exit != 0 {
+            return a;
+        }
+        for line in reply.text.lines() {
+            if let Some(relay) = line.strip_prefix("zimbraMtaRelayHost: ") {
+                a.relay_host = Some(Some(relay.to_string()).filter(|r| !r.is_empty()));
+            } else if let Some(nets) = line.strip_prefix("zimbraMtaMyNetworks: ") {
+                a.my_networks = Some(nets.to_string());
+            }
+        }
+        a
     }
 
     fn queue(&mut self, line: &str) -> Output {
@@ -447,6 +632,74 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
         };
         self.state = State::Queue;
         show(self.run(AdminCommand::Queue(cmd)))
+    }
+
+    /// The TLS screen: a pasted certificate (`tls install-pem`) or a new self-signed one
+    /// (`tls self-signed`, asked first: it replaces what is installed).
+    fn tls(&mut self, line: &str) -> Output {
+        match line {
+            "" => show(self.menu()),
+            "i" => {
+                self.state = State::PastePem(String::new());
+                show(
+                    "Paste the certificate chain (server certificate first) and its private key, \
+                     PEM; then an empty line:\n",
+                )
+            }
+            "n" => {
+                self.state = State::Store {
+                    cmds: vec![AdminCommand::Tls(TlsCommand::SelfSigned)],
+                    default_yes: false,
+                };
+                show("This replaces the certificate in use with a new self-signed one.\n")
+            }
+            _ => {
+                self.state = State::Tls;
+                show("  type i or n, or Enter for the menu\n")
+            }
+        }
+    }
+
+    fn paste_pem(&mut self, mut pem: String, line: &str) -> Output {
+        self.state = State::Tls;
+        if line.is_empty() && pem.is_empty() {
+            return show("Nothing pasted; nothing changed.\n");
+        }
+        if line.is_empty() {
+            let cmd = TlsCommand::InstallPem {
+                pem: Some(Secret(pem)),
+            };
+            return show(self.run(AdminCommand::Tls(cmd)));
+        }
+        pem.push_str(line);
+        pem.push('\n');
+        if pem.len() > PASTE_MAX {
+            return show("That is more than a certificate chain and a key; nothing changed.\n");
+        }
+        self.state = State::PastePem(pem);
+        show("")
+    }
+
+    /// The diagnostics screen: each check is `postern diag ...`, its answer shown as it is.
+    fn diagnostics(&mut self, line: &str) -> Output {
+        let mut words = line.split_whitespace();
+        let cmd = match (words.next(), words.next(), words.next()) {
+            (None, _, _) => return show(self.menu()),
+            (Some("p"), Some(host), None) => DiagCommand::Ping {
+                host: host.into(),
+                count: 4,
+            },
+            (Some("d"), Some(name), None) => DiagCommand::Dns { name: name.into() },
+            (Some("s"), Some(target), None) => DiagCommand::Smtp {
+                target: target.into(),
+            },
+            _ => {
+                self.state = State::Diagnostics;
+                return show("  type p and a host, d and a name, or s and a host with its port\n");
+            }
+        };
+        self.state = State::Diagnostics;
+        show(self.run(AdminCommand::Diag(cmd)))
     }
 
     fn command_line(&mut self, line: &str) -> Output {

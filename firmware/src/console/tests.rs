@@ -6,8 +6,13 @@ use std::io::Cursor;
 
 use super::*;
 use crate::admin::setup::{self, BoxConfigError};
-use crate::admin::{AdminCommand, Reply, SetupCommand};
+use std::time::Duration;
+
+use crate::admin::{
+    AdminCommand, DiagCommand, LdapCommand, Reply, Secret, SetupCommand, TlsCommand,
+};
 use crate::config::box_settings::NetworkSettings;
+use crate::config::localconfig::{self, LocalConfig};
 use crate::config::stored::BoxConfig;
 use crate::directory::password;
 
@@ -17,7 +22,11 @@ struct Box_ {
     done: RefCell<Vec<AdminCommand>>,
     applied: RefCell<Vec<NetworkSettings>>,
     echo: RefCell<Vec<bool>>,
+    pauses: RefCell<Vec<Duration>>,
 }
+
+/// The one LDAP password the fake directory takes.
+const LDAP_PASSWORD: &str = "ldap-secret";
 
 impl Operations for Box_ {
     fn execute(&self, cmd: AdminCommand) -> Reply {
@@ -39,6 +48,23 @@ impl Operations for Box_ {
             AdminCommand::Prov { args } if args == ["cd", "taken.example"] => {
                 return Reply::failed("ERROR: account.DOMAIN_EXISTS\n");
             }
+            AdminCommand::Ldap(LdapCommand::Test { url, password, .. }) => {
+                let url = url.unwrap_or_default();
+                return match password {
+                    Some(Secret(p)) if p == LDAP_PASSWORD => Reply::ok(format!("{url}: bind OK\n")),
+                    _ => Reply::failed(format!("{url}: invalid credentials\n")),
+                };
+            }
+            AdminCommand::Localconfig {
+                edit: true, args, ..
+            } => {
+                let mut lc = LocalConfig::from_pairs(&c.localconfig).unwrap();
+                lc.set_all(&localconfig::parse_assignments(&args).unwrap())
+                    .unwrap();
+                c.localconfig = lc.to_pairs();
+                // As the real command: nothing to say when it worked.
+                return Reply::ok("");
+            }
             _ => {}
         }
         Reply::ok(format!("did {:?}", self.done.borrow().last()))
@@ -57,6 +83,9 @@ impl Platform for Box_ {
     fn set_echo(&self, on: bool) {
         self.echo.borrow_mut().push(on);
     }
+    fn pause(&self, wait: Duration) {
+        self.pauses.borrow_mut().push(wait);
+    }
     fn network_status(&self) -> String {
         "eth0: link up\n".into()
     }
@@ -69,7 +98,7 @@ fn console(b: &Box_, start: Start, input: &[u8]) -> (ConsoleExit, String) {
     (exit, String::from_utf8(out).unwrap())
 }
 
-const WIZARD_STATIC: &str = "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\nnone\nexample.com\n";
+const WIZARD_STATIC: &str = "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\n192.0.2.123\nnone\nnone\nexample.com\n";
 
 #[test]
 fn first_boot_wizard_applies_only_after_yes() {
@@ -114,7 +143,7 @@ fn wrong_answers_noise_and_long_lines_are_asked_again() {
     let long = "a".repeat(5000);
     let input = format!(
         "short\n\x1b[A\n{long}\n\u{fffd}\ns3cret-pass\ns3cret-pass\npostern\nmx1.example.com\nstatic\n\
-         192.0.2.10/24\n10.0.0.1\n\n\n\n\nyes\n"
+         192.0.2.10/24\n10.0.0.1\n\n\n\n\n\n\nyes\n"
     );
     let mut bytes = input.into_bytes();
     // A byte that is not UTF-8 on its own line.
@@ -144,7 +173,7 @@ fn wrong_answers_noise_and_long_lines_are_asked_again() {
 #[test]
 fn a_domain_that_cannot_be_made_sends_the_wizard_back_without_a_password() {
     let b = Box_::default();
-    let input = "s3cret-pass\ns3cret-pass\nmx1.example.com\n\n\n\ntaken.example\nyes\n";
+    let input = "s3cret-pass\ns3cret-pass\nmx1.example.com\n\n\n\n\n\ntaken.example\nyes\n";
     let (exit, out) = console(&b, Start::FirstBoot, input.as_bytes());
     assert_eq!(exit, ConsoleExit::Eof, "{out}");
     assert!(out.contains("DOMAIN_EXISTS"), "{out}");
@@ -169,14 +198,14 @@ fn set_up_box() -> Box_ {
 #[test]
 fn login_asks_the_password_then_draws_the_menu() {
     let b = set_up_box();
-    let (exit, out) = console(&b, Start::Login, b"nope\ns3cret-pass\n10\n");
+    let (exit, out) = console(&b, Start::Login, b"nope\ns3cret-pass\n12\n");
     assert_eq!(exit, ConsoleExit::Poweroff, "{out}");
     assert!(out.contains("Wrong password."), "{out}");
     assert!(
         out.contains("Postern ") && out.contains("on mx1.example.com"),
         "{out}"
     );
-    assert!(out.contains(" 7) Command line"), "{out}");
+    assert!(out.contains(" 9) Command line"), "{out}");
     assert!(out.ends_with(MENU_PROMPT), "{out}");
     let (exit, out) = console(&b, Start::Login, b"nope\n");
     assert_eq!(exit, ConsoleExit::Eof);
@@ -192,7 +221,7 @@ fn the_menu_changes_the_network_through_setup_and_applies_it() {
     let (exit, out) = console(
         &b,
         Start::Menu,
-        b"2\nstatic\n198.51.100.7/24\n198.51.100.1\n198.51.100.53\n9\n",
+        b"2\nstatic\n198.51.100.7/24\n198.51.100.1\n198.51.100.53\n11\n",
     );
     assert_eq!(exit, ConsoleExit::Reboot, "{out}");
     // The current network is the default.
@@ -221,7 +250,7 @@ fn the_menu_runs_the_admin_commands() {
     let (_, out) = console(
         &b,
         Start::Menu,
-        b"1\n5\nl\nh ABC123\nx\n\n6\n42\n3\nmx2.example.com\n4\n[relay.example.net]:25\nnone\n",
+        b"1\n6\nl\nh ABC123\nx\n\n7\n\n42\n3\nmx2.example.com\nntp_1.example.net\nntp1.example.net\n5\n[relay.example.net]:25\nnone\n10.0.0.1/8\n\n",
     );
     let done = b.done.borrow();
     let names: Vec<String> = done.iter().map(|c| format!("{c:?}")).collect();
@@ -235,11 +264,33 @@ fn the_menu_runs_the_admin_commands() {
     );
     assert!(names[5].starts_with("Tls(Show"), "{names:?}");
     assert!(names[6].contains("mx2.example.com"), "{names:?}");
-    assert!(
-        names[7].contains("zimbraMtaRelayHost") && names[7].contains("[relay.example.net]:25"),
-        "{names:?}"
+    assert_eq!(
+        done[7],
+        AdminCommand::Setup(SetupCommand::Ntp {
+            servers: vec!["ntp1.example.net".into()]
+        })
     );
-    assert_eq!(names.len(), 8, "{names:?}");
+    assert!(
+        out.contains("\"ntp_1.example.net\" is not a host name or address"),
+        "{out}"
+    );
+    // The current relay host and mynetworks are read first, as the defaults.
+    assert!(names[8].contains("gacf"), "{names:?} {out}");
+    assert_eq!(
+        done[9],
+        crate::console::wizard::prov(&[
+            "mcf",
+            "zimbraMtaRelayHost",
+            "[relay.example.net]:25",
+            "zimbraMtaMyNetworks",
+            "127.0.0.0/8 [::1]/128"
+        ])
+    );
+    assert_eq!(names.len(), 10, "{names:?}");
+    assert!(
+        out.contains("10.0.0.1/8"),
+        "a network with host bits is refused: {out}"
+    );
     assert!(
         out.contains("type l, f, or h, r, d followed by a queue id"),
         "{out}"
@@ -254,7 +305,7 @@ fn the_menu_runs_the_admin_commands() {
 #[test]
 fn factory_reset_asks_twice() {
     let b = set_up_box();
-    let (exit, out) = console(&b, Start::Menu, b"8\nyes\nno\n8\nno\n8\nyes\nerase\n");
+    let (exit, out) = console(&b, Start::Menu, b"10\nyes\nno\n10\nno\n10\nyes\nerase\n");
     assert_eq!(exit, ConsoleExit::FactoryReset, "{out}");
     assert_eq!(out.matches("Nothing erased.").count(), 2, "{out}");
     assert!(b.done.borrow().is_empty());
@@ -266,7 +317,7 @@ fn the_command_line_is_the_old_prompt_and_menu_goes_back() {
     let (exit, out) = console(
         &b,
         Start::CommandLine,
-        b"status\nqueue delete ALL\nn\nbogus\nmenu\n7\nreboot\n",
+        b"status\nqueue delete ALL\nn\nbogus\nmenu\n9\nreboot\n",
     );
     assert_eq!(exit, ConsoleExit::Reboot, "{out}");
     assert!(out.contains(PROMPT));
@@ -276,4 +327,165 @@ fn the_command_line_is_the_old_prompt_and_menu_goes_back() {
     let done = b.done.borrow();
     assert_eq!(done.len(), 1, "{done:?}");
     assert_eq!(done[0], AdminCommand::Status);
+}
+
+#[test]
+fn wrong_console_passwords_make_the_console_wait_longer_each_time() {
+    let b = set_up_box();
+    let (exit, out) = console(&b, Start::Login, b"nope\nnope\nnope\ns3cret-pass\n12\n");
+    assert_eq!(exit, ConsoleExit::Poweroff, "{out}");
+    assert_eq!(out.matches("Wrong password.").count(), 3, "{out}");
+    assert_eq!(
+        b.pauses.borrow()[..],
+        [2, 4, 8].map(Duration::from_secs),
+        "login(1) waits after a failure, longer after more"
+    );
+    // A new login starts again at the first wait, and it never grows past the cap.
+    b.pauses.borrow_mut().clear();
+    let (_, _) = console(&b, Start::Login, "nope\n".repeat(10).as_bytes());
+    let pauses = b.pauses.borrow();
+    assert_eq!(pauses[0], Duration::from_secs(2));
+    assert_eq!(*pauses.last().unwrap(), super::session::LOGIN_DELAY_MAX);
+}
+
+fn stored_ldap(b: &Box_) -> LocalConfig {
+    LocalConfig::from_pairs(&b.config.borrow().localconfig).unwrap()
+}
+
+#[test]
+fn the_wizard_tests_the_directory_bind_before_the_summary_and_stores_it_on_yes() {
+    let b = Box_::default();
+    let input = format!(
+        "s3cret-pass\ns3cret-pass\nmx1.example.com\n\n\n\nldap://ldap.example.com ldaps://ldap2.example.com\n\
+         uid=zmpostfix,cn=appaccts,cn=zimbra\n{LDAP_PASSWORD}\n\nnone\n\nyes\n"
+    );
+    let (exit, out) = console(&b, Start::FirstBoot, input.as_bytes());
+    assert_eq!(exit, ConsoleExit::SetUp, "{out}");
+    let test = out.find("ldap://ldap.example.com ldaps://ldap2.example.com: bind OK");
+    let summary = out.find("Summary:");
+    assert!(
+        test.is_some() && test < summary,
+        "the test bind comes first: {out}"
+    );
+    assert!(
+        out.contains("directory (LDAP): ldap://ldap.example.com ldaps://ldap2.example.com as uid=zmpostfix,cn=appaccts,cn=zimbra, schema zimbra"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(LDAP_PASSWORD),
+        "the LDAP password was shown: {out}"
+    );
+    let lc = stored_ldap(&b);
+    assert_eq!(lc.ldap_urls.len(), 2);
+    assert_eq!(lc.user_dn, "uid=zmpostfix,cn=appaccts,cn=zimbra");
+    assert_eq!(lc.password, LDAP_PASSWORD);
+    // Both passwords were typed with echo off.
+    assert_eq!(
+        b.echo.borrow()[..6],
+        [false, true, false, true, false, true]
+    );
+}
+
+#[test]
+fn the_directory_menu_shows_a_failed_bind_and_stores_only_on_yes() {
+    let b = set_up_box();
+    // A bad URL asked again; a wrong password fails the test: Enter (default no) stores nothing.
+    let (_, out) = console(
+        &b,
+        Start::Menu,
+        b"4\nhttp://ldap.example.com\nldap://127.0.0.1:3890\nnot a dn\ncn=admin,dc=example,dc=com\nwrong\ninetorgperson\n\n",
+    );
+    assert!(
+        out.contains("invalid value \"http://ldap.example.com\" for ldap_url"),
+        "{out}"
+    );
+    assert!(out.contains("not a DN"), "{out}");
+    assert!(
+        out.contains("ldap://127.0.0.1:3890: invalid credentials"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Store these settings? (yes/no) [no]: Nothing stored."),
+        "{out}"
+    );
+    assert!(!stored_ldap(&b).ldap_enabled());
+    // Again with the right password: the default is yes now.
+    let input = format!(
+        "4\nldap://127.0.0.1:3890\ncn=admin,dc=example,dc=com\n{LDAP_PASSWORD}\ninetorgperson\n\n"
+    );
+    let (_, out) = console(&b, Start::Menu, input.as_bytes());
+    assert!(
+        out.contains("Store these settings? (yes/no) [yes]: "),
+        "{out}"
+    );
+    let lc = stored_ldap(&b);
+    assert_eq!(lc.ldap_urls[0].to_string(), "ldap://127.0.0.1:3890");
+    assert_eq!(lc.get("ldap_schema").unwrap(), "inetorgperson");
+    // Asked again, the stored settings are the defaults and the password is kept.
+    b.done.borrow_mut().clear();
+    let (_, out) = console(&b, Start::Menu, b"4\n\n\n\n\nyes\n");
+    assert!(out.contains("[ldap://127.0.0.1:3890]: "), "{out}");
+    assert!(out.contains("LDAP bind password [keep]: "), "{out}");
+    assert!(out.contains("ldap://127.0.0.1:3890: bind OK"), "{out}");
+    assert_eq!(stored_ldap(&b).password, LDAP_PASSWORD);
+    // none turns the sync off.
+    let (_, out) = console(&b, Start::Menu, b"4\nnone\n\n");
+    assert!(out.contains("LDAP sync is turned off"), "{out}");
+    assert!(!stored_ldap(&b).ldap_enabled());
+}
+
+#[test]
+fn the_diagnostics_screen_runs_diag_commands() {
+    let b = set_up_box();
+    let (_, out) = console(
+        &b,
+        Start::Menu,
+        b"8\np 192.0.2.1\nd example.com\ns mx.example.com:587\nx y z\n\n",
+    );
+    assert_eq!(
+        b.done.borrow()[..],
+        [
+            AdminCommand::Diag(DiagCommand::Ping {
+                host: "192.0.2.1".into(),
+                count: 4
+            }),
+            AdminCommand::Diag(DiagCommand::Dns {
+                name: "example.com".into()
+            }),
+            AdminCommand::Diag(DiagCommand::Smtp {
+                target: "mx.example.com:587".into()
+            }),
+        ]
+    );
+    assert!(out.contains("type p and a host, d and a name"), "{out}");
+    assert_eq!(
+        out.matches("1) Status").count(),
+        2,
+        "back to the menu: {out}"
+    );
+}
+
+#[test]
+fn a_certificate_is_pasted_or_made_through_the_tls_commands() {
+    let b = set_up_box();
+    let ck = rcgen::generate_simple_self_signed(vec!["mx1.example.com".into()]).unwrap();
+    let pasted = format!("{}{}", ck.cert.pem(), ck.signing_key.serialize_pem());
+    let input = format!("7\ni\n{pasted}\nn\n\n7\nn\nyes\n");
+    let (_, out) = console(&b, Start::Menu, input.as_bytes());
+    let done = b.done.borrow();
+    assert_eq!(done[0], AdminCommand::Tls(TlsCommand::Show));
+    assert_eq!(
+        done[1],
+        AdminCommand::Tls(TlsCommand::InstallPem {
+            pem: Some(Secret(pasted.clone()))
+        })
+    );
+    // The new self-signed one is asked first: Enter (no) does nothing, yes does it.
+    assert_eq!(done[2], AdminCommand::Tls(TlsCommand::Show));
+    assert_eq!(done[3], AdminCommand::Tls(TlsCommand::SelfSigned));
+    assert_eq!(done.len(), 4, "{done:?}");
+    assert_eq!(out.matches("Nothing stored.").count(), 1, "{out}");
+    assert!(!out.contains("PRIVATE KEY"), "the key was shown: {out}");
+    // Echo was off while the PEM was pasted.
+    assert!(b.echo.borrow().iter().filter(|on| !**on).count() >= pasted.lines().count());
 }

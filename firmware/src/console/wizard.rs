@@ -4,11 +4,19 @@
 //! runs the wizard again.
 
 use super::form::{Answers, Form, FormStep, Question};
-use crate::admin::{AdminCommand, SetupCommand};
+use crate::admin::{AdminCommand, LdapCommand, SetupCommand};
 use crate::config::box_settings::Ipv4Method;
+use crate::config::localconfig::{LDAP_URL, PASSWORD, SCHEMA, USER_DN};
 
-/// Every question, in the order asked. The directory (LDAP) question is not here yet: this
-/// firmware has no LDAP settings of its own to store it in.
+/// The directory's questions, in the wizard and the menu.
+pub const DIRECTORY: &[Question] = &[
+    Question::LdapUrl,
+    Question::LdapBindDn,
+    Question::LdapPassword,
+    Question::LdapSchema,
+];
+
+/// Every question, in the order asked.
 pub const QUESTIONS: &[Question] = &[
     Question::Password,
     Question::PasswordAgain,
@@ -17,6 +25,11 @@ pub const QUESTIONS: &[Question] = &[
     Question::Address,
     Question::Gateway,
     Question::Dns,
+    Question::NtpServers,
+    Question::LdapUrl,
+    Question::LdapBindDn,
+    Question::LdapPassword,
+    Question::LdapSchema,
     Question::RelayHost,
     Question::Domains,
 ];
@@ -33,6 +46,8 @@ pub struct Wizard {
 pub enum WizardStep {
     /// Show this, then the prompt.
     Show(String),
+    /// Carry out this test bind and show its result, then this summary and the prompt.
+    Test(AdminCommand, String),
     /// Confirmed: carry out these commands, in order.
     Apply(Vec<AdminCommand>),
 }
@@ -79,7 +94,11 @@ impl Wizard {
             FormStep::Again(why) => WizardStep::Show(format!("  {why}\n")),
             FormStep::Done => {
                 self.confirming = true;
-                WizardStep::Show(summary(&self.form.answers))
+                let text = summary(&self.form.answers);
+                match test_bind_command(&self.form.answers) {
+                    Some(test) => WizardStep::Test(test, text),
+                    None => WizardStep::Show(text),
+                }
             }
         }
     }
@@ -94,6 +113,8 @@ pub fn summary(a: &Answers) -> String {
     if let Some(n) = a.network() {
         s += &format!("  network (eth0):   {n}\n");
     }
+    s += &format!("  NTP servers:      {}\n", ntp_summary(a));
+    s += &format!("  directory (LDAP): {}\n", directory_summary(a));
     let relay = a.relay_host.clone().flatten();
     s += &format!(
         "  relay host:       {}\n",
@@ -122,11 +143,15 @@ pub fn commands(a: &Answers) -> Vec<AdminCommand> {
     if let Some(n) = a.network() {
         out.push(network_command(&n));
     }
+    out.extend(ntp_command(a));
     if let Some(Some(relay)) = &a.relay_host {
         out.push(prov(&["mcf", "zimbraMtaRelayHost", relay]));
     }
     for d in a.domains.iter().flatten() {
         out.push(prov(&["cd", d]));
+    }
+    if a.ldap_wanted() {
+        out.extend(directory_command(a));
     }
     if let Some(hash) = &a.password_hash {
         out.push(AdminCommand::Setup(SetupCommand::ConsolePasswordHash {
@@ -134,6 +159,80 @@ pub fn commands(a: &Answers) -> Vec<AdminCommand> {
         }));
     }
     out
+}
+
+fn ntp_summary(a: &Answers) -> String {
+    match &a.ntp_servers {
+        Some(s) if !s.is_empty() => s.join(" "),
+        _ => "none (the clock is left alone)".into(),
+    }
+}
+
+/// `setup ntp ...` for the answer, if it was asked.
+pub fn ntp_command(a: &Answers) -> Option<AdminCommand> {
+    let servers = a.ntp_servers.clone()?;
+    Some(AdminCommand::Setup(SetupCommand::Ntp {
+        servers: match servers.is_empty() {
+            true => vec!["none".into()],
+            false => servers,
+        },
+    }))
+}
+
+/// The directory answers in one line.
+pub fn directory_summary(a: &Answers) -> String {
+    match (&a.ldap_url, a.ldap_bind_dn.as_deref().unwrap_or("")) {
+        (Some(Some(url)), "") => format!("{url}, anonymous bind, schema {}", schema(a)),
+        (Some(Some(url)), dn) => format!("{url} as {dn}, schema {}", schema(a)),
+        _ => "none (no LDAP sync)".into(),
+    }
+}
+
+fn schema(a: &Answers) -> &str {
+    a.ldap_schema.as_deref().unwrap_or("zimbra")
+}
+
+/// `ldap test` with the directory answers, when they name a server.
+pub fn test_bind_command(a: &Answers) -> Option<AdminCommand> {
+    let url = a.ldap_url.clone().flatten()?;
+    let binddn = a.ldap_bind_dn.clone().unwrap_or_default();
+    let password = match binddn.is_empty() {
+        true => None,
+        false => a.ldap_password.clone(),
+    };
+    Some(AdminCommand::Ldap(LdapCommand::Test {
+        url: Some(url),
+        binddn: Some(binddn),
+        password_stdin: false,
+        password,
+    }))
+}
+
+/// `localconfig -e ...` storing the directory answers (an empty `ldap_url`: no LDAP sync), the
+/// same command an admin types; `None` when they were not asked.
+pub fn directory_command(a: &Answers) -> Option<AdminCommand> {
+    let url = a.ldap_url.as_ref()?;
+    let mut args = vec![format!("{LDAP_URL}={}", url.clone().unwrap_or_default())];
+    if url.is_some() {
+        let dn = a.ldap_bind_dn.clone().unwrap_or_default();
+        let password = match dn.is_empty() {
+            true => String::new(),
+            false => a.ldap_password.clone().map(|p| p.0).unwrap_or_default(),
+        };
+        // `KEY=@FILE` would read a file: `@@` keeps a password's leading `@`.
+        let password = match password.starts_with('@') {
+            true => format!("@{password}"),
+            false => password,
+        };
+        args.push(format!("{USER_DN}={dn}"));
+        args.push(format!("{PASSWORD}={password}"));
+        args.push(format!("{SCHEMA}={}", schema(a)));
+    }
+    Some(AdminCommand::Localconfig {
+        show_secrets: false,
+        edit: true,
+        args,
+    })
 }
 
 /// `setup network ...` for these settings.
@@ -178,6 +277,8 @@ mod tests {
                 "",
                 "192.0.2.53",
                 "none",
+                "none",
+                "none",
                 "example.com",
             ],
         );
@@ -201,7 +302,7 @@ mod tests {
         let WizardStep::Apply(cmds) = w.answer("yes") else {
             panic!()
         };
-        assert_eq!(cmds.len(), 4, "{cmds:?}");
+        assert_eq!(cmds.len(), 5, "{cmds:?}");
         assert_eq!(
             cmds[1],
             AdminCommand::Setup(SetupCommand::Network {
@@ -210,10 +311,16 @@ mod tests {
                 dns: vec![[192, 0, 2, 53].into()],
             })
         );
-        assert_eq!(cmds[2], prov(&["cd", "example.com"]));
+        assert_eq!(
+            cmds[2],
+            AdminCommand::Setup(SetupCommand::Ntp {
+                servers: vec!["none".into()]
+            })
+        );
+        assert_eq!(cmds[3], prov(&["cd", "example.com"]));
         // The password last: a box cut off before it asks the questions again.
         assert!(matches!(
-            cmds[3],
+            cmds[4],
             AdminCommand::Setup(SetupCommand::ConsolePasswordHash { .. })
         ));
     }
@@ -231,6 +338,8 @@ mod tests {
                 "",
                 "",
                 "",
+                "",
+                "",
             ],
         );
         assert!(w.prompt().starts_with("Apply these settings?"));
@@ -239,7 +348,7 @@ mod tests {
             w.prompt(),
             "Console admin password (at least 8 characters) [keep]: "
         );
-        feed(&mut w, &["", "mx2.example.com", "", "", "", ""]);
+        feed(&mut w, &["", "mx2.example.com", "", "", "", "", "", ""]);
         let WizardStep::Apply(cmds) = w.answer("y") else {
             panic!()
         };
@@ -249,7 +358,14 @@ mod tests {
                 name: "mx2.example.com".parse().unwrap()
             })
         );
-        // DHCP, no relay host, no domains: host name, network, password.
-        assert_eq!(cmds.len(), 3, "{cmds:?}");
+        // DHCP, the default NTP server, no LDAP, no relay host, no domains: host name, network,
+        // NTP, password.
+        assert_eq!(cmds.len(), 4, "{cmds:?}");
+        assert_eq!(
+            cmds[2],
+            AdminCommand::Setup(SetupCommand::Ntp {
+                servers: vec!["pool.ntp.org".into()]
+            })
+        );
     }
 }

@@ -169,6 +169,7 @@ impl Daemon {
                 flash_size: flash.size,
                 listeners,
                 control: Some(opts.control.clone()),
+                dns_servers: opts.dns_servers.clone(),
             }),
         };
         let admin = Admin::new(handles.clone());
@@ -246,6 +247,7 @@ pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, Daem
             flash_size: flash.size,
             listeners: Vec::new(),
             control: None,
+            dns_servers: Vec::new(),
         }),
     });
     Ok(Offline {

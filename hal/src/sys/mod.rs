@@ -1,14 +1,17 @@
 //! The kernel interfaces PID 1 needs: mounts, hostname, kernel modules, network links and routes,
-//! the console's termios, power, and reaping children.
+//! the console's termios, power, and reaping children; the wall clock (SNTP's UDP exchange,
+//! clock_settime) and ICMP echo for the diagnostics.
 //!
 //! Each function does one system call's worth of work and returns `std::io::Result`, so the
 //! firmware decides what is fatal. Only [`net`], [`dhcp_socket`] and [`watchdog`] need `unsafe`
 //! (ioctls and the packet socket, which rustix does not wrap).
 
+pub mod clock;
 pub mod console;
 pub mod dhcp;
 pub mod dhcp_socket;
 pub mod hostname;
+pub mod icmp;
 pub mod modules;
 pub mod mounts;
 pub mod net;

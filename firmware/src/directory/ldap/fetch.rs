@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::client::{self, ClientError};
 use super::entries::Entries;
+use super::probe::{self, ServerResult};
 use super::syncrepl::SyncOutcome;
 use crate::config::localconfig::{LdapUrl, LocalConfig};
 
@@ -51,6 +52,8 @@ enum Request {
         dn: String,
         password: String,
     },
+    /// `postern ldap test`: bind to each server, read nothing.
+    TestBind { settings: Vec<(String, String)> },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,6 +66,7 @@ enum Reply {
     },
     Bound(bool),
     Failed(String),
+    Tested(Vec<ServerResult>),
 }
 
 /// What one fetch brought: the server that answered, its entries, and for an RFC 4533 search
@@ -133,7 +137,9 @@ async fn in_child(
             sync,
         } => Ok((server, entries, sync)),
         Reply::Failed(why) => Err(ClientError::Child(why)),
-        Reply::Bound(_) => Err(ClientError::Child("the fetch child answered a bind".into())),
+        Reply::Bound(_) | Reply::Tested(_) => {
+            Err(ClientError::Child("the fetch child answered a bind".into()))
+        }
     }
 }
 
@@ -157,8 +163,26 @@ pub async fn check_password(
     match run_child(exe, settings, &request).await? {
         Reply::Bound(ok) => Ok(ok),
         Reply::Failed(why) => Err(ClientError::Child(why)),
-        Reply::Entries { .. } => Err(ClientError::Child(
+        Reply::Entries { .. } | Reply::Tested(_) => Err(ClientError::Child(
             "the fetch child answered a search".into(),
+        )),
+    }
+}
+
+/// A test bind to each server of `ldap_url` (see [`probe`]), in a child when this is the
+/// `postern` binary.
+pub async fn test_bind(settings: &LocalConfig) -> Result<Vec<ServerResult>, ClientError> {
+    let Some(exe) = CHILD_EXE.get() else {
+        return Ok(probe::test_bind(settings).await);
+    };
+    let request = Request::TestBind {
+        settings: settings.to_pairs(),
+    };
+    match run_child(exe, settings, &request).await? {
+        Reply::Tested(results) => Ok(results),
+        Reply::Failed(why) => Err(ClientError::Child(why)),
+        Reply::Entries { .. } | Reply::Bound(_) => Err(ClientError::Child(
+            "the fetch child answered something else than a test bind".into(),
         )),
     }
 }
@@ -261,6 +285,10 @@ async fn serve(request: Request) -> Reply {
                 Err(e) => Reply::Failed(e),
             }
         }
+        Request::TestBind { settings } => match LocalConfig::from_pairs(&settings) {
+            Ok(settings) => Reply::Tested(probe::test_bind(&settings).await),
+            Err(e) => Reply::Failed(e.to_string()),
+        },
     }
 }
 

@@ -17,6 +17,7 @@ pub mod model;
 pub mod object;
 mod patch;
 pub mod plain;
+pub mod probe;
 pub mod service;
 mod stamp;
 pub mod status;

@@ -1,0 +1,142 @@
+//! `postern ldap test` against a real slapd, through the binary (so the bind runs in the fetch
+//! child, as a sync's does): a good bind, a wrong password, a port nobody listens on, and a
+//! StartTLS server whose certificate the box does not trust, each named as such.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::slapd::{self, Slapd, free_port, require_slapd};
+use postern::directory::ldap::fetch;
+use postern::directory::ldap::probe::BindProblem;
+
+/// Runs `postern --flash FLASH ARGS...` with `stdin`; exit code and the command's answer (stdout
+/// when it succeeded, else stderr: the flash's start-up lines go to stderr too, so only its lines
+/// that name a server are kept).
+fn postern(flash: &Path, args: &[&str], stdin: &str) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
+        .arg("--flash")
+        .arg(flash)
+        .args(["--flash-size", "4M"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("postern: "))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn ldap_test_names_a_good_bind_a_wrong_password_and_a_dead_server() {
+    if require_slapd().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let flash = dir.path().join("flash");
+    let ldap = Slapd::start(false);
+    let url = ldap.url();
+
+    let (code, out) = postern(
+        &flash,
+        &[
+            "ldap",
+            "test",
+            "--url",
+            &url,
+            "--binddn",
+            slapd::ROOT_DN,
+            "--password-stdin",
+        ],
+        &format!("{}\n", slapd::ROOT_PW),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, format!("{url}: bind OK as {}\n", slapd::ROOT_DN));
+
+    let (code, out) = postern(
+        &flash,
+        &[
+            "ldap",
+            "test",
+            "--url",
+            &url,
+            "--binddn",
+            slapd::ROOT_DN,
+            "--password-stdin",
+        ],
+        "not-the-password\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "{url}: invalid credentials (wrong bind DN or password)"
+        )),
+        "{out}"
+    );
+
+    // Stored settings are what is tested when nothing is given; the dead server first.
+    let dead = format!("ldap://127.0.0.1:{}", free_port());
+    let (code, out) = postern(
+        &flash,
+        &[
+            "localconfig",
+            "-e",
+            &format!("ldap_url={dead} {url}"),
+            &format!("zimbra_ldap_userdn={}", slapd::ROOT_DN),
+            &format!("zimbra_ldap_password={}", slapd::ROOT_PW),
+            "ldap_connect_timeout=2s",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = postern(&flash, &["ldap", "test"], "");
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("{dead}: cannot connect: ")),
+        "{out}"
+    );
+    assert_eq!(lines[1], format!("{url}: bind OK as {}", slapd::ROOT_DN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_the_box_does_not_trust_is_a_tls_failure() {
+    if require_slapd().is_none() {
+        return;
+    }
+    fetch::isolate_in_child(PathBuf::from(env!("CARGO_BIN_EXE_postern")));
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());
+    let ldap = Slapd::start_with(false, Some((&cert, &key)));
+    let mut s = postern::config::localconfig::LocalConfig::default();
+    s.set("ldap_url", &ldap.url()).unwrap();
+    s.set("ldap_starttls_supported", "1").unwrap();
+    s.set("zimbra_ldap_userdn", slapd::ROOT_DN).unwrap();
+    s.set("zimbra_ldap_password", slapd::ROOT_PW).unwrap();
+    s.set("ldap_ca_cert", &cert).unwrap();
+    let r = fetch::test_bind(&s).await.unwrap();
+    assert!(r[0].ok(), "{}", r[0]);
+
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    s.set("ldap_ca_cert", &other.cert.pem()).unwrap();
+    let r = fetch::test_bind(&s).await.unwrap();
+    let Err((problem, detail)) = &r[0].outcome else {
+        panic!("{}", r[0])
+    };
+    assert_eq!(*problem, BindProblem::Tls, "{detail}");
+}
