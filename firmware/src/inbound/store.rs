@@ -42,12 +42,11 @@ impl MessageStore for SpoolStore {
 
     async fn begin(&self, envelope: Envelope) -> Result<Receiving, Reply> {
         let scan = Scan::new(self.directory.snapshot().config(), &envelope);
-        let mut incoming = self
+        let incoming = self
             .spool
-            .begin(envelope.clone())
+            .begin_holding_head(envelope.clone())
             .await
             .map_err(|e| spool_reply(&e))?;
-        incoming.hold_head().await.map_err(|e| spool_reply(&e))?;
         Ok(Receiving {
             incoming,
             envelope,
@@ -90,7 +89,7 @@ impl IncomingMessage for Receiving {
 
     async fn commit(self) -> Result<QueueId, Reply> {
         let Receiving {
-            mut incoming,
+            incoming,
             envelope,
             mut size,
             scan,
@@ -107,15 +106,16 @@ impl IncomingMessage for Receiving {
         log_verdict(&log, incoming.queue_id(), &envelope, size, started, &told);
         // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
         let accepted = verdict.map_err(|refused| refused.reply())?;
-        if let Some(held) = head.take_head() {
-            let edited = headers::edit(&held, &accepted);
-            size = size - held.len() as u64 + edited.len() as u64;
-            incoming
-                .write_head(edited)
-                .await
-                .map_err(|e| spool_reply(&e))?;
-        }
-        let qid = incoming.commit().await.map_err(|e| spool_reply(&e))?;
+        // The edited head, the rest of the body and the commit go to the spool in one request.
+        let committed = match head.take_head() {
+            Some(held) => {
+                let edited = headers::edit(&held, &accepted);
+                size = size - held.len() as u64 + edited.len() as u64;
+                incoming.commit_with_head(edited).await
+            }
+            None => incoming.commit().await,
+        };
+        let qid = committed.map_err(|e| spool_reply(&e))?;
         queue.arrived(qid, &envelope, size).await;
         Ok(qid)
     }

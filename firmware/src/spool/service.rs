@@ -21,11 +21,13 @@ use super::{FlashInfo, LogLines, MessageSummary, Region, Spool, SpoolError};
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
 enum Request {
-    Begin(Box<Envelope>, Reply<QueueId>),
+    /// The flag: keep chunk 0 for the header section ([`Incoming::commit_with_head`]).
+    Begin(Box<Envelope>, bool, Reply<QueueId>),
     Write(QueueId, Vec<u8>, Reply<()>),
     HoldHead(QueueId, Reply<()>),
     WriteHead(QueueId, Vec<u8>, Reply<()>),
-    Commit(QueueId, Reply<QueueId>),
+    /// The held head (if any) and the last body bytes go with the commit: one trip, not three.
+    Commit(QueueId, Option<Vec<u8>>, Vec<u8>, Reply<QueueId>),
     Abandon(QueueId),
     Mark(QueueId, usize, RecipientOutcome, Reply<()>),
     SetState(QueueId, QueueState, Reply<()>),
@@ -87,7 +89,19 @@ impl SpoolHandle {
     /// Starts a message: allocates its queue id and writes its envelope. `Full` when the spool
     /// is down to its reserve.
     pub async fn begin(&self, envelope: Envelope) -> Result<Incoming, SpoolError> {
-        let qid = self.ask(|r| Request::Begin(Box::new(envelope), r)).await?;
+        self.start(envelope, false).await
+    }
+
+    /// [`SpoolHandle::begin`] with chunk 0 kept for the header section, as
+    /// [`Incoming::hold_head`] would keep it, without a second trip to the writer.
+    pub async fn begin_holding_head(&self, envelope: Envelope) -> Result<Incoming, SpoolError> {
+        self.start(envelope, true).await
+    }
+
+    async fn start(&self, envelope: Envelope, hold_head: bool) -> Result<Incoming, SpoolError> {
+        let qid = self
+            .ask(|r| Request::Begin(Box::new(envelope), hold_head, r))
+            .await?;
         Ok(Incoming {
             handle: self.clone(),
             qid,
@@ -198,13 +212,23 @@ impl Incoming {
 
     /// Writes the rest of the body and the commit record; resolves only after the sync that
     /// holds the commit. Only then may the client be told 250.
-    pub async fn commit(mut self) -> Result<QueueId, SpoolError> {
-        if !self.buf.is_empty() {
-            self.flush().await?;
-        }
+    pub async fn commit(self) -> Result<QueueId, SpoolError> {
+        self.finish(None).await
+    }
+
+    /// Writes the held start of the message (see [`Incoming::hold_head`]), the rest of the body
+    /// and the commit record in one request; resolves only after the sync that holds the commit.
+    pub async fn commit_with_head(self, head: Vec<u8>) -> Result<QueueId, SpoolError> {
+        self.finish(Some(head)).await
+    }
+
+    async fn finish(mut self, head: Option<Vec<u8>>) -> Result<QueueId, SpoolError> {
         let qid = self.qid;
+        let tail = std::mem::take(&mut self.buf);
         self.done = true;
-        self.handle.ask(|r| Request::Commit(qid, r)).await
+        self.handle
+            .ask(|r| Request::Commit(qid, head, tail, r))
+            .await
     }
 }
 
@@ -311,11 +335,30 @@ impl<F: Flash> Writer<F> {
         self.batch_bytes = 0;
     }
 
+    /// The held head, the last body bytes, then the commit record.
+    fn commit(&mut self, qid: QueueId, head: Option<Vec<u8>>, tail: &[u8]) -> Result<(), SpoolError> {
+        if let Some(head) = head {
+            self.spool.write_head(qid, &head)?;
+            self.batch_bytes += head.len() as u64;
+        }
+        if !tail.is_empty() {
+            self.spool.append_body(qid, tail)?;
+            self.batch_bytes += tail.len() as u64;
+        }
+        self.spool.commit(qid)
+    }
+
     fn handle(&mut self, req: Request) {
         let s = &mut self.spool;
         match req {
-            Request::Begin(env, r) => {
-                let res = s.begin(&env, unix_millis());
+            Request::Begin(env, hold_head, r) => {
+                let mut res = s.begin(&env, unix_millis());
+                if hold_head && let Ok(qid) = res {
+                    res = s.hold_head(qid).map(|()| qid);
+                    if res.is_err() {
+                        s.abandon(qid);
+                    }
+                }
                 if let Ok(qid) = res {
                     self.receiving.insert(qid);
                 }
@@ -343,10 +386,10 @@ impl<F: Flash> Writer<F> {
                 }
                 let _ = r.send(res);
             }
-            Request::Commit(qid, r) => match s.commit(qid) {
+            Request::Commit(qid, head, tail, r) => match self.commit(qid, head, &tail) {
                 Ok(()) => self.wait(Waiter::Commit(qid, r)),
                 Err(e) => {
-                    s.abandon(qid);
+                    self.spool.abandon(qid);
                     self.receiving.remove(&qid);
                     let _ = r.send(Err(e));
                 }
