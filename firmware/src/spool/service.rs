@@ -7,7 +7,7 @@
 //! oldest waiter has waited `group_commit_delay`, and then answers everyone in the batch at once.
 
 use std::collections::HashSet;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,7 +38,8 @@ enum Request {
     Info(Reply<FlashInfo>),
     ReadSlot(Region, Reply<Option<Vec<u8>>>),
     WriteSlot(Region, Vec<u8>, Reply<()>),
-    LogAppend(String),
+    /// Mail log lines wait in [`SpoolHandle`]'s queue: append them.
+    LogWake,
     LogRead(u64, usize, Reply<Option<LogLines>>),
 }
 
@@ -47,7 +48,12 @@ enum Request {
 pub struct SpoolHandle {
     tx: mpsc::Sender<Request>,
     chunk_size: usize,
+    log: LogQueue,
 }
+
+/// Mail log lines on their way to the ring on flash. A busy relay logs several lines per message;
+/// queued here, they cost the writer thread one wake-up per turn, not one each.
+type LogQueue = Arc<Mutex<Vec<String>>>;
 
 /// A message being received: body bytes stream to flash as they come, in bounded chunks.
 /// Dropping it without [`Incoming::commit`] abandons the message.
@@ -66,11 +72,20 @@ pub fn spawn<F: Flash + Send + 'static>(
 ) -> Result<(SpoolHandle, JoinHandle<Spool<F>>), SpoolError> {
     let (tx, rx) = mpsc::channel();
     let chunk_size = spool.settings().chunk_size as usize;
+    let log = LogQueue::default();
+    let lines = log.clone();
     let thread = std::thread::Builder::new()
         .name("spool-writer".into())
-        .spawn(move || Writer::new(spool).run(rx))
+        .spawn(move || Writer::new(spool, lines).run(rx))
         .map_err(|_| SpoolError::Stopped)?;
-    Ok((SpoolHandle { tx, chunk_size }, thread))
+    Ok((
+        SpoolHandle {
+            tx,
+            chunk_size,
+            log,
+        },
+        thread,
+    ))
 }
 
 fn unix_millis() -> u64 {
@@ -151,7 +166,16 @@ impl SpoolHandle {
     /// Appends a mail log line to the ring on flash, without waiting: the line is durable with
     /// the spool's next sync, and a line that cannot be written never holds up mail.
     pub fn log_line(&self, line: String) {
-        let _ = self.tx.send(Request::LogAppend(line));
+        let Ok(mut lines) = self.log.lock() else {
+            return;
+        };
+        lines.push(line);
+        // The writer takes every queued line each turn: only the first one needs to wake it.
+        let first = lines.len() == 1;
+        drop(lines);
+        if first {
+            let _ = self.tx.send(Request::LogWake);
+        }
     }
 
     /// The mail log lines numbered above `after` (the newest `limit` of them), with their
@@ -248,6 +272,7 @@ enum Waiter {
 
 struct Writer<F: Flash> {
     spool: Spool<F>,
+    log: LogQueue,
     waiting: Vec<Waiter>,
     /// Messages begun and neither committed nor abandoned: their commits may join the batch.
     receiving: HashSet<QueueId>,
@@ -256,9 +281,10 @@ struct Writer<F: Flash> {
 }
 
 impl<F: Flash> Writer<F> {
-    fn new(spool: Spool<F>) -> Writer<F> {
+    fn new(spool: Spool<F>, log: LogQueue) -> Writer<F> {
         Writer {
             spool,
+            log,
             waiting: Vec::new(),
             receiving: HashSet::new(),
             batch_started: None,
@@ -286,13 +312,27 @@ impl<F: Flash> Writer<F> {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.append_log();
                     self.flush();
                     return self.spool;
                 }
             }
+            // Lines logged so far go into this turn's sync.
+            self.append_log();
             if self.should_sync(delay) {
                 self.flush();
             }
+        }
+    }
+
+    fn append_log(&mut self) {
+        let lines = match self.log.lock() {
+            Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
+            _ => return,
+        };
+        for line in lines {
+            // The log must never stop mail: a line that cannot be written is lost.
+            let _ = self.spool.log_append(&line);
         }
     }
 
@@ -431,11 +471,11 @@ impl<F: Flash> Writer<F> {
             Request::ReadSlot(region, r) => {
                 let _ = r.send(s.read_slot(region));
             }
-            Request::LogAppend(line) => {
-                // The log must never stop mail: a line that cannot be written is lost.
-                let _ = s.log_append(&line);
-            }
+            Request::LogWake => self.append_log(),
             Request::LogRead(after, limit, r) => {
+                // A reader sees every line logged before it asked.
+                self.append_log();
+                let s = &mut self.spool;
                 let read = if s.has_log() {
                     s.log_read(after, limit).map(Some)
                 } else {
