@@ -376,7 +376,12 @@ impl<F: Flash> Writer<F> {
     }
 
     /// The held head, the last body bytes, then the commit record.
-    fn commit(&mut self, qid: QueueId, head: Option<Vec<u8>>, tail: &[u8]) -> Result<(), SpoolError> {
+    fn commit(
+        &mut self,
+        qid: QueueId,
+        head: Option<Vec<u8>>,
+        tail: &[u8],
+    ) -> Result<(), SpoolError> {
         if let Some(head) = head {
             self.spool.write_head(qid, &head)?;
             self.batch_bytes += head.len() as u64;
