@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Relay benchmark: Postfix (Debian package, private instance, plain relay, fsync on, no filters)
-and Postern host mode, each relaying N messages of 5 KB from smtp-source to smtp-sink, one message
-per connection, at several concurrencies. Prints a table; never fails the build.
+"""Relay benchmark: per case, the load generator straight into smtp-sink (the ceiling), then Postern
+(host mode) and Postfix (Debian package, private instance, plain relay, fsync on, no filters)
+relaying to smtp-sink, one message per connection. Cases: 5 KB at each -s, 5 KB with STARTTLS
+inbound (tests/bench/smtp_load.py, since smtp-source cannot do TLS), 100 KB and 5 MB. Prints one
+table with the load before each run and the ratios; never fails the build.
 
-Usage: tests/bench/relay.py [--messages 20000] [--sessions 1,10,50] [--only postfix|postern]
+Usage: tests/bench/relay.py [--messages 5000] [--sessions 1,10,50] [--cases "-s 10,5 MB"]
+                            [--mtas ceiling,postern,postfix]
 Needs root (Postfix's private instance) and the packages `make deps` installs.
 """
 import argparse
@@ -124,39 +127,63 @@ class Sink:
         self.proc.wait()
 
 
-def run_load(name, port, root_pid, sink, messages, sessions):
-    """Runs smtp-source; returns accepted/s, end-to-end/s, CPU ms per message, peak PSS MB."""
+def peak_rss_mb(pid):
+    """The process's peak resident set (VmHWM), MB; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def generator(case, sessions, port, starttls):
+    """The load generator's command line: smtp-source, or the Python client for the STARTTLS case
+    (smtp-source cannot do TLS; smtp-sink cannot either, so that case's ceiling is the Python client
+    in clear text)."""
+    if case.tls:
+        return [sys.executable, f"{ROOT}/tests/bench/smtp_load.py"] + (["--starttls"] if starttls else []) + [
+            "--sessions", str(sessions), "--messages", str(case.messages), "--size", str(case.size),
+            f"127.0.0.1:{port}"]
+    return ["/usr/sbin/smtp-source", "-s", str(sessions), "-m", str(case.messages), "-l", str(case.size),
+            "-f", "sender@bench.invalid", "-t", "rcpt@example.com", f"127.0.0.1:{port}"]
+
+
+def run_load(name, port, root_pid, sink, case, sessions, starttls):
+    """Runs the generator; returns accepted/s, end-to-end/s, CPU ms per message, peaks."""
+    messages = case.messages
     base = sink.count()
-    cpu0 = cpu_seconds(root_pid)
+    cpu0 = cpu_seconds(root_pid) if root_pid else 0.0
     peak = 0
     start = time.time()
-    src = subprocess.Popen(
-        ["/usr/sbin/smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "5120",
-         "-f", "sender@bench.invalid", "-t", "rcpt@example.com", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    src = subprocess.Popen(generator(case, sessions, port, starttls), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     accepted_at = None
     deadline = start + max(600, messages / 20)
     while time.time() < deadline:
-        peak = max(peak, pss_kb(tree(root_pid)))
+        if root_pid:
+            peak = max(peak, pss_kb(tree(root_pid)))
         if accepted_at is None and src.poll() is not None:
             accepted_at = time.time()
             if src.returncode != 0:
-                print(f"  {name}: smtp-source failed: {src.stderr.read().decode(errors='replace')[:300]}")
+                print(f"  {name}: load generator failed: {src.stderr.read().decode(errors='replace')[:300]}")
         if sink.count() - base >= messages:
             break
-        time.sleep(0.1)
+        time.sleep(0.02)
     done = time.time()
     if accepted_at is None:
         src.wait()
         accepted_at = time.time()
     delivered = sink.count() - base
-    cpu = cpu_seconds(root_pid) - cpu0
+    cpu = (cpu_seconds(root_pid) - cpu0) if root_pid else 0.0
     return {
         "accepted": messages / max(accepted_at - start, 1e-9),
         "e2e": delivered / max(done - start, 1e-9),
         "delivered": delivered,
         "cpu_ms": 1000 * cpu / max(delivered, 1),
         "pss_mb": peak / 1024,
+        "rss_mb": peak_rss_mb(root_pid) if root_pid else 0.0,
     }
 
 
@@ -179,6 +206,7 @@ retry unix - - n - - error
 discard unix - - n - - discard
 anvil unix - - n - 1 anvil
 scache unix - - n - 1 scache
+tlsmgr unix - - n 1000? 1 tlsmgr
 postlog unix-dgram n - n - 1 postlogd
 """
 
@@ -201,6 +229,11 @@ class Postfix:
         if conf not in current:
             value = f"{current} {conf}".strip()
             subprocess.run(["postconf", "-e", f"alternate_config_directories = {value}"], check=True)
+        # A self-signed P-256 certificate, as Postern makes itself at first start.
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", f"{conf}/key.pem", "-out", f"{conf}/cert.pem", "-days", "2",
+                        "-subj", "/CN=postfix-bench.invalid"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(f"{conf}/main.cf", "w") as f:
             f.write(f"""\
 compatibility_level = 3.6
@@ -219,7 +252,9 @@ maillog_file = {conf}/maillog
 alias_maps =
 alias_database =
 smtp_tls_security_level = none
-smtpd_tls_security_level = none
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {conf}/cert.pem
+smtpd_tls_key_file = {conf}/key.pem
 default_process_limit = 200
 """)
         with open(f"{conf}/master.cf", "w") as f:
@@ -262,44 +297,89 @@ class Postern:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+class Case:
+    def __init__(self, name, size, messages, sessions, tls=False):
+        self.name, self.size, self.messages, self.sessions, self.tls = name, size, messages, sessions, tls
+
+
+def cases(messages, sessions, only):
+    out = [Case(f"5 KB -s {s}", 5120, messages, s) for s in sessions]
+    out += [
+        Case("5 KB STARTTLS -s 10", 5120, max(messages // 5, 200), 10, tls=True),
+        Case("100 KB -s 10", 100 * 1024, max(messages // 10, 100), 10),
+        Case("5 MB -s 10", 5 * 1024 * 1024, max(messages // 250, 10), 10),
+    ]
+    return [c for c in out if not only or any(o in c.name for o in only)]
+
+
+def load():
+    return os.getloadavg()[0]
+
+
+def measure(mta, case):
+    """One run of one case through `mta` (ceiling: no MTA, the generator straight into the sink)."""
+    sink = Sink()
+    server = None
+    try:
+        if mta == "ceiling":
+            return run_load(mta, sink.port, None, sink, case, case.sessions, False)
+        server = Postfix(sink.port) if mta == "postfix" else Postern(sink.port)
+        return run_load(mta, server.port, server.pid, sink, case, case.sessions, case.tls)
+    except Exception as e:  # a benchmark reports, it does not fail the build
+        print(f"  {mta} {case.name}: {e}")
+        return None
+    finally:
+        if server:
+            server.stop()
+        sink.stop()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--messages", type=int, default=5000, help="messages per 5 KB run (fewer for big ones)")
     ap.add_argument("--sessions", default="1,10,50")
-    ap.add_argument("--only", choices=["postfix", "postern"])
+    ap.add_argument("--cases", default="", help="comma-separated parts of case names to run (all by default)")
+    ap.add_argument("--mtas", default="ceiling,postern,postfix")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("relay bench: needs root for Postfix's private instance; skipped")
         return
-    sessions = [int(s) for s in args.sessions.split(",")]
-    load = os.getloadavg()
-    print(f"relay benchmark: {args.messages} messages of 5 KB per run, one per connection; "
-          f"load before {load[0]:.2f}, {os.cpu_count()} cores")
-    results = {}
-    for mta in ("postfix", "postern"):
-        if args.only and args.only != mta:
-            continue
-        for s in sessions:
-            sink = Sink()
-            server = None
-            try:
-                server = Postfix(sink.port) if mta == "postfix" else Postern(sink.port)
-                results[(mta, s)] = run_load(mta, server.port, server.pid, sink, args.messages, s)
-            except Exception as e:  # a benchmark reports, it does not fail the build
-                print(f"  {mta} -s {s}: {e}")
-            finally:
-                if server:
-                    server.stop()
-                sink.stop()
-    print(f"{'mta':8} {'-s':>3} {'accepted/s':>11} {'e2e msg/s':>10} {'delivered':>9} {'CPU ms/msg':>10} {'peak PSS MB':>11}")
-    for (mta, s), r in sorted(results.items()):
-        print(f"{mta:8} {s:>3} {r['accepted']:>11.0f} {r['e2e']:>10.0f} {r['delivered']:>9} "
-              f"{r['cpu_ms']:>10.2f} {r['pss_mb']:>11.1f}")
-    for s in sessions:
-        a, b = results.get(("postern", s)), results.get(("postfix", s))
-        if a and b:
-            print(f"postern/postfix at -s {s}: e2e x{a['e2e'] / max(b['e2e'], 1e-9):.2f}, "
-                  f"CPU x{a['cpu_ms'] / max(b['cpu_ms'], 1e-9):.2f}, PSS x{a['pss_mb'] / max(b['pss_mb'], 1e-9):.2f}")
+    mtas = args.mtas.split(",")
+    todo = cases(args.messages, [int(s) for s in args.sessions.split(",")],
+                 [c for c in args.cases.split(",") if c])
+    print(f"relay benchmark: one message per connection, {os.cpu_count()} cores; each run's 1-minute "
+          f"load average before it in brackets. ceiling = the load generator straight into smtp-sink.")
+    rows = []
+    for case in todo:
+        res, loads = {}, {}
+        for mta in mtas:
+            loads[mta] = load()
+            res[mta] = measure(mta, case)
+            r = res[mta]
+            if r:
+                print(f"  {case.name:22} {mta:8} [load {loads[mta]:5.2f}] {r['e2e']:7.0f} msg/s e2e, "
+                      f"{r['accepted']:7.0f} accepted/s, {r['delivered']} delivered, {r['cpu_ms']:.3f} ms CPU/msg, "
+                      f"peak RSS {r['rss_mb']:.1f} MB, peak PSS {r['pss_mb']:.1f} MB", flush=True)
+        rows.append((case, res, loads))
+    def fig(r, key, fmt):
+        return format(r[key], fmt) if r else "-"
+    def ratio(a, b, pct=False):
+        if not a or not b or b["e2e"] <= 0:
+            return "-"
+        x = a["e2e"] / b["e2e"]
+        return f"{100 * x:.0f} %" if pct else f"{x:.1f}x"
+    print()
+    print("| case | ceiling msg/s [load] | Postern msg/s [load] | Postfix msg/s [load] | Postern/ceiling "
+          "| Postern/Postfix | CPU ms/msg Postern / Postfix | peak RSS MB Postern | peak PSS MB Postern / Postfix |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for case, res, loads in rows:
+        c, n, f = res.get("ceiling"), res.get("postern"), res.get("postfix")
+        def cell(m):
+            r = res.get(m)
+            return f"{fig(r, 'e2e', '.0f')} [{loads[m]:.1f}]" if m in loads else "-"
+        print(f"| {case.name} | {cell('ceiling')} | {cell('postern')} | {cell('postfix')} | {ratio(n, c, True)} "
+              f"| {ratio(n, f)} | {fig(n, 'cpu_ms', '.2f')} / {fig(f, 'cpu_ms', '.2f')} | {fig(n, 'rss_mb', '.1f')} "
+              f"| {fig(n, 'pss_mb', '.1f')} / {fig(f, 'pss_mb', '.1f')} |")
 
 
 if __name__ == "__main__":

@@ -95,6 +95,12 @@ struct Line<'a> {
 
 /// The DSN for `req`, or None when nobody is to be told (a bounce's bounce, NOTIFY=NEVER, or
 /// nothing failed and no one asked for success).
+/// Whether `req` gives a notification at all ([`build`] would return one), without the
+/// original message: the queue reads a message's body back only for a DSN that goes out.
+pub fn wanted(req: &DsnRequest<'_>) -> bool {
+    !req.envelope.is_bounce() && !report_lines(req).is_empty()
+}
+
 pub fn build(req: &DsnRequest<'_>) -> Option<Dsn> {
     let env = req.envelope;
     if env.is_bounce() {

@@ -8,4 +8,4 @@
 
 mod dsn;
 
-pub use dsn::{Dsn, DsnRequest, Kind, build};
+pub use dsn::{Dsn, DsnRequest, Kind, build, wanted};

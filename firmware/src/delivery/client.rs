@@ -48,7 +48,10 @@ impl ClientSettings {
             tls_policy: TlsPolicy::May,
             tls_roots: None,
             reuse_time_limit: Duration::from_secs(2),
-            reuse_per_destination: 4,
+            // As many as the queue runs in parallel to one next hop (Postfix's
+            // default_destination_concurrency_limit): with fewer, a busy relay opens a new
+            // connection for most messages and closes another one that was just freed.
+            reuse_per_destination: 20,
             own_listeners: Vec::new(),
         }
     }

@@ -59,12 +59,11 @@ impl MessageStore for SpoolStore {
         if own {
             scan = scan.with_signing(self.dkim.clone());
         }
-        let mut incoming = self
+        let incoming = self
             .spool
-            .begin(envelope.clone())
+            .begin_holding_head(envelope.clone())
             .await
             .map_err(|e| spool_reply(&e))?;
-        incoming.hold_head().await.map_err(|e| spool_reply(&e))?;
         Ok(Receiving {
             incoming,
             envelope,
@@ -107,7 +106,7 @@ impl IncomingMessage for Receiving {
 
     async fn commit(self) -> Result<QueueId, Reply> {
         let Receiving {
-            mut incoming,
+            incoming,
             envelope,
             mut size,
             scan,
@@ -125,15 +124,16 @@ impl IncomingMessage for Receiving {
         crate::metrics::global().content_verdict(told.action, told.category);
         // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
         let accepted = verdict.map_err(|refused| refused.reply())?;
-        if let Some(held) = head.take_head() {
-            let edited = headers::edit(&held, &accepted);
-            size = size - held.len() as u64 + edited.len() as u64;
-            incoming
-                .write_head(edited)
-                .await
-                .map_err(|e| spool_reply(&e))?;
-        }
-        let qid = incoming.commit().await.map_err(|e| spool_reply(&e))?;
+        // The edited head, the rest of the body and the commit go to the spool in one request.
+        let committed = match head.take_head() {
+            Some(held) => {
+                let edited = headers::edit(&held, &accepted);
+                size = size - held.len() as u64 + edited.len() as u64;
+                incoming.commit_with_head(edited).await
+            }
+            None => incoming.commit().await,
+        };
+        let qid = committed.map_err(|e| spool_reply(&e))?;
         for note in &accepted.notes {
             log.line(Program::Content, &format!("{qid}: {note}"));
         }

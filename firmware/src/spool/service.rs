@@ -7,7 +7,7 @@
 //! oldest waiter has waited `group_commit_delay`, and then answers everyone in the batch at once.
 
 use std::collections::HashSet;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,11 +21,13 @@ use super::{FlashInfo, LogLines, MessageSummary, Region, Spool, SpoolError};
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
 enum Request {
-    Begin(Box<Envelope>, Reply<QueueId>),
+    /// The flag: keep chunk 0 for the header section ([`Incoming::commit_with_head`]).
+    Begin(Box<Envelope>, bool, Reply<QueueId>),
     Write(QueueId, Vec<u8>, Reply<()>),
     HoldHead(QueueId, Reply<()>),
     WriteHead(QueueId, Vec<u8>, Reply<()>),
-    Commit(QueueId, Reply<QueueId>),
+    /// The held head (if any) and the last body bytes go with the commit: one trip, not three.
+    Commit(QueueId, Option<Vec<u8>>, Vec<u8>, Reply<QueueId>),
     Abandon(QueueId),
     Mark(QueueId, usize, RecipientOutcome, Reply<()>),
     SetState(QueueId, QueueState, Reply<()>),
@@ -36,7 +38,8 @@ enum Request {
     Info(Reply<FlashInfo>),
     ReadSlot(Region, Reply<Option<Vec<u8>>>),
     WriteSlot(Region, Vec<u8>, Reply<()>),
-    LogAppend(String),
+    /// Mail log lines wait in [`SpoolHandle`]'s queue: append them.
+    LogWake,
     LogRead(u64, usize, Reply<Option<LogLines>>),
 }
 
@@ -45,7 +48,12 @@ enum Request {
 pub struct SpoolHandle {
     tx: mpsc::Sender<Request>,
     chunk_size: usize,
+    log: LogQueue,
 }
+
+/// Mail log lines on their way to the ring on flash. A busy relay logs several lines per message;
+/// queued here, they cost the writer thread one wake-up per turn, not one each.
+type LogQueue = Arc<Mutex<Vec<String>>>;
 
 /// A message being received: body bytes stream to flash as they come, in bounded chunks.
 /// Dropping it without [`Incoming::commit`] abandons the message.
@@ -64,11 +72,20 @@ pub fn spawn<F: Flash + Send + 'static>(
 ) -> Result<(SpoolHandle, JoinHandle<Spool<F>>), SpoolError> {
     let (tx, rx) = mpsc::channel();
     let chunk_size = spool.settings().chunk_size as usize;
+    let log = LogQueue::default();
+    let lines = log.clone();
     let thread = std::thread::Builder::new()
         .name("spool-writer".into())
-        .spawn(move || Writer::new(spool).run(rx))
+        .spawn(move || Writer::new(spool, lines).run(rx))
         .map_err(|_| SpoolError::Stopped)?;
-    Ok((SpoolHandle { tx, chunk_size }, thread))
+    Ok((
+        SpoolHandle {
+            tx,
+            chunk_size,
+            log,
+        },
+        thread,
+    ))
 }
 
 fn unix_millis() -> u64 {
@@ -87,7 +104,19 @@ impl SpoolHandle {
     /// Starts a message: allocates its queue id and writes its envelope. `Full` when the spool
     /// is down to its reserve.
     pub async fn begin(&self, envelope: Envelope) -> Result<Incoming, SpoolError> {
-        let qid = self.ask(|r| Request::Begin(Box::new(envelope), r)).await?;
+        self.start(envelope, false).await
+    }
+
+    /// [`SpoolHandle::begin`] with chunk 0 kept for the header section, as
+    /// [`Incoming::hold_head`] would keep it, without a second trip to the writer.
+    pub async fn begin_holding_head(&self, envelope: Envelope) -> Result<Incoming, SpoolError> {
+        self.start(envelope, true).await
+    }
+
+    async fn start(&self, envelope: Envelope, hold_head: bool) -> Result<Incoming, SpoolError> {
+        let qid = self
+            .ask(|r| Request::Begin(Box::new(envelope), hold_head, r))
+            .await?;
         Ok(Incoming {
             handle: self.clone(),
             qid,
@@ -137,7 +166,16 @@ impl SpoolHandle {
     /// Appends a mail log line to the ring on flash, without waiting: the line is durable with
     /// the spool's next sync, and a line that cannot be written never holds up mail.
     pub fn log_line(&self, line: String) {
-        let _ = self.tx.send(Request::LogAppend(line));
+        let Ok(mut lines) = self.log.lock() else {
+            return;
+        };
+        lines.push(line);
+        // The writer takes every queued line each turn: only the first one needs to wake it.
+        let first = lines.len() == 1;
+        drop(lines);
+        if first {
+            let _ = self.tx.send(Request::LogWake);
+        }
     }
 
     /// The mail log lines numbered above `after` (the newest `limit` of them), with their
@@ -198,13 +236,23 @@ impl Incoming {
 
     /// Writes the rest of the body and the commit record; resolves only after the sync that
     /// holds the commit. Only then may the client be told 250.
-    pub async fn commit(mut self) -> Result<QueueId, SpoolError> {
-        if !self.buf.is_empty() {
-            self.flush().await?;
-        }
+    pub async fn commit(self) -> Result<QueueId, SpoolError> {
+        self.finish(None).await
+    }
+
+    /// Writes the held start of the message (see [`Incoming::hold_head`]), the rest of the body
+    /// and the commit record in one request; resolves only after the sync that holds the commit.
+    pub async fn commit_with_head(self, head: Vec<u8>) -> Result<QueueId, SpoolError> {
+        self.finish(Some(head)).await
+    }
+
+    async fn finish(mut self, head: Option<Vec<u8>>) -> Result<QueueId, SpoolError> {
         let qid = self.qid;
+        let tail = std::mem::take(&mut self.buf);
         self.done = true;
-        self.handle.ask(|r| Request::Commit(qid, r)).await
+        self.handle
+            .ask(|r| Request::Commit(qid, head, tail, r))
+            .await
     }
 }
 
@@ -224,6 +272,7 @@ enum Waiter {
 
 struct Writer<F: Flash> {
     spool: Spool<F>,
+    log: LogQueue,
     waiting: Vec<Waiter>,
     /// Messages begun and neither committed nor abandoned: their commits may join the batch.
     receiving: HashSet<QueueId>,
@@ -232,9 +281,10 @@ struct Writer<F: Flash> {
 }
 
 impl<F: Flash> Writer<F> {
-    fn new(spool: Spool<F>) -> Writer<F> {
+    fn new(spool: Spool<F>, log: LogQueue) -> Writer<F> {
         Writer {
             spool,
+            log,
             waiting: Vec::new(),
             receiving: HashSet::new(),
             batch_started: None,
@@ -262,13 +312,27 @@ impl<F: Flash> Writer<F> {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.append_log();
                     self.flush();
                     return self.spool;
                 }
             }
+            // Lines logged so far go into this turn's sync.
+            self.append_log();
             if self.should_sync(delay) {
                 self.flush();
             }
+        }
+    }
+
+    fn append_log(&mut self) {
+        let lines = match self.log.lock() {
+            Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
+            _ => return,
+        };
+        for line in lines {
+            // The log must never stop mail: a line that cannot be written is lost.
+            let _ = self.spool.log_append(&line);
         }
     }
 
@@ -311,11 +375,35 @@ impl<F: Flash> Writer<F> {
         self.batch_bytes = 0;
     }
 
+    /// The held head, the last body bytes, then the commit record.
+    fn commit(
+        &mut self,
+        qid: QueueId,
+        head: Option<Vec<u8>>,
+        tail: &[u8],
+    ) -> Result<(), SpoolError> {
+        if let Some(head) = head {
+            self.spool.write_head(qid, &head)?;
+            self.batch_bytes += head.len() as u64;
+        }
+        if !tail.is_empty() {
+            self.spool.append_body(qid, tail)?;
+            self.batch_bytes += tail.len() as u64;
+        }
+        self.spool.commit(qid)
+    }
+
     fn handle(&mut self, req: Request) {
         let s = &mut self.spool;
         match req {
-            Request::Begin(env, r) => {
-                let res = s.begin(&env, unix_millis());
+            Request::Begin(env, hold_head, r) => {
+                let mut res = s.begin(&env, unix_millis());
+                if hold_head && let Ok(qid) = res {
+                    res = s.hold_head(qid).map(|()| qid);
+                    if res.is_err() {
+                        s.abandon(qid);
+                    }
+                }
                 if let Ok(qid) = res {
                     self.receiving.insert(qid);
                 }
@@ -343,10 +431,10 @@ impl<F: Flash> Writer<F> {
                 }
                 let _ = r.send(res);
             }
-            Request::Commit(qid, r) => match s.commit(qid) {
+            Request::Commit(qid, head, tail, r) => match self.commit(qid, head, &tail) {
                 Ok(()) => self.wait(Waiter::Commit(qid, r)),
                 Err(e) => {
-                    s.abandon(qid);
+                    self.spool.abandon(qid);
                     self.receiving.remove(&qid);
                     let _ = r.send(Err(e));
                 }
@@ -388,11 +476,11 @@ impl<F: Flash> Writer<F> {
             Request::ReadSlot(region, r) => {
                 let _ = r.send(s.read_slot(region));
             }
-            Request::LogAppend(line) => {
-                // The log must never stop mail: a line that cannot be written is lost.
-                let _ = s.log_append(&line);
-            }
+            Request::LogWake => self.append_log(),
             Request::LogRead(after, limit, r) => {
+                // A reader sees every line logged before it asked.
+                self.append_log();
+                let s = &mut self.spool;
                 let read = if s.has_log() {
                     s.log_read(after, limit).map(Some)
                 } else {
