@@ -50,7 +50,7 @@ pub(super) fn keep(program: &str, text: &str) {
         "{} {} {program}[{}]: {text}",
         syslog_time(now),
         kept.host,
-        std::process::id()
+        super::pid()
     );
     (kept.keeper)(line);
 }

@@ -16,3 +16,10 @@ pub use format::{
     dropped_from_expansion_line, expired_line, notification_line, removed_line,
 };
 pub use sink::{LogSink, Program};
+
+/// This process's id for the `program[pid]` of every line, asked of the kernel once (a message
+/// writes about seven lines; getpid each time showed in the relay profile).
+pub fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}

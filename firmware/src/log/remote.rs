@@ -161,7 +161,7 @@ pub fn frame(hostname: &str, program: &str, text: &str, now: SystemTime) -> Stri
         since.subsec_millis(),
         field(hostname),
         field(program),
-        std::process::id(),
+        super::pid(),
         text
     )
 }
