@@ -21,6 +21,11 @@ impl Platform for SerialConsole {
         super::network::status()
     }
 
+    fn input_waiting(&self, wait: std::time::Duration) -> bool {
+        // An error (stdin gone) ends the follow as a key would.
+        hal::sys::console::readable(std::io::stdin(), wait).unwrap_or(true)
+    }
+
     fn set_echo(&self, on: bool) {
         if let Err(e) = hal::sys::console::set_echo(std::io::stdin(), on) {
             eprintln!("postern: cannot switch the console's echo: {e}");

@@ -54,8 +54,20 @@ pub fn run(
             let _ = output.flush();
             return exit;
         }
+        while session.is_following() {
+            let _ = write!(output, "{}", session.follow());
+            let _ = output.flush();
+            if platform.input_waiting(FOLLOW_POLL) {
+                // The line that stops the follow is not a command.
+                let _ = read_line(&mut input);
+                session.stop_following();
+            }
+        }
     }
 }
+
+/// How often `log --follow` looks for new lines.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// One line, or None at end of input. Bytes that are not UTF-8 are replaced (and then refused
 /// as the noise they are) rather than ending the console.

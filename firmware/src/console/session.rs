@@ -13,8 +13,8 @@ use super::wizard::{self, Wizard, WizardStep};
 use crate::admin::Secret;
 use crate::admin::setup::BoxConfigError;
 use crate::admin::{
-    Admin, AdminCommand, BulkArgs, DiagCommand, FilterArgs, QueueCommand, Reply, SetupCommand,
-    TlsCommand, words,
+    Admin, AdminCommand, BulkArgs, DiagCommand, FilterArgs, LogArgs, QueueCommand, Reply,
+    SetupCommand, TlsCommand, words,
 };
 use crate::config::box_settings::{Ipv4Method, NetworkSettings};
 use crate::config::localconfig::LocalConfig;
@@ -66,6 +66,12 @@ pub trait Platform {
     /// Waits before the next line is read (after a wrong password).
     fn pause(&self, wait: Duration) {
         std::thread::sleep(wait);
+    }
+    /// Waits up to `wait` for the admin to type something (ending `log --follow`); true when
+    /// something came. A console that cannot tell (a pipe in tests) says so at once, and the
+    /// follow ends after its first lines.
+    fn input_waiting(&self, _wait: Duration) -> bool {
+        true
     }
 }
 
@@ -143,6 +149,8 @@ pub struct Session<'a, O, P> {
     ops: &'a O,
     platform: &'a P,
     state: State,
+    /// `log --follow` at the command line: what it shows, from which line on.
+    following: Option<LogArgs>,
 }
 
 /// The command line's words: the admin commands, plus the console's own.
@@ -196,6 +204,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             ops,
             platform,
             state: State::Menu,
+            following: None,
         };
         let banner = format!("Postern {}\n", env!("CARGO_PKG_VERSION"));
         let text = match start {
@@ -718,12 +727,55 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             LineCommand::Poweroff => exit("", ConsoleExit::Poweroff),
             LineCommand::Reboot => exit("", ConsoleExit::Reboot),
             LineCommand::DebugStallServices => show(self.platform.stall_services()),
+            LineCommand::Admin(AdminCommand::Log(mut args)) if args.follow => {
+                args.after = Some(0);
+                self.following = Some(args);
+                show("(following the mail log: press Enter to stop)\n")
+            }
             LineCommand::Admin(cmd) if cmd.confirmation().is_some() => {
                 self.state = State::Confirm(cmd);
                 show("")
             }
             LineCommand::Admin(cmd) => show(self.run(cmd)),
         }
+    }
+
+    /// Whether `log --follow` is running: the console asks [`Session::follow`] for new lines
+    /// until the admin types something.
+    pub fn is_following(&self) -> bool {
+        self.following.is_some()
+    }
+
+    /// The mail log's lines since the last ask (the newest ones the first time).
+    pub fn follow(&mut self) -> String {
+        let Some(mut args) = self.following.take() else {
+            return String::new();
+        };
+        let reply = self.ops.execute(AdminCommand::Log(args.clone()));
+        if reply.exit != 0 {
+            return reply.text;
+        }
+        let mut after = args.after.unwrap_or(0);
+        let mut text = String::new();
+        for line in reply.text.lines() {
+            // Each line comes with its number first, so the next ask goes on from it.
+            let Some((n, l)) = line.split_once(' ') else {
+                continue;
+            };
+            after = n.parse().unwrap_or(after).max(after);
+            text.push_str(l);
+            text.push('\n');
+        }
+        args.after = Some(after);
+        // After the first answer, everything new, however much.
+        args.lines = usize::MAX;
+        self.following = Some(args);
+        text
+    }
+
+    /// The admin typed something: the follow ends, back at the prompt.
+    pub fn stop_following(&mut self) {
+        self.following = None;
     }
 
     /// Runs commands in order, stopping at the first that fails.

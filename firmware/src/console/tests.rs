@@ -23,6 +23,10 @@ struct Box_ {
     applied: RefCell<Vec<NetworkSettings>>,
     echo: RefCell<Vec<bool>>,
     pauses: RefCell<Vec<Duration>>,
+    /// The mail log: a line more each time it is read, as a busy box's grows.
+    mail_log: RefCell<Vec<String>>,
+    /// `log --follow` polls that find nothing typed before one does.
+    quiet_polls: std::cell::Cell<u32>,
 }
 
 /// The one LDAP password the fake directory takes.
@@ -47,6 +51,19 @@ impl Operations for Box_ {
             }
             AdminCommand::Prov { args } if args == ["cd", "taken.example"] => {
                 return Reply::failed("ERROR: account.DOMAIN_EXISTS\n");
+            }
+            AdminCommand::Log(args) => {
+                let mut log = self.mail_log.borrow_mut();
+                let n = log.len() + 1;
+                log.push(format!("postern/smtpd[1]: line {n}"));
+                let after = args.after.unwrap_or(0) as usize;
+                let text: String = log
+                    .iter()
+                    .enumerate()
+                    .skip(after)
+                    .map(|(i, l)| format!("{} {l}\n", i + 1))
+                    .collect();
+                return Reply::ok(text);
             }
             AdminCommand::Ldap(LdapCommand::Test { url, password, .. }) => {
                 let url = url.unwrap_or_default();
@@ -88,6 +105,11 @@ impl Platform for Box_ {
     }
     fn network_status(&self) -> String {
         "eth0: link up\n".into()
+    }
+    fn input_waiting(&self, _wait: Duration) -> bool {
+        let left = self.quiet_polls.get();
+        self.quiet_polls.set(left.saturating_sub(1));
+        left == 0
     }
 }
 
@@ -309,6 +331,36 @@ fn factory_reset_asks_twice() {
     assert_eq!(exit, ConsoleExit::FactoryReset, "{out}");
     assert_eq!(out.matches("Nothing erased.").count(), 2, "{out}");
     assert!(b.done.borrow().is_empty());
+}
+
+#[test]
+fn log_follow_shows_new_lines_until_a_key() {
+    let b = set_up_box();
+    b.quiet_polls.set(2);
+    // The empty line stops the follow; the next line is a command again.
+    let (exit, out) = console(&b, Start::CommandLine, b"log --follow\n\nreboot\n");
+    assert_eq!(exit, ConsoleExit::Reboot, "{out}");
+    let shown: Vec<&str> = out.lines().filter(|l| l.contains("line ")).collect();
+    assert_eq!(
+        shown,
+        [
+            "postern/smtpd[1]: line 1",
+            "postern/smtpd[1]: line 2",
+            "postern/smtpd[1]: line 3"
+        ],
+        "{out}"
+    );
+    let asks: Vec<Option<u64>> = b
+        .done
+        .borrow()
+        .iter()
+        .filter_map(|c| match c {
+            AdminCommand::Log(a) => Some(a.after),
+            _ => None,
+        })
+        .collect();
+    // Each ask goes on from the last line it got.
+    assert_eq!(asks, [Some(0), Some(1), Some(2)]);
 }
 
 #[test]

@@ -36,3 +36,15 @@ pub fn set_echo(fd: impl AsFd, on: bool) -> io::Result<()> {
     t.local_modes.set(LocalModes::ECHO, on);
     tcsetattr(fd, OptionalActions::Now, &t).map_err(io::Error::from)
 }
+
+/// Waits up to `wait` for input on `fd`; whether some came (or the line hung up).
+pub fn readable(fd: impl AsFd, wait: std::time::Duration) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: i64::try_from(wait.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(wait.subsec_nanos()),
+    };
+    let n = poll(&mut fds, Some(&timeout)).map_err(io::Error::from)?;
+    Ok(n > 0)
+}
