@@ -63,8 +63,7 @@ impl QueueHandle {
         .await;
     }
 
-    /// Every message the spool recovered at start, in the state it was in. Only the first call
-    /// finds any: the spool hands what recovery found over once.
+    /// Every message on the spool, in the state it was in: at start, what recovery found.
     pub async fn recover(&self, spool: &SpoolHandle) -> Result<usize, SpoolError> {
         let recovered = spool.take_recovered().await?;
         let n = recovered.len();

@@ -5,7 +5,12 @@
 
 use std::collections::HashMap;
 
+use hal::flash::Flash;
+
 use crate::mail::{QueueId, QueueState, Transport};
+
+use super::Spool;
+use super::index::Entry;
 
 /// The queue state of a recovered message; a deferral's reason is an index into
 /// [`RecoveredQueue::reasons`].
@@ -79,9 +84,69 @@ impl RecoveredQueue {
         }
     }
 
-    /// Keeps the messages `keep` says yes to (the spool drops those removed since recovery).
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(QueueId) -> bool) {
-        self.messages.retain(|m| keep(m.qid));
+    /// Adds a message read back from flash.
+    fn push(
+        &mut self,
+        qid: QueueId,
+        m: &super::MessageSummary,
+        hops: &mut Interner<Transport>,
+        reasons: &mut Interner<String>,
+    ) {
+        let first = self.recipients.len() as u32;
+        for (i, r) in m.envelope.recipients.iter().enumerate() {
+            self.recipients.push(RecoveredRecipient {
+                next_hop: hops.id(r.next_hop.clone()),
+                done: matches!(m.outcomes.get(i), Some(Some(_))),
+            });
+        }
+        let state = match &m.state {
+            QueueState::Active => RecoveredState::Active,
+            QueueState::Hold => RecoveredState::Hold,
+            QueueState::Deferred { until, reason } => RecoveredState::Deferred {
+                until: *until,
+                reason: reasons.id(reason.clone()),
+            },
+        };
+        self.messages.push(RecoveredMessage {
+            qid,
+            arrival: m.envelope.arrival,
+            null_sender: m.envelope.is_bounce(),
+            size: m.size,
+            state,
+            first,
+            count: m.envelope.recipients.len() as u32,
+        });
+    }
+}
+
+impl<F: Flash> Spool<F> {
+    /// Every committed message, oldest first, with what the queue manager needs of each. What
+    /// recovery found at open is handed over as it was gathered (the first call only); messages
+    /// committed since, or every message on a later call, are read back from flash. A message
+    /// whose records no longer read back sound is left out.
+    pub fn take_recovered(&mut self) -> RecoveredQueue {
+        let mut out = self.recovered.take().unwrap_or_default();
+        out.messages
+            .retain(|m| self.index.get(&m.qid).is_some_and(Entry::durable));
+        let mut hops = Interner::from_values(std::mem::take(&mut out.next_hops));
+        let mut reasons = Interner::from_values(std::mem::take(&mut out.reasons));
+        let known: std::collections::HashSet<QueueId> =
+            out.messages.iter().map(|m| m.qid).collect();
+        let others: Vec<(QueueId, Entry)> = self
+            .index
+            .iter()
+            .filter(|(q, e)| e.durable() && !known.contains(q))
+            .map(|(q, e)| (q, e.clone()))
+            .collect();
+        for (qid, e) in others {
+            if let Ok(m) = self.summarize(qid, &e) {
+                out.push(qid, &m, &mut hops, &mut reasons);
+            }
+        }
+        out.messages.sort_unstable_by_key(|m| m.qid);
+        out.next_hops = hops.values;
+        out.reasons = reasons.values;
+        out
     }
 }
 
@@ -102,6 +167,16 @@ impl<T: std::hash::Hash + Eq + Clone> Default for Interner<T> {
 }
 
 impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
+    /// Numbers `values` in order, as an earlier interner did.
+    pub fn from_values(values: Vec<T>) -> Interner<T> {
+        let ids = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.clone(), i as u32))
+            .collect();
+        Interner { ids, values }
+    }
+
     pub fn id(&mut self, value: T) -> u32 {
         if let Some(&id) = self.ids.get(&value) {
             return id;

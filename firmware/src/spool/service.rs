@@ -122,7 +122,7 @@ impl SpoolHandle {
         self.ask(Request::List).await
     }
 
-    /// What recovery found at open, for the queue manager: once (later calls get nothing).
+    /// Every committed message as the queue manager needs it (see [`Spool::take_recovered`]).
     pub async fn take_recovered(&self) -> Result<RecoveredQueue, SpoolError> {
         self.ask(Request::TakeRecovered).await
     }

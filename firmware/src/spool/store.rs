@@ -12,7 +12,6 @@ use super::format::{
 use super::index::{Entry, Loc, MessageSummary};
 use super::qid_map::QidMap;
 use super::record::{self, CommitBody, HEADER, Kind, RecipientBody, StateBody, record_size};
-use super::recovered::RecoveredQueue;
 use super::slots::SlotView;
 use super::{FlashInfo, Region, RegionInfo, SpoolError, SpoolSettings};
 
@@ -82,7 +81,7 @@ pub struct Spool<F: Flash> {
     pub(crate) next_seq: u64,
     pub(crate) index: QidMap<Entry>,
     /// What recovery found, for the queue manager, until it takes it.
-    pub(crate) recovered: Option<RecoveredQueue>,
+    pub(crate) recovered: Option<super::RecoveredQueue>,
     pub(crate) last_qid: u64,
     pub(crate) pending: Vec<QueueId>,
     pub(crate) slots: [SlotView; 2],
@@ -354,14 +353,6 @@ impl<F: Flash> Spool<F> {
     pub fn get(&mut self, qid: QueueId) -> Option<MessageSummary> {
         let e = self.index.get(&qid).filter(|e| e.durable())?.clone();
         self.summarize(qid, &e).ok()
-    }
-
-    /// Committed messages, oldest first, with what the queue manager needs of each: read from
-    /// the index, and from flash only for envelopes recovery did not hand over.
-    pub fn take_recovered(&mut self) -> RecoveredQueue {
-        let mut out = self.recovered.take().unwrap_or_default();
-        out.retain(|q| self.index.get(&q).is_some_and(Entry::durable));
-        out
     }
 
     /// Reads a committed message's body back from flash, checking every chunk's CRC.
