@@ -408,6 +408,10 @@ async fn idle_clients_are_dropped_with_421() {
         c.reply().await,
         "421 4.4.2 mx.test Error: timeout exceeded\r\n"
     );
+    // And the session is over: the server closed the connection.
+    let mut rest = String::new();
+    let read = c.io.read_line(&mut rest).await.unwrap();
+    assert_eq!((read, rest.as_str()), (0, ""));
 }
 
 /// Runs swaks (a real, independent SMTP client) against the listener; `None` when swaks is not

@@ -9,6 +9,7 @@ pub mod console;
 pub mod dhcp;
 pub mod dhcp_socket;
 pub mod hostname;
+pub mod limits;
 pub mod modules;
 pub mod mounts;
 pub mod net;
