@@ -212,12 +212,13 @@ impl Rcpts {
     }
 }
 
-/// One queued message: 48 bytes with one recipient. Times are Unix seconds in a u32 (good
+/// One queued message: 40 bytes with one recipient. Times are Unix seconds in a u32 (good
 /// until 2106); a size past 4 GiB cannot sit on a u32-addressed flash and is shown as 4 GiB.
 struct Msg {
     arrival: u32,
+    /// Deferred: when it is tried again. Active: when it entered the active queue (for the
+    /// delays in the mail log).
     next_attempt: u32,
-    activated: u32,
     size: u32,
     attempts: u16,
     state: MState,
@@ -423,7 +424,6 @@ impl QueueManager {
             rcpts,
             state,
             next_attempt: secs(next_attempt),
-            activated: secs(now),
             attempts: 0,
             last_reason: ReasonId::NONE,
             warned,
@@ -560,7 +560,6 @@ impl QueueManager {
             return;
         };
         m.state = MState::Active;
-        m.activated = secs(now);
         m.next_attempt = secs(now);
         for r in m.rcpts_mut() {
             if r.state == RcptState::Deferred {
@@ -630,7 +629,7 @@ impl QueueManager {
                     qid,
                     next_hop: (**hop).clone(),
                     recipients: chunk.to_vec(),
-                    activated: u64::from(m.activated),
+                    activated: u64::from(m.next_attempt),
                 });
                 if dest.active >= limit {
                     break;
