@@ -117,8 +117,7 @@ fn fill(path: &Path, n: usize, now: u64) -> Duration {
     Spool::format(&mut flash, SpoolGeometry::for_flash(geom)).expect("format");
     let (mut spool, _) = Spool::open(flash, SpoolSettings::default()).expect("open");
     let hop: Transport = "smtp:[192.0.2.25]:25".parse().expect("transport");
-    let mut body =
-        format!("Subject: queued\r\nMessage-ID: <m@client.example>\r\n\r\n").into_bytes();
+    let mut body = b"Subject: queued\r\nMessage-ID: <m@client.example>\r\n\r\n".to_vec();
     body.resize(BODY, b'x');
     let t = Instant::now();
     for i in 0..n {
