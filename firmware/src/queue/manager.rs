@@ -346,6 +346,7 @@ impl QueueManager {
             .iter()
             .map(|h| self.intern(h.clone()))
             .collect();
+        self.msgs.reserve(recovered.messages.len());
         let mut rcpts = Vec::new();
         for m in &recovered.messages {
             if self.msgs.contains_key(&m.qid) {

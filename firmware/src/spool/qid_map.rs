@@ -32,9 +32,15 @@ impl<T> QidMap<T> {
     pub fn from_unsorted(mut entries: Vec<(QueueId, T)>) -> QidMap<T> {
         entries.sort_by_key(|(q, _)| *q);
         entries.dedup_by_key(|(q, _)| *q);
-        let mut slots = Vec::with_capacity(entries.len());
-        slots.extend(entries.into_iter().map(|(q, t)| (q, Some(t))));
+        // Collected in place when `Option<T>` is no bigger than `T`: no second copy of a
+        // million entries at start.
+        let slots = entries.into_iter().map(|(q, t)| (q, Some(t))).collect();
         QidMap { slots, holes: 0 }
+    }
+
+    /// Room for `more` messages, allocated once (a queue filled at start).
+    pub fn reserve(&mut self, more: usize) {
+        self.slots.reserve_exact(more);
     }
 
     pub fn len(&self) -> usize {

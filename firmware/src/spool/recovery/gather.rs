@@ -49,7 +49,11 @@ pub(super) type Repaired = (Loc, Header, Vec<u8>);
 /// The records of the whole log.
 #[derive(Default)]
 pub(super) struct Gathered {
-    pub seen: HashMap<u64, Seen>,
+    /// What was found per queue id, in order of first sight; `slots` finds a queue id's place.
+    /// The map holds only small numbers, so growing it moves little: a million messages'
+    /// records are gathered without copying their `Seen` on every rehash.
+    pub seen: Vec<(u64, Seen)>,
+    pub slots: HashMap<u64, u32>,
     pub interned: Interned,
     pub repaired: Vec<Repaired>,
     /// The segment new records go to: the newest, if it has room.
@@ -140,11 +144,25 @@ pub(super) fn gather_records<F: Flash>(
             };
             let start = (f.offset + HEADER) as usize;
             let body = &buf[start..start + h.len as usize];
-            let seen = out.seen.entry(h.qid).or_default();
+            let seen = seen_of(&mut out.seen, &mut out.slots, h.qid);
             absorb(seen, &mut out.interned, h.kind, loc, body);
         }
     }
     Ok(out)
+}
+
+/// What is known of `qid` so far (nothing yet: a new, empty entry).
+fn seen_of<'a>(
+    seen: &'a mut Vec<(u64, Seen)>,
+    slots: &mut HashMap<u64, u32>,
+    qid: u64,
+) -> &'a mut Seen {
+    let next = seen.len() as u32;
+    let i = *slots.entry(qid).or_insert(next);
+    if i == next {
+        seen.push((qid, Seen::default()));
+    }
+    &mut seen[i as usize].1
 }
 
 /// Where a damaged record sits.
@@ -183,7 +201,7 @@ impl Gathered {
             && h.kind == Kind::Commit
             && !at.at_tail
         {
-            self.seen.entry(h.qid).or_default().commit_damaged = true;
+            seen_of(&mut self.seen, &mut self.slots, h.qid).commit_damaged = true;
         }
     }
 
@@ -191,7 +209,7 @@ impl Gathered {
     fn take_repaired(&mut self, addr: u32, (h, bytes): (Header, Vec<u8>)) {
         let loc = Loc { addr, len: h.len };
         if let Some(body) = bytes.get(HEADER as usize..) {
-            let seen = self.seen.entry(h.qid).or_default();
+            let seen = seen_of(&mut self.seen, &mut self.slots, h.qid);
             absorb(seen, &mut self.interned, h.kind, loc, body);
         }
         self.repaired.push((loc, h, bytes));

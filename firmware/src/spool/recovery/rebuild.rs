@@ -2,8 +2,6 @@
 //! its begin, every body chunk and its commit are sound and no end record exists; damage costs
 //! only the message it hits, and is reported.
 
-use std::collections::HashMap;
-
 use crate::mail::QueueId;
 
 use super::super::index::{Entry, Loc};
@@ -17,12 +15,17 @@ use super::gather::{Interned, Seen};
 /// The index of the messages the log holds, and what the queue needs of them; what could not
 /// be brought back goes to `report`.
 pub(super) fn rebuild_index(
-    seen: HashMap<u64, Seen>,
+    seen: Vec<(u64, Seen)>,
     interned: Interned,
     report: &mut RecoveryReport,
 ) -> (QidMap<Entry>, RecoveredQueue) {
     let mut entries = Vec::with_capacity(seen.len());
-    let mut queue = RecoveredQueue::default();
+    // Sized once: a vector grown by doubling leaves its old copies behind in the heap.
+    let mut queue = RecoveredQueue {
+        messages: Vec::with_capacity(seen.len()),
+        recipients: Vec::with_capacity(seen.len()),
+        ..RecoveredQueue::default()
+    };
     for (qid, s) in seen {
         let qid = QueueId(qid);
         if s.end {
