@@ -419,6 +419,10 @@ async fn idle_clients_are_dropped_with_421() {
         c.reply().await,
         "421 4.4.2 mx.test Error: timeout exceeded\r\n"
     );
+    // And the session is over: the server closed the connection.
+    let mut rest = String::new();
+    let read = c.io.read_line(&mut rest).await.unwrap();
+    assert_eq!((read, rest.as_str()), (0, ""));
 }
 
 /// A resolver that answers nothing until the test lets it: a DNS server that has gone away.

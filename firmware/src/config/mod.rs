@@ -72,6 +72,14 @@ pub struct MtaConfig {
     pub message_rate_limit: u32,
     /// `smtpd_client_auth_rate_limit`: AUTH commands per client per minute; 0 no limit.
     pub auth_rate_limit: u32,
+    /// `default_process_limit`: SMTP sessions served at once, all listeners together (100).
+    /// An idle session costs a few kilobytes here, so a backup MX can raise it to thousands.
+    pub connection_limit: u32,
+    /// `smtpd_client_connection_count_limit`: sessions at once from one client address (50).
+    pub client_connection_limit: u32,
+    /// `smtpd_timeout`: how long a client may take to send a command (300 s); then
+    /// `421 4.4.2 ... Error: timeout exceeded` and the session is closed.
+    pub smtpd_timeout: Duration,
     /// `postscreen_greet_action`: `drop` hangs up on a client that talks before the greeting
     /// is complete; `ignore` (Postfix's default) greets at once.
     pub greet_action_drop: bool,
@@ -133,6 +141,9 @@ const GREET_WAIT: &str = "postscreen_greet_wait";
 const CONN_RATE: &str = "smtpd_client_connection_rate_limit";
 const MSG_RATE: &str = "smtpd_client_message_rate_limit";
 const AUTH_RATE: &str = "smtpd_client_auth_rate_limit";
+const PROCESS_LIMIT: &str = "default_process_limit";
+const CONN_COUNT: &str = "smtpd_client_connection_count_limit";
+const SMTPD_TIMEOUT: &str = "smtpd_timeout";
 const RUN_DELAY: &str = "zimbraMtaQueueRunDelay";
 const MIN_BACKOFF: &str = "zimbraMtaMinimalBackoffTime";
 const MAX_BACKOFF: &str = "zimbraMtaMaximalBackoffTime";
@@ -145,8 +156,9 @@ const SYSLOG: &str = "posternSyslogTarget";
 const VIRTUAL_TRANSPORT: &str = "virtual_transport";
 
 /// Time settings: attribute, default unit of a bare number.
-const TIMES: [(&str, Unit); 7] = [
+const TIMES: [(&str, Unit); 8] = [
     (GREET_WAIT, Unit::Seconds),
+    (SMTPD_TIMEOUT, Unit::Seconds),
     (RUN_DELAY, Unit::Seconds),
     (MIN_BACKOFF, Unit::Seconds),
     (MAX_BACKOFF, Unit::Seconds),
@@ -172,6 +184,9 @@ impl Default for MtaConfig {
             connection_rate_limit: 0,
             message_rate_limit: 0,
             auth_rate_limit: 0,
+            connection_limit: 100,
+            client_connection_limit: 50,
+            smtpd_timeout: Duration::from_secs(300),
             greet_action_drop: false,
             greet_wait: Duration::from_secs(6),
             queue_run_delay: Duration::from_secs(300),
@@ -210,6 +225,9 @@ impl MtaConfig {
         CONN_RATE,
         MSG_RATE,
         AUTH_RATE,
+        PROCESS_LIMIT,
+        CONN_COUNT,
+        SMTPD_TIMEOUT,
         GREET_ACTION,
         GREET_WAIT,
         RUN_DELAY,
@@ -284,6 +302,8 @@ impl MtaConfig {
             CONN_RATE => one(self.connection_rate_limit.to_string()),
             MSG_RATE => one(self.message_rate_limit.to_string()),
             AUTH_RATE => one(self.auth_rate_limit.to_string()),
+            PROCESS_LIMIT => one(self.connection_limit.to_string()),
+            CONN_COUNT => one(self.client_connection_limit.to_string()),
             GREET_ACTION => one(if self.greet_action_drop {
                 "drop"
             } else {
@@ -451,6 +471,8 @@ impl MtaConfig {
             CONN_RATE => self.connection_rate_limit = number(attr, v)?,
             MSG_RATE => self.message_rate_limit = number(attr, v)?,
             AUTH_RATE => self.auth_rate_limit = number(attr, v)?,
+            PROCESS_LIMIT => self.connection_limit = number(attr, v)?,
+            CONN_COUNT => self.client_connection_limit = number(attr, v)?,
             GREET_ACTION => {
                 self.greet_action_drop = match v.to_ascii_lowercase().as_str() {
                     "drop" => true,
@@ -505,6 +527,8 @@ impl MtaConfig {
             CONN_RATE => self.connection_rate_limit = other.connection_rate_limit,
             MSG_RATE => self.message_rate_limit = other.message_rate_limit,
             AUTH_RATE => self.auth_rate_limit = other.auth_rate_limit,
+            PROCESS_LIMIT => self.connection_limit = other.connection_limit,
+            CONN_COUNT => self.client_connection_limit = other.client_connection_limit,
             GREET_ACTION => self.greet_action_drop = other.greet_action_drop,
             MY_HOSTNAME => self.my_hostname = other.my_hostname.clone(),
             POSTMASTER => self.postmaster_address = other.postmaster_address.clone(),
@@ -516,6 +540,7 @@ impl MtaConfig {
     fn time(&self, attr: &str) -> &Duration {
         match attr {
             GREET_WAIT => &self.greet_wait,
+            SMTPD_TIMEOUT => &self.smtpd_timeout,
             RUN_DELAY => &self.queue_run_delay,
             MIN_BACKOFF => &self.minimal_backoff_time,
             MAX_BACKOFF => &self.maximal_backoff_time,
@@ -528,6 +553,7 @@ impl MtaConfig {
     fn time_mut(&mut self, attr: &str) -> &mut Duration {
         match attr {
             GREET_WAIT => &mut self.greet_wait,
+            SMTPD_TIMEOUT => &mut self.smtpd_timeout,
             RUN_DELAY => &mut self.queue_run_delay,
             MIN_BACKOFF => &mut self.minimal_backoff_time,
             MAX_BACKOFF => &mut self.maximal_backoff_time,
@@ -555,6 +581,15 @@ impl MtaConfig {
         }
         if self.recipient_limit == 0 {
             return Err(invalid(RCPT_LIMIT, "0", "must be at least 1"));
+        }
+        if self.connection_limit == 0 {
+            return Err(invalid(PROCESS_LIMIT, "0", "must be at least 1"));
+        }
+        if self.client_connection_limit == 0 {
+            return Err(invalid(CONN_COUNT, "0", "must be at least 1"));
+        }
+        if self.smtpd_timeout.is_zero() {
+            return Err(invalid(SMTPD_TIMEOUT, "0s", "must be at least 1s"));
         }
         if self.queue_run_delay.is_zero() {
             return Err(invalid(RUN_DELAY, "0s", "must be at least 1s"));

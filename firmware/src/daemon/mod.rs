@@ -99,6 +99,7 @@ impl Daemon {
     pub async fn start(opts: Options) -> Result<Daemon, DaemonError> {
         // The flash first: its lock says whether another postern already runs on it.
         let Opened { flash, directory } = open(&opts.flash).await?;
+        raise_open_files(directory.snapshot().config());
         let mut bound = Vec::new();
         for (kind, addrs) in [
             (ListenerKind::Smtp, &opts.smtp),
@@ -463,12 +464,26 @@ fn limits(c: &MtaConfig) -> Limits {
     Limits {
         message_size_limit: c.max_message_size,
         recipient_limit: c.recipient_limit as usize,
+        command_timeout: c.smtpd_timeout,
         greet_wait: if c.greet_action_drop {
             c.greet_wait
         } else {
             std::time::Duration::ZERO
         },
         ..Limits::default()
+    }
+}
+
+/// One descriptor per session: the soft limit on open files (often 1024) goes up to the hard one,
+/// and a `default_process_limit` the kernel would not let the box reach is said at start.
+fn raise_open_files(c: &MtaConfig) {
+    match hal::sys::limits::raise_open_files() {
+        Ok(Some(n)) if n < c.connection_limit as u64 + 64 => master(&format!(
+            "warning: default_process_limit {} but only {n} open files allowed (RLIMIT_NOFILE)",
+            c.connection_limit
+        )),
+        Ok(_) => {}
+        Err(e) => master(&format!("warning: cannot raise the open files limit: {e}")),
     }
 }
 
@@ -479,6 +494,8 @@ fn connection_limits(c: &MtaConfig) -> ConnectionLimits {
         connection_rate_limit: c.connection_rate_limit,
         message_rate_limit: c.message_rate_limit,
         auth_rate_limit: c.auth_rate_limit,
+        connection_limit: c.connection_limit as usize,
+        client_connection_limit: c.client_connection_limit as usize,
         ..ConnectionLimits::default()
     }
 }

@@ -20,6 +20,10 @@ use crate::smtp::received::received_header;
 use crate::smtp::server::stats::CommandStats;
 use crate::smtp::{Event, Mode, Session};
 
+/// Reads start into a small buffer: a command line fits, and thousands of idle sessions (a
+/// backup MX's peers, clients that connect and wait) cost little. A read that fills it grows it
+/// to `READ_BUF` (message content comes in large reads).
+const READ_BUF_IDLE: usize = 1024;
 const READ_BUF: usize = 16 * 1024;
 
 /// How a run of the session over one stream ended.
@@ -198,7 +202,7 @@ where
     S: MessageStore,
     A: Authenticator,
 {
-    let mut buf = vec![0u8; READ_BUF];
+    let mut buf = vec![0u8; READ_BUF_IDLE];
     // When the record in hand (a command line, or the content after 354) must be complete: set
     // when a reply goes out, later by `smtpd_min_data_rate` with every read.
     let mut record_deadline = session
@@ -242,6 +246,9 @@ where
                 Ok(n) => {
                     record_deadline += ctx.limits.record_extension(n);
                     session.feed(buf.get(..n).unwrap_or_default(), Instant::now());
+                    if n == buf.len() && buf.len() < READ_BUF {
+                        buf.resize(READ_BUF, 0);
+                    }
                 }
             },
             _ = tokio::time::sleep_until(deadline.into()) => {

@@ -1,6 +1,8 @@
 //! The sans-IO queue manager: a small index per message, per-destination concurrency and
 //! back-off, retry scheduling and lifetime. Time is always an argument (Unix seconds).
 
+mod reasons;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -10,6 +12,9 @@ use super::attempt::{AttemptReport, Job, RcptResult};
 use super::settings::QueueSettings;
 use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 use crate::mail::{Host, Transport};
+use crate::spool::qid_map::QidMap;
+use crate::spool::{RecoveredQueue, RecoveredState};
+use reasons::{ReasonId, Reasons};
 
 /// A message as the queue learns of it: from recovery at boot or from a fresh commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,36 +183,73 @@ enum MState {
     Hold,
 }
 
+/// One recipient: 16 bytes.
 struct Rcpt {
     next_hop: Arc<Transport>,
+    /// Shared between the recipients that got the same answer (see [`Reasons`]).
+    reason: ReasonId,
     state: RcptState,
-    /// Shared between the recipients that got the same answer: one string, not one each.
-    reason: Option<Arc<str>>,
 }
 
+/// The recipients of a message: the usual single one inline, more behind one pointer.
+enum Rcpts {
+    One(Rcpt),
+    // A thin pointer: `Box<[Rcpt]>` would make every message 8 bytes bigger.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<Rcpt>>),
+}
+
+impl Rcpts {
+    fn as_slice(&self) -> &[Rcpt] {
+        match self {
+            Rcpts::One(r) => std::slice::from_ref(r),
+            Rcpts::Many(v) => v,
+        }
+    }
+    fn as_mut_slice(&mut self) -> &mut [Rcpt] {
+        match self {
+            Rcpts::One(r) => std::slice::from_mut(r),
+            Rcpts::Many(v) => v,
+        }
+    }
+}
+
+/// One queued message: 40 bytes with one recipient. Times are Unix seconds in a u32 (good
+/// until 2106); a size past 4 GiB cannot sit on a u32-addressed flash and is shown as 4 GiB.
 struct Msg {
-    arrival: u64,
-    null_sender: bool,
-    size: u64,
-    rcpts: Vec<Rcpt>,
+    arrival: u32,
+    /// Deferred: when it is tried again. Active: when it entered the active queue (for the
+    /// delays in the mail log).
+    next_attempt: u32,
+    size: u32,
+    attempts: u16,
     state: MState,
-    next_attempt: u64,
-    activated: u64,
-    attempts: u32,
-    last_reason: Option<Arc<str>>,
+    null_sender: bool,
     warned: bool,
+    last_reason: ReasonId,
+    rcpts: Rcpts,
 }
 
 impl Msg {
+    fn rcpts(&self) -> &[Rcpt] {
+        self.rcpts.as_slice()
+    }
+    fn rcpts_mut(&mut self) -> &mut [Rcpt] {
+        self.rcpts.as_mut_slice()
+    }
     fn in_flight(&self) -> bool {
-        self.rcpts.iter().any(|r| r.state == RcptState::InFlight)
+        self.rcpts().iter().any(|r| r.state == RcptState::InFlight)
     }
     fn round_over(&self) -> bool {
         !self
-            .rcpts
+            .rcpts()
             .iter()
             .any(|r| matches!(r.state, RcptState::InFlight | RcptState::Pending))
     }
+}
+
+fn secs(t: u64) -> u32 {
+    u32::try_from(t).unwrap_or(u32::MAX)
 }
 
 #[derive(Default)]
@@ -224,8 +266,14 @@ struct Dest {
 /// The queue manager. See the module docs of [`crate::queue`].
 pub struct QueueManager {
     settings: QueueSettings,
-    msgs: BTreeMap<QueueId, Msg>,
+    msgs: QidMap<Msg>,
     dests: HashMap<Arc<Transport>, Dest>,
+    reasons: Reasons,
+    /// When deferred messages fall due or are due a delay warning: the queue run takes what is
+    /// due and leaves the rest untouched, so its cost follows the work, not the queue's size.
+    /// Entries can be stale (the message was requeued, held or deleted); they are checked when
+    /// taken.
+    timers: BTreeMap<u32, Vec<QueueId>>,
     /// Active messages that may have nothing left to try (recovered finished ones).
     check: Vec<QueueId>,
     next_queue_run: u64,
@@ -236,8 +284,10 @@ impl QueueManager {
     pub fn new(settings: QueueSettings) -> QueueManager {
         QueueManager {
             settings,
-            msgs: BTreeMap::new(),
+            msgs: QidMap::new(),
             dests: HashMap::new(),
+            reasons: Reasons::default(),
+            timers: BTreeMap::new(),
             check: Vec::new(),
             next_queue_run: 0,
             actions: Vec::new(),
@@ -268,11 +318,76 @@ impl QueueManager {
         if self.msgs.contains_key(&m.qid) {
             return;
         }
-        let rcpts = m
+        let hops: Vec<(Arc<Transport>, bool)> = m
             .recipients
             .into_iter()
-            .map(|(hop, done)| Rcpt {
-                next_hop: self.intern(hop),
+            .map(|(hop, done)| (self.intern(hop), done))
+            .collect();
+        let (state, reason) = match m.state {
+            QueueState::Active => (Start::Active, None),
+            QueueState::Deferred { until, reason } => (Start::Deferred(until), Some(reason)),
+            QueueState::Hold => (Start::Hold, None),
+        };
+        let start = Arrival {
+            qid: m.qid,
+            arrival: m.arrival,
+            null_sender: m.null_sender,
+            size: m.size,
+            state,
+        };
+        self.insert(start, hops, reason.as_deref(), now);
+    }
+
+    /// Every message the spool recovered at start, in the state it was in: next hops and
+    /// reasons are interned once for all of them.
+    pub fn add_recovered(&mut self, recovered: &RecoveredQueue, now: u64) {
+        let hops: Vec<Arc<Transport>> = recovered
+            .next_hops
+            .iter()
+            .map(|h| self.intern(h.clone()))
+            .collect();
+        self.msgs.reserve(recovered.messages.len());
+        let mut rcpts = Vec::new();
+        for m in &recovered.messages {
+            if self.msgs.contains_key(&m.qid) {
+                continue;
+            }
+            rcpts.clear();
+            for r in recovered.recipients_of(m) {
+                if let Some(h) = hops.get(r.next_hop as usize) {
+                    rcpts.push((h.clone(), r.done));
+                }
+            }
+            let (state, reason) = match m.state {
+                RecoveredState::Active => (Start::Active, None),
+                RecoveredState::Hold => (Start::Hold, None),
+                RecoveredState::Deferred { until, reason } => (
+                    Start::Deferred(until),
+                    recovered.reasons.get(reason as usize),
+                ),
+            };
+            let start = Arrival {
+                qid: m.qid,
+                arrival: m.arrival,
+                null_sender: m.null_sender,
+                size: m.size,
+                state,
+            };
+            self.insert(start, rcpts.drain(..), reason.map(String::as_str), now);
+        }
+    }
+
+    fn insert(
+        &mut self,
+        a: Arrival,
+        hops: impl IntoIterator<Item = (Arc<Transport>, bool)>,
+        reason: Option<&str>,
+        now: u64,
+    ) {
+        let mut rcpts: Vec<Rcpt> = hops
+            .into_iter()
+            .map(|(next_hop, done)| Rcpt {
+                next_hop,
                 // Recovery does not say how a finished recipient ended; for scheduling only
                 // "finished" matters, and DSNs read outcomes from the spool.
                 state: if done {
@@ -280,42 +395,53 @@ impl QueueManager {
                 } else {
                     RcptState::Pending
                 },
-                reason: None,
+                reason: ReasonId::NONE,
             })
             .collect();
-        let (state, next_attempt, last_reason) = match m.state {
-            QueueState::Active => (MState::Active, now, None),
-            QueueState::Deferred { until, reason } => {
-                (MState::Deferred, until, Some(Arc::from(reason)))
-            }
-            QueueState::Hold => (MState::Hold, 0, None),
+        let rcpts = if rcpts.len() == 1
+            && let Some(r) = rcpts.pop()
+        {
+            Rcpts::One(r)
+        } else {
+            rcpts.shrink_to_fit();
+            Rcpts::Many(Box::new(rcpts))
+        };
+        let (state, next_attempt) = match a.state {
+            Start::Active => (MState::Active, now),
+            Start::Deferred(until) => (MState::Deferred, until),
+            Start::Hold => (MState::Hold, 0),
         };
         // Whether a delay warning went out is not stored. A message recovered well past the
         // point where it would have been warned (warning time plus one full retry cycle) is
         // taken as warned, so a restart does not repeat warnings.
         let st = &self.settings;
         let warned = st.delay_warning_time > 0
-            && now.saturating_sub(m.arrival)
+            && now.saturating_sub(a.arrival)
                 > st.delay_warning_time
                     .saturating_add(st.maximal_backoff_time)
                     .saturating_add(st.queue_run_delay);
-        let msg = Msg {
-            arrival: m.arrival,
-            null_sender: m.null_sender,
-            size: m.size,
+        let mut msg = Msg {
+            arrival: secs(a.arrival),
+            null_sender: a.null_sender,
+            size: secs(a.size),
             rcpts,
             state,
-            next_attempt,
-            activated: now,
+            next_attempt: secs(next_attempt),
             attempts: 0,
-            last_reason,
+            last_reason: ReasonId::NONE,
             warned,
         };
-        self.msgs.insert(m.qid, msg);
-        if state == MState::Active {
-            self.enqueue(m.qid);
-            self.actions.push(Action::Activated { qid: m.qid });
+        self.reasons.set(&mut msg.last_reason, reason);
+        self.msgs.insert(a.qid, msg);
+        match state {
+            MState::Active => {
+                self.enqueue(a.qid);
+                self.actions.push(Action::Activated { qid: a.qid });
+            }
+            MState::Deferred => self.schedule(a.qid, next_attempt),
+            MState::Hold => {}
         }
+        self.schedule_warning(a.qid);
     }
 
     fn intern(&mut self, hop: Transport) -> Arc<Transport> {
@@ -327,13 +453,31 @@ impl QueueManager {
         k
     }
 
+    /// Look at `qid` again at the first queue run at or after `at`.
+    fn schedule(&mut self, qid: QueueId, at: u64) {
+        self.timers.entry(secs(at)).or_default().push(qid);
+    }
+
+    /// A delay warning is due at `arrival + delay_warning_time`: look at the message then.
+    fn schedule_warning(&mut self, qid: QueueId) {
+        let after = self.settings.delay_warning_time;
+        let Some(m) = self.msgs.get(&qid) else {
+            return;
+        };
+        if after == 0 || m.warned || m.null_sender {
+            return;
+        }
+        let at = u64::from(m.arrival).saturating_add(after);
+        self.schedule(qid, at);
+    }
+
     /// Put an active message in line at each next hop it has pending recipients for.
     fn enqueue(&mut self, qid: QueueId) {
         let Some(m) = self.msgs.get(&qid) else {
             return;
         };
         let mut seen: Vec<&Arc<Transport>> = Vec::new();
-        for r in &m.rcpts {
+        for r in m.rcpts() {
             if r.state == RcptState::Pending && !seen.iter().any(|h| Arc::ptr_eq(h, &r.next_hop)) {
                 seen.push(&r.next_hop);
                 if let Some(d) = self.dests.get_mut(&r.next_hop) {
@@ -384,26 +528,33 @@ impl QueueManager {
         }
     }
 
-    /// Move due deferred messages to the active queue and send due delay warnings.
+    /// Move due deferred messages to the active queue and send due delay warnings: only the
+    /// timers that are due are looked at.
     fn queue_run(&mut self, now: u64) {
         self.next_queue_run = now.saturating_add(self.settings.queue_run_delay.max(1));
-        let due: Vec<QueueId> = self
-            .msgs
-            .iter()
-            .filter(|(_, m)| m.state == MState::Deferred && m.next_attempt <= now)
-            .map(|(q, _)| *q)
-            .collect();
-        for qid in due {
-            self.activate(qid, now);
+        let later = self.timers.split_off(&secs(now).saturating_add(1));
+        let due = std::mem::replace(&mut self.timers, later);
+        let mut woken: Vec<QueueId> = due.into_values().flatten().collect();
+        // Oldest first, each once, as a scan of the queue would find them.
+        woken.sort_unstable();
+        woken.dedup();
+        for &qid in &woken {
+            let ready = self
+                .msgs
+                .get(&qid)
+                .is_some_and(|m| m.state == MState::Deferred && u64::from(m.next_attempt) <= now);
+            if ready {
+                self.activate(qid, now);
+            }
         }
-        let waiting: Vec<QueueId> = self
-            .msgs
-            .iter()
-            .filter(|(_, m)| m.state == MState::Deferred)
-            .map(|(q, _)| *q)
-            .collect();
-        for qid in waiting {
-            self.maybe_warn(qid, now);
+        for qid in woken {
+            let waits = self
+                .msgs
+                .get(&qid)
+                .is_some_and(|m| m.state == MState::Deferred);
+            if waits {
+                self.maybe_warn(qid, now);
+            }
         }
     }
 
@@ -412,9 +563,8 @@ impl QueueManager {
             return;
         };
         m.state = MState::Active;
-        m.activated = now;
-        m.next_attempt = now;
-        for r in &mut m.rcpts {
+        m.next_attempt = secs(now);
+        for r in m.rcpts_mut() {
             if r.state == RcptState::Deferred {
                 r.state = RcptState::Pending;
             }
@@ -443,7 +593,7 @@ impl QueueManager {
                 continue;
             }
             let idx: Vec<usize> = m
-                .rcpts
+                .rcpts()
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| r.state == RcptState::Pending && Arc::ptr_eq(&r.next_hop, hop))
@@ -454,14 +604,14 @@ impl QueueManager {
             }
             if dead {
                 let reason = format!("delivery temporarily suspended: {}", dest.dead_reason);
-                let shared: Arc<str> = Arc::from(reason.as_str());
+                self.reasons.set(&mut m.last_reason, Some(&reason));
+                let shared = m.last_reason;
                 for &i in &idx {
-                    if let Some(r) = m.rcpts.get_mut(i) {
+                    if let Some(r) = m.rcpts_mut().get_mut(i) {
                         r.state = RcptState::Deferred;
-                        r.reason = Some(shared.clone());
+                        self.reasons.assign(&mut r.reason, shared);
                     }
                 }
-                m.last_reason = Some(shared);
                 self.actions.push(Action::Suspended {
                     qid,
                     recipients: idx,
@@ -474,7 +624,7 @@ impl QueueManager {
             for chunk in chunks.by_ref() {
                 dest.active += 1;
                 for &i in chunk {
-                    if let Some(r) = m.rcpts.get_mut(i) {
+                    if let Some(r) = m.rcpts_mut().get_mut(i) {
                         r.state = RcptState::InFlight;
                     }
                 }
@@ -482,7 +632,7 @@ impl QueueManager {
                     qid,
                     next_hop: (**hop).clone(),
                     recipients: chunk.to_vec(),
-                    activated: m.activated,
+                    activated: u64::from(m.next_attempt),
                 });
                 if dest.active >= limit {
                     break;
@@ -517,7 +667,7 @@ impl QueueManager {
             return;
         };
         for (index, result) in report.results {
-            let Some(r) = m.rcpts.get_mut(index) else {
+            let Some(r) = m.rcpts.as_mut_slice().get_mut(index) else {
                 continue;
             };
             if r.state != RcptState::InFlight {
@@ -526,7 +676,7 @@ impl QueueManager {
             match result {
                 RcptResult::Delivered { relay, reply } => {
                     r.state = RcptState::Delivered;
-                    r.reason = None;
+                    self.reasons.clear(&mut r.reason);
                     self.actions.push(Action::MarkRecipient {
                         qid,
                         index,
@@ -538,12 +688,8 @@ impl QueueManager {
                 }
                 RcptResult::Deferred { reason, .. } => {
                     r.state = RcptState::Deferred;
-                    let shared = match &m.last_reason {
-                        Some(last) if **last == *reason => last.clone(),
-                        _ => Arc::from(reason),
-                    };
-                    r.reason = Some(shared.clone());
-                    m.last_reason = Some(shared);
+                    self.reasons.set(&mut r.reason, Some(&reason));
+                    self.reasons.assign(&mut m.last_reason, r.reason);
                 }
                 RcptResult::Bounced {
                     status,
@@ -551,7 +697,7 @@ impl QueueManager {
                     remote_mta,
                 } => {
                     r.state = RcptState::Failed;
-                    r.reason = Some(Arc::from(diagnostic.as_str()));
+                    self.reasons.set(&mut r.reason, Some(&diagnostic));
                     self.actions.push(Action::MarkRecipient {
                         qid,
                         index,
@@ -565,10 +711,11 @@ impl QueueManager {
             }
         }
         // A job that forgot a recipient must not leave it in flight forever.
-        for r in &mut m.rcpts {
+        for r in m.rcpts_mut() {
             if r.state == RcptState::InFlight && Arc::as_ref(&r.next_hop) == &report.next_hop {
                 r.state = RcptState::Deferred;
-                r.reason = Some("delivery attempt gave no result".into());
+                self.reasons
+                    .set(&mut r.reason, Some("delivery attempt gave no result"));
             }
         }
         if m.round_over() {
@@ -584,7 +731,7 @@ impl QueueManager {
         if m.in_flight() {
             return;
         }
-        if m.rcpts.iter().all(|r| r.state.is_final()) {
+        if m.rcpts().iter().all(|r| r.state.is_final()) {
             let null_sender = m.null_sender;
             self.drop_message(qid);
             if !null_sender {
@@ -599,7 +746,7 @@ impl QueueManager {
         if m.state == MState::Hold {
             return;
         }
-        let age = now.saturating_sub(m.arrival);
+        let age = now.saturating_sub(u64::from(m.arrival));
         let lifetime = if m.null_sender {
             self.settings.bounce_queue_lifetime
         } else {
@@ -617,13 +764,18 @@ impl QueueManager {
         );
         let until = now.saturating_add(backoff);
         m.state = MState::Deferred;
-        m.next_attempt = until;
+        m.next_attempt = secs(until);
         m.attempts = m.attempts.saturating_add(1);
-        let reason = m.last_reason.as_deref().unwrap_or("deferred").to_string();
+        let reason = self
+            .reasons
+            .text(m.last_reason)
+            .unwrap_or("deferred")
+            .to_string();
         self.actions.push(Action::SetState {
             qid,
             state: QueueState::Deferred { until, reason },
         });
+        self.schedule(qid, until);
         self.maybe_warn(qid, now);
     }
 
@@ -633,14 +785,15 @@ impl QueueManager {
             return;
         };
         self.actions.push(Action::Expired { qid });
-        for (index, r) in m.rcpts.iter_mut().enumerate() {
+        let last = m.last_reason;
+        for (index, r) in m.rcpts.as_mut_slice().iter_mut().enumerate() {
             if r.state.is_final() {
                 continue;
             }
-            let why = r
-                .reason
-                .as_deref()
-                .or(m.last_reason.as_deref())
+            let why = self
+                .reasons
+                .text(r.reason)
+                .or(self.reasons.text(last))
                 .unwrap_or("delivery time expired");
             self.actions.push(Action::MarkRecipient {
                 qid,
@@ -672,11 +825,11 @@ impl QueueManager {
         if warn_after == 0 || m.warned || m.null_sender {
             return;
         }
-        if now.saturating_sub(m.arrival) < warn_after {
+        if now.saturating_sub(u64::from(m.arrival)) < warn_after {
             return;
         }
         let recipients: Vec<usize> = m
-            .rcpts
+            .rcpts()
             .iter()
             .enumerate()
             .filter(|(_, r)| !r.state.is_final())
@@ -693,7 +846,12 @@ impl QueueManager {
     }
 
     fn drop_message(&mut self, qid: QueueId) {
-        self.msgs.remove(&qid);
+        if let Some(mut m) = self.msgs.remove(&qid) {
+            self.reasons.clear(&mut m.last_reason);
+            for r in m.rcpts_mut() {
+                self.reasons.clear(&mut r.reason);
+            }
+        }
     }
 
     fn prune_dests(&mut self) {
@@ -712,8 +870,12 @@ impl QueueManager {
         if !self.actions.is_empty() {
             return Some(0);
         }
-        let deferred = self.msgs.values().any(|m| m.state == MState::Deferred);
-        let run = deferred.then_some(self.next_queue_run);
+        // Deferred messages move at queue runs: the first run at or after the first timer.
+        let run = self
+            .timers
+            .keys()
+            .next()
+            .map(|&t| self.next_queue_run.max(u64::from(t)));
         let dead = self.dests.values().filter_map(|d| d.dead_until).min();
         match (run, dead) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -772,7 +934,7 @@ impl QueueManager {
             state: QueueState::Active,
         });
         if let Some(m) = self.msgs.get(&qid) {
-            for r in &m.rcpts {
+            for r in m.rcpts() {
                 if let Some(d) = self.dests.get_mut(&r.next_hop) {
                     d.dead_until = None;
                 }
@@ -811,11 +973,11 @@ impl QueueManager {
             .iter()
             .filter(|(_, m)| {
                 m.state == MState::Deferred
-                    && m.rcpts
+                    && m.rcpts()
                         .iter()
                         .any(|r| !r.state.is_final() && matches(&r.next_hop))
             })
-            .map(|(q, _)| *q)
+            .map(|(q, _)| q)
             .collect();
         for &qid in &due {
             self.activate(qid, now);
@@ -825,7 +987,7 @@ impl QueueManager {
 
     /// The queue as `postqueue -p` would list it, oldest first, with per-recipient state.
     pub fn list(&self) -> Vec<MessageView> {
-        self.msgs.iter().map(|(q, m)| self.view(*q, m)).collect()
+        self.msgs.iter().map(|(q, m)| self.view(q, m)).collect()
     }
 
     /// One message of [`list`](Self::list).
@@ -834,37 +996,54 @@ impl QueueManager {
     }
 
     fn view(&self, qid: QueueId, m: &Msg) -> MessageView {
-        let reason = m.last_reason.as_deref().map(str::to_string);
+        let reason = self.reasons.text(m.last_reason).map(str::to_string);
+        let next_attempt = u64::from(m.next_attempt);
         let state = match m.state {
             MState::Active => QueueState::Active,
             MState::Hold => QueueState::Hold,
             MState::Deferred => QueueState::Deferred {
-                until: m.next_attempt,
+                until: next_attempt,
                 reason: reason.clone().unwrap_or_default(),
             },
         };
         MessageView {
             qid,
-            arrival: m.arrival,
-            size: m.size,
+            arrival: u64::from(m.arrival),
+            size: u64::from(m.size),
             null_sender: m.null_sender,
             state,
-            next_attempt: (m.state == MState::Deferred).then_some(m.next_attempt),
-            attempts: m.attempts,
+            next_attempt: (m.state == MState::Deferred).then_some(next_attempt),
+            attempts: u32::from(m.attempts),
             last_reason: reason,
             recipients: m
-                .rcpts
+                .rcpts()
                 .iter()
                 .enumerate()
                 .map(|(index, r)| RcptView {
                     index,
                     next_hop: (*r.next_hop).clone(),
                     state: r.state,
-                    last_reason: r.reason.as_deref().map(str::to_string),
+                    last_reason: self.reasons.text(r.reason).map(str::to_string),
                 })
                 .collect(),
         }
     }
+}
+
+/// How a message enters the queue.
+enum Start {
+    Active,
+    Deferred(u64),
+    Hold,
+}
+
+/// What [`QueueManager::insert`] needs besides recipients and reason.
+struct Arrival {
+    qid: QueueId,
+    arrival: u64,
+    null_sender: bool,
+    size: u64,
+    state: Start,
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use crate::log::{self, Delays, DeliveryLine, LogSink, Program, Status};
 use crate::mail::{EnhancedStatus, Envelope, QueueId, QueueState, RecipientOutcome};
 use crate::mail::{Protocol, Transport};
 use crate::metrics;
+use crate::spool::RecoveredQueue;
 
 /// What the runner reads of a stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +86,7 @@ pub struct QueueHandle {
 
 enum Command {
     Add(QueuedMessage),
+    AddRecovered(Box<RecoveredQueue>),
     Hold(QueueId, oneshot::Sender<bool>),
     Release(QueueId, oneshot::Sender<bool>),
     Requeue(QueueId, oneshot::Sender<bool>),
@@ -100,6 +102,13 @@ impl QueueHandle {
     /// A message was committed to the spool (or found at recovery).
     pub async fn add(&self, m: QueuedMessage) {
         let _ = self.tx.send(Command::Add(m)).await;
+    }
+    /// What the spool recovered at start, all at once.
+    pub async fn add_recovered(&self, recovered: RecoveredQueue) {
+        let _ = self
+            .tx
+            .send(Command::AddRecovered(Box::new(recovered)))
+            .await;
     }
     pub async fn hold(&self, qid: QueueId) -> bool {
         self.ask(|r| Command::Hold(qid, r)).await.unwrap_or(false)
@@ -238,6 +247,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         let now = self.now();
         match c {
             Command::Add(m) => self.qm.add(m, now),
+            Command::AddRecovered(r) => self.qm.add_recovered(&r, now),
             Command::Hold(q, r) => drop(r.send(self.qm.hold(q))),
             Command::Release(q, r) => drop(r.send(self.qm.release(q, now))),
             Command::Requeue(q, r) => drop(r.send(self.qm.requeue(q, now))),

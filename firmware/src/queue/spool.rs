@@ -63,20 +63,11 @@ impl QueueHandle {
         .await;
     }
 
-    /// Every message the spool recovered at start, in the state it was in.
+    /// Every message on the spool, in the state it was in: at start, what recovery found.
     pub async fn recover(&self, spool: &SpoolHandle) -> Result<usize, SpoolError> {
-        let recovered = spool.list().await?;
+        let recovered = spool.take_recovered().await?;
         let n = recovered.len();
-        for m in recovered {
-            self.add(QueuedMessage::from_envelope(
-                m.qid,
-                &m.envelope,
-                &m.outcomes,
-                m.state,
-                m.size,
-            ))
-            .await;
-        }
+        self.add_recovered(recovered).await;
         Ok(n)
     }
 }

@@ -26,11 +26,14 @@ mod format;
 pub mod fuzz;
 mod index;
 mod logring;
+pub(crate) mod qid_map;
 mod record;
+mod recovered;
 mod recovery;
 pub mod service;
 mod slots;
 mod store;
+mod summary;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +43,7 @@ pub use error::SpoolError;
 pub use format::{FORMAT_VERSION, SpoolGeometry};
 pub use index::MessageSummary;
 pub use logring::LogLines;
+pub use recovered::{RecoveredMessage, RecoveredQueue, RecoveredRecipient, RecoveredState};
 pub use service::{Incoming, SpoolHandle};
 pub use store::Spool;
 

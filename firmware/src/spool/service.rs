@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 
-use super::{FlashInfo, LogLines, MessageSummary, Region, Spool, SpoolError};
+use super::{FlashInfo, LogLines, MessageSummary, RecoveredQueue, Region, Spool, SpoolError};
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
@@ -34,6 +34,7 @@ enum Request {
     Remove(QueueId, Reply<()>),
     List(Reply<Vec<MessageSummary>>),
     Get(QueueId, Reply<Option<MessageSummary>>),
+    TakeRecovered(Reply<RecoveredQueue>),
     ReadBody(QueueId, Reply<Vec<u8>>),
     Info(Reply<FlashInfo>),
     ReadSlot(Region, Reply<Option<Vec<u8>>>),
@@ -148,6 +149,11 @@ impl SpoolHandle {
     /// Every committed message, oldest first.
     pub async fn list(&self) -> Result<Vec<MessageSummary>, SpoolError> {
         self.ask(Request::List).await
+    }
+
+    /// Every committed message as the queue manager needs it (see [`Spool::take_recovered`]).
+    pub async fn take_recovered(&self) -> Result<RecoveredQueue, SpoolError> {
+        self.ask(Request::TakeRecovered).await
     }
 
     pub async fn get(&self, qid: QueueId) -> Result<Option<MessageSummary>, SpoolError> {
@@ -466,6 +472,9 @@ impl<F: Flash> Writer<F> {
             }
             Request::Get(qid, r) => {
                 let _ = r.send(Ok(s.get(qid)));
+            }
+            Request::TakeRecovered(r) => {
+                let _ = r.send(Ok(s.take_recovered()));
             }
             Request::ReadBody(qid, r) => {
                 let _ = r.send(s.read_body(qid));

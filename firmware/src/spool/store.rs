@@ -1,6 +1,5 @@
 //! The sync core: appends records, syncs, compacts the segment ring, answers reads.
 
-use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 
 use hal::flash::Flash;
@@ -9,6 +8,7 @@ use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
 
 use super::format::{Layout, SEG_HEADER, SpoolGeometry, encode_seg_a, encode_seg_b};
 use super::index::{Entry, Loc, MessageSummary};
+use super::qid_map::QidMap;
 use super::record::{self, CommitBody, HEADER, Kind, RecipientBody, StateBody, record_size};
 use super::slots::SlotView;
 use super::{FlashInfo, Region, RegionInfo, SpoolError, SpoolSettings};
@@ -77,7 +77,9 @@ pub struct Spool<F: Flash> {
     pub(crate) segs: Vec<Seg>,
     pub(crate) head: Option<u32>,
     pub(crate) next_seq: u64,
-    pub(crate) index: BTreeMap<QueueId, Entry>,
+    pub(crate) index: QidMap<Entry>,
+    /// What recovery found, for the queue manager, until it takes it.
+    pub(crate) recovered: Option<super::RecoveredQueue>,
     pub(crate) last_qid: u64,
     pub(crate) pending: Vec<QueueId>,
     pub(crate) slots: [SlotView; 2],
@@ -166,7 +168,7 @@ impl<F: Flash> Spool<F> {
             postcard::to_allocvec(envelope).map_err(|e| SpoolError::Encode(e.to_string()))?;
         let loc = self.append(Kind::Begin, qid.0, &[&body], purpose)?;
         self.add_live(loc);
-        self.index.insert(qid, Entry::new(envelope.clone(), loc));
+        self.index.insert(qid, Entry::new(envelope, loc));
         Ok(qid)
     }
 
@@ -177,18 +179,16 @@ impl<F: Flash> Spool<F> {
         let chunk_size = self.settings.chunk_size as usize;
         for piece in data.chunks(chunk_size) {
             let (n, purpose) = match self.index.get(&qid) {
-                Some(e) if e.commit.is_none() => (
-                    e.chunks.len() as u32 + u32::from(e.head_held),
-                    Purpose::new_mail(&e.envelope),
-                ),
+                Some(e) if !e.committed() => {
+                    (e.chunk_count() + u32::from(e.head_held()), purpose_of(e))
+                }
                 _ => return Err(SpoolError::NoSuchMessage(qid)),
             };
             self.admit(piece.len() as u64, purpose)?;
             let loc = self.append(Kind::Chunk, qid.0, &[&n.to_le_bytes(), piece], purpose)?;
             self.add_live(loc);
             if let Some(e) = self.index.get_mut(&qid) {
-                e.chunks.push(loc);
-                e.size += piece.len() as u64;
+                e.push_chunk(loc);
             }
         }
         Ok(())
@@ -199,8 +199,8 @@ impl<F: Flash> Spool<F> {
     /// behind them is on flash. Recovery orders chunks by index, so nothing else changes.
     pub fn hold_head(&mut self, qid: QueueId) -> Result<(), SpoolError> {
         match self.index.get_mut(&qid) {
-            Some(e) if e.commit.is_none() && e.chunks.is_empty() => {
-                e.head_held = true;
+            Some(e) if !e.committed() && e.chunk_count() == 0 => {
+                e.set_head_held(true);
                 Ok(())
             }
             _ => Err(SpoolError::NoSuchMessage(qid)),
@@ -211,16 +211,15 @@ impl<F: Flash> Spool<F> {
     pub fn write_head(&mut self, qid: QueueId, data: &[u8]) -> Result<(), SpoolError> {
         self.check_writable()?;
         let purpose = match self.index.get(&qid) {
-            Some(e) if e.commit.is_none() && e.head_held => Purpose::new_mail(&e.envelope),
+            Some(e) if !e.committed() && e.head_held() => purpose_of(e),
             _ => return Err(SpoolError::NoSuchMessage(qid)),
         };
         self.admit(data.len() as u64, purpose)?;
         let loc = self.append(Kind::Chunk, qid.0, &[&0u32.to_le_bytes(), data], purpose)?;
         self.add_live(loc);
         if let Some(e) = self.index.get_mut(&qid) {
-            e.chunks.insert(0, loc);
-            e.size += data.len() as u64;
-            e.head_held = false;
+            e.insert_head(loc);
+            e.set_head_held(false);
         }
         Ok(())
     }
@@ -229,13 +228,13 @@ impl<F: Flash> Spool<F> {
     /// [`Spool::sync`]; only then may the client be told 250.
     pub fn commit(&mut self, qid: QueueId) -> Result<(), SpoolError> {
         self.check_writable()?;
-        if self.index.get(&qid).is_some_and(|e| e.head_held) {
+        if self.index.get(&qid).is_some_and(Entry::head_held) {
             self.write_head(qid, b"")?;
         }
         let body = match self.index.get(&qid) {
-            Some(e) if e.commit.is_none() => CommitBody {
-                chunks: e.chunks.len() as u32,
-                size: e.size,
+            Some(e) if !e.committed() => CommitBody {
+                chunks: e.chunk_count(),
+                size: e.size(),
             },
             _ => return Err(SpoolError::NoSuchMessage(qid)),
         };
@@ -243,7 +242,7 @@ impl<F: Flash> Spool<F> {
         let loc = self.append(Kind::Commit, qid.0, &[&body], Purpose::Delivery)?;
         self.add_live(loc);
         if let Some(e) = self.index.get_mut(&qid) {
-            e.commit = Some(loc);
+            e.commit = loc;
         }
         self.pending.push(qid);
         Ok(())
@@ -252,7 +251,7 @@ impl<F: Flash> Spool<F> {
     /// Forgets a message that was begun but not committed. Nothing is written: without a commit
     /// record its records are garbage, reclaimed by compaction.
     pub fn abandon(&mut self, qid: QueueId) {
-        if self.index.get(&qid).is_some_and(|e| e.commit.is_none()) {
+        if self.index.get(&qid).is_some_and(|e| !e.committed()) {
             self.drop_entry(qid);
         }
     }
@@ -266,8 +265,8 @@ impl<F: Flash> Spool<F> {
     ) -> Result<(), SpoolError> {
         self.check_writable()?;
         match self.index.get(&qid) {
-            Some(e) if e.commit.is_some() => {
-                if index >= e.outcomes.len() {
+            Some(e) if e.committed() => {
+                if index >= e.recipients() {
                     return Err(SpoolError::NoSuchRecipient { qid, index });
                 }
             }
@@ -280,10 +279,10 @@ impl<F: Flash> Spool<F> {
         let bytes = postcard::to_allocvec(&body).map_err(|e| SpoolError::Encode(e.to_string()))?;
         let loc = self.append(Kind::Recipient, qid.0, &[&bytes], Purpose::Delivery)?;
         self.add_live(loc);
-        let old = self.index.get_mut(&qid).and_then(|e| {
-            let slot = e.outcomes.get_mut(index)?;
-            slot.replace((body.outcome, loc)).map(|(_, l)| l)
-        });
+        let old = self
+            .index
+            .get_mut(&qid)
+            .and_then(|e| e.set_outcome(index, loc));
         if let Some(old) = old {
             self.sub_live(old);
         }
@@ -294,7 +293,7 @@ impl<F: Flash> Spool<F> {
     pub fn set_state(&mut self, qid: QueueId, state: QueueState) -> Result<(), SpoolError> {
         self.check_writable()?;
         let version = match self.index.get(&qid) {
-            Some(e) if e.commit.is_some() => e.state_version + 1,
+            Some(e) if e.committed() => e.state_version + 1,
             _ => return Err(SpoolError::NoSuchMessage(qid)),
         };
         let body = StateBody { version, state };
@@ -302,9 +301,8 @@ impl<F: Flash> Spool<F> {
         let loc = self.append(Kind::State, qid.0, &[&bytes], Purpose::Delivery)?;
         self.add_live(loc);
         let old = self.index.get_mut(&qid).and_then(|e| {
-            e.state = body.state;
             e.state_version = version;
-            e.state_loc.replace(loc)
+            std::mem::replace(&mut e.state_loc, loc).get()
         });
         if let Some(old) = old {
             self.sub_live(old);
@@ -317,7 +315,7 @@ impl<F: Flash> Spool<F> {
         self.check_writable()?;
         match self.index.get(&qid) {
             None => return Err(SpoolError::NoSuchMessage(qid)),
-            Some(e) if e.commit.is_none() => {
+            Some(e) if !e.committed() => {
                 self.drop_entry(qid);
                 return Ok(());
             }
@@ -334,21 +332,25 @@ impl<F: Flash> Spool<F> {
         self.sync_flash()
     }
 
-    /// Messages whose commit is synced, oldest first.
-    pub fn list(&self) -> Vec<MessageSummary> {
-        self.index
+    /// Messages whose commit is synced, oldest first, read back from flash. A message whose
+    /// records no longer read back sound is left out (`get` and `read_body` say `Damaged`).
+    pub fn list(&mut self) -> Vec<MessageSummary> {
+        let durable: Vec<(QueueId, Entry)> = self
+            .index
             .iter()
-            .filter(|(_, e)| e.durable)
-            .map(|(q, e)| e.summary(*q))
+            .filter(|(_, e)| e.durable())
+            .map(|(q, e)| (q, e.clone()))
+            .collect();
+        durable
+            .into_iter()
+            .filter_map(|(q, e)| self.summarize(q, &e).ok())
             .collect()
     }
 
-    /// One message whose commit is synced.
-    pub fn get(&self, qid: QueueId) -> Option<MessageSummary> {
-        self.index
-            .get(&qid)
-            .filter(|e| e.durable)
-            .map(|e| e.summary(qid))
+    /// One message whose commit is synced, read back from flash.
+    pub fn get(&mut self, qid: QueueId) -> Option<MessageSummary> {
+        let e = self.index.get(&qid).filter(|e| e.durable())?.clone();
+        self.summarize(qid, &e).ok()
     }
 
     /// Reads a committed message's body back from flash, checking every chunk's CRC.
@@ -356,22 +358,15 @@ impl<F: Flash> Spool<F> {
         let e = self
             .index
             .get(&qid)
-            .filter(|e| e.commit.is_some())
+            .filter(|e| e.committed())
             .ok_or(SpoolError::NoSuchMessage(qid))?;
-        let chunks = e.chunks.clone();
-        let mut body = Vec::with_capacity(e.size as usize);
+        let chunks: Vec<Loc> = e.chunks().collect();
+        let mut body = Vec::with_capacity(e.size() as usize);
         let mut buf = Vec::new();
         for loc in chunks {
-            buf.resize((HEADER + loc.len) as usize, 0);
-            self.flash.read(loc.addr, &mut buf)?;
-            let h = record::decode_header(self.layout.nonce, &buf, loc.len as usize)
-                .filter(|h| h.kind == Kind::Chunk && h.qid == qid.0 && h.len == loc.len)
-                .ok_or(SpoolError::Damaged(qid))?;
-            let b = &buf[HEADER as usize..];
-            if !record::body_ok(self.layout.nonce, &h, b) || b.len() < 4 {
-                return Err(SpoolError::Damaged(qid));
-            }
-            body.extend_from_slice(&b[4..]);
+            self.read_record(qid, Kind::Chunk, loc, &mut buf)?;
+            let b = buf.get(4..).ok_or(SpoolError::Damaged(qid))?;
+            body.extend_from_slice(b);
         }
         Ok(body)
     }
@@ -423,7 +418,7 @@ impl<F: Flash> Spool<F> {
             segments_used: count(SegState::Used),
             segments_free: count(SegState::Free),
             segments_bad: count(SegState::Bad),
-            messages: self.index.values().filter(|e| e.durable).count(),
+            messages: self.index.values().filter(|e| e.durable()).count(),
             erase_min: counts.iter().copied().min().unwrap_or(0),
             erase_max: counts.iter().copied().max().unwrap_or(0),
             erase_avg: if counts.is_empty() {
@@ -472,7 +467,7 @@ impl<F: Flash> Spool<F> {
         self.stats.syncs += 1;
         for qid in std::mem::take(&mut self.pending) {
             if let Some(e) = self.index.get_mut(&qid) {
-                e.durable = true;
+                e.set_durable();
             }
         }
         Ok(())
@@ -735,6 +730,15 @@ impl<F: Flash> Spool<F> {
         if let Some(seg) = self.segs.get_mut(s) {
             seg.live = seg.live.saturating_sub(loc.size());
         }
+    }
+}
+
+/// New mail waits for the free segments kept back; a bounce may dig into them.
+fn purpose_of(e: &Entry) -> Purpose {
+    if e.bounce() {
+        Purpose::Delivery
+    } else {
+        Purpose::Message
     }
 }
 

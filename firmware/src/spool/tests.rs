@@ -173,7 +173,7 @@ fn uncommitted_message_is_dropped_and_unsynced_commit_is_not_listed() {
     assert!(spool.get(q2).is_none(), "not durable before sync");
     spool.sync().unwrap();
     assert!(spool.get(q2).is_some());
-    let (spool, report) = reopen(spool);
+    let (mut spool, report) = reopen(spool);
     assert_eq!(report.dropped_uncommitted, 1);
     assert!(spool.get(q1).is_none());
     assert!(spool.get(q2).is_some());
@@ -215,7 +215,7 @@ fn recipients_state_and_removal_persist() {
     let q2 = put(&mut spool, b"second", 2);
     spool.remove(q2).unwrap();
     spool.sync().unwrap();
-    let (spool, _) = reopen(spool);
+    let (mut spool, _) = reopen(spool);
     let m = spool.get(q).unwrap();
     assert_eq!(m.outcomes, vec![None, Some(done)]);
     assert_eq!(m.state, until);
@@ -310,7 +310,7 @@ fn full_spool_refuses_new_mail_with_452_but_keeps_delivery_working() {
     }
     // And the space comes back.
     put(&mut spool, &body(600, 4), 10_000);
-    let (spool, report) = reopen(spool);
+    let (mut spool, report) = reopen(spool);
     assert_eq!(report.messages, 1);
     assert_eq!(spool.list().len(), 1);
 }
@@ -435,7 +435,7 @@ fn bit_flip_in_a_body_costs_that_message_only() {
     let a = put(&mut spool, &body(150, 1), 1);
     let b = put(&mut spool, &body(150, 2), 2);
     let c = put(&mut spool, &body(150, 3), 3);
-    let target = spool.index.get(&b).unwrap().chunks[0].addr + 40;
+    let target = spool.index.get(&b).unwrap().chunks().next().unwrap().addr + 40;
     let mut flash = spool.into_flash();
     flash.flip_bit(target, 5);
     let (mut spool, report) = Spool::open(flash, settings()).unwrap();

@@ -12,6 +12,7 @@ pub mod dhcp;
 pub mod dhcp_socket;
 pub mod hostname;
 pub mod icmp;
+pub mod limits;
 pub mod modules;
 pub mod mounts;
 pub mod net;

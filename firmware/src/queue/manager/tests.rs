@@ -599,3 +599,12 @@ fn a_restart_does_not_repeat_an_old_delay_warning() {
     }
     assert!(warned);
 }
+
+#[test]
+fn a_queued_message_with_one_recipient_takes_40_bytes() {
+    assert!(std::mem::size_of::<Msg>() <= 40);
+    assert_eq!(
+        std::mem::size_of::<Option<Msg>>(),
+        std::mem::size_of::<Msg>()
+    );
+}

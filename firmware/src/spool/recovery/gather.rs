@@ -7,24 +7,37 @@ use std::collections::HashMap;
 
 use hal::flash::Flash;
 
-use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, QueueState, Transport};
 
 use super::super::format::{Layout, SEG_HEADER, le32};
 use super::super::index::Loc;
 use super::super::record::{self, CommitBody, HEADER, Header, Kind, RecipientBody, StateBody};
+use super::super::recovered::{Interner, RecoveredState};
 use super::super::{DamagedRecord, RecoveryReport, SpoolError};
 use super::scan::Segments;
 
-/// Everything found for one queue id.
+/// What the queue needs of an envelope; its recipients' next hops are
+/// `Gathered::hop_ids[first_hop..first_hop + recipients]`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Begin {
+    pub arrival: u64,
+    pub bounce: bool,
+    pub recipients: u32,
+    pub first_hop: u32,
+}
+
+/// Everything found for one queue id. Kept small and without allocations for an ordinary
+/// message (one chunk, no outcome): recovery of a million messages holds a million of these.
 #[derive(Default)]
 pub(super) struct Seen {
-    pub begin: Option<(Loc, Envelope)>,
-    /// (chunk index, location), in log order.
-    pub chunks: Vec<(u32, Loc)>,
+    pub begin: Option<(Loc, Begin)>,
+    /// (chunk index, location), in log order: the first inline, the others in `more_chunks`.
+    pub first_chunk: Option<(u32, Loc)>,
+    pub more_chunks: Vec<(u32, Loc)>,
     pub commit: Option<(Loc, CommitBody)>,
-    /// (recipient index, location, outcome), in log order.
-    pub outcomes: Vec<(u32, Loc, RecipientOutcome)>,
-    pub state: Option<(u32, Loc, QueueState)>,
+    /// (recipient index, location), in log order.
+    pub outcomes: Vec<(u32, Loc)>,
+    pub state: Option<(u32, Loc, RecoveredState)>,
     pub end: bool,
     /// A damaged commit record not explained by a torn write at the log's end.
     pub commit_damaged: bool,
@@ -36,7 +49,12 @@ pub(super) type Repaired = (Loc, Header, Vec<u8>);
 /// The records of the whole log.
 #[derive(Default)]
 pub(super) struct Gathered {
-    pub seen: HashMap<u64, Seen>,
+    /// What was found per queue id, in order of first sight; `slots` finds a queue id's place.
+    /// The map holds only small numbers, so growing it moves little: a million messages'
+    /// records are gathered without copying their `Seen` on every rehash.
+    pub seen: Vec<(u64, Seen)>,
+    pub slots: HashMap<u64, u32>,
+    pub interned: Interned,
     pub repaired: Vec<Repaired>,
     /// The segment new records go to: the newest, if it has room.
     pub head: Option<u32>,
@@ -48,6 +66,23 @@ pub(super) struct Gathered {
 struct Tail {
     newest: bool,
     last_sound: Option<u32>,
+}
+
+impl Seen {
+    /// Chunks in log order.
+    pub fn chunks(&self) -> impl Iterator<Item = (u32, Loc)> + '_ {
+        self.first_chunk
+            .into_iter()
+            .chain(self.more_chunks.iter().copied())
+    }
+}
+
+/// Next hops and deferral reasons, each kept once, and every begin record's next hops.
+#[derive(Default)]
+pub(super) struct Interned {
+    pub hops: Interner<Transport>,
+    pub reasons: Interner<String>,
+    pub hop_ids: Vec<u32>,
 }
 
 impl Tail {
@@ -109,10 +144,25 @@ pub(super) fn gather_records<F: Flash>(
             };
             let start = (f.offset + HEADER) as usize;
             let body = &buf[start..start + h.len as usize];
-            absorb(out.seen.entry(h.qid).or_default(), h.kind, loc, body);
+            let seen = seen_of(&mut out.seen, &mut out.slots, h.qid);
+            absorb(seen, &mut out.interned, h.kind, loc, body);
         }
     }
     Ok(out)
+}
+
+/// What is known of `qid` so far (nothing yet: a new, empty entry).
+fn seen_of<'a>(
+    seen: &'a mut Vec<(u64, Seen)>,
+    slots: &mut HashMap<u64, u32>,
+    qid: u64,
+) -> &'a mut Seen {
+    let next = seen.len() as u32;
+    let i = *slots.entry(qid).or_insert(next);
+    if i == next {
+        seen.push((qid, Seen::default()));
+    }
+    &mut seen[i as usize].1
 }
 
 /// Where a damaged record sits.
@@ -151,7 +201,7 @@ impl Gathered {
             && h.kind == Kind::Commit
             && !at.at_tail
         {
-            self.seen.entry(h.qid).or_default().commit_damaged = true;
+            seen_of(&mut self.seen, &mut self.slots, h.qid).commit_damaged = true;
         }
     }
 
@@ -159,7 +209,8 @@ impl Gathered {
     fn take_repaired(&mut self, addr: u32, (h, bytes): (Header, Vec<u8>)) {
         let loc = Loc { addr, len: h.len };
         if let Some(body) = bytes.get(HEADER as usize..) {
-            absorb(self.seen.entry(h.qid).or_default(), h.kind, loc, body);
+            let seen = seen_of(&mut self.seen, &mut self.slots, h.qid);
+            absorb(seen, &mut self.interned, h.kind, loc, body);
         }
         self.repaired.push((loc, h, bytes));
     }
@@ -173,16 +224,32 @@ fn repair(nonce: u64, buf: &[u8], off: u32) -> Option<(Header, Vec<u8>)> {
 
 /// Takes one sound record into what is known of its message. Later copies win, except state
 /// changes, where the highest version wins.
-fn absorb(s: &mut Seen, kind: Kind, loc: Loc, body: &[u8]) {
+fn absorb(s: &mut Seen, interned: &mut Interned, kind: Kind, loc: Loc, body: &[u8]) {
     match kind {
         Kind::Begin => {
             if let Ok(env) = postcard::from_bytes::<Envelope>(body) {
-                s.begin = Some((loc, env));
+                let first_hop = interned.hop_ids.len() as u32;
+                for r in env.recipients.iter() {
+                    let id = interned.hops.id(r.next_hop.clone());
+                    interned.hop_ids.push(id);
+                }
+                let begin = Begin {
+                    arrival: env.arrival,
+                    bounce: env.is_bounce(),
+                    recipients: env.recipients.len() as u32,
+                    first_hop,
+                };
+                s.begin = Some((loc, begin));
             }
         }
         Kind::Chunk => {
             if body.len() >= 4 {
-                s.chunks.push((le32(body), loc));
+                let chunk = (le32(body), loc);
+                if s.first_chunk.is_none() {
+                    s.first_chunk = Some(chunk);
+                } else {
+                    s.more_chunks.push(chunk);
+                }
             }
         }
         Kind::Commit => match postcard::from_bytes::<CommitBody>(body) {
@@ -191,14 +258,22 @@ fn absorb(s: &mut Seen, kind: Kind, loc: Loc, body: &[u8]) {
         },
         Kind::Recipient => {
             if let Ok(r) = postcard::from_bytes::<RecipientBody>(body) {
-                s.outcomes.push((r.index, loc, r.outcome));
+                s.outcomes.push((r.index, loc));
             }
         }
         Kind::State => {
             if let Ok(st) = postcard::from_bytes::<StateBody>(body)
                 && s.state.as_ref().is_none_or(|(v, _, _)| st.version >= *v)
             {
-                s.state = Some((st.version, loc, st.state));
+                let state = match st.state {
+                    QueueState::Active => RecoveredState::Active,
+                    QueueState::Hold => RecoveredState::Hold,
+                    QueueState::Deferred { until, reason } => RecoveredState::Deferred {
+                        until,
+                        reason: interned.reasons.id(reason),
+                    },
+                };
+                s.state = Some((st.version, loc, state));
             }
         }
         Kind::End => s.end = true,

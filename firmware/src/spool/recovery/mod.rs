@@ -14,14 +14,13 @@ mod gather;
 mod rebuild;
 mod scan;
 
-use std::collections::BTreeMap;
-
 use hal::flash::Flash;
 
 use crate::mail::QueueId;
 
 use super::format::{Layout, SEG_HEADER, SpoolGeometry};
 use super::index::Entry;
+use super::qid_map::QidMap;
 use super::record::{HEADER, Kind};
 use super::slots::SlotView;
 use super::store::{Purpose, SegState, Spool, Stats};
@@ -44,14 +43,18 @@ impl<F: Flash> Spool<F> {
             gather::gather_records(&mut flash, &layout, &mut segments, &mut buf, &mut report)?;
         let Gathered {
             seen,
+            slots,
+            interned,
             repaired,
             head,
             max_qid,
         } = gathered;
-        let index = rebuild::rebuild_index(seen, &mut report);
+        drop(slots);
+        let (index, recovered) = rebuild::rebuild_index(seen, interned, &mut report);
         summarise(&mut report, &segments, &index, max_qid);
         let mut spool = Spool::recovered(flash, layout, settings, segments, head, max_qid);
         spool.take_index(index);
+        spool.recovered = Some(recovered);
         spool.rewrite_repaired(repaired)?;
         spool.slots = [
             spool.scan_slots(Region::Config)?,
@@ -77,7 +80,8 @@ impl<F: Flash> Spool<F> {
             next_seq: segments.log.last().map_or(1, |(seq, _)| seq + 1),
             segs: segments.segs,
             head,
-            index: BTreeMap::new(),
+            index: QidMap::new(),
+            recovered: None,
             last_qid: max_qid,
             pending: Vec::new(),
             slots: [SlotView::default(); 2],
@@ -88,7 +92,7 @@ impl<F: Flash> Spool<F> {
     }
 
     /// Takes the rebuilt index, counting the bytes each segment still holds for it.
-    fn take_index(&mut self, index: BTreeMap<QueueId, Entry>) {
+    fn take_index(&mut self, index: QidMap<Entry>) {
         for e in index.values() {
             for loc in e.locs() {
                 self.add_live(loc);
@@ -111,7 +115,7 @@ fn fit_settings(mut settings: SpoolSettings, layout: &Layout) -> SpoolSettings {
 fn summarise(
     report: &mut RecoveryReport,
     segments: &Segments,
-    index: &BTreeMap<QueueId, Entry>,
+    index: &QidMap<Entry>,
     max_qid: u64,
 ) {
     report.segments_used = segments.log.len() as u32;

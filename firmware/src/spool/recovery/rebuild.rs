@@ -2,28 +2,62 @@
 //! its begin, every body chunk and its commit are sound and no end record exists; damage costs
 //! only the message it hits, and is reported.
 
-use std::collections::{BTreeMap, HashMap};
-
 use crate::mail::QueueId;
 
 use super::super::index::{Entry, Loc};
+use super::super::qid_map::QidMap;
+use super::super::recovered::{
+    RecoveredMessage, RecoveredQueue, RecoveredRecipient, RecoveredState,
+};
 use super::super::{LostMessage, RecoveryReport};
-use super::gather::Seen;
+use super::gather::{Interned, Seen};
 
-/// The index of the messages the log holds; what could not be brought back goes to `report`.
+/// The index of the messages the log holds, and what the queue needs of them; what could not
+/// be brought back goes to `report`.
 pub(super) fn rebuild_index(
-    seen: HashMap<u64, Seen>,
+    seen: Vec<(u64, Seen)>,
+    interned: Interned,
     report: &mut RecoveryReport,
-) -> BTreeMap<QueueId, Entry> {
-    let mut index = BTreeMap::new();
+) -> (QidMap<Entry>, RecoveredQueue) {
+    let mut entries = Vec::with_capacity(seen.len());
+    // Sized once: a vector grown by doubling leaves its old copies behind in the heap.
+    let mut queue = RecoveredQueue {
+        messages: Vec::with_capacity(seen.len()),
+        recipients: Vec::with_capacity(seen.len()),
+        ..RecoveredQueue::default()
+    };
     for (qid, s) in seen {
         let qid = QueueId(qid);
         if s.end {
             continue;
         }
+        let begin = s.begin.map(|(_, b)| b);
+        let state = s.state.map_or(RecoveredState::Active, |(_, _, st)| st);
         match build_entry(s) {
             Built::Entry(e) => {
-                index.insert(qid, *e);
+                if let Some(b) = begin {
+                    let first = queue.recipients.len() as u32;
+                    let hops = interned
+                        .hop_ids
+                        .get(b.first_hop as usize..(b.first_hop + b.recipients) as usize)
+                        .unwrap_or(&[]);
+                    for (i, &hop) in hops.iter().enumerate() {
+                        queue.recipients.push(RecoveredRecipient {
+                            next_hop: hop,
+                            done: e.outcome(i).is_some(),
+                        });
+                    }
+                    queue.messages.push(RecoveredMessage {
+                        qid,
+                        arrival: b.arrival,
+                        null_sender: b.bounce,
+                        size: e.size(),
+                        state,
+                        first,
+                        count: hops.len() as u32,
+                    });
+                }
+                entries.push((qid, *e));
             }
             Built::Uncommitted => report.dropped_uncommitted += 1,
             Built::Nothing => {}
@@ -31,7 +65,10 @@ pub(super) fn rebuild_index(
         }
     }
     report.lost.sort_by_key(|l| l.qid);
-    index
+    queue.messages.sort_unstable_by_key(|m| m.qid);
+    queue.next_hops = interned.hops.values;
+    queue.reasons = interned.reasons.values;
+    (QidMap::from_unsorted(entries), queue)
 }
 
 enum Built {
@@ -42,20 +79,20 @@ enum Built {
 }
 
 fn build_entry(s: Seen) -> Built {
-    let Some((commit_loc, commit)) = s.commit else {
+    let Some((commit_loc, commit)) = s.commit.clone() else {
         if s.commit_damaged {
             return Built::Lost("commit record damaged".into());
         }
-        return if s.begin.is_some() || !s.chunks.is_empty() {
+        return if s.begin.is_some() || s.first_chunk.is_some() {
             Built::Uncommitted
         } else {
             Built::Nothing
         };
     };
-    let Some((begin_loc, envelope)) = s.begin else {
+    let Some((begin_loc, begin)) = s.begin else {
         return Built::Lost("begin record (envelope) missing or damaged".into());
     };
-    let mut found = s.chunks;
+    let mut found: Vec<(u32, Loc)> = s.chunks().collect();
     // Stable: copies of one chunk stay in log order, and the later one wins.
     found.sort_by_key(|(i, _)| *i);
     let mut chunks: Vec<Loc> = Vec::with_capacity(commit.chunks as usize);
@@ -87,20 +124,20 @@ fn build_entry(s: Seen) -> Built {
             commit.size
         ));
     }
-    let mut e = Entry::new(envelope, begin_loc);
-    e.chunks = chunks;
-    e.size = size;
-    e.commit = Some(commit_loc);
-    e.durable = true;
-    for (i, loc, outcome) in s.outcomes {
-        if let Some(slot) = e.outcomes.get_mut(i as usize) {
-            *slot = Some((outcome, loc));
+    let mut e = Entry::with(begin_loc, begin.recipients, begin.bounce);
+    for loc in chunks {
+        e.push_chunk(loc);
+    }
+    e.commit = commit_loc;
+    e.set_durable();
+    for (i, loc) in s.outcomes {
+        if (i as usize) < e.recipients() {
+            e.set_outcome(i as usize, loc);
         }
     }
-    if let Some((version, loc, state)) = s.state {
-        e.state = state;
+    if let Some((version, loc, _)) = s.state {
         e.state_version = version;
-        e.state_loc = Some(loc);
+        e.state_loc = loc;
     }
     Built::Entry(Box::new(e))
 }

@@ -1,0 +1,189 @@
+//! What recovery found, in the shape the queue manager needs, handed over once at start: per
+//! message its arrival, size, state and each recipient's next hop, with next hops and deferral
+//! reasons interned. Recovery has every envelope in hand while it scans; keeping this and not the
+//! envelopes lets the queue start without reading a million begin records a second time.
+
+use std::collections::HashMap;
+
+use hal::flash::Flash;
+
+use crate::mail::{QueueId, QueueState, Transport};
+
+use super::Spool;
+use super::index::Entry;
+
+/// The queue state of a recovered message; a deferral's reason is an index into
+/// [`RecoveredQueue::reasons`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveredState {
+    Active,
+    Deferred { until: u64, reason: u32 },
+    Hold,
+}
+
+/// One recipient: its next hop (an index into [`RecoveredQueue::next_hops`]) and whether it has
+/// its final outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveredRecipient {
+    pub next_hop: u32,
+    pub done: bool,
+}
+
+/// One recovered message; its recipients are `RecoveredQueue::recipients[first..first + count]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveredMessage {
+    pub qid: QueueId,
+    /// Unix seconds.
+    pub arrival: u64,
+    pub null_sender: bool,
+    pub size: u64,
+    pub state: RecoveredState,
+    pub first: u32,
+    pub count: u32,
+}
+
+/// Every message recovery brought back, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveredQueue {
+    pub messages: Vec<RecoveredMessage>,
+    pub recipients: Vec<RecoveredRecipient>,
+    pub next_hops: Vec<Transport>,
+    pub reasons: Vec<String>,
+}
+
+impl RecoveredQueue {
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The recipients of `m`.
+    pub fn recipients_of(&self, m: &RecoveredMessage) -> &[RecoveredRecipient] {
+        let from = m.first as usize;
+        self.recipients
+            .get(from..from + m.count as usize)
+            .unwrap_or(&[])
+    }
+
+    /// The queue state of `m`, its reason spelled out.
+    pub fn state_of(&self, m: &RecoveredMessage) -> QueueState {
+        match m.state {
+            RecoveredState::Active => QueueState::Active,
+            RecoveredState::Hold => QueueState::Hold,
+            RecoveredState::Deferred { until, reason } => QueueState::Deferred {
+                until,
+                reason: self
+                    .reasons
+                    .get(reason as usize)
+                    .cloned()
+                    .unwrap_or_default(),
+            },
+        }
+    }
+
+    /// Adds a message read back from flash.
+    fn push(
+        &mut self,
+        qid: QueueId,
+        m: &super::MessageSummary,
+        hops: &mut Interner<Transport>,
+        reasons: &mut Interner<String>,
+    ) {
+        let first = self.recipients.len() as u32;
+        for (i, r) in m.envelope.recipients.iter().enumerate() {
+            self.recipients.push(RecoveredRecipient {
+                next_hop: hops.id(r.next_hop.clone()),
+                done: matches!(m.outcomes.get(i), Some(Some(_))),
+            });
+        }
+        let state = match &m.state {
+            QueueState::Active => RecoveredState::Active,
+            QueueState::Hold => RecoveredState::Hold,
+            QueueState::Deferred { until, reason } => RecoveredState::Deferred {
+                until: *until,
+                reason: reasons.id(reason.clone()),
+            },
+        };
+        self.messages.push(RecoveredMessage {
+            qid,
+            arrival: m.envelope.arrival,
+            null_sender: m.envelope.is_bounce(),
+            size: m.size,
+            state,
+            first,
+            count: m.envelope.recipients.len() as u32,
+        });
+    }
+}
+
+impl<F: Flash> Spool<F> {
+    /// Every committed message, oldest first, with what the queue manager needs of each. What
+    /// recovery found at open is handed over as it was gathered (the first call only); messages
+    /// committed since, or every message on a later call, are read back from flash. A message
+    /// whose records no longer read back sound is left out.
+    pub fn take_recovered(&mut self) -> RecoveredQueue {
+        let mut out = self.recovered.take().unwrap_or_default();
+        out.messages
+            .retain(|m| self.index.get(&m.qid).is_some_and(Entry::durable));
+        let mut hops = Interner::from_values(std::mem::take(&mut out.next_hops));
+        let mut reasons = Interner::from_values(std::mem::take(&mut out.reasons));
+        let known: std::collections::HashSet<QueueId> =
+            out.messages.iter().map(|m| m.qid).collect();
+        let others: Vec<(QueueId, Entry)> = self
+            .index
+            .iter()
+            .filter(|(q, e)| e.durable() && !known.contains(q))
+            .map(|(q, e)| (q, e.clone()))
+            .collect();
+        for (qid, e) in others {
+            if let Ok(m) = self.summarize(qid, &e) {
+                out.push(qid, &m, &mut hops, &mut reasons);
+            }
+        }
+        out.messages.sort_unstable_by_key(|m| m.qid);
+        out.next_hops = hops.values;
+        out.reasons = reasons.values;
+        out
+    }
+}
+
+/// Hands out one small number per distinct value (next hops, reasons) while recovery scans.
+#[derive(Debug)]
+pub(crate) struct Interner<T: std::hash::Hash + Eq + Clone> {
+    ids: HashMap<T, u32>,
+    pub values: Vec<T>,
+}
+
+impl<T: std::hash::Hash + Eq + Clone> Default for Interner<T> {
+    fn default() -> Self {
+        Interner {
+            ids: HashMap::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
+    /// Numbers `values` in order, as an earlier interner did.
+    pub fn from_values(values: Vec<T>) -> Interner<T> {
+        let ids = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.clone(), i as u32))
+            .collect();
+        Interner { ids, values }
+    }
+
+    pub fn id(&mut self, value: T) -> u32 {
+        if let Some(&id) = self.ids.get(&value) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.values.push(value.clone());
+        self.ids.insert(value, id);
+        id
+    }
+}
