@@ -222,6 +222,8 @@ async fn restart(path: &Path, n: usize, now: u64) {
         directory: Arc::new(SharedDirectory::default()),
         queue: Some(queue.clone()),
         ldap: postern::admin::ldap::LdapContext::offline(&spool),
+        metrics: None,
+        dkim: postern::content::dkim::KeyRing::default(),
         facts: Arc::new(BoxFacts {
             started: Instant::now(),
             hostname: "gw.example".into(),
@@ -229,6 +231,7 @@ async fn restart(path: &Path, n: usize, now: u64) {
             flash_size: u64::from(geometry(n).size),
             listeners: Vec::new(),
             control: None,
+            dns_servers: Vec::new(),
         }),
     });
     let wanted = format!("r{}@d{}.example", n / 2, (n / 2) % 10);
