@@ -96,6 +96,7 @@ BENCH_MESSAGES ?= 5000
 bench:
 	cargo build --release -p postern --target $(HOST_TARGET)
 	-python3 tests/bench/relay.py --messages $(BENCH_MESSAGES)
+	-python3 tests/bench/idle_sessions.py
 	cargo bench -p postern
 	@for b in tests/bench/*.sh; do [ -x "$$b" ] && "$$b"; done; true
 
