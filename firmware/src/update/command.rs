@@ -57,7 +57,11 @@ impl std::fmt::Display for UpdateError {
                 write!(f, "cannot read the slots in {}: {e}", esp.display())
             }
             UpdateError::Fetch(url, e) => write!(f, "{url}: not fetched, nothing written: {e}"),
-            UpdateError::Download(e) => write!(f, "cannot keep the download: {e}"),
+            UpdateError::Download(e) => write!(
+                f,
+                "cannot keep the download in {}: {e}",
+                std::env::temp_dir().display()
+            ),
             UpdateError::Bundle(source, e) => write!(f, "{source}: {e}"),
             UpdateError::Stopped => write!(f, "the update did not finish"),
         }

@@ -43,11 +43,13 @@ pub const EARLY_MOUNTS: &[EarlyMount] = &[
         flags: MountFlags::NOSUID.union(MountFlags::NODEV),
         data: Some(c"mode=0755,size=16m"),
     },
+    // An update bundle fetched from a URL waits here until it is checked and written (an aarch64
+    // slot is ~35 MiB): a share of RAM, not a fixed 16 MiB; tmpfs takes only what is used.
     EarlyMount {
         fstype: "tmpfs",
         target: "/tmp",
         flags: MountFlags::NOSUID.union(MountFlags::NODEV),
-        data: Some(c"mode=1777,size=16m"),
+        data: Some(c"mode=1777,size=25%"),
     },
 ];
 
