@@ -303,16 +303,18 @@ mod tests {
     use super::*;
     use prometheus_client::encoding::prometheus_text::encode;
 
+    /// What a scrape of `m` alone shows.
+    fn text(m: &Metrics) -> String {
+        let mut r = Registry::default();
+        m.register(&mut r);
+        let mut out = String::new();
+        encode(&mut out, &r).unwrap();
+        out
+    }
+
     #[test]
     fn series_exist_at_zero_and_count() {
         let m = Metrics::new();
-        let text = |m: &Metrics| {
-            let mut r = Registry::default();
-            m.register(&mut r);
-            let mut out = String::new();
-            encode(&mut out, &r).unwrap();
-            out
-        };
         let before = text(&m);
         assert!(
             before.contains("\npostfix_smtpd_connects_total 0\n"),
@@ -349,13 +351,6 @@ mod tests {
     #[test]
     fn verdicts_and_syncs_are_series_from_the_start() {
         let m = Metrics::new();
-        let text = |m: &Metrics| {
-            let mut r = Registry::default();
-            m.register(&mut r);
-            let mut out = String::new();
-            encode(&mut out, &r).unwrap();
-            out
-        };
         let infected = "postern_content_verdicts_total{action=\"Blocked\",category=\"INFECTED\"}";
         let failed = "postern_directory_syncs_total{kind=\"incremental\",result=\"failure\"}";
         let before = text(&m);
