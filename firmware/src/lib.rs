@@ -41,6 +41,8 @@
 //!   codes and SMTP replies.
 //! - [`log`]: mail log lines in Postfix's shape. [`metrics`]: the counters every stage bumps for
 //!   the Prometheus endpoint (`admin` adds the queue, flash and directory at scrape time).
+//! - [`trust`]: the certificate authorities the box's TLS clients (LDAP, update downloads) check
+//!   servers against.
 //! - [`update`]: signed A/B firmware updates: the bundle format and its checks, the boot slots on
 //!   the EFI system partition, installing into the slot that is not running.
 //! - [`config`]: settings with Zimbra's names. [`admin`]: the admin commands and the control
@@ -52,7 +54,7 @@
 //!
 //! <!-- import-table begin: parsed by firmware/tests/import_rule (run by `make lint`) -->
 //! ```text
-//! hal → mail → log → metrics → smtp → config → directory → route → policy → spool → content
+//! hal → mail → log → metrics → trust → smtp → config → directory → route → policy → spool → content
 //!     → bounce → queue → delivery → inbound → update → admin → daemon / console → appliance / cli
 //!     → main
 //! ```
@@ -87,4 +89,5 @@ pub mod queue;
 pub mod route;
 pub mod smtp;
 pub mod spool;
+pub mod trust;
 pub mod update;

@@ -13,13 +13,13 @@ use tokio::net::TcpStream;
 
 use super::http::{self, HttpError, Scheme, Url};
 use crate::policy::dns::{Dns, HickoryResolve};
+use crate::trust::{self, TrustError};
 
 /// A bundle is a slot image (~35 MiB) and a manifest: anything far larger is not one.
 pub const MAX_BUNDLE: u64 = 512 << 20;
 /// How long the server may stay silent (connect, TLS, each read).
 const TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_REDIRECTS: usize = 5;
-const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Why a bundle could not be fetched.
 #[derive(Debug)]
@@ -125,23 +125,10 @@ async fn resolve(url: &Url) -> Result<SocketAddr, FetchError> {
 }
 
 fn client_config() -> Result<Arc<rustls::ClientConfig>, FetchError> {
-    let file = std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| CA_BUNDLE.to_string());
-    let pem =
-        std::fs::read_to_string(&file).map_err(|e| FetchError::NoRoots(format!("{file}: {e}")))?;
-    let certs = crate::inbound::tls::load_certs(&pem)
-        .map_err(|e| FetchError::NoRoots(format!("{file}: {e}")))?;
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(FetchError::NoRoots(format!("{file} holds no certificate")));
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| FetchError::Tls(std::io::Error::other(e)))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    let file = std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| trust::SYSTEM_CA_BUNDLE.into());
+    let no_roots = |e: TrustError| FetchError::NoRoots(format!("{file}: {e}"));
+    let pem = trust::read_bundle(&file).map_err(|e| FetchError::NoRoots(e.to_string()))?;
+    trust::client_config(&pem).map_err(no_roots)
 }
 
 async fn within<F: std::future::Future>(f: F) -> Result<F::Output, FetchError> {

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{LdapConnAsync, LdapConnSettings, Scope};
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
+use rustls::ClientConfig;
 
 use super::entries::Entries;
 use super::entry::{MalformedEntry, RawEntry};
 use super::syncrepl::{self, SyncOutcome};
 use crate::config::localconfig::{LdapUrl, LocalConfig};
+use crate::trust;
 use ldap3::controls::RawControl;
 
 /// `unavailableCriticalExtension` (RFC 4511): the server does not know the Sync Request control.
@@ -33,8 +32,6 @@ fn intermediate_value(tag: ldap3::asn1::StructureTag) -> Option<Vec<u8>> {
     })
 }
 
-/// Where the system's CA bundle is (in the image and on Debian hosts).
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Entries per page: large pages are fewer round trips, small ones less memory per reply.
 const PAGE_SIZE: i32 = 1000;
 
@@ -111,24 +108,10 @@ impl std::error::Error for ClientError {}
 fn tls_config(settings: &LocalConfig) -> Result<Arc<ClientConfig>, ClientError> {
     let pem = match &settings.ca_cert_pem {
         Some(pem) => pem.clone().into_bytes(),
-        None => std::fs::read(SYSTEM_CA_BUNDLE)
-            .map_err(|e| ClientError::NoTrustAnchors(format!("{SYSTEM_CA_BUNDLE}: {e}")))?,
+        None => trust::read_bundle(trust::SYSTEM_CA_BUNDLE)
+            .map_err(|e| ClientError::NoTrustAnchors(e.to_string()))?,
     };
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
-        // A certificate the store refuses is one fewer anchor, not a failure of the rest.
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(ClientError::NoTrustAnchors("no certificate in it".into()));
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::NoTrustAnchors(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    trust::client_config(&pem).map_err(|e| ClientError::NoTrustAnchors(e.to_string()))
 }
 
 /// An open, bound connection.
