@@ -219,16 +219,12 @@ fn follow(control_path: &Path, mut args: LogArgs) -> i32 {
         if reply.exit != 0 {
             return show(reply);
         }
+        let (lines, next) = crate::admin::maillog::unnumbered(&reply.text, after);
+        after = next;
         let mut out = std::io::stdout().lock();
-        for line in reply.text.lines() {
-            let Some((n, text)) = line.split_once(' ') else {
-                continue;
-            };
-            after = n.parse().unwrap_or(after).max(after);
-            if writeln!(out, "{text}").is_err() {
-                // The reader went away (`| head`): done.
-                return 0;
-            }
+        if out.write_all(lines.as_bytes()).is_err() {
+            // The reader went away (`| head`): done.
+            return 0;
         }
         let _ = out.flush();
         // After the first answer, everything new, however much.

@@ -30,6 +30,21 @@ pub fn qid_of(line: &str) -> Option<QueueId> {
     rest.split_once(": ")?.0.parse().ok()
 }
 
+/// A `--follow` answer's lines without their numbers, and the number to go on from.
+pub fn unnumbered(text: &str, after: u64) -> (String, u64) {
+    let mut after = after;
+    let mut lines = String::new();
+    for line in text.lines() {
+        let Some((n, l)) = line.split_once(' ') else {
+            continue;
+        };
+        after = n.parse().unwrap_or(after).max(after);
+        lines.push_str(l);
+        lines.push('\n');
+    }
+    (lines, after)
+}
+
 /// `postern log`: the newest lines, narrowed by queue id and words. With `after` (the command
 /// line's --follow) each line comes with its number first, so the next ask can go on from it.
 pub async fn log(spool: &SpoolHandle, args: LogArgs) -> Reply {

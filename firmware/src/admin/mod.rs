@@ -9,7 +9,7 @@ pub mod control;
 pub mod diag;
 mod dkim;
 pub mod ldap;
-mod maillog;
+pub mod maillog;
 pub mod metrics;
 pub mod metrics_endpoint;
 pub mod metrics_setting;

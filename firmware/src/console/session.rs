@@ -11,6 +11,7 @@ use super::form::{Answers, Form, FormStep, Question};
 use super::line;
 use super::wizard::{self, Wizard, WizardStep};
 use crate::admin::Secret;
+use crate::admin::maillog;
 use crate::admin::setup::BoxConfigError;
 use crate::admin::{
     Admin, AdminCommand, BulkArgs, DiagCommand, FilterArgs, LogArgs, QueueCommand, Reply,
@@ -755,17 +756,8 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
         if reply.exit != 0 {
             return reply.text;
         }
-        let mut after = args.after.unwrap_or(0);
-        let mut text = String::new();
-        for line in reply.text.lines() {
-            // Each line comes with its number first, so the next ask goes on from it.
-            let Some((n, l)) = line.split_once(' ') else {
-                continue;
-            };
-            after = n.parse().unwrap_or(after).max(after);
-            text.push_str(l);
-            text.push('\n');
-        }
+        // Each line comes with its number first, so the next ask goes on from it.
+        let (text, after) = maillog::unnumbered(&reply.text, args.after.unwrap_or(0));
         args.after = Some(after);
         // After the first answer, everything new, however much.
         args.lines = usize::MAX;
