@@ -301,3 +301,16 @@ pub fn send_reading_console(machine: &mut qemu::Machine, port: u16, subject: &st
         }
     }
 }
+
+/// Powers the guest off from its console and waits for QEMU to exit cleanly.
+pub fn power_off(machine: &mut qemu::Machine) {
+    let console = machine.console().unwrap();
+    console.send_line("poweroff").unwrap();
+    console
+        .wait_for("powering off", COMMAND)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = machine
+        .wait_exit(qemu::POWEROFF_GRACE * 2)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "QEMU exited with {status}");
+}

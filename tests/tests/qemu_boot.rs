@@ -10,9 +10,10 @@
 
 use std::time::Duration;
 
-use qemu::{Arch, Machine, POWEROFF_GRACE};
+use qemu::{Arch, Machine};
 use tests::appliance::{
-    DISK_BOOT, qemu_lock_for, quit, test_boot_on, test_disk_boot, wait_for_banner_reading_console,
+    DISK_BOOT, power_off, qemu_lock_for, quit, test_boot_on, test_disk_boot,
+    wait_for_banner_reading_console,
 };
 use tests::per_arch;
 
@@ -55,15 +56,7 @@ fn boots_serves_smtp_reports_status_and_powers_off(arch: Arch) {
     let bye = quit(stream).unwrap();
     assert!(bye.starts_with("221"), "{bye:?}");
 
-    let console = machine.console().unwrap();
-    console.send_line("poweroff").unwrap();
-    console
-        .wait_for("powering off", COMMAND)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let status = machine
-        .wait_exit(POWEROFF_GRACE * 2)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "QEMU exited with {status}");
+    power_off(&mut machine);
 }
 
 per_arch!(a_flash_of_the_wrong_size_is_reported_and_retried);
@@ -94,14 +87,7 @@ fn a_flash_of_the_wrong_size_is_reported_and_retried(arch: Arch) {
     console
         .wait_for("services are not running", COMMAND)
         .unwrap_or_else(|e| panic!("{e}"));
-    console.send_line("poweroff").unwrap();
-    console
-        .wait_for("powering off", COMMAND)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let status = machine
-        .wait_exit(POWEROFF_GRACE * 2)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "QEMU exited with {status}");
+    power_off(&mut machine);
     let transcript = machine.console().unwrap().transcript().to_string();
     assert!(!transcript.contains("Kernel panic"), "{transcript}");
 }
@@ -141,12 +127,5 @@ fn the_disk_image_boots_under_uefi_to_the_smtp_banner(arch: Arch) {
     let transcript = console.transcript().to_string();
     assert!(transcript.contains("appliance mode"), "{transcript}");
 
-    console.send_line("poweroff").unwrap();
-    console
-        .wait_for("powering off", COMMAND)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let status = machine
-        .wait_exit(POWEROFF_GRACE * 2)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "QEMU exited with {status}");
+    power_off(&mut machine);
 }

@@ -8,9 +8,9 @@
 //! Needs the images (`make image ARCH=...` for both), qemu-system-x86, qemu-system-arm and
 //! Postfix's smtp-sink.
 
-use qemu::{Arch, POWEROFF_GRACE};
+use qemu::Arch;
 use tests::appliance::{
-    COMMAND, boot_to_prompt, console_command, provision_secondary, qemu_lock_for,
+    COMMAND, boot_to_prompt, console_command, power_off, provision_secondary, qemu_lock_for,
     send_reading_console, test_boot_on, wait_for_banner_reading_console,
 };
 use tests::peers::{Sink, free_port};
@@ -66,12 +66,5 @@ fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill(arch: Arch) {
         assert_eq!(n, 1, "{subject} arrived {n} times");
     }
 
-    let c = machine.console().unwrap();
-    c.send_line("poweroff").unwrap();
-    c.wait_for("powering off", COMMAND)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let status = machine
-        .wait_exit(POWEROFF_GRACE * 2)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "QEMU exited with {status}");
+    power_off(&mut machine);
 }

@@ -8,10 +8,10 @@
 
 use std::time::Instant;
 
-use qemu::{Machine, POWEROFF_GRACE};
+use qemu::Machine;
 use tests::appliance::{
-    BOOT, COMMAND, boot_to_prompt, console_command, provision_secondary, qemu_lock, send_through,
-    test_boot,
+    BOOT, COMMAND, boot_to_prompt, console_command, power_off, provision_secondary, qemu_lock,
+    send_through, test_boot,
 };
 use tests::peers::free_port;
 
@@ -81,14 +81,7 @@ fn spool_on_block2mtd_keeps_acknowledged_mail_across_sigkill() {
     assert!(info.contains("path: /dev/mtd0"), "{info}");
     assert!(info.contains("1 messages"), "{info}");
 
-    let c = machine.console().unwrap();
-    c.send_line("poweroff").unwrap();
-    c.wait_for("powering off", COMMAND)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let status = machine
-        .wait_exit(POWEROFF_GRACE * 2)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "QEMU exited with {status}");
+    power_off(&mut machine);
     eprintln!(
         "qemu_mtd: two boots on block2mtd in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -118,14 +111,7 @@ fn a_missing_mtd_disk_is_reported_and_retried() {
     console
         .wait_for("retrying in 5 s", COMMAND)
         .unwrap_or_else(|e| panic!("{e}"));
-    console.send_line("poweroff").unwrap();
-    console
-        .wait_for("powering off", COMMAND)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let status = machine
-        .wait_exit(POWEROFF_GRACE * 2)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "QEMU exited with {status}");
+    power_off(&mut machine);
     let transcript = machine.console().unwrap().transcript().to_string();
     assert!(!transcript.contains("Kernel panic"), "{transcript}");
 }

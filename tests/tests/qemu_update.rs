@@ -9,9 +9,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use qemu::{Arch, Machine, POWEROFF_GRACE};
+use qemu::{Arch, Machine};
 use tests::appliance::{
-    COMMAND, DISK_BOOT, PROMPT, console_command, image_dir_for, qemu_lock_for, quit,
+    COMMAND, DISK_BOOT, PROMPT, console_command, image_dir_for, power_off, qemu_lock_for, quit,
     test_disk_boot, wait_for_banner_reading_console,
 };
 use tests::per_arch;
@@ -65,18 +65,6 @@ fn patch(data: &mut [u8], from: &str, to: &str) {
         .position(|w| w == from.as_bytes())
         .unwrap_or_else(|| panic!("{from:?} not in the slot image"));
     data[at..at + to.len()].copy_from_slice(to.as_bytes());
-}
-
-fn power_off(machine: &mut Machine) {
-    let console = machine.console().unwrap();
-    console.send_line("poweroff").unwrap();
-    console
-        .wait_for("powering off", COMMAND)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let status = machine
-        .wait_exit(POWEROFF_GRACE * 2)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "QEMU exited with {status}");
 }
 
 per_arch!(a_slot_on_trial_that_passes_its_health_check_is_marked_good);
