@@ -31,9 +31,8 @@ struct Running {
 }
 
 /// A listener bound for a new address, before the setting is stored; `Same` when the address is
-/// the one served now (only the allow-list changes).
+/// the one served now (only the allow-list changes) or `--metrics` holds the endpoint.
 pub enum Prepared {
-    Pinned(SocketAddr),
     Same,
     New(TcpListener),
 }
@@ -53,10 +52,8 @@ impl Endpoint {
     /// before anything is stored.
     pub async fn prepare(&self, addr: SocketAddr) -> std::io::Result<Prepared> {
         let state = self.state.lock().await;
-        if let Some(pinned) = state.pinned {
-            return Ok(Prepared::Pinned(pinned));
-        }
-        if state.running.as_ref().is_some_and(|r| r.addr == addr) {
+        // Pinned: nothing is bound now, [`Endpoint::apply`] says so.
+        if state.pinned.is_some() || state.running.as_ref().is_some_and(|r| r.addr == addr) {
             return Ok(Prepared::Same);
         }
         TcpListener::bind(addr).await.map(Prepared::New)
@@ -74,7 +71,6 @@ impl Endpoint {
             return Some(pinned);
         }
         match prepared {
-            Some((Prepared::Pinned(addr), _)) => return Some(addr),
             Some((Prepared::Same, allow)) => {
                 if let Some(r) = &state.running
                     && let Ok(mut a) = r.allow.write()
