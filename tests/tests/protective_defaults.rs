@@ -144,12 +144,19 @@ fn client_rate_limits_refuse_the_excess_and_spare_mynetworks() {
     assert!(first.cmd("DATA").starts_with("354"));
     first.send(b"Subject: one\r\n\r\nx\r\n.\r\n");
     assert!(first.reply().starts_with("250 2.0.0 Ok: queued"));
-    first.cmd("MAIL FROM:<a@outside.example>");
-    first.cmd("RCPT TO:<user@example.com>");
+    // Refused at MAIL FROM, as Postfix does; the RCPT that follows has no transaction.
     assert_eq!(
-        first.cmd("DATA"),
+        first.cmd("MAIL FROM:<a@outside.example>"),
         "450 4.7.1 Error: too much mail from 127.0.0.1"
     );
+    assert!(
+        first
+            .cmd("RCPT TO:<user@example.com>")
+            .starts_with("503 5.5.1")
+    );
+    assert!(p.log().contains(
+        "warning: Message delivery request rate limit exceeded: 2 from localhost[127.0.0.1] for service smtp"
+    ), "{}", p.log());
     for _ in 0..2 {
         let mut c = SmtpClient::connect(addr);
         assert!(c.reply().starts_with("220 "));

@@ -337,13 +337,25 @@ async fn answer<R, S, A>(
             }
             session.answer_auth(ok, Instant::now());
         }
+        Event::CheckSender => {
+            let verdict = match session.client().addr.map(|ip| ctx.policy.message(ip)) {
+                Some(Err(refusal)) => {
+                    if let crate::policy::Refusal::TooMuchMail(_, rate) = refusal {
+                        // Postfix's words, for the tools that count them.
+                        let service = rx.service;
+                        let line = format!(
+                            "warning: Message delivery request rate limit exceeded: {rate} from {} for service {service}",
+                            rx.client().await,
+                        );
+                        ctx.log.line(Program::Smtpd, &line);
+                    }
+                    Err(refusal.reply(&ctx.hostname))
+                }
+                _ => Ok(()),
+            };
+            session.answer_sender(verdict, Instant::now());
+        }
         Event::MessageBegin(mut envelope) => {
-            if let Some(ip) = envelope.client.addr
-                && let Err(refusal) = ctx.policy.message(ip)
-            {
-                session.answer_begin(Err(refusal.reply(&ctx.hostname)), Instant::now());
-                return;
-            }
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())

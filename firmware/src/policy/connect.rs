@@ -56,8 +56,9 @@ pub enum Refusal {
     /// This client holds `smtpd_client_connection_count_limit` connections already, or opened
     /// `smtpd_client_connection_rate_limit` in this time unit.
     TooManyFromClient(IpAddr),
-    /// This client sent `smtpd_client_message_rate_limit` messages in this time unit.
-    TooMuchMail(IpAddr),
+    /// This client asked for more than `smtpd_client_message_rate_limit` messages in this time
+    /// unit; the second field is its rate, refused requests included (as Postfix's anvil counts).
+    TooMuchMail(IpAddr, u32),
     /// This client sent `smtpd_client_auth_rate_limit` AUTH commands in this time unit.
     TooManyAuth(IpAddr),
     /// The counters are unusable (a thread panicked holding them): refuse rather than guess.
@@ -70,7 +71,7 @@ impl Refusal {
     /// 192.0.2.1` and the session goes on.
     pub fn reply(self, hostname: &str) -> Reply {
         match self {
-            Refusal::TooMuchMail(_) | Refusal::TooManyAuth(_) => {
+            Refusal::TooMuchMail(..) | Refusal::TooManyAuth(_) => {
                 Reply::new(450, [4, 7, 1], format!("Error: {self}"))
             }
             _ => Reply::new(421, [4, 7, 0], format!("{hostname} Error: {self}")),
@@ -83,7 +84,7 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::TooManyConnections => f.write_str("too many connections"),
             Refusal::TooManyFromClient(ip) => write!(f, "too many connections from {ip}"),
-            Refusal::TooMuchMail(ip) => write!(f, "too much mail from {ip}"),
+            Refusal::TooMuchMail(ip, _) => write!(f, "too much mail from {ip}"),
             Refusal::TooManyAuth(ip) => write!(f, "too many AUTH commands from {ip}"),
             Refusal::Unavailable => f.write_str("service unavailable"),
         }
@@ -165,10 +166,10 @@ impl Counts {
             return Ok(());
         }
         let rates = self.rates(ip, limits, now);
-        if rates.messages >= limits.message_rate_limit {
-            return Err(Refusal::TooMuchMail(ip));
+        rates.messages = rates.messages.saturating_add(1);
+        if rates.messages > limits.message_rate_limit {
+            return Err(Refusal::TooMuchMail(ip, rates.messages));
         }
-        rates.messages += 1;
         Ok(())
     }
 
@@ -308,6 +309,11 @@ mod tests {
                 .to_string(),
             "450 4.7.1 Error: too much mail from 203.0.113.6"
         );
+        // Refused requests count too: the rate the warning names goes on rising.
+        assert!(matches!(
+            policy.message_at(sender, t0),
+            Err(Refusal::TooMuchMail(_, 5))
+        ));
         assert!(policy.message_at(ip("192.168.1.1"), t0).is_ok());
         assert!(policy.message_at(sender, later).is_ok());
     }

@@ -6,8 +6,8 @@
 //!   `smtpd_client_connection_rate_limit`), with the clients of
 //!   `smtpd_client_event_limit_exceptions` (`$mynetworks`) exempt. A refused client gets
 //!   `421 4.7.0` and is disconnected.
-//! - **message** ([`Policy::message`]): `smtpd_client_message_rate_limit`, asked when a message
-//!   begins (`450 4.7.1 Error: too much mail from IP`).
+//! - **message** ([`Policy::message`]): `smtpd_client_message_rate_limit`, asked at MAIL FROM
+//!   as Postfix does (`450 4.7.1 Error: too much mail from IP`).
 //! - **RCPT** ([`Policy::rcpt`]): relay control (`smtpd_relay_restrictions =
 //!   permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination`). The policy says
 //!   whether this client may relay ([`Relay`]); the router, which knows the box's domains, refuses

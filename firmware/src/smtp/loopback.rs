@@ -159,6 +159,7 @@ impl Loopback {
     fn answer(&mut self, ev: Event) {
         let now = self.now;
         match ev {
+            Event::CheckSender => self.session.answer_sender(Ok(()), now),
             Event::CheckRecipient(q) => {
                 let verdict = if q.address.starts_with("nobody") {
                     Err(Reply::new(550, [5, 1, 1], "User unknown"))

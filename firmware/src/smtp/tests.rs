@@ -91,8 +91,10 @@ fn the_250_waits_for_the_spool_commit() {
     let now = Instant::now();
     s.feed(b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n", now);
     while let Some(ev) = s.poll_event() {
-        if let Event::CheckRecipient(_) = ev {
-            s.answer_recipient(Ok(Transport::mx("e.f").unwrap()), now);
+        match ev {
+            Event::CheckSender => s.answer_sender(Ok(()), now),
+            Event::CheckRecipient(_) => s.answer_recipient(Ok(Transport::mx("e.f").unwrap()), now),
+            _ => {}
         }
     }
     s.feed(b"DATA\r\n", now);

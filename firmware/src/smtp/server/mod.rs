@@ -156,6 +156,9 @@ pub struct RcptQuery {
 /// `message_size_limit`: the chunk that would pass it is not passed on, it aborts the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A MAIL FROM to admit (Postfix counts `smtpd_client_message_rate_limit` here); answer with
+    /// [`Session::answer_sender`].
+    CheckSender,
     /// Ask the router; answer with [`Session::answer_recipient`].
     CheckRecipient(RcptQuery),
     /// Check the password; answer with [`Session::answer_auth`].
@@ -190,6 +193,7 @@ struct PendingRcpt {
 /// A question the session is waiting on; no input is read meanwhile.
 #[derive(Debug)]
 enum Awaiting {
+    Sender(Box<Transaction>),
     Rcpt(PendingRcpt),
     Auth { user: String },
     Tls,
@@ -425,6 +429,22 @@ impl Session {
     /// Failed AUTH attempts so far (the driver slows each next answer by this count).
     pub fn auth_failures(&self) -> u32 {
         self.auth_failures
+    }
+
+    /// The answer to [`Event::CheckSender`]: `250 2.1.0 Ok` opens the transaction; a refusal is
+    /// sent as it is and the client may try again.
+    pub fn answer_sender(&mut self, verdict: Result<(), Reply>, now: Instant) {
+        let Some(Awaiting::Sender(tx)) = self.awaiting.take() else {
+            return;
+        };
+        match verdict {
+            Ok(()) => {
+                self.tx = Some(*tx);
+                self.reply(Reply::new(250, [2, 1, 0], "Ok"));
+            }
+            Err(reply) => self.reply(reply),
+        }
+        self.process(now);
     }
 
     /// The router's answer to [`Event::CheckRecipient`].

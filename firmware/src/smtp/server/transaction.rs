@@ -110,7 +110,7 @@ impl Session {
         } else {
             None
         };
-        self.tx = Some(Transaction {
+        let tx = Transaction {
             sender: from.address,
             ret,
             envid: from.env_id,
@@ -122,8 +122,9 @@ impl Session {
             size: 0,
             too_big: false,
             nul: false,
-        });
-        self.reply(Reply::new(250, [2, 1, 0], "Ok"));
+        };
+        self.events.push_back(Event::CheckSender);
+        self.awaiting = Some(Awaiting::Sender(Box::new(tx)));
     }
 
     pub(super) fn rcpt(&mut self, to: smtp_proto::RcptTo<String>, line: &[u8]) {
