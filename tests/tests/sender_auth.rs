@@ -198,6 +198,15 @@ fn dkim_and_dmarc_at_the_end_of_data() {
         "_dmarc.held.example",
         Record::Txt("v=DMARC1; p=quarantine".into()),
     );
+    // RFC 9989's test mode: the policy acts one level lower. pct is historic there, not read.
+    dns.add(
+        "trial.example",
+        Record::Txt("v=spf1 ip4:192.0.2.1 -all".into()),
+    );
+    dns.add(
+        "_dmarc.trial.example",
+        Record::Txt("v=DMARC1; p=reject; pct=0; t=y".into()),
+    );
     dns.silent("sel._domainkey.slow.example");
     let sink = Sink::start(0);
     let mut seen = Vec::new();
@@ -287,6 +296,20 @@ Authentication-Results: mx.test.example; dkim=pass header.d=bank.example\r\n\r\n
     assert!(
         p.log()
             .contains("held: DMARC policy quarantine of held.example")
+    );
+
+    // p=reject with t=y: held as quarantine would be, not refused.
+    let trial = b"From: a@trial.example\r\nTo: user@example.com\r\nSubject: t\r\n\r\nbody\r\n";
+    let reply = send(smtp, "client.test", "a@trial.example", trial);
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let qid = reply.rsplit(' ').next().unwrap_or("").to_string();
+    let list = p.admin_ok(&["queue", "list"]);
+    assert!(list.contains(&format!("{qid}!")), "{list}");
+    assert!(
+        p.log()
+            .contains("held: DMARC policy quarantine of trial.example"),
+        "{}",
+        p.log()
     );
 
     // A key server that never answers: the message is not held up past the deadline.
