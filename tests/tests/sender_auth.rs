@@ -246,6 +246,15 @@ Authentication-Results: mx.test.example; dkim=pass header.d=bank.example\r\n\r\n
         "{ours}"
     );
     assert!(!message.contains("bank.example"), "{message}");
+    // And policyd-spf's field, for filters that read it rather than Authentication-Results.
+    assert!(
+        message.contains(
+            "Received-SPF: fail (mx.test.example: domain of a@good.example does not designate 127.0.0.1 as permitted sender)"
+        ) && message.contains(
+            "\treceiver=mx.test.example; client-ip=127.0.0.1; envelope-from=\"a@good.example\"; helo=client.test;"
+        ),
+        "{message}"
+    );
 
     // The body changed on the way: the signature fails, and p=reject is refused.
     let altered = String::from_utf8_lossy(&signed).replace("the body", "the b0dy");

@@ -301,6 +301,9 @@ impl Scan {
             DmarcAction::Deliver => {}
         }
         accepted.headers.insert(0, auth.header);
+        if let Some(field) = auth.received_spf {
+            accepted.headers.insert(1, field);
+        }
         Ok(())
     }
 

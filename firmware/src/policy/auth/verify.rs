@@ -6,7 +6,7 @@ use mail_auth::dmarc::Policy as DmarcPolicy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimOutput, DmarcOutput, DmarcResult, DnsError,
-    Error,
+    Error, ReceivedSpf,
 };
 
 use super::SenderAuth;
@@ -18,6 +18,9 @@ use crate::mail::Envelope;
 pub struct MessageAuth {
     /// The `Authentication-Results:` field, folded, without its final line end.
     pub header: String,
+    /// The `Received-SPF:` field (RFC 7208 §9.1) when SPF was checked, as policyd-spf adds it
+    /// for the filters downstream that read it rather than Authentication-Results.
+    pub received_spf: Option<String>,
     /// What DMARC asks of the box (only when `posternDmarcEnforce` is on).
     pub dmarc: DmarcAction,
 }
@@ -52,7 +55,15 @@ impl SenderAuth {
             (true, Some(_)) => self.spf(client, &envelope.sender).await,
             _ => None,
         };
+        let mut received_spf = None;
         if let (Some(spf), Some(ip)) = (&spf, client.addr) {
+            let sender = if spf.helo_identity {
+                ""
+            } else {
+                envelope.sender.as_str()
+            };
+            let field = ReceivedSpf::new(&spf.output, ip, &client.helo, sender, &self.authserv_id);
+            received_spf = Some(finish(field.to_header(), None));
             results = if spf.helo_identity {
                 results.with_spf_ehlo_result(&spf.output, ip, &client.helo)
             } else {
@@ -64,6 +75,7 @@ impl SenderAuth {
             let note = "dkim=none (not verified: message too big or unreadable)";
             return Some(MessageAuth {
                 header: finish(results.to_header(), config.checks_dkim().then_some(note)),
+                received_spf,
                 dmarc: DmarcAction::Deliver,
             });
         };
@@ -98,6 +110,7 @@ impl SenderAuth {
                 header,
                 (config.checks_dkim() && dkim.is_empty()).then_some("dkim=none"),
             ),
+            received_spf,
             dmarc: action,
         })
     }
