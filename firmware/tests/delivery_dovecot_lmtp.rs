@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use postern::delivery::{Client, ClientSettings, Dns, DnsError, MxAnswer};
 use postern::mail::Transport;
 use postern::mail::{Envelope, QueueId};
-use postern::queue::{DeliveryRequest, RcptResult};
+use postern::queue::{BodyBytes, DeliveryRequest, RcptResult};
 
 mod common;
 
@@ -61,7 +61,7 @@ fn deliver(dc: &Dovecot, rcpts: &[&str]) -> postern::queue::Attempt {
             envelope: &env,
             recipients: &idx,
             next_hop: &hop,
-            body: &msg,
+            body: &BodyBytes(&msg),
         }))
 }
 

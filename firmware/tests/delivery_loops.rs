@@ -10,7 +10,7 @@ use std::time::Duration;
 use postern::delivery::{Client, ClientSettings, Dns, DnsError, MxAnswer};
 use postern::mail::Transport;
 use postern::mail::{Envelope, QueueId};
-use postern::queue::{Attempt, DeliveryRequest, RcptResult};
+use postern::queue::{Attempt, BodyBytes, DeliveryRequest, RcptResult};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -76,7 +76,7 @@ async fn deliver(client: &Client<FakeDns>, hop: &str, rcpts: &[&str]) -> Attempt
             envelope: &env,
             recipients: &idx,
             next_hop: &hop,
-            body: b"Subject: hello\r\n\r\nhi\r\n",
+            body: &BodyBytes(b"Subject: hello\r\n\r\nhi\r\n"),
         })
         .await
 }

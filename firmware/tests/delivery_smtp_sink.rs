@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use postern::delivery::{Client, ClientSettings, Dns, DnsError, MxAnswer, Timeouts, TlsPolicy};
 use postern::mail::Transport;
 use postern::mail::{BodyType, Envelope, Notify, QueueId};
-use postern::queue::{DeliveryRequest, RcptResult};
+use postern::queue::{BodyBytes, BodyError, BodyRead, BodySource, DeliveryRequest, RcptResult};
 
 mod common;
 
@@ -195,6 +195,15 @@ fn deliver(
     hop: &Transport,
     body: &[u8],
 ) -> postern::queue::Attempt {
+    deliver_from(client, env, hop, &BodyBytes(body))
+}
+
+fn deliver_from(
+    client: &Client<FakeDns>,
+    env: &Envelope,
+    hop: &Transport,
+    body: &dyn BodySource,
+) -> postern::queue::Attempt {
     let idx: Vec<usize> = (0..env.recipients.len()).collect();
     rt().block_on(client.deliver(DeliveryRequest {
         qid: QueueId::new(1_795_000_000_000, 1),
@@ -203,6 +212,35 @@ fn deliver(
         next_hop: hop,
         body,
     }))
+}
+
+/// A body as the spool hands it out, in pieces that end where the test says (and never longer
+/// than asked), failing from byte `fail_at` on as a chunk damaged on flash does.
+struct Pieces {
+    body: Vec<u8>,
+    /// Offsets where a piece ends, ascending.
+    cuts: Vec<usize>,
+    fail_at: Option<u64>,
+}
+
+impl BodySource for Pieces {
+    fn size(&self) -> u64 {
+        self.body.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, max: usize) -> BodyRead<'_> {
+        if self.fail_at.is_some_and(|f| offset >= f) {
+            let e = BodyError::Unreadable("spool: stored body damaged".into());
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let from = offset as usize;
+        let cut = self.cuts.iter().copied().find(|&c| c > from);
+        let to = cut
+            .unwrap_or(self.body.len())
+            .min(from + max)
+            .min(self.body.len());
+        Box::pin(std::future::ready(Ok(self.body[from..to].to_vec())))
+    }
 }
 
 fn hop(port: u16) -> Transport {
@@ -232,7 +270,7 @@ fn message_arrives_intact_with_pipelining_and_the_connection_is_reused() {
             envelope: &env,
             recipients: &idx,
             next_hop: &hop,
-            body: m,
+            body: &BodyBytes(m),
         }))
     };
     let a = run(&msg);
@@ -442,7 +480,7 @@ fn idle_connections_are_closed_with_quit() {
         envelope: &env,
         recipients: &[0],
         next_hop: &hop,
-        body: &body("idle"),
+        body: &BodyBytes(&body("idle")),
     }));
     assert!(matches!(
         a.report.results[0].1,
@@ -498,5 +536,79 @@ fn dsn_parameters_are_passed_on_to_a_server_that_offers_dsn() {
     assert!(
         dump.contains("X-Rcpt-Args: <carol@example.test> NOTIFY=NEVER"),
         "{dump}"
+    );
+}
+
+/// Pieces that end just before a line's leading dot, between CR and LF, and a last line without
+/// CRLF: the next hop gets exactly the stored message.
+#[test]
+fn a_body_cut_at_awkward_seams_arrives_intact() {
+    let Some(s) = sink(&[]) else { return };
+    let hop = hop(s.port);
+    let client = Client::new(settings(), FakeDns::default());
+    let env = envelope(&hop, &["bob@example.test"]);
+    let mut b = body("seams");
+    b.extend_from_slice(b".one\r\n..two\r\n.\r\nthree\r\n.\r\nthe last line has no end");
+    let cuts: Vec<usize> = (1..b.len())
+        .filter(|&i| b[i] == b'.' && b[i - 1] == b'\n' || b[i - 1] == b'\r')
+        .collect();
+    let pieces = Pieces {
+        body: b.clone(),
+        cuts,
+        fail_at: None,
+    };
+    let a = deliver_from(&client, &env, &hop, &pieces);
+    assert!(
+        matches!(a.report.results[0].1, RcptResult::Delivered { .. }),
+        "{:?}",
+        a.report.results
+    );
+    let dump = s.dumps(1).pop().unwrap();
+    let expect = String::from_utf8(b).unwrap().replace("\r\n", "\n") + "\n";
+    // smtp-sink stores LF line ends, without the dot-stuffing, and a blank line after.
+    assert!(dump.contains(&expect), "body changed on the way: {dump}");
+}
+
+/// A piece that fails its check in the middle of DATA: no final dot, the connection is dropped
+/// (not reused), the next hop counts no message, and every recipient waits (4.3.0) as when
+/// the message cannot be read at all.
+#[test]
+fn a_body_that_cannot_be_read_to_its_end_is_never_accepted() {
+    let Some(s) = sink(&[]) else { return };
+    let hop = hop(s.port);
+    let client = Client::new(settings(), FakeDns::default());
+    let env = envelope(&hop, &["bob@example.test", "carol@example.test"]);
+    let b = body("damaged");
+    let pieces = Pieces {
+        fail_at: Some(b.len() as u64 / 2),
+        cuts: vec![b.len() / 4, b.len() / 2],
+        body: b,
+    };
+    let a = deliver_from(&client, &env, &hop, &pieces);
+    assert_eq!(a.report.results.len(), 2);
+    for (_, r) in &a.report.results {
+        match r {
+            RcptResult::Deferred { status, reason } => {
+                assert_eq!(status.to_string(), "4.3.0");
+                assert_eq!(
+                    reason,
+                    "cannot read the queued message: spool: stored body damaged"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        client.idle_connections(),
+        0,
+        "an abandoned connection is not reused"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let (sessions, messages) = s.stop_and_count();
+    // smtp-sink counts ended sessions; one is the test's readiness probe.
+    assert_eq!(
+        (sessions, messages),
+        (2, 0),
+        "the half-sent message was not taken"
     );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use postern::delivery::{Client, ClientSettings, Dns, DnsError, MxAnswer, TlsPolicy};
 use postern::mail::Transport;
 use postern::mail::{Envelope, QueueId};
-use postern::queue::{DeliveryRequest, RcptResult};
+use postern::queue::{BodyBytes, DeliveryRequest, RcptResult};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -155,7 +155,7 @@ async fn deliver(policy: TlsPolicy, port: u16) -> postern::queue::Attempt {
             envelope: &env,
             recipients: &[0],
             next_hop: &hop,
-            body: b"Subject: secret\r\n\r\nover TLS please\r\n",
+            body: &BodyBytes(b"Subject: secret\r\n\r\nover TLS please\r\n"),
         })
         .await
 }

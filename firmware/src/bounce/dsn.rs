@@ -14,8 +14,25 @@ use crate::mail::{
 };
 use crate::mail::{Protocol, Transport};
 
-/// Postfix's bounce_size_limit: above it, only the headers of the original are returned.
+/// Postfix's bounce_size_limit: above it, only the headers of the original are returned (as
+/// Postfix does, so that a cut never damages the original's MIME structure).
 pub const BOUNCE_SIZE_LIMIT: usize = 50_000;
+
+/// Most bytes of an oversized original read back for its headers: Postfix's header_size_limit.
+/// Postfix returns every header line; a header section longer than this is cut at a line end.
+pub const RETURNED_HEADERS_LIMIT: usize = 102_400;
+
+/// How much of an original of `size` bytes a DSN needs: all of it when it may be returned whole,
+/// else the start that holds its headers. Bounded either way: a 5 MB message that bounces is
+/// never read back whole.
+pub fn returned_bytes(size: u64) -> usize {
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if size <= BOUNCE_SIZE_LIMIT {
+        size
+    } else {
+        size.min(RETURNED_HEADERS_LIMIT)
+    }
+}
 
 /// Which notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +55,11 @@ pub struct DsnRequest<'a> {
     pub envelope: &'a Envelope,
     /// Per envelope recipient, its final outcome if it has one.
     pub outcomes: &'a [Option<RecipientOutcome>],
-    /// The original message as stored (headers and body, CRLF).
+    /// The original message as stored (headers and body, CRLF), or its first
+    /// [`returned_bytes`] when it is larger.
     pub original: &'a [u8],
+    /// The original's whole size in bytes.
+    pub original_size: u64,
     pub kind: Kind,
     /// This box's host name (Reporting-MTA, MAILER-DAEMON@...).
     pub reporting_mta: &'a str,
@@ -125,13 +145,15 @@ pub fn build(req: &DsnRequest<'_>) -> Option<Dsn> {
     let global = !status.is_ascii();
 
     // RET=HDRS, delay and success reports, and oversized messages return the headers only.
+    let whole = req.original.len() as u64 == req.original_size;
     let full = notification == Notification::NonDelivery
         && env.ret != Some(Ret::Headers)
-        && req.original.len() <= BOUNCE_SIZE_LIMIT;
+        && req.original_size <= BOUNCE_SIZE_LIMIT as u64
+        && whole;
     let original = if full {
         req.original
     } else {
-        headers_of(req.original)
+        headers_of(req.original, whole)
     };
     let eight_bit = !original.is_ascii() || global;
     let cte = if eight_bit { "8bit" } else { "7bit" };
@@ -402,14 +424,20 @@ fn field(v: &str) -> String {
     out
 }
 
-/// The header section of a message: up to and including the first empty line.
-fn headers_of(msg: &[u8]) -> &[u8] {
+/// The header section of a message: up to and including the first empty line. `whole`: `msg` is
+/// the entire message; if it is only its start and holds no empty line, the section is cut after
+/// its last complete line, never inside one.
+fn headers_of(msg: &[u8], whole: bool) -> &[u8] {
     let end = msg
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|p| p + 4)
         .or_else(|| msg.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
-        .unwrap_or(msg.len());
+        .unwrap_or(if whole {
+            msg.len()
+        } else {
+            msg.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
+        });
     msg.get(..end).unwrap_or(msg)
 }
 

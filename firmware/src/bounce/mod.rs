@@ -8,4 +8,6 @@
 
 mod dsn;
 
-pub use dsn::{Dsn, DsnRequest, Kind, build, wanted};
+pub use dsn::{
+    BOUNCE_SIZE_LIMIT, Dsn, DsnRequest, Kind, RETURNED_HEADERS_LIMIT, build, returned_bytes, wanted,
+};

@@ -16,7 +16,7 @@ use super::resolve::{Dns, HickoryDns, Target, targets};
 use super::session::{Connection, Timeouts, TlsSetup};
 use super::tls::{TlsPolicy, connector};
 use super::transaction::{Transaction, TxOutcome};
-use crate::mail::{EnhancedStatus, Transport};
+use crate::mail::Transport;
 use crate::queue::{Attempt, AttemptReport, Deliverer, DeliveryRequest, RcptResult};
 use crate::route::loops_back_to_myself;
 
@@ -241,7 +241,7 @@ impl<D: Dns> Client<D> {
                         done.push((
                             *i,
                             RcptResult::Deferred {
-                                status: EnhancedStatus::of(4, 4, 2),
+                                status: e.status(),
                                 reason: reason.clone(),
                             },
                         ));

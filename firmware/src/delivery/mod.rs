@@ -19,9 +19,14 @@
 //! does. DSN parameters (RET, ENVID, NOTIFY, ORCPT) go on to a server that offers DSN, except
 //! NOTIFY=SUCCESS, which Postern answers itself with a "relayed" report at hand-off.
 //!
+//! The body streams from the spool a piece at a time ([`crate::queue::BodySource`]), so a job
+//! holds at most a piece or two in RAM whatever the message size. A piece that fails its check
+//! abandons the transaction before the final dot (the connection is closed; the next hop
+//! discards what it got) and the recipients are deferred with 4.3.0, as when the message
+//! cannot be read at all.
+//!
 //! Not done here: SMTP AUTH to a relay host, DANE/MTA-STS, BDAT/CHUNKING, converting 8-bit
-//! bodies for servers without 8BITMIME (sent as they are), streaming the body from flash (it
-//! comes as one buffer per job).
+//! bodies for servers without 8BITMIME (sent as they are).
 
 mod client;
 pub mod lookups;

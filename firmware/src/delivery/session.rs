@@ -17,7 +17,8 @@ use super::open_error::{OpenError, TlsFailure};
 use super::resolve::Target;
 use super::stream::Stream;
 use super::tls::TlsPolicy;
-use crate::mail::{Protocol, Reply};
+use crate::mail::{EnhancedStatus, Protocol, Reply};
+use crate::queue::BodyError;
 use crate::route::greeting_is_myself;
 use crate::smtp::client::{
     Capabilities, Command, Pipeline, ReplyError, ReplyParser, ServerReply, Verb,
@@ -148,6 +149,20 @@ pub enum SessionError {
         stage: Stage,
         error: ReplyError,
     },
+    /// The queued body could not be read to its end (damaged on flash, message gone): the
+    /// transaction was abandoned before its final dot and the connection closed.
+    BodyUnreadable(BodyError),
+}
+
+impl SessionError {
+    /// The enhanced status of what it leaves pending: a local spool fault is 4.3.0, as when the
+    /// message cannot be read before connecting; a failed conversation 4.4.2.
+    pub fn status(&self) -> EnhancedStatus {
+        match self {
+            SessionError::BodyUnreadable(_) => EnhancedStatus::of(4, 3, 0),
+            _ => EnhancedStatus::of(4, 4, 2),
+        }
+    }
 }
 
 impl fmt::Display for SessionError {
@@ -164,6 +179,9 @@ impl fmt::Display for SessionError {
                 stage,
                 error,
             } => write!(f, "{error} from {relay} {}", stage.phrase()),
+            SessionError::BodyUnreadable(error) => {
+                write!(f, "cannot read the queued message: {error}")
+            }
         }
     }
 }
@@ -382,6 +400,13 @@ impl Connection {
         {
             let _ = self.read_reply(t).await;
         }
+        let _ = timeout(t.quit, self.stream.shutdown()).await;
+    }
+
+    /// Gives up on a transaction in the middle of DATA: closes the connection without the final
+    /// dot, so the server discards what it got (RFC 5321 §4.1.1.4). RSET would only be more
+    /// message text there.
+    pub(super) async fn abandon_data(&mut self, t: &Timeouts) {
         let _ = timeout(t.quit, self.stream.shutdown()).await;
     }
 

@@ -2,18 +2,19 @@
 //! body, and a result per recipient, worded as Postfix's smtp/lmtp clients word them.
 
 use crate::mail::{BodyType, EnhancedStatus, Envelope, Protocol, Reply};
-use crate::queue::RcptResult;
+use crate::queue::{BODY_PIECE, BodyReader, BodySource, RcptResult};
 use crate::smtp::client::{Command, DotStuffer, MailFrom, RcptTo, accepts, status_of};
 
 use super::session::{Connection, SessionError, Stage, Timeouts};
 
 /// What one mail transaction carries.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Transaction<'a> {
     pub sender: &'a str,
     /// (envelope index, address).
     pub recipients: &'a [(usize, &'a str)],
-    pub body: &'a [u8],
+    /// Read a piece at a time while it is sent.
+    pub body: &'a dyn BodySource,
     pub body_type: BodyType,
     pub smtputf8: bool,
     /// RFC 3461 parameters (RET, ENVID, NOTIFY, ORCPT), passed on when the server offers DSN.
@@ -67,11 +68,11 @@ impl Connection {
             );
             (EnhancedStatus::of(5, 6, 7), why)
         } else if let Some(limit) = self.caps.size.filter(|&l| l > 0)
-            && tx.body.len() > limit
+            && tx.body.size() > limit as u64
         {
             let why = format!(
                 "message size {} exceeds size limit {limit} of server {}",
-                tx.body.len(),
+                tx.body.size(),
                 self.relay_name
             );
             (EnhancedStatus::of(5, 3, 4), why)
@@ -90,7 +91,10 @@ impl Connection {
         let dsn = tx.dsn.filter(|_| self.caps.dsn);
         MailFrom {
             sender: tx.sender,
-            size: self.caps.size.map(|_| tx.body.len()),
+            size: self
+                .caps
+                .size
+                .map(|_| usize::try_from(tx.body.size()).unwrap_or(usize::MAX)),
             eight_bit_mime: tx.body_type != BodyType::SevenBit && self.caps.eight_bit_mime,
             smtputf8: tx.smtputf8,
             ret: dsn.and_then(|env| env.ret),
@@ -271,13 +275,25 @@ impl Connection {
         }
     }
 
-    async fn send_body(&mut self, body: &[u8], t: &Timeouts) -> Result<(), SessionError> {
-        const CHUNK: usize = 64 * 1024;
+    /// The body a piece at a time as the spool hands it out, dot-stuffed across the pieces' seams,
+    /// so a transaction holds one piece in RAM whatever the message size. The final dot goes
+    /// only after every piece was read and passed its check: a piece that cannot be read
+    /// abandons the transaction without it, so the next hop never accepts a damaged message.
+    async fn send_body(&mut self, body: &dyn BodySource, t: &Timeouts) -> Result<(), SessionError> {
+        let mut pieces = BodyReader::new(body, BODY_PIECE);
         let mut stuffer = DotStuffer::new();
-        let mut out = Vec::with_capacity(CHUNK + CHUNK / 16);
-        for chunk in body.chunks(CHUNK) {
+        let mut out = Vec::with_capacity(BODY_PIECE + BODY_PIECE / 16);
+        loop {
+            let piece = match pieces.next_piece().await {
+                Ok(Some(piece)) => piece,
+                Ok(None) => break,
+                Err(e) => {
+                    self.abandon_data(t).await;
+                    return Err(SessionError::BodyUnreadable(e));
+                }
+            };
             out.clear();
-            stuffer.push(chunk, &mut out);
+            stuffer.push(&piece, &mut out);
             self.write(&out, Stage::Body, t.data_block).await?;
         }
         out.clear();

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use super::body::BodySource;
 use crate::mail::{EnhancedStatus, Envelope, QueueId, Reply, Transport};
 
 /// Deliver these recipients (indexes into the envelope) of one message through one next hop.
@@ -69,15 +70,27 @@ impl RcptResult {
 }
 
 /// One job to deliver: these recipients of this message through this next hop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct DeliveryRequest<'a> {
     pub qid: QueueId,
     pub envelope: &'a Envelope,
     /// Envelope indexes.
     pub recipients: &'a [usize],
     pub next_hop: &'a Transport,
-    /// The message as stored (CRLF lines), not yet dot-stuffed.
-    pub body: &'a [u8],
+    /// The message as stored (CRLF lines), not yet dot-stuffed, read a piece at a time.
+    pub body: &'a dyn BodySource,
+}
+
+impl std::fmt::Debug for DeliveryRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryRequest")
+            .field("qid", &self.qid)
+            .field("envelope", &self.envelope)
+            .field("recipients", &self.recipients)
+            .field("next_hop", &self.next_hop)
+            .field("body_size", &self.body.size())
+            .finish()
+    }
 }
 
 /// The result of one delivery attempt, with what the log needs.

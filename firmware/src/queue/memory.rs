@@ -147,12 +147,19 @@ impl QueueStore for MemoryStore {
             .ok_or_else(|| gone(qid))
     }
 
-    async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, MemoryStoreError> {
+    async fn read_body_part(
+        &self,
+        qid: QueueId,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, MemoryStoreError> {
         let g = self.inner.lock().map_err(poisoned)?;
-        g.msgs
-            .get(&qid)
-            .map(|e| e.body.clone())
-            .ok_or_else(|| gone(qid))
+        let body = &g.msgs.get(&qid).ok_or_else(|| gone(qid))?.body;
+        let from = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(body.len());
+        let to = from.saturating_add(max).min(body.len());
+        Ok(body.get(from..to).unwrap_or_default().to_vec())
     }
 
     async fn mark_recipient(

@@ -31,6 +31,7 @@
 //! ```
 
 mod attempt;
+mod body;
 mod filter;
 mod manager;
 mod memory;
@@ -40,6 +41,7 @@ mod shape;
 mod spool;
 
 pub use attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptResult};
+pub use body::{BODY_PIECE, BodyBytes, BodyError, BodyRead, BodyReader, BodySource};
 pub use filter::{Filter, QueueName, UnknownQueue, domain_of, pending_addresses};
 pub use manager::{
     Action, BulkOp, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView, Work,

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptResult};
+use super::body::{BODY_PIECE, BodyError, BodyRead, BodySource};
 use super::manager::{Action, BulkOp, DsnKind, MessageView, QueueManager, QueuedMessage};
 use super::settings::QueueSettings;
 use crate::bounce::{self, DsnRequest, Kind};
@@ -40,7 +41,14 @@ pub trait QueueStore: Send + Sync + 'static {
 
     fn load(&self, qid: QueueId)
     -> impl Future<Output = Result<StoredMessage, Self::Error>> + Send;
-    fn read_body(&self, qid: QueueId) -> impl Future<Output = Result<Vec<u8>, Self::Error>> + Send;
+    /// At most `max` bytes of the body from byte `offset` on (fewer only at its end), integrity
+    /// checked: delivery and DSNs read bodies a piece at a time, never whole.
+    fn read_body_part(
+        &self,
+        qid: QueueId,
+        offset: u64,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<u8>, Self::Error>> + Send;
     fn mark_recipient(
         &self,
         qid: QueueId,
@@ -526,6 +534,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             envelope: &m.envelope,
             outcomes: &m.outcomes,
             original: &[],
+            original_size: m.size,
             kind,
             reporting_mta: &self.config.hostname,
             now,
@@ -534,7 +543,11 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         if !bounce::wanted(&req) {
             return;
         }
-        let Ok(original) = self.store.read_body(qid).await else {
+        let Ok(original) = self
+            .store
+            .read_body_part(qid, 0, bounce::returned_bytes(m.size))
+            .await
+        else {
             return gone();
         };
         req.original = &original;
@@ -592,14 +605,21 @@ async fn run_job<S: QueueStore, D: Deliverer>(
     job: &Job,
     started_unix: u64,
 ) -> Attempt {
-    // Both questions go to the spool at once: one wait, not two.
-    let loaded = match tokio::join!(store.load(job.qid), store.read_body(job.qid)) {
+    // The envelope and the body's first piece (all of most messages) in one wait, not two.
+    let first = store.read_body_part(job.qid, 0, BODY_PIECE);
+    let loaded = match tokio::join!(store.load(job.qid), first) {
         (Ok(m), Ok(b)) => Ok((m, b)),
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    let (m, body) = match loaded {
+    let (m, first) = match loaded {
         Ok(x) => x,
         Err(e) => return unreadable(job, &e),
+    };
+    let body = StoredBody {
+        store,
+        qid: job.qid,
+        size: m.size,
+        first,
     };
     let attempt = deliverer
         .deliver(DeliveryRequest {
@@ -612,6 +632,39 @@ async fn run_job<S: QueueStore, D: Deliverer>(
         .await;
     log_attempt(log, job, &m.envelope, &attempt, started_unix);
     attempt
+}
+
+/// A queued body as delivery reads it: the first piece came with the envelope, the rest is read
+/// from the store as the transaction sends it.
+struct StoredBody<'a, S> {
+    store: &'a S,
+    qid: QueueId,
+    size: u64,
+    first: Vec<u8>,
+}
+
+impl<S: QueueStore> BodySource for StoredBody<'_, S> {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, max: usize) -> BodyRead<'_> {
+        if let Some(rest) = usize::try_from(offset)
+            .ok()
+            .and_then(|o| self.first.get(o..))
+            .filter(|r| !r.is_empty())
+        {
+            let piece = rest.get(..max.min(rest.len())).unwrap_or_default().to_vec();
+            return Box::pin(std::future::ready(Ok(piece)));
+        }
+        let (store, qid) = (self.store, self.qid);
+        Box::pin(async move {
+            store
+                .read_body_part(qid, offset, max)
+                .await
+                .map_err(|e| BodyError::Unreadable(e.to_string()))
+        })
+    }
 }
 
 /// The message could not be read from the spool: every recipient of the job waits.

@@ -21,8 +21,13 @@ impl QueueStore for SpoolHandle {
         }
     }
 
-    async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, SpoolError> {
-        SpoolHandle::read_body(self, qid).await
+    async fn read_body_part(
+        &self,
+        qid: QueueId,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, SpoolError> {
+        SpoolHandle::read_body_part(self, qid, offset, max).await
     }
 
     async fn mark_recipient(

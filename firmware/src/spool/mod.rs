@@ -20,6 +20,7 @@
 //! recipient outcomes are final, and an end record outlives every other record of its message
 //! because segments are erased oldest first.
 
+mod body;
 mod error;
 mod format;
 #[doc(hidden)]

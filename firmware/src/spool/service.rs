@@ -36,6 +36,8 @@ enum Request {
     Get(QueueId, Reply<Option<MessageSummary>>),
     TakeRecovered(Reply<RecoveredQueue>),
     ReadBody(QueueId, Reply<Vec<u8>>),
+    /// Offset and most bytes: a piece of a body, for delivery.
+    ReadBodyPart(QueueId, u64, usize, Reply<Vec<u8>>),
     Info(Reply<FlashInfo>),
     ReadSlot(Region, Reply<Option<Vec<u8>>>),
     WriteSlot(Region, Vec<u8>, Reply<()>),
@@ -160,9 +162,22 @@ impl SpoolHandle {
         self.ask(|r| Request::Get(qid, r)).await
     }
 
-    /// The body, read back from flash (CRC checked).
+    /// The body, read back from flash (CRC checked). Holds it whole in RAM: delivery reads it in
+    /// pieces with [`SpoolHandle::read_body_part`].
     pub async fn read_body(&self, qid: QueueId) -> Result<Vec<u8>, SpoolError> {
         self.ask(|r| Request::ReadBody(qid, r)).await
+    }
+
+    /// Up to `max` bytes of the body from byte `offset` on, read back from flash (each chunk
+    /// CRC checked; see [`Spool::read_body_part`]).
+    pub async fn read_body_part(
+        &self,
+        qid: QueueId,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, SpoolError> {
+        self.ask(|r| Request::ReadBodyPart(qid, offset, max, r))
+            .await
     }
 
     pub async fn info(&self) -> Result<FlashInfo, SpoolError> {
@@ -478,6 +493,9 @@ impl<F: Flash> Writer<F> {
             }
             Request::ReadBody(qid, r) => {
                 let _ = r.send(s.read_body(qid));
+            }
+            Request::ReadBodyPart(qid, offset, max, r) => {
+                let _ = r.send(s.read_body_part(qid, offset, max));
             }
             Request::Info(r) => {
                 let _ = r.send(Ok(s.info()));

@@ -353,24 +353,6 @@ impl<F: Flash> Spool<F> {
         self.summarize(qid, &e).ok()
     }
 
-    /// Reads a committed message's body back from flash, checking every chunk's CRC.
-    pub fn read_body(&mut self, qid: QueueId) -> Result<Vec<u8>, SpoolError> {
-        let e = self
-            .index
-            .get(&qid)
-            .filter(|e| e.committed())
-            .ok_or(SpoolError::NoSuchMessage(qid))?;
-        let chunks: Vec<Loc> = e.chunks().collect();
-        let mut body = Vec::with_capacity(e.size() as usize);
-        let mut buf = Vec::new();
-        for loc in chunks {
-            self.read_record(qid, Kind::Chunk, loc, &mut buf)?;
-            let b = buf.get(4..).ok_or(SpoolError::Damaged(qid))?;
-            body.extend_from_slice(b);
-        }
-        Ok(body)
-    }
-
     /// Geometry, usage and wear, for `postern flash info`.
     pub fn info(&self) -> FlashInfo {
         let l = &self.layout;

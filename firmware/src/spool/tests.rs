@@ -127,6 +127,89 @@ fn committed_message_survives_reopen_byte_identical() {
     assert_eq!(spool.read_body(qid).unwrap(), b);
 }
 
+/// Delivery reads a body in pieces: any offset and length give the same bytes as the whole,
+/// across chunk records and the held head (of another length than the chunks).
+#[test]
+fn a_body_reads_back_in_pieces_at_any_offset() {
+    let mut spool = fresh();
+    let qid = spool
+        .begin(&envelope("a@example.com", 1), 1_795_000_000_000)
+        .unwrap();
+    spool.hold_head(qid).unwrap();
+    spool.append_body(qid, &body(650, 5)).unwrap();
+    spool.write_head(qid, &body(77, 9)).unwrap();
+    spool.commit(qid).unwrap();
+    spool.sync().unwrap();
+    let whole = spool.read_body(qid).unwrap();
+    assert_eq!(whole, [body(77, 9), body(650, 5)].concat());
+    let n = whole.len();
+    for offset in (0..=n + 3).step_by(7) {
+        for max in [0, 1, 76, 77, 78, 199, 200, 201, 1000] {
+            let end = (offset + max).min(n);
+            let want = whole.get(offset..end).unwrap_or_default();
+            assert_eq!(
+                spool.read_body_part(qid, offset as u64, max).unwrap(),
+                want,
+                "offset {offset}, max {max}"
+            );
+        }
+    }
+    let not_there = crate::mail::QueueId(qid.0 + 1);
+    assert_eq!(
+        spool.read_body_part(not_there, 0, 10),
+        Err(SpoolError::NoSuchMessage(not_there))
+    );
+}
+
+/// A flipped bit in one chunk is found by the piece that holds it: the pieces before it still
+/// read, so a delivery can stop before its final dot.
+#[test]
+fn a_damaged_chunk_fails_the_piece_that_holds_it() {
+    let mut spool = fresh();
+    let b = body(1000, 2);
+    let qid = put(&mut spool, &b, 1_795_000_000_000);
+    let third = spool.index.get(&qid).unwrap().chunks().nth(2).unwrap();
+    // Into the message bytes of chunk 2 (body bytes 400..600).
+    spool
+        .flash
+        .flip_bit(third.addr + record::HEADER + 4 + 50, 3);
+    assert_eq!(spool.read_body_part(qid, 0, 400).unwrap(), &b[..400]);
+    assert_eq!(spool.read_body_part(qid, 600, 400).unwrap(), &b[600..]);
+    assert_eq!(
+        spool.read_body_part(qid, 350, 100),
+        Err(SpoolError::Damaged(qid))
+    );
+    assert_eq!(spool.read_body(qid), Err(SpoolError::Damaged(qid)));
+}
+
+/// Compaction may move a body's chunks between two pieces of one delivery: each read looks
+/// them up afresh.
+#[test]
+fn pieces_read_across_a_compaction_still_make_the_body() {
+    let mut spool = fresh();
+    let b = body(1500, 4);
+    let qid = put(&mut spool, &b, 1_795_000_000_000);
+    let first = spool.read_body_part(qid, 0, 300).unwrap();
+    let before: Vec<u32> = spool
+        .index
+        .get(&qid)
+        .unwrap()
+        .chunks()
+        .map(|l| l.addr)
+        .collect();
+    assert!(spool.compact_oldest().unwrap());
+    let after: Vec<u32> = spool
+        .index
+        .get(&qid)
+        .unwrap()
+        .chunks()
+        .map(|l| l.addr)
+        .collect();
+    assert_ne!(before, after, "some chunk moved");
+    let rest = spool.read_body_part(qid, 300, usize::MAX).unwrap();
+    assert_eq!([first, rest].concat(), b);
+}
+
 /// The content stage writes the (edited) header section after the body behind it: the message
 /// reads back head first, before and after recovery, and compaction keeps it whole.
 #[test]

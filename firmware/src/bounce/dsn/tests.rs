@@ -48,6 +48,7 @@ fn req<'a>(
         envelope: env,
         outcomes,
         original: ORIGINAL,
+        original_size: ORIGINAL.len() as u64,
         kind,
         reporting_mta: "gw.example.net",
         now: NOW,
@@ -329,6 +330,66 @@ fn absurd_times_from_a_damaged_record_do_not_panic() {
     assert!(MessageParser::default().parse(&dsn.message).is_some());
 }
 
+#[test]
+fn an_oversized_original_is_read_only_as_far_as_its_headers_and_returned_as_headers() {
+    let env = envelope(
+        "alice@example.org",
+        vec![rcpt("bob@example.com", Notify::DEFAULT, "smtp:example.com")],
+    );
+    let outcomes = vec![failed("5.1.1", "smtp; 550 5.1.1 User unknown")];
+    let mut big = ORIGINAL.to_vec();
+    big.resize(5 * 1024 * 1024, b'x');
+    let wanted = returned_bytes(big.len() as u64);
+    assert!(wanted <= RETURNED_HEADERS_LIMIT, "never the whole 5 MB");
+    let mut r = req(&env, &outcomes, Kind::Final);
+    r.original = &big[..wanted];
+    r.original_size = big.len() as u64;
+    let dsn = build(&r).unwrap();
+    let (_, _, original, _) = parts(&dsn.message);
+    let text = String::from_utf8_lossy(&original);
+    assert!(text.contains("Subject: Hello"), "{text}");
+    assert!(!text.contains("the body"), "{text}");
+    assert!(dsn.message.len() < 10_000);
+    // Small enough: all of it is read, and all of it comes back.
+    assert_eq!(returned_bytes(ORIGINAL.len() as u64), ORIGINAL.len());
+    assert_eq!(returned_bytes(BOUNCE_SIZE_LIMIT as u64), BOUNCE_SIZE_LIMIT);
+}
+
+#[test]
+fn a_header_section_longer_than_what_is_read_is_cut_at_a_line_end() {
+    let env = envelope(
+        "alice@example.org",
+        vec![rcpt("bob@example.com", Notify::DEFAULT, "smtp:example.com")],
+    );
+    let outcomes = vec![failed("5.1.1", "smtp; 550 5.1.1 User unknown")];
+    let mut big = Vec::new();
+    let mut n = 0;
+    while big.len() < RETURNED_HEADERS_LIMIT + 1000 {
+        big.extend_from_slice(format!("Received: from hop{n} by hop{n}\r\n").as_bytes());
+        n += 1;
+    }
+    big.extend_from_slice(b"\r\nbody\r\n");
+    let wanted = returned_bytes(big.len() as u64);
+    let mut r = req(&env, &outcomes, Kind::Final);
+    r.original = &big[..wanted];
+    r.original_size = big.len() as u64;
+    let dsn = build(&r).unwrap();
+    let (_, _, original, _) = parts(&dsn.message);
+    assert!(original.len() <= RETURNED_HEADERS_LIMIT);
+    let text = String::from_utf8_lossy(&original);
+    let last: Vec<&str> = text
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split(' ')
+        .collect();
+    assert!(
+        last.len() == 5 && last[0] == "Received:" && last[2] == last[4],
+        "cut inside a line: {last:?}"
+    );
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
@@ -354,6 +415,7 @@ mod properties {
             let outcomes = vec![failed(&status, &diag), failed("5.0.0", "smtp; 550 no")];
             let mut r = req(&env, &outcomes, Kind::Final);
             r.original = &original;
+            r.original_size = original.len() as u64;
             let dsn = build(&r).expect("a bounce");
             let m = MessageParser::default().parse(&dsn.message).expect("parses");
             let PartType::Multipart(ids) = &m.root_part().body else { panic!("not multipart") };

@@ -39,9 +39,12 @@ impl DotStuffer {
         }
     }
 
-    /// Close the data: a final CRLF if the body lacked one, then `.` CRLF.
+    /// Close the data: a final CRLF if the body lacked one (just the LF after a trailing CR, so
+    /// no bare CR goes out), then `.` CRLF.
     pub fn finish(self, out: &mut Vec<u8>) {
-        if !self.line_start {
+        if self.last_cr {
+            out.push(b'\n');
+        } else if !self.line_start {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b".\r\n");
@@ -71,6 +74,37 @@ mod tests {
         assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b".\r\n");
         assert_eq!(dot_stuff(b"bare\nlf\n.x"), b"bare\r\nlf\r\n..x\r\n.\r\n");
+        assert_eq!(dot_stuff(b"ends in cr\r"), b"ends in cr\r\n.\r\n");
+    }
+
+    /// The whole body stuffed in pieces cut at `cuts`.
+    fn stuffed_in_pieces(body: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        let mut s = DotStuffer::new();
+        let mut from = 0;
+        for &c in cuts {
+            s.push(&body[from..c], &mut wire);
+            from = c;
+        }
+        s.push(&body[from..], &mut wire);
+        s.finish(&mut wire);
+        wire
+    }
+
+    #[test]
+    fn seams_between_pieces_change_nothing() {
+        // A dot line split right before its dot, CRLF split between CR and LF, a bare LF at a
+        // seam, and a body that ends without CRLF in the last piece.
+        let body = b"a\r\n.dot\r\nb\r\n.\r\nc\nd";
+        let whole = dot_stuff(body);
+        assert_eq!(whole, b"a\r\n..dot\r\nb\r\n..\r\nc\r\nd\r\n.\r\n");
+        for cut in 0..=body.len() {
+            assert_eq!(stuffed_in_pieces(body, &[cut]), whole, "cut at {cut}");
+        }
+        let every: Vec<usize> = (1..body.len()).collect();
+        assert_eq!(stuffed_in_pieces(body, &every), whole, "one byte a piece");
+        // CR ending one piece, its LF starting the next: one CRLF, not CR CR LF.
+        assert_eq!(stuffed_in_pieces(b"x\r\n", &[2]), b"x\r\n.\r\n");
     }
 
     /// What a receiving server does: strip one leading dot per line up to the end marker.
