@@ -4,11 +4,15 @@
 //! LMTP is the Zimbra mailbox server, Postfix's smtp-sink the secondary system. Mail goes in with
 //! swaks and is looked for where it must land.
 //!
-//! Without slapd, Dovecot or root the test says SKIPPED, and fails under `CI=true`.
+//! The LDAP server may be named by a host name: the box resolves it with its own resolver (the
+//! static binary cannot use the C library's), here a DNS server the test starts.
+//!
+//! Without slapd, Dovecot or root a test says SKIPPED, and fails under `CI=true`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use tests::dns::{DnsServer, Record};
 use tests::dovecot::MailboxServer;
 use tests::host::{HostPostern, SmtpClient};
 use tests::peers::{Sink, free_port, own_loopback, swaks};
@@ -264,4 +268,50 @@ fn split_domain_primary_routes_from_ldap_alone_and_follows_a_moved_account() {
         "the looping message never left"
     );
     assert_eq!(sink.messages().len(), before);
+}
+
+/// `ldap_url` names the server by a name only the box's DNS server (`run --dns`) knows: the
+/// daemon finds it there, syncs, and `ldap test` binds.
+#[test]
+fn an_ldap_server_named_in_the_boxs_dns_is_synced_from() {
+    if require_slapd().is_none() {
+        return;
+    }
+    let ldap = Slapd::start(false);
+    let mut ldif = base_ldif();
+    ldif += &domain_ldif("example.org", "d-plain", "");
+    ldif += &account_ldif(
+        "carol@example.org",
+        "a-carol",
+        "zimbraMailTransport: lmtp:127.0.0.1:7025\n",
+    );
+    ldap.ldapmodify(&ldif);
+    let name = "directory.split.test";
+    let dns = DnsServer::with_zone(&[(name, Record::A([127, 0, 0, 1].into()))]);
+    let p = HostPostern::start(&["--dns", &dns.addr.to_string()]);
+    let url = format!("ldap://{name}:{}", ldap.port);
+    p.admin_ok(&[
+        "localconfig",
+        "-e",
+        &format!("ldap_url={url}"),
+        &format!("zimbra_ldap_userdn={}", slapd::ROOT_DN),
+        &format!("zimbra_ldap_password={}", slapd::ROOT_PW),
+    ]);
+    let synced = p.admin_ok(&["ldap", "sync"]);
+    assert!(
+        synced.starts_with(&format!("full sync from {url}")),
+        "{synced}"
+    );
+    assert!(
+        p.admin_ok(&["prov", "gaa"]).contains("carol@example.org"),
+        "{}",
+        p.log()
+    );
+    let tested = p.admin_ok(&["ldap", "test"]);
+    assert!(tested.starts_with(&format!("{url}: bind OK")), "{tested}");
+    assert!(
+        dns.queries().iter().any(|q| q.contains(name)),
+        "the box's DNS server was asked: {:?}",
+        dns.queries()
+    );
 }
