@@ -167,7 +167,9 @@ fn split_domain_primary_routes_from_ldap_alone_and_follows_a_moved_account() {
     let ldap = Slapd::start(false);
     seed(&ldap, &lmtp, &secondary);
 
-    let p = HostPostern::start(&[]);
+    // Every name the box looks up (a bounce's MX, should one happen) stays on loopback.
+    let dns = DnsServer::start();
+    let p = HostPostern::start(&["--dns", &dns.addr.to_string()]);
     let url = format!("ldap_url={}", ldap.url());
     let dn = format!("zimbra_ldap_userdn={}", slapd::ROOT_DN);
     let pw = format!("zimbra_ldap_password={}", slapd::ROOT_PW);
