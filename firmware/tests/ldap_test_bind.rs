@@ -1,6 +1,7 @@
 //! `postern ldap test` against a real slapd, through the binary (so the bind runs in the fetch
 //! child, as a sync's does): a good bind, a wrong password, a port nobody listens on, and a
-//! StartTLS server whose certificate the box does not trust, each named as such.
+//! StartTLS server whose certificate the box does not trust, each named as such; servers named
+//! by host name, resolved by the box (not the C library) and verified by that name.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use common::slapd::{self, Slapd, free_port, require_slapd};
 use postern::directory::ldap::fetch;
+use postern::directory::ldap::locate::ServerNames;
 use postern::directory::ldap::probe::BindProblem;
 
 /// Runs `postern --flash FLASH ARGS...` with `stdin`; exit code and the command's answer (stdout
@@ -129,14 +131,79 @@ async fn a_certificate_the_box_does_not_trust_is_a_tls_failure() {
     s.set("zimbra_ldap_userdn", slapd::ROOT_DN).unwrap();
     s.set("zimbra_ldap_password", slapd::ROOT_PW).unwrap();
     s.set("ldap_ca_cert", &cert).unwrap();
-    let r = fetch::test_bind(&s).await.unwrap();
+    let r = fetch::test_bind(&s, &ServerNames::default()).await.unwrap();
     assert!(r[0].ok(), "{}", r[0]);
 
     let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
     s.set("ldap_ca_cert", &other.cert.pem()).unwrap();
-    let r = fetch::test_bind(&s).await.unwrap();
+    let r = fetch::test_bind(&s, &ServerNames::default()).await.unwrap();
     let Err((problem, detail)) = &r[0].outcome else {
         panic!("{}", r[0])
     };
     assert_eq!(*problem, BindProblem::Tls, "{detail}");
+}
+
+/// A StartTLS server named in `ldap_url` by a name only the box's hosts table knows: the box
+/// finds its address itself, and TLS checks the certificate against the name, not the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_by_name_is_found_by_the_box_and_verified_by_that_name() {
+    if require_slapd().is_none() {
+        return;
+    }
+    fetch::isolate_in_child(PathBuf::from(env!("CARGO_BIN_EXE_postern")));
+    let name = "directory.postern.test";
+    let ck = rcgen::generate_simple_self_signed(vec![name.into()]).unwrap();
+    let (cert, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());
+    let ldap = Slapd::start_with(false, Some((&cert, &key)));
+    let mut hosts = postern::config::HostsTable::default();
+    hosts.add(&format!("{name}=127.0.0.1")).unwrap();
+    let mut s = postern::config::localconfig::LocalConfig::default();
+    s.set("ldap_url", &format!("ldap://{name}:{}", ldap.port))
+        .unwrap();
+    s.set("ldap_starttls_supported", "1").unwrap();
+    s.set("zimbra_ldap_userdn", slapd::ROOT_DN).unwrap();
+    s.set("zimbra_ldap_password", slapd::ROOT_PW).unwrap();
+    s.set("ldap_ca_cert", &cert).unwrap();
+    s.set("ldap_connect_timeout", "2s").unwrap();
+    // DNS on loopback where nobody answers: nothing of this test leaves the machine.
+    let dns: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let names = ServerNames::new(&[dns], &hosts, &s.ldap_urls);
+    let r = fetch::test_bind(&s, &names).await.unwrap();
+    assert!(r[0].ok(), "{}", r[0]);
+
+    // The same server by its address: the certificate does not name it.
+    s.set("ldap_url", &ldap.url()).unwrap();
+    let r = fetch::test_bind(&s, &names).await.unwrap();
+    let Err((problem, detail)) = &r[0].outcome else {
+        panic!("{}", r[0])
+    };
+    assert_eq!(*problem, BindProblem::Tls, "{detail}");
+
+    // A name nobody knows cannot be connected to, and says so.
+    s.set("ldap_url", &format!("ldap://nowhere.invalid:{}", ldap.port))
+        .unwrap();
+    let r = fetch::test_bind(&s, &names).await.unwrap();
+    let Err((problem, detail)) = &r[0].outcome else {
+        panic!("{}", r[0])
+    };
+    assert_eq!(*problem, BindProblem::CannotConnect, "{detail}");
+    assert!(detail.contains("nowhere.invalid"), "{detail}");
+}
+
+/// `ldap://localhost:PORT` in the static binary: answered by the box's resolver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localhost_resolves_in_the_fetch_child() {
+    if require_slapd().is_none() {
+        return;
+    }
+    fetch::isolate_in_child(PathBuf::from(env!("CARGO_BIN_EXE_postern")));
+    let ldap = Slapd::start(false);
+    let mut s = postern::config::localconfig::LocalConfig::default();
+    s.set("ldap_url", &format!("ldap://localhost:{}", ldap.port))
+        .unwrap();
+    s.set("zimbra_ldap_userdn", slapd::ROOT_DN).unwrap();
+    s.set("zimbra_ldap_password", slapd::ROOT_PW).unwrap();
+    s.set("ldap_connect_timeout", "2s").unwrap();
+    let r = fetch::test_bind(&s, &ServerNames::default()).await.unwrap();
+    assert!(r[0].ok(), "{}", r[0]);
 }

@@ -193,7 +193,8 @@ pub async fn test(
         "" => "anonymously".to_string(),
         dn => format!("as {dn}"),
     };
-    match fetch::test_bind(&settings).await {
+    let names = h.directory.ldap_server_names(&settings.ldap_urls);
+    match fetch::test_bind(&settings, &names).await {
         Ok(results) => {
             let mut text = String::new();
             for r in &results {

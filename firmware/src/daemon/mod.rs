@@ -154,6 +154,8 @@ impl Daemon {
         let ctx = inbound_context(
             &opts, &config, tls_config, &directory, &spool, &queue, &dkim,
         );
+        // LDAP server names are looked up where delivery looks names up.
+        directory.set_dns_servers(&opts.dns_servers);
         let ldap = ldap::context(&spool, &directory, &opts.hostname, true).await;
         let endpoint = Arc::new(crate::admin::metrics_endpoint::Endpoint::default());
         let handles = Handles {

@@ -19,7 +19,8 @@ impl SharedDirectory {
         };
         if let Some((url, dn)) = bind {
             let settings = self.ldap_settings();
-            return match ldap::fetch::check_password(&settings, &url, &dn, pass).await {
+            let names = self.ldap_server_names(std::slice::from_ref(&url));
+            return match ldap::fetch::check_password(&settings, &names, &url, &dn, pass).await {
                 Ok(ok) => ok,
                 Err(e) => {
                     eprintln!("postern/auth: bind as {dn} to check a password: {e}");

@@ -2,12 +2,14 @@
 //! start and keep it; a change builds a new directory and swaps it in, so it applies at once to
 //! new sessions and never to a session half-way through a message.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use super::Directory;
-use crate::config::localconfig::LocalConfig;
+use super::ldap::locate::ServerNames;
+use crate::config::localconfig::{LdapUrl, LocalConfig};
 
 /// The current directory, and one writer at a time.
 #[derive(Debug, Default)]
@@ -22,6 +24,8 @@ pub struct SharedDirectory {
     ldap_max_age: AtomicU64,
     /// The LDAP connection settings (CA, timeouts) AUTH binds use.
     ldap_settings: RwLock<Arc<LocalConfig>>,
+    /// The DNS servers LDAP server names are looked up with; empty: /etc/resolv.conf's.
+    dns_servers: RwLock<Vec<SocketAddr>>,
 }
 
 impl SharedDirectory {
@@ -32,6 +36,7 @@ impl SharedDirectory {
             ldap_confirmed: AtomicU64::new(0),
             ldap_max_age: AtomicU64::new(0),
             ldap_settings: RwLock::new(Arc::default()),
+            dns_servers: RwLock::default(),
         }
     }
 
@@ -45,6 +50,18 @@ impl SharedDirectory {
 
     pub fn ldap_settings(&self) -> Arc<LocalConfig> {
         Arc::clone(&self.ldap_settings.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The DNS servers the box asks (the daemon's); LDAP server names are resolved with them.
+    pub fn set_dns_servers(&self, servers: &[SocketAddr]) {
+        *self.dns_servers.write().unwrap_or_else(|e| e.into_inner()) = servers.to_vec();
+    }
+
+    /// How to find the servers of `urls`: the box's DNS servers, and its hosts table as the
+    /// directory's config has it now.
+    pub fn ldap_server_names(&self, urls: &[LdapUrl]) -> ServerNames {
+        let servers = self.dns_servers.read().unwrap_or_else(|e| e.into_inner());
+        ServerNames::new(&servers, &self.snapshot().config().hosts, urls)
     }
 
     /// Records that LDAP confirmed the cache at `unix` seconds.

@@ -139,7 +139,12 @@ impl FromStr for Transport {
                 Some((h, p)) => (h, Some(p)),
                 None => (rest, None),
             };
-            (parse_name(host)?, protocol == Protocol::Smtp, port)
+            // A bare IPv4 address (Zimbra's `lmtp:10.0.0.5:7025`) is an address, as Postfix
+            // takes it: no MX, no DNS. Bare IPv6 cannot be told from a port: it needs brackets.
+            match host.parse::<std::net::Ipv4Addr>() {
+                Ok(ip) => (Host::Ip(ip.into()), false, port),
+                Err(_) => (parse_name(host)?, protocol == Protocol::Smtp, port),
+            }
         };
         let port = match port {
             Some(p) => parse_port(p)?,
@@ -234,6 +239,16 @@ mod tests {
             Host::Ip("::1".parse().unwrap())
         );
         assert_eq!(t("smtp:Example.COM").host, Host::Name("example.com".into()));
+        // Bare IPv4 addresses are addresses, never names to look up.
+        let e = t("lmtp:127.0.0.1:7025");
+        assert_eq!(
+            (e.host, e.mx),
+            (Host::Ip("127.0.0.1".parse().unwrap()), false)
+        );
+        assert_eq!(
+            t("smtp:192.0.2.7").host,
+            Host::Ip("192.0.2.7".parse().unwrap())
+        );
         // Postfix relayhost forms without a protocol.
         assert_eq!(
             t("[relay.example.net]:587"),

@@ -302,25 +302,7 @@ impl std::fmt::Display for BuildError {
     }
 }
 
-/// A TLS setup for hickory's DNS-over-TLS, which the box never uses. mail-auth turns on hickory's
-/// TLS features, and without this a resolver would read the system's CA bundle when it is built
-/// and fail on a box that has none.
-pub fn unused_tls_config() -> rustls::ClientConfig {
-    rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map(|b| {
-        b.with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
-    })
-    // The provider's defaults always include a protocol version.
-    .unwrap_or_else(|_| {
-        rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
-    })
-}
+pub use crate::trust::unused_tls_config;
 
 fn options(deadline: Duration) -> ResolverOpts {
     let mut opts = ResolverOpts::default();

@@ -12,7 +12,7 @@ use super::object::{
 };
 use crate::config::MtaConfig;
 use crate::directory::{
-    Account, Directory, DirectoryError, Domain, Source, account, address, domain,
+    Account, Directory, DirectoryError, Domain, Lookup, Source, account, address, domain,
 };
 
 /// The new directory and what was left out of it.
@@ -158,7 +158,15 @@ impl<'m> Builder<'m> {
     fn alias(&mut self, dn: &'m str, account: &str, alias: &str) {
         let lower = alias.to_ascii_lowercase();
         if self.owner.get(&lower).is_some_and(|o| *o == dn) {
-            return; // the same alias twice on one entry, or as an alias entry too
+            return; // the same alias twice on one entry
+        }
+        // `zmprov aaa` writes both zimbraMailAlias on the account and an alias entry naming it:
+        // one alias, not two entries claiming one address.
+        let same_account = matches!(self.dir.lookup(alias),
+            Lookup::Account { account: a, via_alias: true, .. }
+                if a.address().eq_ignore_ascii_case(account));
+        if same_account {
+            return;
         }
         let dom = address::split(alias).map_or("", |(_, d)| d);
         if self.disabled_domains.contains(&dom.to_ascii_lowercase()) {
@@ -366,7 +374,7 @@ mod tests {
     use super::super::entry::RawEntry;
     use super::super::zimbra;
     use super::*;
-    use crate::directory::{Lookup, MailStatus, prov};
+    use crate::directory::{MailStatus, prov};
 
     fn domain(name: &str, extra: &[(&str, &[&str])]) -> RawEntry {
         let mut attrs: Vec<(&str, &[&str])> = vec![
@@ -488,6 +496,45 @@ mod tests {
         // ...and the sync keeps what prov made.
         let again = build(d, &m, 43, "");
         assert_eq!(again.directory.counts(), d.counts());
+    }
+
+    #[test]
+    fn an_alias_entry_beside_the_accounts_zimbra_mail_alias_is_one_alias() {
+        let alias_entry = |uid: &str, target: &str| {
+            RawEntry::new(
+                &format!("uid={uid},ou=people,dc=example,dc=com"),
+                &[
+                    ("objectClass", &["zimbraAlias"][..]),
+                    ("uid", &[uid]),
+                    ("zimbraAliasTargetId", &[target]),
+                ],
+            )
+        };
+        let m = model(vec![
+            domain("example.com", &[]),
+            account(
+                "foo",
+                &[
+                    ("zimbraId", &["id-foo"]),
+                    ("zimbraMailAlias", &["info@example.com"]),
+                ],
+            ),
+            account("bar", &[("zimbraId", &["id-bar"])]),
+            alias_entry("info", "id-foo"),
+            // The same address for another account is still a conflict.
+            alias_entry("info", "id-bar"),
+        ]);
+        let built = build(&Directory::default(), &m, 1, "");
+        assert_eq!(built.counts.aliases, 1);
+        assert_eq!(built.skipped.len(), 1, "{:?}", built.skipped);
+        assert!(
+            matches!(&built.skipped[0].reason, SkipReason::DuplicateAddress { address, .. }
+                if address == "info@example.com"),
+            "{:?}",
+            built.skipped
+        );
+        assert!(matches!(built.directory.lookup("info@example.com"),
+            Lookup::Account { account, .. } if account.address() == "foo@example.com"));
     }
 
     #[test]

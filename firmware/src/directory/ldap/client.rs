@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
-use ldap3::{LdapConnAsync, LdapConnSettings, Scope};
+use ldap3::{LdapConnAsync, LdapConnSettings, Scope, StdStream};
 use rustls::ClientConfig;
 
 use super::entries::Entries;
 use super::entry::{MalformedEntry, RawEntry};
+use super::locate::{self, LocateError, ServerNames};
 use super::syncrepl::{self, SyncOutcome};
 use crate::config::localconfig::{LdapUrl, LocalConfig};
 use crate::trust;
@@ -60,6 +61,8 @@ pub enum ClientError {
     NotConfigured,
     /// No CA certificate to verify the server with (`ldap_ca_cert` bad, no system bundle).
     NoTrustAnchors(String),
+    /// The server's name has no address (see [`locate`]).
+    Resolve { url: String, error: LocateError },
     /// The step did not finish in time.
     Timeout { url: String, stage: Stage },
     /// The library reported an error (connection refused, TLS, protocol).
@@ -86,6 +89,7 @@ impl fmt::Display for ClientError {
         match self {
             ClientError::NotConfigured => f.write_str("ldap_url is not set"),
             ClientError::NoTrustAnchors(why) => write!(f, "no CA to verify LDAP's TLS: {why}"),
+            ClientError::Resolve { url, error } => write!(f, "{url}: connect: {error}"),
             ClientError::Timeout { url, stage } => write!(f, "{url}: {stage} timed out"),
             ClientError::Ldap { url, stage, error } => write!(f, "{url}: {stage}: {error}"),
             ClientError::Refused {
@@ -121,17 +125,36 @@ pub struct Session {
     read_timeout: Duration,
 }
 
-/// A connection to one server (TLS set up, nothing bound yet).
+/// A connection to one server (TLS set up, nothing bound yet). The name is resolved by the box
+/// ([`locate`]); ldap3 gets the connected socket and a URL that still names the server for TLS.
 async fn connect(
     url: &LdapUrl,
     settings: &LocalConfig,
+    names: &ServerNames,
     tls: Option<Arc<ClientConfig>>,
     starttls: bool,
 ) -> Result<ldap3::Ldap, ClientError> {
     let name = url.to_string();
+    let cannot_connect = |error: std::io::Error| ClientError::Ldap {
+        url: name.clone(),
+        stage: Stage::Connect,
+        error: Box::new(error.into()),
+    };
+    let addrs = names
+        .addresses(&url.host, url.port, settings.connect_timeout)
+        .await
+        .map_err(|error| ClientError::Resolve {
+            url: name.clone(),
+            error,
+        })?;
+    let stream = locate::connect(&addrs, settings.connect_timeout)
+        .await
+        .and_then(|s| s.into_std())
+        .map_err(cannot_connect)?;
     let mut conn_settings = LdapConnSettings::new()
         .set_conn_timeout(settings.connect_timeout)
-        .set_starttls(starttls);
+        .set_starttls(starttls)
+        .set_std_stream(StdStream::Tcp(stream));
     if let Some(tls) = tls {
         conn_settings = conn_settings.set_config(tls);
     }
@@ -187,11 +210,12 @@ async fn bind(
 async fn open_one(
     url: &LdapUrl,
     settings: &LocalConfig,
+    names: &ServerNames,
     tls: Option<Arc<ClientConfig>>,
 ) -> Result<Session, ClientError> {
     let name = url.to_string();
     let starttls = settings.starttls && !url.tls;
-    let mut ldap = connect(url, settings, tls, starttls).await?;
+    let mut ldap = connect(url, settings, names, tls, starttls).await?;
     if !settings.user_dn.is_empty() {
         let res = bind(
             &mut ldap,
@@ -226,6 +250,7 @@ const INVALID_CREDENTIALS: u32 = 49;
 /// succeeds without checking anything.
 pub async fn check_password(
     settings: &LocalConfig,
+    names: &ServerNames,
     url: &LdapUrl,
     dn: &str,
     password: &str,
@@ -235,7 +260,7 @@ pub async fn check_password(
     }
     let tls = tls_config(settings)?;
     let name = url.to_string();
-    let mut ldap = connect(url, settings, Some(tls), !url.tls).await?;
+    let mut ldap = connect(url, settings, names, Some(tls), !url.tls).await?;
     let res = bind(&mut ldap, &name, settings.read_timeout, dn, password).await?;
     let _ = tokio::time::timeout(settings.read_timeout, ldap.unbind()).await;
     match res.rc {
@@ -251,7 +276,7 @@ pub async fn check_password(
 }
 
 /// Connects and binds to the first server of `ldap_url` that works.
-pub async fn open(settings: &LocalConfig) -> Result<Session, ClientError> {
+pub async fn open(settings: &LocalConfig, names: &ServerNames) -> Result<Session, ClientError> {
     if settings.ldap_urls.is_empty() {
         return Err(ClientError::NotConfigured);
     }
@@ -262,7 +287,7 @@ pub async fn open(settings: &LocalConfig) -> Result<Session, ClientError> {
     };
     let mut failures = Vec::new();
     for url in &settings.ldap_urls {
-        match open_one(url, settings, tls.clone()).await {
+        match open_one(url, settings, names, tls.clone()).await {
             Ok(s) => return Ok(s),
             Err(e) => failures.push(e),
         }

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::client::{self, ClientError};
 use super::entries::Entries;
+use super::locate::ServerNames;
 use super::probe::{self, ServerResult};
 use super::syncrepl::SyncOutcome;
 use crate::config::localconfig::{LdapUrl, LocalConfig};
@@ -39,6 +40,7 @@ pub fn isolate_in_child(exe: PathBuf) {
 enum Request {
     Search {
         settings: Vec<(String, String)>,
+        names: ServerNames,
         base: String,
         filter: String,
         attrs: Vec<String>,
@@ -48,12 +50,16 @@ enum Request {
     /// AUTH by a simple bind as the user.
     Bind {
         settings: Vec<(String, String)>,
+        names: ServerNames,
         url: String,
         dn: String,
         password: String,
     },
     /// `postern ldap test`: bind to each server, read nothing.
-    TestBind { settings: Vec<(String, String)> },
+    TestBind {
+        settings: Vec<(String, String)>,
+        names: ServerNames,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,28 +79,38 @@ enum Reply {
 /// the sync states and messages.
 pub type Fetched = (String, Entries, Option<SyncOutcome>);
 
+/// One search, and how to find the servers it may ask.
+pub struct Search<'a> {
+    pub base: &'a str,
+    pub filter: &'a str,
+    pub attrs: &'a [&'a str],
+    /// RFC 4533 refreshOnly with this cookie, if any; `None`: a plain search.
+    pub sync: Option<Option<&'a [u8]>>,
+}
+
 /// Runs one search, in a child when this is the `postern` binary.
 pub async fn fetch(
     settings: &LocalConfig,
-    base: &str,
-    filter: &str,
-    attrs: &[&str],
-    sync: Option<Option<&[u8]>>,
+    names: &ServerNames,
+    search: Search<'_>,
 ) -> Result<Fetched, ClientError> {
     match CHILD_EXE.get() {
-        Some(exe) => in_child(exe, settings, base, filter, attrs, sync).await,
-        None => in_process(settings, base, filter, attrs, sync).await,
+        Some(exe) => in_child(exe, settings, names, search).await,
+        None => in_process(settings, names, search).await,
     }
 }
 
 async fn in_process(
     settings: &LocalConfig,
-    base: &str,
-    filter: &str,
-    attrs: &[&str],
-    sync: Option<Option<&[u8]>>,
+    names: &ServerNames,
+    Search {
+        base,
+        filter,
+        attrs,
+        sync,
+    }: Search<'_>,
 ) -> Result<Fetched, ClientError> {
-    let mut session = client::open(settings).await?;
+    let mut session = client::open(settings, names).await?;
     let result = match sync {
         None => session.search(base, filter, attrs).await.map(|e| (e, None)),
         Some(cookie) => session
@@ -118,17 +134,16 @@ fn child_deadline(settings: &LocalConfig) -> Duration {
 async fn in_child(
     exe: &PathBuf,
     settings: &LocalConfig,
-    base: &str,
-    filter: &str,
-    attrs: &[&str],
-    sync: Option<Option<&[u8]>>,
+    names: &ServerNames,
+    search: Search<'_>,
 ) -> Result<Fetched, ClientError> {
     let request = Request::Search {
         settings: settings.to_pairs(),
-        base: base.to_string(),
-        filter: filter.to_string(),
-        attrs: attrs.iter().map(|a| a.to_string()).collect(),
-        sync: sync.map(|c| c.map(<[u8]>::to_vec)),
+        names: names.clone(),
+        base: search.base.to_string(),
+        filter: search.filter.to_string(),
+        attrs: search.attrs.iter().map(|a| a.to_string()).collect(),
+        sync: search.sync.map(|c| c.map(<[u8]>::to_vec)),
     };
     match run_child(exe, settings, &request).await? {
         Reply::Entries {
@@ -147,15 +162,17 @@ async fn in_child(
 /// is the `postern` binary.
 pub async fn check_password(
     settings: &LocalConfig,
+    names: &ServerNames,
     url: &LdapUrl,
     dn: &str,
     password: &str,
 ) -> Result<bool, ClientError> {
     let Some(exe) = CHILD_EXE.get() else {
-        return client::check_password(settings, url, dn, password).await;
+        return client::check_password(settings, names, url, dn, password).await;
     };
     let request = Request::Bind {
         settings: settings.to_pairs(),
+        names: names.clone(),
         url: url.to_string(),
         dn: dn.to_string(),
         password: password.to_string(),
@@ -171,12 +188,16 @@ pub async fn check_password(
 
 /// A test bind to each server of `ldap_url` (see [`probe`]), in a child when this is the
 /// `postern` binary.
-pub async fn test_bind(settings: &LocalConfig) -> Result<Vec<ServerResult>, ClientError> {
+pub async fn test_bind(
+    settings: &LocalConfig,
+    names: &ServerNames,
+) -> Result<Vec<ServerResult>, ClientError> {
     let Some(exe) = CHILD_EXE.get() else {
-        return Ok(probe::test_bind(settings).await);
+        return Ok(probe::test_bind(settings, names).await);
     };
     let request = Request::TestBind {
         settings: settings.to_pairs(),
+        names: names.clone(),
     };
     match run_child(exe, settings, &request).await? {
         Reply::Tested(results) => Ok(results),
@@ -246,6 +267,7 @@ async fn serve(request: Request) -> Reply {
     match request {
         Request::Search {
             settings,
+            names,
             base,
             filter,
             attrs,
@@ -257,7 +279,13 @@ async fn serve(request: Request) -> Reply {
             };
             let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
             let sync = sync.as_ref().map(|c| c.as_deref());
-            match in_process(&settings, &base, &filter, &attrs, sync).await {
+            let search = Search {
+                base: &base,
+                filter: &filter,
+                attrs: &attrs,
+                sync,
+            };
+            match in_process(&settings, &names, search).await {
                 Ok((server, entries, sync)) => Reply::Entries {
                     server,
                     sync,
@@ -268,6 +296,7 @@ async fn serve(request: Request) -> Reply {
         }
         Request::Bind {
             settings,
+            names,
             url,
             dn,
             password,
@@ -277,7 +306,7 @@ async fn serve(request: Request) -> Reply {
                 .and_then(|s| Ok((s, url.parse::<LdapUrl>().map_err(str::to_string)?)));
             match parsed {
                 Ok((settings, url)) => {
-                    match client::check_password(&settings, &url, &dn, &password).await {
+                    match client::check_password(&settings, &names, &url, &dn, &password).await {
                         Ok(ok) => Reply::Bound(ok),
                         Err(e) => Reply::Failed(e.to_string()),
                     }
@@ -285,8 +314,8 @@ async fn serve(request: Request) -> Reply {
                 Err(e) => Reply::Failed(e),
             }
         }
-        Request::TestBind { settings } => match LocalConfig::from_pairs(&settings) {
-            Ok(settings) => Reply::Tested(probe::test_bind(&settings).await),
+        Request::TestBind { settings, names } => match LocalConfig::from_pairs(&settings) {
+            Ok(settings) => Reply::Tested(probe::test_bind(&settings, &names).await),
             Err(e) => Reply::Failed(e.to_string()),
         },
     }

@@ -13,6 +13,7 @@ mod diff;
 pub mod entries;
 pub mod entry;
 pub mod fetch;
+pub mod locate;
 pub mod model;
 pub mod object;
 mod patch;

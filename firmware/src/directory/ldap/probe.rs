@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::client::{self, ClientError, Stage};
+use super::locate::ServerNames;
 use crate::config::localconfig::{LdapUrl, LocalConfig};
 
 /// `invalidCredentials` (RFC 4511): a wrong password, or no such DN.
@@ -83,7 +84,8 @@ fn is_tls(error: &ldap3::LdapError) -> bool {
 pub fn classify(error: &ClientError) -> BindProblem {
     match error {
         ClientError::NoTrustAnchors(_) => BindProblem::Tls,
-        ClientError::Timeout {
+        ClientError::Resolve { .. }
+        | ClientError::Timeout {
             stage: Stage::Connect,
             ..
         } => BindProblem::CannotConnect,
@@ -111,10 +113,10 @@ pub fn classify(error: &ClientError) -> BindProblem {
 }
 
 /// Binds to one server as `settings` say.
-async fn one(settings: &LocalConfig, url: &LdapUrl) -> ServerResult {
+async fn one(settings: &LocalConfig, names: &ServerNames, url: &LdapUrl) -> ServerResult {
     let mut single = settings.clone();
     single.ldap_urls = vec![url.clone()];
-    let outcome = match client::open(&single).await {
+    let outcome = match client::open(&single, names).await {
         Ok(session) => {
             session.close().await;
             Ok(())
@@ -129,10 +131,10 @@ async fn one(settings: &LocalConfig, url: &LdapUrl) -> ServerResult {
 
 /// Binds to every server of `ldap_url` in turn (in this process: callers go through
 /// [`fetch::test_bind`](super::fetch::test_bind)).
-pub async fn test_bind(settings: &LocalConfig) -> Vec<ServerResult> {
+pub async fn test_bind(settings: &LocalConfig, names: &ServerNames) -> Vec<ServerResult> {
     let mut results = Vec::new();
     for url in &settings.ldap_urls {
-        results.push(one(settings, url).await);
+        results.push(one(settings, names, url).await);
     }
     results
 }

@@ -15,7 +15,8 @@ use std::time::Instant;
 use super::build::{Counts, build};
 use super::client::ClientError;
 use super::diff::diff;
-use super::fetch;
+use super::fetch::{self, Search};
+use super::locate::ServerNames;
 use super::model::{Changes, Model, Schema, Touched};
 use super::object::{LdapObject, SkipReason};
 use super::patch::patch;
@@ -187,9 +188,10 @@ impl Syncer {
         &mut self,
         kind: SyncKind,
         settings: &LocalConfig,
+        names: &ServerNames,
         now: u64,
     ) -> Result<Read, ClientError> {
-        let (base, attrs) = (&settings.search_base, self.schema.attrs);
+        let (base, attrs) = (settings.search_base.as_str(), self.schema.attrs);
         if self.syncrepl != Syncrepl::No {
             let mut cookie = match kind {
                 SyncKind::Incremental => self.cookie.clone(),
@@ -197,8 +199,13 @@ impl Syncer {
             };
             loop {
                 let filter = self.schema.filter;
-                let (server, entries, outcome) =
-                    fetch::fetch(settings, base, filter, attrs, Some(cookie.as_deref())).await?;
+                let search = Search {
+                    base,
+                    filter,
+                    attrs,
+                    sync: Some(cookie.as_deref()),
+                };
+                let (server, entries, outcome) = fetch::fetch(settings, names, search).await?;
                 match outcome {
                     Some(o) if o.unsupported => {
                         self.syncrepl = Syncrepl::No;
@@ -232,7 +239,13 @@ impl Syncer {
             }
             _ => self.schema.filter.to_string(),
         };
-        let (server, entries, _) = fetch::fetch(settings, base, &filter, attrs, None).await?;
+        let search = Search {
+            base,
+            filter: &filter,
+            attrs,
+            sync: None,
+        };
+        let (server, entries, _) = fetch::fetch(settings, names, search).await?;
         Ok(Read {
             kind,
             server,
@@ -302,8 +315,9 @@ impl Syncer {
         kind: SyncKind,
         to: &Target<'_>,
     ) -> Result<(String, usize, Changes, bool), SyncError> {
+        let names = to.shared.ldap_server_names(&to.settings.ldap_urls);
         let read = self
-            .read(kind, to.settings, to.now)
+            .read(kind, to.settings, &names, to.now)
             .await
             .map_err(SyncError::Client)?;
         let n = read.entries.len();

@@ -60,6 +60,13 @@ pub const ATTRS: &[&str] = &[
     "entryUUID",
 ];
 
+/// A domain's AUTH settings (how its users' passwords are checked), read as the domain's own.
+const DOMAIN_AUTH: [&str; 3] = [
+    "zimbraAuthMech",
+    "zimbraAuthLdapURL",
+    "zimbraAuthLdapBindDn",
+];
+
 /// The Zimbra schema, as the sync uses it.
 pub const SCHEMA: Schema = Schema {
     filter: FILTER,
@@ -151,31 +158,13 @@ fn domain(e: &RawEntry) -> Result<DomainEntry, SkipReason> {
         catch_all: owned(e.first("zimbraMailCatchAllAddress")),
         catch_all_forward: owned(e.first("zimbraMailCatchAllForwardingAddress")),
         transport: owned(e.first("zimbraMailTransport")),
-        auth: [
-            "zimbraServiceHostname",
-            "cn",
-            "zimbraMtaRelayHost",
-            "zimbraMtaDnsLookupsEnabled",
-            "zimbraMtaMyNetworks",
-            "zimbraMtaRestriction",
-            "zimbraMtaMaxMessageSize",
-            "zimbraMtaQueueRunDelay",
-            "zimbraMtaMinimalBackoffTime",
-            "zimbraMtaMaximalBackoffTime",
-            "zimbraMtaMaximalQueueLifetime",
-            "zimbraMtaBounceQueueLifetime",
-            "zimbraMtaDelayWarningTime",
-            "zimbraMtaMyHostname",
-            "zimbraAuthMech",
-            "zimbraAuthLdapURL",
-            "zimbraAuthLdapBindDn",
-        ]
-        .into_iter()
-        .filter_map(|a| {
-            let v = e.values(a).join(" ");
-            (!v.trim().is_empty()).then_some((a, v))
-        })
-        .collect(),
+        auth: DOMAIN_AUTH
+            .into_iter()
+            .filter_map(|a| {
+                let v = e.values(a).join(" ");
+                (!v.trim().is_empty()).then_some((a, v))
+            })
+            .collect(),
     })
 }
 
@@ -309,6 +298,27 @@ mod tests {
             &[("objectClass", &["zimbraCOS"])],
         );
         assert_eq!(map(&cos), Ok(None));
+    }
+
+    #[test]
+    fn a_domain_takes_only_its_auth_settings_as_its_own() {
+        // cn and the MTA settings belong to config and server entries, not to a domain's AUTH.
+        let d = RawEntry::new(
+            "dc=example,dc=com",
+            &[
+                ("objectClass", &["zimbraDomain"]),
+                ("zimbraDomainName", &["example.com"]),
+                ("cn", &["example"]),
+                ("zimbraMtaRelayHost", &["relay.example.net"]),
+                ("zimbraAuthMech", &["ldap"]),
+            ],
+        );
+        match map(&d) {
+            Ok(Some(LdapObject::Domain(d))) => {
+                assert_eq!(d.auth, vec![("zimbraAuthMech", "ldap".to_string())]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
