@@ -12,7 +12,7 @@ use tests::appliance::{
 };
 use tests::per_arch;
 
-const MENU: &str = "Choose 1-12: ";
+const MENU: &str = "Choose 1-13: ";
 
 /// Types `line` after `prompt` appeared; returns what came before the prompt.
 fn answer(machine: &mut Machine, prompt: &str, line: &str) -> String {
@@ -83,7 +83,7 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
         "{banner:?}"
     );
     let _ = quit(stream);
-    m.console().unwrap().send_line("11").unwrap();
+    m.console().unwrap().send_line("12").unwrap();
     m.wait_exit(COMMAND).unwrap_or_else(|e| panic!("{e}"));
     drop(m);
 
@@ -104,7 +104,7 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
     assert!(refused.contains("Wrong password."), "{refused}");
     let menu = answer(&mut m, MENU, "1");
     assert!(menu.contains("on mx1.example.com"), "{menu}");
-    let status = answer(&mut m, MENU, "10");
+    let status = answer(&mut m, MENU, "11");
     assert!(status.contains("hostname: mx1.example.com"), "{status}");
     assert!(
         status.contains("network: static 10.0.2.15/16 gateway 10.0.2.2, DNS 10.0.2.3"),
@@ -171,7 +171,7 @@ fn the_wizard_takes_an_address_from_qemus_dhcp_server(arch: Arch) {
         "{banner:?}"
     );
     let _ = quit(stream);
-    m.console().unwrap().send_line("12").unwrap();
+    m.console().unwrap().send_line("13").unwrap();
     m.wait_exit(COMMAND).unwrap_or_else(|e| panic!("{e}"));
 }
 
