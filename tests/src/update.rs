@@ -145,4 +145,3 @@ pub fn serve(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
     });
     port
 }
-

@@ -16,8 +16,8 @@ use tests::appliance::{
     test_disk_boot, wait_for_banner_reading_console,
 };
 use tests::peers::Sink;
-use tests::update::{esp, mtools, newer_bundle, patch, serve, slots, version};
 use tests::per_arch;
+use tests::update::{esp, mtools, newer_bundle, patch, serve, slots, version};
 
 per_arch!(a_slot_on_trial_that_passes_its_health_check_is_marked_good);
 fn a_slot_on_trial_that_passes_its_health_check_is_marked_good(arch: Arch) {
@@ -212,7 +212,10 @@ fn a_bundle_fetched_at_the_console_installs_boots_and_keeps_the_queue(arch: Arch
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(log.contains("update: slot B: 4.0 of"), "{log}");
     assert!(log.contains("installed postern 9.9.9 into slot B"), "{log}");
-    assert!(log.contains("The box reboots into the new firmware now"), "{log}");
+    assert!(
+        log.contains("The box reboots into the new firmware now"),
+        "{log}"
+    );
     assert!(log.contains("slot B (postern 9.9.9) is on trial"), "{log}");
     console
         .wait_for(PROMPT, COMMAND)
@@ -291,7 +294,10 @@ fn a_power_cut_while_the_slot_is_written_boots_the_old_slot_with_the_queue(arch:
         .args(["-KILL", &machine.pid().to_string()])
         .status();
     let _ = machine.wait();
-    assert!(out.contains("update: writing postern 9.9.9 into slot B"), "{out}");
+    assert!(
+        out.contains("update: writing postern 9.9.9 into slot B"),
+        "{out}"
+    );
     let transcript = machine.console().unwrap().transcript().to_string();
     assert!(
         !transcript.contains("read back intact"),
@@ -311,7 +317,10 @@ fn a_power_cut_while_the_slot_is_written_boots_the_old_slot_with_the_queue(arch:
         .unwrap()
         .wait_for(PROMPT, DISK_BOOT)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(log.contains(&format!("postern {v}: appliance mode")), "{log}");
+    assert!(
+        log.contains(&format!("postern {v}: appliance mode")),
+        "{log}"
+    );
     assert!(!log.contains("is on trial"), "{log}");
     let status = console_command(&mut machine, "update status");
     assert!(
@@ -323,6 +332,10 @@ fn a_power_cut_while_the_slot_is_written_boots_the_old_slot_with_the_queue(arch:
     console_command(&mut machine, "queue flush");
     let got = sink.wait_for(1, COMMAND);
     assert_eq!(got.len(), 1, "{}", machine.console().unwrap().transcript());
-    assert!(got[0].contains("Subject: before the power cut"), "{}", got[0]);
+    assert!(
+        got[0].contains("Subject: before the power cut"),
+        "{}",
+        got[0]
+    );
     power_off(&mut machine);
 }

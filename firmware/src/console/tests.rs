@@ -98,7 +98,8 @@ impl Operations for Box_ {
 /// The update commands' answers on a box running 0.1.0 from slot A. A source naming "bad" has a
 /// bad signature; one naming "full" passes its check and fails to write.
 fn update(cmd: UpdateCommand) -> Reply {
-    let refused = |source: String, e| Reply::failed(format!("{}\n", UpdateError::Bundle(source, e)));
+    let refused =
+        |source: String, e| Reply::failed(format!("{}\n", UpdateError::Bundle(source, e)));
     match cmd {
         UpdateCommand::Status { .. } => Reply::ok(
             "running: postern 0.1.0 (x86_64)\nslot A: postern 0.1.0, good, booted\nslot B: empty\n",
@@ -608,10 +609,16 @@ fn the_firmware_update_entry_shows_the_slots_checks_asks_then_installs_and_reboo
         "{out}"
     );
     assert_eq!(out.matches("Update bundle: a file").count(), 2, "{out}");
-    assert!(out.contains("good: signature by the update key, postern 0.2.0"), "{out}");
+    assert!(
+        out.contains("good: signature by the update key, postern 0.2.0"),
+        "{out}"
+    );
     assert!(out.contains("(yes/no) [no]: "), "{out}");
     assert!(out.contains("installed postern 0.2.0 into slot B"), "{out}");
-    assert!(out.ends_with("the next boot goes back to this one.\n"), "{out}");
+    assert!(
+        out.ends_with("the next boot goes back to this one.\n"),
+        "{out}"
+    );
 }
 
 #[test]
