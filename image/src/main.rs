@@ -55,7 +55,7 @@ impl Arch {
     /// which carries /dev/mtdN) emulates raw NOR over the flash disk for `postern.flash=mtd:...`;
     /// the firmware loads it itself, with the disk as its parameter, after virtio_blk. vfat and
     /// its code pages mount the EFI system partition (the boot slots); there is no modprobe to
-    /// load the code pages on demand. i6300esb is the watchdog QEMU's x86_64 machines offer.
+    /// load the code pages on demand. i6300esb is the PCI watchdog QEMU offers on both machines.
     fn modules(self) -> &'static [&'static str] {
         match self {
             Arch::X86_64 => &[
@@ -80,6 +80,7 @@ impl Arch {
                 "nls_ascii",
                 "nls_utf8",
                 "efivarfs",
+                "i6300esb",
             ],
         }
     }

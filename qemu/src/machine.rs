@@ -266,10 +266,9 @@ impl BootOptions {
             s("-device"),
             s("virtio-blk-pci,drive=flash"),
         ]);
-        if self.arch == Arch::X86_64 {
-            // The hardware watchdog the firmware pets (reset on expiry, QEMU's default action).
-            a.extend([s("-device"), s("i6300esb")]);
-        }
+        // The hardware watchdog the firmware pets (reset on expiry, QEMU's default action): a
+        // PCI card, so the same on both machines.
+        a.extend([s("-device"), s("i6300esb")]);
         let mut netdev = s("user,id=n0");
         for f in &self.forwards {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));

@@ -81,7 +81,14 @@ pub fn test_boot(dir: &std::path::Path) -> (BootOptions, u16) {
 
 /// [`test_boot`] as a box in the field boots: the wizard on a blank flash, then login and menu.
 pub fn setup_boot(dir: &std::path::Path) -> (BootOptions, u16) {
-    let opts = BootOptions::new(Arch::X86_64, image_dir(), dir.join("flash.img"));
+    let (mut opts, smtp) = setup_boot_on(Arch::X86_64, dir);
+    opts.image = image_dir();
+    (opts, smtp)
+}
+
+/// [`setup_boot`] for `arch`.
+pub fn setup_boot_on(arch: Arch, dir: &std::path::Path) -> (BootOptions, u16) {
+    let opts = BootOptions::new(arch, image_dir_for(arch), dir.join("flash.img"));
     for_test(opts, dir)
 }
 

@@ -10,3 +10,4 @@ pub mod peers;
 pub mod policy_server;
 pub mod postfix;
 pub mod scanners;
+pub mod update;

@@ -1,17 +1,18 @@
-//! First boot from the serial console alone, on the x86_64 image under QEMU: the wizard on a blank
+//! First boot from the serial console alone, on each architecture's image under QEMU: the wizard on a blank
 //! flash (wrong answers asked again), its settings applied and surviving a reboot behind the
 //! console password, and a factory reset (asked twice) that brings the wizard back; DHCP from
 //! QEMU's server; the watchdog resetting a box whose services stopped answering.
 //!
-//! Needs the image (`make image`) and qemu-system-x86. Timeouts are 5× the slowest boot measured
-//! under load (TCG, no KVM). Not yet here: aarch64, a DHCP lease change.
+//! Needs both images (`make images`), qemu-system-x86 and qemu-system-arm. Timeouts are 5× the
+//! slowest boot measured under load (TCG, no KVM). Not yet here: a DHCP lease change.
 
-use qemu::Machine;
+use qemu::{Arch, Machine};
 use tests::appliance::{
-    BOOT, COMMAND, PROMPT, qemu_lock, quit, setup_boot, test_boot, wait_for_banner,
+    BOOT, COMMAND, PROMPT, qemu_lock_for, quit, setup_boot_on, test_boot_on, wait_for_banner,
 };
+use tests::per_arch;
 
-const MENU: &str = "Choose 1-12: ";
+const MENU: &str = "Choose 1-13: ";
 
 /// Types `line` after `prompt` appeared; returns what came before the prompt.
 fn answer(machine: &mut Machine, prompt: &str, line: &str) -> String {
@@ -23,11 +24,11 @@ fn answer(machine: &mut Machine, prompt: &str, line: &str) -> String {
     before
 }
 
-#[test]
-fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset() {
-    let _one_at_a_time = qemu_lock();
+per_arch!(the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset);
+fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(arch: Arch) {
+    let _one_at_a_time = qemu_lock_for(arch);
     let tmp = tempfile::tempdir().unwrap();
-    let (opts, smtp_port) = setup_boot(tmp.path());
+    let (opts, smtp_port) = setup_boot_on(arch, tmp.path());
 
     // First boot: the wizard, with wrong answers asked again.
     let mut m = Machine::boot(&opts).unwrap_or_else(|e| panic!("{e}"));
@@ -82,7 +83,7 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
         "{banner:?}"
     );
     let _ = quit(stream);
-    m.console().unwrap().send_line("11").unwrap();
+    m.console().unwrap().send_line("12").unwrap();
     m.wait_exit(COMMAND).unwrap_or_else(|e| panic!("{e}"));
     drop(m);
 
@@ -103,7 +104,7 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
     assert!(refused.contains("Wrong password."), "{refused}");
     let menu = answer(&mut m, MENU, "1");
     assert!(menu.contains("on mx1.example.com"), "{menu}");
-    let status = answer(&mut m, MENU, "10");
+    let status = answer(&mut m, MENU, "11");
     assert!(status.contains("hostname: mx1.example.com"), "{status}");
     assert!(
         status.contains("network: static 10.0.2.15/16 gateway 10.0.2.2, DNS 10.0.2.3"),
@@ -133,11 +134,11 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
     assert!(log.contains("not set up yet"), "{log}");
 }
 
-#[test]
-fn the_wizard_takes_an_address_from_qemus_dhcp_server() {
-    let _one_at_a_time = qemu_lock();
+per_arch!(the_wizard_takes_an_address_from_qemus_dhcp_server);
+fn the_wizard_takes_an_address_from_qemus_dhcp_server(arch: Arch) {
+    let _one_at_a_time = qemu_lock_for(arch);
     let tmp = tempfile::tempdir().unwrap();
-    let (opts, smtp_port) = setup_boot(tmp.path());
+    let (opts, smtp_port) = setup_boot_on(arch, tmp.path());
     let mut m = Machine::boot(&opts).unwrap_or_else(|e| panic!("{e}"));
     m.console()
         .unwrap()
@@ -170,15 +171,15 @@ fn the_wizard_takes_an_address_from_qemus_dhcp_server() {
         "{banner:?}"
     );
     let _ = quit(stream);
-    m.console().unwrap().send_line("12").unwrap();
+    m.console().unwrap().send_line("13").unwrap();
     m.wait_exit(COMMAND).unwrap_or_else(|e| panic!("{e}"));
 }
 
-#[test]
-fn the_watchdog_resets_a_box_whose_services_stop_answering() {
-    let _one_at_a_time = qemu_lock();
+per_arch!(the_watchdog_resets_a_box_whose_services_stop_answering);
+fn the_watchdog_resets_a_box_whose_services_stop_answering(arch: Arch) {
+    let _one_at_a_time = qemu_lock_for(arch);
     let tmp = tempfile::tempdir().unwrap();
-    let (opts, _) = test_boot(tmp.path());
+    let (opts, _) = test_boot_on(arch, tmp.path());
     let mut m = Machine::boot(&opts).unwrap_or_else(|e| panic!("{e}"));
     let c = m.console().unwrap();
     let log = c.wait_for(PROMPT, BOOT).unwrap_or_else(|e| panic!("{e}"));

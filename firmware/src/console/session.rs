@@ -21,11 +21,53 @@ use crate::config::box_settings::{Ipv4Method, NetworkSettings};
 use crate::config::localconfig::LocalConfig;
 use crate::config::stored::BoxConfig;
 use crate::directory::password;
+use crate::update::command::{DEFAULT_ESP, UpdateCommand};
 
 /// The command line's prompt, also what tests wait for.
 pub const PROMPT: &str = "postern> ";
 /// The main menu's prompt.
-pub const MENU_PROMPT: &str = "Choose 1-12: ";
+pub const MENU_PROMPT: &str = "Choose 1-13: ";
+
+/// The main menu's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    Status,
+    Network,
+    Hostname,
+    Directory,
+    MailRouting,
+    Queue,
+    Tls,
+    FirmwareUpdate,
+    Diagnostics,
+    CommandLine,
+    FactoryReset,
+    Reboot,
+    PowerOff,
+}
+
+/// The main menu as drawn: an entry's number is its place here.
+const MENU: [(Entry, &str); 13] = [
+    (Entry::Status, "Status"),
+    (Entry::Network, "Network"),
+    (Entry::Hostname, "Host name and time"),
+    (Entry::Directory, "Directory (LDAP)"),
+    (
+        Entry::MailRouting,
+        "Mail routing (relay host, domains, mynetworks)",
+    ),
+    (Entry::Queue, "Mail queue"),
+    (Entry::Tls, "TLS certificate"),
+    (Entry::FirmwareUpdate, "Firmware update"),
+    (
+        Entry::Diagnostics,
+        "Diagnostics (ping, DNS lookup, SMTP test)",
+    ),
+    (Entry::CommandLine, "Command line"),
+    (Entry::FactoryReset, "Factory reset"),
+    (Entry::Reboot, "Reboot"),
+    (Entry::PowerOff, "Power off"),
+];
 
 /// The wait after the first wrong console password, doubled after each further one up to
 /// [`LOGIN_DELAY_MAX`] (login(1) waits ~3 s): guessing over a serial line stays slow.
@@ -139,6 +181,10 @@ enum State {
     },
     CommandLine,
     Confirm(AdminCommand),
+    /// Firmware update: waiting for the bundle's file or URL.
+    UpdateSource,
+    /// Firmware update: the bundle checked, waiting for yes to install it and reboot.
+    UpdateConfirm(String),
     /// Settings shown (with a test's result) and waiting for yes before they are stored.
     Store {
         cmds: Vec<AdminCommand>,
@@ -252,6 +298,12 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 "Really erase everything and reboot? Type 'erase' to do it [no]: ".into()
             }
             State::CommandLine => PROMPT.into(),
+            State::UpdateSource => {
+                "Update bundle: a file on the box or an http(s):// URL (Enter: menu): ".into()
+            }
+            State::UpdateConfirm(_) => {
+                "Install it into the other slot and reboot into it? (yes/no) [no]: ".into()
+            }
             State::Confirm(cmd) => format!("{} [y/N] ", cmd.confirmation().unwrap_or("Sure?")),
             State::Store { default_yes, .. } => format!(
                 "Store these settings? (yes/no) [{}]: ",
@@ -338,6 +390,8 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 }
             }
             State::CommandLine => self.command_line(line),
+            State::UpdateSource => self.update_source(line),
+            State::UpdateConfirm(source) => self.update_confirm(source, line),
             State::Store { cmds, default_yes } => {
                 let yes = match line.to_ascii_lowercase().as_str() {
                     "" => default_yes,
@@ -405,22 +459,11 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             .ok()
             .and_then(|c| c.hostname)
             .map_or("not set up".to_string(), |h| h.to_string());
-        format!(
-            "\nPostern {} on {name}\n\
-             \x20 1) Status\n\
-             \x20 2) Network\n\
-             \x20 3) Host name and time\n\
-             \x20 4) Directory (LDAP)\n\
-             \x20 5) Mail routing (relay host, domains, mynetworks)\n\
-             \x20 6) Mail queue\n\
-             \x20 7) TLS certificate\n\
-             \x20 8) Diagnostics (ping, DNS lookup, SMTP test)\n\
-             \x20 9) Command line\n\
-             \x2010) Factory reset\n\
-             \x2011) Reboot\n\
-             \x2012) Power off\n",
-            env!("CARGO_PKG_VERSION")
-        )
+        let mut text = format!("\nPostern {} on {name}\n", env!("CARGO_PKG_VERSION"));
+        for (n, (_, label)) in MENU.iter().enumerate() {
+            text += &format!("{:>3}) {label}\n", n + 1);
+        }
+        text
     }
 
     fn choose(&mut self, line: &str) -> Output {
@@ -438,14 +481,28 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
         let form = |qs: &[Question], purpose| {
             State::Form(Box::new(Form::new(qs, answers.clone())), purpose)
         };
-        match line {
-            "1" => {
+        if line.is_empty() {
+            return show(self.menu());
+        }
+        let chosen = line
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| MENU.get(i));
+        let Some((entry, _)) = chosen else {
+            return show(format!(
+                "  {line:?} is not on the menu: type a number from 1 to {}\n",
+                MENU.len()
+            ));
+        };
+        match entry {
+            Entry::Status => {
                 let mut text = self.run(AdminCommand::Status);
                 text += &self.run(AdminCommand::Setup(SetupCommand::Show));
                 text += &self.platform.network_status();
                 show(text + &self.menu())
             }
-            "2" => {
+            Entry::Network => {
                 self.state = form(
                     &[
                         Question::Ipv4Method,
@@ -457,14 +514,14 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 );
                 show("")
             }
-            "3" => {
+            Entry::Hostname => {
                 self.state = form(
                     &[Question::Hostname, Question::NtpServers],
                     Purpose::Hostname,
                 );
                 show("")
             }
-            "4" => {
+            Entry::Directory => {
                 let answers = self.directory_answers(answers.clone());
                 self.state = State::Form(
                     Box::new(Form::new(wizard::DIRECTORY, answers)),
@@ -472,7 +529,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 );
                 show("")
             }
-            "5" => {
+            Entry::MailRouting => {
                 let answers = self.routing_answers(answers.clone());
                 self.state = State::Form(
                     Box::new(Form::new(
@@ -483,36 +540,78 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 );
                 show("")
             }
-            "6" => {
+            Entry::Queue => {
                 self.state = State::Queue;
                 show(self.run(AdminCommand::Queue(QueueCommand::List {
                     json: false,
                     filter: FilterArgs::default(),
                 })))
             }
-            "7" => {
+            Entry::Tls => {
                 self.state = State::Tls;
                 show(self.run(AdminCommand::Tls(TlsCommand::Show)))
             }
-            "8" => {
+            Entry::Diagnostics => {
                 self.state = State::Diagnostics;
                 show("")
             }
-            "9" => {
+            Entry::CommandLine => {
                 self.state = State::CommandLine;
                 show("Type 'help' for the commands, 'menu' for the menu.\n")
             }
-            "10" => {
+            Entry::FactoryReset => {
                 self.state = State::FactoryReset { second: false };
                 show("")
             }
-            "11" => exit("", ConsoleExit::Reboot),
-            "12" => exit("", ConsoleExit::Poweroff),
-            "" => show(self.menu()),
-            other => show(format!(
-                "  {other:?} is not on the menu: type a number from 1 to 12\n"
-            )),
+            Entry::Reboot => exit("", ConsoleExit::Reboot),
+            Entry::PowerOff => exit("", ConsoleExit::Poweroff),
+            Entry::FirmwareUpdate => {
+                self.state = State::UpdateSource;
+                show(self.run(AdminCommand::Update(UpdateCommand::Status {
+                    esp: DEFAULT_ESP.into(),
+                })))
+            }
         }
+    }
+
+    /// A bundle named: `update check` first, so the admin sees its version, architecture and
+    /// signature verdict before anything is written. A refused one is shown and asked again.
+    fn update_source(&mut self, line: &str) -> Output {
+        if line.is_empty() {
+            return show(self.menu());
+        }
+        let (good, text) = self.run_one(AdminCommand::Update(UpdateCommand::Check {
+            bundle: line.to_string(),
+        }));
+        self.state = if good {
+            State::UpdateConfirm(line.to_string())
+        } else {
+            State::UpdateSource
+        };
+        show(text)
+    }
+
+    /// Yes installs the checked bundle (`update install`, which checks it again as it writes) and
+    /// reboots into it on trial; the old slot stays as it is until the new one passes its
+    /// health check.
+    fn update_confirm(&mut self, source: String, line: &str) -> Output {
+        if !matches!(line.to_ascii_lowercase().as_str(), "yes" | "y") {
+            return show(format!("Nothing installed.\n{}", self.menu()));
+        }
+        let (installed, text) = self.run_one(AdminCommand::Update(UpdateCommand::Install {
+            bundle: source,
+            esp: DEFAULT_ESP.into(),
+        }));
+        if !installed {
+            return show(format!("{text}Nothing installed.\n{}", self.menu()));
+        }
+        exit(
+            format!(
+                "{text}The box reboots into the new firmware now. It runs on trial: unless it \
+                 passes its health check, the next boot goes back to this one.\n"
+            ),
+            ConsoleExit::Reboot,
+        )
     }
 
     /// Carries out what a menu entry's questions asked for.

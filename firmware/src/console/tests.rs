@@ -15,6 +15,8 @@ use crate::config::box_settings::NetworkSettings;
 use crate::config::localconfig::{self, LocalConfig};
 use crate::config::stored::BoxConfig;
 use crate::directory::password;
+use crate::update::command::{DEFAULT_ESP, UpdateCommand, UpdateError};
+use crate::update::{BundleError, InstallError};
 
 #[derive(Default)]
 struct Box_ {
@@ -72,6 +74,7 @@ impl Operations for Box_ {
                     _ => Reply::failed(format!("{url}: invalid credentials\n")),
                 };
             }
+            AdminCommand::Update(cmd) => return update(cmd),
             AdminCommand::Localconfig {
                 edit: true, args, ..
             } => {
@@ -89,6 +92,31 @@ impl Operations for Box_ {
 
     fn box_config(&self) -> Result<BoxConfig, BoxConfigError> {
         Ok(self.config.borrow().clone())
+    }
+}
+
+/// The update commands' answers on a box running 0.1.0 from slot A. A source naming "bad" has a
+/// bad signature; one naming "full" passes its check and fails to write.
+fn update(cmd: UpdateCommand) -> Reply {
+    let refused =
+        |source: String, e| Reply::failed(format!("{}\n", UpdateError::Bundle(source, e)));
+    match cmd {
+        UpdateCommand::Status { .. } => Reply::ok(
+            "running: postern 0.1.0 (x86_64)\nslot A: postern 0.1.0, good, booted\nslot B: empty\n",
+        ),
+        UpdateCommand::Check { bundle } if bundle.contains("bad") => {
+            refused(bundle, InstallError::Refused(BundleError::BadSignature))
+        }
+        UpdateCommand::Check { bundle } => Reply::ok(format!(
+            "{bundle}: good: signature by the update key, postern 0.2.0 for x86_64\n"
+        )),
+        UpdateCommand::Install { bundle, .. } if bundle.contains("full") => refused(
+            bundle,
+            InstallError::Write(std::io::Error::other("No space left on device")),
+        ),
+        UpdateCommand::Install { .. } => {
+            Reply::ok("installed postern 0.2.0 into slot B (postern-0.2.0-b+1.efi)\n")
+        }
     }
 }
 
@@ -220,14 +248,15 @@ fn set_up_box() -> Box_ {
 #[test]
 fn login_asks_the_password_then_draws_the_menu() {
     let b = set_up_box();
-    let (exit, out) = console(&b, Start::Login, b"nope\ns3cret-pass\n12\n");
+    let (exit, out) = console(&b, Start::Login, b"nope\ns3cret-pass\n13\n");
     assert_eq!(exit, ConsoleExit::Poweroff, "{out}");
     assert!(out.contains("Wrong password."), "{out}");
     assert!(
         out.contains("Postern ") && out.contains("on mx1.example.com"),
         "{out}"
     );
-    assert!(out.contains(" 9) Command line"), "{out}");
+    assert!(out.contains("10) Command line"), "{out}");
+    assert!(out.contains(" 8) Firmware update"), "{out}");
     assert!(out.ends_with(MENU_PROMPT), "{out}");
     let (exit, out) = console(&b, Start::Login, b"nope\n");
     assert_eq!(exit, ConsoleExit::Eof);
@@ -243,7 +272,7 @@ fn the_menu_changes_the_network_through_setup_and_applies_it() {
     let (exit, out) = console(
         &b,
         Start::Menu,
-        b"2\nstatic\n198.51.100.7/24\n198.51.100.1\n198.51.100.53\n11\n",
+        b"2\nstatic\n198.51.100.7/24\n198.51.100.1\n198.51.100.53\n12\n",
     );
     assert_eq!(exit, ConsoleExit::Reboot, "{out}");
     // The current network is the default.
@@ -327,7 +356,7 @@ fn the_menu_runs_the_admin_commands() {
 #[test]
 fn factory_reset_asks_twice() {
     let b = set_up_box();
-    let (exit, out) = console(&b, Start::Menu, b"10\nyes\nno\n10\nno\n10\nyes\nerase\n");
+    let (exit, out) = console(&b, Start::Menu, b"11\nyes\nno\n11\nno\n11\nyes\nerase\n");
     assert_eq!(exit, ConsoleExit::FactoryReset, "{out}");
     assert_eq!(out.matches("Nothing erased.").count(), 2, "{out}");
     assert!(b.done.borrow().is_empty());
@@ -369,7 +398,7 @@ fn the_command_line_is_the_old_prompt_and_menu_goes_back() {
     let (exit, out) = console(
         &b,
         Start::CommandLine,
-        b"status\nqueue delete ALL\nn\nbogus\nmenu\n9\nreboot\n",
+        b"status\nqueue delete ALL\nn\nbogus\nmenu\n10\nreboot\n",
     );
     assert_eq!(exit, ConsoleExit::Reboot, "{out}");
     assert!(out.contains(PROMPT));
@@ -384,7 +413,7 @@ fn the_command_line_is_the_old_prompt_and_menu_goes_back() {
 #[test]
 fn wrong_console_passwords_make_the_console_wait_longer_each_time() {
     let b = set_up_box();
-    let (exit, out) = console(&b, Start::Login, b"nope\nnope\nnope\ns3cret-pass\n12\n");
+    let (exit, out) = console(&b, Start::Login, b"nope\nnope\nnope\ns3cret-pass\n13\n");
     assert_eq!(exit, ConsoleExit::Poweroff, "{out}");
     assert_eq!(out.matches("Wrong password.").count(), 3, "{out}");
     assert_eq!(
@@ -492,7 +521,7 @@ fn the_diagnostics_screen_runs_diag_commands() {
     let (_, out) = console(
         &b,
         Start::Menu,
-        b"8\np 192.0.2.1\nd example.com\ns mx.example.com:587\nx y z\n\n",
+        b"9\np 192.0.2.1\nd example.com\ns mx.example.com:587\nx y z\n\n",
     );
     assert_eq!(
         b.done.borrow()[..],
@@ -540,4 +569,87 @@ fn a_certificate_is_pasted_or_made_through_the_tls_commands() {
     assert!(!out.contains("PRIVATE KEY"), "the key was shown: {out}");
     // Echo was off while the PEM was pasted.
     assert!(b.echo.borrow().iter().filter(|on| !**on).count() >= pasted.lines().count());
+}
+
+fn check(bundle: &str) -> AdminCommand {
+    AdminCommand::Update(UpdateCommand::Check {
+        bundle: bundle.into(),
+    })
+}
+
+fn update_status() -> AdminCommand {
+    AdminCommand::Update(UpdateCommand::Status {
+        esp: DEFAULT_ESP.into(),
+    })
+}
+
+#[test]
+fn the_firmware_update_entry_shows_the_slots_checks_asks_then_installs_and_reboots() {
+    let b = set_up_box();
+    let good = "https://updates.example/postern-0.2.0.bundle";
+    let input = format!("8\nhttps://updates.example/bad.bundle\n{good}\nyes\n");
+    let (exit, out) = console(&b, Start::Menu, input.as_bytes());
+    assert_eq!(exit, ConsoleExit::Reboot, "{out}");
+    assert_eq!(
+        b.done.borrow()[..],
+        [
+            update_status(),
+            check("https://updates.example/bad.bundle"),
+            check(good),
+            AdminCommand::Update(UpdateCommand::Install {
+                bundle: good.into(),
+                esp: DEFAULT_ESP.into(),
+            }),
+        ]
+    );
+    assert!(out.contains("slot A: postern 0.1.0, good, booted"), "{out}");
+    // A refused bundle: the command's own message, and the question again.
+    assert!(
+        out.contains("bad.bundle: refused, nothing written: "),
+        "{out}"
+    );
+    assert_eq!(out.matches("Update bundle: a file").count(), 2, "{out}");
+    assert!(
+        out.contains("good: signature by the update key, postern 0.2.0"),
+        "{out}"
+    );
+    assert!(out.contains("(yes/no) [no]: "), "{out}");
+    assert!(out.contains("installed postern 0.2.0 into slot B"), "{out}");
+    assert!(
+        out.ends_with("the next boot goes back to this one.\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_firmware_update_installs_nothing_without_yes_and_shows_a_failed_write() {
+    let b = set_up_box();
+    let (exit, out) = console(
+        &b,
+        Start::Menu,
+        b"8\n\n8\n/tmp/postern.bundle\n\n8\n/full/postern.bundle\ny\n",
+    );
+    assert_eq!(exit, ConsoleExit::Eof, "{out}");
+    assert_eq!(
+        b.done.borrow()[..],
+        [
+            update_status(),
+            update_status(),
+            check("/tmp/postern.bundle"),
+            update_status(),
+            check("/full/postern.bundle"),
+            AdminCommand::Update(UpdateCommand::Install {
+                bundle: "/full/postern.bundle".into(),
+                esp: DEFAULT_ESP.into(),
+            }),
+        ]
+    );
+    assert!(
+        out.contains("writing the new slot failed (the running slot is untouched)"),
+        "{out}"
+    );
+    assert_eq!(out.matches("Nothing installed.").count(), 2, "{out}");
+    // Enter, no and the failed write each went back to the menu.
+    assert_eq!(out.matches(" 1) Status").count(), 4, "{out}");
+    assert!(out.ends_with(MENU_PROMPT), "{out}");
 }

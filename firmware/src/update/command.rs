@@ -11,6 +11,7 @@ use super::fetch::{FetchError, fetch};
 use super::http::{HttpError, Url};
 use super::install::InstallError;
 use super::{ARCH, Manifest, built_in_key, install, running_version, slots};
+use crate::log::LogSink;
 
 /// Where the appliance mounts its EFI system partition.
 pub const DEFAULT_ESP: &str = "/boot/efi";
@@ -87,8 +88,12 @@ pub async fn run(cmd: UpdateCommand) -> Result<String, UpdateError> {
             .await?;
             let (m, bundle): (Manifest, String) = m;
             Ok(format!(
-                "{bundle}: good: postern {} for {}, slot image {} bytes\n",
-                m.version, m.arch, m.slot_bytes
+                "{bundle}: good: signature by the update key, postern {} for {} (this box runs \
+                 {} on {ARCH}), slot image {} bytes, hash matches\n",
+                m.version,
+                m.arch,
+                running_version(),
+                m.slot_bytes
             ))
         }
         UpdateCommand::Install { bundle, esp } => {
@@ -102,6 +107,7 @@ pub async fn run(cmd: UpdateCommand) -> Result<String, UpdateError> {
                     built_in_key().as_ref(),
                     ARCH,
                     running_version(),
+                    &LogSink::stderr(),
                 )
                 .map_err(|e| UpdateError::Bundle(bundle, e))
             })

@@ -7,11 +7,15 @@ use std::path::Path;
 
 use super::bundle::{self, BundleError, Manifest, Version};
 use super::slots::{self, SlotFile, SlotId};
+use crate::log::{LogSink, Program};
 
 /// How many times the boot loader tries a new slot before it falls back: once.
 pub const TRIES: u32 = 1;
 /// The name a slot is written under until it has been read back; no boot entry matches it.
 const PARTIAL: &str = "postern-update.partial";
+/// A progress line each time this much more of the slot is written: a write to slow flash
+/// takes minutes, and an admin at the console should see it move.
+pub const PROGRESS_STEP: u64 = 4 << 20;
 
 /// What an install did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +59,8 @@ impl std::error::Error for InstallError {}
 
 /// Checks `bundle` (signature, architecture, version, then the whole slot image's hash) and only
 /// then writes the image into the slot that is not running, on trial for [`TRIES`] boot.
-/// `selected` is the slot the boot loader says it booted ([`slots::selected`]).
+/// `selected` is the slot the boot loader says it booted ([`slots::selected`]). The write's
+/// start, its progress every [`PROGRESS_STEP`] and its end go to `log`.
 pub fn install(
     bundle_path: &Path,
     esp: &Path,
@@ -63,6 +68,7 @@ pub fn install(
     key: Option<&[u8; 32]>,
     running_arch: &'static str,
     running: Version,
+    log: &LogSink,
 ) -> Result<Installed, InstallError> {
     let manifest = verify(bundle_path, key, running_arch, running)?;
     let existing = slots::scan(esp).map_err(InstallError::Esp)?;
@@ -76,19 +82,32 @@ pub fn install(
     // Second pass: the file is read again while writing, and the hash checked again, so a file
     // changed between the two passes is caught.
     let mut reader = open_bundle(bundle_path, key, running_arch, running)?;
+    log.line(
+        Program::Master,
+        &format!(
+            "update: writing postern {} into slot {target} ({} MiB)",
+            manifest.version,
+            mib(manifest.slot_bytes)
+        ),
+    );
     let written = (|| {
-        let mut out = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&partial)?;
+        let mut out = Progress::new(file, target, manifest.slot_bytes, log);
         bundle::copy_slot(&mut reader, &manifest, &mut out)
             .map_err(|e| io::Error::other(e.to_string()))?;
-        out.flush()?;
-        out.sync_all()
+        out.file.flush()?;
+        out.file.sync_all()
     })();
     if let Err(e) = written {
         let _ = fs::remove_file(&partial);
+        log.line(
+            Program::Master,
+            &format!("update: writing slot {target} failed: {e}"),
+        );
         return Err(InstallError::Write(e));
     }
     // Read back what the ESP holds now, against the signed hash.
@@ -106,12 +125,72 @@ pub fn install(
     let name = SlotFile::name(target, manifest.version, Some(TRIES));
     fs::rename(&partial, dir.join(&name)).map_err(InstallError::Write)?;
     slots::sync_dir(&dir).map_err(InstallError::Write)?;
+    log.line(
+        Program::Master,
+        &format!(
+            "update: slot {target} holds postern {} ({name}), read back intact: on trial at the next boot",
+            manifest.version
+        ),
+    );
     Ok(Installed {
         slot: target,
         version: manifest.version,
         file_name: name,
         bytes: manifest.slot_bytes,
     })
+}
+
+/// A slot file being written, saying how far it got every [`PROGRESS_STEP`] bytes.
+struct Progress<'a> {
+    file: File,
+    slot: SlotId,
+    written: u64,
+    total: u64,
+    next: u64,
+    log: &'a LogSink,
+}
+
+impl<'a> Progress<'a> {
+    fn new(file: File, slot: SlotId, total: u64, log: &'a LogSink) -> Progress<'a> {
+        Progress {
+            file,
+            slot,
+            written: 0,
+            total,
+            next: PROGRESS_STEP,
+            log,
+        }
+    }
+}
+
+impl Write for Progress<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        // Only steps short of the end: the end has its own line once the slot is read back.
+        while self.written >= self.next && self.next < self.total {
+            self.log.line(
+                Program::Master,
+                &format!(
+                    "update: slot {}: {} of {} MiB written",
+                    self.slot,
+                    mib(self.next),
+                    mib(self.total)
+                ),
+            );
+            self.next += PROGRESS_STEP;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Bytes as MiB with one decimal, as the progress lines show them.
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / f64::from(1u32 << 20))
 }
 
 /// The whole bundle checked, nothing written: signature, architecture, version, slot hash.
@@ -187,6 +266,7 @@ mod tests {
             Some(&public(&k)),
             "x86_64",
             RUNNING,
+            &LogSink::memory(),
         )
         .unwrap();
         assert_eq!(done.slot, SlotId::B);
@@ -212,6 +292,7 @@ mod tests {
             Some(&public(&k)),
             "x86_64",
             Version(0, 2, 0),
+            &LogSink::memory(),
         )
         .unwrap();
         assert_eq!(done.slot, SlotId::A);
@@ -242,6 +323,7 @@ mod tests {
             let before = listing(esp.path());
             let file = esp.path().join("update.bundle");
             fs::write(&file, bytes).unwrap();
+            let log = LogSink::memory();
             let e = install(
                 &file,
                 esp.path(),
@@ -249,8 +331,10 @@ mod tests {
                 Some(&public(&k)),
                 "x86_64",
                 RUNNING,
+                &log,
             )
             .unwrap_err();
+            assert_eq!(log.lines(), Vec::<String>::new(), "{what}");
             assert!(matches!(e, InstallError::Refused(_)), "{what}: {e}");
             assert!(
                 e.to_string().starts_with("refused, nothing written: "),
@@ -258,6 +342,36 @@ mod tests {
             );
             assert_eq!(listing(esp.path()), before, "{what}");
         }
+    }
+
+    #[test]
+    fn the_write_says_how_far_it_got_every_few_mib() {
+        let esp = esp_with_slot_a();
+        let k = test_key(1);
+        let file = esp.path().join("update.bundle");
+        let slot: Vec<u8> = (0..9 << 20).map(|i| (i % 251) as u8).collect();
+        fs::write(&file, bundle_for(&k, "x86_64", Version(0, 2, 0), &slot)).unwrap();
+        let log = LogSink::memory();
+        install(
+            &file,
+            esp.path(),
+            None,
+            Some(&public(&k)),
+            "x86_64",
+            RUNNING,
+            &log,
+        )
+        .unwrap();
+        assert_eq!(
+            log.lines(),
+            [
+                "postern: update: writing postern 0.2.0 into slot B (9.0 MiB)",
+                "postern: update: slot B: 4.0 of 9.0 MiB written",
+                "postern: update: slot B: 8.0 of 9.0 MiB written",
+                "postern: update: slot B holds postern 0.2.0 (postern-0.2.0-b+1.efi), read back \
+                 intact: on trial at the next boot",
+            ]
+        );
     }
 
     #[test]
@@ -280,6 +394,7 @@ mod tests {
             Some(&public(&k)),
             "x86_64",
             RUNNING,
+            &LogSink::memory(),
         )
         .unwrap();
         assert!(!dir.join(PARTIAL).exists());
