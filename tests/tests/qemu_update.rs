@@ -288,7 +288,7 @@ fn a_power_cut_while_the_slot_is_written_boots_the_old_slot_with_the_queue(arch:
         .send_line(&format!("update install http://10.0.2.2:{port}/new.bundle"))
         .unwrap();
     let out = console
-        .wait_for("update: slot B: 4.0 of", DISK_BOOT)
+        .wait_for("update: slot B: 2.0 of", DISK_BOOT)
         .unwrap_or_else(|e| panic!("{e}"));
     let _ = Command::new("kill")
         .args(["-KILL", &machine.pid().to_string()])

@@ -15,7 +15,7 @@ pub const TRIES: u32 = 1;
 const PARTIAL: &str = "postern-update.partial";
 /// A progress line each time this much more of the slot is written: a write to slow flash
 /// takes minutes, and an admin at the console should see it move.
-pub const PROGRESS_STEP: u64 = 4 << 20;
+pub const PROGRESS_STEP: u64 = 2 << 20;
 
 /// What an install did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,7 +366,9 @@ mod tests {
             log.lines(),
             [
                 "postern: update: writing postern 0.2.0 into slot B (9.0 MiB)",
+                "postern: update: slot B: 2.0 of 9.0 MiB written",
                 "postern: update: slot B: 4.0 of 9.0 MiB written",
+                "postern: update: slot B: 6.0 of 9.0 MiB written",
                 "postern: update: slot B: 8.0 of 9.0 MiB written",
                 "postern: update: slot B holds postern 0.2.0 (postern-0.2.0-b+1.efi), read back \
                  intact: on trial at the next boot",
