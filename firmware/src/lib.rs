@@ -54,7 +54,7 @@
 //!
 //! <!-- import-table begin: parsed by firmware/tests/import_rule (run by `make lint`) -->
 //! ```text
-//! hal → mail → log → metrics → trust → smtp → config → directory → route → policy → spool → content
+//! hal → mail → log → metrics → trust → nameserver → smtp → config → directory → route → policy → spool → content
 //!     → bounce → queue → delivery → inbound → update → admin → daemon / console → appliance / cli
 //!     → main
 //! ```
@@ -84,6 +84,7 @@ pub mod inbound;
 pub mod log;
 pub mod mail;
 pub mod metrics;
+pub mod nameserver;
 pub mod policy;
 pub mod queue;
 pub mod route;

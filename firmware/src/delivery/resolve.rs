@@ -10,8 +10,6 @@ use std::future::Future;
 use std::net::IpAddr;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
 use crate::mail::{EnhancedStatus, Host, Protocol, Transport};
@@ -232,35 +230,16 @@ impl HickoryDns {
     /// Asking these servers (UDP, then TCP for long answers), as the box's own network config
     /// says; no resolv.conf needed.
     pub fn with_servers(servers: &[IpAddr]) -> Result<HickoryDns, DnsSetupError> {
-        let config = ResolverConfig::from_name_servers(
-            servers
-                .iter()
-                .map(|ip| NameServerConfig::udp_and_tcp(*ip))
-                .collect(),
-        );
-        let r = TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
-            .with_tls_config(crate::policy::dns::unused_tls_config())
-            .build()
-            .map_err(DnsSetupError)?;
-        Ok(HickoryDns(r))
+        let on_53: Vec<std::net::SocketAddr> = servers
+            .iter()
+            .map(|ip| std::net::SocketAddr::new(*ip, 53))
+            .collect();
+        Self::with_servers_on(&on_53)
     }
 
     /// Like [`with_servers`](Self::with_servers), on any port (tests run a server on 127.0.0.1).
     pub fn with_servers_on(servers: &[std::net::SocketAddr]) -> Result<HickoryDns, DnsSetupError> {
-        let config = ResolverConfig::from_name_servers(
-            servers
-                .iter()
-                .map(|sa| {
-                    let mut ns = NameServerConfig::udp_and_tcp(sa.ip());
-                    for c in &mut ns.connections {
-                        c.port = sa.port();
-                    }
-                    ns
-                })
-                .collect(),
-        );
-        let r = TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
-            .with_tls_config(crate::policy::dns::unused_tls_config())
+        let r = crate::nameserver::builder(servers)
             .build()
             .map_err(DnsSetupError)?;
         Ok(HickoryDns(r))

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::config::{ResolveHosts, ResolverOpts};
 use hickory_resolver::proto::rr::{RData, RecordType};
 
 /// The record types the restrictions ask for.
@@ -264,21 +263,8 @@ impl HickoryResolve {
         servers: &[SocketAddr],
         deadline: Duration,
     ) -> Result<HickoryResolve, BuildError> {
-        let config = ResolverConfig::from_name_servers(
-            servers
-                .iter()
-                .map(|sa| {
-                    let mut ns = NameServerConfig::udp_and_tcp(sa.ip());
-                    for c in &mut ns.connections {
-                        c.port = sa.port();
-                    }
-                    ns
-                })
-                .collect(),
-        );
-        TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
+        crate::nameserver::builder(servers)
             .with_options(options(deadline))
-            .with_tls_config(unused_tls_config())
             .build()
             .map(HickoryResolve)
             .map_err(|_| BuildError::Resolver)

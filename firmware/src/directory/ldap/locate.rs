@@ -9,8 +9,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
@@ -105,21 +103,7 @@ impl ServerNames {
     fn resolver(&self, deadline: Duration) -> Result<TokioResolver, String> {
         let mut builder = match self.dns_servers.as_slice() {
             [] => TokioResolver::builder_tokio().map_err(|e| e.to_string())?,
-            servers => {
-                let config = ResolverConfig::from_name_servers(
-                    servers
-                        .iter()
-                        .map(|sa| {
-                            let mut ns = NameServerConfig::udp_and_tcp(sa.ip());
-                            for c in &mut ns.connections {
-                                c.port = sa.port();
-                            }
-                            ns
-                        })
-                        .collect(),
-                );
-                TokioResolver::builder_with_config(config, TokioRuntimeProvider::new())
-            }
+            servers => crate::nameserver::builder(servers),
         };
         builder.options_mut().timeout = deadline;
         builder
