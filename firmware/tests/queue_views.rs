@@ -12,7 +12,7 @@ use postern::admin::commands::{BulkArgs, FilterArgs};
 use postern::admin::{Admin, AdminCommand, BoxFacts, Handles, QueueCommand, Reply};
 use postern::directory::SharedDirectory;
 use postern::log::LogSink;
-use postern::mail::{EnhancedStatus, QueueState, Transport};
+use postern::mail::{EnhancedStatus, QueueState, StateChange, Transport};
 use postern::queue::runner::{self, RunnerConfig};
 use postern::queue::{
     Attempt, AttemptReport, Deliverer, DeliveryRequest, QueueName, QueueSettings, RcptResult,
@@ -101,7 +101,9 @@ async fn fill(spool: &SpoolHandle, n: usize, now: u64) {
                     .await
                     .unwrap();
                 let qid = inc.commit().await.unwrap();
-                h.set_state(qid, state_of(i, now)).await.unwrap();
+                h.set_state(qid, StateChange::new(state_of(i, now), now))
+                    .await
+                    .unwrap();
             }));
         }
         for t in tasks {

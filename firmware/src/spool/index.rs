@@ -3,7 +3,7 @@
 //! (see `summary.rs`): a backup MX holding a million messages for a secondary that is down must
 //! not hold a million envelopes in RAM.
 
-use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome, StateEvent};
 
 use super::record::record_size;
 
@@ -255,6 +255,20 @@ pub struct MessageSummary {
     pub state: QueueState,
     /// Body size in bytes.
     pub size: u64,
+}
+
+/// One message with the times its records carry (`postern queue show`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageHistory {
+    pub summary: MessageSummary,
+    /// When each recipient's outcome was written; None without an outcome, or for one written
+    /// by firmware that kept no times.
+    pub outcome_times: Vec<Option<u64>>,
+    /// Its queue state changes, oldest first; the last is the state it is in. Empty if it never
+    /// changed (active since arrival).
+    pub changes: Vec<StateEvent>,
+    /// Earlier changes (or waiting recipients) the spool no longer keeps.
+    pub omitted: u32,
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ mod error;
 mod format;
 #[doc(hidden)]
 pub mod fuzz;
+#[cfg(test)]
+mod history_tests;
 mod index;
 mod logring;
 pub(crate) mod qid_map;
@@ -32,6 +34,7 @@ mod recovered;
 mod recovery;
 pub mod service;
 mod slots;
+mod stamp;
 mod store;
 mod summary;
 #[cfg(test)]
@@ -41,7 +44,7 @@ use std::time::Duration;
 
 pub use error::SpoolError;
 pub use format::{FORMAT_VERSION, SpoolGeometry};
-pub use index::MessageSummary;
+pub use index::{MessageHistory, MessageSummary};
 pub use logring::LogLines;
 pub use recovered::{RecoveredMessage, RecoveredQueue, RecoveredRecipient, RecoveredState};
 pub use service::{Incoming, SpoolHandle};

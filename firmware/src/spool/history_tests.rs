@@ -1,0 +1,171 @@
+//! Record times and state history (`postern queue show`), and firmware from before them.
+
+use super::format::SEG_HEADER;
+use super::record::{self, Kind, StateBody};
+use super::store::Purpose;
+use super::tests::{body, fresh, put, reopen};
+use super::*;
+use crate::mail::{QueueState, RecipientOutcome, StateChange, StateEvent, Waiting};
+
+fn deferred(until: u64, reason: &str) -> QueueState {
+    QueueState::Deferred {
+        until,
+        reason: reason.into(),
+    }
+}
+
+fn refused() -> Vec<Waiting> {
+    vec![Waiting {
+        recipients: vec![0],
+        reason: "connect to mx.example.org[192.0.2.1]:25: Connection refused".into(),
+    }]
+}
+
+#[test]
+fn each_change_keeps_its_time_through_reopen_and_compaction() {
+    let mut spool = fresh();
+    let q = put(&mut spool, b"hello", 1_000);
+    let done = RecipientOutcome::Delivered {
+        relay: "mx.example.org[192.0.2.1]:25".into(),
+        reply: "250 2.0.0 Ok".into(),
+    };
+    spool
+        .mark_recipient(q, 1, done.clone(), 1_795_000_010)
+        .unwrap();
+    let first = StateChange {
+        state: deferred(1_795_000_310, "Connection refused"),
+        at: 1_795_000_010,
+        waiting: refused(),
+    };
+    spool.set_state(q, first).unwrap();
+    spool
+        .set_state(q, StateChange::new(QueueState::Hold, 1_795_000_100))
+        .unwrap();
+    spool
+        .set_state(q, StateChange::new(QueueState::Active, 1_795_000_200))
+        .unwrap();
+    spool.sync().unwrap();
+    // Enough traffic that every segment the message's records were in is compacted.
+    for i in 0..200u64 {
+        let other = put(&mut spool, &body(300, i as u8), 2_000 + i);
+        spool.remove(other).unwrap();
+        spool.sync().unwrap();
+    }
+    assert!(spool.info().compactions > 10);
+    let (mut spool, _) = reopen(spool);
+    let h = spool.history(q).unwrap();
+    assert_eq!(h.summary.outcomes, vec![None, Some(done)]);
+    assert_eq!(h.outcome_times, vec![None, Some(1_795_000_010)]);
+    let changes: Vec<(Option<u64>, QueueState)> =
+        h.changes.iter().map(|c| (c.at, c.state.clone())).collect();
+    assert_eq!(
+        changes,
+        vec![
+            (
+                Some(1_795_000_010),
+                deferred(1_795_000_310, "Connection refused")
+            ),
+            (Some(1_795_000_100), QueueState::Hold),
+            (Some(1_795_000_200), QueueState::Active),
+        ]
+    );
+    assert_eq!(h.changes[0].waiting, refused());
+    assert_eq!(h.summary.state, QueueState::Active);
+    assert_eq!(h.omitted, 0);
+}
+
+/// A state record exactly as format 2 firmware before stamps wrote it.
+fn legacy_state(
+    spool: &mut Spool<hal::flash::RamFlash>,
+    qid: QueueId,
+    version: u32,
+    state: QueueState,
+) {
+    let body = postcard::to_allocvec(&StateBody { version, state }).unwrap();
+    let bytes = record::encode(spool.layout.nonce, Kind::State, qid.0, &[&body]);
+    spool.put(&bytes, Purpose::Delivery).unwrap();
+    spool.sync().unwrap();
+}
+
+#[test]
+fn records_from_firmware_without_times_read_with_the_time_unknown() {
+    let mut spool = fresh();
+    let q = put(&mut spool, b"hello", 1_000);
+    legacy_state(&mut spool, q, 1, QueueState::Hold);
+    let (mut spool, report) = reopen(spool);
+    assert_eq!(report.messages, 1);
+    let h = spool.history(q).unwrap();
+    assert_eq!(
+        h.changes,
+        vec![StateEvent {
+            at: None,
+            state: QueueState::Hold,
+            waiting: Vec::new(),
+        }]
+    );
+    // The next change carries the old one forward, still without a time.
+    spool
+        .set_state(q, StateChange::new(QueueState::Active, 1_795_000_000))
+        .unwrap();
+    spool.sync().unwrap();
+    let (mut spool, _) = reopen(spool);
+    let at: Vec<Option<u64>> = spool
+        .history(q)
+        .unwrap()
+        .changes
+        .iter()
+        .map(|c| c.at)
+        .collect();
+    assert_eq!(at, vec![None, Some(1_795_000_000)]);
+}
+
+#[test]
+fn the_state_format_2_firmware_recovers_from_a_stamped_record_is_the_same() {
+    let mut spool = fresh();
+    let q = put(&mut spool, b"hello", 1_000);
+    let change = StateChange {
+        state: deferred(1_795_000_310, "Connection refused"),
+        at: 1_795_000_010,
+        waiting: refused(),
+    };
+    spool.set_state(q, change).unwrap();
+    spool.sync().unwrap();
+    // Read the record back as that firmware's recovery does: postcard, the base body only.
+    let loc = spool.index.get(&q).unwrap().state_loc;
+    let mut buf = Vec::new();
+    spool.read_record(q, Kind::State, loc, &mut buf).unwrap();
+    let old: StateBody = postcard::from_bytes(&buf).unwrap();
+    assert_eq!(old.state, deferred(1_795_000_310, "Connection refused"));
+    assert_eq!(old.version, 1);
+    assert!(
+        buf.len() > postcard::to_allocvec(&old).unwrap().len(),
+        "the stamp follows"
+    );
+}
+
+#[test]
+fn a_long_history_stays_within_a_small_segment() {
+    let mut spool = fresh();
+    let q = put(&mut spool, b"hello", 1_000);
+    let long = "x".repeat(300);
+    for i in 0..100u64 {
+        let change = StateChange {
+            state: deferred(2_000 + i, &long),
+            at: 1_000 + i,
+            waiting: vec![Waiting {
+                recipients: vec![0, 1],
+                reason: long.clone(),
+            }],
+        };
+        spool.set_state(q, change).unwrap();
+        spool.sync().unwrap();
+    }
+    let segment = spool.layout.segment_size() - SEG_HEADER;
+    let loc = spool.index.get(&q).unwrap().state_loc;
+    assert!(loc.len < segment, "{} of {segment}", loc.len);
+    let h = spool.history(q).unwrap();
+    assert_eq!(h.changes.last().unwrap().at, Some(1_099));
+    assert!(h.omitted > 0);
+    let at: Vec<u64> = h.changes.iter().filter_map(|c| c.at).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "oldest first: {at:?}");
+}
