@@ -263,12 +263,21 @@ pub struct MessageHistory {
     pub summary: MessageSummary,
     /// When each recipient's outcome was written; None without an outcome, or for one written
     /// by firmware that kept no times.
-    pub outcome_times: Vec<Option<u64>>,
+    pub outcome_times: Vec<Option<OutcomeTime>>,
     /// Its queue state changes, oldest first; the last is the state it is in. Empty if it never
     /// changed (active since arrival).
     pub changes: Vec<StateEvent>,
-    /// Earlier changes (or waiting recipients) the spool no longer keeps.
-    pub omitted: u32,
+    /// Changes before `changes[0]` that the spool no longer keeps.
+    pub changes_before: u32,
+}
+
+/// When a recipient's outcome was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeTime {
+    /// Unix seconds.
+    pub at: u64,
+    /// It came after this many of the message's state changes, before the next.
+    pub after_changes: u32,
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ use std::time::Duration;
 
 pub use error::SpoolError;
 pub use format::{FORMAT_VERSION, SpoolGeometry};
-pub use index::{MessageHistory, MessageSummary};
+pub use index::{MessageHistory, MessageSummary, OutcomeTime};
 pub use logring::LogLines;
 pub use recovered::{RecoveredMessage, RecoveredQueue, RecoveredRecipient, RecoveredState};
 pub use service::{Incoming, SpoolHandle};

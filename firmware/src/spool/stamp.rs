@@ -25,21 +25,23 @@ pub(crate) const REVISION: u8 = 1;
 pub(crate) struct RecipientStamp {
     /// Unix seconds.
     pub at: u64,
+    /// State changes the message had when the outcome was written: places the outcome among
+    /// them exactly, where a clock of whole seconds cannot.
+    pub after_changes: u32,
 }
 
 /// After a state record's body. Only the newest state record of a message stays live, so it
-/// carries the changes before it: the history survives compaction without a byte of RAM.
+/// carries the changes before it: the history survives compaction without a byte of RAM. The
+/// record's version counts every change, so changes no longer carried are counted too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StateStamp {
     /// Unix seconds.
     pub at: u64,
-    /// For a deferral: who waits, and why.
+    /// For a deferral: who waits, and why (the last groups are left out of a record that would
+    /// grow too large).
     pub waiting: Vec<Waiting>,
-    /// Earlier state changes, oldest first (at most [`MAX_EARLIER`]).
+    /// The changes just before this one, oldest first (at most [`MAX_EARLIER`]).
     pub earlier: Vec<StateEvent>,
-    /// Earlier changes no longer carried (the oldest go first), and recipients left out of
-    /// `waiting` lists to keep the record small.
-    pub omitted: u32,
 }
 
 /// State changes a state record carries besides its own: a few days of retries at the longest
@@ -87,18 +89,15 @@ impl StateStamp {
             at,
             waiting,
             earlier: Vec::new(),
-            omitted: 0,
         };
         if let Some((event, old)) = previous {
             if let Some(old) = old {
                 stamp.earlier = old.earlier;
-                stamp.omitted = old.omitted;
             }
             stamp.earlier.push(event);
         }
-        while stamp.earlier.len() > MAX_EARLIER {
-            stamp.earlier.remove(0);
-            stamp.omitted = stamp.omitted.saturating_add(1);
+        if stamp.earlier.len() > MAX_EARLIER {
+            stamp.earlier.drain(..stamp.earlier.len() - MAX_EARLIER);
         }
         stamp.fit(budget);
         stamp
@@ -109,15 +108,11 @@ impl StateStamp {
     fn fit(&mut self, budget: usize) {
         let size = |s: &StateStamp| postcard::to_allocvec(s).map_or(usize::MAX, |b| b.len());
         while size(self) > budget {
-            let dropped = if !self.earlier.is_empty() {
+            if !self.earlier.is_empty() {
                 self.earlier.remove(0);
-                1
-            } else if let Some(w) = self.waiting.pop() {
-                w.recipients.len() as u32
-            } else {
+            } else if self.waiting.pop().is_none() {
                 return;
-            };
-            self.omitted = self.omitted.saturating_add(dropped);
+            }
         }
     }
 }
@@ -165,10 +160,14 @@ mod tests {
         };
         let mut bytes = postcard::to_allocvec(&base).unwrap();
         bytes.push(REVISION + 1);
-        bytes.extend(postcard::to_allocvec(&RecipientStamp { at: 77 }).unwrap());
+        let stamp = RecipientStamp {
+            at: 77,
+            after_changes: 2,
+        };
+        bytes.extend(postcard::to_allocvec(&stamp).unwrap());
         bytes.extend_from_slice(b"fields of a later revision");
         let (b, s) = decode::<RecipientBody, RecipientStamp>(&bytes).unwrap();
-        assert_eq!((b, s), (base, Some(RecipientStamp { at: 77 })));
+        assert_eq!((b, s), (base, Some(stamp)));
     }
 
     #[test]
@@ -191,7 +190,6 @@ mod tests {
         }
         let s = stamp.unwrap();
         assert_eq!(s.earlier.len(), MAX_EARLIER);
-        assert_eq!(s.omitted, 5);
         let times: Vec<_> = s.earlier.iter().map(|e| e.at).collect();
         assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
         assert_eq!(
@@ -216,7 +214,11 @@ mod tests {
         let s = StateStamp::carry(9, waiting, Some((event, None)), 512);
         assert!(postcard::to_allocvec(&s).unwrap().len() <= 512);
         assert_eq!(s.at, 9);
-        assert!(s.earlier.is_empty());
-        assert_eq!(s.omitted as usize, 1 + 50 - s.waiting.len());
+        assert!(
+            s.earlier.is_empty(),
+            "older changes go before waiting detail"
+        );
+        assert!(!s.waiting.is_empty() && s.waiting.len() < 50);
+        assert_eq!(s.waiting[0].recipients, vec![0], "the first groups stay");
     }
 }

@@ -266,19 +266,20 @@ impl<F: Flash> Spool<F> {
         at: u64,
     ) -> Result<(), SpoolError> {
         self.check_writable()?;
-        match self.index.get(&qid) {
+        let after_changes = match self.index.get(&qid) {
             Some(e) if e.committed() => {
                 if index >= e.recipients() {
                     return Err(SpoolError::NoSuchRecipient { qid, index });
                 }
+                e.state_version
             }
             _ => return Err(SpoolError::NoSuchMessage(qid)),
-        }
+        };
         let body = RecipientBody {
             index: index as u32,
             outcome,
         };
-        let bytes = stamp::encode(&body, &RecipientStamp { at })
+        let bytes = stamp::encode(&body, &RecipientStamp { at, after_changes })
             .map_err(|e| SpoolError::Encode(e.to_string()))?;
         let loc = self.append(Kind::Recipient, qid.0, &[&bytes], Purpose::Delivery)?;
         self.add_live(loc);

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use crate::mail::{Envelope, QueueId, QueueState, StateEvent};
 
-use super::index::{Entry, Loc, MessageHistory, MessageSummary};
+use super::index::{Entry, Loc, MessageHistory, MessageSummary, OutcomeTime};
 use super::record::{self, HEADER, Kind, RecipientBody, StateBody};
 use super::stamp::{self, RecipientStamp, StateStamp};
 use super::{Spool, SpoolError};
@@ -90,24 +90,29 @@ impl<F: Flash> Spool<F> {
                     self.read_record(qid, Kind::Recipient, loc, &mut buf)?;
                     let (r, s): (RecipientBody, Option<RecipientStamp>) =
                         stamp::decode(&buf).map_err(|_| SpoolError::Damaged(qid))?;
-                    (Some(r.outcome), s.map(|s| s.at))
+                    let at = s.map(|s| OutcomeTime {
+                        at: s.at,
+                        after_changes: s.after_changes,
+                    });
+                    (Some(r.outcome), at)
                 }
                 None => (None, None),
             };
             outcomes.push(outcome);
             outcome_times.push(at);
         }
-        let (state, changes, omitted) = match e.state_loc.get() {
+        let (state, changes) = match e.state_loc.get() {
             Some(loc) => {
                 let (now, stamp) = self.read_state(qid, loc)?;
-                let (mut changes, omitted) =
-                    stamp.map_or((Vec::new(), 0), |s| (s.earlier, s.omitted));
+                let mut changes = stamp.map_or_else(Vec::new, |s| s.earlier);
                 let state = now.state.clone();
                 changes.push(now);
-                (state, changes, omitted)
+                (state, changes)
             }
-            None => (QueueState::Active, Vec::new(), 0),
+            None => (QueueState::Active, Vec::new()),
         };
+        // The version counts every change, the ones no longer carried too.
+        let changes_before = e.state_version.saturating_sub(changes.len() as u32);
         Ok(MessageHistory {
             summary: MessageSummary {
                 qid,
@@ -118,7 +123,7 @@ impl<F: Flash> Spool<F> {
             },
             outcome_times,
             changes,
-            omitted,
+            changes_before,
         })
     }
 }
