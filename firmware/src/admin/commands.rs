@@ -409,7 +409,7 @@ pub enum FlashCommand {
         #[arg(long)]
         yes: bool,
         /// The size of the mail log ring, e.g. 4M (rounded up to erase blocks; at least two, or
-        /// 0 for none). Default: 1/64 of the flash.
+        /// 0 for none). Default: 1/64 of the flash. Fixed until the next format.
         #[arg(long, value_name = "SIZE", value_parser = parse_log_size)]
         log_size: Option<u64>,
     },
