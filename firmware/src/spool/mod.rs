@@ -19,6 +19,11 @@
 //! Recovery does not depend on record order: chunks are numbered, state changes carry a version,
 //! recipient outcomes are final, and an end record outlives every other record of its message
 //! because segments are erased oldest first.
+//!
+//! Recipient and state records carry their time in a stamp after the body (`stamp.rs`), and the
+//! live state record carries the changes before it, so `postern queue show` lists every record
+//! with its time though the index in RAM keeps no time at all. Firmware without stamps reads
+//! these records as its own.
 
 mod error;
 mod format;

@@ -294,7 +294,7 @@ impl<F: Flash> Spool<F> {
     }
 
     /// Changes the queue state (hold, release, deferred until). The record carries the changes
-    /// before it (see [`stamp`]), read back from the one it replaces.
+    /// before it (see `stamp.rs`), read back from the one it replaces.
     pub fn set_state(&mut self, qid: QueueId, change: StateChange) -> Result<(), SpoolError> {
         self.check_writable()?;
         let (version, previous) = match self.index.get(&qid) {
