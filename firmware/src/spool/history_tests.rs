@@ -90,6 +90,33 @@ fn each_change_keeps_its_time_through_reopen_and_compaction() {
     assert_eq!(h.changes_before, 0);
 }
 
+#[test]
+fn a_reason_stored_once_reads_back_for_its_recipients() {
+    let mut spool = fresh();
+    let q = put(&mut spool, b"hello", 1_000);
+    let why = "connect to mx.example.org[192.0.2.1]:25: Connection refused";
+    for at in [10, 20] {
+        let change = StateChange {
+            state: deferred(at + 300, why),
+            at,
+            waiting: refused(),
+        };
+        spool.set_state(q, change).unwrap();
+    }
+    let loc = spool.index.get(&q).unwrap().state_loc;
+    let mut buf = Vec::new();
+    spool.read_record(q, Kind::State, loc, &mut buf).unwrap();
+    assert_eq!(
+        buf.windows(why.len())
+            .filter(|w| *w == why.as_bytes())
+            .count(),
+        2,
+        "once per change, not once more per waiting group"
+    );
+    let h = spool.history(q).unwrap();
+    assert!(h.changes.iter().all(|c| c.waiting == refused()), "{h:?}");
+}
+
 /// A state record exactly as format 2 firmware before stamps wrote it.
 fn legacy_state(
     spool: &mut Spool<hal::flash::RamFlash>,

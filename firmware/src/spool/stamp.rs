@@ -15,7 +15,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::mail::{StateEvent, Waiting};
+use crate::mail::{QueueState, StateEvent, Waiting};
 
 /// The stamp revision this firmware writes.
 pub(crate) const REVISION: u8 = 1;
@@ -49,9 +49,29 @@ pub(crate) struct StateStamp {
 pub(crate) const MAX_EARLIER: usize = 32;
 
 /// The most bytes a state stamp may take: a record must fit in a segment however small, and a
-/// bulk hold of thousands of messages should not write kilobytes each.
+/// backup MX retrying a million messages should not write kilobytes for each retry (the mail log
+/// on flash keeps every attempt of every message anyway).
 pub(crate) fn max_state_stamp(segment_size: u32) -> usize {
-    (segment_size as usize / 16).clamp(256, 4096)
+    (segment_size as usize / 16).clamp(256, 1024)
+}
+
+/// A waiting group whose reason is the deferral's own is stored with an empty reason: for the
+/// common one-recipient message the reason would otherwise be on flash twice per change.
+pub(crate) fn shrink(state: &QueueState, waiting: &mut [Waiting]) {
+    if let QueueState::Deferred { reason, .. } = state {
+        for w in waiting.iter_mut().filter(|w| w.reason == *reason) {
+            w.reason.clear();
+        }
+    }
+}
+
+/// Undoes [`shrink`].
+pub(crate) fn expand(state: &QueueState, waiting: &mut [Waiting]) {
+    if let QueueState::Deferred { reason, .. } = state {
+        for w in waiting.iter_mut().filter(|w| w.reason.is_empty()) {
+            w.reason.clone_from(reason);
+        }
+    }
 }
 
 /// A base body followed by its stamp.
@@ -120,7 +140,6 @@ impl StateStamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mail::QueueState;
     use crate::spool::record::{RecipientBody, StateBody};
 
     fn deferred(reason: &str) -> QueueState {

@@ -303,12 +303,17 @@ impl<F: Flash> Spool<F> {
         };
         let previous = match previous {
             // One that no longer reads back sound costs the history, not the change.
-            Some(loc) => self.read_state(qid, loc).ok(),
+            Some(loc) => self.read_state(qid, loc).ok().map(|(mut event, old)| {
+                stamp::shrink(&event.state, &mut event.waiting);
+                (event, old)
+            }),
             // The first change: active since its arrival, which the begin record tells.
             None => None,
         };
+        let mut waiting = change.waiting;
+        stamp::shrink(&change.state, &mut waiting);
         let budget = stamp::max_state_stamp(self.layout.segment_size());
-        let stamp = StateStamp::carry(change.at, change.waiting, previous, budget);
+        let stamp = StateStamp::carry(change.at, waiting, previous, budget);
         let body = StateBody {
             version,
             state: change.state,

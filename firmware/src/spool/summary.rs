@@ -53,7 +53,7 @@ impl<F: Flash> Spool<F> {
         self.read_record(qid, Kind::State, loc, &mut buf)?;
         let (body, stamp): (StateBody, Option<StateStamp>) =
             stamp::decode(&buf).map_err(|_| SpoolError::Damaged(qid))?;
-        let event = StateEvent {
+        let mut event = StateEvent {
             at: stamp.as_ref().map(|s| s.at),
             state: body.state,
             waiting: stamp
@@ -61,6 +61,7 @@ impl<F: Flash> Spool<F> {
                 .map(|s| s.waiting.clone())
                 .unwrap_or_default(),
         };
+        stamp::expand(&event.state, &mut event.waiting);
         Ok((event, stamp))
     }
 
@@ -105,6 +106,9 @@ impl<F: Flash> Spool<F> {
             Some(loc) => {
                 let (now, stamp) = self.read_state(qid, loc)?;
                 let mut changes = stamp.map_or_else(Vec::new, |s| s.earlier);
+                for c in &mut changes {
+                    stamp::expand(&c.state, &mut c.waiting);
+                }
                 let state = now.state.clone();
                 changes.push(now);
                 (state, changes)
