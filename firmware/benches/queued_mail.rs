@@ -18,7 +18,7 @@ use postern::directory::SharedDirectory;
 use postern::log::LogSink;
 use postern::mail::{
     BodyType, ClientInfo, EnhancedStatus, Envelope, Notify, QueueId, QueueState, Recipient,
-    Transport,
+    StateChange, Transport,
 };
 use postern::queue::runner::{self, RunnerConfig};
 use postern::queue::{
@@ -132,7 +132,9 @@ fn fill(path: &Path, n: usize, now: u64) -> Duration {
             until,
             reason: REASON.into(),
         };
-        spool.set_state(qid, state).expect("state");
+        spool
+            .set_state(qid, StateChange::new(state, 1_795_000_000))
+            .expect("state");
         if i % 1000 == 999 {
             spool.sync().expect("sync");
         }

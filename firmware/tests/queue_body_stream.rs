@@ -10,7 +10,7 @@ use mail_parser::{MessageParser, PartType};
 use postern::bounce::RETURNED_HEADERS_LIMIT;
 use postern::log::LogSink;
 use postern::mail::Transport;
-use postern::mail::{EnhancedStatus, Envelope, QueueId, QueueState, RecipientOutcome, Reply};
+use postern::mail::{EnhancedStatus, Envelope, QueueId, RecipientOutcome, Reply, StateChange};
 use postern::queue::runner::{self, QueueStore, RunnerConfig, StoredMessage};
 use postern::queue::{
     Attempt, AttemptReport, BODY_PIECE, BodyReader, Deliverer, DeliveryRequest, MemoryStore,
@@ -51,12 +51,13 @@ impl QueueStore for Metered {
         qid: QueueId,
         index: usize,
         outcome: RecipientOutcome,
+        at: u64,
     ) -> Result<(), MemoryStoreError> {
-        self.inner.mark_recipient(qid, index, outcome).await
+        self.inner.mark_recipient(qid, index, outcome, at).await
     }
 
-    async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), MemoryStoreError> {
-        self.inner.set_state(qid, state).await
+    async fn set_state(&self, qid: QueueId, change: StateChange) -> Result<(), MemoryStoreError> {
+        self.inner.set_state(qid, change).await
     }
 
     async fn remove(&self, qid: QueueId) -> Result<(), MemoryStoreError> {

@@ -12,11 +12,12 @@ use postern::admin::commands::{BulkArgs, FilterArgs};
 use postern::admin::{Admin, AdminCommand, BoxFacts, Handles, QueueCommand, Reply};
 use postern::directory::SharedDirectory;
 use postern::log::LogSink;
-use postern::mail::{EnhancedStatus, QueueState, Transport};
+use postern::mail::{EnhancedStatus, QueueState, StateChange, Transport};
 use postern::queue::runner::{self, RunnerConfig};
 use postern::queue::{
     Attempt, AttemptReport, Deliverer, DeliveryRequest, QueueName, QueueSettings, RcptResult,
 };
+use postern::smtp::received::iso8601_utc;
 use postern::spool::{Spool, SpoolGeometry, SpoolHandle, SpoolSettings, service};
 
 mod common;
@@ -101,7 +102,9 @@ async fn fill(spool: &SpoolHandle, n: usize, now: u64) {
                     .await
                     .unwrap();
                 let qid = inc.commit().await.unwrap();
-                h.set_state(qid, state_of(i, now)).await.unwrap();
+                h.set_state(qid, StateChange::new(state_of(i, now), now))
+                    .await
+                    .unwrap();
             }));
         }
         for t in tasks {
@@ -504,6 +507,7 @@ async fn one_id_and_bad_selections() {
     let shown = q(QueueCommand::Show {
         qid: ids[2].clone(),
         body: false,
+        json: false,
     })
     .await;
     assert!(
@@ -535,6 +539,7 @@ async fn one_id_and_bad_selections() {
     let with_body = q(QueueCommand::Show {
         qid: ids[2].clone(),
         body: true,
+        json: false,
     })
     .await;
     assert!(
@@ -542,4 +547,68 @@ async fn one_id_and_bad_selections() {
         "{}",
         with_body.text
     );
+
+    // Every record with its time, oldest first: message 1 arrived a minute before `now`, was
+    // deferred at `now`, and the admin held it above (at the runner's clock, a moment later).
+    let held = q(QueueCommand::Show {
+        qid: ids[1].clone(),
+        body: false,
+        json: false,
+    })
+    .await;
+    let history: Vec<&str> = held
+        .text
+        .split_once(&format!("*** HISTORY hold/{} ***\n", ids[1]))
+        .and_then(|(_, rest)| rest.split_once("*** MESSAGE CONTENTS"))
+        .map(|(h, _)| h.lines().collect())
+        .unwrap_or_else(|| panic!("no history section: {}", held.text));
+    assert_eq!(history.len(), 3, "{}", held.text);
+    assert_eq!(
+        history[0],
+        format!(
+            "{} from=<a1@s1.example>, size=30, nrcpt=1 (queued)",
+            iso8601_utc(now - 60)
+        )
+    );
+    assert_eq!(
+        history[1],
+        format!(
+            "{} deferred until {} (host mx.d.example[192.0.2.2] said: 450 4.7.1 greylisted, try again later)",
+            iso8601_utc(now),
+            iso8601_utc(now + 86_400)
+        )
+    );
+    let (at, what) = history[2].split_once(' ').unwrap();
+    assert_eq!(what.trim_start(), "placed on hold");
+    assert!(
+        (now..now + 60).any(|t| iso8601_utc(t) == at),
+        "held at the runner's clock: {at}"
+    );
+    // The same through the control socket's JSON, times in Unix seconds.
+    let json = q(QueueCommand::Show {
+        qid: ids[1].clone(),
+        body: false,
+        json: true,
+    })
+    .await;
+    assert_eq!(json.exit, 0);
+    let j = json.text.trim_end();
+    assert!(
+        j.starts_with(&format!(
+            "{{\"queue_name\": \"hold\", \"queue_id\": \"{}\", \"arrival_time\": {}",
+            ids[1],
+            now - 60
+        )),
+        "{j}"
+    );
+    assert!(
+        j.contains(&format!(
+            "{{\"time\": {now}, \"type\": \"deferred\", \"until\": {}",
+            now + 86_400
+        )),
+        "{j}"
+    );
+    assert!(j.contains("\"type\": \"hold\"}]"), "{j}");
+    assert!(!j.contains("\"body\""), "no body unless asked: {j}");
+    assert!(j.ends_with('}') && !j.contains('\n'), "one line: {j}");
 }

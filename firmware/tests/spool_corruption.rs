@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use hal::flash::{FlashGeometry, FlashOp, RamFlash};
 use postern::mail::Transport;
-use postern::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use postern::mail::{Envelope, QueueId, QueueState, RecipientOutcome, StateChange};
 use postern::spool::{Spool, SpoolGeometry, SpoolSettings};
 
 mod common;
@@ -113,7 +113,9 @@ fn populated(nonce: u64) -> Populated {
         spool.append_body(q, &body(n)).unwrap();
         spool.commit(q).unwrap();
         if n % 3 == 0 {
-            spool.set_state(q, QueueState::Hold).unwrap();
+            spool
+                .set_state(q, StateChange::new(QueueState::Hold, 1_795_000_000))
+                .unwrap();
         }
         if n % 4 == 0 {
             spool
@@ -124,6 +126,7 @@ fn populated(nonce: u64) -> Populated {
                         relay: "x[192.0.2.1]:25".into(),
                         reply: "250 ok".into(),
                     },
+                    1_795_000_000,
                 )
                 .unwrap();
         }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use hal::flash::{FlashGeometry, FlashOp, RamFlash};
 use postern::mail::Transport;
-use postern::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use postern::mail::{Envelope, QueueId, QueueState, RecipientOutcome, StateChange};
 use postern::spool::{Spool, SpoolError, SpoolGeometry, SpoolSettings};
 
 mod common;
@@ -213,7 +213,9 @@ fn run_workload(seed: u64, steps: usize) -> (Vec<u8>, Vec<FlashOp>, Model) {
                         remote_mta: Some("mx.example.org".into()),
                     }
                 };
-                spool.mark_recipient(m.qid, k, outcome.clone()).unwrap();
+                spool
+                    .mark_recipient(m.qid, k, outcome.clone(), 1_795_000_000 + step as u64)
+                    .unwrap();
                 m.outcomes[k].push(Event {
                     value: outcome,
                     op: ops(&spool) - 1,
@@ -227,7 +229,12 @@ fn run_workload(seed: u64, steps: usize) -> (Vec<u8>, Vec<FlashOp>, Model) {
                         reason: "4.4.1 connection refused".into(),
                     },
                 };
-                spool.set_state(m.qid, state.clone()).unwrap();
+                spool
+                    .set_state(
+                        m.qid,
+                        StateChange::new(state.clone(), 1_795_000_000 + step as u64),
+                    )
+                    .unwrap();
                 m.states.push(Event {
                     value: state,
                     op: ops(&spool) - 1,

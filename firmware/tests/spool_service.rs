@@ -3,7 +3,7 @@
 
 use hal::flash::{FlashGeometry, RamFlash};
 use postern::mail::Transport;
-use postern::mail::{Envelope, QueueState, RecipientOutcome};
+use postern::mail::{Envelope, QueueState, RecipientOutcome, StateChange};
 use postern::spool::{Region, Spool, SpoolError, SpoolGeometry, SpoolSettings, service};
 
 mod common;
@@ -77,11 +77,15 @@ async fn concurrent_sessions_share_syncs_and_everything_survives_restart() {
                 relay: "mx[192.0.2.1]:25".into(),
                 reply: "250 ok".into(),
             },
+            1_795_000_000,
         )
         .await
         .unwrap();
     let (q1, _) = done[1];
-    handle.set_state(q1, QueueState::Hold).await.unwrap();
+    handle
+        .set_state(q1, StateChange::new(QueueState::Hold, 1_795_000_000))
+        .await
+        .unwrap();
     let (q2, _) = done[2];
     handle.remove(q2).await.unwrap();
     handle
@@ -102,7 +106,8 @@ async fn concurrent_sessions_share_syncs_and_everything_survives_restart() {
                 RecipientOutcome::Delivered {
                     relay: String::new(),
                     reply: String::new()
-                }
+                },
+                1_795_000_000,
             )
             .await,
         Err(SpoolError::NoSuchMessage(_))

@@ -8,13 +8,14 @@
 //!   last record torn. Undamaged, the scan finds exactly them; one bit off, the record is repaired
 //!   to what was written and the scan still finds every other record; torn, the records before it
 //!   stay sound and the torn one is never taken as sound.
-//! - body: any bytes as the body of a record of the second byte's kind: read back as written.
+//! - body: any bytes as the body of a record of the second byte's kind: read back as written;
+//!   a recipient or state body reads the same base whether or not the reader knows stamps.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use postern::spool::fuzz::{
-    RECORD_HEADER, RecordScan, encode_record, record_size, reencode_record_body, repair_record,
-    scan_records,
+    RECORD_HEADER, RecordScan, encode_record, read_both_ways, record_size, reencode_record_body,
+    repair_record, scan_records,
 };
 use postern_fuzz::{Counting, bounded};
 
@@ -195,6 +196,9 @@ fuzz_target!(|data: &[u8]| {
             });
             if let Some(body) = body {
                 assert_eq!(reencode_record_body(arg % 6 + 1, &body), Some(body));
+            }
+            if let Some((old, new, _)) = read_both_ways(arg % 6 + 1, rest) {
+                assert_eq!(old, new, "firmware with and without stamps read one base");
             }
         }
     }

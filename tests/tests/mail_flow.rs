@@ -304,6 +304,27 @@ fn queue_admin_holds_shows_and_deletes() {
         shown.contains("sender: <a@outside.example>") && shown.contains("body of held"),
         "{shown}"
     );
+    // Each record with its time, through the control socket: the arrival, then the hold.
+    let history: Vec<&str> = shown
+        .lines()
+        .skip_while(|l| !l.starts_with("*** HISTORY hold/"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("*** "))
+        .collect();
+    assert!(
+        history
+            .first()
+            .is_some_and(|l| l.contains(" from=<a@outside.example>, size=")
+                && l.ends_with(", nrcpt=1 (queued)")),
+        "{shown}"
+    );
+    let hold = history.iter().find(|l| l.ends_with(" placed on hold"));
+    assert!(
+        hold.is_some_and(|l| l.len() > 25 && l[..25].ends_with("+00:00")),
+        "{shown}"
+    );
+    let json = p.admin_ok(&["queue", "show", &qid, "--json"]);
+    assert!(json.contains("\"type\": \"hold\""), "{json}");
     let refused = p.admin(&["queue", "delete", &qid]);
     assert_eq!(
         refused.status.code(),

@@ -290,13 +290,18 @@ pub enum QueueCommand {
         filter: FilterArgs,
     },
     /// One message as postcat shows it: envelope records, each recipient's state and next hop,
-    /// the next attempt and last reason, the headers; the body with --body.
+    /// the next attempt and last reason, every record with its time (arrival, each recipient's
+    /// result with relay and reason, deferrals, holds, releases, requeues), the headers; the
+    /// body with --body.
     Show {
         /// The queue id.
         qid: String,
         /// Print the body too, like `postcat -b`.
         #[arg(long)]
         body: bool,
+        /// The same as one JSON object (records with Unix times).
+        #[arg(long)]
+        json: bool,
     },
     /// Put messages on hold: not tried until released (`postsuper -h`).
     Hold(BulkArgs),
@@ -404,7 +409,7 @@ pub enum FlashCommand {
         #[arg(long)]
         yes: bool,
         /// The size of the mail log ring, e.g. 4M (rounded up to erase blocks; at least two, or
-        /// 0 for none). Default: 1/64 of the flash.
+        /// 0 for none). Default: 1/64 of the flash. Fixed until the next format.
         #[arg(long, value_name = "SIZE", value_parser = parse_log_size)]
         log_size: Option<u64>,
     },

@@ -154,6 +154,11 @@ const MY_HOSTNAME: &str = "zimbraMtaMyHostname";
 const POSTMASTER: &str = "posternPostmasterAddress";
 const SYSLOG: &str = "posternSyslogTarget";
 const VIRTUAL_TRANSPORT: &str = "virtual_transport";
+/// Not a setting: the mail log's ring sits between the directory slots and the spool, so a new
+/// size moves where the spool starts, which only a format may do (the superblock is written once,
+/// and moving acknowledged mail to make room is a risk no log is worth). An admin who looks for
+/// the setting is told where the size is chosen.
+const MAIL_LOG_SIZE: &str = "posternMailLogSize";
 
 /// Time settings: attribute, default unit of a bare number.
 const TIMES: [(&str, Unit); 8] = [
@@ -269,6 +274,14 @@ impl MtaConfig {
 
     /// The canonical spelling of `attr`, or an error naming it.
     pub fn attr_name(attr: &str) -> Result<&'static str, AttrError> {
+        if attr.eq_ignore_ascii_case(MAIL_LOG_SIZE) {
+            return Err(AttrError::ReadOnly {
+                attr: MAIL_LOG_SIZE,
+                hint: "the mail log's size is chosen when the flash is formatted: \
+                       `postern flash format --log-size SIZE` (erases the flash, queue included); \
+                       `postern flash info` shows the size in use",
+            });
+        }
         canonical(Self::ATTRS, attr, "config")
     }
 

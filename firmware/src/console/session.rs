@@ -279,7 +279,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             State::Menu => MENU_PROMPT.into(),
             State::Form(f, _) => f.prompt(),
             State::Queue => {
-                "Queue: l list, f flush, h QID hold, r QID release, d QID delete, Enter: menu > "
+                "Queue: l list, s QID show, f flush, h QID hold, r QID release, d QID delete, Enter: menu > "
                     .into()
             }
             State::Tls => {
@@ -730,13 +730,19 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 destination: None,
                 filter: FilterArgs::default(),
             },
+            // postcat's view, every record with its time.
+            (Some("s"), Some(qid)) => QueueCommand::Show {
+                qid,
+                body: false,
+                json: false,
+            },
             (Some("h"), Some(target)) => QueueCommand::Hold(one(target, false)),
             (Some("r"), Some(target)) => QueueCommand::Release(one(target, false)),
             // The menu entry itself is the confirmation: "d QID" names what to delete.
             (Some("d"), Some(target)) => QueueCommand::Delete(one(target, true)),
             _ => {
                 self.state = State::Queue;
-                return show("  type l, f, or h, r, d followed by a queue id\n");
+                return show("  type l, f, or s, h, r, d followed by a queue id\n");
             }
         };
         self.state = State::Queue;

@@ -9,7 +9,7 @@ use crate::admin::setup::{self, BoxConfigError};
 use std::time::Duration;
 
 use crate::admin::{
-    AdminCommand, DiagCommand, LdapCommand, Reply, Secret, SetupCommand, TlsCommand,
+    AdminCommand, DiagCommand, LdapCommand, QueueCommand, Reply, Secret, SetupCommand, TlsCommand,
 };
 use crate::config::box_settings::NetworkSettings;
 use crate::config::localconfig::{self, LocalConfig};
@@ -343,13 +343,33 @@ fn the_menu_runs_the_admin_commands() {
         "a network with host bits is refused: {out}"
     );
     assert!(
-        out.contains("type l, f, or h, r, d followed by a queue id"),
+        out.contains("type l, f, or s, h, r, d followed by a queue id"),
         "{out}"
     );
     assert!(out.contains("\"42\" is not on the menu"), "{out}");
     assert!(
         out.contains("eth0: link up"),
         "status shows the machine's network: {out}"
+    );
+}
+
+#[test]
+fn the_queue_menu_shows_one_message() {
+    let b = set_up_box();
+    let (_, out) = console(&b, Start::Menu, b"6\ns ABC123\ns\n\n");
+    let done = b.done.borrow();
+    assert!(
+        done.contains(&AdminCommand::Queue(QueueCommand::Show {
+            qid: "ABC123".into(),
+            body: false,
+            json: false,
+        })),
+        "{done:?}"
+    );
+    assert!(out.contains("s QID show"), "{out}");
+    assert!(
+        out.contains("type l, f, or s, h, r, d followed by a queue id"),
+        "s alone names no message: {out}"
     );
 }
 

@@ -137,3 +137,42 @@ pub enum QueueState {
     /// Held by the admin: never tried until released.
     Hold,
 }
+
+/// Recipients that wait after a delivery round, with why: the per-recipient detail of a deferral
+/// (the message's own reason is only the last one heard).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// Envelope indexes of the recipients that got this answer.
+    pub recipients: Vec<u32>,
+    /// As the mail log shows it in parentheses (it names the host that answered, if one did).
+    pub reason: String,
+}
+
+/// A queue state change as the queue hands it to the spool: the new state, when (Unix seconds),
+/// and for a deferral why each waiting recipient waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub state: QueueState,
+    pub at: u64,
+    pub waiting: Vec<Waiting>,
+}
+
+impl StateChange {
+    /// A change with no per-recipient detail (hold, release, requeue).
+    pub fn new(state: QueueState, at: u64) -> StateChange {
+        StateChange {
+            state,
+            at,
+            waiting: Vec::new(),
+        }
+    }
+}
+
+/// One state change of a message as the spool keeps it for `postern queue show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEvent {
+    /// Unix seconds; None for a record written by firmware that kept no times.
+    pub at: Option<u64>,
+    pub state: QueueState,
+    pub waiting: Vec<Waiting>,
+}

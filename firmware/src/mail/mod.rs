@@ -13,6 +13,7 @@ mod transport;
 
 pub use envelope::{
     BodyType, ClientInfo, Envelope, Notify, QueueState, Recipient, RecipientOutcome, Ret,
+    StateChange, StateEvent, Waiting,
 };
 pub use queue_id::{BadQueueId, QueueId};
 pub use reply::Reply;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::attempt::{AttemptReport, Job, RcptResult};
 use super::settings::QueueSettings;
-use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome, Waiting};
 use crate::mail::{Host, Transport};
 use crate::spool::qid_map::QidMap;
 use crate::spool::{RecoveredQueue, RecoveredState};
@@ -90,9 +90,7 @@ pub enum DsnKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// The message entered the active queue (log `from=<..>, size=.., nrcpt=.. (queue active)`).
-    Activated {
-        qid: QueueId,
-    },
+    Activated { qid: QueueId },
     MarkRecipient {
         qid: QueueId,
         index: usize,
@@ -101,12 +99,11 @@ pub enum Action {
     SetState {
         qid: QueueId,
         state: QueueState,
+        /// For a deferral: each waiting recipient's own reason, for `postern queue show`.
+        waiting: Vec<Waiting>,
     },
     /// Make a DSN from the stored message and queue it, before any `Remove` of the same message.
-    Dsn {
-        qid: QueueId,
-        kind: DsnKind,
-    },
+    Dsn { qid: QueueId, kind: DsnKind },
     /// These recipients were deferred without an attempt because their next hop is marked dead
     /// (log `status=deferred (delivery temporarily suspended: ...)`).
     Suspended {
@@ -115,13 +112,9 @@ pub enum Action {
         reason: String,
     },
     /// The lifetime ran out (log `status=expired`).
-    Expired {
-        qid: QueueId,
-    },
+    Expired { qid: QueueId },
     /// Delete the message from the spool (log `removed`).
-    Remove {
-        qid: QueueId,
-    },
+    Remove { qid: QueueId },
 }
 
 /// The postsuper operations an admin applies to many messages at once.
@@ -771,9 +764,11 @@ impl QueueManager {
             .text(m.last_reason)
             .unwrap_or("deferred")
             .to_string();
+        let waiting = waiting(&self.reasons, m.rcpts());
         self.actions.push(Action::SetState {
             qid,
             state: QueueState::Deferred { until, reason },
+            waiting,
         });
         self.schedule(qid, until);
         self.maybe_warn(qid, now);
@@ -904,6 +899,7 @@ impl QueueManager {
         self.actions.push(Action::SetState {
             qid,
             state: QueueState::Hold,
+            waiting: Vec::new(),
         });
         true
     }
@@ -932,6 +928,7 @@ impl QueueManager {
         self.actions.push(Action::SetState {
             qid,
             state: QueueState::Active,
+            waiting: Vec::new(),
         });
         if let Some(m) = self.msgs.get(&qid) {
             for r in m.rcpts() {
@@ -1028,6 +1025,28 @@ impl QueueManager {
                 .collect(),
         }
     }
+}
+
+/// The recipients still to deliver, grouped by the reason each waits for (in RAM only one
+/// number each; spelled out here for the state record).
+fn waiting(reasons: &Reasons, rcpts: &[Rcpt]) -> Vec<Waiting> {
+    let mut out: Vec<Waiting> = Vec::new();
+    for (i, r) in rcpts.iter().enumerate() {
+        if r.state.is_final() {
+            continue;
+        }
+        let Some(reason) = reasons.text(r.reason) else {
+            continue;
+        };
+        match out.iter_mut().find(|w| w.reason == reason) {
+            Some(w) => w.recipients.push(i as u32),
+            None => out.push(Waiting {
+                recipients: vec![i as u32],
+                reason: reason.to_string(),
+            }),
+        }
+    }
+    out
 }
 
 /// How a message enters the queue.

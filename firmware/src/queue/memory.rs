@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use super::manager::QueuedMessage;
 use super::runner::{QueueStore, StoredMessage};
-use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome, StateChange};
 
 struct Entry {
     message: StoredMessage,
@@ -167,6 +167,7 @@ impl QueueStore for MemoryStore {
         qid: QueueId,
         index: usize,
         outcome: RecipientOutcome,
+        _at: u64,
     ) -> Result<(), MemoryStoreError> {
         let mut g = self.inner.lock().map_err(poisoned)?;
         let e = g.msgs.get_mut(&qid).ok_or_else(|| gone(qid))?;
@@ -182,9 +183,9 @@ impl QueueStore for MemoryStore {
         Ok(())
     }
 
-    async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), MemoryStoreError> {
+    async fn set_state(&self, qid: QueueId, change: StateChange) -> Result<(), MemoryStoreError> {
         let mut g = self.inner.lock().map_err(poisoned)?;
-        g.msgs.get_mut(&qid).ok_or_else(|| gone(qid))?.state = state;
+        g.msgs.get_mut(&qid).ok_or_else(|| gone(qid))?.state = change.state;
         Ok(())
     }
 

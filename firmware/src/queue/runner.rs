@@ -20,7 +20,7 @@ use super::manager::{Action, BulkOp, DsnKind, MessageView, QueueManager, QueuedM
 use super::settings::QueueSettings;
 use crate::bounce::{self, DsnRequest, Kind};
 use crate::log::{self, Delays, DeliveryLine, LogSink, Program, Status};
-use crate::mail::{EnhancedStatus, Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{EnhancedStatus, Envelope, QueueId, QueueState, RecipientOutcome, StateChange};
 use crate::mail::{Protocol, Transport};
 use crate::metrics;
 use crate::spool::RecoveredQueue;
@@ -49,16 +49,18 @@ pub trait QueueStore: Send + Sync + 'static {
         offset: u64,
         max: usize,
     ) -> impl Future<Output = Result<Vec<u8>, Self::Error>> + Send;
+    /// Recipient `index` reached `outcome` at `at` (Unix seconds).
     fn mark_recipient(
         &self,
         qid: QueueId,
         index: usize,
         outcome: RecipientOutcome,
+        at: u64,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     fn set_state(
         &self,
         qid: QueueId,
-        state: QueueState,
+        change: StateChange,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     fn remove(&self, qid: QueueId) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Store a new message (a DSN) and commit it; its queue id once it is on flash.
@@ -314,6 +316,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             return;
         }
         let mut writes = Vec::with_capacity(marks.len());
+        let now = self.now();
         for a in marks {
             let Action::MarkRecipient {
                 qid,
@@ -325,7 +328,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             };
             let store = self.store.clone();
             writes.push(tokio::spawn(async move {
-                let res = store.mark_recipient(qid, index, outcome).await;
+                let res = store.mark_recipient(qid, index, outcome, now).await;
                 (qid, index, res.map_err(|e| e.to_string()))
             }));
         }
@@ -372,11 +375,23 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             return;
         }
         let mut writes = Vec::with_capacity(batch.len());
+        let now = self.now();
         for a in batch {
             let store = self.store.clone();
             writes.push(tokio::spawn(async move {
                 let res = match &a {
-                    Action::SetState { qid, state } => store.set_state(*qid, state.clone()).await,
+                    Action::SetState {
+                        qid,
+                        state,
+                        waiting,
+                    } => {
+                        let change = StateChange {
+                            state: state.clone(),
+                            at: now,
+                            waiting: waiting.clone(),
+                        };
+                        store.set_state(*qid, change).await
+                    }
                     Action::Remove { qid } => store.remove(*qid).await,
                     _ => Ok(()),
                 };
@@ -425,15 +440,25 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 index,
                 outcome,
             } => {
-                if let Err(e) = self.store.mark_recipient(qid, index, outcome).await {
+                let now = self.now();
+                if let Err(e) = self.store.mark_recipient(qid, index, outcome, now).await {
                     log.line(
                         Program::Qmgr,
                         &format!("{qid}: warning: cannot mark recipient {index}: {e}"),
                     );
                 }
             }
-            Action::SetState { qid, state } => {
-                if let Err(e) = self.store.set_state(qid, state).await {
+            Action::SetState {
+                qid,
+                state,
+                waiting,
+            } => {
+                let change = StateChange {
+                    state,
+                    at: self.now(),
+                    waiting,
+                };
+                if let Err(e) = self.store.set_state(qid, change).await {
                     log.line(
                         Program::Qmgr,
                         &format!("{qid}: warning: cannot set state: {e}"),

@@ -1,7 +1,7 @@
 //! The queue over the spool: the [`QueueStore`] the runner reads and writes messages through, and
 //! how messages on flash enter the queue (a new one after its commit, all of them after a restart).
 
-use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome, StateChange};
 use crate::spool::{SpoolError, SpoolHandle};
 
 use super::QueuedMessage;
@@ -35,12 +35,13 @@ impl QueueStore for SpoolHandle {
         qid: QueueId,
         index: usize,
         outcome: RecipientOutcome,
+        at: u64,
     ) -> Result<(), SpoolError> {
-        SpoolHandle::mark_recipient(self, qid, index, outcome).await
+        SpoolHandle::mark_recipient(self, qid, index, outcome, at).await
     }
 
-    async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), SpoolError> {
-        SpoolHandle::set_state(self, qid, state).await
+    async fn set_state(&self, qid: QueueId, change: StateChange) -> Result<(), SpoolError> {
+        SpoolHandle::set_state(self, qid, change).await
     }
 
     async fn remove(&self, qid: QueueId) -> Result<(), SpoolError> {

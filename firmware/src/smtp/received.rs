@@ -77,6 +77,18 @@ pub fn rfc5322_date(unix_secs: u64) -> String {
     )
 }
 
+/// `2026-11-21T09:31:04+00:00`: RFC 3339, as Postfix stamps its own log file (the box keeps UTC).
+pub fn iso8601_utc(unix_secs: u64) -> String {
+    let (y, m, d) = civil_from_days(unix_secs / 86_400);
+    let secs = unix_secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// Days since 1970-01-01 to (year, month 1-12, day 1-31): Howard Hinnant's algorithm.
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
@@ -126,6 +138,8 @@ mod tests {
             rfc5322_date(951_782_400),
             "Tue, 29 Feb 2000 00:00:00 +0000 (UTC)"
         );
+        assert_eq!(iso8601_utc(1_795_253_464), "2026-11-21T09:31:04+00:00");
+        assert_eq!(iso8601_utc(951_782_400), "2000-02-29T00:00:00+00:00");
     }
 
     #[test]

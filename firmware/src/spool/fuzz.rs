@@ -8,6 +8,7 @@ use super::error::SpoolError;
 use super::format::{self, Layout};
 use super::record::{self, CommitBody, Kind, RecipientBody, StateBody};
 use super::slots;
+use super::stamp::{self, RecipientStamp, StateStamp};
 use crate::mail::Envelope;
 
 /// Bytes of a record header.
@@ -78,19 +79,50 @@ pub fn repair_record(nonce: u64, segment: &[u8], off: usize, room: usize) -> Opt
 }
 
 /// A record body read as recovery reads it, written back as the spool writes it: `None` where
-/// recovery would skip it.
+/// recovery would skip it. Recipient and state bodies keep their stamp when they have one this
+/// firmware reads (see `stamp.rs`).
 pub fn reencode_record_body(kind: u8, body: &[u8]) -> Option<Vec<u8>> {
     fn again<T: serde::Serialize + serde::de::DeserializeOwned>(body: &[u8]) -> Option<Vec<u8>> {
         postcard::to_allocvec(&postcard::from_bytes::<T>(body).ok()?).ok()
     }
+    fn stamped<B, S>(body: &[u8]) -> Option<Vec<u8>>
+    where
+        B: serde::Serialize + serde::de::DeserializeOwned,
+        S: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        match stamp::decode::<B, S>(body).ok()? {
+            (base, Some(s)) => stamp::encode(&base, &s).ok(),
+            (base, None) => postcard::to_allocvec(&base).ok(),
+        }
+    }
     match Kind::from_u8(kind)? {
         Kind::Begin => again::<Envelope>(body),
         Kind::Commit => again::<CommitBody>(body),
-        Kind::Recipient => again::<RecipientBody>(body),
-        Kind::State => again::<StateBody>(body),
+        Kind::Recipient => stamped::<RecipientBody, RecipientStamp>(body),
+        Kind::State => stamped::<StateBody, StateStamp>(body),
         // A chunk is its index and raw bytes; an end has no body to read.
         Kind::Chunk => (body.len() >= 4).then(|| body.to_vec()),
         Kind::End => Some(Vec::new()),
+    }
+}
+
+/// What firmware from before stamps reads of a record body (the base body alone, re-encoded),
+/// and what this firmware reads of it: `(old, new base, stamp time)`. `None` where recovery would
+/// skip the record. Both firmwares must agree on the base, whatever follows it.
+pub fn read_both_ways(kind: u8, body: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Option<u64>)> {
+    fn both<B, S>(body: &[u8], at: impl Fn(&S) -> u64) -> Option<(Vec<u8>, Vec<u8>, Option<u64>)>
+    where
+        B: serde::Serialize + serde::de::DeserializeOwned,
+        S: serde::de::DeserializeOwned,
+    {
+        let old = postcard::to_allocvec(&postcard::from_bytes::<B>(body).ok()?).ok()?;
+        let (base, s) = stamp::decode::<B, S>(body).ok()?;
+        Some((old, postcard::to_allocvec(&base).ok()?, s.as_ref().map(at)))
+    }
+    match Kind::from_u8(kind)? {
+        Kind::Recipient => both::<RecipientBody, RecipientStamp>(body, |s| s.at),
+        Kind::State => both::<StateBody, StateStamp>(body, |s| s.at),
+        _ => None,
     }
 }
 

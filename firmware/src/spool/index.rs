@@ -3,7 +3,7 @@
 //! (see `summary.rs`): a backup MX holding a million messages for a secondary that is down must
 //! not hold a million envelopes in RAM.
 
-use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome, StateEvent};
 
 use super::record::record_size;
 
@@ -255,6 +255,29 @@ pub struct MessageSummary {
     pub state: QueueState,
     /// Body size in bytes.
     pub size: u64,
+}
+
+/// One message with the times its records carry (`postern queue show`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageHistory {
+    pub summary: MessageSummary,
+    /// When each recipient's outcome was written; None without an outcome, or for one written
+    /// by firmware that kept no times.
+    pub outcome_times: Vec<Option<OutcomeTime>>,
+    /// Its queue state changes, oldest first; the last is the state it is in. Empty if it never
+    /// changed (active since arrival).
+    pub changes: Vec<StateEvent>,
+    /// Changes before `changes[0]` that the spool no longer keeps.
+    pub changes_before: u32,
+}
+
+/// When a recipient's outcome was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeTime {
+    /// Unix seconds.
+    pub at: u64,
+    /// It came after this many of the message's state changes, before the next.
+    pub after_changes: u32,
 }
 
 #[cfg(test)]

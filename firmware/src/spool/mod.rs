@@ -19,12 +19,19 @@
 //! Recovery does not depend on record order: chunks are numbered, state changes carry a version,
 //! recipient outcomes are final, and an end record outlives every other record of its message
 //! because segments are erased oldest first.
+//!
+//! Recipient and state records carry their time in a stamp after the body (`stamp.rs`), and the
+//! live state record carries the changes before it, so `postern queue show` lists every record
+//! with its time though the index in RAM keeps no time at all. Firmware without stamps reads
+//! these records as its own.
 
 mod body;
 mod error;
 mod format;
 #[doc(hidden)]
 pub mod fuzz;
+#[cfg(test)]
+mod history_tests;
 mod index;
 mod logring;
 pub(crate) mod qid_map;
@@ -33,6 +40,7 @@ mod recovered;
 mod recovery;
 pub mod service;
 mod slots;
+mod stamp;
 mod store;
 mod summary;
 #[cfg(test)]
@@ -42,7 +50,7 @@ use std::time::Duration;
 
 pub use error::SpoolError;
 pub use format::{FORMAT_VERSION, SpoolGeometry};
-pub use index::MessageSummary;
+pub use index::{MessageHistory, MessageSummary, OutcomeTime};
 pub use logring::LogLines;
 pub use recovered::{RecoveredMessage, RecoveredQueue, RecoveredRecipient, RecoveredState};
 pub use service::{Incoming, SpoolHandle};

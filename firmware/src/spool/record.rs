@@ -9,6 +9,8 @@
 //! The header has its own CRC so that a damaged body still tells which message it belonged to (the
 //! damage then costs that message only) and where the next record starts. Bodies are postcard,
 //! except chunk bodies, which are a little-endian chunk index followed by the raw message bytes.
+//! Recipient and state bodies are followed by a stamp (when, and a state change's history; see
+//! `stamp.rs`) that a reader without stamps leaves alone.
 
 use serde::{Deserialize, Serialize};
 

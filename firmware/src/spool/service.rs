@@ -14,9 +14,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hal::flash::Flash;
 use tokio::sync::oneshot;
 
-use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, RecipientOutcome, StateChange};
 
-use super::{FlashInfo, LogLines, MessageSummary, RecoveredQueue, Region, Spool, SpoolError};
+use super::{
+    FlashInfo, LogLines, MessageHistory, MessageSummary, RecoveredQueue, Region, Spool, SpoolError,
+};
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
@@ -29,11 +31,12 @@ enum Request {
     /// The held head (if any) and the last body bytes go with the commit: one trip, not three.
     Commit(QueueId, Option<Vec<u8>>, Vec<u8>, Reply<QueueId>),
     Abandon(QueueId),
-    Mark(QueueId, usize, RecipientOutcome, Reply<()>),
-    SetState(QueueId, QueueState, Reply<()>),
+    Mark(QueueId, usize, RecipientOutcome, u64, Reply<()>),
+    SetState(QueueId, StateChange, Reply<()>),
     Remove(QueueId, Reply<()>),
     List(Reply<Vec<MessageSummary>>),
     Get(QueueId, Reply<Option<MessageSummary>>),
+    History(QueueId, Reply<Option<MessageHistory>>),
     TakeRecovered(Reply<RecoveredQueue>),
     ReadBody(QueueId, Reply<Vec<u8>>),
     /// Offset and most bytes: a piece of a body, for delivery.
@@ -128,19 +131,22 @@ impl SpoolHandle {
         })
     }
 
-    /// Records recipient `index`'s final outcome; resolves once it is synced.
+    /// Records recipient `index`'s final outcome, reached at `at` (Unix seconds); resolves once
+    /// it is synced.
     pub async fn mark_recipient(
         &self,
         qid: QueueId,
         index: usize,
         outcome: RecipientOutcome,
+        at: u64,
     ) -> Result<(), SpoolError> {
-        self.ask(|r| Request::Mark(qid, index, outcome, r)).await
+        self.ask(|r| Request::Mark(qid, index, outcome, at, r))
+            .await
     }
 
     /// Changes a message's queue state; resolves once it is synced.
-    pub async fn set_state(&self, qid: QueueId, state: QueueState) -> Result<(), SpoolError> {
-        self.ask(|r| Request::SetState(qid, state, r)).await
+    pub async fn set_state(&self, qid: QueueId, change: StateChange) -> Result<(), SpoolError> {
+        self.ask(|r| Request::SetState(qid, change, r)).await
     }
 
     /// Removes a message; resolves once the removal is synced.
@@ -160,6 +166,11 @@ impl SpoolHandle {
 
     pub async fn get(&self, qid: QueueId) -> Result<Option<MessageSummary>, SpoolError> {
         self.ask(|r| Request::Get(qid, r)).await
+    }
+
+    /// One message with the times of its records (`postern queue show`).
+    pub async fn history(&self, qid: QueueId) -> Result<Option<MessageHistory>, SpoolError> {
+        self.ask(|r| Request::History(qid, r)).await
     }
 
     /// The body, read back from flash (CRC checked). Holds it whole in RAM: delivery reads it in
@@ -464,13 +475,13 @@ impl<F: Flash> Writer<F> {
                 s.abandon(qid);
                 self.receiving.remove(&qid);
             }
-            Request::Mark(qid, i, outcome, r) => match s.mark_recipient(qid, i, outcome) {
+            Request::Mark(qid, i, outcome, at, r) => match s.mark_recipient(qid, i, outcome, at) {
                 Ok(()) => self.wait(Waiter::Done(r)),
                 Err(e) => {
                     let _ = r.send(Err(e));
                 }
             },
-            Request::SetState(qid, state, r) => match s.set_state(qid, state) {
+            Request::SetState(qid, change, r) => match s.set_state(qid, change) {
                 Ok(()) => self.wait(Waiter::Done(r)),
                 Err(e) => {
                     let _ = r.send(Err(e));
@@ -487,6 +498,9 @@ impl<F: Flash> Writer<F> {
             }
             Request::Get(qid, r) => {
                 let _ = r.send(Ok(s.get(qid)));
+            }
+            Request::History(qid, r) => {
+                let _ = r.send(Ok(s.history(qid)));
             }
             Request::TakeRecovered(r) => {
                 let _ = r.send(Ok(s.take_recovered()));

@@ -4,13 +4,14 @@ use std::hash::{BuildHasher, Hasher};
 
 use hal::flash::Flash;
 
-use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome};
+use crate::mail::{Envelope, QueueId, RecipientOutcome, StateChange};
 
 use super::format::{Layout, SEG_HEADER, SpoolGeometry, encode_seg_a, encode_seg_b};
 use super::index::{Entry, Loc, MessageSummary};
 use super::qid_map::QidMap;
 use super::record::{self, CommitBody, HEADER, Kind, RecipientBody, StateBody, record_size};
 use super::slots::SlotView;
+use super::stamp::{self, RecipientStamp, StateStamp};
 use super::{FlashInfo, Region, RegionInfo, SpoolError, SpoolSettings};
 
 /// Who wants room on flash; each may dig deeper into the reserve than the one before.
@@ -256,27 +257,30 @@ impl<F: Flash> Spool<F> {
         }
     }
 
-    /// Records the final outcome of recipient `index`.
+    /// Records the final outcome of recipient `index`, reached at `at` (Unix seconds).
     pub fn mark_recipient(
         &mut self,
         qid: QueueId,
         index: usize,
         outcome: RecipientOutcome,
+        at: u64,
     ) -> Result<(), SpoolError> {
         self.check_writable()?;
-        match self.index.get(&qid) {
+        let after_changes = match self.index.get(&qid) {
             Some(e) if e.committed() => {
                 if index >= e.recipients() {
                     return Err(SpoolError::NoSuchRecipient { qid, index });
                 }
+                e.state_version
             }
             _ => return Err(SpoolError::NoSuchMessage(qid)),
-        }
+        };
         let body = RecipientBody {
             index: index as u32,
             outcome,
         };
-        let bytes = postcard::to_allocvec(&body).map_err(|e| SpoolError::Encode(e.to_string()))?;
+        let bytes = stamp::encode(&body, &RecipientStamp { at, after_changes })
+            .map_err(|e| SpoolError::Encode(e.to_string()))?;
         let loc = self.append(Kind::Recipient, qid.0, &[&bytes], Purpose::Delivery)?;
         self.add_live(loc);
         let old = self
@@ -289,15 +293,32 @@ impl<F: Flash> Spool<F> {
         Ok(())
     }
 
-    /// Changes the queue state (hold, release, deferred until).
-    pub fn set_state(&mut self, qid: QueueId, state: QueueState) -> Result<(), SpoolError> {
+    /// Changes the queue state (hold, release, deferred until). The record carries the changes
+    /// before it (see `stamp.rs`), read back from the one it replaces.
+    pub fn set_state(&mut self, qid: QueueId, change: StateChange) -> Result<(), SpoolError> {
         self.check_writable()?;
-        let version = match self.index.get(&qid) {
-            Some(e) if e.committed() => e.state_version + 1,
+        let (version, previous) = match self.index.get(&qid) {
+            Some(e) if e.committed() => (e.state_version + 1, e.state_loc.get()),
             _ => return Err(SpoolError::NoSuchMessage(qid)),
         };
-        let body = StateBody { version, state };
-        let bytes = postcard::to_allocvec(&body).map_err(|e| SpoolError::Encode(e.to_string()))?;
+        let previous = match previous {
+            // One that no longer reads back sound costs the history, not the change.
+            Some(loc) => self.read_state(qid, loc).ok().map(|(mut event, old)| {
+                stamp::shrink(&event.state, &mut event.waiting);
+                (event, old)
+            }),
+            // The first change: active since its arrival, which the begin record tells.
+            None => None,
+        };
+        let mut waiting = change.waiting;
+        stamp::shrink(&change.state, &mut waiting);
+        let budget = stamp::max_state_stamp(self.layout.segment_size());
+        let stamp = StateStamp::carry(change.at, waiting, previous, budget);
+        let body = StateBody {
+            version,
+            state: change.state,
+        };
+        let bytes = stamp::encode(&body, &stamp).map_err(|e| SpoolError::Encode(e.to_string()))?;
         let loc = self.append(Kind::State, qid.0, &[&bytes], Purpose::Delivery)?;
         self.add_live(loc);
         let old = self.index.get_mut(&qid).and_then(|e| {

@@ -4,10 +4,11 @@
 use hal::flash::Flash;
 use serde::de::DeserializeOwned;
 
-use crate::mail::{Envelope, QueueId, QueueState};
+use crate::mail::{Envelope, QueueId, QueueState, StateEvent};
 
-use super::index::{Entry, Loc, MessageSummary};
+use super::index::{Entry, Loc, MessageHistory, MessageSummary, OutcomeTime};
 use super::record::{self, HEADER, Kind, RecipientBody, StateBody};
+use super::stamp::{self, RecipientStamp, StateStamp};
 use super::{Spool, SpoolError};
 
 impl<F: Flash> Spool<F> {
@@ -42,39 +43,91 @@ impl<F: Flash> Spool<F> {
         postcard::from_bytes(buf).map_err(|_| SpoolError::Damaged(qid))
     }
 
+    /// The state record at `loc` as an event, with its stamp if it has one.
+    pub(crate) fn read_state(
+        &mut self,
+        qid: QueueId,
+        loc: Loc,
+    ) -> Result<(StateEvent, Option<StateStamp>), SpoolError> {
+        let mut buf = Vec::new();
+        self.read_record(qid, Kind::State, loc, &mut buf)?;
+        let (body, stamp): (StateBody, Option<StateStamp>) =
+            stamp::decode(&buf).map_err(|_| SpoolError::Damaged(qid))?;
+        let mut event = StateEvent {
+            at: stamp.as_ref().map(|s| s.at),
+            state: body.state,
+            waiting: stamp
+                .as_ref()
+                .map(|s| s.waiting.clone())
+                .unwrap_or_default(),
+        };
+        stamp::expand(&event.state, &mut event.waiting);
+        Ok((event, stamp))
+    }
+
     /// Everything known of one message, read back from flash.
     pub(crate) fn summarize(
         &mut self,
         qid: QueueId,
         e: &Entry,
     ) -> Result<MessageSummary, SpoolError> {
+        self.read_message(qid, e).map(|h| h.summary)
+    }
+
+    /// One durable message with the times of its records, for `postern queue show`.
+    pub fn history(&mut self, qid: QueueId) -> Option<MessageHistory> {
+        let e = self.index.get(&qid).filter(|e| e.durable())?.clone();
+        self.read_message(qid, &e).ok()
+    }
+
+    fn read_message(&mut self, qid: QueueId, e: &Entry) -> Result<MessageHistory, SpoolError> {
         let mut buf = Vec::new();
         let envelope: Envelope = self.read_decoded(qid, Kind::Begin, e.begin, &mut buf)?;
         let mut outcomes = Vec::with_capacity(e.recipients());
+        let mut outcome_times = Vec::with_capacity(e.recipients());
         for i in 0..e.recipients() {
-            let outcome = match e.outcome(i) {
+            let (outcome, at) = match e.outcome(i) {
                 Some(loc) => {
-                    let r: RecipientBody =
-                        self.read_decoded(qid, Kind::Recipient, loc, &mut buf)?;
-                    Some(r.outcome)
+                    self.read_record(qid, Kind::Recipient, loc, &mut buf)?;
+                    let (r, s): (RecipientBody, Option<RecipientStamp>) =
+                        stamp::decode(&buf).map_err(|_| SpoolError::Damaged(qid))?;
+                    let at = s.map(|s| OutcomeTime {
+                        at: s.at,
+                        after_changes: s.after_changes,
+                    });
+                    (Some(r.outcome), at)
                 }
-                None => None,
+                None => (None, None),
             };
             outcomes.push(outcome);
+            outcome_times.push(at);
         }
-        let state = match e.state_loc.get() {
+        let (state, changes) = match e.state_loc.get() {
             Some(loc) => {
-                let s: StateBody = self.read_decoded(qid, Kind::State, loc, &mut buf)?;
-                s.state
+                let (now, stamp) = self.read_state(qid, loc)?;
+                let mut changes = stamp.map_or_else(Vec::new, |s| s.earlier);
+                for c in &mut changes {
+                    stamp::expand(&c.state, &mut c.waiting);
+                }
+                let state = now.state.clone();
+                changes.push(now);
+                (state, changes)
             }
-            None => QueueState::Active,
+            None => (QueueState::Active, Vec::new()),
         };
-        Ok(MessageSummary {
-            qid,
-            envelope,
-            outcomes,
-            state,
-            size: e.size(),
+        // The version counts every change, the ones no longer carried too.
+        let changes_before = e.state_version.saturating_sub(changes.len() as u32);
+        Ok(MessageHistory {
+            summary: MessageSummary {
+                qid,
+                envelope,
+                outcomes,
+                state,
+                size: e.size(),
+            },
+            outcome_times,
+            changes,
+            changes_before,
         })
     }
 }

@@ -5,7 +5,7 @@ use hal::flash::{FlashGeometry, RamFlash};
 use super::*;
 use crate::mail::Transport;
 use crate::mail::{
-    BodyType, ClientInfo, Envelope, Notify, QueueState, Recipient, RecipientOutcome,
+    BodyType, ClientInfo, Envelope, Notify, QueueState, Recipient, RecipientOutcome, StateChange,
 };
 
 pub(crate) fn envelope(sender: &str, rcpts: usize) -> Envelope {
@@ -47,17 +47,17 @@ fn settings() -> SpoolSettings {
     }
 }
 
-fn fresh() -> Spool<RamFlash> {
+pub(super) fn fresh() -> Spool<RamFlash> {
     let (mut flash, g) = small();
     Spool::format(&mut flash, g).unwrap();
     Spool::open(flash, settings()).unwrap().0
 }
 
-fn reopen(spool: Spool<RamFlash>) -> (Spool<RamFlash>, RecoveryReport) {
+pub(super) fn reopen(spool: Spool<RamFlash>) -> (Spool<RamFlash>, RecoveryReport) {
     Spool::open(spool.into_flash(), settings()).unwrap()
 }
 
-fn put(spool: &mut Spool<RamFlash>, body: &[u8], now: u64) -> crate::mail::QueueId {
+pub(super) fn put(spool: &mut Spool<RamFlash>, body: &[u8], now: u64) -> crate::mail::QueueId {
     let qid = spool.begin(&envelope("a@example.com", 2), now).unwrap();
     spool.append_body(qid, body).unwrap();
     spool.commit(qid).unwrap();
@@ -65,7 +65,7 @@ fn put(spool: &mut Spool<RamFlash>, body: &[u8], now: u64) -> crate::mail::Queue
     qid
 }
 
-fn body(n: usize, seed: u8) -> Vec<u8> {
+pub(super) fn body(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
@@ -284,17 +284,21 @@ fn recipients_state_and_removal_persist() {
         relay: "mx.example.org[192.0.2.1]:25".into(),
         reply: "250 2.0.0 Ok".into(),
     };
-    spool.mark_recipient(q, 1, done.clone()).unwrap();
+    spool.mark_recipient(q, 1, done.clone(), 10).unwrap();
     assert!(matches!(
-        spool.mark_recipient(q, 2, done.clone()),
+        spool.mark_recipient(q, 2, done.clone(), 10),
         Err(SpoolError::NoSuchRecipient { index: 2, .. })
     ));
-    spool.set_state(q, QueueState::Hold).unwrap();
+    spool
+        .set_state(q, StateChange::new(QueueState::Hold, 11))
+        .unwrap();
     let until = QueueState::Deferred {
         until: 99,
         reason: "connection refused".into(),
     };
-    spool.set_state(q, until.clone()).unwrap();
+    spool
+        .set_state(q, StateChange::new(until.clone(), 12))
+        .unwrap();
     let q2 = put(&mut spool, b"second", 2);
     spool.remove(q2).unwrap();
     spool.sync().unwrap();
@@ -309,7 +313,9 @@ fn recipients_state_and_removal_persist() {
 fn compaction_keeps_live_messages_and_spreads_wear() {
     let mut spool = fresh();
     let keep = put(&mut spool, &body(700, 9), 1);
-    spool.set_state(keep, QueueState::Hold).unwrap();
+    spool
+        .set_state(keep, StateChange::new(QueueState::Hold, 2))
+        .unwrap();
     for i in 0..300u64 {
         let q = put(
             &mut spool,
@@ -386,6 +392,7 @@ fn full_spool_refuses_new_mail_with_452_but_keeps_delivery_working() {
                     diagnostic: "smtp; 550 5.1.1 unknown".into(),
                     remote_mta: None,
                 },
+                6_000,
             )
             .unwrap();
         spool.remove(*q).unwrap();
@@ -625,7 +632,7 @@ mod model {
                             } else {
                                 RecipientOutcome::Failed { status: "5.0.0".into(), diagnostic: "x".into(), remote_mta: None }
                             };
-                            let res = spool.mark_recipient(q, rcpt % n, outcome.clone());
+                            let res = spool.mark_recipient(q, rcpt % n, outcome.clone(), now);
                             prop_assert!(res.is_ok(), "{:?}", res);
                             spool.sync().unwrap();
                             if let Some(w) = want.get_mut(&q) {
@@ -640,7 +647,7 @@ mod model {
                                 1 => QueueState::Hold,
                                 _ => QueueState::Deferred { until: now, reason: "later".into() },
                             };
-                            spool.set_state(q, st.clone()).unwrap();
+                            spool.set_state(q, StateChange::new(st.clone(), now)).unwrap();
                             spool.sync().unwrap();
                             if let Some(w) = want.get_mut(&q) {
                                 w.state = st;

@@ -2,6 +2,7 @@
 //! come from the spool (the queue manager keeps no addresses in RAM).
 
 mod bulk;
+mod records;
 mod show;
 
 use std::fmt::Write;
@@ -33,7 +34,7 @@ pub async fn run(spool: &SpoolHandle, queue: &QueueHandle, cmd: QueueCommand) ->
             };
             shape(spool, queue, &filter, by, json).await
         }
-        QueueCommand::Show { qid, body } => show::show(spool, queue, &qid, body).await,
+        QueueCommand::Show { qid, body, json } => show::show(spool, queue, &qid, body, json).await,
         QueueCommand::Hold(args) => bulk::bulk(spool, queue, BulkOp::Hold, args).await,
         QueueCommand::Release(args) => bulk::bulk(spool, queue, BulkOp::Release, args).await,
         QueueCommand::Requeue(args) => bulk::bulk(spool, queue, BulkOp::Requeue, args).await,

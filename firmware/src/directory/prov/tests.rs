@@ -233,6 +233,10 @@ fn errors_name_what_is_wrong_and_change_nothing() {
         ),
         ("mcf zimbraMtaMyNetworks 10.0.0.1/8", "zimbraMtaMyNetworks"),
         (
+            "mcf posternMailLogSize 8M",
+            "posternMailLogSize cannot be set here: the mail log's size is chosen when the flash is formatted: `postern flash format --log-size SIZE`",
+        ),
+        (
             "mcf zimbraMtaRestriction reject_all",
             "zimbraMtaRestriction",
         ),

@@ -341,7 +341,8 @@ fn hold_release_requeue_delete() {
     assert!(w.jobs.is_empty(), "held mail is never tried");
     assert!(w.actions.contains(&Action::SetState {
         qid,
-        state: QueueState::Hold
+        state: QueueState::Hold,
+        waiting: Vec::new(),
     }));
     assert_eq!(
         q.poll(T0 + 10 * 86_400).jobs.len(),
@@ -440,6 +441,17 @@ fn per_recipient_results_mixed() {
         &w.actions[1],
         Action::SetState { state: QueueState::Deferred { reason, .. }, .. } if reason.contains("4.2.2")
     ));
+    // The deferral names who waits and why; the bounced recipient does not wait.
+    let Action::SetState { waiting, .. } = &w.actions[1] else {
+        unreachable!()
+    };
+    assert_eq!(
+        waiting,
+        &vec![Waiting {
+            recipients: vec![0],
+            reason: "452 4.2.2 Mailbox is full".into(),
+        }]
+    );
     // The quota-full recipient is retried later; the bounced one is not.
     let w = q.poll(T0 + 301);
     assert_eq!(w.jobs.len(), 1);

@@ -1,0 +1,268 @@
+//! `postern queue show` of a message that was deferred twice and then partly delivered, through
+//! the real queue runner over a real spool on a RAM flash: every record with its time, in the
+//! order it happened, and the same after the spool is closed and opened again (the times live on
+//! flash, not in the queue's RAM).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hal::flash::{Flash, FlashGeometry, RamFlash};
+use postern::admin::commands::BulkArgs;
+use postern::admin::{Admin, AdminCommand, BoxFacts, Handles, QueueCommand};
+use postern::directory::SharedDirectory;
+use postern::log::LogSink;
+use postern::mail::{EnhancedStatus, QueueId, Reply, Transport};
+use postern::queue::runner::{self, QueueHandle, RunnerConfig};
+use postern::queue::{
+    Attempt, AttemptReport, Deliverer, DeliveryRequest, QueueSettings, RcptResult,
+};
+use postern::spool::{Spool, SpoolGeometry, SpoolHandle, SpoolSettings, service};
+
+mod common;
+
+use common::fixtures;
+
+/// `flaky@` is refused twice and then taken; `full@` is always over quota.
+#[derive(Default)]
+struct Script {
+    tries: Mutex<HashMap<String, u32>>,
+}
+
+impl Deliverer for Script {
+    async fn deliver(&self, req: DeliveryRequest<'_>) -> Attempt {
+        let results = req
+            .recipients
+            .iter()
+            .map(|&i| {
+                let addr = req.envelope.recipients[i].address.clone();
+                let n = {
+                    let mut tries = self.tries.lock().unwrap();
+                    let n = tries.entry(addr.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                let r = if addr.starts_with("flaky@") && n >= 3 {
+                    RcptResult::Delivered {
+                        relay: "mx.a.example[192.0.2.1]:25".into(),
+                        reply: Reply::new(250, [2, 0, 0], "Ok: queued as 4XYZ"),
+                    }
+                } else if addr.starts_with("flaky@") {
+                    RcptResult::Deferred {
+                        status: EnhancedStatus::of(4, 4, 1),
+                        reason: format!(
+                            "connect to mx.a.example[192.0.2.1]:25: Connection refused (try {n})"
+                        ),
+                    }
+                } else {
+                    RcptResult::Deferred {
+                        status: EnhancedStatus::of(4, 2, 2),
+                        reason: "host store.b.example[192.0.2.2] said: 452 4.2.2 Mailbox is full"
+                            .into(),
+                    }
+                };
+                (i, r)
+            })
+            .collect();
+        Attempt {
+            report: AttemptReport {
+                qid: req.qid,
+                next_hop: req.next_hop.clone(),
+                results,
+                destination_failed: false,
+            },
+            relay: None,
+            connection_time: Duration::ZERO,
+            transmission_time: Duration::ZERO,
+        }
+    }
+}
+
+fn admin_of(spool: &SpoolHandle, queue: &QueueHandle) -> Admin {
+    Admin::new(Handles {
+        spool: spool.clone(),
+        directory: Arc::new(SharedDirectory::default()),
+        queue: Some(queue.clone()),
+        ldap: postern::admin::ldap::LdapContext::offline(spool),
+        metrics: None,
+        dkim: postern::content::dkim::KeyRing::default(),
+        facts: Arc::new(BoxFacts {
+            started: std::time::Instant::now(),
+            hostname: "gw.example".into(),
+            flash_path: PathBuf::from("ram"),
+            flash_size: 16 << 20,
+            listeners: Vec::new(),
+            control: None,
+            dns_servers: Vec::new(),
+        }),
+    })
+}
+
+/// Waits until the queue has finished `attempts` delivery rounds of `qid`.
+async fn rounds(queue: &QueueHandle, qid: QueueId, attempts: u32) {
+    let t = Instant::now();
+    while queue.get(qid).await.map(|v| v.attempts) != Some(attempts) {
+        assert!(t.elapsed() < Duration::from_secs(20), "round {attempts}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The history section of `queue show`, each line without its time.
+fn history(shown: &str) -> Vec<String> {
+    let h = shown
+        .split_once(" ***\n")
+        .and_then(|(_, rest)| rest.split_once("*** HISTORY "))
+        .and_then(|(_, rest)| rest.split_once(" ***\n"))
+        .and_then(|(_, rest)| rest.split_once("*** MESSAGE CONTENTS"))
+        .map(|(h, _)| h)
+        .unwrap_or_else(|| panic!("no history: {shown}"));
+    h.lines()
+        .map(|l| {
+            let (at, what) = l.split_at(25);
+            assert!(at.ends_with("+00:00"), "every record has its time: {l}");
+            what.trim_start().to_string()
+        })
+        .collect()
+}
+
+fn show(qid: QueueId, json: bool) -> AdminCommand {
+    AdminCommand::Queue(QueueCommand::Show {
+        qid: qid.to_string(),
+        body: false,
+        json,
+    })
+}
+
+fn requeue(qid: QueueId) -> AdminCommand {
+    AdminCommand::Queue(QueueCommand::Requeue(BulkArgs {
+        targets: vec![qid.to_string()],
+        ..BulkArgs::default()
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_twice_then_delivered_shows_every_record_in_order() {
+    let mut flash = RamFlash::new(FlashGeometry::new(4096, 16 << 20).unwrap());
+    let geometry = SpoolGeometry::for_flash(flash.geometry());
+    Spool::format(&mut flash, geometry).unwrap();
+    let (spool, _) = Spool::open(flash, SpoolSettings::default()).unwrap();
+    let (spool, writer) = service::spawn(spool).unwrap();
+    let (queue, task) = runner::spawn(
+        RunnerConfig {
+            settings: QueueSettings::default(),
+            hostname: "gw.example".into(),
+            route: Arc::new(|_| None),
+            log: LogSink::memory(),
+            start_unix: None,
+        },
+        Arc::new(spool.clone()),
+        Arc::new(Script::default()),
+    );
+    let a: Transport = "smtp:a.example".parse().unwrap();
+    let b: Transport = "smtp:b.example".parse().unwrap();
+    let to = vec![
+        fixtures::recipient("flaky@a.example", &a),
+        fixtures::recipient("full@b.example", &b),
+    ];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let env = fixtures::envelope("s@example.org", to, now);
+    let mut inc = spool.begin(env.clone()).await.unwrap();
+    inc.write(b"Subject: tries\r\n\r\nbody\r\n").await.unwrap();
+    let qid = inc.commit().await.unwrap();
+    queue.arrived(qid, &env, 24).await;
+    let admin = admin_of(&spool, &queue);
+    rounds(&queue, qid, 1).await;
+    assert_eq!(admin.execute(requeue(qid)).await.exit, 0);
+    rounds(&queue, qid, 2).await;
+    assert_eq!(admin.execute(requeue(qid)).await.exit, 0);
+    rounds(&queue, qid, 3).await;
+
+    let shown = admin.execute(show(qid, false)).await;
+    assert_eq!(shown.exit, 0, "{}", shown.text);
+    let full = "to=<full@b.example>, status=deferred (host store.b.example[192.0.2.2] said: 452 4.2.2 Mailbox is full)";
+    let refused = |n| {
+        format!(
+            "to=<flaky@a.example>, status=deferred (connect to mx.a.example[192.0.2.1]:25: Connection refused (try {n}))"
+        )
+    };
+    let lines = history(&shown.text);
+    let deferred = |l: &String| l.starts_with("deferred until ");
+    assert_eq!(lines.len(), 12, "{}", shown.text);
+    assert_eq!(
+        lines[0], "from=<s@example.org>, size=24, nrcpt=2 (queued)",
+        "{}",
+        shown.text
+    );
+    assert_eq!(
+        lines[1..3],
+        [refused(1), full.to_string()],
+        "{}",
+        shown.text
+    );
+    assert!(deferred(&lines[3]), "{}", shown.text);
+    assert_eq!(lines[4], "requeued");
+    assert_eq!(
+        lines[5..7],
+        [refused(2), full.to_string()],
+        "{}",
+        shown.text
+    );
+    assert!(deferred(&lines[7]), "{}", shown.text);
+    assert_eq!(lines[8], "requeued");
+    assert_eq!(
+        lines[9],
+        "to=<flaky@a.example>, relay=mx.a.example[192.0.2.1]:25, status=sent (250 2.0.0 Ok: queued as 4XYZ)",
+        "{}",
+        shown.text
+    );
+    assert_eq!(lines[10], full, "{}", shown.text);
+    assert!(deferred(&lines[11]), "{}", shown.text);
+    let json = admin.execute(show(qid, true)).await.text;
+    assert_eq!(json.matches("\"type\": \"deferred\"").count(), 3, "{json}");
+    assert!(
+        json.contains("\"recipient\": \"flaky@a.example\", \"status\": \"sent\", \"relay\": \"mx.a.example[192.0.2.1]:25\""),
+        "{json}"
+    );
+
+    // Closed and opened again: the same records with the same times, read from flash alone.
+    queue.shutdown().await;
+    let _ = task.await;
+    drop(admin);
+    drop(queue);
+    drop(spool);
+    let spool = tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+    let (spool, _) = Spool::open(spool.into_flash(), SpoolSettings::default()).unwrap();
+    let (spool, _writer) = service::spawn(spool).unwrap();
+    let (queue, _task) = runner::spawn(
+        RunnerConfig {
+            settings: QueueSettings::default(),
+            hostname: "gw.example".into(),
+            route: Arc::new(|_| None),
+            log: LogSink::memory(),
+            start_unix: None,
+        },
+        Arc::new(spool.clone()),
+        Arc::new(Script::default()),
+    );
+    queue.recover(&spool).await.unwrap();
+    let again = admin_of(&spool, &queue).execute(show(qid, false)).await;
+    let times = |t: &str| -> Vec<String> {
+        t.split_once("*** HISTORY")
+            .map(|(_, h)| {
+                h.lines()
+                    .skip(1)
+                    .take(12)
+                    .map(|l| l[..25].to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(history(&again.text), lines);
+    assert_eq!(times(&again.text), times(&shown.text));
+}
