@@ -46,7 +46,7 @@ impl Origin {
 }
 
 /// The sync's memory, as of the directory it is attached to.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SyncState {
     /// Shared with the syncer until its next poll changes something.
     pub model: Arc<Model>,
@@ -60,4 +60,23 @@ pub struct SyncState {
     /// when these say a build would give the same. Not stored; the build at boot remakes them.
     pub skipped: Vec<Skipped>,
     pub counts: Counts,
+}
+
+/// A summary: the model of a large directory is 100 000 entries.
+impl std::fmt::Debug for SyncState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncState")
+            .field("entries", &self.model.len())
+            .field("newest_stamp", &self.model.newest_stamp())
+            .field(
+                "cookie",
+                &self.cookie.as_deref().map(String::from_utf8_lossy),
+            )
+            .field("syncrepl", &self.syncrepl)
+            .field("last_full", &self.last_full)
+            .field("origin", &self.origin)
+            .field("skipped", &self.skipped.len())
+            .field("counts", &self.counts)
+            .finish()
+    }
 }

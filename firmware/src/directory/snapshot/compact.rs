@@ -239,6 +239,7 @@ pub(super) fn decode(
     version: u32,
     rest: &[u8],
 ) -> Result<(Directory, Option<SyncState>), DecodeError> {
+    let snapshot_len = rest.len();
     let (body, rest) = postcard::take_from_bytes::<Body>(rest).map_err(|_| DecodeError::Corrupt)?;
     let (sync, rest) = match version {
         VERSION_3 => (None, rest),
@@ -249,7 +250,9 @@ pub(super) fn decode(
         return Err(DecodeError::Corrupt);
     }
     let dir = build(body)?;
-    let sync = sync.map(sync_state::state).transpose()?;
+    let sync = sync
+        .map(|s| sync_state::state(s, snapshot_len))
+        .transpose()?;
     Ok((dir, sync))
 }
 

@@ -331,17 +331,26 @@ pub(super) fn record(state: &SyncState) -> Option<StateRecord<'_>> {
     })
 }
 
+/// How many bytes the string table may give out per byte of snapshot, and a little more: a
+/// reference costs a byte or two and names up to a whole domain or DN, so without a bound a few
+/// KiB of hostile snapshot would fill RAM. Real snapshots use a small fraction (a domain and a
+/// DN per account record of 30 bytes and more).
+const TABLE_BYTES_PER_BYTE: usize = 64;
+const TABLE_BYTES_EXTRA: usize = 64 << 10;
+
 /// Reads records back into the values they were made from.
 struct Reader {
     strings: Vec<String>,
+    /// Bytes the string table may still give out.
+    budget: std::cell::Cell<usize>,
 }
 
 impl Reader {
     fn string(&self, i: u32) -> Result<&str, DecodeError> {
-        self.strings
-            .get(i as usize)
-            .map(String::as_str)
-            .ok_or(DecodeError::Corrupt)
+        let s = self.strings.get(i as usize).ok_or(DecodeError::Corrupt)?;
+        let left = self.budget.get().checked_sub(s.len());
+        self.budget.set(left.ok_or(DecodeError::Corrupt)?);
+        Ok(s)
     }
 
     /// `0` is none; else the string at `n - 1`.
@@ -354,6 +363,13 @@ impl Reader {
             Some(d) => format!("{}@{d}", a.local),
             None => a.local.to_string(),
         })
+    }
+
+    fn password(&self, p: Password) -> Result<String, DecodeError> {
+        if let Password::Base64 { scheme, .. } = &p {
+            self.string(*scheme)?;
+        }
+        join_hash(&self.strings, p)
     }
 
     fn mailbox(&self, r: MailboxRecord) -> Result<MailboxEntry, DecodeError> {
@@ -379,10 +395,7 @@ impl Reader {
             forwarding: r.forwarding,
             pref_forwarding: r.pref_forwarding,
             local_delivery_disabled: r.flags & LOCAL_DELIVERY_DISABLED != 0,
-            password: r
-                .password
-                .map(|p| join_hash(&self.strings, p))
-                .transpose()?,
+            password: r.password.map(|p| self.password(p)).transpose()?,
             catch_all: r.catch_all,
             member_of: r.member_of,
             member_dns: r.member_dns,
@@ -457,9 +470,16 @@ impl Reader {
     }
 }
 
-/// The state a record holds; what its build leaves out and counts is filled in by the caller.
-pub(super) fn state(r: StateRecord) -> Result<SyncState, DecodeError> {
-    let reader = Reader { strings: r.strings };
+/// The state a record holds, read from a snapshot of `snapshot_len` bytes; what its build
+/// leaves out and counts is filled in by the caller.
+pub(super) fn state(r: StateRecord, snapshot_len: usize) -> Result<SyncState, DecodeError> {
+    let budget = snapshot_len
+        .saturating_mul(TABLE_BYTES_PER_BYTE)
+        .saturating_add(TABLE_BYTES_EXTRA);
+    let reader = Reader {
+        strings: r.strings,
+        budget: std::cell::Cell::new(budget),
+    };
     let entries = r
         .entries
         .into_iter()

@@ -275,3 +275,70 @@ fn a_state_the_records_cannot_hold_is_left_out_not_half_stored() {
     assert!(back.account("alice@example.com").is_some());
     assert_eq!(back.counts(), dir.counts());
 }
+
+/// A few KiB that name one long string thousands of times are refused, not spelled out: what a
+/// snapshot may expand to is bounded by its size.
+#[test]
+fn a_short_snapshot_cannot_expand_without_bound() {
+    use super::*;
+    let alias = AddressRecord {
+        local: Cow::Borrowed("a"),
+        domain: 1,
+    };
+    let record = |aliases: usize| StateRecord {
+        urls: vec![],
+        search_base: String::new(),
+        schema: 0,
+        bind_dn: String::new(),
+        server: String::new(),
+        cookie: None,
+        syncrepl: 0,
+        last_full: None,
+        newest_stamp: None,
+        unreadable: vec![],
+        strings: vec!["d".repeat(4000)],
+        entries: vec![EntryRecord {
+            rdn: Some(Cow::Borrowed("uid=x")),
+            parent: 0,
+            key: KeyRecord::Dn,
+            object: ObjectRecord::Mailbox(Box::new(MailboxRecord {
+                kind: 0,
+                flags: ENABLED,
+                id: None,
+                address: AddressRecord {
+                    local: Cow::Borrowed("x"),
+                    domain: 1,
+                },
+                aliases: (0..aliases)
+                    .map(|_| AddressRecord {
+                        local: alias.local.clone(),
+                        domain: alias.domain,
+                    })
+                    .collect(),
+                transport: 0,
+                forwarding: vec![],
+                pref_forwarding: None,
+                password: None,
+                catch_all: None,
+                member_of: vec![],
+                member_dns: vec![],
+            })),
+        }],
+    };
+    let snapshot = |aliases: usize| {
+        let mut bytes = Directory::default().encode();
+        // The empty state's `None` is the last byte: put this state there instead.
+        bytes.pop();
+        bytes.extend(postcard::to_allocvec(&Some(record(aliases))).unwrap());
+        bytes
+    };
+    let few = snapshot(10);
+    let back = Directory::decode(&few).unwrap();
+    assert_eq!(back.ldap_sync_state().unwrap().model.len(), 1);
+    let many = snapshot(5000);
+    assert!(many.len() < 20_000, "{}", many.len());
+    assert_eq!(
+        Directory::decode(&many).unwrap_err(),
+        super::super::DecodeError::Corrupt
+    );
+}
