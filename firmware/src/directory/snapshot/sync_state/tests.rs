@@ -342,3 +342,29 @@ fn a_short_snapshot_cannot_expand_without_bound() {
         super::super::DecodeError::Corrupt
     );
 }
+
+proptest::proptest! {
+    /// What the directory_snapshot fuzz target checks, from a snapshot with a state: corrupt
+    /// bytes give an error, never a panic, and what is accepted is written back readable.
+    #[test]
+    fn corrupt_states_are_refused_or_written_back_readable(
+        flips in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..6),
+        cut in proptest::prelude::any::<usize>(),
+    ) {
+        let mut bytes = synced(model()).encode();
+        for (at, x) in flips {
+            let n = bytes.len();
+            if let Some(b) = bytes.get_mut(at % n) {
+                *b ^= x;
+            }
+        }
+        let cut = cut % (bytes.len() + 1);
+        for input in [&bytes[..], &bytes[..cut]] {
+            if let Ok(dir) = Directory::decode(input) {
+                let again = dir.encode();
+                let back = Directory::decode(&again).expect("own snapshot refused");
+                proptest::prop_assert_eq!(back.encode(), again);
+            }
+        }
+    }
+}
