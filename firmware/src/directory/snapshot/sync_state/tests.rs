@@ -251,6 +251,41 @@ fn a_hundred_thousand_synced_accounts_fit_a_16_mib_slot() {
     assert_eq!(back.counts(), dir.counts());
 }
 
+/// What the firmware before the state wrote (version 3) still loads, LDAP accounts and all;
+/// there is nothing to resume from, so the first sync is a full one.
+#[test]
+fn a_version_3_snapshot_loads_without_a_state() {
+    let mut dir = synced(model());
+    dir.set_ldap_sync_state(None);
+    let v4 = dir.encode();
+    // Version 3 is version 4 without the trailing state (here `None`, one byte).
+    assert_eq!((v4[0], v4.last()), (4, Some(&0)));
+    let mut v3 = v4[..v4.len() - 1].to_vec();
+    v3[0] = 3;
+    let back = Directory::decode(&v3).unwrap();
+    assert!(back.ldap_sync_state().is_none());
+    assert_eq!(back.counts(), dir.counts());
+    assert_eq!(back.encode(), v4);
+    let mut syncer = crate::directory::ldap::Syncer::for_settings(&settings());
+    assert_eq!(
+        syncer.resume(&back, &settings()),
+        crate::directory::ldap::Resumed::NoState
+    );
+    // With the state, the same settings resume; others do not.
+    let mut syncer = crate::directory::ldap::Syncer::for_settings(&settings());
+    let resumed = syncer.resume(&synced(model()), &settings());
+    assert!(matches!(
+        resumed,
+        crate::directory::ldap::Resumed::Yes { cookie: true, .. }
+    ));
+    let mut other = settings();
+    other.server_hostname = "other.example.com".into();
+    assert_eq!(
+        syncer.resume(&synced(model()), &other),
+        crate::directory::ldap::Resumed::OtherSettings
+    );
+}
+
 #[test]
 fn a_state_the_records_cannot_hold_is_left_out_not_half_stored() {
     let mut m = model();
