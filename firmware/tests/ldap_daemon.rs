@@ -233,3 +233,66 @@ fn the_daemon_serves_mail_from_the_ldap_cache_up_down_and_across_a_restart() {
     });
     rt.block_on(d.shutdown());
 }
+
+/// The sync's state is on flash with the directory: after a restart the first sync is a poll
+/// that goes on from it (shown as resumed), and with syncprov it sees what was added and what
+/// was deleted while the daemon was down.
+#[test]
+fn a_restart_resumes_the_sync_from_flash() {
+    if require_slapd().is_none() {
+        return;
+    }
+    let ldap = Slapd::start(true);
+    let mut seed = base_ldif();
+    seed += &domain_ldif("example.com", "d-1", "");
+    seed += &account_ldif("alice@example.com", "a-1", LMTP);
+    seed += &account_ldif("bob@example.com", "a-2", LMTP);
+    ldap.ldapmodify(&seed);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let d = start(dir.path(), &rt);
+    let smtp = smtp_addr(&rt, &d);
+    localconfig(
+        &rt,
+        &d,
+        &[
+            format!("ldap_url={}", ldap.url()),
+            format!("zimbra_ldap_userdn={}", slapd::ROOT_DN),
+            format!("zimbra_ldap_password={}", slapd::ROOT_PW),
+            "ldap_sync_interval=1h".into(),
+            "ldap_connect_timeout=2s".into(),
+        ],
+    );
+    eventually("the first sync", || {
+        rcpt(smtp, "bob@example.com").starts_with("250")
+    });
+    rt.block_on(d.shutdown());
+
+    ldap.ldapmodify(&format!(
+        "{}dn: uid=bob,ou=people,dc=example,dc=com\nchangetype: delete\n\n",
+        account_ldif("carol@example.com", "a-3", LMTP)
+    ));
+    let d = start(dir.path(), &rt);
+    let smtp = smtp_addr(&rt, &d);
+    let status = || admin(&rt, &d, AdminCommand::Ldap(LdapCommand::Status)).text;
+    eventually("the sync at start", || {
+        !status().contains("last sync: none yet")
+    });
+    let shown = status();
+    assert!(
+        shown.contains("incremental (resumed from flash)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("last changes: 1 added, 0 modified, 1 deleted"),
+        "{shown}"
+    );
+    assert!(rcpt(smtp, "carol@example.com").starts_with("250"));
+    assert!(rcpt(smtp, "bob@example.com").starts_with("550 5.1.1"));
+    assert!(rcpt(smtp, "alice@example.com").starts_with("250"));
+    rt.block_on(d.shutdown());
+}

@@ -6,68 +6,16 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::slapd::{self, Slapd, account_ldif, base_ldif, domain_ldif, require_slapd};
-use hal::flash::{FlashGeometry, RamFlash};
-use postern::config::localconfig::LocalConfig;
-use postern::directory::ldap::{SaveError, SnapshotStore, SyncKind, SyncReport, Syncer};
+use common::ldap_store::{
+    FlashStore, cut_power_in_next_slot_write, flash_store, flash_store_with, now, settings, sync,
+};
+use common::slapd::{Slapd, account_ldif, base_ldif, domain_ldif, require_slapd};
+use postern::directory::ldap::{SyncKind, Syncer};
 use postern::directory::{Directory, Lookup, SharedDirectory, Source, password};
 use postern::route::{Decision, Reject, Relay, route};
-use postern::spool::{Region, Spool, SpoolGeometry, SpoolSettings};
-
-/// The directory slot of a spool on RAM flash that can lose power.
-struct FlashStore(Mutex<Spool<RamFlash>>);
-
-impl SnapshotStore for FlashStore {
-    fn save(&self, snapshot: Vec<u8>) -> Result<(), SaveError> {
-        let mut spool = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        spool
-            .write_slot(Region::Directory, &snapshot)
-            .map_err(|e| SaveError(Box::new(e)))
-    }
-}
-
-fn flash_store() -> Arc<FlashStore> {
-    flash_store_with(8)
-}
-
-/// A store whose directory slots are `directory_slot_blocks` blocks of 4 KiB.
-fn flash_store_with(directory_slot_blocks: u32) -> Arc<FlashStore> {
-    let mut flash = RamFlash::new(FlashGeometry::new(4096, 4096 * 48).unwrap());
-    Spool::format(
-        &mut flash,
-        SpoolGeometry {
-            config_slot_blocks: 1,
-            directory_slot_blocks,
-            log_blocks: 0,
-            segment_blocks: 4,
-        },
-    )
-    .unwrap();
-    let (spool, _) = Spool::open(flash, SpoolSettings::default()).unwrap();
-    Arc::new(FlashStore(Mutex::new(spool)))
-}
-
-fn settings(ldap: &Slapd) -> LocalConfig {
-    let mut c = LocalConfig::default();
-    for (k, v) in [
-        ("ldap_url", ldap.url()),
-        ("zimbra_ldap_userdn", slapd::ROOT_DN.to_string()),
-        ("zimbra_ldap_password", slapd::ROOT_PW.to_string()),
-        ("ldap_connect_timeout", "3s".into()),
-        ("ldap_read_timeout", "5s".into()),
-    ] {
-        c.set(k, &v).unwrap();
-    }
-    c
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use postern::spool::{Region, Spool, SpoolSettings};
 
 /// A Zimbra-like DIT: example.com (accounts, a list, a bad transport, a duplicate address), an
 /// alias domain alias.example.net → example.com.
@@ -104,17 +52,6 @@ fn seed(ldap: &Slapd) {
              zimbraMailForwardingAddress: alice@example.com\n\
              zimbraMailForwardingAddress: bob@example.com\n\n";
     ldap.ldapmodify(&ldif);
-}
-
-async fn sync(
-    syncer: &mut Syncer,
-    kind: SyncKind,
-    settings: &LocalConfig,
-    shared: &Arc<SharedDirectory>,
-    store: &Arc<FlashStore>,
-) -> SyncReport {
-    let store: Arc<dyn SnapshotStore> = store.clone();
-    syncer.sync(kind, settings, shared, &store, now()).await
 }
 
 fn account_of(dir: &Directory, address: &str) -> Option<String> {
@@ -524,20 +461,6 @@ async fn a_directory_too_large_for_its_slot_keeps_the_last_good_one() {
     let mut spool = Arc::try_unwrap(store).ok().unwrap().0.into_inner().unwrap();
     let stored = spool.read_slot(Region::Directory).unwrap().unwrap();
     assert_eq!(stored, good);
-}
-
-/// The same store, its flash set to lose power in the middle of the next slot write (after its
-/// erase, in its program).
-fn cut_power_in_next_slot_write(store: Arc<FlashStore>) -> Arc<FlashStore> {
-    let spool = Arc::try_unwrap(store).ok().unwrap().0.into_inner().unwrap();
-    let mut flash = spool.into_flash();
-    // Opening may program or erase (recovery): count what it costs on a copy first.
-    let (probe, _) = Spool::open(flash.clone(), SpoolSettings::default()).unwrap();
-    let open_ops = probe.flash().ops() - flash.ops();
-    // A slot write is one erase and one program: tear the program.
-    flash.cut_power_at(flash.ops() + open_ops + 1, 7);
-    let (spool, _) = Spool::open(flash, SpoolSettings::default()).unwrap();
-    Arc::new(FlashStore(Mutex::new(spool)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,7 +116,7 @@ fn render_sync(report: &SyncReport) -> Reply {
     match &report.error {
         None => Reply::ok(format!(
             "{} sync from {} in {} ms, {} entries read\n{}",
-            report.kind,
+            report.kind_text(),
             report.server,
             report.duration.as_millis(),
             report.read,
@@ -153,8 +153,10 @@ pub async fn sync(h: &Handles, incremental: bool) -> Reply {
     if settings.server_hostname.is_empty() {
         settings.server_hostname = h.facts.hostname.to_ascii_lowercase();
     }
-    // Offline, every sync is a full one: nothing was read before.
-    let report = Syncer::for_settings(&settings)
+    // Offline, a poll goes on from the state the last sync left on flash.
+    let mut syncer = Syncer::for_settings(&settings);
+    syncer.resume(&h.directory.snapshot(), &settings);
+    let report = syncer
         .sync(kind, &settings, &h.directory, &h.ldap.store, unix_now())
         .await;
     render_sync(&report)

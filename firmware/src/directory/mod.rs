@@ -149,6 +149,9 @@ pub struct Directory {
     ldap_synced: Option<u64>,
     /// The MTA settings LDAP sets (global config and this server's entry): read-only for `mcf`.
     ldap_config: Vec<&'static str>,
+    /// What the sync that built this directory's LDAP entries left for the next one; stored
+    /// with it, so a restart resumes from it.
+    ldap_sync: Option<Arc<ldap::state::SyncState>>,
 }
 
 impl PartialEq for Directory {
@@ -181,6 +184,17 @@ impl Directory {
     /// The MTA settings that come from LDAP.
     pub fn ldap_config(&self) -> &[&'static str] {
         &self.ldap_config
+    }
+
+    /// The LDAP sync's state as of this directory (`None`: never synced, or loaded from a
+    /// snapshot that had none).
+    pub fn ldap_sync_state(&self) -> Option<&Arc<ldap::state::SyncState>> {
+        self.ldap_sync.as_ref()
+    }
+
+    /// Attaches the state of the sync that built this directory.
+    pub fn set_ldap_sync_state(&mut self, state: Option<Arc<ldap::state::SyncState>>) {
+        self.ldap_sync = state;
     }
 
     pub fn config(&self) -> &MtaConfig {

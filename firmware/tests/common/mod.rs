@@ -5,5 +5,6 @@
 
 pub mod dovecot;
 pub mod fixtures;
+pub mod ldap_store;
 pub mod peers;
 pub mod slapd;

@@ -20,6 +20,11 @@ use ldap3::controls::RawControl;
 
 /// `unavailableCriticalExtension` (RFC 4511): the server does not know the Sync Request control.
 const UNAVAILABLE_CRITICAL_EXTENSION: u32 = 12;
+/// `protocolError`: OpenLDAP's answer to a cookie it cannot parse.
+const PROTOCOL_ERROR: u32 = 2;
+/// `unwillingToPerform`: OpenLDAP's answer to a cookie newer than its own state ("consumer
+/// state is newer than provider!"), as after a restore from backup or from another replica.
+const UNWILLING_TO_PERFORM: u32 = 53;
 
 /// The value of an IntermediateResponse: `[APPLICATION 25] SEQUENCE { responseName [0]
 /// OPTIONAL, responseValue [1] OPTIONAL }`, checked by hand (no panicking parser).
@@ -438,6 +443,11 @@ impl Session {
         match res.rc {
             0 => {}
             syncrepl::REFRESH_REQUIRED => outcome.refresh_required = true,
+            // A cookie the server will not go on from, said otherwise: a cookie kept on flash
+            // must not fail every sync after it, so it is dropped as e-syncRefreshRequired says.
+            PROTOCOL_ERROR | UNWILLING_TO_PERFORM if cookie.is_some() => {
+                outcome.refresh_required = true
+            }
             UNAVAILABLE_CRITICAL_EXTENSION => outcome.unsupported = true,
             code => {
                 return Err(ClientError::Refused {

@@ -21,15 +21,16 @@ pub mod plain;
 pub mod probe;
 pub mod service;
 mod stamp;
+pub mod state;
 pub mod status;
 pub mod sync;
 pub mod syncrepl;
 pub mod zimbra;
 
-pub use build::{Built, Counts};
+pub use build::{Built, Counts, build};
 pub use entry::{MalformedEntry, RawEntry};
 pub use model::{Changes, Model, Schema};
 pub use object::{SkipReason, Skipped};
 pub use service::{LdapHandle, NotRun};
 pub use status::{LdapStatus, SyncKind, SyncReport};
-pub use sync::{SaveError, SnapshotStore, SyncError, Syncer};
+pub use sync::{Resumed, SaveError, SnapshotStore, SyncError, Syncer};

@@ -3,10 +3,9 @@
 //! entries that changed. The directory is rebuilt from it, and comparing it before and after a
 //! sync says what changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-
-use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::entry::{MalformedEntry, RawEntry};
 use super::object::{LdapObject, SkipReason, Skipped};
@@ -88,10 +87,11 @@ impl fmt::Display for Changes {
     }
 }
 
-/// All entries read from LDAP.
+/// All entries read from LDAP. Entries are shared, so a copy for the next poll (the directory
+/// served keeps this one, see [`SyncState`](super::state::SyncState)) copies only the keys.
 #[derive(Debug, Clone, Default)]
 pub struct Model {
-    entries: BTreeMap<String, Mapped>,
+    entries: BTreeMap<String, Arc<Mapped>>,
     /// Entries the server sent that could not even be read (no DN to key them by).
     unreadable: Vec<Skipped>,
     /// The newest `modifyTimestamp` seen; `None` if the server never showed one (then every poll
@@ -100,6 +100,9 @@ pub struct Model {
     /// While a poll is applied: each entry it changed, as (before, after).
     journal: Option<Vec<Touched>>,
 }
+
+/// What an entry the server sent unreadable is listed as.
+pub const UNREADABLE: &str = "(unreadable entry)";
 
 /// An entry a poll changed: what it was (`None`: new) and what it is (`None`: deleted).
 pub type Touched = (Option<Mapped>, Option<Mapped>);
@@ -113,7 +116,26 @@ fn key_of(e: &RawEntry) -> String {
 
 impl Model {
     pub fn entries(&self) -> impl Iterator<Item = &Mapped> {
-        self.entries.values()
+        self.entries.values().map(|m| &**m)
+    }
+
+    /// Each entry with the key it is known by (`id:` and its UUID or id, else `dn:` and its DN).
+    pub fn keyed(&self) -> impl Iterator<Item = (&str, &Mapped)> {
+        self.entries.iter().map(|(k, m)| (k.as_str(), &**m))
+    }
+
+    /// A model as a snapshot stored it.
+    pub fn from_parts(
+        keyed: impl IntoIterator<Item = (String, Mapped)>,
+        unreadable: Vec<Skipped>,
+        newest_stamp: Option<String>,
+    ) -> Model {
+        Model {
+            entries: keyed.into_iter().map(|(k, m)| (k, Arc::new(m))).collect(),
+            unreadable,
+            newest_stamp,
+            journal: None,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -155,7 +177,7 @@ impl Model {
                 Ok(e) => e,
                 Err(m) => {
                     self.unreadable.push(Skipped {
-                        dn: "(unreadable entry)".into(),
+                        dn: UNREADABLE.into(),
                         reason: SkipReason::Malformed(m),
                     });
                     continue;
@@ -169,7 +191,7 @@ impl Model {
                 Err(why) => Err(why),
             };
             let mapped = Mapped { dn: e.dn, object };
-            let old = self.entries.get(&key);
+            let old = self.entries.get(&key).map(|m| &**m);
             match old {
                 None => changes.added.push(mapped.describe()),
                 Some(old) if *old != mapped => changes.modified.push(mapped.describe()),
@@ -181,7 +203,7 @@ impl Model {
                     j.push((before, Some(mapped.clone())));
                 }
             }
-            self.entries.insert(key.clone(), mapped);
+            self.entries.insert(key.clone(), Arc::new(mapped));
             seen.push(key);
         }
         seen
@@ -235,7 +257,7 @@ impl Model {
         if let Some(old) = self.entries.remove(key) {
             changes.deleted.push(old.describe());
             if let Some(j) = self.journal.as_mut() {
-                j.push((Some(old), None));
+                j.push((Some(Arc::unwrap_or_clone(old)), None));
             }
         }
     }

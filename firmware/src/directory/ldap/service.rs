@@ -1,7 +1,7 @@
-//! The sync as a service of the running daemon: a full sync at start, a poll every
-//! `ldap_sync_interval`, a sync at once when the settings change, and `postern ldap sync` on
-//! request. One task owns the [`Syncer`], so syncs never overlap; sessions never wait for it,
-//! they read the directory in RAM.
+//! The sync as a service of the running daemon: a sync at start (a poll that goes on from the
+//! state on flash, else a full sync), a poll every `ldap_sync_interval`, a sync at once when the
+//! settings change, and `postern ldap sync` on request. One task owns the [`Syncer`], so syncs
+//! never overlap; sessions never wait for it, they read the directory in RAM.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -121,7 +121,7 @@ fn log(report: &SyncReport, status: &LdapStatus, shared: &SharedDirectory) {
         None => eprintln!(
             "postern/ldap: {} sync from {}: {} entries read, {} added, {} modified, {} deleted, \
              {} skipped, {} ms",
-            report.kind,
+            report.kind_text(),
             report.server,
             report.read,
             report.changes.added.len(),
@@ -140,6 +140,25 @@ fn log(report: &SyncReport, status: &LdapStatus, shared: &SharedDirectory) {
     }
 }
 
+/// The settings with this box's server entry named.
+fn effective(settings: &LocalConfig, hostname: &str) -> LocalConfig {
+    let mut config = settings.clone();
+    if config.server_hostname.is_empty() {
+        config.server_hostname = hostname.to_string();
+    }
+    config
+}
+
+/// A syncer for `settings` that goes on from the state of the directory served, if it fits.
+fn syncer_for(settings: &LocalConfig, shared: &SharedDirectory) -> Syncer {
+    let mut syncer = Syncer::for_settings(settings);
+    let resumed = syncer.resume(&shared.snapshot(), settings);
+    if settings.ldap_enabled() {
+        eprintln!("postern/ldap: {resumed}");
+    }
+    syncer
+}
+
 async fn run(
     mut requests: mpsc::Receiver<Request>,
     mut settings: watch::Receiver<LocalConfig>,
@@ -148,13 +167,11 @@ async fn run(
     shared: Arc<SharedDirectory>,
     store: Arc<dyn SnapshotStore>,
 ) {
-    let mut syncer = Syncer::for_settings(&settings.borrow());
+    let mut syncer = syncer_for(&effective(&settings.borrow(), &hostname), &shared);
+    *status.lock().unwrap_or_else(|e| e.into_inner()) = syncer.status().clone();
     let mut next = Instant::now();
     loop {
-        let mut config = settings.borrow_and_update().clone();
-        if config.server_hostname.is_empty() {
-            config.server_hostname = hostname.clone();
-        }
+        let config = effective(&settings.borrow_and_update(), &hostname);
         shared.set_ldap_settings(Arc::new(config.clone()));
         shared.set_ldap_max_age(match config.ldap_enabled() {
             true => config.cache_max_age,
@@ -176,8 +193,9 @@ async fn run(
                 if changed.is_err() {
                     return;
                 }
-                // New server, credentials or schema: what was read before may not hold.
-                syncer = Syncer::for_settings(&settings.borrow());
+                // New server, base, bind or schema: what was read before may not hold, and the
+                // syncer starts over; other settings keep its state.
+                syncer = syncer_for(&effective(&settings.borrow(), &hostname), &shared);
                 next = Instant::now();
                 continue;
             }

@@ -28,6 +28,8 @@ impl fmt::Display for SyncKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncReport {
     pub kind: SyncKind,
+    /// An incremental sync that went on from the state on flash (the first after a restart).
+    pub resumed: bool,
     /// Unix seconds when it started.
     pub started: u64,
     pub duration: Duration,
@@ -38,6 +40,16 @@ pub struct SyncReport {
     pub changes: Changes,
     /// Why it failed; the directory served did not change.
     pub error: Option<String>,
+}
+
+impl SyncReport {
+    /// `full`, `incremental`, or `incremental (resumed from flash)`.
+    pub fn kind_text(&self) -> String {
+        match self.resumed {
+            true => format!("{} (resumed from flash)", self.kind),
+            false => self.kind.to_string(),
+        }
+    }
 }
 
 /// The sync's state, for status and for the cache age.
@@ -94,7 +106,7 @@ impl LdapStatus {
                     "last sync: {} ({} ago), {}, {} ms, {} entries read{}\n",
                     show_time(r.started),
                     show_age(now.saturating_sub(r.started)),
-                    r.kind,
+                    r.kind_text(),
                     r.duration.as_millis(),
                     r.read,
                     if r.server.is_empty() {

@@ -5,8 +5,12 @@
 //!
 //! Polls ask for entries whose `modifyTimestamp` is after the newest one seen (at or after, while
 //! that second may still be current: see [`stamp`]); deletions
-//! are invisible to that, so a full sync runs every `ldap_full_sync_interval` (and at start, on
-//! request, and whenever the server does not show modifyTimestamp to this bind).
+//! are invisible to that, so a full sync runs every `ldap_full_sync_interval` (and on request,
+//! at the first start, and whenever the server does not show modifyTimestamp to this bind).
+//!
+//! What a sync leaves for the next ([`SyncState`]) is attached to the directory it built and
+//! stored with it, so after a restart [`Syncer::resume`] carries on from the flash: the first
+//! sync is then a poll like any other.
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,11 +26,12 @@ use super::object::{LdapObject, SkipReason};
 use super::patch::patch;
 use super::plain;
 use super::stamp;
+use super::state::{Origin, SyncState, Syncrepl};
 use super::status::{LdapStatus, SyncKind, SyncReport};
 use super::syncrepl::{self, SyncOutcome};
 use super::zimbra;
 use crate::config::localconfig::{LdapSchema, LocalConfig};
-use crate::directory::{SharedDirectory, Source};
+use crate::directory::{Directory, SharedDirectory, Source};
 
 /// Where a new snapshot goes before it is served (the flash's directory slot). Blocking: it is
 /// called off the runtime's workers.
@@ -104,15 +109,54 @@ struct Target<'a> {
 
 /// The sync's memory between runs.
 pub struct Syncer {
-    model: Model,
+    /// Shared with the directory served (its [`SyncState`]); a poll copies it before changing it.
+    model: Arc<Model>,
     schema: Schema,
-    /// Unix seconds of the last full sync applied since start.
+    /// Unix seconds of the last full sync applied (since start, or as the flash recorded).
     last_full: Option<u64>,
     status: LdapStatus,
     syncrepl: Syncrepl,
-    /// The RFC 4533 cookie of the last sync applied (kept in RAM: after a restart the first sync
-    /// is a full one anyway, to rebuild the model).
+    /// The RFC 4533 cookie of the last sync applied.
     cookie: Option<Vec<u8>>,
+    /// Carrying on from the state on flash: no sync has succeeded since.
+    resumed: bool,
+}
+
+/// What [`Syncer::resume`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resumed {
+    /// The state of the last sync before the restart: the next sync goes on from it.
+    Yes { entries: usize, cookie: bool },
+    /// None on flash: never synced, or a snapshot from a firmware that did not store it.
+    NoState,
+    /// The state was read with other LDAP settings (server, base, bind, schema, server entry).
+    OtherSettings,
+}
+
+impl fmt::Display for Resumed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resumed::Yes {
+                entries,
+                cookie: true,
+            } => write!(
+                f,
+                "resuming from the sync state on flash ({entries} entries, RFC 4533 cookie)"
+            ),
+            Resumed::Yes { entries, .. } => write!(
+                f,
+                "resuming from the sync state on flash ({entries} entries, modifyTimestamp mark)"
+            ),
+            Resumed::NoState => f.write_str(
+                "no sync state on flash (never synced, or saved by an older firmware): the \
+                 first sync is a full one",
+            ),
+            Resumed::OtherSettings => f.write_str(
+                "the sync state on flash was read with other LDAP settings: the first sync is \
+                 a full one",
+            ),
+        }
+    }
 }
 
 impl Default for Syncer {
@@ -130,12 +174,15 @@ struct Read {
     sync: Option<SyncOutcome>,
 }
 
-/// Whether the server does RFC 4533 (OpenLDAP's syncprov), as the first sync found out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Syncrepl {
-    Unknown,
-    Yes,
-    No,
+/// A sync applied.
+struct Applied {
+    /// What it turned out to be (a refused cookie makes a poll a full refresh).
+    kind: SyncKind,
+    server: String,
+    read: usize,
+    changes: Changes,
+    /// Two entries claim one address that did not before (see [`Syncer::sync`]).
+    dups_grew: bool,
 }
 
 impl Syncer {
@@ -150,12 +197,35 @@ impl Syncer {
 
     pub fn new(schema: Schema) -> Syncer {
         Syncer {
-            model: Model::default(),
+            model: Arc::default(),
             schema,
             last_full: None,
             status: LdapStatus::default(),
             syncrepl: Syncrepl::Unknown,
             cookie: None,
+            resumed: false,
+        }
+    }
+
+    /// Takes up the state of the sync that built `dir` (as loaded from flash), if it was read
+    /// with these `settings` (their server entry named): the next sync goes on from it.
+    pub fn resume(&mut self, dir: &Directory, settings: &LocalConfig) -> Resumed {
+        let Some(state) = dir.ldap_sync_state() else {
+            return Resumed::NoState;
+        };
+        if state.origin != Origin::of(settings) {
+            return Resumed::OtherSettings;
+        }
+        self.model = Arc::clone(&state.model);
+        self.cookie = state.cookie.clone();
+        self.syncrepl = state.syncrepl;
+        self.last_full = state.last_full;
+        self.status.counts = state.counts;
+        self.status.skipped = state.skipped.clone();
+        self.resumed = true;
+        Resumed::Yes {
+            entries: self.model.len(),
+            cookie: self.cookie.is_some(),
         }
     }
 
@@ -192,7 +262,8 @@ impl Syncer {
         now: u64,
     ) -> Result<Read, ClientError> {
         let (base, attrs) = (settings.search_base.as_str(), self.schema.attrs);
-        if self.syncrepl != Syncrepl::No {
+        // A full sync asks again: syncprov may have been added since.
+        if self.syncrepl != Syncrepl::No || kind == SyncKind::Full {
             let mut cookie = match kind {
                 SyncKind::Incremental => self.cookie.clone(),
                 SyncKind::Full => None,
@@ -266,7 +337,7 @@ impl Syncer {
     ) -> SyncReport {
         let started = Instant::now();
         shared.set_ldap_max_age(settings.cache_max_age);
-        let mut kind = self.kind_for(want, settings, now);
+        let kind = self.kind_for(want, settings, now);
         let to = Target {
             settings,
             shared,
@@ -276,52 +347,56 @@ impl Syncer {
         let mut outcome = self.run(kind, &to).await;
         // A poll that made two entries claim one address may be a rename seen half (the old
         // entry is gone only to a full sync): look at everything before reporting it.
-        if kind == SyncKind::Incremental
-            && let Ok((_, _, _, dups_grew)) = &outcome
-            && *dups_grew
+        if let Ok(a) = &outcome
+            && a.kind == SyncKind::Incremental
+            && a.dups_grew
         {
-            kind = SyncKind::Full;
-            outcome = self.run(kind, &to).await;
+            outcome = self.run(SyncKind::Full, &to).await;
         }
-        let report =
-            |server: String, read: usize, changes: Changes, error: Option<String>| SyncReport {
-                kind,
-                started: now,
-                duration: started.elapsed(),
-                server,
-                read,
-                changes,
-                error,
-            };
+        let resumed = self.resumed;
+        let report = |kind: SyncKind, server: String, read, changes, error| SyncReport {
+            kind,
+            resumed: resumed && kind == SyncKind::Incremental,
+            started: now,
+            duration: started.elapsed(),
+            server,
+            read,
+            changes,
+            error,
+        };
         let report = match outcome {
-            Ok((server, read, changes, _)) => {
+            Ok(a) => {
                 shared.ldap_confirmed(now);
                 self.status.last_success = Some(now);
-                if kind == SyncKind::Full {
-                    self.last_full = Some(now);
-                }
-                report(server, read, changes, None)
+                self.resumed = false;
+                report(a.kind, a.server, a.read, a.changes, None)
             }
-            Err(e) => report(String::new(), 0, Changes::default(), Some(e.to_string())),
+            Err(e) => report(
+                kind,
+                String::new(),
+                0,
+                Changes::default(),
+                Some(e.to_string()),
+            ),
         };
         self.status.last = Some(report.clone());
-        crate::metrics::global().directory_sync(&kind.to_string(), report.error.is_none());
+        crate::metrics::global().directory_sync(&report.kind.to_string(), report.error.is_none());
         report
     }
 
-    /// Reads and applies; `Ok((server, entries read, changes, duplicates grew))`.
-    async fn run(
-        &mut self,
-        kind: SyncKind,
-        to: &Target<'_>,
-    ) -> Result<(String, usize, Changes, bool), SyncError> {
+    /// Reads and applies.
+    async fn run(&mut self, kind: SyncKind, to: &Target<'_>) -> Result<Applied, SyncError> {
         let names = to.shared.ldap_server_names(&to.settings.ldap_urls);
         let read = self
             .read(kind, to.settings, &names, to.now)
             .await
             .map_err(SyncError::Client)?;
         let n = read.entries.len();
-        let cookie = read.sync.as_ref().and_then(SyncOutcome::cookie);
+        // A plain read leaves the cookie as it was (none, without syncprov).
+        let cookie = match &read.sync {
+            Some(o) => o.cookie(),
+            None => self.cookie.clone(),
+        };
         if let Some(o) = &read.sync
             && o.bad_infos > 0
         {
@@ -343,6 +418,13 @@ impl Syncer {
                 e
             })
         });
+        let applied = |server, changes, dups_grew| Applied {
+            kind: read.kind,
+            server,
+            read: n,
+            changes,
+            dups_grew,
+        };
         let outcome = if read.kind == SyncKind::Full {
             let domains_in = |m: &Model| {
                 m.entries()
@@ -371,50 +453,66 @@ impl Syncer {
             if had_entries > 0 && next.is_empty() {
                 return Err(SyncError::NoEntries { had: had_entries });
             }
-            self.model = next;
-            self.apply(read.server, n, to, None).await
+            self.model = Arc::new(next);
+            self.apply(to, None, cookie.clone())
+                .await
+                .map(|(changes, dups)| applied(read.server, changes, dups))
         } else {
-            self.model.start_journal();
+            // The directory served keeps the model it was built from; this poll changes a copy.
+            let model = Arc::make_mut(&mut self.model);
+            model.start_journal();
             let changes = match &read.sync {
-                Some(o) => self.model.apply_sync(entries, o, self.schema.map),
-                None => self.model.update(entries, self.schema.map),
+                Some(o) => model.apply_sync(entries, o, self.schema.map),
+                None => model.update(entries, self.schema.map),
             };
-            let touched = self.model.take_journal();
+            let touched = model.take_journal();
             if changes.is_empty() {
-                Ok((read.server, n, Changes::default(), false))
+                Ok(applied(read.server, Changes::default(), false))
             } else {
-                self.apply(read.server, n, to, Some(touched)).await
+                self.apply(to, Some(touched), cookie.clone())
+                    .await
+                    .map(|(changes, dups)| applied(read.server, changes, dups))
             }
         };
-        if outcome.is_ok() && read.sync.is_some() {
+        if outcome.is_ok() {
             self.cookie = cookie;
         }
         outcome
     }
 
-    /// Builds, stores and serves the directory from the model; a poll's `touched` entries
-    /// patch the directory served instead, when that gives what a build would.
+    /// Builds, stores and serves the directory from the model, with the state that goes with
+    /// it (`cookie` the new one); a poll's `touched` entries patch the directory served instead,
+    /// when that gives what a build would. `Ok((changes, duplicates grew))`.
     async fn apply(
         &mut self,
-        server: String,
-        read: usize,
         to: &Target<'_>,
         touched: Option<Vec<Touched>>,
-    ) -> Result<(String, usize, Changes, bool), SyncError> {
+        cookie: Option<Vec<u8>>,
+    ) -> Result<(Changes, bool), SyncError> {
         let full = touched.is_none();
         let dups_before = count_dups(&self.status.skipped);
-        let model = std::mem::take(&mut self.model);
+        let model = Arc::clone(&self.model);
         let (shared2, store2) = (Arc::clone(to.shared), Arc::clone(to.store));
         let server_name = to.settings.server_hostname.clone();
         let now = to.now;
+        let last_full = if full { Some(now) } else { self.last_full };
+        let mut state = SyncState {
+            model: Arc::clone(&model),
+            cookie,
+            syncrepl: self.syncrepl,
+            last_full,
+            origin: Origin::of(to.settings),
+            skipped: Vec::new(),
+            counts: Default::default(),
+        };
         let (skipped_before, counts_before) = (self.status.skipped.clone(), self.status.counts);
         // Building 100 000 entries and writing flash is blocking work.
         let joined = tokio::task::spawn_blocking(move || {
-            let result = shared2.update(|current| {
+            shared2.update(|current| {
                 let patched = touched
                     .as_deref()
                     .and_then(|t| patch(current, &model, t, &skipped_before, counts_before, now));
-                let (directory, skipped, counts, changes) = match patched {
+                let (mut directory, skipped, counts, changes) = match patched {
                     Some(p) => (p.directory, skipped_before, p.counts, p.changes),
                     None => {
                         let built = build(current, &model, now, &server_name);
@@ -422,28 +520,31 @@ impl Syncer {
                         (built.directory, built.skipped, built.counts, changes)
                     }
                 };
+                // The state goes to flash in the same write as the entries built from it.
+                state.skipped = skipped.clone();
+                state.counts = counts;
+                directory.set_ldap_sync_state(Some(Arc::new(state)));
                 store2.save(directory.encode()).map_err(SyncError::Save)?;
                 Ok(((skipped, counts, changes), Some(directory)))
-            });
-            (model, result)
+            })
         })
         .await;
-        let (model, result) = joined.map_err(|_| SyncError::Aborted)?;
+        let result = joined.map_err(|_| SyncError::Aborted).and_then(|r| r);
         let (skipped, counts, changes): (Vec<_>, Counts, Changes) = match result {
             Ok(v) => v,
             Err(e) => {
                 // The model is ahead of what is served: start over with a full sync.
-                self.model = Model::default();
+                self.model = Arc::default();
                 self.last_full = None;
                 self.cookie = None;
                 return Err(e);
             }
         };
-        self.model = model;
+        self.last_full = last_full;
         let dups_grew = !full && count_dups(&skipped) > dups_before;
         self.status.counts = counts;
         self.status.skipped = skipped;
-        Ok((server, read, changes, dups_grew))
+        Ok((changes, dups_grew))
     }
 }
 

@@ -397,7 +397,7 @@ pub struct SyncOutcome {
     pub states: Vec<Option<SyncState>>,
     pub infos: Vec<SyncInfo>,
     pub done: Option<SyncDone>,
-    /// `e-syncRefreshRequired`: drop the cookie and refresh everything.
+    /// `e-syncRefreshRequired`, or the cookie refused otherwise: drop it, refresh everything.
     pub refresh_required: bool,
     /// The server does not do RFC 4533 (no syncprov): poll by modifyTimestamp instead.
     pub unsupported: bool,

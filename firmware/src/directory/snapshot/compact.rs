@@ -1,7 +1,11 @@
-//! Snapshot version 3, sized for 100 000 accounts and more: every domain name, transport and
-//! password scheme is stored once in a string table and named by number; an address is its
+//! Snapshot versions 3 and 4, sized for 100 000 accounts and more: every domain name, transport
+//! and password scheme is stored once in a string table and named by number; an address is its
 //! local part and a domain number; aliases sit inside their account instead of repeating its
 //! address; a `{SCHEME}base64` hash is kept as its bytes. About half the size of version 2.
+//!
+//! Version 4 adds the LDAP sync's state ([`sync_state`](super::sync_state)). With it, the
+//! accounts from LDAP are not stored as accounts: the state's model holds them, and the
+//! directory is built from it when read (two copies would not fit the slot at 100 000).
 //!
 //! Values still go through `prov`'s checks when read back, so a snapshot can never put into RAM
 //! what could not be set; a transport is parsed once per distinct string.
@@ -14,15 +18,20 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
+use super::sync_state::{self, StateRecord};
 use super::{Attrs, DecodeError, load_config, load_domain};
 use crate::config::attr::Typed;
+use crate::directory::ldap::state::SyncState;
 use crate::directory::{
     Account, Directory, DirectoryError, Domain, MailStatus, Source, account, address,
 };
 use crate::mail::Transport;
 
 /// The version number this module writes.
-pub(super) const VERSION: u32 = 3;
+pub(super) const VERSION: u32 = 4;
+
+/// The version before the sync state was stored; still read.
+pub(super) const VERSION_3: u32 = 3;
 
 const DISABLED: u8 = 1;
 const LOCAL_DELIVERY_DISABLED: u8 = 2;
@@ -69,7 +78,7 @@ struct AccountRecord<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
-enum Password<'a> {
+pub(super) enum Password<'a> {
     /// Anything that is not `{SCHEME}` and canonical base64 (`{CRYPT}$6$...`, PBKDF2...).
     #[serde(borrow)]
     Text(Cow<'a, str>),
@@ -79,13 +88,13 @@ enum Password<'a> {
 
 /// The string table being built.
 #[derive(Default)]
-struct Strings {
-    list: Vec<String>,
+pub(super) struct Strings {
+    pub list: Vec<String>,
     index: HashMap<String, u32>,
 }
 
 impl Strings {
-    fn id(&mut self, s: &str) -> u32 {
+    pub fn id(&mut self, s: &str) -> u32 {
         if let Some(&i) = self.index.get(s) {
             return i;
         }
@@ -97,7 +106,7 @@ impl Strings {
 }
 
 /// `{SSHA512}c2Vj...` as scheme and bytes, when the base64 reads back to the very same text.
-fn split_hash<'a>(strings: &mut Strings, password: &'a str) -> Password<'a> {
+pub(super) fn split_hash<'a>(strings: &mut Strings, password: &'a str) -> Password<'a> {
     let packed = password.find('}').and_then(|close| {
         let (scheme, b64) = password.split_at(close + 1);
         if !scheme.starts_with('{') || b64.is_empty() {
@@ -116,6 +125,17 @@ fn split_hash<'a>(strings: &mut Strings, password: &'a str) -> Password<'a> {
         },
         None => Password::Text(Cow::Borrowed(password)),
     }
+}
+
+/// The password text again from [`split_hash`]'s form.
+pub(super) fn join_hash(strings: &[String], p: Password) -> Result<String, DecodeError> {
+    Ok(match p {
+        Password::Text(t) => t.into_owned(),
+        Password::Base64 { scheme, hash } => {
+            let scheme = strings.get(scheme as usize).ok_or(DecodeError::Corrupt)?;
+            format!("{scheme}{}", STANDARD.encode(hash))
+        }
+    })
 }
 
 fn local_and_domain<'a>(strings: &mut Strings, address: &'a str) -> (&'a str, u32) {
@@ -169,10 +189,16 @@ fn account_record<'a>(
 
 /// The snapshot bytes (deterministic: sorted by name).
 pub(super) fn encode(dir: &Directory) -> Vec<u8> {
+    // A state that cannot be stored (a skip reason the records have no form for) is left out:
+    // the LDAP accounts are stored as accounts, and the next start syncs in full.
+    let sync = dir.ldap_sync.as_deref().and_then(sync_state::record);
+    let stored = |a: &Account| sync.is_none() || a.source() == Source::Local;
     let mut strings = Strings::default();
     let mut domains: Vec<&Domain> = dir.domains.values().collect();
     domains.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut order: Vec<usize> = (0..dir.accounts.len()).collect();
+    let mut order: Vec<usize> = (0..dir.accounts.len())
+        .filter(|&i| stored(&dir.accounts[i]))
+        .collect();
     order.sort_by(|&a, &b| dir.accounts[a].address().cmp(dir.accounts[b].address()));
     let mut aliases: Vec<Vec<&str>> = vec![Vec::new(); dir.accounts.len()];
     for alias in &dir.aliases {
@@ -204,16 +230,30 @@ pub(super) fn encode(dir: &Directory) -> Vec<u8> {
         accounts,
     };
     // Serialising to a Vec cannot fail for these types; an empty result would fail decode.
-    postcard::to_allocvec(&(VERSION, body)).unwrap_or_default()
+    postcard::to_allocvec(&(VERSION, body, sync)).unwrap_or_default()
 }
 
-/// Reads the body of a version 3 snapshot (after its version number).
-pub(super) fn decode(rest: &[u8]) -> Result<Directory, DecodeError> {
+/// Reads the body of a version 3 or 4 snapshot (after its version number): the directory as
+/// stored, and the sync state whose model its LDAP entries are still to be built from.
+pub(super) fn decode(
+    version: u32,
+    rest: &[u8],
+) -> Result<(Directory, Option<SyncState>), DecodeError> {
+    let snapshot_len = rest.len();
     let (body, rest) = postcard::take_from_bytes::<Body>(rest).map_err(|_| DecodeError::Corrupt)?;
+    let (sync, rest) = match version {
+        VERSION_3 => (None, rest),
+        _ => postcard::take_from_bytes::<Option<StateRecord>>(rest)
+            .map_err(|_| DecodeError::Corrupt)?,
+    };
     if !rest.is_empty() {
         return Err(DecodeError::Corrupt);
     }
-    build(body)
+    let dir = build(body)?;
+    let sync = sync
+        .map(|s| sync_state::state(s, snapshot_len))
+        .transpose()?;
+    Ok((dir, sync))
 }
 
 struct Reader {
@@ -235,13 +275,7 @@ impl Reader {
     }
 
     fn password(&self, p: Option<Password>) -> Result<Option<String>, DecodeError> {
-        Ok(match p {
-            None => None,
-            Some(Password::Text(t)) => Some(t.into_owned()),
-            Some(Password::Base64 { scheme, hash }) => {
-                Some(format!("{}{}", self.string(scheme)?, STANDARD.encode(hash)))
-            }
-        })
+        p.map(|p| join_hash(&self.strings, p)).transpose()
     }
 
     fn account(&mut self, rec: AccountRecord) -> Result<Account, DecodeError> {
@@ -450,7 +484,7 @@ mod tests {
                 aliases: vec![],
             }],
         };
-        let bytes = postcard::to_allocvec(&(VERSION, body)).unwrap();
+        let bytes = postcard::to_allocvec(&(VERSION_3, body)).unwrap();
         assert_eq!(Directory::decode(&bytes).unwrap_err(), DecodeError::Corrupt);
     }
 }

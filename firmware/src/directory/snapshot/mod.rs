@@ -4,13 +4,17 @@
 //! Bytes that are not a valid snapshot give a [`DecodeError`], never a panic. The flash layer
 //! adds the CRC and keeps the previous snapshot in the other slot until the new one is whole.
 //!
-//! This firmware writes the compact version 3 ([`compact`]); versions 1 and 2 ([`legacy`]) are
-//! still read, so an update keeps the directory.
+//! This firmware writes the compact version 4 ([`compact`]) with the LDAP sync's state
+//! ([`sync_state`]), whose model the LDAP entries are built from when read; versions 1 to 3 are
+//! still read (1 and 2: [`legacy`]), so an update keeps the directory (the first sync after it
+//! is then a full one, as there is no state to resume from).
 
 mod compact;
 mod legacy;
+mod sync_state;
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::{Directory, DirectoryError, Domain, Source};
 use crate::config::MtaConfig;
@@ -101,10 +105,25 @@ impl Directory {
             postcard::take_from_bytes::<u32>(bytes).map_err(|_| DecodeError::Corrupt)?;
         match version {
             1 | 2 => legacy::decode(version, rest),
-            compact::VERSION => compact::decode(rest),
+            compact::VERSION_3 | compact::VERSION => match compact::decode(version, rest)? {
+                (dir, None) => Ok(dir),
+                (dir, Some(state)) => Ok(with_ldap_entries(dir, state)),
+            },
             other => Err(DecodeError::Version(other)),
         }
     }
+}
+
+/// The stored directory with its LDAP entries built from the state's model, as the sync that
+/// saved it built them; the state goes with it, for the next sync to resume from.
+fn with_ldap_entries(stored: Directory, mut state: super::ldap::state::SyncState) -> Directory {
+    let synced = stored.ldap_synced.unwrap_or(0);
+    let built = super::ldap::build(&stored, &state.model, synced, &state.origin.server);
+    state.skipped = built.skipped;
+    state.counts = built.counts;
+    let mut dir = built.directory;
+    dir.ldap_sync = Some(Arc::new(state));
+    dir
 }
 
 #[cfg(test)]

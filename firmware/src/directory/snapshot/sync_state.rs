@@ -1,0 +1,524 @@
+//! The LDAP sync's state as a version 4 snapshot stores it: the settings it was read with, the
+//! RFC 4533 cookie, the `modifyTimestamp` mark, and the model, every entry exactly as mapped (a
+//! poll compares what it reads with it, a build makes the directory from it).
+//!
+//! Compact as the directory records are: DN parents, domains, transports and password schemes
+//! once in a string table; a DN `uid=<local part>` is not spelled out; UUIDs (entryUUID, Zimbra's
+//! ids) as 16 bytes; a key that repeats the entry's own id or DN is not stored again. Read back,
+//! every value is what was written, so a model read from flash is the one that was saved.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use super::DecodeError;
+use super::compact::{Password, Strings, join_hash, split_hash};
+use crate::config::MtaConfig;
+use crate::config::localconfig::LdapSchema;
+use crate::directory::ldap::entry::MalformedEntry;
+use crate::directory::ldap::model::{Mapped, Model, UNREADABLE};
+use crate::directory::ldap::object::{
+    AliasEntry, ConfigEntry, DomainEntry, LdapObject, MailboxEntry, MailboxKind, SkipReason,
+    Skipped,
+};
+use crate::directory::ldap::state::{Origin, SyncState, Syncrepl};
+use crate::directory::ldap::syncrepl::uuid_text;
+use crate::directory::ldap::{plain, zimbra};
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct StateRecord<'a> {
+    urls: Vec<String>,
+    search_base: String,
+    schema: u8,
+    bind_dn: String,
+    server: String,
+    cookie: Option<Vec<u8>>,
+    syncrepl: u8,
+    last_full: Option<u64>,
+    newest_stamp: Option<String>,
+    unreadable: Vec<MalformedEntry>,
+    strings: Vec<String>,
+    #[serde(borrow)]
+    entries: Vec<EntryRecord<'a>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EntryRecord<'a> {
+    /// The DN up to its first comma; `None`: `uid=` and the mailbox's local part.
+    #[serde(borrow)]
+    rdn: Option<Cow<'a, str>>,
+    /// The rest of the DN: 0 none, else index + 1 into `strings`.
+    parent: u32,
+    #[serde(borrow)]
+    key: KeyRecord<'a>,
+    #[serde(borrow)]
+    object: ObjectRecord<'a>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum KeyRecord<'a> {
+    /// `id:` and the mailbox's own id, lowercase.
+    OwnId,
+    /// `dn:` and the DN, lowercase.
+    Dn,
+    /// `id:` and this UUID as text.
+    Uuid([u8; 16]),
+    #[serde(borrow)]
+    Text(Cow<'a, str>),
+}
+
+#[derive(Serialize, Deserialize)]
+enum ObjectRecord<'a> {
+    #[serde(borrow)]
+    Mailbox(Box<MailboxRecord<'a>>),
+    Domain(DomainRecord),
+    Alias {
+        address: String,
+        target_id: String,
+    },
+    Config {
+        server: Option<String>,
+        values: Vec<(String, Vec<String>)>,
+    },
+    /// Skipped when mapped: a required attribute is missing.
+    MissingAttribute(String),
+    /// Skipped when mapped: a list without members.
+    EmptyList,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DomainRecord {
+    name: String,
+    enabled: bool,
+    alias: bool,
+    catch_all: Option<String>,
+    catch_all_forward: Option<String>,
+    transport: Option<String>,
+    auth: Vec<(String, String)>,
+}
+
+const ENABLED: u8 = 1;
+const LOCAL_DELIVERY_DISABLED: u8 = 2;
+
+#[derive(Serialize, Deserialize)]
+struct MailboxRecord<'a> {
+    kind: u8,
+    flags: u8,
+    #[serde(borrow)]
+    id: Option<IdRecord<'a>>,
+    #[serde(borrow)]
+    address: AddressRecord<'a>,
+    #[serde(borrow)]
+    aliases: Vec<AddressRecord<'a>>,
+    /// 0 none, else index + 1 into `strings`.
+    transport: u32,
+    forwarding: Vec<String>,
+    pref_forwarding: Option<String>,
+    #[serde(borrow)]
+    password: Option<Password<'a>>,
+    catch_all: Option<String>,
+    member_of: Vec<String>,
+    member_dns: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum IdRecord<'a> {
+    Uuid([u8; 16]),
+    #[serde(borrow)]
+    Text(Cow<'a, str>),
+}
+
+/// An address as LDAP holds it (it may not even be one): the text before its last `@`, and what
+/// follows it (0: there was no `@`; else index + 1 into `strings`).
+#[derive(Serialize, Deserialize)]
+struct AddressRecord<'a> {
+    #[serde(borrow)]
+    local: Cow<'a, str>,
+    domain: u32,
+}
+
+/// `5f3c1122-...` back to its 16 bytes, only when [`uuid_text`] writes that very text.
+fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 36 {
+        return None;
+    }
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    (uuid_text(&out) == text).then_some(out)
+}
+
+/// Attribute names a mapped entry names (`&'static` in memory): each schema's, the MTA config's.
+fn known_attr(name: &str) -> Option<&'static str> {
+    const DN_PART: &[&str] = &["dc"];
+    [
+        zimbra::ATTRS,
+        plain::INET_ORG_PERSON.attrs,
+        plain::ACTIVE_DIRECTORY.attrs,
+        MtaConfig::ATTRS,
+        DN_PART,
+    ]
+    .into_iter()
+    .flatten()
+    .find(|a| **a == name)
+    .copied()
+}
+
+fn schema_number(s: LdapSchema) -> u8 {
+    match s {
+        LdapSchema::Zimbra => 0,
+        LdapSchema::InetOrgPerson => 1,
+        LdapSchema::ActiveDirectory => 2,
+    }
+}
+
+fn address<'a>(strings: &mut Strings, text: &'a str) -> AddressRecord<'a> {
+    match text.rfind('@') {
+        Some(at) => AddressRecord {
+            local: Cow::Borrowed(&text[..at]),
+            domain: strings.id(&text[at + 1..]) + 1,
+        },
+        None => AddressRecord {
+            local: Cow::Borrowed(text),
+            domain: 0,
+        },
+    }
+}
+
+fn mailbox<'a>(strings: &mut Strings, m: &'a MailboxEntry) -> MailboxRecord<'a> {
+    let mut flags = 0;
+    if m.enabled {
+        flags |= ENABLED;
+    }
+    if m.local_delivery_disabled {
+        flags |= LOCAL_DELIVERY_DISABLED;
+    }
+    MailboxRecord {
+        kind: match m.kind {
+            MailboxKind::Account => 0,
+            MailboxKind::List => 1,
+            MailboxKind::Group => 2,
+        },
+        flags,
+        id: m.id.as_deref().map(|id| match uuid_bytes(id) {
+            Some(u) => IdRecord::Uuid(u),
+            None => IdRecord::Text(Cow::Borrowed(id)),
+        }),
+        address: address(strings, &m.address),
+        aliases: m.aliases.iter().map(|a| address(strings, a)).collect(),
+        transport: m.transport.as_deref().map_or(0, |t| strings.id(t) + 1),
+        forwarding: m.forwarding.clone(),
+        pref_forwarding: m.pref_forwarding.clone(),
+        password: m.password.as_deref().map(|p| split_hash(strings, p)),
+        catch_all: m.catch_all.clone(),
+        member_of: m.member_of.clone(),
+        member_dns: m.member_dns.clone(),
+    }
+}
+
+/// `None` for what the records have no form for (a skip reason other than a mapping's).
+fn object<'a>(strings: &mut Strings, m: &'a Mapped) -> Option<ObjectRecord<'a>> {
+    Some(match &m.object {
+        Ok(LdapObject::Mailbox(x)) => ObjectRecord::Mailbox(Box::new(mailbox(strings, x))),
+        Ok(LdapObject::Domain(d)) => ObjectRecord::Domain(DomainRecord {
+            name: d.name.clone(),
+            enabled: d.enabled,
+            alias: d.alias,
+            catch_all: d.catch_all.clone(),
+            catch_all_forward: d.catch_all_forward.clone(),
+            transport: d.transport.clone(),
+            auth: d
+                .auth
+                .iter()
+                .map(|(a, v)| (a.to_string(), v.clone()))
+                .collect(),
+        }),
+        Ok(LdapObject::Alias(a)) => ObjectRecord::Alias {
+            address: a.address.clone(),
+            target_id: a.target_id.clone(),
+        },
+        Ok(LdapObject::Config(c)) => ObjectRecord::Config {
+            server: c.server.clone(),
+            values: c
+                .values
+                .iter()
+                .map(|(a, v)| (a.to_string(), v.clone()))
+                .collect(),
+        },
+        Err(SkipReason::MissingAttribute(a)) => {
+            known_attr(a)?;
+            ObjectRecord::MissingAttribute(a.to_string())
+        }
+        Err(SkipReason::EmptyList) => ObjectRecord::EmptyList,
+        Err(_) => return None,
+    })
+}
+
+fn entry<'a>(strings: &mut Strings, key: &'a str, m: &'a Mapped) -> Option<EntryRecord<'a>> {
+    let object = object(strings, m)?;
+    let (first, rest) = match m.dn.split_once(',') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (m.dn.as_str(), None),
+    };
+    let own = match &m.object {
+        Ok(LdapObject::Mailbox(x)) => Some(x),
+        _ => None,
+    };
+    let local = own.map(|x| {
+        x.address
+            .rfind('@')
+            .map_or(&*x.address, |at| &x.address[..at])
+    });
+    let rdn = match local {
+        Some(l) if first.strip_prefix("uid=") == Some(l) => None,
+        _ => Some(Cow::Borrowed(first)),
+    };
+    let own_id = own.and_then(|x| x.id.as_deref());
+    let key = match key.strip_prefix("id:") {
+        Some(id) if own_id.is_some_and(|o| o.to_ascii_lowercase() == id) => KeyRecord::OwnId,
+        _ if key.strip_prefix("dn:") == Some(&*m.dn.to_ascii_lowercase()) => KeyRecord::Dn,
+        Some(id) => match uuid_bytes(id) {
+            Some(u) => KeyRecord::Uuid(u),
+            None => KeyRecord::Text(Cow::Borrowed(key)),
+        },
+        None => KeyRecord::Text(Cow::Borrowed(key)),
+    };
+    Some(EntryRecord {
+        rdn,
+        parent: rest.map_or(0, |r| strings.id(r) + 1),
+        key,
+        object,
+    })
+}
+
+/// The state as stored, borrowing from it; `None` if some entry has no stored form.
+pub(super) fn record(state: &SyncState) -> Option<StateRecord<'_>> {
+    let unreadable = state
+        .model
+        .unreadable()
+        .iter()
+        .map(|s| match &s.reason {
+            SkipReason::Malformed(m) if s.dn == UNREADABLE => Some(*m),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let mut strings = Strings::default();
+    let entries = state
+        .model
+        .keyed()
+        .map(|(k, m)| entry(&mut strings, k, m))
+        .collect::<Option<Vec<_>>>()?;
+    let o = &state.origin;
+    Some(StateRecord {
+        urls: o.urls.clone(),
+        search_base: o.search_base.clone(),
+        schema: schema_number(o.schema),
+        bind_dn: o.bind_dn.clone(),
+        server: o.server.clone(),
+        cookie: state.cookie.clone(),
+        syncrepl: match state.syncrepl {
+            Syncrepl::Unknown => 0,
+            Syncrepl::Yes => 1,
+            Syncrepl::No => 2,
+        },
+        last_full: state.last_full,
+        newest_stamp: state.model.newest_stamp().map(str::to_string),
+        unreadable,
+        strings: strings.list,
+        entries,
+    })
+}
+
+/// How many bytes the string table may give out per byte of snapshot, and a little more: a
+/// reference costs a byte or two and names up to a whole domain or DN, so without a bound a few
+/// KiB of hostile snapshot would fill RAM. Real snapshots use a small fraction (a domain and a
+/// DN per account record of 30 bytes and more).
+const TABLE_BYTES_PER_BYTE: usize = 64;
+const TABLE_BYTES_EXTRA: usize = 64 << 10;
+
+/// Reads records back into the values they were made from.
+struct Reader {
+    strings: Vec<String>,
+    /// Bytes the string table may still give out.
+    budget: std::cell::Cell<usize>,
+}
+
+impl Reader {
+    fn string(&self, i: u32) -> Result<&str, DecodeError> {
+        let s = self.strings.get(i as usize).ok_or(DecodeError::Corrupt)?;
+        let left = self.budget.get().checked_sub(s.len());
+        self.budget.set(left.ok_or(DecodeError::Corrupt)?);
+        Ok(s)
+    }
+
+    /// `0` is none; else the string at `n - 1`.
+    fn optional(&self, n: u32) -> Result<Option<&str>, DecodeError> {
+        n.checked_sub(1).map(|i| self.string(i)).transpose()
+    }
+
+    fn address(&self, a: &AddressRecord) -> Result<String, DecodeError> {
+        Ok(match self.optional(a.domain)? {
+            Some(d) => format!("{}@{d}", a.local),
+            None => a.local.to_string(),
+        })
+    }
+
+    fn password(&self, p: Password) -> Result<String, DecodeError> {
+        if let Password::Base64 { scheme, .. } = &p {
+            self.string(*scheme)?;
+        }
+        join_hash(&self.strings, p)
+    }
+
+    fn mailbox(&self, r: MailboxRecord) -> Result<MailboxEntry, DecodeError> {
+        Ok(MailboxEntry {
+            kind: match r.kind {
+                0 => MailboxKind::Account,
+                1 => MailboxKind::List,
+                2 => MailboxKind::Group,
+                _ => return Err(DecodeError::Corrupt),
+            },
+            id: r.id.map(|id| match id {
+                IdRecord::Uuid(u) => uuid_text(&u),
+                IdRecord::Text(t) => t.into_owned(),
+            }),
+            address: self.address(&r.address)?,
+            aliases: r
+                .aliases
+                .iter()
+                .map(|a| self.address(a))
+                .collect::<Result<_, _>>()?,
+            enabled: r.flags & ENABLED != 0,
+            transport: self.optional(r.transport)?.map(str::to_string),
+            forwarding: r.forwarding,
+            pref_forwarding: r.pref_forwarding,
+            local_delivery_disabled: r.flags & LOCAL_DELIVERY_DISABLED != 0,
+            password: r.password.map(|p| self.password(p)).transpose()?,
+            catch_all: r.catch_all,
+            member_of: r.member_of,
+            member_dns: r.member_dns,
+        })
+    }
+
+    fn object(&self, r: ObjectRecord) -> Result<Result<LdapObject, SkipReason>, DecodeError> {
+        let attr = |a: &str| known_attr(a).ok_or(DecodeError::Corrupt);
+        Ok(Ok(match r {
+            ObjectRecord::Mailbox(m) => LdapObject::Mailbox(self.mailbox(*m)?),
+            ObjectRecord::Domain(d) => LdapObject::Domain(DomainEntry {
+                name: d.name,
+                enabled: d.enabled,
+                alias: d.alias,
+                catch_all: d.catch_all,
+                catch_all_forward: d.catch_all_forward,
+                transport: d.transport,
+                auth: d
+                    .auth
+                    .into_iter()
+                    .map(|(a, v)| Ok((attr(&a)?, v)))
+                    .collect::<Result<_, DecodeError>>()?,
+            }),
+            ObjectRecord::Alias { address, target_id } => {
+                LdapObject::Alias(AliasEntry { address, target_id })
+            }
+            ObjectRecord::Config { server, values } => LdapObject::Config(ConfigEntry {
+                server,
+                values: values
+                    .into_iter()
+                    .map(|(a, v)| Ok((attr(&a)?, v)))
+                    .collect::<Result<_, DecodeError>>()?,
+            }),
+            ObjectRecord::MissingAttribute(a) => {
+                return Ok(Err(SkipReason::MissingAttribute(attr(&a)?)));
+            }
+            ObjectRecord::EmptyList => return Ok(Err(SkipReason::EmptyList)),
+        }))
+    }
+
+    fn entry(&self, r: EntryRecord) -> Result<(String, Mapped), DecodeError> {
+        let object = self.object(r.object)?;
+        let own = match &object {
+            Ok(LdapObject::Mailbox(x)) => Some(x),
+            _ => None,
+        };
+        let first = match (r.rdn, own) {
+            (Some(rdn), _) => rdn.into_owned(),
+            (None, Some(x)) => {
+                let local = x
+                    .address
+                    .rfind('@')
+                    .map_or(&*x.address, |at| &x.address[..at]);
+                format!("uid={local}")
+            }
+            (None, None) => return Err(DecodeError::Corrupt),
+        };
+        let dn = match self.optional(r.parent)? {
+            Some(rest) => format!("{first},{rest}"),
+            None => first,
+        };
+        let key = match r.key {
+            KeyRecord::OwnId => match own.and_then(|x| x.id.as_deref()) {
+                Some(id) => format!("id:{}", id.to_ascii_lowercase()),
+                None => return Err(DecodeError::Corrupt),
+            },
+            KeyRecord::Dn => format!("dn:{}", dn.to_ascii_lowercase()),
+            KeyRecord::Uuid(u) => format!("id:{}", uuid_text(&u)),
+            KeyRecord::Text(t) => t.into_owned(),
+        };
+        Ok((key, Mapped { dn, object }))
+    }
+}
+
+/// The state a record holds, read from a snapshot of `snapshot_len` bytes; what its build
+/// leaves out and counts is filled in by the caller.
+pub(super) fn state(r: StateRecord, snapshot_len: usize) -> Result<SyncState, DecodeError> {
+    let budget = snapshot_len
+        .saturating_mul(TABLE_BYTES_PER_BYTE)
+        .saturating_add(TABLE_BYTES_EXTRA);
+    let reader = Reader {
+        strings: r.strings,
+        budget: std::cell::Cell::new(budget),
+    };
+    let entries = r
+        .entries
+        .into_iter()
+        .map(|e| reader.entry(e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let unreadable = r
+        .unreadable
+        .into_iter()
+        .map(|m| Skipped {
+            dn: UNREADABLE.to_string(),
+            reason: SkipReason::Malformed(m),
+        })
+        .collect();
+    Ok(SyncState {
+        model: std::sync::Arc::new(Model::from_parts(entries, unreadable, r.newest_stamp)),
+        cookie: r.cookie,
+        syncrepl: match r.syncrepl {
+            0 => Syncrepl::Unknown,
+            1 => Syncrepl::Yes,
+            2 => Syncrepl::No,
+            _ => return Err(DecodeError::Corrupt),
+        },
+        last_full: r.last_full,
+        origin: Origin {
+            urls: r.urls,
+            search_base: r.search_base,
+            schema: match r.schema {
+                0 => LdapSchema::Zimbra,
+                1 => LdapSchema::InetOrgPerson,
+                2 => LdapSchema::ActiveDirectory,
+                _ => return Err(DecodeError::Corrupt),
+            },
+            bind_dn: r.bind_dn,
+            server: r.server,
+        },
+        skipped: Vec::new(),
+        counts: Default::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
