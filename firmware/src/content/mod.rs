@@ -9,7 +9,8 @@
 //!   Postfix's cleanup refuses it; two systems that catch-all to each other end in a bounce at the
 //!   sender, not a storm.
 //! - [`attachments`]: a file name with a blocked extension, in the message, in an attached
-//!   message or inside a zip ([`archive`]), is `554 5.7.1` naming the file.
+//!   message or inside a zip ([`archive`]), is `554 5.7.1` naming the file. The MIME walk reads
+//!   the message as it streams by; only a zip attachment is held (up to the scan limit).
 //! - [`clamd`] and [`spamd`], called at the same time, each within its deadline: a virus is
 //!   `554 5.7.1` naming it, spam over `zimbraSpamKillPercent` `554 5.7.1`, spam over
 //!   `zimbraSpamTagPercent` is tagged; a scanner that gives no verdict is `451 4.7.1` or, as set,
@@ -17,10 +18,12 @@
 //!   spamd instead ([`training`]).
 //! - [`headers`]: what passes gets its header edits in its held header section.
 //!
-//! The checks that need the whole message read a bounded copy of it kept in RAM ([`body`]), not
-//! the spool: the spool only gives back committed messages, and the verdict comes before the
-//! commit. A message bigger than `posternContentScanLimit` is not held: it passes marked unscanned,
-//! or gets `451 4.7.1`, as `posternContentOversizeAction` says.
+//! The checks that need the whole message (clamd, spamd, DKIM verifying and signing) read a
+//! bounded copy of it kept in RAM ([`body`]), not the spool: the spool only gives back committed
+//! messages, and the verdict comes before the commit. When none of them is on, no copy is kept,
+//! so a session's RAM does not grow with the message. A message bigger than
+//! `posternContentScanLimit` is not held: it passes marked unscanned, or gets `451 4.7.1`, as
+//! `posternContentOversizeAction` says.
 
 pub mod archive;
 pub mod attachments;
@@ -44,6 +47,7 @@ use crate::policy::auth::{DmarcAction, MessageAuth};
 use clamd::protocol::ScanResult;
 use scanner::ScannerError;
 
+use attachments::AttachmentWalk;
 use body::BodyCopy;
 use hops::HopCount;
 
@@ -211,6 +215,9 @@ impl std::error::Error for Rejection {}
 #[derive(Debug)]
 pub struct Scan {
     hops: HopCount,
+    /// Attachment blocking, when an extension is blocked.
+    attachments: Option<AttachmentWalk>,
+    /// The whole message, kept only when a check needs it ([`Scan::needs_whole`]).
     copy: BodyCopy,
     config: ContentConfig,
     /// Training mail: what it teaches spamd (it is then not scored itself).
@@ -234,8 +241,13 @@ struct SenderChecks {
 impl Scan {
     /// The checks as the settings are when the message begins.
     pub fn new(config: &MtaConfig, envelope: &Envelope) -> Scan {
+        let blocks = &config.content;
+        let attachments = (!blocks.blocked_extensions.is_empty()
+            || !blocks.common_blocked_extensions.is_empty())
+        .then(|| AttachmentWalk::new(blocks));
         Scan {
             hops: HopCount::new(config.hopcount_limit),
+            attachments,
             copy: BodyCopy::new(config.content.scan_limit),
             config: config.content.clone(),
             training: training::class_of(envelope, config),
@@ -269,6 +281,21 @@ impl Scan {
             self.signing = Some(keys);
         }
         self
+    }
+
+    /// Whether an enabled check reads the whole message: the scanners, DKIM (verifying, for
+    /// itself or for DMARC, and signing). Hops, attachment names and SPF need no copy: they read
+    /// the message as it streams by, or only the envelope.
+    fn needs_whole(&self) -> bool {
+        let c = &self.config;
+        let dkim = self
+            .sender
+            .as_ref()
+            .is_some_and(|s| !s.exempt && s.config.checks_dkim());
+        (c.virus_check_enabled && c.clamd.is_some())
+            || c.spamd.is_some()
+            || dkim
+            || self.signing.is_some()
     }
 
     /// SPF, DKIM and DMARC of the message, when they are to be checked.
@@ -335,7 +362,14 @@ impl Scan {
     /// Body bytes, in order, exactly as they go to the spool.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.hops.feed(chunk);
-        self.copy.feed(chunk);
+        if let Some(walk) = &mut self.attachments {
+            walk.feed(chunk, &self.config);
+        }
+        if self.needs_whole() {
+            self.copy.feed(chunk);
+        } else {
+            self.copy.count(chunk);
+        }
     }
 
     /// The verdict once the whole body was fed: the message is refused, or accepted with the
@@ -343,6 +377,26 @@ impl Scan {
     pub async fn finish(mut self) -> Result<Accepted, Rejection> {
         self.hops.verdict()?;
         let mut accepted = Accepted::default();
+        if let Some(walk) = self.attachments.take()
+            && let Some(unopened) = walk.finish(&self.config)?
+        {
+            if self.config.oversize == FailAction::Tempfail {
+                return Err(Rejection::ScannerFailed {
+                    scanner: "attachments",
+                    error: ScannerError::TooBig,
+                });
+            }
+            accepted.headers.push(format!(
+                "X-Postern-Scan: archive {} not opened, over posternContentScanLimit",
+                shown(&unopened.name)
+            ));
+            accepted.unchecked = true;
+        }
+        if !self.needs_whole() {
+            let auth = self.sender_checks(None).await;
+            self.apply_sender_checks(&mut accepted, auth)?;
+            return Ok(accepted);
+        }
         let Some(whole) = self.copy.take() else {
             if self.config.oversize == FailAction::Tempfail {
                 return Err(Rejection::ScannerFailed {
@@ -364,15 +418,6 @@ impl Scan {
             }
             return Ok(accepted);
         };
-        // Parsing MIME and inflating archives is CPU work: off the session's runtime thread.
-        let whole = Arc::new(whole);
-        let (message, config) = (whole.clone(), self.config.clone());
-        tokio::task::spawn_blocking(move || attachments::check_attachments(&message, &config))
-            .await
-            .map_err(|_| Rejection::ScannerFailed {
-                scanner: "attachments",
-                error: ScannerError::Reply("the attachment check stopped".into()),
-            })??;
         let whole = &whole[..];
         let spam_check = async {
             match self.training {
@@ -586,23 +631,17 @@ mod tests {
     async fn a_message_over_the_scan_limit_passes_unscanned_and_says_so() {
         let mut config = MtaConfig::default();
         config.content.scan_limit = 100;
+        // A scanner that needs the whole message; it is never reached over the limit.
+        config.content.spamd = Some("127.0.0.1:9".parse().unwrap());
         let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
-        let attachment =
-            "Subject: x\r\nContent-Type: application/octet-stream; name=a.exe\r\n\r\nMZ";
-        let mut small = Scan::new(&config, &envelope);
-        small.feed(attachment.as_bytes());
-        assert!(matches!(
-            small.finish().await,
-            Err(Rejection::BlockedAttachment { .. })
-        ));
         let mut big = Scan::new(&config, &envelope);
-        big.feed(attachment.as_bytes());
+        big.feed(b"Subject: x\r\n\r\n");
         big.feed(&[b'A'; 100]);
         let accepted = big.finish().await.unwrap();
         assert!(accepted.unchecked);
         assert_eq!(
             accepted.headers,
-            ["X-Postern-Scan: skipped, 168 bytes is over posternContentScanLimit"]
+            ["X-Postern-Scan: skipped, 114 bytes is over posternContentScanLimit"]
         );
         config.content.oversize = FailAction::Tempfail;
         let mut refused = Scan::new(&config, &envelope);
@@ -612,6 +651,45 @@ mod tests {
             reply,
             "451 4.7.1 Message content could not be scanned, try again later"
         );
+    }
+
+    /// Attachment names are read as the message streams by: no copy, and no size limit.
+    #[tokio::test]
+    async fn attachments_are_blocked_whatever_the_size_without_a_copy() {
+        let mut config = MtaConfig::default();
+        config.content.scan_limit = 100;
+        let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
+        let mut big = Scan::new(&config, &envelope);
+        assert!(!big.needs_whole());
+        big.feed(b"Subject: x\r\nContent-Type: application/octet-stream; name=a.exe\r\n\r\n");
+        for _ in 0..100 {
+            big.feed(&[b'A'; 1000]);
+        }
+        assert_eq!(big.copy.whole(), None, "nothing kept");
+        assert_eq!(
+            big.finish().await,
+            Err(Rejection::BlockedAttachment {
+                name: "a.exe".into()
+            })
+        );
+        let mut plain = Scan::new(&config, &envelope);
+        plain.feed(b"Subject: x\r\n\r\n");
+        plain.feed(&[b'A'; 1000]);
+        assert_eq!(plain.finish().await, Ok(Accepted::default()));
+    }
+
+    #[test]
+    fn only_the_scanners_and_dkim_need_the_whole_message() {
+        let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
+        let mut config = MtaConfig::default();
+        assert!(!Scan::new(&config, &envelope).needs_whole());
+        config.content.clamd = Some("127.0.0.1:9".parse().unwrap());
+        assert!(!Scan::new(&config, &envelope).needs_whole(), "clamd off");
+        config.content.virus_check_enabled = true;
+        assert!(Scan::new(&config, &envelope).needs_whole());
+        let mut config = MtaConfig::default();
+        config.content.spamd = Some("127.0.0.1:9".parse().unwrap());
+        assert!(Scan::new(&config, &envelope).needs_whole());
     }
 
     /// File names and signatures come from the sender: they never break the reply line.
