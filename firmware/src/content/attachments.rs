@@ -486,8 +486,10 @@ Content-Type: application/octet-stream; name=late.cmd\r\n\r\nAAAA\r\n--outer--\r
 
     #[test]
     fn a_zip_over_the_scan_limit_is_named_not_opened_and_nothing_big_is_held() {
-        let mut config = ContentConfig::default();
-        config.scan_limit = 1000;
+        let config = ContentConfig {
+            scan_limit: 1000,
+            ..ContentConfig::default()
+        };
         let filler: Vec<(String, Vec<u8>)> = (0..40)
             .map(|i| (format!("docs/{i}.txt"), vec![b'x'; 50]))
             .collect();
