@@ -49,7 +49,7 @@ pub struct Unopened {
 pub struct AttachmentWalk {
     /// The line being read, up to [`LINE_KEEP`].
     line: Vec<u8>,
-    /// The current line is longer than [`LINE_KEEP`]: its rest is content, never a boundary.
+    /// The current line is longer than [`LINE_KEEP`]: it is content, never a boundary.
     long_line: bool,
     at: Place,
     /// Boundaries of the open multiparts, innermost last.
@@ -113,16 +113,19 @@ impl AttachmentWalk {
                 self.long_line = !ended;
                 continue;
             }
+            if self.line.len() + piece.len() > LINE_KEEP {
+                let line = std::mem::take(&mut self.line);
+                self.text(&line, config);
+                self.text(piece, config);
+                self.long_line = !ended;
+                continue;
+            }
             self.line.extend_from_slice(piece);
             if ended {
                 let line = std::mem::take(&mut self.line);
                 self.whole_line(&line, config);
                 self.line = line;
                 self.line.clear();
-            } else if self.line.len() >= LINE_KEEP {
-                let line = std::mem::take(&mut self.line);
-                self.text(&line, config);
-                self.long_line = true;
             }
         }
     }
@@ -228,7 +231,7 @@ impl AttachmentWalk {
             });
         let boundary = part.content_type().and_then(|t| t.attribute("boundary"));
         match (ctype.as_str(), boundary) {
-            ("multipart", Some(b)) if self.boundaries.len() < MAX_NESTING => {
+            ("multipart", Some(b)) if !b.is_empty() && self.boundaries.len() < MAX_NESTING => {
                 self.boundaries.push(b.as_bytes().to_vec());
             }
             // An attached message: its own header section follows.
@@ -527,6 +530,15 @@ Content-Type: application/octet-stream; name=late.cmd\r\n\r\nAAAA\r\n--outer--\r
                 };
             assert!(held <= 2 * LINE_KEEP + 8192, "{held} bytes held");
         }
+        assert_eq!(walk.finish(&config), Ok(None));
+        // All at once, one 400 KB line: the line buffer still stays small.
+        let mut walk = AttachmentWalk::new(&config);
+        walk.feed(&raw, &config);
+        assert!(
+            walk.line.capacity() <= LINE_KEEP,
+            "{}",
+            walk.line.capacity()
+        );
         assert_eq!(walk.finish(&config), Ok(None));
     }
 }
