@@ -201,6 +201,54 @@ fn viruses_are_refused_naming_the_signature_and_clamd_down_is_a_tempfail() {
     assert!(body.contains("Subject: unscanned\n\nhello"), "{body}");
 }
 
+/// The virus scan sees the whole message, not its first piece: EICAR after 3 MB of text (many
+/// spool chunks and delivery pieces) is still found, and the same message without it passes.
+#[test]
+fn a_virus_at_the_end_of_a_big_message_is_found() {
+    let Some(clamd) = Clamd::start() else {
+        return;
+    };
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternClamdAddress",
+            &clamd.address(),
+            "zimbraVirusCheckEnabled",
+            "TRUE",
+            "posternClamdTimeout",
+            "20s",
+        ],
+    );
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    let line = b"the quarterly figures, again and again, and once more for the record";
+    while big.len() < 3_000_000 {
+        big.extend_from_slice(line);
+        big.extend_from_slice(b"\r\n");
+    }
+    let clean = send_message(smtp, &big);
+    assert!(clean.starts_with("250 2.0.0 Ok: queued as"), "{clean}");
+    big.extend_from_slice(EICAR);
+    big.extend_from_slice(b"\r\n");
+    assert_eq!(
+        send_message(smtp, &big),
+        "554 5.7.1 Message content rejected: virus found: \"Eicar-Test-Signature.UNOFFICIAL\""
+    );
+    // A header section too long to hold for edits goes to flash first: read back all the same.
+    let mut long_head = b"Subject: long head\r\n".to_vec();
+    for i in 0..1000 {
+        long_head.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "y".repeat(70)).as_bytes());
+    }
+    long_head.extend_from_slice(b"\r\n");
+    long_head.extend_from_slice(EICAR);
+    long_head.extend_from_slice(b"\r\n");
+    assert!(long_head.len() > 64 * 1024);
+    assert!(send_message(smtp, &long_head).starts_with("554 5.7.1"));
+    assert_eq!(queued(&p), 1, "only the clean one is queued");
+}
+
 /// The queued message a `250 ... queued as QID` reply names, as `postern queue show --body`
 /// prints it (from the first header line on).
 fn queued_body(p: &HostPostern, reply: &str) -> String {

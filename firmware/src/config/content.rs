@@ -54,11 +54,13 @@ pub struct ContentConfig {
     pub common_blocked_extensions: Vec<String>,
     /// `zimbraVirusBlockEncryptedArchive`: refuse archives whose contents cannot be read.
     pub block_encrypted_archive: bool,
-    /// `posternContentScanLimit`: bytes of a message kept in RAM for the checks; what happens to
-    /// a bigger one is `posternContentOversizeAction`.
+    /// `posternContentScanLimit`: bytes kept in RAM for the checks that cannot stream: the copy
+    /// of a message for DKIM and spam training, a zip attachment being opened (clamd, spamd and
+    /// attachment names read any size). What happens past it is `posternContentOversizeAction`.
     pub scan_limit: u64,
-    /// `posternContentOversizeAction`: a message over `posternContentScanLimit` is accepted
-    /// unscanned with a header saying so (`accept`, as spamc and clamd's StreamMaxLength let big
+    /// `posternContentOversizeAction`: a message (or zip attachment) over
+    /// `posternContentScanLimit` is accepted without the checks that needed it held, with a header
+    /// saying so (`accept`, as spamc and clamd's StreamMaxLength let big
     /// mail through), or refused for now (`tempfail`).
     pub oversize: FailAction,
     /// `posternArchiveMaxDepth`: archives inside archives opened before giving up (amavis's

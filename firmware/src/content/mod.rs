@@ -9,7 +9,8 @@
 //!   Postfix's cleanup refuses it; two systems that catch-all to each other end in a bounce at the
 //!   sender, not a storm.
 //! - [`attachments`]: a file name with a blocked extension, in the message, in an attached
-//!   message or inside a zip ([`archive`]), is `554 5.7.1` naming the file.
+//!   message or inside a zip ([`archive`]), is `554 5.7.1` naming the file. The MIME walk reads
+//!   the message as it streams by; only a zip attachment is held (up to the scan limit).
 //! - [`clamd`] and [`spamd`], called at the same time, each within its deadline: a virus is
 //!   `554 5.7.1` naming it, spam over `zimbraSpamKillPercent` `554 5.7.1`, spam over
 //!   `zimbraSpamTagPercent` is tagged; a scanner that gives no verdict is `451 4.7.1` or, as set,
@@ -17,10 +18,12 @@
 //!   spamd instead ([`training`]).
 //! - [`headers`]: what passes gets its header edits in its held header section.
 //!
-//! The checks that need the whole message read a bounded copy of it kept in RAM ([`body`]), not
-//! the spool: the spool only gives back committed messages, and the verdict comes before the
-//! commit. A message bigger than `posternContentScanLimit` is not held: it passes marked unscanned,
-//! or gets `451 4.7.1`, as `posternContentOversizeAction` says.
+//! The checks that need the whole message (clamd, spamd, DKIM verifying and signing) read a
+//! bounded copy of it kept in RAM ([`body`]), not the spool: the spool only gives back committed
+//! messages, and the verdict comes before the commit. When none of them is on, no copy is kept,
+//! so a session's RAM does not grow with the message. A message bigger than
+//! `posternContentScanLimit` is not held: it passes marked unscanned, or gets `451 4.7.1`, as
+//! `posternContentOversizeAction` says.
 
 pub mod archive;
 pub mod attachments;
@@ -31,6 +34,7 @@ pub mod headers;
 pub mod hops;
 pub mod scanner;
 pub mod spamd;
+pub mod stored;
 pub mod training;
 
 use std::sync::Arc;
@@ -44,8 +48,10 @@ use crate::policy::auth::{DmarcAction, MessageAuth};
 use clamd::protocol::ScanResult;
 use scanner::ScannerError;
 
+use attachments::AttachmentWalk;
 use body::BodyCopy;
 use hops::HopCount;
+use stored::StoredMessage;
 
 /// Why the content stage refuses a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +217,9 @@ impl std::error::Error for Rejection {}
 #[derive(Debug)]
 pub struct Scan {
     hops: HopCount,
+    /// Attachment blocking, when an extension is blocked.
+    attachments: Option<AttachmentWalk>,
+    /// The whole message, kept only when a check needs it ([`Scan::needs_whole`]).
     copy: BodyCopy,
     config: ContentConfig,
     /// Training mail: what it teaches spamd (it is then not scored itself).
@@ -234,8 +243,13 @@ struct SenderChecks {
 impl Scan {
     /// The checks as the settings are when the message begins.
     pub fn new(config: &MtaConfig, envelope: &Envelope) -> Scan {
+        let blocks = &config.content;
+        let attachments = (!blocks.blocked_extensions.is_empty()
+            || !blocks.common_blocked_extensions.is_empty())
+        .then(|| AttachmentWalk::new(blocks));
         Scan {
             hops: HopCount::new(config.hopcount_limit),
+            attachments,
             copy: BodyCopy::new(config.content.scan_limit),
             config: config.content.clone(),
             training: training::class_of(envelope, config),
@@ -269,6 +283,25 @@ impl Scan {
             self.signing = Some(keys);
         }
         self
+    }
+
+    /// Whether an enabled check needs the whole message in RAM: DKIM (verifying, for itself or
+    /// for DMARC, and signing: mail-auth reads a message whole) and spam training. Hops,
+    /// attachment names and SPF need no copy: they read the message as it streams by, or only
+    /// the envelope; the scanners read it back from the spool ([`Scan::reads_stored`]).
+    fn needs_whole(&self) -> bool {
+        let dkim = self
+            .sender
+            .as_ref()
+            .is_some_and(|s| !s.exempt && s.config.checks_dkim());
+        dkim || self.signing.is_some() || self.training.is_some() && self.config.spamd.is_some()
+    }
+
+    /// Whether a scanner reads the message back at the end of data (clamd, or spamd scoring):
+    /// then every byte must be on the spool before [`Scan::finish`].
+    pub fn reads_stored(&self) -> bool {
+        let c = &self.config;
+        c.virus_check_enabled && c.clamd.is_some() || c.spamd.is_some() && self.training.is_none()
     }
 
     /// SPF, DKIM and DMARC of the message, when they are to be checked.
@@ -335,55 +368,48 @@ impl Scan {
     /// Body bytes, in order, exactly as they go to the spool.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.hops.feed(chunk);
-        self.copy.feed(chunk);
+        if let Some(walk) = &mut self.attachments {
+            walk.feed(chunk, &self.config);
+        }
+        if self.needs_whole() {
+            self.copy.feed(chunk);
+        } else {
+            self.copy.count(chunk);
+        }
     }
 
     /// The verdict once the whole body was fed: the message is refused, or accepted with the
-    /// header edits to make. The scanners run at the same time.
-    pub async fn finish(mut self) -> Result<Accepted, Rejection> {
+    /// header edits to make. `stored` is the whole message as the scanners read it back. The
+    /// scanners run at the same time.
+    pub async fn finish(mut self, stored: &dyn StoredMessage) -> Result<Accepted, Rejection> {
         self.hops.verdict()?;
         let mut accepted = Accepted::default();
-        let Some(whole) = self.copy.take() else {
-            if self.config.oversize == FailAction::Tempfail {
-                return Err(Rejection::ScannerFailed {
-                    scanner: "content",
-                    error: ScannerError::TooBig,
-                });
-            }
-            let auth = self.sender_checks(None).await;
-            accepted.headers.push(format!(
-                "X-Postern-Scan: skipped, {} bytes is over posternContentScanLimit",
-                self.copy.size()
-            ));
-            accepted.unchecked = true;
-            self.apply_sender_checks(&mut accepted, auth)?;
-            if self.signing.is_some() {
-                accepted
-                    .notes
-                    .push("not DKIM-signed: message over posternContentScanLimit".into());
-            }
-            return Ok(accepted);
+        if let Some(walk) = self.attachments.take()
+            && let Some(unopened) = walk.finish(&self.config)?
+        {
+            self.too_big_to_hold(&mut accepted, &format!("archive {}", shown(&unopened.name)))?;
+        }
+        let whole = if self.needs_whole() {
+            self.copy.take()
+        } else {
+            None
         };
-        // Parsing MIME and inflating archives is CPU work: off the session's runtime thread.
-        let whole = Arc::new(whole);
-        let (message, config) = (whole.clone(), self.config.clone());
-        tokio::task::spawn_blocking(move || attachments::check_attachments(&message, &config))
-            .await
-            .map_err(|_| Rejection::ScannerFailed {
-                scanner: "attachments",
-                error: ScannerError::Reply("the attachment check stopped".into()),
-            })??;
-        let whole = &whole[..];
+        if self.needs_whole() && whole.is_none() {
+            let what = format!("{} bytes", self.copy.size());
+            self.too_big_to_hold(&mut accepted, &what)?;
+        }
+        let whole = whole.as_deref();
         let spam_check = async {
-            match self.training {
-                Some(class) => self.train(whole, class).await,
-                None => self.spam_score(whole).await,
+            match (self.training, whole) {
+                (Some(class), Some(whole)) => self.train(whole, class).await,
+                (Some(_), None) => Ok(Accepted::default()),
+                (None, _) => self.spam_score(stored).await,
             }
         };
         let (virus, spam, auth) = tokio::join!(
-            self.virus_scan(whole),
+            self.virus_scan(stored),
             spam_check,
-            self.sender_checks(Some(whole))
+            self.sender_checks(whole)
         );
         // A virus is the more telling answer, then spam; a scanner that failed comes last.
         let (virus, spam) = match (virus, spam) {
@@ -391,7 +417,7 @@ impl Scan {
             (Err(Rejection::ScannerFailed { .. }), Err(refused)) => return Err(refused),
             (Err(refused), _) | (_, Err(refused)) => return Err(refused),
         };
-        accepted.unchecked = virus.is_some() || spam.unchecked;
+        accepted.unchecked |= virus.is_some() || spam.unchecked;
         accepted.headers.extend(virus);
         accepted.headers.extend(spam.headers);
         accepted.subject_tag = spam.subject_tag;
@@ -399,17 +425,39 @@ impl Scan {
         accepted.hits = spam.hits;
         self.apply_sender_checks(&mut accepted, auth)?;
         // Last: the signature covers the header section with every other edit made.
-        self.sign(&mut accepted, whole);
+        match whole {
+            Some(whole) => self.sign(&mut accepted, whole),
+            None if self.signing.is_some() => accepted
+                .notes
+                .push("not DKIM-signed: message over posternContentScanLimit".into()),
+            None => {}
+        }
         Ok(accepted)
     }
 
+    /// Something a check must hold in RAM is over `posternContentScanLimit`: the message passes
+    /// without that check, saying so, or is refused for now (`posternContentOversizeAction`).
+    fn too_big_to_hold(&self, accepted: &mut Accepted, what: &str) -> Result<(), Rejection> {
+        if self.config.oversize == FailAction::Tempfail {
+            return Err(Rejection::ScannerFailed {
+                scanner: "content",
+                error: ScannerError::TooBig,
+            });
+        }
+        accepted.headers.push(format!(
+            "X-Postern-Scan: skipped, {what} is over posternContentScanLimit"
+        ));
+        accepted.unchecked = true;
+        Ok(())
+    }
+
     /// clamd's verdict: the header to add when it failed and failure is accepted.
-    async fn virus_scan(&self, whole: &[u8]) -> Result<Option<String>, Rejection> {
+    async fn virus_scan(&self, stored: &dyn StoredMessage) -> Result<Option<String>, Rejection> {
         let c = &self.config;
         let (true, Some(addr)) = (c.virus_check_enabled, &c.clamd) else {
             return Ok(None);
         };
-        match clamd::scan(addr, whole, c.clamd_stream_max, c.clamd_timeout).await {
+        match clamd::scan(addr, stored, c.clamd_stream_max, c.clamd_timeout).await {
             Ok(ScanResult::Clean) => Ok(None),
             Ok(ScanResult::Infected(signature)) => Err(Rejection::Infected { signature }),
             Err(error) => match c.clamd_fail {
@@ -450,17 +498,17 @@ impl Scan {
     }
 
     /// spamd's score, against Zimbra's kill and tag thresholds.
-    async fn spam_score(&self, whole: &[u8]) -> Result<Accepted, Rejection> {
+    async fn spam_score(&self, stored: &dyn StoredMessage) -> Result<Accepted, Rejection> {
         let c = &self.config;
         let mut tagged = Accepted::default();
         let Some(addr) = &c.spamd else {
             return Ok(tagged);
         };
         // spamc does not send what is over its size either: big mail is rarely spam.
-        if whole.len() as u64 > c.spamd_max_size {
+        if stored.size() > c.spamd_max_size {
             return Ok(tagged);
         }
-        let reply = match spamd::check(addr, whole, c.spamd_timeout).await {
+        let reply = match spamd::check(addr, stored, c.spamd_timeout).await {
             Ok(reply) => reply,
             Err(error) => {
                 return match c.spamd_fail {
@@ -563,55 +611,105 @@ pub struct Verdict {
 mod tests {
     use super::*;
 
+    /// `message` through a scan, in pieces of `piece` bytes; the scanners read it whole.
+    async fn verdict(scan: Scan, message: &[u8], piece: usize) -> Result<Accepted, Rejection> {
+        let mut scan = scan;
+        for p in message.chunks(piece) {
+            scan.feed(p);
+        }
+        scan.finish(&stored::MessageBytes(message)).await
+    }
+
     #[tokio::test]
     async fn a_looping_message_is_refused_with_554_5_4_6() {
         let config = MtaConfig::default();
         let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
-        let mut scan = Scan::new(&config, &envelope);
-        for _ in 0..=config.hopcount_limit {
-            scan.feed(b"Received: from a by b\r\n");
-        }
-        scan.feed(b"\r\nbody\r\n");
-        let refused = scan.finish().await.unwrap_err();
+        let mut looping = "Received: from a by b\r\n".repeat(config.hopcount_limit as usize + 1);
+        looping.push_str("\r\nbody\r\n");
+        let refused = verdict(Scan::new(&config, &envelope), looping.as_bytes(), 23)
+            .await
+            .unwrap_err();
         assert_eq!(
             refused.reply().to_string(),
             "554 5.4.6 Error: too many hops (mail forwarding loop)"
         );
-        let mut fine = Scan::new(&config, &envelope);
-        fine.feed(b"Received: from a by b\r\n\r\nReceived: in the body\r\n");
-        assert_eq!(fine.finish().await, Ok(Accepted::default()));
+        let fine = b"Received: from a by b\r\n\r\nReceived: in the body\r\n";
+        assert_eq!(
+            verdict(Scan::new(&config, &envelope), fine, 1000).await,
+            Ok(Accepted::default())
+        );
     }
 
+    /// Spam training reads a copy in RAM: over the limit, it is skipped and the message says so.
     #[tokio::test]
     async fn a_message_over_the_scan_limit_passes_unscanned_and_says_so() {
         let mut config = MtaConfig::default();
         config.content.scan_limit = 100;
-        let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
-        let attachment =
-            "Subject: x\r\nContent-Type: application/octet-stream; name=a.exe\r\n\r\nMZ";
-        let mut small = Scan::new(&config, &envelope);
-        small.feed(attachment.as_bytes());
-        assert!(matches!(
-            small.finish().await,
-            Err(Rejection::BlockedAttachment { .. })
-        ));
-        let mut big = Scan::new(&config, &envelope);
-        big.feed(attachment.as_bytes());
-        big.feed(&[b'A'; 100]);
-        let accepted = big.finish().await.unwrap();
+        // Never reached: over the limit there is nothing to teach it.
+        config.content.spamd = Some("127.0.0.1:9".parse().unwrap());
+        config.content.spam_account = Some("spam@example.com".into());
+        let envelope = training::tests::envelope("spam@example.com", "127.0.0.1", Some("u"));
+        let scan = Scan::new(&config, &envelope);
+        assert!(scan.needs_whole() && !scan.reads_stored());
+        let mut big = b"Subject: x\r\n\r\n".to_vec();
+        big.extend_from_slice(&[b'A'; 100]);
+        let accepted = verdict(scan, &big, 50).await.unwrap();
         assert!(accepted.unchecked);
         assert_eq!(
             accepted.headers,
-            ["X-Postern-Scan: skipped, 168 bytes is over posternContentScanLimit"]
+            ["X-Postern-Scan: skipped, 114 bytes is over posternContentScanLimit"]
         );
         config.content.oversize = FailAction::Tempfail;
-        let mut refused = Scan::new(&config, &envelope);
-        refused.feed(&[b'A'; 101]);
-        let reply = refused.finish().await.unwrap_err().reply().to_string();
+        let refused = verdict(Scan::new(&config, &envelope), &[b'A'; 101], 50).await;
+        let reply = refused.unwrap_err().reply().to_string();
         assert_eq!(
             reply,
             "451 4.7.1 Message content could not be scanned, try again later"
         );
+    }
+
+    /// Attachment names are read as the message streams by: no copy, and no size limit.
+    #[tokio::test]
+    async fn attachments_are_blocked_whatever_the_size_without_a_copy() {
+        let mut config = MtaConfig::default();
+        config.content.scan_limit = 100;
+        let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
+        let mut big = Scan::new(&config, &envelope);
+        assert!(!big.needs_whole());
+        big.feed(b"Subject: x\r\nContent-Type: application/octet-stream; name=a.exe\r\n\r\n");
+        for _ in 0..100 {
+            big.feed(&[b'A'; 1000]);
+        }
+        assert_eq!(big.copy.whole(), None, "nothing kept");
+        assert_eq!(
+            big.finish(&stored::MessageBytes(b"")).await,
+            Err(Rejection::BlockedAttachment {
+                name: "a.exe".into()
+            })
+        );
+        let plain = [&b"Subject: x\r\n\r\n"[..], &[b'A'; 1000]].concat();
+        assert_eq!(
+            verdict(Scan::new(&config, &envelope), &plain, 100).await,
+            Ok(Accepted::default())
+        );
+    }
+
+    /// The scanners read the message back from the spool; only DKIM and training keep a copy.
+    #[test]
+    fn only_dkim_and_spam_training_keep_a_copy() {
+        let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
+        let mut config = MtaConfig::default();
+        let plain = Scan::new(&config, &envelope);
+        assert!(!plain.needs_whole() && !plain.reads_stored());
+        config.content.clamd = Some("127.0.0.1:9".parse().unwrap());
+        assert!(!Scan::new(&config, &envelope).reads_stored(), "clamd off");
+        config.content.virus_check_enabled = true;
+        let virus = Scan::new(&config, &envelope);
+        assert!(!virus.needs_whole() && virus.reads_stored());
+        let mut config = MtaConfig::default();
+        config.content.spamd = Some("127.0.0.1:9".parse().unwrap());
+        let spam = Scan::new(&config, &envelope);
+        assert!(!spam.needs_whole() && spam.reads_stored());
     }
 
     /// File names and signatures come from the sender: they never break the reply line.

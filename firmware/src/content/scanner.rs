@@ -1,6 +1,7 @@
 //! What the scanner clients (clamd, spamd) share: the connection to a daemon at a
 //! [`ScannerAddress`], and why a scan did not give a verdict.
 
+use crate::spool::SpoolError;
 use std::fmt;
 use std::io;
 
@@ -22,6 +23,8 @@ pub enum ScannerError {
     Reply(String),
     /// The message is bigger than the scanner takes (clamd's StreamMaxLength, spamd's limit).
     TooBig,
+    /// The message could not be read back from the spool to be sent.
+    Unreadable(SpoolError),
 }
 
 impl fmt::Display for ScannerError {
@@ -32,6 +35,7 @@ impl fmt::Display for ScannerError {
             ScannerError::Timeout => f.write_str("timed out"),
             ScannerError::Reply(why) => f.write_str(why),
             ScannerError::TooBig => f.write_str("message larger than the scanner's limit"),
+            ScannerError::Unreadable(e) => write!(f, "message not read back: {e}"),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::stages::{IncomingMessage, MessageStore};
 use crate::content::headers::{self, HeadSplit, Split};
+use crate::content::stored::Received;
 use crate::content::{self, Scan, dkim::KeyRing};
 use crate::directory::SharedDirectory;
 use crate::log::content::{VerdictLine, verdict_line};
@@ -106,7 +107,7 @@ impl IncomingMessage for Receiving {
 
     async fn commit(self) -> Result<QueueId, Reply> {
         let Receiving {
-            incoming,
+            mut incoming,
             envelope,
             mut size,
             scan,
@@ -115,7 +116,18 @@ impl IncomingMessage for Receiving {
             log,
         } = self;
         let started = std::time::Instant::now();
-        let verdict = scan.finish().await;
+        let held = head.take_head();
+        let head_len = held.as_ref().map_or(0, Vec::len);
+        if scan.reads_stored() {
+            // The scanners read the body back from flash: all of it must be there.
+            incoming.write_out().await.map_err(|e| spool_reply(&e))?;
+        }
+        let stored = Received {
+            head: held.as_deref().unwrap_or_default(),
+            body: &incoming,
+            body_size: size - head_len as u64,
+        };
+        let verdict = scan.finish(&stored).await;
         let told = match &verdict {
             Ok(accepted) => accepted.verdict(),
             Err(refused) => refused.verdict(),
@@ -125,7 +137,7 @@ impl IncomingMessage for Receiving {
         // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
         let accepted = verdict.map_err(|refused| refused.reply())?;
         // The edited head, the rest of the body and the commit go to the spool in one request.
-        let committed = match head.take_head() {
+        let committed = match held {
             Some(held) => {
                 let edited = headers::edit(&held, &accepted);
                 size = size - held.len() as u64 + edited.len() as u64;

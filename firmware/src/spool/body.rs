@@ -34,10 +34,32 @@ impl<F: Flash> Spool<F> {
         offset: u64,
         max: usize,
     ) -> Result<Vec<u8>, SpoolError> {
+        self.read_part(qid, true, offset, max)
+    }
+
+    /// [`Spool::read_body_part`] of a message still being received: the content checks read
+    /// back what is on flash before the commit (the 250 waits for their verdict). Its held
+    /// header section, not written yet, is not part of it.
+    pub fn read_incoming_part(
+        &mut self,
+        qid: QueueId,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, SpoolError> {
+        self.read_part(qid, false, offset, max)
+    }
+
+    fn read_part(
+        &mut self,
+        qid: QueueId,
+        committed: bool,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, SpoolError> {
         let e = self
             .index
             .get(&qid)
-            .filter(|e| e.committed())
+            .filter(|e| e.committed() == committed)
             .ok_or(SpoolError::NoSuchMessage(qid))?;
         let want = (max as u64).min(e.size().saturating_sub(offset));
         // The chunks that hold [offset, offset + want), with where the first one starts.

@@ -41,6 +41,8 @@ enum Request {
     ReadBody(QueueId, Reply<Vec<u8>>),
     /// Offset and most bytes: a piece of a body, for delivery.
     ReadBodyPart(QueueId, u64, usize, Reply<Vec<u8>>),
+    /// The same of a message not committed yet.
+    ReadIncomingPart(QueueId, u64, usize, Reply<Vec<u8>>),
     Info(Reply<FlashInfo>),
     ReadSlot(Region, Reply<Option<Vec<u8>>>),
     WriteSlot(Region, Vec<u8>, Reply<()>),
@@ -258,6 +260,24 @@ impl Incoming {
     pub async fn write_head(&mut self, head: Vec<u8>) -> Result<(), SpoolError> {
         let qid = self.qid;
         self.handle.ask(|r| Request::WriteHead(qid, head, r)).await
+    }
+
+    /// Writes the bytes still buffered, so that [`Incoming::read_part`] sees every byte written.
+    pub async fn write_out(&mut self) -> Result<(), SpoolError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.flush().await
+    }
+
+    /// Up to `max` bytes of what was written so far from byte `offset` on, read back from flash
+    /// (CRC checked), without the held header section. Bytes still buffered are not seen: call
+    /// [`Incoming::write_out`] first.
+    pub async fn read_part(&self, offset: u64, max: usize) -> Result<Vec<u8>, SpoolError> {
+        let qid = self.qid;
+        self.handle
+            .ask(|r| Request::ReadIncomingPart(qid, offset, max, r))
+            .await
     }
 
     async fn flush(&mut self) -> Result<(), SpoolError> {
@@ -510,6 +530,9 @@ impl<F: Flash> Writer<F> {
             }
             Request::ReadBodyPart(qid, offset, max, r) => {
                 let _ = r.send(s.read_body_part(qid, offset, max));
+            }
+            Request::ReadIncomingPart(qid, offset, max, r) => {
+                let _ = r.send(s.read_incoming_part(qid, offset, max));
             }
             Request::Info(r) => {
                 let _ = r.send(Ok(s.info()));

@@ -161,6 +161,35 @@ fn a_body_reads_back_in_pieces_at_any_offset() {
     );
 }
 
+/// The content checks read a message back before its commit: the body written so far, without
+/// the held head; a committed message is not read this way, nor an incoming one as committed.
+#[test]
+fn an_incoming_body_reads_back_before_the_commit() {
+    let mut spool = fresh();
+    let qid = spool
+        .begin(&envelope("a@example.com", 1), 1_795_000_000_000)
+        .unwrap();
+    spool.hold_head(qid).unwrap();
+    let b = body(650, 5);
+    spool.append_body(qid, &b).unwrap();
+    assert_eq!(
+        spool.read_body_part(qid, 0, 10),
+        Err(SpoolError::NoSuchMessage(qid))
+    );
+    let pieces: Vec<Vec<u8>> = (0..650)
+        .step_by(99)
+        .map(|at| spool.read_incoming_part(qid, at, 99).unwrap())
+        .collect();
+    assert_eq!(pieces.concat(), b);
+    assert!(spool.read_incoming_part(qid, 650, 99).unwrap().is_empty());
+    spool.write_head(qid, &body(77, 9)).unwrap();
+    spool.commit(qid).unwrap();
+    assert_eq!(
+        spool.read_incoming_part(qid, 0, 10),
+        Err(SpoolError::NoSuchMessage(qid))
+    );
+}
+
 /// A flipped bit in one chunk is found by the piece that holds it: the pieces before it still
 /// read, so a delivery can stop before its final dot.
 #[test]

@@ -8,22 +8,21 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use super::scanner::{self, ScannerError};
+use super::stored::{Pieces, StoredMessage};
 use crate::config::ScannerAddress;
 use protocol::ScanResult;
 
-/// Bytes per INSTREAM chunk (clamdscan's size).
-const CHUNK: usize = 64 * 1024;
-
-/// Scans `message` with the clamd at `addr`. The whole exchange, connect included, ends by
+/// Scans `message` with the clamd at `addr`, one INSTREAM chunk per piece read (at most
+/// [`super::stored::PIECE`], clamdscan's size). The whole exchange, connect included, ends by
 /// `deadline`. A message longer than `stream_max` (clamd's StreamMaxLength) is not sent: clamd
 /// would stop reading and scan only its start.
 pub async fn scan(
     addr: &ScannerAddress,
-    message: &[u8],
+    message: &dyn StoredMessage,
     stream_max: u64,
     deadline: Duration,
 ) -> Result<ScanResult, ScannerError> {
-    if message.len() as u64 > stream_max {
+    if message.size() > stream_max {
         return Err(ScannerError::TooBig);
     }
     tokio::time::timeout(deadline, exchange(addr, message))
@@ -31,7 +30,10 @@ pub async fn scan(
         .map_err(|_| ScannerError::Timeout)?
 }
 
-async fn exchange(addr: &ScannerAddress, message: &[u8]) -> Result<ScanResult, ScannerError> {
+async fn exchange(
+    addr: &ScannerAddress,
+    message: &dyn StoredMessage,
+) -> Result<ScanResult, ScannerError> {
     let mut s = scanner::connect(addr).await?;
     let sent = send(&mut s, message).await;
     // clamd may answer early (a size limit) and close; its answer says more than a broken pipe.
@@ -45,14 +47,22 @@ async fn exchange(addr: &ScannerAddress, message: &[u8]) -> Result<ScanResult, S
     }
 }
 
-async fn send(s: &mut Box<dyn scanner::Stream>, message: &[u8]) -> Result<(), ScannerError> {
+async fn send(
+    s: &mut Box<dyn scanner::Stream>,
+    message: &dyn StoredMessage,
+) -> Result<(), ScannerError> {
     let broken = |e: std::io::Error| ScannerError::Io(e.kind());
     s.write_all(protocol::INSTREAM).await.map_err(broken)?;
-    for chunk in message.chunks(CHUNK) {
+    let mut pieces = Pieces::new(message);
+    while let Some(chunk) = pieces
+        .next_piece()
+        .await
+        .map_err(ScannerError::Unreadable)?
+    {
         s.write_all(&protocol::chunk_header(chunk.len()))
             .await
             .map_err(broken)?;
-        s.write_all(chunk).await.map_err(broken)?;
+        s.write_all(&chunk).await.map_err(broken)?;
     }
     s.write_all(&protocol::END_OF_STREAM)
         .await
@@ -62,6 +72,7 @@ async fn send(s: &mut Box<dyn scanner::Stream>, message: &[u8]) -> Result<(), Sc
 
 #[cfg(test)]
 mod tests {
+    use super::super::stored::{MessageBytes, PIECE as CHUNK};
     use super::*;
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, UnixListener};
@@ -91,7 +102,13 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let message = vec![b'x'; CHUNK + 10];
         let addr = ScannerAddress::Unix(path);
-        let verdict = scan(&addr, &message, 1 << 20, Duration::from_secs(5)).await;
+        let verdict = scan(
+            &addr,
+            &MessageBytes(&message),
+            1 << 20,
+            Duration::from_secs(5),
+        )
+        .await;
         assert_eq!(verdict, Ok(ScanResult::Infected("Test.Sig".into())));
         let sent = server.await.unwrap();
         let mut expected = protocol::INSTREAM.to_vec();
@@ -110,7 +127,7 @@ mod tests {
         let addr = ScannerAddress::Tcp(listener.local_addr().unwrap());
         let hold = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
         let started = std::time::Instant::now();
-        let verdict = scan(&addr, b"hi", 100, Duration::from_millis(300)).await;
+        let verdict = scan(&addr, &MessageBytes(b"hi"), 100, Duration::from_millis(300)).await;
         assert_eq!(verdict, Err(ScannerError::Timeout));
         assert!(started.elapsed() < Duration::from_secs(2));
         drop(hold);
@@ -118,13 +135,13 @@ mod tests {
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gone = ScannerAddress::Tcp(closed.local_addr().unwrap());
         drop(closed);
-        let verdict = scan(&gone, b"hi", 100, Duration::from_secs(5)).await;
+        let verdict = scan(&gone, &MessageBytes(b"hi"), 100, Duration::from_secs(5)).await;
         assert!(
             matches!(verdict, Err(ScannerError::Connect(_))),
             "{verdict:?}"
         );
 
-        let verdict = scan(&gone, &[0; 101], 100, Duration::from_secs(5)).await;
+        let verdict = scan(&gone, &MessageBytes(&[0; 101]), 100, Duration::from_secs(5)).await;
         assert_eq!(verdict, Err(ScannerError::TooBig));
     }
 }

@@ -8,22 +8,18 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use super::scanner::{self, ScannerError};
+use super::stored::{MessageBytes, Pieces, StoredMessage};
 use crate::config::ScannerAddress;
 use protocol::{Class, SpamdReply};
 
 /// Scores `message`: the SpamAssassin score and the rules that hit.
 pub async fn check(
     addr: &ScannerAddress,
-    message: &[u8],
+    message: &dyn StoredMessage,
     deadline: Duration,
 ) -> Result<SpamdReply, ScannerError> {
-    let reply = ask(
-        addr,
-        protocol::symbols_request(message.len()),
-        message,
-        deadline,
-    )
-    .await?;
+    let head = protocol::symbols_request(message.size() as usize);
+    let reply = ask(addr, head, message, deadline).await?;
     if reply.score.is_none() {
         return Err(ScannerError::Reply("spamd gave no score".into()));
     }
@@ -40,7 +36,7 @@ pub async fn tell(
     let reply = ask(
         addr,
         protocol::tell_request(message.len(), class),
-        message,
+        &MessageBytes(message),
         deadline,
     )
     .await?;
@@ -53,14 +49,21 @@ pub async fn tell(
 async fn ask(
     addr: &ScannerAddress,
     head: Vec<u8>,
-    message: &[u8],
+    message: &dyn StoredMessage,
     deadline: Duration,
 ) -> Result<SpamdReply, ScannerError> {
     let exchange = async {
         let mut s = scanner::connect(addr).await?;
         let broken = |e: std::io::Error| ScannerError::Io(e.kind());
         s.write_all(&head).await.map_err(broken)?;
-        s.write_all(message).await.map_err(broken)?;
+        let mut pieces = Pieces::new(message);
+        while let Some(piece) = pieces
+            .next_piece()
+            .await
+            .map_err(ScannerError::Unreadable)?
+        {
+            s.write_all(&piece).await.map_err(broken)?;
+        }
         s.flush().await.map_err(broken)?;
         // spamd answers, then closes.
         let reply = scanner::read_reply(&mut s, protocol::MAX_REPLY, |_| false).await?;
@@ -82,7 +85,8 @@ mod tests {
         let addr = ScannerAddress::Tcp(listener.local_addr().unwrap());
         let hold = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
         let started = std::time::Instant::now();
-        let verdict = check(&addr, b"Subject: x\r\n\r\nhi", Duration::from_millis(300)).await;
+        let message = MessageBytes(b"Subject: x\r\n\r\nhi");
+        let verdict = check(&addr, &message, Duration::from_millis(300)).await;
         assert_eq!(verdict, Err(ScannerError::Timeout));
         assert!(started.elapsed() < Duration::from_secs(2));
         drop(hold);
