@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::attr::{AttrError, boolean, invalid, show_bool, single};
 use super::duration::{self, Unit};
+use super::rspamd_url::RspamdUrl;
 
 pub const BLOCKED_EXT: &str = "zimbraMtaBlockedExtension";
 pub const COMMON_BLOCKED_EXT: &str = "zimbraMtaCommonBlockedExtension";
@@ -32,6 +33,8 @@ pub const SPAM_TAG: &str = "zimbraSpamTagPercent";
 pub const SPAM_SUBJECT_TAG: &str = "zimbraSpamSubjectTag";
 pub const SPAM_ACCOUNT: &str = "zimbraSpamIsSpamAccount";
 pub const HAM_ACCOUNT: &str = "zimbraSpamIsNotSpamAccount";
+pub const RSPAMD: &str = "posternRspamdUrl";
+pub const TRAINING_DELIVER: &str = "posternSpamTrainingDeliver";
 
 /// The SpamAssassin score Zimbra calls 100 % (`zimbraSpamKillPercent` and
 /// `zimbraSpamTagPercent` are percentages of it).
@@ -79,11 +82,15 @@ pub struct ContentConfig {
     pub clamd_fail: FailAction,
     /// `posternSpamdAddress`: where spamd listens; unset, no spam check.
     pub spamd: Option<ScannerAddress>,
-    /// `posternSpamdTimeout`: the most one spamd call may take.
+    /// `posternRspamdUrl`: where rspamd answers HTTP; unset, no rspamd. One spam scanner at a
+    /// time: this or `posternSpamdAddress`.
+    pub rspamd: Option<RspamdUrl>,
+    /// `posternSpamdTimeout`: the most one call to the spam scanner (spamd or rspamd) may take.
     pub spamd_timeout: Duration,
-    /// `posternSpamdMaxSize`: bigger messages are not scored (spamc's `-s`, 500 KB).
+    /// `posternSpamdMaxSize`: bigger messages are not scored (spamc's `-s`, 500 KB); for rspamd
+    /// too.
     pub spamd_max_size: u64,
-    /// `posternSpamdFailAction`: what happens when spamd gives no score.
+    /// `posternSpamdFailAction`: what happens when the spam scanner gives no score.
     pub spamd_fail: FailAction,
     /// `zimbraSpamKillPercent`: at this share of [`SPAM_FULL_SCORE`] a message is refused.
     pub spam_kill_percent: u32,
@@ -95,6 +102,17 @@ pub struct ContentConfig {
     pub spam_account: Option<String>,
     /// `zimbraSpamIsNotSpamAccount`: the same for ham.
     pub ham_account: Option<String>,
+    /// `posternSpamTrainingDeliver`: mail to the training accounts is delivered to them after it
+    /// was learned (TRUE), or only learned (FALSE, the default: the box is the training
+    /// account's only reader).
+    pub training_deliver: bool,
+}
+
+/// The spam scanner set, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpamScanner<'a> {
+    Spamd(&'a ScannerAddress),
+    Rspamd(RspamdUrl),
 }
 
 /// What the content stage does with a message a scanner could not judge (down, timed out, the
@@ -152,6 +170,8 @@ impl Default for ContentConfig {
             spam_subject_tag: String::new(),
             spam_account: None,
             ham_account: None,
+            rspamd: None,
+            training_deliver: false,
         }
     }
 }
@@ -211,6 +231,7 @@ impl ContentConfig {
         CLAMD_STREAM_MAX,
         CLAMD_FAIL,
         SPAMD,
+        RSPAMD,
         SPAMD_TIMEOUT,
         SPAMD_MAX_SIZE,
         SPAMD_FAIL,
@@ -219,6 +240,7 @@ impl ContentConfig {
         SPAM_SUBJECT_TAG,
         SPAM_ACCOUNT,
         HAM_ACCOUNT,
+        TRAINING_DELIVER,
     ];
 
     pub fn owns(attr: &str) -> bool {
@@ -259,6 +281,7 @@ impl ContentConfig {
             CLAMD_STREAM_MAX => one(self.clamd_stream_max.to_string()),
             CLAMD_FAIL => one(self.clamd_fail.show()),
             SPAMD => self.spamd.iter().map(|a| a.to_string()).collect(),
+            RSPAMD => self.rspamd.iter().map(|a| a.to_string()).collect(),
             SPAMD_TIMEOUT => one(duration::show(self.spamd_timeout, Unit::Seconds)),
             SPAMD_MAX_SIZE => one(self.spamd_max_size.to_string()),
             SPAMD_FAIL => one(self.spamd_fail.show()),
@@ -266,6 +289,7 @@ impl ContentConfig {
             SPAM_TAG => one(self.spam_tag_percent.to_string()),
             SPAM_ACCOUNT => self.spam_account.iter().cloned().collect(),
             HAM_ACCOUNT => self.ham_account.iter().cloned().collect(),
+            TRAINING_DELIVER => one(show_bool(self.training_deliver)),
             _ => [self.spam_subject_tag.clone()]
                 .into_iter()
                 .filter(|t| !t.is_empty())
@@ -296,6 +320,7 @@ impl ContentConfig {
                     CLAMD_STREAM_MAX => self.clamd_stream_max = number(attr, v)?,
                     CLAMD_FAIL => self.clamd_fail = FailAction::parse(attr, v)?,
                     SPAMD => self.spamd = Some(v.parse().map_err(|e| invalid(attr, v, e))?),
+                    RSPAMD => self.rspamd = Some(v.parse().map_err(|e| invalid(attr, v, e))?),
                     SPAMD_TIMEOUT => self.spamd_timeout = time(attr, v)?,
                     SPAMD_MAX_SIZE => self.spamd_max_size = number(attr, v)?,
                     SPAMD_FAIL => self.spamd_fail = FailAction::parse(attr, v)?,
@@ -303,6 +328,7 @@ impl ContentConfig {
                     SPAM_TAG => self.spam_tag_percent = percent(attr, v)?,
                     SPAM_ACCOUNT => self.spam_account = Some(account(attr, v)?),
                     HAM_ACCOUNT => self.ham_account = Some(account(attr, v)?),
+                    TRAINING_DELIVER => self.training_deliver = boolean(attr, v)?,
                     _ => self.spam_subject_tag = subject_tag(attr, v)?,
                 }
             }
@@ -323,6 +349,7 @@ impl ContentConfig {
             CLAMD_STREAM_MAX => self.clamd_stream_max = d.clamd_stream_max,
             CLAMD_FAIL => self.clamd_fail = d.clamd_fail,
             SPAMD => self.spamd = d.spamd.clone(),
+            RSPAMD => self.rspamd = d.rspamd,
             SPAMD_TIMEOUT => self.spamd_timeout = d.spamd_timeout,
             SPAMD_MAX_SIZE => self.spamd_max_size = d.spamd_max_size,
             SPAMD_FAIL => self.spamd_fail = d.spamd_fail,
@@ -330,6 +357,7 @@ impl ContentConfig {
             SPAM_TAG => self.spam_tag_percent = d.spam_tag_percent,
             SPAM_ACCOUNT => self.spam_account = d.spam_account.clone(),
             HAM_ACCOUNT => self.ham_account = d.ham_account.clone(),
+            TRAINING_DELIVER => self.training_deliver = d.training_deliver,
             _ => self.spam_subject_tag = d.spam_subject_tag.clone(),
         }
     }
@@ -346,6 +374,16 @@ impl ContentConfig {
         if self.clamd_timeout.is_zero() {
             return Err(invalid(CLAMD_TIMEOUT, "0s", "must be at least 1s"));
         }
+        if let (Some(_), Some(url)) = (&self.spamd, &self.rspamd) {
+            return Err(invalid(
+                RSPAMD,
+                &url.to_string(),
+                format_args!(
+                    "one spam scanner at a time: clear {SPAMD} first, or set both in one mcf \
+                     ({SPAMD} '' {RSPAMD} URL)"
+                ),
+            ));
+        }
         if self.spamd_timeout.is_zero() {
             return Err(invalid(SPAMD_TIMEOUT, "0s", "must be at least 1s"));
         }
@@ -357,6 +395,15 @@ impl ContentConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The spam scanner set, if any (validation keeps it to one).
+    pub fn spam_scanner(&self) -> Option<SpamScanner<'_>> {
+        match (&self.spamd, self.rspamd) {
+            (Some(addr), _) => Some(SpamScanner::Spamd(addr)),
+            (None, Some(url)) => Some(SpamScanner::Rspamd(url)),
+            (None, None) => None,
+        }
     }
 
     /// The score at which a message is refused.
@@ -506,6 +553,28 @@ mod tests {
             c.set(SPAM_SUBJECT_TAG, &["a\r\nBcc: x".to_string()])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn one_spam_scanner_at_a_time() {
+        let mut c = ContentConfig::default();
+        let v = |s: &str| [s.to_string()];
+        c.set(SPAMD, &v("127.0.0.1:783")).unwrap();
+        c.set(RSPAMD, &v("http://127.0.0.1:11334")).unwrap();
+        let both = c.validate().unwrap_err().to_string();
+        assert!(both.contains("one spam scanner at a time"), "{both}");
+        c.set(SPAMD, &[]).unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(
+            c.spam_scanner(),
+            Some(SpamScanner::Rspamd("http://127.0.0.1:11334".parse().unwrap()))
+        );
+        assert_eq!(c.values(RSPAMD), ["http://127.0.0.1:11334"]);
+        let https = c.set(RSPAMD, &v("https://127.0.0.1:11334")).unwrap_err();
+        assert!(https.to_string().contains("https is not supported"), "{https}");
+        assert_eq!(c.values(TRAINING_DELIVER), ["FALSE"]);
+        c.set(TRAINING_DELIVER, &v("true")).unwrap();
+        assert!(c.training_deliver);
     }
 
     #[test]

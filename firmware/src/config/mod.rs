@@ -24,13 +24,14 @@ pub mod localconfig;
 pub mod network;
 pub mod restriction;
 pub mod restriction_names;
+pub mod rspamd_url;
 pub mod sender_auth;
 pub mod stored;
 
 use std::time::Duration;
 
 pub use attr::AttrError;
-pub use content::{ContentConfig, ScannerAddress};
+pub use content::{ContentConfig, ScannerAddress, SpamScanner};
 pub use dnsbl::Dnsbl;
 pub use duration::Unit;
 pub use hosts::{BadHostEntry, HostsTable};
@@ -253,6 +254,7 @@ impl MtaConfig {
         content::CLAMD_STREAM_MAX,
         content::CLAMD_FAIL,
         content::SPAMD,
+        content::RSPAMD,
         content::SPAMD_TIMEOUT,
         content::SPAMD_MAX_SIZE,
         content::SPAMD_FAIL,
@@ -261,6 +263,7 @@ impl MtaConfig {
         content::SPAM_SUBJECT_TAG,
         content::SPAM_ACCOUNT,
         content::HAM_ACCOUNT,
+        content::TRAINING_DELIVER,
         sender_auth::SPF_ACTION,
         sender_auth::DKIM_VERIFY,
         sender_auth::DMARC_VERIFY,
@@ -717,7 +720,7 @@ mod tests {
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
         let mut shown: Vec<_> = c.all_values().into_iter().map(|(a, _)| a).collect();
         shown.dedup();
-        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 15);
+        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 16);
         assert_eq!(vals(&c, "zimbraMtaCommonBlockedExtension").len(), 27);
     }
 

@@ -10,11 +10,12 @@
 //!   sender, not a storm.
 //! - [`attachments`]: a file name with a blocked extension, in the message, in an attached
 //!   message or inside a zip ([`archive`]), is `554 5.7.1` naming the file.
-//! - [`clamd`] and [`spamd`], called at the same time, each within its deadline: a virus is
-//!   `554 5.7.1` naming it, spam over `zimbraSpamKillPercent` `554 5.7.1`, spam over
-//!   `zimbraSpamTagPercent` is tagged; a scanner that gives no verdict is `451 4.7.1` or, as set,
-//!   a header saying the message was not scanned. Mail to the training accounts is taught to
-//!   spamd instead ([`training`]).
+//! - [`clamd`] and the spam scanner ([`spam`]: [`spamd`] or [`rspamd`]), called at the same
+//!   time, each within its deadline: a virus is `554 5.7.1` naming it, spam over
+//!   `zimbraSpamKillPercent` `554 5.7.1`, spam over `zimbraSpamTagPercent` is tagged; a scanner
+//!   that gives no verdict is `451 4.7.1` or, as set, a header saying the message was not
+//!   scanned. Mail to the training accounts is taught to the spam scanner instead
+//!   ([`training`]), and by default not delivered to them.
 //! - [`headers`]: what passes gets its header edits in its held header section.
 //!
 //! The checks that need the whole message read a bounded copy of it kept in RAM ([`body`]), not
@@ -29,7 +30,9 @@ pub mod clamd;
 pub mod dkim;
 pub mod headers;
 pub mod hops;
+pub mod rspamd;
 pub mod scanner;
+pub mod spam;
 pub mod spamd;
 pub mod training;
 
@@ -62,7 +65,7 @@ pub enum Rejection {
     DecompressionBomb { name: String },
     /// clamd found a virus.
     Infected { signature: String },
-    /// spamd scored it at or over `zimbraSpamKillPercent` (the score as spamd wrote it).
+    /// The spam scanner scored it at or over `zimbraSpamKillPercent`.
     Spam { score: String },
     /// A scanner gave no verdict and its fail action is `tempfail`.
     ScannerFailed {
@@ -213,8 +216,10 @@ pub struct Scan {
     hops: HopCount,
     copy: BodyCopy,
     config: ContentConfig,
-    /// Training mail: what it teaches spamd (it is then not scored itself).
-    training: Option<spamd::protocol::Class>,
+    /// Training mail: what it teaches the spam scanner (it is then not scored itself).
+    training: Option<training::Training>,
+    /// What rspamd is told besides the message.
+    envelope: Envelope,
     /// SPF, DKIM and DMARC of received mail, when any is on.
     sender: Option<SenderChecks>,
     /// Signing keys, for mail from `$mynetworks` and authenticated clients.
@@ -239,6 +244,7 @@ impl Scan {
             copy: BodyCopy::new(config.content.scan_limit),
             config: config.content.clone(),
             training: training::class_of(envelope, config),
+            envelope: envelope.clone(),
             sender: None,
             signing: None,
         }
@@ -372,8 +378,8 @@ impl Scan {
             })??;
         let whole = &whole[..];
         let spam_check = async {
-            match self.training {
-                Some(class) => self.train(whole, class).await,
+            match &self.training {
+                Some(training) => self.train(whole, training).await,
                 None => self.spam_score(whole).await,
             }
         };
@@ -394,6 +400,7 @@ impl Scan {
         accepted.subject_tag = spam.subject_tag;
         accepted.spammy = spam.spammy;
         accepted.hits = spam.hits;
+        accepted.trained = spam.trained;
         self.apply_sender_checks(&mut accepted, auth)?;
         // Last: the signature covers the header section with every other edit made.
         self.sign(&mut accepted, whole);
@@ -419,63 +426,79 @@ impl Scan {
         }
     }
 
-    /// Teaches spamd instead of scoring: reported spam would be killed by its own score.
+    /// Teaches the spam scanner instead of scoring: reported spam would be killed by its own
+    /// score. Once learned, the training accounts are done unless `posternSpamTrainingDeliver`.
     async fn train(
         &self,
         whole: &[u8],
-        class: spamd::protocol::Class,
+        training: &training::Training,
     ) -> Result<Accepted, Rejection> {
         let mut noted = Accepted::default();
-        let Some(addr) = &self.config.spamd else {
+        let c = &self.config;
+        let Some(scanner) = c.spam_scanner() else {
             return Ok(noted);
         };
-        let what = match class {
-            spamd::protocol::Class::Spam => "spam",
-            spamd::protocol::Class::Ham => "ham",
-        };
+        let (what, who) = (training.class.as_str(), spam::name(scanner));
         // One deadline for all the lessons, so training holds the session no longer than a scan.
-        let lessons = training::train(addr, whole, class, self.config.spamd_timeout);
-        let header = match tokio::time::timeout(self.config.spamd_timeout, lessons)
+        let lessons = training::train(scanner, whole, training.class, c.spamd_timeout);
+        match tokio::time::timeout(c.spamd_timeout, lessons)
             .await
             .unwrap_or(Err(ScannerError::Timeout))
         {
-            Ok(n) => format!("X-Spam-Training: {n} learned as {what}"),
-            Err(e) => format!("X-Spam-Training: not learned as {what}, spamd: {e}"),
-        };
-        noted.headers.push(header);
+            Ok(n) => {
+                noted
+                    .headers
+                    .push(format!("X-Spam-Training: {n} learned as {what}"));
+                if !c.training_deliver {
+                    noted.trained = training.accounts.clone();
+                }
+            }
+            // Not learned and not to be delivered: the lesson would be lost, so the client
+            // tries again later, unless failures are accepted.
+            Err(error) if !c.training_deliver && c.spamd_fail == FailAction::Tempfail => {
+                return Err(Rejection::ScannerFailed {
+                    scanner: who,
+                    error,
+                });
+            }
+            Err(e) => noted.headers.push(format!(
+                "X-Spam-Training: not learned as {what}, {who}: {e}"
+            )),
+        }
         Ok(noted)
     }
 
-    /// spamd's score, against Zimbra's kill and tag thresholds.
+    /// The spam scanner's score, against Zimbra's kill and tag thresholds.
     async fn spam_score(&self, whole: &[u8]) -> Result<Accepted, Rejection> {
         let c = &self.config;
         let mut tagged = Accepted::default();
-        let Some(addr) = &c.spamd else {
+        let Some(scanner) = c.spam_scanner() else {
             return Ok(tagged);
         };
+        let who = spam::name(scanner);
         // spamc does not send what is over its size either: big mail is rarely spam.
         if whole.len() as u64 > c.spamd_max_size {
             return Ok(tagged);
         }
-        let reply = match spamd::check(addr, whole, c.spamd_timeout).await {
+        let reply = match spam::score(scanner, whole, &self.envelope, c.spamd_timeout).await {
             Ok(reply) => reply,
             Err(error) => {
                 return match c.spamd_fail {
                     FailAction::Tempfail => Err(Rejection::ScannerFailed {
-                        scanner: "spamd",
+                        scanner: who,
                         error,
                     }),
                     FailAction::Accept => {
                         tagged
                             .headers
-                            .push(format!("X-Spam-Status: unknown, spamd: {error}"));
+                            .push(format!("X-Spam-Status: unknown, {who}: {error}"));
                         tagged.unchecked = true;
                         Ok(tagged)
                     }
                 };
             }
         };
-        let score = reply.score.unwrap_or(0.0);
+        let score = reply.score;
         if score >= c.spam_kill_score() {
             return Err(Rejection::Spam {
                 score: format!("{score:.1}"),
@@ -521,6 +544,9 @@ pub struct Accepted {
     pub strip_auth_results: Option<String>,
     /// What the log should say besides the verdict (a message held, a signature not made).
     pub notes: Vec<String>,
+    /// The recipients (indices in the envelope) that are done: training accounts whose lesson
+    /// was learned, not delivered to.
+    pub trained: Vec<usize>,
 }
 
 impl Accepted {
