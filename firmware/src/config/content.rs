@@ -567,11 +567,16 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(
             c.spam_scanner(),
-            Some(SpamScanner::Rspamd("http://127.0.0.1:11334".parse().unwrap()))
+            Some(SpamScanner::Rspamd(
+                "http://127.0.0.1:11334".parse().unwrap()
+            ))
         );
         assert_eq!(c.values(RSPAMD), ["http://127.0.0.1:11334"]);
         let https = c.set(RSPAMD, &v("https://127.0.0.1:11334")).unwrap_err();
-        assert!(https.to_string().contains("https is not supported"), "{https}");
+        assert!(
+            https.to_string().contains("https is not supported"),
+            "{https}"
+        );
         assert_eq!(c.values(TRAINING_DELIVER), ["FALSE"]);
         c.set(TRAINING_DELIVER, &v("true")).unwrap();
         assert!(c.training_deliver);

@@ -31,9 +31,9 @@ impl fmt::Display for BadRspamdUrl {
                 "https is not supported: rspamd speaks plain HTTP; use http://IP:PORT on this \
                  host or a trusted network",
             ),
-            BadRspamdUrl::NotHttpAddress => {
-                f.write_str("use http://IP:PORT, e.g. http://127.0.0.1:11334 (an address, not a name)")
-            }
+            BadRspamdUrl::NotHttpAddress => f.write_str(
+                "use http://IP:PORT, e.g. http://127.0.0.1:11334 (an address, not a name)",
+            ),
         }
     }
 }
@@ -75,7 +75,10 @@ mod tests {
         assert_eq!(url.addr, "127.0.0.1:11334".parse().unwrap());
         assert_eq!(url.to_string(), "http://127.0.0.1:11334");
         assert_eq!(
-            "HTTP://[::1]:11333/".parse::<RspamdUrl>().unwrap().to_string(),
+            "HTTP://[::1]:11333/"
+                .parse::<RspamdUrl>()
+                .unwrap()
+                .to_string(),
             "http://[::1]:11333"
         );
         assert_eq!(

@@ -401,6 +401,7 @@ impl Scan {
         accepted.spammy = spam.spammy;
         accepted.hits = spam.hits;
         accepted.trained = spam.trained;
+        accepted.notes.extend(spam.notes);
         self.apply_sender_checks(&mut accepted, auth)?;
         // Last: the signature covers the header section with every other edit made.
         self.sign(&mut accepted, whole);
@@ -449,6 +450,10 @@ impl Scan {
                 noted
                     .headers
                     .push(format!("X-Spam-Training: {n} learned as {what}"));
+                // The header is lost with the training account's copy: the log keeps it.
+                noted
+                    .notes
+                    .push(format!("spam training: {n} learned as {what} by {who}"));
                 if !c.training_deliver {
                     noted.trained = training.accounts.clone();
                 }

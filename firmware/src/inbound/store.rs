@@ -198,7 +198,10 @@ async fn training_done(
             // Still pending on flash: delivered to the account after all, never lost.
             log.line(
                 Program::Content,
-                &format!("{qid}: to=<{}>: training account kept for delivery: {e}", rcpt.address),
+                &format!(
+                    "{qid}: to=<{}>: training account kept for delivery: {e}",
+                    rcpt.address
+                ),
             );
             continue;
         }

@@ -77,7 +77,9 @@ pub fn learn_request(host: &str, len: usize, class: Class) -> Vec<u8> {
 }
 
 fn request_head(path: &str, host: &str, len: usize) -> String {
-    format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len}\r\nConnection: close\r\n")
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len}\r\nConnection: close\r\n"
+    )
 }
 
 /// rspamd's verdict on a message.
@@ -170,7 +172,8 @@ fn parse_response(reply: &[u8]) -> Result<Response<'_>, RspamdReplyError> {
     let status: u16 = status.parse().map_err(|_| RspamdReplyError::Garbled)?;
     let chunked = head.split("\r\n").skip(1).any(|line| {
         line.split_once(':').is_some_and(|(n, v)| {
-            n.trim().eq_ignore_ascii_case("transfer-encoding") && !v.trim().eq_ignore_ascii_case("identity")
+            n.trim().eq_ignore_ascii_case("transfer-encoding")
+                && !v.trim().eq_ignore_ascii_case("identity")
         })
     });
     if chunked {
