@@ -325,12 +325,18 @@ impl Rspamd {
         }
     }
 
-    /// Stops it for good (its port then refuses connections).
+    /// Stops it for good: returns once its port refuses connections (its workers may outlive
+    /// the main process by a moment).
     pub fn stop(&mut self) {
         self.signal("CONT");
         self.signal("KILL");
         if let Some(mut c) = self.child.take() {
             let _ = c.wait();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 }

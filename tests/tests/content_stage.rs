@@ -546,3 +546,77 @@ Content-Type: message/rfc822\r\n\r\n{}\r\n--r\r\nContent-Type: message/rfc822\r\
         "{body}"
     );
 }
+
+#[test]
+fn a_refused_virus_is_reported_to_the_admin_and_the_recipients_never_the_sender() {
+    let Some(clamd) = Clamd::start() else {
+        return;
+    };
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    // The admin needs an address first.
+    let early = p.admin(&["prov", "mcf", "zimbraVirusWarnAdmin", "TRUE"]);
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("posternVirusAdminAddress"),
+        "{early:?}"
+    );
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternClamdAddress",
+            &clamd.address(),
+            "zimbraVirusCheckEnabled",
+            "TRUE",
+            "posternVirusAdminAddress",
+            "virus-admin@example.com",
+            "zimbraVirusWarnAdmin",
+            "TRUE",
+            "zimbraVirusWarnRecipient",
+            "TRUE",
+            // The test's client is an outsider: recipients are told of inbound mail only.
+            "zimbraMtaMyNetworks",
+            "192.0.2.0/24",
+        ],
+    );
+    let zipped = "Content-Type: application/zip; name=\"eicar.zip\"";
+    let message = with_attachment(zipped, &zip_of(&[("eicar.com.txt", EICAR)]));
+    assert_eq!(
+        send_message(smtp, &message),
+        "554 5.7.1 Message content rejected: virus found: \"Eicar-Test-Signature.UNOFFICIAL\""
+    );
+    // Two notices in the queue, from the null sender: none to sender@outside.example.
+    let list = p.admin_ok(&["queue", "list"]);
+    let notices: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|id| id.len() > 8 && id.chars().all(|c| c.is_ascii_alphanumeric()))
+        .collect();
+    assert_eq!(notices.len(), 2, "{list}");
+    assert!(!list.contains("sender@outside.example"), "{list}");
+    let mut bodies = String::new();
+    for qid in notices {
+        let shown = p.admin_ok(&["queue", "show", qid, "--body"]);
+        // Unfolded: long Subject fields are folded onto a second line.
+        bodies.push_str(&shown.replace("\r\n", "\n").replace("\n ", " "));
+    }
+    for expected in [
+        "Subject: VIRUS (Eicar-Test-Signature.UNOFFICIAL) in mail FROM [127.0.0.1] <sender@outside.example>",
+        "Subject: VIRUS (Eicar-Test-Signature.UNOFFICIAL) IN MAIL TO YOU (from <sender@outside.example>)",
+        "To: <virus-admin@example.com>",
+        "To: <user@example.com>",
+        "Subject:    files",
+        "Virus:      Eicar-Test-Signature.UNOFFICIAL",
+    ] {
+        assert!(bodies.contains(expected), "{expected} in\n{bodies}");
+    }
+    let log = p.log();
+    assert!(
+        log.contains("virus notification to <virus-admin@example.com>: "),
+        "{log}"
+    );
+    assert!(
+        log.contains("virus notification to <user@example.com>: "),
+        "{log}"
+    );
+}

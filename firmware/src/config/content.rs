@@ -35,6 +35,9 @@ pub const SPAM_ACCOUNT: &str = "zimbraSpamIsSpamAccount";
 pub const HAM_ACCOUNT: &str = "zimbraSpamIsNotSpamAccount";
 pub const RSPAMD: &str = "posternRspamdUrl";
 pub const TRAINING_DELIVER: &str = "posternSpamTrainingDeliver";
+pub const VIRUS_WARN_ADMIN: &str = "zimbraVirusWarnAdmin";
+pub const VIRUS_WARN_RECIPIENT: &str = "zimbraVirusWarnRecipient";
+pub const VIRUS_ADMIN: &str = "posternVirusAdminAddress";
 
 /// The SpamAssassin score Zimbra calls 100 % (`zimbraSpamKillPercent` and
 /// `zimbraSpamTagPercent` are percentages of it).
@@ -106,6 +109,14 @@ pub struct ContentConfig {
     /// was learned (TRUE), or only learned (FALSE, the default: the box is the training
     /// account's only reader).
     pub training_deliver: bool,
+    /// `zimbraVirusWarnAdmin`: a refused virus is reported to the admin (`posternVirusAdminAddress`,
+    /// else `posternPostmasterAddress`), as amavis's `$virus_admin`.
+    pub virus_warn_admin: bool,
+    /// `zimbraVirusWarnRecipient`: the recipients of a refused virus are told it was refused
+    /// (inbound mail only; never the sender, whose address a virus forges).
+    pub virus_warn_recipient: bool,
+    /// `posternVirusAdminAddress`: where the admin's virus warnings go.
+    pub virus_admin: Option<String>,
 }
 
 /// The spam scanner set, if any.
@@ -172,6 +183,9 @@ impl Default for ContentConfig {
             ham_account: None,
             rspamd: None,
             training_deliver: false,
+            virus_warn_admin: false,
+            virus_warn_recipient: false,
+            virus_admin: None,
         }
     }
 }
@@ -241,6 +255,9 @@ impl ContentConfig {
         SPAM_ACCOUNT,
         HAM_ACCOUNT,
         TRAINING_DELIVER,
+        VIRUS_WARN_ADMIN,
+        VIRUS_WARN_RECIPIENT,
+        VIRUS_ADMIN,
     ];
 
     pub fn owns(attr: &str) -> bool {
@@ -290,6 +307,9 @@ impl ContentConfig {
             SPAM_ACCOUNT => self.spam_account.iter().cloned().collect(),
             HAM_ACCOUNT => self.ham_account.iter().cloned().collect(),
             TRAINING_DELIVER => one(show_bool(self.training_deliver)),
+            VIRUS_WARN_ADMIN => one(show_bool(self.virus_warn_admin)),
+            VIRUS_WARN_RECIPIENT => one(show_bool(self.virus_warn_recipient)),
+            VIRUS_ADMIN => self.virus_admin.iter().cloned().collect(),
             _ => [self.spam_subject_tag.clone()]
                 .into_iter()
                 .filter(|t| !t.is_empty())
@@ -329,6 +349,9 @@ impl ContentConfig {
                     SPAM_ACCOUNT => self.spam_account = Some(account(attr, v)?),
                     HAM_ACCOUNT => self.ham_account = Some(account(attr, v)?),
                     TRAINING_DELIVER => self.training_deliver = boolean(attr, v)?,
+                    VIRUS_WARN_ADMIN => self.virus_warn_admin = boolean(attr, v)?,
+                    VIRUS_WARN_RECIPIENT => self.virus_warn_recipient = boolean(attr, v)?,
+                    VIRUS_ADMIN => self.virus_admin = Some(account(attr, v)?),
                     _ => self.spam_subject_tag = subject_tag(attr, v)?,
                 }
             }
@@ -358,6 +381,9 @@ impl ContentConfig {
             SPAM_ACCOUNT => self.spam_account = d.spam_account.clone(),
             HAM_ACCOUNT => self.ham_account = d.ham_account.clone(),
             TRAINING_DELIVER => self.training_deliver = d.training_deliver,
+            VIRUS_WARN_ADMIN => self.virus_warn_admin = d.virus_warn_admin,
+            VIRUS_WARN_RECIPIENT => self.virus_warn_recipient = d.virus_warn_recipient,
+            VIRUS_ADMIN => self.virus_admin = d.virus_admin.clone(),
             _ => self.spam_subject_tag = d.spam_subject_tag.clone(),
         }
     }
@@ -451,7 +477,7 @@ fn time(attr: &'static str, v: &str) -> Result<Duration, AttrError> {
     duration::parse(v, Unit::Seconds).map_err(|e| invalid(attr, v, e))
 }
 
-/// A training account's address, kept lower case (addresses are compared that way).
+/// A training account's (or the virus admin's) address, kept lower case (addresses are compared that way).
 fn account(attr: &'static str, v: &str) -> Result<String, AttrError> {
     match v.split_once('@') {
         Some((local, domain))

@@ -35,6 +35,7 @@ pub mod scanner;
 pub mod spam;
 pub mod spamd;
 pub mod training;
+pub mod virus_warning;
 
 use std::sync::Arc;
 

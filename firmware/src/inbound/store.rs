@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::stages::{IncomingMessage, MessageStore};
+use super::virus_notice::{NoticePlan, Outbox};
 use crate::content::headers::{self, HeadSplit, Split};
 use crate::content::{self, Scan, dkim::KeyRing};
 use crate::directory::SharedDirectory;
@@ -60,6 +61,7 @@ impl MessageStore for SpoolStore {
         if own {
             scan = scan.with_signing(self.dkim.clone());
         }
+        let notices = NoticePlan::new(&envelope, &dir, config, own);
         let incoming = self
             .spool
             .begin_holding_head(envelope.clone())
@@ -71,6 +73,7 @@ impl MessageStore for SpoolStore {
             size: 0,
             scan,
             head: HeadSplit::default(),
+            notices,
             spool: self.spool.clone(),
             queue: self.queue.clone(),
             log: self.log.clone(),
@@ -85,6 +88,8 @@ pub struct Receiving {
     size: u64,
     scan: Scan,
     head: HeadSplit,
+    /// Who is told of a virus refused in it.
+    notices: NoticePlan,
     spool: SpoolHandle,
     queue: QueueHandle,
     log: LogSink,
@@ -114,6 +119,7 @@ impl IncomingMessage for Receiving {
             mut size,
             scan,
             mut head,
+            notices,
             spool,
             queue,
             log,
@@ -126,6 +132,25 @@ impl IncomingMessage for Receiving {
         };
         log_verdict(&log, incoming.queue_id(), &envelope, size, started, &told);
         crate::metrics::global().content_verdict(told.action, told.category);
+        if let Err(content::Rejection::Infected { signature }) = &verdict
+            && !notices.is_empty()
+        {
+            let qid = incoming.queue_id();
+            let held = head.take_head();
+            notices
+                .send(
+                    Outbox {
+                        spool: &spool,
+                        queue: &queue,
+                        log: &log,
+                    },
+                    qid,
+                    &envelope,
+                    held.as_deref(),
+                    signature,
+                )
+                .await;
+        }
         // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
         let accepted = verdict.map_err(|refused| refused.reply())?;
         // The edited head, the rest of the body and the commit go to the spool in one request.
