@@ -643,6 +643,45 @@ mod tests {
         );
     }
 
+    /// A lesson the scanner could not take is not thrown away with the training account's copy:
+    /// the client tries again later, or, set to deliver, the account gets it saying so.
+    #[tokio::test]
+    async fn training_mail_the_scanner_cannot_learn_is_kept() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let mut config = MtaConfig::default();
+        let set = |c: &mut MtaConfig, a: &str, v: &str| c.set(a, &[v.to_string()]).unwrap();
+        set(&mut config, "posternRspamdUrl", &url);
+        set(&mut config, "zimbraSpamIsSpamAccount", "spam.x@example.com");
+        let envelope = training::tests::envelope("spam.x@example.com", "127.0.0.1", None);
+        let lesson = b"Subject: junk\r\n\r\nbuy now\r\n";
+        let mut scan = Scan::new(&config, &envelope);
+        scan.feed(lesson);
+        let refused = scan.finish().await.unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                Rejection::ScannerFailed {
+                    scanner: "rspamd",
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(refused.reply().code, 451);
+        set(&mut config, "posternSpamTrainingDeliver", "TRUE");
+        let mut scan = Scan::new(&config, &envelope);
+        scan.feed(lesson);
+        let kept = scan.finish().await.unwrap();
+        assert!(kept.trained.is_empty());
+        assert!(
+            kept.headers[0]
+                .starts_with("X-Spam-Training: not learned as spam, rspamd: cannot connect"),
+            "{kept:?}"
+        );
+    }
+
     /// File names and signatures come from the sender: they never break the reply line.
     #[test]
     fn hostile_names_stay_one_short_ascii_line() {
