@@ -20,7 +20,7 @@ packages=(
     # Real SMTP/LMTP peers for end-to-end tests and the relay benchmark.
     swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dovecot-lmtpd
     # Directory, virus and spam peers (LDAP sync, content checks): private instances per test.
-    slapd ldap-utils clamav-daemon spamd
+    slapd ldap-utils clamav-daemon spamd rspamd
     # Checkers of what the box writes: pflogsumm reads the mail log, promtool the metrics,
     # dkimpy (dkimverify) the DKIM signatures (python3-nacl for ed25519); openssl makes test keys.
     pflogsumm prometheus python3-dkim python3-nacl openssl
@@ -50,7 +50,7 @@ else
 fi
 
 # Nothing the packages start may sit on the ports the tests use.
-for svc in postfix dovecot slapd clamav-daemon spamd; do
+for svc in postfix dovecot slapd clamav-daemon spamd rspamd; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
         systemctl stop "$svc" || true
     fi

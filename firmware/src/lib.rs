@@ -30,7 +30,7 @@
 //! - [`directory`]: accounts, aliases, domains, MTA settings; in RAM, snapshot on flash; AUTH
 //!   verification against the accounts' hashes.
 //! - [`content`]: the end-of-data checks, one streaming pass over the body before the 250: hop
-//!   count, attachment blocking, clamd and spamd (called at once), header edits of what passes.
+//!   count, attachment blocking, clamd and spamd or rspamd (called at once), header edits of what passes.
 //! - [`spool`]: the flash store. A message exists once its commit record is synced; only then does
 //!   the client get its 250. Its errors are its own; it speaks no SMTP.
 //! - [`queue`]: active, deferred, hold; when each message is tried next; reads and writes messages

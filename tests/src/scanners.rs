@@ -199,3 +199,150 @@ impl Drop for Spamd {
         }
     }
 }
+
+/// An rspamd of the test's own: only its controller worker (it answers `/checkv2` and the learn
+/// endpoints) on a free port, its config, databases and Bayes statistics (sqlite, no redis) in a
+/// temp dir, DNS pointed at a closed port so nothing leaves the box. In its own process group so
+/// a test can freeze it whole.
+pub struct Rspamd {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// The top of the config: Debian's shipped rules and modules, one controller worker.
+const RSPAMD_CONF: &str = r#".include "$CONFDIR/common.conf"
+options {
+    pidfile = "$RUNDIR/rspamd.pid";
+    .include "$CONFDIR/options.inc"
+    .include(try=true; priority=10) "$LOCAL_CONFDIR/override.d/options.inc"
+}
+logging {
+    type = "console";
+    level = "notice";
+}
+worker "controller" {
+    bind_socket = "127.0.0.1:@PORT@";
+    count = 1;
+    secure_ip = "127.0.0.1";
+    static_dir = "${WWWDIR}";
+}
+"#;
+
+/// Bayes in sqlite files (rspamd 3.4 still has the backend): learning works without redis. The
+/// learn cache (which messages were learned) too, else it lands in /var/lib/rspamd and outlives
+/// the test.
+const RSPAMD_BAYES: &str = r#"backend = "sqlite3";
+cache { path = "$DBDIR/learn_cache.sqlite"; }
+statfile { symbol = "BAYES_HAM"; spam = false; path = "$DBDIR/bayes.ham.sqlite"; }
+statfile { symbol = "BAYES_SPAM"; spam = true; path = "$DBDIR/bayes.spam.sqlite"; }
+"#;
+
+/// Only the core's regexp rules (GTUBE among them); DNS to a closed local port.
+const RSPAMD_OPTIONS: &str = r#"filters = "regexp";
+dns { nameserver = ["127.0.0.1:1"]; timeout = 0.2s; retransmits = 1; }
+"#;
+
+impl Rspamd {
+    /// Starts rspamd, or `None` (after [`missing`]) when it is not installed.
+    pub fn start() -> Option<Rspamd> {
+        if !Path::new("/usr/bin/rspamd").exists() {
+            missing("rspamd", "rspamd");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let root = dir.path();
+        for sub in ["override.d", "db", "run", "log"] {
+            std::fs::create_dir(root.join(sub)).expect("rspamd dir");
+        }
+        let conf = root.join("rspamd.conf");
+        std::fs::write(&conf, RSPAMD_CONF.replace("@PORT@", &port.to_string())).expect("conf");
+        std::fs::write(root.join("override.d/classifier-bayes.conf"), RSPAMD_BAYES).expect("bayes");
+        std::fs::write(root.join("override.d/options.inc"), RSPAMD_OPTIONS).expect("options");
+        let var = |name: &str, sub: &str| format!("{name}={}", root.join(sub).display());
+        let mut cmd = Command::new("/usr/bin/rspamd");
+        cmd.arg("-f").arg("-c").arg(&conf);
+        for (name, sub) in [
+            ("LOCAL_CONFDIR", ""),
+            ("DBDIR", "db"),
+            ("RUNDIR", "run"),
+            ("LOGDIR", "log"),
+        ] {
+            cmd.arg("--var").arg(var(name, sub));
+        }
+        if is_root() {
+            cmd.args(["-u", "root", "-g", "root"]);
+        }
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rspamd");
+        let r = Rspamd {
+            port,
+            dir,
+            child: Some(child),
+        };
+        // It loads its Lua rules for 20 s or more on a busy box.
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !r.pongs() {
+            assert!(Instant::now() < deadline, "rspamd did not answer /ping");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(r)
+    }
+
+    fn pongs(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut reply = Vec::new();
+        s.write_all(b"GET /ping HTTP/1.0\r\n\r\n").is_ok()
+            && s.read_to_end(&mut reply).is_ok()
+            && String::from_utf8_lossy(&reply).contains("pong")
+    }
+
+    /// `posternRspamdUrl`'s value.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The directory its Bayes statistics are kept in.
+    pub fn db_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("db")
+    }
+
+    /// Sends `signal` (STOP, CONT, TERM) to rspamd's main process and its workers.
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-s", signal, "--", &format!("-{}", c.id())])
+                .status();
+        }
+    }
+
+    /// Stops it for good: returns once its port refuses connections (its workers may outlive
+    /// the main process by a moment).
+    pub fn stop(&mut self) {
+        self.signal("CONT");
+        self.signal("KILL");
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl Drop for Rspamd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

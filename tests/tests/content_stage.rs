@@ -1,5 +1,5 @@
 //! The content stage end to end in host mode: attachment blocking, the virus scan and the spam
-//! score (a real clamd and spamd the tests start) as the admin sets them with `zmprov mcf`, answered at the end of data,
+//! score (a real clamd, spamd and rspamd the tests start) as the admin sets them with `zmprov mcf`, answered at the end of data,
 //! before anything is queued.
 
 use std::io::{Cursor, Write};
@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use base64::Engine;
 use tests::host::{HostPostern, SmtpClient};
 use tests::peers::free_port;
-use tests::scanners::{Clamd, EICAR, GTUBE, Spamd};
+use tests::scanners::{Clamd, EICAR, GTUBE, Rspamd, Spamd};
 use zip::write::{SimpleFileOptions, ZipWriter};
 
 fn prov(p: &HostPostern, args: &[&str]) -> String {
@@ -349,6 +349,8 @@ fn mail_to_the_spam_training_account_teaches_spamd_each_attached_message() {
             "spam.train@example.com",
             "zimbraSpamIsNotSpamAccount",
             "ham.train@example.com",
+            "posternSpamTrainingDeliver",
+            "TRUE",
         ],
     );
     let attached = |i: usize| {
@@ -398,5 +400,271 @@ Content-Type: multipart/mixed; boundary=\"r\"\r\n\r\n--r\r\nContent-Type: messag
     assert!(
         body.starts_with("X-Spam-Training: 1 learned as ham\n"),
         "{body}"
+    );
+}
+
+/// Whether the queue still holds `qid` after a moment for the queue manager to finish it.
+fn still_queued(p: &HostPostern, qid: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let listed = p.admin_ok(&["queue", "list"]).contains(qid);
+        if !listed || std::time::Instant::now() > deadline {
+            return listed;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn rspamd_is_judged_by_zimbra_percentages_and_a_stopped_rspamd_is_a_tempfail() {
+    let Some(mut rspamd) = Rspamd::start() else {
+        return;
+    };
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    // One spam scanner at a time.
+    prov(&p, &["mcf", "posternSpamdAddress", "127.0.0.1:783"]);
+    let both = p.admin(&["prov", "mcf", "posternRspamdUrl", &rspamd.url()]);
+    let said =
+        String::from_utf8_lossy(&both.stderr).to_string() + &String::from_utf8_lossy(&both.stdout);
+    assert!(
+        !both.status.success() && said.contains("one spam scanner at a time"),
+        "{said}"
+    );
+    let https = p.admin(&["prov", "mcf", "posternRspamdUrl", "https://127.0.0.1:11334"]);
+    assert!(String::from_utf8_lossy(&https.stderr).contains("https is not supported"));
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternSpamdAddress",
+            "",
+            "posternRspamdUrl",
+            &rspamd.url(),
+            "zimbraSpamSubjectTag",
+            "[SPAM]",
+            "posternSpamdTimeout",
+            "20s",
+        ],
+    );
+    // rspamd scores GTUBE at its reject threshold, 15: Zimbra's 75 % of 20.
+    let gtube = format!("Subject: buy now\r\n\r\n{GTUBE}\r\n");
+    assert_eq!(
+        send_message(smtp, gtube.as_bytes()),
+        "554 5.7.1 Message content rejected as spam"
+    );
+    let ham = "From: Alice <alice@outside.example>\r\nTo: <user@example.com>\r\n\
+Date: Tue, 01 Dec 2026 10:00:00 +0000\r\nMessage-ID: <ham-1@outside.example>\r\n\
+Subject: minutes of the meeting\r\n\r\nHi, the minutes of today's meeting are below.\r\n\
+We agreed to meet again next week to go over the budget.\r\n";
+    let body = queued_body(&p, &send_message(smtp, ham.as_bytes()));
+    assert!(body.contains("\nX-Spam-Status: No, score="), "{body}");
+    assert!(body.contains("X-Spam-Score: "), "{body}");
+    assert!(body.contains("Subject: minutes of the meeting\n"), "{body}");
+    assert!(!body.contains("X-Spam-Flag"), "{body}");
+
+    // Tag everything from 0 points: rspamd finds something to count against a bare message.
+    prov(&p, &["mcf", "zimbraSpamTagPercent", "0"]);
+    let sloppy = "Subject: hello\r\n\r\nhello\r\n";
+    let body = queued_body(&p, &send_message(smtp, sloppy.as_bytes()));
+    assert!(body.starts_with("X-Spam-Flag: YES\n"), "{body}");
+    assert!(body.contains("Subject: [SPAM] hello\n"), "{body}");
+
+    // Frozen, it still accepts connections: only the deadline ends the wait.
+    prov(&p, &["mcf", "posternSpamdTimeout", "3s"]);
+    rspamd.signal("STOP");
+    let started = std::time::Instant::now();
+    let reply = send_message(smtp, sloppy.as_bytes());
+    let waited = started.elapsed();
+    rspamd.signal("CONT");
+    let tempfail = "451 4.7.1 Message content could not be scanned, try again later";
+    assert_eq!(reply, tempfail);
+    assert!(
+        waited >= std::time::Duration::from_secs(3) && waited < std::time::Duration::from_secs(10),
+        "{waited:?}"
+    );
+    rspamd.stop();
+    assert_eq!(send_message(smtp, sloppy.as_bytes()), tempfail);
+    let log = p.log();
+    for verdict in [
+        " Blocked SPAM {RejectedInbound}, [127.0.0.1] <sender@outside.example> -> <user@example.com>, Hits: 15",
+        " Passed CLEAN {RelayedInbound}, ",
+        " Passed SPAMMY {RelayedTaggedInbound}, ",
+        " Deferred UNCHECKED (rspamd: timed out) {TempFailedInbound}, ",
+        " Deferred UNCHECKED (rspamd: cannot connect: connection refused) {TempFailedInbound}, ",
+    ] {
+        assert!(log.contains(verdict), "{verdict} in\n{log}");
+    }
+}
+
+#[test]
+fn training_mail_teaches_rspamd_and_is_not_delivered_unless_set() {
+    let Some(rspamd) = Rspamd::start() else {
+        return;
+    };
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternRspamdUrl",
+            &rspamd.url(),
+            "zimbraSpamIsSpamAccount",
+            "spam.train@example.com",
+            "zimbraSpamIsNotSpamAccount",
+            "ham.train@example.com",
+        ],
+    );
+    // Enough words for rspamd's Bayes classifier (it wants 11 tokens or more).
+    let attached = |i: usize| {
+        format!(
+            "From: <shop{i}@spam.example>\r\nSubject: cheap offer {i}\r\nMessage-ID: <{i}@spam.example>\r\n\r\n\
+Buy cheap replica watches number {i} now, limited offer, click here for the best prices in \
+the world, only today, free shipping to every country.\r\n"
+        )
+    };
+    let report = format!(
+        "From: <user@example.com>\r\nTo: <spam.train@example.com>\r\nSubject: junk report\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"r\"\r\n\r\n--r\r\n\
+Content-Type: message/rfc822\r\n\r\n{}\r\n--r\r\nContent-Type: message/rfc822\r\n\r\n{}\r\n--r--",
+        attached(1),
+        attached(2)
+    );
+    let send_to = |to: &[&str], message: &str| {
+        let mut c = SmtpClient::connect(smtp);
+        c.reply();
+        c.cmd("EHLO client.test");
+        c.cmd("MAIL FROM:<user@example.com>");
+        for rcpt in to {
+            assert!(c.cmd(&format!("RCPT TO:<{rcpt}>")).starts_with("250"));
+        }
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.send(message.as_bytes());
+        c.send(b"\r\n.\r\n");
+        c.reply()
+    };
+    let qid_of = |reply: &str| {
+        reply
+            .strip_prefix("250 2.0.0 Ok: queued as ")
+            .unwrap_or_else(|| panic!("not accepted: {reply}"))
+            .to_string()
+    };
+    // Learned, then done: no delivery to the training account, no bounce.
+    let first = qid_of(&send_to(&["spam.train@example.com"], &report));
+    assert!(
+        !still_queued(&p, &first),
+        "{}",
+        p.admin_ok(&["queue", "list"])
+    );
+    let log = p.log();
+    for line in [
+        format!("{first}: spam training: 2 learned as spam by rspamd"),
+        format!("{first}: to=<spam.train@example.com>, relay=none, "),
+        "dsn=2.0.0, status=sent (delivered to spam training)".to_string(),
+        format!("{first}: removed"),
+    ] {
+        assert!(log.contains(&line), "{line} in\n{log}");
+    }
+    assert!(
+        !log.contains(&format!("{first}: sender non-delivery")),
+        "{log}"
+    );
+    // rspamd says it knows them already: nothing more learned, still not delivered.
+    let again = qid_of(&send_to(&["spam.train@example.com"], &report));
+    assert!(!still_queued(&p, &again));
+    assert!(p.log().contains(&format!(
+        "{again}: spam training: 0 learned as spam by rspamd"
+    )));
+
+    // Another recipient of the same message is delivered as usual.
+    let mixed = qid_of(&send_to(
+        &["user@example.com", "ham.train@example.com"],
+        &attached(3),
+    ));
+    assert!(still_queued(&p, &mixed));
+    let shown = p.admin_ok(&["queue", "show", &mixed]);
+    assert!(shown.contains("user@example.com"), "{shown}");
+
+    // Set to deliver, the training account gets its copy with what was learned.
+    prov(&p, &["mcf", "posternSpamTrainingDeliver", "TRUE"]);
+    let body = queued_body(&p, &send_to(&["ham.train@example.com"], &attached(4)));
+    assert!(
+        body.starts_with("X-Spam-Training: 1 learned as ham\n"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_refused_virus_is_reported_to_the_admin_and_the_recipients_never_the_sender() {
+    let Some(clamd) = Clamd::start() else {
+        return;
+    };
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    // The admin needs an address first.
+    let early = p.admin(&["prov", "mcf", "zimbraVirusWarnAdmin", "TRUE"]);
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("posternVirusAdminAddress"),
+        "{early:?}"
+    );
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternClamdAddress",
+            &clamd.address(),
+            "zimbraVirusCheckEnabled",
+            "TRUE",
+            "posternVirusAdminAddress",
+            "virus-admin@example.com",
+            "zimbraVirusWarnAdmin",
+            "TRUE",
+            "zimbraVirusWarnRecipient",
+            "TRUE",
+            // The test's client is an outsider: recipients are told of inbound mail only.
+            "zimbraMtaMyNetworks",
+            "192.0.2.0/24",
+        ],
+    );
+    let zipped = "Content-Type: application/zip; name=\"eicar.zip\"";
+    let message = with_attachment(zipped, &zip_of(&[("eicar.com.txt", EICAR)]));
+    assert_eq!(
+        send_message(smtp, &message),
+        "554 5.7.1 Message content rejected: virus found: \"Eicar-Test-Signature.UNOFFICIAL\""
+    );
+    // Two notices in the queue, from the null sender: none to sender@outside.example.
+    let list = p.admin_ok(&["queue", "list"]);
+    let notices: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|id| id.len() > 8 && id.chars().all(|c| c.is_ascii_alphanumeric()))
+        .collect();
+    assert_eq!(notices.len(), 2, "{list}");
+    assert!(!list.contains("sender@outside.example"), "{list}");
+    let mut bodies = String::new();
+    for qid in notices {
+        let shown = p.admin_ok(&["queue", "show", qid, "--body"]);
+        // Unfolded: long Subject fields are folded onto a second line.
+        bodies.push_str(&shown.replace("\r\n", "\n").replace("\n ", " "));
+    }
+    for expected in [
+        "Subject: VIRUS (Eicar-Test-Signature.UNOFFICIAL) in mail FROM [127.0.0.1] <sender@outside.example>",
+        "Subject: VIRUS (Eicar-Test-Signature.UNOFFICIAL) IN MAIL TO YOU (from <sender@outside.example>)",
+        "To: <virus-admin@example.com>",
+        "To: <user@example.com>",
+        "Subject:    files",
+        "Virus:      Eicar-Test-Signature.UNOFFICIAL",
+    ] {
+        assert!(bodies.contains(expected), "{expected} in\n{bodies}");
+    }
+    let log = p.log();
+    assert!(
+        log.contains("virus notification to <virus-admin@example.com>: "),
+        "{log}"
+    );
+    assert!(
+        log.contains("virus notification to <user@example.com>: "),
+        "{log}"
     );
 }

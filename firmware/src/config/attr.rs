@@ -67,8 +67,6 @@ pub const PLANNED: &[&str] = &[
     "zimbraMtaTlsAuthOnly",
     "zimbraMtaBlockedExtensionWarnRecipient",
     "zimbraAttachmentsBlocked",
-    "zimbraVirusWarnRecipient",
-    "zimbraVirusWarnAdmin",
 ];
 
 /// Whether `attr` is one of the [`PLANNED`] attributes.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::attr::{AttrError, boolean, invalid, show_bool, single};
 use super::duration::{self, Unit};
+use super::rspamd_url::RspamdUrl;
 
 pub const BLOCKED_EXT: &str = "zimbraMtaBlockedExtension";
 pub const COMMON_BLOCKED_EXT: &str = "zimbraMtaCommonBlockedExtension";
@@ -32,6 +33,11 @@ pub const SPAM_TAG: &str = "zimbraSpamTagPercent";
 pub const SPAM_SUBJECT_TAG: &str = "zimbraSpamSubjectTag";
 pub const SPAM_ACCOUNT: &str = "zimbraSpamIsSpamAccount";
 pub const HAM_ACCOUNT: &str = "zimbraSpamIsNotSpamAccount";
+pub const RSPAMD: &str = "posternRspamdUrl";
+pub const TRAINING_DELIVER: &str = "posternSpamTrainingDeliver";
+pub const VIRUS_WARN_ADMIN: &str = "zimbraVirusWarnAdmin";
+pub const VIRUS_WARN_RECIPIENT: &str = "zimbraVirusWarnRecipient";
+pub const VIRUS_ADMIN: &str = "posternVirusAdminAddress";
 
 /// The SpamAssassin score Zimbra calls 100 % (`zimbraSpamKillPercent` and
 /// `zimbraSpamTagPercent` are percentages of it).
@@ -81,11 +87,15 @@ pub struct ContentConfig {
     pub clamd_fail: FailAction,
     /// `posternSpamdAddress`: where spamd listens; unset, no spam check.
     pub spamd: Option<ScannerAddress>,
-    /// `posternSpamdTimeout`: the most one spamd call may take.
+    /// `posternRspamdUrl`: where rspamd answers HTTP; unset, no rspamd. One spam scanner at a
+    /// time: this or `posternSpamdAddress`.
+    pub rspamd: Option<RspamdUrl>,
+    /// `posternSpamdTimeout`: the most one call to the spam scanner (spamd or rspamd) may take.
     pub spamd_timeout: Duration,
-    /// `posternSpamdMaxSize`: bigger messages are not scored (spamc's `-s`, 500 KB).
+    /// `posternSpamdMaxSize`: bigger messages are not scored (spamc's `-s`, 500 KB); for rspamd
+    /// too.
     pub spamd_max_size: u64,
-    /// `posternSpamdFailAction`: what happens when spamd gives no score.
+    /// `posternSpamdFailAction`: what happens when the spam scanner gives no score.
     pub spamd_fail: FailAction,
     /// `zimbraSpamKillPercent`: at this share of [`SPAM_FULL_SCORE`] a message is refused.
     pub spam_kill_percent: u32,
@@ -97,6 +107,25 @@ pub struct ContentConfig {
     pub spam_account: Option<String>,
     /// `zimbraSpamIsNotSpamAccount`: the same for ham.
     pub ham_account: Option<String>,
+    /// `posternSpamTrainingDeliver`: mail to the training accounts is delivered to them after it
+    /// was learned (TRUE), or only learned (FALSE, the default: the box is the training
+    /// account's only reader).
+    pub training_deliver: bool,
+    /// `zimbraVirusWarnAdmin`: a refused virus is reported to the admin (`posternVirusAdminAddress`,
+    /// else `posternPostmasterAddress`), as amavis's `$virus_admin`.
+    pub virus_warn_admin: bool,
+    /// `zimbraVirusWarnRecipient`: the recipients of a refused virus are told it was refused
+    /// (inbound mail only; never the sender, whose address a virus forges).
+    pub virus_warn_recipient: bool,
+    /// `posternVirusAdminAddress`: where the admin's virus warnings go.
+    pub virus_admin: Option<String>,
+}
+
+/// The spam scanner set, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpamScanner<'a> {
+    Spamd(&'a ScannerAddress),
+    Rspamd(RspamdUrl),
 }
 
 /// What the content stage does with a message a scanner could not judge (down, timed out, the
@@ -154,6 +183,11 @@ impl Default for ContentConfig {
             spam_subject_tag: String::new(),
             spam_account: None,
             ham_account: None,
+            rspamd: None,
+            training_deliver: false,
+            virus_warn_admin: false,
+            virus_warn_recipient: false,
+            virus_admin: None,
         }
     }
 }
@@ -213,6 +247,7 @@ impl ContentConfig {
         CLAMD_STREAM_MAX,
         CLAMD_FAIL,
         SPAMD,
+        RSPAMD,
         SPAMD_TIMEOUT,
         SPAMD_MAX_SIZE,
         SPAMD_FAIL,
@@ -221,6 +256,10 @@ impl ContentConfig {
         SPAM_SUBJECT_TAG,
         SPAM_ACCOUNT,
         HAM_ACCOUNT,
+        TRAINING_DELIVER,
+        VIRUS_WARN_ADMIN,
+        VIRUS_WARN_RECIPIENT,
+        VIRUS_ADMIN,
     ];
 
     pub fn owns(attr: &str) -> bool {
@@ -261,6 +300,7 @@ impl ContentConfig {
             CLAMD_STREAM_MAX => one(self.clamd_stream_max.to_string()),
             CLAMD_FAIL => one(self.clamd_fail.show()),
             SPAMD => self.spamd.iter().map(|a| a.to_string()).collect(),
+            RSPAMD => self.rspamd.iter().map(|a| a.to_string()).collect(),
             SPAMD_TIMEOUT => one(duration::show(self.spamd_timeout, Unit::Seconds)),
             SPAMD_MAX_SIZE => one(self.spamd_max_size.to_string()),
             SPAMD_FAIL => one(self.spamd_fail.show()),
@@ -268,6 +308,10 @@ impl ContentConfig {
             SPAM_TAG => one(self.spam_tag_percent.to_string()),
             SPAM_ACCOUNT => self.spam_account.iter().cloned().collect(),
             HAM_ACCOUNT => self.ham_account.iter().cloned().collect(),
+            TRAINING_DELIVER => one(show_bool(self.training_deliver)),
+            VIRUS_WARN_ADMIN => one(show_bool(self.virus_warn_admin)),
+            VIRUS_WARN_RECIPIENT => one(show_bool(self.virus_warn_recipient)),
+            VIRUS_ADMIN => self.virus_admin.iter().cloned().collect(),
             _ => [self.spam_subject_tag.clone()]
                 .into_iter()
                 .filter(|t| !t.is_empty())
@@ -298,6 +342,7 @@ impl ContentConfig {
                     CLAMD_STREAM_MAX => self.clamd_stream_max = number(attr, v)?,
                     CLAMD_FAIL => self.clamd_fail = FailAction::parse(attr, v)?,
                     SPAMD => self.spamd = Some(v.parse().map_err(|e| invalid(attr, v, e))?),
+                    RSPAMD => self.rspamd = Some(v.parse().map_err(|e| invalid(attr, v, e))?),
                     SPAMD_TIMEOUT => self.spamd_timeout = time(attr, v)?,
                     SPAMD_MAX_SIZE => self.spamd_max_size = number(attr, v)?,
                     SPAMD_FAIL => self.spamd_fail = FailAction::parse(attr, v)?,
@@ -305,6 +350,10 @@ impl ContentConfig {
                     SPAM_TAG => self.spam_tag_percent = percent(attr, v)?,
                     SPAM_ACCOUNT => self.spam_account = Some(account(attr, v)?),
                     HAM_ACCOUNT => self.ham_account = Some(account(attr, v)?),
+                    TRAINING_DELIVER => self.training_deliver = boolean(attr, v)?,
+                    VIRUS_WARN_ADMIN => self.virus_warn_admin = boolean(attr, v)?,
+                    VIRUS_WARN_RECIPIENT => self.virus_warn_recipient = boolean(attr, v)?,
+                    VIRUS_ADMIN => self.virus_admin = Some(account(attr, v)?),
                     _ => self.spam_subject_tag = subject_tag(attr, v)?,
                 }
             }
@@ -325,6 +374,7 @@ impl ContentConfig {
             CLAMD_STREAM_MAX => self.clamd_stream_max = d.clamd_stream_max,
             CLAMD_FAIL => self.clamd_fail = d.clamd_fail,
             SPAMD => self.spamd = d.spamd.clone(),
+            RSPAMD => self.rspamd = d.rspamd,
             SPAMD_TIMEOUT => self.spamd_timeout = d.spamd_timeout,
             SPAMD_MAX_SIZE => self.spamd_max_size = d.spamd_max_size,
             SPAMD_FAIL => self.spamd_fail = d.spamd_fail,
@@ -332,6 +382,10 @@ impl ContentConfig {
             SPAM_TAG => self.spam_tag_percent = d.spam_tag_percent,
             SPAM_ACCOUNT => self.spam_account = d.spam_account.clone(),
             HAM_ACCOUNT => self.ham_account = d.ham_account.clone(),
+            TRAINING_DELIVER => self.training_deliver = d.training_deliver,
+            VIRUS_WARN_ADMIN => self.virus_warn_admin = d.virus_warn_admin,
+            VIRUS_WARN_RECIPIENT => self.virus_warn_recipient = d.virus_warn_recipient,
+            VIRUS_ADMIN => self.virus_admin = d.virus_admin.clone(),
             _ => self.spam_subject_tag = d.spam_subject_tag.clone(),
         }
     }
@@ -348,6 +402,16 @@ impl ContentConfig {
         if self.clamd_timeout.is_zero() {
             return Err(invalid(CLAMD_TIMEOUT, "0s", "must be at least 1s"));
         }
+        if let (Some(_), Some(url)) = (&self.spamd, &self.rspamd) {
+            return Err(invalid(
+                RSPAMD,
+                &url.to_string(),
+                format_args!(
+                    "one spam scanner at a time: clear {SPAMD} first, or set both in one mcf \
+                     ({SPAMD} '' {RSPAMD} URL)"
+                ),
+            ));
+        }
         if self.spamd_timeout.is_zero() {
             return Err(invalid(SPAMD_TIMEOUT, "0s", "must be at least 1s"));
         }
@@ -359,6 +423,15 @@ impl ContentConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The spam scanner set, if any (validation keeps it to one).
+    pub fn spam_scanner(&self) -> Option<SpamScanner<'_>> {
+        match (&self.spamd, self.rspamd) {
+            (Some(addr), _) => Some(SpamScanner::Spamd(addr)),
+            (None, Some(url)) => Some(SpamScanner::Rspamd(url)),
+            (None, None) => None,
+        }
     }
 
     /// The score at which a message is refused.
@@ -406,7 +479,7 @@ fn time(attr: &'static str, v: &str) -> Result<Duration, AttrError> {
     duration::parse(v, Unit::Seconds).map_err(|e| invalid(attr, v, e))
 }
 
-/// A training account's address, kept lower case (addresses are compared that way).
+/// A training account's (or the virus admin's) address, kept lower case (addresses are compared that way).
 fn account(attr: &'static str, v: &str) -> Result<String, AttrError> {
     match v.split_once('@') {
         Some((local, domain))
@@ -508,6 +581,33 @@ mod tests {
             c.set(SPAM_SUBJECT_TAG, &["a\r\nBcc: x".to_string()])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn one_spam_scanner_at_a_time() {
+        let mut c = ContentConfig::default();
+        let v = |s: &str| [s.to_string()];
+        c.set(SPAMD, &v("127.0.0.1:783")).unwrap();
+        c.set(RSPAMD, &v("http://127.0.0.1:11334")).unwrap();
+        let both = c.validate().unwrap_err().to_string();
+        assert!(both.contains("one spam scanner at a time"), "{both}");
+        c.set(SPAMD, &[]).unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(
+            c.spam_scanner(),
+            Some(SpamScanner::Rspamd(
+                "http://127.0.0.1:11334".parse().unwrap()
+            ))
+        );
+        assert_eq!(c.values(RSPAMD), ["http://127.0.0.1:11334"]);
+        let https = c.set(RSPAMD, &v("https://127.0.0.1:11334")).unwrap_err();
+        assert!(
+            https.to_string().contains("https is not supported"),
+            "{https}"
+        );
+        assert_eq!(c.values(TRAINING_DELIVER), ["FALSE"]);
+        c.set(TRAINING_DELIVER, &v("true")).unwrap();
+        assert!(c.training_deliver);
     }
 
     #[test]

@@ -24,13 +24,14 @@ pub mod localconfig;
 pub mod network;
 pub mod restriction;
 pub mod restriction_names;
+pub mod rspamd_url;
 pub mod sender_auth;
 pub mod stored;
 
 use std::time::Duration;
 
 pub use attr::AttrError;
-pub use content::{ContentConfig, ScannerAddress};
+pub use content::{ContentConfig, ScannerAddress, SpamScanner};
 pub use dnsbl::Dnsbl;
 pub use duration::Unit;
 pub use hosts::{BadHostEntry, HostsTable};
@@ -258,6 +259,7 @@ impl MtaConfig {
         content::CLAMD_STREAM_MAX,
         content::CLAMD_FAIL,
         content::SPAMD,
+        content::RSPAMD,
         content::SPAMD_TIMEOUT,
         content::SPAMD_MAX_SIZE,
         content::SPAMD_FAIL,
@@ -266,6 +268,10 @@ impl MtaConfig {
         content::SPAM_SUBJECT_TAG,
         content::SPAM_ACCOUNT,
         content::HAM_ACCOUNT,
+        content::TRAINING_DELIVER,
+        content::VIRUS_WARN_ADMIN,
+        content::VIRUS_WARN_RECIPIENT,
+        content::VIRUS_ADMIN,
         sender_auth::SPF_ACTION,
         sender_auth::DKIM_VERIFY,
         sender_auth::DMARC_VERIFY,
@@ -608,7 +614,22 @@ impl MtaConfig {
             return Err(invalid(RUN_DELAY, "0s", "must be at least 1s"));
         }
         hostname(MY_HOSTNAME, &self.my_hostname)?;
+        if self.content.virus_warn_admin && self.virus_admin().is_none() {
+            return Err(invalid(
+                content::VIRUS_WARN_ADMIN,
+                "TRUE",
+                format_args!("set {} or {POSTMASTER} first", content::VIRUS_ADMIN),
+            ));
+        }
         self.content.validate()
+    }
+
+    /// Where the admin's virus warnings go: `posternVirusAdminAddress`, else the postmaster.
+    pub fn virus_admin(&self) -> Option<&str> {
+        self.content
+            .virus_admin
+            .as_deref()
+            .or(self.postmaster_address.as_deref())
     }
 
     /// Every attribute with its values, as `gacf` prints them (`attr: value` per value).
@@ -730,7 +751,7 @@ mod tests {
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
         let mut shown: Vec<_> = c.all_values().into_iter().map(|(a, _)| a).collect();
         shown.dedup();
-        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 15);
+        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 17);
         assert_eq!(vals(&c, "zimbraMtaCommonBlockedExtension").len(), 27);
     }
 
@@ -927,10 +948,12 @@ mod tests {
             "invalid attr name: zimbraMtaNoSuchThing"
         );
         assert_eq!(unknown.code(), "account.INVALID_ATTR_NAME");
-        let planned = c.set("zimbraVirusWarnAdmin", &s(&["TRUE"])).unwrap_err();
+        let planned = c
+            .set("zimbraMtaBlockedExtensionWarnRecipient", &s(&["TRUE"]))
+            .unwrap_err();
         assert_eq!(
             planned.to_string(),
-            "zimbraVirusWarnAdmin: not supported yet"
+            "zimbraMtaBlockedExtensionWarnRecipient: not supported yet"
         );
     }
 }

@@ -11,19 +11,20 @@
 //! - [`attachments`]: a file name with a blocked extension, in the message, in an attached
 //!   message or inside a zip ([`archive`]), is `554 5.7.1` naming the file. The MIME walk reads
 //!   the message as it streams by; only a zip attachment is held (up to the scan limit).
-//! - [`clamd`] and [`spamd`], called at the same time, each within its deadline: a virus is
-//!   `554 5.7.1` naming it, spam over `zimbraSpamKillPercent` `554 5.7.1`, spam over
-//!   `zimbraSpamTagPercent` is tagged; a scanner that gives no verdict is `451 4.7.1` or, as set,
-//!   a header saying the message was not scanned. Mail to the training accounts is taught to
-//!   spamd instead ([`training`]).
+//! - [`clamd`] and the spam scanner ([`spam`]: [`spamd`] or [`rspamd`]), called at the same
+//!   time, each within its deadline: a virus is `554 5.7.1` naming it, spam over
+//!   `zimbraSpamKillPercent` `554 5.7.1`, spam over `zimbraSpamTagPercent` is tagged; a scanner
+//!   that gives no verdict is `451 4.7.1` or, as set, a header saying the message was not
+//!   scanned. Mail to the training accounts is taught to the spam scanner instead
+//!   ([`training`]), and by default not delivered to them.
 //! - [`headers`]: what passes gets its header edits in its held header section.
 //!
-//! The checks that need the whole message (clamd, spamd, DKIM verifying and signing) read a
-//! bounded copy of it kept in RAM ([`body`]), not the spool: the spool only gives back committed
-//! messages, and the verdict comes before the commit. When none of them is on, no copy is kept,
-//! so a session's RAM does not grow with the message. A message bigger than
-//! `posternContentScanLimit` is not held: it passes marked unscanned, or gets `451 4.7.1`, as
-//! `posternContentOversizeAction` says.
+//! clamd and the spam scanner read the message back from the spool before the commit
+//! ([`stored`]), a piece at a time. DKIM verifying and signing and spam training need it whole in
+//! RAM (mail-auth and the lessons read a complete message): only for them is a bounded copy kept
+//! ([`body`]), so without them a session's RAM does not grow with the message. A message bigger
+//! than `posternContentScanLimit` is not held: it passes marked unscanned, or gets `451 4.7.1`,
+//! as `posternContentOversizeAction` says.
 
 pub mod archive;
 pub mod attachments;
@@ -32,10 +33,13 @@ pub mod clamd;
 pub mod dkim;
 pub mod headers;
 pub mod hops;
+pub mod rspamd;
 pub mod scanner;
+pub mod spam;
 pub mod spamd;
 pub mod stored;
 pub mod training;
+pub mod virus_warning;
 
 use std::sync::Arc;
 
@@ -68,7 +72,7 @@ pub enum Rejection {
     DecompressionBomb { name: String },
     /// clamd found a virus.
     Infected { signature: String },
-    /// spamd scored it at or over `zimbraSpamKillPercent` (the score as spamd wrote it).
+    /// The spam scanner scored it at or over `zimbraSpamKillPercent`.
     Spam { score: String },
     /// A scanner gave no verdict and its fail action is `tempfail`.
     ScannerFailed {
@@ -222,8 +226,10 @@ pub struct Scan {
     /// The whole message, kept only when a check needs it ([`Scan::needs_whole`]).
     copy: BodyCopy,
     config: ContentConfig,
-    /// Training mail: what it teaches spamd (it is then not scored itself).
-    training: Option<spamd::protocol::Class>,
+    /// Training mail: what it teaches the spam scanner (it is then not scored itself).
+    training: Option<training::Training>,
+    /// What rspamd is told besides the message.
+    envelope: Envelope,
     /// SPF, DKIM and DMARC of received mail, when any is on.
     sender: Option<SenderChecks>,
     /// Signing keys, for mail from `$mynetworks` and authenticated clients.
@@ -253,6 +259,7 @@ impl Scan {
             copy: BodyCopy::new(config.content.scan_limit),
             config: config.content.clone(),
             training: training::class_of(envelope, config),
+            envelope: envelope.clone(),
             sender: None,
             signing: None,
         }
@@ -294,14 +301,16 @@ impl Scan {
             .sender
             .as_ref()
             .is_some_and(|s| !s.exempt && s.config.checks_dkim());
-        dkim || self.signing.is_some() || self.training.is_some() && self.config.spamd.is_some()
+        dkim || self.signing.is_some()
+            || self.training.is_some() && self.config.spam_scanner().is_some()
     }
 
-    /// Whether a scanner reads the message back at the end of data (clamd, or spamd scoring):
+    /// Whether a scanner reads the message back at the end of data (clamd, or spam scoring):
     /// then every byte must be on the spool before [`Scan::finish`].
     pub fn reads_stored(&self) -> bool {
         let c = &self.config;
-        c.virus_check_enabled && c.clamd.is_some() || c.spamd.is_some() && self.training.is_none()
+        c.virus_check_enabled && c.clamd.is_some()
+            || c.spam_scanner().is_some() && self.training.is_none()
     }
 
     /// SPF, DKIM and DMARC of the message, when they are to be checked.
@@ -400,8 +409,8 @@ impl Scan {
         }
         let whole = whole.as_deref();
         let spam_check = async {
-            match (self.training, whole) {
-                (Some(class), Some(whole)) => self.train(whole, class).await,
+            match (&self.training, whole) {
+                (Some(training), Some(whole)) => self.train(whole, training).await,
                 (Some(_), None) => Ok(Accepted::default()),
                 (None, _) => self.spam_score(stored).await,
             }
@@ -423,6 +432,8 @@ impl Scan {
         accepted.subject_tag = spam.subject_tag;
         accepted.spammy = spam.spammy;
         accepted.hits = spam.hits;
+        accepted.trained = spam.trained;
+        accepted.notes.extend(spam.notes);
         self.apply_sender_checks(&mut accepted, auth)?;
         // Last: the signature covers the header section with every other edit made.
         match whole {
@@ -470,63 +481,83 @@ impl Scan {
         }
     }
 
-    /// Teaches spamd instead of scoring: reported spam would be killed by its own score.
+    /// Teaches the spam scanner instead of scoring: reported spam would be killed by its own
+    /// score. Once learned, the training accounts are done unless `posternSpamTrainingDeliver`.
     async fn train(
         &self,
         whole: &[u8],
-        class: spamd::protocol::Class,
+        training: &training::Training,
     ) -> Result<Accepted, Rejection> {
         let mut noted = Accepted::default();
-        let Some(addr) = &self.config.spamd else {
+        let c = &self.config;
+        let Some(scanner) = c.spam_scanner() else {
             return Ok(noted);
         };
-        let what = match class {
-            spamd::protocol::Class::Spam => "spam",
-            spamd::protocol::Class::Ham => "ham",
-        };
+        let (what, who) = (training.class.as_str(), spam::name(scanner));
         // One deadline for all the lessons, so training holds the session no longer than a scan.
-        let lessons = training::train(addr, whole, class, self.config.spamd_timeout);
-        let header = match tokio::time::timeout(self.config.spamd_timeout, lessons)
+        let lessons = training::train(scanner, whole, training.class, c.spamd_timeout);
+        match tokio::time::timeout(c.spamd_timeout, lessons)
             .await
             .unwrap_or(Err(ScannerError::Timeout))
         {
-            Ok(n) => format!("X-Spam-Training: {n} learned as {what}"),
-            Err(e) => format!("X-Spam-Training: not learned as {what}, spamd: {e}"),
-        };
-        noted.headers.push(header);
+            Ok(n) => {
+                noted
+                    .headers
+                    .push(format!("X-Spam-Training: {n} learned as {what}"));
+                // The header is lost with the training account's copy: the log keeps it.
+                noted
+                    .notes
+                    .push(format!("spam training: {n} learned as {what} by {who}"));
+                if !c.training_deliver {
+                    noted.trained = training.accounts.clone();
+                }
+            }
+            // Not learned and not to be delivered: the lesson would be lost, so the client
+            // tries again later, unless failures are accepted.
+            Err(error) if !c.training_deliver && c.spamd_fail == FailAction::Tempfail => {
+                return Err(Rejection::ScannerFailed {
+                    scanner: who,
+                    error,
+                });
+            }
+            Err(e) => noted.headers.push(format!(
+                "X-Spam-Training: not learned as {what}, {who}: {e}"
+            )),
+        }
         Ok(noted)
     }
 
-    /// spamd's score, against Zimbra's kill and tag thresholds.
+    /// The spam scanner's score, against Zimbra's kill and tag thresholds.
     async fn spam_score(&self, stored: &dyn StoredMessage) -> Result<Accepted, Rejection> {
         let c = &self.config;
         let mut tagged = Accepted::default();
-        let Some(addr) = &c.spamd else {
+        let Some(scanner) = c.spam_scanner() else {
             return Ok(tagged);
         };
+        let who = spam::name(scanner);
         // spamc does not send what is over its size either: big mail is rarely spam.
         if stored.size() > c.spamd_max_size {
             return Ok(tagged);
         }
-        let reply = match spamd::check(addr, stored, c.spamd_timeout).await {
+        let reply = match spam::score(scanner, stored, &self.envelope, c.spamd_timeout).await {
             Ok(reply) => reply,
             Err(error) => {
                 return match c.spamd_fail {
                     FailAction::Tempfail => Err(Rejection::ScannerFailed {
-                        scanner: "spamd",
+                        scanner: who,
                         error,
                     }),
                     FailAction::Accept => {
                         tagged
                             .headers
-                            .push(format!("X-Spam-Status: unknown, spamd: {error}"));
+                            .push(format!("X-Spam-Status: unknown, {who}: {error}"));
                         tagged.unchecked = true;
                         Ok(tagged)
                     }
                 };
             }
         };
-        let score = reply.score.unwrap_or(0.0);
+        let score = reply.score;
         if score >= c.spam_kill_score() {
             return Err(Rejection::Spam {
                 score: format!("{score:.1}"),
@@ -572,6 +603,9 @@ pub struct Accepted {
     pub strip_auth_results: Option<String>,
     /// What the log should say besides the verdict (a message held, a signature not made).
     pub notes: Vec<String>,
+    /// The recipients (indices in the envelope) that are done: training accounts whose lesson
+    /// was learned, not delivered to.
+    pub trained: Vec<usize>,
 }
 
 impl Accepted {
@@ -710,6 +744,48 @@ mod tests {
         config.content.spamd = Some("127.0.0.1:9".parse().unwrap());
         let spam = Scan::new(&config, &envelope);
         assert!(!spam.needs_whole() && spam.reads_stored());
+    }
+
+    /// A lesson the scanner could not take is not thrown away with the training account's copy:
+    /// the client tries again later, or, set to deliver, the account gets it saying so.
+    #[tokio::test]
+    async fn training_mail_the_scanner_cannot_learn_is_kept() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let mut config = MtaConfig::default();
+        let set = |c: &mut MtaConfig, a: &str, v: &str| c.set(a, &[v.to_string()]).unwrap();
+        set(&mut config, "posternRspamdUrl", &url);
+        set(&mut config, "zimbraSpamIsSpamAccount", "spam.x@example.com");
+        let envelope = training::tests::envelope("spam.x@example.com", "127.0.0.1", None);
+        let lesson = b"Subject: junk\r\n\r\nbuy now\r\n";
+        let mut scan = Scan::new(&config, &envelope);
+        scan.feed(lesson);
+        let refused = scan
+            .finish(&stored::MessageBytes(lesson))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                Rejection::ScannerFailed {
+                    scanner: "rspamd",
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(refused.reply().code, 451);
+        set(&mut config, "posternSpamTrainingDeliver", "TRUE");
+        let mut scan = Scan::new(&config, &envelope);
+        scan.feed(lesson);
+        let kept = scan.finish(&stored::MessageBytes(lesson)).await.unwrap();
+        assert!(kept.trained.is_empty());
+        assert!(
+            kept.headers[0]
+                .starts_with("X-Spam-Training: not learned as spam, rspamd: cannot connect"),
+            "{kept:?}"
+        );
     }
 
     /// File names and signatures come from the sender: they never break the reply line.

@@ -1,4 +1,4 @@
-//! What the scanner clients (clamd, spamd) share: the connection to a daemon at a
+//! What the scanner clients (clamd, spamd, rspamd) share: the connection to a daemon at a
 //! [`ScannerAddress`], and why a scan did not give a verdict.
 
 use crate::spool::SpoolError;
@@ -41,6 +41,23 @@ impl fmt::Display for ScannerError {
 }
 
 impl std::error::Error for ScannerError {}
+
+/// What a spam scanner is taught: training mail says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Spam,
+    Ham,
+}
+
+impl Class {
+    /// As the log and the training header say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Spam => "spam",
+            Class::Ham => "ham",
+        }
+    }
+}
 
 /// A connection to a scanner daemon, TCP or unix socket.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}

@@ -1,7 +1,9 @@
 //! Spam training as Zimbra does it: mail to `zimbraSpamIsSpamAccount` (or
-//! `zimbraSpamIsNotSpamAccount`) teaches spamd's Bayes filter, through TELL, that the messages it
-//! carries are spam (or ham). Each attached message (message/rfc822, as the mailbox server forwards
-//! a "junk" click) is learned on its own; a message with none is learned whole.
+//! `zimbraSpamIsNotSpamAccount`) teaches the spam scanner's Bayes filter (spamd's TELL, rspamd's
+//! `/learnspam`) that the messages it carries are spam (or ham). Each attached message
+//! (message/rfc822, as the mailbox server forwards a "junk" click) is learned on its own; a
+//! message with none is learned whole. Unless `posternSpamTrainingDeliver` is TRUE, the training
+//! accounts are not delivered to once the lesson is taken.
 //!
 //! Only clients the box trusts (authenticated, or from `zimbraMtaMyNetworks`) may train: anybody
 //! else could teach the filter that their spam is ham.
@@ -10,40 +12,55 @@ use std::time::Duration;
 
 use mail_parser::{MessageParser, PartType};
 
-use super::scanner::ScannerError;
-use super::spamd::{self, protocol::Class};
-use crate::config::{MtaConfig, ScannerAddress};
+use super::scanner::{Class, ScannerError};
+use super::spam;
+use crate::config::{MtaConfig, SpamScanner};
 use crate::mail::Envelope;
 
 /// The most attached messages learned from one training mail.
 const MAX_LEARNED: usize = 100;
 
+/// Training mail: what it teaches and to whom it was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Training {
+    pub class: Class,
+    /// The envelope's training accounts (their indices): not delivered to once learned, unless
+    /// `posternSpamTrainingDeliver` is TRUE.
+    pub accounts: Vec<usize>,
+}
+
 /// What this message teaches, if it is training mail from a trusted client.
-pub fn class_of(envelope: &Envelope, config: &MtaConfig) -> Option<Class> {
+pub fn class_of(envelope: &Envelope, config: &MtaConfig) -> Option<Training> {
     let c = &config.content;
     let trusted = envelope.client.auth.is_some()
         || envelope
             .client
             .addr
             .is_some_and(|ip| config.my_networks.contains(ip));
-    if !trusted || c.spamd.is_none() {
+    if !trusted || c.spam_scanner().is_none() {
         return None;
     }
-    let to = |account: &Option<String>| {
-        account.as_ref().is_some_and(|a| {
-            envelope
-                .recipients
-                .iter()
-                .any(|r| r.address.eq_ignore_ascii_case(a))
-        })
+    let is = |account: &Option<String>, address: &str| {
+        account
+            .as_ref()
+            .is_some_and(|a| address.eq_ignore_ascii_case(a))
     };
-    if to(&c.spam_account) {
-        Some(Class::Spam)
+    let to = |account: &Option<String>| envelope.recipients.iter().any(|r| is(account, &r.address));
+    let class = if to(&c.spam_account) {
+        Class::Spam
     } else if to(&c.ham_account) {
-        Some(Class::Ham)
+        Class::Ham
     } else {
-        None
-    }
+        return None;
+    };
+    let accounts = envelope
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| is(&c.spam_account, &r.address) || is(&c.ham_account, &r.address))
+        .map(|(i, _)| i)
+        .collect();
+    Some(Training { class, accounts })
 }
 
 /// The messages to learn from `raw`: its attached messages, or itself when it has none.
@@ -68,20 +85,18 @@ pub fn lessons(raw: &[u8]) -> Vec<Vec<u8>> {
     }
 }
 
-/// Teaches spamd every lesson of `raw`; the number learned (spamd says "did nothing" for a
+/// Teaches the scanner every lesson of `raw`; the number learned (a scanner declines a
 /// message it already knew).
 pub async fn train(
-    addr: &ScannerAddress,
+    scanner: SpamScanner<'_>,
     raw: &[u8],
     class: Class,
     deadline: Duration,
 ) -> Result<usize, ScannerError> {
     let mut learned = 0;
     for lesson in lessons(raw) {
-        match spamd::tell(addr, &lesson, class, deadline).await {
-            Ok(()) => learned += 1,
-            Err(ScannerError::Reply(_)) => {}
-            Err(e) => return Err(e),
+        if spam::learn(scanner, &lesson, class, deadline).await? {
+            learned += 1;
         }
     }
     Ok(learned)
@@ -126,10 +141,15 @@ pub(crate) mod tests {
             "zimbraSpamIsNotSpamAccount",
             "ham.x@example.com",
         );
-        let from_lan = envelope("spam.x@EXAMPLE.com", "127.0.0.1", None);
-        assert_eq!(class_of(&from_lan, &config), Some(Class::Spam));
+        let class = |e: &Envelope| class_of(e, &config).map(|t| t.class);
+        let mut from_lan = envelope("spam.x@EXAMPLE.com", "127.0.0.1", None);
+        assert_eq!(class(&from_lan), Some(Class::Spam));
+        let mut other_rcpt = from_lan.recipients[0].clone();
+        other_rcpt.address = "user@example.com".into();
+        from_lan.recipients.insert(0, other_rcpt);
+        assert_eq!(class_of(&from_lan, &config).unwrap().accounts, [1]);
         let ham = envelope("ham.x@example.com", "192.0.2.9", Some("user@example.com"));
-        assert_eq!(class_of(&ham, &config), Some(Class::Ham));
+        assert_eq!(class(&ham), Some(Class::Ham));
         let stranger = envelope("spam.x@example.com", "192.0.2.9", None);
         assert_eq!(class_of(&stranger, &config), None);
         let other = envelope("user@example.com", "127.0.0.1", None);

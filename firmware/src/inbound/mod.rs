@@ -18,6 +18,7 @@ pub mod recipients;
 pub mod stages;
 pub mod store;
 pub mod tls;
+pub mod virus_notice;
 
 use std::sync::Arc;
 

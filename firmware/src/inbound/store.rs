@@ -5,13 +5,15 @@
 use std::sync::Arc;
 
 use super::stages::{IncomingMessage, MessageStore};
+use super::virus_notice::{NoticePlan, Outbox};
 use crate::content::headers::{self, HeadSplit, Split};
 use crate::content::stored::Received;
 use crate::content::{self, Scan, dkim::KeyRing};
 use crate::directory::SharedDirectory;
 use crate::log::content::{VerdictLine, verdict_line};
+use crate::log::format::{Delays, DeliveryLine, Status, delivery_line};
 use crate::log::{LogSink, Program};
-use crate::mail::{Envelope, QueueId, QueueState, Reply};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome, Reply};
 use crate::policy::{Policy, Relay};
 use crate::queue::runner::QueueHandle;
 use crate::spool::{self, SpoolError, SpoolHandle};
@@ -60,6 +62,7 @@ impl MessageStore for SpoolStore {
         if own {
             scan = scan.with_signing(self.dkim.clone());
         }
+        let notices = NoticePlan::new(&envelope, &dir, config, own);
         let incoming = self
             .spool
             .begin_holding_head(envelope.clone())
@@ -71,6 +74,8 @@ impl MessageStore for SpoolStore {
             size: 0,
             scan,
             head: HeadSplit::default(),
+            notices,
+            spool: self.spool.clone(),
             queue: self.queue.clone(),
             log: self.log.clone(),
         })
@@ -84,6 +89,9 @@ pub struct Receiving {
     size: u64,
     scan: Scan,
     head: HeadSplit,
+    /// Who is told of a virus refused in it.
+    notices: NoticePlan,
+    spool: SpoolHandle,
     queue: QueueHandle,
     log: LogSink,
 }
@@ -112,6 +120,8 @@ impl IncomingMessage for Receiving {
             mut size,
             scan,
             mut head,
+            notices,
+            spool,
             queue,
             log,
         } = self;
@@ -134,6 +144,24 @@ impl IncomingMessage for Receiving {
         };
         log_verdict(&log, incoming.queue_id(), &envelope, size, started, &told);
         crate::metrics::global().content_verdict(told.action, told.category);
+        if let Err(content::Rejection::Infected { signature }) = &verdict
+            && !notices.is_empty()
+        {
+            let qid = incoming.queue_id();
+            notices
+                .send(
+                    Outbox {
+                        spool: &spool,
+                        queue: &queue,
+                        log: &log,
+                    },
+                    qid,
+                    &envelope,
+                    held.as_deref(),
+                    signature,
+                )
+                .await;
+        }
         // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
         let accepted = verdict.map_err(|refused| refused.reply())?;
         // The edited head, the rest of the body and the commit go to the spool in one request.
@@ -149,6 +177,7 @@ impl IncomingMessage for Receiving {
         for note in &accepted.notes {
             log.line(Program::Content, &format!("{qid}: {note}"));
         }
+        let trained = training_done(&spool, &log, qid, &envelope, &accepted, started).await;
         if accepted.hold {
             // Never active: held before the queue manager could start a delivery, and the hold
             // is written to flash so it survives a restart (Postfix's HOLD action).
@@ -163,11 +192,75 @@ impl IncomingMessage for Receiving {
                 ))
                 .await;
             queue.hold(qid).await;
+        } else if trained.iter().any(Option::is_some) {
+            // The queue manager finishes a message with nobody left to deliver to at once.
+            queue
+                .add(crate::queue::QueuedMessage::from_envelope(
+                    qid,
+                    &envelope,
+                    &trained,
+                    QueueState::Active,
+                    size,
+                ))
+                .await;
         } else {
             queue.arrived(qid, &envelope, size).await;
         }
         Ok(qid)
     }
+}
+
+/// Marks the training accounts whose lesson was learned as done on flash (so a restart does not
+/// deliver to them) and logs each as Postfix's discard agent would; their outcomes, by recipient.
+async fn training_done(
+    spool: &SpoolHandle,
+    log: &LogSink,
+    qid: QueueId,
+    envelope: &Envelope,
+    accepted: &content::Accepted,
+    started: std::time::Instant,
+) -> Vec<Option<RecipientOutcome>> {
+    const DONE: &str = "delivered to spam training";
+    let mut outcomes = vec![None; envelope.recipients.len()];
+    for &i in &accepted.trained {
+        let Some(rcpt) = envelope.recipients.get(i) else {
+            continue;
+        };
+        let outcome = RecipientOutcome::Delivered {
+            relay: "none".into(),
+            reply: DONE.into(),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Err(e) = spool.mark_recipient(qid, i, outcome.clone(), now).await {
+            // Still pending on flash: delivered to the account after all, never lost.
+            log.line(
+                Program::Content,
+                &format!(
+                    "{qid}: to=<{}>: training account kept for delivery: {e}",
+                    rcpt.address
+                ),
+            );
+            continue;
+        }
+        let line = delivery_line(&DeliveryLine {
+            qid,
+            to: &rcpt.address,
+            orig_to: rcpt.original.as_deref(),
+            relay: None,
+            delays: Delays {
+                before_queue: started.elapsed(),
+                ..Delays::default()
+            },
+            dsn: "2.0.0",
+            status: Status::Sent,
+            detail: DONE,
+        });
+        log.line(Program::Content, &line);
+        outcomes[i] = Some(outcome);
+    }
+    outcomes
 }
 
 /// One amavis-shaped line per message: what the content stage decided and how long it took.

@@ -28,7 +28,7 @@ pub struct VerdictLine<'a> {
     pub client: Option<IpAddr>,
     pub sender: &'a str,
     pub recipients: &'a [&'a str],
-    /// The spam score, when spamd gave one.
+    /// The spam score, when the spam scanner gave one.
     pub hits: Option<&'a str>,
     pub size: u64,
     pub elapsed: Duration,

@@ -14,12 +14,7 @@ use std::fmt;
 /// The longest answer read: a score line and a symbol list.
 pub const MAX_REPLY: usize = 64 * 1024;
 
-/// What to teach the learner (`TELL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    Spam,
-    Ham,
-}
+pub use crate::content::scanner::Class;
 
 /// The head of a SYMBOLS request for a message of `len` bytes (the message follows it).
 pub fn symbols_request(len: usize) -> Vec<u8> {
