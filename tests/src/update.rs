@@ -79,7 +79,14 @@ pub fn mkbundle() -> std::path::PathBuf {
 /// A signed bundle of this architecture's slot as version 9.9.9 (the same firmware, a newer
 /// name), its console patched as the test disk's is.
 pub fn newer_bundle(arch: Arch, dir: &Path) -> Vec<u8> {
+    bundle_claiming(arch, arch.name(), dir)
+}
+
+/// The same, its manifest naming `claimed` as its architecture: signed by the right key, so
+/// only the architecture check can refuse it.
+pub fn bundle_claiming(arch: Arch, claimed: &str, dir: &Path) -> Vec<u8> {
     let v = version(arch);
+    let dir = dir.join(format!("bundle-{claimed}"));
     let image = dir.join("image");
     std::fs::create_dir_all(&image).unwrap();
     let mut slot = std::fs::read(image_dir_for(arch).join("slot.efi")).unwrap();
@@ -96,7 +103,7 @@ pub fn newer_bundle(arch: Arch, dir: &Path) -> Vec<u8> {
     std::fs::write(image.join("slot.efi"), &slot).unwrap();
     std::fs::write(
         image.join("manifest.txt"),
-        format!("arch {}\nversion 9.9.9\n", arch.name()),
+        format!("arch {claimed}\nversion 9.9.9\n"),
     )
     .unwrap();
     let out = dir.join("new.bundle");

@@ -17,7 +17,7 @@ use tests::appliance::{
 };
 use tests::peers::Sink;
 use tests::per_arch;
-use tests::update::{esp, mtools, newer_bundle, patch, serve, slots, version};
+use tests::update::{bundle_claiming, esp, mtools, newer_bundle, patch, serve, slots, version};
 
 per_arch!(a_slot_on_trial_that_passes_its_health_check_is_marked_good);
 fn a_slot_on_trial_that_passes_its_health_check_is_marked_good(arch: Arch) {
@@ -144,6 +144,11 @@ fn a_bundle_fetched_at_the_console_installs_boots_and_keeps_the_queue(arch: Arch
     let disk = opts.disk.clone().unwrap();
     let v = version(arch);
     let good = newer_bundle(arch, tmp.path());
+    let other = match arch {
+        Arch::X86_64 => "aarch64",
+        Arch::Aarch64 => "x86_64",
+    };
+    let wrong_arch = bundle_claiming(arch, other, tmp.path());
     let mut bad_signature = good.clone();
     // The signature follows the 16-byte magic, the manifest's length and the manifest.
     let manifest_len = u32::from_le_bytes(good[16..20].try_into().unwrap()) as usize;
@@ -153,6 +158,7 @@ fn a_bundle_fetched_at_the_console_installs_boots_and_keeps_the_queue(arch: Arch
         ("/new.bundle", good),
         ("/bad-signature.bundle", bad_signature),
         ("/truncated.bundle", truncated),
+        ("/wrong-arch.bundle", wrong_arch),
     ]);
     let url = |name: &str| format!("http://10.0.2.2:{port}/{name}");
 
@@ -178,6 +184,10 @@ fn a_bundle_fetched_at_the_console_installs_boots_and_keeps_the_queue(arch: Arch
         ("bad-signature.bundle", "signature"),
         ("truncated.bundle", "refused, nothing written"),
         ("missing.bundle", "404"),
+        (
+            "wrong-arch.bundle",
+            format!("bundle is for {other}, this box is {}", arch.name()).as_str(),
+        ),
     ] {
         let out = console_command(&mut machine, &format!("update install {}", url(name)));
         assert!(out.contains(why), "{name}: {out}");
