@@ -144,7 +144,7 @@ fn the_wizard_sets_the_box_up_on_flash_and_the_password_guards_the_menu_after_a_
         &daemon,
         &machine,
         Start::Login,
-        "wrong-pass\ns3cret-pass\n1\n9\nprov gacf zimbraMtaRelayHost\nprov gad\nmenu\n12\n",
+        "wrong-pass\ns3cret-pass\n1\n10\nprov gacf zimbraMtaRelayHost\nprov gad\nmenu\n13\n",
     );
     assert_eq!(exit, ConsoleExit::Poweroff, "{out}");
     assert!(out.contains("Wrong password."), "{out}");
