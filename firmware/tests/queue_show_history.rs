@@ -1,7 +1,8 @@
 //! `postern queue show` of a message that was deferred twice and then partly delivered, through
 //! the real queue runner over a real spool on a RAM flash: every record with its time, in the
 //! order it happened, and the same after the spool is closed and opened again (the times live on
-//! flash, not in the queue's RAM).
+//! flash, not in the queue's RAM). And `queue flush`, which must reach flash as well: a restart
+//! finds the flushed message due, not deferred until its old next attempt.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hal::flash::{Flash, FlashGeometry, RamFlash};
-use postern::admin::commands::BulkArgs;
+use postern::admin::commands::{BulkArgs, FilterArgs};
 use postern::admin::{Admin, AdminCommand, BoxFacts, Handles, QueueCommand};
 use postern::directory::SharedDirectory;
 use postern::log::LogSink;
@@ -18,7 +19,7 @@ use postern::queue::runner::{self, QueueHandle, RunnerConfig};
 use postern::queue::{
     Attempt, AttemptReport, Deliverer, DeliveryRequest, QueueSettings, RcptResult,
 };
-use postern::spool::{Spool, SpoolGeometry, SpoolHandle, SpoolSettings, service};
+use postern::spool::{RecoveredState, Spool, SpoolGeometry, SpoolHandle, SpoolSettings, service};
 
 mod common;
 
@@ -265,4 +266,184 @@ async fn deferred_twice_then_delivered_shows_every_record_in_order() {
     };
     assert_eq!(history(&again.text), lines);
     assert_eq!(times(&again.text), times(&shown.text));
+}
+
+/// Defers the first `defer` attempts; every later one waits until the gate closes (a delivery
+/// still in flight when the queue stops), so the state a flush wrote is the last on flash.
+struct DeferThenWait {
+    defer: u32,
+    calls: std::sync::atomic::AtomicU32,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl DeferThenWait {
+    fn new(defer: u32, gate: &Arc<tokio::sync::Semaphore>) -> Arc<DeferThenWait> {
+        Arc::new(DeferThenWait {
+            defer,
+            calls: Default::default(),
+            gate: gate.clone(),
+        })
+    }
+
+    fn calls(&self) -> u32 {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Deliverer for DeferThenWait {
+    async fn deliver(&self, req: DeliveryRequest<'_>) -> Attempt {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n >= self.defer {
+            let _ = self.gate.acquire().await;
+        }
+        let results = req
+            .recipients
+            .iter()
+            .map(|&i| {
+                let r = RcptResult::Deferred {
+                    status: EnhancedStatus::of(4, 4, 1),
+                    reason: "connect to mx[192.0.2.1]:25: Connection refused".into(),
+                };
+                (i, r)
+            })
+            .collect();
+        Attempt {
+            report: AttemptReport {
+                qid: req.qid,
+                next_hop: req.next_hop.clone(),
+                results,
+                destination_failed: false,
+            },
+            relay: None,
+            connection_time: Duration::ZERO,
+            transmission_time: Duration::ZERO,
+        }
+    }
+}
+
+fn queue_over(
+    spool: &SpoolHandle,
+    deliverer: Arc<DeferThenWait>,
+) -> (QueueHandle, tokio::task::JoinHandle<()>) {
+    runner::spawn(
+        RunnerConfig {
+            settings: QueueSettings::default(),
+            hostname: "gw.example".into(),
+            route: Arc::new(|_| None),
+            log: LogSink::memory(),
+            start_unix: None,
+        },
+        Arc::new(spool.clone()),
+        deliverer,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_message_is_due_after_a_restart_and_its_history_shows_the_flush() {
+    let mut flash = RamFlash::new(FlashGeometry::new(4096, 16 << 20).unwrap());
+    let geometry = SpoolGeometry::for_flash(flash.geometry());
+    Spool::format(&mut flash, geometry).unwrap();
+    let (spool, _) = Spool::open(flash, SpoolSettings::default()).unwrap();
+    let (spool, writer) = service::spawn(spool).unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (queue, task) = queue_over(&spool, DeferThenWait::new(2, &gate));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut qids = Vec::new();
+    for domain in ["a.example", "b.example"] {
+        let hop: Transport = format!("smtp:{domain}").parse().unwrap();
+        let env = fixtures::envelope(
+            "s@example.org",
+            vec![fixtures::recipient(&format!("u@{domain}"), &hop)],
+            now,
+        );
+        let mut inc = spool.begin(env.clone()).await.unwrap();
+        inc.write(b"Subject: flush\r\n\r\nbody\r\n").await.unwrap();
+        let qid = inc.commit().await.unwrap();
+        queue.arrived(qid, &env, 24).await;
+        rounds(&queue, qid, 1).await;
+        qids.push(qid);
+    }
+    let (flushed, kept) = (qids[0], qids[1]);
+    let admin = admin_of(&spool, &queue);
+    // `postqueue -s a.example`: the answer comes once the change is on flash.
+    let reply = admin
+        .execute(AdminCommand::Queue(QueueCommand::Flush {
+            destination: Some("a.example".into()),
+            filter: FilterArgs::default(),
+        }))
+        .await;
+    assert_eq!(reply.exit, 0, "{}", reply.text);
+    assert!(reply.text.starts_with("1 deferred"), "{}", reply.text);
+    let shown = admin.execute(show(flushed, false)).await.text;
+    let lines = history(&shown);
+    assert_eq!(lines.len(), 4, "{shown}");
+    assert!(lines[2].starts_with("deferred until "), "{shown}");
+    assert_eq!(lines[3], "requeued", "{shown}");
+    let flush_line = |shown: &str| {
+        shown
+            .lines()
+            .find(|l| l.ends_with(" requeued"))
+            .map(str::to_string)
+    };
+    let flushed_at = flush_line(&shown);
+    let untouched = history(&admin.execute(show(kept, false)).await.text);
+    assert!(untouched.last().unwrap().starts_with("deferred until "));
+
+    // Stopped while the flushed message's new attempt is still in flight, then opened again.
+    queue.shutdown().await;
+    let _ = task.await;
+    gate.close();
+    drop(admin);
+    drop(queue);
+    drop(spool);
+    let spool = tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+    let (spool, _) = Spool::open(spool.into_flash(), SpoolSettings::default()).unwrap();
+    let (spool, _writer) = service::spawn(spool).unwrap();
+    let recovered = spool.take_recovered().await.unwrap();
+    let state = |qid| {
+        recovered
+            .messages
+            .iter()
+            .find(|m| m.qid == qid)
+            .map(|m| m.state)
+    };
+    assert_eq!(state(flushed), Some(RecoveredState::Active));
+    assert!(
+        matches!(state(kept), Some(RecoveredState::Deferred { until, .. }) if until > now),
+        "{:?}",
+        state(kept)
+    );
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let deliverer = DeferThenWait::new(0, &gate);
+    let (queue, _task) = queue_over(&spool, deliverer.clone());
+    queue.add_recovered(recovered).await;
+    // Due now: tried at once, while the other still waits for its retry time.
+    let t = Instant::now();
+    while deliverer.calls() == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the flushed message is tried"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(deliverer.calls(), 1);
+    let v = queue.get(kept).await.unwrap();
+    assert!(v.next_attempt.is_some_and(|t| t > now), "{v:?}");
+    let again = admin_of(&spool, &queue)
+        .execute(show(flushed, false))
+        .await
+        .text;
+    assert_eq!(history(&again), lines, "{again}");
+    assert_eq!(
+        flush_line(&again),
+        flushed_at,
+        "the flush's time is on flash"
+    );
+    gate.close();
 }

@@ -925,11 +925,6 @@ impl QueueManager {
     }
 
     fn requeue_now(&mut self, qid: QueueId, now: u64) {
-        self.actions.push(Action::SetState {
-            qid,
-            state: QueueState::Active,
-            waiting: Vec::new(),
-        });
         if let Some(m) = self.msgs.get(&qid) {
             for r in m.rcpts() {
                 if let Some(d) = self.dests.get_mut(&r.next_hop) {
@@ -937,6 +932,17 @@ impl QueueManager {
                 }
             }
         }
+        self.activate_on_flash(qid, now);
+    }
+
+    /// An admin's "now" goes to flash as well, as Postfix moves the queue file: a restart
+    /// finds the message due, not deferred until its old next attempt.
+    fn activate_on_flash(&mut self, qid: QueueId, now: u64) {
+        self.actions.push(Action::SetState {
+            qid,
+            state: QueueState::Active,
+            waiting: Vec::new(),
+        });
         self.activate(qid, now);
     }
 
@@ -953,8 +959,8 @@ impl QueueManager {
 
     /// `postqueue -f` (all) or `postqueue -s site` (messages with a recipient whose next hop is
     /// `site`): try deferred messages now and forget that their destinations were dead.
-    /// Returns how many messages were moved to the active queue.
-    pub fn flush(&mut self, site: Option<&str>, now: u64) -> usize {
+    /// Returns the messages moved to the active queue (each with a state change to write).
+    pub fn flush(&mut self, site: Option<&str>, now: u64) -> Vec<QueueId> {
         let matches = |t: &Transport| match (site, &t.host) {
             (None, _) => true,
             (Some(s), Host::Name(n)) => n.eq_ignore_ascii_case(s.trim_end_matches('.')),
@@ -977,9 +983,9 @@ impl QueueManager {
             .map(|(q, _)| q)
             .collect();
         for &qid in &due {
-            self.activate(qid, now);
+            self.activate_on_flash(qid, now);
         }
-        due.len()
+        due
     }
 
     /// The queue as `postqueue -p` would list it, oldest first, with per-recipient state.

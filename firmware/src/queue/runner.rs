@@ -101,7 +101,7 @@ enum Command {
     Release(QueueId, oneshot::Sender<bool>),
     Requeue(QueueId, oneshot::Sender<bool>),
     Delete(QueueId, oneshot::Sender<bool>),
-    Flush(Option<String>, oneshot::Sender<usize>),
+    Flush(Option<String>, oneshot::Sender<Vec<QueueId>>),
     Apply(BulkOp, Vec<QueueId>, oneshot::Sender<Vec<QueueId>>),
     List(oneshot::Sender<Vec<MessageView>>),
     Get(QueueId, oneshot::Sender<Option<MessageView>>),
@@ -136,9 +136,12 @@ impl QueueHandle {
     pub async fn delete(&self, qid: QueueId) -> bool {
         self.ask(|r| Command::Delete(qid, r)).await.unwrap_or(false)
     }
-    /// `postqueue -f` (None) or `postqueue -s site`.
+    /// `postqueue -f` (None) or `postqueue -s site`: how many messages are tried now, answered
+    /// once their state changes are on flash (like [`apply`](Self::apply)).
     pub async fn flush(&self, site: Option<String>) -> usize {
-        self.ask(|r| Command::Flush(site, r)).await.unwrap_or(0)
+        self.ask(|r| Command::Flush(site, r))
+            .await
+            .map_or(0, |done| done.len())
     }
     /// One operation on many messages in one turn of the queue manager; the ids it applied to,
     /// answered once the changes are on flash (synced together, not one sync per message).
@@ -262,7 +265,10 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             Command::Release(q, r) => drop(r.send(self.qm.release(q, now))),
             Command::Requeue(q, r) => drop(r.send(self.qm.requeue(q, now))),
             Command::Delete(q, r) => drop(r.send(self.qm.delete(q))),
-            Command::Flush(s, r) => drop(r.send(self.qm.flush(s.as_deref(), now))),
+            Command::Flush(s, r) => {
+                let done = self.qm.flush(s.as_deref(), now);
+                self.answers.push((r, done));
+            }
             Command::Apply(op, ids, r) => {
                 let done = ids
                     .into_iter()

@@ -292,9 +292,44 @@ fn a_dead_next_hop_defers_its_mail_without_trying_and_others_flow() {
             .starts_with("delivery temporarily suspended: connect to 192.0.2.9")
     );
     // flush -s brings the destination back to life at once.
-    assert_eq!(q.flush(Some("192.0.2.9"), T0 + 3), 2);
+    assert_eq!(q.flush(Some("192.0.2.9"), T0 + 3).len(), 2);
     let w = q.poll(T0 + 3);
     assert_eq!(w.jobs.len(), 2);
+}
+
+#[test]
+fn flush_writes_the_move_to_the_active_queue_for_each_message_it_wakes() {
+    let mut q = QueueManager::new(QueueSettings::default());
+    let a = msg(1, T0, &["smtp:[192.0.2.1]:25"]);
+    let b = msg(2, T0, &["smtp:[192.0.2.2]:25"]);
+    let (qa, qb) = (a.qid, b.qid);
+    q.add(a, T0);
+    q.add(b, T0);
+    for j in q.poll(T0).jobs {
+        q.report(deferred(&j, "451 later"), T0);
+    }
+    q.poll(T0);
+    let active = |qid| Action::SetState {
+        qid,
+        state: QueueState::Active,
+        waiting: Vec::new(),
+    };
+    // By site: only the message for that next hop moves, and the spool is told.
+    assert_eq!(q.flush(Some("[192.0.2.2]"), T0 + 5), vec![qb]);
+    let w = q.poll(T0 + 5);
+    assert!(w.actions.contains(&active(qb)), "{:?}", w.actions);
+    assert!(!w.actions.contains(&active(qa)), "{:?}", w.actions);
+    assert_eq!(w.jobs.len(), 1);
+    // All: the rest; a message already active is not flushed (nor written) again.
+    assert_eq!(q.flush(None, T0 + 6), vec![qa]);
+    let w = q.poll(T0 + 6);
+    assert_eq!(
+        w.actions
+            .iter()
+            .filter(|a| matches!(a, Action::SetState { .. }))
+            .collect::<Vec<_>>(),
+        vec![&active(qa)]
+    );
 }
 
 #[test]
