@@ -143,11 +143,15 @@ pub async fn flush(
             .collect();
         queue.apply(BulkOp::Requeue, ids).await.len()
     };
+    let (messages, are) = match n {
+        1 => ("message", "is"),
+        _ => ("messages", "are"),
+    };
     match destination {
         Some(d) => Reply::ok(format!(
-            "{n} deferred messages for {d} are being tried now\n"
+            "{n} deferred {messages} for {d} {are} being tried now\n"
         )),
-        None => Reply::ok(format!("{n} deferred messages are being tried now\n")),
+        None => Reply::ok(format!("{n} deferred {messages} {are} being tried now\n")),
     }
 }
 
