@@ -5,9 +5,10 @@ use crate::spool::SpoolError;
 use std::fmt;
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
+use super::stored::{Pieces, StoredMessage};
 use crate::config::ScannerAddress;
 
 /// Why a scanner gave no verdict. The content stage then tempfails or accepts unscanned, as set.
@@ -74,6 +75,26 @@ pub async fn connect(addr: &ScannerAddress) -> Result<Box<dyn Stream>, ScannerEr
         }
         ScannerAddress::Unix(p) => Box::new(UnixStream::connect(p).await.map_err(refused)?),
     })
+}
+
+/// Sends a request: `head`, then `message` read back a piece at a time, then a flush. Both
+/// spam scanners take the message as it is after a header of their own.
+pub async fn send_request(
+    stream: &mut (impl AsyncWrite + Unpin + ?Sized),
+    head: &[u8],
+    message: &dyn StoredMessage,
+) -> Result<(), ScannerError> {
+    let broken = |e: io::Error| ScannerError::Io(e.kind());
+    stream.write_all(head).await.map_err(broken)?;
+    let mut pieces = Pieces::new(message);
+    while let Some(piece) = pieces
+        .next_piece()
+        .await
+        .map_err(ScannerError::Unreadable)?
+    {
+        stream.write_all(&piece).await.map_err(broken)?;
+    }
+    stream.flush().await.map_err(broken)
 }
 
 /// Reads until `done` says the answer is complete, EOF, or `max` bytes (then the reply is

@@ -6,10 +6,8 @@ pub mod protocol;
 
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-
 use super::scanner::{self, Class, ScannerError};
-use super::stored::{MessageBytes, Pieces, StoredMessage};
+use super::stored::{MessageBytes, StoredMessage};
 use crate::config::ScannerAddress;
 use crate::config::rspamd_url::RspamdUrl;
 use crate::mail::Envelope;
@@ -62,17 +60,7 @@ async fn ask(
 ) -> Result<Vec<u8>, ScannerError> {
     let exchange = async {
         let mut s = scanner::connect(&ScannerAddress::Tcp(url.addr)).await?;
-        let broken = |e: std::io::Error| ScannerError::Io(e.kind());
-        s.write_all(&head).await.map_err(broken)?;
-        let mut pieces = Pieces::new(message);
-        while let Some(piece) = pieces
-            .next_piece()
-            .await
-            .map_err(ScannerError::Unreadable)?
-        {
-            s.write_all(&piece).await.map_err(broken)?;
-        }
-        s.flush().await.map_err(broken)?;
+        scanner::send_request(&mut s, &head, message).await?;
         scanner::read_reply(&mut s, protocol::MAX_REPLY, protocol::is_complete).await
     };
     tokio::time::timeout(deadline, exchange)
@@ -84,6 +72,7 @@ async fn ask(
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
     #[tokio::test]

@@ -5,10 +5,8 @@ pub mod protocol;
 
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-
 use super::scanner::{self, ScannerError};
-use super::stored::{MessageBytes, Pieces, StoredMessage};
+use super::stored::{MessageBytes, StoredMessage};
 use crate::config::ScannerAddress;
 use protocol::{Class, SpamdReply};
 
@@ -54,17 +52,7 @@ async fn ask(
 ) -> Result<SpamdReply, ScannerError> {
     let exchange = async {
         let mut s = scanner::connect(addr).await?;
-        let broken = |e: std::io::Error| ScannerError::Io(e.kind());
-        s.write_all(&head).await.map_err(broken)?;
-        let mut pieces = Pieces::new(message);
-        while let Some(piece) = pieces
-            .next_piece()
-            .await
-            .map_err(ScannerError::Unreadable)?
-        {
-            s.write_all(&piece).await.map_err(broken)?;
-        }
-        s.flush().await.map_err(broken)?;
+        scanner::send_request(&mut s, &head, message).await?;
         // spamd answers, then closes.
         let reply = scanner::read_reply(&mut s, protocol::MAX_REPLY, |_| false).await?;
         protocol::parse_reply(&reply).map_err(|e| ScannerError::Reply(e.to_string()))
