@@ -102,14 +102,13 @@ impl ServerNames {
 
     fn resolver(&self, deadline: Duration) -> Result<TokioResolver, String> {
         let mut builder = match self.dns_servers.as_slice() {
-            [] => TokioResolver::builder_tokio().map_err(|e| e.to_string())?,
+            [] => TokioResolver::builder_tokio()
+                .map_err(|e| e.to_string())?
+                .with_tls_config(trust::unused_tls_config()),
             servers => crate::nameserver::builder(servers),
         };
         builder.options_mut().timeout = deadline;
-        builder
-            .with_tls_config(trust::unused_tls_config())
-            .build()
-            .map_err(|e| e.to_string())
+        builder.build().map_err(|e| e.to_string())
     }
 }
 
