@@ -92,6 +92,7 @@ fn main() {
                     results,
                     destination_failed: false,
                 },
+                None,
                 T0,
             );
         }

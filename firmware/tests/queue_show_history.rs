@@ -2,7 +2,8 @@
 //! the real queue runner over a real spool on a RAM flash: every record with its time, in the
 //! order it happened, and the same after the spool is closed and opened again (the times live on
 //! flash, not in the queue's RAM). And `queue flush`, which must reach flash as well: a restart
-//! finds the flushed message due, not deferred until its old next attempt.
+//! finds the flushed message due, not deferred until its old next attempt, and its history says
+//! `flushed`. A deferral names its relay as the mail log does (`relay=host[ip]:port` or `none`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,7 +26,8 @@ mod common;
 
 use common::fixtures;
 
-/// `flaky@` is refused twice and then taken; `full@` is always over quota.
+/// `flaky@` is refused twice (no server reached) and then taken; `full@` is always over quota
+/// (the store answered).
 #[derive(Default)]
 struct Script {
     tries: Mutex<HashMap<String, u32>>,
@@ -65,7 +67,16 @@ impl Deliverer for Script {
                 };
                 (i, r)
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // As the delivery client says it: the server of the connection, if one was made.
+        let relay = if req.next_hop.to_string().contains("b.example") {
+            Some("store.b.example[192.0.2.2]:25".to_string())
+        } else {
+            results.iter().find_map(|(_, r)| match r {
+                RcptResult::Delivered { relay, .. } => Some(relay.clone()),
+                _ => None,
+            })
+        };
         Attempt {
             report: AttemptReport {
                 qid: req.qid,
@@ -73,7 +84,7 @@ impl Deliverer for Script {
                 results,
                 destination_failed: false,
             },
-            relay: None,
+            relay,
             connection_time: Duration::ZERO,
             transmission_time: Duration::ZERO,
         }
@@ -149,12 +160,13 @@ async fn deferred_twice_then_delivered_shows_every_record_in_order() {
     Spool::format(&mut flash, geometry).unwrap();
     let (spool, _) = Spool::open(flash, SpoolSettings::default()).unwrap();
     let (spool, writer) = service::spawn(spool).unwrap();
+    let log = LogSink::memory();
     let (queue, task) = runner::spawn(
         RunnerConfig {
             settings: QueueSettings::default(),
             hostname: "gw.example".into(),
             route: Arc::new(|_| None),
-            log: LogSink::memory(),
+            log: log.clone(),
             start_unix: None,
         },
         Arc::new(spool.clone()),
@@ -184,12 +196,33 @@ async fn deferred_twice_then_delivered_shows_every_record_in_order() {
 
     let shown = admin.execute(show(qid, false)).await;
     assert_eq!(shown.exit, 0, "{}", shown.text);
-    let full = "to=<full@b.example>, status=deferred (host store.b.example[192.0.2.2] said: 452 4.2.2 Mailbox is full)";
+    let full = "to=<full@b.example>, relay=store.b.example[192.0.2.2]:25, status=deferred (host store.b.example[192.0.2.2] said: 452 4.2.2 Mailbox is full)";
     let refused = |n| {
         format!(
-            "to=<flaky@a.example>, status=deferred (connect to mx.a.example[192.0.2.1]:25: Connection refused (try {n}))"
+            "to=<flaky@a.example>, relay=none, status=deferred (connect to mx.a.example[192.0.2.1]:25: Connection refused (try {n}))"
         )
     };
+    // The mail log names the same relays for the same attempts.
+    let logged = log.lines();
+    for (to, relay) in [
+        ("full@b.example", "store.b.example[192.0.2.2]:25"),
+        ("flaky@a.example", "none"),
+    ] {
+        let head = format!("to=<{to}>, relay={relay}, ");
+        assert!(
+            logged
+                .iter()
+                .any(|l| l.contains(&head) && l.contains("status=deferred")),
+            "{head} {logged:#?}"
+        );
+    }
+    assert!(
+        shown.text.contains(
+            "recipient: <full@b.example> next_hop=smtp:b.example pending relay=store.b.example[192.0.2.2]:25 (host store.b.example"
+        ),
+        "{}",
+        shown.text
+    );
     let lines = history(&shown.text);
     let deferred = |l: &String| l.starts_with("deferred until ");
     assert_eq!(lines.len(), 12, "{}", shown.text);
@@ -226,6 +259,23 @@ async fn deferred_twice_then_delivered_shows_every_record_in_order() {
     assert_eq!(json.matches("\"type\": \"deferred\"").count(), 3, "{json}");
     assert!(
         json.contains("\"recipient\": \"flaky@a.example\", \"status\": \"sent\", \"relay\": \"mx.a.example[192.0.2.1]:25\""),
+        "{json}"
+    );
+    assert_eq!(
+        json.matches("\"recipient\": \"full@b.example\", \"status\": \"deferred\", \"relay\": \"store.b.example[192.0.2.2]:25\"").count(),
+        3,
+        "{json}"
+    );
+    assert!(
+        json.contains("\"address\": \"full@b.example\", \"next_hop\": \"smtp:b.example\", \"status\": \"pending\", \"relay\": \"store.b.example[192.0.2.2]:25\", \"reason\""),
+        "{json}"
+    );
+    assert_eq!(
+        json.matches(
+            "\"recipient\": \"flaky@a.example\", \"status\": \"deferred\", \"relay\": null"
+        )
+        .count(),
+        2,
         "{json}"
     );
 
@@ -381,11 +431,11 @@ async fn a_flushed_message_is_due_after_a_restart_and_its_history_shows_the_flus
     let lines = history(&shown);
     assert_eq!(lines.len(), 4, "{shown}");
     assert!(lines[2].starts_with("deferred until "), "{shown}");
-    assert_eq!(lines[3], "requeued", "{shown}");
+    assert_eq!(lines[3], "flushed", "{shown}");
     let flush_line = |shown: &str| {
         shown
             .lines()
-            .find(|l| l.ends_with(" requeued"))
+            .find(|l| l.ends_with(" flushed"))
             .map(str::to_string)
     };
     let flushed_at = flush_line(&shown);
@@ -445,5 +495,19 @@ async fn a_flushed_message_is_due_after_a_restart_and_its_history_shows_the_flus
         flushed_at,
         "the flush's time is on flash"
     );
+    // `queue flush` with a filter (postqueue -i on what it selects) says so as well.
+    let admin = admin_of(&spool, &queue);
+    let reply = admin
+        .execute(AdminCommand::Queue(QueueCommand::Flush {
+            destination: None,
+            filter: FilterArgs {
+                recipient: Some("u@b.example".into()),
+                ..FilterArgs::default()
+            },
+        }))
+        .await;
+    assert!(reply.text.starts_with("1 deferred"), "{}", reply.text);
+    let kept_now = history(&admin.execute(show(kept, false)).await.text);
+    assert_eq!(kept_now.last().map(String::as_str), Some("flushed"));
     gate.close();
 }

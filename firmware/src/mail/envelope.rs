@@ -138,14 +138,41 @@ pub enum QueueState {
     Hold,
 }
 
-/// Recipients that wait after a delivery round, with why: the per-recipient detail of a deferral
-/// (the message's own reason is only the last one heard).
+/// The server that gave an answer, as the mail log's `relay=` names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Relay {
+    /// No server answered (`relay=none`): no connection was made, or the next hop is marked down.
+    Nobody,
+    /// `host[ip]:port`.
+    Host(String),
+}
+
+impl Relay {
+    /// From a delivery attempt's relay, if it reached a server.
+    pub fn of(relay: Option<&str>) -> Relay {
+        relay.map_or(Relay::Nobody, |r| Relay::Host(r.to_string()))
+    }
+
+    /// As the mail log shows it: `host[ip]:port` or `none`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Relay::Nobody => "none",
+            Relay::Host(h) => h,
+        }
+    }
+}
+
+/// Recipients that wait after a delivery round, with why: the per-recipient detail of a deferral
+/// (the message's own reason is only the last one heard). The spool keeps it after the state
+/// record's body (see `spool/stamp.rs`), not with this type's own layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
     /// Envelope indexes of the recipients that got this answer.
     pub recipients: Vec<u32>,
     /// As the mail log shows it in parentheses (it names the host that answered, if one did).
     pub reason: String,
+    /// Who gave the answer; None on records of firmware that did not keep it.
+    pub relay: Option<Relay>,
 }
 
 /// A queue state change as the queue hands it to the spool: the new state, when (Unix seconds),
@@ -155,6 +182,8 @@ pub struct StateChange {
     pub state: QueueState,
     pub at: u64,
     pub waiting: Vec<Waiting>,
+    /// An admin's `queue flush` made the message active (`postqueue -f`, not `postsuper -r`).
+    pub flushed: bool,
 }
 
 impl StateChange {
@@ -164,15 +193,18 @@ impl StateChange {
             state,
             at,
             waiting: Vec::new(),
+            flushed: false,
         }
     }
 }
 
 /// One state change of a message as the spool keeps it for `postern queue show`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateEvent {
     /// Unix seconds; None for a record written by firmware that kept no times.
     pub at: Option<u64>,
     pub state: QueueState,
     pub waiting: Vec<Waiting>,
+    /// A `queue flush` made it (false where the record does not say).
+    pub flushed: bool,
 }

@@ -12,7 +12,7 @@ mod status;
 mod transport;
 
 pub use envelope::{
-    BodyType, ClientInfo, Envelope, Notify, QueueState, Recipient, RecipientOutcome, Ret,
+    BodyType, ClientInfo, Envelope, Notify, QueueState, Recipient, RecipientOutcome, Relay, Ret,
     StateChange, StateEvent, Waiting,
 };
 pub use queue_id::{BadQueueId, QueueId};

@@ -251,6 +251,7 @@ mod tests {
                     next_hop: r.next_hop.clone(),
                     state: states.get(index).copied().unwrap_or(RcptState::Pending),
                     last_reason: None,
+                    last_relay: None,
                 })
                 .collect(),
         }

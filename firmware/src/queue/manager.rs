@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::attempt::{AttemptReport, Job, RcptResult};
 use super::settings::QueueSettings;
-use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome, Waiting};
+use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome, Relay, Waiting};
 use crate::mail::{Host, Transport};
 use crate::spool::qid_map::QidMap;
 use crate::spool::{RecoveredQueue, RecoveredState};
@@ -101,6 +101,8 @@ pub enum Action {
         state: QueueState,
         /// For a deferral: each waiting recipient's own reason, for `postern queue show`.
         waiting: Vec<Waiting>,
+        /// An admin's flush made it active (`queue show` says `flushed`, not `requeued`).
+        flushed: bool,
     },
     /// Make a DSN from the stored message and queue it, before any `Remove` of the same message.
     Dsn { qid: QueueId, kind: DsnKind },
@@ -124,6 +126,8 @@ pub enum BulkOp {
     Release,
     Requeue,
     Delete,
+    /// `postqueue -i`: a deferred message tried now, as `queue flush` with a filter does.
+    Flush,
 }
 
 impl BulkOp {
@@ -134,6 +138,7 @@ impl BulkOp {
             BulkOp::Release => "released",
             BulkOp::Requeue => "requeued",
             BulkOp::Delete => "deleted",
+            BulkOp::Flush => "flushed",
         }
     }
 }
@@ -152,6 +157,8 @@ pub struct RcptView {
     pub next_hop: Transport,
     pub state: RcptState,
     pub last_reason: Option<String>,
+    /// Who gave `last_reason`, when there is one.
+    pub last_relay: Option<Relay>,
 }
 
 /// One message in [`QueueManager::list`] (`postqueue -p`, with per-recipient detail).
@@ -638,8 +645,9 @@ impl QueueManager {
         }
     }
 
-    /// The result of a job. Results for messages deleted meanwhile only free the slot.
-    pub fn report(&mut self, report: AttemptReport, now: u64) {
+    /// The result of a job whose server was `relay` (`host[ip]:port`; None if it reached none).
+    /// Results for messages deleted meanwhile only free the slot.
+    pub fn report(&mut self, report: AttemptReport, relay: Option<&str>, now: u64) {
         let minimal = self.settings.minimal_backoff_time;
         if let Some(d) = self.dests.get_mut(&report.next_hop) {
             d.active = d.active.saturating_sub(1);
@@ -681,7 +689,7 @@ impl QueueManager {
                 }
                 RcptResult::Deferred { reason, .. } => {
                     r.state = RcptState::Deferred;
-                    self.reasons.set(&mut r.reason, Some(&reason));
+                    self.reasons.set_answer(&mut r.reason, relay, &reason);
                     self.reasons.assign(&mut m.last_reason, r.reason);
                 }
                 RcptResult::Bounced {
@@ -769,6 +777,7 @@ impl QueueManager {
             qid,
             state: QueueState::Deferred { until, reason },
             waiting,
+            flushed: false,
         });
         self.schedule(qid, until);
         self.maybe_warn(qid, now);
@@ -887,6 +896,7 @@ impl QueueManager {
             BulkOp::Release => self.release(qid, now),
             BulkOp::Requeue => self.requeue(qid, now),
             BulkOp::Delete => self.delete(qid),
+            BulkOp::Flush => self.flush_one(qid, now),
         }
     }
 
@@ -900,6 +910,7 @@ impl QueueManager {
             qid,
             state: QueueState::Hold,
             waiting: Vec::new(),
+            flushed: false,
         });
         true
     }
@@ -910,21 +921,30 @@ impl QueueManager {
             Some(m) if m.state == MState::Hold => {}
             _ => return false,
         }
-        self.requeue_now(qid, now);
+        self.requeue_now(qid, now, false);
         true
     }
 
-    /// `postsuper -r` / `postqueue -i`: try a deferred message now.
+    /// `postsuper -r`: try a deferred message now.
     pub fn requeue(&mut self, qid: QueueId, now: u64) -> bool {
+        self.wake_deferred(qid, now, false)
+    }
+
+    /// `postqueue -i`: the same as a requeue, remembered as a flush.
+    pub fn flush_one(&mut self, qid: QueueId, now: u64) -> bool {
+        self.wake_deferred(qid, now, true)
+    }
+
+    fn wake_deferred(&mut self, qid: QueueId, now: u64, flushed: bool) -> bool {
         match self.msgs.get(&qid) {
             Some(m) if m.state == MState::Deferred => {}
             _ => return false,
         }
-        self.requeue_now(qid, now);
+        self.requeue_now(qid, now, flushed);
         true
     }
 
-    fn requeue_now(&mut self, qid: QueueId, now: u64) {
+    fn requeue_now(&mut self, qid: QueueId, now: u64, flushed: bool) {
         if let Some(m) = self.msgs.get(&qid) {
             for r in m.rcpts() {
                 if let Some(d) = self.dests.get_mut(&r.next_hop) {
@@ -932,16 +952,17 @@ impl QueueManager {
                 }
             }
         }
-        self.activate_on_flash(qid, now);
+        self.activate_on_flash(qid, now, flushed);
     }
 
     /// An admin's "now" goes to flash as well, as Postfix moves the queue file: a restart
     /// finds the message due, not deferred until its old next attempt.
-    fn activate_on_flash(&mut self, qid: QueueId, now: u64) {
+    fn activate_on_flash(&mut self, qid: QueueId, now: u64, flushed: bool) {
         self.actions.push(Action::SetState {
             qid,
             state: QueueState::Active,
             waiting: Vec::new(),
+            flushed,
         });
         self.activate(qid, now);
     }
@@ -983,7 +1004,7 @@ impl QueueManager {
             .map(|(q, _)| q)
             .collect();
         for &qid in &due {
-            self.activate_on_flash(qid, now);
+            self.activate_on_flash(qid, now, true);
         }
         due
     }
@@ -1027,32 +1048,39 @@ impl QueueManager {
                     next_hop: (*r.next_hop).clone(),
                     state: r.state,
                     last_reason: self.reasons.text(r.reason).map(str::to_string),
+                    last_relay: self
+                        .reasons
+                        .text(r.reason)
+                        .map(|_| Relay::of(self.reasons.relay(r.reason))),
                 })
                 .collect(),
         }
     }
 }
 
-/// The recipients still to deliver, grouped by the reason each waits for (in RAM only one
+/// The recipients still to deliver, grouped by the answer each waits for (in RAM only one
 /// number each; spelled out here for the state record).
 fn waiting(reasons: &Reasons, rcpts: &[Rcpt]) -> Vec<Waiting> {
-    let mut out: Vec<Waiting> = Vec::new();
+    let mut groups: Vec<(ReasonId, Vec<u32>)> = Vec::new();
     for (i, r) in rcpts.iter().enumerate() {
-        if r.state.is_final() {
+        if r.state.is_final() || r.reason == ReasonId::NONE {
             continue;
         }
-        let Some(reason) = reasons.text(r.reason) else {
-            continue;
-        };
-        match out.iter_mut().find(|w| w.reason == reason) {
-            Some(w) => w.recipients.push(i as u32),
-            None => out.push(Waiting {
-                recipients: vec![i as u32],
-                reason: reason.to_string(),
-            }),
+        match groups.iter_mut().find(|(id, _)| *id == r.reason) {
+            Some((_, recipients)) => recipients.push(i as u32),
+            None => groups.push((r.reason, vec![i as u32])),
         }
     }
-    out
+    groups
+        .into_iter()
+        .filter_map(|(id, recipients)| {
+            Some(Waiting {
+                recipients,
+                reason: reasons.text(id)?.to_string(),
+                relay: Some(Relay::of(reasons.relay(id))),
+            })
+        })
+        .collect()
 }
 
 /// How a message enters the queue.

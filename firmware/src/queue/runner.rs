@@ -245,10 +245,10 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 },
                 Some(a) = done_rx.recv() => {
                     let now = self.now();
-                    self.qm.report(a.report, now);
+                    self.qm.report(a.report, a.relay.as_deref(), now);
                     // Take every result that is already in before scheduling again.
                     while let Ok(a) = done_rx.try_recv() {
-                        self.qm.report(a.report, now);
+                        self.qm.report(a.report, a.relay.as_deref(), now);
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => self.deliverer.idle().await,
@@ -390,11 +390,13 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                         qid,
                         state,
                         waiting,
+                        flushed,
                     } => {
                         let change = StateChange {
                             state: state.clone(),
                             at: now,
                             waiting: waiting.clone(),
+                            flushed: *flushed,
                         };
                         store.set_state(*qid, change).await
                     }
@@ -458,11 +460,13 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 qid,
                 state,
                 waiting,
+                flushed,
             } => {
                 let change = StateChange {
                     state,
                     at: self.now(),
                     waiting,
+                    flushed,
                 };
                 if let Err(e) = self.store.set_state(qid, change).await {
                     log.line(

@@ -170,6 +170,7 @@ mod tests {
                     next_hop: hop.clone(),
                     state: RcptState::Pending,
                     last_reason: None,
+                    last_relay: None,
                 })
                 .collect(),
         };

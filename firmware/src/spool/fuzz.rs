@@ -88,7 +88,7 @@ pub fn reencode_record_body(kind: u8, body: &[u8]) -> Option<Vec<u8>> {
     fn stamped<B, S>(body: &[u8]) -> Option<Vec<u8>>
     where
         B: serde::Serialize + serde::de::DeserializeOwned,
-        S: serde::Serialize + serde::de::DeserializeOwned,
+        S: stamp::Stamp,
     {
         match stamp::decode::<B, S>(body).ok()? {
             (base, Some(s)) => stamp::encode(&base, &s).ok(),
@@ -113,7 +113,7 @@ pub fn read_both_ways(kind: u8, body: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Option
     fn both<B, S>(body: &[u8], at: impl Fn(&S) -> u64) -> Option<(Vec<u8>, Vec<u8>, Option<u64>)>
     where
         B: serde::Serialize + serde::de::DeserializeOwned,
-        S: serde::de::DeserializeOwned,
+        S: stamp::Stamp,
     {
         let old = postcard::to_allocvec(&postcard::from_bytes::<B>(body).ok()?).ok()?;
         let (base, s) = stamp::decode::<B, S>(body).ok()?;

@@ -5,7 +5,7 @@ use super::record::{self, Kind, StateBody};
 use super::store::Purpose;
 use super::tests::{body, fresh, put, reopen};
 use super::*;
-use crate::mail::{QueueState, RecipientOutcome, StateChange, StateEvent, Waiting};
+use crate::mail::{QueueState, RecipientOutcome, Relay, StateChange, StateEvent, Waiting};
 
 fn deferred(until: u64, reason: &str) -> QueueState {
     QueueState::Deferred {
@@ -18,6 +18,7 @@ fn refused() -> Vec<Waiting> {
     vec![Waiting {
         recipients: vec![0],
         reason: "connect to mx.example.org[192.0.2.1]:25: Connection refused".into(),
+        relay: Some(Relay::Nobody),
     }]
 }
 
@@ -36,6 +37,7 @@ fn each_change_keeps_its_time_through_reopen_and_compaction() {
         state: deferred(1_795_000_310, "Connection refused"),
         at: 1_795_000_010,
         waiting: refused(),
+        flushed: false,
     };
     spool.set_state(q, first).unwrap();
     spool
@@ -49,9 +51,11 @@ fn each_change_keeps_its_time_through_reopen_and_compaction() {
     spool
         .mark_recipient(q, 0, gone.clone(), 1_795_000_150)
         .unwrap();
-    spool
-        .set_state(q, StateChange::new(QueueState::Active, 1_795_000_200))
-        .unwrap();
+    let flush = StateChange {
+        flushed: true,
+        ..StateChange::new(QueueState::Active, 1_795_000_200)
+    };
+    spool.set_state(q, flush).unwrap();
     spool.sync().unwrap();
     // Enough traffic that every segment the message's records were in is compacted.
     for i in 0..200u64 {
@@ -86,6 +90,8 @@ fn each_change_keeps_its_time_through_reopen_and_compaction() {
         ]
     );
     assert_eq!(h.changes[0].waiting, refused());
+    let flushed: Vec<bool> = h.changes.iter().map(|c| c.flushed).collect();
+    assert_eq!(flushed, [false, false, true]);
     assert_eq!(h.summary.state, QueueState::Active);
     assert_eq!(h.changes_before, 0);
 }
@@ -100,6 +106,7 @@ fn a_reason_stored_once_reads_back_for_its_recipients() {
             state: deferred(at + 300, why),
             at,
             waiting: refused(),
+            flushed: false,
         };
         spool.set_state(q, change).unwrap();
     }
@@ -144,6 +151,7 @@ fn records_from_firmware_without_times_read_with_the_time_unknown() {
             at: None,
             state: QueueState::Hold,
             waiting: Vec::new(),
+            flushed: false,
         }]
     );
     // The next change carries the old one forward, still without a time.
@@ -170,6 +178,7 @@ fn the_state_format_2_firmware_recovers_from_a_stamped_record_is_the_same() {
         state: deferred(1_795_000_310, "Connection refused"),
         at: 1_795_000_010,
         waiting: refused(),
+        flushed: false,
     };
     spool.set_state(q, change).unwrap();
     spool.sync().unwrap();
@@ -198,7 +207,9 @@ fn a_long_history_stays_within_a_small_segment() {
             waiting: vec![Waiting {
                 recipients: vec![0, 1],
                 reason: long.clone(),
+                relay: Some(Relay::Host(format!("{long}[192.0.2.1]:25"))),
             }],
+            flushed: false,
         };
         spool.set_state(q, change).unwrap();
         spool.sync().unwrap();
@@ -226,6 +237,7 @@ fn both_readers_agree_on_every_body_the_fuzz_target_would_try() {
         state: deferred(1_795_000_310, "Connection refused"),
         at: 1_795_000_010,
         waiting: refused(),
+        flushed: false,
     };
     spool.set_state(q, change).unwrap();
     let loc = spool.index.get(&q).unwrap().state_loc;

@@ -9,16 +9,31 @@
 //! the base body and leaves the bytes after it alone. The record CRC covers the stamp, so recovery,
 //! repair and compaction carry it unchanged. A record without bytes after its base body was
 //! written before stamps: its time is unknown. A later revision may only append fields to a stamp,
-//! so that this reader takes what it knows from any revision at or above its own; the superblock's
+//! so that a reader takes what it knows from any revision at or above the first; the superblock's
 //! format version stays 2, as a firmware that reads format 2 reads every record this one writes.
+//!
+//! Revision 2 appends to a state stamp which server gave each waiting group its answer and
+//! whether each change was a `queue flush`: revision 1 firmware reads the revision 1 fields and
+//! leaves the rest, and this firmware reads a revision 1 stamp with those unknown.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::mail::{QueueState, StateEvent, Waiting};
+use crate::mail::{QueueState, Relay, StateEvent, Waiting};
 
 /// The stamp revision this firmware writes.
-pub(crate) const REVISION: u8 = 1;
+pub(crate) const REVISION: u8 = 2;
+
+/// The first revision: every stamp since begins with its fields.
+const FIRST_REVISION: u8 = 1;
+
+/// A stamp as it is written after a base body and read back.
+pub(crate) trait Stamp: Sized {
+    /// Appends the stamp's bytes (without the revision byte) to `out`.
+    fn write(&self, out: Vec<u8>) -> Result<Vec<u8>, postcard::Error>;
+    /// The stamp from the bytes after a record's revision byte; None if they do not read.
+    fn read(revision: u8, bytes: &[u8]) -> Option<Self>;
+}
 
 /// After a recipient record's body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,10 +45,20 @@ pub(crate) struct RecipientStamp {
     pub after_changes: u32,
 }
 
+impl Stamp for RecipientStamp {
+    fn write(&self, out: Vec<u8>) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_extend(self, out)
+    }
+
+    fn read(_revision: u8, bytes: &[u8]) -> Option<Self> {
+        postcard::from_bytes(bytes).ok()
+    }
+}
+
 /// After a state record's body. Only the newest state record of a message stays live, so it
 /// carries the changes before it: the history survives compaction without a byte of RAM. The
 /// record's version counts every change, so changes no longer carried are counted too.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StateStamp {
     /// Unix seconds.
     pub at: u64,
@@ -42,6 +67,131 @@ pub(crate) struct StateStamp {
     pub waiting: Vec<Waiting>,
     /// The changes just before this one, oldest first (at most [`MAX_EARLIER`]).
     pub earlier: Vec<StateEvent>,
+    /// This change was a `queue flush`.
+    pub flushed: bool,
+}
+
+/// Revision 1's state stamp, the layout every revision begins with.
+#[derive(Serialize, Deserialize)]
+struct StateV1 {
+    at: u64,
+    waiting: Vec<WaitingV1>,
+    earlier: Vec<EventV1>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WaitingV1 {
+    recipients: Vec<u32>,
+    reason: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EventV1 {
+    at: Option<u64>,
+    state: QueueState,
+    waiting: Vec<WaitingV1>,
+}
+
+/// What revision 2 appends: one relay per waiting group and whether the change was a flush, for
+/// this change and for each earlier one, in the order of revision 1's fields.
+#[derive(Serialize, Deserialize, Default)]
+struct StateV2 {
+    relays: Vec<Option<Relay>>,
+    flushed: bool,
+    earlier: Vec<EventV2>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct EventV2 {
+    relays: Vec<Option<Relay>>,
+    flushed: bool,
+}
+
+fn waiting_v1(waiting: &[Waiting]) -> Vec<WaitingV1> {
+    waiting
+        .iter()
+        .map(|w| WaitingV1 {
+            recipients: w.recipients.clone(),
+            reason: w.reason.clone(),
+        })
+        .collect()
+}
+
+fn relays(waiting: &[Waiting]) -> Vec<Option<Relay>> {
+    waiting.iter().map(|w| w.relay.clone()).collect()
+}
+
+/// Revision 1's groups with the relays revision 2 gave them (None where it gave none).
+fn waiting_of(v1: Vec<WaitingV1>, relays: Vec<Option<Relay>>) -> Vec<Waiting> {
+    let mut relays = relays.into_iter();
+    v1.into_iter()
+        .map(|w| Waiting {
+            recipients: w.recipients,
+            reason: w.reason,
+            relay: relays.next().flatten(),
+        })
+        .collect()
+}
+
+impl Stamp for StateStamp {
+    fn write(&self, out: Vec<u8>) -> Result<Vec<u8>, postcard::Error> {
+        let v1 = StateV1 {
+            at: self.at,
+            waiting: waiting_v1(&self.waiting),
+            earlier: self
+                .earlier
+                .iter()
+                .map(|e| EventV1 {
+                    at: e.at,
+                    state: e.state.clone(),
+                    waiting: waiting_v1(&e.waiting),
+                })
+                .collect(),
+        };
+        let v2 = StateV2 {
+            relays: relays(&self.waiting),
+            flushed: self.flushed,
+            earlier: self
+                .earlier
+                .iter()
+                .map(|e| EventV2 {
+                    relays: relays(&e.waiting),
+                    flushed: e.flushed,
+                })
+                .collect(),
+        };
+        postcard::to_extend(&v2, postcard::to_extend(&v1, out)?)
+    }
+
+    fn read(revision: u8, bytes: &[u8]) -> Option<Self> {
+        let (v1, rest) = postcard::take_from_bytes::<StateV1>(bytes).ok()?;
+        // Fields a revision 2 writer appended; a record that lacks them still has its time.
+        let v2 = if revision >= 2 {
+            postcard::from_bytes::<StateV2>(rest).unwrap_or_default()
+        } else {
+            StateV2::default()
+        };
+        let mut earlier_v2 = v2.earlier.into_iter();
+        let earlier = v1
+            .earlier
+            .into_iter()
+            .map(|e| {
+                let more = earlier_v2.next().unwrap_or_default();
+                StateEvent {
+                    at: e.at,
+                    state: e.state,
+                    waiting: waiting_of(e.waiting, more.relays),
+                    flushed: more.flushed,
+                }
+            })
+            .collect();
+        Some(StateStamp {
+            at: v1.at,
+            waiting: waiting_of(v1.waiting, v2.relays),
+            earlier,
+            flushed: v2.flushed,
+        })
+    }
 }
 
 /// State changes a state record carries besides its own: a few days of retries at the longest
@@ -75,22 +225,22 @@ pub(crate) fn expand(state: &QueueState, waiting: &mut [Waiting]) {
 }
 
 /// A base body followed by its stamp.
-pub(crate) fn encode<B: Serialize, S: Serialize>(
+pub(crate) fn encode<B: Serialize, S: Stamp>(
     base: &B,
     stamp: &S,
 ) -> Result<Vec<u8>, postcard::Error> {
     let mut out = postcard::to_allocvec(base)?;
     out.push(REVISION);
-    postcard::to_extend(stamp, out)
+    stamp.write(out)
 }
 
 /// The base body, and the stamp if the record has one this firmware reads.
-pub(crate) fn decode<B: DeserializeOwned, S: DeserializeOwned>(
+pub(crate) fn decode<B: DeserializeOwned, S: Stamp>(
     body: &[u8],
 ) -> Result<(B, Option<S>), postcard::Error> {
     let (base, rest) = postcard::take_from_bytes::<B>(body)?;
     let stamp = match rest.split_first() {
-        Some((&rev, stamp)) if rev >= REVISION => postcard::from_bytes(stamp).ok(),
+        Some((&rev, stamp)) if rev >= FIRST_REVISION => S::read(rev, stamp),
         _ => None,
     };
     Ok((base, stamp))
@@ -102,6 +252,7 @@ impl StateStamp {
     pub fn carry(
         at: u64,
         waiting: Vec<Waiting>,
+        flushed: bool,
         previous: Option<(StateEvent, Option<StateStamp>)>,
         budget: usize,
     ) -> StateStamp {
@@ -109,6 +260,7 @@ impl StateStamp {
             at,
             waiting,
             earlier: Vec::new(),
+            flushed,
         };
         if let Some((event, old)) = previous {
             if let Some(old) = old {
@@ -126,7 +278,7 @@ impl StateStamp {
     /// Drops the oldest changes, then waiting detail, until the stamp takes at most `budget`
     /// bytes. The time itself always stays.
     fn fit(&mut self, budget: usize) {
-        let size = |s: &StateStamp| postcard::to_allocvec(s).map_or(usize::MAX, |b| b.len());
+        let size = |s: &StateStamp| s.write(Vec::new()).map_or(usize::MAX, |b| b.len());
         while size(self) > budget {
             if !self.earlier.is_empty() {
                 self.earlier.remove(0);
@@ -155,7 +307,7 @@ mod tests {
             version: 3,
             state: deferred("connect to mx[192.0.2.1]:25: Connection refused"),
         };
-        let stamp = StateStamp::carry(1_000, Vec::new(), None, 4096);
+        let stamp = StateStamp::carry(1_000, Vec::new(), false, None, 4096);
         let bytes = encode(&base, &stamp).unwrap();
         // What format 2 firmware runs at recovery and for `queue show`.
         assert_eq!(postcard::from_bytes::<StateBody>(&bytes).unwrap(), base);
@@ -165,6 +317,112 @@ mod tests {
             decode::<StateBody, StateStamp>(&old).unwrap(),
             (base, None),
             "a record from before stamps has no time"
+        );
+    }
+
+    fn refused(relay: Option<Relay>) -> Vec<Waiting> {
+        vec![Waiting {
+            recipients: vec![0, 2],
+            reason: "connect to mx[192.0.2.1]:25: Connection refused".into(),
+            relay,
+        }]
+    }
+
+    /// A deferral after a flush, with per-group relays: what revision 2 adds, on both.
+    fn flushed_then_deferred() -> StateStamp {
+        let flush = StateEvent {
+            at: Some(900),
+            state: QueueState::Active,
+            waiting: Vec::new(),
+            flushed: true,
+        };
+        let mut waiting = refused(Some(Relay::Nobody));
+        waiting.push(Waiting {
+            recipients: vec![1],
+            reason: "host mx[192.0.2.2] said: 451 4.7.1 greylisted".into(),
+            relay: Some(Relay::Host("mx[192.0.2.2]:25".into())),
+        });
+        StateStamp::carry(1_000, waiting, false, Some((flush, None)), 4096)
+    }
+
+    #[test]
+    fn relays_and_flushes_read_back_as_written() {
+        let base = StateBody {
+            version: 2,
+            state: deferred("connect to mx[192.0.2.1]:25: Connection refused"),
+        };
+        let stamp = flushed_then_deferred();
+        let bytes = encode(&base, &stamp).unwrap();
+        let (b, s) = decode::<StateBody, StateStamp>(&bytes).unwrap();
+        assert_eq!((b, s.as_ref()), (base, Some(&stamp)));
+        let s = s.unwrap();
+        assert!(s.earlier[0].flushed && !s.flushed);
+        assert_eq!(s.waiting[0].relay, Some(Relay::Nobody));
+    }
+
+    #[test]
+    fn revision_1_firmware_reads_what_revision_2_writes() {
+        let base = StateBody {
+            version: 2,
+            state: deferred("x"),
+        };
+        let bytes = encode(&base, &flushed_then_deferred()).unwrap();
+        // What revision 1 firmware ran: its stamp struct read from the bytes after any revision
+        // at or above 1, trailing bytes left alone.
+        let (b, rest) = postcard::take_from_bytes::<StateBody>(&bytes).unwrap();
+        assert_eq!(b, base);
+        let (&rev, stamp) = rest.split_first().unwrap();
+        assert!(rev >= 1);
+        let old = postcard::from_bytes::<StateV1>(stamp).unwrap();
+        assert_eq!(old.at, 1_000);
+        assert_eq!(old.waiting.len(), 2);
+        assert_eq!(old.waiting[1].recipients, vec![1]);
+        assert_eq!(old.earlier.len(), 1);
+        assert_eq!(old.earlier[0].at, Some(900));
+        assert_eq!(old.earlier[0].state, QueueState::Active);
+    }
+
+    #[test]
+    fn a_revision_1_record_reads_with_relay_and_flush_unknown() {
+        let base = StateBody {
+            version: 2,
+            state: deferred("x"),
+        };
+        // As revision 1 firmware wrote it.
+        let v1 = StateV1 {
+            at: 1_000,
+            waiting: waiting_v1(&refused(None)),
+            earlier: vec![EventV1 {
+                at: Some(900),
+                state: QueueState::Active,
+                waiting: Vec::new(),
+            }],
+        };
+        let mut bytes = postcard::to_allocvec(&base).unwrap();
+        bytes.push(1);
+        let bytes = postcard::to_extend(&v1, bytes).unwrap();
+        let (_, s) = decode::<StateBody, StateStamp>(&bytes).unwrap();
+        let s = s.expect("a revision 1 stamp keeps its time");
+        assert_eq!(s.at, 1_000);
+        assert_eq!(s.waiting, refused(None));
+        assert!(!s.flushed && !s.earlier[0].flushed);
+        assert_eq!(s.earlier[0].at, Some(900));
+    }
+
+    #[test]
+    fn a_later_revision_of_a_state_stamp_still_reads() {
+        let base = StateBody {
+            version: 2,
+            state: deferred("x"),
+        };
+        let stamp = flushed_then_deferred();
+        let mut bytes = encode(&base, &stamp).unwrap();
+        let rev = postcard::to_allocvec(&base).unwrap().len();
+        bytes[rev] = REVISION + 1;
+        bytes.extend_from_slice(b"fields of a later revision");
+        assert_eq!(
+            decode::<StateBody, StateStamp>(&bytes).unwrap(),
+            (base, Some(stamp))
         );
     }
 
@@ -198,10 +456,12 @@ mod tests {
                 at: stamp.as_ref().map(|s| s.at),
                 state: state.clone(),
                 waiting: Vec::new(),
+                flushed: false,
             };
             stamp = Some(StateStamp::carry(
                 100 + i,
                 Vec::new(),
+                false,
                 Some((event, stamp)),
                 4096,
             ));
@@ -223,15 +483,17 @@ mod tests {
             .map(|i| Waiting {
                 recipients: vec![i],
                 reason: "x".repeat(100),
+                relay: Some(Relay::Nobody),
             })
             .collect();
         let event = StateEvent {
             at: Some(5),
             state: deferred(&"y".repeat(200)),
             waiting: waiting.clone(),
+            flushed: false,
         };
-        let s = StateStamp::carry(9, waiting, Some((event, None)), 512);
-        assert!(postcard::to_allocvec(&s).unwrap().len() <= 512);
+        let s = StateStamp::carry(9, waiting, false, Some((event, None)), 512);
+        assert!(s.write(Vec::new()).unwrap().len() <= 512);
         assert_eq!(s.at, 9);
         assert!(
             s.earlier.is_empty(),

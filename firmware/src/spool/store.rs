@@ -313,7 +313,7 @@ impl<F: Flash> Spool<F> {
         let mut waiting = change.waiting;
         stamp::shrink(&change.state, &mut waiting);
         let budget = stamp::max_state_stamp(self.layout.segment_size());
-        let stamp = StateStamp::carry(change.at, waiting, previous, budget);
+        let stamp = StateStamp::carry(change.at, waiting, change.flushed, previous, budget);
         let body = StateBody {
             version,
             state: change.state,

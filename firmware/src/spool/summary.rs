@@ -60,6 +60,7 @@ impl<F: Flash> Spool<F> {
                 .as_ref()
                 .map(|s| s.waiting.clone())
                 .unwrap_or_default(),
+            flushed: stamp.as_ref().is_some_and(|s| s.flushed),
         };
         stamp::expand(&event.state, &mut event.waiting);
         Ok((event, stamp))

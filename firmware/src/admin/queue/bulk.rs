@@ -107,7 +107,7 @@ pub async fn bulk(spool: &SpoolHandle, queue: &QueueHandle, op: BulkOp, args: Bu
 fn skipped(n: usize, op: BulkOp) -> String {
     let why = match op {
         BulkOp::Release => "not on hold",
-        BulkOp::Requeue => "not deferred",
+        BulkOp::Requeue | BulkOp::Flush => "not deferred",
         BulkOp::Hold | BulkOp::Delete => "gone meanwhile",
     };
     if n == 0 {
@@ -141,7 +141,7 @@ pub async fn flush(
             })
             .map(|(v, _)| v.qid)
             .collect();
-        queue.apply(BulkOp::Requeue, ids).await.len()
+        queue.apply(BulkOp::Flush, ids).await.len()
     };
     let (messages, are) = match n {
         1 => ("message", "is"),

@@ -1,12 +1,12 @@
 //! The records of one queued message in time order, for `postern queue show`: its arrival, each
 //! recipient's outcome, who waited after each delivery round and why, and every deferral, hold,
-//! release and requeue, each with the time its spool record carries (unknown for records written
-//! by firmware that kept no times).
+//! release, requeue and flush, each with the time its spool record carries (unknown for records
+//! written by firmware that kept no times).
 
 use std::fmt::Write;
 
 use super::json_str;
-use crate::mail::{QueueState, RecipientOutcome, StateEvent};
+use crate::mail::{QueueState, RecipientOutcome, Relay, StateEvent};
 use crate::smtp::received::iso8601_utc;
 use crate::spool::MessageHistory;
 
@@ -28,6 +28,8 @@ pub enum What {
     Waiting {
         to: Rcpt,
         reason: String,
+        /// Who gave the answer; None where the record does not say.
+        relay: Option<Relay>,
     },
     Deferred {
         until: u64,
@@ -36,6 +38,8 @@ pub enum What {
     Held,
     Released,
     Requeued,
+    /// Made active by `queue flush`.
+    Flushed,
     /// Earlier state changes the spool no longer keeps.
     Omitted(u32),
 }
@@ -136,6 +140,7 @@ fn change_records(
                     what: What::Waiting {
                         to: rcpt(i as usize)?,
                         reason: w.reason.clone(),
+                        relay: w.relay.clone(),
                     },
                 })
             })
@@ -147,6 +152,7 @@ fn change_records(
             reason: reason.clone(),
         },
         (QueueState::Hold, _) => What::Held,
+        (QueueState::Active, _) if c.flushed => What::Flushed,
         (QueueState::Active, QueueState::Hold) => What::Released,
         (QueueState::Active, _) => What::Requeued,
     };
@@ -206,8 +212,16 @@ pub fn text(records: &[Record]) -> String {
                 clean(status),
                 clean(diagnostic)
             ),
-            What::Waiting { to, reason } => {
-                format!("{}, status=deferred ({})", to_text(to), clean(reason))
+            What::Waiting { to, reason, relay } => {
+                let relay = relay
+                    .as_ref()
+                    .map(|r| format!(", relay={}", clean(r.as_str())))
+                    .unwrap_or_default();
+                format!(
+                    "{}{relay}, status=deferred ({})",
+                    to_text(to),
+                    clean(reason)
+                )
             }
             What::Deferred { until, reason } => {
                 format!("deferred until {} ({})", iso8601_utc(*until), clean(reason))
@@ -215,6 +229,7 @@ pub fn text(records: &[Record]) -> String {
             What::Held => "placed on hold".into(),
             What::Released => "released from hold".into(),
             What::Requeued => "requeued".into(),
+            What::Flushed => "flushed".into(),
             What::Omitted(n) => format!("({n} earlier state changes no longer kept)"),
         };
         let _ = writeln!(out, "{at:<25} {what}");
@@ -272,11 +287,23 @@ fn json_record(r: &Record) -> String {
             json_str(status),
             json_str(diagnostic)
         ),
-        What::Waiting { to: t, reason } => format!(
-            "\"type\": \"recipient\", {}, \"status\": \"deferred\", \"reason\": {}",
-            to(t),
-            json_str(reason)
-        ),
+        What::Waiting {
+            to: t,
+            reason,
+            relay,
+        } => {
+            // Like a bounce's: null when no server answered; absent where the record does not say.
+            let relay = match relay {
+                Some(Relay::Host(h)) => format!(", \"relay\": {}", json_str(h)),
+                Some(Relay::Nobody) => ", \"relay\": null".into(),
+                None => String::new(),
+            };
+            format!(
+                "\"type\": \"recipient\", {}, \"status\": \"deferred\"{relay}, \"reason\": {}",
+                to(t),
+                json_str(reason)
+            )
+        }
         What::Deferred { until, reason } => format!(
             "\"type\": \"deferred\", \"until\": {until}, \"reason\": {}",
             json_str(reason)
@@ -284,6 +311,7 @@ fn json_record(r: &Record) -> String {
         What::Held => "\"type\": \"hold\"".into(),
         What::Released => "\"type\": \"release\"".into(),
         What::Requeued => "\"type\": \"requeue\"".into(),
+        What::Flushed => "\"type\": \"flush\"".into(),
         What::Omitted(n) => format!("\"type\": \"omitted\", \"count\": {n}"),
     };
     format!("{{\"time\": {time}, {rest}}}")
@@ -292,7 +320,7 @@ fn json_record(r: &Record) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient, Waiting};
+    use crate::mail::{BodyType, ClientInfo, Envelope, Notify, QueueId, Recipient, Relay, Waiting};
     use crate::spool::{MessageSummary, OutcomeTime};
 
     const T: u64 = 1_795_253_464;
@@ -347,17 +375,21 @@ mod tests {
                     waiting: vec![Waiting {
                         recipients: vec![0, 1],
                         reason: "connect refused".into(),
+                        relay: Some(Relay::Nobody),
                     }],
+                    flushed: false,
                 },
                 StateEvent {
                     at: Some(T + 100),
                     state: QueueState::Hold,
                     waiting: Vec::new(),
+                    flushed: false,
                 },
                 StateEvent {
                     at: Some(T + 200),
                     state: QueueState::Active,
                     waiting: Vec::new(),
+                    flushed: false,
                 },
             ],
             changes_before: 0,
@@ -372,8 +404,8 @@ mod tests {
             lines,
             [
                 "2026-11-21T09:31:04+00:00 from=<a@example.com>, size=5, nrcpt=2 (queued)",
-                "2026-11-21T09:31:05+00:00 to=<user0@example.org>, status=deferred (connect refused)",
-                "2026-11-21T09:31:05+00:00 to=<user1@example.org>, status=deferred (connect refused)",
+                "2026-11-21T09:31:05+00:00 to=<user0@example.org>, relay=none, status=deferred (connect refused)",
+                "2026-11-21T09:31:05+00:00 to=<user1@example.org>, relay=none, status=deferred (connect refused)",
                 "2026-11-21T09:31:05+00:00 deferred until 2026-11-21T09:36:05+00:00 (connect refused)",
                 "2026-11-21T09:32:44+00:00 placed on hold",
                 "2026-11-21T09:34:24+00:00 released from hold",
@@ -437,6 +469,57 @@ mod tests {
         assert!(j.contains("\"type\": \"release\""), "{j}");
         assert!(
             j.contains("\"status\": \"sent\", \"relay\": \"mx.example.org[192.0.2.1]:25\""),
+            "{j}"
+        );
+    }
+
+    #[test]
+    fn a_deferral_names_its_relay_and_a_flush_is_a_flush() {
+        let mut h = history();
+        h.changes[0].waiting = vec![
+            Waiting {
+                recipients: vec![0],
+                reason: "host mx[192.0.2.1] said: 451 4.7.1 greylisted".into(),
+                relay: Some(Relay::Host("mx[192.0.2.1]:25".into())),
+            },
+            // As firmware that kept no relay wrote it.
+            Waiting {
+                recipients: vec![1],
+                reason: "connect refused".into(),
+                relay: None,
+            },
+        ];
+        h.changes[1].state = QueueState::Active;
+        h.changes[1].flushed = true;
+        let t = text(&timeline(&h));
+        assert!(
+            t.contains(" to=<user0@example.org>, relay=mx[192.0.2.1]:25, status=deferred (host mx[192.0.2.1] said: 451 4.7.1 greylisted)\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains(" to=<user1@example.org>, status=deferred (connect refused)\n"),
+            "{t}"
+        );
+        assert!(t.contains("09:32:44+00:00 flushed\n"), "{t}");
+        assert!(t.contains("09:34:24+00:00 requeued\n"), "{t}");
+        let j = json(&timeline(&h));
+        assert!(
+            j.contains("\"status\": \"deferred\", \"relay\": \"mx[192.0.2.1]:25\", \"reason\""),
+            "{j}"
+        );
+        assert!(
+            j.contains(
+                "\"recipient\": \"user1@example.org\", \"status\": \"deferred\", \"reason\""
+            ),
+            "{j}"
+        );
+        assert!(j.contains("\"type\": \"flush\""), "{j}");
+        h.changes[0].waiting[1].relay = Some(Relay::Nobody);
+        let j = json(&timeline(&h));
+        assert!(
+            j.contains(
+                "\"status\": \"deferred\", \"relay\": null, \"reason\": \"connect refused\""
+            ),
             "{j}"
         );
     }

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use super::super::Reply;
 use super::json_str;
 use super::records::{self, Record};
-use crate::mail::{QueueId, QueueState, RecipientOutcome};
+use crate::mail::{QueueId, QueueState, RecipientOutcome, Relay};
 use crate::queue::runner::QueueHandle;
 use crate::queue::{MessageView, QueueName};
 use crate::smtp::received::rfc5322_date;
@@ -108,7 +108,10 @@ fn envelope_text(stored: &MessageHistory, view: Option<&MessageView>) -> String 
                 status, diagnostic, ..
             }) => format!("failed {status} ({diagnostic})"),
             None => match pending_reason(view, i) {
-                Some(reason) => format!("pending ({reason})"),
+                Some((reason, Some(relay))) => {
+                    format!("pending relay={} ({reason})", relay.as_str())
+                }
+                Some((reason, None)) => format!("pending ({reason})"),
                 None => "pending".to_string(),
             },
         };
@@ -126,13 +129,10 @@ fn envelope_text(stored: &MessageHistory, view: Option<&MessageView>) -> String 
     out
 }
 
-/// Why recipient `index` still waits, as the queue manager last heard.
-fn pending_reason(view: Option<&MessageView>, index: usize) -> Option<String> {
-    view?
-        .recipients
-        .iter()
-        .find(|x| x.index == index)
-        .and_then(|x| x.last_reason.clone())
+/// Why recipient `index` still waits, as the queue manager last heard, and from whom.
+fn pending_reason(view: Option<&MessageView>, index: usize) -> Option<(String, Option<Relay>)> {
+    let r = view?.recipients.iter().find(|x| x.index == index)?;
+    Some((r.last_reason.clone()?, r.last_relay.clone()))
 }
 
 /// `{"queue_name": .., "queue_id": .., "arrival_time": .., "message_size": .., "sender": ..,
@@ -151,10 +151,15 @@ fn show_json(
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let (status, reason) = match m.outcomes.get(i).cloned().flatten() {
-                Some(RecipientOutcome::Delivered { reply, .. }) => ("sent", Some(reply)),
-                Some(RecipientOutcome::Failed { diagnostic, .. }) => ("bounced", Some(diagnostic)),
-                None => ("pending", pending_reason(view, i)),
+            let (status, reason, relay) = match m.outcomes.get(i).cloned().flatten() {
+                Some(RecipientOutcome::Delivered { reply, .. }) => ("sent", Some(reply), None),
+                Some(RecipientOutcome::Failed { diagnostic, .. }) => {
+                    ("bounced", Some(diagnostic), None)
+                }
+                None => match pending_reason(view, i) {
+                    Some((reason, relay)) => ("pending", Some(reason), relay),
+                    None => ("pending", None, None),
+                },
             };
             let mut o = format!(
                 "{{\"address\": {}, \"next_hop\": {}, \"status\": \"{status}\"",
@@ -163,6 +168,13 @@ fn show_json(
             );
             if let Some(orig) = &r.original {
                 let _ = write!(o, ", \"orig_to\": {}", json_str(orig));
+            }
+            match relay {
+                Some(Relay::Host(h)) => {
+                    let _ = write!(o, ", \"relay\": {}", json_str(&h));
+                }
+                Some(Relay::Nobody) => o.push_str(", \"relay\": null"),
+                None => {}
             }
             if let Some(reason) = reason {
                 let _ = write!(o, ", \"reason\": {}", json_str(&reason));

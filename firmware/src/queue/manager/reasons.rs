@@ -1,6 +1,7 @@
-//! Why messages and recipients wait, each distinct text kept once. A next hop that is down gives
+//! Why messages and recipients wait, each distinct answer kept once. A next hop that is down gives
 //! the same answer for every message queued for it: a million deferred messages share one string
-//! and each holds a 4-byte number, counted so that a text no one holds any more is freed.
+//! and each holds a 4-byte number, counted so that an answer no one holds any more is freed. An
+//! answer is its text and the server that gave it (the mail log's `relay=`), if one did.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +14,11 @@ impl ReasonId {
     pub const NONE: ReasonId = ReasonId(0);
 }
 
+/// The relay (None: no server answered) and the text.
+type Answer = (Option<Arc<str>>, Arc<str>);
+
 struct Slot {
-    text: Arc<str>,
+    answer: Answer,
     holders: u32,
 }
 
@@ -22,25 +26,37 @@ struct Slot {
 #[derive(Default)]
 pub(super) struct Reasons {
     slots: Vec<Option<Slot>>,
-    ids: HashMap<Arc<str>, u32>,
+    ids: HashMap<Answer, u32>,
     free: Vec<u32>,
 }
 
 impl Reasons {
     pub fn text(&self, id: ReasonId) -> Option<&str> {
-        let i = id.0.checked_sub(1)?;
-        self.slots
-            .get(i as usize)?
-            .as_ref()
-            .map(|s| s.text.as_ref())
+        self.slot(id).map(|s| s.answer.1.as_ref())
     }
 
-    /// Sets `*slot` to the reason `text` (None: no reason), counting holders.
+    /// The server that gave the answer; None if none did (or for no reason).
+    pub fn relay(&self, id: ReasonId) -> Option<&str> {
+        self.slot(id).and_then(|s| s.answer.0.as_deref())
+    }
+
+    fn slot(&self, id: ReasonId) -> Option<&Slot> {
+        let i = id.0.checked_sub(1)?;
+        self.slots.get(i as usize)?.as_ref()
+    }
+
+    /// Sets `*slot` to the reason `text` (None: no reason) that no server gave, counting holders.
     pub fn set(&mut self, slot: &mut ReasonId, text: Option<&str>) {
         let new = match text {
-            Some(t) => self.intern(t),
+            Some(t) => self.intern(None, t),
             None => ReasonId::NONE,
         };
+        self.assign(slot, new);
+    }
+
+    /// Sets `*slot` to the answer `text` from `relay` (None: no server answered).
+    pub fn set_answer(&mut self, slot: &mut ReasonId, relay: Option<&str>, text: &str) {
+        let new = self.intern(relay, text);
         self.assign(slot, new);
     }
 
@@ -60,19 +76,19 @@ impl Reasons {
         *slot = ReasonId::NONE;
     }
 
-    /// Distinct texts held now.
+    /// Distinct answers held now.
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
-    fn intern(&mut self, text: &str) -> ReasonId {
-        if let Some(&i) = self.ids.get(text) {
+    fn intern(&mut self, relay: Option<&str>, text: &str) -> ReasonId {
+        let answer: Answer = (relay.map(Arc::from), Arc::from(text));
+        if let Some(&i) = self.ids.get(&answer) {
             return ReasonId(i + 1);
         }
-        let text: Arc<str> = Arc::from(text);
         let slot = Some(Slot {
-            text: text.clone(),
+            answer: answer.clone(),
             holders: 0,
         });
         let i = match self.free.pop() {
@@ -85,7 +101,7 @@ impl Reasons {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.ids.insert(text, i);
+        self.ids.insert(answer, i);
         // Held by no one yet: the caller assigns it at once.
         ReasonId(i + 1)
     }
@@ -114,7 +130,7 @@ impl Reasons {
             None => false,
         };
         if gone && let Some(s) = entry.take() {
-            self.ids.remove(&s.text);
+            self.ids.remove(&s.answer);
             self.free.push(i);
         }
     }
@@ -140,5 +156,21 @@ mod tests {
         r.clear(&mut a);
         assert_eq!(r.len(), 0);
         assert_eq!(r.text(a), None);
+    }
+
+    #[test]
+    fn one_text_from_two_servers_is_two_answers() {
+        let mut r = Reasons::default();
+        let (mut a, mut b, mut c) = (ReasonId::NONE, ReasonId::NONE, ReasonId::NONE);
+        r.set_answer(&mut a, Some("mx1[192.0.2.1]:25"), "451 try later");
+        r.set_answer(&mut b, Some("mx2[192.0.2.2]:25"), "451 try later");
+        r.set_answer(&mut c, Some("mx1[192.0.2.1]:25"), "451 try later");
+        assert_ne!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(r.relay(b), Some("mx2[192.0.2.2]:25"));
+        assert_eq!(r.text(b), Some("451 try later"));
+        r.set(&mut c, Some("451 try later"));
+        assert_eq!(r.relay(c), None, "no server gave it");
+        assert_eq!(r.len(), 3);
     }
 }

@@ -72,7 +72,7 @@ fn a_delivered_message_is_removed_after_its_final_dsn_decision() {
     assert_eq!(w.actions, vec![Action::Activated { qid }]);
     assert_eq!(w.jobs.len(), 1, "two recipients, one next hop: one job");
     assert_eq!(w.jobs[0].recipients, vec![0, 1]);
-    q.report(delivered(&w.jobs[0]), T0 + 1);
+    q.report(delivered(&w.jobs[0]), None, T0 + 1);
     let w = q.poll(T0 + 1);
     assert!(matches!(
         w.actions[0],
@@ -125,6 +125,7 @@ fn deferred_mail_backs_off_like_postfix_and_expires_after_five_days() {
             attempts.push(now);
             q.report(
                 deferred(j, "connect to down.example: Connection refused"),
+                None,
                 now,
             );
         }
@@ -170,8 +171,8 @@ fn expiry_fails_the_rest_with_4_4_7_and_returns_the_message() {
     let qid = m.qid;
     q.add(m, T0);
     let w = q.poll(T0);
-    q.report(delivered(&w.jobs[0]), T0);
-    q.report(deferred(&w.jobs[1], "451 4.3.0 try later"), T0 + 1000);
+    q.report(delivered(&w.jobs[0]), None, T0);
+    q.report(deferred(&w.jobs[1], "451 4.3.0 try later"), None, T0 + 1000);
     let w = q.poll(T0 + 1000);
     let kinds: Vec<&Action> = w.actions.iter().collect();
     assert!(matches!(kinds[0], Action::MarkRecipient { index: 0, .. }));
@@ -216,7 +217,7 @@ fn an_undeliverable_bounce_is_kept_for_bounce_queue_lifetime_then_dropped_never_
         let w = q.poll(now);
         all.extend(w.actions);
         for j in &w.jobs {
-            q.report(deferred(j, "Host not found, try again"), now);
+            q.report(deferred(j, "Host not found, try again"), None, now);
         }
         now = q.next_wakeup().unwrap_or(now + 1).max(now + 1);
     }
@@ -251,7 +252,7 @@ fn concurrency_per_destination_and_a_busy_one_does_not_starve_others() {
     );
     // Freeing one slot starts one more job for the busy destination.
     let first = w.jobs[0].clone();
-    q.report(delivered(&first), T0 + 2);
+    q.report(delivered(&first), None, T0 + 2);
     let w2 = q.poll(T0 + 2);
     assert_eq!(w2.jobs.len(), 1);
     assert_eq!(w2.jobs[0].next_hop, hop("smtp:[192.0.2.1]:25"));
@@ -267,7 +268,7 @@ fn a_dead_next_hop_defers_its_mail_without_trying_and_others_flow() {
         "connect to 192.0.2.9[192.0.2.9]:25: Connection refused",
     );
     r.destination_failed = true;
-    q.report(r, T0 + 1);
+    q.report(r, None, T0 + 1);
     q.poll(T0 + 1);
     // New mail to the dead hop: deferred at once, no job; mail elsewhere still goes.
     let dead = msg(2, T0 + 2, &["smtp:[192.0.2.9]:25"]);
@@ -306,13 +307,14 @@ fn flush_writes_the_move_to_the_active_queue_for_each_message_it_wakes() {
     q.add(a, T0);
     q.add(b, T0);
     for j in q.poll(T0).jobs {
-        q.report(deferred(&j, "451 later"), T0);
+        q.report(deferred(&j, "451 later"), None, T0);
     }
     q.poll(T0);
     let active = |qid| Action::SetState {
         qid,
         state: QueueState::Active,
         waiting: Vec::new(),
+        flushed: true,
     };
     // By site: only the message for that next hop moves, and the spool is told.
     assert_eq!(q.flush(Some("[192.0.2.2]"), T0 + 5), vec![qb]);
@@ -330,6 +332,42 @@ fn flush_writes_the_move_to_the_active_queue_for_each_message_it_wakes() {
             .collect::<Vec<_>>(),
         vec![&active(qa)]
     );
+}
+
+#[test]
+fn a_requeue_and_a_flush_by_id_are_written_as_what_they_were() {
+    let mut q = QueueManager::new(QueueSettings::default());
+    let m = msg(1, T0, &["smtp:[192.0.2.1]:25"]);
+    let qid = m.qid;
+    q.add(m, T0);
+    // One round: what became active (flushed or not), then every job deferred.
+    let round = |q: &mut QueueManager, now| -> Vec<bool> {
+        let w = q.poll(now);
+        for j in &w.jobs {
+            q.report(deferred(j, "451 later"), None, now);
+        }
+        q.poll(now);
+        w.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SetState {
+                    state: QueueState::Active,
+                    flushed,
+                    ..
+                } => Some(*flushed),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(round(&mut q, T0).is_empty(), "arrival writes no state");
+    assert!(q.apply(BulkOp::Requeue, qid, T0 + 1));
+    assert!(
+        !q.apply(BulkOp::Flush, qid, T0 + 1),
+        "an active message is not flushed"
+    );
+    assert_eq!(round(&mut q, T0 + 1), [false]);
+    assert!(q.apply(BulkOp::Flush, qid, T0 + 2));
+    assert_eq!(round(&mut q, T0 + 2), [true]);
 }
 
 #[test]
@@ -357,7 +395,7 @@ fn delay_warning_once_when_enabled_never_when_off() {
                 }
             }
             for j in &w.jobs {
-                q.report(deferred(j, "451 later"), now);
+                q.report(deferred(j, "451 later"), None, now);
             }
             now = q.next_wakeup().unwrap_or(now + 1).max(now + 1);
         }
@@ -378,6 +416,7 @@ fn hold_release_requeue_delete() {
         qid,
         state: QueueState::Hold,
         waiting: Vec::new(),
+        flushed: false,
     }));
     assert_eq!(
         q.poll(T0 + 10 * 86_400).jobs.len(),
@@ -387,7 +426,7 @@ fn hold_release_requeue_delete() {
     assert!(q.release(qid, T0 + 20));
     let w = q.poll(T0 + 20);
     assert_eq!(w.jobs.len(), 1);
-    q.report(deferred(&w.jobs[0], "451 later"), T0 + 21);
+    q.report(deferred(&w.jobs[0], "451 later"), None, T0 + 21);
     q.poll(T0 + 21);
     let v = q.get(qid).unwrap();
     assert_eq!(v.next_attempt, Some(T0 + 21 + 300));
@@ -465,6 +504,7 @@ fn per_recipient_results_mixed() {
             ],
             destination_failed: false,
         },
+        Some("store.example[192.0.2.9]:7025"),
         T0 + 1,
     );
     let w = q.poll(T0 + 1);
@@ -485,6 +525,7 @@ fn per_recipient_results_mixed() {
         &vec![Waiting {
             recipients: vec![0],
             reason: "452 4.2.2 Mailbox is full".into(),
+            relay: Some(Relay::Host("store.example[192.0.2.9]:7025".into())),
         }]
     );
     // The quota-full recipient is retried later; the bounced one is not.
@@ -574,6 +615,7 @@ mod properties {
                             results,
                             destination_failed: kind % 4 == 3,
                         },
+                        None,
                         now,
                     );
                     continue;
@@ -640,7 +682,7 @@ fn a_restart_does_not_repeat_an_old_delay_warning() {
             )
         });
         for j in &w.jobs {
-            q.report(deferred(j, "451 later"), now);
+            q.report(deferred(j, "451 later"), None, now);
         }
         now = q.next_wakeup().unwrap_or(now + 1).max(now + 1);
     }
