@@ -81,7 +81,7 @@ async fn keygen(
         Ok(a) => a,
         Err(e) => return Reply::failed(format!("{e}\n")),
     };
-    let now = crate::directory::ldap::service::unix_now();
+    let now = crate::mail::unix_now();
     // RSA key generation takes a moment of CPU: not on the runtime's threads.
     let (d, s) = (domain.to_string(), selector.to_string());
     let made = tokio::task::spawn_blocking(move || keys::generate(&d, &s, algorithm, now)).await;

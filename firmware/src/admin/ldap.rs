@@ -10,9 +10,9 @@ use crate::config::stored::BoxConfig;
 use crate::directory::SharedDirectory;
 use crate::directory::ldap::fetch;
 use crate::directory::ldap::probe::ServerResult;
-use crate::directory::ldap::service::unix_now;
 use crate::directory::ldap::status::show_age;
 use crate::directory::ldap::{LdapHandle, SnapshotStore, SyncKind, SyncReport, Syncer};
+use crate::mail::unix_now;
 use crate::spool::{Region, SpoolHandle};
 
 /// The LDAP sync's handles. Offline (`--flash FILE`) there is no service: a sync then runs

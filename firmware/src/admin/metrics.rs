@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus_client::encoding::prometheus_text::{CONTENT_TYPE, encode};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -121,9 +121,7 @@ async fn showq(h: &Handles, registry: &mut Registry) {
         drop(sizes.get_or_create(&label("queue", q.as_str())));
         drop(ages.get_or_create(&label("queue", q.as_str())));
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::mail::unix_now();
     if let Some(queue) = &h.queue {
         for v in queue.list().await {
             let q = label("queue", QueueName::of(&v.state).as_str());

@@ -120,7 +120,7 @@ impl Admin {
                     info.as_ref(),
                     queue.as_deref(),
                 );
-                let now = crate::directory::ldap::service::unix_now();
+                let now = crate::mail::unix_now();
                 text.push_str(&ldap::cache_line(&h.directory, now));
                 text.push('\n');
                 text.push_str(&clock::status_line(std::time::SystemTime::now()));

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -356,10 +356,7 @@ async fn answer<R, S, A>(
             session.answer_sender(verdict, Instant::now());
         }
         Event::MessageBegin(mut envelope) => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = crate::mail::unix_now();
             envelope.arrival = now;
             let single = match envelope.recipients.as_slice() {
                 [only] => Some(only.address.clone()),

@@ -56,9 +56,7 @@ impl RecipientCheck for Recipients {
             // Past ldap_cache_max_age the cache may not know a new account yet: the client
             // tries again later (Postfix answers 451 4.3.0 when its LDAP lookup fails).
             Decision::Reject(Reject::UserUnknown)
-                if self
-                    .directory
-                    .ldap_cache_stale(crate::directory::ldap::service::unix_now()) =>
+                if self.directory.ldap_cache_stale(crate::mail::unix_now()) =>
             {
                 return Err(Reply::new(
                     451,

@@ -230,9 +230,7 @@ async fn training_done(
             relay: "none".into(),
             reply: DONE.into(),
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::mail::unix_now();
         if let Err(e) = spool.mark_recipient(qid, i, outcome.clone(), now).await {
             // Still pending on flash: delivered to the account after all, never lost.
             log.line(

@@ -78,9 +78,7 @@ impl NoticePlan {
                 &format!("{qid}: virus notification to <{admin}> dropped: no route to it"),
             );
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::mail::unix_now();
         let refused = RefusedVirus {
             qid,
             signature,

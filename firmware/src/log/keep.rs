@@ -6,7 +6,6 @@
 //! places (one per stage) long before and independently of the spool.
 
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Takes one framed line; must not block (the spool's hook only queues it).
 pub type Keeper = Arc<dyn Fn(String) + Send + Sync>;
@@ -43,9 +42,7 @@ pub(super) fn keep(program: &str, text: &str) {
     let Some(kept) = k.as_ref() else {
         return;
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::mail::unix_now();
     let line = format!(
         "{} {} {program}[{}]: {text}",
         syslog_time(now),

@@ -176,12 +176,7 @@ pub fn spawn<S: QueueStore, D: Deliverer>(
     deliverer: Arc<D>,
 ) -> (QueueHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1024);
-    let start_unix = config.start_unix.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    });
+    let start_unix = config.start_unix.unwrap_or_else(crate::mail::unix_now);
     let runner = Runner {
         qm: QueueManager::new(config.settings.clone()),
         config,

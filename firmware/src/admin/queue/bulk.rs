@@ -2,23 +2,16 @@
 //! with `-h ALL deferred` or a `postqueue -j | jq | postsuper -d -` pipeline, in one command.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::super::Reply;
 use super::super::commands::BulkArgs;
-use crate::mail::{Host, QueueId, Transport};
+use crate::mail::{Host, QueueId, Transport, unix_now};
 use crate::queue::runner::QueueHandle;
 use crate::queue::{BulkOp, Filter, MessageView, QueueName, RcptState};
 use crate::spool::{MessageSummary, SpoolHandle};
 
 /// The exit code of a command refused as asked (a count instead of the action).
 const REFUSED: i32 = 2;
-
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// The queue's view and the spool's envelope of each message the filter selects, oldest first.
 pub async fn select(
@@ -35,7 +28,7 @@ pub async fn select(
         .into_iter()
         .map(|m| (m.qid, m))
         .collect();
-    let now = now();
+    let now = unix_now();
     views
         .into_iter()
         .filter_map(|v| {

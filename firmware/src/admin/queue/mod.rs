@@ -57,7 +57,7 @@ async fn shape(
     let table = crate::queue::shape(
         selected.iter().map(|(v, m)| (v, &m.envelope)),
         by,
-        bulk::now(),
+        crate::mail::unix_now(),
     );
     if json {
         Reply::ok(shape_json(&table, by) + "\n")

@@ -4,7 +4,7 @@
 //! never overlap; sessions never wait for it, they read the directory in RAM.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -13,6 +13,7 @@ use super::status::{LdapStatus, SyncKind, SyncReport, show_age};
 use super::sync::{SnapshotStore, Syncer};
 use crate::config::localconfig::LocalConfig;
 use crate::directory::SharedDirectory;
+use crate::mail::unix_now;
 
 /// Why `postern ldap sync` did not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,12 +45,6 @@ pub struct LdapHandle {
     requests: mpsc::Sender<Request>,
     status: Arc<Mutex<LdapStatus>>,
     settings: Arc<watch::Sender<LocalConfig>>,
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl LdapHandle {
