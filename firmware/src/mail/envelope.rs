@@ -198,7 +198,8 @@ impl StateChange {
     }
 }
 
-/// One state change of a message as the spool keeps it for `postern queue show`.
+/// One state change of a message as the spool keeps it for `postern queue show` (in its own
+/// layout, see `spool/stamp.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateEvent {
     /// Unix seconds; None for a record written by firmware that kept no times.
