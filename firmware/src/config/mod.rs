@@ -293,7 +293,9 @@ impl MtaConfig {
 
     /// Whether `attr` holds several values (`+attr`/`-attr` apply to it).
     pub fn is_multi(attr: &str) -> bool {
-        MULTI.iter().any(|m| m.eq_ignore_ascii_case(attr)) || ContentConfig::is_multi(attr)
+        MULTI.iter().any(|m| m.eq_ignore_ascii_case(attr))
+            || ContentConfig::is_multi(attr)
+            || AuthConfig::is_multi(attr)
     }
 
     /// The values of `attr` as `gacf` shows them; empty when unset.
@@ -701,7 +703,7 @@ fn number<T: std::str::FromStr>(attr: &'static str, v: &str) -> Result<T, AttrEr
 }
 
 /// `user@domain.example`, lower-cased.
-fn mailbox(attr: &'static str, v: &str) -> Result<String, AttrError> {
+pub(super) fn mailbox(attr: &'static str, v: &str) -> Result<String, AttrError> {
     match v.rsplit_once('@') {
         Some((local, domain))
             if !local.is_empty()

@@ -3,6 +3,7 @@
 //! appliance mode (PID 1) differ only in what they do around this.
 
 mod control;
+mod dmarc_report;
 mod error;
 pub mod flash;
 pub mod ldap;
@@ -176,6 +177,7 @@ impl Daemon {
             }),
         };
         let admin = Admin::new(handles.clone());
+        let (admin_directory, admin_spool) = (handles.directory.clone(), handles.spool.clone());
         // From here on the mail log is also kept in the ring on flash.
         let keeper = handles.spool.clone();
         crate::log::keep::keep_in(&opts.hostname, Arc::new(move |l| keeper.log_line(l)));
@@ -194,6 +196,17 @@ impl Daemon {
                 }
             }));
         }
+        tasks.push(tokio::spawn(
+            dmarc_report::Reporter {
+                auth: ctx.policy.sender_auth().clone(),
+                directory: admin_directory,
+                spool: admin_spool,
+                queue: queue.clone(),
+                hostname: opts.hostname.clone(),
+                log: LogSink::stderr(),
+            }
+            .run(),
+        ));
         master(&format!("control socket at {}", opts.control.display()));
         tasks.push(tokio::spawn(control::serve(control, admin.clone())));
         Ok(Daemon {
