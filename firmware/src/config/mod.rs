@@ -276,6 +276,10 @@ impl MtaConfig {
         sender_auth::DKIM_VERIFY,
         sender_auth::DMARC_VERIFY,
         sender_auth::DMARC_ENFORCE,
+        sender_auth::ARC_TRUSTED_SEALERS,
+        sender_auth::DMARC_REPORT,
+        sender_auth::DMARC_REPORT_ADDRESS,
+        sender_auth::DMARC_REPORT_INTERVAL,
     ];
 
     /// The canonical spelling of `attr`, or an error naming it.
@@ -753,7 +757,7 @@ mod tests {
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
         let mut shown: Vec<_> = c.all_values().into_iter().map(|(a, _)| a).collect();
         shown.dedup();
-        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 17);
+        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 19);
         assert_eq!(vals(&c, "zimbraMtaCommonBlockedExtension").len(), 27);
     }
 

@@ -86,13 +86,8 @@ impl Reporter {
         if allowed.is_empty() {
             return;
         }
-        let to: Vec<&str> = allowed.iter().map(|r| r.address.as_str()).collect();
-        let message = match due
-            .report
-            .to_rfc5322(&self.hostname, (org, email), to.iter().copied())
-        {
-            Ok(m) => m.into_bytes(),
-            Err(e) => return self.warn(&format!("DMARC report for {domain} not built: {e}")),
+        let Some(message) = self.build(&due, org, email, &allowed) else {
+            return;
         };
         let fits = |r: &&ReportAddress| r.max_size == 0 || message.len() <= r.max_size;
         for big in allowed.iter().filter(|r| !fits(r)) {
@@ -103,9 +98,23 @@ impl Reporter {
                 big.max_size
             ));
         }
+        let fitting: Vec<ReportAddress> = allowed.iter().filter(fits).cloned().collect();
+        if fitting.is_empty() {
+            return;
+        }
+        // The To: field names only those it goes to (the message only gets smaller).
+        let message = if fitting.len() < allowed.len() {
+            match self.build(&due, org, email, &fitting) {
+                Some(m) => m,
+                None => return,
+            }
+        } else {
+            message
+        };
+        let allowed = fitting;
         let directory = self.directory.snapshot();
         let mut recipients = Vec::new();
-        for r in allowed.iter().filter(fits) {
+        for r in &allowed {
             match routed(&r.address, &directory, config) {
                 Some(rcpt) => recipients.push(rcpt),
                 None => self.warn(&format!(
@@ -164,6 +173,25 @@ impl Reporter {
             Err(e) => self.warn(&format!(
                 "DMARC report for {domain} to <{listed}> not queued: {e}"
             )),
+        }
+    }
+
+    /// The report's message to `to`; `None` (logged) if it cannot be built.
+    fn build(
+        &self,
+        due: &DueReport,
+        org: &str,
+        email: &str,
+        to: &[ReportAddress],
+    ) -> Option<Vec<u8>> {
+        let to = to.iter().map(|r| r.address.as_str());
+        match due.report.to_rfc5322(&self.hostname, (org, email), to) {
+            Ok(m) => Some(m.into_bytes()),
+            Err(e) => {
+                let domain = &due.domain;
+                self.warn(&format!("DMARC report for {domain} not built: {e}"));
+                None
+            }
         }
     }
 
