@@ -261,7 +261,6 @@ mailto:agg@elsewhere.example,mailto:tiny@example.com!100"
         Record::Txt("v=DMARC1".into()),
     );
     let sink = Sink::start(0);
-    let mut seen = Vec::new();
     let p = gateway(&dns, &sink, &["example.com", "rep.example"]);
     prov(&p, &["ca", "reports@rep.example", "pw"]);
     prov(&p, &["ca", "agg@example.com", "pw"]);
@@ -293,7 +292,7 @@ mailto:agg@elsewhere.example,mailto:tiny@example.com!100"
     let two = b"From: b@rep.example\r\nTo: user@example.com\r\nSubject: 2\r\n\r\nbody\r\n";
     let reply = send(smtp, "b@fail.example", two);
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    seen = sink.wait_for(2, Duration::from_secs(30));
+    let mut seen = sink.wait_for(2, Duration::from_secs(30));
     assert_eq!(seen.len(), 2, "not delivered");
     for m in &seen {
         assert!(auth_results(m)[0].contains("dmarc="), "{m}");

@@ -133,10 +133,10 @@ impl AuthConfig {
         self.dmarc_verify || self.dmarc_enforce || self.dmarc_report
     }
 
-    /// ARC chains are verified with DKIM signatures (as OpenARC runs beside OpenDKIM), and
-    /// whenever a sealer is trusted.
+    /// ARC chains are verified with DKIM signatures (as OpenARC runs beside OpenDKIM). Trusted
+    /// sealers act on DMARC failures, so they do nothing until DMARC is evaluated.
     pub fn checks_arc(&self) -> bool {
-        self.checks_dkim() || !self.arc_trusted_sealers.is_empty()
+        self.checks_dkim()
     }
 
     /// Whether `domain` (an ARC seal's `d=`) is a trusted sealer.
@@ -260,7 +260,7 @@ mod tests {
             c.values(ARC_TRUSTED_SEALERS),
             ["fwd.example", "lists.example"]
         );
-        assert!(c.checks_arc() && c.trusts_sealer("FWD.example"));
+        assert!(c.trusts_sealer("FWD.example"));
         assert!(!c.trusts_sealer("evil-fwd.example"));
         assert!(
             c.set(ARC_TRUSTED_SEALERS, &["not a domain".into()])

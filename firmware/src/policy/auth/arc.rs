@@ -51,8 +51,10 @@ mod tests {
 
     #[test]
     fn nothing_is_trusted_without_a_passing_chain() {
-        let mut config = AuthConfig::default();
-        config.arc_trusted_sealers = vec!["fwd.example".into()];
+        let config = AuthConfig {
+            arc_trusted_sealers: vec!["fwd.example".into()],
+            ..AuthConfig::default()
+        };
         // No chain at all, or one that failed: no sealer to trust whatever the list says.
         assert_eq!(trusted_sealer(&ArcOutput::default(), &config), None);
         let failed = ArcOutput::default().with_result(DkimResult::Fail(Error::Arc(
