@@ -382,3 +382,47 @@ mailto:agg@elsewhere.example,mailto:tiny@example.com!100"
         "an empty report was sent"
     );
 }
+
+#[test]
+fn a_clean_stop_reports_the_interval_in_progress() {
+    let dns = DnsServer::start();
+    dns.add(
+        "rep.example",
+        Record::Txt("v=spf1 ip4:127.0.0.1 -all".into()),
+    );
+    dns.add(
+        "_dmarc.rep.example",
+        Record::Txt("v=DMARC1; p=none; rua=mailto:reports@rep.example".into()),
+    );
+    let sink = Sink::start(0);
+    let mut p = gateway(&dns, &sink, &["example.com", "rep.example"]);
+    prov(&p, &["ca", "reports@rep.example", "pw"]);
+    // The default interval, a day: only the stop makes the report now.
+    prov(&p, &["mcf", "posternDmarcReport", "TRUE"]);
+    let one = b"From: a@rep.example\r\nTo: user@example.com\r\nSubject: 1\r\n\r\nbody\r\n";
+    let reply = send(p.listener("smtp"), "a@rep.example", one);
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    assert_eq!(sink.wait_for(1, Duration::from_secs(30)).len(), 1);
+
+    assert!(p.stop().success());
+    assert!(
+        p.log()
+            .contains("DMARC aggregate report for rep.example (1 rows) to <reports@rep.example>"),
+        "{}",
+        p.log()
+    );
+    // Queued on flash before the stop: delivered then or after the next start, once.
+    p.restart();
+    let all = sink.wait_for(2, Duration::from_secs(30));
+    let reports: Vec<&String> = all
+        .iter()
+        .filter(|m| m.contains("Report Domain: rep.example"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{all:?}");
+    let xml = report_xml(reports[0]);
+    assert!(xml.contains("<count>1</count>"), "{xml}");
+    assert!(
+        xml.contains("<header_from>rep.example</header_from>"),
+        "{xml}"
+    );
+}

@@ -4,6 +4,7 @@
 //! receive it (§7.1) and whose size limit (`!`) it fits.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::MtaConfig;
@@ -27,30 +28,42 @@ pub struct Reporter {
     pub queue: QueueHandle,
     pub hostname: String,
     pub log: LogSink,
+    /// Reports made so far: part of each report's id.
+    pub serial: AtomicU64,
 }
 
 impl Reporter {
-    /// Runs until aborted.
-    pub async fn run(self) {
+    /// Reports once per interval, until aborted.
+    pub async fn run(self: Arc<Self>) {
         let mut started = Instant::now();
-        let mut serial = 0u64;
         loop {
             tokio::time::sleep(TICK).await;
-            let config = self.directory.snapshot().config().clone();
-            if started.elapsed() < config.auth.dmarc_report_interval {
-                continue;
+            let interval = self
+                .directory
+                .snapshot()
+                .config()
+                .auth
+                .dmarc_report_interval;
+            if started.elapsed() >= interval {
+                started = Instant::now();
+                self.report_now().await;
             }
-            started = Instant::now();
-            serial += 1;
-            let (org, email) = self.sender(&config);
-            let due = self.auth.take_reports(unix_now(), &org, &email, serial);
-            // Rows left from before the setting was turned off are dropped with the interval.
-            if !config.auth.dmarc_report {
-                continue;
-            }
-            for report in due {
-                self.send(report, &config, &org, &email).await;
-            }
+        }
+    }
+
+    /// Ends the interval in progress: its reports are queued now. Also run at a clean stop, so
+    /// the rows counted in RAM go onto flash as queued reports instead of being lost.
+    pub async fn report_now(&self) {
+        let config = self.directory.snapshot().config().clone();
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed) + 1;
+        let (org, email) = self.sender(&config);
+        let due = self.auth.take_reports(unix_now(), &org, &email, serial);
+        // Rows left from before the setting was turned off are dropped with the interval.
+        if !config.auth.dmarc_report {
+            return;
+        }
+        for report in due {
+            self.send(report, &config, &org, &email).await;
         }
     }
 

@@ -67,6 +67,8 @@ pub struct MetricsEndpoint {
 pub struct Daemon {
     admin: Admin,
     queue: QueueHandle,
+    /// DMARC aggregate reports: the interval in progress is reported at a clean stop.
+    reporter: Arc<dmarc_report::Reporter>,
     control: PathBuf,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Held while the daemon runs: no second postern opens the flash meanwhile.
@@ -196,22 +198,22 @@ impl Daemon {
                 }
             }));
         }
-        tasks.push(tokio::spawn(
-            dmarc_report::Reporter {
-                auth: ctx.policy.sender_auth().clone(),
-                directory: admin_directory,
-                spool: admin_spool,
-                queue: queue.clone(),
-                hostname: opts.hostname.clone(),
-                log: LogSink::stderr(),
-            }
-            .run(),
-        ));
+        let reporter = Arc::new(dmarc_report::Reporter {
+            auth: ctx.policy.sender_auth().clone(),
+            directory: admin_directory,
+            spool: admin_spool,
+            queue: queue.clone(),
+            hostname: opts.hostname.clone(),
+            log: LogSink::stderr(),
+            serial: Default::default(),
+        });
+        tasks.push(tokio::spawn(reporter.clone().run()));
         master(&format!("control socket at {}", opts.control.display()));
         tasks.push(tokio::spawn(control::serve(control, admin.clone())));
         Ok(Daemon {
             admin,
             queue,
+            reporter,
             control: opts.control,
             tasks,
             _flash_lock: flash.into_lock(),
@@ -231,6 +233,14 @@ impl Daemon {
         }
         for task in self.tasks {
             let _ = task.await;
+        }
+        // The listeners are closed: nothing more is counted. Bounded: DNS may be down.
+        let limit = std::time::Duration::from_secs(15);
+        if tokio::time::timeout(limit, self.reporter.report_now())
+            .await
+            .is_err()
+        {
+            master("warning: DMARC reports of the last interval not queued in time");
         }
         self.queue.shutdown().await;
         let _ = std::fs::remove_file(&self.control);

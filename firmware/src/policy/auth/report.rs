@@ -4,10 +4,12 @@
 //! domain's rows become one report (mail-auth's XML, gzipped, in a message to its `rua`).
 //!
 //! The book is RAM only and bounded ([`MAX_ROWS`] distinct rows): a row that does not fit is
-//! counted and the report says how many were lost. It is not kept on flash: the box's small state
-//! lives in the config slot, which holds settings and secrets written by admin commands, and a
-//! record written there at every evaluation would wear the flash and race those commands. Rows of
-//! the interval in progress are lost at a restart.
+//! counted and the report says how many were lost. It is not kept on flash as such: the box's
+//! small state lives in the config slot, which holds settings and secrets written by admin
+//! commands; rows written there at every evaluation would wear the flash, race those commands,
+//! and a new slot layout would make the slot unreadable to the firmware a rollback returns to.
+//! Instead a clean stop reports the interval in progress early (the queued reports are on flash);
+//! a power cut or kill loses its rows.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
