@@ -4,7 +4,7 @@
 //! receive it (§7.1) and whose size limit (`!`) it fits.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::MtaConfig;
@@ -30,6 +30,8 @@ pub struct Reporter {
     pub log: LogSink,
     /// Reports made so far: part of each report's id.
     pub serial: AtomicU64,
+    /// Set at a clean stop: reports go onto the spool only.
+    pub stopping: AtomicBool,
 }
 
 impl Reporter {
@@ -51,9 +53,16 @@ impl Reporter {
         }
     }
 
-    /// Ends the interval in progress: its reports are queued now. Also run at a clean stop, so
-    /// the rows counted in RAM go onto flash as queued reports instead of being lost.
-    pub async fn report_now(&self) {
+    /// At a clean stop: the rows counted in RAM go onto flash as reports instead of being lost.
+    /// They are stored but not handed to the queue manager, which is stopping: a delivery cut
+    /// short by the stop would be made again after the start. Recovery queues them then.
+    pub async fn report_at_stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.report_now().await;
+    }
+
+    /// Ends the interval in progress: its reports are queued now.
+    async fn report_now(&self) {
         let config = self.directory.snapshot().config().clone();
         let serial = self.serial.fetch_add(1, Ordering::Relaxed) + 1;
         let (org, email) = self.sender(&config);
@@ -178,10 +187,13 @@ impl Reporter {
                 self.log.line(
                     Program::Bounce,
                     &format!(
-                        "{qid}: DMARC aggregate report for {domain} ({rows} rows) to <{listed}>"
+                        "{qid}: DMARC aggregate report for {domain} ({rows} {}) to <{listed}>",
+                        if rows == 1 { "row" } else { "rows" }
                     ),
                 );
-                self.queue.arrived(qid, &envelope, size).await;
+                if !self.stopping.load(Ordering::Relaxed) {
+                    self.queue.arrived(qid, &envelope, size).await;
+                }
             }
             Err(e) => self.warn(&format!(
                 "DMARC report for {domain} to <{listed}> not queued: {e}"

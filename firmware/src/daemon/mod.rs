@@ -206,6 +206,7 @@ impl Daemon {
             hostname: opts.hostname.clone(),
             log: LogSink::stderr(),
             serial: Default::default(),
+            stopping: Default::default(),
         });
         tasks.push(tokio::spawn(reporter.clone().run()));
         master(&format!("control socket at {}", opts.control.display()));
@@ -236,7 +237,7 @@ impl Daemon {
         }
         // The listeners are closed: nothing more is counted. Bounded: DNS may be down.
         let limit = std::time::Duration::from_secs(15);
-        if tokio::time::timeout(limit, self.reporter.report_now())
+        if tokio::time::timeout(limit, self.reporter.report_at_stop())
             .await
             .is_err()
         {
