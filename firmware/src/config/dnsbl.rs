@@ -129,7 +129,7 @@ impl FromStr for Dnsbl {
     }
 }
 
-fn is_domain(s: &str) -> bool {
+pub(super) fn is_domain(s: &str) -> bool {
     let s = s.strip_suffix('.').unwrap_or(s);
     s.contains('.')
         && s.len() <= 253

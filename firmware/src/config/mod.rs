@@ -276,6 +276,10 @@ impl MtaConfig {
         sender_auth::DKIM_VERIFY,
         sender_auth::DMARC_VERIFY,
         sender_auth::DMARC_ENFORCE,
+        sender_auth::ARC_TRUSTED_SEALERS,
+        sender_auth::DMARC_REPORT,
+        sender_auth::DMARC_REPORT_ADDRESS,
+        sender_auth::DMARC_REPORT_INTERVAL,
     ];
 
     /// The canonical spelling of `attr`, or an error naming it.
@@ -293,7 +297,9 @@ impl MtaConfig {
 
     /// Whether `attr` holds several values (`+attr`/`-attr` apply to it).
     pub fn is_multi(attr: &str) -> bool {
-        MULTI.iter().any(|m| m.eq_ignore_ascii_case(attr)) || ContentConfig::is_multi(attr)
+        MULTI.iter().any(|m| m.eq_ignore_ascii_case(attr))
+            || ContentConfig::is_multi(attr)
+            || AuthConfig::is_multi(attr)
     }
 
     /// The values of `attr` as `gacf` shows them; empty when unset.
@@ -701,7 +707,7 @@ fn number<T: std::str::FromStr>(attr: &'static str, v: &str) -> Result<T, AttrEr
 }
 
 /// `user@domain.example`, lower-cased.
-fn mailbox(attr: &'static str, v: &str) -> Result<String, AttrError> {
+pub(super) fn mailbox(attr: &'static str, v: &str) -> Result<String, AttrError> {
     match v.rsplit_once('@') {
         Some((local, domain))
             if !local.is_empty()
@@ -751,7 +757,7 @@ mod tests {
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
         let mut shown: Vec<_> = c.all_values().into_iter().map(|(a, _)| a).collect();
         shown.dedup();
-        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 17);
+        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 19);
         assert_eq!(vals(&c, "zimbraMtaCommonBlockedExtension").len(), 27);
     }
 

@@ -276,7 +276,7 @@ impl Scan {
         if config.auth.checks_message() {
             self.sender = Some(SenderChecks {
                 auth,
-                config: config.auth,
+                config: config.auth.clone(),
                 envelope: envelope.clone(),
                 exempt,
             });
@@ -341,6 +341,11 @@ impl Scan {
                     .push(format!("held: DMARC policy quarantine of {domain}"));
             }
             DmarcAction::Deliver => {}
+        }
+        if let Some(sealer) = auth.arc_override {
+            accepted.notes.push(format!(
+                "DMARC failure delivered: ARC chain sealed by trusted {sealer}"
+            ));
         }
         accepted.headers.insert(0, auth.header);
         if let Some(field) = auth.received_spf {

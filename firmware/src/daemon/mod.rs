@@ -3,6 +3,7 @@
 //! appliance mode (PID 1) differ only in what they do around this.
 
 mod control;
+mod dmarc_report;
 mod error;
 pub mod flash;
 pub mod ldap;
@@ -66,6 +67,8 @@ pub struct MetricsEndpoint {
 pub struct Daemon {
     admin: Admin,
     queue: QueueHandle,
+    /// DMARC aggregate reports: the interval in progress is reported at a clean stop.
+    reporter: Arc<dmarc_report::Reporter>,
     control: PathBuf,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Held while the daemon runs: no second postern opens the flash meanwhile.
@@ -176,6 +179,7 @@ impl Daemon {
             }),
         };
         let admin = Admin::new(handles.clone());
+        let (admin_directory, admin_spool) = (handles.directory.clone(), handles.spool.clone());
         // From here on the mail log is also kept in the ring on flash.
         let keeper = handles.spool.clone();
         crate::log::keep::keep_in(&opts.hostname, Arc::new(move |l| keeper.log_line(l)));
@@ -194,11 +198,23 @@ impl Daemon {
                 }
             }));
         }
+        let reporter = Arc::new(dmarc_report::Reporter {
+            auth: ctx.policy.sender_auth().clone(),
+            directory: admin_directory,
+            spool: admin_spool,
+            queue: queue.clone(),
+            hostname: opts.hostname.clone(),
+            log: LogSink::stderr(),
+            serial: Default::default(),
+            stopping: Default::default(),
+        });
+        tasks.push(tokio::spawn(reporter.clone().run()));
         master(&format!("control socket at {}", opts.control.display()));
         tasks.push(tokio::spawn(control::serve(control, admin.clone())));
         Ok(Daemon {
             admin,
             queue,
+            reporter,
             control: opts.control,
             tasks,
             _flash_lock: flash.into_lock(),
@@ -218,6 +234,14 @@ impl Daemon {
         }
         for task in self.tasks {
             let _ = task.await;
+        }
+        // The listeners are closed: nothing more is counted. Bounded: DNS may be down.
+        let limit = std::time::Duration::from_secs(15);
+        if tokio::time::timeout(limit, self.reporter.report_at_stop())
+            .await
+            .is_err()
+        {
+            master("warning: DMARC reports of the last interval not queued in time");
         }
         self.queue.shutdown().await;
         let _ = std::fs::remove_file(&self.control);

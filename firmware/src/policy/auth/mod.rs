@@ -12,11 +12,18 @@
 //! - Every result goes into one `Authentication-Results:` field under the box's host name
 //!   ([`results`]); fields claiming that name that came with the message are removed first.
 //!
+//! - **ARC** ([`arc`]) with DKIM: the chain's result recorded, and a DMARC failure sealed by a
+//!   trusted forwarder (`posternArcTrustedSealers`) delivered as a local policy override.
+//! - **DMARC aggregate reports** ([`report`], `posternDmarcReport`): each evaluation counted,
+//!   the reports built per interval; the daemon queues them.
+//!
 //! Clients in `$mynetworks` and authenticated clients are not checked (their mail is signed
 //! instead, see `content::dkim`). No check holds a session past the DNS deadline: each one is
 //! bounded as a whole and ends as `temperror` when the deadline passes.
 
+mod arc;
 mod memo;
+pub mod report;
 pub mod results;
 mod spf;
 mod verify;
@@ -39,6 +46,8 @@ pub struct SenderAuth {
     /// The `authserv-id` of the Authentication-Results field: the box's host name.
     authserv_id: String,
     spf_memo: Mutex<memo::SpfMemo>,
+    /// The DMARC evaluations the next aggregate reports count.
+    reports: Mutex<report::ReportBook>,
 }
 
 impl std::fmt::Debug for SenderAuth {
@@ -58,7 +67,54 @@ impl SenderAuth {
             deadline: dns.deadline(),
             authserv_id: hostname.to_ascii_lowercase(),
             spf_memo: Mutex::new(memo::SpfMemo::default()),
+            reports: Mutex::new(report::ReportBook::default()),
         }
+    }
+
+    fn note_evaluation(&self, row: report::Evaluation) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // A poisoned lock only means another session panicked mid-note: the book is still sound.
+        let mut book = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        book.note(row, now);
+    }
+
+    /// The aggregate reports of the interval that ends `now`; see [`report::ReportBook::take`].
+    pub fn take_reports(
+        &self,
+        now: u64,
+        org: &str,
+        email: &str,
+        serial: u64,
+    ) -> Vec<report::DueReport> {
+        let mut book = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        book.take(now, org, email, serial)
+    }
+
+    /// The rua addresses of `domain`'s report that may receive it (RFC 7489 §7.1): those in the
+    /// domain itself, and those whose domain publishes `<domain>._report._dmarc.<theirs>`.
+    /// `None`: DNS did not answer in time (try again at the next report).
+    pub async fn authorised_rua(
+        &self,
+        domain: &str,
+        rua: &[report::ReportAddress],
+    ) -> Option<Vec<report::ReportAddress>> {
+        let resolver = self.resolver.as_ref()?;
+        let addresses: Vec<&str> = rua.iter().map(|r| r.address.as_str()).collect();
+        let none = None::<&mail_auth::common::cache::NoCache<Box<str>, mail_auth::Txt>>;
+        let ok = tokio::time::timeout(
+            self.deadline,
+            resolver.verify_dmarc_report_address(domain, &addresses, none),
+        )
+        .await
+        .ok()??;
+        Some(
+            rua.iter()
+                .filter(|r| ok.iter().any(|a| **a == r.address))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// The name the box's Authentication-Results fields carry.

@@ -10,6 +10,8 @@ use mail_auth::{
 };
 
 use super::SenderAuth;
+use super::arc::{override_comment, trusted_sealer};
+use super::report::{Disposition, Evaluated, evaluation};
 use crate::config::AuthConfig;
 use crate::mail::Envelope;
 
@@ -23,6 +25,8 @@ pub struct MessageAuth {
     pub received_spf: Option<String>,
     /// What DMARC asks of the box (only when `posternDmarcEnforce` is on).
     pub dmarc: DmarcAction,
+    /// The trusted ARC sealer for whom a DMARC failure was delivered (for the log).
+    pub arc_override: Option<String>,
 }
 
 /// What the From domain's DMARC policy asks for a message that failed it.
@@ -77,6 +81,7 @@ impl SenderAuth {
                 header: finish(results.to_header(), config.checks_dkim().then_some(note)),
                 received_spf,
                 dmarc: DmarcAction::Deliver,
+                arc_override: None,
             });
         };
         let dkim = if config.checks_dkim() {
@@ -87,7 +92,16 @@ impl SenderAuth {
         if config.checks_dkim() {
             results = results.with_dkim_results(&dkim, parsed.from());
         }
+        let arc = if config.checks_arc() {
+            Some(self.arc(&parsed).await)
+        } else {
+            None
+        };
+        if let (Some(arc), Some(ip)) = (&arc, client.addr) {
+            results = results.with_arc_result(arc, ip);
+        }
         let mut action = DmarcAction::Deliver;
+        let mut arc_override = None;
         if config.checks_dmarc()
             && let Some(spf) = &spf
         {
@@ -100,11 +114,43 @@ impl SenderAuth {
                 .dmarc(&parsed, &dkim, mail_from_domain, &spf.output)
                 .await;
             results = results.with_dmarc_result(&dmarc);
-            if config.dmarc_enforce {
+            let failed = matches!(dmarc.result(), DmarcResult::Fail(_));
+            arc_override = arc
+                .as_ref()
+                .filter(|_| failed)
+                .and_then(|arc| trusted_sealer(arc, config));
+            if config.dmarc_enforce && arc_override.is_none() {
                 action = enforce(&dmarc);
             }
+            if config.dmarc_report
+                && let Some(ip) = client.addr
+            {
+                let disposition = match action {
+                    DmarcAction::Deliver => Disposition::Delivered,
+                    DmarcAction::Quarantine { .. } => Disposition::Quarantined,
+                    DmarcAction::Reject { .. } => Disposition::Rejected,
+                };
+                let row = evaluation(&Evaluated {
+                    source_ip: ip,
+                    envelope_from_domain: mail_from_domain,
+                    header_from: parsed.from().rsplit_once('@').map_or("", |(_, d)| d),
+                    spf: Some((&spf.output, spf.helo_identity)),
+                    dkim: &dkim,
+                    dmarc: &dmarc,
+                    arc: arc.as_ref(),
+                    disposition,
+                    trusted_sealer: arc_override.as_deref(),
+                });
+                if let Some(row) = row {
+                    self.note_evaluation(row);
+                }
+            }
         }
-        let header = results.to_header();
+        let mut header = finish(results.to_header(), None);
+        // The override note follows the dmarc result it explains (the last one written).
+        if let Some(sealer) = &arc_override {
+            header.push_str(&override_comment(sealer));
+        }
         Some(MessageAuth {
             header: finish(
                 header,
@@ -112,6 +158,7 @@ impl SenderAuth {
             ),
             received_spf,
             dmarc: action,
+            arc_override,
         })
     }
 
@@ -157,7 +204,7 @@ impl SenderAuth {
     }
 }
 
-fn dns_timeout() -> Error {
+pub(super) fn dns_timeout() -> Error {
     Error::Dns(DnsError::Resolver("no answer within the deadline".into()))
 }
 
