@@ -141,10 +141,8 @@ fn act(
     lease_dns: bool,
     first: &mut Option<mpsc::Sender<String>>,
 ) {
-    if let Some(frame) = out.frame {
-        if let Err(e) = socket.send(&frame) {
-            eprintln!("postern: {WAN}: cannot send a DHCP message: {e}");
-        }
+    if let Some(Err(e)) = out.frame.map(|frame| socket.send(&frame)) {
+        eprintln!("postern: {WAN}: cannot send a DHCP message: {e}");
     }
     let Some(event) = out.event else { return };
     if !current() {

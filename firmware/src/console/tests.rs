@@ -541,7 +541,7 @@ fn the_diagnostics_screen_runs_diag_commands() {
     let (_, out) = console(
         &b,
         Start::Menu,
-        b"9\np 192.0.2.1\nd example.com\ns mx.example.com:587\nx y z\n\n",
+        b"9\nn\np 192.0.2.1\nd example.com\ns mx.example.com:587\nx y z\n\n",
     );
     assert_eq!(
         b.done.borrow()[..],
@@ -558,7 +558,8 @@ fn the_diagnostics_screen_runs_diag_commands() {
             }),
         ]
     );
-    assert!(out.contains("type p and a host, d and a name"), "{out}");
+    assert!(out.contains("type n, p and a host, d and a name"), "{out}");
+    assert!(out.contains("eth0: link up"), "the network's status: {out}");
     assert_eq!(
         out.matches("1) Status").count(),
         2,

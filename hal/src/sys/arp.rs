@@ -81,10 +81,10 @@ pub fn probe(
         socket.send(&question)?;
         let resend = Instant::now() + RESEND.min(left);
         while let Some(wait) = resend.checked_duration_since(Instant::now()) {
-            if let Some(n) = socket.recv(&mut buf, wait)? {
-                if let Some(answer) = buf.get(..n).and_then(|f| reply_from(f, mac, target)) {
-                    return Ok(Some(answer));
-                }
+            let got = socket.recv(&mut buf, wait)?;
+            let frame = got.and_then(|n| buf.get(..n));
+            if let Some(answer) = frame.and_then(|f| reply_from(f, mac, target)) {
+                return Ok(Some(answer));
             }
         }
     }

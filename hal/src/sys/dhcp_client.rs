@@ -178,15 +178,15 @@ impl DhcpClient {
 
     /// Does what is due at `now`: a (re)transmission, or moving on at T1, T2 or the lease's end.
     pub fn poll(&mut self, now: Instant) -> Output {
-        if let Some(held) = self.held().cloned() {
-            if held.end().is_some_and(|end| now >= end) {
-                self.wanted = Some(held.lease.address);
-                self.restart(now);
-                return Output {
-                    frame: Some(self.discover(now)),
-                    event: Some(Event::Lost(Loss::Expired)),
-                };
-            }
+        if let Some(held) = self.held().cloned()
+            && held.end().is_some_and(|end| now >= end)
+        {
+            self.wanted = Some(held.lease.address);
+            self.restart(now);
+            return Output {
+                frame: Some(self.discover(now)),
+                event: Some(Event::Lost(Loss::Expired)),
+            };
         }
         let state = self.state.clone();
         let frame = match state {
