@@ -57,6 +57,11 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
         "{why}"
     );
     answer(&mut m, "DNS servers", "10.0.2.3");
+    answer(
+        &mut m,
+        "IPv6: slaac (router advertisements), static or off [slaac]: ",
+        "",
+    );
     answer(&mut m, "NTP servers", "none");
     answer(&mut m, "LDAP server(s)", "none");
     answer(&mut m, "Relay host", "none");
@@ -154,6 +159,11 @@ fn the_wizard_takes_an_address_from_qemus_dhcp_server(arch: Arch) {
     answer(&mut m, "Host name (fully qualified", "mx2.example.com");
     answer(&mut m, "IPv4 network: dhcp or static [dhcp]: ", "");
     answer(&mut m, "DNS servers (none: the DHCP server's) [none]: ", "");
+    answer(
+        &mut m,
+        "IPv6: slaac (router advertisements), static or off [slaac]: ",
+        "",
+    );
     answer(&mut m, "NTP servers", "");
     answer(&mut m, "LDAP server(s)", "");
     answer(&mut m, "Relay host", "");

@@ -477,6 +477,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             if let Ipv4Method::Static(s) = n.ipv4 {
                 answers.address = Some(s);
             }
+            answers.set_ipv6(n.ipv6);
         }
         let form = |qs: &[Question], purpose| {
             State::Form(Box::new(Form::new(qs, answers.clone())), purpose)
@@ -509,6 +510,9 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                         Question::Address,
                         Question::Gateway,
                         Question::Dns,
+                        Question::Ipv6Method,
+                        Question::Ipv6Address,
+                        Question::Ipv6Gateway,
                     ],
                     Purpose::Network,
                 );
