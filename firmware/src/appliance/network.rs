@@ -4,12 +4,14 @@
 //! a new network, without a reboot.
 
 use std::net::Ipv4Addr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hal::sys::{arp, net};
+use hal::sys::{arp, net, net6};
 
 use super::boot::WAN;
+use crate::config::box_ipv6::Ipv6Method;
 use crate::config::box_settings::{Ipv4Method, NetworkSettings};
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -57,7 +59,36 @@ pub fn apply(n: &NetworkSettings) -> String {
     if !n.dns.is_empty() {
         report += &write_resolv_conf(&n.dns);
     }
-    report
+    report + &apply_ipv6(n.ipv6)
+}
+
+/// The IPv6 last applied: applying it again would drop the addresses SLAAC made for nothing.
+static APPLIED_IPV6: Mutex<Option<Ipv6Method>> = Mutex::new(None);
+
+/// Applies eth0's IPv6 when it changed; one line on what was done.
+fn apply_ipv6(m: Ipv6Method) -> String {
+    let Ok(mut applied) = APPLIED_IPV6.lock() else {
+        return String::new();
+    };
+    if *applied == Some(m) {
+        return String::new();
+    }
+    let cfg = match m {
+        Ipv6Method::Slaac => net6::Ipv6Config::Slaac,
+        Ipv6Method::Off => net6::Ipv6Config::Off,
+        Ipv6Method::Static(s) => net6::Ipv6Config::Static {
+            address: s.address(),
+            prefix_len: s.prefix_len(),
+            gateway: s.gateway(),
+        },
+    };
+    match net6::configure_ipv6(WAN, &cfg) {
+        Ok(()) => {
+            *applied = Some(m);
+            format!("postern: {WAN} IPv6 {m}\n")
+        }
+        Err(e) => format!("postern: cannot configure {WAN}'s IPv6 ({m}): {e}\n"),
+    }
 }
 
 /// Writes the resolvers delivery's DNS client reads at its next start; returns a line only on
@@ -119,6 +150,7 @@ pub fn status() -> String {
         None => "gateway: none\n".into(),
     };
     out += &super::dhcp::status(Instant::now());
+    out += &ipv6_status(&net6::ipv6_addresses(WAN), net6::ipv6_default_gateway(WAN));
     let resolv = std::fs::read_to_string(RESOLV_CONF).unwrap_or_default();
     let dns: Vec<&str> = resolv
         .lines()
@@ -133,6 +165,38 @@ pub fn status() -> String {
         }
     );
     out
+}
+
+/// eth0's IPv6 addresses, each with where it came from, and its default gateway.
+fn ipv6_status(addresses: &[net6::Ipv6Address], gateway: Option<std::net::Ipv6Addr>) -> String {
+    if addresses.is_empty() {
+        return "ipv6: none\n".into();
+    }
+    let shown: Vec<String> = addresses
+        .iter()
+        .map(|a| {
+            let origin = if a.is_link_local() {
+                "link-local"
+            } else if a.from_slaac() {
+                "SLAAC"
+            } else {
+                "static"
+            };
+            let state = if a.dad_failed() {
+                ", in use by another host"
+            } else if a.flags & 0x40 != 0 {
+                ", being checked"
+            } else {
+                ""
+            };
+            format!("{}/{} ({origin}{state})", a.address, a.prefix_len)
+        })
+        .collect();
+    format!(
+        "ipv6: {}\nipv6 gateway: {}\n",
+        shown.join(", "),
+        gateway.map_or("none".into(), |g| g.to_string())
+    )
 }
 
 /// The gateway of the default route in /proc/net/route (addresses in host-order hex).
@@ -176,5 +240,31 @@ mod tests {
             assert_eq!(gw, Some(Ipv4Addr::new(10, 0, 2, 2)));
         }
         assert_eq!(default_gateway("Iface\tDestination\n"), None);
+    }
+
+    #[test]
+    fn ipv6_status_says_where_each_address_came_from() {
+        let a = |s: &str, scope, flags| net6::Ipv6Address {
+            address: s.parse().unwrap(),
+            prefix_len: 64,
+            scope,
+            flags,
+        };
+        assert_eq!(ipv6_status(&[], None), "ipv6: none\n");
+        let shown = ipv6_status(
+            &[
+                a("2001:db8::10", 0, 0x80),
+                a("fec0::5054:ff:fe12:3456", 0, 0),
+                a("2001:db8::11", 0, 0x88),
+                a("fe80::1", 0x20, 0xc0),
+            ],
+            Some("fe80::2".parse().unwrap()),
+        );
+        assert_eq!(
+            shown,
+            "ipv6: 2001:db8::10/64 (static), fec0::5054:ff:fe12:3456/64 (SLAAC), \
+             2001:db8::11/64 (static, in use by another host), fe80::1/64 (link-local, being checked)\n\
+             ipv6 gateway: fe80::2\n"
+        );
     }
 }

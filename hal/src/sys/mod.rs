@@ -18,6 +18,7 @@ pub mod limits;
 pub mod modules;
 pub mod mounts;
 pub mod net;
+pub mod net6;
 pub mod packet;
 pub mod power;
 pub mod reap;
