@@ -127,13 +127,15 @@ fn the_wizard_sets_the_box_up_on_flash_and_the_password_guards_the_menu_after_a_
         &daemon,
         &machine,
         Start::FirstBoot,
-        "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\n127.0.0.1\nnone\n         [relay.example.net]:25\nexample.com\nyes\n",
+        "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\n\n127.0.0.1\nnone\n         [relay.example.net]:25\nexample.com\nyes\n",
     );
     assert_eq!(exit, ConsoleExit::SetUp, "{out}");
     assert!(out.contains("Settings applied."), "{out}");
     assert_eq!(
         machine.applied.borrow()[..],
-        ["static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53"]
+        [
+            "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53; IPv6 SLAAC (router advertisements)"
+        ]
     );
     rt.block_on(daemon.shutdown());
     drop(rt);
@@ -178,7 +180,10 @@ fn a_network_the_setup_command_refuses_is_not_stored() {
         "{out}"
     );
     assert!(out.contains("network: DHCP, DNS from DHCP"), "{out}");
-    assert_eq!(machine.applied.borrow()[..], ["DHCP, DNS from DHCP"]);
+    assert_eq!(
+        machine.applied.borrow()[..],
+        ["DHCP, DNS from DHCP; IPv6 SLAAC (router advertisements)"]
+    );
     rt.block_on(daemon.shutdown());
 }
 

@@ -57,6 +57,11 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
         "{why}"
     );
     answer(&mut m, "DNS servers", "10.0.2.3");
+    answer(
+        &mut m,
+        "IPv6: slaac (router advertisements), static or off [slaac]: ",
+        "",
+    );
     answer(&mut m, "NTP servers", "none");
     answer(&mut m, "LDAP server(s)", "none");
     answer(&mut m, "Relay host", "none");
@@ -112,7 +117,12 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
     );
     assert!(status.contains("eth0: link up"), "{status}");
     assert!(status.contains("address: 10.0.2.15/16"), "{status}");
-    assert!(status.contains("gateway: 10.0.2.2"), "{status}");
+    // QEMU's user network answers ARP for its router from 52:55 and the address.
+    assert!(
+        status.contains("gateway: 10.0.2.2 (answers ARP from 52:55:0a:00:02:02)"),
+        "{status}"
+    );
+    assert!(!boot_log.contains("does not answer ARP"), "{boot_log}");
     assert!(status.contains("dns: 10.0.2.3"), "{status}");
     // Factory reset: asked twice.
     answer(&mut m, "Go on? [no]: ", "yes");
@@ -149,6 +159,11 @@ fn the_wizard_takes_an_address_from_qemus_dhcp_server(arch: Arch) {
     answer(&mut m, "Host name (fully qualified", "mx2.example.com");
     answer(&mut m, "IPv4 network: dhcp or static [dhcp]: ", "");
     answer(&mut m, "DNS servers (none: the DHCP server's) [none]: ", "");
+    answer(
+        &mut m,
+        "IPv6: slaac (router advertisements), static or off [slaac]: ",
+        "",
+    );
     answer(&mut m, "NTP servers", "");
     answer(&mut m, "LDAP server(s)", "");
     answer(&mut m, "Relay host", "");
@@ -165,6 +180,7 @@ fn the_wizard_takes_an_address_from_qemus_dhcp_server(arch: Arch) {
         applied.contains("eth0 10.0.2.15/24 gateway 10.0.2.2 (DHCP from 10.0.2.2"),
         "{applied}"
     );
+    assert!(!applied.contains("does not answer ARP"), "{applied}");
     let (banner, stream) = wait_for_banner(smtp_port, COMMAND).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         banner.starts_with("220 mx2.example.com ESMTP"),

@@ -195,6 +195,12 @@ pub enum SetupCommand {
         /// A DNS server delivery asks (up to 3; with DHCP, none means the lease's).
         #[arg(long)]
         dns: Vec<std::net::Ipv4Addr>,
+        /// IPv6: `slaac` (router advertisements), `off`, or e.g. `2001:db8::10/64`.
+        #[arg(long, default_value = "slaac")]
+        ipv6: String,
+        /// The IPv6 default gateway (static IPv6 only): link-local or inside the prefix.
+        #[arg(long)]
+        ipv6_gateway: Option<std::net::Ipv6Addr>,
     },
     /// Set the SNTP servers the appliance sets its clock from, at boot and every 17 minutes
     /// (names or addresses, up to 4); `none` leaves the clock alone.

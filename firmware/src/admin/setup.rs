@@ -3,10 +3,11 @@
 //! this does: the appliance applies a stored network itself (at boot, and from its console when it
 //! changes), and a host name from the next start of the services.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::Reply;
 use super::commands::SetupCommand;
+use crate::config::box_ipv6::Ipv6Method;
 use crate::config::box_settings::{Fqdn, Ipv4Method, NetworkSettings, SettingError, StaticIpv4};
 use crate::config::stored::{BoxConfig, StoredError};
 use crate::directory::password;
@@ -65,7 +66,9 @@ pub async fn run(spool: &SpoolHandle, cmd: SetupCommand) -> Reply {
             address,
             gateway,
             dns,
-        } => match network(&address, gateway, dns) {
+            ipv6,
+            ipv6_gateway,
+        } => match network(&address, gateway, dns, &ipv6, ipv6_gateway) {
             Ok(net) => {
                 let text = format!("network saved: {net}\n");
                 saved(update(spool, |c| c.network = Some(net)).await, text)
@@ -141,18 +144,22 @@ pub fn ntp_servers(words: &[String]) -> Result<Vec<String>, NtpServerError> {
     Ok(servers)
 }
 
-/// The network a `setup network` line asks for: `dhcp`, or `ADDRESS/PREFIX` with its gateway.
+/// The network a `setup network` line asks for: `dhcp`, or `ADDRESS/PREFIX` with its gateway;
+/// IPv6 `slaac`, `off`, or `ADDRESS/PREFIX` with its gateway.
 pub fn network(
     address: &str,
     gateway: Option<Ipv4Addr>,
     dns: Vec<Ipv4Addr>,
+    ipv6: &str,
+    ipv6_gateway: Option<Ipv6Addr>,
 ) -> Result<NetworkSettings, SettingError> {
     let ipv4 = if address.eq_ignore_ascii_case("dhcp") {
         Ipv4Method::Dhcp
     } else {
         Ipv4Method::Static(StaticIpv4::parse_address(address)?.with_gateway(gateway)?)
     };
-    NetworkSettings::new(ipv4, dns)
+    let ipv6 = Ipv6Method::parse(ipv6, ipv6_gateway)?;
+    Ok(NetworkSettings::new(ipv4, dns)?.with_ipv6(ipv6))
 }
 
 fn saved(result: Result<(), BoxConfigError>, text: String) -> Reply {
@@ -192,20 +199,50 @@ mod tests {
     #[test]
     fn setup_network_lines_are_checked_once() {
         let gw = Some(Ipv4Addr::new(192, 0, 2, 1));
-        let n = network("192.0.2.10/24", gw, vec![Ipv4Addr::new(192, 0, 2, 53)]).unwrap();
+        let n = network(
+            "192.0.2.10/24",
+            gw,
+            vec![Ipv4Addr::new(192, 0, 2, 53)],
+            "slaac",
+            None,
+        )
+        .unwrap();
         assert_eq!(
             n.to_string(),
-            "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53"
+            "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53; IPv6 SLAAC (router advertisements)"
         );
         assert_eq!(
-            network("DHCP", None, vec![]).unwrap().ipv4,
+            network("DHCP", None, vec![], "slaac", None).unwrap().ipv4,
             Ipv4Method::Dhcp
         );
         assert!(matches!(
-            network("192.0.2.10/24", Some(Ipv4Addr::new(10, 0, 0, 1)), vec![]),
+            network(
+                "192.0.2.10/24",
+                Some(Ipv4Addr::new(10, 0, 0, 1)),
+                vec![],
+                "slaac",
+                None
+            ),
             Err(SettingError::GatewayOutside { .. })
         ));
-        assert!(network("192.0.2.10", gw, vec![]).is_err());
+        assert!(network("192.0.2.10", gw, vec![], "slaac", None).is_err());
+        let v6 = network(
+            "dhcp",
+            None,
+            vec![],
+            "2001:db8::10/64",
+            "fe80::1".parse().ok(),
+        )
+        .unwrap();
+        assert_eq!(
+            v6.to_string(),
+            "DHCP, DNS from DHCP; IPv6 static 2001:db8::10/64 gateway fe80::1"
+        );
+        assert_eq!(
+            network("dhcp", None, vec![], "slaac", "fe80::1".parse().ok()),
+            Err(SettingError::Ipv6GatewayWithoutAddress)
+        );
+        assert!(network("dhcp", None, vec![], "fe80::5/64", None).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod boot;
 mod clock;
 mod cmdline;
 mod console;
+mod dhcp;
 mod esp;
 mod input;
 mod network;

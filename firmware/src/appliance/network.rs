@@ -4,23 +4,24 @@
 //! a new network, without a reboot.
 
 use std::net::Ipv4Addr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hal::sys::dhcp::Lease;
-use hal::sys::{dhcp_socket, net};
+use hal::sys::{arp, net, net6};
 
 use super::boot::WAN;
+use crate::config::box_ipv6::Ipv6Method;
 use crate::config::box_settings::{Ipv4Method, NetworkSettings};
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// How long the first DHCP exchange may hold up the boot (or the console) before it goes on in
 /// the background.
 const DHCP_FIRST: Duration = Duration::from_secs(30);
-/// How long a renewal may try before the lease is given up on and a new one sought.
-const DHCP_RETRY: Duration = Duration::from_secs(60);
-/// The pause between failed renewals.
-const DHCP_RETRY_WAIT: Duration = Duration::from_secs(30);
+/// How long the gateway has to answer ARP.
+const ARP_WAIT: Duration = Duration::from_secs(1);
+/// How long eth0 may take to find its link before the gateway is checked.
+const LINK_WAIT: Duration = Duration::from_secs(5);
 
 /// Bumped by every [`apply`]: a DHCP thread of an older network stops at its next step.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -38,17 +39,56 @@ pub fn apply(n: &NetworkSettings) -> String {
                 prefix_len: s.prefix_len(),
                 gateway: s.gateway(),
             };
+            super::dhcp::forget();
             match net::link_up(WAN).and_then(|()| net::configure_ipv4(WAN, &cfg)) {
-                Ok(()) => format!("postern: {WAN} {s}\n"),
+                Ok(()) => {
+                    let check = s.gateway().map(|gw| gateway_warning(s.address(), gw));
+                    format!("postern: {WAN} {s}\n{}", check.unwrap_or_default())
+                }
                 Err(e) => format!("postern: cannot configure {WAN}: {e}\n"),
             }
         }
-        Ipv4Method::Dhcp => dhcp(generation, n.dns.is_empty()),
+        Ipv4Method::Dhcp => {
+            if let Err(e) = net::link_up(WAN) {
+                return format!("postern: cannot bring up {WAN}: {e}\n");
+            }
+            let current = move || GENERATION.load(Ordering::SeqCst) == generation;
+            super::dhcp::start(current, n.dns.is_empty(), DHCP_FIRST)
+        }
     };
     if !n.dns.is_empty() {
         report += &write_resolv_conf(&n.dns);
     }
-    report
+    report + &apply_ipv6(n.ipv6)
+}
+
+/// The IPv6 last applied: applying it again would drop the addresses SLAAC made for nothing.
+static APPLIED_IPV6: Mutex<Option<Ipv6Method>> = Mutex::new(None);
+
+/// Applies eth0's IPv6 when it changed; one line on what was done.
+fn apply_ipv6(m: Ipv6Method) -> String {
+    let Ok(mut applied) = APPLIED_IPV6.lock() else {
+        return String::new();
+    };
+    if *applied == Some(m) {
+        return String::new();
+    }
+    let cfg = match m {
+        Ipv6Method::Slaac => net6::Ipv6Config::Slaac,
+        Ipv6Method::Off => net6::Ipv6Config::Off,
+        Ipv6Method::Static(s) => net6::Ipv6Config::Static {
+            address: s.address(),
+            prefix_len: s.prefix_len(),
+            gateway: s.gateway(),
+        },
+    };
+    match net6::configure_ipv6(WAN, &cfg) {
+        Ok(()) => {
+            *applied = Some(m);
+            format!("postern: {WAN} IPv6 {m}\n")
+        }
+        Err(e) => format!("postern: cannot configure {WAN}'s IPv6 ({m}): {e}\n"),
+    }
 }
 
 /// Writes the resolvers delivery's DNS client reads at its next start; returns a line only on
@@ -61,93 +101,30 @@ pub fn write_resolv_conf(dns: &[Ipv4Addr]) -> String {
     }
 }
 
-/// Takes a lease (waiting up to [`DHCP_FIRST`]), then keeps it from a thread.
-fn dhcp(generation: u64, lease_dns: bool) -> String {
-    if let Err(e) = net::link_up(WAN) {
-        return format!("postern: cannot bring up {WAN}: {e}\n");
+/// Says whether the gateway answers ARP, as one warning line when it does not (nothing when it
+/// does): mail would wait in the queue behind a gateway that is not there.
+pub fn gateway_warning(source: Ipv4Addr, gateway: Ipv4Addr) -> String {
+    // A NIC negotiates its link for a few seconds after it is brought up.
+    if !super::boot::wait_for(has_carrier, LINK_WAIT) {
+        return format!(
+            "postern: warning: {WAN} has no link after {} s (cable, switch port?): \
+             gateway {gateway} not checked\n",
+            LINK_WAIT.as_secs()
+        );
     }
-    let (report, lease) = match dhcp_socket::acquire(WAN, None, DHCP_FIRST) {
-        Ok(lease) => (bind(&lease, lease_dns), Some(lease)),
-        Err(e) => (
-            format!("postern: {WAN}: {e}; still asking in the background\n"),
-            None,
+    match arp::probe(WAN, source, gateway, ARP_WAIT) {
+        Ok(Some(_)) => String::new(),
+        Ok(None) => format!(
+            "postern: warning: gateway {gateway} does not answer ARP on {WAN} within {} s \
+             (check the address, prefix, gateway and cable)\n",
+            ARP_WAIT.as_secs()
         ),
-    };
-    let kept = std::thread::Builder::new()
-        .name("dhcp".into())
-        .spawn(move || keep_lease(generation, lease, lease_dns));
-    match kept {
-        Ok(_) => report,
-        Err(e) => format!("{report}postern: cannot start the DHCP thread: {e}\n"),
+        Err(e) => format!("postern: warning: cannot check gateway {gateway} with ARP: {e}\n"),
     }
 }
 
-/// Renews at T1, asking for the same address; a changed lease is applied at once, and a lease
-/// that ran out without a renewal is taken off eth0. Stops when a newer network was applied.
-fn keep_lease(generation: u64, mut lease: Option<Lease>, lease_dns: bool) {
-    let current = || GENERATION.load(Ordering::SeqCst) == generation;
-    let mut bound_at = Instant::now();
-    let mut failed = false;
-    loop {
-        let wait = match &lease {
-            Some(l) if !failed => l.renew_after(),
-            _ => DHCP_RETRY_WAIT,
-        };
-        std::thread::sleep(wait);
-        if !current() {
-            return;
-        }
-        let wanted = lease.as_ref().map(|l| l.address);
-        match dhcp_socket::acquire(WAN, wanted, DHCP_RETRY) {
-            Ok(new) if current() => {
-                if lease.as_ref() != Some(&new) {
-                    eprint!("{}", bind(&new, lease_dns));
-                }
-                (lease, bound_at, failed) = (Some(new), Instant::now(), false);
-            }
-            Ok(_) => return,
-            Err(e) => {
-                eprintln!("postern: {WAN}: DHCP renewal: {e}");
-                failed = true;
-                let expired = lease.as_ref().is_some_and(|l| {
-                    bound_at.elapsed() >= Duration::from_secs(l.lease_secs.into())
-                });
-                if expired && current() {
-                    lease = None;
-                    match net::remove_ipv4(WAN) {
-                        Ok(()) => eprintln!("postern: {WAN}: DHCP lease ran out; address removed"),
-                        Err(e) => eprintln!(
-                            "postern: {WAN}: DHCP lease ran out; cannot remove the address: {e}"
-                        ),
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Puts a lease on eth0.
-fn bind(lease: &Lease, lease_dns: bool) -> String {
-    let cfg = net::Ipv4Config {
-        address: lease.address,
-        prefix_len: lease.prefix_len,
-        gateway: lease.router,
-    };
-    let mut report = match net::configure_ipv4(WAN, &cfg) {
-        Ok(()) => format!(
-            "postern: {WAN} {}/{} gateway {} (DHCP from {}, {} s)\n",
-            lease.address,
-            lease.prefix_len,
-            lease.router.map_or("none".into(), |g| g.to_string()),
-            lease.server,
-            lease.lease_secs
-        ),
-        Err(e) => format!("postern: cannot configure {WAN} from DHCP: {e}\n"),
-    };
-    if lease_dns && !lease.dns.is_empty() {
-        report += &write_resolv_conf(&lease.dns);
-    }
-    report
+fn has_carrier() -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{WAN}/carrier")).is_ok_and(|c| c.trim() == "1")
 }
 
 /// eth0 as it is now, for the console's status screen: link, address, default gateway and
@@ -169,17 +146,11 @@ pub fn status() -> String {
     };
     let route = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
     out += &match default_gateway(&route) {
-        Some(gw) => {
-            let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
-            let answered = if answers_arp(&arp, gw) {
-                "answers ARP"
-            } else {
-                "no ARP answer yet"
-            };
-            format!("gateway: {gw} ({answered})\n")
-        }
+        Some(gw) => format!("gateway: {gw} ({})\n", gateway_reachability(gw)),
         None => "gateway: none\n".into(),
     };
+    out += &super::dhcp::status(Instant::now());
+    out += &ipv6_status(&net6::ipv6_addresses(WAN), net6::ipv6_default_gateway(WAN));
     let resolv = std::fs::read_to_string(RESOLV_CONF).unwrap_or_default();
     let dns: Vec<&str> = resolv
         .lines()
@@ -196,6 +167,38 @@ pub fn status() -> String {
     out
 }
 
+/// eth0's IPv6 addresses, each with where it came from, and its default gateway.
+fn ipv6_status(addresses: &[net6::Ipv6Address], gateway: Option<std::net::Ipv6Addr>) -> String {
+    if addresses.is_empty() {
+        return "ipv6: none\n".into();
+    }
+    let shown: Vec<String> = addresses
+        .iter()
+        .map(|a| {
+            let origin = if a.is_link_local() {
+                "link-local"
+            } else if a.from_slaac() {
+                "SLAAC"
+            } else {
+                "static"
+            };
+            let state = if a.dad_failed() {
+                ", in use by another host"
+            } else if a.flags & 0x40 != 0 {
+                ", being checked"
+            } else {
+                ""
+            };
+            format!("{}/{} ({origin}{state})", a.address, a.prefix_len)
+        })
+        .collect();
+    format!(
+        "ipv6: {}\nipv6 gateway: {}\n",
+        shown.join(", "),
+        gateway.map_or("none".into(), |g| g.to_string())
+    )
+}
+
 /// The gateway of the default route in /proc/net/route (addresses in host-order hex).
 fn default_gateway(route: &str) -> Option<Ipv4Addr> {
     route.lines().skip(1).find_map(|l| {
@@ -210,13 +213,17 @@ fn default_gateway(route: &str) -> Option<Ipv4Addr> {
     })
 }
 
-/// Whether /proc/net/arp holds a complete entry (flags 0x2) for `ip`.
-fn answers_arp(arp: &str, ip: Ipv4Addr) -> bool {
-    let ip = ip.to_string();
-    arp.lines().skip(1).any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f.first() == Some(&ip.as_str()) && f.get(2).is_some_and(|flags| *flags == "0x2")
-    })
+/// Whether the gateway answers ARP now, as the status screen says it.
+fn gateway_reachability(gateway: Ipv4Addr) -> String {
+    let source = net::ipv4_address(WAN)
+        .ok()
+        .flatten()
+        .map_or(Ipv4Addr::UNSPECIFIED, |(a, _)| a);
+    match arp::probe(WAN, source, gateway, ARP_WAIT) {
+        Ok(Some(mac)) => format!("answers ARP from {}", arp::format_mac(mac)),
+        Ok(None) => format!("no ARP answer within {} s", ARP_WAIT.as_secs()),
+        Err(e) => format!("cannot check with ARP: {e}"),
+    }
 }
 
 #[cfg(test)]
@@ -224,7 +231,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gateway_and_arp_from_proc() {
+    fn the_default_gateway_from_proc() {
         let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
                      eth0\t00000000\t0202000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
                      eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
@@ -233,11 +240,31 @@ mod tests {
             assert_eq!(gw, Some(Ipv4Addr::new(10, 0, 2, 2)));
         }
         assert_eq!(default_gateway("Iface\tDestination\n"), None);
-        let arp = "IP address       HW type     Flags       HW address            Mask     Device\n\
-                   10.0.2.2         0x1         0x2         52:55:0a:00:02:02     *        eth0\n\
-                   10.0.2.3         0x1         0x0         00:00:00:00:00:00     *        eth0\n";
-        assert!(answers_arp(arp, Ipv4Addr::new(10, 0, 2, 2)));
-        assert!(!answers_arp(arp, Ipv4Addr::new(10, 0, 2, 3)));
-        assert!(!answers_arp(arp, Ipv4Addr::new(10, 0, 2, 4)));
+    }
+
+    #[test]
+    fn ipv6_status_says_where_each_address_came_from() {
+        let a = |s: &str, scope, flags| net6::Ipv6Address {
+            address: s.parse().unwrap(),
+            prefix_len: 64,
+            scope,
+            flags,
+        };
+        assert_eq!(ipv6_status(&[], None), "ipv6: none\n");
+        let shown = ipv6_status(
+            &[
+                a("2001:db8::10", 0, 0x80),
+                a("fec0::5054:ff:fe12:3456", 0, 0),
+                a("2001:db8::11", 0, 0x88),
+                a("fe80::1", 0x20, 0xc0),
+            ],
+            Some("fe80::2".parse().unwrap()),
+        );
+        assert_eq!(
+            shown,
+            "ipv6: 2001:db8::10/64 (static), fec0::5054:ff:fe12:3456/64 (SLAAC), \
+             2001:db8::11/64 (static, in use by another host), fe80::1/64 (link-local, being checked)\n\
+             ipv6 gateway: fe80::2\n"
+        );
     }
 }

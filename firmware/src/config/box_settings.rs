@@ -3,11 +3,12 @@
 //! stored or typed setting that exists can be applied.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::box_ipv6::Ipv6Method;
 use crate::mail::Transport;
 
 /// At most this many resolvers, as /etc/resolv.conf reads them.
@@ -32,6 +33,18 @@ pub enum SettingError {
     TooManyDns(usize),
     /// Not a fully qualified host name (two or more labels of letters, digits and hyphens).
     NotFqdn(String),
+    /// Not `ADDRESS/PREFIX` with a global IPv6 address and a prefix 1–128 (nor slaac or off).
+    NotAnIpv6Address(String),
+    /// A link-local address as the static address: eth0 makes its own.
+    Ipv6LinkLocal(Ipv6Addr),
+    /// The IPv6 gateway is neither link-local nor inside the address's prefix.
+    Ipv6GatewayOutside {
+        gateway: Ipv6Addr,
+        network: String,
+    },
+    Ipv6GatewayIsSelf(Ipv6Addr),
+    /// An IPv6 gateway with SLAAC or IPv6 off.
+    Ipv6GatewayWithoutAddress,
 }
 
 impl fmt::Display for SettingError {
@@ -62,6 +75,25 @@ impl fmt::Display for SettingError {
             SettingError::NotFqdn(s) => write!(
                 f,
                 "{s:?} is not a fully qualified host name: type e.g. mx1.example.com"
+            ),
+            SettingError::NotAnIpv6Address(s) => write!(
+                f,
+                "{s:?} is not a global IPv6 address with its prefix: type e.g. 2001:db8::10/64, \
+                 slaac (router advertisements) or off"
+            ),
+            SettingError::Ipv6LinkLocal(a) => write!(
+                f,
+                "{a} is link-local: eth0 makes its own; type a global address, or slaac"
+            ),
+            SettingError::Ipv6GatewayOutside { gateway, network } => write!(
+                f,
+                "IPv6 gateway {gateway} is neither link-local (fe80::/10) nor inside {network}"
+            ),
+            SettingError::Ipv6GatewayIsSelf(a) => {
+                write!(f, "the IPv6 gateway cannot be {a}, the box itself")
+            }
+            SettingError::Ipv6GatewayWithoutAddress => f.write_str(
+                "an IPv6 gateway goes with a static IPv6 address only (SLAAC learns the router's)",
             ),
         }
     }
@@ -263,12 +295,30 @@ pub enum Ipv4Method {
     Static(StaticIpv4),
 }
 
-/// The box's network: its IPv4 method and the resolvers delivery asks (empty with DHCP: the
-/// lease's).
+/// The box's network: its IPv4 method, the resolvers delivery asks (empty with DHCP: the
+/// lease's) and its IPv6 method.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkSettings {
     pub ipv4: Ipv4Method,
     pub dns: Vec<Ipv4Addr>,
+    pub ipv6: Ipv6Method,
+}
+
+/// The network as stored before IPv6 was a setting (config versions 2 to 4).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NetworkSettingsV1 {
+    ipv4: Ipv4Method,
+    dns: Vec<Ipv4Addr>,
+}
+
+impl From<NetworkSettingsV1> for NetworkSettings {
+    fn from(n: NetworkSettingsV1) -> NetworkSettings {
+        NetworkSettings {
+            ipv4: n.ipv4,
+            dns: n.dns,
+            ipv6: Ipv6Method::default(),
+        }
+    }
 }
 
 impl NetworkSettings {
@@ -276,7 +326,16 @@ impl NetworkSettings {
         if dns.len() > MAX_DNS_SERVERS {
             return Err(SettingError::TooManyDns(dns.len()));
         }
-        Ok(NetworkSettings { ipv4, dns })
+        Ok(NetworkSettings {
+            ipv4,
+            dns,
+            ipv6: Ipv6Method::default(),
+        })
+    }
+
+    /// These settings with `ipv6` as eth0's IPv6.
+    pub fn with_ipv6(self, ipv6: Ipv6Method) -> NetworkSettings {
+        NetworkSettings { ipv6, ..self }
     }
 }
 
@@ -300,10 +359,12 @@ impl fmt::Display for NetworkSettings {
             Ipv4Method::Static(s) => write!(f, "static {s}")?,
         }
         if self.dns.is_empty() {
-            return write!(f, ", DNS from DHCP");
+            write!(f, ", DNS from DHCP")?;
+        } else {
+            let dns: Vec<String> = self.dns.iter().map(|d| d.to_string()).collect();
+            write!(f, ", DNS {}", dns.join(" "))?;
         }
-        let dns: Vec<String> = self.dns.iter().map(|d| d.to_string()).collect();
-        write!(f, ", DNS {}", dns.join(" "))
+        write!(f, "; IPv6 {}", self.ipv6)
     }
 }
 

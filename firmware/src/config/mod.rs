@@ -15,6 +15,7 @@
 //! the same value.
 
 pub mod attr;
+pub mod box_ipv6;
 pub mod box_settings;
 pub mod content;
 pub mod dnsbl;

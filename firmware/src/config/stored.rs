@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::box_settings::{Fqdn, NetworkSettings};
+use super::box_settings::{Fqdn, NetworkSettings, NetworkSettingsV1};
 
 /// Bumped when the layout below changes incompatibly; every older version stays readable.
 /// 2 added `metrics`, the console password, the host name, the network and `localconfig`;
-/// 3 the DKIM signing keys; 4 the NTP servers.
-pub const STORED_VERSION: u32 = 4;
+/// 3 the DKIM signing keys; 4 the NTP servers; 5 the network's IPv6.
+pub const STORED_VERSION: u32 = 5;
 
 /// The box's own settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +68,20 @@ impl fmt::Debug for DkimKeyRecord {
     }
 }
 
+/// Version 4: everything of version 5 but the network's IPv6.
+#[derive(Deserialize)]
+struct BoxConfigV4 {
+    tls_cert_pem: Option<String>,
+    tls_key_pem: Option<String>,
+    metrics: Option<MetricsSetting>,
+    console_password: Option<String>,
+    hostname: Option<Fqdn>,
+    network: Option<NetworkSettingsV1>,
+    localconfig: Vec<(String, String)>,
+    dkim_keys: Vec<DkimKeyRecord>,
+    ntp_servers: Vec<String>,
+}
+
 /// Version 3: everything of version 4 but the NTP servers.
 #[derive(Deserialize)]
 struct BoxConfigV3 {
@@ -76,7 +90,7 @@ struct BoxConfigV3 {
     metrics: Option<MetricsSetting>,
     console_password: Option<String>,
     hostname: Option<Fqdn>,
-    network: Option<NetworkSettings>,
+    network: Option<NetworkSettingsV1>,
     localconfig: Vec<(String, String)>,
     dkim_keys: Vec<DkimKeyRecord>,
 }
@@ -89,7 +103,7 @@ struct BoxConfigV2 {
     metrics: Option<MetricsSetting>,
     console_password: Option<String>,
     hostname: Option<Fqdn>,
-    network: Option<NetworkSettings>,
+    network: Option<NetworkSettingsV1>,
     localconfig: Vec<(String, String)>,
 }
 
@@ -161,7 +175,7 @@ impl BoxConfig {
                     metrics: v2.metrics,
                     console_password: v2.console_password,
                     hostname: v2.hostname,
-                    network: v2.network,
+                    network: v2.network.map(NetworkSettings::from),
                     localconfig: v2.localconfig,
                     dkim_keys: Vec::new(),
                     ntp_servers: Vec::new(),
@@ -175,10 +189,24 @@ impl BoxConfig {
                     metrics: v3.metrics,
                     console_password: v3.console_password,
                     hostname: v3.hostname,
-                    network: v3.network,
+                    network: v3.network.map(NetworkSettings::from),
                     localconfig: v3.localconfig,
                     dkim_keys: v3.dkim_keys,
                     ntp_servers: Vec::new(),
+                })
+            }
+            4 => {
+                let v4: BoxConfigV4 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(BoxConfig {
+                    tls_cert_pem: v4.tls_cert_pem,
+                    tls_key_pem: v4.tls_key_pem,
+                    metrics: v4.metrics,
+                    console_password: v4.console_password,
+                    hostname: v4.hostname,
+                    network: v4.network.map(NetworkSettings::from),
+                    localconfig: v4.localconfig,
+                    dkim_keys: v4.dkim_keys,
+                    ntp_servers: v4.ntp_servers,
                 })
             }
             STORED_VERSION => postcard::from_bytes(body).map_err(corrupt),
@@ -220,20 +248,50 @@ mod tests {
             ntp_servers: vec!["pool.ntp.org".into()],
         };
         assert_eq!(BoxConfig::decode(&c.encode()), Ok(c.clone()));
-        // The same settings as version 3 wrote them (no NTP servers) still load.
+        // The same settings as versions 4 (no IPv6), 3 (no NTP servers) and 2 (no DKIM keys
+        // either) wrote them still load, with IPv6 as the kernel did it then: SLAAC.
+        #[derive(Serialize)]
+        struct OldNetwork {
+            ipv4: super::super::box_settings::Ipv4Method,
+            dns: Vec<std::net::Ipv4Addr>,
+        }
+        let old_network = c.network.as_ref().map(|n| OldNetwork {
+            ipv4: n.ipv4,
+            dns: n.dns.clone(),
+        });
+        let head = (
+            &c.tls_cert_pem,
+            &c.tls_key_pem,
+            &c.metrics,
+            &c.console_password,
+            &c.hostname,
+            &old_network,
+            &c.localconfig,
+        );
+        let old = |version: u32, rest: Vec<u8>| {
+            let mut bytes = version.to_le_bytes().to_vec();
+            bytes.extend(postcard::to_allocvec(&head).unwrap());
+            bytes.extend(rest);
+            bytes
+        };
+        let v4 = old(
+            4,
+            postcard::to_allocvec(&(&c.dkim_keys, &c.ntp_servers)).unwrap(),
+        );
+        assert_eq!(BoxConfig::decode(&v4), Ok(c.clone()));
         let mut v3 = c.clone();
         v3.ntp_servers.clear();
-        let mut bytes = 3u32.to_le_bytes().to_vec();
-        bytes.extend(&v3.encode()[4..]);
-        bytes.truncate(bytes.len() - 1);
+        let bytes = old(3, postcard::to_allocvec(&c.dkim_keys).unwrap());
         assert_eq!(BoxConfig::decode(&bytes), Ok(v3.clone()));
-        // And as version 2 wrote them (no keys either).
         let mut v2 = v3;
         v2.dkim_keys.clear();
-        let mut bytes = 2u32.to_le_bytes().to_vec();
-        bytes.extend(&v2.encode()[4..]);
-        bytes.truncate(bytes.len() - 2);
-        assert_eq!(BoxConfig::decode(&bytes), Ok(v2));
+        assert_eq!(BoxConfig::decode(&old(2, Vec::new())), Ok(v2));
+        // A version-5 network keeps its IPv6.
+        let mut v5 = c.clone();
+        v5.network = v5
+            .network
+            .map(|n| n.with_ipv6(super::super::box_ipv6::Ipv6Method::Off));
+        assert_eq!(BoxConfig::decode(&v5.encode()), Ok(v5));
         assert!(matches!(
             BoxConfig::decode(&[1, 0]),
             Err(StoredError::Corrupt(_))

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use crate::admin::Secret;
 use crate::config::MtaConfig;
+use crate::config::box_ipv6::{Ipv6Method, StaticIpv6};
 use crate::config::box_settings::{
     self, Fqdn, Ipv4Method, NetworkSettings, SettingError, StaticIpv4,
 };
@@ -27,6 +28,10 @@ pub enum Question {
     Address,
     Gateway,
     Dns,
+    /// IPv6: slaac, static or off; then a static address and its gateway.
+    Ipv6Method,
+    Ipv6Address,
+    Ipv6Gateway,
     /// SNTP servers the clock is set from.
     NtpServers,
     /// The directory: `ldap_url` (none: no LDAP sync), bind DN, its password, the schema.
@@ -51,6 +56,8 @@ pub struct Answers {
     pub dhcp: Option<bool>,
     pub address: Option<StaticIpv4>,
     pub dns: Option<Vec<Ipv4Addr>>,
+    pub ipv6: Option<Ipv6Choice>,
+    pub ipv6_address: Option<StaticIpv6>,
     /// `Some(None)`: asked, and no relay host wanted.
     pub relay_host: Option<Option<String>>,
     pub domains: Option<Vec<String>>,
@@ -66,6 +73,14 @@ pub struct Answers {
     pub ntp_servers: Option<Vec<String>>,
 }
 
+/// The answer to the IPv6 question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv6Choice {
+    Slaac,
+    Static,
+    Off,
+}
+
 /// Why an answer was refused; the question is asked again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -75,6 +90,7 @@ pub enum Refusal {
     NoHash(password::HashError),
     Setting(SettingError),
     NotDhcpOrStatic,
+    NotSlaacStaticOrOff,
     RelayHost(crate::config::AttrError),
     TooManyDomains(usize),
     Localconfig(LocalConfigError),
@@ -99,6 +115,7 @@ impl std::fmt::Display for Refusal {
             Refusal::NoHash(e) => write!(f, "cannot store the password: {e}"),
             Refusal::Setting(e) => write!(f, "{e}"),
             Refusal::NotDhcpOrStatic => f.write_str("answer dhcp or static"),
+            Refusal::NotSlaacStaticOrOff => f.write_str("answer slaac, static or off"),
             Refusal::RelayHost(why) => write!(f, "{why}"),
             Refusal::TooManyDomains(n) => {
                 write!(f, "{n} domains; at most {MAX_DOMAINS} at once")
@@ -131,7 +148,25 @@ impl Answers {
             true => Ipv4Method::Dhcp,
             false => Ipv4Method::Static(self.address?),
         };
-        NetworkSettings::new(ipv4, self.dns.clone().unwrap_or_default()).ok()
+        let ipv6 = match self.ipv6 {
+            None | Some(Ipv6Choice::Slaac) => Ipv6Method::Slaac,
+            Some(Ipv6Choice::Off) => Ipv6Method::Off,
+            Some(Ipv6Choice::Static) => Ipv6Method::Static(self.ipv6_address?),
+        };
+        let n = NetworkSettings::new(ipv4, self.dns.clone().unwrap_or_default()).ok()?;
+        Some(n.with_ipv6(ipv6))
+    }
+
+    /// The answers a stored IPv6 setting gives, as defaults.
+    pub fn set_ipv6(&mut self, m: Ipv6Method) {
+        self.ipv6 = Some(match m {
+            Ipv6Method::Slaac => Ipv6Choice::Slaac,
+            Ipv6Method::Off => Ipv6Choice::Off,
+            Ipv6Method::Static(s) => {
+                self.ipv6_address = Some(s);
+                Ipv6Choice::Static
+            }
+        });
     }
 }
 
@@ -266,6 +301,30 @@ impl Form {
                 },
                 Some(dns_default(a)),
             ),
+            Some(Question::Ipv6Method) => (
+                "IPv6: slaac (router advertisements), static or off",
+                Some(
+                    match a.ipv6 {
+                        None | Some(Ipv6Choice::Slaac) => "slaac",
+                        Some(Ipv6Choice::Static) => "static",
+                        Some(Ipv6Choice::Off) => "off",
+                    }
+                    .into(),
+                ),
+            ),
+            Some(Question::Ipv6Address) => (
+                "IPv6 address/prefix (e.g. 2001:db8::10/64)",
+                a.ipv6_address
+                    .map(|s| format!("{}/{}", s.address(), s.prefix_len())),
+            ),
+            Some(Question::Ipv6Gateway) => (
+                "IPv6 gateway, link-local (e.g. fe80::1) or inside the prefix (none for no route)",
+                Some(
+                    a.ipv6_address
+                        .and_then(|s| s.gateway())
+                        .map_or("none".into(), |g| g.to_string()),
+                ),
+            ),
             Some(Question::RelayHost) => (
                 "Relay host for outgoing mail, e.g. [smtp.example.net]:25 (none: deliver by MX)",
                 Some(a.relay_host.clone().flatten().unwrap_or("none".into())),
@@ -302,6 +361,9 @@ impl Form {
         while let Some(q) = self.current() {
             let moot = match q {
                 Question::Address | Question::Gateway => self.answers.dhcp == Some(true),
+                Question::Ipv6Address | Question::Ipv6Gateway => {
+                    self.answers.ipv6 != Some(Ipv6Choice::Static)
+                }
                 Question::PasswordAgain => self.answers.pending_password.is_none(),
                 Question::LdapBindDn | Question::LdapSchema => !self.answers.ldap_wanted(),
                 Question::LdapPassword => {
@@ -433,6 +495,35 @@ impl Form {
                 };
                 a.address = Some(address.with_gateway(gateway)?);
             }
+            Question::Ipv6Method => {
+                a.ipv6 = Some(match line.to_ascii_lowercase().as_str() {
+                    "slaac" | "auto" => Ipv6Choice::Slaac,
+                    "static" | "s" => Ipv6Choice::Static,
+                    "off" | "none" => Ipv6Choice::Off,
+                    _ => return Err(Refusal::NotSlaacStaticOrOff),
+                })
+            }
+            Question::Ipv6Address => {
+                let new = StaticIpv6::parse_address(&line)?;
+                // Keep the gateway when it still fits the new prefix.
+                let kept = a
+                    .ipv6_address
+                    .and_then(|old| old.gateway())
+                    .and_then(|g| new.with_gateway(Some(g)).ok());
+                a.ipv6_address = Some(kept.unwrap_or(new));
+            }
+            Question::Ipv6Gateway => {
+                let address = a.ipv6_address.ok_or(Refusal::Empty)?;
+                let gateway = if none {
+                    None
+                } else {
+                    Some(
+                        line.parse()
+                            .map_err(|_| SettingError::NotAnIpv6Address(line.clone()))?,
+                    )
+                };
+                a.ipv6_address = Some(address.with_gateway(gateway)?);
+            }
             Question::Dns => {
                 a.dns = Some(if none {
                     Vec::new()
@@ -517,7 +608,8 @@ mod tests {
         assert_eq!(f.answer("192.0.2.53 192.0.2.54"), FormStep::Done);
         assert_eq!(
             f.answers.network().unwrap().to_string(),
-            "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53 192.0.2.54"
+            "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53 192.0.2.54; \
+             IPv6 SLAAC (router advertisements)"
         );
     }
 
@@ -559,7 +651,58 @@ mod tests {
         assert_eq!(f.answer("none"), FormStep::Done);
         assert_eq!(
             f.answers.network().unwrap().to_string(),
-            "static 192.0.2.10/24 no gateway, DNS from DHCP"
+            "static 192.0.2.10/24 no gateway, DNS from DHCP; IPv6 SLAAC (router advertisements)"
+        );
+    }
+
+    #[test]
+    fn ipv6_is_slaac_off_or_static_with_its_questions_only_then() {
+        const IPV6: &[Question] = &[
+            Question::Ipv4Method,
+            Question::Dns,
+            Question::Ipv6Method,
+            Question::Ipv6Address,
+            Question::Ipv6Gateway,
+        ];
+        let mut f = Form::new(IPV6, Answers::default());
+        assert_eq!(
+            run(&mut f, &["", "", ""]),
+            [FormStep::Next, FormStep::Next, FormStep::Done]
+        );
+        assert_eq!(f.answers.network().unwrap().ipv6, Ipv6Method::Slaac);
+
+        let mut f = Form::new(IPV6, Answers::default());
+        run(&mut f, &["", ""]);
+        assert_eq!(
+            f.answer("maybe"),
+            FormStep::Again(Refusal::NotSlaacStaticOrOff)
+        );
+        assert_eq!(f.answer("static"), FormStep::Next);
+        assert!(matches!(
+            f.answer("fe80::7/64"),
+            FormStep::Again(Refusal::Setting(SettingError::Ipv6LinkLocal(_)))
+        ));
+        assert_eq!(f.answer("2001:db8::7/64"), FormStep::Next);
+        assert_eq!(
+            f.prompt(),
+            "IPv6 gateway, link-local (e.g. fe80::1) or inside the prefix (none for no route) [none]: "
+        );
+        assert!(matches!(
+            f.answer("2001:db9::1"),
+            FormStep::Again(Refusal::Setting(SettingError::Ipv6GatewayOutside { .. }))
+        ));
+        assert_eq!(f.answer("fe80::1"), FormStep::Done);
+        assert_eq!(
+            f.answers.network().unwrap().ipv6.to_string(),
+            "static 2001:db8::7/64 gateway fe80::1"
+        );
+        // Asked again, the stored setting is the default.
+        let mut again = Answers::default();
+        again.set_ipv6(f.answers.network().unwrap().ipv6);
+        let f = Form::new(&[Question::Ipv6Method, Question::Ipv6Address], again);
+        assert_eq!(
+            f.prompt(),
+            "IPv6: slaac (router advertisements), static or off [static]: "
         );
     }
 

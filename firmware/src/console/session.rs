@@ -287,7 +287,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             }
             State::PastePem(_) => String::new(),
             State::Diagnostics => {
-                "Diagnostics: p HOST (ping), d NAME (DNS lookup), s HOST[:PORT] (SMTP test), Enter: menu > "
+                "Diagnostics: n (network), p HOST (ping), d NAME (DNS lookup), s HOST[:PORT] (SMTP test), Enter: menu > "
                     .into()
             }
             State::FactoryReset { second: false } => {
@@ -477,6 +477,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             if let Ipv4Method::Static(s) = n.ipv4 {
                 answers.address = Some(s);
             }
+            answers.set_ipv6(n.ipv6);
         }
         let form = |qs: &[Question], purpose| {
             State::Form(Box::new(Form::new(qs, answers.clone())), purpose)
@@ -509,6 +510,9 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                         Question::Address,
                         Question::Gateway,
                         Question::Dns,
+                        Question::Ipv6Method,
+                        Question::Ipv6Address,
+                        Question::Ipv6Gateway,
                     ],
                     Purpose::Network,
                 );
@@ -800,6 +804,11 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
         let mut words = line.split_whitespace();
         let cmd = match (words.next(), words.next(), words.next()) {
             (None, _, _) => return show(self.menu()),
+            // The link, address, whether the gateway answers ARP now, the DHCP lease.
+            (Some("n"), None, _) => {
+                self.state = State::Diagnostics;
+                return show(self.platform.network_status());
+            }
             (Some("p"), Some(host), None) => DiagCommand::Ping {
                 host: host.into(),
                 count: 4,
@@ -810,7 +819,9 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             },
             _ => {
                 self.state = State::Diagnostics;
-                return show("  type p and a host, d and a name, or s and a host with its port\n");
+                return show(
+                    "  type n, p and a host, d and a name, or s and a host with its port\n",
+                );
             }
         };
         self.state = State::Diagnostics;

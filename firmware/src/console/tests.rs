@@ -43,7 +43,9 @@ impl Operations for Box_ {
                 address,
                 gateway,
                 dns,
-            }) => match setup::network(&address, gateway, dns) {
+                ipv6,
+                ipv6_gateway,
+            }) => match setup::network(&address, gateway, dns, &ipv6, ipv6_gateway) {
                 Ok(n) => c.network = Some(n),
                 Err(e) => return Reply::failed(format!("not saved: {e}\n")),
             },
@@ -148,7 +150,7 @@ fn console(b: &Box_, start: Start, input: &[u8]) -> (ConsoleExit, String) {
     (exit, String::from_utf8(out).unwrap())
 }
 
-const WIZARD_STATIC: &str = "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\n192.0.2.123\nnone\nnone\nexample.com\n";
+const WIZARD_STATIC: &str = "s3cret-pass\ns3cret-pass\nmx1.example.com\nstatic\n192.0.2.10/24\n\n192.0.2.53\n\n192.0.2.123\nnone\nnone\nexample.com\n";
 
 #[test]
 fn first_boot_wizard_applies_only_after_yes() {
@@ -166,7 +168,7 @@ fn first_boot_wizard_applies_only_after_yes() {
     assert_eq!(c.hostname.as_ref().unwrap().as_str(), "mx1.example.com");
     assert_eq!(
         c.network.as_ref().unwrap().to_string(),
-        "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53"
+        "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.53; IPv6 SLAAC (router advertisements)"
     );
     let hash = c.console_password.clone().unwrap();
     assert_eq!(password::verify("s3cret-pass", &hash), Ok(true));
@@ -193,7 +195,7 @@ fn wrong_answers_noise_and_long_lines_are_asked_again() {
     let long = "a".repeat(5000);
     let input = format!(
         "short\n\x1b[A\n{long}\n\u{fffd}\ns3cret-pass\ns3cret-pass\npostern\nmx1.example.com\nstatic\n\
-         192.0.2.10/24\n10.0.0.1\n\n\n\n\n\n\nyes\n"
+         192.0.2.10/24\n10.0.0.1\n\n\n\n\n\n\n\nyes\n"
     );
     let mut bytes = input.into_bytes();
     // A byte that is not UTF-8 on its own line.
@@ -216,14 +218,14 @@ fn wrong_answers_noise_and_long_lines_are_asked_again() {
     );
     assert_eq!(
         b.config.borrow().network.as_ref().unwrap().to_string(),
-        "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.1"
+        "static 192.0.2.10/24 gateway 192.0.2.1, DNS 192.0.2.1; IPv6 SLAAC (router advertisements)"
     );
 }
 
 #[test]
 fn a_domain_that_cannot_be_made_sends_the_wizard_back_without_a_password() {
     let b = Box_::default();
-    let input = "s3cret-pass\ns3cret-pass\nmx1.example.com\n\n\n\n\n\ntaken.example\nyes\n";
+    let input = "s3cret-pass\ns3cret-pass\nmx1.example.com\n\n\n\n\n\n\ntaken.example\nyes\n";
     let (exit, out) = console(&b, Start::FirstBoot, input.as_bytes());
     assert_eq!(exit, ConsoleExit::Eof, "{out}");
     assert!(out.contains("DOMAIN_EXISTS"), "{out}");
@@ -272,7 +274,7 @@ fn the_menu_changes_the_network_through_setup_and_applies_it() {
     let (exit, out) = console(
         &b,
         Start::Menu,
-        b"2\nstatic\n198.51.100.7/24\n198.51.100.1\n198.51.100.53\n12\n",
+        b"2\nstatic\n198.51.100.7/24\n198.51.100.1\n198.51.100.53\nstatic\n2001:db8::7/64\n2001:db9::1\nfe80::1\n12\n",
     );
     assert_eq!(exit, ConsoleExit::Reboot, "{out}");
     // The current network is the default.
@@ -287,7 +289,20 @@ fn the_menu_changes_the_network_through_setup_and_applies_it() {
             address: "198.51.100.7/24".into(),
             gateway: Some([198, 51, 100, 1].into()),
             dns: vec![[198, 51, 100, 53].into()],
+            ipv6: "2001:db8::7/64".into(),
+            ipv6_gateway: Some("fe80::1".parse().unwrap()),
         })]
+    );
+    // A gateway outside the prefix is refused and asked again.
+    assert!(
+        out.contains(
+            "IPv6 gateway 2001:db9::1 is neither link-local (fe80::/10) nor inside 2001:db8::/64"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("IPv6: slaac (router advertisements), static or off [slaac]: "),
+        "{out}"
     );
     assert_eq!(b.applied.borrow().len(), 1);
     assert!(out.contains("eth0: static 198.51.100.7/24"), "{out}");
@@ -457,7 +472,7 @@ fn stored_ldap(b: &Box_) -> LocalConfig {
 fn the_wizard_tests_the_directory_bind_before_the_summary_and_stores_it_on_yes() {
     let b = Box_::default();
     let input = format!(
-        "s3cret-pass\ns3cret-pass\nmx1.example.com\n\n\n\nldap://ldap.example.com ldaps://ldap2.example.com\n\
+        "s3cret-pass\ns3cret-pass\nmx1.example.com\n\n\n\n\nldap://ldap.example.com ldaps://ldap2.example.com\n\
          uid=zmpostfix,cn=appaccts,cn=zimbra\n{LDAP_PASSWORD}\n\nnone\n\nyes\n"
     );
     let (exit, out) = console(&b, Start::FirstBoot, input.as_bytes());
@@ -541,7 +556,7 @@ fn the_diagnostics_screen_runs_diag_commands() {
     let (_, out) = console(
         &b,
         Start::Menu,
-        b"9\np 192.0.2.1\nd example.com\ns mx.example.com:587\nx y z\n\n",
+        b"9\nn\np 192.0.2.1\nd example.com\ns mx.example.com:587\nx y z\n\n",
     );
     assert_eq!(
         b.done.borrow()[..],
@@ -558,7 +573,8 @@ fn the_diagnostics_screen_runs_diag_commands() {
             }),
         ]
     );
-    assert!(out.contains("type p and a host, d and a name"), "{out}");
+    assert!(out.contains("type n, p and a host, d and a name"), "{out}");
+    assert!(out.contains("eth0: link up"), "the network's status: {out}");
     assert_eq!(
         out.matches("1) Status").count(),
         2,

@@ -5,6 +5,7 @@
 
 use super::form::{Answers, Form, FormStep, Question};
 use crate::admin::{AdminCommand, LdapCommand, SetupCommand};
+use crate::config::box_ipv6::Ipv6Method;
 use crate::config::box_settings::Ipv4Method;
 use crate::config::localconfig::{LDAP_URL, PASSWORD, SCHEMA, USER_DN};
 
@@ -25,6 +26,9 @@ pub const QUESTIONS: &[Question] = &[
     Question::Address,
     Question::Gateway,
     Question::Dns,
+    Question::Ipv6Method,
+    Question::Ipv6Address,
+    Question::Ipv6Gateway,
     Question::NtpServers,
     Question::LdapUrl,
     Question::LdapBindDn,
@@ -241,10 +245,16 @@ pub fn network_command(n: &crate::config::box_settings::NetworkSettings) -> Admi
         Ipv4Method::Dhcp => ("dhcp".to_string(), None),
         Ipv4Method::Static(s) => (format!("{}/{}", s.address(), s.prefix_len()), s.gateway()),
     };
+    let ipv6_gateway = match n.ipv6 {
+        Ipv6Method::Static(s) => s.gateway(),
+        _ => None,
+    };
     AdminCommand::Setup(SetupCommand::Network {
         address,
         gateway,
         dns: n.dns.clone(),
+        ipv6: n.ipv6.argument(),
+        ipv6_gateway,
     })
 }
 
@@ -276,6 +286,7 @@ mod tests {
                 "192.0.2.10/24",
                 "",
                 "192.0.2.53",
+                "",
                 "none",
                 "none",
                 "none",
@@ -309,6 +320,8 @@ mod tests {
                 address: "192.0.2.10/24".into(),
                 gateway: Some([192, 0, 2, 1].into()),
                 dns: vec![[192, 0, 2, 53].into()],
+                ipv6: "slaac".into(),
+                ipv6_gateway: None,
             })
         );
         assert_eq!(
@@ -340,6 +353,7 @@ mod tests {
                 "",
                 "",
                 "",
+                "",
             ],
         );
         assert!(w.prompt().starts_with("Apply these settings?"));
@@ -348,7 +362,7 @@ mod tests {
             w.prompt(),
             "Console admin password (at least 8 characters) [keep]: "
         );
-        feed(&mut w, &["", "mx2.example.com", "", "", "", "", "", ""]);
+        feed(&mut w, &["", "mx2.example.com", "", "", "", "", "", "", ""]);
         let WizardStep::Apply(cmds) = w.answer("y") else {
             panic!()
         };

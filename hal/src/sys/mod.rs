@@ -3,12 +3,14 @@
 //! clock_settime) and ICMP echo for the diagnostics.
 //!
 //! Each function does one system call's worth of work and returns `std::io::Result`, so the
-//! firmware decides what is fatal. Only [`net`], [`dhcp_socket`] and [`watchdog`] need `unsafe`
+//! firmware decides what is fatal. Only [`net`], [`packet`] and [`watchdog`] need `unsafe`
 //! (ioctls and the packet socket, which rustix does not wrap).
 
+pub mod arp;
 pub mod clock;
 pub mod console;
 pub mod dhcp;
+pub mod dhcp_client;
 pub mod dhcp_socket;
 pub mod hostname;
 pub mod icmp;
@@ -16,6 +18,8 @@ pub mod limits;
 pub mod modules;
 pub mod mounts;
 pub mod net;
+pub mod net6;
+pub mod packet;
 pub mod power;
 pub mod reap;
 pub mod watchdog;
