@@ -668,3 +668,102 @@ fn a_refused_virus_is_reported_to_the_admin_and_the_recipients_never_the_sender(
         "{log}"
     );
 }
+
+/// `zimbraMtaBlockedExtensionWarnRecipient`: the recipient of inbound mail refused for blocked
+/// attachments is told, from the null sender, which files; the sender is not; mail from
+/// `zimbraMtaMyNetworks` is refused without a notice.
+#[test]
+fn a_blocked_attachment_is_reported_to_the_recipient_naming_every_file() {
+    let sink = tests::peers::Sink::start(0);
+    let p = HostPostern::start(&[]);
+    let next_hop = format!("smtp:[127.0.0.1]:{}", sink.port);
+    prov(
+        &p,
+        &[
+            "cd",
+            "example.com",
+            "zimbraMailCatchAllAddress",
+            "@example.com",
+            "zimbraMailCatchAllForwardingAddress",
+            "@example.com",
+            "zimbraMailTransport",
+            &next_hop,
+        ],
+    );
+    prov(
+        &p,
+        &[
+            "mcf",
+            "zimbraMtaBlockedExtensionWarnRecipient",
+            "TRUE",
+            // The test's client is an outsider: recipients are told of inbound mail only.
+            "zimbraMtaMyNetworks",
+            "192.0.2.0/24",
+        ],
+    );
+    let shown = prov(&p, &["gacf", "zimbraMtaBlockedExtensionWarnRecipient"]);
+    assert!(
+        shown.contains("zimbraMtaBlockedExtensionWarnRecipient: TRUE"),
+        "{shown}"
+    );
+    let files = tempfile::tempdir().expect("temp dir");
+    let (exe, scr) = (files.path().join("setup.exe"), files.path().join("Run.SCR"));
+    std::fs::write(&exe, b"MZ\x90\x00").expect("exe");
+    std::fs::write(&scr, b"MZ").expect("scr");
+    let port = p.listener("smtp").port().to_string();
+    let send = |from: &str| {
+        let out = tests::peers::swaks(&[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--from",
+            from,
+            "--to",
+            "user@example.com",
+            "--h-Subject",
+            "the files you asked for",
+            "--attach",
+            &format!("@{}", exe.display()),
+            "--attach",
+            &format!("@{}", scr.display()),
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = send("sender@outside.example");
+    assert!(
+        said.contains(
+            "<** 554 5.7.1 Message content rejected: blocked attachment \"setup.exe\" and 1 more"
+        ),
+        "{said}"
+    );
+    let notices = sink.wait_for(1, std::time::Duration::from_secs(30));
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let notice = notices[0].replace("\r\n", "\n").replace("\n ", " ");
+    for expected in [
+        "X-Mail-Args: <>",
+        "X-Rcpt-Args: <user@example.com>",
+        "Subject: BANNED FILENAME (setup.exe, Run.SCR) IN MAIL TO YOU (from <sender@outside.example>)",
+        "Blocked:    setup.exe, Run.SCR",
+        "Subject:    the files you asked for",
+        "Auto-Submitted: auto-generated",
+    ] {
+        assert!(notice.contains(expected), "{expected} in\n{notice}");
+    }
+    let log = p.log();
+    assert!(
+        log.contains(" Blocked BANNED (setup.exe,Run.SCR) {RejectedInbound}"),
+        "{log}"
+    );
+    assert!(
+        log.contains("blocked attachment notification to <user@example.com>: "),
+        "{log}"
+    );
+
+    // The box's own users: refused all the same, and no notice to their correspondents.
+    prov(&p, &["mcf", "zimbraMtaMyNetworks", "127.0.0.0/8"]);
+    let said = send("user@example.com");
+    assert!(said.contains("<** 554 5.7.1 "), "{said}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(sink.messages().len(), 1, "{:?}", sink.messages());
+}

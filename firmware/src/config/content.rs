@@ -38,6 +38,7 @@ pub const TRAINING_DELIVER: &str = "posternSpamTrainingDeliver";
 pub const VIRUS_WARN_ADMIN: &str = "zimbraVirusWarnAdmin";
 pub const VIRUS_WARN_RECIPIENT: &str = "zimbraVirusWarnRecipient";
 pub const VIRUS_ADMIN: &str = "posternVirusAdminAddress";
+pub const BLOCKED_WARN_RECIPIENT: &str = "zimbraMtaBlockedExtensionWarnRecipient";
 
 /// The SpamAssassin score Zimbra calls 100 % (`zimbraSpamKillPercent` and
 /// `zimbraSpamTagPercent` are percentages of it).
@@ -119,6 +120,10 @@ pub struct ContentConfig {
     pub virus_warn_recipient: bool,
     /// `posternVirusAdminAddress`: where the admin's virus warnings go.
     pub virus_admin: Option<String>,
+    /// `zimbraMtaBlockedExtensionWarnRecipient`: the recipients of a message refused for a
+    /// blocked attachment are told, naming the files (inbound mail only, as for a virus). Off by
+    /// default like the virus notices (Zimbra's global config sets it TRUE).
+    pub blocked_warn_recipient: bool,
 }
 
 /// The spam scanner set, if any.
@@ -188,6 +193,7 @@ impl Default for ContentConfig {
             virus_warn_admin: false,
             virus_warn_recipient: false,
             virus_admin: None,
+            blocked_warn_recipient: false,
         }
     }
 }
@@ -260,6 +266,7 @@ impl ContentConfig {
         VIRUS_WARN_ADMIN,
         VIRUS_WARN_RECIPIENT,
         VIRUS_ADMIN,
+        BLOCKED_WARN_RECIPIENT,
     ];
 
     pub fn owns(attr: &str) -> bool {
@@ -312,6 +319,7 @@ impl ContentConfig {
             VIRUS_WARN_ADMIN => one(show_bool(self.virus_warn_admin)),
             VIRUS_WARN_RECIPIENT => one(show_bool(self.virus_warn_recipient)),
             VIRUS_ADMIN => self.virus_admin.iter().cloned().collect(),
+            BLOCKED_WARN_RECIPIENT => one(show_bool(self.blocked_warn_recipient)),
             _ => [self.spam_subject_tag.clone()]
                 .into_iter()
                 .filter(|t| !t.is_empty())
@@ -354,6 +362,7 @@ impl ContentConfig {
                     VIRUS_WARN_ADMIN => self.virus_warn_admin = boolean(attr, v)?,
                     VIRUS_WARN_RECIPIENT => self.virus_warn_recipient = boolean(attr, v)?,
                     VIRUS_ADMIN => self.virus_admin = Some(account(attr, v)?),
+                    BLOCKED_WARN_RECIPIENT => self.blocked_warn_recipient = boolean(attr, v)?,
                     _ => self.spam_subject_tag = subject_tag(attr, v)?,
                 }
             }
@@ -386,6 +395,7 @@ impl ContentConfig {
             VIRUS_WARN_ADMIN => self.virus_warn_admin = d.virus_warn_admin,
             VIRUS_WARN_RECIPIENT => self.virus_warn_recipient = d.virus_warn_recipient,
             VIRUS_ADMIN => self.virus_admin = d.virus_admin.clone(),
+            BLOCKED_WARN_RECIPIENT => self.blocked_warn_recipient = d.blocked_warn_recipient,
             _ => self.spam_subject_tag = d.spam_subject_tag.clone(),
         }
     }

@@ -272,6 +272,7 @@ impl MtaConfig {
         content::VIRUS_WARN_ADMIN,
         content::VIRUS_WARN_RECIPIENT,
         content::VIRUS_ADMIN,
+        content::BLOCKED_WARN_RECIPIENT,
         sender_auth::SPF_ACTION,
         sender_auth::DKIM_VERIFY,
         sender_auth::DMARC_VERIFY,
@@ -949,11 +950,11 @@ mod tests {
         );
         assert_eq!(unknown.code(), "account.INVALID_ATTR_NAME");
         let planned = c
-            .set("zimbraMtaBlockedExtensionWarnRecipient", &s(&["TRUE"]))
+            .set("zimbraAttachmentsBlocked", &s(&["TRUE"]))
             .unwrap_err();
         assert_eq!(
             planned.to_string(),
-            "zimbraMtaBlockedExtensionWarnRecipient: not supported yet"
+            "zimbraAttachmentsBlocked: not supported yet"
         );
     }
 }

@@ -281,8 +281,8 @@ fn settings_the_box_does_not_enforce_are_refused() {
             "ERROR: service.UNSUPPORTED (postscreen_greet_action enforce: not supported yet)",
         ),
         (
-            "mcf zimbraMtaBlockedExtensionWarnRecipient TRUE",
-            "ERROR: service.UNSUPPORTED (zimbraMtaBlockedExtensionWarnRecipient: not supported yet)",
+            "mcf zimbraAttachmentsBlocked TRUE",
+            "ERROR: service.UNSUPPORTED (zimbraAttachmentsBlocked: not supported yet)",
         ),
         (
             "md example.com zimbraMtaBlockedExtension exe",
@@ -311,7 +311,7 @@ fn settings_the_box_does_not_enforce_are_refused() {
     assert_eq!(d.encode(), snapshot);
     // Clearing asks for what is already so, as zmprov allows for any attribute.
     ok(&mut d, "mcf zimbraMtaRestriction ''");
-    ok(&mut d, "mcf zimbraMtaBlockedExtensionWarnRecipient ''");
+    ok(&mut d, "mcf zimbraAttachmentsBlocked ''");
     assert!(!ok(&mut d, "gacf").contains("zimbraMtaRestriction"));
 }
 
