@@ -431,8 +431,13 @@ fn rspamd_is_judged_by_zimbra_percentages_and_a_stopped_rspamd_is_a_tempfail() {
         !both.status.success() && said.contains("one spam scanner at a time"),
         "{said}"
     );
-    let https = p.admin(&["prov", "mcf", "posternRspamdUrl", "https://127.0.0.1:11334"]);
-    assert!(String::from_utf8_lossy(&https.stderr).contains("https is not supported"));
+    let named = p.admin(&[
+        "prov",
+        "mcf",
+        "posternRspamdUrl",
+        "https://rspamd.example:11334",
+    ]);
+    assert!(String::from_utf8_lossy(&named.stderr).contains("an address, not a name"));
     prov(
         &p,
         &[
@@ -766,4 +771,76 @@ fn a_blocked_attachment_is_reported_to_the_recipient_naming_every_file() {
     assert!(said.contains("<** 554 5.7.1 "), "{said}");
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(sink.messages().len(), 1, "{:?}", sink.messages());
+}
+
+/// `posternRspamdPassword` against an rspamd whose controller has a `password` (it answers 401
+/// otherwise): without it or
+/// with a wrong one the scan fails (`451`, or for training the lesson is kept) and the log says
+/// which setting to fix; with the right one rspamd scores and learns.
+#[test]
+fn rspamd_with_a_password_is_asked_with_posternrspamdpassword() {
+    let Some(rspamd) = Rspamd::start_with_password("q1w2e3") else {
+        return;
+    };
+    let p = gateway();
+    let smtp = p.listener("smtp");
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternRspamdUrl",
+            &rspamd.url(),
+            "posternSpamdTimeout",
+            "20s",
+        ],
+    );
+    let hello = "Subject: hello\r\n\r\nhello\r\n";
+    let tempfail = "451 4.7.1 Message content could not be scanned, try again later";
+    assert_eq!(send_message(smtp, hello.as_bytes()), tempfail);
+    prov(&p, &["mcf", "posternRspamdPassword", "wrong"]);
+    assert_eq!(send_message(smtp, hello.as_bytes()), tempfail);
+    let log = p.log();
+    for told in [
+        " Deferred UNCHECKED (rspamd: a password is required: set posternRspamdPassword) {TempFailedInbound}",
+        " Deferred UNCHECKED (rspamd: password refused: check posternRspamdPassword) {TempFailedInbound}",
+    ] {
+        assert!(log.contains(told), "{told} in\n{log}");
+    }
+    assert!(
+        !log.contains("wrong"),
+        "the password is never logged:\n{log}"
+    );
+
+    prov(&p, &["mcf", "posternRspamdPassword", "q1w2e3"]);
+    let body = queued_body(&p, &send_message(smtp, hello.as_bytes()));
+    assert!(body.contains("X-Spam-Score: "), "{body}");
+    let gtube = format!("Subject: buy now\r\n\r\n{GTUBE}\r\n");
+    assert_eq!(
+        send_message(smtp, gtube.as_bytes()),
+        "554 5.7.1 Message content rejected as spam"
+    );
+    // The learn endpoints want it too.
+    prov(
+        &p,
+        &["mcf", "zimbraSpamIsSpamAccount", "spam.train@example.com"],
+    );
+    let lesson = "From: <shop@spam.example>\r\nSubject: cheap offer\r\nMessage-ID: <pw-1@spam.example>\r\n\r\n\
+Buy cheap replica watches now, limited offer, click here for the best prices in the world, only \
+today, free shipping to every country.\r\n";
+    let mut c = SmtpClient::connect(smtp);
+    c.reply();
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<user@example.com>");
+    assert!(c.cmd("RCPT TO:<spam.train@example.com>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(lesson.as_bytes());
+    c.send(b"\r\n.\r\n");
+    let learned = c.reply();
+    assert!(learned.starts_with("250 "), "{learned}");
+    assert!(
+        p.log()
+            .contains(": spam training: 1 learned as spam by rspamd"),
+        "{}",
+        p.log()
+    );
 }

@@ -260,6 +260,7 @@ impl MtaConfig {
         content::CLAMD_FAIL,
         content::SPAMD,
         content::RSPAMD,
+        content::RSPAMD_PASSWORD,
         content::SPAMD_TIMEOUT,
         content::SPAMD_MAX_SIZE,
         content::SPAMD_FAIL,
@@ -752,7 +753,7 @@ mod tests {
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
         let mut shown: Vec<_> = c.all_values().into_iter().map(|(a, _)| a).collect();
         shown.dedup();
-        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 17);
+        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 18);
         assert_eq!(vals(&c, "zimbraMtaCommonBlockedExtension").len(), 27);
     }
 

@@ -59,7 +59,7 @@ use hops::HopCount;
 use stored::StoredMessage;
 
 /// Why the content stage refuses a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
     /// More `Received:` headers than `hopcount_limit`.
     TooManyHops { count: usize, limit: u32 },
