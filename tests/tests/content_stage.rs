@@ -20,7 +20,12 @@ fn prov(p: &HostPostern, args: &[&str]) -> String {
 /// A daemon that takes all of example.com and forwards it to a next hop nobody answers on (the
 /// mail stays queued, where `postern queue` can count it).
 fn gateway() -> HostPostern {
-    let p = HostPostern::start(&[]);
+    gateway_with_env(&[])
+}
+
+/// [`gateway`] with `env` in the daemon's environment.
+fn gateway_with_env(env: &[(&str, &str)]) -> HostPostern {
+    let p = HostPostern::start_with_env(&[], env);
     let next_hop = format!("smtp:[127.0.0.1]:{}", free_port());
     prov(
         &p,
@@ -774,15 +779,18 @@ fn a_blocked_attachment_is_reported_to_the_recipient_naming_every_file() {
 }
 
 /// `posternRspamdPassword` against an rspamd whose controller has a `password` (it answers 401
-/// otherwise): without it or
-/// with a wrong one the scan fails (`451`, or for training the lesson is kept) and the log says
-/// which setting to fix; with the right one rspamd scores and learns.
+/// otherwise): without it or with a wrong one the scan fails (`451`) and the log says which
+/// setting to fix; with the right one rspamd scores and learns. Then the same rspamd behind a TLS
+/// front (`https://`), trusted through `SSL_CERT_FILE`, and one the box does not trust.
 #[test]
 fn rspamd_with_a_password_is_asked_with_posternrspamdpassword() {
     let Some(rspamd) = Rspamd::start_with_password("q1w2e3") else {
         return;
     };
-    let p = gateway();
+    let front = tests::tls_front::TlsFront::start(rspamd.port);
+    let stranger = tests::tls_front::TlsFront::start(rspamd.port);
+    let bundle = front.ca_bundle.display().to_string();
+    let p = gateway_with_env(&[("SSL_CERT_FILE", &bundle)]);
     let smtp = p.listener("smtp");
     prov(
         &p,
@@ -837,10 +845,28 @@ today, free shipping to every country.\r\n";
     c.send(b"\r\n.\r\n");
     let learned = c.reply();
     assert!(learned.starts_with("250 "), "{learned}");
+    let qid = learned.trim_start_matches("250 2.0.0 Ok: queued as ");
+    // The queue manager finishes it: then its log lines are all written.
+    assert!(!still_queued(&p, qid));
     assert!(
-        p.log()
-            .contains(": spam training: 1 learned as spam by rspamd"),
+        p.log().contains(&format!(
+            "{qid}: spam training: 1 learned as spam by rspamd"
+        )),
         "{}",
         p.log()
+    );
+
+    // https://: the password travels inside TLS; a front the box does not trust is a tempfail.
+    let https = format!("https://127.0.0.1:{}", front.port);
+    prov(&p, &["mcf", "posternRspamdUrl", &https]);
+    let body = queued_body(&p, &send_message(smtp, hello.as_bytes()));
+    assert!(body.contains("X-Spam-Score: "), "{body}");
+    let untrusted = format!("https://127.0.0.1:{}", stranger.port);
+    prov(&p, &["mcf", "posternRspamdUrl", &untrusted]);
+    assert_eq!(send_message(smtp, hello.as_bytes()), tempfail);
+    let log = p.log();
+    assert!(
+        log.contains(" Deferred UNCHECKED (rspamd: TLS: invalid peer certificate: "),
+        "{log}"
     );
 }
