@@ -46,6 +46,7 @@ use std::sync::Arc;
 
 use crate::config::content::FailAction;
 use crate::config::{AuthConfig, ContentConfig, MtaConfig};
+use crate::directory::Directory;
 use crate::mail::{Envelope, Reply};
 use crate::policy::SenderAuth;
 use crate::policy::auth::{DmarcAction, MessageAuth};
@@ -252,8 +253,9 @@ pub struct Scan {
     envelope: Envelope,
     /// SPF, DKIM and DMARC of received mail, when any is on.
     sender: Option<SenderChecks>,
-    /// Signing keys, for mail from `$mynetworks` and authenticated clients.
-    signing: Option<dkim::KeyRing>,
+    /// Signing keys, for mail from `$mynetworks` and authenticated clients: the box's, and the
+    /// directory's (Zimbra's, from LDAP).
+    signing: Option<(dkim::KeyRing, Arc<Directory>)>,
 }
 
 /// What the sender checks of one message need.
@@ -304,10 +306,10 @@ impl Scan {
         self
     }
 
-    /// Signs what passes with `keys` (for a client that may relay).
-    pub fn with_signing(mut self, keys: dkim::KeyRing) -> Scan {
-        if !keys.is_empty() {
-            self.signing = Some(keys);
+    /// Signs what passes with `keys` or `dir`'s (for a client that may relay).
+    pub fn with_signing(mut self, keys: dkim::KeyRing, dir: Arc<Directory>) -> Scan {
+        if !keys.is_empty() || dir.has_dkim_keys() {
+            self.signing = Some((keys, dir));
         }
         self
     }
@@ -372,7 +374,7 @@ impl Scan {
     /// Adds the DKIM-Signature field over the header section as it will be stored (`whole`'s,
     /// with `accepted`'s edits) and `whole`'s body.
     fn sign(&self, accepted: &mut Accepted, whole: &[u8]) {
-        let Some(keys) = &self.signing else {
+        let Some((keys, dir)) = &self.signing else {
             return;
         };
         let head_len = whole
@@ -387,7 +389,7 @@ impl Scan {
             return;
         }
         let edited = headers::edit(&whole[..head_len], accepted);
-        match keys.sign(&edited, &whole[head_len..]) {
+        match keys.sign(&edited, &whole[head_len..], Some(dir)) {
             Ok(Some(field)) => accepted.headers.insert(0, field),
             Ok(None) => {}
             Err(e) => accepted.notes.push(format!("not DKIM-signed: {e}")),

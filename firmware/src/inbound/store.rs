@@ -60,7 +60,7 @@ impl MessageStore for SpoolStore {
             own,
         );
         if own {
-            scan = scan.with_signing(self.dkim.clone());
+            scan = scan.with_signing(self.dkim.clone(), dir.clone());
         }
         let notices = NoticePlan::new(&envelope, &dir, config, own);
         let incoming = self
