@@ -42,6 +42,8 @@ pub struct HostPostern {
     pub control: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    /// Environment variables for the daemon (`SSL_CERT_FILE` for a test's own CA).
+    env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -51,8 +53,17 @@ impl HostPostern {
         HostPostern::start_on("64M", extra)
     }
 
+    /// Starts a daemon with `env` set in its environment.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> HostPostern {
+        HostPostern::start_on_with_env("64M", extra, env)
+    }
+
     /// Starts a daemon on a fresh flash of `size` (e.g. "8M").
     pub fn start_on(size: &str, extra: &[&str]) -> HostPostern {
+        HostPostern::start_on_with_env(size, extra, &[])
+    }
+
+    fn start_on_with_env(size: &str, extra: &[&str], env: &[(&str, &str)]) -> HostPostern {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_path_buf();
         let mut p = HostPostern {
@@ -61,6 +72,10 @@ impl HostPostern {
             dir,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _tmp: Some(tmp),
         };
         p.spawn(&["--flash-size", size]);
@@ -81,6 +96,7 @@ impl HostPostern {
         }
         cmd.args(&self.extra)
             .args(more)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

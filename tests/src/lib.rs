@@ -10,4 +10,5 @@ pub mod peers;
 pub mod policy_server;
 pub mod postfix;
 pub mod scanners;
+pub mod tls_front;
 pub mod update;

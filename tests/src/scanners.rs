@@ -224,7 +224,7 @@ logging {
 worker "controller" {
     bind_socket = "127.0.0.1:@PORT@";
     count = 1;
-    secure_ip = "127.0.0.1";
+    @ACCESS@
     static_dir = "${WWWDIR}";
 }
 "#;
@@ -244,8 +244,18 @@ dns { nameserver = ["127.0.0.1:1"]; timeout = 0.2s; retransmits = 1; }
 "#;
 
 impl Rspamd {
-    /// Starts rspamd, or `None` (after [`missing`]) when it is not installed.
+    /// Starts rspamd, or `None` (after [`missing`]) when it is not installed. Requests from
+    /// 127.0.0.1 need no password (`secure_ip`).
     pub fn start() -> Option<Rspamd> {
+        Rspamd::start_with(r#"secure_ip = "127.0.0.1";"#)
+    }
+
+    /// Starts rspamd whose controller wants `password` for every request, from anywhere.
+    pub fn start_with_password(password: &str) -> Option<Rspamd> {
+        Rspamd::start_with(&format!("password = \"{password}\";"))
+    }
+
+    fn start_with(access: &str) -> Option<Rspamd> {
         if !Path::new("/usr/bin/rspamd").exists() {
             missing("rspamd", "rspamd");
             return None;
@@ -257,7 +267,10 @@ impl Rspamd {
             std::fs::create_dir(root.join(sub)).expect("rspamd dir");
         }
         let conf = root.join("rspamd.conf");
-        std::fs::write(&conf, RSPAMD_CONF.replace("@PORT@", &port.to_string())).expect("conf");
+        let conf_text = RSPAMD_CONF
+            .replace("@PORT@", &port.to_string())
+            .replace("@ACCESS@", access);
+        std::fs::write(&conf, conf_text).expect("conf");
         std::fs::write(root.join("override.d/classifier-bayes.conf"), RSPAMD_BAYES).expect("bayes");
         std::fs::write(root.join("override.d/options.inc"), RSPAMD_OPTIONS).expect("options");
         let var = |name: &str, sub: &str| format!("{name}={}", root.join(sub).display());

@@ -20,7 +20,12 @@ fn prov(p: &HostPostern, args: &[&str]) -> String {
 /// A daemon that takes all of example.com and forwards it to a next hop nobody answers on (the
 /// mail stays queued, where `postern queue` can count it).
 fn gateway() -> HostPostern {
-    let p = HostPostern::start(&[]);
+    gateway_with_env(&[])
+}
+
+/// [`gateway`] with `env` in the daemon's environment.
+fn gateway_with_env(env: &[(&str, &str)]) -> HostPostern {
+    let p = HostPostern::start_with_env(&[], env);
     let next_hop = format!("smtp:[127.0.0.1]:{}", free_port());
     prov(
         &p,
@@ -431,8 +436,13 @@ fn rspamd_is_judged_by_zimbra_percentages_and_a_stopped_rspamd_is_a_tempfail() {
         !both.status.success() && said.contains("one spam scanner at a time"),
         "{said}"
     );
-    let https = p.admin(&["prov", "mcf", "posternRspamdUrl", "https://127.0.0.1:11334"]);
-    assert!(String::from_utf8_lossy(&https.stderr).contains("https is not supported"));
+    let named = p.admin(&[
+        "prov",
+        "mcf",
+        "posternRspamdUrl",
+        "https://rspamd.example:11334",
+    ]);
+    assert!(String::from_utf8_lossy(&named.stderr).contains("an address, not a name"));
     prov(
         &p,
         &[
@@ -665,6 +675,198 @@ fn a_refused_virus_is_reported_to_the_admin_and_the_recipients_never_the_sender(
     );
     assert!(
         log.contains("virus notification to <user@example.com>: "),
+        "{log}"
+    );
+}
+
+/// `zimbraMtaBlockedExtensionWarnRecipient`: the recipient of inbound mail refused for blocked
+/// attachments is told, from the null sender, which files; the sender is not; mail from
+/// `zimbraMtaMyNetworks` is refused without a notice.
+#[test]
+fn a_blocked_attachment_is_reported_to_the_recipient_naming_every_file() {
+    let sink = tests::peers::Sink::start(0);
+    let p = HostPostern::start(&[]);
+    let next_hop = format!("smtp:[127.0.0.1]:{}", sink.port);
+    prov(
+        &p,
+        &[
+            "cd",
+            "example.com",
+            "zimbraMailCatchAllAddress",
+            "@example.com",
+            "zimbraMailCatchAllForwardingAddress",
+            "@example.com",
+            "zimbraMailTransport",
+            &next_hop,
+        ],
+    );
+    prov(
+        &p,
+        &[
+            "mcf",
+            "zimbraMtaBlockedExtensionWarnRecipient",
+            "TRUE",
+            // The test's client is an outsider: recipients are told of inbound mail only.
+            "zimbraMtaMyNetworks",
+            "192.0.2.0/24",
+        ],
+    );
+    let shown = prov(&p, &["gacf", "zimbraMtaBlockedExtensionWarnRecipient"]);
+    assert!(
+        shown.contains("zimbraMtaBlockedExtensionWarnRecipient: TRUE"),
+        "{shown}"
+    );
+    let files = tempfile::tempdir().expect("temp dir");
+    let (exe, scr) = (files.path().join("setup.exe"), files.path().join("Run.SCR"));
+    std::fs::write(&exe, b"MZ\x90\x00").expect("exe");
+    std::fs::write(&scr, b"MZ").expect("scr");
+    let port = p.listener("smtp").port().to_string();
+    let send = |from: &str| {
+        let out = tests::peers::swaks(&[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--from",
+            from,
+            "--to",
+            "user@example.com",
+            "--h-Subject",
+            "the files you asked for",
+            "--attach",
+            &format!("@{}", exe.display()),
+            "--attach",
+            &format!("@{}", scr.display()),
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = send("sender@outside.example");
+    assert!(
+        said.contains(
+            "<** 554 5.7.1 Message content rejected: blocked attachment \"setup.exe\" and 1 more"
+        ),
+        "{said}"
+    );
+    let notices = sink.wait_for(1, std::time::Duration::from_secs(30));
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let notice = notices[0].replace("\r\n", "\n").replace("\n ", " ");
+    for expected in [
+        "X-Mail-Args: <>",
+        "X-Rcpt-Args: <user@example.com>",
+        "Subject: BANNED FILENAME (setup.exe, Run.SCR) IN MAIL TO YOU (from <sender@outside.example>)",
+        "Blocked:    setup.exe, Run.SCR",
+        "Subject:    the files you asked for",
+        "Auto-Submitted: auto-generated",
+    ] {
+        assert!(notice.contains(expected), "{expected} in\n{notice}");
+    }
+    let log = p.log();
+    assert!(
+        log.contains(" Blocked BANNED (setup.exe,Run.SCR) {RejectedInbound}"),
+        "{log}"
+    );
+    assert!(
+        log.contains("blocked attachment notification to <user@example.com>: "),
+        "{log}"
+    );
+
+    // The box's own users: refused all the same, and no notice to their correspondents.
+    prov(&p, &["mcf", "zimbraMtaMyNetworks", "127.0.0.0/8"]);
+    let said = send("user@example.com");
+    assert!(said.contains("<** 554 5.7.1 "), "{said}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(sink.messages().len(), 1, "{:?}", sink.messages());
+}
+
+/// `posternRspamdPassword` against an rspamd whose controller has a `password` (it answers 401
+/// otherwise): without it or with a wrong one the scan fails (`451`) and the log says which
+/// setting to fix; with the right one rspamd scores and learns. Then the same rspamd behind a TLS
+/// front (`https://`), trusted through `SSL_CERT_FILE`, and one the box does not trust.
+#[test]
+fn rspamd_with_a_password_is_asked_with_posternrspamdpassword() {
+    let Some(rspamd) = Rspamd::start_with_password("q1w2e3") else {
+        return;
+    };
+    let front = tests::tls_front::TlsFront::start(rspamd.port);
+    let stranger = tests::tls_front::TlsFront::start(rspamd.port);
+    let bundle = front.ca_bundle.display().to_string();
+    let p = gateway_with_env(&[("SSL_CERT_FILE", &bundle)]);
+    let smtp = p.listener("smtp");
+    prov(
+        &p,
+        &[
+            "mcf",
+            "posternRspamdUrl",
+            &rspamd.url(),
+            "posternSpamdTimeout",
+            "20s",
+        ],
+    );
+    let hello = "Subject: hello\r\n\r\nhello\r\n";
+    let tempfail = "451 4.7.1 Message content could not be scanned, try again later";
+    assert_eq!(send_message(smtp, hello.as_bytes()), tempfail);
+    prov(&p, &["mcf", "posternRspamdPassword", "wrong"]);
+    assert_eq!(send_message(smtp, hello.as_bytes()), tempfail);
+    let log = p.log();
+    for told in [
+        " Deferred UNCHECKED (rspamd: a password is required: set posternRspamdPassword) {TempFailedInbound}",
+        " Deferred UNCHECKED (rspamd: password refused: check posternRspamdPassword) {TempFailedInbound}",
+    ] {
+        assert!(log.contains(told), "{told} in\n{log}");
+    }
+    assert!(
+        !log.contains("wrong"),
+        "the password is never logged:\n{log}"
+    );
+
+    prov(&p, &["mcf", "posternRspamdPassword", "q1w2e3"]);
+    let body = queued_body(&p, &send_message(smtp, hello.as_bytes()));
+    assert!(body.contains("X-Spam-Score: "), "{body}");
+    let gtube = format!("Subject: buy now\r\n\r\n{GTUBE}\r\n");
+    assert_eq!(
+        send_message(smtp, gtube.as_bytes()),
+        "554 5.7.1 Message content rejected as spam"
+    );
+    // The learn endpoints want it too.
+    prov(
+        &p,
+        &["mcf", "zimbraSpamIsSpamAccount", "spam.train@example.com"],
+    );
+    let lesson = "From: <shop@spam.example>\r\nSubject: cheap offer\r\nMessage-ID: <pw-1@spam.example>\r\n\r\n\
+Buy cheap replica watches now, limited offer, click here for the best prices in the world, only \
+today, free shipping to every country.\r\n";
+    let mut c = SmtpClient::connect(smtp);
+    c.reply();
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<user@example.com>");
+    assert!(c.cmd("RCPT TO:<spam.train@example.com>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(lesson.as_bytes());
+    c.send(b"\r\n.\r\n");
+    let learned = c.reply();
+    assert!(learned.starts_with("250 "), "{learned}");
+    let qid = learned.trim_start_matches("250 2.0.0 Ok: queued as ");
+    // The queue manager finishes it: then its log lines are all written.
+    assert!(!still_queued(&p, qid));
+    assert!(
+        p.log().contains(&format!(
+            "{qid}: spam training: 1 learned as spam by rspamd"
+        )),
+        "{}",
+        p.log()
+    );
+
+    // https://: the password travels inside TLS; a front the box does not trust is a tempfail.
+    let https = format!("https://127.0.0.1:{}", front.port);
+    prov(&p, &["mcf", "posternRspamdUrl", &https]);
+    let body = queued_body(&p, &send_message(smtp, hello.as_bytes()));
+    assert!(body.contains("X-Spam-Score: "), "{body}");
+    let untrusted = format!("https://127.0.0.1:{}", stranger.port);
+    prov(&p, &["mcf", "posternRspamdUrl", &untrusted]);
+    assert_eq!(send_message(smtp, hello.as_bytes()), tempfail);
+    let log = p.log();
+    assert!(
+        log.contains(" Deferred UNCHECKED (rspamd: TLS: invalid peer certificate: "),
         "{log}"
     );
 }

@@ -407,3 +407,87 @@ Message-ID: <{n}@{domain}>\r\n\r\nLine one\r\n..dot-stuffed line\r\n"
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
     assert!(!delivered(&sink, &mut seen).contains("DKIM-Signature"));
 }
+
+/// A domain whose directory entry holds a DKIM key (as Zimbra's LDAP does, put there by
+/// `zmdkimkeyutil` in the PKCS#1 PEM `opendkim-genkey` writes) gets its mail signed with it, with
+/// no key made on the box; dkimpy verifies the signature. `gd` does not show the key.
+#[test]
+fn a_key_the_directory_holds_signs_the_domains_mail() {
+    if !dkimpy::available() {
+        return;
+    }
+    let dns = DnsServer::start();
+    let sink = Sink::start(0);
+    let mut seen = Vec::new();
+    let p = gateway(&dns, &sink);
+    let smtp = p.listener("smtp");
+    let (pkcs8, record) = dkimpy::rsa_key();
+    let mut convert = std::process::Command::new("openssl")
+        .args(["rsa", "-traditional"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl rsa");
+    std::io::Write::write_all(&mut convert.stdin.take().expect("stdin"), pkcs8.as_bytes())
+        .expect("key to openssl");
+    let pkcs1 =
+        String::from_utf8(convert.wait_with_output().expect("openssl").stdout).expect("PEM text");
+    assert!(
+        pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+        "{pkcs1}"
+    );
+    prov(&p, &["mcf", "zimbraMtaMyNetworks", "127.0.0.0/8"]);
+    prov(&p, &["cd", "zimbra.example"]);
+    let bad = p.admin(&[
+        "prov",
+        "md",
+        "zimbra.example",
+        "zimbraDKIMPrivateKey",
+        "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0\n-----END RSA PRIVATE KEY-----\n",
+    ]);
+    let said = String::from_utf8_lossy(&bad.stderr).to_string();
+    assert!(
+        !bad.status.success()
+            && said.contains("zimbraDKIMPrivateKey")
+            && !said.contains("c2VjcmV0"),
+        "{said}"
+    );
+    prov(
+        &p,
+        &[
+            "md",
+            "zimbra.example",
+            "zimbraDKIMSelector",
+            "zm1",
+            "zimbraDKIMPrivateKey",
+            &pkcs1,
+        ],
+    );
+    let shown = prov(&p, &["gd", "zimbra.example"]);
+    assert!(
+        shown.contains("zimbraDKIMPrivateKey: (private key, not shown)")
+            && !shown.contains("BEGIN"),
+        "{shown}"
+    );
+    let msg = b"From: Ann <ann@zimbra.example>\r\nTo: user@example.com\r\nSubject: from ldap\r\n\
+Message-ID: <l1@zimbra.example>\r\n\r\nsigned with the directory's key\r\n";
+    let reply = send(smtp, "client.test", "ann@zimbra.example", msg);
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let delivered = crlf(&delivered(&sink, &mut seen));
+    assert!(delivered.contains("DKIM-Signature: v=1;"), "{delivered}");
+    assert!(
+        dkimpy::verify(
+            delivered.as_bytes(),
+            "zm1._domainkey.zimbra.example",
+            &record
+        ),
+        "{delivered}"
+    );
+    let altered = delivered.replace("signed with", "signed w1th");
+    assert!(!dkimpy::verify(
+        altered.as_bytes(),
+        "zm1._domainkey.zimbra.example",
+        &record
+    ));
+}

@@ -65,7 +65,6 @@ impl AttrError {
 pub const PLANNED: &[&str] = &[
     "zimbraMtaAuthEnabled",
     "zimbraMtaTlsAuthOnly",
-    "zimbraMtaBlockedExtensionWarnRecipient",
     "zimbraAttachmentsBlocked",
 ];
 

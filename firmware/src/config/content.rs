@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::attr::{AttrError, boolean, invalid, show_bool, single};
 use super::duration::{self, Unit};
-use super::rspamd_url::RspamdUrl;
+use super::rspamd_url::{RspamdPassword, RspamdUrl};
 
 pub const BLOCKED_EXT: &str = "zimbraMtaBlockedExtension";
 pub const COMMON_BLOCKED_EXT: &str = "zimbraMtaCommonBlockedExtension";
@@ -34,10 +34,12 @@ pub const SPAM_SUBJECT_TAG: &str = "zimbraSpamSubjectTag";
 pub const SPAM_ACCOUNT: &str = "zimbraSpamIsSpamAccount";
 pub const HAM_ACCOUNT: &str = "zimbraSpamIsNotSpamAccount";
 pub const RSPAMD: &str = "posternRspamdUrl";
+pub const RSPAMD_PASSWORD: &str = "posternRspamdPassword";
 pub const TRAINING_DELIVER: &str = "posternSpamTrainingDeliver";
 pub const VIRUS_WARN_ADMIN: &str = "zimbraVirusWarnAdmin";
 pub const VIRUS_WARN_RECIPIENT: &str = "zimbraVirusWarnRecipient";
 pub const VIRUS_ADMIN: &str = "posternVirusAdminAddress";
+pub const BLOCKED_WARN_RECIPIENT: &str = "zimbraMtaBlockedExtensionWarnRecipient";
 
 /// The SpamAssassin score Zimbra calls 100 % (`zimbraSpamKillPercent` and
 /// `zimbraSpamTagPercent` are percentages of it).
@@ -90,6 +92,9 @@ pub struct ContentConfig {
     /// `posternRspamdUrl`: where rspamd answers HTTP; unset, no rspamd. One spam scanner at a
     /// time: this or `posternSpamdAddress`.
     pub rspamd: Option<RspamdUrl>,
+    /// `posternRspamdPassword`: the controller's `password` (or `enable_password`), sent with
+    /// every request; unset, none is sent (rspamd then trusts only its `secure_ip`).
+    pub rspamd_password: Option<RspamdPassword>,
     /// `posternSpamdTimeout`: the most one call to the spam scanner (spamd or rspamd) may take.
     pub spamd_timeout: Duration,
     /// `posternSpamdMaxSize`: bigger messages are not scored (spamc's `-s`, 500 KB); for rspamd
@@ -119,13 +124,20 @@ pub struct ContentConfig {
     pub virus_warn_recipient: bool,
     /// `posternVirusAdminAddress`: where the admin's virus warnings go.
     pub virus_admin: Option<String>,
+    /// `zimbraMtaBlockedExtensionWarnRecipient`: the recipients of a message refused for a
+    /// blocked attachment are told, naming the files (inbound mail only, as for a virus). Off by
+    /// default like the virus notices (Zimbra's global config sets it TRUE).
+    pub blocked_warn_recipient: bool,
 }
 
 /// The spam scanner set, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpamScanner<'a> {
     Spamd(&'a ScannerAddress),
-    Rspamd(RspamdUrl),
+    Rspamd {
+        url: RspamdUrl,
+        password: Option<&'a RspamdPassword>,
+    },
 }
 
 /// What the content stage does with a message a scanner could not judge (down, timed out, the
@@ -184,10 +196,12 @@ impl Default for ContentConfig {
             spam_account: None,
             ham_account: None,
             rspamd: None,
+            rspamd_password: None,
             training_deliver: false,
             virus_warn_admin: false,
             virus_warn_recipient: false,
             virus_admin: None,
+            blocked_warn_recipient: false,
         }
     }
 }
@@ -248,6 +262,7 @@ impl ContentConfig {
         CLAMD_FAIL,
         SPAMD,
         RSPAMD,
+        RSPAMD_PASSWORD,
         SPAMD_TIMEOUT,
         SPAMD_MAX_SIZE,
         SPAMD_FAIL,
@@ -260,6 +275,7 @@ impl ContentConfig {
         VIRUS_WARN_ADMIN,
         VIRUS_WARN_RECIPIENT,
         VIRUS_ADMIN,
+        BLOCKED_WARN_RECIPIENT,
     ];
 
     pub fn owns(attr: &str) -> bool {
@@ -301,6 +317,11 @@ impl ContentConfig {
             CLAMD_FAIL => one(self.clamd_fail.show()),
             SPAMD => self.spamd.iter().map(|a| a.to_string()).collect(),
             RSPAMD => self.rspamd.iter().map(|a| a.to_string()).collect(),
+            RSPAMD_PASSWORD => self
+                .rspamd_password
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
             SPAMD_TIMEOUT => one(duration::show(self.spamd_timeout, Unit::Seconds)),
             SPAMD_MAX_SIZE => one(self.spamd_max_size.to_string()),
             SPAMD_FAIL => one(self.spamd_fail.show()),
@@ -312,6 +333,7 @@ impl ContentConfig {
             VIRUS_WARN_ADMIN => one(show_bool(self.virus_warn_admin)),
             VIRUS_WARN_RECIPIENT => one(show_bool(self.virus_warn_recipient)),
             VIRUS_ADMIN => self.virus_admin.iter().cloned().collect(),
+            BLOCKED_WARN_RECIPIENT => one(show_bool(self.blocked_warn_recipient)),
             _ => [self.spam_subject_tag.clone()]
                 .into_iter()
                 .filter(|t| !t.is_empty())
@@ -343,6 +365,11 @@ impl ContentConfig {
                     CLAMD_FAIL => self.clamd_fail = FailAction::parse(attr, v)?,
                     SPAMD => self.spamd = Some(v.parse().map_err(|e| invalid(attr, v, e))?),
                     RSPAMD => self.rspamd = Some(v.parse().map_err(|e| invalid(attr, v, e))?),
+                    RSPAMD_PASSWORD => {
+                        // Not echoed in the error: it is a secret.
+                        let p = v.parse().map_err(|e| invalid(attr, "(hidden)", e))?;
+                        self.rspamd_password = Some(p);
+                    }
                     SPAMD_TIMEOUT => self.spamd_timeout = time(attr, v)?,
                     SPAMD_MAX_SIZE => self.spamd_max_size = number(attr, v)?,
                     SPAMD_FAIL => self.spamd_fail = FailAction::parse(attr, v)?,
@@ -354,6 +381,7 @@ impl ContentConfig {
                     VIRUS_WARN_ADMIN => self.virus_warn_admin = boolean(attr, v)?,
                     VIRUS_WARN_RECIPIENT => self.virus_warn_recipient = boolean(attr, v)?,
                     VIRUS_ADMIN => self.virus_admin = Some(account(attr, v)?),
+                    BLOCKED_WARN_RECIPIENT => self.blocked_warn_recipient = boolean(attr, v)?,
                     _ => self.spam_subject_tag = subject_tag(attr, v)?,
                 }
             }
@@ -375,6 +403,7 @@ impl ContentConfig {
             CLAMD_FAIL => self.clamd_fail = d.clamd_fail,
             SPAMD => self.spamd = d.spamd.clone(),
             RSPAMD => self.rspamd = d.rspamd,
+            RSPAMD_PASSWORD => self.rspamd_password = d.rspamd_password.clone(),
             SPAMD_TIMEOUT => self.spamd_timeout = d.spamd_timeout,
             SPAMD_MAX_SIZE => self.spamd_max_size = d.spamd_max_size,
             SPAMD_FAIL => self.spamd_fail = d.spamd_fail,
@@ -386,6 +415,7 @@ impl ContentConfig {
             VIRUS_WARN_ADMIN => self.virus_warn_admin = d.virus_warn_admin,
             VIRUS_WARN_RECIPIENT => self.virus_warn_recipient = d.virus_warn_recipient,
             VIRUS_ADMIN => self.virus_admin = d.virus_admin.clone(),
+            BLOCKED_WARN_RECIPIENT => self.blocked_warn_recipient = d.blocked_warn_recipient,
             _ => self.spam_subject_tag = d.spam_subject_tag.clone(),
         }
     }
@@ -429,7 +459,10 @@ impl ContentConfig {
     pub fn spam_scanner(&self) -> Option<SpamScanner<'_>> {
         match (&self.spamd, self.rspamd) {
             (Some(addr), _) => Some(SpamScanner::Spamd(addr)),
-            (None, Some(url)) => Some(SpamScanner::Rspamd(url)),
+            (None, Some(url)) => Some(SpamScanner::Rspamd {
+                url,
+                password: self.rspamd_password.as_ref(),
+            }),
             (None, None) => None,
         }
     }
@@ -595,16 +628,25 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(
             c.spam_scanner(),
-            Some(SpamScanner::Rspamd(
-                "http://127.0.0.1:11334".parse().unwrap()
-            ))
+            Some(SpamScanner::Rspamd {
+                url: "http://127.0.0.1:11334".parse().unwrap(),
+                password: None
+            })
         );
         assert_eq!(c.values(RSPAMD), ["http://127.0.0.1:11334"]);
-        let https = c.set(RSPAMD, &v("https://127.0.0.1:11334")).unwrap_err();
-        assert!(
-            https.to_string().contains("https is not supported"),
-            "{https}"
-        );
+        c.set(RSPAMD, &v("https://127.0.0.1:11334")).unwrap();
+        assert_eq!(c.values(RSPAMD), ["https://127.0.0.1:11334"]);
+        let bad = c.set(RSPAMD_PASSWORD, &v("a\r\nb")).unwrap_err();
+        assert!(!bad.to_string().contains("a\r\nb"), "{bad}");
+        c.set(RSPAMD_PASSWORD, &v("q1w2e3")).unwrap();
+        assert_eq!(c.values(RSPAMD_PASSWORD), ["q1w2e3"]);
+        assert!(!format!("{c:?}").contains("q1w2e3"));
+        let Some(SpamScanner::Rspamd { password, .. }) = c.spam_scanner() else {
+            panic!("rspamd");
+        };
+        assert_eq!(password.map(RspamdPassword::as_str), Some("q1w2e3"));
+        c.set(RSPAMD_PASSWORD, &[]).unwrap();
+        assert_eq!(c.rspamd_password, None);
         assert_eq!(c.values(TRAINING_DELIVER), ["FALSE"]);
         c.set(TRAINING_DELIVER, &v("true")).unwrap();
         assert!(c.training_deliver);

@@ -261,6 +261,7 @@ impl MtaConfig {
         content::CLAMD_FAIL,
         content::SPAMD,
         content::RSPAMD,
+        content::RSPAMD_PASSWORD,
         content::SPAMD_TIMEOUT,
         content::SPAMD_MAX_SIZE,
         content::SPAMD_FAIL,
@@ -273,6 +274,7 @@ impl MtaConfig {
         content::VIRUS_WARN_ADMIN,
         content::VIRUS_WARN_RECIPIENT,
         content::VIRUS_ADMIN,
+        content::BLOCKED_WARN_RECIPIENT,
         sender_auth::SPF_ACTION,
         sender_auth::DKIM_VERIFY,
         sender_auth::DMARC_VERIFY,
@@ -758,7 +760,7 @@ mod tests {
         assert!(vals(&c, "zimbraMtaRelayHost").is_empty());
         let mut shown: Vec<_> = c.all_values().into_iter().map(|(a, _)| a).collect();
         shown.dedup();
-        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 19);
+        assert_eq!(shown.len(), MtaConfig::ATTRS.len() - 20);
         assert_eq!(vals(&c, "zimbraMtaCommonBlockedExtension").len(), 27);
     }
 
@@ -956,11 +958,11 @@ mod tests {
         );
         assert_eq!(unknown.code(), "account.INVALID_ATTR_NAME");
         let planned = c
-            .set("zimbraMtaBlockedExtensionWarnRecipient", &s(&["TRUE"]))
+            .set("zimbraAttachmentsBlocked", &s(&["TRUE"]))
             .unwrap_err();
         assert_eq!(
             planned.to_string(),
-            "zimbraMtaBlockedExtensionWarnRecipient: not supported yet"
+            "zimbraAttachmentsBlocked: not supported yet"
         );
     }
 }

@@ -11,6 +11,7 @@ use std::io::{Cursor, Read};
 use zip::ZipArchive;
 
 use super::Rejection;
+use super::blocked::BlockedNames;
 use crate::config::ContentConfig;
 
 /// The local file header signature every zip starts with.
@@ -28,7 +29,8 @@ pub struct Budget {
     pub unpacked: u64,
 }
 
-/// Checks the archive `bytes`, shown to the client as `path`, and every archive inside it.
+/// Checks the archive `bytes`, shown to the client as `path`, and every archive inside it: member
+/// names with a blocked extension go into `blocked`, an archive that cannot be judged is refused.
 /// `depth` is how many archives enclose this one (0 for one attached to the message).
 pub fn check_zip(
     bytes: &[u8],
@@ -36,6 +38,7 @@ pub fn check_zip(
     depth: u32,
     config: &ContentConfig,
     budget: &mut Budget,
+    blocked: &mut BlockedNames,
 ) -> Result<(), Rejection> {
     if depth >= config.archive_max_depth {
         return Err(Rejection::ArchiveTooDeep {
@@ -56,7 +59,9 @@ pub fn check_zip(
             Err(_) => continue,
         };
         if config.blocks_name(&member) {
-            return Err(Rejection::BlockedAttachment { name: member });
+            // Refused already; the rest is looked at only to name every blocked file.
+            blocked.add(&member);
+            continue;
         }
         if encrypted {
             if config.block_encrypted_archive {
@@ -69,7 +74,7 @@ pub fn check_zip(
         let Some(inner) = unpack_if_zip(&mut archive, i, &member, budget)? else {
             continue;
         };
-        check_zip(&inner, &member, depth + 1, config, budget)?;
+        check_zip(&inner, &member, depth + 1, config, budget, blocked)?;
     }
     Ok(())
 }
@@ -143,7 +148,9 @@ pub mod tests {
         let mut budget = Budget {
             unpacked: config.archive_max_unpacked,
         };
-        check_zip(bytes, "a.zip", 0, config, &mut budget)
+        let mut blocked = BlockedNames::default();
+        let checked = check_zip(bytes, "a.zip", 0, config, &mut budget, &mut blocked);
+        blocked.rejection().map_or(checked, Err)
     }
 
     #[test]
@@ -155,14 +162,25 @@ pub mod tests {
         assert_eq!(
             check(&exe, &config),
             Err(Rejection::BlockedAttachment {
-                name: "a.zip/setup.EXE".into()
+                name: "a.zip/setup.EXE".into(),
+                more: vec![]
             })
         );
         let nested = zip_of(&[("inner.zip", &zip_of(&[("dir/run.vbs", b"x")]))]);
         assert_eq!(
             check(&nested, &config),
             Err(Rejection::BlockedAttachment {
-                name: "a.zip/inner.zip/dir/run.vbs".into()
+                name: "a.zip/inner.zip/dir/run.vbs".into(),
+                more: vec![]
+            })
+        );
+        // Every blocked member is named, the first in the reply.
+        let two = zip_of(&[("a.exe", b"MZ"), ("ok.txt", b"x"), ("b.scr", b"MZ")]);
+        assert_eq!(
+            check(&two, &config),
+            Err(Rejection::BlockedAttachment {
+                name: "a.zip/a.exe".into(),
+                more: vec!["a.zip/b.scr".into()]
             })
         );
         // An archive with another name is still opened: its bytes say what it is.

@@ -14,6 +14,7 @@ use mail_parser::{MessageParser, MimeHeaders};
 
 use super::Rejection;
 use super::archive::{self, Budget};
+use super::blocked::BlockedNames;
 use super::headers::HEAD_LIMIT;
 use crate::config::ContentConfig;
 
@@ -55,6 +56,10 @@ pub struct AttachmentWalk {
     /// Boundaries of the open multiparts, innermost last.
     boundaries: Vec<Vec<u8>>,
     budget: Budget,
+    /// Names with a blocked extension: the message is refused, and the walk goes on only to
+    /// name them all.
+    blocked: BlockedNames,
+    /// A refusal that ends the walk (an archive that cannot be judged).
     refused: Option<Rejection>,
     unopened: Option<Unopened>,
 }
@@ -95,6 +100,7 @@ impl AttachmentWalk {
             budget: Budget {
                 unpacked: config.archive_max_unpacked,
             },
+            blocked: BlockedNames::default(),
             refused: None,
             unopened: None,
         }
@@ -149,7 +155,8 @@ impl AttachmentWalk {
                 self.end_part(config);
             }
         }
-        match self.refused {
+        // A blocked name is the clearer answer: the sender can do something about it.
+        match self.blocked.rejection().or(self.refused) {
             Some(refused) => Err(refused),
             None => Ok(self.unopened),
         }
@@ -211,10 +218,16 @@ impl AttachmentWalk {
                 .and_then(|d| d.attribute("filename")),
             part.content_type().and_then(|t| t.attribute("name")),
         ];
-        if let Some(name) = names.into_iter().flatten().find(|n| config.blocks_name(n)) {
-            self.refused = Some(Rejection::BlockedAttachment {
-                name: name.to_string(),
-            });
+        let mut refused = false;
+        for name in names
+            .into_iter()
+            .flatten()
+            .filter(|n| config.blocks_name(n))
+        {
+            self.blocked.add(name);
+            refused = true;
+        }
+        if refused {
             return;
         }
         let encoding = part
@@ -262,7 +275,14 @@ impl AttachmentWalk {
                 self.unopened.get_or_insert(Unopened { name });
             }
             Archive::Zip(data) => {
-                let checked = archive::check_zip(&data, &name, 0, config, &mut self.budget);
+                let checked = archive::check_zip(
+                    &data,
+                    &name,
+                    0,
+                    config,
+                    &mut self.budget,
+                    &mut self.blocked,
+                );
                 self.refused = checked.err();
             }
         }
@@ -399,7 +419,7 @@ see attached\r\n--XX\r\n{headers}\r\n\r\n{body}\r\n--XX--\r\n"
             );
         }
         match check_attachments(raw, &config) {
-            Err(Rejection::BlockedAttachment { name }) => Some(name),
+            Err(Rejection::BlockedAttachment { name, .. }) => Some(name),
             Err(other) => panic!("{other:?}"),
             Ok(()) => None,
         }
@@ -465,6 +485,23 @@ see attached\r\n--XX\r\n{headers}\r\n\r\n{body}\r\n--XX--\r\n"
             &b64,
         );
         assert_eq!(blocked(&zipped), Some("docs.zip/docs/tool.Exe".into()));
+    }
+
+    /// The walk goes on past the first blocked name to name them all, the first in the reply.
+    #[test]
+    fn every_blocked_file_is_named() {
+        let raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Type: application/octet-stream; name=one.exe\r\n\r\nMZ\r\n--b\r\n\
+Content-Type: text/plain\r\n\r\nhi\r\n--b\r\n\
+Content-Disposition: attachment; filename=two.scr\r\n\r\nMZ\r\n--b--\r\n";
+        let config = ContentConfig::default();
+        let refused = check_attachments(raw, &config).unwrap_err();
+        assert_eq!(refused.blocked_names(), ["one.exe", "two.scr"]);
+        assert_eq!(
+            refused.reply().to_string(),
+            "554 5.7.1 Message content rejected: blocked attachment \"one.exe\" and 1 more"
+        );
+        assert_eq!(blocked(raw), Some("one.exe".into()));
     }
 
     #[test]

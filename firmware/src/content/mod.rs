@@ -28,23 +28,25 @@
 
 pub mod archive;
 pub mod attachments;
+pub mod blocked;
 pub mod body;
 pub mod clamd;
 pub mod dkim;
 pub mod headers;
 pub mod hops;
+pub mod notice;
 pub mod rspamd;
 pub mod scanner;
 pub mod spam;
 pub mod spamd;
 pub mod stored;
 pub mod training;
-pub mod virus_warning;
 
 use std::sync::Arc;
 
 use crate::config::content::FailAction;
 use crate::config::{AuthConfig, ContentConfig, MtaConfig};
+use crate::directory::Directory;
 use crate::mail::{Envelope, Reply};
 use crate::policy::SenderAuth;
 use crate::policy::auth::{DmarcAction, MessageAuth};
@@ -58,12 +60,13 @@ use hops::HopCount;
 use stored::StoredMessage;
 
 /// Why the content stage refuses a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Rejection {
     /// More `Received:` headers than `hopcount_limit`.
     TooManyHops { count: usize, limit: u32 },
-    /// A file (or an archive member, `outer.zip/inner.exe`) with a blocked extension.
-    BlockedAttachment { name: String },
+    /// A file (or an archive member, `outer.zip/inner.exe`) with a blocked extension; `more`
+    /// are the other such files in the message (see [`blocked`]).
+    BlockedAttachment { name: String, more: Vec<String> },
     /// An archive whose members are encrypted, with `zimbraVirusBlockEncryptedArchive` on.
     EncryptedArchive { name: String },
     /// Archives nested deeper than `posternArchiveMaxDepth`.
@@ -90,7 +93,7 @@ impl Rejection {
             Rejection::TooManyHops { count, .. } => {
                 ("LOOP", Some(format!("{count} Received headers")))
             }
-            Rejection::BlockedAttachment { name } => ("BANNED", Some(name.clone())),
+            Rejection::BlockedAttachment { .. } => ("BANNED", Some(self.blocked_names().join(","))),
             Rejection::EncryptedArchive { name } => ("BANNED", Some(format!("encrypted {name}"))),
             Rejection::ArchiveTooDeep { name } | Rejection::DecompressionBomb { name } => {
                 ("UNCHECKED", Some(name.clone()))
@@ -129,9 +132,14 @@ impl Rejection {
                 [5, 4, 6],
                 "Error: too many hops (mail forwarding loop)",
             ),
-            Rejection::BlockedAttachment { name } => refused(format!(
+            Rejection::BlockedAttachment { name, more } if more.is_empty() => refused(format!(
                 "Message content rejected: blocked attachment {}",
                 shown(name)
+            )),
+            Rejection::BlockedAttachment { name, more } => refused(format!(
+                "Message content rejected: blocked attachment {} and {} more",
+                shown(name),
+                more.len()
             )),
             Rejection::EncryptedArchive { name } => refused(format!(
                 "Message content rejected: encrypted archive {} cannot be scanned",
@@ -161,6 +169,19 @@ impl Rejection {
                 [4, 7, 1],
                 "Message content could not be scanned, try again later",
             ),
+        }
+    }
+}
+
+impl Rejection {
+    /// Every blocked file name of a [`Rejection::BlockedAttachment`], the first first; none for
+    /// other refusals.
+    pub fn blocked_names(&self) -> Vec<&str> {
+        match self {
+            Rejection::BlockedAttachment { name, more } => std::iter::once(name.as_str())
+                .chain(more.iter().map(String::as_str))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 }
@@ -198,7 +219,7 @@ impl std::fmt::Display for Rejection {
                 f,
                 "5.4.6 mail forwarding loop: {count} Received headers, hopcount_limit is {limit}"
             ),
-            Rejection::BlockedAttachment { name } => write!(f, "blocked attachment {name:?}"),
+            Rejection::BlockedAttachment { name, .. } => write!(f, "blocked attachment {name:?}"),
             Rejection::EncryptedArchive { name } => write!(f, "encrypted archive {name:?}"),
             Rejection::ArchiveTooDeep { name } => write!(f, "archive {name:?} nested too deep"),
             Rejection::DecompressionBomb { name } => {
@@ -232,8 +253,9 @@ pub struct Scan {
     envelope: Envelope,
     /// SPF, DKIM and DMARC of received mail, when any is on.
     sender: Option<SenderChecks>,
-    /// Signing keys, for mail from `$mynetworks` and authenticated clients.
-    signing: Option<dkim::KeyRing>,
+    /// Signing keys, for mail from `$mynetworks` and authenticated clients: the box's, and the
+    /// directory's (Zimbra's, from LDAP).
+    signing: Option<(dkim::KeyRing, Arc<Directory>)>,
 }
 
 /// What the sender checks of one message need.
@@ -284,10 +306,10 @@ impl Scan {
         self
     }
 
-    /// Signs what passes with `keys` (for a client that may relay).
-    pub fn with_signing(mut self, keys: dkim::KeyRing) -> Scan {
-        if !keys.is_empty() {
-            self.signing = Some(keys);
+    /// Signs what passes with `keys` or `dir`'s (for a client that may relay).
+    pub fn with_signing(mut self, keys: dkim::KeyRing, dir: Arc<Directory>) -> Scan {
+        if !keys.is_empty() || dir.has_dkim_keys() {
+            self.signing = Some((keys, dir));
         }
         self
     }
@@ -357,7 +379,7 @@ impl Scan {
     /// Adds the DKIM-Signature field over the header section as it will be stored (`whole`'s,
     /// with `accepted`'s edits) and `whole`'s body.
     fn sign(&self, accepted: &mut Accepted, whole: &[u8]) {
-        let Some(keys) = &self.signing else {
+        let Some((keys, dir)) = &self.signing else {
             return;
         };
         let head_len = whole
@@ -372,7 +394,7 @@ impl Scan {
             return;
         }
         let edited = headers::edit(&whole[..head_len], accepted);
-        match keys.sign(&edited, &whole[head_len..]) {
+        match keys.sign(&edited, &whole[head_len..], Some(dir)) {
             Ok(Some(field)) => accepted.headers.insert(0, field),
             Ok(None) => {}
             Err(e) => accepted.notes.push(format!("not DKIM-signed: {e}")),
@@ -723,7 +745,8 @@ mod tests {
         assert_eq!(
             big.finish(&stored::MessageBytes(b"")).await,
             Err(Rejection::BlockedAttachment {
-                name: "a.exe".into()
+                name: "a.exe".into(),
+                more: vec![]
             })
         );
         let plain = [&b"Subject: x\r\n\r\n"[..], &[b'A'; 1000]].concat();
@@ -798,6 +821,7 @@ mod tests {
     fn hostile_names_stay_one_short_ascii_line() {
         let sneaky = Rejection::BlockedAttachment {
             name: "a.exe\r\n250 2.0.0 Ok: queued\u{202e}txt.exe".into(),
+            more: vec![],
         };
         assert_eq!(
             sneaky.reply().to_string(),

@@ -12,7 +12,7 @@ use super::stored::{Pieces, StoredMessage};
 use crate::config::ScannerAddress;
 
 /// Why a scanner gave no verdict. The content stage then tempfails or accepts unscanned, as set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ScannerError {
     /// Nobody answered at the address (refused, no such socket).
     Connect(io::ErrorKind),
@@ -26,6 +26,29 @@ pub enum ScannerError {
     TooBig,
     /// The message could not be read back from the spool to be sent.
     Unreadable(SpoolError),
+    /// No TLS with a scanner behind `https://`.
+    Tls(TlsFailure),
+    /// rspamd refused the request for want of the right `posternRspamdPassword`.
+    Password(PasswordFailure),
+}
+
+/// Why there was no TLS session with the scanner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TlsFailure {
+    /// The box's trust store (`SSL_CERT_FILE`, else the system bundle) could not be read.
+    NoTrustStore,
+    /// The handshake failed: most often the server's certificate (its issuer, the address it
+    /// names).
+    Handshake(rustls::Error),
+}
+
+/// How the password was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordFailure {
+    /// One was sent and refused.
+    Refused,
+    /// None is set and rspamd wants one.
+    Wanted,
 }
 
 impl fmt::Display for ScannerError {
@@ -37,6 +60,16 @@ impl fmt::Display for ScannerError {
             ScannerError::Reply(why) => f.write_str(why),
             ScannerError::TooBig => f.write_str("message larger than the scanner's limit"),
             ScannerError::Unreadable(e) => write!(f, "message not read back: {e}"),
+            ScannerError::Tls(TlsFailure::NoTrustStore) => {
+                f.write_str("TLS: no trusted certificates (SSL_CERT_FILE or the system bundle)")
+            }
+            ScannerError::Tls(TlsFailure::Handshake(e)) => write!(f, "TLS: {e}"),
+            ScannerError::Password(PasswordFailure::Refused) => {
+                f.write_str("password refused: check posternRspamdPassword")
+            }
+            ScannerError::Password(PasswordFailure::Wanted) => {
+                f.write_str("a password is required: set posternRspamdPassword")
+            }
         }
     }
 }

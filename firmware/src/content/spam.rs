@@ -26,7 +26,7 @@ pub struct SpamScore {
 pub fn name(scanner: SpamScanner<'_>) -> &'static str {
     match scanner {
         SpamScanner::Spamd(_) => "spamd",
-        SpamScanner::Rspamd(_) => "rspamd",
+        SpamScanner::Rspamd { .. } => "rspamd",
     }
 }
 
@@ -45,9 +45,10 @@ pub async fn score(
                 symbols: reply.symbols,
             })
         }
-        SpamScanner::Rspamd(url) => {
+        SpamScanner::Rspamd { url, password } => {
             let facts = rspamd::facts(envelope);
-            let reply = rspamd::check(url, message, &facts, deadline).await?;
+            let endpoint = rspamd::Endpoint::new(url, password);
+            let reply = rspamd::check(&endpoint, message, &facts, deadline).await?;
             Ok(SpamScore {
                 score: reply.score,
                 symbols: reply.symbols,
@@ -70,9 +71,12 @@ pub async fn learn(
             Err(ScannerError::Reply(_)) => Ok(false),
             Err(e) => Err(e),
         },
-        SpamScanner::Rspamd(url) => match rspamd::learn(url, message, class, deadline).await? {
-            LearnReply::Learned => Ok(true),
-            LearnReply::Declined(_) => Ok(false),
-        },
+        SpamScanner::Rspamd { url, password } => {
+            let endpoint = rspamd::Endpoint::new(url, password);
+            match rspamd::learn(&endpoint, message, class, deadline).await? {
+                LearnReply::Learned => Ok(true),
+                LearnReply::Declined(_) => Ok(false),
+            }
+        }
     }
 }

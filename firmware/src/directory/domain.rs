@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::address;
 use super::domain_auth::{self, DomainAuth};
+use super::domain_dkim::{self, DomainDkim};
 use super::source::Source;
 use crate::config::AttrError;
 use crate::config::attr::{Typed, boolean, canonical, invalid, show_bool, single};
@@ -28,6 +29,8 @@ pub struct Domain {
     source: Source,
     /// `zimbraAuthMech` and its LDAP bind settings; `None` is the default (`zimbra`).
     auth: Option<Box<DomainAuth>>,
+    /// Its DKIM signing key, when the directory holds one.
+    dkim: Option<Box<DomainDkim>>,
 }
 
 pub(crate) const NAME: &str = "zimbraDomainName";
@@ -47,6 +50,10 @@ impl Domain {
         domain_auth::MECH,
         domain_auth::URL,
         domain_auth::BIND_DN,
+        domain_dkim::SELECTOR,
+        domain_dkim::PRIVATE_KEY,
+        domain_dkim::SIGNING_DOMAIN,
+        domain_dkim::IDENTITY,
     ];
 
     /// A new authoritative domain with nothing set.
@@ -59,6 +66,7 @@ impl Domain {
             authoritative: true,
             source: Source::Local,
             auth: None,
+            dkim: None,
         })
     }
 
@@ -87,6 +95,11 @@ impl Domain {
     /// How its users authenticate (`zimbraAuthMech`).
     pub fn auth(&self) -> Option<&DomainAuth> {
         self.auth.as_deref()
+    }
+
+    /// Its DKIM settings (`zimbraDKIMSelector`, `zimbraDKIMPrivateKey`, ...).
+    pub fn dkim(&self) -> Option<&DomainDkim> {
+        self.dkim.as_deref()
     }
 
     pub fn authoritative(&self) -> bool {
@@ -122,6 +135,7 @@ impl Domain {
                 .iter()
                 .map(|f| f.text().to_string())
                 .collect(),
+            a if DomainDkim::owns(a) => self.dkim.as_ref().map_or(vec![], |d| d.values(a)),
             _ => self
                 .transport
                 .iter()
@@ -146,6 +160,11 @@ impl Domain {
                 let mut auth = self.auth.as_deref().cloned().unwrap_or_default();
                 auth.set(attr, v)?;
                 self.auth = (auth != DomainAuth::default()).then(|| Box::new(auth));
+            }
+            a if DomainDkim::owns(a) => {
+                let mut dkim = self.dkim.as_deref().cloned().unwrap_or_default();
+                dkim.set(a, v)?;
+                self.dkim = (!dkim.is_empty()).then(|| Box::new(dkim));
             }
             CATCH_ALL => {
                 self.catch_all_address = match v {

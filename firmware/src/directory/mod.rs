@@ -12,6 +12,7 @@ pub mod address;
 mod auth;
 mod domain;
 pub mod domain_auth;
+pub mod domain_dkim;
 mod hash;
 mod index;
 pub mod ldap;
@@ -215,6 +216,13 @@ impl Directory {
         let mut buf = [0; address::MAX_ADDRESS];
         let name = address::lower(name, &mut buf)?;
         self.domains.get(name.strip_suffix('.').unwrap_or(name))
+    }
+
+    /// Whether a domain has a DKIM key to sign with (from LDAP, or set with `md`).
+    pub fn has_dkim_keys(&self) -> bool {
+        self.domains
+            .values()
+            .any(|d| d.dkim().is_some_and(|k| k.signing().is_some()))
     }
 
     /// All local domains, in no particular order.

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::fmt::Write as _;
 
-use super::{Account, Directory, DirectoryError, Domain, account};
+use super::{Account, Directory, DirectoryError, Domain, account, domain_dkim};
 use crate::config::{AttrError, MtaConfig};
 
 /// What a command printed and, if it changed anything, the new directory.
@@ -212,7 +212,14 @@ pub fn execute(dir: &Directory, args: &[String]) -> Result<ProvOutcome, ProvErro
                 .ok_or_else(|| DirectoryError::NoSuchDomain(name.to_string()))?;
             let mut out = format!("# name {}\n", dom.name());
             for attr in selected(Domain::ATTRS, attrs, "domain")? {
-                push_values(&mut out, attr, dom.values(attr)?);
+                let mut values = dom.values(attr)?;
+                // A DKIM private key is the box's secret: `gd` says there is one, no more.
+                if attr == domain_dkim::PRIVATE_KEY {
+                    values
+                        .iter_mut()
+                        .for_each(|v| *v = domain_dkim::HIDDEN_KEY.into());
+                }
+                push_values(&mut out, attr, values);
             }
             print(out)
         }

@@ -13,12 +13,12 @@
 //! `zimbraMtaTlsAuthOnly=TRUE`).
 
 mod connection;
+pub mod content_notice;
 pub mod limits;
 pub mod recipients;
 pub mod stages;
 pub mod store;
 pub mod tls;
-pub mod virus_notice;
 
 use std::sync::Arc;
 

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use super::content_notice::{NoticePlan, Outbox};
 use super::stages::{IncomingMessage, MessageStore};
-use super::virus_notice::{NoticePlan, Outbox};
 use crate::content::headers::{self, HeadSplit, Split};
 use crate::content::stored::Received;
 use crate::content::{self, Scan, dkim::KeyRing};
@@ -60,7 +60,7 @@ impl MessageStore for SpoolStore {
             own,
         );
         if own {
-            scan = scan.with_signing(self.dkim.clone());
+            scan = scan.with_signing(self.dkim.clone(), dir.clone());
         }
         let notices = NoticePlan::new(&envelope, &dir, config, own);
         let incoming = self
@@ -89,7 +89,7 @@ pub struct Receiving {
     size: u64,
     scan: Scan,
     head: HeadSplit,
-    /// Who is told of a virus refused in it.
+    /// Who is told when it is refused for a virus or a blocked attachment.
     notices: NoticePlan,
     spool: SpoolHandle,
     queue: QueueHandle,
@@ -144,8 +144,8 @@ impl IncomingMessage for Receiving {
         };
         log_verdict(&log, incoming.queue_id(), &envelope, size, started, &told);
         crate::metrics::global().content_verdict(told.action, told.category);
-        if let Err(content::Rejection::Infected { signature }) = &verdict
-            && !notices.is_empty()
+        if let Err(refused) = &verdict
+            && let Some(finding) = notices.finding(refused)
         {
             let qid = incoming.queue_id();
             notices
@@ -158,7 +158,7 @@ impl IncomingMessage for Receiving {
                     qid,
                     &envelope,
                     held.as_deref(),
-                    signature,
+                    finding,
                 )
                 .await;
         }

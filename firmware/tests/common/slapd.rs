@@ -128,8 +128,23 @@ fn schema() -> String {
              MUST ( {must} ) MAY ( {may} ) )\n"
         ));
     }
-    s
+    s + OPENDKIM_SCHEMA
 }
+
+/// OpenDKIM's LDAP schema (its contrib/ldap), which `zmdkimkeyutil` uses on Zimbra's domain
+/// entries: an auxiliary class `DKIM` with the selector, the PEM key and the signing domain.
+const OPENDKIM_SCHEMA: &str = "\
+attributetype ( 1.3.6.1.4.1.29426.2.2.1.1 NAME 'DKIMSelector' EQUALITY caseIgnoreMatch \
+SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.29426.2.2.1.2 NAME 'DKIMKey' EQUALITY caseExactMatch \
+SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.29426.2.2.1.3 NAME 'DKIMDomain' EQUALITY caseIgnoreMatch \
+SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.29426.2.2.1.4 NAME 'DKIMIdentity' EQUALITY caseIgnoreMatch \
+SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
+objectclass ( 1.3.6.1.4.1.29426.2.2.2.1 NAME 'DKIM' AUXILIARY \
+MAY ( DKIMSelector $ DKIMKey $ DKIMDomain $ DKIMIdentity ) )
+";
 
 /// A running slapd.
 pub struct Slapd {

@@ -96,10 +96,10 @@ impl<'m> Builder<'m> {
             d.set(domain::TRANSPORT, &one(&e.transport))?;
             Ok::<_, SkipReason>(d)
         })();
-        // A bad AUTH setting leaves the domain's users on their synced hashes; it does not take
-        // the domain's mail away.
+        // A bad AUTH setting leaves the domain's users on their synced hashes, a bad DKIM key
+        // leaves its mail unsigned; neither takes the domain's mail away.
         let made = made.map(|mut d| {
-            for (attr, value) in &e.auth {
+            for (attr, value) in e.auth.iter().chain(&e.dkim) {
                 let before = d.clone();
                 if let Err(why) = d.set(attr, std::slice::from_ref(value)) {
                     d = before;
@@ -412,6 +412,49 @@ mod tests {
             d = prov::execute(&d, &args).unwrap().directory.unwrap();
         }
         d
+    }
+
+    /// `zmdkimkeyutil`'s attributes on a domain entry give the domain its signing key; a key
+    /// that does not load is skipped for its domain, named, never shown, and the domain stays.
+    #[test]
+    fn a_domains_dkim_key_comes_from_ldap_and_a_bad_one_skips_only_the_key() {
+        let pem = crate::directory::domain_dkim::tests::ed25519_pem();
+        let garbled = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n";
+        let m = model(vec![
+            domain(
+                "example.com",
+                &[
+                    ("DKIMSelector", &["zimbra1"]),
+                    ("DKIMKey", &[pem.as_str()]),
+                    ("DKIMIdentity", &["@example.com"]),
+                ],
+            ),
+            domain(
+                "bad.example",
+                &[
+                    ("zimbraDKIMSelector", &["s1"]),
+                    ("zimbraDKIMPrivateKey", &[garbled]),
+                ],
+            ),
+        ]);
+        let built = build(&Directory::default(), &m, 1, "");
+        let d = &built.directory;
+        let dkim = d.domain("example.com").and_then(|x| x.dkim()).unwrap();
+        assert_eq!(dkim.signing().map(|(s, _)| s), Some("zimbra1"));
+        assert_eq!(dkim.identity(), Some("@example.com"));
+        assert!(d.has_dkim_keys());
+        let bad = d.domain("bad.example").expect("the domain stays");
+        assert!(bad.dkim().and_then(|k| k.signing()).is_none());
+        let skipped: Vec<String> = built.skipped.iter().map(|s| s.to_string()).collect();
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(
+            skipped[0].starts_with("dc=bad.example: ")
+                && skipped[0].contains("zimbraDKIMPrivateKey")
+                && !skipped[0].contains("c2VjcmV0"),
+            "{skipped:?}"
+        );
+        // Nor does the model's debug output show a key.
+        assert!(!format!("{m:?}").contains("PRIVATE KEY"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::directory::{BadAddress, DirectoryError};
 use super::entry::MalformedEntry;
 
 /// A domain entry (`zimbraDomain`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DomainEntry {
     pub name: String,
     /// `zimbraMailStatus` is enabled (Postfix's maps see only enabled domains).
@@ -22,6 +22,26 @@ pub struct DomainEntry {
     pub transport: Option<String>,
     /// `zimbraAuthMech`, `zimbraAuthLdapURL`, `zimbraAuthLdapBindDn`, as LDAP holds them.
     pub auth: Vec<(&'static str, String)>,
+    /// The DKIM key (`zimbraDKIMSelector`, `zimbraDKIMPrivateKey`, ...), by the directory's
+    /// names. Never printed: see the `Debug` of the entry.
+    pub dkim: Vec<(&'static str, String)>,
+}
+
+impl fmt::Debug for DomainEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dkim: Vec<&str> = self.dkim.iter().map(|(a, _)| *a).collect();
+        f.debug_struct("DomainEntry")
+            .field("name", &self.name)
+            .field("enabled", &self.enabled)
+            .field("alias", &self.alias)
+            .field("catch_all", &self.catch_all)
+            .field("catch_all_forward", &self.catch_all_forward)
+            .field("transport", &self.transport)
+            .field("auth", &self.auth)
+            // The names only: one of the values is a private key.
+            .field("dkim", &dkim)
+            .finish()
+    }
 }
 
 /// An account or list: an address that receives mail.

@@ -12,6 +12,7 @@ use super::object::{
     AliasEntry, ConfigEntry, DomainEntry, LdapObject, MailboxEntry, MailboxKind, SkipReason,
 };
 use crate::config::MtaConfig;
+use crate::directory::domain_dkim;
 
 /// Every entry the directory is built from.
 pub const FILTER: &str = "(|(objectClass=zimbraDomain)(objectClass=zimbraAccount)\
@@ -56,6 +57,14 @@ pub const ATTRS: &[&str] = &[
     "zimbraAuthMech",
     "zimbraAuthLdapURL",
     "zimbraAuthLdapBindDn",
+    "zimbraDKIMSelector",
+    "zimbraDKIMPrivateKey",
+    "zimbraDKIMDomain",
+    "zimbraDKIMIdentity",
+    "DKIMSelector",
+    "DKIMKey",
+    "DKIMDomain",
+    "DKIMIdentity",
     "modifyTimestamp",
     "entryUUID",
 ];
@@ -65,6 +74,28 @@ const DOMAIN_AUTH: [&str; 3] = [
     "zimbraAuthMech",
     "zimbraAuthLdapURL",
     "zimbraAuthLdapBindDn",
+];
+
+/// A domain's DKIM key, by its name here and the names LDAP may hold it under: Zimbra's
+/// `zimbraDKIM...` and the OpenDKIM schema's (`DKIMSelector`, `DKIMKey`, ...) that
+/// `zmdkimkeyutil` writes on the domain entry for OpenDKIM's `KeyTable`.
+const DOMAIN_DKIM: [(&str, [&str; 2]); 4] = [
+    (
+        domain_dkim::SELECTOR,
+        ["zimbraDKIMSelector", "DKIMSelector"],
+    ),
+    (
+        domain_dkim::PRIVATE_KEY,
+        ["zimbraDKIMPrivateKey", "DKIMKey"],
+    ),
+    (
+        domain_dkim::SIGNING_DOMAIN,
+        ["zimbraDKIMDomain", "DKIMDomain"],
+    ),
+    (
+        domain_dkim::IDENTITY,
+        ["zimbraDKIMIdentity", "DKIMIdentity"],
+    ),
 ];
 
 /// The Zimbra schema, as the sync uses it.
@@ -163,6 +194,13 @@ fn domain(e: &RawEntry) -> Result<DomainEntry, SkipReason> {
             .filter_map(|a| {
                 let v = e.values(a).join(" ");
                 (!v.trim().is_empty()).then_some((a, v))
+            })
+            .collect(),
+        dkim: DOMAIN_DKIM
+            .into_iter()
+            .filter_map(|(name, spellings)| {
+                let v = spellings.iter().find_map(|s| e.first(s))?.trim();
+                (!v.is_empty()).then(|| (name, v.to_string()))
             })
             .collect(),
     })

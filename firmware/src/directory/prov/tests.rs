@@ -281,8 +281,8 @@ fn settings_the_box_does_not_enforce_are_refused() {
             "ERROR: service.UNSUPPORTED (postscreen_greet_action enforce: not supported yet)",
         ),
         (
-            "mcf zimbraMtaBlockedExtensionWarnRecipient TRUE",
-            "ERROR: service.UNSUPPORTED (zimbraMtaBlockedExtensionWarnRecipient: not supported yet)",
+            "mcf zimbraAttachmentsBlocked TRUE",
+            "ERROR: service.UNSUPPORTED (zimbraAttachmentsBlocked: not supported yet)",
         ),
         (
             "md example.com zimbraMtaBlockedExtension exe",
@@ -311,7 +311,7 @@ fn settings_the_box_does_not_enforce_are_refused() {
     assert_eq!(d.encode(), snapshot);
     // Clearing asks for what is already so, as zmprov allows for any attribute.
     ok(&mut d, "mcf zimbraMtaRestriction ''");
-    ok(&mut d, "mcf zimbraMtaBlockedExtensionWarnRecipient ''");
+    ok(&mut d, "mcf zimbraAttachmentsBlocked ''");
     assert!(!ok(&mut d, "gacf").contains("zimbraMtaRestriction"));
 }
 
@@ -433,4 +433,31 @@ fn removing_a_value_matches_its_meaning_not_its_spelling() {
         ok(&mut d, "gacf posternHostsTable"),
         "posternHostsTable: mail.example.com=127.0.0.2\n"
     );
+}
+
+/// `md` sets a domain's DKIM key as LDAP would; `gd` never shows it, the snapshot keeps it.
+#[test]
+fn a_domains_dkim_key_is_kept_but_never_shown() {
+    let mut d = base();
+    let pem = crate::directory::domain_dkim::tests::ed25519_pem();
+    let args: Vec<String> = ["md", "example.com", "zimbraDKIMSelector", "s1"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(["zimbraDKIMPrivateKey".to_string(), pem.clone()])
+        .collect();
+    d = crate::directory::prov::execute(&d, &args)
+        .unwrap()
+        .directory
+        .unwrap();
+    let shown = ok(&mut d, "gd example.com");
+    assert!(shown.contains("zimbraDKIMSelector: s1"), "{shown}");
+    assert!(
+        shown.contains("zimbraDKIMPrivateKey: (private key, not shown)"),
+        "{shown}"
+    );
+    assert!(!shown.contains("BEGIN"), "{shown}");
+    let back = Directory::decode(&d.encode()).unwrap();
+    let key = |d: &Directory| d.domain("example.com").and_then(|x| x.dkim()).cloned();
+    assert_eq!(key(&back), key(&d));
+    assert!(key(&back).is_some_and(|k| k.signing().is_some()));
 }

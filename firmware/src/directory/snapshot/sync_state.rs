@@ -15,6 +15,7 @@ use super::DecodeError;
 use super::compact::{Password, Strings, join_hash, split_hash};
 use crate::config::MtaConfig;
 use crate::config::localconfig::LdapSchema;
+use crate::directory::domain_dkim::DomainDkim;
 use crate::directory::ldap::entry::MalformedEntry;
 use crate::directory::ldap::model::{Mapped, Model, UNREADABLE};
 use crate::directory::ldap::object::{
@@ -229,9 +230,11 @@ fn object<'a>(strings: &mut Strings, m: &'a Mapped) -> Option<ObjectRecord<'a>> 
             catch_all: d.catch_all.clone(),
             catch_all_forward: d.catch_all_forward.clone(),
             transport: d.transport.clone(),
+            // The DKIM pairs ride in the same list (older snapshots read back without them).
             auth: d
                 .auth
                 .iter()
+                .chain(&d.dkim)
                 .map(|(a, v)| (a.to_string(), v.clone()))
                 .collect(),
         }),
@@ -406,19 +409,24 @@ impl Reader {
         let attr = |a: &str| known_attr(a).ok_or(DecodeError::Corrupt);
         Ok(Ok(match r {
             ObjectRecord::Mailbox(m) => LdapObject::Mailbox(self.mailbox(*m)?),
-            ObjectRecord::Domain(d) => LdapObject::Domain(DomainEntry {
-                name: d.name,
-                enabled: d.enabled,
-                alias: d.alias,
-                catch_all: d.catch_all,
-                catch_all_forward: d.catch_all_forward,
-                transport: d.transport,
-                auth: d
+            ObjectRecord::Domain(d) => {
+                let pairs = d
                     .auth
                     .into_iter()
                     .map(|(a, v)| Ok((attr(&a)?, v)))
-                    .collect::<Result<_, DecodeError>>()?,
-            }),
+                    .collect::<Result<Vec<_>, DecodeError>>()?;
+                let (dkim, auth) = pairs.into_iter().partition(|(a, _)| DomainDkim::owns(a));
+                LdapObject::Domain(DomainEntry {
+                    name: d.name,
+                    enabled: d.enabled,
+                    alias: d.alias,
+                    catch_all: d.catch_all,
+                    catch_all_forward: d.catch_all_forward,
+                    transport: d.transport,
+                    auth,
+                    dkim,
+                })
+            }
             ObjectRecord::Alias { address, target_id } => {
                 LdapObject::Alias(AliasEntry { address, target_id })
             }

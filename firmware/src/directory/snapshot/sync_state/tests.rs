@@ -22,6 +22,7 @@ fn account(dn: &str, extra: &[(&str, &[&str])]) -> RawEntry {
 /// Every shape of entry the Zimbra mapping makes, keyed every way a model keys them.
 fn entries() -> Vec<Result<RawEntry, MalformedEntry>> {
     let people = "ou=people,dc=example,dc=com";
+    let dkim_key = crate::directory::domain_dkim::tests::ed25519_pem();
     vec![
         Ok(RawEntry::new(
             "dc=example,dc=com",
@@ -30,6 +31,9 @@ fn entries() -> Vec<Result<RawEntry, MalformedEntry>> {
                 ("zimbraDomainName", &["example.com"]),
                 ("zimbraId", &["d-1"]),
                 ("zimbraAuthMech", &["ldap"]),
+                // OpenDKIM's names, as zmdkimkeyutil writes them.
+                ("DKIMSelector", &["zimbra1"]),
+                ("DKIMKey", &[dkim_key.as_str()]),
                 ("modifyTimestamp", &["20261201100000Z"]),
             ],
         )),
@@ -195,6 +199,10 @@ fn the_model_and_the_cookie_come_back_as_saved() {
         back.account("me@local.org").unwrap().source(),
         Source::Local
     );
+    // The domain's DKIM key from LDAP comes back with it.
+    let dkim = |d: &Directory| d.domain("example.com").and_then(|x| x.dkim()).cloned();
+    assert_eq!(dkim(&back), dkim(&dir));
+    assert!(dkim(&back).is_some_and(|k| k.signing().map(|(s, _)| s) == Some("zimbra1")));
 }
 
 /// Two copies of 100 000 accounts would not fit the 16 MiB slot: with a state, the accounts from

@@ -1,9 +1,12 @@
-//! Queues the notices of a refused virus (`zimbraVirusWarnAdmin`, `zimbraVirusWarnRecipient`):
-//! who gets one is decided when the message begins (routing needs the directory), the notices are
-//! built and queued once clamd refused it. They go through the normal queue from the null sender.
+//! Queues the notices of a refused message: a virus (`zimbraVirusWarnAdmin`,
+//! `zimbraVirusWarnRecipient`) or blocked attachments (`zimbraMtaBlockedExtensionWarnRecipient`).
+//! Who gets one is decided when the message begins (routing needs the directory), the notices are
+//! built and queued once the content stage refused it. They go through the normal queue from the
+//! null sender.
 
 use crate::config::MtaConfig;
-use crate::content::virus_warning::{self, Audience, RefusedVirus};
+use crate::content::Rejection;
+use crate::content::notice::{self, Audience, Finding, Refused};
 use crate::directory::Directory;
 use crate::log::{LogSink, Program};
 use crate::mail::{BodyType, Envelope, Notify, QueueId, Recipient};
@@ -18,13 +21,19 @@ pub struct Outbox<'a> {
     pub log: &'a LogSink,
 }
 
-/// Who is told of a virus in this message, with the next hops to reach them.
+/// Who is told of a refusal of this message, with the next hops to reach them.
 #[derive(Debug, Clone, Default)]
 pub struct NoticePlan {
+    /// The virus admin.
     admin: Option<Recipient>,
     /// The admin's address when routing refused it: logged instead of a notice.
     unroutable: Option<String>,
+    /// The message's recipients, when any refusal is to be told to them.
     recipients: Vec<Recipient>,
+    /// `zimbraVirusWarnRecipient`, for inbound mail.
+    virus_to_recipients: bool,
+    /// `zimbraMtaBlockedExtensionWarnRecipient`, for inbound mail.
+    banned_to_recipients: bool,
     hostname: String,
 }
 
@@ -36,7 +45,9 @@ impl NoticePlan {
         let wanted = c.virus_warn_admin.then(|| config.virus_admin()).flatten();
         let admin = wanted.and_then(|a| routed(a, dir, config));
         let unroutable = wanted.filter(|_| admin.is_none()).map(str::to_string);
-        let recipients = if c.virus_warn_recipient && !own {
+        let virus_to_recipients = c.virus_warn_recipient && !own;
+        let banned_to_recipients = c.blocked_warn_recipient && !own;
+        let recipients = if virus_to_recipients || banned_to_recipients {
             envelope
                 .recipients
                 .iter()
@@ -53,35 +64,71 @@ impl NoticePlan {
             admin,
             unroutable,
             recipients,
+            virus_to_recipients,
+            banned_to_recipients,
             hostname: config.my_hostname.clone(),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.admin.is_none() && self.unroutable.is_none() && self.recipients.is_empty()
+    /// The recipients, when `wanted`.
+    fn recipients_if(&self, wanted: bool) -> Vec<Recipient> {
+        if wanted {
+            self.recipients.clone()
+        } else {
+            Vec::new()
+        }
     }
 
-    /// Builds and queues the notices of `signature` found in `envelope`'s message (`head` its
-    /// header section, when it was held).
+    /// What a notice would tell of `refused`, when someone is to be told of it.
+    pub fn finding<'r>(&self, refused: &'r Rejection) -> Option<Finding<'r>> {
+        match refused {
+            Rejection::Infected { signature }
+                if self.admin.is_some()
+                    || self.unroutable.is_some()
+                    || self.virus_to_recipients =>
+            {
+                Some(Finding::Virus(signature))
+            }
+            Rejection::BlockedAttachment { .. } if self.banned_to_recipients => {
+                Some(Finding::Banned(refused.blocked_names()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Builds and queues the notices of `finding` in `envelope`'s message (`head` its header
+    /// section, when it was held).
     pub async fn send(
         &self,
         out: Outbox<'_>,
         qid: QueueId,
         envelope: &Envelope,
         head: Option<&[u8]>,
-        signature: &str,
+        finding: Finding<'_>,
     ) {
         let Outbox { spool, queue, log } = out;
-        if let Some(admin) = &self.unroutable {
+        let (what, admin, recipients) = match finding {
+            Finding::Virus(_) => (
+                "virus notification",
+                self.admin.iter().cloned().collect(),
+                self.recipients_if(self.virus_to_recipients),
+            ),
+            Finding::Banned(_) => (
+                "blocked attachment notification",
+                Vec::new(),
+                self.recipients_if(self.banned_to_recipients),
+            ),
+        };
+        if let (Some(admin), Finding::Virus(_)) = (&self.unroutable, &finding) {
             log.line(
                 Program::Content,
-                &format!("{qid}: virus notification to <{admin}> dropped: no route to it"),
+                &format!("{qid}: {what} to <{admin}> dropped: no route to it"),
             );
         }
         let now = crate::mail::unix_now();
-        let refused = RefusedVirus {
+        let refused = Refused {
             qid,
-            signature,
+            finding,
             sender: &envelope.sender,
             recipients: envelope
                 .recipients
@@ -89,20 +136,16 @@ impl NoticePlan {
                 .map(|r| r.address.as_str())
                 .collect(),
             client: envelope.client.addr,
-            subject: head.and_then(virus_warning::subject_of),
+            subject: head.and_then(notice::subject_of),
             hostname: &self.hostname,
             now,
         };
-        let admin = self.admin.iter().cloned().collect();
-        for (audience, to) in [
-            (Audience::Admin, admin),
-            (Audience::Recipients, self.recipients.clone()),
-        ] {
+        for (audience, to) in [(Audience::Admin, admin), (Audience::Recipients, recipients)] {
             if to.is_empty() {
                 continue;
             }
             let addresses: Vec<&str> = to.iter().map(|r| r.address.as_str()).collect();
-            let Some(message) = virus_warning::notice(&refused, audience, &addresses) else {
+            let Some(message) = notice::notice(&refused, audience, &addresses) else {
                 continue;
             };
             let notice = Envelope {
@@ -121,13 +164,13 @@ impl NoticePlan {
                 Ok(new) => {
                     log.line(
                         Program::Content,
-                        &format!("{qid}: virus notification to <{listed}>: {new}"),
+                        &format!("{qid}: {what} to <{listed}>: {new}"),
                     );
                     queue.arrived(new, &notice, size).await;
                 }
                 Err(e) => log.line(
                     Program::Content,
-                    &format!("{qid}: virus notification to <{listed}> not queued: {e}"),
+                    &format!("{qid}: {what} to <{listed}> not queued: {e}"),
                 ),
             }
         }

@@ -1,7 +1,8 @@
-//! The notices of a refused virus, as amavisd-new sends them: one to the admin
-//! (`zimbraVirusWarnAdmin`), one to the recipients (`zimbraVirusWarnRecipient`), naming the virus,
-//! the sender and the subject. Never one to the sender: a virus forges the sender's address, and
-//! the client that sent it was refused already (no backscatter).
+//! The notices of a refused message, as amavisd-new sends them: for a virus one to the admin
+//! (`zimbraVirusWarnAdmin`) and one to the recipients (`zimbraVirusWarnRecipient`), for blocked
+//! attachments one to the recipients (`zimbraMtaBlockedExtensionWarnRecipient`), naming the virus
+//! or the files, the sender and the subject. Never one to the sender: a virus forges the sender's
+//! address, and the client that sent it was refused already (no backscatter).
 //!
 //! This builds the messages; the inbound stage queues them, from the null sender so a notice
 //! that cannot be delivered bounces nowhere.
@@ -22,11 +23,20 @@ pub enum Audience {
     Recipients,
 }
 
+/// Why the message was refused, as the notices tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding<'a> {
+    /// clamd's signature.
+    Virus(&'a str),
+    /// The file names with a blocked extension.
+    Banned(Vec<&'a str>),
+}
+
 /// What the notices say of the refused message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefusedVirus<'a> {
+pub struct Refused<'a> {
     pub qid: QueueId,
-    pub signature: &'a str,
+    pub finding: Finding<'a>,
     /// The reverse path as given (maybe forged); empty for the null sender.
     pub sender: &'a str,
     pub recipients: Vec<&'a str>,
@@ -46,23 +56,38 @@ pub fn subject_of(head: &[u8]) -> Option<String> {
 }
 
 /// The notice for `audience`, to `to`.
-pub fn notice(v: &RefusedVirus<'_>, audience: Audience, to: &[&str]) -> Option<Vec<u8>> {
-    let signature = one_line(v.signature, 100);
+pub fn notice(v: &Refused<'_>, audience: Audience, to: &[&str]) -> Option<Vec<u8>> {
     let sender = one_line(v.sender, 256);
     let client = v
         .client
         .map_or_else(|| "unknown".to_string(), |ip| format!("[{ip}]"));
-    let subject = match audience {
-        Audience::Admin => format!("VIRUS ({signature}) in mail FROM {client} <{sender}>"),
-        Audience::Recipients => {
-            format!("VIRUS ({signature}) IN MAIL TO YOU (from <{sender}>)")
+    // amavis's words: "VIRUS (...)" and "BANNED FILENAME (...)" in the Subject.
+    let (kind, found, label) = match &v.finding {
+        Finding::Virus(signature) => ("VIRUS", one_line(signature, 100), "Virus:     "),
+        Finding::Banned(names) => {
+            let names: Vec<String> = names.iter().map(|n| one_line(n, 100)).collect();
+            ("BANNED FILENAME", names.join(", "), "Blocked:   ")
         }
     };
-    let intro = match audience {
-        Audience::Admin => "A message carrying a virus was refused at the end of data.",
-        Audience::Recipients => {
+    let subject = match audience {
+        Audience::Admin => format!("{kind} ({found}) in mail FROM {client} <{sender}>"),
+        Audience::Recipients => format!("{kind} ({found}) IN MAIL TO YOU (from <{sender}>)"),
+    };
+    let intro = match (audience, &v.finding) {
+        (Audience::Admin, Finding::Virus(_)) => {
+            "A message carrying a virus was refused at the end of data."
+        }
+        (Audience::Admin, Finding::Banned(_)) => {
+            "A message with a blocked attachment was refused at the end of data."
+        }
+        (Audience::Recipients, Finding::Virus(_)) => {
             "A message to you was found to carry a virus and was refused: it was not delivered \
              and there is nothing to open."
+        }
+        (Audience::Recipients, Finding::Banned(_)) => {
+            "A message to you carried an attachment of a type this system does not accept \
+             (zimbraMtaBlockedExtension) and was refused: it was not delivered. If you expected \
+             it, ask the sender to send it another way."
         }
     };
     let recipients: Vec<String> = v
@@ -72,7 +97,7 @@ pub fn notice(v: &RefusedVirus<'_>, audience: Audience, to: &[&str]) -> Option<V
         .collect();
     let body = format!(
         "{intro}\n\n\
-Virus:      {signature}\n\
+{label} {found}\n\
 Sender:     <{sender}> (may be forged; not told)\n\
 Client:     {client}\n\
 Recipients: {}\n\
@@ -96,7 +121,16 @@ Queue ID:   {}\n",
     };
     builder
         .date(Date::new(i64::try_from(v.now).unwrap_or(0)))
-        .message_id(format!("{}.{}.virus@{}", v.qid, v.now, v.hostname))
+        .message_id(format!(
+            "{}.{}.{}@{}",
+            v.qid,
+            v.now,
+            match v.finding {
+                Finding::Virus(_) => "virus",
+                Finding::Banned(_) => "banned",
+            },
+            v.hostname
+        ))
         .header("Auto-Submitted", Raw::new("auto-generated"))
         .text_body(body)
         .write_to_vec()
@@ -115,10 +149,10 @@ fn one_line(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
-    fn refused() -> RefusedVirus<'static> {
-        RefusedVirus {
+    fn refused() -> Refused<'static> {
+        Refused {
             qid: "1M8S8E2260000".parse().unwrap(),
-            signature: "Eicar-Test-Signature",
+            finding: Finding::Virus("Eicar-Test-Signature"),
             sender: "forged@outside.example",
             recipients: vec!["user@example.com"],
             client: Some("192.0.2.7".parse().unwrap()),
@@ -163,9 +197,34 @@ mod tests {
     }
 
     #[test]
+    fn a_banned_notice_names_every_file() {
+        let mut v = refused();
+        v.finding = Finding::Banned(vec!["setup.exe", "docs.zip/run.vbs\r\nBcc: x@example.org"]);
+        let to_user = notice(&v, Audience::Recipients, &["user@example.com"]).unwrap();
+        let text = String::from_utf8(to_user).unwrap();
+        let unfolded = text.replace("\r\n ", " ");
+        assert!(
+            unfolded.contains(
+                "Subject: BANNED FILENAME (setup.exe, docs.zip/run.vbs??Bcc: x@example.org) IN MAIL TO YOU (from <forged@outside.example>)"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("\nBcc:"), "{text}");
+        assert!(text.contains(".banned@mx.example.com>"), "{text}");
+        let parsed = MessageParser::default().parse(text.as_bytes()).unwrap();
+        let body = parsed.body_text(0).unwrap();
+        assert!(
+            body.contains("Blocked:    setup.exe, docs.zip/run.vbs??Bcc: x@example.org"),
+            "{body}"
+        );
+        assert!(body.contains("Subject:    café files"), "{body}");
+        assert!(body.contains("was not delivered"), "{body}");
+    }
+
+    #[test]
     fn hostile_fields_stay_on_their_line() {
         let mut v = refused();
-        v.signature = "Evil\r\nBcc: victim@example.org";
+        v.finding = Finding::Virus("Evil\r\nBcc: victim@example.org");
         v.subject = Some("hi\r\nBcc: victim@example.org".into());
         let admin =
             String::from_utf8(notice(&v, Audience::Admin, &["a@example.com"]).unwrap()).unwrap();
