@@ -3,7 +3,8 @@
 //! accounts and aliases already hold, so no address is stored twice; a lookup hashes once and
 //! compares the string only when the tag matches. Load stays at or under 3/4.
 //!
-//! Removing rebuilds the table: removals come from the admin, never from the mail flow.
+//! Removing shifts back the rest of the entry's run (no tombstones), so a poll that replaces a
+//! hundred accounts touches a hundred runs, not the whole table.
 
 use std::hash::BuildHasher;
 
@@ -116,6 +117,58 @@ impl Index {
         for e in old.iter().filter_map(|s| s.entry()) {
             let h = self.hash(name(e));
             self.place(h, e);
+        }
+    }
+
+    /// The slot holding `entry`, found from its key's hash (compares entry numbers, not keys).
+    fn slot_of(&self, key: &str, entry: Entry) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let code = encode(entry);
+        let mask = self.slots.len() - 1;
+        let mut i = self.hash(key) as usize & mask;
+        for _ in 0..self.slots.len() {
+            match self.slots.get(i)?.entry {
+                EMPTY => return None,
+                e if e == code => return Some(i),
+                _ => i = (i + 1) & mask,
+            }
+        }
+        None
+    }
+
+    /// Removes `entry` (stored under `key`), shifting back the entries after it in its run so
+    /// every lookup still finds its entry without tombstones; `name` gives the key an entry
+    /// holds, as at insertion.
+    pub(crate) fn remove<'a>(&mut self, key: &str, entry: Entry, name: impl Fn(Entry) -> &'a str) {
+        let Some(mut hole) = self.slot_of(key, entry) else {
+            return;
+        };
+        let mask = self.slots.len() - 1;
+        let mut j = (hole + 1) & mask;
+        while let Some(slot) = self.slots.get(j).copied() {
+            let Some(e) = slot.entry() else { break };
+            let home = self.hash(name(e)) as usize & mask;
+            // The entry at `j` may fill the hole when the hole lies between its home and `j`.
+            if j.wrapping_sub(home) & mask >= j.wrapping_sub(hole) & mask {
+                if let Some(h) = self.slots.get_mut(hole) {
+                    *h = slot;
+                }
+                hole = j;
+            }
+            j = (j + 1) & mask;
+        }
+        if let Some(h) = self.slots.get_mut(hole) {
+            h.entry = EMPTY;
+        }
+        self.len = self.len.saturating_sub(1);
+    }
+
+    /// `from` (stored under `key`) is now numbered `to`.
+    pub(crate) fn renumber(&mut self, key: &str, from: Entry, to: Entry) {
+        if let Some(slot) = self.slot_of(key, from).and_then(|i| self.slots.get_mut(i)) {
+            slot.entry = encode(to);
         }
     }
 

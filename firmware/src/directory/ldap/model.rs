@@ -88,10 +88,11 @@ impl fmt::Display for Changes {
 }
 
 /// All entries read from LDAP. Entries are shared, so a copy for the next poll (the directory
-/// served keeps this one, see [`SyncState`](super::state::SyncState)) copies only the keys.
+/// served keeps this one, see [`SyncState`](super::state::SyncState)) copies only pointers:
+/// the keys are shared too, so a poll's copy of 100 000 entries allocates no string.
 #[derive(Debug, Clone, Default)]
 pub struct Model {
-    entries: BTreeMap<String, Arc<Mapped>>,
+    entries: BTreeMap<Arc<str>, Arc<Mapped>>,
     /// Entries the server sent that could not even be read (no DN to key them by).
     unreadable: Vec<Skipped>,
     /// The newest `modifyTimestamp` seen; `None` if the server never showed one (then every poll
@@ -121,7 +122,7 @@ impl Model {
 
     /// Each entry with the key it is known by (`id:` and its UUID or id, else `dn:` and its DN).
     pub fn keyed(&self) -> impl Iterator<Item = (&str, &Mapped)> {
-        self.entries.iter().map(|(k, m)| (k.as_str(), &**m))
+        self.entries.iter().map(|(k, m)| (&**k, &**m))
     }
 
     /// A model as a snapshot stored it.
@@ -131,7 +132,10 @@ impl Model {
         newest_stamp: Option<String>,
     ) -> Model {
         Model {
-            entries: keyed.into_iter().map(|(k, m)| (k, Arc::new(m))).collect(),
+            entries: keyed
+                .into_iter()
+                .map(|(k, m)| (Arc::from(k), Arc::new(m)))
+                .collect(),
             unreadable,
             newest_stamp,
             journal: None,
@@ -191,7 +195,7 @@ impl Model {
                 Err(why) => Err(why),
             };
             let mapped = Mapped { dn: e.dn, object };
-            let old = self.entries.get(&key).map(|m| &**m);
+            let old = self.entries.get(key.as_str()).map(|m| &**m);
             match old {
                 None => changes.added.push(mapped.describe()),
                 Some(old) if *old != mapped => changes.modified.push(mapped.describe()),
@@ -203,7 +207,8 @@ impl Model {
                     j.push((before, Some(mapped.clone())));
                 }
             }
-            self.entries.insert(key.clone(), Arc::new(mapped));
+            self.entries
+                .insert(Arc::from(key.as_str()), Arc::new(mapped));
             seen.push(key);
         }
         seen
@@ -219,14 +224,14 @@ impl Model {
         self.unreadable.clear();
         let seen = self.merge(read, map, &mut changes);
         let seen: std::collections::HashSet<String> = seen.into_iter().collect();
-        let gone: Vec<String> = self
+        let gone: Vec<Arc<str>> = self
             .entries
             .keys()
-            .filter(|k| !seen.contains(*k))
+            .filter(|k| !seen.contains(&***k))
             .cloned()
             .collect();
         for k in gone {
-            if let Some(old) = self.entries.remove(&k) {
+            if let Some(old) = self.entries.remove(&*k) {
                 changes.deleted.push(old.describe());
             }
         }
@@ -317,10 +322,10 @@ impl Model {
         changes.modified.extend(merged.modified);
         let done_present = outcome.done.as_ref().is_some_and(|d| !d.refresh_deletes);
         if present_phase || done_present {
-            let gone: Vec<String> = self
+            let gone: Vec<Arc<str>> = self
                 .entries
                 .keys()
-                .filter(|k| !present.contains(*k))
+                .filter(|k| !present.contains(&***k))
                 .cloned()
                 .collect();
             for k in gone {

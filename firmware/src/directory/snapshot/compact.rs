@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::sync_state::{self, StateRecord};
 use super::{Attrs, DecodeError, load_config, load_domain};
 use crate::config::attr::Typed;
+use crate::directory::hash::BuildAddressHasher;
 use crate::directory::ldap::state::SyncState;
 use crate::directory::{
     Account, Directory, DirectoryError, Domain, MailStatus, Source, account, address,
@@ -90,7 +91,9 @@ pub(super) enum Password<'a> {
 #[derive(Default)]
 pub(super) struct Strings {
     pub list: Vec<String>,
-    index: HashMap<String, u32>,
+    /// Asked several times per entry (domain, DN parent, transport, scheme): std's SipHash was
+    /// a good part of writing a snapshot.
+    index: HashMap<String, u32, BuildAddressHasher>,
 }
 
 impl Strings {

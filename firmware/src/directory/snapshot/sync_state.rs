@@ -138,17 +138,40 @@ struct AddressRecord<'a> {
     domain: u32,
 }
 
-/// `5f3c1122-...` back to its 16 bytes, only when [`uuid_text`] writes that very text.
+/// `5f3c1122-...` back to its 16 bytes, only when [`uuid_text`] writes that very text
+/// (lowercase hex, dashes after bytes 4, 6, 8 and 10).
 fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
-    if text.len() != 36 {
+    let b = text.as_bytes();
+    if b.len() != 36 {
         return None;
     }
-    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
     let mut out = [0u8; 16];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    let mut at = 0;
+    for (i, o) in out.iter_mut().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            if b.get(at) != Some(&b'-') {
+                return None;
+            }
+            at += 1;
+        }
+        *o = nibble(*b.get(at)?)? << 4 | nibble(*b.get(at + 1)?)?;
+        at += 2;
     }
-    (uuid_text(&out) == text).then_some(out)
+    Some(out)
+}
+
+/// Whether `text` lowercased is `lower`, without making the lowercase copy.
+fn lowercases_to(text: &str, lower: &str) -> bool {
+    text.len() == lower.len()
+        && text
+            .bytes()
+            .zip(lower.bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == b)
 }
 
 /// Attribute names a mapped entry names (`&'static` in memory): each schema's, the MTA config's.
@@ -280,8 +303,13 @@ fn entry<'a>(strings: &mut Strings, key: &'a str, m: &'a Mapped) -> Option<Entry
     };
     let own_id = own.and_then(|x| x.id.as_deref());
     let key = match key.strip_prefix("id:") {
-        Some(id) if own_id.is_some_and(|o| o.to_ascii_lowercase() == id) => KeyRecord::OwnId,
-        _ if key.strip_prefix("dn:") == Some(&*m.dn.to_ascii_lowercase()) => KeyRecord::Dn,
+        Some(id) if own_id.is_some_and(|o| lowercases_to(o, id)) => KeyRecord::OwnId,
+        _ if key
+            .strip_prefix("dn:")
+            .is_some_and(|dn| lowercases_to(&m.dn, dn)) =>
+        {
+            KeyRecord::Dn
+        }
         Some(id) => match uuid_bytes(id) {
             Some(u) => KeyRecord::Uuid(u),
             None => KeyRecord::Text(Cow::Borrowed(key)),

@@ -411,3 +411,34 @@ proptest::proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    /// A UUID is stored as bytes only when they give back the very text the entry had, so what
+    /// the snapshot reads is what was written; any other id stays text.
+    #[test]
+    fn uuids_are_packed_only_when_they_read_back_the_same(
+        bytes in proptest::array::uniform16(proptest::prelude::any::<u8>()),
+        at in 0usize..36,
+    ) {
+        let text = crate::directory::ldap::syncrepl::uuid_text(&bytes);
+        proptest::prop_assert_eq!(text.len(), 36);
+        proptest::prop_assert_eq!(super::uuid_bytes(&text), Some(bytes));
+        let upper = text.to_ascii_uppercase();
+        proptest::prop_assert_eq!(super::uuid_bytes(&upper).is_some(), upper == text);
+        let mut changed = text.clone().into_bytes();
+        changed[at] = match changed[at] { b'-' => b'0', _ => b'-' };
+        let changed = String::from_utf8(changed).unwrap_or_default();
+        proptest::prop_assert_eq!(super::uuid_bytes(&changed), None);
+    }
+}
+
+#[test]
+fn uuid_text_is_the_usual_spelling() {
+    let u = [
+        0x5f, 0x3c, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+        0xee,
+    ];
+    assert_eq!(crate::directory::ldap::syncrepl::uuid_text(&u), UUID);
+    assert_eq!(super::uuid_bytes(UUID), Some(u));
+    assert_eq!(super::uuid_bytes("id-17"), None);
+}
