@@ -7,6 +7,7 @@
 //! oldest waiter has waited `group_commit_delay`, and then answers everyone in the batch at once.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,6 +22,8 @@ use super::{
 };
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
+/// One result per update of an [`Request::Apply`].
+type Answers = oneshot::Sender<Vec<Result<(), SpoolError>>>;
 
 enum Request {
     /// The flag: keep chunk 0 for the header section ([`Incoming::commit_with_head`]).
@@ -34,6 +37,8 @@ enum Request {
     Mark(QueueId, usize, RecipientOutcome, u64, Reply<()>),
     SetState(QueueId, StateChange, Reply<()>),
     Remove(QueueId, Reply<()>),
+    /// Several records in one trip and one wait: one result each, after their sync.
+    Apply(Vec<Update>, Answers),
     List(Reply<Vec<MessageSummary>>),
     Get(QueueId, Reply<Option<MessageSummary>>),
     History(QueueId, Reply<Option<MessageHistory>>),
@@ -49,6 +54,20 @@ enum Request {
     /// Mail log lines wait in [`SpoolHandle`]'s queue: append them.
     LogWake,
     LogRead(u64, usize, Reply<Option<LogLines>>),
+}
+
+/// A record the queue writes about a committed message (see [`SpoolHandle::apply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Recipient `index` reached its final outcome at `at` (Unix seconds).
+    Mark {
+        qid: QueueId,
+        index: usize,
+        outcome: RecipientOutcome,
+        at: u64,
+    },
+    State(QueueId, StateChange),
+    Remove(QueueId),
 }
 
 /// A cheap, clonable way to the spool writer.
@@ -70,6 +89,10 @@ pub struct Incoming {
     handle: SpoolHandle,
     qid: QueueId,
     buf: Vec<u8>,
+    /// The held start of the message, given by [`Incoming::write_head`]: it goes to the writer
+    /// with the first full chunk or with the commit, so a message smaller than a chunk costs
+    /// the session two trips to the writer (begin and commit), not three.
+    head: Option<Vec<u8>>,
     done: bool,
 }
 
@@ -129,6 +152,7 @@ impl SpoolHandle {
             handle: self.clone(),
             qid,
             buf: Vec::with_capacity(self.chunk_size),
+            head: None,
             done: false,
         })
     }
@@ -154,6 +178,23 @@ impl SpoolHandle {
     /// Removes a message; resolves once the removal is synced.
     pub async fn remove(&self, qid: QueueId) -> Result<(), SpoolError> {
         self.ask(|r| Request::Remove(qid, r)).await
+    }
+
+    /// Writes `updates` in their order and resolves, one result each, once they are synced.
+    /// The request leaves when this is called, not when the future is first polled: whatever
+    /// is asked of the spool after this call sees them (a queue turn hands its recipient
+    /// outcomes over, reads the message for its DSN, then removes it, with one wait).
+    pub fn apply(
+        &self,
+        updates: Vec<Update>,
+    ) -> impl Future<Output = Vec<Result<(), SpoolError>>> + Send + 'static {
+        let n = updates.len();
+        let (tx, rx) = oneshot::channel();
+        let sent = self.tx.send(Request::Apply(updates, tx)).is_ok();
+        async move {
+            let answer = if sent { rx.await.ok() } else { None };
+            answer.unwrap_or_else(|| (0..n).map(|_| Err(SpoolError::Stopped)).collect())
+        }
     }
 
     /// Every committed message, oldest first.
@@ -256,18 +297,29 @@ impl Incoming {
         self.handle.ask(|r| Request::HoldHead(qid, r)).await
     }
 
-    /// Writes the held start of the message (its header section, edited).
+    /// Writes the held start of the message (its header section, edited). It reaches flash
+    /// with the next full chunk of the body or with the commit, whichever comes first; the
+    /// header section is bounded, so RAM per session stays bounded.
     pub async fn write_head(&mut self, head: Vec<u8>) -> Result<(), SpoolError> {
-        let qid = self.qid;
-        self.handle.ask(|r| Request::WriteHead(qid, head, r)).await
+        self.head = Some(head);
+        Ok(())
     }
 
     /// Writes the bytes still buffered, so that [`Incoming::read_part`] sees every byte written.
     pub async fn write_out(&mut self) -> Result<(), SpoolError> {
+        self.write_held_head().await?;
         if self.buf.is_empty() {
             return Ok(());
         }
         self.flush().await
+    }
+
+    async fn write_held_head(&mut self) -> Result<(), SpoolError> {
+        let Some(head) = self.head.take() else {
+            return Ok(());
+        };
+        let qid = self.qid;
+        self.handle.ask(|r| Request::WriteHead(qid, head, r)).await
     }
 
     /// Up to `max` bytes of what was written so far from byte `offset` on, read back from flash
@@ -281,6 +333,7 @@ impl Incoming {
     }
 
     async fn flush(&mut self) -> Result<(), SpoolError> {
+        self.write_held_head().await?;
         let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(self.handle.chunk_size));
         let qid = self.qid;
         self.handle.ask(|r| Request::Write(qid, bytes, r)).await
@@ -300,6 +353,7 @@ impl Incoming {
 
     async fn finish(mut self, head: Option<Vec<u8>>) -> Result<QueueId, SpoolError> {
         let qid = self.qid;
+        let head = head.or_else(|| self.head.take());
         let tail = std::mem::take(&mut self.buf);
         self.done = true;
         self.handle
@@ -320,6 +374,8 @@ impl Drop for Incoming {
 enum Waiter {
     Commit(QueueId, Reply<QueueId>),
     Done(Reply<()>),
+    /// What each update's write gave; those written are answered with the sync's result.
+    Applied(Vec<Result<(), SpoolError>>, Answers),
 }
 
 struct Writer<F: Flash> {
@@ -330,6 +386,20 @@ struct Writer<F: Flash> {
     receiving: HashSet<QueueId>,
     batch_started: Option<Instant>,
     batch_bytes: u64,
+}
+
+/// Writes one update (not synced yet).
+fn apply<F: Flash>(s: &mut Spool<F>, u: Update) -> Result<(), SpoolError> {
+    match u {
+        Update::Mark {
+            qid,
+            index,
+            outcome,
+            at,
+        } => s.mark_recipient(qid, index, outcome, at),
+        Update::State(qid, change) => s.set_state(qid, change),
+        Update::Remove(qid) => s.remove(qid),
+    }
 }
 
 impl<F: Flash> Writer<F> {
@@ -420,6 +490,13 @@ impl<F: Flash> Writer<F> {
                 }
                 Waiter::Done(r) => {
                     let _ = r.send(result.clone());
+                }
+                Waiter::Applied(written, r) => {
+                    let answers = written
+                        .into_iter()
+                        .map(|w| w.and_then(|()| result.clone()))
+                        .collect();
+                    let _ = r.send(answers);
                 }
             }
         }
@@ -513,6 +590,15 @@ impl<F: Flash> Writer<F> {
                     let _ = r.send(Err(e));
                 }
             },
+            Request::Apply(updates, r) => {
+                let written: Vec<_> = updates.into_iter().map(|u| apply(s, u)).collect();
+                if written.iter().any(Result::is_ok) {
+                    self.wait(Waiter::Applied(written, r));
+                } else {
+                    // Nothing written: nothing to wait for.
+                    let _ = r.send(written);
+                }
+            }
             Request::List(r) => {
                 let _ = r.send(Ok(s.list()));
             }
