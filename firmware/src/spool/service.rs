@@ -79,8 +79,15 @@ pub struct SpoolHandle {
 }
 
 /// Mail log lines on their way to the ring on flash. A busy relay logs several lines per message;
-/// queued here, they cost the writer thread one wake-up per turn, not one each.
+/// queued here, they cost the writer thread no wake-up of their own: it takes them at every turn,
+/// so they are on flash with the sync of the next record; an idle writer looks for them every
+/// [`LOG_TICK`], and a long queue wakes it at once.
 type LogQueue = Arc<Mutex<Vec<String>>>;
+
+/// Longest a mail log line waits for the writer when no mail moves.
+const LOG_TICK: Duration = Duration::from_secs(1);
+/// Lines queued before the writer is woken for them alone: a bound on RAM, not a batch size.
+const LOG_WAKE_LINES: usize = 256;
 
 /// A message being received: body bytes stream to flash as they come, in bounded chunks.
 /// Dropping it without [`Incoming::commit`] abandons the message.
@@ -245,10 +252,10 @@ impl SpoolHandle {
             return;
         };
         lines.push(line);
-        // The writer takes every queued line each turn: only the first one needs to wake it.
-        let first = lines.len() == 1;
+        // The writer takes every queued line each turn: see `LogQueue`.
+        let wake = lines.len() == LOG_WAKE_LINES;
         drop(lines);
-        if first {
+        if wake {
             let _ = self.tx.send(Request::LogWake);
         }
     }
@@ -418,7 +425,7 @@ impl<F: Flash> Writer<F> {
         let delay = self.spool.settings().group_commit_delay;
         loop {
             let next = match self.batch_started {
-                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                None => rx.recv_timeout(LOG_TICK),
                 Some(t) => {
                     let left = (t + delay).saturating_duration_since(Instant::now());
                     rx.recv_timeout(left.max(Duration::from_micros(1)))
