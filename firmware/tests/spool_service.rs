@@ -359,32 +359,6 @@ async fn a_head_written_early_reaches_flash_in_order_small_or_large() {
     }
 }
 
-/// A message that never left RAM before its commit comes back as a copy of what is stored (for
-/// its first delivery); one that did, or one over the bound, does not.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_small_message_is_kept_as_stored_a_large_one_is_not() {
-    let (spool, _) = Spool::open(flash(), SpoolSettings::default()).unwrap();
-    let chunk = SpoolSettings::default().chunk_size as usize;
-    let (handle, _writer) = service::spawn(spool).unwrap();
-    let head = b"Subject: hi\r\n\r\n".to_vec();
-    for (n, len, keep, kept) in [
-        (1, 100, 4096, true),
-        (2, 100, 50, false),
-        (3, chunk + 1, 1 << 20, false),
-    ] {
-        let mut inc = handle.begin_holding_head(envelope(n)).await.unwrap();
-        let b: Vec<u8> = body(n).into_iter().cycle().take(len).collect();
-        inc.write(&b).await.unwrap();
-        let (qid, copy) = inc.commit_keeping(Some(head.clone()), keep).await.unwrap();
-        let stored = handle.read_body(qid).await.unwrap();
-        assert_eq!(stored, [head.clone(), b].concat());
-        assert_eq!(copy.is_some(), kept, "message {n}");
-        if let Some(copy) = copy {
-            assert_eq!(copy, stored);
-        }
-    }
-}
-
 /// `apply` hands its records over when called: a read asked right after it, before its answer,
 /// already sees them; the answer (one per record) comes once they are synced, and a record that
 /// cannot be written is answered with its own error without failing the others.

@@ -165,16 +165,15 @@ impl IncomingMessage for Receiving {
         // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
         let accepted = verdict.map_err(|refused| refused.reply())?;
         // The edited head, the rest of the body and the commit go to the spool in one request.
-        // A small message stays in RAM for its first delivery too.
-        let edited = held.map(|held| {
-            let edited = headers::edit(&held, &accepted);
-            size = size - held.len() as u64 + edited.len() as u64;
-            edited
-        });
-        let (qid, kept) = incoming
-            .commit_keeping(edited, crate::queue::KEPT_BODY)
-            .await
-            .map_err(|e| spool_reply(&e))?;
+        let committed = match held {
+            Some(held) => {
+                let edited = headers::edit(&held, &accepted);
+                size = size - held.len() as u64 + edited.len() as u64;
+                incoming.commit_with_head(edited).await
+            }
+            None => incoming.commit().await,
+        };
+        let qid = committed.map_err(|e| spool_reply(&e))?;
         for note in &accepted.notes {
             log.line(Program::Content, &format!("{qid}: {note}"));
         }
@@ -205,7 +204,7 @@ impl IncomingMessage for Receiving {
                 ))
                 .await;
         } else {
-            queue.arrived(qid, envelope, size, kept).await;
+            queue.arrived(qid, envelope, size).await;
         }
         Ok(qid)
     }

@@ -125,7 +125,7 @@ impl NoticePlan {
                         Program::Content,
                         &format!("{qid}: virus notification to <{listed}>: {new}"),
                     );
-                    queue.arrived(new, notice, size, None).await;
+                    queue.arrived(new, notice, size).await;
                 }
                 Err(e) => log.line(
                     Program::Content,

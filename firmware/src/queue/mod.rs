@@ -26,7 +26,7 @@
 //!     start_unix: None,
 //! }, Arc::new(spool_handle), client);         // the spool is the QueueStore (spool.rs)
 //! queue.recover(&spool_handle).await?;      // what the spool recovered at start
-//! // after each commit of a new message: queue.arrived(qid, envelope, size, kept).await
+//! // after each commit of a new message: queue.arrived(qid, envelope, size).await
 //! // admin: queue.list() / hold / release / requeue / delete / flush(Some(site)) / apply(op, ids)
 //! ```
 
@@ -47,6 +47,5 @@ pub use manager::{
     Action, BulkOp, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView, Work,
 };
 pub use memory::{MemoryStore, MemoryStoreError};
-pub use runner::KEPT_BODY;
 pub use settings::QueueSettings;
 pub use shape::{BUCKETS, Shape, ShapeBy, ShapeRow, shape};

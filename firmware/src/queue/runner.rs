@@ -91,7 +91,7 @@ pub struct QueueHandle {
 enum Command {
     Add(QueuedMessage),
     /// A message just committed, with what the session knows of it (see [`Runner::fresh`]).
-    Arrived(QueuedMessage, Arc<StoredMessage>, Option<Vec<u8>>),
+    Arrived(QueuedMessage, Arc<StoredMessage>),
     AddRecovered(Box<RecoveredQueue>),
     Hold(QueueId, oneshot::Sender<bool>),
     Release(QueueId, oneshot::Sender<bool>),
@@ -110,18 +110,9 @@ impl QueueHandle {
         let _ = self.tx.send(Command::Add(m)).await;
     }
     /// A message just committed by a session, every recipient pending: `stored` is what the
-    /// spool holds of it and `body`, if given, its body as stored (at most [`KEPT_BODY`]
-    /// bytes), so its first round reads nothing back.
-    pub async fn add_arrived(
-        &self,
-        m: QueuedMessage,
-        stored: StoredMessage,
-        body: Option<Vec<u8>>,
-    ) {
-        let _ = self
-            .tx
-            .send(Command::Arrived(m, Arc::new(stored), body))
-            .await;
+    /// spool holds of it, so its first round reads only its body back.
+    pub async fn add_arrived(&self, m: QueuedMessage, stored: StoredMessage) {
+        let _ = self.tx.send(Command::Arrived(m, Arc::new(stored))).await;
     }
     /// What the spool recovered at start, all at once.
     pub async fn add_recovered(&self, recovered: RecoveredQueue) {
@@ -201,8 +192,6 @@ pub fn spawn<S: QueueStore, D: Deliverer>(
         start_unix,
         answers: Vec::new(),
         fresh: HashMap::new(),
-        fresh_bodies: HashMap::new(),
-        fresh_body_bytes: 0,
     };
     let task = tokio::spawn(runner.run(rx));
     (QueueHandle { tx }, task)
@@ -222,17 +211,7 @@ struct Runner<S, D> {
     /// spool but the body. Dropped at the first state change or removal (a deferred message
     /// reads what is on flash when it comes back), and at most [`FRESH_LIMIT`] of them.
     fresh: HashMap<QueueId, Arc<StoredMessage>>,
-    /// Bodies of fresh messages for their first job, at most [`FRESH_BODY_BYTES`] together.
-    fresh_bodies: HashMap<QueueId, Vec<u8>>,
-    fresh_body_bytes: usize,
 }
-
-/// The largest body a session hands over with its message (see [`QueueHandle::add_arrived`]).
-pub const KEPT_BODY: usize = 64 * 1024;
-
-/// Bodies kept for first attempts, together: enough for every session of a busy relay while
-/// delivery keeps up; when it does not, new messages are read back from flash instead.
-const FRESH_BODY_BYTES: usize = 1024 * 1024;
 
 /// Envelopes kept for messages in their first round: a few hundred bytes each, so a backlog in
 /// the active queue costs at most about a megabyte before messages are read back instead.
@@ -303,22 +282,14 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         let now = self.now();
         match c {
             Command::Add(m) => self.qm.add(m, now),
-            Command::Arrived(m, stored, body) => {
+            Command::Arrived(m, stored) => {
                 let qid = m.qid;
                 // A second add of a queue id is ignored: so is what came with it.
                 let new = !self.qm.contains(qid);
                 self.qm.add(m, now);
-                if !(new && self.fresh.len() < FRESH_LIMIT && self.qm.contains(qid)) {
-                    return;
+                if new && self.fresh.len() < FRESH_LIMIT && self.qm.contains(qid) {
+                    self.fresh.insert(qid, stored);
                 }
-                if let Some(body) = body.filter(|b| {
-                    b.len() as u64 == stored.size
-                        && self.fresh_body_bytes + b.len() <= FRESH_BODY_BYTES
-                }) {
-                    self.fresh_body_bytes += body.len();
-                    self.fresh_bodies.insert(qid, body);
-                }
-                self.fresh.insert(qid, stored);
             }
             Command::AddRecovered(r) => self.qm.add_recovered(&r, now),
             Command::Hold(q, r) => drop(r.send(self.qm.hold(q))),
@@ -343,15 +314,12 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         }
     }
 
-    fn start_job(&mut self, job: Job, done: mpsc::Sender<Attempt>) {
+    fn start_job(&self, job: Job, done: mpsc::Sender<Attempt>) {
         let store = self.store.clone();
         let deliverer = self.deliverer.clone();
         let log = self.config.log.clone();
         let started_unix = self.now();
         let known = self.fresh.get(&job.qid).cloned();
-        // The kept body serves this job only; another job of the message reads flash.
-        let body = self.take_fresh_body(job.qid);
-        let known = known.map(|m| (m, body));
         tokio::spawn(async move {
             let attempt = run_job(&*store, &*deliverer, &log, &job, known, started_unix).await;
             let _ = done.send(attempt).await;
@@ -386,11 +354,11 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             .collect();
         let written = self.store.apply(writes.clone());
         let (marked, written) = tokio::join!(marked, written);
-        let log = self.config.log.clone();
+        let log = &self.config.log;
         for (u, res) in marks.iter().zip(marked) {
             if let (Update::Mark { qid, index, .. }, Err(e)) = (u, res) {
                 // What the first round remembers of it is not on flash now.
-                self.forget_fresh(*qid);
+                self.fresh.remove(qid);
                 log.line(
                     Program::Qmgr,
                     &format!("{qid}: warning: cannot mark recipient {index}: {e}"),
@@ -429,7 +397,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         if let Some(m) = self.fresh.get_mut(&qid) {
             match Arc::make_mut(m).outcomes.get_mut(index) {
                 Some(slot) => *slot = Some(outcome.clone()),
-                None => self.forget_fresh(qid),
+                None => drop(self.fresh.remove(&qid)),
             }
         }
         Some(Update::Mark {
@@ -448,7 +416,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 state,
                 waiting,
             } => {
-                self.forget_fresh(qid);
+                self.fresh.remove(&qid);
                 let change = StateChange {
                     state,
                     at: now,
@@ -457,23 +425,11 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 Some(Update::State(qid, change))
             }
             Action::Remove { qid } => {
-                self.forget_fresh(qid);
+                self.fresh.remove(&qid);
                 Some(Update::Remove(qid))
             }
             _ => None,
         }
-    }
-
-    fn take_fresh_body(&mut self, qid: QueueId) -> Option<Vec<u8>> {
-        let body = self.fresh_bodies.remove(&qid)?;
-        self.fresh_body_bytes -= body.len();
-        Some(body)
-    }
-
-    /// The message leaves its first round: what the runner kept of it goes.
-    fn forget_fresh(&mut self, qid: QueueId) {
-        self.fresh.remove(&qid);
-        self.take_fresh_body(qid);
     }
 
     /// What the spool holds of a message: remembered in its first round, else read back.
@@ -654,15 +610,14 @@ async fn run_job<S: QueueStore, D: Deliverer>(
     deliverer: &D,
     log: &LogSink,
     job: &Job,
-    known: Option<(Arc<StoredMessage>, Option<Vec<u8>>)>,
+    known: Option<Arc<StoredMessage>>,
     started_unix: u64,
 ) -> Attempt {
     // The envelope and the body's first piece (all of most messages) in one wait, not two; a
-    // message in its first round has its envelope already, a small one its body too.
+    // message in its first round has its envelope already.
     let first = store.read_body_part(job.qid, 0, BODY_PIECE);
     let loaded = match known {
-        Some((m, Some(body))) => Ok((m, body)),
-        Some((m, None)) => first.await.map(|b| (m, b)),
+        Some(m) => first.await.map(|b| (m, b)),
         None => match tokio::join!(store.load(job.qid), first) {
             (Ok(m), Ok(b)) => Ok((Arc::new(m), b)),
             (Err(e), _) | (_, Err(e)) => Err(e),

@@ -48,15 +48,9 @@ impl QueueStore for SpoolHandle {
 
 impl QueueHandle {
     /// A message just committed to the spool: into the active queue, every recipient pending.
-    /// The queue keeps its envelope for the first delivery attempt, and `body` (the message as
-    /// stored, when the session still had all of it) too: that attempt then reads nothing back.
-    pub async fn arrived(
-        &self,
-        qid: QueueId,
-        envelope: Envelope,
-        size: u64,
-        body: Option<Vec<u8>>,
-    ) {
+    /// The queue keeps its envelope for the first delivery attempt, which then reads only the
+    /// body back from flash.
+    pub async fn arrived(&self, qid: QueueId, envelope: Envelope, size: u64) {
         let outcomes = vec![None; envelope.recipients.len()];
         let queued =
             QueuedMessage::from_envelope(qid, &envelope, &outcomes, QueueState::Active, size);
@@ -65,7 +59,7 @@ impl QueueHandle {
             outcomes,
             size,
         };
-        self.add_arrived(queued, stored, body).await;
+        self.add_arrived(queued, stored).await;
     }
 
     /// Every message on the spool, in the state it was in: at start, what recovery found.

@@ -100,8 +100,6 @@ pub struct Incoming {
     /// with the first full chunk or with the commit, so a message smaller than a chunk costs
     /// the session two trips to the writer (begin and commit), not three.
     head: Option<Vec<u8>>,
-    /// Some of the message went to the writer before the commit.
-    sent: bool,
     done: bool,
 }
 
@@ -162,7 +160,6 @@ impl SpoolHandle {
             qid,
             buf: Vec::with_capacity(self.chunk_size),
             head: None,
-            sent: false,
             done: false,
         })
     }
@@ -329,7 +326,6 @@ impl Incoming {
             return Ok(());
         };
         let qid = self.qid;
-        self.sent = true;
         self.handle.ask(|r| Request::WriteHead(qid, head, r)).await
     }
 
@@ -347,7 +343,6 @@ impl Incoming {
         self.write_held_head().await?;
         let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(self.handle.chunk_size));
         let qid = self.qid;
-        self.sent = true;
         self.handle.ask(|r| Request::Write(qid, bytes, r)).await
     }
 
@@ -361,22 +356,6 @@ impl Incoming {
     /// and the commit record in one request; resolves only after the sync that holds the commit.
     pub async fn commit_with_head(self, head: Vec<u8>) -> Result<QueueId, SpoolError> {
         self.finish(Some(head)).await
-    }
-
-    /// [`Incoming::commit_with_head`] with `head`, else [`Incoming::commit`]; and a copy of the
-    /// message as stored when all of it was still in RAM (nothing went to the writer before)
-    /// and it is at most `keep` bytes: a small message is delivered once without being read
-    /// back from flash.
-    pub async fn commit_keeping(
-        self,
-        head: Option<Vec<u8>>,
-        keep: usize,
-    ) -> Result<(QueueId, Option<Vec<u8>>), SpoolError> {
-        let first = head.as_deref().or(self.head.as_deref()).unwrap_or_default();
-        let kept = (!self.sent && first.len() + self.buf.len() <= keep)
-            .then(|| [first, &self.buf].concat());
-        let qid = self.finish(head).await?;
-        Ok((qid, kept))
     }
 
     async fn finish(mut self, head: Option<Vec<u8>>) -> Result<QueueId, SpoolError> {
