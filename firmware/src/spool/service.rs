@@ -393,6 +393,8 @@ struct Writer<F: Flash> {
     receiving: HashSet<QueueId>,
     batch_started: Option<Instant>,
     batch_bytes: u64,
+    /// Mail log lines were appended since the last sync.
+    log_unsynced: bool,
 }
 
 /// Writes one update (not synced yet).
@@ -418,6 +420,7 @@ impl<F: Flash> Writer<F> {
             receiving: HashSet::new(),
             batch_started: None,
             batch_bytes: 0,
+            log_unsynced: false,
         }
     }
 
@@ -439,6 +442,16 @@ impl<F: Flash> Writer<F> {
                         self.handle(req);
                     }
                 }
+                Err(mpsc::RecvTimeoutError::Timeout) if self.batch_started.is_none() => {
+                    // Quiet for a while: lines logged since the last sync go to flash now,
+                    // not with the next mail, which may be long in coming.
+                    self.append_log();
+                    if self.log_unsynced {
+                        self.log_unsynced = false;
+                        let _ = self.spool.sync();
+                    }
+                    continue;
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     self.append_log();
@@ -459,6 +472,7 @@ impl<F: Flash> Writer<F> {
             Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
             _ => return,
         };
+        self.log_unsynced = true;
         for line in lines {
             // The log must never stop mail: a line that cannot be written is lost.
             let _ = self.spool.log_append(&line);
@@ -509,6 +523,7 @@ impl<F: Flash> Writer<F> {
         }
         self.batch_started = None;
         self.batch_bytes = 0;
+        self.log_unsynced = false;
     }
 
     /// The held head, the last body bytes, then the commit record.
