@@ -2,6 +2,7 @@
 //! message is never asked of the store whole, yet the deliverer sees every byte and the DSN
 //! returns its headers (Postfix's bounce_size_limit).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,12 +11,13 @@ use mail_parser::{MessageParser, PartType};
 use postern::bounce::RETURNED_HEADERS_LIMIT;
 use postern::log::LogSink;
 use postern::mail::Transport;
-use postern::mail::{EnhancedStatus, Envelope, QueueId, RecipientOutcome, Reply, StateChange};
+use postern::mail::{EnhancedStatus, Envelope, QueueId, Reply};
 use postern::queue::runner::{self, QueueStore, RunnerConfig, StoredMessage};
 use postern::queue::{
     Attempt, AttemptReport, BODY_PIECE, BodyReader, Deliverer, DeliveryRequest, MemoryStore,
     MemoryStoreError, QueueSettings, RcptResult,
 };
+use postern::spool::Update;
 
 mod common;
 
@@ -46,22 +48,11 @@ impl QueueStore for Metered {
         self.inner.read_body_part(qid, offset, max).await
     }
 
-    async fn mark_recipient(
+    fn apply(
         &self,
-        qid: QueueId,
-        index: usize,
-        outcome: RecipientOutcome,
-        at: u64,
-    ) -> Result<(), MemoryStoreError> {
-        self.inner.mark_recipient(qid, index, outcome, at).await
-    }
-
-    async fn set_state(&self, qid: QueueId, change: StateChange) -> Result<(), MemoryStoreError> {
-        self.inner.set_state(qid, change).await
-    }
-
-    async fn remove(&self, qid: QueueId) -> Result<(), MemoryStoreError> {
-        self.inner.remove(qid).await
+        updates: Vec<Update>,
+    ) -> impl Future<Output = Vec<Result<(), MemoryStoreError>>> + Send + 'static {
+        self.inner.apply(updates)
     }
 
     async fn store(

@@ -3,6 +3,8 @@
 //! checked field by field with mail-parser.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,10 +12,12 @@ use mail_parser::{MessageParser, PartType};
 use postern::log::LogSink;
 use postern::mail::{EnhancedStatus, Reply, Transport};
 use postern::mail::{Envelope, Notify, QueueId, QueueState, Recipient};
-use postern::queue::runner::{self, QueueHandle, RunnerConfig};
+use postern::queue::runner::{self, QueueHandle, QueueStore, RunnerConfig, StoredMessage};
 use postern::queue::{
-    Attempt, AttemptReport, Deliverer, DeliveryRequest, MemoryStore, QueueSettings, RcptResult,
+    Attempt, AttemptReport, Deliverer, DeliveryRequest, MemoryStore, MemoryStoreError,
+    QueueSettings, RcptResult,
 };
+use postern::spool::Update;
 
 mod common;
 
@@ -106,15 +110,74 @@ fn envelope(sender: &str, rcpts: &[&str], notify: Notify) -> Envelope {
 
 const BODY: &[u8] = b"From: alice@example.org\r\nSubject: runner test\r\n\r\nHello.\r\n";
 
+/// The memory store, counting how often a message's envelope is read back.
+struct Counted {
+    inner: Arc<MemoryStore>,
+    loads: AtomicUsize,
+}
+
+impl QueueStore for Counted {
+    type Error = MemoryStoreError;
+
+    async fn load(&self, qid: QueueId) -> Result<StoredMessage, MemoryStoreError> {
+        self.loads.fetch_add(1, Ordering::Relaxed);
+        self.inner.load(qid).await
+    }
+
+    async fn read_body_part(
+        &self,
+        qid: QueueId,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, MemoryStoreError> {
+        self.inner.read_body_part(qid, offset, max).await
+    }
+
+    fn apply(
+        &self,
+        updates: Vec<Update>,
+    ) -> impl Future<Output = Vec<Result<(), MemoryStoreError>>> + Send + 'static {
+        self.inner.apply(updates)
+    }
+
+    async fn store(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> Result<QueueId, MemoryStoreError> {
+        self.inner.store(envelope, message).await
+    }
+}
+
+/// How a new message reaches the queue: as recovery and admin add it, or as a session hands
+/// it over after its commit (the queue keeps its envelope for the first round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    Add,
+    Arrived,
+}
+
+const HANDOVERS: [Handover; 2] = [Handover::Add, Handover::Arrived];
+
 struct World {
     store: Arc<MemoryStore>,
+    counted: Arc<Counted>,
+    handover: Handover,
     script: Arc<Script>,
     log: LogSink,
     queue: QueueHandle,
 }
 
 fn start(settings: QueueSettings) -> World {
+    start_with(settings, Handover::Add)
+}
+
+fn start_with(settings: QueueSettings, handover: Handover) -> World {
     let store = Arc::new(MemoryStore::new(T0 * 1000));
+    let counted = Arc::new(Counted {
+        inner: store.clone(),
+        loads: AtomicUsize::new(0),
+    });
     let script = Arc::new(Script::default());
     let log = LogSink::memory();
     let (queue, _task) = runner::spawn(
@@ -125,11 +188,13 @@ fn start(settings: QueueSettings) -> World {
             log: log.clone(),
             start_unix: Some(T0),
         },
-        store.clone(),
+        counted.clone(),
         script.clone(),
     );
     World {
         store,
+        counted,
+        handover,
         script,
         log,
         queue,
@@ -140,7 +205,13 @@ impl World {
     async fn submit(&self, env: Envelope) -> QueueId {
         let q = self.store.put(env, BODY);
         let qid = q.qid;
-        self.queue.add(q).await;
+        match self.handover {
+            Handover::Add => self.queue.add(q).await,
+            Handover::Arrived => {
+                let stored = self.store.load(qid).await.unwrap();
+                self.queue.add_arrived(q, stored).await;
+            }
+        }
         qid
     }
 
@@ -170,7 +241,13 @@ fn dsn_fields(msg: &[u8]) -> (String, String) {
 
 #[tokio::test(start_paused = true)]
 async fn mixed_outcomes_one_bounce_then_everything_is_removed() {
-    let w = start(QueueSettings::default());
+    for handover in HANDOVERS {
+        mixed_outcomes(handover).await;
+    }
+}
+
+async fn mixed_outcomes(handover: Handover) {
+    let w = start_with(QueueSettings::default(), handover);
     let qid = w
         .submit(envelope(
             "alice@example.org",
@@ -208,7 +285,13 @@ async fn mixed_outcomes_one_bounce_then_everything_is_removed() {
 
 #[tokio::test(start_paused = true)]
 async fn quota_full_is_retried_for_five_days_then_returned_with_4_4_7() {
-    let w = start(QueueSettings::default());
+    for handover in HANDOVERS {
+        quota_full(handover).await;
+    }
+}
+
+async fn quota_full(handover: Handover) {
+    let w = start_with(QueueSettings::default(), handover);
     w.submit(envelope(
         "alice@example.org",
         &["full@example.com"],
@@ -275,7 +358,13 @@ async fn a_bounce_to_a_dead_sender_is_kept_then_dropped_never_rebounced() {
 
 #[tokio::test(start_paused = true)]
 async fn notify_never_sends_nothing_and_success_is_reported() {
-    let w = start(QueueSettings::default());
+    for handover in HANDOVERS {
+        notify_never_and_success(handover).await;
+    }
+}
+
+async fn notify_never_and_success(handover: Handover) {
+    let w = start_with(QueueSettings::default(), handover);
     w.submit(envelope(
         "alice@example.org",
         &["gone@example.com"],
@@ -391,4 +480,50 @@ async fn admin_hold_list_release_delete() {
         "delete sends no notification"
     );
     assert!(w.queue.list().await.is_empty());
+}
+
+/// A message handed over by its session is delivered, logged and removed without its envelope
+/// being read back; once deferred, each retry reads what is on flash (which has the outcomes of
+/// the first round).
+#[tokio::test(start_paused = true)]
+async fn a_message_handed_over_is_not_read_back_in_its_first_round() {
+    let w = start_with(QueueSettings::default(), Handover::Arrived);
+    let qid = w
+        .submit(envelope(
+            "alice@example.org",
+            &["ok@example.com", "ok2@example.com"],
+            Notify::DEFAULT,
+        ))
+        .await;
+    w.drain(Duration::from_secs(3600)).await;
+    assert_eq!(w.store.len(), 0);
+    assert_eq!(w.counted.loads.load(Ordering::Relaxed), 0);
+    assert!(w.log_has(&format!(
+        "{qid}: from=<alice@example.org>, size={}, nrcpt=2 (queue active)",
+        BODY.len()
+    )));
+    assert!(w.log_has(&format!("postern/qmgr: {qid}: removed")));
+
+    // One delivered, one deferred: the retry reads the message back, delivered recipient marked.
+    let qid = w
+        .submit(envelope(
+            "alice@example.org",
+            &["ok@example.com", "full@example.com"],
+            Notify::DEFAULT,
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(w.counted.loads.load(Ordering::Relaxed), 0, "first round");
+    let stored = w.store.load(qid).await.unwrap();
+    assert!(stored.outcomes[0].is_some() && stored.outcomes[1].is_none());
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(
+        w.counted.loads.load(Ordering::Relaxed) > 0,
+        "retries read it"
+    );
+    assert_eq!(
+        w.script.attempts("ok@example.com"),
+        2,
+        "never delivered twice"
+    );
 }

@@ -186,7 +186,7 @@ async fn deferred_twice_then_delivered_shows_every_record_in_order() {
     let mut inc = spool.begin(env.clone()).await.unwrap();
     inc.write(b"Subject: tries\r\n\r\nbody\r\n").await.unwrap();
     let qid = inc.commit().await.unwrap();
-    queue.arrived(qid, &env, 24).await;
+    queue.arrived(qid, env, 24).await;
     let admin = admin_of(&spool, &queue);
     rounds(&queue, qid, 1).await;
     assert_eq!(admin.execute(requeue(qid)).await.exit, 0);
@@ -412,7 +412,7 @@ async fn a_flushed_message_is_due_after_a_restart_and_its_history_shows_the_flus
         let mut inc = spool.begin(env.clone()).await.unwrap();
         inc.write(b"Subject: flush\r\n\r\nbody\r\n").await.unwrap();
         let qid = inc.commit().await.unwrap();
-        queue.arrived(qid, &env, 24).await;
+        queue.arrived(qid, env, 24).await;
         rounds(&queue, qid, 1).await;
         qids.push(qid);
     }

@@ -4,7 +4,7 @@
 use hal::flash::{FlashGeometry, RamFlash};
 use postern::mail::Transport;
 use postern::mail::{Envelope, QueueState, RecipientOutcome, StateChange};
-use postern::spool::{Region, Spool, SpoolError, SpoolGeometry, SpoolSettings, service};
+use postern::spool::{Region, Spool, SpoolError, SpoolGeometry, SpoolSettings, Update, service};
 
 mod common;
 
@@ -326,6 +326,91 @@ async fn a_held_head_goes_with_the_commit_and_survives_restart() {
     let (mut spool, report) = Spool::open(flash, SpoolSettings::default()).unwrap();
     assert_eq!(report.messages, 1);
     assert_eq!(spool.read_body(qid).unwrap(), whole);
+}
+
+/// A head released early (the header section ended within the body) waits in the session for
+/// the first full chunk or the commit: small and large messages alike come back whole, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_written_early_reaches_flash_in_order_small_or_large() {
+    let (spool, _) = Spool::open(flash(), SpoolSettings::default()).unwrap();
+    let chunk = SpoolSettings::default().chunk_size as usize;
+    let (handle, writer) = service::spawn(spool).unwrap();
+    let head = b"Received: by gw\r\nSubject: hi\r\n\r\n".to_vec();
+    let mut qids = Vec::new();
+    for (n, len) in [(1, 100), (2, 3 * chunk + 17)] {
+        let mut inc = handle.begin_holding_head(envelope(n)).await.unwrap();
+        inc.write_head(head.clone()).await.unwrap();
+        let b: Vec<u8> = body(n).into_iter().cycle().take(len).collect();
+        for piece in b.chunks(1000) {
+            inc.write(piece).await.unwrap();
+        }
+        let qid = inc.commit().await.unwrap();
+        qids.push((qid, [head.clone(), b].concat()));
+    }
+    for (qid, whole) in &qids {
+        assert_eq!(&handle.read_body(*qid).await.unwrap(), whole);
+    }
+    drop(handle);
+    let flash = writer.join().unwrap().into_flash();
+    let (mut spool, report) = Spool::open(flash, SpoolSettings::default()).unwrap();
+    assert_eq!(report.messages, 2);
+    for (qid, whole) in &qids {
+        assert_eq!(&spool.read_body(*qid).unwrap(), whole);
+    }
+}
+
+/// `apply` hands its records over when called: a read asked right after it, before its answer,
+/// already sees them; the answer (one per record) comes once they are synced, and a record that
+/// cannot be written is answered with its own error without failing the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_records_are_seen_at_once_and_answered_after_their_sync() {
+    let mut ram = flash();
+    ram.track_durable();
+    let shared = Shared(std::sync::Arc::new(std::sync::Mutex::new(ram)));
+    let (spool, _) = Spool::open(shared.clone(), SpoolSettings::default()).unwrap();
+    let (handle, _writer) = service::spawn(spool).unwrap();
+    let mut qids = Vec::new();
+    for n in 0..3 {
+        let mut inc = handle.begin(envelope(n)).await.unwrap();
+        inc.write(&body(n)).await.unwrap();
+        qids.push(inc.commit().await.unwrap());
+    }
+    let delivered = RecipientOutcome::Delivered {
+        relay: "mx[192.0.2.1]:25".into(),
+        reply: "250 ok".into(),
+    };
+    let answered = handle.apply(vec![
+        Update::Mark {
+            qid: qids[0],
+            index: 1,
+            outcome: delivered.clone(),
+            at: 1_795_000_000,
+        },
+        Update::State(qids[1], StateChange::new(QueueState::Hold, 1_795_000_000)),
+        Update::Remove(qids[2]),
+        Update::Remove(qids[2]),
+    ]);
+    // Asked after `apply` and answered before it: the records are already the spool's.
+    let seen = handle.get(qids[0]).await.unwrap().unwrap();
+    assert_eq!(seen.outcomes[1], Some(delivered));
+    let answers = answered.await;
+    assert_eq!(answers.len(), 4);
+    assert!(answers[..3].iter().all(Result::is_ok), "{answers:?}");
+    assert!(
+        matches!(answers[3], Err(SpoolError::NoSuchMessage(_))),
+        "removed twice: {answers:?}"
+    );
+    // Power cut now: what was answered is on flash.
+    let image = shared.lock().durable_image().unwrap().to_vec();
+    let g = shared.lock().geometry();
+    let (mut spool, _) = Spool::open(
+        RamFlash::from_image(g, image).unwrap(),
+        SpoolSettings::default(),
+    )
+    .unwrap();
+    assert!(spool.get(qids[0]).unwrap().outcomes[1].is_some());
+    assert_eq!(spool.get(qids[1]).unwrap().state, QueueState::Hold);
+    assert!(spool.get(qids[2]).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -166,7 +166,7 @@ impl NoticePlan {
                         Program::Content,
                         &format!("{qid}: {what} to <{listed}>: {new}"),
                     );
-                    queue.arrived(new, &notice, size).await;
+                    queue.arrived(new, notice, size).await;
                 }
                 Err(e) => log.line(
                     Program::Content,

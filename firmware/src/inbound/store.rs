@@ -204,7 +204,7 @@ impl IncomingMessage for Receiving {
                 ))
                 .await;
         } else {
-            queue.arrived(qid, &envelope, size).await;
+            queue.arrived(qid, envelope, size).await;
         }
         Ok(qid)
     }

@@ -44,11 +44,30 @@ fn writer() -> Option<&'static Writer> {
         .as_ref()
 }
 
+/// How long the writer lets lines gather after the first one woke it: a busy relay logs
+/// thousands of lines a second, and waking for each (and writing each alone) cost more CPU than
+/// the relaying itself. A person at the console does not see 10 ms.
+const GATHER: Duration = Duration::from_millis(10);
+
 fn write_out(rx: Receiver<String>, dropped: &AtomicU64, pending: &AtomicU64) {
     let mut err = std::io::stderr();
-    for line in rx {
-        let _ = writeln!(err, "{line}");
-        pending.fetch_sub(1, Ordering::Relaxed);
+    let mut batch = String::new();
+    while let Ok(first) = rx.recv() {
+        std::thread::sleep(GATHER);
+        let mut n = 0;
+        for line in std::iter::once(first).chain(rx.try_iter()) {
+            batch.push_str(&line);
+            batch.push('\n');
+            n += 1;
+        }
+        // One write for the lot (stderr is unbuffered).
+        let _ = err.write_all(batch.as_bytes());
+        batch.clear();
+        if batch.capacity() > 64 * 1024 {
+            // A burst's buffer is not kept for the quiet that follows.
+            batch = String::new();
+        }
+        pending.fetch_sub(n, Ordering::Relaxed);
         let lost = dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
             let _ = writeln!(

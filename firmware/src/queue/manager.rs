@@ -1014,6 +1014,11 @@ impl QueueManager {
         self.msgs.iter().map(|(q, m)| self.view(q, m)).collect()
     }
 
+    /// Whether the queue holds this message (in any state).
+    pub fn contains(&self, qid: QueueId) -> bool {
+        self.msgs.contains_key(&qid)
+    }
+
     /// One message of [`list`](Self::list).
     pub fn get(&self, qid: QueueId) -> Option<MessageView> {
         self.msgs.get(&qid).map(|m| self.view(qid, m))

@@ -3,11 +3,13 @@
 //! them.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 
 use super::manager::QueuedMessage;
 use super::runner::{QueueStore, StoredMessage};
 use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome, StateChange};
+use crate::spool::Update;
 
 struct Entry {
     message: StoredMessage,
@@ -136,6 +138,40 @@ fn poisoned<T>(_: T) -> MemoryStoreError {
     MemoryStoreError::Poisoned
 }
 
+impl MemoryStore {
+    fn mark(
+        &self,
+        qid: QueueId,
+        index: usize,
+        outcome: RecipientOutcome,
+        _at: u64,
+    ) -> Result<(), MemoryStoreError> {
+        let mut g = self.inner.lock().map_err(poisoned)?;
+        let e = g.msgs.get_mut(&qid).ok_or_else(|| gone(qid))?;
+        let slot = e
+            .message
+            .outcomes
+            .get_mut(index)
+            .ok_or(MemoryStoreError::NoSuchRecipient { qid, index })?;
+        if slot.is_some() {
+            return Err(MemoryStoreError::AlreadyMarked { qid, index });
+        }
+        *slot = Some(outcome);
+        Ok(())
+    }
+
+    fn set_state(&self, qid: QueueId, change: StateChange) -> Result<(), MemoryStoreError> {
+        let mut g = self.inner.lock().map_err(poisoned)?;
+        g.msgs.get_mut(&qid).ok_or_else(|| gone(qid))?.state = change.state;
+        Ok(())
+    }
+
+    fn remove(&self, qid: QueueId) -> Result<(), MemoryStoreError> {
+        let mut g = self.inner.lock().map_err(poisoned)?;
+        g.msgs.remove(&qid).map(|_| ()).ok_or_else(|| gone(qid))
+    }
+}
+
 impl QueueStore for MemoryStore {
     type Error = MemoryStoreError;
 
@@ -162,36 +198,25 @@ impl QueueStore for MemoryStore {
         Ok(body.get(from..to).unwrap_or_default().to_vec())
     }
 
-    async fn mark_recipient(
+    fn apply(
         &self,
-        qid: QueueId,
-        index: usize,
-        outcome: RecipientOutcome,
-        _at: u64,
-    ) -> Result<(), MemoryStoreError> {
-        let mut g = self.inner.lock().map_err(poisoned)?;
-        let e = g.msgs.get_mut(&qid).ok_or_else(|| gone(qid))?;
-        let slot = e
-            .message
-            .outcomes
-            .get_mut(index)
-            .ok_or(MemoryStoreError::NoSuchRecipient { qid, index })?;
-        if slot.is_some() {
-            return Err(MemoryStoreError::AlreadyMarked { qid, index });
-        }
-        *slot = Some(outcome);
-        Ok(())
-    }
-
-    async fn set_state(&self, qid: QueueId, change: StateChange) -> Result<(), MemoryStoreError> {
-        let mut g = self.inner.lock().map_err(poisoned)?;
-        g.msgs.get_mut(&qid).ok_or_else(|| gone(qid))?.state = change.state;
-        Ok(())
-    }
-
-    async fn remove(&self, qid: QueueId) -> Result<(), MemoryStoreError> {
-        let mut g = self.inner.lock().map_err(poisoned)?;
-        g.msgs.remove(&qid).map(|_| ()).ok_or_else(|| gone(qid))
+        updates: Vec<Update>,
+    ) -> impl Future<Output = Vec<Result<(), MemoryStoreError>>> + Send + 'static {
+        // Written now, as the trait asks: RAM has no sync to wait for.
+        let results = updates
+            .into_iter()
+            .map(|u| match u {
+                Update::Mark {
+                    qid,
+                    index,
+                    outcome,
+                    at,
+                } => self.mark(qid, index, outcome, at),
+                Update::State(qid, change) => self.set_state(qid, change),
+                Update::Remove(qid) => self.remove(qid),
+            })
+            .collect();
+        std::future::ready(results)
     }
 
     async fn store(

@@ -26,7 +26,7 @@
 //!     start_unix: None,
 //! }, Arc::new(spool_handle), client);         // the spool is the QueueStore (spool.rs)
 //! queue.recover(&spool_handle).await?;      // what the spool recovered at start
-//! // after each commit of a new message: queue.arrived(qid, &envelope, size).await
+//! // after each commit of a new message: queue.arrived(qid, envelope, size).await
 //! // admin: queue.list() / hold / release / requeue / delete / flush(Some(site)) / apply(op, ids)
 //! ```
 

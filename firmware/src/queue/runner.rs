@@ -7,6 +7,7 @@
 //! counts from there with tokio's monotonic clock. Under `tokio::time::pause` tests therefore
 //! run days of retries in milliseconds, through this very code.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use crate::log::{self, Delays, DeliveryLine, LogSink, Program, Status};
 use crate::mail::{EnhancedStatus, Envelope, QueueId, QueueState, RecipientOutcome, StateChange};
 use crate::mail::{Protocol, Transport};
 use crate::metrics;
-use crate::spool::RecoveredQueue;
+use crate::spool::{RecoveredQueue, Update};
 
 /// What the runner reads of a stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,20 +50,13 @@ pub trait QueueStore: Send + Sync + 'static {
         offset: u64,
         max: usize,
     ) -> impl Future<Output = Result<Vec<u8>, Self::Error>> + Send;
-    /// Recipient `index` reached `outcome` at `at` (Unix seconds).
-    fn mark_recipient(
+    /// Writes `updates` in their order; one result each, once they are on flash. The writes
+    /// are the store's before this returns (whatever is asked of it afterwards sees them), so
+    /// a caller may read the message back before awaiting the sync.
+    fn apply(
         &self,
-        qid: QueueId,
-        index: usize,
-        outcome: RecipientOutcome,
-        at: u64,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    fn set_state(
-        &self,
-        qid: QueueId,
-        change: StateChange,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    fn remove(&self, qid: QueueId) -> impl Future<Output = Result<(), Self::Error>> + Send;
+        updates: Vec<Update>,
+    ) -> impl Future<Output = Vec<Result<(), Self::Error>>> + Send + 'static;
     /// Store a new message (a DSN) and commit it; its queue id once it is on flash.
     fn store(
         &self,
@@ -96,6 +90,8 @@ pub struct QueueHandle {
 
 enum Command {
     Add(QueuedMessage),
+    /// A message just committed, with what the session knows of it (see [`Runner::fresh`]).
+    Arrived(QueuedMessage, Arc<StoredMessage>),
     AddRecovered(Box<RecoveredQueue>),
     Hold(QueueId, oneshot::Sender<bool>),
     Release(QueueId, oneshot::Sender<bool>),
@@ -112,6 +108,11 @@ impl QueueHandle {
     /// A message was committed to the spool (or found at recovery).
     pub async fn add(&self, m: QueuedMessage) {
         let _ = self.tx.send(Command::Add(m)).await;
+    }
+    /// A message just committed by a session, every recipient pending: `stored` is what the
+    /// spool holds of it, so its first round reads only its body back.
+    pub async fn add_arrived(&self, m: QueuedMessage, stored: StoredMessage) {
+        let _ = self.tx.send(Command::Arrived(m, Arc::new(stored))).await;
     }
     /// What the spool recovered at start, all at once.
     pub async fn add_recovered(&self, recovered: RecoveredQueue) {
@@ -185,6 +186,7 @@ pub fn spawn<S: QueueStore, D: Deliverer>(
         start: Instant::now(),
         start_unix,
         answers: Vec::new(),
+        fresh: HashMap::new(),
     };
     let task = tokio::spawn(runner.run(rx));
     (QueueHandle { tx }, task)
@@ -199,7 +201,16 @@ struct Runner<S, D> {
     start_unix: u64,
     /// Bulk operations to answer once what they changed is written.
     answers: Vec<(oneshot::Sender<Vec<QueueId>>, Vec<QueueId>)>,
+    /// Messages in their first round, as the session handed them over, with the outcomes
+    /// written since: their active line, delivery and DSN check read nothing back from the
+    /// spool but the body. Dropped at the first state change or removal (a deferred message
+    /// reads what is on flash when it comes back), and at most [`FRESH_LIMIT`] of them.
+    fresh: HashMap<QueueId, Arc<StoredMessage>>,
 }
+
+/// Envelopes kept for messages in their first round: a few hundred bytes each, so a backlog in
+/// the active queue costs at most about a megabyte before messages are read back instead.
+const FRESH_LIMIT: usize = 4096;
 
 impl<S: QueueStore, D: Deliverer> Runner<S, D> {
     fn now(&self) -> u64 {
@@ -234,10 +245,21 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 .unwrap_or(housekeeping)
                 .min(housekeeping);
             tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    None | Some(Command::Shutdown) => return,
-                    Some(c) => self.command(c),
-                },
+                cmd = rx.recv() => {
+                    let mut next = cmd;
+                    if next.is_none() {
+                        return;
+                    }
+                    // Take every command already in (a busy relay's arrivals) before
+                    // scheduling again: one turn for them all.
+                    while let Some(c) = next {
+                        if matches!(c, Command::Shutdown) {
+                            return;
+                        }
+                        self.command(c);
+                        next = rx.try_recv().ok();
+                    }
+                }
                 Some(a) = done_rx.recv() => {
                     let now = self.now();
                     self.qm.report(a.report, a.relay.as_deref(), now);
@@ -255,6 +277,15 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         let now = self.now();
         match c {
             Command::Add(m) => self.qm.add(m, now),
+            Command::Arrived(m, stored) => {
+                let qid = m.qid;
+                // A second add of a queue id is ignored: so is what came with it.
+                let new = !self.qm.contains(qid);
+                self.qm.add(m, now);
+                if new && self.fresh.len() < FRESH_LIMIT && self.qm.contains(qid) {
+                    self.fresh.insert(qid, stored);
+                }
+            }
             Command::AddRecovered(r) => self.qm.add_recovered(&r, now),
             Command::Hold(q, r) => drop(r.send(self.qm.hold(q))),
             Command::Release(q, r) => drop(r.send(self.qm.release(q, now))),
@@ -283,17 +314,19 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         let deliverer = self.deliverer.clone();
         let log = self.config.log.clone();
         let started_unix = self.now();
+        let known = self.fresh.get(&job.qid).cloned();
         tokio::spawn(async move {
-            let attempt = run_job(&*store, &*deliverer, &log, &job, started_unix).await;
+            let attempt = run_job(&*store, &*deliverer, &log, &job, known, started_unix).await;
             let _ = done.send(attempt).await;
         });
     }
 
-    /// Carries out a turn's actions in three phases, so that a turn costs a few syncs rather than
-    /// a few per message: every recipient outcome first (written together, one sync), then what
-    /// reads the stored message (log lines, DSNs), then state changes and removals (runs of
-    /// distinct messages together). Each message's own actions keep their order (outcomes before
-    /// its DSN, its DSN before its removal): only actions of different messages are regrouped.
+    /// Carries out a turn's actions with one wait for the spool: every recipient outcome goes to
+    /// it first (not awaited), then what reads the stored message (log lines, DSNs, which see
+    /// those outcomes), then state changes and removals; the outcomes and the changes are
+    /// awaited together, so a turn costs one sync however many messages it finished. Each
+    /// message's own actions keep their order (outcomes before its DSN, its DSN before its
+    /// removal): only actions of different messages are regrouped.
     async fn execute_all(&mut self, actions: Vec<Action>) {
         let (marks, rest): (Vec<Action>, Vec<Action>) = actions
             .into_iter()
@@ -301,121 +334,43 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         let (writes, reads): (Vec<Action>, Vec<Action>) = rest
             .into_iter()
             .partition(|a| matches!(a, Action::SetState { .. } | Action::Remove { .. }));
-        self.mark_together(marks).await;
+        let now = self.now();
+        let marks: Vec<Update> = marks
+            .into_iter()
+            .filter_map(|a| self.mark_update(a, now))
+            .collect();
+        let marked = self.store.apply(marks.clone());
         for a in reads {
             self.execute(a).await;
         }
-        self.write_in_runs(writes).await;
-    }
-
-    /// Recipient outcomes go to the spool at once and share its sync.
-    async fn mark_together(&mut self, marks: Vec<Action>) {
-        if marks.len() < 2 {
-            for a in marks {
-                self.execute(a).await;
-            }
-            return;
-        }
-        let mut writes = Vec::with_capacity(marks.len());
-        let now = self.now();
-        for a in marks {
-            let Action::MarkRecipient {
-                qid,
-                index,
-                outcome,
-            } = a
-            else {
-                continue;
-            };
-            let store = self.store.clone();
-            writes.push(tokio::spawn(async move {
-                let res = store.mark_recipient(qid, index, outcome, now).await;
-                (qid, index, res.map_err(|e| e.to_string()))
-            }));
-        }
-        for w in writes {
-            if let Ok((qid, index, Err(e))) = w.await {
-                self.config.log.line(
+        let writes: Vec<Update> = writes
+            .into_iter()
+            .filter_map(|a| self.write_update(a, now))
+            .collect();
+        let written = self.store.apply(writes.clone());
+        let (marked, written) = tokio::join!(marked, written);
+        let log = &self.config.log;
+        for (u, res) in marks.iter().zip(marked) {
+            if let (Update::Mark { qid, index, .. }, Err(e)) = (u, res) {
+                // What the first round remembers of it is not on flash now.
+                self.fresh.remove(qid);
+                log.line(
                     Program::Qmgr,
                     &format!("{qid}: warning: cannot mark recipient {index}: {e}"),
                 );
             }
         }
-    }
-
-    /// Runs of state changes and removals of distinct messages go to the spool together: one
-    /// sync for a bulk hold of thousands, not thousands.
-    async fn write_in_runs(&mut self, actions: Vec<Action>) {
-        let mut batch: Vec<Action> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for a in actions {
-            let qid = match &a {
-                Action::SetState { qid, .. } | Action::Remove { qid } => Some(*qid),
-                _ => None,
-            };
-            if qid.is_none_or(|q| !seen.insert(q)) {
-                self.write_together(std::mem::take(&mut batch)).await;
-                seen.clear();
-            }
-            match qid {
-                Some(q) => {
-                    seen.insert(q);
-                    batch.push(a);
-                }
-                None => self.execute(a).await,
-            }
-        }
-        self.write_together(batch).await;
-    }
-
-    async fn write_together(&mut self, batch: Vec<Action>) {
-        if batch.len() < 2 {
-            for a in batch {
-                self.execute(a).await;
-            }
-            return;
-        }
-        let mut writes = Vec::with_capacity(batch.len());
-        let now = self.now();
-        for a in batch {
-            let store = self.store.clone();
-            writes.push(tokio::spawn(async move {
-                let res = match &a {
-                    Action::SetState {
-                        qid,
-                        state,
-                        waiting,
-                        flushed,
-                    } => {
-                        let change = StateChange {
-                            state: state.clone(),
-                            at: now,
-                            waiting: waiting.clone(),
-                            flushed: *flushed,
-                        };
-                        store.set_state(*qid, change).await
-                    }
-                    Action::Remove { qid } => store.remove(*qid).await,
-                    _ => Ok(()),
-                };
-                (a, res.map_err(|e| e.to_string()))
-            }));
-        }
-        let log = &self.config.log;
-        for w in writes {
-            let Ok((a, res)) = w.await else {
-                continue;
-            };
-            match (a, res) {
-                (Action::Remove { qid }, Ok(())) => {
+        for (u, res) in writes.iter().zip(written) {
+            match (u, res) {
+                (Update::Remove(qid), Ok(())) => {
                     metrics::global().qmgr_removed();
-                    log.line(Program::Qmgr, &log::removed_line(qid));
+                    log.line(Program::Qmgr, &log::removed_line(*qid));
                 }
-                (Action::Remove { qid }, Err(e)) => log.line(
+                (Update::Remove(qid), Err(e)) => log.line(
                     Program::Qmgr,
                     &format!("{qid}: warning: cannot remove: {e}"),
                 ),
-                (Action::SetState { qid, .. }, Err(e)) => log.line(
+                (Update::State(qid, _), Err(e)) => log.line(
                     Program::Qmgr,
                     &format!("{qid}: warning: cannot set state: {e}"),
                 ),
@@ -424,11 +379,71 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         }
     }
 
+    /// A recipient outcome as the spool writes it; a message in its first round remembers it.
+    fn mark_update(&mut self, a: Action, now: u64) -> Option<Update> {
+        let Action::MarkRecipient {
+            qid,
+            index,
+            outcome,
+        } = a
+        else {
+            return None;
+        };
+        if let Some(m) = self.fresh.get_mut(&qid) {
+            match Arc::make_mut(m).outcomes.get_mut(index) {
+                Some(slot) => *slot = Some(outcome.clone()),
+                None => drop(self.fresh.remove(&qid)),
+            }
+        }
+        Some(Update::Mark {
+            qid,
+            index,
+            outcome,
+            at: now,
+        })
+    }
+
+    /// A state change or removal as the spool writes it; the message leaves its first round.
+    fn write_update(&mut self, a: Action, now: u64) -> Option<Update> {
+        match a {
+            Action::SetState {
+                qid,
+                state,
+                waiting,
+                flushed,
+            } => {
+                self.fresh.remove(&qid);
+                let change = StateChange {
+                    state,
+                    at: now,
+                    waiting,
+                    flushed,
+                };
+                Some(Update::State(qid, change))
+            }
+            Action::Remove { qid } => {
+                self.fresh.remove(&qid);
+                Some(Update::Remove(qid))
+            }
+            _ => None,
+        }
+    }
+
+    /// What the spool holds of a message: remembered in its first round, else read back.
+    async fn stored(&self, qid: QueueId) -> Result<Arc<StoredMessage>, S::Error> {
+        match self.fresh.get(&qid) {
+            Some(m) => Ok(m.clone()),
+            None => self.store.load(qid).await.map(Arc::new),
+        }
+    }
+
+    /// A turn's action that reads the stored message or only logs; [`Runner::execute_all`]
+    /// writes the others.
     async fn execute(&mut self, a: Action) {
         let log = self.config.log.clone();
         match a {
             Action::Activated { qid } => {
-                if let Ok(m) = self.store.load(qid).await {
+                if let Ok(m) = self.stored(qid).await {
                     let line = log::active_line(
                         qid,
                         &m.envelope.sender,
@@ -438,65 +453,24 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                     log.line(Program::Qmgr, &line);
                 }
             }
-            Action::MarkRecipient {
-                qid,
-                index,
-                outcome,
-            } => {
-                let now = self.now();
-                if let Err(e) = self.store.mark_recipient(qid, index, outcome, now).await {
-                    log.line(
-                        Program::Qmgr,
-                        &format!("{qid}: warning: cannot mark recipient {index}: {e}"),
-                    );
-                }
-            }
-            Action::SetState {
-                qid,
-                state,
-                waiting,
-                flushed,
-            } => {
-                let change = StateChange {
-                    state,
-                    at: self.now(),
-                    waiting,
-                    flushed,
-                };
-                if let Err(e) = self.store.set_state(qid, change).await {
-                    log.line(
-                        Program::Qmgr,
-                        &format!("{qid}: warning: cannot set state: {e}"),
-                    );
-                }
-            }
             Action::Suspended {
                 qid,
                 recipients,
                 reason,
             } => self.log_suspended(qid, recipients, &reason).await,
             Action::Expired { qid } => {
-                if let Ok(m) = self.store.load(qid).await {
+                if let Ok(m) = self.stored(qid).await {
                     log.line(Program::Qmgr, &log::expired_line(qid, &m.envelope.sender));
                 }
             }
             Action::Dsn { qid, kind } => self.make_dsn(qid, kind).await,
-            Action::Remove { qid } => match self.store.remove(qid).await {
-                Ok(()) => {
-                    metrics::global().qmgr_removed();
-                    log.line(Program::Qmgr, &log::removed_line(qid));
-                }
-                Err(e) => log.line(
-                    Program::Qmgr,
-                    &format!("{qid}: warning: cannot remove: {e}"),
-                ),
-            },
+            Action::MarkRecipient { .. } | Action::SetState { .. } | Action::Remove { .. } => {}
         }
     }
 
     /// One `status=deferred` line per recipient held back because its next hop is down.
     async fn log_suspended(&self, qid: QueueId, recipients: Vec<usize>, reason: &str) {
-        let Ok(m) = self.store.load(qid).await else {
+        let Ok(m) = self.stored(qid).await else {
             return;
         };
         let now = self.now();
@@ -554,7 +528,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 &format!("{qid}: warning: message gone, no notification"),
             )
         };
-        let Ok(m) = self.store.load(qid).await else {
+        let Ok(m) = self.stored(qid).await else {
             return gone();
         };
         let kind = self.dsn_kind(qid, kind, &m.envelope);
@@ -633,13 +607,18 @@ async fn run_job<S: QueueStore, D: Deliverer>(
     deliverer: &D,
     log: &LogSink,
     job: &Job,
+    known: Option<Arc<StoredMessage>>,
     started_unix: u64,
 ) -> Attempt {
-    // The envelope and the body's first piece (all of most messages) in one wait, not two.
+    // The envelope and the body's first piece (all of most messages) in one wait, not two; a
+    // message in its first round has its envelope already.
     let first = store.read_body_part(job.qid, 0, BODY_PIECE);
-    let loaded = match tokio::join!(store.load(job.qid), first) {
-        (Ok(m), Ok(b)) => Ok((m, b)),
-        (Err(e), _) | (_, Err(e)) => Err(e),
+    let loaded = match known {
+        Some(m) => first.await.map(|b| (m, b)),
+        None => match tokio::join!(store.load(job.qid), first) {
+            (Ok(m), Ok(b)) => Ok((Arc::new(m), b)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        },
     };
     let (m, first) = match loaded {
         Ok(x) => x,

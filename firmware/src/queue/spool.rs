@@ -1,8 +1,10 @@
 //! The queue over the spool: the [`QueueStore`] the runner reads and writes messages through, and
 //! how messages on flash enter the queue (a new one after its commit, all of them after a restart).
 
-use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome, StateChange};
-use crate::spool::{SpoolError, SpoolHandle};
+use std::future::Future;
+
+use crate::mail::{Envelope, QueueId, QueueState};
+use crate::spool::{SpoolError, SpoolHandle, Update};
 
 use super::QueuedMessage;
 use super::runner::{QueueHandle, QueueStore, StoredMessage};
@@ -30,22 +32,11 @@ impl QueueStore for SpoolHandle {
         SpoolHandle::read_body_part(self, qid, offset, max).await
     }
 
-    async fn mark_recipient(
+    fn apply(
         &self,
-        qid: QueueId,
-        index: usize,
-        outcome: RecipientOutcome,
-        at: u64,
-    ) -> Result<(), SpoolError> {
-        SpoolHandle::mark_recipient(self, qid, index, outcome, at).await
-    }
-
-    async fn set_state(&self, qid: QueueId, change: StateChange) -> Result<(), SpoolError> {
-        SpoolHandle::set_state(self, qid, change).await
-    }
-
-    async fn remove(&self, qid: QueueId) -> Result<(), SpoolError> {
-        SpoolHandle::remove(self, qid).await
+        updates: Vec<Update>,
+    ) -> impl Future<Output = Vec<Result<(), SpoolError>>> + Send + 'static {
+        SpoolHandle::apply(self, updates)
     }
 
     async fn store(&self, envelope: Envelope, message: Vec<u8>) -> Result<QueueId, SpoolError> {
@@ -57,16 +48,18 @@ impl QueueStore for SpoolHandle {
 
 impl QueueHandle {
     /// A message just committed to the spool: into the active queue, every recipient pending.
-    pub async fn arrived(&self, qid: QueueId, envelope: &Envelope, size: u64) {
+    /// The queue keeps its envelope for the first delivery attempt, which then reads only the
+    /// body back from flash.
+    pub async fn arrived(&self, qid: QueueId, envelope: Envelope, size: u64) {
         let outcomes = vec![None; envelope.recipients.len()];
-        self.add(QueuedMessage::from_envelope(
-            qid,
+        let queued =
+            QueuedMessage::from_envelope(qid, &envelope, &outcomes, QueueState::Active, size);
+        let stored = StoredMessage {
             envelope,
-            &outcomes,
-            QueueState::Active,
+            outcomes,
             size,
-        ))
-        .await;
+        };
+        self.add_arrived(queued, stored).await;
     }
 
     /// Every message on the spool, in the state it was in: at start, what recovery found.

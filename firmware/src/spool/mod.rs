@@ -53,7 +53,7 @@ pub use format::{FORMAT_VERSION, SpoolGeometry};
 pub use index::{MessageHistory, MessageSummary, OutcomeTime};
 pub use logring::LogLines;
 pub use recovered::{RecoveredMessage, RecoveredQueue, RecoveredRecipient, RecoveredState};
-pub use service::{Incoming, SpoolHandle};
+pub use service::{Incoming, SpoolHandle, Update};
 pub use store::Spool;
 
 use crate::mail::QueueId;

@@ -7,6 +7,7 @@
 //! oldest waiter has waited `group_commit_delay`, and then answers everyone in the batch at once.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,6 +22,8 @@ use super::{
 };
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
+/// One result per update of an [`Request::Apply`].
+type Answers = oneshot::Sender<Vec<Result<(), SpoolError>>>;
 
 enum Request {
     /// The flag: keep chunk 0 for the header section ([`Incoming::commit_with_head`]).
@@ -34,6 +37,8 @@ enum Request {
     Mark(QueueId, usize, RecipientOutcome, u64, Reply<()>),
     SetState(QueueId, StateChange, Reply<()>),
     Remove(QueueId, Reply<()>),
+    /// Several records in one trip and one wait: one result each, after their sync.
+    Apply(Vec<Update>, Answers),
     List(Reply<Vec<MessageSummary>>),
     Get(QueueId, Reply<Option<MessageSummary>>),
     History(QueueId, Reply<Option<MessageHistory>>),
@@ -51,6 +56,20 @@ enum Request {
     LogRead(u64, usize, Reply<Option<LogLines>>),
 }
 
+/// A record the queue writes about a committed message (see [`SpoolHandle::apply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Recipient `index` reached its final outcome at `at` (Unix seconds).
+    Mark {
+        qid: QueueId,
+        index: usize,
+        outcome: RecipientOutcome,
+        at: u64,
+    },
+    State(QueueId, StateChange),
+    Remove(QueueId),
+}
+
 /// A cheap, clonable way to the spool writer.
 #[derive(Clone, Debug)]
 pub struct SpoolHandle {
@@ -60,8 +79,15 @@ pub struct SpoolHandle {
 }
 
 /// Mail log lines on their way to the ring on flash. A busy relay logs several lines per message;
-/// queued here, they cost the writer thread one wake-up per turn, not one each.
+/// queued here, they cost the writer thread no wake-up of their own: it takes them at every turn,
+/// so they are on flash with the sync of the next record; an idle writer looks for them every
+/// [`LOG_TICK`], and a long queue wakes it at once.
 type LogQueue = Arc<Mutex<Vec<String>>>;
+
+/// Longest a mail log line waits for the writer when no mail moves.
+const LOG_TICK: Duration = Duration::from_secs(1);
+/// Lines queued before the writer is woken for them alone: a bound on RAM, not a batch size.
+const LOG_WAKE_LINES: usize = 256;
 
 /// A message being received: body bytes stream to flash as they come, in bounded chunks.
 /// Dropping it without [`Incoming::commit`] abandons the message.
@@ -70,6 +96,10 @@ pub struct Incoming {
     handle: SpoolHandle,
     qid: QueueId,
     buf: Vec<u8>,
+    /// The held start of the message, given by [`Incoming::write_head`]: it goes to the writer
+    /// with the first full chunk or with the commit, so a message smaller than a chunk costs
+    /// the session two trips to the writer (begin and commit), not three.
+    head: Option<Vec<u8>>,
     done: bool,
 }
 
@@ -129,6 +159,7 @@ impl SpoolHandle {
             handle: self.clone(),
             qid,
             buf: Vec::with_capacity(self.chunk_size),
+            head: None,
             done: false,
         })
     }
@@ -154,6 +185,23 @@ impl SpoolHandle {
     /// Removes a message; resolves once the removal is synced.
     pub async fn remove(&self, qid: QueueId) -> Result<(), SpoolError> {
         self.ask(|r| Request::Remove(qid, r)).await
+    }
+
+    /// Writes `updates` in their order and resolves, one result each, once they are synced.
+    /// The request leaves when this is called, not when the future is first polled: whatever
+    /// is asked of the spool after this call sees them (a queue turn hands its recipient
+    /// outcomes over, reads the message for its DSN, then removes it, with one wait).
+    pub fn apply(
+        &self,
+        updates: Vec<Update>,
+    ) -> impl Future<Output = Vec<Result<(), SpoolError>>> + Send + 'static {
+        let n = updates.len();
+        let (tx, rx) = oneshot::channel();
+        let sent = self.tx.send(Request::Apply(updates, tx)).is_ok();
+        async move {
+            let answer = if sent { rx.await.ok() } else { None };
+            answer.unwrap_or_else(|| (0..n).map(|_| Err(SpoolError::Stopped)).collect())
+        }
     }
 
     /// Every committed message, oldest first.
@@ -204,10 +252,10 @@ impl SpoolHandle {
             return;
         };
         lines.push(line);
-        // The writer takes every queued line each turn: only the first one needs to wake it.
-        let first = lines.len() == 1;
+        // The writer takes every queued line each turn: see `LogQueue`.
+        let wake = lines.len() == LOG_WAKE_LINES;
         drop(lines);
-        if first {
+        if wake {
             let _ = self.tx.send(Request::LogWake);
         }
     }
@@ -256,18 +304,29 @@ impl Incoming {
         self.handle.ask(|r| Request::HoldHead(qid, r)).await
     }
 
-    /// Writes the held start of the message (its header section, edited).
+    /// Writes the held start of the message (its header section, edited). It reaches flash
+    /// with the next full chunk of the body or with the commit, whichever comes first; the
+    /// header section is bounded, so RAM per session stays bounded.
     pub async fn write_head(&mut self, head: Vec<u8>) -> Result<(), SpoolError> {
-        let qid = self.qid;
-        self.handle.ask(|r| Request::WriteHead(qid, head, r)).await
+        self.head = Some(head);
+        Ok(())
     }
 
     /// Writes the bytes still buffered, so that [`Incoming::read_part`] sees every byte written.
     pub async fn write_out(&mut self) -> Result<(), SpoolError> {
+        self.write_held_head().await?;
         if self.buf.is_empty() {
             return Ok(());
         }
         self.flush().await
+    }
+
+    async fn write_held_head(&mut self) -> Result<(), SpoolError> {
+        let Some(head) = self.head.take() else {
+            return Ok(());
+        };
+        let qid = self.qid;
+        self.handle.ask(|r| Request::WriteHead(qid, head, r)).await
     }
 
     /// Up to `max` bytes of what was written so far from byte `offset` on, read back from flash
@@ -281,6 +340,7 @@ impl Incoming {
     }
 
     async fn flush(&mut self) -> Result<(), SpoolError> {
+        self.write_held_head().await?;
         let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(self.handle.chunk_size));
         let qid = self.qid;
         self.handle.ask(|r| Request::Write(qid, bytes, r)).await
@@ -300,6 +360,7 @@ impl Incoming {
 
     async fn finish(mut self, head: Option<Vec<u8>>) -> Result<QueueId, SpoolError> {
         let qid = self.qid;
+        let head = head.or_else(|| self.head.take());
         let tail = std::mem::take(&mut self.buf);
         self.done = true;
         self.handle
@@ -320,6 +381,8 @@ impl Drop for Incoming {
 enum Waiter {
     Commit(QueueId, Reply<QueueId>),
     Done(Reply<()>),
+    /// What each update's write gave; those written are answered with the sync's result.
+    Applied(Vec<Result<(), SpoolError>>, Answers),
 }
 
 struct Writer<F: Flash> {
@@ -330,6 +393,22 @@ struct Writer<F: Flash> {
     receiving: HashSet<QueueId>,
     batch_started: Option<Instant>,
     batch_bytes: u64,
+    /// Mail log lines were appended since the last sync.
+    log_unsynced: bool,
+}
+
+/// Writes one update (not synced yet).
+fn apply<F: Flash>(s: &mut Spool<F>, u: Update) -> Result<(), SpoolError> {
+    match u {
+        Update::Mark {
+            qid,
+            index,
+            outcome,
+            at,
+        } => s.mark_recipient(qid, index, outcome, at),
+        Update::State(qid, change) => s.set_state(qid, change),
+        Update::Remove(qid) => s.remove(qid),
+    }
 }
 
 impl<F: Flash> Writer<F> {
@@ -341,6 +420,7 @@ impl<F: Flash> Writer<F> {
             receiving: HashSet::new(),
             batch_started: None,
             batch_bytes: 0,
+            log_unsynced: false,
         }
     }
 
@@ -348,7 +428,7 @@ impl<F: Flash> Writer<F> {
         let delay = self.spool.settings().group_commit_delay;
         loop {
             let next = match self.batch_started {
-                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                None => rx.recv_timeout(LOG_TICK),
                 Some(t) => {
                     let left = (t + delay).saturating_duration_since(Instant::now());
                     rx.recv_timeout(left.max(Duration::from_micros(1)))
@@ -361,6 +441,16 @@ impl<F: Flash> Writer<F> {
                     while let Ok(req) = rx.try_recv() {
                         self.handle(req);
                     }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if self.batch_started.is_none() => {
+                    // Quiet for a while: lines logged since the last sync go to flash now,
+                    // not with the next mail, which may be long in coming.
+                    self.append_log();
+                    if self.log_unsynced {
+                        self.log_unsynced = false;
+                        let _ = self.spool.sync();
+                    }
+                    continue;
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -382,6 +472,7 @@ impl<F: Flash> Writer<F> {
             Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
             _ => return,
         };
+        self.log_unsynced = true;
         for line in lines {
             // The log must never stop mail: a line that cannot be written is lost.
             let _ = self.spool.log_append(&line);
@@ -421,10 +512,18 @@ impl<F: Flash> Writer<F> {
                 Waiter::Done(r) => {
                     let _ = r.send(result.clone());
                 }
+                Waiter::Applied(written, r) => {
+                    let answers = written
+                        .into_iter()
+                        .map(|w| w.and_then(|()| result.clone()))
+                        .collect();
+                    let _ = r.send(answers);
+                }
             }
         }
         self.batch_started = None;
         self.batch_bytes = 0;
+        self.log_unsynced = false;
     }
 
     /// The held head, the last body bytes, then the commit record.
@@ -513,6 +612,15 @@ impl<F: Flash> Writer<F> {
                     let _ = r.send(Err(e));
                 }
             },
+            Request::Apply(updates, r) => {
+                let written: Vec<_> = updates.into_iter().map(|u| apply(s, u)).collect();
+                if written.iter().any(Result::is_ok) {
+                    self.wait(Waiter::Applied(written, r));
+                } else {
+                    // Nothing written: nothing to wait for.
+                    let _ = r.send(written);
+                }
+            }
             Request::List(r) => {
                 let _ = r.send(Ok(s.list()));
             }

@@ -102,6 +102,7 @@ impl Medium for FileMedium {
 mod tests {
     use std::path::PathBuf;
 
+    use super::super::os::GATHER_BYTES;
     use super::super::{Flash, NorFlash, ReadNorFlash};
     use super::*;
 
@@ -133,6 +134,47 @@ mod tests {
             f.read(4096 * 4 - 2, &mut buf).is_err(),
             "reads past the end are refused"
         );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// Programs are gathered, but nothing can tell: a read, an erase, a sync or dropping the
+    /// flash sees every one of them, in order, runs that do not continue one another included.
+    #[test]
+    fn gathered_programs_are_seen_by_reads_erases_syncs_and_drop() {
+        let path = temp_path("gather");
+        let _ = std::fs::remove_file(&path);
+        let g = FlashGeometry::new(4096, 4096 * 40).unwrap();
+        let mut f = FileFlash::create(&path, g).unwrap();
+        f.write(10, b"abc").unwrap();
+        f.write(13, b"def").unwrap();
+        // Not continuing: the run before is made first.
+        f.write(100, b"xyz").unwrap();
+        let mut buf = [0u8; 6];
+        f.read(10, &mut buf).unwrap();
+        assert_eq!(&buf, b"abcdef");
+        let mut buf = [0u8; 3];
+        f.read(100, &mut buf).unwrap();
+        assert_eq!(&buf, b"xyz");
+        // A program larger than the gathering bound, after a small one it continues.
+        f.write(4096, b"12").unwrap();
+        let big = vec![7u8; GATHER_BYTES + 5];
+        f.write(4098, &big).unwrap();
+        f.write(4098 + big.len() as u32, b"end").unwrap();
+        f.sync().unwrap();
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(&on_disk[4096..4098], b"12");
+        assert_eq!(&on_disk[4098..4098 + big.len()], &big[..]);
+        assert_eq!(&on_disk[4098 + big.len()..4101 + big.len()], b"end");
+        // Erasing sees a gathered program (and wipes it).
+        f.write(8192, b"gone").unwrap();
+        f.erase(8192, 12288).unwrap();
+        let mut buf = [0u8; 4];
+        f.read(8192, &mut buf).unwrap();
+        assert_eq!(buf, [0xFF; 4]);
+        // Dropped without a sync: still written.
+        f.write(200, b"last").unwrap();
+        drop(f);
+        assert_eq!(&std::fs::read(&path).unwrap()[200..204], b"last");
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -27,16 +27,97 @@ pub trait Medium: fmt::Debug {
 /// A flash device behind an open file or device node.
 #[derive(Debug)]
 pub struct OsFlash<M> {
-    file: File,
+    file: Programs,
     path: PathBuf,
     geometry: FlashGeometry,
     medium: M,
 }
 
+/// Programs that continue one another are gathered and made with one system call: the spool
+/// appends a message as several small records, and a call each cost more than the records.
+/// Whatever reads, erases or syncs sees them made first, and so does dropping the flash.
+#[derive(Debug)]
+struct Programs {
+    file: File,
+    /// Bytes to program at `at`, not made yet.
+    pending: Vec<u8>,
+    at: u32,
+    /// Gathered programs failed when a read or an erase made them: no sync may succeed after
+    /// that (it would vouch for records that are not there).
+    lost: Option<FlashError>,
+}
+
+/// Most bytes gathered before they are programmed.
+pub(crate) const GATHER_BYTES: usize = 64 * 1024;
+
+impl Programs {
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
+        let continues = u64::from(self.at) + self.pending.len() as u64 == u64::from(offset);
+        if !(continues && self.pending.len() + bytes.len() <= GATHER_BYTES) {
+            self.make()?;
+            self.at = offset;
+        }
+        if bytes.len() > GATHER_BYTES {
+            return self.program(offset, bytes);
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Programs what was gathered.
+    fn make(&mut self) -> Result<(), FlashError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let res = self.program(self.at, &pending);
+        // The buffer is kept for the next run of programs (it is at most GATHER_BYTES).
+        self.pending = pending;
+        self.pending.clear();
+        if let Err(e) = &res {
+            self.lost.get_or_insert_with(|| e.clone());
+        }
+        res
+    }
+
+    fn program(&self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
+        self.file
+            .write_all_at(bytes, offset.into())
+            .map_err(|e| FlashError::io("write", offset, &e))
+    }
+
+    /// The file, with every gathered program made.
+    fn file(&mut self) -> Result<&File, FlashError> {
+        self.make()?;
+        Ok(&self.file)
+    }
+
+    /// The file to sync: every gathered program made, and none ever lost.
+    fn file_to_sync(&mut self) -> Result<&File, FlashError> {
+        self.make()?;
+        match &self.lost {
+            Some(e) => Err(e.clone()),
+            None => Ok(&self.file),
+        }
+    }
+}
+
+impl Drop for Programs {
+    fn drop(&mut self) {
+        // A flash dropped without a sync still gets what it was given, as before gathering.
+        let _ = self.make();
+    }
+}
+
 impl<M> OsFlash<M> {
     pub(crate) fn new(file: File, path: PathBuf, geometry: FlashGeometry, medium: M) -> Self {
         OsFlash {
-            file,
+            file: Programs {
+                file,
+                pending: Vec::new(),
+                at: 0,
+                lost: None,
+            },
             path,
             geometry,
             medium,
@@ -83,6 +164,7 @@ impl<M: Medium> ReadNorFlash for OsFlash<M> {
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
         self.geometry.check_range(offset, bytes.len())?;
         self.file
+            .file()?
             .read_exact_at(bytes, offset.into())
             .map_err(|e| FlashError::io("read", offset, &e))
     }
@@ -101,14 +183,12 @@ impl<M: Medium> NorFlash for OsFlash<M> {
         if from == to {
             return Ok(());
         }
-        self.medium.erase(&self.file, self.geometry, from, to)
+        self.medium.erase(self.file.file()?, self.geometry, from, to)
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
         self.geometry.check_range(offset, bytes.len())?;
-        self.file
-            .write_all_at(bytes, offset.into())
-            .map_err(|e| FlashError::io("write", offset, &e))
+        self.file.write(offset, bytes)
     }
 }
 
@@ -118,6 +198,6 @@ impl<M: Medium> Flash for OsFlash<M> {
     }
 
     fn sync(&mut self) -> Result<(), FlashError> {
-        self.medium.sync(&self.file)
+        self.medium.sync(self.file.file_to_sync()?)
     }
 }
