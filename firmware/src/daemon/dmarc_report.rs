@@ -192,7 +192,7 @@ impl Reporter {
                     ),
                 );
                 if !self.stopping.load(Ordering::Relaxed) {
-                    self.queue.arrived(qid, &envelope, size).await;
+                    self.queue.arrived(qid, envelope, size).await;
                 }
             }
             Err(e) => self.warn(&format!(
