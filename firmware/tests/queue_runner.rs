@@ -78,6 +78,14 @@ impl Deliverer for Script {
                 (i, r)
             })
             .collect();
+        // A slow peer takes 3 s to accept; a stuck one never answers within a stop's grace.
+        for &i in req.recipients {
+            match req.envelope.recipients[i].address.split('@').next() {
+                Some("slow") => tokio::time::sleep(Duration::from_secs(3)).await,
+                Some("stuck") => tokio::time::sleep(Duration::from_secs(3600)).await,
+                _ => {}
+            }
+        }
         Attempt {
             report: AttemptReport {
                 qid: req.qid,
@@ -526,4 +534,42 @@ async fn a_message_handed_over_is_not_read_back_in_its_first_round() {
         2,
         "never delivered twice"
     );
+}
+
+/// A stop waits for the delivery in flight and writes its outcome: the message is not on the
+/// spool to be sent again after the start. One still going after the grace stays queued.
+#[tokio::test(start_paused = true)]
+async fn a_stop_settles_deliveries_in_flight_before_it_returns() {
+    let w = start(QueueSettings::default());
+    let qid = w
+        .submit(envelope(
+            "alice@example.org",
+            &["slow@example.com"],
+            Notify::DEFAULT,
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.script.attempts("slow@example.com"), 1, "in flight");
+    w.queue.shutdown().await;
+    assert_eq!(
+        w.store.len(),
+        0,
+        "delivered, so removed before the stop returned"
+    );
+    assert!(w.log_has(&format!("postern/qmgr: {qid}: removed")));
+
+    let w = start(QueueSettings::default());
+    let qid = w
+        .submit(envelope(
+            "alice@example.org",
+            &["stuck@example.com"],
+            Notify::DEFAULT,
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = tokio::time::Instant::now();
+    w.queue.shutdown().await;
+    assert_eq!(started.elapsed(), runner::SHUTDOWN_GRACE);
+    assert!(w.store.load(qid).await.is_ok(), "still queued");
+    assert!(w.log_has("warning: stopping with deliveries in flight (1)"));
 }

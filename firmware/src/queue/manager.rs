@@ -512,6 +512,15 @@ impl QueueManager {
         for (_, _, hop) in hops {
             self.schedule_dest(&hop, now, &mut jobs);
         }
+        Work {
+            actions: self.settle(now),
+            jobs,
+        }
+    }
+
+    /// What the results reported so far call for (recipient marks, DSNs, removals, deferrals),
+    /// without starting anything: [`QueueManager::poll`] without its jobs, for a stop.
+    pub fn settle(&mut self, now: u64) -> Vec<Action> {
         for qid in std::mem::take(&mut self.check) {
             let over = self
                 .msgs
@@ -522,10 +531,7 @@ impl QueueManager {
             }
         }
         self.prune_dests();
-        Work {
-            actions: std::mem::take(&mut self.actions),
-            jobs,
-        }
+        std::mem::take(&mut self.actions)
     }
 
     /// Move due deferred messages to the active queue and send due delay warnings: only the

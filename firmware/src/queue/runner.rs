@@ -68,6 +68,10 @@ pub trait QueueStore: Send + Sync + 'static {
 /// The runner wakes at least this often, for the deliverer's housekeeping.
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
 
+/// How long a stop waits for deliveries in flight: most finish in well under a second, and
+/// the console's poweroff must not hang on a peer that stopped answering.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Finds the next hop for a DSN's recipient (the original sender): the router's job.
 pub type BounceRoute = Arc<dyn Fn(&str) -> Option<Transport> + Send + Sync>;
 
@@ -101,7 +105,8 @@ enum Command {
     Apply(BulkOp, Vec<QueueId>, oneshot::Sender<Vec<QueueId>>),
     List(oneshot::Sender<Vec<MessageView>>),
     Get(QueueId, oneshot::Sender<Option<MessageView>>),
-    Shutdown,
+    /// Answered once the jobs in flight are settled on flash (or the grace ran out).
+    Shutdown(oneshot::Sender<()>),
 }
 
 impl QueueHandle {
@@ -158,9 +163,11 @@ impl QueueHandle {
     pub async fn get(&self, qid: QueueId) -> Option<MessageView> {
         self.ask(|r| Command::Get(qid, r)).await.flatten()
     }
-    /// Stop scheduling; jobs in flight are abandoned (their messages stay on flash).
+    /// Stops scheduling and waits up to [`SHUTDOWN_GRACE`] for the deliveries in flight, whose
+    /// outcomes go to flash first: a message delivered while the box stops is not sent again
+    /// after the start. A delivery still going at the end is abandoned (it stays queued).
     pub async fn shutdown(&self) {
-        let _ = self.tx.send(Command::Shutdown).await;
+        let _ = self.ask(Command::Shutdown).await;
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
@@ -187,6 +194,7 @@ pub fn spawn<S: QueueStore, D: Deliverer>(
         start_unix,
         answers: Vec::new(),
         fresh: HashMap::new(),
+        in_flight: 0,
     };
     let task = tokio::spawn(runner.run(rx));
     (QueueHandle { tx }, task)
@@ -206,6 +214,8 @@ struct Runner<S, D> {
     /// spool but the body. Dropped at the first state change or removal (a deferred message
     /// reads what is on flash when it comes back), and at most [`FRESH_LIMIT`] of them.
     fresh: HashMap<QueueId, Arc<StoredMessage>>,
+    /// Jobs started whose attempt has not come back.
+    in_flight: usize,
 }
 
 /// Envelopes kept for messages in their first round: a few hundred bytes each, so a backlog in
@@ -224,6 +234,20 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let (done_tx, mut done_rx) = mpsc::channel::<Attempt>(1024);
+        let stop = self.schedule(&mut rx, &mut done_rx, done_tx).await;
+        self.settle(&mut done_rx).await;
+        if let Some(ack) = stop {
+            let _ = ack.send(());
+        }
+    }
+
+    /// Schedules until told to stop (the stop's answer) or every handle is gone (None).
+    async fn schedule(
+        &mut self,
+        rx: &mut mpsc::Receiver<Command>,
+        done_rx: &mut mpsc::Receiver<Attempt>,
+        done_tx: mpsc::Sender<Attempt>,
+    ) -> Option<oneshot::Sender<()>> {
         loop {
             let now = self.now();
             let work = self.qm.poll(now);
@@ -247,14 +271,12 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             tokio::select! {
                 cmd = rx.recv() => {
                     let mut next = cmd;
-                    if next.is_none() {
-                        return;
-                    }
+                    next.as_ref()?;
                     // Take every command already in (a busy relay's arrivals) before
                     // scheduling again: one turn for them all.
                     while let Some(c) = next {
-                        if matches!(c, Command::Shutdown) {
-                            return;
+                        if let Command::Shutdown(ack) = c {
+                            return Some(ack);
                         }
                         self.command(c);
                         next = rx.try_recv().ok();
@@ -262,10 +284,10 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 }
                 Some(a) = done_rx.recv() => {
                     let now = self.now();
-                    self.qm.report(a.report, a.relay.as_deref(), now);
+                    self.finished(a, now);
                     // Take every result that is already in before scheduling again.
                     while let Ok(a) = done_rx.try_recv() {
-                        self.qm.report(a.report, a.relay.as_deref(), now);
+                        self.finished(a, now);
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => self.deliverer.idle().await,
@@ -305,11 +327,49 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             }
             Command::List(r) => drop(r.send(self.qm.list())),
             Command::Get(qid, r) => drop(r.send(self.qm.get(qid))),
-            Command::Shutdown => {}
+            // Taken by the loop before it gets here.
+            Command::Shutdown(ack) => drop(ack.send(())),
         }
     }
 
-    fn start_job(&self, job: Job, done: mpsc::Sender<Attempt>) {
+    fn finished(&mut self, a: Attempt, now: u64) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.qm.report(a.report, a.relay.as_deref(), now);
+    }
+
+    /// At a stop: no new jobs; the attempts in flight come back within [`SHUTDOWN_GRACE`] and
+    /// their outcomes (marks, DSNs, removals) are written, so a delivered message is not sent
+    /// again after the start.
+    async fn settle(&mut self, done_rx: &mut mpsc::Receiver<Attempt>) {
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while self.in_flight > 0 {
+            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+                Ok(Some(a)) => {
+                    let now = self.now();
+                    self.finished(a, now);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if self.in_flight > 0 {
+            self.config.log.line(
+                Program::Qmgr,
+                &format!(
+                    "warning: stopping with deliveries in flight ({}): their messages stay queued",
+                    self.in_flight
+                ),
+            );
+        }
+        let now = self.now();
+        let actions = self.qm.settle(now);
+        self.execute_all(actions).await;
+        for (r, done) in self.answers.drain(..) {
+            let _ = r.send(done);
+        }
+    }
+
+    fn start_job(&mut self, job: Job, done: mpsc::Sender<Attempt>) {
+        self.in_flight += 1;
         let store = self.store.clone();
         let deliverer = self.deliverer.clone();
         let log = self.config.log.clone();
