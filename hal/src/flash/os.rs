@@ -183,7 +183,8 @@ impl<M: Medium> NorFlash for OsFlash<M> {
         if from == to {
             return Ok(());
         }
-        self.medium.erase(self.file.file()?, self.geometry, from, to)
+        self.medium
+            .erase(self.file.file()?, self.geometry, from, to)
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
