@@ -172,35 +172,6 @@ impl Index {
         }
     }
 
-    /// A fresh index of `entries`, sized for them.
-    pub(crate) fn build<'a>(
-        entries: impl Iterator<Item = Entry>,
-        count: usize,
-        name: impl Fn(Entry) -> &'a str,
-    ) -> Index {
-        let mut size = 16;
-        while size * 3 < count * 4 + 4 {
-            size *= 2;
-        }
-        let mut index = Index {
-            slots: vec![
-                Slot {
-                    tag: 0,
-                    entry: EMPTY
-                };
-                size
-            ],
-            len: 0,
-            hasher: BuildAddressHasher::default(),
-        };
-        for e in entries {
-            let h = index.hash(name(e));
-            index.place(h, e);
-            index.len += 1;
-        }
-        index
-    }
-
     /// Bytes the table takes on the heap.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.slots.capacity() * std::mem::size_of::<Slot>()
@@ -235,11 +206,35 @@ mod tests {
             assert_eq!(idx.find(&names[i as usize], name), Some(e));
         }
         assert_eq!(idx.find("nobody@example.com", name), None);
-        let rebuilt = Index::build((0..1000).map(Entry::Account), 1000, name);
-        assert_eq!(
-            rebuilt.find("user999@example.com", name),
-            Some(Entry::Account(999))
-        );
-        assert!(rebuilt.slots.len() * 3 >= 1000 * 4);
+    }
+
+    /// Removing shifts runs back: whatever is left is found, whatever went is not, in any
+    /// order of removal (every third entry, then the rest from the end), down to empty.
+    #[test]
+    fn removal_in_place_keeps_every_other_entry_found() {
+        let names: Vec<String> = (0..2000).map(|i| format!("u{i}@example.com")).collect();
+        let name = |e: Entry| match e {
+            Entry::Account(i) | Entry::Alias(i) => names[i as usize].as_str(),
+        };
+        let mut idx = Index::default();
+        for i in 0..2000u32 {
+            idx.insert(&names[i as usize], Entry::Account(i), name);
+        }
+        let mut present = vec![true; 2000];
+        let order = (0..2000u32)
+            .filter(|i| i % 3 == 1)
+            .chain((0..2000u32).rev().filter(|i| i % 3 != 1));
+        for (n, i) in order.enumerate() {
+            idx.remove(&names[i as usize], Entry::Account(i), name);
+            present[i as usize] = false;
+            if n % 97 == 0 || n > 1990 {
+                for (j, &p) in present.iter().enumerate() {
+                    let want = p.then_some(Entry::Account(j as u32));
+                    assert_eq!(idx.find(&names[j], name), want, "after {n} removals");
+                }
+            }
+        }
+        assert_eq!(idx.len, 0);
+        assert!(idx.slots.iter().all(|s| s.entry().is_none()));
     }
 }

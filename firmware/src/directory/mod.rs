@@ -362,6 +362,7 @@ impl Directory {
             return Err(DirectoryError::DomainNotEmpty(key.to_string()));
         }
         self.domains.remove(&key);
+        self.prune_transports();
         Ok(())
     }
 
@@ -427,6 +428,11 @@ impl Directory {
             })
             .collect();
         gone.sort_unstable();
+        let had_transport = gone.iter().any(|&i| {
+            self.accounts
+                .get(i as usize)
+                .is_some_and(|a| a.transport.is_some())
+        });
         let mut aliases_gone: Vec<u32> = (0..self.aliases.len() as u32)
             .filter(|&j| {
                 self.aliases
@@ -453,6 +459,9 @@ impl Directory {
                     alias.account = at;
                 }
             }
+        }
+        if had_transport {
+            self.prune_transports();
         }
     }
 
@@ -488,19 +497,17 @@ impl Directory {
 
     /// Removes an account and its aliases (`da`).
     pub fn remove_account(&mut self, address: &str) -> Result<(), DirectoryError> {
-        let i = match self.entry(address) {
-            Some(Entry::Account(i)) => i,
-            _ => return Err(DirectoryError::NoSuchAccount(address.to_string())),
+        let key = match self.entry(address) {
+            Some(Entry::Account(i)) => self
+                .accounts
+                .get(i as usize)
+                .map(|a| a.address().to_string()),
+            _ => None,
         };
-        let last = (self.accounts.len() - 1) as u32;
-        self.accounts.swap_remove(i as usize);
-        self.aliases.retain(|a| a.account != i);
-        for a in &mut self.aliases {
-            if a.account == last {
-                a.account = i;
-            }
-        }
-        self.rebuild_index();
+        let Some(key) = key else {
+            return Err(DirectoryError::NoSuchAccount(address.to_string()));
+        };
+        self.remove_accounts(&HashSet::from([key.as_str()]));
         Ok(())
     }
 
@@ -542,24 +549,15 @@ impl Directory {
                     .get(j as usize)
                     .is_some_and(|a| a.account == id) =>
             {
-                self.aliases.swap_remove(j as usize);
-                self.rebuild_index();
+                self.take_entry(Entry::Alias(j));
                 Ok(())
             }
             _ => Err(DirectoryError::NoSuchAlias(alias.to_string())),
         }
     }
 
-    fn rebuild_index(&mut self) {
-        let entries = (0..self.accounts.len() as u32)
-            .map(Entry::Account)
-            .chain((0..self.aliases.len() as u32).map(Entry::Alias));
-        self.index = Index::build(
-            entries,
-            self.accounts.len() + self.aliases.len(),
-            entry_name(&self.accounts, &self.aliases),
-        );
-        // Drop transports nobody names any more.
+    /// Drops transports nobody names any more.
+    fn prune_transports(&mut self) {
         let used: HashSet<&Typed<Transport>> = self
             .accounts
             .iter()
@@ -678,6 +676,8 @@ mod tests {
         AddAlias(u8, u8),
         RemoveAccount(u8),
         RemoveAlias(u8, u8),
+        /// A poll's removals: several accounts at once, with their aliases.
+        RemoveAccounts(Vec<u8>),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -686,6 +686,7 @@ mod tests {
             (0u8..24, 0u8..24).prop_map(|(a, b)| Op::AddAlias(a, b)),
             (0u8..24).prop_map(Op::RemoveAccount),
             (0u8..24, 0u8..24).prop_map(|(a, b)| Op::RemoveAlias(a, b)),
+            proptest::collection::vec(0u8..24, 0..8).prop_map(Op::RemoveAccounts),
         ]
     }
 
@@ -701,7 +702,7 @@ mod tests {
         /// The store agrees with a plain map after any sequence of changes, and after a snapshot
         /// round trip.
         #[test]
-        fn store_matches_a_model(ops in proptest::collection::vec(op(), 0..80)) {
+        fn store_matches_a_model(ops in proptest::collection::vec(op(), 0..120)) {
             let mut d = Directory::default();
             d.add_domain(Domain::new("example.com").unwrap()).unwrap();
             d.add_domain(Domain::new("example.org").unwrap()).unwrap();
@@ -728,6 +729,11 @@ mod tests {
                         prop_assert_eq!(r.is_ok(), model.get(&acct(i)) == Some(&acct(i)));
                         model.retain(|_, owner| *owner != acct(i));
                     }
+                    Op::RemoveAccounts(list) => {
+                        let addrs: Vec<String> = list.iter().map(|&i| acct(i)).collect();
+                        d.remove_accounts(&addrs.iter().map(String::as_str).collect());
+                        model.retain(|_, owner| !addrs.contains(owner));
+                    }
                     Op::RemoveAlias(a, i) => {
                         let key = alias(a).to_ascii_lowercase();
                         let r = d.remove_alias(&acct(i), &alias(a));
@@ -751,6 +757,15 @@ mod tests {
                         };
                         prop_assert_eq!(got, want);
                     }
+                    let mut aliases: Vec<String> =
+                        dir.aliases_of(&acct(i)).map(str::to_string).collect();
+                    aliases.sort();
+                    let want: Vec<String> = model
+                        .iter()
+                        .filter(|(addr, owner)| **owner == acct(i) && **addr != acct(i))
+                        .map(|(addr, _)| addr.clone())
+                        .collect();
+                    prop_assert_eq!(aliases, want);
                 }
             }
         }
