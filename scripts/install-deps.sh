@@ -21,6 +21,8 @@ packages=(
     swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dovecot-lmtpd
     # Directory, virus and spam peers (LDAP sync, content checks): private instances per test.
     slapd ldap-utils clamav-daemon spamd rspamd
+    # A network namespace of its own for tests whose clients must not be loopback.
+    iproute2 util-linux
     # Checkers of what the box writes: pflogsumm reads the mail log, promtool the metrics,
     # dkimpy (dkimverify) the DKIM signatures (python3-nacl for ed25519); openssl makes test keys.
     pflogsumm prometheus python3-dkim python3-nacl openssl

@@ -451,8 +451,7 @@ fn split_domain_recipe_refuses_what_neither_system_has() {
 
 /// A 10 MB HELO, bytes that are not UTF-8, a HELO name of 200 labels, a HELO that is no host
 /// name: each gets a clear reply,
-/// and the box goes on serving. (The client-name checks cannot be shown over loopback: the
-/// resolver answers 127.0.0.0/8's PTR itself, RFC 6761; the policy unit tests cover them.)
+/// and the box goes on serving.
 #[test]
 fn bad_input_gets_a_clear_reply_and_the_box_goes_on() {
     let dns = DnsServer::start();
@@ -518,4 +517,189 @@ fn bad_input_gets_a_clear_reply_and_the_box_goes_on() {
     assert!(c.cmd("QUIT").starts_with("221"));
     assert!(p.admin(&["status"]).status.success(), "{}", p.log());
     assert!(!p.log().contains("panicked"), "{}", p.log());
+}
+
+/// Set in the copy of this test binary that runs inside a network namespace of its own.
+const IN_OWN_NETWORK: &str = "POSTERN_TEST_IN_OWN_NETWORK";
+
+/// Runs `test` of this binary again inside a network namespace of its own (`unshare --net`),
+/// whose loopback device also holds 192.0.2.1 (the box) and the clients 192.0.2.10-12: traffic
+/// stays on that loopback. Needs CAP_SYS_ADMIN (root, as `make test` runs); without it the test
+/// fails under CI=true and is skipped with a message elsewhere.
+fn in_own_network(test: &str) {
+    let probe = std::process::Command::new("unshare")
+        .args(["--net", "true"])
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        let why = format!("cannot make a network namespace (unshare --net): {probe:?}");
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let setup = "ip link set lo up && for a in 192.0.2.1 192.0.2.10 192.0.2.11 192.0.2.12; do \
+                 ip addr add $a/32 dev lo || exit 1; done && exec \"$0\" \"$@\"";
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "sh", "-c", setup])
+        .arg(&exe)
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(IN_OWN_NETWORK, "1")
+        .output()
+        .expect("run unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} in its own network: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+}
+
+/// One swaks session up to RCPT from `client` to the box at 192.0.2.1.
+fn try_rcpt_from(p: &HostPostern, client: &str, to: &str) -> String {
+    let port = p.listener("smtp").port().to_string();
+    let out = swaks(&[
+        "--server",
+        "192.0.2.1",
+        "--port",
+        &port,
+        "--local-interface",
+        client,
+        "--helo",
+        "mx.client.example",
+        "--from",
+        "a@good.example",
+        "--to",
+        to,
+        "--quit-after",
+        "RCPT",
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The client-name restrictions and the client-name blocklists, from clients that are not
+/// loopback (127.0.0.0/8's names are the resolver's own, RFC 6761): 192.0.2.10 has a name
+/// that maps back to it, 192.0.2.11 has no PTR record, 192.0.2.12's PTR names a host with
+/// another address. Each restriction refuses its client with Postfix's reply and lets the others
+/// through, and the smtpd log names each client as Postfix does (`unknown` when unverified).
+#[test]
+fn client_name_restrictions_from_clients_outside_loopback() {
+    if std::env::var_os(IN_OWN_NETWORK).is_none() {
+        return in_own_network("client_name_restrictions_from_clients_outside_loopback");
+    }
+    let dns = dns_with_good_sender();
+    dns.add(
+        "10.2.0.192.in-addr.arpa",
+        Record::Ptr("good.client.example".into()),
+    )
+    .add(
+        "good.client.example",
+        Record::A("192.0.2.10".parse().unwrap()),
+    )
+    .add(
+        "12.2.0.192.in-addr.arpa",
+        Record::Ptr("liar.client.example".into()),
+    )
+    .add(
+        "liar.client.example",
+        Record::A("198.51.100.99".parse().unwrap()),
+    )
+    .add(
+        "good.client.example.dbl.test",
+        Record::A("127.0.1.2".parse().unwrap()),
+    )
+    .add(
+        "liar.client.example.dbl.test",
+        Record::A("127.0.1.2".parse().unwrap()),
+    );
+    let sink = Sink::start(0);
+    let p = HostPostern::start(&[
+        "--dns",
+        &dns.flag(),
+        "--dns-timeout",
+        "2",
+        "--smtp",
+        "192.0.2.1:0",
+    ]);
+    let transport = format!("smtp:[127.0.0.1]:{}", sink.port);
+    prov(
+        &p,
+        &["cd", "example.com", "zimbraMailTransport", &transport],
+    );
+    prov(&p, &["ca", "user@example.com", "pw"]);
+    prov(&p, &["mcf", "zimbraMtaMyNetworks", "127.0.0.0/8"]);
+    let to = "user@example.com";
+    let (good, nameless, liar) = ("192.0.2.10", "192.0.2.11", "192.0.2.12");
+    for client in [good, nameless, liar] {
+        assert!(accepted(&try_rcpt_from(&p, client, to)), "{client}");
+    }
+
+    let cases: [(&str, &[&str], &[(&str, &str)]); 4] = [
+        (
+            "reject_unknown_reverse_client_hostname",
+            &[good, liar],
+            &[(
+                nameless,
+                "450 4.7.25 Client host rejected: cannot find your reverse hostname, [192.0.2.11]",
+            )],
+        ),
+        (
+            "reject_unknown_client_hostname",
+            &[good],
+            &[
+                (
+                    nameless,
+                    "450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.11]",
+                ),
+                (
+                    liar,
+                    "450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.12]",
+                ),
+            ],
+        ),
+        // The verified name: the liar's is `unknown`, so only the good client is listed.
+        (
+            "reject_rhsbl_client dbl.test",
+            &[nameless, liar],
+            &[(
+                good,
+                "554 5.7.1 Service unavailable; Client host [good.client.example] blocked using dbl.test",
+            )],
+        ),
+        // The PTR name, verified or not (Postfix's "Unverified Client host").
+        (
+            "reject_rhsbl_reverse_client dbl.test",
+            &[nameless],
+            &[
+                (
+                    good,
+                    "554 5.7.1 Service unavailable; Unverified Client host [good.client.example] blocked using dbl.test",
+                ),
+                (
+                    liar,
+                    "554 5.7.1 Service unavailable; Unverified Client host [liar.client.example] blocked using dbl.test",
+                ),
+            ],
+        ),
+    ];
+    for (restriction, pass, refuse) in cases {
+        prov(&p, &["mcf", "zimbraMtaRestriction", restriction]);
+        for client in pass {
+            let out = try_rcpt_from(&p, client, to);
+            assert!(accepted(&out), "{restriction} from {client}: {out}");
+        }
+        for (client, reply) in refuse {
+            let out = try_rcpt_from(&p, client, to);
+            assert!(out.contains(reply), "{restriction} from {client}: {out}");
+        }
+    }
+    let log = p.log();
+    for line in [
+        "connect from good.client.example[192.0.2.10]",
+        "connect from unknown[192.0.2.11]",
+        "connect from unknown[192.0.2.12]",
+        "NOQUEUE: reject: RCPT from unknown[192.0.2.12]: 450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.12]",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    }
 }
