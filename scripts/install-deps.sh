@@ -21,6 +21,9 @@ packages=(
     swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dovecot-lmtpd
     # Directory, virus and spam peers (LDAP sync, content checks): private instances per test.
     slapd ldap-utils clamav-daemon spamd rspamd
+    # Postfix's usual content filter, for the content benchmark's comparison (tests/bench/content.py).
+    # It runs offline; the SpamAssassin it can run in-process is spamd's dependency above.
+    amavisd-new
     # A network namespace of its own for tests whose clients must not be loopback.
     iproute2 util-linux
     # Checkers of what the box writes: pflogsumm reads the mail log, promtool the metrics,
@@ -52,7 +55,7 @@ else
 fi
 
 # Nothing the packages start may sit on the ports the tests use.
-for svc in postfix dovecot slapd clamav-daemon spamd rspamd; do
+for svc in postfix dovecot slapd clamav-daemon spamd rspamd amavis; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
         systemctl stop "$svc" || true
     fi
