@@ -93,9 +93,12 @@ aarch64:
 # Postern, Postfix side by side per case, the load before each run) needs root and the release
 # build; BENCH_MESSAGES sets the 5 KB runs' count (the big-message runs take fewer).
 BENCH_MESSAGES ?= 5000
+# The content benchmark's count: spamd makes each message cost ~0.4 s of CPU.
+CONTENT_BENCH_MESSAGES ?= 1000
 bench:
 	cargo build --release -p postern --target $(HOST_TARGET)
 	-python3 tests/bench/relay.py --messages $(BENCH_MESSAGES)
+	-python3 tests/bench/content.py --messages $(CONTENT_BENCH_MESSAGES)
 	-python3 tests/bench/idle_sessions.py
 	cargo bench -p postern
 	@for b in tests/bench/*.sh; do [ -x "$$b" ] && "$$b"; done; true

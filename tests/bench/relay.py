@@ -212,9 +212,12 @@ postlog unix-dgram n - n - 1 postlogd
 
 
 class Postfix:
-    def __init__(self, sink_port):
+    """A private instance in `conf`; `main_extra` and `master_extra` are appended to its main.cf and
+    master.cf (tests/bench/content.py adds its content filter that way)."""
+
+    def __init__(self, sink_port, conf=POSTFIX_DIR, main_extra="", master_extra=""):
         self.port = free_port()
-        conf = POSTFIX_DIR
+        self.conf = conf
         shutil.rmtree(conf, ignore_errors=True)
         os.makedirs(f"{conf}/data")
         os.makedirs(f"{conf}/queue")
@@ -226,7 +229,7 @@ class Postfix:
                 f.write("compatibility_level = 3.6\n")
         current = subprocess.run(["postconf", "-h", "alternate_config_directories"],
                                  capture_output=True, text=True).stdout.strip()
-        if conf not in current:
+        if conf not in current.replace(",", " ").split():
             value = f"{current} {conf}".strip()
             subprocess.run(["postconf", "-e", f"alternate_config_directories = {value}"], check=True)
         # A self-signed P-256 certificate, as Postern makes itself at first start.
@@ -256,9 +259,9 @@ smtpd_tls_security_level = may
 smtpd_tls_cert_file = {conf}/cert.pem
 smtpd_tls_key_file = {conf}/key.pem
 default_process_limit = 200
-""")
+""" + main_extra)
         with open(f"{conf}/master.cf", "w") as f:
-            f.write(MASTER_CF.format(listen=f"127.0.0.1:{self.port}"))
+            f.write(MASTER_CF.format(listen=f"127.0.0.1:{self.port}") + master_extra)
         subprocess.run(["postfix", "-c", conf, "start"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
@@ -266,27 +269,34 @@ default_process_limit = 200
             self.pid = int(f.read().split()[0])
 
     def stop(self):
-        subprocess.run(["postfix", "-c", POSTFIX_DIR, "stop"], stdout=subprocess.DEVNULL,
+        subprocess.run(["postfix", "-c", self.conf, "stop"], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
 
 
+def default_postern():
+    return os.environ.get("POSTERN_BIN", f"{ROOT}/target/x86_64-unknown-linux-gnu/release/postern")
+
+
 class Postern:
-    def __init__(self, sink_port):
+    """Postern in host mode relaying loopback's mail to the sink; `settings` are more `prov mcf`
+    attribute/value pairs (tests/bench/content.py turns the scanners on that way)."""
+
+    def __init__(self, sink_port, binary=None, settings=()):
         self.tmp = tempfile.mkdtemp(prefix="postern-bench-")
         self.port = free_port()
-        binary = os.environ.get("POSTERN_BIN",
-                                f"{ROOT}/target/x86_64-unknown-linux-gnu/release/postern")
+        binary = binary or default_postern()
+        self.log = f"{self.tmp}/postern.log"
         control = f"{self.tmp}/control.sock"
         self.proc = subprocess.Popen(
             [binary, "run", "--flash", f"{self.tmp}/flash.img", "--flash-size", "512M",
              "--smtp", f"127.0.0.1:{self.port}", "--control", control, "--hostname", "postern-bench.invalid"],
-            stdout=subprocess.DEVNULL, stderr=open(f"{self.tmp}/postern.log", "w"))
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
         wait_port(self.port)
         self.pid = self.proc.pid
         # Relay everything from loopback to the sink, as the Postfix instance does.
-        for args in (["prov", "mcf", "zimbraMtaRelayHost", f"[127.0.0.1]:{sink_port}"],
-                     ["prov", "mcf", "zimbraMtaMyNetworks", "127.0.0.0/8"]):
-            subprocess.run([binary, "--control", control] + args, check=True, stdout=subprocess.DEVNULL)
+        mcf = ["zimbraMtaRelayHost", f"[127.0.0.1]:{sink_port}", "zimbraMtaMyNetworks", "127.0.0.0/8"]
+        subprocess.run([binary, "--control", control, "prov", "mcf"] + mcf + list(settings), check=True,
+                       stdout=subprocess.DEVNULL)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
