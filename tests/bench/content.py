@@ -492,7 +492,7 @@ def main():
         for s in (spamd, clamd):
             if s:
                 s.stop()
-    table(rows, args.messages)
+    table(rows, args.messages, spam_note)
     return 0
 
 
@@ -530,7 +530,7 @@ def measure(mta, args, clamd, spamd, scanners, amavis_spamd):
         sink.stop()
 
 
-def table(rows, messages):
+def table(rows, messages, spam_note):
     def ms(r, *names):
         return f"{1000 * sum(r['cpu'].get(n, 0.0) for n in names) / messages:.2f}"
 
@@ -540,11 +540,11 @@ def table(rows, messages):
     ceiling = next((r for m, _, r in rows if m == "ceiling" and r), None)
     for mta, load, r in rows:
         name = {"ceiling": "ceiling (generator -> smtp-sink)", "postern": "Postern + clamd + spamd",
-                "postfix": "Postfix + amavisd-new + clamd + spamd"}[mta]
+                "postfix": f"Postfix + amavisd-new + clamd, spam: {spam_note}"}[mta]
         if not r:
             print(f"| {name} [{load:.1f}] | - | - | - | - | did not run |")
             continue
-        pct = f"{100 * r['rate'] / ceiling['rate']:.0f} %" if ceiling and mta != "ceiling" else "-"
+        pct = f"{100 * r['rate'] / ceiling['rate']:.1f} %" if ceiling and mta != "ceiling" else "-"
         if mta == "postfix":
             own = f"{ms(r, 'postfix', 'amavis')} (Postfix {ms(r, 'postfix')}, amavis {ms(r, 'amavis')})"
         else:
