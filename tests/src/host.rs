@@ -154,9 +154,22 @@ impl HostPostern {
             .unwrap_or_else(|| panic!("no {kind} listener in status:\n{status}"))
     }
 
-    /// Everything the daemon logged so far.
+    /// Everything the daemon logged so far. Lines reach the file a little after they are
+    /// logged (the console log gathers them for 10 ms, one write per batch), so this returns
+    /// once the file has not grown for 100 ms (at most 3 s).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("postern.log")).unwrap_or_default()
+        let path = self.dir.join("postern.log");
+        let read = || std::fs::read_to_string(&path).unwrap_or_default();
+        let start = Instant::now();
+        let mut last = read();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = read();
+            if now.len() == last.len() || start.elapsed() > Duration::from_secs(3) {
+                return now;
+            }
+            last = now;
+        }
     }
 
     /// SIGKILL, as a power cut would stop it (the flash file is what survives).

@@ -634,7 +634,9 @@ fn client_name_restrictions_from_clients_outside_loopback() {
         assert!(accepted(&try_rcpt_from(&p, client, to)), "{client}");
     }
 
-    let cases: [(&str, &[&str], &[(&str, &str)]); 4] = [
+    // (restriction, clients it lets through, clients it refuses with their replies)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: [Case; 4] = [
         (
             "reject_unknown_reverse_client_hostname",
             &[good, liar],
