@@ -128,6 +128,20 @@ impl FromStr for Forward {
     }
 }
 
+/// What the guest's NIC (virtio-net, `eth0`) is plugged into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// QEMU's user network (slirp): its own DHCP server, router and DNS; [`BootOptions::forwards`]
+    /// reach the guest.
+    #[default]
+    User,
+    /// A link to a process on this host: every Ethernet frame of the guest is one UDP datagram
+    /// from 127.0.0.1:`qemu_port` to 127.0.0.1:`peer_port`, and every datagram the peer sends to
+    /// `qemu_port` is one frame to the guest. The peer is the whole network (a test's own DHCP
+    /// server); forwards do not apply.
+    Udp { qemu_port: u16, peer_port: u16 },
+}
+
 /// Where the serial console goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsoleMode {
@@ -155,6 +169,8 @@ pub struct BootOptions {
     /// Run the guest on raw-flash semantics: block2mtd over the flash disk, the spool on
     /// /dev/mtd0 (`postern.flash=mtd:/dev/vda`), as on a board with NOR flash.
     pub flash_mtd: bool,
+    pub network: Network,
+    /// Host ports forwarded to the guest (on the user network only).
     pub forwards: Vec<Forward>,
     pub console: ConsoleMode,
     /// More kernel command line words (e.g. `postern.hostname=mx1`).
@@ -172,6 +188,7 @@ impl BootOptions {
             flash: flash.into(),
             flash_size: DEFAULT_FLASH_SIZE,
             flash_mtd: false,
+            network: Network::User,
             forwards: Forward::defaults(),
             console: ConsoleMode::Stdio,
             append: Vec::new(),
@@ -269,10 +286,23 @@ impl BootOptions {
         // The hardware watchdog the firmware pets (reset on expiry, QEMU's default action): a
         // PCI card, so the same on both machines.
         a.extend([s("-device"), s("i6300esb")]);
-        let mut netdev = s("user,id=n0");
-        for f in &self.forwards {
-            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
-        }
+        let netdev = match self.network {
+            Network::User => {
+                let mut netdev = s("user,id=n0");
+                for f in &self.forwards {
+                    netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", f.host, f.guest));
+                }
+                netdev
+            }
+            // QEMU 7.2's dgram netdev: one frame per datagram, no encapsulation.
+            Network::Udp {
+                qemu_port,
+                peer_port,
+            } => format!(
+                "dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port={qemu_port},\
+                 remote.type=inet,remote.host=127.0.0.1,remote.port={peer_port}"
+            ),
+        };
         a.extend([
             s("-netdev"),
             netdev,
@@ -530,6 +560,26 @@ mod tests {
         o.flash_mtd = true;
         assert!(o.cmdline().contains("postern.flash=mtd:/dev/vda"));
         assert!(!o.cmdline().contains("postern.flash=/dev/vda"));
+    }
+
+    #[test]
+    fn a_udp_network_replaces_the_user_network_and_its_forwards() {
+        let mut o = BootOptions::new(Arch::Aarch64, "build/aarch64", "/tmp/f.img");
+        o.network = Network::Udp {
+            qemu_port: 40001,
+            peer_port: 40002,
+        };
+        let args = o.qemu_args().join(" ");
+        assert!(
+            args.contains(
+                "-netdev dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port=40001,\
+                 remote.type=inet,remote.host=127.0.0.1,remote.port=40002 \
+                 -device virtio-net-pci,netdev=n0"
+            ),
+            "{args}"
+        );
+        assert!(!args.contains("hostfwd"), "{args}");
+        assert!(!args.contains("user,id=n0"), "{args}");
     }
 
     #[test]

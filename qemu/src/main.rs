@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use qemu::{Arch, BootOptions, ConsoleMode, DEFAULT_FLASH_SIZE, Forward, Machine};
+use qemu::{Arch, BootOptions, ConsoleMode, DEFAULT_FLASH_SIZE, Forward, Machine, Network};
 
 #[derive(Parser, Debug)]
 #[command(name = "qemu", about = "Boot a Postern image under QEMU")]
@@ -41,6 +41,10 @@ struct Args {
     /// HOSTPORT:GUESTPORT, repeatable (default 2525:25, 2587:587, 2465:465).
     #[arg(long)]
     forward: Vec<Forward>,
+    /// QEMUPORT:PEERPORT: instead of QEMU's user network, eth0's frames go as UDP datagrams
+    /// from 127.0.0.1:QEMUPORT to 127.0.0.1:PEERPORT, and back (a DHCP server of your own).
+    #[arg(long, value_parser = udp_link)]
+    udp_link: Option<Network>,
     /// Extra kernel command line words.
     #[arg(long)]
     append: Vec<String>,
@@ -63,6 +67,10 @@ fn main() -> ExitCode {
     opts.flash_mtd = args.mtd;
     if !args.forward.is_empty() {
         opts.forwards = args.forward;
+    }
+    if let Some(link) = args.udp_link {
+        opts.network = link;
+        opts.forwards.clear();
     }
     opts.append = args.append;
     opts.no_reboot = args.no_reboot;
@@ -101,4 +109,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn udp_link(s: &str) -> Result<Network, String> {
+    let bad = || format!("{s:?} is not QEMUPORT:PEERPORT");
+    let (q, p) = s.split_once(':').ok_or_else(bad)?;
+    Ok(Network::Udp {
+        qemu_port: q.parse().map_err(|_| bad())?,
+        peer_port: p.parse().map_err(|_| bad())?,
+    })
 }

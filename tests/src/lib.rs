@@ -2,6 +2,7 @@
 //! things the way an admin would (its command line), so the tests see what users see.
 
 pub mod appliance;
+pub mod dhcp_server;
 pub mod dkimpy;
 pub mod dns;
 pub mod dovecot;

@@ -1,15 +1,21 @@
 //! First boot from the serial console alone, on each architecture's image under QEMU: the wizard on a blank
 //! flash (wrong answers asked again), its settings applied and surviving a reboot behind the
 //! console password, and a factory reset (asked twice) that brings the wizard back; DHCP from
-//! QEMU's server; the watchdog resetting a box whose services stopped answering.
+//! QEMU's server; a DHCP lease change applied live and a lease running out, with the test's own
+//! DHCP server on a UDP link (`tests::dhcp_server`); the watchdog resetting a box whose services
+//! stopped answering.
 //!
 //! Needs both images (`make images`), qemu-system-x86 and qemu-system-arm. Timeouts are 5× the
-//! slowest boot measured under load (TCG, no KVM). Not yet here: a DHCP lease change.
+//! slowest boot measured under load (TCG, no KVM).
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use qemu::{Arch, Machine};
 use tests::appliance::{
     BOOT, COMMAND, PROMPT, qemu_lock_for, quit, setup_boot_on, test_boot_on, wait_for_banner,
 };
+use tests::dhcp_server::{Answer, DhcpServer, MessageType, Offer, SERVER_IP, SERVER_MAC, show};
 use tests::per_arch;
 
 const MENU: &str = "Choose 1-13: ";
@@ -214,3 +220,159 @@ fn the_watchdog_resets_a_box_whose_services_stop_answering(arch: Arch) {
     assert!(!transcript.contains("powering off"), "{transcript}");
     assert!(!transcript.contains("rebooting"), "{transcript}");
 }
+
+/// A lease of the test's DHCP server: 20 s (the box keeps a lease at least 60 s), renewed at 10 s.
+fn lease(address: u8, router: Ipv4Addr, dns: u8) -> Offer {
+    Offer {
+        address: Ipv4Addr::new(192, 168, 77, address),
+        prefix_len: 24,
+        router,
+        dns: vec![Ipv4Addr::new(192, 168, 77, dns)],
+        lease_secs: 20,
+        renew_secs: Some(10),
+        rebind_secs: None,
+    }
+}
+
+/// Shows the status screen from the main menu; returns it.
+fn status_screen(machine: &mut Machine) -> String {
+    let c = machine.console().expect("console");
+    c.send_line("1").unwrap_or_else(|e| panic!("1: {e}"));
+    c.wait_for(MENU, COMMAND)
+        .unwrap_or_else(|e| panic!("status screen: {e}"))
+}
+
+per_arch!(a_dhcp_lease_change_reaches_the_running_box_and_a_lost_lease_drops_its_address);
+fn a_dhcp_lease_change_reaches_the_running_box_and_a_lost_lease_drops_its_address(arch: Arch) {
+    let _one_at_a_time = qemu_lock_for(arch);
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut opts, _) = setup_boot_on(arch, tmp.path());
+    let first = lease(50, SERVER_IP, 53);
+    let server = DhcpServer::start(first.clone()).unwrap_or_else(|e| panic!("DHCP server: {e}"));
+    opts.network = server.network();
+    let mut m = Machine::boot(&opts).unwrap_or_else(|e| panic!("{e}"));
+    m.console()
+        .unwrap()
+        .wait_for("not set up yet", BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    answer(&mut m, "Console admin password", "s3cret-pass");
+    answer(&mut m, "The same password again: ", "s3cret-pass");
+    answer(&mut m, "Host name (fully qualified", "mx3.example.com");
+    answer(&mut m, "IPv4 network: dhcp or static [dhcp]: ", "dhcp");
+    answer(&mut m, "DNS servers (none: the DHCP server's) [none]: ", "");
+    answer(
+        &mut m,
+        "IPv6: slaac (router advertisements), static or off [slaac]: ",
+        "off",
+    );
+    answer(&mut m, "NTP servers", "none");
+    answer(&mut m, "LDAP server(s)", "none");
+    answer(&mut m, "Relay host", "none");
+    answer(&mut m, "Mail domains", "example.com");
+    answer(&mut m, "Apply these settings?", "yes");
+    let applied = m
+        .console()
+        .unwrap()
+        .wait_for(MENU, BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        applied.contains("eth0 192.168.77.50/24 gateway 192.168.77.1 (DHCP from 192.168.77.1"),
+        "{applied}"
+    );
+    // The server answers ARP for its router.
+    assert!(!applied.contains("does not answer ARP"), "{applied}");
+    let status = status_screen(&mut m);
+    assert!(status.contains("address: 192.168.77.50/24"), "{status}");
+    assert!(status.contains("dns: 192.168.77.53"), "{status}");
+    assert!(
+        status.contains("dhcp: lease from 192.168.77.1, renewed in"),
+        "{status}"
+    );
+
+    // The lease changes on the server: the next renewal of .50 is refused, and the box, without a
+    // reboot, asks again and takes .77 with another router and DNS server.
+    let from = server.seen().len();
+    let second = lease(77, Ipv4Addr::new(192, 168, 77, 254), 54);
+    server.set_offer(second.clone());
+    let nak = server
+        .wait_for(from, COMMAND, |s| s.answer == Answer::Nak)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let acked = server
+        .wait_for(nak, COMMAND, |s| s.answer == Answer::Ack(second.address))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = server.seen();
+    let refused = &seen[nak];
+    assert!(refused.is_renewal(), "not a renewal: {refused}");
+    assert_eq!(refused.ciaddr, first.address, "{refused}");
+    assert_eq!(refused.eth_dst, SERVER_MAC, "{refused}");
+    let after = &seen[nak + 1..=acked];
+    let discover = after
+        .iter()
+        .position(|s| s.kind == MessageType::Discover && s.answer == Answer::Offer(second.address))
+        .unwrap_or_else(|| panic!("no DISCOVER after the NAK:\n{}", show(after)));
+    let request = &after[after.len() - 1];
+    assert!(discover < after.len() - 1, "{}", show(after));
+    assert_eq!(request.kind, MessageType::Request, "{request}");
+    assert_eq!(request.requested_ip, Some(second.address), "{request}");
+    assert_eq!(request.server_id, Some(SERVER_IP), "{request}");
+    assert!(request.ciaddr.is_unspecified(), "{request}");
+    let log = m
+        .console()
+        .unwrap()
+        .wait_for(
+            "eth0 192.168.77.77/24 gateway 192.168.77.254 (DHCP from 192.168.77.1",
+            COMMAND,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        log.contains("DHCP server refused to renew the lease; address removed"),
+        "{log}"
+    );
+    let status = status_screen(&mut m);
+    assert!(status.contains("address: 192.168.77.77/24"), "{status}");
+    assert!(
+        status.contains("gateway: 192.168.77.254 (answers ARP from 52:54:00:77:00:01)"),
+        "{status}"
+    );
+    assert!(status.contains("dns: 192.168.77.54"), "{status}");
+    assert!(!status.contains("192.168.77.50"), "{status}");
+
+    // The server goes silent: the box renews (unicast), rebinds (broadcast) and, at the end of
+    // the lease (60 s at least), drops the address and says so.
+    let from = server.seen().len();
+    server.set_silent(true);
+    let log = m
+        .console()
+        .unwrap()
+        .wait_for(
+            "DHCP lease ran out; address removed, asking again",
+            LEASE_END,
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", show(&server.seen())));
+    assert!(!log.contains("refused"), "{log}");
+    let seen = server.seen();
+    let renewal = seen[from..]
+        .iter()
+        .position(|s| s.is_renewal() && s.ciaddr == second.address);
+    let rebinding = seen[from..]
+        .iter()
+        .position(|s| s.is_rebinding() && s.ciaddr == second.address);
+    assert!(
+        matches!((renewal, rebinding), (Some(r), Some(b)) if r < b),
+        "{}",
+        show(&seen[from..])
+    );
+    let status = status_screen(&mut m);
+    assert!(status.contains("address: none"), "{status}");
+    assert!(status.contains("gateway: none"), "{status}");
+    assert!(status.contains("dhcp: asking for a lease"), "{status}");
+    server
+        .wait_for(from, COMMAND, |s| s.kind == MessageType::Discover)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    m.console().unwrap().send_line("13").unwrap();
+    m.wait_exit(COMMAND).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// From a lease's last ACK to its end (60 s: the box's shortest lease), 3× for a loaded box.
+const LEASE_END: Duration = Duration::from_secs(180);

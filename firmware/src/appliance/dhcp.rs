@@ -106,14 +106,8 @@ fn keep(current: impl Fn() -> bool, lease_dns: bool, first: mpsc::Sender<String>
     let mut buf = vec![0u8; 2048];
     while current() {
         let out = client.poll(Instant::now());
+        show(&client, &current);
         act(&socket, out, &current, lease_dns, &mut first);
-        if current() {
-            set_shown(Some(Shown {
-                phase: client.phase(),
-                lease: client.lease().cloned(),
-                next: client.next_deadline(),
-            }));
-        }
         let now = Instant::now();
         let wait = client
             .poll_at()
@@ -121,6 +115,7 @@ fn keep(current: impl Fn() -> bool, lease_dns: bool, first: mpsc::Sender<String>
         match socket.recv(&mut buf, wait) {
             Ok(Some(n)) => {
                 let out = client.receive(Instant::now(), buf.get(..n).unwrap_or_default());
+                show(&client, &current);
                 act(&socket, out, &current, lease_dns, &mut first);
             }
             Ok(None) => {}
@@ -129,6 +124,19 @@ fn keep(current: impl Fn() -> bool, lease_dns: bool, first: mpsc::Sender<String>
                 std::thread::sleep(NAP);
             }
         }
+    }
+}
+
+/// Updates the status screen's view of the client. Done before an event is applied and logged,
+/// so that no one who read the log line sees the state from before it (the status screen once
+/// showed "rebinding, the lease ends in 0 s" next to "address: none").
+fn show(client: &DhcpClient, current: &impl Fn() -> bool) {
+    if current() {
+        set_shown(Some(Shown {
+            phase: client.phase(),
+            lease: client.lease().cloned(),
+            next: client.next_deadline(),
+        }));
     }
 }
 
