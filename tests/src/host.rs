@@ -259,3 +259,37 @@ impl SmtpClient {
         self.reply()
     }
 }
+
+/// A whole transaction from `helo` and `from` to `to`: the reply to the end of data, or the
+/// refusal at RCPT.
+pub fn send_message(addr: SocketAddr, helo: &str, from: &str, to: &str, message: &[u8]) -> String {
+    let mut c = SmtpClient::connect(addr);
+    assert!(c.reply().starts_with("220"));
+    assert!(c.cmd(&format!("EHLO {helo}")).starts_with("250"));
+    assert!(c.cmd(&format!("MAIL FROM:<{from}>")).starts_with("250"));
+    let reply = c.cmd(&format!("RCPT TO:<{to}>"));
+    if !reply.starts_with("250") {
+        return reply;
+    }
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(message);
+    c.send(b".\r\n");
+    let reply = c.reply();
+    c.cmd("QUIT");
+    reply
+}
+
+/// The Authentication-Results fields of a delivered message, unfolded.
+pub fn auth_results(message: &str) -> Vec<String> {
+    let message = message.replace("\r\n", "\n");
+    let head = message.split("\n\n").next().unwrap_or("");
+    let unfolded = head.replace("\n\t", " ").replace("\n ", " ");
+    unfolded
+        .lines()
+        .filter(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("authentication-results:")
+        })
+        .map(str::to_string)
+        .collect()
+}

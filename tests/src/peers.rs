@@ -85,6 +85,19 @@ impl Sink {
             .collect()
     }
 
+    /// The first message this sink got that `seen` does not hold, added to `seen` (smtp-sink
+    /// names its files in no time order); waits up to 30 s for it.
+    pub fn next_unseen(&self, seen: &mut Vec<String>) -> String {
+        let all = self.wait_for(seen.len() + 1, Duration::from_secs(30));
+        assert_eq!(all.len(), seen.len() + 1, "not delivered");
+        let new = all
+            .into_iter()
+            .find(|m| !seen.contains(m))
+            .unwrap_or_default();
+        seen.push(new.clone());
+        new
+    }
+
     /// Waits until `n` messages are in, and returns them. smtp-sink writes a file as the data
     /// arrives: a message counts once its file is unchanged over two polls.
     pub fn wait_for(&self, n: usize, limit: Duration) -> Vec<String> {

@@ -17,7 +17,7 @@ use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use tests::dkimpy;
 use tests::dns::{DnsServer, Record};
-use tests::host::{HostPostern, SmtpClient};
+use tests::host::{HostPostern, auth_results, send_message};
 use tests::peers::Sink;
 
 fn prov(p: &HostPostern, args: &[&str]) -> String {
@@ -38,49 +38,9 @@ fn gateway(dns: &DnsServer, sink: &Sink, domains: &[&str]) -> HostPostern {
     p
 }
 
-/// A whole transaction; the reply to the end of data (or the refusal before it).
+/// A whole transaction to user@example.com; the reply to the end of data (or the refusal).
 fn send(addr: SocketAddr, from: &str, message: &[u8]) -> String {
-    let mut c = SmtpClient::connect(addr);
-    assert!(c.reply().starts_with("220"));
-    assert!(c.cmd("EHLO client.test").starts_with("250"));
-    assert!(c.cmd(&format!("MAIL FROM:<{from}>")).starts_with("250"));
-    let reply = c.cmd("RCPT TO:<user@example.com>");
-    if !reply.starts_with("250") {
-        return reply;
-    }
-    assert!(c.cmd("DATA").starts_with("354"));
-    c.send(message);
-    c.send(b".\r\n");
-    let reply = c.reply();
-    c.cmd("QUIT");
-    reply
-}
-
-/// The first message `sink` got that `seen` does not hold, added to `seen`.
-fn delivered(sink: &Sink, seen: &mut Vec<String>) -> String {
-    let all = sink.wait_for(seen.len() + 1, Duration::from_secs(30));
-    assert_eq!(all.len(), seen.len() + 1, "not delivered");
-    let new = all
-        .into_iter()
-        .find(|m| !seen.contains(m))
-        .unwrap_or_default();
-    seen.push(new.clone());
-    new
-}
-
-/// The Authentication-Results fields of a delivered message, unfolded.
-fn auth_results(message: &str) -> Vec<String> {
-    let message = message.replace("\r\n", "\n");
-    let head = message.split("\n\n").next().unwrap_or("");
-    let unfolded = head.replace("\n\t", " ").replace("\n ", " ");
-    unfolded
-        .lines()
-        .filter(|l| {
-            l.to_ascii_lowercase()
-                .starts_with("authentication-results:")
-        })
-        .map(str::to_string)
-        .collect()
+    send_message(addr, "client.test", from, "user@example.com", message)
 }
 
 /// `message` with an ARC set on top, sealed by `domain` with `key_pem` under selector `arc`, as
@@ -158,7 +118,7 @@ fn a_trusted_arc_sealer_overrides_a_dmarc_failure() {
     // Trusted: delivered, the failure recorded with the override that let it through.
     let reply = send(smtp, "list@strict.example", &sealed);
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    let fields = auth_results(&delivered(&sink, &mut seen));
+    let fields = auth_results(&sink.next_unseen(&mut seen));
     assert_eq!(fields.len(), 1, "{fields:?}");
     let ours = &fields[0];
     assert!(ours.contains("arc=pass smtp.remote-ip=127.0.0.1"), "{ours}");
@@ -204,11 +164,11 @@ fn a_trusted_arc_sealer_overrides_a_dmarc_failure() {
     );
     let reply = send(smtp, "list@strict.example", altered.as_bytes());
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    let fields = auth_results(&delivered(&sink, &mut seen));
+    let fields = auth_results(&sink.next_unseen(&mut seen));
     assert!(fields[0].contains("arc=fail"), "{fields:?}");
     let reply = send(smtp, "list@strict.example", plain);
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    let fields = auth_results(&delivered(&sink, &mut seen));
+    let fields = auth_results(&sink.next_unseen(&mut seen));
     assert!(
         fields[0].contains("arc=none") && !fields[0].contains("policy.override"),
         "{fields:?}"
@@ -300,7 +260,7 @@ mailto:agg@elsewhere.example,mailto:tiny@example.com!100"
 
     // Within an interval and a few seconds the report arrives, once, to the two it may go to.
     let started = Instant::now();
-    let report = delivered(&sink, &mut seen);
+    let report = sink.next_unseen(&mut seen);
     assert!(
         started.elapsed() < Duration::from_secs(25),
         "{:?}",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tests::dkimpy;
 use tests::dns::{DnsServer, Record};
-use tests::host::{HostPostern, SmtpClient};
+use tests::host::{HostPostern, SmtpClient, auth_results, send_message};
 use tests::peers::Sink;
 
 const DEADLINE: &str = "2";
@@ -56,55 +56,14 @@ fn rcpt(addr: SocketAddr, helo: &str, from: &str) -> String {
     reply
 }
 
-/// A whole transaction; the reply to the end of data (or the refusal before it).
+/// A whole transaction to user@example.com; the reply to the end of data (or the refusal).
 fn send(addr: SocketAddr, helo: &str, from: &str, message: &[u8]) -> String {
-    let mut c = SmtpClient::connect(addr);
-    assert!(c.reply().starts_with("220"));
-    assert!(c.cmd(&format!("EHLO {helo}")).starts_with("250"));
-    assert!(c.cmd(&format!("MAIL FROM:<{from}>")).starts_with("250"));
-    let reply = c.cmd("RCPT TO:<user@example.com>");
-    if !reply.starts_with("250") {
-        return reply;
-    }
-    assert!(c.cmd("DATA").starts_with("354"));
-    c.send(message);
-    c.send(b".\r\n");
-    let reply = c.reply();
-    c.cmd("QUIT");
-    reply
-}
-
-/// The message `sink` got after those in `seen` (smtp-sink names its files in no time order),
-/// added to `seen`.
-fn delivered(sink: &Sink, seen: &mut Vec<String>) -> String {
-    let all = sink.wait_for(seen.len() + 1, Duration::from_secs(30));
-    assert_eq!(all.len(), seen.len() + 1, "not delivered");
-    let new = all
-        .into_iter()
-        .find(|m| !seen.contains(m))
-        .unwrap_or_default();
-    seen.push(new.clone());
-    new
+    send_message(addr, helo, from, "user@example.com", message)
 }
 
 /// A message as smtp-sink saved it (LF line ends) with the CRLF line ends it had on the wire.
 fn crlf(saved: &str) -> String {
     saved.replace("\r\n", "\n").replace('\n', "\r\n")
-}
-
-/// The Authentication-Results fields of a delivered message, unfolded.
-fn auth_results(message: &str) -> Vec<String> {
-    let message = message.replace("\r\n", "\n");
-    let head = message.split("\n\n").next().unwrap_or("");
-    let unfolded = head.replace("\n\t", " ").replace("\n ", " ");
-    unfolded
-        .lines()
-        .filter(|l| {
-            l.to_ascii_lowercase()
-                .starts_with("authentication-results:")
-        })
-        .map(str::to_string)
-        .collect()
 }
 
 #[test]
@@ -157,7 +116,7 @@ fn spf_fail_is_refused_at_rcpt_temperror_deferred_and_the_rest_recorded() {
     let msg = b"From: a@soft.example\r\nTo: user@example.com\r\nSubject: hi\r\n\r\nhello\r\n";
     let reply = send(smtp, "client.test", "a@soft.example", msg);
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    let fields = auth_results(&delivered(&sink, &mut seen));
+    let fields = auth_results(&sink.next_unseen(&mut seen));
     assert_eq!(fields.len(), 1, "{fields:?}");
     assert!(
         fields[0].starts_with("Authentication-Results: mx.test.example;")
@@ -231,7 +190,7 @@ Authentication-Results: mx.test.example; dkim=pass header.d=bank.example\r\n\r\n
     // Signed and intact: DKIM passes, aligned, so DMARC passes although SPF failed.
     let reply = send(smtp, "client.test", "a@good.example", &signed);
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    let message = delivered(&sink, &mut seen);
+    let message = sink.next_unseen(&mut seen);
     let fields = auth_results(&message);
     // The forged field with the box's name is gone; the box's own is the only one.
     assert_eq!(fields.len(), 1, "{fields:?}");
@@ -273,7 +232,7 @@ Authentication-Results: mx.test.example; dkim=pass header.d=bank.example\r\n\r\n
     );
     let reply = send(smtp, "client.test", "a@good.example", altered.as_bytes());
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    let fields = auth_results(&delivered(&sink, &mut seen));
+    let fields = auth_results(&sink.next_unseen(&mut seen));
     // mail-auth words a body hash mismatch as `neutral`, with the reason (RFC 6376 6.1.3).
     assert!(
         fields[0].contains("dkim=neutral (body hash did not verify) header.i=@good.example")
@@ -287,7 +246,7 @@ Authentication-Results: mx.test.example; dkim=pass header.d=bank.example\r\n\r\n
     let lax = b"From: a@lax.example\r\nTo: user@example.com\r\nSubject: x\r\n\r\nbody\r\n";
     let reply = send(smtp, "client.test", "a@lax.example", lax);
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    let fields = auth_results(&delivered(&sink, &mut seen));
+    let fields = auth_results(&sink.next_unseen(&mut seen));
     assert!(
         fields[0].contains("dkim=none")
             && fields[0].contains("dmarc=fail")
@@ -331,7 +290,7 @@ Authentication-Results: mx.test.example; dkim=pass header.d=bank.example\r\n\r\n
         started.elapsed()
     );
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    let fields = auth_results(&delivered(&sink, &mut seen));
+    let fields = auth_results(&sink.next_unseen(&mut seen));
     assert!(fields[0].contains("dkim=temperror"), "{fields:?}");
 }
 
@@ -382,7 +341,7 @@ Message-ID: <{n}@{domain}>\r\n\r\nLine one\r\n..dot-stuffed line\r\n"
             msg.as_bytes(),
         );
         assert!(reply.starts_with("250 2.0.0"), "{reply}");
-        let delivered = crlf(&delivered(&sink, &mut seen));
+        let delivered = crlf(&sink.next_unseen(&mut seen));
         assert!(delivered.contains("DKIM-Signature: v=1;"), "{delivered}");
         assert!(
             delivered.contains("\r\n.dot-stuffed line\r\n"),
@@ -405,7 +364,7 @@ Message-ID: <{n}@{domain}>\r\n\r\nLine one\r\n..dot-stuffed line\r\n"
     let msg = b"From: ann@example.org\r\nTo: user@example.com\r\nSubject: x\r\n\r\nx\r\n";
     let reply = send(smtp, "client.test", "ann@example.org", msg);
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    assert!(!delivered(&sink, &mut seen).contains("DKIM-Signature"));
+    assert!(!sink.next_unseen(&mut seen).contains("DKIM-Signature"));
 }
 
 /// A domain whose directory entry holds a DKIM key (as Zimbra's LDAP does, put there by
@@ -474,7 +433,7 @@ fn a_key_the_directory_holds_signs_the_domains_mail() {
 Message-ID: <l1@zimbra.example>\r\n\r\nsigned with the directory's key\r\n";
     let reply = send(smtp, "client.test", "ann@zimbra.example", msg);
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    let delivered = crlf(&delivered(&sink, &mut seen));
+    let delivered = crlf(&sink.next_unseen(&mut seen));
     assert!(delivered.contains("DKIM-Signature: v=1;"), "{delivered}");
     assert!(
         dkimpy::verify(
