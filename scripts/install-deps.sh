@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Postern needs on Debian 12, as root, non-interactively.
 # Idempotent: installs only what is missing, so `make test` can call it every time.
+# `install-deps.sh --bench` adds what only `make bench` needs.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -21,9 +22,6 @@ packages=(
     swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dovecot-lmtpd
     # Directory, virus and spam peers (LDAP sync, content checks): private instances per test.
     slapd ldap-utils clamav-daemon spamd rspamd
-    # Postfix's usual content filter, for the content benchmark's comparison (tests/bench/content.py).
-    # It runs offline; the SpamAssassin it can run in-process is spamd's dependency above.
-    amavisd-new
     # A network namespace of its own for tests whose clients must not be loopback.
     iproute2 util-linux
     # Checkers of what the box writes: pflogsumm reads the mail log, promtool the metrics,
@@ -32,6 +30,16 @@ packages=(
     # aarch64 cross build: Debian's rustc carries the arm64 std rustup cannot fetch here.
     rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 )
+
+# `--bench`: also what only the benchmarks use (`make bench`), kept out of CI's set-up time.
+if [ "${1:-}" = "--bench" ]; then
+    packages+=(
+        # Postfix's usual content filter, for the content benchmark's comparison
+        # (tests/bench/content.py). It runs offline; the SpamAssassin it can run in-process is
+        # spamd's dependency above.
+        amavisd-new
+    )
+fi
 
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     dpkg --add-architecture arm64
