@@ -11,5 +11,6 @@ pub mod peers;
 pub mod policy_server;
 pub mod postfix;
 pub mod scanners;
+pub mod sntp_server;
 pub mod tls_front;
 pub mod update;

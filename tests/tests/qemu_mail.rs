@@ -1,12 +1,15 @@
 //! The appliance relays mail under QEMU: provisioned at its console to forward example.com to a
 //! sink on the host (QEMU's user network shows the host's loopback as 10.0.2.2), it delivers; with
 //! the sink down, a message is acknowledged, QEMU is killed with SIGKILL, booted again on the same
-//! flash, and the message arrives once the sink is back.
+//! flash, and the message arrives once the sink is back. Its clock comes from an SNTP server on
+//! the host given at the console, and the Received header shows it.
 //!
 //! On x86_64 and aarch64 (`NAME::x86_64`, `NAME::aarch64`, side by side).
 //!
 //! Needs the images (`make image ARCH=...` for both), qemu-system-x86, qemu-system-arm and
 //! Postfix's smtp-sink.
+
+use std::time::Duration;
 
 use qemu::Arch;
 use tests::appliance::{
@@ -15,6 +18,7 @@ use tests::appliance::{
 };
 use tests::peers::{Sink, free_port};
 use tests::per_arch;
+use tests::sntp_server;
 
 per_arch!(relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill);
 fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill(arch: Arch) {
@@ -26,6 +30,16 @@ fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill(arch: Arch) {
 
     let mut machine = boot_to_prompt(&opts);
     provision_secondary(&mut machine, sink_port);
+    // The clock from an SNTP server ten days ahead (the host's 127.0.0.1:123): the new servers
+    // are used at once, not at the clock task's next look a minute later.
+    sntp_server::start();
+    let out = console_command(&mut machine, "setup ntp 10.0.2.2");
+    assert!(out.contains("NTP servers saved: 10.0.2.2"), "{out}");
+    machine
+        .console()
+        .unwrap()
+        .wait_for("clock set from 10.0.2.2", Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
 
     // Greets first (reading the console meanwhile, and showing it if the guest never answers).
     wait_for_banner_reading_console(&mut machine, smtp_port, COMMAND)
@@ -35,6 +49,29 @@ fn relays_to_the_host_and_keeps_acknowledged_mail_across_sigkill(arch: Arch) {
     let got = sink.wait_for(1, COMMAND);
     assert_eq!(got.len(), 1, "{}", machine.console().unwrap().transcript());
     assert!(got[0].contains("Subject: first"), "{}", got[0]);
+    // The box's Received header carries the time it took from the server (either side of a
+    // midnight).
+    let day = |shift: &str| {
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", shift, "+%-d %b %Y"])
+            .output()
+            .expect("date");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let ahead = [day("+10 days -10 min"), day("+10 days +10 min")];
+    // The box's own Received header comes first; its date ends it, maybe on a folded line.
+    let received = got[0]
+        .lines()
+        .skip_while(|l| !l.starts_with("Received:"))
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.starts_with([' ', '\t']))
+        .map(|(_, l)| l)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        ahead.iter().any(|d| received.contains(d.as_str())),
+        "{ahead:?} in {received}"
+    );
 
     sink.stop();
     wait_for_banner_reading_console(&mut machine, smtp_port, COMMAND)

@@ -2,7 +2,8 @@
 //! flash (wrong answers asked again), its settings applied and surviving a reboot behind the
 //! console password, and a factory reset (asked twice) that brings the wizard back; DHCP from
 //! QEMU's server; a DHCP lease change applied live and a lease running out, with the test's own
-//! DHCP server on a UDP link (`tests::dhcp_server`); the watchdog resetting a box whose services
+//! DHCP server on a UDP link (`tests::dhcp_server`); the clock set from an SNTP server the wizard
+//! was given (`tests::sntp_server`, on the host); the watchdog resetting a box whose services
 //! stopped answering.
 //!
 //! Needs both images (`make images`), qemu-system-x86 and qemu-system-arm. Timeouts are 5× the
@@ -17,6 +18,7 @@ use tests::appliance::{
 };
 use tests::dhcp_server::{Answer, DhcpServer, MessageType, Offer, SERVER_IP, SERVER_MAC, show};
 use tests::per_arch;
+use tests::sntp_server;
 
 const MENU: &str = "Choose 1-13: ";
 
@@ -150,9 +152,11 @@ fn the_wizard_sets_up_a_blank_box_that_keeps_its_settings_until_a_factory_reset(
     assert!(log.contains("not set up yet"), "{log}");
 }
 
-per_arch!(the_wizard_takes_an_address_from_qemus_dhcp_server);
-fn the_wizard_takes_an_address_from_qemus_dhcp_server(arch: Arch) {
+per_arch!(the_wizard_takes_an_address_from_qemus_dhcp_server_and_the_time_from_sntp);
+fn the_wizard_takes_an_address_from_qemus_dhcp_server_and_the_time_from_sntp(arch: Arch) {
     let _one_at_a_time = qemu_lock_for(arch);
+    // Ten days ahead of the host, on the host's 127.0.0.1:123: the guest's 10.0.2.2.
+    sntp_server::start();
     let tmp = tempfile::tempdir().unwrap();
     let (opts, smtp_port) = setup_boot_on(arch, tmp.path());
     let mut m = Machine::boot(&opts).unwrap_or_else(|e| panic!("{e}"));
@@ -170,12 +174,13 @@ fn the_wizard_takes_an_address_from_qemus_dhcp_server(arch: Arch) {
         "IPv6: slaac (router advertisements), static or off [slaac]: ",
         "",
     );
-    answer(&mut m, "NTP servers", "");
+    answer(&mut m, "NTP servers", "10.0.2.2");
     answer(&mut m, "LDAP server(s)", "");
     answer(&mut m, "Relay host", "");
     answer(&mut m, "Mail domains", "");
     let summary = answer(&mut m, "Apply these settings?", "yes");
     assert!(summary.contains("DHCP, DNS from DHCP"), "{summary}");
+    assert!(summary.contains("10.0.2.2"), "{summary}");
     let applied = m
         .console()
         .unwrap()
@@ -193,6 +198,38 @@ fn the_wizard_takes_an_address_from_qemus_dhcp_server(arch: Arch) {
         "{banner:?}"
     );
     let _ = quit(stream);
+
+    // The clock is stepped from the NTP server the wizard was given, as the services start.
+    // (The line may come before the menu was drawn: look at the whole transcript.)
+    let c = m.console().unwrap();
+    let deadline = std::time::Instant::now() + COMMAND;
+    while !c
+        .transcript()
+        .contains("clock set from 10.0.2.2 (10.0.2.2), it was +")
+        && std::time::Instant::now() < deadline
+    {
+        let _ = c.read_for(Duration::from_millis(200));
+    }
+    assert!(
+        c.transcript()
+            .contains("clock set from 10.0.2.2 (10.0.2.2), it was +"),
+        "{}",
+        c.transcript()
+    );
+    let status = status_screen(&mut m);
+    let line = status
+        .lines()
+        .find(|l| l.contains("clock: set by SNTP from 10.0.2.2 (10.0.2.2)"))
+        .unwrap_or_else(|| panic!("{status}"));
+    let off: f64 = line
+        .rsplit("it was ")
+        .next()
+        .and_then(|l| l.trim_end_matches(" s off").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    // The guest's clock started from the host's (QEMU's RTC): it was about ten days behind.
+    let ahead = sntp_server::AHEAD.as_secs_f64();
+    assert!((off - ahead).abs() < 120.0, "{line}");
+    assert!(sntp_server::answered() >= 1);
     m.console().unwrap().send_line("13").unwrap();
     m.wait_exit(COMMAND).unwrap_or_else(|e| panic!("{e}"));
 }
@@ -276,7 +313,10 @@ fn a_dhcp_lease_change_reaches_the_running_box_and_a_lost_lease_drops_its_addres
         .wait_for(MENU, BOOT)
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        applied.contains("eth0 192.168.77.50/24 gateway 192.168.77.1 (DHCP from 192.168.77.1"),
+        applied.contains(
+            "eth0 192.168.77.50/24 gateway 192.168.77.1 (DHCP from 192.168.77.1, \
+             60 s: the server's 20 s kept as the minimum)"
+        ),
         "{applied}"
     );
     // The server answers ARP for its router.
@@ -366,6 +406,8 @@ fn a_dhcp_lease_change_reaches_the_running_box_and_a_lost_lease_drops_its_addres
     assert!(status.contains("address: none"), "{status}");
     assert!(status.contains("gateway: none"), "{status}");
     assert!(status.contains("dhcp: asking for a lease"), "{status}");
+    // The lost lease's resolvers went with it.
+    assert!(status.contains("dns: none"), "{status}");
     server
         .wait_for(from, COMMAND, |s| s.kind == MessageType::Discover)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -4,6 +4,8 @@
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use tokio::sync::Notify;
+
 /// One SNTP exchange that set (or checked) the clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClockSync {
@@ -26,6 +28,20 @@ static STATE: Mutex<State> = Mutex::new(State {
     last: None,
     failing: None,
 });
+
+/// Wakes the clock task when the stored servers change, so a new list is used at once rather
+/// than at its next minute's look.
+static SERVERS_CHANGED: Notify = Notify::const_new();
+
+/// The stored NTP servers changed.
+pub fn servers_changed() {
+    SERVERS_CHANGED.notify_one();
+}
+
+/// Until the stored NTP servers change (or at once, when they changed since the last wait).
+pub async fn wait_for_new_servers() {
+    SERVERS_CHANGED.notified().await
+}
 
 pub fn record_sync(sync: ClockSync) {
     if let Ok(mut s) = STATE.lock() {

@@ -81,7 +81,11 @@ pub async fn run(spool: &SpoolHandle, cmd: SetupCommand) -> Reply {
                     true => "no NTP servers: the clock is left alone\n".to_string(),
                     false => format!("NTP servers saved: {}\n", servers.join(" ")),
                 };
-                saved(update(spool, |c| c.ntp_servers = servers).await, text)
+                let done = update(spool, |c| c.ntp_servers = servers).await;
+                if done.is_ok() {
+                    super::clock::servers_changed();
+                }
+                saved(done, text)
             }
             Err(e) => Reply::failed(format!("not saved: {e}\n")),
         },

@@ -1,5 +1,5 @@
 //! Keeps the wall clock set from the stored NTP servers (`postern setup ntp`): an SNTP exchange
-//! when the services start, again every 1024 s and whenever the servers change, a minute apart
+//! when the services start, again every 1024 s and as soon as the servers change, a minute apart
 //! while none answers. The packets are [`super::sntp`]'s, the UDP and `clock_settime` hal's;
 //! `postern status` shows the last setting (`admin::clock`).
 
@@ -56,7 +56,10 @@ async fn keep(admin: Admin) {
                 }
             }
         }
-        tokio::time::sleep(CHECK).await;
+        tokio::select! {
+            _ = tokio::time::sleep(CHECK) => {}
+            _ = clock::wait_for_new_servers() => {}
+        }
     }
 }
 
