@@ -168,6 +168,10 @@ fn act(
                 Ok(()) => eprintln!("postern: {WAN}: {why}; address removed, asking again"),
                 Err(e) => eprintln!("postern: {WAN}: {why}; cannot remove the address: {e}"),
             }
+            // Its resolvers went with it (they may not be reachable from the next network).
+            if lease_dns {
+                eprint!("{}", network::write_resolv_conf(&[]));
+            }
         }
     }
 }
@@ -195,22 +199,37 @@ fn bind(lease: &Lease, lease_dns: bool) -> String {
     };
     let mut report = match net::configure_ipv4(WAN, &cfg) {
         Ok(()) => format!(
-            "postern: {WAN} {}/{} gateway {} (DHCP from {}, {} s)\n",
+            "postern: {WAN} {}/{} gateway {} (DHCP from {}, {})\n",
             lease.address,
             lease.prefix_len,
             lease.router.map_or("none".into(), |g| g.to_string()),
             lease.server,
-            lease.lease_secs
+            length(lease)
         ),
         Err(e) => return format!("postern: cannot configure {WAN} from DHCP: {e}\n"),
     };
-    if lease_dns && !lease.dns.is_empty() {
+    // A lease without resolvers leaves none: the last lease's may be gone with it.
+    if lease_dns {
         report += &network::write_resolv_conf(&lease.dns);
     }
     if let Some(gw) = lease.router {
         report += &network::gateway_warning(lease.address, gw);
     }
     report
+}
+
+/// How long the box keeps the lease, as the log says it: the server's length unless it was under
+/// the minimum the client keeps.
+fn length(lease: &Lease) -> String {
+    match lease.duration() {
+        None => "a lease without end".into(),
+        Some(d) if d.as_secs() == u64::from(lease.lease_secs) => format!("{} s", d.as_secs()),
+        Some(d) => format!(
+            "{} s: the server's {} s kept as the minimum",
+            d.as_secs(),
+            lease.lease_secs
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -252,5 +271,27 @@ mod tests {
         );
         forget();
         assert_eq!(span(Duration::from_secs(12)), "12 s");
+    }
+
+    #[test]
+    fn the_log_says_the_lease_length_the_box_keeps() {
+        let mut lease = Lease {
+            address: [10, 0, 2, 15].into(),
+            prefix_len: 24,
+            router: None,
+            dns: vec![],
+            server: [10, 0, 2, 2].into(),
+            lease_secs: 86_400,
+            renew_secs: None,
+            rebind_secs: None,
+        };
+        assert_eq!(length(&lease), "86400 s");
+        lease.lease_secs = 10;
+        assert_eq!(
+            length(&lease),
+            "60 s: the server's 10 s kept as the minimum"
+        );
+        lease.lease_secs = u32::MAX;
+        assert_eq!(length(&lease), "a lease without end");
     }
 }
