@@ -20,7 +20,13 @@ enum Answer {
 
 /// Answers from `zone`; names absent from it exist but have no records of the asked type.
 async fn dns_server(zone: HashMap<(String, RecordType), Answer>) -> SocketAddr {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    dns_server_on("127.0.0.1:0", zone).await
+}
+
+async fn dns_server_on(bind: &str, zone: HashMap<(String, RecordType), Answer>) -> SocketAddr {
+    let sock = UdpSocket::bind(bind)
+        .await
+        .unwrap_or_else(|e| panic!("a DNS server on {bind} (port 53 needs root): {e}"));
     let addr = sock.local_addr().unwrap();
     let zone = Arc::new(zone);
     tokio::spawn(async move {
@@ -133,4 +139,38 @@ async fn mx_order_fallback_nxdomain_and_implicit_mx_through_hickory() {
         e.is_err() || e.unwrap().is_empty(),
         "example.test has no A record"
     );
+}
+
+/// The appliance rewrites resolv.conf when a DHCP lease or the console changes the servers: a
+/// running daemon's resolver asks the new ones at its next lookup. resolv.conf names servers on
+/// port 53 only, so the two servers sit on 127.0.0.2:53 and 127.0.0.3:53 (root, as `make test`).
+#[tokio::test]
+async fn the_system_resolver_follows_resolv_conf_as_it_changes() {
+    let zone = |exchanger: &str| {
+        let mut z = HashMap::new();
+        z.insert(
+            ("moved.test.".to_string(), RecordType::MX),
+            Answer::Records(vec![mx(10, exchanger)]),
+        );
+        z.insert(
+            (exchanger.to_string(), RecordType::A),
+            Answer::Records(vec![a("127.0.0.21")]),
+        );
+        z
+    };
+    dns_server_on("127.0.0.2:53", zone("old.example.test.")).await;
+    dns_server_on("127.0.0.3:53", zone("new.example.test.")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("resolv.conf");
+    std::fs::write(&conf, "nameserver 127.0.0.2\n").unwrap();
+    let dns = HickoryDns::following(&conf);
+
+    let relay = |t: Vec<postern::delivery::resolve::Target>| t[0].relay();
+    let t = targets(&dns, &hop("smtp:moved.test")).await.unwrap();
+    assert_eq!(relay(t), "old.example.test[127.0.0.21]:25");
+    // A new lease: written aside and renamed, as the appliance writes it.
+    std::fs::write(dir.path().join("new"), "nameserver 127.0.0.3\n").unwrap();
+    std::fs::rename(dir.path().join("new"), &conf).unwrap();
+    let t = targets(&dns, &hop("smtp:moved.test")).await.unwrap();
+    assert_eq!(relay(t), "new.example.test[127.0.0.21]:25");
 }

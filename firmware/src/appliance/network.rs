@@ -1,6 +1,6 @@
 //! eth0 from the stored network (or the boot parameters that override it): a static address
 //! with its gateway, or a DHCP lease kept by a thread that renews it; and the resolvers in
-//! /etc/resolv.conf, which delivery reads. Applied at boot and again whenever the console stores
+//! /etc/resolv.conf, which every DNS client of the box follows. Applied at boot and again whenever the console stores
 //! a new network, without a reboot.
 
 use std::net::Ipv4Addr;
@@ -56,7 +56,9 @@ pub fn apply(n: &NetworkSettings) -> String {
             super::dhcp::start(current, n.dns.is_empty(), DHCP_FIRST)
         }
     };
-    if !n.dns.is_empty() {
+    // Stored resolvers, or none for a static network without them; DHCP without stored ones
+    // leaves resolv.conf to the lease.
+    if !(n.ipv4 == Ipv4Method::Dhcp && n.dns.is_empty()) {
         report += &write_resolv_conf(&n.dns);
     }
     report + &apply_ipv6(n.ipv6)
@@ -91,11 +93,13 @@ fn apply_ipv6(m: Ipv6Method) -> String {
     }
 }
 
-/// Writes the resolvers delivery's DNS client reads at its next start; returns a line only on
-/// failure.
+/// Writes the resolvers delivery, the DNS restrictions and LDAP ask (each looks at the file
+/// before a lookup); returns a line only on failure. Written aside and renamed, so a lookup
+/// never reads half a file.
 pub fn write_resolv_conf(dns: &[Ipv4Addr]) -> String {
     let text: String = dns.iter().map(|d| format!("nameserver {d}\n")).collect();
-    match std::fs::write(RESOLV_CONF, text) {
+    let aside = format!("{RESOLV_CONF}.new");
+    match std::fs::write(&aside, text).and_then(|()| std::fs::rename(&aside, RESOLV_CONF)) {
         Ok(()) => String::new(),
         Err(e) => format!("postern: cannot write {RESOLV_CONF}: {e}\n"),
     }

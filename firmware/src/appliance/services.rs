@@ -37,12 +37,9 @@ pub fn options(p: &BootParams, settings: &Settings) -> Options {
         smtps: any(465),
         control: PathBuf::from(DEFAULT_CONTROL),
         hostname: settings.hostname.clone(),
-        dns_servers: settings
-            .network
-            .iter()
-            .flat_map(|n| n.dns.iter())
-            .map(|d| SocketAddr::from((*d, 53)))
-            .collect(),
+        // resolv.conf, which the network keeps (stored, from the lease, changed at the console):
+        // a running daemon asks the servers of the moment.
+        dns_servers: Vec::new(),
         dns_timeout: crate::policy::dns::DEFAULT_DEADLINE,
         metrics: None,
     }

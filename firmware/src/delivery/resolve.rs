@@ -13,6 +13,7 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
 use crate::mail::{EnhancedStatus, Host, Protocol, Transport};
+use crate::nameserver::FollowResolvConf;
 
 /// Postfix's smtp_mx_address_limit.
 pub const MX_ADDRESS_LIMIT: usize = 5;
@@ -197,8 +198,26 @@ fn dns_error(name: &str, rtype: &'static str, e: DnsError) -> ResolveError {
     }
 }
 
-/// DNS through hickory-resolver with the system's resolv.conf.
-pub struct HickoryDns(TokioResolver);
+/// DNS through hickory-resolver: given servers, or the system's resolv.conf followed as it
+/// changes.
+pub struct HickoryDns(Servers);
+
+enum Servers {
+    Fixed(TokioResolver),
+    /// None while resolv.conf's servers make no resolver.
+    System(FollowResolvConf<Option<TokioResolver>>),
+}
+
+impl Servers {
+    fn resolver(&self) -> Result<TokioResolver, DnsError> {
+        match self {
+            Servers::Fixed(r) => Ok(r.clone()),
+            Servers::System(follow) => follow.get().ok_or_else(|| {
+                DnsError::Temporary("no resolver from /etc/resolv.conf's servers".into())
+            }),
+        }
+    }
+}
 
 /// The resolver could not be set up (no readable resolv.conf, bad configuration).
 #[derive(Debug)]
@@ -217,14 +236,21 @@ impl std::error::Error for DnsSetupError {
 }
 
 impl HickoryDns {
-    /// From /etc/resolv.conf. Fails when there is none to read.
+    /// The servers /etc/resolv.conf names, asked anew when the file changes (a DHCP lease, the
+    /// console). Fails when the first resolver cannot be made.
     pub fn from_system() -> Result<HickoryDns, DnsSetupError> {
-        let r = TokioResolver::builder_tokio()
-            .map_err(DnsSetupError)?
-            .with_tls_config(crate::policy::dns::unused_tls_config())
+        crate::nameserver::builder(&[])
             .build()
             .map_err(DnsSetupError)?;
-        Ok(HickoryDns(r))
+        Ok(Self::following(crate::nameserver::RESOLV_CONF))
+    }
+
+    /// The servers the resolv.conf at `path` names, asked anew when the file changes.
+    pub fn following(path: impl Into<std::path::PathBuf>) -> HickoryDns {
+        let follow = FollowResolvConf::at(path, |servers: &[std::net::SocketAddr]| {
+            crate::nameserver::builder(servers).build().ok()
+        });
+        HickoryDns(Servers::System(follow))
     }
 
     /// Asking these servers (UDP, then TCP for long answers), as the box's own network config
@@ -242,11 +268,11 @@ impl HickoryDns {
         let r = crate::nameserver::builder(servers)
             .build()
             .map_err(DnsSetupError)?;
-        Ok(HickoryDns(r))
+        Ok(HickoryDns(Servers::Fixed(r)))
     }
 
     pub fn new(resolver: TokioResolver) -> HickoryDns {
-        HickoryDns(resolver)
+        HickoryDns(Servers::Fixed(resolver))
     }
 }
 
@@ -271,7 +297,12 @@ fn map_err(e: hickory_resolver::net::NetError) -> Result<(), DnsError> {
 
 impl Dns for HickoryDns {
     async fn mx(&self, domain: &str) -> Result<MxAnswer, DnsError> {
-        match self.0.lookup(fqdn(domain), RecordType::MX).await {
+        match self
+            .0
+            .resolver()?
+            .lookup(fqdn(domain), RecordType::MX)
+            .await
+        {
             Ok(l) => {
                 let recs: Vec<(u16, String)> = l
                     .answers()
@@ -292,7 +323,7 @@ impl Dns for HickoryDns {
     }
 
     async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
-        match self.0.lookup_ip(fqdn(host)).await {
+        match self.0.resolver()?.lookup_ip(fqdn(host)).await {
             Ok(l) => Ok(l.iter().collect()),
             Err(e) => map_err(e).map(|()| Vec::new()),
         }

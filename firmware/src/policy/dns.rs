@@ -15,6 +15,8 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ResolveHosts, ResolverOpts};
 use hickory_resolver::proto::rr::{RData, RecordType};
 
+use crate::nameserver::FollowResolvConf;
+
 /// The record types the restrictions ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rtype {
@@ -78,7 +80,7 @@ pub struct Dns {
     deadline: Duration,
     /// The same hickory resolver (servers, cache, options) for mail-auth's SPF, DKIM and DMARC
     /// lookups; `None` when DNS is a table (unit tests) or absent.
-    authenticator: Option<mail_auth::MessageAuthenticator>,
+    authenticator: Option<Arc<HickoryResolve>>,
 }
 
 impl std::fmt::Debug for Dns {
@@ -104,17 +106,21 @@ impl Dns {
 
     /// DNS through hickory, shared with sender authentication.
     pub fn hickory(resolver: HickoryResolve, deadline: Duration) -> Dns {
-        let authenticator = Some(mail_auth::MessageAuthenticator(resolver.0.clone()));
+        let resolver = Arc::new(resolver);
         Dns {
-            resolver: Arc::new(resolver),
+            resolver: resolver.clone(),
             deadline,
-            authenticator,
+            authenticator: Some(resolver),
         }
     }
 
-    /// The resolver sender authentication asks, when there is a real one.
-    pub fn authenticator(&self) -> Option<&mail_auth::MessageAuthenticator> {
-        self.authenticator.as_ref()
+    /// The resolver sender authentication asks now, when there is a real one.
+    pub fn authenticator(&self) -> Option<mail_auth::MessageAuthenticator> {
+        let resolver = match &self.authenticator.as_ref()?.0 {
+            Servers::Fixed(r) => r.clone(),
+            Servers::System(follow) => follow.get()?,
+        };
+        Some(mail_auth::MessageAuthenticator(resolver))
     }
 
     /// No resolver at all: every lookup fails temporarily, so DNS restrictions defer, never pass.
@@ -243,19 +249,30 @@ impl Resolve for NoResolver {
     }
 }
 
-/// hickory-resolver (std's resolver is never used: the binary is static glibc).
-pub struct HickoryResolve(TokioResolver);
+/// hickory-resolver (std's resolver is never used: the binary is static glibc): given servers,
+/// or the system's resolv.conf followed as it changes.
+pub struct HickoryResolve(Servers);
+
+enum Servers {
+    Fixed(TokioResolver),
+    /// None while resolv.conf's servers make no resolver.
+    System(FollowResolvConf<Option<TokioResolver>>),
+}
 
 impl HickoryResolve {
-    /// From /etc/resolv.conf.
+    /// The servers /etc/resolv.conf names, asked anew when the file changes (a DHCP lease, the
+    /// console): a DNSBL check asks the servers the box has now.
     pub fn from_system(deadline: Duration) -> Result<HickoryResolve, BuildError> {
-        let mut builder = TokioResolver::builder_tokio().map_err(|_| BuildError::NoSystemConfig)?;
-        *builder.options_mut() = options(deadline);
-        builder
-            .with_tls_config(unused_tls_config())
-            .build()
-            .map(HickoryResolve)
-            .map_err(|_| BuildError::Resolver)
+        let make = move |servers: &[SocketAddr]| {
+            crate::nameserver::builder(servers)
+                .with_options(options(deadline))
+                .build()
+                .ok()
+        };
+        make(&[]).ok_or(BuildError::Resolver)?;
+        Ok(HickoryResolve(Servers::System(FollowResolvConf::system(
+            make,
+        ))))
     }
 
     /// Asking these servers (tests run one on 127.0.0.1, on any port).
@@ -266,7 +283,7 @@ impl HickoryResolve {
         crate::nameserver::builder(servers)
             .with_options(options(deadline))
             .build()
-            .map(HickoryResolve)
+            .map(|r| HickoryResolve(Servers::Fixed(r)))
             .map_err(|_| BuildError::Resolver)
     }
 }
@@ -274,15 +291,12 @@ impl HickoryResolve {
 /// Why no resolver could be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildError {
-    /// No /etc/resolv.conf to read.
-    NoSystemConfig,
     Resolver,
 }
 
 impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            BuildError::NoSystemConfig => "no resolver configuration (/etc/resolv.conf)",
             BuildError::Resolver => "the DNS resolver could not be set up",
         })
     }
@@ -332,7 +346,11 @@ impl Resolve for HickoryResolve {
         Box::pin(async move {
             // A trailing dot: no search-domain expansion, mail names are absolute.
             let absolute = format!("{}.", name.trim_end_matches('.'));
-            match self.0.lookup(absolute, rtype(t)).await {
+            let resolver = match &self.0 {
+                Servers::Fixed(r) => r.clone(),
+                Servers::System(follow) => follow.get().ok_or(DnsFailure::ServerFailure)?,
+            };
+            match resolver.lookup(absolute, rtype(t)).await {
                 Ok(l) => Ok(l.answers().iter().filter_map(|r| rdata(&r.data)).collect()),
                 Err(e) if e.is_nx_domain() || e.is_no_records_found() => Err(DnsFailure::NotFound),
                 Err(_) => Err(DnsFailure::ServerFailure),

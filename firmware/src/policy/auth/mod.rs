@@ -63,7 +63,7 @@ impl SenderAuth {
     /// Checks through `dns`'s resolver and within its deadline, in the name of `hostname`.
     pub fn new(dns: &Dns, hostname: &str) -> SenderAuth {
         SenderAuth {
-            resolver: dns.authenticator().cloned(),
+            resolver: dns.authenticator(),
             deadline: dns.deadline(),
             authserv_id: hostname.to_ascii_lowercase(),
             spf_memo: Mutex::new(memo::SpfMemo::default()),
