@@ -74,13 +74,16 @@ fn stamp(path: &std::path::Path) -> Option<Stamp> {
     })
 }
 
+/// Makes a resolver asking these servers.
+type MakeResolver<T> = dyn Fn(&[SocketAddr]) -> T + Send + Sync;
+
 /// A resolver made from resolv.conf's servers that is made again whenever the file changes:
 /// the appliance rewrites it when a DHCP lease, the console or a router advertisement changes
 /// the servers, and a daemon that runs for months must ask the new ones. Each use costs one
 /// `stat`; a file that went missing leaves the last servers in use.
 pub struct FollowResolvConf<T> {
     path: std::path::PathBuf,
-    make: Box<dyn Fn(&[SocketAddr]) -> T + Send + Sync>,
+    make: Box<MakeResolver<T>>,
     current: std::sync::Mutex<Option<(Option<Stamp>, T)>>,
 }
 
