@@ -5,10 +5,11 @@
 //! The server hands out one lease, the [`Offer`] the test sets: DISCOVER gets an OFFER of it, a
 //! REQUEST for its address (selecting, renewing or rebinding) an ACK, a REQUEST for any other
 //! address a NAK. [`DhcpServer::set_silent`] makes it answer nothing (a lease left to run out).
-//! It answers ARP for itself and the offer's router, so the box's gateway check passes. Every
+//! It answers ARP for itself and the offer's router, so the box's gateway check passes, and, when
+//! given an [`Advert`], router solicitations as an IPv6 router with a prefix and a DNS server. Every
 //! DHCP message it reads is logged with its addressing, for the test's assertions.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -122,11 +123,25 @@ pub fn show(seen: &[Seen]) -> String {
     seen.iter().map(|s| format!("{s}\n")).collect()
 }
 
+/// What the link's IPv6 router advertises when the box solicits (RFC 4861): a SLAAC prefix and
+/// a DNS server (RFC 8106's RDNSS option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advert {
+    /// A /64.
+    pub prefix: Ipv6Addr,
+    pub dns: Ipv6Addr,
+    pub dns_lifetime_secs: u32,
+}
+
 /// The server's state, without sockets: a frame in, the frames to send back out.
 #[derive(Debug)]
 pub struct Server {
     pub offer: Offer,
     pub silent: bool,
+    /// Router advertisements, when the link has an IPv6 router.
+    pub advert: Option<Advert>,
+    /// Router solicitations answered.
+    pub solicitations: usize,
     pub seen: Vec<Seen>,
     /// Frames that were not ARP, nor a DHCP message to port 67 with good checksums.
     pub ignored: usize,
@@ -137,6 +152,8 @@ impl Server {
         Server {
             offer,
             silent: false,
+            advert: None,
+            solicitations: 0,
             seen: Vec::new(),
             ignored: 0,
         }
@@ -157,7 +174,17 @@ impl Server {
                     None
                 }
             },
-            // IPv6 (the box's router solicitations) and the rest: no network here.
+            EthernetProtocol::Ipv6 => match (self.advert, router_solicitation(&eth)) {
+                (Some(advert), Some(client)) if !self.silent => {
+                    self.solicitations += 1;
+                    Some(router_advertisement(&advert, client))
+                }
+                _ => {
+                    self.ignored += 1;
+                    None
+                }
+            },
+            // The rest: no network here.
             _ => {
                 self.ignored += 1;
                 None
@@ -384,6 +411,92 @@ fn frame(dst_ip: Ipv4Addr, dst_mac: EthernetAddress, dhcp: &DhcpRepr) -> Vec<u8>
     buf
 }
 
+/// The sender's hardware address, when the frame is an ICMPv6 router solicitation.
+fn router_solicitation(eth: &EthernetFrame<&[u8]>) -> Option<EthernetAddress> {
+    let ip = eth.payload();
+    // IPv6: next header ICMPv6 (58) at 6, hop limit 255 at 7; ICMPv6 type 133 after 40 bytes.
+    (ip.len() >= 48 && ip[0] >> 4 == 6 && ip[6] == 58 && ip[7] == 255 && ip[40] == 133)
+        .then(|| eth.src_addr())
+}
+
+/// The router's link-local address, from its hardware address (modified EUI-64).
+fn router_link_local() -> Ipv6Addr {
+    let m = SERVER_MAC;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 2,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+/// A router advertisement to `client`, framed by hand (smoltcp has no RDNSS option): the
+/// router for 30 min, `advert`'s prefix for SLAAC, its DNS server.
+fn router_advertisement(advert: &Advert, client: EthernetAddress) -> Vec<u8> {
+    let mut icmp = vec![134, 0, 0, 0, 64, 0];
+    icmp.extend_from_slice(&1800u16.to_be_bytes()); // router lifetime
+    icmp.extend_from_slice(&[0; 8]); // reachable time, retransmission timer
+    icmp.extend_from_slice(&[1, 1]); // source link-layer address
+    icmp.extend_from_slice(&SERVER_MAC);
+    icmp.extend_from_slice(&[3, 4, 64, 0xc0]); // prefix information: /64, on-link, autonomous
+    icmp.extend_from_slice(&86_400u32.to_be_bytes()); // valid
+    icmp.extend_from_slice(&14_400u32.to_be_bytes()); // preferred
+    icmp.extend_from_slice(&[0; 4]);
+    icmp.extend_from_slice(&advert.prefix.octets());
+    icmp.extend_from_slice(&[25, 3, 0, 0]); // RDNSS, one server
+    icmp.extend_from_slice(&advert.dns_lifetime_secs.to_be_bytes());
+    icmp.extend_from_slice(&advert.dns.octets());
+    let src = router_link_local();
+    let dst: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let sum = icmpv6_checksum(src, dst, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+
+    let mut frame = Vec::with_capacity(14 + 40 + icmp.len());
+    frame.extend_from_slice(&client.0);
+    frame.extend_from_slice(&SERVER_MAC);
+    frame.extend_from_slice(&0x86ddu16.to_be_bytes());
+    frame.extend_from_slice(&[0x60, 0, 0, 0]);
+    frame.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&[58, 255]);
+    frame.extend_from_slice(&src.octets());
+    frame.extend_from_slice(&dst.octets());
+    frame.extend_from_slice(&icmp);
+    frame
+}
+
+/// RFC 4443's checksum: over the pseudo-header (addresses, length, next header) and the message.
+fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
+    let mut bytes = Vec::with_capacity(40 + message.len() + 1);
+    bytes.extend_from_slice(&src.octets());
+    bytes.extend_from_slice(&dst.octets());
+    bytes.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&[0, 0, 0, 58]);
+    bytes.extend_from_slice(message);
+    if bytes.len() % 2 == 1 {
+        bytes.push(0);
+    }
+    let mut sum: u32 = bytes
+        .chunks_exact(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 fn netmask(prefix_len: u8) -> Ipv4Addr {
     match prefix_len {
         0 => Ipv4Addr::UNSPECIFIED,
@@ -441,6 +554,16 @@ impl DhcpServer {
     /// The lease given from now on (renewals of another address are refused).
     pub fn set_offer(&self, offer: Offer) {
         self.lock().offer = offer;
+    }
+
+    /// Answers router solicitations with `advert` from now on.
+    pub fn set_advert(&self, advert: Advert) {
+        self.lock().advert = Some(advert);
+    }
+
+    /// How many router solicitations were answered.
+    pub fn solicitations(&self) -> usize {
+        self.lock().solicitations
     }
 
     /// Whether to answer nothing at all from now on.
@@ -677,6 +800,48 @@ mod tests {
         assert!(s.handle(&f, Instant::now()).is_none());
         assert!(s.seen.is_empty());
         assert_eq!(s.ignored, 1);
+    }
+
+    #[test]
+    fn answers_a_router_solicitation_with_a_prefix_and_a_dns_server() {
+        let box_mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+        // A solicitation as Linux sends it: from ::, hop limit 255, to all routers.
+        let mut rs = Vec::new();
+        rs.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 2]);
+        rs.extend_from_slice(&box_mac);
+        rs.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, 58, 255]);
+        rs.extend_from_slice(&[0; 16]);
+        rs.extend_from_slice(&Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2).octets());
+        rs.extend_from_slice(&[133, 0, 0, 0, 0, 0, 0, 0]);
+        let mut server = Server::new(offer(50));
+        assert_eq!(
+            server.handle(&rs, Instant::now()),
+            None,
+            "no router: no answer"
+        );
+        let advert = Advert {
+            prefix: "2001:db8:77::".parse().unwrap(),
+            dns: "2001:db8:77::53".parse().unwrap(),
+            dns_lifetime_secs: 1800,
+        };
+        server.advert = Some(advert);
+        let ra = server
+            .handle(&rs, Instant::now())
+            .expect("an advertisement");
+        assert_eq!(server.solicitations, 1);
+        let eth = EthernetFrame::new_checked(&ra[..]).unwrap();
+        assert_eq!(eth.dst_addr(), EthernetAddress(box_mac));
+        let ip = eth.payload();
+        assert_eq!((ip[0] >> 4, ip[6], ip[7]), (6, 58, 255));
+        let src = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).unwrap());
+        assert_eq!(src, "fe80::5054:ff:fe77:1".parse::<Ipv6Addr>().unwrap());
+        let body = &ip[40..];
+        assert_eq!(usize::from(u16::from_be_bytes([ip[4], ip[5]])), body.len());
+        assert_eq!(body[0], 134);
+        // A message with its checksum in place sums to zero (RFC 1071's check).
+        let dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+        assert_eq!(icmpv6_checksum(src, dst, body), 0);
+        assert_eq!(&body[body.len() - 16..], &advert.dns.octets());
     }
 
     #[test]

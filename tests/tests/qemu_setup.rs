@@ -16,7 +16,9 @@ use qemu::{Arch, Machine};
 use tests::appliance::{
     BOOT, COMMAND, PROMPT, qemu_lock_for, quit, setup_boot_on, test_boot_on, wait_for_banner,
 };
-use tests::dhcp_server::{Answer, DhcpServer, MessageType, Offer, SERVER_IP, SERVER_MAC, show};
+use tests::dhcp_server::{
+    Advert, Answer, DhcpServer, MessageType, Offer, SERVER_IP, SERVER_MAC, show,
+};
 use tests::per_arch;
 use tests::sntp_server;
 
@@ -200,22 +202,7 @@ fn the_wizard_takes_an_address_from_qemus_dhcp_server_and_the_time_from_sntp(arc
     let _ = quit(stream);
 
     // The clock is stepped from the NTP server the wizard was given, as the services start.
-    // (The line may come before the menu was drawn: look at the whole transcript.)
-    let c = m.console().unwrap();
-    let deadline = std::time::Instant::now() + COMMAND;
-    while !c
-        .transcript()
-        .contains("clock set from 10.0.2.2 (10.0.2.2), it was +")
-        && std::time::Instant::now() < deadline
-    {
-        let _ = c.read_for(Duration::from_millis(200));
-    }
-    assert!(
-        c.transcript()
-            .contains("clock set from 10.0.2.2 (10.0.2.2), it was +"),
-        "{}",
-        c.transcript()
-    );
+    seen_on_console(&mut m, "clock set from 10.0.2.2 (10.0.2.2), it was +");
     let status = status_screen(&mut m);
     let line = status
         .lines()
@@ -271,6 +258,21 @@ fn lease(address: u8, router: Ipv4Addr, dns: u8) -> Offer {
     }
 }
 
+/// Waits until the console has printed `line` since the boot: it may have come while an earlier
+/// wait read up to a later prompt, so the whole transcript is searched.
+fn seen_on_console(machine: &mut Machine, line: &str) {
+    let c = machine.console().expect("console");
+    let deadline = std::time::Instant::now() + COMMAND;
+    while !c.transcript().contains(line) && std::time::Instant::now() < deadline {
+        let _ = c.read_for(Duration::from_millis(200));
+    }
+    assert!(
+        c.transcript().contains(line),
+        "{line:?} in\n{}",
+        c.transcript()
+    );
+}
+
 /// Shows the status screen from the main menu; returns it.
 fn status_screen(machine: &mut Machine) -> String {
     let c = machine.console().expect("console");
@@ -286,6 +288,12 @@ fn a_dhcp_lease_change_reaches_the_running_box_and_a_lost_lease_drops_its_addres
     let (mut opts, _) = setup_boot_on(arch, tmp.path());
     let first = lease(50, SERVER_IP, 53);
     let server = DhcpServer::start(first.clone()).unwrap_or_else(|e| panic!("DHCP server: {e}"));
+    // And the link's IPv6 router: a SLAAC prefix and a DNS server (RFC 8106).
+    server.set_advert(Advert {
+        prefix: "2001:db8:77::".parse().unwrap(),
+        dns: "2001:db8:77::53".parse().unwrap(),
+        dns_lifetime_secs: 3600,
+    });
     opts.network = server.network();
     let mut m = Machine::boot(&opts).unwrap_or_else(|e| panic!("{e}"));
     m.console()
@@ -300,7 +308,7 @@ fn a_dhcp_lease_change_reaches_the_running_box_and_a_lost_lease_drops_its_addres
     answer(
         &mut m,
         "IPv6: slaac (router advertisements), static or off [slaac]: ",
-        "off",
+        "slaac",
     );
     answer(&mut m, "NTP servers", "none");
     answer(&mut m, "LDAP server(s)", "none");
@@ -321,9 +329,28 @@ fn a_dhcp_lease_change_reaches_the_running_box_and_a_lost_lease_drops_its_addres
     );
     // The server answers ARP for its router.
     assert!(!applied.contains("does not answer ARP"), "{applied}");
+    // The advertised DNS server joins the lease's once the box has solicited (its address from
+    // the prefix may still be under its duplicate check).
+    seen_on_console(
+        &mut m,
+        "DNS servers from router advertisements: 2001:db8:77::53",
+    );
+    assert!(server.solicitations() >= 1);
     let status = status_screen(&mut m);
     assert!(status.contains("address: 192.168.77.50/24"), "{status}");
-    assert!(status.contains("dns: 192.168.77.53"), "{status}");
+    assert!(
+        status.contains("dns: 192.168.77.53 2001:db8:77::53"),
+        "{status}"
+    );
+    // The address from the advertised prefix (its interface identifier from the MAC).
+    assert!(
+        status.contains("2001:db8:77:0:5054:ff:fe12:3456/64 (SLAAC"),
+        "{status}"
+    );
+    assert!(
+        status.contains("ipv6 gateway: fe80::5054:ff:fe77:1"),
+        "{status}"
+    );
     assert!(
         status.contains("dhcp: lease from 192.168.77.1, renewed in"),
         "{status}"
@@ -374,7 +401,10 @@ fn a_dhcp_lease_change_reaches_the_running_box_and_a_lost_lease_drops_its_addres
         status.contains("gateway: 192.168.77.254 (answers ARP from 52:54:00:77:00:01)"),
         "{status}"
     );
-    assert!(status.contains("dns: 192.168.77.54"), "{status}");
+    assert!(
+        status.contains("dns: 192.168.77.54 2001:db8:77::53"),
+        "{status}"
+    );
     assert!(!status.contains("192.168.77.50"), "{status}");
 
     // The server goes silent: the box renews (unicast), rebinds (broadcast) and, at the end of
@@ -406,8 +436,8 @@ fn a_dhcp_lease_change_reaches_the_running_box_and_a_lost_lease_drops_its_addres
     assert!(status.contains("address: none"), "{status}");
     assert!(status.contains("gateway: none"), "{status}");
     assert!(status.contains("dhcp: asking for a lease"), "{status}");
-    // The lost lease's resolvers went with it.
-    assert!(status.contains("dns: none"), "{status}");
+    // The lost lease's resolvers went with it; the router's stay.
+    assert!(status.contains("dns: 2001:db8:77::53\n"), "{status}");
     server
         .wait_for(from, COMMAND, |s| s.kind == MessageType::Discover)
         .unwrap_or_else(|e| panic!("{e}"));

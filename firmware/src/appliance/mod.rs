@@ -19,6 +19,7 @@ mod dhcp;
 mod esp;
 mod input;
 mod network;
+mod router_dns;
 mod services;
 pub mod sntp;
 mod watchdog;

@@ -3,7 +3,7 @@
 //! /etc/resolv.conf, which every DNS client of the box follows. Applied at boot and again whenever the console stores
 //! a new network, without a reboot.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -58,9 +58,18 @@ pub fn apply(n: &NetworkSettings) -> String {
     };
     // Stored resolvers, or none for a static network without them; DHCP without stored ones
     // leaves resolv.conf to the lease.
+    {
+        let mut r = RESOLVERS.lock().unwrap_or_else(|e| e.into_inner());
+        r.stored = !n.dns.is_empty();
+        // Advertised resolvers belong to SLAAC: another method drops them.
+        if n.ipv6 != Ipv6Method::Slaac {
+            r.from_routers.clear();
+        }
+    }
     if !(n.ipv4 == Ipv4Method::Dhcp && n.dns.is_empty()) {
         report += &write_resolv_conf(&n.dns);
     }
+    super::router_dns::start();
     report + &apply_ipv6(n.ipv6)
 }
 
@@ -93,12 +102,56 @@ fn apply_ipv6(m: Ipv6Method) -> String {
     }
 }
 
-/// Writes the resolvers delivery, the DNS restrictions and LDAP ask (each looks at the file
-/// before a lookup); returns a line only on failure. Written aside and renamed, so a lookup
-/// never reads half a file.
+/// The resolvers resolv.conf holds, from their sources: the stored or leased IPv4 ones, and
+/// the IPv6 ones routers advertise (used only while the admin stored none).
+struct Resolvers {
+    ipv4: Vec<Ipv4Addr>,
+    from_routers: Vec<Ipv6Addr>,
+    stored: bool,
+}
+
+static RESOLVERS: Mutex<Resolvers> = Mutex::new(Resolvers {
+    ipv4: Vec::new(),
+    from_routers: Vec::new(),
+    stored: false,
+});
+
+/// Sets the IPv4 resolvers (a lease's, or the stored ones) and writes resolv.conf; returns a
+/// line only on failure.
 pub fn write_resolv_conf(dns: &[Ipv4Addr]) -> String {
-    let text: String = dns.iter().map(|d| format!("nameserver {d}\n")).collect();
+    let mut r = RESOLVERS.lock().unwrap_or_else(|e| e.into_inner());
+    r.ipv4 = dns.to_vec();
+    write(&r)
+}
+
+/// Sets the resolvers routers advertise (RFC 8106) and writes resolv.conf when they are used.
+pub fn set_router_resolvers(dns: &[Ipv6Addr]) -> String {
+    let mut r = RESOLVERS.lock().unwrap_or_else(|e| e.into_inner());
+    if r.from_routers == dns {
+        return String::new();
+    }
+    r.from_routers = dns.to_vec();
+    match r.stored {
+        true => String::new(),
+        false => write(&r),
+    }
+}
+
+/// The text of resolv.conf: IPv4 resolvers first, then the routers' (glibc reads three).
+fn resolv_conf_text(r: &Resolvers) -> String {
+    let v6: &[Ipv6Addr] = if r.stored { &[] } else { &r.from_routers };
+    let v4 = r.ipv4.iter().map(|a| std::net::IpAddr::from(*a));
+    v4.chain(v6.iter().map(|a| std::net::IpAddr::from(*a)))
+        .take(3)
+        .map(|a| format!("nameserver {a}\n"))
+        .collect()
+}
+
+/// Writes the resolvers delivery, the DNS restrictions and LDAP ask (each looks at the file
+/// before a lookup). Written aside and renamed, so a lookup never reads half a file.
+fn write(r: &Resolvers) -> String {
     let aside = format!("{RESOLV_CONF}.new");
+    let text = resolv_conf_text(r);
     match std::fs::write(&aside, text).and_then(|()| std::fs::rename(&aside, RESOLV_CONF)) {
         Ok(()) => String::new(),
         Err(e) => format!("postern: cannot write {RESOLV_CONF}: {e}\n"),
@@ -270,5 +323,34 @@ mod tests {
              2001:db8::11/64 (static, in use by another host), fe80::1/64 (link-local, being checked)\n\
              ipv6 gateway: fe80::2\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod resolver_tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_takes_ipv4_first_and_router_servers_only_without_stored_ones() {
+        let v4 = vec![Ipv4Addr::new(192, 0, 2, 53)];
+        let v6: Vec<Ipv6Addr> = vec![
+            "2001:db8::53".parse().unwrap(),
+            "2001:db8::54".parse().unwrap(),
+            "2001:db8::55".parse().unwrap(),
+        ];
+        let mut r = Resolvers {
+            ipv4: v4,
+            from_routers: v6,
+            stored: false,
+        };
+        assert_eq!(
+            resolv_conf_text(&r),
+            "nameserver 192.0.2.53\nnameserver 2001:db8::53\nnameserver 2001:db8::54\n"
+        );
+        r.stored = true;
+        assert_eq!(resolv_conf_text(&r), "nameserver 192.0.2.53\n");
+        r.ipv4.clear();
+        r.stored = false;
+        assert_eq!(resolv_conf_text(&r).lines().count(), 3);
     }
 }

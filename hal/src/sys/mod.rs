@@ -22,4 +22,5 @@ pub mod net6;
 pub mod packet;
 pub mod power;
 pub mod reap;
+pub mod router_dns;
 pub mod watchdog;
