@@ -7,6 +7,7 @@ counted and printed. Loopback only; bounded in time (--minutes plus --drain) and
 (--max-messages).
 
 Usage: tests/bench/soak.py [--minutes 2] [--kill-every 3] [--clients 4] [--max-messages 100000]
+       tests/bench/soak.py --qemu x86_64|aarch64 [--kills 50]   (soak_qemu.py: QEMU is killed)
 `make soak` runs it (SOAK_MINUTES=N to change the length); not part of `make test`.
 """
 import argparse
@@ -142,18 +143,37 @@ class Postern:
             self.proc.wait()
 
 
+def refusal_text(e):
+    """`452 4.3.1 Insufficient system storage` out of whichever smtplib error carried it."""
+    if isinstance(e, smtplib.SMTPRecipientsRefused):
+        code, msg = next(iter(e.recipients.values()))
+    else:
+        code, msg = e.smtp_code, e.smtp_error
+    return f"{code} {msg.decode(errors='replace') if isinstance(msg, bytes) else msg}"
+
+
 class Load:
     """Clients sending one message per connection; records which ids got their 250."""
 
-    def __init__(self, port, clients, max_messages):
+    def __init__(self, port, clients, max_messages, rcpt="soak@example.net", timeout=10,
+                 first_id=0, size=0):
         self.port = port
-        self.max = max_messages
-        self.next_id = 0
+        # One address or a list taken in turn.
+        self.rcpts = rcpt if isinstance(rcpt, list) else [rcpt]
+        self.timeout = timeout
+        self.size = size
+        self.first_id = first_id
+        self.max = first_id + max_messages
+        self.next_id = first_id
         self.acked = set()
         self.refused = 0
+        self.last_refusal = None
         self.broken = 0
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        # Cleared while the server is down for longer than a restart (a QEMU boot).
+        self.go = threading.Event()
+        self.go.set()
         self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(clients)]
 
     def take_id(self):
@@ -165,20 +185,27 @@ class Load:
 
     def run(self):
         while not self.stopping.is_set():
+            self.go.wait()
             n = self.take_id()
             if n is None:
                 return
-            body = (f"From: <load@client.test>\r\nTo: <soak@example.net>\r\nSubject: soak {n}\r\n"
-                    f"X-Soak-Id: {n}\r\n\r\n" + "soak body line\r\n" * 20)
+            rcpt = self.rcpts[n % len(self.rcpts)]
+            pad = "x" * 78 + "\r\n"
+            body = (f"From: <load@client.test>\r\nTo: <{rcpt}>\r\nSubject: soak {n}\r\n"
+                    f"X-Soak-Id: {n}\r\n\r\n" + pad * (self.size // len(pad))
+                    + "soak body line\r\n" * 20)
             try:
-                with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as s:
-                    s.sendmail("load@client.test", ["soak@example.net"], body)
-                with self.lock:
-                    self.acked.add(n)
+                with smtplib.SMTP("127.0.0.1", self.port, timeout=self.timeout) as s:
+                    s.sendmail("load@client.test", [rcpt], body)
+                    # Counted at the 250, before QUIT: a kill during QUIT does not undo it.
+                    with self.lock:
+                        self.acked.add(n)
             except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused,
-                    smtplib.SMTPSenderRefused):
+                    smtplib.SMTPSenderRefused) as e:
                 with self.lock:
                     self.refused += 1
+                    self.last_refusal = refusal_text(e)
+                time.sleep(0.05)
             except (OSError, smtplib.SMTPException):
                 # The daemon was killed mid-session: no 250 seen, nothing promised.
                 with self.lock:
@@ -195,7 +222,16 @@ def main():
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--max-messages", type=int, default=100000)
     ap.add_argument("--drain", type=float, default=120, help="seconds allowed to deliver the rest")
+    ap.add_argument("--qemu", choices=["x86_64", "aarch64"],
+                    help="boot the image under QEMU and SIGKILL QEMU instead (soak_qemu.py)")
+    ap.add_argument("--kills", type=int, default=50, help="QEMU mode: SIGKILLs of QEMU")
+    ap.add_argument("--kill-min", type=float, default=2, help="QEMU mode: seconds of load "
+                    "after the banner before a kill, at least")
+    ap.add_argument("--kill-max", type=float, default=8, help="QEMU mode: ... at most")
     args = ap.parse_args()
+    if args.qemu:
+        import soak_qemu
+        return soak_qemu.run(args)
     binary = os.environ.get("POSTERN_BIN", f"{ROOT}/target/x86_64-unknown-linux-gnu/debug/postern")
     for need in (binary, SINK):
         if not os.path.exists(need):
