@@ -171,6 +171,9 @@ def run(args):
     load.go = threading.Event()
     banners = []
     kills = 0
+    # SIGTERM (a time box running out) ends the kills early; the drain and the count still run.
+    enough = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: enough.set())
     start = time.time()
     try:
         guest.boot()
@@ -185,9 +188,10 @@ def run(args):
         load.go.set()
         for t in load.threads:
             t.start()
-        while kills < args.kills:
+        while kills < args.kills and not enough.is_set():
             # A random point under load: anywhere in a session, a group commit or a delivery.
-            time.sleep(random.uniform(args.kill_min, args.kill_max))
+            if enough.wait(random.uniform(args.kill_min, args.kill_max)):
+                break
             load.go.clear()  # new sessions would only wait on a dead forward
             guest.kill9()
             kills += 1
@@ -226,7 +230,7 @@ def run(args):
     duplicates = sum(c - 1 for c in arrived.values() if c > 1)
     b = sorted(banners)
     print(f"soak: qemu {arch}: {loaded:.0f} s from first boot to end of load, {args.clients} "
-          f"clients, {kills} SIGKILLs "
+          f"clients, {kills} SIGKILLs{' (ended early by SIGTERM)' if enough.is_set() else ''} "
           f"of QEMU {args.kill_min:g}-{args.kill_max:g} s into the load of each boot; "
           f"drained in {drained:.0f} s; load average before {load_before[0]:.1f}, "
           f"after {os.getloadavg()[0]:.1f} (2 cores)")
