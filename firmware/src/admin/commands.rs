@@ -192,9 +192,10 @@ pub enum SetupCommand {
         /// The default gateway (static only).
         #[arg(long)]
         gateway: Option<std::net::Ipv4Addr>,
-        /// A DNS server delivery asks (up to 3; with DHCP, none means the lease's).
+        /// A DNS server delivery asks, IPv4 or IPv6 (up to 3; none means the DHCP lease's and
+        /// the routers' advertised ones).
         #[arg(long)]
-        dns: Vec<std::net::Ipv4Addr>,
+        dns: Vec<std::net::IpAddr>,
         /// IPv6: `slaac` (router advertisements), `off`, or e.g. `2001:db8::10/64`.
         #[arg(long, default_value = "slaac")]
         ipv6: String,

@@ -8,7 +8,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use super::Reply;
 use super::commands::SetupCommand;
 use crate::config::box_ipv6::Ipv6Method;
-use crate::config::box_settings::{Fqdn, Ipv4Method, NetworkSettings, SettingError, StaticIpv4};
+use crate::config::box_settings::{
+    self, Fqdn, Ipv4Method, NetworkSettings, SettingError, StaticIpv4,
+};
 use crate::config::stored::{BoxConfig, StoredError};
 use crate::directory::password;
 use crate::spool::{Region, SpoolError, SpoolHandle};
@@ -153,7 +155,7 @@ pub fn ntp_servers(words: &[String]) -> Result<Vec<String>, NtpServerError> {
 pub fn network(
     address: &str,
     gateway: Option<Ipv4Addr>,
-    dns: Vec<Ipv4Addr>,
+    dns: Vec<std::net::IpAddr>,
     ipv6: &str,
     ipv6_gateway: Option<Ipv6Addr>,
 ) -> Result<NetworkSettings, SettingError> {
@@ -163,6 +165,10 @@ pub fn network(
         Ipv4Method::Static(StaticIpv4::parse_address(address)?.with_gateway(gateway)?)
     };
     let ipv6 = Ipv6Method::parse(ipv6, ipv6_gateway)?;
+    let dns = dns
+        .into_iter()
+        .map(box_settings::check_dns_server)
+        .collect::<Result<_, _>>()?;
     Ok(NetworkSettings::new(ipv4, dns)?.with_ipv6(ipv6))
 }
 
@@ -206,7 +212,7 @@ mod tests {
         let n = network(
             "192.0.2.10/24",
             gw,
-            vec![Ipv4Addr::new(192, 0, 2, 53)],
+            vec![Ipv4Addr::new(192, 0, 2, 53).into()],
             "slaac",
             None,
         )

@@ -159,7 +159,7 @@ pub fn bring_up_links() {
 /// settings would say it.
 pub fn params_network(p: &BootParams) -> Option<NetworkSettings> {
     let ipv4 = StaticIpv4::new(p.address, p.prefix_len, p.gateway).ok()?;
-    NetworkSettings::new(Ipv4Method::Static(ipv4), vec![p.dns]).ok()
+    NetworkSettings::new(Ipv4Method::Static(ipv4), vec![p.dns.into()]).ok()
 }
 
 /// Polls `ready` every 10 ms until it holds or `limit` passes.

@@ -210,7 +210,8 @@ fn bind(lease: &Lease, lease_dns: bool) -> String {
     };
     // A lease without resolvers leaves none: the last lease's may be gone with it.
     if lease_dns {
-        report += &network::write_resolv_conf(&lease.dns);
+        let dns: Vec<std::net::IpAddr> = lease.dns.iter().map(|&d| d.into()).collect();
+        report += &network::write_resolv_conf(&dns);
     }
     if let Some(gw) = lease.router {
         report += &network::gateway_warning(lease.address, gw);

@@ -3,7 +3,7 @@
 //! /etc/resolv.conf, which every DNS client of the box follows. Applied at boot and again whenever the console stores
 //! a new network, without a reboot.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -102,25 +102,25 @@ fn apply_ipv6(m: Ipv6Method) -> String {
     }
 }
 
-/// The resolvers resolv.conf holds, from their sources: the stored or leased IPv4 ones, and
-/// the IPv6 ones routers advertise (used only while the admin stored none).
+/// The resolvers resolv.conf holds, from their sources: the stored ones or the DHCP lease's,
+/// and the IPv6 ones routers advertise (used only while the admin stored none).
 struct Resolvers {
-    ipv4: Vec<Ipv4Addr>,
+    configured: Vec<IpAddr>,
     from_routers: Vec<Ipv6Addr>,
     stored: bool,
 }
 
 static RESOLVERS: Mutex<Resolvers> = Mutex::new(Resolvers {
-    ipv4: Vec::new(),
+    configured: Vec::new(),
     from_routers: Vec::new(),
     stored: false,
 });
 
-/// Sets the IPv4 resolvers (a lease's, or the stored ones) and writes resolv.conf; returns a
-/// line only on failure.
-pub fn write_resolv_conf(dns: &[Ipv4Addr]) -> String {
+/// Sets the resolvers of the lease or the stored ones and writes resolv.conf; returns a line
+/// only on failure.
+pub fn write_resolv_conf(dns: &[IpAddr]) -> String {
     let mut r = RESOLVERS.lock().unwrap_or_else(|e| e.into_inner());
-    r.ipv4 = dns.to_vec();
+    r.configured = dns.to_vec();
     write(&r)
 }
 
@@ -137,11 +137,14 @@ pub fn set_router_resolvers(dns: &[Ipv6Addr]) -> String {
     }
 }
 
-/// The text of resolv.conf: IPv4 resolvers first, then the routers' (glibc reads three).
+/// The text of resolv.conf: the stored or leased resolvers first, then the routers' (glibc
+/// reads three).
 fn resolv_conf_text(r: &Resolvers) -> String {
     let v6: &[Ipv6Addr] = if r.stored { &[] } else { &r.from_routers };
-    let v4 = r.ipv4.iter().map(|a| std::net::IpAddr::from(*a));
-    v4.chain(v6.iter().map(|a| std::net::IpAddr::from(*a)))
+    r.configured
+        .iter()
+        .copied()
+        .chain(v6.iter().map(|a| IpAddr::from(*a)))
         .take(3)
         .map(|a| format!("nameserver {a}\n"))
         .collect()
@@ -332,14 +335,14 @@ mod resolver_tests {
 
     #[test]
     fn resolv_conf_takes_ipv4_first_and_router_servers_only_without_stored_ones() {
-        let v4 = vec![Ipv4Addr::new(192, 0, 2, 53)];
+        let v4 = vec![IpAddr::from([192, 0, 2, 53])];
         let v6: Vec<Ipv6Addr> = vec![
             "2001:db8::53".parse().unwrap(),
             "2001:db8::54".parse().unwrap(),
             "2001:db8::55".parse().unwrap(),
         ];
         let mut r = Resolvers {
-            ipv4: v4,
+            configured: v4,
             from_routers: v6,
             stored: false,
         };
@@ -349,7 +352,7 @@ mod resolver_tests {
         );
         r.stored = true;
         assert_eq!(resolv_conf_text(&r), "nameserver 192.0.2.53\n");
-        r.ipv4.clear();
+        r.configured.clear();
         r.stored = false;
         assert_eq!(resolv_conf_text(&r).lines().count(), 3);
     }

@@ -3,7 +3,7 @@
 //! stored or typed setting that exists can be applied.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,10 @@ pub enum SettingError {
     GatewayIsSelf(Ipv4Addr),
     /// Not an IPv4 address.
     NotIpv4(String),
+    /// Not an IP address (a DNS server).
+    NotIpAddress(String),
+    /// A link-local IPv6 DNS server: which interface to ask it on cannot be said.
+    LinkLocalDns(std::net::Ipv6Addr),
     TooManyDns(usize),
     /// Not a fully qualified host name (two or more labels of letters, digits and hyphens).
     NotFqdn(String),
@@ -66,6 +70,11 @@ impl fmt::Display for SettingError {
                 write!(f, "the gateway cannot be {a}, the box itself")
             }
             SettingError::NotIpv4(s) => write!(f, "{s:?} is not an IPv4 address"),
+            SettingError::NotIpAddress(s) => write!(f, "{s:?} is not an IPv4 or IPv6 address"),
+            SettingError::LinkLocalDns(a) => write!(
+                f,
+                "{a} is link-local: give the DNS server's global or unique local address"
+            ),
             SettingError::TooManyDns(n) => {
                 write!(
                     f,
@@ -295,13 +304,31 @@ pub enum Ipv4Method {
     Static(StaticIpv4),
 }
 
-/// The box's network: its IPv4 method, the resolvers delivery asks (empty with DHCP: the
-/// lease's) and its IPv6 method.
+/// The box's network: its IPv4 method, the resolvers delivery asks (IPv4 or IPv6; empty: the
+/// DHCP lease's and the routers' advertised ones) and its IPv6 method.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkSettings {
     pub ipv4: Ipv4Method,
-    pub dns: Vec<Ipv4Addr>,
+    pub dns: Vec<IpAddr>,
     pub ipv6: Ipv6Method,
+}
+
+/// The network as stored when resolvers were IPv4 only (config version 5).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NetworkSettingsV5 {
+    ipv4: Ipv4Method,
+    dns: Vec<Ipv4Addr>,
+    ipv6: Ipv6Method,
+}
+
+impl From<NetworkSettingsV5> for NetworkSettings {
+    fn from(n: NetworkSettingsV5) -> NetworkSettings {
+        NetworkSettings {
+            ipv4: n.ipv4,
+            dns: n.dns.into_iter().map(IpAddr::from).collect(),
+            ipv6: n.ipv6,
+        }
+    }
 }
 
 /// The network as stored before IPv6 was a setting (config versions 2 to 4).
@@ -315,14 +342,14 @@ impl From<NetworkSettingsV1> for NetworkSettings {
     fn from(n: NetworkSettingsV1) -> NetworkSettings {
         NetworkSettings {
             ipv4: n.ipv4,
-            dns: n.dns,
+            dns: n.dns.into_iter().map(IpAddr::from).collect(),
             ipv6: Ipv6Method::default(),
         }
     }
 }
 
 impl NetworkSettings {
-    pub fn new(ipv4: Ipv4Method, dns: Vec<Ipv4Addr>) -> Result<NetworkSettings, SettingError> {
+    pub fn new(ipv4: Ipv4Method, dns: Vec<IpAddr>) -> Result<NetworkSettings, SettingError> {
         if dns.len() > MAX_DNS_SERVERS {
             return Err(SettingError::TooManyDns(dns.len()));
         }
@@ -340,16 +367,30 @@ impl NetworkSettings {
 }
 
 /// Parses a list of resolvers separated by spaces or commas.
-pub fn parse_dns_list(s: &str) -> Result<Vec<Ipv4Addr>, SettingError> {
-    let list: Vec<Ipv4Addr> = s
+pub fn parse_dns_list(s: &str) -> Result<Vec<IpAddr>, SettingError> {
+    let list: Vec<IpAddr> = s
         .split([' ', ','])
         .filter(|w| !w.is_empty())
-        .map(|w| w.parse().map_err(|_| SettingError::NotIpv4(w.to_string())))
+        .map(|w| {
+            let ip: IpAddr = w
+                .parse()
+                .map_err(|_| SettingError::NotIpAddress(w.to_string()))?;
+            check_dns_server(ip)
+        })
         .collect::<Result<_, _>>()?;
     if list.len() > MAX_DNS_SERVERS {
         return Err(SettingError::TooManyDns(list.len()));
     }
     Ok(list)
+}
+
+/// A resolver the box can ask: not a link-local IPv6 address (resolv.conf and the resolver
+/// carry no interface for it).
+pub fn check_dns_server(ip: IpAddr) -> Result<IpAddr, SettingError> {
+    match ip {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => Err(SettingError::LinkLocalDns(v6)),
+        ip => Ok(ip),
+    }
 }
 
 impl fmt::Display for NetworkSettings {
@@ -442,6 +483,14 @@ mod tests {
         assert!(parse_dns_list("").unwrap().is_empty());
         assert!(parse_dns_list("dns.example").is_err());
         assert_eq!(
+            parse_dns_list("192.0.2.53 2001:db8::53").unwrap(),
+            [
+                "192.0.2.53".parse::<IpAddr>().unwrap(),
+                "2001:db8::53".parse().unwrap()
+            ]
+        );
+        assert!(parse_dns_list("fe80::1").is_err());
+        assert_eq!(
             parse_dns_list("1.1.1.1 1.1.1.2 1.1.1.3 1.1.1.4"),
             Err(SettingError::TooManyDns(4))
         );
@@ -456,7 +505,7 @@ mod tests {
                     .with_gateway(Some(ip("10.0.0.1")))
                     .unwrap(),
             ),
-            vec![ip("10.0.0.53")],
+            vec![ip("10.0.0.53").into()],
         )
         .unwrap();
         let bytes = postcard::to_allocvec(&good).unwrap();

@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::box_settings::{Fqdn, NetworkSettings, NetworkSettingsV1};
+use super::box_settings::{Fqdn, NetworkSettings, NetworkSettingsV1, NetworkSettingsV5};
 
 /// Bumped when the layout below changes incompatibly; every older version stays readable.
 /// 2 added `metrics`, the console password, the host name, the network and `localconfig`;
-/// 3 the DKIM signing keys; 4 the NTP servers; 5 the network's IPv6.
-pub const STORED_VERSION: u32 = 5;
+/// 3 the DKIM signing keys; 4 the NTP servers; 5 the network's IPv6; 6 IPv6 DNS servers.
+pub const STORED_VERSION: u32 = 6;
 
 /// The box's own settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +66,20 @@ impl fmt::Debug for DkimKeyRecord {
             .field("created", &self.created)
             .finish_non_exhaustive()
     }
+}
+
+/// Version 5: the network's DNS servers were IPv4 only.
+#[derive(Deserialize)]
+struct BoxConfigV5 {
+    tls_cert_pem: Option<String>,
+    tls_key_pem: Option<String>,
+    metrics: Option<MetricsSetting>,
+    console_password: Option<String>,
+    hostname: Option<Fqdn>,
+    network: Option<NetworkSettingsV5>,
+    localconfig: Vec<(String, String)>,
+    dkim_keys: Vec<DkimKeyRecord>,
+    ntp_servers: Vec<String>,
 }
 
 /// Version 4: everything of version 5 but the network's IPv6.
@@ -209,6 +223,20 @@ impl BoxConfig {
                     ntp_servers: v4.ntp_servers,
                 })
             }
+            5 => {
+                let v5: BoxConfigV5 = postcard::from_bytes(body).map_err(corrupt)?;
+                Ok(BoxConfig {
+                    tls_cert_pem: v5.tls_cert_pem,
+                    tls_key_pem: v5.tls_key_pem,
+                    metrics: v5.metrics,
+                    console_password: v5.console_password,
+                    hostname: v5.hostname,
+                    network: v5.network.map(NetworkSettings::from),
+                    localconfig: v5.localconfig,
+                    dkim_keys: v5.dkim_keys,
+                    ntp_servers: v5.ntp_servers,
+                })
+            }
             STORED_VERSION => postcard::from_bytes(body).map_err(corrupt),
             v => Err(StoredError::Version(v)),
         }
@@ -255,9 +283,18 @@ mod tests {
             ipv4: super::super::box_settings::Ipv4Method,
             dns: Vec<std::net::Ipv4Addr>,
         }
+        let v4_dns = |n: &NetworkSettings| -> Vec<std::net::Ipv4Addr> {
+            n.dns
+                .iter()
+                .filter_map(|d| match d {
+                    std::net::IpAddr::V4(v4) => Some(*v4),
+                    std::net::IpAddr::V6(_) => None,
+                })
+                .collect()
+        };
         let old_network = c.network.as_ref().map(|n| OldNetwork {
             ipv4: n.ipv4,
-            dns: n.dns.clone(),
+            dns: v4_dns(n),
         });
         let head = (
             &c.tls_cert_pem,
@@ -286,12 +323,42 @@ mod tests {
         let mut v2 = v3;
         v2.dkim_keys.clear();
         assert_eq!(BoxConfig::decode(&old(2, Vec::new())), Ok(v2));
-        // A version-5 network keeps its IPv6.
+        // A version-5 network (IPv4 DNS servers only) keeps its IPv6.
         let mut v5 = c.clone();
         v5.network = v5
             .network
             .map(|n| n.with_ipv6(super::super::box_ipv6::Ipv6Method::Off));
-        assert_eq!(BoxConfig::decode(&v5.encode()), Ok(v5));
+        #[derive(Serialize)]
+        struct NetworkV5 {
+            ipv4: super::super::box_settings::Ipv4Method,
+            dns: Vec<std::net::Ipv4Addr>,
+            ipv6: super::super::box_ipv6::Ipv6Method,
+        }
+        let network_v5 = v5.network.as_ref().map(|n| NetworkV5 {
+            ipv4: n.ipv4,
+            dns: v4_dns(n),
+            ipv6: n.ipv6,
+        });
+        let mut bytes = 5u32.to_le_bytes().to_vec();
+        let fields = (
+            &v5.tls_cert_pem,
+            &v5.tls_key_pem,
+            &v5.metrics,
+            &v5.console_password,
+            &v5.hostname,
+            &network_v5,
+            &v5.localconfig,
+            &v5.dkim_keys,
+            &v5.ntp_servers,
+        );
+        bytes.extend(postcard::to_allocvec(&fields).unwrap());
+        assert_eq!(BoxConfig::decode(&bytes), Ok(v5.clone()));
+        // Version 6: IPv6 DNS servers too.
+        let mut v6 = v5;
+        if let Some(n) = v6.network.as_mut() {
+            n.dns.push("2001:db8::53".parse().unwrap());
+        }
+        assert_eq!(BoxConfig::decode(&v6.encode()), Ok(v6));
         assert!(matches!(
             BoxConfig::decode(&[1, 0]),
             Err(StoredError::Corrupt(_))

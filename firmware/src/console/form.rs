@@ -2,8 +2,6 @@
 //! the first-boot wizard is all of them, a menu entry a few. Sans-IO: a line goes in, the next
 //! prompt (or why the answer was refused) comes out.
 
-use std::net::Ipv4Addr;
-
 use crate::admin::Secret;
 use crate::config::MtaConfig;
 use crate::config::box_ipv6::{Ipv6Method, StaticIpv6};
@@ -55,7 +53,7 @@ pub struct Answers {
     pub hostname: Option<Fqdn>,
     pub dhcp: Option<bool>,
     pub address: Option<StaticIpv4>,
-    pub dns: Option<Vec<Ipv4Addr>>,
+    pub dns: Option<Vec<std::net::IpAddr>>,
     pub ipv6: Option<Ipv6Choice>,
     pub ipv6_address: Option<StaticIpv6>,
     /// `Some(None)`: asked, and no relay host wanted.
@@ -644,8 +642,15 @@ mod tests {
         assert_eq!(f.answer("none"), FormStep::Next);
         assert_eq!(
             f.answer("dns.example"),
-            FormStep::Again(Refusal::Setting(SettingError::NotIpv4(
+            FormStep::Again(Refusal::Setting(SettingError::NotIpAddress(
                 "dns.example".into()
+            )))
+        );
+        // A link-local IPv6 server cannot be asked without naming the interface.
+        assert_eq!(
+            f.answer("fe80::53"),
+            FormStep::Again(Refusal::Setting(SettingError::LinkLocalDns(
+                "fe80::53".parse().unwrap()
             )))
         );
         assert_eq!(f.answer("none"), FormStep::Done);
