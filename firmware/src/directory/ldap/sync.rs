@@ -379,7 +379,7 @@ impl Syncer {
             changes,
             error,
         };
-        let report = match outcome {
+        let mut report = match outcome {
             Ok(a) => {
                 shared.ldap_confirmed(now);
                 self.status.last_success = Some(now);
@@ -394,7 +394,11 @@ impl Syncer {
                 Some(e.to_string()),
             ),
         };
+        // The status keeps the counts and the names it prints, not every change.
+        let summary = report.changes.summary();
+        let all = std::mem::replace(&mut report.changes, summary);
         self.status.last = Some(report.clone());
+        report.changes = all;
         crate::metrics::global().directory_sync(&report.kind.to_string(), report.error.is_none());
         report
     }
@@ -550,6 +554,12 @@ impl Syncer {
                 directory.set_ldap_sync_state(Some(Arc::new(state)));
                 let bytes = directory.encode();
                 phase("encode");
+                // Encoding cannot fail for these types; were it to, nothing is stored or served.
+                if bytes.is_empty() {
+                    return Err(SyncError::Save(SaveError(
+                        "the snapshot did not encode".into(),
+                    )));
+                }
                 store2.save(bytes).map_err(SyncError::Save)?;
                 phase("save");
                 Ok(((skipped, counts, changes), Some(directory)))
