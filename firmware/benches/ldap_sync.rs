@@ -307,14 +307,16 @@ fn main() {
     phase_reset();
     let r = rt.block_on(syncer.sync(SyncKind::Full, &settings, &shared, &store, now()));
     let full = t.elapsed();
+    // The peak after the last phase (the report made and kept) counts too.
+    let (rss_after, since_last) = rss();
     let hwm = PHASES
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .map(|p| (p.4 * 1024.0) as u64)
+        .chain([since_last])
         .max()
         .unwrap_or(0);
-    let (rss_after, _) = rss();
     println!(
         "full sync: {:.2} s for {} entries ({} added, error {:?})",
         full.as_secs_f64(),
