@@ -1,7 +1,9 @@
 //! The entries of one search, kept packed: each one is postcard bytes as soon as it is read, and
 //! is unpacked only when the model takes it (then dropped at once). 100 000 accounts as
-//! [`RawEntry`] values are ~180 MB of small allocations; packed they are a ~30 MB buffer, which
-//! is also what a fetch child sends as it is.
+//! [`RawEntry`] values are ~180 MB of small allocations; packed they are ~30 MB, which is also
+//! what a fetch child sends as it is. The bytes are kept in chunks of about 1 MiB, each freed
+//! once the model has taken its entries: one buffer grown by doubling was up to twice the data,
+//! and all of it stayed until the whole model was built beside it.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,10 +18,13 @@ enum Packed {
     Malformed(MalformedEntry),
 }
 
+/// A chunk is closed once it holds this much (an entry is never split between chunks).
+const CHUNK: usize = 1 << 20;
+
 /// A search's entries in the order read.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Entries {
-    bytes: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
     count: usize,
 }
 
@@ -34,12 +39,16 @@ impl Entries {
         };
         // Serialising to a Vec cannot fail for this type; were it to, the entry is counted as
         // unreadable, so sync states stay in step.
-        match postcard::to_allocvec(&packed) {
-            Ok(bytes) => self.bytes.extend_from_slice(&bytes),
-            Err(_) => self.bytes.extend_from_slice(
-                &postcard::to_allocvec(&Packed::Malformed(MalformedEntry::Shape))
-                    .unwrap_or_default(),
-            ),
+        let bytes = postcard::to_allocvec(&packed).unwrap_or_else(|_| {
+            postcard::to_allocvec(&Packed::Malformed(MalformedEntry::Shape)).unwrap_or_default()
+        });
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CHUNK => last.extend_from_slice(&bytes),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK + bytes.len());
+                chunk.extend_from_slice(&bytes);
+                self.chunks.push(chunk);
+            }
         }
         self.count += 1;
     }
@@ -54,7 +63,7 @@ impl Entries {
 
     /// Bytes held (for figures).
     pub fn packed_size(&self) -> usize {
-        self.bytes.len()
+        self.chunks.iter().map(Vec::len).sum()
     }
 }
 
@@ -71,7 +80,8 @@ impl FromIterator<Result<RawEntry, MalformedEntry>> for Entries {
 /// Unpacks one entry at a time. Bytes that do not decode (a fetch child's reply is not
 /// trusted) make every entry still to come unreadable, so there are always `count` of them.
 pub struct IntoIter {
-    bytes: Vec<u8>,
+    /// The chunks still to read, the current one first; each is dropped when read to its end.
+    chunks: std::collections::VecDeque<Vec<u8>>,
     at: usize,
     left: usize,
     broken: bool,
@@ -88,10 +98,16 @@ impl Iterator for IntoIter {
         if self.broken {
             return Some(Err(MalformedEntry::Shape));
         }
-        let rest = self.bytes.get(self.at..).unwrap_or_default();
+        // A chunk read to its end is freed now, not with the rest.
+        while self.chunks.front().is_some_and(|c| self.at >= c.len()) {
+            self.chunks.pop_front();
+            self.at = 0;
+        }
+        let chunk = self.chunks.front().map_or(&[][..], Vec::as_slice);
+        let rest = chunk.get(self.at..).unwrap_or_default();
         match postcard::take_from_bytes::<Packed>(rest) {
             Ok((packed, after)) => {
-                self.at = self.bytes.len() - after.len();
+                self.at = chunk.len() - after.len();
                 Some(match packed {
                     Packed::Entry { dn, attrs } => Ok(RawEntry::from_parts(dn, attrs)),
                     Packed::Malformed(m) => Err(m),
@@ -115,7 +131,7 @@ impl IntoIterator for Entries {
 
     fn into_iter(self) -> IntoIter {
         IntoIter {
-            bytes: self.bytes,
+            chunks: self.chunks.into(),
             at: 0,
             left: self.count,
             broken: false,
@@ -142,10 +158,34 @@ mod tests {
         assert_eq!(back, [Ok(a.clone()), Err(MalformedEntry::NotUtf8), Ok(b)]);
         // A reply cut short: the entries it lost are unreadable, still three in all.
         let mut cut = all;
-        cut.bytes.truncate(cut.bytes.len() - 3);
+        if let Some(last) = cut.chunks.last_mut() {
+            last.truncate(last.len() - 3);
+        }
         let back: Vec<_> = cut.into_iter().collect();
         assert_eq!(back.len(), 3);
         assert_eq!(back[0], Ok(a));
         assert_eq!(back[2], Err(MalformedEntry::Shape));
+    }
+
+    #[test]
+    fn entries_over_many_chunks_come_back_whole_and_in_order() {
+        let big = "x".repeat(300 << 10);
+        let all: Entries = (0..20)
+            .map(|i| {
+                Ok(RawEntry::new(
+                    &format!("uid={i},dc=e"),
+                    &[("cn", &[big.as_str()])],
+                ))
+            })
+            .collect();
+        assert!(all.chunks.len() > 4);
+        assert!(all.chunks.iter().all(|c| c.len() < CHUNK + big.len() + 100));
+        let back: Vec<_> = all.into_iter().collect();
+        assert_eq!(back.len(), 20);
+        for (i, e) in back.iter().enumerate() {
+            let e = e.as_ref().unwrap();
+            assert_eq!(e.dn, format!("uid={i},dc=e"));
+            assert_eq!(e.first("cn"), Some(big.as_str()));
+        }
     }
 }

@@ -44,15 +44,48 @@ pub struct Changes {
     pub added: Vec<String>,
     pub modified: Vec<String>,
     pub deleted: Vec<String>,
+    /// Added, modified and deleted beyond the lists, in a [`Changes::summary`].
+    omitted: [usize; 3],
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.modified.is_empty() && self.deleted.is_empty()
+        self.total() == 0
+    }
+
+    pub fn added_count(&self) -> usize {
+        self.added.len() + self.omitted[0]
+    }
+
+    pub fn modified_count(&self) -> usize {
+        self.modified.len() + self.omitted[1]
+    }
+
+    pub fn deleted_count(&self) -> usize {
+        self.deleted.len() + self.omitted[2]
     }
 
     pub fn total(&self) -> usize {
-        self.added.len() + self.modified.len() + self.deleted.len()
+        self.added_count() + self.modified_count() + self.deleted_count()
+    }
+
+    /// The same counts and printed form with only the names that are printed: what `ldap
+    /// status` keeps. A full sync at 100 000 accounts names 200 000 changes (~16 MB), and the
+    /// status is copied at every `ldap status` and metrics scrape.
+    pub fn summary(&self) -> Changes {
+        let keep = |v: &Vec<String>| v.iter().take(SHOWN_CHANGES).cloned().collect::<Vec<_>>();
+        let (added, modified, deleted) =
+            (keep(&self.added), keep(&self.modified), keep(&self.deleted));
+        Changes {
+            omitted: [
+                self.added_count() - added.len(),
+                self.modified_count() - modified.len(),
+                self.deleted_count() - deleted.len(),
+            ],
+            added,
+            modified,
+            deleted,
+        }
     }
 }
 
@@ -80,9 +113,9 @@ impl fmt::Display for Changes {
         writeln!(
             f,
             "{} added, {} modified, {} deleted",
-            self.added.len(),
-            self.modified.len(),
-            self.deleted.len()
+            self.added_count(),
+            self.modified_count(),
+            self.deleted_count()
         )
     }
 }
@@ -397,5 +430,23 @@ mod tests {
         assert!(c.added.is_empty() && c.modified.is_empty());
         assert!(m.unreadable().is_empty());
         assert!(c.to_string().contains("- account b@e.com"));
+    }
+
+    #[test]
+    fn a_summary_prints_as_the_whole_and_keeps_only_what_is_printed() {
+        let c = Changes {
+            added: (0..120).map(|i| format!("account a{i}@e.com")).collect(),
+            deleted: (0..70).map(|i| format!("account d{i}@e.com")).collect(),
+            ..Changes::default()
+        };
+        let s = c.summary();
+        assert_eq!(s.to_string(), c.to_string());
+        assert!(s.to_string().contains("... and 140 more"));
+        assert_eq!(
+            (s.added.len(), s.added_count(), s.deleted_count()),
+            (SHOWN_CHANGES, 120, 70)
+        );
+        assert_eq!(s.total(), 190);
+        assert!(!s.is_empty() && Changes::default().summary().is_empty());
     }
 }

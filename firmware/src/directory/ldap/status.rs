@@ -119,9 +119,9 @@ impl LdapStatus {
                     Some(e) => out.push_str(&format!("last error: {e}\n")),
                     None => out.push_str(&format!(
                         "last changes: {} added, {} modified, {} deleted\n",
-                        r.changes.added.len(),
-                        r.changes.modified.len(),
-                        r.changes.deleted.len()
+                        r.changes.added_count(),
+                        r.changes.modified_count(),
+                        r.changes.deleted_count()
                     )),
                 }
             }

@@ -13,7 +13,7 @@
 //! sync is then a poll like any other.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use super::build::{Counts, build};
@@ -32,6 +32,21 @@ use super::syncrepl::{self, SyncOutcome};
 use super::zimbra;
 use crate::config::localconfig::{LdapSchema, LocalConfig};
 use crate::directory::{Directory, SharedDirectory, Source};
+
+/// Called as each phase of a sync ends (read, model, build, encode, save, swap) with its name:
+/// benchmarks set it to see where time and memory go. Unset, a sync pays one atomic load a phase.
+static PHASE_PROBE: OnceLock<fn(&'static str)> = OnceLock::new();
+
+/// Sets the phase probe (once per process; a second call is ignored).
+pub fn set_phase_probe(probe: fn(&'static str)) {
+    let _ = PHASE_PROBE.set(probe);
+}
+
+fn phase(name: &'static str) {
+    if let Some(probe) = PHASE_PROBE.get() {
+        probe(name);
+    }
+}
 
 /// Where a new snapshot goes before it is served (the flash's directory slot). Blocking: it is
 /// called off the runtime's workers.
@@ -364,7 +379,7 @@ impl Syncer {
             changes,
             error,
         };
-        let report = match outcome {
+        let mut report = match outcome {
             Ok(a) => {
                 shared.ldap_confirmed(now);
                 self.status.last_success = Some(now);
@@ -379,7 +394,11 @@ impl Syncer {
                 Some(e.to_string()),
             ),
         };
+        // The status keeps the counts and the names it prints, not every change.
+        let summary = report.changes.summary();
+        let all = std::mem::replace(&mut report.changes, summary);
         self.status.last = Some(report.clone());
+        report.changes = all;
         crate::metrics::global().directory_sync(&report.kind.to_string(), report.error.is_none());
         report
     }
@@ -391,6 +410,7 @@ impl Syncer {
             .read(kind, to.settings, &names, to.now)
             .await
             .map_err(SyncError::Client)?;
+        phase("read");
         let n = read.entries.len();
         // A plain read leaves the cookie as it was (none, without syncprov).
         let cookie = match &read.sync {
@@ -454,6 +474,7 @@ impl Syncer {
                 return Err(SyncError::NoEntries { had: had_entries });
             }
             self.model = Arc::new(next);
+            phase("model");
             self.apply(to, None, cookie.clone())
                 .await
                 .map(|(changes, dups)| applied(read.server, changes, dups))
@@ -466,6 +487,7 @@ impl Syncer {
                 None => model.update(entries, self.schema.map),
             };
             let touched = model.take_journal();
+            phase("model");
             if changes.is_empty() {
                 Ok(applied(read.server, Changes::default(), false))
             } else {
@@ -512,24 +534,40 @@ impl Syncer {
                 let patched = touched
                     .as_deref()
                     .and_then(|t| patch(current, &model, t, &skipped_before, counts_before, now));
+                let was_patched = patched.is_some();
                 let (mut directory, skipped, counts, changes) = match patched {
                     Some(p) => (p.directory, skipped_before, p.counts, p.changes),
                     None => {
                         let built = build(current, &model, now, &server_name);
+                        phase("build");
                         let changes = diff(current, &built.directory);
+                        phase("diff");
                         (built.directory, built.skipped, built.counts, changes)
                     }
                 };
+                if was_patched {
+                    phase("patch");
+                }
                 // The state goes to flash in the same write as the entries built from it.
                 state.skipped = skipped.clone();
                 state.counts = counts;
                 directory.set_ldap_sync_state(Some(Arc::new(state)));
-                store2.save(directory.encode()).map_err(SyncError::Save)?;
+                let bytes = directory.encode();
+                phase("encode");
+                // Encoding cannot fail for these types; were it to, nothing is stored or served.
+                if bytes.is_empty() {
+                    return Err(SyncError::Save(SaveError(
+                        "the snapshot did not encode".into(),
+                    )));
+                }
+                store2.save(bytes).map_err(SyncError::Save)?;
+                phase("save");
                 Ok(((skipped, counts, changes), Some(directory)))
             })
         })
         .await;
         let result = joined.map_err(|_| SyncError::Aborted).and_then(|r| r);
+        phase("swap");
         let (skipped, counts, changes): (Vec<_>, Counts, Changes) = match result {
             Ok(v) => v,
             Err(e) => {

@@ -18,7 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use super::sync_state::{self, StateRecord};
+use super::sync_state::{self, Stored};
 use super::{Attrs, DecodeError, load_config, load_domain};
 use crate::config::attr::Typed;
 use crate::directory::hash::BuildAddressHasher;
@@ -246,8 +246,7 @@ pub(super) fn decode(
     let (body, rest) = postcard::take_from_bytes::<Body>(rest).map_err(|_| DecodeError::Corrupt)?;
     let (sync, rest) = match version {
         VERSION_3 => (None, rest),
-        _ => postcard::take_from_bytes::<Option<StateRecord>>(rest)
-            .map_err(|_| DecodeError::Corrupt)?,
+        _ => postcard::take_from_bytes::<Option<Stored>>(rest).map_err(|_| DecodeError::Corrupt)?,
     };
     if !rest.is_empty() {
         return Err(DecodeError::Corrupt);

@@ -26,8 +26,11 @@ use crate::directory::ldap::state::{Origin, SyncState, Syncrepl};
 use crate::directory::ldap::syncrepl::uuid_text;
 use crate::directory::ldap::{plain, zimbra};
 
+/// The state record; `E` is its entries: read, a `Vec` of [`EntryRecord`]s; written,
+/// [`LazyEntries`], which makes each record as it is written (100 000 records at once were
+/// tens of MB of a sync's peak). The bytes are the same.
 #[derive(Serialize, Deserialize)]
-pub(super) struct StateRecord<'a> {
+pub(super) struct StateRecord<E> {
     urls: Vec<String>,
     search_base: String,
     schema: u8,
@@ -39,12 +42,14 @@ pub(super) struct StateRecord<'a> {
     newest_stamp: Option<String>,
     unreadable: Vec<MalformedEntry>,
     strings: Vec<String>,
-    #[serde(borrow)]
-    entries: Vec<EntryRecord<'a>>,
+    entries: E,
 }
 
+/// The state record as stored.
+pub(super) type Stored<'a> = StateRecord<Vec<EntryRecord<'a>>>;
+
 #[derive(Serialize, Deserialize)]
-struct EntryRecord<'a> {
+pub(super) struct EntryRecord<'a> {
     /// The DN up to its first comma; `None`: `uid=` and the mailbox's local part.
     #[serde(borrow)]
     rdn: Option<Cow<'a, str>>,
@@ -324,8 +329,34 @@ fn entry<'a>(strings: &mut Strings, key: &'a str, m: &'a Mapped) -> Option<Entry
     })
 }
 
+/// A model's entries, made into records one at a time as they are written, with the string
+/// table a first pass over them filled.
+pub(super) struct LazyEntries<'a> {
+    model: &'a Model,
+    strings: std::cell::RefCell<Strings>,
+}
+
+impl Serialize for LazyEntries<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.model.len()))?;
+        let mut strings = self.strings.borrow_mut();
+        let table = strings.list.len();
+        for (k, m) in self.model.keyed() {
+            let rec = entry(&mut strings, k, m);
+            // The table was written already: a string it lacks would get a number it does not
+            // have (cannot happen: the first pass made these very records).
+            match rec {
+                Some(rec) if strings.list.len() == table => seq.serialize_element(&rec)?,
+                _ => return Err(S::Error::custom("sync state changed while written")),
+            }
+        }
+        seq.end()
+    }
+}
+
 /// The state as stored, borrowing from it; `None` if some entry has no stored form.
-pub(super) fn record(state: &SyncState) -> Option<StateRecord<'_>> {
+pub(super) fn record(state: &SyncState) -> Option<StateRecord<LazyEntries<'_>>> {
     let unreadable = state
         .model
         .unreadable()
@@ -335,12 +366,12 @@ pub(super) fn record(state: &SyncState) -> Option<StateRecord<'_>> {
             _ => None,
         })
         .collect::<Option<Vec<_>>>()?;
+    // First pass: every entry has a stored form, and the string table is whole.
     let mut strings = Strings::default();
-    let entries = state
-        .model
-        .keyed()
-        .map(|(k, m)| entry(&mut strings, k, m))
-        .collect::<Option<Vec<_>>>()?;
+    for (k, m) in state.model.keyed() {
+        entry(&mut strings, k, m)?;
+    }
+    let table = strings.list.clone();
     let o = &state.origin;
     Some(StateRecord {
         urls: o.urls.clone(),
@@ -357,8 +388,11 @@ pub(super) fn record(state: &SyncState) -> Option<StateRecord<'_>> {
         last_full: state.last_full,
         newest_stamp: state.model.newest_stamp().map(str::to_string),
         unreadable,
-        strings: strings.list,
-        entries,
+        strings: table,
+        entries: LazyEntries {
+            model: &state.model,
+            strings: std::cell::RefCell::new(strings),
+        },
     })
 }
 
@@ -508,7 +542,7 @@ impl Reader {
 
 /// The state a record holds, read from a snapshot of `snapshot_len` bytes; what its build
 /// leaves out and counts is filled in by the caller.
-pub(super) fn state(r: StateRecord, snapshot_len: usize) -> Result<SyncState, DecodeError> {
+pub(super) fn state(r: Stored<'_>, snapshot_len: usize) -> Result<SyncState, DecodeError> {
     let budget = snapshot_len
         .saturating_mul(TABLE_BYTES_PER_BYTE)
         .saturating_add(TABLE_BYTES_EXTRA);
