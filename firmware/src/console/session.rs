@@ -340,7 +340,17 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
                 WizardStep::Test(test, summary) => {
                     let result = self.run(test);
                     self.state = State::Wizard(w);
-                    show(format!("\nTest bind to the directory:\n{result}{summary}"))
+                    // Nothing answered is applied before the summary: say which network the
+                    // bind went over, so a failure there is not taken for the directory's.
+                    let status = self.platform.network_status();
+                    let over = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("address: "))
+                        .map(|a| format!(" (over the network the box has now, {a})"))
+                        .unwrap_or_default();
+                    show(format!(
+                        "\nTest bind to the directory{over}:\n{result}{summary}"
+                    ))
                 }
                 WizardStep::Apply(cmds) => {
                     let (ok, mut text) = self.run_all(cmds);

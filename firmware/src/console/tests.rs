@@ -134,7 +134,7 @@ impl Platform for Box_ {
         self.pauses.borrow_mut().push(wait);
     }
     fn network_status(&self) -> String {
-        "eth0: link up\n".into()
+        "eth0: link up\naddress: 10.0.2.15/24\n".into()
     }
     fn input_waiting(&self, _wait: Duration) -> bool {
         let left = self.quiet_polls.get();
@@ -479,6 +479,13 @@ fn the_wizard_tests_the_directory_bind_before_the_summary_and_stores_it_on_yes()
     assert_eq!(exit, ConsoleExit::SetUp, "{out}");
     let test = out.find("ldap://ldap.example.com ldaps://ldap2.example.com: bind OK");
     let summary = out.find("Summary:");
+    // The answered network is not applied yet: the bind says which one it went over.
+    assert!(
+        out.contains(
+            "Test bind to the directory (over the network the box has now, 10.0.2.15/24):"
+        ),
+        "{out}"
+    );
     assert!(
         test.is_some() && test < summary,
         "the test bind comes first: {out}"
