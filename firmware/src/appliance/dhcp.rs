@@ -237,10 +237,9 @@ fn length(lease: &Lease) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_status_line_says_where_the_lease_is() {
-        let now = Instant::now();
-        let lease = Lease {
+    /// QEMU's first lease, for a day.
+    fn a_lease() -> Lease {
+        Lease {
             address: [10, 0, 2, 15].into(),
             prefix_len: 24,
             router: None,
@@ -249,7 +248,13 @@ mod tests {
             lease_secs: 86_400,
             renew_secs: None,
             rebind_secs: None,
-        };
+        }
+    }
+
+    #[test]
+    fn the_status_line_says_where_the_lease_is() {
+        let now = Instant::now();
+        let lease = a_lease();
         forget();
         assert_eq!(status(now), "");
         set_shown(Some(Shown {
@@ -276,16 +281,7 @@ mod tests {
 
     #[test]
     fn the_log_says_the_lease_length_the_box_keeps() {
-        let mut lease = Lease {
-            address: [10, 0, 2, 15].into(),
-            prefix_len: 24,
-            router: None,
-            dns: vec![],
-            server: [10, 0, 2, 2].into(),
-            lease_secs: 86_400,
-            renew_secs: None,
-            rebind_secs: None,
-        };
+        let mut lease = a_lease();
         assert_eq!(length(&lease), "86400 s");
         lease.lease_secs = 10;
         assert_eq!(
