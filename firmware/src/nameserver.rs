@@ -29,6 +29,23 @@ pub fn builder(servers: &[SocketAddr]) -> ResolverBuilder<TokioRuntimeProvider> 
         .with_tls_config(trust::unused_tls_config())
 }
 
+/// The resolver a DNS client of the box asks: one made for given servers, or the one
+/// resolv.conf's servers make now (None while they make none).
+pub enum Servers {
+    Fixed(TokioResolver),
+    System(FollowResolvConf<Option<TokioResolver>>),
+}
+
+impl Servers {
+    /// The resolver to ask now.
+    pub fn current(&self) -> Option<TokioResolver> {
+        match self {
+            Servers::Fixed(r) => Some(r.clone()),
+            Servers::System(follow) => follow.get(),
+        }
+    }
+}
+
 /// Where the system's resolvers are named.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// glibc asks at most three (MAXNS).

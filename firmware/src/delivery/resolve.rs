@@ -13,7 +13,7 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
 use crate::mail::{EnhancedStatus, Host, Protocol, Transport};
-use crate::nameserver::FollowResolvConf;
+use crate::nameserver::{FollowResolvConf, Servers};
 
 /// Postfix's smtp_mx_address_limit.
 pub const MX_ADDRESS_LIMIT: usize = 5;
@@ -202,23 +202,6 @@ fn dns_error(name: &str, rtype: &'static str, e: DnsError) -> ResolveError {
 /// changes.
 pub struct HickoryDns(Servers);
 
-enum Servers {
-    Fixed(TokioResolver),
-    /// None while resolv.conf's servers make no resolver.
-    System(FollowResolvConf<Option<TokioResolver>>),
-}
-
-impl Servers {
-    fn resolver(&self) -> Result<TokioResolver, DnsError> {
-        match self {
-            Servers::Fixed(r) => Ok(r.clone()),
-            Servers::System(follow) => follow.get().ok_or_else(|| {
-                DnsError::Temporary("no resolver from /etc/resolv.conf's servers".into())
-            }),
-        }
-    }
-}
-
 /// The resolver could not be set up (no readable resolv.conf, bad configuration).
 #[derive(Debug)]
 pub struct DnsSetupError(hickory_resolver::net::NetError);
@@ -274,6 +257,12 @@ impl HickoryDns {
     pub fn new(resolver: TokioResolver) -> HickoryDns {
         HickoryDns(Servers::Fixed(resolver))
     }
+
+    fn resolver(&self) -> Result<TokioResolver, DnsError> {
+        self.0.current().ok_or_else(|| {
+            DnsError::Temporary("no resolver from /etc/resolv.conf's servers".into())
+        })
+    }
 }
 
 fn fqdn(name: &str) -> String {
@@ -297,12 +286,7 @@ fn map_err(e: hickory_resolver::net::NetError) -> Result<(), DnsError> {
 
 impl Dns for HickoryDns {
     async fn mx(&self, domain: &str) -> Result<MxAnswer, DnsError> {
-        match self
-            .0
-            .resolver()?
-            .lookup(fqdn(domain), RecordType::MX)
-            .await
-        {
+        match self.resolver()?.lookup(fqdn(domain), RecordType::MX).await {
             Ok(l) => {
                 let recs: Vec<(u16, String)> = l
                     .answers()
@@ -323,7 +307,7 @@ impl Dns for HickoryDns {
     }
 
     async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
-        match self.0.resolver()?.lookup_ip(fqdn(host)).await {
+        match self.resolver()?.lookup_ip(fqdn(host)).await {
             Ok(l) => Ok(l.iter().collect()),
             Err(e) => map_err(e).map(|()| Vec::new()),
         }

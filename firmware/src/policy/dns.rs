@@ -11,11 +11,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ResolveHosts, ResolverOpts};
 use hickory_resolver::proto::rr::{RData, RecordType};
 
-use crate::nameserver::FollowResolvConf;
+use crate::nameserver::{FollowResolvConf, Servers};
 
 /// The record types the restrictions ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,10 +115,7 @@ impl Dns {
 
     /// The resolver sender authentication asks now, when there is a real one.
     pub fn authenticator(&self) -> Option<mail_auth::MessageAuthenticator> {
-        let resolver = match &self.authenticator.as_ref()?.0 {
-            Servers::Fixed(r) => r.clone(),
-            Servers::System(follow) => follow.get()?,
-        };
+        let resolver = self.authenticator.as_ref()?.0.current()?;
         Some(mail_auth::MessageAuthenticator(resolver))
     }
 
@@ -253,12 +249,6 @@ impl Resolve for NoResolver {
 /// or the system's resolv.conf followed as it changes.
 pub struct HickoryResolve(Servers);
 
-enum Servers {
-    Fixed(TokioResolver),
-    /// None while resolv.conf's servers make no resolver.
-    System(FollowResolvConf<Option<TokioResolver>>),
-}
-
 impl HickoryResolve {
     /// The servers /etc/resolv.conf names, asked anew when the file changes (a DHCP lease, the
     /// console): a DNSBL check asks the servers the box has now.
@@ -346,10 +336,7 @@ impl Resolve for HickoryResolve {
         Box::pin(async move {
             // A trailing dot: no search-domain expansion, mail names are absolute.
             let absolute = format!("{}.", name.trim_end_matches('.'));
-            let resolver = match &self.0 {
-                Servers::Fixed(r) => r.clone(),
-                Servers::System(follow) => follow.get().ok_or(DnsFailure::ServerFailure)?,
-            };
+            let resolver = self.0.current().ok_or(DnsFailure::ServerFailure)?;
             match resolver.lookup(absolute, rtype(t)).await {
                 Ok(l) => Ok(l.answers().iter().filter_map(|r| rdata(&r.data)).collect()),
                 Err(e) if e.is_nx_domain() || e.is_no_records_found() => Err(DnsFailure::NotFound),
