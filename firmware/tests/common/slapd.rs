@@ -151,7 +151,43 @@ pub struct Slapd {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Once slapd has run, its port is the one the daemon under test was given.
+    started: bool,
     _tmp: tempfile::TempDir,
+}
+
+/// Another process held slapd's port.
+struct PortTaken;
+
+/// Whether an LDAP server on the port answers an anonymous simple bind with success.
+fn ldap_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    // BindRequest, message 1: version 3, empty name, empty simple password.
+    const BIND: [u8; 14] = [
+        0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00,
+    ];
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(&BIND).is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 64];
+    let mut got = 0;
+    while got < 14 {
+        match s.read(&mut reply[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    // BindResponse (tag 0x61) for message 1 with resultCode success (ENUMERATED 0).
+    let reply = &reply[..got];
+    reply.len() >= 10
+        && reply[0] == 0x30
+        && reply[2..5] == [0x02, 0x01, 0x01]
+        && reply[5] == 0x61
+        && reply[7..10] == [0x0a, 0x01, 0x00]
 }
 
 impl Slapd {
@@ -205,6 +241,7 @@ impl Slapd {
             port: free_port(),
             dir,
             child: None,
+            started: false,
             _tmp: tmp,
         };
         s.spawn();
@@ -215,7 +252,23 @@ impl Slapd {
         format!("ldap://127.0.0.1:{}", self.port)
     }
 
+    /// Starts slapd on the chosen port. The port was free when picked, but another test's
+    /// listener on port 0 may take it before slapd binds it: slapd then exits, and a first start
+    /// moves to a new port. A restart keeps its port, which the daemon under test is set to.
     fn spawn(&mut self) {
+        for _ in 0..5 {
+            match self.try_spawn() {
+                Ok(()) => return,
+                Err(PortTaken) if !self.started => self.port = free_port(),
+                Err(PortTaken) => {
+                    panic!("slapd: port {} was taken while slapd was down", self.port)
+                }
+            }
+        }
+        panic!("slapd: every port tried was taken before slapd could bind it");
+    }
+
+    fn try_spawn(&mut self) -> Result<(), PortTaken> {
         let child = Command::new(SLAPD)
             .arg("-d")
             .arg("0")
@@ -229,17 +282,34 @@ impl Slapd {
             .expect("start slapd");
         self.child = Some(child);
         let until = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
+        loop {
+            // Something answering LDAP on the port is not enough: it must be this slapd,
+            // still running once it has answered.
+            let answers = ldap_answers(self.port);
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                let stderr = self.child.take().and_then(|mut c| c.stderr.take());
+                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return Err(PortTaken);
+                }
                 let mut err = String::new();
-                if let Some(mut e) = c.stderr.take() {
+                if let Some(mut e) = stderr {
                     let _ = std::io::Read::read_to_string(&mut e, &mut err);
                 }
                 panic!("slapd exited ({status}): {err}");
             }
-            assert!(Instant::now() < until, "slapd did not listen");
+            if answers {
+                self.started = true;
+                return Ok(());
+            }
+            assert!(
+                Instant::now() < until,
+                "slapd did not answer on port {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
