@@ -12,7 +12,7 @@ FIRMWARE := target/$(TARGET)/release/postern
 DEBIAN_CARGO := RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/debian /usr/bin/cargo
 FUZZ_SECONDS ?= 120
 
-.PHONY: all deps build firmware firmware-aarch64 image images bundle run run-direct test test-builds unit lint fuzz fuzz-short aarch64 bench soak soak-host soak-qemu clean
+.PHONY: all deps build firmware firmware-aarch64 firmware-x86_64 image images bundle run run-direct test test-builds unit lint fuzz fuzz-short aarch64 bench soak soak-host soak-qemu clean
 
 all: build
 
@@ -75,26 +75,27 @@ lint:
 unit: build
 	cargo test --workspace --no-fail-fast
 
-# Everything, as CI runs it from a fresh clone. The aarch64 firmware (Debian's toolchain, its own
-# target directory, the longest build: fat LTO in one codegen unit ends single-threaded) builds
-# beside the other builds and the fuzzers' short run, so two cores stay busy; the tests then run
-# with the CPU to themselves, as their timeouts assume. The signing key is made first: both
-# firmware builds build its public half in, and two first uses at once would make two keys.
+# Everything, as CI runs it from a fresh clone. The builds run two at a time, so both cores stay
+# busy through the single-threaded tails (fat LTO in one codegen unit), longest first: the aarch64
+# firmware (Debian's toolchain, its own target directory) beside lint (fails fast on a format
+# slip); whichever ends first takes the fuzzers' build and short run (their own target directory),
+# then the x86_64 firmware and the debug build. The tests then run with the CPU to themselves, as
+# their timeouts assume. The signing key is made first: both firmware builds build its public half
+# in, and two first uses at once would make two keys.
 test: deps
 	$(MKBUNDLE) key --keys $(KEYS) >/dev/null
-	$(MAKE) -j2 firmware-aarch64 test-builds
+	$(MAKE) -j2 test-builds
 	$(MAKE) images
 	cargo test --workspace --no-fail-fast
 
 firmware-aarch64:
 	$(MAKE) firmware ARCH=aarch64
 
-# The builds beside the aarch64 firmware, in order: lint fails fast on a format slip.
-test-builds:
-	$(MAKE) lint
+firmware-x86_64:
 	$(MAKE) firmware ARCH=x86_64
-	$(MAKE) build
-	$(MAKE) fuzz-short
+
+# Independent of each other: make starts them in this order as a slot frees up.
+test-builds: firmware-aarch64 lint fuzz-short firmware-x86_64 build
 
 # The short run: a total budget split across the targets (FUZZ_SECONDS, 120 s by default).
 fuzz-short:
