@@ -13,6 +13,8 @@
 
 #[path = "../tests/common/peers.rs"]
 mod peers;
+#[path = "../tests/common/ports.rs"]
+mod ports;
 // The tests' slapd harness; the bench uses part of it.
 #[allow(dead_code)]
 #[path = "../tests/common/slapd.rs"]

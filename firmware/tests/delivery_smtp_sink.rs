@@ -3,7 +3,7 @@
 //! /usr/sbin/smtp-sink is not installed, and fails then under CI=true.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use postern::queue::{BodyBytes, BodyError, BodyRead, BodySource, DeliveryRequest
 mod common;
 
 use common::fixtures::{self, ARRIVAL};
+use common::ports::free_port;
 
 const SINK: &str = "/usr/sbin/smtp-sink";
 
@@ -31,14 +32,6 @@ impl Drop for Sink {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn is_root() -> bool {

@@ -5,7 +5,7 @@
 //!
 //! Skips (saying so) only when a peer binary is not installed, and fails then under CI=true.
 
-use std::net::{IpAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -22,16 +22,9 @@ mod common;
 
 use common::dovecot::Dovecot;
 use common::fixtures;
+use common::ports::free_port;
 
 const SINK: &str = "/usr/sbin/smtp-sink";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_listen(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);

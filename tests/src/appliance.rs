@@ -1,7 +1,7 @@
 //! The appliance image under QEMU, for end-to-end tests and the boot benchmark.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -62,13 +62,9 @@ macro_rules! per_arch {
     };
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+#[path = "../../firmware/tests/common/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// Options for a test boot in `dir`: console on a socket there, flash there, SMTP forwarded from a
 /// free port (returned), QEMU exits when the guest reboots. The console starts at the command line

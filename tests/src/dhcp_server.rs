@@ -519,8 +519,8 @@ impl DhcpServer {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         socket.set_read_timeout(Some(Duration::from_millis(100)))?;
         let peer_port = socket.local_addr()?.port();
-        // QEMU binds this one: a port that was free a moment ago.
-        let qemu_port = UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+        // QEMU binds this one: a port free a moment ago, below the range the kernel picks from.
+        let qemu_port = crate::appliance::free_port();
         let server = Arc::new(Mutex::new(Server::new(offer)));
         let stop = Arc::new(AtomicBool::new(false));
         let qemu: SocketAddr = ([127, 0, 0, 1], qemu_port).into();

@@ -26,6 +26,11 @@ mod peers;
 #[path = "../../firmware/tests/common/slapd.rs"]
 mod slapd;
 
+/// slapd's ports from the same picker as the other peers': two pickers would hand out the same.
+mod ports {
+    pub use tests::peers::free_port;
+}
+
 use slapd::{Slapd, account_ldif, base_ldif, domain_ldif, require_slapd};
 
 const WAIT: Duration = Duration::from_secs(60);

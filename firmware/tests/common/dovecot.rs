@@ -2,7 +2,7 @@
 //! maildirs in a temp dir, a quota plugin whose full-mailbox answer is `452 4.2.2` (tempfail) or
 //! `552 5.2.2`. Users: `bob` (no quota) and `full` (1 KiB quota unless `set_users` changes it).
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -38,10 +38,7 @@ impl Dovecot {
             super::peers::missing("Dovecot LMTP", "dovecot-lmtpd");
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = super::ports::free_port();
         let dir =
             std::env::temp_dir().join(format!("postern-dovecot-{port}-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("mail")).unwrap();

@@ -7,4 +7,5 @@ pub mod dovecot;
 pub mod fixtures;
 pub mod ldap_store;
 pub mod peers;
+pub mod ports;
 pub mod slapd;

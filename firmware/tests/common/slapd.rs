@@ -5,7 +5,7 @@
 //! Without slapd installed the tests are skipped, except under `CI=true`, where a missing peer
 //! fails the test and names the Debian package to install (see [`super::peers::missing`]).
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,12 +23,7 @@ pub fn require_slapd() -> Option<()> {
     None
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub use super::ports::free_port;
 
 /// (attribute id in zimbra-attrs.xml, name, single-valued)
 const ATTRS: &[(u32, &str, bool)] = &[
