@@ -205,6 +205,28 @@ Authentication-Results: mx.test.example; dkim=pass header.d=bank.example\r\n\r\n
         "{ours}"
     );
     assert!(!message.contains("bank.example"), "{message}");
+
+    // A message far bigger than what the content stage may hold in RAM is verified as well:
+    // its body is hashed as it is read back from the spool, in several pieces.
+    prov(&p, &["mcf", "posternContentScanLimit", "1000"]);
+    let mut big = b"From: a@good.example\r\nTo: user@example.com\r\nSubject: big\r\n\r\n".to_vec();
+    for n in 0..6000 {
+        big.extend_from_slice(format!("line {n} of a long  body\t \r\n").as_bytes());
+    }
+    let signed_big = dkimpy::sign(&big, "good.example", "sel", &key);
+    let reply = send(smtp, "client.test", "a@good.example", &signed_big);
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let fields = auth_results(&sink.next_unseen(&mut seen));
+    assert!(
+        fields[0].contains("dkim=pass header.i=@good.example"),
+        "{fields:?}"
+    );
+    // Not a test that cannot fail: one byte changed at its end, and the body hash fails.
+    let mut altered_big = signed_big.clone();
+    let at = altered_big.len() - 5;
+    altered_big[at] = b'X';
+    let reply = send(smtp, "client.test", "a@good.example", &altered_big);
+    assert_eq!(reply, "550 5.7.1 rejected by DMARC policy for good.example");
     // And policyd-spf's field, for filters that read it rather than Authentication-Results.
     assert!(
         message.contains(
@@ -358,6 +380,31 @@ Message-ID: <{n}@{domain}>\r\n\r\nLine one\r\n..dot-stuffed line\r\n"
         let altered = delivered.replace("Line one", "Line 0ne");
         assert!(!dkimpy::verify(altered.as_bytes(), &name, &txt));
     }
+
+    // A message far bigger than what the content stage may hold in RAM is signed as well: its
+    // body is hashed as it is read back from the spool.
+    prov(&p, &["mcf", "posternContentScanLimit", "1000"]);
+    let mut big =
+        "From: ann@example.org\r\nTo: user@example.com\r\nSubject: big\r\n\r\n".to_string();
+    for n in 0..6000 {
+        big.push_str(&format!("line {n} of a long  body\t \r\n"));
+    }
+    let reply = send(smtp, "client.test", "ann@example.org", big.as_bytes());
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let delivered = crlf(&sink.next_unseen(&mut seen));
+    let show = p.admin_ok(&["dkim", "show", "example.org"]);
+    let txt: String = show.split('"').skip(1).step_by(2).collect();
+    assert!(
+        dkimpy::verify(delivered.as_bytes(), "s1._domainkey.example.org", &txt),
+        "{}",
+        &delivered[..2000.min(delivered.len())]
+    );
+    let altered = delivered.replace("line 5999 of", "line 5990 of");
+    assert!(!dkimpy::verify(
+        altered.as_bytes(),
+        "s1._domainkey.example.org",
+        &txt
+    ));
 
     // Without a key for its domain, or after the key is deleted, mail goes unsigned.
     p.admin_ok(&["dkim", "delete", "example.org"]);

@@ -63,7 +63,7 @@ pub struct ContentConfig {
     /// `zimbraVirusBlockEncryptedArchive`: refuse archives whose contents cannot be read.
     pub block_encrypted_archive: bool,
     /// `posternContentScanLimit`: bytes kept in RAM for the checks that cannot stream: the copy
-    /// of a message for DKIM and spam training, a zip attachment being opened (clamd, spamd and
+    /// of a message for spam training, a zip attachment being opened (clamd, spamd, DKIM and
     /// attachment names read any size). What happens past it is `posternContentOversizeAction`.
     pub scan_limit: u64,
     /// `posternContentOversizeAction`: a message (or zip attachment) over

@@ -1,8 +1,7 @@
 //! The copy of a message the content checks read: RAM, bounded by `posternContentScanLimit`.
 //!
-//! The body streams to flash as it arrives; the checks that need the whole message (the virus
-//! and spam scanners, DKIM) read this copy at the end of data. No copy is made when none of them
-//! is on. Past the limit the copy is dropped at once, so a big message costs no more RAM than
+//! The body streams to flash as it arrives; the one check that needs the whole message (spam
+//! training) reads this copy at the end of data. No copy is made when it is not on. Past the limit the copy is dropped at once, so a big message costs no more RAM than
 //! the limit.
 
 /// A bounded copy of one message.

@@ -19,12 +19,13 @@
 //!   ([`training`]), and by default not delivered to them.
 //! - [`headers`]: what passes gets its header edits in its held header section.
 //!
-//! clamd and the spam scanner read the message back from the spool before the commit
-//! ([`stored`]), a piece at a time. DKIM verifying and signing and spam training need it whole in
-//! RAM (mail-auth and the lessons read a complete message): only for them is a bounded copy kept
-//! ([`body`]), so without them a session's RAM does not grow with the message. A message bigger
-//! than `posternContentScanLimit` is not held: it passes marked unscanned, or gets `451 4.7.1`,
-//! as `posternContentOversizeAction` says.
+//! clamd, the spam scanner and DKIM (verifying and signing) read the message back from the spool
+//! before the commit ([`stored`]), a piece at a time: DKIM holds the header section and hashes
+//! the body as it goes by ([`crate::policy::auth::body_hash`]). Only spam training needs the
+//! message whole in RAM (its lessons are the attached messages, parsed out of it): only for it
+//! is a bounded copy kept ([`body`]), so otherwise a session's RAM does not grow with the
+//! message. A training message bigger than `posternContentScanLimit` is not held: it passes
+//! marked unscanned, or gets `451 4.7.1`, as `posternContentOversizeAction` says.
 
 pub mod archive;
 pub mod attachments;
@@ -49,7 +50,7 @@ use crate::config::{AuthConfig, ContentConfig, MtaConfig};
 use crate::directory::Directory;
 use crate::mail::{Envelope, Reply};
 use crate::policy::SenderAuth;
-use crate::policy::auth::{DmarcAction, MessageAuth};
+use crate::policy::auth::{DmarcAction, MessageAuth, body_hash};
 
 use clamd::protocol::ScanResult;
 use scanner::ScannerError;
@@ -314,31 +315,66 @@ impl Scan {
         self
     }
 
-    /// Whether an enabled check needs the whole message in RAM: DKIM (verifying, for itself or
-    /// for DMARC, and signing: mail-auth reads a message whole) and spam training. Hops,
-    /// attachment names and SPF need no copy: they read the message as it streams by, or only
-    /// the envelope; the scanners read it back from the spool ([`Scan::reads_stored`]).
+    /// Whether an enabled check needs the whole message in RAM: only spam training (its
+    /// lessons are the attached messages, parsed out of the whole). Hops, attachment names and
+    /// SPF read the message as it streams by, or only the envelope; the scanners and DKIM read
+    /// it back from the spool ([`Scan::reads_stored`]).
     fn needs_whole(&self) -> bool {
-        let dkim = self
-            .sender
-            .as_ref()
-            .is_some_and(|s| !s.exempt && s.config.checks_dkim());
-        dkim || self.signing.is_some()
-            || self.training.is_some() && self.config.spam_scanner().is_some()
+        self.training.is_some() && self.config.spam_scanner().is_some()
     }
 
-    /// Whether a scanner reads the message back at the end of data (clamd, or spam scoring):
-    /// then every byte must be on the spool before [`Scan::finish`].
+    /// Whether DKIM signatures of received mail are verified (for themselves or for DMARC).
+    fn verifies_dkim(&self) -> bool {
+        self.sender
+            .as_ref()
+            .is_some_and(|s| !s.exempt && s.config.checks_dkim())
+    }
+
+    /// Whether a check reads the message back at the end of data (clamd, spam scoring, DKIM
+    /// verifying or signing): then every byte must be on the spool before [`Scan::finish`].
     pub fn reads_stored(&self) -> bool {
         let c = &self.config;
         c.virus_check_enabled && c.clamd.is_some()
             || c.spam_scanner().is_some() && self.training.is_none()
+            || self.verifies_dkim()
+            || self.signing.is_some()
     }
 
-    /// SPF, DKIM and DMARC of the message, when they are to be checked.
-    async fn sender_checks(&self, whole: Option<&[u8]>) -> Option<MessageAuth> {
+    /// SPF, DKIM and DMARC of the message, when they are to be checked. DKIM reads the message
+    /// back from the spool: its header section held, its body hashed a piece at a time.
+    async fn sender_checks(&self, stored: &dyn StoredMessage) -> Option<MessageAuth> {
         let s = self.sender.as_ref().filter(|s| !s.exempt)?;
-        s.auth.verify_message(whole, &s.envelope, &s.config).await
+        let head = match self.verifies_dkim() {
+            true => stored::read_head(stored, headers::HEAD_LIMIT)
+                .await
+                .ok()
+                .flatten(),
+            false => None,
+        };
+        let mut parsed = head.as_deref().and_then(body_hash::parse_head);
+        if let (Some(message), Some(head)) = (&mut parsed, &head) {
+            let mut hashes = body_hash::BodyHashes::for_message(message);
+            if !hashes.is_empty() {
+                let mut body = stored::Pieces::from_offset(stored, head.len() as u64);
+                loop {
+                    match body.next_piece().await {
+                        Ok(Some(piece)) => hashes.write(&piece),
+                        Ok(None) => break,
+                        // Unread, the body's hashes cannot be known: nothing is verified.
+                        Err(_) => {
+                            parsed = None;
+                            break;
+                        }
+                    }
+                }
+                if let Some(message) = &mut parsed {
+                    hashes.finish(message);
+                }
+            }
+        }
+        s.auth
+            .verify_message(parsed.as_ref(), &s.envelope, &s.config)
+            .await
     }
 
     /// Puts the sender checks' verdict into `accepted`: the Authentication-Results field on top,
@@ -376,27 +412,55 @@ impl Scan {
         Ok(())
     }
 
-    /// Adds the DKIM-Signature field over the header section as it will be stored (`whole`'s,
-    /// with `accepted`'s edits) and `whole`'s body.
-    fn sign(&self, accepted: &mut Accepted, whole: &[u8]) {
+    /// Adds the DKIM-Signature field over the header section as it will be stored (the
+    /// message's, with `accepted`'s edits) and the body, read back from the spool a piece at a
+    /// time.
+    async fn sign(&self, accepted: &mut Accepted, stored: &dyn StoredMessage) {
         let Some((keys, dir)) = &self.signing else {
             return;
         };
-        let head_len = whole
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(whole.len(), |p| p + 4);
-        if head_len > headers::HEAD_LIMIT {
+        let head = match stored::read_head(stored, headers::HEAD_LIMIT).await {
+            Ok(Some(head)) => head,
             // Such a header section is stored unedited, with no room for a signature.
-            accepted
-                .notes
-                .push("not DKIM-signed: header section too long".into());
-            return;
+            Ok(None) => {
+                accepted
+                    .notes
+                    .push("not DKIM-signed: header section too long".into());
+                return;
+            }
+            Err(e) => {
+                accepted
+                    .notes
+                    .push(format!("not DKIM-signed: reading the spool: {e}"));
+                return;
+            }
+        };
+        let edited = headers::edit(&head, accepted);
+        let signer = match keys.signer_for(&edited, Some(dir)) {
+            Ok(Some(signer)) => signer,
+            Ok(None) => return,
+            Err(e) => {
+                accepted.notes.push(format!("not DKIM-signed: {e}"));
+                return;
+            }
+        };
+        let mut stream = signer.sign_streaming();
+        stream.write(&edited);
+        let mut body = stored::Pieces::from_offset(stored, head.len() as u64);
+        loop {
+            match body.next_piece().await {
+                Ok(Some(piece)) => stream.write(&piece),
+                Ok(None) => break,
+                Err(e) => {
+                    accepted
+                        .notes
+                        .push(format!("not DKIM-signed: reading the spool: {e}"));
+                    return;
+                }
+            }
         }
-        let edited = headers::edit(&whole[..head_len], accepted);
-        match keys.sign(&edited, &whole[head_len..], Some(dir)) {
-            Ok(Some(field)) => accepted.headers.insert(0, field),
-            Ok(None) => {}
+        match dkim::field(stream) {
+            Ok(field) => accepted.headers.insert(0, field),
             Err(e) => accepted.notes.push(format!("not DKIM-signed: {e}")),
         }
     }
@@ -445,7 +509,7 @@ impl Scan {
         let (virus, spam, auth) = tokio::join!(
             self.virus_scan(stored),
             spam_check,
-            self.sender_checks(whole)
+            self.sender_checks(stored)
         );
         // A virus is the more telling answer, then spam; a scanner that failed comes last.
         let (virus, spam) = match (virus, spam) {
@@ -463,13 +527,7 @@ impl Scan {
         accepted.notes.extend(spam.notes);
         self.apply_sender_checks(&mut accepted, auth)?;
         // Last: the signature covers the header section with every other edit made.
-        match whole {
-            Some(whole) => self.sign(&mut accepted, whole),
-            None if self.signing.is_some() => accepted
-                .notes
-                .push("not DKIM-signed: message over posternContentScanLimit".into()),
-            None => {}
-        }
+        self.sign(&mut accepted, stored).await;
         Ok(accepted)
     }
 
@@ -756,9 +814,9 @@ mod tests {
         );
     }
 
-    /// The scanners read the message back from the spool; only DKIM and training keep a copy.
+    /// The scanners and DKIM read the message back from the spool; only training keeps a copy.
     #[test]
-    fn only_dkim_and_spam_training_keep_a_copy() {
+    fn only_spam_training_keeps_a_copy() {
         let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
         let mut config = MtaConfig::default();
         let plain = Scan::new(&config, &envelope);
@@ -772,6 +830,45 @@ mod tests {
         config.content.spamd = Some("127.0.0.1:9".parse().unwrap());
         let spam = Scan::new(&config, &envelope);
         assert!(!spam.needs_whole() && spam.reads_stored());
+        let config = MtaConfig::default();
+        let keys = dkim::KeyRing::default();
+        let key = dkim::keys::generate("example.com", "s1", dkim::keys::Algorithm::Ed25519, 1);
+        assert!(keys.replace(&[key.unwrap()]).is_empty());
+        let signing = Scan::new(&config, &envelope).with_signing(keys, Arc::default());
+        assert!(!signing.needs_whole() && signing.reads_stored());
+    }
+
+    /// Signing reads the body back from the spool: a message far over the scan limit is signed,
+    /// with the body hash of the whole body, whatever the pieces it was fed in.
+    #[tokio::test]
+    async fn a_message_over_the_scan_limit_is_signed_from_the_spool() {
+        let mut config = MtaConfig::default();
+        config.content.scan_limit = 100;
+        let envelope = training::tests::envelope("b@example.org", "127.0.0.1", None);
+        let keys = dkim::KeyRing::default();
+        let key = dkim::keys::generate("example.com", "s1", dkim::keys::Algorithm::Ed25519, 1);
+        assert!(keys.replace(&[key.unwrap()]).is_empty());
+        let head = b"From: ann@example.com\r\nSubject: big\r\n\r\n";
+        let body = "A line  of the body \r\n".repeat(20_000);
+        let message = [&head[..], body.as_bytes()].concat();
+        let scan = Scan::new(&config, &envelope).with_signing(keys.clone(), Arc::default());
+        let accepted = verdict(scan, &message, 7000).await.unwrap();
+        assert_eq!(accepted.notes, Vec::<String>::new());
+        let [field] = &accepted.headers[..] else {
+            panic!("one DKIM-Signature: {:?}", accepted.headers);
+        };
+        let whole = keys.sign(head, body.as_bytes(), None).unwrap().unwrap();
+        let bh = |f: &str| {
+            let f = f.replace("\r\n\t", "");
+            f.split("bh=")
+                .nth(1)
+                .and_then(|v| v.split(';').next())
+                .map(str::to_string)
+        };
+        assert!(bh(field).is_some(), "{field}");
+        assert_eq!(bh(field), bh(&whole));
+        let other = keys.sign(head, b"other\r\n", None).unwrap().unwrap();
+        assert_ne!(bh(field), bh(&other), "the hash is of this body");
     }
 
     /// A lesson the scanner could not take is not thrown away with the training account's copy:

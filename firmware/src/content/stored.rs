@@ -81,6 +81,11 @@ impl<'a> Pieces<'a> {
         Pieces { message, offset: 0 }
     }
 
+    /// From byte `offset` on.
+    pub fn from_offset(message: &'a dyn StoredMessage, offset: u64) -> Pieces<'a> {
+        Pieces { message, offset }
+    }
+
     /// The next piece, or `None` at the end. A store that runs dry before the size it stated
     /// is damaged.
     pub async fn next_piece(&mut self) -> Result<Option<Vec<u8>>, SpoolError> {
@@ -96,5 +101,65 @@ impl<'a> Pieces<'a> {
         piece.truncate(max);
         self.offset += piece.len() as u64;
         Ok(Some(piece))
+    }
+}
+
+/// How much of the message is read at a time while looking for the end of its header section.
+const HEAD_STEP: usize = 4096;
+
+/// The message's header section, through its empty line (all of a message that has none), read
+/// from its start; `None` when it is longer than `limit`. The body starts at its length.
+pub async fn read_head(
+    message: &dyn StoredMessage,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, SpoolError> {
+    let size = message.size();
+    let mut head: Vec<u8> = Vec::new();
+    loop {
+        let offset = head.len() as u64;
+        if offset >= size {
+            return Ok(Some(head));
+        }
+        let max = HEAD_STEP.min((size - offset) as usize);
+        let piece = message.read_at(offset, max).await?;
+        if piece.is_empty() {
+            return Err(SpoolError::Failed);
+        }
+        let from = head.len().saturating_sub(3);
+        head.extend_from_slice(&piece[..piece.len().min(max)]);
+        if let Some(p) = head[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            head.truncate(from + p + 4);
+            return Ok((head.len() <= limit).then_some(head));
+        }
+        if head.len() > limit {
+            return Ok(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_of(message: &[u8], limit: usize) -> Option<Vec<u8>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(read_head(&MessageBytes(message), limit))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_head_ends_at_its_empty_line_wherever_the_reads_fall() {
+        let mut m = b"Subject: x\r\n".repeat(400);
+        m.extend_from_slice(b"\r\nbody\r\n");
+        let head = head_of(&m, 64 * 1024).unwrap();
+        assert_eq!(head.len(), 400 * 12 + 2);
+        assert!(head.ends_with(b"x\r\n\r\n"));
+        // Longer than the limit: not held.
+        assert_eq!(head_of(&m, 4000), None);
+        // No empty line: the whole message is its head.
+        assert_eq!(head_of(b"Subject: x\r\n", 100).unwrap(), b"Subject: x\r\n");
+        assert_eq!(head_of(b"", 100).unwrap(), b"");
     }
 }

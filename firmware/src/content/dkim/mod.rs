@@ -8,8 +8,8 @@
 //! [`crate::directory::domain_dkim`]); a key made on the box comes first.
 //!
 //! The signature covers the header section as it is stored (after the content stage's edits)
-//! and the body from the content stage's copy: a message bigger than `posternContentScanLimit`
-//! is not in RAM and goes unsigned, with a warning in the log.
+//! and the body, hashed as the content stage reads it back from the spool a piece at a time
+//! ([`KeyRing::signer_for`], then [`field`]): a message of any size is signed without being held.
 
 pub mod keys;
 pub mod store;
@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 
 use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
-use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
+use mail_auth::dkim::{Canonicalization, DkimSigner, DkimSigningStream, Done};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::config::stored::DkimKeyRecord;
@@ -46,7 +46,7 @@ const SIGNED_FIELDS: &[&str] = &[
     "List-Unsubscribe",
 ];
 
-type Signer = DkimSigner<DkimKey, Done>;
+pub type Signer = DkimSigner<DkimKey, Done>;
 
 /// Signers made from directory-held keys, by domain, with the settings each was made from.
 type DirectorySigners = HashMap<String, (DomainDkim, Arc<Signer>)>;
@@ -118,12 +118,29 @@ impl KeyRing {
     /// The `DKIM-Signature:` field (no line end) for a message whose header section will be
     /// `head` (ending in its empty line) and whose body is `body`, when `head`'s From domain has
     /// a key here or in `dir`; `Ok(None)` when it has none.
+    #[cfg(test)]
     pub fn sign(
         &self,
         head: &[u8],
         body: &[u8],
         dir: Option<&Directory>,
     ) -> Result<Option<String>, SignError> {
+        let Some(signer) = self.signer_for(head, dir)? else {
+            return Ok(None);
+        };
+        let mut stream = signer.sign_streaming();
+        stream.write(head);
+        stream.write(body);
+        field(stream).map(Some)
+    }
+
+    /// The signer for a message whose header section will be `head`: its From domain's key,
+    /// here or in `dir`; `Ok(None)` when it has none. Feed it the head, then the body.
+    pub fn signer_for(
+        &self,
+        head: &[u8],
+        dir: Option<&Directory>,
+    ) -> Result<Option<Arc<Signer>>, SignError> {
         let Some(domain) = from_domain(head) else {
             return Ok(None);
         };
@@ -139,17 +156,18 @@ impl KeyRing {
             },
             (None, None) => return Ok(None),
         };
-        // Streamed: the head and the body are hashed where they lie, never joined in a copy.
-        let mut stream = signer.sign_streaming();
-        stream.write(head);
-        stream.write(body);
-        let signature = stream.finish().map_err(SignError::Sign)?;
-        let mut field = signature.to_header();
-        while field.ends_with(['\r', '\n']) {
-            field.pop();
-        }
-        Ok(Some(field))
+        Ok(Some(signer))
     }
+}
+
+/// The `DKIM-Signature:` field (no line end) once the whole message went into `stream`.
+pub fn field(stream: DkimSigningStream<'_, DkimKey>) -> Result<String, SignError> {
+    let signature = stream.finish().map_err(SignError::Sign)?;
+    let mut field = signature.to_header();
+    while field.ends_with(['\r', '\n']) {
+        field.pop();
+    }
+    Ok(field)
 }
 
 impl KeyRing {

@@ -22,6 +22,7 @@
 //! bounded as a whole and ends as `temperror` when the deadline passes.
 
 mod arc;
+pub mod body_hash;
 mod memo;
 pub mod report;
 pub mod results;

@@ -41,12 +41,13 @@ pub enum DmarcAction {
 }
 
 impl SenderAuth {
-    /// The DKIM and DMARC checks of `message` (the whole message as received; `None` when it was
-    /// too big to keep) under `config`, with the transaction's SPF answer. `None` when nothing is
-    /// to be checked.
+    /// The DKIM and DMARC checks of `message` (as received: its header section parsed and its
+    /// body hashes filled as it streamed, see [`super::body_hash`]; `None` when it could not be
+    /// read) under `config`, with the transaction's SPF answer. `None` when nothing is to be
+    /// checked.
     pub async fn verify_message(
         &self,
-        message: Option<&[u8]>,
+        message: Option<&AuthenticatedMessage<'_>>,
         envelope: &Envelope,
         config: &AuthConfig,
     ) -> Option<MessageAuth> {
@@ -74,9 +75,10 @@ impl SenderAuth {
                 results.with_spf_mailfrom_result(&spf.output, ip, &envelope.sender, &client.helo)
             };
         }
-        let Some(parsed) = message.and_then(AuthenticatedMessage::parse) else {
-            // Too big to keep, or not a message mail-auth can read: no signature was verified.
-            let note = "dkim=none (not verified: message too big or unreadable)";
+        let Some(parsed) = message else {
+            // A header section too long to hold, or not a message mail-auth can read: no
+            // signature was verified.
+            let note = "dkim=none (not verified: header section too long or unreadable)";
             return Some(MessageAuth {
                 header: finish(results.to_header(), config.checks_dkim().then_some(note)),
                 received_spf,
@@ -85,7 +87,7 @@ impl SenderAuth {
             });
         };
         let dkim = if config.checks_dkim() {
-            self.dkim(&parsed).await
+            self.dkim(parsed).await
         } else {
             Vec::new()
         };
@@ -93,7 +95,7 @@ impl SenderAuth {
             results = results.with_dkim_results(&dkim, parsed.from());
         }
         let arc = if config.checks_arc() {
-            Some(self.arc(&parsed).await)
+            Some(self.arc(parsed).await)
         } else {
             None
         };
@@ -111,7 +113,7 @@ impl SenderAuth {
                 envelope.sender.rsplit_once('@').map_or("", |(_, d)| d)
             };
             let dmarc = self
-                .dmarc(&parsed, &dkim, mail_from_domain, &spf.output)
+                .dmarc(parsed, &dkim, mail_from_domain, &spf.output)
                 .await;
             results = results.with_dmarc_result(&dmarc);
             let failed = matches!(dmarc.result(), DmarcResult::Fail(_));
