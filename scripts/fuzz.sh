@@ -4,6 +4,9 @@
 #   scripts/fuzz.sh            the short run of `make fuzz-short` (CI): 120 s in all, split evenly
 #   scripts/fuzz.sh 600        600 s in all
 #   scripts/fuzz.sh -e 1800    1800 s for each target (`make fuzz`)
+#   scripts/fuzz.sh -r 10000000 [TARGET...]
+#                              each target (or those named) to that many executions, however
+#                              long it takes: the campaign's count, printed per target at the end
 #
 # Each target starts from its checked-in corpus (fuzz/corpus/<target>/, plus fuzz/seeds/ for the
 # SMTP ones and fuzz/regressions/<target>/, inputs that once failed), so a short run begins with coverage rather than rediscovering the protocol. New
@@ -15,10 +18,11 @@
 # not invalidate the shared one.
 set -eu
 each=false
-if [ "${1:-}" = "-e" ]; then
-    each=true
-    shift
-fi
+runs=""
+case "${1:-}" in
+    -e) each=true; shift ;;
+    -r) runs="${2:?-r needs a count}"; shift 2 ;;
+esac
 secs="${1:-120}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root/fuzz"
@@ -29,8 +33,12 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$root/fuzz/target}"
 scratch="${FUZZ_SCRATCH:-$CARGO_TARGET_DIR/scratch-corpus}"
 targets="$(cargo fuzz list)"
+if [ -n "$runs" ]; then
+    [ $# -gt 0 ] && targets="$*"
+    secs=0
+fi
 count=$(echo "$targets" | wc -l)
-if $each; then
+if $each || [ -n "$runs" ]; then
     per=$secs
 else
     per=$((secs / count))
@@ -38,9 +46,12 @@ else
 fi
 # The short run (CI) builds without AddressSanitizer: the targets are safe Rust, where ASan finds
 # little, and from cold its instrumented build of every dependency took 13.5 min against 9.6.
-# The long runs (`-e`, `make fuzz`) keep it.
+# The timed long runs (`-e`, `make fuzz`) keep it; a run to a count (`-r`) is for throughput.
 sanitizer=""
 $each || sanitizer="--sanitizer=none"
+# libFuzzer: -max_total_time=0 is no time limit, -runs=-1 no count limit.
+limit="-max_total_time=$per"
+[ -n "$runs" ] && limit="-runs=$runs"
 # shellcheck disable=SC2086 # empty or one flag
 cargo fuzz build $sanitizer
 for target in $targets; do
@@ -50,8 +61,8 @@ for target in $targets; do
     case $target in smtp_reply) ;; smtp_*) seeds=seeds ;; esac
     # Inputs that once failed: every run starts by replaying them.
     [ -d "regressions/$target" ] && seeds="$seeds regressions/$target"
-    echo "== fuzz $target for ${per}s"
+    case $limit in -runs=*) echo "== fuzz $target for $runs executions" ;; *) echo "== fuzz $target for ${per}s" ;; esac
     # shellcheck disable=SC2086 # $seeds is a list of directories
     cargo fuzz run $sanitizer "$target" "$scratch/$target" "corpus/$target" $seeds -- \
-        -max_total_time="$per" -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1
+        "$limit" -max_len=4096 -rss_limit_mb=2048 -print_final_stats=1
 done
