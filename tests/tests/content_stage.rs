@@ -406,6 +406,28 @@ Content-Type: multipart/mixed; boundary=\"r\"\r\n\r\n--r\r\nContent-Type: messag
         body.starts_with("X-Spam-Training: 1 learned as ham\n"),
         "{body}"
     );
+
+    // A training mail far bigger than what the content stage may hold: each attached message
+    // is read back from the spool as spamd is told it, one base64-encoded (against RFC 2046)
+    // decoded on its own, small enough to hold.
+    use base64::Engine;
+    prov(&p, &["mcf", "posternContentScanLimit", "1000"]);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(attached(5));
+    let filler = "All the messages below were marked as junk by the user.\r\n".repeat(2000);
+    let big = format!(
+        "From: <user@example.com>\r\nTo: <spam.train@example.com>\r\nSubject: junk report\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"r\"\r\n\r\n\
+--r\r\nContent-Type: text/plain\r\n\r\n{filler}\r\n\
+--r\r\nContent-Type: message/rfc822\r\n\r\n{}\r\n\
+--r\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n{encoded}\r\n--r--",
+        attached(4)
+    );
+    let body = queued_body(&p, &send_to("spam.train@example.com", &big));
+    assert!(
+        body.starts_with("X-Spam-Training: 2 learned as spam\n"),
+        "{}",
+        &body[..300.min(body.len())]
+    );
 }
 
 /// Whether the queue still holds `qid` after a moment for the queue manager to finish it.

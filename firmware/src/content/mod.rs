@@ -19,22 +19,23 @@
 //!   ([`training`]), and by default not delivered to them.
 //! - [`headers`]: what passes gets its header edits in its held header section.
 //!
-//! clamd, the spam scanner and DKIM (verifying and signing) read the message back from the spool
-//! before the commit ([`stored`]), a piece at a time: DKIM holds the header section and hashes
-//! the body as it goes by ([`crate::policy::auth::body_hash`]). Only spam training needs the
-//! message whole in RAM (its lessons are the attached messages, parsed out of it): only for it
-//! is a bounded copy kept ([`body`]), so otherwise a session's RAM does not grow with the
-//! message. A training message bigger than `posternContentScanLimit` is not held: it passes
-//! marked unscanned, or gets `451 4.7.1`, as `posternContentOversizeAction` says.
+//! clamd, the spam scanner, spam training and DKIM (verifying and signing) read the message back
+//! from the spool before the commit ([`stored`]), a piece at a time: DKIM holds the header
+//! section and hashes the body as it goes by ([`crate::policy::auth::body_hash`]); training
+//! tells the scanner each attached message found as the mail streamed by ([`lessons`]). No check
+//! holds the message, so a session's RAM does not grow with it. What must be held (a zip being
+//! opened, an encoded attached message being decoded) is held up to `posternContentScanLimit`;
+//! past it the message passes marked unscanned, or gets `451 4.7.1`, as
+//! `posternContentOversizeAction` says.
 
 pub mod archive;
 pub mod attachments;
 pub mod blocked;
-pub mod body;
 pub mod clamd;
 pub mod dkim;
 pub mod headers;
 pub mod hops;
+pub mod lessons;
 pub mod notice;
 pub mod rspamd;
 pub mod scanner;
@@ -56,8 +57,8 @@ use clamd::protocol::ScanResult;
 use scanner::ScannerError;
 
 use attachments::AttachmentWalk;
-use body::BodyCopy;
 use hops::HopCount;
+use lessons::{Lesson, LessonWalk};
 use stored::StoredMessage;
 
 /// Why the content stage refuses a message.
@@ -245,8 +246,8 @@ pub struct Scan {
     hops: HopCount,
     /// Attachment blocking, when an extension is blocked.
     attachments: Option<AttachmentWalk>,
-    /// The whole message, kept only when a check needs it ([`Scan::needs_whole`]).
-    copy: BodyCopy,
+    /// Where training mail's attached messages lie, found as it streams by.
+    lessons: Option<LessonWalk>,
     config: ContentConfig,
     /// Training mail: what it teaches the spam scanner (it is then not scored itself).
     training: Option<training::Training>,
@@ -276,12 +277,13 @@ impl Scan {
         let attachments = (!blocks.blocked_extensions.is_empty()
             || !blocks.common_blocked_extensions.is_empty())
         .then(|| AttachmentWalk::new(blocks));
+        let training = training::class_of(envelope, config);
         Scan {
             hops: HopCount::new(config.hopcount_limit),
             attachments,
-            copy: BodyCopy::new(config.content.scan_limit),
+            lessons: training.is_some().then(LessonWalk::default),
             config: config.content.clone(),
-            training: training::class_of(envelope, config),
+            training,
             envelope: envelope.clone(),
             sender: None,
             signing: None,
@@ -315,14 +317,6 @@ impl Scan {
         self
     }
 
-    /// Whether an enabled check needs the whole message in RAM: only spam training (its
-    /// lessons are the attached messages, parsed out of the whole). Hops, attachment names and
-    /// SPF read the message as it streams by, or only the envelope; the scanners and DKIM read
-    /// it back from the spool ([`Scan::reads_stored`]).
-    fn needs_whole(&self) -> bool {
-        self.training.is_some() && self.config.spam_scanner().is_some()
-    }
-
     /// Whether DKIM signatures of received mail are verified (for themselves or for DMARC).
     fn verifies_dkim(&self) -> bool {
         self.sender
@@ -330,12 +324,14 @@ impl Scan {
             .is_some_and(|s| !s.exempt && s.config.checks_dkim())
     }
 
-    /// Whether a check reads the message back at the end of data (clamd, spam scoring, DKIM
-    /// verifying or signing): then every byte must be on the spool before [`Scan::finish`].
+    /// Whether a check reads the message back at the end of data (clamd, spam scoring or
+    /// training, DKIM verifying or signing): then every byte must be on the spool before
+    /// [`Scan::finish`]. Nothing holds the message in RAM: hops, attachment names and training's
+    /// lessons are found as it streams by, SPF reads only the envelope.
     pub fn reads_stored(&self) -> bool {
         let c = &self.config;
         c.virus_check_enabled && c.clamd.is_some()
-            || c.spam_scanner().is_some() && self.training.is_none()
+            || c.spam_scanner().is_some()
             || self.verifies_dkim()
             || self.signing.is_some()
     }
@@ -471,10 +467,8 @@ impl Scan {
         if let Some(walk) = &mut self.attachments {
             walk.feed(chunk, &self.config);
         }
-        if self.needs_whole() {
-            self.copy.feed(chunk);
-        } else {
-            self.copy.count(chunk);
+        if let Some(walk) = &mut self.lessons {
+            walk.feed(chunk);
         }
     }
 
@@ -489,21 +483,11 @@ impl Scan {
         {
             self.too_big_to_hold(&mut accepted, &format!("archive {}", shown(&unopened.name)))?;
         }
-        let whole = if self.needs_whole() {
-            self.copy.take()
-        } else {
-            None
-        };
-        if self.needs_whole() && whole.is_none() {
-            let what = format!("{} bytes", self.copy.size());
-            self.too_big_to_hold(&mut accepted, &what)?;
-        }
-        let whole = whole.as_deref();
+        let lessons = self.lessons.take().map(LessonWalk::finish);
         let spam_check = async {
-            match (&self.training, whole) {
-                (Some(training), Some(whole)) => self.train(whole, training).await,
-                (Some(_), None) => Ok(Accepted::default()),
-                (None, _) => self.spam_score(stored).await,
+            match (&self.training, &lessons) {
+                (Some(training), Some(lessons)) => self.train(stored, lessons, training).await,
+                _ => self.spam_score(stored).await,
             }
         };
         let (virus, spam, auth) = tokio::join!(
@@ -570,7 +554,8 @@ impl Scan {
     /// score. Once learned, the training accounts are done unless `posternSpamTrainingDeliver`.
     async fn train(
         &self,
-        whole: &[u8],
+        stored: &dyn StoredMessage,
+        lessons: &[Lesson],
         training: &training::Training,
     ) -> Result<Accepted, Rejection> {
         let mut noted = Accepted::default();
@@ -580,20 +565,33 @@ impl Scan {
         };
         let (what, who) = (training.class.as_str(), spam::name(scanner));
         // One deadline for all the lessons, so training holds the session no longer than a scan.
-        let lessons = training::train(scanner, whole, training.class, c.spamd_timeout);
-        match tokio::time::timeout(c.spamd_timeout, lessons)
+        let teach = training::train(
+            scanner,
+            stored,
+            lessons,
+            training.class,
+            c.spamd_timeout,
+            c.scan_limit,
+        );
+        match tokio::time::timeout(c.spamd_timeout, teach)
             .await
             .unwrap_or(Err(ScannerError::Timeout))
         {
-            Ok(n) => {
-                noted
-                    .headers
-                    .push(format!("X-Spam-Training: {n} learned as {what}"));
+            Ok(taught) => {
+                let n = taught.learned;
+                let mut told = format!("{n} learned as {what}");
+                if taught.too_big > 0 {
+                    // An encoded attached message is decoded in RAM: past the limit it is not.
+                    let what = format!("{} encoded attached message(s)", taught.too_big);
+                    self.too_big_to_hold(&mut noted, &what)?;
+                    told += &format!(", {} over posternContentScanLimit not read", taught.too_big);
+                }
+                // A lesson left unread goes to the training account: nothing is lost.
+                let done = !c.training_deliver && taught.too_big == 0;
+                noted.headers.push(format!("X-Spam-Training: {told}"));
                 // The header is lost with the training account's copy: the log keeps it.
-                noted
-                    .notes
-                    .push(format!("spam training: {n} learned as {what} by {who}"));
-                if !c.training_deliver {
+                noted.notes.push(format!("spam training: {told} by {who}"));
+                if done {
                     noted.trained = training.accounts.clone();
                 }
             }
@@ -759,27 +757,35 @@ mod tests {
         );
     }
 
-    /// Spam training reads a copy in RAM: over the limit, it is skipped and the message says so.
+    /// Training decodes an encoded attached message in RAM: over the limit it is not read, and
+    /// the training mail is delivered saying so, or refused for now.
     #[tokio::test]
-    async fn a_message_over_the_scan_limit_passes_unscanned_and_says_so() {
+    async fn an_encoded_lesson_over_the_scan_limit_is_not_read_and_says_so() {
         let mut config = MtaConfig::default();
         config.content.scan_limit = 100;
-        // Never reached: over the limit there is nothing to teach it.
+        // Never reached: the only lesson is over the limit.
         config.content.spamd = Some("127.0.0.1:9".parse().unwrap());
         config.content.spam_account = Some("spam@example.com".into());
         let envelope = training::tests::envelope("spam@example.com", "127.0.0.1", Some("u"));
         let scan = Scan::new(&config, &envelope);
-        assert!(scan.needs_whole() && !scan.reads_stored());
-        let mut big = b"Subject: x\r\n\r\n".to_vec();
+        assert!(scan.reads_stored());
+        let mut big = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            .to_vec();
         big.extend_from_slice(&[b'A'; 100]);
+        big.extend_from_slice(b"\r\n--b--\r\n");
         let accepted = verdict(scan, &big, 50).await.unwrap();
         assert!(accepted.unchecked);
         assert_eq!(
             accepted.headers,
-            ["X-Postern-Scan: skipped, 114 bytes is over posternContentScanLimit"]
+            [
+                "X-Postern-Scan: skipped, 1 encoded attached message(s) is over posternContentScanLimit",
+                "X-Spam-Training: 0 learned as spam, 1 over posternContentScanLimit not read"
+            ]
         );
+        assert!(accepted.trained.is_empty(), "delivered: nothing is lost");
         config.content.oversize = FailAction::Tempfail;
-        let refused = verdict(Scan::new(&config, &envelope), &[b'A'; 101], 50).await;
+        let refused = verdict(Scan::new(&config, &envelope), &big, 50).await;
         let reply = refused.unwrap_err().reply().to_string();
         assert_eq!(
             reply,
@@ -794,12 +800,11 @@ mod tests {
         config.content.scan_limit = 100;
         let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
         let mut big = Scan::new(&config, &envelope);
-        assert!(!big.needs_whole());
+        assert!(!big.reads_stored());
         big.feed(b"Subject: x\r\nContent-Type: application/octet-stream; name=a.exe\r\n\r\n");
         for _ in 0..100 {
             big.feed(&[b'A'; 1000]);
         }
-        assert_eq!(big.copy.whole(), None, "nothing kept");
         assert_eq!(
             big.finish(&stored::MessageBytes(b"")).await,
             Err(Rejection::BlockedAttachment {
@@ -814,28 +819,31 @@ mod tests {
         );
     }
 
-    /// The scanners and DKIM read the message back from the spool; only training keeps a copy.
+    /// The scanners, training and DKIM read the message back from the spool, and only when on.
     #[test]
-    fn only_spam_training_keeps_a_copy() {
+    fn the_checks_that_are_on_read_the_spool() {
         let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
         let mut config = MtaConfig::default();
         let plain = Scan::new(&config, &envelope);
-        assert!(!plain.needs_whole() && !plain.reads_stored());
+        assert!(!plain.reads_stored());
         config.content.clamd = Some("127.0.0.1:9".parse().unwrap());
         assert!(!Scan::new(&config, &envelope).reads_stored(), "clamd off");
         config.content.virus_check_enabled = true;
         let virus = Scan::new(&config, &envelope);
-        assert!(!virus.needs_whole() && virus.reads_stored());
+        assert!(virus.reads_stored());
         let mut config = MtaConfig::default();
         config.content.spamd = Some("127.0.0.1:9".parse().unwrap());
         let spam = Scan::new(&config, &envelope);
-        assert!(!spam.needs_whole() && spam.reads_stored());
+        assert!(spam.reads_stored() && spam.lessons.is_none());
+        config.content.spam_account = Some("b@example.com".into());
+        let training = Scan::new(&config, &envelope);
+        assert!(training.reads_stored() && training.lessons.is_some());
         let config = MtaConfig::default();
         let keys = dkim::KeyRing::default();
         let key = dkim::keys::generate("example.com", "s1", dkim::keys::Algorithm::Ed25519, 1);
         assert!(keys.replace(&[key.unwrap()]).is_empty());
         let signing = Scan::new(&config, &envelope).with_signing(keys, Arc::default());
-        assert!(!signing.needs_whole() && signing.reads_stored());
+        assert!(signing.reads_stored());
     }
 
     /// Signing reads the body back from the spool: a message far over the scan limit is signed,

@@ -61,7 +61,7 @@ pub async fn score(
 /// it declined (learned already, too little text).
 pub async fn learn(
     scanner: SpamScanner<'_>,
-    message: &[u8],
+    message: &dyn StoredMessage,
     class: Class,
     deadline: Duration,
 ) -> Result<bool, ScannerError> {

@@ -70,6 +70,28 @@ impl StoredMessage for Received<'_> {
     }
 }
 
+/// A byte range of a stored message, read as a message of its own (an attached message).
+pub struct Slice<'a> {
+    pub message: &'a dyn StoredMessage,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl StoredMessage for Slice<'_> {
+    fn size(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    fn read_at(&self, offset: u64, max: usize) -> PieceRead<'_> {
+        let left = self.size().saturating_sub(offset);
+        let max = max.min(usize::try_from(left).unwrap_or(usize::MAX));
+        if max == 0 {
+            return Box::pin(std::future::ready(Ok(Vec::new())));
+        }
+        self.message.read_at(self.start + offset, max)
+    }
+}
+
 /// Reads a message from its start to its end, [`PIECE`] bytes at a time.
 pub struct Pieces<'a> {
     message: &'a dyn StoredMessage,

@@ -7,18 +7,22 @@
 //!
 //! Only clients the box trusts (authenticated, or from `zimbraMtaMyNetworks`) may train: anybody
 //! else could teach the filter that their spam is ham.
+//!
+//! The lessons are found as the mail streams by ([`super::lessons`]) and each is read back from
+//! the spool as the scanner is told it: the mail is never held in RAM. An attached message with
+//! a transfer encoding (against RFC 2046, but clients do it) is decoded by mail-parser from its
+//! part, held up to `posternContentScanLimit`; a bigger one is skipped and counted.
 
 use std::time::Duration;
 
 use mail_parser::{MessageParser, PartType};
 
+use super::lessons::Lesson;
 use super::scanner::{Class, ScannerError};
 use super::spam;
+use super::stored::{MessageBytes, Pieces, Slice, StoredMessage};
 use crate::config::{MtaConfig, SpamScanner};
 use crate::mail::Envelope;
-
-/// The most attached messages learned from one training mail.
-const MAX_LEARNED: usize = 100;
 
 /// Training mail: what it teaches and to whom it was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,43 +67,81 @@ pub fn class_of(envelope: &Envelope, config: &MtaConfig) -> Option<Training> {
     Some(Training { class, accounts })
 }
 
-/// The messages to learn from `raw`: its attached messages, or itself when it has none.
-pub fn lessons(raw: &[u8]) -> Vec<Vec<u8>> {
-    let attached: Vec<Vec<u8>> = MessageParser::default()
-        .parse(raw)
-        .map(|m| {
-            m.parts
-                .iter()
-                .filter_map(|p| match &p.body {
-                    PartType::Message(inner) => Some(inner.raw_message().to_vec()),
-                    _ => None,
-                })
-                .take(MAX_LEARNED)
-                .collect()
-        })
-        .unwrap_or_default();
-    if attached.is_empty() {
-        vec![raw.to_vec()]
-    } else {
-        attached
-    }
+/// What one training mail taught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Taught {
+    /// Lessons the scanner learned (it declines a message it already knew).
+    pub learned: usize,
+    /// Encoded attached messages bigger than `posternContentScanLimit`: not decoded, not told.
+    pub too_big: usize,
 }
 
-/// Teaches the scanner every lesson of `raw`; the number learned (a scanner declines a
-/// message it already knew).
+/// Teaches the scanner every lesson of `mail` (its attached messages at `lessons`, or the
+/// whole mail when it has none), each read back from the spool; encoded ones are decoded in RAM
+/// when they fit in `hold` bytes.
 pub async fn train(
     scanner: SpamScanner<'_>,
-    raw: &[u8],
+    mail: &dyn StoredMessage,
+    lessons: &[Lesson],
     class: Class,
     deadline: Duration,
-) -> Result<usize, ScannerError> {
-    let mut learned = 0;
-    for lesson in lessons(raw) {
-        if spam::learn(scanner, &lesson, class, deadline).await? {
-            learned += 1;
-        }
+    hold: u64,
+) -> Result<Taught, ScannerError> {
+    let mut taught = Taught::default();
+    if lessons.is_empty() {
+        taught.learned += usize::from(spam::learn(scanner, mail, class, deadline).await?);
+        return Ok(taught);
     }
-    Ok(learned)
+    for lesson in lessons {
+        let learned = if lesson.encoded {
+            if lesson.end - lesson.part > hold {
+                taught.too_big += 1;
+                continue;
+            }
+            let part = read_all(&Slice {
+                message: mail,
+                start: lesson.part,
+                end: lesson.end,
+            })
+            .await?;
+            let Some(decoded) = decode_attached(&part) else {
+                continue;
+            };
+            spam::learn(scanner, &MessageBytes(&decoded), class, deadline).await?
+        } else {
+            let attached = Slice {
+                message: mail,
+                start: lesson.start,
+                end: lesson.end,
+            };
+            spam::learn(scanner, &attached, class, deadline).await?
+        };
+        taught.learned += usize::from(learned);
+    }
+    Ok(taught)
+}
+
+/// A part (its header section and content) read into RAM; the caller bounds its size.
+async fn read_all(part: &dyn StoredMessage) -> Result<Vec<u8>, ScannerError> {
+    let mut bytes = Vec::new();
+    let mut pieces = Pieces::new(part);
+    while let Some(piece) = pieces
+        .next_piece()
+        .await
+        .map_err(ScannerError::Unreadable)?
+    {
+        bytes.extend_from_slice(&piece);
+    }
+    Ok(bytes)
+}
+
+/// The attached message an encoded message/rfc822 part carries, as mail-parser decodes it.
+fn decode_attached(part: &[u8]) -> Option<Vec<u8>> {
+    let parsed = MessageParser::default().parse(part)?;
+    parsed.parts.iter().find_map(|p| match &p.body {
+        PartType::Message(inner) => Some(inner.raw_message().to_vec()),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -157,17 +199,10 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn attached_messages_are_learned_one_by_one() {
-        let one = "From: a@x.example\r\nSubject: buy\r\n\r\ncheap\r\n";
-        let two = "From: b@x.example\r\nSubject: sell\r\n\r\ndear\r\n";
-        let report = format!(
-            "Subject: junk\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\
-Content-Type: message/rfc822\r\n\r\n{one}--B\r\nContent-Type: message/rfc822\r\n\r\n{two}--B--\r\n"
-        );
-        let learned = lessons(report.as_bytes());
-        assert_eq!(learned.len(), 2);
-        assert!(learned[0].starts_with(b"From: a@x.example"));
-        assert!(learned[1].starts_with(b"From: b@x.example"));
-        assert_eq!(lessons(one.as_bytes()), [one.as_bytes().to_vec()]);
+    fn an_encoded_attached_message_is_decoded_out_of_its_part() {
+        let part = b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+U3ViamVjdDogeA0KDQpoaQ0K\r\n";
+        assert_eq!(decode_attached(part).unwrap(), b"Subject: x\r\n\r\nhi\r\n");
+        assert_eq!(decode_attached(b"Content-Type: text/plain\r\n\r\nx"), None);
     }
 }

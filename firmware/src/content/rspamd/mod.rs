@@ -13,7 +13,7 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
 use super::scanner::{self, Class, PasswordFailure, ScannerError, Stream, TlsFailure};
-use super::stored::{MessageBytes, StoredMessage};
+use super::stored::StoredMessage;
 use crate::config::ScannerAddress;
 use crate::config::rspamd_url::{RspamdPassword, RspamdUrl};
 use crate::mail::Envelope;
@@ -72,14 +72,14 @@ pub async fn check(
 /// Teaches rspamd's Bayes classifier that `message` is `class` (the controller worker only).
 pub async fn learn(
     rspamd: &Endpoint<'_>,
-    message: &[u8],
+    message: &dyn StoredMessage,
     class: Class,
     deadline: Duration,
 ) -> Result<LearnReply, ScannerError> {
     let host = rspamd.url.addr.to_string();
     let password = rspamd.password.map(RspamdPassword::as_str);
-    let head = protocol::learn_request(&host, message.len(), class, password);
-    let reply = ask(rspamd, head, &MessageBytes(message), deadline).await?;
+    let head = protocol::learn_request(&host, message.size() as usize, class, password);
+    let reply = ask(rspamd, head, message, deadline).await?;
     protocol::parse_learn_reply(&reply).map_err(|e| failed(rspamd, e))
 }
 
@@ -161,6 +161,7 @@ fn system_trust() -> Result<Arc<ClientConfig>, ScannerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::content::stored::MessageBytes;
     use tokio::io::AsyncReadExt;
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
@@ -364,7 +365,7 @@ mod tests {
             };
             let e = learn(
                 &rspamd,
-                b"Subject: x\r\n\r\nhi",
+                &MessageBytes(b"Subject: x\r\n\r\nhi"),
                 Class::Spam,
                 Duration::from_secs(5),
             )

@@ -6,7 +6,7 @@ pub mod protocol;
 use std::time::Duration;
 
 use super::scanner::{self, ScannerError};
-use super::stored::{MessageBytes, StoredMessage};
+use super::stored::StoredMessage;
 use crate::config::ScannerAddress;
 use protocol::{Class, SpamdReply};
 
@@ -27,17 +27,12 @@ pub async fn check(
 /// Teaches spamd's Bayes database that `message` is `class` (spamd needs `--allow-tell`).
 pub async fn tell(
     addr: &ScannerAddress,
-    message: &[u8],
+    message: &dyn StoredMessage,
     class: Class,
     deadline: Duration,
 ) -> Result<(), ScannerError> {
-    let reply = ask(
-        addr,
-        protocol::tell_request(message.len(), class),
-        &MessageBytes(message),
-        deadline,
-    )
-    .await?;
+    let head = protocol::tell_request(message.size() as usize, class);
+    let reply = ask(addr, head, message, deadline).await?;
     match reply.did_set {
         Some(_) => Ok(()),
         None => Err(ScannerError::Reply("spamd did not learn it".into())),
@@ -65,6 +60,7 @@ async fn ask(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::content::stored::MessageBytes;
     use tokio::net::TcpListener;
 
     #[tokio::test]
