@@ -2,11 +2,14 @@
 //! (an LDAP server's CA from localconfig), else the system bundle the image carries. One place
 //! for the LDAP client and for update downloads.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::CertificateDer;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// Debian's bundle, copied into the image's initramfs.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -20,6 +23,8 @@ pub enum TrustError {
     NoCertificate,
     /// rustls refused its own defaults (a build without TLS 1.2 or 1.3).
     Config(rustls::Error),
+    /// No certificate verifier could be made from the anchors.
+    Verifier(String),
 }
 
 impl std::fmt::Display for TrustError {
@@ -28,6 +33,7 @@ impl std::fmt::Display for TrustError {
             TrustError::Read { path, error } => write!(f, "{path}: {error}"),
             TrustError::NoCertificate => f.write_str("no certificate in it"),
             TrustError::Config(e) => write!(f, "{e}"),
+            TrustError::Verifier(e) => write!(f, "{e}"),
         }
     }
 }
@@ -45,6 +51,40 @@ pub fn read_bundle(path: &str) -> Result<Vec<u8>, TrustError> {
 /// A client configuration (aws-lc-rs, rustls' safe protocol versions) that verifies servers
 /// against the certificates in `pem`.
 pub fn client_config(pem: &[u8]) -> Result<Arc<ClientConfig>, TrustError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TrustError::Config)?
+        .with_root_certificates(roots(pem)?)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The same, for a server known by its IP address where the caller cannot name it so (ldap3
+/// takes the TLS name from the URL's host, and an IPv6 one is bracketed there): the certificate
+/// is checked against `ip` whatever name the handshake is given, and no SNI is sent (RFC 6066
+/// §3 has none for addresses).
+pub fn client_config_for_address(pem: &[u8], ip: IpAddr) -> Result<Arc<ClientConfig>, TrustError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let inner =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots(pem)?), provider.clone())
+            .build()
+            .map_err(|e| TrustError::Verifier(e.to_string()))?;
+    let verifier = CheckedAs {
+        inner,
+        name: ServerName::IpAddress(ip.into()),
+    };
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TrustError::Config)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.enable_sni = false;
+    Ok(Arc::new(config))
+}
+
+fn roots(pem: &[u8]) -> Result<RootCertStore, TrustError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem).flatten() {
         // A certificate the store refuses is one fewer anchor, not a failure of the rest.
@@ -53,13 +93,50 @@ pub fn client_config(pem: &[u8]) -> Result<Arc<ClientConfig>, TrustError> {
     if roots.is_empty() {
         return Err(TrustError::NoCertificate);
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TrustError::Config)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok(roots)
+}
+
+/// The usual verification, of the certificate against a name fixed beforehand.
+#[derive(Debug)]
+struct CheckedAs {
+    inner: Arc<WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for CheckedAs {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _given: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// A TLS setup for hickory's DNS-over-TLS, which the box never uses. mail-auth turns on hickory's

@@ -143,6 +143,50 @@ async fn a_certificate_the_box_does_not_trust_is_a_tls_failure() {
     assert_eq!(*problem, BindProblem::Tls, "{detail}");
 }
 
+/// A StartTLS server named in `ldap_url` by its IPv6 address (`ldap://[::1]:PORT`): its
+/// certificate is checked against that address (ldap3 alone cannot name such a server for TLS),
+/// and one that does not name it is a TLS failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_by_ipv6_address_is_verified_against_that_address() {
+    if require_slapd().is_none() {
+        return;
+    }
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        // Not a missing peer: this machine has no IPv6 loopback to test over.
+        eprintln!("no IPv6 loopback here: the IPv6 TLS test cannot run");
+        return;
+    }
+    fetch::isolate_in_child(PathBuf::from(env!("CARGO_BIN_EXE_postern")));
+    let ck = rcgen::generate_simple_self_signed(vec!["::1".into()]).unwrap();
+    let (cert, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());
+    let ldap = Slapd::start_on("::1".parse().unwrap(), false, Some((&cert, &key)));
+    assert!(ldap.url().starts_with("ldap://[::1]:"), "{}", ldap.url());
+    let mut s = postern::config::localconfig::LocalConfig::default();
+    s.set("ldap_url", &ldap.url()).unwrap();
+    s.set("ldap_starttls_supported", "1").unwrap();
+    s.set("zimbra_ldap_userdn", slapd::ROOT_DN).unwrap();
+    s.set("zimbra_ldap_password", slapd::ROOT_PW).unwrap();
+    s.set("ldap_ca_cert", &cert).unwrap();
+    s.set("ldap_connect_timeout", "2s").unwrap();
+    let r = fetch::test_bind(&s, &ServerNames::default()).await.unwrap();
+    assert!(r[0].ok(), "{}", r[0]);
+
+    // A certificate for another address is refused, though the same CA signed it.
+    let other = rcgen::generate_simple_self_signed(vec!["::2".into()]).unwrap();
+    let ldap = Slapd::start_on(
+        "::1".parse().unwrap(),
+        false,
+        Some((&other.cert.pem(), &other.signing_key.serialize_pem())),
+    );
+    s.set("ldap_url", &ldap.url()).unwrap();
+    s.set("ldap_ca_cert", &other.cert.pem()).unwrap();
+    let r = fetch::test_bind(&s, &ServerNames::default()).await.unwrap();
+    let Err((problem, detail)) = &r[0].outcome else {
+        panic!("{}", r[0])
+    };
+    assert_eq!(*problem, BindProblem::Tls, "{detail}");
+}
+
 /// A StartTLS server named in `ldap_url` by a name only the box's hosts table knows: the box
 /// finds its address itself, and TLS checks the certificate against the name, not the address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 //! Without slapd installed the tests are skipped, except under `CI=true`, where a missing peer
 //! fails the test and names the Debian package to install (see [`super::peers::missing`]).
 
-use std::net::TcpStream;
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -143,6 +143,7 @@ MAY ( DKIMSelector $ DKIMKey $ DKIMDomain $ DKIMIdentity ) )
 
 /// A running slapd.
 pub struct Slapd {
+    pub ip: IpAddr,
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
@@ -155,13 +156,13 @@ pub struct Slapd {
 struct PortTaken;
 
 /// Whether an LDAP server on the port answers an anonymous simple bind with success.
-fn ldap_answers(port: u16) -> bool {
+fn ldap_answers(ip: IpAddr, port: u16) -> bool {
     use std::io::{Read, Write};
     // BindRequest, message 1: version 3, empty name, empty simple password.
     const BIND: [u8; 14] = [
         0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00,
     ];
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(mut s) = TcpStream::connect((ip, port)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -193,6 +194,11 @@ impl Slapd {
 
     /// The same, answering StartTLS with this certificate and key (PEM).
     pub fn start_with(syncprov: bool, tls: Option<(&str, &str)>) -> Slapd {
+        Slapd::start_on(IpAddr::from([127, 0, 0, 1]), syncprov, tls)
+    }
+
+    /// The same, listening on `ip` (`::1` for the IPv6 tests).
+    pub fn start_on(ip: IpAddr, syncprov: bool, tls: Option<(&str, &str)>) -> Slapd {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_path_buf();
         std::fs::create_dir(dir.join("db")).expect("db dir");
@@ -233,6 +239,7 @@ impl Slapd {
         );
         std::fs::write(dir.join("slapd.conf"), conf).expect("slapd.conf");
         let mut s = Slapd {
+            ip,
             port: free_port(),
             dir,
             child: None,
@@ -244,7 +251,7 @@ impl Slapd {
     }
 
     pub fn url(&self) -> String {
-        format!("ldap://127.0.0.1:{}", self.port)
+        format!("ldap://{}", SocketAddr::new(self.ip, self.port))
     }
 
     /// Starts slapd on the chosen port. The port was free when picked, but another test's
@@ -268,7 +275,7 @@ impl Slapd {
             .arg("-d")
             .arg("0")
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{}/", self.port))
+            .arg(format!("ldap://{}/", SocketAddr::new(self.ip, self.port)))
             .arg("-f")
             .arg(self.dir.join("slapd.conf"))
             .stdout(Stdio::null())
@@ -280,14 +287,14 @@ impl Slapd {
         loop {
             // Something answering LDAP on the port is not enough: it must be this slapd,
             // still running once it has answered.
-            let answers = ldap_answers(self.port);
+            let answers = ldap_answers(self.ip, self.port);
             let exited = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
                 let stderr = self.child.take().and_then(|mut c| c.stderr.take());
-                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                if TcpStream::connect((self.ip, self.port)).is_ok() {
                     return Err(PortTaken);
                 }
                 let mut err = String::new();

@@ -115,13 +115,22 @@ impl fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 fn tls_config(settings: &LocalConfig) -> Result<Arc<ClientConfig>, ClientError> {
-    let pem = match &settings.ca_cert_pem {
-        Some(pem) => pem.clone().into_bytes(),
-        None => trust::read_bundle(trust::SYSTEM_CA_BUNDLE)
-            .map_err(|e| ClientError::NoTrustAnchors(e.to_string()))?,
-    };
-    trust::client_config(&pem).map_err(|e| ClientError::NoTrustAnchors(e.to_string()))
+    trust::client_config(&anchors(settings)?)
+        .map_err(|e| ClientError::NoTrustAnchors(e.to_string()))
 }
+
+fn anchors(settings: &LocalConfig) -> Result<Vec<u8>, ClientError> {
+    match &settings.ca_cert_pem {
+        Some(pem) => Ok(pem.clone().into_bytes()),
+        None => trust::read_bundle(trust::SYSTEM_CA_BUNDLE)
+            .map_err(|e| ClientError::NoTrustAnchors(e.to_string())),
+    }
+}
+
+/// The host ldap3 is given in place of an IPv6 address when TLS names the server: it takes the
+/// TLS name from the URL's host, where the address is bracketed and no name rustls accepts.
+/// Never resolved (the box connects the socket itself) and never sent (no SNI then).
+const IPV6_STAND_IN: &str = "ipv6-address.invalid";
 
 /// An open, bound connection.
 pub struct Session {
@@ -160,12 +169,22 @@ async fn connect(
         .set_conn_timeout(settings.connect_timeout)
         .set_starttls(starttls)
         .set_std_stream(StdStream::Tcp(stream));
-    if let Some(tls) = tls {
-        conn_settings = conn_settings.set_config(tls);
-    }
-    let host = match url.host.contains(':') {
-        true => format!("[{}]", url.host),
-        false => url.host.clone(),
+    let ipv6 = url.host.parse::<std::net::Ipv6Addr>().ok();
+    let host = match (ipv6, &tls) {
+        // The certificate is checked against the address itself.
+        (Some(ip), Some(_)) => {
+            let for_address = trust::client_config_for_address(&anchors(settings)?, ip.into())
+                .map_err(|e| ClientError::NoTrustAnchors(e.to_string()))?;
+            conn_settings = conn_settings.set_config(for_address);
+            IPV6_STAND_IN.to_string()
+        }
+        (Some(_), None) => format!("[{}]", url.host),
+        (None, tls) => {
+            if let Some(tls) = tls {
+                conn_settings = conn_settings.set_config(tls.clone());
+            }
+            url.host.clone()
+        }
     };
     let scheme = if url.tls { "ldaps" } else { "ldap" };
     let target = format!("{scheme}://{host}:{}", url.port);
