@@ -17,7 +17,7 @@ use postern::spool::fuzz::{
     RECORD_HEADER, RecordScan, encode_record, read_both_ways, record_size, reencode_record_body,
     repair_record, scan_records,
 };
-use postern_fuzz::{Counting, bounded};
+use postern_fuzz::{Counting, bounded, postcard_bound};
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -191,7 +191,9 @@ fuzz_target!(|data: &[u8]| {
             built(spec, usize::from(*arg % 64), damage);
         }
         _ => {
-            let body = bounded(16 * rest.len() + (64 << 10), "record body", || {
+            // Bodies are postcard: its decoders pre-allocate from a length prefix (serde's
+            // cautious hint, up to 1 MiB a collection) before the elements arrive.
+            let body = bounded(postcard_bound(rest.len()), "record body", || {
                 reencode_record_body(arg % 6 + 1, rest)
             });
             if let Some(body) = body {
