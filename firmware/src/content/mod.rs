@@ -351,20 +351,11 @@ impl Scan {
         if let (Some(message), Some(head)) = (&mut parsed, &head) {
             let mut hashes = body_hash::BodyHashes::for_message(message);
             if !hashes.is_empty() {
-                let mut body = stored::Pieces::from_offset(stored, head.len() as u64);
-                loop {
-                    match body.next_piece().await {
-                        Ok(Some(piece)) => hashes.write(&piece),
-                        Ok(None) => break,
-                        // Unread, the body's hashes cannot be known: nothing is verified.
-                        Err(_) => {
-                            parsed = None;
-                            break;
-                        }
-                    }
-                }
-                if let Some(message) = &mut parsed {
-                    hashes.finish(message);
+                let body = stored::Pieces::from_offset(stored, head.len() as u64);
+                match body.each(|piece| hashes.write(piece)).await {
+                    Ok(()) => hashes.finish(message),
+                    // Unread, the body's hashes cannot be known: nothing is verified.
+                    Err(_) => parsed = None,
                 }
             }
         }
@@ -442,18 +433,12 @@ impl Scan {
         };
         let mut stream = signer.sign_streaming();
         stream.write(&edited);
-        let mut body = stored::Pieces::from_offset(stored, head.len() as u64);
-        loop {
-            match body.next_piece().await {
-                Ok(Some(piece)) => stream.write(&piece),
-                Ok(None) => break,
-                Err(e) => {
-                    accepted
-                        .notes
-                        .push(format!("not DKIM-signed: reading the spool: {e}"));
-                    return;
-                }
-            }
+        let body = stored::Pieces::from_offset(stored, head.len() as u64);
+        if let Err(e) = body.each(|piece| stream.write(piece)).await {
+            accepted
+                .notes
+                .push(format!("not DKIM-signed: reading the spool: {e}"));
+            return;
         }
         match dkim::field(stream) {
             Ok(field) => accepted.headers.insert(0, field),

@@ -124,6 +124,14 @@ impl<'a> Pieces<'a> {
         self.offset += piece.len() as u64;
         Ok(Some(piece))
     }
+
+    /// Every remaining piece, in order, into `f`.
+    pub async fn each(mut self, mut f: impl FnMut(&[u8])) -> Result<(), SpoolError> {
+        while let Some(piece) = self.next_piece().await? {
+            f(&piece);
+        }
+        Ok(())
+    }
 }
 
 /// How much of the message is read at a time while looking for the end of its header section.

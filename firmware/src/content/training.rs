@@ -124,14 +124,10 @@ pub async fn train(
 /// A part (its header section and content) read into RAM; the caller bounds its size.
 async fn read_all(part: &dyn StoredMessage) -> Result<Vec<u8>, ScannerError> {
     let mut bytes = Vec::new();
-    let mut pieces = Pieces::new(part);
-    while let Some(piece) = pieces
-        .next_piece()
+    Pieces::new(part)
+        .each(|piece| bytes.extend_from_slice(piece))
         .await
-        .map_err(ScannerError::Unreadable)?
-    {
-        bytes.extend_from_slice(&piece);
-    }
+        .map_err(ScannerError::Unreadable)?;
     Ok(bytes)
 }
 
