@@ -116,6 +116,17 @@ fn ldap_test_names_a_good_bind_a_wrong_password_and_a_dead_server() {
     assert_eq!(lines[1], format!("{url}: bind OK as {}", slapd::ROOT_DN));
 }
 
+/// Settings for a bind as the test's admin to `url` over StartTLS, trusting the CA `ca` (PEM).
+fn starttls_settings(url: &str, ca: &str) -> postern::config::localconfig::LocalConfig {
+    let mut s = postern::config::localconfig::LocalConfig::default();
+    s.set("ldap_url", url).unwrap();
+    s.set("ldap_starttls_supported", "1").unwrap();
+    s.set("zimbra_ldap_userdn", slapd::ROOT_DN).unwrap();
+    s.set("zimbra_ldap_password", slapd::ROOT_PW).unwrap();
+    s.set("ldap_ca_cert", ca).unwrap();
+    s
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_the_box_does_not_trust_is_a_tls_failure() {
     if require_slapd().is_none() {
@@ -125,12 +136,7 @@ async fn a_certificate_the_box_does_not_trust_is_a_tls_failure() {
     let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
     let (cert, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());
     let ldap = Slapd::start_with(false, Some((&cert, &key)));
-    let mut s = postern::config::localconfig::LocalConfig::default();
-    s.set("ldap_url", &ldap.url()).unwrap();
-    s.set("ldap_starttls_supported", "1").unwrap();
-    s.set("zimbra_ldap_userdn", slapd::ROOT_DN).unwrap();
-    s.set("zimbra_ldap_password", slapd::ROOT_PW).unwrap();
-    s.set("ldap_ca_cert", &cert).unwrap();
+    let mut s = starttls_settings(&ldap.url(), &cert);
     let r = fetch::test_bind(&s, &ServerNames::default()).await.unwrap();
     assert!(r[0].ok(), "{}", r[0]);
 
@@ -161,12 +167,7 @@ async fn a_server_by_ipv6_address_is_verified_against_that_address() {
     let (cert, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());
     let ldap = Slapd::start_on("::1".parse().unwrap(), false, Some((&cert, &key)));
     assert!(ldap.url().starts_with("ldap://[::1]:"), "{}", ldap.url());
-    let mut s = postern::config::localconfig::LocalConfig::default();
-    s.set("ldap_url", &ldap.url()).unwrap();
-    s.set("ldap_starttls_supported", "1").unwrap();
-    s.set("zimbra_ldap_userdn", slapd::ROOT_DN).unwrap();
-    s.set("zimbra_ldap_password", slapd::ROOT_PW).unwrap();
-    s.set("ldap_ca_cert", &cert).unwrap();
+    let mut s = starttls_settings(&ldap.url(), &cert);
     s.set("ldap_connect_timeout", "2s").unwrap();
     let r = fetch::test_bind(&s, &ServerNames::default()).await.unwrap();
     assert!(r[0].ok(), "{}", r[0]);
@@ -201,13 +202,7 @@ async fn a_server_by_name_is_found_by_the_box_and_verified_by_that_name() {
     let ldap = Slapd::start_with(false, Some((&cert, &key)));
     let mut hosts = postern::config::HostsTable::default();
     hosts.add(&format!("{name}=127.0.0.1")).unwrap();
-    let mut s = postern::config::localconfig::LocalConfig::default();
-    s.set("ldap_url", &format!("ldap://{name}:{}", ldap.port))
-        .unwrap();
-    s.set("ldap_starttls_supported", "1").unwrap();
-    s.set("zimbra_ldap_userdn", slapd::ROOT_DN).unwrap();
-    s.set("zimbra_ldap_password", slapd::ROOT_PW).unwrap();
-    s.set("ldap_ca_cert", &cert).unwrap();
+    let mut s = starttls_settings(&format!("ldap://{name}:{}", ldap.port), &cert);
     s.set("ldap_connect_timeout", "2s").unwrap();
     // DNS on loopback where nobody answers: nothing of this test leaves the machine.
     let dns: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
