@@ -27,9 +27,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use hal::flash::{FileFlash, FlashGeometry};
 use postern::config::localconfig::LocalConfig;
 use postern::directory::ldap::{SaveError, SnapshotStore, SyncKind, Syncer};
 use postern::directory::{Directory, Lookup, SharedDirectory};
+use postern::spool::{Journaled, Region, Spool, SpoolGeometry, SpoolSettings};
 
 /// Counts heap bytes live and their peak since the last phase, to say which phase of a sync
 /// makes the RSS peak.
@@ -156,19 +158,61 @@ fn print_phases(what: &str) {
     }
 }
 
-/// Keeps what a save would write, without a flash.
-struct Measure(std::sync::Mutex<Vec<u8>>);
+/// The directory slots of a spool on a flash file (fdatasync'd as on the box): the saves and
+/// journal appends are measured as the box makes them.
+struct Measure {
+    spool: Mutex<Spool<FileFlash>>,
+    _dir: tempfile::TempDir,
+}
 
 impl SnapshotStore for Measure {
     fn save(&self, snapshot: Vec<u8>) -> Result<(), SaveError> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
-        Ok(())
+        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+        spool
+            .write_slot(Region::Directory, &snapshot)
+            .map_err(|e| SaveError(Box::new(e)))
+    }
+
+    fn append(&self, record: Vec<u8>) -> Result<bool, SaveError> {
+        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+        spool
+            .append_slot(Region::Directory, &record)
+            .map(|appended| appended.is_ok())
+            .map_err(|e| SaveError(Box::new(e)))
     }
 }
 
 impl Measure {
-    fn saved(&self) -> Vec<u8> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// A flash of 40 MiB: two 16 MiB directory slots, as a 256 MiB box has, and a little spool.
+    fn new() -> Measure {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let geometry = FlashGeometry::new(64 << 10, 40 << 20).expect("geometry");
+        let mut flash = FileFlash::create(dir.path().join("flash"), geometry).expect("flash file");
+        Spool::format(
+            &mut flash,
+            SpoolGeometry {
+                config_slot_blocks: 1,
+                directory_slot_blocks: 256,
+                segment_blocks: 4,
+                log_blocks: 0,
+            },
+        )
+        .expect("format");
+        let (spool, _) = Spool::open(flash, SpoolSettings::default()).expect("open");
+        Measure {
+            spool: Mutex::new(spool),
+            _dir: dir,
+        }
+    }
+
+    /// The snapshot and journal records in the directory slot.
+    fn saved(&self) -> Journaled {
+        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+        spool
+            .read_slot_journaled(Region::Directory)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 }
 
@@ -247,15 +291,20 @@ fn restart(
     measure: &Measure,
     store: &Arc<dyn SnapshotStore>,
 ) {
-    let bytes = measure.saved();
     let t = Instant::now();
-    let dir = match Directory::decode(&bytes) {
-        Ok(d) => d,
+    let slot = measure.saved();
+    let read = t.elapsed();
+    let dir = match Directory::decode_journaled(&slot.data, &slot.journal) {
+        Ok((d, r)) if r.error.is_none() => d,
+        Ok((_, r)) => return println!("restart: the journal did not apply: {r:?}"),
         Err(e) => return println!("restart: the snapshot did not load: {e}"),
     };
     println!(
-        "restart: snapshot loaded, directory built from it in {} ms ({} accounts)",
-        t.elapsed().as_millis(),
+        "restart: slot read in {} ms, snapshot and {} journal records loaded and the directory \
+         built from them in {} ms ({} accounts)",
+        read.as_millis(),
+        slot.journal.len(),
+        (t.elapsed() - read).as_millis(),
         dir.counts().0
     );
     let mut syncer = Syncer::for_settings(settings);
@@ -323,7 +372,7 @@ fn main() {
         settings.set(k, &v).expect("setting");
     }
     let shared = Arc::new(SharedDirectory::default());
-    let measure = Arc::new(Measure(std::sync::Mutex::new(Vec::new())));
+    let measure = Arc::new(Measure::new());
     let store: Arc<dyn SnapshotStore> = measure.clone();
     let mut syncer = Syncer::for_settings(&settings);
     postern::directory::ldap::set_phase_probe(on_phase);
@@ -357,7 +406,7 @@ fn main() {
         rss_after.saturating_sub(rss_before) / 1024,
         hwm.saturating_sub(rss_before) / 1024
     );
-    let size = measure.saved().len();
+    let size = measure.saved().data.len();
     println!(
         "snapshot on flash, with the sync state: {:.1} MiB ({} bytes per account; a 256 MiB \
          flash has a 16 MiB slot)",
@@ -385,6 +434,12 @@ fn main() {
         r.read,
         r.changes.modified.len(),
         r.error
+    );
+    let slot = measure.saved();
+    println!(
+        "  written: {} journal records after the snapshot, the last {} bytes",
+        slot.journal.len(),
+        slot.journal.last().map_or(0, Vec::len)
     );
     print_phases("poll with 100 changes");
 

@@ -20,6 +20,10 @@ impl SnapshotStore for Discard {
     fn save(&self, _: Vec<u8>) -> Result<(), SaveError> {
         Ok(())
     }
+
+    fn append(&self, _: Vec<u8>) -> Result<bool, SaveError> {
+        Ok(true)
+    }
 }
 
 fn settings(url: &str, bind: bool) -> LocalConfig {

@@ -9,13 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ldap_store::{
-    FlashStore, cut_power_in_next_slot_write, flash_store, flash_store_with, now, settings, sync,
+    FlashStore, NextWrite, cut_power_in_next_slot_write, flash_store, flash_store_with, load, now,
+    settings, sync,
 };
 use common::slapd::{Slapd, account_ldif, base_ldif, domain_ldif, require_slapd};
 use postern::directory::ldap::{SyncKind, Syncer};
 use postern::directory::{Directory, Lookup, SharedDirectory, Source, password};
 use postern::route::{Decision, Reject, Relay, route};
-use postern::spool::{Region, Spool, SpoolSettings};
+use postern::spool::{Spool, SpoolSettings};
 
 /// A Zimbra-like DIT: example.com (accounts, a list, a bad transport, a duplicate address), an
 /// alias domain alias.example.net → example.com.
@@ -132,14 +133,7 @@ async fn full_sync_then_polls_see_adds_and_modifies_and_full_syncs_see_deletes()
     assert!(account_of(&dir, "twin@example.com").is_some());
     assert!(account_of(&dir, "broken@example.com").is_none());
     // What is served was on flash first.
-    let stored = store
-        .0
-        .lock()
-        .unwrap()
-        .read_slot(Region::Directory)
-        .unwrap()
-        .unwrap();
-    assert_eq!(Directory::decode(&stored).unwrap().encode(), dir.encode());
+    assert_eq!(store.loaded().encode(), dir.encode());
 
     // Add, modify and delete in LDAP; a poll sees the add and the modify.
     ldap.ldapmodify(&format!(
@@ -322,7 +316,8 @@ async fn a_power_cut_during_a_sync_leaves_the_last_good_snapshot() {
     let good = shared.snapshot().encode();
 
     ldap.ldapmodify(&account_ldif("erin@example.com", "a-7", ""));
-    let store = cut_power_in_next_slot_write(store);
+    // A poll's change is appended to the slot's journal: tear that.
+    let store = cut_power_in_next_slot_write(store, NextWrite::Append);
     let r = sync(
         &mut syncer,
         SyncKind::Incremental,
@@ -348,8 +343,7 @@ async fn a_power_cut_during_a_sync_leaves_the_last_good_snapshot() {
     let mut flash = spool.into_flash();
     flash.power_cycle();
     let (mut spool, _) = Spool::open(flash, SpoolSettings::default()).unwrap();
-    let stored = spool.read_slot(Region::Directory).unwrap().unwrap();
-    assert_eq!(Directory::decode(&stored).unwrap().encode(), good);
+    assert_eq!(load(&mut spool).encode(), good);
     // ...and the next sync, on the reopened flash, applies the change.
     let store = Arc::new(FlashStore(Mutex::new(spool)));
     let r = sync(
@@ -410,15 +404,10 @@ async fn a_poll_reads_only_what_changed_since_an_old_mark() {
             .map(|t| t.to_string()),
         Some("smtp:moved.example.com".to_string())
     );
-    // The patched directory is the one on flash.
-    let stored = store
-        .0
-        .lock()
-        .unwrap()
-        .read_slot(Region::Directory)
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored, dir.encode());
+    // The patched directory is the one on flash: the full sync's snapshot and the poll's
+    // journal record.
+    assert_eq!(store.loaded().encode(), dir.encode());
+    assert_eq!(store.journal_records(), 1);
 }
 
 /// A directory that outgrows its flash slot is not applied: the error names both sizes, the
@@ -459,8 +448,7 @@ async fn a_directory_too_large_for_its_slot_keeps_the_last_good_one() {
     );
     assert!(account_of(&shared.snapshot(), "bulk7@example.com").is_none());
     let mut spool = Arc::try_unwrap(store).ok().unwrap().0.into_inner().unwrap();
-    let stored = spool.read_slot(Region::Directory).unwrap().unwrap();
-    assert_eq!(stored, good);
+    assert_eq!(load(&mut spool).encode(), good);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

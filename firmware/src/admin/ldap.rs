@@ -45,6 +45,13 @@ impl SnapshotStore for SpoolSlot {
             .block_on(self.0.write_slot(Region::Directory, snapshot))
             .map_err(|e| crate::directory::ldap::SaveError(Box::new(e)))
     }
+
+    fn append(&self, record: Vec<u8>) -> Result<bool, crate::directory::ldap::SaveError> {
+        tokio::runtime::Handle::current()
+            .block_on(self.0.append_slot(Region::Directory, record))
+            .map(|appended| appended.is_ok())
+            .map_err(|e| crate::directory::ldap::SaveError(Box::new(e)))
+    }
 }
 
 async fn box_config(spool: &SpoolHandle) -> Result<BoxConfig, String> {

@@ -387,9 +387,19 @@ async fn open(spec: &FlashSpec) -> Result<Opened, DaemonError> {
     report_recovery(&flash);
     // The writer thread stays detached: every acknowledged record was synced before its answer.
     drop(flash.take_writer());
-    let directory = match flash.spool.read_slot(Region::Directory).await {
-        Ok(Some(bytes)) => {
-            Directory::decode(&bytes).map_err(|e| DaemonError::Directory(spec.path.clone(), e))?
+    let directory = match flash.spool.read_slot_journaled(Region::Directory).await {
+        Ok(Some(slot)) => {
+            let (directory, replayed) = Directory::decode_journaled(&slot.data, &slot.journal)
+                .map_err(|e| DaemonError::Directory(spec.path.clone(), e))?;
+            if let Some(e) = &replayed.error {
+                master(&format!(
+                    "warning: directory journal: {} of {} records applied, then: {e}; the \
+                     directory is as it was before that record, and the first LDAP sync is a \
+                     full one",
+                    replayed.applied, replayed.records
+                ));
+            }
+            directory
         }
         Ok(None) => Directory::default(),
         Err(e) => return Err(DaemonError::Spool(spec.path.clone(), e)),

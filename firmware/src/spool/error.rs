@@ -37,6 +37,9 @@ pub enum SpoolError {
         len: usize,
         capacity: usize,
     },
+    /// The slot holds journal records after its data: its data alone is not what was last
+    /// written, so it is only read with its journal.
+    SlotJournaled(super::Region),
     /// A stored body failed its CRC when read back.
     Damaged(QueueId),
     /// A record could not be encoded.
@@ -91,6 +94,14 @@ impl fmt::Display for SpoolError {
                 )
             }
             SpoolError::Damaged(q) => write!(f, "{q}: stored body is damaged (CRC mismatch)"),
+            SpoolError::SlotJournaled(region) => write!(
+                f,
+                "the {} slot holds journal records and is read with them",
+                match region {
+                    super::Region::Config => "config",
+                    super::Region::Directory => "directory",
+                }
+            ),
             SpoolError::Encode(why) => write!(f, "cannot encode a spool record: {why}"),
             SpoolError::Stopped => f.write_str("spool writer is not running"),
         }

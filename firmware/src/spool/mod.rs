@@ -54,6 +54,7 @@ pub use index::{MessageHistory, MessageSummary, OutcomeTime};
 pub use logring::LogLines;
 pub use recovered::{RecoveredMessage, RecoveredQueue, RecoveredRecipient, RecoveredState};
 pub use service::{Incoming, SpoolHandle, Update};
+pub use slots::{AppendRefused, Journaled};
 pub use store::Spool;
 
 use crate::mail::QueueId;

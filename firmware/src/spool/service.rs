@@ -50,7 +50,9 @@ enum Request {
     ReadIncomingPart(QueueId, u64, usize, Reply<Vec<u8>>),
     Info(Reply<FlashInfo>),
     ReadSlot(Region, Reply<Option<Vec<u8>>>),
+    ReadSlotJournaled(Region, Reply<Option<super::Journaled>>),
     WriteSlot(Region, Vec<u8>, Reply<()>),
+    AppendSlot(Region, Vec<u8>, Reply<Result<(), super::AppendRefused>>),
     /// Mail log lines wait in [`SpoolHandle`]'s queue: append them.
     LogWake,
     LogRead(u64, usize, Reply<Option<LogLines>>),
@@ -270,9 +272,27 @@ impl SpoolHandle {
         self.ask(|r| Request::ReadSlot(region, r)).await
     }
 
+    /// A slot's data with the journal records appended after it.
+    pub async fn read_slot_journaled(
+        &self,
+        region: Region,
+    ) -> Result<Option<super::Journaled>, SpoolError> {
+        self.ask(|r| Request::ReadSlotJournaled(region, r)).await
+    }
+
     /// Writes a config or directory slot; resolves once it is synced.
     pub async fn write_slot(&self, region: Region, data: Vec<u8>) -> Result<(), SpoolError> {
         self.ask(|r| Request::WriteSlot(region, data, r)).await
+    }
+
+    /// Appends a journal record to a slot; resolves once it is synced. `Ok(Err)`: the slot
+    /// takes no more, nothing was written.
+    pub async fn append_slot(
+        &self,
+        region: Region,
+        data: Vec<u8>,
+    ) -> Result<Result<(), super::AppendRefused>, SpoolError> {
+        self.ask(|r| Request::AppendSlot(region, data, r)).await
     }
 }
 
@@ -647,6 +667,12 @@ impl<F: Flash> Writer<F> {
             }
             Request::ReadSlot(region, r) => {
                 let _ = r.send(s.read_slot(region));
+            }
+            Request::ReadSlotJournaled(region, r) => {
+                let _ = r.send(s.read_slot_journaled(region));
+            }
+            Request::AppendSlot(region, data, r) => {
+                let _ = r.send(s.append_slot(region, &data));
             }
             Request::LogWake => self.append_log(),
             Request::LogRead(after, limit, r) => {

@@ -2,8 +2,17 @@
 //! CRC holds wins, so a write torn by a power cut leaves the previous contents in force.
 //!
 //! ```text
-//! | magic u32 | seq u64 | len u32 | crc u32 | data ... |
+//! | magic u32 | seq u64 | len u32 | crc u32 | data ... | journal record | journal record | ...
+//! journal record: | magic u32 | seq u64 | index u32 | len u32 | crc u32 | data ... |
 //! ```
+//!
+//! A slot's data may be followed by journal records appended later into its erased tail (the
+//! directory's small changes: rewriting a 13 MiB slot for a poll's 100 changes costs most of a
+//! second). Each record carries the slot's seq and its own index under its CRC, so records are
+//! read in order up to the first that is not sound; one torn by a power cut ends the journal
+//! there and the changes before it stand. Nothing is ever appended after bytes that are not
+//! erased: past a torn record the slot takes no more appends, and the next write is a whole one
+//! into the other slot.
 
 use hal::flash::Flash;
 
@@ -14,12 +23,57 @@ use super::{Region, SpoolError};
 const SLOT_MAGIC: u32 = 0x3154_4c53; // "SLT1"
 pub(crate) const SLOT_HEADER: usize = 20;
 
+const JOURNAL_MAGIC: u32 = 0x314a_4c53; // "SLJ1"
+pub(crate) const JOURNAL_HEADER: usize = 24;
+/// Journal bytes a slot takes beyond its data's quarter: then the next write is a whole one,
+/// so reading a slot back never replays much more than it reads anyway.
+const JOURNAL_EXTRA: usize = 256 << 10;
+
 /// The newest valid slot of a region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Newest {
     pub slot: u32,
     pub seq: u64,
     pub len: u32,
+    /// Journal records after the data, and their bytes (headers included).
+    pub records: u32,
+    pub journal_len: u32,
+    /// Whether the bytes after the last record were erased when read: only then may more go
+    /// there.
+    pub open: bool,
+}
+
+/// A slot's data and the journal records after it, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Journaled {
+    pub data: Vec<u8>,
+    pub journal: Vec<Vec<u8>>,
+}
+
+/// Why an append was not made (nothing was written; write the whole data instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendRefused {
+    /// Nothing was ever written to the region.
+    Empty,
+    /// The slot's tail is not erased (a torn record, or bytes written by something else).
+    Closed,
+    /// The journal would outgrow its share of the slot.
+    Full,
+}
+
+impl std::fmt::Display for AppendRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AppendRefused::Empty => "the region holds nothing to append to",
+            AppendRefused::Closed => "the slot's tail is not erased",
+            AppendRefused::Full => "the slot's journal is full",
+        })
+    }
+}
+
+/// The journal bytes a slot of `capacity` data bytes holding `len` takes before a whole write.
+fn journal_limit(len: usize, capacity: usize) -> usize {
+    (len / 4 + JOURNAL_EXTRA).min(capacity.saturating_sub(len))
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,6 +124,67 @@ pub(crate) fn slot_data_ok(
         && slot_crc(nonce, region, slot, header, data) == le32(&header[16..20])
 }
 
+fn journal_crc(nonce: u64, region: Region, slot: u32, header: &[u8], data: &[u8]) -> u32 {
+    keyed_crc(
+        nonce,
+        &[
+            &[region_id(region), 0x4a],
+            &slot.to_le_bytes(),
+            &header[..20],
+            data,
+        ],
+    )
+}
+
+/// A journal record's data length, if `header` is record `index` of the slot written with
+/// `seq` and its data fits in `room` bytes.
+pub(crate) fn decode_journal_header(
+    header: &[u8],
+    seq: u64,
+    index: u32,
+    room: usize,
+) -> Option<usize> {
+    let header = header.get(..JOURNAL_HEADER)?;
+    let len = le32(&header[16..20]) as usize;
+    (le32(&header[0..4]) == JOURNAL_MAGIC
+        && le64(&header[4..12]) == seq
+        && le32(&header[12..16]) == index
+        && len <= room.saturating_sub(JOURNAL_HEADER))
+    .then_some(len)
+}
+
+/// Whether `data` is what the journal record's header says was written there.
+pub(crate) fn journal_data_ok(
+    nonce: u64,
+    region: Region,
+    slot: u32,
+    header: &[u8],
+    data: &[u8],
+) -> bool {
+    header.len() >= JOURNAL_HEADER
+        && journal_crc(nonce, region, slot, header, data) == le32(&header[20..24])
+}
+
+/// A journal record as appended: header then data.
+pub(crate) fn encode_journal(
+    nonce: u64,
+    region: Region,
+    slot: u32,
+    seq: u64,
+    index: u32,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(JOURNAL_HEADER + data.len());
+    bytes.extend_from_slice(&JOURNAL_MAGIC.to_le_bytes());
+    bytes.extend_from_slice(&seq.to_le_bytes());
+    bytes.extend_from_slice(&index.to_le_bytes());
+    bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    let crc = journal_crc(nonce, region, slot, &bytes, data);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes.extend_from_slice(data);
+    bytes
+}
+
 /// A slot as written: header then data.
 pub(crate) fn encode_slot(nonce: u64, region: Region, slot: u32, seq: u64, data: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(SLOT_HEADER + data.len());
@@ -89,13 +204,30 @@ fn view_index(region: Region) -> usize {
     }
 }
 
+/// One slot as read: its seq, data and journal.
+struct SlotRead {
+    seq: u64,
+    read: Journaled,
+    journal_len: u32,
+    open: bool,
+}
+
+impl SlotRead {
+    fn newest(&self, slot: u32) -> Newest {
+        Newest {
+            slot,
+            seq: self.seq,
+            len: self.read.data.len() as u32,
+            records: self.read.journal.len() as u32,
+            journal_len: self.journal_len,
+            open: self.open,
+        }
+    }
+}
+
 impl<F: Flash> Spool<F> {
-    /// Reads one slot: its sequence number and data, if the slot holds a sound write.
-    fn read_one_slot(
-        &mut self,
-        region: Region,
-        slot: u32,
-    ) -> Result<Option<(u64, Vec<u8>)>, SpoolError> {
+    /// Reads one slot: its sequence number, data and journal, if the slot holds a sound write.
+    fn read_one_slot(&mut self, region: Region, slot: u32) -> Result<Option<SlotRead>, SpoolError> {
         let (from, to) = self.layout.slot_range(region, slot);
         let mut header = [0u8; SLOT_HEADER];
         self.flash.read(from, &mut header)?;
@@ -105,40 +237,78 @@ impl<F: Flash> Spool<F> {
         };
         let mut data = vec![0u8; len];
         self.flash.read(from + SLOT_HEADER as u32, &mut data)?;
-        Ok(slot_data_ok(self.layout.nonce, region, slot, &header, &data).then_some((seq, data)))
+        if !slot_data_ok(self.layout.nonce, region, slot, &header, &data) {
+            return Ok(None);
+        }
+        let limit = journal_limit(len, capacity);
+        let start = from + (SLOT_HEADER + len) as u32;
+        let (mut at, mut journal) = (start, Vec::new());
+        let open = loop {
+            let used = (at - start) as usize;
+            let room = limit - used;
+            let mut jh = [0u8; JOURNAL_HEADER];
+            let head = room.min(JOURNAL_HEADER).min((to - at) as usize);
+            self.flash.read(at, &mut jh[..head])?;
+            if jh[..head].iter().all(|&b| b == 0xFF) {
+                break true;
+            }
+            let index = journal.len() as u32;
+            let Some(n) = decode_journal_header(&jh, seq, index, room) else {
+                break false;
+            };
+            let mut rec = vec![0u8; n];
+            self.flash.read(at + JOURNAL_HEADER as u32, &mut rec)?;
+            if !journal_data_ok(self.layout.nonce, region, slot, &jh, &rec) {
+                break false;
+            }
+            journal.push(rec);
+            at += (JOURNAL_HEADER + n) as u32;
+        };
+        Ok(Some(SlotRead {
+            seq,
+            read: Journaled { data, journal },
+            journal_len: at - start,
+            open,
+        }))
+    }
+
+    /// The newest sound slot of a region, read.
+    fn read_newest(&mut self, region: Region) -> Result<Option<(u32, SlotRead)>, SpoolError> {
+        let mut best: Option<(u32, SlotRead)> = None;
+        for slot in 0..2 {
+            if let Some(r) = self.read_one_slot(region, slot)?
+                && best.as_ref().is_none_or(|(_, b)| r.seq > b.seq)
+            {
+                best = Some((slot, r));
+            }
+        }
+        Ok(best)
     }
 
     /// Finds the newest sound slot of a region (done at open).
     pub(crate) fn scan_slots(&mut self, region: Region) -> Result<SlotView, SpoolError> {
-        let mut newest: Option<Newest> = None;
-        for slot in 0..2 {
-            if let Some((seq, data)) = self.read_one_slot(region, slot)?
-                && newest.is_none_or(|n| seq > n.seq)
-            {
-                newest = Some(Newest {
-                    slot,
-                    seq,
-                    len: data.len() as u32,
-                });
-            }
-        }
-        Ok(SlotView { newest })
+        Ok(SlotView {
+            newest: self.read_newest(region)?.map(|(slot, r)| r.newest(slot)),
+        })
     }
 
-    /// The newest data written to a region, or `None` if nothing sound was ever written.
+    /// The newest data written to a region, or `None` if nothing sound was ever written. A
+    /// region that takes appends is read with [`Spool::read_slot_journaled`]; this refuses one
+    /// whose slot holds journal records, as its data alone is not what was last written.
     pub fn read_slot(&mut self, region: Region) -> Result<Option<Vec<u8>>, SpoolError> {
-        let mut best: Option<(u64, Vec<u8>)> = None;
-        for slot in 0..2 {
-            if let Some((seq, data)) = self.read_one_slot(region, slot)?
-                && best.as_ref().is_none_or(|(s, _)| seq > *s)
-            {
-                best = Some((seq, data));
-            }
+        match self.read_newest(region)? {
+            Some((_, r)) if !r.read.journal.is_empty() => Err(SpoolError::SlotJournaled(region)),
+            other => Ok(other.map(|(_, r)| r.read.data)),
         }
-        Ok(best.map(|(_, d)| d))
     }
 
-    /// Writes a region's data into the slot that does not hold the newest, and syncs.
+    /// The newest data written to a region and the journal records appended after it.
+    pub fn read_slot_journaled(&mut self, region: Region) -> Result<Option<Journaled>, SpoolError> {
+        Ok(self.read_newest(region)?.map(|(_, r)| r.read))
+    }
+
+    /// Writes a region's data into the slot that does not hold the newest, and syncs. Its
+    /// journal starts empty.
     pub fn write_slot(&mut self, region: Region, data: &[u8]) -> Result<(), SpoolError> {
         self.check_writable()?;
         let (from, to) = self.layout.slot_range(region, 0);
@@ -164,7 +334,62 @@ impl<F: Flash> Spool<F> {
             slot,
             seq,
             len: data.len() as u32,
+            records: 0,
+            journal_len: 0,
+            open: true,
         });
         Ok(())
+    }
+
+    /// Appends a journal record after the newest slot's data and records, and syncs; `Ok(Err)`
+    /// when the slot takes no more (nothing was written: write the whole data instead).
+    pub fn append_slot(
+        &mut self,
+        region: Region,
+        data: &[u8],
+    ) -> Result<Result<(), AppendRefused>, SpoolError> {
+        self.check_writable()?;
+        let Some(n) = self.slots[view_index(region)].newest else {
+            return Ok(Err(AppendRefused::Empty));
+        };
+        if !n.open {
+            return Ok(Err(AppendRefused::Closed));
+        }
+        let (from, to) = self.layout.slot_range(region, n.slot);
+        let capacity = (to - from) as usize - SLOT_HEADER;
+        let used = n.journal_len as usize;
+        let want = JOURNAL_HEADER + data.len();
+        if used + want > journal_limit(n.len as usize, capacity) {
+            return Ok(Err(AppendRefused::Full));
+        }
+        let at = from + (SLOT_HEADER + n.len as usize + used) as u32;
+        // A torn write may have programmed bytes past what the last sound record covers.
+        let mut tail = vec![0u8; want];
+        self.flash.read(at, &mut tail)?;
+        if tail.iter().any(|&b| b != 0xFF) {
+            self.set_newest(region, Newest { open: false, ..n });
+            return Ok(Err(AppendRefused::Closed));
+        }
+        let bytes = encode_journal(self.layout.nonce, region, n.slot, n.seq, n.records, data);
+        self.flash.write(at, &bytes)?;
+        self.stats.bytes_written += bytes.len() as u64;
+        if let Err(e) = self.sync_flash() {
+            // Whatever reached the flash is not to be appended after.
+            self.set_newest(region, Newest { open: false, ..n });
+            return Err(e);
+        }
+        self.set_newest(
+            region,
+            Newest {
+                records: n.records + 1,
+                journal_len: (used + want) as u32,
+                ..n
+            },
+        );
+        Ok(Ok(()))
+    }
+
+    fn set_newest(&mut self, region: Region, newest: Newest) {
+        self.slots[view_index(region)].newest = Some(newest);
     }
 }

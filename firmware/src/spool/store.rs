@@ -386,7 +386,9 @@ impl<F: Flash> Spool<F> {
                 name,
                 start,
                 len: end - start,
-                used: view.newest.map_or(0, |n| u64::from(n.len)),
+                used: view
+                    .newest
+                    .map_or(0, |n| u64::from(n.len) + u64::from(n.journal_len)),
             }
         };
         let spool_start = l.segment_addr(0);

@@ -764,3 +764,129 @@ fn a_directory_larger_than_its_slot_is_refused_naming_both_sizes() {
         Some(&b"previous"[..])
     );
 }
+
+#[test]
+fn journal_records_follow_their_slot_in_order_and_a_whole_write_starts_afresh() {
+    let mut spool = fresh();
+    assert_eq!(
+        spool.append_slot(Region::Directory, b"early").unwrap(),
+        Err(AppendRefused::Empty)
+    );
+    spool.write_slot(Region::Directory, b"base").unwrap();
+    spool
+        .append_slot(Region::Directory, b"one")
+        .unwrap()
+        .unwrap();
+    spool
+        .append_slot(Region::Directory, b"two")
+        .unwrap()
+        .unwrap();
+    let want = Journaled {
+        data: b"base".to_vec(),
+        journal: vec![b"one".to_vec(), b"two".to_vec()],
+    };
+    assert_eq!(
+        spool.read_slot_journaled(Region::Directory).unwrap(),
+        Some(want.clone())
+    );
+    // Its data alone is not what was last written.
+    assert_eq!(
+        spool.read_slot(Region::Directory),
+        Err(SpoolError::SlotJournaled(Region::Directory))
+    );
+    // Reopened, the records are found again and the next one goes after them.
+    let (mut spool, _) = reopen(spool);
+    assert_eq!(
+        spool.read_slot_journaled(Region::Directory).unwrap(),
+        Some(want)
+    );
+    spool
+        .append_slot(Region::Directory, b"three")
+        .unwrap()
+        .unwrap();
+    let (mut spool, _) = reopen(spool);
+    let read = spool
+        .read_slot_journaled(Region::Directory)
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.journal.len(), 3);
+    assert!(
+        spool
+            .info()
+            .regions
+            .iter()
+            .any(|r| r.name == "directory" && r.used == 4 + 3 * 24 + 11)
+    );
+    // A whole write goes to the other slot with no records.
+    spool.write_slot(Region::Directory, b"again").unwrap();
+    let (mut spool, _) = reopen(spool);
+    assert_eq!(
+        spool.read_slot(Region::Directory).unwrap().as_deref(),
+        Some(&b"again"[..])
+    );
+}
+
+#[test]
+fn a_torn_record_ends_the_journal_and_the_slot_takes_no_more() {
+    let mut spool = fresh();
+    spool.write_slot(Region::Directory, b"base").unwrap();
+    spool
+        .append_slot(Region::Directory, b"kept")
+        .unwrap()
+        .unwrap();
+    for seed in [0, 3, 7, 11, 19] {
+        let mut s = Spool::open(spool.flash().clone(), settings()).unwrap().0;
+        let mut flash = s.into_flash();
+        // The append is one program: tear it.
+        flash.cut_power_at(flash.ops(), seed);
+        let (mut torn, _) = Spool::open(flash, settings()).unwrap();
+        assert!(torn.append_slot(Region::Directory, &[0x55; 40]).is_err());
+        let mut flash = torn.into_flash();
+        flash.power_cycle();
+        (s, _) = Spool::open(flash, settings()).unwrap();
+        let read = s.read_slot_journaled(Region::Directory).unwrap().unwrap();
+        assert_eq!(read.data, b"base");
+        assert_eq!(read.journal, vec![b"kept".to_vec()], "seed {seed}");
+        // Nothing goes after a torn record's bytes; a whole write takes over.
+        if s.append_slot(Region::Directory, b"next").unwrap().is_ok() {
+            // Only when the cut left every byte erased.
+            let read = s.read_slot_journaled(Region::Directory).unwrap().unwrap();
+            assert_eq!(read.journal.len(), 2, "seed {seed}");
+            continue;
+        }
+        s.write_slot(Region::Directory, b"whole").unwrap();
+        let (mut s, _) = reopen(s);
+        assert_eq!(
+            s.read_slot(Region::Directory).unwrap().as_deref(),
+            Some(&b"whole"[..])
+        );
+    }
+}
+
+#[test]
+fn a_journal_past_its_share_of_the_slot_asks_for_a_whole_write() {
+    let mut spool = fresh();
+    spool.write_slot(Region::Directory, &[7u8; 100]).unwrap();
+    // The small test slot (512 bytes) has 392 bytes after the data.
+    let mut appended = 0;
+    loop {
+        match spool.append_slot(Region::Directory, &[1u8; 50]).unwrap() {
+            Ok(()) => appended += 1,
+            Err(why) => {
+                assert_eq!(why, AppendRefused::Full);
+                break;
+            }
+        }
+    }
+    assert_eq!(appended, 392 / (24 + 50));
+    let (mut spool, _) = reopen(spool);
+    let read = spool
+        .read_slot_journaled(Region::Directory)
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.journal.len(), appended);
+    assert_eq!(
+        spool.append_slot(Region::Directory, &[1u8; 50]).unwrap(),
+        Err(AppendRefused::Full)
+    );
+}

@@ -22,14 +22,41 @@ impl SnapshotStore for FlashStore {
             .write_slot(Region::Directory, &snapshot)
             .map_err(|e| SaveError(Box::new(e)))
     }
+
+    fn append(&self, record: Vec<u8>) -> Result<bool, SaveError> {
+        let mut spool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        spool
+            .append_slot(Region::Directory, &record)
+            .map(|appended| appended.is_ok())
+            .map_err(|e| SaveError(Box::new(e)))
+    }
 }
 
 impl FlashStore {
-    /// The snapshot in the directory slot.
-    pub fn stored(&self) -> Vec<u8> {
+    /// The directory the box would load from the slot (its snapshot and journal).
+    pub fn loaded(&self) -> Directory {
         let mut spool = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        spool.read_slot(Region::Directory).unwrap().unwrap()
+        load(&mut spool)
     }
+
+    /// The journal records after the snapshot in the slot.
+    pub fn journal_records(&self) -> usize {
+        let mut spool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = spool.read_slot_journaled(Region::Directory).unwrap();
+        slot.map_or(0, |s| s.journal.len())
+    }
+}
+
+/// The directory as the daemon loads it from a spool's directory slot; every journal record
+/// must apply.
+pub fn load(spool: &mut Spool<RamFlash>) -> Directory {
+    let slot = spool
+        .read_slot_journaled(Region::Directory)
+        .unwrap()
+        .unwrap();
+    let (dir, replayed) = Directory::decode_journaled(&slot.data, &slot.journal).unwrap();
+    assert_eq!(replayed.error, None, "{replayed:?}");
+    dir
 }
 
 pub fn flash_store() -> Arc<FlashStore> {
@@ -53,16 +80,27 @@ pub fn flash_store_with(directory_slot_blocks: u32) -> Arc<FlashStore> {
     Arc::new(FlashStore(Mutex::new(spool)))
 }
 
-/// The same store, its flash set to lose power in the middle of the next slot write (after its
-/// erase, in its program).
-pub fn cut_power_in_next_slot_write(store: Arc<FlashStore>) -> Arc<FlashStore> {
+/// Which write the next sync makes: a whole snapshot (one erase, one program) or a poll's
+/// journal record (one program).
+#[derive(Clone, Copy)]
+pub enum NextWrite {
+    Whole,
+    Append,
+}
+
+/// The same store, its flash set to lose power in the middle of the program of the next slot
+/// write (after the erase of a whole one).
+pub fn cut_power_in_next_slot_write(store: Arc<FlashStore>, write: NextWrite) -> Arc<FlashStore> {
     let spool = Arc::try_unwrap(store).ok().unwrap().0.into_inner().unwrap();
     let mut flash = spool.into_flash();
     // Opening may program or erase (recovery): count what it costs on a copy first.
     let (probe, _) = Spool::open(flash.clone(), SpoolSettings::default()).unwrap();
     let open_ops = probe.flash().ops() - flash.ops();
-    // A slot write is one erase and one program: tear the program.
-    flash.cut_power_at(flash.ops() + open_ops + 1, 7);
+    let program = match write {
+        NextWrite::Whole => 1,
+        NextWrite::Append => 0,
+    };
+    flash.cut_power_at(flash.ops() + open_ops + program, 7);
     let (spool, _) = Spool::open(flash, SpoolSettings::default()).unwrap();
     Arc::new(FlashStore(Mutex::new(spool)))
 }
@@ -74,8 +112,7 @@ pub fn restart(store: Arc<FlashStore>) -> (Arc<FlashStore>, Directory) {
     let mut flash = spool.into_flash();
     flash.power_cycle();
     let (mut spool, _) = Spool::open(flash, SpoolSettings::default()).unwrap();
-    let stored = spool.read_slot(Region::Directory).unwrap().unwrap();
-    let dir = Directory::decode(&stored).unwrap();
+    let dir = load(&mut spool);
     (Arc::new(FlashStore(Mutex::new(spool))), dir)
 }
 

@@ -300,6 +300,58 @@ impl Model {
         }
     }
 
+    /// What differs from `before`: entries added or changed (with their keys) and the keys of
+    /// entries gone, found by one walk of both in key order. A poll's copy shares every entry
+    /// it did not touch with the model it was copied from, so most compare by pointer.
+    pub fn changed_since<'a>(
+        &'a self,
+        before: &Model,
+    ) -> (Vec<(&'a str, &'a Mapped)>, Vec<String>) {
+        use std::cmp::Ordering;
+        let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+        let mut old = before.entries.iter().peekable();
+        for (k, m) in &self.entries {
+            loop {
+                match old.peek() {
+                    Some((ok, _)) if ok.as_ref() < k.as_ref() => {
+                        deletes.push(ok.to_string());
+                        old.next();
+                    }
+                    _ => break,
+                }
+            }
+            match old.peek() {
+                Some((ok, om)) if ok.as_ref().cmp(k.as_ref()) == Ordering::Equal => {
+                    if !Arc::ptr_eq(om, m) && ***om != **m {
+                        upserts.push((&**k, &**m));
+                    }
+                    old.next();
+                }
+                _ => upserts.push((&**k, &**m)),
+            }
+        }
+        deletes.extend(old.map(|(k, _)| k.to_string()));
+        (upserts, deletes)
+    }
+
+    /// Applies changes as [`Model::changed_since`] found them, with what else a poll leaves.
+    pub fn apply_changes(
+        &mut self,
+        upserts: impl IntoIterator<Item = (String, Mapped)>,
+        deletes: &[String],
+        unreadable: Vec<Skipped>,
+        newest_stamp: Option<String>,
+    ) {
+        for k in deletes {
+            self.entries.remove(k.as_str());
+        }
+        for (k, m) in upserts {
+            self.entries.insert(Arc::from(k), Arc::new(m));
+        }
+        self.unreadable = unreadable;
+        self.newest_stamp = newest_stamp;
+    }
+
     /// Starts recording what changes (for [`Model::take_journal`]).
     pub fn start_journal(&mut self) {
         self.journal = Some(Vec::new());

@@ -52,6 +52,10 @@ fn phase(name: &'static str) {
 /// called off the runtime's workers.
 pub trait SnapshotStore: Send + Sync {
     fn save(&self, snapshot: Vec<u8>) -> Result<(), SaveError>;
+
+    /// Appends a poll's journal record after the snapshot saved last (and the records after
+    /// it); `Ok(false)`: the store takes no more, nothing was written, save the whole snapshot.
+    fn append(&self, record: Vec<u8>) -> Result<bool, SaveError>;
 }
 
 /// The store's own error, kept whole.
@@ -135,6 +139,9 @@ pub struct Syncer {
     cookie: Option<Vec<u8>>,
     /// Carrying on from the state on flash: no sync has succeeded since.
     resumed: bool,
+    /// Whether the snapshot stored last holds this sync's state, so a poll's changes may be
+    /// appended to it as a journal record.
+    journal_ok: bool,
 }
 
 /// What [`Syncer::resume`] found.
@@ -219,6 +226,7 @@ impl Syncer {
             syncrepl: Syncrepl::Unknown,
             cookie: None,
             resumed: false,
+            journal_ok: false,
         }
     }
 
@@ -238,6 +246,8 @@ impl Syncer {
         self.status.counts = state.counts;
         self.status.skipped = state.skipped.clone();
         self.resumed = true;
+        // Decoded from flash, so the snapshot there holds it.
+        self.journal_ok = true;
         Resumed::Yes {
             entries: self.model.len(),
             cookie: self.cookie.is_some(),
@@ -517,6 +527,7 @@ impl Syncer {
         let (shared2, store2) = (Arc::clone(to.shared), Arc::clone(to.store));
         let server_name = to.settings.server_hostname.clone();
         let now = to.now;
+        let journal_ok = self.journal_ok;
         let last_full = if full { Some(now) } else { self.last_full };
         let mut state = SyncState {
             model: Arc::clone(&model),
@@ -552,32 +563,53 @@ impl Syncer {
                 state.skipped = skipped.clone();
                 state.counts = counts;
                 directory.set_ldap_sync_state(Some(Arc::new(state)));
-                let bytes = directory.encode();
-                phase("encode");
-                // Encoding cannot fail for these types; were it to, nothing is stored or served.
-                if bytes.is_empty() {
-                    return Err(SyncError::Save(SaveError(
-                        "the snapshot did not encode".into(),
-                    )));
-                }
-                store2.save(bytes).map_err(SyncError::Save)?;
+                // A poll's changes follow the stored snapshot as a journal record, when the
+                // store takes one; else the whole snapshot is written.
+                let record = (!full && journal_ok)
+                    .then(|| directory.encode_change(current))
+                    .flatten();
+                let appended = match record {
+                    Some(record) => {
+                        phase("encode");
+                        store2.append(record).map_err(SyncError::Save)?
+                    }
+                    None => false,
+                };
+                let journal_next = if appended {
+                    true
+                } else {
+                    let (bytes, with_state) = directory.encode_with_state();
+                    phase("encode");
+                    // Encoding cannot fail for these types; were it to, nothing is stored or
+                    // served.
+                    if bytes.is_empty() {
+                        return Err(SyncError::Save(SaveError(
+                            "the snapshot did not encode".into(),
+                        )));
+                    }
+                    store2.save(bytes).map_err(SyncError::Save)?;
+                    with_state
+                };
                 phase("save");
-                Ok(((skipped, counts, changes), Some(directory)))
+                Ok(((skipped, counts, changes, journal_next), Some(directory)))
             })
         })
         .await;
         let result = joined.map_err(|_| SyncError::Aborted).and_then(|r| r);
         phase("swap");
-        let (skipped, counts, changes): (Vec<_>, Counts, Changes) = match result {
+        let (skipped, counts, changes, journal_next): (Vec<_>, Counts, Changes, bool) = match result
+        {
             Ok(v) => v,
             Err(e) => {
                 // The model is ahead of what is served: start over with a full sync.
                 self.model = Arc::default();
                 self.last_full = None;
                 self.cookie = None;
+                self.journal_ok = false;
                 return Err(e);
             }
         };
+        self.journal_ok = journal_next;
         self.last_full = last_full;
         let dups_grew = !full && count_dups(&skipped) > dups_before;
         self.status.counts = counts;

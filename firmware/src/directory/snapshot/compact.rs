@@ -190,11 +190,13 @@ fn account_record<'a>(
     }
 }
 
-/// The snapshot bytes (deterministic: sorted by name).
-pub(super) fn encode(dir: &Directory) -> Vec<u8> {
+/// The snapshot bytes (deterministic: sorted by name), and whether they hold the LDAP sync's
+/// state.
+pub(super) fn encode(dir: &Directory) -> (Vec<u8>, bool) {
     // A state that cannot be stored (a skip reason the records have no form for) is left out:
     // the LDAP accounts are stored as accounts, and the next start syncs in full.
     let sync = dir.ldap_sync.as_deref().and_then(sync_state::record);
+    let with_state = sync.is_some();
     let stored = |a: &Account| sync.is_none() || a.source() == Source::Local;
     let mut strings = Strings::default();
     let mut domains: Vec<&Domain> = dir.domains.values().collect();
@@ -233,7 +235,8 @@ pub(super) fn encode(dir: &Directory) -> Vec<u8> {
         accounts,
     };
     // Serialising to a Vec cannot fail for these types; an empty result would fail decode.
-    postcard::to_allocvec(&(VERSION, body, sync)).unwrap_or_default()
+    let bytes = postcard::to_allocvec(&(VERSION, body, sync)).unwrap_or_default();
+    (bytes, with_state)
 }
 
 /// Reads the body of a version 3 or 4 snapshot (after its version number): the directory as
@@ -386,7 +389,7 @@ mod tests {
     fn a_hundred_thousand_accounts_fit_a_16_mib_slot() {
         let n = 20_000;
         let d = zimbra_like(n);
-        let bytes = encode(&d);
+        let bytes = encode(&d).0;
         let old = legacy::encode_v2(&d);
         let per_account = bytes.len() / n;
         assert!(per_account <= 110, "{per_account} bytes per account");
@@ -449,7 +452,7 @@ mod tests {
         }
         // An alias in another local domain than its account.
         d.add_alias("u0@example.com", "other@example.org").unwrap();
-        let back = Directory::decode(&encode(&d)).unwrap();
+        let back = Directory::decode(&encode(&d).0).unwrap();
         for (i, p) in forms.iter().enumerate() {
             let a = back.account(&format!("u{i}@example.com")).unwrap();
             assert_eq!(a.password(), Some(*p));

@@ -96,6 +96,12 @@ fn load_domain(name: &str, attrs: &Attrs, source: Source) -> Result<Domain, Dire
 impl Directory {
     /// The snapshot bytes (deterministic: sorted by name).
     pub fn encode(&self) -> Vec<u8> {
+        compact::encode(self).0
+    }
+
+    /// The snapshot bytes, and whether they hold the LDAP sync's state (a poll's journal
+    /// records may follow only such a snapshot).
+    pub fn encode_with_state(&self) -> (Vec<u8>, bool) {
         compact::encode(self)
     }
 
@@ -111,6 +117,67 @@ impl Directory {
             },
             other => Err(DecodeError::Version(other)),
         }
+    }
+}
+
+/// What reading a directory slot's journal did: records after the first that does not apply are
+/// left out (the directory is then as it was before that record, which is what a power cut just
+/// before it would have left), and the sync state loses its cookie and full-sync time, so the
+/// first sync is a full one and writes the whole snapshot again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replayed {
+    pub records: usize,
+    pub applied: usize,
+    pub error: Option<DecodeError>,
+}
+
+impl Directory {
+    /// The journal record that takes `before`, the directory the slot holds, to `self`, a
+    /// poll's directory built from the same local entries: `None` when either has no LDAP sync
+    /// state or the change has no record form (then the whole snapshot is written).
+    pub fn encode_change(&self, before: &Directory) -> Option<Vec<u8>> {
+        let (b, a) = (before.ldap_sync.as_deref()?, self.ldap_sync.as_deref()?);
+        sync_state::delta::encode(b, a, self.ldap_synced)
+    }
+
+    /// Reads snapshot bytes and the journal records after them back, checking every value.
+    pub fn decode_journaled(
+        bytes: &[u8],
+        journal: &[Vec<u8>],
+    ) -> Result<(Directory, Replayed), DecodeError> {
+        let mut replayed = Replayed {
+            records: journal.len(),
+            ..Replayed::default()
+        };
+        if journal.is_empty() {
+            return Ok((Directory::decode(bytes)?, replayed));
+        }
+        let (version, rest) =
+            postcard::take_from_bytes::<u32>(bytes).map_err(|_| DecodeError::Corrupt)?;
+        let (mut stored, state) = match version {
+            compact::VERSION => compact::decode(version, rest)?,
+            _ => (Directory::decode(bytes)?, None),
+        };
+        let Some(mut state) = state else {
+            // Records only ever follow a snapshot with a sync state.
+            replayed.error = Some(DecodeError::Corrupt);
+            return Ok((stored, replayed));
+        };
+        for record in journal {
+            match sync_state::delta::apply(&mut state, record) {
+                Ok(synced) => {
+                    stored.ldap_synced = synced;
+                    replayed.applied += 1;
+                }
+                Err(e) => {
+                    state.cookie = None;
+                    state.last_full = None;
+                    replayed.error = Some(e);
+                    break;
+                }
+            }
+        }
+        Ok((with_ldap_entries(stored, state), replayed))
     }
 }
 

@@ -355,17 +355,48 @@ impl Serialize for LazyEntries<'_> {
     }
 }
 
-/// The state as stored, borrowing from it; `None` if some entry has no stored form.
-pub(super) fn record(state: &SyncState) -> Option<StateRecord<LazyEntries<'_>>> {
-    let unreadable = state
-        .model
+fn syncrepl_number(s: Syncrepl) -> u8 {
+    match s {
+        Syncrepl::Unknown => 0,
+        Syncrepl::Yes => 1,
+        Syncrepl::No => 2,
+    }
+}
+
+fn syncrepl_of(n: u8) -> Result<Syncrepl, DecodeError> {
+    match n {
+        0 => Ok(Syncrepl::Unknown),
+        1 => Ok(Syncrepl::Yes),
+        2 => Ok(Syncrepl::No),
+        _ => Err(DecodeError::Corrupt),
+    }
+}
+
+/// The entries the server sent unreadable, as stored; `None` if one has no stored form.
+fn unreadable_records(model: &Model) -> Option<Vec<MalformedEntry>> {
+    model
         .unreadable()
         .iter()
         .map(|s| match &s.reason {
             SkipReason::Malformed(m) if s.dn == UNREADABLE => Some(*m),
             _ => None,
         })
-        .collect::<Option<Vec<_>>>()?;
+        .collect()
+}
+
+fn unreadable_of(stored: Vec<MalformedEntry>) -> Vec<Skipped> {
+    stored
+        .into_iter()
+        .map(|m| Skipped {
+            dn: UNREADABLE.to_string(),
+            reason: SkipReason::Malformed(m),
+        })
+        .collect()
+}
+
+/// The state as stored, borrowing from it; `None` if some entry has no stored form.
+pub(super) fn record(state: &SyncState) -> Option<StateRecord<LazyEntries<'_>>> {
+    let unreadable = unreadable_records(&state.model)?;
     // First pass: every entry has a stored form, and the string table is whole.
     let mut strings = Strings::default();
     for (k, m) in state.model.keyed() {
@@ -380,11 +411,7 @@ pub(super) fn record(state: &SyncState) -> Option<StateRecord<LazyEntries<'_>>> 
         bind_dn: o.bind_dn.clone(),
         server: o.server.clone(),
         cookie: state.cookie.clone(),
-        syncrepl: match state.syncrepl {
-            Syncrepl::Unknown => 0,
-            Syncrepl::Yes => 1,
-            Syncrepl::No => 2,
-        },
+        syncrepl: syncrepl_number(state.syncrepl),
         last_full: state.last_full,
         newest_stamp: state.model.newest_stamp().map(str::to_string),
         unreadable,
@@ -555,23 +582,11 @@ pub(super) fn state(r: Stored<'_>, snapshot_len: usize) -> Result<SyncState, Dec
         .into_iter()
         .map(|e| reader.entry(e))
         .collect::<Result<Vec<_>, _>>()?;
-    let unreadable = r
-        .unreadable
-        .into_iter()
-        .map(|m| Skipped {
-            dn: UNREADABLE.to_string(),
-            reason: SkipReason::Malformed(m),
-        })
-        .collect();
+    let unreadable = unreadable_of(r.unreadable);
     Ok(SyncState {
         model: std::sync::Arc::new(Model::from_parts(entries, unreadable, r.newest_stamp)),
         cookie: r.cookie,
-        syncrepl: match r.syncrepl {
-            0 => Syncrepl::Unknown,
-            1 => Syncrepl::Yes,
-            2 => Syncrepl::No,
-            _ => return Err(DecodeError::Corrupt),
-        },
+        syncrepl: syncrepl_of(r.syncrepl)?,
         last_full: r.last_full,
         origin: Origin {
             urls: r.urls,
@@ -589,6 +604,8 @@ pub(super) fn state(r: Stored<'_>, snapshot_len: usize) -> Result<SyncState, Dec
         counts: Default::default(),
     })
 }
+
+pub(super) mod delta;
 
 #[cfg(test)]
 mod tests;

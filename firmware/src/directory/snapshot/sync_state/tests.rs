@@ -442,3 +442,100 @@ fn uuid_text_is_the_usual_spelling() {
     assert_eq!(super::uuid_bytes(UUID), Some(u));
     assert_eq!(super::uuid_bytes("id-17"), None);
 }
+
+/// The directory as a poll left it on `before` (its local entries kept), with its cookie: what a
+/// journal record must bring back.
+fn polled(before: &Directory, model: Model, cookie: &[u8]) -> Directory {
+    let built = build(before, &model, 1_796_000_000, "mx.example.com");
+    let mut dir = built.directory;
+    let mut state = (**before.ldap_sync_state().unwrap()).clone();
+    state.model = Arc::new(model);
+    state.cookie = Some(cookie.to_vec());
+    state.skipped = built.skipped;
+    state.counts = built.counts;
+    dir.set_ldap_sync_state(Some(Arc::new(state)));
+    dir
+}
+
+fn carol(address: &str, stamp: &str) -> Result<RawEntry, MalformedEntry> {
+    Ok(account(
+        "uid=carol,ou=people,dc=example,dc=com",
+        &[
+            ("zimbraId", &["c-1"]),
+            ("zimbraMailDeliveryAddress", &[address]),
+            ("modifyTimestamp", &[stamp]),
+        ],
+    ))
+}
+
+/// A poll's journal records after the snapshot load as the directory the polls left: an add, a
+/// modify and a delete, with the cookie and mark that go with them.
+#[test]
+fn journal_records_bring_back_what_each_poll_left() {
+    // One model: its domain's DKIM key is made anew each time.
+    let m0 = model();
+    let base = synced(m0.clone());
+    let bytes = base.encode();
+    let mut m1 = m0.clone();
+    m1.update([carol("carol@example.com", "20261201120000Z")], zimbra::map);
+    let first = polled(&base, m1.clone(), b"cookie-1");
+    let r1 = first.encode_change(&base).unwrap();
+    let (changed, gone) = m1.changed_since(&base.ldap_sync_state().unwrap().model);
+    assert_eq!((changed.len(), gone.len()), (1, 0), "only carol is new");
+    // Alice gone (a full read without her), carol renamed.
+    let mut m2 = m1.clone();
+    let mut rest: Vec<_> = entries()
+        .into_iter()
+        // The DKIM key is new in these: the domain changes too.
+        .filter(|e| !e.as_ref().is_ok_and(|e| e.dn.starts_with("uid=alice,")))
+        .collect();
+    rest.push(carol("caroline@example.com", "20261201130000Z"));
+    m2.replace(rest, zimbra::map);
+    let second = polled(&first, m2, b"cookie-2");
+    let r2 = second.encode_change(&first).unwrap();
+
+    let (one, replayed) = Directory::decode_journaled(&bytes, std::slice::from_ref(&r1)).unwrap();
+    assert_eq!((replayed.applied, replayed.error), (1, None));
+    assert!(one.encode() == first.encode());
+    let (two, _) = Directory::decode_journaled(&bytes, &[r1.clone(), r2.clone()]).unwrap();
+    assert!(two.encode() == second.encode());
+    assert!(two.account("alice@example.com").is_none());
+    assert!(two.account("caroline@example.com").is_some());
+    let state = two.ldap_sync_state().unwrap();
+    assert_eq!(state.cookie.as_deref(), Some(&b"cookie-2"[..]));
+    assert_eq!(state.model.newest_stamp(), Some("20261201130000Z"));
+
+    // A record that does not read ends the replay there: the directory before it, and no
+    // cookie or full-sync time, so the first sync is a full one and writes it all again.
+    let (cut, replayed) =
+        Directory::decode_journaled(&bytes, &[r1, b"not a record".to_vec(), r2]).unwrap();
+    assert_eq!((replayed.records, replayed.applied), (3, 1));
+    assert_eq!(replayed.error, Some(super::super::DecodeError::Corrupt));
+    assert!(cut.account("carol@example.com").is_some());
+    let state = cut.ldap_sync_state().unwrap();
+    assert_eq!((state.cookie.as_ref(), state.last_full), (None, None));
+}
+
+/// Another server or bind is another state: its change is written whole, never as a record.
+#[test]
+fn a_change_read_with_other_settings_is_not_a_journal_record() {
+    let base = synced(model());
+    let mut other = (**base.ldap_sync_state().unwrap()).clone();
+    other.origin.bind_dn = "uid=someone,cn=appaccts,cn=zimbra".into();
+    let mut next = base.clone();
+    next.set_ldap_sync_state(Some(Arc::new(other)));
+    assert!(next.encode_change(&base).is_none());
+    assert!(base.encode_change(&Directory::default()).is_none());
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_journal_record_reads_or_is_refused(record in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+        let bytes = synced(model()).encode();
+        let (dir, replayed) = Directory::decode_journaled(&bytes, &[record]).unwrap();
+        if replayed.applied == 1 {
+            let again = Directory::decode(&dir.encode()).unwrap();
+            proptest::prop_assert_eq!(again.encode(), dir.encode());
+        }
+    }
+}
