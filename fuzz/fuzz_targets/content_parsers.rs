@@ -22,8 +22,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = spamd::protocol::parse_reply(rest);
         }
         2 => {
-            let mut config = ContentConfig::default();
-            config.archive_max_unpacked = 1 << 16;
+            let config = ContentConfig {
+                archive_max_unpacked: 1 << 16,
+                ..ContentConfig::default()
+            };
             let _ = attachments::check_attachments(rest, &config);
         }
         3 => {

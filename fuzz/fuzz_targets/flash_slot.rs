@@ -8,13 +8,20 @@
 //!   or region it is refused (its CRC binds it to its place); one bit flipped or a write torn part
 //!   way (the tail still erased) is refused, so the other slot stays in force.
 //!
+//! - journal: in raw mode, the bytes after a sound slot's data are walked as its journal (no
+//!   panic, every record found is exactly what `append_slot` writes there); in written mode, two
+//!   records made from the input follow the slot and read back in order, and one bit flipped in
+//!   the second or the second torn part way leaves the first alone.
+//!
 //! Data that passes goes on to the region's decoder, which must not panic either.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use postern::config::stored::BoxConfig;
 use postern::directory::Directory;
-use postern::spool::fuzz::{SLOT_HEADER, decode_slot, encode_slot, region};
+use postern::spool::fuzz::{
+    SLOT_HEADER, decode_journal, decode_slot, encode_journal, encode_slot, region,
+};
 use postern_fuzz::{Counting, bounded, postcard_bound};
 
 #[global_allocator]
@@ -44,6 +51,13 @@ fuzz_target!(|data: &[u8]| {
         if let Some((seq, payload)) = decode_slot(NONCE, r, slot, rest) {
             let written = encode_slot(NONCE, r, slot, seq, payload);
             assert_eq!(rest.get(..written.len()), Some(&written[..]));
+            let tail = &rest[written.len()..];
+            let (records, len, _) = decode_journal(NONCE, r, slot, seq, tail);
+            let mut again = Vec::new();
+            for (i, rec) in records.iter().enumerate() {
+                again.extend(encode_journal(NONCE, r, slot, seq, i as u32, rec));
+            }
+            assert_eq!(&tail[..len], &again[..]);
             contents(directory, payload);
         }
         return;
@@ -66,5 +80,40 @@ fuzz_target!(|data: &[u8]| {
     if torn != flash {
         assert_eq!(decode_slot(NONCE, r, slot, &torn), None, "torn at {cut}");
     }
+    journal(r, slot, seq, rest, at);
     contents(directory, rest);
 });
+
+/// Two records from `data` after a slot, read back; the second damaged or torn.
+fn journal(r: postern::spool::Region, slot: u32, seq: u64, data: &[u8], at: usize) {
+    let (one, two) = data.split_at(at % (data.len() + 1));
+    let first = encode_journal(NONCE, r, slot, seq, 0, one);
+    let second = encode_journal(NONCE, r, slot, seq, 1, two);
+    let mut tail = [first.clone(), second.clone()].concat();
+    let whole = tail.len();
+    tail.resize(whole + at % 40, 0xFF);
+    let (records, len, open) = decode_journal(NONCE, r, slot, seq, &tail);
+    assert_eq!(records, [one.to_vec(), two.to_vec()]);
+    assert_eq!((len, open), (whole, true));
+    // Read as another slot's, or after another write of this one, nothing is taken.
+    assert!(decode_journal(NONCE, r, slot ^ 1, seq, &tail).0.is_empty());
+    assert!(decode_journal(NONCE, r, slot, seq + 1, &tail).0.is_empty());
+    let bit = at % (second.len() * 8);
+    let mut bad = tail.clone();
+    bad[first.len() + bit / 8] ^= 1 << (bit % 8);
+    let (records, len, open) = decode_journal(NONCE, r, slot, seq, &bad);
+    assert_eq!(records, [one.to_vec()], "bit {bit}");
+    assert_eq!((len, open), (first.len(), false));
+    let cut = first.len() + at % second.len();
+    let mut torn = tail.clone();
+    torn[cut..whole].fill(0xFF);
+    if torn == tail {
+        // The second record's bytes from the cut on were 0xFF already: it is whole.
+        return;
+    }
+    let (records, len, open) = decode_journal(NONCE, r, slot, seq, &torn);
+    assert_eq!(records, [one.to_vec()], "torn at {cut}");
+    assert_eq!(len, first.len());
+    // Only a cut before any byte of the second leaves the tail open to appends.
+    assert_eq!(open, cut == first.len());
+}

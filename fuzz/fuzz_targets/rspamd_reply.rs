@@ -9,7 +9,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = is_complete(data);
     if let Ok(reply) = parse_check_reply(data) {
         assert!(reply.score.is_finite());
-        assert!(reply.symbols.iter().all(|s| s.bytes().all(|b| b.is_ascii_graphic())));
+        assert!(
+            reply
+                .symbols
+                .iter()
+                .all(|s| s.bytes().all(|b| b.is_ascii_graphic()))
+        );
     }
     let _ = parse_learn_reply(data);
 });

@@ -130,7 +130,11 @@ fuzz_target!(|data: &[u8]| {
     let split = bounded(bound, "reply parser", || {
         in_pieces(&bytes, sizes(u16::from_le_bytes([*s0, *s1])), false)
     });
-    assert_eq!(whole.summary(), split.summary(), "split points changed the replies");
+    assert_eq!(
+        whole.summary(),
+        split.summary(),
+        "split points changed the replies"
+    );
     if bytes.len() <= 512 {
         let bytewise = in_pieces(&bytes, std::iter::repeat(1), true);
         assert_eq!(whole, bytewise, "byte at a time");
@@ -141,10 +145,18 @@ fuzz_target!(|data: &[u8]| {
         assert!(r.reply.code <= 999);
         let mut again = ReplyParser::new();
         again.feed(&written(r));
-        assert_eq!(again.next_reply().ok(), Some(Some(r.clone())), "written back");
+        assert_eq!(
+            again.next_reply().ok(),
+            Some(Some(r.clone())),
+            "written back"
+        );
         assert_eq!(again.next_reply().ok(), Some(None));
     }
     if whole.end == Some(ReplyError::TooLong) {
-        assert!(bytes.len() > MAX_REPLY, "too long from {} bytes", bytes.len());
+        assert!(
+            bytes.len() > MAX_REPLY,
+            "too long from {} bytes",
+            bytes.len()
+        );
     }
 });

@@ -185,3 +185,42 @@ pub fn decode_slot(nonce: u64, region: Region, slot: u32, bytes: &[u8]) -> Optio
 pub fn encode_slot(nonce: u64, region: Region, slot: u32, seq: u64, data: &[u8]) -> Vec<u8> {
     slots::encode_slot(nonce, region, slot, seq, data)
 }
+
+/// The journal records after a slot's data as `Spool::read_slot_journaled` walks them in
+/// `bytes` (the flash after the data, as far as the journal may reach): the records, the bytes
+/// they take, and whether what follows is erased.
+pub fn decode_journal(
+    nonce: u64,
+    region: Region,
+    slot: u32,
+    seq: u64,
+    bytes: &[u8],
+) -> (Vec<Vec<u8>>, usize, bool) {
+    let walked = slots::walk_journal(
+        seq,
+        bytes.len(),
+        |at, buf: &mut [u8]| {
+            let from = bytes.get(at..at + buf.len()).ok_or(())?;
+            buf.copy_from_slice(from);
+            Ok::<(), ()>(())
+        },
+        |header, data| slots::journal_data_ok(nonce, region, slot, header, data),
+    );
+    match walked {
+        Ok(w) => (w.records, w.len, w.open),
+        // The walk reads only inside `bytes`: not reached.
+        Err(()) => (Vec::new(), 0, false),
+    }
+}
+
+/// A journal record as `Spool::append_slot` writes it.
+pub fn encode_journal(
+    nonce: u64,
+    region: Region,
+    slot: u32,
+    seq: u64,
+    index: u32,
+    data: &[u8],
+) -> Vec<u8> {
+    slots::encode_journal(nonce, region, slot, seq, index, data)
+}

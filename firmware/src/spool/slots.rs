@@ -204,6 +204,52 @@ fn view_index(region: Region) -> usize {
     }
 }
 
+/// What [`walk_journal`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Walked {
+    pub records: Vec<Vec<u8>>,
+    /// Bytes the sound records take.
+    pub len: usize,
+    /// Whether what follows them is erased (or there is no room left).
+    pub open: bool,
+}
+
+/// Reads journal records from the `room` bytes after a slot's data (`read(offset, buf)` reads
+/// from there), in order, up to the first that is not sound. Flash is outside input: nothing
+/// is trusted before its header and CRC are checked, and nothing is read past `room`.
+pub(crate) fn walk_journal<E>(
+    seq: u64,
+    room: usize,
+    mut read: impl FnMut(usize, &mut [u8]) -> Result<(), E>,
+    crc_ok: impl Fn(&[u8], &[u8]) -> bool,
+) -> Result<Walked, E> {
+    let (mut at, mut records) = (0usize, Vec::new());
+    let open = loop {
+        let left = room - at;
+        let mut header = [0u8; JOURNAL_HEADER];
+        let head = left.min(JOURNAL_HEADER);
+        read(at, &mut header[..head])?;
+        if header[..head].iter().all(|&b| b == 0xFF) {
+            break true;
+        }
+        let Some(n) = decode_journal_header(&header, seq, records.len() as u32, left) else {
+            break false;
+        };
+        let mut data = vec![0u8; n];
+        read(at + JOURNAL_HEADER, &mut data)?;
+        if !crc_ok(&header, &data) {
+            break false;
+        }
+        records.push(data);
+        at += JOURNAL_HEADER + n;
+    };
+    Ok(Walked {
+        records,
+        len: at,
+        open,
+    })
+}
+
 /// One slot as read: its seq, data and journal.
 struct SlotRead {
     seq: u64,
@@ -242,33 +288,23 @@ impl<F: Flash> Spool<F> {
         }
         let limit = journal_limit(len, capacity);
         let start = from + (SLOT_HEADER + len) as u32;
-        let (mut at, mut journal) = (start, Vec::new());
-        let open = loop {
-            let used = (at - start) as usize;
-            let room = limit - used;
-            let mut jh = [0u8; JOURNAL_HEADER];
-            let head = room.min(JOURNAL_HEADER).min((to - at) as usize);
-            self.flash.read(at, &mut jh[..head])?;
-            if jh[..head].iter().all(|&b| b == 0xFF) {
-                break true;
-            }
-            let index = journal.len() as u32;
-            let Some(n) = decode_journal_header(&jh, seq, index, room) else {
-                break false;
-            };
-            let mut rec = vec![0u8; n];
-            self.flash.read(at + JOURNAL_HEADER as u32, &mut rec)?;
-            if !journal_data_ok(self.layout.nonce, region, slot, &jh, &rec) {
-                break false;
-            }
-            journal.push(rec);
-            at += (JOURNAL_HEADER + n) as u32;
-        };
+        let room = limit.min((to - start) as usize);
+        let flash = &mut self.flash;
+        let nonce = self.layout.nonce;
+        let walked = walk_journal(
+            seq,
+            room,
+            |at, buf| flash.read(start + at as u32, buf),
+            |header, data| journal_data_ok(nonce, region, slot, header, data),
+        )?;
         Ok(Some(SlotRead {
             seq,
-            read: Journaled { data, journal },
-            journal_len: at - start,
-            open,
+            read: Journaled {
+                data,
+                journal: walked.records,
+            },
+            journal_len: walked.len as u32,
+            open: walked.open,
         }))
     }
 
