@@ -9,7 +9,9 @@
 //! The sync reads LDAP in this process here; in the `postern` binary a child process does the
 //! reading (see `directory::ldap::fetch`), so the daemon's own RSS grows by less than shown.
 //! Run: `cargo bench -p postern --bench ldap_sync` (ACCOUNTS=N to change the size; HEAP=1 to
-//! count heap bytes per phase, which slows it).
+//! count heap bytes per phase, which slows it; SYNCPROV=1 for a server with syncprov, as a
+//! replicated Zimbra LDAP master has, where polls go by RFC 4533 cookie instead of by
+//! modifyTimestamp).
 
 #[path = "../tests/common/peers.rs"]
 mod peers;
@@ -353,7 +355,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut ldap = slapd::Slapd::start(false);
+    let syncprov = std::env::var("SYNCPROV").is_ok_and(|v| v == "1");
+    println!(
+        "slapd {} syncprov",
+        if syncprov { "with" } else { "without" }
+    );
+    let mut ldap = slapd::Slapd::start(syncprov);
     let t = Instant::now();
     ldap.slapadd(&ldif(n));
     println!(
