@@ -88,16 +88,37 @@ fn region_id(region: Region) -> u8 {
     }
 }
 
-fn slot_crc(nonce: u64, region: Region, slot: u32, header: &[u8], data: &[u8]) -> u32 {
-    keyed_crc(
-        nonce,
-        &[
-            &[region_id(region)],
-            &slot.to_le_bytes(),
-            &header[..16],
-            data,
-        ],
-    )
+/// Slot headers and journal records are framed alike: their fields, then a CRC over where they
+/// sit (`place`: the region, and a tag for a journal record), the slot, the fields and the data.
+fn frame_crc(nonce: u64, place: &[u8], slot: u32, fields: &[u8], data: &[u8]) -> u32 {
+    keyed_crc(nonce, &[place, &slot.to_le_bytes(), fields, data])
+}
+
+/// The fields, their CRC, then the data.
+fn frame(nonce: u64, place: &[u8], slot: u32, fields: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(fields.len() + 4 + data.len());
+    bytes.extend_from_slice(fields);
+    bytes.extend_from_slice(&frame_crc(nonce, place, slot, fields, data).to_le_bytes());
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+/// Whether `header` (`fields` bytes of fields, then the CRC) vouches for `data`.
+fn frame_ok(
+    nonce: u64,
+    place: &[u8],
+    slot: u32,
+    header: &[u8],
+    fields: usize,
+    data: &[u8],
+) -> bool {
+    header.len() >= fields + 4
+        && frame_crc(nonce, place, slot, &header[..fields], data)
+            == le32(&header[fields..fields + 4])
+}
+
+fn journal_place(region: Region) -> [u8; 2] {
+    [region_id(region), 0x4a]
 }
 
 /// A slot's header: `(seq, data length)`, if it carries the magic and its length fits the
@@ -120,19 +141,13 @@ pub(crate) fn slot_data_ok(
     header: &[u8],
     data: &[u8],
 ) -> bool {
-    header.len() >= SLOT_HEADER
-        && slot_crc(nonce, region, slot, header, data) == le32(&header[16..20])
-}
-
-fn journal_crc(nonce: u64, region: Region, slot: u32, header: &[u8], data: &[u8]) -> u32 {
-    keyed_crc(
+    frame_ok(
         nonce,
-        &[
-            &[region_id(region), 0x4a],
-            &slot.to_le_bytes(),
-            &header[..20],
-            data,
-        ],
+        &[region_id(region)],
+        slot,
+        header,
+        SLOT_HEADER - 4,
+        data,
     )
 }
 
@@ -161,8 +176,14 @@ pub(crate) fn journal_data_ok(
     header: &[u8],
     data: &[u8],
 ) -> bool {
-    header.len() >= JOURNAL_HEADER
-        && journal_crc(nonce, region, slot, header, data) == le32(&header[20..24])
+    frame_ok(
+        nonce,
+        &journal_place(region),
+        slot,
+        header,
+        JOURNAL_HEADER - 4,
+        data,
+    )
 }
 
 /// A journal record as appended: header then data.
@@ -174,27 +195,21 @@ pub(crate) fn encode_journal(
     index: u32,
     data: &[u8],
 ) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(JOURNAL_HEADER + data.len());
-    bytes.extend_from_slice(&JOURNAL_MAGIC.to_le_bytes());
-    bytes.extend_from_slice(&seq.to_le_bytes());
-    bytes.extend_from_slice(&index.to_le_bytes());
-    bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    let crc = journal_crc(nonce, region, slot, &bytes, data);
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    bytes.extend_from_slice(data);
-    bytes
+    let mut fields = [0u8; JOURNAL_HEADER - 4];
+    fields[0..4].copy_from_slice(&JOURNAL_MAGIC.to_le_bytes());
+    fields[4..12].copy_from_slice(&seq.to_le_bytes());
+    fields[12..16].copy_from_slice(&index.to_le_bytes());
+    fields[16..20].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    frame(nonce, &journal_place(region), slot, &fields, data)
 }
 
 /// A slot as written: header then data.
 pub(crate) fn encode_slot(nonce: u64, region: Region, slot: u32, seq: u64, data: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(SLOT_HEADER + data.len());
-    bytes.extend_from_slice(&SLOT_MAGIC.to_le_bytes());
-    bytes.extend_from_slice(&seq.to_le_bytes());
-    bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    let crc = slot_crc(nonce, region, slot, &bytes, data);
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    bytes.extend_from_slice(data);
-    bytes
+    let mut fields = [0u8; SLOT_HEADER - 4];
+    fields[0..4].copy_from_slice(&SLOT_MAGIC.to_le_bytes());
+    fields[4..12].copy_from_slice(&seq.to_le_bytes());
+    fields[12..16].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    frame(nonce, &[region_id(region)], slot, &fields, data)
 }
 
 fn view_index(region: Region) -> usize {
