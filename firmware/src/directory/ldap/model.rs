@@ -334,13 +334,11 @@ impl Model {
         (upserts, deletes)
     }
 
-    /// Applies changes as [`Model::changed_since`] found them, with what else a poll leaves.
+    /// Applies changes as [`Model::changed_since`] found them.
     pub fn apply_changes(
         &mut self,
         upserts: impl IntoIterator<Item = (String, Mapped)>,
         deletes: &[String],
-        unreadable: Vec<Skipped>,
-        newest_stamp: Option<String>,
     ) {
         for k in deletes {
             self.entries.remove(k.as_str());
@@ -348,6 +346,10 @@ impl Model {
         for (k, m) in upserts {
             self.entries.insert(Arc::from(k), Arc::new(m));
         }
+    }
+
+    /// Sets what the model holds besides its entries, as stored.
+    pub fn set_progress(&mut self, unreadable: Vec<Skipped>, newest_stamp: Option<String>) {
         self.unreadable = unreadable;
         self.newest_stamp = newest_stamp;
     }

@@ -36,13 +36,46 @@ pub(super) struct StateRecord<E> {
     schema: u8,
     bind_dn: String,
     server: String,
+    progress: Progress,
+    strings: Vec<String>,
+    entries: E,
+}
+
+/// Where the sync stands besides its entries, stored in the state record and, as each poll left
+/// it, in every journal record ([`delta`]). Postcard writes a nested struct as its fields, so
+/// the state record's bytes are those of the fields written out in place.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Progress {
     cookie: Option<Vec<u8>>,
     syncrepl: u8,
     last_full: Option<u64>,
     newest_stamp: Option<String>,
     unreadable: Vec<MalformedEntry>,
-    strings: Vec<String>,
-    entries: E,
+}
+
+impl Progress {
+    /// `None` if an entry the server sent unreadable has no stored form.
+    fn of(state: &SyncState) -> Option<Progress> {
+        Some(Progress {
+            cookie: state.cookie.clone(),
+            syncrepl: syncrepl_number(state.syncrepl),
+            last_full: state.last_full,
+            newest_stamp: state.model.newest_stamp().map(str::to_string),
+            unreadable: unreadable_records(&state.model)?,
+        })
+    }
+
+    /// Sets it on `state` (its model's mark and unreadable entries too); on an error `state` is
+    /// as it was.
+    fn set_on(self, state: &mut SyncState) -> Result<(), DecodeError> {
+        let syncrepl = syncrepl_of(self.syncrepl)?;
+        std::sync::Arc::make_mut(&mut state.model)
+            .set_progress(unreadable_of(self.unreadable), self.newest_stamp);
+        state.cookie = self.cookie;
+        state.syncrepl = syncrepl;
+        state.last_full = self.last_full;
+        Ok(())
+    }
 }
 
 /// The state record as stored.
@@ -396,7 +429,7 @@ fn unreadable_of(stored: Vec<MalformedEntry>) -> Vec<Skipped> {
 
 /// The state as stored, borrowing from it; `None` if some entry has no stored form.
 pub(super) fn record(state: &SyncState) -> Option<StateRecord<LazyEntries<'_>>> {
-    let unreadable = unreadable_records(&state.model)?;
+    let progress = Progress::of(state)?;
     // First pass: every entry has a stored form, and the string table is whole.
     let mut strings = Strings::default();
     for (k, m) in state.model.keyed() {
@@ -410,11 +443,7 @@ pub(super) fn record(state: &SyncState) -> Option<StateRecord<LazyEntries<'_>>> 
         schema: schema_number(o.schema),
         bind_dn: o.bind_dn.clone(),
         server: o.server.clone(),
-        cookie: state.cookie.clone(),
-        syncrepl: syncrepl_number(state.syncrepl),
-        last_full: state.last_full,
-        newest_stamp: state.model.newest_stamp().map(str::to_string),
-        unreadable,
+        progress,
         strings: table,
         entries: LazyEntries {
             model: &state.model,
@@ -582,12 +611,11 @@ pub(super) fn state(r: Stored<'_>, snapshot_len: usize) -> Result<SyncState, Dec
         .into_iter()
         .map(|e| reader.entry(e))
         .collect::<Result<Vec<_>, _>>()?;
-    let unreadable = unreadable_of(r.unreadable);
-    Ok(SyncState {
-        model: std::sync::Arc::new(Model::from_parts(entries, unreadable, r.newest_stamp)),
-        cookie: r.cookie,
-        syncrepl: syncrepl_of(r.syncrepl)?,
-        last_full: r.last_full,
+    let mut state = SyncState {
+        model: std::sync::Arc::new(Model::from_parts(entries, Vec::new(), None)),
+        cookie: None,
+        syncrepl: Syncrepl::Unknown,
+        last_full: None,
         origin: Origin {
             urls: r.urls,
             search_base: r.search_base,
@@ -602,7 +630,9 @@ pub(super) fn state(r: Stored<'_>, snapshot_len: usize) -> Result<SyncState, Dec
         },
         skipped: Vec::new(),
         counts: Default::default(),
-    })
+    };
+    r.progress.set_on(&mut state)?;
+    Ok(state)
 }
 
 pub(super) mod delta;

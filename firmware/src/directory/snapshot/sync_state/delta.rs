@@ -12,10 +12,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    EntryRecord, Reader, Strings, TABLE_BYTES_EXTRA, TABLE_BYTES_PER_BYTE, entry, syncrepl_number,
-    syncrepl_of, unreadable_of, unreadable_records,
+    EntryRecord, Progress, Reader, Strings, TABLE_BYTES_EXTRA, TABLE_BYTES_PER_BYTE, entry,
 };
-use crate::directory::ldap::entry::MalformedEntry;
 use crate::directory::ldap::state::SyncState;
 use crate::directory::snapshot::DecodeError;
 
@@ -27,11 +25,7 @@ struct DeltaRecord<'a> {
     version: u8,
     /// Unix seconds of the sync, as the directory records it.
     synced: Option<u64>,
-    cookie: Option<Vec<u8>>,
-    syncrepl: u8,
-    last_full: Option<u64>,
-    newest_stamp: Option<String>,
-    unreadable: Vec<MalformedEntry>,
+    progress: Progress,
     strings: Vec<String>,
     #[serde(borrow)]
     upserts: Vec<EntryRecord<'a>>,
@@ -59,11 +53,7 @@ pub(in crate::directory::snapshot) fn encode(
     let record = DeltaRecord {
         version: DELTA_VERSION,
         synced,
-        cookie: after.cookie.clone(),
-        syncrepl: syncrepl_number(after.syncrepl),
-        last_full: after.last_full,
-        newest_stamp: after.model.newest_stamp().map(str::to_string),
-        unreadable: unreadable_records(&after.model)?,
+        progress: Progress::of(after)?,
         strings: strings.list,
         upserts,
         deletes: deletes.into_iter().map(Cow::Owned).collect(),
@@ -95,16 +85,9 @@ pub(in crate::directory::snapshot) fn apply(
         .into_iter()
         .map(|e| reader.entry(e))
         .collect::<Result<Vec<_>, _>>()?;
-    let syncrepl = syncrepl_of(r.syncrepl)?;
     let deletes: Vec<String> = r.deletes.into_iter().map(Cow::into_owned).collect();
-    std::sync::Arc::make_mut(&mut state.model).apply_changes(
-        upserts,
-        &deletes,
-        unreadable_of(r.unreadable),
-        r.newest_stamp,
-    );
-    state.cookie = r.cookie;
-    state.syncrepl = syncrepl;
-    state.last_full = r.last_full;
+    // The last thing that can fail: after it, nothing does.
+    r.progress.set_on(state)?;
+    std::sync::Arc::make_mut(&mut state.model).apply_changes(upserts, &deletes);
     Ok(r.synced)
 }

@@ -334,11 +334,13 @@ fn a_short_snapshot_cannot_expand_without_bound() {
         schema: 0,
         bind_dn: String::new(),
         server: String::new(),
-        cookie: None,
-        syncrepl: 0,
-        last_full: None,
-        newest_stamp: None,
-        unreadable: vec![],
+        progress: Progress {
+            cookie: None,
+            syncrepl: 0,
+            last_full: None,
+            newest_stamp: None,
+            unreadable: vec![],
+        },
         strings: vec!["d".repeat(4000)],
         entries: vec![EntryRecord {
             rdn: Some(Cow::Borrowed("uid=x")),
