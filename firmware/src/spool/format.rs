@@ -14,6 +14,7 @@
 //! Everything fixed-size here is little-endian and laid out by hand, so that a later format version
 //! can still read the version number of an older one; variable parts are postcard.
 
+use hal::crc32c::Crc32c;
 use hal::flash::FlashGeometry;
 use serde::{Deserialize, Serialize};
 
@@ -26,14 +27,19 @@ const SUPER_MAGIC: &[u8; 8] = b"PSTRNFL\x01";
 /// magic (8) + version (4) + body length (4) + crc (4).
 const SUPER_HEADER: usize = 20;
 
-/// CRC-32C (Castagnoli), slice-by-16.
-pub(crate) const CRC: crc::Crc<u32, crc::Table<16>> =
-    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+/// The superblock's CRC (no nonce yet: the superblock is where the nonce is kept).
+fn plain_crc(parts: &[&[u8]]) -> u32 {
+    let mut d = Crc32c::new();
+    for p in parts {
+        d.update(p);
+    }
+    d.finalize()
+}
 
 /// A CRC keyed with the spool's nonce, so that bytes a client sent (a message body) can never pass
 /// for a record header even if a scan has to resynchronise inside a body.
 pub(crate) fn keyed_crc(nonce: u64, parts: &[&[u8]]) -> u32 {
-    let mut d = CRC.digest();
+    let mut d = Crc32c::new();
     d.update(&nonce.to_le_bytes());
     for p in parts {
         d.update(p);
@@ -212,7 +218,7 @@ impl Layout {
         out.extend_from_slice(SUPER_MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        let crc = CRC.checksum(&[&out[8..16], &body[..]].concat());
+        let crc = plain_crc(&[&out[8..16], &body[..]]);
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(&body);
         Ok(out)
@@ -242,7 +248,7 @@ impl Layout {
         let body = bytes
             .get(SUPER_HEADER..SUPER_HEADER.saturating_add(len))
             .ok_or_else(|| damaged("length out of range"))?;
-        if CRC.checksum(&[&header[8..16], body].concat()) != crc {
+        if plain_crc(&[&header[8..16], body]) != crc {
             return Err(damaged("checksum mismatch"));
         }
         let body_err = |e: postcard::Error| damaged(&format!("body: {e}"));
@@ -413,7 +419,7 @@ mod tests {
         let mut out = SUPER_MAGIC.to_vec();
         out.extend_from_slice(&1u32.to_le_bytes());
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        let crc = CRC.checksum(&[&out[8..16], &body[..]].concat());
+        let crc = plain_crc(&[&out[8..16], &body[..]]);
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(&body);
         out
@@ -479,7 +485,7 @@ mod tests {
     fn unknown_version_is_reported_as_such() {
         let mut bytes = layout().encode().unwrap();
         bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
-        let crc = CRC.checksum(&[&bytes[8..16], &bytes[20..]].concat());
+        let crc = plain_crc(&[&bytes[8..16], &bytes[20..]]);
         bytes[16..20].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(
             Layout::decode(&bytes),

@@ -254,7 +254,7 @@ pub(crate) fn repair_record(
     Some((header, out))
 }
 
-/// CRC-32C as the `crc` crate computes it (reflected), polynomial in reflected form.
+/// CRC-32C as `hal::crc32c` computes it (reflected): the polynomial in reflected form.
 const CRC32C_REFLECTED: u32 = 0x82F6_3B78;
 
 /// The bit (byte × 8 + bit) whose flip makes `body` match its CRC, if one does.
