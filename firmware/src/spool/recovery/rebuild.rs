@@ -57,7 +57,7 @@ pub(super) fn rebuild_index(
                         count: hops.len() as u32,
                     });
                 }
-                entries.push((qid, *e));
+                entries.push((qid, e));
             }
             Built::Uncommitted => report.dropped_uncommitted += 1,
             Built::Nothing => {}
@@ -72,7 +72,7 @@ pub(super) fn rebuild_index(
 }
 
 enum Built {
-    Entry(Box<Entry>),
+    Entry(Entry),
     Uncommitted,
     Nothing,
     Lost(String),
@@ -92,41 +92,31 @@ fn build_entry(s: Seen) -> Built {
     let Some((begin_loc, begin)) = s.begin else {
         return Built::Lost("begin record (envelope) missing or damaged".into());
     };
-    let mut found: Vec<(u32, Loc)> = s.chunks().collect();
-    // Stable: copies of one chunk stay in log order, and the later one wins.
-    found.sort_by_key(|(i, _)| *i);
-    let mut chunks: Vec<Loc> = Vec::with_capacity(commit.chunks as usize);
-    for (i, loc) in found {
-        let i = i as usize;
-        if i >= commit.chunks as usize || i + 1 < chunks.len() {
-            continue;
-        }
-        if i + 1 == chunks.len() {
-            if let Some(last) = chunks.last_mut() {
-                *last = loc;
+    let mut e = Entry::with(begin_loc, begin.recipients, begin.bounce);
+    let (count, size) = if s.more_chunks.is_empty() {
+        // The common message: one chunk, one copy; no allocation.
+        match s.first_chunk {
+            Some((0, loc)) if commit.chunks >= 1 => {
+                e.push_chunk(loc);
+                (1, chunk_size(loc))
             }
-        } else if i == chunks.len() {
-            chunks.push(loc);
-        } else {
-            break;
+            _ => (0, 0),
         }
+    } else {
+        let chunks = in_order(&s, commit.chunks);
+        for &loc in &chunks {
+            e.push_chunk(loc);
+        }
+        (chunks.len(), chunks.iter().map(|&l| chunk_size(l)).sum())
+    };
+    if count < commit.chunks as usize {
+        return Built::Lost(format!("body chunk {count} missing or damaged"));
     }
-    if chunks.len() < commit.chunks as usize {
-        return Built::Lost(format!("body chunk {} missing or damaged", chunks.len()));
-    }
-    let size: u64 = chunks
-        .iter()
-        .map(|l| u64::from(l.len.saturating_sub(4)))
-        .sum();
     if size != commit.size {
         return Built::Lost(format!(
             "body is {size} bytes, its commit record says {}",
             commit.size
         ));
-    }
-    let mut e = Entry::with(begin_loc, begin.recipients, begin.bounce);
-    for loc in chunks {
-        e.push_chunk(loc);
     }
     e.commit = commit_loc;
     e.set_durable();
@@ -139,5 +129,35 @@ fn build_entry(s: Seen) -> Built {
         e.state_version = version;
         e.state_loc = loc;
     }
-    Built::Entry(Box::new(e))
+    Built::Entry(e)
+}
+
+/// Body bytes in a chunk record (its body is the chunk's index, then the bytes).
+fn chunk_size(loc: Loc) -> u64 {
+    u64::from(loc.len.saturating_sub(4))
+}
+
+/// The chunks `0..wanted` in order, as far as they run without a gap; of two copies of one
+/// chunk (compaction copies records forward), the later in the log.
+fn in_order(s: &Seen, wanted: u32) -> Vec<Loc> {
+    let mut found: Vec<(u32, Loc)> = s.chunks().collect();
+    // Stable: copies of one chunk stay in log order, and the later one wins.
+    found.sort_by_key(|(i, _)| *i);
+    let mut chunks: Vec<Loc> = Vec::with_capacity(wanted as usize);
+    for (i, loc) in found {
+        let i = i as usize;
+        if i >= wanted as usize || i + 1 < chunks.len() {
+            continue;
+        }
+        if i + 1 == chunks.len() {
+            if let Some(last) = chunks.last_mut() {
+                *last = loc;
+            }
+        } else if i == chunks.len() {
+            chunks.push(loc);
+        } else {
+            break;
+        }
+    }
+    chunks
 }
