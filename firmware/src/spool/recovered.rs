@@ -95,7 +95,7 @@ impl RecoveredQueue {
         let first = self.recipients.len() as u32;
         for (i, r) in m.envelope.recipients.iter().enumerate() {
             self.recipients.push(RecoveredRecipient {
-                next_hop: hops.id(r.next_hop.clone()),
+                next_hop: hops.id(&r.next_hop),
                 done: matches!(m.outcomes.get(i), Some(Some(_))),
             });
         }
@@ -104,7 +104,7 @@ impl RecoveredQueue {
             QueueState::Hold => RecoveredState::Hold,
             QueueState::Deferred { until, reason } => RecoveredState::Deferred {
                 until: *until,
-                reason: reasons.id(reason.clone()),
+                reason: reasons.id(reason),
             },
         };
         self.messages.push(RecoveredMessage {
@@ -155,6 +155,9 @@ impl<F: Flash> Spool<F> {
 pub(crate) struct Interner<T: std::hash::Hash + Eq + Clone> {
     ids: HashMap<T, u32>,
     pub values: Vec<T>,
+    /// The id handed out last: a backup MX's queue is mostly one next hop and one reason, so
+    /// most values are the one before, found by an equality test instead of a hash.
+    last: Option<u32>,
 }
 
 impl<T: std::hash::Hash + Eq + Clone> Default for Interner<T> {
@@ -162,6 +165,7 @@ impl<T: std::hash::Hash + Eq + Clone> Default for Interner<T> {
         Interner {
             ids: HashMap::new(),
             values: Vec::new(),
+            last: None,
         }
     }
 }
@@ -174,16 +178,49 @@ impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
             .enumerate()
             .map(|(i, v)| (v.clone(), i as u32))
             .collect();
-        Interner { ids, values }
+        Interner {
+            ids,
+            values,
+            last: None,
+        }
     }
 
-    pub fn id(&mut self, value: T) -> u32 {
-        if let Some(&id) = self.ids.get(&value) {
+    /// The id of `value`; a value not seen before is copied in.
+    pub fn id(&mut self, value: &T) -> u32 {
+        if let Some(id) = self.last
+            && self.values.get(id as usize) == Some(value)
+        {
             return id;
         }
-        let id = self.values.len() as u32;
-        self.values.push(value.clone());
-        self.ids.insert(value, id);
+        let id = match self.ids.get(value) {
+            Some(&id) => id,
+            None => {
+                let id = self.values.len() as u32;
+                self.values.push(value.clone());
+                self.ids.insert(value.clone(), id);
+                id
+            }
+        };
+        self.last = Some(id);
         id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Interner;
+
+    #[test]
+    fn interner_numbers_each_value_once_whatever_came_before() {
+        let mut i = Interner::default();
+        let ids: Vec<u32> = ["a", "a", "b", "a", "c", "b", "b"]
+            .iter()
+            .map(|v| i.id(&v.to_string()))
+            .collect();
+        assert_eq!(ids, [0, 0, 1, 0, 2, 1, 1]);
+        assert_eq!(i.values, ["a", "b", "c"]);
+        let mut again = Interner::from_values(i.values.clone());
+        assert_eq!(again.id(&"c".to_string()), 2);
+        assert_eq!(again.id(&"d".to_string()), 3);
     }
 }

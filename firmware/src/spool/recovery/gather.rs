@@ -50,11 +50,7 @@ pub(super) type Repaired = (Loc, Header, Vec<u8>);
 /// The records of the whole log.
 #[derive(Default)]
 pub(super) struct Gathered {
-    /// What was found per queue id, in order of first sight; `slots` finds a queue id's place.
-    /// The map holds only small numbers, so growing it moves little: a million messages'
-    /// records are gathered without copying their `Seen` on every rehash.
-    pub seen: Vec<(u64, Seen)>,
-    pub slots: HashMap<u64, u32, BuildQidHasher>,
+    pub seen: SeenTable,
     pub interned: Interned,
     pub repaired: Vec<Repaired>,
     /// The segment new records go to: the newest, if it has room.
@@ -145,14 +141,56 @@ pub(super) fn gather_records<F: Flash>(
             };
             let start = (f.offset + HEADER) as usize;
             let body = &buf[start..start + h.len as usize];
-            let seen = seen_of(&mut out.seen, &mut out.slots, h.qid);
+            let seen = out.seen.of(h.qid);
             absorb(seen, &mut out.interned, h.kind, loc, body);
         }
     }
     Ok(out)
 }
 
-/// Hashes a queue id for `Gathered::slots`. Queue ids are a clock and a counter the box made,
+/// What was found per queue id, in order of first sight; `slots` finds a queue id's place. The
+/// map holds only small numbers, so growing it moves little: a million messages' records are
+/// gathered without copying their `Seen` on every rehash.
+#[derive(Default)]
+pub(super) struct SeenTable {
+    seen: Vec<(u64, Seen)>,
+    slots: HashMap<u64, u32, BuildQidHasher>,
+    /// The queue id of the last record, and its place: a message's records mostly follow each
+    /// other in the log (begin, chunks, commit), so most need no lookup.
+    last: Option<(u64, u32)>,
+}
+
+impl SeenTable {
+    /// What is known of `qid` so far (nothing yet: a new, empty entry).
+    fn of(&mut self, qid: u64) -> &mut Seen {
+        let i = match self.last {
+            Some((q, i)) if q == qid => i,
+            _ => {
+                let next = self.seen.len() as u32;
+                let i = *self.slots.entry(qid).or_insert(next);
+                if i == next {
+                    self.seen.push((qid, Seen::default()));
+                }
+                self.last = Some((qid, i));
+                i
+            }
+        };
+        &mut self.seen[i as usize].1
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Every queue id with what was found of it, in order of first sight.
+    pub fn into_values(self) -> impl Iterator<Item = (u64, Seen)> {
+        let SeenTable { seen, slots, .. } = self;
+        drop(slots);
+        seen.into_iter()
+    }
+}
+
+/// Hashes a queue id for `SeenTable::slots`. Queue ids are a clock and a counter the box made,
 /// never a client's choice, so one multiply spreads them: SipHash (std's default) was the third
 /// cost of recovering a million messages, after the CRCs and the walk itself.
 #[derive(Default, Clone, Copy)]
@@ -178,20 +216,6 @@ impl Hasher for QidHasher {
 }
 
 pub(super) type BuildQidHasher = BuildHasherDefault<QidHasher>;
-
-/// What is known of `qid` so far (nothing yet: a new, empty entry).
-fn seen_of<'a>(
-    seen: &'a mut Vec<(u64, Seen)>,
-    slots: &mut HashMap<u64, u32, BuildQidHasher>,
-    qid: u64,
-) -> &'a mut Seen {
-    let next = seen.len() as u32;
-    let i = *slots.entry(qid).or_insert(next);
-    if i == next {
-        seen.push((qid, Seen::default()));
-    }
-    &mut seen[i as usize].1
-}
 
 /// Where a damaged record sits.
 struct Place {
@@ -229,7 +253,7 @@ impl Gathered {
             && h.kind == Kind::Commit
             && !at.at_tail
         {
-            seen_of(&mut self.seen, &mut self.slots, h.qid).commit_damaged = true;
+            self.seen.of(h.qid).commit_damaged = true;
         }
     }
 
@@ -237,7 +261,7 @@ impl Gathered {
     fn take_repaired(&mut self, addr: u32, (h, bytes): (Header, Vec<u8>)) {
         let loc = Loc { addr, len: h.len };
         if let Some(body) = bytes.get(HEADER as usize..) {
-            let seen = seen_of(&mut self.seen, &mut self.slots, h.qid);
+            let seen = self.seen.of(h.qid);
             absorb(seen, &mut self.interned, h.kind, loc, body);
         }
         self.repaired.push((loc, h, bytes));
@@ -258,7 +282,7 @@ fn absorb(s: &mut Seen, interned: &mut Interned, kind: Kind, loc: Loc, body: &[u
             if let Ok(env) = postcard::from_bytes::<Envelope>(body) {
                 let first_hop = interned.hop_ids.len() as u32;
                 for r in env.recipients.iter() {
-                    let id = interned.hops.id(r.next_hop.clone());
+                    let id = interned.hops.id(&r.next_hop);
                     interned.hop_ids.push(id);
                 }
                 let begin = Begin {
@@ -298,7 +322,7 @@ fn absorb(s: &mut Seen, interned: &mut Interned, kind: Kind, loc: Loc, body: &[u
                     QueueState::Hold => RecoveredState::Hold,
                     QueueState::Deferred { until, reason } => RecoveredState::Deferred {
                         until,
-                        reason: interned.reasons.id(reason),
+                        reason: interned.reasons.id(&reason),
                     },
                 };
                 s.state = Some((st.version, loc, state));

@@ -43,13 +43,11 @@ impl<F: Flash> Spool<F> {
             gather::gather_records(&mut flash, &layout, &mut segments, &mut buf, &mut report)?;
         let Gathered {
             seen,
-            slots,
             interned,
             repaired,
             head,
             max_qid,
         } = gathered;
-        drop(slots);
         let (index, recovered) = rebuild::rebuild_index(seen, interned, &mut report);
         summarise(&mut report, &segments, &index, max_qid);
         let mut spool = Spool::recovered(flash, layout, settings, segments, head, max_qid);

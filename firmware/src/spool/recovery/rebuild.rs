@@ -10,23 +10,24 @@ use super::super::recovered::{
     RecoveredMessage, RecoveredQueue, RecoveredRecipient, RecoveredState,
 };
 use super::super::{LostMessage, RecoveryReport};
-use super::gather::{Interned, Seen};
+use super::gather::{Interned, Seen, SeenTable};
 
 /// The index of the messages the log holds, and what the queue needs of them; what could not
 /// be brought back goes to `report`.
 pub(super) fn rebuild_index(
-    seen: Vec<(u64, Seen)>,
+    seen: SeenTable,
     interned: Interned,
     report: &mut RecoveryReport,
 ) -> (QidMap<Entry>, RecoveredQueue) {
-    let mut entries = Vec::with_capacity(seen.len());
+    let count = seen.len();
+    let mut entries = Vec::with_capacity(count);
     // Sized once: a vector grown by doubling leaves its old copies behind in the heap.
     let mut queue = RecoveredQueue {
-        messages: Vec::with_capacity(seen.len()),
-        recipients: Vec::with_capacity(seen.len()),
+        messages: Vec::with_capacity(count),
+        recipients: Vec::with_capacity(count),
         ..RecoveredQueue::default()
     };
-    for (qid, s) in seen {
+    for (qid, s) in seen.into_values() {
         let qid = QueueId(qid);
         if s.end {
             continue;
