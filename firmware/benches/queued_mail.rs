@@ -180,8 +180,13 @@ fn main() {
     let now = unix_now();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "queued_mail: {n} messages of {BODY} bytes, load {}",
-        load.trim()
+        "queued_mail: {n} messages of {BODY} bytes, load {}, CRC-32C by {}",
+        load.trim(),
+        if hal::crc32c::hardware() {
+            "the CPU's instruction"
+        } else {
+            "the table"
+        }
     );
     let filled = fill(&path, n, now);
     println!(

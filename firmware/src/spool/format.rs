@@ -14,7 +14,7 @@
 //! Everything fixed-size here is little-endian and laid out by hand, so that a later format version
 //! can still read the version number of an older one; variable parts are postcard.
 
-use hal::crc32c::Crc32c;
+use hal::crc32c::{Crc32c, crc32c};
 use hal::flash::FlashGeometry;
 use serde::{Deserialize, Serialize};
 
@@ -26,15 +26,6 @@ pub const FORMAT_VERSION: u32 = 2;
 const SUPER_MAGIC: &[u8; 8] = b"PSTRNFL\x01";
 /// magic (8) + version (4) + body length (4) + crc (4).
 const SUPER_HEADER: usize = 20;
-
-/// The superblock's CRC (no nonce yet: the superblock is where the nonce is kept).
-fn plain_crc(parts: &[&[u8]]) -> u32 {
-    let mut d = Crc32c::new();
-    for p in parts {
-        d.update(p);
-    }
-    d.finalize()
-}
 
 /// A CRC keyed with the spool's nonce, so that bytes a client sent (a message body) can never pass
 /// for a record header even if a scan has to resynchronise inside a body.
@@ -218,7 +209,7 @@ impl Layout {
         out.extend_from_slice(SUPER_MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        let crc = plain_crc(&[&out[8..16], &body[..]]);
+        let crc = crc32c(&[&out[8..16], &body[..]]);
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(&body);
         Ok(out)
@@ -248,7 +239,7 @@ impl Layout {
         let body = bytes
             .get(SUPER_HEADER..SUPER_HEADER.saturating_add(len))
             .ok_or_else(|| damaged("length out of range"))?;
-        if plain_crc(&[&header[8..16], body]) != crc {
+        if crc32c(&[&header[8..16], body]) != crc {
             return Err(damaged("checksum mismatch"));
         }
         let body_err = |e: postcard::Error| damaged(&format!("body: {e}"));
@@ -419,7 +410,7 @@ mod tests {
         let mut out = SUPER_MAGIC.to_vec();
         out.extend_from_slice(&1u32.to_le_bytes());
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        let crc = plain_crc(&[&out[8..16], &body[..]]);
+        let crc = crc32c(&[&out[8..16], &body[..]]);
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(&body);
         out
@@ -485,7 +476,7 @@ mod tests {
     fn unknown_version_is_reported_as_such() {
         let mut bytes = layout().encode().unwrap();
         bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
-        let crc = plain_crc(&[&bytes[8..16], &bytes[20..]]);
+        let crc = crc32c(&[&bytes[8..16], &bytes[20..]]);
         bytes[16..20].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(
             Layout::decode(&bytes),
