@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hal::flash::{FileFlash, FlashGeometry};
 use postern::config::localconfig::LocalConfig;
-use postern::directory::ldap::{SaveError, SnapshotStore, SyncKind, Syncer};
+use postern::directory::ldap::{AppendRefused, SaveError, SnapshotStore, SyncKind, Syncer};
 use postern::directory::{Directory, Lookup, SharedDirectory};
 use postern::spool::{Journaled, Region, Spool, SpoolGeometry, SpoolSettings};
 
@@ -175,11 +175,11 @@ impl SnapshotStore for Measure {
             .map_err(|e| SaveError(Box::new(e)))
     }
 
-    fn append(&self, record: Vec<u8>) -> Result<bool, SaveError> {
+    fn append(&self, record: Vec<u8>) -> Result<Result<(), AppendRefused>, SaveError> {
         let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
         spool
             .append_slot(Region::Directory, &record)
-            .map(|appended| appended.is_ok())
+            .map(|appended| appended.map_err(|why| AppendRefused(why.to_string())))
             .map_err(|e| SaveError(Box::new(e)))
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use common::slapd::{self, Slapd, account_ldif, base_ldif, domain_ldif, require_slapd};
 use postern::config::localconfig::LocalConfig;
 use postern::directory::SharedDirectory;
-use postern::directory::ldap::{SaveError, SnapshotStore, SyncKind, Syncer, fetch};
+use postern::directory::ldap::{AppendRefused, SaveError, SnapshotStore, SyncKind, Syncer, fetch};
 
 struct Discard;
 
@@ -21,8 +21,8 @@ impl SnapshotStore for Discard {
         Ok(())
     }
 
-    fn append(&self, _: Vec<u8>) -> Result<bool, SaveError> {
-        Ok(true)
+    fn append(&self, _: Vec<u8>) -> Result<Result<(), AppendRefused>, SaveError> {
+        Ok(Ok(()))
     }
 }
 

@@ -451,6 +451,56 @@ async fn a_directory_too_large_for_its_slot_keeps_the_last_good_one() {
     assert_eq!(load(&mut spool).encode(), good);
 }
 
+/// Polls append their changes to the slot's journal until it is full; the poll that finds it
+/// full writes the whole snapshot, and its report says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_journal_writes_the_whole_snapshot_and_says_why() {
+    if require_slapd().is_none() {
+        return;
+    }
+    let ldap = Slapd::start(false);
+    seed(&ldap);
+    let settings = settings(&ldap);
+    let shared = Arc::new(SharedDirectory::default());
+    let store = flash_store_with(1);
+    let mut syncer = Syncer::default();
+    let r = sync(&mut syncer, SyncKind::Full, &settings, &shared, &store).await;
+    assert_eq!(r.error, None, "{r:?}");
+    let mut appended = 0;
+    let mut refused = None;
+    for i in 0..200 {
+        ldap.ldapmodify(&format!(
+            "dn: uid=alice,ou=people,dc=example,dc=com\nchangetype: modify\n\
+             replace: zimbraMailTransport\nzimbraMailTransport: smtp:mail{i}.example.com:25\n\n"
+        ));
+        let r = sync(
+            &mut syncer,
+            SyncKind::Incremental,
+            &settings,
+            &shared,
+            &store,
+        )
+        .await;
+        assert_eq!(r.error, None, "{r:?}");
+        assert_eq!(r.changes.modified, ["account alice@example.com"], "{r:?}");
+        assert_eq!(store.loaded().encode(), shared.snapshot().encode());
+        match r.journal_refused {
+            None => {
+                appended += 1;
+                assert_eq!(store.journal_records(), appended);
+            }
+            Some(why) => {
+                refused = Some(why);
+                break;
+            }
+        }
+    }
+    let why = refused.unwrap_or_else(|| panic!("the journal never filled: {appended} appended"));
+    assert!(appended >= 2, "{appended} records before it filled");
+    assert_eq!(why, "the slot's journal is full");
+    assert_eq!(store.journal_records(), 0, "the whole snapshot starts anew");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mta_settings_come_from_the_global_config_and_this_servers_entry() {
     if require_slapd().is_none() {

@@ -11,7 +11,9 @@ use crate::directory::SharedDirectory;
 use crate::directory::ldap::fetch;
 use crate::directory::ldap::probe::ServerResult;
 use crate::directory::ldap::status::show_age;
-use crate::directory::ldap::{LdapHandle, SnapshotStore, SyncKind, SyncReport, Syncer};
+use crate::directory::ldap::{
+    AppendRefused, LdapHandle, SnapshotStore, SyncKind, SyncReport, Syncer,
+};
 use crate::mail::unix_now;
 use crate::spool::{Region, SpoolHandle};
 
@@ -46,10 +48,13 @@ impl SnapshotStore for SpoolSlot {
             .map_err(|e| crate::directory::ldap::SaveError(Box::new(e)))
     }
 
-    fn append(&self, record: Vec<u8>) -> Result<bool, crate::directory::ldap::SaveError> {
+    fn append(
+        &self,
+        record: Vec<u8>,
+    ) -> Result<Result<(), AppendRefused>, crate::directory::ldap::SaveError> {
         tokio::runtime::Handle::current()
             .block_on(self.0.append_slot(Region::Directory, record))
-            .map(|appended| appended.is_ok())
+            .map(|appended| appended.map_err(|why| AppendRefused(why.to_string())))
             .map_err(|e| crate::directory::ldap::SaveError(Box::new(e)))
     }
 }
@@ -122,12 +127,18 @@ pub async fn localconfig(h: &Handles, secrets: bool, edit: bool, args: &[String]
 fn render_sync(report: &SyncReport) -> Reply {
     match &report.error {
         None => Reply::ok(format!(
-            "{} sync from {} in {} ms, {} entries read\n{}",
+            "{} sync from {} in {} ms, {} entries read\n{}{}",
             report.kind_text(),
             report.server,
             report.duration.as_millis(),
             report.read,
-            report.changes
+            report.changes,
+            report
+                .journal_refused
+                .as_ref()
+                .map_or_else(String::new, |why| format!(
+                    "written to flash as a whole snapshot: {why}\n"
+                ))
         )),
         Some(e) => Reply::failed(format!(
             "{} sync failed: {e}\nthe directory served is unchanged\n",

@@ -6,7 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hal::flash::{FlashGeometry, RamFlash};
 use postern::config::localconfig::LocalConfig;
-use postern::directory::ldap::{SaveError, SnapshotStore, SyncKind, SyncReport, Syncer};
+use postern::directory::ldap::{
+    AppendRefused, SaveError, SnapshotStore, SyncKind, SyncReport, Syncer,
+};
 use postern::directory::{Directory, SharedDirectory};
 use postern::spool::{Region, Spool, SpoolGeometry, SpoolSettings};
 
@@ -23,11 +25,11 @@ impl SnapshotStore for FlashStore {
             .map_err(|e| SaveError(Box::new(e)))
     }
 
-    fn append(&self, record: Vec<u8>) -> Result<bool, SaveError> {
+    fn append(&self, record: Vec<u8>) -> Result<Result<(), AppendRefused>, SaveError> {
         let mut spool = self.0.lock().unwrap_or_else(|e| e.into_inner());
         spool
             .append_slot(Region::Directory, &record)
-            .map(|appended| appended.is_ok())
+            .map(|appended| appended.map_err(|why| AppendRefused(why.to_string())))
             .map_err(|e| SaveError(Box::new(e)))
     }
 }

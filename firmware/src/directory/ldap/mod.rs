@@ -33,4 +33,6 @@ pub use model::{Changes, Model, Schema};
 pub use object::{SkipReason, Skipped};
 pub use service::{LdapHandle, NotRun};
 pub use status::{LdapStatus, SyncKind, SyncReport};
-pub use sync::{Resumed, SaveError, SnapshotStore, SyncError, Syncer, set_phase_probe};
+pub use sync::{
+    AppendRefused, Resumed, SaveError, SnapshotStore, SyncError, Syncer, set_phase_probe,
+};

@@ -112,6 +112,9 @@ fn log(report: &SyncReport, status: &LdapStatus, shared: &SharedDirectory) {
     {
         eprintln!("postern/ldap: {change}");
     }
+    if let Some(why) = &report.journal_refused {
+        eprintln!("postern/ldap: the changes were written as a whole snapshot: {why}");
+    }
     match &report.error {
         None => eprintln!(
             "postern/ldap: {} sync from {}: {} entries read, {} added, {} modified, {} deleted, \

@@ -40,6 +40,9 @@ pub struct SyncReport {
     pub changes: Changes,
     /// Why it failed; the directory served did not change.
     pub error: Option<String>,
+    /// A poll's changes went to flash as the whole snapshot because the flash refused them as a
+    /// journal record: why (the journal was full, the slot's tail torn).
+    pub journal_refused: Option<String>,
 }
 
 impl SyncReport {
@@ -124,6 +127,9 @@ impl LdapStatus {
                         r.changes.deleted_count()
                     )),
                 }
+                if let Some(why) = &r.journal_refused {
+                    out.push_str(&format!("written to flash as a whole snapshot: {why}\n"));
+                }
             }
         }
         match self.last_success {
@@ -158,5 +164,35 @@ mod tests {
         assert_eq!(show_time(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(show_age(200), "3m 20s");
         assert_eq!(show_age(90_000), "1d 1h");
+    }
+
+    #[test]
+    fn the_status_says_when_a_poll_wrote_the_whole_snapshot() {
+        let mut report = SyncReport {
+            kind: SyncKind::Incremental,
+            resumed: false,
+            started: 1_796_123_700,
+            duration: Duration::from_millis(12),
+            server: "ldap://127.0.0.1:389".into(),
+            read: 1,
+            changes: Changes::default(),
+            error: None,
+            journal_refused: None,
+        };
+        let status = |r: &SyncReport| {
+            LdapStatus {
+                last: Some(r.clone()),
+                ..LdapStatus::default()
+            }
+            .render(1_796_123_760)
+        };
+        assert!(!status(&report).contains("whole snapshot"));
+        report.journal_refused = Some("the slot's journal is full".into());
+        assert!(
+            status(&report)
+                .contains("written to flash as a whole snapshot: the slot's journal is full\n"),
+            "{}",
+            status(&report)
+        );
     }
 }

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use super::build::{Counts, build};
+use super::build::build;
 use super::client::ClientError;
 use super::diff::diff;
 use super::fetch::{self, Search};
@@ -54,8 +54,19 @@ pub trait SnapshotStore: Send + Sync {
     fn save(&self, snapshot: Vec<u8>) -> Result<(), SaveError>;
 
     /// Appends a poll's journal record after the snapshot saved last (and the records after
-    /// it); `Ok(false)`: the store takes no more, nothing was written, save the whole snapshot.
-    fn append(&self, record: Vec<u8>) -> Result<bool, SaveError>;
+    /// it); `Ok(Err(_))`: the store takes no more, nothing was written, save the whole snapshot.
+    fn append(&self, record: Vec<u8>) -> Result<Result<(), AppendRefused>, SaveError>;
+}
+
+/// Why a store took no journal record, in its own words (the journal is full, the slot's tail
+/// is torn...): the sync then writes the whole snapshot, and the log says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRefused(pub String);
+
+impl fmt::Display for AppendRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The store's own error, kept whole.
@@ -202,9 +213,17 @@ struct Applied {
     kind: SyncKind,
     server: String,
     read: usize,
+    saved: Saved,
+}
+
+/// What [`Syncer::apply`] served and stored.
+#[derive(Default)]
+struct Saved {
     changes: Changes,
     /// Two entries claim one address that did not before (see [`Syncer::sync`]).
     dups_grew: bool,
+    /// Why the poll's journal record was refused (the whole snapshot was written instead).
+    journal_refused: Option<AppendRefused>,
 }
 
 impl Syncer {
@@ -374,7 +393,7 @@ impl Syncer {
         // entry is gone only to a full sync): look at everything before reporting it.
         if let Ok(a) = &outcome
             && a.kind == SyncKind::Incremental
-            && a.dups_grew
+            && a.saved.dups_grew
         {
             outcome = self.run(SyncKind::Full, &to).await;
         }
@@ -388,13 +407,16 @@ impl Syncer {
             read,
             changes,
             error,
+            journal_refused: None,
         };
         let mut report = match outcome {
             Ok(a) => {
                 shared.ldap_confirmed(now);
                 self.status.last_success = Some(now);
                 self.resumed = false;
-                report(a.kind, a.server, a.read, a.changes, None)
+                let mut r = report(a.kind, a.server, a.read, a.saved.changes, None);
+                r.journal_refused = a.saved.journal_refused.map(|why| why.0);
+                r
             }
             Err(e) => report(
                 kind,
@@ -448,12 +470,11 @@ impl Syncer {
                 e
             })
         });
-        let applied = |server, changes, dups_grew| Applied {
+        let applied = |server, saved: Saved| Applied {
             kind: read.kind,
             server,
             read: n,
-            changes,
-            dups_grew,
+            saved,
         };
         let outcome = if read.kind == SyncKind::Full {
             let domains_in = |m: &Model| {
@@ -487,7 +508,7 @@ impl Syncer {
             phase("model");
             self.apply(to, None, cookie.clone())
                 .await
-                .map(|(changes, dups)| applied(read.server, changes, dups))
+                .map(|saved| applied(read.server, saved))
         } else {
             // The directory served keeps the model it was built from; this poll changes a copy.
             let model = Arc::make_mut(&mut self.model);
@@ -499,11 +520,11 @@ impl Syncer {
             let touched = model.take_journal();
             phase("model");
             if changes.is_empty() {
-                Ok(applied(read.server, Changes::default(), false))
+                Ok(applied(read.server, Saved::default()))
             } else {
                 self.apply(to, Some(touched), cookie.clone())
                     .await
-                    .map(|(changes, dups)| applied(read.server, changes, dups))
+                    .map(|saved| applied(read.server, saved))
             }
         };
         if outcome.is_ok() {
@@ -514,13 +535,13 @@ impl Syncer {
 
     /// Builds, stores and serves the directory from the model, with the state that goes with
     /// it (`cookie` the new one); a poll's `touched` entries patch the directory served instead,
-    /// when that gives what a build would. `Ok((changes, duplicates grew))`.
+    /// when that gives what a build would.
     async fn apply(
         &mut self,
         to: &Target<'_>,
         touched: Option<Vec<Touched>>,
         cookie: Option<Vec<u8>>,
-    ) -> Result<(Changes, bool), SyncError> {
+    ) -> Result<Saved, SyncError> {
         let full = touched.is_none();
         let dups_before = count_dups(&self.status.skipped);
         let model = Arc::clone(&self.model);
@@ -571,11 +592,11 @@ impl Syncer {
                 let appended = match record {
                     Some(record) => {
                         phase("encode");
-                        store2.append(record).map_err(SyncError::Save)?
+                        Some(store2.append(record).map_err(SyncError::Save)?)
                     }
-                    None => false,
+                    None => None,
                 };
-                let journal_next = if appended {
+                let journal_next = if let Some(Ok(())) = appended {
                     true
                 } else {
                     let (bytes, with_state) = directory.encode_with_state();
@@ -591,14 +612,17 @@ impl Syncer {
                     with_state
                 };
                 phase("save");
-                Ok(((skipped, counts, changes, journal_next), Some(directory)))
+                let refused = appended.and_then(Result::err);
+                Ok((
+                    (skipped, counts, changes, journal_next, refused),
+                    Some(directory),
+                ))
             })
         })
         .await;
         let result = joined.map_err(|_| SyncError::Aborted).and_then(|r| r);
         phase("swap");
-        let (skipped, counts, changes, journal_next): (Vec<_>, Counts, Changes, bool) = match result
-        {
+        let (skipped, counts, changes, journal_next, journal_refused) = match result {
             Ok(v) => v,
             Err(e) => {
                 // The model is ahead of what is served: start over with a full sync.
@@ -614,7 +638,11 @@ impl Syncer {
         let dups_grew = !full && count_dups(&skipped) > dups_before;
         self.status.counts = counts;
         self.status.skipped = skipped;
-        Ok((changes, dups_grew))
+        Ok(Saved {
+            changes,
+            dups_grew,
+            journal_refused,
+        })
     }
 }
 
