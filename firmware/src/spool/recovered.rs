@@ -204,6 +204,17 @@ impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
         self.last = Some(id);
         id
     }
+
+    /// The id of the value `matches` finds, made by `make` only when it is not the value handed
+    /// out last (recovery's next hops are read borrowed, and mostly one hop).
+    pub fn id_with(&mut self, matches: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> u32 {
+        if let Some(id) = self.last
+            && self.values.get(id as usize).is_some_and(&matches)
+        {
+            return id;
+        }
+        self.id(&make())
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +230,12 @@ mod tests {
             .collect();
         assert_eq!(ids, [0, 0, 1, 0, 2, 1, 1]);
         assert_eq!(i.values, ["a", "b", "c"]);
+        // Made only when it is not the last value.
+        assert_eq!(i.id_with(|v| v == "b", || unreachable!()), 1);
+        assert_eq!(i.id_with(|v| v == "a", || "a".to_string()), 0);
+        assert_eq!(i.id_with(|v| v == "d", || "d".to_string()), 3);
+        assert_eq!(i.values, ["a", "b", "c", "d"]);
+        i.values.pop();
         let mut again = Interner::from_values(i.values.clone());
         assert_eq!(again.id(&"c".to_string()), 2);
         assert_eq!(again.id(&"d".to_string()), 3);

@@ -8,13 +8,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use hal::flash::Flash;
 
-use crate::mail::{Envelope, QueueId, QueueState, Transport};
+use crate::mail::{QueueId, QueueState, Transport};
 
 use super::super::format::{Layout, SEG_HEADER, le32};
 use super::super::index::Loc;
 use super::super::record::{self, CommitBody, HEADER, Header, Kind, RecipientBody, StateBody};
 use super::super::recovered::{Interner, RecoveredState};
 use super::super::{DamagedRecord, RecoveryReport, SpoolError};
+use super::begin_view::EnvelopeView;
 use super::scan::Segments;
 
 /// What the queue needs of an envelope; its recipients' next hops are
@@ -101,7 +102,11 @@ pub(super) fn gather_records<F: Flash>(
         max_qid: segments.qid_floor,
         ..Gathered::default()
     };
-    for &(_, s) in &segments.log {
+    let total = segments.log.len();
+    for (done, &(_, s)) in segments.log.iter().enumerate() {
+        // Room for as many messages as the log holds at this rate, made while the table is
+        // small: grown by doubling, a million messages' table was copied and rehashed ~20 times.
+        out.seen.expect(out.seen.len() * total / done.max(1));
         let base = layout.segment_addr(s);
         flash.read(base, buf)?;
         report.scanned_bytes += buf.len() as u64;
@@ -180,6 +185,16 @@ impl SeenTable {
 
     pub fn len(&self) -> usize {
         self.seen.len()
+    }
+
+    /// Makes room for `count` queue ids, and a quarter more, if there is less. Room not yet
+    /// used is address space, not memory.
+    fn expect(&mut self, count: usize) {
+        if count > self.seen.capacity() {
+            let want = count + count / 4 - self.seen.len();
+            self.seen.reserve_exact(want);
+            self.slots.reserve(want);
+        }
     }
 
     /// Every queue id with what was found of it, in order of first sight.
@@ -279,10 +294,11 @@ fn repair(nonce: u64, buf: &[u8], off: u32) -> Option<(Header, Vec<u8>)> {
 fn absorb(s: &mut Seen, interned: &mut Interned, kind: Kind, loc: Loc, body: &[u8]) {
     match kind {
         Kind::Begin => {
-            if let Ok(env) = postcard::from_bytes::<Envelope>(body) {
+            if let Some(env) = EnvelopeView::decode(body) {
                 let first_hop = interned.hop_ids.len() as u32;
                 for r in env.recipients.iter() {
-                    let id = interned.hops.id(&r.next_hop);
+                    let hop = &r.next_hop;
+                    let id = interned.hops.id_with(|t| hop.is(t), || hop.to_transport());
                     interned.hop_ids.push(id);
                 }
                 let begin = Begin {
