@@ -8,14 +8,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use hal::flash::Flash;
 
-use crate::mail::{QueueId, QueueState, Transport};
+use crate::mail::{QueueId, Transport};
 
 use super::super::format::{Layout, SEG_HEADER, le32};
 use super::super::index::Loc;
-use super::super::record::{self, CommitBody, HEADER, Header, Kind, RecipientBody, StateBody};
+use super::super::record::{self, CommitBody, HEADER, Header, Kind, RecipientBody};
 use super::super::recovered::{Interner, RecoveredState};
 use super::super::{DamagedRecord, RecoveryReport, SpoolError};
-use super::begin_view::EnvelopeView;
+use super::borrowed::{EnvelopeView, QueueStateView, StateView};
 use super::scan::Segments;
 
 /// What the queue needs of an envelope; its recipients' next hops are
@@ -28,21 +28,137 @@ pub(super) struct Begin {
     pub first_hop: u32,
 }
 
-/// Everything found for one queue id. Kept small and without allocations for an ordinary
-/// message (one chunk, no outcome): recovery of a million messages holds a million of these.
-#[derive(Default)]
+/// Everything found for one queue id. Recovery of a million messages holds a million of
+/// these, so what most messages have (a begin, one chunk, a commit, a state) is inline, absent
+/// as `Loc::NONE`, and the rest (more chunks, recipients' outcomes) behind one pointer:
+/// ~100 bytes, without allocations for an ordinary message.
 pub(super) struct Seen {
-    pub begin: Option<(Loc, Begin)>,
-    /// (chunk index, location), in log order: the first inline, the others in `more_chunks`.
-    pub first_chunk: Option<(u32, Loc)>,
-    pub more_chunks: Vec<(u32, Loc)>,
-    pub commit: Option<(Loc, CommitBody)>,
+    begin_loc: Loc,
+    arrival: u64,
+    recipients: u32,
+    first_hop: u32,
+    /// The first chunk found: (chunk index, location).
+    first_chunk: (u32, Loc),
+    commit_loc: Loc,
+    commit_chunks: u32,
+    commit_size: u64,
+    state_loc: Loc,
+    state_version: u32,
+    state: RecoveredState,
+    rare: Option<Box<Rare>>,
+    flags: u8,
+}
+
+/// What few messages have.
+#[derive(Default)]
+struct Rare {
+    /// (chunk index, location) of the chunks after the first, in log order.
+    more_chunks: Vec<(u32, Loc)>,
     /// (recipient index, location), in log order.
-    pub outcomes: Vec<(u32, Loc)>,
-    pub state: Option<(u32, Loc, RecoveredState)>,
-    pub end: bool,
-    /// A damaged commit record not explained by a torn write at the log's end.
-    pub commit_damaged: bool,
+    outcomes: Vec<(u32, Loc)>,
+}
+
+const BOUNCE: u8 = 1;
+const END: u8 = 2;
+/// A damaged commit record not explained by a torn write at the log's end.
+const COMMIT_DAMAGED: u8 = 4;
+
+impl Default for Seen {
+    fn default() -> Seen {
+        Seen {
+            begin_loc: Loc::NONE,
+            arrival: 0,
+            recipients: 0,
+            first_hop: 0,
+            first_chunk: (0, Loc::NONE),
+            commit_loc: Loc::NONE,
+            commit_chunks: 0,
+            commit_size: 0,
+            state_loc: Loc::NONE,
+            state_version: 0,
+            state: RecoveredState::Active,
+            rare: None,
+            flags: 0,
+        }
+    }
+}
+
+impl Seen {
+    pub fn begin(&self) -> Option<(Loc, Begin)> {
+        let begin = Begin {
+            arrival: self.arrival,
+            bounce: self.flags & BOUNCE != 0,
+            recipients: self.recipients,
+            first_hop: self.first_hop,
+        };
+        self.begin_loc.get().map(|loc| (loc, begin))
+    }
+
+    fn set_begin(&mut self, loc: Loc, b: Begin) {
+        self.begin_loc = loc;
+        self.arrival = b.arrival;
+        self.recipients = b.recipients;
+        self.first_hop = b.first_hop;
+        self.set_flag(BOUNCE, b.bounce);
+    }
+
+    pub fn first_chunk(&self) -> Option<(u32, Loc)> {
+        let (i, loc) = self.first_chunk;
+        loc.get().map(|loc| (i, loc))
+    }
+
+    /// Chunks after the first, in log order.
+    pub fn more_chunks(&self) -> &[(u32, Loc)] {
+        self.rare.as_ref().map_or(&[], |r| &r.more_chunks)
+    }
+
+    /// Chunks in log order.
+    pub fn chunks(&self) -> impl Iterator<Item = (u32, Loc)> + '_ {
+        self.first_chunk()
+            .into_iter()
+            .chain(self.more_chunks().iter().copied())
+    }
+
+    pub fn commit(&self) -> Option<(Loc, CommitBody)> {
+        let body = CommitBody {
+            chunks: self.commit_chunks,
+            size: self.commit_size,
+        };
+        self.commit_loc.get().map(|loc| (loc, body))
+    }
+
+    /// (recipient index, location) of the outcomes found, in log order.
+    pub fn outcomes(&self) -> &[(u32, Loc)] {
+        self.rare.as_ref().map_or(&[], |r| &r.outcomes)
+    }
+
+    /// The newest state change: (version, location, state).
+    pub fn state(&self) -> Option<(u32, Loc, RecoveredState)> {
+        self.state_loc
+            .get()
+            .map(|loc| (self.state_version, loc, self.state))
+    }
+
+    /// An end record was found: the message is gone.
+    pub fn end(&self) -> bool {
+        self.flags & END != 0
+    }
+
+    pub fn commit_damaged(&self) -> bool {
+        self.flags & COMMIT_DAMAGED != 0
+    }
+
+    fn set_flag(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
+
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
+    }
 }
 
 /// A record at the log's end that was one bit off: where it is, and its bytes as written.
@@ -64,15 +180,6 @@ pub(super) struct Gathered {
 struct Tail {
     newest: bool,
     last_sound: Option<u32>,
-}
-
-impl Seen {
-    /// Chunks in log order.
-    pub fn chunks(&self) -> impl Iterator<Item = (u32, Loc)> + '_ {
-        self.first_chunk
-            .into_iter()
-            .chain(self.more_chunks.iter().copied())
-    }
 }
 
 /// Next hops and deferral reasons, each kept once, and every begin record's next hops.
@@ -268,7 +375,7 @@ impl Gathered {
             && h.kind == Kind::Commit
             && !at.at_tail
         {
-            self.seen.of(h.qid).commit_damaged = true;
+            self.seen.of(h.qid).set_flag(COMMIT_DAMAGED, true);
         }
     }
 
@@ -307,43 +414,63 @@ fn absorb(s: &mut Seen, interned: &mut Interned, kind: Kind, loc: Loc, body: &[u
                     recipients: env.recipients.len() as u32,
                     first_hop,
                 };
-                s.begin = Some((loc, begin));
+                s.set_begin(loc, begin);
             }
         }
         Kind::Chunk => {
             if body.len() >= 4 {
                 let chunk = (le32(body), loc);
-                if s.first_chunk.is_none() {
-                    s.first_chunk = Some(chunk);
+                if s.first_chunk.1.is_some() {
+                    s.rare().more_chunks.push(chunk);
                 } else {
-                    s.more_chunks.push(chunk);
+                    s.first_chunk = chunk;
                 }
             }
         }
         Kind::Commit => match postcard::from_bytes::<CommitBody>(body) {
-            Ok(c) => s.commit = Some((loc, c)),
-            Err(_) => s.commit_damaged = true,
+            Ok(c) => {
+                s.commit_loc = loc;
+                s.commit_chunks = c.chunks;
+                s.commit_size = c.size;
+            }
+            Err(_) => s.set_flag(COMMIT_DAMAGED, true),
         },
         Kind::Recipient => {
             if let Ok(r) = postcard::from_bytes::<RecipientBody>(body) {
-                s.outcomes.push((r.index, loc));
+                s.rare().outcomes.push((r.index, loc));
             }
         }
         Kind::State => {
-            if let Ok(st) = postcard::from_bytes::<StateBody>(body)
-                && s.state.as_ref().is_none_or(|(v, _, _)| st.version >= *v)
+            if let Some(st) = StateView::decode(body)
+                && (!s.state_loc.is_some() || st.version >= s.state_version)
             {
-                let state = match st.state {
-                    QueueState::Active => RecoveredState::Active,
-                    QueueState::Hold => RecoveredState::Hold,
-                    QueueState::Deferred { until, reason } => RecoveredState::Deferred {
+                s.state = match st.state {
+                    QueueStateView::Active => RecoveredState::Active,
+                    QueueStateView::Hold => RecoveredState::Hold,
+                    QueueStateView::Deferred { until, reason } => RecoveredState::Deferred {
                         until,
-                        reason: interned.reasons.id(&reason),
+                        reason: interned
+                            .reasons
+                            .id_with(|r| r == reason, || reason.to_string()),
                     },
                 };
-                s.state = Some((st.version, loc, state));
+                s.state_version = st.version;
+                s.state_loc = loc;
             }
         }
-        Kind::End => s.end = true,
+        Kind::End => s.set_flag(END, true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seen;
+
+    /// A million are held at once: with its parts as `Option`s and two vectors inline it was
+    /// 176 bytes with its queue id.
+    #[test]
+    fn what_is_found_of_a_queue_id_stays_small() {
+        let size = std::mem::size_of::<(u64, Seen)>();
+        assert!(size <= 112, "{size} bytes");
     }
 }

@@ -10,7 +10,7 @@
 //! that, so such a record is taken back as written and a sound copy is written at open. A segment
 //! header one bit off still counts, so that decay in its magic cannot pass for the dead mark.
 
-mod begin_view;
+mod borrowed;
 mod gather;
 mod rebuild;
 mod scan;

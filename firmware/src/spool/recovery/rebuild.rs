@@ -29,11 +29,11 @@ pub(super) fn rebuild_index(
     };
     for (qid, s) in seen.into_values() {
         let qid = QueueId(qid);
-        if s.end {
+        if s.end() {
             continue;
         }
-        let begin = s.begin.map(|(_, b)| b);
-        let state = s.state.map_or(RecoveredState::Active, |(_, _, st)| st);
+        let begin = s.begin().map(|(_, b)| b);
+        let state = s.state().map_or(RecoveredState::Active, |(_, _, st)| st);
         match build_entry(s) {
             Built::Entry(e) => {
                 if let Some(b) = begin {
@@ -80,23 +80,23 @@ enum Built {
 }
 
 fn build_entry(s: Seen) -> Built {
-    let Some((commit_loc, commit)) = s.commit.clone() else {
-        if s.commit_damaged {
+    let Some((commit_loc, commit)) = s.commit() else {
+        if s.commit_damaged() {
             return Built::Lost("commit record damaged".into());
         }
-        return if s.begin.is_some() || s.first_chunk.is_some() {
+        return if s.begin().is_some() || s.first_chunk().is_some() {
             Built::Uncommitted
         } else {
             Built::Nothing
         };
     };
-    let Some((begin_loc, begin)) = s.begin else {
+    let Some((begin_loc, begin)) = s.begin() else {
         return Built::Lost("begin record (envelope) missing or damaged".into());
     };
     let mut e = Entry::with(begin_loc, begin.recipients, begin.bounce);
-    let (count, size) = if s.more_chunks.is_empty() {
+    let (count, size) = if s.more_chunks().is_empty() {
         // The common message: one chunk, one copy; no allocation.
-        match s.first_chunk {
+        match s.first_chunk() {
             Some((0, loc)) if commit.chunks >= 1 => {
                 e.push_chunk(loc);
                 (1, chunk_size(loc))
@@ -121,12 +121,12 @@ fn build_entry(s: Seen) -> Built {
     }
     e.commit = commit_loc;
     e.set_durable();
-    for (i, loc) in s.outcomes {
+    for &(i, loc) in s.outcomes() {
         if (i as usize) < e.recipients() {
             e.set_outcome(i as usize, loc);
         }
     }
-    if let Some((version, loc, _)) = s.state {
+    if let Some((version, loc, _)) = s.state() {
         e.state_version = version;
         e.state_loc = loc;
     }
