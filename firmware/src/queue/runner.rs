@@ -308,7 +308,12 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                     self.fresh.insert(qid, stored);
                 }
             }
-            Command::AddRecovered(r) => self.qm.add_recovered(&r, now),
+            Command::AddRecovered(r) => {
+                self.qm.add_recovered(&r, now);
+                // Recovery's tables die here, the largest memory the box frees at once.
+                drop(r);
+                hal::sys::memory::release_free_memory();
+            }
             Command::Hold(q, r) => drop(r.send(self.qm.hold(q))),
             Command::Release(q, r) => drop(r.send(self.qm.release(q, now))),
             Command::Requeue(q, r) => drop(r.send(self.qm.requeue(q, now))),

@@ -3,8 +3,8 @@
 //! clock_settime) and ICMP echo for the diagnostics.
 //!
 //! Each function does one system call's worth of work and returns `std::io::Result`, so the
-//! firmware decides what is fatal. Only [`net`], [`packet`] and [`watchdog`] need `unsafe`
-//! (ioctls and the packet socket, which rustix does not wrap).
+//! firmware decides what is fatal. Only [`net`], [`packet`], [`watchdog`] and [`memory`] need
+//! `unsafe` (ioctls, the packet socket and `malloc_trim`, which rustix does not wrap).
 
 pub mod arp;
 pub mod clock;
@@ -15,6 +15,7 @@ pub mod dhcp_socket;
 pub mod hostname;
 pub mod icmp;
 pub mod limits;
+pub mod memory;
 pub mod modules;
 pub mod mounts;
 pub mod net;
