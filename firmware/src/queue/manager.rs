@@ -375,6 +375,11 @@ impl QueueManager {
             };
             self.insert(start, rcpts.drain(..), reason.map(String::as_str), now);
         }
+        // Each second's list of due messages grew by doubling: a restarted backup MX holds
+        // mostly recovered messages, so give the slack back.
+        for due in self.timers.values_mut() {
+            due.shrink_to_fit();
+        }
     }
 
     fn insert(
