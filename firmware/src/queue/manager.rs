@@ -389,27 +389,25 @@ impl QueueManager {
         reason: Option<&str>,
         now: u64,
     ) {
-        let mut rcpts: Vec<Rcpt> = hops
-            .into_iter()
-            .map(|(next_hop, done)| Rcpt {
-                next_hop,
-                // Recovery does not say how a finished recipient ended; for scheduling only
-                // "finished" matters, and DSNs read outcomes from the spool.
-                state: if done {
-                    RcptState::Delivered
-                } else {
-                    RcptState::Pending
-                },
-                reason: ReasonId::NONE,
-            })
-            .collect();
-        let rcpts = if rcpts.len() == 1
-            && let Some(r) = rcpts.pop()
-        {
-            Rcpts::One(r)
-        } else {
-            rcpts.shrink_to_fit();
-            Rcpts::Many(Box::new(rcpts))
+        let mut rcpts = hops.into_iter().map(|(next_hop, done)| Rcpt {
+            next_hop,
+            // Recovery does not say how a finished recipient ended; for scheduling only
+            // "finished" matters, and DSNs read outcomes from the spool.
+            state: if done {
+                RcptState::Delivered
+            } else {
+                RcptState::Pending
+            },
+            reason: ReasonId::NONE,
+        });
+        // One recipient, the common case, goes inline without a vector made and dropped.
+        let rcpts = match (rcpts.next(), rcpts.next()) {
+            (Some(r), None) => Rcpts::One(r),
+            (first, second) => {
+                let mut all: Vec<Rcpt> = first.into_iter().chain(second).chain(rcpts).collect();
+                all.shrink_to_fit();
+                Rcpts::Many(Box::new(all))
+            }
         };
         let (state, next_attempt) = match a.state {
             Start::Active => (MState::Active, now),
