@@ -210,10 +210,13 @@ pub(super) fn gather_records<F: Flash>(
         ..Gathered::default()
     };
     let total = segments.log.len();
+    // No log holds more messages than this: each has a begin and a commit record at least.
+    let most = total.saturating_mul(layout.segment_size() as usize) / (2 * HEADER as usize);
     for (done, &(_, s)) in segments.log.iter().enumerate() {
         // Room for as many messages as the log holds at this rate, made while the table is
         // small: grown by doubling, a million messages' table was copied and rehashed ~20 times.
-        out.seen.expect(out.seen.len() * total / done.max(1));
+        let rate = out.seen.len().saturating_mul(total) / done.max(1);
+        out.seen.expect(rate.min(most));
         let base = layout.segment_addr(s);
         flash.read(base, buf)?;
         report.scanned_bytes += buf.len() as u64;
@@ -295,12 +298,16 @@ impl SeenTable {
     }
 
     /// Makes room for `count` queue ids, and a quarter more, if there is less. Room not yet
-    /// used is address space, not memory.
+    /// used is address space, not memory. A guess from the first segments can be far too big
+    /// (tiny messages first, large ones after): if the room is refused, the table grows as it
+    /// fills, as it did before.
     fn expect(&mut self, count: usize) {
         if count > self.seen.capacity() {
-            let want = count + count / 4 - self.seen.len();
-            self.seen.reserve_exact(want);
-            self.slots.reserve(want);
+            let want = count.saturating_add(count / 4) - self.seen.len();
+            if self.seen.try_reserve_exact(want).is_ok() {
+                // Refused, the map grows as it fills too.
+                let _ = self.slots.try_reserve(want);
+            }
         }
     }
 
@@ -468,6 +475,19 @@ mod tests {
 
     /// A million are held at once: with its parts as `Option`s and two vectors inline it was
     /// 176 bytes with its queue id.
+    /// A guess too big for the address space is not an abort: the table carries on.
+    #[test]
+    fn room_refused_is_no_failure() {
+        let mut t = super::SeenTable::default();
+        t.of(7).set_flag(super::END, true);
+        t.expect(usize::MAX / 2);
+        t.expect(1000);
+        assert!(t.seen.capacity() >= 1000);
+        t.of(8);
+        assert_eq!(t.len(), 2);
+        assert!(t.of(7).end());
+    }
+
     #[test]
     fn what_is_found_of_a_queue_id_stays_small() {
         let size = std::mem::size_of::<(u64, Seen)>();
