@@ -48,8 +48,9 @@ fi
 # little, and from cold its instrumented build of every dependency took 13.5 min against 9.6.
 # It also builds the dev profile, which fuzz/Cargo.toml sets to opt-level 1: from cold 8.4 min
 # against 17.7 for the release profile at opt-level 3 (with 16 codegen units per crate; cargo
-# fuzz's default is one), at ~90 % of its executions per second. The timed long runs (`-e`, `make fuzz`) keep ASan and the release profile; a run
-# to a count (`-r`) is for throughput: the release profile without ASan.
+# fuzz's default is one), at ~90 % of its executions per second. The timed long runs (`-e`,
+# `make fuzz`) keep ASan and the release profile; a run to a count (`-r`) is for throughput:
+# the release profile without ASan.
 if $each; then
     build="-O"
 elif [ -n "$runs" ]; then
