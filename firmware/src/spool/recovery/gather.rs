@@ -473,8 +473,6 @@ fn absorb(s: &mut Seen, interned: &mut Interned, kind: Kind, loc: Loc, body: &[u
 mod tests {
     use super::Seen;
 
-    /// A million are held at once: with its parts as `Option`s and two vectors inline it was
-    /// 176 bytes with its queue id.
     /// A guess too big for the address space is not an abort: the table carries on.
     #[test]
     fn room_refused_is_no_failure() {
@@ -488,6 +486,8 @@ mod tests {
         assert!(t.of(7).end());
     }
 
+    /// A million are held at once: with its parts as `Option`s and two vectors inline it was
+    /// 176 bytes with its queue id.
     #[test]
     fn what_is_found_of_a_queue_id_stays_small() {
         let size = std::mem::size_of::<(u64, Seen)>();
