@@ -193,11 +193,29 @@ impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
 
     /// The id of `value`; a value not seen before is copied in.
     pub fn id(&mut self, value: &T) -> u32 {
-        if let Some(id) = self.last
-            && self.values.get(id as usize) == Some(value)
-        {
-            return id;
+        match self.last_if(|t| t == value) {
+            Some(id) => id,
+            None => self.hashed(value),
         }
+    }
+
+    /// The id of the value `matches` finds, made by `make` only when it is not the value handed
+    /// out last (recovery's next hops are read borrowed, and mostly one hop).
+    pub fn id_with(&mut self, matches: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> u32 {
+        match self.last_if(matches) {
+            Some(id) => id,
+            None => self.hashed(&make()),
+        }
+    }
+
+    /// The id handed out last, if its value `matches`.
+    fn last_if(&self, matches: impl Fn(&T) -> bool) -> Option<u32> {
+        self.last
+            .filter(|&id| self.values.get(id as usize).is_some_and(matches))
+    }
+
+    /// The id of `value` by its hash; a value not seen before is copied in.
+    fn hashed(&mut self, value: &T) -> u32 {
         let id = match self.ids.get(value) {
             Some(&id) => id,
             None => {
@@ -209,17 +227,6 @@ impl<T: std::hash::Hash + Eq + Clone> Interner<T> {
         };
         self.last = Some(id);
         id
-    }
-
-    /// The id of the value `matches` finds, made by `make` only when it is not the value handed
-    /// out last (recovery's next hops are read borrowed, and mostly one hop).
-    pub fn id_with(&mut self, matches: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> u32 {
-        if let Some(id) = self.last
-            && self.values.get(id as usize).is_some_and(&matches)
-        {
-            return id;
-        }
-        self.id(&make())
     }
 }
 
