@@ -1,6 +1,9 @@
 # Postern: `make run` boots the appliance in QEMU; `make test` runs every test. Both install what
 # they need first (Debian packages, as root).
 
+# bash: the test lanes' pipes need pipefail.
+SHELL := /bin/bash
+
 ARCH ?= x86_64
 HOST_TARGET := x86_64-unknown-linux-gnu
 TARGET_x86_64 := x86_64-unknown-linux-gnu
@@ -12,7 +15,7 @@ FIRMWARE := target/$(TARGET)/release/postern
 DEBIAN_CARGO := RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/debian /usr/bin/cargo
 FUZZ_SECONDS ?= 120
 
-.PHONY: all deps build firmware firmware-aarch64 firmware-x86_64 image images bundle run run-direct test test-builds unit lint fuzz fuzz-short aarch64 bench soak soak-host soak-qemu clean
+.PHONY: all deps build firmware firmware-aarch64 firmware-x86_64 image images bundle run run-direct test test-builds tests-host tests-qemu unit lint fuzz fuzz-short fuzz-build aarch64 bench soak soak-host soak-qemu clean
 
 all: build
 
@@ -75,18 +78,45 @@ lint:
 unit: build
 	cargo test --workspace --no-fail-fast
 
+# The tests in two lanes that run at once: the QEMU boots (both architectures; they spend most of
+# their time waiting on the guests' timers: a lease running out, a watchdog, a reboot) beside
+# everything else. Together they are `cargo test --workspace`: the host lane is every lib, bin,
+# doc test and test file but the QEMU ones, then the fuzzers' short run (built with the builds).
+# Each takes `--workspace`, so features unify as in the build and nothing is compiled again; `+`
+# hands them make's jobserver (two jobs in all), which their doc tests otherwise warn of. Each
+# line of a lane's output carries its name. Ports are claimed across the two processes
+# (firmware/tests/common/ports.rs); the QEMU-only fixtures (one QEMU per architecture, the SNTP
+# server on port 123) stay in the QEMU lane, Postfix's main.cf in the host lane.
+ALL_TESTS := $(sort $(basename $(notdir $(wildcard */tests/*.rs))) \
+	$(notdir $(patsubst %/main.rs,%,$(wildcard */tests/*/main.rs))))
+QEMU_TESTS := $(filter qemu_%,$(ALL_TESTS))
+HOST_TESTS := $(filter-out $(QEMU_TESTS),$(ALL_TESTS))
+LANE = 2>&1 | sed -u 's/^/[$@] /'
+
+tests-host:
+	+set -o pipefail; status=0; \
+	cargo test --workspace --no-fail-fast --lib --bins $(addprefix --test ,$(HOST_TESTS)) $(LANE) \
+		|| status=1; \
+	cargo test --workspace --no-fail-fast --doc $(LANE) || status=1; \
+	bash scripts/fuzz.sh $(FUZZ_SECONDS) $(LANE) || status=1; \
+	exit $$status
+
+tests-qemu:
+	+set -o pipefail; \
+	cargo test --workspace --no-fail-fast $(addprefix --test ,$(QEMU_TESTS)) $(LANE)
+
 # Everything, as CI runs it from a fresh clone. The builds run two at a time, so both cores stay
 # busy through the single-threaded tails (fat LTO in one codegen unit), longest first: the aarch64
 # firmware (Debian's toolchain, its own target directory) beside lint (fails fast on a format
-# slip); whichever ends first takes the fuzzers' build and short run (their own target directory),
-# then the x86_64 firmware and the debug build. The tests then run with the CPU to themselves, as
-# their timeouts assume. The signing key is made first: both firmware builds build its public half
-# in, and two first uses at once would make two keys.
+# slip); whichever ends first takes the fuzzers' build (their own target directory), then the
+# x86_64 firmware and the debug build. The tests then run in two lanes (above). The signing key
+# is made first: both firmware builds build its public half in, and two first uses at once would
+# make two keys.
 test: deps
 	$(MKBUNDLE) key --keys $(KEYS) >/dev/null
 	$(MAKE) -j2 test-builds
 	$(MAKE) images
-	cargo test --workspace --no-fail-fast
+	$(MAKE) -j2 -k tests-host tests-qemu
 
 firmware-aarch64:
 	$(MAKE) firmware ARCH=aarch64
@@ -95,11 +125,14 @@ firmware-x86_64:
 	$(MAKE) firmware ARCH=x86_64
 
 # Independent of each other: make starts them in this order as a slot frees up.
-test-builds: firmware-aarch64 lint fuzz-short firmware-x86_64 build
+test-builds: firmware-aarch64 lint fuzz-build firmware-x86_64 build
 
 # The short run: a total budget split across the targets (FUZZ_SECONDS, 120 s by default).
 fuzz-short:
-	@if [ -x scripts/fuzz.sh ]; then bash scripts/fuzz.sh $(FUZZ_SECONDS); else echo "no fuzz targets yet"; fi
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-build:
+	bash scripts/fuzz.sh -b
 
 fuzz:
 	bash scripts/fuzz.sh -e 1800

@@ -7,6 +7,8 @@
 #   scripts/fuzz.sh -r 10000000 [TARGET...]
 #                              each target (or those named) to that many executions, however
 #                              long it takes: the campaign's count, printed per target at the end
+#   scripts/fuzz.sh -b         only the short run's build (`make test` builds beside the other
+#                              builds and runs the targets with the tests)
 #
 # Each target starts from its checked-in corpus (fuzz/corpus/<target>/, plus fuzz/seeds/ for the
 # SMTP ones and fuzz/regressions/<target>/, inputs that once failed), so a short run begins with coverage rather than rediscovering the protocol. New
@@ -19,7 +21,9 @@
 set -eu
 each=false
 runs=""
+build_only=false
 case "${1:-}" in
+    -b) build_only=true; shift ;;
     -e) each=true; shift ;;
     -r) runs="${2:?-r needs a count}"; shift 2 ;;
 esac
@@ -63,6 +67,7 @@ limit="-max_total_time=$per"
 [ -n "$runs" ] && limit="-runs=$runs"
 # shellcheck disable=SC2086 # a list of flags
 cargo fuzz build $build
+$build_only && exit 0
 for target in $targets; do
     mkdir -p "corpus/$target" "$scratch/$target"
     seeds=""
