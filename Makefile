@@ -15,7 +15,7 @@ FIRMWARE := target/$(TARGET)/release/postern
 DEBIAN_CARGO := RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=target/debian /usr/bin/cargo
 FUZZ_SECONDS ?= 120
 
-.PHONY: all deps build firmware firmware-aarch64 firmware-x86_64 image images bundle run run-direct test test-builds tests-host tests-qemu unit lint fuzz fuzz-short fuzz-build aarch64 bench soak soak-host soak-qemu clean
+.PHONY: all deps build firmware firmware-aarch64 firmware-x86_64 image images bundle run run-direct test test-builds tests-host tests-qemu unit lint style fuzz fuzz-short fuzz-build aarch64 bench soak soak-host soak-qemu clean
 
 all: build
 
@@ -66,12 +66,16 @@ run-direct: deps image
 	cargo run -q --release -p qemu --bin qemu -- --arch $(ARCH) --image $(IMAGE_DIR) \
 		--flash $(IMAGE_DIR)/flash.img --console stdio --forward 2525:25 --forward 2587:587 --forward 2465:465
 
-# The import rule: the table in firmware/src/lib.rs's crate doc, checked against every `crate::`
-# path (one `module -> imported (file:line)` line per violation).
-lint:
+# Format and clippy; then the import rule: the table in firmware/src/lib.rs's crate doc, checked
+# against every `crate::` path (one `module -> imported (file:line)` line per violation). `make
+# test` takes only `style` among its builds: the import rule is one of the host lane's tests, and
+# building it beside clippy put four minutes of the test build on the builds' longest lane.
+lint: style
+	cargo test -q --workspace --test import_rule
+
+style:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo test -q -p postern --test import_rule
 
 # Unit, property and end-to-end tests (host mode and QEMU on both architectures: the images must
 # be built first).
@@ -107,8 +111,8 @@ tests-qemu:
 
 # Everything, as CI runs it from a fresh clone. The builds run two at a time, so both cores stay
 # busy through the single-threaded tails (fat LTO in one codegen unit), longest first: the aarch64
-# firmware (Debian's toolchain, its own target directory) beside lint (fails fast on a format
-# slip); whichever ends first takes the fuzzers' build (their own target directory), then the
+# firmware (Debian's toolchain, its own target directory) beside `style` (fails fast on a
+# format slip); whichever ends first takes the fuzzers' build (their own target directory), then the
 # x86_64 firmware and the debug build. The tests then run in two lanes (above). The signing key
 # is made first: both firmware builds build its public half in, and two first uses at once would
 # make two keys.
@@ -125,7 +129,7 @@ firmware-x86_64:
 	$(MAKE) firmware ARCH=x86_64
 
 # Independent of each other: make starts them in this order as a slot frees up.
-test-builds: firmware-aarch64 lint fuzz-build firmware-x86_64 build
+test-builds: firmware-aarch64 style fuzz-build firmware-x86_64 build
 
 # The short run: a total budget split across the targets (FUZZ_SECONDS, 120 s by default).
 fuzz-short:
