@@ -86,11 +86,12 @@ unit: build
 # their time waiting on the guests' timers: a lease running out, a watchdog, a reboot) beside
 # everything else. Together they are `cargo test --workspace`: the host lane is every lib, bin,
 # doc test and test file but the QEMU ones, then the fuzzers' short run (built with the builds).
-# Each takes `--workspace`, so features unify as in the build and nothing is compiled again; `+`
-# hands them make's jobserver (two jobs in all), which their doc tests otherwise warn of. Each
-# line of a lane's output carries its name. Ports are claimed across the two processes
-# (firmware/tests/common/ports.rs); the QEMU-only fixtures (one QEMU per architecture, the SNTP
-# server on port 123) stay in the QEMU lane, Postfix's main.cf in the host lane.
+# Each takes `--workspace`, so features unify as in the build and nothing is compiled again.
+# MAKEFLAGS is cleared for them: it names make's jobserver, which make hands only to sub-makes,
+# and cargo warns of it at every doc test. Each line of a lane's output carries its name. Ports
+# are claimed across the two processes (firmware/tests/common/ports.rs); the QEMU-only fixtures
+# (one QEMU per architecture, the SNTP server on port 123) stay in the QEMU lane, Postfix's
+# main.cf in the host lane.
 ALL_TESTS := $(sort $(basename $(notdir $(wildcard */tests/*.rs))) \
 	$(notdir $(patsubst %/main.rs,%,$(wildcard */tests/*/main.rs))))
 QEMU_TESTS := $(filter qemu_%,$(ALL_TESTS))
@@ -98,7 +99,7 @@ HOST_TESTS := $(filter-out $(QEMU_TESTS),$(ALL_TESTS))
 LANE = 2>&1 | sed -u 's/^/[$@] /'
 
 tests-host:
-	+set -o pipefail; status=0; \
+	set -o pipefail; export MAKEFLAGS= MFLAGS=; status=0; \
 	cargo test --workspace --no-fail-fast --lib --bins $(addprefix --test ,$(HOST_TESTS)) $(LANE) \
 		|| status=1; \
 	cargo test --workspace --no-fail-fast --doc $(LANE) || status=1; \
@@ -106,14 +107,14 @@ tests-host:
 	exit $$status
 
 tests-qemu:
-	+set -o pipefail; \
+	set -o pipefail; export MAKEFLAGS= MFLAGS=; \
 	cargo test --workspace --no-fail-fast $(addprefix --test ,$(QEMU_TESTS)) $(LANE)
 
 # Everything, as CI runs it from a fresh clone. The builds run two at a time, so both cores stay
 # busy through the single-threaded tails (fat LTO in one codegen unit), longest first: the aarch64
 # firmware (Debian's toolchain, its own target directory) beside `style` (fails fast on a
-# format slip); whichever ends first takes the fuzzers' build (their own target directory), then the
-# x86_64 firmware and the debug build. The tests then run in two lanes (above). The signing key
+# format slip); whichever ends first takes the fuzzers' build (their own target directory), then
+# the x86_64 firmware and the debug build. The tests then run in two lanes (above). The signing key
 # is made first: both firmware builds build its public half in, and two first uses at once would
 # make two keys.
 test: deps
