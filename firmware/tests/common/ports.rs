@@ -12,9 +12,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 const FIRST: u16 = 20000;
 const COUNT: u16 = 12000;
@@ -22,7 +22,8 @@ const COUNT: u16 = 12000;
 /// A TCP port on 127.0.0.1, free when picked and claimed by no other test process, and not
 /// handed out before by this one.
 pub fn free_port() -> u16 {
-    // Each process walks the range from its own offset, so two at once seldom meet.
+    // Each process walks the range from its own offset, so two at once seldom meet: the pid
+    // times ~0.618 of the range puts nearby pids far apart.
     static NEXT: AtomicU16 = AtomicU16::new(u16::MAX);
     // Claims this process holds: dropped (and so let go) only when it exits.
     static CLAIMS: Mutex<Vec<File>> = Mutex::new(Vec::new());
@@ -36,7 +37,7 @@ pub fn free_port() -> u16 {
     for _ in 0..COUNT {
         let n = NEXT.fetch_add(1, Ordering::Relaxed) % COUNT;
         let port = FIRST + n;
-        let Some(claim) = claim(&dir, port) else {
+        let Some(claim) = claim(dir, port) else {
             continue;
         };
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -50,17 +51,21 @@ pub fn free_port() -> u16 {
     panic!("no free port in {FIRST}..{}", FIRST + COUNT);
 }
 
-/// The directory of the claims' lock files, shared by every test process of this user.
-fn claims_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join("postern-test-ports");
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        panic!("{}: {e}", dir.display());
-    }
-    dir
+/// The directory of the claims' lock files, shared by every test process of this user; made
+/// once per process.
+fn claims_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join("postern-test-ports");
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            panic!("{}: {e}", dir.display());
+        }
+        dir
+    })
 }
 
 /// The lock on `port`'s file, or None when another process (or this one) holds it.
-fn claim(dir: &std::path::Path, port: u16) -> Option<File> {
+fn claim(dir: &Path, port: u16) -> Option<File> {
     let path = dir.join(port.to_string());
     let file = OpenOptions::new()
         .create(true)
