@@ -10,6 +10,7 @@
 mod account;
 pub mod address;
 mod auth;
+mod chunks;
 mod domain;
 pub mod domain_auth;
 pub mod domain_dkim;
@@ -139,8 +140,8 @@ impl From<AttrError> for DirectoryError {
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     domains: HashMap<Box<str>, Domain, hash::BuildAddressHasher>,
-    accounts: Vec<Account>,
-    aliases: Vec<Alias>,
+    accounts: chunks::Chunks<Account>,
+    aliases: chunks::Chunks<Alias>,
     index: Index,
     /// One shared copy of each transport: thousands of accounts name the same few next hops.
     transports: HashSet<Arc<Typed<Transport>>>,
@@ -161,7 +162,10 @@ impl PartialEq for Directory {
     }
 }
 
-fn entry_name<'a>(accounts: &'a [Account], aliases: &'a [Alias]) -> impl Fn(Entry) -> &'a str {
+fn entry_name<'a>(
+    accounts: &'a chunks::Chunks<Account>,
+    aliases: &'a chunks::Chunks<Alias>,
+) -> impl Fn(Entry) -> &'a str {
     move |e| match e {
         Entry::Account(i) => accounts.get(i as usize).map_or("", |a| a.address()),
         Entry::Alias(i) => aliases.get(i as usize).map_or("", |a| &a.name),
@@ -234,6 +238,15 @@ impl Directory {
     pub fn account(&self, address: &str) -> Option<&Account> {
         match self.entry(address)? {
             Entry::Account(i) => self.accounts.get(i as usize),
+            Entry::Alias(_) => None,
+        }
+    }
+
+    /// The number of the account whose own address is `address`: its place in the list, until
+    /// an account is removed.
+    pub(crate) fn account_number(&self, address: &str) -> Option<u32> {
+        match self.entry(address)? {
+            Entry::Account(i) => Some(i),
             Entry::Alias(_) => None,
         }
     }
@@ -428,17 +441,29 @@ impl Directory {
             })
             .collect();
         gone.sort_unstable();
-        let had_transport = gone.iter().any(|&i| {
-            self.accounts
-                .get(i as usize)
-                .is_some_and(|a| a.transport.is_some())
-        });
-        let mut aliases_gone: Vec<u32> = (0..self.aliases.len() as u32)
-            .filter(|&j| {
-                self.aliases
-                    .get(j as usize)
-                    .is_some_and(|a| gone.binary_search(&a.account).is_ok())
-            })
+        let mut transports: Vec<Arc<Typed<Transport>>> = Vec::new();
+        for t in gone
+            .iter()
+            .filter_map(|&i| self.accounts.get(i as usize)?.transport.as_ref())
+        {
+            if !transports.iter().any(|c| Arc::ptr_eq(c, t)) {
+                transports.push(Arc::clone(t));
+            }
+        }
+        // One bit an account: the walk over every alias asks a bit, not a search.
+        let mut is_gone = vec![0u64; self.accounts.len().div_ceil(64)];
+        for &i in &gone {
+            if let Some(word) = is_gone.get_mut(i as usize / 64) {
+                *word |= 1 << (i % 64);
+            }
+        }
+        let bit = |i: u32| {
+            is_gone
+                .get(i as usize / 64)
+                .is_some_and(|w| w & (1 << (i % 64)) != 0)
+        };
+        let mut aliases_gone: Vec<u32> = (self.aliases.iter().zip(0u32..))
+            .filter_map(|(a, j)| bit(a.account).then_some(j))
             .collect();
         aliases_gone.reverse();
         for j in aliases_gone {
@@ -452,17 +477,26 @@ impl Directory {
                 moved.insert(i, original);
             }
         }
-        let now: HashMap<u32, u32> = moved.into_iter().map(|(at, was)| (was, at)).collect();
-        if !now.is_empty() {
-            for alias in &mut self.aliases {
-                if let Some(&at) = now.get(&alias.account) {
-                    alias.account = at;
-                }
+        // (number before, number now), sorted: only accounts from the end of the list moved,
+        // so most aliases are told apart by one comparison with the lowest.
+        let mut now: Vec<(u32, u32)> = moved.into_iter().map(|(at, was)| (was, at)).collect();
+        now.sort_unstable();
+        let lowest = now.first().map_or(u32::MAX, |&(was, _)| was);
+        let new_number = |account: u32| {
+            let i = now.binary_search_by_key(&account, |&(was, _)| was).ok()?;
+            now.get(i).map(|&(_, at)| at)
+        };
+        // Only the aliases that change are written: a write copies the chunk it is in.
+        let renumbered: Vec<(usize, u32)> = (self.aliases.iter().enumerate())
+            .filter(|(_, a)| a.account >= lowest)
+            .filter_map(|(j, a)| new_number(a.account).map(|at| (j, at)))
+            .collect();
+        for (j, at) in renumbered {
+            if let Some(alias) = self.aliases.get_mut(j) {
+                alias.account = at;
             }
         }
-        if had_transport {
-            self.prune_transports();
-        }
+        self.prune_transports_of(transports);
     }
 
     /// Takes `e` out of the index and its list, the list's last entry filling its place;
@@ -565,6 +599,21 @@ impl Directory {
             .chain(self.domains.values().filter_map(|d| d.transport.as_deref()))
             .collect();
         self.transports.retain(|t| used.contains(&**t));
+    }
+
+    /// Drops those of `candidates` (the transports of accounts just removed) that nobody names
+    /// any more: a few checks that stop at the first user, not a set of every account's.
+    fn prune_transports_of(&mut self, candidates: Vec<Arc<Typed<Transport>>>) {
+        for c in candidates {
+            let names = |t: &Option<Arc<Typed<Transport>>>| {
+                t.as_ref().is_some_and(|t| Arc::ptr_eq(t, &c) || **t == *c)
+            };
+            let used = self.accounts.iter().any(|a| names(&a.transport))
+                || self.domains.values().any(|d| names(&d.transport));
+            if !used {
+                self.transports.remove(&*c);
+            }
+        }
     }
 
     /// Bytes this directory holds on the heap beyond the strings (addresses, passwords): a figure
