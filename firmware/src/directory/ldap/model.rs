@@ -133,6 +133,18 @@ pub struct Model {
     newest_stamp: Option<String>,
     /// While a poll is applied: each entry it changed, as (before, after).
     journal: Option<Vec<Touched>>,
+    /// Entries that name other entries (alias entries, groups by member DN): while there are
+    /// none, a poll's accounts need no walk to find who names them.
+    referrers: usize,
+}
+
+/// Whether the entry names other entries (see [`Model::referrers`]).
+fn refers(m: &Mapped) -> bool {
+    match &m.object {
+        Ok(LdapObject::Alias(_)) => true,
+        Ok(LdapObject::Mailbox(x)) => !x.member_dns.is_empty(),
+        _ => false,
+    }
 }
 
 /// What an entry the server sent unreadable is listed as.
@@ -164,15 +176,39 @@ impl Model {
         unreadable: Vec<Skipped>,
         newest_stamp: Option<String>,
     ) -> Model {
+        let entries: BTreeMap<Arc<str>, Arc<Mapped>> = keyed
+            .into_iter()
+            .map(|(k, m)| (Arc::from(k), Arc::new(m)))
+            .collect();
         Model {
-            entries: keyed
-                .into_iter()
-                .map(|(k, m)| (Arc::from(k), Arc::new(m)))
-                .collect(),
+            referrers: entries.values().filter(|m| refers(m)).count(),
+            entries,
             unreadable,
             newest_stamp,
             journal: None,
         }
+    }
+
+    /// How many entries name other entries (alias entries, groups by member DN).
+    pub fn referrers(&self) -> usize {
+        self.referrers
+    }
+
+    /// Every change of `entries` goes through here and [`Model::take`], which keep the count
+    /// of referrers.
+    fn put(&mut self, key: Arc<str>, m: Mapped) -> Option<Arc<Mapped>> {
+        self.referrers += usize::from(refers(&m));
+        let old = self.entries.insert(key, Arc::new(m));
+        let gone = old.as_ref().map_or(0, |o| usize::from(refers(o)));
+        self.referrers = self.referrers.saturating_sub(gone);
+        old
+    }
+
+    fn take(&mut self, key: &str) -> Option<Arc<Mapped>> {
+        let old = self.entries.remove(key);
+        let gone = old.as_ref().map_or(0, |o| usize::from(refers(o)));
+        self.referrers = self.referrers.saturating_sub(gone);
+        old
     }
 
     pub fn len(&self) -> usize {
@@ -240,8 +276,7 @@ impl Model {
                     j.push((before, Some(mapped.clone())));
                 }
             }
-            self.entries
-                .insert(Arc::from(key.as_str()), Arc::new(mapped));
+            self.put(Arc::from(key.as_str()), mapped);
             seen.push(key);
         }
         seen
@@ -264,7 +299,7 @@ impl Model {
             .cloned()
             .collect();
         for k in gone {
-            if let Some(old) = self.entries.remove(&*k) {
+            if let Some(old) = self.take(&k) {
                 changes.deleted.push(old.describe());
             }
         }
@@ -292,7 +327,7 @@ impl Model {
     }
 
     fn remove_key(&mut self, key: &str, changes: &mut Changes) {
-        if let Some(old) = self.entries.remove(key) {
+        if let Some(old) = self.take(key) {
             changes.deleted.push(old.describe());
             if let Some(j) = self.journal.as_mut() {
                 j.push((Some(Arc::unwrap_or_clone(old)), None));
@@ -341,10 +376,10 @@ impl Model {
         deletes: &[String],
     ) {
         for k in deletes {
-            self.entries.remove(k.as_str());
+            self.take(k);
         }
         for (k, m) in upserts {
-            self.entries.insert(Arc::from(k), Arc::new(m));
+            self.put(Arc::from(k), m);
         }
     }
 
@@ -484,6 +519,62 @@ mod tests {
         assert!(c.added.is_empty() && c.modified.is_empty());
         assert!(m.unreadable().is_empty());
         assert!(c.to_string().contains("- account b@e.com"));
+    }
+
+    #[test]
+    fn referrers_are_counted_through_every_change() {
+        let alias = |uuid: &str, uid: &str| {
+            Ok(RawEntry::new(
+                &format!("uid={uid},ou=people,dc=e,dc=com"),
+                &[
+                    ("objectClass", &["zimbraAlias"]),
+                    ("entryUUID", &[uuid]),
+                    ("uid", &[uid]),
+                    ("zimbraAliasTargetId", &["1"]),
+                ],
+            ))
+        };
+        let mut m = Model::default();
+        m.replace(
+            vec![
+                account("1", "uid=a,dc=e,dc=com", "a@e.com", "20261201100000Z"),
+                alias("2", "x"),
+                alias("3", "y"),
+            ],
+            zimbra::map,
+        );
+        assert_eq!(m.referrers(), 2);
+        // An alias entry that becomes an account no longer names another entry.
+        m.update(
+            vec![account(
+                "2",
+                "uid=x,dc=e,dc=com",
+                "x@e.com",
+                "20261201110000Z",
+            )],
+            zimbra::map,
+        );
+        assert_eq!(m.referrers(), 1);
+        // A full sync without it: deleted, and uncounted.
+        m.replace(
+            vec![account(
+                "1",
+                "uid=a,dc=e,dc=com",
+                "a@e.com",
+                "20261201100000Z",
+            )],
+            zimbra::map,
+        );
+        assert_eq!(m.referrers(), 0);
+        m.update(vec![alias("3", "y")], zimbra::map);
+        assert_eq!(m.referrers(), 1);
+        // A model as a snapshot gives it back counts them anew.
+        let copy = Model::from_parts(
+            m.keyed().map(|(k, e)| (k.to_string(), e.clone())),
+            Vec::new(),
+            None,
+        );
+        assert_eq!(copy.referrers(), 1);
     }
 
     #[test]

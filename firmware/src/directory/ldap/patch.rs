@@ -46,14 +46,15 @@ fn aliases(m: &MailboxEntry) -> Vec<String> {
 /// Whether another entry of the model names one of these accounts (an alias entry by its id, a
 /// group by its DN).
 fn referenced(model: &Model, ids: &HashSet<&str>, dns: &HashSet<String>) -> bool {
-    model.entries().any(|e| match &e.object {
-        Ok(LdapObject::Alias(a)) => ids.contains(a.target_id.as_str()),
-        Ok(LdapObject::Mailbox(m)) => m
-            .member_dns
-            .iter()
-            .any(|dn| dns.contains(&dn.to_ascii_lowercase())),
-        _ => false,
-    })
+    model.referrers() > 0
+        && model.entries().any(|e| match &e.object {
+            Ok(LdapObject::Alias(a)) => ids.contains(a.target_id.as_str()),
+            Ok(LdapObject::Mailbox(m)) => m
+                .member_dns
+                .iter()
+                .any(|dn| dns.contains(&dn.to_ascii_lowercase())),
+            _ => false,
+        })
 }
 
 /// Whether a skip would come out differently: an entry of this poll was skipped, or another
@@ -72,10 +73,13 @@ fn aliases_by_owner<'d>(
     d: &'d Directory,
     owners: &HashSet<String>,
 ) -> HashMap<&'d str, Vec<&'d str>> {
+    // Owners by their numbers, found in the index: the walk then compares numbers, not names.
+    let mut numbers: Vec<u32> = owners.iter().filter_map(|a| d.account_number(a)).collect();
+    numbers.sort_unstable();
     let mut by_owner: HashMap<&str, Vec<&str>> = HashMap::new();
     for alias in &d.aliases {
-        if let Some(owner) = d.accounts.get(alias.account as usize)
-            && owners.contains(owner.address())
+        if numbers.binary_search(&alias.account).is_ok()
+            && let Some(owner) = d.accounts.get(alias.account as usize)
         {
             by_owner
                 .entry(owner.address())
