@@ -330,7 +330,7 @@ fn restart(
         t.elapsed().as_millis(),
         r.kind_text(),
         r.read,
-        r.changes.modified.len(),
+        r.changes.modified_count(),
         r.error
     );
     print_phases("first poll after the restart");
@@ -403,7 +403,7 @@ fn main() {
         "full sync: {:.2} s for {} entries ({} added, error {:?})",
         full.as_secs_f64(),
         r.read,
-        r.changes.added.len(),
+        r.changes.added_count(),
         r.error
     );
     println!(
@@ -439,7 +439,7 @@ fn main() {
         t.elapsed().as_millis(),
         r.kind,
         r.read,
-        r.changes.modified.len(),
+        r.changes.modified_count(),
         r.error
     );
     let slot = measure.saved();

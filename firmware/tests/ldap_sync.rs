@@ -579,7 +579,7 @@ async fn mta_settings_come_from_the_global_config_and_this_servers_entry() {
     .await;
     assert_eq!(r.error, None, "{r:?}");
     assert!(
-        r.changes.modified.contains(
+        r.changes.settings.contains(
             &"config zimbraMtaRelayHost: \"[mx-relay.example.net]:25\" -> \"[relay.example.net]:587\""
                 .to_string()
         ),

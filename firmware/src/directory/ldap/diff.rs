@@ -37,16 +37,14 @@ pub fn diff(old: &Directory, new: &Directory) -> Changes {
     let (od, nd) = (ldap_domains(old), ldap_domains(new));
     for (name, d) in &nd {
         match od.get(name) {
-            None => c.added.push(format!("domain {name}")),
-            Some(o) if o != d => c.modified.push(format!("domain {name}")),
+            None => c.add(format!("domain {name}")),
+            Some(o) if o != d => c.modify(format!("domain {name}")),
             Some(_) => {}
         }
     }
-    c.deleted.extend(
-        od.keys()
-            .filter(|n| !nd.contains_key(*n))
-            .map(|n| format!("domain {n}")),
-    );
+    for n in od.keys().filter(|n| !nd.contains_key(*n)) {
+        c.delete(format!("domain {n}"));
+    }
     let (oa, na) = (ldap_accounts(old), ldap_accounts(new));
     let kind = |a: &Account| match a.delivers_locally() {
         true => "account",
@@ -54,27 +52,27 @@ pub fn diff(old: &Directory, new: &Directory) -> Changes {
     };
     for (addr, a) in &na {
         match oa.get(addr) {
-            None => c.added.push(format!("{} {addr}", kind(a))),
-            Some(o) if o != a => c.modified.push(format!("{} {addr}", kind(a))),
+            None => c.add(format!("{} {addr}", kind(a))),
+            Some(o) if o != a => c.modify(format!("{} {addr}", kind(a))),
             Some(_) => {}
         }
     }
     for (addr, a) in &oa {
         if !na.contains_key(addr) {
-            c.deleted.push(format!("{} {addr}", kind(a)));
+            c.delete(format!("{} {addr}", kind(a)));
         }
     }
     let (ol, nl) = (aliases(old), aliases(new));
     for (alias, owner) in &nl {
         match ol.get(alias) {
-            None => c.added.push(format!("alias {alias} -> {owner}")),
-            Some(o) if o != owner => c.modified.push(format!("alias {alias} -> {owner}")),
+            None => c.add(format!("alias {alias} -> {owner}")),
+            Some(o) if o != owner => c.modify(format!("alias {alias} -> {owner}")),
             Some(_) => {}
         }
     }
     for (alias, owner) in &ol {
         if !nl.contains_key(alias) {
-            c.deleted.push(format!("alias {alias} -> {owner}"));
+            c.delete(format!("alias {alias} -> {owner}"));
         }
     }
     for attr in MtaConfig::ATTRS {
@@ -82,15 +80,13 @@ pub fn diff(old: &Directory, new: &Directory) -> Changes {
         if let (Ok(o), Ok(n)) = (o, n)
             && o != n
         {
-            c.modified.push(format!(
+            c.settings.push(format!(
                 "config {attr}: {:?} -> {:?}",
                 o.join(" "),
                 n.join(" ")
             ));
         }
     }
-    for list in [&mut c.added, &mut c.modified, &mut c.deleted] {
-        list.sort();
-    }
+    c.sort();
     c
 }

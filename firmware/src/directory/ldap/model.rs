@@ -38,13 +38,18 @@ impl Mapped {
     }
 }
 
-/// What a sync changed, as `postern ldap sync` prints it.
+/// What a sync changed, as `postern ldap sync` prints it. Each list keeps the first names in
+/// order that a listing prints, and counts the rest: a full sync at 100 000 accounts changes
+/// 200 000 names (~16 MB as strings) and only the first few are ever shown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
     pub added: Vec<String>,
     pub modified: Vec<String>,
     pub deleted: Vec<String>,
-    /// Added, modified and deleted beyond the lists, in a [`Changes::summary`].
+    /// MTA settings changed (`config ATTR: "old" -> "new"`), all of them: each is logged.
+    /// They count as modified.
+    pub settings: Vec<String>,
+    /// Added, modified and deleted beyond the lists.
     omitted: [usize; 3],
 }
 
@@ -58,7 +63,7 @@ impl Changes {
     }
 
     pub fn modified_count(&self) -> usize {
-        self.modified.len() + self.omitted[1]
+        self.modified.len() + self.settings.len() + self.omitted[1]
     }
 
     pub fn deleted_count(&self) -> usize {
@@ -69,24 +74,64 @@ impl Changes {
         self.added_count() + self.modified_count() + self.deleted_count()
     }
 
-    /// The same counts and printed form with only the names that are printed: what `ldap
-    /// status` keeps. A full sync at 100 000 accounts names 200 000 changes (~16 MB), and the
-    /// status is copied at every `ldap status` and metrics scrape.
-    pub fn summary(&self) -> Changes {
-        let keep = |v: &Vec<String>| v.iter().take(SHOWN_CHANGES).cloned().collect::<Vec<_>>();
-        let (added, modified, deleted) =
-            (keep(&self.added), keep(&self.modified), keep(&self.deleted));
-        Changes {
-            omitted: [
-                self.added_count() - added.len(),
-                self.modified_count() - modified.len(),
-                self.deleted_count() - deleted.len(),
-            ],
-            added,
-            modified,
-            deleted,
+    pub fn add(&mut self, name: String) {
+        keep(&mut self.added, &mut self.omitted[0], name);
+    }
+
+    pub fn modify(&mut self, name: String) {
+        keep(&mut self.modified, &mut self.omitted[1], name);
+    }
+
+    pub fn delete(&mut self, name: String) {
+        keep(&mut self.deleted, &mut self.omitted[2], name);
+    }
+
+    /// Adds `other`'s changes to these.
+    pub fn append(&mut self, other: Changes) {
+        other.added.into_iter().for_each(|n| self.add(n));
+        other.modified.into_iter().for_each(|n| self.modify(n));
+        other.deleted.into_iter().for_each(|n| self.delete(n));
+        self.settings.extend(other.settings);
+        for (mine, theirs) in self.omitted.iter_mut().zip(other.omitted) {
+            *mine += theirs;
         }
     }
+
+    /// Sorts each list, keeping the names a listing prints.
+    pub fn sort(&mut self) {
+        let lists = [&mut self.added, &mut self.modified, &mut self.deleted];
+        for (list, omitted) in lists.into_iter().zip(&mut self.omitted) {
+            cut(list, omitted, SHOWN_CHANGES);
+        }
+        self.settings.sort();
+    }
+
+    /// The same counts and printed form with only the names that are printed: what `ldap
+    /// status` keeps, as the status is copied at every `ldap status` and metrics scrape.
+    pub fn summary(&self) -> Changes {
+        let mut s = self.clone();
+        let lists = [&mut s.added, &mut s.modified, &mut s.deleted];
+        for (list, omitted) in lists.into_iter().zip(&mut s.omitted) {
+            *omitted += list.len().saturating_sub(SHOWN_CHANGES);
+            list.truncate(SHOWN_CHANGES);
+        }
+        s
+    }
+}
+
+/// Adds `name` to a list; past a bound, the list is sorted and cut back to what a listing
+/// prints (the cost of sorting is then spread over many names).
+fn keep(list: &mut Vec<String>, omitted: &mut usize, name: String) {
+    list.push(name);
+    if list.len() >= 4 * SHOWN_CHANGES {
+        cut(list, omitted, SHOWN_CHANGES);
+    }
+}
+
+fn cut(list: &mut Vec<String>, omitted: &mut usize, to: usize) {
+    list.sort_unstable();
+    *omitted += list.len().saturating_sub(to);
+    list.truncate(to);
 }
 
 /// Lines printed before "... and N more".
@@ -98,9 +143,10 @@ impl fmt::Display for Changes {
             return writeln!(f, "no changes");
         }
         let lines = self
-            .added
+            .settings
             .iter()
-            .map(|s| ('+', s))
+            .map(|s| ('~', s))
+            .chain(self.added.iter().map(|s| ('+', s)))
             .chain(self.modified.iter().map(|s| ('~', s)))
             .chain(self.deleted.iter().map(|s| ('-', s)));
         for (mark, what) in lines.clone().take(SHOWN_CHANGES) {
@@ -266,8 +312,8 @@ impl Model {
             let mapped = Mapped { dn: e.dn, object };
             let old = self.entries.get(key.as_str()).map(|m| &**m);
             match old {
-                None => changes.added.push(mapped.describe()),
-                Some(old) if *old != mapped => changes.modified.push(mapped.describe()),
+                None => changes.add(mapped.describe()),
+                Some(old) if *old != mapped => changes.modify(mapped.describe()),
                 Some(_) => {}
             }
             if old != Some(&mapped) && self.journal.is_some() {
@@ -300,7 +346,7 @@ impl Model {
             .collect();
         for k in gone {
             if let Some(old) = self.take(&k) {
-                changes.deleted.push(old.describe());
+                changes.delete(old.describe());
             }
         }
         changes
@@ -328,7 +374,7 @@ impl Model {
 
     fn remove_key(&mut self, key: &str, changes: &mut Changes) {
         if let Some(old) = self.take(key) {
-            changes.deleted.push(old.describe());
+            changes.delete(old.describe());
             if let Some(j) = self.journal.as_mut() {
                 j.push((Some(Arc::unwrap_or_clone(old)), None));
             }
@@ -440,8 +486,7 @@ impl Model {
         }
         let mut merged = Changes::default();
         self.merge(changed, map, &mut merged);
-        changes.added.extend(merged.added);
-        changes.modified.extend(merged.modified);
+        changes.append(merged);
         let done_present = outcome.done.as_ref().is_some_and(|d| !d.refresh_deletes);
         if present_phase || done_present {
             let gone: Vec<Arc<str>> = self
@@ -519,6 +564,52 @@ mod tests {
         assert!(c.added.is_empty() && c.modified.is_empty());
         assert!(m.unreadable().is_empty());
         assert!(c.to_string().contains("- account b@e.com"));
+    }
+
+    #[test]
+    fn a_large_sync_keeps_the_names_printed_and_counts_the_rest() {
+        let mut c = Changes::default();
+        // Out of order, as a hash map gives them.
+        for i in (0..1000).map(|i| (i * 7919) % 1000) {
+            c.add(format!("account u{i:04}@e.com"));
+        }
+        c.delete("account gone@e.com".into());
+        c.settings
+            .push("config zimbraMtaRelayHost: \"\" -> \"[r]:25\"".into());
+        c.sort();
+        assert_eq!(c.added.len(), SHOWN_CHANGES);
+        assert_eq!(
+            c.added.first().map(String::as_str),
+            Some("account u0000@e.com")
+        );
+        assert_eq!(
+            c.added.last().map(String::as_str),
+            Some("account u0049@e.com")
+        );
+        assert_eq!(
+            (c.added_count(), c.modified_count(), c.deleted_count()),
+            (1000, 1, 1)
+        );
+        let printed = c.to_string();
+        assert!(
+            printed.starts_with("~ config zimbraMtaRelayHost"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("+ account u0048@e.com\n... and 952 more\n"),
+            "{printed}"
+        );
+        assert!(
+            printed.ends_with("1000 added, 1 modified, 1 deleted\n"),
+            "{printed}"
+        );
+        let mut more = Changes::default();
+        more.modify("account x@e.com".into());
+        c.append(more);
+        assert_eq!(
+            (c.added_count(), c.modified_count(), c.total()),
+            (1000, 2, 1003)
+        );
     }
 
     #[test]

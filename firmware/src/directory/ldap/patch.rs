@@ -193,9 +193,9 @@ fn describe(
     };
     for addr in addresses {
         match (old.account(addr), new.account(addr)) {
-            (None, Some(a)) => c.added.push(format!("{} {addr}", kind(a))),
-            (Some(o), Some(a)) if o != a => c.modified.push(format!("{} {addr}", kind(a))),
-            (Some(o), None) => c.deleted.push(format!("{} {addr}", kind(o))),
+            (None, Some(a)) => c.add(format!("{} {addr}", kind(a))),
+            (Some(o), Some(a)) if o != a => c.modify(format!("{} {addr}", kind(a))),
+            (Some(o), None) => c.delete(format!("{} {addr}", kind(o))),
             _ => {}
         }
     }
@@ -215,15 +215,13 @@ fn describe(
     };
     for alias in &alias_names {
         match (owner(old, alias), owner(new, alias)) {
-            (None, Some(o)) => c.added.push(format!("alias {alias} -> {o}")),
-            (Some(a), Some(b)) if a != b => c.modified.push(format!("alias {alias} -> {b}")),
-            (Some(a), None) => c.deleted.push(format!("alias {alias} -> {a}")),
+            (None, Some(o)) => c.add(format!("alias {alias} -> {o}")),
+            (Some(a), Some(b)) if a != b => c.modify(format!("alias {alias} -> {b}")),
+            (Some(a), None) => c.delete(format!("alias {alias} -> {a}")),
             _ => {}
         }
     }
-    for list in [&mut c.added, &mut c.modified, &mut c.deleted] {
-        list.sort();
-    }
+    c.sort();
 }
 
 #[cfg(test)]

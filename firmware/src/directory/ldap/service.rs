@@ -104,12 +104,7 @@ pub fn spawn(
 
 fn log(report: &SyncReport, status: &LdapStatus, shared: &SharedDirectory) {
     // Each MTA setting LDAP changed, with its old and new value.
-    for change in report
-        .changes
-        .modified
-        .iter()
-        .filter(|c| c.starts_with("config "))
-    {
+    for change in &report.changes.settings {
         eprintln!("postern/ldap: {change}");
     }
     if let Some(why) = &report.journal_refused {
@@ -122,9 +117,9 @@ fn log(report: &SyncReport, status: &LdapStatus, shared: &SharedDirectory) {
             report.kind_text(),
             report.server,
             report.read,
-            report.changes.added.len(),
-            report.changes.modified.len(),
-            report.changes.deleted.len(),
+            report.changes.added_count(),
+            report.changes.modified_count(),
+            report.changes.deleted_count(),
             status.skipped.len(),
             report.duration.as_millis()
         ),
