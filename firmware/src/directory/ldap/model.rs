@@ -3,13 +3,13 @@
 //! entries that changed. The directory is rebuilt from it, and comparing it before and after a
 //! sync says what changed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use super::entry::{MalformedEntry, RawEntry};
 use super::object::{LdapObject, SkipReason, Skipped};
-use super::syncrepl::{EntryState, SyncInfo, SyncOutcome, uuid_text};
+use super::syncrepl::{EntryState, SyncInfo, SyncOutcome, uuid_bytes, uuid_text};
 
 /// How an entry maps: the schema's function.
 pub type MapFn = fn(&RawEntry) -> Result<Option<LdapObject>, SkipReason>;
@@ -454,18 +454,18 @@ impl Model {
         map: MapFn,
     ) -> Changes {
         let mut changes = Changes::default();
-        let mut present: HashSet<String> = HashSet::new();
+        // The UUIDs reported present: a present phase names every entry (100 000 at a time), so
+        // they stay bytes, sorted once, and each key is read as a UUID to look it up.
+        let mut present: Vec<[u8; 16]> = Vec::new();
         let mut changed = Vec::new();
         for (entry, state) in read.into_iter().zip(outcome.states.iter()) {
             match state {
                 None => changed.push(entry),
                 Some(st) => match st.state {
                     EntryState::Delete => self.remove_uuid(&st.uuid, &mut changes),
-                    EntryState::Present => {
-                        present.insert(uuid_key(&st.uuid));
-                    }
+                    EntryState::Present => present.push(st.uuid),
                     EntryState::Add | EntryState::Modify => {
-                        present.insert(uuid_key(&st.uuid));
+                        present.push(st.uuid);
                         changed.push(entry);
                     }
                 },
@@ -479,7 +479,7 @@ impl Model {
                     uuids,
                     ..
                 } => uuids.iter().for_each(|u| self.remove_uuid(u, &mut changes)),
-                SyncInfo::IdSet { uuids, .. } => present.extend(uuids.iter().map(uuid_key)),
+                SyncInfo::IdSet { uuids, .. } => present.extend(uuids.iter().copied()),
                 SyncInfo::RefreshPhase { present: true, .. } => present_phase = true,
                 _ => {}
             }
@@ -489,10 +489,16 @@ impl Model {
         changes.append(merged);
         let done_present = outcome.done.as_ref().is_some_and(|d| !d.refresh_deletes);
         if present_phase || done_present {
+            present.sort_unstable();
+            let is_present = |key: &str| {
+                key.strip_prefix("id:")
+                    .and_then(uuid_bytes)
+                    .is_some_and(|u| present.binary_search(&u).is_ok())
+            };
             let gone: Vec<Arc<str>> = self
                 .entries
                 .keys()
-                .filter(|k| !present.contains(&***k))
+                .filter(|k| !is_present(k))
                 .cloned()
                 .collect();
             for k in gone {

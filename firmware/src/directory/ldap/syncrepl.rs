@@ -143,6 +143,33 @@ pub fn uuid_text(u: &[u8; 16]) -> String {
     s
 }
 
+/// `5f3c1122-...` back to its 16 bytes, only when [`uuid_text`] writes that very text
+/// (lowercase hex, dashes after bytes 4, 6, 8 and 10).
+pub fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
+    let b = text.as_bytes();
+    if b.len() != 36 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 16];
+    let mut at = 0;
+    for (i, o) in out.iter_mut().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            if b.get(at) != Some(&b'-') {
+                return None;
+            }
+            at += 1;
+        }
+        *o = nibble(*b.get(at)?)? << 4 | nibble(*b.get(at + 1)?)?;
+        at += 2;
+    }
+    Some(out)
+}
+
 /// What happened to one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryState {

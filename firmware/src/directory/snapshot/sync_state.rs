@@ -23,7 +23,7 @@ use crate::directory::ldap::object::{
     Skipped,
 };
 use crate::directory::ldap::state::{Origin, SyncState, Syncrepl};
-use crate::directory::ldap::syncrepl::uuid_text;
+use crate::directory::ldap::syncrepl::{uuid_bytes, uuid_text};
 use crate::directory::ldap::{plain, zimbra};
 
 /// The state record; `E` is its entries: read, a `Vec` of [`EntryRecord`]s; written,
@@ -174,33 +174,6 @@ struct AddressRecord<'a> {
     #[serde(borrow)]
     local: Cow<'a, str>,
     domain: u32,
-}
-
-/// `5f3c1122-...` back to its 16 bytes, only when [`uuid_text`] writes that very text
-/// (lowercase hex, dashes after bytes 4, 6, 8 and 10).
-fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
-    let b = text.as_bytes();
-    if b.len() != 36 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 16];
-    let mut at = 0;
-    for (i, o) in out.iter_mut().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            if b.get(at) != Some(&b'-') {
-                return None;
-            }
-            at += 1;
-        }
-        *o = nibble(*b.get(at)?)? << 4 | nibble(*b.get(at + 1)?)?;
-        at += 2;
-    }
-    Some(out)
 }
 
 /// Whether `text` lowercased is `lower`, without making the lowercase copy.
