@@ -22,7 +22,8 @@ pub struct Account {
     address: Box<str>,
     /// Shared between the accounts that name the same next hop the same way.
     pub(crate) transport: Option<Arc<Typed<Transport>>>,
-    password: Option<Box<str>>,
+    /// Shared with the LDAP entry it was built from, when it was (see `MailboxEntry`).
+    password: Option<Arc<str>>,
     forwarding: Option<Box<Forwarding>>,
     status: MailStatus,
     source: Source,
@@ -109,7 +110,12 @@ impl Account {
 
     /// Sets `userPassword` to an already hashed value (`sp`, `ca`, and the LDAP sync).
     pub fn set_password_hash(&mut self, hash: Option<String>) {
-        self.password = hash.map(String::into_boxed_str);
+        self.password = hash.map(Arc::from);
+    }
+
+    /// The same, with a hash another holder keeps too.
+    pub(crate) fn share_password_hash(&mut self, hash: Option<Arc<str>>) {
+        self.password = hash;
     }
 
     pub fn forwarding(&self) -> Option<&Forwarding> {

@@ -168,7 +168,7 @@ impl<'m> Builder<'m> {
         if let Some(ca) = &m.catch_all {
             // ZCS 5/6 put the catch-all on the account: the domain's unknown mail goes to it.
             let set = |d: &mut Domain| {
-                d.set(domain::CATCH_ALL, std::slice::from_ref(ca))?;
+                d.set(domain::CATCH_ALL, &[ca.to_string()])?;
                 d.set(domain::CATCH_ALL_FORWARD, std::slice::from_ref(&name))
             };
             if let Err(e) = self.dir.modify_domain(dom, set) {
@@ -212,7 +212,7 @@ impl<'m> Builder<'m> {
 pub(super) fn account_of(m: &MailboxEntry, members: &[String]) -> Result<Account, SkipReason> {
     let mut a = Account::new(&m.address)?;
     a.set_source(Source::Ldap);
-    let one = |v: &Option<String>| v.iter().cloned().collect::<Vec<_>>();
+    let one = |v: &Option<Box<str>>| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     if !m.enabled {
         a.set(account::STATUS, &["disabled".to_string()])?;
     }
@@ -222,7 +222,7 @@ pub(super) fn account_of(m: &MailboxEntry, members: &[String]) -> Result<Account
     if m.local_delivery_disabled {
         a.set(account::LOCAL_DISABLED, &["TRUE".to_string()])?;
     }
-    a.set_password_hash(m.password.clone());
+    a.share_password_hash(m.password.clone());
     Ok(a)
 }
 
@@ -264,7 +264,10 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
     for (_, m) in &mailboxes {
         if m.kind == MailboxKind::Account && m.enabled {
             for g in &m.member_of {
-                group_members.entry(g).or_default().push(m.address.clone());
+                group_members
+                    .entry(g)
+                    .or_default()
+                    .push(m.address.to_string());
             }
         }
     }
@@ -278,13 +281,13 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
         true => mailboxes
             .iter()
             .filter(|(_, m)| m.kind == MailboxKind::Account && m.enabled)
-            .map(|(dn, m)| (dn.to_ascii_lowercase(), m.address.as_str()))
+            .map(|(dn, m)| (dn.to_ascii_lowercase(), &*m.address))
             .collect(),
     };
     let mut by_id: HashMap<&str, &str> = HashMap::new();
     let mut added = Vec::with_capacity(mailboxes.len());
     for (dn, m) in &mailboxes {
-        let mut members = m.forwarding.clone();
+        let mut members = m.forwarding.to_vec();
         if m.kind == MailboxKind::Group {
             if let Some(id) = m.id.as_deref() {
                 members.extend(group_members.get(id).cloned().unwrap_or_default());
@@ -535,6 +538,17 @@ mod tests {
                 assert_eq!(account.address(), "foo@example.com");
                 assert_eq!(account.source(), Source::Ldap);
                 assert_eq!(account.password(), Some("{SSHA512}abc"));
+                // One copy of the hash, held by the entry and the account both.
+                let held = m.entries().find_map(|e| match &e.object {
+                    Ok(LdapObject::Mailbox(x)) if &*x.address == "foo@example.com" => {
+                        x.password.as_deref()
+                    }
+                    _ => None,
+                });
+                assert!(
+                    held.zip(account.password())
+                        .is_some_and(|(a, b)| std::ptr::eq(a, b))
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -3,6 +3,7 @@
 //! when the directory is built (the same checks as `prov`), so a bad one skips only its entry.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::config::AttrError;
 use crate::directory::{BadAddress, DirectoryError};
@@ -49,23 +50,25 @@ impl fmt::Debug for DomainEntry {
 pub struct MailboxEntry {
     pub kind: MailboxKind,
     /// The directory's stable id (`zimbraId`, `objectGUID`...), if readable.
-    pub id: Option<String>,
-    pub address: String,
-    pub aliases: Vec<String>,
+    pub id: Option<Box<str>>,
+    pub address: Box<str>,
+    pub aliases: Box<[String]>,
     pub enabled: bool,
-    pub transport: Option<String>,
+    pub transport: Option<Box<str>>,
     /// List members, or an account's `zimbraMailForwardingAddress`.
-    pub forwarding: Vec<String>,
-    pub pref_forwarding: Option<String>,
+    pub forwarding: Box<[String]>,
+    pub pref_forwarding: Option<Box<str>>,
     pub local_delivery_disabled: bool,
-    pub password: Option<String>,
+    /// Shared with the account built from this entry: the hash is the longest string of most
+    /// accounts, and the sync keeps both the entry and the account.
+    pub password: Option<Arc<str>>,
     /// `zimbraMailCatchAllAddress` on an account (ZCS 5/6): it takes its domain's unknown mail.
-    pub catch_all: Option<String>,
+    pub catch_all: Option<Box<str>>,
     /// Ids of the dynamic groups this account is a member of (`zimbraMemberOf`).
-    pub member_of: Vec<String>,
+    pub member_of: Box<[String]>,
     /// A group's members by DN (`member`), resolved to their addresses when the directory is
     /// built.
-    pub member_dns: Vec<String>,
+    pub member_dns: Box<[String]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,8 @@
 //! their transport), and an address in a domain the box does not serve is skipped. Active
 //! Directory never shows password hashes: set `zimbraAuthMech ad` on the domain for AUTH.
 
+use std::sync::Arc;
+
 use super::entry::RawEntry;
 use super::model::Schema;
 use super::object::{LdapObject, MailboxEntry, MailboxKind, SkipReason};
@@ -50,17 +52,17 @@ fn mailbox(kind: MailboxKind, address: &str, aliases: Vec<String>) -> MailboxEnt
     MailboxEntry {
         kind,
         id: None,
-        address: address.to_string(),
-        aliases,
+        address: address.into(),
+        aliases: aliases.into(),
         enabled: true,
         transport: None,
-        forwarding: Vec::new(),
+        forwarding: Box::default(),
         pref_forwarding: None,
         local_delivery_disabled: kind != MailboxKind::Account,
         password: None,
         catch_all: None,
-        member_of: Vec::new(),
-        member_dns: Vec::new(),
+        member_of: Box::default(),
+        member_dns: Box::default(),
     }
 }
 
@@ -84,17 +86,18 @@ pub fn map_inet_org_person(e: &RawEntry) -> Result<Option<LdapObject>, SkipReaso
     let mut m = match group {
         true => {
             let mut m = mailbox(MailboxKind::Group, address, aliases);
-            m.member_dns = trimmed(e, "member");
-            m.member_dns.extend(trimmed(e, "uniqueMember"));
+            let mut members = trimmed(e, "member");
+            members.extend(trimmed(e, "uniqueMember"));
+            m.member_dns = members.into();
             m
         }
         false => {
             let mut m = mailbox(MailboxKind::Account, address, aliases);
-            m.password = e.first("userPassword").map(str::to_string);
+            m.password = e.first("userPassword").map(Arc::from);
             m
         }
     };
-    m.id = e.first("entryUUID").map(str::to_string);
+    m.id = e.first("entryUUID").map(Box::from);
     Ok(Some(LdapObject::Mailbox(m)))
 }
 
@@ -139,7 +142,7 @@ pub fn map_active_directory(e: &RawEntry) -> Result<Option<LdapObject>, SkipReas
     };
     let mut m = mailbox(kind, &address, aliases);
     if group {
-        m.member_dns = trimmed(e, "member");
+        m.member_dns = trimmed(e, "member").into();
     }
     let uac = e
         .first("userAccountControl")
@@ -181,8 +184,8 @@ mod tests {
             ],
         );
         let m = mb(map_active_directory(&u));
-        assert_eq!(m.address, "Joe.Smith@example.com");
-        assert_eq!(m.aliases, ["joe@example.com", "js@example.org"]);
+        assert_eq!(&*m.address, "Joe.Smith@example.com");
+        assert_eq!(&*m.aliases, ["joe@example.com", "js@example.org"]);
         assert!(!m.enabled, "514 has ACCOUNTDISABLE");
         assert_eq!(m.password, None);
         let g = RawEntry::new(
@@ -213,7 +216,7 @@ mod tests {
             ],
         );
         let m = mb(map_inet_org_person(&p));
-        assert_eq!(m.aliases, ["a@example.com"]);
+        assert_eq!(&*m.aliases, ["a@example.com"]);
         assert_eq!(m.password.as_deref(), Some("{SSHA}x"));
         assert!(m.enabled && m.kind == MailboxKind::Account);
     }

@@ -6,6 +6,8 @@
 //! The filter matches on attribute presence as well as objectClass: the `zmpostfix` identity may
 //! read only the routing attributes, and a filter term it cannot read is undefined, not true.
 
+use std::sync::Arc;
+
 use super::entry::RawEntry;
 use super::model::Schema;
 use super::object::{
@@ -107,6 +109,10 @@ pub const SCHEMA: Schema = Schema {
 
 fn owned(v: Option<&str>) -> Option<String> {
     v.map(str::to_string)
+}
+
+fn boxed(v: Option<&str>) -> Option<Box<str>> {
+    v.map(Box::from)
 }
 
 fn enabled(e: &RawEntry) -> bool {
@@ -257,22 +263,22 @@ fn mailbox(e: &RawEntry, kind: MailboxKind) -> Result<MailboxEntry, SkipReason> 
     }
     Ok(MailboxEntry {
         kind,
-        id: owned(e.first("zimbraId")),
-        address: address.to_string(),
-        aliases: list("zimbraMailAlias"),
+        id: boxed(e.first("zimbraId")),
+        address: address.into(),
+        aliases: list("zimbraMailAlias").into(),
         enabled: enabled(e) && !closed,
-        transport: owned(e.first("zimbraMailTransport")),
-        forwarding,
-        pref_forwarding: owned(e.first("zimbraPrefMailForwardingAddress")),
+        transport: boxed(e.first("zimbraMailTransport")),
+        forwarding: forwarding.into(),
+        pref_forwarding: boxed(e.first("zimbraPrefMailForwardingAddress")),
         local_delivery_disabled: kind != MailboxKind::Account
             || is_true(e, "zimbraPrefMailLocalDeliveryDisabled"),
         password: match kind {
-            MailboxKind::Account => owned(e.first("userPassword")),
+            MailboxKind::Account => e.first("userPassword").map(Arc::from),
             _ => None,
         },
-        catch_all: owned(e.first("zimbraMailCatchAllAddress")),
-        member_of: list("zimbraMemberOf"),
-        member_dns: Vec::new(),
+        catch_all: boxed(e.first("zimbraMailCatchAllAddress")),
+        member_of: list("zimbraMemberOf").into(),
+        member_dns: Box::default(),
     })
 }
 

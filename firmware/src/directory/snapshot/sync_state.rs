@@ -7,6 +7,8 @@
 //! ids) as 16 bytes; a key that repeats the entry's own id or DN is not stored again. Read back,
 //! every value is what was written, so a model read from flash is the one that was saved.
 
+use std::sync::Arc;
+
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
@@ -244,12 +246,12 @@ fn mailbox<'a>(strings: &mut Strings, m: &'a MailboxEntry) -> MailboxRecord<'a> 
         address: address(strings, &m.address),
         aliases: m.aliases.iter().map(|a| address(strings, a)).collect(),
         transport: m.transport.as_deref().map_or(0, |t| strings.id(t) + 1),
-        forwarding: m.forwarding.clone(),
-        pref_forwarding: m.pref_forwarding.clone(),
+        forwarding: m.forwarding.to_vec(),
+        pref_forwarding: m.pref_forwarding.as_deref().map(str::to_string),
         password: m.password.as_deref().map(|p| split_hash(strings, p)),
-        catch_all: m.catch_all.clone(),
-        member_of: m.member_of.clone(),
-        member_dns: m.member_dns.clone(),
+        catch_all: m.catch_all.as_deref().map(str::to_string),
+        member_of: m.member_of.to_vec(),
+        member_dns: m.member_dns.to_vec(),
     }
 }
 
@@ -475,24 +477,26 @@ impl Reader {
                 _ => return Err(DecodeError::Corrupt),
             },
             id: r.id.map(|id| match id {
-                IdRecord::Uuid(u) => uuid_text(&u),
-                IdRecord::Text(t) => t.into_owned(),
+                IdRecord::Uuid(u) => uuid_text(&u).into(),
+                IdRecord::Text(t) => t.into(),
             }),
-            address: self.address(&r.address)?,
+            address: self.address(&r.address)?.into(),
             aliases: r
                 .aliases
                 .iter()
                 .map(|a| self.address(a))
                 .collect::<Result<_, _>>()?,
             enabled: r.flags & ENABLED != 0,
-            transport: self.optional(r.transport)?.map(str::to_string),
-            forwarding: r.forwarding,
-            pref_forwarding: r.pref_forwarding,
+            transport: self.optional(r.transport)?.map(Box::from),
+            forwarding: r.forwarding.into(),
+            pref_forwarding: r.pref_forwarding.map(String::into_boxed_str),
             local_delivery_disabled: r.flags & LOCAL_DELIVERY_DISABLED != 0,
-            password: r.password.map(|p| self.password(p)).transpose()?,
-            catch_all: r.catch_all,
-            member_of: r.member_of,
-            member_dns: r.member_dns,
+            password: (r.password)
+                .map(|p| self.password(p).map(Arc::from))
+                .transpose()?,
+            catch_all: r.catch_all.map(String::into_boxed_str),
+            member_of: r.member_of.into(),
+            member_dns: r.member_dns.into(),
         })
     }
 
