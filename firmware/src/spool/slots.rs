@@ -205,11 +205,21 @@ pub(crate) fn encode_journal(
 
 /// A slot as written: header then data.
 pub(crate) fn encode_slot(nonce: u64, region: Region, slot: u32, seq: u64, data: &[u8]) -> Vec<u8> {
-    let mut fields = [0u8; SLOT_HEADER - 4];
-    fields[0..4].copy_from_slice(&SLOT_MAGIC.to_le_bytes());
-    fields[4..12].copy_from_slice(&seq.to_le_bytes());
-    fields[12..16].copy_from_slice(&(data.len() as u32).to_le_bytes());
-    frame(nonce, &[region_id(region)], slot, &fields, data)
+    let mut bytes = slot_header(nonce, region, slot, seq, data).to_vec();
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+/// What [`encode_slot`] puts before the data: written apart from it, so a snapshot of many
+/// megabytes is not copied once more to be framed.
+fn slot_header(nonce: u64, region: Region, slot: u32, seq: u64, data: &[u8]) -> [u8; SLOT_HEADER] {
+    let mut header = [0u8; SLOT_HEADER];
+    header[0..4].copy_from_slice(&SLOT_MAGIC.to_le_bytes());
+    header[4..12].copy_from_slice(&seq.to_le_bytes());
+    header[12..16].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    let crc = frame_crc(nonce, &[region_id(region)], slot, &header[..16], data);
+    header[16..20].copy_from_slice(&crc.to_le_bytes());
+    header
 }
 
 fn view_index(region: Region) -> usize {
@@ -375,11 +385,12 @@ impl<F: Flash> Spool<F> {
         let slot = view.newest.map_or(0, |n| 1 - n.slot);
         let seq = view.newest.map_or(1, |n| n.seq + 1);
         let (from, to) = self.layout.slot_range(region, slot);
-        let bytes = encode_slot(self.layout.nonce, region, slot, seq, data);
+        let header = slot_header(self.layout.nonce, region, slot, seq, data);
         self.flash.erase(from, to)?;
         self.stats.erases += 1;
-        self.flash.write(from, &bytes)?;
-        self.stats.bytes_written += bytes.len() as u64;
+        self.flash.write(from, &header)?;
+        self.flash.write(from + SLOT_HEADER as u32, data)?;
+        self.stats.bytes_written += (SLOT_HEADER + data.len()) as u64;
         self.sync_flash()?;
         self.slots[view_index(region)].newest = Some(Newest {
             slot,
