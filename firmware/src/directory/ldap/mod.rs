@@ -12,6 +12,7 @@ pub mod client;
 mod diff;
 pub mod entries;
 pub mod entry;
+mod entry_map;
 pub mod fetch;
 pub mod locate;
 pub mod model;

@@ -3,11 +3,11 @@
 //! entries that changed. The directory is rebuilt from it, and comparing it before and after a
 //! sync says what changed.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use super::entry::{MalformedEntry, RawEntry};
+use super::entry_map::{EntryMap, Shard};
 use super::object::{LdapObject, SkipReason, Skipped};
 use super::syncrepl::{EntryState, SyncInfo, SyncOutcome, uuid_bytes, uuid_text};
 
@@ -166,12 +166,13 @@ impl fmt::Display for Changes {
     }
 }
 
-/// All entries read from LDAP. Entries are shared, so a copy for the next poll (the directory
-/// served keeps this one, see [`SyncState`](super::state::SyncState)) copies only pointers:
-/// the keys are shared too, so a poll's copy of 100 000 entries allocates no string.
+/// All entries read from LDAP. Entries are shared, in shards that are shared too, so a copy for
+/// the next poll (the directory served keeps this one, see
+/// [`SyncState`](super::state::SyncState)) copies a thousand pointers, and then the shards the
+/// poll writes to (see [`EntryMap`]).
 #[derive(Debug, Clone, Default)]
 pub struct Model {
-    entries: BTreeMap<Arc<str>, Arc<Mapped>>,
+    entries: EntryMap,
     /// Entries the server sent that could not even be read (no DN to key them by).
     unreadable: Vec<Skipped>,
     /// The newest `modifyTimestamp` seen; `None` if the server never showed one (then every poll
@@ -222,7 +223,7 @@ impl Model {
         unreadable: Vec<Skipped>,
         newest_stamp: Option<String>,
     ) -> Model {
-        let entries: BTreeMap<Arc<str>, Arc<Mapped>> = keyed
+        let entries: EntryMap = keyed
             .into_iter()
             .map(|(k, m)| (Arc::from(k), Arc::new(m)))
             .collect();
@@ -382,36 +383,17 @@ impl Model {
     }
 
     /// What differs from `before`: entries added or changed (with their keys) and the keys of
-    /// entries gone, found by one walk of both in key order. A poll's copy shares every entry
-    /// it did not touch with the model it was copied from, so most compare by pointer.
+    /// entries gone, found by one walk of both in key order, shard by shard. A poll's copy
+    /// shares every shard it did not write to with the model it was copied from, and every
+    /// entry it did not touch, so most is skipped or compared by pointer.
     pub fn changed_since<'a>(
         &'a self,
         before: &Model,
     ) -> (Vec<(&'a str, &'a Mapped)>, Vec<String>) {
-        use std::cmp::Ordering;
         let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
-        let mut old = before.entries.iter().peekable();
-        for (k, m) in &self.entries {
-            loop {
-                match old.peek() {
-                    Some((ok, _)) if ok.as_ref() < k.as_ref() => {
-                        deletes.push(ok.to_string());
-                        old.next();
-                    }
-                    _ => break,
-                }
-            }
-            match old.peek() {
-                Some((ok, om)) if ok.as_ref().cmp(k.as_ref()) == Ordering::Equal => {
-                    if !Arc::ptr_eq(om, m) && ***om != **m {
-                        upserts.push((&**k, &**m));
-                    }
-                    old.next();
-                }
-                _ => upserts.push((&**k, &**m)),
-            }
+        for (now, was) in self.entries.differing(&before.entries) {
+            changed_in(now, was, &mut upserts, &mut deletes);
         }
-        deletes.extend(old.map(|(k, _)| k.to_string()));
         (upserts, deletes)
     }
 
@@ -507,6 +489,38 @@ impl Model {
         }
         changes
     }
+}
+
+/// [`Model::changed_since`] for one shard: `now` against `was`, both in key order.
+fn changed_in<'a>(
+    now: &'a Shard,
+    was: &Shard,
+    upserts: &mut Vec<(&'a str, &'a Mapped)>,
+    deletes: &mut Vec<String>,
+) {
+    use std::cmp::Ordering;
+    let mut old = was.iter().peekable();
+    for (k, m) in now {
+        loop {
+            match old.peek() {
+                Some((ok, _)) if ok.as_ref() < k.as_ref() => {
+                    deletes.push(ok.to_string());
+                    old.next();
+                }
+                _ => break,
+            }
+        }
+        match old.peek() {
+            Some((ok, om)) if ok.as_ref().cmp(k.as_ref()) == Ordering::Equal => {
+                if !Arc::ptr_eq(om, m) && ***om != **m {
+                    upserts.push((&**k, &**m));
+                }
+                old.next();
+            }
+            _ => upserts.push((&**k, &**m)),
+        }
+    }
+    deletes.extend(old.map(|(k, _)| k.to_string()));
 }
 
 fn uuid_key(u: &[u8; 16]) -> String {
