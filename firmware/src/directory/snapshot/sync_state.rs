@@ -7,9 +7,8 @@
 //! ids) as 16 bytes; a key that repeats the entry's own id or DN is not stored again. Read back,
 //! every value is what was written, so a model read from flash is the one that was saved.
 
-use std::sync::Arc;
-
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
