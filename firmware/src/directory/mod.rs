@@ -374,8 +374,8 @@ impl Directory {
         if used {
             return Err(DirectoryError::DomainNotEmpty(key.to_string()));
         }
-        self.domains.remove(&key);
-        self.prune_transports();
+        let gone = self.domains.remove(&key).and_then(|d| d.transport);
+        self.prune_transports_of(gone.into_iter().collect());
         Ok(())
     }
 
@@ -590,19 +590,9 @@ impl Directory {
         }
     }
 
-    /// Drops transports nobody names any more.
-    fn prune_transports(&mut self) {
-        let used: HashSet<&Typed<Transport>> = self
-            .accounts
-            .iter()
-            .filter_map(|a| a.transport.as_deref())
-            .chain(self.domains.values().filter_map(|d| d.transport.as_deref()))
-            .collect();
-        self.transports.retain(|t| used.contains(&**t));
-    }
-
-    /// Drops those of `candidates` (the transports of accounts just removed) that nobody names
-    /// any more: a few checks that stop at the first user, not a set of every account's.
+    /// Drops those of `candidates` (the transports of the accounts or domain just removed) that
+    /// nobody names any more: a few checks that stop at the first user, not a set of every
+    /// account's.
     fn prune_transports_of(&mut self, candidates: Vec<Arc<Typed<Transport>>>) {
         for c in candidates {
             let names = |t: &Option<Arc<Typed<Transport>>>| {
@@ -839,5 +829,24 @@ mod tests {
             .clone()
             .unwrap();
         assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn transports_nobody_names_are_dropped() {
+        let mut d = dir();
+        let set = |a: &mut Account| a.set("zimbraMailTransport", &["smtp:mail.example.com".into()]);
+        d.modify_account("foo@example.com", set).unwrap();
+        d.modify_account("bar@example.com", set).unwrap();
+        d.remove_account("foo@example.com").unwrap();
+        assert_eq!(d.transports.len(), 1, "bar still names it");
+        d.remove_account("bar@example.com").unwrap();
+        assert!(d.transports.is_empty());
+        let mut dom = Domain::new("relay.example").unwrap();
+        dom.set("zimbraMailTransport", &["smtp:[10.0.0.1]:25".into()])
+            .unwrap();
+        d.add_domain(dom).unwrap();
+        assert_eq!(d.transports.len(), 1);
+        d.remove_domain("relay.example").unwrap();
+        assert!(d.transports.is_empty());
     }
 }
