@@ -99,22 +99,23 @@ impl Changes {
 
     /// Sorts each list, keeping the names a listing prints.
     pub fn sort(&mut self) {
+        self.each_list(cut);
+        self.settings.sort();
+    }
+
+    /// `f` on added, modified and deleted, each with its count of names beyond the list.
+    fn each_list(&mut self, f: fn(&mut Vec<String>, &mut usize)) {
         let lists = [&mut self.added, &mut self.modified, &mut self.deleted];
         for (list, omitted) in lists.into_iter().zip(&mut self.omitted) {
-            cut(list, omitted, SHOWN_CHANGES);
+            f(list, omitted);
         }
-        self.settings.sort();
     }
 
     /// The same counts and printed form with only the names that are printed: what `ldap
     /// status` keeps, as the status is copied at every `ldap status` and metrics scrape.
     pub fn summary(&self) -> Changes {
         let mut s = self.clone();
-        let lists = [&mut s.added, &mut s.modified, &mut s.deleted];
-        for (list, omitted) in lists.into_iter().zip(&mut s.omitted) {
-            *omitted += list.len().saturating_sub(SHOWN_CHANGES);
-            list.truncate(SHOWN_CHANGES);
-        }
+        s.each_list(truncate);
         s
     }
 }
@@ -124,14 +125,20 @@ impl Changes {
 fn keep(list: &mut Vec<String>, omitted: &mut usize, name: String) {
     list.push(name);
     if list.len() >= 4 * SHOWN_CHANGES {
-        cut(list, omitted, SHOWN_CHANGES);
+        cut(list, omitted);
     }
 }
 
-fn cut(list: &mut Vec<String>, omitted: &mut usize, to: usize) {
+/// Sorts a list and keeps what a listing prints.
+fn cut(list: &mut Vec<String>, omitted: &mut usize) {
     list.sort_unstable();
-    *omitted += list.len().saturating_sub(to);
-    list.truncate(to);
+    truncate(list, omitted);
+}
+
+/// Keeps what a listing prints of a list, in its order, and counts the rest.
+fn truncate(list: &mut Vec<String>, omitted: &mut usize) {
+    *omitted += list.len().saturating_sub(SHOWN_CHANGES);
+    list.truncate(SHOWN_CHANGES);
 }
 
 /// Lines printed before "... and N more".
