@@ -110,7 +110,7 @@ fn a_reason_stored_once_reads_back_for_its_recipients() {
         };
         spool.set_state(q, change).unwrap();
     }
-    let loc = spool.index.get(&q).unwrap().state_loc;
+    let loc = spool.index.get(&q).unwrap().state_loc();
     let mut buf = Vec::new();
     spool.read_record(q, Kind::State, loc, &mut buf).unwrap();
     assert_eq!(
@@ -183,7 +183,7 @@ fn the_state_format_2_firmware_recovers_from_a_stamped_record_is_the_same() {
     spool.set_state(q, change).unwrap();
     spool.sync().unwrap();
     // Read the record back as that firmware's recovery does: postcard, the base body only.
-    let loc = spool.index.get(&q).unwrap().state_loc;
+    let loc = spool.index.get(&q).unwrap().state_loc();
     let mut buf = Vec::new();
     spool.read_record(q, Kind::State, loc, &mut buf).unwrap();
     let old: StateBody = postcard::from_bytes(&buf).unwrap();
@@ -215,7 +215,7 @@ fn a_long_history_stays_within_a_small_segment() {
         spool.sync().unwrap();
     }
     let segment = spool.layout.segment_size() - SEG_HEADER;
-    let loc = spool.index.get(&q).unwrap().state_loc;
+    let loc = spool.index.get(&q).unwrap().state_loc();
     assert!(loc.len < segment, "{} of {segment}", loc.len);
     let h = spool.history(q).unwrap();
     assert_eq!(h.changes.last().unwrap().at, Some(1_099));
@@ -240,7 +240,7 @@ fn both_readers_agree_on_every_body_the_fuzz_target_would_try() {
         flushed: false,
     };
     spool.set_state(q, change).unwrap();
-    let loc = spool.index.get(&q).unwrap().state_loc;
+    let loc = spool.index.get(&q).unwrap().state_loc();
     let mut state = Vec::new();
     spool.read_record(q, Kind::State, loc, &mut state).unwrap();
     let (old, new, at) = read_both_ways(Kind::State as u8, &state).unwrap();

@@ -3,8 +3,12 @@
 //! (see `summary.rs`): a backup MX holding a million messages for a secondary that is down must
 //! not hold a million envelopes in RAM.
 
+use std::collections::HashMap;
+
 use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome, StateEvent};
 
+use super::entry::{Entry, EntryMut, EntryRef, Message, More};
+use super::qid_map::QidMap;
 use super::record::record_size;
 
 /// Where a record is: flash address of its header and its body length.
@@ -35,213 +39,91 @@ impl Loc {
     }
 }
 
-use std::num::NonZeroU8;
-
-/// Always set: `flags` is never zero, so `Option<Entry>` (a hole in the index) costs nothing.
-const ENTRY: u8 = 1;
-const HEAD_HELD: u8 = 2;
-const DURABLE: u8 = 4;
-const BOUNCE: u8 = 8;
-
-/// One message the spool holds (committed, or still receiving its body). 48 bytes: the common
-/// message (one body chunk, no recipient done yet) needs no allocation of its own.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub begin: Loc,
-    /// The first body chunk; the others are in `more`.
-    first_chunk: Loc,
-    pub commit: Loc,
-    pub state_loc: Loc,
-    pub state_version: u32,
-    /// Envelope recipients (the full count is in `more` past `u16::MAX`).
-    recipients: u16,
-    flags: NonZeroU8,
-    more: Option<Box<More>>,
+/// The index proper: every message's entry in queue id order, and the side entries of the few
+/// that need one.
+#[derive(Default)]
+pub(crate) struct Index {
+    entries: QidMap<Entry>,
+    more: HashMap<QueueId, Box<More>>,
 }
 
-/// What only some messages have: more than one chunk, recipients with an outcome on flash, or
-/// a huge recipient count.
-#[derive(Debug, Clone, Default)]
-struct More {
-    chunks: Vec<Loc>,
-    /// Per recipient, the location of its outcome record (`Loc::NONE`: still to do); empty until
-    /// the first outcome.
-    outcomes: Vec<Loc>,
-    recipients: Option<u32>,
-}
-
-impl Entry {
-    pub fn new(envelope: &Envelope, begin: Loc) -> Entry {
-        Entry::with(
-            begin,
-            envelope.recipients.len() as u32,
-            envelope.is_bounce(),
-        )
-    }
-
-    /// An entry for a message with `recipients` recipients whose begin record is at `begin`.
-    pub fn with(begin: Loc, recipients: u32, bounce: bool) -> Entry {
-        let mut e = Entry {
-            begin,
-            first_chunk: Loc::NONE,
-            commit: Loc::NONE,
-            state_loc: Loc::NONE,
-            state_version: 0,
-            recipients: 0,
-            flags: NonZeroU8::MIN.saturating_add(if bounce { BOUNCE } else { 0 }),
-            more: None,
-        };
-        match u16::try_from(recipients) {
-            Ok(n) => e.recipients = n,
-            Err(_) => {
-                e.recipients = u16::MAX;
-                e.more_mut().recipients = Some(recipients);
-            }
-        }
-        e
-    }
-
-    fn more_mut(&mut self) -> &mut More {
-        self.more.get_or_insert_with(Box::default)
-    }
-
-    fn flag(&self, f: u8) -> bool {
-        self.flags.get() & f != 0
-    }
-
-    fn set_flag(&mut self, f: u8, on: bool) {
-        let bits = if on {
-            self.flags.get() | f
-        } else {
-            self.flags.get() & !f
-        };
-        self.flags = NonZeroU8::new(bits | ENTRY).unwrap_or(NonZeroU8::MIN);
-    }
-
-    /// Chunk 0 is kept for the header section, written last (see [`Spool::hold_head`]).
-    ///
-    /// [`Spool::hold_head`]: super::Spool::hold_head
-    pub fn head_held(&self) -> bool {
-        self.flag(HEAD_HELD)
-    }
-
-    pub fn set_head_held(&mut self, on: bool) {
-        self.set_flag(HEAD_HELD, on);
-    }
-
-    /// The commit record has been synced: the client may have been told 250.
-    pub fn durable(&self) -> bool {
-        self.flag(DURABLE)
-    }
-
-    pub fn set_durable(&mut self) {
-        self.set_flag(DURABLE, true);
-    }
-
-    /// From the null sender: it may dig into the delivery reserve.
-    pub fn bounce(&self) -> bool {
-        self.flag(BOUNCE)
-    }
-
-    pub fn committed(&self) -> bool {
-        self.commit.is_some()
-    }
-
-    pub fn recipients(&self) -> usize {
-        match self.more.as_ref().and_then(|m| m.recipients) {
-            Some(n) => n as usize,
-            None => usize::from(self.recipients),
-        }
-    }
-
-    /// The body chunks in order.
-    pub fn chunks(&self) -> impl Iterator<Item = Loc> + '_ {
-        self.first_chunk
-            .get()
+impl Index {
+    /// From messages in any order; a later duplicate of a queue id is dropped.
+    pub fn from_messages(messages: Vec<(QueueId, Message)>) -> Index {
+        let mut more = HashMap::new();
+        let entries = messages
             .into_iter()
-            .chain(self.more.iter().flat_map(|m| m.chunks.iter().copied()))
-    }
-
-    pub fn chunk_count(&self) -> u32 {
-        self.chunks().count() as u32
-    }
-
-    /// Body bytes: each chunk holds its index (4 bytes) and then body bytes.
-    pub fn size(&self) -> u64 {
-        self.chunks()
-            .map(|l| u64::from(l.len.saturating_sub(4)))
-            .sum()
-    }
-
-    pub fn push_chunk(&mut self, loc: Loc) {
-        if self.first_chunk.is_some() {
-            self.more_mut().chunks.push(loc);
-        } else {
-            self.first_chunk = loc;
-        }
-    }
-
-    /// Puts the held chunk 0 in front of the chunks written meanwhile.
-    pub fn insert_head(&mut self, loc: Loc) {
-        let old = std::mem::replace(&mut self.first_chunk, loc);
-        if old.is_some() {
-            self.more_mut().chunks.insert(0, old);
-        }
-    }
-
-    /// Where recipient `index`'s outcome record is, if it has one.
-    pub fn outcome(&self, index: usize) -> Option<Loc> {
-        self.more
-            .as_ref()
-            .and_then(|m| m.outcomes.get(index).copied())
-            .and_then(Loc::get)
-    }
-
-    /// Records where recipient `index`'s outcome is; the location it replaces, if any.
-    pub fn set_outcome(&mut self, index: usize, loc: Loc) -> Option<Loc> {
-        let n = self.recipients();
-        let outcomes = &mut self.more_mut().outcomes;
-        if outcomes.len() < n {
-            outcomes.resize(n, Loc::NONE);
-        }
-        outcomes
-            .get_mut(index)
-            .and_then(|slot| std::mem::replace(slot, loc).get())
-    }
-
-    /// Every record location of the message.
-    pub fn locs(&self) -> impl Iterator<Item = Loc> + '_ {
-        let outcomes = self
+            .map(|(qid, m)| {
+                if let Some(side) = m.more {
+                    more.entry(qid).or_insert(side);
+                }
+                (qid, m.entry)
+            })
+            .collect();
+        let mut index = Index {
+            entries: QidMap::from_unsorted(entries),
+            more,
+        };
+        // A duplicate's side entry may have been kept where its entry was not.
+        let entries = &index.entries;
+        index
             .more
+            .retain(|qid, _| entries.get(qid).is_some_and(Entry::has_more));
+        index
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn side(&self, qid: &QueueId, e: &Entry) -> Option<&More> {
+        if e.has_more() {
+            self.more.get(qid).map(|m| &**m)
+        } else {
+            None
+        }
+    }
+
+    pub fn get(&self, qid: &QueueId) -> Option<EntryRef<'_>> {
+        let e = self.entries.get(qid)?;
+        Some(EntryRef::new(e, self.side(qid, e)))
+    }
+
+    pub fn get_mut(&mut self, qid: &QueueId) -> Option<EntryMut<'_>> {
+        let e = self.entries.get_mut(qid)?;
+        Some(EntryMut::side(e, &mut self.more, *qid))
+    }
+
+    /// Adds a message; false (and `m` dropped) if the queue id is there already.
+    pub fn insert(&mut self, qid: QueueId, m: Message) -> bool {
+        if !self.entries.insert(qid, m.entry) {
+            return false;
+        }
+        match m.more {
+            Some(side) => drop(self.more.insert(qid, side)),
+            None => drop(self.more.remove(&qid)),
+        }
+        true
+    }
+
+    pub fn remove(&mut self, qid: &QueueId) -> Option<Message> {
+        let entry = self.entries.remove(qid)?;
+        let more = self.more.remove(qid);
+        if self.more.capacity() > 64 && self.more.len() < self.more.capacity() / 4 {
+            self.more.shrink_to(self.more.len() * 2);
+        }
+        Some(Message { entry, more })
+    }
+
+    /// Oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = (QueueId, EntryRef<'_>)> + '_ {
+        self.entries
             .iter()
-            .flat_map(|m| m.outcomes.iter().copied())
-            .filter(Loc::is_some);
-        [self.begin, self.commit, self.state_loc]
-            .into_iter()
-            .filter(Loc::is_some)
-            .chain(self.chunks())
-            .chain(outcomes)
+            .map(|(q, e)| (q, EntryRef::new(e, self.side(&q, e))))
     }
 
-    /// Points the record at `old` to `new` (compaction moved it). False if no record is at `old`.
-    pub fn relocate(&mut self, old: u32, new: Loc) -> bool {
-        let fixed = [
-            &mut self.begin,
-            &mut self.first_chunk,
-            &mut self.commit,
-            &mut self.state_loc,
-        ];
-        let more = self
-            .more
-            .iter_mut()
-            .flat_map(|m| m.chunks.iter_mut().chain(m.outcomes.iter_mut()));
-        for l in fixed.into_iter().chain(more) {
-            if l.is_some() && l.addr == old {
-                *l = new;
-                return true;
-            }
-        }
-        false
+    pub fn values(&self) -> impl Iterator<Item = EntryRef<'_>> + '_ {
+        self.iter().map(|(_, e)| e)
     }
 }
 
@@ -289,38 +171,46 @@ mod tests {
     }
 
     #[test]
-    fn an_ordinary_message_fits_in_48_bytes() {
-        assert!(std::mem::size_of::<Entry>() <= 48);
-        assert_eq!(
-            std::mem::size_of::<Option<Entry>>(),
-            std::mem::size_of::<Entry>()
-        );
+    fn a_slot_of_the_index_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<(QueueId, Option<Entry>)>(), 40);
     }
 
     #[test]
-    fn chunks_outcomes_and_relocation() {
-        let mut e = Entry::with(loc(0), 3, false);
-        e.push_chunk(loc(200));
-        e.push_chunk(loc(400));
-        e.insert_head(loc(600));
-        let chunks: Vec<u32> = e.chunks().map(|l| l.addr).collect();
-        assert_eq!(chunks, [600, 200, 400]);
-        assert_eq!(e.size(), 300);
-        assert_eq!(e.set_outcome(2, loc(800)), None);
-        assert_eq!(e.set_outcome(2, loc(900)), Some(loc(800)));
-        assert_eq!(e.outcome(2), Some(loc(900)));
-        assert_eq!(e.outcome(0), None);
-        assert!(e.relocate(900, loc(1000)));
-        assert!(e.relocate(200, loc(1200)));
-        assert!(!e.relocate(77, loc(1)));
-        let mut all: Vec<u32> = e.locs().map(|l| l.addr).collect();
-        all.sort_unstable();
-        assert_eq!(all, [0, 400, 600, 1000, 1200]);
+    fn side_entries_come_and_go_with_their_messages() {
+        let mut index = Index::default();
+        let (a, b) = (QueueId(1), QueueId(2));
+        assert!(index.insert(a, Message::with(loc(0), 1, false)));
+        assert!(index.insert(b, Message::with(loc(200), 1, false)));
+        assert!(!index.insert(b, Message::with(loc(400), 1, false)));
+        let mut e = index.get_mut(&b).unwrap();
+        e.push_chunk(loc(600));
+        e.push_chunk(loc(800));
+        assert_eq!(index.more.len(), 1);
+        let chunks: Vec<u32> = index.get(&b).unwrap().chunks().map(|l| l.addr).collect();
+        assert_eq!(chunks, [600, 800]);
+        assert_eq!(index.get(&a).unwrap().chunk_count(), 0);
+        let copy = index.get(&b).unwrap().to_message();
+        let removed = index.remove(&b).unwrap();
+        assert!(index.more.is_empty());
+        assert_eq!(removed.as_ref().chunk_count(), 2);
+        assert_eq!(copy.as_ref().chunk_count(), 2);
+        // Back in, with its side entry.
+        assert!(index.insert(b, removed));
+        assert_eq!(index.get(&b).unwrap().chunk_count(), 2);
+        assert_eq!(index.values().count(), 2);
     }
 
     #[test]
-    fn huge_recipient_counts_survive() {
-        let e = Entry::with(loc(0), 70_000, false);
-        assert_eq!(e.recipients(), 70_000);
+    fn from_messages_keeps_the_first_of_duplicates_with_its_own_side_entry() {
+        let q = QueueId(9);
+        let mut big = Message::with(loc(0), 1, false);
+        big.as_mut().push_chunk(loc(100));
+        big.as_mut().push_chunk(loc(200));
+        let small = Message::with(loc(300), 1, false);
+        let index = Index::from_messages(vec![(q, small), (q, big)]);
+        assert_eq!(index.len(), 1);
+        assert_eq!(index.get(&q).unwrap().begin(), loc(300));
+        assert_eq!(index.get(&q).unwrap().chunk_count(), 0);
+        assert!(index.more.is_empty());
     }
 }

@@ -26,6 +26,7 @@
 //! these records as its own.
 
 mod body;
+mod entry;
 mod error;
 mod format;
 #[doc(hidden)]

@@ -34,7 +34,9 @@ impl<T> QidMap<T> {
         entries.dedup_by_key(|(q, _)| *q);
         // Collected in place when `Option<T>` is no bigger than `T`: no second copy of a
         // million entries at start.
-        let slots = entries.into_iter().map(|(q, t)| (q, Some(t))).collect();
+        let mut slots: Vec<_> = entries.into_iter().map(|(q, t)| (q, Some(t))).collect();
+        // Collecting in place from bigger items keeps the bigger allocation: give back the rest.
+        slots.shrink_to_fit();
         QidMap { slots, holes: 0 }
     }
 
@@ -109,10 +111,6 @@ impl<T> QidMap<T> {
         self.slots
             .iter()
             .filter_map(|(q, v)| v.as_ref().map(|v| (*q, v)))
-    }
-
-    pub fn values(&self) -> impl Iterator<Item = &T> + '_ {
-        self.slots.iter().filter_map(|(_, v)| v.as_ref())
     }
 }
 

@@ -10,7 +10,7 @@ use hal::flash::Flash;
 use crate::mail::{QueueId, QueueState, Transport};
 
 use super::Spool;
-use super::index::Entry;
+use super::entry::Message;
 
 /// The queue state of a recovered message; a deferral's reason is an index into
 /// [`RecoveredQueue::reasons`].
@@ -127,7 +127,7 @@ impl<F: Flash> Spool<F> {
     pub fn take_recovered(&mut self) -> RecoveredQueue {
         let mut out = self.recovered.take().unwrap_or_default();
         out.messages
-            .retain(|m| self.index.get(&m.qid).is_some_and(Entry::durable));
+            .retain(|m| self.index.get(&m.qid).is_some_and(|e| e.durable()));
         let mut hops = Interner::from_values(std::mem::take(&mut out.next_hops));
         let mut reasons = Interner::from_values(std::mem::take(&mut out.reasons));
         // The index and the messages recovery gathered are both in queue id order (a sort of
@@ -135,17 +135,17 @@ impl<F: Flash> Spool<F> {
         // without a set of a million ids.
         out.messages.sort_unstable_by_key(|m| m.qid);
         let mut gathered = out.messages.iter().map(|m| m.qid).peekable();
-        let others: Vec<(QueueId, Entry)> = self
+        let others: Vec<(QueueId, Message)> = self
             .index
             .iter()
             .filter(|(q, e)| {
                 while gathered.next_if(|g| g < q).is_some() {}
                 e.durable() && gathered.peek() != Some(q)
             })
-            .map(|(q, e)| (q, e.clone()))
+            .map(|(q, e)| (q, e.to_message()))
             .collect();
         for (qid, e) in others {
-            if let Ok(m) = self.summarize(qid, &e) {
+            if let Ok(m) = self.summarize(qid, e.as_ref()) {
                 out.push(qid, &m, &mut hops, &mut reasons);
             }
         }

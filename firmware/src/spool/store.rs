@@ -6,9 +6,9 @@ use hal::flash::Flash;
 
 use crate::mail::{Envelope, QueueId, RecipientOutcome, StateChange};
 
+use super::entry::{EntryRef, Message};
 use super::format::{Layout, SEG_HEADER, SpoolGeometry, encode_seg_a, encode_seg_b};
-use super::index::{Entry, Loc, MessageSummary};
-use super::qid_map::QidMap;
+use super::index::{Index, Loc, MessageSummary};
 use super::record::{self, CommitBody, HEADER, Kind, RecipientBody, StateBody, record_size};
 use super::slots::SlotView;
 use super::stamp::{self, RecipientStamp, StateStamp};
@@ -78,7 +78,7 @@ pub struct Spool<F: Flash> {
     pub(crate) segs: Vec<Seg>,
     pub(crate) head: Option<u32>,
     pub(crate) next_seq: u64,
-    pub(crate) index: QidMap<Entry>,
+    pub(crate) index: Index,
     /// What recovery found, for the queue manager, until it takes it.
     pub(crate) recovered: Option<super::RecoveredQueue>,
     pub(crate) last_qid: u64,
@@ -169,7 +169,7 @@ impl<F: Flash> Spool<F> {
             postcard::to_allocvec(envelope).map_err(|e| SpoolError::Encode(e.to_string()))?;
         let loc = self.append(Kind::Begin, qid.0, &[&body], purpose)?;
         self.add_live(loc);
-        self.index.insert(qid, Entry::new(envelope, loc));
+        self.index.insert(qid, Message::new(envelope, loc));
         Ok(qid)
     }
 
@@ -188,7 +188,7 @@ impl<F: Flash> Spool<F> {
             self.admit(piece.len() as u64, purpose)?;
             let loc = self.append(Kind::Chunk, qid.0, &[&n.to_le_bytes(), piece], purpose)?;
             self.add_live(loc);
-            if let Some(e) = self.index.get_mut(&qid) {
+            if let Some(mut e) = self.index.get_mut(&qid) {
                 e.push_chunk(loc);
             }
         }
@@ -200,7 +200,7 @@ impl<F: Flash> Spool<F> {
     /// behind them is on flash. Recovery orders chunks by index, so nothing else changes.
     pub fn hold_head(&mut self, qid: QueueId) -> Result<(), SpoolError> {
         match self.index.get_mut(&qid) {
-            Some(e) if !e.committed() && e.chunk_count() == 0 => {
+            Some(mut e) if !e.as_ref().committed() && e.as_ref().chunk_count() == 0 => {
                 e.set_head_held(true);
                 Ok(())
             }
@@ -218,7 +218,7 @@ impl<F: Flash> Spool<F> {
         self.admit(data.len() as u64, purpose)?;
         let loc = self.append(Kind::Chunk, qid.0, &[&0u32.to_le_bytes(), data], purpose)?;
         self.add_live(loc);
-        if let Some(e) = self.index.get_mut(&qid) {
+        if let Some(mut e) = self.index.get_mut(&qid) {
             e.insert_head(loc);
             e.set_head_held(false);
         }
@@ -229,7 +229,7 @@ impl<F: Flash> Spool<F> {
     /// [`Spool::sync`]; only then may the client be told 250.
     pub fn commit(&mut self, qid: QueueId) -> Result<(), SpoolError> {
         self.check_writable()?;
-        if self.index.get(&qid).is_some_and(Entry::head_held) {
+        if self.index.get(&qid).is_some_and(|e| e.head_held()) {
             self.write_head(qid, b"")?;
         }
         let body = match self.index.get(&qid) {
@@ -242,8 +242,8 @@ impl<F: Flash> Spool<F> {
         let body = postcard::to_allocvec(&body).map_err(|e| SpoolError::Encode(e.to_string()))?;
         let loc = self.append(Kind::Commit, qid.0, &[&body], Purpose::Delivery)?;
         self.add_live(loc);
-        if let Some(e) = self.index.get_mut(&qid) {
-            e.commit = loc;
+        if let Some(mut e) = self.index.get_mut(&qid) {
+            e.set_commit(loc);
         }
         self.pending.push(qid);
         Ok(())
@@ -271,7 +271,7 @@ impl<F: Flash> Spool<F> {
                 if index >= e.recipients() {
                     return Err(SpoolError::NoSuchRecipient { qid, index });
                 }
-                e.state_version
+                e.state_version()
             }
             _ => return Err(SpoolError::NoSuchMessage(qid)),
         };
@@ -286,7 +286,7 @@ impl<F: Flash> Spool<F> {
         let old = self
             .index
             .get_mut(&qid)
-            .and_then(|e| e.set_outcome(index, loc));
+            .and_then(|mut e| e.set_outcome(index, loc));
         if let Some(old) = old {
             self.sub_live(old);
         }
@@ -298,7 +298,7 @@ impl<F: Flash> Spool<F> {
     pub fn set_state(&mut self, qid: QueueId, change: StateChange) -> Result<(), SpoolError> {
         self.check_writable()?;
         let (version, previous) = match self.index.get(&qid) {
-            Some(e) if e.committed() => (e.state_version + 1, e.state_loc.get()),
+            Some(e) if e.committed() => (e.state_version() + 1, e.state_loc().get()),
             _ => return Err(SpoolError::NoSuchMessage(qid)),
         };
         let previous = match previous {
@@ -321,9 +321,11 @@ impl<F: Flash> Spool<F> {
         let bytes = stamp::encode(&body, &stamp).map_err(|e| SpoolError::Encode(e.to_string()))?;
         let loc = self.append(Kind::State, qid.0, &[&bytes], Purpose::Delivery)?;
         self.add_live(loc);
-        let old = self.index.get_mut(&qid).and_then(|e| {
-            e.state_version = version;
-            std::mem::replace(&mut e.state_loc, loc).get()
+        let old = self.index.get_mut(&qid).and_then(|mut e| {
+            let old = e.as_ref().state_loc().get();
+            e.set_state_version(version);
+            e.set_state_loc(loc);
+            old
         });
         if let Some(old) = old {
             self.sub_live(old);
@@ -356,22 +358,22 @@ impl<F: Flash> Spool<F> {
     /// Messages whose commit is synced, oldest first, read back from flash. A message whose
     /// records no longer read back sound is left out (`get` and `read_body` say `Damaged`).
     pub fn list(&mut self) -> Vec<MessageSummary> {
-        let durable: Vec<(QueueId, Entry)> = self
+        let durable: Vec<(QueueId, Message)> = self
             .index
             .iter()
             .filter(|(_, e)| e.durable())
-            .map(|(q, e)| (q, e.clone()))
+            .map(|(q, e)| (q, e.to_message()))
             .collect();
         durable
             .into_iter()
-            .filter_map(|(q, e)| self.summarize(q, &e).ok())
+            .filter_map(|(q, m)| self.summarize(q, m.as_ref()).ok())
             .collect()
     }
 
     /// One message whose commit is synced, read back from flash.
     pub fn get(&mut self, qid: QueueId) -> Option<MessageSummary> {
-        let e = self.index.get(&qid).filter(|e| e.durable())?.clone();
-        self.summarize(qid, &e).ok()
+        let m = self.index.get(&qid).filter(|e| e.durable())?.to_message();
+        self.summarize(qid, m.as_ref()).ok()
     }
 
     /// Geometry, usage and wear, for `postern flash info`.
@@ -471,7 +473,7 @@ impl<F: Flash> Spool<F> {
         }
         self.stats.syncs += 1;
         for qid in std::mem::take(&mut self.pending) {
-            if let Some(e) = self.index.get_mut(&qid) {
+            if let Some(mut e) = self.index.get_mut(&qid) {
                 e.set_durable();
             }
         }
@@ -679,7 +681,7 @@ impl<F: Flash> Spool<F> {
             let start = found.offset as usize;
             let end = start + (HEADER + found.header.len) as usize;
             let new = self.put(&buf[start..end], Purpose::Compaction)?;
-            if let Some(e) = self.index.get_mut(&qid) {
+            if let Some(mut e) = self.index.get_mut(&qid) {
                 e.relocate(addr, new);
             }
             self.add_live(new);
@@ -715,8 +717,8 @@ impl<F: Flash> Spool<F> {
     }
 
     fn drop_entry(&mut self, qid: QueueId) {
-        if let Some(e) = self.index.remove(&qid) {
-            for loc in e.locs() {
+        if let Some(m) = self.index.remove(&qid) {
+            for loc in m.as_ref().locs() {
                 self.sub_live(loc);
             }
         }
@@ -739,7 +741,7 @@ impl<F: Flash> Spool<F> {
 }
 
 /// New mail waits for the free segments kept back; a bounce may dig into them.
-fn purpose_of(e: &Entry) -> Purpose {
+fn purpose_of(e: EntryRef<'_>) -> Purpose {
     if e.bounce() {
         Purpose::Delivery
     } else {

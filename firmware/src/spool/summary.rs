@@ -6,7 +6,8 @@ use serde::de::DeserializeOwned;
 
 use crate::mail::{Envelope, QueueId, QueueState, StateEvent};
 
-use super::index::{Entry, Loc, MessageHistory, MessageSummary, OutcomeTime};
+use super::entry::EntryRef;
+use super::index::{Loc, MessageHistory, MessageSummary, OutcomeTime};
 use super::record::{self, HEADER, Kind, RecipientBody, StateBody};
 use super::stamp::{self, RecipientStamp, StateStamp};
 use super::{Spool, SpoolError};
@@ -70,20 +71,24 @@ impl<F: Flash> Spool<F> {
     pub(crate) fn summarize(
         &mut self,
         qid: QueueId,
-        e: &Entry,
+        e: EntryRef<'_>,
     ) -> Result<MessageSummary, SpoolError> {
         self.read_message(qid, e).map(|h| h.summary)
     }
 
     /// One durable message with the times of its records, for `postern queue show`.
     pub fn history(&mut self, qid: QueueId) -> Option<MessageHistory> {
-        let e = self.index.get(&qid).filter(|e| e.durable())?.clone();
-        self.read_message(qid, &e).ok()
+        let m = self.index.get(&qid).filter(|e| e.durable())?.to_message();
+        self.read_message(qid, m.as_ref()).ok()
     }
 
-    fn read_message(&mut self, qid: QueueId, e: &Entry) -> Result<MessageHistory, SpoolError> {
+    fn read_message(
+        &mut self,
+        qid: QueueId,
+        e: EntryRef<'_>,
+    ) -> Result<MessageHistory, SpoolError> {
         let mut buf = Vec::new();
-        let envelope: Envelope = self.read_decoded(qid, Kind::Begin, e.begin, &mut buf)?;
+        let envelope: Envelope = self.read_decoded(qid, Kind::Begin, e.begin(), &mut buf)?;
         let mut outcomes = Vec::with_capacity(e.recipients());
         let mut outcome_times = Vec::with_capacity(e.recipients());
         for i in 0..e.recipients() {
@@ -103,7 +108,7 @@ impl<F: Flash> Spool<F> {
             outcomes.push(outcome);
             outcome_times.push(at);
         }
-        let (state, changes) = match e.state_loc.get() {
+        let (state, changes) = match e.state_loc().get() {
             Some(loc) => {
                 let (now, stamp) = self.read_state(qid, loc)?;
                 let mut changes = stamp.map_or_else(Vec::new, |s| s.earlier);
@@ -117,7 +122,7 @@ impl<F: Flash> Spool<F> {
             None => (QueueState::Active, Vec::new()),
         };
         // The version counts every change, the ones no longer carried too.
-        let changes_before = e.state_version.saturating_sub(changes.len() as u32);
+        let changes_before = e.state_version().saturating_sub(changes.len() as u32);
         Ok(MessageHistory {
             summary: MessageSummary {
                 qid,

@@ -20,8 +20,7 @@ use hal::flash::Flash;
 use crate::mail::QueueId;
 
 use super::format::{Layout, SEG_HEADER, SpoolGeometry};
-use super::index::Entry;
-use super::qid_map::QidMap;
+use super::index::Index;
 use super::record::{HEADER, Kind};
 use super::slots::SlotView;
 use super::store::{Purpose, SegState, Spool, Stats};
@@ -79,7 +78,7 @@ impl<F: Flash> Spool<F> {
             next_seq: segments.log.last().map_or(1, |(seq, _)| seq + 1),
             segs: segments.segs,
             head,
-            index: QidMap::new(),
+            index: Index::default(),
             recovered: None,
             last_qid: max_qid,
             pending: Vec::new(),
@@ -91,7 +90,7 @@ impl<F: Flash> Spool<F> {
     }
 
     /// Takes the rebuilt index, counting the bytes each segment still holds for it.
-    fn take_index(&mut self, index: QidMap<Entry>) {
+    fn take_index(&mut self, index: Index) {
         for e in index.values() {
             for loc in e.locs() {
                 self.add_live(loc);
@@ -111,12 +110,7 @@ fn fit_settings(mut settings: SpoolSettings, layout: &Layout) -> SpoolSettings {
 }
 
 /// The totals of the report.
-fn summarise(
-    report: &mut RecoveryReport,
-    segments: &Segments,
-    index: &QidMap<Entry>,
-    max_qid: u64,
-) {
+fn summarise(report: &mut RecoveryReport, segments: &Segments, index: &Index, max_qid: u64) {
     report.segments_used = segments.log.len() as u32;
     report.segments_free = segments
         .segs
@@ -145,7 +139,7 @@ impl<F: Flash> Spool<F> {
             }
             let new = self.put(&bytes, Purpose::Compaction)?;
             wrote = true;
-            if live && let Some(e) = self.index.get_mut(&qid) {
+            if live && let Some(mut e) = self.index.get_mut(&qid) {
                 e.relocate(old.addr, new);
                 self.sub_live(old);
                 self.add_live(new);

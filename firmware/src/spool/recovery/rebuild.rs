@@ -4,8 +4,8 @@
 
 use crate::mail::QueueId;
 
-use super::super::index::{Entry, Loc};
-use super::super::qid_map::QidMap;
+use super::super::entry::Message;
+use super::super::index::{Index, Loc};
 use super::super::recovered::{
     RecoveredMessage, RecoveredQueue, RecoveredRecipient, RecoveredState,
 };
@@ -18,7 +18,7 @@ pub(super) fn rebuild_index(
     seen: SeenTable,
     interned: Interned,
     report: &mut RecoveryReport,
-) -> (QidMap<Entry>, RecoveredQueue) {
+) -> (Index, RecoveredQueue) {
     let count = seen.len();
     let mut entries = Vec::with_capacity(count);
     // Sized once: a vector grown by doubling leaves its old copies behind in the heap.
@@ -45,14 +45,14 @@ pub(super) fn rebuild_index(
                     for (i, &hop) in hops.iter().enumerate() {
                         queue.recipients.push(RecoveredRecipient {
                             next_hop: hop,
-                            done: e.outcome(i).is_some(),
+                            done: e.as_ref().outcome(i).is_some(),
                         });
                     }
                     queue.messages.push(RecoveredMessage {
                         qid,
                         arrival: b.arrival,
                         null_sender: b.bounce,
-                        size: e.size(),
+                        size: e.as_ref().size(),
                         state,
                         first,
                         count: hops.len() as u32,
@@ -69,11 +69,11 @@ pub(super) fn rebuild_index(
     queue.messages.sort_unstable_by_key(|m| m.qid);
     queue.next_hops = interned.hops.values;
     queue.reasons = interned.reasons.values;
-    (QidMap::from_unsorted(entries), queue)
+    (Index::from_messages(entries), queue)
 }
 
 enum Built {
-    Entry(Entry),
+    Entry(Message),
     Uncommitted,
     Nothing,
     Lost(String),
@@ -93,7 +93,8 @@ fn build_entry(s: Seen) -> Built {
     let Some((begin_loc, begin)) = s.begin() else {
         return Built::Lost("begin record (envelope) missing or damaged".into());
     };
-    let mut e = Entry::with(begin_loc, begin.recipients, begin.bounce);
+    let mut m = Message::with(begin_loc, begin.recipients, begin.bounce);
+    let mut e = m.as_mut();
     let (count, size) = if s.more_chunks().is_empty() {
         // The common message: one chunk, one copy; no allocation.
         match s.first_chunk() {
@@ -119,18 +120,19 @@ fn build_entry(s: Seen) -> Built {
             commit.size
         ));
     }
-    e.commit = commit_loc;
+    e.set_commit(commit_loc);
     e.set_durable();
+    let recipients = e.as_ref().recipients();
     for &(i, loc) in s.outcomes() {
-        if (i as usize) < e.recipients() {
+        if (i as usize) < recipients {
             e.set_outcome(i as usize, loc);
         }
     }
     if let Some((version, loc, _)) = s.state() {
-        e.state_version = version;
-        e.state_loc = loc;
+        e.set_state_version(version);
+        e.set_state_loc(loc);
     }
-    Built::Entry(e)
+    Built::Entry(m)
 }
 
 /// Body bytes in a chunk record (its body is the chunk's index, then the bytes).
