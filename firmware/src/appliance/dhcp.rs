@@ -164,14 +164,19 @@ fn act(
                 Loss::Expired => "DHCP lease ran out",
                 Loss::Refused => "DHCP server refused to renew the lease",
             };
-            match net::remove_ipv4(WAN) {
+            let removed = net::remove_ipv4(WAN);
+            // Its resolvers went with it (they may not be reachable from the next network).
+            // Both are gone before the line says so: whoever reads it sees the box without them.
+            let resolvers = if lease_dns {
+                network::write_resolv_conf(&[])
+            } else {
+                String::new()
+            };
+            match removed {
                 Ok(()) => eprintln!("postern: {WAN}: {why}; address removed, asking again"),
                 Err(e) => eprintln!("postern: {WAN}: {why}; cannot remove the address: {e}"),
             }
-            // Its resolvers went with it (they may not be reachable from the next network).
-            if lease_dns {
-                eprint!("{}", network::write_resolv_conf(&[]));
-            }
+            eprint!("{resolvers}");
         }
     }
 }
