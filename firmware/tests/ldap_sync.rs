@@ -564,7 +564,10 @@ async fn mta_settings_come_from_the_global_config_and_this_servers_entry() {
     assert!(e.contains("LDAP"), "{e}");
     mcf("mcf hopcount_limit 30").unwrap();
 
-    // Changed in LDAP: the next poll applies it and says what it was and is.
+    // Changed in LDAP: the next poll applies it and says what it was and is, and wakes the
+    // services that copy settings (the daemon's limits and queue timing follow them).
+    let mut changes = shared.settings_changes();
+    changes.mark_unchanged();
     ldap.ldapmodify(
         "dn: cn=mx.test.example,cn=servers,cn=zimbra\nchangetype: modify\n\
          delete: zimbraMtaRelayHost\n\n",
@@ -586,6 +589,7 @@ async fn mta_settings_come_from_the_global_config_and_this_servers_entry() {
         "{r:?}"
     );
     assert_eq!(relay(&shared.snapshot()), ["[relay.example.net]:587"]);
+    assert!(changes.has_changed().unwrap());
     // Gone from LDAP altogether: back to the default, and mcf may set it again.
     ldap.ldapmodify("dn: cn=config,cn=zimbra\nchangetype: modify\ndelete: zimbraMtaRelayHost\n\n");
     let r = sync(

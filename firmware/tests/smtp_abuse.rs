@@ -88,7 +88,7 @@ async fn start(kind: ListenerKind, limits: Limits, connections: ConnectionLimits
     let log = LogSink::memory();
     let ctx = Arc::new(InboundContext {
         hostname: "mx.test".into(),
-        limits,
+        limits: limits.into(),
         tls: Some(server_config(&identity).unwrap()),
         policy: Policy::new(connections),
         recipients: Router,

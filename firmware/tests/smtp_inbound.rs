@@ -112,7 +112,7 @@ async fn start_with_policy(
     let spool = Spool::default();
     let ctx = Arc::new(InboundContext {
         hostname: "mx.test".into(),
-        limits,
+        limits: limits.into(),
         tls: Some(server_config(&identity).unwrap()),
         policy,
         recipients: Router,

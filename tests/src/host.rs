@@ -172,6 +172,37 @@ impl HostPostern {
         }
     }
 
+    /// Waits until the log holds `needle` `times` times (at most 10 s); the log then.
+    pub fn wait_log(&self, needle: &str, times: usize) -> String {
+        let path = self.dir.join("postern.log");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            if log.matches(needle).count() >= times || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `postern prov ARGS` that change MTA settings, and waits until the running services
+    /// took them (the daemon logs it once per change).
+    pub fn mcf(&self, args: &[&str]) {
+        const APPLIED: &str = "MTA settings changed, applied without a restart";
+        let before = std::fs::read_to_string(self.dir.join("postern.log"))
+            .unwrap_or_default()
+            .matches(APPLIED)
+            .count();
+        let mut line = vec!["prov", "mcf"];
+        line.extend_from_slice(args);
+        self.admin_ok(&line);
+        let log = self.wait_log(APPLIED, before + 1);
+        assert!(
+            log.matches(APPLIED).count() > before,
+            "mcf {args:?} not applied:\n{log}"
+        );
+    }
+
     /// SIGKILL, as a power cut would stop it (the flash file is what survives).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -110,30 +110,25 @@ fn a_nul_byte_in_the_body_is_refused_and_nothing_is_relayed() {
 }
 
 /// `smtpd_client_connection_rate_limit` and `smtpd_client_message_rate_limit`, per client and
-/// minute, with mynetworks exempt; they apply from the next start, as the other limits do.
+/// minute, with mynetworks exempt; an `mcf` of them applies at once, without a restart.
 #[test]
 fn client_rate_limits_refuse_the_excess_and_spare_mynetworks() {
     let sink = Sink::start(0);
-    let mut p = HostPostern::start(&[]);
+    let p = HostPostern::start(&[]);
     let transport = format!("smtp:[127.0.0.1]:{}", sink.port);
     prov(
         &p,
         &["cd", "example.com", "zimbraMailTransport", &transport],
     );
     prov(&p, &["ca", "user@example.com", "pw"]);
-    prov(
-        &p,
-        &[
-            "mcf",
-            "smtpd_client_connection_rate_limit",
-            "3",
-            "smtpd_client_message_rate_limit",
-            "1",
-            "zimbraMtaMyNetworks",
-            "192.0.2.0/24",
-        ],
-    );
-    p.restart();
+    p.mcf(&[
+        "smtpd_client_connection_rate_limit",
+        "3",
+        "smtpd_client_message_rate_limit",
+        "1",
+        "zimbraMtaMyNetworks",
+        "192.0.2.0/24",
+    ]);
     let addr = p.listener("smtp");
     // status itself does not connect over SMTP: the first three connections are ours.
     let mut first = SmtpClient::connect(addr);
@@ -167,9 +162,7 @@ fn client_rate_limits_refuse_the_excess_and_spare_mynetworks() {
         "421 4.7.0 mx.test.example Error: too many connections from 127.0.0.1"
     );
 
-    prov(&p, &["mcf", "zimbraMtaMyNetworks", "127.0.0.0/8"]);
-    p.restart();
-    let addr = p.listener("smtp");
+    p.mcf(&["zimbraMtaMyNetworks", "127.0.0.0/8"]);
     for _ in 0..5 {
         let mut c = SmtpClient::connect(addr);
         assert!(c.reply().starts_with("220 "));
@@ -180,7 +173,7 @@ fn client_rate_limits_refuse_the_excess_and_spare_mynetworks() {
 #[test]
 fn clients_that_talk_first_or_pipeline_unannounced_are_dropped() {
     let sink = Sink::start(0);
-    let mut p = HostPostern::start(&["--submission", "127.0.0.1:0"]);
+    let p = HostPostern::start(&["--submission", "127.0.0.1:0"]);
     let transport = format!("smtp:[127.0.0.1]:{}", sink.port);
     prov(
         &p,
@@ -194,17 +187,12 @@ fn clients_that_talk_first_or_pipeline_unannounced_are_dropped() {
     c.send(b"HELO bot.example\r\nMAIL FROM:<a@outside.example>\r\n");
     assert_eq!(c.reply(), "554 5.5.0 Error: SMTP protocol synchronization");
 
-    prov(
-        &p,
-        &[
-            "mcf",
-            "postscreen_greet_action",
-            "drop",
-            "postscreen_greet_wait",
-            "1s",
-        ],
-    );
-    p.restart();
+    p.mcf(&[
+        "postscreen_greet_action",
+        "drop",
+        "postscreen_greet_wait",
+        "1s",
+    ]);
     let mut bot = SmtpClient::connect(p.listener("smtp"));
     // SmtpClient reads a multi-line reply whole: the 220- line, then what ends it.
     bot.send(b"EHLO bot.example\r\n");

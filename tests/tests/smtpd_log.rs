@@ -138,16 +138,12 @@ fn lines_go_to_a_remote_syslog_over_udp_and_tcp() {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let dns = DnsServer::start();
-    let mut p = HostPostern::start(&["--dns", &dns.flag()]);
-    prov(
-        &p,
-        &[
-            "mcf",
-            "posternSyslogTarget",
-            &format!("udp:{}", udp.local_addr().unwrap()),
-        ],
-    );
-    p.restart();
+    let p = HostPostern::start(&["--dns", &dns.flag()]);
+    // Set on the running daemon: no restart.
+    p.mcf(&[
+        "posternSyslogTarget",
+        &format!("udp:{}", udp.local_addr().unwrap()),
+    ]);
     let mut c = SmtpClient::connect(p.listener("smtp"));
     c.reply();
     c.cmd("QUIT");
@@ -170,15 +166,10 @@ fn lines_go_to_a_remote_syslog_over_udp_and_tcp() {
     );
 
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-    prov(
-        &p,
-        &[
-            "mcf",
-            "posternSyslogTarget",
-            &format!("tcp:{}", tcp.local_addr().unwrap()),
-        ],
-    );
-    p.restart();
+    p.mcf(&[
+        "posternSyslogTarget",
+        &format!("tcp:{}", tcp.local_addr().unwrap()),
+    ]);
     let mut c = SmtpClient::connect(p.listener("smtp"));
     c.reply();
     c.cmd("QUIT");

@@ -7,6 +7,7 @@ mod dmarc_report;
 mod error;
 pub mod flash;
 pub mod ldap;
+mod settings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,11 +25,10 @@ use crate::content::dkim::KeyRing;
 use crate::delivery::{Client, ClientSettings, ConfiguredDns, HickoryDns, NameLookups};
 use crate::directory::{Directory, SharedDirectory};
 use crate::inbound::tls::{self, TlsError};
-use crate::inbound::{self, InboundContext, Limits, Recipients, SpoolStore};
+use crate::inbound::{self, InboundContext, Recipients, SpoolStore};
 use crate::log::{LogSink, Program};
 use crate::policy::dns::HickoryResolve;
-use crate::policy::{ConnectionLimits, Dns, Policy};
-use crate::queue::QueueSettings;
+use crate::policy::{Dns, Policy};
 use crate::queue::runner::{self, QueueHandle, RunnerConfig};
 use crate::route::{self, Decision, Relay};
 use crate::spool::{Region, SpoolHandle, SpoolSettings};
@@ -102,7 +102,7 @@ impl Daemon {
     pub async fn start(opts: Options) -> Result<Daemon, DaemonError> {
         // The flash first: its lock says whether another postern already runs on it.
         let Opened { flash, directory } = open(&opts.flash).await?;
-        raise_open_files(directory.snapshot().config());
+        settings::raise_open_files(directory.snapshot().config());
         let mut bound = Vec::new();
         for (kind, addrs) in [
             (ListenerKind::Smtp, &opts.smtp),
@@ -157,6 +157,13 @@ impl Daemon {
         let ctx = inbound_context(
             &opts, &config, tls_config, &directory, &spool, &queue, &dkim,
         );
+        // From here on an `mcf` or an LDAP sync's new settings reach the services as they run.
+        let follower = tokio::spawn(settings::follow(
+            directory.clone(),
+            ctx.clone(),
+            queue.clone(),
+            opts.hostname.clone(),
+        ));
         // LDAP server names are looked up where delivery looks names up.
         directory.set_dns_servers(&opts.dns_servers);
         let ldap = ldap::context(&spool, &directory, &opts.hostname, true).await;
@@ -183,7 +190,7 @@ impl Daemon {
         // From here on the mail log is also kept in the ring on flash.
         let keeper = handles.spool.clone();
         crate::log::keep::keep_in(&opts.hostname, Arc::new(move |l| keeper.log_line(l)));
-        let mut tasks = Vec::new();
+        let mut tasks = vec![follower];
         if let Some((listener, m)) = metrics {
             let addr = listener.local_addr().unwrap_or(m.addr);
             master(&format!("metrics at http://{addr}/metrics for {}", m.allow));
@@ -283,6 +290,9 @@ pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, Daem
     })
 }
 
+/// The listeners' context as the daemon builds it.
+type Inbound = InboundContext<Recipients, SpoolStore, Arc<SharedDirectory>>;
+
 /// What every session asks: the policy stage, the router over the live directory, the content
 /// checks, the spool and the queue, AUTH against the directory.
 fn inbound_context(
@@ -293,16 +303,16 @@ fn inbound_context(
     spool: &SpoolHandle,
     queue: &QueueHandle,
     dkim: &KeyRing,
-) -> Arc<InboundContext<Recipients, SpoolStore, Arc<SharedDirectory>>> {
+) -> Arc<Inbound> {
     let policy = Policy::with_dns(
-        connection_limits(config),
+        settings::connection_limits(config),
         policy_dns(opts),
         &opts.hostname,
         LogSink::stderr(),
     );
     Arc::new(InboundContext {
         hostname: opts.hostname.clone(),
-        limits: limits(config),
+        limits: settings::limits(config).into(),
         tls: Some(tls),
         policy: policy.clone(),
         recipients: Recipients {
@@ -466,7 +476,7 @@ async fn start_queue(
     });
     let (queue, _task) = runner::spawn(
         RunnerConfig {
-            settings: queue_settings(config),
+            settings: settings::queue_settings(config),
             hostname: hostname.to_string(),
             route: bounce_route,
             log: LogSink::stderr(),
@@ -480,60 +490,6 @@ async fn start_queue(
         .await
         .map_err(|e| DaemonError::Spool(PathBuf::new(), e))?;
     Ok(queue)
-}
-
-/// The queue's timing from the MTA settings (Postfix's defaults unless changed with `mcf`).
-fn queue_settings(c: &MtaConfig) -> QueueSettings {
-    QueueSettings {
-        queue_run_delay: c.queue_run_delay.as_secs(),
-        minimal_backoff_time: c.minimal_backoff_time.as_secs(),
-        maximal_backoff_time: c.maximal_backoff_time.as_secs(),
-        maximal_queue_lifetime: c.maximal_queue_lifetime.as_secs(),
-        bounce_queue_lifetime: c.bounce_queue_lifetime.as_secs(),
-        delay_warning_time: c.delay_warning_time.as_secs(),
-        ..QueueSettings::default()
-    }
-}
-
-/// The session limits from the MTA settings.
-fn limits(c: &MtaConfig) -> Limits {
-    Limits {
-        message_size_limit: c.max_message_size,
-        recipient_limit: c.recipient_limit as usize,
-        command_timeout: c.smtpd_timeout,
-        greet_wait: if c.greet_action_drop {
-            c.greet_wait
-        } else {
-            std::time::Duration::ZERO
-        },
-        ..Limits::default()
-    }
-}
-
-/// One descriptor per session: the soft limit on open files (often 1024) goes up to the hard one,
-/// and a `default_process_limit` the kernel would not let the box reach is said at start.
-fn raise_open_files(c: &MtaConfig) {
-    match hal::sys::limits::raise_open_files() {
-        Ok(Some(n)) if n < c.connection_limit as u64 + 64 => master(&format!(
-            "warning: default_process_limit {} but only {n} open files allowed (RLIMIT_NOFILE)",
-            c.connection_limit
-        )),
-        Ok(_) => {}
-        Err(e) => master(&format!("warning: cannot raise the open files limit: {e}")),
-    }
-}
-
-/// The connection limits, with `$mynetworks` exempt from the per-client one as in Postfix.
-fn connection_limits(c: &MtaConfig) -> ConnectionLimits {
-    ConnectionLimits {
-        client_limit_exceptions: c.my_networks.clone(),
-        connection_rate_limit: c.connection_rate_limit,
-        message_rate_limit: c.message_rate_limit,
-        auth_rate_limit: c.auth_rate_limit,
-        connection_limit: c.connection_limit as usize,
-        client_connection_limit: c.client_connection_limit as usize,
-        ..ConnectionLimits::default()
-    }
 }
 
 fn report_recovery(flash: &flash::OpenFlash) {

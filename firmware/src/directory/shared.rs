@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use super::Directory;
 use super::ldap::locate::ServerNames;
 use crate::config::localconfig::{LdapUrl, LocalConfig};
@@ -26,6 +28,9 @@ pub struct SharedDirectory {
     ldap_settings: RwLock<Arc<LocalConfig>>,
     /// The DNS servers LDAP server names are looked up with; empty: /etc/resolv.conf's.
     dns_servers: RwLock<Vec<SocketAddr>>,
+    /// Counts the changes that brought other MTA settings: the services that copy settings
+    /// (session and connection limits, queue timing, remote syslog) follow it.
+    settings: watch::Sender<u64>,
 }
 
 impl SharedDirectory {
@@ -37,6 +42,7 @@ impl SharedDirectory {
             ldap_max_age: AtomicU64::new(0),
             ldap_settings: RwLock::new(Arc::default()),
             dns_servers: RwLock::default(),
+            settings: watch::Sender::new(0),
         }
     }
 
@@ -108,10 +114,22 @@ impl SharedDirectory {
         let now = self.snapshot();
         let (out, next) = change(&now)?;
         if let Some(next) = next {
+            let settings_changed = next.config() != now.config();
             let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
             *guard = Arc::new(next);
+            drop(guard);
+            if settings_changed {
+                self.settings.send_modify(|n| *n += 1);
+            }
         }
         Ok(out)
+    }
+
+    /// Wakes on every change that brings other MTA settings (read them from [`snapshot`]).
+    ///
+    /// [`snapshot`]: Self::snapshot
+    pub fn settings_changes(&self) -> watch::Receiver<u64> {
+        self.settings.subscribe()
     }
 }
 
@@ -147,6 +165,26 @@ mod tests {
         });
         assert_eq!(failed, Err("flash write failed"));
         assert!(shared.snapshot().account("foo@example.com").is_some());
+    }
+
+    #[test]
+    fn only_a_change_of_the_mta_settings_wakes_their_followers() {
+        let shared = SharedDirectory::default();
+        let changes = shared.settings_changes();
+        let run = |line: &str| {
+            shared
+                .update(|d| {
+                    let out = prov::execute(d, &args(line))?;
+                    Ok::<_, prov::ProvError>((out.output, out.directory))
+                })
+                .unwrap()
+        };
+        run("cd example.com");
+        run("ca foo@example.com pw");
+        assert!(!changes.has_changed().unwrap());
+        run("mcf zimbraMtaMaxMessageSize 2000");
+        assert!(changes.has_changed().unwrap());
+        assert_eq!(shared.snapshot().config().max_message_size, 2000);
     }
 
     #[test]

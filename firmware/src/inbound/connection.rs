@@ -78,9 +78,10 @@ where
         ListenerKind::Smtps => (Mode::Smtp, false, ctx.auth.is_some(), true),
         ListenerKind::Lmtp => (Mode::Lmtp, false, false, false),
     };
-    let mut config = ctx
-        .limits
-        .session_config(&ctx.hostname, mode, starttls, auth, auth_required);
+    let mut config =
+        ctx.limits
+            .get()
+            .session_config(&ctx.hostname, mode, starttls, auth, auth_required);
     if kind != ListenerKind::Smtp {
         // postscreen guards the MX port only; submission clients are known users.
         config.greet_wait = std::time::Duration::ZERO;
@@ -149,7 +150,7 @@ where
         };
         let handshake = TlsAcceptor::from(tls).accept(stream);
         let mut tls_stream =
-            match tokio::time::timeout(ctx.limits.tls_handshake_timeout, handshake).await {
+            match tokio::time::timeout(ctx.limits.get().tls_handshake_timeout, handshake).await {
                 Ok(Ok(s)) => s,
                 _ => {
                     rx.ending = Some(Ending::LostConnection);
@@ -172,7 +173,8 @@ where
             };
             let handshake = TlsAcceptor::from(tls).accept(stream);
             let mut tls_stream =
-                match tokio::time::timeout(ctx.limits.tls_handshake_timeout, handshake).await {
+                match tokio::time::timeout(ctx.limits.get().tls_handshake_timeout, handshake).await
+                {
                     Ok(Ok(s)) => s,
                     _ => {
                         rx.ending = Some(Ending::LostConnection);
@@ -203,11 +205,13 @@ where
     A: Authenticator,
 {
     let mut buf = vec![0u8; READ_BUF_IDLE];
+    // Taken once: the settings may change while the session runs.
+    let limits = ctx.limits.get();
     // When the record in hand (a command line, or the content after 354) must be complete: set
     // when a reply goes out, later by `smtpd_min_data_rate` with every read.
     let mut record_deadline = session
         .poll_timeout()
-        .unwrap_or_else(|| Instant::now() + ctx.limits.command_timeout);
+        .unwrap_or_else(|| Instant::now() + limits.command_timeout);
     loop {
         while let Some(event) = session.poll_event() {
             if let Event::StartTls = event {
@@ -219,7 +223,7 @@ where
         if session.has_output() {
             record_deadline = session
                 .poll_timeout()
-                .unwrap_or_else(|| Instant::now() + ctx.limits.command_timeout);
+                .unwrap_or_else(|| Instant::now() + limits.command_timeout);
         }
         flush(io, session).await?;
         if session.is_closed() {
@@ -232,8 +236,8 @@ where
         }
         let mut deadline = session
             .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + ctx.limits.command_timeout);
-        let per_record = ctx.limits.per_record_deadline && record_deadline < deadline;
+            .unwrap_or_else(|| Instant::now() + limits.command_timeout);
+        let per_record = limits.per_record_deadline && record_deadline < deadline;
         if per_record {
             deadline = record_deadline;
         }
@@ -244,7 +248,7 @@ where
                     return Ok(Outcome::Closed);
                 }
                 Ok(n) => {
-                    record_deadline += ctx.limits.record_extension(n);
+                    record_deadline += limits.record_extension(n);
                     session.feed(buf.get(..n).unwrap_or_default(), Instant::now());
                     if n == buf.len() && buf.len() < READ_BUF {
                         buf.resize(READ_BUF, 0);
@@ -332,7 +336,7 @@ async fn answer<R, S, A>(
                 );
                 ctx.log.line(Program::Smtpd, &line);
                 // Slow down password guessing: each failure on this connection waits longer.
-                let delay = ctx.limits.auth_delay(session.auth_failures() + 1);
+                let delay = ctx.limits.get().auth_delay(session.auth_failures() + 1);
                 tokio::time::sleep(delay).await;
             }
             session.answer_auth(ok, Instant::now());

@@ -2,6 +2,7 @@
 //! comment of each field names the Postfix (or Zimbra) parameter an admin knows it by. (How many
 //! clients are served at once is the policy stage's: `policy::ConnectionLimits`.)
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::smtp::{Config, Mode};
@@ -119,6 +120,32 @@ impl Limits {
             greet_wait: self.greet_wait,
             bare_newline_reject_code: self.bare_newline_reject_code,
         }
+    }
+}
+
+/// The limits in force, replaced when the MTA settings change (no restart): a session takes
+/// its size and recipient limits as it starts, its timeouts as it waits.
+#[derive(Debug, Default)]
+pub struct LiveLimits(RwLock<Arc<Limits>>);
+
+impl LiveLimits {
+    pub fn new(limits: Limits) -> LiveLimits {
+        LiveLimits(RwLock::new(Arc::new(limits)))
+    }
+
+    pub fn get(&self) -> Arc<Limits> {
+        // A poisoned lock still holds a whole Arc.
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn set(&self, limits: Limits) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(limits);
+    }
+}
+
+impl From<Limits> for LiveLimits {
+    fn from(limits: Limits) -> LiveLimits {
+        LiveLimits::new(limits)
     }
 }
 

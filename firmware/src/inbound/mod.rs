@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use crate::log::LogSink;
 use crate::policy::Policy;
 
-pub use limits::Limits;
+pub use limits::{Limits, LiveLimits};
 pub use recipients::Recipients;
 pub use stages::{Authenticator, IncomingMessage, MessageStore, NoAuth, RecipientCheck};
 pub use store::{SpoolStore, spool_reply};
@@ -77,7 +77,8 @@ impl ListenerKind {
 pub struct InboundContext<R, S, A> {
     /// `myhostname`.
     pub hostname: String,
-    pub limits: Limits,
+    /// Replaced when the MTA settings change.
+    pub limits: LiveLimits,
     /// `None`: no STARTTLS, no port 465, and so no AUTH.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Asked at connect (connection limits); the recipient check asks it at RCPT.

@@ -255,6 +255,30 @@ mod tests {
     }
 
     #[test]
+    fn new_limits_hold_for_the_connections_after_them() {
+        let policy = Policy::new(ConnectionLimits {
+            connection_limit: 1,
+            ..ConnectionLimits::default()
+        });
+        let _held = policy.connect(ip("127.0.0.1")).unwrap();
+        assert!(policy.connect(ip("127.0.0.1")).is_err());
+        policy.set_limits(ConnectionLimits {
+            connection_limit: 2,
+            ..ConnectionLimits::default()
+        });
+        let second = policy.connect(ip("127.0.0.1")).unwrap();
+        assert!(policy.connect(ip("127.0.0.1")).is_err());
+        // Lowered under what is served: the connections stay, new ones wait.
+        policy.set_limits(ConnectionLimits {
+            connection_limit: 1,
+            ..ConnectionLimits::default()
+        });
+        assert_eq!(policy.active_connections(), 2);
+        drop(second);
+        assert!(policy.connect(ip("127.0.0.1")).is_err());
+    }
+
+    #[test]
     fn total_limit_covers_everyone_and_reads_as_postfix() {
         let policy = Policy::new(ConnectionLimits {
             connection_limit: 1,

@@ -55,11 +55,17 @@ use mail_auth::SpfResult;
 
 use connect::Counts;
 
+/// The connections served now, and the limits they are held to.
+#[derive(Debug)]
+struct Served {
+    counts: Counts,
+    limits: ConnectionLimits,
+}
+
 /// The policy of one running box: its limits, and the connections it serves now.
 #[derive(Debug)]
 pub struct Policy {
-    limits: ConnectionLimits,
-    counts: Mutex<Counts>,
+    served: Mutex<Served>,
     dns: Dns,
     /// The name the box greets with; mail to it is the box's own (see [`OwnName`]).
     hostname: String,
@@ -83,8 +89,10 @@ impl Policy {
         log: LogSink,
     ) -> Arc<Policy> {
         Arc::new(Policy {
-            limits,
-            counts: Mutex::new(Counts::default()),
+            served: Mutex::new(Served {
+                counts: Counts::default(),
+                limits,
+            }),
             sender_auth: Arc::new(SenderAuth::new(&dns, hostname)),
             dns,
             hostname: hostname.to_string(),
@@ -100,8 +108,9 @@ impl Policy {
 
     /// [`Policy::connect`] at a given time (the connection rate is counted per time unit).
     pub fn connect_at(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Admitted, Refusal> {
-        let mut counts = self.counts.lock().map_err(|_| Refusal::Unavailable)?;
-        counts.admit(ip, &self.limits, now)?;
+        let mut s = self.served.lock().map_err(|_| Refusal::Unavailable)?;
+        let Served { counts, limits } = &mut *s;
+        counts.admit(ip, limits, now)?;
         Ok(Admitted {
             policy: self.clone(),
             ip,
@@ -114,24 +123,34 @@ impl Policy {
     }
 
     pub fn message_at(&self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
-        let mut counts = self.counts.lock().map_err(|_| Refusal::Unavailable)?;
-        counts.message(ip, &self.limits, now)
+        let mut s = self.served.lock().map_err(|_| Refusal::Unavailable)?;
+        let Served { counts, limits } = &mut *s;
+        counts.message(ip, limits, now)
     }
 
     /// An AUTH command from `ip` (`smtpd_client_auth_rate_limit`); refused with 450 over it.
     pub fn auth(&self, ip: IpAddr) -> Result<(), Refusal> {
-        let mut counts = self.counts.lock().map_err(|_| Refusal::Unavailable)?;
-        counts.auth(ip, &self.limits, Instant::now())
+        let mut s = self.served.lock().map_err(|_| Refusal::Unavailable)?;
+        let Served { counts, limits } = &mut *s;
+        counts.auth(ip, limits, Instant::now())
+    }
+
+    /// New limits (the settings changed): the connections served now stay, and count against
+    /// them; what was counted per client and minute is kept.
+    pub fn set_limits(&self, limits: ConnectionLimits) {
+        if let Ok(mut s) = self.served.lock() {
+            s.limits = limits;
+        }
     }
 
     /// Connections being served now.
     pub fn active_connections(&self) -> usize {
-        self.counts.lock().map(|c| c.total()).unwrap_or(0)
+        self.served.lock().map(|s| s.counts.total()).unwrap_or(0)
     }
 
     fn release(&self, ip: IpAddr) {
-        if let Ok(mut counts) = self.counts.lock() {
-            counts.release(ip);
+        if let Ok(mut s) = self.served.lock() {
+            s.counts.release(ip);
         }
     }
 

@@ -298,8 +298,17 @@ impl QueueManager {
         &self.settings
     }
 
-    /// Replace the settings (the config changed); takes effect at the next decision.
+    /// Replace the settings (the config changed); takes effect at the next decision. A shorter
+    /// `queue_run_delay` brings the next queue run closer at once.
     pub fn set_settings(&mut self, settings: QueueSettings) {
+        let (old, new) = (
+            self.settings.queue_run_delay.max(1),
+            settings.queue_run_delay.max(1),
+        );
+        if new < old && self.next_queue_run > 0 {
+            let last = self.next_queue_run.saturating_sub(old);
+            self.next_queue_run = self.next_queue_run.min(last.saturating_add(new));
+        }
         self.settings = settings;
     }
 

@@ -105,6 +105,8 @@ enum Command {
     Apply(BulkOp, Vec<QueueId>, oneshot::Sender<Vec<QueueId>>),
     List(oneshot::Sender<Vec<MessageView>>),
     Get(QueueId, oneshot::Sender<Option<MessageView>>),
+    /// The MTA settings changed: timing and lifetimes from the next decision on.
+    Settings(QueueSettings),
     /// Answered once the jobs in flight are settled on flash (or the grace ran out).
     Shutdown(oneshot::Sender<()>),
 }
@@ -162,6 +164,10 @@ impl QueueHandle {
     /// One message's view (`postern queue show`), without copying the whole queue.
     pub async fn get(&self, qid: QueueId) -> Option<MessageView> {
         self.ask(|r| Command::Get(qid, r)).await.flatten()
+    }
+    /// New timing (the MTA settings changed), without a restart.
+    pub async fn set_settings(&self, settings: QueueSettings) {
+        let _ = self.tx.send(Command::Settings(settings)).await;
     }
     /// Stops scheduling and waits up to [`SHUTDOWN_GRACE`] for the deliveries in flight, whose
     /// outcomes go to flash first: a message delivered while the box stops is not sent again
@@ -314,6 +320,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 drop(r);
                 hal::sys::memory::release_free_memory();
             }
+            Command::Settings(s) => self.qm.set_settings(s),
             Command::Hold(q, r) => drop(r.send(self.qm.hold(q))),
             Command::Release(q, r) => drop(r.send(self.qm.release(q, now))),
             Command::Requeue(q, r) => drop(r.send(self.qm.requeue(q, now))),
@@ -581,7 +588,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             recipients: reasons,
             retry_until: envelope
                 .arrival
-                .saturating_add(self.config.settings.maximal_queue_lifetime),
+                .saturating_add(self.qm.settings().maximal_queue_lifetime),
         }
     }
 

@@ -697,3 +697,33 @@ fn a_queued_message_with_one_recipient_takes_40_bytes() {
         std::mem::size_of::<Msg>()
     );
 }
+
+#[test]
+fn new_settings_apply_to_a_running_queue() {
+    let mut q = QueueManager::new(QueueSettings {
+        queue_run_delay: 3600,
+        minimal_backoff_time: 60,
+        ..QueueSettings::default()
+    });
+    let m = msg(1, T0, &["smtp:[192.0.2.1]:25"]);
+    let qid = m.qid;
+    q.add(m, T0);
+    let w = q.poll(T0);
+    q.report(deferred(&w.jobs[0], "451 later"), None, T0 + 1);
+    q.poll(T0 + 1);
+    // Due in 60 s, but the deferred queue is looked at hourly.
+    assert_eq!(q.next_wakeup(), Some(T0 + 3600));
+    // An admin shortens the queue run delay and the lifetime: no restart.
+    q.set_settings(QueueSettings {
+        queue_run_delay: 300,
+        minimal_backoff_time: 60,
+        maximal_queue_lifetime: 200,
+        ..QueueSettings::default()
+    });
+    assert_eq!(q.next_wakeup(), Some(T0 + 300));
+    let w = q.poll(T0 + 300);
+    assert_eq!(w.jobs.len(), 1);
+    q.report(deferred(&w.jobs[0], "451 later"), None, T0 + 301);
+    let w = q.poll(T0 + 301);
+    assert!(w.actions.contains(&Action::Expired { qid }), "{w:?}");
+}
