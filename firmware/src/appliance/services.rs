@@ -18,7 +18,7 @@ use crate::admin::control::DEFAULT_CONTROL;
 use crate::config::box_settings::NetworkSettings;
 use crate::config::stored::BoxConfig;
 use crate::console::{self, ConsoleExit, Start};
-use crate::daemon::{self, Daemon, FlashSpec, Options};
+use crate::daemon::{self, Daemon, FlashSpec, Offline, Options};
 
 /// How long to wait before trying the flash again.
 const FLASH_RETRY: Duration = Duration::from_secs(5);
@@ -110,10 +110,12 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
             let started = match find_flash(p) {
                 Ok(p) => match set_up(&p, &mut input).await {
                     Ok(Prepared::Stop(action)) => return Ok(action),
-                    Ok(Prepared::Settings(settings)) => Daemon::start(options(&p, &settings))
-                        .await
-                        .map(|d| (d, settings, p))
-                        .map_err(|e| e.to_string()),
+                    Ok(Prepared::Settings(settings, offline)) => {
+                        Daemon::start_from(options(&p, &settings), *offline)
+                            .await
+                            .map(|d| (d, settings, p))
+                            .map_err(|e| e.to_string())
+                    }
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
@@ -198,7 +200,8 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
 
 /// What [`set_up`] ended with.
 enum Prepared {
-    Settings(Settings),
+    /// With the flash still open, for the services to take over.
+    Settings(Settings, Box<Offline>),
     /// The admin asked for power off or reboot during the wizard.
     Stop(PowerAction),
 }
@@ -237,7 +240,6 @@ async fn set_up(p: &BootParams, input: &mut ConsoleInput) -> Result<Prepared, St
         just_set_up = exit == ConsoleExit::SetUp;
     }
     drop(admin);
-    drop(offline);
     let mut settings = Settings::new(p, &stored);
     // The admin who just chose the password is at the console: straight to the menu.
     settings.login &= !just_set_up;
@@ -245,7 +247,7 @@ async fn set_up(p: &BootParams, input: &mut ConsoleInput) -> Result<Prepared, St
     if let Some(n) = &settings.network {
         eprint!("{}", network::apply(n));
     }
-    Ok(Prepared::Settings(settings))
+    Ok(Prepared::Settings(settings, Box::new(offline)))
 }
 
 /// Erases the flash (the services are stopped) and reboots into a blank box.
