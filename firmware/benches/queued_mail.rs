@@ -5,7 +5,8 @@
 //! command, and what one scheduling tick and one queue run cost. Prints figures; never fails.
 //!
 //! Run: `cargo bench -p postern --bench queued_mail [-- --million]`. The flash file goes to
-//! $TMPDIR (about 1000 bytes per message).
+//! $TMPDIR (about 1000 bytes per message); with POSTERN_BENCH_KEEP=FILE it is written there and
+//! kept, for the appliance to boot on (`tests/bench/boot.sh`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -176,7 +177,10 @@ fn main() {
             .unwrap_or(100_000)
     };
     let dir = std::env::var_os("TMPDIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    let path = dir.join(format!("postern-queued-{}.flash", std::process::id()));
+    let keep = std::env::var_os("POSTERN_BENCH_KEEP").map(PathBuf::from);
+    let path = keep
+        .clone()
+        .unwrap_or_else(|| dir.join(format!("postern-queued-{}.flash", std::process::id())));
     let now = unix_now();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
@@ -200,7 +204,9 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(restart(&path, n, now));
-    let _ = std::fs::remove_file(&path);
+    if keep.is_none() {
+        let _ = std::fs::remove_file(&path);
+    }
     tick(n, now);
 }
 
