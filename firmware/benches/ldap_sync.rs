@@ -11,7 +11,8 @@
 //! Run: `cargo bench -p postern --bench ldap_sync` (ACCOUNTS=N to change the size; HEAP=1 to
 //! count heap bytes per phase, which slows it; SYNCPROV=1 for a server with syncprov, as a
 //! replicated Zimbra LDAP master has, where polls go by RFC 4533 cookie instead of by
-//! modifyTimestamp).
+//! modifyTimestamp; SESSIONLOG=N for syncprov with a session log of N changes, which spares a
+//! poll the present phase naming every entry).
 
 #[path = "../tests/common/peers.rs"]
 mod peers;
@@ -356,11 +357,20 @@ fn main() {
         .build()
         .expect("runtime");
     let syncprov = std::env::var("SYNCPROV").is_ok_and(|v| v == "1");
-    println!(
-        "slapd {} syncprov",
-        if syncprov { "with" } else { "without" }
-    );
-    let mut ldap = slapd::Slapd::start(syncprov);
+    let sessionlog: u32 = std::env::var("SESSIONLOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut ldap = if sessionlog > 0 {
+        println!("slapd with syncprov, session log of {sessionlog} changes");
+        slapd::Slapd::start_with_sessionlog(sessionlog)
+    } else {
+        println!(
+            "slapd {} syncprov",
+            if syncprov { "with" } else { "without" }
+        );
+        slapd::Slapd::start(syncprov)
+    };
     let t = Instant::now();
     ldap.slapadd(&ldif(n));
     println!(

@@ -617,7 +617,20 @@ async fn with_syncprov_polls_use_the_cookie_and_see_deletes_at_once() {
     if require_slapd().is_none() {
         return;
     }
-    let ldap = Slapd::start(true);
+    polls_by_cookie(Slapd::start(true)).await;
+}
+
+/// With a session log the server names the deleted entries (refreshDeletes) instead of every
+/// entry still there (the present phase).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_syncprov_session_log_polls_see_deletes_at_once_too() {
+    if require_slapd().is_none() {
+        return;
+    }
+    polls_by_cookie(Slapd::start_with_sessionlog(100)).await;
+}
+
+async fn polls_by_cookie(ldap: Slapd) {
     seed(&ldap);
     let mut settings = settings(&ldap);
     settings.set("ldap_full_sync_interval", "1h").unwrap();

@@ -199,6 +199,19 @@ impl Slapd {
 
     /// The same, listening on `ip` (`::1` for the IPv6 tests).
     pub fn start_on(ip: IpAddr, syncprov: bool, tls: Option<(&str, &str)>) -> Slapd {
+        Slapd::launch(ip, syncprov.then_some(0), tls)
+    }
+
+    /// With syncprov keeping a session log of `entries` changes (`olcSpSessionlog`, as
+    /// providers for replicas are often set up): a refresh from a cookie it covers gets only the
+    /// changes, no present phase naming every entry.
+    #[allow(dead_code)]
+    pub fn start_with_sessionlog(entries: u32) -> Slapd {
+        Slapd::launch(IpAddr::from([127, 0, 0, 1]), Some(entries), None)
+    }
+
+    /// `syncprov`: None without the overlay, Some(0) without a session log.
+    fn launch(ip: IpAddr, syncprov: Option<u32>, tls: Option<(&str, &str)>) -> Slapd {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().to_path_buf();
         std::fs::create_dir(dir.join("db")).expect("db dir");
@@ -212,9 +225,18 @@ impl Slapd {
             }
             None => String::new(),
         };
+        // A provider indexes entryCSN and entryUUID, as the OpenLDAP admin guide asks: a
+        // refresh looks entries up by them.
         let (load, overlay) = match syncprov {
-            true => ("moduleload syncprov\n", "overlay syncprov\n"),
-            false => ("", ""),
+            Some(0) => (
+                "moduleload syncprov\n",
+                "index entryCSN,entryUUID eq\noverlay syncprov\n".to_string(),
+            ),
+            Some(n) => (
+                "moduleload syncprov\n",
+                format!("index entryCSN,entryUUID eq\noverlay syncprov\nsyncprov-sessionlog {n}\n"),
+            ),
+            None => ("", String::new()),
         };
         let conf = format!(
             "include /etc/ldap/schema/core.schema\n\
