@@ -162,6 +162,8 @@ impl Daemon {
         let tls_config = tls_config(&spool, &opts.hostname, &opts.flash.path).await?;
 
         let config = directory.snapshot().config().clone();
+        // Watched from the settings the services are built with: no change after them is missed.
+        let changes = directory.settings_changes();
         crate::log::remote::set_target(config.syslog_target, &opts.hostname);
         let listeners: Vec<(ListenerKind, SocketAddr)> =
             bound.iter().map(|(k, a, _)| (*k, *a)).collect();
@@ -174,7 +176,11 @@ impl Daemon {
         );
         // From here on an `mcf` or an LDAP sync's new settings reach the services as they run.
         let follower = tokio::spawn(settings::follow(
-            directory.clone(),
+            settings::Following {
+                directory: directory.clone(),
+                changes,
+                applied: config.clone(),
+            },
             ctx.clone(),
             queue.clone(),
             opts.hostname.clone(),

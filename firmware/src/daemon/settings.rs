@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
 use crate::config::MtaConfig;
 use crate::directory::SharedDirectory;
 use crate::inbound::Limits;
@@ -14,15 +16,26 @@ use crate::queue::runner::QueueHandle;
 
 use super::{Inbound, master};
 
+/// The settings the services were built with, and the changes after them.
+pub(super) struct Following {
+    pub directory: Arc<SharedDirectory>,
+    /// Subscribed when `applied` was read.
+    pub changes: watch::Receiver<u64>,
+    pub applied: MtaConfig,
+}
+
 /// Applies every change of the MTA settings to the running services until the directory goes.
 pub(super) async fn follow(
-    directory: Arc<SharedDirectory>,
+    following: Following,
     inbound: Arc<Inbound>,
     queue: QueueHandle,
     hostname: String,
 ) {
-    let mut changes = directory.settings_changes();
-    let mut applied = directory.snapshot().config().clone();
+    let Following {
+        directory,
+        mut changes,
+        mut applied,
+    } = following;
     while changes.changed().await.is_ok() {
         let now = directory.snapshot();
         let new = now.config();
