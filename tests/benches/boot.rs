@@ -106,14 +106,7 @@ fn one_boot() -> Result<Boot, String> {
     let (opts, smtp_port) = test_boot(tmp.path());
     let mut machine = Machine::boot(&opts).map_err(|e| e.to_string())?;
     let started = machine.started();
-    // The greeting is probed from another thread while this one reads the console.
-    let smtp = std::thread::spawn(move || {
-        wait_for_banner(smtp_port, LIMIT).map(|(_, stream)| {
-            let at = Instant::now();
-            let _ = quit(stream);
-            at
-        })
-    });
+    let smtp = probe_greeting(smtp_port);
     let console = machine.console().ok_or("no console")?;
     console
         .wait_for("Type 'help'", LIMIT)
@@ -163,13 +156,7 @@ fn queued_boot(flash: &Path) -> Result<QueuedBoot, String> {
     opts.flash = copy;
     let mut machine = Machine::boot(&opts).map_err(|e| e.to_string())?;
     let started = machine.started();
-    let smtp = std::thread::spawn(move || {
-        wait_for_banner(smtp_port, LIMIT).map(|(_, stream)| {
-            let at = Instant::now();
-            let _ = quit(stream);
-            at
-        })
-    });
+    let smtp = probe_greeting(smtp_port);
     let console = machine.console().ok_or("no console")?;
     let (mut banner, mut recovered) = (None, None);
     // The prompt too: `poweroff` is typed at it.
@@ -211,5 +198,17 @@ fn queued_boot(flash: &Path) -> Result<QueuedBoot, String> {
         recovered: recovered.unwrap_or_default(),
         recovered_line,
         smtp: smtp_at.duration_since(started).as_secs_f64(),
+    })
+}
+
+/// Waits for the first SMTP greeting on another thread, while the caller reads the console; when
+/// it came.
+fn probe_greeting(port: u16) -> std::thread::JoinHandle<Result<Instant, String>> {
+    std::thread::spawn(move || {
+        wait_for_banner(port, LIMIT).map(|(_, stream)| {
+            let at = Instant::now();
+            let _ = quit(stream);
+            at
+        })
     })
 }
