@@ -133,7 +133,9 @@ fn legacy_state(
 ) {
     let body = postcard::to_allocvec(&StateBody { version, state }).unwrap();
     let bytes = record::encode(spool.layout.nonce, Kind::State, qid.0, &[&body]);
-    spool.put(&bytes, Purpose::Delivery).unwrap();
+    spool
+        .put(&bytes, body.len() as u32, Purpose::Delivery)
+        .unwrap();
     spool.sync().unwrap();
 }
 

@@ -162,6 +162,8 @@ impl<F: Flash> Spool<F> {
         let crc = entry_crc(self.layout.nonce, &entry, text);
         entry.extend_from_slice(&crc.to_le_bytes());
         entry.extend_from_slice(text);
+        // The pad as the erased bytes it is: the next line continues this one (one system call).
+        entry.resize(need as usize, 0xFF);
         let at = self.log_block_addr(block) + self.ring.pos;
         self.flash.write(at, &entry)?;
         self.ring.pos += need;

@@ -487,14 +487,30 @@ impl<F: Flash> Spool<F> {
         body: &[&[u8]],
         purpose: Purpose,
     ) -> Result<Loc, SpoolError> {
-        let bytes = record::encode(self.layout.nonce, kind, qid, body);
-        self.put(&bytes, purpose)
+        let mut bytes = record::encode(self.layout.nonce, kind, qid, body);
+        let len = (bytes.len() as u32).saturating_sub(HEADER);
+        // The pad goes with the record, as the erased 0xFF it already is: the next record then
+        // continues this one, and the flash makes a turn's records with one system call.
+        bytes.resize(record_size(len) as usize, 0xFF);
+        self.put(&bytes, len, purpose)
     }
 
-    /// Writes one encoded record at the head, opening a new segment if it does not fit.
-    pub(crate) fn put(&mut self, bytes: &[u8], purpose: Purpose) -> Result<Loc, SpoolError> {
-        let len = (bytes.len() as u32).saturating_sub(HEADER);
+    /// Writes one encoded record with a body of `len` bytes at the head, opening a new segment
+    /// if it does not fit. `bytes` may stop before the pad: then the pad is programmed apart.
+    pub(crate) fn put(
+        &mut self,
+        bytes: &[u8],
+        len: u32,
+        purpose: Purpose,
+    ) -> Result<Loc, SpoolError> {
         let size = record_size(len);
+        let record = (HEADER + len) as usize;
+        if bytes.len() < record || bytes.len() > size as usize {
+            return Err(SpoolError::Encode(format!(
+                "a record of {len} body bytes given as {} bytes",
+                bytes.len()
+            )));
+        }
         if size > self.layout.segment_size() - SEG_HEADER {
             return Err(SpoolError::Encode(format!(
                 "a record of {size} bytes does not fit a segment"
@@ -510,13 +526,20 @@ impl<F: Flash> Spool<F> {
         }
         let head = self.head.ok_or(SpoolError::Full)?;
         let addr = self.layout.segment_addr(head) + self.segs[head as usize].used;
-        if let Err(e) = self.flash.write(addr, bytes) {
+        // The pad is programmed too, as the erased 0xFF it already is: the next record then
+        // continues this one and the flash makes a turn's records with one system call.
+        let pad = &[0xFF; 3][..size as usize - bytes.len()];
+        let mut written = self.flash.write(addr, bytes);
+        if written.is_ok() && !pad.is_empty() {
+            written = self.flash.write(addr + bytes.len() as u32, pad);
+        }
+        if let Err(e) = written {
             // What reached flash is unknown: never append after it.
             self.head = None;
             return Err(e.into());
         }
         self.segs[head as usize].used += size;
-        self.stats.bytes_written += bytes.len() as u64;
+        self.stats.bytes_written += record as u64;
         Ok(Loc { addr, len })
     }
 
@@ -680,7 +703,7 @@ impl<F: Flash> Spool<F> {
             }
             let start = found.offset as usize;
             let end = start + (HEADER + found.header.len) as usize;
-            let new = self.put(&buf[start..end], Purpose::Compaction)?;
+            let new = self.put(&buf[start..end], found.header.len, Purpose::Compaction)?;
             if let Some(mut e) = self.index.get_mut(&qid) {
                 e.relocate(addr, new);
             }

@@ -171,6 +171,20 @@ mod tests {
         let mut buf = [0u8; 4];
         f.read(8192, &mut buf).unwrap();
         assert_eq!(buf, [0xFF; 4]);
+        // A read beside the gathered run leaves it gathered; one that overlaps it makes it.
+        f.write(300, b"run").unwrap();
+        let mut buf = [0u8; 3];
+        f.read(296, &mut buf).unwrap();
+        assert_eq!(buf, [0xFF; 3]);
+        assert_eq!(
+            &std::fs::read(&path).unwrap()[300..303],
+            [0xFF; 3],
+            "still gathered"
+        );
+        let mut buf = [0u8; 2];
+        f.read(302, &mut buf).unwrap();
+        assert_eq!(&buf, b"n\xFF");
+        assert_eq!(&std::fs::read(&path).unwrap()[300..303], b"run");
         // Dropped without a sync: still written.
         f.write(200, b"last").unwrap();
         drop(f);

@@ -35,7 +35,7 @@ pub struct OsFlash<M> {
 
 /// Programs that continue one another are gathered and made with one system call: the spool
 /// appends a message as several small records, and a call each cost more than the records.
-/// Whatever reads, erases or syncs sees them made first, and so does dropping the flash.
+/// Whatever erases, syncs or reads them sees them made first, and so does dropping the flash.
 #[derive(Debug)]
 struct Programs {
     file: File,
@@ -89,6 +89,19 @@ impl Programs {
     /// The file, with every gathered program made.
     fn file(&mut self) -> Result<&File, FlashError> {
         self.make()?;
+        Ok(&self.file)
+    }
+
+    /// The file to read `len` bytes at `offset` from: the gathered programs are made only when
+    /// the read overlaps them. Delivery reads committed (synced) bodies while new records gather,
+    /// and making them for it split a turn's records into a system call each.
+    fn file_to_read(&mut self, offset: u32, len: usize) -> Result<&File, FlashError> {
+        let start = u64::from(self.at);
+        let end = start + self.pending.len() as u64;
+        let (from, to) = (u64::from(offset), u64::from(offset) + len as u64);
+        if from < end && start < to {
+            self.make()?;
+        }
         Ok(&self.file)
     }
 
@@ -164,7 +177,7 @@ impl<M: Medium> ReadNorFlash for OsFlash<M> {
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
         self.geometry.check_range(offset, bytes.len())?;
         self.file
-            .file()?
+            .file_to_read(offset, bytes.len())?
             .read_exact_at(bytes, offset.into())
             .map_err(|e| FlashError::io("read", offset, &e))
     }

@@ -137,7 +137,7 @@ impl<F: Flash> Spool<F> {
             if !live && h.kind != Kind::End {
                 continue;
             }
-            let new = self.put(&bytes, Purpose::Compaction)?;
+            let new = self.put(&bytes, h.len, Purpose::Compaction)?;
             wrote = true;
             if live && let Some(mut e) = self.index.get_mut(&qid) {
                 e.relocate(old.addr, new);
