@@ -96,13 +96,26 @@ type MakeResolver<T> = dyn Fn(&[SocketAddr]) -> T + Send + Sync;
 
 /// A resolver made from resolv.conf's servers that is made again whenever the file changes:
 /// the appliance rewrites it when a DHCP lease, the console or a router advertisement changes
-/// the servers, and a daemon that runs for months must ask the new ones. Each use costs one
-/// `stat`; a file that went missing leaves the last servers in use.
+/// the servers, and a daemon that runs for months must ask the new ones. The file is looked at
+/// (one `stat`) at most once per [`RECHECK`], not at every use: a relay asks for its resolver
+/// several times per message. A file that went missing leaves the last servers in use.
 pub struct FollowResolvConf<T> {
     path: std::path::PathBuf,
     make: Box<MakeResolver<T>>,
-    current: std::sync::Mutex<Option<(Option<Stamp>, T)>>,
+    recheck: std::time::Duration,
+    current: std::sync::Mutex<Option<Made<T>>>,
 }
+
+/// A resolver, the file it was made from, and when the file was last looked at.
+struct Made<T> {
+    stamp: Option<Stamp>,
+    checked: std::time::Instant,
+    resolver: T,
+}
+
+/// How long a resolver is used before resolv.conf is looked at again: a new lease's servers are
+/// asked within a second.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<T: Clone> FollowResolvConf<T> {
     /// Follows /etc/resolv.conf, making each resolver with `make`.
@@ -117,22 +130,40 @@ impl<T: Clone> FollowResolvConf<T> {
         FollowResolvConf {
             path: path.into(),
             make: Box::new(make),
+            recheck: RECHECK,
             current: std::sync::Mutex::new(None),
         }
     }
 
-    /// The resolver for the file as it is now.
+    /// Looks at the file again after `recheck` instead of [`RECHECK`].
+    pub fn rechecking_after(mut self, recheck: std::time::Duration) -> Self {
+        self.recheck = recheck;
+        self
+    }
+
+    /// The resolver for the file as it is now (as it was at most `recheck` ago).
     pub fn get(&self) -> T {
-        let now = stamp(&self.path);
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        match current.as_ref() {
-            Some((seen, made)) if *seen == now || now.is_none() => return made.clone(),
-            _ => {}
+        let at = std::time::Instant::now();
+        if let Some(made) = current.as_mut() {
+            if at.duration_since(made.checked) < self.recheck {
+                return made.resolver.clone();
+            }
+            let now = stamp(&self.path);
+            if made.stamp == now || now.is_none() {
+                made.checked = at;
+                return made.resolver.clone();
+            }
         }
+        let now = stamp(&self.path);
         let text = std::fs::read_to_string(&self.path).unwrap_or_default();
-        let made = (self.make)(&parse_resolv_conf(&text));
-        *current = Some((now, made.clone()));
-        made
+        let resolver = (self.make)(&parse_resolv_conf(&text));
+        *current = Some(Made {
+            stamp: now,
+            checked: at,
+            resolver: resolver.clone(),
+        });
+        resolver
     }
 }
 
@@ -169,7 +200,8 @@ mod tests {
         let follow = FollowResolvConf::at(&path, move |servers: &[SocketAddr]| {
             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             servers.to_vec()
-        });
+        })
+        .rechecking_after(std::time::Duration::ZERO);
         let first = follow.get();
         assert_eq!(first, [SocketAddr::from(([192, 0, 2, 1], 53))]);
         assert_eq!(follow.get(), first);
@@ -187,5 +219,22 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(follow.get().len(), 2);
         assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_file_is_looked_at_again_only_after_the_recheck_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(&path, "nameserver 192.0.2.1\n").unwrap();
+        let follow = FollowResolvConf::at(&path, |servers: &[SocketAddr]| servers.to_vec());
+        assert_eq!(follow.get(), [SocketAddr::from(([192, 0, 2, 1], 53))]);
+        std::fs::write(&path, "nameserver 192.0.2.7\nnameserver 192.0.2.8\n").unwrap();
+        assert_eq!(
+            follow.get().len(),
+            1,
+            "within the interval the last servers stay"
+        );
+        std::thread::sleep(RECHECK + std::time::Duration::from_millis(100));
+        assert_eq!(follow.get().len(), 2, "after it the new file is read");
     }
 }
