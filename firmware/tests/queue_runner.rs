@@ -14,7 +14,7 @@ use postern::mail::{EnhancedStatus, Reply, Transport};
 use postern::mail::{Envelope, Notify, QueueId, QueueState, Recipient};
 use postern::queue::runner::{self, QueueHandle, QueueStore, RunnerConfig, StoredMessage};
 use postern::queue::{
-    Attempt, AttemptReport, Deliverer, DeliveryRequest, MemoryStore, MemoryStoreError,
+    Attempt, AttemptReport, BodyReader, Deliverer, DeliveryRequest, MemoryStore, MemoryStoreError,
     QueueSettings, RcptResult,
 };
 use postern::spool::Update;
@@ -31,6 +31,8 @@ const DAY: u64 = 86_400;
 #[derive(Default)]
 struct Script {
     attempts: Mutex<HashMap<String, u32>>,
+    /// The body of each attempt, as delivery read it.
+    bodies: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Script {
@@ -46,6 +48,13 @@ impl Script {
 
 impl Deliverer for Script {
     async fn deliver(&self, req: DeliveryRequest<'_>) -> Attempt {
+        // Read as a transaction sends it, in pieces that do not fall on the store's.
+        let mut reader = BodyReader::new(req.body, 7);
+        let mut body = Vec::new();
+        while let Some(piece) = reader.next_piece().await.unwrap() {
+            body.extend_from_slice(&piece);
+        }
+        self.bodies.lock().unwrap().push(body);
         let mut dead = false;
         let results = req
             .recipients
@@ -122,6 +131,7 @@ const BODY: &[u8] = b"From: alice@example.org\r\nSubject: runner test\r\n\r\nHel
 struct Counted {
     inner: Arc<MemoryStore>,
     loads: AtomicUsize,
+    body_reads: AtomicUsize,
 }
 
 impl QueueStore for Counted {
@@ -138,6 +148,7 @@ impl QueueStore for Counted {
         offset: u64,
         max: usize,
     ) -> Result<Vec<u8>, MemoryStoreError> {
+        self.body_reads.fetch_add(1, Ordering::Relaxed);
         self.inner.read_body_part(qid, offset, max).await
     }
 
@@ -158,14 +169,16 @@ impl QueueStore for Counted {
 }
 
 /// How a new message reaches the queue: as recovery and admin add it, or as a session hands
-/// it over after its commit (the queue keeps its envelope for the first round).
+/// it over after its commit (the queue keeps its envelope for the first round), with the body
+/// of a small message too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handover {
     Add,
     Arrived,
+    ArrivedWithBody,
 }
 
-const HANDOVERS: [Handover; 2] = [Handover::Add, Handover::Arrived];
+const HANDOVERS: [Handover; 3] = [Handover::Add, Handover::Arrived, Handover::ArrivedWithBody];
 
 struct World {
     store: Arc<MemoryStore>,
@@ -185,6 +198,7 @@ fn start_with(settings: QueueSettings, handover: Handover) -> World {
     let counted = Arc::new(Counted {
         inner: store.clone(),
         loads: AtomicUsize::new(0),
+        body_reads: AtomicUsize::new(0),
     });
     let script = Arc::new(Script::default());
     let log = LogSink::memory();
@@ -217,6 +231,11 @@ impl World {
             Handover::Add => self.queue.add(q).await,
             Handover::Arrived => {
                 let stored = self.store.load(qid).await.unwrap();
+                self.queue.add_arrived(q, stored).await;
+            }
+            Handover::ArrivedWithBody => {
+                let mut stored = self.store.load(qid).await.unwrap();
+                stored.body = Some(Arc::from(BODY));
                 self.queue.add_arrived(q, stored).await;
             }
         }
@@ -534,6 +553,34 @@ async fn a_message_handed_over_is_not_read_back_in_its_first_round() {
         2,
         "never delivered twice"
     );
+}
+
+/// A small message handed over with its body is delivered from it: no read from the store in
+/// its first round, the same bytes as the store holds; a retry reads the body back.
+#[tokio::test(start_paused = true)]
+async fn a_small_message_handed_over_with_its_body_is_sent_from_it() {
+    let w = start_with(QueueSettings::default(), Handover::ArrivedWithBody);
+    w.submit(envelope(
+        "alice@example.org",
+        &["ok@example.com", "full@example.com"],
+        Notify::DEFAULT,
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        w.counted.body_reads.load(Ordering::Relaxed),
+        0,
+        "first round"
+    );
+    assert_eq!(w.counted.loads.load(Ordering::Relaxed), 0, "first round");
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(
+        w.counted.body_reads.load(Ordering::Relaxed) > 0,
+        "a retry reads the body back"
+    );
+    let bodies = w.script.bodies.lock().unwrap().clone();
+    assert!(bodies.len() >= 2, "{}", bodies.len());
+    assert!(bodies.iter().all(|b| b == BODY));
 }
 
 /// A stop waits for the delivery in flight and writes its outcome: the message is not on the

@@ -359,6 +359,45 @@ async fn a_head_written_early_reaches_flash_in_order_small_or_large() {
     }
 }
 
+/// A commit that carries the whole message gives back a copy of the body exactly as stored
+/// (held head, early head, no head); one that does not (a chunk already written, or more
+/// than asked) gives back none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_keeps_the_body_as_stored_only_when_it_carries_all_of_it() {
+    let (spool, _) = Spool::open(flash(), SpoolSettings::default()).unwrap();
+    let chunk = SpoolSettings::default().chunk_size as usize;
+    let (handle, _writer) = service::spawn(spool).unwrap();
+    let head = b"Received: by gw\r\nSubject: hi\r\n\r\n".to_vec();
+    for (n, len, held, early) in [
+        (1, 100, true, false),
+        (2, 100, true, true),
+        (3, 100, false, false),
+        (4, 3 * chunk + 17, true, false),
+        (5, 990, true, false),
+    ] {
+        let mut inc = match held {
+            true => handle.begin_holding_head(envelope(n)).await.unwrap(),
+            false => handle.begin(envelope(n)).await.unwrap(),
+        };
+        if early {
+            inc.write_head(head.clone()).await.unwrap();
+        }
+        let b: Vec<u8> = body(n).into_iter().take(len).collect();
+        for piece in b.chunks(1000) {
+            inc.write(piece).await.unwrap();
+        }
+        let at_commit = (held && !early).then(|| head.clone());
+        let committed = inc.commit_keeping(at_commit, 1000).await.unwrap();
+        let stored = handle.read_body(committed.qid).await.unwrap();
+        let expect = if held { [head.clone(), b].concat() } else { b };
+        assert_eq!(stored, expect, "message {n}");
+        match n {
+            1..=3 => assert_eq!(committed.body.as_deref(), Some(&stored[..]), "message {n}"),
+            _ => assert_eq!(committed.body, None, "message {n}"),
+        }
+    }
+}
+
 /// `apply` hands its records over when called: a read asked right after it, before its answer,
 /// already sees them; the answer (one per record) comes once they are synced, and a record that
 /// cannot be written is answered with its own error without failing the others.

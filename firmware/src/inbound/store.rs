@@ -165,15 +165,18 @@ impl IncomingMessage for Receiving {
         // Refused now, the sender's side bounces it; dropping `incoming` abandons the message.
         let accepted = verdict.map_err(|refused| refused.reply())?;
         // The edited head, the rest of the body and the commit go to the spool in one request.
-        let committed = match held {
-            Some(held) => {
-                let edited = headers::edit(&held, &accepted);
-                size = size - held.len() as u64 + edited.len() as u64;
-                incoming.commit_with_head(edited).await
-            }
-            None => incoming.commit().await,
-        };
-        let qid = committed.map_err(|e| spool_reply(&e))?;
+        let edited = held.map(|held| {
+            let edited = headers::edit(&held, &accepted);
+            size = size - held.len() as u64 + edited.len() as u64;
+            edited
+        });
+        let committed = incoming
+            .commit_keeping(edited, crate::queue::KEEP_BODY)
+            .await
+            .map_err(|e| spool_reply(&e))?;
+        let qid = committed.qid;
+        // What the queue is given must be the body on flash, byte for byte.
+        let kept = committed.body.filter(|b| b.len() as u64 == size);
         for note in &accepted.notes {
             log.line(Program::Content, &format!("{qid}: {note}"));
         }
@@ -204,7 +207,7 @@ impl IncomingMessage for Receiving {
                 ))
                 .await;
         } else {
-            queue.arrived(qid, envelope, size).await;
+            queue.arrived_with_body(qid, envelope, size, kept).await;
         }
         Ok(qid)
     }

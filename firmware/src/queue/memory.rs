@@ -62,6 +62,7 @@ impl MemoryStore {
                     envelope,
                     outcomes: vec![None; n],
                     size: body.len() as u64,
+                    body: None,
                 },
                 body: body.to_vec(),
                 state: QueueState::Active,

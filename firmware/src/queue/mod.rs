@@ -47,5 +47,6 @@ pub use manager::{
     Action, BulkOp, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView, Work,
 };
 pub use memory::{MemoryStore, MemoryStoreError};
+pub use runner::{KEEP_BODY, KEPT_BYTES};
 pub use settings::QueueSettings;
 pub use shape::{BUCKETS, Shape, ShapeBy, ShapeRow, shape};

@@ -32,7 +32,17 @@ pub struct StoredMessage {
     pub envelope: Envelope,
     pub outcomes: Vec<Option<RecipientOutcome>>,
     pub size: u64,
+    /// The whole body as stored, kept from the session for a small message in its first round
+    /// (see [`KEEP_BODY`]); None when it is read from the store.
+    pub body: Option<Arc<[u8]>>,
 }
+
+/// Largest body a session hands the queue with a new message: a small message's first
+/// delivery then costs no read from flash. The queue keeps at most [`KEPT_BYTES`] of them.
+pub const KEEP_BODY: usize = 32 * 1024;
+
+/// Bytes of kept bodies the queue holds at most; past it, new messages are read back.
+pub const KEPT_BYTES: usize = 4 * 1024 * 1024;
 
 /// The spool as the queue needs it. Each write returns once it is on flash.
 pub trait QueueStore: Send + Sync + 'static {
@@ -199,7 +209,7 @@ pub fn spawn<S: QueueStore, D: Deliverer>(
         start: Instant::now(),
         start_unix,
         answers: Vec::new(),
-        fresh: HashMap::new(),
+        fresh: Fresh::default(),
         in_flight: 0,
     };
     let task = tokio::spawn(runner.run(rx));
@@ -219,7 +229,7 @@ struct Runner<S, D> {
     /// written since: their active line, delivery and DSN check read nothing back from the
     /// spool but the body. Dropped at the first state change or removal (a deferred message
     /// reads what is on flash when it comes back), and at most [`FRESH_LIMIT`] of them.
-    fresh: HashMap<QueueId, Arc<StoredMessage>>,
+    fresh: Fresh,
     /// Jobs started whose attempt has not come back.
     in_flight: usize,
 }
@@ -227,6 +237,50 @@ struct Runner<S, D> {
 /// Envelopes kept for messages in their first round: a few hundred bytes each, so a backlog in
 /// the active queue costs at most about a megabyte before messages are read back instead.
 const FRESH_LIMIT: usize = 4096;
+
+/// Messages in their first round, and what their kept bodies weigh ([`KEPT_BYTES`] at most).
+#[derive(Default)]
+struct Fresh {
+    messages: HashMap<QueueId, Arc<StoredMessage>>,
+    body_bytes: usize,
+}
+
+impl Fresh {
+    fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    fn get(&self, qid: &QueueId) -> Option<&Arc<StoredMessage>> {
+        self.messages.get(qid)
+    }
+
+    fn get_mut(&mut self, qid: &QueueId) -> Option<&mut Arc<StoredMessage>> {
+        self.messages.get_mut(qid)
+    }
+
+    /// Keeps `m`, without its body when the bodies kept already weigh too much.
+    fn insert(&mut self, qid: QueueId, mut m: Arc<StoredMessage>) {
+        self.remove(&qid);
+        let weight = m.body.as_ref().map_or(0, |b| b.len());
+        if weight > 0 && self.body_bytes + weight > KEPT_BYTES {
+            Arc::make_mut(&mut m).body = None;
+        } else {
+            self.body_bytes += weight;
+        }
+        self.messages.insert(qid, m);
+    }
+
+    fn remove(&mut self, qid: &QueueId) -> Option<Arc<StoredMessage>> {
+        let m = self.messages.remove(qid)?;
+        self.forget(&m);
+        Some(m)
+    }
+
+    fn forget(&mut self, m: &StoredMessage) {
+        let weight = m.body.as_ref().map_or(0, |b| b.len());
+        self.body_bytes = self.body_bytes.saturating_sub(weight);
+    }
+}
 
 impl<S: QueueStore, D: Deliverer> Runner<S, D> {
     fn now(&self) -> u64 {
@@ -683,12 +737,15 @@ async fn run_job<S: QueueStore, D: Deliverer>(
     started_unix: u64,
 ) -> Attempt {
     // The envelope and the body's first piece (all of most messages) in one wait, not two; a
-    // message in its first round has its envelope already.
+    // message in its first round has its envelope already, and a small one its body too.
     let first = store.read_body_part(job.qid, 0, BODY_PIECE);
     let loaded = match known {
-        Some(m) => first.await.map(|b| (m, b)),
+        Some(m) => match m.body.clone() {
+            Some(body) => Ok((m, First::Kept(body))),
+            None => first.await.map(|b| (m, First::Read(b))),
+        },
         None => match tokio::join!(store.load(job.qid), first) {
-            (Ok(m), Ok(b)) => Ok((Arc::new(m), b)),
+            (Ok(m), Ok(b)) => Ok((Arc::new(m), First::Read(b))),
             (Err(e), _) | (_, Err(e)) => Err(e),
         },
     };
@@ -721,7 +778,22 @@ struct StoredBody<'a, S> {
     store: &'a S,
     qid: QueueId,
     size: u64,
-    first: Vec<u8>,
+    first: First,
+}
+
+/// The start of a body delivery has before it sends: read from the store, or kept whole.
+enum First {
+    Read(Vec<u8>),
+    Kept(Arc<[u8]>),
+}
+
+impl First {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            First::Read(b) => b,
+            First::Kept(b) => b,
+        }
+    }
 }
 
 impl<S: QueueStore> BodySource for StoredBody<'_, S> {
@@ -732,7 +804,7 @@ impl<S: QueueStore> BodySource for StoredBody<'_, S> {
     fn read_at(&self, offset: u64, max: usize) -> BodyRead<'_> {
         if let Some(rest) = usize::try_from(offset)
             .ok()
-            .and_then(|o| self.first.get(o..))
+            .and_then(|o| self.first.bytes().get(o..))
             .filter(|r| !r.is_empty())
         {
             let piece = rest.get(..max.min(rest.len())).unwrap_or_default().to_vec();
@@ -826,5 +898,43 @@ fn log_attempt(
             detail: &detail,
         });
         log.line(program, &line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(len: usize) -> Arc<StoredMessage> {
+        Arc::new(StoredMessage {
+            envelope: crate::spool::tests::envelope("a@example.org", 1),
+            outcomes: vec![None],
+            size: len as u64,
+            body: Some(Arc::from(vec![b'x'; len])),
+        })
+    }
+
+    /// Bodies are kept up to the budget; past it a message is kept without its body, and what
+    /// leaves the first round gives its weight back.
+    #[test]
+    fn kept_bodies_stay_within_their_budget() {
+        let mut fresh = Fresh::default();
+        let each = KEEP_BODY;
+        let fit = KEPT_BYTES / each;
+        for n in 0..fit as u64 {
+            fresh.insert(QueueId(n), kept(each));
+        }
+        assert_eq!(fresh.body_bytes, fit * each);
+        fresh.insert(QueueId(9999), kept(each));
+        assert!(fresh.get(&QueueId(9999)).is_some_and(|m| m.body.is_none()));
+        assert_eq!(fresh.body_bytes, KEPT_BYTES);
+        fresh.remove(&QueueId(0));
+        assert_eq!(fresh.body_bytes, KEPT_BYTES - each);
+        fresh.insert(QueueId(10_000), kept(each));
+        assert!(fresh.get(&QueueId(10_000)).is_some_and(|m| m.body.is_some()));
+        // The same queue id again replaces the first, and its weight.
+        fresh.insert(QueueId(10_000), kept(10));
+        assert_eq!(fresh.body_bytes, KEPT_BYTES - each + 10);
+        assert_eq!(fresh.len(), fit + 1);
     }
 }

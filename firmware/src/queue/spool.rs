@@ -2,6 +2,7 @@
 //! how messages on flash enter the queue (a new one after its commit, all of them after a restart).
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::mail::{Envelope, QueueId, QueueState};
 use crate::spool::{SpoolError, SpoolHandle, Update};
@@ -18,6 +19,7 @@ impl QueueStore for SpoolHandle {
                 envelope: m.envelope,
                 outcomes: m.outcomes,
                 size: m.size,
+                body: None,
             }),
             None => Err(SpoolError::NoSuchMessage(qid)),
         }
@@ -51,6 +53,19 @@ impl QueueHandle {
     /// The queue keeps its envelope for the first delivery attempt, which then reads only the
     /// body back from flash.
     pub async fn arrived(&self, qid: QueueId, envelope: Envelope, size: u64) {
+        self.arrived_with_body(qid, envelope, size, None).await;
+    }
+
+    /// [`QueueHandle::arrived`] with the body as stored, when the session kept it (a small
+    /// message, see [`crate::spool::Incoming::commit_keeping`]): its first delivery reads
+    /// nothing back from flash.
+    pub async fn arrived_with_body(
+        &self,
+        qid: QueueId,
+        envelope: Envelope,
+        size: u64,
+        body: Option<Arc<[u8]>>,
+    ) {
         let outcomes = vec![None; envelope.recipients.len()];
         let queued =
             QueuedMessage::from_envelope(qid, &envelope, &outcomes, QueueState::Active, size);
@@ -58,6 +73,7 @@ impl QueueHandle {
             envelope,
             outcomes,
             size,
+            body,
         };
         self.add_arrived(queued, stored).await;
     }

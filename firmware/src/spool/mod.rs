@@ -45,7 +45,7 @@ mod stamp;
 mod store;
 mod summary;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::time::Duration;
 
@@ -54,7 +54,7 @@ pub use format::{FORMAT_VERSION, SpoolGeometry};
 pub use index::{MessageHistory, MessageSummary, OutcomeTime};
 pub use logring::LogLines;
 pub use recovered::{RecoveredMessage, RecoveredQueue, RecoveredRecipient, RecoveredState};
-pub use service::{Incoming, SpoolHandle, Update};
+pub use service::{Committed, Incoming, SpoolHandle, Update};
 pub use slots::{AppendRefused, Journaled};
 pub use store::Spool;
 

@@ -102,7 +102,18 @@ pub struct Incoming {
     /// with the first full chunk or with the commit, so a message smaller than a chunk costs
     /// the session two trips to the writer (begin and commit), not three.
     head: Option<Vec<u8>>,
+    /// Bytes went to the writer before the commit: the commit alone no longer holds the body.
+    sent: bool,
     done: bool,
+}
+
+/// A message on flash after its commit's sync.
+#[derive(Debug)]
+pub struct Committed {
+    pub qid: QueueId,
+    /// The body as stored, when the commit carried all of it and it was no bigger than asked
+    /// ([`Incoming::commit_keeping`]): delivery sends it without reading it back.
+    pub body: Option<Arc<[u8]>>,
 }
 
 /// Starts the writer thread. It syncs what is pending and ends when the last handle (and
@@ -162,6 +173,7 @@ impl SpoolHandle {
             qid,
             buf: Vec::with_capacity(self.chunk_size),
             head: None,
+            sent: false,
             done: false,
         })
     }
@@ -346,6 +358,7 @@ impl Incoming {
             return Ok(());
         };
         let qid = self.qid;
+        self.sent = true;
         self.handle.ask(|r| Request::WriteHead(qid, head, r)).await
     }
 
@@ -363,6 +376,7 @@ impl Incoming {
         self.write_held_head().await?;
         let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(self.handle.chunk_size));
         let qid = self.qid;
+        self.sent = true;
         self.handle.ask(|r| Request::Write(qid, bytes, r)).await
     }
 
@@ -376,6 +390,26 @@ impl Incoming {
     /// and the commit record in one request; resolves only after the sync that holds the commit.
     pub async fn commit_with_head(self, head: Vec<u8>) -> Result<QueueId, SpoolError> {
         self.finish(Some(head)).await
+    }
+
+    /// [`Incoming::commit_with_head`] (or [`Incoming::commit`] with no head) that also gives
+    /// back a copy of the body as stored when the commit holds all of it and it is at most
+    /// `keep` bytes: the queue delivers a small new message without reading it back.
+    pub async fn commit_keeping(
+        mut self,
+        head: Option<Vec<u8>>,
+        keep: usize,
+    ) -> Result<Committed, SpoolError> {
+        let head = head.or_else(|| self.head.take());
+        let held = head.as_ref().map_or(0, Vec::len);
+        let body = (!self.sent && held + self.buf.len() <= keep).then(|| {
+            let mut all = Vec::with_capacity(held + self.buf.len());
+            all.extend_from_slice(head.as_deref().unwrap_or_default());
+            all.extend_from_slice(&self.buf);
+            Arc::<[u8]>::from(all)
+        });
+        let qid = self.finish(head).await?;
+        Ok(Committed { qid, body })
     }
 
     async fn finish(mut self, head: Option<Vec<u8>>) -> Result<QueueId, SpoolError> {
