@@ -111,7 +111,7 @@ tests-qemu:
 	cargo test --workspace --no-fail-fast $(addprefix --test ,$(QEMU_TESTS)) $(LANE)
 
 # Everything, as CI runs it from a fresh clone. The builds run two at a time, so both cores stay
-# busy through the single-threaded tails (fat LTO in one codegen unit), longest first: the aarch64
+# busy through the single-threaded tails (the largest crates, the link), longest first: the aarch64
 # firmware (Debian's toolchain, its own target directory) beside `style` (fails fast on a
 # format slip); whichever ends first takes the fuzzers' build (their own target directory), then
 # the x86_64 firmware and the debug build. The tests then run in two lanes (above). The signing key
