@@ -264,6 +264,7 @@ async fn restart(path: &Path, n: usize, now: u64) {
         ldap: postern::admin::ldap::LdapContext::offline(&spool),
         metrics: None,
         dkim: postern::content::dkim::KeyRing::default(),
+        tls: None,
         facts: Arc::new(BoxFacts {
             started: Instant::now(),
             hostname: "gw.example".into(),

@@ -99,6 +99,7 @@ fn admin_of(spool: &SpoolHandle, queue: &QueueHandle) -> Admin {
         ldap: postern::admin::ldap::LdapContext::offline(spool),
         metrics: None,
         dkim: postern::content::dkim::KeyRing::default(),
+        tls: None,
         facts: Arc::new(BoxFacts {
             started: std::time::Instant::now(),
             hostname: "gw.example".into(),

@@ -173,6 +173,7 @@ async fn filters_shape_and_bulk_actions_on_a_big_queue() {
         ldap: postern::admin::ldap::LdapContext::offline(&spool),
         metrics: None,
         dkim: postern::content::dkim::KeyRing::default(),
+        tls: None,
         facts: Arc::new(BoxFacts {
             started: std::time::Instant::now(),
             hostname: "gw.example".into(),
@@ -449,6 +450,7 @@ async fn one_id_and_bad_selections() {
         ldap: postern::admin::ldap::LdapContext::offline(&spool),
         metrics: None,
         dkim: postern::content::dkim::KeyRing::default(),
+        tls: None,
         facts: Arc::new(BoxFacts {
             started: std::time::Instant::now(),
             hostname: "gw.example".into(),

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postern::config::network::NetworkList;
-use postern::inbound::tls::{TlsIdentity, load_certs, self_signed, server_config};
+use postern::inbound::tls::{LiveCert, TlsIdentity, load_certs, self_signed, server_config_with};
 use postern::inbound::{
     Authenticator, InboundContext, IncomingMessage, Limits, ListenerKind, MessageStore,
     RecipientCheck, serve,
@@ -92,6 +92,8 @@ struct Server {
     addr: SocketAddr,
     spool: Spool,
     identity: TlsIdentity,
+    /// What the listeners present (`postern tls install` replaces it).
+    live: Arc<LiveCert>,
 }
 
 async fn start(kind: ListenerKind, limits: Limits) -> Server {
@@ -109,11 +111,12 @@ async fn start_with_policy(
     log: LogSink,
 ) -> Server {
     let identity = self_signed("localhost").unwrap();
+    let live = LiveCert::new(&identity).unwrap();
     let spool = Spool::default();
     let ctx = Arc::new(InboundContext {
         hostname: "mx.test".into(),
         limits: limits.into(),
-        tls: Some(server_config(&identity).unwrap()),
+        tls: Some(server_config_with(live.clone()).unwrap()),
         policy,
         recipients: Router,
         store: spool.clone(),
@@ -127,6 +130,7 @@ async fn start_with_policy(
         addr,
         spool,
         identity,
+        live,
     }
 }
 
@@ -207,6 +211,54 @@ async fn starttls(server: &Server) -> Client<tokio_rustls::client::TlsStream<Tcp
     Client {
         io: BufReader::new(tls),
     }
+}
+
+/// STARTTLS trusting only `trust`'s certificate: whether the handshake went through.
+async fn handshake_trusting(server: &Server, trust: &TlsIdentity) -> std::io::Result<()> {
+    let tcp = TcpStream::connect(server.addr).await?;
+    let mut c = Client {
+        io: BufReader::new(tcp),
+    };
+    c.reply().await;
+    c.cmd("EHLO client.test").await;
+    assert_eq!(c.cmd("STARTTLS").await, "220 2.0.0 Ready to start TLS\r\n");
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tls_connector(trust)
+        .connect(name, c.io.into_inner())
+        .await?;
+    let mut c = Client {
+        io: BufReader::new(tls),
+    };
+    assert!(c.cmd("EHLO client.test").await.starts_with("250-mx.test"));
+    Ok(())
+}
+
+/// `postern tls install` on a running box: the next handshake presents the new certificate,
+/// a session under way goes on with the old one, and a key of another certificate is refused
+/// without changing what is presented.
+#[tokio::test]
+async fn a_replaced_certificate_is_presented_from_the_next_handshake() {
+    let server = start(ListenerKind::Submission, fast_limits()).await;
+    let mut under_way = starttls(&server).await;
+    let new = self_signed("localhost").unwrap();
+    server.live.replace(&new).unwrap();
+    assert!(
+        under_way
+            .cmd("EHLO client.test")
+            .await
+            .starts_with("250-mx.test")
+    );
+    assert!(handshake_trusting(&server, &server.identity).await.is_err());
+    handshake_trusting(&server, &new).await.unwrap();
+
+    let other = self_signed("localhost").unwrap();
+    let mismatched = TlsIdentity {
+        cert_pem: other.cert_pem,
+        key_pem: new.key_pem.clone(),
+    };
+    assert!(server.live.replace(&mismatched).is_err());
+    handshake_trusting(&server, &new).await.unwrap();
+    assert_eq!(under_way.cmd("QUIT").await, "221 2.0.0 Bye\r\n");
 }
 
 #[tokio::test]

@@ -65,6 +65,9 @@ pub struct Handles {
     pub metrics: Option<Arc<metrics_endpoint::Endpoint>>,
     /// The DKIM keys the sessions sign with; `postern dkim` changes them here and on flash.
     pub dkim: crate::content::dkim::KeyRing,
+    /// The certificate the listeners present (only in the daemon); `postern tls install`
+    /// replaces it here and on flash.
+    pub tls: Option<Arc<crate::inbound::tls::LiveCert>>,
 }
 
 /// Carries out admin commands. Cheap to clone.
@@ -147,7 +150,8 @@ impl Admin {
                 }
             },
             AdminCommand::Tls(cmd) => {
-                tls::run(&h.spool, &h.facts.flash_path, &h.facts.hostname, cmd).await
+                let live = h.tls.as_deref();
+                tls::run(&h.spool, live, &h.facts.flash_path, &h.facts.hostname, cmd).await
             }
             AdminCommand::Dkim(cmd) => dkim::run(&h.spool, &h.dkim, cmd).await,
             AdminCommand::Localconfig {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::Reply;
 use super::commands::TlsCommand;
-use crate::inbound::tls::{self, TlsError, TlsIdentity};
+use crate::inbound::tls::{self, LiveCert, TlsError, TlsIdentity};
 use crate::spool::SpoolHandle;
 
 /// Most bytes of a pasted PEM (a chain of a few certificates and a key is ~10 KB).
@@ -92,12 +92,30 @@ pub fn split_pem(text: &str) -> Result<TlsIdentity, PemError> {
     }
 }
 
-/// Stores an identity once rustls takes it; a key of another certificate is named as such.
-async fn install(spool: &SpoolHandle, flash: &Path, identity: TlsIdentity, what: &str) -> Reply {
-    match tls::install(spool, identity).await {
-        Ok(()) => Reply::ok(format!(
-            "{what} installed; the services use it from their next start\n"
-        )),
+/// Where an identity goes: the flash, and the running listeners when there are some.
+struct Target<'a> {
+    spool: &'a SpoolHandle,
+    live: Option<&'a LiveCert>,
+    flash: &'a Path,
+}
+
+/// Stores an identity once rustls takes it, and presents it from the next handshake on when
+/// the services run; a key of another certificate is named as such.
+async fn install(to: &Target<'_>, identity: TlsIdentity, what: &str) -> Reply {
+    let flash = to.flash;
+    match tls::install(to.spool, identity.clone()).await {
+        Ok(()) => match to.live.map(|live| live.replace(&identity)) {
+            None => Reply::ok(format!(
+                "{what} installed; the services use it from their next start\n"
+            )),
+            Some(Ok(())) => Reply::ok(format!(
+                "{what} installed; new sessions use it, sessions under way keep the old one\n"
+            )),
+            // Checked by rustls before it was stored: not expected, but never hidden.
+            Some(Err(e)) => Reply::failed(format!(
+                "{what} stored, but the listeners still present the old one ({e}); they use the new one from their next start\n"
+            )),
+        },
         Err(e @ TlsError::Stored(_)) => Reply::failed(format!("{}\n", on_flash(flash, &e))),
         Err(TlsError::Rustls(rustls::Error::InconsistentKeys(_))) => Reply::failed(
             "not installed: the private key does not belong to the certificate; nothing changed\n",
@@ -106,7 +124,14 @@ async fn install(spool: &SpoolHandle, flash: &Path, identity: TlsIdentity, what:
     }
 }
 
-pub async fn run(spool: &SpoolHandle, flash: &Path, hostname: &str, cmd: TlsCommand) -> Reply {
+pub async fn run(
+    spool: &SpoolHandle,
+    live: Option<&LiveCert>,
+    flash: &Path,
+    hostname: &str,
+    cmd: TlsCommand,
+) -> Reply {
+    let to = Target { spool, live, flash };
     match cmd {
         TlsCommand::Show => match tls::stored(spool).await {
             Ok(Some(identity)) => Reply::ok(identity.cert_pem),
@@ -122,11 +147,11 @@ pub async fn run(spool: &SpoolHandle, flash: &Path, hostname: &str, cmd: TlsComm
                 (Ok(cert_pem), Ok(key_pem)) => TlsIdentity { cert_pem, key_pem },
                 (Err(e), _) | (_, Err(e)) => return Reply::failed(e),
             };
-            install(spool, flash, identity, "certificate").await
+            install(&to, identity, "certificate").await
         }
         TlsCommand::InstallPem { pem } => {
             match split_pem(pem.as_ref().map_or("", |p| p.0.as_str())) {
-                Ok(identity) => install(spool, flash, identity, "certificate").await,
+                Ok(identity) => install(&to, identity, "certificate").await,
                 Err(e) => Reply::failed(format!("not installed: {e}; nothing changed\n")),
             }
         }
@@ -139,8 +164,7 @@ pub async fn run(spool: &SpoolHandle, flash: &Path, hostname: &str, cmd: TlsComm
             match tls::self_signed(&name) {
                 Ok(identity) => {
                     install(
-                        spool,
-                        flash,
+                        &to,
                         identity,
                         &format!("self-signed certificate for {name}"),
                     )

@@ -159,7 +159,7 @@ impl Daemon {
         };
         let control = control::bind(&opts.control)?;
         let spool = flash.spool.clone();
-        let tls_config = tls_config(&spool, &opts.hostname, &opts.flash.path).await?;
+        let (tls_config, live_cert) = tls_config(&spool, &opts.hostname, &opts.flash.path).await?;
 
         let config = directory.snapshot().config().clone();
         // Watched from the settings the services are built with: no change after them is missed.
@@ -196,6 +196,7 @@ impl Daemon {
             ldap,
             metrics: Some(endpoint.clone()),
             dkim,
+            tls: Some(live_cert),
             facts: Arc::new(BoxFacts {
                 started: Instant::now(),
                 hostname: opts.hostname.clone(),
@@ -296,6 +297,8 @@ pub async fn offline(spec: &FlashSpec, hostname: String) -> Result<Offline, Daem
         metrics: None,
         // Offline nothing signs: the services load the stored keys when they start.
         dkim: KeyRing::default(),
+        // Nor serves TLS: the services read the stored certificate when they start.
+        tls: None,
         facts: Arc::new(BoxFacts {
             started: Instant::now(),
             hostname,
@@ -387,12 +390,13 @@ fn policy_dns(opts: &Options) -> Dns {
     }
 }
 
-/// The listeners' TLS: the box's identity (made and stored at first start), checked by rustls.
+/// The listeners' TLS: the box's identity (made and stored at first start), checked by rustls,
+/// and the holder `postern tls install` replaces it in.
 async fn tls_config(
     spool: &SpoolHandle,
     hostname: &str,
     flash: &std::path::Path,
-) -> Result<Arc<rustls::ServerConfig>, DaemonError> {
+) -> Result<(Arc<rustls::ServerConfig>, Arc<tls::LiveCert>), DaemonError> {
     let on_flash = |e| match e {
         TlsError::Stored(e) => DaemonError::Config(flash.to_path_buf(), e),
         TlsError::Flash(e) => DaemonError::Spool(flash.to_path_buf(), e),
@@ -404,7 +408,9 @@ async fn tls_config(
             "made a self-signed TLS certificate for {hostname}"
         ));
     }
-    tls::server_config(&identity).map_err(DaemonError::StoredTlsUnusable)
+    let live = tls::LiveCert::new(&identity).map_err(DaemonError::StoredTlsUnusable)?;
+    let config = tls::server_config_with(live.clone()).map_err(DaemonError::StoredTlsUnusable)?;
+    Ok((config, live))
 }
 
 async fn open(spec: &FlashSpec) -> Result<Opened, DaemonError> {

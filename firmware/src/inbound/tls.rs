@@ -5,16 +5,19 @@
 //!   self-signed one for the hostname ([`self_signed`]), stored on flash before it is used;
 //! - [`install`]: `postern tls install`, refused unless rustls accepts the pair;
 //! - [`stored`]: `postern tls show`;
-//! - [`server_config`]: what the listeners present.
+//! - [`server_config`]: what the listeners present, through a [`LiveCert`] that `postern tls
+//!   install` on a running box swaps for the sessions that start after it.
 //!
 //! On flash it lives in the box's own config slot (`config::stored::BoxConfig`), beside the
 //! directory, not in it: it is this box's and no other's.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
 use rustls::crypto::aws_lc_rs;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -149,16 +152,68 @@ pub fn load_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 
 /// The server side TLS configuration for an identity: TLS 1.3 and 1.2, no client certificates.
 pub fn server_config(identity: &TlsIdentity) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = load_certs(&identity.cert_pem)?;
-    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
-        .map_err(|e| TlsError::BadKey(e.to_string()))?;
+    server_config_with(LiveCert::new(identity)?)
+}
+
+/// [`server_config`] presenting whatever `live` holds when a client says hello.
+pub fn server_config_with(live: Arc<LiveCert>) -> Result<Arc<ServerConfig>, TlsError> {
     let config = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Rustls)?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(TlsError::Rustls)?;
+        .with_cert_resolver(live);
     Ok(Arc::new(config))
+}
+
+/// The certificate and key rustls signs with, refused when the key is not the certificate's.
+fn certified_key(identity: &TlsIdentity) -> Result<Arc<CertifiedKey>, TlsError> {
+    let certs = load_certs(&identity.cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+        .map_err(|e| TlsError::BadKey(e.to_string()))?;
+    let provider = aws_lc_rs::default_provider();
+    CertifiedKey::from_der(certs, key, &provider)
+        .map(Arc::new)
+        .map_err(TlsError::Rustls)
+}
+
+/// The identity the listeners present now. `postern tls install` on a running box replaces it:
+/// sessions that start after that get the new certificate, those under way keep theirs, as
+/// smtpd processes started after a `postfix reload` read the new file.
+#[derive(Debug)]
+pub struct LiveCert {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl LiveCert {
+    pub fn new(identity: &TlsIdentity) -> Result<Arc<LiveCert>, TlsError> {
+        Ok(Arc::new(LiveCert {
+            current: RwLock::new(certified_key(identity)?),
+        }))
+    }
+
+    /// Presents `identity` from the next handshake on; nothing changes when rustls refuses it.
+    pub fn replace(&self, identity: &TlsIdentity) -> Result<(), TlsError> {
+        let key = certified_key(identity)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = key;
+        Ok(())
+    }
+
+    /// The end-entity certificate presented now (DER).
+    pub fn certificate(&self) -> Option<CertificateDer<'static>> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        current.cert.first().cloned()
+    }
+}
+
+impl ResolvesServerCert for LiveCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
 }
 
 /// What was negotiated, named as Postfix logs it (`TLSv1.3`, `TLS_AES_256_GCM_SHA384`).
