@@ -931,7 +931,11 @@ mod tests {
         fresh.remove(&QueueId(0));
         assert_eq!(fresh.body_bytes, KEPT_BYTES - each);
         fresh.insert(QueueId(10_000), kept(each));
-        assert!(fresh.get(&QueueId(10_000)).is_some_and(|m| m.body.is_some()));
+        assert!(
+            fresh
+                .get(&QueueId(10_000))
+                .is_some_and(|m| m.body.is_some())
+        );
         // The same queue id again replaces the first, and its weight.
         fresh.insert(QueueId(10_000), kept(10));
         assert_eq!(fresh.body_bytes, KEPT_BYTES - each + 10);
