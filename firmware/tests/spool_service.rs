@@ -176,6 +176,27 @@ fn full_maps_to_452_through_the_handle() {
             "452 4.3.1 Insufficient system storage"
         );
         assert_eq!(handle.list().await.unwrap().len(), accepted);
+        // Once the writer has seen the spool full, a session is refused at the start (DATA),
+        // not after sending its message; a bounce is still the writer's to judge.
+        let mut refused_at_begin = false;
+        for n in 0..200 {
+            match handle.begin(envelope(1000 + n)).await {
+                Err(e) => {
+                    assert_eq!(e, SpoolError::Full);
+                    refused_at_begin = true;
+                    break;
+                }
+                Ok(mut inc) => {
+                    let _ = inc.write(&[b'x'; 400]).await;
+                    let _ = inc.commit().await;
+                }
+            }
+        }
+        assert!(refused_at_begin);
+        let mut bounce = envelope(2000);
+        bounce.sender = String::new();
+        assert!(bounce.is_bounce());
+        assert!(handle.begin(bounce).await.is_ok());
     });
 }
 

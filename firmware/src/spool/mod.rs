@@ -56,7 +56,7 @@ pub use logring::LogLines;
 pub use recovered::{RecoveredMessage, RecoveredQueue, RecoveredRecipient, RecoveredState};
 pub use service::{Committed, Incoming, SpoolHandle, Update};
 pub use slots::{AppendRefused, Journaled};
-pub use store::Spool;
+pub use store::{Admission, Spool, next_qid};
 
 use crate::mail::QueueId;
 

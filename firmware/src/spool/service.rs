@@ -6,8 +6,9 @@
 //! message could add to the batch, when the batch is `group_commit_bytes` large, or when the
 //! oldest waiter has waited `group_commit_delay`, and then answers everyone in the batch at once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,7 +19,8 @@ use tokio::sync::oneshot;
 use crate::mail::{Envelope, QueueId, RecipientOutcome, StateChange};
 
 use super::{
-    FlashInfo, LogLines, MessageHistory, MessageSummary, RecoveredQueue, Region, Spool, SpoolError,
+    Admission, FlashInfo, LogLines, MessageHistory, MessageSummary, RecoveredQueue, Region, Spool,
+    SpoolError, next_qid,
 };
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
@@ -26,8 +28,9 @@ type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 type Answers = oneshot::Sender<Vec<Result<(), SpoolError>>>;
 
 enum Request {
-    /// The flag: keep chunk 0 for the header section ([`Incoming::commit_with_head`]).
-    Begin(Box<Envelope>, bool, Reply<QueueId>),
+    /// Not answered: a begin the spool refuses fails the message's next request. The flag:
+    /// keep chunk 0 for the header section ([`Incoming::commit_with_head`]).
+    Begin(QueueId, Box<Envelope>, bool),
     Write(QueueId, Vec<u8>, Reply<()>),
     HoldHead(QueueId, Reply<()>),
     WriteHead(QueueId, Vec<u8>, Reply<()>),
@@ -78,6 +81,20 @@ pub struct SpoolHandle {
     tx: mpsc::Sender<Request>,
     chunk_size: usize,
     log: LogQueue,
+    /// Queue ids are handed out here, so a session starts a message without waiting for the
+    /// writer (which writes under the id it is given): the newest id given.
+    last_qid: Arc<AtomicU64>,
+    /// Whether the spool takes new mail, as the writer last saw it (an [`Admission`]): a
+    /// session is refused at DATA, not after sending its message.
+    admission: Arc<AtomicU8>,
+}
+
+fn admission_code(a: Admission) -> u8 {
+    match a {
+        Admission::Open => 0,
+        Admission::Full => 1,
+        Admission::Failed => 2,
+    }
 }
 
 /// Mail log lines on their way to the ring on flash. A busy relay logs several lines per message;
@@ -125,15 +142,20 @@ pub fn spawn<F: Flash + Send + 'static>(
     let chunk_size = spool.settings().chunk_size as usize;
     let log = LogQueue::default();
     let lines = log.clone();
+    let last_qid = Arc::new(AtomicU64::new(spool.last_qid()));
+    let admission = Arc::new(AtomicU8::new(admission_code(spool.admission())));
+    let seen = admission.clone();
     let thread = std::thread::Builder::new()
         .name("spool-writer".into())
-        .spawn(move || Writer::new(spool, lines).run(rx))
+        .spawn(move || Writer::new(spool, lines, seen).run(rx))
         .map_err(|_| SpoolError::Stopped)?;
     Ok((
         SpoolHandle {
             tx,
             chunk_size,
             log,
+            last_qid,
+            admission,
         },
         thread,
     ))
@@ -165,9 +187,16 @@ impl SpoolHandle {
     }
 
     async fn start(&self, envelope: Envelope, hold_head: bool) -> Result<Incoming, SpoolError> {
-        let qid = self
-            .ask(|r| Request::Begin(Box::new(envelope), hold_head, r))
-            .await?;
+        // Bounces may use room new mail may not: the writer alone judges those.
+        match self.admission.load(Ordering::Acquire) {
+            1 if !envelope.is_bounce() => return Err(SpoolError::Full),
+            2 => return Err(SpoolError::Failed),
+            _ => {}
+        }
+        let qid = self.next_qid();
+        self.tx
+            .send(Request::Begin(qid, Box::new(envelope), hold_head))
+            .map_err(|_| SpoolError::Stopped)?;
         Ok(Incoming {
             handle: self.clone(),
             qid,
@@ -176,6 +205,24 @@ impl SpoolHandle {
             sent: false,
             done: false,
         })
+    }
+
+    /// The next queue id: above every id given, from the clock's millisecond when it can be.
+    fn next_qid(&self) -> QueueId {
+        let now = unix_millis();
+        let mut last = self.last_qid.load(Ordering::Relaxed);
+        loop {
+            let qid = next_qid(last, now);
+            match self.last_qid.compare_exchange_weak(
+                last,
+                qid.0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return qid,
+                Err(newer) => last = newer,
+            }
+        }
     }
 
     /// Records recipient `index`'s final outcome, reached at `at` (Unix seconds); resolves once
@@ -449,6 +496,10 @@ struct Writer<F: Flash> {
     batch_bytes: u64,
     /// Mail log lines were appended since the last sync.
     log_unsynced: bool,
+    /// Messages whose begin the spool refused, with why: their next request gets the error.
+    refused: HashMap<QueueId, SpoolError>,
+    /// Where the sessions see whether the spool takes new mail.
+    admission: Arc<AtomicU8>,
 }
 
 /// Writes one update (not synced yet).
@@ -466,7 +517,7 @@ fn apply<F: Flash>(s: &mut Spool<F>, u: Update) -> Result<(), SpoolError> {
 }
 
 impl<F: Flash> Writer<F> {
-    fn new(spool: Spool<F>, log: LogQueue) -> Writer<F> {
+    fn new(spool: Spool<F>, log: LogQueue, admission: Arc<AtomicU8>) -> Writer<F> {
         Writer {
             spool,
             log,
@@ -475,6 +526,8 @@ impl<F: Flash> Writer<F> {
             batch_started: None,
             batch_bytes: 0,
             log_unsynced: false,
+            refused: HashMap::new(),
+            admission,
         }
     }
 
@@ -515,6 +568,8 @@ impl<F: Flash> Writer<F> {
             }
             // Lines logged so far go into this turn's sync.
             self.append_log();
+            let now = admission_code(self.spool.admission());
+            self.admission.store(now, Ordering::Release);
             if self.should_sync(delay) {
                 self.flush();
             }
@@ -598,21 +653,61 @@ impl<F: Flash> Writer<F> {
         self.spool.commit(qid)
     }
 
+    /// Answers a request about a message whose begin was refused with the refusal; gives back
+    /// every other request.
+    fn refuse(&mut self, req: Request) -> Option<Request> {
+        let qid = match &req {
+            Request::Write(q, ..)
+            | Request::HoldHead(q, _)
+            | Request::WriteHead(q, ..)
+            | Request::Commit(q, ..)
+            | Request::Abandon(q)
+            | Request::ReadIncomingPart(q, ..) => *q,
+            _ => return Some(req),
+        };
+        let Some(e) = self.refused.get(&qid).cloned() else {
+            return Some(req);
+        };
+        match req {
+            Request::Write(_, _, r) | Request::HoldHead(_, r) | Request::WriteHead(_, _, r) => {
+                let _ = r.send(Err(e));
+            }
+            Request::ReadIncomingPart(_, _, _, r) => {
+                let _ = r.send(Err(e));
+            }
+            Request::Commit(_, _, _, r) => {
+                self.refused.remove(&qid);
+                let _ = r.send(Err(e));
+            }
+            _ => {
+                self.refused.remove(&qid);
+            }
+        }
+        None
+    }
+
     fn handle(&mut self, req: Request) {
+        let Some(req) = self.refuse(req) else {
+            return;
+        };
         let s = &mut self.spool;
         match req {
-            Request::Begin(env, hold_head, r) => {
-                let mut res = s.begin(&env, unix_millis());
-                if hold_head && let Ok(qid) = res {
+            Request::Begin(qid, env, hold_head) => {
+                let mut res = s.begin_as(qid, &env);
+                if hold_head && res.is_ok() {
                     res = s.hold_head(qid).map(|()| qid);
                     if res.is_err() {
                         s.abandon(qid);
                     }
                 }
-                if let Ok(qid) = res {
-                    self.receiving.insert(qid);
+                match res {
+                    Ok(_) => {
+                        self.receiving.insert(qid);
+                    }
+                    Err(e) => {
+                        self.refused.insert(qid, e);
+                    }
                 }
-                let _ = r.send(res);
             }
             Request::Write(qid, data, r) => {
                 let res = s.append_body(qid, &data);
@@ -724,5 +819,55 @@ impl<F: Flash> Writer<F> {
                 let _ = r.send(s.write_slot(region, &data));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::tests::{envelope, fresh};
+
+    /// A begin the spool refuses is not answered (the session did not wait for it): the
+    /// message's next requests get the refusal, and its commit or abandon forgets it.
+    #[test]
+    fn a_refused_begin_fails_the_messages_next_requests() {
+        let mut spool = fresh();
+        let taken = spool
+            .begin(&envelope("a@example.com", 1), 1_795_000_000_000)
+            .unwrap();
+        let mut w = Writer::new(spool, LogQueue::default(), Arc::default());
+        // The same queue id twice: the spool refuses the second begin.
+        w.handle(Request::Begin(
+            taken,
+            Box::new(envelope("b@example.com", 1)),
+            false,
+        ));
+        assert!(w.refused.contains_key(&taken));
+        let (tx, mut rx) = oneshot::channel();
+        w.handle(Request::Write(taken, b"body".to_vec(), tx));
+        assert!(matches!(rx.try_recv(), Ok(Err(SpoolError::Encode(_)))));
+        let (tx, mut rx) = oneshot::channel();
+        w.handle(Request::Commit(taken, None, Vec::new(), tx));
+        assert!(matches!(rx.try_recv(), Ok(Err(SpoolError::Encode(_)))));
+        assert!(w.refused.is_empty());
+        assert!(w.waiting.is_empty(), "nothing waits for a sync");
+
+        // One that begins is received as before.
+        let qid = next_qid(w.spool.last_qid(), 1_795_000_000_001);
+        w.handle(Request::Begin(
+            qid,
+            Box::new(envelope("c@example.com", 1)),
+            false,
+        ));
+        assert!(w.receiving.contains(&qid) && w.refused.is_empty());
+    }
+
+    #[test]
+    fn queue_ids_only_grow_whatever_the_clock_does() {
+        let a = next_qid(0, 1_795_000_000_000);
+        let b = next_qid(a.0, 1_795_000_000_000);
+        let c = next_qid(b.0, 1_700_000_000_000);
+        let d = next_qid(c.0, 1_795_000_000_005);
+        assert!(a < b && b < c && c < d, "{a} {b} {c} {d}");
     }
 }

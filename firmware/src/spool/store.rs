@@ -154,17 +154,44 @@ impl<F: Flash> Spool<F> {
         envelope: &Envelope,
         now_unix_millis: u64,
     ) -> Result<QueueId, SpoolError> {
+        let qid = next_qid(self.last_qid, now_unix_millis);
+        self.begin_as(qid, envelope)
+    }
+
+    /// The newest queue id this spool has given or seen: the next is above it.
+    pub fn last_qid(&self) -> u64 {
+        self.last_qid
+    }
+
+    /// Whether new mail (not a bounce) is taken now: the flash works and has room for a begin
+    /// record and a chunk (twice a chunk) besides what is kept for delivery records and
+    /// compaction. A session is refused at DATA by this, rather than after sending a message
+    /// the spool has no room for.
+    pub fn admission(&self) -> Admission {
+        if self.failed {
+            Admission::Failed
+        } else if self
+            .admit(2 * u64::from(self.settings.chunk_size), Purpose::Message)
+            .is_err()
+        {
+            Admission::Full
+        } else {
+            Admission::Open
+        }
+    }
+
+    /// [`Spool::begin`] under a queue id given by the caller: the spool service hands them out
+    /// in the sessions ([`next_qid`] over a shared counter), so a session does not wait for the
+    /// writer to start a message. Refused if the id is in use.
+    pub fn begin_as(&mut self, qid: QueueId, envelope: &Envelope) -> Result<QueueId, SpoolError> {
         self.check_writable()?;
         let purpose = Purpose::new_mail(envelope);
         self.admit(0, purpose)?;
+        if self.index.get(&qid).is_some() {
+            return Err(SpoolError::Encode(format!("queue id {qid} is in use")));
+        }
         self.make_room(purpose)?;
-        let candidate = QueueId::new(now_unix_millis, 0);
-        let qid = if candidate.0 > self.last_qid {
-            candidate
-        } else {
-            QueueId(self.last_qid.saturating_add(1))
-        };
-        self.last_qid = qid.0;
+        self.last_qid = self.last_qid.max(qid.0);
         let body =
             postcard::to_allocvec(envelope).map_err(|e| SpoolError::Encode(e.to_string()))?;
         let loc = self.append(Kind::Begin, qid.0, &[&body], purpose)?;
@@ -770,6 +797,25 @@ fn purpose_of(e: EntryRef<'_>) -> Purpose {
     } else {
         Purpose::Message
     }
+}
+
+/// The queue id after `last` for a message arriving at `now_unix_millis`: the time's own id,
+/// or the next one when the clock has not moved on (or went back), so ids only grow.
+pub fn next_qid(last: u64, now_unix_millis: u64) -> QueueId {
+    let candidate = QueueId::new(now_unix_millis, 0);
+    if candidate.0 > last {
+        candidate
+    } else {
+        QueueId(last.saturating_add(1))
+    }
+}
+
+/// Whether the spool takes new mail (see [`Spool::admission`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Open,
+    Full,
+    Failed,
 }
 
 /// Erases `from..to` unless it already reads as erased (saves wear and time on new flash files).
