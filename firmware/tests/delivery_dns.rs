@@ -142,7 +142,8 @@ async fn mx_order_fallback_nxdomain_and_implicit_mx_through_hickory() {
 }
 
 /// The appliance rewrites resolv.conf when a DHCP lease or the console changes the servers: a
-/// running daemon's resolver asks the new ones at its next lookup. resolv.conf names servers on
+/// running daemon's resolver asks the new ones at its first lookup once it looks at the file
+/// again (at most a second later). resolv.conf names servers on
 /// port 53 only, so the two servers sit on 127.0.0.2:53 and 127.0.0.3:53 (root, as `make test`).
 #[tokio::test]
 async fn the_system_resolver_follows_resolv_conf_as_it_changes() {
@@ -171,6 +172,7 @@ async fn the_system_resolver_follows_resolv_conf_as_it_changes() {
     // A new lease: written aside and renamed, as the appliance writes it.
     std::fs::write(dir.path().join("new"), "nameserver 127.0.0.3\n").unwrap();
     std::fs::rename(dir.path().join("new"), &conf).unwrap();
+    tokio::time::sleep(postern::nameserver::RECHECK + std::time::Duration::from_millis(100)).await;
     let t = targets(&dns, &hop("smtp:moved.test")).await.unwrap();
     assert_eq!(relay(t), "new.example.test[127.0.0.21]:25");
 }
