@@ -197,12 +197,6 @@ impl LiveCert {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = key;
         Ok(())
     }
-
-    /// The end-entity certificate presented now (DER).
-    pub fn certificate(&self) -> Option<CertificateDer<'static>> {
-        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-        current.cert.first().cloned()
-    }
 }
 
 impl ResolvesServerCert for LiveCert {
