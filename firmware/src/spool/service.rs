@@ -117,7 +117,7 @@ pub struct Incoming {
     buf: Vec<u8>,
     /// The held start of the message, given by [`Incoming::write_head`]: it goes to the writer
     /// with the first full chunk or with the commit, so a message smaller than a chunk costs
-    /// the session two trips to the writer (begin and commit), not three.
+    /// the session one wait for the writer (the commit; the begin is not waited for).
     head: Option<Vec<u8>>,
     /// Bytes went to the writer before the commit: the commit alone no longer holds the body.
     sent: bool,
