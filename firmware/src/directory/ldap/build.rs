@@ -6,10 +6,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::model::Model;
+use super::model::{Mapped, Model};
 use super::object::{
     ConfigEntry, DomainEntry, LdapObject, MailboxEntry, MailboxKind, SkipReason, Skipped,
 };
+use super::packed::Packed;
 use crate::config::MtaConfig;
 use crate::directory::index::Entry;
 use crate::directory::{
@@ -54,22 +55,23 @@ fn reason(e: DirectoryError, taken_by: impl Fn(&str) -> String) -> SkipReason {
 }
 
 struct Builder<'m> {
+    model: &'m Model,
     dir: Directory,
     skipped: Vec<Skipped>,
     counts: Counts,
-    /// The DN of the LDAP entry behind each account and alias of `dir`, by index (`None`: a
-    /// local one). Indexed, not a map by address: at 100 000 accounts a map of 200 000 address
-    /// copies was ~20 MB of the sync's peak.
-    account_dn: Vec<Option<&'m str>>,
-    alias_dn: Vec<Option<&'m str>>,
+    /// The LDAP entry behind each account and alias of `dir`, by index (`None`: a local one).
+    /// Indexed, not a map by address: at 100 000 accounts a map of 200 000 address copies was
+    /// ~20 MB of the sync's peak. Its DN is unpacked only to name it.
+    account_dn: Vec<Option<&'m Packed>>,
+    alias_dn: Vec<Option<&'m Packed>>,
     /// Domains LDAP has but serves no mail for (disabled): their entries are not errors.
     disabled_domains: HashSet<String>,
 }
 
 impl<'m> Builder<'m> {
-    /// The DN of the LDAP entry that holds `address`, if one does.
-    fn owner(&self, address: &str) -> Option<&'m str> {
-        let dns = |v: &Vec<Option<&'m str>>, i: u32| v.get(i as usize).copied().flatten();
+    /// The LDAP entry that holds `address`, if one does.
+    fn owner(&self, address: &str) -> Option<&'m Packed> {
+        let dns = |v: &Vec<Option<&'m Packed>>, i: u32| v.get(i as usize).copied().flatten();
         match self.dir.entry(address)? {
             Entry::Account(i) => dns(&self.account_dn, i),
             Entry::Alias(i) => dns(&self.alias_dn, i),
@@ -77,19 +79,21 @@ impl<'m> Builder<'m> {
     }
 
     fn taken_by(&self, address: &str) -> String {
-        self.owner(address)
-            .map_or_else(|| "a local (prov) entry".to_string(), str::to_string)
+        self.owner(address).map_or_else(
+            || "a local (prov) entry".to_string(),
+            |p| self.model.unpack(p).dn,
+        )
     }
 
-    /// Records `dn` as the entry behind the account or alias just added.
-    fn owned(&mut self, dn: &'m str, account: bool) {
+    /// Records `src` as the entry behind the account or alias just added.
+    fn owned(&mut self, src: &'m Packed, account: bool) {
         let (v, len) = match account {
             true => (&mut self.account_dn, self.dir.accounts.len()),
             false => (&mut self.alias_dn, self.dir.aliases.len()),
         };
         // Local entries copied before have no DN.
         v.resize(len.saturating_sub(1), None);
-        v.push(Some(dn));
+        v.push(Some(src));
     }
 
     fn domain(&mut self, dn: &str, e: &DomainEntry) {
@@ -137,7 +141,7 @@ impl<'m> Builder<'m> {
         }
     }
 
-    fn mailbox(&mut self, dn: &'m str, m: &MailboxEntry, members: &[String]) -> bool {
+    fn mailbox(&mut self, src: &'m Packed, dn: &str, m: &MailboxEntry, members: &[String]) -> bool {
         let dom = address::split(&m.address).map_or("", |(_, d)| d);
         if self.disabled_domains.contains(&dom.to_ascii_lowercase()) {
             return false;
@@ -160,7 +164,7 @@ impl<'m> Builder<'m> {
                 return false;
             }
         };
-        self.owned(dn, true);
+        self.owned(src, true);
         match m.kind {
             MailboxKind::Account => self.counts.accounts += 1,
             _ => self.counts.lists += 1,
@@ -178,8 +182,8 @@ impl<'m> Builder<'m> {
         true
     }
 
-    fn alias(&mut self, dn: &'m str, account: &str, alias: &str) {
-        if self.owner(alias) == Some(dn) {
+    fn alias(&mut self, src: &'m Packed, dn: &str, account: &str, alias: &str) {
+        if self.owner(alias).is_some_and(|p| p.is(src)) {
             return; // the same alias twice on one entry
         }
         // `zmprov aaa` writes both zimbraMailAlias on the account and an alias entry naming it:
@@ -197,7 +201,7 @@ impl<'m> Builder<'m> {
         match self.dir.add_alias(account, alias) {
             Ok(()) => {
                 self.counts.aliases += 1;
-                self.owned(dn, false);
+                self.owned(src, false);
             }
             Err(e) => {
                 let why = reason(e, |x| self.taken_by(x));
@@ -228,8 +232,12 @@ pub(super) fn account_of(m: &MailboxEntry, members: &[String]) -> Result<Account
 
 /// Builds the directory: `current`'s config and local entries, then everything in `model`.
 /// `server` names this box's server entry, whose MTA settings override the global config's.
+///
+/// Mailboxes are unpacked to be sorted and again to be added (and once more for their
+/// aliases): the model unpacked whole would be as big as it was before it was packed.
 pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -> Built {
     let mut b = Builder {
+        model,
         dir: Directory::new(current.config().clone()),
         skipped: model.unreadable().to_vec(),
         counts: Counts::default(),
@@ -245,13 +253,28 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
     let mut mailboxes = Vec::new();
     let mut alias_entries = Vec::new();
     let mut configs = Vec::new();
-    for m in model.entries() {
-        match &m.object {
-            Ok(LdapObject::Config(c)) => configs.push((m.dn.as_str(), c)),
-            Ok(LdapObject::Domain(d)) => domains.push((m.dn.as_str(), d)),
-            Ok(LdapObject::Mailbox(x)) => mailboxes.push((m.dn.as_str(), x)),
-            Ok(LdapObject::Alias(a)) => alias_entries.push((m.dn.as_str(), a)),
-            Err(why) => b.skipped.push(skip(&m.dn, why.clone())),
+    // Dynamic groups: members are the accounts that name the group.
+    let mut group_members: HashMap<String, Vec<String>> = HashMap::new();
+    let mut member_dns = false;
+    for (_, p) in model.packed() {
+        let m = model.unpack(p);
+        match m.object {
+            Ok(LdapObject::Config(c)) => configs.push((m.dn, c)),
+            Ok(LdapObject::Domain(d)) => domains.push((m.dn, d)),
+            Ok(LdapObject::Mailbox(x)) => {
+                if x.kind == MailboxKind::Account && x.enabled {
+                    for g in &x.member_of {
+                        group_members
+                            .entry(g.clone())
+                            .or_default()
+                            .push(x.address.to_string());
+                    }
+                }
+                member_dns |= !x.member_dns.is_empty();
+                mailboxes.push((order_key(&x.address, &m.dn), p));
+            }
+            Ok(LdapObject::Alias(a)) => alias_entries.push((p, m.dn, a)),
+            Err(why) => b.skipped.push(skip(&m.dn, why)),
         }
     }
     domains.sort_by_cached_key(|(dn, d)| (d.name.to_ascii_lowercase(), dn.to_ascii_lowercase()));
@@ -259,34 +282,33 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
         b.domain(dn, d);
     }
     copy_local_accounts(current, &mut b);
-    // Dynamic groups: members are the accounts that name the group.
-    let mut group_members: HashMap<&str, Vec<String>> = HashMap::new();
-    for (_, m) in &mailboxes {
-        if m.kind == MailboxKind::Account && m.enabled {
-            for g in &m.member_of {
-                group_members
-                    .entry(g)
-                    .or_default()
-                    .push(m.address.to_string());
-            }
-        }
-    }
-    mailboxes
-        .sort_by_cached_key(|(dn, m)| (m.address.to_ascii_lowercase(), dn.to_ascii_lowercase()));
+    mailboxes.sort_by(|x, y| x.0.cmp(&y.0));
+    let mailboxes: Vec<&Packed> = mailboxes.into_iter().map(|(_, p)| p).collect();
+    let mailbox = |p: &Packed| match model.unpack(p) {
+        Mapped {
+            dn,
+            object: Ok(LdapObject::Mailbox(x)),
+        } => Some((dn, x)),
+        _ => None,
+    };
     // Groups that name members by DN: each member's address (built only when a group does:
     // 100 000 lowercased DNs are ~15 MB).
-    let by_dn: HashMap<String, &str> = match mailboxes.iter().any(|(_, m)| !m.member_dns.is_empty())
-    {
+    let by_dn: HashMap<String, String> = match member_dns {
         false => HashMap::new(),
         true => mailboxes
             .iter()
+            .filter_map(|p| mailbox(p))
             .filter(|(_, m)| m.kind == MailboxKind::Account && m.enabled)
-            .map(|(dn, m)| (dn.to_ascii_lowercase(), &*m.address))
+            .map(|(dn, m)| (dn.to_ascii_lowercase(), m.address.to_string()))
             .collect(),
     };
-    let mut by_id: HashMap<&str, &str> = HashMap::new();
-    let mut added = Vec::with_capacity(mailboxes.len());
-    for (dn, m) in &mailboxes {
+    // Alias entries name their accounts by id (kept only when there are some).
+    let mut by_id: HashMap<String, String> = HashMap::new();
+    let mut added = Vec::new();
+    for p in &mailboxes {
+        let Some((dn, m)) = mailbox(p) else {
+            continue;
+        };
         let mut members = m.forwarding.to_vec();
         if m.kind == MailboxKind::Group {
             if let Some(id) = m.id.as_deref() {
@@ -296,37 +318,55 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
                 m.member_dns
                     .iter()
                     .filter_map(|dn| by_dn.get(&dn.to_ascii_lowercase()))
-                    .map(|a| a.to_string()),
+                    .cloned(),
             );
         }
-        if b.mailbox(dn, m, &members) {
-            if let Some(id) = &m.id {
-                by_id.insert(id, &m.address);
+        if b.mailbox(p, &dn, &m, &members) {
+            if !alias_entries.is_empty()
+                && let Some(id) = &m.id
+            {
+                by_id.insert(id.to_string(), m.address.to_string());
             }
-            added.push((*dn, *m));
+            if !m.aliases.is_empty() {
+                added.push(*p);
+            }
         }
     }
-    for (dn, m) in &added {
-        for alias in &m.aliases {
-            b.alias(dn, &m.address, alias);
+    for p in added {
+        if let Some((dn, m)) = mailbox(p) {
+            for alias in &m.aliases {
+                b.alias(p, &dn, &m.address, alias);
+            }
         }
     }
     alias_entries
-        .sort_by_cached_key(|(dn, a)| (a.address.to_ascii_lowercase(), dn.to_ascii_lowercase()));
-    for (dn, a) in alias_entries {
+        .sort_by_cached_key(|(_, dn, a)| (a.address.to_ascii_lowercase(), dn.to_ascii_lowercase()));
+    for (p, dn, a) in &alias_entries {
         match by_id.get(a.target_id.as_str()) {
-            Some(target) => b.alias(dn, target, &a.address),
+            Some(target) => b.alias(p, dn, target, &a.address),
             None => b
                 .skipped
                 .push(skip(dn, SkipReason::UnknownTarget(a.target_id.clone()))),
         }
     }
+    let configs: Vec<(&str, &ConfigEntry)> = configs.iter().map(|(dn, c)| (&**dn, c)).collect();
     apply_config(&mut b, current, &configs, server);
     Built {
         directory: b.dir,
         skipped: b.skipped,
         counts: b.counts,
     }
+}
+
+/// The order mailboxes are added in, so the same data always gives the same directory: by
+/// address, then DN, both lowercase (one string: the key of every mailbox is held while they
+/// are sorted).
+fn order_key(address: &str, dn: &str) -> String {
+    let mut k = String::with_capacity(address.len() + dn.len() + 1);
+    k.extend(address.chars().map(|c| c.to_ascii_lowercase()));
+    k.push('\0');
+    k.extend(dn.chars().map(|c| c.to_ascii_lowercase()));
+    k
 }
 
 /// The MTA settings from LDAP: the global config, then this server's entry over it (Zimbra's
@@ -538,17 +578,6 @@ mod tests {
                 assert_eq!(account.address(), "foo@example.com");
                 assert_eq!(account.source(), Source::Ldap);
                 assert_eq!(account.password(), Some("{SSHA512}abc"));
-                // One copy of the hash, held by the entry and the account both.
-                let held = m.entries().find_map(|e| match &e.object {
-                    Ok(LdapObject::Mailbox(x)) if &*x.address == "foo@example.com" => {
-                        x.password.as_deref()
-                    }
-                    _ => None,
-                });
-                assert!(
-                    held.zip(account.password())
-                        .is_some_and(|(a, b)| std::ptr::eq(a, b))
-                );
             }
             other => panic!("{other:?}"),
         }

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::model::Mapped;
+use super::packed::Packed;
 use super::syncrepl::uuid_bytes;
 
-pub(super) type Shard = BTreeMap<Arc<str>, Arc<Mapped>>;
+pub(super) type Shard = BTreeMap<Arc<str>, Packed>;
 
 /// Shards: at 100 000 entries ~100 each, so a poll's hundred changes copy ~10 000 pointers.
 const SHARDS: usize = 1024;
@@ -45,11 +45,11 @@ impl EntryMap {
         self.shards.get(i).map_or(&EMPTY, |s| s)
     }
 
-    pub fn get(&self, key: &str) -> Option<&Arc<Mapped>> {
+    pub fn get(&self, key: &str) -> Option<&Packed> {
         self.shard(shard_of(key)).get(key)
     }
 
-    pub fn insert(&mut self, key: Arc<str>, m: Arc<Mapped>) -> Option<Arc<Mapped>> {
+    pub fn insert(&mut self, key: Arc<str>, m: Packed) -> Option<Packed> {
         if self.shards.is_empty() {
             // One empty shard, shared on purpose until each is first written.
             let empty = Arc::new(BTreeMap::new());
@@ -61,7 +61,7 @@ impl EntryMap {
         old
     }
 
-    pub fn remove(&mut self, key: &str) -> Option<Arc<Mapped>> {
+    pub fn remove(&mut self, key: &str) -> Option<Packed> {
         let shard = self.shards.get_mut(shard_of(key))?;
         if !shard.contains_key(key) {
             // Not copied for nothing.
@@ -81,7 +81,7 @@ impl EntryMap {
     }
 
     /// Every entry, shard by shard (in key order within a shard).
-    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Mapped>)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Packed)> {
         self.shards.iter().flat_map(|s| s.iter())
     }
 
@@ -89,7 +89,7 @@ impl EntryMap {
         self.iter().map(|(k, _)| k)
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &Arc<Mapped>> {
+    pub fn values(&self) -> impl Iterator<Item = &Packed> {
         self.iter().map(|(_, m)| m)
     }
 
@@ -104,8 +104,8 @@ impl EntryMap {
     }
 }
 
-impl FromIterator<(Arc<str>, Arc<Mapped>)> for EntryMap {
-    fn from_iter<I: IntoIterator<Item = (Arc<str>, Arc<Mapped>)>>(iter: I) -> EntryMap {
+impl FromIterator<(Arc<str>, Packed)> for EntryMap {
+    fn from_iter<I: IntoIterator<Item = (Arc<str>, Packed)>>(iter: I) -> EntryMap {
         let mut map = EntryMap::default();
         for (k, m) in iter {
             map.insert(k, m);
@@ -118,11 +118,18 @@ impl FromIterator<(Arc<str>, Arc<Mapped>)> for EntryMap {
 mod tests {
     use super::*;
 
-    fn mapped(dn: &str) -> Arc<Mapped> {
-        Arc::new(Mapped {
+    fn mapped(dn: &str) -> Packed {
+        Packed::Whole(Arc::new(super::super::model::Mapped {
             dn: dn.into(),
             object: Err(super::super::object::SkipReason::EmptyList),
-        })
+        }))
+    }
+
+    fn dn(p: Option<&Packed>) -> Option<&str> {
+        match p {
+            Some(Packed::Whole(m)) => Some(&m.dn),
+            _ => None,
+        }
     }
 
     #[test]
@@ -135,13 +142,18 @@ mod tests {
         assert_eq!(a.differing(&before).count(), 0);
         a.insert(Arc::from("id:17"), mapped("uid=changed"));
         a.insert(Arc::from("id:new"), mapped("uid=new"));
-        assert_eq!(a.remove("id:4"), before.get("id:4").cloned());
-        assert_eq!(a.remove("id:absent"), None);
+        let removed = a.remove("id:4");
+        assert!(
+            removed
+                .zip(before.get("id:4"))
+                .is_some_and(|(x, y)| x.is(y))
+        );
+        assert!(a.remove("id:absent").is_none());
         assert_eq!(a.len(), 5000);
         let differing = a.differing(&before).count();
         assert!((1..=3).contains(&differing), "{differing}");
-        assert_eq!(a.get("id:17").map(|m| &*m.dn), Some("uid=changed"));
-        assert_eq!(before.get("id:17").map(|m| &*m.dn), Some("uid=17"));
+        assert_eq!(dn(a.get("id:17")), Some("uid=changed"));
+        assert_eq!(dn(before.get("id:17")), Some("uid=17"));
         assert_eq!(a.iter().count(), 5000);
         assert!(EntryMap::default().get("id:1").is_none());
         // UUID keys walk in key order.

@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod locate;
 pub mod model;
 pub mod object;
+mod packed;
 mod patch;
 pub mod plain;
 pub mod probe;

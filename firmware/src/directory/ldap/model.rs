@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::entry::{MalformedEntry, RawEntry};
 use super::entry_map::{EntryMap, Shard};
 use super::object::{LdapObject, SkipReason, Skipped};
+use super::packed::{Flags, Packed, Table};
 use super::syncrepl::{EntryState, SyncInfo, SyncOutcome, uuid_bytes, uuid_text};
 
 /// How an entry maps: the schema's function.
@@ -173,13 +174,15 @@ impl fmt::Display for Changes {
     }
 }
 
-/// All entries read from LDAP. Entries are shared, in shards that are shared too, so a copy for
-/// the next poll (the directory served keeps this one, see
+/// All entries read from LDAP, packed ([`Packed`]). Entries are shared, in shards that are
+/// shared too, so a copy for the next poll (the directory served keeps this one, see
 /// [`SyncState`](super::state::SyncState)) copies a thousand pointers, and then the shards the
 /// poll writes to (see [`EntryMap`]).
 #[derive(Debug, Clone, Default)]
 pub struct Model {
     entries: EntryMap,
+    /// The strings the entries' records name by number.
+    table: Table,
     /// Entries the server sent that could not even be read (no DN to key them by).
     unreadable: Vec<Skipped>,
     /// The newest `modifyTimestamp` seen; `None` if the server never showed one (then every poll
@@ -190,15 +193,8 @@ pub struct Model {
     /// Entries that name other entries (alias entries, groups by member DN): while there are
     /// none, a poll's accounts need no walk to find who names them.
     referrers: usize,
-}
-
-/// Whether the entry names other entries (see [`Model::referrers`]).
-fn refers(m: &Mapped) -> bool {
-    match &m.object {
-        Ok(LdapObject::Alias(_)) => true,
-        Ok(LdapObject::Mailbox(x)) => !x.member_dns.is_empty(),
-        _ => false,
-    }
+    /// Domain entries, counted as the referrers are (a full sync that finds none is refused).
+    domains: usize,
 }
 
 /// What an entry the server sent unreadable is listed as.
@@ -215,13 +211,30 @@ fn key_of(e: &RawEntry) -> String {
 }
 
 impl Model {
-    pub fn entries(&self) -> impl Iterator<Item = &Mapped> {
-        self.entries.values().map(|m| &**m)
+    /// Every entry, unpacked one at a time.
+    pub fn entries(&self) -> impl Iterator<Item = Mapped> + '_ {
+        self.entries.values().map(|p| self.table.unpack(p))
     }
 
     /// Each entry with the key it is known by (`id:` and its UUID or id, else `dn:` and its DN).
-    pub fn keyed(&self) -> impl Iterator<Item = (&str, &Mapped)> {
-        self.entries.iter().map(|(k, m)| (&**k, &**m))
+    pub fn keyed(&self) -> impl Iterator<Item = (&str, Mapped)> + '_ {
+        self.entries
+            .iter()
+            .map(|(k, p)| (&**k, self.table.unpack(p)))
+    }
+
+    /// Each entry as kept, with its key: a build unpacks them as it goes.
+    pub(crate) fn packed(&self) -> impl Iterator<Item = (&str, &Packed)> {
+        self.entries.iter().map(|(k, p)| (&**k, p))
+    }
+
+    /// An entry as mapped.
+    pub(crate) fn unpack(&self, p: &Packed) -> Mapped {
+        self.table.unpack(p)
+    }
+
+    pub(crate) fn table(&self) -> &Table {
+        &self.table
     }
 
     /// A model as a snapshot stored it.
@@ -230,17 +243,15 @@ impl Model {
         unreadable: Vec<Skipped>,
         newest_stamp: Option<String>,
     ) -> Model {
-        let entries: EntryMap = keyed
-            .into_iter()
-            .map(|(k, m)| (Arc::from(k), Arc::new(m)))
-            .collect();
-        Model {
-            referrers: entries.values().filter(|m| refers(m)).count(),
-            entries,
+        let mut model = Model {
             unreadable,
             newest_stamp,
-            journal: None,
+            ..Model::default()
+        };
+        for (k, m) in keyed {
+            model.put(Arc::from(k), &m);
         }
+        model
     }
 
     /// How many entries name other entries (alias entries, groups by member DN).
@@ -248,20 +259,43 @@ impl Model {
         self.referrers
     }
 
-    /// Every change of `entries` goes through here and [`Model::take`], which keep the count
-    /// of referrers.
-    fn put(&mut self, key: Arc<str>, m: Mapped) -> Option<Arc<Mapped>> {
-        self.referrers += usize::from(refers(&m));
-        let old = self.entries.insert(key, Arc::new(m));
-        let gone = old.as_ref().map_or(0, |o| usize::from(refers(o)));
-        self.referrers = self.referrers.saturating_sub(gone);
+    /// How many domain entries there are.
+    pub fn domains(&self) -> usize {
+        self.domains
+    }
+
+    fn count(&mut self, f: Flags, add: bool) {
+        for (n, yes) in [
+            (&mut self.referrers, f.refers),
+            (&mut self.domains, f.domain),
+        ] {
+            if yes {
+                *n = if add { *n + 1 } else { n.saturating_sub(1) };
+            }
+        }
+    }
+
+    /// Every change of `entries` goes through here, [`Model::put_packed`] and [`Model::take`],
+    /// which keep the counts.
+    fn put(&mut self, key: Arc<str>, m: &Mapped) -> Option<Packed> {
+        let p = self.table.pack(&key, m);
+        self.put_packed(key, p)
+    }
+
+    fn put_packed(&mut self, key: Arc<str>, p: Packed) -> Option<Packed> {
+        self.count(p.flags(), true);
+        let old = self.entries.insert(key, p);
+        if let Some(o) = &old {
+            self.count(o.flags(), false);
+        }
         old
     }
 
-    fn take(&mut self, key: &str) -> Option<Arc<Mapped>> {
+    fn take(&mut self, key: &str) -> Option<Packed> {
         let old = self.entries.remove(key);
-        let gone = old.as_ref().map_or(0, |o| usize::from(refers(o)));
-        self.referrers = self.referrers.saturating_sub(gone);
+        if let Some(o) = &old {
+            self.count(o.flags(), false);
+        }
         old
     }
 
@@ -290,15 +324,17 @@ impl Model {
         }
     }
 
-    /// Maps entries into `self`, recording what changed; returns the keys seen.
+    /// Maps entries into `self`, recording what changed; returns the keys seen if `seen` (a
+    /// full sync over entries already there needs them to find the deleted).
     fn merge(
         &mut self,
         read: impl IntoIterator<Item = Result<RawEntry, MalformedEntry>>,
         map: MapFn,
         changes: &mut Changes,
+        seen: bool,
     ) -> Vec<String> {
         let read = read.into_iter();
-        let mut seen = Vec::with_capacity(read.size_hint().0);
+        let mut keys = Vec::with_capacity(if seen { read.size_hint().0 } else { 0 });
         for r in read {
             let e = match r {
                 Ok(e) => e,
@@ -318,22 +354,28 @@ impl Model {
                 Err(why) => Err(why),
             };
             let mapped = Mapped { dn: e.dn, object };
-            let old = self.entries.get(key.as_str()).map(|m| &**m);
-            match old {
-                None => changes.add(mapped.describe()),
-                Some(old) if *old != mapped => changes.modify(mapped.describe()),
-                Some(_) => {}
-            }
-            if old != Some(&mapped) && self.journal.is_some() {
-                let before = old.cloned();
-                if let Some(j) = self.journal.as_mut() {
-                    j.push((before, Some(mapped.clone())));
+            let packed = self.table.pack(&key, &mapped);
+            // One table packed both: the same entry is the same bytes.
+            let old = self.entries.get(key.as_str());
+            let same = old.is_some_and(|o| self.table.same(o, &self.table, &packed, true));
+            if !same {
+                match old {
+                    None => changes.add(mapped.describe()),
+                    Some(_) => changes.modify(mapped.describe()),
+                }
+                if self.journal.is_some() {
+                    let before = old.map(|o| self.table.unpack(o));
+                    if let Some(j) = self.journal.as_mut() {
+                        j.push((before, Some(mapped)));
+                    }
                 }
             }
-            self.put(Arc::from(key.as_str()), mapped);
-            seen.push(key);
+            self.put_packed(Arc::from(key.as_str()), packed);
+            if seen {
+                keys.push(key);
+            }
         }
-        seen
+        keys
     }
 
     /// A full sync: the entries read are all there is; the rest were deleted.
@@ -344,7 +386,11 @@ impl Model {
     ) -> Changes {
         let mut changes = Changes::default();
         self.unreadable.clear();
-        let seen = self.merge(read, map, &mut changes);
+        let had = !self.entries.is_empty();
+        let seen = self.merge(read, map, &mut changes, had);
+        if !had {
+            return changes;
+        }
         let seen: std::collections::HashSet<String> = seen.into_iter().collect();
         let gone: Vec<Arc<str>> = self
             .entries
@@ -354,7 +400,7 @@ impl Model {
             .collect();
         for k in gone {
             if let Some(old) = self.take(&k) {
-                changes.delete(old.describe());
+                changes.delete(self.table.unpack(&old).describe());
             }
         }
         changes
@@ -367,7 +413,7 @@ impl Model {
         map: MapFn,
     ) -> Changes {
         let mut changes = Changes::default();
-        self.merge(read, map, &mut changes);
+        self.merge(read, map, &mut changes, false);
         changes
     }
 
@@ -382,9 +428,10 @@ impl Model {
 
     fn remove_key(&mut self, key: &str, changes: &mut Changes) {
         if let Some(old) = self.take(key) {
+            let old = self.table.unpack(&old);
             changes.delete(old.describe());
             if let Some(j) = self.journal.as_mut() {
-                j.push((Some(Arc::unwrap_or_clone(old)), None));
+                j.push((Some(old), None));
             }
         }
     }
@@ -393,13 +440,11 @@ impl Model {
     /// entries gone, found by one walk of both in key order, shard by shard. A poll's copy
     /// shares every shard it did not write to with the model it was copied from, and every
     /// entry it did not touch, so most is skipped or compared by pointer.
-    pub fn changed_since<'a>(
-        &'a self,
-        before: &Model,
-    ) -> (Vec<(&'a str, &'a Mapped)>, Vec<String>) {
+    pub fn changed_since<'a>(&'a self, before: &Model) -> (Vec<(&'a str, Mapped)>, Vec<String>) {
         let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+        let tables = (&self.table, &before.table, self.table.agrees(&before.table));
         for (now, was) in self.entries.differing(&before.entries) {
-            changed_in(now, was, &mut upserts, &mut deletes);
+            changed_in(now, was, tables, &mut upserts, &mut deletes);
         }
         (upserts, deletes)
     }
@@ -414,7 +459,7 @@ impl Model {
             self.take(k);
         }
         for (k, m) in upserts {
-            self.put(Arc::from(k), m);
+            self.put(Arc::from(k), &m);
         }
     }
 
@@ -474,7 +519,7 @@ impl Model {
             }
         }
         let mut merged = Changes::default();
-        self.merge(changed, map, &mut merged);
+        self.merge(changed, map, &mut merged, false);
         changes.append(merged);
         let done_present = outcome.done.as_ref().is_some_and(|d| !d.refresh_deletes);
         if present_phase || done_present {
@@ -498,11 +543,13 @@ impl Model {
     }
 }
 
-/// [`Model::changed_since`] for one shard: `now` against `was`, both in key order.
+/// [`Model::changed_since`] for one shard: `now` against `was`, both in key order; `tables`
+/// are theirs and whether they agree.
 fn changed_in<'a>(
     now: &'a Shard,
     was: &Shard,
-    upserts: &mut Vec<(&'a str, &'a Mapped)>,
+    (now_table, was_table, agree): (&Table, &Table, bool),
+    upserts: &mut Vec<(&'a str, Mapped)>,
     deletes: &mut Vec<String>,
 ) {
     use std::cmp::Ordering;
@@ -519,12 +566,12 @@ fn changed_in<'a>(
         }
         match old.peek() {
             Some((ok, om)) if ok.as_ref().cmp(k.as_ref()) == Ordering::Equal => {
-                if !Arc::ptr_eq(om, m) && ***om != **m {
-                    upserts.push((&**k, &**m));
+                if !now_table.same(m, was_table, om, agree) {
+                    upserts.push((&**k, now_table.unpack(m)));
                 }
                 old.next();
             }
-            _ => upserts.push((&**k, &**m)),
+            _ => upserts.push((&**k, now_table.unpack(m))),
         }
     }
     deletes.extend(old.map(|(k, _)| k.to_string()));
@@ -687,11 +734,7 @@ mod tests {
         m.update(vec![alias("3", "y")], zimbra::map);
         assert_eq!(m.referrers(), 1);
         // A model as a snapshot gives it back counts them anew.
-        let copy = Model::from_parts(
-            m.keyed().map(|(k, e)| (k.to_string(), e.clone())),
-            Vec::new(),
-            None,
-        );
+        let copy = Model::from_parts(m.keyed().map(|(k, e)| (k.to_string(), e)), Vec::new(), None);
         assert_eq!(copy.referrers(), 1);
     }
 

@@ -22,7 +22,7 @@ use super::diff::diff;
 use super::fetch::{self, Search};
 use super::locate::ServerNames;
 use super::model::{Changes, Model, Schema, Touched};
-use super::object::{LdapObject, SkipReason};
+use super::object::SkipReason;
 use super::patch::patch;
 use super::plain;
 use super::stamp;
@@ -486,11 +486,7 @@ impl Syncer {
             saved,
         };
         let outcome = if read.kind == SyncKind::Full {
-            let domains_in = |m: &Model| {
-                m.entries()
-                    .filter(|e| matches!(e.object, Ok(LdapObject::Domain(_))))
-                    .count()
-            };
+            let domains_in = |m: &Model| m.domains();
             let served = to.shared.snapshot();
             let had = domains_in(&self.model).max(
                 served
@@ -515,6 +511,9 @@ impl Syncer {
             }
             self.model = Arc::new(next);
             phase("model");
+            // What was read is freed now, on this thread; the build allocates on a blocking
+            // thread, which glibc serves from another arena: without this both stay resident.
+            let _ = tokio::task::spawn_blocking(hal::sys::memory::release_free_memory).await;
             self.apply(to, None, cookie.clone())
                 .await
                 .map(|saved| applied(read.server, saved))

@@ -87,9 +87,9 @@ pub(super) enum Password<'a> {
     Base64 { scheme: u32, hash: Vec<u8> },
 }
 
-/// The string table being built.
-#[derive(Default)]
-pub(super) struct Strings {
+/// The string table being built (and the LDAP model's, which packs its entries as these records).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Strings {
     pub list: Vec<String>,
     /// Asked several times per entry (domain, DN parent, transport, scheme): std's SipHash was
     /// a good part of writing a snapshot.

@@ -13,6 +13,9 @@ mod compact;
 mod legacy;
 mod sync_state;
 
+pub(crate) use compact::Strings;
+pub(crate) use sync_state::{pack_entry, unpack_entry};
+
 use std::fmt;
 use std::sync::Arc;
 

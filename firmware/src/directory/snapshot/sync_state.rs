@@ -336,30 +336,93 @@ fn entry<'a>(strings: &mut Strings, key: &'a str, m: &'a Mapped) -> Option<Entry
     })
 }
 
-/// A model's entries, made into records one at a time as they are written, with the string
-/// table a first pass over them filled.
+/// A model's entries as records, each read from the model's packed form as it is written and
+/// its strings numbered as in the snapshot's table ([`Renumber`]).
 pub(super) struct LazyEntries<'a> {
     model: &'a Model,
-    strings: std::cell::RefCell<Strings>,
+    numbers: Renumber,
 }
 
 impl Serialize for LazyEntries<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error, SerializeSeq};
         let mut seq = s.serialize_seq(Some(self.model.len()))?;
-        let mut strings = self.strings.borrow_mut();
-        let table = strings.list.len();
-        for (k, m) in self.model.keyed() {
-            let rec = entry(&mut strings, k, m);
-            // The table was written already: a string it lacks would get a number it does not
-            // have (cannot happen: the first pass made these very records).
-            match rec {
-                Some(rec) if strings.list.len() == table => seq.serialize_element(&rec)?,
-                _ => return Err(S::Error::custom("sync state changed while written")),
+        let table = self.model.table();
+        for (_, p) in self.model.packed() {
+            // Every entry has a record that reads back, its strings numbered (`record` made
+            // sure of both).
+            let mut rec = table
+                .record(p)
+                .and_then(|b| postcard::from_bytes::<EntryRecord>(b).ok())
+                .ok_or_else(|| S::Error::custom("an entry of the model has no record"))?;
+            let mut missing = false;
+            renumber(&mut rec, &mut |n| {
+                let to = self.numbers.to.get(n as usize).copied().flatten();
+                missing |= to.is_none();
+                to.unwrap_or(0)
+            });
+            if missing {
+                return Err(S::Error::custom("sync state changed while written"));
             }
+            seq.serialize_element(&rec)?;
         }
         seq.end()
     }
+}
+
+/// The model's string numbers as the snapshot's: the table holds only the strings the entries
+/// use, in the order they are first used, so a snapshot is the same bytes whatever strings the
+/// model gathered since it started (and a model read back writes what was read).
+#[derive(Default)]
+struct Renumber {
+    /// By the model's number: the snapshot's.
+    to: Vec<Option<u32>>,
+    list: Vec<String>,
+}
+
+/// Calls `f` on every string number of `rec`, in the order [`entry`] numbers them, and puts
+/// back what it returns.
+fn renumber(rec: &mut EntryRecord, f: &mut impl FnMut(u32) -> u32) {
+    // 0: none; else the number + 1.
+    fn optional(n: &mut u32, f: &mut impl FnMut(u32) -> u32) {
+        if *n > 0 {
+            *n = f(*n - 1) + 1;
+        }
+    }
+    if let ObjectRecord::Mailbox(m) = &mut rec.object {
+        optional(&mut m.address.domain, f);
+        m.aliases
+            .iter_mut()
+            .for_each(|a| optional(&mut a.domain, f));
+        optional(&mut m.transport, f);
+        if let Some(Password::Base64 { scheme, .. }) = &mut m.password {
+            *scheme = f(*scheme);
+        }
+    }
+    optional(&mut rec.parent, f);
+}
+
+/// An entry as the LDAP model keeps it in RAM: `flags`, then its record, strings numbered in the
+/// model's table `strings`; `None` if it has no record form.
+pub(crate) fn pack_entry(
+    strings: &mut Strings,
+    key: &str,
+    m: &Mapped,
+    flags: u8,
+) -> Option<Vec<u8>> {
+    let rec = entry(strings, key, m)?;
+    postcard::to_extend(&rec, vec![flags]).ok()
+}
+
+/// The entry a record of [`pack_entry`] holds (without its flags byte).
+pub(crate) fn unpack_entry(strings: &[String], record: &[u8]) -> Result<Mapped, DecodeError> {
+    let rec: EntryRecord = postcard::from_bytes(record).map_err(|_| DecodeError::Corrupt)?;
+    let reader = Reader {
+        strings,
+        // The model's own table: nothing to bound.
+        budget: std::cell::Cell::new(usize::MAX),
+    };
+    reader.entry(rec).map(|(_, m)| m)
 }
 
 fn syncrepl_number(s: Syncrepl) -> u8 {
@@ -404,12 +467,31 @@ fn unreadable_of(stored: Vec<MalformedEntry>) -> Vec<Skipped> {
 /// The state as stored, borrowing from it; `None` if some entry has no stored form.
 pub(super) fn record(state: &SyncState) -> Option<StateRecord<LazyEntries<'_>>> {
     let progress = Progress::of(state)?;
-    // First pass: every entry has a stored form, and the string table is whole.
-    let mut strings = Strings::default();
-    for (k, m) in state.model.keyed() {
-        entry(&mut strings, k, m)?;
+    // First pass: every entry has a record, and the snapshot's table is whole.
+    let table = state.model.table();
+    let mut numbers = Renumber {
+        to: vec![None; table.strings().len()],
+        list: Vec::new(),
+    };
+    for (_, p) in state.model.packed() {
+        let mut rec: EntryRecord = postcard::from_bytes(table.record(p)?).ok()?;
+        let mut bad = false;
+        renumber(&mut rec, &mut |n| {
+            let Some(slot) = numbers.to.get_mut(n as usize) else {
+                bad = true;
+                return 0;
+            };
+            *slot.get_or_insert_with(|| {
+                numbers
+                    .list
+                    .push(table.strings().get(n as usize).cloned().unwrap_or_default());
+                numbers.list.len() as u32 - 1
+            })
+        });
+        if bad {
+            return None;
+        }
     }
-    let table = strings.list.clone();
     let o = &state.origin;
     Some(StateRecord {
         urls: o.urls.clone(),
@@ -418,10 +500,10 @@ pub(super) fn record(state: &SyncState) -> Option<StateRecord<LazyEntries<'_>>> 
         bind_dn: o.bind_dn.clone(),
         server: o.server.clone(),
         progress,
-        strings: table,
+        strings: std::mem::take(&mut numbers.list),
         entries: LazyEntries {
             model: &state.model,
-            strings: std::cell::RefCell::new(strings),
+            numbers,
         },
     })
 }
@@ -434,13 +516,13 @@ const TABLE_BYTES_PER_BYTE: usize = 64;
 const TABLE_BYTES_EXTRA: usize = 64 << 10;
 
 /// Reads records back into the values they were made from.
-struct Reader {
-    strings: Vec<String>,
+struct Reader<'s> {
+    strings: &'s [String],
     /// Bytes the string table may still give out.
     budget: std::cell::Cell<usize>,
 }
 
-impl Reader {
+impl Reader<'_> {
     fn string(&self, i: u32) -> Result<&str, DecodeError> {
         let s = self.strings.get(i as usize).ok_or(DecodeError::Corrupt)?;
         let left = self.budget.get().checked_sub(s.len());
@@ -464,7 +546,7 @@ impl Reader {
         if let Password::Base64 { scheme, .. } = &p {
             self.string(*scheme)?;
         }
-        join_hash(&self.strings, p)
+        join_hash(self.strings, p)
     }
 
     fn mailbox(&self, r: MailboxRecord) -> Result<MailboxEntry, DecodeError> {
@@ -578,8 +660,9 @@ pub(super) fn state(r: Stored<'_>, snapshot_len: usize) -> Result<SyncState, Dec
     let budget = snapshot_len
         .saturating_mul(TABLE_BYTES_PER_BYTE)
         .saturating_add(TABLE_BYTES_EXTRA);
+    let strings = r.strings;
     let reader = Reader {
-        strings: r.strings,
+        strings: &strings,
         budget: std::cell::Cell::new(budget),
     };
     let entries = r

@@ -47,7 +47,7 @@ pub(in crate::directory::snapshot) fn encode(
     let (changed, deletes) = after.model.changed_since(&before.model);
     let mut strings = Strings::default();
     let upserts = changed
-        .into_iter()
+        .iter()
         .map(|(k, m)| entry(&mut strings, k, m))
         .collect::<Option<Vec<_>>>()?;
     let record = DeltaRecord {
@@ -71,8 +71,9 @@ pub(in crate::directory::snapshot) fn apply(
     if r.version != DELTA_VERSION {
         return Err(DecodeError::Corrupt);
     }
+    let strings = r.strings;
     let reader = Reader {
-        strings: r.strings,
+        strings: &strings,
         budget: std::cell::Cell::new(
             bytes
                 .len()
