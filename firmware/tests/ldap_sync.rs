@@ -104,8 +104,8 @@ async fn full_sync_then_polls_see_adds_and_modifies_and_full_syncs_see_deletes()
     // AUTH checks the synced userPassword hashes (both say "secret"), LDAP up or down.
     for user in ["alice@example.com", "bob@example.com"] {
         let hash = dir.account(user).unwrap().password().unwrap();
-        assert_eq!(password::verify("secret", hash), Ok(true), "{user}");
-        assert_eq!(password::verify("wrong", hash), Ok(false), "{user}");
+        assert_eq!(password::verify("secret", &hash), Ok(true), "{user}");
+        assert_eq!(password::verify("wrong", &hash), Ok(false), "{user}");
     }
     // The alias domain forwards to the same local part in example.com.
     assert_eq!(
@@ -759,7 +759,7 @@ async fn an_inetorgperson_directory_fills_the_local_domains() {
         Some("ann@example.com")
     );
     let hash = dir.account("ann@example.com").unwrap().password().unwrap();
-    assert_eq!(password::verify("secret", hash), Ok(true));
+    assert_eq!(password::verify("secret", &hash), Ok(true));
     assert_eq!(
         rcpt(&dir, "team@example.com"),
         Ok(vec!["ann@example.com".into(), "ben@example.com".into()])

@@ -1,8 +1,10 @@
 //! An account: a mailbox address the box knows, with where its mail goes.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::address;
+use super::ldap::SyncedHash;
 use super::source::Source;
 use crate::config::AttrError;
 use crate::config::attr::{Typed, boolean, canonical, invalid, show_bool, single};
@@ -22,11 +24,18 @@ pub struct Account {
     address: Box<str>,
     /// Shared between the accounts that name the same next hop the same way.
     pub(crate) transport: Option<Arc<Typed<Transport>>>,
-    /// Shared with the LDAP entry it was built from, when it was (see `MailboxEntry`).
-    password: Option<Arc<str>>,
+    password: Option<Password>,
     forwarding: Option<Box<Forwarding>>,
     status: MailStatus,
     source: Source,
+}
+
+/// `userPassword`: the hash as text, or, for an account built from the LDAP sync's model, where
+/// the model keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Password {
+    Text(Arc<str>),
+    Synced(SyncedHash),
 }
 
 /// Where an account's mail is forwarded.
@@ -104,18 +113,27 @@ impl Account {
     }
 
     /// `userPassword` as stored (a hash string such as `{SSHA512}...`), for AUTH.
-    pub fn password(&self) -> Option<&str> {
-        self.password.as_deref()
+    pub fn password(&self) -> Option<Cow<'_, str>> {
+        match self.password.as_ref()? {
+            Password::Text(t) => Some(Cow::Borrowed(t)),
+            Password::Synced(h) => h.text().map(Cow::Owned),
+        }
     }
 
     /// Sets `userPassword` to an already hashed value (`sp`, `ca`, and the LDAP sync).
     pub fn set_password_hash(&mut self, hash: Option<String>) {
-        self.password = hash.map(Arc::from);
+        self.password = hash.map(|h| Password::Text(Arc::from(h)));
     }
 
     /// The same, with a hash another holder keeps too.
     pub(crate) fn share_password_hash(&mut self, hash: Option<Arc<str>>) {
-        self.password = hash;
+        self.password = hash.map(Password::Text);
+    }
+
+    /// The hash is the one the LDAP sync's model keeps for the entry this account was built
+    /// from.
+    pub(crate) fn use_synced_password(&mut self, hash: SyncedHash) {
+        self.password = Some(Password::Synced(hash));
     }
 
     pub fn forwarding(&self) -> Option<&Forwarding> {
@@ -165,7 +183,7 @@ impl Account {
                 Some(f) if f.local_delivery_disabled => vec![show_bool(true)],
                 _ => vec![],
             },
-            PASSWORD => self.password.iter().map(|p| p.to_string()).collect(),
+            PASSWORD => self.password().map(Cow::into_owned).into_iter().collect(),
             _ => vec![],
         })
     }

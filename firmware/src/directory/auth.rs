@@ -12,7 +12,7 @@ impl SharedDirectory {
             Lookup::Account {
                 account, domain, ..
             } if account.status() == MailStatus::Enabled => (
-                account.password().map(str::to_string),
+                account.password().map(std::borrow::Cow::into_owned),
                 domain.auth().and_then(|a| a.bind_dn_for(account.address())),
             ),
             _ => (None, None),

@@ -10,7 +10,7 @@ use super::model::{Mapped, Model};
 use super::object::{
     ConfigEntry, DomainEntry, LdapObject, MailboxEntry, MailboxKind, SkipReason, Skipped,
 };
-use super::packed::Packed;
+use super::packed::{Packed, SyncedHash};
 use crate::config::MtaConfig;
 use crate::directory::index::Entry;
 use crate::directory::{
@@ -150,7 +150,13 @@ impl<'m> Builder<'m> {
             self.skipped.push(skip(dn, SkipReason::EmptyList));
             return false;
         }
-        let added = account_of(m, members).and_then(|a| {
+        let model = self.model;
+        let added = account_of(m, members).and_then(|mut a| {
+            if m.password.is_some()
+                && let Some(hash) = SyncedHash::of(src, model.table())
+            {
+                a.use_synced_password(hash);
+            }
             let name = a.address().to_string();
             self.dir
                 .add_account(a)
@@ -182,7 +188,8 @@ impl<'m> Builder<'m> {
         true
     }
 
-    fn alias(&mut self, src: &'m Packed, dn: &str, account: &str, alias: &str) {
+    /// Adds `alias` of `account`, from the entry `src` (whose DN is unpacked only to name it).
+    fn alias(&mut self, src: &'m Packed, account: &str, alias: &str) {
         if self.owner(alias).is_some_and(|p| p.is(src)) {
             return; // the same alias twice on one entry
         }
@@ -205,7 +212,8 @@ impl<'m> Builder<'m> {
             }
             Err(e) => {
                 let why = reason(e, |x| self.taken_by(x));
-                self.skipped.push(skip(dn, why));
+                let dn = self.model.unpack(src).dn;
+                self.skipped.push(skip(&dn, why));
             }
         }
     }
@@ -233,8 +241,8 @@ pub(super) fn account_of(m: &MailboxEntry, members: &[String]) -> Result<Account
 /// Builds the directory: `current`'s config and local entries, then everything in `model`.
 /// `server` names this box's server entry, whose MTA settings override the global config's.
 ///
-/// Mailboxes are unpacked to be sorted and again to be added (and once more for their
-/// aliases): the model unpacked whole would be as big as it was before it was packed.
+/// Mailboxes are unpacked to be sorted and again to be added: the model unpacked whole would be
+/// as big as it was before it was packed.
 pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -> Built {
     let mut b = Builder {
         model,
@@ -327,23 +335,22 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
             {
                 by_id.insert(id.to_string(), m.address.to_string());
             }
+            // Added after every mailbox: an address is a mailbox's before it is an alias.
             if !m.aliases.is_empty() {
-                added.push(*p);
+                added.push((*p, m.address, m.aliases));
             }
         }
     }
-    for p in added {
-        if let Some((dn, m)) = mailbox(p) {
-            for alias in &m.aliases {
-                b.alias(p, &dn, &m.address, alias);
-            }
+    for (p, address, aliases) in &added {
+        for alias in aliases {
+            b.alias(p, address, alias);
         }
     }
     alias_entries
         .sort_by_cached_key(|(_, dn, a)| (a.address.to_ascii_lowercase(), dn.to_ascii_lowercase()));
     for (p, dn, a) in &alias_entries {
         match by_id.get(a.target_id.as_str()) {
-            Some(target) => b.alias(p, dn, target, &a.address),
+            Some(target) => b.alias(p, target, &a.address),
             None => b
                 .skipped
                 .push(skip(dn, SkipReason::UnknownTarget(a.target_id.clone()))),
@@ -577,7 +584,7 @@ mod tests {
             Lookup::Account { account, .. } => {
                 assert_eq!(account.address(), "foo@example.com");
                 assert_eq!(account.source(), Source::Ldap);
-                assert_eq!(account.password(), Some("{SSHA512}abc"));
+                assert_eq!(account.password().as_deref(), Some("{SSHA512}abc"));
             }
             other => panic!("{other:?}"),
         }

@@ -17,7 +17,7 @@ pub mod fetch;
 pub mod locate;
 pub mod model;
 pub mod object;
-mod packed;
+pub(crate) mod packed;
 mod patch;
 pub mod plain;
 pub mod probe;
@@ -33,6 +33,7 @@ pub use build::{Built, Counts, build};
 pub use entry::{MalformedEntry, RawEntry};
 pub use model::{Changes, Model, Schema};
 pub use object::{SkipReason, Skipped};
+pub use packed::SyncedHash;
 pub use service::{LdapHandle, NotRun};
 pub use status::{LdapStatus, SyncKind, SyncReport};
 pub use sync::{

@@ -197,6 +197,9 @@ pub struct Model {
     domains: usize,
 }
 
+/// Past this many strings, a full sync starts its table anew (see [`Model::replace_after`]).
+const MAX_SHARED_STRINGS: usize = 4096;
+
 /// What an entry the server sent unreadable is listed as.
 pub const UNREADABLE: &str = "(unreadable entry)";
 
@@ -250,6 +253,26 @@ impl Model {
         };
         for (k, m) in keyed {
             model.put(Arc::from(k), &m);
+        }
+        model
+    }
+
+    /// A model of records as a snapshot stored them, with the table they were written with:
+    /// kept as read, not mapped and packed again.
+    pub(crate) fn from_records(
+        table: Table,
+        records: impl IntoIterator<Item = (String, Packed)>,
+        unreadable: Vec<Skipped>,
+        newest_stamp: Option<String>,
+    ) -> Model {
+        let mut model = Model {
+            table,
+            unreadable,
+            newest_stamp,
+            ..Model::default()
+        };
+        for (k, p) in records {
+            model.put_packed(Arc::from(k), p);
         }
         model
     }
@@ -325,13 +348,15 @@ impl Model {
     }
 
     /// Maps entries into `self`, recording what changed; returns the keys seen if `seen` (a
-    /// full sync over entries already there needs them to find the deleted).
+    /// full sync over entries already there needs them to find the deleted). An entry that
+    /// `reuse` holds the same is taken from it (see [`Model::replace_after`]).
     fn merge(
         &mut self,
         read: impl IntoIterator<Item = Result<RawEntry, MalformedEntry>>,
         map: MapFn,
         changes: &mut Changes,
         seen: bool,
+        reuse: Option<&Model>,
     ) -> Vec<String> {
         let read = read.into_iter();
         let mut keys = Vec::with_capacity(if seen { read.size_hint().0 } else { 0 });
@@ -354,7 +379,13 @@ impl Model {
                 Err(why) => Err(why),
             };
             let mapped = Mapped { dn: e.dn, object };
-            let packed = self.table.pack(&key, &mapped);
+            let mut packed = self.table.pack(&key, &mapped);
+            // This table began as `reuse`'s: the same entry is the same bytes.
+            if let Some(was) = reuse.and_then(|r| r.entries.get(key.as_str()))
+                && self.table.same(was, &self.table, &packed, true)
+            {
+                packed = was.clone();
+            }
             // One table packed both: the same entry is the same bytes.
             let old = self.entries.get(key.as_str());
             let same = old.is_some_and(|o| self.table.same(o, &self.table, &packed, true));
@@ -387,7 +418,7 @@ impl Model {
         let mut changes = Changes::default();
         self.unreadable.clear();
         let had = !self.entries.is_empty();
-        let seen = self.merge(read, map, &mut changes, had);
+        let seen = self.merge(read, map, &mut changes, had, None);
         if !had {
             return changes;
         }
@@ -413,8 +444,34 @@ impl Model {
         map: MapFn,
     ) -> Changes {
         let mut changes = Changes::default();
-        self.merge(read, map, &mut changes, false);
+        self.merge(read, map, &mut changes, false, None);
         changes
+    }
+
+    /// A full sync into a new model, `before` the model it replaces: the new one numbers
+    /// strings as `before` did and takes from it every entry that did not change. Both are
+    /// held until the sync is served, and this way they share all but what changed; and the
+    /// accounts built from the two share their hashes ([`SyncedHash`](super::SyncedHash)), so
+    /// comparing the directories compares pointers.
+    pub fn replace_after(
+        before: &Model,
+        read: impl IntoIterator<Item = Result<RawEntry, MalformedEntry>>,
+        map: MapFn,
+    ) -> Model {
+        // A table that only grows is started anew now and then (a directory that renamed its
+        // way through many DN parents); the records are then new too.
+        let shared = before.table.strings().len() <= MAX_SHARED_STRINGS;
+        let mut next = Model {
+            table: if shared {
+                before.table.clone()
+            } else {
+                Table::default()
+            },
+            ..Model::default()
+        };
+        let mut changes = Changes::default();
+        next.merge(read, map, &mut changes, false, shared.then_some(before));
+        next
     }
 
     /// Whether every entry is keyed by a UUID (RFC 4533 names entries by UUID only).
@@ -519,7 +576,7 @@ impl Model {
             }
         }
         let mut merged = Changes::default();
-        self.merge(changed, map, &mut merged, false);
+        self.merge(changed, map, &mut merged, false, None);
         changes.append(merged);
         let done_present = outcome.done.as_ref().is_some_and(|d| !d.refresh_deletes);
         if present_phase || done_present {
@@ -638,6 +695,42 @@ mod tests {
         assert!(c.added.is_empty() && c.modified.is_empty());
         assert!(m.unreadable().is_empty());
         assert!(c.to_string().contains("- account b@e.com"));
+    }
+
+    /// A full sync's new model shares with the one it replaces every entry that did not change.
+    #[test]
+    fn a_full_sync_takes_the_unchanged_entries_of_the_model_before() {
+        let mut before = Model::default();
+        before.replace(
+            vec![
+                account("1", "uid=a,dc=e,dc=com", "a@e.com", "20261201100000Z"),
+                account("2", "uid=b,dc=e,dc=com", "b@e.com", "20261201100000Z"),
+            ],
+            zimbra::map,
+        );
+        let next = Model::replace_after(
+            &before,
+            vec![
+                account("1", "uid=a,dc=e,dc=com", "a@e.com", "20261201100000Z"),
+                account("2", "uid=b,ou=x,dc=e,dc=com", "b@e.com", "20261201120000Z"),
+                account("3", "uid=c,dc=e,dc=com", "c@e.com", "20261201120000Z"),
+            ],
+            zimbra::map,
+        );
+        let is = |k: &str| {
+            next.entries
+                .get(k)
+                .zip(before.entries.get(k))
+                .is_some_and(|(n, b)| n.is(b))
+        };
+        assert!(is("id:1"), "unchanged: the same record");
+        assert!(!is("id:2"), "moved: a new one");
+        assert_eq!(next.len(), 3);
+        assert_eq!(next.newest_stamp(), Some("20261201120000Z"));
+        let (changed, gone) = next.changed_since(&before);
+        let keys: Vec<&str> = changed.iter().map(|(k, _)| *k).collect();
+        assert_eq!((keys, gone.len()), (vec!["id:2", "id:3"], 0));
+        assert_eq!(changed[0].1.dn, "uid=b,ou=x,dc=e,dc=com");
     }
 
     #[test]

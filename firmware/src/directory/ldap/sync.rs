@@ -494,8 +494,7 @@ impl Syncer {
                     .filter(|d| d.source() == Source::Ldap)
                     .count(),
             );
-            let mut next = Model::default();
-            next.replace(entries, self.schema.map);
+            let next = Model::replace_after(&self.model, entries, self.schema.map);
             if had > 0 && domains_in(&next) == 0 {
                 return Err(SyncError::NoDomains { had });
             }

@@ -142,13 +142,13 @@ fn aliases_and_passwords() {
         .account("foo@example.com")
         .unwrap()
         .password()
-        .map(str::to_string);
+        .map(|p| p.to_string());
     ok(&mut d, "sp foo@example.com n3w");
     let after = d
         .account("foo@example.com")
         .unwrap()
         .password()
-        .map(str::to_string);
+        .map(|p| p.to_string());
     assert_ne!(before, after);
     assert!(run(&mut d, "sp foo@example.com ''").is_err());
 }

@@ -87,6 +87,15 @@ pub(super) enum Password<'a> {
     Base64 { scheme: u32, hash: Vec<u8> },
 }
 
+impl Password<'_> {
+    fn into_owned(self) -> Password<'static> {
+        match self {
+            Password::Text(t) => Password::Text(Cow::Owned(t.into_owned())),
+            Password::Base64 { scheme, hash } => Password::Base64 { scheme, hash },
+        }
+    }
+}
+
 /// The string table being built (and the LDAP model's, which packs its entries as these records).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Strings {
@@ -97,6 +106,15 @@ pub(crate) struct Strings {
 }
 
 impl Strings {
+    /// A table as a snapshot stored it (a string twice is found by its first number).
+    pub(crate) fn from_list(list: Vec<String>) -> Strings {
+        let mut index = HashMap::with_capacity_and_hasher(list.len(), Default::default());
+        for (i, s) in list.iter().enumerate() {
+            index.entry(s.clone()).or_insert(i as u32);
+        }
+        Strings { list, index }
+    }
+
     pub fn id(&mut self, s: &str) -> u32 {
         if let Some(&i) = self.index.get(s) {
             return i;
@@ -171,7 +189,10 @@ fn account_record<'a>(
             .transport
             .as_deref()
             .map_or(0, |t| strings.id(t.text()) + 1),
-        password: a.password().map(|p| split_hash(strings, p)),
+        password: a.password().map(|p| match p {
+            Cow::Borrowed(p) => split_hash(strings, p),
+            Cow::Owned(p) => split_hash(strings, &p).into_owned(),
+        }),
         forwarding: match fwd {
             Some(_) => a.values(account::FORWARD).unwrap_or_default(),
             None => Vec::new(),
@@ -455,7 +476,7 @@ mod tests {
         let back = Directory::decode(&encode(&d).0).unwrap();
         for (i, p) in forms.iter().enumerate() {
             let a = back.account(&format!("u{i}@example.com")).unwrap();
-            assert_eq!(a.password(), Some(*p));
+            assert_eq!(a.password().as_deref(), Some(*p));
         }
         let u0 = back.account("u0@example.com").unwrap();
         assert_eq!(u0, d.account("u0@example.com").unwrap());

@@ -138,7 +138,7 @@ pub(super) fn encode_v2(dir: &Directory) -> Vec<u8> {
                     address: a.address().to_string(),
                     disabled: a.status() == MailStatus::Disabled,
                     transport: a.values(account::TRANSPORT).unwrap_or_default().pop(),
-                    password: a.password().map(str::to_string),
+                    password: a.password().map(std::borrow::Cow::into_owned),
                     forwarding: a.values(account::FORWARD).unwrap_or_default(),
                     pref_forwarding: a.values(account::PREF_FORWARD).unwrap_or_default().pop(),
                     local_delivery_disabled: f.is_some_and(|f| f.local_delivery_disabled),

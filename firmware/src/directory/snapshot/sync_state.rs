@@ -23,6 +23,7 @@ use crate::directory::ldap::object::{
     AliasEntry, ConfigEntry, DomainEntry, LdapObject, MailboxEntry, MailboxKind, SkipReason,
     Skipped,
 };
+use crate::directory::ldap::packed::{Flags, Packed, Table};
 use crate::directory::ldap::state::{Origin, SyncState, Syncrepl};
 use crate::directory::ldap::syncrepl::{uuid_bytes, uuid_text};
 use crate::directory::ldap::{plain, zimbra};
@@ -422,7 +423,7 @@ pub(crate) fn unpack_entry(strings: &[String], record: &[u8]) -> Result<Mapped, 
         // The model's own table: nothing to bound.
         budget: std::cell::Cell::new(usize::MAX),
     };
-    reader.entry(rec).map(|(_, m)| m)
+    reader.keyed(rec, false).map(|(_, m)| m)
 }
 
 fn syncrepl_number(s: Syncrepl) -> u8 {
@@ -621,6 +622,16 @@ impl Reader<'_> {
     }
 
     fn entry(&self, r: EntryRecord) -> Result<(String, Mapped), DecodeError> {
+        let (key, m) = self.keyed(r, true)?;
+        Ok((key.unwrap_or_default(), m))
+    }
+
+    /// The entry, and its key if `with_key` (the model, which has the key, unpacks without).
+    fn keyed(
+        &self,
+        r: EntryRecord,
+        with_key: bool,
+    ) -> Result<(Option<String>, Mapped), DecodeError> {
         let object = self.object(r.object)?;
         let own = match &object {
             Ok(LdapObject::Mailbox(x)) => Some(x),
@@ -642,13 +653,16 @@ impl Reader<'_> {
             None => first,
         };
         let key = match r.key {
-            KeyRecord::OwnId => match own.and_then(|x| x.id.as_deref()) {
-                Some(id) => format!("id:{}", id.to_ascii_lowercase()),
-                None => return Err(DecodeError::Corrupt),
-            },
-            KeyRecord::Dn => format!("dn:{}", dn.to_ascii_lowercase()),
-            KeyRecord::Uuid(u) => format!("id:{}", uuid_text(&u)),
-            KeyRecord::Text(t) => t.into_owned(),
+            KeyRecord::OwnId if own.and_then(|x| x.id.as_deref()).is_none() => {
+                return Err(DecodeError::Corrupt);
+            }
+            _ if !with_key => None,
+            KeyRecord::OwnId => own
+                .and_then(|x| x.id.as_deref())
+                .map(|id| format!("id:{}", id.to_ascii_lowercase())),
+            KeyRecord::Dn => Some(format!("dn:{}", dn.to_ascii_lowercase())),
+            KeyRecord::Uuid(u) => Some(format!("id:{}", uuid_text(&u))),
+            KeyRecord::Text(t) => Some(t.into_owned()),
         };
         Ok((key, Mapped { dn, object }))
     }
@@ -665,13 +679,20 @@ pub(super) fn state(r: Stored<'_>, snapshot_len: usize) -> Result<SyncState, Dec
         strings: &strings,
         budget: std::cell::Cell::new(budget),
     };
-    let entries = r
-        .entries
-        .into_iter()
-        .map(|e| reader.entry(e))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Each record is read to check it, and kept as its bytes: the model packs its entries as
+    // these very records, numbered by this table.
+    let mut records = Vec::with_capacity(r.entries.len());
+    for e in r.entries {
+        let mut bytes = postcard::to_extend(&e, vec![0]).map_err(|_| DecodeError::Corrupt)?;
+        let (key, m) = reader.entry(e)?;
+        if let Some(flags) = bytes.first_mut() {
+            *flags = Flags::of(&m).byte();
+        }
+        records.push((key, Packed::Record(bytes.into())));
+    }
+    let table = Table::from_strings(Strings::from_list(strings));
     let mut state = SyncState {
-        model: std::sync::Arc::new(Model::from_parts(entries, Vec::new(), None)),
+        model: std::sync::Arc::new(Model::from_records(table, records, Vec::new(), None)),
         cookie: None,
         syncrepl: Syncrepl::Unknown,
         last_full: None,
