@@ -6,8 +6,9 @@
 //! Prints figures; never fails (without slapd it says so and stops). Aims: full sync ≤ 5 s and
 //! ≤ 40 MB RSS increase, poll ≤ 200 ms, lookup p99 ≤ 5 µs.
 //!
-//! The sync reads LDAP in this process here; in the `postern` binary a child process does the
-//! reading (see `directory::ldap::fetch`), so the daemon's own RSS grows by less than shown.
+//! The sync reads LDAP in this process here, unless `POSTERN_BIN` names a `postern` binary: then
+//! a child of it reads, as in the daemon (see `directory::ldap::fetch`), and the RSS shown is
+//! the daemon's side alone.
 //! Run: `cargo bench -p postern --bench ldap_sync` (ACCOUNTS=N to change the size; HEAP=1 to
 //! count heap bytes per phase, which slows it; SYNCPROV=1 for a server with syncprov, as a
 //! replicated Zimbra LDAP master has, where polls go by RFC 4533 cookie instead of by
@@ -346,6 +347,13 @@ fn main() {
     if slapd::require_slapd().is_none() {
         println!("ldap_sync bench: slapd not installed, nothing measured");
         return;
+    }
+    if let Some(bin) = std::env::var_os("POSTERN_BIN") {
+        println!(
+            "LDAP read in a child, {} (as the daemon does; its own memory is not counted)",
+            std::path::Path::new(&bin).display()
+        );
+        postern::directory::ldap::fetch::isolate_in_child(bin.into());
     }
     let n: usize = std::env::var("ACCOUNTS")
         .ok()

@@ -61,6 +61,17 @@ impl Entries {
         self.count == 0
     }
 
+    /// The chunks and the count, to send one chunk at a time (a fetch child's reply).
+    pub(super) fn into_chunks(self) -> (Vec<Vec<u8>>, usize) {
+        (self.chunks, self.count)
+    }
+
+    /// Entries from chunks as [`Entries::into_chunks`] gave them, and their count. Nothing is
+    /// trusted: bytes that do not decode read as unreadable entries (see [`IntoIter`]).
+    pub(super) fn from_chunks(chunks: Vec<Vec<u8>>, count: usize) -> Entries {
+        Entries { chunks, count }
+    }
+
     /// Bytes held (for figures).
     pub fn packed_size(&self) -> usize {
         self.chunks.iter().map(Vec::len).sum()

@@ -226,9 +226,14 @@ pub(super) fn encode(dir: &Directory) -> (Vec<u8>, bool) {
         .filter(|&i| stored(&dir.accounts[i]))
         .collect();
     order.sort_by(|&a, &b| dir.accounts[a].address().cmp(dir.accounts[b].address()));
+    // Only the stored accounts' aliases: the LDAP accounts' (a list each, 100 000 of them)
+    // are in the sync state.
     let mut aliases: Vec<Vec<&str>> = vec![Vec::new(); dir.accounts.len()];
     for alias in &dir.aliases {
-        if let Some(list) = aliases.get_mut(alias.account as usize) {
+        let i = alias.account as usize;
+        if let Some(list) = aliases.get_mut(i)
+            && dir.accounts.get(i).is_some_and(stored)
+        {
             list.push(&alias.name);
         }
     }
@@ -256,7 +261,12 @@ pub(super) fn encode(dir: &Directory) -> (Vec<u8>, bool) {
         accounts,
     };
     // Serialising to a Vec cannot fail for these types; an empty result would fail decode.
-    let bytes = postcard::to_allocvec(&(VERSION, body, sync)).unwrap_or_default();
+    // Measured first, so the buffer is made once at its size: grown by doubling, 13 MiB of
+    // snapshot at 100 000 accounts took 16 MiB, and the 8 MiB before it while copied.
+    let value = (VERSION, body, sync);
+    let size = postcard::serialize_with_flavor(&value, postcard::ser_flavors::Size::default())
+        .unwrap_or(0);
+    let bytes = postcard::to_extend(&value, Vec::with_capacity(size)).unwrap_or_default();
     (bytes, with_state)
 }
 
