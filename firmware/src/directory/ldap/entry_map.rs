@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::key::Key;
 use super::packed::Packed;
-use super::syncrepl::uuid_bytes;
 
-pub(super) type Shard = BTreeMap<Arc<str>, Packed>;
+pub(super) type Shard = BTreeMap<Key, Packed>;
 
 /// Shards: at 100 000 entries ~100 each, so a poll's hundred changes copy ~10 000 pointers.
 const SHARDS: usize = 1024;
@@ -30,14 +30,16 @@ pub(super) struct EntryMap {
 /// snapshot's encoding, twice over every entry) reads memory in order. Other keys go by FNV-1a.
 /// Either is the same in every process (a model read back from flash is compared with one built
 /// since).
-fn shard_of(key: &str) -> usize {
-    if let Some(u) = key.strip_prefix("id:").and_then(uuid_bytes) {
-        return (usize::from(u[0]) << 2 | usize::from(u[1] >> 6)) % SHARDS;
+fn shard_of(key: &Key) -> usize {
+    match key {
+        Key::Uuid(u) => (usize::from(u[0]) << 2 | usize::from(u[1] >> 6)) % SHARDS,
+        Key::Text(t) => {
+            let h = t.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            (h % SHARDS as u64) as usize
+        }
     }
-    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (h % SHARDS as u64) as usize
 }
 
 impl EntryMap {
@@ -45,11 +47,11 @@ impl EntryMap {
         self.shards.get(i).map_or(&EMPTY, |s| s)
     }
 
-    pub fn get(&self, key: &str) -> Option<&Packed> {
+    pub fn get(&self, key: &Key) -> Option<&Packed> {
         self.shard(shard_of(key)).get(key)
     }
 
-    pub fn insert(&mut self, key: Arc<str>, m: Packed) -> Option<Packed> {
+    pub fn insert(&mut self, key: Key, m: Packed) -> Option<Packed> {
         if self.shards.is_empty() {
             // One empty shard, shared on purpose until each is first written.
             let empty = Arc::new(BTreeMap::new());
@@ -61,7 +63,7 @@ impl EntryMap {
         old
     }
 
-    pub fn remove(&mut self, key: &str) -> Option<Packed> {
+    pub fn remove(&mut self, key: &Key) -> Option<Packed> {
         let shard = self.shards.get_mut(shard_of(key))?;
         if !shard.contains_key(key) {
             // Not copied for nothing.
@@ -81,11 +83,11 @@ impl EntryMap {
     }
 
     /// Every entry, shard by shard (in key order within a shard).
-    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Packed)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Packed)> {
         self.shards.iter().flat_map(|s| s.iter())
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
         self.iter().map(|(k, _)| k)
     }
 
@@ -104,8 +106,8 @@ impl EntryMap {
     }
 }
 
-impl FromIterator<(Arc<str>, Packed)> for EntryMap {
-    fn from_iter<I: IntoIterator<Item = (Arc<str>, Packed)>>(iter: I) -> EntryMap {
+impl FromIterator<(Key, Packed)> for EntryMap {
+    fn from_iter<I: IntoIterator<Item = (Key, Packed)>>(iter: I) -> EntryMap {
         let mut map = EntryMap::default();
         for (k, m) in iter {
             map.insert(k, m);
@@ -135,37 +137,38 @@ mod tests {
     #[test]
     fn a_copy_shares_all_but_the_shards_changed() {
         let mut a: EntryMap = (0..5000)
-            .map(|i| (Arc::from(format!("id:{i}")), mapped(&format!("uid={i}"))))
+            .map(|i| (Key::of(&format!("id:{i}")), mapped(&format!("uid={i}"))))
             .collect();
         assert_eq!(a.len(), 5000);
         let before = a.clone();
         assert_eq!(a.differing(&before).count(), 0);
-        a.insert(Arc::from("id:17"), mapped("uid=changed"));
-        a.insert(Arc::from("id:new"), mapped("uid=new"));
-        let removed = a.remove("id:4");
+        a.insert(Key::of("id:17"), mapped("uid=changed"));
+        a.insert(Key::of("id:new"), mapped("uid=new"));
+        let removed = a.remove(&Key::of("id:4"));
         assert!(
             removed
-                .zip(before.get("id:4"))
+                .zip(before.get(&Key::of("id:4")))
                 .is_some_and(|(x, y)| x.is(y))
         );
-        assert!(a.remove("id:absent").is_none());
+        assert!(a.remove(&Key::of("id:absent")).is_none());
         assert_eq!(a.len(), 5000);
         let differing = a.differing(&before).count();
         assert!((1..=3).contains(&differing), "{differing}");
-        assert_eq!(dn(a.get("id:17")), Some("uid=changed"));
-        assert_eq!(dn(before.get("id:17")), Some("uid=17"));
+        assert_eq!(dn(a.get(&Key::of("id:17"))), Some("uid=changed"));
+        assert_eq!(dn(before.get(&Key::of("id:17"))), Some("uid=17"));
         assert_eq!(a.iter().count(), 5000);
-        assert!(EntryMap::default().get("id:1").is_none());
+        assert!(EntryMap::default().get(&Key::of("id:1")).is_none());
         // UUID keys walk in key order.
         let uuids: EntryMap = (0..3000u32)
             .map(|i| {
                 let mut u = [0u8; 16];
                 u[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
                 let key = format!("id:{}", super::super::syncrepl::uuid_text(&u));
-                (Arc::from(key), mapped("uid=x"))
+                (Key::of(&key), mapped("uid=x"))
             })
             .collect();
-        let keys: Vec<&Arc<str>> = uuids.keys().collect();
+        let keys: Vec<&Key> = uuids.keys().collect();
+        assert!(keys.iter().all(|k| k.uuid().is_some()));
         assert!(keys.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(
             EntryMap::default().differing(&EntryMap::default()).count(),

@@ -14,6 +14,7 @@ pub mod entries;
 pub mod entry;
 mod entry_map;
 pub mod fetch;
+mod key;
 pub mod locate;
 pub mod model;
 pub mod object;

@@ -4,13 +4,13 @@
 //! sync says what changed.
 
 use std::fmt;
-use std::sync::Arc;
 
 use super::entry::{MalformedEntry, RawEntry};
 use super::entry_map::{EntryMap, Shard};
+use super::key::Key;
 use super::object::{LdapObject, SkipReason, Skipped};
 use super::packed::{Flags, Packed, Table};
-use super::syncrepl::{EntryState, SyncInfo, SyncOutcome, uuid_bytes, uuid_text};
+use super::syncrepl::{EntryState, SyncInfo, SyncOutcome};
 
 /// How an entry maps: the schema's function.
 pub type MapFn = fn(&RawEntry) -> Result<Option<LdapObject>, SkipReason>;
@@ -220,15 +220,15 @@ impl Model {
     }
 
     /// Each entry with the key it is known by (`id:` and its UUID or id, else `dn:` and its DN).
-    pub fn keyed(&self) -> impl Iterator<Item = (&str, Mapped)> + '_ {
+    pub fn keyed(&self) -> impl Iterator<Item = (String, Mapped)> + '_ {
         self.entries
             .iter()
-            .map(|(k, p)| (&**k, self.table.unpack(p)))
+            .map(|(k, p)| (k.to_string(), self.table.unpack(p)))
     }
 
     /// Each entry as kept, with its key: a build unpacks them as it goes.
-    pub(crate) fn packed(&self) -> impl Iterator<Item = (&str, &Packed)> {
-        self.entries.iter().map(|(k, p)| (&**k, p))
+    pub(crate) fn packed(&self) -> impl Iterator<Item = (&Key, &Packed)> {
+        self.entries.iter()
     }
 
     /// An entry as mapped.
@@ -252,7 +252,7 @@ impl Model {
             ..Model::default()
         };
         for (k, m) in keyed {
-            model.put(Arc::from(k), &m);
+            model.put(Key::of(&k), &m);
         }
         model
     }
@@ -272,7 +272,7 @@ impl Model {
             ..Model::default()
         };
         for (k, p) in records {
-            model.put_packed(Arc::from(k), p);
+            model.put_packed(Key::of(&k), p);
         }
         model
     }
@@ -300,12 +300,12 @@ impl Model {
 
     /// Every change of `entries` goes through here, [`Model::put_packed`] and [`Model::take`],
     /// which keep the counts.
-    fn put(&mut self, key: Arc<str>, m: &Mapped) -> Option<Packed> {
-        let p = self.table.pack(&key, m);
+    fn put(&mut self, key: Key, m: &Mapped) -> Option<Packed> {
+        let p = self.table.pack(&key.to_string(), m);
         self.put_packed(key, p)
     }
 
-    fn put_packed(&mut self, key: Arc<str>, p: Packed) -> Option<Packed> {
+    fn put_packed(&mut self, key: Key, p: Packed) -> Option<Packed> {
         self.count(p.flags(), true);
         let old = self.entries.insert(key, p);
         if let Some(o) = &old {
@@ -314,7 +314,7 @@ impl Model {
         old
     }
 
-    fn take(&mut self, key: &str) -> Option<Packed> {
+    fn take(&mut self, key: &Key) -> Option<Packed> {
         let old = self.entries.remove(key);
         if let Some(o) = &old {
             self.count(o.flags(), false);
@@ -357,7 +357,7 @@ impl Model {
         changes: &mut Changes,
         seen: bool,
         reuse: Option<&Model>,
-    ) -> Vec<String> {
+    ) -> Vec<Key> {
         let read = read.into_iter();
         let mut keys = Vec::with_capacity(if seen { read.size_hint().0 } else { 0 });
         for r in read {
@@ -372,22 +372,23 @@ impl Model {
                 }
             };
             self.note_stamp(&e);
-            let key = key_of(&e);
+            let text = key_of(&e);
+            let key = Key::of(&text);
             let object = match map(&e) {
                 Ok(Some(o)) => Ok(o),
                 Ok(None) => continue,
                 Err(why) => Err(why),
             };
             let mapped = Mapped { dn: e.dn, object };
-            let mut packed = self.table.pack(&key, &mapped);
+            let mut packed = self.table.pack(&text, &mapped);
             // This table began as `reuse`'s: the same entry is the same bytes.
-            if let Some(was) = reuse.and_then(|r| r.entries.get(key.as_str()))
+            if let Some(was) = reuse.and_then(|r| r.entries.get(&key))
                 && self.table.same(was, &self.table, &packed, true)
             {
                 packed = was.clone();
             }
             // One table packed both: the same entry is the same bytes.
-            let old = self.entries.get(key.as_str());
+            let old = self.entries.get(&key);
             let same = old.is_some_and(|o| self.table.same(o, &self.table, &packed, true));
             if !same {
                 match old {
@@ -401,10 +402,10 @@ impl Model {
                     }
                 }
             }
-            self.put_packed(Arc::from(key.as_str()), packed);
             if seen {
-                keys.push(key);
+                keys.push(key.clone());
             }
+            self.put_packed(key, packed);
         }
         keys
     }
@@ -422,11 +423,11 @@ impl Model {
         if !had {
             return changes;
         }
-        let seen: std::collections::HashSet<String> = seen.into_iter().collect();
-        let gone: Vec<Arc<str>> = self
+        let seen: std::collections::HashSet<Key> = seen.into_iter().collect();
+        let gone: Vec<Key> = self
             .entries
             .keys()
-            .filter(|k| !seen.contains(&***k))
+            .filter(|k| !seen.contains(*k))
             .cloned()
             .collect();
         for k in gone {
@@ -476,14 +477,14 @@ impl Model {
 
     /// Whether every entry is keyed by a UUID (RFC 4533 names entries by UUID only).
     pub fn keyed_by_uuid(&self) -> bool {
-        self.entries.keys().all(|k| k.starts_with("id:"))
+        self.entries.keys().all(Key::is_id)
     }
 
     fn remove_uuid(&mut self, u: &[u8; 16], changes: &mut Changes) {
-        self.remove_key(&uuid_key(u), changes);
+        self.remove_key(&Key::Uuid(*u), changes);
     }
 
-    fn remove_key(&mut self, key: &str, changes: &mut Changes) {
+    fn remove_key(&mut self, key: &Key, changes: &mut Changes) {
         if let Some(old) = self.take(key) {
             let old = self.table.unpack(&old);
             changes.delete(old.describe());
@@ -497,7 +498,7 @@ impl Model {
     /// entries gone, found by one walk of both in key order, shard by shard. A poll's copy
     /// shares every shard it did not write to with the model it was copied from, and every
     /// entry it did not touch, so most is skipped or compared by pointer.
-    pub fn changed_since<'a>(&'a self, before: &Model) -> (Vec<(&'a str, Mapped)>, Vec<String>) {
+    pub fn changed_since(&self, before: &Model) -> (Vec<(String, Mapped)>, Vec<String>) {
         let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
         let tables = (&self.table, &before.table, self.table.agrees(&before.table));
         for (now, was) in self.entries.differing(&before.entries) {
@@ -513,10 +514,10 @@ impl Model {
         deletes: &[String],
     ) {
         for k in deletes {
-            self.take(k);
+            self.take(&Key::of(k));
         }
         for (k, m) in upserts {
-            self.put(Arc::from(k), &m);
+            self.put(Key::of(&k), &m);
         }
     }
 
@@ -581,12 +582,9 @@ impl Model {
         let done_present = outcome.done.as_ref().is_some_and(|d| !d.refresh_deletes);
         if present_phase || done_present {
             present.sort_unstable();
-            let is_present = |key: &str| {
-                key.strip_prefix("id:")
-                    .and_then(uuid_bytes)
-                    .is_some_and(|u| present.binary_search(&u).is_ok())
-            };
-            let gone: Vec<Arc<str>> = self
+            let is_present =
+                |key: &Key| key.uuid().is_some_and(|u| present.binary_search(u).is_ok());
+            let gone: Vec<Key> = self
                 .entries
                 .keys()
                 .filter(|k| !is_present(k))
@@ -602,11 +600,11 @@ impl Model {
 
 /// [`Model::changed_since`] for one shard: `now` against `was`, both in key order; `tables`
 /// are theirs and whether they agree.
-fn changed_in<'a>(
-    now: &'a Shard,
+fn changed_in(
+    now: &Shard,
     was: &Shard,
     (now_table, was_table, agree): (&Table, &Table, bool),
-    upserts: &mut Vec<(&'a str, Mapped)>,
+    upserts: &mut Vec<(String, Mapped)>,
     deletes: &mut Vec<String>,
 ) {
     use std::cmp::Ordering;
@@ -614,7 +612,7 @@ fn changed_in<'a>(
     for (k, m) in now {
         loop {
             match old.peek() {
-                Some((ok, _)) if ok.as_ref() < k.as_ref() => {
+                Some((ok, _)) if *ok < k => {
                     deletes.push(ok.to_string());
                     old.next();
                 }
@@ -622,20 +620,16 @@ fn changed_in<'a>(
             }
         }
         match old.peek() {
-            Some((ok, om)) if ok.as_ref().cmp(k.as_ref()) == Ordering::Equal => {
+            Some((ok, om)) if (*ok).cmp(k) == Ordering::Equal => {
                 if !now_table.same(m, was_table, om, agree) {
-                    upserts.push((&**k, now_table.unpack(m)));
+                    upserts.push((k.to_string(), now_table.unpack(m)));
                 }
                 old.next();
             }
-            _ => upserts.push((&**k, now_table.unpack(m))),
+            _ => upserts.push((k.to_string(), now_table.unpack(m))),
         }
     }
     deletes.extend(old.map(|(k, _)| k.to_string()));
-}
-
-fn uuid_key(u: &[u8; 16]) -> String {
-    format!("id:{}", uuid_text(u))
 }
 
 #[cfg(test)]
@@ -719,8 +713,8 @@ mod tests {
         );
         let is = |k: &str| {
             next.entries
-                .get(k)
-                .zip(before.entries.get(k))
+                .get(&Key::of(k))
+                .zip(before.entries.get(&Key::of(k)))
                 .is_some_and(|(n, b)| n.is(b))
         };
         assert!(is("id:1"), "unchanged: the same record");
@@ -728,7 +722,7 @@ mod tests {
         assert_eq!(next.len(), 3);
         assert_eq!(next.newest_stamp(), Some("20261201120000Z"));
         let (changed, gone) = next.changed_since(&before);
-        let keys: Vec<&str> = changed.iter().map(|(k, _)| *k).collect();
+        let keys: Vec<&str> = changed.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!((keys, gone.len()), (vec!["id:2", "id:3"], 0));
         assert_eq!(changed[0].1.dn, "uid=b,ou=x,dc=e,dc=com");
     }
@@ -827,7 +821,7 @@ mod tests {
         m.update(vec![alias("3", "y")], zimbra::map);
         assert_eq!(m.referrers(), 1);
         // A model as a snapshot gives it back counts them anew.
-        let copy = Model::from_parts(m.keyed().map(|(k, e)| (k.to_string(), e)), Vec::new(), None);
+        let copy = Model::from_parts(m.keyed(), Vec::new(), None);
         assert_eq!(copy.referrers(), 1);
     }
 
