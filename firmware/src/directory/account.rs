@@ -32,11 +32,27 @@ pub struct Account {
 
 /// `userPassword`: the hash as text, or, for an account built from the LDAP sync's model, where
 /// the model keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Password {
     Text(Arc<str>),
     Synced(SyncedHash),
 }
+
+/// The same hash is the same password, wherever it is kept (a poll's accounts hold theirs as
+/// text, a full sync's in the model).
+impl PartialEq for Password {
+    fn eq(&self, other: &Password) -> bool {
+        match (self, other) {
+            (Password::Text(a), Password::Text(b)) => a == b,
+            (Password::Synced(a), Password::Synced(b)) => a == b,
+            (Password::Text(t), Password::Synced(s)) | (Password::Synced(s), Password::Text(t)) => {
+                s.text().as_deref() == Some(&**t)
+            }
+        }
+    }
+}
+
+impl Eq for Password {}
 
 /// Where an account's mail is forwarded.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

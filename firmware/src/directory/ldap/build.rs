@@ -588,6 +588,14 @@ mod tests {
                 assert_eq!(account.address(), "foo@example.com");
                 assert_eq!(account.source(), Source::Ldap);
                 assert_eq!(account.password().as_deref(), Some("{SSHA512}abc"));
+                // Kept in the model's record, equal to the same hash kept as text (a poll's
+                // accounts), unequal to another.
+                let mut text = account.clone();
+                text.set_password_hash(Some("{SSHA512}abc".into()));
+                assert_eq!(&text, account);
+                assert_eq!(account, &text);
+                text.set_password_hash(Some("{SSHA512}abd".into()));
+                assert_ne!(account, &text);
             }
             other => panic!("{other:?}"),
         }
