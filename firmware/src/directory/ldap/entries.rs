@@ -1,7 +1,7 @@
 //! The entries of one search, kept packed: each one is postcard bytes as soon as it is read, and
 //! is unpacked only when the model takes it (then dropped at once). 100 000 accounts as
-//! [`RawEntry`] values are ~180 MB of small allocations; packed they are ~30 MB, which is also
-//! what a fetch child sends as it is. The bytes are kept in chunks of about 1 MiB, each freed
+//! [`RawEntry`] values are ~180 MB of small allocations; packed they are ~30-50 MB (the bench's
+//! Zimbra accounts: 52 MiB), which is also what a fetch child sends, chunk by chunk. The bytes are kept in chunks of about 1 MiB, each freed
 //! once the model has taken its entries: one buffer grown by doubling was up to twice the data,
 //! and all of it stayed until the whole model was built beside it.
 

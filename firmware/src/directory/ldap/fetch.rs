@@ -25,7 +25,7 @@ use crate::config::localconfig::{LdapUrl, LocalConfig};
 
 /// The first argument that makes the binary a fetch child.
 pub const CHILD_ARG: &str = "__ldap-fetch";
-/// Most bytes a child may answer with (100 000 accounts are ~30 MB).
+/// Most bytes a child may answer with (100 000 accounts are ~30-50 MB).
 const MAX_REPLY: u64 = 512 << 20;
 
 static CHILD_EXE: OnceLock<PathBuf> = OnceLock::new();

@@ -59,8 +59,8 @@ pub struct MailboxEntry {
     pub forwarding: Box<[String]>,
     pub pref_forwarding: Option<Box<str>>,
     pub local_delivery_disabled: bool,
-    /// Shared with the account built from this entry: the hash is the longest string of most
-    /// accounts, and the sync keeps both the entry and the account.
+    /// Handed to the account a poll builds from this entry as it is (a full build points the
+    /// account at the model's record instead: see `SyncedHash`).
     pub password: Option<Arc<str>>,
     /// `zimbraMailCatchAllAddress` on an account (ZCS 5/6): it takes its domain's unknown mail.
     pub catch_all: Option<Box<str>>,
