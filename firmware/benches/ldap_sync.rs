@@ -234,6 +234,21 @@ fn rss() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// After a sync: VmRSS, and the highest VmHWM of its phases (each resets it), in KiB. The peak
+/// after the last phase (the report made and kept) counts too.
+fn sync_rss() -> (u64, u64) {
+    let (rss_after, since_last) = rss();
+    let hwm = PHASES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|p| (p.4 * 1024.0) as u64)
+        .chain([since_last])
+        .max()
+        .unwrap_or(0);
+    (rss_after, hwm)
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -407,16 +422,7 @@ fn main() {
     phase_reset();
     let r = rt.block_on(syncer.sync(SyncKind::Full, &settings, &shared, &store, now()));
     let full = t.elapsed();
-    // The peak after the last phase (the report made and kept) counts too.
-    let (rss_after, since_last) = rss();
-    let hwm = PHASES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|p| (p.4 * 1024.0) as u64)
-        .chain([since_last])
-        .max()
-        .unwrap_or(0);
+    let (rss_after, hwm) = sync_rss();
     println!(
         "full sync: {:.2} s for {} entries ({} added, error {:?})",
         full.as_secs_f64(),
@@ -486,15 +492,7 @@ fn main() {
     let t = Instant::now();
     phase_reset();
     let r = rt.block_on(syncer.sync(SyncKind::Full, &settings, &shared, &store, now()));
-    let (rss_after, since_last) = rss();
-    let hwm = PHASES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|p| (p.4 * 1024.0) as u64)
-        .chain([since_last])
-        .max()
-        .unwrap_or(0);
+    let (rss_after, hwm) = sync_rss();
     println!(
         "full sync again, nothing changed: {:.2} s ({} entries read, {} changes, error {:?}); \
          RSS {} MiB before, {} MiB after, peak +{} MiB over before",
