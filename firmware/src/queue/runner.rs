@@ -200,7 +200,21 @@ pub fn spawn<S: QueueStore, D: Deliverer>(
     deliverer: Arc<D>,
 ) -> (QueueHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1024);
-    let start_unix = config.start_unix.unwrap_or_else(crate::mail::unix_now);
+    // The wall clock's second at start, and how far into it: `now` then counts from the very
+    // instant, so it is the second the wall clock shows (which stamps arrivals), not up to one
+    // behind it. A message given a one-second lifetime was still "0 s old" 1.1 s later.
+    let (start_unix, start_sub) = match config.start_unix {
+        Some(s) => (s, Duration::ZERO),
+        None => {
+            let d = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            (
+                d.as_secs(),
+                Duration::from_nanos(u64::from(d.subsec_nanos())),
+            )
+        }
+    };
     let runner = Runner {
         qm: QueueManager::new(config.settings.clone()),
         config,
@@ -208,6 +222,7 @@ pub fn spawn<S: QueueStore, D: Deliverer>(
         deliverer,
         start: Instant::now(),
         start_unix,
+        start_sub,
         answers: Vec::new(),
         fresh: Fresh::default(),
         in_flight: 0,
@@ -223,6 +238,8 @@ struct Runner<S, D> {
     deliverer: Arc<D>,
     start: Instant,
     start_unix: u64,
+    /// How far into its second the wall clock was at `start`.
+    start_sub: Duration,
     /// Bulk operations to answer once what they changed is written.
     answers: Vec<(oneshot::Sender<Vec<QueueId>>, Vec<QueueId>)>,
     /// Messages in their first round, as the session handed them over, with the outcomes
@@ -284,8 +301,8 @@ impl Fresh {
 
 impl<S: QueueStore, D: Deliverer> Runner<S, D> {
     fn now(&self) -> u64 {
-        self.start_unix
-            .saturating_add(self.start.elapsed().as_secs())
+        let into = self.start_sub.saturating_add(self.start.elapsed());
+        self.start_unix.saturating_add(into.as_secs())
     }
 
     fn instant_of(&self, unix: u64) -> Instant {
