@@ -60,6 +60,15 @@ impl Packed {
         }
     }
 
+    /// The record's bytes without the flags byte (strings numbered in the model's table);
+    /// `None` for an entry kept whole.
+    pub fn record(&self) -> Option<&[u8]> {
+        match self {
+            Packed::Record(b) => b.get(1..),
+            Packed::Whole(_) => None,
+        }
+    }
+
     /// Whether it is this very entry (not a copy of it).
     pub fn is(&self, other: &Packed) -> bool {
         match (self, other) {
@@ -150,21 +159,13 @@ impl Table {
     pub fn unpack(&self, p: &Packed) -> Mapped {
         match p {
             Packed::Whole(m) => (**m).clone(),
-            Packed::Record(b) => {
-                let rest = b.get(1..).unwrap_or_default();
+            Packed::Record(_) => {
+                let rest = p.record().unwrap_or_default();
                 unpack_entry(&self.strings.list, rest).unwrap_or_else(|_| Mapped {
                     dn: UNREADABLE.to_string(),
                     object: Err(SkipReason::Malformed(super::entry::MalformedEntry::Shape)),
                 })
             }
-        }
-    }
-
-    /// The record's bytes without the flags byte, for a snapshot written with this table.
-    pub fn record<'p>(&self, p: &'p Packed) -> Option<&'p [u8]> {
-        match p {
-            Packed::Record(b) => b.get(1..),
-            Packed::Whole(_) => None,
         }
     }
 
@@ -236,14 +237,14 @@ mod tests {
         );
         // Smaller than the 179 bytes of text it stands for: DN parent, domain, transport and
         // scheme are numbers, the id and the hash are bytes.
-        assert!(t.record(&p).is_some_and(|r| r.len() < 100), "{p:?}");
+        assert!(p.record().is_some_and(|r| r.len() < 100), "{p:?}");
         // What a mapping never gives has no record: kept as it is.
         let odd = Mapped {
             dn: "uid=odd".into(),
             object: Err(SkipReason::NotLocal("x@elsewhere.org".into())),
         };
         let w = t.pack("dn:uid=odd", &odd);
-        assert!(matches!(w, Packed::Whole(_)) && t.record(&w).is_none());
+        assert!(matches!(w, Packed::Whole(_)) && w.record().is_none());
         assert_eq!(t.unpack(&w), odd);
         let alias = Mapped {
             dn: "uid=a2,dc=example,dc=com".into(),

@@ -348,12 +348,11 @@ impl Serialize for LazyEntries<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error, SerializeSeq};
         let mut seq = s.serialize_seq(Some(self.model.len()))?;
-        let table = self.model.table();
         for (_, p) in self.model.packed() {
             // Every entry has a record that reads back, its strings numbered (`record` made
             // sure of both).
-            let mut rec = table
-                .record(p)
+            let mut rec = p
+                .record()
                 .and_then(|b| postcard::from_bytes::<EntryRecord>(b).ok())
                 .ok_or_else(|| S::Error::custom("an entry of the model has no record"))?;
             let mut missing = false;
@@ -475,7 +474,7 @@ pub(super) fn record(state: &SyncState) -> Option<StateRecord<LazyEntries<'_>>> 
         list: Vec::new(),
     };
     for (_, p) in state.model.packed() {
-        let mut rec: EntryRecord = postcard::from_bytes(table.record(p)?).ok()?;
+        let mut rec: EntryRecord = postcard::from_bytes(p.record()?).ok()?;
         let mut bad = false;
         renumber(&mut rec, &mut |n| {
             let Some(slot) = numbers.to.get_mut(n as usize) else {
