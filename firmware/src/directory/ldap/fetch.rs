@@ -449,7 +449,10 @@ mod tests {
     fn a_search_reply_comes_back_chunk_by_chunk() {
         let big = "x".repeat(300 << 10);
         let sent: Entries = (0..12)
-            .map(|i| Ok(RawEntry::new(&format!("uid={i},dc=e"), &[("cn", &[&*big])])))
+            .map(|i| {
+                let cn = format!("{i}{big}");
+                Ok(RawEntry::new(&format!("uid={i},dc=e"), &[("cn", &[&*cn])]))
+            })
             .chain([Err(MalformedEntry::NotUtf8)])
             .collect();
         let (chunks, count) = sent.clone().into_chunks();
