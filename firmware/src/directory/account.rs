@@ -21,7 +21,7 @@ pub enum MailStatus {
 /// accounts have, lives behind one pointer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
-    address: Box<str>,
+    address: super::text::Text,
     /// Shared between the accounts that name the same next hop the same way.
     pub(crate) transport: Option<Arc<Typed<Transport>>>,
     password: Option<Password>,
@@ -93,7 +93,7 @@ impl Account {
     /// A new enabled account with nothing else set.
     pub fn new(address: &str) -> Result<Account, address::BadAddress> {
         Ok(Account {
-            address: address::address(address)?,
+            address: address::address(address)?.into(),
             transport: None,
             password: None,
             forwarding: None,

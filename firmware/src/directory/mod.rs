@@ -22,6 +22,7 @@ pub mod prov;
 mod shared;
 mod snapshot;
 mod source;
+mod text;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -59,7 +60,7 @@ pub enum Lookup<'a> {
 /// An alias: another address of an account (`zimbraMailAlias`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Alias {
-    name: Box<str>,
+    name: text::Text,
     account: u32,
 }
 
@@ -558,7 +559,7 @@ impl Directory {
         }
         let aid = self.aliases.len() as u32;
         self.aliases.push(Alias {
-            name: alias,
+            name: alias.into(),
             account: id,
         });
         let key = self.aliases.last().map_or("", |a| &*a.name);
