@@ -13,7 +13,8 @@
 //! count heap bytes per phase, which slows it; SYNCPROV=1 for a server with syncprov, as a
 //! replicated Zimbra LDAP master has, where polls go by RFC 4533 cookie instead of by
 //! modifyTimestamp; SESSIONLOG=N for syncprov with a session log of N changes, which spares a
-//! poll the present phase naming every entry).
+//! poll the present phase naming every entry; MALLINFO=1 to print what glibc's allocator holds
+//! after each phase, live and free).
 
 #[path = "../tests/common/peers.rs"]
 mod peers;
@@ -122,7 +123,50 @@ fn phase_reset() {
     *PHASE_START.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), cpu_ms()));
 }
 
+/// glibc's `struct mallinfo2` (all arenas summed).
+#[repr(C)]
+struct MallInfo2 {
+    arena: usize,
+    ordblks: usize,
+    smblks: usize,
+    hblks: usize,
+    hblkhd: usize,
+    usmblks: usize,
+    fsmblks: usize,
+    uordblks: usize,
+    fordblks: usize,
+    keepcost: usize,
+}
+
+unsafe extern "C" {
+    fn mallinfo2() -> MallInfo2;
+}
+
+/// With `MALLINFO=1`, what glibc holds at the end of each phase: RSS above the live heap is
+/// either its free chunks (holes between live allocations, which `malloc_trim` cannot give
+/// back) or large blocks mapped apart.
+fn print_mallinfo(name: &str) {
+    if !std::env::var("MALLINFO").is_ok_and(|v| v == "1") {
+        return;
+    }
+    // SAFETY: mallinfo2 takes nothing and returns a plain struct of counters.
+    let m = unsafe { mallinfo2() };
+    let _ = (m.smblks, m.usmblks, m.fsmblks, m.keepcost);
+    println!(
+        "    malloc after {name}: RSS {:.1} MiB; arenas {:.1} MiB, {:.1} in use, {:.1} free in {} \
+         chunks; {:.1} MiB mapped apart in {} blocks",
+        rss().0 as f64 / 1024.0,
+        mib(m.arena),
+        mib(m.uordblks),
+        mib(m.fordblks),
+        m.ordblks,
+        mib(m.hblkhd),
+        m.hblks,
+    );
+}
+
 fn on_phase(name: &'static str) {
+    print_mallinfo(name);
     let (ms, cpu) = PHASE_START
         .lock()
         .unwrap_or_else(|e| e.into_inner())
