@@ -40,6 +40,9 @@ pub enum SpoolError {
     /// The slot holds journal records after its data: its data alone is not what was last
     /// written, so it is only read with its journal.
     SlotJournaled(super::Region),
+    /// A region's data given in parts did not come whole, or another write of the region
+    /// finished first; nothing of it is in force, the previous data stays.
+    SlotWriteBroken(super::Region),
     /// A stored body failed its CRC when read back.
     Damaged(QueueId),
     /// A record could not be encoded.
@@ -94,6 +97,14 @@ impl fmt::Display for SpoolError {
                 )
             }
             SpoolError::Damaged(q) => write!(f, "{q}: stored body is damaged (CRC mismatch)"),
+            SpoolError::SlotWriteBroken(region) => write!(
+                f,
+                "the {} data was not written whole; the previous data stays in force",
+                match region {
+                    super::Region::Config => "config",
+                    super::Region::Directory => "directory",
+                }
+            ),
             SpoolError::SlotJournaled(region) => write!(
                 f,
                 "the {} slot holds journal records and is read with them",

@@ -55,7 +55,7 @@ pub use index::{MessageHistory, MessageSummary, OutcomeTime};
 pub use logring::LogLines;
 pub use recovered::{RecoveredMessage, RecoveredQueue, RecoveredRecipient, RecoveredState};
 pub use service::{Committed, Incoming, SpoolHandle, Update};
-pub use slots::{AppendRefused, Journaled};
+pub use slots::{AppendRefused, Journaled, SlotWriting};
 pub use store::{Admission, Spool, next_qid};
 
 use crate::mail::QueueId;

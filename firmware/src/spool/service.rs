@@ -55,6 +55,10 @@ enum Request {
     ReadSlot(Region, Reply<Option<Vec<u8>>>),
     ReadSlotJournaled(Region, Reply<Option<super::Journaled>>),
     WriteSlot(Region, Vec<u8>, Reply<()>),
+    /// A slot's data in parts: its length, the parts, then the header and sync.
+    BeginSlot(Region, usize, Reply<()>),
+    WriteSlotPart(Region, Vec<u8>, Reply<()>),
+    FinishSlot(Region, Reply<()>),
     AppendSlot(Region, Vec<u8>, Reply<Result<(), super::AppendRefused>>),
     /// Mail log lines wait in [`SpoolHandle`]'s queue: append them.
     LogWake,
@@ -344,6 +348,23 @@ impl SpoolHandle {
         self.ask(|r| Request::WriteSlot(region, data, r)).await
     }
 
+    /// Starts writing `len` bytes of a slot's data in parts (see [`Spool::begin_slot`]); a
+    /// part write begun before and not finished is given up.
+    pub async fn begin_slot(&self, region: Region, len: usize) -> Result<(), SpoolError> {
+        self.ask(|r| Request::BeginSlot(region, len, r)).await
+    }
+
+    /// The next part of the slot data begun with [`SpoolHandle::begin_slot`].
+    pub async fn write_slot_part(&self, region: Region, data: Vec<u8>) -> Result<(), SpoolError> {
+        self.ask(|r| Request::WriteSlotPart(region, data, r)).await
+    }
+
+    /// Ends the slot data begun with [`SpoolHandle::begin_slot`]; resolves once it is synced
+    /// and in force.
+    pub async fn finish_slot(&self, region: Region) -> Result<(), SpoolError> {
+        self.ask(|r| Request::FinishSlot(region, r)).await
+    }
+
     /// Appends a journal record to a slot; resolves once it is synced. `Ok(Err)`: the slot
     /// takes no more, nothing was written.
     pub async fn append_slot(
@@ -500,6 +521,8 @@ struct Writer<F: Flash> {
     refused: HashMap<QueueId, SpoolError>,
     /// Where the sessions see whether the spool takes new mail.
     admission: Arc<AtomicU8>,
+    /// A slot's data being written in parts.
+    slot_writing: Option<super::SlotWriting>,
 }
 
 /// Writes one update (not synced yet).
@@ -528,6 +551,7 @@ impl<F: Flash> Writer<F> {
             log_unsynced: false,
             refused: HashMap::new(),
             admission,
+            slot_writing: None,
         }
     }
 
@@ -817,6 +841,38 @@ impl<F: Flash> Writer<F> {
             }
             Request::WriteSlot(region, data, r) => {
                 let _ = r.send(s.write_slot(region, &data));
+            }
+            Request::BeginSlot(region, len, r) => {
+                // One at a time: a begin gives up the one before, if it was not finished.
+                let res = match s.begin_slot(region, len) {
+                    Ok(w) => {
+                        self.slot_writing = Some(w);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.slot_writing = None;
+                        Err(e)
+                    }
+                };
+                let _ = r.send(res);
+            }
+            Request::WriteSlotPart(region, data, r) => {
+                let res = match self.slot_writing.as_mut() {
+                    Some(w) if w.region() == region => s.write_slot_part(w, &data),
+                    _ => Err(SpoolError::SlotWriteBroken(region)),
+                };
+                // A part refused breaks the whole: the finish is refused too.
+                if res.is_err() {
+                    self.slot_writing = None;
+                }
+                let _ = r.send(res);
+            }
+            Request::FinishSlot(region, r) => {
+                let res = match self.slot_writing.take() {
+                    Some(w) if w.region() == region => s.finish_slot(w),
+                    _ => Err(SpoolError::SlotWriteBroken(region)),
+                };
+                let _ = r.send(res);
             }
         }
     }

@@ -14,6 +14,9 @@
 //! erased: past a torn record the slot takes no more appends, and the next write is a whole one
 //! into the other slot.
 
+use std::fmt;
+
+use hal::crc32c::Crc32c;
 use hal::flash::Flash;
 
 use super::format::{keyed_crc, le32, le64};
@@ -229,6 +232,37 @@ fn view_index(region: Region) -> usize {
     }
 }
 
+/// A slot being written in parts ([`Spool::begin_slot`]).
+pub struct SlotWriting {
+    region: Region,
+    slot: u32,
+    seq: u64,
+    from: u32,
+    len: usize,
+    written: usize,
+    /// Magic, sequence number and length: the header before its CRC.
+    fields: [u8; 16],
+    crc: Crc32c,
+}
+
+impl SlotWriting {
+    pub fn region(&self) -> Region {
+        self.region
+    }
+}
+
+impl fmt::Debug for SlotWriting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlotWriting")
+            .field("region", &self.region)
+            .field("slot", &self.slot)
+            .field("seq", &self.seq)
+            .field("len", &self.len)
+            .field("written", &self.written)
+            .finish()
+    }
+}
+
 /// What [`walk_journal`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Walked {
@@ -371,13 +405,23 @@ impl<F: Flash> Spool<F> {
     /// Writes a region's data into the slot that does not hold the newest, and syncs. Its
     /// journal starts empty.
     pub fn write_slot(&mut self, region: Region, data: &[u8]) -> Result<(), SpoolError> {
+        let mut w = self.begin_slot(region, data.len())?;
+        self.write_slot_part(&mut w, data)?;
+        self.finish_slot(w)
+    }
+
+    /// Starts writing `len` bytes of a region's data into the slot that does not hold the
+    /// newest (erasing it), to be given in parts: a snapshot is then never whole in RAM. The
+    /// slot's header is written last, by [`Spool::finish_slot`]: until then, and if the power
+    /// goes, the slot is not sound and the newest data stays in force.
+    pub fn begin_slot(&mut self, region: Region, len: usize) -> Result<SlotWriting, SpoolError> {
         self.check_writable()?;
         let (from, to) = self.layout.slot_range(region, 0);
         let capacity = (to - from) as usize - SLOT_HEADER;
-        if data.len() > capacity {
+        if len > capacity {
             return Err(SpoolError::SlotTooLarge {
                 region,
-                len: data.len(),
+                len,
                 capacity,
             });
         }
@@ -385,17 +429,75 @@ impl<F: Flash> Spool<F> {
         let slot = view.newest.map_or(0, |n| 1 - n.slot);
         let seq = view.newest.map_or(1, |n| n.seq + 1);
         let (from, to) = self.layout.slot_range(region, slot);
-        let header = slot_header(self.layout.nonce, region, slot, seq, data);
         self.flash.erase(from, to)?;
         self.stats.erases += 1;
-        self.flash.write(from, &header)?;
-        self.flash.write(from + SLOT_HEADER as u32, data)?;
-        self.stats.bytes_written += (SLOT_HEADER + data.len()) as u64;
-        self.sync_flash()?;
-        self.slots[view_index(region)].newest = Some(Newest {
+        let mut fields = [0u8; 16];
+        fields[0..4].copy_from_slice(&SLOT_MAGIC.to_le_bytes());
+        fields[4..12].copy_from_slice(&seq.to_le_bytes());
+        fields[12..16].copy_from_slice(&(len as u32).to_le_bytes());
+        // The CRC runs over what `frame_crc` covers, the data last, as it is given.
+        let mut crc = Crc32c::new();
+        for part in [
+            &self.layout.nonce.to_le_bytes()[..],
+            &[region_id(region)],
+            &slot.to_le_bytes(),
+            &fields,
+        ] {
+            crc.update(part);
+        }
+        Ok(SlotWriting {
+            region,
             slot,
             seq,
-            len: data.len() as u32,
+            from,
+            len,
+            written: 0,
+            fields,
+            crc,
+        })
+    }
+
+    /// Whether `w` still writes into the slot it began in: not if another write of its region
+    /// was finished since (the slot it erased may now hold the newest data).
+    fn check_writing(&self, w: &SlotWriting) -> Result<(), SpoolError> {
+        let newest = self.slots[view_index(w.region)].newest;
+        match newest.map_or(1, |n| n.seq + 1) == w.seq && newest.is_none_or(|n| n.slot != w.slot) {
+            true => Ok(()),
+            false => Err(SpoolError::SlotWriteBroken(w.region)),
+        }
+    }
+
+    /// Writes the next part of a slot's data.
+    pub fn write_slot_part(&mut self, w: &mut SlotWriting, data: &[u8]) -> Result<(), SpoolError> {
+        self.check_writing(w)?;
+        if w.written + data.len() > w.len {
+            return Err(SpoolError::SlotWriteBroken(w.region));
+        }
+        let at = w.from + (SLOT_HEADER + w.written) as u32;
+        self.flash.write(at, data)?;
+        w.crc.update(data);
+        w.written += data.len();
+        self.stats.bytes_written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the header of a slot whose data is all written, and syncs: its data is now the
+    /// newest.
+    pub fn finish_slot(&mut self, w: SlotWriting) -> Result<(), SpoolError> {
+        self.check_writing(&w)?;
+        if w.written != w.len {
+            return Err(SpoolError::SlotWriteBroken(w.region));
+        }
+        let mut header = [0u8; SLOT_HEADER];
+        header[..16].copy_from_slice(&w.fields);
+        header[16..20].copy_from_slice(&w.crc.finalize().to_le_bytes());
+        self.flash.write(w.from, &header)?;
+        self.stats.bytes_written += SLOT_HEADER as u64;
+        self.sync_flash()?;
+        self.slots[view_index(w.region)].newest = Some(Newest {
+            slot: w.slot,
+            seq: w.seq,
+            len: w.len as u32,
             records: 0,
             journal_len: 0,
             open: true,

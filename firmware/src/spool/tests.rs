@@ -459,6 +459,57 @@ fn nothing_acknowledged_is_lost_when_full() {
 }
 
 #[test]
+fn a_slot_written_in_parts_is_in_force_only_once_finished_whole() {
+    let mut spool = fresh();
+    spool.write_slot(Region::Directory, b"old").unwrap();
+    let dir = |s: &mut Spool<RamFlash>| s.read_slot(Region::Directory).unwrap();
+    let mut w = spool.begin_slot(Region::Directory, 11).unwrap();
+    spool.write_slot_part(&mut w, b"new ").unwrap();
+    // Until its header is written the slot is not sound: what a reader or a power cut finds
+    // is the old data.
+    assert_eq!(dir(&mut spool).as_deref(), Some(&b"old"[..]));
+    spool.write_slot_part(&mut w, b"snapsho").unwrap();
+    spool.finish_slot(w).unwrap();
+    assert_eq!(dir(&mut spool).as_deref(), Some(&b"new snapsho"[..]));
+    let (mut spool, _) = reopen(spool);
+    assert_eq!(dir(&mut spool).as_deref(), Some(&b"new snapsho"[..]));
+
+    // Left unfinished (the power went, or the writer gave up): the data before stays.
+    let mut w = spool.begin_slot(Region::Directory, 5).unwrap();
+    spool.write_slot_part(&mut w, b"lost!").unwrap();
+    let (mut spool, _) = reopen(spool);
+    assert_eq!(dir(&mut spool).as_deref(), Some(&b"new snapsho"[..]));
+
+    // More or fewer bytes than announced: refused, nothing in force changes.
+    let mut w = spool.begin_slot(Region::Directory, 3).unwrap();
+    assert!(matches!(
+        spool.write_slot_part(&mut w, b"four"),
+        Err(SpoolError::SlotWriteBroken(Region::Directory))
+    ));
+    spool.write_slot_part(&mut w, b"ab").unwrap();
+    assert!(matches!(
+        spool.finish_slot(w),
+        Err(SpoolError::SlotWriteBroken(Region::Directory))
+    ));
+    assert_eq!(dir(&mut spool).as_deref(), Some(&b"new snapsho"[..]));
+
+    // A whole write finished meanwhile, into the slot the parts were going to: refused.
+    let mut w = spool.begin_slot(Region::Directory, 2).unwrap();
+    spool.write_slot(Region::Directory, b"whole").unwrap();
+    assert!(matches!(
+        spool.write_slot_part(&mut w, b"xy"),
+        Err(SpoolError::SlotWriteBroken(Region::Directory))
+    ));
+    assert!(spool.finish_slot(w).is_err());
+    let (mut spool, _) = reopen(spool);
+    assert_eq!(dir(&mut spool).as_deref(), Some(&b"whole"[..]));
+    assert!(matches!(
+        spool.begin_slot(Region::Directory, 600),
+        Err(SpoolError::SlotTooLarge { .. })
+    ));
+}
+
+#[test]
 fn slots_keep_the_newest_sound_write() {
     let mut spool = fresh();
     assert_eq!(spool.read_slot(Region::Config).unwrap(), None);
