@@ -34,7 +34,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hal::flash::{FileFlash, FlashGeometry};
 use postern::config::localconfig::LocalConfig;
-use postern::directory::ldap::{AppendRefused, SaveError, SnapshotStore, SyncKind, Syncer};
+use postern::directory::ldap::{
+    AppendRefused, LockedSlot, SaveError, SnapshotParts, SnapshotStore, SyncKind, Syncer,
+};
 use postern::directory::{Directory, Lookup, SharedDirectory};
 use postern::spool::{Journaled, Region, Spool, SpoolGeometry, SpoolSettings};
 
@@ -214,11 +216,9 @@ struct Measure {
 }
 
 impl SnapshotStore for Measure {
-    fn save(&self, snapshot: Vec<u8>) -> Result<(), SaveError> {
-        let mut spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-        spool
-            .write_slot(Region::Directory, &snapshot)
-            .map_err(|e| SaveError(Box::new(e)))
+    fn begin(&self, len: usize) -> Result<Box<dyn SnapshotParts + '_>, SaveError> {
+        let spool = self.spool.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(LockedSlot::begin(spool, len)?)
     }
 
     fn append(&self, record: Vec<u8>) -> Result<Result<(), AppendRefused>, SaveError> {

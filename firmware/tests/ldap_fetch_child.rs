@@ -12,13 +12,15 @@ use std::sync::Arc;
 use common::slapd::{self, Slapd, account_ldif, base_ldif, domain_ldif, require_slapd};
 use postern::config::localconfig::LocalConfig;
 use postern::directory::SharedDirectory;
-use postern::directory::ldap::{AppendRefused, SaveError, SnapshotStore, SyncKind, Syncer, fetch};
+use postern::directory::ldap::{
+    AppendRefused, Gathered, SaveError, SnapshotParts, SnapshotStore, SyncKind, Syncer, fetch,
+};
 
 struct Discard;
 
 impl SnapshotStore for Discard {
-    fn save(&self, _: Vec<u8>) -> Result<(), SaveError> {
-        Ok(())
+    fn begin(&self, len: usize) -> Result<Box<dyn SnapshotParts + '_>, SaveError> {
+        Ok(Gathered::new(len, |_| Ok(())))
     }
 
     fn append(&self, _: Vec<u8>) -> Result<Result<(), AppendRefused>, SaveError> {

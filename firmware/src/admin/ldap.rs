@@ -12,7 +12,8 @@ use crate::directory::ldap::fetch;
 use crate::directory::ldap::probe::ServerResult;
 use crate::directory::ldap::status::show_age;
 use crate::directory::ldap::{
-    AppendRefused, LdapHandle, SnapshotStore, SyncKind, SyncReport, Syncer,
+    AppendRefused, LdapHandle, SaveError, SnapshotParts, SnapshotStore, SyncKind, SyncReport,
+    Syncer,
 };
 use crate::mail::unix_now;
 use crate::spool::{Region, SpoolHandle};
@@ -42,20 +43,41 @@ impl LdapContext {
 struct SpoolSlot(SpoolHandle);
 
 impl SnapshotStore for SpoolSlot {
-    fn save(&self, snapshot: Vec<u8>) -> Result<(), crate::directory::ldap::SaveError> {
-        tokio::runtime::Handle::current()
-            .block_on(self.0.write_slot(Region::Directory, snapshot))
-            .map_err(|e| crate::directory::ldap::SaveError(Box::new(e)))
+    fn begin(&self, len: usize) -> Result<Box<dyn SnapshotParts + '_>, SaveError> {
+        let slot = SlotParts(&self.0);
+        slot.wait(self.0.begin_slot(Region::Directory, len))?;
+        Ok(Box::new(slot))
     }
 
-    fn append(
-        &self,
-        record: Vec<u8>,
-    ) -> Result<Result<(), AppendRefused>, crate::directory::ldap::SaveError> {
+    fn append(&self, record: Vec<u8>) -> Result<Result<(), AppendRefused>, SaveError> {
         tokio::runtime::Handle::current()
             .block_on(self.0.append_slot(Region::Directory, record))
             .map(|appended| appended.map_err(|why| AppendRefused(why.to_string())))
-            .map_err(|e| crate::directory::ldap::SaveError(Box::new(e)))
+            .map_err(|e| SaveError(Box::new(e)))
+    }
+}
+
+/// A snapshot written into the directory slot part by part, each a trip to the spool writer.
+struct SlotParts<'a>(&'a SpoolHandle);
+
+impl SlotParts<'_> {
+    fn wait(
+        &self,
+        asked: impl std::future::Future<Output = Result<(), crate::spool::SpoolError>>,
+    ) -> Result<(), SaveError> {
+        tokio::runtime::Handle::current()
+            .block_on(asked)
+            .map_err(|e| SaveError(Box::new(e)))
+    }
+}
+
+impl SnapshotParts for SlotParts<'_> {
+    fn part(&mut self, bytes: &[u8]) -> Result<(), SaveError> {
+        self.wait(self.0.write_slot_part(Region::Directory, bytes.to_vec()))
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), SaveError> {
+        self.wait(self.0.finish_slot(Region::Directory))
     }
 }
 

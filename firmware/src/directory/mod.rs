@@ -32,7 +32,7 @@ pub use account::{Account, Forwarding, MailStatus};
 pub use address::BadAddress;
 pub use domain::Domain;
 pub use shared::SharedDirectory;
-pub use snapshot::{DecodeError, SNAPSHOT_VERSION};
+pub use snapshot::{DecodeError, PartSink, SNAPSHOT_VERSION};
 pub use source::Source;
 
 use crate::config::attr::Typed;

@@ -7,7 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hal::flash::{FlashGeometry, RamFlash};
 use postern::config::localconfig::LocalConfig;
 use postern::directory::ldap::{
-    AppendRefused, SaveError, SnapshotStore, SyncKind, SyncReport, Syncer,
+    AppendRefused, LockedSlot, SaveError, SnapshotParts, SnapshotStore, SyncKind, SyncReport,
+    Syncer,
 };
 use postern::directory::{Directory, SharedDirectory};
 use postern::spool::{Region, Spool, SpoolGeometry, SpoolSettings};
@@ -18,11 +19,9 @@ use super::slapd::{self, Slapd};
 pub struct FlashStore(pub Mutex<Spool<RamFlash>>);
 
 impl SnapshotStore for FlashStore {
-    fn save(&self, snapshot: Vec<u8>) -> Result<(), SaveError> {
-        let mut spool = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        spool
-            .write_slot(Region::Directory, &snapshot)
-            .map_err(|e| SaveError(Box::new(e)))
+    fn begin(&self, len: usize) -> Result<Box<dyn SnapshotParts + '_>, SaveError> {
+        let spool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(LockedSlot::begin(spool, len)?)
     }
 
     fn append(&self, record: Vec<u8>) -> Result<Result<(), AppendRefused>, SaveError> {

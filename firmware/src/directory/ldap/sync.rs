@@ -52,11 +52,85 @@ fn phase(name: &'static str) {
 /// Where a new snapshot goes before it is served (the flash's directory slot). Blocking: it is
 /// called off the runtime's workers.
 pub trait SnapshotStore: Send + Sync {
-    fn save(&self, snapshot: Vec<u8>) -> Result<(), SaveError>;
+    /// Starts saving a snapshot of `len` bytes, given in parts: it is never whole in RAM. It
+    /// is in force once [`SnapshotParts::finish`] returns; until then, or if anything fails,
+    /// the one saved before is.
+    fn begin(&self, len: usize) -> Result<Box<dyn SnapshotParts + '_>, SaveError>;
 
     /// Appends a poll's journal record after the snapshot saved last (and the records after
     /// it); `Ok(Err(_))`: the store takes no more, nothing was written, save the whole snapshot.
     fn append(&self, record: Vec<u8>) -> Result<Result<(), AppendRefused>, SaveError>;
+}
+
+/// A snapshot being saved ([`SnapshotStore::begin`]).
+pub trait SnapshotParts {
+    fn part(&mut self, bytes: &[u8]) -> Result<(), SaveError>;
+    fn finish(self: Box<Self>) -> Result<(), SaveError>;
+}
+
+/// Parts gathered into one buffer, then saved whole by a function: for a store that writes a
+/// snapshot at once.
+pub struct Gathered<'a> {
+    bytes: Vec<u8>,
+    save: Box<dyn FnOnce(Vec<u8>) -> Result<(), SaveError> + 'a>,
+}
+
+impl<'a> Gathered<'a> {
+    pub fn new(
+        len: usize,
+        save: impl FnOnce(Vec<u8>) -> Result<(), SaveError> + 'a,
+    ) -> Box<Gathered<'a>> {
+        Box::new(Gathered {
+            bytes: Vec::with_capacity(len),
+            save: Box::new(save),
+        })
+    }
+}
+
+impl SnapshotParts for Gathered<'_> {
+    fn part(&mut self, bytes: &[u8]) -> Result<(), SaveError> {
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), SaveError> {
+        (self.save)(self.bytes)
+    }
+}
+
+/// A snapshot written part by part into the directory slot of a spool held locked: for tools,
+/// tests and benchmarks that own a [`Spool`](crate::spool::Spool) (the daemon's goes through
+/// its writer).
+pub struct LockedSlot<'a, F: hal::flash::Flash> {
+    spool: std::sync::MutexGuard<'a, crate::spool::Spool<F>>,
+    writing: crate::spool::SlotWriting,
+}
+
+impl<'a, F: hal::flash::Flash> LockedSlot<'a, F> {
+    pub fn begin(
+        mut spool: std::sync::MutexGuard<'a, crate::spool::Spool<F>>,
+        len: usize,
+    ) -> Result<Box<LockedSlot<'a, F>>, SaveError> {
+        let writing = spool
+            .begin_slot(crate::spool::Region::Directory, len)
+            .map_err(|e| SaveError(Box::new(e)))?;
+        Ok(Box::new(LockedSlot { spool, writing }))
+    }
+}
+
+impl<F: hal::flash::Flash> SnapshotParts for LockedSlot<'_, F> {
+    fn part(&mut self, bytes: &[u8]) -> Result<(), SaveError> {
+        self.spool
+            .write_slot_part(&mut self.writing, bytes)
+            .map_err(|e| SaveError(Box::new(e)))
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), SaveError> {
+        let LockedSlot { mut spool, writing } = *self;
+        spool
+            .finish_slot(writing)
+            .map_err(|e| SaveError(Box::new(e)))
+    }
 }
 
 /// Why a store took no journal record, in its own words (the journal is full, the slot's tail
@@ -606,16 +680,18 @@ impl Syncer {
                 let journal_next = if let Some(Ok(())) = appended {
                     true
                 } else {
-                    let (bytes, with_state) = directory.encode_with_state();
+                    // Encoded straight into the store, part by part.
+                    let mut sink = Sink {
+                        store: &*store2,
+                        parts: None,
+                    };
+                    let (written, with_state) = directory.encode_with_state_into(&mut sink);
+                    written.map_err(SyncError::Save)?;
+                    let parts = sink.parts.ok_or_else(|| {
+                        SyncError::Save(SaveError("the snapshot did not encode".into()))
+                    })?;
+                    parts.finish().map_err(SyncError::Save)?;
                     phase("encode");
-                    // Encoding cannot fail for these types; were it to, nothing is stored or
-                    // served.
-                    if bytes.is_empty() {
-                        return Err(SyncError::Save(SaveError(
-                            "the snapshot did not encode".into(),
-                        )));
-                    }
-                    store2.save(bytes).map_err(SyncError::Save)?;
                     with_state
                 };
                 phase("save");
@@ -650,6 +726,26 @@ impl Syncer {
             dups_grew,
             journal_refused,
         })
+    }
+}
+
+/// A snapshot's parts on their way to the store.
+struct Sink<'a> {
+    store: &'a dyn SnapshotStore,
+    parts: Option<Box<dyn SnapshotParts + 'a>>,
+}
+
+impl crate::directory::PartSink<SaveError> for Sink<'_> {
+    fn begin(&mut self, len: usize) -> Result<(), SaveError> {
+        self.parts = Some(self.store.begin(len)?);
+        Ok(())
+    }
+
+    fn part(&mut self, bytes: &[u8]) -> Result<(), SaveError> {
+        match self.parts.as_mut() {
+            Some(p) => p.part(bytes),
+            None => Err(SaveError("a snapshot part before its length".into())),
+        }
     }
 }
 

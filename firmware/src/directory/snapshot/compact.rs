@@ -213,7 +213,15 @@ fn account_record<'a>(
 
 /// The snapshot bytes (deterministic: sorted by name), and whether they hold the LDAP sync's
 /// state.
-pub(super) fn encode(dir: &Directory) -> (Vec<u8>, bool) {
+/// A snapshot as written: its version, the body, the sync state.
+type Snapshot<'a> = (
+    u32,
+    Body<'a>,
+    Option<sync_state::StateRecord<sync_state::LazyEntries<'a>>>,
+);
+
+/// The snapshot of `dir` and its encoded size, to `write`; and whether the sync state went in.
+fn encode_with<T>(dir: &Directory, write: impl FnOnce(&Snapshot<'_>, usize) -> T) -> (T, bool) {
     // A state that cannot be stored (a skip reason the records have no form for) is left out:
     // the LDAP accounts are stored as accounts, and the next start syncs in full.
     let sync = dir.ldap_sync.as_deref().and_then(sync_state::record);
@@ -260,14 +268,106 @@ pub(super) fn encode(dir: &Directory) -> (Vec<u8>, bool) {
         domains,
         accounts,
     };
-    // Serialising to a Vec cannot fail for these types; an empty result would fail decode.
-    // Measured first, so the buffer is made once at its size: grown by doubling, 13 MiB of
-    // snapshot at 100 000 accounts took 16 MiB, and the 8 MiB before it while copied.
     let value = (VERSION, body, sync);
+    // Measured first: a buffer is then made once at its size, or the store told the length
+    // before the parts.
     let size = postcard::serialize_with_flavor(&value, postcard::ser_flavors::Size::default())
         .unwrap_or(0);
-    let bytes = postcard::to_extend(&value, Vec::with_capacity(size)).unwrap_or_default();
-    (bytes, with_state)
+    (write(&value, size), with_state)
+}
+
+/// The directory's snapshot, one buffer (see [`Parts`] for one in parts).
+pub(super) fn encode(dir: &Directory) -> (Vec<u8>, bool) {
+    // Serialising to a Vec cannot fail for these types; an empty result would fail decode.
+    // Made once at its size: grown by doubling, 13 MiB of snapshot at 100 000 accounts took
+    // 16 MiB, and the 8 MiB before it while copied.
+    encode_with(dir, |value, size| {
+        postcard::to_extend(value, Vec::with_capacity(size)).unwrap_or_default()
+    })
+}
+
+/// The directory's snapshot given to `sink` in parts of [`PART`] bytes, after its whole
+/// length: the snapshot is never whole in RAM (13 MiB at 100 000 accounts, at the top of a
+/// sync's peak). Returns the sink's first error, and whether the sync state went in.
+pub(super) fn encode_parts<E>(
+    dir: &Directory,
+    sink: &mut dyn PartSink<E>,
+) -> (Result<(), E>, bool) {
+    encode_with(dir, |value, size| {
+        sink.begin(size)?;
+        let parts = Parts {
+            buf: Vec::with_capacity(PART),
+            sink: &mut *sink,
+            failed: None,
+        };
+        match postcard::serialize_with_flavor(value, parts) {
+            Ok(r) => r,
+            // Encoding cannot fail for these types but by the sink: it was told the length,
+            // and gets fewer bytes, which it refuses.
+            Err(_) => Ok(()),
+        }
+    })
+}
+
+/// Where [`encode_parts`] puts a snapshot.
+pub trait PartSink<E> {
+    fn begin(&mut self, len: usize) -> Result<(), E>;
+    fn part(&mut self, bytes: &[u8]) -> Result<(), E>;
+}
+
+/// Bytes per part.
+const PART: usize = 256 << 10;
+
+/// A postcard flavor that hands its bytes on every [`PART`].
+struct Parts<'a, E> {
+    buf: Vec<u8>,
+    sink: &'a mut dyn PartSink<E>,
+    failed: Option<E>,
+}
+
+impl<E> Parts<'_, E> {
+    fn flush(&mut self) -> postcard::Result<()> {
+        if self.failed.is_some() {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        if let Err(e) = self.sink.part(&self.buf) {
+            self.failed = Some(e);
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl<E> postcard::ser_flavors::Flavor for Parts<'_, E> {
+    type Output = Result<(), E>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let take = (PART - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.buf.len() == PART {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    fn finalize(mut self) -> postcard::Result<Result<(), E>> {
+        if !self.buf.is_empty() {
+            let _ = self.flush();
+        }
+        Ok(match self.failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        })
+    }
 }
 
 /// Reads the body of a version 3 or 4 snapshot (after its version number): the directory as

@@ -13,6 +13,7 @@ mod compact;
 mod legacy;
 mod sync_state;
 
+pub use compact::PartSink;
 pub(crate) use compact::Strings;
 pub(crate) use sync_state::{pack_entry, unpack_entry};
 
@@ -106,6 +107,12 @@ impl Directory {
     /// records may follow only such a snapshot).
     pub fn encode_with_state(&self) -> (Vec<u8>, bool) {
         compact::encode(self)
+    }
+
+    /// The same, given to `sink` in parts after its length (see [`compact::encode_parts`]):
+    /// the sink's first error, and whether the LDAP sync state went in.
+    pub fn encode_with_state_into<E>(&self, sink: &mut dyn PartSink<E>) -> (Result<(), E>, bool) {
+        compact::encode_parts(self, sink)
     }
 
     /// Reads snapshot bytes back, checking every value.
@@ -255,6 +262,55 @@ mod tests {
             back.lookup("f@example.com"),
             super::super::Lookup::Account { .. }
         ));
+    }
+
+    /// What a sink is given in parts, after the length, is the snapshot encoded whole; a
+    /// sink that fails stops the encode with its error.
+    #[test]
+    fn a_snapshot_in_parts_is_the_snapshot_whole() {
+        struct Collect {
+            len: Option<usize>,
+            parts: Vec<Vec<u8>>,
+            fail_at: Option<usize>,
+        }
+        impl PartSink<String> for Collect {
+            fn begin(&mut self, len: usize) -> Result<(), String> {
+                self.len = Some(len);
+                Ok(())
+            }
+            fn part(&mut self, bytes: &[u8]) -> Result<(), String> {
+                if self.fail_at == Some(self.parts.len()) {
+                    return Err("flash gone".into());
+                }
+                self.parts.push(bytes.to_vec());
+                Ok(())
+            }
+        }
+        let mut d = sample();
+        // Enough accounts for several parts.
+        for i in 0..30_000 {
+            d.add_account(Account::new(&format!("user{i}@example.com")).unwrap())
+                .unwrap();
+        }
+        let (whole, _) = d.encode_with_state();
+        let mut sink = Collect {
+            len: None,
+            parts: Vec::new(),
+            fail_at: None,
+        };
+        let (res, _) = d.encode_with_state_into(&mut sink);
+        assert_eq!(res, Ok(()));
+        assert!(sink.parts.len() > 1);
+        assert_eq!(sink.len, Some(whole.len()));
+        assert_eq!(sink.parts.concat(), whole);
+        let mut failing = Collect {
+            len: None,
+            parts: Vec::new(),
+            fail_at: Some(1),
+        };
+        let (res, _) = d.encode_with_state_into(&mut failing);
+        assert_eq!(res, Err("flash gone".to_string()));
+        assert_eq!(failing.parts.len(), 1);
     }
 
     /// Flash keeps what the admin typed, so `ga`/`gd`/`gacf` show it after a restart; the
