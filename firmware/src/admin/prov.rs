@@ -3,7 +3,7 @@
 //! change that could not be written is not served at all.
 
 use crate::directory::{SharedDirectory, prov};
-use crate::spool::{Region, SpoolError, SpoolHandle};
+use crate::spool::{SpoolError, SpoolHandle};
 
 use super::Reply;
 
@@ -22,9 +22,7 @@ pub fn run(
     let result = directory.update(|dir| {
         let outcome = prov::execute(dir, args).map_err(Failure::Prov)?;
         if let Some(next) = &outcome.directory {
-            runtime
-                .block_on(spool.write_slot(Region::Directory, next.encode()))
-                .map_err(Failure::Flash)?;
+            super::ldap::write_snapshot(spool, runtime, next).map_err(Failure::Flash)?;
         }
         Ok((outcome.output, outcome.directory))
     });
