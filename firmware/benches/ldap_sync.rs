@@ -33,9 +33,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hal::flash::{FileFlash, FlashGeometry};
+use postern::admin::ldap::LockedSlot;
 use postern::config::localconfig::LocalConfig;
 use postern::directory::ldap::{
-    AppendRefused, LockedSlot, SaveError, SnapshotParts, SnapshotStore, SyncKind, Syncer,
+    AppendRefused, SaveError, SnapshotParts, SnapshotStore, SyncKind, Syncer,
 };
 use postern::directory::{Directory, Lookup, SharedDirectory};
 use postern::spool::{Journaled, Region, Spool, SpoolGeometry, SpoolSettings};

@@ -16,7 +16,7 @@ use crate::directory::ldap::{
     Syncer,
 };
 use crate::mail::unix_now;
-use crate::spool::{Region, SpoolHandle};
+use crate::spool::{Region, SlotWriting, Spool, SpoolHandle};
 
 /// The LDAP sync's handles. Offline (`--flash FILE`) there is no service: a sync then runs
 /// once, in the command.
@@ -53,6 +53,40 @@ impl SnapshotStore for SpoolSlot {
         tokio::runtime::Handle::current()
             .block_on(self.0.append_slot(Region::Directory, record))
             .map(|appended| appended.map_err(|why| AppendRefused(why.to_string())))
+            .map_err(|e| SaveError(Box::new(e)))
+    }
+}
+
+/// A snapshot written part by part into the directory slot of a spool held locked: for tools,
+/// tests and benchmarks that own a [`Spool`] (the daemon's goes through its writer).
+pub struct LockedSlot<'a, F: hal::flash::Flash> {
+    spool: std::sync::MutexGuard<'a, Spool<F>>,
+    writing: SlotWriting,
+}
+
+impl<'a, F: hal::flash::Flash> LockedSlot<'a, F> {
+    pub fn begin(
+        mut spool: std::sync::MutexGuard<'a, Spool<F>>,
+        len: usize,
+    ) -> Result<Box<LockedSlot<'a, F>>, SaveError> {
+        let writing = spool
+            .begin_slot(Region::Directory, len)
+            .map_err(|e| SaveError(Box::new(e)))?;
+        Ok(Box::new(LockedSlot { spool, writing }))
+    }
+}
+
+impl<F: hal::flash::Flash> SnapshotParts for LockedSlot<'_, F> {
+    fn part(&mut self, bytes: &[u8]) -> Result<(), SaveError> {
+        self.spool
+            .write_slot_part(&mut self.writing, bytes)
+            .map_err(|e| SaveError(Box::new(e)))
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), SaveError> {
+        let LockedSlot { mut spool, writing } = *self;
+        spool
+            .finish_slot(writing)
             .map_err(|e| SaveError(Box::new(e)))
     }
 }

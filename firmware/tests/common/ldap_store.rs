@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hal::flash::{FlashGeometry, RamFlash};
+use postern::admin::ldap::LockedSlot;
 use postern::config::localconfig::LocalConfig;
 use postern::directory::ldap::{
-    AppendRefused, LockedSlot, SaveError, SnapshotParts, SnapshotStore, SyncKind, SyncReport,
-    Syncer,
+    AppendRefused, SaveError, SnapshotParts, SnapshotStore, SyncKind, SyncReport, Syncer,
 };
 use postern::directory::{Directory, SharedDirectory};
 use postern::spool::{Region, Spool, SpoolGeometry, SpoolSettings};

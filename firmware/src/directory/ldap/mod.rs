@@ -38,6 +38,6 @@ pub use packed::SyncedHash;
 pub use service::{LdapHandle, NotRun};
 pub use status::{LdapStatus, SyncKind, SyncReport};
 pub use sync::{
-    AppendRefused, Gathered, LockedSlot, Resumed, SaveError, SnapshotParts, SnapshotStore,
-    SyncError, Syncer, set_phase_probe,
+    AppendRefused, Gathered, Resumed, SaveError, SnapshotParts, SnapshotStore, SyncError, Syncer,
+    set_phase_probe,
 };

@@ -98,41 +98,6 @@ impl SnapshotParts for Gathered<'_> {
     }
 }
 
-/// A snapshot written part by part into the directory slot of a spool held locked: for tools,
-/// tests and benchmarks that own a [`Spool`](crate::spool::Spool) (the daemon's goes through
-/// its writer).
-pub struct LockedSlot<'a, F: hal::flash::Flash> {
-    spool: std::sync::MutexGuard<'a, crate::spool::Spool<F>>,
-    writing: crate::spool::SlotWriting,
-}
-
-impl<'a, F: hal::flash::Flash> LockedSlot<'a, F> {
-    pub fn begin(
-        mut spool: std::sync::MutexGuard<'a, crate::spool::Spool<F>>,
-        len: usize,
-    ) -> Result<Box<LockedSlot<'a, F>>, SaveError> {
-        let writing = spool
-            .begin_slot(crate::spool::Region::Directory, len)
-            .map_err(|e| SaveError(Box::new(e)))?;
-        Ok(Box::new(LockedSlot { spool, writing }))
-    }
-}
-
-impl<F: hal::flash::Flash> SnapshotParts for LockedSlot<'_, F> {
-    fn part(&mut self, bytes: &[u8]) -> Result<(), SaveError> {
-        self.spool
-            .write_slot_part(&mut self.writing, bytes)
-            .map_err(|e| SaveError(Box::new(e)))
-    }
-
-    fn finish(self: Box<Self>) -> Result<(), SaveError> {
-        let LockedSlot { mut spool, writing } = *self;
-        spool
-            .finish_slot(writing)
-            .map_err(|e| SaveError(Box::new(e)))
-    }
-}
-
 /// Why a store took no journal record, in its own words (the journal is full, the slot's tail
 /// is torn...): the sync then writes the whole snapshot, and the log says why.
 #[derive(Debug, Clone, PartialEq, Eq)]
