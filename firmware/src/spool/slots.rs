@@ -97,6 +97,15 @@ fn frame_crc(nonce: u64, place: &[u8], slot: u32, fields: &[u8], data: &[u8]) ->
     keyed_crc(nonce, &[place, &slot.to_le_bytes(), fields, data])
 }
 
+/// [`frame_crc`] up to the data, for data given in parts: the same CRC once they are added.
+fn frame_crc_before_data(nonce: u64, place: &[u8], slot: u32, fields: &[u8]) -> Crc32c {
+    let mut crc = Crc32c::new();
+    for part in [&nonce.to_le_bytes()[..], place, &slot.to_le_bytes(), fields] {
+        crc.update(part);
+    }
+    crc
+}
+
 /// The fields, their CRC, then the data.
 fn frame(nonce: u64, place: &[u8], slot: u32, fields: &[u8], data: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(fields.len() + 4 + data.len());
@@ -215,11 +224,18 @@ pub(crate) fn encode_slot(nonce: u64, region: Region, slot: u32, seq: u64, data:
 
 /// What [`encode_slot`] puts before the data: written apart from it, so a snapshot of many
 /// megabytes is not copied once more to be framed.
+/// A slot header's fields before its CRC: magic, sequence number, data length.
+fn slot_fields(seq: u64, len: usize) -> [u8; 16] {
+    let mut fields = [0u8; 16];
+    fields[0..4].copy_from_slice(&SLOT_MAGIC.to_le_bytes());
+    fields[4..12].copy_from_slice(&seq.to_le_bytes());
+    fields[12..16].copy_from_slice(&(len as u32).to_le_bytes());
+    fields
+}
+
 fn slot_header(nonce: u64, region: Region, slot: u32, seq: u64, data: &[u8]) -> [u8; SLOT_HEADER] {
     let mut header = [0u8; SLOT_HEADER];
-    header[0..4].copy_from_slice(&SLOT_MAGIC.to_le_bytes());
-    header[4..12].copy_from_slice(&seq.to_le_bytes());
-    header[12..16].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    header[..16].copy_from_slice(&slot_fields(seq, data.len()));
     let crc = frame_crc(nonce, &[region_id(region)], slot, &header[..16], data);
     header[16..20].copy_from_slice(&crc.to_le_bytes());
     header
@@ -431,20 +447,9 @@ impl<F: Flash> Spool<F> {
         let (from, to) = self.layout.slot_range(region, slot);
         self.flash.erase(from, to)?;
         self.stats.erases += 1;
-        let mut fields = [0u8; 16];
-        fields[0..4].copy_from_slice(&SLOT_MAGIC.to_le_bytes());
-        fields[4..12].copy_from_slice(&seq.to_le_bytes());
-        fields[12..16].copy_from_slice(&(len as u32).to_le_bytes());
-        // The CRC runs over what `frame_crc` covers, the data last, as it is given.
-        let mut crc = Crc32c::new();
-        for part in [
-            &self.layout.nonce.to_le_bytes()[..],
-            &[region_id(region)],
-            &slot.to_le_bytes(),
-            &fields,
-        ] {
-            crc.update(part);
-        }
+        let fields = slot_fields(seq, len);
+        // The CRC is `frame_crc`'s, the data added as it is given.
+        let crc = frame_crc_before_data(self.layout.nonce, &[region_id(region)], slot, &fields);
         Ok(SlotWriting {
             region,
             slot,
