@@ -104,6 +104,15 @@ impl Index {
         }
     }
 
+    /// Makes room for `more` entries at once: a directory built whole grows its table before
+    /// it fills, not by doubling as it goes (the last doubling held the old table and the new,
+    /// ~6 MB at 200 000 addresses).
+    pub(crate) fn reserve<'a>(&mut self, more: usize, name: impl Fn(Entry) -> &'a str) {
+        while (self.len + more) * 4 > self.slots.len() * 3 {
+            self.grow(&name);
+        }
+    }
+
     fn grow<'a>(&mut self, name: &impl Fn(Entry) -> &'a str) {
         let old = std::mem::take(&mut self.slots);
         let size = (old.len() * 2).max(16);
@@ -210,6 +219,38 @@ mod tests {
 
     /// Removing shifts runs back: whatever is left is found, whatever went is not, in any
     /// order of removal (every third entry, then the rest from the end), down to empty.
+    #[test]
+    fn room_reserved_takes_what_was_announced_without_growing() {
+        let names: Vec<String> = (0..1000).map(|i| format!("r{i}@example.com")).collect();
+        let name = |e: Entry| match e {
+            Entry::Account(i) | Entry::Alias(i) => names[i as usize].as_str(),
+        };
+        let mut idx = Index::default();
+        for i in 0..10u32 {
+            idx.insert(&names[i as usize], Entry::Account(i), name);
+        }
+        idx.reserve(990, name);
+        let size = idx.slots.len();
+        assert!(size * 3 >= 1000 * 4, "{size}");
+        // What was there before the room was made is still found.
+        assert_eq!(idx.find(&names[3], name), Some(Entry::Account(3)));
+        for i in 10..1000u32 {
+            idx.insert(&names[i as usize], Entry::Alias(i), name);
+        }
+        assert_eq!(idx.slots.len(), size);
+        for i in 0..1000u32 {
+            let want = if i < 10 {
+                Entry::Account(i)
+            } else {
+                Entry::Alias(i)
+            };
+            assert_eq!(idx.find(&names[i as usize], name), Some(want));
+        }
+        // Room that is there already changes nothing.
+        idx.reserve(0, name);
+        assert_eq!(idx.slots.len(), size);
+    }
+
     #[test]
     fn removal_in_place_keeps_every_other_entry_found() {
         let names: Vec<String> = (0..2000).map(|i| format!("u{i}@example.com")).collect();

@@ -409,6 +409,12 @@ impl Directory {
         Ok(())
     }
 
+    /// Makes room in the address index for `more` accounts and aliases about to be added.
+    pub(crate) fn reserve_addresses(&mut self, more: usize) {
+        self.index
+            .reserve(more, entry_name(&self.accounts, &self.aliases));
+    }
+
     /// Changes an account (`ma`, `sp`): `change` works on a copy that replaces the account only if
     /// it succeeds. The address cannot change.
     pub fn modify_account<E: Into<DirectoryError>>(
