@@ -236,18 +236,20 @@ fn encode_with<T>(dir: &Directory, write: impl FnOnce(&Snapshot<'_>, usize) -> T
     order.sort_by(|&a, &b| dir.accounts[a].address().cmp(dir.accounts[b].address()));
     // Only the stored accounts' aliases: the LDAP accounts' (a list each, 100 000 of them)
     // are in the sync state.
-    let mut aliases: Vec<Vec<&str>> = vec![Vec::new(); dir.accounts.len()];
-    for alias in &dir.aliases {
-        let i = alias.account as usize;
-        if let Some(list) = aliases.get_mut(i)
-            && dir.accounts.get(i).is_some_and(stored)
-        {
-            list.push(&alias.name);
-        }
-    }
-    for list in &mut aliases {
-        list.sort_unstable();
-    }
+    // By account, then name; only as many as are stored (a list per account, empty for every
+    // LDAP one, was 2.4 MB of the full sync's peak at 100 000 accounts).
+    let mut aliases: Vec<(usize, &str)> = dir
+        .aliases
+        .iter()
+        .map(|a| (a.account as usize, &*a.name))
+        .filter(|(i, _)| dir.accounts.get(*i).is_some_and(stored))
+        .collect();
+    aliases.sort_unstable();
+    let aliases_of = |i: usize| -> Vec<&str> {
+        let from = aliases.partition_point(|(j, _)| *j < i);
+        let of = aliases.get(from..).unwrap_or_default().iter();
+        of.take_while(|(j, _)| *j == i).map(|(_, n)| *n).collect()
+    };
     let domains = domains
         .iter()
         .map(|d| DomainRecord {
@@ -258,7 +260,7 @@ fn encode_with<T>(dir: &Directory, write: impl FnOnce(&Snapshot<'_>, usize) -> T
         .collect();
     let accounts = order
         .iter()
-        .map(|&i| account_record(&mut strings, &dir.accounts[i], &aliases[i]))
+        .map(|&i| account_record(&mut strings, &dir.accounts[i], &aliases_of(i)))
         .collect();
     let body = Body {
         config: super::config_attrs(dir),
