@@ -217,8 +217,6 @@ mod tests {
         assert_eq!(idx.find("nobody@example.com", name), None);
     }
 
-    /// Removing shifts runs back: whatever is left is found, whatever went is not, in any
-    /// order of removal (every third entry, then the rest from the end), down to empty.
     #[test]
     fn room_reserved_takes_what_was_announced_without_growing() {
         let names: Vec<String> = (0..1000).map(|i| format!("r{i}@example.com")).collect();
@@ -251,6 +249,8 @@ mod tests {
         assert_eq!(idx.slots.len(), size);
     }
 
+    /// Removing shifts runs back: whatever is left is found, whatever went is not, in any
+    /// order of removal (every third entry, then the rest from the end), down to empty.
     #[test]
     fn removal_in_place_keeps_every_other_entry_found() {
         let names: Vec<String> = (0..2000).map(|i| format!("u{i}@example.com")).collect();
