@@ -19,7 +19,7 @@ use std::fmt;
 use hal::crc32c::Crc32c;
 use hal::flash::Flash;
 
-use super::format::{keyed_crc, le32, le64};
+use super::format::{le32, le64};
 use super::store::Spool;
 use super::{Region, SpoolError};
 
@@ -94,7 +94,9 @@ fn region_id(region: Region) -> u8 {
 /// Slot headers and journal records are framed alike: their fields, then a CRC over where they
 /// sit (`place`: the region, and a tag for a journal record), the slot, the fields and the data.
 fn frame_crc(nonce: u64, place: &[u8], slot: u32, fields: &[u8], data: &[u8]) -> u32 {
-    keyed_crc(nonce, &[place, &slot.to_le_bytes(), fields, data])
+    let mut crc = frame_crc_before_data(nonce, place, slot, fields);
+    crc.update(data);
+    crc.finalize()
 }
 
 /// [`frame_crc`] up to the data, for data given in parts: the same CRC once they are added.
@@ -222,8 +224,6 @@ pub(crate) fn encode_slot(nonce: u64, region: Region, slot: u32, seq: u64, data:
     bytes
 }
 
-/// What [`encode_slot`] puts before the data: written apart from it, so a snapshot of many
-/// megabytes is not copied once more to be framed.
 /// A slot header's fields before its CRC: magic, sequence number, data length.
 fn slot_fields(seq: u64, len: usize) -> [u8; 16] {
     let mut fields = [0u8; 16];
@@ -233,6 +233,8 @@ fn slot_fields(seq: u64, len: usize) -> [u8; 16] {
     fields
 }
 
+/// What [`encode_slot`] puts before the data: written apart from it, so a snapshot of many
+/// megabytes is not copied once more to be framed.
 fn slot_header(nonce: u64, region: Region, slot: u32, seq: u64, data: &[u8]) -> [u8; SLOT_HEADER] {
     let mut header = [0u8; SLOT_HEADER];
     header[..16].copy_from_slice(&slot_fields(seq, data.len()));
