@@ -34,6 +34,9 @@ pub struct Counts {
     pub aliases: usize,
 }
 
+/// The source of a local (`prov`) account or alias.
+const LOCAL: u32 = u32::MAX;
+
 fn skip(dn: &str, reason: SkipReason) -> Skipped {
     Skipped {
         dn: dn.to_string(),
@@ -59,11 +62,15 @@ struct Builder<'m> {
     dir: Directory,
     skipped: Vec<Skipped>,
     counts: Counts,
-    /// The LDAP entry behind each account and alias of `dir`, by index (`None`: a local one).
-    /// Indexed, not a map by address: at 100 000 accounts a map of 200 000 address copies was
-    /// ~20 MB of the sync's peak. Its DN is unpacked only to name it.
-    account_dn: Vec<Option<&'m Packed>>,
-    alias_dn: Vec<Option<&'m Packed>>,
+    /// The LDAP entries accounts and aliases come from: the mailboxes in the order they are
+    /// added, then the alias entries.
+    sources: Vec<&'m Packed>,
+    /// The source of each account and alias of `dir`, by index: a number in `sources` (`LOCAL`:
+    /// a local one). Indexed, not a map by address: at 100 000 accounts a map of 200 000
+    /// address copies was ~20 MB of the sync's peak; numbers, not pointers, as they are held
+    /// at the build's peak. Its DN is unpacked only to name it.
+    account_dn: Vec<u32>,
+    alias_dn: Vec<u32>,
     /// Domains LDAP has but serves no mail for (disabled): their entries are not errors.
     disabled_domains: HashSet<String>,
 }
@@ -71,11 +78,11 @@ struct Builder<'m> {
 impl<'m> Builder<'m> {
     /// The LDAP entry that holds `address`, if one does.
     fn owner(&self, address: &str) -> Option<&'m Packed> {
-        let dns = |v: &Vec<Option<&'m Packed>>, i: u32| v.get(i as usize).copied().flatten();
-        match self.dir.entry(address)? {
-            Entry::Account(i) => dns(&self.account_dn, i),
-            Entry::Alias(i) => dns(&self.alias_dn, i),
-        }
+        let list = match self.dir.entry(address)? {
+            Entry::Account(i) => self.account_dn.get(i as usize),
+            Entry::Alias(i) => self.alias_dn.get(i as usize),
+        };
+        self.sources.get(*list? as usize).copied()
     }
 
     fn taken_by(&self, address: &str) -> String {
@@ -85,15 +92,15 @@ impl<'m> Builder<'m> {
         )
     }
 
-    /// Records `src` as the entry behind the account or alias just added.
-    fn owned(&mut self, src: &'m Packed, account: bool) {
+    /// Records source `src` as the entry behind the account or alias just added.
+    fn owned(&mut self, src: u32, account: bool) {
         let (v, len) = match account {
             true => (&mut self.account_dn, self.dir.accounts.len()),
             false => (&mut self.alias_dn, self.dir.aliases.len()),
         };
         // Local entries copied before have no DN.
-        v.resize(len.saturating_sub(1), None);
-        v.push(Some(src));
+        v.resize(len.saturating_sub(1), LOCAL);
+        v.push(src);
     }
 
     fn domain(&mut self, dn: &str, e: &DomainEntry) {
@@ -141,7 +148,8 @@ impl<'m> Builder<'m> {
         }
     }
 
-    fn mailbox(&mut self, src: &'m Packed, dn: &str, m: &MailboxEntry, members: &[String]) -> bool {
+    /// Adds the mailbox of source `src`.
+    fn mailbox(&mut self, src: u32, dn: &str, m: &MailboxEntry, members: &[String]) -> bool {
         let dom = address::split(&m.address).map_or("", |(_, d)| d);
         if self.disabled_domains.contains(&dom.to_ascii_lowercase()) {
             return false;
@@ -153,7 +161,8 @@ impl<'m> Builder<'m> {
         let model = self.model;
         let added = account_of(m, members).and_then(|mut a| {
             if m.password.is_some()
-                && let Some(hash) = SyncedHash::of(src, model.table())
+                && let Some(p) = self.sources.get(src as usize)
+                && let Some(hash) = SyncedHash::of(p, model.table())
             {
                 a.use_synced_password(hash);
             }
@@ -188,9 +197,12 @@ impl<'m> Builder<'m> {
         true
     }
 
-    /// Adds `alias` of `account`, from the entry `src` (whose DN is unpacked only to name it).
-    fn alias(&mut self, src: &'m Packed, account: &str, alias: &str) {
-        if self.owner(alias).is_some_and(|p| p.is(src)) {
+    /// Adds `alias` of `account`, from source `src` (whose DN is unpacked only to name it).
+    fn alias(&mut self, src: u32, account: &str, alias: &str) {
+        let Some(&entry) = self.sources.get(src as usize) else {
+            return;
+        };
+        if self.owner(alias).is_some_and(|p| p.is(entry)) {
             return; // the same alias twice on one entry
         }
         // `zmprov aaa` writes both zimbraMailAlias on the account and an alias entry naming it:
@@ -212,7 +224,7 @@ impl<'m> Builder<'m> {
             }
             Err(e) => {
                 let why = reason(e, |x| self.taken_by(x));
-                let dn = self.model.unpack(src).dn;
+                let dn = self.model.unpack(entry).dn;
                 self.skipped.push(skip(&dn, why));
             }
         }
@@ -249,6 +261,7 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
         dir: Directory::new(current.config().clone()),
         skipped: model.unreadable().to_vec(),
         counts: Counts::default(),
+        sources: Vec::new(),
         account_dn: Vec::new(),
         alias_dn: Vec::new(),
         disabled_domains: HashSet::new(),
@@ -298,14 +311,13 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
     copy_local_accounts(current, &mut b);
     mailboxes.sort_by(|x, y| x.0.cmp(&y.0));
     // A vector of its own: collected in place, it kept the keys' allocation (3 MB).
-    let mailboxes: Vec<&Packed> = {
-        let keyed = mailboxes;
-        keyed.iter().map(|(_, p)| *p).collect()
-    };
+    b.sources = Vec::with_capacity(mailboxes.len() + alias_entries.len());
+    b.sources.extend(mailboxes.iter().map(|(_, p)| *p));
+    drop(mailboxes);
+    let mailboxes = b.sources.len();
     b.dir.reserve_addresses(addresses);
-    b.account_dn.reserve(mailboxes.len());
-    b.alias_dn
-        .reserve(addresses.saturating_sub(mailboxes.len()));
+    b.account_dn.reserve(mailboxes);
+    b.alias_dn.reserve(addresses.saturating_sub(mailboxes));
     let mailbox = |p: &Packed| match model.unpack(p) {
         Mapped {
             dn,
@@ -317,7 +329,8 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
     // 100 000 lowercased DNs are ~15 MB).
     let by_dn: HashMap<String, String> = match member_dns {
         false => HashMap::new(),
-        true => mailboxes
+        true => b
+            .sources
             .iter()
             .filter_map(|p| mailbox(p))
             .filter(|(_, m)| m.kind == MailboxKind::Account && m.enabled)
@@ -326,9 +339,11 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
     };
     // Alias entries name their accounts by id (kept only when there are some).
     let mut by_id: HashMap<String, String> = HashMap::new();
-    let mut added = Vec::new();
-    for p in &mailboxes {
-        let Some((dn, m)) = mailbox(p) else {
+    // The mailboxes added that have aliases, by source number (a bit each: a pointer each was
+    // 0.8 MB of the peak).
+    let mut added = vec![0u64; mailboxes.div_ceil(64)];
+    for src in 0..mailboxes {
+        let Some((dn, m)) = b.sources.get(src).and_then(|p| mailbox(p)) else {
             continue;
         };
         let mut members = m.forwarding.to_vec();
@@ -343,7 +358,7 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
                     .cloned(),
             );
         }
-        if b.mailbox(p, &dn, &m, &members) {
+        if b.mailbox(src as u32, &dn, &m, &members) {
             if !alias_entries.is_empty()
                 && let Some(id) = &m.id
             {
@@ -351,23 +366,32 @@ pub fn build(current: &Directory, model: &Model, synced_at: u64, server: &str) -
             }
             // Added after every mailbox (an address is a mailbox's before it is an alias),
             // unpacked again then: held until then, they were ~12 MB of the peak.
-            if !m.aliases.is_empty() {
-                added.push(*p);
+            if !m.aliases.is_empty()
+                && let Some(bits) = added.get_mut(src / 64)
+            {
+                *bits |= 1 << (src % 64);
             }
         }
     }
-    for p in added {
-        if let Some((_, m)) = mailbox(p) {
+    for src in 0..mailboxes {
+        if added
+            .get(src / 64)
+            .is_some_and(|bits| bits & 1 << (src % 64) != 0)
+            && let Some((_, m)) = b.sources.get(src).and_then(|p| mailbox(p))
+        {
             for alias in &m.aliases {
-                b.alias(p, &m.address, alias);
+                b.alias(src as u32, &m.address, alias);
             }
         }
     }
+    drop(added);
     alias_entries
         .sort_by_cached_key(|(_, dn, a)| (a.address.to_ascii_lowercase(), dn.to_ascii_lowercase()));
-    for (p, dn, a) in &alias_entries {
+    b.sources.extend(alias_entries.iter().map(|(p, _, _)| *p));
+    for (n, (_, dn, a)) in alias_entries.iter().enumerate() {
+        let src = (mailboxes + n) as u32;
         match by_id.get(a.target_id.as_str()) {
-            Some(target) => b.alias(p, target, &a.address),
+            Some(target) => b.alias(src, target, &a.address),
             None => b
                 .skipped
                 .push(skip(dn, SkipReason::UnknownTarget(a.target_id.clone()))),
