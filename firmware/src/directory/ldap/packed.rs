@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::model::{Mapped, UNREADABLE};
 use super::object::{LdapObject, SkipReason};
-use crate::directory::snapshot::{Strings, pack_entry, unpack_entry};
+use crate::directory::snapshot::{Strings, pack_entry, pack_entry_in, unpack_entry};
 
 /// One entry of the model.
 #[derive(Debug, Clone)]
@@ -65,6 +65,14 @@ impl Packed {
     pub fn record(&self) -> Option<&[u8]> {
         match self {
             Packed::Record(b) => b.get(1..),
+            Packed::Whole(_) => None,
+        }
+    }
+
+    /// The record's bytes with its flags byte, as [`Table::pack_in`] writes them.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Packed::Record(b) => Some(b),
             Packed::Whole(_) => None,
         }
     }
@@ -152,6 +160,13 @@ impl Table {
             Some(bytes) => Packed::Record(bytes.into()),
             None => Packed::Whole(Arc::new(m.clone())),
         }
+    }
+
+    /// `m`'s record, its flags byte first, written in `buf` (cleared first); `false` for an
+    /// entry with no record form ([`Table::pack`] keeps those whole).
+    pub fn pack_in(&mut self, key: &str, m: &Mapped, buf: &mut Vec<u8>) -> bool {
+        let flags = Flags::of(m).byte();
+        pack_entry_in(Arc::make_mut(&mut self.strings), key, m, flags, buf)
     }
 
     /// The entry as mapped. Records are only made by [`Table::pack`]; one that did not read back

@@ -15,7 +15,7 @@ mod sync_state;
 
 pub use compact::PartSink;
 pub(crate) use compact::Strings;
-pub(crate) use sync_state::{pack_entry, unpack_entry};
+pub(crate) use sync_state::{pack_entry, pack_entry_in, unpack_entry};
 
 use std::fmt;
 use std::sync::Arc;

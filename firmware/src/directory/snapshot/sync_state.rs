@@ -410,8 +410,31 @@ pub(crate) fn pack_entry(
     m: &Mapped,
     flags: u8,
 ) -> Option<Vec<u8>> {
-    let rec = entry(strings, key, m)?;
-    postcard::to_extend(&rec, vec![flags]).ok()
+    let mut bytes = Vec::new();
+    pack_entry_in(strings, key, m, flags, &mut bytes).then_some(bytes)
+}
+
+/// [`pack_entry`] into `buf`, cleared first (a buffer used again for each entry allocates
+/// nothing); `false` for an entry with no record form.
+pub(crate) fn pack_entry_in(
+    strings: &mut Strings,
+    key: &str,
+    m: &Mapped,
+    flags: u8,
+    buf: &mut Vec<u8>,
+) -> bool {
+    buf.clear();
+    let Some(rec) = entry(strings, key, m) else {
+        return false;
+    };
+    buf.push(flags);
+    match postcard::to_extend(&rec, std::mem::take(buf)) {
+        Ok(bytes) => {
+            *buf = bytes;
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// The entry a record of [`pack_entry`] holds (without its flags byte).
