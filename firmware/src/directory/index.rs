@@ -1,12 +1,19 @@
-//! The address index: account addresses and aliases to entries, in one open-addressing table of
+//! The address index: account addresses and aliases to entries, in open-addressing tables of
 //! 8-byte slots (a hash tag and an entry number). The keys themselves are the strings the
 //! accounts and aliases already hold, so no address is stored twice; a lookup hashes once and
 //! compares the string only when the tag matches. Load stays at or under 3/4.
+//!
+//! The tables are 1024 parts, an address's part chosen by its hash's top bits, each shared
+//! between copies of the index: the directory a poll changes is a copy of the one served, and
+//! a hundred changes copy ~100 parts of a few KB (one table was 4 MB copied at every poll). A
+//! part's size is any number of slots, not a power of two, so a directory built whole sizes
+//! each for its share and no more.
 //!
 //! Removing shifts back the rest of the entry's run (no tombstones), so a poll that replaces a
 //! hundred accounts touches a hundred runs, not the whole table.
 
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use super::hash::BuildAddressHasher;
 
@@ -25,6 +32,11 @@ struct Slot {
     tag: u32,
     entry: u32,
 }
+
+const FREE: Slot = Slot {
+    tag: 0,
+    entry: EMPTY,
+};
 
 impl Slot {
     fn entry(self) -> Option<Entry> {
@@ -46,9 +58,121 @@ fn encode(e: Entry) -> u32 {
 /// The most entries of each kind (the top bit of a slot tells accounts from aliases).
 pub(crate) const MAX_ENTRIES: usize = (ALIAS_BIT - 1) as usize;
 
+/// Parts, by the hash's top ten bits.
+const PARTS: usize = 1024;
+
+fn part_of(h: u64) -> usize {
+    (h >> 54) as usize % PARTS
+}
+
+fn tag_of(h: u64) -> u32 {
+    (h >> 32) as u32
+}
+
+/// Slots that hold `len` entries at 3/4 load with one free (a probe ends at a free slot).
+fn slots_for(len: usize) -> usize {
+    (len * 4).div_ceil(3) + 1
+}
+
+/// One part: a table of linear probing over `slots.len()` slots.
+#[derive(Debug, Clone, Default)]
+struct Part {
+    slots: Vec<Slot>,
+    len: usize,
+}
+
+impl Part {
+    /// Where a probe for hash `h` starts: the low 32 bits scaled to the table's size.
+    fn home(&self, h: u64) -> usize {
+        (((h & 0xffff_ffff) * self.slots.len() as u64) >> 32) as usize
+    }
+
+    fn next(&self, i: usize) -> usize {
+        if i + 1 >= self.slots.len() { 0 } else { i + 1 }
+    }
+
+    fn find<'a>(&self, h: u64, key: &str, name: impl Fn(Entry) -> &'a str) -> Option<Entry> {
+        let tag = tag_of(h);
+        let mut i = self.home(h);
+        for _ in 0..self.slots.len() {
+            let slot = self.slots.get(i)?;
+            let e = slot.entry()?;
+            if slot.tag == tag && name(e) == key {
+                return Some(e);
+            }
+            i = self.next(i);
+        }
+        None
+    }
+
+    fn place(&mut self, h: u64, entry: Entry) {
+        let mut i = self.home(h);
+        // The load limit keeps a free slot, so this ends.
+        for _ in 0..self.slots.len() {
+            let next = self.next(i);
+            if let Some(slot) = self.slots.get_mut(i)
+                && slot.entry == EMPTY
+            {
+                *slot = Slot {
+                    tag: tag_of(h),
+                    entry: encode(entry),
+                };
+                return;
+            }
+            i = next;
+        }
+    }
+
+    /// Sizes the table for `len` entries, placing again those it has.
+    fn resize(&mut self, len: usize, hash: impl Fn(Entry) -> u64) {
+        let old = std::mem::replace(&mut self.slots, vec![FREE; slots_for(len)]);
+        for e in old.iter().filter_map(|s| s.entry()) {
+            self.place(hash(e), e);
+        }
+    }
+
+    /// The slot holding `entry`, found from its key's hash (compares entry numbers, not keys).
+    fn slot_of(&self, h: u64, entry: Entry) -> Option<usize> {
+        let code = encode(entry);
+        let mut i = self.home(h);
+        for _ in 0..self.slots.len() {
+            match self.slots.get(i)?.entry {
+                EMPTY => return None,
+                e if e == code => return Some(i),
+                _ => i = self.next(i),
+            }
+        }
+        None
+    }
+
+    /// Removes the entry in slot `hole`, shifting back the entries after it in its run.
+    fn remove_at(&mut self, mut hole: usize, hash: impl Fn(Entry) -> u64) {
+        let n = self.slots.len();
+        let mut j = self.next(hole);
+        while let Some(slot) = self.slots.get(j).copied() {
+            let Some(e) = slot.entry() else { break };
+            let home = self.home(hash(e));
+            // The entry at `j` may fill the hole when the hole lies between its home and `j`
+            // (distances around the table).
+            if (j + n - home) % n >= (j + n - hole) % n {
+                if let Some(h) = self.slots.get_mut(hole) {
+                    *h = slot;
+                }
+                hole = j;
+            }
+            j = self.next(j);
+        }
+        if let Some(h) = self.slots.get_mut(hole) {
+            h.entry = EMPTY;
+        }
+        self.len = self.len.saturating_sub(1);
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Index {
-    slots: Vec<Slot>,
+    /// Empty until the first entry, then `PARTS` long.
+    parts: Vec<Arc<Part>>,
     len: usize,
     hasher: BuildAddressHasher,
 }
@@ -58,138 +182,113 @@ impl Index {
         self.hasher.hash_one(key.as_bytes())
     }
 
+    fn part(&self, h: u64) -> Option<&Part> {
+        self.parts.get(part_of(h)).map(|p| &**p)
+    }
+
+    /// The part of `h` to write to: copied first if a copy of the index shares it.
+    fn part_mut(&mut self, h: u64) -> Option<&mut Part> {
+        if self.parts.is_empty() {
+            // One empty part, shared on purpose until each is first written.
+            let empty = Arc::new(Part::default());
+            self.parts = (0..PARTS).map(|_| Arc::clone(&empty)).collect();
+        }
+        self.parts.get_mut(part_of(h)).map(Arc::make_mut)
+    }
+
     /// The entry for `key` (already lowercase); `name` gives the key an entry holds.
     pub(crate) fn find<'a>(&self, key: &str, name: impl Fn(Entry) -> &'a str) -> Option<Entry> {
-        if self.slots.is_empty() {
-            return None;
-        }
         let h = self.hash(key);
-        let mask = self.slots.len() - 1;
-        let tag = (h >> 32) as u32;
-        let mut i = h as usize & mask;
-        for _ in 0..self.slots.len() {
-            let slot = self.slots.get(i)?;
-            let e = slot.entry()?;
-            if slot.tag == tag && name(e) == key {
-                return Some(e);
-            }
-            i = (i + 1) & mask;
-        }
-        None
+        self.part(h)?.find(h, key, name)
     }
 
     /// Adds `entry` under `key`; the caller has checked that `key` is not present.
     pub(crate) fn insert<'a>(&mut self, key: &str, entry: Entry, name: impl Fn(Entry) -> &'a str) {
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
-            self.grow(&name);
-        }
         let h = self.hash(key);
-        self.place(h, entry);
+        let hasher = self.hasher.clone();
+        let Some(part) = self.part_mut(h) else {
+            return;
+        };
+        if slots_for(part.len + 1) > part.slots.len() {
+            let hash = |e: Entry| hasher.hash_one(name(e).as_bytes());
+            part.resize((part.len + 1) * 2, hash);
+        }
+        part.place(h, entry);
+        part.len += 1;
         self.len += 1;
     }
 
-    fn place(&mut self, h: u64, entry: Entry) {
-        let mask = self.slots.len() - 1;
-        let mut i = h as usize & mask;
-        // The load limit keeps a free slot, so this ends.
-        while let Some(slot) = self.slots.get_mut(i) {
-            if slot.entry == EMPTY {
-                *slot = Slot {
-                    tag: (h >> 32) as u32,
-                    entry: encode(entry),
-                };
-                return;
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    /// Makes room for `more` entries at once: a directory built whole grows its table before
-    /// it fills, not by doubling as it goes (the last doubling held the old table and the new,
-    /// ~6 MB at 200 000 addresses).
+    /// Makes room for `more` entries at once, each part for its share and four standard
+    /// deviations more (a part holds ~share ± √share): a directory built whole sizes its parts
+    /// once, not by doubling as it fills them (the tables outgrown were left as holes among
+    /// what the build kept).
     pub(crate) fn reserve<'a>(&mut self, more: usize, name: impl Fn(Entry) -> &'a str) {
-        while (self.len + more) * 4 > self.slots.len() * 3 {
-            self.grow(&name);
+        if more == 0 {
+            return;
         }
-    }
-
-    fn grow<'a>(&mut self, name: &impl Fn(Entry) -> &'a str) {
-        let old = std::mem::take(&mut self.slots);
-        let size = (old.len() * 2).max(16);
-        self.slots = vec![
-            Slot {
-                tag: 0,
-                entry: EMPTY
+        let share = more.div_ceil(PARTS);
+        let room = share + 4 * share.isqrt() + 4;
+        let hasher = self.hasher.clone();
+        let hash = |e: Entry| hasher.hash_one(name(e).as_bytes());
+        // Through `part_mut`, which sets the parts up; any hash of a part reaches it.
+        for i in 0..PARTS {
+            let Some(part) = self.part_mut((i as u64) << 54) else {
+                return;
             };
-            size
-        ];
-        for e in old.iter().filter_map(|s| s.entry()) {
-            let h = self.hash(name(e));
-            self.place(h, e);
-        }
-    }
-
-    /// The slot holding `entry`, found from its key's hash (compares entry numbers, not keys).
-    fn slot_of(&self, key: &str, entry: Entry) -> Option<usize> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let code = encode(entry);
-        let mask = self.slots.len() - 1;
-        let mut i = self.hash(key) as usize & mask;
-        for _ in 0..self.slots.len() {
-            match self.slots.get(i)?.entry {
-                EMPTY => return None,
-                e if e == code => return Some(i),
-                _ => i = (i + 1) & mask,
+            if slots_for(part.len + room) > part.slots.len() {
+                part.resize(part.len + room, hash);
             }
         }
-        None
     }
 
     /// Removes `entry` (stored under `key`), shifting back the entries after it in its run so
     /// every lookup still finds its entry without tombstones; `name` gives the key an entry
     /// holds, as at insertion.
     pub(crate) fn remove<'a>(&mut self, key: &str, entry: Entry, name: impl Fn(Entry) -> &'a str) {
-        let Some(mut hole) = self.slot_of(key, entry) else {
+        let h = self.hash(key);
+        let Some(hole) = self.part(h).and_then(|p| p.slot_of(h, entry)) else {
             return;
         };
-        let mask = self.slots.len() - 1;
-        let mut j = (hole + 1) & mask;
-        while let Some(slot) = self.slots.get(j).copied() {
-            let Some(e) = slot.entry() else { break };
-            let home = self.hash(name(e)) as usize & mask;
-            // The entry at `j` may fill the hole when the hole lies between its home and `j`.
-            if j.wrapping_sub(home) & mask >= j.wrapping_sub(hole) & mask {
-                if let Some(h) = self.slots.get_mut(hole) {
-                    *h = slot;
-                }
-                hole = j;
-            }
-            j = (j + 1) & mask;
+        let hasher = self.hasher.clone();
+        if let Some(part) = self.part_mut(h) {
+            part.remove_at(hole, |e| hasher.hash_one(name(e).as_bytes()));
+            self.len = self.len.saturating_sub(1);
         }
-        if let Some(h) = self.slots.get_mut(hole) {
-            h.entry = EMPTY;
-        }
-        self.len = self.len.saturating_sub(1);
     }
 
     /// `from` (stored under `key`) is now numbered `to`.
     pub(crate) fn renumber(&mut self, key: &str, from: Entry, to: Entry) {
-        if let Some(slot) = self.slot_of(key, from).and_then(|i| self.slots.get_mut(i)) {
+        let h = self.hash(key);
+        let Some(i) = self.part(h).and_then(|p| p.slot_of(h, from)) else {
+            return;
+        };
+        if let Some(slot) = self.part_mut(h).and_then(|p| p.slots.get_mut(i)) {
             slot.entry = encode(to);
         }
     }
 
-    /// Bytes the table takes on the heap.
+    /// Bytes the tables take on the heap (each part counted once, whoever shares it).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
+        let parts = self.parts.capacity() * std::mem::size_of::<Arc<Part>>();
+        let mut seen = std::collections::HashSet::new();
+        let tables: usize = (self.parts.iter())
+            .filter(|p| seen.insert(Arc::as_ptr(p)))
+            .map(|p| p.slots.capacity() * std::mem::size_of::<Slot>())
+            .sum();
+        parts + tables
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Index {
+        /// Slots in all parts.
+        fn slots(&self) -> usize {
+            self.parts.iter().map(|p| p.slots.len()).sum()
+        }
+    }
 
     #[test]
     fn finds_what_was_inserted_across_growth() {
@@ -228,14 +327,14 @@ mod tests {
             idx.insert(&names[i as usize], Entry::Account(i), name);
         }
         idx.reserve(990, name);
-        let size = idx.slots.len();
+        let size = idx.slots();
         assert!(size * 3 >= 1000 * 4, "{size}");
         // What was there before the room was made is still found.
         assert_eq!(idx.find(&names[3], name), Some(Entry::Account(3)));
         for i in 10..1000u32 {
             idx.insert(&names[i as usize], Entry::Alias(i), name);
         }
-        assert_eq!(idx.slots.len(), size);
+        assert_eq!(idx.slots(), size);
         for i in 0..1000u32 {
             let want = if i < 10 {
                 Entry::Account(i)
@@ -246,7 +345,37 @@ mod tests {
         }
         // Room that is there already changes nothing.
         idx.reserve(0, name);
-        assert_eq!(idx.slots.len(), size);
+        assert_eq!(idx.slots(), size);
+    }
+
+    /// A copy shares the parts; writing to it copies only the parts written to, and the
+    /// original finds what it had and only that.
+    #[test]
+    fn a_copy_shares_all_but_the_parts_written_to() {
+        let names: Vec<String> = (0..5000).map(|i| format!("c{i}@example.com")).collect();
+        let name = |e: Entry| match e {
+            Entry::Account(i) | Entry::Alias(i) => names[i as usize].as_str(),
+        };
+        let mut idx = Index::default();
+        idx.reserve(4000, name);
+        for i in 0..4000u32 {
+            idx.insert(&names[i as usize], Entry::Account(i), name);
+        }
+        let mut copy = idx.clone();
+        copy.insert(&names[4000], Entry::Alias(4000), name);
+        copy.remove(&names[7], Entry::Account(7), name);
+        copy.renumber(&names[9], Entry::Account(9), Entry::Alias(9));
+        let shared = (idx.parts.iter().zip(&copy.parts))
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert!(shared >= PARTS - 3, "{shared}");
+        assert_eq!(idx.find(&names[4000], name), None);
+        assert_eq!(idx.find(&names[7], name), Some(Entry::Account(7)));
+        assert_eq!(idx.find(&names[9], name), Some(Entry::Account(9)));
+        assert_eq!(copy.find(&names[4000], name), Some(Entry::Alias(4000)));
+        assert_eq!(copy.find(&names[7], name), None);
+        assert_eq!(copy.find(&names[9], name), Some(Entry::Alias(9)));
+        assert_eq!((idx.len, copy.len), (4000, 4000));
     }
 
     /// Removing shifts runs back: whatever is left is found, whatever went is not, in any
@@ -276,6 +405,11 @@ mod tests {
             }
         }
         assert_eq!(idx.len, 0);
-        assert!(idx.slots.iter().all(|s| s.entry().is_none()));
+        assert!(idx.parts.iter().all(|p| p.len == 0));
+        assert!(
+            (idx.parts.iter())
+                .flat_map(|p| p.slots.iter())
+                .all(|s| s.entry().is_none())
+        );
     }
 }
