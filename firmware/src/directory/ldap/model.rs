@@ -3,13 +3,14 @@
 //! entries that changed. The directory is rebuilt from it, and comparing it before and after a
 //! sync says what changed.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use super::entry::{MalformedEntry, RawEntry};
 use super::entry_map::{EntryMap, Shard};
 use super::key::Key;
 use super::object::{LdapObject, SkipReason, Skipped};
-use super::packed::{Flags, Packed, Table};
+use super::packed::{Blocks, Flags, Packed, Record, Table, Written};
 use super::syncrepl::{EntryState, SyncInfo, SyncOutcome};
 
 /// How an entry maps: the schema's function.
@@ -198,26 +199,20 @@ pub struct Model {
 }
 
 /// The entries of a new model as [`Model::merge`] reads them, taken in at the end. Records
-/// are written one after another into blocks and made into their own allocations only then,
-/// all together: made as each entry was read, they sat among what reading the next one
-/// allocated and freed, and those holes (~5 MB at 100 000 accounts) stayed resident.
+/// are written one after another into [`Blocks`] and shared from there: allocated one by one
+/// as each entry was read, they sat among what reading the next one allocated and freed, and
+/// those holes (~5 MB at 100 000 accounts) stayed resident.
 #[derive(Default)]
 struct Whole {
     entries: Vec<(Key, Staged)>,
-    blocks: Vec<Vec<u8>>,
+    blocks: Blocks,
     scratch: Vec<u8>,
 }
-
-/// A block's size: under glibc's threshold for mapping an allocation apart. One buffer of
-/// all the records (15 MB) was mapped apart, and freeing it raised that threshold to its
-/// size, so that later buffers that big (a message's) stayed resident once freed.
-const BLOCK: usize = 64 << 10;
 
 enum Staged {
     /// An entry with no record form, or the one `reuse` had.
     Kept(Packed),
-    /// Bytes `at` of block `block`.
-    Record { block: usize, at: (u32, u32) },
+    Written(Written),
 }
 
 impl Whole {
@@ -231,43 +226,40 @@ impl Whole {
         let was = reuse.and_then(|r| r.entries.get(&key));
         let staged = match was {
             Some(p) if p.bytes() == Some(&self.scratch[..]) => Staged::Kept(p.clone()),
-            _ => self.stage(),
+            _ => Staged::Written(self.blocks.write(&self.scratch)),
         };
         self.entries.push((key, staged));
     }
 
-    /// The record in `scratch`, copied to the end of the last block (a new one if it is full).
-    fn stage(&mut self) -> Staged {
-        let n = self.scratch.len();
-        let room = |b: &Vec<u8>| b.capacity() - b.len() >= n;
-        if !self.blocks.last().is_some_and(room) {
-            self.blocks.push(Vec::with_capacity(BLOCK.max(n)));
+    /// The entries, their records in the blocks written. A record kept from `reuse` keeps its
+    /// block too; where the records kept use less than half of a block (the others changed or
+    /// went), they are copied into the new blocks, so that blocks mostly dead do not pile up
+    /// over the syncs.
+    fn entries(mut self) -> Vec<(Key, Packed)> {
+        let mut used: HashMap<*const Vec<u8>, (usize, usize)> = HashMap::new();
+        for (_, s) in &self.entries {
+            if let Staged::Kept(Packed::Record(r)) = s {
+                let (block, size) = r.block();
+                used.entry(block).or_insert((0, size)).0 += r.bytes().len();
+            }
         }
-        let block = self.blocks.len() - 1;
-        let Some(b) = self.blocks.last_mut() else {
-            return Staged::Kept(Packed::Record(self.scratch.as_slice().into()));
+        let sparse = |r: &Record| {
+            used.get(&r.block().0)
+                .is_some_and(|(n, size)| n * 2 < *size)
         };
-        let at = b.len() as u32;
-        b.extend_from_slice(&self.scratch);
-        Staged::Record {
-            block,
-            at: (at, b.len() as u32),
+        for (_, s) in &mut self.entries {
+            if let Staged::Kept(Packed::Record(r)) = s
+                && sparse(r)
+            {
+                *s = Staged::Written(self.blocks.write(r.bytes()));
+            }
         }
-    }
-
-    fn entries(self) -> Vec<(Key, Packed)> {
-        let blocks = self.blocks;
-        let record = |block: usize, (from, to): (u32, u32)| {
-            let bytes = blocks
-                .get(block)
-                .and_then(|b| b.get(from as usize..to as usize));
-            Packed::Record(bytes.unwrap_or_default().into())
-        };
+        let sealed = self.blocks.seal();
         self.entries
             .into_iter()
             .map(|(k, s)| match s {
                 Staged::Kept(p) => (k, p),
-                Staged::Record { block, at } => (k, record(block, at)),
+                Staged::Written(w) => (k, Packed::Record(sealed.record(w))),
             })
             .collect()
     }
@@ -877,6 +869,41 @@ mod tests {
                 .iter()
                 .all(|(k, p)| whole.entries.get(k).is_some_and(|w| w.is(p)))
         );
+    }
+
+    /// A full sync keeps the records that did not change where they are, unless what it
+    /// keeps of their blocks is less than half: then they are copied into its own.
+    #[test]
+    fn records_kept_from_blocks_mostly_dead_are_copied_out() {
+        // Entries `changed` of each hundred, so every block has some.
+        let read = |changed: u32| {
+            (0..4000u32)
+                .map(|i| {
+                    let address = match i % 100 < changed {
+                        true => format!("u{i}-moved@e.com"),
+                        false => format!("u{i}@e.com"),
+                    };
+                    let dn = format!("uid=u{i},dc=e,dc=com");
+                    account(&format!("{i}"), &dn, &address, "20261201100000Z")
+                })
+                .collect::<Vec<_>>()
+        };
+        let first = Model::replace_after(&Model::default(), read(0), zimbra::map);
+        // A few changed: the rest stay in their blocks.
+        let few = Model::replace_after(&first, read(1), zimbra::map);
+        let kept = |m: &Model| {
+            (m.entries.iter())
+                .filter(|(k, p)| first.entries.get(k).is_some_and(|f| f.is(p)))
+                .count()
+        };
+        assert_eq!(kept(&few), 3960);
+        // Most changed: the rest are copied, the same bytes in a new place.
+        let most = Model::replace_after(&first, read(75), zimbra::map);
+        assert_eq!(kept(&most), 0);
+        let same = |k: &Key, p: &Packed| first.entries.get(k).map(Packed::bytes) == Some(p.bytes());
+        let unchanged = most.entries.iter().filter(|(k, p)| same(k, p)).count();
+        assert_eq!(unchanged, 1000);
+        assert_eq!(most.keyed().count(), 4000);
     }
 
     #[test]

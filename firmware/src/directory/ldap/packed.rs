@@ -15,9 +15,123 @@ use crate::directory::snapshot::{Strings, pack_entry, pack_entry_in, unpack_entr
 #[derive(Debug, Clone)]
 pub(crate) enum Packed {
     /// A [`Flags`] byte, then its record's bytes, strings numbered in the model's [`Table`].
-    Record(Arc<[u8]>),
+    Record(Record),
     /// An entry with no record form (a skip reason no mapping gives), kept as it is.
     Whole(Arc<Mapped>),
+}
+
+/// A record's bytes: a range of a block that other records share, or a block of its own. A
+/// full sync or a snapshot read writes its records one after another into [`Blocks`]: one
+/// allocation each cost ~32 bytes a record (3 MB at 100 000) in the allocator's headers and
+/// rounding, and their holes among what reading allocated and freed stayed resident.
+#[derive(Clone)]
+pub(crate) struct Record {
+    block: Arc<Vec<u8>>,
+    at: u32,
+    len: u32,
+}
+
+impl Record {
+    /// A record in a block of its own (a poll's few).
+    pub fn own(mut bytes: Vec<u8>) -> Record {
+        // Held until the next full sync: not with the room a growing buffer left.
+        bytes.shrink_to_fit();
+        let len = bytes.len() as u32;
+        Record {
+            block: Arc::new(bytes),
+            at: 0,
+            len,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        let (at, len) = (self.at as usize, self.len as usize);
+        self.block.get(at..at + len).unwrap_or_default()
+    }
+
+    /// Whether it is this very record, not a copy.
+    pub fn is(&self, other: &Record) -> bool {
+        Arc::ptr_eq(&self.block, &other.block) && self.at == other.at
+    }
+
+    /// Its block and the bytes written in it, to count what the records kept use of it.
+    pub fn block(&self) -> (*const Vec<u8>, usize) {
+        (Arc::as_ptr(&self.block), self.block.len())
+    }
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Record({:?})", self.bytes())
+    }
+}
+
+/// Records being written one after another into blocks, made [`Record`]s once all are written
+/// (a block is shared only when no more is written to it).
+#[derive(Default)]
+pub(crate) struct Blocks {
+    blocks: Vec<Vec<u8>>,
+}
+
+/// Where [`Blocks::write`] put a record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Written {
+    block: usize,
+    at: u32,
+    len: u32,
+}
+
+/// A block's size: under glibc's threshold for mapping an allocation apart (128 KiB). Records
+/// written into one buffer (15 MB at 100 000) were mapped apart, and freeing that raised the
+/// threshold to its size, so that later buffers that big (a message's) stayed resident.
+const BLOCK: usize = 64 << 10;
+
+impl Blocks {
+    /// Writes `bytes` at the end of the last block, or of a new one if it has no room.
+    pub fn write(&mut self, bytes: &[u8]) -> Written {
+        let n = bytes.len();
+        let room = |b: &Vec<u8>| b.capacity() - b.len() >= n;
+        if !self.blocks.last().is_some_and(room) {
+            self.blocks.push(Vec::with_capacity(BLOCK.max(n)));
+        }
+        let block = self.blocks.len().saturating_sub(1);
+        let at = self.blocks.last().map_or(0, Vec::len);
+        if let Some(b) = self.blocks.last_mut() {
+            b.extend_from_slice(bytes);
+        }
+        Written {
+            block,
+            at: at as u32,
+            len: n as u32,
+        }
+    }
+
+    /// The blocks, shared, for [`Sealed::record`].
+    pub fn seal(mut self) -> Sealed {
+        // The last one is the only one with room to spare.
+        if let Some(last) = self.blocks.last_mut() {
+            last.shrink_to_fit();
+        }
+        Sealed(self.blocks.into_iter().map(Arc::new).collect())
+    }
+}
+
+/// Blocks no longer written to.
+pub(crate) struct Sealed(Vec<Arc<Vec<u8>>>);
+
+impl Sealed {
+    /// The record written at `w`.
+    pub fn record(&self, w: Written) -> Record {
+        match self.0.get(w.block) {
+            Some(block) => Record {
+                block: Arc::clone(block),
+                at: w.at,
+                len: w.len,
+            },
+            // Not reached: `w` came from these blocks. An empty record reads as unreadable.
+            None => Record::own(Vec::new()),
+        }
+    }
 }
 
 /// What the model counts about an entry without unpacking it.
@@ -55,7 +169,7 @@ impl Flags {
 impl Packed {
     pub fn flags(&self) -> Flags {
         match self {
-            Packed::Record(b) => Flags::from_byte(b.first().copied().unwrap_or(0)),
+            Packed::Record(r) => Flags::from_byte(r.bytes().first().copied().unwrap_or(0)),
             Packed::Whole(m) => Flags::of(m),
         }
     }
@@ -64,7 +178,7 @@ impl Packed {
     /// `None` for an entry kept whole.
     pub fn record(&self) -> Option<&[u8]> {
         match self {
-            Packed::Record(b) => b.get(1..),
+            Packed::Record(r) => r.bytes().get(1..),
             Packed::Whole(_) => None,
         }
     }
@@ -72,7 +186,7 @@ impl Packed {
     /// The record's bytes with its flags byte, as [`Table::pack_in`] writes them.
     pub fn bytes(&self) -> Option<&[u8]> {
         match self {
-            Packed::Record(b) => Some(b),
+            Packed::Record(r) => Some(r.bytes()),
             Packed::Whole(_) => None,
         }
     }
@@ -80,7 +194,7 @@ impl Packed {
     /// Whether it is this very entry (not a copy of it).
     pub fn is(&self, other: &Packed) -> bool {
         match (self, other) {
-            (Packed::Record(a), Packed::Record(b)) => Arc::ptr_eq(a, b),
+            (Packed::Record(a), Packed::Record(b)) => a.is(b),
             (Packed::Whole(a), Packed::Whole(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
@@ -92,7 +206,7 @@ impl Packed {
 /// 100 000 accounts).
 #[derive(Clone)]
 pub struct SyncedHash {
-    record: Arc<[u8]>,
+    record: Record,
     table: Table,
 }
 
@@ -101,7 +215,7 @@ impl SyncedHash {
     pub(crate) fn of(p: &Packed, table: &Table) -> Option<SyncedHash> {
         match p {
             Packed::Record(r) => Some(SyncedHash {
-                record: Arc::clone(r),
+                record: r.clone(),
                 table: table.clone(),
             }),
             Packed::Whole(_) => None,
@@ -112,7 +226,7 @@ impl SyncedHash {
     pub fn text(&self) -> Option<String> {
         match self
             .table
-            .unpack(&Packed::Record(Arc::clone(&self.record)))
+            .unpack(&Packed::Record(self.record.clone()))
             .object
         {
             Ok(LdapObject::Mailbox(m)) => m.password.map(|p| p.to_string()),
@@ -125,7 +239,7 @@ impl PartialEq for SyncedHash {
     fn eq(&self, other: &SyncedHash) -> bool {
         // A full sync's entries that did not change are the records of before (see
         // `Model::replace_after`), so most compare by pointer.
-        Arc::ptr_eq(&self.record, &other.record) || self.text() == other.text()
+        self.record.is(&other.record) || self.text() == other.text()
     }
 }
 
@@ -157,7 +271,7 @@ impl Table {
     pub fn pack(&mut self, key: &str, m: &Mapped) -> Packed {
         let flags = Flags::of(m).byte();
         match pack_entry(Arc::make_mut(&mut self.strings), key, m, flags) {
-            Some(bytes) => Packed::Record(bytes.into()),
+            Some(bytes) => Packed::Record(Record::own(bytes)),
             None => Packed::Whole(Arc::new(m.clone())),
         }
     }
@@ -200,7 +314,7 @@ impl Table {
     /// [`Table::agrees`] of the two.
     pub fn same(&self, a: &Packed, other: &Table, b: &Packed, agree: bool) -> bool {
         match (a, b) {
-            (Packed::Record(x), Packed::Record(y)) if agree => Arc::ptr_eq(x, y) || x == y,
+            (Packed::Record(x), Packed::Record(y)) if agree => x.is(y) || x.bytes() == y.bytes(),
             _ => self.unpack(a) == other.unpack(b),
         }
     }

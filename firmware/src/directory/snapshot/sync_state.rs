@@ -23,7 +23,7 @@ use crate::directory::ldap::object::{
     AliasEntry, ConfigEntry, DomainEntry, LdapObject, MailboxEntry, MailboxKind, SkipReason,
     Skipped,
 };
-use crate::directory::ldap::packed::{Flags, Packed, Table};
+use crate::directory::ldap::packed::{Blocks, Flags, Packed, Table};
 use crate::directory::ldap::state::{Origin, SyncState, Syncrepl};
 use crate::directory::ldap::syncrepl::{uuid_bytes, uuid_text};
 use crate::directory::ldap::{plain, zimbra};
@@ -702,16 +702,23 @@ pub(super) fn state(r: Stored<'_>, snapshot_len: usize) -> Result<SyncState, Dec
         budget: std::cell::Cell::new(budget),
     };
     // Each record is read to check it, and kept as its bytes: the model packs its entries as
-    // these very records, numbered by this table.
-    let mut records = Vec::with_capacity(r.entries.len());
+    // these very records, numbered by this table. They are written into blocks, as a full
+    // sync's are (see `Blocks`).
+    let mut written = Vec::with_capacity(r.entries.len());
+    let mut blocks = Blocks::default();
+    let mut bytes = Vec::new();
     for e in r.entries {
-        let mut bytes = postcard::to_extend(&e, vec![0]).map_err(|_| DecodeError::Corrupt)?;
+        bytes.clear();
+        bytes.push(0);
+        bytes = postcard::to_extend(&e, bytes).map_err(|_| DecodeError::Corrupt)?;
         let (key, m) = reader.entry(e)?;
         if let Some(flags) = bytes.first_mut() {
             *flags = Flags::of(&m).byte();
         }
-        records.push((key, Packed::Record(bytes.into())));
+        written.push((key, blocks.write(&bytes)));
     }
+    let sealed = blocks.seal();
+    let records = (written.into_iter()).map(|(key, w)| (key, Packed::Record(sealed.record(w))));
     let table = Table::from_strings(Strings::from_list(strings));
     let mut state = SyncState {
         model: std::sync::Arc::new(Model::from_records(table, records, Vec::new(), None)),
