@@ -486,7 +486,7 @@ impl Syncer {
     /// Reads and applies.
     async fn run(&mut self, kind: SyncKind, to: &Target<'_>) -> Result<Applied, SyncError> {
         let names = to.shared.ldap_server_names(&to.settings.ldap_urls);
-        let read = self
+        let mut read = self
             .read(kind, to.settings, &names, to.now)
             .await
             .map_err(SyncError::Client)?;
@@ -534,6 +534,9 @@ impl Syncer {
                     .count(),
             );
             let next = Model::replace_after(&self.model, entries, self.schema.map);
+            // Each entry's Sync State (~8 MB at 100 000) is not needed past the model: freed
+            // here, not held through the build.
+            read.sync = None;
             if had > 0 && domains_in(&next) == 0 {
                 return Err(SyncError::NoDomains { had });
             }
