@@ -232,20 +232,24 @@ impl Whole {
     }
 
     /// The entries, their records in the blocks written. A record kept from `reuse` keeps its
-    /// block too; where the records kept use less than half of a block (the others changed or
-    /// went), they are copied into the new blocks, so that blocks mostly dead do not pile up
-    /// over the syncs.
+    /// block too, unless the records kept use less than half of it (the others changed or
+    /// went: blocks mostly dead would pile up over the syncs) or it is the record's alone (a
+    /// poll's: two allocations a record, were they all made so): then it is copied into the
+    /// new blocks.
     fn entries(mut self) -> Vec<(Key, Packed)> {
-        let mut used: HashMap<*const Vec<u8>, (usize, usize)> = HashMap::new();
+        // Per block: bytes kept, records kept, bytes written.
+        let mut used: HashMap<*const Vec<u8>, (usize, usize, usize)> = HashMap::new();
         for (_, s) in &self.entries {
             if let Staged::Kept(Packed::Record(r)) = s {
                 let (block, size) = r.block();
-                used.entry(block).or_insert((0, size)).0 += r.bytes().len();
+                let u = used.entry(block).or_insert((0, 0, size));
+                u.0 += r.bytes().len();
+                u.1 += 1;
             }
         }
         let sparse = |r: &Record| {
             used.get(&r.block().0)
-                .is_some_and(|(n, size)| n * 2 < *size)
+                .is_some_and(|(n, records, size)| n * 2 < *size || *records == 1)
         };
         for (_, s) in &mut self.entries {
             if let Staged::Kept(Packed::Record(r)) = s
@@ -780,11 +784,13 @@ mod tests {
     /// A full sync's new model shares with the one it replaces every entry that did not change.
     #[test]
     fn a_full_sync_takes_the_unchanged_entries_of_the_model_before() {
-        let mut before = Model::default();
-        before.replace(
+        let d = || account("4", "uid=d,dc=e,dc=com", "d@e.com", "20261201100000Z");
+        let before = Model::replace_after(
+            &Model::default(),
             vec![
                 account("1", "uid=a,dc=e,dc=com", "a@e.com", "20261201100000Z"),
                 account("2", "uid=b,dc=e,dc=com", "b@e.com", "20261201100000Z"),
+                d(),
             ],
             zimbra::map,
         );
@@ -794,6 +800,7 @@ mod tests {
                 account("1", "uid=a,dc=e,dc=com", "a@e.com", "20261201100000Z"),
                 account("2", "uid=b,ou=x,dc=e,dc=com", "b@e.com", "20261201120000Z"),
                 account("3", "uid=c,dc=e,dc=com", "c@e.com", "20261201120000Z"),
+                d(),
             ],
             zimbra::map,
         );
@@ -803,9 +810,9 @@ mod tests {
                 .zip(before.entries.get(&Key::of(k)))
                 .is_some_and(|(n, b)| n.is(b))
         };
-        assert!(is("id:1"), "unchanged: the same record");
+        assert!(is("id:1") && is("id:4"), "unchanged: the same record");
         assert!(!is("id:2"), "moved: a new one");
-        assert_eq!(next.len(), 3);
+        assert_eq!(next.len(), 4);
         assert_eq!(next.newest_stamp(), Some("20261201120000Z"));
         let (changed, gone) = next.changed_since(&before);
         let keys: Vec<&str> = changed.iter().map(|(k, _)| k.as_str()).collect();
@@ -904,6 +911,27 @@ mod tests {
         let unchanged = most.entries.iter().filter(|(k, p)| same(k, p)).count();
         assert_eq!(unchanged, 1000);
         assert_eq!(most.keyed().count(), 4000);
+        // A poll's record is its block's alone: a full sync that keeps it moves it into a block.
+        let mut polled = first.clone();
+        let moved = || {
+            account(
+                "5",
+                "uid=u5,dc=e,dc=com",
+                "u5-polled@e.com",
+                "20261202100000Z",
+            )
+        };
+        polled.update(vec![moved()], zimbra::map);
+        let mut again = read(0);
+        again[5] = moved();
+        let after = Model::replace_after(&polled, again, zimbra::map);
+        let (k5, was) = (Key::of("id:5"), polled.entries.get(&Key::of("id:5")));
+        let now = after.entries.get(&k5);
+        assert!(
+            now.zip(was)
+                .is_some_and(|(n, w)| !n.is(w) && n.bytes() == w.bytes())
+        );
+        assert_eq!(kept(&after), 3999);
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub(crate) struct Record {
 impl Record {
     /// A record in a block of its own (a poll's few).
     pub fn own(mut bytes: Vec<u8>) -> Record {
-        // Held until the next full sync: not with the room a growing buffer left.
+        // Held as long as its entry is: not with the room a growing buffer left.
         bytes.shrink_to_fit();
         let len = bytes.len() as u32;
         Record {
