@@ -123,11 +123,11 @@ async fn showq(h: &Handles, registry: &mut Registry) {
     }
     let now = crate::mail::unix_now();
     if let Some(queue) = &h.queue {
-        for v in queue.list().await {
-            let q = label("queue", QueueName::of(&v.state).as_str());
-            sizes.get_or_create(&q).observe(v.size as f64);
+        for b in queue.briefs().await {
+            let q = label("queue", b.queue.as_str());
+            sizes.get_or_create(&q).observe(f64::from(b.size));
             ages.get_or_create(&q)
-                .observe(now.saturating_sub(v.arrival) as f64);
+                .observe(now.saturating_sub(u64::from(b.arrival)) as f64);
         }
     }
     registry.register_with_unit(

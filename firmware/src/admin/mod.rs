@@ -113,7 +113,7 @@ impl Admin {
             AdminCommand::Status => {
                 let info = h.spool.info().await.ok();
                 let queue = match &h.queue {
-                    Some(q) => Some(q.list().await),
+                    Some(q) => Some(q.briefs().await),
                     None => None,
                 };
                 let directory = h.directory.snapshot();

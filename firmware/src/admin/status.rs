@@ -4,8 +4,7 @@ use std::fmt::Write;
 
 use super::BoxFacts;
 use crate::config::MtaConfig;
-use crate::mail::QueueState;
-use crate::queue::MessageView;
+use crate::queue::{Brief, QueueName};
 use crate::spool::FlashInfo;
 
 /// The status report, one `name: value` line per fact.
@@ -13,7 +12,7 @@ pub fn render(
     state: &BoxFacts,
     config: &MtaConfig,
     flash: Option<&FlashInfo>,
-    queue: Option<&[MessageView]>,
+    queue: Option<&[Brief]>,
 ) -> String {
     let mut out = String::new();
     let up = state.started.elapsed().as_secs();
@@ -41,13 +40,13 @@ pub fn render(
         );
     }
     if let Some(queue) = queue {
-        let count = |f: fn(&QueueState) -> bool| queue.iter().filter(|m| f(&m.state)).count();
+        let count = |q: QueueName| queue.iter().filter(|m| m.queue == q).count();
         let _ = writeln!(
             out,
             "queue: active {}, deferred {}, hold {}",
-            count(|s| matches!(s, QueueState::Active)),
-            count(|s| matches!(s, QueueState::Deferred { .. })),
-            count(|s| matches!(s, QueueState::Hold)),
+            count(QueueName::Active),
+            count(QueueName::Deferred),
+            count(QueueName::Hold),
         );
     }
     for (kind, addr) in &state.listeners {

@@ -101,13 +101,54 @@ impl Filter {
 
     /// Whether the message is selected at `now` (Unix seconds).
     pub fn matches(&self, view: &MessageView, envelope: &Envelope, now: u64) -> bool {
-        if !self.queues.is_empty() && !self.queues.contains(&QueueName::of(&view.state)) {
+        self.matches_view(view, now) && self.matches_envelope(view, envelope)
+    }
+
+    /// The criteria the queue manager can judge alone (queue, age, reason): a message that
+    /// fails them is not read from flash at all.
+    pub fn matches_view(&self, view: &MessageView, now: u64) -> bool {
+        self.admits(QueueName::of(&view.state), view.arrival, now)
+            && self.reason.as_ref().is_none_or(|_| {
+                self.reason_in(view.last_reason.as_deref())
+                    || view
+                        .recipients
+                        .iter()
+                        .any(|r| self.reason_in(r.last_reason.as_deref()))
+            })
+    }
+
+    /// The queue and age criteria, for a message in `queue` that arrived at `arrival`.
+    pub fn admits(&self, queue: QueueName, arrival: u64, now: u64) -> bool {
+        if !self.queues.is_empty() && !self.queues.contains(&queue) {
             return false;
         }
-        let age = now.saturating_sub(view.arrival);
-        if self.older_than.is_some_and(|t| age < t) || self.younger_than.is_some_and(|t| age > t) {
-            return false;
+        let age = now.saturating_sub(arrival);
+        !(self.older_than.is_some_and(|t| age < t) || self.younger_than.is_some_and(|t| age > t))
+    }
+
+    /// Whether a reason holds the words of `--reason` (true without that criterion).
+    pub fn reason_in(&self, reason: Option<&str>) -> bool {
+        match &self.reason {
+            None => true,
+            Some(words) => {
+                reason.is_some_and(|r| r.to_ascii_lowercase().contains(&words.to_ascii_lowercase()))
+            }
         }
+    }
+
+    /// Whether a criterion needs the envelope (sender, recipient, domain), which only the
+    /// spool holds.
+    pub fn needs_envelope(&self) -> bool {
+        self.sender.is_some() || self.needs_pending()
+    }
+
+    /// Whether only messages with a recipient still to deliver can match.
+    pub fn needs_pending(&self) -> bool {
+        self.recipient.is_some() || self.domain.is_some()
+    }
+
+    /// The criteria on the envelope: the sender, and a recipient still to deliver.
+    pub fn matches_envelope(&self, view: &MessageView, envelope: &Envelope) -> bool {
         if let Some(p) = &self.sender {
             let sender = if envelope.sender.is_empty() {
                 "<>"
@@ -118,33 +159,11 @@ impl Filter {
                 return false;
             }
         }
-        if self.recipient.is_some() || self.domain.is_some() {
-            let pending = pending_addresses(view, envelope);
-            let mut any = false;
-            for addr in pending {
-                let by_addr = self.recipient.as_deref().is_none_or(|p| glob(p, addr));
-                let by_domain = self
-                    .domain
-                    .as_deref()
-                    .is_none_or(|d| in_domain(domain_of(addr), d));
-                if by_addr && by_domain {
-                    any = true;
-                    break;
-                }
-            }
-            if !any {
-                return false;
-            }
-        }
-        if let Some(words) = &self.reason {
-            let words = words.to_ascii_lowercase();
-            let hit = |r: &Option<String>| {
-                r.as_deref()
-                    .is_some_and(|r| r.to_ascii_lowercase().contains(&words))
-            };
-            if !hit(&view.last_reason) && !view.recipients.iter().any(|r| hit(&r.last_reason)) {
-                return false;
-            }
+        if self.needs_pending() {
+            return pending_addresses(view, envelope).any(|addr| {
+                self.recipient.as_deref().is_none_or(|p| glob(p, addr))
+                    && (self.domain.as_deref()).is_none_or(|d| in_domain(domain_of(addr), d))
+            });
         }
         true
     }

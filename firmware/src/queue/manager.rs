@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::attempt::{AttemptReport, Job, RcptResult};
+use super::filter::{Filter, QueueName};
 use super::settings::QueueSettings;
 use crate::mail::{Envelope, QueueId, QueueState, RecipientOutcome, Relay, Waiting};
 use crate::mail::{Host, Transport};
@@ -176,6 +177,15 @@ pub struct MessageView {
     pub recipients: Vec<RcptView>,
 }
 
+/// One message in [`QueueManager::briefs`]: 12 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Brief {
+    pub queue: QueueName,
+    /// Unix seconds.
+    pub arrival: u32,
+    pub size: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MState {
     Active,
@@ -236,6 +246,13 @@ impl Msg {
     }
     fn rcpts_mut(&mut self) -> &mut [Rcpt] {
         self.rcpts.as_mut_slice()
+    }
+    fn queue(&self) -> QueueName {
+        match self.state {
+            MState::Active => QueueName::Active,
+            MState::Deferred => QueueName::Deferred,
+            MState::Hold => QueueName::Hold,
+        }
     }
     fn in_flight(&self) -> bool {
         self.rcpts().iter().any(|r| r.state == RcptState::InFlight)
@@ -1030,6 +1047,42 @@ impl QueueManager {
     /// The queue as `postqueue -p` would list it, oldest first, with per-recipient state.
     pub fn list(&self) -> Vec<MessageView> {
         self.msgs.iter().map(|(q, m)| self.view(q, m)).collect()
+    }
+
+    /// The messages `filter` may select, oldest first, judged on what the manager holds (queue,
+    /// age, reason, a recipient still to deliver) without making a view of each: the criteria
+    /// on the envelope are the caller's, with the spool.
+    pub fn candidates(&self, filter: &Filter, now: u64) -> Vec<QueueId> {
+        let reason = |id: ReasonId| filter.reason_in(self.reasons.text(id));
+        (self.msgs.iter())
+            .filter(|(_, m)| {
+                filter.admits(m.queue(), u64::from(m.arrival), now)
+                    && (!filter.needs_pending() || m.rcpts().iter().any(|r| !r.state.is_final()))
+                    && (filter.reason.is_none()
+                        || reason(m.last_reason)
+                        || m.rcpts().iter().any(|r| reason(r.reason)))
+            })
+            .map(|(q, _)| q)
+            .collect()
+    }
+
+    /// The views of those of `qids` still queued, in the order given.
+    pub fn views(&self, qids: &[QueueId]) -> Vec<MessageView> {
+        (qids.iter())
+            .filter_map(|&q| self.msgs.get(&q).map(|m| self.view(q, m)))
+            .collect()
+    }
+
+    /// Each message's queue, arrival and size (status lines and metrics): a few bytes a
+    /// message where a view is a few hundred.
+    pub fn briefs(&self) -> Vec<Brief> {
+        (self.msgs.iter())
+            .map(|(_, m)| Brief {
+                queue: m.queue(),
+                arrival: m.arrival,
+                size: m.size,
+            })
+            .collect()
     }
 
     /// Whether the queue holds this message (in any state).

@@ -44,7 +44,8 @@ pub use attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptR
 pub use body::{BODY_PIECE, BodyBytes, BodyError, BodyRead, BodyReader, BodySource};
 pub use filter::{Filter, QueueName, UnknownQueue, domain_of, pending_addresses};
 pub use manager::{
-    Action, BulkOp, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView, Work,
+    Action, Brief, BulkOp, DsnKind, MessageView, QueueManager, QueuedMessage, RcptState, RcptView,
+    Work,
 };
 pub use memory::{MemoryStore, MemoryStoreError};
 pub use runner::{KEEP_BODY, KEPT_BYTES};

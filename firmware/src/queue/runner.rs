@@ -17,7 +17,8 @@ use tokio::time::Instant;
 
 use super::attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptResult};
 use super::body::{BODY_PIECE, BodyError, BodyRead, BodySource};
-use super::manager::{Action, BulkOp, DsnKind, MessageView, QueueManager, QueuedMessage};
+use super::filter::Filter;
+use super::manager::{Action, Brief, BulkOp, DsnKind, MessageView, QueueManager, QueuedMessage};
 use super::settings::QueueSettings;
 use crate::bounce::{self, DsnRequest, Kind};
 use crate::log::{self, Delays, DeliveryLine, LogSink, Program, Status};
@@ -114,6 +115,10 @@ enum Command {
     Flush(Option<String>, oneshot::Sender<Vec<QueueId>>),
     Apply(BulkOp, Vec<QueueId>, oneshot::Sender<Vec<QueueId>>),
     List(oneshot::Sender<Vec<MessageView>>),
+    /// The filter's candidates, the current time (see [`QueueManager::candidates`]).
+    Candidates(Box<Filter>, u64, oneshot::Sender<Vec<QueueId>>),
+    Views(Vec<QueueId>, oneshot::Sender<Vec<MessageView>>),
+    Briefs(oneshot::Sender<Vec<Brief>>),
     Get(QueueId, oneshot::Sender<Option<MessageView>>),
     /// The MTA settings changed: timing and lifetimes from the next decision on.
     Settings(QueueSettings),
@@ -170,6 +175,22 @@ impl QueueHandle {
     }
     pub async fn list(&self) -> Vec<MessageView> {
         self.ask(Command::List).await.unwrap_or_default()
+    }
+    /// The messages `filter` may select at `now`, oldest first, judged without their envelopes
+    /// (see [`QueueManager::candidates`]).
+    pub async fn candidates(&self, filter: &Filter, now: u64) -> Vec<QueueId> {
+        let filter = Box::new(filter.clone());
+        (self.ask(|r| Command::Candidates(filter, now, r)).await).unwrap_or_default()
+    }
+    /// The views of those of `qids` still queued, in the order given.
+    pub async fn views(&self, qids: Vec<QueueId>) -> Vec<MessageView> {
+        self.ask(|r| Command::Views(qids, r))
+            .await
+            .unwrap_or_default()
+    }
+    /// Each message's queue, arrival and size, without a view of each.
+    pub async fn briefs(&self) -> Vec<Brief> {
+        self.ask(Command::Briefs).await.unwrap_or_default()
     }
     /// One message's view (`postern queue show`), without copying the whole queue.
     pub async fn get(&self, qid: QueueId) -> Option<MessageView> {
@@ -409,6 +430,9 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 self.answers.push((r, done));
             }
             Command::List(r) => drop(r.send(self.qm.list())),
+            Command::Candidates(f, now, r) => drop(r.send(self.qm.candidates(&f, now))),
+            Command::Views(qids, r) => drop(r.send(self.qm.views(&qids))),
+            Command::Briefs(r) => drop(r.send(self.qm.briefs())),
             Command::Get(qid, r) => drop(r.send(self.qm.get(qid))),
             // Taken by the loop before it gets here.
             Command::Shutdown(ack) => drop(ack.send(())),

@@ -43,6 +43,7 @@ enum Request {
     /// Several records in one trip and one wait: one result each, after their sync.
     Apply(Vec<Update>, Answers),
     List(Reply<Vec<MessageSummary>>),
+    Envelopes(Vec<QueueId>, Reply<Vec<(QueueId, Envelope)>>),
     Get(QueueId, Reply<Option<MessageSummary>>),
     History(QueueId, Reply<Option<MessageHistory>>),
     TakeRecovered(Reply<RecoveredQueue>),
@@ -272,6 +273,15 @@ impl SpoolHandle {
     /// Every committed message, oldest first.
     pub async fn list(&self) -> Result<Vec<MessageSummary>, SpoolError> {
         self.ask(Request::List).await
+    }
+
+    /// The envelopes of those of `qids` that are committed, in the order given. Ask for a few
+    /// thousand at a time: the writer reads them between commits, not instead of them.
+    pub async fn envelopes(
+        &self,
+        qids: Vec<QueueId>,
+    ) -> Result<Vec<(QueueId, Envelope)>, SpoolError> {
+        self.ask(|r| Request::Envelopes(qids, r)).await
     }
 
     /// Every committed message as the queue manager needs it (see [`Spool::take_recovered`]).
@@ -796,6 +806,9 @@ impl<F: Flash> Writer<F> {
             }
             Request::List(r) => {
                 let _ = r.send(Ok(s.list()));
+            }
+            Request::Envelopes(qids, r) => {
+                let _ = r.send(Ok(s.envelopes(&qids)));
             }
             Request::Get(qid, r) => {
                 let _ = r.send(Ok(s.get(qid)));

@@ -397,6 +397,28 @@ impl<F: Flash> Spool<F> {
             .collect()
     }
 
+    /// The envelopes of those of `qids` whose commit is synced, read back from flash (only
+    /// the begin record: a filter on sender or recipients needs no more). A message whose
+    /// record no longer reads back sound is left out, as in [`list`](Self::list).
+    pub fn envelopes(&mut self, qids: &[QueueId]) -> Vec<(QueueId, Envelope)> {
+        let mut buf = Vec::new();
+        let mut out = Vec::with_capacity(qids.len());
+        for &qid in qids {
+            let Some(begin) = self
+                .index
+                .get(&qid)
+                .filter(|e| e.durable())
+                .map(|e| e.begin())
+            else {
+                continue;
+            };
+            if let Ok(envelope) = self.read_envelope(qid, begin, &mut buf) {
+                out.push((qid, envelope));
+            }
+        }
+        out
+    }
+
     /// One message whose commit is synced, read back from flash.
     pub fn get(&mut self, qid: QueueId) -> Option<MessageSummary> {
         let m = self.index.get(&qid).filter(|e| e.durable())?.to_message();

@@ -44,6 +44,16 @@ impl<F: Flash> Spool<F> {
         postcard::from_bytes(buf).map_err(|_| SpoolError::Damaged(qid))
     }
 
+    /// The envelope in the begin record at `loc`.
+    pub(crate) fn read_envelope(
+        &mut self,
+        qid: QueueId,
+        loc: Loc,
+        buf: &mut Vec<u8>,
+    ) -> Result<Envelope, SpoolError> {
+        self.read_decoded(qid, Kind::Begin, loc, buf)
+    }
+
     /// The state record at `loc` as an event, with its stamp if it has one.
     pub(crate) fn read_state(
         &mut self,

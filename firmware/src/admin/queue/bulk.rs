@@ -1,41 +1,46 @@
 //! Selecting messages (ids, ALL, a filter) and acting on all of them at once, as postsuper does
 //! with `-h ALL deferred` or a `postqueue -j | jq | postsuper -d -` pipeline, in one command.
 
-use std::collections::HashMap;
-
 use super::super::Reply;
 use super::super::commands::BulkArgs;
-use crate::mail::{Host, QueueId, Transport, unix_now};
+use crate::mail::{Envelope, Host, QueueId, Transport, unix_now};
 use crate::queue::runner::QueueHandle;
 use crate::queue::{BulkOp, Filter, MessageView, QueueName, RcptState};
-use crate::spool::{MessageSummary, SpoolHandle};
+use crate::spool::SpoolHandle;
 
 /// The exit code of a command refused as asked (a count instead of the action).
 const REFUSED: i32 = 2;
 
-/// The queue's view and the spool's envelope of each message the filter selects, oldest first.
+/// Messages asked of the queue manager and the spool at a time: each trip is a short turn, so
+/// mail keeps flowing while a big queue is searched, and only what matches is held.
+const BATCH: usize = 4096;
+
+/// The queue's view and the envelope of each message the filter selects, oldest first. The
+/// queue manager judges queue, age and reason first; only its candidates are read from flash,
+/// and only their envelopes.
 pub async fn select(
     spool: &SpoolHandle,
     queue: &QueueHandle,
     filter: &Filter,
-) -> Vec<(MessageView, MessageSummary)> {
-    let mut views = queue.list().await;
-    views.sort_by_key(|v| v.qid);
-    let mut stored: HashMap<QueueId, MessageSummary> = spool
-        .list()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| (m.qid, m))
-        .collect();
+) -> Vec<(MessageView, Envelope)> {
     let now = unix_now();
-    views
-        .into_iter()
-        .filter_map(|v| {
-            let m = stored.remove(&v.qid)?;
-            filter.matches(&v, &m.envelope, now).then_some((v, m))
-        })
-        .collect()
+    let candidates = queue.candidates(filter, now).await;
+    let mut selected = Vec::new();
+    for batch in candidates.chunks(BATCH) {
+        let stored = spool.envelopes(batch.to_vec()).await.unwrap_or_default();
+        let views = queue.views(stored.iter().map(|(q, _)| *q).collect()).await;
+        let mut envelopes = stored.into_iter().peekable();
+        for v in views {
+            // Both in the order asked; a message gone meanwhile is missing from the views.
+            while envelopes.next_if(|(q, _)| *q != v.qid).is_some() {}
+            if let Some((_, envelope)) = envelopes.next_if(|(q, _)| *q == v.qid)
+                && filter.matches_envelope(&v, &envelope)
+            {
+                selected.push((v, envelope));
+            }
+        }
+    }
+    selected
 }
 
 /// hold, release, requeue, delete on ids, ALL or a filter. More than one message needs --yes;

@@ -9,11 +9,11 @@ use std::fmt::Write;
 
 use super::Reply;
 use super::commands::QueueCommand;
-use crate::mail::QueueState;
+use crate::mail::{Envelope, QueueState};
 use crate::queue::runner::QueueHandle;
 use crate::queue::{BUCKETS, BulkOp, Filter, MessageView, QueueName, RcptState, Shape, ShapeBy};
 use crate::smtp::received::rfc5322_date;
-use crate::spool::{MessageSummary, SpoolHandle};
+use crate::spool::SpoolHandle;
 
 /// Carries out one queue command.
 pub async fn run(spool: &SpoolHandle, queue: &QueueHandle, cmd: QueueCommand) -> Reply {
@@ -55,7 +55,7 @@ async fn shape(
 ) -> Reply {
     let selected = bulk::select(spool, queue, filter).await;
     let table = crate::queue::shape(
-        selected.iter().map(|(v, m)| (v, &m.envelope)),
+        selected.iter().map(|(v, e)| (v, e)),
         by,
         crate::mail::unix_now(),
     );
@@ -106,8 +106,8 @@ async fn list(spool: &SpoolHandle, queue: &QueueHandle, json: bool, filter: &Fil
     let selected = bulk::select(spool, queue, filter).await;
     let mut out = String::new();
     if json {
-        for (v, m) in &selected {
-            out.push_str(&json_line(v, Some(m)));
+        for (v, e) in &selected {
+            out.push_str(&json_line(v, Some(e)));
             out.push('\n');
         }
         return Reply::ok(out);
@@ -120,17 +120,17 @@ async fn list(spool: &SpoolHandle, queue: &QueueHandle, json: bool, filter: &Fil
         "-Queue ID-     --Size-- ----Arrival Time----------- -Sender/Recipient-------"
     );
     let mut bytes = 0;
-    for (v, m) in &selected {
+    for (v, envelope) in &selected {
         bytes += v.size;
         let mark = match v.state {
             QueueState::Active => '*',
             QueueState::Hold => '!',
             QueueState::Deferred { .. } => ' ',
         };
-        let sender = if m.envelope.sender.is_empty() {
+        let sender = if envelope.sender.is_empty() {
             "MAILER-DAEMON"
         } else {
-            &m.envelope.sender
+            &envelope.sender
         };
         let _ = writeln!(
             out,
@@ -143,7 +143,7 @@ async fn list(spool: &SpoolHandle, queue: &QueueHandle, json: bool, filter: &Fil
             if matches!(r.state, RcptState::Delivered | RcptState::Failed) {
                 continue;
             }
-            let Some(rcpt) = m.envelope.recipients.get(r.index) else {
+            let Some(rcpt) = envelope.recipients.get(r.index) else {
                 continue;
             };
             if let Some(reason) = &r.last_reason {
@@ -181,15 +181,15 @@ fn json_str(s: &str) -> String {
 }
 
 /// One message as `postqueue -j` writes it.
-fn json_line(v: &MessageView, stored: Option<&MessageSummary>) -> String {
-    let sender = stored.map(|m| m.envelope.sender.as_str()).unwrap_or("");
+fn json_line(v: &MessageView, stored: Option<&Envelope>) -> String {
+    let sender = stored.map(|e| e.sender.as_str()).unwrap_or("");
     let recipients: Vec<String> = v
         .recipients
         .iter()
         .filter(|r| !matches!(r.state, RcptState::Delivered | RcptState::Failed))
         .map(|r| {
             let addr = stored
-                .and_then(|m| m.envelope.recipients.get(r.index))
+                .and_then(|e| e.recipients.get(r.index))
                 .map(|x| x.address.as_str())
                 .unwrap_or("");
             match &r.last_reason {

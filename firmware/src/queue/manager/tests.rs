@@ -727,3 +727,85 @@ fn new_settings_apply_to_a_running_queue() {
     let w = q.poll(T0 + 301);
     assert!(w.actions.contains(&Action::Expired { qid }), "{w:?}");
 }
+
+/// The manager's candidates for a filter are exactly the messages whose views pass the
+/// filter's own test (and have a recipient still to deliver when an address is asked for),
+/// oldest first: judging without views changes nothing but the cost.
+#[test]
+fn candidates_are_the_views_the_filter_admits() {
+    let mut q = QueueManager::new(QueueSettings::default());
+    let hops = ["smtp:[192.0.2.1]:25", "smtp:[192.0.2.2]:25"];
+    for n in 0..40u32 {
+        q.add(
+            msg(n, T0 + u64::from(n) * 60, &hops[..1 + n as usize % 2]),
+            T0,
+        );
+    }
+    let now = T0 + 3600;
+    let w = q.poll(now);
+    for (i, job) in w.jobs.iter().enumerate() {
+        match i % 4 {
+            0 => q.report(deferred(job, "451 4.7.1 greylisted"), None, now),
+            1 => q.report(
+                deferred(job, "connect to mx: Connection refused"),
+                None,
+                now,
+            ),
+            2 => q.report(delivered(job), None, now),
+            _ => {}
+        }
+    }
+    q.poll(now);
+    let held: Vec<QueueId> = q.list().iter().step_by(5).map(|v| v.qid).collect();
+    for qid in held {
+        q.hold(qid);
+    }
+    let filters = [
+        Filter::default(),
+        Filter {
+            queues: vec![QueueName::Hold],
+            ..Filter::default()
+        },
+        Filter {
+            queues: vec![QueueName::Deferred, QueueName::Active],
+            older_than: Some(1800),
+            ..Filter::default()
+        },
+        Filter {
+            younger_than: Some(1200),
+            ..Filter::default()
+        },
+        Filter {
+            reason: Some("GREYLISTED".into()),
+            ..Filter::default()
+        },
+        Filter {
+            domain: Some("example".into()),
+            ..Filter::default()
+        },
+    ];
+    for f in &filters {
+        let want: Vec<QueueId> = (q.list().iter())
+            .filter(|v| f.matches_view(v, now))
+            .filter(|v| {
+                !f.needs_pending()
+                    || (v.recipients.iter())
+                        .any(|r| !matches!(r.state, RcptState::Delivered | RcptState::Failed))
+            })
+            .map(|v| v.qid)
+            .collect();
+        assert_eq!(q.candidates(f, now), want, "{f:?}");
+    }
+    let some = q.candidates(&filters[1], now);
+    assert!(!some.is_empty());
+    assert_eq!(
+        q.views(&some).iter().map(|v| v.qid).collect::<Vec<_>>(),
+        some
+    );
+    let briefs = q.briefs();
+    assert_eq!(briefs.len(), q.list().len());
+    assert_eq!(
+        briefs.iter().filter(|b| b.queue == QueueName::Hold).count(),
+        some.len()
+    );
+}
