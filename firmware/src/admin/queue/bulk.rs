@@ -27,7 +27,9 @@ pub async fn select(
     let candidates = queue.candidates(filter, now).await;
     let mut selected = Vec::new();
     for batch in candidates.chunks(BATCH) {
-        let stored = spool.envelopes(batch.to_vec()).await.unwrap_or_default();
+        let mut stored = spool.envelopes(batch.to_vec()).await.unwrap_or_default();
+        // Views only of those the envelope does not rule out.
+        stored.retain(|(_, e)| filter.may_match_envelope(e));
         let views = queue.views(stored.iter().map(|(q, _)| *q).collect()).await;
         let mut envelopes = stored.into_iter().peekable();
         for v in views {
