@@ -401,22 +401,15 @@ impl<F: Flash> Spool<F> {
     /// the begin record: a filter on sender or recipients needs no more). A message whose
     /// record no longer reads back sound is left out, as in [`list`](Self::list).
     pub fn envelopes(&mut self, qids: &[QueueId]) -> Vec<(QueueId, Envelope)> {
-        let mut buf = Vec::new();
-        let mut out = Vec::with_capacity(qids.len());
-        for &qid in qids {
-            let Some(begin) = self
-                .index
-                .get(&qid)
-                .filter(|e| e.durable())
-                .map(|e| e.begin())
-            else {
-                continue;
-            };
-            if let Ok(envelope) = self.read_envelope(qid, begin, &mut buf) {
-                out.push((qid, envelope));
-            }
-        }
-        out
+        let wanted: Vec<_> = (qids.iter().enumerate())
+            .filter_map(|(i, &q)| {
+                let e = self.index.get(&q).filter(|e| e.durable())?;
+                Some((i, q, e.begin()))
+            })
+            .collect();
+        let mut read = self.read_envelopes(wanted);
+        read.sort_unstable_by_key(|(i, _, _)| *i);
+        read.into_iter().map(|(_, q, e)| (q, e)).collect()
     }
 
     /// One message whose commit is synced, read back from flash.

@@ -12,6 +12,11 @@ use super::record::{self, HEADER, Kind, RecipientBody, StateBody};
 use super::stamp::{self, RecipientStamp, StateStamp};
 use super::{Spool, SpoolError};
 
+/// The most bytes one read of [`Spool::read_envelopes`] takes.
+const SPAN: u64 = 64 * 1024;
+/// Records further apart are read apart: the bytes between would cost more than the call.
+const SPAN_GAP: u64 = 4 * 1024;
+
 impl<F: Flash> Spool<F> {
     /// The body of the record at `loc`, which must be a sound `kind` record of `qid`.
     pub(crate) fn read_record(
@@ -23,14 +28,72 @@ impl<F: Flash> Spool<F> {
     ) -> Result<(), SpoolError> {
         buf.resize((HEADER + loc.len) as usize, 0);
         self.flash.read(loc.addr, buf)?;
-        let h = record::decode_header(self.layout.nonce, buf, loc.len as usize)
-            .filter(|h| h.kind == kind && h.qid == qid.0 && h.len == loc.len)
-            .ok_or(SpoolError::Damaged(qid))?;
-        if !record::body_ok(self.layout.nonce, &h, &buf[HEADER as usize..]) {
-            return Err(SpoolError::Damaged(qid));
-        }
+        self.body_of(qid, kind, loc, buf)?;
         buf.drain(..HEADER as usize);
         Ok(())
+    }
+
+    /// The body of `bytes`, the record at `loc` as read, if it is a sound `kind` record of
+    /// `qid`.
+    fn body_of<'a>(
+        &self,
+        qid: QueueId,
+        kind: Kind,
+        loc: Loc,
+        bytes: &'a [u8],
+    ) -> Result<&'a [u8], SpoolError> {
+        let h = record::decode_header(self.layout.nonce, bytes, loc.len as usize)
+            .filter(|h| h.kind == kind && h.qid == qid.0 && h.len == loc.len)
+            .ok_or(SpoolError::Damaged(qid))?;
+        let body = (bytes.get(HEADER as usize..(HEADER + loc.len) as usize))
+            .filter(|b| record::body_ok(self.layout.nonce, &h, b))
+            .ok_or(SpoolError::Damaged(qid))?;
+        Ok(body)
+    }
+
+    /// The envelopes in the begin records at `wanted` (each with the caller's tag), those that
+    /// read back sound, in no particular order. Records close together on flash are read
+    /// together: one read for a run of them, not a system call each.
+    pub(crate) fn read_envelopes<T>(
+        &mut self,
+        mut wanted: Vec<(T, QueueId, Loc)>,
+    ) -> Vec<(T, QueueId, Envelope)> {
+        wanted.sort_by_key(|(_, _, loc)| loc.addr);
+        let mut out = Vec::with_capacity(wanted.len());
+        let mut span = Vec::new();
+        let mut rest = wanted.into_iter().peekable();
+        while let Some(first) = rest.next() {
+            let start = first.2.addr;
+            let mut end = u64::from(start) + u64::from(HEADER + first.2.len);
+            let mut run = vec![first];
+            while let Some(next) = rest.next_if(|(_, _, l)| {
+                let to = u64::from(l.addr) + u64::from(HEADER + l.len);
+                u64::from(l.addr) <= end + SPAN_GAP && to - u64::from(start) <= SPAN
+            }) {
+                end = end.max(u64::from(next.2.addr) + u64::from(HEADER + next.2.len));
+                run.push(next);
+            }
+            span.resize((end - u64::from(start)) as usize, 0);
+            let together = self.flash.read(start, &mut span).is_ok();
+            let mut one = Vec::new();
+            for (tag, qid, loc) in run {
+                // A run that failed to read is read a record at a time: one bad place on the
+                // flash loses no more than its own message.
+                let envelope = if together {
+                    let at = (loc.addr - start) as usize;
+                    (span.get(at..))
+                        .ok_or(SpoolError::Damaged(qid))
+                        .and_then(|b| self.body_of(qid, Kind::Begin, loc, b))
+                        .and_then(|b| postcard::from_bytes(b).map_err(|_| SpoolError::Damaged(qid)))
+                } else {
+                    self.read_decoded(qid, Kind::Begin, loc, &mut one)
+                };
+                if let Ok(envelope) = envelope {
+                    out.push((tag, qid, envelope));
+                }
+            }
+        }
+        out
     }
 
     fn read_decoded<T: DeserializeOwned>(
@@ -42,16 +105,6 @@ impl<F: Flash> Spool<F> {
     ) -> Result<T, SpoolError> {
         self.read_record(qid, kind, loc, buf)?;
         postcard::from_bytes(buf).map_err(|_| SpoolError::Damaged(qid))
-    }
-
-    /// The envelope in the begin record at `loc`.
-    pub(crate) fn read_envelope(
-        &mut self,
-        qid: QueueId,
-        loc: Loc,
-        buf: &mut Vec<u8>,
-    ) -> Result<Envelope, SpoolError> {
-        self.read_decoded(qid, Kind::Begin, loc, buf)
     }
 
     /// The state record at `loc` as an event, with its stamp if it has one.
