@@ -195,7 +195,13 @@ fn admin(control_path: &Path, cmd: AdminCommand) -> i32 {
     {
         return follow(control_path, args.clone());
     }
-    match control::request(control_path, &cmd) {
+    // A long listing is printed part by part as the daemon sends it.
+    let printed = control::request_to(control_path, &cmd, |part| {
+        let mut out = std::io::stdout().lock();
+        // The reader went away (`| head`): stop asking.
+        out.write_all(part.as_bytes()).is_ok()
+    });
+    match printed {
         Ok(reply) => show(reply),
         Err(e) => {
             eprintln!("postern: {e}");

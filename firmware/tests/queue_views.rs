@@ -9,11 +9,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hal::flash::{Flash, FlashGeometry, RamFlash};
 use postern::admin::commands::{BulkArgs, FilterArgs};
-use postern::admin::{Admin, AdminCommand, BoxFacts, Handles, QueueCommand, Reply};
+use postern::admin::{Admin, AdminCommand, BoxFacts, Handles, QueueCommand, Reply, control};
 use postern::directory::SharedDirectory;
 use postern::log::LogSink;
 use postern::mail::{EnhancedStatus, QueueState, StateChange, Transport};
-use postern::queue::runner::{self, RunnerConfig};
+use postern::queue::runner::{self, QueueHandle, RunnerConfig};
 use postern::queue::{
     Attempt, AttemptReport, Deliverer, DeliveryRequest, QueueName, QueueSettings, RcptResult,
 };
@@ -120,6 +120,41 @@ fn flash() -> RamFlash {
     flash
 }
 
+fn queue_of(spool: &SpoolHandle) -> (QueueHandle, tokio::task::JoinHandle<()>) {
+    runner::spawn(
+        RunnerConfig {
+            settings: QueueSettings::default(),
+            hostname: "gw.example".into(),
+            route: Arc::new(|_| None),
+            log: LogSink::memory(),
+            start_unix: None,
+        },
+        Arc::new(spool.clone()),
+        Arc::new(Refused),
+    )
+}
+
+fn admin_of(spool: &SpoolHandle, queue: &QueueHandle) -> Admin {
+    Admin::new(Handles {
+        spool: spool.clone(),
+        directory: Arc::new(SharedDirectory::default()),
+        queue: Some(queue.clone()),
+        ldap: postern::admin::ldap::LdapContext::offline(spool),
+        metrics: None,
+        dkim: postern::content::dkim::KeyRing::default(),
+        tls: None,
+        facts: Arc::new(BoxFacts {
+            started: std::time::Instant::now(),
+            hostname: "gw.example".into(),
+            flash_path: PathBuf::from("ram"),
+            flash_size: 64 << 20,
+            listeners: Vec::new(),
+            control: None,
+            dns_servers: Vec::new(),
+        }),
+    })
+}
+
 fn filter() -> FilterArgs {
     FilterArgs::default()
 }
@@ -154,36 +189,9 @@ async fn filters_shape_and_bulk_actions_on_a_big_queue() {
     let t = Instant::now();
     fill(&spool, n, now).await;
     let filled = t.elapsed();
-    let (queue, _task) = runner::spawn(
-        RunnerConfig {
-            settings: QueueSettings::default(),
-            hostname: "gw.example".into(),
-            route: Arc::new(|_| None),
-            log: LogSink::memory(),
-            start_unix: None,
-        },
-        Arc::new(spool.clone()),
-        Arc::new(Refused),
-    );
+    let (queue, _task) = queue_of(&spool);
     assert_eq!(queue.recover(&spool).await.unwrap(), n);
-    let admin = Admin::new(Handles {
-        spool: spool.clone(),
-        directory: Arc::new(SharedDirectory::default()),
-        queue: Some(queue.clone()),
-        ldap: postern::admin::ldap::LdapContext::offline(&spool),
-        metrics: None,
-        dkim: postern::content::dkim::KeyRing::default(),
-        tls: None,
-        facts: Arc::new(BoxFacts {
-            started: std::time::Instant::now(),
-            hostname: "gw.example".into(),
-            flash_path: PathBuf::from("ram"),
-            flash_size: 64 << 20,
-            listeners: Vec::new(),
-            control: None,
-            dns_servers: Vec::new(),
-        }),
-    });
+    let admin = admin_of(&spool, &queue);
     let mut timed = Timed {
         admin: &admin,
         figures: Vec::new(),
@@ -431,36 +439,9 @@ async fn one_id_and_bad_selections() {
     let (spool, _) = Spool::open(flash(), SpoolSettings::default()).unwrap();
     let (spool, _writer) = service::spawn(spool).unwrap();
     fill(&spool, 3, now).await;
-    let (queue, _task) = runner::spawn(
-        RunnerConfig {
-            settings: QueueSettings::default(),
-            hostname: "gw.example".into(),
-            route: Arc::new(|_| None),
-            log: LogSink::memory(),
-            start_unix: None,
-        },
-        Arc::new(spool.clone()),
-        Arc::new(Refused),
-    );
+    let (queue, _task) = queue_of(&spool);
     queue.recover(&spool).await.unwrap();
-    let admin = Admin::new(Handles {
-        spool: spool.clone(),
-        directory: Arc::new(SharedDirectory::default()),
-        queue: Some(queue.clone()),
-        ldap: postern::admin::ldap::LdapContext::offline(&spool),
-        metrics: None,
-        dkim: postern::content::dkim::KeyRing::default(),
-        tls: None,
-        facts: Arc::new(BoxFacts {
-            started: std::time::Instant::now(),
-            hostname: "gw.example".into(),
-            flash_path: PathBuf::from("ram"),
-            flash_size: 64 << 20,
-            listeners: Vec::new(),
-            control: None,
-            dns_servers: Vec::new(),
-        }),
-    });
+    let admin = admin_of(&spool, &queue);
     let q = |c| admin.execute(AdminCommand::Queue(c));
     let nothing = q(QueueCommand::Hold(BulkArgs::default())).await;
     assert_eq!(nothing.exit, 1);
@@ -613,4 +594,52 @@ async fn one_id_and_bad_selections() {
     assert!(j.contains("\"type\": \"hold\"}]"), "{j}");
     assert!(!j.contains("\"body\""), "no body unless asked: {j}");
     assert!(j.ends_with('}') && !j.contains('\n'), "one line: {j}");
+}
+
+/// A listing longer than a part comes over the control socket in parts as it is made (the
+/// daemon never holds the whole queue's text), and together they are the listing whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_listing_comes_over_the_control_socket_in_parts() {
+    let n = 2000;
+    let now = unix_now();
+    let (spool, _) = Spool::open(flash(), SpoolSettings::default()).unwrap();
+    let (spool, _writer) = service::spawn(spool).unwrap();
+    fill(&spool, n, now).await;
+    let (queue, _task) = queue_of(&spool);
+    queue.recover(&spool).await.unwrap();
+    let admin = admin_of(&spool, &queue);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.sock");
+    let listener = postern::daemon::control::bind(&path).unwrap();
+    let server = tokio::spawn(postern::daemon::control::serve(listener, admin.clone()));
+    for json in [false, true] {
+        let cmd = AdminCommand::Queue(QueueCommand::List {
+            json,
+            filter: filter(),
+        });
+        let whole = admin.execute(cmd.clone()).await;
+        let path = path.clone();
+        let (parts, last) = tokio::task::spawn_blocking(move || {
+            let mut parts = Vec::new();
+            let last = control::request_to(&path, &cmd, |p| {
+                parts.push(p.to_string());
+                true
+            });
+            (parts, last.unwrap())
+        })
+        .await
+        .unwrap();
+        assert!(parts.len() >= 3, "{} parts", parts.len());
+        assert_eq!(last.exit, 0);
+        assert_eq!(parts.concat() + &last.text, whole.text);
+        let lines = whole.text.lines().count();
+        match json {
+            false => assert!(
+                whole.text.ends_with(&format!("in {n} Requests.\n")),
+                "{lines}"
+            ),
+            true => assert_eq!(lines, n),
+        }
+    }
+    server.abort();
 }

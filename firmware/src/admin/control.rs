@@ -48,6 +48,14 @@ impl Reply {
     }
 }
 
+/// One frame of the daemon's answer: a long listing comes in parts as it is made (the
+/// client prints each as it comes), then the reply with the exit code and the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    Part(String),
+    Last(Reply),
+}
+
 /// Why the command line could not talk to the daemon.
 #[derive(Debug)]
 pub enum ControlError {
@@ -87,8 +95,26 @@ impl fmt::Display for ControlError {
 
 impl std::error::Error for ControlError {}
 
-/// Sends one command to the daemon listening at `path` and waits for its reply.
+/// Sends one command to the daemon listening at `path` and waits for its reply (a reply in
+/// parts comes back whole).
 pub fn request(path: &Path, command: &AdminCommand) -> Result<Reply, ControlError> {
+    let mut parts = String::new();
+    let mut reply = request_to(path, command, |p| {
+        parts.push_str(p);
+        true
+    })?;
+    parts.push_str(&reply.text);
+    reply.text = parts;
+    Ok(reply)
+}
+
+/// Sends one command and hands each part of a long answer to `part` as it comes (false:
+/// stop reading, the answer is not wanted); returns the last frame's reply.
+pub fn request_to(
+    path: &Path,
+    command: &AdminCommand,
+    mut part: impl FnMut(&str) -> bool,
+) -> Result<Reply, ControlError> {
     let mut stream =
         UnixStream::connect(path).map_err(|e| ControlError::NotRunning(path.to_path_buf(), e))?;
     let no_answer = |e| ControlError::NoAnswer(path.to_path_buf(), e);
@@ -101,8 +127,18 @@ pub fn request(path: &Path, command: &AdminCommand) -> Result<Reply, ControlErro
     let body =
         postcard::to_allocvec(command).map_err(|_| ControlError::BadAnswer(path.to_path_buf()))?;
     write_frame_blocking(&mut stream, &body).map_err(no_answer)?;
-    let frame = read_frame_blocking(&mut stream).map_err(no_answer)?;
-    postcard::from_bytes(&frame).map_err(|_| ControlError::BadAnswer(path.to_path_buf()))
+    loop {
+        let frame = read_frame_blocking(&mut stream).map_err(no_answer)?;
+        match postcard::from_bytes(&frame) {
+            Ok(Answer::Part(text)) => {
+                if !part(&text) {
+                    return Ok(Reply::ok(""));
+                }
+            }
+            Ok(Answer::Last(reply)) => return Ok(reply),
+            Err(_) => return Err(ControlError::BadAnswer(path.to_path_buf())),
+        }
+    }
 }
 
 fn write_frame_blocking(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
@@ -141,10 +177,22 @@ pub async fn read_command(stream: &mut tokio::net::UnixStream) -> io::Result<Adm
     postcard::from_bytes(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Writes the daemon's reply.
+/// Writes the daemon's reply: the last frame of its answer.
 pub async fn write_reply(stream: &mut tokio::net::UnixStream, reply: &Reply) -> io::Result<()> {
-    let body = postcard::to_allocvec(reply).map_err(io::Error::other)?;
-    let len = u32::try_from(body.len()).map_err(|_| io::Error::other("reply too large"))?;
+    write_answer(stream, &Answer::Last(reply.clone())).await
+}
+
+/// Writes one part of a long answer.
+pub async fn write_part(stream: &mut tokio::net::UnixStream, text: String) -> io::Result<()> {
+    write_answer(stream, &Answer::Part(text)).await
+}
+
+async fn write_answer(stream: &mut tokio::net::UnixStream, answer: &Answer) -> io::Result<()> {
+    let body = postcard::to_allocvec(answer).map_err(io::Error::other)?;
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|&l| l <= MAX_FRAME)
+        .ok_or_else(|| io::Error::other("reply too large"))?;
     stream.write_u32(len).await?;
     stream.write_all(&body).await?;
     stream.flush().await

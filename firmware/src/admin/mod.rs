@@ -13,6 +13,7 @@ pub mod maillog;
 pub mod metrics;
 pub mod metrics_endpoint;
 pub mod metrics_setting;
+mod output;
 mod prov;
 mod queue;
 pub mod setup;
@@ -104,6 +105,22 @@ impl Admin {
         &self,
     ) -> Result<crate::config::stored::BoxConfig, setup::BoxConfigError> {
         setup::read(&self.handles.spool).await
+    }
+
+    /// As [`execute`](Self::execute), but a long listing (`queue list`) goes to `parts` as it
+    /// is made; the reply carries the rest. The control socket answers this way.
+    pub async fn execute_to(
+        &self,
+        command: AdminCommand,
+        parts: tokio::sync::mpsc::Sender<String>,
+    ) -> Reply {
+        match (command, &self.handles.queue) {
+            (AdminCommand::Queue(QueueCommand::List { json, filter }), Some(q)) => {
+                let mut out = output::Output::parts(parts);
+                queue::list(&self.handles.spool, q, json, &filter.filter(), &mut out).await
+            }
+            (command, _) => self.execute(command).await,
+        }
     }
 
     /// Carries out one command and says how it went.

@@ -41,11 +41,32 @@ pub async fn serve(listener: UnixListener, admin: Admin) {
         };
         let admin = admin.clone();
         tokio::spawn(async move {
-            let reply = match control::read_command(&mut stream).await {
-                Ok(cmd) => admin.execute(cmd).await,
-                Err(e) => control::Reply::failed(format!("bad control request: {e}")),
+            let cmd = match control::read_command(&mut stream).await {
+                Ok(cmd) => cmd,
+                Err(e) => {
+                    let reply = control::Reply::failed(format!("bad control request: {e}"));
+                    if let Err(e) = control::write_reply(&mut stream, &reply).await {
+                        master(&format!("control socket reply failed: {e}"));
+                    }
+                    return;
+                }
             };
-            if let Err(e) = control::write_reply(&mut stream, &reply).await {
+            // A long listing's parts are written while the rest is made.
+            let (tx, rx) = tokio::sync::mpsc::channel::<String>(2);
+            let writer = async {
+                // Owned here: a reader gone away drops it, and the listing stops at its next part.
+                let mut rx = rx;
+                while let Some(part) = rx.recv().await {
+                    control::write_part(&mut stream, part).await?;
+                }
+                Ok::<(), std::io::Error>(())
+            };
+            let (reply, written) = tokio::join!(admin.execute_to(cmd, tx), writer);
+            let written = match written {
+                Ok(()) => control::write_reply(&mut stream, &reply).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 master(&format!("control socket reply failed: {e}"));
             }
         });

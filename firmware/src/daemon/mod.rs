@@ -2,7 +2,7 @@
 //! its delivery agents, the SMTP listeners, the control socket. Host mode (`postern run`) and
 //! appliance mode (PID 1) differ only in what they do around this.
 
-mod control;
+pub mod control;
 mod dmarc_report;
 mod error;
 pub mod flash;

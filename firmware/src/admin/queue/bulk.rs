@@ -23,15 +23,53 @@ pub async fn select(
     queue: &QueueHandle,
     filter: &Filter,
 ) -> Vec<(MessageView, Envelope)> {
-    let now = unix_now();
-    let candidates = queue.candidates(filter, now).await;
+    let mut selection = Selection::new(spool, queue, filter).await;
     let mut selected = Vec::new();
-    for batch in candidates.chunks(BATCH) {
-        let mut stored = spool.envelopes(batch.to_vec()).await.unwrap_or_default();
+    while let Some(batch) = selection.next_batch().await {
+        selected.extend(batch);
+    }
+    selected
+}
+
+/// [`select`] a batch at a time, for a listing sent as it is made.
+pub struct Selection<'a> {
+    spool: &'a SpoolHandle,
+    queue: &'a QueueHandle,
+    filter: &'a Filter,
+    candidates: std::vec::IntoIter<QueueId>,
+}
+
+impl<'a> Selection<'a> {
+    pub async fn new(
+        spool: &'a SpoolHandle,
+        queue: &'a QueueHandle,
+        filter: &'a Filter,
+    ) -> Selection<'a> {
+        let candidates = queue.candidates(filter, unix_now()).await;
+        Selection {
+            spool,
+            queue,
+            filter,
+            candidates: candidates.into_iter(),
+        }
+    }
+
+    /// The matches among the next [`BATCH`] candidates (perhaps none), or `None` at the end.
+    pub async fn next_batch(&mut self) -> Option<Vec<(MessageView, Envelope)>> {
+        let batch: Vec<QueueId> = self.candidates.by_ref().take(BATCH).collect();
+        if batch.is_empty() {
+            return None;
+        }
+        let filter = self.filter;
+        let mut stored = self.spool.envelopes(batch).await.unwrap_or_default();
         // Views only of those the envelope does not rule out.
         stored.retain(|(_, e)| filter.may_match_envelope(e));
-        let views = queue.views(stored.iter().map(|(q, _)| *q).collect()).await;
+        let views = self
+            .queue
+            .views(stored.iter().map(|(q, _)| *q).collect())
+            .await;
         let mut envelopes = stored.into_iter().peekable();
+        let mut selected = Vec::new();
         for v in views {
             // Both in the order asked; a message gone meanwhile is missing from the views.
             while envelopes.next_if(|(q, _)| *q != v.qid).is_some() {}
@@ -41,8 +79,8 @@ pub async fn select(
                 selected.push((v, envelope));
             }
         }
+        Some(selected)
     }
-    selected
 }
 
 /// hold, release, requeue, delete on ids, ALL or a filter. More than one message needs --yes;

@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 use super::Reply;
 use super::commands::QueueCommand;
+use super::output::Output;
 use crate::mail::{Envelope, QueueState};
 use crate::queue::runner::QueueHandle;
 use crate::queue::{BUCKETS, BulkOp, Filter, MessageView, QueueName, RcptState, Shape, ShapeBy};
@@ -18,7 +19,9 @@ use crate::spool::SpoolHandle;
 /// Carries out one queue command.
 pub async fn run(spool: &SpoolHandle, queue: &QueueHandle, cmd: QueueCommand) -> Reply {
     match cmd {
-        QueueCommand::List { json, filter } => list(spool, queue, json, &filter.filter()).await,
+        QueueCommand::List { json, filter } => {
+            list(spool, queue, json, &filter.filter(), &mut Output::whole()).await
+        }
         QueueCommand::Shape {
             names,
             by_sender,
@@ -102,65 +105,90 @@ fn arrival(unix: u64) -> String {
     d.split(" +").next().unwrap_or(&d).to_string()
 }
 
-async fn list(spool: &SpoolHandle, queue: &QueueHandle, json: bool, filter: &Filter) -> Reply {
-    let selected = bulk::select(spool, queue, filter).await;
-    let mut out = String::new();
+/// `postqueue -p` (or `-j`): written to `out` a batch at a time, so the daemon sends a long
+/// listing as it is made and holds one batch of it, not the whole queue's text.
+pub async fn list(
+    spool: &SpoolHandle,
+    queue: &QueueHandle,
+    json: bool,
+    filter: &Filter,
+    out: &mut Output,
+) -> Reply {
+    let mut selection = bulk::Selection::new(spool, queue, filter).await;
+    let (mut count, mut bytes) = (0usize, 0u64);
+    while let Some(batch) = selection.next_batch().await {
+        for (v, envelope) in &batch {
+            if json {
+                out.push_str(&json_line(v, Some(envelope)));
+                out.push_str("\n");
+            } else {
+                if count == 0 {
+                    out.push_str(HEADING);
+                }
+                entry(out, v, envelope);
+            }
+            count += 1;
+            bytes += v.size;
+            if !out.flush().await {
+                // The reader went away: nobody to list the rest to.
+                return Reply::failed("");
+            }
+        }
+    }
     if json {
-        for (v, e) in &selected {
-            out.push_str(&json_line(v, Some(e)));
-            out.push('\n');
-        }
-        return Reply::ok(out);
+        return Reply::ok(out.rest());
     }
-    if selected.is_empty() && filter.is_empty() {
-        return Reply::ok("Mail queue is empty\n");
-    }
-    let _ = writeln!(
-        out,
-        "-Queue ID-     --Size-- ----Arrival Time----------- -Sender/Recipient-------"
-    );
-    let mut bytes = 0;
-    for (v, envelope) in &selected {
-        bytes += v.size;
-        let mark = match v.state {
-            QueueState::Active => '*',
-            QueueState::Hold => '!',
-            QueueState::Deferred { .. } => ' ',
-        };
-        let sender = if envelope.sender.is_empty() {
-            "MAILER-DAEMON"
-        } else {
-            &envelope.sender
-        };
-        let _ = writeln!(
-            out,
-            "{}{mark} {:>8} {:<27} {sender}",
-            v.qid,
-            v.size,
-            arrival(v.arrival)
-        );
-        for r in &v.recipients {
-            if matches!(r.state, RcptState::Delivered | RcptState::Failed) {
-                continue;
-            }
-            let Some(rcpt) = envelope.recipients.get(r.index) else {
-                continue;
-            };
-            if let Some(reason) = &r.last_reason {
-                let _ = writeln!(out, "{:52}({reason})", "");
-            }
-            let _ = writeln!(out, "{:52}{}", "", rcpt.address);
+    if count == 0 {
+        if filter.is_empty() {
+            return Reply::ok("Mail queue is empty\n");
         }
-        out.push('\n');
+        out.push_str(HEADING);
     }
     let _ = writeln!(
         out,
         "-- {} Kbytes in {} Request{}.",
         bytes.div_ceil(1024),
-        selected.len(),
-        if selected.len() == 1 { "" } else { "s" }
+        count,
+        if count == 1 { "" } else { "s" }
     );
-    Reply::ok(out)
+    Reply::ok(out.rest())
+}
+
+const HEADING: &str =
+    "-Queue ID-     --Size-- ----Arrival Time----------- -Sender/Recipient-------\n";
+
+/// One message of the listing, as postqueue -p shows it.
+fn entry(out: &mut Output, v: &MessageView, envelope: &Envelope) {
+    let mark = match v.state {
+        QueueState::Active => '*',
+        QueueState::Hold => '!',
+        QueueState::Deferred { .. } => ' ',
+    };
+    let sender = if envelope.sender.is_empty() {
+        "MAILER-DAEMON"
+    } else {
+        &envelope.sender
+    };
+    let _ = writeln!(
+        out,
+        "{}{mark} {:>8} {:<27} {sender}",
+        v.qid,
+        v.size,
+        arrival(v.arrival)
+    );
+    for r in &v.recipients {
+        if matches!(r.state, RcptState::Delivered | RcptState::Failed) {
+            continue;
+        }
+        let Some(rcpt) = envelope.recipients.get(r.index) else {
+            continue;
+        };
+        if let Some(reason) = &r.last_reason {
+            let _ = writeln!(out, "{:52}({reason})", "");
+        }
+        let _ = writeln!(out, "{:52}{}", "", rcpt.address);
+    }
+    out.push_str("\n");
 }
 
 fn json_str(s: &str) -> String {
