@@ -316,6 +316,36 @@ async fn restart(path: &Path, n: usize, now: u64) {
         status_kb("VmHWM:").saturating_sub(rss_before) as f64 / 1e3,
         longest.as_secs_f64() * 1e3
     );
+    // The whole queue as `postern queue list` gets it over the control socket: in parts.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss_before = status_kb("VmRSS:");
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(2);
+    let reader = tokio::spawn(async move {
+        let (mut parts, mut bytes) = (0usize, 0usize);
+        while let Some(p) = rx.recv().await {
+            parts += 1;
+            bytes += p.len();
+        }
+        (parts, bytes)
+    });
+    let t = Instant::now();
+    let last = admin
+        .execute_to(
+            AdminCommand::Queue(QueueCommand::List {
+                json: false,
+                filter: FilterArgs::default(),
+            }),
+            tx,
+        )
+        .await;
+    let (parts, bytes) = reader.await.unwrap_or_default();
+    println!(
+        "queued_mail: queue list (all, as the control socket sends it): {:.2} s, {:.0} MB of text \
+         in {parts} parts; RSS peak +{:.1} MB over before",
+        t.elapsed().as_secs_f64(),
+        (bytes + last.text.len()) as f64 / 1e6,
+        status_kb("VmHWM:").saturating_sub(rss_before) as f64 / 1e3,
+    );
     queue.shutdown().await;
 }
 
