@@ -50,4 +50,4 @@ pub use manager::{
 pub use memory::{MemoryStore, MemoryStoreError};
 pub use runner::{KEEP_BODY, KEPT_BYTES};
 pub use settings::QueueSettings;
-pub use shape::{BUCKETS, Shape, ShapeBy, ShapeRow, shape};
+pub use shape::{BUCKETS, Shape, ShapeBy, ShapeCounter, ShapeRow, shape};

@@ -69,26 +69,56 @@ pub fn shape<'a>(
     by: ShapeBy,
     now: u64,
 ) -> Shape {
-    let mut rows: HashMap<String, ShapeRow> = HashMap::new();
-    let mut total = ShapeRow::new("TOTAL".into());
+    let mut counter = ShapeCounter::new(by, now);
     for (view, envelope) in messages {
-        let b = bucket(now.saturating_sub(view.arrival));
+        counter.add(view, envelope);
+    }
+    counter.finish()
+}
+
+/// [`shape`] a message at a time: a big queue is counted as it is read, not held.
+pub struct ShapeCounter {
+    rows: HashMap<String, ShapeRow>,
+    total: ShapeRow,
+    by: ShapeBy,
+    now: u64,
+}
+
+impl ShapeCounter {
+    pub fn new(by: ShapeBy, now: u64) -> ShapeCounter {
+        ShapeCounter {
+            rows: HashMap::new(),
+            total: ShapeRow::new("TOTAL".into()),
+            by,
+            now,
+        }
+    }
+
+    pub fn add(&mut self, view: &MessageView, envelope: &Envelope) {
+        let b = bucket(self.now.saturating_sub(view.arrival));
+        let (rows, total) = (&mut self.rows, &mut self.total);
         let mut count = |key: String| {
             rows.entry(key.clone())
                 .or_insert_with(|| ShapeRow::new(key))
                 .add(b, 1);
             total.add(b, 1);
         };
-        match by {
+        match self.by {
             ShapeBy::Sender if envelope.sender.is_empty() => count("MAILER-DAEMON".into()),
             ShapeBy::Sender => count(domain_of(&envelope.sender).to_ascii_lowercase()),
             ShapeBy::Recipient => pending_addresses(view, envelope)
                 .for_each(|a| count(domain_of(a).to_ascii_lowercase())),
         }
     }
-    let mut rows: Vec<ShapeRow> = rows.into_values().collect();
-    rows.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.domain.cmp(&b.domain)));
-    Shape { total, rows }
+
+    pub fn finish(self) -> Shape {
+        let mut rows: Vec<ShapeRow> = self.rows.into_values().collect();
+        rows.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.domain.cmp(&b.domain)));
+        Shape {
+            total: self.total,
+            rows,
+        }
+    }
 }
 
 impl fmt::Display for Shape {

@@ -15,23 +15,25 @@ const REFUSED: i32 = 2;
 /// mail keeps flowing while a big queue is searched, and only what matches is held.
 const BATCH: usize = 4096;
 
-/// The queue's view and the envelope of each message the filter selects, oldest first. The
-/// queue manager judges queue, age and reason first; only its candidates are read from flash,
-/// and only their envelopes.
-pub async fn select(
+/// The ids of the messages the filter selects whose view passes `and`, oldest first, without
+/// holding the views and envelopes of all of them at once.
+async fn select_ids(
     spool: &SpoolHandle,
     queue: &QueueHandle,
     filter: &Filter,
-) -> Vec<(MessageView, Envelope)> {
+    and: impl Fn(&MessageView) -> bool,
+) -> Vec<QueueId> {
     let mut selection = Selection::new(spool, queue, filter).await;
-    let mut selected = Vec::new();
+    let mut ids = Vec::new();
     while let Some(batch) = selection.next_batch().await {
-        selected.extend(batch);
+        ids.extend(batch.iter().filter(|(v, _)| and(v)).map(|(v, _)| v.qid));
     }
-    selected
+    ids
 }
 
-/// [`select`] a batch at a time, for a listing sent as it is made.
+/// The queue's view and the envelope of each message the filter selects, oldest first, a batch
+/// at a time. The queue manager judges queue, age and reason first; only its candidates are
+/// read from flash, and only their envelopes.
 pub struct Selection<'a> {
     spool: &'a SpoolHandle,
     queue: &'a QueueHandle,
@@ -106,10 +108,9 @@ pub async fn bulk(spool: &SpoolHandle, queue: &QueueHandle, op: BulkOp, args: Bu
     let chosen: Vec<QueueId> = if !all && filter.is_empty() {
         ids.clone()
     } else {
-        select(spool, queue, &filter)
+        select_ids(spool, queue, &filter, |_| true)
             .await
             .into_iter()
-            .map(|(v, _)| v.qid)
             .filter(|q| all || ids.is_empty() || ids.contains(q))
             .collect()
     };
@@ -166,19 +167,17 @@ pub async fn flush(
     let n = if filter.is_empty() {
         queue.flush(destination.clone()).await
     } else {
-        let ids = select(spool, queue, &filter)
-            .await
-            .into_iter()
-            .filter(|(v, _)| QueueName::of(&v.state) == QueueName::Deferred)
-            .filter(|(v, _)| match &destination {
-                None => true,
-                Some(site) => v.recipients.iter().any(|r| {
-                    !matches!(r.state, RcptState::Delivered | RcptState::Failed)
-                        && goes_to(&r.next_hop, site)
-                }),
-            })
-            .map(|(v, _)| v.qid)
-            .collect();
+        let ids = select_ids(spool, queue, &filter, |v| {
+            QueueName::of(&v.state) == QueueName::Deferred
+                && match &destination {
+                    None => true,
+                    Some(site) => v.recipients.iter().any(|r| {
+                        !matches!(r.state, RcptState::Delivered | RcptState::Failed)
+                            && goes_to(&r.next_hop, site)
+                    }),
+                }
+        })
+        .await;
         queue.apply(BulkOp::Flush, ids).await.len()
     };
     let (messages, are) = match n {

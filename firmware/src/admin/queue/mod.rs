@@ -12,7 +12,9 @@ use super::commands::QueueCommand;
 use super::output::Output;
 use crate::mail::{Envelope, QueueState};
 use crate::queue::runner::QueueHandle;
-use crate::queue::{BUCKETS, BulkOp, Filter, MessageView, QueueName, RcptState, Shape, ShapeBy};
+use crate::queue::{
+    BUCKETS, BulkOp, Filter, MessageView, QueueName, RcptState, Shape, ShapeBy, ShapeCounter,
+};
 use crate::smtp::received::rfc5322_date;
 use crate::spool::SpoolHandle;
 
@@ -56,12 +58,15 @@ async fn shape(
     by: ShapeBy,
     json: bool,
 ) -> Reply {
-    let selected = bulk::select(spool, queue, filter).await;
-    let table = crate::queue::shape(
-        selected.iter().map(|(v, e)| (v, e)),
-        by,
-        crate::mail::unix_now(),
-    );
+    // Counted a batch at a time: the queue's messages are never all held at once.
+    let mut counter = ShapeCounter::new(by, crate::mail::unix_now());
+    let mut selection = bulk::Selection::new(spool, queue, filter).await;
+    while let Some(batch) = selection.next_batch().await {
+        for (v, e) in &batch {
+            counter.add(v, e);
+        }
+    }
+    let table = counter.finish();
     if json {
         Reply::ok(shape_json(&table, by) + "\n")
     } else {
