@@ -346,6 +346,24 @@ async fn restart(path: &Path, n: usize, now: u64) {
         (bytes + last.text.len()) as f64 / 1e6,
         status_kb("VmHWM:").saturating_sub(rss_before) as f64 / 1e3,
     );
+    // qshape of the whole queue: counted as it is read.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss_before = status_kb("VmRSS:");
+    let t = Instant::now();
+    let shape = admin
+        .execute(AdminCommand::Queue(QueueCommand::Shape {
+            names: Vec::new(),
+            by_sender: false,
+            json: false,
+            filter: FilterArgs::default(),
+        }))
+        .await;
+    println!(
+        "queued_mail: queue shape (all): {:.2} s, {} rows; RSS peak +{:.1} MB over before",
+        t.elapsed().as_secs_f64(),
+        shape.text.lines().count(),
+        status_kb("VmHWM:").saturating_sub(rss_before) as f64 / 1e3,
+    );
     queue.shutdown().await;
 }
 
