@@ -6,14 +6,12 @@
 //! `flushed`. A deferral names its relay as the mail log does (`relay=host[ip]:port` or `none`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hal::flash::{Flash, FlashGeometry, RamFlash};
 use postern::admin::commands::{BulkArgs, FilterArgs};
-use postern::admin::{Admin, AdminCommand, BoxFacts, Handles, QueueCommand};
-use postern::directory::SharedDirectory;
+use postern::admin::{AdminCommand, QueueCommand};
 use postern::log::LogSink;
 use postern::mail::{EnhancedStatus, QueueId, Reply, Transport};
 use postern::queue::runner::{self, QueueHandle, RunnerConfig};
@@ -24,6 +22,7 @@ use postern::spool::{RecoveredState, Spool, SpoolGeometry, SpoolHandle, SpoolSet
 
 mod common;
 
+use common::admin::admin_of;
 use common::fixtures;
 
 /// `flaky@` is refused twice (no server reached) and then taken; `full@` is always over quota
@@ -89,27 +88,6 @@ impl Deliverer for Script {
             transmission_time: Duration::ZERO,
         }
     }
-}
-
-fn admin_of(spool: &SpoolHandle, queue: &QueueHandle) -> Admin {
-    Admin::new(Handles {
-        spool: spool.clone(),
-        directory: Arc::new(SharedDirectory::default()),
-        queue: Some(queue.clone()),
-        ldap: postern::admin::ldap::LdapContext::offline(spool),
-        metrics: None,
-        dkim: postern::content::dkim::KeyRing::default(),
-        tls: None,
-        facts: Arc::new(BoxFacts {
-            started: std::time::Instant::now(),
-            hostname: "gw.example".into(),
-            flash_path: PathBuf::from("ram"),
-            flash_size: 16 << 20,
-            listeners: Vec::new(),
-            control: None,
-            dns_servers: Vec::new(),
-        }),
-    })
 }
 
 /// Waits until the queue has finished `attempts` delivery rounds of `qid`.
@@ -188,7 +166,7 @@ async fn deferred_twice_then_delivered_shows_every_record_in_order() {
     inc.write(b"Subject: tries\r\n\r\nbody\r\n").await.unwrap();
     let qid = inc.commit().await.unwrap();
     queue.arrived(qid, env, 24).await;
-    let admin = admin_of(&spool, &queue);
+    let admin = admin_of(&spool, &queue, 16 << 20);
     rounds(&queue, qid, 1).await;
     assert_eq!(admin.execute(requeue(qid)).await.exit, 0);
     rounds(&queue, qid, 2).await;
@@ -303,7 +281,9 @@ async fn deferred_twice_then_delivered_shows_every_record_in_order() {
         Arc::new(Script::default()),
     );
     queue.recover(&spool).await.unwrap();
-    let again = admin_of(&spool, &queue).execute(show(qid, false)).await;
+    let again = admin_of(&spool, &queue, 16 << 20)
+        .execute(show(qid, false))
+        .await;
     let times = |t: &str| -> Vec<String> {
         t.split_once("*** HISTORY")
             .map(|(_, h)| {
@@ -418,7 +398,7 @@ async fn a_flushed_message_is_due_after_a_restart_and_its_history_shows_the_flus
         qids.push(qid);
     }
     let (flushed, kept) = (qids[0], qids[1]);
-    let admin = admin_of(&spool, &queue);
+    let admin = admin_of(&spool, &queue, 16 << 20);
     // `postqueue -s a.example`: the answer comes once the change is on flash.
     let reply = admin
         .execute(AdminCommand::Queue(QueueCommand::Flush {
@@ -486,7 +466,7 @@ async fn a_flushed_message_is_due_after_a_restart_and_its_history_shows_the_flus
     assert_eq!(deliverer.calls(), 1);
     let v = queue.get(kept).await.unwrap();
     assert!(v.next_attempt.is_some_and(|t| t > now), "{v:?}");
-    let again = admin_of(&spool, &queue)
+    let again = admin_of(&spool, &queue, 16 << 20)
         .execute(show(flushed, false))
         .await
         .text;
@@ -497,7 +477,7 @@ async fn a_flushed_message_is_due_after_a_restart_and_its_history_shows_the_flus
         "the flush's time is on flash"
     );
     // `queue flush` with a filter (postqueue -i on what it selects) says so as well.
-    let admin = admin_of(&spool, &queue);
+    let admin = admin_of(&spool, &queue, 16 << 20);
     let reply = admin
         .execute(AdminCommand::Queue(QueueCommand::Flush {
             destination: None,

@@ -3,14 +3,12 @@
 //! 10 000 queued messages (POSTERN_QUEUE_VIEWS_N to change). Prints how long each answer took;
 //! asserts only what the admin would see.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hal::flash::{Flash, FlashGeometry, RamFlash};
 use postern::admin::commands::{BulkArgs, FilterArgs};
-use postern::admin::{Admin, AdminCommand, BoxFacts, Handles, QueueCommand, Reply, control};
-use postern::directory::SharedDirectory;
+use postern::admin::{Admin, AdminCommand, QueueCommand, Reply, control};
 use postern::log::LogSink;
 use postern::mail::{EnhancedStatus, QueueState, StateChange, Transport};
 use postern::queue::runner::{self, QueueHandle, RunnerConfig};
@@ -22,6 +20,7 @@ use postern::spool::{Spool, SpoolGeometry, SpoolHandle, SpoolSettings, service};
 
 mod common;
 
+use common::admin::admin_of;
 use common::fixtures;
 
 const DOMAINS: usize = 10;
@@ -134,27 +133,6 @@ fn queue_of(spool: &SpoolHandle) -> (QueueHandle, tokio::task::JoinHandle<()>) {
     )
 }
 
-fn admin_of(spool: &SpoolHandle, queue: &QueueHandle) -> Admin {
-    Admin::new(Handles {
-        spool: spool.clone(),
-        directory: Arc::new(SharedDirectory::default()),
-        queue: Some(queue.clone()),
-        ldap: postern::admin::ldap::LdapContext::offline(spool),
-        metrics: None,
-        dkim: postern::content::dkim::KeyRing::default(),
-        tls: None,
-        facts: Arc::new(BoxFacts {
-            started: std::time::Instant::now(),
-            hostname: "gw.example".into(),
-            flash_path: PathBuf::from("ram"),
-            flash_size: 64 << 20,
-            listeners: Vec::new(),
-            control: None,
-            dns_servers: Vec::new(),
-        }),
-    })
-}
-
 fn filter() -> FilterArgs {
     FilterArgs::default()
 }
@@ -191,7 +169,7 @@ async fn filters_shape_and_bulk_actions_on_a_big_queue() {
     let filled = t.elapsed();
     let (queue, _task) = queue_of(&spool);
     assert_eq!(queue.recover(&spool).await.unwrap(), n);
-    let admin = admin_of(&spool, &queue);
+    let admin = admin_of(&spool, &queue, 64 << 20);
     let mut timed = Timed {
         admin: &admin,
         figures: Vec::new(),
@@ -441,7 +419,7 @@ async fn one_id_and_bad_selections() {
     fill(&spool, 3, now).await;
     let (queue, _task) = queue_of(&spool);
     queue.recover(&spool).await.unwrap();
-    let admin = admin_of(&spool, &queue);
+    let admin = admin_of(&spool, &queue, 64 << 20);
     let q = |c| admin.execute(AdminCommand::Queue(c));
     let nothing = q(QueueCommand::Hold(BulkArgs::default())).await;
     assert_eq!(nothing.exit, 1);
@@ -607,7 +585,7 @@ async fn a_long_listing_comes_over_the_control_socket_in_parts() {
     fill(&spool, n, now).await;
     let (queue, _task) = queue_of(&spool);
     queue.recover(&spool).await.unwrap();
-    let admin = admin_of(&spool, &queue);
+    let admin = admin_of(&spool, &queue, 64 << 20);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("control.sock");
     let listener = postern::daemon::control::bind(&path).unwrap();

@@ -3,6 +3,7 @@
 //! it, so what one leaves unused is not dead code.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod dovecot;
 pub mod fixtures;
 pub mod ldap_store;
