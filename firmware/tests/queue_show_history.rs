@@ -18,11 +18,11 @@ use postern::queue::runner::{self, QueueHandle, RunnerConfig};
 use postern::queue::{
     Attempt, AttemptReport, Deliverer, DeliveryRequest, QueueSettings, RcptResult,
 };
-use postern::spool::{RecoveredState, Spool, SpoolGeometry, SpoolHandle, SpoolSettings, service};
+use postern::spool::{RecoveredState, Spool, SpoolGeometry, SpoolSettings, service};
 
 mod common;
 
-use common::admin::admin_of;
+use common::admin::{admin_of, queue_over};
 use common::fixtures;
 
 /// `flaky@` is refused twice (no server reached) and then taken; `full@` is always over quota
@@ -269,17 +269,7 @@ async fn deferred_twice_then_delivered_shows_every_record_in_order() {
         .unwrap();
     let (spool, _) = Spool::open(spool.into_flash(), SpoolSettings::default()).unwrap();
     let (spool, _writer) = service::spawn(spool).unwrap();
-    let (queue, _task) = runner::spawn(
-        RunnerConfig {
-            settings: QueueSettings::default(),
-            hostname: "gw.example".into(),
-            route: Arc::new(|_| None),
-            log: LogSink::memory(),
-            start_unix: None,
-        },
-        Arc::new(spool.clone()),
-        Arc::new(Script::default()),
-    );
+    let (queue, _task) = queue_over(&spool, Arc::new(Script::default()));
     queue.recover(&spool).await.unwrap();
     let again = admin_of(&spool, &queue, 16 << 20)
         .execute(show(qid, false))
@@ -350,23 +340,6 @@ impl Deliverer for DeferThenWait {
             transmission_time: Duration::ZERO,
         }
     }
-}
-
-fn queue_over(
-    spool: &SpoolHandle,
-    deliverer: Arc<DeferThenWait>,
-) -> (QueueHandle, tokio::task::JoinHandle<()>) {
-    runner::spawn(
-        RunnerConfig {
-            settings: QueueSettings::default(),
-            hostname: "gw.example".into(),
-            route: Arc::new(|_| None),
-            log: LogSink::memory(),
-            start_unix: None,
-        },
-        Arc::new(spool.clone()),
-        deliverer,
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

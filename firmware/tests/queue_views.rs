@@ -9,18 +9,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hal::flash::{Flash, FlashGeometry, RamFlash};
 use postern::admin::commands::{BulkArgs, FilterArgs};
 use postern::admin::{Admin, AdminCommand, QueueCommand, Reply, control};
-use postern::log::LogSink;
 use postern::mail::{EnhancedStatus, QueueState, StateChange, Transport};
-use postern::queue::runner::{self, QueueHandle, RunnerConfig};
-use postern::queue::{
-    Attempt, AttemptReport, Deliverer, DeliveryRequest, QueueName, QueueSettings, RcptResult,
-};
+use postern::queue::{Attempt, AttemptReport, Deliverer, DeliveryRequest, QueueName, RcptResult};
 use postern::smtp::received::iso8601_utc;
 use postern::spool::{Spool, SpoolGeometry, SpoolHandle, SpoolSettings, service};
 
 mod common;
 
-use common::admin::admin_of;
+use common::admin::{admin_of, queue_over};
 use common::fixtures;
 
 const DOMAINS: usize = 10;
@@ -119,20 +115,6 @@ fn flash() -> RamFlash {
     flash
 }
 
-fn queue_of(spool: &SpoolHandle) -> (QueueHandle, tokio::task::JoinHandle<()>) {
-    runner::spawn(
-        RunnerConfig {
-            settings: QueueSettings::default(),
-            hostname: "gw.example".into(),
-            route: Arc::new(|_| None),
-            log: LogSink::memory(),
-            start_unix: None,
-        },
-        Arc::new(spool.clone()),
-        Arc::new(Refused),
-    )
-}
-
 fn filter() -> FilterArgs {
     FilterArgs::default()
 }
@@ -167,7 +149,7 @@ async fn filters_shape_and_bulk_actions_on_a_big_queue() {
     let t = Instant::now();
     fill(&spool, n, now).await;
     let filled = t.elapsed();
-    let (queue, _task) = queue_of(&spool);
+    let (queue, _task) = queue_over(&spool, Arc::new(Refused));
     assert_eq!(queue.recover(&spool).await.unwrap(), n);
     let admin = admin_of(&spool, &queue, 64 << 20);
     let mut timed = Timed {
@@ -417,7 +399,7 @@ async fn one_id_and_bad_selections() {
     let (spool, _) = Spool::open(flash(), SpoolSettings::default()).unwrap();
     let (spool, _writer) = service::spawn(spool).unwrap();
     fill(&spool, 3, now).await;
-    let (queue, _task) = queue_of(&spool);
+    let (queue, _task) = queue_over(&spool, Arc::new(Refused));
     queue.recover(&spool).await.unwrap();
     let admin = admin_of(&spool, &queue, 64 << 20);
     let q = |c| admin.execute(AdminCommand::Queue(c));
@@ -583,7 +565,7 @@ async fn a_long_listing_comes_over_the_control_socket_in_parts() {
     let (spool, _) = Spool::open(flash(), SpoolSettings::default()).unwrap();
     let (spool, _writer) = service::spawn(spool).unwrap();
     fill(&spool, n, now).await;
-    let (queue, _task) = queue_of(&spool);
+    let (queue, _task) = queue_over(&spool, Arc::new(Refused));
     queue.recover(&spool).await.unwrap();
     let admin = admin_of(&spool, &queue, 64 << 20);
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use postern::admin::{Admin, BoxFacts, Handles};
 use postern::directory::SharedDirectory;
-use postern::queue::runner::QueueHandle;
+use postern::log::LogSink;
+use postern::queue::runner::{self, QueueHandle, RunnerConfig};
+use postern::queue::{Deliverer, QueueSettings};
 use postern::spool::SpoolHandle;
 
 /// An admin over `spool` and `queue`, on a RAM flash of `flash_size` bytes, with no LDAP, no
@@ -30,4 +32,22 @@ pub fn admin_of(spool: &SpoolHandle, queue: &QueueHandle, flash_size: u64) -> Ad
             dns_servers: Vec::new(),
         }),
     })
+}
+
+/// The queue runner over `spool` with the default settings, delivering through `deliverer`.
+pub fn queue_over<D: Deliverer>(
+    spool: &SpoolHandle,
+    deliverer: Arc<D>,
+) -> (QueueHandle, tokio::task::JoinHandle<()>) {
+    runner::spawn(
+        RunnerConfig {
+            settings: QueueSettings::default(),
+            hostname: "gw.example".into(),
+            route: Arc::new(|_| None),
+            log: LogSink::memory(),
+            start_unix: None,
+        },
+        Arc::new(spool.clone()),
+        deliverer,
+    )
 }
