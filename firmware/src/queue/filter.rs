@@ -99,13 +99,17 @@ impl Filter {
         *self == Filter::default()
     }
 
-    /// Whether the message is selected at `now` (Unix seconds).
+    /// Whether the message is selected at `now` (Unix seconds): the whole test on one view, the
+    /// reference the batched selection (the manager's candidates, then envelopes) is tested
+    /// against.
+    #[cfg(test)]
     pub fn matches(&self, view: &MessageView, envelope: &Envelope, now: u64) -> bool {
         self.matches_view(view, now) && self.matches_envelope(view, envelope)
     }
 
-    /// The criteria the queue manager can judge alone (queue, age, reason): a message that
-    /// fails them is not read from flash at all.
+    /// The criteria the queue manager can judge alone (queue, age, reason), on a view: what
+    /// [`QueueManager::candidates`](super::QueueManager::candidates) judges on its own entries.
+    #[cfg(test)]
     pub fn matches_view(&self, view: &MessageView, now: u64) -> bool {
         self.admits(QueueName::of(&view.state), view.arrival, now)
             && self.reason.as_ref().is_none_or(|_| {
@@ -130,16 +134,8 @@ impl Filter {
     pub fn reason_in(&self, reason: Option<&str>) -> bool {
         match &self.reason {
             None => true,
-            Some(words) => {
-                reason.is_some_and(|r| r.to_ascii_lowercase().contains(&words.to_ascii_lowercase()))
-            }
+            Some(words) => reason.is_some_and(|r| contains_ignoring_case(r, words)),
         }
-    }
-
-    /// Whether a criterion needs the envelope (sender, recipient, domain), which only the
-    /// spool holds.
-    pub fn needs_envelope(&self) -> bool {
-        self.sender.is_some() || self.needs_pending()
     }
 
     /// Whether only messages with a recipient still to deliver can match.
@@ -176,6 +172,13 @@ impl Filter {
             && (!self.needs_pending()
                 || pending_addresses(view, envelope).any(|addr| self.address_matches(addr)))
     }
+}
+
+/// Whether `hay` holds `needle`, ASCII case ignored, without lower-casing copies: the queue
+/// manager asks this of every message's reasons.
+fn contains_ignoring_case(hay: &str, needle: &str) -> bool {
+    needle.is_empty()
+        || (hay.as_bytes().windows(needle.len())).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// The addresses of the recipients that are not done yet.
@@ -387,6 +390,31 @@ mod tests {
             reason: Some("greylisted".into()),
             ..Filter::default()
         }));
+    }
+
+    /// The reason match is `to_ascii_lowercase().contains()` without the copies.
+    #[test]
+    fn reasons_match_ignoring_ascii_case_as_lowercased_copies_would() {
+        let cases = [
+            ("451 4.7.1 Greylisted", "greylisted"),
+            ("451 4.7.1 Greylisted", "GREY"),
+            ("connect: Connection refused", "refused x"),
+            ("Ünïcode Zeit überschritten", "ZEIT Ü"),
+            ("Ünïcode Zeit überschritten", "zeit ü"),
+            ("short", "much longer than it"),
+            ("anything", ""),
+            ("", ""),
+        ];
+        for (hay, needle) in cases {
+            let copies = hay
+                .to_ascii_lowercase()
+                .contains(&needle.to_ascii_lowercase());
+            assert_eq!(
+                contains_ignoring_case(hay, needle),
+                copies,
+                "{hay:?} {needle:?}"
+            );
+        }
     }
 
     #[test]
