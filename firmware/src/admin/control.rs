@@ -178,8 +178,8 @@ pub async fn read_command(stream: &mut tokio::net::UnixStream) -> io::Result<Adm
 }
 
 /// Writes the daemon's reply: the last frame of its answer.
-pub async fn write_reply(stream: &mut tokio::net::UnixStream, reply: &Reply) -> io::Result<()> {
-    write_answer(stream, &Answer::Last(reply.clone())).await
+pub async fn write_reply(stream: &mut tokio::net::UnixStream, reply: Reply) -> io::Result<()> {
+    write_answer(stream, &Answer::Last(reply)).await
 }
 
 /// Writes one part of a long answer.

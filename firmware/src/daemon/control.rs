@@ -45,7 +45,7 @@ pub async fn serve(listener: UnixListener, admin: Admin) {
                 Ok(cmd) => cmd,
                 Err(e) => {
                     let reply = control::Reply::failed(format!("bad control request: {e}"));
-                    if let Err(e) = control::write_reply(&mut stream, &reply).await {
+                    if let Err(e) = control::write_reply(&mut stream, reply).await {
                         master(&format!("control socket reply failed: {e}"));
                     }
                     return;
@@ -63,7 +63,7 @@ pub async fn serve(listener: UnixListener, admin: Admin) {
             };
             let (reply, written) = tokio::join!(admin.execute_to(cmd, tx), writer);
             let written = match written {
-                Ok(()) => control::write_reply(&mut stream, &reply).await,
+                Ok(()) => control::write_reply(&mut stream, reply).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = written {

@@ -124,7 +124,7 @@ pub async fn list(
     while let Some(batch) = selection.next_batch().await {
         for (v, envelope) in &batch {
             if json {
-                out.push_str(&json_line(v, Some(envelope)));
+                out.push_str(&json_line(v, envelope));
                 out.push_str("\n");
             } else {
                 if count == 0 {
@@ -214,15 +214,14 @@ fn json_str(s: &str) -> String {
 }
 
 /// One message as `postqueue -j` writes it.
-fn json_line(v: &MessageView, stored: Option<&Envelope>) -> String {
-    let sender = stored.map(|e| e.sender.as_str()).unwrap_or("");
+fn json_line(v: &MessageView, envelope: &Envelope) -> String {
+    let sender = envelope.sender.as_str();
     let recipients: Vec<String> = v
         .recipients
         .iter()
         .filter(|r| !matches!(r.state, RcptState::Delivered | RcptState::Failed))
         .map(|r| {
-            let addr = stored
-                .and_then(|e| e.recipients.get(r.index))
+            let addr = (envelope.recipients.get(r.index))
                 .map(|x| x.address.as_str())
                 .unwrap_or("");
             match &r.last_reason {
