@@ -91,14 +91,17 @@ unit: build
 # and cargo warns of it at every doc test. Each line of a lane's output carries its name. Ports
 # are claimed across the two processes (firmware/tests/common/ports.rs); the QEMU-only fixtures
 # (one QEMU per architecture, the SNTP server on port 123) stay in the QEMU lane, Postfix's
-# main.cf in the host lane.
+# main.cf in the host lane. Each lane's output is kept in target/lanes/<lane>.log; when a lane
+# fails, `test` prints what failed (scripts/test-failures.sh) last, where CI's tail shows it.
 ALL_TESTS := $(sort $(basename $(notdir $(wildcard */tests/*.rs))) \
 	$(notdir $(patsubst %/main.rs,%,$(wildcard */tests/*/main.rs))))
 QEMU_TESTS := $(filter qemu_%,$(ALL_TESTS))
 HOST_TESTS := $(filter-out $(QEMU_TESTS),$(ALL_TESTS))
-LANE = 2>&1 | sed -u 's/^/[$@] /'
+LANE = 2>&1 | tee -a target/lanes/$@.log | sed -u 's/^/[$@] /'
+LANE_LOG = mkdir -p target/lanes; : > target/lanes/$@.log
 
 tests-host:
+	$(LANE_LOG)
 	set -o pipefail; export MAKEFLAGS= MFLAGS=; status=0; \
 	cargo test --workspace --no-fail-fast --lib --bins $(addprefix --test ,$(HOST_TESTS)) $(LANE) \
 		|| status=1; \
@@ -107,6 +110,7 @@ tests-host:
 	exit $$status
 
 tests-qemu:
+	$(LANE_LOG)
 	set -o pipefail; export MAKEFLAGS= MFLAGS=; \
 	cargo test --workspace --no-fail-fast $(addprefix --test ,$(QEMU_TESTS)) $(LANE)
 
@@ -121,7 +125,8 @@ test: deps
 	$(MKBUNDLE) key --keys $(KEYS) >/dev/null
 	$(MAKE) -j2 test-builds
 	$(MAKE) images
-	$(MAKE) -j2 -k tests-host tests-qemu
+	$(MAKE) -j2 -k tests-host tests-qemu || \
+		{ sh scripts/test-failures.sh target/lanes/tests-host.log target/lanes/tests-qemu.log; exit 1; }
 
 firmware-aarch64:
 	$(MAKE) firmware ARCH=aarch64
