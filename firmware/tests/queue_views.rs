@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hal::flash::{Flash, FlashGeometry, RamFlash};
 use postern::admin::commands::{BulkArgs, FilterArgs};
 use postern::admin::{Admin, AdminCommand, QueueCommand, Reply, control};
+use postern::console::Start;
 use postern::mail::{EnhancedStatus, QueueState, StateChange, Transport};
 use postern::queue::{Attempt, AttemptReport, Deliverer, DeliveryRequest, QueueName, RcptResult};
 use postern::smtp::received::iso8601_utc;
@@ -602,4 +603,58 @@ async fn a_long_listing_comes_over_the_control_socket_in_parts() {
         }
     }
     server.abort();
+
+    // The serial console's command line writes it the same way: in parts, never whole.
+    let whole = admin
+        .execute(AdminCommand::Queue(QueueCommand::List {
+            json: false,
+            filter: FilterArgs::default(),
+        }))
+        .await
+        .text;
+    let console = std::thread::spawn(move || {
+        let mut out = Writes::default();
+        let input = std::io::Cursor::new(b"queue list\n".to_vec());
+        let exit = postern::console::run(input, &mut out, &admin, &NoMachine, Start::CommandLine);
+        (exit, out)
+    });
+    let (exit, out) = tokio::task::spawn_blocking(move || console.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit, postern::console::ConsoleExit::Eof);
+    let text = String::from_utf8(out.bytes).unwrap();
+    assert!(text.contains(&whole), "{}", &text[..text.len().min(2000)]);
+    assert!(
+        out.largest < whole.len() / 2,
+        "the largest write was {} bytes of {}",
+        out.largest,
+        whole.len()
+    );
+}
+
+/// A serial line: what was written, and the largest single write.
+#[derive(Default)]
+struct Writes {
+    bytes: Vec<u8>,
+    largest: usize,
+}
+
+impl std::io::Write for Writes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.largest = self.largest.max(buf.len());
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A console with no network to apply.
+struct NoMachine;
+
+impl postern::console::Platform for NoMachine {
+    fn apply_network(&self, _: &postern::config::box_settings::NetworkSettings) -> String {
+        String::new()
+    }
 }

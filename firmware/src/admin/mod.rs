@@ -92,6 +92,35 @@ impl Admin {
         self.runtime.block_on(self.execute(command))
     }
 
+    /// [`Admin::execute_in_parts`] for callers outside the runtime, like the serial console's
+    /// thread: each part is handed over on the caller's thread.
+    pub fn execute_in_parts_blocking(
+        &self,
+        command: AdminCommand,
+        part: impl FnMut(String) -> bool,
+    ) -> Reply {
+        self.runtime.block_on(self.execute_in_parts(command, part))
+    }
+
+    /// [`Admin::execute_to`] with each part handed to `part` as it comes, until it says false
+    /// (its reader went away), which ends the listing.
+    pub async fn execute_in_parts(
+        &self,
+        command: AdminCommand,
+        mut part: impl FnMut(String) -> bool,
+    ) -> Reply {
+        // Two parts in flight at most: the listing waits for a slow reader, not RAM.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let parts = async move {
+            while let Some(p) = rx.recv().await {
+                if !part(p) {
+                    break;
+                }
+            }
+        };
+        tokio::join!(self.execute_to(command, tx), parts).0
+    }
+
     /// The box's own settings as stored, for the console's login and first-boot check. Blocking,
     /// like [`Admin::execute_blocking`].
     pub fn box_config_blocking(

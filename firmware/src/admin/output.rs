@@ -1,6 +1,6 @@
-//! Where a long answer goes as it is made: to the control socket in parts (the daemon, so a
-//! listing of a million queued messages is never one string in RAM), or whole into the reply
-//! (the console, `--flash`).
+//! Where a long answer goes as it is made: in parts to its reader (the control socket, the
+//! serial console), so a listing of a million queued messages is never one string in RAM; or
+//! whole into the reply (every other caller of `Admin::execute`).
 
 use std::fmt;
 

@@ -46,6 +46,14 @@ pub fn run(
         };
         let out = session.line(&line);
         let _ = write!(output, "{}", out.text);
+        if let Some(cmd) = out.listing {
+            // A console that cannot be written to stops the listing.
+            let reply = ops.execute_in_parts(cmd, &mut |part| write!(output, "{part}").is_ok());
+            let _ = write!(output, "{}", reply.text);
+            if !reply.text.is_empty() && !reply.text.ends_with('\n') {
+                let _ = writeln!(output);
+            }
+        }
         if let Some(wait) = out.pause {
             let _ = output.flush();
             platform.pause(wait);

@@ -79,12 +79,22 @@ const PASTE_MAX: usize = 64 << 10;
 /// The admin operations a session carries out.
 pub trait Operations {
     fn execute(&self, cmd: AdminCommand) -> Reply;
+    /// As `execute`, but a long listing (`queue list`) is handed to `part` as it is made, until
+    /// `part` says false; the reply carries the rest. A million queued messages are never one
+    /// string in RAM.
+    fn execute_in_parts(&self, cmd: AdminCommand, part: &mut dyn FnMut(String) -> bool) -> Reply {
+        let _ = part;
+        self.execute(cmd)
+    }
     fn box_config(&self) -> Result<BoxConfig, BoxConfigError>;
 }
 
 impl Operations for Admin {
     fn execute(&self, cmd: AdminCommand) -> Reply {
         self.execute_blocking(cmd)
+    }
+    fn execute_in_parts(&self, cmd: AdminCommand, part: &mut dyn FnMut(String) -> bool) -> Reply {
+        self.execute_in_parts_blocking(cmd, part)
     }
     fn box_config(&self) -> Result<BoxConfig, BoxConfigError> {
         self.box_config_blocking()
@@ -151,6 +161,9 @@ pub struct Output {
     pub exit: Option<ConsoleExit>,
     /// Wait this long before reading the next line.
     pub pause: Option<Duration>,
+    /// A listing to write after the text as it is made
+    /// ([`Operations::execute_in_parts`]): the queue's can be any size.
+    pub listing: Option<AdminCommand>,
 }
 
 /// A menu entry's questions, and what their answers change.
@@ -233,14 +246,22 @@ fn show(text: impl Into<String>) -> Output {
         text: text.into(),
         exit: None,
         pause: None,
+        listing: None,
     }
 }
 
 fn exit(text: impl Into<String>, why: ConsoleExit) -> Output {
     Output {
-        text: text.into(),
         exit: Some(why),
-        pause: None,
+        ..show(text)
+    }
+}
+
+/// `queue list`, written by the console's driver as it is made.
+fn listing(list: QueueCommand) -> Output {
+    Output {
+        listing: Some(AdminCommand::Queue(list)),
+        ..show("")
     }
 }
 
@@ -556,10 +577,10 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             }
             Entry::Queue => {
                 self.state = State::Queue;
-                show(self.run(AdminCommand::Queue(QueueCommand::List {
+                listing(QueueCommand::List {
                     json: false,
                     filter: FilterArgs::default(),
-                })))
+                })
             }
             Entry::Tls => {
                 self.state = State::Tls;
@@ -760,7 +781,10 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             }
         };
         self.state = State::Queue;
-        show(self.run(AdminCommand::Queue(cmd)))
+        match cmd {
+            QueueCommand::List { .. } => listing(cmd),
+            cmd => show(self.run(AdminCommand::Queue(cmd))),
+        }
     }
 
     /// The TLS screen: a pasted certificate (`tls install-pem`) or a new self-signed one
@@ -862,6 +886,9 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             LineCommand::Admin(cmd) if cmd.confirmation().is_some() => {
                 self.state = State::Confirm(cmd);
                 show("")
+            }
+            LineCommand::Admin(AdminCommand::Queue(list @ QueueCommand::List { .. })) => {
+                listing(list)
             }
             LineCommand::Admin(cmd) => show(self.run(cmd)),
         }

@@ -95,6 +95,18 @@ impl Operations for Box_ {
     fn box_config(&self) -> Result<BoxConfig, BoxConfigError> {
         Ok(self.config.borrow().clone())
     }
+
+    /// A listing comes in three parts and a rest without its line end.
+    fn execute_in_parts(&self, cmd: AdminCommand, part: &mut dyn FnMut(String) -> bool) -> Reply {
+        if !matches!(cmd, AdminCommand::Queue(QueueCommand::List { .. })) {
+            return self.execute(cmd);
+        }
+        self.done.borrow_mut().push(cmd);
+        for n in 1..=3 {
+            assert!(part(format!("part {n}\n")));
+        }
+        Reply::ok("rest")
+    }
 }
 
 /// The update commands' answers on a box running 0.1.0 from slot A. A source naming "bad" has a
@@ -386,6 +398,25 @@ fn the_queue_menu_shows_one_message() {
         out.contains("type l, f, or s, h, r, d followed by a queue id"),
         "s alone names no message: {out}"
     );
+}
+
+/// `queue list` (the menu's and the command line's) is written part by part as the admin
+/// commands make it, then the rest, then the prompt.
+#[test]
+fn the_queue_listing_is_written_as_it_is_made() {
+    let b = set_up_box();
+    let (_, out) = console(&b, Start::Menu, b"6\nl\n\n10\nqueue list\nmenu\n");
+    let listing = "part 1\npart 2\npart 3\nrest\n";
+    assert_eq!(out.matches(listing).count(), 3, "{out}");
+    assert!(out.contains(&format!("{listing}Queue: l list")), "{out}");
+    assert!(out.contains(&format!("{listing}{PROMPT}")), "{out}");
+    let lists = b
+        .done
+        .borrow()
+        .iter()
+        .filter(|c| matches!(c, AdminCommand::Queue(QueueCommand::List { .. })))
+        .count();
+    assert_eq!(lists, 3);
 }
 
 #[test]
