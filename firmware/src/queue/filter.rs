@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::manager::{MessageView, RcptState};
+use super::manager::MessageView;
 use crate::mail::{Envelope, QueueState};
 
 /// One of Postfix's queues, as an admin names it.
@@ -188,7 +188,7 @@ pub fn pending_addresses<'a>(
 ) -> impl Iterator<Item = &'a str> + 'a {
     view.recipients
         .iter()
-        .filter(|r| !matches!(r.state, RcptState::Delivered | RcptState::Failed))
+        .filter(|r| !r.state.is_final())
         .filter_map(|r| envelope.recipients.get(r.index))
         .map(|r| r.address.as_str())
 }
@@ -238,7 +238,7 @@ fn glob(pattern: &str, text: &str) -> bool {
 mod tests {
     use super::*;
     use crate::mail::{ClientInfo, Notify, QueueId, Recipient, Transport};
-    use crate::queue::RcptView;
+    use crate::queue::{RcptState, RcptView};
 
     fn envelope(sender: &str, rcpts: &[&str]) -> Envelope {
         let hop: Transport = "smtp:[127.0.0.1]:25".parse().unwrap();

@@ -73,7 +73,8 @@ pub enum RcptState {
 }
 
 impl RcptState {
-    fn is_final(self) -> bool {
+    /// Delivered or failed: nothing more will be tried for it.
+    pub fn is_final(self) -> bool {
         matches!(self, RcptState::Delivered | RcptState::Failed)
     }
 }

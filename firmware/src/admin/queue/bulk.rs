@@ -5,7 +5,7 @@ use super::super::Reply;
 use super::super::commands::BulkArgs;
 use crate::mail::{Envelope, Host, QueueId, Transport, unix_now};
 use crate::queue::runner::QueueHandle;
-use crate::queue::{BulkOp, Filter, MessageView, QueueName, RcptState};
+use crate::queue::{BulkOp, Filter, MessageView, QueueName};
 use crate::spool::SpoolHandle;
 
 /// The exit code of a command refused as asked (a count instead of the action).
@@ -171,10 +171,10 @@ pub async fn flush(
             QueueName::of(&v.state) == QueueName::Deferred
                 && match &destination {
                     None => true,
-                    Some(site) => v.recipients.iter().any(|r| {
-                        !matches!(r.state, RcptState::Delivered | RcptState::Failed)
-                            && goes_to(&r.next_hop, site)
-                    }),
+                    Some(site) => v
+                        .recipients
+                        .iter()
+                        .any(|r| !r.state.is_final() && goes_to(&r.next_hop, site)),
                 }
         })
         .await;

@@ -12,9 +12,7 @@ use super::commands::QueueCommand;
 use super::output::Output;
 use crate::mail::{Envelope, QueueState};
 use crate::queue::runner::QueueHandle;
-use crate::queue::{
-    BUCKETS, BulkOp, Filter, MessageView, QueueName, RcptState, Shape, ShapeBy, ShapeCounter,
-};
+use crate::queue::{BUCKETS, BulkOp, Filter, MessageView, QueueName, Shape, ShapeBy, ShapeCounter};
 use crate::smtp::received::rfc5322_date;
 use crate::spool::SpoolHandle;
 
@@ -182,7 +180,7 @@ fn entry(out: &mut Output, v: &MessageView, envelope: &Envelope) {
         arrival(v.arrival)
     );
     for r in &v.recipients {
-        if matches!(r.state, RcptState::Delivered | RcptState::Failed) {
+        if r.state.is_final() {
             continue;
         }
         let Some(rcpt) = envelope.recipients.get(r.index) else {
@@ -219,7 +217,7 @@ fn json_line(v: &MessageView, envelope: &Envelope) -> String {
     let recipients: Vec<String> = v
         .recipients
         .iter()
-        .filter(|r| !matches!(r.state, RcptState::Delivered | RcptState::Failed))
+        .filter(|r| !r.state.is_final())
         .map(|r| {
             let addr = (envelope.recipients.get(r.index))
                 .map(|x| x.address.as_str())

@@ -787,11 +787,7 @@ fn candidates_are_the_views_the_filter_admits() {
     for f in &filters {
         let want: Vec<QueueId> = (q.list().iter())
             .filter(|v| f.matches_view(v, now))
-            .filter(|v| {
-                !f.needs_pending()
-                    || (v.recipients.iter())
-                        .any(|r| !matches!(r.state, RcptState::Delivered | RcptState::Failed))
-            })
+            .filter(|v| !f.needs_pending() || (v.recipients.iter()).any(|r| !r.state.is_final()))
             .map(|v| v.qid)
             .collect();
         assert_eq!(q.candidates(f, now), want, "{f:?}");
