@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postern::delivery::{Client, ClientSettings, Dns, DnsError, MxAnswer, Timeouts, TlsPolicy};
@@ -24,6 +25,8 @@ struct Sink {
     child: Child,
     port: u16,
     dir: PathBuf,
+    /// What `-c` printed so far, read as it comes.
+    out: Arc<Mutex<String>>,
 }
 
 impl Drop for Sink {
@@ -62,13 +65,31 @@ fn sink(flags: &[&str]) -> Option<Sink> {
     cmd.args(flags);
     cmd.arg(format!("127.0.0.1:{port}")).arg("50");
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
-    let child = cmd.spawn().expect("start smtp-sink");
+    let mut child = cmd.spawn().expect("start smtp-sink");
+    let out = Arc::new(Mutex::new(String::new()));
+    if let Some(mut stdout) = child.stdout.take() {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                if let Ok(mut o) = out.lock() {
+                    o.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "smtp-sink did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
-    Some(Sink { child, port, dir })
+    Some(Sink {
+        child,
+        port,
+        dir,
+        out,
+    })
 }
 
 impl Sink {
@@ -89,20 +110,27 @@ impl Sink {
         }
     }
 
-    /// Sessions and messages counted by `smtp-sink -c` (`sess=N quit=Q mesg=M`), after
-    /// stopping it.
-    fn stop_and_count(self) -> (u32, u32) {
-        let (s, _, m) = self.stop_and_count_all();
+    /// Sessions and messages counted by `smtp-sink -c` (`sess=N quit=Q mesg=M`) once it has
+    /// counted `sessions` ended sessions (or after 10 s: a busy machine may take a moment to
+    /// end the last), then stopped.
+    fn stop_and_count(self, sessions: u32) -> (u32, u32) {
+        let (s, _, m) = self.stop_and_count_all(sessions);
         (s, m)
     }
 
-    fn stop_and_count_all(mut self) -> (u32, u32, u32) {
-        let _ = self.child.kill();
-        let mut text = String::new();
-        if let Some(mut out) = self.child.stdout.take() {
-            use std::io::Read;
-            let _ = out.read_to_string(&mut text);
+    fn stop_and_count_all(mut self, sessions: u32) -> (u32, u32, u32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.counts().0 < sessions && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.counts()
+    }
+
+    /// The last counters `-c` printed.
+    fn counts(&self) -> (u32, u32, u32) {
+        let text = self.out.lock().map(|t| t.clone()).unwrap_or_default();
         let last = text
             .rsplit('\r')
             .find(|s| s.contains("sess="))
@@ -299,8 +327,7 @@ fn message_arrives_intact_with_pipelining_and_the_connection_is_reused() {
     }
     // Close the cached connection so smtp-sink counts its session as ended.
     drop(client);
-    std::thread::sleep(Duration::from_millis(200));
-    let (sessions, messages) = s.stop_and_count();
+    let (sessions, messages) = s.stop_and_count(2);
     // smtp-sink counts ended sessions; one is the test's readiness probe.
     assert_eq!(
         (sessions, messages),
@@ -398,7 +425,7 @@ fn smtputf8_message_to_a_server_without_it_bounces_5_6_7() {
         }
         other => panic!("{other:?}"),
     }
-    let (_, messages) = s.stop_and_count();
+    let (_, messages) = s.stop_and_count(0);
     assert_eq!(messages, 0, "nothing was sent");
 }
 
@@ -485,8 +512,7 @@ fn idle_connections_are_closed_with_quit() {
     std::thread::sleep(Duration::from_millis(300));
     rt.block_on(client.close_idle());
     assert_eq!(client.idle_connections(), 0);
-    std::thread::sleep(Duration::from_millis(200));
-    let (sessions, quits, messages) = s.stop_and_count_all();
+    let (sessions, quits, messages) = s.stop_and_count_all(2);
     // smtp-sink counts ended sessions; one is the test's readiness probe.
     assert_eq!((sessions, quits, messages), (2, 1, 1));
 }
@@ -596,8 +622,7 @@ fn a_body_that_cannot_be_read_to_its_end_is_never_accepted() {
         0,
         "an abandoned connection is not reused"
     );
-    std::thread::sleep(Duration::from_millis(200));
-    let (sessions, messages) = s.stop_and_count();
+    let (sessions, messages) = s.stop_and_count(2);
     // smtp-sink counts ended sessions; one is the test's readiness probe.
     assert_eq!(
         (sessions, messages),

@@ -202,12 +202,24 @@ async fn hundreds_of_connections_from_one_address_are_held_to_the_limits() {
         ),
         10
     );
-    // Slots come back when clients leave.
+    // Slots come back when clients leave: once the server has seen them go (a moment on a busy
+    // machine), all 50 again.
     drop(held);
     drop(others);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_back, greetings) = open(server.addr, "127.0.0.1", 50).await;
-    assert_eq!(count(&greetings, "220 "), 50);
+    let started = Instant::now();
+    loop {
+        let (back, greetings) = open(server.addr, "127.0.0.1", 50).await;
+        if count(&greetings, "220 ") == 50 {
+            break;
+        }
+        drop(back);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            &greetings[..]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,17 +279,18 @@ async fn a_client_sending_a_byte_at_a_time_is_dropped_at_the_record_deadline() {
 }
 
 /// Sends `bytes` one every 200 ms and returns what the server says before the last is sent and
-/// within 2.5 s (with 1 s timeouts); `None` if it says nothing by then.
+/// within 4 s (with 1 s timeouts: the margin is for a busy machine); `None` if it says nothing
+/// by then. A timeout per byte would never fire, and the trickle outlasts the 4 s.
 async fn trickle(c: &mut Client, bytes: &[u8]) -> Option<String> {
     assert!(
-        bytes.len() * 200 > 4000,
+        bytes.len() * 200 > 6000,
         "the trickle must outlast the deadline"
     );
     let started = Instant::now();
     for b in bytes {
         c.send(&[*b]).await;
         if let Ok(reply) = tokio::time::timeout(Duration::from_millis(200), c.reply()).await {
-            assert!(started.elapsed() < Duration::from_millis(2500), "{reply}");
+            assert!(started.elapsed() < Duration::from_secs(4), "{reply}");
             return Some(reply);
         }
     }

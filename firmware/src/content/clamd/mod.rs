@@ -129,7 +129,8 @@ mod tests {
         let started = std::time::Instant::now();
         let verdict = scan(&addr, &MessageBytes(b"hi"), 100, Duration::from_millis(300)).await;
         assert_eq!(verdict, Err(ScannerError::Timeout));
-        assert!(started.elapsed() < Duration::from_secs(2));
+        // A hang is what this catches: the margin is for a busy machine.
+        assert!(started.elapsed() < Duration::from_secs(5));
         drop(hold);
 
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -183,7 +183,8 @@ mod tests {
         )
         .await;
         assert_eq!(verdict, Err(ScannerError::Timeout));
-        assert!(started.elapsed() < Duration::from_secs(2));
+        // A hang is what this catches: the margin is for a busy machine.
+        assert!(started.elapsed() < Duration::from_secs(5));
         drop(hold);
     }
 

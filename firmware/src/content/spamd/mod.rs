@@ -72,7 +72,8 @@ mod tests {
         let message = MessageBytes(b"Subject: x\r\n\r\nhi");
         let verdict = check(&addr, &message, Duration::from_millis(300)).await;
         assert_eq!(verdict, Err(ScannerError::Timeout));
-        assert!(started.elapsed() < Duration::from_secs(2));
+        // A hang is what this catches: the margin is for a busy machine.
+        assert!(started.elapsed() < Duration::from_secs(5));
         drop(hold);
     }
 }
