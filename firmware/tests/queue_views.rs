@@ -657,4 +657,8 @@ impl postern::console::Platform for NoMachine {
     fn apply_network(&self, _: &postern::config::box_settings::NetworkSettings) -> String {
         String::new()
     }
+    /// Nothing is typed while the listing is written.
+    fn input_waiting(&self, _: Duration) -> bool {
+        false
+    }
 }

@@ -47,12 +47,7 @@ pub fn run(
         let out = session.line(&line);
         let _ = write!(output, "{}", out.text);
         if let Some(cmd) = out.listing {
-            // A console that cannot be written to stops the listing.
-            let reply = ops.execute_in_parts(cmd, &mut |part| write!(output, "{part}").is_ok());
-            let _ = write!(output, "{}", reply.text);
-            if !reply.text.is_empty() && !reply.text.ends_with('\n') {
-                let _ = writeln!(output);
-            }
+            list(cmd, &mut input, &mut output, ops, platform);
         }
         if let Some(wait) = out.pause {
             let _ = output.flush();
@@ -71,6 +66,40 @@ pub fn run(
                 session.stop_following();
             }
         }
+    }
+}
+
+/// Writes a listing part by part as it is made. A million queued messages take hours on a
+/// serial line: Enter stops it between parts, as it stops `log --follow`, and so does a console
+/// that cannot be written to.
+fn list(
+    cmd: crate::admin::AdminCommand,
+    input: &mut impl BufRead,
+    output: &mut impl Write,
+    ops: &impl Operations,
+    platform: &impl Platform,
+) {
+    let mut stopped = false;
+    let reply = ops.execute_in_parts(cmd, &mut |part| {
+        if write!(output, "{part}").is_err() {
+            return false;
+        }
+        let _ = output.flush();
+        if platform.input_waiting(std::time::Duration::ZERO) {
+            // The line that stops the listing is not a command.
+            let _ = read_line(input);
+            stopped = true;
+            return false;
+        }
+        true
+    });
+    if stopped {
+        let _ = writeln!(output, "(listing stopped)");
+        return;
+    }
+    let _ = write!(output, "{}", reply.text);
+    if !reply.text.is_empty() && !reply.text.ends_with('\n') {
+        let _ = writeln!(output);
     }
 }
 

@@ -300,7 +300,7 @@ impl<'a, O: Operations, P: Platform> Session<'a, O, P> {
             State::Menu => MENU_PROMPT.into(),
             State::Form(f, _) => f.prompt(),
             State::Queue => {
-                "Queue: l list, s QID show, f flush, h QID hold, r QID release, d QID delete, Enter: menu > "
+                "Queue: l list (Enter stops it), s QID show, f flush, h QID hold, r QID release, d QID delete, Enter: menu > "
                     .into()
             }
             State::Tls => {

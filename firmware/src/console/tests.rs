@@ -29,6 +29,8 @@ struct Box_ {
     mail_log: RefCell<Vec<String>>,
     /// `log --follow` polls that find nothing typed before one does.
     quiet_polls: std::cell::Cell<u32>,
+    /// `queue list` comes in parts, as a long one does.
+    long_listings: std::cell::Cell<bool>,
 }
 
 /// The one LDAP password the fake directory takes.
@@ -96,14 +98,19 @@ impl Operations for Box_ {
         Ok(self.config.borrow().clone())
     }
 
-    /// A listing comes in three parts and a rest without its line end.
+    /// A listing comes in three parts and a rest without its line end, unless a part is told
+    /// to stop.
     fn execute_in_parts(&self, cmd: AdminCommand, part: &mut dyn FnMut(String) -> bool) -> Reply {
-        if !matches!(cmd, AdminCommand::Queue(QueueCommand::List { .. })) {
+        if !self.long_listings.get()
+            || !matches!(cmd, AdminCommand::Queue(QueueCommand::List { .. }))
+        {
             return self.execute(cmd);
         }
         self.done.borrow_mut().push(cmd);
         for n in 1..=3 {
-            assert!(part(format!("part {n}\n")));
+            if !part(format!("part {n}\n")) {
+                return Reply::ok("");
+            }
         }
         Reply::ok("rest")
     }
@@ -405,6 +412,9 @@ fn the_queue_menu_shows_one_message() {
 #[test]
 fn the_queue_listing_is_written_as_it_is_made() {
     let b = set_up_box();
+    b.long_listings.set(true);
+    // Nothing typed while it is written.
+    b.quiet_polls.set(100);
     let (_, out) = console(&b, Start::Menu, b"6\nl\n\n10\nqueue list\nmenu\n");
     let listing = "part 1\npart 2\npart 3\nrest\n";
     assert_eq!(out.matches(listing).count(), 3, "{out}");
@@ -417,6 +427,23 @@ fn the_queue_listing_is_written_as_it_is_made() {
         .filter(|c| matches!(c, AdminCommand::Queue(QueueCommand::List { .. })))
         .count();
     assert_eq!(lists, 3);
+}
+
+/// Enter typed while a long listing is written stops it after the part being written; the line
+/// is not taken as a command.
+#[test]
+fn enter_stops_a_long_listing() {
+    let b = set_up_box();
+    b.long_listings.set(true);
+    b.quiet_polls.set(1);
+    let (_, out) = console(&b, Start::CommandLine, b"queue list\n\nstatus\n");
+    assert!(out.contains("part 1\npart 2\n(listing stopped)\n"), "{out}");
+    assert!(!out.contains("part 3") && !out.contains("rest"), "{out}");
+    let done = b.done.borrow();
+    assert!(
+        matches!(done.last(), Some(AdminCommand::Status)),
+        "{done:?}"
+    );
 }
 
 #[test]
