@@ -92,8 +92,8 @@ unit: build
 # are claimed across the two processes (firmware/tests/common/ports.rs); the QEMU-only fixtures
 # (one QEMU per architecture, the SNTP server on port 123) stay in the QEMU lane, Postfix's
 # main.cf in the host lane. Each lane's output is kept in target/lanes/<lane>.log; when a lane
-# fails, `test` prints what failed (scripts/test-failures.sh) last, where CI's tail shows it,
-# with the machine's load and free disk.
+# fails, `test` prints the machine's load and free disk, then what failed
+# (scripts/test-failures.sh) last, where CI's tail shows it.
 ALL_TESTS := $(sort $(basename $(notdir $(wildcard */tests/*.rs))) \
 	$(notdir $(patsubst %/main.rs,%,$(wildcard */tests/*/main.rs))))
 QEMU_TESTS := $(filter qemu_%,$(ALL_TESTS))
@@ -127,8 +127,9 @@ test: deps
 	$(MAKE) -j2 test-builds
 	$(MAKE) images
 	$(MAKE) -j2 -k tests-host tests-qemu || \
-		{ sh scripts/test-failures.sh target/lanes/tests-host.log target/lanes/tests-qemu.log; \
-		  uptime; df -h . /tmp; exit 1; }
+		{ uptime; df -h . /tmp; \
+		  sh scripts/test-failures.sh target/lanes/tests-host.log target/lanes/tests-qemu.log; \
+		  exit 1; }
 
 firmware-aarch64:
 	$(MAKE) firmware ARCH=aarch64

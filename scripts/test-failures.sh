@@ -6,7 +6,8 @@
 #   scripts/test-failures.sh target/lanes/*.log
 #
 # For each failed test: its name and the first lines of what it printed (the panic and its
-# message); then cargo's list of the test binaries that failed, and the fuzzers' finds.
+# message); then cargo's list of the test binaries that failed, and the fuzzers' finds. Last, in
+# a few lines however many failed, the names alone: the part of a tail that is always seen.
 for log in "$@"; do
     [ -f "$log" ] || continue
     found=$(awk '
@@ -26,4 +27,10 @@ for log in "$@"; do
     ' "$log" | tail -n 150)
     [ -n "$found" ] && printf '== failed in %s:\n%s\n' "$(basename "$log" .log)" "$found"
 done
+names=$(for log in "$@"; do
+    [ -f "$log" ] || continue
+    grep -E '^test .* \.\.\. FAILED$|^    `.*`$|^==[0-9]+== ERROR: libFuzzer' "$log" |
+        sed "s/^/  $(basename "$log" .log): /"
+done | head -n 40)
+[ -n "$names" ] && printf '== in short:\n%s\n' "$names"
 exit 0
