@@ -3,6 +3,7 @@
 //! command goes to the running daemon over its control socket, or, with `--flash`, is carried out
 //! on the flash directly.
 
+use crate::log::console::{say, say_text};
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -95,7 +96,7 @@ pub fn main() -> i32 {
         Err(e) => {
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or("error: bad arguments");
-            eprintln!("postern: {first} (try 'postern --help')");
+            say!("postern: {first} (try 'postern --help')");
             return 2;
         }
     };
@@ -111,13 +112,13 @@ pub fn main() -> i32 {
     if let Command::Admin(cmd) = &mut command
         && let Err(e) = read_stdin(cmd)
     {
-        eprintln!("postern: cannot read standard input: {e}");
+        say!("postern: cannot read standard input: {e}");
         return 2;
     }
     match (command, flash) {
         (Command::Run(args), Some(flash)) => run(args, flash, cli.control),
         (Command::Run(_), None) => {
-            eprintln!("postern: run needs --flash FILE (try 'postern run --help')");
+            say!("postern: run needs --flash FILE (try 'postern run --help')");
             2
         }
         (Command::Admin(cmd), None) => admin(&cli.control, cmd),
@@ -147,7 +148,7 @@ fn run(args: RunArgs, flash: FlashSpec, control: PathBuf) -> i32 {
         let daemon = match Daemon::start(opts).await {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("postern: {e}");
+                say!("postern: {e}");
                 return 1;
             }
         };
@@ -162,7 +163,7 @@ fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runti
     builder
         .enable_all()
         .build()
-        .map_err(|e| eprintln!("postern: cannot start the runtime: {e}"))
+        .map_err(|e| say!("postern: cannot start the runtime: {e}"))
         .ok()
 }
 
@@ -204,7 +205,7 @@ fn admin(control_path: &Path, cmd: AdminCommand) -> i32 {
     match printed {
         Ok(reply) => show(reply),
         Err(e) => {
-            eprintln!("postern: {e}");
+            say!("postern: {e}");
             1
         }
     }
@@ -218,7 +219,7 @@ fn follow(control_path: &Path, mut args: LogArgs) -> i32 {
         let reply = match control::request(control_path, &AdminCommand::Log(args.clone())) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("postern: {e}");
+                say!("postern: {e}");
                 return 1;
             }
         };
@@ -251,7 +252,7 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
                 0
             }
             Err(e) => {
-                eprintln!("postern: {e}");
+                say!("postern: {e}");
                 1
             }
         };
@@ -263,7 +264,7 @@ fn offline(flash: FlashSpec, cmd: AdminCommand) -> i32 {
         match daemon::offline(&flash, machine_hostname()).await {
             Ok(offline) => show(offline.admin().execute(cmd).await),
             Err(e) => {
-                eprintln!("postern: {e}");
+                say!("postern: {e}");
                 1
             }
         }
@@ -301,7 +302,7 @@ fn read_stdin(cmd: &mut AdminCommand) -> std::io::Result<()> {
 fn confirmed(cmd: &AdminCommand) -> bool {
     match cmd.confirmation() {
         Some(question) if !confirm(question) => {
-            eprintln!("postern: not done");
+            say!("postern: not done");
             false
         }
         _ => true,
@@ -312,7 +313,7 @@ fn show(reply: Reply) -> i32 {
     if reply.exit == 0 {
         print!("{}", reply.text);
     } else {
-        eprint!("{}", reply.text);
+        say_text(&reply.text);
     }
     reply.exit
 }
@@ -320,10 +321,10 @@ fn show(reply: Reply) -> i32 {
 /// Asks a yes/no question on the terminal; anything but "y"/"yes" (or no terminal) is a no.
 fn confirm(question: &str) -> bool {
     if !std::io::stdin().is_terminal() {
-        eprintln!("postern: {question} Refusing without a terminal: add --yes.");
+        say!("postern: {question} Refusing without a terminal: add --yes.");
         return false;
     }
-    eprint!("{question} [y/N] ");
+    say_text(&format!("{question} [y/N] "));
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     if std::io::stdin().lock().read_line(&mut answer).is_err() {

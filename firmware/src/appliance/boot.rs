@@ -1,6 +1,7 @@
 //! The steps of bringing the box up before the services start: filesystems, hostname, modules,
 //! network. Each prints one line on the console, so a person watching a slow boot sees where it is.
 
+use crate::log::console::say;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,7 @@ pub fn mount_filesystems() -> Result<(), String> {
 
 pub fn set_hostname(name: &str) {
     if let Err(e) = hostname::set(name) {
-        eprintln!("postern: cannot set hostname {name}: {e}");
+        say!("postern: cannot set hostname {name}: {e}");
     }
 }
 
@@ -51,7 +52,7 @@ pub fn load_modules() {
     let list = match modules::read_order(Path::new(MODULE_DIR), Path::new(MODULE_ORDER)) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("postern: cannot read {MODULE_ORDER}: {e}");
+            say!("postern: cannot read {MODULE_ORDER}: {e}");
             return;
         }
     };
@@ -63,10 +64,10 @@ pub fn load_modules() {
     for path in &list {
         match modules::load(path) {
             Ok(()) => loaded += 1,
-            Err(e) => eprintln!("postern: cannot load module {}: {e}", path.display()),
+            Err(e) => say!("postern: cannot load module {}: {e}", path.display()),
         }
     }
-    eprintln!(
+    say!(
         "postern: loaded {loaded} of {} modules in {} ms",
         list.len(),
         started.elapsed().as_millis()
@@ -107,7 +108,7 @@ pub fn attach_block2mtd(device: &Path, param: &str, mtd: &Path) -> Result<(), St
             device.display()
         ));
     }
-    eprintln!(
+    say!(
         "postern: block2mtd: {} over {} ({param})",
         mtd.display(),
         device.display()
@@ -145,10 +146,10 @@ fn partition_device<'a>(uevent: &'a str, label: &str) -> Option<&'a str> {
 /// without a network. eth0's address comes later, from the stored network or the boot parameters.
 pub fn bring_up_links() {
     if let Err(e) = net::link_up("lo") {
-        eprintln!("postern: cannot bring up lo: {e}");
+        say!("postern: cannot bring up lo: {e}");
     }
     if !wait_for(|| net::link_exists(WAN), DEVICE_WAIT) {
-        eprintln!(
+        say!(
             "postern: no {WAN} after {} s: running without a network",
             DEVICE_WAIT.as_secs()
         );

@@ -3,6 +3,7 @@
 //! while none answers. The packets are [`super::sntp`]'s, the UDP and `clock_settime` hal's;
 //! `postern status` shows the last setting (`admin::clock`).
 
+use crate::log::console::say;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -41,7 +42,7 @@ async fn keep(admin: Admin) {
         if !servers.is_empty() && due {
             match sync(&servers).await {
                 Ok(done) => {
-                    eprintln!(
+                    say!(
                         "postern: clock set from {} ({}), it was {:+.3} s off",
                         done.server,
                         done.address,

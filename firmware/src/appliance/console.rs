@@ -3,6 +3,7 @@
 
 use crate::config::box_settings::NetworkSettings;
 use crate::console::Platform;
+use crate::log::console::say;
 
 /// The appliance's serial console (stdin/stdout).
 pub struct SerialConsole;
@@ -28,7 +29,7 @@ impl Platform for SerialConsole {
 
     fn set_echo(&self, on: bool) {
         if let Err(e) = hal::sys::console::set_echo(std::io::stdin(), on) {
-            eprintln!("postern: cannot switch the console's echo: {e}");
+            say!("postern: cannot switch the console's echo: {e}");
         }
     }
 }

@@ -3,6 +3,7 @@
 //! address, gateway or DNS changed, and takes the address off eth0 when the lease is lost. The
 //! thread stops once a newer network was applied.
 
+use crate::log::console::{say, say_text};
 use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -98,7 +99,7 @@ fn keep(current: impl Fn() -> bool, lease_dns: bool, first: mpsc::Sender<String>
         Ok(s) => s,
         Err(e) => {
             let line = format!("postern: {WAN}: cannot open DHCP's sockets: {e}\n");
-            say(&mut first, line);
+            report(&mut first, line);
             return;
         }
     };
@@ -120,7 +121,7 @@ fn keep(current: impl Fn() -> bool, lease_dns: bool, first: mpsc::Sender<String>
             }
             Ok(None) => {}
             Err(e) => {
-                eprintln!("postern: {WAN}: DHCP: cannot receive: {e}");
+                say!("postern: {WAN}: DHCP: cannot receive: {e}");
                 std::thread::sleep(NAP);
             }
         }
@@ -150,14 +151,14 @@ fn act(
     first: &mut Option<mpsc::Sender<String>>,
 ) {
     if let Some(Err(e)) = out.frame.map(|frame| socket.send(&frame)) {
-        eprintln!("postern: {WAN}: cannot send a DHCP message: {e}");
+        say!("postern: {WAN}: cannot send a DHCP message: {e}");
     }
     let Some(event) = out.event else { return };
     if !current() {
         return;
     }
     match event {
-        Event::Bound(lease) => say(first, bind(&lease, lease_dns)),
+        Event::Bound(lease) => report(first, bind(&lease, lease_dns)),
         Event::Extended(_) => {}
         Event::Lost(loss) => {
             let why = match loss {
@@ -173,17 +174,17 @@ fn act(
                 String::new()
             };
             match removed {
-                Ok(()) => eprintln!("postern: {WAN}: {why}; address removed, asking again"),
-                Err(e) => eprintln!("postern: {WAN}: {why}; cannot remove the address: {e}"),
+                Ok(()) => say!("postern: {WAN}: {why}; address removed, asking again"),
+                Err(e) => say!("postern: {WAN}: {why}; cannot remove the address: {e}"),
             }
-            eprint!("{resolvers}");
+            say_text(&resolvers);
         }
     }
 }
 
 /// Hands the first report to the waiting [`start`], or prints it (a lease that came later, a
 /// change on renewal).
-fn say(first: &mut Option<mpsc::Sender<String>>, report: String) {
+fn report(first: &mut Option<mpsc::Sender<String>>, report: String) {
     let report = match first.take() {
         Some(tx) => match tx.send(report) {
             Ok(()) => return,
@@ -191,7 +192,7 @@ fn say(first: &mut Option<mpsc::Sender<String>>, report: String) {
         },
         None => report,
     };
-    eprint!("{report}");
+    say_text(&report);
 }
 
 /// Puts a lease on eth0 (and its resolvers in resolv.conf unless the stored network names its

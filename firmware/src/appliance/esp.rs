@@ -3,6 +3,7 @@
 //! that the running slot can be marked good after its health check and updates can write the
 //! other slot.
 
+use crate::log::console::say;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,14 +28,14 @@ pub fn mount() -> Option<PathBuf> {
         Duration::from_secs(1),
     );
     let Some(device) = device else {
-        eprintln!("postern: no EFI system partition: booted without the boot loader, no slots");
+        say!("postern: no EFI system partition: booted without the boot loader, no slots");
         return None;
     };
     // Short names as the boot loader writes them; files stay the firmware's only.
     match mounts::mount_device(&device, Path::new(ESP_MOUNT), "vfat", "umask=0077,flush") {
         Ok(()) => Some(PathBuf::from(ESP_MOUNT)),
         Err(e) => {
-            eprintln!(
+            say!(
                 "postern: cannot mount the EFI system partition {}: {e}",
                 device.display()
             );
@@ -50,7 +51,7 @@ pub fn mount_efivars() {
         return;
     }
     if let Err(e) = mounts::mount_device(Path::new("efivarfs"), dir, "efivarfs", "") {
-        eprintln!("postern: cannot mount efivarfs: {e}");
+        say!("postern: cannot mount efivarfs: {e}");
     }
 }
 
@@ -68,12 +69,13 @@ pub fn booted_on_trial(esp: &Path) -> Option<SlotFile> {
 pub fn mark_good(esp: &Path) {
     let selected = update::slots::selected();
     match update::slots::mark_good(esp, selected, update::running_version()) {
-        Ok(Some(slot)) => eprintln!(
+        Ok(Some(slot)) => say!(
             "postern: slot {} (postern {}) passed its health check: marked good",
-            slot.slot, slot.version
+            slot.slot,
+            slot.version
         ),
         Ok(None) => {}
-        Err(e) => eprintln!(
+        Err(e) => say!(
             "postern: cannot mark this slot good ({e}): the boot loader will fall back to the \
              other slot at the next boot"
         ),

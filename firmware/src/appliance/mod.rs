@@ -11,6 +11,7 @@
 //! PID 1 must never exit or panic (the kernel would panic): a fatal error prints a message,
 //! waits, and reboots.
 
+use crate::log::console::say;
 mod boot;
 mod clock;
 mod cmdline;
@@ -40,7 +41,7 @@ pub fn main() -> i32 {
     if let Err(e) = boot::mount_filesystems() {
         fatal(&e);
     }
-    eprintln!(
+    say!(
         "postern {}: appliance mode, kernel up {:.2} s",
         env!("CARGO_PKG_VERSION"),
         boot::uptime()
@@ -48,16 +49,16 @@ pub fn main() -> i32 {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let (params, warnings) = cmdline::parse(&cmdline);
     for w in warnings {
-        eprintln!("postern: {w}");
+        say!("postern: {w}");
     }
     boot::set_hostname(&params.hostname);
     if let Err(e) = power::ctrl_alt_del_signals_init() {
-        eprintln!("postern: cannot route Ctrl-Alt-Del to postern: {e}");
+        say!("postern: cannot route Ctrl-Alt-Del to postern: {e}");
     }
     boot::load_modules();
     boot::bring_up_links();
     if let Err(e) = hal::sys::console::set_line_mode(std::io::stdin()) {
-        eprintln!("postern: cannot set the console's line mode: {e}");
+        say!("postern: cannot set the console's line mode: {e}");
     }
     let action = match services::run(&params) {
         Ok(action) => action,
@@ -72,25 +73,25 @@ fn shut_down(action: PowerAction) -> i32 {
         PowerAction::Poweroff => "powering off",
         PowerAction::Reboot => "rebooting",
     };
-    eprintln!("postern: {verb}");
+    say!("postern: {verb}");
     power::sync();
     // A virtio-net guest was seen to hang in poweroff with a TCP connection closing.
     if hal::sys::net::link_exists(boot::WAN) {
         let _ = hal::sys::net::link_down(boot::WAN);
     }
     let e = power::shutdown(action);
-    eprintln!("postern: {verb} failed: {e}");
+    say!("postern: {verb} failed: {e}");
     1
 }
 
 /// Prints why the box cannot run, waits so a person can read it, and reboots.
 fn fatal(message: &str) -> ! {
-    eprintln!("postern: FATAL: {message}");
-    eprintln!("postern: rebooting in {} s", FATAL_DELAY.as_secs());
+    say!("postern: FATAL: {message}");
+    say!("postern: rebooting in {} s", FATAL_DELAY.as_secs());
     let _ = std::io::stderr().flush();
     std::thread::sleep(FATAL_DELAY);
     let e = power::shutdown(PowerAction::Reboot);
-    eprintln!("postern: reboot failed: {e}; halting here");
+    say!("postern: reboot failed: {e}; halting here");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
@@ -100,7 +101,7 @@ fn fatal(message: &str) -> ! {
 /// on the console and reboot instead.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("postern: internal error: {info}");
+        say!("postern: internal error: {info}");
         fatal("internal error (see the line above)");
     }));
 }

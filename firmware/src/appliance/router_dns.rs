@@ -4,6 +4,7 @@
 //! accepts them, so with static or no IPv6 nothing arrives. Servers the admin stored win
 //! (`network::set_router_resolvers` keeps them out then).
 
+use crate::log::console::{say, say_text};
 use std::net::Ipv6Addr;
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ pub fn start() {
             .name("router-dns".into())
             .spawn(keep)
         {
-            eprintln!("postern: router-advertised DNS servers are not followed: {e}");
+            say!("postern: router-advertised DNS servers are not followed: {e}");
         }
     });
 }
@@ -34,7 +35,7 @@ fn keep() {
     let socket = match RouterDnsSocket::open() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("postern: router-advertised DNS servers are not followed: {e}");
+            say!("postern: router-advertised DNS servers are not followed: {e}");
             return;
         }
     };
@@ -52,14 +53,14 @@ fn keep() {
             }
             Ok(_) => {}
             Err(e) => {
-                eprintln!("postern: {WAN}: cannot read router advertisements: {e}");
+                say!("postern: {WAN}: cannot read router advertisements: {e}");
                 std::thread::sleep(Duration::from_secs(60));
             }
         }
         let now = table.current(Instant::now());
         if now != shown {
             let list: Vec<String> = now.iter().map(|a| a.to_string()).collect();
-            eprintln!(
+            say!(
                 "postern: {WAN}: DNS servers from router advertisements: {}",
                 if list.is_empty() {
                     "none".into()
@@ -67,7 +68,7 @@ fn keep() {
                     list.join(" ")
                 }
             );
-            eprint!("{}", network::set_router_resolvers(&now));
+            say_text(&network::set_router_resolvers(&now));
             shown = now;
         }
     }

@@ -1,6 +1,7 @@
 //! Setting the box up from its flash (the first-boot wizard, the stored network), starting the
 //! services, the console, and waiting for the reason to stop (the console's `poweroff`/`reboot`, SIGTERM, or Ctrl-Alt-Del's SIGINT).
 
+use crate::log::console::{say, say_text};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -103,7 +104,7 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
         let esp = esp::mount();
         let trial = esp.as_deref().and_then(esp::booted_on_trial);
         if let Some(t) = &trial {
-            eprintln!("postern: slot {} (postern {}) is on trial: {}", t.slot, t.version, t.state());
+            say!("postern: slot {} (postern {}) is on trial: {}", t.slot, t.version, t.state());
         }
         let mut failures = 0;
         let (daemon, settings, p) = loop {
@@ -123,7 +124,7 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
             match started {
                 Ok(d) => break d,
                 Err(e) => {
-                    eprintln!("postern: {e}");
+                    say!("postern: {e}");
                     failures += 1;
                     if let Some(t) = trial.as_ref().filter(|_| failures >= TRIAL_ATTEMPTS) {
                         return Err(format!(
@@ -131,7 +132,7 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
                             t.slot, t.version
                         ));
                     }
-                    eprintln!(
+                    say!(
                         "postern: services not running; retrying in {} s ('poweroff' or 'reboot' here stops the box)",
                         FLASH_RETRY.as_secs()
                     );
@@ -143,7 +144,7 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
             }
         };
         let p = &p;
-        eprintln!("postern: services up, {:.2} s after the kernel started", boot::uptime());
+        say!("postern: services up, {:.2} s after the kernel started", boot::uptime());
         if let Some(esp) = &esp {
             match smtp_answers().await {
                 Ok(()) => esp::mark_good(esp),
@@ -153,7 +154,7 @@ pub fn run(p: &BootParams) -> Result<PowerAction, String> {
                         "the SMTP listener does not answer ({e}): health check failed, rebooting to the previous slot"
                     ));
                 }
-                Err(e) => eprintln!("postern: the SMTP listener does not answer: {e}"),
+                Err(e) => say!("postern: the SMTP listener does not answer: {e}"),
             }
         }
         let admin = daemon.admin().clone();
@@ -245,7 +246,7 @@ async fn set_up(p: &BootParams, input: &mut ConsoleInput) -> Result<Prepared, St
     settings.login &= !just_set_up;
     boot::set_hostname(&settings.hostname);
     if let Some(n) = &settings.network {
-        eprint!("{}", network::apply(n));
+        say_text(&network::apply(n));
     }
     Ok(Prepared::Settings(settings, Box::new(offline)))
 }
@@ -253,8 +254,8 @@ async fn set_up(p: &BootParams, input: &mut ConsoleInput) -> Result<Prepared, St
 /// Erases the flash (the services are stopped) and reboots into a blank box.
 fn factory_reset(p: &BootParams) -> PowerAction {
     match daemon::flash::format(&flash_spec(p), None) {
-        Ok(()) => eprintln!("postern: factory reset: flash {} erased", p.flash.display()),
-        Err(e) => eprintln!("postern: factory reset failed: {e}"),
+        Ok(()) => say!("postern: factory reset: flash {} erased", p.flash.display()),
+        Err(e) => say!("postern: factory reset failed: {e}"),
     }
     PowerAction::Reboot
 }
@@ -343,7 +344,7 @@ fn wait_for_console(input: &mut ConsoleInput, wait: Duration) -> Option<PowerAct
                 "poweroff" => return Some(PowerAction::Poweroff),
                 "reboot" => return Some(PowerAction::Reboot),
                 "" => {}
-                other => eprintln!(
+                other => say!(
                     "postern: services are not running: {other:?} cannot be done; 'poweroff' or 'reboot' can"
                 ),
             },

@@ -3,6 +3,7 @@
 //! recent. Stuck services (a hung runtime, a spool that stopped answering) stop the petting, and
 //! the machine resets. A clean shutdown disarms it first.
 
+use crate::log::console::say;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,13 +49,13 @@ pub fn start(admin: Admin) -> Option<Keeper> {
         Ok(Some(d)) => d,
         Ok(None) => return None,
         Err(e) => {
-            eprintln!("postern: cannot open {DEVICE}: {e}");
+            say!("postern: cannot open {DEVICE}: {e}");
             return None;
         }
     };
     match dog.set_timeout(TIMEOUT_SECS) {
-        Ok(t) => eprintln!("postern: watchdog {DEVICE} armed, {t} s"),
-        Err(e) => eprintln!("postern: watchdog {DEVICE} armed with its own timeout ({e})"),
+        Ok(t) => say!("postern: watchdog {DEVICE} armed, {t} s"),
+        Err(e) => say!("postern: watchdog {DEVICE} armed with its own timeout ({e})"),
     }
     let base = Instant::now();
     let last_answer = Arc::new(AtomicU64::new(0));
@@ -82,7 +83,7 @@ pub fn start(admin: Admin) -> Option<Keeper> {
                     let _ = dog.pet();
                     warned = false;
                 } else if !warned {
-                    eprintln!(
+                    say!(
                         "postern: services silent for {} s: the watchdog is no longer petted; the box resets",
                         silent.as_secs()
                     );
@@ -91,13 +92,13 @@ pub fn start(admin: Admin) -> Option<Keeper> {
                 std::thread::sleep(PET_EVERY);
             }
             if let Err(e) = dog.disarm() {
-                eprintln!("postern: cannot disarm the watchdog: {e}");
+                say!("postern: cannot disarm the watchdog: {e}");
             }
         });
     match thread {
         Ok(thread) => Some(Keeper { stop, thread }),
         Err(e) => {
-            eprintln!("postern: cannot start the watchdog thread: {e}");
+            say!("postern: cannot start the watchdog thread: {e}");
             None
         }
     }

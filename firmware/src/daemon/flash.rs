@@ -2,6 +2,7 @@
 //! tells a file, a block device and an MTD device apart), format it if it is blank, recover, and
 //! start the spool's writer.
 
+use crate::log::console::say;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
@@ -60,7 +61,7 @@ pub fn open(spec: &FlashSpec, settings: SpoolSettings) -> Result<OpenFlash, Daem
     let path = spec.path.clone();
     if let Some(mtd) = flash.mtd() {
         let g = flash.geometry();
-        eprintln!(
+        say!(
             "postern: flash {} is MTD raw flash: {} bytes in {}-byte erase blocks{}",
             path.display(),
             g.size,

@@ -1,6 +1,7 @@
 //! The daemon's LDAP sync: its settings from the config slot, its snapshots into the directory
 //! slot, and the service started beside the listeners.
 
+use crate::log::console::say;
 use std::sync::Arc;
 
 use crate::admin::ldap::{LdapContext, load};
@@ -21,12 +22,12 @@ pub async fn context(
         false => None,
         true => {
             let settings = load(spool).await.unwrap_or_else(|e| {
-                eprintln!("postern/ldap: stored localconfig unreadable ({e}); LDAP sync off");
+                say!("postern/ldap: stored localconfig unreadable ({e}); LDAP sync off");
                 Default::default()
             });
             if settings.ldap_enabled() {
                 let urls: Vec<String> = settings.ldap_urls.iter().map(|u| u.to_string()).collect();
-                eprintln!("postern/ldap: syncing from {}", urls.join(" "));
+                say!("postern/ldap: syncing from {}", urls.join(" "));
             }
             Some(service::spawn(
                 settings,

@@ -3,6 +3,7 @@
 //! directories whose hashes the box cannot read). Never logs a password.
 
 use super::{Lookup, MailStatus, SharedDirectory, ldap, password};
+use crate::log::console::say;
 
 impl SharedDirectory {
     /// Whether `pass` is the password of the enabled account `user` (by its address or an alias).
@@ -23,7 +24,7 @@ impl SharedDirectory {
             return match ldap::fetch::check_password(&settings, &names, &url, &dn, pass).await {
                 Ok(ok) => ok,
                 Err(e) => {
-                    eprintln!("postern/auth: bind as {dn} to check a password: {e}");
+                    say!("postern/auth: bind as {dn} to check a password: {e}");
                     false
                 }
             };

@@ -4,10 +4,11 @@
 //! dropped and counted (the mail log ring on flash still has them), and the count is printed once
 //! the console catches up.
 
+use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Lines held while the console is behind: a burst of a few seconds' mail.
@@ -21,8 +22,6 @@ struct Writer {
 }
 
 static WRITER: OnceLock<Option<Writer>> = OnceLock::new();
-/// Serialises direct writes when no writer thread could be started.
-static DIRECT: Mutex<()> = Mutex::new(());
 
 fn writer() -> Option<&'static Writer> {
     WRITER
@@ -70,20 +69,43 @@ fn write_out(rx: Receiver<String>, dropped: &AtomicU64, pending: &AtomicU64) {
         pending.fetch_sub(n, Ordering::Relaxed);
         let lost = dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
-            let _ = writeln!(
-                err,
+            say_args(format_args!(
                 "postern: {lost} log lines not shown here, the console was too slow \
                  (`postern log` has them)"
-            );
+            ));
         }
     }
 }
 
+/// Writes one line of the box's own (not the mail log's) to stderr now, in one write.
+/// `eprintln!` writes each piece of its format alone, and on the serial console the menu or a mail
+/// log line landed between them: "clock set from " ... menu ... "10.0.2.2 (10.0.2.2), ...".
+/// A tty takes one write whole, so a line written at once is never split.
+pub fn say_args(args: fmt::Arguments) {
+    let mut line = fmt::format(args);
+    line.push('\n');
+    say_text(&line);
+}
+
+/// [`say_args`] for text already made (several lines, or a prompt without its newline).
+pub fn say_text(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+/// `eprintln!` for the box's messages, written as [`say_args`] writes them: whole.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::log::console::say_args(format_args!($($arg)*))
+    };
+}
+pub(crate) use say;
+
 /// Writes `line` to stderr without waiting for it.
 pub fn write(line: String) {
     let Some(w) = writer() else {
-        let _guard = DIRECT.lock();
-        let _ = writeln!(std::io::stderr(), "{line}");
+        say_args(format_args!("{line}"));
         return;
     };
     w.pending.fetch_add(1, Ordering::Relaxed);

@@ -3,6 +3,7 @@
 //! settings change, and `postern ldap sync` on request. One task owns the [`Syncer`], so syncs
 //! never overlap; sessions never wait for it, they read the directory in RAM.
 
+use crate::log::console::say;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,13 +106,13 @@ pub fn spawn(
 fn log(report: &SyncReport, status: &LdapStatus, shared: &SharedDirectory) {
     // Each MTA setting LDAP changed, with its old and new value.
     for change in &report.changes.settings {
-        eprintln!("postern/ldap: {change}");
+        say!("postern/ldap: {change}");
     }
     if let Some(why) = &report.journal_refused {
-        eprintln!("postern/ldap: the changes were written as a whole snapshot: {why}");
+        say!("postern/ldap: the changes were written as a whole snapshot: {why}");
     }
     match &report.error {
-        None => eprintln!(
+        None => say!(
             "postern/ldap: {} sync from {}: {} entries read, {} added, {} modified, {} deleted, \
              {} skipped, {} ms",
             report.kind_text(),
@@ -123,7 +124,7 @@ fn log(report: &SyncReport, status: &LdapStatus, shared: &SharedDirectory) {
             status.skipped.len(),
             report.duration.as_millis()
         ),
-        Some(e) => eprintln!(
+        Some(e) => say!(
             "postern/ldap: {} sync failed: {e}; serving the cache (age {})",
             report.kind,
             shared
@@ -147,7 +148,7 @@ fn syncer_for(settings: &LocalConfig, shared: &SharedDirectory) -> Syncer {
     let mut syncer = Syncer::for_settings(settings);
     let resumed = syncer.resume(&shared.snapshot(), settings);
     if settings.ldap_enabled() {
-        eprintln!("postern/ldap: {resumed}");
+        say!("postern/ldap: {resumed}");
     }
     syncer
 }
