@@ -420,10 +420,12 @@ async fn a_commit_keeps_the_body_as_stored_only_when_it_carries_all_of_it() {
 }
 
 /// `apply` hands its records over when called: a read asked right after it, before its answer,
-/// already sees them; the answer (one per record) comes once they are synced, and a record that
-/// cannot be written is answered with its own error without failing the others.
+/// already sees them; the answer (one per record) comes once they are written, and a record that
+/// cannot be written is answered with its own error without failing the others. They reach
+/// flash with the next commit's sync: a power cut before it brings the messages back as they
+/// were (delivered again, never lost).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn applied_records_are_seen_at_once_and_answered_after_their_sync() {
+async fn applied_records_are_seen_at_once_and_synced_with_the_next_commit() {
     let mut ram = flash();
     ram.track_durable();
     let shared = Shared(std::sync::Arc::new(std::sync::Mutex::new(ram)));
@@ -460,17 +462,30 @@ async fn applied_records_are_seen_at_once_and_answered_after_their_sync() {
         matches!(answers[3], Err(SpoolError::NoSuchMessage(_))),
         "removed twice: {answers:?}"
     );
-    // Power cut now: what was answered is on flash.
-    let image = shared.lock().durable_image().unwrap().to_vec();
-    let g = shared.lock().geometry();
-    let (mut spool, _) = Spool::open(
-        RamFlash::from_image(g, image).unwrap(),
-        SpoolSettings::default(),
-    )
-    .unwrap();
-    assert!(spool.get(qids[0]).unwrap().outcomes[1].is_some());
-    assert_eq!(spool.get(qids[1]).unwrap().state, QueueState::Hold);
-    assert!(spool.get(qids[2]).is_none());
+    let power_cut = || {
+        let image = shared.lock().durable_image().unwrap().to_vec();
+        let g = shared.lock().geometry();
+        Spool::open(
+            RamFlash::from_image(g, image).unwrap(),
+            SpoolSettings::default(),
+        )
+        .unwrap()
+        .0
+    };
+    // Power cut now: the three messages as they were before the updates.
+    let mut before = power_cut();
+    assert!(before.get(qids[0]).unwrap().outcomes[1].is_none());
+    assert_eq!(before.get(qids[1]).unwrap().state, QueueState::Active);
+    assert!(before.get(qids[2]).is_some());
+    // The next commit's sync takes them to flash.
+    let mut inc = handle.begin(envelope(3)).await.unwrap();
+    inc.write(&body(3)).await.unwrap();
+    let fourth = inc.commit().await.unwrap();
+    let mut after = power_cut();
+    assert!(after.get(fourth).is_some());
+    assert!(after.get(qids[0]).unwrap().outcomes[1].is_some());
+    assert_eq!(after.get(qids[1]).unwrap().state, QueueState::Hold);
+    assert!(after.get(qids[2]).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -491,7 +491,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
     /// Carries out a turn's actions with one wait for the spool: every recipient outcome goes to
     /// it first (not awaited), then what reads the stored message (log lines, DSNs, which see
     /// those outcomes), then state changes and removals; the outcomes and the changes are
-    /// awaited together, so a turn costs one sync however many messages it finished. Each
+    /// awaited together, written and not synced (see `SpoolHandle::apply`). Each
     /// message's own actions keep their order (outcomes before its DSN, its DSN before its
     /// removal): only actions of different messages are regrouped.
     async fn execute_all(&mut self, actions: Vec<Action>) {

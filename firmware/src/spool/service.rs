@@ -1,14 +1,15 @@
 //! The async front of the spool: one writer thread owns the [`Spool`] and does group commit.
 //!
 //! Sessions talk to it through a [`SpoolHandle`]. Records from every session go to the writer in
-//! arrival order; requests that must be durable (commit, recipient done, state change, removal)
-//! wait until the writer syncs. The writer syncs as soon as no session that is still receiving a
+//! arrival order; requests that must be durable (a commit, the 250's promise; an admin's
+//! removal or state change) wait until the writer syncs; the queue's own updates after a
+//! delivery do not (see [`SpoolHandle::apply`]). The writer syncs as soon as no session that is still receiving a
 //! message could add to the batch, when the batch is `group_commit_bytes` large, or when the
 //! oldest waiter has waited `group_commit_delay`, and then answers everyone in the batch at once.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,7 +41,7 @@ enum Request {
     Mark(QueueId, usize, RecipientOutcome, u64, Reply<()>),
     SetState(QueueId, StateChange, Reply<()>),
     Remove(QueueId, Reply<()>),
-    /// Several records in one trip and one wait: one result each, after their sync.
+    /// Several records in one trip: one result each, once written (see [`SpoolHandle::apply`]).
     Apply(Vec<Update>, Answers),
     List(Reply<Vec<MessageSummary>>),
     Envelopes(Vec<QueueId>, Reply<Vec<(QueueId, Envelope)>>),
@@ -63,6 +64,8 @@ enum Request {
     AppendSlot(Region, Vec<u8>, Reply<Result<(), super::AppendRefused>>),
     /// Mail log lines wait in [`SpoolHandle`]'s queue: append them.
     LogWake,
+    /// Requests wait in [`Riders`] and the writer may be about to sleep: take them.
+    Wake,
     LogRead(u64, usize, Reply<Option<LogLines>>),
 }
 
@@ -92,6 +95,7 @@ pub struct SpoolHandle {
     /// Whether the spool takes new mail, as the writer last saw it (an [`Admission`]): a
     /// session is refused at DATA, not after sending its message.
     admission: Arc<AtomicU8>,
+    riders: Arc<Riders>,
 }
 
 fn admission_code(a: Admission) -> u8 {
@@ -112,6 +116,52 @@ type LogQueue = Arc<Mutex<Vec<String>>>;
 const LOG_TICK: Duration = Duration::from_secs(1);
 /// Lines queued before the writer is woken for them alone: a bound on RAM, not a batch size.
 const LOG_WAKE_LINES: usize = 256;
+
+/// Requests that need no wake-up of their own: a message's begin (never answered, and followed by
+/// the same session's write, commit or abandon) and the queue's updates (answered after a sync).
+/// The writer takes them at its next turn, before any request that comes through the channel,
+/// so whatever is asked after them sees them. Waking the writer for each cost two context
+/// switches per relayed message (measured with `perf sched`), for work that could wait for the
+/// next commit's turn.
+#[derive(Default)]
+struct Riders {
+    queue: Mutex<Vec<Request>>,
+    /// The writer has a batch open, so it takes another turn within `group_commit_delay`
+    /// unasked: a rider need not wake it. Stored before the writer looks at the queue for the
+    /// last time and sleeps, and read after a rider is queued, so one of the two sees the other.
+    turn_coming: AtomicBool,
+}
+
+impl std::fmt::Debug for Riders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queued = self.queue.lock().map_or(0, |q| q.len());
+        f.debug_struct("Riders").field("queued", &queued).finish()
+    }
+}
+
+/// Held by the writer thread: however the writer ends, a rider waiting for an answer gets
+/// `Stopped` rather than waiting for ever, and later ones wake (and find) no writer.
+struct RidersClosed(Arc<Riders>);
+
+impl Drop for RidersClosed {
+    fn drop(&mut self) {
+        self.0.turn_coming.store(false, Ordering::SeqCst);
+        drop(self.0.take());
+    }
+}
+
+impl Riders {
+    fn take(&self) -> Vec<Request> {
+        match self.queue.lock() {
+            Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
+            _ => Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.lock().map_or(true, |q| q.is_empty())
+    }
+}
 
 /// A message being received: body bytes stream to flash as they come, in bounded chunks.
 /// Dropping it without [`Incoming::commit`] abandons the message.
@@ -150,9 +200,14 @@ pub fn spawn<F: Flash + Send + 'static>(
     let last_qid = Arc::new(AtomicU64::new(spool.last_qid()));
     let admission = Arc::new(AtomicU8::new(admission_code(spool.admission())));
     let seen = admission.clone();
+    let riders = Arc::new(Riders::default());
+    let taken = riders.clone();
     let thread = std::thread::Builder::new()
         .name("spool-writer".into())
-        .spawn(move || Writer::new(spool, lines, seen).run(rx))
+        .spawn(move || {
+            let _closed = RidersClosed(taken.clone());
+            Writer::new(spool, lines, seen, taken).run(rx)
+        })
         .map_err(|_| SpoolError::Stopped)?;
     Ok((
         SpoolHandle {
@@ -161,6 +216,7 @@ pub fn spawn<F: Flash + Send + 'static>(
             log,
             last_qid,
             admission,
+            riders,
         },
         thread,
     ))
@@ -177,6 +233,32 @@ impl SpoolHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).map_err(|_| SpoolError::Stopped)?;
         rx.await.map_err(|_| SpoolError::Stopped)?
+    }
+
+    /// Queues `req` for the writer's next turn, waking it only when no turn is sure to come.
+    fn ride(&self, req: Request) -> Result<(), SpoolError> {
+        match self.riders.queue.lock() {
+            Ok(mut q) => q.push(req),
+            Err(_) => return Err(SpoolError::Stopped),
+        }
+        if !self.riders.turn_coming.load(Ordering::SeqCst) {
+            self.tx
+                .send(Request::Wake)
+                .map_err(|_| SpoolError::Stopped)?;
+        }
+        Ok(())
+    }
+
+    /// Queues `req` for the writer's next turn without waking it: for a request always followed
+    /// by one through the channel.
+    fn ride_quietly(&self, req: Request) -> Result<(), SpoolError> {
+        match self.riders.queue.lock() {
+            Ok(mut q) => {
+                q.push(req);
+                Ok(())
+            }
+            Err(_) => Err(SpoolError::Stopped),
+        }
     }
 
     /// Starts a message: allocates its queue id and writes its envelope. `Full` when the spool
@@ -199,9 +281,8 @@ impl SpoolHandle {
             _ => {}
         }
         let qid = self.next_qid();
-        self.tx
-            .send(Request::Begin(qid, Box::new(envelope), hold_head))
-            .map_err(|_| SpoolError::Stopped)?;
+        // Not waited for, and the session's next request takes it to the writer.
+        self.ride_quietly(Request::Begin(qid, Box::new(envelope), hold_head))?;
         Ok(Incoming {
             handle: self.clone(),
             qid,
@@ -253,7 +334,13 @@ impl SpoolHandle {
         self.ask(|r| Request::Remove(qid, r)).await
     }
 
-    /// Writes `updates` in their order and resolves, one result each, once they are synced.
+    /// Writes `updates` in their order and resolves, one result each, once they are written.
+    /// They reach flash with the next commit's sync, or within a second (`LOG_TICK`) when no commit
+    /// comes: as Postfix's queue manager marks a recipient done and unlinks a delivered
+    /// message without an fsync, a power cut can bring back the last second's deliveries (sent
+    /// again: a duplicate), never lose a message. Waiting for a sync of their own held every
+    /// queue turn for a batch's sync (up to `group_commit_delay`), and cost an idle box a sync
+    /// per delivery.
     /// The request leaves when this is called, not when the future is first polled: whatever
     /// is asked of the spool after this call sees them (a queue turn hands its recipient
     /// outcomes over, reads the message for its DSN, then removes it, with one wait).
@@ -263,7 +350,7 @@ impl SpoolHandle {
     ) -> impl Future<Output = Vec<Result<(), SpoolError>>> + Send + 'static {
         let n = updates.len();
         let (tx, rx) = oneshot::channel();
-        let sent = self.tx.send(Request::Apply(updates, tx)).is_ok();
+        let sent = self.ride(Request::Apply(updates, tx)).is_ok();
         async move {
             let answer = if sent { rx.await.ok() } else { None };
             answer.unwrap_or_else(|| (0..n).map(|_| Err(SpoolError::Stopped)).collect())
@@ -513,8 +600,6 @@ impl Drop for Incoming {
 enum Waiter {
     Commit(QueueId, Reply<QueueId>),
     Done(Reply<()>),
-    /// What each update's write gave; those written are answered with the sync's result.
-    Applied(Vec<Result<(), SpoolError>>, Answers),
 }
 
 struct Writer<F: Flash> {
@@ -525,14 +610,16 @@ struct Writer<F: Flash> {
     receiving: HashSet<QueueId>,
     batch_started: Option<Instant>,
     batch_bytes: u64,
-    /// Mail log lines were appended since the last sync.
-    log_unsynced: bool,
+    /// When the oldest record no one waits for (a mail log line, a queue update) was written
+    /// since the last sync.
+    unsynced_since: Option<Instant>,
     /// Messages whose begin the spool refused, with why: their next request gets the error.
     refused: HashMap<QueueId, SpoolError>,
     /// Where the sessions see whether the spool takes new mail.
     admission: Arc<AtomicU8>,
     /// A slot's data being written in parts.
     slot_writing: Option<super::SlotWriting>,
+    riders: Arc<Riders>,
 }
 
 /// Writes one update (not synced yet).
@@ -550,7 +637,12 @@ fn apply<F: Flash>(s: &mut Spool<F>, u: Update) -> Result<(), SpoolError> {
 }
 
 impl<F: Flash> Writer<F> {
-    fn new(spool: Spool<F>, log: LogQueue, admission: Arc<AtomicU8>) -> Writer<F> {
+    fn new(
+        spool: Spool<F>,
+        log: LogQueue,
+        admission: Arc<AtomicU8>,
+        riders: Arc<Riders>,
+    ) -> Writer<F> {
         Writer {
             spool,
             log,
@@ -558,17 +650,36 @@ impl<F: Flash> Writer<F> {
             receiving: HashSet::new(),
             batch_started: None,
             batch_bytes: 0,
-            log_unsynced: false,
+            unsynced_since: None,
             refused: HashMap::new(),
             admission,
             slot_writing: None,
+            riders,
         }
+    }
+
+    /// Handles the requests that rode (see [`Riders`]).
+    fn take_riders(&mut self) {
+        for req in self.riders.take() {
+            self.handle(req);
+        }
+    }
+
+    /// Handles `req`, after the riders queued before it was sent.
+    fn handle_in_order(&mut self, req: Request) {
+        self.take_riders();
+        self.handle(req);
     }
 
     fn run(mut self, rx: mpsc::Receiver<Request>) -> Spool<F> {
         let delay = self.spool.settings().group_commit_delay;
         loop {
+            // With a batch open the writer turns again by its deadline; without, a rider must
+            // wake it, and one queued before this store was not told to: look once more.
+            let open = self.batch_started.is_some();
+            self.riders.turn_coming.store(open, Ordering::SeqCst);
             let next = match self.batch_started {
+                None if !self.riders.is_empty() => Ok(Request::Wake),
                 None => rx.recv_timeout(LOG_TICK),
                 Some(t) => {
                     let left = (t + delay).saturating_duration_since(Instant::now());
@@ -577,37 +688,53 @@ impl<F: Flash> Writer<F> {
             };
             match next {
                 Ok(req) => {
-                    self.handle(req);
+                    self.handle_in_order(req);
                     // Take everything already queued before deciding to sync.
                     while let Ok(req) = rx.try_recv() {
-                        self.handle(req);
+                        self.handle_in_order(req);
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if self.batch_started.is_none() => {
                     // Quiet for a while: lines logged since the last sync go to flash now,
                     // not with the next mail, which may be long in coming.
                     self.append_log();
-                    if self.log_unsynced {
-                        self.log_unsynced = false;
-                        let _ = self.spool.sync();
-                    }
+                    self.sync_unsynced();
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     self.append_log();
                     self.flush();
+                    self.sync_unsynced();
                     return self.spool;
                 }
             }
-            // Lines logged so far go into this turn's sync.
+            // Riders and lines logged so far go into this turn's sync.
+            self.take_riders();
             self.append_log();
             let now = admission_code(self.spool.admission());
             self.admission.store(now, Ordering::Release);
             if self.should_sync(delay) {
                 self.flush();
+            } else if self.batch_started.is_none()
+                && self.unsynced_since.is_some_and(|t| t.elapsed() >= LOG_TICK)
+            {
+                // No commit to ride with for a while, yet no quiet either (a queue flush
+                // delivering without new mail): what was written goes to flash now.
+                self.sync_unsynced();
             }
         }
+    }
+
+    /// Syncs the records no one waits for, if any were written since the last sync.
+    fn sync_unsynced(&mut self) {
+        if self.unsynced_since.take().is_some() {
+            let _ = self.spool.sync();
+        }
+    }
+
+    fn mark_unsynced(&mut self) {
+        self.unsynced_since.get_or_insert_with(Instant::now);
     }
 
     fn append_log(&mut self) {
@@ -615,7 +742,7 @@ impl<F: Flash> Writer<F> {
             Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
             _ => return,
         };
-        self.log_unsynced = true;
+        self.mark_unsynced();
         for line in lines {
             // The log must never stop mail: a line that cannot be written is lost.
             let _ = self.spool.log_append(&line);
@@ -655,18 +782,11 @@ impl<F: Flash> Writer<F> {
                 Waiter::Done(r) => {
                     let _ = r.send(result.clone());
                 }
-                Waiter::Applied(written, r) => {
-                    let answers = written
-                        .into_iter()
-                        .map(|w| w.and_then(|()| result.clone()))
-                        .collect();
-                    let _ = r.send(answers);
-                }
             }
         }
         self.batch_started = None;
         self.batch_bytes = 0;
-        self.log_unsynced = false;
+        self.unsynced_since = None;
     }
 
     /// The held head, the last body bytes, then the commit record.
@@ -797,12 +917,12 @@ impl<F: Flash> Writer<F> {
             },
             Request::Apply(updates, r) => {
                 let written: Vec<_> = updates.into_iter().map(|u| apply(s, u)).collect();
+                // Answered now, synced with the next commit or when the writer is idle: see
+                // `SpoolHandle::apply`.
                 if written.iter().any(Result::is_ok) {
-                    self.wait(Waiter::Applied(written, r));
-                } else {
-                    // Nothing written: nothing to wait for.
-                    let _ = r.send(written);
+                    self.mark_unsynced();
                 }
+                let _ = r.send(written);
             }
             Request::List(r) => {
                 let _ = r.send(Ok(s.list()));
@@ -841,6 +961,8 @@ impl<F: Flash> Writer<F> {
                 let _ = r.send(s.append_slot(region, &data));
             }
             Request::LogWake => self.append_log(),
+            // The riders were taken before this request.
+            Request::Wake => {}
             Request::LogRead(after, limit, r) => {
                 // A reader sees every line logged before it asked.
                 self.append_log();
@@ -904,7 +1026,7 @@ mod tests {
         let taken = spool
             .begin(&envelope("a@example.com", 1), 1_795_000_000_000)
             .unwrap();
-        let mut w = Writer::new(spool, LogQueue::default(), Arc::default());
+        let mut w = Writer::new(spool, LogQueue::default(), Arc::default(), Arc::default());
         // The same queue id twice: the spool refuses the second begin.
         w.handle(Request::Begin(
             taken,
@@ -929,6 +1051,127 @@ mod tests {
             false,
         ));
         assert!(w.receiving.contains(&qid) && w.refused.is_empty());
+    }
+
+    /// The queue's updates ride to the writer without waking it when a turn is coming, yet
+    /// whatever is asked after them sees them; an update alone, to an idle writer, is answered.
+    #[test]
+    fn updates_ride_to_the_writer_yet_later_requests_see_them() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (h, writer) = spawn(fresh()).unwrap();
+            let mut qids = Vec::new();
+            for _ in 0..3 {
+                let mut m = h.begin(envelope("a@example.com", 1)).await.unwrap();
+                m.write(b"Subject: x\r\n\r\nbody\r\n").await.unwrap();
+                qids.push(m.commit().await.unwrap());
+            }
+            // The writer is idle: the update alone wakes it (a writer not woken would leave
+            // it unanswered).
+            let removed = tokio::time::timeout(
+                Duration::from_secs(10),
+                h.apply(vec![Update::Remove(qids[0])]),
+            )
+            .await
+            .expect("an idle writer woken for an update");
+            assert_eq!(removed, vec![Ok(())]);
+            assert!(h.get(qids[0]).await.unwrap().is_none());
+            // Asked right after, through the channel: the removal comes first.
+            let pending = h.apply(vec![Update::Remove(qids[1])]);
+            assert!(h.get(qids[1]).await.unwrap().is_none());
+            assert_eq!(pending.await, vec![Ok(())]);
+            // With a batch open (a message being received and another committed), an update
+            // rides to the writer's next turn.
+            let open = h.begin(envelope("b@example.com", 1)).await.unwrap();
+            let mut last = h.begin(envelope("c@example.com", 1)).await.unwrap();
+            last.write(b"Subject: y\r\n\r\nbody\r\n").await.unwrap();
+            let committed = tokio::spawn(last.commit());
+            let removed = h.apply(vec![Update::Remove(qids[2])]);
+            drop(open);
+            assert_eq!(removed.await, vec![Ok(())]);
+            assert!(committed.await.unwrap().is_ok());
+            assert!(h.get(qids[2]).await.unwrap().is_none());
+            drop(h);
+            let mut spool = writer.join().unwrap();
+            assert_eq!(spool.list().len(), 1);
+        });
+    }
+
+    /// A rider wakes the writer only when no turn is coming; a begin never does (the session's
+    /// next request follows it through the channel).
+    #[test]
+    fn a_rider_wakes_the_writer_only_when_no_turn_is_coming() {
+        let (tx, rx) = mpsc::channel();
+        let h = SpoolHandle {
+            tx,
+            chunk_size: 4096,
+            log: LogQueue::default(),
+            last_qid: Arc::default(),
+            admission: Arc::default(),
+            riders: Arc::default(),
+        };
+        let woken = || std::iter::from_fn(|| rx.try_recv().ok()).count();
+        drop(h.apply(vec![Update::Remove(QueueId(1))]));
+        assert_eq!(woken(), 1, "an idle writer is woken");
+        h.riders.turn_coming.store(true, Ordering::SeqCst);
+        drop(h.apply(vec![Update::Remove(QueueId(2))]));
+        assert_eq!(woken(), 0, "a writer with a batch open is not");
+        h.riders.turn_coming.store(false, Ordering::SeqCst);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let incoming = rt.block_on(h.begin(envelope("a@example.com", 1))).unwrap();
+        assert_eq!(woken(), 0, "a begin does not wake it");
+        assert_eq!(h.riders.take().len(), 3);
+        drop(incoming);
+        assert_eq!(woken(), 1, "its abandon goes through the channel");
+    }
+
+    /// The queue's updates are answered once written, and reach flash within about a second
+    /// even when no commit follows: on a quiet box, and on one that only delivers (a queue
+    /// flush with no new mail), where the writer is never quiet for a second.
+    #[test]
+    fn updates_no_commit_follows_are_synced_within_a_second() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (h, _writer) = spawn(fresh()).unwrap();
+            let mut qids = Vec::new();
+            for _ in 0..20 {
+                let mut m = h.begin(envelope("a@example.com", 1)).await.unwrap();
+                m.write(b"Subject: x\r\n\r\nbody\r\n").await.unwrap();
+                qids.push(m.commit().await.unwrap());
+            }
+            let syncs = || async { h.info().await.unwrap().syncs };
+            let before = syncs().await;
+            assert_eq!(h.apply(vec![Update::Remove(qids[0])]).await, vec![Ok(())]);
+            assert_eq!(syncs().await, before, "answered before any sync");
+            // Asked nothing (a question would end the quiet) for three times the second.
+            tokio::time::sleep(3 * LOG_TICK).await;
+            assert_eq!(
+                syncs().await,
+                before + 1,
+                "synced once the writer was quiet"
+            );
+
+            // An update every 140 ms for 2.5 s at least: never a quiet second.
+            let before = syncs().await;
+            let started = Instant::now();
+            for qid in &qids[1..] {
+                assert_eq!(h.apply(vec![Update::Remove(*qid)]).await, vec![Ok(())]);
+                tokio::time::sleep(Duration::from_millis(140)).await;
+            }
+            assert!(started.elapsed() >= Duration::from_millis(2500));
+            assert!(
+                syncs().await > before,
+                "synced while the updates kept coming"
+            );
+        });
     }
 
     #[test]
