@@ -3,7 +3,6 @@
 //! command goes to the running daemon over its control socket, or, with `--flash`, is carried out
 //! on the flash directly.
 
-use crate::log::console::{say, say_text};
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +14,7 @@ use crate::admin::control::{self, DEFAULT_CONTROL, Reply};
 use crate::admin::{AdminCommand, FlashCommand, LdapCommand, LogArgs, Secret, TlsCommand};
 use crate::config::NetworkList;
 use crate::daemon::{self, Daemon, FlashSpec, MetricsEndpoint, Options};
+use crate::log::console::{say, say_text};
 
 /// Postern mail gateway: MTA, split-domain router and directory cache in one binary.
 #[derive(Debug, Parser)]

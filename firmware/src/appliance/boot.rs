@@ -1,7 +1,6 @@
 //! The steps of bringing the box up before the services start: filesystems, hostname, modules,
 //! network. Each prints one line on the console, so a person watching a slow boot sees where it is.
 
-use crate::log::console::say;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -9,6 +8,7 @@ use hal::sys::{hostname, modules, mounts, net};
 
 use super::cmdline::BootParams;
 use crate::config::box_settings::{Ipv4Method, NetworkSettings, StaticIpv4};
+use crate::log::console::say;
 
 /// Where mkimage puts the modules and their load order.
 const MODULE_DIR: &str = "/lib/modules";

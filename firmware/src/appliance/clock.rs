@@ -3,7 +3,6 @@
 //! while none answers. The packets are [`super::sntp`]'s, the UDP and `clock_settime` hal's;
 //! `postern status` shows the last setting (`admin::clock`).
 
-use crate::log::console::say;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,6 +10,7 @@ use super::sntp::{self, Timestamp};
 use crate::admin::Admin;
 use crate::admin::clock::{self, ClockSync};
 use crate::delivery::Dns;
+use crate::log::console::say;
 
 /// Between syncs that worked (RFC 4330 asks for no less than a minute; NTP's default maximum
 /// poll is 1024 s).

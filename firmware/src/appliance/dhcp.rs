@@ -3,7 +3,6 @@
 //! address, gateway or DNS changed, and takes the address off eth0 when the lease is lost. The
 //! thread stops once a newer network was applied.
 
-use crate::log::console::{say, say_text};
 use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use hal::sys::net;
 
 use super::boot::WAN;
 use super::network;
+use crate::log::console::{say, say_text};
 
 /// The longest the thread sleeps before it looks whether its network is still the current one.
 const NAP: Duration = Duration::from_secs(1);

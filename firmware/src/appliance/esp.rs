@@ -3,13 +3,13 @@
 //! that the running slot can be marked good after its health check and updates can write the
 //! other slot.
 
-use crate::log::console::say;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hal::sys::mounts;
 
 use super::boot;
+use crate::log::console::say;
 use crate::update::{self, SlotFile};
 
 pub const ESP_MOUNT: &str = "/boot/efi";

@@ -11,7 +11,6 @@
 //! PID 1 must never exit or panic (the kernel would panic): a fatal error prints a message,
 //! waits, and reboots.
 
-use crate::log::console::say;
 mod boot;
 mod clock;
 mod cmdline;
@@ -29,6 +28,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use hal::sys::power::{self, PowerAction};
+
+use crate::log::console::say;
 
 pub use cmdline::BootParams;
 

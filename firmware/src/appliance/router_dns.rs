@@ -4,7 +4,6 @@
 //! accepts them, so with static or no IPv6 nothing arrives. Servers the admin stored win
 //! (`network::set_router_resolvers` keeps them out then).
 
-use crate::log::console::{say, say_text};
 use std::net::Ipv6Addr;
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use hal::sys::router_dns::{RouterDns, RouterDnsSocket};
 
 use super::boot::WAN;
 use super::network;
+use crate::log::console::{say, say_text};
 
 /// RFC 8106 asks a host to keep at least three; glibc asks three.
 const KEEP: usize = 3;

@@ -1,7 +1,6 @@
 //! Setting the box up from its flash (the first-boot wizard, the stored network), starting the
 //! services, the console, and waiting for the reason to stop (the console's `poweroff`/`reboot`, SIGTERM, or Ctrl-Alt-Del's SIGINT).
 
-use crate::log::console::{say, say_text};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +19,7 @@ use crate::config::box_settings::NetworkSettings;
 use crate::config::stored::BoxConfig;
 use crate::console::{self, ConsoleExit, Start};
 use crate::daemon::{self, Daemon, FlashSpec, Offline, Options};
+use crate::log::console::{say, say_text};
 
 /// How long to wait before trying the flash again.
 const FLASH_RETRY: Duration = Duration::from_secs(5);

@@ -3,7 +3,6 @@
 //! recent. Stuck services (a hung runtime, a spool that stopped answering) stop the petting, and
 //! the machine resets. A clean shutdown disarms it first.
 
-use crate::log::console::say;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use hal::sys::watchdog::Watchdog;
 
 use crate::admin::{Admin, AdminCommand};
+use crate::log::console::say;
 
 const DEVICE: &str = "/dev/watchdog";
 /// The hardware's timeout (i6300esb resets after two of them).

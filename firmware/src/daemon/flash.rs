@@ -2,13 +2,13 @@
 //! tells a file, a block device and an MTD device apart), format it if it is blank, recover, and
 //! start the spool's writer.
 
-use crate::log::console::say;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 use hal::flash::{Device, Flash, FlashLock};
 
 use super::DaemonError;
+use crate::log::console::say;
 use crate::spool::{
     self, RecoveryReport, Spool, SpoolError, SpoolGeometry, SpoolHandle, SpoolSettings,
 };

@@ -1,12 +1,12 @@
 //! The daemon's LDAP sync: its settings from the config slot, its snapshots into the directory
 //! slot, and the service started beside the listeners.
 
-use crate::log::console::say;
 use std::sync::Arc;
 
 use crate::admin::ldap::{LdapContext, load};
 use crate::directory::SharedDirectory;
 use crate::directory::ldap::service;
+use crate::log::console::say;
 use crate::spool::SpoolHandle;
 
 /// What the LDAP admin commands need; with `run_service`, the sync service is started (it syncs

@@ -3,7 +3,6 @@
 //! settings change, and `postern ldap sync` on request. One task owns the [`Syncer`], so syncs
 //! never overlap; sessions never wait for it, they read the directory in RAM.
 
-use crate::log::console::say;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use super::status::{LdapStatus, SyncKind, SyncReport, show_age};
 use super::sync::{SnapshotStore, Syncer};
 use crate::config::localconfig::LocalConfig;
 use crate::directory::SharedDirectory;
+use crate::log::console::say;
 use crate::mail::unix_now;
 
 /// Why `postern ldap sync` did not run.
