@@ -164,7 +164,7 @@ CONTENT_BENCH_MESSAGES ?= 1000
 bench:
 	bash scripts/install-deps.sh --bench
 	cargo build --release -p postern --target $(HOST_TARGET)
-	cargo build --release -p tests --bin smtp-load --target $(HOST_TARGET)
+	cargo build --release -p postern --example smtp-load --target $(HOST_TARGET)
 	-python3 tests/bench/relay.py --messages $(BENCH_MESSAGES)
 	-python3 tests/bench/content.py --messages $(CONTENT_BENCH_MESSAGES)
 	-python3 tests/bench/idle_sessions.py

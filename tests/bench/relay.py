@@ -2,7 +2,7 @@
 """Relay benchmark: per case, the load generator straight into smtp-sink (the ceiling), then Postern
 (host mode) and Postfix (Debian package, private instance, plain relay, fsync on, no filters)
 relaying to smtp-sink, one message per connection. Cases: 5 KB at each -s, 5 KB with STARTTLS
-inbound (tests/src/bin/smtp-load.rs, since smtp-source cannot do TLS), 100 KB and 5 MB. Prints one
+inbound (firmware/examples/smtp-load.rs, since smtp-source cannot do TLS), 100 KB and 5 MB. Prints one
 table with the load before each run and the ratios; never fails the build.
 
 Usage: tests/bench/relay.py [--messages 5000] [--sessions 1,10,50] [--cases "-s 10,5 MB"]
@@ -150,13 +150,13 @@ def peak_rss_mb(pid):
     return 0.0
 
 
-SMTP_LOAD = f"{ROOT}/target/x86_64-unknown-linux-gnu/release/smtp-load"
+SMTP_LOAD = f"{ROOT}/target/x86_64-unknown-linux-gnu/release/examples/smtp-load"
 
 
 def smtp_load():
-    """tests/src/bin/smtp-load.rs, built here when missing (`make bench` builds it first)."""
+    """firmware/examples/smtp-load.rs, built here when missing (`make bench` builds it first)."""
     if not os.path.exists(SMTP_LOAD):
-        subprocess.run(["cargo", "build", "--release", "-p", "tests", "--bin", "smtp-load"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "-p", "postern", "--example", "smtp-load"], cwd=ROOT, check=True)
     return SMTP_LOAD
 
 

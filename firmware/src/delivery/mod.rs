@@ -42,4 +42,4 @@ pub use lookups::{ConfiguredDns, LookupSettings, NameLookups};
 pub use open_error::{OpenError, TlsFailure};
 pub use resolve::{Dns, DnsError, DnsSetupError, HickoryDns, MxAnswer, ResolveError, Target};
 pub use session::{SessionError, Stage, Timeouts};
-pub use tls::TlsPolicy;
+pub use tls::{AnyCertificate, TlsPolicy};

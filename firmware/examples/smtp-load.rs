@@ -6,7 +6,8 @@
 //! handshake every time (no resumption); the certificate is not checked (a bench talks to
 //! 127.0.0.1), the handshake's signature is. Exits 0 when every message got its 250, 1 otherwise.
 //!
-//! tests/bench/relay.py runs it for the STARTTLS case. It replaced tests/bench/smtp_load.py,
+//! tests/bench/relay.py builds it (`cargo build --release -p postern --example smtp-load`) and
+//! runs it for the STARTTLS case. It replaced tests/bench/smtp_load.py,
 //! whose Python took ~1.5 ms of CPU per message, most of one of the bench machine's two cores:
 //! the case measured the client more than the servers.
 
@@ -16,10 +17,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use postern::delivery::AnyCertificate;
+use postern::log::console::say_args;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 struct Args {
     sessions: usize,
@@ -73,55 +74,6 @@ fn body(size: usize) -> Vec<u8> {
     }
     out.extend_from_slice(b".\r\n");
     out
-}
-
-/// Accepts any certificate, still checking that the server holds its key.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 fn tls_config() -> Result<Arc<ClientConfig>, String> {
@@ -211,7 +163,7 @@ fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("smtp-load: {e}");
+            say_args(format_args!("smtp-load: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -219,7 +171,7 @@ fn main() -> ExitCode {
         match tls_config() {
             Ok(c) => Some(c),
             Err(e) => {
-                eprintln!("smtp-load: TLS: {e}");
+                say_args(format_args!("smtp-load: TLS: {e}"));
                 return ExitCode::from(2);
             }
         }
@@ -250,10 +202,10 @@ fn main() -> ExitCode {
     let failed = failed.into_inner();
     if failed > 0 {
         let first = first_error.into_inner().ok().flatten().unwrap_or_default();
-        eprintln!(
+        say_args(format_args!(
             "smtp-load: {failed} of {} messages got no 250 (first: {first})",
             args.messages
-        );
+        ));
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
