@@ -1054,22 +1054,31 @@ mod tests {
         assert!(w.receiving.contains(&qid) && w.refused.is_empty());
     }
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// `n` small messages through the handle, committed.
+    async fn committed(h: &SpoolHandle, n: usize) -> Vec<QueueId> {
+        let mut qids = Vec::new();
+        for _ in 0..n {
+            let mut m = h.begin(envelope("a@example.com", 1)).await.unwrap();
+            m.write(b"Subject: x\r\n\r\nbody\r\n").await.unwrap();
+            qids.push(m.commit().await.unwrap());
+        }
+        qids
+    }
+
     /// The queue's updates ride to the writer without waking it when a turn is coming, yet
     /// whatever is asked after them sees them; an update alone, to an idle writer, is answered.
     #[test]
     fn updates_ride_to_the_writer_yet_later_requests_see_them() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        runtime().block_on(async {
             let (h, writer) = spawn(fresh()).unwrap();
-            let mut qids = Vec::new();
-            for _ in 0..3 {
-                let mut m = h.begin(envelope("a@example.com", 1)).await.unwrap();
-                m.write(b"Subject: x\r\n\r\nbody\r\n").await.unwrap();
-                qids.push(m.commit().await.unwrap());
-            }
+            let qids = committed(&h, 3).await;
             // The writer is idle: the update alone wakes it (a writer not woken would leave
             // it unanswered).
             let removed = tokio::time::timeout(
@@ -1136,18 +1145,9 @@ mod tests {
     /// flush with no new mail), where the writer is never quiet for a second.
     #[test]
     fn updates_no_commit_follows_are_synced_within_a_second() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        runtime().block_on(async {
             let (h, _writer) = spawn(fresh()).unwrap();
-            let mut qids = Vec::new();
-            for _ in 0..20 {
-                let mut m = h.begin(envelope("a@example.com", 1)).await.unwrap();
-                m.write(b"Subject: x\r\n\r\nbody\r\n").await.unwrap();
-                qids.push(m.commit().await.unwrap());
-            }
+            let qids = committed(&h, 20).await;
             let syncs = || async { h.info().await.unwrap().syncs };
             let before = syncs().await;
             assert_eq!(h.apply(vec![Update::Remove(qids[0])]).await, vec![Ok(())]);
