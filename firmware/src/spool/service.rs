@@ -1,12 +1,12 @@
 //! The async front of the spool: one writer thread owns the [`Spool`] and does group commit.
 //!
 //! Sessions talk to it through a [`SpoolHandle`]. Records from every session go to the writer in
-//! arrival order; requests that must be durable (a commit, the 250's promise; an admin's
-//! removal or state change) wait until the writer syncs; the queue's own updates after a
-//! delivery do not (see [`SpoolHandle::apply`]). The writer syncs as soon as no session that is
-//! still receiving a message could add to the batch, when the batch is `group_commit_bytes`
-//! large, or when the oldest waiter has waited `group_commit_delay`, and then answers everyone
-//! in the batch at once.
+//! arrival order; requests that must be durable (a commit, the 250's promise) wait until the
+//! writer syncs; the queue manager's updates (recipient outcomes, state changes, removals, after
+//! a delivery or an admin's `queue` command) do not (see [`SpoolHandle::apply`]). The writer
+//! syncs as soon as no session that is still receiving a message could add to the batch, when
+//! the batch is `group_commit_bytes` large, or when the oldest waiter has waited
+//! `group_commit_delay`, and then answers everyone in the batch at once.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -338,8 +338,9 @@ impl SpoolHandle {
     /// Writes `updates` in their order and resolves, one result each, once they are written.
     /// They reach flash with the next commit's sync, or within a second (`LOG_TICK`) when no commit
     /// comes: as Postfix's queue manager marks a recipient done and unlinks a delivered
-    /// message without an fsync, a power cut can bring back the last second's deliveries (sent
-    /// again: a duplicate), never lose a message. Waiting for a sync of their own held every
+    /// message, and postsuper deletes and holds, without an fsync, a power cut can bring back
+    /// the last second's deliveries (sent again: a duplicate) or an admin's last change, never
+    /// lose a message. Waiting for a sync of their own held every
     /// queue turn for a batch's sync (up to `group_commit_delay`), and cost an idle box a sync
     /// per delivery.
     /// The request leaves when this is called, not when the future is first polled: whatever
