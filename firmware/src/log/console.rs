@@ -105,7 +105,7 @@ pub(crate) use say;
 /// Writes `line` to stderr without waiting for it.
 pub fn write(line: String) {
     let Some(w) = writer() else {
-        say_args(format_args!("{line}"));
+        say_text(&(line + "\n"));
         return;
     };
     w.pending.fetch_add(1, Ordering::Relaxed);

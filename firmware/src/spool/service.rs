@@ -238,10 +238,7 @@ impl SpoolHandle {
 
     /// Queues `req` for the writer's next turn, waking it only when no turn is sure to come.
     fn ride(&self, req: Request) -> Result<(), SpoolError> {
-        match self.riders.queue.lock() {
-            Ok(mut q) => q.push(req),
-            Err(_) => return Err(SpoolError::Stopped),
-        }
+        self.ride_quietly(req)?;
         if !self.riders.turn_coming.load(Ordering::SeqCst) {
             self.tx
                 .send(Request::Wake)
