@@ -39,6 +39,26 @@ pub fn check_attachments(raw: &[u8], config: &ContentConfig) -> Result<(), Rejec
     walk.finish(config).map(|_| ())
 }
 
+/// The `Content-*` fields of a header section, folded lines and all: all the walk reads of it.
+/// mail-parser would otherwise parse every Received, Date and address field of the message's own
+/// header section, for each message, and they tell nothing of its parts.
+fn content_fields(head: &[u8]) -> Vec<u8> {
+    const PREFIX: &[u8] = b"content-";
+    let mut fields = Vec::new();
+    let mut keep = false;
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        if !matches!(line.first(), Some(b' ' | b'\t')) {
+            keep = line
+                .get(..PREFIX.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(PREFIX));
+        }
+        if keep {
+            fields.extend_from_slice(line);
+        }
+    }
+    fields
+}
+
 /// An archive that could not be opened: it was bigger than `posternContentScanLimit`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unopened {
@@ -108,7 +128,7 @@ impl AttachmentWalk {
 
     /// Message bytes, in order, exactly as received.
     pub fn feed(&mut self, mut chunk: &[u8], config: &ContentConfig) {
-        while !chunk.is_empty() && self.refused.is_none() {
+        while !chunk.is_empty() && self.refused.is_none() && !self.seen_all() {
             let (piece, ended) = match chunk.iter().position(|&b| b == b'\n') {
                 Some(i) => (&chunk[..=i], true),
                 None => (chunk, false),
@@ -134,6 +154,13 @@ impl AttachmentWalk {
                 self.line.clear();
             }
         }
+    }
+
+    /// Whether the rest of the message can hold no part: skipping with no multipart open (the
+    /// body of a message that is not multipart, or a multipart's epilogue). Most mail is such a
+    /// body, so the walk reads only its header section.
+    fn seen_all(&self) -> bool {
+        matches!(self.at, Place::Skip) && self.boundaries.is_empty()
     }
 
     /// The verdict at the end of the message: refused, or passed (naming an archive too big to
@@ -210,7 +237,8 @@ impl AttachmentWalk {
     /// A complete header section: its names are checked, and it says what follows.
     fn header_section(&mut self, head: &[u8], config: &ContentConfig) {
         self.at = Place::Skip;
-        let Some(part) = MessageParser::default().parse_headers(head) else {
+        let fields = content_fields(head);
+        let Some(part) = MessageParser::default().parse_headers(&fields[..]) else {
             return;
         };
         let names = [
@@ -509,6 +537,48 @@ Content-Disposition: attachment; filename=two.scr\r\n\r\nMZ\r\n--b--\r\n";
         assert_eq!(blocked(b"Subject: hi\r\n\r\nno attachments\r\n"), None);
         assert_eq!(blocked(b""), None);
         assert_eq!(blocked(b"\xff\xfe\r\n\r\n--"), None);
+    }
+
+    #[test]
+    fn only_the_content_fields_are_parsed_with_their_folded_lines() {
+        let head = b"Received: from a\r\n\tby b; Thu, 1 Jan 2026 00:00:00 +0000\r\n\
+CONTENT-TYPE: application/octet-stream;\r\n name=\"a.exe\"\r\nSubject: x\r\n \
+Content-Type: text/plain\r\ncontent-disposition: attachment\r\n";
+        assert_eq!(
+            content_fields(head),
+            b"CONTENT-TYPE: application/octet-stream;\r\n name=\"a.exe\"\r\n\
+content-disposition: attachment\r\n"
+        );
+        // A name folded onto its own line is still read.
+        let raw = b"Received: from a\r\nContent-Type: application/octet-stream;\r\n\tname=\"b.exe\"\r\n\r\nAAAA\r\n";
+        assert_eq!(blocked(raw), Some("b.exe".into()));
+    }
+
+    #[test]
+    fn the_walk_stops_reading_where_no_part_can_follow() {
+        let config = ContentConfig::default();
+        let mut walk = AttachmentWalk::new(&config);
+        walk.feed(
+            b"Subject: plain\r\nContent-Type: text/plain\r\n\r\n",
+            &config,
+        );
+        assert!(walk.seen_all());
+        // Nothing of the body is kept, however it looks.
+        walk.feed(
+            b"--b\r\nContent-Type: application/octet-stream; name=x.exe\r\n\r\n",
+            &config,
+        );
+        assert!(walk.line.is_empty());
+        assert_eq!(walk.finish(&config), Ok(None));
+        // A multipart is read to its closing delimiter, then no further.
+        let mut walk = AttachmentWalk::new(&config);
+        walk.feed(
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n",
+            &config,
+        );
+        assert!(!walk.seen_all());
+        walk.feed(b"--b--\r\n", &config);
+        assert!(walk.seen_all());
     }
 
     #[test]
