@@ -29,6 +29,7 @@ pub mod rspamd_url;
 pub mod sender_auth;
 pub mod stored;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use attr::AttrError;
@@ -113,8 +114,9 @@ pub struct MtaConfig {
     /// `virtual_transport`: next hop of a local account when neither the account nor its domain
     /// has a `zimbraMailTransport`. Unset, such mail is accepted and stays deferred.
     pub virtual_transport: Option<Transport>,
-    /// The content stage's settings (attachments, virus and spam scanners).
-    pub content: ContentConfig,
+    /// The content stage's settings (attachments, virus and spam scanners). Shared: every
+    /// message's scan holds them, and their extension lists are dozens of strings.
+    pub content: Arc<ContentConfig>,
     /// Sender authentication: SPF, DKIM verification, DMARC (all off by default).
     pub auth: AuthConfig,
     /// Values read from flash that this firmware refuses to set (see [`MtaConfig::load`]):
@@ -206,7 +208,7 @@ impl Default for MtaConfig {
             postmaster_address: None,
             syslog_target: None,
             virtual_transport: None,
-            content: ContentConfig::default(),
+            content: Arc::default(),
             auth: AuthConfig::default(),
             unenforced: Vec::new(),
             typed: Vec::new(),
@@ -450,7 +452,7 @@ impl MtaConfig {
             self.typed.push((attr, typed));
         }
         if ContentConfig::owns(attr) {
-            return self.content.set(attr, values);
+            return Arc::make_mut(&mut self.content).set(attr, values);
         }
         if AuthConfig::owns(attr) {
             return self.auth.set(attr, values);
@@ -538,7 +540,9 @@ impl MtaConfig {
 
     fn copy_from(&mut self, attr: &'static str, other: &MtaConfig) {
         match attr {
-            a if ContentConfig::owns(a) => self.content.copy_from(a, &other.content),
+            a if ContentConfig::owns(a) => {
+                Arc::make_mut(&mut self.content).copy_from(a, &other.content)
+            }
             a if AuthConfig::owns(a) => self.auth.copy_from(a, &other.auth),
             RELAY_HOST => self.relay_host = other.relay_host.clone(),
             VIRTUAL_TRANSPORT => self.virtual_transport = other.virtual_transport.clone(),

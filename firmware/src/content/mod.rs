@@ -248,7 +248,7 @@ pub struct Scan {
     attachments: Option<AttachmentWalk>,
     /// Where training mail's attached messages lie, found as it streams by.
     lessons: Option<LessonWalk>,
-    config: ContentConfig,
+    config: Arc<ContentConfig>,
     /// Training mail: what it teaches the spam scanner (it is then not scored itself).
     training: Option<training::Training>,
     /// What rspamd is told besides the message.
@@ -747,10 +747,10 @@ mod tests {
     #[tokio::test]
     async fn an_encoded_lesson_over_the_scan_limit_is_not_read_and_says_so() {
         let mut config = MtaConfig::default();
-        config.content.scan_limit = 100;
+        Arc::make_mut(&mut config.content).scan_limit = 100;
         // Never reached: the only lesson is over the limit.
-        config.content.spamd = Some("127.0.0.1:9".parse().unwrap());
-        config.content.spam_account = Some("spam@example.com".into());
+        Arc::make_mut(&mut config.content).spamd = Some("127.0.0.1:9".parse().unwrap());
+        Arc::make_mut(&mut config.content).spam_account = Some("spam@example.com".into());
         let envelope = training::tests::envelope("spam@example.com", "127.0.0.1", Some("u"));
         let scan = Scan::new(&config, &envelope);
         assert!(scan.reads_stored());
@@ -769,7 +769,7 @@ Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
             ]
         );
         assert!(accepted.trained.is_empty(), "delivered: nothing is lost");
-        config.content.oversize = FailAction::Tempfail;
+        Arc::make_mut(&mut config.content).oversize = FailAction::Tempfail;
         let refused = verdict(Scan::new(&config, &envelope), &big, 50).await;
         let reply = refused.unwrap_err().reply().to_string();
         assert_eq!(
@@ -782,7 +782,7 @@ Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
     #[tokio::test]
     async fn attachments_are_blocked_whatever_the_size_without_a_copy() {
         let mut config = MtaConfig::default();
-        config.content.scan_limit = 100;
+        Arc::make_mut(&mut config.content).scan_limit = 100;
         let envelope = training::tests::envelope("b@example.com", "127.0.0.1", None);
         let mut big = Scan::new(&config, &envelope);
         assert!(!big.reads_stored());
@@ -811,16 +811,16 @@ Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
         let mut config = MtaConfig::default();
         let plain = Scan::new(&config, &envelope);
         assert!(!plain.reads_stored());
-        config.content.clamd = Some("127.0.0.1:9".parse().unwrap());
+        Arc::make_mut(&mut config.content).clamd = Some("127.0.0.1:9".parse().unwrap());
         assert!(!Scan::new(&config, &envelope).reads_stored(), "clamd off");
-        config.content.virus_check_enabled = true;
+        Arc::make_mut(&mut config.content).virus_check_enabled = true;
         let virus = Scan::new(&config, &envelope);
         assert!(virus.reads_stored());
         let mut config = MtaConfig::default();
-        config.content.spamd = Some("127.0.0.1:9".parse().unwrap());
+        Arc::make_mut(&mut config.content).spamd = Some("127.0.0.1:9".parse().unwrap());
         let spam = Scan::new(&config, &envelope);
         assert!(spam.reads_stored() && spam.lessons.is_none());
-        config.content.spam_account = Some("b@example.com".into());
+        Arc::make_mut(&mut config.content).spam_account = Some("b@example.com".into());
         let training = Scan::new(&config, &envelope);
         assert!(training.reads_stored() && training.lessons.is_some());
         let config = MtaConfig::default();
@@ -836,7 +836,7 @@ Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
     #[tokio::test]
     async fn a_message_over_the_scan_limit_is_signed_from_the_spool() {
         let mut config = MtaConfig::default();
-        config.content.scan_limit = 100;
+        Arc::make_mut(&mut config.content).scan_limit = 100;
         let envelope = training::tests::envelope("b@example.org", "127.0.0.1", None);
         let keys = dkim::KeyRing::default();
         let key = dkim::keys::generate("example.com", "s1", dkim::keys::Algorithm::Ed25519, 1);
