@@ -8,6 +8,7 @@
 //! the same [`Registry`]; every series exists from the start, at zero, so an idle box draws a
 //! line, not a gap.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,24 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-/// Label sets: a few `(name, value)` pairs.
+/// Label sets of what is read at scrape time: a few `(name, value)` pairs.
 pub type Labels = Vec<(String, String)>;
+
+/// A counted event's label set: `N` `(name, value)` pairs. Values are borrowed when they are one of the known
+/// ones, so counting an event (several per message) allocates nothing.
+type EventLabels<const N: usize> = [(&'static str, Cow<'static, str>); N];
+
+/// `value` as the one of `known` it equals, borrowed; an unknown value is copied.
+fn known(value: &str, known: &[&'static str]) -> Cow<'static, str> {
+    match known.iter().find(|k| **k == value) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(value.to_string()),
+    }
+}
+
+/// The content verdicts' actions and categories, each once.
+const ACTIONS: [&str; 3] = ["Passed", "Blocked", "Deferred"];
+const CATEGORIES: [&str; 6] = ["CLEAN", "SPAMMY", "UNCHECKED", "SPAM", "INFECTED", "BANNED"];
 
 /// postfix_exporter's delay buckets (seconds): a millisecond to a week.
 pub const DELAY_BUCKETS: [f64; 9] = [
@@ -55,15 +72,15 @@ pub const VERDICTS: [(&str, &str); 9] = [
 pub const SYNC_KINDS: [&str; 2] = ["full", "incremental"];
 pub const SYNC_RESULTS: [&str; 2] = ["success", "failure"];
 
-fn label(name: &str, value: &str) -> Labels {
-    vec![(name.to_string(), value.to_string())]
+fn label(name: &'static str, value: Cow<'static, str>) -> EventLabels<1> {
+    [(name, value)]
 }
 
-fn labels(pairs: [(&str, &str); 2]) -> Labels {
-    pairs
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect()
+fn labels(
+    (n1, v1): (&'static str, Cow<'static, str>),
+    (n2, v2): (&'static str, Cow<'static, str>),
+) -> EventLabels<2> {
+    [(n1, v1), (n2, v2)]
 }
 
 fn delay_histogram() -> Histogram {
@@ -74,17 +91,17 @@ fn delay_histogram() -> Histogram {
 pub struct Metrics {
     smtpd_connects: Counter,
     smtpd_processed: Counter,
-    smtpd_rejected: Family<Labels, Counter>,
-    smtpd_tls: Family<Labels, Counter>,
+    smtpd_rejected: Family<EventLabels<1>, Counter>,
+    smtpd_tls: Family<EventLabels<1>, Counter>,
     cleanup_rejected: Counter,
-    smtp_delay: Family<Labels, Histogram, fn() -> Histogram>,
-    lmtp_delay: Family<Labels, Histogram, fn() -> Histogram>,
-    delivery_status: Family<Labels, Counter>,
+    smtp_delay: Family<EventLabels<1>, Histogram, fn() -> Histogram>,
+    lmtp_delay: Family<EventLabels<1>, Histogram, fn() -> Histogram>,
+    delivery_status: Family<EventLabels<1>, Counter>,
     qmgr_removed: Counter,
     spool_batch: Histogram,
     spool_sync: Histogram,
-    content_verdicts: Family<Labels, Counter>,
-    directory_syncs: Family<Labels, Counter>,
+    content_verdicts: Family<EventLabels<2>, Counter>,
+    directory_syncs: Family<EventLabels<2>, Counter>,
 }
 
 static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -123,28 +140,40 @@ impl Metrics {
             directory_syncs: Family::default(),
         };
         for (action, category) in VERDICTS {
-            drop(
-                m.content_verdicts
-                    .get_or_create(&labels([("action", action), ("category", category)])),
-            );
+            drop(m.content_verdicts.get_or_create(&labels(
+                ("action", known(action, &ACTIONS)),
+                ("category", known(category, &CATEGORIES)),
+            )));
         }
         for kind in SYNC_KINDS {
             for result in SYNC_RESULTS {
-                drop(
-                    m.directory_syncs
-                        .get_or_create(&labels([("kind", kind), ("result", result)])),
-                );
+                drop(m.directory_syncs.get_or_create(&labels(
+                    ("kind", known(kind, &SYNC_KINDS)),
+                    ("result", known(result, &SYNC_RESULTS)),
+                )));
             }
         }
         for v in TLS_VERSIONS {
-            drop(m.smtpd_tls.get_or_create(&label("protocol", v)));
+            drop(
+                m.smtpd_tls
+                    .get_or_create(&label("protocol", Cow::Borrowed(v))),
+            );
         }
         for t in DELAY_TYPES {
-            drop(m.smtp_delay.get_or_create(&label("delay_type", t)));
-            drop(m.lmtp_delay.get_or_create(&label("delay_type", t)));
+            drop(
+                m.smtp_delay
+                    .get_or_create(&label("delay_type", Cow::Borrowed(t))),
+            );
+            drop(
+                m.lmtp_delay
+                    .get_or_create(&label("delay_type", Cow::Borrowed(t))),
+            );
         }
         for s in STATUSES {
-            drop(m.delivery_status.get_or_create(&label("status", s)));
+            drop(
+                m.delivery_status
+                    .get_or_create(&label("status", Cow::Borrowed(s))),
+            );
         }
         m
     }
@@ -167,14 +196,14 @@ impl Metrics {
     /// A recipient (or the client at another stage) was refused with this reply code.
     pub fn smtpd_rejected(&self, code: u16) {
         self.smtpd_rejected
-            .get_or_create(&label("code", &code.to_string()))
+            .get_or_create(&label("code", Cow::Owned(code.to_string())))
             .inc();
     }
 
     /// A TLS session started (STARTTLS or port 465), by protocol version.
     pub fn smtpd_tls(&self, version: &str) {
         self.smtpd_tls
-            .get_or_create(&label("protocol", version))
+            .get_or_create(&label("protocol", known(version, &TLS_VERSIONS)))
             .inc();
     }
 
@@ -187,11 +216,11 @@ impl Metrics {
         };
         for (t, d) in DELAY_TYPES.iter().zip(delays) {
             family
-                .get_or_create(&label("delay_type", t))
+                .get_or_create(&label("delay_type", Cow::Borrowed(t)))
                 .observe(d.as_secs_f64());
         }
         self.delivery_status
-            .get_or_create(&label("status", status))
+            .get_or_create(&label("status", known(status, &STATUSES)))
             .inc();
     }
 
@@ -204,7 +233,10 @@ impl Metrics {
     /// category), as its log line says.
     pub fn content_verdict(&self, action: &str, category: &str) {
         self.content_verdicts
-            .get_or_create(&labels([("action", action), ("category", category)]))
+            .get_or_create(&labels(
+                ("action", known(action, &ACTIONS)),
+                ("category", known(category, &CATEGORIES)),
+            ))
             .inc();
     }
 
@@ -212,7 +244,10 @@ impl Metrics {
     pub fn directory_sync(&self, kind: &str, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.directory_syncs
-            .get_or_create(&labels([("kind", kind), ("result", result)]))
+            .get_or_create(&labels(
+                ("kind", known(kind, &SYNC_KINDS)),
+                ("result", known(result, &SYNC_RESULTS)),
+            ))
             .inc();
     }
 
