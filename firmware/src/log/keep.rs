@@ -5,6 +5,7 @@
 //! A hook rather than a handle in every [`LogSink`](super::LogSink): sinks are made in many
 //! places (one per stage) long before and independently of the spool.
 
+use std::fmt::Write;
 use std::sync::{Arc, RwLock};
 
 /// Takes one framed line; must not block (the spool's hook only queues it).
@@ -42,18 +43,22 @@ pub(super) fn keep(program: &str, text: &str) {
     let Some(kept) = k.as_ref() else {
         return;
     };
-    let now = crate::mail::unix_now();
-    let line = format!(
-        "{} {} {program}[{}]: {text}",
-        syslog_time(now),
-        kept.host,
-        super::pid()
-    );
+    // One allocation for the line: a busy relay keeps several lines per message.
+    let mut line = String::with_capacity(48 + kept.host.len() + program.len() + text.len());
+    write_syslog_time(&mut line, crate::mail::unix_now());
+    let _ = write!(line, " {} {program}[{}]: {text}", kept.host, super::pid());
     (kept.keeper)(line);
 }
 
 /// `Dec  1 09:30:00` (UTC), the time syslog writes.
 pub fn syslog_time(unix: u64) -> String {
+    let mut out = String::with_capacity(15);
+    write_syslog_time(&mut out, unix);
+    out
+}
+
+/// [`syslog_time`], written at the end of `out`.
+fn write_syslog_time(out: &mut String, unix: u64) {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
@@ -68,13 +73,14 @@ pub fn syslog_time(unix: u64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!(
+    let _ = write!(
+        out,
         "{} {day:>2} {:02}:{:02}:{:02}",
         MONTHS[(month - 1) as usize],
         secs / 3600,
         secs / 60 % 60,
         secs % 60
-    )
+    );
 }
 
 #[cfg(test)]

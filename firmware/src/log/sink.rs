@@ -58,7 +58,11 @@ impl LogSink {
     }
 
     pub fn line(&self, program: Program, line: &str) {
-        let full = format!("{}: {line}", program.as_str());
+        let name = program.as_str();
+        let mut full = String::with_capacity(name.len() + 2 + line.len());
+        full.push_str(name);
+        full.push_str(": ");
+        full.push_str(line);
         match &self.memory {
             Some(m) => {
                 if let Ok(mut v) = m.lock() {

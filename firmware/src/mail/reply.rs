@@ -62,6 +62,8 @@ impl Reply {
     /// before an empty text: RFC 4954's empty challenge is `334 SP CRLF`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         use std::io::Write;
+        // Room for it all at once: `write!` would grow the buffer piece by piece.
+        out.reserve(16 + self.text.len());
         // Writing into a Vec cannot fail.
         let _ = match self.esc {
             Some(esc) => write!(out, "{} {esc} {}\r\n", self.code, self.text),
