@@ -2,6 +2,7 @@
 //! `program[pid]:` prefix (the sink adds that), exactly as Postfix's qmgr, smtp, lmtp and bounce
 //! daemons word them, and the router's line for a forwarding target it leaves out.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -160,14 +161,28 @@ fn secs(d: Duration) -> String {
 }
 
 /// Text from peers goes into the log: no line breaks or control characters may split a line.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+fn clean(s: &str) -> Cow<'_, str> {
+    // Most text needs nothing replaced: it is then not copied.
+    if !s.chars().any(|c: char| c.is_control()) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn peer_text_cannot_split_a_line_and_clean_text_is_not_copied() {
+        use super::clean;
+        use std::borrow::Cow;
+        assert_eq!(clean("a\r\nb\tc"), "a  b c");
+        assert!(matches!(clean("user@example.com"), Cow::Borrowed(_)));
+    }
+
     #[test]
     fn short_delays_print_as_postfix_does() {
         use super::secs;

@@ -9,6 +9,7 @@
 //! disconnect from mail.example.net[192.0.2.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5
 //! ```
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::mail::{QueueId, Reply};
@@ -109,10 +110,16 @@ pub fn pregreet_line(ip: IpAddr, port: u16, after: std::time::Duration) -> Strin
     )
 }
 
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+fn clean(s: &str) -> Cow<'_, str> {
+    // Most text needs nothing replaced: it is then not copied.
+    if !s.chars().any(|c: char| c.is_control()) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@
 //! (it is optional in RFC 5321). The client's reverse name is not looked up: `unknown`, as Postfix
 //! writes when it has none. The time is given by the caller.
 
+use std::borrow::Cow;
+
 use crate::mail::ClientInfo;
 
 /// The header, folded, ending with CRLF. `for_rcpt` is given only when the message has exactly one
@@ -111,16 +113,25 @@ fn no_controls(s: &str) -> String {
 
 /// Header text must not break the header: no CR, LF or other controls, no stray parentheses in
 /// what the client claimed.
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || c == '(' || c == ')' {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
+fn sanitize(s: &str) -> Cow<'_, str> {
+    // Most text needs nothing replaced: it is then not copied.
+    if !s
+        .chars()
+        .any(|c: char| c.is_control() || c == '(' || c == ')')
+    {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() || c == '(' || c == ')' {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
