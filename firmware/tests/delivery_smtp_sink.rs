@@ -46,11 +46,15 @@ fn is_root() -> bool {
 
 /// Start smtp-sink with extra flags, or None (and a message) when it is not installed.
 fn sink(flags: &[&str]) -> Option<Sink> {
+    sink_on(free_port(), flags)
+}
+
+/// [`sink`] on a given port (a sink started again where one was).
+fn sink_on(port: u16, flags: &[&str]) -> Option<Sink> {
     if !Path::new(SINK).exists() {
         common::peers::missing(SINK, "postfix");
         return None;
     }
-    let port = free_port();
     let dir = std::env::temp_dir().join(format!("postern-sink-{port}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut cmd = Command::new(SINK);
@@ -484,6 +488,48 @@ fn mx_hosts_are_tried_in_preference_order_with_fallback() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A cached connection the server closed meanwhile is found out by its RSET (sent in one write
+/// with MAIL, RCPT and DATA) and the message goes over a fresh connection, once.
+#[test]
+fn a_cached_connection_the_server_closed_is_replaced_by_a_fresh_one() {
+    let Some(first) = sink(&[]) else { return };
+    let port = first.port;
+    let hop = hop(port);
+    let client = Client::new(settings(), FakeDns::default());
+    let env = envelope(&hop, &["bob@example.test"]);
+    let rt = rt();
+    let run = |m: &[u8]| {
+        rt.block_on(client.deliver(DeliveryRequest {
+            qid: QueueId::new(1_795_000_000_000, 1),
+            envelope: &env,
+            recipients: &[0],
+            next_hop: &hop,
+            body: &BodyBytes(m),
+        }))
+    };
+    let a = run(&body("before"));
+    assert!(matches!(
+        a.report.results[0].1,
+        RcptResult::Delivered { .. }
+    ));
+    assert_eq!(client.idle_connections(), 1);
+    // smtp-sink killed: the cached connection is closed under the client.
+    drop(first);
+    let Some(second) = sink_on(port, &[]) else {
+        return;
+    };
+    let b = run(&body("after"));
+    assert!(
+        matches!(b.report.results[0].1, RcptResult::Delivered { .. }),
+        "{:?}",
+        b.report.results
+    );
+    let dumps = second.dumps(1);
+    assert_eq!(dumps.len(), 1);
+    assert!(dumps[0].contains("Subject: after"));
+    assert_eq!(client.idle_connections(), 1, "the fresh one is kept");
 }
 
 #[test]

@@ -102,12 +102,11 @@ impl<D: Dns> Client<D> {
         let t = &self.settings.timeouts;
 
         // A cached connection first; if it went stale, fall through to a fresh one.
-        if let Some(mut conn) = self.take_idle(req.next_hop)
-            && conn.reset(t).await
-        {
+        if let Some(mut conn) = self.take_idle(req.next_hop) {
             let setup = started.elapsed();
-            let out = conn.send_mail(&tx, t).await;
-            return self.finish(req, conn, out, setup, started, &addrs);
+            if let Some(out) = conn.send_mail_reused(&tx, t).await {
+                return self.finish(req, conn, out, setup, started, &addrs);
+            }
         }
         let targets = match targets(&self.dns, req.next_hop).await {
             Ok(ts) => ts,
