@@ -161,16 +161,20 @@ fn secs(d: Duration) -> String {
 }
 
 /// Text from peers goes into the log: no line breaks or control characters may split a line.
-fn clean(s: &str) -> Cow<'_, str> {
-    // Most text needs nothing replaced: it is then not copied.
-    if !s.chars().any(|c: char| c.is_control()) {
+/// Most text has none, and is then not copied.
+pub(super) fn clean_with(s: &str, with: char) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
         return Cow::Borrowed(s);
     }
     Cow::Owned(
         s.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
+            .map(|c| if c.is_control() { with } else { c })
             .collect(),
     )
+}
+
+fn clean(s: &str) -> Cow<'_, str> {
+    clean_with(s, ' ')
 }
 
 #[cfg(test)]

@@ -111,15 +111,7 @@ pub fn pregreet_line(ip: IpAddr, port: u16, after: std::time::Duration) -> Strin
 }
 
 fn clean(s: &str) -> Cow<'_, str> {
-    // Most text needs nothing replaced: it is then not copied.
-    if !s.chars().any(|c: char| c.is_control()) {
-        return Cow::Borrowed(s);
-    }
-    Cow::Owned(
-        s.chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect(),
-    )
+    super::format::clean_with(s, '?')
 }
 
 #[cfg(test)]

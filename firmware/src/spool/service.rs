@@ -1133,10 +1133,8 @@ mod tests {
         });
     }
 
-    /// A rider wakes the writer only when no turn is coming; a begin never does (the session's
-    /// next request follows it through the channel).
-    #[test]
-    fn a_rider_wakes_the_writer_only_when_no_turn_is_coming() {
+    /// A handle whose requests nobody takes: they wait in the channel (or ride) for the test.
+    fn unattended() -> (SpoolHandle, mpsc::Receiver<Request>) {
         let (tx, rx) = mpsc::channel();
         let h = SpoolHandle {
             tx,
@@ -1146,6 +1144,14 @@ mod tests {
             admission: Arc::default(),
             riders: Arc::default(),
         };
+        (h, rx)
+    }
+
+    /// A rider wakes the writer only when no turn is coming; a begin never does (the session's
+    /// next request follows it through the channel).
+    #[test]
+    fn a_rider_wakes_the_writer_only_when_no_turn_is_coming() {
+        let (h, rx) = unattended();
         let woken = || std::iter::from_fn(|| rx.try_recv().ok()).count();
         drop(h.apply(vec![Update::Remove(QueueId(1))]));
         assert_eq!(woken(), 1, "an idle writer is woken");
@@ -1168,15 +1174,7 @@ mod tests {
     #[test]
     fn a_commit_wakes_the_writer_when_it_is_the_last_or_no_turn_is_coming() {
         use std::task::{Context, Waker};
-        let (tx, rx) = mpsc::channel();
-        let h = SpoolHandle {
-            tx,
-            chunk_size: 4096,
-            log: LogQueue::default(),
-            last_qid: Arc::default(),
-            admission: Arc::default(),
-            riders: Arc::default(),
-        };
+        let (h, rx) = unattended();
         let woken = || {
             std::iter::from_fn(|| rx.try_recv().ok())
                 .filter(|r| matches!(r, Request::Wake))
