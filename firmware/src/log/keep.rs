@@ -45,20 +45,13 @@ pub(super) fn keep(program: &str, text: &str) {
     };
     // One allocation for the line: a busy relay keeps several lines per message.
     let mut line = String::with_capacity(48 + kept.host.len() + program.len() + text.len());
-    write_syslog_time(&mut line, crate::mail::unix_now());
+    syslog_time(&mut line, crate::mail::unix_now());
     let _ = write!(line, " {} {program}[{}]: {text}", kept.host, super::pid());
     (kept.keeper)(line);
 }
 
-/// `Dec  1 09:30:00` (UTC), the time syslog writes.
-pub fn syslog_time(unix: u64) -> String {
-    let mut out = String::with_capacity(15);
-    write_syslog_time(&mut out, unix);
-    out
-}
-
-/// [`syslog_time`], written at the end of `out`.
-fn write_syslog_time(out: &mut String, unix: u64) {
+/// `Dec  1 09:30:00` (UTC), the time syslog writes, at the end of `out`.
+fn syslog_time(out: &mut String, unix: u64) {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
@@ -85,7 +78,12 @@ fn write_syslog_time(out: &mut String, unix: u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::syslog_time;
+    /// The time alone, as the kept line starts with it.
+    fn syslog_time(unix: u64) -> String {
+        let mut out = String::new();
+        super::syslog_time(&mut out, unix);
+        out
+    }
 
     #[test]
     fn times_as_syslog_writes_them() {

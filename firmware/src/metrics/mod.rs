@@ -32,10 +32,6 @@ fn known(value: &str, known: &[&'static str]) -> Cow<'static, str> {
     }
 }
 
-/// The content verdicts' actions and categories, each once.
-const ACTIONS: [&str; 3] = ["Passed", "Blocked", "Deferred"];
-const CATEGORIES: [&str; 6] = ["CLEAN", "SPAMMY", "UNCHECKED", "SPAM", "INFECTED", "BANNED"];
-
 /// postfix_exporter's delay buckets (seconds): a millisecond to a week.
 pub const DELAY_BUCKETS: [f64; 9] = [
     1e-3, 1e-2, 1e-1, 1.0, 10.0, 60.0, 3600.0, 86_400.0, 604_800.0,
@@ -76,11 +72,20 @@ fn label(name: &'static str, value: Cow<'static, str>) -> EventLabels<1> {
     [(name, value)]
 }
 
-fn labels(
-    (n1, v1): (&'static str, Cow<'static, str>),
-    (n2, v2): (&'static str, Cow<'static, str>),
-) -> EventLabels<2> {
-    [(n1, v1), (n2, v2)]
+/// A content verdict's labels, borrowed from [`VERDICTS`] when the pair is one of them.
+fn verdict_labels(action: &str, category: &str) -> EventLabels<2> {
+    let (action, category) = match VERDICTS.iter().find(|v| **v == (action, category)) {
+        Some((a, c)) => (Cow::Borrowed(*a), Cow::Borrowed(*c)),
+        None => (Cow::Owned(action.into()), Cow::Owned(category.into())),
+    };
+    [("action", action), ("category", category)]
+}
+
+fn sync_labels(kind: &str, result: &'static str) -> EventLabels<2> {
+    [
+        ("kind", known(kind, &SYNC_KINDS)),
+        ("result", Cow::Borrowed(result)),
+    ]
 }
 
 fn delay_histogram() -> Histogram {
@@ -140,17 +145,14 @@ impl Metrics {
             directory_syncs: Family::default(),
         };
         for (action, category) in VERDICTS {
-            drop(m.content_verdicts.get_or_create(&labels(
-                ("action", known(action, &ACTIONS)),
-                ("category", known(category, &CATEGORIES)),
-            )));
+            drop(
+                m.content_verdicts
+                    .get_or_create(&verdict_labels(action, category)),
+            );
         }
         for kind in SYNC_KINDS {
             for result in SYNC_RESULTS {
-                drop(m.directory_syncs.get_or_create(&labels(
-                    ("kind", known(kind, &SYNC_KINDS)),
-                    ("result", known(result, &SYNC_RESULTS)),
-                )));
+                drop(m.directory_syncs.get_or_create(&sync_labels(kind, result)));
             }
         }
         for v in TLS_VERSIONS {
@@ -233,10 +235,7 @@ impl Metrics {
     /// category), as its log line says.
     pub fn content_verdict(&self, action: &str, category: &str) {
         self.content_verdicts
-            .get_or_create(&labels(
-                ("action", known(action, &ACTIONS)),
-                ("category", known(category, &CATEGORIES)),
-            ))
+            .get_or_create(&verdict_labels(action, category))
             .inc();
     }
 
@@ -244,10 +243,7 @@ impl Metrics {
     pub fn directory_sync(&self, kind: &str, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.directory_syncs
-            .get_or_create(&labels(
-                ("kind", known(kind, &SYNC_KINDS)),
-                ("result", known(result, &SYNC_RESULTS)),
-            ))
+            .get_or_create(&sync_labels(kind, result))
             .inc();
     }
 
