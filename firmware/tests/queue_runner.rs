@@ -620,3 +620,113 @@ async fn a_stop_settles_deliveries_in_flight_before_it_returns() {
     assert!(w.store.load(qid).await.is_ok(), "still queued");
     assert!(w.log_has("warning: stopping with deliveries in flight (1)"));
 }
+
+/// The memory store as a spool whose writer is asleep: an update is written at once (what is
+/// read afterwards sees it) and answered only once released, by the test or by `write_now`.
+struct Lagging {
+    inner: Arc<MemoryStore>,
+    released: tokio::sync::watch::Sender<bool>,
+    asked: AtomicUsize,
+}
+
+impl QueueStore for Lagging {
+    type Error = MemoryStoreError;
+
+    async fn load(&self, qid: QueueId) -> Result<StoredMessage, MemoryStoreError> {
+        self.inner.load(qid).await
+    }
+
+    async fn read_body_part(
+        &self,
+        qid: QueueId,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, MemoryStoreError> {
+        self.inner.read_body_part(qid, offset, max).await
+    }
+
+    fn apply(
+        &self,
+        updates: Vec<Update>,
+    ) -> impl Future<Output = Vec<Result<(), MemoryStoreError>>> + Send + 'static {
+        let answer = self.inner.apply(updates);
+        let mut released = self.released.subscribe();
+        async move {
+            let _ = released.wait_for(|r| *r).await;
+            answer.await
+        }
+    }
+
+    fn write_now(&self) {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        self.released.send_replace(true);
+    }
+
+    async fn store(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> Result<QueueId, MemoryStoreError> {
+        self.inner.store(envelope, message).await
+    }
+}
+
+/// A queue turn does not wait for its writes: mail keeps moving while they are unanswered,
+/// and a removal is logged once written. A bulk operation, answered once its changes are
+/// written, asks for them now.
+#[tokio::test(start_paused = true)]
+async fn turns_do_not_wait_for_their_writes_and_bulk_operations_do() {
+    let store = Arc::new(MemoryStore::new(T0 * 1000));
+    let lagging = Arc::new(Lagging {
+        inner: store.clone(),
+        released: tokio::sync::watch::Sender::new(false),
+        asked: AtomicUsize::new(0),
+    });
+    let script = Arc::new(Script::default());
+    let log = LogSink::memory();
+    let (queue, _task) = runner::spawn(
+        RunnerConfig {
+            settings: QueueSettings::default(),
+            hostname: "gw.example.net".into(),
+            route: Arc::new(|a: &str| Some(hop_for(a))),
+            log: log.clone(),
+            start_unix: Some(T0),
+        },
+        lagging.clone(),
+        script.clone(),
+    );
+    let removed = |qid: QueueId| {
+        let line = format!("{qid}: removed");
+        log.lines().iter().any(|l| l.ends_with(&line))
+    };
+    let mut sent = Vec::new();
+    for to in ["ok@example.com", "ok2@example.com"] {
+        let q = store.put(envelope("alice@example.org", &[to], Notify::DEFAULT), BODY);
+        sent.push(q.qid);
+        queue.add(q).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(script.attempts(to), 1, "delivered while writes wait");
+    }
+    assert!(store.is_empty(), "the removals are the store's at once");
+    assert!(!sent.iter().any(|q| removed(*q)), "logged once answered");
+    lagging.released.send_replace(true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(sent.iter().all(|q| removed(*q)));
+    assert_eq!(lagging.asked.load(Ordering::Relaxed), 0, "no turn asked");
+
+    lagging.released.send_replace(false);
+    let q = store.put(
+        envelope("alice@example.org", &["dead@example.com"], Notify::DEFAULT),
+        BODY,
+    );
+    let qid = q.qid;
+    queue.add(q).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(script.attempts("dead@example.com"), 1);
+    let held = queue.apply(postern::queue::BulkOp::Hold, vec![qid]).await;
+    assert_eq!(held, vec![qid]);
+    assert!(
+        lagging.asked.load(Ordering::Relaxed) >= 1,
+        "the bulk turn asked"
+    );
+}

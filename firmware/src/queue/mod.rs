@@ -37,6 +37,7 @@ mod manager;
 mod memory;
 pub mod runner;
 mod settings;
+mod settled;
 mod shape;
 mod spool;
 

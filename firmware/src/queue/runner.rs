@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +20,7 @@ use super::body::{BODY_PIECE, BodyError, BodyRead, BodySource};
 use super::filter::Filter;
 use super::manager::{Action, Brief, BulkOp, DsnKind, MessageView, QueueManager, QueuedMessage};
 use super::settings::QueueSettings;
+use super::settled::{Settled, Written};
 use crate::bounce::{self, DsnRequest, Kind};
 use crate::log::{self, Delays, DeliveryLine, LogSink, Program, Status};
 use crate::mail::{EnhancedStatus, Envelope, QueueId, QueueState, RecipientOutcome, StateChange};
@@ -61,13 +62,17 @@ pub trait QueueStore: Send + Sync + 'static {
         offset: u64,
         max: usize,
     ) -> impl Future<Output = Result<Vec<u8>, Self::Error>> + Send;
-    /// Writes `updates` in their order; one result each, once they are on flash. The writes
+    /// Writes `updates` in their order; one result each, once they are written. The writes
     /// are the store's before this returns (whatever is asked of it afterwards sees them), so
-    /// a caller may read the message back before awaiting the sync.
+    /// a caller may read the message back before awaiting them. A store may take them at its
+    /// next turn, within a second: a caller about to wait on the answer calls
+    /// [`QueueStore::write_now`] first.
     fn apply(
         &self,
         updates: Vec<Update>,
     ) -> impl Future<Output = Vec<Result<(), Self::Error>>> + Send + 'static;
+    /// Takes the updates applied so far now: their caller waits.
+    fn write_now(&self) {}
     /// Store a new message (a DSN) and commit it; its queue id once it is on flash.
     fn store(
         &self,
@@ -246,6 +251,7 @@ pub fn spawn<S: QueueStore, D: Deliverer>(
         start_sub,
         answers: Vec::new(),
         fresh: Fresh::default(),
+        unmarked: Arc::default(),
         in_flight: 0,
     };
     let task = tokio::spawn(runner.run(rx));
@@ -268,6 +274,9 @@ struct Runner<S, D> {
     /// spool but the body. Dropped at the first state change or removal (a deferred message
     /// reads what is on flash when it comes back), and at most [`FRESH_LIMIT`] of them.
     fresh: Fresh,
+    /// Messages whose recipient outcome a turn could not write, found after the turn (see
+    /// [`Runner::forget_unmarked`]).
+    unmarked: Arc<Mutex<Vec<QueueId>>>,
     /// Jobs started whose attempt has not come back.
     in_flight: usize,
 }
@@ -348,8 +357,10 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
     ) -> Option<oneshot::Sender<()>> {
         loop {
             let now = self.now();
+            self.forget_unmarked();
             let work = self.qm.poll(now);
-            self.execute_all(work.actions).await;
+            let wait = !self.answers.is_empty();
+            self.execute_all(work.actions, wait).await;
             for (r, done) in self.answers.drain(..) {
                 let _ = r.send(done);
             }
@@ -469,7 +480,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         }
         let now = self.now();
         let actions = self.qm.settle(now);
-        self.execute_all(actions).await;
+        self.execute_all(actions, true).await;
         for (r, done) in self.answers.drain(..) {
             let _ = r.send(done);
         }
@@ -488,13 +499,14 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         });
     }
 
-    /// Carries out a turn's actions with one wait for the spool: every recipient outcome goes to
-    /// it first (not awaited), then what reads the stored message (log lines, DSNs, which see
-    /// those outcomes), then state changes and removals; the outcomes and the changes are
-    /// awaited together, written and not synced (see `SpoolHandle::apply`). Each
-    /// message's own actions keep their order (outcomes before its DSN, its DSN before its
-    /// removal): only actions of different messages are regrouped.
-    async fn execute_all(&mut self, actions: Vec<Action>) {
+    /// Carries out a turn's actions: every recipient outcome goes to the spool first, then what
+    /// reads the stored message (log lines, DSNs, which see those outcomes), then state changes
+    /// and removals. Each message's own actions keep their order (outcomes before its DSN, its
+    /// DSN before its removal): only actions of different messages are regrouped. The turn
+    /// waits for the writes only when `wait` (a bulk operation is answered once they are
+    /// written; a stop settles them); otherwise their results are logged when they come, so a
+    /// busy relay's turns never wait for the spool, and cost its writer no wake-up of its own.
+    async fn execute_all(&mut self, actions: Vec<Action>, wait: bool) {
         let (marks, rest): (Vec<Action>, Vec<Action>) = actions
             .into_iter()
             .partition(|a| matches!(a, Action::MarkRecipient { .. }));
@@ -506,7 +518,9 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             .into_iter()
             .filter_map(|a| self.mark_update(a, now))
             .collect();
-        let marked = self.store.apply(marks.clone());
+        let mut settled = Settled::new(self.config.log.clone(), self.unmarked.clone());
+        settled.marks = marks.iter().map(Written::of).collect();
+        let marked = (!marks.is_empty()).then(|| self.store.apply(marks));
         for a in reads {
             self.execute(a).await;
         }
@@ -514,35 +528,48 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             .into_iter()
             .filter_map(|a| self.write_update(a, now))
             .collect();
-        let written = self.store.apply(writes.clone());
-        let (marked, written) = tokio::join!(marked, written);
-        let log = &self.config.log;
-        for (u, res) in marks.iter().zip(marked) {
-            if let (Update::Mark { qid, index, .. }, Err(e)) = (u, res) {
-                // What the first round remembers of it is not on flash now.
-                self.fresh.remove(qid);
-                log.line(
-                    Program::Qmgr,
-                    &format!("{qid}: warning: cannot mark recipient {index}: {e}"),
-                );
-            }
+        settled.writes = writes.iter().map(Written::of).collect();
+        let written = (!writes.is_empty()).then(|| self.store.apply(writes));
+        if marked.is_none() && written.is_none() {
+            return;
         }
-        for (u, res) in writes.iter().zip(written) {
-            match (u, res) {
-                (Update::Remove(qid), Ok(())) => {
-                    metrics::global().qmgr_removed();
-                    log.line(Program::Qmgr, &log::removed_line(*qid));
+        let results = async move {
+            let marked = async move {
+                match marked {
+                    Some(f) => f.await,
+                    None => Vec::new(),
                 }
-                (Update::Remove(qid), Err(e)) => log.line(
-                    Program::Qmgr,
-                    &format!("{qid}: warning: cannot remove: {e}"),
-                ),
-                (Update::State(qid, _), Err(e)) => log.line(
-                    Program::Qmgr,
-                    &format!("{qid}: warning: cannot set state: {e}"),
-                ),
-                _ => {}
-            }
+            };
+            let written = async move {
+                match written {
+                    Some(f) => f.await,
+                    None => Vec::new(),
+                }
+            };
+            tokio::join!(marked, written)
+        };
+        if wait {
+            self.store.write_now();
+            let (marked, written) = results.await;
+            settled.report(marked, written);
+            self.forget_unmarked();
+        } else {
+            tokio::spawn(async move {
+                let (marked, written) = results.await;
+                settled.report(marked, written);
+            });
+        }
+    }
+
+    /// Messages whose recipient outcome could not be written: what their first round
+    /// remembers is not on flash, so later rounds read the spool.
+    fn forget_unmarked(&mut self) {
+        let unmarked = match self.unmarked.lock() {
+            Ok(mut u) if !u.is_empty() => std::mem::take(&mut *u),
+            _ => return,
+        };
+        for qid in unmarked {
+            self.fresh.remove(&qid);
         }
     }
 

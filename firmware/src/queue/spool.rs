@@ -38,7 +38,12 @@ impl QueueStore for SpoolHandle {
         &self,
         updates: Vec<Update>,
     ) -> impl Future<Output = Vec<Result<(), SpoolError>>> + Send + 'static {
-        SpoolHandle::apply(self, updates)
+        self.apply_unhurried(updates)
+    }
+
+    fn write_now(&self) {
+        // A writer gone answers every update with `Stopped`: the caller logs that.
+        let _ = SpoolHandle::write_now(self);
     }
 
     async fn store(&self, envelope: Envelope, message: Vec<u8>) -> Result<QueueId, SpoolError> {
