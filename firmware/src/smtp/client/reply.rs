@@ -61,8 +61,16 @@ struct Line {
     esc: Option<EnhancedStatus>,
     /// The text after the separator, as sent (EHLO keywords).
     raw: String,
+    /// Where in `raw` the text after its enhanced status code starts: one String per line, not
+    /// three.
+    text_at: usize,
+}
+
+impl Line {
     /// The text without its enhanced status code.
-    text: String,
+    fn text(&self) -> &str {
+        self.raw.get(self.text_at..).unwrap_or_default()
+    }
 }
 
 impl ReplyParser {
@@ -120,20 +128,24 @@ impl ReplyParser {
     }
 
     fn take_reply(&mut self) -> ServerReply {
-        let lines = std::mem::take(&mut self.lines);
-        let code = lines.first().map_or(0, |l| l.code);
+        let code = self.lines.first().map_or(0, |l| l.code);
         // RFC 2034 repeats the code on every line; the last one given stands.
-        let esc = lines.iter().rev().find_map(|l| l.esc);
-        let text = lines
-            .iter()
-            .map(|l| l.text.trim())
-            .filter(|t| !t.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let esc = self.lines.iter().rev().find_map(|l| l.esc);
+        let mut text = String::new();
+        for t in self.lines.iter().map(|l| l.text().trim()) {
+            if t.is_empty() {
+                continue;
+            }
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(t);
+        }
         ServerReply {
             // Straight from the peer: the text stays as sent; it is only ever logged.
             reply: Reply { code, esc, text },
-            lines: lines.into_iter().map(|l| l.raw).collect(),
+            // Drained, not taken: the parser keeps its room for the next reply's lines.
+            lines: self.lines.drain(..).map(|l| l.raw).collect(),
         }
     }
 }
@@ -154,13 +166,15 @@ fn parse_line(raw: &[u8]) -> Result<(Line, bool), ReplyError> {
         }
         _ => return Err(malformed()),
     };
-    let raw_text = String::from_utf8_lossy(text).into_owned();
-    let (esc, text) = split_status(&raw_text);
+    let raw = String::from_utf8_lossy(text).into_owned();
+    let (esc, text) = split_status(&raw);
+    // What split_status leaves is always the end of the line.
+    let text_at = raw.len().saturating_sub(text.len());
     let line = Line {
         code,
         esc,
-        text: text.to_string(),
-        raw: raw_text.clone(),
+        raw,
+        text_at,
     };
     Ok((line, sep != Some(b'-')))
 }
