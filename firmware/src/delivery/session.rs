@@ -486,13 +486,12 @@ impl Connection {
                     });
                 }
             }
-            let mut tmp = [0u8; 4096];
-            let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut tmp)).await {
+            let inbox = self.replies.inbox(4096);
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(inbox)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return Err(self.lost(stage)),
-                Ok(Ok(n)) => n,
+                Ok(Ok(_)) => {}
                 Err(_) => return Err(self.timed_out(stage)),
-            };
-            self.replies.feed(tmp.get(..n).unwrap_or_default());
+            }
         }
     }
 

@@ -204,7 +204,8 @@ where
     S: MessageStore,
     A: Authenticator,
 {
-    let mut buf = vec![0u8; READ_BUF_IDLE];
+    // Read into its spare room: nothing is zeroed, and the buffer is not part of the future.
+    let mut buf = Vec::with_capacity(READ_BUF_IDLE);
     // Taken once: the settings may change while the session runs.
     let limits = ctx.limits.get();
     // When the record in hand (a command line, or the content after 354) must be complete: set
@@ -241,17 +242,19 @@ where
         if per_record {
             deadline = record_deadline;
         }
+        buf.clear();
         tokio::select! {
-            read = io.read(&mut buf) => match read {
+            read = io.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => {
                     rx.ending = Some(Ending::LostConnection);
                     return Ok(Outcome::Closed);
                 }
                 Ok(n) => {
                     record_deadline += limits.record_extension(n);
-                    session.feed(buf.get(..n).unwrap_or_default(), Instant::now());
-                    if n == buf.len() && buf.len() < READ_BUF {
-                        buf.resize(READ_BUF, 0);
+                    session.feed(&buf, Instant::now());
+                    if n == buf.capacity() && buf.capacity() < READ_BUF {
+                        buf.clear();
+                        buf.reserve_exact(READ_BUF);
                     }
                 }
             },

@@ -83,6 +83,13 @@ impl ReplyParser {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Where bytes read from the server go without a copy: room for `at_least` more is made,
+    /// and whatever is appended is fed (tokio's `read_buf` appends, and zeroes nothing).
+    pub fn inbox(&mut self, at_least: usize) -> &mut Vec<u8> {
+        self.buf.reserve(at_least);
+        &mut self.buf
+    }
+
     /// The next complete reply, `None` when more bytes are needed.
     pub fn next_reply(&mut self) -> Result<Option<ServerReply>, ReplyError> {
         loop {
