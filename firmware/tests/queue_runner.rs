@@ -671,9 +671,9 @@ impl QueueStore for Lagging {
     }
 }
 
-/// A queue turn does not wait for its writes: mail keeps moving while they are unanswered,
-/// and a removal is logged once written. A bulk operation, answered once its changes are
-/// written, asks for them now.
+/// A queue turn does not wait for its writes: mail keeps moving while they are unanswered, the
+/// store is asked for them only when no commit took them within 20 ms, and a removal is logged
+/// once written. A bulk operation, answered once its changes are written, asks for them now.
 #[tokio::test(start_paused = true)]
 async fn turns_do_not_wait_for_their_writes_and_bulk_operations_do() {
     let store = Arc::new(MemoryStore::new(T0 * 1000));
@@ -699,20 +699,37 @@ async fn turns_do_not_wait_for_their_writes_and_bulk_operations_do() {
         let line = format!("{qid}: removed");
         log.lines().iter().any(|l| l.ends_with(&line))
     };
+    let asked = || lagging.asked.load(Ordering::Relaxed);
     let mut sent = Vec::new();
     for to in ["ok@example.com", "ok2@example.com"] {
         let q = store.put(envelope("alice@example.org", &[to], Notify::DEFAULT), BODY);
         sent.push(q.qid);
         queue.add(q).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(script.attempts(to), 1, "delivered while writes wait");
     }
     assert!(store.is_empty(), "the removals are the store's at once");
     assert!(!sent.iter().any(|q| removed(*q)), "logged once answered");
+    assert_eq!(asked(), 0, "a commit may still take them");
+    // A commit takes them: answered without being asked for.
     lagging.released.send_replace(true);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
     assert!(sent.iter().all(|q| removed(*q)));
-    assert_eq!(lagging.asked.load(Ordering::Relaxed), 0, "no turn asked");
+    assert_eq!(asked(), 0);
+
+    // No commit comes: asked for after the wait.
+    lagging.released.send_replace(false);
+    let q = store.put(
+        envelope("alice@example.org", &["ok3@example.com"], Notify::DEFAULT),
+        BODY,
+    );
+    let third = q.qid;
+    queue.add(q).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(!removed(third));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(asked(), 1);
+    assert!(removed(third));
 
     lagging.released.send_replace(false);
     let q = store.put(
@@ -725,8 +742,5 @@ async fn turns_do_not_wait_for_their_writes_and_bulk_operations_do() {
     assert_eq!(script.attempts("dead@example.com"), 1);
     let held = queue.apply(postern::queue::BulkOp::Hold, vec![qid]).await;
     assert_eq!(held, vec![qid]);
-    assert!(
-        lagging.asked.load(Ordering::Relaxed) >= 1,
-        "the bulk turn asked"
-    );
+    assert!(asked() >= 2, "the bulk turn asked");
 }

@@ -589,7 +589,8 @@ Content-Type: message/rfc822\r\n\r\n{}\r\n--r\r\nContent-Type: message/rfc822\r\
         "{}",
         p.admin_ok(&["queue", "list"])
     );
-    let log = p.log();
+    // Logged once the spool has written the removal, a moment after the queue let it go.
+    let log = p.wait_log(&format!("{first}: removed"), 1);
     for line in [
         format!("{first}: spam training: 2 learned as spam by rspamd"),
         format!("{first}: to=<spam.train@example.com>, relay=none, "),

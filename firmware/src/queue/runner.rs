@@ -81,6 +81,11 @@ pub trait QueueStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<QueueId, Self::Error>> + Send;
 }
 
+/// How long a turn's writes wait for the spool's next commit to take them before the spool is
+/// asked for them: a busy relay commits far more often, and a quiet box writes (and logs its
+/// removals) this soon rather than at the spool's idle tick.
+const UNHURRIED_WAIT: Duration = Duration::from_millis(20);
+
 /// The runner wakes at least this often, for the deliverer's housekeeping.
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
 
@@ -505,7 +510,8 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
     /// DSN before its removal): only actions of different messages are regrouped. The turn
     /// waits for the writes only when `wait` (a bulk operation is answered once they are
     /// written; a stop settles them); otherwise their results are logged when they come, so a
-    /// busy relay's turns never wait for the spool, and cost its writer no wake-up of its own.
+    /// busy relay's turns never wait for the spool, and cost its writer no wake-up of their own
+    /// while commits come more often than [`UNHURRIED_WAIT`].
     async fn execute_all(&mut self, actions: Vec<Action>, wait: bool) {
         let (marks, rest): (Vec<Action>, Vec<Action>) = actions
             .into_iter()
@@ -554,8 +560,17 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             settled.report(marked, written);
             self.forget_unmarked();
         } else {
+            let store = self.store.clone();
             tokio::spawn(async move {
-                let (marked, written) = results.await;
+                tokio::pin!(results);
+                let (marked, written) =
+                    match tokio::time::timeout(UNHURRIED_WAIT, &mut results).await {
+                        Ok(done) => done,
+                        Err(_) => {
+                            store.write_now();
+                            results.await
+                        }
+                    };
                 settled.report(marked, written);
             });
         }
