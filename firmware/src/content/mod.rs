@@ -469,17 +469,13 @@ impl Scan {
             self.too_big_to_hold(&mut accepted, &format!("archive {}", shown(&unopened.name)))?;
         }
         let lessons = self.lessons.take().map(LessonWalk::finish);
-        let spam_check = async {
-            match (&self.training, &lessons) {
-                (Some(training), Some(lessons)) => self.train(stored, lessons, training).await,
-                _ => self.spam_score(stored).await,
-            }
+        // The checks that ask a peer make a ~14 KB future: boxed, and only when one of them
+        // runs, so every session's task does not carry (and copy) it for nothing.
+        let (virus, spam, auth) = if self.asks_a_peer() {
+            Box::pin(self.peer_checks(stored, lessons.as_deref())).await
+        } else {
+            (Ok(None), Ok(Accepted::default()), None)
         };
-        let (virus, spam, auth) = tokio::join!(
-            self.virus_scan(stored),
-            spam_check,
-            self.sender_checks(stored)
-        );
         // A virus is the more telling answer, then spam; a scanner that failed comes last.
         let (virus, spam) = match (virus, spam) {
             (Ok(virus), Ok(spam)) => (virus, spam),
@@ -498,6 +494,38 @@ impl Scan {
         // Last: the signature covers the header section with every other edit made.
         self.sign(&mut accepted, stored).await;
         Ok(accepted)
+    }
+
+    /// Whether a check below asks clamd, a spam scanner or DNS; each of them answers nothing
+    /// at once when it does not (what `finish` answers without them).
+    fn asks_a_peer(&self) -> bool {
+        let c = &self.config;
+        (c.virus_check_enabled && c.clamd.is_some())
+            || c.spam_scanner().is_some()
+            || self.sender.as_ref().is_some_and(|s| !s.exempt)
+    }
+
+    /// The virus scan, the spam score (or training) and the sender checks, together.
+    async fn peer_checks(
+        &self,
+        stored: &dyn StoredMessage,
+        lessons: Option<&[Lesson]>,
+    ) -> (
+        Result<Option<String>, Rejection>,
+        Result<Accepted, Rejection>,
+        Option<MessageAuth>,
+    ) {
+        let spam_check = async {
+            match (&self.training, lessons) {
+                (Some(training), Some(lessons)) => self.train(stored, lessons, training).await,
+                _ => self.spam_score(stored).await,
+            }
+        };
+        tokio::join!(
+            self.virus_scan(stored),
+            spam_check,
+            self.sender_checks(stored)
+        )
     }
 
     /// Something a check must hold in RAM is over `posternContentScanLimit`: the message passes
