@@ -127,11 +127,15 @@ fn envelope(sender: &str, rcpts: &[&str], notify: Notify) -> Envelope {
 
 const BODY: &[u8] = b"From: alice@example.org\r\nSubject: runner test\r\n\r\nHello.\r\n";
 
-/// The memory store, counting how often a message's envelope is read back.
+/// The memory store, counting how often a message's envelope is read back. Its updates are
+/// written at once (what is read afterwards sees them) and answered while `released` holds
+/// true: false, it is a spool whose writer is asleep until `write_now` (counted in `asked`).
 struct Counted {
     inner: Arc<MemoryStore>,
     loads: AtomicUsize,
     body_reads: AtomicUsize,
+    released: tokio::sync::watch::Sender<bool>,
+    asked: AtomicUsize,
 }
 
 impl QueueStore for Counted {
@@ -156,7 +160,17 @@ impl QueueStore for Counted {
         &self,
         updates: Vec<Update>,
     ) -> impl Future<Output = Vec<Result<(), MemoryStoreError>>> + Send + 'static {
-        self.inner.apply(updates)
+        let answer = self.inner.apply(updates);
+        let mut released = self.released.subscribe();
+        async move {
+            let _ = released.wait_for(|r| *r).await;
+            answer.await
+        }
+    }
+
+    fn write_now(&self) {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        self.released.send_replace(true);
     }
 
     async fn store(
@@ -199,6 +213,8 @@ fn start_with(settings: QueueSettings, handover: Handover) -> World {
         inner: store.clone(),
         loads: AtomicUsize::new(0),
         body_reads: AtomicUsize::new(0),
+        released: tokio::sync::watch::Sender::new(true),
+        asked: AtomicUsize::new(0),
     });
     let script = Arc::new(Script::default());
     let log = LogSink::memory();
@@ -621,90 +637,30 @@ async fn a_stop_settles_deliveries_in_flight_before_it_returns() {
     assert!(w.log_has("warning: stopping with deliveries in flight (1)"));
 }
 
-/// The memory store as a spool whose writer is asleep: an update is written at once (what is
-/// read afterwards sees it) and answered only once released, by the test or by `write_now`.
-struct Lagging {
-    inner: Arc<MemoryStore>,
-    released: tokio::sync::watch::Sender<bool>,
-    asked: AtomicUsize,
-}
-
-impl QueueStore for Lagging {
-    type Error = MemoryStoreError;
-
-    async fn load(&self, qid: QueueId) -> Result<StoredMessage, MemoryStoreError> {
-        self.inner.load(qid).await
-    }
-
-    async fn read_body_part(
-        &self,
-        qid: QueueId,
-        offset: u64,
-        max: usize,
-    ) -> Result<Vec<u8>, MemoryStoreError> {
-        self.inner.read_body_part(qid, offset, max).await
-    }
-
-    fn apply(
-        &self,
-        updates: Vec<Update>,
-    ) -> impl Future<Output = Vec<Result<(), MemoryStoreError>>> + Send + 'static {
-        let answer = self.inner.apply(updates);
-        let mut released = self.released.subscribe();
-        async move {
-            let _ = released.wait_for(|r| *r).await;
-            answer.await
-        }
-    }
-
-    fn write_now(&self) {
-        self.asked.fetch_add(1, Ordering::Relaxed);
-        self.released.send_replace(true);
-    }
-
-    async fn store(
-        &self,
-        envelope: Envelope,
-        message: Vec<u8>,
-    ) -> Result<QueueId, MemoryStoreError> {
-        self.inner.store(envelope, message).await
-    }
-}
-
 /// A queue turn does not wait for its writes: mail keeps moving while they are unanswered, the
 /// store is asked for them only when no commit took them within 20 ms, and a removal is logged
 /// once written. A bulk operation, answered once its changes are written, asks for them now.
 #[tokio::test(start_paused = true)]
 async fn turns_do_not_wait_for_their_writes_and_bulk_operations_do() {
-    let store = Arc::new(MemoryStore::new(T0 * 1000));
-    let lagging = Arc::new(Lagging {
-        inner: store.clone(),
-        released: tokio::sync::watch::Sender::new(false),
-        asked: AtomicUsize::new(0),
-    });
-    let script = Arc::new(Script::default());
-    let log = LogSink::memory();
-    let (queue, _task) = runner::spawn(
-        RunnerConfig {
-            settings: QueueSettings::default(),
-            hostname: "gw.example.net".into(),
-            route: Arc::new(|a: &str| Some(hop_for(a))),
-            log: log.clone(),
-            start_unix: Some(T0),
-        },
-        lagging.clone(),
-        script.clone(),
-    );
+    let w = start(QueueSettings::default());
+    let (store, lagging, script, log, queue) = (&w.store, &w.counted, &w.script, &w.log, &w.queue);
+    lagging.released.send_replace(false);
     let removed = |qid: QueueId| {
         let line = format!("{qid}: removed");
         log.lines().iter().any(|l| l.ends_with(&line))
     };
     let asked = || lagging.asked.load(Ordering::Relaxed);
+    let one = |to: &str| {
+        let q = store.put(envelope("alice@example.org", &[to], Notify::DEFAULT), BODY);
+        let qid = q.qid;
+        async move {
+            queue.add(q).await;
+            qid
+        }
+    };
     let mut sent = Vec::new();
     for to in ["ok@example.com", "ok2@example.com"] {
-        let q = store.put(envelope("alice@example.org", &[to], Notify::DEFAULT), BODY);
-        sent.push(q.qid);
-        queue.add(q).await;
+        sent.push(one(to).await);
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(script.attempts(to), 1, "delivered while writes wait");
     }
@@ -719,28 +675,21 @@ async fn turns_do_not_wait_for_their_writes_and_bulk_operations_do() {
 
     // No commit comes: asked for after the wait.
     lagging.released.send_replace(false);
-    let q = store.put(
-        envelope("alice@example.org", &["ok3@example.com"], Notify::DEFAULT),
-        BODY,
-    );
-    let third = q.qid;
-    queue.add(q).await;
+    let third = one("ok3@example.com").await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert!(!removed(third));
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(asked(), 1);
     assert!(removed(third));
 
-    lagging.released.send_replace(false);
-    let q = store.put(
-        envelope("alice@example.org", &["dead@example.com"], Notify::DEFAULT),
-        BODY,
-    );
-    let qid = q.qid;
-    queue.add(q).await;
+    // A bulk operation's turn asks at once, and is answered once its writes are.
+    let deferred = one("dead@example.com").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(script.attempts("dead@example.com"), 1);
-    let held = queue.apply(postern::queue::BulkOp::Hold, vec![qid]).await;
-    assert_eq!(held, vec![qid]);
-    assert!(asked() >= 2, "the bulk turn asked");
+    lagging.released.send_replace(false);
+    let before = asked();
+    let hold = queue.apply(postern::queue::BulkOp::Hold, vec![deferred]);
+    let held = tokio::time::timeout(Duration::from_secs(10), hold).await;
+    assert_eq!(held.ok(), Some(vec![deferred]));
+    assert_eq!(asked(), before + 1, "the bulk turn asked");
 }
