@@ -294,7 +294,8 @@ async fn answer<R, S, A>(
 {
     match event {
         Event::CheckRecipient(query) => {
-            let verdict = ctx.recipients.check(&query).await;
+            // Boxed: the restrictions' DNS lookups would size every session's task.
+            let verdict = Box::pin(ctx.recipients.check(&query)).await;
             if let Err(reply) = &verdict {
                 let line = smtpd::reject_line(&RejectedRcpt {
                     client: rx.client().await,
@@ -327,7 +328,10 @@ async fn answer<R, S, A>(
                 return;
             }
             let ok = match &ctx.auth {
-                Some(auth) => auth.verify(&user, password.expose()).await,
+                // Boxed, as the commit below: rare or once a message, and large (a password
+                // scheme's state), they would otherwise size every session's task, idle ones
+                // included.
+                Some(auth) => Box::pin(auth.verify(&user, password.expose())).await,
                 None => false,
             };
             if !ok {
@@ -394,7 +398,7 @@ async fn answer<R, S, A>(
             let result = match (rx.message.take(), rx.failed.take()) {
                 (_, Some(e)) => Err(e),
                 (Some(message), None) => {
-                    let committed = message.commit().await;
+                    let committed = Box::pin(message.commit()).await;
                     if let Ok(qid) = &committed {
                         let auth = session.client().auth.as_deref();
                         let line = smtpd::client_line(*qid, rx.client().await, auth);
