@@ -693,3 +693,22 @@ async fn turns_do_not_wait_for_their_writes_and_bulk_operations_do() {
     assert_eq!(held.ok(), Some(vec![deferred]));
     assert_eq!(asked(), before + 1, "the bulk turn asked");
 }
+
+/// A stop waits for the earlier turns' writes: every removal written is logged before it ends.
+#[tokio::test(start_paused = true)]
+async fn a_stop_logs_every_removal_its_turns_wrote() {
+    let w = start(QueueSettings::default());
+    w.counted.released.send_replace(false);
+    let qid = w
+        .submit(envelope(
+            "alice@example.org",
+            &["ok@example.com"],
+            Notify::DEFAULT,
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(w.script.attempts("ok@example.com"), 1);
+    assert!(!w.log_has(&format!("{qid}: removed")), "not answered yet");
+    w.queue.shutdown().await;
+    assert!(w.log_has(&format!("{qid}: removed")));
+}

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptResult};
@@ -257,6 +258,7 @@ pub fn spawn<S: QueueStore, D: Deliverer>(
         answers: Vec::new(),
         fresh: Fresh::default(),
         unmarked: Arc::default(),
+        settling: JoinSet::new(),
         in_flight: 0,
     };
     let task = tokio::spawn(runner.run(rx));
@@ -282,6 +284,9 @@ struct Runner<S, D> {
     /// Messages whose recipient outcome a turn could not write, found after the turn (see
     /// [`Runner::forget_unmarked`]).
     unmarked: Arc<Mutex<Vec<QueueId>>>,
+    /// The turns' writes whose results are not in yet: a stop waits for them, so every
+    /// removal written is logged.
+    settling: JoinSet<()>,
     /// Jobs started whose attempt has not come back.
     in_flight: usize,
 }
@@ -362,6 +367,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
     ) -> Option<oneshot::Sender<()>> {
         loop {
             let now = self.now();
+            while self.settling.try_join_next().is_some() {}
             self.forget_unmarked();
             let work = self.qm.poll(now);
             let wait = !self.answers.is_empty();
@@ -486,6 +492,8 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         let now = self.now();
         let actions = self.qm.settle(now);
         self.execute_all(actions, true).await;
+        // The earlier turns' writes went with this one's (the spool takes them in order).
+        while self.settling.join_next().await.is_some() {}
         for (r, done) in self.answers.drain(..) {
             let _ = r.send(done);
         }
@@ -561,7 +569,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             self.forget_unmarked();
         } else {
             let store = self.store.clone();
-            tokio::spawn(async move {
+            self.settling.spawn(async move {
                 tokio::pin!(results);
                 let (marked, written) =
                     match tokio::time::timeout(UNHURRIED_WAIT, &mut results).await {
