@@ -186,7 +186,6 @@ async fn read_reply(
     parser: &mut ReplyParser,
     transcript: &mut String,
 ) -> Result<ServerReply, SmtpTestError> {
-    let mut buf = [0u8; 4096];
     loop {
         if let Some(reply) = parser.next_reply().map_err(SmtpTestError::Malformed)? {
             let last = reply.lines.len().saturating_sub(1);
@@ -200,11 +199,14 @@ async fn read_reply(
             }
             return Ok(reply);
         }
-        let n = stream.read(&mut buf).await.map_err(SmtpTestError::Io)?;
+        // Straight into the parser, as delivery reads its replies.
+        let n = stream
+            .read_buf(parser.inbox(4096))
+            .await
+            .map_err(SmtpTestError::Io)?;
         if n == 0 {
             return Err(SmtpTestError::Closed);
         }
-        parser.feed(&buf[..n]);
     }
 }
 
