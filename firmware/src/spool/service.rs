@@ -629,11 +629,14 @@ impl Incoming {
         let riders = &self.handle.riders;
         let last = riders.receiving.fetch_sub(1, Ordering::SeqCst) == 1;
         queued?;
-        if last || !riders.turn_coming.load(Ordering::SeqCst) {
+        if last {
+            // The batch is complete: sync now, even if a turn is coming.
             self.handle
                 .tx
                 .send(Request::Wake)
                 .map_err(|_| SpoolError::Stopped)?;
+        } else {
+            self.handle.write_now()?;
         }
         rx.await.map_err(|_| SpoolError::Stopped)?
     }
