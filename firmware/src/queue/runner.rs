@@ -532,8 +532,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             .into_iter()
             .filter_map(|a| self.mark_update(a, now))
             .collect();
-        let mut settled = Settled::new(self.config.log.clone(), self.unmarked.clone());
-        settled.marks = marks.iter().map(Written::of).collect();
+        let marked_kinds: Vec<Written> = marks.iter().map(Written::of).collect();
         let marked = (!marks.is_empty()).then(|| self.store.apply(marks));
         for a in reads {
             self.execute(a).await;
@@ -542,11 +541,17 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             .into_iter()
             .filter_map(|a| self.write_update(a, now))
             .collect();
-        settled.writes = writes.iter().map(Written::of).collect();
+        let written_kinds: Vec<Written> = writes.iter().map(Written::of).collect();
         let written = (!writes.is_empty()).then(|| self.store.apply(writes));
         if marked.is_none() && written.is_none() {
             return;
         }
+        let settled = Settled {
+            marks: marked_kinds,
+            writes: written_kinds,
+            log: self.config.log.clone(),
+            unmarked: self.unmarked.clone(),
+        };
         let results = async move {
             let marked = async move {
                 match marked {

@@ -12,8 +12,9 @@ use crate::spool::Update;
 pub(super) struct Settled {
     pub(super) marks: Vec<Written>,
     pub(super) writes: Vec<Written>,
-    log: LogSink,
-    unmarked: Arc<Mutex<Vec<QueueId>>>,
+    pub(super) log: LogSink,
+    /// Where a failed mark's queue id goes (see `Runner::forget_unmarked`).
+    pub(super) unmarked: Arc<Mutex<Vec<QueueId>>>,
 }
 
 /// One update of a turn, as its result is logged.
@@ -34,15 +35,6 @@ impl Written {
 }
 
 impl Settled {
-    pub(super) fn new(log: LogSink, unmarked: Arc<Mutex<Vec<QueueId>>>) -> Settled {
-        Settled {
-            marks: Vec::new(),
-            writes: Vec::new(),
-            log,
-            unmarked,
-        }
-    }
-
     /// Logs a removal once written, as Postfix's queue manager does after the unlink, and
     /// every update that failed.
     pub(super) fn report<E: std::fmt::Display>(
