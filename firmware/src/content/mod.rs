@@ -47,7 +47,7 @@ pub mod training;
 use std::sync::Arc;
 
 use crate::config::content::FailAction;
-use crate::config::{AuthConfig, ContentConfig, MtaConfig};
+use crate::config::{AuthConfig, ContentConfig, MtaConfig, ScannerAddress};
 use crate::directory::Directory;
 use crate::mail::{Envelope, Reply};
 use crate::policy::SenderAuth;
@@ -339,7 +339,7 @@ impl Scan {
     /// SPF, DKIM and DMARC of the message, when they are to be checked. DKIM reads the message
     /// back from the spool: its header section held, its body hashed a piece at a time.
     async fn sender_checks(&self, stored: &dyn StoredMessage) -> Option<MessageAuth> {
-        let s = self.sender.as_ref().filter(|s| !s.exempt)?;
+        let s = self.sender_checked()?;
         let head = match self.verifies_dkim() {
             true => stored::read_head(stored, headers::HEAD_LIMIT)
                 .await
@@ -499,10 +499,20 @@ impl Scan {
     /// Whether a check below asks clamd, a spam scanner or DNS; each of them answers nothing
     /// at once when it does not (what `finish` answers without them).
     fn asks_a_peer(&self) -> bool {
+        self.virus_scanner().is_some()
+            || self.config.spam_scanner().is_some()
+            || self.sender_checked().is_some()
+    }
+
+    /// clamd, when the virus check is on.
+    fn virus_scanner(&self) -> Option<&ScannerAddress> {
         let c = &self.config;
-        (c.virus_check_enabled && c.clamd.is_some())
-            || c.spam_scanner().is_some()
-            || self.sender.as_ref().is_some_and(|s| !s.exempt)
+        c.clamd.as_ref().filter(|_| c.virus_check_enabled)
+    }
+
+    /// The sender checks to make, unless the sender is exempt.
+    fn sender_checked(&self) -> Option<&SenderChecks> {
+        self.sender.as_ref().filter(|s| !s.exempt)
     }
 
     /// The virus scan, the spam score (or training) and the sender checks, together.
@@ -547,7 +557,7 @@ impl Scan {
     /// clamd's verdict: the header to add when it failed and failure is accepted.
     async fn virus_scan(&self, stored: &dyn StoredMessage) -> Result<Option<String>, Rejection> {
         let c = &self.config;
-        let (true, Some(addr)) = (c.virus_check_enabled, &c.clamd) else {
+        let Some(addr) = self.virus_scanner() else {
             return Ok(None);
         };
         match clamd::scan(addr, stored, c.clamd_stream_max, c.clamd_timeout).await {
