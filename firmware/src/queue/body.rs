@@ -63,6 +63,11 @@ impl<'a> BodyReader<'a> {
         }
     }
 
+    /// Whether the whole body has been read: the next piece would be `None`.
+    pub fn is_done(&self) -> bool {
+        self.offset >= self.body.size()
+    }
+
     /// The next piece, or `None` once the whole body has been read.
     pub async fn next_piece(&mut self) -> Result<Option<Vec<u8>>, BodyError> {
         let size = self.body.size();
@@ -149,6 +154,20 @@ mod tests {
         assert_eq!(lens, [300, 300, 300, 100]);
         assert_eq!(pieces.concat(), body);
         assert!(read_all(&BodyBytes(b""), 300).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_reader_knows_when_the_last_piece_was_handed_out() {
+        let bytes = vec![b'x'; 100];
+        let body = BodyBytes(&bytes);
+        let mut r = BodyReader::new(&body, 64);
+        assert!(!r.is_done());
+        assert_eq!(r.next_piece().await.unwrap().map(|p| p.len()), Some(64));
+        assert!(!r.is_done(), "36 bytes are left");
+        assert_eq!(r.next_piece().await.unwrap().map(|p| p.len()), Some(36));
+        assert!(r.is_done(), "delivery sends the final dot with this piece");
+        assert_eq!(r.next_piece().await.unwrap(), None);
+        assert!(BodyReader::new(&BodyBytes(b""), 64).is_done());
     }
 
     #[tokio::test]
