@@ -638,8 +638,8 @@ async fn a_stop_settles_deliveries_in_flight_before_it_returns() {
 }
 
 /// A queue turn does not wait for its writes: mail keeps moving while they are unanswered, the
-/// store is asked for them only when no commit took them within 20 ms, and a removal is logged
-/// once written. A bulk operation, answered once its changes are written, asks for them now.
+/// store is asked for them only when no commit took them within 20 ms (once for all the turns
+/// in those 20 ms), and a removal is logged once written. A bulk operation, answered once its changes are written, asks for them now.
 #[tokio::test(start_paused = true)]
 async fn turns_do_not_wait_for_their_writes_and_bulk_operations_do() {
     let w = start(QueueSettings::default());
@@ -673,14 +673,18 @@ async fn turns_do_not_wait_for_their_writes_and_bulk_operations_do() {
     assert!(sent.iter().all(|q| removed(*q)));
     assert_eq!(asked(), 0);
 
-    // No commit comes: asked for after the wait.
+    // No commit comes: asked for after the wait, once for every turn's writes in it.
     lagging.released.send_replace(false);
     let third = one("ok3@example.com").await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert!(!removed(third));
+    let fourth = one("ok4@example.com").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(script.attempts("ok4@example.com"), 1);
+    assert!(!removed(fourth));
     tokio::time::sleep(Duration::from_millis(30)).await;
-    assert_eq!(asked(), 1);
-    assert!(removed(third));
+    assert_eq!(asked(), 1, "one deadline for both turns");
+    assert!(removed(third) && removed(fourth));
 
     // A bulk operation's turn asks at once, and is answered once its writes are.
     let deferred = one("dead@example.com").await;

@@ -9,12 +9,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::attempt::{Attempt, AttemptReport, Deliverer, DeliveryRequest, Job, RcptResult};
 use super::body::{BODY_PIECE, BodyError, BodyRead, BodySource};
@@ -84,7 +85,9 @@ pub trait QueueStore: Send + Sync + 'static {
 
 /// How long a turn's writes wait for the spool's next commit to take them before the spool is
 /// asked for them: a busy relay commits far more often, and a quiet box writes (and logs its
-/// removals) this soon rather than at the spool's idle tick.
+/// removals) this soon rather than at the spool's idle tick. One deadline serves every write
+/// outstanding ([`Runner::settle_by`]): a timer per turn, each the runtime's soonest, woke the
+/// worker parked on the I/O driver at every turn (~0.4 wake-ups per relayed message at `-s 10`).
 const UNHURRIED_WAIT: Duration = Duration::from_millis(20);
 
 /// The runner wakes at least this often, for the deliverer's housekeeping.
@@ -259,6 +262,8 @@ pub fn spawn<S: QueueStore, D: Deliverer>(
         fresh: Fresh::default(),
         unmarked: Arc::default(),
         settling: JoinSet::new(),
+        settle_by: None,
+        settle_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         in_flight: 0,
     };
     let task = tokio::spawn(runner.run(rx));
@@ -287,6 +292,12 @@ struct Runner<S, D> {
     /// The turns' writes whose results are not in yet: a stop waits for them, so every
     /// removal written is logged.
     settling: JoinSet<()>,
+    /// When the spool is asked for the writes in `settling` ([`UNHURRIED_WAIT`] after the
+    /// oldest of them), if any are outstanding.
+    settle_by: Option<Instant>,
+    /// Kept across turns and reset only for a new deadline: a timer made anew at every turn
+    /// would wake the parked worker each time.
+    settle_timer: Pin<Box<Sleep>>,
     /// Jobs started whose attempt has not come back.
     in_flight: usize,
 }
@@ -367,7 +378,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
     ) -> Option<oneshot::Sender<()>> {
         loop {
             let now = self.now();
-            while self.settling.try_join_next().is_some() {}
+            self.reap_settled();
             self.forget_unmarked();
             let work = self.qm.poll(now);
             let wait = !self.answers.is_empty();
@@ -411,6 +422,14 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => self.deliverer.idle().await,
+                _ = &mut self.settle_timer, if self.settle_by.is_some() => {
+                    self.reap_settled();
+                    if !self.settling.is_empty() {
+                        self.store.write_now();
+                        // Writes handed over after this are asked for by the next deadline.
+                        self.arm_settle();
+                    }
+                }
             }
         }
     }
@@ -492,7 +511,9 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         let now = self.now();
         let actions = self.qm.settle(now);
         self.execute_all(actions, true).await;
-        // The earlier turns' writes went with this one's (the spool takes them in order).
+        // The earlier turns' writes went with this one's (the spool takes them in order), or,
+        // with nothing of its own to write, are asked for now rather than at their deadline.
+        self.store.write_now();
         while self.settling.join_next().await.is_some() {}
         for (r, done) in self.answers.drain(..) {
             let _ = r.send(done);
@@ -573,20 +594,28 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
             settled.report(marked, written);
             self.forget_unmarked();
         } else {
-            let store = self.store.clone();
             self.settling.spawn(async move {
-                tokio::pin!(results);
-                let (marked, written) =
-                    match tokio::time::timeout(UNHURRIED_WAIT, &mut results).await {
-                        Ok(done) => done,
-                        Err(_) => {
-                            store.write_now();
-                            results.await
-                        }
-                    };
+                let (marked, written) = results.await;
                 settled.report(marked, written);
             });
+            if self.settle_by.is_none() {
+                self.arm_settle();
+            }
         }
+    }
+
+    /// Drops the settle tasks that are done; with none left, no deadline is pending.
+    fn reap_settled(&mut self) {
+        while self.settling.try_join_next().is_some() {}
+        if self.settling.is_empty() {
+            self.settle_by = None;
+        }
+    }
+
+    fn arm_settle(&mut self) {
+        let at = Instant::now() + UNHURRIED_WAIT;
+        self.settle_by = Some(at);
+        self.settle_timer.as_mut().reset(at);
     }
 
     /// Messages whose recipient outcome could not be written: what their first round
