@@ -378,7 +378,9 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
     ) -> Option<oneshot::Sender<()>> {
         loop {
             let now = self.now();
-            self.reap_settled();
+            // Here too, not only where the loop waits: it goes round without waiting while
+            // work is due at once.
+            self.ask_when_due();
             self.forget_unmarked();
             let work = self.qm.poll(now);
             let wait = !self.answers.is_empty();
@@ -422,14 +424,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => self.deliverer.idle().await,
-                _ = &mut self.settle_timer, if self.settle_by.is_some() => {
-                    self.reap_settled();
-                    if !self.settling.is_empty() {
-                        self.store.write_now();
-                        // Writes handed over after this are asked for by the next deadline.
-                        self.arm_settle();
-                    }
-                }
+                _ = &mut self.settle_timer, if self.settle_by.is_some() => self.ask_when_due(),
             }
         }
     }
@@ -604,11 +599,17 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
         }
     }
 
-    /// Drops the settle tasks that are done; with none left, no deadline is pending.
-    fn reap_settled(&mut self) {
+    /// Drops the settle tasks that are done (with none left, no deadline is pending) and asks
+    /// the spool for the outstanding writes once their deadline has come.
+    fn ask_when_due(&mut self) {
         while self.settling.try_join_next().is_some() {}
         if self.settling.is_empty() {
             self.settle_by = None;
+        }
+        if self.settle_by.is_some_and(|t| t <= Instant::now()) {
+            self.store.write_now();
+            // Writes handed over after this are asked for by the next deadline.
+            self.arm_settle();
         }
     }
 
