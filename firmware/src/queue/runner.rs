@@ -86,7 +86,7 @@ pub trait QueueStore: Send + Sync + 'static {
 /// How long a turn's writes wait for the spool's next commit to take them before the spool is
 /// asked for them: a busy relay commits far more often, and a quiet box writes (and logs its
 /// removals) this soon rather than at the spool's idle tick. One deadline serves every write
-/// outstanding ([`Runner::settle_by`]): a timer per turn, each the runtime's soonest, woke the
+/// outstanding ([`Runner::settle_timer`]): a timer per turn, each the runtime's soonest, woke the
 /// worker parked on the I/O driver at every turn (~0.4 wake-ups per relayed message at `-s 10`).
 const UNHURRIED_WAIT: Duration = Duration::from_millis(20);
 
@@ -262,7 +262,7 @@ pub fn spawn<S: QueueStore, D: Deliverer>(
         fresh: Fresh::default(),
         unmarked: Arc::default(),
         settling: JoinSet::new(),
-        settle_by: None,
+        settle_armed: false,
         settle_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         in_flight: 0,
     };
@@ -292,11 +292,11 @@ struct Runner<S, D> {
     /// The turns' writes whose results are not in yet: a stop waits for them, so every
     /// removal written is logged.
     settling: JoinSet<()>,
+    /// Whether `settle_timer` holds a deadline: writes in `settling` are outstanding.
+    settle_armed: bool,
     /// When the spool is asked for the writes in `settling` ([`UNHURRIED_WAIT`] after the
-    /// oldest of them), if any are outstanding.
-    settle_by: Option<Instant>,
-    /// Kept across turns and reset only for a new deadline: a timer made anew at every turn
-    /// would wake the parked worker each time.
+    /// oldest of them). Kept across turns and reset only for a new deadline: a timer made anew
+    /// at every turn would wake the parked worker each time.
     settle_timer: Pin<Box<Sleep>>,
     /// Jobs started whose attempt has not come back.
     in_flight: usize,
@@ -424,7 +424,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => self.deliverer.idle().await,
-                _ = &mut self.settle_timer, if self.settle_by.is_some() => self.ask_when_due(),
+                _ = &mut self.settle_timer, if self.settle_armed => self.ask_when_due(),
             }
         }
     }
@@ -593,7 +593,7 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
                 let (marked, written) = results.await;
                 settled.report(marked, written);
             });
-            if self.settle_by.is_none() {
+            if !self.settle_armed {
                 self.arm_settle();
             }
         }
@@ -604,9 +604,9 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
     fn ask_when_due(&mut self) {
         while self.settling.try_join_next().is_some() {}
         if self.settling.is_empty() {
-            self.settle_by = None;
+            self.settle_armed = false;
         }
-        if self.settle_by.is_some_and(|t| t <= Instant::now()) {
+        if self.settle_armed && self.settle_timer.deadline() <= Instant::now() {
             self.store.write_now();
             // Writes handed over after this are asked for by the next deadline.
             self.arm_settle();
@@ -614,9 +614,10 @@ impl<S: QueueStore, D: Deliverer> Runner<S, D> {
     }
 
     fn arm_settle(&mut self) {
-        let at = Instant::now() + UNHURRIED_WAIT;
-        self.settle_by = Some(at);
-        self.settle_timer.as_mut().reset(at);
+        self.settle_armed = true;
+        self.settle_timer
+            .as_mut()
+            .reset(Instant::now() + UNHURRIED_WAIT);
     }
 
     /// Messages whose recipient outcome could not be written: what their first round
