@@ -118,7 +118,7 @@ fn spool_run(dir: &Path, writers: usize, per_writer: usize) -> Figures {
                 for i in 0..per_writer {
                     let b = body(w + i);
                     let t = Instant::now();
-                    let mut inc = h.begin(envelope(i)).await.expect("begin");
+                    let mut inc = h.begin(&envelope(i)).await.expect("begin");
                     // As from a socket: a few reads per message.
                     for piece in b.chunks(1460) {
                         inc.write(piece).await.expect("write");

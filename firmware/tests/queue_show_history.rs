@@ -162,7 +162,7 @@ async fn deferred_twice_then_delivered_shows_every_record_in_order() {
         .unwrap()
         .as_secs();
     let env = fixtures::envelope("s@example.org", to, now);
-    let mut inc = spool.begin(env.clone()).await.unwrap();
+    let mut inc = spool.begin(&env).await.unwrap();
     inc.write(b"Subject: tries\r\n\r\nbody\r\n").await.unwrap();
     let qid = inc.commit().await.unwrap();
     queue.arrived(qid, env, 24).await;
@@ -363,7 +363,7 @@ async fn a_flushed_message_is_due_after_a_restart_and_its_history_shows_the_flus
             vec![fixtures::recipient(&format!("u@{domain}"), &hop)],
             now,
         );
-        let mut inc = spool.begin(env.clone()).await.unwrap();
+        let mut inc = spool.begin(&env).await.unwrap();
         inc.write(b"Subject: flush\r\n\r\nbody\r\n").await.unwrap();
         let qid = inc.commit().await.unwrap();
         queue.arrived(qid, env, 24).await;

@@ -93,7 +93,7 @@ async fn fill(spool: &SpoolHandle, n: usize, now: u64) {
                 )];
                 let arrival = now - (i as u64 % AGES) * 60;
                 let env = fixtures::envelope(&format!("a{i}@s{}.example", i % 3), to, arrival);
-                let mut inc = h.begin(env).await.unwrap();
+                let mut inc = h.begin(&env).await.unwrap();
                 inc.write(format!("Subject: message {i}\r\n\r\nbody {i}\r\n").as_bytes())
                     .await
                     .unwrap();

@@ -43,7 +43,7 @@ async fn concurrent_sessions_share_syncs_and_everything_survives_restart() {
     for n in 0..40 {
         let h = handle.clone();
         tasks.push(tokio::spawn(async move {
-            let mut inc = h.begin(envelope(n)).await?;
+            let mut inc = h.begin(&envelope(n)).await?;
             // Bodies arrive in uneven pieces, as from a socket.
             for piece in body(n).chunks(777) {
                 inc.write(piece).await?;
@@ -65,7 +65,7 @@ async fn concurrent_sessions_share_syncs_and_everything_survives_restart() {
     );
     // Abandoned: dropped without commit.
     {
-        let mut inc = handle.begin(envelope(99)).await.unwrap();
+        let mut inc = handle.begin(&envelope(99)).await.unwrap();
         inc.write(b"never finished").await.unwrap();
     }
     let (q0, _) = done[0];
@@ -159,7 +159,7 @@ fn full_maps_to_452_through_the_handle() {
         let mut accepted = 0;
         let err = loop {
             let res = async {
-                let mut inc = handle.begin(envelope(accepted)).await?;
+                let mut inc = handle.begin(&envelope(accepted)).await?;
                 inc.write(&[b'x'; 400]).await?;
                 inc.commit().await
             }
@@ -182,7 +182,7 @@ fn full_maps_to_452_through_the_handle() {
         // spool takes small ones until it has no room for one.
         let mut refused_at_begin = false;
         for n in 0..200 {
-            match handle.begin(envelope(1000 + n)).await {
+            match handle.begin(&envelope(1000 + n)).await {
                 Err(e) => {
                     assert_eq!(e, SpoolError::Full);
                     refused_at_begin = true;
@@ -198,7 +198,7 @@ fn full_maps_to_452_through_the_handle() {
         let mut bounce = envelope(2000);
         bounce.sender = String::new();
         assert!(bounce.is_bounce());
-        assert!(handle.begin(bounce).await.is_ok());
+        assert!(handle.begin(&bounce).await.is_ok());
     });
 }
 
@@ -262,7 +262,7 @@ async fn commit_resolves_only_after_its_sync() {
         let h = handle.clone();
         let shared = shared.clone();
         tasks.push(tokio::spawn(async move {
-            let mut inc = h.begin(envelope(n)).await.unwrap();
+            let mut inc = h.begin(&envelope(n)).await.unwrap();
             inc.write(&body(n)).await.unwrap();
             let qid = inc.commit().await.unwrap();
             // Power cut now: only what was synced survives.
@@ -295,11 +295,11 @@ async fn a_stalled_session_delays_others_by_the_bound_only() {
     };
     let (spool, _) = Spool::open(flash(), settings).unwrap();
     let (handle, _writer) = service::spawn(spool).unwrap();
-    let mut stalled = handle.begin(envelope(1)).await.unwrap();
+    let mut stalled = handle.begin(&envelope(1)).await.unwrap();
     stalled.write(b"Subject: slow client\r\n").await.unwrap();
     for n in 0..5 {
         let started = std::time::Instant::now();
-        let mut inc = handle.begin(envelope(n)).await.unwrap();
+        let mut inc = handle.begin(&envelope(n)).await.unwrap();
         inc.write(&body(n)).await.unwrap();
         inc.commit().await.unwrap();
         let took = started.elapsed();
@@ -335,7 +335,7 @@ fn flash_with_log() -> RamFlash {
 async fn a_held_head_goes_with_the_commit_and_survives_restart() {
     let (spool, _) = Spool::open(flash(), SpoolSettings::default()).unwrap();
     let (handle, writer) = service::spawn(spool).unwrap();
-    let mut inc = handle.begin_holding_head(envelope(1)).await.unwrap();
+    let mut inc = handle.begin_holding_head(&envelope(1)).await.unwrap();
     // The body behind the header section arrives first; the edited head is known at the end.
     inc.write(b"the body\r\n").await.unwrap();
     let qid = inc
@@ -361,7 +361,7 @@ async fn a_head_written_early_reaches_flash_in_order_small_or_large() {
     let head = b"Received: by gw\r\nSubject: hi\r\n\r\n".to_vec();
     let mut qids = Vec::new();
     for (n, len) in [(1, 100), (2, 3 * chunk + 17)] {
-        let mut inc = handle.begin_holding_head(envelope(n)).await.unwrap();
+        let mut inc = handle.begin_holding_head(&envelope(n)).await.unwrap();
         inc.write_head(head.clone()).await.unwrap();
         let b: Vec<u8> = body(n).into_iter().cycle().take(len).collect();
         for piece in b.chunks(1000) {
@@ -399,8 +399,8 @@ async fn a_commit_keeps_the_body_as_stored_only_when_it_carries_all_of_it() {
         (5, 990, true, false),
     ] {
         let mut inc = match held {
-            true => handle.begin_holding_head(envelope(n)).await.unwrap(),
-            false => handle.begin(envelope(n)).await.unwrap(),
+            true => handle.begin_holding_head(&envelope(n)).await.unwrap(),
+            false => handle.begin(&envelope(n)).await.unwrap(),
         };
         if early {
             inc.write_head(head.clone()).await.unwrap();
@@ -435,7 +435,7 @@ async fn applied_records_are_seen_at_once_and_synced_with_the_next_commit() {
     let (handle, _writer) = service::spawn(spool).unwrap();
     let mut qids = Vec::new();
     for n in 0..3 {
-        let mut inc = handle.begin(envelope(n)).await.unwrap();
+        let mut inc = handle.begin(&envelope(n)).await.unwrap();
         inc.write(&body(n)).await.unwrap();
         qids.push(inc.commit().await.unwrap());
     }
@@ -480,7 +480,7 @@ async fn applied_records_are_seen_at_once_and_synced_with_the_next_commit() {
     assert_eq!(before.get(qids[1]).unwrap().state, QueueState::Active);
     assert!(before.get(qids[2]).is_some());
     // The next commit's sync takes them to flash.
-    let mut inc = handle.begin(envelope(3)).await.unwrap();
+    let mut inc = handle.begin(&envelope(3)).await.unwrap();
     inc.write(&body(3)).await.unwrap();
     let fourth = inc.commit().await.unwrap();
     let mut after = power_cut();
@@ -499,15 +499,20 @@ async fn log_lines_are_read_back_in_order_and_kept_with_the_next_sync() {
     let (handle, writer) = service::spawn(spool).unwrap();
     let lines: Vec<String> = (0..200).map(|i| format!("line {i}")).collect();
     for l in &lines {
-        handle.log_line(l.clone());
+        handle.log_line(l);
     }
     // A reader sees every line logged before it asked, in order.
     let read = handle.read_log(0, 1000).await.unwrap().unwrap();
     let texts: Vec<&str> = read.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(texts, lines.iter().map(String::as_str).collect::<Vec<_>>());
     // A message's commit syncs the lines logged before it.
-    handle.log_line("before the commit".into());
-    let inc = handle.begin(envelope(2)).await.unwrap();
+    // A newline in a line would make two of it: it is kept as one.
+    handle.log_line("one line\nnot two");
+    let read = handle.read_log(200, 10).await.unwrap().unwrap();
+    let texts: Vec<&str> = read.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(texts, ["one line not two"]);
+    handle.log_line("before the commit");
+    let inc = handle.begin(&envelope(2)).await.unwrap();
     inc.commit().await.unwrap();
     drop(handle);
     let flash = writer.join().unwrap().into_flash();
@@ -516,7 +521,7 @@ async fn log_lines_are_read_back_in_order_and_kept_with_the_next_sync() {
     let (mut spool, report) = Spool::open(after_cut.unwrap(), SpoolSettings::default()).unwrap();
     assert_eq!(report.messages, 1);
     let kept = spool.log_read(0, 1000).unwrap();
-    assert_eq!(kept.len(), 201);
+    assert_eq!(kept.len(), 202);
     assert_eq!(
         kept.last().map(|(_, t)| t.as_str()),
         Some("before the commit")

@@ -65,7 +65,7 @@ impl MessageStore for SpoolStore {
         let notices = NoticePlan::new(&envelope, &dir, config, own);
         let incoming = self
             .spool
-            .begin_holding_head(envelope.clone())
+            .begin_holding_head(&envelope)
             .await
             .map_err(|e| spool_reply(&e))?;
         Ok(Receiving {

@@ -7,40 +7,47 @@
 use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Lines held while the console is behind: a burst of a few seconds' mail.
 const QUEUE_LINES: usize = 4096;
+/// The same in bytes, for long lines.
+const QUEUE_BYTES: usize = 1024 * 1024;
 
-struct Writer {
-    lines: SyncSender<String>,
-    dropped: Arc<AtomicU64>,
-    /// Lines queued and not yet written, for [`flush`].
-    pending: Arc<AtomicU64>,
+/// The queued lines as one text, each ended by a newline. The sessions copy their lines in and
+/// the writer swaps the text out for the one it has written: a `String` per line, made on a
+/// session's thread and freed on the writer's, took the session thread's malloc lock each time.
+#[derive(Default)]
+struct Queued {
+    text: String,
+    lines: usize,
 }
 
-static WRITER: OnceLock<Option<Writer>> = OnceLock::new();
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queued>,
+    /// Rung when the queue stops being empty: the writer waits on it only then.
+    ready: Condvar,
+    dropped: AtomicU64,
+    /// Lines queued and not yet written, for [`flush`].
+    pending: AtomicU64,
+}
 
-fn writer() -> Option<&'static Writer> {
+static WRITER: OnceLock<Option<Arc<Shared>>> = OnceLock::new();
+
+fn writer() -> Option<&'static Shared> {
     WRITER
         .get_or_init(|| {
-            let (lines, rx) = sync_channel(QUEUE_LINES);
-            let dropped = Arc::new(AtomicU64::new(0));
-            let pending = Arc::new(AtomicU64::new(0));
-            let (d, p) = (dropped.clone(), pending.clone());
+            let shared = Arc::new(Shared::default());
+            let theirs = shared.clone();
             std::thread::Builder::new()
                 .name("console-log".into())
-                .spawn(move || write_out(rx, &d, &p))
+                .spawn(move || write_out(&theirs))
                 .ok()
-                .map(|_| Writer {
-                    lines,
-                    dropped,
-                    pending,
-                })
+                .map(|_| shared)
         })
-        .as_ref()
+        .as_deref()
 }
 
 /// How long the writer lets lines gather after the first one woke it: a busy relay logs
@@ -48,26 +55,41 @@ fn writer() -> Option<&'static Writer> {
 /// the relaying itself. A person at the console does not see 10 ms.
 const GATHER: Duration = Duration::from_millis(10);
 
-fn write_out(rx: Receiver<String>, dropped: &AtomicU64, pending: &AtomicU64) {
+/// Room the writer keeps in its emptied text between bursts.
+const TEXT_KEPT: usize = 64 * 1024;
+
+fn write_out(shared: &Shared) {
     let mut err = std::io::stderr();
     let mut batch = String::new();
-    while let Ok(first) = rx.recv() {
-        std::thread::sleep(GATHER);
-        let mut n = 0;
-        for line in std::iter::once(first).chain(rx.try_iter()) {
-            batch.push_str(&line);
-            batch.push('\n');
-            n += 1;
+    loop {
+        {
+            let Ok(mut q) = shared.queue.lock() else {
+                return;
+            };
+            while q.lines == 0 {
+                q = match shared.ready.wait(q) {
+                    Ok(q) => q,
+                    Err(_) => return,
+                };
+            }
         }
+        std::thread::sleep(GATHER);
+        let n = {
+            let Ok(mut q) = shared.queue.lock() else {
+                return;
+            };
+            std::mem::swap(&mut q.text, &mut batch);
+            std::mem::take(&mut q.lines)
+        };
         // One write for the lot (stderr is unbuffered).
         let _ = err.write_all(batch.as_bytes());
         batch.clear();
-        if batch.capacity() > 64 * 1024 {
+        if batch.capacity() > TEXT_KEPT {
             // A burst's buffer is not kept for the quiet that follows.
             batch = String::new();
         }
-        pending.fetch_sub(n, Ordering::Relaxed);
-        let lost = dropped.swap(0, Ordering::Relaxed);
+        shared.pending.fetch_sub(n as u64, Ordering::Relaxed);
+        let lost = shared.dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
             say_args(format_args!(
                 "postern: {lost} log lines not shown here, the console was too slow \
@@ -102,26 +124,35 @@ macro_rules! say {
 }
 pub(crate) use say;
 
-/// Writes `line` to stderr without waiting for it.
-pub fn write(line: String) {
+/// Writes `program: line` to stderr without waiting for it.
+pub fn write(program: &str, line: &str) {
     let Some(w) = writer() else {
-        say_text(&(line + "\n"));
+        say_text(&format!("{program}: {line}\n"));
         return;
     };
+    let Ok(mut q) = w.queue.lock() else {
+        return;
+    };
+    if q.lines >= QUEUE_LINES || q.text.len() >= QUEUE_BYTES {
+        w.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let was_empty = q.lines == 0;
+    for part in [program, ": ", line, "\n"] {
+        q.text.push_str(part);
+    }
+    q.lines += 1;
     w.pending.fetch_add(1, Ordering::Relaxed);
-    match w.lines.try_send(line) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-            w.pending.fetch_sub(1, Ordering::Relaxed);
-            w.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+    drop(q);
+    if was_empty {
+        w.ready.notify_one();
     }
 }
 
 /// Waits (at most `limit`) until the queued lines are written: before the process exits, so a
 /// command's last lines are not lost.
 pub fn flush(limit: Duration) {
-    let Some(w) = WRITER.get().and_then(Option::as_ref) else {
+    let Some(w) = WRITER.get().and_then(Option::as_deref) else {
         return;
     };
     let until = Instant::now() + limit;

@@ -5,11 +5,12 @@
 //! A hook rather than a handle in every [`LogSink`](super::LogSink): sinks are made in many
 //! places (one per stage) long before and independently of the spool.
 
+use std::cell::RefCell;
 use std::fmt::Write;
 use std::sync::{Arc, RwLock};
 
-/// Takes one framed line; must not block (the spool's hook only queues it).
-pub type Keeper = Arc<dyn Fn(String) + Send + Sync>;
+/// Takes one framed line; must not block (the spool's hook only copies it into its queue).
+pub type Keeper = Arc<dyn Fn(&str) + Send + Sync>;
 
 struct Kept {
     host: String,
@@ -43,12 +44,28 @@ pub(super) fn keep(program: &str, text: &str) {
     let Some(kept) = k.as_ref() else {
         return;
     };
-    // One allocation for the line: a busy relay keeps several lines per message.
-    let mut line = String::with_capacity(48 + kept.host.len() + program.len() + text.len());
-    syslog_time(&mut line, crate::mail::unix_now());
-    let _ = write!(line, " {} {program}[{}]: {text}", kept.host, super::pid());
-    (kept.keeper)(line);
+    // Framed in this thread's own buffer, which the keeper copies from: a busy relay keeps
+    // several lines per message, and each was an allocation freed on another thread.
+    FRAMED.with(|framed| {
+        let Ok(mut line) = framed.try_borrow_mut() else {
+            return;
+        };
+        line.clear();
+        syslog_time(&mut line, crate::mail::unix_now());
+        let _ = write!(line, " {} {program}[{}]: {text}", kept.host, super::pid());
+        (kept.keeper)(&line);
+        if line.capacity() > FRAMED_KEPT {
+            *line = String::new();
+        }
+    });
 }
+
+thread_local! {
+    static FRAMED: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Room a thread keeps for framing lines; a longer line's is given back.
+const FRAMED_KEPT: usize = 4096;
 
 /// `Dec  1 09:30:00` (UTC), the time syslog writes, at the end of `out`.
 fn syslog_time(out: &mut String, unix: u64) {

@@ -59,20 +59,16 @@ impl LogSink {
 
     pub fn line(&self, program: Program, line: &str) {
         let name = program.as_str();
-        let mut full = String::with_capacity(name.len() + 2 + line.len());
-        full.push_str(name);
-        full.push_str(": ");
-        full.push_str(line);
         match &self.memory {
             Some(m) => {
                 if let Ok(mut v) = m.lock() {
-                    v.push(full);
+                    v.push(format!("{name}: {line}"));
                 }
             }
             None => {
                 // A slow or stuck console must never stop mail: the line may be lost there,
                 // the mail is not.
-                super::console::write(full);
+                super::console::write(name, line);
                 super::remote::send(program.as_str(), line);
                 super::keep::keep(program.as_str(), line);
             }

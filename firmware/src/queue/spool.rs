@@ -47,7 +47,7 @@ impl QueueStore for SpoolHandle {
     }
 
     async fn store(&self, envelope: Envelope, message: Vec<u8>) -> Result<QueueId, SpoolError> {
-        let mut incoming = self.begin(envelope).await?;
+        let mut incoming = self.begin(&envelope).await?;
         incoming.write(&message).await?;
         incoming.commit().await
     }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU8;
 
-use crate::mail::{Envelope, QueueId};
+use crate::mail::QueueId;
 
 use super::index::Loc;
 
@@ -67,14 +67,6 @@ pub(crate) struct Message {
 }
 
 impl Message {
-    pub fn new(envelope: &Envelope, begin: Loc) -> Message {
-        Message::with(
-            begin,
-            envelope.recipients.len() as u32,
-            envelope.is_bounce(),
-        )
-    }
-
     /// A message with `recipients` recipients whose begin record is at `begin`.
     pub fn with(begin: Loc, recipients: u32, bounce: bool) -> Message {
         let mut m = Message {

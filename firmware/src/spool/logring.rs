@@ -156,7 +156,10 @@ impl<F: Flash> Spool<F> {
         let Some((block, _)) = self.ring.head else {
             return Ok(());
         };
-        let mut entry = Vec::with_capacity(need as usize);
+        // In the records' buffer: a busy relay keeps several lines per message.
+        let mut entry = std::mem::take(&mut self.scratch);
+        entry.clear();
+        entry.reserve(need as usize);
         entry.extend_from_slice(&(text.len() as u32).to_le_bytes());
         entry.extend_from_slice(&self.ring.next_line.to_le_bytes());
         let crc = entry_crc(self.layout.nonce, &entry, text);
@@ -165,7 +168,9 @@ impl<F: Flash> Spool<F> {
         // The pad as the erased bytes it is: the next line continues this one (one system call).
         entry.resize(need as usize, 0xFF);
         let at = self.log_block_addr(block) + self.ring.pos;
-        self.flash.write(at, &entry)?;
+        let written = self.flash.write(at, &entry);
+        self.scratch = entry;
+        written?;
         self.ring.pos += need;
         self.ring.next_line += 1;
         Ok(())

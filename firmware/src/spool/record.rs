@@ -79,8 +79,17 @@ pub(crate) fn record_size(body_len: u32) -> u32 {
 
 /// A record ready to write: header and body (without padding; the pad stays erased).
 pub(crate) fn encode(nonce: u64, kind: Kind, qid: u64, body: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(&mut out, nonce, kind, qid, body);
+    out
+}
+
+/// [`encode`] into `out` (emptied first), with room left for the pad: the spool writer encodes
+/// every record into one buffer it keeps.
+pub(crate) fn encode_into(out: &mut Vec<u8>, nonce: u64, kind: Kind, qid: u64, body: &[&[u8]]) {
     let len: usize = body.iter().map(|b| b.len()).sum();
-    let mut out = Vec::with_capacity(HEADER as usize + len);
+    out.clear();
+    out.reserve(record_size(len as u32) as usize);
     out.push(kind as u8);
     out.extend_from_slice(&[0xFF; 3]);
     out.extend_from_slice(&(len as u32).to_le_bytes());
@@ -92,7 +101,6 @@ pub(crate) fn encode(nonce: u64, kind: Kind, qid: u64, body: &[&[u8]]) -> Vec<u8
     for b in body {
         out.extend_from_slice(b);
     }
-    out
 }
 
 /// A header that passed its CRC.

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::mail::{Envelope, QueueId, RecipientOutcome, StateChange};
 
+use super::store::EncodedEnvelope;
 use super::{
     Admission, FlashInfo, LogLines, MessageHistory, MessageSummary, RecoveredQueue, Region, Spool,
     SpoolError, next_qid,
@@ -33,7 +34,7 @@ type Answers = oneshot::Sender<Vec<Result<(), SpoolError>>>;
 enum Request {
     /// Not answered: a begin the spool refuses fails the message's next request. The flag:
     /// keep chunk 0 for the header section ([`Incoming::commit_with_head`]).
-    Begin(QueueId, Box<Envelope>, bool),
+    Begin(QueueId, EncodedEnvelope, bool),
     Write(QueueId, Vec<u8>, Reply<()>),
     HoldHead(QueueId, Reply<()>),
     WriteHead(QueueId, Vec<u8>, Reply<()>),
@@ -112,7 +113,19 @@ fn admission_code(a: Admission) -> u8 {
 /// queued here, they cost the writer thread no wake-up of their own: it takes them at every turn,
 /// so they are on flash with the sync of the next record; an idle writer looks for them every
 /// [`LOG_TICK`], and a long queue wakes it at once.
-type LogQueue = Arc<Mutex<Vec<String>>>;
+type LogQueue = Arc<Mutex<QueuedLines>>;
+
+/// The queued lines as one text, each ended by a newline: copied in by the sessions, swapped out
+/// by the writer for the text it has emptied. A `String` per line, made on a session's thread and
+/// freed on the writer's, took the session thread's malloc lock from the writer for each line.
+#[derive(Debug, Default)]
+struct QueuedLines {
+    text: String,
+    lines: usize,
+}
+
+/// Room the writer keeps in its emptied text between bursts.
+const LOG_TEXT_KEPT: usize = 64 * 1024;
 
 /// Longest a mail log line waits for the writer when no mail moves.
 const LOG_TICK: Duration = Duration::from_secs(1);
@@ -271,27 +284,29 @@ impl SpoolHandle {
 
     /// Starts a message: allocates its queue id and writes its envelope. `Full` when the spool
     /// is down to its reserve.
-    pub async fn begin(&self, envelope: Envelope) -> Result<Incoming, SpoolError> {
+    pub async fn begin(&self, envelope: &Envelope) -> Result<Incoming, SpoolError> {
         self.start(envelope, false).await
     }
 
     /// [`SpoolHandle::begin`] with chunk 0 kept for the header section, as
     /// [`Incoming::hold_head`] would keep it, without a second trip to the writer.
-    pub async fn begin_holding_head(&self, envelope: Envelope) -> Result<Incoming, SpoolError> {
+    pub async fn begin_holding_head(&self, envelope: &Envelope) -> Result<Incoming, SpoolError> {
         self.start(envelope, true).await
     }
 
-    async fn start(&self, envelope: Envelope, hold_head: bool) -> Result<Incoming, SpoolError> {
+    async fn start(&self, envelope: &Envelope, hold_head: bool) -> Result<Incoming, SpoolError> {
         // Bounces may use room new mail may not: the writer alone judges those.
         match self.admission.load(Ordering::Acquire) {
             1 if !envelope.is_bounce() => return Err(SpoolError::Full),
             2 => return Err(SpoolError::Failed),
             _ => {}
         }
+        // Encoded here, on the session's thread: see `Spool::begin_encoded`.
+        let encoded = EncodedEnvelope::new(envelope)?;
         let qid = self.next_qid();
         // Not waited for, and the session's next request takes it to the writer.
         self.riders.receiving.fetch_add(1, Ordering::SeqCst);
-        if let Err(e) = self.ride_quietly(Request::Begin(qid, Box::new(envelope), hold_head)) {
+        if let Err(e) = self.ride_quietly(Request::Begin(qid, encoded, hold_head)) {
             self.riders.receiving.fetch_sub(1, Ordering::SeqCst);
             return Err(e);
         }
@@ -447,14 +462,20 @@ impl SpoolHandle {
 
     /// Appends a mail log line to the ring on flash, without waiting: the line is durable with
     /// the spool's next sync, and a line that cannot be written never holds up mail.
-    pub fn log_line(&self, line: String) {
-        let Ok(mut lines) = self.log.lock() else {
+    pub fn log_line(&self, line: &str) {
+        let Ok(mut queued) = self.log.lock() else {
             return;
         };
-        lines.push(line);
+        // A line is one line: a newline in it would split it in two on flash.
+        match line.contains('\n') {
+            false => queued.text.push_str(line),
+            true => queued.text.push_str(&line.replace('\n', " ")),
+        }
+        queued.text.push('\n');
+        queued.lines += 1;
         // The writer takes every queued line each turn: see `LogQueue`.
-        let wake = lines.len() == LOG_WAKE_LINES;
-        drop(lines);
+        let wake = queued.lines == LOG_WAKE_LINES;
+        drop(queued);
         if wake {
             let _ = self.tx.send(Request::LogWake);
         }
@@ -675,6 +696,8 @@ struct Writer<F: Flash> {
     /// A slot's data being written in parts.
     slot_writing: Option<super::SlotWriting>,
     riders: Arc<Riders>,
+    /// The log text last swapped out of `log`, emptied: the next swap puts it back.
+    log_text: String,
 }
 
 /// Writes one update (not synced yet).
@@ -710,6 +733,7 @@ impl<F: Flash> Writer<F> {
             admission,
             slot_writing: None,
             riders,
+            log_text: String::new(),
         }
     }
 
@@ -798,14 +822,22 @@ impl<F: Flash> Writer<F> {
     }
 
     fn append_log(&mut self) {
-        let lines = match self.log.lock() {
-            Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
+        match self.log.lock() {
+            Ok(mut q) if q.lines > 0 => {
+                std::mem::swap(&mut q.text, &mut self.log_text);
+                q.lines = 0;
+            }
             _ => return,
-        };
+        }
         self.mark_unsynced();
-        for line in lines {
+        for line in self.log_text.split_terminator('\n') {
             // The log must never stop mail: a line that cannot be written is lost.
-            let _ = self.spool.log_append(&line);
+            let _ = self.spool.log_append(line);
+        }
+        self.log_text.clear();
+        if self.log_text.capacity() > LOG_TEXT_KEPT {
+            // A burst's room is not kept for the quiet that follows.
+            self.log_text = String::new();
         }
     }
 
@@ -907,7 +939,7 @@ impl<F: Flash> Writer<F> {
         let s = &mut self.spool;
         match req {
             Request::Begin(qid, env, hold_head) => {
-                let mut res = s.begin_as(qid, &env);
+                let mut res = s.begin_encoded(qid, &env);
                 if hold_head && res.is_ok() {
                     res = s.hold_head(qid).map(|()| qid);
                     if res.is_err() {
@@ -1090,7 +1122,7 @@ mod tests {
         // The same queue id twice: the spool refuses the second begin.
         w.handle(Request::Begin(
             taken,
-            Box::new(envelope("b@example.com", 1)),
+            EncodedEnvelope::new(&envelope("b@example.com", 1)).unwrap(),
             false,
         ));
         assert!(w.refused.contains_key(&taken));
@@ -1107,7 +1139,7 @@ mod tests {
         let qid = next_qid(w.spool.last_qid(), 1_795_000_000_001);
         w.handle(Request::Begin(
             qid,
-            Box::new(envelope("c@example.com", 1)),
+            EncodedEnvelope::new(&envelope("c@example.com", 1)).unwrap(),
             false,
         ));
         assert!(w.receiving.contains(&qid) && w.refused.is_empty());
@@ -1124,7 +1156,7 @@ mod tests {
     async fn committed(h: &SpoolHandle, n: usize) -> Vec<QueueId> {
         let mut qids = Vec::new();
         for _ in 0..n {
-            let mut m = h.begin(envelope("a@example.com", 1)).await.unwrap();
+            let mut m = h.begin(&envelope("a@example.com", 1)).await.unwrap();
             m.write(b"Subject: x\r\n\r\nbody\r\n").await.unwrap();
             qids.push(m.commit().await.unwrap());
         }
@@ -1154,8 +1186,8 @@ mod tests {
             assert_eq!(pending.await, vec![Ok(())]);
             // With a batch open (a message being received and another committed), an update
             // rides to the writer's next turn.
-            let open = h.begin(envelope("b@example.com", 1)).await.unwrap();
-            let mut last = h.begin(envelope("c@example.com", 1)).await.unwrap();
+            let open = h.begin(&envelope("b@example.com", 1)).await.unwrap();
+            let mut last = h.begin(&envelope("c@example.com", 1)).await.unwrap();
             last.write(b"Subject: y\r\n\r\nbody\r\n").await.unwrap();
             let committed = tokio::spawn(last.commit());
             let removed = h.apply(vec![Update::Remove(qids[2])]);
@@ -1198,7 +1230,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let incoming = rt.block_on(h.begin(envelope("a@example.com", 1))).unwrap();
+        let incoming = rt.block_on(h.begin(&envelope("a@example.com", 1))).unwrap();
         assert_eq!(woken(), 0, "a begin does not wake it");
         assert_eq!(h.riders.take().len(), 3);
         drop(incoming);
@@ -1260,7 +1292,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let begin = || rt.block_on(h.begin(envelope("a@example.com", 1))).unwrap();
+        let begin = || rt.block_on(h.begin(&envelope("a@example.com", 1))).unwrap();
         // Polled once: queued (and the writer woken or not); its answer never comes here.
         let commit = |m: Incoming| {
             let mut fut = Box::pin(m.commit());

@@ -27,12 +27,33 @@ pub(crate) enum Purpose {
 }
 
 impl Purpose {
-    fn new_mail(envelope: &Envelope) -> Purpose {
-        if envelope.is_bounce() {
+    fn new_mail(bounce: bool) -> Purpose {
+        if bounce {
             Purpose::Delivery
         } else {
             Purpose::Message
         }
+    }
+}
+
+/// A message's envelope as its begin record holds it, with what the index keeps of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EncodedEnvelope {
+    pub bytes: Vec<u8>,
+    pub recipients: u32,
+    pub bounce: bool,
+}
+
+impl EncodedEnvelope {
+    pub fn new(envelope: &Envelope) -> Result<EncodedEnvelope, SpoolError> {
+        let encode = |e: postcard::Error| SpoolError::Encode(e.to_string());
+        // Sized first: grown piece by piece, the bytes took a dozen reallocations.
+        let size = postcard::experimental::serialized_size(envelope).map_err(encode)?;
+        Ok(EncodedEnvelope {
+            bytes: postcard::to_extend(envelope, Vec::with_capacity(size)).map_err(encode)?,
+            recipients: envelope.recipients.len() as u32,
+            bounce: envelope.is_bounce(),
+        })
     }
 }
 
@@ -87,6 +108,8 @@ pub struct Spool<F: Flash> {
     pub(crate) stats: Stats,
     pub(crate) failed: bool,
     pub(crate) ring: super::logring::LogRing,
+    /// Where records are encoded before they are written (at most a chunk and a header).
+    pub(crate) scratch: Vec<u8>,
 }
 
 impl<F: Flash> std::fmt::Debug for Spool<F> {
@@ -184,19 +207,31 @@ impl<F: Flash> Spool<F> {
     /// in the sessions ([`next_qid`] over a shared counter), so a session does not wait for the
     /// writer to start a message. Refused if the id is in use.
     pub fn begin_as(&mut self, qid: QueueId, envelope: &Envelope) -> Result<QueueId, SpoolError> {
+        self.begin_encoded(qid, &EncodedEnvelope::new(envelope)?)
+    }
+
+    /// [`Spool::begin_as`] with the envelope encoded by the caller: the spool service's
+    /// sessions encode their own, so the one writer thread neither does it nor frees the
+    /// envelope's many small allocations (each a lock on the session thread's malloc arena).
+    pub(crate) fn begin_encoded(
+        &mut self,
+        qid: QueueId,
+        envelope: &EncodedEnvelope,
+    ) -> Result<QueueId, SpoolError> {
         self.check_writable()?;
-        let purpose = Purpose::new_mail(envelope);
+        let purpose = Purpose::new_mail(envelope.bounce);
         self.admit(0, purpose)?;
         if self.index.get(&qid).is_some() {
             return Err(SpoolError::Encode(format!("queue id {qid} is in use")));
         }
         self.make_room(purpose)?;
         self.last_qid = self.last_qid.max(qid.0);
-        let body =
-            postcard::to_allocvec(envelope).map_err(|e| SpoolError::Encode(e.to_string()))?;
-        let loc = self.append(Kind::Begin, qid.0, &[&body], purpose)?;
+        let loc = self.append(Kind::Begin, qid.0, &[&envelope.bytes], purpose)?;
         self.add_live(loc);
-        self.index.insert(qid, Message::new(envelope, loc));
+        self.index.insert(
+            qid,
+            Message::with(loc, envelope.recipients, envelope.bounce),
+        );
         Ok(qid)
     }
 
@@ -529,12 +564,17 @@ impl<F: Flash> Spool<F> {
         body: &[&[u8]],
         purpose: Purpose,
     ) -> Result<Loc, SpoolError> {
-        let mut bytes = record::encode(self.layout.nonce, kind, qid, body);
+        // Encoded in the buffer kept for it: a record's own allocation (and the growth for its
+        // pad) took the writer thread's malloc lock several times per message.
+        let mut bytes = std::mem::take(&mut self.scratch);
+        record::encode_into(&mut bytes, self.layout.nonce, kind, qid, body);
         let len = (bytes.len() as u32).saturating_sub(HEADER);
         // The pad goes with the record, as the erased 0xFF it already is: the next record then
         // continues this one, and the flash makes a turn's records with one system call.
         bytes.resize(record_size(len) as usize, 0xFF);
-        self.put(&bytes, len, purpose)
+        let put = self.put(&bytes, len, purpose);
+        self.scratch = bytes;
+        put
     }
 
     /// Writes one encoded record with a body of `len` bytes at the head, opening a new segment

@@ -86,6 +86,7 @@ impl<F: Flash> Spool<F> {
             stats: Stats::default(),
             failed: false,
             ring: Default::default(),
+            scratch: Vec::new(),
         }
     }
 
