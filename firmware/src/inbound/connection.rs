@@ -273,9 +273,9 @@ where
 }
 
 async fn flush<IO: AsyncWrite + Unpin>(io: &mut IO, session: &mut Session) -> std::io::Result<()> {
-    let out = session.take_output();
-    if !out.is_empty() {
-        io.write_all(&out).await?;
+    if session.has_output() {
+        io.write_all(session.output()).await?;
+        session.output_sent();
         io.flush().await?;
     }
     Ok(())

@@ -284,6 +284,9 @@ enum Line {
     BareLf,
 }
 
+/// Room a session keeps for its replies between sends.
+const OUTPUT_KEPT: usize = 1024;
+
 impl Session {
     /// A session for a client at `addr`; `tls` is set when the connection is already encrypted
     /// (port 465). The greeting is queued at once.
@@ -352,6 +355,22 @@ impl Session {
     /// The bytes to send to the client, in order. Empties the output buffer.
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.output)
+    }
+
+    /// The bytes to send to the client, in order, left in place: call [`Session::output_sent`]
+    /// once they are sent. The buffer is kept for the next replies (a session's replies each
+    /// grew a new one).
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// Empties the output buffer after [`Session::output`] was sent.
+    pub fn output_sent(&mut self) {
+        self.output.clear();
+        if self.output.capacity() > OUTPUT_KEPT {
+            // A long reply's room (a big EHLO, a help text) is not kept for an idle session.
+            self.output = Vec::new();
+        }
     }
 
     /// Whether replies are waiting to be sent.

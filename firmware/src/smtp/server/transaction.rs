@@ -258,7 +258,8 @@ impl Session {
         if avail.is_empty() {
             return false;
         }
-        let mut body = Vec::new();
+        // Never longer than its input: sized once, not grown line by line.
+        let mut body = Vec::with_capacity(avail.len());
         let progress = decoder.decode(avail, &mut body);
         match progress {
             Progress::NeedMore => self.pos = self.input.len(),
