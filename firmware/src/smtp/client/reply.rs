@@ -138,7 +138,9 @@ impl ReplyParser {
         let code = self.lines.first().map_or(0, |l| l.code);
         // RFC 2034 repeats the code on every line; the last one given stands.
         let esc = self.lines.iter().rev().find_map(|l| l.esc);
-        let mut text = String::new();
+        // Sized once: grown piece by piece, each reply's text was a reallocation.
+        let room = self.lines.iter().map(|l| l.text().len() + 1).sum();
+        let mut text = String::with_capacity(room);
         for t in self.lines.iter().map(|l| l.text().trim()) {
             if t.is_empty() {
                 continue;
