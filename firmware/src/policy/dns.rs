@@ -1,15 +1,17 @@
 //! DNS for the restrictions: client names, HELO and sender domains, blocklists. Every lookup has a
 //! deadline and comes back as an answer, "not found", or a temporary failure; none can hold a
 //! session longer than [`Dns::deadline`]. Answers are cached for their TTL by hickory's resolver,
-//! so a blocklist is asked once per client address, not once per recipient.
+//! so a blocklist is asked once per client address, not once per recipient; clients' verified
+//! names are kept here too, for the same TTLs, so a client that connects again costs no lookup.
 //!
 //! [`Resolve`] is the seam: [`HickoryResolve`] in the daemon, a table in unit tests.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{ResolveHosts, ResolverOpts};
 use hickory_resolver::proto::rr::{RData, RecordType};
@@ -66,16 +68,32 @@ impl DnsFailure {
 
 pub type Lookup<'a> = Pin<Box<dyn Future<Output = Result<Vec<Rdata>, DnsFailure>> + Send + 'a>>;
 
+/// An answer (records, or why there are none) and until when it holds: the records' smallest
+/// TTL, or the negative TTL of a "not found"; `None` when that is not known (a temporary
+/// failure, a resolver that does not say), and then the answer is never kept beyond its use.
+pub type Held = (Result<Vec<Rdata>, DnsFailure>, Option<Instant>);
+pub type LookupHeld<'a> = Pin<Box<dyn Future<Output = Held> + Send + 'a>>;
+
 /// Something that answers DNS questions.
 pub trait Resolve: Send + Sync {
     /// The records of type `rtype` at the absolute name `name` (no trailing dot needed).
     fn query<'a>(&'a self, name: &'a str, rtype: Rtype) -> Lookup<'a>;
+
+    /// [`Resolve::query`] with until when the answer holds; an answer whose TTL is not known is
+    /// never kept beyond its use.
+    fn query_held<'a>(&'a self, name: &'a str, rtype: Rtype) -> LookupHeld<'a> {
+        Box::pin(async move { (self.query(name, rtype).await, None) })
+    }
 }
 
 /// DNS with a deadline on every lookup.
 #[derive(Clone)]
 pub struct Dns {
     resolver: Arc<dyn Resolve>,
+    /// Clients' verified names, kept for the TTLs of the answers that made them: each
+    /// connection asks for its client's (PTR, then A and AAAA), and asking the resolver's cache
+    /// three times cost more CPU than the rest of a small message's SMTP session.
+    names: Arc<Mutex<HashMap<IpAddr, KeptName>>>,
     deadline: Duration,
     /// The same hickory resolver (servers, cache, options) for mail-auth's SPF, DKIM and DMARC
     /// lookups; `None` when DNS is a table (unit tests) or absent.
@@ -98,6 +116,7 @@ impl Dns {
     pub fn new(resolver: Arc<dyn Resolve>, deadline: Duration) -> Dns {
         Dns {
             resolver,
+            names: Arc::default(),
             deadline,
             authenticator: None,
         }
@@ -108,6 +127,7 @@ impl Dns {
         let resolver = Arc::new(resolver);
         Dns {
             resolver: resolver.clone(),
+            names: Arc::default(),
             deadline,
             authenticator: Some(resolver),
         }
@@ -129,15 +149,46 @@ impl Dns {
     }
 
     pub async fn query(&self, name: &str, rtype: Rtype) -> Result<Vec<Rdata>, DnsFailure> {
+        self.query_held(name, rtype).await.0
+    }
+
+    /// [`Dns::query`] with until when the answer holds, when known.
+    pub async fn query_held(&self, name: &str, rtype: Rtype) -> Held {
         if !is_queryable(name) {
             // Longer than DNS allows, or empty labels: no server can hold such a name.
-            return Err(DnsFailure::NotFound);
+            return (Err(DnsFailure::NotFound), None);
         }
-        match tokio::time::timeout(self.deadline, self.resolver.query(name, rtype)).await {
-            Ok(Ok(records)) if records.is_empty() => Err(DnsFailure::NotFound),
-            Ok(result) => result,
-            Err(_) => Err(DnsFailure::Timeout),
+        match tokio::time::timeout(self.deadline, self.resolver.query_held(name, rtype)).await {
+            Ok((Ok(records), until)) if records.is_empty() => (Err(DnsFailure::NotFound), until),
+            Ok((Err(e), _)) if e.is_temporary() => (Err(e), None),
+            Ok(held) => held,
+            Err(_) => (Err(DnsFailure::Timeout), None),
         }
+    }
+
+    /// A client's verified name (`None`: it has none) found earlier and still within the TTLs
+    /// of the answers that made it.
+    pub fn kept_name(&self, ip: IpAddr) -> Option<Option<String>> {
+        let names = self.names.lock().ok()?;
+        let kept = names.get(&ip)?;
+        (kept.until > Instant::now()).then(|| kept.name.clone())
+    }
+
+    /// Keeps a client's verified name until `until` (see [`Dns::kept_name`]).
+    pub fn keep_name(&self, ip: IpAddr, name: Option<String>, until: Instant) {
+        let until = until.min(Instant::now() + KEEP_NAME_AT_MOST);
+        let Ok(mut names) = self.names.lock() else {
+            return;
+        };
+        if names.len() >= KEPT_NAMES {
+            let now = Instant::now();
+            names.retain(|_, k| k.until > now);
+            if names.len() >= KEPT_NAMES {
+                // Full of live names: this one is asked for again next time.
+                return;
+            }
+        }
+        names.insert(ip, KeptName { name, until });
     }
 
     /// IPv4 addresses of `name` (blocklist answers are A records).
@@ -154,7 +205,15 @@ impl Dns {
 
     /// A and AAAA records together; "not found" only when neither exists.
     pub async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, DnsFailure> {
-        let (a, aaaa) = tokio::join!(self.query(name, Rtype::A), self.query(name, Rtype::Aaaa));
+        self.ips_held(name).await.0
+    }
+
+    /// [`Dns::ips`] with until when both answers hold, when known.
+    pub async fn ips_held(&self, name: &str) -> (Result<Vec<IpAddr>, DnsFailure>, Option<Instant>) {
+        let ((a, a_until), (aaaa, aaaa_until)) = tokio::join!(
+            self.query_held(name, Rtype::A),
+            self.query_held(name, Rtype::Aaaa)
+        );
         let mut out = Vec::new();
         let mut failure = DnsFailure::NotFound;
         for result in [a, aaaa] {
@@ -167,10 +226,11 @@ impl Dns {
                 Err(_) => {}
             }
         }
+        let until = earlier(a_until, aaaa_until);
         if out.is_empty() {
-            Err(failure)
+            (Err(failure), until.filter(|_| !failure.is_temporary()))
         } else {
-            Ok(out)
+            (Ok(out), until)
         }
     }
 
@@ -199,18 +259,45 @@ impl Dns {
 
     /// The PTR names of `ip`.
     pub async fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, DnsFailure> {
+        self.ptr_held(ip).await.0
+    }
+
+    /// [`Dns::ptr`] with until when the answer holds, when known.
+    pub async fn ptr_held(&self, ip: IpAddr) -> (Result<Vec<String>, DnsFailure>, Option<Instant>) {
         let name = reverse_name(ip, "in-addr.arpa", "ip6.arpa");
-        Ok(self
-            .query(&name, Rtype::Ptr)
-            .await?
-            .into_iter()
-            .filter_map(|r| match r {
-                Rdata::Name(n) => Some(n.trim_end_matches('.').to_ascii_lowercase()),
-                _ => None,
-            })
-            .collect())
+        let (records, until) = self.query_held(&name, Rtype::Ptr).await;
+        let names = records.map(|records| {
+            records
+                .into_iter()
+                .filter_map(|r| match r {
+                    Rdata::Name(n) => Some(n.trim_end_matches('.').to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect()
+        });
+        (names, until)
     }
 }
+
+/// The earlier of two times, when both are known.
+pub fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    Some(a?.min(b?))
+}
+
+/// Longest a client's name is kept, whatever the TTLs: an admin who fixes a PTR sees it within
+/// the hour.
+const KEEP_NAME_AT_MOST: Duration = Duration::from_secs(3600);
+
+/// A client's verified name and until when it holds.
+#[derive(Debug, Clone)]
+struct KeptName {
+    name: Option<String>,
+    until: Instant,
+}
+
+/// Clients whose names are kept at most: a bound on RAM (~100 bytes each) under a spray of
+/// addresses.
+const KEPT_NAMES: usize = 4096;
 
 /// `2.0.0.127.in-addr.arpa` for 127.0.0.2, the nibbles of an IPv6 address under `ip6.arpa`;
 /// blocklists take the same reversed form under their own domain.
@@ -305,6 +392,17 @@ fn options(deadline: Duration) -> ResolverOpts {
     opts
 }
 
+/// Until when a "not found" holds: its zone's negative TTL (RFC 2308), when the answer had one.
+fn negative_until(e: &hickory_resolver::net::NetError) -> Option<Instant> {
+    use hickory_resolver::net::{DnsError, NetError};
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(none)) => none
+            .negative_ttl
+            .map(|ttl| Instant::now() + Duration::from_secs(u64::from(ttl))),
+        _ => None,
+    }
+}
+
 fn rtype(t: Rtype) -> RecordType {
     match t {
         Rtype::A => RecordType::A,
@@ -333,14 +431,25 @@ fn rdata(d: &RData) -> Option<Rdata> {
 
 impl Resolve for HickoryResolve {
     fn query<'a>(&'a self, name: &'a str, t: Rtype) -> Lookup<'a> {
+        Box::pin(async move { self.query_held(name, t).await.0 })
+    }
+
+    fn query_held<'a>(&'a self, name: &'a str, t: Rtype) -> LookupHeld<'a> {
         Box::pin(async move {
             // A trailing dot: no search-domain expansion, mail names are absolute.
             let absolute = format!("{}.", name.trim_end_matches('.'));
-            let resolver = self.0.current().ok_or(DnsFailure::ServerFailure)?;
+            let Some(resolver) = self.0.current() else {
+                return (Err(DnsFailure::ServerFailure), None);
+            };
             match resolver.lookup(absolute, rtype(t)).await {
-                Ok(l) => Ok(l.answers().iter().filter_map(|r| rdata(&r.data)).collect()),
-                Err(e) if e.is_nx_domain() || e.is_no_records_found() => Err(DnsFailure::NotFound),
-                Err(_) => Err(DnsFailure::ServerFailure),
+                Ok(l) => (
+                    Ok(l.answers().iter().filter_map(|r| rdata(&r.data)).collect()),
+                    Some(l.valid_until()),
+                ),
+                Err(e) if e.is_nx_domain() || e.is_no_records_found() => {
+                    (Err(DnsFailure::NotFound), negative_until(&e))
+                }
+                Err(_) => (Err(DnsFailure::ServerFailure), None),
             }
         })
     }
@@ -357,6 +466,10 @@ pub(crate) mod fake {
         pub answers: HashMap<(String, Rtype), Result<Vec<Rdata>, DnsFailure>>,
         /// Names whose server never answers.
         pub silent: Vec<String>,
+        /// The TTL every answer has; `None`: answers whose TTL is not known.
+        pub ttl: Option<Duration>,
+        /// Questions asked so far.
+        pub asked: std::sync::atomic::AtomicUsize,
     }
 
     impl FakeDns {
@@ -372,14 +485,26 @@ pub(crate) mod fake {
 
     impl Resolve for FakeDns {
         fn query<'a>(&'a self, name: &'a str, t: Rtype) -> Lookup<'a> {
+            Box::pin(async move { self.query_held(name, t).await.0 })
+        }
+
+        fn query_held<'a>(&'a self, name: &'a str, t: Rtype) -> LookupHeld<'a> {
             Box::pin(async move {
+                self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 if self.silent.iter().any(|s| s == name) {
                     std::future::pending::<()>().await;
                 }
-                self.answers
+                let answer = self
+                    .answers
                     .get(&(name.to_string(), t))
                     .cloned()
-                    .unwrap_or(Err(DnsFailure::NotFound))
+                    .unwrap_or(Err(DnsFailure::NotFound));
+                // "Not found" holds for its negative TTL; a failure is not held at all.
+                let until = self
+                    .ttl
+                    .map(|ttl| Instant::now() + ttl)
+                    .filter(|_| !matches!(answer, Err(e) if e.is_temporary()));
+                (answer, until)
             })
         }
     }
@@ -399,6 +524,116 @@ mod tests {
         assert!(v6.starts_with("1.0.0.0.0.0.0.0."), "{v6}");
         assert!(v6.ends_with(".8.b.d.0.1.0.0.2.bl.example"), "{v6}");
         assert_eq!(v6.split('.').count(), 34);
+    }
+
+    /// A client's name is asked for once per TTL, not once per connection; an answer whose TTL
+    /// is not known is asked for every time.
+    #[tokio::test]
+    async fn client_names_are_kept_for_their_ttl() {
+        use crate::policy::restrictions::client_name;
+        use std::sync::atomic::Ordering::SeqCst;
+        let table = |ttl| {
+            let mut fake = fake::FakeDns::default();
+            fake.add(
+                "1.2.0.192.in-addr.arpa",
+                Rtype::Ptr,
+                vec![Rdata::Name("mx.good.example.".into())],
+            )
+            .add(
+                "mx.good.example",
+                Rtype::A,
+                vec![Rdata::Ip(ip("192.0.2.1"))],
+            )
+            .add(
+                "mx.good.example",
+                Rtype::Aaaa,
+                vec![Rdata::Ip(ip("2001:db8::1"))],
+            )
+            .add(
+                "66.2.0.192.in-addr.arpa",
+                Rtype::Ptr,
+                vec![Rdata::Name("liar.example.".into())],
+            )
+            .add(
+                "liar.example",
+                Rtype::A,
+                vec![Rdata::Ip(ip("198.51.100.1"))],
+            )
+            .add(
+                "77.2.0.192.in-addr.arpa",
+                Rtype::Ptr,
+                vec![Rdata::Name("flaky.example.".into())],
+            )
+            .fail("flaky.example", Rtype::A, DnsFailure::ServerFailure);
+            fake.ttl = ttl;
+            Arc::new(fake)
+        };
+        let good = ip("192.0.2.1");
+        let fake = table(Some(Duration::from_secs(300)));
+        let dns = Dns::new(fake.clone(), Duration::from_secs(2));
+        assert_eq!(
+            client_name(&dns, good).await.as_deref(),
+            Some("mx.good.example")
+        );
+        assert_eq!(fake.asked.load(SeqCst), 3, "PTR, A and AAAA");
+        assert_eq!(
+            client_name(&dns, good).await.as_deref(),
+            Some("mx.good.example")
+        );
+        assert_eq!(fake.asked.load(SeqCst), 3, "kept");
+        // A clone (another session's) shares what was kept.
+        assert_eq!(
+            client_name(&dns.clone(), good).await.as_deref(),
+            Some("mx.good.example")
+        );
+        assert_eq!(fake.asked.load(SeqCst), 3);
+        // Expired: asked again.
+        dns.keep_name(good, Some("old.example".into()), Instant::now());
+        assert_eq!(
+            client_name(&dns, good).await.as_deref(),
+            Some("mx.good.example")
+        );
+        assert_eq!(fake.asked.load(SeqCst), 6);
+
+        // A name that does not point back is kept as no name, "not found" for its negative TTL.
+        let liar = ip("192.0.2.66");
+        assert_eq!(client_name(&dns, liar).await, None);
+        assert_eq!(client_name(&dns, liar).await, None);
+        assert_eq!(fake.asked.load(SeqCst), 9);
+        let nameless = ip("192.0.2.99");
+        assert_eq!(client_name(&dns, nameless).await, None);
+        assert_eq!(client_name(&dns, nameless).await, None);
+        assert_eq!(fake.asked.load(SeqCst), 10);
+        // A server failure is never kept: the next connection asks again.
+        let flaky = ip("192.0.2.77");
+        assert_eq!(client_name(&dns, flaky).await, None);
+        assert_eq!(client_name(&dns, flaky).await, None);
+        assert_eq!(fake.asked.load(SeqCst), 16);
+        // Nor is a name kept past the hour, whatever its TTL.
+        dns.keep_name(
+            good,
+            Some("far.example".into()),
+            Instant::now() + Duration::from_secs(86_400),
+        );
+        let kept = dns.names.lock().unwrap().get(&good).unwrap().until;
+        assert!(kept <= Instant::now() + KEEP_NAME_AT_MOST);
+
+        // Answers without a TTL are never kept.
+        let fake = table(None);
+        let dns = Dns::new(fake.clone(), Duration::from_secs(2));
+        assert_eq!(
+            client_name(&dns, good).await.as_deref(),
+            Some("mx.good.example")
+        );
+        assert_eq!(
+            client_name(&dns, good).await.as_deref(),
+            Some("mx.good.example")
+        );
+        assert_eq!(fake.asked.load(SeqCst), 6);
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
     #[tokio::test(start_paused = true)]

@@ -160,8 +160,8 @@ impl Policy {
         relay::relay_for(client, config)
     }
 
-    /// The client's verified host name for smtpd's lines (`None`: `unknown`), looked up once
-    /// per connection as Postfix does at connect, within the DNS deadline.
+    /// The client's verified host name for smtpd's lines (`None`: `unknown`), looked up at
+    /// connect as Postfix does, within the DNS deadline, and then kept for the answers' TTLs.
     pub async fn client_name(&self, ip: IpAddr) -> Option<String> {
         restrictions::client_name(&self.dns, ip).await
     }

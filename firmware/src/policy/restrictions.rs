@@ -20,12 +20,13 @@
 //! Postfix: a dead list must not stop all mail.
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use crate::config::Restriction;
 use crate::directory::{Directory, Lookup, MailStatus};
 use crate::mail::ClientInfo;
 
-use super::dns::{Dns, DnsFailure, reverse_name};
+use super::dns::{Dns, DnsFailure, earlier, reverse_name};
 use super::names::{domain_of, is_address_literal, is_fqdn, is_fqdn_address, is_valid_hostname};
 use super::refusal::{Listed, RcptRefusal};
 use super::service::{self, Verdict};
@@ -412,6 +413,8 @@ pub async fn client_name(dns: &Dns, ip: IpAddr) -> Option<String> {
 #[derive(Default)]
 struct ClientNames {
     reverse: Option<Result<Option<String>, DnsFailure>>,
+    /// Until when the PTR answer holds, when known.
+    reverse_until: Option<Instant>,
     verified: Option<Result<Option<String>, DnsFailure>>,
     warnings: Vec<String>,
 }
@@ -422,7 +425,9 @@ impl ClientNames {
         if let Some(known) = &self.reverse {
             return known.clone();
         }
-        let found = match dns.ptr(ip).await {
+        let (names, until) = dns.ptr_held(ip).await;
+        self.reverse_until = until;
+        let found = match names {
             Ok(names) => Ok(names.into_iter().find(|n| is_valid_hostname(n))),
             Err(DnsFailure::NotFound) => Ok(None),
             Err(e) => Err(e),
@@ -431,20 +436,35 @@ impl ClientNames {
         found
     }
 
-    /// The PTR name when its addresses include `ip` (Postfix's `client_name`).
+    /// The PTR name when its addresses include `ip` (Postfix's `client_name`). Kept by `dns`
+    /// for the TTLs of the answers that made it, when they are known.
     async fn verified(&mut self, dns: &Dns, ip: IpAddr) -> Result<Option<String>, DnsFailure> {
         if let Some(known) = &self.verified {
             return known.clone();
         }
-        let found = match self.reverse(dns, ip).await? {
-            None => Ok(None),
-            Some(name) => match dns.ips(&name).await {
-                Ok(ips) if ips.contains(&ip) => Ok(Some(name)),
-                Ok(_) | Err(DnsFailure::NotFound) => Ok(None),
-                Err(e) => Err(e),
-            },
+        if let Some(kept) = dns.kept_name(ip) {
+            self.verified = Some(Ok(kept.clone()));
+            return Ok(kept);
+        }
+        let (found, until) = match self.reverse(dns, ip).await? {
+            None => (None, self.reverse_until),
+            Some(name) => {
+                let (ips, until) = dns.ips_held(&name).await;
+                let until = earlier(until, self.reverse_until);
+                match ips {
+                    Ok(ips) => (ips.contains(&ip).then_some(name), until),
+                    Err(DnsFailure::NotFound) => (None, until),
+                    Err(e) => {
+                        self.verified = Some(Err(e));
+                        return Err(e);
+                    }
+                }
+            }
         };
-        self.verified = Some(found.clone());
-        found
+        if let Some(until) = until {
+            dns.keep_name(ip, found.clone(), until);
+        }
+        self.verified = Some(Ok(found.clone()));
+        Ok(found)
     }
 }
