@@ -157,15 +157,18 @@ aarch64:
 
 # Benchmarks print figures and never fail; not part of `make test`. The relay table (ceiling,
 # Postern, Postfix side by side per case, the load before each run) needs root and the release
-# build; BENCH_MESSAGES sets the 5 KB runs' count (the big-message runs take fewer).
+# build; BENCH_MESSAGES sets the 5 KB runs' count (the big-message runs take fewer). A run on
+# a shared machine varies by +-15 %: each case runs BENCH_ROUNDS times, the table gives medians
+# and each ratio's range.
 BENCH_MESSAGES ?= 5000
+BENCH_ROUNDS ?= 3
 # The content benchmark's count: spamd makes each message cost ~0.4 s of CPU.
 CONTENT_BENCH_MESSAGES ?= 1000
 bench:
 	bash scripts/install-deps.sh --bench
 	cargo build --release -p postern --target $(HOST_TARGET)
 	cargo build --release -p postern --example smtp-load --target $(HOST_TARGET)
-	-python3 tests/bench/relay.py --messages $(BENCH_MESSAGES)
+	-python3 tests/bench/relay.py --messages $(BENCH_MESSAGES) --rounds $(BENCH_ROUNDS)
 	-python3 tests/bench/content.py --messages $(CONTENT_BENCH_MESSAGES)
 	-python3 tests/bench/idle_sessions.py
 	cargo bench -p postern

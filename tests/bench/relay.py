@@ -375,12 +375,23 @@ def measure(mta, case):
         sink.stop()
 
 
+def median(xs):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=5000, help="messages per 5 KB run (fewer for big ones)")
     ap.add_argument("--sessions", default="1,10,50")
     ap.add_argument("--cases", default="", help="comma-separated parts of case names to run (all by default)")
     ap.add_argument("--mtas", default="ceiling,postern,postfix")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="runs of each case, the MTAs side by side in turn in each; the table gives the "
+                         "medians, and the range of the ratios over the rounds")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("relay bench: needs root for Postfix's private instance; skipped")
@@ -390,38 +401,60 @@ def main():
                  [c for c in args.cases.split(",") if c])
     print(f"relay benchmark: one message per connection, {os.cpu_count()} cores; each run's 1-minute "
           f"load average before it in brackets. ceiling = the load generator straight into smtp-sink.")
+    if args.rounds > 1:
+        print(f"{args.rounds} rounds per case: figures are medians; a ratio's range over the rounds "
+              f"follows it in parentheses.")
     rows = []
     for case in todo:
-        res, loads = {}, {}
-        for mta in mtas:
-            loads[mta] = load()
-            res[mta] = measure(mta, case)
-            r = res[mta]
-            if r:
-                print(f"  {case.name:22} {mta:8} [load {loads[mta]:5.2f}] {r['e2e']:7.0f} msg/s e2e, "
-                      f"{r['accepted']:7.0f} accepted/s, {r['delivered']} delivered, {r['cpu_ms']:.3f} ms CPU/msg "
-                      f"(generator and sink {r['load_cpu_ms']:.3f}), "
-                      f"peak RSS {r['rss_mb']:.1f} MB, peak PSS {r['pss_mb']:.1f} MB", flush=True)
-        rows.append((case, res, loads))
-    def fig(r, key, fmt):
-        return format(r[key], fmt) if r else "-"
-    def ratio(a, b, pct=False):
-        if not a or not b or b["e2e"] <= 0:
+        rounds = []
+        for k in range(args.rounds):
+            res, loads = {}, {}
+            for mta in mtas:
+                loads[mta] = load()
+                res[mta] = measure(mta, case)
+                r = res[mta]
+                if r:
+                    tag = f" #{k + 1}" if args.rounds > 1 else ""
+                    print(f"  {case.name:22} {mta + tag:11} [load {loads[mta]:5.2f}] {r['e2e']:7.0f} msg/s e2e, "
+                          f"{r['accepted']:7.0f} accepted/s, {r['delivered']} delivered, {r['cpu_ms']:.3f} ms CPU/msg "
+                          f"(generator and sink {r['load_cpu_ms']:.3f}), "
+                          f"peak RSS {r['rss_mb']:.1f} MB, peak PSS {r['pss_mb']:.1f} MB", flush=True)
+            rounds.append((res, loads))
+        rows.append((case, rounds))
+
+    def med(rounds, mta, key):
+        return median([res[mta][key] for res, _ in rounds if res.get(mta)])
+
+    def fig(rounds, mta, key, fmt):
+        x = med(rounds, mta, key)
+        return "-" if x is None else format(x, fmt)
+
+    def ratio(rounds, a, b, pct=False):
+        xs = [res[a]["e2e"] / res[b]["e2e"] for res, _ in rounds
+              if res.get(a) and res.get(b) and res[b]["e2e"] > 0]
+        if not xs:
             return "-"
-        x = a["e2e"] / b["e2e"]
-        return f"{100 * x:.0f} %" if pct else f"{x:.1f}x"
+        show = (lambda x: f"{100 * x:.0f}") if pct else (lambda x: f"{x:.1f}")
+        unit = " %" if pct else "x"
+        spread = f" ({show(min(xs))}-{show(max(xs))})" if len(xs) > 1 else ""
+        return f"{show(median(xs))}{unit}{spread}"
+
+    def cell(rounds, mta):
+        if mta not in mtas:
+            return "-"
+        loads = median([l[mta] for _, l in rounds])
+        return f"{fig(rounds, mta, 'e2e', '.0f')} [{loads:.1f}]"
+
     print()
     print("| case | ceiling msg/s [load] | Postern msg/s [load] | Postfix msg/s [load] | Postern/ceiling "
           "| Postern/Postfix | CPU ms/msg Postern / Postfix / generator+sink in the ceiling | peak RSS MB Postern | peak PSS MB Postern / Postfix |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for case, res, loads in rows:
-        c, n, f = res.get("ceiling"), res.get("postern"), res.get("postfix")
-        def cell(m):
-            r = res.get(m)
-            return f"{fig(r, 'e2e', '.0f')} [{loads[m]:.1f}]" if m in loads else "-"
-        print(f"| {case.name} | {cell('ceiling')} | {cell('postern')} | {cell('postfix')} | {ratio(n, c, True)} "
-              f"| {ratio(n, f)} | {fig(n, 'cpu_ms', '.2f')} / {fig(f, 'cpu_ms', '.2f')} / {fig(c, 'load_cpu_ms', '.2f')} | {fig(n, 'rss_mb', '.1f')} "
-              f"| {fig(n, 'pss_mb', '.1f')} / {fig(f, 'pss_mb', '.1f')} |")
+    for case, rounds in rows:
+        print(f"| {case.name} | {cell(rounds, 'ceiling')} | {cell(rounds, 'postern')} | {cell(rounds, 'postfix')} "
+              f"| {ratio(rounds, 'postern', 'ceiling', True)} | {ratio(rounds, 'postern', 'postfix')} "
+              f"| {fig(rounds, 'postern', 'cpu_ms', '.2f')} / {fig(rounds, 'postfix', 'cpu_ms', '.2f')} "
+              f"/ {fig(rounds, 'ceiling', 'load_cpu_ms', '.2f')} | {fig(rounds, 'postern', 'rss_mb', '.1f')} "
+              f"| {fig(rounds, 'postern', 'pss_mb', '.1f')} / {fig(rounds, 'postfix', 'pss_mb', '.1f')} |")
 
 
 if __name__ == "__main__":
