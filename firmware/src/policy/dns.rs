@@ -534,37 +534,26 @@ mod tests {
         use std::sync::atomic::Ordering::SeqCst;
         let table = |ttl| {
             let mut fake = fake::FakeDns::default();
-            fake.add(
-                "1.2.0.192.in-addr.arpa",
-                Rtype::Ptr,
-                vec![Rdata::Name("mx.good.example.".into())],
-            )
-            .add(
-                "mx.good.example",
-                Rtype::A,
-                vec![Rdata::Ip(ip("192.0.2.1"))],
-            )
-            .add(
-                "mx.good.example",
-                Rtype::Aaaa,
-                vec![Rdata::Ip(ip("2001:db8::1"))],
-            )
-            .add(
-                "66.2.0.192.in-addr.arpa",
-                Rtype::Ptr,
-                vec![Rdata::Name("liar.example.".into())],
-            )
-            .add(
-                "liar.example",
-                Rtype::A,
-                vec![Rdata::Ip(ip("198.51.100.1"))],
-            )
-            .add(
-                "77.2.0.192.in-addr.arpa",
-                Rtype::Ptr,
-                vec![Rdata::Name("flaky.example.".into())],
-            )
-            .fail("flaky.example", Rtype::A, DnsFailure::ServerFailure);
+            let name = |n: &str| Rdata::Name(n.into());
+            for (query, t, answer) in [
+                (
+                    "1.2.0.192.in-addr.arpa",
+                    Rtype::Ptr,
+                    name("mx.good.example."),
+                ),
+                ("mx.good.example", Rtype::A, Rdata::Ip(ip("192.0.2.1"))),
+                ("mx.good.example", Rtype::Aaaa, Rdata::Ip(ip("2001:db8::1"))),
+                ("66.2.0.192.in-addr.arpa", Rtype::Ptr, name("liar.example.")),
+                ("liar.example", Rtype::A, Rdata::Ip(ip("198.51.100.1"))),
+                (
+                    "77.2.0.192.in-addr.arpa",
+                    Rtype::Ptr,
+                    name("flaky.example."),
+                ),
+            ] {
+                fake.add(query, t, vec![answer]);
+            }
+            fake.fail("flaky.example", Rtype::A, DnsFailure::ServerFailure);
             fake.ttl = ttl;
             Arc::new(fake)
         };
