@@ -69,8 +69,8 @@ impl LogSink {
                 // A slow or stuck console must never stop mail: the line may be lost there,
                 // the mail is not.
                 super::console::write(name, line);
-                super::remote::send(program.as_str(), line);
-                super::keep::keep(program.as_str(), line);
+                super::remote::send(name, line);
+                super::keep::keep(name, line);
             }
         }
     }

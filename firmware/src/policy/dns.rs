@@ -91,8 +91,8 @@ pub trait Resolve: Send + Sync {
 pub struct Dns {
     resolver: Arc<dyn Resolve>,
     /// Clients' verified names, kept for the TTLs of the answers that made them: each
-    /// connection asks for its client's (PTR, then A and AAAA), and asking the resolver's cache
-    /// three times cost more CPU than the rest of a small message's SMTP session.
+    /// connection asks for its client's (PTR, then A and AAAA), and asking hickory three times
+    /// cost ~28 K instructions, near what the SMTP server spends on a 5 KB message.
     names: Arc<Mutex<HashMap<IpAddr, KeptName>>>,
     deadline: Duration,
     /// The same hickory resolver (servers, cache, options) for mail-auth's SPF, DKIM and DMARC
@@ -176,12 +176,12 @@ impl Dns {
 
     /// Keeps a client's verified name until `until` (see [`Dns::kept_name`]).
     pub fn keep_name(&self, ip: IpAddr, name: Option<String>, until: Instant) {
-        let until = until.min(Instant::now() + KEEP_NAME_AT_MOST);
+        let now = Instant::now();
+        let until = until.min(now + KEEP_NAME_AT_MOST);
         let Ok(mut names) = self.names.lock() else {
             return;
         };
         if names.len() >= KEPT_NAMES {
-            let now = Instant::now();
             names.retain(|_, k| k.until > now);
             if names.len() >= KEPT_NAMES {
                 // Full of live names: this one is asked for again next time.
@@ -226,12 +226,16 @@ impl Dns {
                 Err(_) => {}
             }
         }
+        // A temporary failure has no time (`query_held`), so neither has the pair.
         let until = earlier(a_until, aaaa_until);
-        if out.is_empty() {
-            (Err(failure), until.filter(|_| !failure.is_temporary()))
-        } else {
-            (Ok(out), until)
-        }
+        (
+            if out.is_empty() {
+                Err(failure)
+            } else {
+                Ok(out)
+            },
+            until,
+        )
     }
 
     /// The TXT strings at `name`, joined per record.
