@@ -267,13 +267,14 @@ impl<D: Dns> Client<D> {
     /// remote servers are not held open by a quiet queue. Call now and then.
     pub async fn close_idle(&self) {
         let limit = self.settings.reuse_time_limit;
+        let now = Instant::now();
         let stale: Vec<Connection> = match self.idle.lock() {
             Ok(mut map) => {
                 let mut out = Vec::new();
                 for list in map.values_mut() {
                     let (old, keep): (Vec<Connection>, Vec<Connection>) = list
                         .drain(..)
-                        .partition(|c| c.idle_since.elapsed() >= limit);
+                        .partition(|c| now.duration_since(c.idle_since) >= limit);
                     *list = keep;
                     out.extend(old);
                 }
@@ -289,9 +290,10 @@ impl<D: Dns> Client<D> {
 
     fn take_idle(&self, hop: &Transport) -> Option<Connection> {
         let limit = self.settings.reuse_time_limit;
+        let now = Instant::now();
         let mut map = self.idle.lock().ok()?;
         let list = map.get_mut(hop)?;
-        list.retain(|c| c.idle_since.elapsed() < limit);
+        list.retain(|c| now.duration_since(c.idle_since) < limit);
         let c = list.pop();
         if list.is_empty() {
             map.remove(hop);
@@ -303,11 +305,14 @@ impl<D: Dns> Client<D> {
         if self.settings.reuse_time_limit.is_zero() {
             return;
         }
-        conn.idle_since = Instant::now();
+        // One reading of the clock for the whole list: a busy hop keeps up to
+        // `reuse_per_destination` connections, each looked at on every put and take.
+        let now = Instant::now();
+        conn.idle_since = now;
         if let Ok(mut map) = self.idle.lock() {
             let limit = self.settings.reuse_time_limit;
             map.retain(|_, l| {
-                l.retain(|c| c.idle_since.elapsed() < limit);
+                l.retain(|c| now.duration_since(c.idle_since) < limit);
                 !l.is_empty()
             });
             let list = map.entry(hop.clone()).or_default();
