@@ -107,6 +107,28 @@ def cpu_seconds(root_pid):
     return total
 
 
+def kernel_and_switches(root_pid):
+    """(system CPU seconds, context switches) of a process tree's live processes, all their
+    threads: what the kernel costs an MTA, and how often its threads went to sleep or were put
+    off. A relay's floor is mostly there (loopback TCP, waking the peer, parking between
+    commands, the spool's sync), so these say how near it is, whatever the machine's speed."""
+    sys_s, switches = 0.0, 0
+    for p in tree(root_pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            sys_s += (int(fields[12]) + int(fields[14])) / CLK_TCK
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/status") as f:
+                    for line in f:
+                        # voluntary_ctxt_switches and nonvoluntary_ctxt_switches
+                        if "ctxt_switches:" in line:
+                            switches += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return sys_s, switches
+
+
 class Sink:
     """smtp-sink counting delivered messages (-c); never -M, which exits before the last reply."""
 
@@ -177,6 +199,7 @@ def run_load(name, port, root_pid, sink, case, sessions, starttls):
     messages = case.messages
     base = sink.count()
     cpu0 = cpu_seconds(root_pid) if root_pid else 0.0
+    kern0, sw0 = kernel_and_switches(root_pid) if root_pid else (0.0, 0)
     # The load side's own CPU (the generator, reaped here, and the sink): in the ceiling run, what
     # two ends of SMTP cost with nothing between them, the floor of an MTA that is both ends.
     gen0 = children_cpu()
@@ -206,12 +229,15 @@ def run_load(name, port, root_pid, sink, case, sessions, starttls):
         accepted_at = time.time()
     delivered = sink.count() - base
     cpu = (cpu_seconds(root_pid) - cpu0) if root_pid else 0.0
+    kern, sw = kernel_and_switches(root_pid) if root_pid else (0.0, 0)
     load_side = children_cpu() - gen0 + sink.cpu() - sink0
     return {
         "accepted": messages / max(accepted_at - start, 1e-9),
         "e2e": delivered / max(done - start, 1e-9),
         "delivered": delivered,
         "cpu_ms": 1000 * cpu / max(delivered, 1),
+        "kernel_pct": 100 * (kern - kern0) / cpu if cpu > 0 else 0.0,
+        "switches": (sw - sw0) / max(delivered, 1),
         "load_cpu_ms": 1000 * load_side / max(delivered, 1),
         "pss_mb": peak / 1024,
         "rss_mb": peak_rss_mb(root_pid) if root_pid else 0.0,
@@ -418,7 +444,9 @@ def main():
                     print(f"  {case.name:22} {mta + tag:11} [load {loads[mta]:5.2f}] {r['e2e']:7.0f} msg/s e2e, "
                           f"{r['accepted']:7.0f} accepted/s, {r['delivered']} delivered, {r['cpu_ms']:.3f} ms CPU/msg "
                           f"(generator and sink {r['load_cpu_ms']:.3f}), "
-                          f"peak RSS {r['rss_mb']:.1f} MB, peak PSS {r['pss_mb']:.1f} MB", flush=True)
+                          + (f"{r['kernel_pct']:.0f} % of it in the kernel, {r['switches']:.1f} context switches/msg, "
+                             if mta == "postern" else "")
+                          + f"peak RSS {r['rss_mb']:.1f} MB, peak PSS {r['pss_mb']:.1f} MB", flush=True)
             rounds.append((res, loads))
         rows.append((case, rounds))
 
@@ -447,13 +475,17 @@ def main():
 
     print()
     print("| case | ceiling msg/s [load] | Postern msg/s [load] | Postfix msg/s [load] | Postern/ceiling "
-          "| Postern/Postfix | CPU ms/msg Postern / Postfix / generator+sink in the ceiling | peak RSS MB Postern | peak PSS MB Postern / Postfix |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| Postern/Postfix | CPU ms/msg Postern / Postfix / generator+sink in the ceiling "
+          "| Postern: kernel's share of its CPU, context switches/msg "
+          "| peak RSS MB Postern | peak PSS MB Postern / Postfix |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for case, rounds in rows:
         print(f"| {case.name} | {cell(rounds, 'ceiling')} | {cell(rounds, 'postern')} | {cell(rounds, 'postfix')} "
               f"| {ratio(rounds, 'postern', 'ceiling', True)} | {ratio(rounds, 'postern', 'postfix')} "
               f"| {fig(rounds, 'postern', 'cpu_ms', '.2f')} / {fig(rounds, 'postfix', 'cpu_ms', '.2f')} "
-              f"/ {fig(rounds, 'ceiling', 'load_cpu_ms', '.2f')} | {fig(rounds, 'postern', 'rss_mb', '.1f')} "
+              f"/ {fig(rounds, 'ceiling', 'load_cpu_ms', '.2f')} "
+              f"| {fig(rounds, 'postern', 'kernel_pct', '.0f')} %, {fig(rounds, 'postern', 'switches', '.1f')} "
+              f"| {fig(rounds, 'postern', 'rss_mb', '.1f')} "
               f"| {fig(rounds, 'postern', 'pss_mb', '.1f')} / {fig(rounds, 'postfix', 'pss_mb', '.1f')} |")
 
 
