@@ -207,13 +207,14 @@ pub struct Incoming {
     ahead: VecDeque<oneshot::Receiver<Result<(), SpoolError>>>,
 }
 
-/// Chunks a message being received may have on their way to flash before its session waits
-/// for the oldest to be written. Waiting for each one made a big message a ping-pong between
-/// the session and the writer thread, two wake-ups per 16 KiB chunk (a 5 MB message cost
-/// ~660 context switches, ~330 with two ahead); with a few ahead, the session reads the
-/// client's next bytes while the writer writes, and the RAM a session holds stays bounded
-/// (this many chunks besides the one it fills). A write's error reaches the session at its next write, or at the commit, which
-/// waits for every chunk first: the 250 still comes only after the sync that holds them all.
+/// Chunks of a message being received that may be unanswered by the writer when a write
+/// returns; sending one more waits for the oldest. Waiting for each one made a big message a
+/// ping-pong between the session and the writer thread, two wake-ups per 16 KiB chunk (a 5 MB
+/// message cost ~660 context switches, ~330 with two ahead); with a few ahead, the session reads
+/// the client's next bytes while the writer writes. RAM stays bounded: at most one chunk more
+/// than this on its way (while the session waits) besides the one it fills. A write's error
+/// reaches the session at its next write that waits, or at the commit, which waits for every
+/// chunk first: the 250 still comes only after the sync that holds them all.
 const WRITES_AHEAD: usize = 2;
 
 /// A message on flash after its commit's sync.
