@@ -28,6 +28,12 @@ use super::{
 };
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
+/// Where a request's answer comes (a writer gone drops its [`Reply`]: `Stopped`).
+type Answer<T> = oneshot::Receiver<Result<T, SpoolError>>;
+
+async fn answer<T>(rx: Answer<T>) -> Result<T, SpoolError> {
+    rx.await.map_err(|_| SpoolError::Stopped)?
+}
 /// One result per update of an [`Request::Apply`].
 type Answers = oneshot::Sender<Vec<Result<(), SpoolError>>>;
 
@@ -204,7 +210,7 @@ pub struct Incoming {
     done: bool,
     /// Answers still to come for the chunks (and held head) sent to the writer, oldest first:
     /// see [`WRITES_AHEAD`].
-    ahead: VecDeque<oneshot::Receiver<Result<(), SpoolError>>>,
+    ahead: VecDeque<Answer<()>>,
 }
 
 /// Chunks of a message being received that may be unanswered by the writer when a write
@@ -268,9 +274,14 @@ fn unix_millis() -> u64 {
 
 impl SpoolHandle {
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, SpoolError> {
+        answer(self.send(make)?).await
+    }
+
+    /// Sends a request through the channel; its answer comes on the receiver returned.
+    fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<Answer<T>, SpoolError> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).map_err(|_| SpoolError::Stopped)?;
-        rx.await.map_err(|_| SpoolError::Stopped)?
+        Ok(rx)
     }
 
     /// Wakes the writer for what rode, unless a turn is sure to come.
@@ -603,11 +614,7 @@ impl Incoming {
 
     /// Sends a write without waiting for its answer (see [`WRITES_AHEAD`]).
     fn send_ahead(&mut self, make: impl FnOnce(Reply<()>) -> Request) -> Result<(), SpoolError> {
-        let (tx, rx) = oneshot::channel();
-        self.handle
-            .tx
-            .send(make(tx))
-            .map_err(|_| SpoolError::Stopped)?;
+        let rx = self.handle.send(make)?;
         self.ahead.push_back(rx);
         Ok(())
     }
@@ -617,7 +624,7 @@ impl Incoming {
     async fn settle(&mut self, left: usize) -> Result<(), SpoolError> {
         while self.ahead.len() > left {
             if let Some(rx) = self.ahead.pop_front() {
-                rx.await.map_err(|_| SpoolError::Stopped)??;
+                answer(rx).await?;
             }
         }
         Ok(())
@@ -705,7 +712,7 @@ impl Incoming {
         } else {
             self.handle.write_now()?;
         }
-        rx.await.map_err(|_| SpoolError::Stopped)?
+        answer(rx).await
     }
 }
 
