@@ -43,16 +43,21 @@ def wait_port(port, timeout=30):
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def proc_stat(pid):
-    """(utime+stime, cutime+cstime) in seconds, or None when the process is gone."""
+def proc_times(pid):
+    """(utime, stime, cutime, cstime) in seconds, or None when the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
     # fields[0] is the state (field 3); utime is field 14.
-    ut, st, cut, cst = (int(x) for x in fields[11:15])
-    return (ut + st) / CLK_TCK, (cut + cst) / CLK_TCK
+    return tuple(int(x) / CLK_TCK for x in fields[11:15])
+
+
+def proc_stat(pid):
+    """(utime+stime, cutime+cstime) in seconds, or None when the process is gone."""
+    t = proc_times(pid)
+    return (t[0] + t[1], t[2] + t[3]) if t else None
 
 
 def children(pid):
@@ -114,18 +119,23 @@ def kernel_and_switches(root_pid):
     commands, the spool's sync), so these say how near it is, whatever the machine's speed."""
     sys_s, switches = 0.0, 0
     for p in tree(root_pid):
+        t = proc_times(p)
+        if not t:
+            continue
+        sys_s += t[1] + t[3]
         try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            sys_s += (int(fields[12]) + int(fields[14])) / CLK_TCK
-            for t in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{t}/status") as f:
+            threads = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in threads:
+            try:
+                with open(f"/proc/{p}/task/{tid}/status") as f:
                     for line in f:
                         # voluntary_ctxt_switches and nonvoluntary_ctxt_switches
                         if "ctxt_switches:" in line:
                             switches += int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
+            except OSError:
+                continue  # the thread ended: its count went with it
     return sys_s, switches
 
 
