@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POSTFIX_DIR = "/var/tmp/postern-bench/postfix"
@@ -52,6 +53,14 @@ def proc_times(pid):
         return None
     # fields[0] is the state (field 3); utime is field 14.
     return tuple(int(x) / CLK_TCK for x in fields[11:15])
+
+
+def machine_times():
+    """(busy, all) jiffies of every core since boot, from /proc/stat's first line."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def proc_stat(pid):
@@ -204,10 +213,13 @@ def generator(case, sessions, port, starttls):
             "-f", "sender@bench.invalid", "-t", "rcpt@example.com", f"127.0.0.1:{port}"]
 
 
-def run_load(name, port, root_pid, sink, case, sessions, starttls):
-    """Runs the generator; returns accepted/s, end-to-end/s, CPU ms per message, peaks."""
+def run_load(name, port, root_pid, sink, case, sessions, starttls, syncs=None):
+    """Runs the generator; returns accepted/s, end-to-end/s, CPU ms per message, peaks. `syncs`:
+    reads the MTA's flash syncs so far, (count, seconds), where it can tell them."""
     messages = case.messages
     base = sink.count()
+    syncs0 = syncs() if syncs else None
+    machine0 = machine_times()
     cpu0 = cpu_seconds(root_pid) if root_pid else 0.0
     kern0, sw0 = kernel_and_switches(root_pid) if root_pid else (0.0, 0)
     # The load side's own CPU (the generator, reaped here, and the sink): in the ceiling run, what
@@ -234,6 +246,7 @@ def run_load(name, port, root_pid, sink, case, sessions, starttls):
             break
         time.sleep(0.02)
     done = time.time()
+    machine1 = machine_times()
     if accepted_at is None:
         src.wait()
         accepted_at = time.time()
@@ -241,7 +254,14 @@ def run_load(name, port, root_pid, sink, case, sessions, starttls):
     cpu = (cpu_seconds(root_pid) - cpu0) if root_pid else 0.0
     kern, sw = kernel_and_switches(root_pid) if root_pid else (0.0, 0)
     load_side = children_cpu() - gen0 + sink.cpu() - sink0
+    syncs1 = syncs() if syncs else None
+    synced = (syncs1[0] - syncs0[0], syncs1[1] - syncs0[1]) if syncs0 and syncs1 else (0, 0.0)
     return {
+        # How much of the machine the run kept busy: what is not CPU-bound shows as idle here.
+        "busy_pct": 100 * (machine1[0] - machine0[0]) / max(machine1[1] - machine0[1], 1),
+        "syncs": synced[0] / max(delivered, 1),
+        "sync_us": 1e6 * synced[1] / synced[0] if synced[0] else 0.0,
+        "sync_pct": 100 * synced[1] / max(done - start, 1e-9),
         "accepted": messages / max(accepted_at - start, 1e-9),
         "e2e": delivered / max(done - start, 1e-9),
         "delivered": delivered,
@@ -351,12 +371,14 @@ class Postern:
     def __init__(self, sink_port, binary=None, settings=()):
         self.tmp = tempfile.mkdtemp(prefix="postern-bench-")
         self.port = free_port()
+        self.metrics_port = free_port()
         binary = binary or default_postern()
         self.log = f"{self.tmp}/postern.log"
         control = f"{self.tmp}/control.sock"
         self.proc = subprocess.Popen(
             [binary, "run", "--flash", f"{self.tmp}/flash.img", "--flash-size", "512M",
-             "--smtp", f"127.0.0.1:{self.port}", "--control", control, "--hostname", "postern-bench.invalid"],
+             "--smtp", f"127.0.0.1:{self.port}", "--control", control, "--hostname", "postern-bench.invalid",
+             "--metrics", f"127.0.0.1:{self.metrics_port}"],
             stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
         wait_port(self.port)
         self.pid = self.proc.pid
@@ -364,6 +386,18 @@ class Postern:
         mcf = ["zimbraMtaRelayHost", f"[127.0.0.1]:{sink_port}", "zimbraMtaMyNetworks", "127.0.0.0/8"]
         subprocess.run([binary, "--control", control, "prov", "mcf"] + mcf + list(settings), check=True,
                        stdout=subprocess.DEVNULL)
+
+    def syncs(self):
+        """The spool's flash syncs so far and the seconds they took, from the metrics endpoint."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        count = seconds = 0.0
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "postern_spool_sync_seconds_count":
+                count = float(value)
+            elif name == "postern_spool_sync_seconds_sum":
+                seconds = float(value)
+        return int(count), seconds
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -401,7 +435,8 @@ def measure(mta, case):
         if mta == "ceiling":
             return run_load(mta, sink.port, None, sink, case, case.sessions, False)
         server = Postfix(sink.port) if mta == "postfix" else Postern(sink.port)
-        return run_load(mta, server.port, server.pid, sink, case, case.sessions, case.tls)
+        syncs = server.syncs if mta == "postern" else None
+        return run_load(mta, server.port, server.pid, sink, case, case.sessions, case.tls, syncs)
     except Exception as e:  # a benchmark reports, it does not fail the build
         print(f"  {mta} {case.name}: {e}")
         return None
@@ -453,9 +488,10 @@ def main():
                     tag = f" #{k + 1}" if args.rounds > 1 else ""
                     print(f"  {case.name:22} {mta + tag:11} [load {loads[mta]:5.2f}] {r['e2e']:7.0f} msg/s e2e, "
                           f"{r['accepted']:7.0f} accepted/s, {r['delivered']} delivered, {r['cpu_ms']:.3f} ms CPU/msg "
-                          f"(generator and sink {r['load_cpu_ms']:.3f}), "
+                          f"(generator and sink {r['load_cpu_ms']:.3f}), machine {r['busy_pct']:.0f} % busy, "
                           + (f"{r['kernel_pct']:.0f} % of it in the kernel, {r['switches']:.1f} context switches/msg, "
-                             if mta == "postern" else "")
+                             f"{r['syncs']:.2f} flash syncs/msg of {r['sync_us']:.0f} us each (syncing {r['sync_pct']:.0f} % "
+                             f"of the run), " if mta == "postern" else "")
                           + f"peak RSS {r['rss_mb']:.1f} MB, peak PSS {r['pss_mb']:.1f} MB", flush=True)
             rounds.append((res, loads))
         rows.append((case, rounds))
@@ -486,15 +522,19 @@ def main():
     print()
     print("| case | ceiling msg/s [load] | Postern msg/s [load] | Postfix msg/s [load] | Postern/ceiling "
           "| Postern/Postfix | CPU ms/msg Postern / Postfix / generator+sink in the ceiling "
-          "| Postern: kernel's share of its CPU, context switches/msg "
+          "| machine busy % ceiling / Postern / Postfix "
+          "| Postern: kernel's share of its CPU, context switches/msg, flash syncs/msg of µs each "
           "| peak RSS MB Postern | peak PSS MB Postern / Postfix |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for case, rounds in rows:
         print(f"| {case.name} | {cell(rounds, 'ceiling')} | {cell(rounds, 'postern')} | {cell(rounds, 'postfix')} "
               f"| {ratio(rounds, 'postern', 'ceiling', True)} | {ratio(rounds, 'postern', 'postfix')} "
               f"| {fig(rounds, 'postern', 'cpu_ms', '.2f')} / {fig(rounds, 'postfix', 'cpu_ms', '.2f')} "
               f"/ {fig(rounds, 'ceiling', 'load_cpu_ms', '.2f')} "
-              f"| {fig(rounds, 'postern', 'kernel_pct', '.0f')} %, {fig(rounds, 'postern', 'switches', '.1f')} "
+              f"| {fig(rounds, 'ceiling', 'busy_pct', '.0f')} / {fig(rounds, 'postern', 'busy_pct', '.0f')} "
+              f"/ {fig(rounds, 'postfix', 'busy_pct', '.0f')} "
+              f"| {fig(rounds, 'postern', 'kernel_pct', '.0f')} %, {fig(rounds, 'postern', 'switches', '.1f')}, "
+              f"{fig(rounds, 'postern', 'syncs', '.2f')} of {fig(rounds, 'postern', 'sync_us', '.0f')} "
               f"| {fig(rounds, 'postern', 'rss_mb', '.1f')} "
               f"| {fig(rounds, 'postern', 'pss_mb', '.1f')} / {fig(rounds, 'postfix', 'pss_mb', '.1f')} |")
 
