@@ -246,7 +246,10 @@ def run_load(name, port, root_pid, sink, case, sessions, starttls, syncs=None):
             break
         time.sleep(0.02)
     done = time.time()
+    # Read where the run ends, as the start was read where it began: a quiet sync afterwards (the
+    # mail log's, within a second) is not the run's.
     machine1 = machine_times()
+    syncs1 = syncs() if syncs else None
     if accepted_at is None:
         src.wait()
         accepted_at = time.time()
@@ -254,7 +257,6 @@ def run_load(name, port, root_pid, sink, case, sessions, starttls, syncs=None):
     cpu = (cpu_seconds(root_pid) - cpu0) if root_pid else 0.0
     kern, sw = kernel_and_switches(root_pid) if root_pid else (0.0, 0)
     load_side = children_cpu() - gen0 + sink.cpu() - sink0
-    syncs1 = syncs() if syncs else None
     synced = (syncs1[0] - syncs0[0], syncs1[1] - syncs0[1]) if syncs0 and syncs1 else (0, 0.0)
     return {
         # How much of the machine the run kept busy: what is not CPU-bound shows as idle here.
